@@ -1,0 +1,223 @@
+"""Synthetic videos with known cuts, motion and duration.
+
+The project makes its own media: the README's sample video and every test video come from
+here, so tests can assert against what was built rather than against hand-labelled clips.
+Each shot is a smooth random texture of its own hue and brightness, panned sideways at a
+known speed; shots are joined by hard cuts or, optionally, by fades through black.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One shot of a synthetic video."""
+
+    duration_s: float
+    # Pan speed of the texture, in frame widths per second (0 = a still picture).
+    speed: float = 0.2
+    # Base hue 0..1 (0 red, 1/3 green, 2/3 blue) and brightness 0..1 of the texture.
+    hue: float = 0.0
+    brightness: float = 0.5
+    saturation: float = 0.6
+    # Frames of fade out before and fade in after this shot's start (0 = a hard cut).
+    fade_in_frames: int = 0
+
+
+@dataclass(frozen=True)
+class SyntheticVideo:
+    """What was written: the truth the analysis is checked against."""
+
+    path: Path
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    # Start time of every shot after the first, in seconds (the cut positions).
+    cuts_s: list[float] = field(default_factory=list)
+    # Pan speed (frame widths per second) at each frame's presentation time.
+    speed_at_frame: list[float] = field(default_factory=list)
+    frame_times_s: list[float] = field(default_factory=list)
+
+
+CONTAINER_FOR_CODEC = {
+    "libx264": "mp4",
+    "libx265": "mp4",
+    "libvpx-vp9": "webm",
+    "libsvtav1": "mkv",
+    "mpeg4": "mov",
+}
+
+
+def _texture(shot: Shot, width: int, height: int, seed: int) -> np.ndarray:
+    """A smooth, horizontally periodic RGB texture, twice as wide as the frame."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((max(4, height // 24), max(8, width // 12)), dtype=np.float32)
+    # Periodic in x so the pan can wrap: repeat the coarse grid before the smooth resize.
+    coarse = np.concatenate([coarse, coarse[:, :1]], axis=1)
+    texture_w = 2 * width
+    lum = cv2.resize(coarse, (texture_w + texture_w // (coarse.shape[1] - 1), height),
+                     interpolation=cv2.INTER_CUBIC)[:, :texture_w]
+    lum = np.clip(lum, 0.0, 1.0)
+    hsv = np.empty((height, texture_w, 3), dtype=np.float32)
+    hsv[..., 0] = (shot.hue * 360.0 + 40.0 * (lum - 0.5)) % 360.0
+    hsv[..., 1] = shot.saturation
+    hsv[..., 2] = np.clip(shot.brightness * (0.55 + 0.9 * lum), 0.0, 1.0)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.ascontiguousarray((rgb * 255.0).astype(np.uint8))
+
+
+def _frame_times(duration_s: float, fps: float, variable_rate: bool) -> list[float]:
+    if not variable_rate:
+        return [i / fps for i in range(int(round(duration_s * fps)))]
+    # Variable frame rate: alternate runs of normal and halved rate, like a phone camera
+    # dropping to a lower rate in low light.
+    times, t, i = [], 0.0, 0
+    while t < duration_s - 1e-9:
+        times.append(t)
+        t += (1.0 / fps) * (2.0 if (i // 15) % 2 else 1.0)
+        i += 1
+    return times
+
+
+def iter_frames(
+    shots: Sequence[Shot], width: int, height: int, frame_times: Sequence[float], seed: int = 0
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """Yield (time, speed, RGB frame) for every frame time."""
+    starts = np.cumsum([0.0] + [s.duration_s for s in shots])
+    # Each texture is 2W wide and periodic; appending its first W columns lets every pan
+    # offset be a plain slice instead of a gather.
+    textures = []
+    for i, s in enumerate(shots):
+        texture = _texture(s, width, height, seed + i)
+        textures.append(np.concatenate([texture, texture[:, :width]], axis=1))
+    frame_period = frame_times[1] - frame_times[0] if len(frame_times) > 1 else 1.0
+    for t in frame_times:
+        index = min(int(np.searchsorted(starts, t, side="right")) - 1, len(shots) - 1)
+        shot = shots[index]
+        local_t = t - starts[index]
+        offset = int(round(shot.speed * width * local_t))
+        start = offset % (2 * width)
+        frame = textures[index][:, start : start + width]
+        # A fade through black: the previous shot darkens over the frames before the cut,
+        # this one brightens over the frames after it; the cut itself is the black frame.
+        gain = 1.0
+        frames_in = int(round(local_t / frame_period))
+        if shot.fade_in_frames and frames_in < shot.fade_in_frames:
+            gain = frames_in / shot.fade_in_frames
+        if index + 1 < len(shots) and shots[index + 1].fade_in_frames:
+            frames_left = int(round((starts[index + 1] - t) / frame_period))
+            gain = min(gain, frames_left / shots[index + 1].fade_in_frames)
+        if gain < 1.0:
+            frame = (frame.astype(np.float32) * gain).astype(np.uint8)
+        yield t, shot.speed, np.ascontiguousarray(frame)
+
+
+def write_video(
+    path: str | Path,
+    shots: Sequence[Shot],
+    *,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 30.0,
+    codec: str = "libx264",
+    audio: bool = True,
+    rotation: int = 0,
+    variable_rate: bool = False,
+    seed: int = 0,
+    x264_preset: str = "ultrafast",
+) -> SyntheticVideo:
+    """Write a video made of `shots` and return the truth about it.
+
+    `x264_preset` trades writing speed for a realistic stream: tests use "ultrafast", the
+    benchmarks "medium" (what ffmpeg and most editors produce: B-frames, CABAC).
+    """
+    path = Path(path)
+    duration_s = float(sum(s.duration_s for s in shots))
+    frame_times = _frame_times(duration_s, fps, variable_rate)
+    time_base = Fraction(1, 1000) if variable_rate else Fraction(1, int(round(fps)))
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream(codec, rate=Fraction(int(round(fps)), 1))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.time_base = time_base
+        if codec == "libx264":
+            video.codec_context.options = {"preset": x264_preset}
+        elif codec == "libx265":
+            video.codec_context.options = {"preset": "ultrafast", "x265-params": "log-level=error"}
+        elif codec == "libvpx-vp9":
+            video.codec_context.options = {"deadline": "realtime", "cpu-used": "8"}
+        elif codec == "libsvtav1":
+            video.codec_context.options = {"preset": "12"}
+        if rotation:
+            video.set_display_rotation(rotation)
+        audio_stream = None
+        if audio:
+            audio_codec = "libopus" if container.format.name in ("webm", "ogg") else "aac"
+            audio_stream = container.add_stream(audio_codec, rate=48000)
+            audio_stream.layout = "stereo"
+        for t, _speed, rgb in iter_frames(shots, width, height, frame_times, seed):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = int(round(t / time_base))
+            frame.time_base = time_base
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if audio_stream is not None:
+            _write_tone(container, audio_stream, duration_s)
+    speeds = []
+    starts = np.cumsum([0.0] + [s.duration_s for s in shots])
+    for t in frame_times:
+        index = min(int(np.searchsorted(starts, t, side="right")) - 1, len(shots) - 1)
+        speeds.append(shots[index].speed)
+    return SyntheticVideo(
+        path=path,
+        duration_s=duration_s,
+        fps=fps,
+        width=width,
+        height=height,
+        cuts_s=[float(x) for x in starts[1:-1]],
+        speed_at_frame=speeds,
+        frame_times_s=list(frame_times),
+    )
+
+
+def _write_tone(container: av.container.OutputContainer, stream: av.AudioStream,
+                duration_s: float) -> None:
+    """A quiet 220 Hz tone, so the file has a real audio track."""
+    rate = 48000
+    block = 1024
+    total = int(round(duration_s * rate))
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        t = (np.arange(start, start + n) / rate).astype(np.float32)
+        tone = (0.1 * np.sin(2 * math.pi * 220.0 * t)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def sample_shots() -> list[Shot]:
+    """The README's sample: 20 s of calm, busy and closing shots."""
+    return [
+        Shot(4.0, speed=0.05, hue=0.58, brightness=0.35, saturation=0.4),
+        Shot(3.0, speed=0.15, hue=0.08, brightness=0.6, saturation=0.7),
+        Shot(2.5, speed=0.6, hue=0.95, brightness=0.75, saturation=0.8),
+        Shot(2.0, speed=0.9, hue=0.3, brightness=0.8, saturation=0.8),
+        Shot(3.5, speed=0.4, hue=0.12, brightness=0.7, saturation=0.6),
+        Shot(5.0, speed=0.03, hue=0.62, brightness=0.3, saturation=0.3, fade_in_frames=12),
+    ]

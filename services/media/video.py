@@ -1,0 +1,261 @@
+"""Video probing and one-pass, low-resolution decoding with PyAV.
+
+Every service that looks at pictures goes through here, so that a video is opened, checked
+against the limits and decoded in exactly one way. Frames are streamed, never collected:
+memory stays flat whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from services.errors import InvalidVideoError, MediaNotFoundError
+
+# Demuxers that read single pictures rather than videos.
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
+                  "gif_pipe", "psd_pipe", "svg_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe"}
+# Pixel formats whose planes can be subsampled directly (8-bit planar 4:2:0).
+_PLANAR_420 = {"yuv420p", "yuvj420p"}
+
+
+def _limited_to_full_range() -> np.ndarray:
+    """Lookup table taking limited-range Y/Cr/Cb (16-235, 16-240) to full range (0-255)."""
+    levels = np.arange(256, dtype=np.float32)
+    luma = np.clip((levels - 16.0) * 255.0 / 219.0, 0, 255)
+    chroma = np.clip((levels - 128.0) * 255.0 / 224.0 + 128.0, 0, 255)
+    return np.stack([luma, chroma, chroma], axis=-1).round().astype(np.uint8).reshape(1, 256, 3)
+
+
+_FULL_RANGE_LUT = _limited_to_full_range()
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What the platform agrees to analyse."""
+
+    max_duration_s: float = 7200.0
+    max_width: int = 7680
+    max_height: int = 4320
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file says about itself before any frame is decoded."""
+
+    path: Path
+    container: str
+    video_codec: str
+    duration_s: float
+    fps: float
+    # Display size: already swapped for a 90/270 degree rotation.
+    width: int
+    height: int
+    # Clockwise rotation, in degrees (0, 90, 180, 270), that displaying the video applies.
+    rotation: int
+    has_audio: bool
+    frame_count_estimate: int
+
+
+@dataclass(frozen=True)
+class SmallFrame:
+    """A decoded frame shrunk for analysis."""
+
+    index: int
+    time_s: float
+    # Exact presentation time, for detectors that work in stream units.
+    pts: int
+    time_base: Fraction
+    # Small BGR image (uint8, H x W x 3), in the coded orientation.
+    bgr: np.ndarray
+    # Small grey image (uint8, H x W), the luma plane.
+    grey: np.ndarray
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaNotFoundError(f"video not found: {path}")
+    if not path.is_file():
+        raise InvalidVideoError("not_a_video", f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise InvalidVideoError("empty", f"{path} is empty (0 bytes)")
+    try:
+        # Bounded probing so a large non-video file is refused promptly.
+        return av.open(str(path), options={"probesize": "5000000", "analyzeduration": "5000000"})
+    except av.error.FFmpegError as error:
+        raise InvalidVideoError(
+            "not_a_video", f"{path.name} is not a video FFmpeg can read ({error.strerror})"
+        ) from None
+
+
+def probe_video(path: str | Path, limits: VideoLimits | None = None) -> VideoProbe:
+    """Open `path`, check it is a video within `limits`, and describe it."""
+    limits = limits or VideoLimits()
+    path = Path(path)
+    with _open(path) as container:
+        return _probe(path, container, limits)
+
+
+def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimits) -> VideoProbe:
+    format_name = container.format.name
+    if not container.streams.video:
+        if container.streams.audio:
+            raise InvalidVideoError("audio_only", f"{path.name} has audio but no video stream")
+        raise InvalidVideoError("not_a_video", f"{path.name} has no video stream")
+    if set(format_name.split(",")) & _IMAGE_FORMATS:
+        raise InvalidVideoError("still_image", f"{path.name} is a still image, not a video")
+    stream = container.streams.video[0]
+    codec = stream.codec_context
+    try:
+        av.codec.Codec(codec.name, "r")
+    except (av.error.FFmpegError, ValueError):
+        raise InvalidVideoError(
+            "undecodable_codec", f"{path.name}: no decoder for codec {codec.name!r}"
+        ) from None
+    coded_width, coded_height = codec.width, codec.height
+    if coded_width <= 0 or coded_height <= 0:
+        raise InvalidVideoError("corrupt", f"{path.name}: the video stream has no picture size")
+    rotation = _frame_rotation_hint(container, stream)
+    width, height = (coded_height, coded_width) if rotation in (90, 270) else (
+        coded_width, coded_height)
+    if max(width, height) > max(limits.max_width, limits.max_height) or (
+        min(width, height) > min(limits.max_width, limits.max_height)
+    ):
+        raise InvalidVideoError(
+            "too_large",
+            f"{path.name} is {width}x{height}; the limit is "
+            f"{limits.max_width}x{limits.max_height}",
+        )
+    fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
+    duration_s = _duration(container, stream)
+    if duration_s <= 0.0 or not math.isfinite(duration_s):
+        raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
+    if duration_s > limits.max_duration_s:
+        raise InvalidVideoError(
+            "too_long",
+            f"{path.name} lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:.0f} s",
+        )
+    frames = stream.frames or int(round(duration_s * fps))
+    if frames == 1 or (fps <= 0.0 and duration_s < 1e-3):
+        raise InvalidVideoError("still_image", f"{path.name} holds a single picture, not a video")
+    return VideoProbe(
+        path=path,
+        container=format_name,
+        video_codec=codec.name,
+        duration_s=duration_s,
+        fps=fps,
+        width=width,
+        height=height,
+        rotation=rotation,
+        has_audio=bool(container.streams.audio),
+        frame_count_estimate=frames,
+    )
+
+
+def _frame_rotation_hint(container: av.container.InputContainer,
+                         stream: av.video.stream.VideoStream) -> int:
+    """Rotation from the first decodable frame's display matrix (PyAV exposes it there)."""
+    try:
+        for frame in container.decode(stream):
+            rotation = int(round(-frame.rotation)) % 360
+            break
+        else:
+            raise InvalidVideoError("corrupt", "the video stream holds no decodable frame")
+    except av.error.FFmpegError as error:
+        raise InvalidVideoError(
+            "corrupt", f"the first video frame cannot be decoded ({error.strerror})"
+        ) from None
+    return rotation
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+        if stream.start_time is not None and container.duration is None:
+            return duration
+        if duration > 0:
+            return duration
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def analysis_stride(width: int, height: int, target_width: int) -> int:
+    """Pixel step that shrinks the longer side to about `target_width` pixels.
+
+    Even, when above 1, so that the half-resolution chroma planes subsample by plain slicing.
+    """
+    stride = max(1, int(round(max(width, height) / target_width)))
+    return stride + (stride % 2) if stride > 1 else 1
+
+
+def iter_small_frames(
+    probe: VideoProbe, target_width: int = 96
+) -> Iterator[SmallFrame]:
+    """Decode every frame once and yield it shrunk to about `target_width` pixels wide.
+
+    For 8-bit 4:2:0 video (nearly all of it) the planes are subsampled in place, which is far
+    cheaper than a scaled colour conversion; other pixel formats go through swscale. Deblocking
+    is skipped: it changes nothing visible at this size and costs a tenth of the decode.
+
+    A file that stops decoding part-way (truncated or corrupt) ends the stream at the last good
+    frame; callers compare the decoded span with the probed duration.
+    """
+    with _open(probe.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.options = {"skip_loop_filter": "all"}
+        index = 0
+        stride = small_h = small_w = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                if not stride:
+                    stride = analysis_stride(frame.width, frame.height, target_width)
+                    # Whole chroma rows/columns only, so all three planes agree in size.
+                    small_h = frame.height // max(stride, 2) if stride > 1 else frame.height // 2 * 2
+                    small_w = frame.width // max(stride, 2) if stride > 1 else frame.width // 2 * 2
+                if frame.format.name in _PLANAR_420 and stride > 1:
+                    # Most video is limited range; yuvj formats and JPEG-range tags are full.
+                    full_range = frame.format.name == "yuvj420p" or frame.color_range == 2
+                    bgr, grey = _subsample_420(frame, stride, small_h, small_w, full_range)
+                else:
+                    bgr = frame.to_ndarray(width=small_w, height=small_h, format="bgr24")
+                    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                time_base = frame.time_base or stream.time_base
+                yield SmallFrame(
+                    index=index,
+                    time_s=float(frame.pts * time_base),
+                    pts=int(frame.pts),
+                    time_base=Fraction(time_base.numerator, time_base.denominator),
+                    bgr=bgr,
+                    grey=grey,
+                )
+                index += 1
+        except av.error.FFmpegError:
+            # A damaged tail: what decoded so far stands; the caller reports the shortfall.
+            return
+
+
+def _subsample_420(frame: av.VideoFrame, stride: int, height: int, width: int,
+                   full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    luma, cb, cr = frame.planes
+    half = stride // 2
+    y = np.frombuffer(luma, np.uint8).reshape(luma.height, luma.line_size)
+    u = np.frombuffer(cb, np.uint8).reshape(cb.height, cb.line_size)
+    v = np.frombuffer(cr, np.uint8).reshape(cr.height, cr.line_size)
+    # OpenCV's YCrCb order is Y, Cr (V), Cb (U).
+    ycrcb = np.dstack([y[::stride, ::stride][:height, :width],
+                       v[::half, ::half][:height, :width], u[::half, ::half][:height, :width]])
+    if not full_range:
+        ycrcb = cv2.LUT(ycrcb, _FULL_RANGE_LUT)
+    return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR), np.ascontiguousarray(ycrcb[..., 0])

