@@ -26,8 +26,14 @@ def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], Non
     if not console.is_terminal:
         yield lambda fraction: None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeRemainingColumn(), console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(label, total=1.0)
         yield lambda fraction: progress.update(task, completed=fraction)
 
@@ -58,8 +64,10 @@ def _sample(args: argparse.Namespace) -> int:
     from services.media.synth import sample_shots, write_video
 
     video = write_video(args.output, sample_shots(), width=640, height=360, fps=30.0)
-    Console().print(f"wrote {video.path}: {video.duration_s:.1f} s, cuts at "
-                    f"{', '.join(f'{c:g}' for c in video.cuts_s)} s")
+    Console().print(
+        f"wrote {video.path}: {video.duration_s:.1f} s, cuts at "
+        f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
+    )
     return 0
 
 
@@ -72,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("video", help="video file")
     analyze.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
     analyze.add_argument("--plot", metavar="OUT.png", help="save a picture of the analysis")
-    analyze.add_argument("--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'")
+    analyze.add_argument(
+        "--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'"
+    )
     analyze.set_defaults(run=_analyze)
 
     sample = commands.add_parser("sample", help="write the project's sample video")
@@ -86,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BgmError as error:
-        Console(stderr=True).print(f"[red]error[/red] ({error.status_code}): {error}",
-                                   highlight=False)
+        Console(stderr=True).print(
+            f"[red]error[/red] ({error.status_code}): {error}", highlight=False
+        )
         return EXIT_FAILURE if error.status_code == "INTERNAL" else EXIT_BAD_INPUT
 
 

@@ -9,6 +9,7 @@ known speed; shots are joined by hard cuts or, optionally, by fades through blac
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -66,8 +67,11 @@ def _texture(shot: Shot, width: int, height: int, seed: int) -> np.ndarray:
     # Periodic in x so the pan can wrap: repeat the coarse grid before the smooth resize.
     coarse = np.concatenate([coarse, coarse[:, :1]], axis=1)
     texture_w = 2 * width
-    lum = cv2.resize(coarse, (texture_w + texture_w // (coarse.shape[1] - 1), height),
-                     interpolation=cv2.INTER_CUBIC)[:, :texture_w]
+    lum = cv2.resize(
+        coarse,
+        (texture_w + texture_w // (coarse.shape[1] - 1), height),
+        interpolation=cv2.INTER_CUBIC,
+    )[:, :texture_w]
     lum = np.clip(lum, 0.0, 1.0)
     hsv = np.empty((height, texture_w, 3), dtype=np.float32)
     hsv[..., 0] = (shot.hue * 360.0 + 40.0 * (lum - 0.5)) % 360.0
@@ -79,7 +83,7 @@ def _texture(shot: Shot, width: int, height: int, seed: int) -> np.ndarray:
 
 def _frame_times(duration_s: float, fps: float, variable_rate: bool) -> list[float]:
     if not variable_rate:
-        return [i / fps for i in range(int(round(duration_s * fps)))]
+        return [i / fps for i in range(round(duration_s * fps))]
     # Variable frame rate: alternate runs of normal and halved rate, like a phone camera
     # dropping to a lower rate in low light.
     times, t, i = [], 0.0, 0
@@ -106,17 +110,17 @@ def iter_frames(
         index = min(int(np.searchsorted(starts, t, side="right")) - 1, len(shots) - 1)
         shot = shots[index]
         local_t = t - starts[index]
-        offset = int(round(shot.speed * width * local_t))
+        offset = round(shot.speed * width * local_t)
         start = offset % (2 * width)
         frame = textures[index][:, start : start + width]
         # A fade through black: the previous shot darkens over the frames before the cut,
         # this one brightens over the frames after it; the cut itself is the black frame.
         gain = 1.0
-        frames_in = int(round(local_t / frame_period))
+        frames_in = round(local_t / frame_period)
         if shot.fade_in_frames and frames_in < shot.fade_in_frames:
             gain = frames_in / shot.fade_in_frames
         if index + 1 < len(shots) and shots[index + 1].fade_in_frames:
-            frames_left = int(round((starts[index + 1] - t) / frame_period))
+            frames_left = round((starts[index + 1] - t) / frame_period)
             gain = min(gain, frames_left / shots[index + 1].fade_in_frames)
         if gain < 1.0:
             frame = (frame.astype(np.float32) * gain).astype(np.uint8)
@@ -145,9 +149,10 @@ def write_video(
     path = Path(path)
     duration_s = float(sum(s.duration_s for s in shots))
     frame_times = _frame_times(duration_s, fps, variable_rate)
-    time_base = Fraction(1, 1000) if variable_rate else Fraction(1, int(round(fps)))
+    time_base = Fraction(1, 1000) if variable_rate else Fraction(1, round(fps))
     with av.open(str(path), mode="w") as container:
-        video = container.add_stream(codec, rate=Fraction(int(round(fps)), 1))
+        video = container.add_stream(codec, rate=Fraction(round(fps), 1))
+        assert isinstance(video, av.VideoStream)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.time_base = time_base
         if codec == "libx264":
@@ -157,17 +162,21 @@ def write_video(
         elif codec == "libvpx-vp9":
             video.codec_context.options = {"deadline": "realtime", "cpu-used": "8"}
         elif codec == "libsvtav1":
+            # SVT-AV1 logs its whole configuration to stderr unless told otherwise.
+            os.environ.setdefault("SVT_LOG", "1")
             video.codec_context.options = {"preset": "12"}
         if rotation:
             video.set_display_rotation(rotation)
-        audio_stream = None
+        audio_stream: av.AudioStream | None = None
         if audio:
             audio_codec = "libopus" if container.format.name in ("webm", "ogg") else "aac"
-            audio_stream = container.add_stream(audio_codec, rate=48000)
+            added = container.add_stream(audio_codec, rate=48000)
+            assert isinstance(added, av.AudioStream)
+            audio_stream = added
             audio_stream.layout = "stereo"
         for t, _speed, rgb in iter_frames(shots, width, height, frame_times, seed):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = int(round(t / time_base))
+            frame.pts = round(t / time_base)
             frame.time_base = time_base
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -192,12 +201,13 @@ def write_video(
     )
 
 
-def _write_tone(container: av.container.OutputContainer, stream: av.AudioStream,
-                duration_s: float) -> None:
+def _write_tone(
+    container: av.container.OutputContainer, stream: av.AudioStream, duration_s: float
+) -> None:
     """A quiet 220 Hz tone, so the file has a real audio track."""
     rate = 48000
     block = 1024
-    total = int(round(duration_s * rate))
+    total = round(duration_s * rate)
     for start in range(0, total, block):
         n = min(block, total - start)
         t = (np.arange(start, start + n) / rate).astype(np.float32)
@@ -220,4 +230,34 @@ def sample_shots() -> list[Shot]:
         Shot(2.0, speed=0.9, hue=0.3, brightness=0.8, saturation=0.8),
         Shot(3.5, speed=0.4, hue=0.12, brightness=0.7, saturation=0.6),
         Shot(5.0, speed=0.03, hue=0.62, brightness=0.3, saturation=0.3, fade_in_frames=12),
+    ]
+
+
+# One long take per pan speed (frame widths per second), in shuffled order.
+MOTION_SPEEDS = (0.4, 0.0, 1.2, 0.1, 0.7, 0.25, 1.6, 0.05, 0.9, 0.55)
+
+
+def motion_shots() -> list[Shot]:
+    """The motion reference: 2 s per speed of MOTION_SPEEDS, hard cuts between."""
+    return [
+        Shot(2.0, speed=speed, hue=(0.1 * i) % 1.0, brightness=0.55)
+        for i, speed in enumerate(MOTION_SPEEDS)
+    ]
+
+
+def accuracy_shots() -> list[Shot]:
+    """The cut-accuracy reference: shots of varied length, colour, brightness and speed."""
+    return [
+        Shot(1.6, speed=0.05, hue=0.00, brightness=0.55),
+        Shot(2.3, speed=0.30, hue=0.35, brightness=0.45),
+        Shot(1.1, speed=0.10, hue=0.62, brightness=0.70),
+        Shot(2.9, speed=0.60, hue=0.15, brightness=0.35),
+        Shot(1.4, speed=0.00, hue=0.80, brightness=0.60),
+        Shot(2.0, speed=0.20, hue=0.50, brightness=0.80),
+        Shot(1.7, speed=0.90, hue=0.05, brightness=0.40),
+        Shot(2.6, speed=0.15, hue=0.70, brightness=0.50),
+        Shot(1.2, speed=0.45, hue=0.28, brightness=0.65),
+        Shot(1.9, speed=0.05, hue=0.92, brightness=0.30),
+        Shot(2.2, speed=0.70, hue=0.42, brightness=0.75),
+        Shot(1.5, speed=0.25, hue=0.10, brightness=0.50),
     ]

@@ -21,8 +21,20 @@ import numpy as np
 from services.errors import InvalidVideoError, MediaNotFoundError
 
 # Demuxers that read single pictures rather than videos.
-_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe",
-                  "gif_pipe", "psd_pipe", "svg_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe"}
+_IMAGE_FORMATS = {
+    "image2",
+    "png_pipe",
+    "jpeg_pipe",
+    "bmp_pipe",
+    "webp_pipe",
+    "tiff_pipe",
+    "gif_pipe",
+    "psd_pipe",
+    "svg_pipe",
+    "pgm_pipe",
+    "ppm_pipe",
+    "qoi_pipe",
+}
 # Pixel formats whose planes can be subsampled directly (8-bit planar 4:2:0).
 _PLANAR_420 = {"yuv420p", "yuvj420p"}
 
@@ -114,25 +126,24 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
         raise InvalidVideoError("still_image", f"{path.name} is a still image, not a video")
     stream = container.streams.video[0]
     codec = stream.codec_context
-    try:
-        av.codec.Codec(codec.name, "r")
-    except (av.error.FFmpegError, ValueError):
+    # PyAV gives no codec context when FFmpeg has no decoder for the stream's codec.
+    if codec is None:
         raise InvalidVideoError(
-            "undecodable_codec", f"{path.name}: no decoder for codec {codec.name!r}"
-        ) from None
+            "undecodable_codec", f"{path.name}: FFmpeg has no decoder for its video codec"
+        )
     coded_width, coded_height = codec.width, codec.height
     if coded_width <= 0 or coded_height <= 0:
         raise InvalidVideoError("corrupt", f"{path.name}: the video stream has no picture size")
     rotation = _frame_rotation_hint(container, stream)
-    width, height = (coded_height, coded_width) if rotation in (90, 270) else (
-        coded_width, coded_height)
+    width, height = (
+        (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
+    )
     if max(width, height) > max(limits.max_width, limits.max_height) or (
         min(width, height) > min(limits.max_width, limits.max_height)
     ):
         raise InvalidVideoError(
             "too_large",
-            f"{path.name} is {width}x{height}; the limit is "
-            f"{limits.max_width}x{limits.max_height}",
+            f"{path.name} is {width}x{height}; the limit is {limits.max_width}x{limits.max_height}",
         )
     fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
     duration_s = _duration(container, stream)
@@ -143,7 +154,7 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
             "too_long",
             f"{path.name} lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:.0f} s",
         )
-    frames = stream.frames or int(round(duration_s * fps))
+    frames = stream.frames or round(duration_s * fps)
     if frames == 1 or (fps <= 0.0 and duration_s < 1e-3):
         raise InvalidVideoError("still_image", f"{path.name} holds a single picture, not a video")
     return VideoProbe(
@@ -160,12 +171,13 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
     )
 
 
-def _frame_rotation_hint(container: av.container.InputContainer,
-                         stream: av.video.stream.VideoStream) -> int:
+def _frame_rotation_hint(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> int:
     """Rotation from the first decodable frame's display matrix (PyAV exposes it there)."""
     try:
         for frame in container.decode(stream):
-            rotation = int(round(-frame.rotation)) % 360
+            rotation = round(-frame.rotation) % 360
             break
         else:
             raise InvalidVideoError("corrupt", "the video stream holds no decodable frame")
@@ -193,13 +205,11 @@ def analysis_stride(width: int, height: int, target_width: int) -> int:
 
     Even, when above 1, so that the half-resolution chroma planes subsample by plain slicing.
     """
-    stride = max(1, int(round(max(width, height) / target_width)))
+    stride = max(1, round(max(width, height) / target_width))
     return stride + (stride % 2) if stride > 1 else 1
 
 
-def iter_small_frames(
-    probe: VideoProbe, target_width: int = 96
-) -> Iterator[SmallFrame]:
+def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[SmallFrame]:
     """Decode every frame once and yield it shrunk to about `target_width` pixels wide.
 
     For 8-bit 4:2:0 video (nearly all of it) the planes are subsampled in place, which is far
@@ -222,7 +232,9 @@ def iter_small_frames(
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     # Whole chroma rows/columns only, so all three planes agree in size.
-                    small_h = frame.height // max(stride, 2) if stride > 1 else frame.height // 2 * 2
+                    small_h = (
+                        frame.height // max(stride, 2) if stride > 1 else frame.height // 2 * 2
+                    )
                     small_w = frame.width // max(stride, 2) if stride > 1 else frame.width // 2 * 2
                 if frame.format.name in _PLANAR_420 and stride > 1:
                     # Most video is limited range; yuvj formats and JPEG-range tags are full.
@@ -232,6 +244,7 @@ def iter_small_frames(
                     bgr = frame.to_ndarray(width=small_w, height=small_h, format="bgr24")
                     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
                 time_base = frame.time_base or stream.time_base
+                assert time_base is not None
                 yield SmallFrame(
                     index=index,
                     time_s=float(frame.pts * time_base),
@@ -246,16 +259,25 @@ def iter_small_frames(
             return
 
 
-def _subsample_420(frame: av.VideoFrame, stride: int, height: int, width: int,
-                   full_range: bool) -> tuple[np.ndarray, np.ndarray]:
-    luma, cb, cr = frame.planes
+def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A plane's bytes as a 2-D array (rows padded to line_size), without copying."""
+    flat = np.frombuffer(plane, np.uint8)  # type: ignore[call-overload]
+    return flat.reshape(plane.height, plane.line_size)
+
+
+def _subsample_420(
+    frame: av.VideoFrame, stride: int, height: int, width: int, full_range: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    y, u, v = (_plane_array(plane) for plane in frame.planes)
     half = stride // 2
-    y = np.frombuffer(luma, np.uint8).reshape(luma.height, luma.line_size)
-    u = np.frombuffer(cb, np.uint8).reshape(cb.height, cb.line_size)
-    v = np.frombuffer(cr, np.uint8).reshape(cr.height, cr.line_size)
     # OpenCV's YCrCb order is Y, Cr (V), Cb (U).
-    ycrcb = np.dstack([y[::stride, ::stride][:height, :width],
-                       v[::half, ::half][:height, :width], u[::half, ::half][:height, :width]])
+    ycrcb = np.dstack(
+        [
+            y[::stride, ::stride][:height, :width],
+            v[::half, ::half][:height, :width],
+            u[::half, ::half][:height, :width],
+        ]
+    )
     if not full_range:
         ycrcb = cv2.LUT(ycrcb, _FULL_RANGE_LUT)
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR), np.ascontiguousarray(ycrcb[..., 0])

@@ -35,8 +35,9 @@ class BackendInfo:
 class TaggerBackend(Protocol):
     def describe(self) -> BackendInfo: ...
 
-    def analyze(self, request: AnalysisRequest,
-                progress: ProgressCallback | None = None) -> VideoAnalysis: ...
+    def analyze(
+        self, request: AnalysisRequest, progress: ProgressCallback | None = None
+    ) -> VideoAnalysis: ...
 
 
 def create_tagger_backend(config: TaggerConfig) -> TaggerBackend:

@@ -10,34 +10,49 @@ from rich.table import Table
 
 from services.domain import VideoAnalysis
 
-_SOURCE_MARK = {"picture": "picture", "prompt": "prompt", "both": "prompt+picture",
-                "user": "user"}
+_SOURCE_MARK = {"picture": "picture", "prompt": "prompt", "both": "prompt+picture", "user": "user"}
 
 
 def print_summary(analysis: VideoAnalysis, console: Console) -> None:
     a = analysis
-    console.print(f"[bold]Video[/bold]  {a.duration_s:.2f} s, {a.width}x{a.height}, "
-                  f"{a.fps:g} fps, rotation {a.rotation}°, "
-                  f"{'with' if a.has_audio else 'no'} audio")
+    console.print(
+        f"[bold]Video[/bold]  {a.duration_s:.2f} s, {a.width}x{a.height}, "
+        f"{a.fps:g} fps, rotation {a.rotation}°, "
+        f"{'with' if a.has_audio else 'no'} audio"
+    )
     cuts = ", ".join(f"{c.time_s:.2f}{'f' if c.kind == 'fade' else ''}" for c in a.cuts)
-    console.print(f"[bold]Cuts[/bold]   {len(a.cuts)}: {cuts or 'none'}"
-                  + ("  (f = fade)" if any(c.kind == "fade" for c in a.cuts) else ""))
+    console.print(
+        f"[bold]Cuts[/bold]   {len(a.cuts)}: {cuts or 'none'}"
+        + ("  (f = fade)" if any(c.kind == "fade" for c in a.cuts) else "")
+    )
     table = Table(title="Segments", show_lines=False)
     for column in ("#", "start", "end", "energy", "moods"):
         table.add_column(column)
     for i, segment in enumerate(a.segments, 1):
-        table.add_row(str(i), f"{segment.start_s:.2f}", f"{segment.end_s:.2f}",
-                      f"{segment.energy:.2f}", ", ".join(segment.moods))
+        table.add_row(
+            str(i),
+            f"{segment.start_s:.2f}",
+            f"{segment.end_s:.2f}",
+            f"{segment.energy:.2f}",
+            ", ".join(segment.moods),
+        )
     console.print(table)
     tags = a.tags
-    origin = {(o.kind, o.tag): _SOURCE_MARK[o.source] for o in tags.origins}
-    for kind, names in (("genre", tags.genres), ("mood", tags.moods),
-                        ("instrument", tags.instruments)):
+    origin: dict[tuple[str, str], str] = {
+        (o.kind, o.tag): _SOURCE_MARK[o.source] for o in tags.origins
+    }
+    for kind, names in (
+        ("genre", tags.genres),
+        ("mood", tags.moods),
+        ("instrument", tags.instruments),
+    ):
         listed = ", ".join(f"{n} [dim]({origin.get((kind, n), '?')})[/dim]" for n in names)
         console.print(f"[bold]{kind.capitalize() + 's':<12}[/bold]{listed}")
-    console.print(f"[bold]{'Tempo':<12}[/bold]{tags.bpm} BPM (range {tags.bpm_min}-"
-                  f"{tags.bpm_max})   [bold]Key[/bold] {tags.key}   "
-                  f"[bold]Energy[/bold] {tags.energy:.2f}")
+    console.print(
+        f"[bold]{'Tempo':<12}[/bold]{tags.bpm} BPM (range {tags.bpm_min}-"
+        f"{tags.bpm_max})   [bold]Key[/bold] {tags.key}   "
+        f"[bold]Energy[/bold] {tags.energy:.2f}"
+    )
     console.print(f"[bold]{'Music':<12}[/bold]{a.description}")
     for warning in a.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -53,37 +68,62 @@ def save_plot(analysis: VideoAnalysis, path: Path) -> None:
 
     a = analysis
     segments = a.segments
-    fig = plt.figure(figsize=(14, 6.5), constrained_layout=True)
-    grid = fig.add_gridspec(2, max(1, len(segments)), height_ratios=[1, 2.2])
+    fig, (strip, curve) = plt.subplots(
+        2, 1, figsize=(14, 6.5), sharex=True, height_ratios=[1, 2.2], constrained_layout=True
+    )
+    # A filmstrip on the time axis: each segment's thumbnail spans the segment.
+    strip.set_yticks([])
+    strip.set_ylim(0, 1)
     for i, segment in enumerate(segments):
-        ax = fig.add_subplot(grid[0, i])
-        ax.axis("off")
         if segment.thumbnail_jpeg:
-            image = cv2.imdecode(np.frombuffer(segment.thumbnail_jpeg, np.uint8),
-                                 cv2.IMREAD_COLOR)
-            ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        ax.set_title(f"{i + 1}: {segment.start_s:.1f}-{segment.end_s:.1f} s", fontsize=8)
-    curve = fig.add_subplot(grid[1, :])
+            image = cv2.imdecode(np.frombuffer(segment.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is not None:
+                strip.imshow(
+                    cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
+                    extent=(segment.start_s, segment.end_s, 0, 1),
+                    aspect="auto",
+                )
+        if len(segments) <= 24:
+            strip.text(segment.start_s, 1.02, str(i + 1), fontsize=8, va="bottom")
     times = np.arange(len(a.motion.values)) / a.motion.hz
     palette = plt.get_cmap("tab20")
     for i, segment in enumerate(segments):
         curve.axvspan(segment.start_s, segment.end_s, color=palette(i % 20), alpha=0.18)
-        curve.text((segment.start_s + segment.end_s) / 2, 1.02, "\n".join(segment.moods),
-                   ha="center", va="bottom", fontsize=8)
-        curve.hlines(segment.energy, segment.start_s, segment.end_s, colors="black",
-                     linestyles="dotted", linewidth=1)
+        curve.text(
+            (segment.start_s + segment.end_s) / 2,
+            1.02,
+            "\n".join(segment.moods),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+        curve.hlines(
+            segment.energy,
+            segment.start_s,
+            segment.end_s,
+            colors="black",
+            linestyles="dotted",
+            linewidth=1,
+        )
     curve.plot(times, a.motion.values, color="tab:blue", linewidth=1.2, label="motion energy")
     for cut in a.cuts:
-        curve.axvline(cut.time_s, color="tab:red" if cut.kind == "hard" else "tab:purple",
-                      linewidth=0.6 + 1.4 * cut.strength, alpha=0.8)
-    curve.set_xlim(0, a.duration_s)
+        curve.axvline(
+            cut.time_s,
+            color="tab:red" if cut.kind == "hard" else "tab:purple",
+            linewidth=0.6 + 1.4 * cut.strength,
+            alpha=0.8,
+        )
+    strip.set_xlim(0, a.duration_s)
     curve.set_ylim(0, 1.25)
     curve.set_xlabel("time (s)")
     curve.set_ylabel("motion energy (0..1)")
     tags = a.tags
-    curve.set_title(f"{', '.join(tags.genres)} | {', '.join(tags.moods)} | "
-                    f"{tags.bpm} BPM, {tags.key} | cuts in red (fades purple), "
-                    "dotted = segment energy", fontsize=10)
+    curve.set_title(
+        f"{', '.join(tags.genres)} | {', '.join(tags.moods)} | "
+        f"{tags.bpm} BPM, {tags.key} | cuts in red (fades purple), "
+        "dotted = segment energy",
+        fontsize=10,
+    )
     fig.suptitle(a.description, fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)

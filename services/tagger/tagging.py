@@ -9,8 +9,9 @@ vocabulary.yaml; the procedure is here:
 4. BPM range: the chosen genres' ranges intersected (the first genre's alone if the
    intersection is narrower than 10 BPM); the preferred BPM sits in that range by energy and
    pace (`tempo` weights in the vocabulary).
-5. Mode: a vote of the chosen moods (first counts 3, second 2, third 1); a tie goes to major
-   on bright pictures. Tonic: by warmth, from the mode's tonic list.
+5. Mode: a vote of the chosen moods (first counts 3, second 2, third 1) and of the picture
+   (dark footage votes minor); a tie goes to major on bright pictures. Tonic: by warmth,
+   from the mode's tonic list.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from services.tagger.text_hints import PromptMatch
 from services.tagger.vocabulary import Features, TagKind, Vocabulary
 
 
-def _choose(kind: TagKind, ranked: list[tuple[str, float]], count: int,
-            prompt: Sequence[PromptMatch]) -> list[TagOrigin]:
+def _choose(
+    kind: TagKind, ranked: list[tuple[str, float]], count: int, prompt: Sequence[PromptMatch]
+) -> list[TagOrigin]:
     picture = [(name, score) for name, score in ranked if score > 0.0][:count]
     if not picture:
         picture = ranked[:1]
     picture_names = {name for name, _ in picture}
-    chosen = [TagOrigin(kind, m.tag, "both" if m.tag in picture_names else "prompt",
-                        round(m.similarity, 3))
-              for m in prompt if m.kind == kind]
+    chosen = [
+        TagOrigin(
+            kind, m.tag, "both" if m.tag in picture_names else "prompt", round(m.similarity, 3)
+        )
+        for m in prompt
+        if m.kind == kind
+    ]
     taken = {origin.tag for origin in chosen}
     for name, score in picture:
         if len(chosen) >= count:
@@ -50,11 +56,13 @@ def segment_moods(vocabulary: Vocabulary, features: Features) -> list[str]:
     return moods or [ranked[0][0]]
 
 
-def choose_tags(vocabulary: Vocabulary, features: Features,
-                prompt: Sequence[PromptMatch] = ()) -> MusicTags:
+def choose_tags(
+    vocabulary: Vocabulary, features: Features, prompt: Sequence[PromptMatch] = ()
+) -> MusicTags:
     selection = vocabulary.selection
-    genres = _choose("genre", vocabulary.ranked("genre", features), int(selection["genres"]),
-                     prompt)
+    genres = _choose(
+        "genre", vocabulary.ranked("genre", features), int(selection["genres"]), prompt
+    )
     moods = _choose("mood", vocabulary.ranked("mood", features), int(selection["moods"]), prompt)
     genre_names = [origin.tag for origin in genres]
     bonus = selection["genre_instrument_bonus"]
@@ -67,9 +75,15 @@ def choose_tags(vocabulary: Vocabulary, features: Features,
     instruments = _choose("instrument", instrument_scores, int(selection["instruments"]), prompt)
 
     bpm_min, bpm_max = _bpm_range(vocabulary, genre_names)
-    drive = float(np.clip(vocabulary.tempo_energy_weight * features.energy
-                          + vocabulary.tempo_pace_weight * features.pace, 0.0, 1.0))
-    bpm = int(round(bpm_min + (bpm_max - bpm_min) * drive))
+    drive = float(
+        np.clip(
+            vocabulary.tempo_energy_weight * features.energy
+            + vocabulary.tempo_pace_weight * features.pace,
+            0.0,
+            1.0,
+        )
+    )
+    bpm = round(bpm_min + (bpm_max - bpm_min) * drive)
     mood_names = [origin.tag for origin in moods]
     return MusicTags(
         genres=genre_names,
@@ -99,12 +113,14 @@ def _key(vocabulary: Vocabulary, moods: list[str], features: Features) -> str:
     votes = {"major": 0, "minor": 0}
     for weight, mood in zip((3, 2, 1), moods, strict=False):
         votes[vocabulary.moods[mood].mode or "major"] += weight
+    if features.brightness < vocabulary.dark_below:
+        votes["minor"] += vocabulary.dark_vote
     if votes["major"] == votes["minor"]:
         mode = "major" if features.brightness >= 0.5 else "minor"
     else:
         mode = max(votes, key=lambda m: votes[m])
     tonics = vocabulary.major_tonics if mode == "major" else vocabulary.minor_tonics
-    index = int(round(float(np.clip(features.warmth, 0.0, 1.0)) * (len(tonics) - 1)))
+    index = round(float(np.clip(features.warmth, 0.0, 1.0)) * (len(tonics) - 1))
     return f"{tonics[index]} {mode}"
 
 
@@ -120,8 +136,11 @@ def describe_music(tags: MusicTags, energy_arc: tuple[float, float]) -> str:
         arc = f"keeping a steady, {level} energy"
     moods = " and ".join(tags.moods[:2])
     instruments = tags.instruments[:3]
-    listed = ", ".join(instruments[:-1]) + (" and " if len(instruments) > 1 else "") + \
-        instruments[-1]
+    listed = (
+        ", ".join(instruments[:-1]) + (" and " if len(instruments) > 1 else "") + instruments[-1]
+    )
     article = "An" if moods[:1] in "aeiou" else "A"
-    return (f"{article} {moods} {tags.genres[0]} piece in {tags.key} at about {tags.bpm} BPM "
-            f"for {listed}, {arc}.")
+    return (
+        f"{article} {moods} {tags.genres[0]} piece in {tags.key} at about {tags.bpm} BPM "
+        f"for {listed}, {arc}."
+    )

@@ -42,8 +42,12 @@ class PromptMatchRules:
 class TextHintModel:
     """Embeds prompts and tag descriptions; maps a prompt to vocabulary tags."""
 
-    def __init__(self, vocabulary: Vocabulary, model_path: Path | None = None,
-                 rules: PromptMatchRules | None = None):
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        model_path: Path | None = None,
+        rules: PromptMatchRules | None = None,
+    ):
         # Imported here: torch and transformers take seconds to import, and analysis without
         # a prompt never needs them.
         import torch
@@ -76,8 +80,9 @@ class TextHintModel:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length sentence vectors (mean pooling over tokens, as the model was trained)."""
         torch = self._torch
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=128,
-                                return_tensors="pt")
+        batch = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
         with torch.inference_mode():
             tokens = self._model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
@@ -90,8 +95,10 @@ class TextHintModel:
         phrase_scores = self._phrase_vectors @ vector
         scores = np.full(len(self._tags), -1.0)
         np.maximum.at(scores, self._phrase_tags, phrase_scores)
-        return [PromptMatch(kind, tag, float(score))
-                for (kind, tag), score in zip(self._tags, scores, strict=True)]
+        return [
+            PromptMatch(kind, tag, float(score))
+            for (kind, tag), score in zip(self._tags, scores, strict=True)
+        ]
 
     def match(self, prompt: str) -> list[PromptMatch]:
         """The vocabulary tags a prompt asks for, best first within each kind."""
@@ -101,11 +108,14 @@ class TextHintModel:
         chosen: list[PromptMatch] = []
         all_matches = self.similarities(prompt)
         for kind in KIND_SECTIONS:
-            ranked = sorted((m for m in all_matches if m.kind == kind),
-                            key=lambda m: (-m.similarity, m.tag))
+            ranked = sorted(
+                (m for m in all_matches if m.kind == kind), key=lambda m: (-m.similarity, m.tag)
+            )
             best = ranked[0].similarity
             for candidate in ranked[: self.rules.max_per_kind]:
-                if (candidate.similarity >= self.rules.min_similarity
-                        and candidate.similarity >= best - self.rules.margin):
+                if (
+                    candidate.similarity >= self.rules.min_similarity
+                    and candidate.similarity >= best - self.rules.margin
+                ):
                     chosen.append(candidate)
         return chosen

@@ -17,7 +17,11 @@ from services.domain import Look
 
 FEATURES = ("energy", "pace", "brightness", "saturation", "warmth", "contrast", "variation")
 TagKind = Literal["genre", "mood", "instrument"]
-KIND_SECTIONS: dict[TagKind, str] = {"genre": "genres", "mood": "moods", "instrument": "instruments"}
+KIND_SECTIONS: dict[TagKind, str] = {
+    "genre": "genres",
+    "mood": "moods",
+    "instrument": "instruments",
+}
 
 VOCABULARY_PATH = Path(__file__).with_name("vocabulary.yaml")
 
@@ -76,6 +80,8 @@ class Vocabulary:
     minor_tonics: tuple[str, ...]
     tonics: tuple[str, ...]
     modes: tuple[str, ...]
+    dark_below: float
+    dark_vote: int
     tempo_energy_weight: float
     tempo_pace_weight: float
 
@@ -109,7 +115,7 @@ def _definitions(kind: TagKind, section: dict[str, Any]) -> dict[str, TagDefinit
             name=name,
             description=entry["description"],
             rule={k: float(v) for k, v in entry["rule"].items()},
-            bpm=tuple(entry["bpm"]) if "bpm" in entry else None,  # type: ignore[arg-type]
+            bpm=(int(entry["bpm"][0]), int(entry["bpm"][1])) if "bpm" in entry else None,
             instruments=tuple(entry.get("instruments", ())),
             mode=entry.get("mode"),
         )
@@ -128,11 +134,15 @@ def load_vocabulary(path: Path = VOCABULARY_PATH) -> Vocabulary:
         minor_tonics=tuple(data["keys"]["minor_tonics"]),
         tonics=tuple(data["keys"]["tonics"]),
         modes=tuple(data["keys"]["modes"]),
+        dark_below=float(data["keys"]["dark_below"]),
+        dark_vote=int(data["keys"]["dark_vote"]),
         tempo_energy_weight=float(data["tempo"]["energy_weight"]),
         tempo_pace_weight=float(data["tempo"]["pace_weight"]),
     )
     for genre in vocabulary.genres.values():
         missing = set(genre.instruments) - set(vocabulary.instruments)
         if missing:
-            raise ValueError(f"vocabulary: genre {genre.name!r} lists unknown instruments {missing}")
+            raise ValueError(
+                f"vocabulary: genre {genre.name!r} lists unknown instruments {missing}"
+            )
     return vocabulary

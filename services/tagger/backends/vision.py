@@ -73,8 +73,9 @@ class VisionTagger:
             self._text_model = TextHintModel(self.vocabulary, self.config.text_model_path)
         return self._text_model
 
-    def analyze(self, request: AnalysisRequest,
-                progress: ProgressCallback | None = None) -> VideoAnalysis:
+    def analyze(
+        self, request: AnalysisRequest, progress: ProgressCallback | None = None
+    ) -> VideoAnalysis:
         probe = probe_video(request.video_path, self.config.limits)
         scan = _scan(probe, self.config.vision, progress)
         prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
@@ -98,13 +99,14 @@ def _timecode(frame: SmallFrame, fps: Fraction) -> FrameTimecode:
     return FrameTimecode(Timecode(frame.pts, frame.time_base), fps)
 
 
-def _scan(probe: VideoProbe, config: VisionConfig,
-          progress: ProgressCallback | None) -> _Scan:
+def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | None) -> _Scan:
     fps = Fraction(probe.fps).limit_denominator(1001) if probe.fps > 0 else Fraction(30)
-    min_shot_frames = max(1, int(round(config.min_shot_s * float(fps))))
-    adaptive = AdaptiveDetector(adaptive_threshold=config.cut_adaptive_threshold,
-                                min_content_val=config.cut_min_content,
-                                min_scene_len=min_shot_frames)
+    min_shot_frames = max(1, round(config.min_shot_s * float(fps)))
+    adaptive = AdaptiveDetector(
+        adaptive_threshold=config.cut_adaptive_threshold,
+        min_content_val=config.cut_min_content,
+        min_scene_len=min_shot_frames,
+    )
     fades = ThresholdDetector(threshold=config.fade_black_level, min_scene_len=min_shot_frames)
     hard: list[FrameTimecode] = []
     faded: list[FrameTimecode] = []
@@ -115,7 +117,9 @@ def _scan(probe: VideoProbe, config: VisionConfig,
     next_thumbnail = 0.0
     next_report = 0.0
     # DIS at its fastest preset: a tenth of Farneback's cost, and pan speeds still rank right.
-    flow_method = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    flow_method = cv2.DISOpticalFlow_create(  # type: ignore[attr-defined]
+        cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+    )
     last: SmallFrame | None = None
     start_time: float | None = None
     frame_period = 1.0 / float(fps)
@@ -134,8 +138,9 @@ def _scan(probe: VideoProbe, config: VisionConfig,
             pair_start = time_s
             if last is not None:
                 pair_start = last.time_s - start_time
-                speed = _pan_speed(flow_method, last.grey, frame.grey,
-                                   max(time_s - pair_start, 1e-3))
+                speed = _pan_speed(
+                    flow_method, last.grey, frame.grey, max(time_s - pair_start, 1e-3)
+                )
             look = frame_look(frame.bgr)
             while next_tick <= time_s + 1e-6:
                 ticks.append(_Tick(next_tick, pair_start, speed, look))
@@ -173,10 +178,11 @@ def _scan(probe: VideoProbe, config: VisionConfig,
     )
 
 
-def _pan_speed(flow_method: cv2.DISOpticalFlow, before: np.ndarray, after: np.ndarray,
-               seconds: float) -> float:
+def _pan_speed(
+    flow_method: cv2.DISOpticalFlow, before: np.ndarray, after: np.ndarray, seconds: float
+) -> float:
     """Mean optical-flow magnitude between two small grey frames, in frame widths per second."""
-    flow = flow_method.calc(before, after, None)
+    flow = flow_method.calc(before, after, None)  # type: ignore[call-overload]
     magnitude = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
     return float(magnitude.mean()) / before.shape[1] / seconds
 
@@ -184,8 +190,9 @@ def _pan_speed(flow_method: cv2.DISOpticalFlow, before: np.ndarray, after: np.nd
 def _jpeg(bgr: np.ndarray, rotation: int) -> bytes:
     turns = (rotation // 90) % 4
     picture = np.rot90(bgr, k=-turns) if turns else bgr
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(picture),
-                               [cv2.IMWRITE_JPEG_QUALITY, 80])
+    ok, encoded = cv2.imencode(
+        ".jpg", np.ascontiguousarray(picture), [cv2.IMWRITE_JPEG_QUALITY, 80]
+    )
     return encoded.tobytes() if ok else b""
 
 
@@ -221,8 +228,9 @@ def _motion_curve(ticks: list[_Tick], cut_times: list[float], scale: float) -> n
     return energy
 
 
-def _segment_bounds(cut_times: list[float], duration_s: float, energy: np.ndarray,
-                    hz: float, min_segment_s: float) -> list[tuple[float, float]]:
+def _segment_bounds(
+    cut_times: list[float], duration_s: float, energy: np.ndarray, hz: float, min_segment_s: float
+) -> list[tuple[float, float]]:
     """Stretches between cuts, each shorter than `min_segment_s` merged into the neighbour
     whose energy is closest."""
     bounds = [0.0, *cut_times, duration_s]
@@ -242,24 +250,34 @@ def _segment_bounds(cut_times: list[float], duration_s: float, energy: np.ndarra
         own = mean_energy(segments[shortest])
         target = min(neighbours, key=lambda i: abs(mean_energy(segments[i]) - own))
         lo, hi = sorted((shortest, target))
-        segments[lo:hi + 1] = [(segments[lo][0], segments[hi][1])]
+        segments[lo : hi + 1] = [(segments[lo][0], segments[hi][1])]
     return segments
 
 
 def _mean_look(ticks: list[_Tick], start_s: float, end_s: float) -> Look:
     looks = [t.look for t in ticks if start_s <= t.time_s < end_s] or [
-        min(ticks, key=lambda t: abs(t.time_s - start_s)).look]
+        min(ticks, key=lambda t: abs(t.time_s - start_s)).look
+    ]
     mean = np.mean(np.array(looks), axis=0)
     return Look(*(round(float(v), 4) for v in mean))
 
 
 def _look_distance(a: Look, b: Look) -> float:
-    return (abs(a.brightness - b.brightness) * 2.0 + abs(a.saturation - b.saturation)
-            + abs(a.warmth - b.warmth) * 2.0 + abs(a.contrast - b.contrast))
+    return (
+        abs(a.brightness - b.brightness) * 2.0
+        + abs(a.saturation - b.saturation)
+        + abs(a.warmth - b.warmth) * 2.0
+        + abs(a.contrast - b.contrast)
+    )
 
 
-def _summarise(probe: VideoProbe, scan: _Scan, config: VisionConfig, vocabulary: Vocabulary,
-               prompt_matches: list) -> VideoAnalysis:
+def _summarise(
+    probe: VideoProbe,
+    scan: _Scan,
+    config: VisionConfig,
+    vocabulary: Vocabulary,
+    prompt_matches: list,
+) -> VideoAnalysis:
     hz = config.motion_hz
     cut_list = _merge_cuts(scan, config.min_shot_s)
     cut_times = [t for t, _ in cut_list]
@@ -267,9 +285,12 @@ def _summarise(probe: VideoProbe, scan: _Scan, config: VisionConfig, vocabulary:
     duration_s = scan.duration_s
     pace = min(1.0, len(cut_times) / max(duration_s / 60.0, 1e-6) / PACE_FULL_CUTS_PER_MINUTE)
     # Variation: spread of the energy curve smoothed over one second.
-    window = max(1, int(round(hz)))
-    smoothed = np.convolve(energy, np.ones(window) / window, mode="valid") if (
-        energy.size >= window) else energy
+    window = max(1, round(hz))
+    smoothed = (
+        np.convolve(energy, np.ones(window) / window, mode="valid")
+        if (energy.size >= window)
+        else energy
+    )
     variation = float(np.clip(3.0 * smoothed.std(), 0.0, 1.0)) if smoothed.size else 0.0
 
     cuts = []
@@ -277,38 +298,46 @@ def _summarise(probe: VideoProbe, scan: _Scan, config: VisionConfig, vocabulary:
         before = _mean_look(scan.ticks, max(0.0, time_s - 1.0), time_s)
         after = _mean_look(scan.ticks, time_s, min(duration_s, time_s + 1.0))
         lo, hi = int(time_s * hz), int(time_s * hz)
-        energy_jump = abs(float(energy[max(0, lo - window):lo].mean() if lo > 0 else 0.0)
-                          - float(energy[hi:hi + window].mean() if hi < energy.size else 0.0))
-        strength = float(np.clip(0.3 + 0.35 * (_look_distance(before, after) + energy_jump),
-                                 0.0, 1.0))
-        cuts.append(Cut(round(time_s, 4), kind, round(strength, 3)))  # type: ignore[arg-type]
+        energy_jump = abs(
+            float(energy[max(0, lo - window) : lo].mean() if lo > 0 else 0.0)
+            - float(energy[hi : hi + window].mean() if hi < energy.size else 0.0)
+        )
+        strength = float(
+            np.clip(0.3 + 0.35 * (_look_distance(before, after) + energy_jump), 0.0, 1.0)
+        )
+        cuts.append(Cut(round(time_s, 6), kind, round(strength, 3)))  # type: ignore[arg-type]
 
     segments = []
-    for start_s, end_s in _segment_bounds(cut_times, duration_s, energy, hz,
-                                          config.min_segment_s):
-        lo, hi = int(start_s * hz), max(int(start_s * hz) + 1, int(math.ceil(end_s * hz)))
+    for start_s, end_s in _segment_bounds(cut_times, duration_s, energy, hz, config.min_segment_s):
+        lo, hi = int(start_s * hz), max(int(start_s * hz) + 1, math.ceil(end_s * hz))
         segment_energy = float(energy[lo:hi].mean()) if energy[lo:hi].size else 0.0
         look = _mean_look(scan.ticks, start_s, end_s)
         features = Features.from_look(look, segment_energy, pace, variation)
         middle = (start_s + end_s) / 2.0
-        thumbnail = min(scan.thumbnails, key=lambda item: abs(item[0] - middle))[1] if (
-            scan.thumbnails) else b""
-        segments.append(Segment(
-            start_s=round(start_s, 4),
-            end_s=round(end_s, 4),
-            energy=round(segment_energy, 4),
-            look=look,
-            moods=segment_moods(vocabulary, features),
-            thumbnail_jpeg=thumbnail,
-        ))
+        thumbnail = (
+            min(scan.thumbnails, key=lambda item: abs(item[0] - middle))[1]
+            if (scan.thumbnails)
+            else b""
+        )
+        segments.append(
+            Segment(
+                start_s=round(start_s, 6),
+                end_s=round(end_s, 6),
+                energy=round(segment_energy, 4),
+                look=look,
+                moods=segment_moods(vocabulary, features),
+                thumbnail_jpeg=thumbnail,
+            )
+        )
 
     overall_look = _mean_look(scan.ticks, 0.0, duration_s)
     overall_energy = float(energy.mean()) if energy.size else 0.0
     features = Features.from_look(overall_look, overall_energy, pace, variation)
     tags = choose_tags(vocabulary, features, prompt_matches)
     third = max(1, energy.size // 3)
-    arc = (float(energy[:third].mean()), float(energy[-third:].mean())) if energy.size else (
-        0.0, 0.0)
+    arc = (
+        (float(energy[:third].mean()), float(energy[-third:].mean())) if energy.size else (0.0, 0.0)
+    )
     return VideoAnalysis(
         duration_s=round(duration_s, 6),
         fps=round(probe.fps, 3),

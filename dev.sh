@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up the project's virtual environment (idempotent) and run one job.
+#   ./dev.sh demo   make the sample video and analyse it (the main job, CPU defaults)
+#   ./dev.sh test   lint, type-check and run the whole test suite
+#   ./dev.sh setup  only set up .venv
+# Environment: BGM_VENV (default .venv), PYTHON (default python3, must be 3.11+),
+# BGM_TORCH (default "torch==2.13.0", the CPU build; see README for GPU builds).
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${BGM_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_SPEC="${BGM_TORCH:-torch==2.13.0}"
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.bgm-installed"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        # torch first and pinned: left to the resolver, "torch" pulls a multi-GB CUDA build.
+        # shellcheck disable=SC2086
+        "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+        "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+        touch "$stamp"
+    fi
+}
+
+demo() {
+    mkdir -p out
+    "$VENV/bin/bgm" sample out/sample.mp4
+    "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png
+}
+
+run_tests() {
+    "$VENV/bin/ruff" check services tests benchmarks
+    "$VENV/bin/ruff" format --check services tests benchmarks
+    "$VENV/bin/mypy"
+    "$VENV/bin/python" -m pytest "$@"
+}
+
+job="${1:-}"
+shift || true
+case "$job" in
+    setup) setup ;;
+    demo) setup; demo ;;
+    test) setup; run_tests "$@" ;;
+    *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+esac

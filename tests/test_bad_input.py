@@ -1,0 +1,124 @@
+"""Every kind of bad input gets a typed error with a clear message, promptly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from services.config import TaggerConfig
+from services.errors import InvalidVideoError, MediaNotFoundError
+from services.media.synth import Shot, SyntheticVideo, write_video
+from services.media.video import VideoLimits
+from services.tagger.backend import AnalysisRequest
+from services.tagger.backends.vision import VisionTagger
+
+
+def refuse(tagger: VisionTagger, path: Path, reason: str) -> InvalidVideoError:
+    started = time.monotonic()
+    with pytest.raises(InvalidVideoError) as caught:
+        tagger.analyze(AnalysisRequest(path))
+    assert caught.value.reason == reason, str(caught.value)
+    assert caught.value.status_code == "INVALID_ARGUMENT"
+    assert path.name in str(caught.value)
+    assert time.monotonic() - started < 5.0
+    return caught.value
+
+
+def test_missing_file(tagger: VisionTagger, tmp_path: Path):
+    with pytest.raises(MediaNotFoundError, match="not found"):
+        tagger.analyze(AnalysisRequest(tmp_path / "nothing.mp4"))
+
+
+def test_zero_bytes(tagger: VisionTagger, tmp_path: Path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    assert "empty" in str(refuse(tagger, path, "empty"))
+
+
+def test_text_file(tagger: VisionTagger, tmp_path: Path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not the frames you are looking for\n" * 200)
+    refuse(tagger, path, "not_a_video")
+
+
+def test_random_bytes(tagger: VisionTagger, tmp_path: Path):
+    path = tmp_path / "noise.mkv"
+    path.write_bytes(np.random.default_rng(1).bytes(200_000))
+    refuse(tagger, path, "not_a_video")
+
+
+def test_audio_only(tagger: VisionTagger, tmp_path: Path):
+    path = tmp_path / "song.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        for i in range(50):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 48000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert "no video" in str(refuse(tagger, path, "audio_only"))
+
+
+def test_still_image(tagger: VisionTagger, tmp_path: Path):
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.full((90, 160, 3), 128, np.uint8))
+    refuse(tagger, path, "still_image")
+
+
+def test_single_frame_video(tagger: VisionTagger, tmp_path: Path):
+    video = write_video(tmp_path / "one.mp4", [Shot(1 / 30)], audio=False)
+    refuse(tagger, video.path, "still_image")
+
+
+def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):
+    # An AVI whose codec tag no decoder knows: written as MPEG-4, then relabelled.
+    video = write_video(tmp_path / "clip.avi", [Shot(1.0)], codec="mpeg4", audio=False)
+    data = video.path.read_bytes()
+    assert data.count(b"FMP4") >= 1
+    path = tmp_path / "alien.avi"
+    path.write_bytes(data.replace(b"FMP4", b"ZZZZ"))
+    assert "no decoder" in str(refuse(tagger, path, "undecodable_codec"))
+
+
+def test_truncated_mp4_is_refused(tagger: VisionTagger, cuts_video: SyntheticVideo, tmp_path: Path):
+    # An MP4 cut short loses its index (written last), so nothing can be decoded.
+    path = tmp_path / "cut-short.mp4"
+    path.write_bytes(cuts_video.path.read_bytes()[: cuts_video.path.stat().st_size // 2])
+    refuse(tagger, path, "not_a_video")
+
+
+def test_truncated_mkv_analyses_what_decodes(tagger: VisionTagger, tmp_path: Path):
+    shots = [Shot(2.0, hue=0.1), Shot(2.0, hue=0.5, speed=0.3), Shot(2.0, hue=0.8)]
+    video = write_video(tmp_path / "whole.mkv", shots, audio=False)
+    path = tmp_path / "cut-short.mkv"
+    path.write_bytes(video.path.read_bytes()[: video.path.stat().st_size * 6 // 10])
+    analysis = tagger.analyze(AnalysisRequest(path))
+    assert 1.0 < analysis.duration_s < 5.0
+    assert len(analysis.warnings) == 1 and "truncated" in analysis.warnings[0]
+    assert analysis.segments[-1].end_s == pytest.approx(analysis.duration_s)
+    assert len(analysis.motion.values) == pytest.approx(analysis.duration_s * 10, abs=1)
+    assert any(abs(cut - 2.0) < 0.05 for cut in analysis.cuts_s)
+
+
+def test_longer_than_the_limit(cuts_video: SyntheticVideo):
+    tagger = VisionTagger(TaggerConfig(limits=VideoLimits(max_duration_s=5.0)))
+    error = refuse(tagger, cuts_video.path, "too_long")
+    assert "limit is 5 s" in str(error)
+
+
+def test_larger_than_the_limit(cuts_video: SyntheticVideo):
+    tagger = VisionTagger(TaggerConfig(limits=VideoLimits(max_width=200, max_height=200)))
+    assert "320x180" in str(refuse(tagger, cuts_video.path, "too_large"))
+
+
+def test_directory_is_not_a_video(tagger: VisionTagger, tmp_path: Path):
+    refuse(tagger, tmp_path, "not_a_video")

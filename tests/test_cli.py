@@ -1,0 +1,88 @@
+"""`bgm analyze` and `bgm sample` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.media.synth import SyntheticVideo
+
+
+def bgm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_json_has_the_documented_fields(cuts_video: SyntheticVideo):
+    result = bgm("analyze", str(cuts_video.path), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for field in (
+        "duration_s",
+        "fps",
+        "width",
+        "height",
+        "has_audio",
+        "cuts_s",
+        "segments",
+        "motion",
+        "tags",
+        "description",
+    ):
+        assert field in data
+    assert data["duration_s"] == pytest.approx(cuts_video.duration_s, abs=1e-3)
+    assert len(data["cuts_s"]) == len(cuts_video.cuts_s)
+    assert set(data["motion"]) >= {"hz", "values"}
+    assert {"start_s", "end_s", "energy", "moods"} <= set(data["segments"][0])
+    assert {"genres", "moods", "instruments", "bpm", "bpm_min", "bpm_max", "key", "energy"} <= set(
+        data["tags"]
+    )
+    assert data["description"].endswith(".")
+
+
+def test_summary_and_plot(cuts_video: SyntheticVideo, tmp_path: Path):
+    plot = tmp_path / "analysis.png"
+    result = bgm("analyze", str(cuts_video.path), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert "BPM" in result.stdout and "Segments" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 20_000
+
+
+def test_prompt_shows_where_tags_came_from(cuts_video: SyntheticVideo):
+    result = bgm("analyze", str(cuts_video.path), "--prompt", "wedding ceremony on the beach")
+    assert result.returncode == 0, result.stderr
+    assert "romantic (prompt" in result.stdout
+    assert "(picture)" in result.stdout
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    result = bgm("analyze", str(path))
+    assert result.returncode == 2
+    assert "INVALID_ARGUMENT" in result.stderr and "empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
+    config = tmp_path / "bgm.yaml"
+    config.write_text("tagger:\n  vison: {}\n")
+    result = bgm("--config", str(config), "analyze", str(cuts_video.path))
+    assert result.returncode == 2
+    assert "vison" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sample_video_is_what_it_says(tmp_path: Path):
+    path = tmp_path / "sample.mp4"
+    made = bgm("sample", str(path))
+    assert made.returncode == 0, made.stderr
+    result = bgm("analyze", str(path), "--json")
+    data = json.loads(result.stdout)
+    assert data["duration_s"] == pytest.approx(20.0, abs=1e-3)
+    assert [round(c, 1) for c in data["cuts_s"]] == [4.0, 7.0, 9.5, 11.5, 15.0]

