@@ -60,6 +60,45 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from services.domain import UserControls
+    from services.gateway.pipeline import OutputOptions, ScorePipeline
+    from services.gateway.report import print_score_summary
+    from services.generator.backend import create_generator_backend
+    from services.tagger.backend import create_tagger_backend
+    from services.tagger.vocabulary import load_vocabulary
+
+    config = load_config(args.config)
+    controls = UserControls(
+        genres=args.genre or [],
+        moods=args.mood or [],
+        instruments=args.instrument or [],
+        bpm=args.bpm,
+        key=args.key,
+        negative=args.negative or [],
+        prompt=args.prompt or "",
+        seed=args.seed,
+    )
+    options = OutputOptions(
+        output=Path(args.output),
+        midi=Path(args.midi) if args.midi else None,
+        stems_dir=Path(args.stems) if args.stems else None,
+        sample_rate=args.sample_rate,
+        lufs=args.lufs,
+        keep_original_audio=args.keep_original_audio,
+    )
+    stderr = Console(stderr=True)
+    pipeline = ScorePipeline(
+        create_tagger_backend(config.tagger),
+        create_generator_backend(config.generator),
+        load_vocabulary(),
+    )
+    with progress_bar(f"scoring {Path(args.video).name}", stderr) as report:
+        result = pipeline.score(Path(args.video), controls, options, progress=report)
+    print_score_summary(result, Console())
+    return 0
+
+
 def _sample(args: argparse.Namespace) -> int:
     from services.media.synth import sample_shots, write_video
 
@@ -84,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'"
     )
     analyze.set_defaults(run=_analyze)
+
+    score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
+    score.add_argument("video", help="video file")
+    score.add_argument("-o", "--output", required=True,
+                       help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)")
+    score.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
+    score.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
+    score.add_argument("--keep-original-audio", action="store_true",
+                       help="mix the video's own sound over the music, ducking the music")
+    score.add_argument("--genre", action="append", help="a genre (repeatable)")
+    score.add_argument("--mood", action="append", help="a mood (repeatable)")
+    score.add_argument("--instrument", action="append", help="an instrument (repeatable)")
+    score.add_argument("--negative", action="append", metavar="TAG",
+                       help="a genre, mood or instrument to leave out (repeatable)")
+    score.add_argument("--bpm", type=float, help="exact tempo, 30..300")
+    score.add_argument("--key", help='key, e.g. "D minor"')
+    score.add_argument("--prompt", metavar="TEXT", help="free-text hints")
+    score.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
+    score.add_argument("--lufs", type=float, default=-14.0,
+                       help="integrated loudness target (default -14); true peak <= -1 dBTP")
+    score.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
+    score.set_defaults(run=_score)
 
     sample = commands.add_parser("sample", help="write the project's sample video")
     sample.add_argument("output", help="where to write it (.mp4)")

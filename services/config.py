@@ -52,8 +52,22 @@ class TaggerConfig(StrictModel):
     text_model_path: Path | None = None
 
 
+class ComposerConfig(StrictModel):
+    """Knobs of the generator's `composer` backend."""
+
+    # A General MIDI SoundFont (.sf2/.sf3); None = TimGM6mb.sf2 from pretty_midi.
+    soundfont_path: Path | None = None
+    max_duration_s: float = Field(7200.0, gt=0.0)
+
+
+class GeneratorConfig(StrictModel):
+    backend: str = "composer"
+    composer: ComposerConfig = ComposerConfig()
+
+
 class BgmConfig(StrictModel):
     tagger: TaggerConfig = TaggerConfig()
+    generator: GeneratorConfig = GeneratorConfig()
 
 
 def load_config(path: str | Path | None = None) -> BgmConfig:

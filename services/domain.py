@@ -73,9 +73,10 @@ class MusicTags:
     genres: list[str]
     moods: list[str]
     instruments: list[str]
-    bpm: int
-    bpm_min: int
-    bpm_max: int
+    # Beats per minute: the preferred tempo and the range the music may use.
+    bpm: float
+    bpm_min: float
+    bpm_max: float
     # A key hint such as "D minor".
     key: str
     energy: float
@@ -113,3 +114,98 @@ class VideoAnalysis:
         for segment in data["segments"]:
             segment.pop("thumbnail_jpeg")
         return data
+
+
+@dataclass(frozen=True)
+class UserControls:
+    """What a user asks for on top of (and over) the tagger's tags."""
+
+    genres: list[str] = field(default_factory=list)
+    moods: list[str] = field(default_factory=list)
+    instruments: list[str] = field(default_factory=list)
+    # Beats per minute, honoured exactly when given (30..300).
+    bpm: float | None = None
+    # "<tonic> <mode>", e.g. "D minor".
+    key: str | None = None
+    # Tags (any kind) that must not appear.
+    negative: list[str] = field(default_factory=list)
+    prompt: str = ""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MusicBrief:
+    """Everything a generator needs: the merged tags, the video's timeline, the length."""
+
+    tags: MusicTags
+    segments: list[Segment]
+    cuts: list[Cut]
+    duration_s: float
+    sample_rate: int = 48000
+    seed: int = 0
+    # True when the BPM came from the user: the tempo is then exact and constant.
+    bpm_is_fixed: bool = False
+    # Tags that must not be played (already removed from `tags`; backends may use them to
+    # avoid defaults, e.g. no drums at all when "drums" is negative).
+    negative: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedSection:
+    """A stretch of music between two segment boundaries."""
+
+    start_s: float
+    end_s: float
+    # "intro", "main" or "ending"; the intro and ending may share a section in short pieces.
+    role: str
+    bpm: float
+    first_beat: int
+    beat_count: int
+    energy: float
+    # 0 (sparse) .. 3 (full): how many parts play and how busy the drums are.
+    intensity: int
+    instruments: list[str]
+    # Roman-numeral chord per bar, e.g. ["I", "V", "vi", "IV"].
+    chords: list[str]
+
+
+@dataclass(frozen=True)
+class CutAlignment:
+    """How well the video's cuts landed on the music's beats and bars."""
+
+    cut_count: int
+    on_beat_count: int
+    on_bar_count: int
+    median_ms: float
+    worst_ms: float
+
+
+@dataclass(frozen=True)
+class MusicPlan:
+    """The timing and form a generator followed, for callers and tests to check."""
+
+    bpm: float
+    key: str
+    beats_s: list[float]
+    # Bar lines (downbeats); bars are 4 beats except where a shorter or longer bar puts a
+    # section's start on a downbeat.
+    bars_s: list[float]
+    sections: list[PlannedSection]
+    alignment: CutAlignment
+    # "cadence" (a final tonic chord whose tail ends inside the piece) or "fade".
+    ending: str
+    final_chord_s: float
+    genre: str
+    instruments: list[str]
+
+
+@dataclass(frozen=True)
+class GeneratedMusic:
+    """A generator's output: stereo audio (float32, samples x 2), MIDI, stems and the plan."""
+
+    audio: Any
+    sample_rate: int
+    # Instrument name -> stereo float32 audio of the same length as `audio`.
+    stems: dict[str, Any]
+    midi: bytes
+    plan: MusicPlan

@@ -74,7 +74,7 @@ def choose_tags(
     instrument_scores.sort(key=lambda item: (-item[1], item[0]))
     instruments = _choose("instrument", instrument_scores, int(selection["instruments"]), prompt)
 
-    bpm_min, bpm_max = _bpm_range(vocabulary, genre_names)
+    bpm_min, bpm_max = bpm_range(vocabulary, genre_names)
     drive = float(
         np.clip(
             vocabulary.tempo_energy_weight * features.energy
@@ -98,7 +98,8 @@ def choose_tags(
     )
 
 
-def _bpm_range(vocabulary: Vocabulary, genres: list[str]) -> tuple[int, int]:
+def bpm_range(vocabulary: Vocabulary, genres: list[str]) -> tuple[int, int]:
+    """The genres' BPM ranges intersected; the first genre's alone if that is too narrow."""
     ranges = [vocabulary.genres[g].bpm for g in genres if vocabulary.genres[g].bpm]
     first = ranges[0]
     assert first is not None

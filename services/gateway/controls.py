@@ -1,0 +1,108 @@
+"""The user's controls: checked before any work, then merged over the tagger's tags.
+
+User values win: a user BPM replaces the tagger's (and is then exact), a user key replaces
+the tagger's, user genres, moods and instruments come first (the first genre sets the style),
+and negative tags remove whatever they name, from the user's tags and the tagger's alike.
+"""
+
+from __future__ import annotations
+
+
+from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
+from services.errors import InvalidInputError
+from services.generator.backend import BPM_LIMITS
+from services.tagger.tagging import bpm_range
+from services.tagger.vocabulary import Vocabulary
+
+
+def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
+    low, high = BPM_LIMITS
+    if controls.bpm is not None and not low <= controls.bpm <= high:
+        raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")
+    if controls.key is not None:
+        try:
+            vocabulary.parse_key(controls.key)
+        except ValueError as error:
+            raise InvalidInputError(str(error)) from None
+    for kind, names, valid in (
+        ("genre", controls.genres, vocabulary.genres),
+        ("mood", controls.moods, vocabulary.moods),
+        ("instrument", controls.instruments, vocabulary.instruments),
+    ):
+        unknown = [name for name in names if name not in valid]
+        if unknown:
+            raise InvalidInputError(
+                f"unknown {kind} {', '.join(unknown)}; valid {kind}s: {', '.join(valid)}"
+            )
+    every_tag = {*vocabulary.genres, *vocabulary.moods, *vocabulary.instruments}
+    unknown = [name for name in controls.negative if name not in every_tag]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown negative tag {', '.join(unknown)}; valid: any genre, mood or instrument "
+            f"({', '.join(sorted(every_tag))})"
+        )
+    conflicting = set(controls.negative) & {*controls.genres, *controls.moods,
+                                            *controls.instruments}
+    if conflicting:
+        raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated")
+
+
+def _merge_kind(user: list[str], tagger: list[str], negative: set[str]) -> list[str]:
+    merged = list(dict.fromkeys([*user, *tagger]))
+    return [name for name in merged if name not in negative]
+
+
+def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) -> MusicTags:
+    negative = set(controls.negative)
+    genres = _merge_kind(controls.genres, tags.genres, negative)
+    moods = _merge_kind(controls.moods, tags.moods, negative)
+    instruments = _merge_kind(controls.instruments, tags.instruments, negative)
+    if not genres:
+        # Every genre the tagger chose was negated: the best-ranked remaining genre stands in.
+        genres = [name for name in vocabulary.genres if name not in negative][:1]
+    if not moods:
+        moods = [name for name in vocabulary.moods if name not in negative][:1]
+    if not instruments:
+        raise InvalidInputError("the negative tags leave no instrument to play")
+    if controls.bpm is not None:
+        bpm = bpm_min = bpm_max = controls.bpm
+    elif genres == tags.genres:
+        bpm, bpm_min, bpm_max = tags.bpm, tags.bpm_min, tags.bpm_max
+    else:
+        # New genres bring their own tempo range; keep the tagger's place within it.
+        old_low, old_high = tags.bpm_min, tags.bpm_max
+        drive = (tags.bpm - old_low) / (old_high - old_low) if old_high > old_low else 0.5
+        bpm_min, bpm_max = bpm_range(vocabulary, genres)
+        bpm = round(bpm_min + drive * (bpm_max - bpm_min))
+    user_tags = {("genre", g) for g in controls.genres} | {("mood", m) for m in controls.moods} | {
+        ("instrument", i) for i in controls.instruments}
+    origins = [o for o in tags.origins if o.tag not in negative]
+    origins = [o for o in origins if (o.kind, o.tag) not in user_tags]
+    origins += [TagOrigin(kind, name, "user", 1.0) for kind, name in sorted(user_tags)]
+    return MusicTags(
+        genres=genres,
+        moods=moods,
+        instruments=instruments,
+        bpm=bpm,
+        bpm_min=bpm_min,
+        bpm_max=bpm_max,
+        key=controls.key or tags.key,
+        energy=tags.energy,
+        origins=origins,
+    )
+
+
+def make_brief(analysis: VideoAnalysis, controls: UserControls, vocabulary: Vocabulary,
+               sample_rate: int) -> MusicBrief:
+    return MusicBrief(
+        tags=merge_tags(analysis.tags, controls, vocabulary),
+        segments=list(analysis.segments),
+        cuts=list(analysis.cuts),
+        duration_s=analysis.duration_s,
+        sample_rate=sample_rate,
+        seed=controls.seed,
+        bpm_is_fixed=controls.bpm is not None,
+        negative=list(controls.negative),
+    )
+
+

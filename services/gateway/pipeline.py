@@ -1,0 +1,207 @@
+"""Scoring a video end to end: analyse, merge the user's controls, compose, master, write.
+
+The same pipeline runs in one process (`bgm score`) and, later, behind the gateway service.
+Every check that can fail on the request's own terms runs before any work; outputs are
+written under temporary names and renamed only when all of them are complete, so a failure
+leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.domain import MusicBrief, MusicPlan, UserControls, VideoAnalysis
+from services.errors import InvalidInputError
+from services.gateway.controls import make_brief, validate_controls
+from services.gateway.mastering import LoudnessReport, master
+from services.generator.backend import GeneratorBackend
+from services.media.audio import (
+    check_stream_copy,
+    decode_audio,
+    mux_into_video,
+    output_kind,
+    write_audio_file,
+)
+from services.media.video import probe_video
+from services.tagger.backend import AnalysisRequest, ProgressCallback, TaggerBackend
+from services.tagger.vocabulary import Vocabulary
+
+LUFS_LIMITS = (-40.0, -5.0)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    output: Path
+    midi: Path | None = None
+    stems_dir: Path | None = None
+    sample_rate: int = 48000
+    # Integrated loudness target; the true peak is kept at or under -1 dBTP.
+    lufs: float = -14.0
+    keep_original_audio: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    analysis: VideoAnalysis
+    brief: MusicBrief
+    plan: MusicPlan
+    loudness: LoudnessReport
+    written: list[Path]
+    # Seconds spent per stage.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_writable(path: Path, what: str) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InvalidInputError(f"{what} {path} is a directory")
+    if not folder.is_dir():
+        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} is not writable")
+
+
+def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> None:
+    output_kind(options.output)
+    _check_writable(options.output, "output")
+    if options.midi is not None:
+        if options.midi.suffix.lower() not in (".mid", ".midi"):
+            raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
+        _check_writable(options.midi, "MIDI file")
+    if options.stems_dir is not None:
+        if options.stems_dir.exists() and not options.stems_dir.is_dir():
+            raise InvalidInputError(f"stems folder {options.stems_dir} is a file")
+        _check_writable(options.stems_dir / "x.wav" if options.stems_dir.is_dir()
+                        else options.stems_dir, "stems folder")
+    if options.sample_rate not in sample_rates:
+        raise InvalidInputError(
+            f"sample rate {options.sample_rate} is not supported; choose "
+            f"{' or '.join(map(str, sample_rates))}"
+        )
+    low, high = LUFS_LIMITS
+    if not low <= options.lufs <= high:
+        raise InvalidInputError(f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}")
+
+
+@dataclass
+class Staging:
+    """(temporary, final) paths of outputs being written, and folders made for them."""
+
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+    def make_folder(self, folder: Path) -> None:
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            self.folders.append(folder)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[Staging]:
+    """Rename every staged file into place on success; delete them (and any folder made for
+    them) on failure, whatever the failure."""
+    staging = Staging()
+    staged = staging.files
+    created_dirs = staging.folders
+    try:
+        yield staging
+        for temporary, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
+    except BaseException:
+        for temporary, _final in staged:
+            temporary.unlink(missing_ok=True)
+        for folder in reversed(created_dirs):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _temporary(final: Path) -> Path:
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+
+
+class ScorePipeline:
+    def __init__(self, tagger: TaggerBackend, generator: GeneratorBackend,
+                 vocabulary: Vocabulary):
+        self.tagger = tagger
+        self.generator = generator
+        self.vocabulary = vocabulary
+
+    def score(self, video: Path, controls: UserControls, options: OutputOptions,
+              progress: ProgressCallback | None = None) -> ScoreResult:
+        report = progress or (lambda fraction: None)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        info = self.generator.describe()
+        validate_controls(controls, self.vocabulary)
+        validate_options(options, info.sample_rates)
+        probe = probe_video(video)
+        if output_kind(options.output) == "video":
+            check_stream_copy(probe.video_codec, options.output)
+        if probe.duration_s > info.max_duration_s:
+            raise InvalidInputError(
+                f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
+                f"at most {info.max_duration_s:g} s"
+            )
+        timings["checks"] = time.perf_counter() - started
+
+        mark = time.perf_counter()
+        analysis = self.tagger.analyze(
+            AnalysisRequest(video, prompt=controls.prompt),
+            progress=lambda fraction: report(0.35 * fraction),
+        )
+        timings["analysis"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        brief = make_brief(analysis, controls, self.vocabulary, options.sample_rate)
+        music = self.generator.generate(
+            brief, progress=lambda fraction: report(0.35 + 0.45 * fraction)
+        )
+        timings["composition"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        samples = len(music.audio)
+        original = None
+        if options.keep_original_audio:
+            original = decode_audio(video, options.sample_rate, samples)
+            if original is None:
+                raise InvalidInputError(f"{video.name} has no audio track to keep")
+        mastered = master(music.audio, music.sample_rate, options.lufs, original=original)
+        report(0.9)
+        timings["mastering"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        written = []
+        with staged_outputs() as staging:
+            staged = staging.files
+            temporary = _temporary(options.output)
+            staged.append((temporary, options.output))
+            if output_kind(options.output) == "audio":
+                write_audio_file(temporary, mastered.audio, music.sample_rate)
+            else:
+                mux_into_video(video, temporary, mastered.audio, music.sample_rate)
+            if options.midi is not None:
+                midi_temporary = _temporary(options.midi)
+                staged.append((midi_temporary, options.midi))
+                midi_temporary.write_bytes(music.midi)
+            if options.stems_dir is not None:
+                staging.make_folder(options.stems_dir)
+                for name, stem in music.stems.items():
+                    final = options.stems_dir / f"{name}.wav"
+                    stem_temporary = _temporary(final)
+                    staged.append((stem_temporary, final))
+                    gained = (stem * mastered.music_gain[:, None]).astype(np.float32)
+                    write_audio_file(stem_temporary, gained, music.sample_rate)
+            written = [final for _, final in staged]
+        timings["writing"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        report(1.0)
+        return ScoreResult(analysis, brief, music.plan, mastered.report, written, timings)

@@ -1,0 +1,85 @@
+"""The generator's backend interface: what every music backend provides.
+
+Plain domain types only; no gRPC, no Ray. Backends are chosen by `GeneratorConfig.backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.config import GeneratorConfig
+from services.domain import GeneratedMusic, MusicBrief
+from services.errors import InvalidInputError
+from services.tagger.vocabulary import Vocabulary
+
+# Called with the fraction of the work done, 0..1. It may raise to cancel the work.
+ProgressCallback = Callable[[float], None]
+
+BPM_LIMITS = (30.0, 300.0)
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    name: str
+    version: str
+    max_duration_s: float
+    sample_rates: tuple[int, ...]
+    # Which of "audio", "midi", "stems", "plan" the backend produces.
+    outputs: tuple[str, ...]
+    genres: tuple[str, ...]
+    instruments: tuple[str, ...]
+
+
+class GeneratorBackend(Protocol):
+    def describe(self) -> GeneratorInfo: ...
+
+    def generate(self, brief: MusicBrief,
+                 progress: ProgressCallback | None = None) -> GeneratedMusic: ...
+
+
+def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
+    """Refuse a brief the backend cannot honour, with a message that lists what it can."""
+    if not 0.0 < brief.duration_s <= info.max_duration_s:
+        raise InvalidInputError(
+            f"duration {brief.duration_s:g} s is outside 0 < duration <= "
+            f"{info.max_duration_s:g} s"
+        )
+    if brief.sample_rate not in info.sample_rates:
+        raise InvalidInputError(
+            f"sample rate {brief.sample_rate} is not supported; choose one of "
+            f"{', '.join(map(str, info.sample_rates))}"
+        )
+    tags = brief.tags
+    low, high = BPM_LIMITS
+    for name, value in (("bpm", tags.bpm), ("bpm_min", tags.bpm_min), ("bpm_max", tags.bpm_max)):
+        if not low <= value <= high:
+            raise InvalidInputError(f"{name} {value:g} is outside {low:g}..{high:g}")
+    if tags.bpm_min > tags.bpm_max:
+        raise InvalidInputError(f"bpm_min {tags.bpm_min:g} is above bpm_max {tags.bpm_max:g}")
+    if not tags.genres:
+        raise InvalidInputError("the brief names no genre")
+    for kind, names, valid in (
+        ("genre", tags.genres, info.genres),
+        ("mood", tags.moods, tuple(vocabulary.moods)),
+        ("instrument", tags.instruments, info.instruments),
+    ):
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise InvalidInputError(
+                f"unknown {kind} {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+    try:
+        vocabulary.parse_key(tags.key)
+    except ValueError as error:
+        raise InvalidInputError(str(error)) from None
+
+
+def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
+    """The backend named in the config, ready to generate."""
+    if config.backend == "composer":
+        from services.generator.backends.composer.backend import ComposerGenerator
+
+        return ComposerGenerator(config.composer)
+    raise ValueError(f"unknown generator backend {config.backend!r}; available: composer")

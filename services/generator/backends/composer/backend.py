@@ -1,0 +1,228 @@
+"""The `composer` generator backend: cut-aligned symbolic music rendered with a SoundFont."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from services.config import ComposerConfig
+from services.domain import (
+    CutAlignment,
+    GeneratedMusic,
+    MusicBrief,
+    MusicPlan,
+    PlannedSection,
+)
+from services.errors import InvalidInputError
+from services.generator.backend import GeneratorInfo, ProgressCallback, validate_brief
+from services.generator.backends.composer.arrangement import (
+    Arrangement,
+    Composer,
+    Note,
+    Roles,
+    assign_roles,
+    section_forms,
+)
+from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
+from services.generator.backends.composer.render import ScheduledNote, SoundFontRenderer
+from services.generator.backends.composer.styles import STYLES
+from services.generator.backends.composer.theory import Key
+from services.generator.backends.composer.timing import HitPoint, TimingPlan, plan_timing
+from services.tagger.vocabulary import load_vocabulary
+
+VERSION = "1.0"
+# Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
+PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8, "arp": 0.4}
+# A cut within this distance of a beat (or bar line) counts as on it.
+ON_GRID_MS = 5.0
+# Length of the fade that ends a piece too short for a cadence.
+FADE_S = 2.0
+
+
+class ComposerGenerator:
+    def __init__(self, config: ComposerConfig):
+        self.config = config
+        self.vocabulary = load_vocabulary()
+        self._renderers: dict[int, SoundFontRenderer] = {}
+        # Load the SoundFont now: a bad path fails at start-up, not on the first request.
+        self._renderer(48000)
+
+    def _renderer(self, sample_rate: int) -> SoundFontRenderer:
+        if sample_rate not in self._renderers:
+            self._renderers[sample_rate] = SoundFontRenderer(self.config.soundfont_path,
+                                                             sample_rate)
+        return self._renderers[sample_rate]
+
+    def describe(self) -> GeneratorInfo:
+        return GeneratorInfo(
+            name="composer",
+            version=VERSION,
+            max_duration_s=self.config.max_duration_s,
+            sample_rates=(44100, 48000),
+            outputs=("audio", "midi", "stems", "plan"),
+            genres=tuple(STYLES),
+            instruments=tuple(self.vocabulary.instruments),
+        )
+
+    def generate(self, brief: MusicBrief, progress: ProgressCallback | None = None
+                 ) -> GeneratedMusic:
+        validate_brief(brief, self.describe(), self.vocabulary)
+        report = progress or (lambda fraction: None)
+        tags = brief.tags
+        instruments = [i for i in tags.instruments if i not in brief.negative]
+        if not instruments:
+            raise InvalidInputError("no instruments left to play after the negative tags")
+        rng = np.random.default_rng(brief.seed)
+        plan = self._timing(brief)
+        style = STYLES[tags.genres[0]]
+        key = Key.parse(tags.key)
+        roles = assign_roles(instruments)
+        energies, moods = self._section_features(brief, plan)
+        forms = section_forms(plan, energies, moods, tags.energy)
+        report(0.05)
+        arrangement = Composer(plan, style, key, roles, forms, brief.duration_s, rng).compose()
+        notes = _without_overlaps(arrangement.notes)
+        report(0.15)
+        total = round(brief.duration_s * brief.sample_rate)
+        renderer = self._renderer(brief.sample_rate)
+        stems: dict[str, np.ndarray] = {}
+        tracks = []
+        by_instrument: dict[str, list[Note]] = defaultdict(list)
+        for note in notes:
+            by_instrument[note.instrument].append(note)
+        for index, instrument in enumerate(instruments):
+            drums = instrument == "drums"
+            program = style.program(instrument) if not drums else 0
+            channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
+            tracks.append(Track(instrument, program, channel))
+            scheduled = [
+                ScheduledNote(
+                    n.pitch, n.velocity,
+                    round(plan.beat_time(n.start) * brief.sample_rate),
+                    round(plan.beat_time(n.end) * brief.sample_rate),
+                )
+                for n in by_instrument.get(instrument, [])
+            ]
+            audio = renderer.render(scheduled, program, drums, total)
+            stems[instrument] = audio * _gain(roles, instrument)
+            report(0.15 + 0.8 * (index + 1) / len(instruments))
+        mix = np.sum(list(stems.values()), axis=0, dtype=np.float32)
+        ending = "cadence" if plan.final_beat is not None else "fade"
+        envelope = _ending_envelope(total, brief.sample_rate, fade=ending == "fade")
+        mix *= envelope[:, None]
+        for name in stems:
+            stems[name] = (stems[name] * envelope[:, None]).astype(np.float32)
+        report(1.0)
+        return GeneratedMusic(
+            audio=mix.astype(np.float32),
+            sample_rate=brief.sample_rate,
+            stems=stems,
+            midi=midi_bytes(notes, plan, tracks),
+            plan=_music_plan(brief, plan, arrangement, energies, style.name, instruments,
+                             ending),
+        )
+
+    def _timing(self, brief: MusicBrief) -> TimingPlan:
+        tags = brief.tags
+        starts = sorted({0.0} | {s.start_s for s in brief.segments
+                                 if 0.0 < s.start_s < brief.duration_s - 0.25})
+        cuts = [HitPoint(c.time_s, c.strength) for c in brief.cuts
+                if 0.0 < c.time_s < brief.duration_s]
+        low, high = float(tags.bpm_min), float(tags.bpm_max)
+        preferred = float(np.clip(tags.bpm, low, high))
+        return plan_timing(brief.duration_s, starts, cuts, (low, high), preferred,
+                           fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None)
+
+    @staticmethod
+    def _section_features(brief: MusicBrief, plan: TimingPlan
+                          ) -> tuple[list[float], list[list[str]]]:
+        """Energy and moods of the video segment each planned section stands for."""
+        energies, moods = [], []
+        for section in plan.sections:
+            if brief.segments:
+                segment = min(brief.segments, key=lambda s: abs(s.start_s - section.start_s))
+                energies.append(segment.energy)
+                moods.append(list(segment.moods))
+            else:
+                energies.append(brief.tags.energy)
+                moods.append(list(brief.tags.moods))
+        return energies, moods
+
+
+def _gain(roles: Roles, instrument: str) -> float:
+    return max(PART_GAINS[part] for part in roles.parts_of(instrument)) if roles.parts_of(
+        instrument) else 0.5
+
+
+def _without_overlaps(notes: list[Note]) -> list[Note]:
+    """One sounding note per instrument and pitch: an earlier note ends where the next starts
+    (a synthesizer's note-off cannot tell two overlapping notes of one key apart)."""
+    ordered = sorted(notes, key=lambda n: (n.instrument, n.pitch, n.start))
+    result: list[Note] = []
+    for note in ordered:
+        previous = result[-1] if result else None
+        if (previous is not None and previous.instrument == note.instrument
+                and previous.pitch == note.pitch and previous.end > note.start):
+            previous.end = note.start
+            if previous.end - previous.start < 1e-3:
+                result.pop()
+        result.append(note)
+    return sorted(result, key=lambda n: (n.start, n.instrument, n.pitch))
+
+
+def _ending_envelope(total: int, sample_rate: int, fade: bool) -> np.ndarray:
+    """Ones, then either a fade-out (no room for a cadence) or a 20 ms click guard."""
+    envelope = np.ones(total, dtype=np.float32)
+    length = min(total, round((min(FADE_S, total / sample_rate / 3) if fade else 0.02)
+                              * sample_rate))
+    if length > 0:
+        envelope[-length:] = np.linspace(1.0, 0.0, length, dtype=np.float32)
+    return envelope
+
+
+def _music_plan(brief: MusicBrief, plan: TimingPlan, arrangement: Arrangement,
+                energies: list[float], genre: str, instruments: list[str],
+                ending: str) -> MusicPlan:
+    beats = np.array(plan.beats_s)
+    bars = np.array([plan.beats_s[b] for b in plan.bar_starts])
+    distances = [float(np.min(np.abs(beats - c.time_s))) * 1000 for c in brief.cuts]
+    bar_distances = [float(np.min(np.abs(bars - c.time_s))) * 1000 for c in brief.cuts]
+    alignment = CutAlignment(
+        cut_count=len(distances),
+        on_beat_count=sum(d <= ON_GRID_MS for d in distances),
+        on_bar_count=sum(d <= ON_GRID_MS for d in bar_distances),
+        median_ms=round(float(np.median(distances)), 3) if distances else 0.0,
+        worst_ms=round(max(distances), 3) if distances else 0.0,
+    )
+    sections = []
+    final = plan.final_beat
+    for i, section in enumerate(plan.sections):
+        end_beat = section.first_beat + section.beat_count
+        role = "intro" if i == 0 else "main"
+        if final is not None and section.first_beat <= final < end_beat and i > 0:
+            role = "ending"
+        sections.append(PlannedSection(
+            start_s=round(section.start_s, 6),
+            end_s=round(section.end_s, 6),
+            role=role,
+            bpm=round(section.bpm, 4),
+            first_beat=section.first_beat,
+            beat_count=section.beat_count,
+            energy=round(energies[i], 4),
+            intensity=arrangement.section_intensity[i],
+            instruments=arrangement.section_instruments[i],
+            chords=arrangement.section_chords[i],
+        ))
+    return MusicPlan(
+        bpm=round(plan.base_bpm, 3),
+        key=brief.tags.key,
+        beats_s=[round(b, 6) for b in plan.beats_s],
+        bars_s=[round(float(b), 6) for b in bars],
+        sections=sections,
+        alignment=alignment,
+        ending=ending,
+        final_chord_s=round(plan.beats_s[final], 6) if final is not None else brief.duration_s,
+        genre=genre,
+        instruments=instruments,
+    )

@@ -1,0 +1,119 @@
+"""Keys, scales, roman-numeral chords and voice leading."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PITCH_CLASSES = {
+    "C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
+    "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11,
+}  # fmt: skip
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# Semitones above the tonic of each roman degree, measured on the major scale ("bVI" lowers).
+DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
+_ROMAN = re.compile(r"^(b?)(VII|VI|V|IV|III|II|I|vii|vi|v|iv|iii|ii|i)(°?)(maj7|7|sus2|sus4|add9)?$")
+
+
+@dataclass(frozen=True)
+class Key:
+    tonic: int  # pitch class 0..11
+    mode: str  # "major" or "minor"
+
+    @classmethod
+    def parse(cls, text: str) -> Key:
+        tonic, mode = text.split()
+        return cls(PITCH_CLASSES[tonic], mode)
+
+    @property
+    def scale(self) -> tuple[int, ...]:
+        """Pitch classes of the scale, tonic first."""
+        return tuple((self.tonic + step) % 12 for step in SCALES[self.mode])
+
+    def in_scale(self, pitch: int) -> bool:
+        return pitch % 12 in self.scale
+
+
+@dataclass(frozen=True)
+class Chord:
+    numeral: str
+    root: int  # pitch class
+    # Pitch classes above the root (0 first), e.g. (0, 4, 7) for a major triad.
+    intervals: tuple[int, ...]
+
+    @property
+    def pitch_classes(self) -> tuple[int, ...]:
+        return tuple((self.root + i) % 12 for i in self.intervals)
+
+
+def chord(numeral: str, key: Key) -> Chord:
+    """A roman numeral in `key`: case gives the quality (IV major, iv minor, vii° diminished),
+    a 'b' lowers the root, and a suffix adds a seventh, a suspension or a ninth."""
+    match = _ROMAN.match(numeral)
+    if not match:
+        raise ValueError(f"not a roman-numeral chord: {numeral!r}")
+    flat, roman, diminished, extension = match.groups()
+    root = (key.tonic + DEGREES[roman.upper()] - (1 if flat else 0)) % 12
+    if diminished:
+        intervals: tuple[int, ...] = (0, 3, 6)
+    elif roman.isupper():
+        intervals = (0, 4, 7)
+    else:
+        intervals = (0, 3, 7)
+    if extension == "maj7":
+        intervals = (*intervals, 11)
+    elif extension == "7":
+        intervals = (*intervals, 10)
+    elif extension == "sus2":
+        intervals = (0, 2, 7)
+    elif extension == "sus4":
+        intervals = (0, 5, 7)
+    elif extension == "add9":
+        intervals = (*intervals, 14)
+    return Chord(numeral, root, intervals)
+
+
+def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) -> tuple[int, ...]:
+    """MIDI pitches for `chord_` within [low, high], moving as little as possible from
+    `previous` (smooth voice leading); without one, centred in the range."""
+    classes = chord_.pitch_classes
+    centre = (low + high) / 2
+    candidates: list[tuple[int, ...]] = []
+    for inversion in range(len(classes)):
+        order = classes[inversion:] + classes[:inversion]
+        for base in range(low, low + 12):
+            if base % 12 != order[0]:
+                continue
+            pitches = [base]
+            for pitch_class in order[1:]:
+                step = (pitch_class - pitches[-1]) % 12 or 12
+                pitches.append(pitches[-1] + step)
+            while pitches[-1] <= high:
+                candidates.append(tuple(pitches))
+                pitches = [p + 12 for p in pitches]
+    if not candidates:
+        raise ValueError(f"range {low}..{high} too small for {chord_.numeral}")
+
+    def cost(candidate: tuple[int, ...]) -> float:
+        if previous is None:
+            return abs(sum(candidate) / len(candidate) - centre)
+        # Each new note to its nearest old one, and each old one to its nearest new one.
+        return sum(min(abs(n - o) for o in previous) for n in candidate) + sum(
+            min(abs(n - o) for n in candidate) for o in previous
+        )
+
+    return min(candidates, key=lambda c: (cost(c), c))
+
+
+def nearest_in(pitch: float, classes: tuple[int, ...] | list[int], low: int, high: int) -> int:
+    """The pitch in [low, high] of one of `classes` nearest to `pitch`."""
+    options = [p for p in range(low, high + 1) if p % 12 in classes]
+    return min(options, key=lambda p: (abs(p - pitch), p))
+
+
+def scale_step(pitch: int, steps: int, key: Key) -> int:
+    """Move `pitch` (snapped into the scale) by `steps` scale degrees."""
+    pitches = sorted(p for p in range(pitch - 24, pitch + 25) if key.in_scale(p))
+    index = min(range(len(pitches)), key=lambda i: abs(pitches[i] - pitch))
+    return pitches[max(0, min(len(pitches) - 1, index + steps))]
+

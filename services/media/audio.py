@@ -1,0 +1,172 @@
+"""Audio I/O with PyAV: encode files, mux music into a video (stream copy), decode a track.
+
+Audio arrays are float32, shape (samples, 2), in -1..1.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from services.errors import InvalidInputError
+
+# Output extension -> (container format, audio codec, sample format).
+AUDIO_FORMATS = {
+    ".wav": ("wav", "pcm_s16le", "s16"),
+    ".flac": ("flac", "flac", "s16"),
+    ".mp3": ("mp3", "libmp3lame", "fltp"),
+    ".ogg": ("ogg", "libopus", "flt"),
+}
+# Video containers we mux into, and the audio codec each gets.
+VIDEO_FORMATS = {
+    ".mp4": ("mp4", "aac"),
+    ".mov": ("mov", "aac"),
+    ".mkv": ("matroska", "libopus"),
+    ".webm": ("webm", "libopus"),
+}
+# Video codecs each container can carry by stream copy.
+_CONTAINER_VIDEO_CODECS = {
+    ".mp4": {"h264", "hevc", "av1", "vp9", "mpeg4", "mjpeg", "prores"},
+    ".mov": {"h264", "hevc", "prores", "mpeg4", "mjpeg", "av1", "vp9"},
+    ".mkv": None,  # anything
+    ".webm": {"vp8", "vp9", "av1"},
+}
+# Opus encodes at 48 kHz only.
+OPUS_RATE = 48000
+
+
+def output_kind(path: Path) -> str:
+    """"audio" or "video" by the file's extension; refuses extensions it cannot write."""
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_FORMATS:
+        return "audio"
+    if suffix in VIDEO_FORMATS:
+        return "video"
+    valid = ", ".join([*AUDIO_FORMATS, *VIDEO_FORMATS])
+    raise InvalidInputError(f"cannot write {path.name}: unknown extension; valid: {valid}")
+
+
+def check_stream_copy(video_codec: str, path: Path) -> None:
+    allowed = _CONTAINER_VIDEO_CODECS[path.suffix.lower()]
+    if allowed is not None and video_codec not in allowed:
+        raise InvalidInputError(
+            f"cannot copy a {video_codec} video stream into {path.suffix}; use .mkv"
+            + (" or .mp4" if path.suffix.lower() == ".webm" else "")
+        )
+
+
+def resample(audio: np.ndarray, rate: int, new_rate: int, samples: int) -> np.ndarray:
+    """Polyphase resampling to `new_rate`, trimmed or padded to exactly `samples`."""
+    if rate != new_rate:
+        from scipy.signal import resample_poly
+
+        ratio = Fraction(new_rate, rate)
+        audio = resample_poly(audio, ratio.numerator, ratio.denominator, axis=0)
+    return _exact(audio.astype(np.float32), samples)
+
+
+def _exact(audio: np.ndarray, samples: int) -> np.ndarray:
+    if len(audio) >= samples:
+        return audio[:samples]
+    return np.concatenate([audio, np.zeros((samples - len(audio), audio.shape[1]), audio.dtype)])
+
+
+def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096):
+    """AudioFrames of `audio` with presentation times in samples."""
+    planar = sample_format.endswith("p")
+    for start in range(0, len(audio), block):
+        chunk = audio[start:start + block]
+        if sample_format.startswith("s16"):
+            data = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
+        else:
+            data = chunk.astype(np.float32)
+        array = np.ascontiguousarray(data.T if planar else data.reshape(1, -1))
+        frame = av.AudioFrame.from_ndarray(array, format=sample_format, layout="stereo")
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        yield frame
+
+
+def write_audio_file(path: Path, audio: np.ndarray, rate: int) -> None:
+    """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg)."""
+    format_name, codec, sample_format = AUDIO_FORMATS[path.suffix.lower()]
+    if codec == "libopus" and rate != OPUS_RATE:
+        audio = resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate))
+        rate = OPUS_RATE
+    with av.open(str(path), "w", format=format_name) as container:
+        stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.AudioStream)
+        stream.layout = "stereo"
+        stream.format = sample_format
+        if codec == "libmp3lame":
+            stream.bit_rate = 256_000
+        elif codec == "libopus":
+            stream.bit_rate = 192_000
+        for frame in _frames(audio, rate, sample_format):
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: int) -> None:
+    """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound."""
+    format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
+    if codec == "libopus" and rate != OPUS_RATE:
+        audio = resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate))
+        rate = OPUS_RATE
+    with av.open(str(video_path)) as source, av.open(str(out_path), "w",
+                                                     format=format_name) as target:
+        video_in = source.streams.video[0]
+        video_out = target.add_stream_from_template(video_in)
+        audio_out = target.add_stream(codec, rate=rate)
+        assert isinstance(audio_out, av.AudioStream)
+        audio_out.layout = "stereo"
+        audio_out.bit_rate = 192_000
+        sample_format = "fltp" if codec == "aac" else "flt"
+        audio_out.format = sample_format
+        frames = _frames(audio, rate, sample_format)
+        audio_time = 0.0
+        for packet in source.demux(video_in):
+            if packet.dts is None:
+                continue
+            packet.stream = video_out
+            target.mux(packet)
+            # Keep the audio a little ahead of the video so the muxer interleaves evenly.
+            if packet.pts is not None and packet.time_base is not None:
+                video_time = float(packet.pts * packet.time_base)
+                while audio_time <= video_time + 1.0:
+                    frame = next(frames, None)
+                    if frame is None:
+                        audio_time = float("inf")
+                        break
+                    for encoded in audio_out.encode(frame):
+                        target.mux(encoded)
+                    audio_time = (frame.pts + frame.samples) / rate
+        for frame in frames:
+            for encoded in audio_out.encode(frame):
+                target.mux(encoded)
+        for encoded in audio_out.encode():
+            target.mux(encoded)
+
+
+def decode_audio(path: Path, rate: int, samples: int) -> np.ndarray | None:
+    """The first audio track of `path` as stereo float32 at `rate`, exactly `samples` long;
+    None when the file has no audio."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+        chunks = []
+        for frame in container.decode(stream):
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray().reshape(-1, 2))
+        for converted in resampler.resample(None):
+            chunks.append(converted.to_ndarray().reshape(-1, 2))
+    audio = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
+    return _exact(audio.astype(np.float32), samples)
