@@ -22,6 +22,9 @@ setup() {
         # shellcheck disable=SC2086
         "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
         "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+        # tinysoundfont's one requirement, PyAudio, is for live playback, which bgm never
+        # uses, and builds only with PortAudio's headers: skip it.
+        "$VENV/bin/python" -m pip install --quiet --no-deps 'tinysoundfont>=0.3.7'
         touch "$stamp"
     fi
 }

@@ -126,23 +126,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
     score.add_argument("video", help="video file")
-    score.add_argument("-o", "--output", required=True,
-                       help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)")
+    score.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)",
+    )
     score.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
     score.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
-    score.add_argument("--keep-original-audio", action="store_true",
-                       help="mix the video's own sound over the music, ducking the music")
+    score.add_argument(
+        "--keep-original-audio",
+        action="store_true",
+        help="mix the video's own sound over the music, ducking the music",
+    )
     score.add_argument("--genre", action="append", help="a genre (repeatable)")
     score.add_argument("--mood", action="append", help="a mood (repeatable)")
     score.add_argument("--instrument", action="append", help="an instrument (repeatable)")
-    score.add_argument("--negative", action="append", metavar="TAG",
-                       help="a genre, mood or instrument to leave out (repeatable)")
+    score.add_argument(
+        "--negative",
+        action="append",
+        metavar="TAG",
+        help="a genre, mood or instrument to leave out (repeatable)",
+    )
     score.add_argument("--bpm", type=float, help="exact tempo, 30..300")
     score.add_argument("--key", help='key, e.g. "D minor"')
     score.add_argument("--prompt", metavar="TEXT", help="free-text hints")
     score.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
-    score.add_argument("--lufs", type=float, default=-14.0,
-                       help="integrated loudness target (default -14); true peak <= -1 dBTP")
+    score.add_argument(
+        "--lufs",
+        type=float,
+        default=-14.0,
+        help="integrated loudness target (default -14); true peak <= -1 dBTP",
+    )
     score.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
     score.set_defaults(run=_score)
 

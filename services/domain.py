@@ -148,6 +148,8 @@ class MusicBrief:
     # Tags that must not be played (already removed from `tags`; backends may use them to
     # avoid defaults, e.g. no drums at all when "drums" is negative).
     negative: list[str] = field(default_factory=list)
+    # Whether to return one audio track per instrument as well as the mix.
+    stems: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ class GeneratedMusic:
 
     audio: Any
     sample_rate: int
-    # Instrument name -> stereo float32 audio of the same length as `audio`.
+    # Instrument name -> stereo float32 audio of the same length as `audio` (when asked for).
     stems: dict[str, Any]
     midi: bytes
     plan: MusicPlan

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from services.config import TaggerConfig
+from services.config import ComposerConfig, TaggerConfig
+from services.domain import VideoAnalysis
+from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import (
     SyntheticVideo,
     accuracy_shots,
+    beat_shots,
     motion_shots,
     write_video,
 )
+from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 
 
@@ -34,3 +38,18 @@ def motion_video(media_dir: Path) -> SyntheticVideo:
 @pytest.fixture(scope="session")
 def tagger() -> VisionTagger:
     return VisionTagger(TaggerConfig())
+
+
+@pytest.fixture(scope="session")
+def beat_video(media_dir: Path) -> SyntheticVideo:
+    return write_video(media_dir / "beat.mp4", beat_shots(), audio=False)
+
+
+@pytest.fixture(scope="session")
+def generator() -> ComposerGenerator:
+    return ComposerGenerator(ComposerConfig())
+
+
+@pytest.fixture(scope="session")
+def beat_analysis(tagger: VisionTagger, beat_video: SyntheticVideo) -> VideoAnalysis:
+    return tagger.analyze(AnalysisRequest(beat_video.path))

@@ -7,12 +7,11 @@ and negative tags remove whatever they name, from the user's tags and the tagger
 
 from __future__ import annotations
 
-
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
 from services.generator.backend import BPM_LIMITS
 from services.tagger.tagging import bpm_range
-from services.tagger.vocabulary import Vocabulary
+from services.tagger.vocabulary import TagKind, Vocabulary
 
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
@@ -41,8 +40,11 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
             f"unknown negative tag {', '.join(unknown)}; valid: any genre, mood or instrument "
             f"({', '.join(sorted(every_tag))})"
         )
-    conflicting = set(controls.negative) & {*controls.genres, *controls.moods,
-                                            *controls.instruments}
+    conflicting = set(controls.negative) & {
+        *controls.genres,
+        *controls.moods,
+        *controls.instruments,
+    }
     if conflicting:
         raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated")
 
@@ -74,8 +76,11 @@ def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) 
         drive = (tags.bpm - old_low) / (old_high - old_low) if old_high > old_low else 0.5
         bpm_min, bpm_max = bpm_range(vocabulary, genres)
         bpm = round(bpm_min + drive * (bpm_max - bpm_min))
-    user_tags = {("genre", g) for g in controls.genres} | {("mood", m) for m in controls.moods} | {
-        ("instrument", i) for i in controls.instruments}
+    user_tags: set[tuple[TagKind, str]] = (
+        {("genre", g) for g in controls.genres}
+        | {("mood", m) for m in controls.moods}
+        | {("instrument", i) for i in controls.instruments}
+    )
     origins = [o for o in tags.origins if o.tag not in negative]
     origins = [o for o in origins if (o.kind, o.tag) not in user_tags]
     origins += [TagOrigin(kind, name, "user", 1.0) for kind, name in sorted(user_tags)]
@@ -92,8 +97,13 @@ def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) 
     )
 
 
-def make_brief(analysis: VideoAnalysis, controls: UserControls, vocabulary: Vocabulary,
-               sample_rate: int) -> MusicBrief:
+def make_brief(
+    analysis: VideoAnalysis,
+    controls: UserControls,
+    vocabulary: Vocabulary,
+    sample_rate: int,
+    stems: bool = False,
+) -> MusicBrief:
     return MusicBrief(
         tags=merge_tags(analysis.tags, controls, vocabulary),
         segments=list(analysis.segments),
@@ -103,6 +113,5 @@ def make_brief(analysis: VideoAnalysis, controls: UserControls, vocabulary: Voca
         seed=controls.seed,
         bpm_is_fixed=controls.bpm is not None,
         negative=list(controls.negative),
+        stems=stems,
     )
-
-

@@ -45,21 +45,26 @@ def _oversampling_filter() -> np.ndarray:
 _FILTER = _oversampling_filter()
 
 
-def peak_envelope(audio: np.ndarray) -> np.ndarray:
-    """Per sample, the largest absolute value of the 4x oversampled signal around it."""
+def peak_envelope(audio: np.ndarray, block: int = 1 << 18) -> np.ndarray:
+    """Per sample, the largest absolute value of the 4x oversampled signal around it.
+
+    Worked out a block at a time (with the filter's reach of overlap), so a two-hour piece
+    never needs its four-times-longer oversampled copy in memory."""
+    reach = len(_FILTER)
     delay = (len(_FILTER) - 1) // 2
-    channels = []
-    for channel in range(audio.shape[1]):
-        up = upfirdn(_FILTER, audio[:, channel], up=TRUE_PEAK_OVERSAMPLING)
-        phases = np.abs(up[delay : delay + len(audio) * TRUE_PEAK_OVERSAMPLING]).reshape(
-            len(audio), TRUE_PEAK_OVERSAMPLING
-        )
-        # Column-wise maxima: much faster than a reduction along the short axis.
-        peak = np.abs(audio[:, channel])
-        for phase in range(TRUE_PEAK_OVERSAMPLING):
-            peak = np.maximum(peak, phases[:, phase])
-        channels.append(peak)
-    return np.maximum.reduce(channels)
+    envelope = np.abs(audio).max(axis=1).astype(np.float32)
+    for start in range(0, len(audio), block):
+        lo, hi = max(0, start - reach), min(len(audio), start + block + reach)
+        for channel in range(audio.shape[1]):
+            up = upfirdn(_FILTER, audio[lo:hi, channel], up=TRUE_PEAK_OVERSAMPLING)
+            phases = np.abs(up[delay : delay + (hi - lo) * TRUE_PEAK_OVERSAMPLING]).reshape(
+                hi - lo, TRUE_PEAK_OVERSAMPLING
+            )[start - lo : start - lo + min(block, len(audio) - start)]
+            target = envelope[start : start + len(phases)]
+            # Column-wise maxima: much faster than a reduction along the short axis.
+            for phase in range(TRUE_PEAK_OVERSAMPLING):
+                np.maximum(target, phases[:, phase], out=target)
+    return envelope
 
 
 def true_peak(audio: np.ndarray) -> float:
@@ -71,7 +76,7 @@ def integrated_loudness(audio: np.ndarray, rate: int) -> float:
     # BS.1770 gating needs at least one 400 ms block.
     if len(audio) < int(0.4 * rate):
         audio = np.concatenate([audio, np.zeros((int(0.4 * rate) - len(audio), 2), audio.dtype)])
-    return float(pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64)))
+    return float(pyloudnorm.Meter(rate).integrated_loudness(audio))
 
 
 def _smooth(gain: np.ndarray, rate: int, attack_s: float, release_s: float) -> np.ndarray:
@@ -110,19 +115,26 @@ class Mastered:
     report: LoudnessReport
 
 
-def master(music: np.ndarray, rate: int, target_lufs: float, true_peak_limit_db: float = -1.0,
-           original: np.ndarray | None = None) -> Mastered:
+def master(
+    music: np.ndarray,
+    rate: int,
+    target_lufs: float,
+    true_peak_limit_db: float = -1.0,
+    original: np.ndarray | None = None,
+) -> Mastered:
     """Loudness-normalised, true-peak-limited audio of exactly the input's length; with
     `original`, the music is ducked under it and the two are mixed."""
     duck = ducking_gain(original, rate, len(music)) if original is not None else None
-    audio = music * duck[:, None] + original if duck is not None and original is not None else (
-        music)
+    audio = (
+        music * duck[:, None] + original if duck is not None and original is not None else (music)
+    )
     audio = audio.astype(np.float32)
     measured = integrated_loudness(audio, rate)
     if not np.isfinite(measured):
         # Digital silence: nothing to normalise.
-        report = LoudnessReport(measured, _db(0.0), target_lufs, true_peak_limit_db, 0.0,
-                                False, duck is not None)
+        report = LoudnessReport(
+            measured, _db(0.0), target_lufs, true_peak_limit_db, 0.0, False, duck is not None
+        )
         return Mastered(audio, np.ones(len(audio), np.float32), report)
     # The oversampled peak envelope is measured once; gains are smooth, so the peak after a
     # gain is the envelope times that gain. A small margin covers what smoothing leaves.

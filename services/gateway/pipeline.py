@@ -78,8 +78,10 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
     if options.stems_dir is not None:
         if options.stems_dir.exists() and not options.stems_dir.is_dir():
             raise InvalidInputError(f"stems folder {options.stems_dir} is a file")
-        _check_writable(options.stems_dir / "x.wav" if options.stems_dir.is_dir()
-                        else options.stems_dir, "stems folder")
+        _check_writable(
+            options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
+            "stems folder",
+        )
     if options.sample_rate not in sample_rates:
         raise InvalidInputError(
             f"sample rate {options.sample_rate} is not supported; choose "
@@ -87,7 +89,9 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
         )
     low, high = LUFS_LIMITS
     if not low <= options.lufs <= high:
-        raise InvalidInputError(f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}")
+        raise InvalidInputError(
+            f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}"
+        )
 
 
 @dataclass
@@ -129,14 +133,18 @@ def _temporary(final: Path) -> Path:
 
 
 class ScorePipeline:
-    def __init__(self, tagger: TaggerBackend, generator: GeneratorBackend,
-                 vocabulary: Vocabulary):
+    def __init__(self, tagger: TaggerBackend, generator: GeneratorBackend, vocabulary: Vocabulary):
         self.tagger = tagger
         self.generator = generator
         self.vocabulary = vocabulary
 
-    def score(self, video: Path, controls: UserControls, options: OutputOptions,
-              progress: ProgressCallback | None = None) -> ScoreResult:
+    def score(
+        self,
+        video: Path,
+        controls: UserControls,
+        options: OutputOptions,
+        progress: ProgressCallback | None = None,
+    ) -> ScoreResult:
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -161,7 +169,13 @@ class ScorePipeline:
         timings["analysis"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        brief = make_brief(analysis, controls, self.vocabulary, options.sample_rate)
+        brief = make_brief(
+            analysis,
+            controls,
+            self.vocabulary,
+            options.sample_rate,
+            stems=options.stems_dir is not None,
+        )
         music = self.generator.generate(
             brief, progress=lambda fraction: report(0.35 + 0.45 * fraction)
         )

@@ -35,16 +35,16 @@ class GeneratorInfo:
 class GeneratorBackend(Protocol):
     def describe(self) -> GeneratorInfo: ...
 
-    def generate(self, brief: MusicBrief,
-                 progress: ProgressCallback | None = None) -> GeneratedMusic: ...
+    def generate(
+        self, brief: MusicBrief, progress: ProgressCallback | None = None
+    ) -> GeneratedMusic: ...
 
 
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """Refuse a brief the backend cannot honour, with a message that lists what it can."""
     if not 0.0 < brief.duration_s <= info.max_duration_s:
         raise InvalidInputError(
-            f"duration {brief.duration_s:g} s is outside 0 < duration <= "
-            f"{info.max_duration_s:g} s"
+            f"duration {brief.duration_s:g} s is outside 0 < duration <= {info.max_duration_s:g} s"
         )
     if brief.sample_rate not in info.sample_rates:
         raise InvalidInputError(

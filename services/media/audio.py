@@ -39,7 +39,7 @@ OPUS_RATE = 48000
 
 
 def output_kind(path: Path) -> str:
-    """"audio" or "video" by the file's extension; refuses extensions it cannot write."""
+    """ "audio" or "video" by the file's extension; refuses extensions it cannot write."""
     suffix = path.suffix.lower()
     if suffix in AUDIO_FORMATS:
         return "audio"
@@ -78,7 +78,7 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
     """AudioFrames of `audio` with presentation times in samples."""
     planar = sample_format.endswith("p")
     for start in range(0, len(audio), block):
-        chunk = audio[start:start + block]
+        chunk = audio[start : start + block]
         if sample_format.startswith("s16"):
             data = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
         else:
@@ -119,8 +119,10 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
     if codec == "libopus" and rate != OPUS_RATE:
         audio = resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate))
         rate = OPUS_RATE
-    with av.open(str(video_path)) as source, av.open(str(out_path), "w",
-                                                     format=format_name) as target:
+    with (
+        av.open(str(video_path)) as source,
+        av.open(str(out_path), "w", format=format_name) as target,
+    ):
         video_in = source.streams.video[0]
         video_out = target.add_stream_from_template(video_in)
         audio_out = target.add_stream(codec, rate=rate)

@@ -140,11 +140,14 @@ def write_video(
     variable_rate: bool = False,
     seed: int = 0,
     x264_preset: str = "ultrafast",
+    loud_intervals: Sequence[tuple[float, float]] = (),
 ) -> SyntheticVideo:
     """Write a video made of `shots` and return the truth about it.
 
     `x264_preset` trades writing speed for a realistic stream: tests use "ultrafast", the
     benchmarks "medium" (what ffmpeg and most editors produce: B-frames, CABAC).
+    The audio track is a quiet tone throughout, or, with `loud_intervals`, a loud
+    speech-like warble inside those (start, end) seconds and silence elsewhere.
     """
     path = Path(path)
     duration_s = float(sum(s.duration_s for s in shots))
@@ -183,7 +186,7 @@ def write_video(
         for packet in video.encode():
             container.mux(packet)
         if audio_stream is not None:
-            _write_tone(container, audio_stream, duration_s)
+            _write_tone(container, audio_stream, duration_s, loud_intervals)
     speeds = []
     starts = np.cumsum([0.0] + [s.duration_s for s in shots])
     for t in frame_times:
@@ -202,16 +205,27 @@ def write_video(
 
 
 def _write_tone(
-    container: av.container.OutputContainer, stream: av.AudioStream, duration_s: float
+    container: av.container.OutputContainer,
+    stream: av.AudioStream,
+    duration_s: float,
+    loud_intervals: Sequence[tuple[float, float]],
 ) -> None:
-    """A quiet 220 Hz tone, so the file has a real audio track."""
+    """A quiet 220 Hz tone, or loud warbles in `loud_intervals` and silence elsewhere."""
     rate = 48000
     block = 1024
     total = round(duration_s * rate)
     for start in range(0, total, block):
         n = min(block, total - start)
         t = (np.arange(start, start + n) / rate).astype(np.float32)
-        tone = (0.1 * np.sin(2 * math.pi * 220.0 * t)).astype(np.float32)
+        if loud_intervals:
+            inside = np.zeros(n, dtype=bool)
+            for begin, end in loud_intervals:
+                inside |= (t >= begin) & (t < end)
+            # A 220 Hz tone wobbling at syllable rate, like a voice.
+            warble = 0.5 + 0.5 * np.sin(2 * math.pi * 4.0 * t)
+            tone = (0.4 * warble * np.sin(2 * math.pi * 220.0 * t) * inside).astype(np.float32)
+        else:
+            tone = (0.1 * np.sin(2 * math.pi * 220.0 * t)).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
         frame.sample_rate = rate
         frame.pts = start
@@ -260,4 +274,18 @@ def accuracy_shots() -> list[Shot]:
         Shot(1.9, speed=0.05, hue=0.92, brightness=0.30),
         Shot(2.2, speed=0.70, hue=0.42, brightness=0.75),
         Shot(1.5, speed=0.25, hue=0.10, brightness=0.50),
+    ]
+
+
+def beat_shots() -> list[Shot]:
+    """The beat reference: ten shots of 2.5 to 6 s with lively motion, about 45 s in all."""
+    rng = np.random.default_rng(3)
+    return [
+        Shot(
+            float(rng.uniform(2.5, 6.0)),
+            speed=float(rng.uniform(0.2, 0.9)),
+            hue=float(rng.random()),
+            brightness=0.6,
+        )
+        for _ in range(10)
     ]

@@ -8,9 +8,23 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from services.domain import VideoAnalysis
+from services.domain import MusicTags, VideoAnalysis
 
 _SOURCE_MARK = {"picture": "picture", "prompt": "prompt", "both": "prompt+picture", "user": "user"}
+
+
+def print_tags(tags: MusicTags, console: Console) -> None:
+    """Genres, moods and instruments, each with where it came from."""
+    origin: dict[tuple[str, str], str] = {
+        (o.kind, o.tag): _SOURCE_MARK[o.source] for o in tags.origins
+    }
+    for kind, names in (
+        ("genre", tags.genres),
+        ("mood", tags.moods),
+        ("instrument", tags.instruments),
+    ):
+        listed = ", ".join(f"{n} [dim]({origin.get((kind, n), '?')})[/dim]" for n in names)
+        console.print(f"[bold]{kind.capitalize() + 's':<12}[/bold]{listed}")
 
 
 def print_summary(analysis: VideoAnalysis, console: Console) -> None:
@@ -38,16 +52,7 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
         )
     console.print(table)
     tags = a.tags
-    origin: dict[tuple[str, str], str] = {
-        (o.kind, o.tag): _SOURCE_MARK[o.source] for o in tags.origins
-    }
-    for kind, names in (
-        ("genre", tags.genres),
-        ("mood", tags.moods),
-        ("instrument", tags.instruments),
-    ):
-        listed = ", ".join(f"{n} [dim]({origin.get((kind, n), '?')})[/dim]" for n in names)
-        console.print(f"[bold]{kind.capitalize() + 's':<12}[/bold]{listed}")
+    print_tags(tags, console)
     console.print(
         f"[bold]{'Tempo':<12}[/bold]{tags.bpm} BPM (range {tags.bpm_min}-"
         f"{tags.bpm_max})   [bold]Key[/bold] {tags.key}   "

@@ -146,8 +146,16 @@ def seconds_to_beat(plan: TimingPlan, seconds: float) -> float:
 class Composer:
     """Writes the notes of one piece; all choices come from `rng`, so a seed fixes them."""
 
-    def __init__(self, plan: TimingPlan, style: Style, key: Key, roles: Roles,
-                 forms: list[SectionForm], duration_s: float, rng: np.random.Generator):
+    def __init__(
+        self,
+        plan: TimingPlan,
+        style: Style,
+        key: Key,
+        roles: Roles,
+        forms: list[SectionForm],
+        duration_s: float,
+        rng: np.random.Generator,
+    ):
         self.plan = plan
         self.style = style
         self.key = key
@@ -171,8 +179,11 @@ class Composer:
 
     def compose(self) -> Arrangement:
         final = self.plan.final_beat
-        end_beat = (seconds_to_beat(self.plan, self.duration_s - RELEASE_TAIL_S)
-                    if final is not None else seconds_to_beat(self.plan, self.duration_s))
+        end_beat = (
+            seconds_to_beat(self.plan, self.duration_s - RELEASE_TAIL_S)
+            if final is not None
+            else seconds_to_beat(self.plan, self.duration_s)
+        )
         self.result.end_beat = end_beat
         progression_choice: dict[int, list[str]] = {}
         bars = self.bars()
@@ -194,19 +205,32 @@ class Composer:
             playing: set[str] = set()
             # Busy sections share the main motif, quiet ones its companion.
             motif = self._motifs[0 if form.intensity >= 2 else 1]
-            for position, ((start, end), numeral) in enumerate(zip(section_bars, numerals,
-                                                                   strict=True)):
+            for position, ((start, end), numeral) in enumerate(
+                zip(section_bars, numerals, strict=True)
+            ):
                 if final is not None and start >= final:
                     self._final_chord(start, end_beat, playing)
                     break
                 intro = form.role == "intro" and position < 2 and len(section_bars) > 2
                 level = 0 if intro else form.intensity
                 is_last_bar = position == len(section_bars) - 1
-                fill = (is_last_bar and next_form is not None and next_form.intensity >= 2
-                        and next_form.intensity >= level and level >= 1)
-                playing |= self._bar(start, end, chord(numeral, self.key), level,
-                                     phrase_bar=position % 4, accent=position == 0,
-                                     fill=fill, motif=motif)
+                fill = (
+                    is_last_bar
+                    and next_form is not None
+                    and next_form.intensity >= 2
+                    and next_form.intensity >= level
+                    and level >= 1
+                )
+                playing |= self._bar(
+                    start,
+                    end,
+                    chord(numeral, self.key),
+                    level,
+                    phrase_bar=position % 4,
+                    accent=position == 0,
+                    fill=fill,
+                    motif=motif,
+                )
             self.result.section_chords.append(numerals)
             self.result.section_instruments.append(sorted(playing))
             self.result.section_intensity.append(form.intensity)
@@ -229,21 +253,37 @@ class Composer:
 
     # ---- one bar ----------------------------------------------------------------------
 
-    def _bar(self, start: int, end: int, harmony: Chord, level: int, phrase_bar: int,
-             accent: bool, fill: bool, motif: tuple[list[float], list[int]]) -> set[str]:
+    def _bar(
+        self,
+        start: int,
+        end: int,
+        harmony: Chord,
+        level: int,
+        phrase_bar: int,
+        accent: bool,
+        fill: bool,
+        motif: tuple[list[float], list[int]],
+    ) -> set[str]:
         roles = self.roles
         playing: set[str] = set()
         velocity = 52 + 12 * level
         for number, pad in enumerate(roles.pad):
-            self._pad(pad, start, end, harmony, velocity - 6 + (10 if accent else 0),
-                      octave=12 * number)
+            self._pad(
+                pad, start, end, harmony, velocity - 6 + (10 if accent else 0), octave=12 * number
+            )
             playing.add(pad)
         for number, comping in enumerate(roles.comping):
             # Doubling instruments join from intensity 2; quiet bars keep to the first.
             if number and level < 2:
                 continue
-            self._comping(comping, start, end, harmony, level,
-                          velocity + (12 if accent and level < 2 else 0) - 8 * number)
+            self._comping(
+                comping,
+                start,
+                end,
+                harmony,
+                level,
+                velocity + (12 if accent and level < 2 else 0) - 8 * number,
+            )
             playing.add(comping)
         if roles.bass and level >= 1:
             self._bass(roles.bass, start, end, harmony, level, velocity + 8)
@@ -270,8 +310,9 @@ class Composer:
                 self._add(instrument, pitch, start, end, 78)
             playing.add(instrument)
         if roles.bass:
-            self._add(roles.bass, nearest_in(self._bass_pitch, (tonic.root,), 28, 52), start, end,
-                      84)
+            self._add(
+                roles.bass, nearest_in(self._bass_pitch, (tonic.root,), 28, 52), start, end, 84
+            )
             playing.add(roles.bass)
         if roles.melody:
             pitch = nearest_in(self._melody_pitch, (tonic.root,), 60, 84)
@@ -297,16 +338,18 @@ class Composer:
             return position + self.style.swing
         return position
 
-    def _pad(self, instrument: str, start: int, end: int, harmony: Chord, velocity: int,
-             octave: int) -> None:
+    def _pad(
+        self, instrument: str, start: int, end: int, harmony: Chord, velocity: int, octave: int
+    ) -> None:
         if octave == 0:
             self._pad_voicing = voice(harmony, self._pad_voicing, 48, 72)
         voicing = self._pad_voicing or voice(harmony, None, 48, 72)
         for pitch in voicing:
             self._add(instrument, pitch + octave, start, end, velocity)
 
-    def _comping(self, instrument: str, start: int, end: int, harmony: Chord, level: int,
-                 velocity: int) -> None:
+    def _comping(
+        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
+    ) -> None:
         style = self.style.comping if level >= 1 else "sustain"
         low, high = (40, 64) if style == "power" else (52, 76)
         self._comp_voicing = voice(harmony, self._comp_voicing, low, high)
@@ -320,8 +363,13 @@ class Composer:
                 position = start + step / 2
                 accent = 10 if step % 2 == 0 else 0
                 for pitch in voicing:
-                    self._add(instrument, pitch, self._swing(position),
-                              self._swing(position) + 0.45, velocity - 6 + accent)
+                    self._add(
+                        instrument,
+                        pitch,
+                        self._swing(position),
+                        self._swing(position) + 0.45,
+                        velocity - 6 + accent,
+                    )
         elif style == "strum":
             # Down on the beats, up on some off-beats, strings spread like a real strum.
             pattern = (0.0, 1.0, 1.5, 2.5, 3.0, 3.5) if level >= 2 else (0.0, 2.0)
@@ -355,14 +403,18 @@ class Composer:
         else:
             raise ValueError(f"unknown comping style {style!r}")
 
-    def _bass(self, instrument: str, start: int, end: int, harmony: Chord, level: int,
-              velocity: int) -> None:
+    def _bass(
+        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
+    ) -> None:
         root = nearest_in(self._bass_pitch, (harmony.root,), 28, 50)
         self._bass_pitch = root
         fifth = root + 7
         length = end - start
-        style = self.style.bass if level >= 2 else ("sustain" if self.style.bass == "sustain"
-                                                      else "halves")
+        style = (
+            self.style.bass
+            if level >= 2
+            else ("sustain" if self.style.bass == "sustain" else "halves")
+        )
         events: list[tuple[float, float, int]]
         if style == "sustain":
             events = [(0.0, float(length), root)]
@@ -375,21 +427,30 @@ class Composer:
         elif style == "octaves":
             events = [(s / 2, 0.45, root + (12 if s % 2 else 0)) for s in range(length * 2)]
         elif style == "syncopated":
-            events = [(0.0, 1.4, root), (1.75, 0.6, root), (2.5, 1.0, fifth - 12 if fifth > 40
-                                                                   else fifth)]
+            events = [
+                (0.0, 1.4, root),
+                (2.0, 0.4, root),
+                (2.5, 1.0, fifth - 12 if fifth > 40 else fifth),
+            ]
         elif style == "walking":
-            events = [(0.0, 0.9, root), (1.0, 0.9, fifth), (2.0, 0.9, root + 12 if root < 40
-                                                                 else root), (3.0, 0.9, fifth)]
+            events = [
+                (0.0, 0.9, root),
+                (1.0, 0.9, fifth),
+                (2.0, 0.9, root + 12 if root < 40 else root),
+                (3.0, 0.9, fifth),
+            ]
         else:
             raise ValueError(f"unknown bass style {style!r}")
         for offset, duration, pitch in events:
             if offset < length:
                 position = self._swing(start + offset)
-                self._add(instrument, pitch, position, min(start + offset + duration, end),
-                          velocity)
+                self._add(
+                    instrument, pitch, position, min(start + offset + duration, end), velocity
+                )
 
-    def _drums(self, instrument: str, start: int, end: int, level: int, crash: bool,
-               fill: bool) -> None:
+    def _drums(
+        self, instrument: str, start: int, end: int, level: int, crash: bool, fill: bool
+    ) -> None:
         pattern = self.style.drums[level]
         length = end - start
         steps = length * 4
@@ -407,8 +468,9 @@ class Composer:
             self._add(instrument, drum_keys.CRASH, start, start + 0.5, 100)
         if fill:
             # A snare (or tom) roll on the last beat leads into the next section.
-            drum = drum_keys.MID_TOM if drum_keys.LOW_TOM in self.style.drums[3] else (
-                drum_keys.SNARE)
+            drum = (
+                drum_keys.MID_TOM if drum_keys.LOW_TOM in self.style.drums[3] else (drum_keys.SNARE)
+            )
             for i in range(4):
                 position = end - 1 + i / 4
                 self._add(instrument, drum, position, position + 0.2, 70 + 12 * i)
@@ -431,8 +493,16 @@ class Composer:
         contour = [int(self.rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])) for _ in onsets]
         return onsets, contour
 
-    def _melody(self, instrument: str, start: int, end: int, harmony: Chord, phrase_bar: int,
-                motif: tuple[list[float], list[int]], velocity: int) -> None:
+    def _melody(
+        self,
+        instrument: str,
+        start: int,
+        end: int,
+        harmony: Chord,
+        phrase_bar: int,
+        motif: tuple[list[float], list[int]],
+        velocity: int,
+    ) -> None:
         onsets, contour = motif
         length = end - start
         if phrase_bar == 3:
@@ -453,23 +523,35 @@ class Composer:
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
             duration = min(stop - offset, 2.0) * 0.95
             position = self._swing(start + offset)
-            self._add(instrument, pitch, position, start + offset + duration,
-                      velocity + (6 if offset == 0 else 0))
+            self._add(
+                instrument,
+                pitch,
+                position,
+                start + offset + duration,
+                velocity + (6 if offset == 0 else 0),
+            )
         self._melody_pitch = pitch
 
-    def _arp(self, instrument: str, start: int, end: int, harmony: Chord, level: int,
-             velocity: int) -> None:
+    def _arp(
+        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
+    ) -> None:
         voicing = voice(harmony, None, 64, 86)
         notes = [*voicing, *reversed(voicing[1:-1])] if len(voicing) > 2 else list(voicing)
         per_beat = 4 if level >= 3 else 2
         for step in range((end - start) * per_beat):
             position = start + step / per_beat
-            self._add(instrument, notes[step % len(notes)], position,
-                      position + 1 / per_beat * 0.9, velocity)
+            self._add(
+                instrument,
+                notes[step % len(notes)],
+                position,
+                position + 1 / per_beat * 0.9,
+                velocity,
+            )
 
 
-def section_forms(plan: TimingPlan, energies: list[float], moods: list[list[str]],
-                  piece_energy: float) -> list[SectionForm]:
+def section_forms(
+    plan: TimingPlan, energies: list[float], moods: list[list[str]], piece_energy: float
+) -> list[SectionForm]:
     forms = []
     for i, section in enumerate(plan.sections):
         energy = 0.6 * energies[i] + 0.4 * piece_energy
@@ -478,7 +560,7 @@ def section_forms(plan: TimingPlan, energies: list[float], moods: list[list[str]
         role = "intro" if i == 0 else "main"
         if final is not None and section.first_beat <= final < end:
             role = "ending" if i > 0 else "intro"
-        forms.append(SectionForm(section.first_beat, end, energy, intensity_of(energy), role,
-                                 moods[i]))
+        forms.append(
+            SectionForm(section.first_beat, end, energy, intensity_of(energy), role, moods[i])
+        )
     return forms
-

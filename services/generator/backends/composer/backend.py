@@ -25,7 +25,11 @@ from services.generator.backends.composer.arrangement import (
     section_forms,
 )
 from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
-from services.generator.backends.composer.render import ScheduledNote, SoundFontRenderer
+from services.generator.backends.composer.render import (
+    RenderPart,
+    ScheduledNote,
+    SoundFontRenderer,
+)
 from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import HitPoint, TimingPlan, plan_timing
@@ -50,8 +54,9 @@ class ComposerGenerator:
 
     def _renderer(self, sample_rate: int) -> SoundFontRenderer:
         if sample_rate not in self._renderers:
-            self._renderers[sample_rate] = SoundFontRenderer(self.config.soundfont_path,
-                                                             sample_rate)
+            self._renderers[sample_rate] = SoundFontRenderer(
+                self.config.soundfont_path, sample_rate
+            )
         return self._renderers[sample_rate]
 
     def describe(self) -> GeneratorInfo:
@@ -65,8 +70,9 @@ class ComposerGenerator:
             instruments=tuple(self.vocabulary.instruments),
         )
 
-    def generate(self, brief: MusicBrief, progress: ProgressCallback | None = None
-                 ) -> GeneratedMusic:
+    def generate(
+        self, brief: MusicBrief, progress: ProgressCallback | None = None
+    ) -> GeneratedMusic:
         validate_brief(brief, self.describe(), self.vocabulary)
         report = progress or (lambda fraction: None)
         tags = brief.tags
@@ -85,12 +91,10 @@ class ComposerGenerator:
         notes = _without_overlaps(arrangement.notes)
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
-        renderer = self._renderer(brief.sample_rate)
-        stems: dict[str, np.ndarray] = {}
-        tracks = []
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
+        tracks, parts = [], []
         for index, instrument in enumerate(instruments):
             drums = instrument == "drums"
             program = style.program(instrument) if not drums else 0
@@ -98,45 +102,59 @@ class ComposerGenerator:
             tracks.append(Track(instrument, program, channel))
             scheduled = [
                 ScheduledNote(
-                    n.pitch, n.velocity,
+                    n.pitch,
+                    n.velocity,
                     round(plan.beat_time(n.start) * brief.sample_rate),
                     round(plan.beat_time(n.end) * brief.sample_rate),
                 )
                 for n in by_instrument.get(instrument, [])
             ]
-            audio = renderer.render(scheduled, program, drums, total)
-            stems[instrument] = audio * _gain(roles, instrument)
-            report(0.15 + 0.8 * (index + 1) / len(instruments))
-        mix = np.sum(list(stems.values()), axis=0, dtype=np.float32)
+            parts.append(
+                RenderPart(instrument, scheduled, program, drums, _gain(roles, instrument))
+            )
+        mix, stems = self._renderer(brief.sample_rate).render(
+            parts,
+            total,
+            keep_stems=brief.stems,
+            progress=lambda fraction: report(0.15 + 0.8 * fraction),
+        )
         ending = "cadence" if plan.final_beat is not None else "fade"
         envelope = _ending_envelope(total, brief.sample_rate, fade=ending == "fade")
         mix *= envelope[:, None]
-        for name in stems:
-            stems[name] = (stems[name] * envelope[:, None]).astype(np.float32)
+        for stem in stems.values():
+            stem *= envelope[:, None]
         report(1.0)
         return GeneratedMusic(
-            audio=mix.astype(np.float32),
+            audio=mix,
             sample_rate=brief.sample_rate,
             stems=stems,
             midi=midi_bytes(notes, plan, tracks),
-            plan=_music_plan(brief, plan, arrangement, energies, style.name, instruments,
-                             ending),
+            plan=_music_plan(brief, plan, arrangement, energies, style.name, instruments, ending),
         )
 
     def _timing(self, brief: MusicBrief) -> TimingPlan:
         tags = brief.tags
-        starts = sorted({0.0} | {s.start_s for s in brief.segments
-                                 if 0.0 < s.start_s < brief.duration_s - 0.25})
-        cuts = [HitPoint(c.time_s, c.strength) for c in brief.cuts
-                if 0.0 < c.time_s < brief.duration_s]
+        starts = sorted(
+            {0.0} | {s.start_s for s in brief.segments if 0.0 < s.start_s < brief.duration_s - 0.25}
+        )
+        cuts = [
+            HitPoint(c.time_s, c.strength) for c in brief.cuts if 0.0 < c.time_s < brief.duration_s
+        ]
         low, high = float(tags.bpm_min), float(tags.bpm_max)
         preferred = float(np.clip(tags.bpm, low, high))
-        return plan_timing(brief.duration_s, starts, cuts, (low, high), preferred,
-                           fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None)
+        return plan_timing(
+            brief.duration_s,
+            starts,
+            cuts,
+            (low, high),
+            preferred,
+            fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
+        )
 
     @staticmethod
-    def _section_features(brief: MusicBrief, plan: TimingPlan
-                          ) -> tuple[list[float], list[list[str]]]:
+    def _section_features(
+        brief: MusicBrief, plan: TimingPlan
+    ) -> tuple[list[float], list[list[str]]]:
         """Energy and moods of the video segment each planned section stands for."""
         energies, moods = [], []
         for section in plan.sections:
@@ -151,8 +169,11 @@ class ComposerGenerator:
 
 
 def _gain(roles: Roles, instrument: str) -> float:
-    return max(PART_GAINS[part] for part in roles.parts_of(instrument)) if roles.parts_of(
-        instrument) else 0.5
+    return (
+        max(PART_GAINS[part] for part in roles.parts_of(instrument))
+        if roles.parts_of(instrument)
+        else 0.5
+    )
 
 
 def _without_overlaps(notes: list[Note]) -> list[Note]:
@@ -162,8 +183,12 @@ def _without_overlaps(notes: list[Note]) -> list[Note]:
     result: list[Note] = []
     for note in ordered:
         previous = result[-1] if result else None
-        if (previous is not None and previous.instrument == note.instrument
-                and previous.pitch == note.pitch and previous.end > note.start):
+        if (
+            previous is not None
+            and previous.instrument == note.instrument
+            and previous.pitch == note.pitch
+            and previous.end > note.start
+        ):
             previous.end = note.start
             if previous.end - previous.start < 1e-3:
                 result.pop()
@@ -174,16 +199,23 @@ def _without_overlaps(notes: list[Note]) -> list[Note]:
 def _ending_envelope(total: int, sample_rate: int, fade: bool) -> np.ndarray:
     """Ones, then either a fade-out (no room for a cadence) or a 20 ms click guard."""
     envelope = np.ones(total, dtype=np.float32)
-    length = min(total, round((min(FADE_S, total / sample_rate / 3) if fade else 0.02)
-                              * sample_rate))
+    length = min(
+        total, round((min(FADE_S, total / sample_rate / 3) if fade else 0.02) * sample_rate)
+    )
     if length > 0:
         envelope[-length:] = np.linspace(1.0, 0.0, length, dtype=np.float32)
     return envelope
 
 
-def _music_plan(brief: MusicBrief, plan: TimingPlan, arrangement: Arrangement,
-                energies: list[float], genre: str, instruments: list[str],
-                ending: str) -> MusicPlan:
+def _music_plan(
+    brief: MusicBrief,
+    plan: TimingPlan,
+    arrangement: Arrangement,
+    energies: list[float],
+    genre: str,
+    instruments: list[str],
+    ending: str,
+) -> MusicPlan:
     beats = np.array(plan.beats_s)
     bars = np.array([plan.beats_s[b] for b in plan.bar_starts])
     distances = [float(np.min(np.abs(beats - c.time_s))) * 1000 for c in brief.cuts]
@@ -202,18 +234,20 @@ def _music_plan(brief: MusicBrief, plan: TimingPlan, arrangement: Arrangement,
         role = "intro" if i == 0 else "main"
         if final is not None and section.first_beat <= final < end_beat and i > 0:
             role = "ending"
-        sections.append(PlannedSection(
-            start_s=round(section.start_s, 6),
-            end_s=round(section.end_s, 6),
-            role=role,
-            bpm=round(section.bpm, 4),
-            first_beat=section.first_beat,
-            beat_count=section.beat_count,
-            energy=round(energies[i], 4),
-            intensity=arrangement.section_intensity[i],
-            instruments=arrangement.section_instruments[i],
-            chords=arrangement.section_chords[i],
-        ))
+        sections.append(
+            PlannedSection(
+                start_s=round(section.start_s, 6),
+                end_s=round(section.end_s, 6),
+                role=role,
+                bpm=round(section.bpm, 4),
+                first_beat=section.first_beat,
+                beat_count=section.beat_count,
+                energy=round(energies[i], 4),
+                intensity=arrangement.section_intensity[i],
+                instruments=arrangement.section_instruments[i],
+                chords=arrangement.section_chords[i],
+            )
+        )
     return MusicPlan(
         bpm=round(plan.base_bpm, 3),
         key=brief.tags.key,

@@ -37,16 +37,21 @@ def _tempo_track(plan: TimingPlan, pickup: bool) -> mido.MidiTrack:
         period = beats[i + 1] - beats[i] if i + 1 < len(beats) else beats[-1] - beats[-2]
         microseconds = round(period * 1e6)
         if microseconds != previous:
-            events.append((offset + i * TICKS_PER_BEAT,
-                           mido.MetaMessage("set_tempo", tempo=microseconds)))
+            events.append(
+                (offset + i * TICKS_PER_BEAT, mido.MetaMessage("set_tempo", tempo=microseconds))
+            )
             previous = microseconds
     bar_ends = [*plan.bar_starts[1:], len(beats)]
     last_length = None
     for start, end in zip(plan.bar_starts, bar_ends, strict=True):
         length = end - start
         if length != last_length and length > 0:
-            events.append((offset + start * TICKS_PER_BEAT,
-                           mido.MetaMessage("time_signature", numerator=length, denominator=4)))
+            events.append(
+                (
+                    offset + start * TICKS_PER_BEAT,
+                    mido.MetaMessage("time_signature", numerator=length, denominator=4),
+                )
+            )
             last_length = length
     _append_sorted(track, events)
     return track
@@ -70,17 +75,38 @@ def midi_bytes(notes: Sequence[Note], plan: TimingPlan, tracks: Sequence[Track])
         track.append(mido.MetaMessage("track_name", name=track_info.instrument))
         events: list[tuple[int, mido.Message]] = []
         if track_info.channel != DRUM_CHANNEL:
-            events.append((0, mido.Message("program_change", channel=track_info.channel,
-                                           program=track_info.program)))
+            events.append(
+                (
+                    0,
+                    mido.Message(
+                        "program_change", channel=track_info.channel, program=track_info.program
+                    ),
+                )
+            )
         for note in notes:
             if note.instrument != track_info.instrument:
                 continue
             on = offset + round(note.start * TICKS_PER_BEAT)
             off = max(on + 1, offset + round(note.end * TICKS_PER_BEAT))
-            events.append((on, mido.Message("note_on", channel=track_info.channel,
-                                            note=note.pitch, velocity=note.velocity)))
-            events.append((off, mido.Message("note_off", channel=track_info.channel,
-                                             note=note.pitch, velocity=0)))
+            events.append(
+                (
+                    on,
+                    mido.Message(
+                        "note_on",
+                        channel=track_info.channel,
+                        note=note.pitch,
+                        velocity=note.velocity,
+                    ),
+                )
+            )
+            events.append(
+                (
+                    off,
+                    mido.Message(
+                        "note_off", channel=track_info.channel, note=note.pitch, velocity=0
+                    ),
+                )
+            )
         _append_sorted(track, events)
         song.tracks.append(track)
     buffer = io.BytesIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,17 @@ class ScheduledNote:
     end_sample: int
 
 
+@dataclass(frozen=True)
+class RenderPart:
+    """One instrument's notes, its General MIDI program and its level in the mix."""
+
+    name: str
+    notes: Sequence[ScheduledNote]
+    program: int
+    drums: bool
+    gain: float
+
+
 class SoundFontRenderer:
     def __init__(self, soundfont: Path | None, sample_rate: int):
         try:
@@ -52,38 +64,72 @@ class SoundFontRenderer:
         # Load once up front so an unusable file fails here, not half-way through a render.
         self._synth(program=0, drums=False)
 
-    def _synth(self, program: int, drums: bool):  # type: ignore[no-untyped-def]
+    def _synth(self, program: int, drums: bool) -> Any:
         synth = self._module.Synth(samplerate=self.sample_rate)
         try:
             soundfont_id = synth.sfload(self._soundfont)
         except Exception as error:  # tinysoundfont raises a bare Exception on bad data
             raise RenderError(f"{self.path} is not a usable SoundFont ({error})") from None
-        synth.program_select(0, soundfont_id, 128 if drums else 0, 0 if drums else program,
-                             is_drums=drums)
+        synth.program_select(
+            0, soundfont_id, 128 if drums else 0, 0 if drums else program, is_drums=drums
+        )
         return synth
 
-    def render(self, notes: Sequence[ScheduledNote], program: int, drums: bool,
-               total_samples: int, cancelled: Callable[[], None] | None = None) -> np.ndarray:
-        """Stereo float32 audio (total_samples x 2) of one instrument's notes."""
-        synth = self._synth(program, drums)
-        # (sample, is_on, pitch, velocity); at the same sample, note-offs come first.
-        events = sorted(
-            [(n.start_sample, 1, n.pitch, n.velocity) for n in notes]
-            + [(n.end_sample, 0, n.pitch, 0) for n in notes]
+    def render(
+        self,
+        parts: Sequence[RenderPart],
+        total_samples: int,
+        keep_stems: bool,
+        progress: Callable[[float], None] | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The mix (total_samples x 2, float32) of every part, and each part's own audio when
+        `keep_stems`. All parts advance together a block at a time, so memory holds the mix
+        (and the stems asked for), never a whole extra track per part."""
+        mix = np.zeros((total_samples, 2), dtype=np.float32)
+        stems = (
+            {part.name: np.zeros((total_samples, 2), dtype=np.float32) for part in parts}
+            if keep_stems
+            else {}
         )
-        buffer = memoryview(bytearray(total_samples * 8))
-        position = 0
-        for sample, is_on, pitch, velocity in events:
-            sample = min(sample, total_samples)
-            if sample > position:
-                synth.generate_simple(sample - position, buffer=buffer[position * 8:sample * 8])
-                position = sample
-                if cancelled is not None:
-                    cancelled()
-            if is_on:
-                synth.noteon(0, pitch, velocity)
-            else:
-                synth.noteoff(0, pitch)
-        if total_samples > position:
-            synth.generate_simple(total_samples - position, buffer=buffer[position * 8:])
-        return np.frombuffer(buffer, dtype=np.float32).reshape(total_samples, 2).copy()
+        voices = []
+        for part in parts:
+            # (sample, is_on, pitch, velocity); at the same sample, note-offs come first.
+            events = sorted(
+                [(n.start_sample, 1, n.pitch, n.velocity) for n in part.notes]
+                + [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
+            )
+            voices.append((part, self._synth(part.program, part.drums), events, [0]))
+        block = self.sample_rate * 5
+        buffer = memoryview(bytearray(block * 8))
+        for block_start in range(0, total_samples, block):
+            block_end = min(block_start + block, total_samples)
+            for part, synth, events, cursor in voices:
+                position = block_start
+                while cursor[0] < len(events) and events[cursor[0]][0] < block_end:
+                    sample, is_on, pitch, velocity = events[cursor[0]]
+                    if sample > position:
+                        synth.generate_simple(
+                            sample - position,
+                            buffer=buffer[
+                                (position - block_start) * 8 : (sample - block_start) * 8
+                            ],
+                        )
+                        position = sample
+                    if is_on:
+                        synth.noteon(0, pitch, velocity)
+                    else:
+                        synth.noteoff(0, pitch)
+                    cursor[0] += 1
+                if block_end > position:
+                    synth.generate_simple(
+                        block_end - position,
+                        buffer=buffer[(position - block_start) * 8 : (block_end - block_start) * 8],
+                    )
+                audio = np.frombuffer(buffer, dtype=np.float32, count=(block_end - block_start) * 2)
+                audio = audio.reshape(-1, 2) * part.gain
+                mix[block_start:block_end] += audio
+                if keep_stems:
+                    stems[part.name][block_start:block_end] = audio
+            if progress is not None:
+                progress(block_end / total_samples)
+        return mix, stems

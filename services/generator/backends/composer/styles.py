@@ -72,11 +72,12 @@ _BACKBEAT = {
         HAT: "xxxxxxxxxxxxxxxx",
     },
 }
+# Kicks mostly on the beat, one pushed to the "and" of 3: the swing stays in the hats.
 _BOOM_BAP = {
-    1: {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-    2: {KICK: "X.....x...x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
+    1: {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+    2: {KICK: "X.......x.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
     3: {
-        KICK: "X.....x...x..x..",
+        KICK: "X.......X.x.....",
         SNARE: "....X..o....X...",
         HAT: "x.xox.x.x.xox.x.",
         OPEN_HAT: "..............x.",
@@ -200,7 +201,9 @@ STYLES: dict[str, Style] = {
             bars_per_chord=1,
             drums=_BOOM_BAP,
             bass="syncopated",
-            comping="stab",
+            # Sustained keys: off-beat stabs on a swung grid pull listeners (and beat trackers)
+            # onto the off-beat.
+            comping="sustain",
             melody_density=0.3,
             melody_grid=4,
             swing=0.16,

@@ -12,7 +12,9 @@ PITCH_CLASSES = {
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 # Semitones above the tonic of each roman degree, measured on the major scale ("bVI" lowers).
 DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
-_ROMAN = re.compile(r"^(b?)(VII|VI|V|IV|III|II|I|vii|vi|v|iv|iii|ii|i)(°?)(maj7|7|sus2|sus4|add9)?$")
+_ROMAN = re.compile(
+    r"^(b?)(VII|VI|V|IV|III|II|I|vii|vi|v|iv|iii|ii|i)(°?)(maj7|7|sus2|sus4|add9)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -116,4 +118,3 @@ def scale_step(pitch: int, steps: int, key: Key) -> int:
     pitches = sorted(p for p in range(pitch - 24, pitch + 25) if key.in_scale(p))
     index = min(range(len(pitches)), key=lambda i: abs(pitches[i] - pitch))
     return pitches[max(0, min(len(pitches) - 1, index + steps))]
-

@@ -17,6 +17,7 @@ downbeat: the strongest cuts land on bar lines.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -74,7 +75,9 @@ def _miss_cost(cuts: np.ndarray, strengths: np.ndarray, start: float, period: fl
         return 0.0
     offset = (cuts - start) / period
     distance = np.abs(offset - np.round(offset)) * period
-    return float(MISS_WEIGHT * np.sum(strengths * np.minimum(distance, MISS_SCALE_S)) / MISS_SCALE_S)
+    return float(
+        MISS_WEIGHT * np.sum(strengths * np.minimum(distance, MISS_SCALE_S)) / MISS_SCALE_S
+    )
 
 
 def _section_options(
@@ -146,7 +149,7 @@ def plan_timing(
     period_limits = (60.0 / high_bpm, 60.0 / low_bpm)
     boundaries = np.round(section_starts, 6)
     options = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         mask = (cut_times > a + 1e-6) & (cut_times < b - 1e-6)
         mask &= ~np.isin(np.round(cut_times, 6), boundaries)
         inner = (cut_times[mask], cut_strengths[mask])
@@ -154,12 +157,12 @@ def plan_timing(
             options.append(_section_options(a, b, inner, period_limits))
         else:
             # The last section ends with the piece, not on a cut: any period in range fits.
-            periods = np.linspace(period_limits[0], period_limits[1], 33)
-            options.append([(float(p), _miss_cost(inner[0], inner[1], a, p)) for p in periods])
+            candidates = np.linspace(period_limits[0], period_limits[1], 33)
+            options.append([(float(p), _miss_cost(inner[0], inner[1], a, p)) for p in candidates])
     periods = _smoothest_periods(options, 60.0 / preferred_bpm)
     beats: list[float] = []
     sections = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         period = periods[i]
         if i < len(bounds) - 2:
             count = max(1, round((b - a) / period))

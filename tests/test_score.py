@@ -1,0 +1,312 @@
+"""`bgm score` end to end: outputs, lengths, loudness, muxing, controls and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pretty_midi
+import pyloudnorm
+import pytest
+from scipy.signal import resample_poly
+
+from services.domain import UserControls
+from services.errors import InvalidInputError
+from services.gateway.mastering import master
+from services.gateway.pipeline import OutputOptions, ScorePipeline
+from services.generator.backends.composer.backend import ComposerGenerator
+from services.media.synth import Shot, SyntheticVideo, write_video
+from services.tagger.backends.vision import VisionTagger
+from services.tagger.vocabulary import load_vocabulary
+
+
+@pytest.fixture(scope="module")
+def pipeline(tagger: VisionTagger, generator: ComposerGenerator) -> ScorePipeline:
+    return ScorePipeline(tagger, generator, load_vocabulary())
+
+
+@pytest.fixture(scope="module")
+def clip(media_dir: Path) -> SyntheticVideo:
+    shots = [
+        Shot(3.0, speed=0.3, hue=0.1),
+        Shot(2.5, speed=0.7, hue=0.5),
+        Shot(3.5, speed=0.2, hue=0.8, brightness=0.4),
+    ]
+    return write_video(media_dir / "clip.mp4", shots, loud_intervals=[(2.0, 5.0)])
+
+
+def decoded_samples(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return sum(frame.samples for frame in container.decode(stream)), stream.rate
+
+
+def decode(path: Path) -> tuple[np.ndarray, int]:
+    """The file's audio as float32 (samples x 2) at its own rate."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+        chunks = [c.to_ndarray() for f in container.decode(stream) for c in resampler.resample(f)]
+        chunks += [c.to_ndarray() for c in resampler.resample(None)]
+    return np.concatenate(chunks, axis=1).T.astype(np.float32), rate
+
+
+def video_packets_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    count = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size:
+                digest.update(bytes(packet))
+                count += 1
+    return digest.hexdigest(), count
+
+
+@pytest.mark.parametrize(
+    ("extension", "rate"), [(".wav", 48000), (".flac", 44100), (".mp3", 44100), (".ogg", 48000)]
+)
+def test_audio_files_are_exactly_as_long_as_the_video(pipeline, clip, tmp_path, extension, rate):
+    out = tmp_path / f"music{extension}"
+    pipeline.score(clip.path, UserControls(), OutputOptions(out, sample_rate=rate))
+    samples, file_rate = decoded_samples(out)
+    assert file_rate == rate
+    assert samples == round(clip.duration_s * rate)
+
+
+def test_loudness_true_peak_and_no_clipping(pipeline, clip, tmp_path):
+    out = tmp_path / "music.wav"
+    result = pipeline.score(clip.path, UserControls(), OutputOptions(out, lufs=-16.0))
+    audio, rate = decode(out)
+    measured = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
+    assert measured == pytest.approx(-16.0, abs=0.5)
+    true_peak_db = 20 * np.log10(np.abs(resample_poly(audio, 4, 1, axis=0)).max())
+    assert true_peak_db <= -1.0 + 0.05
+    assert np.abs(audio).max() < 1.0
+    assert result.loudness.integrated_lufs == pytest.approx(measured, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("extension", "codec"), [(".mp4", "aac"), (".mkv", "opus"), (".mov", "aac")]
+)
+def test_video_is_copied_and_the_music_muxed(pipeline, clip, tmp_path, extension, codec):
+    out = tmp_path / f"scored{extension}"
+    pipeline.score(clip.path, UserControls(), OutputOptions(out))
+    assert video_packets_digest(out) == video_packets_digest(clip.path)  # not re-encoded
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 1
+        assert container.streams.audio[0].codec_context.name == codec
+    samples, rate = decoded_samples(out)
+    # Containers: within one audio frame (AAC 1024 samples, Opus 960 at 48 kHz).
+    assert abs(samples - round(clip.duration_s * rate)) <= 1024
+
+
+def test_rotation_survives_the_mux(pipeline, tmp_path):
+    video = write_video(
+        tmp_path / "phone.mp4", [Shot(1.5, hue=0.2), Shot(1.5, hue=0.7)], rotation=-90
+    )
+    out = tmp_path / "phone-scored.mp4"
+    pipeline.score(video.path, UserControls(), OutputOptions(out))
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.rotation == -90
+
+
+def test_midi_and_stems(pipeline, clip, tmp_path):
+    out, midi, stems = tmp_path / "m.wav", tmp_path / "m.mid", tmp_path / "stems"
+    result = pipeline.score(
+        clip.path,
+        UserControls(instruments=["drums", "bass"]),
+        OutputOptions(out, midi=midi, stems_dir=stems),
+    )
+    song = pretty_midi.PrettyMIDI(io.BytesIO(midi.read_bytes()))
+    assert {i.name for i in song.instruments} == set(result.plan.instruments)
+    written = sorted(p.name for p in stems.iterdir())
+    assert written == sorted(f"{name}.wav" for name in result.plan.instruments)
+    for stem in stems.iterdir():
+        assert decoded_samples(stem)[0] == round(clip.duration_s * 48000)
+
+
+def test_controls_win_over_the_tagger(pipeline, clip, tmp_path):
+    controls = UserControls(
+        genres=["rock"],
+        moods=["tense"],
+        instruments=["electric-guitar"],
+        bpm=142.0,
+        key="E minor",
+        negative=["piano"],
+        seed=3,
+    )
+    result = pipeline.score(clip.path, controls, OutputOptions(tmp_path / "m.wav"))
+    tags = result.brief.tags
+    assert tags.genres[0] == "rock" and result.plan.genre == "rock"
+    assert tags.moods[0] == "tense"
+    assert "electric-guitar" in result.plan.instruments
+    assert "piano" not in tags.instruments
+    assert result.plan.key == "E minor"
+    assert np.allclose(np.diff(result.plan.beats_s), 60 / 142.0, atol=1e-6)
+    sources = {(o.kind, o.tag): o.source for o in tags.origins}
+    assert sources[("genre", "rock")] == "user"
+
+
+def test_keep_original_audio_ducks_the_music_under_speech():
+    rate = 48000
+    t = np.arange(rate * 6) / rate
+    music = np.stack([0.2 * np.sin(2 * np.pi * 330 * t)] * 2, axis=1).astype(np.float32)
+    speech = np.zeros_like(music)
+    speech[2 * rate : 4 * rate] = 0.3 * np.sin(2 * np.pi * 220 * t[2 * rate : 4 * rate])[:, None]
+    mastered = master(music, rate, -16.0, original=speech)
+    gain = mastered.music_gain
+    quiet = np.median(gain[int(0.5 * rate) : int(1.5 * rate)])
+    under_speech = np.median(gain[int(2.5 * rate) : int(3.5 * rate)])
+    assert 20 * np.log10(quiet / under_speech) >= 10.0
+    assert mastered.report.ducked
+
+
+def test_keep_original_audio_end_to_end(pipeline, clip, tmp_path):
+    out = tmp_path / "mixed.wav"
+    pipeline.score(clip.path, UserControls(), OutputOptions(out, keep_original_audio=True))
+    audio, rate = decode(out)
+    assert len(audio) == round(clip.duration_s * rate)
+    # The original's 220 Hz voice is in the mix where it spoke.
+    window = audio[int(2.5 * rate) : int(4.5 * rate), 0]
+    spectrum = np.abs(np.fft.rfft(window))
+    frequencies = np.fft.rfftfreq(len(window), 1 / rate)
+    band = (frequencies > 215) & (frequencies < 225)
+    assert spectrum[band].max() > 5 * np.median(spectrum)
+
+
+BAD_CONTROLS = [
+    (UserControls(bpm=310.0), "outside 30..300"),
+    (UserControls(bpm=12.0), "outside 30..300"),
+    (UserControls(genres=["polka"]), "valid genres: ambient"),
+    (UserControls(moods=["grumpy"]), "valid moods:"),
+    (UserControls(instruments=["kazoo"]), "valid instruments:"),
+    (UserControls(key="H major"), "bad key"),
+    (UserControls(negative=["yodel"]), "unknown negative tag yodel"),
+]
+
+
+@pytest.mark.parametrize(("controls", "message"), BAD_CONTROLS)
+def test_bad_controls_fail_before_any_work(pipeline, clip, tmp_path, controls, message):
+    with pytest.raises(InvalidInputError, match=message):
+        pipeline.score(clip.path, controls, OutputOptions(tmp_path / "m.wav"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("music.aiff", "unknown extension"),
+        ("missing-folder/music.wav", "does not exist"),
+    ],
+)
+def test_bad_outputs_fail_before_any_work(pipeline, clip, tmp_path, name, message):
+    with pytest.raises(InvalidInputError, match=message):
+        pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / name))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_that_is_a_folder(pipeline, clip, tmp_path):
+    (tmp_path / "taken.wav").mkdir()
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "taken.wav"))
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.wav"]
+
+
+def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypatch):
+    import services.gateway.pipeline as module
+
+    def broken_mux(*args, **kwargs):
+        Path(args[1]).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "mux_into_video", broken_mux)
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.score(
+            clip.path,
+            UserControls(),
+            OutputOptions(
+                tmp_path / "m.mp4", midi=tmp_path / "m.mid", stems_dir=tmp_path / "stems"
+            ),
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_container_that_cannot_take_the_video_codec(pipeline, clip, tmp_path):
+    with pytest.raises(InvalidInputError, match=r"cannot copy a h264 video stream into \.webm"):
+        pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.webm"))
+
+
+def test_keep_original_audio_needs_audio(pipeline, tmp_path):
+    video = write_video(tmp_path / "silent.mp4", [Shot(2.0)], audio=False)
+    with pytest.raises(InvalidInputError, match="no audio track"):
+        pipeline.score(
+            video.path, UserControls(), OutputOptions(tmp_path / "m.wav", keep_original_audio=True)
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.mp4"]
+
+
+def test_over_the_generator_limit(tagger, clip, tmp_path):
+    from services.config import ComposerConfig
+
+    short = ScorePipeline(
+        tagger, ComposerGenerator(ComposerConfig(max_duration_s=5.0)), load_vocabulary()
+    )
+    with pytest.raises(InvalidInputError, match="at most 5 s"):
+        short.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.wav"))
+
+
+def test_cli_score_prints_a_summary(clip, tmp_path):
+    out = tmp_path / "scored.mp4"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "score",
+            str(clip.path),
+            "-o",
+            str(out),
+            "--genre",
+            "pop",
+            "--bpm",
+            "100",
+            "--seed",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for word in ("Genres", "pop (user)", "100.0 BPM", "on a beat", "LUFS", "Wrote"):
+        assert word in result.stdout
+    assert out.exists()
+
+
+def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "score",
+            str(clip.path),
+            "-o",
+            str(tmp_path / "m.wav"),
+            "--genre",
+            "polka",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "unknown genre polka" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
