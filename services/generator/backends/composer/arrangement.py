@@ -30,6 +30,8 @@ MELODY_VOICES = ("woodwinds", "synth", "brass", "piano", "electric-guitar", "str
                  "acoustic-guitar")  # fmt: skip
 COMPING_VOICES = ("piano", "acoustic-guitar", "electric-guitar", "plucks", "synth", "strings",
                   "brass", "woodwinds")  # fmt: skip
+# Bowed and blown instruments sustain their chords rather than strum or pulse them.
+SUSTAINING = ("strings", "pads", "brass", "woodwinds")
 # Energy (0.6 x segment + 0.4 x whole piece) at which each intensity 1..3 begins.
 INTENSITY_THRESHOLDS = (0.15, 0.35, 0.6)
 # Seconds between the final chord's release and the end of the piece (the release tail).
@@ -351,6 +353,8 @@ class Composer:
         self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
     ) -> None:
         style = self.style.comping if level >= 1 else "sustain"
+        if instrument in SUSTAINING and style != "arp":
+            style = "sustain"
         low, high = (40, 64) if style == "power" else (52, 76)
         self._comp_voicing = voice(harmony, self._comp_voicing, low, high)
         voicing = self._comp_voicing

@@ -17,6 +17,7 @@ from services.domain import (
 from services.errors import InvalidInputError
 from services.generator.backend import GeneratorInfo, ProgressCallback, validate_brief
 from services.generator.backends.composer.arrangement import (
+    SUSTAINING,
     Arrangement,
     Composer,
     Note,
@@ -119,10 +120,8 @@ class ComposerGenerator:
             progress=lambda fraction: report(0.15 + 0.8 * fraction),
         )
         ending = "cadence" if plan.final_beat is not None else "fade"
-        envelope = _ending_envelope(total, brief.sample_rate, fade=ending == "fade")
-        mix *= envelope[:, None]
-        for stem in stems.values():
-            stem *= envelope[:, None]
+        for audio in (mix, *stems.values()):
+            _shape_ending(audio, brief.sample_rate, fade=ending == "fade")
         report(1.0)
         return GeneratedMusic(
             audio=mix,
@@ -178,33 +177,35 @@ def _gain(roles: Roles, instrument: str) -> float:
 
 def _without_overlaps(notes: list[Note]) -> list[Note]:
     """One sounding note per instrument and pitch: an earlier note ends where the next starts
-    (a synthesizer's note-off cannot tell two overlapping notes of one key apart)."""
+    (a synthesizer's note-off cannot tell two overlapping notes of one key apart). Sustaining
+    instruments tie a held pitch across bars instead of striking it again."""
     ordered = sorted(notes, key=lambda n: (n.instrument, n.pitch, n.start))
     result: list[Note] = []
     for note in ordered:
         previous = result[-1] if result else None
-        if (
-            previous is not None
-            and previous.instrument == note.instrument
-            and previous.pitch == note.pitch
-            and previous.end > note.start
+        if previous is None or (previous.instrument, previous.pitch) != (
+            note.instrument,
+            note.pitch,
         ):
-            previous.end = note.start
-            if previous.end - previous.start < 1e-3:
-                result.pop()
-        result.append(note)
+            result.append(note)
+        elif note.instrument in SUSTAINING and previous.end >= note.start - 1e-6:
+            previous.end = max(previous.end, note.end)
+        else:
+            if previous.end > note.start:
+                previous.end = note.start
+                if previous.end - previous.start < 1e-3:
+                    result.pop()
+            result.append(note)
     return sorted(result, key=lambda n: (n.start, n.instrument, n.pitch))
 
 
-def _ending_envelope(total: int, sample_rate: int, fade: bool) -> np.ndarray:
-    """Ones, then either a fade-out (no room for a cadence) or a 20 ms click guard."""
-    envelope = np.ones(total, dtype=np.float32)
-    length = min(
-        total, round((min(FADE_S, total / sample_rate / 3) if fade else 0.02) * sample_rate)
-    )
+def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
+    """In place: a fade-out (no room for a cadence), else a 20 ms guard against a click."""
+    total = len(audio)
+    seconds = min(FADE_S, total / sample_rate / 3) if fade else 0.02
+    length = min(total, round(seconds * sample_rate))
     if length > 0:
-        envelope[-length:] = np.linspace(1.0, 0.0, length, dtype=np.float32)
-    return envelope
+        audio[-length:] *= np.linspace(1.0, 0.0, length, dtype=np.float32)[:, None]
 
 
 def _music_plan(

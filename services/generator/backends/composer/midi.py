@@ -61,7 +61,9 @@ def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]
     events.sort(key=lambda item: (item[0], item[1].type == "note_on"))
     now = 0
     for tick, message in events:
-        track.append(message.copy(time=tick - now))
+        # Set in place: copy(time=...) would validate every message a second time.
+        message.time = tick - now
+        track.append(message)
         now = tick
 
 

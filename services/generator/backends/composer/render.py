@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ def default_soundfont() -> Path:
     import pretty_midi
 
     return Path(pretty_midi.__file__).with_name("TimGM6mb.sf2")
+
+
+# Voices per instrument. Past this the oldest (release tails, by then) are cut: it bounds the
+# cost of dense parts without audible loss.
+MAX_VOICES = 12
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,10 @@ class SoundFontRenderer:
         # Load once up front so an unusable file fails here, not half-way through a render.
         self._synth(program=0, drums=False)
 
-    def _synth(self, program: int, drums: bool) -> Any:
-        synth = self._module.Synth(samplerate=self.sample_rate)
+    def _synth(self, program: int, drums: bool, gain_db: float = 0.0) -> Any:
+        synth = self._module.Synth(gain=gain_db, samplerate=self.sample_rate)
         try:
-            soundfont_id = synth.sfload(self._soundfont)
+            soundfont_id = synth.sfload(self._soundfont, max_voices=MAX_VOICES)
         except Exception as error:  # tinysoundfont raises a bare Exception on bad data
             raise RenderError(f"{self.path} is not a usable SoundFont ({error})") from None
         synth.program_select(
@@ -84,52 +90,71 @@ class SoundFontRenderer:
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The mix (total_samples x 2, float32) of every part, and each part's own audio when
         `keep_stems`. All parts advance together a block at a time, so memory holds the mix
-        (and the stems asked for), never a whole extra track per part."""
+        (and the stems asked for), never a whole extra track per part. Without stems the
+        parts are summed by the synthesizer itself, straight into one buffer."""
         mix = np.zeros((total_samples, 2), dtype=np.float32)
-        stems = (
-            {part.name: np.zeros((total_samples, 2), dtype=np.float32) for part in parts}
-            if keep_stems
-            else {}
-        )
+        stems = {}
         voices = []
         for part in parts:
+            if keep_stems:
+                stems[part.name] = np.zeros((total_samples, 2), dtype=np.float32)
             # (sample, is_on, pitch, velocity); at the same sample, note-offs come first.
             events = sorted(
                 [(n.start_sample, 1, n.pitch, n.velocity) for n in part.notes]
                 + [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
             )
-            voices.append((part, self._synth(part.program, part.drums), events, [0]))
+            synth = self._synth(part.program, part.drums, gain_db=20 * math.log10(part.gain))
+            voices.append((part.name, synth, events, [0]))
         block = self.sample_rate * 5
         buffer = memoryview(bytearray(block * 8))
+        block_audio = np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2)
         for block_start in range(0, total_samples, block):
             block_end = min(block_start + block, total_samples)
-            for part, synth, events, cursor in voices:
-                position = block_start
-                while cursor[0] < len(events) and events[cursor[0]][0] < block_end:
-                    sample, is_on, pitch, velocity = events[cursor[0]]
-                    if sample > position:
-                        synth.generate_simple(
-                            sample - position,
-                            buffer=buffer[
-                                (position - block_start) * 8 : (sample - block_start) * 8
-                            ],
-                        )
-                        position = sample
-                    if is_on:
-                        synth.noteon(0, pitch, velocity)
-                    else:
-                        synth.noteoff(0, pitch)
-                    cursor[0] += 1
-                if block_end > position:
-                    synth.generate_simple(
-                        block_end - position,
-                        buffer=buffer[(position - block_start) * 8 : (block_end - block_start) * 8],
-                    )
-                audio = np.frombuffer(buffer, dtype=np.float32, count=(block_end - block_start) * 2)
-                audio = audio.reshape(-1, 2) * part.gain
-                mix[block_start:block_end] += audio
+            length = block_end - block_start
+            if not keep_stems:
+                block_audio[:length] = 0.0
+            for name, synth, events, cursor in voices:
+                _advance(
+                    synth, events, cursor, block_start, block_end, buffer, mix_into=not keep_stems
+                )
                 if keep_stems:
-                    stems[part.name][block_start:block_end] = audio
+                    stems[name][block_start:block_end] = block_audio[:length]
+                    mix[block_start:block_end] += block_audio[:length]
+            if not keep_stems:
+                mix[block_start:block_end] = block_audio[:length]
             if progress is not None:
                 progress(block_end / total_samples)
         return mix, stems
+
+
+def _fill(synth: Any, view: memoryview, mix_into: bool) -> None:
+    """Synthesize into `view`, adding to what is there when `mix_into`."""
+    for font in synth.soundfonts.values():
+        font.render(view, mix_into)
+
+
+def _advance(
+    synth: Any,
+    events: list[tuple[int, int, int, int]],
+    cursor: list[int],
+    block_start: int,
+    block_end: int,
+    buffer: memoryview,
+    mix_into: bool,
+) -> None:
+    """Play one part's events that fall in [block_start, block_end) into the block buffer."""
+    position = block_start
+    while cursor[0] < len(events) and events[cursor[0]][0] < block_end:
+        sample, is_on, pitch, velocity = events[cursor[0]]
+        if sample > position:
+            _fill(
+                synth, buffer[(position - block_start) * 8 : (sample - block_start) * 8], mix_into
+            )
+            position = sample
+        if is_on:
+            synth.noteon(0, pitch, velocity)
+        else:
+            synth.noteoff(0, pitch)
+        cursor[0] += 1
+    if block_end > position:
+        _fill(synth, buffer[(position - block_start) * 8 : (block_end - block_start) * 8], mix_into)
