@@ -77,6 +77,9 @@ def test_audio_files_are_exactly_as_long_as_the_video(pipeline, clip, tmp_path, 
     samples, file_rate = decoded_samples(out)
     assert file_rate == rate
     assert samples == round(clip.duration_s * rate)
+    # Lossy or not, the decoded file keeps its true peak at or under -1 dBTP.
+    audio, _ = decode(out)
+    assert 20 * np.log10(np.abs(resample_poly(audio, 4, 1, axis=0)).max()) <= -1.0
 
 
 def test_loudness_true_peak_and_no_clipping(pipeline, clip, tmp_path):
@@ -89,6 +92,7 @@ def test_loudness_true_peak_and_no_clipping(pipeline, clip, tmp_path):
     assert true_peak_db <= -1.0 + 0.05
     assert np.abs(audio).max() < 1.0
     assert result.loudness.integrated_lufs == pytest.approx(measured, abs=0.1)
+    assert result.loudness.true_peak_dbtp == pytest.approx(true_peak_db, abs=0.1)
 
 
 @pytest.mark.parametrize(
@@ -310,3 +314,16 @@ def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
     assert result.returncode == 2
     assert "unknown genre polka" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(48000, 14.46), (44100, 3.0), (48000, 61.3)])
+def test_chunked_loudness_agrees_with_pyloudnorm(rate, seconds):
+    from services.gateway.mastering import integrated_loudness
+
+    rng = np.random.default_rng(int(seconds))
+    samples = int(seconds * rate)
+    ramp = np.linspace(0.01, 0.3, samples)[:, None]
+    audio = (rng.standard_normal((samples, 2)) * ramp).astype(np.float32)
+    audio[: samples // 4] *= 0.001  # a quiet stretch the gates must drop
+    reference = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
+    assert integrated_loudness(audio, rate, chunk_s=7.0) == pytest.approx(reference, abs=1e-6)

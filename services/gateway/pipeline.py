@@ -34,6 +34,12 @@ from services.tagger.backend import AnalysisRequest, ProgressCallback, TaggerBac
 from services.tagger.vocabulary import Vocabulary
 
 LUFS_LIMITS = (-40.0, -5.0)
+# True-peak ceilings: lossy encoders (MP3, AAC, Opus) overshoot the PCM they are given by a
+# few tenths of a dB, so their ceiling leaves room for it; either way the file stays at or
+# under -1 dBTP.
+LOSSLESS_CEILING_DBTP = -1.0
+LOSSY_CEILING_DBTP = -1.5
+LOSSLESS_SUFFIXES = (".wav", ".flac")
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,14 @@ class ScorePipeline:
             original = decode_audio(video, options.sample_rate, samples)
             if original is None:
                 raise InvalidInputError(f"{video.name} has no audio track to keep")
-        mastered = master(music.audio, music.sample_rate, options.lufs, original=original)
+        lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
+        mastered = master(
+            music.audio,
+            music.sample_rate,
+            options.lufs,
+            true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
+            original=original,
+        )
         report(0.9)
         timings["mastering"] = time.perf_counter() - mark
 

@@ -131,6 +131,10 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
         audio_out.bit_rate = 192_000
         sample_format = "fltp" if codec == "aac" else "flt"
         audio_out.format = sample_format
+        if codec == "aac":
+            # FFmpeg's fast AAC coder: twice the speed of its default, inaudibly different at
+            # 192 kb/s.
+            audio_out.codec_context.options = {"aac_coder": "fast"}
         frames = _frames(audio, rate, sample_format)
         audio_time = 0.0
         for packet in source.demux(video_in):
