@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the project's virtual environment (idempotent) and run one job.
-#   ./dev.sh demo   make the sample video and analyse it (the main job, CPU defaults)
+#   ./dev.sh demo   make the sample video and score it (the main job, CPU defaults)
 #   ./dev.sh test   lint, type-check and run the whole test suite
 #   ./dev.sh setup  only set up .venv
 # Environment: BGM_VENV (default .venv), PYTHON (default python3, must be 3.11+),
@@ -32,7 +32,9 @@ setup() {
 demo() {
     mkdir -p out
     "$VENV/bin/bgm" sample out/sample.mp4
-    "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png
+    "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png > /dev/null
+    "$VENV/bin/bgm" score out/sample.mp4 -o out/sample-scored.mp4 --midi out/sample.mid \
+        --stems out/sample-stems
 }
 
 run_tests() {

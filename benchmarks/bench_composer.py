@@ -33,7 +33,7 @@ from services.tagger.backends.vision import VisionTagger
 from services.tagger.vocabulary import load_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tagger import CACHE, best_of, peak_rss_mb, speed_video  # noqa: E402
+from bench_tagger import CACHE, best_of, peak_rss_mb, speed_video
 
 
 def synthetic_brief(duration_s: float, seed: int = 0) -> MusicBrief:
@@ -94,8 +94,10 @@ def beats_section(tagger: VisionTagger, generator: ComposerGenerator) -> None:
     video = write_video(CACHE / "beat.mp4", beat_shots(), audio=False)
     analysis = tagger.analyze(AnalysisRequest(video.path))
     vocabulary = load_vocabulary()
-    print(f"librosa beat tracker on each genre with drums ({analysis.duration_s:.0f} s video, "
-          f"{len(analysis.cuts)} cuts, 44.1 kHz):")
+    print(
+        f"librosa beat tracker on each genre with drums ({analysis.duration_s:.0f} s video, "
+        f"{len(analysis.cuts)} cuts, 44.1 kHz):"
+    )
     print("  genre        sections within 2%   worst tempo error   cuts within 50 ms")
     for genre in STYLES:
         if genre == "ambient":
@@ -104,16 +106,31 @@ def beats_section(tagger: VisionTagger, generator: ComposerGenerator) -> None:
         instruments = list(vocabulary.genres[genre].instruments)
         if "drums" not in instruments:
             instruments.append("drums")
-        tags = MusicTags(genres=[genre], moods=analysis.tags.moods, instruments=instruments,
-                         bpm=(low + high) / 2, bpm_min=low, bpm_max=high,
-                         key=analysis.tags.key, energy=analysis.tags.energy)
-        brief = MusicBrief(tags=tags, segments=analysis.segments, cuts=analysis.cuts,
-                           duration_s=analysis.duration_s, sample_rate=44100, seed=1)
+        tags = MusicTags(
+            genres=[genre],
+            moods=analysis.tags.moods,
+            instruments=instruments,
+            bpm=(low + high) / 2,
+            bpm_min=low,
+            bpm_max=high,
+            key=analysis.tags.key,
+            energy=analysis.tags.energy,
+        )
+        brief = MusicBrief(
+            tags=tags,
+            segments=analysis.segments,
+            cuts=analysis.cuts,
+            duration_s=analysis.duration_s,
+            sample_rate=44100,
+            seed=1,
+        )
         music = generator.generate(brief)
         check = check_beats(music.audio, 44100, music.plan, analysis.cuts_s)
-        print(f"  {genre:<12} {check.sections_within_2pct:>3}/{check.sections_checked:<3}"
-              f"{'':13}{check.worst_tempo_error:6.1%}{'':13}"
-              f"{check.cuts_within_50ms}/{check.cuts}")
+        print(
+            f"  {genre:<12} {check.sections_within_2pct:>3}/{check.sections_checked:<3}"
+            f"{'':13}{check.worst_tempo_error:6.1%}{'':13}"
+            f"{check.cuts_within_50ms}/{check.cuts}"
+        )
 
 
 def output_section(pipeline: ScorePipeline) -> None:
@@ -128,20 +145,25 @@ def output_section(pipeline: ScorePipeline) -> None:
             stream = container.streams.audio[0]
             rate = stream.rate
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-            chunks = [c.to_ndarray() for f in container.decode(stream)
-                      for c in resampler.resample(f)]
+            chunks = [
+                c.to_ndarray() for f in container.decode(stream) for c in resampler.resample(f)
+            ]
         audio = np.concatenate(chunks, axis=1).T
         expected = round(duration_s * rate)
         lufs = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
         peak = 20 * np.log10(np.abs(resample_poly(audio, 4, 1, axis=0)).max())
         clipped = int(np.sum(np.abs(audio) >= 1.0))
-        print(f"  {extension:<7} {len(audio):>9} ({expected:>9}) {lufs:9.2f} "
-              f"{peak:8.2f} dBTP {clipped:>5}")
+        print(
+            f"  {extension:<7} {len(audio):>9} ({expected:>9}) {lufs:9.2f} "
+            f"{peak:8.2f} dBTP {clipped:>5}"
+        )
 
 
 def long_section(generator: ComposerGenerator) -> None:
     result = subprocess.run(
-        [sys.executable, __file__, "--two-hours-only"], check=True, stdout=subprocess.PIPE,
+        [sys.executable, __file__, "--two-hours-only"],
+        check=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
     print(result.stdout.rstrip())
@@ -154,8 +176,7 @@ def two_hours() -> None:
     music = generator.generate(brief)
     took = time.perf_counter() - started
     print("A two-hour piece (pop, 5 instruments, 48 kHz), whole machine:")
-    print(f"  samples                       {len(music.audio)} (expected "
-          f"{round(7200.0 * 48000)})")
+    print(f"  samples                       {len(music.audio)} (expected {round(7200.0 * 48000)})")
     print(f"  time                          {took:6.1f} s   ({7200 / took:5.0f}x real time)")
     print(f"  peak memory (whole process)   {peak_rss_mb():6.0f} MB")
 
