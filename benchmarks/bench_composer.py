@@ -26,7 +26,7 @@ from services.domain import Cut, Look, MusicBrief, MusicTags, Segment, UserContr
 from services.gateway.pipeline import OutputOptions, ScorePipeline
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.styles import STYLES
-from services.generator.beatcheck import check_beats
+from services.generator.beatcheck import check_beats, genre_brief
 from services.media.synth import beat_shots, write_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
@@ -93,7 +93,6 @@ def score_section() -> None:
 def beats_section(tagger: VisionTagger, generator: ComposerGenerator) -> None:
     video = write_video(CACHE / "beat.mp4", beat_shots(), audio=False)
     analysis = tagger.analyze(AnalysisRequest(video.path))
-    vocabulary = load_vocabulary()
     print(
         f"librosa beat tracker on each genre with drums ({analysis.duration_s:.0f} s video, "
         f"{len(analysis.cuts)} cuts, 44.1 kHz):"
@@ -102,28 +101,7 @@ def beats_section(tagger: VisionTagger, generator: ComposerGenerator) -> None:
     for genre in STYLES:
         if genre == "ambient":
             continue
-        low, high = vocabulary.genres[genre].bpm or (80, 120)
-        instruments = list(vocabulary.genres[genre].instruments)
-        if "drums" not in instruments:
-            instruments.append("drums")
-        tags = MusicTags(
-            genres=[genre],
-            moods=analysis.tags.moods,
-            instruments=instruments,
-            bpm=(low + high) / 2,
-            bpm_min=low,
-            bpm_max=high,
-            key=analysis.tags.key,
-            energy=analysis.tags.energy,
-        )
-        brief = MusicBrief(
-            tags=tags,
-            segments=analysis.segments,
-            cuts=analysis.cuts,
-            duration_s=analysis.duration_s,
-            sample_rate=44100,
-            seed=1,
-        )
+        brief = genre_brief(analysis, genre)
         music = generator.generate(brief)
         check = check_beats(music.audio, 44100, music.plan, analysis.cuts_s)
         print(

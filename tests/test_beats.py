@@ -6,7 +6,7 @@ import pytest
 
 from services.generator.backends.composer.styles import STYLES
 from services.generator.beatcheck import check_beats
-from tests.helpers import brief_for
+from services.generator.beatcheck import genre_brief as brief_for
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ from services.errors import InvalidInputError
 from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import HitPoint, plan_timing
+from services.generator.beatcheck import genre_brief as brief_for
 from services.tagger.vocabulary import load_vocabulary
-from tests.helpers import brief_for
 
 VOCABULARY = load_vocabulary()
 GENRES_WITH_DRUMS = [g for g in STYLES if g != "ambient"]

@@ -266,27 +266,25 @@ def test_over_the_generator_limit(tagger, clip, tmp_path):
         short.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.wav"))
 
 
+def bgm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
 def test_cli_score_prints_a_summary(clip, tmp_path):
     out = tmp_path / "scored.mp4"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "score",
-            str(clip.path),
-            "-o",
-            str(out),
-            "--genre",
-            "pop",
-            "--bpm",
-            "100",
-            "--seed",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = bgm(
+        "score",
+        str(clip.path),
+        "-o",
+        str(out),
+        "--genre",
+        "pop",
+        "--bpm",
+        "100",
+        "--seed",
+        "2",
     )
     assert result.returncode == 0, result.stderr
     for word in ("Genres", "pop (user)", "100.0 BPM", "on a beat", "LUFS", "Wrote"):
@@ -295,21 +293,13 @@ def test_cli_score_prints_a_summary(clip, tmp_path):
 
 
 def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "score",
-            str(clip.path),
-            "-o",
-            str(tmp_path / "m.wav"),
-            "--genre",
-            "polka",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = bgm(
+        "score",
+        str(clip.path),
+        "-o",
+        str(tmp_path / "m.wav"),
+        "--genre",
+        "polka",
     )
     assert result.returncode == 2
     assert "unknown genre polka" in result.stderr and "Traceback" not in result.stderr

@@ -5,11 +5,14 @@ Used by the tests and the benchmark (librosa is a development dependency).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from services.domain import MusicPlan
+from services.domain import MusicBrief, MusicPlan, VideoAnalysis
+from services.tagger.vocabulary import load_vocabulary
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,31 @@ def check_beats(
         worst = max(worst, error)
     near = [bool(len(beats)) and float(np.min(np.abs(beats - cut))) <= 0.05 for cut in cuts_s]
     return BeatCheck(checked, within, worst, len(cuts_s), sum(near))
+
+
+def genre_brief(analysis: VideoAnalysis, genre: str, **changes: Any) -> MusicBrief:
+    """A brief for `genre` with its typical instruments (plus drums, but for ambient), in the
+    middle of its tempo range, on the analysed video's timeline."""
+    vocabulary = load_vocabulary()
+    low, high = vocabulary.genres[genre].bpm or (80, 120)
+    instruments = list(vocabulary.genres[genre].instruments)
+    if "drums" not in instruments and genre != "ambient":
+        instruments.append("drums")
+    tags = dataclasses.replace(
+        analysis.tags,
+        genres=[genre],
+        instruments=instruments,
+        bpm=(low + high) / 2,
+        bpm_min=low,
+        bpm_max=high,
+    )
+    fields: dict[str, Any] = dict(
+        tags=tags,
+        segments=analysis.segments,
+        cuts=analysis.cuts,
+        duration_s=analysis.duration_s,
+        sample_rate=44100,
+        seed=1,
+    )
+    fields.update(changes)
+    return MusicBrief(**fields)
