@@ -204,3 +204,68 @@ def test_bad_briefs_are_refused(generator, beat_analysis, field, value, message)
 def test_bad_lengths_and_rates(generator, beat_analysis, duration, rate, message):
     with pytest.raises(InvalidInputError, match=message):
         generator.generate(brief_for(beat_analysis, "pop", duration_s=duration, sample_rate=rate))
+
+
+def test_instruments_are_spread_in_stereo(generator, beat_analysis):
+    music = generator.generate(brief_for(beat_analysis, "acoustic", stems=True))
+    left, right = music.stems["acoustic-guitar"].T
+    assert np.sqrt(np.mean(left**2)) > 1.2 * np.sqrt(np.mean(right**2))  # panned left
+    assert not np.allclose(music.audio[:, 0], music.audio[:, 1])
+
+
+def test_melody_repeats_its_motif(generator, beat_analysis):
+    music = generator.generate(brief_for(beat_analysis, "pop"))
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    melody = next(i for i in song.instruments if i.name == "synth")
+    beats = np.array(music.plan.beats_s)
+    bars = [*music.plan.bars_s, beat_analysis.duration_s]
+    rhythms = []
+    for start, end in itertools.pairwise(bars):
+        onsets = [n.start for n in melody.notes if start - 1e-3 <= n.start < end - 1e-3]
+        positions = tuple(
+            round(
+                float(np.interp(t, beats, np.arange(len(beats))))
+                - float(np.interp(start, beats, np.arange(len(beats)))),
+                2,
+            )
+            for t in onsets
+        )
+        if len(positions) > 1:
+            rhythms.append(positions)
+    # Music, not random notes: bars reuse a few rhythms (the motif and its variations).
+    assert len(rhythms) >= 6
+    assert len(set(rhythms)) <= len(rhythms) / 2
+
+
+def test_bass_plays_the_chord_roots(generator, beat_analysis):
+    music = generator.generate(brief_for(beat_analysis, "rock"))
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    bass = next(i for i in song.instruments if i.name == "bass")
+    key = Key.parse(music.plan.key)
+    numerals = [numeral for section in music.plan.sections for numeral in section.chords]
+    checked = 0
+    for bar_start, numeral in zip(music.plan.bars_s, numerals, strict=False):
+        first = [n for n in bass.notes if abs(n.start - bar_start) < 0.01]
+        if first:
+            assert first[0].pitch % 12 == chord(numeral, key).root
+            checked += 1
+    assert checked >= len(numerals) // 2
+
+
+def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis):
+    from services.config import ComposerConfig
+    from services.generator.backends.composer.backend import ComposerGenerator
+    from services.generator.backends.composer.render import RenderError, default_soundfont
+
+    copy = tmp_path / "mine.sf2"
+    copy.write_bytes(default_soundfont().read_bytes())
+    music = ComposerGenerator(ComposerConfig(soundfont_path=copy)).generate(
+        brief_for(beat_analysis, "pop", duration_s=5.0)
+    )
+    assert np.abs(music.audio).max() > 0.05
+    broken = tmp_path / "broken.sf2"
+    broken.write_bytes(b"RIFF not really")
+    with pytest.raises(RenderError, match="not a usable SoundFont"):
+        ComposerGenerator(ComposerConfig(soundfont_path=broken))
+    with pytest.raises(RenderError, match="cannot read SoundFont"):
+        ComposerGenerator(ComposerConfig(soundfont_path=tmp_path / "missing.sf2"))

@@ -31,7 +31,7 @@ from services.generator.backends.composer.render import (
     ScheduledNote,
     SoundFontRenderer,
 )
-from services.generator.backends.composer.styles import STYLES
+from services.generator.backends.composer.styles import PANS, STYLES
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import HitPoint, TimingPlan, plan_timing
 from services.tagger.vocabulary import load_vocabulary
@@ -111,7 +111,14 @@ class ComposerGenerator:
                 for n in by_instrument.get(instrument, [])
             ]
             parts.append(
-                RenderPart(instrument, scheduled, program, drums, _gain(roles, instrument))
+                RenderPart(
+                    instrument,
+                    scheduled,
+                    program,
+                    drums,
+                    _gain(roles, instrument),
+                    pan=PANS[instrument],
+                )
             )
         mix, stems = self._renderer(brief.sample_rate).render(
             parts,

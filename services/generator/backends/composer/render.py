@@ -48,6 +48,8 @@ class RenderPart:
     program: int
     drums: bool
     gain: float
+    # MIDI pan, 0 (left) .. 64 (centre) .. 127 (right).
+    pan: int = 64
 
 
 class SoundFontRenderer:
@@ -70,7 +72,7 @@ class SoundFontRenderer:
         # Load once up front so an unusable file fails here, not half-way through a render.
         self._synth(program=0, drums=False)
 
-    def _synth(self, program: int, drums: bool, gain_db: float = 0.0) -> Any:
+    def _synth(self, program: int, drums: bool, gain_db: float = 0.0, pan: int = 64) -> Any:
         synth = self._module.Synth(gain=gain_db, samplerate=self.sample_rate)
         try:
             soundfont_id = synth.sfload(self._soundfont, max_voices=MAX_VOICES)
@@ -79,6 +81,7 @@ class SoundFontRenderer:
         synth.program_select(
             0, soundfont_id, 128 if drums else 0, 0 if drums else program, is_drums=drums
         )
+        synth.control_change(0, 10, pan)  # MIDI CC 10: pan, 0 left .. 64 centre .. 127 right
         return synth
 
     def render(
@@ -103,7 +106,9 @@ class SoundFontRenderer:
                 [(n.start_sample, 1, n.pitch, n.velocity) for n in part.notes]
                 + [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
             )
-            synth = self._synth(part.program, part.drums, gain_db=20 * math.log10(part.gain))
+            synth = self._synth(
+                part.program, part.drums, gain_db=20 * math.log10(part.gain), pan=part.pan
+            )
             voices.append((part.name, synth, events, [0]))
         block = self.sample_rate * 5
         buffer = memoryview(bytearray(block * 8))

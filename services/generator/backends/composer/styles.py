@@ -27,6 +27,22 @@ DEFAULT_PROGRAMS = {
     "plucks": 46,  # Orchestral Harp
 }
 
+# Where each instrument sits in the stereo field (MIDI pan: 0 left, 64 centre, 127 right),
+# as on a band stage: rhythm section in the middle, the rest spread either side.
+PANS = {
+    "drums": 64,
+    "bass": 64,
+    "piano": 50,
+    "strings": 82,
+    "pads": 64,
+    "acoustic-guitar": 42,
+    "electric-guitar": 86,
+    "brass": 76,
+    "woodwinds": 52,
+    "synth": 72,
+    "plucks": 38,
+}
+
 DrumPattern = dict[int, str]
 
 
