@@ -213,7 +213,10 @@ class Composer:
                 if final is not None and start >= final:
                     self._final_chord(start, end_beat, playing)
                     break
-                intro = form.role == "intro" and position < 2 and len(section_bars) > 2
+                # The intro: the first two bars of a long first section, or the first bar of
+                # a short one, played by the accompaniment alone.
+                intro_bars = 2 if len(section_bars) > 2 else 1 if len(section_bars) > 1 else 0
+                intro = form.role == "intro" and position < intro_bars
                 level = 0 if intro else form.intensity
                 is_last_bar = position == len(section_bars) - 1
                 fill = (
