@@ -60,16 +60,10 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
+def _controls(args: argparse.Namespace):
     from services.domain import UserControls
-    from services.gateway.pipeline import OutputOptions, ScorePipeline
-    from services.gateway.report import print_score_summary
-    from services.generator.backend import create_generator_backend
-    from services.tagger.backend import create_tagger_backend
-    from services.tagger.vocabulary import load_vocabulary
 
-    config = load_config(args.config)
-    controls = UserControls(
+    return UserControls(
         genres=args.genre or [],
         moods=args.mood or [],
         instruments=args.instrument or [],
@@ -79,7 +73,12 @@ def _score(args: argparse.Namespace) -> int:
         prompt=args.prompt or "",
         seed=args.seed,
     )
-    options = OutputOptions(
+
+
+def _output_options(args: argparse.Namespace):
+    from services.gateway.pipeline import OutputOptions
+
+    return OutputOptions(
         output=Path(args.output),
         midi=Path(args.midi) if args.midi else None,
         stems_dir=Path(args.stems) if args.stems else None,
@@ -87,6 +86,18 @@ def _score(args: argparse.Namespace) -> int:
         lufs=args.lufs,
         keep_original_audio=args.keep_original_audio,
     )
+
+
+def _score(args: argparse.Namespace) -> int:
+    from services.gateway.pipeline import ScorePipeline
+    from services.gateway.report import print_score_summary
+    from services.generator.backend import create_generator_backend
+    from services.tagger.backend import create_tagger_backend
+    from services.tagger.vocabulary import load_vocabulary
+
+    config = load_config(args.config)
+    controls = _controls(args)
+    options = _output_options(args)
     stderr = Console(stderr=True)
     pipeline = ScorePipeline(
         create_tagger_backend(config.tagger),
@@ -99,6 +110,67 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from services.serve import serve
+
+    config = load_config(args.config)
+    if args.service != "all":
+        endpoint = getattr(config.serving, args.service)
+        changes = {
+            k: v
+            for k, v in (
+                ("host", args.host),
+                ("port", args.port),
+                ("metrics_port", args.metrics_port),
+            )
+            if v is not None
+        }
+        serving = config.serving.model_copy(
+            update={args.service: endpoint.model_copy(update=changes)}
+        )
+        config = config.model_copy(update={"serving": serving})
+    elif args.host is not None:
+        serving = config.serving.model_copy(
+            update={
+                name: getattr(config.serving, name).model_copy(update={"host": args.host})
+                for name in ("tagger", "generator", "gateway")
+            }
+        )
+        config = config.model_copy(update={"serving": serving})
+    serve(config, args.service)
+    return 0
+
+
+def _client_score(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.gateway.client import score_remote
+    from services.gateway.report import print_remote_summary
+
+    stderr = Console(stderr=True)
+    metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
+    try:
+        with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
+            outcome = score_remote(
+                args.server,
+                args.video,
+                _controls(args),
+                _output_options(args),
+                report,
+                metadata=metadata,
+                timeout_s=args.timeout,
+                by_uri=args.uri,
+            )
+    except grpc.RpcError as error:
+        stderr.print(
+            f"[red]error[/red] ({error.code().name}): {error.details()}",
+            highlight=False,
+        )
+        return EXIT_FAILURE
+    print_remote_summary(outcome, Console())
+    return 0
+
+
 def _sample(args: argparse.Namespace) -> int:
     from services.media.synth import sample_shots, write_video
 
@@ -108,6 +180,42 @@ def _sample(args: argparse.Namespace) -> int:
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
     )
     return 0
+
+
+def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)",
+    )
+    parser.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
+    parser.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
+    parser.add_argument(
+        "--keep-original-audio",
+        action="store_true",
+        help="mix the video's own sound over the music, ducking the music",
+    )
+    parser.add_argument("--genre", action="append", help="a genre (repeatable)")
+    parser.add_argument("--mood", action="append", help="a mood (repeatable)")
+    parser.add_argument("--instrument", action="append", help="an instrument (repeatable)")
+    parser.add_argument(
+        "--negative",
+        action="append",
+        metavar="TAG",
+        help="a genre, mood or instrument to leave out (repeatable)",
+    )
+    parser.add_argument("--bpm", type=float, help="exact tempo, 30..300")
+    parser.add_argument("--key", help='key, e.g. "D minor"')
+    parser.add_argument("--prompt", metavar="TEXT", help="free-text hints")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
+    parser.add_argument(
+        "--lufs",
+        type=float,
+        default=-14.0,
+        help="integrated loudness target (default -14); true peak <= -1 dBTP",
+    )
+    parser.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,40 +234,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
     score.add_argument("video", help="video file")
-    score.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)",
-    )
-    score.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
-    score.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
-    score.add_argument(
-        "--keep-original-audio",
-        action="store_true",
-        help="mix the video's own sound over the music, ducking the music",
-    )
-    score.add_argument("--genre", action="append", help="a genre (repeatable)")
-    score.add_argument("--mood", action="append", help="a mood (repeatable)")
-    score.add_argument("--instrument", action="append", help="an instrument (repeatable)")
-    score.add_argument(
-        "--negative",
-        action="append",
-        metavar="TAG",
-        help="a genre, mood or instrument to leave out (repeatable)",
-    )
-    score.add_argument("--bpm", type=float, help="exact tempo, 30..300")
-    score.add_argument("--key", help='key, e.g. "D minor"')
-    score.add_argument("--prompt", metavar="TEXT", help="free-text hints")
-    score.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
-    score.add_argument(
-        "--lufs",
-        type=float,
-        default=-14.0,
-        help="integrated loudness target (default -14); true peak <= -1 dBTP",
-    )
-    score.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
+    _score_arguments(score)
     score.set_defaults(run=_score)
+
+    serve = commands.add_parser("serve", help="run the gRPC services on localhost ports")
+    serve.add_argument(
+        "service", choices=("tagger", "generator", "gateway", "all"), nargs="?", default="all"
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="port (one service only; defaults: gateway 50051, tagger 50052, generator 50053)",
+    )
+    serve.add_argument("--metrics-port", type=int, help="Prometheus port (one service only)")
+    serve.set_defaults(run=_serve)
+
+    client = commands.add_parser("client", help="call a running gateway")
+    client_commands = client.add_subparsers(dest="client_command", required=True)
+    remote = client_commands.add_parser("score", help="score a video through a gateway")
+    remote.add_argument("video", help="video file to upload (or a URI, with --uri)")
+    remote.add_argument("--server", default="127.0.0.1:50051", help="gateway HOST:PORT")
+    remote.add_argument(
+        "--uri",
+        action="store_true",
+        help="VIDEO is a URI the gateway fetches, not a file to upload",
+    )
+    remote.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="gRPC metadata to send (repeatable)",
+    )
+    remote.add_argument("--timeout", type=float, help="deadline, seconds")
+    _score_arguments(remote)
+    remote.set_defaults(run=_client_score)
 
     sample = commands.add_parser("sample", help="write the project's sample video")
     sample.add_argument("output", help="where to write it (.mp4)")

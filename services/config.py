@@ -7,13 +7,18 @@ from command-line flags, which win. Unknown keys are errors, so a typo never pas
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.errors import ConfigError
+from services.media.sources import SourcePolicy
 from services.media.video import VideoLimits
+
+# Where the gateway stages uploads, and so where taggers on the same machine may read.
+DEFAULT_STAGING_DIR = Path(tempfile.gettempdir()) / "bgm-staging"
 
 
 class StrictModel(BaseModel):
@@ -50,6 +55,8 @@ class TaggerConfig(StrictModel):
     vision: VisionConfig = VisionConfig()
     # Folder of the sentence-embedding model for text hints; None = the packaged MiniLM.
     text_model_path: Path | None = None
+    # What Tagger.Analyze may read by URI.
+    sources: SourcePolicy = SourcePolicy(file_roots=[DEFAULT_STAGING_DIR])
 
 
 class ComposerConfig(StrictModel):
@@ -65,9 +72,55 @@ class GeneratorConfig(StrictModel):
     composer: ComposerConfig = ComposerConfig()
 
 
+class GatewayConfig(StrictModel):
+    """How the gateway reaches the tagger and generator, and what requests may ask for."""
+
+    tagger_address: str = "127.0.0.1:50052"
+    generator_address: str = "127.0.0.1:50053"
+    # Metadata sent with every call to each (a Ray Serve proxy picks the application by it).
+    tagger_metadata: dict[str, str] = Field(default_factory=dict)
+    generator_metadata: dict[str, str] = Field(default_factory=dict)
+    # Deadlines of the downstream calls, seconds.
+    analyze_timeout_s: float = Field(900.0, gt=0)
+    generate_timeout_s: float = Field(1800.0, gt=0)
+    describe_timeout_s: float = Field(10.0, gt=0)
+    # Attempts of an idempotent call (Analyze, Describe) that meets UNAVAILABLE.
+    attempts: int = Field(3, ge=1, le=5)
+    # Uploads and fetched videos are staged here, one folder per request, removed after it.
+    staging_dir: Path = DEFAULT_STAGING_DIR
+    # What Gateway.Score may read by URI (the staging folder is always readable).
+    sources: SourcePolicy = SourcePolicy()
+    # Folders file:// output URIs may name (s3:// and gs:// need the matching extra).
+    output_roots: list[Path] = Field(default_factory=list)
+    max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+    # Output files stream back in chunks of this size.
+    chunk_bytes: int = Field(1024 * 1024, gt=0)
+
+
+class Endpoint(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    # Prometheus metrics over HTTP; 0 = off.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    # Requests worked on at once; more wait their turn.
+    max_concurrent: int = Field(2, ge=1)
+
+
+class ServingConfig(StrictModel):
+    gateway: Endpoint = Endpoint(port=50051, metrics_port=9101, max_concurrent=16)
+    tagger: Endpoint = Endpoint(port=50052, metrics_port=9102, max_concurrent=2)
+    generator: Endpoint = Endpoint(port=50053, metrics_port=9103, max_concurrent=2)
+    # Largest gRPC message, bytes (audio travels in much smaller chunks).
+    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # On SIGTERM, requests in flight get this long to finish.
+    grace_s: float = Field(30.0, ge=0)
+
+
 class BgmConfig(StrictModel):
     tagger: TaggerConfig = TaggerConfig()
     generator: GeneratorConfig = GeneratorConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    serving: ServingConfig = ServingConfig()
 
 
 def load_config(path: str | Path | None = None) -> BgmConfig:

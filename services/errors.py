@@ -55,3 +55,27 @@ class ConfigError(BgmError):
     """The configuration file or flags are unusable."""
 
     status_code = "FAILED_PRECONDITION"
+
+
+class PermissionDeniedError(BgmError):
+    """The request names something the server is not allowed to touch."""
+
+    status_code = "PERMISSION_DENIED"
+
+
+class ResourceExhaustedError(BgmError):
+    """The request is larger than the server's limits."""
+
+    status_code = "RESOURCE_EXHAUSTED"
+
+
+class UnavailableError(BgmError):
+    """A service the request needs cannot be reached."""
+
+    status_code = "UNAVAILABLE"
+
+
+class CancelledError(BgmError):
+    """The caller went away; the work stopped."""
+
+    status_code = "CANCELLED"

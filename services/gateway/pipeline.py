@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from services.domain import MusicBrief, MusicPlan, UserControls, VideoAnalysis
+from services.domain import GeneratedMusic, MusicBrief, MusicPlan, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief, validate_controls
-from services.gateway.mastering import LoudnessReport, master
-from services.generator.backend import GeneratorBackend
+from services.gateway.mastering import LoudnessReport, Mastered, master
+from services.generator.backend import GeneratorBackend, GeneratorInfo
 from services.media.audio import (
     check_stream_copy,
     decode_audio,
@@ -134,11 +134,79 @@ def staged_outputs() -> Iterator[Staging]:
         raise
 
 
-def _temporary(final: Path) -> Path:
+def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
 
 
+def check_request(
+    video: Path,
+    controls: UserControls,
+    options: OutputOptions,
+    info: GeneratorInfo,
+    vocabulary: Vocabulary,
+) -> None:
+    """Everything that can be refused on the request's own terms, before any work."""
+    validate_controls(controls, vocabulary)
+    validate_options(options, info.sample_rates)
+    probe = probe_video(video)
+    if output_kind(options.output) == "video":
+        check_stream_copy(probe.video_codec, options.output)
+    if probe.duration_s > info.max_duration_s:
+        raise InvalidInputError(
+            f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
+            f"at most {info.max_duration_s:g} s"
+        )
+    if options.keep_original_audio and not probe.has_audio:
+        raise InvalidInputError(f"{video.name} has no audio track to keep")
+
+
+def master_music(video: Path, music: GeneratedMusic, options: OutputOptions) -> Mastered:
+    """Loudness, true peak and (if asked) the original sound under the music."""
+    original = None
+    if options.keep_original_audio:
+        original = decode_audio(video, music.sample_rate, len(music.audio))
+        if original is None:
+            raise InvalidInputError(f"{video.name} has no audio track to keep")
+    lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
+    return master(
+        music.audio,
+        music.sample_rate,
+        options.lufs,
+        true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
+        original=original,
+    )
+
+
+def write_outputs(
+    video: Path, music: GeneratedMusic, mastered: Mastered, options: OutputOptions
+) -> list[Path]:
+    """Write every output, all or nothing."""
+    with staged_outputs() as staging:
+        staged = staging.files
+        temporary = temporary_path(options.output)
+        staged.append((temporary, options.output))
+        if output_kind(options.output) == "audio":
+            write_audio_file(temporary, mastered.audio, music.sample_rate)
+        else:
+            mux_into_video(video, temporary, mastered.audio, music.sample_rate)
+        if options.midi is not None:
+            midi_temporary = temporary_path(options.midi)
+            staged.append((midi_temporary, options.midi))
+            midi_temporary.write_bytes(music.midi)
+        if options.stems_dir is not None:
+            staging.make_folder(options.stems_dir)
+            for name, stem in music.stems.items():
+                final = options.stems_dir / f"{name}.wav"
+                stem_temporary = temporary_path(final)
+                staged.append((stem_temporary, final))
+                gained = (stem * mastered.music_gain[:, None]).astype(np.float32)
+                write_audio_file(stem_temporary, gained, music.sample_rate)
+    return [final for _, final in staged]
+
+
 class ScorePipeline:
+    """The whole job in one process, with the tagger and generator as local backends."""
+
     def __init__(self, tagger: TaggerBackend, generator: GeneratorBackend, vocabulary: Vocabulary):
         self.tagger = tagger
         self.generator = generator
@@ -154,17 +222,7 @@ class ScorePipeline:
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        info = self.generator.describe()
-        validate_controls(controls, self.vocabulary)
-        validate_options(options, info.sample_rates)
-        probe = probe_video(video)
-        if output_kind(options.output) == "video":
-            check_stream_copy(probe.video_codec, options.output)
-        if probe.duration_s > info.max_duration_s:
-            raise InvalidInputError(
-                f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
-                f"at most {info.max_duration_s:g} s"
-            )
+        check_request(video, controls, options, self.generator.describe(), self.vocabulary)
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()
@@ -188,46 +246,12 @@ class ScorePipeline:
         timings["composition"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        samples = len(music.audio)
-        original = None
-        if options.keep_original_audio:
-            original = decode_audio(video, options.sample_rate, samples)
-            if original is None:
-                raise InvalidInputError(f"{video.name} has no audio track to keep")
-        lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
-        mastered = master(
-            music.audio,
-            music.sample_rate,
-            options.lufs,
-            true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
-            original=original,
-        )
+        mastered = master_music(video, music, options)
         report(0.9)
         timings["mastering"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        written = []
-        with staged_outputs() as staging:
-            staged = staging.files
-            temporary = _temporary(options.output)
-            staged.append((temporary, options.output))
-            if output_kind(options.output) == "audio":
-                write_audio_file(temporary, mastered.audio, music.sample_rate)
-            else:
-                mux_into_video(video, temporary, mastered.audio, music.sample_rate)
-            if options.midi is not None:
-                midi_temporary = _temporary(options.midi)
-                staged.append((midi_temporary, options.midi))
-                midi_temporary.write_bytes(music.midi)
-            if options.stems_dir is not None:
-                staging.make_folder(options.stems_dir)
-                for name, stem in music.stems.items():
-                    final = options.stems_dir / f"{name}.wav"
-                    stem_temporary = _temporary(final)
-                    staged.append((stem_temporary, final))
-                    gained = (stem * mastered.music_gain[:, None]).astype(np.float32)
-                    write_audio_file(stem_temporary, gained, music.sample_rate)
-            written = [final for _, final in staged]
+        written = write_outputs(video, music, mastered, options)
         timings["writing"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)

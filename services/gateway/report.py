@@ -1,29 +1,36 @@
-"""The one-screen summary `bgm score` prints at the end."""
+"""The one-screen summary `bgm score` and `bgm client score` print at the end."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from rich.console import Console
 
+from services.domain import MusicPlan, MusicTags, VideoAnalysis
 from services.gateway.pipeline import ScoreResult
 from services.tagger.report import print_tags
 
 
-def print_score_summary(result: ScoreResult, console: Console) -> None:
-    tags = result.brief.tags
-    plan = result.plan
-    analysis = result.analysis
-    console.print(
-        f"[bold]Video[/bold]       {analysis.duration_s:.2f} s, {len(analysis.cuts)} "
-        f"cuts, {len(analysis.segments)} segments"
-    )
+def _print_summary(
+    console: Console,
+    analysis: VideoAnalysis | None,
+    tags: MusicTags,
+    plan: MusicPlan,
+    bpm_is_fixed: bool,
+    loudness: Any,
+    written: list[Path],
+) -> None:
+    if analysis is not None:
+        console.print(
+            f"[bold]Video[/bold]       {analysis.duration_s:.2f} s, "
+            f"{len(analysis.cuts)} cuts, {len(analysis.segments)} segments"
+        )
     print_tags(tags, console)
     tempos = [s.bpm for s in plan.sections]
-    spread = (
-        f" (sections {min(tempos):.1f}-{max(tempos):.1f})"
-        if max(tempos) - min(tempos) > 0.05
-        else ""
-    )
-    fixed = " [dim](user, exact)[/dim]" if result.brief.bpm_is_fixed else ""
+    spread = (f" (sections {min(tempos):.1f}-{max(tempos):.1f})"
+              if tempos and max(tempos) - min(tempos) > 0.05 else "")  # fmt: skip
+    fixed = " [dim](user, exact)[/dim]" if bpm_is_fixed else ""
     console.print(
         f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {plan.key}, "
         f"style {plan.genre}, {len(plan.bars_s)} bars, ending: {plan.ending}"
@@ -35,17 +42,51 @@ def print_score_summary(result: ScoreResult, console: Console) -> None:
             f"{a.on_bar_count} on a bar line; distance to beat median "
             f"{a.median_ms:.1f} ms, worst {a.worst_ms:.1f} ms"
         )
-    loudness = result.loudness
     console.print(
         f"[bold]{'Loudness':<12}[/bold]{loudness.integrated_lufs:.1f} LUFS (target "
         f"{loudness.target_lufs:g}), true peak {loudness.true_peak_dbtp:.1f} dBTP"
         + (", ducked under the original sound" if loudness.ducked else "")
     )
-    for path in result.written:
+    for path in written:
         console.print(f"[bold]{'Wrote':<12}[/bold]{path}")
+
+
+def print_score_summary(result: ScoreResult, console: Console) -> None:
+    _print_summary(
+        console,
+        result.analysis,
+        result.brief.tags,
+        result.plan,
+        result.brief.bpm_is_fixed,
+        result.loudness,
+        result.written,
+    )
     t = result.timings
     console.print(
         f"[dim]{t['total']:.1f} s: analysis {t['analysis']:.1f}, composition "
         f"{t['composition']:.1f}, mastering {t['mastering']:.1f}, writing "
         f"{t['writing']:.1f}[/dim]"
     )
+
+
+def print_remote_summary(outcome: Any, console: Console) -> None:
+    from services.contract import analysis_from_proto, plan_from_proto, tags_from_proto
+
+    result = outcome.result
+    if result is None:
+        console.print("[yellow]the gateway ended without a result[/yellow]")
+        return
+    analysis = analysis_from_proto(outcome.analysis) if outcome.analysis is not None else None
+    plan = plan_from_proto(result.plan)
+    # A user BPM is the only way the range closes to one value.
+    fixed = result.tags.bpm_min == result.tags.bpm_max
+    _print_summary(
+        console,
+        analysis,
+        tags_from_proto(result.tags),
+        plan,
+        fixed,
+        result.loudness,
+        outcome.written or [Path(u) for u in result.output_uris],
+    )
+    console.print(f"[dim]{result.seconds:.1f} s on the server[/dim]")

@@ -1,0 +1,223 @@
+"""Conversions between the domain types and the bgm.v1 protobuf messages.
+
+Protobuf stays at the edges: servicers and gRPC clients call these, nothing else does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Literal, cast
+
+import numpy as np
+
+from services.domain import (
+    Cut,
+    CutAlignment,
+    Look,
+    MotionCurve,
+    MusicBrief,
+    MusicPlan,
+    MusicTags,
+    PlannedSection,
+    Segment,
+    TagOrigin,
+    TagSource,
+    UserControls,
+    VideoAnalysis,
+)
+from services.gen.bgm.v1 import common_pb2 as pb
+
+# Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
+# 384 KB of stereo float32, well under any message limit).
+AUDIO_CHUNK_SAMPLES = 48000
+
+_CUT_KINDS = {"hard": pb.CUT_KIND_HARD, "fade": pb.CUT_KIND_FADE}
+_TAG_KINDS = {"genre": pb.TAG_KIND_GENRE, "mood": pb.TAG_KIND_MOOD,
+              "instrument": pb.TAG_KIND_INSTRUMENT}  # fmt: skip
+_TAG_SOURCES = {"picture": pb.TAG_SOURCE_PICTURE, "prompt": pb.TAG_SOURCE_PROMPT,
+                "both": pb.TAG_SOURCE_BOTH, "user": pb.TAG_SOURCE_USER}  # fmt: skip
+
+
+def _inverse(table: Mapping[str, int]) -> dict[int, str]:
+    return {value: key for key, value in table.items()}
+
+
+def look_to_proto(look: Look) -> pb.Look:
+    return pb.Look(brightness=look.brightness, saturation=look.saturation, warmth=look.warmth,
+                   contrast=look.contrast)  # fmt: skip
+
+
+def look_from_proto(message: pb.Look) -> Look:
+    return Look(message.brightness, message.saturation, message.warmth, message.contrast)
+
+
+def cut_to_proto(cut: Cut) -> pb.Cut:
+    return pb.Cut(time_s=cut.time_s, kind=_CUT_KINDS[cut.kind], strength=cut.strength)
+
+
+def cut_from_proto(message: pb.Cut) -> Cut:
+    kind = _inverse(_CUT_KINDS).get(message.kind, "hard")
+    return Cut(message.time_s, cast(Literal["hard", "fade"], kind), message.strength)
+
+
+def segment_to_proto(segment: Segment) -> pb.Segment:
+    return pb.Segment(start_s=segment.start_s, end_s=segment.end_s, energy=segment.energy,
+                      look=look_to_proto(segment.look), moods=segment.moods,
+                      thumbnail_jpeg=segment.thumbnail_jpeg)  # fmt: skip
+
+
+def segment_from_proto(message: pb.Segment) -> Segment:
+    return Segment(message.start_s, message.end_s, message.energy, look_from_proto(message.look),
+                   list(message.moods), bytes(message.thumbnail_jpeg))  # fmt: skip
+
+
+def tags_to_proto(tags: MusicTags) -> pb.MusicTags:
+    return pb.MusicTags(
+        genres=tags.genres, moods=tags.moods, instruments=tags.instruments, bpm=tags.bpm,
+        bpm_min=tags.bpm_min, bpm_max=tags.bpm_max, key=tags.key, energy=tags.energy,
+        origins=[pb.TagOrigin(kind=_TAG_KINDS[o.kind], tag=o.tag,
+                              source=_TAG_SOURCES[o.source], score=o.score)
+                 for o in tags.origins],
+    )  # fmt: skip
+
+
+def tags_from_proto(message: pb.MusicTags) -> MusicTags:
+    kinds, sources = _inverse(_TAG_KINDS), _inverse(_TAG_SOURCES)
+    origins = [
+        TagOrigin(cast(Literal["genre", "mood", "instrument"], kinds[o.kind]), o.tag,
+                  cast(TagSource, sources.get(o.source, "picture")), o.score)
+        for o in message.origins if o.kind in kinds
+    ]  # fmt: skip
+    return MusicTags(
+        genres=list(message.genres), moods=list(message.moods),
+        instruments=list(message.instruments), bpm=message.bpm, bpm_min=message.bpm_min,
+        bpm_max=message.bpm_max, key=message.key, energy=message.energy, origins=origins,
+    )  # fmt: skip
+
+
+def analysis_to_proto(analysis: VideoAnalysis) -> pb.VideoAnalysis:
+    return pb.VideoAnalysis(
+        duration_s=analysis.duration_s, fps=analysis.fps, width=analysis.width,
+        height=analysis.height, rotation=analysis.rotation, has_audio=analysis.has_audio,
+        cuts=[cut_to_proto(c) for c in analysis.cuts],
+        motion=pb.MotionCurve(hz=analysis.motion.hz, values=analysis.motion.values),
+        look=look_to_proto(analysis.look),
+        segments=[segment_to_proto(s) for s in analysis.segments],
+        tags=tags_to_proto(analysis.tags), description=analysis.description,
+        backend=analysis.backend, warnings=analysis.warnings,
+    )  # fmt: skip
+
+
+def analysis_from_proto(message: pb.VideoAnalysis) -> VideoAnalysis:
+    return VideoAnalysis(
+        duration_s=message.duration_s, fps=message.fps, width=message.width,
+        height=message.height, rotation=message.rotation, has_audio=message.has_audio,
+        cuts=[cut_from_proto(c) for c in message.cuts],
+        motion=MotionCurve(message.motion.hz, list(message.motion.values)),
+        look=look_from_proto(message.look),
+        segments=[segment_from_proto(s) for s in message.segments],
+        tags=tags_from_proto(message.tags), description=message.description,
+        backend=message.backend, warnings=list(message.warnings),
+    )  # fmt: skip
+
+
+def controls_to_proto(controls: UserControls) -> pb.UserControls:
+    message = pb.UserControls(genres=controls.genres, moods=controls.moods,
+                              instruments=controls.instruments, negative=controls.negative,
+                              prompt=controls.prompt, seed=controls.seed)  # fmt: skip
+    if controls.bpm is not None:
+        message.bpm = controls.bpm
+    if controls.key is not None:
+        message.key = controls.key
+    return message
+
+
+def controls_from_proto(message: pb.UserControls) -> UserControls:
+    return UserControls(
+        genres=list(message.genres), moods=list(message.moods),
+        instruments=list(message.instruments),
+        bpm=message.bpm if message.HasField("bpm") else None,
+        key=message.key if message.HasField("key") else None,
+        negative=list(message.negative), prompt=message.prompt, seed=message.seed,
+    )  # fmt: skip
+
+
+def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
+    return pb.MusicBrief(
+        tags=tags_to_proto(brief.tags), segments=[segment_to_proto(s) for s in brief.segments],
+        cuts=[cut_to_proto(c) for c in brief.cuts], duration_s=brief.duration_s,
+        sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
+        negative=brief.negative,
+    )  # fmt: skip
+
+
+def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
+    return MusicBrief(
+        tags=tags_from_proto(message.tags),
+        segments=[segment_from_proto(s) for s in message.segments],
+        cuts=[cut_from_proto(c) for c in message.cuts], duration_s=message.duration_s,
+        sample_rate=message.sample_rate or 48000, seed=message.seed,
+        bpm_is_fixed=message.bpm_is_fixed, negative=list(message.negative), stems=stems,
+    )  # fmt: skip
+
+
+def plan_to_proto(plan: MusicPlan) -> pb.MusicPlan:
+    a = plan.alignment
+    return pb.MusicPlan(
+        bpm=plan.bpm, key=plan.key, beats_s=plan.beats_s, bars_s=plan.bars_s,
+        sections=[pb.PlannedSection(
+            start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
+            beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
+            instruments=s.instruments, chords=s.chords) for s in plan.sections],
+        alignment=pb.CutAlignment(cut_count=a.cut_count, on_beat_count=a.on_beat_count,
+                                  on_bar_count=a.on_bar_count, median_ms=a.median_ms,
+                                  worst_ms=a.worst_ms),
+        ending=plan.ending, final_chord_s=plan.final_chord_s, genre=plan.genre,
+        instruments=plan.instruments,
+    )  # fmt: skip
+
+
+def plan_from_proto(message: pb.MusicPlan) -> MusicPlan:
+    a = message.alignment
+    return MusicPlan(
+        bpm=message.bpm, key=message.key, beats_s=list(message.beats_s),
+        bars_s=list(message.bars_s),
+        sections=[PlannedSection(
+            start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
+            beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
+            instruments=list(s.instruments), chords=list(s.chords)) for s in message.sections],
+        alignment=CutAlignment(a.cut_count, a.on_beat_count, a.on_bar_count, a.median_ms,
+                               a.worst_ms),
+        ending=message.ending, final_chord_s=message.final_chord_s, genre=message.genre,
+        instruments=list(message.instruments),
+    )  # fmt: skip
+
+
+def audio_chunks(audio: np.ndarray, sample_rate: int) -> Iterator[pb.AudioChunk]:
+    """Stereo float32 audio as a series of AudioChunk messages."""
+    total = len(audio)
+    for start in range(0, max(total, 1), AUDIO_CHUNK_SAMPLES):
+        part = np.ascontiguousarray(audio[start : start + AUDIO_CHUNK_SAMPLES], dtype="<f4")
+        yield pb.AudioChunk(sample_rate=sample_rate, channels=audio.shape[1],
+                            pcm_f32le=part.tobytes(), first_sample=start,
+                            total_samples=total)  # fmt: skip
+
+
+class AudioAssembler:
+    """Collects AudioChunk messages back into one (samples x channels) float32 array."""
+
+    def __init__(self) -> None:
+        self.audio: np.ndarray | None = None
+        self.sample_rate = 0
+
+    def add(self, chunk: pb.AudioChunk) -> None:
+        if self.audio is None:
+            self.audio = np.zeros((chunk.total_samples, chunk.channels), dtype=np.float32)
+            self.sample_rate = chunk.sample_rate
+        part = np.frombuffer(chunk.pcm_f32le, dtype="<f4").reshape(-1, chunk.channels)
+        self.audio[chunk.first_sample : chunk.first_sample + len(part)] = part
+
+    def result(self) -> np.ndarray:
+        if self.audio is None:
+            raise ValueError("no audio received")
+        return self.audio

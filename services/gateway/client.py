@@ -1,0 +1,131 @@
+"""A gRPC client of the Gateway: what `bgm client score` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from services.contract import controls_to_proto
+from services.domain import UserControls
+from services.gateway.pipeline import OutputOptions, Staging, staged_outputs, temporary_path
+from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from services.media.audio import output_kind
+from services.serving import channel_options
+
+FORMATS = {
+    ".wav": gateway_pb2.OUTPUT_FORMAT_WAV,
+    ".flac": gateway_pb2.OUTPUT_FORMAT_FLAC,
+    ".mp3": gateway_pb2.OUTPUT_FORMAT_MP3,
+    ".ogg": gateway_pb2.OUTPUT_FORMAT_OGG,
+    ".mp4": gateway_pb2.OUTPUT_FORMAT_MP4,
+    ".mov": gateway_pb2.OUTPUT_FORMAT_MOV,
+    ".mkv": gateway_pb2.OUTPUT_FORMAT_MKV,
+    ".webm": gateway_pb2.OUTPUT_FORMAT_WEBM,
+}
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass
+class ClientResult:
+    analysis: object | None = None
+    result: gateway_pb2.ScoreResult | None = None
+    written: list[Path] = field(default_factory=list)
+
+
+def output_options_message(options: OutputOptions) -> gateway_pb2.OutputOptions:
+    output_kind(options.output)  # refuses an extension it cannot write, before any call
+    return gateway_pb2.OutputOptions(
+        format=FORMATS[options.output.suffix.lower()],
+        sample_rate=options.sample_rate,
+        loudness_lufs=options.lufs,
+        midi=options.midi is not None,
+        stems=options.stems_dir is not None,
+        keep_original_audio=options.keep_original_audio,
+    )
+
+
+def _upload(
+    video: Path, header: gateway_pb2.UploadHeader
+) -> Iterator[gateway_pb2.ScoreUploadRequest]:
+    yield gateway_pb2.ScoreUploadRequest(header=header)
+    with video.open("rb") as source:
+        while chunk := source.read(UPLOAD_CHUNK_BYTES):
+            yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
+
+
+def score_remote(
+    server: str,
+    video: str,
+    controls: UserControls,
+    options: OutputOptions,
+    progress: Callable[[float], None],
+    metadata: tuple[tuple[str, str], ...] = (),
+    timeout_s: float | None = None,
+    by_uri: bool = False,
+) -> ClientResult:
+    """Score through a gateway: upload the file (or name its URI) and write what comes back,
+    all or nothing."""
+    message = output_options_message(options)
+    controls_message = controls_to_proto(controls)
+    outcome = ClientResult()
+    with grpc.insecure_channel(server, options=channel_options(64 * 1024 * 1024)) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        if by_uri:
+            request = gateway_pb2.ScoreRequest(
+                video=common_pb2.VideoSource(uri=video), controls=controls_message, output=message
+            )
+            responses = stub.Score(request, metadata=metadata, timeout=timeout_s)
+        else:
+            path = Path(video)
+            header = gateway_pb2.UploadHeader(
+                controls=controls_message,
+                output=message,
+                file_name=path.name,
+                size_bytes=path.stat().st_size,
+            )
+            responses = stub.ScoreUpload(
+                _upload(path, header), metadata=metadata, timeout=timeout_s
+            )
+        with staged_outputs() as staging:
+            files: dict[str, object] = {}
+            for response in responses:
+                event = response.event
+                which = event.WhichOneof("event")
+                if which == "analysis":
+                    outcome.analysis = event.analysis
+                elif which == "progress":
+                    progress(event.progress.fraction)
+                elif which == "file":
+                    _receive(event.file, options, staging, files)
+                elif which == "result":
+                    outcome.result = event.result
+            for handle in files.values():
+                handle.close()  # type: ignore[attr-defined]
+            outcome.written = [final for _, final in staging.files]
+    progress(1.0)
+    return outcome
+
+
+def _receive(
+    chunk: gateway_pb2.FileChunk, options: OutputOptions, staging: Staging, files: dict[str, object]
+) -> None:
+    if chunk.kind == gateway_pb2.FILE_KIND_MAIN:
+        final = options.output
+    elif chunk.kind == gateway_pb2.FILE_KIND_MIDI and options.midi is not None:
+        final = options.midi
+    elif chunk.kind == gateway_pb2.FILE_KIND_STEM and options.stems_dir is not None:
+        staging.make_folder(options.stems_dir)
+        final = options.stems_dir / Path(chunk.name).name
+    else:
+        return
+    if chunk.name not in files:
+        temporary = temporary_path(final)
+        staging.files.append((temporary, final))
+        files[chunk.name] = temporary.open("wb")
+    handle = files[chunk.name]
+    handle.write(chunk.data)  # type: ignore[attr-defined]
+    if chunk.last:
+        handle.close()  # type: ignore[attr-defined]

@@ -1,0 +1,350 @@
+"""The Gateway gRPC servicer: the public API. It reaches the tagger and the generator only
+through their gRPC contracts, and does the delivery work itself (sources, staging, merging
+controls, mastering, muxing, outputs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from services.config import GatewayConfig
+from services.contract import (
+    AudioAssembler,
+    analysis_from_proto,
+    analysis_to_proto,
+    brief_to_proto,
+    controls_from_proto,
+    plan_from_proto,
+    plan_to_proto,
+    tags_to_proto,
+)
+from services.domain import GeneratedMusic, MusicBrief, UserControls
+from services.errors import InvalidInputError, PermissionDeniedError, ResourceExhaustedError
+from services.gateway.controls import make_brief
+from services.gateway.pipeline import OutputOptions, check_request, master_music, write_outputs
+from services.gen.bgm.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
+    tagger_pb2,
+    tagger_pb2_grpc,
+)
+from services.generator.backend import GeneratorInfo
+from services.media.sources import SourcePolicy, fetch
+from services.serving import COMPUTE_PER_MUSIC_SECOND, channel_options, observed
+from services.tagger.vocabulary import Vocabulary
+
+SERVICE = "bgm.v1.Gateway"
+EXTENSIONS = {
+    gateway_pb2.OUTPUT_FORMAT_UNSPECIFIED: ".mp4",
+    gateway_pb2.OUTPUT_FORMAT_WAV: ".wav",
+    gateway_pb2.OUTPUT_FORMAT_FLAC: ".flac",
+    gateway_pb2.OUTPUT_FORMAT_MP3: ".mp3",
+    gateway_pb2.OUTPUT_FORMAT_OGG: ".ogg",
+    gateway_pb2.OUTPUT_FORMAT_MP4: ".mp4",
+    gateway_pb2.OUTPUT_FORMAT_MOV: ".mov",
+    gateway_pb2.OUTPUT_FORMAT_MKV: ".mkv",
+    gateway_pb2.OUTPUT_FORMAT_WEBM: ".webm",
+}
+
+
+def _retrying_channel(
+    address: str, service: str, idempotent: list[str], attempts: int, max_message_bytes: int
+) -> grpc.aio.Channel:
+    """A channel that retries the idempotent methods on UNAVAILABLE, with backoff."""
+    policy = {
+        "methodConfig": [{
+            "name": [{"service": service, "method": method} for method in idempotent],
+            "retryPolicy": {
+                "maxAttempts": attempts,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }]
+    }  # fmt: skip
+    options = [*channel_options(max_message_bytes), ("grpc.enable_retries", 1),
+               ("grpc.service_config", json.dumps(policy))]  # fmt: skip
+    return grpc.aio.insecure_channel(address, options=options)
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(
+        self,
+        config: GatewayConfig,
+        vocabulary: Vocabulary,
+        max_concurrent: int,
+        max_message_bytes: int,
+    ):
+        self.config = config
+        self.vocabulary = vocabulary
+        self.sources = SourcePolicy(
+            **{**config.sources.model_dump(),
+               "file_roots": [*config.sources.file_roots, config.staging_dir]})  # fmt: skip
+        self.tagger_channel = _retrying_channel(
+            config.tagger_address, "bgm.v1.Tagger", ["Analyze", "Describe"], config.attempts,
+            max_message_bytes)  # fmt: skip
+        self.generator_channel = _retrying_channel(
+            config.generator_address, "bgm.v1.Generator", ["Describe"], config.attempts,
+            max_message_bytes)  # fmt: skip
+        self.tagger = tagger_pb2_grpc.TaggerStub(self.tagger_channel)
+        self.generator = generator_pb2_grpc.GeneratorStub(self.generator_channel)
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    async def close(self) -> None:
+        await self.tagger_channel.close()
+        await self.generator_channel.close()
+
+    # ---- the two entry points ---------------------------------------------------------
+
+    async def Score(
+        self, request: gateway_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
+        async with observed(SERVICE, "Score", context):
+            with self._request_folder() as folder:
+                video, tagger_uri = await asyncio.to_thread(
+                    self._stage_source, request.video, folder
+                )
+                async for event in self._score(
+                    video, tagger_uri, request.controls, request.output, folder, context
+                ):
+                    yield gateway_pb2.ScoreResponse(event=event)
+
+    async def ScoreUpload(
+        self,
+        request_iterator: AsyncIterator[gateway_pb2.ScoreUploadRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[gateway_pb2.ScoreUploadResponse]:
+        async with observed(SERVICE, "ScoreUpload", context):
+            with self._request_folder() as folder:
+                first = await anext(aiter(request_iterator), None)
+                if first is None or first.WhichOneof("part") != "header":
+                    raise InvalidInputError("an upload must start with its header")
+                header = first.header
+                if header.size_bytes > self.config.max_upload_bytes:
+                    raise ResourceExhaustedError(
+                        f"upload of {header.size_bytes} bytes is over the limit of "
+                        f"{self.config.max_upload_bytes}"
+                    )
+                suffix = Path(header.file_name).suffix or ".video"
+                video = folder / f"upload{suffix}"
+                received = 0
+                with video.open("wb") as target:
+                    async for message in request_iterator:
+                        if message.WhichOneof("part") != "chunk":
+                            raise InvalidInputError("only file chunks may follow the header")
+                        received += len(message.chunk)
+                        if received > self.config.max_upload_bytes:
+                            raise ResourceExhaustedError(
+                                f"upload is over the limit of {self.config.max_upload_bytes} bytes"
+                            )
+                        target.write(message.chunk)
+                if received == 0:
+                    raise InvalidInputError("the upload holds no bytes")
+                async for event in self._score(
+                    video, video.as_uri(), header.controls, header.output, folder, context
+                ):
+                    yield gateway_pb2.ScoreUploadResponse(event=event)
+
+    # ---- the work ---------------------------------------------------------------------
+
+    def _request_folder(self):
+        """A staging folder for one request, removed when the request ends however it ends."""
+        config = self.config
+
+        class Folder:
+            def __enter__(self) -> Path:
+                config.staging_dir.mkdir(parents=True, exist_ok=True)
+                self.path = config.staging_dir / uuid.uuid4().hex
+                self.path.mkdir()
+                return self.path
+
+            def __exit__(self, *exc: object) -> None:
+                shutil.rmtree(self.path, ignore_errors=True)
+
+        return Folder()
+
+    def _stage_source(self, source: common_pb2.VideoSource, folder: Path) -> tuple[Path, str]:
+        """The video as a local file, and the URI the tagger is to read it by."""
+        which = source.WhichOneof("source")
+        suffix = Path(source.file_name or urllib.parse.urlparse(source.uri).path).suffix
+        if which == "uri":
+            path = fetch(source.uri, self.sources, folder / f"source{suffix or '.video'}")
+            # A file the gateway may read but that lies outside its staging folder is handed
+            # to the tagger by the same URI; everything fetched goes by its staged copy.
+            return path, path.as_uri()
+        if which == "data":
+            path = folder / f"upload{suffix or '.video'}"
+            path.write_bytes(source.data)
+            return path, path.as_uri()
+        raise InvalidInputError("the request names no video (set video.uri or video.data)")
+
+    def _output_options(self, output: gateway_pb2.OutputOptions, folder: Path) -> OutputOptions:
+        extension = EXTENSIONS.get(output.format)
+        if extension is None:
+            raise InvalidInputError(f"unknown output format {output.format}")
+        target = self._output_folder(output.output_uri) if output.output_uri else folder / "out"
+        target.mkdir(parents=True, exist_ok=True)
+        return OutputOptions(
+            output=target / f"scored{extension}",
+            midi=target / "music.mid" if output.midi else None,
+            stems_dir=target / "stems" if output.stems else None,
+            sample_rate=output.sample_rate or 48000,
+            lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
+            keep_original_audio=output.keep_original_audio,
+        )
+
+    def _output_folder(self, uri: str) -> Path:
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.scheme != "file":
+            raise InvalidInputError(
+                f"output URI {uri!r}: only file:// folders are supported by this gateway"
+            )
+        path = Path(urllib.parse.unquote(parsed.path))
+        roots = [r.resolve() for r in self.config.output_roots]
+        if not any(path.resolve().is_relative_to(root) for root in roots):
+            raise PermissionDeniedError(f"{uri} is outside the folders this server may write")
+        return path
+
+    async def _generator_info(self) -> GeneratorInfo:
+        reply = await self.generator.Describe(
+            generator_pb2.GeneratorDescribeRequest(), timeout=self.config.describe_timeout_s,
+            metadata=tuple(self.config.generator_metadata.items()))  # fmt: skip
+        return GeneratorInfo(
+            name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
+            sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
+            genres=tuple(reply.genres), instruments=tuple(reply.instruments),
+        )  # fmt: skip
+
+    async def _score(
+        self,
+        video: Path,
+        tagger_uri: str,
+        controls_message: common_pb2.UserControls,
+        output: gateway_pb2.OutputOptions,
+        folder: Path,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+        started = time.perf_counter()
+        controls = controls_from_proto(controls_message)
+        options = self._output_options(output, folder)
+        info = await self._generator_info()
+        await asyncio.to_thread(check_request, video, controls, options, info, self.vocabulary)
+        async with self._slots:
+            yield _progress("analysis", 0.02)
+            reply = await self.tagger.Analyze(
+                tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
+                                          prompt=controls.prompt),
+                timeout=self.config.analyze_timeout_s,
+                metadata=tuple(self.config.tagger_metadata.items()),
+            )  # fmt: skip
+            analysis = analysis_from_proto(reply.analysis)
+            yield gateway_pb2.ScoreEvent(analysis=analysis_to_proto(analysis))
+            yield _progress("composition", 0.35)
+            brief = make_brief(
+                analysis,
+                controls,
+                self.vocabulary,
+                options.sample_rate,
+                stems=options.stems_dir is not None,
+            )
+            music = None
+            async for event in self._generate(brief, controls):
+                if isinstance(event, GeneratedMusic):
+                    music = event
+                else:
+                    yield event
+            assert music is not None
+            yield _progress("mastering", 0.8)
+            mastered = await asyncio.to_thread(master_music, video, music, options)
+            yield _progress("writing", 0.9)
+            written = await asyncio.to_thread(write_outputs, video, music, mastered, options)
+        if not output.output_uri:
+            for path in written:
+                async for chunk in self._file_chunks(path, options):
+                    yield chunk
+        seconds = time.perf_counter() - started
+        COMPUTE_PER_MUSIC_SECOND.labels(SERVICE).observe(seconds / max(brief.duration_s, 1e-6))
+        loudness = mastered.report
+        yield gateway_pb2.ScoreEvent(result=gateway_pb2.ScoreResult(
+            tags=tags_to_proto(brief.tags), plan=plan_to_proto(music.plan),
+            loudness=gateway_pb2.LoudnessReport(
+                integrated_lufs=loudness.integrated_lufs, true_peak_dbtp=loudness.true_peak_dbtp,
+                target_lufs=loudness.target_lufs,
+                true_peak_limit_dbtp=loudness.true_peak_limit_dbtp, ducked=loudness.ducked),
+            output_uris=[p.as_uri() for p in written] if output.output_uri else [],
+            seconds=seconds,
+        ))  # fmt: skip
+
+    async def _generate(
+        self, brief: MusicBrief, controls: UserControls
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent | GeneratedMusic]:
+        """Progress events while the generator works, then its music (candidate 0)."""
+        call = self.generator.Generate(
+            generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems),
+            timeout=self.config.generate_timeout_s,
+            metadata=tuple(self.config.generator_metadata.items()),
+        )
+        audio = AudioAssembler()
+        stems: dict[str, AudioAssembler] = {}
+        plan = None
+        midi = b""
+        try:
+            async for message in call:
+                which = message.WhichOneof("event")
+                if which == "progress":
+                    yield _progress("composition", 0.35 + 0.45 * message.progress.fraction)
+                elif which == "plan":
+                    plan = plan_from_proto(message.plan)
+                elif which == "audio":
+                    audio.add(message.audio)
+                elif which == "midi":
+                    midi = message.midi
+                elif which == "stem":
+                    stems.setdefault(message.stem.instrument, AudioAssembler()).add(
+                        message.stem.audio
+                    )
+        finally:
+            # However this ends (the client cancelled, a deadline passed), stop the generator.
+            call.cancel()
+        if plan is None:
+            raise InvalidInputError("the generator returned no plan")
+        yield GeneratedMusic(audio=audio.result(), sample_rate=audio.sample_rate,
+                             stems={name: a.result() for name, a in stems.items()}, midi=midi,
+                             plan=plan)  # fmt: skip
+
+    async def _file_chunks(
+        self, path: Path, options: OutputOptions
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+        if path == options.output:
+            kind, name = gateway_pb2.FILE_KIND_MAIN, path.name
+        elif path == options.midi:
+            kind, name = gateway_pb2.FILE_KIND_MIDI, path.name
+        else:
+            kind, name = gateway_pb2.FILE_KIND_STEM, f"stems/{path.name}"
+        size = path.stat().st_size
+        offset = 0
+        with path.open("rb") as source:
+            while True:
+                data = source.read(self.config.chunk_bytes)
+                last = offset + len(data) >= size
+                yield gateway_pb2.ScoreEvent(file=gateway_pb2.FileChunk(
+                    name=name, kind=kind, offset=offset, data=data, last=last))  # fmt: skip
+                offset += len(data)
+                if last:
+                    break
+
+
+def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:
+    return gateway_pb2.ScoreEvent(progress=common_pb2.Progress(stage=stage, fraction=fraction))

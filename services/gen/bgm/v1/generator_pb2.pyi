@@ -1,0 +1,66 @@
+from services.gen.bgm.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("brief", "stems", "candidates")
+    BRIEF_FIELD_NUMBER: _ClassVar[int]
+    STEMS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    brief: _common_pb2.MusicBrief
+    stems: bool
+    candidates: int
+    def __init__(self, brief: _Optional[_Union[_common_pb2.MusicBrief, _Mapping]] = ..., stems: _Optional[bool] = ..., candidates: _Optional[int] = ...) -> None: ...
+
+class StemChunk(_message.Message):
+    __slots__ = ("instrument", "audio")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    instrument: str
+    audio: _common_pb2.AudioChunk
+    def __init__(self, instrument: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("candidate", "progress", "plan", "audio", "stem", "midi")
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    STEM_FIELD_NUMBER: _ClassVar[int]
+    MIDI_FIELD_NUMBER: _ClassVar[int]
+    candidate: int
+    progress: _common_pb2.Progress
+    plan: _common_pb2.MusicPlan
+    audio: _common_pb2.AudioChunk
+    stem: StemChunk
+    midi: bytes
+    def __init__(self, candidate: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ..., stem: _Optional[_Union[StemChunk, _Mapping]] = ..., midi: _Optional[bytes] = ...) -> None: ...
+
+class GeneratorDescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GeneratorDescribeResponse(_message.Message):
+    __slots__ = ("name", "version", "max_duration_s", "sample_rates", "outputs", "genres", "instruments", "max_candidates")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    max_duration_s: float
+    sample_rates: _containers.RepeatedScalarFieldContainer[int]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    instruments: _containers.RepeatedScalarFieldContainer[str]
+    max_candidates: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., max_duration_s: _Optional[float] = ..., sample_rates: _Optional[_Iterable[int]] = ..., outputs: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ...) -> None: ...

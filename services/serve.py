@@ -1,0 +1,42 @@
+"""`bgm serve`: the services as standalone grpc.aio servers on localhost ports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from services.config import BgmConfig
+from services.serving import HostedServer, run_servers
+
+SERVICES = ("tagger", "generator", "gateway")
+
+
+def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None = None) -> None:
+    from services.gateway.server import binding as gateway_binding
+    from services.generator.server import binding as generator_binding
+    from services.tagger.server import binding as tagger_binding
+
+    builders = {"tagger": tagger_binding, "generator": generator_binding,
+                "gateway": gateway_binding}  # fmt: skip
+    names = SERVICES if which == "all" else (which,)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        servers, metrics = [], []
+        for name in names:
+            endpoint = getattr(config.serving, name)
+            servers.append(HostedServer([builders[name](config)],
+                                        f"{endpoint.host}:{endpoint.port}",
+                                        config.serving.max_message_bytes))  # fmt: skip
+            metrics.append(endpoint.metrics_port)
+            logging.getLogger("bgm").info(
+                "%s on %s:%d (metrics :%d)",
+                name,
+                endpoint.host,
+                endpoint.port,
+                endpoint.metrics_port,
+            )
+        await run_servers(servers, metrics, config.serving.grace_s, on_started)
+
+    asyncio.run(main())

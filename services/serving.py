@@ -1,0 +1,154 @@
+"""What every standalone gRPC service shares: errors to status codes, metrics, health,
+reflection, message limits and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from services.errors import BgmError
+
+log = logging.getLogger("bgm")
+
+REQUESTS = Counter("bgm_requests_total", "Requests by service, method and status code",
+                   ["service", "method", "code"])  # fmt: skip
+LATENCY = Histogram(
+    "bgm_request_seconds",
+    "Request latency",
+    ["service", "method"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+IN_FLIGHT = Gauge("bgm_requests_in_flight", "Requests being served", ["service", "method"])
+COMPUTE_PER_MUSIC_SECOND = Histogram(
+    "bgm_compute_seconds_per_music_second",
+    "Seconds of compute per second of music delivered",
+    ["service"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+)
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a client sees; never a stack trace."""
+    if isinstance(error, BgmError):
+        return grpc.StatusCode[error.status_code], str(error)
+    if isinstance(error, grpc.aio.AioRpcError):
+        # A downstream service's error reaches the client with its code.
+        return error.code(), error.details() or error.code().name
+    if isinstance(error, asyncio.TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed"
+    return grpc.StatusCode.INTERNAL, "internal error (the server log has the details)"
+
+
+@contextlib.asynccontextmanager
+async def observed(
+    service: str, method: str, context: grpc.aio.ServicerContext
+) -> AsyncIterator[None]:
+    """Metrics for one request, and errors turned into a status and message."""
+    started = time.perf_counter()
+    IN_FLIGHT.labels(service, method).inc()
+    code = grpc.StatusCode.OK
+    try:
+        yield
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except grpc.aio.AbortError:
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        raise
+    except Exception as error:  # every error becomes a status, never a crash
+        code, message = status_for(error)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("%s.%s failed", service, method)
+        await context.abort(code, message)
+    finally:
+        IN_FLIGHT.labels(service, method).dec()
+        LATENCY.labels(service, method).observe(time.perf_counter() - started)
+        REQUESTS.labels(service, method, code.name).inc()
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to host: its full name, how to add it, and its servicer."""
+
+    name: str
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    # Awaited before the service is reported SERVING (loads its backend).
+    ready: Callable[[], Awaitable[None]] | None = None
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+class HostedServer:
+    """A grpc.aio server with health checking and reflection for its services."""
+
+    def __init__(self, bindings: Sequence[ServiceBinding], address: str, max_message_bytes: int):
+        self.bindings = list(bindings)
+        self.server = grpc.aio.server(options=channel_options(max_message_bytes))
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for binding in self.bindings:
+            binding.add_to_server(binding.servicer, self.server)
+        names = [b.name for b in self.bindings] + [
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, self.server)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+
+    async def start(self) -> None:
+        for binding in self.bindings:
+            await self.health.set(binding.name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        for binding in self.bindings:
+            if binding.ready is not None:
+                await binding.ready()
+            await self.health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking requests, let those in flight finish (up to `grace_s`), then exit."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+async def run_servers(
+    servers: Sequence[HostedServer],
+    metrics_ports: Sequence[int],
+    grace_s: float,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain and stop."""
+    for port in metrics_ports:
+        if port:
+            start_http_server(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for server in servers:
+        await server.start()
+    if on_started is not None:
+        on_started()
+    await stop.wait()
+    log.info("stopping: draining requests in flight (up to %.0f s)", grace_s)
+    await asyncio.gather(*(server.stop(grace_s) for server in servers))
