@@ -3,6 +3,7 @@
 #   ./dev.sh demo   make the sample video and score it (the main job, CPU defaults)
 #   ./dev.sh test   lint, type-check and run the whole test suite
 #   ./dev.sh setup  only set up .venv
+#   ./dev.sh protos regenerate services/gen from protos/
 # Environment: BGM_VENV (default .venv), PYTHON (default python3, must be 3.11+),
 # BGM_TORCH (default "torch==2.13.0", the CPU build; see README for GPU builds).
 set -euo pipefail
@@ -27,6 +28,10 @@ setup() {
         "$VENV/bin/python" -m pip install --quiet --no-deps 'tinysoundfont>=0.3.7'
         touch "$stamp"
     fi
+    # buf, for the protos, from the npm registry (package.json pins it).
+    if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
 }
 
 demo() {
@@ -38,9 +43,13 @@ demo() {
 }
 
 run_tests() {
-    "$VENV/bin/ruff" check services tests benchmarks
-    "$VENV/bin/ruff" format --check services tests benchmarks
+    "$VENV/bin/ruff" check services tests benchmarks scripts
+    "$VENV/bin/ruff" format --check services tests benchmarks scripts
     "$VENV/bin/mypy"
+    "$VENV/bin/python" scripts/generate_protos.py --check
+    node_modules/.bin/buf lint protos
+    # Against the main branch: a change on a branch may add to the contracts, never break them.
+    node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'
     "$VENV/bin/python" -m pytest "$@"
 }
 
@@ -48,7 +57,8 @@ job="${1:-}"
 shift || true
 case "$job" in
     setup) setup ;;
+    protos) setup; "$VENV/bin/python" scripts/generate_protos.py ;;
     demo) setup; demo ;;
     test) setup; run_tests "$@" ;;
-    *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+    *) echo "usage: ./dev.sh demo|test|setup|protos" >&2; exit 2 ;;
 esac

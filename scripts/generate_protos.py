@@ -29,15 +29,17 @@ def generate(target: Path) -> None:
 
     includes = Path(grpc_tools.__file__).parent / "_proto"
     files = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "bgm").rglob("*.proto"))
-    code = protoc.main([
-        "grpc_tools.protoc",
-        f"-I{PROTOS}",
-        f"-I{includes}",
-        f"--python_out={target}",
-        f"--pyi_out={target}",
-        f"--grpc_python_out={target}",
-        *files,
-    ])
+    code = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{PROTOS}",
+            f"-I{includes}",
+            f"--python_out={target}",
+            f"--pyi_out={target}",
+            f"--grpc_python_out={target}",
+            *files,
+        ]
+    )
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
     for path in target.rglob("*.py*"):
@@ -69,8 +71,12 @@ def main() -> None:
         generate(Path(folder))
         drift = differences(Path(folder), TARGET)
     if drift:
-        print("services/gen is out of date with protos/; run scripts/generate_protos.py",
-              *drift, sep="\n  ", file=sys.stderr)
+        print(
+            "services/gen is out of date with protos/; run scripts/generate_protos.py",
+            *drift,
+            sep="\n  ",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
     print("services/gen matches protos/")
 

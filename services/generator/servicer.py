@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from prometheus_client import Gauge
 
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto
 from services.domain import GeneratedMusic, MusicBrief
@@ -16,6 +17,10 @@ from services.errors import CancelledError, InvalidInputError, UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GeneratorBackend
 from services.serving import COMPUTE_PER_MUSIC_SECOND, observed
+
+# Generations still computing: after a cancel this falls within a second (the work stops at
+# its next progress report), even though the request itself ended at once.
+GENERATIONS_RUNNING = Gauge("bgm_generations_running", "Generations still computing")
 
 SERVICE = "bgm.v1.Generator"
 MAX_CANDIDATES = 4
@@ -64,7 +69,15 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
         started = time.perf_counter()
         backend = self._loaded()
-        work = asyncio.ensure_future(asyncio.to_thread(backend.generate, brief, report))
+
+        def generate() -> GeneratedMusic:
+            GENERATIONS_RUNNING.inc()
+            try:
+                return backend.generate(brief, report)
+            finally:
+                GENERATIONS_RUNNING.dec()
+
+        work = asyncio.ensure_future(asyncio.to_thread(generate))
         try:
             while not work.done():
                 getter = asyncio.ensure_future(progress.get())

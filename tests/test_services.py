@@ -1,0 +1,439 @@
+"""The three gRPC services, as real servers on localhost ports started by the tests."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import grpc
+import pytest
+import yaml
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services.contract import brief_to_proto
+from services.gen.bgm.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
+    tagger_pb2,
+    tagger_pb2_grpc,
+)
+from services.generator.beatcheck import genre_brief
+from services.media.synth import Shot, SyntheticVideo, write_video
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[bytes]
+    gateway: str
+    tagger: str
+    generator: str
+    metrics: str
+    generator_metrics: str
+    staging: Path
+    media: Path
+    outputs: Path
+    log: Path
+
+
+def write_config(folder: Path, media: Path, **gateway: object) -> tuple[Path, dict[str, int]]:
+    ports = {name: free_port() for name in ("gateway", "tagger", "generator")}
+    metrics = {name: free_port() for name in ports}
+    staging = folder / "staging"
+    outputs = folder / "outputs"
+    outputs.mkdir(exist_ok=True)
+    config = {
+        "tagger": {"sources": {"file_roots": [str(staging), str(media)]}},
+        "gateway": {
+            "tagger_address": f"127.0.0.1:{ports['tagger']}",
+            "generator_address": f"127.0.0.1:{ports['generator']}",
+            "staging_dir": str(staging),
+            "sources": {"file_roots": [str(media)]},
+            "output_roots": [str(outputs)],
+            **gateway,
+        },
+        "serving": {name: {"port": ports[name], "metrics_port": metrics[name]} for name in ports}
+        | {"grace_s": 20},
+    }
+    path = folder / "bgm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, ports | {f"{k}_metrics": v for k, v in metrics.items()}
+
+
+def wait_serving(address: str, service: str = "", seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"{address} never became SERVING")
+
+
+def start(folder: Path, media: Path, which: str = "all", **gateway: object) -> Running:
+    config, ports = write_config(folder, media, **gateway)
+    log = folder / f"serve-{which}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "--config", str(config), "serve", which],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(
+        process,
+        f"127.0.0.1:{ports['gateway']}",
+        f"127.0.0.1:{ports['tagger']}",
+        f"127.0.0.1:{ports['generator']}",
+        f"http://127.0.0.1:{ports['gateway_metrics']}/metrics",
+        f"http://127.0.0.1:{ports['generator_metrics']}/metrics",
+        folder / "staging",
+        media,
+        folder / "outputs",
+        log,
+    )
+    try:
+        wait_serving(running.gateway if which in ("all", "gateway") else getattr(running, which))
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(log.read_text()) from None
+    return running
+
+
+def stop(running: Running) -> int:
+    running.process.send_signal(signal.SIGTERM)
+    return running.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("served-media")
+
+
+@pytest.fixture(scope="module")
+def clip(media: Path) -> SyntheticVideo:
+    shots = [
+        Shot(2.0, speed=0.4, hue=0.1),
+        Shot(2.0, speed=0.8, hue=0.6),
+        Shot(2.0, speed=0.2, hue=0.3),
+    ]
+    return write_video(media / "clip.mp4", shots)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterator[Running]:
+    running = start(tmp_path_factory.mktemp("servers"), media)
+    yield running
+    assert stop(running) == 0
+
+
+def score(
+    address: str, request: gateway_pb2.ScoreRequest, timeout: float = 120
+) -> list[gateway_pb2.ScoreEvent]:
+    with grpc.insecure_channel(address) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        return [r.event for r in stub.Score(request, timeout=timeout)]
+
+
+def code_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
+def test_health_serving_for_every_service(servers):
+    for address, name in (
+        (servers.gateway, "bgm.v1.Gateway"),
+        (servers.tagger, "bgm.v1.Tagger"),
+        (servers.generator, "bgm.v1.Generator"),
+    ):
+        wait_serving(address, name, seconds=5)
+
+
+def test_score_by_uri_streams_analysis_progress_files_result(servers, clip):
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        controls=common_pb2.UserControls(genres=["pop"], seed=4),
+        output=gateway_pb2.OutputOptions(format=gateway_pb2.OUTPUT_FORMAT_WAV, midi=True),
+    )
+    events = score(servers.gateway, request)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[kinds.index("analysis")] == "analysis" and kinds[-1] == "result"
+    assert kinds.index("analysis") < kinds.index("file")
+    assert any(k == "progress" for k in kinds)
+    analysis = next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
+    assert len(analysis.cuts) == 2
+    files: dict[str, bytes] = {}
+    for e in events:
+        if e.WhichOneof("event") == "file":
+            assert e.file.offset == len(files.get(e.file.name, b""))
+            files[e.file.name] = files.get(e.file.name, b"") + e.file.data
+    assert set(files) == {"scored.wav", "music.mid"}
+    result = events[-1].result
+    assert result.tags.genres[0] == "pop"
+    assert result.plan.alignment.on_beat_count == 2
+    assert list(servers.staging.iterdir()) == []  # staged files are gone
+
+
+def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_path):
+    out = tmp_path / "remote.mp4"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "client",
+            "score",
+            str(clip.path),
+            "--server",
+            servers.gateway,
+            "-o",
+            str(out),
+            "--midi",
+            str(tmp_path / "m.mid"),
+            "--stems",
+            str(tmp_path / "stems"),
+            "--bpm",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "96.0 BPM" in result.stdout
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio
+    assert (tmp_path / "m.mid").stat().st_size > 100
+    assert sorted(p.suffix for p in (tmp_path / "stems").iterdir())
+    assert list(servers.staging.iterdir()) == []
+
+
+def test_output_uri_writes_on_the_server(servers, clip):
+    target = servers.outputs / "job-1"
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        output=gateway_pb2.OutputOptions(
+            format=gateway_pb2.OUTPUT_FORMAT_FLAC, output_uri=target.as_uri()
+        ),
+    )
+    events = score(servers.gateway, request)
+    assert not any(e.WhichOneof("event") == "file" for e in events)
+    assert [Path(u).name for u in events[-1].result.output_uris] == ["scored.flac"]
+    assert (target / "scored.flac").stat().st_size > 1000
+
+
+def test_tagger_by_bytes_and_describe(servers, clip):
+    with grpc.insecure_channel(servers.tagger) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+        reply = stub.Analyze(
+            tagger_pb2.AnalyzeRequest(
+                video=common_pb2.VideoSource(data=clip.path.read_bytes(), file_name="clip.mp4")
+            ),
+            timeout=60,
+        )
+        assert reply.analysis.duration_s == pytest.approx(clip.duration_s, abs=0.01)
+        described = stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=5)
+        assert described.name == "vision" and "ambient" in described.vocabulary.genres
+
+
+BAD_REQUESTS = [
+    ("file:///etc/hostname", {}, grpc.StatusCode.PERMISSION_DENIED, "outside the folders"),
+    ("{media}/missing.mp4", {}, grpc.StatusCode.NOT_FOUND, "does not exist"),
+    ("{media}/notes.mp4", {}, grpc.StatusCode.INVALID_ARGUMENT, "not a video"),
+    ("https://example.com/v.mp4", {}, grpc.StatusCode.PERMISSION_DENIED, "allow-list"),
+    ("ftp://example.com/v.mp4", {}, grpc.StatusCode.INVALID_ARGUMENT, "unsupported URI"),
+    ("{clip}", {"genres": ["polka"]}, grpc.StatusCode.INVALID_ARGUMENT, "valid genres"),
+    ("{clip}", {"bpm": 400.0}, grpc.StatusCode.INVALID_ARGUMENT, "outside 30..300"),
+    ("{clip}", {"key": "H major"}, grpc.StatusCode.INVALID_ARGUMENT, "bad key"),
+]
+
+
+@pytest.mark.parametrize(("uri", "controls", "code", "message"), BAD_REQUESTS)
+def test_bad_input_gets_its_status(servers, clip, uri, controls, code, message):
+    (servers.media / "notes.mp4").write_text("not a video at all\n" * 50)
+    uri = uri.format(media=servers.media.as_uri(), clip=clip.path.as_uri())
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=uri), controls=common_pb2.UserControls(**controls)
+    )
+    got, details = code_of(lambda: score(servers.gateway, request))
+    assert got == code, details
+    assert message in details and "Traceback" not in details
+    assert list(servers.staging.iterdir()) == []
+
+
+def test_output_uri_outside_the_roots(servers, clip):
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        output=gateway_pb2.OutputOptions(output_uri="file:///etc/bgm"),
+    )
+    assert code_of(lambda: score(servers.gateway, request))[0] == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+
+
+def test_upload_over_the_limit(servers):
+    def upload() -> list[gateway_pb2.ScoreUploadResponse]:
+        header = gateway_pb2.UploadHeader(file_name="big.mp4", size_bytes=10**13)
+        with grpc.insecure_channel(servers.gateway) as channel:
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            requests = iter([gateway_pb2.ScoreUploadRequest(header=header)])
+            return list(stub.ScoreUpload(requests, timeout=30))
+
+    got, details = code_of(upload)
+    assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
+
+
+def test_deadline_exceeded(servers, clip):
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+    assert code_of(lambda: score(servers.gateway, request, timeout=0.3))[0] == (
+        grpc.StatusCode.DEADLINE_EXCEEDED
+    )
+
+
+def metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    ]
+    return sum(values)
+
+
+def test_cancelling_stops_the_generator_within_a_second(servers, beat_analysis):
+    brief = genre_brief(beat_analysis, "pop", duration_s=900.0)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        call = stub.Generate(
+            generator_pb2.GenerateRequest(brief=brief_to_proto(brief)), timeout=120
+        )
+        for message in call:
+            if message.WhichOneof("event") == "progress" and message.progress.fraction > 0.2:
+                break
+        metrics_url = servers.generator_metrics
+        assert metric(metrics_url, "bgm_generations_running") == 1
+        call.cancel()
+        cancelled = time.monotonic()
+        while metric(metrics_url, "bgm_generations_running") > 0:
+            assert time.monotonic() - cancelled < 1.0, "the generator kept working"
+            time.sleep(0.05)
+
+
+def test_metrics_count_requests_by_method_and_code(servers, clip):
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+    score(servers.gateway, request)
+    text = urllib.request.urlopen(servers.metrics, timeout=5).read().decode()
+    assert 'bgm_requests_total{code="OK",method="Score",service="bgm.v1.Gateway"}' in text
+    assert "bgm_request_seconds_bucket" in text
+    assert "bgm_compute_seconds_per_music_second" in text
+
+
+def test_reflection_alone_is_enough_to_call_a_service(servers):
+    """A client that knows nothing but what reflection tells it."""
+    with grpc.insecure_channel(servers.tagger) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        def ask(**request: str) -> reflection_pb2.ServerReflectionResponse:
+            return next(
+                stub.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(**request)]), timeout=5
+                )
+            )
+
+        services = {s.name for s in ask(list_services="").list_services_response.service}
+        assert {"bgm.v1.Tagger", "grpc.health.v1.Health"} <= services
+        pool = descriptor_pool.DescriptorPool()
+        files = ask(file_containing_symbol="bgm.v1.Tagger").file_descriptor_response
+        protos = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in files.file_descriptor_proto
+        ]
+        added: set[str] = set()
+        while len(added) < len(protos):
+            for proto in protos:
+                if proto.name not in added and set(proto.dependency) <= added:
+                    pool.Add(proto)
+                    added.add(proto.name)
+        method = pool.FindServiceByName("bgm.v1.Tagger").methods_by_name["Describe"]
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        call = channel.unary_unary(
+            "/bgm.v1.Tagger/Describe",
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        reply = call(request_class(), timeout=5)
+        assert reply.name == "vision"
+
+
+def test_a_downstream_service_that_is_down(tmp_path, media, clip):
+    # A gateway alone: its tagger and generator addresses have nobody listening.
+    running = start(tmp_path, media, which="gateway", attempts=2, describe_timeout_s=3.0)
+    try:
+        request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+        got, details = code_of(lambda: score(running.gateway, request, timeout=30))
+        assert got == grpc.StatusCode.UNAVAILABLE, details
+        assert "Traceback" not in details
+    finally:
+        assert stop(running) == 0
+
+
+def test_sigterm_drains_requests_in_flight(tmp_path, media, clip):
+    running = start(tmp_path, media)
+    outcome: dict[str, object] = {}
+
+    def request() -> None:
+        message = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+        try:
+            outcome["events"] = score(running.gateway, message)
+        except grpc.RpcError as error:
+            outcome["error"] = error.code()
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    time.sleep(0.5)  # the request is in flight
+    assert stop(running) == 0
+    worker.join(timeout=60)
+    assert "error" not in outcome, outcome
+    events = outcome["events"]
+    assert isinstance(events, list) and events[-1].WhichOneof("event") == "result"
+
+
+def test_generator_refuses_too_many_candidates(servers, beat_analysis):
+    brief = genre_brief(beat_analysis, "pop", duration_s=5.0)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        got, details = code_of(
+            lambda: list(
+                stub.Generate(
+                    generator_pb2.GenerateRequest(brief=brief_to_proto(brief), candidates=9),
+                    timeout=30,
+                )
+            )
+        )
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "candidates" in details
