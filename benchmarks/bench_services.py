@@ -1,0 +1,118 @@
+"""Benchmark of the gRPC services: gateway overhead, and many clients at once.
+
+    python benchmarks/bench_services.py
+
+The three services run as `bgm serve all` in a child process on free localhost ports.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from services.config import ComposerConfig, TaggerConfig
+from services.devserver import start, stop
+from services.domain import UserControls
+from services.gateway.client import score_remote
+from services.gateway.pipeline import OutputOptions, ScorePipeline
+from services.generator.backends.composer.backend import ComposerGenerator
+from services.media.synth import Shot, write_video
+from services.tagger.backends.vision import VisionTagger
+from services.tagger.vocabulary import load_vocabulary
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_tagger import CACHE, best_of, speed_video
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not found")
+
+
+def overhead_section(gateway: str, folder: Path) -> None:
+    video = speed_video(1280, 720)
+    pipeline = ScorePipeline(VisionTagger(TaggerConfig()), ComposerGenerator(ComposerConfig()),
+                             load_vocabulary())
+    local_out = folder / "local.mp4"
+    remote_out = folder / "remote.mp4"
+    in_process = best_of(3, lambda: pipeline.score(video, UserControls(),
+                                                   OutputOptions(local_out)))
+    through = best_of(3, lambda: score_remote(gateway, str(video), UserControls(),
+                                              OutputOptions(remote_out), lambda f: None))
+    print("60 s 1280x720 H.264 -> MP4, best of 3:")
+    print(f"  in-process `bgm score` pipeline      {in_process:6.2f} s")
+    print(f"  through the gateway (upload)         {through:6.2f} s")
+    print(f"  ratio                                {through / in_process:6.2f}")
+
+
+def concurrency_section(gateway: str, pid: int, folder: Path, clients: int,
+                        requests: int) -> None:
+    video = write_video(folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2),
+                                              Shot(2.0, speed=0.7, hue=0.6)])
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        for request in range(requests):
+            out = folder / f"c{number}-{request}.mp4"
+            started = time.perf_counter()
+            try:
+                score_remote(gateway, str(video.path), UserControls(seed=request),
+                             OutputOptions(out), lambda f: None, timeout_s=600)
+            except grpc.RpcError as error:
+                with lock:
+                    errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - started)
+            out.unlink()
+
+    # Warm up, then measure the services' memory before and after the run.
+    client(-1)
+    latencies.clear()
+    before = rss_mb(pid)
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.perf_counter() - started
+    after = rss_mb(pid)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    print(f"{clients} concurrent clients x {requests} requests, 4 s 320x180 videos -> MP4:")
+    print(f"  requests ok / errors                 {len(latencies)} / {len(errors)}")
+    for error in sorted(set(errors))[:5]:
+        print(f"    {error}")
+    print(f"  latency p50 / p99                    {statistics.median(latencies):6.2f} s / "
+          f"{p99:6.2f} s")
+    print(f"  throughput                           {len(latencies) / took:6.2f} requests/s")
+    print(f"  services' memory before / after      {before:6.0f} MB / {after:6.0f} MB")
+
+
+def main() -> None:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        media = folder / "media"
+        media.mkdir()
+        running = start(folder, media)
+        try:
+            overhead_section(running.gateway, folder)
+            concurrency_section(running.gateway, running.process.pid, folder, 16, 5)
+        finally:
+            stop(running)
+
+
+if __name__ == "__main__":
+    main()
