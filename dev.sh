@@ -30,7 +30,7 @@ setup() {
     fi
     # buf, for the protos, from the npm registry (package.json pins it).
     if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
-        npm ci --no-audit --no-fund --loglevel=error
+        npm install --no-save --no-audit --no-fund --loglevel=error
     fi
 }
 
