@@ -39,24 +39,28 @@ def rss_mb(pid: int) -> float:
 
 def overhead_section(gateway: str, folder: Path) -> None:
     video = speed_video(1280, 720)
-    pipeline = ScorePipeline(VisionTagger(TaggerConfig()), ComposerGenerator(ComposerConfig()),
-                             load_vocabulary())
+    pipeline = ScorePipeline(
+        VisionTagger(TaggerConfig()), ComposerGenerator(ComposerConfig()), load_vocabulary()
+    )
     local_out = folder / "local.mp4"
     remote_out = folder / "remote.mp4"
-    in_process = best_of(3, lambda: pipeline.score(video, UserControls(),
-                                                   OutputOptions(local_out)))
-    through = best_of(3, lambda: score_remote(gateway, str(video), UserControls(),
-                                              OutputOptions(remote_out), lambda f: None))
+    in_process = best_of(3, lambda: pipeline.score(video, UserControls(), OutputOptions(local_out)))
+    through = best_of(
+        3,
+        lambda: score_remote(
+            gateway, str(video), UserControls(), OutputOptions(remote_out), lambda f: None
+        ),
+    )
     print("60 s 1280x720 H.264 -> MP4, best of 3:")
     print(f"  in-process `bgm score` pipeline      {in_process:6.2f} s")
     print(f"  through the gateway (upload)         {through:6.2f} s")
     print(f"  ratio                                {through / in_process:6.2f}")
 
 
-def concurrency_section(gateway: str, pid: int, folder: Path, clients: int,
-                        requests: int) -> None:
-    video = write_video(folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2),
-                                              Shot(2.0, speed=0.7, hue=0.6)])
+def concurrency_section(gateway: str, pid: int, folder: Path, clients: int, requests: int) -> None:
+    video = write_video(
+        folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2), Shot(2.0, speed=0.7, hue=0.6)]
+    )
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -66,8 +70,14 @@ def concurrency_section(gateway: str, pid: int, folder: Path, clients: int,
             out = folder / f"c{number}-{request}.mp4"
             started = time.perf_counter()
             try:
-                score_remote(gateway, str(video.path), UserControls(seed=request),
-                             OutputOptions(out), lambda f: None, timeout_s=600)
+                score_remote(
+                    gateway,
+                    str(video.path),
+                    UserControls(seed=request),
+                    OutputOptions(out),
+                    lambda f: None,
+                    timeout_s=600,
+                )
             except grpc.RpcError as error:
                 with lock:
                     errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
@@ -94,8 +104,10 @@ def concurrency_section(gateway: str, pid: int, folder: Path, clients: int,
     print(f"  requests ok / errors                 {len(latencies)} / {len(errors)}")
     for error in sorted(set(errors))[:5]:
         print(f"    {error}")
-    print(f"  latency p50 / p99                    {statistics.median(latencies):6.2f} s / "
-          f"{p99:6.2f} s")
+    print(
+        f"  latency p50 / p99                    {statistics.median(latencies):6.2f} s / "
+        f"{p99:6.2f} s"
+    )
     print(f"  throughput                           {len(latencies) / took:6.2f} requests/s")
     print(f"  services' memory before / after      {before:6.0f} MB / {after:6.0f} MB")
 

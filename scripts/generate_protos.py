@@ -3,8 +3,9 @@
     python scripts/generate_protos.py            # regenerate services/gen
     python scripts/generate_protos.py --check    # fail if services/gen differs from protos/
 
-protoc writes absolute imports (`from bgm.v1 import common_pb2`); they are rewritten to the
-package's place (`from services.gen.bgm.v1 import ...`) so no sys.path tricks are needed.
+protoc writes absolute imports (`from bgm.v1 import common_pb2`) and module names
+(`bgm.v1.common_pb2`); both are rewritten to the package's place (`services.gen.bgm.v1`), so
+no sys.path tricks are needed and the messages pickle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 TARGET = ROOT / "services" / "gen"
 _IMPORT = re.compile(r"^from bgm\.v1 import ", re.MULTILINE)
+# The module name protoc gives the message classes: pickling (Ray sends requests between
+# processes that way) must find them where they really live.
+_MODULE_NAME = re.compile(r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, )'bgm\.v1\.")
 
 
 def generate(target: Path) -> None:
@@ -43,7 +47,8 @@ def generate(target: Path) -> None:
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
     for path in target.rglob("*.py*"):
-        path.write_text(_IMPORT.sub("from services.gen.bgm.v1 import ", path.read_text()))
+        text = _IMPORT.sub("from services.gen.bgm.v1 import ", path.read_text())
+        path.write_text(_MODULE_NAME.sub(r"\1'services.gen.bgm.v1.", text))
     for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
         (folder / "__init__.py").touch()
 

@@ -114,6 +114,9 @@ class ServingConfig(StrictModel):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # On SIGTERM, requests in flight get this long to finish.
     grace_s: float = Field(30.0, ge=0)
+    # Ray Serve health checks fail while this file exists (an operator's switch to recycle
+    # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
+    poison_file: Path | None = None
 
 
 class BgmConfig(StrictModel):

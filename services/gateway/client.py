@@ -26,6 +26,11 @@ FORMATS = {
     ".webm": gateway_pb2.OUTPUT_FORMAT_WEBM,
 }
 UPLOAD_CHUNK_BYTES = 1024 * 1024
+# Files up to this size travel inline in Gateway.Score, which every server carries (Ray
+# Serve's gRPC proxy included: it has no client streaming); larger ones use ScoreUpload.
+INLINE_UPLOAD_BYTES = 32 * 1024 * 1024
+# Ray Serve's gRPC proxy picks the application by this metadata; standalone servers ignore it.
+APPLICATION_METADATA = ("application", "gateway")
 
 
 @dataclass
@@ -71,11 +76,20 @@ def score_remote(
     message = output_options_message(options)
     controls_message = controls_to_proto(controls)
     outcome = ClientResult()
+    if not any(key == APPLICATION_METADATA[0] for key, _ in metadata):
+        metadata = (*metadata, APPLICATION_METADATA)
     with grpc.insecure_channel(server, options=channel_options(64 * 1024 * 1024)) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         if by_uri:
             request = gateway_pb2.ScoreRequest(
                 video=common_pb2.VideoSource(uri=video), controls=controls_message, output=message
+            )
+            responses = stub.Score(request, metadata=metadata, timeout=timeout_s)
+        elif Path(video).stat().st_size <= INLINE_UPLOAD_BYTES:
+            path = Path(video)
+            source = common_pb2.VideoSource(data=path.read_bytes(), file_name=path.name)
+            request = gateway_pb2.ScoreRequest(
+                video=source, controls=controls_message, output=message
             )
             responses = stub.Score(request, metadata=metadata, timeout=timeout_s)
         else:

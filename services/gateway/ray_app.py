@@ -1,0 +1,43 @@
+"""The gateway as a Ray Serve application: `build_app(args)` wraps the same servicer.
+
+Ray Serve's gRPC proxy carries unary and server-streaming calls only, so this application
+serves Gateway.Score (videos by URI or inline bytes); Gateway.ScoreUpload, a client stream, is
+served by the standalone gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from services.config import BgmConfig
+from services.gateway.servicer import GatewayServicer
+from services.gen.bgm.v1 import gateway_pb2
+from services.ray_glue import RayContext
+from services.tagger.vocabulary import load_vocabulary
+
+
+@serve.deployment(name="gateway")
+class GatewayDeployment:
+    def __init__(self, config: dict[str, Any]):
+        settings = BgmConfig.model_validate(config)
+        self.servicer = GatewayServicer(
+            settings.gateway,
+            load_vocabulary(),
+            max_concurrent=settings.serving.gateway.max_concurrent,
+            max_message_bytes=settings.serving.max_message_bytes,
+        )
+
+    async def Score(
+        self, request: gateway_pb2.ScoreRequest, grpc_context: Any
+    ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
+        async for message in self.servicer.Score(request, RayContext(grpc_context)):
+            yield message
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """args: {"config": <the bgm config as a mapping, as in a --config file>}."""
+    return GatewayDeployment.bind(args.get("config", {}))  # type: ignore[attr-defined]

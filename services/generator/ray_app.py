@@ -1,0 +1,50 @@
+"""The generator as a Ray Serve application: `build_app(args)` wraps the same servicer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from services.config import BgmConfig
+from services.gen.bgm.v1 import generator_pb2
+from services.generator.backend import create_generator_backend
+from services.generator.servicer import GeneratorServicer
+from services.ray_glue import RayContext
+
+
+@serve.deployment(name="generator")
+class GeneratorDeployment:
+    def __init__(self, config: dict[str, Any]):
+        settings = BgmConfig.model_validate(config)
+        self.backend = create_generator_backend(settings.generator)
+        self.servicer = GeneratorServicer(
+            self.backend, max_concurrent=settings.serving.generator.max_concurrent
+        )
+        self.settings = settings
+
+    async def Generate(
+        self, request: generator_pb2.GenerateRequest, grpc_context: Any
+    ) -> AsyncIterator[generator_pb2.GenerateResponse]:
+        async for message in self.servicer.Generate(request, RayContext(grpc_context)):
+            yield message
+
+    async def Describe(
+        self, request: generator_pb2.GeneratorDescribeRequest, grpc_context: Any
+    ) -> generator_pb2.GeneratorDescribeResponse:
+        return await self.servicer.Describe(request, RayContext(grpc_context))
+
+    def check_health(self) -> None:
+        """Serve replaces the replica when this raises: the backend must answer, and an
+        operator's (or a test's) poison file marks the replica as broken."""
+        self.backend.describe()
+        poison = self.settings.serving.poison_file
+        if poison is not None and poison.exists():
+            raise RuntimeError(f"unhealthy: {poison} exists")
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """args: {"config": <the bgm config as a mapping, as in a --config file>}."""
+    return GeneratorDeployment.bind(args.get("config", {}))  # type: ignore[attr-defined]

@@ -1,0 +1,37 @@
+"""What the three Ray Serve applications share: the Ray side of a gRPC call.
+
+Ray Serve's gRPC proxy hands each deployment method the request and a RayServegRPCContext.
+The servicers were written for grpc.aio; this adapter gives them the part of a grpc.aio
+context they use, so the same servicer (and backend) runs under both. No model logic here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+
+class RayContext:
+    """The grpc.aio ServicerContext methods the servicers call, on a Ray gRPC context."""
+
+    def __init__(self, ray_context: Any):
+        self._context = ray_context
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        # Ray's proxy answers with the code and details set here when the method raises.
+        self._context.set_code(code)
+        self._context.set_details(details)
+        raise grpc.aio.AbortError(details)
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._context.code()
+
+    def invocation_metadata(self) -> Any:
+        return self._context.invocation_metadata()
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        # Ray cancels the replica's task when the caller goes away; the servicer's own
+        # cleanup (finally blocks) stops the work then.
+        return None

@@ -1,0 +1,51 @@
+"""The tagger as a Ray Serve application: `build_app(args)` wraps the same servicer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from services.config import BgmConfig
+from services.gen.bgm.v1 import tagger_pb2
+from services.ray_glue import RayContext
+from services.tagger.backend import create_tagger_backend
+from services.tagger.servicer import TaggerServicer
+
+
+@serve.deployment(name="tagger")
+class TaggerDeployment:
+    def __init__(self, config: dict[str, Any]):
+        settings = BgmConfig.model_validate(config)
+        self.backend = create_tagger_backend(settings.tagger)
+        self.servicer = TaggerServicer(
+            self.backend,
+            settings.tagger.sources,
+            max_concurrent=settings.serving.tagger.max_concurrent,
+            max_duration_s=settings.tagger.limits.max_duration_s,
+        )
+        self.settings = settings
+
+    async def Analyze(
+        self, request: tagger_pb2.AnalyzeRequest, grpc_context: Any
+    ) -> tagger_pb2.AnalyzeResponse:
+        return await self.servicer.Analyze(request, RayContext(grpc_context))
+
+    async def Describe(
+        self, request: tagger_pb2.TaggerDescribeRequest, grpc_context: Any
+    ) -> tagger_pb2.TaggerDescribeResponse:
+        return await self.servicer.Describe(request, RayContext(grpc_context))
+
+    def check_health(self) -> None:
+        """Serve replaces the replica when this raises: the backend must answer, and an
+        operator's (or a test's) poison file marks the replica as broken."""
+        self.backend.describe()
+        poison = self.settings.serving.poison_file
+        if poison is not None and poison.exists():
+            raise RuntimeError(f"unhealthy: {poison} exists")
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """args: {"config": <the bgm config as a mapping, as in a --config file>}."""
+    return TaggerDeployment.bind(args.get("config", {}))  # type: ignore[attr-defined]
