@@ -7,11 +7,13 @@ stop(running)                            # SIGTERM: drain, then exit status
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,74 @@ def start(folder: Path, media: Path, which: str = "all", **gateway: object) -> R
 def stop(running: Running) -> int:
     running.process.send_signal(signal.SIGTERM)
     return running.process.wait(timeout=60)
+
+
+def ray_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("ray")), *args]
+
+
+def serve_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("serve")), *args]
+
+
+def start_ray(folder: Path, cpus: int = 2) -> str:
+    """`ray start --head` on free ports; returns the dashboard address Serve deploys to."""
+    dashboard = free_port()
+    subprocess.run(
+        ray_command("start", "--head", f"--num-cpus={cpus}", f"--port={free_port()}",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    "--disable-usage-stats"),
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_DISABLE_USAGE_STATS": "1"},
+    )  # fmt: skip
+    return f"http://127.0.0.1:{dashboard}"
+
+
+def stop_ray() -> None:
+    subprocess.run(ray_command("stop", "--force"), check=False, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def serve_config(
+    source: Path,
+    folder: Path,
+    grpc_port: int,
+    http_port: int,
+    changes: dict[str, dict] | None = None,
+) -> Path:
+    """A copy of a Serve config on other ports, with per-application config changes."""
+    config = yaml.safe_load(source.read_text())
+    config["grpc_options"]["port"] = grpc_port
+    config["http_options"]["port"] = http_port
+    for application in config["applications"]:
+        settings = application.setdefault("args", {}).setdefault("config", {})
+        gateway = settings.get("gateway")
+        if gateway is not None:
+            for key in ("tagger_address", "generator_address"):
+                gateway[key] = f"127.0.0.1:{grpc_port}"
+        for section, values in (changes or {}).get(application["name"], {}).items():
+            settings.setdefault(section, {}).update(values)
+    path = folder / f"serve-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
+    """`serve deploy`, then wait until every application is RUNNING."""
+    subprocess.run(serve_command("deploy", "-a", dashboard, str(config)), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = subprocess.run(serve_command("status", "-a", dashboard), capture_output=True,
+                                text=True).stdout  # fmt: skip
+        parsed = yaml.safe_load(status) or {}
+        applications = parsed.get("applications") or {}
+        if all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(
+            d.get("status") == "HEALTHY"
+            for n in names
+            for d in applications[n].get("deployments", {}).values()
+        ):
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"Serve applications not RUNNING after {seconds:.0f} s:\n{status}")

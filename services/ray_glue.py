@@ -8,6 +8,7 @@ context they use, so the same servicer (and backend) runs under both. No model l
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,3 +36,11 @@ class RayContext:
         # Ray cancels the replica's task when the caller goes away; the servicer's own
         # cleanup (finally blocks) stops the work then.
         return None
+
+
+def check_health(describe: Callable[[], object], poison: Path | None) -> None:
+    """A replica's health check: the backend must answer, and an operator's (or a test's)
+    poison file marks the replica broken. Serve replaces a replica whose check raises."""
+    describe()
+    if poison is not None and poison.exists():
+        raise RuntimeError(f"unhealthy: {poison} exists")

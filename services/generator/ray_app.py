@@ -12,7 +12,7 @@ from services.config import BgmConfig
 from services.gen.bgm.v1 import generator_pb2
 from services.generator.backend import create_generator_backend
 from services.generator.servicer import GeneratorServicer
-from services.ray_glue import RayContext
+from services.ray_glue import RayContext, check_health
 
 
 @serve.deployment(name="generator")
@@ -37,12 +37,7 @@ class GeneratorDeployment:
         return await self.servicer.Describe(request, RayContext(grpc_context))
 
     def check_health(self) -> None:
-        """Serve replaces the replica when this raises: the backend must answer, and an
-        operator's (or a test's) poison file marks the replica as broken."""
-        self.backend.describe()
-        poison = self.settings.serving.poison_file
-        if poison is not None and poison.exists():
-            raise RuntimeError(f"unhealthy: {poison} exists")
+        check_health(self.backend.describe, self.settings.serving.poison_file)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -9,7 +9,7 @@ from ray.serve import Application
 
 from services.config import BgmConfig
 from services.gen.bgm.v1 import tagger_pb2
-from services.ray_glue import RayContext
+from services.ray_glue import RayContext, check_health
 from services.tagger.backend import create_tagger_backend
 from services.tagger.servicer import TaggerServicer
 
@@ -38,12 +38,7 @@ class TaggerDeployment:
         return await self.servicer.Describe(request, RayContext(grpc_context))
 
     def check_health(self) -> None:
-        """Serve replaces the replica when this raises: the backend must answer, and an
-        operator's (or a test's) poison file marks the replica as broken."""
-        self.backend.describe()
-        poison = self.settings.serving.poison_file
-        if poison is not None and poison.exists():
-            raise RuntimeError(f"unhealthy: {poison} exists")
+        check_health(self.backend.describe, self.settings.serving.poison_file)
 
 
 def build_app(args: dict[str, Any]) -> Application:

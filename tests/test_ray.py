@@ -1,0 +1,234 @@
+"""The three services as Ray Serve applications behind Ray's gRPC proxy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from services.devserver import (
+    deploy,
+    free_port,
+    serve_config,
+    start,
+    start_ray,
+    stop,
+    stop_ray,
+)
+from services.media.synth import Shot, SyntheticVideo, write_video
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = [ROOT / "deploy/serve/bgm-cpu.yaml", ROOT / "deploy/serve/bgm-gpu.yaml"]
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_serve_config_is_valid_for_ray(path: Path):
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load(path.read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    assert {a.name for a in schema.applications} == {"tagger", "generator", "gateway"}
+    assert schema.grpc_options.port == 9000
+    for application in schema.applications:
+        module, attribute = application.import_path.split(":")
+        builder = getattr(__import__(module, fromlist=[attribute]), attribute)
+        assert callable(builder)
+        (deployment,) = application.deployments
+        assert deployment.autoscaling_config and deployment.max_ongoing_requests
+    for function in schema.grpc_options.grpc_servicer_functions:
+        module, _, name = function.rpartition(".")
+        assert callable(getattr(__import__(module, fromlist=[name]), name))
+
+
+def test_gpu_profile_gives_the_generator_a_gpu_and_lets_it_scale_to_zero():
+    config = yaml.safe_load(PROFILES[1].read_text())
+    generator = next(a for a in config["applications"] if a["name"] == "generator")
+    (deployment,) = generator["deployments"]
+    assert deployment["ray_actor_options"]["num_gpus"] == 1
+    assert deployment["autoscaling_config"]["min_replicas"] == 0
+    cpu = yaml.safe_load(PROFILES[0].read_text())
+    assert all(
+        "num_gpus" not in d["ray_actor_options"]
+        for a in cpu["applications"]
+        for d in a["deployments"]
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    folder = tmp_path_factory.mktemp("ray")
+    stop_ray()
+    dashboard = start_ray(folder, cpus=2)
+    grpc_port, http_port = free_port(), free_port()
+    poison = folder / "poison"
+    config = serve_config(
+        PROFILES[0],
+        folder,
+        grpc_port,
+        http_port,
+        {"tagger": {"serving": {"poison_file": str(poison)}}},
+    )
+    try:
+        deploy(dashboard, config)
+        yield {
+            "dashboard": dashboard,
+            "proxy": f"127.0.0.1:{grpc_port}",
+            "folder": folder,
+            "grpc_port": grpc_port,
+            "http_port": http_port,
+            "poison": poison,
+        }
+    finally:
+        stop_ray()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVideo:
+    folder = tmp_path_factory.mktemp("ray-media")
+    return write_video(
+        folder / "clip.mp4", [Shot(2.0, speed=0.4, hue=0.1), Shot(2.0, speed=0.8, hue=0.6)]
+    )
+
+
+def client_score(server: str, video: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "client",
+            "score",
+            str(video),
+            "--server",
+            server,
+            "-o",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_score_through_rays_grpc_proxy(cluster, clip, tmp_path):
+    out = tmp_path / "scored.mp4"
+    result = client_score(cluster["proxy"], clip.path, out, "--genre", "rock")
+    assert result.returncode == 0, result.stderr
+    assert "rock (user)" in result.stdout and "1/1 on a beat" in result.stdout
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_proxy_reports_its_applications_and_a_missing_one(cluster, clip):
+    from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
+
+    with grpc.insecure_channel(cluster["proxy"]) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+        reply = stub.Describe(
+            tagger_pb2.TaggerDescribeRequest(), metadata=(("application", "tagger"),), timeout=30
+        )
+        assert reply.name == "vision"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Describe(
+                tagger_pb2.TaggerDescribeRequest(),
+                metadata=(("application", "nonexistent"),),
+                timeout=30,
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.slow
+def test_bad_input_keeps_its_status_through_ray(cluster, tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 100)
+    result = client_score(cluster["proxy"], notes, tmp_path / "out.mp4")
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr and "not a video" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.slow
+def test_swap_in_a_generator_served_outside_ray(cluster, clip, tmp_path):
+    # A standalone generator; the gateway application is redeployed to use it instead.
+    outside = start(tmp_path, clip.path.parent, which="generator")
+    try:
+        config = serve_config(
+            PROFILES[0],
+            cluster["folder"],
+            cluster["grpc_port"],
+            cluster["http_port"],
+            {
+                "gateway": {
+                    "gateway": {"generator_address": outside.generator, "generator_metadata": {}}
+                },
+                "tagger": {"serving": {"poison_file": str(cluster["poison"])}},
+            },
+        )
+        deploy(cluster["dashboard"], config)
+        before = outside_requests(outside.generator_metrics)
+        result = client_score(cluster["proxy"], clip.path, tmp_path / "swapped.wav")
+        assert result.returncode == 0, result.stderr
+        assert outside_requests(outside.generator_metrics) == before + 1
+    finally:
+        assert stop(outside) == 0
+        # Back to the generator inside Ray for the other tests.
+        restore = serve_config(
+            PROFILES[0],
+            cluster["folder"],
+            cluster["grpc_port"],
+            cluster["http_port"],
+            {"tagger": {"serving": {"poison_file": str(cluster["poison"])}}},
+        )
+        deploy(cluster["dashboard"], restore)
+
+
+def outside_requests(metrics_url: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('bgm_requests_total{code="OK",method="Generate"')
+    )
+
+
+@pytest.mark.slow
+def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
+    import ray
+    from ray.util.state import list_actors
+
+    ray.init(address="auto", logging_level="ERROR")
+    try:
+
+        def tagger_replicas() -> set[str]:
+            return {
+                a.actor_id
+                for a in list_actors(filters=[("state", "=", "ALIVE")])
+                if "tagger" in (a.class_name or "") and "Replica" in a.class_name
+            }
+
+        original = tagger_replicas()
+        assert len(original) == 1
+        cluster["poison"].touch()
+        deadline = time.monotonic() + 90
+        try:
+            while time.monotonic() < deadline:
+                current = tagger_replicas()
+                if current and not current & original:
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError("Serve kept the unhealthy replica")
+        finally:
+            cluster["poison"].unlink()
+    finally:
+        ray.shutdown()
