@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 from services.devserver import deploy, free_port, serve_config, start, start_ray, stop, stop_ray
 from services.domain import UserControls
 from services.gateway.client import score_remote
@@ -122,10 +124,7 @@ def main() -> None:
                 config = serve_config(
                     ROOT / "deploy/serve/bgm-cpu.yaml", folder, grpc_port, free_port()
                 )
-                text = config.read_text().replace("name: generator\n", "name: generator\n", 1)
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = yaml.safe_load(config.read_text())
                 generator = next(a for a in data["applications"] if a["name"] == "generator")
                 generator["deployments"][0]["autoscaling_config"].update(fixed)
                 config.write_text(yaml.safe_dump(data))
