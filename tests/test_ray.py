@@ -232,3 +232,73 @@ def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
             cluster["poison"].unlink()
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_proxy_offers_reflection(cluster):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(cluster["proxy"]) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        reply = next(
+            stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+            )
+        )
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"bgm.v1.Gateway", "bgm.v1.Tagger", "bgm.v1.Generator"} <= names
+
+
+@pytest.mark.slow
+def test_saturated_replicas_push_back_with_resource_exhausted(cluster, beat_analysis):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.contract import brief_to_proto
+    from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
+    from services.generator.beatcheck import genre_brief
+
+    def deploy_generator(**options: object) -> None:
+        config = serve_config(
+            PROFILES[0],
+            cluster["folder"],
+            cluster["grpc_port"],
+            cluster["http_port"],
+            {"tagger": {"serving": {"poison_file": str(cluster["poison"])}}},
+        )
+        data = yaml.safe_load(config.read_text())
+        generator = next(a for a in data["applications"] if a["name"] == "generator")
+        generator["deployments"][0].update(options)
+        config.write_text(yaml.safe_dump(data))
+        deploy(cluster["dashboard"], config)
+
+    one = {
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "initial_replicas": 1,
+        "target_ongoing_requests": 1,
+    }
+    deploy_generator(max_ongoing_requests=1, max_queued_requests=1, autoscaling_config=one)
+    brief = brief_to_proto(genre_brief(beat_analysis, "pop", duration_s=240.0))
+
+    def generate(_: int) -> grpc.StatusCode:
+        with grpc.insecure_channel(cluster["proxy"]) as channel:
+            stub = generator_pb2_grpc.GeneratorStub(channel)
+            try:
+                for _message in stub.Generate(
+                    generator_pb2.GenerateRequest(brief=brief),
+                    metadata=(("application", "generator"),),
+                    timeout=120,
+                ):
+                    pass
+            except grpc.RpcError as error:
+                return error.code()
+        return grpc.StatusCode.OK
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(generate, range(6)))
+        assert grpc.StatusCode.OK in codes
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    finally:
+        deploy_generator()
