@@ -43,10 +43,13 @@ demo() {
 }
 
 run_tests() {
+    # kubectl renders the Kubernetes overlays (its built-in kustomize); the machine image has it.
+    command -v kubectl >/dev/null || { echo "kubectl is needed to render deploy/k8s" >&2; exit 1; }
     "$VENV/bin/ruff" check services tests benchmarks scripts
     "$VENV/bin/ruff" format --check services tests benchmarks scripts
     "$VENV/bin/mypy"
     "$VENV/bin/python" scripts/generate_protos.py --check
+    "$VENV/bin/python" scripts/render_k8s.py --check
     node_modules/.bin/buf lint protos
     # Against the main branch: a change on a branch may add to the contracts, never break them.
     node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'

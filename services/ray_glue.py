@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 
+from services.config import BgmConfig, load_config
+
 
 class RayContext:
     """The grpc.aio ServicerContext methods the servicers call, on a Ray gRPC context."""
@@ -44,3 +46,20 @@ def check_health(describe: Callable[[], object], poison: Path | None) -> None:
     describe()
     if poison is not None and poison.exists():
         raise RuntimeError(f"unhealthy: {poison} exists")
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def application_settings(args_config: dict[str, Any]) -> BgmConfig:
+    """The config a Ray application runs with: the file BGM_CONFIG names (a ConfigMap in
+    Kubernetes), if any, with the application's args from the Serve config merged over it."""
+    base = load_config().model_dump(mode="json", exclude_unset=True)
+    return BgmConfig.model_validate(_merged(base, args_config))

@@ -13,17 +13,16 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from services.config import BgmConfig
 from services.gateway.servicer import GatewayServicer
 from services.gen.bgm.v1 import gateway_pb2
-from services.ray_glue import RayContext
+from services.ray_glue import RayContext, application_settings
 from services.tagger.vocabulary import load_vocabulary
 
 
 @serve.deployment(name="gateway")
 class GatewayDeployment:
     def __init__(self, config: dict[str, Any]):
-        settings = BgmConfig.model_validate(config)
+        settings = application_settings(config)
         self.servicer = GatewayServicer(
             settings.gateway,
             load_vocabulary(),

@@ -8,17 +8,16 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from services.config import BgmConfig
 from services.gen.bgm.v1 import generator_pb2
 from services.generator.backend import create_generator_backend
 from services.generator.servicer import GeneratorServicer
-from services.ray_glue import RayContext, check_health
+from services.ray_glue import RayContext, application_settings, check_health
 
 
 @serve.deployment(name="generator")
 class GeneratorDeployment:
     def __init__(self, config: dict[str, Any]):
-        settings = BgmConfig.model_validate(config)
+        settings = application_settings(config)
         self.backend = create_generator_backend(settings.generator)
         self.servicer = GeneratorServicer(
             self.backend, max_concurrent=settings.serving.generator.max_concurrent

@@ -7,9 +7,8 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from services.config import BgmConfig
 from services.gen.bgm.v1 import tagger_pb2
-from services.ray_glue import RayContext, check_health
+from services.ray_glue import RayContext, application_settings, check_health
 from services.tagger.backend import create_tagger_backend
 from services.tagger.servicer import TaggerServicer
 
@@ -17,7 +16,7 @@ from services.tagger.servicer import TaggerServicer
 @serve.deployment(name="tagger")
 class TaggerDeployment:
     def __init__(self, config: dict[str, Any]):
-        settings = BgmConfig.model_validate(config)
+        settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
         self.servicer = TaggerServicer(
             self.backend,

@@ -1,0 +1,266 @@
+"""The Kubernetes manifests, validated offline: rendered with kustomize, checked against the
+Kubernetes and KubeRay schemas, loaded into the kubernetes client's models, and reviewed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT.parent / "shared" / "k8s-schemas"
+KUBERNETES_VERSION = "1.32.0"  # the version docs/deploy.md names
+OVERLAYS = ["cpu", "gpu"]
+CORE_KINDS = {"ConfigMap", "Service", "PersistentVolumeClaim", "PodDisruptionBudget"}
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl (with kustomize) is needed to render the manifests")
+    rendered = subprocess.run([kubectl, "kustomize", str(folder)], check=True,
+                              capture_output=True, text=True).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, kustomize(ROOT / "deploy/k8s/overlays" / request.param)
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def rayservice(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (service,) = of_kind(objects, "RayService")
+    return service
+
+
+def strict(schema: Any) -> Any:
+    """An OpenAPI v3 schema as JSON Schema in which undeclared fields are errors, except
+    where the CRD says x-kubernetes-preserve-unknown-fields."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {k: strict(v) for k, v in schema.items()}
+    if schema.get("x-kubernetes-int-or-string"):
+        result.pop("type", None)
+        result["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if (
+        result.get("type") == "object"
+        and "properties" in result
+        and "additionalProperties" not in result
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    return result
+
+
+def crd_schema(name: str) -> dict[str, Any]:
+    crd = yaml.safe_load((SCHEMAS / name).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return strict(version["schema"]["openAPIV3Schema"])
+
+
+def containers(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every container of the RayService's pod templates, with where it sits."""
+    cluster = rayservice(objects)["spec"]["rayClusterConfig"]
+    found = [("head", c) for c in cluster["headGroupSpec"]["template"]["spec"]["containers"]]
+    for group in cluster.get("workerGroupSpecs", []):
+        found += [(group["groupName"], c) for c in group["template"]["spec"]["containers"]]
+    return found
+
+
+def test_every_overlay_renders(overlay):
+    name, objects = overlay
+    kinds = {o["kind"] for o in objects}
+    assert {"RayService", "Service", "ConfigMap", "PodDisruptionBudget"} <= kinds
+    if name == "gpu":
+        assert "PersistentVolumeClaim" in kinds
+
+
+def test_core_kinds_are_valid_kubernetes_strictly(overlay):
+    _, objects = overlay
+    checked = 0
+    for item in objects:
+        if item["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
+            checked += 1
+    assert checked >= 3
+
+
+def test_rayservice_matches_kuberays_crd(overlay):
+    _, objects = overlay
+    jsonschema.validate(rayservice(objects), crd_schema("ray.io_rayservices.yaml"))
+
+
+def test_its_ray_cluster_matches_the_raycluster_crd(overlay):
+    _, objects = overlay
+    cluster = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "bgm"},
+        "spec": rayservice(objects)["spec"]["rayClusterConfig"],
+    }
+    jsonschema.validate(cluster, crd_schema("ray.io_rayclusters.yaml"))
+
+
+def test_strictness_catches_a_misspelt_field(overlay):
+    _, objects = overlay
+    broken = yaml.safe_load(yaml.safe_dump(rayservice(objects)))
+    broken["spec"]["rayClusterConfig"]["enableInTreeAutoscalling"] = True
+    with pytest.raises(jsonschema.ValidationError, match="enableInTreeAutoscalling"):
+        jsonschema.validate(broken, crd_schema("ray.io_rayservices.yaml"))
+
+
+def test_embedded_serve_config_is_the_one_in_deploy_serve(overlay):
+    from ray.serve.schema import ServeDeploySchema
+
+    name, objects = overlay
+    embedded = rayservice(objects)["spec"]["serveConfigV2"]
+    source = (ROOT / f"deploy/serve/bgm-{name}.yaml").read_text()
+    assert yaml.safe_load(embedded) == yaml.safe_load(source)
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(embedded))
+    for application in schema.applications:
+        for deployment in application.deployments:
+            assert deployment.autoscaling_config is not None
+
+
+def test_objects_load_into_the_kubernetes_client_models(overlay):
+    _, objects = overlay
+    api = client.ApiClient()
+    models = {
+        "ConfigMap": "V1ConfigMap",
+        "Service": "V1Service",
+        "PersistentVolumeClaim": "V1PersistentVolumeClaim",
+        "PodDisruptionBudget": "V1PodDisruptionBudget",
+    }
+    for item in objects:
+        if item["kind"] in models:
+            model = api._ApiClient__deserialize(item, models[item["kind"]])  # type: ignore[attr-defined]
+            assert model.metadata.name == item["metadata"]["name"]
+    cluster = rayservice(objects)["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]] + [
+        g["template"] for g in cluster.get("workerGroupSpecs", [])
+    ]
+    for template in templates:
+        pod = api._ApiClient__deserialize(template, "V1PodTemplateSpec")  # type: ignore[attr-defined]
+        assert pod.spec.containers
+
+
+def test_every_container_has_requests_and_limits(overlay):
+    _, objects = overlay
+    for where, container in containers(objects):
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources.get(kind, {})), (where, kind)
+    autoscaler = rayservice(objects)["spec"]["rayClusterConfig"]["autoscalerOptions"]
+    assert {"cpu", "memory"} <= set(autoscaler["resources"]["limits"])
+
+
+def test_gpu_pods_ask_for_gpus_tolerate_gpu_taints_and_scale_to_zero(overlay):
+    name, objects = overlay
+    groups = rayservice(objects)["spec"]["rayClusterConfig"].get("workerGroupSpecs", [])
+    gpu_groups = [
+        g
+        for g in groups
+        if any(
+            "nvidia.com/gpu" in c["resources"]["limits"]
+            for c in g["template"]["spec"]["containers"]
+        )
+    ]
+    if name == "cpu":
+        assert gpu_groups == []
+        return
+    assert gpu_groups
+    for group in gpu_groups:
+        assert group["minReplicas"] == 0
+        spec = group["template"]["spec"]
+        assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+        assert spec["nodeSelector"]
+        for container in spec["containers"]:
+            assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+            assert int(container["resources"]["requests"]["nvidia.com/gpu"]) >= 1
+    assert rayservice(objects)["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+
+
+def test_service_port_is_the_serve_grpc_port(overlay):
+    _, objects = overlay
+    serve = yaml.safe_load(rayservice(objects)["spec"]["serveConfigV2"])
+    (service,) = of_kind(objects, "Service")
+    assert [p["port"] for p in service["spec"]["ports"]] == [serve["grpc_options"]["port"]]
+    assert serve["grpc_options"]["port"] in {
+        p["containerPort"] for _, c in containers(objects) for p in c.get("ports", [])
+    }
+
+
+def test_images_are_pinned_and_nothing_runs_privileged(overlay):
+    _, objects = overlay
+    for where, container in containers(objects):
+        image = container["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), where
+        security = container.get("securityContext", {})
+        assert security.get("privileged") is False, where
+        assert security.get("allowPrivilegeEscalation") is False, where
+
+
+def test_images_are_the_ones_the_dockerfiles_build(overlay):
+    _, objects = overlay
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    version = project["project"]["version"]
+    (ray_pin,) = project["project"]["optional-dependencies"]["ray"]
+    ray_version = ray_pin.split("==")[1]
+    built = {}
+    for flavour in ("cpu", "gpu"):
+        dockerfile = (ROOT / f"deploy/docker/Dockerfile.{flavour}").read_text()
+        base = re.search(r"^FROM rayproject/ray:(\S+)", dockerfile, re.MULTILINE).group(1)
+        assert base == f"{ray_version}-py311-{flavour}"
+        assert '".[ray]"' in dockerfile and "ray" in project["project"]["optional-dependencies"]
+        tag = re.search(r"-t (\S+) \.", dockerfile).group(1)
+        built[flavour] = tag
+        assert tag == f"bgm/bgm-{flavour}:{version}"
+    images = {container["image"] for _, container in containers(objects)}
+    assert images <= set(built.values())
+
+
+def test_the_monitoring_component_adds_a_podmonitor(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize takes relative paths only.
+                "resources": [os.path.relpath(ROOT / "deploy/k8s/overlays/gpu", tmp_path)],
+                "components": [
+                    os.path.relpath(ROOT / "deploy/k8s/components/monitoring", tmp_path)
+                ],
+            }
+        )
+    )
+    objects = kustomize(tmp_path)
+    (monitor,) = of_kind(objects, "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    ports = {p.get("name") for _, c in containers(objects) for p in c.get("ports", [])}
+    assert "metrics" in ports
+
+
+def test_overlays_are_generated_from_deploy_serve():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/render_k8s.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
