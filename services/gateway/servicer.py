@@ -19,7 +19,6 @@ from services.config import GatewayConfig
 from services.contract import (
     AudioAssembler,
     analysis_from_proto,
-    analysis_to_proto,
     brief_to_proto,
     controls_from_proto,
     plan_from_proto,
@@ -250,7 +249,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 metadata=tuple(self.config.tagger_metadata.items()),
             )  # fmt: skip
             analysis = analysis_from_proto(reply.analysis)
-            yield gateway_pb2.ScoreEvent(analysis=analysis_to_proto(analysis))
+            yield gateway_pb2.ScoreEvent(analysis=reply.analysis)
             yield _progress("composition", 0.35)
             brief = make_brief(
                 analysis,
