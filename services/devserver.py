@@ -122,13 +122,15 @@ def serve_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("serve")), *args]
 
 
-def start_ray(folder: Path, cpus: int = 2) -> str:
-    """`ray start --head` on free ports; returns the dashboard address Serve deploys to."""
+def start_ray(folder: Path, cpus: int = 2, metrics_port: int = 0) -> str:
+    """`ray start --head` on free ports (Ray's metrics on `metrics_port` if given); returns the
+    dashboard address Serve deploys to."""
     dashboard = free_port()
+    metrics = [f"--metrics-export-port={metrics_port}"] if metrics_port else []
     subprocess.run(
         ray_command("start", "--head", f"--num-cpus={cpus}", f"--port={free_port()}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                    "--disable-usage-stats"),
+                    "--disable-usage-stats", *metrics),
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "RAY_DISABLE_USAGE_STATS": "1"},
     )  # fmt: skip

@@ -15,27 +15,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import start_http_server
 
+from services import metrics
 from services.errors import BgmError
 
 log = logging.getLogger("bgm")
-
-REQUESTS = Counter("bgm_requests_total", "Requests by service, method and status code",
-                   ["service", "method", "code"])  # fmt: skip
-LATENCY = Histogram(
-    "bgm_request_seconds",
-    "Request latency",
-    ["service", "method"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
-)
-IN_FLIGHT = Gauge("bgm_requests_in_flight", "Requests being served", ["service", "method"])
-COMPUTE_PER_MUSIC_SECOND = Histogram(
-    "bgm_compute_seconds_per_music_second",
-    "Seconds of compute per second of music delivered",
-    ["service"],
-    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
-)
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -56,7 +41,7 @@ async def observed(
 ) -> AsyncIterator[None]:
     """Metrics for one request, and errors turned into a status and message."""
     started = time.perf_counter()
-    IN_FLIGHT.labels(service, method).inc()
+    metrics.request_started(service, method)
     code = grpc.StatusCode.OK
     try:
         yield
@@ -72,9 +57,7 @@ async def observed(
             log.exception("%s.%s failed", service, method)
         await context.abort(code, message)
     finally:
-        IN_FLIGHT.labels(service, method).dec()
-        LATENCY.labels(service, method).observe(time.perf_counter() - started)
-        REQUESTS.labels(service, method, code.name).inc()
+        metrics.request_finished(service, method, code.name, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)

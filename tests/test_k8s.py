@@ -70,6 +70,10 @@ def strict(schema: Any) -> Any:
 
 
 def crd_schema(name: str) -> dict[str, Any]:
+    if not SCHEMAS.is_dir():
+        raise FileNotFoundError(
+            f"KubeRay's CRDs are expected in {SCHEMAS} (shared/ beside the checkout)"
+        )
     crd = yaml.safe_load((SCHEMAS / name).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return strict(version["schema"]["openAPIV3Schema"])

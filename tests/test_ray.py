@@ -64,7 +64,8 @@ def test_gpu_profile_gives_the_generator_a_gpu_and_lets_it_scale_to_zero():
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     folder = tmp_path_factory.mktemp("ray")
     stop_ray()
-    dashboard = start_ray(folder, cpus=2)
+    metrics_port = free_port()
+    dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
     grpc_port, http_port = free_port(), free_port()
     poison = folder / "poison"
     config = serve_config(
@@ -83,6 +84,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "grpc_port": grpc_port,
             "http_port": http_port,
             "poison": poison,
+            "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
         }
     finally:
         stop_ray()
@@ -302,3 +304,21 @@ def test_saturated_replicas_push_back_with_resource_exhausted(cluster, beat_anal
         assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     finally:
         deploy_generator()
+
+
+@pytest.mark.slow
+def test_service_metrics_are_exported_through_ray(cluster, clip, tmp_path):
+    import urllib.request
+
+    result = client_score(cluster["proxy"], clip.path, tmp_path / "m.wav")
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(cluster["metrics"], timeout=5).read().decode()
+        if "bgm_requests_total{" in text and 'method="Score"' in text:
+            break
+        time.sleep(2)
+    lines = [line for line in text.splitlines() if "bgm_requests_total{" in line]
+    assert any('method="Score"' in line and 'code="OK"' in line for line in lines), lines
+    assert any("bgm_compute_seconds_per_music_second" in line for line in text.splitlines())

@@ -13,6 +13,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from services import metrics
 from services.gateway.servicer import GatewayServicer
 from services.gen.bgm.v1 import gateway_pb2
 from services.ray_glue import RayContext, application_settings
@@ -22,6 +23,7 @@ from services.tagger.vocabulary import load_vocabulary
 @serve.deployment(name="gateway")
 class GatewayDeployment:
     def __init__(self, config: dict[str, Any]):
+        metrics.export_through_ray()
         settings = application_settings(config)
         self.servicer = GatewayServicer(
             settings.gateway,

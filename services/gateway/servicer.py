@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from services import metrics
 from services.config import GatewayConfig
 from services.contract import (
     AudioAssembler,
@@ -40,7 +41,7 @@ from services.gen.bgm.v1 import (
 )
 from services.generator.backend import GeneratorInfo
 from services.media.sources import SourcePolicy, fetch
-from services.serving import COMPUTE_PER_MUSIC_SECOND, channel_options, observed
+from services.serving import channel_options, observed
 from services.tagger.vocabulary import Vocabulary
 
 SERVICE = "bgm.v1.Gateway"
@@ -274,7 +275,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 async for chunk in self._file_chunks(path, options):
                     yield chunk
         seconds = time.perf_counter() - started
-        COMPUTE_PER_MUSIC_SECOND.labels(SERVICE).observe(seconds / max(brief.duration_s, 1e-6))
+        metrics.compute_per_music_second(SERVICE, seconds / max(brief.duration_s, 1e-6))
         loudness = mastered.report
         yield gateway_pb2.ScoreEvent(result=gateway_pb2.ScoreResult(
             tags=tags_to_proto(brief.tags), plan=plan_to_proto(music.plan),

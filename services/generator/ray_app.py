@@ -8,6 +8,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from services import metrics
 from services.gen.bgm.v1 import generator_pb2
 from services.generator.backend import create_generator_backend
 from services.generator.servicer import GeneratorServicer
@@ -17,6 +18,7 @@ from services.ray_glue import RayContext, application_settings, check_health
 @serve.deployment(name="generator")
 class GeneratorDeployment:
     def __init__(self, config: dict[str, Any]):
+        metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_generator_backend(settings.generator)
         self.servicer = GeneratorServicer(

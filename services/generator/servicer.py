@@ -9,18 +9,14 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from prometheus_client import Gauge
 
+from services import metrics
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto
 from services.domain import GeneratedMusic, MusicBrief
 from services.errors import CancelledError, InvalidInputError, UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GeneratorBackend
-from services.serving import COMPUTE_PER_MUSIC_SECOND, observed
-
-# Generations still computing: after a cancel this falls within a second (the work stops at
-# its next progress report), even though the request itself ended at once.
-GENERATIONS_RUNNING = Gauge("bgm_generations_running", "Generations still computing")
+from services.serving import observed
 
 SERVICE = "bgm.v1.Generator"
 MAX_CANDIDATES = 4
@@ -71,11 +67,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         backend = self._loaded()
 
         def generate() -> GeneratedMusic:
-            GENERATIONS_RUNNING.inc()
+            metrics.generation_started()
             try:
                 return backend.generate(brief, report)
             finally:
-                GENERATIONS_RUNNING.dec()
+                metrics.generation_ended()
 
         work = asyncio.ensure_future(asyncio.to_thread(generate))
         try:
@@ -93,8 +89,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             music: GeneratedMusic = work.result()
         finally:
             stop.set()
-        COMPUTE_PER_MUSIC_SECOND.labels(SERVICE).observe(
-            (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
+        metrics.compute_per_music_second(
+            SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
         )
         yield generator_pb2.GenerateResponse(candidate=candidate, plan=plan_to_proto(music.plan))
         for chunk in audio_chunks(music.audio, music.sample_rate):

@@ -7,6 +7,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from services import metrics
 from services.gen.bgm.v1 import tagger_pb2
 from services.ray_glue import RayContext, application_settings, check_health
 from services.tagger.backend import create_tagger_backend
@@ -16,6 +17,7 @@ from services.tagger.servicer import TaggerServicer
 @serve.deployment(name="tagger")
 class TaggerDeployment:
     def __init__(self, config: dict[str, Any]):
+        metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
         self.servicer = TaggerServicer(
