@@ -22,7 +22,7 @@ setup() {
         # torch first and pinned: left to the resolver, "torch" pulls a multi-GB CUDA build.
         # shellcheck disable=SC2086
         "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
-        "$VENV/bin/python" -m pip install --quiet -e '.[dev,ray]'
+        "$VENV/bin/python" -m pip install --quiet -e '.[dev,ray,diffusion]'
         # tinysoundfont's one requirement, PyAudio, is for live playback, which bgm never
         # uses, and builds only with PortAudio's headers: skip it.
         "$VENV/bin/python" -m pip install --quiet --no-deps 'tinysoundfont>=0.3.7'

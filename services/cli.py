@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -88,6 +89,19 @@ def _output_options(args: argparse.Namespace):
     )
 
 
+def _with_generator_flags(config: Any, args: argparse.Namespace) -> Any:
+    """--generator and --generator-model over the config file's generator section."""
+    generator = config.generator
+    if args.generator:
+        generator = generator.model_copy(update={"backend": args.generator})
+    if args.generator_model:
+        diffusion = generator.diffusion.model_copy(
+            update={"model_path": Path(args.generator_model)}
+        )
+        generator = generator.model_copy(update={"diffusion": diffusion})
+    return config.model_copy(update={"generator": generator})
+
+
 def _score(args: argparse.Namespace) -> int:
     from services.gateway.pipeline import ScorePipeline
     from services.gateway.report import print_score_summary
@@ -95,7 +109,7 @@ def _score(args: argparse.Namespace) -> int:
     from services.tagger.backend import create_tagger_backend
     from services.tagger.vocabulary import load_vocabulary
 
-    config = load_config(args.config)
+    config = _with_generator_flags(load_config(args.config), args)
     controls = _controls(args)
     options = _output_options(args)
     stderr = Console(stderr=True)
@@ -113,7 +127,7 @@ def _score(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from services.serve import serve
 
-    config = load_config(args.config)
+    config = _with_generator_flags(load_config(args.config), args)
     if args.service != "all":
         endpoint = getattr(config.serving, args.service)
         changes = {
@@ -182,6 +196,19 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--generator",
+        choices=("composer", "diffusion"),
+        help="generator backend (default: the config's, composer)",
+    )
+    parser.add_argument(
+        "--generator-model",
+        metavar="PATH",
+        help="diffusers pipeline folder for the diffusion backend",
+    )
+
+
 def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -235,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
     score.add_argument("video", help="video file")
     _score_arguments(score)
+    _generator_arguments(score)
     score.set_defaults(run=_score)
 
     serve = commands.add_parser("serve", help="run the gRPC services on localhost ports")
@@ -248,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="port (one service only; defaults: gateway 50051, tagger 50052, generator 50053)",
     )
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (one service only)")
+    _generator_arguments(serve)
     serve.set_defaults(run=_serve)
 
     client = commands.add_parser("client", help="call a running gateway")

@@ -67,9 +67,28 @@ class ComposerConfig(StrictModel):
     max_duration_s: float = Field(7200.0, gt=0.0)
 
 
+class DiffusionConfig(StrictModel):
+    """Knobs of the generator's `diffusion` backend (diffusers audio pipelines)."""
+
+    # A folder saved with diffusers' save_pretrained (model_index.json and components).
+    model_path: Path | None = None
+    # None = the family's default.
+    steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=0.0)
+    # "auto" = CUDA if available, else CPU.
+    device: str = "auto"
+    # "auto" = float16 on CUDA, float32 on CPU.
+    dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
+    # Seconds two windows overlap (crossfaded) when a piece is longer than the model's window
+    # (at most a quarter of the window).
+    window_overlap_s: float = Field(2.0, gt=0.0)
+    max_duration_s: float = Field(7200.0, gt=0)
+
+
 class GeneratorConfig(StrictModel):
     backend: str = "composer"
     composer: ComposerConfig = ComposerConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
 
 
 class GatewayConfig(StrictModel):

@@ -81,11 +81,26 @@ def wait_serving(address: str, service: str = "", seconds: float = 60.0) -> None
     raise TimeoutError(f"{address} never became SERVING")
 
 
-def start(folder: Path, media: Path, which: str = "all", **gateway: object) -> Running:
+def start(
+    folder: Path,
+    media: Path,
+    which: str = "all",
+    extra_args: tuple[str, ...] = (),
+    **gateway: object,
+) -> Running:
     config, ports = write_config(folder, media, **gateway)
     log = folder / f"serve-{which}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "--config", str(config), "serve", which],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "--config",
+            str(config),
+            "serve",
+            which,
+            *extra_args,
+        ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -82,4 +82,10 @@ def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
         from services.generator.backends.composer.backend import ComposerGenerator
 
         return ComposerGenerator(config.composer)
-    raise ValueError(f"unknown generator backend {config.backend!r}; available: composer")
+    if config.backend == "diffusion":
+        from services.generator.backends.diffusion.backend import DiffusionGenerator
+
+        return DiffusionGenerator(config.diffusion)
+    raise ValueError(
+        f"unknown generator backend {config.backend!r}; available: composer, diffusion"
+    )

@@ -1,0 +1,213 @@
+"""The diffusion backend on tiny random pipelines built here, loaded like real checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.config import DiffusionConfig
+from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
+from services.errors import BgmError, ConfigError
+from services.generator.backends.diffusion.backend import DiffusionGenerator
+from services.generator.backends.diffusion.tiny import stable_audio
+from services.generator.backends.diffusion.windows import plan_windows
+
+LOOK = Look(0.5, 0.5, 0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_stable_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stable_audio(tmp_path_factory.mktemp("models"), window_s=4.0)
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_stable_audio: Path) -> DiffusionGenerator:
+    return DiffusionGenerator(
+        DiffusionConfig(model_path=tiny_stable_audio, steps=3, window_overlap_s=1.0)
+    )
+
+
+def brief(duration_s: float, rate: int = 48000, seed: int = 1) -> MusicBrief:
+    tags = MusicTags(
+        genres=["ambient"],
+        moods=["calm"],
+        instruments=["piano", "pads"],
+        bpm=80,
+        bpm_min=70,
+        bpm_max=90,
+        key="C major",
+        energy=0.3,
+    )
+    segments = [Segment(0.0, min(5.0, duration_s), 0.2, LOOK, ["calm"])]
+    if duration_s > 5.0:
+        segments.append(Segment(5.0, duration_s, 0.8, LOOK, ["tense"]))
+    cuts = [Cut(5.0, "hard", 1.0)] if duration_s > 5.0 else []
+    return MusicBrief(
+        tags=tags,
+        segments=segments,
+        cuts=cuts,
+        duration_s=duration_s,
+        sample_rate=rate,
+        seed=seed,
+        negative=["drums"],
+    )
+
+
+@pytest.mark.parametrize(("duration", "rate"), [(2.0, 48000), (3.3, 44100), (10.7, 48000)])
+def test_length_is_exact_even_past_the_models_window(generator, duration, rate):
+    music = generator.generate(brief(duration, rate))
+    assert music.audio.shape == (round(duration * rate), 2)
+    assert music.sample_rate == rate
+    assert np.isfinite(music.audio).all() and np.abs(music.audio).max() > 0
+    assert music.midi == b"" and music.stems == {}
+
+
+def test_same_seed_same_audio_other_seed_other_audio(generator):
+    first = generator.generate(brief(6.0, seed=4)).audio
+    again = generator.generate(brief(6.0, seed=4)).audio
+    other = generator.generate(brief(6.0, seed=5)).audio
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_windows_join_without_clicks(generator):
+    music = generator.generate(brief(10.7))
+    rate = music.sample_rate
+    step = np.abs(np.diff(music.audio, axis=0)).max(axis=1)
+    typical = np.quantile(step, 0.999)
+    for section in music.plan.sections[1:]:
+        join = round(section.start_s * rate)
+        around = step[max(0, join - rate // 2) : join + rate]
+        assert around.max() <= 2 * typical + 1e-6
+
+
+def test_window_joins_go_on_cuts_when_they_can():
+    windows = plan_windows(20.0, 8.0, 1.0, [6.0, 13.5])
+    assert all(w.seconds <= 8.0 + 1e-9 for w in windows)
+    assert windows[0].start_s == 0.0 and windows[-1].end_s == 20.0
+    joins = [(a.end_s + b.start_s) / 2 for a, b in itertools.pairwise(windows)]
+    assert joins[0] == pytest.approx(6.0)  # the cut, not the window's limit
+    for a, b in itertools.pairwise(windows):
+        assert a.end_s - b.start_s == pytest.approx(1.0)
+
+
+def test_progress_per_step_and_cancellation(generator):
+    seen: list[float] = []
+    generator.generate(brief(6.0), progress=seen.append)
+    assert len(seen) >= 2 * 3 and seen == sorted(seen) and seen[-1] == 1.0
+
+    class Stop(Exception):
+        pass
+
+    after_cancel: list[float] = []
+
+    def cancel(fraction: float) -> None:
+        if after_cancel or fraction > 0.2:
+            after_cancel.append(fraction)
+            raise Stop
+
+    with pytest.raises(Stop):
+        generator.generate(brief(10.7), progress=cancel)
+    assert len(after_cancel) == 1  # nothing ran past the cancelling step
+
+
+def test_prompt_carries_tags_tempo_and_intensity(generator):
+    adapter = generator.adapter
+    text = adapter.prompt(["ambient"], ["calm"], ["piano"], 80.4, "C major", "soft", "")
+    assert text == "ambient, calm, soft, piano, C major, 80 BPM"
+
+
+def test_bad_model_paths_are_explained(tmp_path, tiny_stable_audio):
+    with pytest.raises(ConfigError, match="needs a model path"):
+        DiffusionGenerator(DiffusionConfig())
+    with pytest.raises(ConfigError, match="does not exist"):
+        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no model_index\.json"):
+        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "empty"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
+    with pytest.raises(ConfigError, match="holds a DDPMPipeline; supported pipelines"):
+        DiffusionGenerator(DiffusionConfig(model_path=other))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    index = json.loads((tiny_stable_audio / "model_index.json").read_text())
+    (broken / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match="incomplete or damaged"):
+        DiffusionGenerator(DiffusionConfig(model_path=broken))
+
+
+def test_bad_briefs_are_refused(generator):
+    bad = brief(4.0)
+    with pytest.raises(BgmError, match="sample rate"):
+        generator.generate(MusicBrief(**{**bad.__dict__, "sample_rate": 16000}))
+
+
+def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diffusion, tmp_path):
+    out = tmp_path / "scored.wav"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "score",
+            str(clip_for_diffusion),
+            "-o",
+            str(out),
+            "--generator",
+            "diffusion",
+            "--generator-model",
+            str(tiny_stable_audio),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ending: fade" in result.stdout
+    assert out.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def clip_for_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from services.media.synth import Shot, write_video
+
+    folder = tmp_path_factory.mktemp("diffusion-media")
+    return write_video(folder / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)]).path
+
+
+@pytest.mark.slow
+def test_the_generator_server_runs_the_diffusion_backend(tiny_stable_audio, tmp_path):
+    import grpc
+
+    from services.contract import brief_to_proto
+    from services.devserver import start, stop
+    from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
+
+    running = start(
+        tmp_path,
+        tmp_path,
+        which="generator",
+        extra_args=("--generator", "diffusion", "--generator-model", str(tiny_stable_audio)),
+    )
+    try:
+        with grpc.insecure_channel(running.generator) as channel:
+            stub = generator_pb2_grpc.GeneratorStub(channel)
+            described = stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10)
+            assert described.name == "diffusion"
+            samples = 0
+            for message in stub.Generate(
+                generator_pb2.GenerateRequest(brief=brief_to_proto(brief(5.5))), timeout=120
+            ):
+                if message.WhichOneof("event") == "audio":
+                    samples += len(message.audio.pcm_f32le) // 8
+            assert samples == round(5.5 * 48000)
+    finally:
+        assert stop(running) == 0
