@@ -322,3 +322,42 @@ def test_service_metrics_are_exported_through_ray(cluster, clip, tmp_path):
     lines = [line for line in text.splitlines() if "bgm_requests_total{" in line]
     assert any('method="Score"' in line and 'code="OK"' in line for line in lines), lines
     assert any("bgm_compute_seconds_per_music_second" in line for line in text.splitlines())
+
+
+@pytest.mark.slow
+def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
+    from services.generator.backends.diffusion.tiny import stable_audio
+
+    model = stable_audio(tmp_path, window_s=4.0)
+    poison = {"serving": {"poison_file": str(cluster["poison"])}}
+    swapped = serve_config(
+        PROFILES[0],
+        cluster["folder"],
+        cluster["grpc_port"],
+        cluster["http_port"],
+        {
+            "generator": {
+                "generator": {
+                    "backend": "diffusion",
+                    "diffusion": {"model_path": str(model), "steps": 2},
+                }
+            },
+            "tagger": poison,
+        },
+    )
+    deploy(cluster["dashboard"], swapped)
+    try:
+        result = client_score(cluster["proxy"], clip.path, tmp_path / "diffused.wav")
+        assert result.returncode == 0, result.stderr
+        assert "ending: fade" in result.stdout  # the diffusion backend's plan, not the composer's
+    finally:
+        deploy(
+            cluster["dashboard"],
+            serve_config(
+                PROFILES[0],
+                cluster["folder"],
+                cluster["grpc_port"],
+                cluster["http_port"],
+                {"tagger": poison},
+            ),
+        )

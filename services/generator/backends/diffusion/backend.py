@@ -71,6 +71,7 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
                           f"{', '.join(sorted(ADAPTERS))}")  # fmt: skip
     import diffusers
 
+    diffusers.utils.logging.disable_progress_bar()
     device, dtype = _device_and_dtype(config)
     try:
         pipeline = getattr(diffusers, class_name).from_pretrained(
