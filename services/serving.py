@@ -47,6 +47,12 @@ async def observed(
         yield
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
+        remaining = getattr(context, "time_remaining", lambda: None)()
+        if remaining is not None and remaining <= 0:
+            # Cancelled because the deadline passed: say so, or a finished handler could reach
+            # the client as OK before the client's own timer fires.
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(code, "the request took longer than its deadline")
         raise
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
