@@ -107,6 +107,10 @@ class GatewayConfig(StrictModel):
     attempts: int = Field(3, ge=1, le=5)
     # Uploads and fetched videos are staged here, one folder per request, removed after it.
     staging_dir: Path = DEFAULT_STAGING_DIR
+    # In a cluster: an fsspec URL ("s3://bucket/bgm-staging") where staged videos are put for
+    # the tagger to read (its sources.object_prefixes must include it); None = the tagger
+    # reads the staging folder above by file://.
+    staging_url: str | None = None
     # What Gateway.Score may read by URI (the staging folder is always readable).
     sources: SourcePolicy = SourcePolicy()
     # Folders file:// output URIs may name (s3:// and gs:// need the matching extra).

@@ -42,14 +42,16 @@ class Running:
     log: Path
 
 
-def write_config(folder: Path, media: Path, **gateway: object) -> tuple[Path, dict[str, int]]:
+def write_config(
+    folder: Path, media: Path, tagger_sources: dict[str, object] | None = None, **gateway: object
+) -> tuple[Path, dict[str, int]]:
     ports = {name: free_port() for name in ("gateway", "tagger", "generator")}
     metrics = {name: free_port() for name in ports}
     staging = folder / "staging"
     outputs = folder / "outputs"
     outputs.mkdir(exist_ok=True)
     config = {
-        "tagger": {"sources": {"file_roots": [str(staging), str(media)]}},
+        "tagger": {"sources": tagger_sources or {"file_roots": [str(staging), str(media)]}},
         "gateway": {
             "tagger_address": f"127.0.0.1:{ports['tagger']}",
             "generator_address": f"127.0.0.1:{ports['generator']}",
@@ -86,9 +88,10 @@ def start(
     media: Path,
     which: str = "all",
     extra_args: tuple[str, ...] = (),
+    tagger_sources: dict[str, object] | None = None,
     **gateway: object,
 ) -> Running:
-    config, ports = write_config(folder, media, **gateway)
+    config, ports = write_config(folder, media, tagger_sources, **gateway)
     log = folder / f"serve-{which}.log"
     process = subprocess.Popen(
         [

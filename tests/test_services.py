@@ -212,8 +212,11 @@ def test_upload_over_the_limit(servers):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
 
 
-def test_deadline_exceeded(servers, clip):
-    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+def test_deadline_exceeded(servers, beat_video):
+    # A 46 s video: scoring it takes seconds, far past a 0.3 s deadline (a 6 s clip can be
+    # scored within 0.3 s once the services are warm).
+    video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="beat.mp4")
+    request = gateway_pb2.ScoreRequest(video=video)
     assert code_of(lambda: score(servers.gateway, request, timeout=0.3))[0] == (
         grpc.StatusCode.DEADLINE_EXCEEDED
     )
@@ -307,12 +310,14 @@ def test_a_downstream_service_that_is_down(tmp_path, media, clip):
         assert stop(running) == 0
 
 
-def test_sigterm_drains_requests_in_flight(tmp_path, media, clip):
+def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
     running = start(tmp_path, media)
     outcome: dict[str, object] = {}
 
     def request() -> None:
-        message = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+        # A 46 s video: the request is still running when SIGTERM comes.
+        video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
+        message = gateway_pb2.ScoreRequest(video=video)
         try:
             outcome["events"] = score(running.gateway, message)
         except grpc.RpcError as error:
@@ -341,3 +346,26 @@ def test_generator_refuses_too_many_candidates(servers, beat_analysis):
             )
         )
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "candidates" in details
+
+
+def test_a_shared_staging_store_for_a_tagger_elsewhere(tmp_path, media, clip):
+    # The tagger may not read the gateway's staging folder (as on another pod): the gateway
+    # puts each staged video in the store (an fsspec URL), the tagger fetches it from there.
+    store = tmp_path / "store"
+    store.mkdir()
+    running = start(
+        tmp_path, media,
+        tagger_sources={"file_roots": [], "object_prefixes": [store.as_uri() + "/"]},
+        staging_url=store.as_uri(),
+    )  # fmt: skip
+    try:
+        request = gateway_pb2.ScoreRequest(
+            video=common_pb2.VideoSource(data=clip.path.read_bytes(), file_name="clip.mp4"),
+            output=gateway_pb2.OutputOptions(format=gateway_pb2.OUTPUT_FORMAT_WAV),
+        )
+        events = score(running.gateway, request)
+        assert events[-1].WhichOneof("event") == "result"
+        assert list(store.iterdir()) == []  # the request's folder in the store is gone
+        assert list(running.staging.iterdir()) == []
+    finally:
+        assert stop(running) == 0

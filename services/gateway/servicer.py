@@ -5,12 +5,13 @@ controls, mastering, muxing, outputs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -116,10 +117,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 video, tagger_uri = await asyncio.to_thread(
                     self._stage_source, request.video, folder
                 )
-                async for event in self._score(
-                    video, tagger_uri, request.controls, request.output, folder, context
-                ):
-                    yield gateway_pb2.ScoreResponse(event=event)
+                with self._shared_staging(video, tagger_uri, folder.name) as shared_uri:
+                    async for event in self._score(
+                        video, shared_uri, request.controls, request.output, folder, context
+                    ):
+                        yield gateway_pb2.ScoreResponse(event=event)
 
     async def ScoreUpload(
         self,
@@ -152,10 +154,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         target.write(message.chunk)
                 if received == 0:
                     raise InvalidInputError("the upload holds no bytes")
-                async for event in self._score(
-                    video, video.as_uri(), header.controls, header.output, folder, context
-                ):
-                    yield gateway_pb2.ScoreUploadResponse(event=event)
+                with self._shared_staging(video, video.as_uri(), folder.name) as shared_uri:
+                    async for event in self._score(
+                        video, shared_uri, header.controls, header.output, folder, context
+                    ):
+                        yield gateway_pb2.ScoreUploadResponse(event=event)
 
     # ---- the work ---------------------------------------------------------------------
 
@@ -174,6 +177,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 shutil.rmtree(self.path, ignore_errors=True)
 
         return Folder()
+
+    @contextlib.contextmanager
+    def _shared_staging(self, video: Path, tagger_uri: str, request_id: str) -> Iterator[str]:
+        """With `staging_url` set, the staged video is put in the shared store for the tagger
+        (and removed when the request ends, however it ends); else the URI as it is."""
+        if not self.config.staging_url or not tagger_uri.startswith("file:"):
+            yield tagger_uri
+            return
+        import fsspec
+
+        folder = f"{self.config.staging_url.rstrip('/')}/{request_id}"
+        remote = f"{folder}/{video.name}"
+        filesystem, path = fsspec.core.url_to_fs(remote)
+        try:
+            # Object stores have no folders; local and network filesystems need this one.
+            filesystem.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            filesystem.put_file(str(video), path)
+            yield remote
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                filesystem.rm(fsspec.core.url_to_fs(folder)[1], recursive=True)
 
     def _stage_source(self, source: common_pb2.VideoSource, folder: Path) -> tuple[Path, str]:
         """The video as a local file, and the URI the tagger is to read it by."""

@@ -34,7 +34,8 @@ class SourcePolicy(BaseModel):
     http_hosts: list[str] = Field(default_factory=list)
     # Let http(s) reach private, loopback and link-local addresses (tests, private clusters).
     allow_private_addresses: bool = False
-    # Object-store prefixes ("s3://bucket/videos/") s3:// and gs:// URIs must start with.
+    # URI prefixes read through fsspec ("s3://bucket/videos/", "gs://...", or any fsspec
+    # protocol, e.g. a gateway's staging store); s3:// and gs:// URIs must start with one.
     object_prefixes: list[str] = Field(default_factory=list)
     max_bytes: int = Field(4 * 1024**3, gt=0)
     timeout_s: float = Field(60.0, gt=0)
@@ -78,6 +79,8 @@ def _check_host(host: str, policy: SourcePolicy) -> None:
 def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
     """Make the media `uri` names available as a local file: the file itself for file://,
     else a download to `destination` (which the caller removes)."""
+    if any(uri.startswith(prefix) for prefix in policy.object_prefixes):
+        return _copy_object(uri, policy, destination)
     path = local_path(uri, policy)
     if path is not None:
         return path
@@ -86,9 +89,7 @@ def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
         _check_host(parsed.hostname or "", policy)
         return _download(uri, policy, destination)
     if parsed.scheme in ("s3", "gs"):
-        if not any(uri.startswith(prefix) for prefix in policy.object_prefixes):
-            raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
-        return _copy_object(uri, policy, destination)
+        raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
     raise InvalidInputError(f"unsupported URI scheme in {uri!r}; use file, http(s), s3 or gs")
 
 
