@@ -140,4 +140,7 @@ async def run_servers(
         on_started()
     await stop.wait()
     log.info("stopping: draining requests in flight (up to %.0f s)", grace_s)
-    await asyncio.gather(*(server.stop(grace_s) for server in servers))
+    # Last started, first stopped: the gateway drains while the services its requests still
+    # call are up.
+    for server in reversed(servers):
+        await server.stop(grace_s)
