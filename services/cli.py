@@ -73,6 +73,7 @@ def _controls(args: argparse.Namespace):
         negative=args.negative or [],
         prompt=args.prompt or "",
         seed=args.seed,
+        structure=args.structure,
     )
 
 
@@ -210,6 +211,10 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--structure", choices=("free", "composer"), default="free",
+        help="composer: a diffusion generator renders over the composer's cut-aligned piece",
+    )  # fmt: skip
     parser.add_argument(
         "-o",
         "--output",

@@ -124,7 +124,8 @@ def analysis_from_proto(message: pb.VideoAnalysis) -> VideoAnalysis:
 def controls_to_proto(controls: UserControls) -> pb.UserControls:
     message = pb.UserControls(genres=controls.genres, moods=controls.moods,
                               instruments=controls.instruments, negative=controls.negative,
-                              prompt=controls.prompt, seed=controls.seed)  # fmt: skip
+                              prompt=controls.prompt, seed=controls.seed,
+                              structure=controls.structure)  # fmt: skip
     if controls.bpm is not None:
         message.bpm = controls.bpm
     if controls.key is not None:
@@ -139,6 +140,7 @@ def controls_from_proto(message: pb.UserControls) -> UserControls:
         bpm=message.bpm if message.HasField("bpm") else None,
         key=message.key if message.HasField("key") else None,
         negative=list(message.negative), prompt=message.prompt, seed=message.seed,
+        structure=message.structure or "free",
     )  # fmt: skip
 
 
@@ -147,7 +149,7 @@ def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
         tags=tags_to_proto(brief.tags), segments=[segment_to_proto(s) for s in brief.segments],
         cuts=[cut_to_proto(c) for c in brief.cuts], duration_s=brief.duration_s,
         sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
-        negative=brief.negative,
+        negative=brief.negative, structure=brief.structure,
     )  # fmt: skip
 
 
@@ -158,6 +160,7 @@ def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
         cuts=[cut_from_proto(c) for c in message.cuts], duration_s=message.duration_s,
         sample_rate=message.sample_rate or 48000, seed=message.seed,
         bpm_is_fixed=message.bpm_is_fixed, negative=list(message.negative), stems=stems,
+        structure=message.structure or "free",
     )  # fmt: skip
 
 

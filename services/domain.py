@@ -131,6 +131,9 @@ class UserControls:
     negative: list[str] = field(default_factory=list)
     prompt: str = ""
     seed: int = 0
+    # "free" (the generator alone) or "composer" (a diffusion generator renders over the
+    # composer's cut-aligned piece).
+    structure: str = "free"
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class MusicBrief:
     negative: list[str] = field(default_factory=list)
     # Whether to return one audio track per instrument as well as the mix.
     stems: bool = False
+    # "free" or "composer" (see UserControls.structure).
+    structure: str = "free"
 
 
 @dataclass(frozen=True)

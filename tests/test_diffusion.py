@@ -211,3 +211,14 @@ def test_the_generator_server_runs_the_diffusion_backend(tiny_stable_audio, tmp_
             assert samples == round(5.5 * 48000)
     finally:
         assert stop(running) == 0
+
+
+def test_score_then_render_starts_each_window_from_the_composers_piece(generator):
+    import dataclasses
+
+    free = generator.generate(brief(10.7, seed=2)).audio
+    guided = generator.generate(dataclasses.replace(brief(10.7, seed=2), structure="composer"))
+    again = generator.generate(dataclasses.replace(brief(10.7, seed=2), structure="composer"))
+    assert guided.audio.shape == free.shape
+    assert np.array_equal(guided.audio, again.audio)
+    assert not np.allclose(guided.audio, free)

@@ -193,6 +193,7 @@ BAD_CONTROLS = [
     (UserControls(instruments=["kazoo"]), "valid instruments:"),
     (UserControls(key="H major"), "bad key"),
     (UserControls(negative=["yodel"]), "unknown negative tag yodel"),
+    (UserControls(structure="remix"), "unknown structure 'remix'"),
 ]
 
 

@@ -13,8 +13,14 @@ from services.generator.backend import BPM_LIMITS
 from services.tagger.tagging import bpm_range
 from services.tagger.vocabulary import TagKind, Vocabulary
 
+STRUCTURES = ("free", "composer")
+
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
+    if controls.structure not in STRUCTURES:
+        raise InvalidInputError(
+            f"unknown structure {controls.structure!r}; valid: {', '.join(STRUCTURES)}"
+        )
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
         raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")
@@ -114,4 +120,5 @@ def make_brief(
         bpm_is_fixed=controls.bpm is not None,
         negative=list(controls.negative),
         stems=stems,
+        structure=controls.structure,
     )

@@ -163,7 +163,7 @@ class VideoAnalysis(_message.Message):
     def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserControls(_message.Message):
-    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed")
+    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure")
     GENRES_FIELD_NUMBER: _ClassVar[int]
     MOODS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,7 @@ class UserControls(_message.Message):
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURE_FIELD_NUMBER: _ClassVar[int]
     genres: _containers.RepeatedScalarFieldContainer[str]
     moods: _containers.RepeatedScalarFieldContainer[str]
     instruments: _containers.RepeatedScalarFieldContainer[str]
@@ -180,10 +181,11 @@ class UserControls(_message.Message):
     negative: _containers.RepeatedScalarFieldContainer[str]
     prompt: str
     seed: int
-    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    structure: str
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ...) -> None: ...
 
 class MusicBrief(_message.Message):
-    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative")
+    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CUTS_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +194,7 @@ class MusicBrief(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     BPM_IS_FIXED_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURE_FIELD_NUMBER: _ClassVar[int]
     tags: MusicTags
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     cuts: _containers.RepeatedCompositeFieldContainer[Cut]
@@ -200,7 +203,8 @@ class MusicBrief(_message.Message):
     seed: int
     bpm_is_fixed: bool
     negative: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ...) -> None: ...
+    structure: str
+    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "fraction")

@@ -21,12 +21,17 @@ class RenderRequest:
     steps: int
     guidance_scale: float
     candidates: int
+    # Audio (samples x channels, at the adapter's rate) the result starts from, e.g. the
+    # composer's render of the same stretch; None = from noise alone.
+    initial_audio: np.ndarray | None = None
 
 
 class PipelineAdapter(Protocol):
     family: str
     default_steps: int
     default_guidance: float
+    # Whether render() can start from initial audio (score-then-render).
+    takes_initial_audio: bool
 
     @property
     def window_s(self) -> float: ...
@@ -57,6 +62,7 @@ class StableAudioAdapter:
     family = "stable-audio"
     default_steps = 100
     default_guidance = 7.0
+    takes_initial_audio = True
 
     def __init__(self, pipeline: Any, device: str):
         self.pipeline = pipeline
@@ -92,7 +98,15 @@ class StableAudioAdapter:
         import torch
 
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        initial = {}
+        if request.initial_audio is not None:
+            waveform = torch.from_numpy(np.ascontiguousarray(request.initial_audio.T))
+            initial = {
+                "initial_audio_waveforms": waveform.unsqueeze(0).to(self.device),
+                "initial_audio_sampling_rate": torch.tensor(self.sample_rate),
+            }
         output = self.pipeline(
+            **initial,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
             audio_end_in_s=request.seconds,

@@ -9,6 +9,7 @@ long as asked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -22,7 +23,7 @@ from services.domain import (
     MusicPlan,
     PlannedSection,
 )
-from services.errors import ConfigError
+from services.errors import ConfigError, InvalidInputError
 from services.generator.backend import GeneratorInfo, ProgressCallback, validate_brief
 from services.generator.backends.diffusion.adapters import (
     ADAPTERS,
@@ -93,6 +94,8 @@ class DiffusionGenerator:
         self.config = config
         self.vocabulary = load_vocabulary()
         self.adapter = load_adapter(config)
+        # Loaded on the first request that asks for the composer's structure.
+        self._composer: Any = None
 
     def describe(self) -> GeneratorInfo:
         return GeneratorInfo(
@@ -114,6 +117,23 @@ class DiffusionGenerator:
         return self.adapter.prompt(tags.genres, moods[:3], tags.instruments, tags.bpm, tags.key,
                                    _intensity(energy), "")  # fmt: skip
 
+    def _composer_structure(self, brief: MusicBrief) -> np.ndarray:
+        """The composer's cut-aligned render of the same brief, at the model's rate: the
+        structure each window starts from, so the composer's timing survives."""
+        if not self.adapter.takes_initial_audio:
+            raise InvalidInputError(
+                f"structure 'composer' needs a pipeline that starts from initial audio; "
+                f"{self.adapter.family} does not"
+            )
+        from services.config import ComposerConfig
+        from services.generator.backends.composer.backend import ComposerGenerator
+
+        if self._composer is None:
+            self._composer = ComposerGenerator(ComposerConfig())
+        score = self._composer.generate(dataclasses.replace(brief, stems=False))
+        rate = self.adapter.sample_rate
+        return resample(score.audio, score.sample_rate, rate, round(brief.duration_s * rate))
+
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
@@ -127,6 +147,7 @@ class DiffusionGenerator:
         steps = self.config.steps or adapter.default_steps
         guidance = (self.config.guidance_scale if self.config.guidance_scale is not None
                     else adapter.default_guidance)  # fmt: skip
+        structure = self._composer_structure(brief) if brief.structure == "composer" else None
         parts = []
         for index, window in enumerate(windows):
             request = RenderRequest(
@@ -138,6 +159,14 @@ class DiffusionGenerator:
                 steps=steps,
                 guidance_scale=guidance,
                 candidates=1,
+                initial_audio=None
+                if structure is None
+                else structure[
+                    round(window.start_s * adapter.sample_rate) : round(
+                        window.start_s * adapter.sample_rate
+                    )
+                    + round(window.seconds * adapter.sample_rate)
+                ],
             )
 
             def on_step(step: int, total: int, index: int = index) -> None:
