@@ -215,11 +215,17 @@ def _merge_cuts(scan: _Scan, min_gap_s: float) -> list[tuple[float, str]]:
 def _motion_curve(ticks: list[_Tick], cut_times: list[float], scale: float) -> np.ndarray:
     """Energy per tick; samples measured across a cut are replaced by their neighbours'."""
     energy = np.array([1.0 - math.exp(-tick.speed / scale) for tick in ticks])
-    valid = np.ones(len(ticks), dtype=bool)
+    # A sample is measured across a cut when the first cut after its pair's start comes no
+    # later than the sample itself (cut_times are sorted).
+    cuts = np.asarray(cut_times, dtype=float)
+    pair_starts = np.array([tick.pair_start_s for tick in ticks])
+    times = np.array([tick.time_s for tick in ticks])
+    following = np.searchsorted(cuts, pair_starts, side="right")
+    crossed = np.zeros(len(ticks), dtype=bool)
+    inside = following < len(cuts)
+    crossed[inside] = cuts[following[inside]] <= times[inside] + 1e-6
+    valid = ~crossed
     valid[0] = len(ticks) == 1
-    for i, tick in enumerate(ticks):
-        if any(tick.pair_start_s < cut <= tick.time_s + 1e-6 for cut in cut_times):
-            valid[i] = False
     if valid.any() and not valid.all():
         index = np.arange(len(ticks))
         energy[~valid] = np.interp(index[~valid], index[valid], energy[valid])
@@ -254,12 +260,26 @@ def _segment_bounds(
     return segments
 
 
-def _mean_look(ticks: list[_Tick], start_s: float, end_s: float) -> Look:
-    looks = [t.look for t in ticks if start_s <= t.time_s < end_s] or [
-        min(ticks, key=lambda t: abs(t.time_s - start_s)).look
-    ]
-    mean = np.mean(np.array(looks), axis=0)
-    return Look(*(round(float(v), 4) for v in mean))
+@dataclass(frozen=True)
+class _LookTable:
+    """The ticks' looks as arrays, so a stretch's mean is a slice, not a scan of every tick."""
+
+    times: np.ndarray
+    looks: np.ndarray
+
+    @classmethod
+    def of(cls, ticks: list[_Tick]) -> _LookTable:
+        return cls(np.array([t.time_s for t in ticks]), np.array([t.look for t in ticks]))
+
+    def mean(self, start_s: float, end_s: float) -> Look:
+        """Mean look of the ticks in [start_s, end_s); the nearest tick's if there are none."""
+        lo = int(np.searchsorted(self.times, start_s, side="left"))
+        hi = int(np.searchsorted(self.times, end_s, side="left"))
+        if hi > lo:
+            mean = self.looks[lo:hi].mean(axis=0)
+        else:
+            mean = self.looks[int(np.argmin(np.abs(self.times - start_s)))]
+        return Look(*(round(float(v), 4) for v in mean))
 
 
 def _look_distance(a: Look, b: Look) -> float:
@@ -282,6 +302,7 @@ def _summarise(
     cut_list = _merge_cuts(scan, config.min_shot_s)
     cut_times = [t for t, _ in cut_list]
     energy = _motion_curve(scan.ticks, cut_times, config.motion_scale)
+    looks = _LookTable.of(scan.ticks)
     duration_s = scan.duration_s
     pace = min(1.0, len(cut_times) / max(duration_s / 60.0, 1e-6) / PACE_FULL_CUTS_PER_MINUTE)
     # Variation: spread of the energy curve smoothed over one second.
@@ -295,8 +316,8 @@ def _summarise(
 
     cuts = []
     for time_s, kind in cut_list:
-        before = _mean_look(scan.ticks, max(0.0, time_s - 1.0), time_s)
-        after = _mean_look(scan.ticks, time_s, min(duration_s, time_s + 1.0))
+        before = looks.mean(max(0.0, time_s - 1.0), time_s)
+        after = looks.mean(time_s, min(duration_s, time_s + 1.0))
         lo, hi = int(time_s * hz), int(time_s * hz)
         energy_jump = abs(
             float(energy[max(0, lo - window) : lo].mean() if lo > 0 else 0.0)
@@ -311,7 +332,7 @@ def _summarise(
     for start_s, end_s in _segment_bounds(cut_times, duration_s, energy, hz, config.min_segment_s):
         lo, hi = int(start_s * hz), max(int(start_s * hz) + 1, math.ceil(end_s * hz))
         segment_energy = float(energy[lo:hi].mean()) if energy[lo:hi].size else 0.0
-        look = _mean_look(scan.ticks, start_s, end_s)
+        look = looks.mean(start_s, end_s)
         features = Features.from_look(look, segment_energy, pace, variation)
         middle = (start_s + end_s) / 2.0
         thumbnail = (
@@ -330,7 +351,7 @@ def _summarise(
             )
         )
 
-    overall_look = _mean_look(scan.ticks, 0.0, duration_s)
+    overall_look = looks.mean(0.0, duration_s)
     overall_energy = float(energy.mean()) if energy.size else 0.0
     features = Features.from_look(overall_look, overall_energy, pace, variation)
     tags = choose_tags(vocabulary, features, prompt_matches)
