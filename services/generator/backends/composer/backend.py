@@ -162,15 +162,25 @@ class ComposerGenerator:
         brief: MusicBrief, plan: TimingPlan
     ) -> tuple[list[float], list[list[str]]]:
         """Energy and moods of the video segment each planned section stands for."""
+        if not brief.segments:
+            count = len(plan.sections)
+            return [brief.tags.energy] * count, [list(brief.tags.moods) for _ in range(count)]
+        # The segment whose start is nearest each section's (the earlier one on a tie), by
+        # binary search: a two-hour video has thousands of both.
+        segments = sorted(brief.segments, key=lambda s: s.start_s)
+        starts = np.array([s.start_s for s in segments])
         energies, moods = [], []
         for section in plan.sections:
-            if brief.segments:
-                segment = min(brief.segments, key=lambda s: abs(s.start_s - section.start_s))
-                energies.append(segment.energy)
-                moods.append(list(segment.moods))
-            else:
-                energies.append(brief.tags.energy)
-                moods.append(list(brief.tags.moods))
+            right = int(np.searchsorted(starts, section.start_s))
+            left = max(right - 1, 0)
+            right = min(right, len(segments) - 1)
+            nearest = (
+                right
+                if (abs(starts[right] - section.start_s) < abs(starts[left] - section.start_s))
+                else left
+            )
+            energies.append(segments[nearest].energy)
+            moods.append(list(segments[nearest].moods))
         return energies, moods
 
 
