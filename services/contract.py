@@ -5,7 +5,9 @@ Protobuf stays at the edges: servicers and gRPC clients call these, nothing else
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
@@ -25,7 +27,9 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
+from services.errors import InvalidInputError
 from services.gen.bgm.v1 import common_pb2 as pb
+from services.media.sources import SourcePolicy, fetch
 
 # Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
 # 384 KB of stereo float32, well under any message limit).
@@ -224,3 +228,18 @@ class AudioAssembler:
         if self.audio is None:
             raise ValueError("no audio received")
         return self.audio
+
+
+def local_video(source: pb.VideoSource, policy: SourcePolicy, folder: Path) -> Path:
+    """The video a request names, as a local file: an allowed file:// URI's own file, or a
+    copy in `folder` (the caller removes it) of what another URI or the inline bytes hold."""
+    which = source.WhichOneof("source")
+    name = source.file_name or urllib.parse.urlparse(source.uri).path
+    suffix = Path(name).suffix or ".video"
+    if which == "uri":
+        return fetch(source.uri, policy, folder / f"source{suffix}")
+    if which == "data":
+        path = folder / f"upload{suffix}"
+        path.write_bytes(source.data)
+        return path
+    raise InvalidInputError("the request names no video (set video.uri or video.data)")

@@ -23,6 +23,7 @@ from services.contract import (
     analysis_from_proto,
     brief_to_proto,
     controls_from_proto,
+    local_video,
     plan_from_proto,
     plan_to_proto,
     tags_to_proto,
@@ -41,7 +42,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.generator.backend import GeneratorInfo
-from services.media.sources import SourcePolicy, fetch
+from services.media.sources import SourcePolicy
 from services.serving import channel_options, observed
 from services.tagger.vocabulary import Vocabulary
 
@@ -114,10 +115,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
         async with observed(SERVICE, "Score", context):
             with self._request_folder() as folder:
-                video, tagger_uri = await asyncio.to_thread(
-                    self._stage_source, request.video, folder
-                )
-                with self._shared_staging(video, tagger_uri, folder.name) as shared_uri:
+                video = await asyncio.to_thread(local_video, request.video, self.sources, folder)
+                with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
                         video, shared_uri, request.controls, request.output, folder, context
                     ):
@@ -154,7 +153,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         target.write(message.chunk)
                 if received == 0:
                     raise InvalidInputError("the upload holds no bytes")
-                with self._shared_staging(video, video.as_uri(), folder.name) as shared_uri:
+                with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
                         video, shared_uri, header.controls, header.output, folder, context
                     ):
@@ -179,11 +178,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return Folder()
 
     @contextlib.contextmanager
-    def _shared_staging(self, video: Path, tagger_uri: str, request_id: str) -> Iterator[str]:
-        """With `staging_url` set, the staged video is put in the shared store for the tagger
-        (and removed when the request ends, however it ends); else the URI as it is."""
-        if not self.config.staging_url or not tagger_uri.startswith("file:"):
-            yield tagger_uri
+    def _shared_staging(self, video: Path, request_id: str) -> Iterator[str]:
+        """The URI the tagger reads the video by: with `staging_url` set, a copy put in the
+        shared store (removed when the request ends, however it ends); else the file's own."""
+        if not self.config.staging_url:
+            yield video.as_uri()
             return
         import fsspec
 
@@ -198,21 +197,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 filesystem.rm(fsspec.core.url_to_fs(folder)[1], recursive=True)
-
-    def _stage_source(self, source: common_pb2.VideoSource, folder: Path) -> tuple[Path, str]:
-        """The video as a local file, and the URI the tagger is to read it by."""
-        which = source.WhichOneof("source")
-        suffix = Path(source.file_name or urllib.parse.urlparse(source.uri).path).suffix
-        if which == "uri":
-            path = fetch(source.uri, self.sources, folder / f"source{suffix or '.video'}")
-            # A file the gateway may read but that lies outside its staging folder is handed
-            # to the tagger by the same URI; everything fetched goes by its staged copy.
-            return path, path.as_uri()
-        if which == "data":
-            path = folder / f"upload{suffix or '.video'}"
-            path.write_bytes(source.data)
-            return path, path.as_uri()
-        raise InvalidInputError("the request names no video (set video.uri or video.data)")
 
     def _output_options(self, output: gateway_pb2.OutputOptions, folder: Path) -> OutputOptions:
         extension = EXTENSIONS.get(output.format)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import grpc
 
-from services.contract import analysis_to_proto
-from services.errors import InvalidInputError
+from services.contract import analysis_to_proto, local_video
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
-from services.media.sources import SourcePolicy, fetch
+from services.media.sources import SourcePolicy
 from services.serving import observed
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
@@ -37,24 +36,15 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
     ) -> tagger_pb2.AnalyzeResponse:
         async with observed(SERVICE, "Analyze", context):
             with tempfile.TemporaryDirectory(prefix="bgm-tagger-") as folder:
-                video = await asyncio.to_thread(self._local_video, request, Path(folder))
+                video = await asyncio.to_thread(
+                    local_video, request.video, self.sources, Path(folder)
+                )
                 async with self._slots:
                     analysis = await asyncio.to_thread(
                         self.backend.analyze, AnalysisRequest(video, prompt=request.prompt)
                     )
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")
-
-    def _local_video(self, request: tagger_pb2.AnalyzeRequest, folder: Path) -> Path:
-        which = request.video.WhichOneof("source")
-        suffix = Path(request.video.file_name).suffix or ".video"
-        if which == "uri":
-            return fetch(request.video.uri, self.sources, folder / f"download{suffix}")
-        if which == "data":
-            path = folder / f"upload{suffix}"
-            path.write_bytes(request.video.data)
-            return path
-        raise InvalidInputError("the request names no video (set video.uri or video.data)")
 
     async def Describe(
         self, request: tagger_pb2.TaggerDescribeRequest, context: grpc.aio.ServicerContext
