@@ -217,6 +217,28 @@ def test_bad_outputs_fail_before_any_work(pipeline, clip, tmp_path, name, messag
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lufs": -3.0}, "outside -40..-5"),
+        ({"lufs": -60.0}, "outside -40..-5"),
+        ({"sample_rate": 22050}, "sample rate 22050 is not supported"),
+        ({"midi": "notes.txt"}, r"must end in \.mid"),
+        ({"stems_dir": "stems-file"}, "is a file"),
+    ],
+)
+def test_bad_output_options_fail_before_any_work(pipeline, clip, tmp_path, changes, message):
+    if "stems_dir" in changes:
+        (tmp_path / "stems-file").write_text("in the way")
+    options = {
+        key: tmp_path / value if isinstance(value, str) else value for key, value in changes.items()
+    }
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(InvalidInputError, match=message):
+        pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.wav", **options))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_output_that_is_a_folder(pipeline, clip, tmp_path):
     (tmp_path / "taken.wav").mkdir()
     with pytest.raises(InvalidInputError, match="is a directory"):
