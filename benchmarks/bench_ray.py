@@ -11,8 +11,6 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -24,47 +22,10 @@ from services.gateway.pipeline import OutputOptions
 from services.media.synth import Shot, write_video
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_services import concurrent_scores
 from bench_tagger import CACHE, best_of, speed_video
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def throughput(
-    server: str, video: Path, folder: Path, clients: int, requests: int
-) -> tuple[float, float, int]:
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-
-    def client(number: int) -> None:
-        for request in range(requests):
-            out = folder / f"t{number}-{request}.wav"
-            started = time.perf_counter()
-            try:
-                score_remote(
-                    server,
-                    str(video),
-                    UserControls(seed=request),
-                    OutputOptions(out),
-                    lambda f: None,
-                    timeout_s=600,
-                )
-            except Exception:  # counted and reported, the run goes on
-                with lock:
-                    failures[0] += 1
-                continue
-            with lock:
-                latencies.append(time.perf_counter() - started)
-            out.unlink()
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    took = time.perf_counter() - started
-    return len(latencies) / took, statistics.median(latencies), failures[0]
 
 
 def main() -> None:
@@ -129,11 +90,12 @@ def main() -> None:
                 generator["deployments"][0]["autoscaling_config"].update(fixed)
                 config.write_text(yaml.safe_dump(data))
                 deploy(dashboard, config)
-                rate, median, failed = throughput(proxy, short, folder, 8, 3)
+                run = concurrent_scores(proxy, short, folder, 8, 3, ".wav")
                 print(
                     f"  {replicas} generator replica{'s' if replicas > 1 else ' '}"
-                    f"                 {rate:6.2f} requests/s, median {median:5.2f} s, "
-                    f"{failed} failed"
+                    f"                 {len(run.latencies) / run.seconds:6.2f} requests/s, "
+                    f"median {statistics.median(run.latencies):5.2f} s, "
+                    f"{len(run.errors)} failed"
                 )
         finally:
             stop_ray()

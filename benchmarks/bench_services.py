@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -57,48 +58,55 @@ def overhead_section(gateway: str, folder: Path) -> None:
     print(f"  ratio                                {through / in_process:6.2f}")
 
 
-def concurrency_section(gateway: str, pid: int, folder: Path, clients: int, requests: int) -> None:
-    video = write_video(
-        folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2), Shot(2.0, speed=0.7, hue=0.6)]
-    )
-    latencies: list[float] = []
-    errors: list[str] = []
+@dataclass
+class LoadRun:
+    latencies: list[float]
+    errors: list[str]
+    seconds: float
+
+
+def concurrent_scores(
+    server: str, video: Path, folder: Path, clients: int, requests: int, extension: str
+) -> LoadRun:
+    """`clients` threads, each scoring `video` `requests` times through `server`."""
+    run = LoadRun([], [], 0.0)
     lock = threading.Lock()
 
     def client(number: int) -> None:
         for request in range(requests):
-            out = folder / f"c{number}-{request}.mp4"
+            out = folder / f"c{number}-{request}{extension}"
             started = time.perf_counter()
             try:
-                score_remote(
-                    gateway,
-                    str(video.path),
-                    UserControls(seed=request),
-                    OutputOptions(out),
-                    lambda f: None,
-                    timeout_s=600,
-                )
+                score_remote(server, str(video), UserControls(seed=request), OutputOptions(out),
+                             lambda f: None, timeout_s=600)  # fmt: skip
             except grpc.RpcError as error:
                 with lock:
-                    errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+                    run.errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
                 continue
             with lock:
-                latencies.append(time.perf_counter() - started)
+                run.latencies.append(time.perf_counter() - started)
             out.unlink()
 
-    # Warm up, then measure the services' memory before and after the run.
-    client(-1)
-    latencies.clear()
-    before = rss_mb(pid)
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    took = time.perf_counter() - started
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def concurrency_section(gateway: str, pid: int, folder: Path, clients: int, requests: int) -> None:
+    video = write_video(
+        folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2), Shot(2.0, speed=0.7, hue=0.6)]
+    )
+    # Warm up, then measure the services' memory before and after the run.
+    concurrent_scores(gateway, video.path, folder, 1, requests, ".mp4")
+    before = rss_mb(pid)
+    run = concurrent_scores(gateway, video.path, folder, clients, requests, ".mp4")
     after = rss_mb(pid)
-    latencies.sort()
+    latencies, errors, took = sorted(run.latencies), run.errors, run.seconds
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     print(f"{clients} concurrent clients x {requests} requests, 4 s 320x180 videos -> MP4:")
     print(f"  requests ok / errors                 {len(latencies)} / {len(errors)}")
