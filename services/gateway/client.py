@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 
@@ -103,8 +105,10 @@ def score_remote(
             responses = stub.ScoreUpload(
                 _upload(path, header), metadata=metadata, timeout=timeout_s
             )
-        with staged_outputs() as staging:
-            files: dict[str, object] = {}
+        # The open files close however the stream ends; staged_outputs then keeps or removes
+        # them all.
+        with staged_outputs() as staging, contextlib.ExitStack() as open_files:
+            files: dict[str, BinaryIO] = {}
             for response in responses:
                 event = response.event
                 which = event.WhichOneof("event")
@@ -113,18 +117,21 @@ def score_remote(
                 elif which == "progress":
                     progress(event.progress.fraction)
                 elif which == "file":
-                    _receive(event.file, options, staging, files)
+                    _receive(event.file, options, staging, files, open_files)
                 elif which == "result":
                     outcome.result = event.result
-            for handle in files.values():
-                handle.close()  # type: ignore[attr-defined]
+            open_files.close()
             outcome.written = [final for _, final in staging.files]
     progress(1.0)
     return outcome
 
 
 def _receive(
-    chunk: gateway_pb2.FileChunk, options: OutputOptions, staging: Staging, files: dict[str, object]
+    chunk: gateway_pb2.FileChunk,
+    options: OutputOptions,
+    staging: Staging,
+    files: dict[str, BinaryIO],
+    open_files: contextlib.ExitStack,
 ) -> None:
     if chunk.kind == gateway_pb2.FILE_KIND_MAIN:
         final = options.output
@@ -138,8 +145,8 @@ def _receive(
     if chunk.name not in files:
         temporary = temporary_path(final)
         staging.files.append((temporary, final))
-        files[chunk.name] = temporary.open("wb")
+        files[chunk.name] = open_files.enter_context(temporary.open("wb"))
     handle = files[chunk.name]
-    handle.write(chunk.data)  # type: ignore[attr-defined]
+    handle.write(chunk.data)
     if chunk.last:
-        handle.close()  # type: ignore[attr-defined]
+        handle.close()
