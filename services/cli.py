@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
-from services.errors import BgmError
+from services.errors import BgmError, InvalidInputError
 
 # Exit status for input the program refuses (matches argparse's usage errors).
 EXIT_BAD_INPUT = 2
@@ -74,7 +74,20 @@ def _controls(args: argparse.Namespace):
         prompt=args.prompt or "",
         seed=args.seed,
         structure=args.structure,
+        reference_audio=_reference(args.reference),
+        candidates=args.candidates,
     )
+
+
+def _reference(path: str | None) -> bytes:
+    if path is None:
+        return b""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidInputError(
+            f"cannot read the reference audio {path}: {error.strerror}"
+        ) from None
 
 
 def _output_options(args: argparse.Namespace):
@@ -212,8 +225,18 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--structure", choices=("free", "composer"), default="free",
-        help="composer: a diffusion generator renders over the composer's cut-aligned piece",
+        "--structure", choices=("free", "composer", "reference"), default="free",
+        help="composer: a diffusion generator renders over the composer's cut-aligned piece; "
+             "reference: over --reference",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference", metavar="AUDIO",
+        help="an audio file (e.g. a hummed or played melody) whose timing the music follows "
+             "with --structure reference; looped if shorter than the video",
+    )  # fmt: skip
+    parser.add_argument(
+        "--candidates", type=int, default=1, metavar="N",
+        help="generate N pieces (1..4), rank their fit to the video, deliver the best",
     )  # fmt: skip
     parser.add_argument(
         "-o",

@@ -82,13 +82,32 @@ class DiffusionConfig(StrictModel):
     # Seconds two windows overlap (crossfaded) when a piece is longer than the model's window
     # (at most a quarter of the window).
     window_overlap_s: float = Field(2.0, gt=0.0)
+    # Longest stretch one pipeline call makes, seconds; None = the family's (the model's own
+    # window for Stable Audio, what the family was trained on for the others).
+    window_s: float | None = Field(None, gt=0.0)
+    # A diffusers scheduler class to use instead of the checkpoint's, e.g.
+    # "DPMSolverMultistepScheduler" (built from the checkpoint's scheduler config).
+    scheduler: str | None = None
+    # Most waveforms in one pipeline call (candidates, windows and pooled requests share
+    # calls up to this); bounded by GPU memory.
+    max_batch: int = Field(4, ge=1, le=64)
     max_duration_s: float = Field(7200.0, gt=0)
+
+
+class BatchingConfig(StrictModel):
+    """How the Ray app pools concurrent requests into one backend batch (@serve.batch); only
+    for backends that share model calls (diffusion)."""
+
+    max_jobs: int = Field(4, ge=1, le=64)
+    # How long the first job waits for others.
+    wait_s: float = Field(0.05, ge=0.0, le=5.0)
 
 
 class GeneratorConfig(StrictModel):
     backend: str = "composer"
     composer: ComposerConfig = ComposerConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
+    batching: BatchingConfig = BatchingConfig()
 
 
 class GatewayConfig(StrictModel):

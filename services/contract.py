@@ -6,13 +6,14 @@ Protobuf stays at the edges: servicers and gRPC clients call these, nothing else
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
 
 from services.domain import (
+    CandidateScore,
     Cut,
     CutAlignment,
     Look,
@@ -129,7 +130,9 @@ def controls_to_proto(controls: UserControls) -> pb.UserControls:
     message = pb.UserControls(genres=controls.genres, moods=controls.moods,
                               instruments=controls.instruments, negative=controls.negative,
                               prompt=controls.prompt, seed=controls.seed,
-                              structure=controls.structure)  # fmt: skip
+                              structure=controls.structure,
+                              reference_audio=controls.reference_audio,
+                              candidates=controls.candidates)  # fmt: skip
     if controls.bpm is not None:
         message.bpm = controls.bpm
     if controls.key is not None:
@@ -144,7 +147,8 @@ def controls_from_proto(message: pb.UserControls) -> UserControls:
         bpm=message.bpm if message.HasField("bpm") else None,
         key=message.key if message.HasField("key") else None,
         negative=list(message.negative), prompt=message.prompt, seed=message.seed,
-        structure=message.structure or "free",
+        structure=message.structure or "free", reference_audio=message.reference_audio,
+        candidates=message.candidates or 1,
     )  # fmt: skip
 
 
@@ -154,6 +158,7 @@ def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
         cuts=[cut_to_proto(c) for c in brief.cuts], duration_s=brief.duration_s,
         sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
         negative=brief.negative, structure=brief.structure,
+        reference_audio=brief.reference_audio,
     )  # fmt: skip
 
 
@@ -164,8 +169,31 @@ def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
         cuts=[cut_from_proto(c) for c in message.cuts], duration_s=message.duration_s,
         sample_rate=message.sample_rate or 48000, seed=message.seed,
         bpm_is_fixed=message.bpm_is_fixed, negative=list(message.negative), stems=stems,
-        structure=message.structure or "free",
+        structure=message.structure or "free", reference_audio=message.reference_audio,
     )  # fmt: skip
+
+
+def ranking_to_proto(scores: list[CandidateScore]) -> list[pb.CandidateScore]:
+    return [
+        pb.CandidateScore(
+            candidate=s.candidate,
+            rank=s.rank,
+            score=s.score,
+            tempo_fit=s.tempo_fit,
+            cut_accent=s.cut_accent,
+            energy_follow=s.energy_follow,
+        )
+        for s in scores
+    ]
+
+
+def ranking_from_proto(messages: Iterable[pb.CandidateScore]) -> list[CandidateScore]:
+    return [
+        CandidateScore(candidate=m.candidate, rank=m.rank, score=m.score, tempo_fit=m.tempo_fit,
+                       cut_accent=m.cut_accent if m.HasField("cut_accent") else None,
+                       energy_follow=m.energy_follow if m.HasField("energy_follow") else None)
+        for m in messages
+    ]  # fmt: skip
 
 
 def plan_to_proto(plan: MusicPlan) -> pb.MusicPlan:

@@ -131,9 +131,14 @@ class UserControls:
     negative: list[str] = field(default_factory=list)
     prompt: str = ""
     seed: int = 0
-    # "free" (the generator alone) or "composer" (a diffusion generator renders over the
-    # composer's cut-aligned piece).
+    # "free" (the generator alone), "composer" (a diffusion generator renders over the
+    # composer's cut-aligned piece) or "reference" (over `reference_audio`).
     structure: str = "free"
+    # An audio file (WAV, FLAC, MP3, Ogg) whose melody and timing the music follows when
+    # `structure` is "reference".
+    reference_audio: bytes = field(default=b"", repr=False)
+    # How many pieces to generate and rank; the best-ranked one is delivered.
+    candidates: int = 1
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,10 @@ class MusicBrief:
     negative: list[str] = field(default_factory=list)
     # Whether to return one audio track per instrument as well as the mix.
     stems: bool = False
-    # "free" or "composer" (see UserControls.structure).
+    # "free", "composer" or "reference" (see UserControls.structure).
     structure: str = "free"
+    # The encoded audio file for structure "reference".
+    reference_audio: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -216,3 +223,20 @@ class GeneratedMusic:
     stems: dict[str, Any]
     midi: bytes
     plan: MusicPlan
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """How well one generated candidate fits its video; each measure 0..1, higher is better.
+
+    `tempo_fit`: the music's pulse at the brief's tempo. `cut_accent`: onsets on the cuts
+    compared with onsets anywhere (None without cuts). `energy_follow`: loudness rising and
+    falling with the segments' energy (None when the segments' energy hardly changes)."""
+
+    candidate: int
+    # 1 = best.
+    rank: int
+    score: float
+    tempo_fit: float
+    cut_accent: float | None
+    energy_follow: float | None

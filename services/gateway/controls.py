@@ -10,10 +10,12 @@ from __future__ import annotations
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
 from services.generator.backend import BPM_LIMITS
+from services.generator.candidates import MAX_CANDIDATES
 from services.tagger.tagging import bpm_range
 from services.tagger.vocabulary import TagKind, Vocabulary
 
-STRUCTURES = ("free", "composer")
+STRUCTURES = ("free", "composer", "reference")
+MAX_REFERENCE_BYTES = 16 * 1024 * 1024
 
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
@@ -21,6 +23,19 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
         raise InvalidInputError(
             f"unknown structure {controls.structure!r}; valid: {', '.join(STRUCTURES)}"
         )
+    if controls.structure == "reference" and not controls.reference_audio:
+        raise InvalidInputError("structure 'reference' needs a reference audio file")
+    if controls.reference_audio and controls.structure != "reference":
+        raise InvalidInputError("a reference audio file was given but structure is not "
+                                "'reference'")  # fmt: skip
+    if len(controls.reference_audio) > MAX_REFERENCE_BYTES:
+        raise InvalidInputError(
+            f"the reference audio is {len(controls.reference_audio)} bytes; at most "
+            f"{MAX_REFERENCE_BYTES} (16 MiB)"
+        )
+    if not 1 <= controls.candidates <= MAX_CANDIDATES:
+        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not "
+                                f"{controls.candidates}")  # fmt: skip
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
         raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")
@@ -121,4 +136,5 @@ def make_brief(
         negative=list(controls.negative),
         stems=stems,
         structure=controls.structure,
+        reference_audio=controls.reference_audio,
     )

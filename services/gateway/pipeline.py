@@ -17,11 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from services.domain import GeneratedMusic, MusicBrief, MusicPlan, UserControls, VideoAnalysis
+from services.domain import (
+    CandidateScore,
+    GeneratedMusic,
+    MusicBrief,
+    MusicPlan,
+    UserControls,
+    VideoAnalysis,
+)
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief, validate_controls
 from services.gateway.mastering import LoudnessReport, Mastered, master
 from services.generator.backend import GeneratorBackend, GeneratorInfo
+from services.generator.candidates import candidate_jobs, ranked
 from services.media.audio import (
     check_stream_copy,
     decode_audio,
@@ -62,6 +70,8 @@ class ScoreResult:
     written: list[Path]
     # Seconds spent per stage.
     timings: dict[str, float] = field(default_factory=dict)
+    # With several candidates: each one's fit, best first (the delivered music is the first).
+    ranking: list[CandidateScore] = field(default_factory=list)
 
 
 def _check_writable(path: Path, what: str) -> None:
@@ -147,6 +157,11 @@ def check_request(
 ) -> None:
     """Everything that can be refused on the request's own terms, before any work."""
     validate_controls(controls, vocabulary)
+    if controls.structure not in info.structures:
+        raise InvalidInputError(
+            f"the {info.name} generator cannot follow structure {controls.structure!r}; it "
+            f"follows {', '.join(info.structures)}"
+        )
     validate_options(options, info.sample_rates)
     probe = probe_video(video)
     if output_kind(options.output) == "video":
@@ -240,9 +255,11 @@ class ScorePipeline:
             options.sample_rate,
             stems=options.stems_dir is not None,
         )
-        music = self.generator.generate(
-            brief, progress=lambda fraction: report(0.35 + 0.45 * fraction)
+        jobs = candidate_jobs(
+            brief, controls.candidates, lambda fraction: report(0.35 + 0.45 * fraction)
         )
+        musics, ranking = ranked(brief, self.generator.generate_batch(jobs))
+        music = musics[ranking[0].candidate] if ranking else musics[0]
         timings["composition"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -255,4 +272,5 @@ class ScorePipeline:
         timings["writing"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)
-        return ScoreResult(analysis, brief, music.plan, mastered.report, written, timings)
+        return ScoreResult(analysis, brief, music.plan, mastered.report, written, timings,
+                           ranking)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from services.domain import MusicPlan, MusicTags, VideoAnalysis
+from services.domain import CandidateScore, MusicPlan, MusicTags, VideoAnalysis
 from services.gateway.pipeline import ScoreResult
 from services.tagger.report import print_tags
 
@@ -20,6 +20,7 @@ def _print_summary(
     bpm_is_fixed: bool,
     loudness: Any,
     written: list[Path],
+    ranking: list[CandidateScore],
 ) -> None:
     if analysis is not None:
         console.print(
@@ -47,6 +48,17 @@ def _print_summary(
         f"{loudness.target_lufs:g}), true peak {loudness.true_peak_dbtp:.1f} dBTP"
         + (", ducked under the original sound" if loudness.ducked else "")
     )
+    for score in ranking:
+        measures = [f"tempo {score.tempo_fit:.2f}"]
+        if score.cut_accent is not None:
+            measures.append(f"cuts {score.cut_accent:.2f}")
+        if score.energy_follow is not None:
+            measures.append(f"energy {score.energy_follow:.2f}")
+        chosen = " [green](delivered)[/green]" if score.rank == 1 else ""
+        console.print(
+            f"[bold]{f'Candidate {score.rank}':<12}[/bold]#{score.candidate} score "
+            f"{score.score:.3f}: {', '.join(measures)}{chosen}"
+        )
     for path in written:
         console.print(f"[bold]{'Wrote':<12}[/bold]{path}")
 
@@ -60,6 +72,7 @@ def print_score_summary(result: ScoreResult, console: Console) -> None:
         result.brief.bpm_is_fixed,
         result.loudness,
         result.written,
+        result.ranking,
     )
     t = result.timings
     console.print(
@@ -70,7 +83,12 @@ def print_score_summary(result: ScoreResult, console: Console) -> None:
 
 
 def print_remote_summary(outcome: Any, console: Console) -> None:
-    from services.contract import analysis_from_proto, plan_from_proto, tags_from_proto
+    from services.contract import (
+        analysis_from_proto,
+        plan_from_proto,
+        ranking_from_proto,
+        tags_from_proto,
+    )
 
     result = outcome.result
     if result is None:
@@ -88,5 +106,6 @@ def print_remote_summary(outcome: Any, console: Console) -> None:
         fixed,
         result.loudness,
         outcome.written or [Path(u) for u in result.output_uris],
+        ranking_from_proto(result.ranking),
     )
     console.print(f"[dim]{result.seconds:.1f} s on the server[/dim]")

@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -26,9 +27,11 @@ from services.contract import (
     local_video,
     plan_from_proto,
     plan_to_proto,
+    ranking_from_proto,
+    ranking_to_proto,
     tags_to_proto,
 )
-from services.domain import GeneratedMusic, MusicBrief, UserControls
+from services.domain import CandidateScore, GeneratedMusic, MusicBrief, MusicPlan
 from services.errors import InvalidInputError, PermissionDeniedError, ResourceExhaustedError
 from services.gateway.controls import make_brief
 from services.gateway.pipeline import OutputOptions, check_request, master_music, write_outputs
@@ -233,6 +236,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
             sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
             genres=tuple(reply.genres), instruments=tuple(reply.instruments),
+            structures=tuple(reply.structures) or ("free",),
         )  # fmt: skip
 
     async def _score(
@@ -267,13 +271,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 options.sample_rate,
                 stems=options.stems_dir is not None,
             )
-            music = None
-            async for event in self._generate(brief, controls):
-                if isinstance(event, GeneratedMusic):
-                    music = event
+            generated = None
+            async for event in self._generate(brief, controls.candidates):
+                if isinstance(event, _Generated):
+                    generated = event
                 else:
                     yield event
-            assert music is not None
+            assert generated is not None
+            music = generated.music
             yield _progress("mastering", 0.8)
             mastered = await asyncio.to_thread(master_music, video, music, options)
             yield _progress("writing", 0.9)
@@ -292,45 +297,53 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 target_lufs=loudness.target_lufs,
                 true_peak_limit_dbtp=loudness.true_peak_limit_dbtp, ducked=loudness.ducked),
             output_uris=[p.as_uri() for p in written] if output.output_uri else [],
-            seconds=seconds,
+            seconds=seconds, ranking=ranking_to_proto(generated.ranking),
         ))  # fmt: skip
 
     async def _generate(
-        self, brief: MusicBrief, controls: UserControls
-    ) -> AsyncIterator[gateway_pb2.ScoreEvent | GeneratedMusic]:
-        """Progress events while the generator works, then its music (candidate 0)."""
+        self, brief: MusicBrief, candidates: int
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
+        """Progress events while the generator works, then the best-ranked candidate's music
+        (the only one, for one candidate)."""
         call = self.generator.Generate(
-            generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems),
+            generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems,
+                                          candidates=candidates),
             timeout=self.config.generate_timeout_s,
             metadata=tuple(self.config.generator_metadata.items()),
-        )
-        audio = AudioAssembler()
-        stems: dict[str, AudioAssembler] = {}
-        plan = None
-        midi = b""
+        )  # fmt: skip
+        received: dict[int, _CandidateParts] = {}
+        ranking: list[CandidateScore] = []
         try:
             async for message in call:
                 which = message.WhichOneof("event")
+                parts = received.setdefault(message.candidate, _CandidateParts())
                 if which == "progress":
                     yield _progress("composition", 0.35 + 0.45 * message.progress.fraction)
                 elif which == "plan":
-                    plan = plan_from_proto(message.plan)
+                    parts.plan = plan_from_proto(message.plan)
                 elif which == "audio":
-                    audio.add(message.audio)
+                    parts.audio.add(message.audio)
                 elif which == "midi":
-                    midi = message.midi
+                    parts.midi = message.midi
                 elif which == "stem":
-                    stems.setdefault(message.stem.instrument, AudioAssembler()).add(
+                    parts.stems.setdefault(message.stem.instrument, AudioAssembler()).add(
                         message.stem.audio
                     )
+                elif which == "ranking":
+                    ranking = ranking_from_proto(message.ranking.scores)
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
-        if plan is None:
+        chosen = received.get(ranking[0].candidate if ranking else 0)
+        if chosen is None or chosen.plan is None:
             raise InvalidInputError("the generator returned no plan")
-        yield GeneratedMusic(audio=audio.result(), sample_rate=audio.sample_rate,
-                             stems={name: a.result() for name, a in stems.items()}, midi=midi,
-                             plan=plan)  # fmt: skip
+        if candidates > 1 and len(ranking) != candidates:
+            raise InvalidInputError(f"the generator ranked {len(ranking)} of {candidates} "
+                                    "candidates")  # fmt: skip
+        music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=chosen.audio.sample_rate,
+                               stems={n: a.result() for n, a in chosen.stems.items()},
+                               midi=chosen.midi, plan=chosen.plan)  # fmt: skip
+        yield _Generated(music, ranking)
 
     async def _file_chunks(
         self, path: Path, options: OutputOptions
@@ -356,3 +369,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:
     return gateway_pb2.ScoreEvent(progress=common_pb2.Progress(stage=stage, fraction=fraction))
+
+
+@dataclass
+class _CandidateParts:
+    """One candidate's messages as they arrive."""
+
+    plan: MusicPlan | None = None
+    audio: AudioAssembler = field(default_factory=AudioAssembler)
+    midi: bytes = b""
+    stems: dict[str, AudioAssembler] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Generated:
+    music: GeneratedMusic
+    ranking: list[CandidateScore]

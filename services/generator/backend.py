@@ -5,13 +5,13 @@ Plain domain types only; no gRPC, no Ray. Backends are chosen by `GeneratorConfi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.config import GeneratorConfig
 from services.domain import GeneratedMusic, MusicBrief
-from services.errors import InvalidInputError
+from services.errors import BgmError, InvalidInputError
 from services.tagger.vocabulary import Vocabulary
 
 # Called with the fraction of the work done, 0..1. It may raise to cancel the work.
@@ -30,6 +30,22 @@ class GeneratorInfo:
     outputs: tuple[str, ...]
     genres: tuple[str, ...]
     instruments: tuple[str, ...]
+    # The brief structures it honours, of "free", "composer", "reference".
+    structures: tuple[str, ...] = ("free",)
+    # Whether generate_batch shares model calls between jobs (worth pooling requests for).
+    batches: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One piece to generate inside a batch, with its own progress (which may cancel it)."""
+
+    brief: MusicBrief
+    progress: ProgressCallback
+
+
+# Per job: its music, or the error that stopped it (the other jobs of the batch go on).
+JobResult = GeneratedMusic | BgmError
 
 
 class GeneratorBackend(Protocol):
@@ -38,6 +54,22 @@ class GeneratorBackend(Protocol):
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic: ...
+
+    def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
+        """Several pieces at once, in the jobs' order; a backend that can share model calls
+        between them does (the diffusion backend batches its pipeline calls)."""
+        ...
+
+
+def one_by_one(backend: GeneratorBackend, jobs: Sequence[GenerationJob]) -> list[JobResult]:
+    """generate_batch for a backend with nothing to share between pieces."""
+    results: list[JobResult] = []
+    for job in jobs:
+        try:
+            results.append(backend.generate(job.brief, job.progress))
+        except BgmError as error:
+            results.append(error)
+    return results
 
 
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
@@ -51,6 +83,13 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
             f"sample rate {brief.sample_rate} is not supported; choose one of "
             f"{', '.join(map(str, info.sample_rates))}"
         )
+    if brief.structure not in info.structures:
+        raise InvalidInputError(
+            f"the {info.name} generator cannot follow structure {brief.structure!r}; it "
+            f"follows {', '.join(info.structures)}"
+        )
+    if (brief.structure == "reference") != bool(brief.reference_audio):
+        raise InvalidInputError("structure 'reference' and a reference audio file go together")
     tags = brief.tags
     low, high = BPM_LIMITS
     for name, value in (("bpm", tags.bpm), ("bpm_min", tags.bpm_min), ("bpm_max", tags.bpm_max)):

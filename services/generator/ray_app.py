@@ -1,7 +1,13 @@
-"""The generator as a Ray Serve application: `build_app(args)` wraps the same servicer."""
+"""The generator as a Ray Serve application: `build_app(args)` wraps the same servicer.
+
+For a backend that shares model calls between pieces (diffusion), jobs from concurrent
+requests are pooled with @serve.batch into one generate_batch call; each caller gets its own
+jobs' results back.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,8 +16,8 @@ from ray.serve import Application
 
 from services import metrics
 from services.gen.bgm.v1 import generator_pb2
-from services.generator.backend import create_generator_backend
-from services.generator.servicer import GeneratorServicer
+from services.generator.backend import GenerationJob, JobResult, create_generator_backend
+from services.generator.servicer import GeneratorServicer, run_batch
 from services.ray_glue import RayContext, application_settings, check_health
 
 
@@ -21,10 +27,22 @@ class GeneratorDeployment:
         metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_generator_backend(settings.generator)
+        batching = settings.generator.batching
+        self._pooled_batch.set_max_batch_size(batching.max_jobs)  # type: ignore[attr-defined]
+        self._pooled_batch.set_batch_wait_timeout_s(batching.wait_s)  # type: ignore[attr-defined]
         self.servicer = GeneratorServicer(
-            self.backend, max_concurrent=settings.serving.generator.max_concurrent
+            self.backend,
+            max_concurrent=settings.serving.generator.max_concurrent,
+            batch_runner=self._pooled if self.backend.describe().batches else None,
         )
         self.settings = settings
+
+    async def _pooled(self, jobs: list[GenerationJob]) -> list[JobResult]:
+        return list(await asyncio.gather(*(self._pooled_batch(job) for job in jobs)))
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
+    async def _pooled_batch(self, jobs: list[GenerationJob]) -> list[JobResult]:
+        return await asyncio.to_thread(run_batch, self.backend, jobs)
 
     async def Generate(
         self, request: generator_pb2.GenerateRequest, grpc_context: Any

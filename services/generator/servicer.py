@@ -3,106 +3,103 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import grpc
 
 from services import metrics
-from services.contract import audio_chunks, brief_from_proto, plan_to_proto
-from services.domain import GeneratedMusic, MusicBrief
-from services.errors import CancelledError, InvalidInputError, UnavailableError
+from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
+from services.domain import GeneratedMusic
+from services.errors import CancelledError, UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
-from services.generator.backend import GeneratorBackend
+from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
+from services.generator.candidates import MAX_CANDIDATES, candidate_jobs, ranked
 from services.serving import observed
 
 SERVICE = "bgm.v1.Generator"
-MAX_CANDIDATES = 4
+
+# Generates a batch of jobs off the event loop. The default runs the backend's generate_batch
+# in a thread; the Ray app passes one that pools jobs from concurrent requests (@serve.batch).
+BatchRunner = Callable[[list[GenerationJob]], Awaitable[list[JobResult]]]
+
+
+def run_batch(backend: GeneratorBackend, jobs: list[GenerationJob]) -> list[JobResult]:
+    """The backend's generate_batch, counted in the running-generations gauge until the work
+    really stops (after a cancel, at the next progress report)."""
+    metrics.generation_started()
+    try:
+        return backend.generate_batch(jobs)
+    finally:
+        metrics.generation_ended()
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, backend: GeneratorBackend | None, max_concurrent: int):
+    def __init__(
+        self,
+        backend: GeneratorBackend | None,
+        max_concurrent: int,
+        batch_runner: BatchRunner | None = None,
+    ):
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._run = batch_runner or self._in_thread
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
             raise UnavailableError("the generator is still loading its backend")
         return self.backend
 
+    async def _in_thread(self, jobs: list[GenerationJob]) -> list[JobResult]:
+        return await asyncio.to_thread(run_batch, self._loaded(), jobs)
+
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
-            candidates = request.candidates or 1
-            if not 1 <= candidates <= MAX_CANDIDATES:
-                raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}")
             brief = brief_from_proto(request.brief, stems=request.stems)
+            loop = asyncio.get_running_loop()
+            progress: asyncio.Queue[float] = asyncio.Queue()
+            stop = threading.Event()
+            # When the caller goes away (cancel, deadline), the generating thread stops at its
+            # next progress report (a fraction of a second apart).
+            context.add_done_callback(lambda _: stop.set())
+
+            def report(fraction: float) -> None:
+                if stop.is_set():
+                    raise CancelledError("the caller cancelled the request")
+                loop.call_soon_threadsafe(progress.put_nowait, fraction)
+
+            jobs = candidate_jobs(brief, request.candidates or 1, report)
             self._loaded()
             async with self._slots:
-                for candidate in range(candidates):
-                    seeded = dataclasses.replace(brief, seed=brief.seed + candidate)
-                    async for message in self._one(seeded, candidate, candidates, context):
-                        yield message
-
-    async def _one(
-        self, brief: MusicBrief, candidate: int, candidates: int, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[generator_pb2.GenerateResponse]:
-        loop = asyncio.get_running_loop()
-        progress: asyncio.Queue[float] = asyncio.Queue()
-        stop = threading.Event()
-        # When the caller goes away (cancel, deadline), the generating thread stops at its
-        # next progress report (a fraction of a second apart).
-        context.add_done_callback(lambda _: stop.set())
-
-        def report(fraction: float) -> None:
-            if stop.is_set():
-                raise CancelledError("the caller cancelled the request")
-            loop.call_soon_threadsafe(progress.put_nowait, fraction)
-
-        started = time.perf_counter()
-        backend = self._loaded()
-
-        def generate() -> GeneratedMusic:
-            metrics.generation_started()
-            try:
-                return backend.generate(brief, report)
-            finally:
-                metrics.generation_ended()
-
-        work = asyncio.ensure_future(asyncio.to_thread(generate))
-        try:
-            while not work.done():
-                getter = asyncio.ensure_future(progress.get())
-                await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    fraction = (candidate + getter.result()) / candidates
-                    yield generator_pb2.GenerateResponse(
-                        candidate=candidate,
-                        progress=common_pb2.Progress(stage="composition", fraction=fraction),
-                    )
-                else:
-                    getter.cancel()
-            music: GeneratedMusic = work.result()
-        finally:
-            stop.set()
-        metrics.compute_per_music_second(
-            SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
-        )
-        yield generator_pb2.GenerateResponse(candidate=candidate, plan=plan_to_proto(music.plan))
-        for chunk in audio_chunks(music.audio, music.sample_rate):
-            yield generator_pb2.GenerateResponse(candidate=candidate, audio=chunk)
-        if music.midi:
-            yield generator_pb2.GenerateResponse(candidate=candidate, midi=music.midi)
-        for name, stem in music.stems.items():
-            for chunk in audio_chunks(stem, music.sample_rate):
-                yield generator_pb2.GenerateResponse(
-                    candidate=candidate,
-                    stem=generator_pb2.StemChunk(instrument=name, audio=chunk),
+                started = time.perf_counter()
+                work = asyncio.ensure_future(self._run(jobs))
+                # After a cancel nobody awaits the work; its error is expected, not news.
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())
+                try:
+                    while not work.done():
+                        getter = asyncio.ensure_future(progress.get())
+                        await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+                        if getter.done():
+                            yield generator_pb2.GenerateResponse(progress=common_pb2.Progress(
+                                stage="composition", fraction=getter.result()))  # fmt: skip
+                        else:
+                            getter.cancel()
+                    musics, ranking = await asyncio.to_thread(ranked, brief, work.result())
+                finally:
+                    stop.set()
+                metrics.compute_per_music_second(
+                    SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
                 )
+            for candidate, music in enumerate(musics):
+                for message in _music_messages(candidate, music):
+                    yield message
+            if ranking:
+                yield generator_pb2.GenerateResponse(ranking=generator_pb2.CandidateRanking(
+                    scores=ranking_to_proto(ranking)))  # fmt: skip
 
     async def Describe(
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
@@ -113,6 +110,21 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 name=info.name, version=info.version, max_duration_s=info.max_duration_s,
                 sample_rates=list(info.sample_rates), outputs=list(info.outputs),
                 genres=list(info.genres), instruments=list(info.instruments),
-                max_candidates=MAX_CANDIDATES,
+                max_candidates=MAX_CANDIDATES, structures=list(info.structures),
             )  # fmt: skip
         raise AssertionError("unreachable: observed() aborts on error")
+
+
+def _music_messages(
+    candidate: int, music: GeneratedMusic
+) -> Iterator[generator_pb2.GenerateResponse]:
+    yield generator_pb2.GenerateResponse(candidate=candidate, plan=plan_to_proto(music.plan))
+    for chunk in audio_chunks(music.audio, music.sample_rate):
+        yield generator_pb2.GenerateResponse(candidate=candidate, audio=chunk)
+    if music.midi:
+        yield generator_pb2.GenerateResponse(candidate=candidate, midi=music.midi)
+    for name, stem in music.stems.items():
+        for chunk in audio_chunks(stem, music.sample_rate):
+            yield generator_pb2.GenerateResponse(
+                candidate=candidate, stem=generator_pb2.StemChunk(instrument=name, audio=chunk)
+            )

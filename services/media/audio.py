@@ -5,8 +5,10 @@ Audio arrays are float32, shape (samples, 2), in -1..1.
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -166,13 +168,33 @@ def decode_audio(path: Path, rate: int, samples: int) -> np.ndarray | None:
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
-        chunks = []
-        for frame in container.decode(stream):
-            for converted in resampler.resample(frame):
-                chunks.append(converted.to_ndarray().reshape(-1, 2))
-        for converted in resampler.resample(None):
+        audio = _decoded(container, rate)
+    return _exact(audio, samples)
+
+
+def decode_audio_bytes(data: bytes, rate: int) -> np.ndarray:
+    """An audio file held in memory (WAV, FLAC, MP3, Ogg, ...) as stereo float32 at `rate`,
+    whole; refuses what is not audio."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                raise InvalidInputError("the reference file has no audio track")
+            audio = _decoded(container, rate)
+    except av.FFmpegError as error:
+        raise InvalidInputError(f"the reference file is not readable audio: {error}") from None
+    if len(audio) == 0:
+        raise InvalidInputError("the reference file holds no audio samples")
+    return audio
+
+
+def _decoded(container: Any, rate: int) -> np.ndarray:
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+    chunks = []
+    for frame in container.decode(stream):
+        for converted in resampler.resample(frame):
             chunks.append(converted.to_ndarray().reshape(-1, 2))
+    for converted in resampler.resample(None):
+        chunks.append(converted.to_ndarray().reshape(-1, 2))
     audio = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
-    return _exact(audio.astype(np.float32), samples)
+    return audio.astype(np.float32)

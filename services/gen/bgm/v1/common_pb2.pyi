@@ -163,7 +163,7 @@ class VideoAnalysis(_message.Message):
     def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserControls(_message.Message):
-    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure")
+    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure", "reference_audio", "candidates")
     GENRES_FIELD_NUMBER: _ClassVar[int]
     MOODS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,8 @@ class UserControls(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STRUCTURE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     genres: _containers.RepeatedScalarFieldContainer[str]
     moods: _containers.RepeatedScalarFieldContainer[str]
     instruments: _containers.RepeatedScalarFieldContainer[str]
@@ -182,10 +184,12 @@ class UserControls(_message.Message):
     prompt: str
     seed: int
     structure: str
-    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ...) -> None: ...
+    reference_audio: bytes
+    candidates: int
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class MusicBrief(_message.Message):
-    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure")
+    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CUTS_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +199,7 @@ class MusicBrief(_message.Message):
     BPM_IS_FIXED_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
     STRUCTURE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     tags: MusicTags
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     cuts: _containers.RepeatedCompositeFieldContainer[Cut]
@@ -204,7 +209,24 @@ class MusicBrief(_message.Message):
     bpm_is_fixed: bool
     negative: _containers.RepeatedScalarFieldContainer[str]
     structure: str
-    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ...) -> None: ...
+    reference_audio: bytes
+    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ...) -> None: ...
+
+class CandidateScore(_message.Message):
+    __slots__ = ("candidate", "rank", "score", "tempo_fit", "cut_accent", "energy_follow")
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_FIT_FIELD_NUMBER: _ClassVar[int]
+    CUT_ACCENT_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    candidate: int
+    rank: int
+    score: float
+    tempo_fit: float
+    cut_accent: float
+    energy_follow: float
+    def __init__(self, candidate: _Optional[int] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., tempo_fit: _Optional[float] = ..., cut_accent: _Optional[float] = ..., energy_follow: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "fraction")

@@ -117,18 +117,20 @@ class LoudnessReport(_message.Message):
     def __init__(self, integrated_lufs: _Optional[float] = ..., true_peak_dbtp: _Optional[float] = ..., target_lufs: _Optional[float] = ..., true_peak_limit_dbtp: _Optional[float] = ..., ducked: _Optional[bool] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
-    __slots__ = ("tags", "plan", "loudness", "output_uris", "seconds")
+    __slots__ = ("tags", "plan", "loudness", "output_uris", "seconds", "ranking")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_URIS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
     tags: _common_pb2.MusicTags
     plan: _common_pb2.MusicPlan
     loudness: LoudnessReport
     output_uris: _containers.RepeatedScalarFieldContainer[str]
     seconds: float
-    def __init__(self, tags: _Optional[_Union[_common_pb2.MusicTags, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., loudness: _Optional[_Union[LoudnessReport, _Mapping]] = ..., output_uris: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    ranking: _containers.RepeatedCompositeFieldContainer[_common_pb2.CandidateScore]
+    def __init__(self, tags: _Optional[_Union[_common_pb2.MusicTags, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., loudness: _Optional[_Union[LoudnessReport, _Mapping]] = ..., output_uris: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., ranking: _Optional[_Iterable[_Union[_common_pb2.CandidateScore, _Mapping]]] = ...) -> None: ...
 
 class ScoreEvent(_message.Message):
     __slots__ = ("analysis", "progress", "file", "result")

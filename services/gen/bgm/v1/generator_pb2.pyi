@@ -26,27 +26,35 @@ class StemChunk(_message.Message):
     def __init__(self, instrument: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("candidate", "progress", "plan", "audio", "stem", "midi")
+    __slots__ = ("candidate", "progress", "plan", "audio", "stem", "midi", "ranking")
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     STEM_FIELD_NUMBER: _ClassVar[int]
     MIDI_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
     candidate: int
     progress: _common_pb2.Progress
     plan: _common_pb2.MusicPlan
     audio: _common_pb2.AudioChunk
     stem: StemChunk
     midi: bytes
-    def __init__(self, candidate: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ..., stem: _Optional[_Union[StemChunk, _Mapping]] = ..., midi: _Optional[bytes] = ...) -> None: ...
+    ranking: CandidateRanking
+    def __init__(self, candidate: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ..., stem: _Optional[_Union[StemChunk, _Mapping]] = ..., midi: _Optional[bytes] = ..., ranking: _Optional[_Union[CandidateRanking, _Mapping]] = ...) -> None: ...
+
+class CandidateRanking(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.CandidateScore]
+    def __init__(self, scores: _Optional[_Iterable[_Union[_common_pb2.CandidateScore, _Mapping]]] = ...) -> None: ...
 
 class GeneratorDescribeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GeneratorDescribeResponse(_message.Message):
-    __slots__ = ("name", "version", "max_duration_s", "sample_rates", "outputs", "genres", "instruments", "max_candidates")
+    __slots__ = ("name", "version", "max_duration_s", "sample_rates", "outputs", "genres", "instruments", "max_candidates", "structures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +63,7 @@ class GeneratorDescribeResponse(_message.Message):
     GENRES_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     max_duration_s: float
@@ -63,4 +72,5 @@ class GeneratorDescribeResponse(_message.Message):
     genres: _containers.RepeatedScalarFieldContainer[str]
     instruments: _containers.RepeatedScalarFieldContainer[str]
     max_candidates: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., max_duration_s: _Optional[float] = ..., sample_rates: _Optional[_Iterable[int]] = ..., outputs: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ...) -> None: ...
+    structures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., max_duration_s: _Optional[float] = ..., sample_rates: _Optional[_Iterable[int]] = ..., outputs: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., structures: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -53,7 +53,8 @@ class GeneratorServicer:
 
     def Generate(self, request, context):
         """Generate music: progress events, then per candidate the plan, the audio in chunks, the
-        MIDI (symbolic backends) and the stems (if asked for).
+        MIDI (symbolic backends) and the stems (if asked for); last, for several candidates,
+        their ranking.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,7 +16,14 @@ from services.domain import (
     PlannedSection,
 )
 from services.errors import InvalidInputError
-from services.generator.backend import GeneratorInfo, ProgressCallback, validate_brief
+from services.generator.backend import (
+    GenerationJob,
+    GeneratorInfo,
+    JobResult,
+    ProgressCallback,
+    one_by_one,
+    validate_brief,
+)
 from services.generator.backends.composer.arrangement import (
     SUSTAINING,
     Arrangement,
@@ -69,7 +77,13 @@ class ComposerGenerator:
             outputs=("audio", "midi", "stems", "plan"),
             genres=tuple(STYLES),
             instruments=tuple(self.vocabulary.instruments),
+            # "composer" is what it does anyway.
+            structures=("free", "composer"),
         )
+
+    def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
+        # One core renders one piece at a time; nothing is shared between pieces.
+        return one_by_one(self, jobs)
 
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None

@@ -14,15 +14,16 @@ StepCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class RenderRequest:
+    """One waveform of one pipeline call: a window of one piece."""
+
     prompt: str
     negative_prompt: str
     seconds: float
     seed: int
-    steps: int
-    guidance_scale: float
-    candidates: int
-    # Audio (samples x channels, at the adapter's rate) the result starts from, e.g. the
-    # composer's render of the same stretch; None = from noise alone.
+    bpm: float
+    key: str
+    # Audio (samples x channels, at the adapter's rate) the result starts from: the
+    # composer's render or the user's reference for the same stretch; None = noise alone.
     initial_audio: np.ndarray | None = None
 
 
@@ -34,7 +35,14 @@ class PipelineAdapter(Protocol):
     takes_initial_audio: bool
 
     @property
-    def window_s(self) -> float: ...
+    def window_s(self) -> float:
+        """The stretch one call makes by default (what the family was trained on)."""
+        ...
+
+    @property
+    def max_window_s(self) -> float:
+        """The longest stretch one call can make."""
+        ...
 
     @property
     def sample_rate(self) -> int: ...
@@ -50,9 +58,30 @@ class PipelineAdapter(Protocol):
         free_text: str,
     ) -> str: ...
 
-    def render(self, request: RenderRequest, on_step: StepCallback) -> np.ndarray:
-        """(candidates, samples, channels) float32 at `sample_rate`."""
+    def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
+        """Requests with equal keys can share one pipeline call."""
         ...
+
+    def render(
+        self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
+    ) -> list[np.ndarray]:
+        """One pipeline call for requests with equal batch keys: per request, float32
+        (samples, channels) at `sample_rate`, from its own seed whatever else is in the
+        call."""
+        ...
+
+
+def _generators(requests: list[RenderRequest]) -> list[Any]:
+    """One torch generator per waveform, so each one's noise depends on its seed alone."""
+    import torch
+
+    return [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+
+
+def _waveforms(audios: Any) -> list[np.ndarray]:
+    """(batch, channels, samples) tensor -> per waveform float32 (samples, channels)."""
+    array = audios.detach().float().cpu().numpy()
+    return [np.ascontiguousarray(one.T).astype(np.float32) for one in array]
 
 
 class StableAudioAdapter:
@@ -94,34 +123,42 @@ class StableAudioAdapter:
             parts.insert(0, free_text)
         return ", ".join(p for p in parts if p)
 
-    def render(self, request: RenderRequest, on_step: StepCallback) -> np.ndarray:
+    @property
+    def max_window_s(self) -> float:
+        return self.window_s
+
+    def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
+        # The call's length (timing conditioning) and initial audio are per call.
+        return (round(request.seconds * self.sample_rate), request.initial_audio is None)
+
+    def render(
+        self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
+    ) -> list[np.ndarray]:
         import torch
 
-        generator = torch.Generator(device="cpu").manual_seed(request.seed)
         initial = {}
-        if request.initial_audio is not None:
-            waveform = torch.from_numpy(np.ascontiguousarray(request.initial_audio.T))
+        if requests[0].initial_audio is not None:
+            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
+                                  for r in requests if r.initial_audio is not None])  # fmt: skip
             initial = {
-                "initial_audio_waveforms": waveform.unsqueeze(0).to(self.device),
+                "initial_audio_waveforms": torch.from_numpy(waveforms).to(self.device),
                 "initial_audio_sampling_rate": torch.tensor(self.sample_rate),
             }
         output = self.pipeline(
             **initial,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            audio_end_in_s=request.seconds,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_waveforms_per_prompt=request.candidates,
-            generator=generator,
-            callback=lambda step, _t, _latents: on_step(step + 1, request.steps),
+            prompt=[r.prompt for r in requests],
+            negative_prompt=[r.negative_prompt for r in requests],
+            audio_end_in_s=requests[0].seconds,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=_generators(requests),
+            callback=lambda step, _t, _latents: on_step(step + 1, steps),
             callback_steps=1,
         )
-        audio = output.audios.detach().float().cpu().numpy()  # (candidates, channels, samples)
-        return np.ascontiguousarray(audio.transpose(0, 2, 1)).astype(np.float32)
+        return _waveforms(output.audios)
 
 
-# Pipeline class name -> adapter. Others (AudioLDM2Pipeline, AceStepPipeline, ...) join here.
+# Pipeline class name -> adapter.
 ADAPTERS: dict[str, Callable[[Any, str], PipelineAdapter]] = {
     "StableAudioPipeline": StableAudioAdapter,
 }

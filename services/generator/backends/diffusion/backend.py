@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,15 +25,21 @@ from services.domain import (
     MusicPlan,
     PlannedSection,
 )
-from services.errors import ConfigError, InvalidInputError
-from services.generator.backend import GeneratorInfo, ProgressCallback, validate_brief
+from services.errors import BgmError, ConfigError
+from services.generator.backend import (
+    GenerationJob,
+    GeneratorInfo,
+    JobResult,
+    ProgressCallback,
+    validate_brief,
+)
 from services.generator.backends.diffusion.adapters import (
     ADAPTERS,
     PipelineAdapter,
     RenderRequest,
 )
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
-from services.media.audio import resample
+from services.media.audio import decode_audio_bytes, resample
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "0.1"
@@ -80,9 +88,23 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
+    if config.scheduler:
+        pipeline.scheduler = _scheduler(config.scheduler, pipeline.scheduler.config)
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return ADAPTERS[class_name](pipeline, device)
+
+
+def _scheduler(name: str, checkpoint_config: Any) -> Any:
+    """The named diffusers scheduler, built from the checkpoint's scheduler config."""
+    import diffusers
+
+    scheduler_class = getattr(diffusers, name, None)
+    if not (isinstance(scheduler_class, type)
+            and issubclass(scheduler_class, diffusers.SchedulerMixin)):  # fmt: skip
+        raise ConfigError(f"{name!r} is not a diffusers scheduler class (for example "
+                          "DPMSolverMultistepScheduler)")  # fmt: skip
+    return scheduler_class.from_config(checkpoint_config)
 
 
 def _intensity(energy: float) -> str:
@@ -94,6 +116,9 @@ class DiffusionGenerator:
         self.config = config
         self.vocabulary = load_vocabulary()
         self.adapter = load_adapter(config)
+        self.steps = config.steps or self.adapter.default_steps
+        self.guidance = (config.guidance_scale if config.guidance_scale is not None
+                         else self.adapter.default_guidance)  # fmt: skip
         # Loaded on the first request that asks for the composer's structure.
         self._composer: Any = None
 
@@ -106,6 +131,10 @@ class DiffusionGenerator:
             outputs=("audio", "plan"),
             genres=tuple(self.vocabulary.genres),
             instruments=tuple(self.vocabulary.instruments),
+            structures=("free", "composer", "reference")
+            if self.adapter.takes_initial_audio
+            else ("free",),
+            batches=True,
         )
 
     def _prompt(self, brief: MusicBrief, window: Window) -> str:
@@ -120,11 +149,6 @@ class DiffusionGenerator:
     def _composer_structure(self, brief: MusicBrief) -> np.ndarray:
         """The composer's cut-aligned render of the same brief, at the model's rate: the
         structure each window starts from, so the composer's timing survives."""
-        if not self.adapter.takes_initial_audio:
-            raise InvalidInputError(
-                f"structure 'composer' needs a pipeline that starts from initial audio; "
-                f"{self.adapter.family} does not"
-            )
         from services.config import ComposerConfig
         from services.generator.backends.composer.backend import ComposerGenerator
 
@@ -134,55 +158,143 @@ class DiffusionGenerator:
         rate = self.adapter.sample_rate
         return resample(score.audio, score.sample_rate, rate, round(brief.duration_s * rate))
 
+    def _reference_structure(self, brief: MusicBrief) -> np.ndarray:
+        """The user's reference recording at the model's rate, looped to the piece's length."""
+        rate = self.adapter.sample_rate
+        reference = decode_audio_bytes(brief.reference_audio, rate)
+        total = round(brief.duration_s * rate)
+        return np.tile(reference, (-(-total // len(reference)), 1))[:total]
+
+    def _start(self, job: GenerationJob) -> _Piece:
+        brief = job.brief
+        validate_brief(brief, self.describe(), self.vocabulary)
+        adapter = self.adapter
+        window = min(self.config.window_s or adapter.window_s, adapter.max_window_s)
+        # The overlap is at most a quarter of the window.
+        overlap = min(self.config.window_overlap_s, window / 4)
+        windows = plan_windows(brief.duration_s, window, overlap,
+                               [c.time_s for c in brief.cuts])  # fmt: skip
+        structure = None
+        if brief.structure == "composer":
+            structure = self._composer_structure(brief)
+        elif brief.structure == "reference":
+            structure = self._reference_structure(brief)
+        rate = adapter.sample_rate
+        requests = []
+        for index, stretch in enumerate(windows):
+            first = round(stretch.start_s * rate)
+            requests.append(RenderRequest(
+                prompt=self._prompt(brief, stretch),
+                negative_prompt=", ".join(brief.negative),
+                seconds=stretch.seconds,
+                # Each window its own seed, all fixed by the request's.
+                seed=brief.seed * 1009 + index,
+                bpm=brief.tags.bpm,
+                key=brief.tags.key,
+                initial_audio=None if structure is None
+                else structure[first : first + round(stretch.seconds * rate)],
+            ))  # fmt: skip
+        return _Piece(job, windows, requests)
+
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
-        validate_brief(brief, self.describe(), self.vocabulary)
-        report = progress or (lambda fraction: None)
+        [result] = self.generate_batch([GenerationJob(brief, progress or (lambda _: None))])
+        if isinstance(result, BgmError):
+            raise result
+        return result
+
+    def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
+        """Every window of every job, rendered in as few pipeline calls as the windows' batch
+        keys and `max_batch` allow; a cancelled job drops out, the others go on."""
+        started: list[_Piece | BgmError] = []
+        for job in jobs:
+            try:
+                started.append(self._start(job))
+            except BgmError as error:
+                started.append(error)
+        pieces = [p for p in started if isinstance(p, _Piece)]
+        groups: dict[tuple[object, ...], list[tuple[_Piece, int]]] = {}
+        for piece in pieces:
+            for index, request in enumerate(piece.requests):
+                groups.setdefault(self.adapter.batch_key(request), []).append((piece, index))
+        size = self.config.max_batch
+        for members in groups.values():
+            for first in range(0, len(members), size):
+                live = [m for m in members[first : first + size] if m[0].error is None]
+                if live:
+                    self._render_call(live)
+        results: list[JobResult] = []
+        for outcome in started:
+            if isinstance(outcome, BgmError):
+                results.append(outcome)
+            elif outcome.error is not None:
+                results.append(outcome.error)
+            else:
+                results.append(self._finish(outcome))
+        _release_memory()
+        return results
+
+    def _render_call(self, members: list[tuple[_Piece, int]]) -> None:
+        """One pipeline call; progress goes to each piece in it."""
         adapter = self.adapter
-        # The overlap is at most a quarter of the model's window.
-        overlap = min(self.config.window_overlap_s, adapter.window_s / 4)
-        windows = plan_windows(brief.duration_s, adapter.window_s, overlap,
-                               [c.time_s for c in brief.cuts])  # fmt: skip
-        steps = self.config.steps or adapter.default_steps
-        guidance = (self.config.guidance_scale if self.config.guidance_scale is not None
-                    else adapter.default_guidance)  # fmt: skip
-        structure = self._composer_structure(brief) if brief.structure == "composer" else None
-        parts = []
-        for index, window in enumerate(windows):
-            request = RenderRequest(
-                prompt=self._prompt(brief, window),
-                negative_prompt=", ".join(brief.negative),
-                seconds=window.seconds,
-                # Each window its own seed, all fixed by the request's.
-                seed=brief.seed * 1009 + index,
-                steps=steps,
-                guidance_scale=guidance,
-                candidates=1,
-                initial_audio=None
-                if structure is None
-                else structure[
-                    round(window.start_s * adapter.sample_rate) : round(
-                        window.start_s * adapter.sample_rate
-                    )
-                    + round(window.seconds * adapter.sample_rate)
-                ],
-            )
+        in_call = Counter(piece for piece, _ in members)
 
-            def on_step(step: int, total: int, index: int = index) -> None:
-                report((index + step / total) / len(windows))
+        def on_step(step: int, total: int) -> None:
+            for piece, count in in_call.items():
+                piece.report((piece.windows_done + count * step / total) / len(piece.windows))
+            if all(piece.error is not None for piece in in_call):
+                raise _Abandoned
 
-            audio = adapter.render(request, on_step)[0]
-            samples = round(window.seconds * brief.sample_rate)
-            parts.append(resample(audio, adapter.sample_rate, brief.sample_rate, samples))
+        try:
+            audios = adapter.render([piece.requests[i] for piece, i in members], self.steps,
+                                    self.guidance, on_step)  # fmt: skip
+        except _Abandoned:
+            return
+        for (piece, index), audio in zip(members, audios, strict=True):
+            samples = round(piece.windows[index].seconds * piece.job.brief.sample_rate)
+            piece.parts[index] = resample(audio, adapter.sample_rate,
+                                          piece.job.brief.sample_rate, samples)  # fmt: skip
+        for piece, count in in_call.items():
+            piece.windows_done += count
+
+    def _finish(self, piece: _Piece) -> JobResult:
+        brief = piece.job.brief
         total = round(brief.duration_s * brief.sample_rate)
-        music = assemble(parts, windows, brief.sample_rate, total)
+        parts = [part for part in piece.parts if part is not None]
+        music = assemble(parts, piece.windows, brief.sample_rate, total)
         fade = min(total, round(END_FADE_S * brief.sample_rate))
         music[total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
-        _release_memory()
-        report(1.0)
+        piece.report(1.0)
+        if piece.error is not None:
+            return piece.error
         return GeneratedMusic(audio=music, sample_rate=brief.sample_rate, stems={}, midi=b"",
-                              plan=_plan(brief, windows))  # fmt: skip
+                              plan=_plan(brief, piece.windows))  # fmt: skip
+
+
+class _Abandoned(Exception):
+    """Every piece in a pipeline call was cancelled: stop the call."""
+
+
+class _Piece:
+    """A job being generated: its windows, their requests and audio, and whether it was
+    cancelled."""
+
+    def __init__(self, job: GenerationJob, windows: list[Window], requests: list[RenderRequest]):
+        self.job = job
+        self.windows = windows
+        self.requests = requests
+        self.parts: list[np.ndarray | None] = [None] * len(windows)
+        self.windows_done = 0
+        self.error: BgmError | None = None
+
+    def report(self, fraction: float) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.job.progress(fraction)
+        except BgmError as error:
+            self.error = error
 
 
 def _release_memory() -> None:

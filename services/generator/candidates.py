@@ -1,0 +1,51 @@
+"""Several candidates for one brief: one job per seed (seed, seed+1, ...), generated as one
+batch (a diffusion backend shares its pipeline calls between them), then ranked."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from services.domain import CandidateScore, GeneratedMusic, MusicBrief
+from services.errors import BgmError, InvalidInputError
+from services.generator.backend import GenerationJob, JobResult, ProgressCallback
+from services.generator.ranking import rank
+
+MAX_CANDIDATES = 4
+
+
+def candidate_jobs(
+    brief: MusicBrief, count: int, progress: ProgressCallback
+) -> list[GenerationJob]:
+    """`count` jobs; `progress` hears the mean of their fractions and may cancel them all."""
+    if not 1 <= count <= MAX_CANDIDATES:
+        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}")
+    fractions = [0.0] * count
+    lock = threading.Lock()
+
+    def reporter(index: int) -> ProgressCallback:
+        def report(fraction: float) -> None:
+            with lock:
+                fractions[index] = fraction
+                overall = sum(fractions) / count
+            progress(overall)
+
+        return report
+
+    return [
+        GenerationJob(dataclasses.replace(brief, seed=brief.seed + index), reporter(index))
+        for index in range(count)
+    ]
+
+
+def ranked(
+    brief: MusicBrief, results: list[JobResult]
+) -> tuple[list[GeneratedMusic], list[CandidateScore]]:
+    """The candidates' music and, for more than one, their ranking (best first); the first
+    failed job's error is raised."""
+    musics = []
+    for result in results:
+        if isinstance(result, BgmError):
+            raise result
+        musics.append(result)
+    return musics, rank(brief, musics) if len(musics) > 1 else []
