@@ -14,6 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 RATIO_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class _Sink(Protocol):
@@ -24,6 +25,8 @@ class _Sink(Protocol):
     def compute_per_music_second(self, service: str, ratio: float) -> None: ...
 
     def generations(self, change: int) -> None: ...
+
+    def batch(self, jobs: int) -> None: ...
 
 
 class _Prometheus:
@@ -40,6 +43,8 @@ class _Prometheus:
         # Generations still computing: after a cancel this falls within a second (the work
         # stops at its next progress report), even though the request itself ended at once.
         self.running = Gauge("bgm_generations_running", "Generations still computing")
+        self.batches = Histogram("bgm_generator_batch_jobs", "Pieces generated per batch",
+                                 buckets=BATCH_BUCKETS)  # fmt: skip
 
     def started(self, service: str, method: str) -> None:
         self.in_flight.labels(service, method).inc()
@@ -54,6 +59,9 @@ class _Prometheus:
 
     def generations(self, change: int) -> None:
         self.running.inc(change)
+
+    def batch(self, jobs: int) -> None:
+        self.batches.observe(jobs)
 
 
 class _Ray:
@@ -76,6 +84,8 @@ class _Ray:
             tag_keys=("service",),
         )
         self.running = metrics.Gauge("bgm_generations_running", "Generations still computing")
+        self.batches = metrics.Histogram("bgm_generator_batch_jobs", "Pieces generated per batch",
+                                         boundaries=list(BATCH_BUCKETS))  # fmt: skip
         self._in_flight: dict[tuple[str, str], int] = {}
         self._running = 0
 
@@ -98,6 +108,9 @@ class _Ray:
     def generations(self, change: int) -> None:
         self._running += change
         self.running.set(self._running)
+
+    def batch(self, jobs: int) -> None:
+        self.batches.observe(jobs)
 
 
 _sink: Any = None
@@ -129,8 +142,10 @@ def compute_per_music_second(service: str, ratio: float) -> None:
     _active().compute_per_music_second(service, ratio)
 
 
-def generation_started() -> None:
+def generation_started(jobs: int) -> None:
+    """A batch of `jobs` pieces starts (one generation in the running gauge)."""
     _active().generations(+1)
+    _active().batch(jobs)
 
 
 def generation_ended() -> None:

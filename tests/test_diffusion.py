@@ -222,3 +222,118 @@ def test_score_then_render_starts_each_window_from_the_composers_piece(generator
     assert guided.audio.shape == free.shape
     assert np.array_equal(guided.audio, again.audio)
     assert not np.allclose(guided.audio, free)
+
+
+def test_a_batch_gives_each_request_its_own_audio_in_shared_calls(generator, monkeypatch):
+    import dataclasses
+
+    from services.errors import CancelledError
+    from services.generator.backend import GenerationJob
+
+    calm = brief(6.0, seed=3)
+    tense = dataclasses.replace(
+        brief(6.0, seed=8),
+        tags=dataclasses.replace(calm.tags, genres=["cinematic"], moods=["tense"], bpm=84),
+    )
+    short = brief(3.3, rate=44100, seed=5)
+    alone = [generator.generate(b).audio for b in (calm, tense, short)]
+
+    calls: list[int] = []
+    render = generator.adapter.render
+
+    def counted(requests, *args):
+        calls.append(len(requests))
+        return render(requests, *args)
+
+    monkeypatch.setattr(generator.adapter, "render", counted)
+    noop = lambda fraction: None  # noqa: E731
+    results = generator.generate_batch([GenerationJob(b, noop) for b in (calm, tense, short)])
+    for result, expected in zip(results, alone, strict=True):
+        assert result.audio.shape == expected.shape
+        np.testing.assert_allclose(result.audio, expected, atol=1e-4)
+    assert not np.allclose(results[0].audio, results[1].audio)
+    # The two 6 s pieces share their windows' calls (two windows each); the 3.3 s one is alone.
+    assert sorted(calls) == [1, 2, 2]
+
+    def cancel_early(fraction: float) -> None:
+        if fraction > 0.1:
+            raise CancelledError("the caller cancelled the request")
+
+    calls.clear()
+    cancelled, kept = generator.generate_batch(
+        [GenerationJob(calm, cancel_early), GenerationJob(tense, noop)]
+    )
+    assert isinstance(cancelled, CancelledError)
+    np.testing.assert_allclose(kept.audio, alone[1], atol=1e-4)
+
+
+def test_candidates_come_ranked_and_each_is_its_seeds_piece(generator):
+    from services.generator.candidates import candidate_jobs, ranked
+
+    seen: list[float] = []
+    base = brief(6.0, seed=20)
+    musics, ranking = ranked(base, generator.generate_batch(candidate_jobs(base, 3, seen.append)))
+    assert len(musics) == 3 and sorted(s.rank for s in ranking) == [1, 2, 3]
+    assert sorted(s.candidate for s in ranking) == [0, 1, 2]
+    assert [s.score for s in ranking] == sorted((s.score for s in ranking), reverse=True)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    import dataclasses
+
+    second = generator.generate(dataclasses.replace(base, seed=21)).audio
+    np.testing.assert_allclose(musics[1].audio, second, atol=1e-4)
+
+
+def reference_wav(tmp_path: Path, hz: float = 1.0) -> bytes:
+    """A 2.5 s "melody" slow enough to survive the tiny model's 8 Hz rate."""
+    from services.media.audio import write_audio_file
+
+    rate = 48000
+    t = np.arange(round(2.5 * rate)) / rate
+    melody = 0.4 * np.sin(2 * np.pi * hz * t)
+    path = tmp_path / "hummed.wav"
+    write_audio_file(path, np.repeat(melody[:, None], 2, axis=1).astype(np.float32), rate)
+    return path.read_bytes()
+
+
+def test_a_reference_melody_is_the_structure(generator, tmp_path):
+    import dataclasses
+
+    from services.errors import InvalidInputError
+
+    reference = reference_wav(tmp_path)
+    free = generator.generate(brief(10.7, seed=2)).audio
+    asked = dataclasses.replace(brief(10.7, seed=2), structure="reference",
+                                reference_audio=reference)  # fmt: skip
+    guided = generator.generate(asked).audio
+    assert guided.shape == free.shape
+    assert np.array_equal(guided, generator.generate(asked).audio)
+    assert not np.allclose(guided, free)
+    other = dataclasses.replace(asked, reference_audio=reference_wav(tmp_path, hz=3.0))
+    assert not np.allclose(generator.generate(other).audio, guided)
+    with pytest.raises(InvalidInputError, match="not readable audio"):
+        generator.generate(dataclasses.replace(asked, reference_audio=b"not audio at all"))
+    with pytest.raises(InvalidInputError, match="go together"):
+        generator.generate(dataclasses.replace(asked, reference_audio=b""))
+
+
+def test_the_composer_refuses_a_reference_structure(tmp_path):
+    import dataclasses
+
+    from services.config import ComposerConfig
+    from services.errors import InvalidInputError
+    from services.generator.backends.composer.backend import ComposerGenerator
+
+    composer = ComposerGenerator(ComposerConfig())
+    asked = dataclasses.replace(brief(4.0), structure="reference",
+                                reference_audio=reference_wav(tmp_path))  # fmt: skip
+    with pytest.raises(InvalidInputError, match="cannot follow structure 'reference'"):
+        composer.generate(asked)
+
+
+def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
+    swapped = DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, steps=2,
+                                                 scheduler="DPMSolverMultistepScheduler"))  # fmt: skip
+    assert type(swapped.adapter.pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert swapped.generate(brief(2.0)).audio.shape == (96000, 2)
+    with pytest.raises(ConfigError, match="not a diffusers scheduler"):
+        DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, scheduler="Nope"))

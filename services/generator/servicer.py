@@ -28,7 +28,7 @@ BatchRunner = Callable[[list[GenerationJob]], Awaitable[list[JobResult]]]
 def run_batch(backend: GeneratorBackend, jobs: list[GenerationJob]) -> list[JobResult]:
     """The backend's generate_batch, counted in the running-generations gauge until the work
     really stops (after a cancel, at the next progress report)."""
-    metrics.generation_started()
+    metrics.generation_started(len(jobs))
     try:
         return backend.generate_batch(jobs)
     finally:

@@ -179,12 +179,14 @@ def decode_audio_bytes(data: bytes, rate: int) -> np.ndarray:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.audio:
                 raise InvalidInputError("the reference file has no audio track")
-            audio = _decoded(container, rate)
+            native = container.streams.audio[0].rate
+            audio = _decoded(container, native)
     except av.FFmpegError as error:
         raise InvalidInputError(f"the reference file is not readable audio: {error}") from None
     if len(audio) == 0:
         raise InvalidInputError("the reference file holds no audio samples")
-    return audio
+    # Resampled here, not by FFmpeg: a model's rate can be far below any audio format's.
+    return resample(audio, native, rate, round(len(audio) * rate / native))
 
 
 def _decoded(container: Any, rate: int) -> np.ndarray:
