@@ -331,8 +331,10 @@ def test_the_composer_refuses_a_reference_structure(tmp_path):
 
 
 def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
-    swapped = DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, steps=2,
-                                                 scheduler="DPMSolverMultistepScheduler"))  # fmt: skip
+    config = DiffusionConfig(
+        model_path=tiny_stable_audio, steps=2, scheduler="DPMSolverMultistepScheduler"
+    )
+    swapped = DiffusionGenerator(config)
     assert type(swapped.adapter.pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert swapped.generate(brief(2.0)).audio.shape == (96000, 2)
     with pytest.raises(ConfigError, match="not a diffusers scheduler"):
