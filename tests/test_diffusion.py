@@ -339,3 +339,103 @@ def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
     assert swapped.generate(brief(2.0)).audio.shape == (96000, 2)
     with pytest.raises(ConfigError, match="not a diffusers scheduler"):
         DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, scheduler="Nope"))
+
+
+# Every family through the same backend: its adapter's arguments, limits and prompts.
+FAMILIES = ["stable-audio", "stable-audio-3", "ace-step"]
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from services.generator.backends.diffusion.tiny import BUILDERS
+
+    folder = tmp_path_factory.mktemp("families")
+    return {family: BUILDERS[family](folder) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_generator(request, family_models) -> DiffusionGenerator:
+    # A 4 s window so that a 10.7 s piece takes several calls in every family.
+    return DiffusionGenerator(DiffusionConfig(model_path=family_models[request.param], steps=3,
+                                              window_s=4.0, window_overlap_s=1.0))  # fmt: skip
+
+
+def test_every_family_loads_from_its_folder_and_fits_the_length(family_generator):
+    assert family_generator.describe().version.endswith(f"({family_generator.adapter.family})")
+    for duration, rate in ((2.0, 48000), (10.7, 44100)):
+        music = family_generator.generate(brief(duration, rate, seed=6))
+        assert music.audio.shape == (round(duration * rate), 2)
+        assert np.isfinite(music.audio).all() and np.abs(music.audio).max() > 0
+        assert (len(music.plan.sections) > 1) == (duration > 4.0)
+    again = family_generator.generate(brief(10.7, 44100, seed=6)).audio
+    assert np.array_equal(music.audio, again)
+    assert not np.allclose(family_generator.generate(brief(10.7, 44100, seed=7)).audio, again)
+
+
+def test_every_family_joins_windows_without_clicks(family_generator):
+    music = family_generator.generate(brief(10.7))
+    step = np.abs(np.diff(music.audio, axis=0)).max(axis=1)
+    typical = np.quantile(step, 0.999)
+    for section in music.plan.sections[1:]:
+        join = round(section.start_s * music.sample_rate)
+        around = step[max(0, join - music.sample_rate // 2) : join + music.sample_rate]
+        assert around.max() <= 2 * typical + 1e-6
+
+
+def test_every_family_batches_candidates_and_cancels_between_steps(family_generator):
+    from services.errors import CancelledError
+    from services.generator.backend import GenerationJob
+    from services.generator.candidates import candidate_jobs, ranked
+
+    base = brief(6.0, seed=30)
+    musics, ranking = ranked(
+        base, family_generator.generate_batch(candidate_jobs(base, 2, lambda f: None))
+    )
+    import dataclasses
+
+    for index in (0, 1):
+        alone = family_generator.generate(dataclasses.replace(base, seed=30 + index)).audio
+        np.testing.assert_allclose(musics[index].audio, alone, atol=1e-4)
+    assert len(ranking) == 2
+
+    reports: list[float] = []
+
+    def cancel(fraction: float) -> None:
+        reports.append(fraction)
+        if fraction > 0.2:
+            raise CancelledError("the caller cancelled the request")
+
+    [result] = family_generator.generate_batch([GenerationJob(brief(10.7), cancel)])
+    assert isinstance(result, CancelledError)
+    assert reports[-1] < 0.5  # stopped at the step that cancelled, not at the end
+
+
+def test_every_family_that_takes_initial_audio_renders_over_the_composer(family_generator):
+    import dataclasses
+
+    guided_brief = dataclasses.replace(brief(10.7, seed=2), structure="composer")
+    if not family_generator.adapter.takes_initial_audio:
+        pytest.skip(f"{family_generator.adapter.family} takes no initial audio")
+    free = family_generator.generate(brief(10.7, seed=2)).audio
+    guided = family_generator.generate(guided_brief).audio
+    assert guided.shape == free.shape
+    assert np.array_equal(guided, family_generator.generate(guided_brief).audio)
+    assert not np.allclose(guided, free)
+
+
+def test_ace_step_gets_tempo_key_and_meter_as_arguments(family_models, monkeypatch):
+    generator = DiffusionGenerator(DiffusionConfig(model_path=family_models["ace-step"], steps=2))
+    pipeline = generator.adapter.pipeline
+    seen: list[dict] = []
+    original = type(pipeline).__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipeline), "__call__", spy)
+    generator.generate(brief(3.0))
+    [call] = seen
+    assert (call["bpm"], call["keyscale"], call["timesignature"]) == (80, "C major", "4")
+    assert call["lyrics"] == ["[Instrumental]"]
+    assert "BPM" not in call["prompt"][0] and "ambient" in call["prompt"][0]

@@ -84,6 +84,10 @@ def _waveforms(audios: Any) -> list[np.ndarray]:
     return [np.ascontiguousarray(one.T).astype(np.float32) for one in array]
 
 
+def _comma_prompt(parts: list[str], free_text: str) -> str:
+    return ", ".join(p for p in ([free_text] if free_text else []) + parts if p)
+
+
 class StableAudioAdapter:
     """StableAudioPipeline (Stable Audio Open 1.0): a DiT over Oobleck latents, T5 text,
     timing conditioning; up to ~47 s a call, stereo 44.1 kHz for the real checkpoint."""
@@ -118,10 +122,8 @@ class StableAudioAdapter:
         free_text: str,
     ) -> str:
         # Stable Audio was trained on comma-separated descriptions with the tempo in BPM.
-        parts = [*genres, *moods, intensity, *instruments, key, f"{round(bpm)} BPM"]
-        if free_text:
-            parts.insert(0, free_text)
-        return ", ".join(p for p in parts if p)
+        return _comma_prompt([*genres, *moods, intensity, *instruments, key,
+                              f"{round(bpm)} BPM"], free_text)  # fmt: skip
 
     @property
     def max_window_s(self) -> float:
@@ -158,7 +160,183 @@ class StableAudioAdapter:
         return _waveforms(output.audios)
 
 
+class AceStepAdapter:
+    """AceStepPipeline (ACE-Step 1.5): a flow-matching DiT over Oobleck latents with a Qwen3
+    text encoder; tempo, key and time signature are explicit inputs, not prompt words; up to
+    10 minutes a call, stereo 48 kHz for the real checkpoint. Initial audio goes in through
+    its "cover" task (source audio quantised to codes that keep its timing), which needs the
+    checkpoint's audio tokenizer."""
+
+    family = "ace-step"
+    default_guidance = 7.0
+    # The background music is instrumental; "[Instrumental]" is how ACE-Step was trained to
+    # be told so.
+    LYRICS = "[Instrumental]"
+    # Every piece in 4/4: the composer and the brief's beat grid assume it.
+    TIME_SIGNATURE = "4"
+
+    def __init__(self, pipeline: Any, device: str):
+        self.pipeline = pipeline
+        self.device = device
+        # Turbo checkpoints are distilled to 8 steps; base and SFT ones want more.
+        self.default_steps = 8 if pipeline.is_turbo else 50
+        self.takes_initial_audio = pipeline.audio_tokenizer is not None
+
+    @property
+    def window_s(self) -> float:
+        # Four minutes a call keeps memory modest; the model makes up to ten.
+        return 240.0
+
+    @property
+    def max_window_s(self) -> float:
+        return 600.0
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipeline.sample_rate)
+
+    def prompt(
+        self,
+        genres: list[str],
+        moods: list[str],
+        instruments: list[str],
+        bpm: float,
+        key: str,
+        intensity: str,
+        free_text: str,
+    ) -> str:
+        # A caption of style tags; tempo and key travel as metadata (see render).
+        return _comma_prompt([*genres, *moods, intensity, *instruments], free_text)
+
+    def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
+        # Tempo, key and length are per call. The prompt too: ACE-Step's cross-attention has
+        # no padding mask, so a shorter prompt padded in a batch would change its music.
+        return (round(request.seconds * self.sample_rate), round(request.bpm), request.key,
+                request.prompt, request.initial_audio is None)  # fmt: skip
+
+    def render(
+        self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
+    ) -> list[np.ndarray]:
+        import torch
+
+        first = requests[0]
+        arguments: dict[str, Any] = {"audio_duration": first.seconds}
+        if first.initial_audio is not None:
+            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
+                                  for r in requests if r.initial_audio is not None])  # fmt: skip
+            arguments = {"task_type": "cover", "audio_duration": None,
+                         "src_audio": torch.from_numpy(waveforms).to(self.device)}  # fmt: skip
+        # Encoding the source audio samples from torch's global generator: seed it from the
+        # request, without disturbing anyone else's use of it.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(first.seed)
+            output = self.pipeline(
+                **arguments,
+                prompt=[r.prompt for r in requests],
+                lyrics=[self.LYRICS] * len(requests),
+                vocal_language=["unknown"] * len(requests),
+                bpm=round(first.bpm),
+                keyscale=first.key,
+                timesignature=self.TIME_SIGNATURE,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=_generators(requests),
+                callback=lambda step, _t, _latents: on_step(step + 1, steps),
+                callback_steps=1,
+            )
+        return _waveforms(output.audios)
+
+
+class StableAudio3Adapter:
+    """StableAudio3Pipeline (Stable Audio 3): a DiT over SAME latents with a T5Gemma text
+    encoder and duration conditioning; the distilled checkpoints sample in 8 steps without
+    guidance, the base ones in 100 with it; stereo 44.1 kHz. Initial audio goes in through
+    StableAudio3AudioToAudioPipeline on the same components."""
+
+    family = "stable-audio-3"
+    takes_initial_audio = True
+    # How much noise covers the initial audio (1 = none of it survives): enough to let the
+    # model write its own sound, little enough to keep the structure's timing.
+    STRUCTURE_NOISE = 0.7
+
+    def __init__(self, pipeline: Any, device: str):
+        self.pipeline = pipeline
+        self.device = device
+        distilled = bool(pipeline.scheduler.config.get("stochastic_sampling", False))
+        self.default_steps = 8 if distilled else 100
+        self.default_guidance = 1.0 if distilled else 7.0
+        self._audio_to_audio: Any = None
+
+    @property
+    def window_s(self) -> float:
+        return min(120.0, self.max_window_s)
+
+    @property
+    def max_window_s(self) -> float:
+        # The duration conditioning saturates here (384 s for the medium model).
+        return float(self.pipeline.duration_embedder.config.max_val)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipeline.vae.config.sampling_rate)
+
+    def prompt(
+        self,
+        genres: list[str],
+        moods: list[str],
+        instruments: list[str],
+        bpm: float,
+        key: str,
+        intensity: str,
+        free_text: str,
+    ) -> str:
+        return _comma_prompt([*genres, *moods, intensity, *instruments, key,
+                              f"{round(bpm)} BPM"], free_text)  # fmt: skip
+
+    def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
+        return (round(request.seconds * self.sample_rate), request.initial_audio is None)
+
+    def render(
+        self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
+    ) -> list[np.ndarray]:
+        import torch
+
+        def callback(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_step(step + 1, steps)
+            return tensors
+
+        common = {
+            "prompt": [r.prompt for r in requests],
+            "duration": requests[0].seconds,
+            "num_inference_steps": steps,
+            "generator": _generators(requests),
+            "callback_on_step_end": callback,
+        }
+        if requests[0].initial_audio is None:
+            output = self.pipeline(
+                **common,
+                guidance_scale=guidance,
+                negative_prompt=[r.negative_prompt for r in requests] if guidance > 1 else None,
+            )
+        else:
+            if self._audio_to_audio is None:
+                from diffusers import StableAudio3AudioToAudioPipeline
+
+                self._audio_to_audio = StableAudio3AudioToAudioPipeline.from_pipe(self.pipeline)
+                self._audio_to_audio.set_progress_bar_config(disable=True)
+            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
+                                  for r in requests if r.initial_audio is not None])  # fmt: skip
+            output = self._audio_to_audio(
+                **common,
+                audio=torch.from_numpy(waveforms).to(self.device),
+                init_noise_level=self.STRUCTURE_NOISE,
+            )
+        return _waveforms(output.audios)
+
+
 # Pipeline class name -> adapter.
 ADAPTERS: dict[str, Callable[[Any, str], PipelineAdapter]] = {
     "StableAudioPipeline": StableAudioAdapter,
+    "AceStepPipeline": AceStepAdapter,
+    "StableAudio3Pipeline": StableAudio3Adapter,
 }

@@ -80,11 +80,14 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
                           f"{', '.join(sorted(ADAPTERS))}")  # fmt: skip
     import diffusers
 
+    import transformers
+
     diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     device, dtype = _device_and_dtype(config)
     try:
         pipeline = getattr(diffusers, class_name).from_pretrained(
-            str(path), torch_dtype=dtype, local_files_only=True
+            str(path), dtype=dtype, local_files_only=True
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path} is incomplete or damaged: {error}") from None

@@ -1,95 +1,8 @@
-"""Tiny random diffusers audio pipelines, built from configs with no download, for tests and
-benchmarks. They are saved with save_pretrained and then loaded exactly as a real checkpoint.
-"""
+"""A tiny random StableAudioPipeline (Stable Audio Open 1.0's architecture)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-# The tiny tokenizers' whole vocabulary: enough words for the prompts the backend writes.
-WORDS = [
-    "ambient",
-    "cinematic",
-    "orchestral",
-    "electronic",
-    "pop",
-    "rock",
-    "hip-hop",
-    "lo-fi",
-    "acoustic",
-    "folk",
-    "corporate",
-    "calm",
-    "peaceful",
-    "dreamy",
-    "melancholic",
-    "dark",
-    "mysterious",
-    "tense",
-    "warm",
-    "nostalgic",
-    "romantic",
-    "happy",
-    "uplifting",
-    "playful",
-    "energetic",
-    "epic",
-    "aggressive",
-    "soft",
-    "steady",
-    "intense",
-    "piano",
-    "strings",
-    "pads",
-    "acoustic-guitar",
-    "electric-guitar",
-    "bass",
-    "drums",
-    "brass",
-    "woodwinds",
-    "synth",
-    "plucks",
-    "major",
-    "minor",
-    "bpm",
-    "c",
-    "d",
-    "e",
-    "f",
-    "g",
-    "a",
-    "b",
-    "#",
-    ",",
-    "music",
-    "with",
-    "and",
-    "at",
-    "in",
-]
-
-
-def _tokenizer(max_length: int) -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    pieces = [(w, 0.0) for w in specials] + [(w, -1.0) for w in WORDS]
-    model = Tokenizer(models.Unigram(pieces, unk_id=2))
-    model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    model.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return T5TokenizerFast(
-        tokenizer_object=model,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=max_length,
-        extra_ids=0,
-    )
-
 
 def stable_audio(folder: Path, window_s: float = 4.0, sample_rate: int = 8) -> Path:
     """A tiny StableAudioPipeline: `window_s` seconds a call at `sample_rate` Hz, stereo."""
@@ -103,8 +16,10 @@ def stable_audio(folder: Path, window_s: float = 4.0, sample_rate: int = 8) -> P
     )
     from transformers import T5Config, T5EncoderModel
 
+    from services.generator.backends.diffusion.tiny.words import t5_tokenizer
+
     torch.manual_seed(0)
-    tokenizer = _tokenizer(max_length=64)
+    tokenizer = t5_tokenizer(max_length=64)
     text_encoder = T5EncoderModel(T5Config(
         vocab_size=len(tokenizer), d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2,
         relative_attention_num_buckets=4))  # fmt: skip

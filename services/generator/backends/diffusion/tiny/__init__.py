@@ -1,0 +1,22 @@
+"""Tiny random diffusers audio pipelines of every supported family, built from configs with no
+download (tokenizers too), for tests and benchmarks. Each is saved with save_pretrained and
+then loaded exactly as a real checkpoint would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from services.generator.backends.diffusion.tiny.ace_step import ace_step
+from services.generator.backends.diffusion.tiny.stable_audio import stable_audio
+from services.generator.backends.diffusion.tiny.stable_audio_3 import stable_audio_3
+
+# Pipeline family -> builder(folder) -> the saved pipeline's folder.
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "stable-audio": stable_audio,
+    "stable-audio-3": stable_audio_3,
+    "ace-step": ace_step,
+}
+
+__all__ = ["BUILDERS", "ace_step", "stable_audio", "stable_audio_3"]
