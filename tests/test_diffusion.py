@@ -342,7 +342,7 @@ def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
 
 
 # Every family through the same backend: its adapter's arguments, limits and prompts.
-FAMILIES = ["stable-audio", "stable-audio-3", "ace-step"]
+FAMILIES = ["stable-audio", "stable-audio-3", "audioldm2", "ace-step"]
 
 
 @pytest.fixture(scope="module")
@@ -439,3 +439,17 @@ def test_ace_step_gets_tempo_key_and_meter_as_arguments(family_models, monkeypat
     assert (call["bpm"], call["keyscale"], call["timesignature"]) == (80, "C major", "4")
     assert call["lyrics"] == ["[Instrumental]"]
     assert "BPM" not in call["prompt"][0] and "ambient" in call["prompt"][0]
+
+
+def test_audioldm2_gets_a_caption_and_refuses_a_structure_it_cannot_take(family_models):
+    import dataclasses
+
+    from services.errors import InvalidInputError
+
+    generator = DiffusionGenerator(DiffusionConfig(model_path=family_models["audioldm2"], steps=2))
+    caption = generator.adapter.prompt(["ambient"], ["calm"], ["piano", "pads"], 80.2, "C major",
+                                       "soft", "")  # fmt: skip
+    assert caption == "soft calm ambient music with piano and pads, 80 bpm, in C major"
+    assert generator.describe().structures == ("free",)
+    with pytest.raises(InvalidInputError, match="cannot follow structure 'composer'"):
+        generator.generate(dataclasses.replace(brief(3.0), structure="composer"))

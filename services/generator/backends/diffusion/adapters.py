@@ -160,6 +160,82 @@ class StableAudioAdapter:
         return _waveforms(output.audios)
 
 
+class AudioLDM2Adapter:
+    """AudioLDM2Pipeline (AudioLDM 2, e.g. audioldm2-music): a latent-diffusion U-Net over mel
+    spectrograms conditioned on CLAP and T5 through a GPT-2, as in SONIQUE; trained on 10 s
+    clips; mono 16 kHz (made stereo here). No initial audio."""
+
+    family = "audioldm2"
+    default_steps = 200
+    default_guidance = 3.5
+    takes_initial_audio = False
+    # What its model card puts in every negative prompt.
+    QUALITY_NEGATIVE = "Low quality."
+
+    def __init__(self, pipeline: Any, device: str):
+        self.pipeline = pipeline
+        self.device = device
+        vocoder = pipeline.vocoder.config
+        # Lengths the pipeline makes exactly: whole latent frames of the spectrogram.
+        self._frame_s = (pipeline.vae_scale_factor * float(np.prod(vocoder.upsample_rates))
+                         / vocoder.sampling_rate)  # fmt: skip
+
+    @property
+    def window_s(self) -> float:
+        return 10.24
+
+    @property
+    def max_window_s(self) -> float:
+        # Longer calls run, but far past its training length the music loses its form.
+        return 30.0
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipeline.vocoder.config.sampling_rate)
+
+    def prompt(
+        self,
+        genres: list[str],
+        moods: list[str],
+        instruments: list[str],
+        bpm: float,
+        key: str,
+        intensity: str,
+        free_text: str,
+    ) -> str:
+        # AudioLDM 2 was trained on captions: a sentence, not a tag list.
+        sentence = f"{' '.join([intensity, *moods, *genres])} music"
+        if instruments:
+            sentence += f" with {' and '.join(instruments)}"
+        sentence += f", {round(bpm)} bpm, in {key}"
+        return f"{free_text}. {sentence}" if free_text else sentence
+
+    def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
+        # Its GPT-2 writes conditioning over the padded T5 tokens of the whole batch, so only
+        # identical prompts share a call without changing each other's music.
+        return (round(request.seconds * self.sample_rate), request.prompt,
+                request.negative_prompt)  # fmt: skip
+
+    def render(
+        self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
+    ) -> list[np.ndarray]:
+        seconds = float(np.ceil(requests[0].seconds / self._frame_s) * self._frame_s)
+        output = self.pipeline(
+            prompt=[r.prompt for r in requests],
+            negative_prompt=[", ".join(filter(None, [r.negative_prompt, self.QUALITY_NEGATIVE]))
+                             for r in requests],  # fmt: skip
+            audio_length_in_s=seconds,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=_generators(requests),
+            callback=lambda step, _t, _latents: on_step(step + 1, steps),
+            callback_steps=1,
+            output_type="np",
+        )
+        return [np.repeat(np.asarray(one, dtype=np.float32)[:, None], 2, axis=1)
+                for one in output.audios]  # fmt: skip
+
+
 class AceStepAdapter:
     """AceStepPipeline (ACE-Step 1.5): a flow-matching DiT over Oobleck latents with a Qwen3
     text encoder; tempo, key and time signature are explicit inputs, not prompt words; up to
@@ -337,6 +413,7 @@ class StableAudio3Adapter:
 # Pipeline class name -> adapter.
 ADAPTERS: dict[str, Callable[[Any, str], PipelineAdapter]] = {
     "StableAudioPipeline": StableAudioAdapter,
+    "AudioLDM2Pipeline": AudioLDM2Adapter,
     "AceStepPipeline": AceStepAdapter,
     "StableAudio3Pipeline": StableAudio3Adapter,
 }

@@ -79,7 +79,6 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
         raise ConfigError(f"{path} holds a {class_name}; supported pipelines: "
                           f"{', '.join(sorted(ADAPTERS))}")  # fmt: skip
     import diffusers
-
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()

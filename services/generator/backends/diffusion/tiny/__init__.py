@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.generator.backends.diffusion.tiny.ace_step import ace_step
+from services.generator.backends.diffusion.tiny.audioldm2 import audioldm2
 from services.generator.backends.diffusion.tiny.stable_audio import stable_audio
 from services.generator.backends.diffusion.tiny.stable_audio_3 import stable_audio_3
 
@@ -16,7 +17,8 @@ from services.generator.backends.diffusion.tiny.stable_audio_3 import stable_aud
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "stable-audio": stable_audio,
     "stable-audio-3": stable_audio_3,
+    "audioldm2": audioldm2,
     "ace-step": ace_step,
 }
 
-__all__ = ["BUILDERS", "ace_step", "stable_audio", "stable_audio_3"]
+__all__ = ["BUILDERS", "ace_step", "audioldm2", "stable_audio", "stable_audio_3"]

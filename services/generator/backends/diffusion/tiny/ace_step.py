@@ -85,7 +85,8 @@ def ace_step(folder: Path, sample_rate: int = 200) -> Path:
     vae = AutoencoderOobleck(
         encoder_hidden_size=2 * ACOUSTIC_DIM, downsampling_ratios=strides,
         channel_multiples=[1] * len(strides), decoder_channels=4,
-        decoder_input_channels=ACOUSTIC_DIM, audio_channels=2, sampling_rate=sample_rate)  # fmt: skip
+        decoder_input_channels=ACOUSTIC_DIM, audio_channels=2,
+        sampling_rate=sample_rate)  # fmt: skip
     audio_tokenizer = AceStepAudioTokenizer(
         hidden_size=16, intermediate_size=32, audio_acoustic_hidden_dim=ACOUSTIC_DIM,
         pool_window_size=5, fsq_dim=16, fsq_input_levels=[8, 8, 8, 5, 5, 5],
@@ -99,5 +100,5 @@ def ace_step(folder: Path, sample_rate: int = 200) -> Path:
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0),
         audio_tokenizer=audio_tokenizer, audio_token_detokenizer=detokenizer)  # fmt: skip
     target = folder / "tiny-ace-step"
-    pipeline.save_pretrained(str(target))
+    pipeline.save_pretrained(str(target))  # type: ignore[attr-defined]
     return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def stable_audio(folder: Path, window_s: float = 4.0, sample_rate: int = 8) -> Path:
     """A tiny StableAudioPipeline: `window_s` seconds a call at `sample_rate` Hz, stereo."""
     import torch

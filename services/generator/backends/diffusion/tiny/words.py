@@ -87,5 +87,3 @@ def t5_tokenizer(max_length: int) -> Any:
         model_max_length=max_length,
         extra_ids=0,
     )
-
-
