@@ -220,10 +220,11 @@ class AudioLDM2Adapter:
         self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
     ) -> list[np.ndarray]:
         seconds = float(np.ceil(requests[0].seconds / self._frame_s) * self._frame_s)
+        negatives = [", ".join(filter(None, [r.negative_prompt, self.QUALITY_NEGATIVE]))
+                     for r in requests]  # fmt: skip
         output = self.pipeline(
             prompt=[r.prompt for r in requests],
-            negative_prompt=[", ".join(filter(None, [r.negative_prompt, self.QUALITY_NEGATIVE]))
-                             for r in requests],  # fmt: skip
+            negative_prompt=negatives,
             audio_length_in_s=seconds,
             num_inference_steps=steps,
             guidance_scale=guidance,

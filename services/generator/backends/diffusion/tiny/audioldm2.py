@@ -20,7 +20,7 @@ def _roberta_tokenizer() -> Any:
     """CLAP's byte-level BPE over WORDS: every word one token, anything else bytes. Built the
     way transformers rebuilds it from vocab and merges when loading."""
     from tokenizers import pre_tokenizers
-    from transformers import RobertaTokenizerFast  # type: ignore[attr-defined]
+    from transformers import RobertaTokenizerFast
 
     vocab: dict[str, int] = {}
     for token in ["<s>", "<pad>", "</s>", "<unk>", "<mask>",
@@ -38,7 +38,9 @@ def _roberta_tokenizer() -> Any:
                     merges.append((joined, character))
                 joined += character
                 vocab.setdefault(joined, len(vocab))
-    return RobertaTokenizerFast(vocab=vocab, merges=merges, add_prefix_space=True,
+    # (The stubs say strings; the tokenizers library wants the pairs.)
+    return RobertaTokenizerFast(vocab=vocab, merges=merges,  # type: ignore[arg-type]
+                                add_prefix_space=True,
                                 model_max_length=MAX_TOKENS)  # fmt: skip
 
 
@@ -94,7 +96,7 @@ def audioldm2(folder: Path, sample_rate: int = 16000) -> Path:
         audio_config=ClapAudioConfig(
             spec_size=CLAP_MEL_BINS, num_mel_bins=CLAP_MEL_BINS, window_size=4, patch_size=2,
             patch_stride=2, patch_embed_input_channels=1, patch_embeds_hidden_size=8,
-            depths=[1, 1], num_attention_heads=[2, 2], hidden_size=WIDTH, intermediate_size=32,
+            depths=[1, 1], num_attention_heads=[2, 2], hidden_size=WIDTH,
             num_hidden_layers=2, enable_fusion=False, projection_dim=WIDTH).to_dict(),
         projection_dim=WIDTH))  # fmt: skip
     # Only used to rank several waveforms per prompt, which the backend never asks for.
@@ -106,7 +108,7 @@ def audioldm2(folder: Path, sample_rate: int = 16000) -> Path:
     t5 = T5EncoderModel(T5Config(
         vocab_size=len(tokenizer_2), d_model=WIDTH, d_ff=32, d_kv=8, num_heads=2, num_layers=1,
         relative_attention_num_buckets=8, relative_attention_max_distance=32, pad_token_id=0,
-        eos_token_id=1, decoder_start_token_id=0))  # fmt: skip
+        eos_token_id=1))  # fmt: skip
     # The pipeline calls the language model's generation helpers: an LM head model.
     language_model = GPT2LMHeadModel(GPT2Config(
         vocab_size=8, n_embd=WIDTH, n_head=2, n_layer=1, n_positions=128, n_inner=32,
