@@ -174,7 +174,14 @@ BAD_REQUESTS = [
     ("{clip}", {"genres": ["polka"]}, grpc.StatusCode.INVALID_ARGUMENT, "valid genres"),
     ("{clip}", {"bpm": 400.0}, grpc.StatusCode.INVALID_ARGUMENT, "outside 30..300"),
     ("{clip}", {"key": "H major"}, grpc.StatusCode.INVALID_ARGUMENT, "bad key"),
-]
+    ("{clip}", {"candidates": 5}, grpc.StatusCode.INVALID_ARGUMENT, "candidates must be 1..4"),
+    ("{clip}", {"structure": "reference"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "needs a reference audio file"),
+    ("{clip}", {"structure": "reference", "reference_audio": b"RIFF"},
+     grpc.StatusCode.INVALID_ARGUMENT, "composer generator cannot follow structure 'reference'"),
+    ("{clip}", {"reference_audio": b"RIFF"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "structure is not 'reference'"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("uri", "controls", "code", "message"), BAD_REQUESTS)
@@ -331,6 +338,68 @@ def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
     assert "error" not in outcome, outcome
     events = outcome["events"]
     assert isinstance(events, list) and events[-1].WhichOneof("event") == "result"
+
+
+def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, clip, tmp_path):
+    import numpy as np
+
+    from services.contract import (
+        analysis_from_proto,
+        controls_from_proto,
+        plan_from_proto,
+        ranking_from_proto,
+    )
+    from services.gateway.controls import make_brief
+    from services.media.audio import decode_audio
+    from services.tagger.vocabulary import load_vocabulary
+
+    # With this seed the best-ranked is not candidate 0, so delivering it is a choice.
+    controls = common_pb2.UserControls(candidates=3, seed=15)
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        controls=controls,
+        output=gateway_pb2.OutputOptions(format=gateway_pb2.OUTPUT_FORMAT_WAV),
+    )
+    events = score(servers.gateway, request)
+    result = events[-1].result
+    ranking = ranking_from_proto(result.ranking)
+    assert sorted(s.rank for s in ranking) == [1, 2, 3]
+    assert sorted(s.candidate for s in ranking) == [0, 1, 2]
+    assert [s.score for s in ranking] == sorted((s.score for s in ranking), reverse=True)
+    assert all(0.0 <= s.tempo_fit <= 1.0 and s.cut_accent is not None for s in ranking)
+
+    # The same brief straight to the generator: each candidate's plan and audio, then the
+    # ranking, last; the gateway delivered the first-ranked candidate.
+    analysis = next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
+    brief = make_brief(analysis_from_proto(analysis), controls_from_proto(controls),
+                       load_vocabulary(), 48000)  # fmt: skip
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        call = generator_pb2.GenerateRequest(brief=brief_to_proto(brief), candidates=3)
+        messages = list(stub.Generate(call, timeout=60))
+    kinds = [m.WhichOneof("event") for m in messages]
+    assert kinds[-1] == "ranking" and kinds.count("ranking") == 1
+    assert ranking_from_proto(messages[-1].ranking.scores) == ranking
+    plans = {m.candidate: m.plan for m in messages if m.WhichOneof("event") == "plan"}
+    assert set(plans) == {0, 1, 2}
+    assert plan_from_proto(result.plan) == plan_from_proto(plans[ranking[0].candidate])
+    pcm: dict[int, bytes] = dict.fromkeys(plans, b"")
+    for m in messages:
+        if m.WhichOneof("event") == "audio":
+            pcm[m.candidate] += m.audio.pcm_f32le
+    candidates = {c: np.frombuffer(data, np.float32).reshape(-1, 2) for c, data in pcm.items()}
+    assert {len(a) for a in candidates.values()} == {round(brief.duration_s * 48000)}
+    delivered_path = tmp_path / "delivered.wav"
+    delivered_path.write_bytes(
+        b"".join(e.file.data for e in events if e.WhichOneof("event") == "file")
+    )
+    delivered = decode_audio(delivered_path, 48000, len(candidates[0]))
+
+    def likeness(audio: np.ndarray) -> float:
+        return float(np.corrcoef(audio[:, 0], delivered[:, 0])[0, 1])
+
+    assert ranking[0].candidate != 0
+    assert max(candidates, key=lambda c: likeness(candidates[c])) == ranking[0].candidate
 
 
 def test_generator_refuses_too_many_candidates(servers, beat_analysis):
