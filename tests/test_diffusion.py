@@ -151,28 +151,30 @@ def test_bad_briefs_are_refused(generator):
 
 
 def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diffusion, tmp_path):
+    def score(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "score", str(clip_for_diffusion),
+             "--generator", "diffusion", "--generator-model", str(tiny_stable_audio), *extra],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
     out = tmp_path / "scored.wav"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "score",
-            str(clip_for_diffusion),
-            "-o",
-            str(out),
-            "--generator",
-            "diffusion",
-            "--generator-model",
-            str(tiny_stable_audio),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = score("-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "ending: fade" in result.stdout
     assert out.stat().st_size > 1000
+
+    melody = tmp_path / "melody.wav"
+    melody.write_bytes(reference_wav(tmp_path))
+    ranked = score("-o", str(tmp_path / "ranked.wav"), "--candidates", "2", "--structure",
+                   "reference", "--reference", str(melody))  # fmt: skip
+    assert ranked.returncode == 0, ranked.stderr
+    assert "Candidate 1" in ranked.stdout and "Candidate 2" in ranked.stdout
+    assert "(delivered)" in ranked.stdout
+
+    missing = score("-o", str(tmp_path / "x.wav"), "--structure", "reference", "--reference",
+                    str(tmp_path / "nowhere.wav"))  # fmt: skip
+    assert missing.returncode != 0 and "cannot read the reference audio" in missing.stderr
 
 
 @pytest.fixture(scope="module")

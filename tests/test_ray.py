@@ -326,7 +326,18 @@ def test_service_metrics_are_exported_through_ray(cluster, clip, tmp_path):
 
 @pytest.mark.slow
 def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
+    """A diffusion generator app in place of the composer, pooling concurrent requests into
+    shared pipeline calls (@serve.batch) and giving each caller its own music."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from services.config import DiffusionConfig
+    from services.contract import brief_to_proto
+    from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
+    from services.generator.backends.diffusion.backend import DiffusionGenerator
     from services.generator.backends.diffusion.tiny import stable_audio
+    from services.generator.beatcheck import genre_brief
 
     model = stable_audio(tmp_path, window_s=4.0)
     poison = {"serving": {"poison_file": str(cluster["poison"])}}
@@ -340,7 +351,9 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
                 "generator": {
                     "backend": "diffusion",
                     "diffusion": {"model_path": str(model), "steps": 2},
-                }
+                    "batching": {"max_jobs": 4, "wait_s": 1.0},
+                },
+                "serving": {"generator": {"port": 0, "max_concurrent": 4}},
             },
             "tagger": poison,
         },
@@ -350,6 +363,32 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
         result = client_score(cluster["proxy"], clip.path, tmp_path / "diffused.wav")
         assert result.returncode == 0, result.stderr
         assert "ending: fade" in result.stdout  # the diffusion backend's plan, not the composer's
+
+        from services.config import TaggerConfig
+        from services.tagger.backend import AnalysisRequest, create_tagger_backend
+
+        analysis = create_tagger_backend(TaggerConfig()).analyze(AnalysisRequest(clip.path))
+        briefs = [genre_brief(analysis, "ambient", seed=3, sample_rate=48000),
+                  genre_brief(analysis, "rock", seed=9, sample_rate=48000)]  # fmt: skip
+
+        def generate(brief) -> np.ndarray:  # type: ignore[no-untyped-def]
+            request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief))
+            with grpc.insecure_channel(cluster["proxy"]) as channel:
+                stub = generator_pb2_grpc.GeneratorStub(channel)
+                messages = stub.Generate(request, metadata=(("application", "generator"),),
+                                         timeout=120)  # fmt: skip
+                pcm = b"".join(m.audio.pcm_f32le for m in messages
+                               if m.WhichOneof("event") == "audio")  # fmt: skip
+            return np.frombuffer(pcm, np.float32).reshape(-1, 2)
+
+        with ThreadPoolExecutor(2) as pool:
+            served = list(pool.map(generate, briefs))
+        local = DiffusionGenerator(DiffusionConfig(model_path=model, steps=2))
+        for brief, audio in zip(briefs, served, strict=True):
+            np.testing.assert_allclose(audio, local.generate(brief).audio, atol=1e-4)
+        assert not np.allclose(served[0], served[1])
+        # And they were generated together: a batch of more than one job was recorded.
+        assert batches_over_one_job(cluster["metrics"]) >= 1
     finally:
         deploy(
             cluster["dashboard"],
@@ -361,3 +400,23 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
                 {"tagger": poison},
             ),
         )
+
+
+def batches_over_one_job(metrics_url: str) -> float:
+    """Batches of the generator holding more than one job, from Ray's exported histogram
+    (waiting for the export, which lags by seconds)."""
+    import re
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    over = 0.0
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        counts = re.findall(r"^\S*bgm_generator_batch_jobs_count\{.*\} (\S+)$", text, re.M)
+        ones = re.findall(r'^\S*bgm_generator_batch_jobs_bucket\{.*le="1(?:\.0)?".*\} (\S+)$',
+                          text, re.M)  # fmt: skip
+        over = sum(map(float, counts)) - sum(map(float, ones))
+        if over >= 1:
+            break
+        time.sleep(2)
+    return over
