@@ -1,9 +1,11 @@
 """Benchmark of the diffusion backend on any diffusers checkpoint folder.
 
-    python benchmarks/bench_diffusion.py --model PATH [--seconds 30] [--steps 50]
-    python benchmarks/bench_diffusion.py --tiny      # a tiny random pipeline built here
+    python benchmarks/bench_diffusion.py --model PATH [--seconds 30] [--steps 50] [--batch 4]
+    python benchmarks/bench_diffusion.py --tiny ace-step   # a tiny random pipeline built here
 
-Prints seconds per denoising step, the real-time factor and the process's peak memory.
+Prints, for one request and for a batch of requests generated together: seconds per denoising
+step (per pipeline call), the real-time factor, and peak memory (the process's resident memory;
+on CUDA also the GPU's allocated peak).
 """
 
 from __future__ import annotations
@@ -13,69 +15,99 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
+from services.generator.backend import GenerationJob
 from services.generator.backends.diffusion.backend import DiffusionGenerator
-from services.generator.backends.diffusion.tiny import stable_audio
+from services.generator.backends.diffusion.tiny import BUILDERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_tagger import peak_rss_mb
 
 
+def bench_brief(seconds: float, seed: int) -> MusicBrief:
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    tags = MusicTags(genres=["cinematic"], moods=["epic"], instruments=["strings"], bpm=100,
+                     bpm_min=90, bpm_max=110, key="D minor", energy=0.6)  # fmt: skip
+    half = seconds / 2
+    return MusicBrief(
+        tags=tags,
+        duration_s=seconds,
+        sample_rate=48000,
+        seed=seed,
+        segments=[Segment(0.0, half, 0.4, look, ["epic"]), Segment(half, seconds, 0.8, look, [])],
+        cuts=[Cut(half, "hard", 1.0)],
+    )
+
+
+class CallCounter:
+    """Counts the adapter's pipeline calls (each runs every denoising step once)."""
+
+    def __init__(self, generator: DiffusionGenerator):
+        self.calls = 0
+        render = generator.adapter.render
+
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return render(*args)
+
+        generator.adapter.render = counted  # type: ignore[method-assign]
+
+
+def gpu_peak_mb() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return ""
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return f", GPU {peak:.0f} MB"
+
+
+def run(label: str, generator: DiffusionGenerator, briefs: list[MusicBrief], steps: int) -> None:
+    counter = CallCounter(generator)
+    jobs = [GenerationJob(brief, lambda fraction: None) for brief in briefs]
+    started = time.perf_counter()
+    results = generator.generate_batch(jobs)
+    took = time.perf_counter() - started
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        raise SystemExit(f"generation failed: {failed[0]}")
+    music_s = sum(b.duration_s for b in briefs)
+    print(f"  {label}")
+    print(f"    pipeline calls          {counter.calls:8d}")
+    print(f"    generate                {took:8.2f} s   ({took / len(briefs):.2f} s a request)")
+    print(f"    per denoising step      {took / (steps * counter.calls) * 1000:8.1f} ms")
+    print(f"    real-time factor        {music_s / took:8.2f}   (seconds of music per second)")
+    print(f"    peak memory             {peak_rss_mb():8.0f} MB (process){gpu_peak_mb()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="diffusers pipeline folder")
-    parser.add_argument("--tiny", action="store_true", help="build and time a tiny pipeline")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of the piece")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps per window")
+    parser.add_argument("--tiny", choices=sorted(BUILDERS), help="build and time a tiny pipeline")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps per call")
+    parser.add_argument("--batch", type=int, default=4, help="requests generated together")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        model = stable_audio(Path(folder), window_s=8.0) if args.tiny else args.model
+        model = BUILDERS[args.tiny](Path(folder)) if args.tiny else args.model
         if model is None:
-            parser.error("give --model PATH or --tiny")
+            parser.error("give --model PATH or --tiny FAMILY")
         started = time.perf_counter()
-        generator = DiffusionGenerator(DiffusionConfig(model_path=model, steps=args.steps))
+        generator = DiffusionGenerator(DiffusionConfig(model_path=model, steps=args.steps,
+                                                       max_batch=args.batch))  # fmt: skip
         loaded = time.perf_counter() - started
-        look = Look(0.5, 0.5, 0.5, 0.5)
-        tags = MusicTags(
-            genres=["cinematic"],
-            moods=["epic"],
-            instruments=["strings"],
-            bpm=100,
-            bpm_min=90,
-            bpm_max=110,
-            key="D minor",
-            energy=0.6,
-        )
-        half = args.seconds / 2
-        brief = MusicBrief(
-            tags=tags,
-            duration_s=args.seconds,
-            sample_rate=48000,
-            seed=0,
-            segments=[
-                Segment(0.0, half, 0.4, look, ["epic"]),
-                Segment(half, args.seconds, 0.8, look, ["epic"]),
-            ],
-            cuts=[Cut(half, "hard", 1.0)],
-        )
-        steps: list[float] = []
-        started = time.perf_counter()
-        generator.generate(brief, progress=lambda f: steps.append(time.perf_counter()))
-        took = time.perf_counter() - started
-        windows = max(1, round((len(steps) - 1) / args.steps))
-        print(
-            f"{generator.describe().version} at {model}, {args.seconds:g} s, "
-            f"{args.steps} steps x {windows} window(s):"
-        )
-        print(f"  load                      {loaded:8.2f} s")
-        print(
-            f"  generate                  {took:8.2f} s   (real-time factor "
-            f"{args.seconds / took:6.2f})"
-        )
-        print(f"  per denoising step        {took / (args.steps * windows) * 1000:8.1f} ms")
-        print(f"  peak memory (process)     {peak_rss_mb():8.0f} MB")
+        print(f"{generator.describe().version} at {model}: {args.seconds:g} s pieces, "
+              f"{args.steps} steps, window {generator.adapter.window_s:g} s")  # fmt: skip
+        print(f"  load                      {loaded:8.2f} s   (peak {peak_rss_mb():.0f} MB)")
+        # Once untimed: the first call pays for lazy initialisation.
+        generator.generate(bench_brief(min(args.seconds, 2.0), seed=99))
+        run("1 request", generator, [bench_brief(args.seconds, seed=0)], args.steps)
+        briefs = [bench_brief(args.seconds, seed=seed) for seed in range(args.batch)]
+        run(f"batch of {args.batch} requests", generator, briefs, args.steps)
 
 
 if __name__ == "__main__":
