@@ -158,7 +158,7 @@ def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
         cuts=[cut_to_proto(c) for c in brief.cuts], duration_s=brief.duration_s,
         sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
         negative=brief.negative, structure=brief.structure,
-        reference_audio=brief.reference_audio,
+        reference_audio=brief.reference_audio, prompt=brief.prompt,
     )  # fmt: skip
 
 
@@ -170,6 +170,7 @@ def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
         sample_rate=message.sample_rate or 48000, seed=message.seed,
         bpm_is_fixed=message.bpm_is_fixed, negative=list(message.negative), stems=stems,
         structure=message.structure or "free", reference_audio=message.reference_audio,
+        prompt=message.prompt,
     )  # fmt: skip
 
 

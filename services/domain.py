@@ -162,6 +162,8 @@ class MusicBrief:
     structure: str = "free"
     # The encoded audio file for structure "reference".
     reference_audio: bytes = field(default=b"", repr=False)
+    # The user's free text; text-conditioned backends add it to their prompt.
+    prompt: str = ""
 
 
 @dataclass(frozen=True)

@@ -455,3 +455,18 @@ def test_audioldm2_gets_a_caption_and_refuses_a_structure_it_cannot_take(family_
     assert generator.describe().structures == ("free",)
     with pytest.raises(InvalidInputError, match="cannot follow structure 'composer'"):
         generator.generate(dataclasses.replace(brief(3.0), structure="composer"))
+
+
+def test_the_users_free_text_leads_the_prompt(generator, monkeypatch):
+    import dataclasses
+
+    seen: list[str] = []
+    render = generator.adapter.render
+
+    def spy(requests, *args):
+        seen.extend(r.prompt for r in requests)
+        return render(requests, *args)
+
+    monkeypatch.setattr(generator.adapter, "render", spy)
+    generator.generate(dataclasses.replace(brief(3.0), prompt="cosy baking vlog"))
+    assert seen == ["cosy baking vlog, ambient, calm, soft, piano, pads, C major, 80 BPM"]

@@ -137,4 +137,5 @@ def make_brief(
         stems=stems,
         structure=controls.structure,
         reference_audio=controls.reference_audio,
+        prompt=controls.prompt,
     )

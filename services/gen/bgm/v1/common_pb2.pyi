@@ -189,7 +189,7 @@ class UserControls(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class MusicBrief(_message.Message):
-    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio")
+    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio", "prompt")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CUTS_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class MusicBrief(_message.Message):
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
     STRUCTURE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
     tags: MusicTags
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     cuts: _containers.RepeatedCompositeFieldContainer[Cut]
@@ -210,7 +211,8 @@ class MusicBrief(_message.Message):
     negative: _containers.RepeatedScalarFieldContainer[str]
     structure: str
     reference_audio: bytes
-    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ...) -> None: ...
+    prompt: str
+    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., prompt: _Optional[str] = ...) -> None: ...
 
 class CandidateScore(_message.Message):
     __slots__ = ("candidate", "rank", "score", "tempo_fit", "cut_accent", "energy_follow")

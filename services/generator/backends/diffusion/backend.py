@@ -146,7 +146,7 @@ class DiffusionGenerator:
         energy = float(np.mean([s.energy for s in inside])) if inside else tags.energy
         moods = list(dict.fromkeys([*tags.moods[:2], *(m for s in inside for m in s.moods)]))
         return self.adapter.prompt(tags.genres, moods[:3], tags.instruments, tags.bpm, tags.key,
-                                   _intensity(energy), "")  # fmt: skip
+                                   _intensity(energy), brief.prompt)  # fmt: skip
 
     def _composer_structure(self, brief: MusicBrief) -> np.ndarray:
         """The composer's cut-aligned render of the same brief, at the model's rate: the
