@@ -49,10 +49,46 @@ class VisionConfig(StrictModel):
     thumbnail_every_s: float = Field(2.0, gt=0.0)
 
 
+class VlmConfig(StrictModel):
+    """The tagger's `vlm` backend (a transformers vision-language model from a local folder)
+    and what both model backends (`vlm`, `openai`) send."""
+
+    # A folder saved with save_pretrained: the model and its processor (chat template too).
+    model_path: Path | None = None
+    # "auto" = CUDA if available, else CPU.
+    device: str = "auto"
+    # "auto" = bfloat16 on CUDA where supported, else float16; float32 on CPU.
+    dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
+    # Frames shown per segment, and at most in all (long videos: one frame for each of
+    # max_frames segments spread over the video).
+    frames_per_segment: int = Field(2, ge=1, le=8)
+    max_frames: int = Field(16, ge=1, le=64)
+    # Longer side of each frame, pixels.
+    frame_size: int = Field(448, ge=32, le=1536)
+    max_new_tokens: int = Field(512, ge=16, le=4096)
+    # Ask for a caption and moods per segment (more tokens).
+    segment_captions: bool = True
+
+
+class OpenAiVlmConfig(StrictModel):
+    """The tagger's `openai` backend: a VLM already served behind an OpenAI-compatible API
+    (vLLM, SGLang, Ollama)."""
+
+    # e.g. "http://vllm:8000/v1".
+    base_url: str | None = None
+    # The model name the server knows.
+    model: str = ""
+    # The environment variable holding the API key, if the server wants one.
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(120.0, gt=0.0)
+
+
 class TaggerConfig(StrictModel):
     backend: str = "vision"
     limits: VideoLimits = VideoLimits()
     vision: VisionConfig = VisionConfig()
+    vlm: VlmConfig = VlmConfig()
+    openai: OpenAiVlmConfig = OpenAiVlmConfig()
     # Folder of the sentence-embedding model for text hints; None = the packaged MiniLM.
     text_model_path: Path | None = None
     # What Tagger.Analyze may read by URI.

@@ -23,6 +23,7 @@ from services.domain import (
     MusicTags,
     PlannedSection,
     Segment,
+    Semantics,
     TagOrigin,
     TagSource,
     UserControls,
@@ -40,7 +41,8 @@ _CUT_KINDS = {"hard": pb.CUT_KIND_HARD, "fade": pb.CUT_KIND_FADE}
 _TAG_KINDS = {"genre": pb.TAG_KIND_GENRE, "mood": pb.TAG_KIND_MOOD,
               "instrument": pb.TAG_KIND_INSTRUMENT}  # fmt: skip
 _TAG_SOURCES = {"picture": pb.TAG_SOURCE_PICTURE, "prompt": pb.TAG_SOURCE_PROMPT,
-                "both": pb.TAG_SOURCE_BOTH, "user": pb.TAG_SOURCE_USER}  # fmt: skip
+                "both": pb.TAG_SOURCE_BOTH, "user": pb.TAG_SOURCE_USER,
+                "vlm": pb.TAG_SOURCE_VLM}  # fmt: skip
 
 
 def _inverse(table: Mapping[str, int]) -> dict[int, str]:
@@ -68,12 +70,13 @@ def cut_from_proto(message: pb.Cut) -> Cut:
 def segment_to_proto(segment: Segment) -> pb.Segment:
     return pb.Segment(start_s=segment.start_s, end_s=segment.end_s, energy=segment.energy,
                       look=look_to_proto(segment.look), moods=segment.moods,
-                      thumbnail_jpeg=segment.thumbnail_jpeg)  # fmt: skip
+                      thumbnail_jpeg=segment.thumbnail_jpeg, caption=segment.caption)  # fmt: skip
 
 
 def segment_from_proto(message: pb.Segment) -> Segment:
     return Segment(message.start_s, message.end_s, message.energy, look_from_proto(message.look),
-                   list(message.moods), bytes(message.thumbnail_jpeg))  # fmt: skip
+                   list(message.moods), bytes(message.thumbnail_jpeg),
+                   message.caption)  # fmt: skip
 
 
 def tags_to_proto(tags: MusicTags) -> pb.MusicTags:
@@ -110,6 +113,10 @@ def analysis_to_proto(analysis: VideoAnalysis) -> pb.VideoAnalysis:
         segments=[segment_to_proto(s) for s in analysis.segments],
         tags=tags_to_proto(analysis.tags), description=analysis.description,
         backend=analysis.backend, warnings=analysis.warnings,
+        semantics=pb.Semantics(
+            source=analysis.semantics.source, model=analysis.semantics.model,
+            fallback_reason=analysis.semantics.fallback_reason,
+            scene=analysis.semantics.scene, unmapped=analysis.semantics.unmapped),
     )  # fmt: skip
 
 
@@ -123,6 +130,10 @@ def analysis_from_proto(message: pb.VideoAnalysis) -> VideoAnalysis:
         segments=[segment_from_proto(s) for s in message.segments],
         tags=tags_from_proto(message.tags), description=message.description,
         backend=message.backend, warnings=list(message.warnings),
+        semantics=Semantics(
+            source=message.semantics.source or "picture", model=message.semantics.model,
+            fallback_reason=message.semantics.fallback_reason, scene=message.semantics.scene,
+            unmapped=list(message.semantics.unmapped)),
     )  # fmt: skip
 
 

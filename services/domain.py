@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-TagSource = Literal["picture", "prompt", "both", "user"]
+TagSource = Literal["picture", "prompt", "both", "user", "vlm"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Segment:
     moods: list[str]
     # A small JPEG from the middle of the segment, for pictures and VLM prompts.
     thumbnail_jpeg: bytes = field(default=b"", repr=False)
+    # What happens in it, in a vision-language model's words ("" without one).
+    caption: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,22 @@ class MusicTags:
 
 
 @dataclass(frozen=True)
+class Semantics:
+    """Where the analysis's genres, moods and instruments came from."""
+
+    # "picture" (the vocabulary's rules on the picture) or "vlm" (a vision-language model).
+    source: str = "picture"
+    # The model asked, if any ("" for the picture alone).
+    model: str = ""
+    # Why a model's answer was not used, the tags then being the picture's; "" otherwise.
+    fallback_reason: str = ""
+    # The model's description of the scene.
+    scene: str = ""
+    # The model's words that match no vocabulary tag (kept here and in the description).
+    unmapped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class VideoAnalysis:
     """Everything the tagger knows about a video."""
 
@@ -102,6 +120,7 @@ class VideoAnalysis:
     backend: str
     # Problems that did not stop the analysis (for example a truncated file).
     warnings: list[str] = field(default_factory=list)
+    semantics: Semantics = field(default_factory=Semantics)
 
     @property
     def cuts_s(self) -> list[float]:

@@ -281,3 +281,40 @@ def _subsample_420(
     if not full_range:
         ycrcb = cv2.LUT(ycrcb, _FULL_RANGE_LUT)
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR), np.ascontiguousarray(ycrcb[..., 0])
+
+
+def frames_at(probe: VideoProbe, times_s: list[float], long_side: int) -> list[np.ndarray]:
+    """RGB frames (uint8, H x W x 3, upright) shown at `times_s` (seconds from the first
+    frame, ascending), the longer side scaled to `long_side` pixels. One seek per time: a
+    few frames from a long video cost a few keyframe intervals of decoding, not the video."""
+    frames: list[np.ndarray] = []
+    with _open(probe.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = stream.time_base
+        assert time_base is not None
+        start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
+        for time_s in times_s:
+            target = start + time_s
+            container.seek(int(target / time_base), stream=stream, backward=True)
+            chosen = None
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    chosen = frame
+                    if float(frame.pts * time_base) + 1e-6 >= target:
+                        break
+            except av.error.FFmpegError:
+                pass  # a damaged tail: the last frame that decoded stands in
+            if chosen is None:
+                raise InvalidVideoError(
+                    "corrupt", f"{probe.path.name}: no frame decodes at {time_s:.2f} s"
+                )
+            scale = long_side / max(chosen.width, chosen.height)
+            width = max(2, round(chosen.width * scale / 2) * 2)
+            height = max(2, round(chosen.height * scale / 2) * 2)
+            rgb = chosen.to_ndarray(width=width, height=height, format="rgb24")
+            turns = (probe.rotation // 90) % 4
+            frames.append(np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb)
+    return frames

@@ -46,4 +46,14 @@ def create_tagger_backend(config: TaggerConfig) -> TaggerBackend:
         from services.tagger.backends.vision import VisionTagger
 
         return VisionTagger(config)
-    raise ValueError(f"unknown tagger backend {config.backend!r}; available: vision")
+    if config.backend == "vlm":
+        from services.tagger.backends.vlm.backend import VlmTagger
+        from services.tagger.backends.vlm.models import LocalVlm
+
+        return VlmTagger(config, LocalVlm(config.vlm), name="vlm")
+    if config.backend == "openai":
+        from services.tagger.backends.vlm.backend import VlmTagger
+        from services.tagger.backends.vlm.models import OpenAiVlm
+
+        return VlmTagger(config, OpenAiVlm(config.openai, config.vlm), name="openai")
+    raise ValueError(f"unknown tagger backend {config.backend!r}; available: vision, vlm, openai")

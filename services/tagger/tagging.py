@@ -26,8 +26,14 @@ from services.tagger.vocabulary import Features, TagKind, Vocabulary
 
 
 def _choose(
-    kind: TagKind, ranked: list[tuple[str, float]], count: int, prompt: Sequence[PromptMatch]
+    kind: TagKind,
+    ranked: list[tuple[str, float]],
+    count: int,
+    prompt: Sequence[PromptMatch],
+    semantic: Sequence[PromptMatch],
 ) -> list[TagOrigin]:
+    """The prompt's tags first, then a vision-language model's or, when it named none of this
+    kind, the picture's best."""
     picture = [(name, score) for name, score in ranked if score > 0.0][:count]
     if not picture:
         picture = ranked[:1]
@@ -40,11 +46,17 @@ def _choose(
         if m.kind == kind
     ]
     taken = {origin.tag for origin in chosen}
-    for name, score in picture:
+    from_model = [m for m in semantic if m.kind == kind]
+    fill = (
+        [(m.tag, m.similarity, "vlm") for m in from_model]
+        if from_model
+        else [(name, score, "picture") for name, score in picture]
+    )
+    for name, score, source in fill:
         if len(chosen) >= count:
             break
         if name not in taken:
-            chosen.append(TagOrigin(kind, name, "picture", round(score, 3)))
+            chosen.append(TagOrigin(kind, name, source, round(score, 3)))  # type: ignore[arg-type]
             taken.add(name)
     return chosen
 
@@ -57,13 +69,20 @@ def segment_moods(vocabulary: Vocabulary, features: Features) -> list[str]:
 
 
 def choose_tags(
-    vocabulary: Vocabulary, features: Features, prompt: Sequence[PromptMatch] = ()
+    vocabulary: Vocabulary,
+    features: Features,
+    prompt: Sequence[PromptMatch] = (),
+    semantic: Sequence[PromptMatch] = (),
 ) -> MusicTags:
+    """`semantic`: tags a vision-language model named, in its order (they replace the
+    picture's tags of their kind)."""
     selection = vocabulary.selection
     genres = _choose(
-        "genre", vocabulary.ranked("genre", features), int(selection["genres"]), prompt
+        "genre", vocabulary.ranked("genre", features), int(selection["genres"]), prompt, semantic
     )
-    moods = _choose("mood", vocabulary.ranked("mood", features), int(selection["moods"]), prompt)
+    moods = _choose(
+        "mood", vocabulary.ranked("mood", features), int(selection["moods"]), prompt, semantic
+    )
     genre_names = [origin.tag for origin in genres]
     bonus = selection["genre_instrument_bonus"]
     instrument_scores = []
@@ -72,7 +91,9 @@ def choose_tags(
             score += bonus
         instrument_scores.append((name, score))
     instrument_scores.sort(key=lambda item: (-item[1], item[0]))
-    instruments = _choose("instrument", instrument_scores, int(selection["instruments"]), prompt)
+    instruments = _choose(
+        "instrument", instrument_scores, int(selection["instruments"]), prompt, semantic
+    )
 
     bpm_min, bpm_max = bpm_range(vocabulary, genre_names)
     drive = float(

@@ -100,6 +100,21 @@ class TextHintModel:
             for (kind, tag), score in zip(self._tags, scores, strict=True)
         ]
 
+    def closest(self, texts: list[str], kind: TagKind) -> list[PromptMatch]:
+        """For each text, the tag of `kind` it is most like (through the tag's closest
+        phrase)."""
+        if not texts:
+            return []
+        scores = self._phrase_vectors @ self.embed(texts).T  # phrases x texts
+        per_tag = np.full((len(self._tags), len(texts)), -1.0)
+        np.maximum.at(per_tag, self._phrase_tags, scores)
+        of_kind = [i for i, (tag_kind, _) in enumerate(self._tags) if tag_kind == kind]
+        best = [of_kind[int(np.argmax(per_tag[of_kind, column]))] for column in range(len(texts))]
+        return [
+            PromptMatch(kind, self._tags[tag][1], float(per_tag[tag, column]))
+            for column, tag in enumerate(best)
+        ]
+
     def match(self, prompt: str) -> list[PromptMatch]:
         """The vocabulary tags a prompt asks for, best first within each kind."""
         prompt = prompt.strip()

@@ -26,7 +26,7 @@ from services.errors import InvalidVideoError
 from services.media.video import SmallFrame, VideoProbe, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
-from services.tagger.text_hints import TextHintModel
+from services.tagger.text_hints import PromptMatch, TextHintModel
 from services.tagger.vocabulary import Features, Vocabulary, load_vocabulary
 
 VERSION = "1.0"
@@ -76,13 +76,31 @@ class VisionTagger:
     def analyze(
         self, request: AnalysisRequest, progress: ProgressCallback | None = None
     ) -> VideoAnalysis:
-        probe = probe_video(request.video_path, self.config.limits)
-        scan = _scan(probe, self.config.vision, progress)
-        prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
-        analysis = _summarise(probe, scan, self.config.vision, self.vocabulary, prompt_matches)
+        analysis, _ = self.analyze_picture(request, progress)
         if progress:
             progress(1.0)
         return analysis
+
+    def analyze_picture(
+        self, request: AnalysisRequest, progress: ProgressCallback | None = None
+    ) -> tuple[VideoAnalysis, PictureBasis]:
+        """The analysis and the picture features its tags rest on (another backend can
+        choose tags again from them)."""
+        probe = probe_video(request.video_path, self.config.limits)
+        scan = _scan(probe, self.config.vision, progress)
+        prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
+        return _summarise(probe, scan, self.config.vision, self.vocabulary, prompt_matches)
+
+
+@dataclass(frozen=True)
+class PictureBasis:
+    """The features an analysis's tags were chosen from."""
+
+    features: Features
+    segment_features: list[Features]
+    # Mean motion energy of the first and last third.
+    energy_arc: tuple[float, float]
+    prompt_matches: list[PromptMatch]
 
 
 @dataclass
@@ -296,8 +314,8 @@ def _summarise(
     scan: _Scan,
     config: VisionConfig,
     vocabulary: Vocabulary,
-    prompt_matches: list,
-) -> VideoAnalysis:
+    prompt_matches: list[PromptMatch],
+) -> tuple[VideoAnalysis, PictureBasis]:
     hz = config.motion_hz
     cut_list = _merge_cuts(scan, config.min_shot_s)
     cut_times = [t for t, _ in cut_list]
@@ -329,11 +347,13 @@ def _summarise(
         cuts.append(Cut(round(time_s, 6), kind, round(strength, 3)))  # type: ignore[arg-type]
 
     segments = []
+    segment_features = []
     for start_s, end_s in _segment_bounds(cut_times, duration_s, energy, hz, config.min_segment_s):
         lo, hi = int(start_s * hz), max(int(start_s * hz) + 1, math.ceil(end_s * hz))
         segment_energy = float(energy[lo:hi].mean()) if energy[lo:hi].size else 0.0
         look = looks.mean(start_s, end_s)
         features = Features.from_look(look, segment_energy, pace, variation)
+        segment_features.append(features)
         middle = (start_s + end_s) / 2.0
         thumbnail = (
             min(scan.thumbnails, key=lambda item: abs(item[0] - middle))[1]
@@ -359,7 +379,7 @@ def _summarise(
     arc = (
         (float(energy[:third].mean()), float(energy[-third:].mean())) if energy.size else (0.0, 0.0)
     )
-    return VideoAnalysis(
+    analysis = VideoAnalysis(
         duration_s=round(duration_s, 6),
         fps=round(probe.fps, 3),
         width=probe.width,
@@ -375,3 +395,4 @@ def _summarise(
         backend="vision",
         warnings=scan.warnings,
     )
+    return analysis, PictureBasis(features, segment_features, arc, prompt_matches)

@@ -27,6 +27,7 @@ class TagSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TAG_SOURCE_PROMPT: _ClassVar[TagSource]
     TAG_SOURCE_BOTH: _ClassVar[TagSource]
     TAG_SOURCE_USER: _ClassVar[TagSource]
+    TAG_SOURCE_VLM: _ClassVar[TagSource]
 CUT_KIND_UNSPECIFIED: CutKind
 CUT_KIND_HARD: CutKind
 CUT_KIND_FADE: CutKind
@@ -39,6 +40,7 @@ TAG_SOURCE_PICTURE: TagSource
 TAG_SOURCE_PROMPT: TagSource
 TAG_SOURCE_BOTH: TagSource
 TAG_SOURCE_USER: TagSource
+TAG_SOURCE_VLM: TagSource
 
 class VideoSource(_message.Message):
     __slots__ = ("uri", "data", "file_name")
@@ -81,20 +83,22 @@ class MotionCurve(_message.Message):
     def __init__(self, hz: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("start_s", "end_s", "energy", "look", "moods", "thumbnail_jpeg")
+    __slots__ = ("start_s", "end_s", "energy", "look", "moods", "thumbnail_jpeg", "caption")
     START_S_FIELD_NUMBER: _ClassVar[int]
     END_S_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     LOOK_FIELD_NUMBER: _ClassVar[int]
     MOODS_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_JPEG_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
     start_s: float
     end_s: float
     energy: float
     look: Look
     moods: _containers.RepeatedScalarFieldContainer[str]
     thumbnail_jpeg: bytes
-    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., energy: _Optional[float] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., moods: _Optional[_Iterable[str]] = ..., thumbnail_jpeg: _Optional[bytes] = ...) -> None: ...
+    caption: str
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., energy: _Optional[float] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., moods: _Optional[_Iterable[str]] = ..., thumbnail_jpeg: _Optional[bytes] = ..., caption: _Optional[str] = ...) -> None: ...
 
 class TagOrigin(_message.Message):
     __slots__ = ("kind", "tag", "source", "score")
@@ -131,7 +135,7 @@ class MusicTags(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., bpm_min: _Optional[float] = ..., bpm_max: _Optional[float] = ..., key: _Optional[str] = ..., energy: _Optional[float] = ..., origins: _Optional[_Iterable[_Union[TagOrigin, _Mapping]]] = ...) -> None: ...
 
 class VideoAnalysis(_message.Message):
-    __slots__ = ("duration_s", "fps", "width", "height", "rotation", "has_audio", "cuts", "motion", "look", "segments", "tags", "description", "backend", "warnings")
+    __slots__ = ("duration_s", "fps", "width", "height", "rotation", "has_audio", "cuts", "motion", "look", "segments", "tags", "description", "backend", "warnings", "semantics")
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +150,7 @@ class VideoAnalysis(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTICS_FIELD_NUMBER: _ClassVar[int]
     duration_s: float
     fps: float
     width: int
@@ -160,7 +165,22 @@ class VideoAnalysis(_message.Message):
     description: str
     backend: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    semantics: Semantics
+    def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., semantics: _Optional[_Union[Semantics, _Mapping]] = ...) -> None: ...
+
+class Semantics(_message.Message):
+    __slots__ = ("source", "model", "fallback_reason", "scene", "unmapped")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    UNMAPPED_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    model: str
+    fallback_reason: str
+    scene: str
+    unmapped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., model: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., scene: _Optional[str] = ..., unmapped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserControls(_message.Message):
     __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure", "reference_audio", "candidates")

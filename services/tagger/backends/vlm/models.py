@@ -1,0 +1,193 @@
+"""The vision-language models the `vlm` and `openai` tagger backends ask.
+
+Both take frames grouped by segment and an instruction, and return the model's reply as text.
+A local model loads through transformers' Auto classes with its own processor and chat
+template; a served one is reached over its OpenAI-compatible chat API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from services.config import OpenAiVlmConfig, VlmConfig
+from services.errors import ConfigError, UnavailableError
+from services.tagger.backends.vlm.answer import ANSWER_SCHEMA
+
+# config.json model_type -> family; the families tested here (tiny models built from configs).
+FAMILIES = {
+    "qwen2_vl": "Qwen2-VL",
+    "qwen2_5_vl": "Qwen2.5-VL",
+    "idefics3": "SmolVLM (Idefics3)",
+    "smolvlm": "SmolVLM2",
+}
+
+
+@dataclass(frozen=True)
+class SegmentFrames:
+    """Frames from one segment, and how the model is told which segment they show."""
+
+    label: str
+    frames: list[np.ndarray]
+
+
+class VisionLanguageModel(Protocol):
+    # What the analysis reports as the model.
+    name: str
+
+    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+        """The model's reply to the frames, in order, then the instruction."""
+        ...
+
+
+def _device_and_dtype(config: VlmConfig) -> tuple[str, Any]:
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if config.dtype != "auto":
+        return device, getattr(torch, config.dtype)
+    if not device.startswith("cuda"):
+        return device, torch.float32
+    return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class LocalVlm:
+    """A transformers image-text-to-text model from a local folder, loaded once."""
+
+    def __init__(self, config: VlmConfig):
+        path = _checked_folder(config.model_path)
+        import torch
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        self.config = config
+        self._torch = torch
+        device, dtype = _device_and_dtype(config)
+        try:
+            self.processor = transformers.AutoProcessor.from_pretrained(
+                str(path), local_files_only=True
+            )
+            self.model = transformers.AutoModelForImageTextToText.from_pretrained(
+                str(path), local_files_only=True, dtype=dtype
+            )
+        except (OSError, ValueError, ImportError) as error:
+            raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
+        self.model.to(device).eval()  # type: ignore[arg-type]
+        family = FAMILIES[json.loads((path / "config.json").read_text())["model_type"]]
+        self.name = f"{family} at {path}"
+
+    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+        from PIL import Image
+
+        content: list[dict[str, Any]] = []
+        for segment in segments:
+            content.append({"type": "text", "text": segment.label})
+            content.extend({"type": "image", "image": Image.fromarray(frame)}
+                           for frame in segment.frames)  # fmt: skip
+        content.append({"type": "text", "text": instruction})
+        inputs = self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True,
+            return_dict=True, return_tensors="pt",
+        ).to(self.model.device, dtype=self.model.dtype)  # fmt: skip
+        with self._torch.inference_mode():
+            output = self.model.generate(  # type: ignore[misc]
+                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False
+            )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return str(self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0])
+
+
+def _checked_folder(path: Path | None) -> Path:
+    """The model folder, or a ConfigError that says what is missing."""
+    if path is None:
+        raise ConfigError("the vlm tagger needs a model path (--tagger-model PATH or "
+                          "tagger.vlm.model_path)")  # fmt: skip
+    if not path.is_dir():
+        raise ConfigError(f"VLM model path {path} does not exist or is not a folder")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"{path} holds no model (no config.json)")
+    try:
+        model_type = json.loads(config.read_text())["model_type"]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{config} is unreadable or names no model_type") from None
+    if model_type not in FAMILIES:
+        raise ConfigError(f"{path} holds a {model_type} model; supported: "
+                          f"{', '.join(sorted(FAMILIES))}")  # fmt: skip
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    if not any((path / name).is_file() for name in processor_files):
+        raise ConfigError(f"{path} has no processor (no processor_config.json or "
+                          "preprocessor_config.json): save it beside the model")  # fmt: skip
+    return path
+
+
+class OpenAiVlm:
+    """A VLM served behind an OpenAI-compatible chat API (vLLM, SGLang, Ollama)."""
+
+    def __init__(self, config: OpenAiVlmConfig, frames: VlmConfig):
+        if not config.base_url or not config.model:
+            raise ConfigError("the openai tagger needs tagger.openai.base_url and "
+                              "tagger.openai.model")  # fmt: skip
+        self.config = config
+        self.max_tokens = frames.max_new_tokens
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.name = f"{config.model} at {config.base_url}"
+
+    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+        content: list[dict[str, Any]] = []
+        for segment in segments:
+            content.append({"type": "text", "text": segment.label})
+            content.extend({"type": "image_url", "image_url": {"url": _data_url(frame)}}
+                           for frame in segment.frames)  # fmt: skip
+        content.append({"type": "text", "text": instruction})
+        body = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            # Servers that constrain decoding return exactly this shape.
+            "response_format": {"type": "json_schema",
+                                "json_schema": {"name": "video_music", "schema": ANSWER_SCHEMA}},
+        }  # fmt: skip
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+                reply = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            raise UnavailableError(
+                f"the VLM server {self.url} answered HTTP {error.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            raise UnavailableError(f"the VLM server {self.url} is unreachable: {error}") from None
+        except ValueError:
+            raise UnavailableError(f"the VLM server {self.url} sent no JSON") from None
+        try:
+            return str(reply["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            raise UnavailableError(
+                f"the VLM server {self.url} sent no chat completion: {str(reply)[:300]}"
+            ) from None
+
+
+def _data_url(rgb: np.ndarray) -> str:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, 85])  # fmt: skip
+    if not ok:
+        raise ValueError("a frame could not be encoded as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode()
