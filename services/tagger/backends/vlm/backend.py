@@ -131,7 +131,7 @@ class VlmTagger:
             backend=self.name,
             semantics=Semantics(
                 source="vlm", model=self.model.name, scene=answer.scene, unmapped=unmapped
-            ),  # fmt: skip
+            ),
         )
 
     def _fallback(self, analysis: VideoAnalysis, reason: str) -> VideoAnalysis:
@@ -142,5 +142,5 @@ class VlmTagger:
             warnings=[
                 *analysis.warnings,
                 f"the model's answer could not be used ({reason}); the tags are the picture's",
-            ],  # fmt: skip
+            ],
         )
