@@ -71,6 +71,7 @@ class LocalVlm:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
+        allow_qwen_processors_without_torchvision()
         self.config = config
         self._torch = torch
         device, dtype = _device_and_dtype(config)
@@ -106,6 +107,25 @@ class LocalVlm:
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return str(self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0])
+
+
+def allow_qwen_processors_without_torchvision() -> None:
+    """transformers' Qwen VL processors always carry a video processor, which needs
+    torchvision; the tagger sends images only, so where torchvision is missing the processors
+    are built and loaded without their video part."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        return
+
+    def attributes(cls: type) -> list[str]:
+        every = ProcessorMixin.get_attributes.__func__(cls)  # type: ignore[attr-defined]
+        return [name for name in every if name != "video_processor"]
+
+    for processor_class in (Qwen2VLProcessor, Qwen2_5_VLProcessor):
+        processor_class.get_attributes = classmethod(attributes)  # type: ignore[method-assign,assignment]
 
 
 def _checked_folder(path: Path | None) -> Path:
