@@ -43,7 +43,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from services.tagger.backend import AnalysisRequest, create_tagger_backend
     from services.tagger.report import print_summary, save_plot
 
-    config = load_config(args.config)
+    config = _with_backend_flags(load_config(args.config), args)
     stdout = Console()
     stderr = Console(stderr=True)
     backend = create_tagger_backend(config.tagger)
@@ -103,17 +103,23 @@ def _output_options(args: argparse.Namespace):
     )
 
 
-def _with_generator_flags(config: Any, args: argparse.Namespace) -> Any:
-    """--generator and --generator-model over the config file's generator section."""
+def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
+    """--tagger/--tagger-model and --generator/--generator-model over the config file."""
+    tagger = config.tagger
+    if getattr(args, "tagger", None):
+        tagger = tagger.model_copy(update={"backend": args.tagger})
+    if getattr(args, "tagger_model", None):
+        vlm = tagger.vlm.model_copy(update={"model_path": Path(args.tagger_model)})
+        tagger = tagger.model_copy(update={"vlm": vlm})
     generator = config.generator
-    if args.generator:
+    if getattr(args, "generator", None):
         generator = generator.model_copy(update={"backend": args.generator})
-    if args.generator_model:
+    if getattr(args, "generator_model", None):
         diffusion = generator.diffusion.model_copy(
             update={"model_path": Path(args.generator_model)}
         )
         generator = generator.model_copy(update={"diffusion": diffusion})
-    return config.model_copy(update={"generator": generator})
+    return config.model_copy(update={"tagger": tagger, "generator": generator})
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -123,7 +129,7 @@ def _score(args: argparse.Namespace) -> int:
     from services.tagger.backend import create_tagger_backend
     from services.tagger.vocabulary import load_vocabulary
 
-    config = _with_generator_flags(load_config(args.config), args)
+    config = _with_backend_flags(load_config(args.config), args)
     controls = _controls(args)
     options = _output_options(args)
     stderr = Console(stderr=True)
@@ -141,7 +147,7 @@ def _score(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from services.serve import serve
 
-    config = _with_generator_flags(load_config(args.config), args)
+    config = _with_backend_flags(load_config(args.config), args)
     if args.service != "all":
         endpoint = getattr(config.serving, args.service)
         changes = {
@@ -208,6 +214,19 @@ def _sample(args: argparse.Namespace) -> int:
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
     )
     return 0
+
+
+def _tagger_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tagger",
+        choices=("vision", "vlm", "openai"),
+        help="tagger backend (default: the config's, vision)",
+    )
+    parser.add_argument(
+        "--tagger-model",
+        metavar="PATH",
+        help="vision-language model folder (model and processor) for the vlm backend",
+    )
 
 
 def _generator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -285,11 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'"
     )
+    _tagger_arguments(analyze)
     analyze.set_defaults(run=_analyze)
 
     score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
     score.add_argument("video", help="video file")
     _score_arguments(score)
+    _tagger_arguments(score)
     _generator_arguments(score)
     score.set_defaults(run=_score)
 
@@ -304,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="port (one service only; defaults: gateway 50051, tagger 50052, generator 50053)",
     )
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (one service only)")
+    _tagger_arguments(serve)
     _generator_arguments(serve)
     serve.set_defaults(run=_serve)
 

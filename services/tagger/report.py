@@ -10,7 +10,8 @@ from rich.table import Table
 
 from services.domain import MusicTags, VideoAnalysis
 
-_SOURCE_MARK = {"picture": "picture", "prompt": "prompt", "both": "prompt+picture", "user": "user"}
+_SOURCE_MARK = {"picture": "picture", "prompt": "prompt", "both": "prompt+picture", "user": "user",
+                "vlm": "vlm"}  # fmt: skip
 
 
 def print_tags(tags: MusicTags, console: Console) -> None:
@@ -40,7 +41,8 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
         + ("  (f = fade)" if any(c.kind == "fade" for c in a.cuts) else "")
     )
     table = Table(title="Segments", show_lines=False)
-    for column in ("#", "start", "end", "energy", "moods"):
+    captions = any(segment.caption for segment in a.segments)
+    for column in ("#", "start", "end", "energy", "moods", *(["caption"] if captions else [])):
         table.add_column(column)
     for i, segment in enumerate(a.segments, 1):
         table.add_row(
@@ -49,6 +51,7 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
             f"{segment.end_s:.2f}",
             f"{segment.energy:.2f}",
             ", ".join(segment.moods),
+            *([segment.caption] if captions else []),
         )
     console.print(table)
     tags = a.tags
@@ -59,6 +62,11 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
         f"[bold]Energy[/bold] {tags.energy:.2f}"
     )
     console.print(f"[bold]{'Music':<12}[/bold]{a.description}")
+    semantics = a.semantics
+    if semantics.model:
+        used = ("its tags are used" if semantics.source == "vlm"
+                else f"[yellow]not used[/yellow]: {semantics.fallback_reason}")  # fmt: skip
+        console.print(f"[bold]{'Model':<12}[/bold]{semantics.model}: {used}")
     for warning in a.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
