@@ -134,7 +134,7 @@ def test_bad_model_paths_are_explained(tmp_path, tiny_stable_audio):
     other = tmp_path / "other"
     other.mkdir()
     (other / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
-    with pytest.raises(ConfigError, match="holds a DDPMPipeline; supported pipelines"):
+    with pytest.raises(ConfigError, match="holds a DDPMPipeline; supported: AceStepPipeline"):
         DiffusionGenerator(DiffusionConfig(model_path=other))
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -293,7 +293,7 @@ def test_bad_model_folders_are_explained(tmp_path, tiny_models):
     other = tmp_path / "other"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ConfigError, match="holds a bert model; supported"):
+    with pytest.raises(ConfigError, match="holds a bert; supported: idefics3"):
         load(other)
     model_only = tmp_path / "model-only"
     model_only.mkdir()

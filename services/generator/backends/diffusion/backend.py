@@ -10,7 +10,6 @@ long as asked.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from services.generator.backends.diffusion.adapters import (
 )
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
 from services.media.audio import decode_audio_bytes, resample
+from services.model_folder import model_kind
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "0.1"
@@ -62,22 +62,10 @@ def _device_and_dtype(config: DiffusionConfig) -> tuple[str, Any]:
 
 def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
     """The pipeline at `config.model_path`, behind its family's adapter, or a clear error."""
-    path = config.model_path
-    if path is None:
-        raise ConfigError("the diffusion backend needs a model path (--generator-model PATH or "
-                          "generator.diffusion.model_path)")  # fmt: skip
-    if not path.is_dir():
-        raise ConfigError(f"diffusion model path {path} does not exist or is not a folder")
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise ConfigError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
-    try:
-        class_name = json.loads(index.read_text())["_class_name"]
-    except (ValueError, KeyError):
-        raise ConfigError(f"{index} is unreadable or names no pipeline class") from None
-    if class_name not in ADAPTERS:
-        raise ConfigError(f"{path} holds a {class_name}; supported pipelines: "
-                          f"{', '.join(sorted(ADAPTERS))}")  # fmt: skip
+    path, class_name = model_kind(
+        config.model_path, backend="diffusion",
+        flag="--generator-model PATH or generator.diffusion.model_path",
+        index="model_index.json", key="_class_name", supported=ADAPTERS)  # fmt: skip
     import diffusers
     import transformers
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from services.config import OpenAiVlmConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
+from services.model_folder import model_kind
 from services.tagger.backends.vlm.answer import ANSWER_SCHEMA
 
 # config.json model_type -> family; the families tested here (tiny models built from configs).
@@ -66,7 +67,7 @@ class LocalVlm:
     """A transformers image-text-to-text model from a local folder, loaded once."""
 
     def __init__(self, config: VlmConfig):
-        path = _checked_folder(config.model_path)
+        path, family = _checked_folder(config.model_path)
         import torch
         import transformers
 
@@ -85,7 +86,6 @@ class LocalVlm:
         except (OSError, ValueError, ImportError) as error:
             raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
         self.model.to(device).eval()  # type: ignore[arg-type]
-        family = FAMILIES[json.loads((path / "config.json").read_text())["model_type"]]
         self.name = f"{family} at {path}"
 
     def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
@@ -128,28 +128,16 @@ def allow_qwen_processors_without_torchvision() -> None:
         processor_class.get_attributes = classmethod(attributes)  # type: ignore[method-assign,assignment]
 
 
-def _checked_folder(path: Path | None) -> Path:
-    """The model folder, or a ConfigError that says what is missing."""
-    if path is None:
-        raise ConfigError("the vlm tagger needs a model path (--tagger-model PATH or "
-                          "tagger.vlm.model_path)")  # fmt: skip
-    if not path.is_dir():
-        raise ConfigError(f"VLM model path {path} does not exist or is not a folder")
-    config = path / "config.json"
-    if not config.is_file():
-        raise ConfigError(f"{path} holds no model (no config.json)")
-    try:
-        model_type = json.loads(config.read_text())["model_type"]
-    except (ValueError, KeyError):
-        raise ConfigError(f"{config} is unreadable or names no model_type") from None
-    if model_type not in FAMILIES:
-        raise ConfigError(f"{path} holds a {model_type} model; supported: "
-                          f"{', '.join(sorted(FAMILIES))}")  # fmt: skip
+def _checked_folder(path: Path | None) -> tuple[Path, str]:
+    """The model folder and its family, or a ConfigError that says what is missing."""
+    path, model_type = model_kind(
+        path, backend="vlm", flag="--tagger-model PATH or tagger.vlm.model_path",
+        index="config.json", key="model_type", supported=FAMILIES)  # fmt: skip
     processor_files = ("processor_config.json", "preprocessor_config.json")
     if not any((path / name).is_file() for name in processor_files):
         raise ConfigError(f"{path} has no processor (no processor_config.json or "
                           "preprocessor_config.json): save it beside the model")  # fmt: skip
-    return path
+    return path, FAMILIES[model_type]
 
 
 class OpenAiVlm:
