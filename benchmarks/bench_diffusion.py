@@ -24,7 +24,7 @@ from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import BUILDERS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tagger import peak_rss_mb
+from bench_tagger import gpu_peak_note, peak_rss_mb
 
 
 def bench_brief(seconds: float, seed: int) -> MusicBrief:
@@ -56,16 +56,6 @@ class CallCounter:
         generator.adapter.render = counted  # type: ignore[method-assign]
 
 
-def gpu_peak_mb() -> str:
-    import torch
-
-    if not torch.cuda.is_available():
-        return ""
-    peak = torch.cuda.max_memory_allocated() / 2**20
-    torch.cuda.reset_peak_memory_stats()
-    return f", GPU {peak:.0f} MB"
-
-
 def run(label: str, generator: DiffusionGenerator, briefs: list[MusicBrief], steps: int) -> None:
     counter = CallCounter(generator)
     jobs = [GenerationJob(brief, lambda fraction: None) for brief in briefs]
@@ -81,7 +71,7 @@ def run(label: str, generator: DiffusionGenerator, briefs: list[MusicBrief], ste
     print(f"    generate                {took:8.2f} s   ({took / len(briefs):.2f} s a request)")
     print(f"    per denoising step      {took / (steps * counter.calls) * 1000:8.1f} ms")
     print(f"    real-time factor        {music_s / took:8.2f}   (seconds of music per second)")
-    print(f"    peak memory             {peak_rss_mb():8.0f} MB (process){gpu_peak_mb()}")
+    print(f"    peak memory             {peak_rss_mb():8.0f} MB (process){gpu_peak_note()}")
 
 
 def main() -> None:

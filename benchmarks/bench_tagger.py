@@ -195,6 +195,17 @@ def peak_rss_mb() -> float:
     raise RuntimeError("VmHWM not found in /proc/self/status")
 
 
+def gpu_peak_note() -> str:
+    """ ", GPU <peak allocated> MB" on CUDA (the peak is then reset), else ""."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ""
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return f", GPU {peak:.0f} MB"
+
+
 def platform_line() -> str:
     import platform
 

@@ -26,15 +26,7 @@ from services.tagger.backends.vlm.models import LocalVlm
 from services.tagger.backends.vlm.tiny import BUILDERS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tagger import peak_rss_mb
-
-
-def gpu_peak() -> str:
-    import torch
-
-    if not torch.cuda.is_available():
-        return ""
-    return f", GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+from bench_tagger import gpu_peak_note, peak_rss_mb
 
 
 def main() -> None:
@@ -90,7 +82,7 @@ def main() -> None:
         print(f"  analysis, per video minute  {total / minutes:8.2f} s")
         print(f"    of which the model        {answering[0] / minutes:8.2f} s")
         print(f"    the vision analysis alone {picture / minutes:8.2f} s")
-        print(f"  peak memory                 {peak_rss_mb():8.0f} MB (process){gpu_peak()}")
+        print(f"  peak memory                 {peak_rss_mb():8.0f} MB (process){gpu_peak_note()}")
         semantics = analysis.semantics
         used = "used" if semantics.source == "vlm" else f"not used ({semantics.fallback_reason})"
         print(f"  the model's answer          {used}")
