@@ -395,16 +395,25 @@ def test_openai_server_errors_are_unavailable_not_a_silent_fallback(clip):
 # ---- through the command line and the tagger server --------------------------------------------
 
 
-def test_bgm_analyze_with_the_vlm_backend(tiny_models, clip):
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "analyze", str(clip.path), "--json",
-         "--tagger", "vlm", "--tagger-model", str(tiny_models["qwen2-vl"])],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_bgm_analyze_and_score_with_the_vlm_backend(tiny_models, clip, tmp_path):
+    def bgm(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *arguments, "--tagger", "vlm",
+             "--tagger-model", str(tiny_models["qwen2-vl"])],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    result = bgm("analyze", str(clip.path), "--json")
     assert result.returncode == 0, result.stderr
     analysis = json.loads(result.stdout)
     assert analysis["backend"] == "vlm"
     assert analysis["semantics"]["fallback_reason"] and analysis["semantics"]["model"]
+    # The summaries say the model's answer was not used, not just show the picture's tags.
+    for printed in (bgm("analyze", str(clip.path)),
+                    bgm("score", str(clip.path), "-o", str(tmp_path / "scored.wav"))):  # fmt: skip
+        assert printed.returncode == 0, printed.stderr
+        assert "Qwen2-VL at" in printed.stdout
+        assert "could not be used" in " ".join(printed.stdout.split())
 
 
 @pytest.mark.slow

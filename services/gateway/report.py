@@ -9,7 +9,7 @@ from rich.console import Console
 
 from services.domain import CandidateScore, MusicPlan, MusicTags, VideoAnalysis
 from services.gateway.pipeline import ScoreResult
-from services.tagger.report import print_tags
+from services.tagger.report import print_model_and_warnings, print_tags
 
 
 def _print_summary(
@@ -27,6 +27,7 @@ def _print_summary(
             f"[bold]Video[/bold]       {analysis.duration_s:.2f} s, "
             f"{len(analysis.cuts)} cuts, {len(analysis.segments)} segments"
         )
+        print_model_and_warnings(analysis, console)
     print_tags(tags, console)
     tempos = [s.bpm for s in plan.sections]
     spread = (f" (sections {min(tempos):.1f}-{max(tempos):.1f})"

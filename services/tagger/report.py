@@ -62,12 +62,17 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
         f"[bold]Energy[/bold] {tags.energy:.2f}"
     )
     console.print(f"[bold]{'Music':<12}[/bold]{a.description}")
-    semantics = a.semantics
+    print_model_and_warnings(a, console)
+
+
+def print_model_and_warnings(analysis: VideoAnalysis, console: Console) -> None:
+    """Which model named the tags (or why its answer was not used), and any warnings."""
+    semantics = analysis.semantics
     if semantics.model:
-        used = ("its tags are used" if semantics.source == "vlm"
-                else f"[yellow]not used[/yellow]: {semantics.fallback_reason}")  # fmt: skip
-        console.print(f"[bold]{'Model':<12}[/bold]{semantics.model}: {used}")
-    for warning in a.warnings:
+        # When its answer was not used, a warning says why.
+        used = ": its tags are used" if semantics.source == "vlm" else ""
+        console.print(f"[bold]{'Model':<12}[/bold]{semantics.model}{used}")
+    for warning in analysis.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
