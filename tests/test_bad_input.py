@@ -122,3 +122,18 @@ def test_larger_than_the_limit(cuts_video: SyntheticVideo):
 
 def test_directory_is_not_a_video(tagger: VisionTagger, tmp_path: Path):
     refuse(tagger, tmp_path, "not_a_video")
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mp4", "mpeg4"), (".mkv", "mpeg4")])
+def test_container_without_frames(tagger: VisionTagger, tmp_path: Path, suffix: str, codec: str):
+    import av
+
+    path = tmp_path / f"no-frames{suffix}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()  # the header, and not one frame
+    with pytest.raises(InvalidVideoError) as caught:
+        tagger.analyze(AnalysisRequest(path))
+    assert caught.value.reason == "not_a_video"
+    assert path.name in str(caught.value)

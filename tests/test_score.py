@@ -246,6 +246,24 @@ def test_output_that_is_a_folder(pipeline, clip, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["taken.wav"]
 
 
+def test_output_inside_a_file(pipeline, clip, tmp_path):
+    (tmp_path / "notes").write_text("a file, not a folder")
+    with pytest.raises(InvalidInputError, match="notes is a file, not a folder"):
+        pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "notes" / "m.wav"))
+
+
+def test_output_in_a_folder_it_may_not_write(pipeline, clip, tmp_path, monkeypatch):
+    # (The tests may run as root, who can write anywhere: the permission check is what is
+    # tested, so os.access answers as it would for another user.)
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(InvalidInputError, match="locked is not writable"):
+        pipeline.score(clip.path, UserControls(), OutputOptions(locked / "m.wav"))
+
+
 def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypatch):
     import services.gateway.pipeline as module
 

@@ -78,6 +78,8 @@ def _check_writable(path: Path, what: str) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InvalidInputError(f"{what} {path} is a directory")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"cannot write {what} {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise InvalidInputError(f"cannot write {what} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
