@@ -472,3 +472,21 @@ def test_the_users_free_text_leads_the_prompt(generator, monkeypatch):
     monkeypatch.setattr(generator.adapter, "render", spy)
     generator.generate(dataclasses.replace(brief(3.0), prompt="cosy baking vlog"))
     assert seen == ["cosy baking vlog, ambient, calm, soft, piano, pads, C major, 80 BPM"]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("generator: {diffusion: {max_batch: 0}}", "max_batch"),
+        ("generator: {diffusion: {window_s: -4}}", "window_s"),
+        ("generator: {batching: {max_jobs: 0}}", "max_jobs"),
+        ("generator: {batching: {wait_s: 10}}", "wait_s"),
+    ],
+)
+def test_bad_diffusion_and_batching_settings_are_refused(tmp_path, yaml_text, field):
+    from services.config import load_config
+
+    path = tmp_path / "bgm.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError, match=field):
+        load_config(path)

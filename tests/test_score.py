@@ -194,7 +194,14 @@ BAD_CONTROLS = [
     (UserControls(key="H major"), "bad key"),
     (UserControls(negative=["yodel"]), "unknown negative tag yodel"),
     (UserControls(structure="remix"), "unknown structure 'remix'"),
-]
+    (UserControls(candidates=0), "candidates must be 1..4, not 0"),
+    (UserControls(structure="reference", reference_audio=b"x" * (16 * 1024 * 1024 + 1)),
+     r"reference audio is 16777217 bytes; at most 16777216 \(16 MiB\)"),
+    (UserControls(structure="reference"), "needs a reference audio file"),
+    # The in-process composer cannot follow a recording, before any analysis is done.
+    (UserControls(structure="reference", reference_audio=b"RIFF"),
+     "composer generator cannot follow structure 'reference'"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("controls", "message"), BAD_CONTROLS)

@@ -443,3 +443,21 @@ def test_the_tagger_server_runs_the_vlm_backend(tiny_models, clip, tmp_path):
         assert semantics.source == "picture" and semantics.fallback_reason
     finally:
         assert stop(running) == 0
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("tagger: {vlm: {frames_per_segment: 0}}", "frames_per_segment"),
+        ("tagger: {vlm: {max_frames: 100}}", "max_frames"),
+        ("tagger: {vlm: {dtype: int8}}", "dtype"),
+        ("tagger: {openai: {timeout_s: 0}}", "timeout_s"),
+    ],
+)
+def test_bad_vlm_settings_are_refused(tmp_path, yaml_text, field):
+    from services.config import load_config
+
+    path = tmp_path / "bgm.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError, match=field):
+        load_config(path)
