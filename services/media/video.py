@@ -283,12 +283,19 @@ def _subsample_420(
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR), np.ascontiguousarray(ycrcb[..., 0])
 
 
-def frames_at(probe: VideoProbe, times_s: list[float], long_side: int) -> list[np.ndarray]:
-    """RGB frames (uint8, H x W x 3, upright) shown at `times_s` (seconds from the first
-    frame, ascending), the longer side scaled to `long_side` pixels. One seek per time: a
-    few frames from a long video cost a few keyframe intervals of decoding, not the video."""
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded image (coded orientation) turned the way the video is displayed."""
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
+
+
+def frames_at(path: Path, rotation: int, times_s: list[float], long_side: int) -> list[np.ndarray]:
+    """RGB frames (uint8, H x W x 3, upright for the display `rotation`) shown at `times_s`
+    (seconds from the first frame, ascending), the longer side scaled to `long_side` pixels.
+    One seek per time: a few frames from a long video cost a few keyframe intervals of
+    decoding, not the video."""
     frames: list[np.ndarray] = []
-    with _open(probe.path) as container:
+    with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         time_base = stream.time_base
@@ -308,13 +315,11 @@ def frames_at(probe: VideoProbe, times_s: list[float], long_side: int) -> list[n
             except av.error.FFmpegError:
                 pass  # a damaged tail: the last frame that decoded stands in
             if chosen is None:
-                raise InvalidVideoError(
-                    "corrupt", f"{probe.path.name}: no frame decodes at {time_s:.2f} s"
-                )
+                message = f"{path.name}: no frame decodes at {time_s:.2f} s"
+                raise InvalidVideoError("corrupt", message)
             scale = long_side / max(chosen.width, chosen.height)
             width = max(2, round(chosen.width * scale / 2) * 2)
             height = max(2, round(chosen.height * scale / 2) * 2)
             rgb = chosen.to_ndarray(width=width, height=height, format="rgb24")
-            turns = (probe.rotation // 90) % 4
-            frames.append(np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb)
+            frames.append(upright(rgb, rotation))
     return frames

@@ -23,7 +23,13 @@ from scenedetect.common import Timecode
 from services.config import TaggerConfig, VisionConfig
 from services.domain import Cut, Look, MotionCurve, Segment, VideoAnalysis
 from services.errors import InvalidVideoError
-from services.media.video import SmallFrame, VideoProbe, iter_small_frames, probe_video
+from services.media.video import (
+    SmallFrame,
+    VideoProbe,
+    iter_small_frames,
+    probe_video,
+    upright,
+)
 from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
 from services.tagger.text_hints import PromptMatch, TextHintModel
@@ -97,7 +103,6 @@ class PictureBasis:
     """The features an analysis's tags were chosen from."""
 
     features: Features
-    segment_features: list[Features]
     # Mean motion energy of the first and last third.
     energy_arc: tuple[float, float]
     prompt_matches: list[PromptMatch]
@@ -206,11 +211,8 @@ def _pan_speed(
 
 
 def _jpeg(bgr: np.ndarray, rotation: int) -> bytes:
-    turns = (rotation // 90) % 4
-    picture = np.rot90(bgr, k=-turns) if turns else bgr
-    ok, encoded = cv2.imencode(
-        ".jpg", np.ascontiguousarray(picture), [cv2.IMWRITE_JPEG_QUALITY, 80]
-    )
+    picture = np.ascontiguousarray(upright(bgr, rotation))
+    ok, encoded = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return encoded.tobytes() if ok else b""
 
 
@@ -347,13 +349,11 @@ def _summarise(
         cuts.append(Cut(round(time_s, 6), kind, round(strength, 3)))  # type: ignore[arg-type]
 
     segments = []
-    segment_features = []
     for start_s, end_s in _segment_bounds(cut_times, duration_s, energy, hz, config.min_segment_s):
         lo, hi = int(start_s * hz), max(int(start_s * hz) + 1, math.ceil(end_s * hz))
         segment_energy = float(energy[lo:hi].mean()) if energy[lo:hi].size else 0.0
         look = looks.mean(start_s, end_s)
         features = Features.from_look(look, segment_energy, pace, variation)
-        segment_features.append(features)
         middle = (start_s + end_s) / 2.0
         thumbnail = (
             min(scan.thumbnails, key=lambda item: abs(item[0] - middle))[1]
@@ -395,4 +395,4 @@ def _summarise(
         backend="vision",
         warnings=scan.warnings,
     )
-    return analysis, PictureBasis(features, segment_features, arc, prompt_matches)
+    return analysis, PictureBasis(features, arc, prompt_matches)

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.config import TaggerConfig
 from services.domain import Segment, Semantics, VideoAnalysis
-from services.media.video import frames_at, probe_video
+from services.media.video import frames_at
 from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
 from services.tagger.backends.vision import PictureBasis, VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, VlmAnswer, instruction, parse_answer
@@ -66,8 +66,8 @@ class VlmTagger:
         analysis, basis = self.vision.analyze_picture(request, lambda f: report(0.5 * f))
         settings = self.config.vlm
         shown = frame_times(analysis.segments, settings.frames_per_segment, settings.max_frames)
-        probe = probe_video(request.video_path, self.config.limits)
-        frames = iter(frames_at(probe, [t for _, times in shown for t in times],
+        frames = iter(frames_at(request.video_path, analysis.rotation,
+                                [t for _, times in shown for t in times],
                                 settings.frame_size))  # fmt: skip
         groups = [
             SegmentFrames(
