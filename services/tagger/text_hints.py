@@ -90,28 +90,30 @@ class TextHintModel:
         pooled = torch.nn.functional.normalize(pooled, dim=1)
         return pooled.numpy()
 
-    def similarities(self, prompt: str) -> list[PromptMatch]:
-        vector = self.embed([prompt])[0]
-        phrase_scores = self._phrase_vectors @ vector
-        scores = np.full(len(self._tags), -1.0)
+    def _tag_scores(self, texts: list[str]) -> np.ndarray:
+        """Tags x texts: each text's similarity to each tag through the tag's closest
+        phrase."""
+        phrase_scores = self._phrase_vectors @ self.embed(texts).T
+        scores = np.full((len(self._tags), len(texts)), -1.0)
         np.maximum.at(scores, self._phrase_tags, phrase_scores)
+        return scores
+
+    def similarities(self, prompt: str) -> list[PromptMatch]:
+        scores = self._tag_scores([prompt])[:, 0]
         return [
             PromptMatch(kind, tag, float(score))
             for (kind, tag), score in zip(self._tags, scores, strict=True)
         ]
 
     def closest(self, texts: list[str], kind: TagKind) -> list[PromptMatch]:
-        """For each text, the tag of `kind` it is most like (through the tag's closest
-        phrase)."""
+        """For each text, the tag of `kind` it is most like."""
         if not texts:
             return []
-        scores = self._phrase_vectors @ self.embed(texts).T  # phrases x texts
-        per_tag = np.full((len(self._tags), len(texts)), -1.0)
-        np.maximum.at(per_tag, self._phrase_tags, scores)
+        scores = self._tag_scores(texts)
         of_kind = [i for i, (tag_kind, _) in enumerate(self._tags) if tag_kind == kind]
-        best = [of_kind[int(np.argmax(per_tag[of_kind, column]))] for column in range(len(texts))]
+        best = [of_kind[int(np.argmax(scores[of_kind, column]))] for column in range(len(texts))]
         return [
-            PromptMatch(kind, self._tags[tag][1], float(per_tag[tag, column]))
+            PromptMatch(kind, self._tags[tag][1], float(scores[tag, column]))
             for column, tag in enumerate(best)
         ]
 

@@ -23,7 +23,7 @@ from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallba
 from services.tagger.backends.vision import PictureBasis, VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, VlmAnswer, instruction, parse_answer
 from services.tagger.backends.vlm.models import SegmentFrames, VisionLanguageModel
-from services.tagger.backends.vlm.normalise import normalise
+from services.tagger.backends.vlm.normalise import collect, map_phrases, normalise
 from services.tagger.tagging import choose_tags, describe_music
 from services.tagger.text_hints import PromptMatch
 
@@ -107,6 +107,8 @@ class VlmTagger:
             )
         tags = choose_tags(vocabulary, basis.features, basis.prompt_matches, semantic)
         captions = {c.segment: c for c in answer.segments}
+        caption_moods = map_phrases("mood", [m for c in answer.segments for m in c.moods],
+                                    vocabulary, text_model)  # fmt: skip
         count = int(vocabulary.selection["segment_moods"])
         segments = []
         for index, segment in enumerate(analysis.segments):
@@ -114,7 +116,7 @@ class VlmTagger:
             if caption is None:
                 segments.append(segment)
                 continue
-            moods = normalise("mood", caption.moods, vocabulary, text_model)
+            moods = collect(caption.moods, caption_moods)
             unmapped.extend(moods.unmapped)
             segments.append(dataclasses.replace(
                 segment, caption=caption.caption,

@@ -39,24 +39,43 @@ def _squashed(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
+def map_phrases(
+    kind: TagKind, phrases: list[str], vocabulary: Vocabulary, text_model: TextHintModel
+) -> dict[str, MappedTag | None]:
+    """Each distinct phrase's tag of `kind`, or None when no tag is close enough; one pass
+    of the text model for all of them."""
+    names = {_squashed(name): name for name in getattr(vocabulary, KIND_SECTIONS[kind])}
+    distinct = list(dict.fromkeys(phrases))
+    others = [p for p in distinct if _squashed(p) not in names]
+    closest = dict(zip(others, text_model.closest(others, kind), strict=True))
+    mapping: dict[str, MappedTag | None] = {}
+    for phrase in distinct:
+        if phrase not in closest:
+            mapping[phrase] = MappedTag(kind, names[_squashed(phrase)], phrase, 1.0)
+        elif closest[phrase].similarity >= MIN_SIMILARITY:
+            match = closest[phrase]
+            mapping[phrase] = MappedTag(kind, match.tag, phrase, round(match.similarity, 3))
+        else:
+            mapping[phrase] = None
+    return mapping
+
+
+def collect(phrases: list[str], mapping: dict[str, MappedTag | None]) -> Normalised:
+    """The tags of `phrases` under `mapping`, first mention first, each tag once, and the
+    phrases that map to none."""
+    tags: dict[str, MappedTag] = {}
+    unmapped = []
+    for phrase in phrases:
+        mapped = mapping[phrase]
+        if mapped is None:
+            unmapped.append(phrase)
+        elif mapped.tag not in tags:
+            tags[mapped.tag] = mapped
+    return Normalised(list(tags.values()), unmapped)
+
+
 def normalise(
     kind: TagKind, phrases: list[str], vocabulary: Vocabulary, text_model: TextHintModel
 ) -> Normalised:
     """Each phrase's tag of `kind` (first mention first, each tag once) and what is left."""
-    names = {_squashed(name): name for name in getattr(vocabulary, KIND_SECTIONS[kind])}
-    exact = {p: names[_squashed(p)] for p in phrases if _squashed(p) in names}
-    others = [p for p in phrases if p not in exact]
-    closest = dict(zip(others, text_model.closest(others, kind), strict=True))
-    tags: dict[str, MappedTag] = {}
-    unmapped = []
-    for phrase in phrases:
-        if phrase in exact:
-            tag, similarity = exact[phrase], 1.0
-        elif closest[phrase].similarity >= MIN_SIMILARITY:
-            tag, similarity = closest[phrase].tag, closest[phrase].similarity
-        else:
-            unmapped.append(phrase)
-            continue
-        if tag not in tags:
-            tags[tag] = MappedTag(kind, tag, phrase, round(similarity, 3))
-    return Normalised(list(tags.values()), unmapped)
+    return collect(phrases, map_phrases(kind, phrases, vocabulary, text_model))
