@@ -38,26 +38,13 @@ from services.generator.backends.diffusion.adapters import (
     RenderRequest,
 )
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
+from services.local_models import device_and_dtype, model_kind
 from services.media.audio import decode_audio_bytes, resample
-from services.model_folder import model_kind
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "0.1"
 # A short fade at the very end: diffusion models write no cadence.
 END_FADE_S = 1.0
-
-
-def _device_and_dtype(config: DiffusionConfig) -> tuple[str, Any]:
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if config.dtype == "auto":
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    else:
-        dtype = getattr(torch, config.dtype)
-    return device, dtype
 
 
 def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
@@ -71,7 +58,7 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    device, dtype = _device_and_dtype(config)
+    device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=False)
     try:
         pipeline = getattr(diffusers, class_name).from_pretrained(
             str(path), dtype=dtype, local_files_only=True

@@ -12,6 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ import numpy as np
 
 from services.config import OpenAiVlmConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
-from services.model_folder import model_kind
+from services.local_models import device_and_dtype, model_kind
 from services.tagger.backends.vlm.answer import ANSWER_SCHEMA
 
 # config.json model_type -> family; the families tested here (tiny models built from configs).
@@ -50,17 +51,19 @@ class VisionLanguageModel(Protocol):
         ...
 
 
-def _device_and_dtype(config: VlmConfig) -> tuple[str, Any]:
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if config.dtype != "auto":
-        return device, getattr(torch, config.dtype)
-    if not device.startswith("cuda"):
-        return device, torch.float32
-    return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def _user_content(
+    segments: list[SegmentFrames],
+    instruction: str,
+    image: Callable[[np.ndarray], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A chat message's content: each segment's label and frames (as `image` makes them), in
+    order, then the instruction."""
+    content: list[dict[str, Any]] = []
+    for segment in segments:
+        content.append({"type": "text", "text": segment.label})
+        content.extend(image(frame) for frame in segment.frames)
+    content.append({"type": "text", "text": instruction})
+    return content
 
 
 class LocalVlm:
@@ -75,7 +78,7 @@ class LocalVlm:
         allow_qwen_processors_without_torchvision()
         self.config = config
         self._torch = torch
-        device, dtype = _device_and_dtype(config)
+        device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=True)
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(
                 str(path), local_files_only=True
@@ -91,12 +94,9 @@ class LocalVlm:
     def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
         from PIL import Image
 
-        content: list[dict[str, Any]] = []
-        for segment in segments:
-            content.append({"type": "text", "text": segment.label})
-            content.extend({"type": "image", "image": Image.fromarray(frame)}
-                           for frame in segment.frames)  # fmt: skip
-        content.append({"type": "text", "text": instruction})
+        content = _user_content(
+            segments, instruction, lambda frame: {"type": "image", "image": Image.fromarray(frame)}
+        )
         inputs = self.processor.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True,
             return_dict=True, return_tensors="pt",
@@ -153,12 +153,11 @@ class OpenAiVlm:
         self.name = f"{config.model} at {config.base_url}"
 
     def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
-        content: list[dict[str, Any]] = []
-        for segment in segments:
-            content.append({"type": "text", "text": segment.label})
-            content.extend({"type": "image_url", "image_url": {"url": _data_url(frame)}}
-                           for frame in segment.frames)  # fmt: skip
-        content.append({"type": "text", "text": instruction})
+        content = _user_content(
+            segments,
+            instruction,
+            lambda frame: {"type": "image_url", "image_url": {"url": _data_url(frame)}},
+        )
         body = {
             "model": self.config.model,
             "messages": [{"role": "user", "content": content}],
