@@ -17,7 +17,6 @@ from services import metrics
 from services.gateway.servicer import GatewayServicer
 from services.gen.bgm.v1 import gateway_pb2
 from services.ray_glue import RayContext, application_settings
-from services.tagger.vocabulary import load_vocabulary
 
 
 @serve.deployment(name="gateway")
@@ -25,12 +24,7 @@ class GatewayDeployment:
     def __init__(self, config: dict[str, Any]):
         metrics.export_through_ray()
         settings = application_settings(config)
-        self.servicer = GatewayServicer(
-            settings.gateway,
-            load_vocabulary(),
-            max_concurrent=settings.serving.gateway.max_concurrent,
-            max_message_bytes=settings.serving.max_message_bytes,
-        )
+        self.servicer = GatewayServicer.from_config(settings)
 
     async def Score(
         self, request: gateway_pb2.ScoreRequest, grpc_context: Any

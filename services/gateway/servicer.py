@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from services import metrics
-from services.config import GatewayConfig
+from services.config import BgmConfig, GatewayConfig
 from services.contract import (
     AudioAssembler,
     analysis_from_proto,
@@ -47,7 +47,7 @@ from services.gen.bgm.v1 import (
 from services.generator.backend import GeneratorInfo
 from services.media.sources import SourcePolicy
 from services.serving import channel_options, observed
-from services.tagger.vocabulary import Vocabulary
+from services.tagger.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
 EXTENSIONS = {
@@ -106,6 +106,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self.tagger = tagger_pb2_grpc.TaggerStub(self.tagger_channel)
         self.generator = generator_pb2_grpc.GeneratorStub(self.generator_channel)
         self._slots = asyncio.Semaphore(max_concurrent)
+
+    @classmethod
+    def from_config(cls, config: BgmConfig) -> GatewayServicer:
+        """The gateway as the config describes it (standalone server and Ray app alike)."""
+        return cls(config.gateway, load_vocabulary(),
+                   max_concurrent=config.serving.gateway.max_concurrent,
+                   max_message_bytes=config.serving.max_message_bytes)  # fmt: skip
 
     async def close(self) -> None:
         await self.tagger_channel.close()

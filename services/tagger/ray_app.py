@@ -20,12 +20,7 @@ class TaggerDeployment:
         metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
-        self.servicer = TaggerServicer(
-            self.backend,
-            settings.tagger.sources,
-            max_concurrent=settings.serving.tagger.max_concurrent,
-            max_duration_s=settings.tagger.limits.max_duration_s,
-        )
+        self.servicer = TaggerServicer.from_config(settings, self.backend)
         self.settings = settings
 
     async def Analyze(

@@ -12,16 +12,11 @@ from services.tagger.servicer import SERVICE, TaggerServicer
 
 
 def binding(config: BgmConfig) -> ServiceBinding:
-    backend = create_tagger_backend(config.tagger)
-    servicer = TaggerServicer(
-        backend,
-        config.tagger.sources,
-        max_concurrent=config.serving.tagger.max_concurrent,
-        max_duration_s=config.tagger.limits.max_duration_s,
-    )
+    servicer = TaggerServicer.from_config(config, None)
 
     async def ready() -> None:
-        # Loading the vocabulary (and so the backend's data) before SERVING.
-        await asyncio.to_thread(backend.describe)
+        # The backend (vocabulary, or a vision-language model) loads off the event loop while
+        # health checks say NOT_SERVING.
+        servicer.backend = await asyncio.to_thread(create_tagger_backend, config.tagger)
 
     return ServiceBinding(SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server, servicer, ready)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import grpc
 
+from services.config import BgmConfig
 from services.contract import analysis_to_proto, local_video
+from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.serving import observed
@@ -20,28 +22,42 @@ SERVICE = "bgm.v1.Tagger"
 class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
     def __init__(
         self,
-        backend: TaggerBackend,
+        backend: TaggerBackend | None,
         sources: SourcePolicy,
         max_concurrent: int,
         max_duration_s: float,
     ):
+        # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
         self.sources = sources
         self.max_duration_s = max_duration_s
         # CPU-bound work: a few at a time in threads; the rest wait their turn.
         self._slots = asyncio.Semaphore(max_concurrent)
 
+    @classmethod
+    def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> TaggerServicer:
+        """The tagger as the config describes it (standalone server and Ray app alike)."""
+        return cls(backend, config.tagger.sources,
+                   max_concurrent=config.serving.tagger.max_concurrent,
+                   max_duration_s=config.tagger.limits.max_duration_s)  # fmt: skip
+
+    def _loaded(self) -> TaggerBackend:
+        if self.backend is None:
+            raise UnavailableError("the tagger is still loading its backend")
+        return self.backend
+
     async def Analyze(
         self, request: tagger_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.AnalyzeResponse:
         async with observed(SERVICE, "Analyze", context):
+            backend = self._loaded()
             with tempfile.TemporaryDirectory(prefix="bgm-tagger-") as folder:
                 video = await asyncio.to_thread(
                     local_video, request.video, self.sources, Path(folder)
                 )
                 async with self._slots:
                     analysis = await asyncio.to_thread(
-                        self.backend.analyze, AnalysisRequest(video, prompt=request.prompt)
+                        backend.analyze, AnalysisRequest(video, prompt=request.prompt)
                     )
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")
@@ -50,7 +66,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.TaggerDescribeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.TaggerDescribeResponse:
         async with observed(SERVICE, "Describe", context):
-            info = self.backend.describe()
+            info = self._loaded().describe()
             vocabulary = info.vocabulary
             return tagger_pb2.TaggerDescribeResponse(
                 name=info.name,
