@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from services.config import GeneratorConfig
-from services.domain import GeneratedMusic, MusicBrief
+from services.domain import Cut, CutAlignment, GeneratedMusic, MusicBrief
 from services.errors import BgmError, InvalidInputError
 from services.tagger.vocabulary import Vocabulary
 
@@ -18,6 +20,8 @@ from services.tagger.vocabulary import Vocabulary
 ProgressCallback = Callable[[float], None]
 
 BPM_LIMITS = (30.0, 300.0)
+# A cut within this distance of a beat (or bar line) counts as on it.
+ON_GRID_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,22 @@ def one_by_one(backend: GeneratorBackend, jobs: Sequence[GenerationJob]) -> list
         except BgmError as error:
             results.append(error)
     return results
+
+
+def cut_alignment(
+    beats_s: Sequence[float], bars_s: Sequence[float], cuts: Sequence[Cut]
+) -> CutAlignment:
+    """How close each cut falls to the planned beats and bar lines."""
+    beats, bars = np.asarray(beats_s), np.asarray(bars_s)
+    distances = [float(np.min(np.abs(beats - c.time_s))) * 1000 for c in cuts]
+    bar_distances = [float(np.min(np.abs(bars - c.time_s))) * 1000 for c in cuts]
+    return CutAlignment(
+        cut_count=len(distances),
+        on_beat_count=sum(d <= ON_GRID_MS for d in distances),
+        on_bar_count=sum(d <= ON_GRID_MS for d in bar_distances),
+        median_ms=round(float(np.median(distances)), 3) if distances else 0.0,
+        worst_ms=round(max(distances), 3) if distances else 0.0,
+    )
 
 
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 
 from services.config import ComposerConfig
 from services.domain import (
-    CutAlignment,
     GeneratedMusic,
     MusicBrief,
     MusicPlan,
@@ -21,6 +20,7 @@ from services.generator.backend import (
     GeneratorInfo,
     JobResult,
     ProgressCallback,
+    cut_alignment,
     one_by_one,
     validate_brief,
 )
@@ -47,8 +47,6 @@ from services.tagger.vocabulary import load_vocabulary
 VERSION = "1.0"
 # Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
 PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8, "arp": 0.4}
-# A cut within this distance of a beat (or bar line) counts as on it.
-ON_GRID_MS = 5.0
 # Length of the fade that ends a piece too short for a cadence.
 FADE_S = 2.0
 
@@ -248,17 +246,8 @@ def _music_plan(
     instruments: list[str],
     ending: str,
 ) -> MusicPlan:
-    beats = np.array(plan.beats_s)
-    bars = np.array([plan.beats_s[b] for b in plan.bar_starts])
-    distances = [float(np.min(np.abs(beats - c.time_s))) * 1000 for c in brief.cuts]
-    bar_distances = [float(np.min(np.abs(bars - c.time_s))) * 1000 for c in brief.cuts]
-    alignment = CutAlignment(
-        cut_count=len(distances),
-        on_beat_count=sum(d <= ON_GRID_MS for d in distances),
-        on_bar_count=sum(d <= ON_GRID_MS for d in bar_distances),
-        median_ms=round(float(np.median(distances)), 3) if distances else 0.0,
-        worst_ms=round(max(distances), 3) if distances else 0.0,
-    )
+    bars = [plan.beats_s[b] for b in plan.bar_starts]
+    alignment = cut_alignment(plan.beats_s, bars, brief.cuts)
     sections = []
     final = plan.final_beat
     for i, section in enumerate(plan.sections):

@@ -18,7 +18,6 @@ import numpy as np
 
 from services.config import DiffusionConfig
 from services.domain import (
-    CutAlignment,
     GeneratedMusic,
     MusicBrief,
     MusicPlan,
@@ -30,6 +29,7 @@ from services.generator.backend import (
     GeneratorInfo,
     JobResult,
     ProgressCallback,
+    cut_alignment,
     validate_brief,
 )
 from services.generator.backends.diffusion.adapters import (
@@ -288,7 +288,6 @@ def _plan(brief: MusicBrief, windows: list[Window]) -> MusicPlan:
     period = 60.0 / bpm
     beats = list(np.arange(0.0, brief.duration_s, period))
     bars = beats[::4]
-    distances = [float(np.min(np.abs(np.array(beats) - c.time_s))) * 1000 for c in brief.cuts]
     sections = [
         PlannedSection(start_s=w.start_s, end_s=w.end_s, role="main", bpm=bpm,
                        first_beat=int(w.start_s / period), beat_count=int(w.seconds / period),
@@ -302,13 +301,7 @@ def _plan(brief: MusicBrief, windows: list[Window]) -> MusicPlan:
         beats_s=[round(b, 6) for b in beats],
         bars_s=[round(b, 6) for b in bars],
         sections=sections,
-        alignment=CutAlignment(
-            cut_count=len(distances),
-            on_beat_count=sum(d <= 5.0 for d in distances),
-            on_bar_count=0,
-            median_ms=round(float(np.median(distances)), 3) if distances else 0.0,
-            worst_ms=round(max(distances), 3) if distances else 0.0,
-        ),
+        alignment=cut_alignment(beats, bars, brief.cuts),
         ending="fade",
         final_chord_s=brief.duration_s,
         genre=brief.tags.genres[0],
