@@ -78,6 +78,14 @@ def _generators(requests: list[RenderRequest]) -> list[Any]:
     return [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
 
 
+def _initial_waveforms(requests: list[RenderRequest], device: str) -> Any:
+    """The requests' initial audio as one (batch, channels, samples) tensor on `device`."""
+    import torch
+
+    waveforms = [r.initial_audio.T for r in requests if r.initial_audio is not None]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(waveforms))).to(device)
+
+
 def _waveforms(audios: Any) -> list[np.ndarray]:
     """(batch, channels, samples) tensor -> per waveform float32 (samples, channels)."""
     array = audios.detach().float().cpu().numpy()
@@ -140,10 +148,8 @@ class StableAudioAdapter:
 
         initial = {}
         if requests[0].initial_audio is not None:
-            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
-                                  for r in requests if r.initial_audio is not None])  # fmt: skip
             initial = {
-                "initial_audio_waveforms": torch.from_numpy(waveforms).to(self.device),
+                "initial_audio_waveforms": _initial_waveforms(requests, self.device),
                 "initial_audio_sampling_rate": torch.tensor(self.sample_rate),
             }
         output = self.pipeline(
@@ -299,10 +305,8 @@ class AceStepAdapter:
         first = requests[0]
         arguments: dict[str, Any] = {"audio_duration": first.seconds}
         if first.initial_audio is not None:
-            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
-                                  for r in requests if r.initial_audio is not None])  # fmt: skip
             arguments = {"task_type": "cover", "audio_duration": None,
-                         "src_audio": torch.from_numpy(waveforms).to(self.device)}  # fmt: skip
+                         "src_audio": _initial_waveforms(requests, self.device)}  # fmt: skip
         # Encoding the source audio samples from torch's global generator: seed it from the
         # request, without disturbing anyone else's use of it.
         with torch.random.fork_rng(devices=[]):
@@ -357,18 +361,8 @@ class StableAudio3Adapter:
     def sample_rate(self) -> int:
         return int(self.pipeline.vae.config.sampling_rate)
 
-    def prompt(
-        self,
-        genres: list[str],
-        moods: list[str],
-        instruments: list[str],
-        bpm: float,
-        key: str,
-        intensity: str,
-        free_text: str,
-    ) -> str:
-        return _comma_prompt([*genres, *moods, intensity, *instruments, key,
-                              f"{round(bpm)} BPM"], free_text)  # fmt: skip
+    # Described the way Stable Audio Open was: comma-separated tags, key and tempo.
+    prompt = StableAudioAdapter.prompt
 
     def batch_key(self, request: RenderRequest) -> tuple[object, ...]:
         return (round(request.seconds * self.sample_rate), request.initial_audio is None)
@@ -376,7 +370,6 @@ class StableAudio3Adapter:
     def render(
         self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
     ) -> list[np.ndarray]:
-        import torch
 
         def callback(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             on_step(step + 1, steps)
@@ -401,11 +394,9 @@ class StableAudio3Adapter:
 
                 self._audio_to_audio = StableAudio3AudioToAudioPipeline.from_pipe(self.pipeline)
                 self._audio_to_audio.set_progress_bar_config(disable=True)
-            waveforms = np.stack([np.ascontiguousarray(r.initial_audio.T)
-                                  for r in requests if r.initial_audio is not None])  # fmt: skip
             output = self._audio_to_audio(
                 **common,
-                audio=torch.from_numpy(waveforms).to(self.device),
+                audio=_initial_waveforms(requests, self.device),
                 init_noise_level=self.STRUCTURE_NOISE,
             )
         return _waveforms(output.audios)
