@@ -84,8 +84,13 @@ def _scheduler(name: str, checkpoint_config: Any) -> Any:
     return scheduler_class.from_config(checkpoint_config)
 
 
+# How each window's prompt names its segments' energy.
+INTENSITIES = ("soft", "steady", "intense")
+
+
 def _intensity(energy: float) -> str:
-    return "soft" if energy < 0.3 else "intense" if energy > 0.65 else "steady"
+    soft, steady, intense = INTENSITIES
+    return soft if energy < 0.3 else intense if energy > 0.65 else steady
 
 
 class DiffusionGenerator:

@@ -4,67 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-# The tiny tokenizers' whole vocabulary: enough words for the prompts the backend writes.
-WORDS = [
-    "ambient",
-    "cinematic",
-    "orchestral",
-    "electronic",
-    "pop",
-    "rock",
-    "hip-hop",
-    "lo-fi",
-    "acoustic",
-    "folk",
-    "corporate",
-    "calm",
-    "peaceful",
-    "dreamy",
-    "melancholic",
-    "dark",
-    "mysterious",
-    "tense",
-    "warm",
-    "nostalgic",
-    "romantic",
-    "happy",
-    "uplifting",
-    "playful",
-    "energetic",
-    "epic",
-    "aggressive",
-    "soft",
-    "steady",
-    "intense",
-    "piano",
-    "strings",
-    "pads",
-    "acoustic-guitar",
-    "electric-guitar",
-    "bass",
-    "drums",
-    "brass",
-    "woodwinds",
-    "synth",
-    "plucks",
-    "major",
-    "minor",
-    "bpm",
-    "c",
-    "d",
-    "e",
-    "f",
-    "g",
-    "a",
-    "b",
-    "#",
-    ",",
-    "music",
-    "with",
-    "and",
-    "at",
-    "in",
-]
+from services.generator.backends.diffusion.backend import INTENSITIES
+from services.tagger.vocabulary import load_vocabulary
+
+
+def _words() -> list[str]:
+    vocabulary = load_vocabulary()
+    return [*vocabulary.genres, *vocabulary.moods, *INTENSITIES, *vocabulary.instruments,
+            *vocabulary.modes, "bpm", *"cdefgab", "#", ",", "music", "with", "and", "at",
+            "in"]  # fmt: skip
+
+
+# The tiny tokenizers' whole vocabulary: the words of the prompts the backend writes.
+WORDS = _words()
 
 
 def t5_tokenizer(max_length: int) -> Any:
