@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
 from services.generator.backend import BPM_LIMITS
-from services.generator.candidates import MAX_CANDIDATES
+from services.generator.candidates import check_candidates
 from services.tagger.tagging import bpm_range
 from services.tagger.vocabulary import TagKind, Vocabulary
 
@@ -33,9 +33,7 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
             f"the reference audio is {len(controls.reference_audio)} bytes; at most "
             f"{MAX_REFERENCE_BYTES} (16 MiB)"
         )
-    if not 1 <= controls.candidates <= MAX_CANDIDATES:
-        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not "
-                                f"{controls.candidates}")  # fmt: skip
+    check_candidates(controls.candidates)
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
         raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")

@@ -28,7 +28,7 @@ from services.domain import (
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief, validate_controls
 from services.gateway.mastering import LoudnessReport, Mastered, master
-from services.generator.backend import GeneratorBackend, GeneratorInfo
+from services.generator.backend import GeneratorBackend, GeneratorInfo, check_structure
 from services.generator.candidates import candidate_jobs, ranked
 from services.media.audio import (
     check_stream_copy,
@@ -159,11 +159,7 @@ def check_request(
 ) -> None:
     """Everything that can be refused on the request's own terms, before any work."""
     validate_controls(controls, vocabulary)
-    if controls.structure not in info.structures:
-        raise InvalidInputError(
-            f"the {info.name} generator cannot follow structure {controls.structure!r}; it "
-            f"follows {', '.join(info.structures)}"
-        )
+    check_structure(controls.structure, info)
     validate_options(options, info.sample_rates)
     probe = probe_video(video)
     if output_kind(options.output) == "video":

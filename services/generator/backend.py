@@ -92,6 +92,15 @@ def cut_alignment(
     )
 
 
+def check_structure(structure: str, info: GeneratorInfo) -> None:
+    """Refuse a structure the backend cannot follow."""
+    if structure not in info.structures:
+        raise InvalidInputError(
+            f"the {info.name} generator cannot follow structure {structure!r}; it follows "
+            f"{', '.join(info.structures)}"
+        )
+
+
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """Refuse a brief the backend cannot honour, with a message that lists what it can."""
     if not 0.0 < brief.duration_s <= info.max_duration_s:
@@ -103,11 +112,7 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
             f"sample rate {brief.sample_rate} is not supported; choose one of "
             f"{', '.join(map(str, info.sample_rates))}"
         )
-    if brief.structure not in info.structures:
-        raise InvalidInputError(
-            f"the {info.name} generator cannot follow structure {brief.structure!r}; it "
-            f"follows {', '.join(info.structures)}"
-        )
+    check_structure(brief.structure, info)
     if (brief.structure == "reference") != bool(brief.reference_audio):
         raise InvalidInputError("structure 'reference' and a reference audio file go together")
     tags = brief.tags

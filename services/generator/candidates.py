@@ -14,12 +14,16 @@ from services.generator.ranking import rank
 MAX_CANDIDATES = 4
 
 
+def check_candidates(count: int) -> None:
+    if not 1 <= count <= MAX_CANDIDATES:
+        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}")
+
+
 def candidate_jobs(
     brief: MusicBrief, count: int, progress: ProgressCallback
 ) -> list[GenerationJob]:
     """`count` jobs; `progress` hears the mean of their fractions and may cancel them all."""
-    if not 1 <= count <= MAX_CANDIDATES:
-        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}")
+    check_candidates(count)
     fractions = [0.0] * count
     lock = threading.Lock()
 
