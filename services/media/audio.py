@@ -70,6 +70,13 @@ def resample(audio: np.ndarray, rate: int, new_rate: int, samples: int) -> np.nd
     return _exact(audio.astype(np.float32), samples)
 
 
+def fade_out(audio: np.ndarray, samples: int) -> None:
+    """In place: the last `samples` (at most all of them) fall linearly to silence."""
+    length = min(len(audio), samples)
+    if length > 0:
+        audio[-length:] *= np.linspace(1.0, 0.0, length, dtype=np.float32)[:, None]
+
+
 def _exact(audio: np.ndarray, samples: int) -> np.ndarray:
     if len(audio) >= samples:
         return audio[:samples]

@@ -42,6 +42,7 @@ from services.generator.backends.composer.render import (
 from services.generator.backends.composer.styles import PANS, STYLES
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import HitPoint, TimingPlan, plan_timing
+from services.media.audio import fade_out
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "1.0"
@@ -230,11 +231,8 @@ def _without_overlaps(notes: list[Note]) -> list[Note]:
 
 def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
     """In place: a fade-out (no room for a cadence), else a 20 ms guard against a click."""
-    total = len(audio)
-    seconds = min(FADE_S, total / sample_rate / 3) if fade else 0.02
-    length = min(total, round(seconds * sample_rate))
-    if length > 0:
-        audio[-length:] *= np.linspace(1.0, 0.0, length, dtype=np.float32)[:, None]
+    seconds = min(FADE_S, len(audio) / sample_rate / 3) if fade else 0.02
+    fade_out(audio, round(seconds * sample_rate))
 
 
 def _music_plan(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from services.generator.backends.diffusion.adapters import (
 )
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
 from services.local_models import device_and_dtype, model_kind
-from services.media.audio import decode_audio_bytes, resample
+from services.media.audio import decode_audio_bytes, fade_out, resample
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "0.1"
@@ -243,10 +243,10 @@ class DiffusionGenerator:
     def _finish(self, piece: _Piece) -> JobResult:
         brief = piece.job.brief
         total = round(brief.duration_s * brief.sample_rate)
-        parts = [part for part in piece.parts if part is not None]
+        # Every window is rendered: a call is abandoned only when all its pieces were cancelled.
+        parts = cast(list[np.ndarray], piece.parts)
         music = assemble(parts, piece.windows, brief.sample_rate, total)
-        fade = min(total, round(END_FADE_S * brief.sample_rate))
-        music[total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+        fade_out(music, round(END_FADE_S * brief.sample_rate))
         piece.report(1.0)
         if piece.error is not None:
             return piece.error
