@@ -56,8 +56,14 @@ class CallCounter:
         generator.adapter.render = counted  # type: ignore[method-assign]
 
 
-def run(label: str, generator: DiffusionGenerator, briefs: list[MusicBrief], steps: int) -> None:
-    counter = CallCounter(generator)
+def run(
+    label: str,
+    generator: DiffusionGenerator,
+    counter: CallCounter,
+    briefs: list[MusicBrief],
+    steps: int,
+) -> None:
+    counter.calls = 0
     jobs = [GenerationJob(brief, lambda fraction: None) for brief in briefs]
     started = time.perf_counter()
     results = generator.generate_batch(jobs)
@@ -95,9 +101,10 @@ def main() -> None:
         print(f"  load                      {loaded:8.2f} s   (peak {peak_rss_mb():.0f} MB)")
         # Once untimed: the first call pays for lazy initialisation.
         generator.generate(bench_brief(min(args.seconds, 2.0), seed=99))
-        run("1 request", generator, [bench_brief(args.seconds, seed=0)], args.steps)
+        counter = CallCounter(generator)
+        run("1 request", generator, counter, [bench_brief(args.seconds, seed=0)], args.steps)
         briefs = [bench_brief(args.seconds, seed=seed) for seed in range(args.batch)]
-        run(f"batch of {args.batch} requests", generator, briefs, args.steps)
+        run(f"batch of {args.batch} requests", generator, counter, briefs, args.steps)
 
 
 if __name__ == "__main__":
