@@ -33,7 +33,7 @@ from services.tagger.backends.vision import VisionTagger
 from services.tagger.vocabulary import load_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tagger import CACHE, best_of, peak_rss_mb, speed_video
+from bench_tagger import CACHE, best_of, peak_rss_mb, pin_to_one_core, speed_video
 
 
 def synthetic_brief(duration_s: float, seed: int = 0) -> MusicBrief:
@@ -78,14 +78,8 @@ def compose_section(generator: ComposerGenerator) -> None:
 def score_section() -> None:
     video = speed_video(1280, 720)
     out = CACHE / "scored-60s.mp4"
-    env = dict(os.environ)
     command = [sys.executable, "-m", "services.cli", "score", str(video), "-o", str(out)]
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append(time.perf_counter() - started)
-    took = min(times)
+    took = best_of(3, lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL))
     print(f"`bgm score` 60 s 1280x720 H.264 -> MP4, whole process, {os.cpu_count()} cores:")
     print(f"  time                          {took:6.2f} s   ({60.0 / took:5.1f}x real time)")
 
@@ -137,7 +131,7 @@ def output_section(pipeline: ScorePipeline) -> None:
         )
 
 
-def long_section(generator: ComposerGenerator) -> None:
+def long_section() -> None:
     result = subprocess.run(
         [sys.executable, __file__, "--two-hours-only"],
         check=True,
@@ -174,9 +168,9 @@ def main() -> None:
     beats_section(tagger, generator)
     output_section(ScorePipeline(tagger, generator, load_vocabulary()))
     if args.long:
-        long_section(generator)
+        long_section()
     # Last: pinning to one core lasts for the rest of this process.
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_core()
     compose_section(generator)
 
 

@@ -153,8 +153,8 @@ def accuracy_section(tagger: VisionTagger) -> None:
         analysis = tagger.analyze(AnalysisRequest(video.path))
         h, f, n = cut_scores(analysis.cuts_s, video.cuts_s, video.fps)
         hits, false, found, true = hits + h, false + f, found + n, true + len(video.cuts_s)
+    # The loop's last analysis is the motion video's.
     motion = videos[-1]
-    analysis = tagger.analyze(AnalysisRequest(motion.path))
     values = np.array(analysis.motion.values)
     times = np.arange(len(values)) / analysis.motion.hz
     frame_times = np.array(motion.frame_times_s)
