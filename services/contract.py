@@ -31,11 +31,17 @@ from services.domain import (
 )
 from services.errors import InvalidInputError
 from services.gen.bgm.v1 import common_pb2 as pb
+from services.gen.bgm.v1 import gateway_pb2
 from services.media.sources import SourcePolicy, fetch
 
 # Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
 # 384 KB of stereo float32, well under any message limit).
 AUDIO_CHUNK_SAMPLES = 48000
+
+
+def _inverse(table: Mapping[str, int]) -> dict[int, str]:
+    return {value: key for key, value in table.items()}
+
 
 _CUT_KINDS = {"hard": pb.CUT_KIND_HARD, "fade": pb.CUT_KIND_FADE}
 _TAG_KINDS = {"genre": pb.TAG_KIND_GENRE, "mood": pb.TAG_KIND_MOOD,
@@ -43,10 +49,21 @@ _TAG_KINDS = {"genre": pb.TAG_KIND_GENRE, "mood": pb.TAG_KIND_MOOD,
 _TAG_SOURCES = {"picture": pb.TAG_SOURCE_PICTURE, "prompt": pb.TAG_SOURCE_PROMPT,
                 "both": pb.TAG_SOURCE_BOTH, "user": pb.TAG_SOURCE_USER,
                 "vlm": pb.TAG_SOURCE_VLM}  # fmt: skip
-
-
-def _inverse(table: Mapping[str, int]) -> dict[int, str]:
-    return {value: key for key, value in table.items()}
+_CUT_KIND_NAMES = _inverse(_CUT_KINDS)
+_TAG_KIND_NAMES = _inverse(_TAG_KINDS)
+_TAG_SOURCE_NAMES = _inverse(_TAG_SOURCES)
+# Output file extension <-> the gateway's OutputFormat (unspecified = MP4).
+OUTPUT_FORMATS = {
+    ".wav": gateway_pb2.OUTPUT_FORMAT_WAV,
+    ".flac": gateway_pb2.OUTPUT_FORMAT_FLAC,
+    ".mp3": gateway_pb2.OUTPUT_FORMAT_MP3,
+    ".ogg": gateway_pb2.OUTPUT_FORMAT_OGG,
+    ".mp4": gateway_pb2.OUTPUT_FORMAT_MP4,
+    ".mov": gateway_pb2.OUTPUT_FORMAT_MOV,
+    ".mkv": gateway_pb2.OUTPUT_FORMAT_MKV,
+    ".webm": gateway_pb2.OUTPUT_FORMAT_WEBM,
+}
+OUTPUT_EXTENSIONS = {gateway_pb2.OUTPUT_FORMAT_UNSPECIFIED: ".mp4", **_inverse(OUTPUT_FORMATS)}
 
 
 def look_to_proto(look: Look) -> pb.Look:
@@ -63,7 +80,7 @@ def cut_to_proto(cut: Cut) -> pb.Cut:
 
 
 def cut_from_proto(message: pb.Cut) -> Cut:
-    kind = _inverse(_CUT_KINDS).get(message.kind, "hard")
+    kind = _CUT_KIND_NAMES.get(message.kind, "hard")
     return Cut(message.time_s, cast(Literal["hard", "fade"], kind), message.strength)
 
 
@@ -90,7 +107,7 @@ def tags_to_proto(tags: MusicTags) -> pb.MusicTags:
 
 
 def tags_from_proto(message: pb.MusicTags) -> MusicTags:
-    kinds, sources = _inverse(_TAG_KINDS), _inverse(_TAG_SOURCES)
+    kinds, sources = _TAG_KIND_NAMES, _TAG_SOURCE_NAMES
     origins = [
         TagOrigin(cast(Literal["genre", "mood", "instrument"], kinds[o.kind]), o.tag,
                   cast(TagSource, sources.get(o.source, "picture")), o.score)

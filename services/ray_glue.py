@@ -31,8 +31,9 @@ class RayContext:
     def code(self) -> grpc.StatusCode | None:
         return self._context.code()
 
-    def invocation_metadata(self) -> Any:
-        return self._context.invocation_metadata()
+    def time_remaining(self) -> float | None:
+        # Ray's proxy keeps the deadline; the replica's task is cancelled when it passes.
+        return None
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         # Ray cancels the replica's task when the caller goes away; the servicer's own

@@ -47,7 +47,7 @@ async def observed(
         yield
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
-        remaining = getattr(context, "time_remaining", lambda: None)()
+        remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             # Cancelled because the deadline passed: say so, or a finished handler could reach
             # the client as OK before the client's own timer fires.
@@ -75,6 +75,8 @@ class ServiceBinding:
     servicer: Any
     # Awaited before the service is reported SERVING (loads its backend).
     ready: Callable[[], Awaitable[None]] | None = None
+    # Awaited after the server has stopped (closes the servicer's own channels).
+    close: Callable[[], Awaitable[None]] | None = None
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -118,6 +120,9 @@ class HostedServer:
         """Stop taking requests, let those in flight finish (up to `grace_s`), then exit."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
+        for binding in self.bindings:
+            if binding.close is not None:
+                await binding.close()
 
 
 async def run_servers(

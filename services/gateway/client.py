@@ -10,23 +10,13 @@ from typing import BinaryIO
 
 import grpc
 
-from services.contract import controls_to_proto
+from services.contract import OUTPUT_FORMATS, controls_to_proto
 from services.domain import UserControls
 from services.gateway.pipeline import OutputOptions, Staging, staged_outputs, temporary_path
 from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.media.audio import output_kind
 from services.serving import channel_options
 
-FORMATS = {
-    ".wav": gateway_pb2.OUTPUT_FORMAT_WAV,
-    ".flac": gateway_pb2.OUTPUT_FORMAT_FLAC,
-    ".mp3": gateway_pb2.OUTPUT_FORMAT_MP3,
-    ".ogg": gateway_pb2.OUTPUT_FORMAT_OGG,
-    ".mp4": gateway_pb2.OUTPUT_FORMAT_MP4,
-    ".mov": gateway_pb2.OUTPUT_FORMAT_MOV,
-    ".mkv": gateway_pb2.OUTPUT_FORMAT_MKV,
-    ".webm": gateway_pb2.OUTPUT_FORMAT_WEBM,
-}
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 # Files up to this size travel inline in Gateway.Score, which every server carries (Ray
 # Serve's gRPC proxy included: it has no client streaming); larger ones use ScoreUpload.
@@ -45,7 +35,7 @@ class ClientResult:
 def output_options_message(options: OutputOptions) -> gateway_pb2.OutputOptions:
     output_kind(options.output)  # refuses an extension it cannot write, before any call
     return gateway_pb2.OutputOptions(
-        format=FORMATS[options.output.suffix.lower()],
+        format=OUTPUT_FORMATS[options.output.suffix.lower()],
         sample_rate=options.sample_rate,
         loudness_lufs=options.lufs,
         midi=options.midi is not None,

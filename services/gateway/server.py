@@ -10,4 +10,5 @@ from services.serving import ServiceBinding
 
 def binding(config: BgmConfig) -> ServiceBinding:
     servicer = GatewayServicer.from_config(config)
-    return ServiceBinding(SERVICE, gateway_pb2_grpc.add_GatewayServicer_to_server, servicer)
+    return ServiceBinding(SERVICE, gateway_pb2_grpc.add_GatewayServicer_to_server, servicer,
+                          close=servicer.close)  # fmt: skip

@@ -20,6 +20,7 @@ import grpc
 from services import metrics
 from services.config import BgmConfig, GatewayConfig
 from services.contract import (
+    OUTPUT_EXTENSIONS,
     AudioAssembler,
     analysis_from_proto,
     brief_to_proto,
@@ -32,7 +33,7 @@ from services.contract import (
     tags_to_proto,
 )
 from services.domain import CandidateScore, GeneratedMusic, MusicBrief, MusicPlan
-from services.errors import InvalidInputError, PermissionDeniedError, ResourceExhaustedError
+from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
 from services.gateway.pipeline import OutputOptions, check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
@@ -45,22 +46,11 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.generator.backend import GeneratorInfo
-from services.media.sources import SourcePolicy
+from services.media.sources import SourcePolicy, file_uri_path
 from services.serving import channel_options, observed
 from services.tagger.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
-EXTENSIONS = {
-    gateway_pb2.OUTPUT_FORMAT_UNSPECIFIED: ".mp4",
-    gateway_pb2.OUTPUT_FORMAT_WAV: ".wav",
-    gateway_pb2.OUTPUT_FORMAT_FLAC: ".flac",
-    gateway_pb2.OUTPUT_FORMAT_MP3: ".mp3",
-    gateway_pb2.OUTPUT_FORMAT_OGG: ".ogg",
-    gateway_pb2.OUTPUT_FORMAT_MP4: ".mp4",
-    gateway_pb2.OUTPUT_FORMAT_MOV: ".mov",
-    gateway_pb2.OUTPUT_FORMAT_MKV: ".mkv",
-    gateway_pb2.OUTPUT_FORMAT_WEBM: ".webm",
-}
 
 
 def _retrying_channel(
@@ -171,21 +161,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     # ---- the work ---------------------------------------------------------------------
 
-    def _request_folder(self):
+    @contextlib.contextmanager
+    def _request_folder(self) -> Iterator[Path]:
         """A staging folder for one request, removed when the request ends however it ends."""
-        config = self.config
-
-        class Folder:
-            def __enter__(self) -> Path:
-                config.staging_dir.mkdir(parents=True, exist_ok=True)
-                self.path = config.staging_dir / uuid.uuid4().hex
-                self.path.mkdir()
-                return self.path
-
-            def __exit__(self, *exc: object) -> None:
-                shutil.rmtree(self.path, ignore_errors=True)
-
-        return Folder()
+        self.config.staging_dir.mkdir(parents=True, exist_ok=True)
+        path = self.config.staging_dir / uuid.uuid4().hex
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     @contextlib.contextmanager
     def _shared_staging(self, video: Path, request_id: str) -> Iterator[str]:
@@ -209,7 +194,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 filesystem.rm(fsspec.core.url_to_fs(folder)[1], recursive=True)
 
     def _output_options(self, output: gateway_pb2.OutputOptions, folder: Path) -> OutputOptions:
-        extension = EXTENSIONS.get(output.format)
+        extension = OUTPUT_EXTENSIONS.get(output.format)
         if extension is None:
             raise InvalidInputError(f"unknown output format {output.format}")
         target = self._output_folder(output.output_uri) if output.output_uri else folder / "out"
@@ -224,16 +209,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
 
     def _output_folder(self, uri: str) -> Path:
-        parsed = urllib.parse.urlparse(uri)
-        if parsed.scheme != "file":
+        if urllib.parse.urlparse(uri).scheme != "file":
             raise InvalidInputError(
                 f"output URI {uri!r}: only file:// folders are supported by this gateway"
             )
-        path = Path(urllib.parse.unquote(parsed.path))
-        roots = [r.resolve() for r in self.config.output_roots]
-        if not any(path.resolve().is_relative_to(root) for root in roots):
-            raise PermissionDeniedError(f"{uri} is outside the folders this server may write")
-        return path
+        return file_uri_path(uri, self.config.output_roots, "write")
 
     async def _generator_info(self) -> GeneratorInfo:
         reply = await self.generator.Describe(

@@ -46,16 +46,23 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 
 
-def local_path(uri: str, policy: SourcePolicy) -> Path | None:
-    """The local file a file:// URI names (checked against the roots); None for other schemes."""
+def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
+    """The path a file:// URI names, if it is on this host and inside `roots` (for `access`,
+    "read" or "write")."""
     parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme != "file":
-        return None
     if parsed.netloc not in ("", "localhost"):
         raise PermissionDeniedError(f"file URI {uri} names another host")
     path = Path(urllib.parse.unquote(parsed.path))
-    if not _inside(path, policy.file_roots):
-        raise PermissionDeniedError(f"{uri} is outside the folders this server may read")
+    if not _inside(path, roots):
+        raise PermissionDeniedError(f"{uri} is outside the folders this server may {access}")
+    return path
+
+
+def local_path(uri: str, policy: SourcePolicy) -> Path | None:
+    """The local file a file:// URI names (checked against the roots); None for other schemes."""
+    if urllib.parse.urlparse(uri).scheme != "file":
+        return None
+    path = file_uri_path(uri, policy.file_roots, "read")
     if not path.is_file():
         raise MediaNotFoundError(f"{uri} does not exist")
     return path
