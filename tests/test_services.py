@@ -197,14 +197,18 @@ def test_bad_input_gets_its_status(servers, clip, uri, controls, code, message):
     assert list(servers.staging.iterdir()) == []
 
 
-def test_output_uri_outside_the_roots(servers, clip):
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [("file:///etc/bgm", "outside the folders this server may write"),
+     ("file://otherhost{media}/out", "names another host")],
+)  # fmt: skip
+def test_output_uri_outside_the_roots(servers, clip, uri, message):
     request = gateway_pb2.ScoreRequest(
         video=common_pb2.VideoSource(uri=clip.path.as_uri()),
-        output=gateway_pb2.OutputOptions(output_uri="file:///etc/bgm"),
+        output=gateway_pb2.OutputOptions(output_uri=uri.format(media=servers.media)),
     )
-    assert code_of(lambda: score(servers.gateway, request))[0] == (
-        grpc.StatusCode.PERMISSION_DENIED
-    )
+    code, details = code_of(lambda: score(servers.gateway, request))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and message in details
 
 
 def test_upload_over_the_limit(servers):
