@@ -334,7 +334,7 @@ class Composer:
         end = min(end, self.result.end_beat) if start < self.result.end_beat else end
         if end - start <= 1e-3:
             return
-        velocity = int(np.clip(velocity + self.rng.integers(-4, 5), 1, 127))
+        velocity = min(127, max(1, int(velocity + self.rng.integers(-4, 5))))
         self.result.notes.append(Note(instrument, int(pitch), start, end, velocity))
 
     def _swing(self, position: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -27,13 +28,18 @@ class Key:
         tonic, mode = text.split()
         return cls(PITCH_CLASSES[tonic], mode)
 
-    @property
+    # Cached: the composer asks hundreds of thousands of times per long piece.
+    @functools.cached_property
     def scale(self) -> tuple[int, ...]:
         """Pitch classes of the scale, tonic first."""
         return tuple((self.tonic + step) % 12 for step in SCALES[self.mode])
 
+    @functools.cached_property
+    def _scale_classes(self) -> frozenset[int]:
+        return frozenset(self.scale)
+
     def in_scale(self, pitch: int) -> bool:
-        return pitch % 12 in self.scale
+        return pitch % 12 in self._scale_classes
 
 
 @dataclass(frozen=True)
