@@ -8,6 +8,7 @@ never know which.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -29,22 +30,39 @@ class _Sink(Protocol):
     def batch(self, jobs: int) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Metric:
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    # Histogram buckets (none for counters and gauges).
+    buckets: tuple[float, ...] = ()
+
+
+# The same metrics under both exporters.
+REQUESTS = _Metric("bgm_requests_total", "Requests by service, method and code",
+                   ("service", "method", "code"))  # fmt: skip
+LATENCY = _Metric("bgm_request_seconds", "Request latency", ("service", "method"),
+                  LATENCY_BUCKETS)  # fmt: skip
+IN_FLIGHT = _Metric("bgm_requests_in_flight", "Requests being served", ("service", "method"))
+RATIO = _Metric("bgm_compute_seconds_per_music_second",
+                "Seconds of compute per second of music delivered", ("service",),
+                RATIO_BUCKETS)  # fmt: skip
+# Generations still computing: after a cancel this falls within a second (the work stops at
+# its next progress report), even though the request itself ended at once.
+RUNNING = _Metric("bgm_generations_running", "Generations still computing")
+BATCHES = _Metric("bgm_generator_batch_jobs", "Pieces generated per batch", (), BATCH_BUCKETS)
+
+
 class _Prometheus:
     def __init__(self) -> None:
-        self.requests = Counter("bgm_requests_total", "Requests by service, method and code",
-                                ["service", "method", "code"])  # fmt: skip
-        self.latency = Histogram("bgm_request_seconds", "Request latency",
-                                 ["service", "method"], buckets=LATENCY_BUCKETS)  # fmt: skip
-        self.in_flight = Gauge("bgm_requests_in_flight", "Requests being served",
-                               ["service", "method"])  # fmt: skip
-        self.ratio = Histogram("bgm_compute_seconds_per_music_second",
-                               "Seconds of compute per second of music delivered", ["service"],
-                               buckets=RATIO_BUCKETS)  # fmt: skip
-        # Generations still computing: after a cancel this falls within a second (the work
-        # stops at its next progress report), even though the request itself ended at once.
-        self.running = Gauge("bgm_generations_running", "Generations still computing")
-        self.batches = Histogram("bgm_generator_batch_jobs", "Pieces generated per batch",
-                                 buckets=BATCH_BUCKETS)  # fmt: skip
+        self.requests = Counter(REQUESTS.name, REQUESTS.help, REQUESTS.labels)
+        self.latency = Histogram(LATENCY.name, LATENCY.help, LATENCY.labels,
+                                 buckets=LATENCY.buckets)  # fmt: skip
+        self.in_flight = Gauge(IN_FLIGHT.name, IN_FLIGHT.help, IN_FLIGHT.labels)
+        self.ratio = Histogram(RATIO.name, RATIO.help, RATIO.labels, buckets=RATIO.buckets)
+        self.running = Gauge(RUNNING.name, RUNNING.help)
+        self.batches = Histogram(BATCHES.name, BATCHES.help, buckets=BATCHES.buckets)
 
     def started(self, service: str, method: str) -> None:
         self.in_flight.labels(service, method).inc()
@@ -68,24 +86,17 @@ class _Ray:
     def __init__(self) -> None:
         from ray.util import metrics
 
-        self.requests = metrics.Counter(
-            "bgm_requests_total", "Requests by service, method and code",
-            tag_keys=("service", "method", "code"),
-        )  # fmt: skip
-        self.latency = metrics.Histogram("bgm_request_seconds", "Request latency",
-                                         boundaries=list(LATENCY_BUCKETS),
-                                         tag_keys=("service", "method"))  # fmt: skip
-        self.in_flight = metrics.Gauge("bgm_requests_in_flight", "Requests being served",
-                                       tag_keys=("service", "method"))  # fmt: skip
-        self.ratio = metrics.Histogram(
-            "bgm_compute_seconds_per_music_second",
-            "Seconds of compute per second of music delivered",
-            boundaries=list(RATIO_BUCKETS),
-            tag_keys=("service",),
-        )
-        self.running = metrics.Gauge("bgm_generations_running", "Generations still computing")
-        self.batches = metrics.Histogram("bgm_generator_batch_jobs", "Pieces generated per batch",
-                                         boundaries=list(BATCH_BUCKETS))  # fmt: skip
+        self.requests = metrics.Counter(REQUESTS.name, REQUESTS.help, tag_keys=REQUESTS.labels)
+        self.latency = metrics.Histogram(LATENCY.name, LATENCY.help,
+                                         boundaries=list(LATENCY.buckets),
+                                         tag_keys=LATENCY.labels)  # fmt: skip
+        self.in_flight = metrics.Gauge(IN_FLIGHT.name, IN_FLIGHT.help, tag_keys=IN_FLIGHT.labels)
+        self.ratio = metrics.Histogram(RATIO.name, RATIO.help,
+                                       boundaries=list(RATIO.buckets),
+                                       tag_keys=RATIO.labels)  # fmt: skip
+        self.running = metrics.Gauge(RUNNING.name, RUNNING.help)
+        self.batches = metrics.Histogram(BATCHES.name, BATCHES.help,
+                                         boundaries=list(BATCHES.buckets))  # fmt: skip
         self._in_flight: dict[tuple[str, str], int] = {}
         self._running = 0
 
