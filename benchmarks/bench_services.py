@@ -28,14 +28,7 @@ from services.tagger.backends.vision import VisionTagger
 from services.tagger.vocabulary import load_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tagger import CACHE, best_of, speed_video
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmRSS not found")
+from bench_tagger import CACHE, best_of, proc_status_mb, speed_video
 
 
 def overhead_section(gateway: str, folder: Path) -> None:
@@ -103,9 +96,9 @@ def concurrency_section(gateway: str, pid: int, folder: Path, clients: int, requ
     )
     # Warm up, then measure the services' memory before and after the run.
     concurrent_scores(gateway, video.path, folder, 1, requests, ".mp4")
-    before = rss_mb(pid)
+    before = proc_status_mb("VmRSS", pid)
     run = concurrent_scores(gateway, video.path, folder, clients, requests, ".mp4")
-    after = rss_mb(pid)
+    after = proc_status_mb("VmRSS", pid)
     latencies, errors, took = sorted(run.latencies), run.errors, run.seconds
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     print(f"{clients} concurrent clients x {requests} requests, 4 s 320x180 videos -> MP4:")

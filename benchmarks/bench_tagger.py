@@ -186,13 +186,18 @@ def main() -> None:
         memory_section(args.minutes)
 
 
+def proc_status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory line of /proc/<pid>/status (VmRSS, VmHWM, ...), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/{pid}/status")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM), which, unlike ru_maxrss, a child does
     not inherit from the parent that forked it."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
+    return proc_status_mb("VmHWM")
 
 
 def gpu_peak_note() -> str:
