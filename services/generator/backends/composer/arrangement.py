@@ -126,7 +126,6 @@ class Arrangement:
     # Per section: the roman numeral of each bar, and which instruments play in it.
     section_chords: list[list[str]] = field(default_factory=list)
     section_instruments: list[list[str]] = field(default_factory=list)
-    section_intensity: list[int] = field(default_factory=list)
     # Beat at which the final chord's notes end (its release tail follows).
     end_beat: float = 0.0
 
@@ -238,7 +237,6 @@ class Composer:
                 )
             self.result.section_chords.append(numerals)
             self.result.section_instruments.append(sorted(playing))
-            self.result.section_intensity.append(form.intensity)
         return self.result
 
     def _cadence(self, section_bars: list[tuple[int, int]], numerals: list[str]) -> list[str]:

@@ -30,6 +30,7 @@ from services.generator.backends.composer.arrangement import (
     Composer,
     Note,
     Roles,
+    SectionForm,
     assign_roles,
     section_forms,
 )
@@ -148,7 +149,9 @@ class ComposerGenerator:
             sample_rate=brief.sample_rate,
             stems=stems,
             midi=midi_bytes(notes, plan, tracks),
-            plan=_music_plan(brief, plan, arrangement, energies, style.name, instruments, ending),
+            plan=_music_plan(
+                brief, plan, forms, arrangement, energies, style.name, instruments, ending
+            ),
         )
 
     def _timing(self, brief: MusicBrief) -> TimingPlan:
@@ -238,6 +241,7 @@ def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
 def _music_plan(
     brief: MusicBrief,
     plan: TimingPlan,
+    forms: list[SectionForm],
     arrangement: Arrangement,
     energies: list[float],
     genre: str,
@@ -248,21 +252,17 @@ def _music_plan(
     alignment = cut_alignment(plan.beats_s, bars, brief.cuts)
     sections = []
     final = plan.final_beat
-    for i, section in enumerate(plan.sections):
-        end_beat = section.first_beat + section.beat_count
-        role = "intro" if i == 0 else "main"
-        if final is not None and section.first_beat <= final < end_beat and i > 0:
-            role = "ending"
+    for i, (section, form) in enumerate(zip(plan.sections, forms, strict=True)):
         sections.append(
             PlannedSection(
                 start_s=round(section.start_s, 6),
                 end_s=round(section.end_s, 6),
-                role=role,
+                role=form.role,
                 bpm=round(section.bpm, 4),
                 first_beat=section.first_beat,
                 beat_count=section.beat_count,
                 energy=round(energies[i], 4),
-                intensity=arrangement.section_intensity[i],
+                intensity=form.intensity,
                 instruments=arrangement.section_instruments[i],
                 chords=arrangement.section_chords[i],
             )
