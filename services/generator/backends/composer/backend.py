@@ -148,7 +148,7 @@ class ComposerGenerator:
             audio=mix,
             sample_rate=brief.sample_rate,
             stems=stems,
-            midi=midi_bytes(notes, plan, tracks),
+            midi=midi_bytes(by_instrument, plan, tracks),
             plan=_music_plan(
                 brief, plan, forms, arrangement, energies, style.name, instruments, ending
             ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import mido
@@ -67,7 +67,9 @@ def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]
         now = tick
 
 
-def midi_bytes(notes: Sequence[Note], plan: TimingPlan, tracks: Sequence[Track]) -> bytes:
+def midi_bytes(
+    notes_by_instrument: Mapping[str, Sequence[Note]], plan: TimingPlan, tracks: Sequence[Track]
+) -> bytes:
     pickup = plan.beats_s[0] > 1e-6
     offset = TICKS_PER_BEAT if pickup else 0
     song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
@@ -85,9 +87,7 @@ def midi_bytes(notes: Sequence[Note], plan: TimingPlan, tracks: Sequence[Track])
                     ),
                 )
             )
-        for note in notes:
-            if note.instrument != track_info.instrument:
-                continue
+        for note in notes_by_instrument.get(track_info.instrument, ()):
             on = offset + round(note.start * TICKS_PER_BEAT)
             off = max(on + 1, offset + round(note.end * TICKS_PER_BEAT))
             events.append(
