@@ -103,43 +103,52 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
 def write_audio_file(path: Path, audio: np.ndarray, rate: int) -> None:
     """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg)."""
     format_name, codec, sample_format = AUDIO_FORMATS[path.suffix.lower()]
-    if codec == "libopus" and rate != OPUS_RATE:
-        audio = resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate))
-        rate = OPUS_RATE
+    audio, rate = _at_codec_rate(audio, rate, codec)
+    bit_rate = {"libmp3lame": 256_000, "libopus": 192_000}.get(codec)
     with av.open(str(path), "w", format=format_name) as container:
-        stream = container.add_stream(codec, rate=rate)
-        assert isinstance(stream, av.AudioStream)
-        stream.layout = "stereo"
-        stream.format = sample_format
-        if codec == "libmp3lame":
-            stream.bit_rate = 256_000
-        elif codec == "libopus":
-            stream.bit_rate = 192_000
+        stream = _audio_stream(container, codec, rate, sample_format, bit_rate)
         for frame in _frames(audio, rate, sample_format):
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            _encode(container, stream, frame)
+        _encode(container, stream, None)
+
+
+def _at_codec_rate(audio: np.ndarray, rate: int, codec: str) -> tuple[np.ndarray, int]:
+    """`audio` at a rate `codec` takes: Opus encodes at 48 kHz only."""
+    if codec == "libopus" and rate != OPUS_RATE:
+        return resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate)), OPUS_RATE
+    return audio, rate
+
+
+def _audio_stream(
+    container: Any, codec: str, rate: int, sample_format: str, bit_rate: int | None
+) -> av.AudioStream:
+    stream = container.add_stream(codec, rate=rate)
+    assert isinstance(stream, av.AudioStream)
+    stream.layout = "stereo"
+    stream.format = sample_format
+    if bit_rate is not None:
+        stream.bit_rate = bit_rate
+    return stream
+
+
+def _encode(container: Any, stream: av.AudioStream, frame: av.AudioFrame | None) -> None:
+    """Encode one frame (None: flush the encoder) and mux what comes out."""
+    for packet in stream.encode(frame):
+        container.mux(packet)
 
 
 def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: int) -> None:
     """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound."""
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
-    if codec == "libopus" and rate != OPUS_RATE:
-        audio = resample(audio, rate, OPUS_RATE, round(len(audio) * OPUS_RATE / rate))
-        rate = OPUS_RATE
+    audio, rate = _at_codec_rate(audio, rate, codec)
     with (
         av.open(str(video_path)) as source,
         av.open(str(out_path), "w", format=format_name) as target,
     ):
         video_in = source.streams.video[0]
         video_out = target.add_stream_from_template(video_in)
-        audio_out = target.add_stream(codec, rate=rate)
-        assert isinstance(audio_out, av.AudioStream)
-        audio_out.layout = "stereo"
-        audio_out.bit_rate = 192_000
         sample_format = "fltp" if codec == "aac" else "flt"
-        audio_out.format = sample_format
+        audio_out = _audio_stream(target, codec, rate, sample_format, 192_000)
         if codec == "aac":
             # FFmpeg's fast AAC coder: twice the speed of its default, inaudibly different at
             # 192 kb/s.
@@ -159,14 +168,11 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
                     if frame is None:
                         audio_time = float("inf")
                         break
-                    for encoded in audio_out.encode(frame):
-                        target.mux(encoded)
+                    _encode(target, audio_out, frame)
                     audio_time = (frame.pts + frame.samples) / rate
         for frame in frames:
-            for encoded in audio_out.encode(frame):
-                target.mux(encoded)
-        for encoded in audio_out.encode():
-            target.mux(encoded)
+            _encode(target, audio_out, frame)
+        _encode(target, audio_out, None)
 
 
 def decode_audio(path: Path, rate: int, samples: int) -> np.ndarray | None:
