@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from services.generator.backends.composer.styles import STYLES
@@ -10,10 +11,15 @@ from services.generator.beatcheck import genre_brief as brief_for
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("genre", [g for g in STYLES if g != "ambient"])
-def test_beats_follow_the_plan_and_cuts_fall_on_beats(generator, beat_analysis, genre):
+@pytest.mark.parametrize("genre", list(STYLES))
+def test_the_tracker_hears_the_planned_pulse_and_the_cuts_on_it(generator, beat_analysis, genre):
     music = generator.generate(brief_for(beat_analysis, genre))
     check = check_beats(music.audio, music.sample_rate, music.plan, beat_analysis.cuts_s)
+    # The pulse is heard in every genre, drumless ones too: most sections at the planned
+    # tempo (or its double or half).
     assert check.sections_checked >= len(music.plan.sections) // 2
-    assert check.sections_within_2pct == check.sections_checked, check
-    assert check.cuts_within_50ms >= 0.9 * check.cuts, check
+    assert check.sections_within_2pct >= 0.8 * check.sections_checked, check
+    # The tracker finds beats at the cuts the plan put on beats (within its 50 ms).
+    beats = np.array(music.plan.beats_s)
+    planned = sum(np.min(np.abs(beats - c)) <= 0.025 for c in beat_analysis.cuts_s)
+    assert check.cuts_within_50ms >= planned - 1, check

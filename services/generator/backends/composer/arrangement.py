@@ -1,20 +1,24 @@
-"""From a timing plan, tags and a style to notes: harmony, melody, bass, comping, pads, drums.
+"""From a timing plan, a style and the video's form to notes: band, harmony, parts, cut events.
 
-Positions are in beats of the timing plan (beat i starts at plan.beats_s[i]), so every note
-lands on the grid that the cuts were fitted to. Form follows the sections (one per video
-segment): intensity follows the segment's energy, parts enter and leave at section starts,
-drum fills lead into busier sections, the first bars are an intro, and the piece closes on a
-cadence to the tonic whose tail ends inside the video.
+Positions are in beats of the timing plan (beat i starts at plan.beats_s[i]; negative beats
+are the pickup before the first beat). The genre is the band: its style row casts the parts
+(drums, bass, comping, pulse, pad, melody), writes their patterns and its harmony. The video
+shapes the form: each section's intensity follows its segment's energy, sections that look
+like the opening bring back the opening material (A), others the contrast (B), the biggest
+turn in the second half may lift the key, and a section leading into a busier one ends on the
+dominant. Every cut gets a musical event at its exact time, on a beat or not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.domain import Look, MusicTags
 from services.generator.backends.composer import styles as drum_keys
-from services.generator.backends.composer.styles import Style
+from services.generator.backends.composer.styles import PARTS, Pattern, Style
 from services.generator.backends.composer.theory import (
     Chord,
     Key,
@@ -23,19 +27,32 @@ from services.generator.backends.composer.theory import (
     scale_step,
     voice,
 )
-from services.generator.backends.composer.timing import TimingPlan
+from services.generator.backends.composer.timing import STRONG_CUT, HitPoint, TimingPlan
 
-# Which vocabulary instruments can take which part, in order of preference.
-MELODY_VOICES = ("woodwinds", "synth", "brass", "piano", "electric-guitar", "strings", "plucks",
-                 "acoustic-guitar")  # fmt: skip
-COMPING_VOICES = ("piano", "acoustic-guitar", "electric-guitar", "plucks", "synth", "strings",
-                  "brass", "woodwinds")  # fmt: skip
-# Bowed and blown instruments sustain their chords rather than strum or pulse them.
+# Bowed and blown instruments hold their notes; a held pitch is tied across bars.
 SUSTAINING = ("strings", "pads", "brass", "woodwinds")
+# Which part an instrument the casting left over doubles.
+DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody",
+           "plucks": "pulse", "synth": "pulse", "piano": "comping", "acoustic-guitar": "comping",
+           "electric-guitar": "comping", "bass": "bass", "drums": "drums"}  # fmt: skip
+# Parts that may be played by an instrument that already plays another (a lead guitar that
+# also strums), when no other instrument of the band can.
+SHAREABLE = ("melody", "comping")
+# Picture instruments the genre admits as colour, at most.
+MAX_COLOURS = 2
 # Energy (0.6 x segment + 0.4 x whole piece) at which each intensity 1..3 begins.
 INTENSITY_THRESHOLDS = (0.15, 0.35, 0.6)
+# A section whose look is this close to the opening's brings back the opening material.
+SAME_LOOK = 0.12
+# The biggest turn lifts the key only if it is at least this strong, in a piece this long.
+LIFT_CHANGE = 0.25
+LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
+# Registers (MIDI pitches) of the parts.
+COMPING_RANGE, POWER_RANGE, PAD_RANGE, PULSE_RANGE, BASS_RANGE = (
+    (52, 76), (40, 64), (48, 72), (60, 81), (28, 50))  # fmt: skip
+DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 
 @dataclass
@@ -49,65 +66,42 @@ class Note:
 
 @dataclass(frozen=True)
 class Roles:
-    """Which instrument plays which part. Every chosen instrument plays at least one part; a
-    lone melodic instrument plays two (piano: melody and chords)."""
+    """Which instruments play which part (an instrument may play two)."""
 
-    melody: str | None
-    comping: tuple[str, ...]
-    pad: tuple[str, ...]
-    bass: str | None
-    drums: str | None
-    arp: tuple[str, ...]
+    parts: dict[str, tuple[str, ...]]
+
+    def of(self, part: str) -> tuple[str, ...]:
+        return self.parts.get(part, ())
 
     def parts_of(self, instrument: str) -> list[str]:
-        parts = []
-        for name in ("melody", "comping", "pad", "bass", "drums", "arp"):
-            value = getattr(self, name)
-            if value == instrument or (isinstance(value, tuple) and instrument in value):
-                parts.append(name)
-        return parts
+        return [part for part, players in self.parts.items() if instrument in players]
 
 
-def assign_roles(instruments: list[str]) -> Roles:
-    remaining = list(instruments)
+def choose_band(style: Style, tags: MusicTags, negative: Sequence[str]) -> list[str]:
+    """The genre's core, the instruments asked for (by the user or a brief without origins),
+    and up to MAX_COLOURS of the picture's instruments that the genre admits, less negatives."""
+    sources = {o.tag: o.source for o in tags.origins if o.kind == "instrument"}
+    asked = [i for i in tags.instruments if sources.get(i, "user") in ("user", "prompt")]
+    colours = [i for i in tags.instruments if i not in asked and i in style.colours]
+    band = [*style.core, *asked, *colours[:MAX_COLOURS]]
+    return [i for i in dict.fromkeys(band) if i not in set(negative)]
 
-    def take(candidates: tuple[str, ...]) -> str | None:
-        for name in candidates:
-            if name in remaining:
-                remaining.remove(name)
-                return name
-        return None
 
-    drums = take(("drums",))
-    bass = take(("bass",))
-    pads = [take(("pads",))] if "pads" in remaining else []
-    if not pads and "strings" in remaining and len(remaining) > 2:
-        pads.append(take(("strings",)))
-    melody = take(MELODY_VOICES)
-    comping = [take(COMPING_VOICES)] if any(v in remaining for v in COMPING_VOICES) else []
-    arp = [take(("plucks", "synth"))] if any(v in remaining for v in ("plucks", "synth")) else []
-    # Whatever is left doubles the part it suits best.
-    for instrument in list(remaining):
-        if instrument == "strings":
-            pads.append(instrument)
-        elif instrument in ("plucks", "synth"):
-            arp.append(instrument)
-        else:
-            comping.append(instrument)
-    # A lone melodic instrument plays both melody and accompaniment.
-    if not comping and melody in ("piano", "acoustic-guitar", "electric-guitar", "plucks",
-                                  "strings"):  # fmt: skip
-        comping.append(melody)
-    if melody is None and comping and comping[0] in ("piano", "strings", "plucks", "synth"):
-        melody = comping[0]
-    return Roles(
-        melody=melody,
-        comping=tuple(c for c in comping if c),
-        pad=tuple(p for p in pads if p),
-        bass=bass,
-        drums=drums,
-        arp=tuple(a for a in arp if a),
-    )
+def assign_roles(style: Style, band: list[str]) -> Roles:
+    parts: dict[str, list[str]] = {part: [] for part in PARTS}
+    used: set[str] = set()
+    for part in PARTS:
+        free = [i for i in style.casting[part] if i in band and i not in used]
+        shared = [i for i in style.casting[part] if i in band] if part in SHAREABLE else []
+        if free or shared:
+            player = (free or shared)[0]
+            parts[part].append(player)
+            used.add(player)
+    for instrument in band:
+        if instrument not in used:
+            parts[DOUBLES[instrument]].append(instrument)
+            used.add(instrument)
+    return Roles({part: tuple(players) for part, players in parts.items() if players})
 
 
 @dataclass(frozen=True)
@@ -118,6 +112,88 @@ class SectionForm:
     intensity: int
     role: str  # intro | main | ending
     moods: list[str]
+    # "A" (the opening's material) or "B" (contrast), and how often it was heard before.
+    material: str
+    repeat: int
+    key: Key
+
+
+@dataclass(frozen=True)
+class SectionVideo:
+    """What the video does over one section: its energy, look and moods."""
+
+    energy: float
+    look: Look
+    moods: list[str]
+
+
+def intensity_of(energy: float) -> int:
+    return sum(energy >= threshold for threshold in INTENSITY_THRESHOLDS)
+
+
+def _look_distance(a: Look, b: Look) -> float:
+    return (
+        abs(a.brightness - b.brightness)
+        + abs(a.saturation - b.saturation)
+        + abs(a.warmth - b.warmth)
+        + 0.5 * abs(a.contrast - b.contrast)
+    ) / 3.5
+
+
+def section_forms(
+    plan: TimingPlan,
+    video: list[SectionVideo],
+    piece_energy: float,
+    style: Style,
+    key: Key,
+    duration_s: float,
+) -> list[SectionForm]:
+    opening = video[0].look
+    changes = [0.0] + [
+        _look_distance(video[i - 1].look, video[i].look)
+        + abs(video[i].energy - video[i - 1].energy)
+        for i in range(1, len(video))
+    ]
+    lift_at = None
+    if style.lift == "up2" and duration_s >= LIFT_MIN_S and len(video) >= 3:
+        late = [i for i, s in enumerate(plan.sections) if s.start_s >= 0.4 * duration_s]
+        if late:
+            turn = max(late, key=lambda i: changes[i])
+            lift_at = turn if changes[turn] >= LIFT_CHANGE else None
+    forms = []
+    heard = {"A": 0, "B": 0}
+    for i, section in enumerate(plan.sections):
+        energy = 0.6 * video[i].energy + 0.4 * piece_energy
+        material = "A" if _look_distance(video[i].look, opening) < SAME_LOOK else "B"
+        end = section.first_beat + section.beat_count
+        final = plan.final_beat
+        role = "intro" if i == 0 else "main"
+        if final is not None and section.first_beat <= final < end and i > 0:
+            role = "ending"
+        lifted = lift_at is not None and i >= lift_at
+        forms.append(
+            SectionForm(
+                start_beat=section.first_beat,
+                end_beat=end,
+                energy=energy,
+                intensity=intensity_of(energy),
+                role=role,
+                moods=video[i].moods,
+                material=material,
+                repeat=heard[material],
+                key=Key((key.tonic + 2) % 12, key.mode) if lifted else key,
+            )
+        )
+        heard[material] += 1
+    return forms
+
+
+@dataclass(frozen=True)
+class ChordSpan:
+    start: float
+    end: float
+    chord: Chord
+    numeral: str
 
 
 @dataclass
@@ -128,20 +204,15 @@ class Arrangement:
     section_instruments: list[list[str]] = field(default_factory=list)
     # Beat at which the final chord's notes end (its release tail follows).
     end_beat: float = 0.0
+    # Keys of the sections (a lift changes it).
+    section_keys: list[Key] = field(default_factory=list)
 
 
-def intensity_of(energy: float) -> int:
-    return sum(energy >= threshold for threshold in INTENSITY_THRESHOLDS)
-
-
-def seconds_to_beat(plan: TimingPlan, seconds: float) -> float:
-    beats = plan.beats_s
-    index = int(np.searchsorted(beats, seconds, side="right")) - 1
-    index = max(0, min(index, len(beats) - 2)) if len(beats) > 1 else 0
-    if len(beats) == 1:
-        return seconds - beats[0]
-    period = beats[index + 1] - beats[index]
-    return index + (seconds - beats[index]) / period
+# Common substitutions for a varied return of a progression (same function, new colour).
+SUBSTITUTES = {"I": "vi", "vi": "IV", "IV": "ii", "V": "Vsus4", "ii": "IV", "iii": "I",
+               "i": "bVI", "bVI": "iv", "iv": "ii°", "bVII": "v", "bIII": "i", "v": "bVII",
+               "Imaj7": "vi7", "vi7": "IVmaj7", "IVmaj7": "ii7", "ii7": "IVmaj7", "V7": "iii7",
+               "i7": "bVImaj7", "bVImaj7": "iv7", "iv7": "ii7", "bIIImaj7": "i7"}  # fmt: skip
 
 
 class Composer:
@@ -151,347 +222,414 @@ class Composer:
         self,
         plan: TimingPlan,
         style: Style,
-        key: Key,
         roles: Roles,
         forms: list[SectionForm],
+        cuts: list[HitPoint],
         duration_s: float,
         rng: np.random.Generator,
     ):
         self.plan = plan
         self.style = style
-        self.key = key
+        self.meter_name = plan.meter.name
+        self.steps = plan.meter.steps
+        self.bar_beats = plan.meter.beats
         self.roles = roles
         self.forms = forms
+        self.cuts = cuts
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
-        self._comp_voicing: tuple[int, ...] | None = None
-        self._pad_voicing: tuple[int, ...] | None = None
+        self.harmony: list[ChordSpan] = []
+        self._voicings: dict[str, tuple[int, ...]] = {}
         self._bass_pitch = 40
-        self._melody_pitch = 72
-        self._motifs = [self._motif() for _ in range(2)]
+        self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
+        mode = forms[0].key.mode
+        pools = style.progressions[mode]
+        # Seeded choices that hold for the whole piece: progressions, groove variants, motifs.
+        self._progressions = {m: pools[m][int(rng.integers(len(pools[m])))] for m in ("A", "B")}
+        self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
+        self._motifs = {m: self._motif() for m in ("A", "B")}
+        self._substitution = int(rng.integers(4))
 
-    # ---- form -------------------------------------------------------------------------
-
-    def bars(self) -> list[tuple[int, int]]:
-        starts = self.plan.bar_starts
-        ends = [*starts[1:], len(self.plan.beats_s)]
-        return list(zip(starts, ends, strict=True))
+    # ---- the plan of the piece ----------------------------------------------------------
 
     def compose(self) -> Arrangement:
-        final = self.plan.final_beat
-        end_beat = (
-            seconds_to_beat(self.plan, self.duration_s - RELEASE_TAIL_S)
-            if final is not None
-            else seconds_to_beat(self.plan, self.duration_s)
-        )
-        self.result.end_beat = end_beat
-        progression_choice: dict[int, list[str]] = {}
-        bars = self.bars()
-        # The progression runs on across sections, so short sections still move harmonically.
-        bar_number = 0
+        plan = self.plan
+        final = plan.final_beat
+        end_seconds = self.duration_s - (RELEASE_TAIL_S if final is not None else 0.0)
+        if final is not None:
+            end_seconds = max(end_seconds, plan.beats_s[final] + 0.3)
+        self.result.end_beat = plan.beat_at(end_seconds)
+        self._plan_harmony()
         for index, form in enumerate(self.forms):
-            section_bars = [(a, b) for a, b in bars if form.start_beat <= a < form.end_beat]
-            options = self.style.major if self.key.mode == "major" else self.style.minor
-            if form.intensity not in progression_choice:
-                progression_choice[form.intensity] = options[int(self.rng.integers(len(options)))]
-            progression = progression_choice[form.intensity]
-            numerals = []
-            for _ in section_bars:
-                step = bar_number // self.style.bars_per_chord
-                numerals.append(progression[step % len(progression)])
-                bar_number += 1
-            numerals = self._cadence(section_bars, numerals)
-            next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
             playing: set[str] = set()
-            # Busy sections share the main motif, quiet ones its companion.
-            motif = self._motifs[0 if form.intensity >= 2 else 1]
-            for position, ((start, end), numeral) in enumerate(
-                zip(section_bars, numerals, strict=True)
-            ):
+            bars = [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat]
+            if index == 0 and plan.pickup_beats > 1e-6:
+                playing |= self._pickup()
+            next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
+            for position, start in enumerate(bars):
                 if final is not None and start >= final:
-                    self._final_chord(start, end_beat, playing)
                     break
-                # The intro: the first two bars of a long first section, or the first bar of
-                # a short one, played by the accompaniment alone.
-                intro_bars = 2 if len(section_bars) > 2 else 1 if len(section_bars) > 1 else 0
-                intro = form.role == "intro" and position < intro_bars
-                level = 0 if intro else form.intensity
-                is_last_bar = position == len(section_bars) - 1
-                fill = (
-                    is_last_bar
-                    and next_form is not None
-                    and next_form.intensity >= 2
-                    and next_form.intensity >= level
-                    and level >= 1
-                )
-                playing |= self._bar(
-                    start,
-                    end,
-                    chord(numeral, self.key),
-                    level,
-                    phrase_bar=position % 4,
-                    accent=position == 0,
-                    fill=fill,
-                    motif=motif,
-                )
-            self.result.section_chords.append(numerals)
+                end = start + self.bar_beats
+                if final is not None:
+                    end = min(end, final)
+                intro = form.role == "intro" and position < self._intro_bars(len(bars))
+                last = position == len(bars) - 1
+                fill = last and next_form is not None and next_form.intensity >= 2
+                phrase_end = position % 8 == 7
+                playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
+            if final is not None and form.start_beat <= final < form.end_beat:
+                playing |= self._final_chord(final, form.key)
+            sounding = [b for b in bars if final is None or b <= final]
+            self.result.section_chords.append(self._numerals(sounding))
             self.result.section_instruments.append(sorted(playing))
+            self.result.section_keys.append(form.key)
+        self._mark_cuts()
         return self.result
 
-    def _cadence(self, section_bars: list[tuple[int, int]], numerals: list[str]) -> list[str]:
-        """The bar before the final chord is the dominant (or subdominant), the final the tonic."""
-        final = self.plan.final_beat
-        if final is None:
-            return numerals
-        tonic = "I" if self.key.mode == "major" else "i"
-        before = ("IV" if self.key.mode == "major" else "iv") if self.style.plagal_ending else "V"
-        result = list(numerals)
-        for position, (start, _end) in enumerate(section_bars):
-            if start == final:
-                result[position] = tonic
-                if position > 0:
-                    result[position - 1] = before
-        return result
+    def _intro_bars(self, section_bars: int) -> int:
+        """Bars of the intro (the accompaniment before the melody): none in short pieces."""
+        total_bars = len(self.plan.bar_starts)
+        if total_bars < 6:
+            return 0
+        return min(2 if section_bars > 3 else 1, section_bars - 1)
 
-    # ---- one bar ----------------------------------------------------------------------
+    def _level(self, form: SectionForm, intro: bool) -> int:
+        return 1 if intro else max(1, form.intensity)
+
+    def _plan_harmony(self) -> None:
+        """Chord spans: each section's progression from its first bar, a dominant before a
+        busier section, the cadence, and strong cuts on a mid-bar beat bringing the next
+        chord in early."""
+        plan = self.plan
+        final = plan.final_beat
+        spans: list[ChordSpan] = []
+        # The progression runs on through sections of one material (short sections still
+        # move) and starts again when the material changes (a theme's return is heard).
+        running = 0
+        for index, form in enumerate(self.forms):
+            bars = [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat]
+            if index and form.material != self.forms[index - 1].material:
+                running = 0
+            progression = list(self._progressions[form.material])
+            if form.repeat % 2 == 1:
+                # A varied return: one chord replaced by a relative of the same function.
+                at = (self._substitution + form.repeat) % len(progression)
+                progression[at] = SUBSTITUTES.get(progression[at], progression[at])
+            per_chord = self.style.harmonic_rhythm[max(0, form.intensity - 1)]
+            numerals = [
+                progression[((running + i) // per_chord) % len(progression)]
+                for i in range(len(bars))
+            ]
+            running += len(bars)
+            next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
+            if next_form is not None and next_form.intensity > form.intensity and len(bars) >= 3:
+                numerals[-1] = "V"  # tension before the release
+            tonic = "I" if form.key.mode == "major" else "i"
+            for position, bar in enumerate(bars):
+                if final is not None and bar == final:
+                    numerals[position] = tonic
+                    if position > 0:
+                        numerals[position - 1] = self._before_tonic(form.key)
+                    elif spans:
+                        before = self._before_tonic(form.key)
+                        spans[-1] = ChordSpan(spans[-1].start, spans[-1].end,
+                                              chord(before, form.key), before)  # fmt: skip
+            for bar, numeral in zip(bars, numerals, strict=True):
+                spans.append(
+                    ChordSpan(bar, bar + self.bar_beats, chord(numeral, form.key), numeral)
+                )
+        if not spans:
+            tonic = "I" if self.forms[0].key.mode == "major" else "i"
+            spans = [ChordSpan(0, self.bar_beats, chord(tonic, self.forms[0].key), tonic)]
+        # The pickup takes the first chord.
+        first = spans[0]
+        spans[0] = ChordSpan(-self.plan.pickup_beats - 1, first.end, first.chord, first.numeral)
+        for cut in self.cuts:
+            beat = plan.beat_at(cut.time_s)
+            on_beat = abs(beat - round(beat)) * 1000 * self._beat_s(beat) <= 5
+            if not (cut.boundary or cut.strength >= STRONG_CUT) or not on_beat:
+                continue
+            beat = round(beat)
+            for i in range(len(spans) - 1):
+                span, following = spans[i], spans[i + 1]
+                if span.start < beat < span.end and following.numeral != span.numeral:
+                    spans[i] = ChordSpan(span.start, beat, span.chord, span.numeral)
+                    spans[i + 1] = ChordSpan(beat, following.end, following.chord,
+                                             following.numeral)  # fmt: skip
+                    break
+        self.harmony = spans
+
+    def _before_tonic(self, key: Key) -> str:
+        if self.style.cadence == "IV":
+            return "IV" if key.mode == "major" else "iv"
+        return "V"
+
+    def _beat_s(self, beat: float) -> float:
+        return self.plan.beat_time(beat + 1) - self.plan.beat_time(beat)
+
+    def _numerals(self, bars: list[int]) -> list[str]:
+        return [self._span_at(b).numeral for b in bars]
+
+    def _span_at(self, beat: float) -> ChordSpan:
+        for span in reversed(self.harmony):
+            if span.start <= beat + 1e-6:
+                return span
+        return self.harmony[0]
+
+    def _chord_at(self, beat: float) -> Chord:
+        return self._span_at(beat).chord
+
+    # ---- one bar ------------------------------------------------------------------------
 
     def _bar(
         self,
         start: int,
         end: int,
-        harmony: Chord,
-        level: int,
-        phrase_bar: int,
-        accent: bool,
+        form: SectionForm,
+        position: int,
+        intro: bool,
         fill: bool,
-        motif: tuple[list[float], list[int]],
+        phrase_end: bool,
     ) -> set[str]:
-        roles = self.roles
+        roles, level = self.roles, self._level(form, intro)
         playing: set[str] = set()
-        velocity = 52 + 12 * level
-        for number, pad in enumerate(roles.pad):
-            self._pad(
-                pad, start, end, harmony, velocity - 6 + (10 if accent else 0), octave=12 * number
-            )
-            playing.add(pad)
-        for number, comping in enumerate(roles.comping):
-            # Doubling instruments join from intensity 2; quiet bars keep to the first.
-            if number and level < 2:
-                continue
-            self._comping(
-                comping,
-                start,
-                end,
-                harmony,
-                level,
-                velocity + (12 if accent and level < 2 else 0) - 8 * number,
-            )
-            playing.add(comping)
-        if roles.bass and level >= 1:
-            self._bass(roles.bass, start, end, harmony, level, velocity + 8)
-            playing.add(roles.bass)
-        if roles.drums and level >= 1:
-            self._drums(roles.drums, start, end, level, crash=accent and level >= 2, fill=fill)
-            playing.add(roles.drums)
-        if roles.melody and (level >= 1 or not (roles.pad or roles.comping)):
-            self._melody(roles.melody, start, end, harmony, phrase_bar, motif, velocity + 14)
-            playing.add(roles.melody)
-        for number, arp in enumerate(roles.arp):
-            if level >= 2 + number:
-                self._arp(arp, start, end, harmony, level, velocity - 4)
-                playing.add(arp)
+        # Phrase shape: a small swell over four bars, accents at the section's start.
+        velocity = 54 + 12 * level + (2, 4, 6, 0)[position % 4] + (6 if position == 0 else 0)
+        variant = self._variant[form.material] + form.repeat
+        for pad in roles.of("pad"):
+            if level >= 2 or not (roles.of("comping") or roles.of("pulse")):
+                self._pad(pad, start, end, velocity - 10)
+                playing.add(pad)
+        for number, player in enumerate(roles.of("comping")):
+            if number == 0 or level >= 2:
+                self._comping(player, start, end, level, variant, velocity - 4 - 6 * number)
+                playing.add(player)
+        drumless = not roles.of("drums")
+        for number, player in enumerate(roles.of("pulse")):
+            # The pulse carries the beat where no drums do, and joins busier sections.
+            if drumless or level >= 2 - (number == 0 and intro):
+                self._pulse(player, start, end, level, variant, velocity - 8)
+                playing.add(player)
+        for player in roles.of("bass")[:1]:
+            self._bass(player, start, end, level, variant, velocity + 6)
+            playing.add(player)
+        for player in roles.of("drums")[:1]:
+            kind = "fill" if fill else "phrase" if phrase_end and level >= 2 else None
+            crash = position == 0 and level >= 2 and not intro
+            self._drums(player, start, end, level, variant, kind, crash)
+            playing.add(player)
+        for number, player in enumerate(roles.of("melody")):
+            if not intro and (number == 0 or level >= 3):
+                self._melody(player, start, end, form, position, velocity + 12 - 10 * number)
+                playing.add(player)
         return playing
 
-    def _final_chord(self, start: int, end_beat: float, playing: set[str]) -> None:
-        tonic = chord("I" if self.key.mode == "major" else "i", self.key)
-        end = max(start + 0.5, end_beat)
-        roles = self.roles
-        for instrument in dict.fromkeys([*roles.pad, *roles.comping, *roles.arp]):
-            voicing = voice(tonic, self._comp_voicing, 52, 76)
-            for pitch in voicing:
-                self._add(instrument, pitch, start, end, 78)
-            playing.add(instrument)
-        if roles.bass:
-            self._add(
-                roles.bass, nearest_in(self._bass_pitch, (tonic.root,), 28, 52), start, end, 84
-            )
-            playing.add(roles.bass)
-        if roles.melody:
-            pitch = nearest_in(self._melody_pitch, (tonic.root,), 60, 84)
-            self._add(roles.melody, pitch, start, end, 80)
-            playing.add(roles.melody)
-        if roles.drums:
-            self._add(roles.drums, drum_keys.KICK, start, start + 0.25, 100)
-            self._add(roles.drums, drum_keys.CRASH, start, start + 0.25, 96)
-            playing.add(roles.drums)
+    def _pickup(self) -> set[str]:
+        """The beats before the first downbeat, written as a pickup: the first chord from the
+        first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis."""
+        start = -self.plan.pickup_beats + self.plan.first_downbeat
+        downbeat = self.plan.first_downbeat
+        playing: set[str] = set()
+        harmony = self._chord_at(downbeat)
+        for player in (*self.roles.of("pad"), *self.roles.of("comping"))[:1]:
+            for pitch in voice(harmony, None, *PAD_RANGE):
+                self._add(player, pitch, start, downbeat, 60)
+            playing.add(player)
+        if downbeat >= 1:
+            for player in self.roles.of("drums")[:1]:
+                for i in range(2):
+                    self._add(player, drum_keys.SNARE, downbeat - 1 + i / 2, downbeat - 1 + i / 2
+                              + 0.2, 70 + 12 * i)  # fmt: skip
+                playing.add(player)
+            for player in self.roles.of("melody")[:1]:
+                low, high = self.style.melody_range
+                target = nearest_in(self._melody_pitch, harmony.pitch_classes, low, high)
+                self._add(player, scale_step(target, -1, self.forms[0].key), downbeat - 1,
+                          downbeat - 0.05, 80)  # fmt: skip
+                playing.add(player)
+        return playing
 
-    # ---- parts ------------------------------------------------------------------------
+    def _final_chord(self, start: int, key: Key) -> set[str]:
+        tonic = chord("I" if key.mode == "major" else "i", key)
+        end = max(start + 0.5, self.result.end_beat)
+        playing: set[str] = set()
+        roles = self.roles
+        for player in dict.fromkeys([*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]):
+            previous = self._voicings.get(player)
+            for pitch in voice(tonic, previous, *COMPING_RANGE):
+                self._add(player, pitch, start, end, 78)
+            playing.add(player)
+        for player in roles.of("bass")[:1]:
+            pitch = nearest_in(self._bass_pitch, (tonic.root,), *BASS_RANGE)
+            self._add(player, pitch, start, end, 86)
+            playing.add(player)
+        for player in roles.of("melody")[:1]:
+            low, high = self.style.melody_range
+            self._add(player, nearest_in(self._melody_pitch, (tonic.root,), low, high), start,
+                      end, 82)  # fmt: skip
+            playing.add(player)
+        for player in roles.of("drums")[:1]:
+            self._add(player, drum_keys.KICK, start, start + 0.25, 104)
+            self._add(player, drum_keys.CRASH, start, start + 0.5, 100)
+            playing.add(player)
+        return playing
+
+    # ---- parts --------------------------------------------------------------------------
 
     def _add(self, instrument: str, pitch: int, start: float, end: float, velocity: int) -> None:
         end = min(end, self.result.end_beat) if start < self.result.end_beat else end
-        if end - start <= 1e-3:
+        if end - start <= 1e-3 or start >= self.result.end_beat:
             return
         velocity = min(127, max(1, int(velocity + self.rng.integers(-4, 5))))
         self.result.notes.append(Note(instrument, int(pitch), start, end, velocity))
 
-    def _swing(self, position: float) -> float:
-        fraction = position % 1.0
-        if self.style.swing and abs(fraction - 0.5) < 1e-6:
-            return position + self.style.swing
+    def _pattern(
+        self, table: dict[str, dict[int, tuple[str, ...]]], level: int, variant: int
+    ) -> str:
+        options = table[self.meter_name][level]
+        return options[variant % len(options)]
+
+    def _position(self, start: int, step: int) -> float:
+        """The beat position of a grid step, swung where the style swings its off-beats."""
+        position = start + step / self.steps
+        if self.style.swing and self.steps % 2 == 0 and step % self.steps == self.steps // 2:
+            position += self.style.swing
         return position
 
-    def _pad(
-        self, instrument: str, start: int, end: int, harmony: Chord, velocity: int, octave: int
-    ) -> None:
-        if octave == 0:
-            self._pad_voicing = voice(harmony, self._pad_voicing, 48, 72)
-        voicing = self._pad_voicing or voice(harmony, None, 48, 72)
-        for pitch in voicing:
-            self._add(instrument, pitch + octave, start, end, velocity)
+    def _events(self, pattern: str, start: int, end: int) -> list[tuple[float, float, str]]:
+        """(onset, end, symbol) of each struck step of a bar pattern, held through '-'."""
+        events = []
+        length = min(len(pattern), round((end - start) * self.steps))
+        for step in range(length):
+            symbol = pattern[step]
+            if symbol in ".-":
+                continue
+            stop = step + 1
+            while stop < length and pattern[stop] == "-":
+                stop += 1
+            events.append((self._position(start, step), start + stop / self.steps, symbol))
+        return events
+
+    def _voicing(self, player: str, harmony: Chord, low: int, high: int) -> tuple[int, ...]:
+        voicing = voice(harmony, self._voicings.get(player), low, high)
+        self._voicings[player] = voicing
+        return voicing
+
+    def _pad(self, player: str, start: int, end: int, velocity: int) -> None:
+        for span in self._spans(start, end):
+            voicing = self._voicing(player, span.chord, *PAD_RANGE)
+            for pitch in voicing:
+                self._add(player, pitch, max(start, span.start), min(end, span.end), velocity)
+
+    def _spans(self, start: float, end: float) -> list[ChordSpan]:
+        return [s for s in self.harmony if s.start < end and s.end > start]
 
     def _comping(
-        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
+        self, player: str, start: int, end: int, level: int, variant: int, velocity: int
     ) -> None:
-        style = self.style.comping if level >= 1 else "sustain"
-        if instrument in SUSTAINING and style != "arp":
-            style = "sustain"
-        low, high = (40, 64) if style == "power" else (52, 76)
-        self._comp_voicing = voice(harmony, self._comp_voicing, low, high)
-        voicing = self._comp_voicing
-        length = end - start
-        if style == "sustain":
-            for pitch in voicing:
-                self._add(instrument, pitch, start, end, velocity)
-        elif style == "pulse8":
-            for step in range(length * 2):
-                position = start + step / 2
-                accent = 10 if step % 2 == 0 else 0
-                for pitch in voicing:
-                    self._add(
-                        instrument,
-                        pitch,
-                        self._swing(position),
-                        self._swing(position) + 0.45,
-                        velocity - 6 + accent,
-                    )
-        elif style == "strum":
-            # Down on the beats, up on some off-beats, strings spread like a real strum.
-            pattern = (0.0, 1.0, 1.5, 2.5, 3.0, 3.5) if level >= 2 else (0.0, 2.0)
-            hits = [p for p in pattern if p < length] or [0.0]
-            for i, offset in enumerate(hits):
-                up = offset % 1.0 > 0
-                order = list(reversed(voicing)) if up else list(voicing)
-                stop = start + (hits[i + 1] if i + 1 < len(hits) else length)
-                for n, pitch in enumerate(order):
-                    onset = self._swing(start + offset) + 0.03 * n
-                    self._add(instrument, pitch, onset, stop, velocity - (10 if up else 0))
-        elif style == "arp":
-            notes = [*voicing, voicing[1] + 12 if len(voicing) > 1 else voicing[0] + 12]
-            for step in range(length * 2):
-                pitch = notes[step % len(notes)]
-                position = start + step / 2
-                self._add(instrument, pitch, position, position + 0.5, velocity - 4)
-        elif style == "stab":
-            offsets = [1.5, 3.5] if level < 3 else [0.5, 1.5, 2.5, 3.5]
-            for offset in (o for o in offsets if o < length):
-                position = self._swing(start + offset)
-                for pitch in voicing:
-                    self._add(instrument, pitch, position, position + 0.3, velocity)
-        elif style == "power":
-            root = min(voicing, key=lambda p: (p - harmony.root) % 12)
-            power = (root, root + 7, root + 12)
-            for step in range(length * 2):
-                position = start + step / 2
-                for pitch in power:
-                    self._add(instrument, pitch, position, position + 0.45, velocity)
-        else:
-            raise ValueError(f"unknown comping style {style!r}")
+        technique = self.style.comping_technique
+        pattern = self._pattern(self.style.comping, level, variant)
+        low, high = POWER_RANGE if technique == "power" else COMPING_RANGE
+        for onset, stop, symbol in self._events(pattern, start, end):
+            harmony = self._chord_at(onset)
+            stop = min(stop, self._span_at(onset).end)
+            accent = 10 if symbol == "X" else 0
+            if technique == "arp":
+                tones = self._voicing(player, harmony, low, high)
+                index = int(symbol)
+                pitch = tones[index % len(tones)] + 12 * (index // len(tones))
+                self._add(player, pitch, onset, stop, velocity - 6 + accent)
+                continue
+            voicing = self._voicing(player, harmony, low, high)
+            if technique == "power":
+                root = min(voicing, key=lambda p: (p - harmony.root) % 12)
+                voicing = (root, root + 7, root + 12)
+                stop = min(stop, onset + 0.45)
+            up = technique == "strum" and (onset - start) % 1.0 > 1e-6
+            order = list(reversed(voicing)) if up else list(voicing)
+            spread = 0.03 if technique == "strum" else 0.0
+            for n, pitch in enumerate(order):
+                self._add(player, pitch, onset + spread * n, stop,
+                          velocity + accent - (8 if up else 0))  # fmt: skip
+
+    def _pulse(
+        self, player: str, start: int, end: int, level: int, variant: int, velocity: int
+    ) -> None:
+        pattern = self._pattern(self.style.pulse, level, variant)
+        for onset, stop, symbol in self._events(pattern, start, end):
+            tones = voice(self._chord_at(onset), None, *PULSE_RANGE)
+            index = int(symbol)
+            pitch = tones[index % len(tones)] + 12 * (index // len(tones))
+            # Short notes: a pulse is heard by its attacks.
+            length = min(stop - onset, 1.0) * (0.9 if player in SUSTAINING else 0.6)
+            on_beat = abs(onset - round(onset)) < 1e-6
+            self._add(player, pitch, onset, onset + length, velocity + (8 if on_beat else 0))
 
     def _bass(
-        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
+        self, player: str, start: int, end: int, level: int, variant: int, velocity: int
     ) -> None:
-        root = nearest_in(self._bass_pitch, (harmony.root,), 28, 50)
-        self._bass_pitch = root
-        fifth = root + 7
-        length = end - start
-        style = (
-            self.style.bass
-            if level >= 2
-            else ("sustain" if self.style.bass == "sustain" else "halves")
-        )
-        events: list[tuple[float, float, int]]
-        if style == "sustain":
-            events = [(0.0, float(length), root)]
-        elif style == "halves":
-            events = [(float(b), 1.9, root) for b in range(0, length, 2)]
-        elif style == "pulse":
-            events = [(float(b), 0.9, root) for b in range(length)]
-        elif style == "root8":
-            events = [(s / 2, 0.45, root) for s in range(length * 2)]
-        elif style == "octaves":
-            events = [(s / 2, 0.45, root + (12 if s % 2 else 0)) for s in range(length * 2)]
-        elif style == "syncopated":
-            events = [
-                (0.0, 1.4, root),
-                (2.0, 0.4, root),
-                (2.5, 1.0, fifth - 12 if fifth > 40 else fifth),
-            ]
-        elif style == "walking":
-            events = [
-                (0.0, 0.9, root),
-                (1.0, 0.9, fifth),
-                (2.0, 0.9, root + 12 if root < 40 else root),
-                (3.0, 0.9, fifth),
-            ]
-        else:
-            raise ValueError(f"unknown bass style {style!r}")
-        for offset, duration, pitch in events:
-            if offset < length:
-                position = self._swing(start + offset)
-                self._add(
-                    instrument, pitch, position, min(start + offset + duration, end), velocity
-                )
+        pattern = self._pattern(self.style.bass, level, variant)
+        for onset, stop, symbol in self._events(pattern, start, end):
+            harmony = self._chord_at(onset)
+            stop = min(stop, self._span_at(onset).end)
+            root = nearest_in(self._bass_pitch, (harmony.root,), *BASS_RANGE)
+            self._bass_pitch = root
+            if symbol == "R":
+                pitch = root
+            elif symbol == "5":
+                pitch = root + 7 if root + 7 <= BASS_RANGE[1] + 4 else root - 5
+            elif symbol == "3":
+                pitch = root + harmony.intervals[1]
+            elif symbol == "8":
+                pitch = root + 12
+            else:  # "A": a step leading to the next chord's root
+                following = self._chord_at(self._span_at(onset).end)
+                target = nearest_in(root, (following.root,), *BASS_RANGE)
+                pitch = target - 1 if target > root else target + 2
+            accent = 8 if abs(onset - start) < 1e-6 else 0
+            # Slightly detached, so repeated notes are heard as repeated.
+            self._add(player, pitch, onset, onset + 0.95 * (stop - onset), velocity + accent)
 
     def _drums(
-        self, instrument: str, start: int, end: int, level: int, crash: bool, fill: bool
+        self,
+        player: str,
+        start: int,
+        end: int,
+        level: int,
+        variant: int,
+        fill: str | None,
+        crash: bool,
     ) -> None:
-        pattern = self.style.drums[level]
-        length = end - start
-        steps = length * 4
-        for key, line in pattern.items():
-            for step in range(steps):
-                if fill and step >= steps - 4:
-                    continue
-                mark = line[step % 16]
-                if mark == ".":
-                    continue
-                velocity = {"X": 112, "x": 92, "o": 52}[mark] - 8 * (3 - level)
-                position = self._swing(start + step / 4)
-                self._add(instrument, key, position, position + 0.2, velocity)
-        if crash:
-            self._add(instrument, drum_keys.CRASH, start, start + 0.5, 100)
+        groove = self.style.grooves[self.meter_name][level]
+        pattern = groove[variant % len(groove)]
         if fill:
-            # A snare (or tom) roll on the last beat leads into the next section.
-            drum = (
-                drum_keys.MID_TOM if drum_keys.LOW_TOM in self.style.drums[3] else (drum_keys.SNARE)
-            )
-            for i in range(4):
-                position = end - 1 + i / 4
-                self._add(instrument, drum, position, position + 0.2, 70 + 12 * i)
-            self._add(instrument, drum_keys.KICK, end - 1, end - 0.8, 100)
+            fills = self.style.fills[self.meter_name]
+            fill_pattern = fills[(variant + (fill == "phrase")) % len(fills)]
+            if fill == "phrase":
+                # A phrase end: the fill's last beat only.
+                fill_pattern = {k: "." * (len(v) - self.steps) + v[-self.steps :]
+                                for k, v in fill_pattern.items()}  # fmt: skip
+            pattern = _with_fill(pattern, fill_pattern)
+        for key, line in pattern.items():
+            for onset, _stop, symbol in self._events(line, start, end):
+                velocity = DRUM_VELOCITY[symbol] - 8 * (3 - level)
+                self._add(player, key, onset, onset + 0.2, velocity)
+        if crash:
+            self._add(player, drum_keys.CRASH, start, start + 0.5, 100)
 
     def _motif(self) -> tuple[list[float], list[int]]:
         """One bar of rhythm (beat offsets) and contour (scale steps between notes)."""
-        grid = self.style.melody_grid
+        grid = self.steps if self.steps % 2 else self.style.melody_grid
+        beats = self.bar_beats
         onsets = [0.0]
-        for step in range(1, 4 * grid):
+        for step in range(1, beats * grid):
             strong = step % grid == 0
             chance = self.style.melody_density * (1.4 if strong else 0.8)
             if self.rng.random() < chance:
                 onsets.append(step / grid)
         while len(onsets) < 3:
-            candidate = int(self.rng.integers(1, 4 * grid)) / grid
+            candidate = int(self.rng.integers(1, beats * grid)) / grid
             if candidate not in onsets:
                 onsets.append(candidate)
         onsets.sort()
@@ -499,73 +637,104 @@ class Composer:
         return onsets, contour
 
     def _melody(
-        self,
-        instrument: str,
-        start: int,
-        end: int,
-        harmony: Chord,
-        phrase_bar: int,
-        motif: tuple[list[float], list[int]],
-        velocity: int,
+        self, player: str, start: int, end: int, form: SectionForm, position: int, velocity: int
     ) -> None:
-        onsets, contour = motif
-        length = end - start
+        """Four-bar phrases of the section's motif: statement, sequence a step higher, a
+        variation (the contour turned over; on a return, one step changed), a long cadence
+        note."""
+        onsets, contour = self._motifs[form.material]
+        phrase_bar = position % 4
+        lift = 0
         if phrase_bar == 3:
-            # The phrase ends: one long note on a chord tone.
             onsets, contour = [0.0], [0]
         elif phrase_bar == 2:
-            # Variation: the same rhythm, the contour turned upside down.
             contour = [-step for step in contour]
+        elif phrase_bar == 1:
+            lift = 2
+        if form.repeat and phrase_bar != 3:
+            contour = list(contour)
+            contour[(form.repeat + phrase_bar) % len(contour)] += 1
+        length = end - start
         onsets = [o for o in onsets if o < length] or [0.0]
-        classes = harmony.pitch_classes
-        pitch = nearest_in(self._melody_pitch + (2 if phrase_bar == 1 else 0), classes, 62, 82)
+        low, high = self.style.melody_range
+        harmony = self._chord_at(start)
+        pitch = nearest_in(self._melody_pitch + lift, harmony.pitch_classes, low, high)
         for i, offset in enumerate(onsets):
+            position_beats = start + offset
+            harmony = self._chord_at(position_beats)
             if i > 0:
-                pitch = scale_step(pitch, contour[i], self.key)
-                if offset % 2 == 0:  # strong beats take chord tones
-                    pitch = nearest_in(pitch, classes, 62, 82)
-                pitch = min(84, max(60, pitch))
+                pitch = scale_step(pitch, contour[i], form.key)
+                if abs(offset - round(offset)) < 1e-6 and round(offset) % 2 == 0:
+                    pitch = nearest_in(pitch, harmony.pitch_classes, low, high)
+                pitch = min(high, max(low, pitch))
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
             duration = min(stop - offset, 2.0) * 0.95
-            position = self._swing(start + offset)
-            self._add(
-                instrument,
-                pitch,
-                position,
-                start + offset + duration,
-                velocity + (6 if offset == 0 else 0),
-            )
+            onset = position_beats
+            if self.style.swing and abs(offset % 1.0 - 0.5) < 1e-6:
+                onset += self.style.swing
+            self._add(player, pitch, onset, start + offset + duration,
+                      velocity + (6 if offset == 0 else 0))  # fmt: skip
         self._melody_pitch = pitch
 
-    def _arp(
-        self, instrument: str, start: int, end: int, harmony: Chord, level: int, velocity: int
-    ) -> None:
-        voicing = voice(harmony, None, 64, 86)
-        notes = [*voicing, *reversed(voicing[1:-1])] if len(voicing) > 2 else list(voicing)
-        per_beat = 4 if level >= 3 else 2
-        for step in range((end - start) * per_beat):
-            position = start + step / per_beat
-            self._add(
-                instrument,
-                notes[step % len(notes)],
-                position,
-                position + 1 / per_beat * 0.9,
-                velocity,
-            )
+    # ---- cuts ---------------------------------------------------------------------------
+
+    def _mark_cuts(self) -> None:
+        """A musical event at every cut's exact time: drums hit (a crash for strong cuts),
+        and where there are no drums, or the cut falls between beats, the band accents a
+        chord with the bass. A strong cut between beats gets a short stop before it."""
+        roles = self.roles
+        strong_keys, weak_keys = self.style.cut_hits
+        stops: list[tuple[float, float]] = []
+        for cut in self.cuts:
+            beat = self.plan.beat_at(cut.time_s)
+            if beat >= self.result.end_beat - 0.05 or beat < 0:
+                continue
+            strong = cut.boundary or cut.strength >= STRONG_CUT
+            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= 0.005
+            if on_beat:
+                beat = float(round(beat))
+            keys = strong_keys if strong else weak_keys
+            for player in roles.of("drums")[:1]:
+                if not on_beat and strong:
+                    stops.append((beat - 0.5, beat))
+                for key in keys:
+                    self._add(player, key, beat, beat + 0.4, 112 if strong else 98)
+            if roles.of("drums") and keys and on_beat:
+                continue
+            harmony = self._chord_at(beat)
+            accent = (*roles.of("comping"), *roles.of("pulse"), *roles.of("pad"))[:1]
+            for player in accent:
+                for pitch in voice(harmony, self._voicings.get(player), *COMPING_RANGE):
+                    self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96)
+            for player in roles.of("bass")[:1]:
+                self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *BASS_RANGE),
+                          beat, beat + 0.5, 108)  # fmt: skip
+        self._stop_drums(stops)
+
+    def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
+        """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""
+        drums = self.roles.of("drums")[:1]
+        if not stops or not drums:
+            return
+        starts = np.array(sorted(stops))
+
+        def stopped(note: Note) -> bool:
+            index = int(np.searchsorted(starts[:, 0], note.start + 1e-6, side="right")) - 1
+            if index < 0:
+                return False
+            start, end = starts[index]
+            return bool(start - 1e-6 <= note.start < end - 1e-6)
+
+        self.result.notes = [
+            n for n in self.result.notes if n.instrument != drums[0] or not stopped(n)
+        ]
 
 
-def section_forms(
-    plan: TimingPlan, energies: list[float], moods: list[list[str]], piece_energy: float
-) -> list[SectionForm]:
-    forms = []
-    for i, section in enumerate(plan.sections):
-        energy = 0.6 * energies[i] + 0.4 * piece_energy
-        final = plan.final_beat
-        end = section.first_beat + section.beat_count
-        role = "intro" if i == 0 else "main"
-        if final is not None and section.first_beat <= final < end:
-            role = "ending" if i > 0 else "intro"
-        forms.append(
-            SectionForm(section.first_beat, end, energy, intensity_of(energy), role, moods[i])
-        )
-    return forms
+def _with_fill(groove: Pattern, fill: Pattern) -> Pattern:
+    """The groove with its steps from the fill's first hit on replaced by the fill."""
+    first = min((line.find(c) for line in fill.values() for c in "Xxo" if c in line), default=0)
+    result = {key: line[:first] + "." * (len(line) - first) for key, line in groove.items()}
+    for key, line in fill.items():
+        kept = result.get(key, "." * len(line))
+        result[key] = kept[:first] + line[first:]
+    return result

@@ -10,6 +10,7 @@ import numpy as np
 from services.config import ComposerConfig
 from services.domain import (
     GeneratedMusic,
+    Look,
     MusicBrief,
     MusicPlan,
     PlannedSection,
@@ -31,7 +32,9 @@ from services.generator.backends.composer.arrangement import (
     Note,
     Roles,
     SectionForm,
+    SectionVideo,
     assign_roles,
+    choose_band,
     section_forms,
 )
 from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
@@ -40,15 +43,26 @@ from services.generator.backends.composer.render import (
     ScheduledNote,
     SoundFontRenderer,
 )
-from services.generator.backends.composer.styles import PANS, STYLES
+from services.generator.backends.composer.styles import PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
-from services.generator.backends.composer.timing import HitPoint, TimingPlan, plan_timing
+from services.generator.backends.composer.timing import (
+    METERS,
+    HitPoint,
+    Meter,
+    TimingPlan,
+    plan_timing,
+)
 from services.media.audio import fade_out
 from services.tagger.vocabulary import load_vocabulary
 
-VERSION = "1.0"
+VERSION = "2.0"
 # Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
-PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8, "arp": 0.4}
+PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8,
+              "pulse": 0.45}  # fmt: skip
+# The loudest sample the mix may reach (mastering sets the final level).
+MAX_PEAK = 0.9
+# How often a genre that plays in several meters takes its usual one.
+USUAL_METER_CHANCE = 0.7
 # Length of the fade that ends a piece too short for a cadence.
 FADE_S = 2.0
 
@@ -91,18 +105,23 @@ class ComposerGenerator:
         validate_brief(brief, self.describe(), self.vocabulary)
         report = progress or (lambda fraction: None)
         tags = brief.tags
-        instruments = [i for i in tags.instruments if i not in brief.negative]
-        if not instruments:
+        style = STYLES[tags.genres[0]]
+        band = choose_band(style, tags, brief.negative)
+        if not band:
             raise InvalidInputError("no instruments left to play after the negative tags")
         rng = np.random.default_rng(brief.seed)
-        plan = self._timing(brief)
-        style = STYLES[tags.genres[0]]
-        key = Key.parse(tags.key)
-        roles = assign_roles(instruments)
-        energies, moods = self._section_features(brief, plan)
-        forms = section_forms(plan, energies, moods, tags.energy)
+        # The genre's usual meter most of the time; the seed may choose another it plays in.
+        others = style.meters[1:]
+        usual = not others or rng.random() < USUAL_METER_CHANCE
+        meter = METERS[style.meters[0] if usual else others[int(rng.integers(len(others)))]]
+        roles = assign_roles(style, band)
+        cuts = self._hit_points(brief)
+        plan = self._timing(brief, style, meter, cuts)
+        video = self._section_video(brief, plan)
+        forms = section_forms(plan, video, tags.energy, style, Key.parse(tags.key),
+                              brief.duration_s)  # fmt: skip
         report(0.05)
-        arrangement = Composer(plan, style, key, roles, forms, brief.duration_s, rng).compose()
+        arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng).compose()
         notes = _without_overlaps(arrangement.notes)
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
@@ -110,7 +129,7 @@ class ComposerGenerator:
         for note in notes:
             by_instrument[note.instrument].append(note)
         tracks, parts = [], []
-        for index, instrument in enumerate(instruments):
+        for index, instrument in enumerate(band):
             drums = instrument == "drums"
             program = style.program(instrument) if not drums else 0
             channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
@@ -119,7 +138,7 @@ class ComposerGenerator:
                 ScheduledNote(
                     n.pitch,
                     n.velocity,
-                    round(plan.beat_time(n.start) * brief.sample_rate),
+                    max(0, round(plan.beat_time(n.start) * brief.sample_rate)),
                     round(plan.beat_time(n.end) * brief.sample_rate),
                 )
                 for n in by_instrument.get(instrument, [])
@@ -141,7 +160,12 @@ class ComposerGenerator:
             progress=lambda fraction: report(0.15 + 0.8 * fraction),
         )
         ending = "cadence" if plan.final_beat is not None else "fade"
+        # Headroom: a full band can sum past full scale; mix and stems scale together.
+        peak = float(np.abs(mix).max()) if mix.size else 0.0
+        scale = MAX_PEAK / peak if peak > MAX_PEAK else 1.0
         for audio in (mix, *stems.values()):
+            if scale != 1.0:
+                audio *= scale
             _shape_ending(audio, brief.sample_rate, fade=ending == "fade")
         report(1.0)
         return GeneratedMusic(
@@ -149,19 +173,26 @@ class ComposerGenerator:
             sample_rate=brief.sample_rate,
             stems=stems,
             midi=midi_bytes(by_instrument, plan, tracks),
-            plan=_music_plan(
-                brief, plan, forms, arrangement, energies, style.name, instruments, ending
-            ),
+            plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending),
         )
 
-    def _timing(self, brief: MusicBrief) -> TimingPlan:
+    @staticmethod
+    def _hit_points(brief: MusicBrief) -> list[HitPoint]:
+        """Every cut of the video, those that start a segment marked as boundaries."""
+        starts = {round(s.start_s, 3) for s in brief.segments}
+        return [
+            HitPoint(c.time_s, c.strength, boundary=round(c.time_s, 3) in starts)
+            for c in brief.cuts
+            if 0.0 < c.time_s < brief.duration_s
+        ]
+
+    def _timing(
+        self, brief: MusicBrief, style: Style, meter: Meter, cuts: list[HitPoint]
+    ) -> TimingPlan:
         tags = brief.tags
         starts = sorted(
             {0.0} | {s.start_s for s in brief.segments if 0.0 < s.start_s < brief.duration_s - 0.25}
         )
-        cuts = [
-            HitPoint(c.time_s, c.strength) for c in brief.cuts if 0.0 < c.time_s < brief.duration_s
-        ]
         low, high = float(tags.bpm_min), float(tags.bpm_max)
         preferred = float(np.clip(tags.bpm, low, high))
         return plan_timing(
@@ -170,22 +201,25 @@ class ComposerGenerator:
             cuts,
             (low, high),
             preferred,
+            meter,
+            style.tempo_flex,
             fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
         )
 
     @staticmethod
-    def _section_features(
-        brief: MusicBrief, plan: TimingPlan
-    ) -> tuple[list[float], list[list[str]]]:
-        """Energy and moods of the video segment each planned section stands for."""
+    def _section_video(brief: MusicBrief, plan: TimingPlan) -> list[SectionVideo]:
+        """Energy, look and moods of the video segment each planned section stands for."""
         if not brief.segments:
-            count = len(plan.sections)
-            return [brief.tags.energy] * count, [list(brief.tags.moods) for _ in range(count)]
+            neutral = Look(0.5, 0.5, 0.5, 0.5)
+            return [
+                SectionVideo(brief.tags.energy, neutral, list(brief.tags.moods))
+                for _ in plan.sections
+            ]
         # The segment whose start is nearest each section's (the earlier one on a tie), by
         # binary search: a two-hour video has thousands of both.
         segments = sorted(brief.segments, key=lambda s: s.start_s)
         starts = np.array([s.start_s for s in segments])
-        energies, moods = [], []
+        video = []
         for section in plan.sections:
             right = int(np.searchsorted(starts, section.start_s))
             left = max(right - 1, 0)
@@ -195,17 +229,13 @@ class ComposerGenerator:
                 if (abs(starts[right] - section.start_s) < abs(starts[left] - section.start_s))
                 else left
             )
-            energies.append(segments[nearest].energy)
-            moods.append(list(segments[nearest].moods))
-        return energies, moods
+            segment = segments[nearest]
+            video.append(SectionVideo(segment.energy, segment.look, list(segment.moods)))
+        return video
 
 
 def _gain(roles: Roles, instrument: str) -> float:
-    return (
-        max(PART_GAINS[part] for part in roles.parts_of(instrument))
-        if roles.parts_of(instrument)
-        else 0.5
-    )
+    return max(PART_GAINS[part] for part in roles.parts_of(instrument))
 
 
 def _without_overlaps(notes: list[Note]) -> list[Note]:
@@ -243,7 +273,6 @@ def _music_plan(
     plan: TimingPlan,
     forms: list[SectionForm],
     arrangement: Arrangement,
-    energies: list[float],
     genre: str,
     instruments: list[str],
     ending: str,
@@ -261,7 +290,7 @@ def _music_plan(
                 bpm=round(section.bpm, 4),
                 first_beat=section.first_beat,
                 beat_count=section.beat_count,
-                energy=round(energies[i], 4),
+                energy=round(form.energy, 4),
                 intensity=form.intensity,
                 instruments=arrangement.section_instruments[i],
                 chords=arrangement.section_chords[i],

@@ -11,7 +11,7 @@ import mido
 from services.generator.backends.composer.arrangement import Note
 from services.generator.backends.composer.timing import TimingPlan
 
-TICKS_PER_BEAT = 480
+TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9
 
 
@@ -22,37 +22,53 @@ class Track:
     channel: int
 
 
-def _tempo_track(plan: TimingPlan, pickup: bool) -> mido.MidiTrack:
-    """Tempo at every beat whose length changes; a time signature at every bar that differs
-    from the one before. A pickup beat carries the silence before the first beat."""
+class _Clock:
+    """Plan beats to MIDI ticks. Tick 0 is the first sample: a pickup before the first beat
+    (a whole number of 32nd notes, as the timing plan chooses it) comes first."""
+
+    def __init__(self, plan: TimingPlan):
+        self.per_beat = round(TICKS_PER_QUARTER * plan.meter.quarters)
+        beats = plan.beats_s
+        first_period = beats[1] - beats[0] if len(beats) > 1 else 60.0 / plan.base_bpm
+        self.lead = beats[0] / first_period
+
+    def tick(self, beat: float) -> int:
+        return round((beat + self.lead) * self.per_beat)
+
+
+def _tempo_track(plan: TimingPlan, clock: _Clock) -> mido.MidiTrack:
+    """A tempo at every beat whose length changes (the first from tick 0); the meter from the
+    first downbeat, and before it the pickup as a bar of 32nd notes."""
     track = mido.MidiTrack()
     events: list[tuple[int, mido.MetaMessage]] = []
-    offset = TICKS_PER_BEAT if pickup else 0
     beats = plan.beats_s
-    if pickup:
-        microseconds = max(1, round(beats[0] * 1e6))
-        events.append((0, mido.MetaMessage("set_tempo", tempo=microseconds)))
+    quarters = plan.meter.quarters
     previous = None
     for i in range(len(beats)):
-        period = beats[i + 1] - beats[i] if i + 1 < len(beats) else beats[-1] - beats[-2]
-        microseconds = round(period * 1e6)
+        if len(beats) > 1:
+            period = beats[i + 1] - beats[i] if i + 1 < len(beats) else beats[-1] - beats[-2]
+        else:
+            period = 60.0 / plan.base_bpm
+        microseconds = round(period / quarters * 1e6)
         if microseconds != previous:
-            events.append(
-                (offset + i * TICKS_PER_BEAT, mido.MetaMessage("set_tempo", tempo=microseconds))
-            )
+            tick = 0 if i == 0 else clock.tick(i)
+            events.append((tick, mido.MetaMessage("set_tempo", tempo=microseconds)))
             previous = microseconds
-    bar_ends = [*plan.bar_starts[1:], len(beats)]
-    last_length = None
-    for start, end in zip(plan.bar_starts, bar_ends, strict=True):
-        length = end - start
-        if length != last_length and length > 0:
-            events.append(
-                (
-                    offset + start * TICKS_PER_BEAT,
-                    mido.MetaMessage("time_signature", numerator=length, denominator=4),
-                )
-            )
-            last_length = length
+    downbeat_tick = clock.tick(plan.first_downbeat)
+    if downbeat_tick > 0:
+        thirty_seconds = round(downbeat_tick / (TICKS_PER_QUARTER / 8))
+        events.append(
+            (0, mido.MetaMessage("time_signature", numerator=thirty_seconds, denominator=32))
+        )
+    meter = plan.meter
+    events.append(
+        (
+            downbeat_tick,
+            mido.MetaMessage(
+                "time_signature", numerator=meter.numerator, denominator=meter.denominator
+            ),
+        )
+    )
     _append_sorted(track, events)
     return track
 
@@ -70,10 +86,9 @@ def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]
 def midi_bytes(
     notes_by_instrument: Mapping[str, Sequence[Note]], plan: TimingPlan, tracks: Sequence[Track]
 ) -> bytes:
-    pickup = plan.beats_s[0] > 1e-6
-    offset = TICKS_PER_BEAT if pickup else 0
-    song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    song.tracks.append(_tempo_track(plan, pickup))
+    clock = _Clock(plan)
+    song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
+    song.tracks.append(_tempo_track(plan, clock))
     for track_info in tracks:
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=track_info.instrument))
@@ -88,8 +103,8 @@ def midi_bytes(
                 )
             )
         for note in notes_by_instrument.get(track_info.instrument, ()):
-            on = offset + round(note.start * TICKS_PER_BEAT)
-            off = max(on + 1, offset + round(note.end * TICKS_PER_BEAT))
+            on = max(0, clock.tick(note.start))
+            off = max(on + 1, clock.tick(note.end))
             events.append(
                 (
                     on,

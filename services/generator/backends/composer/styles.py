@@ -1,8 +1,16 @@
-"""Genre styles: progressions, drum patterns, part styles and General MIDI programs.
+"""Genre styles: each genre's band, meters, grooves, bass lines, comping, harmony and sounds.
 
-Everything the composer knows about a genre is a row here, so a reader can change how a genre
-sounds without touching the composition code. Drum patterns are 16 steps per 4-beat bar
-(sixteenth notes): 'X' accent, 'x' hit, 'o' ghost, '.' rest; one pattern per intensity 1..3.
+Everything the composer knows about a genre is its row here, so a musician can change how a
+genre sounds without touching the composition code.
+
+Patterns are one bar of grid steps (16 for 4/4, 12 for 3/4, 6 for 6/8, 12 for 12/8):
+- drums, one line per General MIDI key: 'X' accent, 'x' hit, 'o' ghost, '.' rest;
+- bass: 'R' root, '5' fifth, '3' third, '8' root an octave up, 'A' a step leading to the
+  next chord's root, '-' hold the note before, '.' rest;
+- comping: 'X' accented chord, 'x' chord, '-' hold, '.' rest; in an arpeggio ('arp'
+  technique) and in the pulse part, digits name chord tones from the bottom (0, 1, 2, 3).
+Each intensity (1 quiet .. 3 full) has one or more variants; the seed and the section's
+material pick among them.
 """
 
 from __future__ import annotations
@@ -11,7 +19,17 @@ from dataclasses import dataclass, field
 
 # General MIDI percussion keys.
 KICK, SIDE_STICK, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
-LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SHAKER = 45, 47, 50, 49, 51, 54, 70
+LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
+    45,
+    47,
+    50,
+    49,
+    51,
+    54,
+    55,
+    70,
+)
+FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
 
 # Default General MIDI program (0-based) of each vocabulary instrument.
 DEFAULT_PROGRAMS = {
@@ -43,235 +61,841 @@ PANS = {
     "plucks": 38,
 }
 
-DrumPattern = dict[int, str]
+# The parts of an arrangement, in the order they are cast.
+PARTS = ("drums", "bass", "comping", "pulse", "pad", "melody")
+
+Pattern = dict[int, str]
+Intensities = dict[int, tuple[str, ...]]
+Grooves = dict[int, tuple[Pattern, ...]]
 
 
 @dataclass(frozen=True)
 class Style:
     name: str
-    major: list[list[str]]
-    minor: list[list[str]]
-    # Bars per chord: 2 for slow-moving harmony.
-    bars_per_chord: int
-    drums: dict[int, DrumPattern]
-    bass: str  # sustain | pulse | root8 | octaves | syncopated | walking
-    comping: str  # sustain | pulse8 | strum | arp | stab | power
-    # Chance of a melody onset on each grid step, and steps per beat (2 = eighths).
+    # Time signatures the genre plays in (the seed picks one; the first is the most usual).
+    meters: tuple[str, ...]
+    # How far the tempo map may drift from the piece's tempo (0.05 = 5%).
+    tempo_flex: float
+    # The band: instruments the genre always brings, and those the picture may add.
+    core: tuple[str, ...]
+    colours: tuple[str, ...]
+    # Who may play each part, in order of preference.
+    casting: dict[str, tuple[str, ...]]
+    # Roman-numeral progressions: "A" material (home) and "B" (contrast), by mode.
+    progressions: dict[str, dict[str, tuple[tuple[str, ...], ...]]]
+    # Bars per chord, by intensity 1..3.
+    harmonic_rhythm: tuple[int, int, int]
+    # Per meter, per intensity: drum grooves, bass lines, comping patterns, pulse ostinati.
+    grooves: dict[str, Grooves]
+    fills: dict[str, tuple[Pattern, ...]]
+    bass: dict[str, Intensities]
+    comping: dict[str, Intensities]
+    pulse: dict[str, Intensities]
+    # block | strum | arp | power
+    comping_technique: str
+    # Melody: chance of an onset on each grid step, steps per beat it moves on, its range.
     melody_density: float
     melody_grid: int
+    melody_range: tuple[int, int]
     # Delay of off-beat eighths as a fraction of a beat (0 = straight).
     swing: float = 0.0
     programs: dict[str, int] = field(default_factory=dict)
-    # Genres that end on a plagal (IV-I) rather than an authentic (V-I) cadence.
-    plagal_ending: bool = False
+    # The chord before the final tonic: "V" (authentic) or "IV" (plagal).
+    cadence: str = "V"
+    # At the video's major turn: "up2" (the key rises a whole step) or "none".
+    lift: str = "up2"
+    # Drum keys that mark a cut: (strong cut, other cut).
+    cut_hits: tuple[tuple[int, ...], tuple[int, ...]] = ((CRASH, KICK), (SPLASH, KICK))
 
     def program(self, instrument: str) -> int:
         return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
 
 
-_FOUR_ON_FLOOR = {
-    1: {KICK: "x...x...x...x...", HAT: "..x...x...x...x."},
-    2: {KICK: "X...x...X...x...", CLAP: "....x.......x...", OPEN_HAT: "..x...x...x...x."},
-    3: {
-        KICK: "X...x...X...x...",
-        CLAP: "....X.......X...",
-        HAT: "xoxoxoxoxoxoxoxo",
-        OPEN_HAT: "..x...x...x...x.",
-    },
+# ---- shared grooves -----------------------------------------------------------------------
+
+_FOUR_ON_FLOOR: Grooves = {
+    1: (
+        {KICK: "x...x...x...x...", HAT: "..x...x...x...x."},
+        {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
+    ),
+    2: (
+        {KICK: "X...x...X...x...", CLAP: "....x.......x...", OPEN_HAT: "..x...x...x...x."},
+        {KICK: "X...x...X...x...", CLAP: "....x.......x...", HAT: "x.xox.xox.xox.xo"},
+    ),
+    3: (
+        {
+            KICK: "X...x...X...x...",
+            CLAP: "....X.......X...",
+            HAT: "xoxoxoxoxoxoxoxo",
+            OPEN_HAT: "..x...x...x...x.",
+        },
+        {
+            KICK: "X...x...X...x..o",
+            CLAP: "....X.......X...",
+            HAT: "xxxxxxxxxxxxxxxx",
+            OPEN_HAT: "..x...x...x...x.",
+        },
+    ),
 }
-_BACKBEAT = {
-    1: {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-    2: {KICK: "X.....x.x.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-    3: {
-        KICK: "X.....x.X.x.....",
-        SNARE: "....X.......X..o",
-        HAT: "xxxxxxxxxxxxxxxx",
-    },
+_BACKBEAT: Grooves = {
+    1: (
+        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+    ),
+    2: (
+        {KICK: "X.....x.x.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X.......X.x.....", SNARE: "....X.......X...", HAT: "x.xox.x.x.xox.x."},
+    ),
+    3: (
+        {KICK: "X.....x.X.x.....", SNARE: "....X.......X..o", HAT: "xxxxxxxxxxxxxxxx"},
+        {KICK: "X.x...x.X.....x.", SNARE: "....X..o....X...", RIDE: "x.x.x.x.x.x.x.x."},
+    ),
 }
-# Kicks mostly on the beat, one pushed to the "and" of 3: the swing stays in the hats.
-_BOOM_BAP = {
-    1: {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-    2: {KICK: "X.......x.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-    3: {
-        KICK: "X.......X.x.....",
-        SNARE: "....X..o....X...",
-        HAT: "x.xox.x.x.xox.x.",
-        OPEN_HAT: "..............x.",
-    },
+_BOOM_BAP: Grooves = {
+    1: (
+        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+    ),
+    2: (
+        {KICK: "X.......x.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X..x......x.....", SNARE: "....X.......X...", HAT: "x.xox.x.x.xox.x."},
+    ),
+    3: (
+        {
+            KICK: "X.......X.x.....",
+            SNARE: "....X..o....X...",
+            HAT: "x.xox.x.x.xox.x.",
+            OPEN_HAT: "..............x.",
+        },
+        {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xxxxxxxxxxxxxxxx"},
+    ),
 }
-_ROCK = {
-    1: {KICK: "x.......x.......", SNARE: "....x.......x...", RIDE: "x.x.x.x.x.x.x.x."},
-    2: {KICK: "X.....x.X.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-    3: {
-        KICK: "X.x...x.X.x...x.",
-        SNARE: "....X.......X...",
-        HAT: "X.x.X.x.X.x.X.x.",
-    },
+_ROCK: Grooves = {
+    1: (
+        {KICK: "x.......x.......", SNARE: "....x.......x...", RIDE: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.......x.x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+    ),
+    2: (
+        {KICK: "X.....x.X.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X.......X.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
+    ),
+    3: (
+        {KICK: "X.x...x.X.x...x.", SNARE: "....X.......X...", HAT: "X.x.X.x.X.x.X.x."},
+        {
+            KICK: "X.x.X.x.X.x.X.x.",
+            SNARE: "....X.......X...",
+            CRASH: "x...............",
+            RIDE: "..x...x...x...x.",
+        },
+    ),
 }
-_EPIC = {
-    1: {KICK: "x.......x.......", LOW_TOM: "............x..."},
-    2: {KICK: "X.......x.......", LOW_TOM: "x..x..x...x.x...", SNARE: "............x..."},
-    3: {
-        KICK: "X..x..x.X..x..x.",
-        LOW_TOM: "x.x.x.x.x.x.x.x.",
-        SNARE: "....X.......X...",
-        MID_TOM: "..............xx",
-    },
+_EPIC: Grooves = {
+    1: (
+        {LOW_TOM: "x.......x.......", FLOOR_TOM: "............x..."},
+        {FLOOR_TOM: "x.......x.......", LOW_TOM: "......x.....x..."},
+    ),
+    2: (
+        {KICK: "X.......x.......", LOW_TOM: "x..x..x...x.x...", SNARE: "............x..."},
+        {FLOOR_TOM: "X..x..x.X..x..x.", SNARE: "....x.......x..."},
+    ),
+    3: (
+        {
+            KICK: "X..x..x.X..x..x.",
+            LOW_TOM: "x.x.x.x.x.x.x.x.",
+            SNARE: "....X.......X...",
+            MID_TOM: "..............xx",
+        },
+        {FLOOR_TOM: "X.xxX.xxX.xxX.xx", SNARE: "....X.......X...", KICK: "x.......x......."},
+    ),
 }
-_FOLK = {
-    1: {KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},
-    2: {KICK: "X.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
-    3: {
-        KICK: "X.....x.X.......",
-        SNARE: "....X.......X...",
-        TAMBOURINE: "..x...x...x...x.",
-        SHAKER: "xoxoxoxoxoxoxoxo",
-    },
+_EPIC_34: Grooves = {
+    1: ({FLOOR_TOM: "x...........", LOW_TOM: "........x..."},),
+    2: ({KICK: "X...........", LOW_TOM: "....x...x...", SNARE: "........x..."},),
+    3: ({KICK: "X.......x...", LOW_TOM: "x.x.x.x.x.x.", SNARE: "....X...X..."},),
 }
-_GENTLE = {
-    1: {SHAKER: "x.o.x.o.x.o.x.o."},
-    2: {KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},
-    3: {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
+_FOLK: Grooves = {
+    1: (
+        {KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},
+        {KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},
+    ),
+    2: (
+        {KICK: "X.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "x.x.x.x.x.x.x.x."},
+        {KICK: "X.....x.x.......", TAMBOURINE: "....x.......x...", SHAKER: "x.o.x.o.x.o.x.o."},
+    ),
+    3: (
+        {
+            KICK: "X.....x.X.......",
+            SNARE: "....X.......X...",
+            TAMBOURINE: "..x...x...x...x.",
+            SHAKER: "x.xox.xox.xox.xo",
+        },
+    ),
 }
+_JIG: Grooves = {
+    1: ({KICK: "x.....", TAMBOURINE: "...x.."},),
+    2: ({KICK: "X..x..", SIDE_STICK: "...x..", SHAKER: "xooxoo"},),
+    3: ({KICK: "X..x..", SNARE: "...X..", TAMBOURINE: "x.xx.x", SHAKER: "xooxoo"},),
+}
+_GENTLE: Grooves = {
+    1: ({SHAKER: "x.o.x.o.x.o.x.o."},),
+    2: ({KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},),
+    3: ({KICK: "x.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},),
+}
+_GENTLE_34: Grooves = {
+    1: ({SHAKER: "x.o.x.o.x.o."},),
+    2: ({KICK: "x...........", SHAKER: "x.o.x.o.x.o."},),
+    3: ({KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},),
+}
+
+# Folk's train beat: a soft bass drum on the beats, brushes of snare and tambourine between.
+_TRAIN: Grooves = {
+    1: ({ACOUSTIC_KICK: "x.......x.......", TAMBOURINE: "..x...x...x...x."},),
+    2: (
+        {
+            ACOUSTIC_KICK: "X.......x.......",
+            SNARE: "..o.x.o...o.x.o.",
+            TAMBOURINE: "x...x...x...x...",
+        },
+        {ACOUSTIC_KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
+    ),
+    3: (
+        {
+            ACOUSTIC_KICK: "X.....x.X.......",
+            SNARE: "o.o.X.o.o.o.X.o.",
+            TAMBOURINE: "x.x.x.x.x.x.x.x.",
+        },
+    ),
+}
+# Lo-fi: a lazy kick, a rim click on 2 and 4, a shaker breathing between.
+_LAZY: Grooves = {
+    1: ({KICK: "x.........x.....", SIDE_STICK: "....x.......x...", SHAKER: "..o...o...o...o."},),
+    2: (
+        {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x..x......x.....", SIDE_STICK: "....x.......x..o", SHAKER: "x.o.x.o.x.o.x.o."},
+    ),
+    3: (
+        {
+            KICK: "x.....x...x..x..",
+            ELECTRIC_SNARE: "....x.......x...",
+            PEDAL_HAT: "xoxoxoxoxoxoxoxo",
+        },
+    ),
+}
+# Corporate: claps and a shaker over a light kick, bright and tidy.
+_TIDY: Grooves = {
+    1: ({KICK: "x.......x.......", SHAKER: "xoxoxoxoxoxoxoxo"},),
+    2: (
+        {KICK: "x.......x.x.....", CLAP: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
+        {KICK: "x...x...x...x...", CLAP: "....x.......x...", TAMBOURINE: "..x...x...x...x."},
+    ),
+    3: (
+        {
+            KICK: "X...x...X...x...",
+            CLAP: "....X.......X...",
+            SHAKER: "xxxxxxxxxxxxxxxx",
+            COWBELL: "..x.......x.....",
+        },
+    ),
+}
+# Orchestral percussion: timpani-like floor toms and a bass drum, cymbals at the peaks.
+_TIMPANI: Grooves = {
+    1: (
+        {
+            FLOOR_TOM: "x...............",
+        },
+    ),
+    2: ({FLOOR_TOM: "x.......x.......", ACOUSTIC_KICK: "x..............."},),
+    3: (
+        {
+            FLOOR_TOM: "x.x.x...x.x.x...",
+            ACOUSTIC_KICK: "x.......x.......",
+            RIDE: "x...x...x...x...",
+        },
+    ),
+}
+
+_FILL: tuple[Pattern, ...] = (
+    {SNARE: "............xxxx", KICK: "............x..."},
+    {SNARE: "............x.xx", HIGH_TOM: "..............x.", KICK: "............x..."},
+)
+_TOM_FILL: tuple[Pattern, ...] = (
+    {HIGH_TOM: "............xx..", MID_TOM: "..............x.", LOW_TOM: "...............x"},
+    {SNARE: "............x.x.", LOW_TOM: ".............x.x"},
+)
+_LIGHT_FILL: tuple[Pattern, ...] = ({SIDE_STICK: "............x.xx", KICK: "............x..."},)
+_FILL_34: tuple[Pattern, ...] = ({SNARE: "........xxxx", KICK: "........x..."},)
+_FILL_68: tuple[Pattern, ...] = ({SNARE: "...xxx", KICK: "...x.."},)
+
+# Bass lines and comping shared by several genres.
+_BASS_ROCK: Intensities = {
+    1: ("R.......R.......",),
+    2: ("R.R.R.R.R.R.R.R.", "R..RR.R.R.R.R.RA"),
+    3: ("RRRRRRRRRRRRRRRR", "R.RRR.RRR.RRR.RA"),
+}
+_BASS_POP: Intensities = {
+    1: ("R.......R.......", "R-------5-------"),
+    2: ("R.....R.R...5...", "R..R..R.R...R.A."),
+    3: ("R.R.R.R.R.R.R.R.", "R..R..R.R..R5.A."),
+}
+_BASS_OCTAVES: Intensities = {
+    1: ("R...R...R...R...",),
+    2: ("R.8.R.8.R.8.R.8.", ".R8..R8..R8..R8."),
+    3: ("R8R8R8R8R8R8R8R8", ".R8R.R8R.R8R.R8R"),
+}
+_BASS_HIPHOP: Intensities = {
+    1: ("R-----....R-----",),
+    2: ("R-----..R.5-..A.", "R--R------R-5---"),
+    3: ("R-----R.R.5-..A.", "R--R--..R-R-5-A."),
+}
+_BASS_WALK: Intensities = {
+    1: ("R-------5-------",),
+    2: ("R---5---R---5---", "R---3---5---A---"),
+    3: ("R---3---5---A---", "R---5---8---A---"),
+}
+_BASS_PULSE: Intensities = {
+    1: ("R-------R-------",),
+    2: ("R---R---R---R---",),
+    3: ("R.R.R.R.R.R.R.R.",),
+}
+_BASS_SUSTAIN: Intensities = {
+    1: ("R---------------",),
+    2: ("R---------------",),
+    3: ("R-------5-------",),
+}
+
+_COMP_PULSE8: Intensities = {
+    1: ("X-------x-------",),
+    2: ("X.x.x.x.X.x.x.x.", "X..x..x.X..x..x."),
+    3: ("XxxxXxxxXxxxXxxx", "X.xxX.xxX.xxX.xx"),
+}
+_COMP_STRUM: Intensities = {
+    1: ("X-------x-------",),
+    2: ("X---x-x-X-x-x-x-", "X---x-xxX-x-xxx-"),
+    3: ("X-x-x-xxX-x-x-xx", "X-xxx-xxX-xxx-xx"),
+}
+_COMP_SUSTAIN: Intensities = {
+    1: ("X---------------",),
+    2: ("X-------x-------", "X-----x-------x-"),
+    3: ("X-----x-X-----x-", "X--x--x-X--x--x-"),
+}
+_COMP_STAB: Intensities = {
+    1: ("......x.......x.",),
+    2: ("..x...x...x...x.", "...x..x....x..x."),
+    3: ("..x...x...x.x.x.", "..xx..x...xx..x."),
+}
+_COMP_POWER: Intensities = {
+    1: ("X---------------", "X-------X-------"),
+    2: ("X.x.X.x.X.x.X.x.", "X-x-x-x-X-x-x-x-"),
+    3: ("XxxxXxxxXxxxXxxx", "Xx.xXx.xXx.xXx.x"),
+}
+_ARP_UP: Intensities = {
+    1: ("0---1---2---1---",),
+    2: ("0.1.2.3.2.1.2.1.", "0.2.1.3.0.2.1.3."),
+    3: ("0123210123210123", "0213021302130213"),
+}
+
+_PULSE_8: Intensities = {
+    1: ("0.1.0.1.0.1.0.1.",),
+    2: ("0.2.1.2.0.2.1.2.", "0.1.2.1.0.1.2.1."),
+    3: ("0202120202121202", "0120012001200120"),
+}
+_PULSE_16: Intensities = {
+    1: ("0.0.0.0.0.0.0.0.",),
+    2: ("0000000000000000", "0.00.00.0.00.00."),
+    3: ("0000000000000000", "0010001000100010"),
+}
+_PULSE_Q: Intensities = {
+    1: ("0...1...2...1...",),
+    2: ("0.1.2.1.0.1.2.1.",),
+    3: ("0.1.2.1.0.1.2.1.",),
+}
+
+_MAJOR_POP = (("I", "V", "vi", "IV"), ("vi", "IV", "I", "V"), ("I", "vi", "IV", "V"))
+_MINOR_POP = (("i", "bVI", "bIII", "bVII"), ("i", "iv", "bVI", "bVII"))
 
 STYLES: dict[str, Style] = {
     style.name: style
     for style in [
         Style(
             "ambient",
-            major=[["Imaj7", "IVmaj7", "vi7", "IVmaj7"], ["I", "iii", "IV", "I"]],
-            minor=[["i", "bVI", "bIII", "bVII"], ["i", "iv", "bVI", "v"]],
-            bars_per_chord=2,
-            drums=_GENTLE,
-            bass="sustain",
-            comping="sustain",
-            melody_density=0.2,
+            meters=("4/4", "3/4"),
+            tempo_flex=0.08,
+            core=("pads", "piano", "plucks", "bass"),
+            colours=("strings", "woodwinds", "synth", "acoustic-guitar"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano", "acoustic-guitar"),
+                "pulse": ("plucks", "synth", "piano"),
+                "pad": ("pads", "strings"),
+                "melody": ("woodwinds", "strings", "piano", "synth"),
+            },
+            progressions={
+                "major": {
+                    "A": (("Imaj7", "IVmaj7", "vi7", "IVmaj7"), ("Iadd9", "iii", "IVmaj7", "I")),
+                    "B": (("vi7", "IVmaj7", "Iadd9", "V"), ("IVmaj7", "V", "iii7", "vi7")),
+                },
+                "minor": {
+                    "A": (("i", "bVI", "bIII", "bVII"), ("i", "iv", "bVI", "v")),
+                    "B": (("bVI", "bIII", "bVII", "i"), ("iv", "bVI", "bVII", "i")),
+                },
+            },
+            harmonic_rhythm=(2, 2, 1),
+            grooves={"4/4": _GENTLE, "3/4": _GENTLE_34},
+            fills={"4/4": _LIGHT_FILL, "3/4": _FILL_34},
+            bass={
+                "4/4": _BASS_SUSTAIN,
+                "3/4": {1: ("R-----------",), 2: ("R-----------",), 3: ("R-------5---",)},
+            },
+            comping={
+                "4/4": {
+                    1: ("X---------------",),
+                    2: ("X-------x-------",),
+                    3: ("X---x---x---x---",),
+                },
+                "3/4": {1: ("X-----------",), 2: ("X---x---x---",), 3: ("X---x---x---",)},
+            },
+            pulse={
+                "4/4": _PULSE_Q,
+                "3/4": {1: ("0...1...2...",), 2: ("0.1.2.1.2.1.",), 3: ("0.1.2.3.2.1.",)},
+            },
+            comping_technique="block",
+            melody_density=0.18,
             melody_grid=2,
-            programs={"strings": 49, "synth": 88, "plucks": 46},
-            plagal_ending=True,
+            melody_range=(64, 84),
+            programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
+            cadence="IV",
+            lift="none",
+            cut_hits=((), ()),
         ),
         Style(
             "cinematic",
-            major=[["I", "V", "vi", "IV"], ["vi", "IV", "I", "V"]],
-            minor=[["i", "bVI", "bIII", "bVII"], ["i", "bVI", "iv", "V"]],
-            bars_per_chord=1,
-            drums=_EPIC,
-            bass="pulse",
-            comping="pulse8",
-            melody_density=0.3,
+            meters=("4/4",),
+            tempo_flex=0.08,
+            core=("strings", "piano", "brass", "drums", "bass"),
+            colours=("pads", "woodwinds", "plucks", "synth"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("brass", "piano"),
+                "pulse": ("strings", "plucks", "synth"),
+                "pad": ("pads", "woodwinds"),
+                "melody": ("piano", "woodwinds", "strings", "brass"),
+            },
+            progressions={
+                "major": {
+                    "A": (("I", "V", "vi", "IV"), ("vi", "IV", "I", "V"), ("I", "iii", "IV", "iv")),
+                    "B": (("IV", "V", "iii", "vi"), ("vi", "V", "IV", "V")),
+                },
+                "minor": {
+                    "A": (
+                        ("i", "bVI", "bIII", "bVII"),
+                        ("i", "bVI", "iv", "V"),
+                        ("i", "iv", "bVI", "V"),
+                    ),
+                    "B": (("bVI", "bIII", "bVII", "i"), ("iv", "bVI", "bVII", "V")),
+                },
+            },
+            harmonic_rhythm=(2, 1, 1),
+            grooves={"4/4": _EPIC},
+            fills={"4/4": _TOM_FILL},
+            bass={
+                "4/4": {
+                    1: ("R---------------",),
+                    2: ("R-------R-------", "R-----R-R-------"),
+                    3: ("R.R.R.R.R.R.R.R.", "R..R..R.R..R..R."),
+                }
+            },
+            comping={
+                "4/4": {
+                    1: ("X---------------",),
+                    2: ("X-------x-------",),
+                    3: ("X-----x-X-----x-", "X---x---X---x---"),
+                }
+            },
+            pulse={"4/4": _PULSE_16},
+            comping_technique="block",
+            melody_density=0.28,
             melody_grid=2,
-            programs={"brass": 60, "plucks": 45},
+            melody_range=(60, 82),
+            programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
         Style(
             "orchestral",
-            major=[["I", "IV", "V", "I"], ["I", "vi", "ii", "V"]],
-            minor=[["i", "iv", "V", "i"], ["i", "bVI", "iv", "V"]],
-            bars_per_chord=1,
-            drums=_EPIC,
-            bass="pulse",
-            comping="arp",
+            meters=("4/4", "3/4"),
+            tempo_flex=0.08,
+            core=("strings", "brass", "woodwinds", "plucks", "bass"),
+            colours=("piano", "drums"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("plucks", "piano"),
+                "pulse": ("strings",),
+                "pad": ("brass",),
+                "melody": ("woodwinds", "strings", "brass"),
+            },
+            progressions={
+                "major": {
+                    "A": (("I", "IV", "V", "I"), ("I", "vi", "ii", "V"), ("I", "V", "vi", "iii")),
+                    "B": (("IV", "V", "iii", "vi"), ("ii", "V", "I", "vi"), ("vi", "ii", "V", "I")),
+                },
+                "minor": {
+                    "A": (("i", "iv", "V", "i"), ("i", "bVI", "iv", "V"), ("i", "bIII", "iv", "V")),
+                    "B": (("bIII", "bVII", "bVI", "V"), ("iv", "bVII", "bIII", "V")),
+                },
+            },
+            harmonic_rhythm=(2, 1, 1),
+            grooves={"4/4": _TIMPANI, "3/4": _EPIC_34},
+            fills={"4/4": _TOM_FILL, "3/4": _FILL_34},
+            bass={
+                "4/4": _BASS_PULSE,
+                "3/4": {1: ("R-----------",), 2: ("R...R...R...",), 3: ("R.R.R.R.R.R.",)},
+            },
+            comping={
+                "4/4": _ARP_UP,
+                "3/4": {1: ("0---1---2---",), 2: ("0.1.2.1.2.1.",), 3: ("012321012321",)},
+            },
+            pulse={
+                "4/4": _PULSE_8,
+                "3/4": {1: ("0...1...1...",), 2: ("0.1.2.1.2.1.",), 3: ("0.1.2.1.2.1.",)},
+            },
+            comping_technique="arp",
             melody_density=0.4,
             melody_grid=2,
-            programs={"plucks": 45, "woodwinds": 71},
+            melody_range=(62, 86),
+            programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
+            cut_hits=((CRASH, FLOOR_TOM), (LOW_TOM,)),
         ),
         Style(
             "electronic",
-            major=[["vi", "IV", "I", "V"], ["I", "V", "vi", "IV"]],
-            minor=[["i", "bVI", "bIII", "bVII"], ["i", "bVII", "bVI", "bVII"]],
-            bars_per_chord=1,
-            drums=_FOUR_ON_FLOOR,
-            bass="octaves",
-            comping="stab",
+            meters=("4/4",),
+            tempo_flex=0.06,
+            core=("drums", "bass", "synth", "pads", "plucks"),
+            colours=("piano", "strings"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano", "electric-guitar"),
+                "pulse": ("plucks",),
+                "pad": ("pads", "strings"),
+                "melody": ("synth", "piano"),
+            },
+            progressions={
+                "major": {
+                    "A": (("vi", "IV", "I", "V"), ("I", "V", "vi", "IV"), ("vi", "vi", "IV", "V")),
+                    "B": (("IV", "V", "vi", "vi"), ("IV", "I", "V", "vi")),
+                },
+                "minor": {
+                    "A": (
+                        ("i", "bVI", "bIII", "bVII"),
+                        ("i", "bVII", "bVI", "bVII"),
+                        ("i", "i", "bVI", "bVII"),
+                    ),
+                    "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "i", "bVII")),
+                },
+            },
+            harmonic_rhythm=(2, 1, 1),
+            grooves={"4/4": _FOUR_ON_FLOOR},
+            fills={"4/4": _FILL},
+            bass={"4/4": _BASS_OCTAVES},
+            comping={"4/4": _COMP_STAB},
+            pulse={"4/4": _ARP_UP},
+            comping_technique="block",
             melody_density=0.45,
             melody_grid=4,
-            programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4},
+            melody_range=(64, 86),
+            programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
             "pop",
-            major=[["I", "V", "vi", "IV"], ["vi", "IV", "I", "V"], ["I", "vi", "IV", "V"]],
-            minor=[["i", "bVI", "bIII", "bVII"], ["i", "iv", "bVI", "bVII"]],
-            bars_per_chord=1,
-            drums=_BACKBEAT,
-            bass="root8",
-            comping="pulse8",
+            meters=("4/4",),
+            tempo_flex=0.07,
+            core=("drums", "bass", "piano", "synth"),
+            colours=("electric-guitar", "acoustic-guitar", "strings", "plucks", "pads"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano", "acoustic-guitar"),
+                "pulse": ("electric-guitar", "plucks"),
+                "pad": ("strings", "pads"),
+                "melody": ("synth", "woodwinds", "plucks", "piano"),
+            },
+            progressions={
+                "major": {
+                    "A": _MAJOR_POP,
+                    "B": (("IV", "V", "iii", "vi"), ("ii", "IV", "I", "V"), ("IV", "I", "V", "vi")),
+                },
+                "minor": {
+                    "A": _MINOR_POP,
+                    "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "bVII", "bVII")),
+                },
+            },
+            harmonic_rhythm=(1, 1, 1),
+            grooves={"4/4": _BACKBEAT},
+            fills={"4/4": _FILL},
+            bass={"4/4": _BASS_POP},
+            comping={"4/4": _COMP_PULSE8},
+            pulse={"4/4": _PULSE_8},
+            comping_technique="block",
             melody_density=0.55,
             melody_grid=2,
-            programs={"plucks": 12},
+            melody_range=(64, 84),
+            programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
         Style(
             "rock",
-            major=[["I", "bVII", "IV", "I"], ["I", "V", "vi", "IV"], ["I", "IV", "V", "IV"]],
-            minor=[["i", "bVII", "bVI", "bVII"], ["i", "bIII", "bVII", "iv"]],
-            bars_per_chord=1,
-            drums=_ROCK,
-            bass="root8",
-            comping="power",
-            melody_density=0.45,
+            meters=("4/4",),
+            tempo_flex=0.08,
+            core=("drums", "bass", "electric-guitar"),
+            colours=("piano", "strings", "synth", "brass"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("electric-guitar",),
+                "pulse": ("piano",),
+                "pad": ("strings", "synth", "brass"),
+                "melody": ("electric-guitar",),
+            },
+            progressions={
+                "major": {
+                    "A": (("I", "bVII", "IV", "I"), ("I", "IV", "V", "IV"), ("I", "V", "IV", "IV")),
+                    "B": (("vi", "IV", "I", "V"), ("IV", "IV", "I", "V")),
+                },
+                "minor": {
+                    "A": (("i", "bVII", "bVI", "bVII"), ("i", "bIII", "bVII", "iv")),
+                    "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "bVII", "i")),
+                },
+            },
+            harmonic_rhythm=(1, 1, 1),
+            grooves={"4/4": _ROCK},
+            fills={"4/4": _TOM_FILL + _FILL},
+            bass={"4/4": _BASS_ROCK},
+            comping={"4/4": _COMP_POWER},
+            pulse={"4/4": _PULSE_8},
+            comping_technique="power",
+            melody_density=0.4,
             melody_grid=2,
-            programs={"electric-guitar": 29, "bass": 34},
+            melody_range=(62, 84),
+            programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
             "hip-hop",
-            major=[["Imaj7", "vi7", "ii7", "V7"]],
-            minor=[["i7", "bVImaj7", "bIIImaj7", "bVII"], ["i7", "iv7", "bVImaj7", "v7"]],
-            bars_per_chord=1,
-            drums=_BOOM_BAP,
-            bass="syncopated",
+            meters=("4/4",),
+            tempo_flex=0.06,
+            core=("drums", "bass", "piano", "plucks"),
+            colours=("synth", "strings", "brass", "pads"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano",),
+                "pulse": ("synth",),
+                "pad": ("strings", "pads", "brass"),
+                "melody": ("plucks", "synth", "brass"),
+            },
+            progressions={
+                "major": {
+                    "A": (
+                        ("Imaj7", "vi7", "ii7", "V7"),
+                        ("IVmaj7", "IVmaj7", "Imaj7", "Imaj7"),
+                        ("ii7", "V7", "Imaj7", "vi7"),
+                    ),
+                    "B": (("IVmaj7", "iii7", "vi7", "V7"), ("vi7", "ii7", "IVmaj7", "V7")),
+                },
+                "minor": {
+                    "A": (
+                        ("i7", "bVImaj7", "bIIImaj7", "bVII"),
+                        ("i7", "iv7", "bVImaj7", "v7"),
+                        ("i7", "i7", "bVImaj7", "bVImaj7"),
+                    ),
+                    "B": (("iv7", "v7", "i7", "i7"), ("bVImaj7", "bVII", "i7", "i7")),
+                },
+            },
+            harmonic_rhythm=(2, 1, 1),
+            grooves={"4/4": _BOOM_BAP},
+            fills={"4/4": ({SNARE: "............x.o.", KICK: "..............x."},)},
+            bass={"4/4": _BASS_HIPHOP},
             # Sustained keys: off-beat stabs on a swung grid pull listeners (and beat trackers)
             # onto the off-beat.
-            comping="sustain",
+            comping={"4/4": _COMP_SUSTAIN},
+            pulse={"4/4": _PULSE_Q},
+            comping_technique="block",
             melody_density=0.3,
             melody_grid=4,
+            melody_range=(67, 88),
             swing=0.16,
-            programs={"synth": 80},
+            programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
+            lift="none",
         ),
         Style(
             "lo-fi",
-            major=[["Imaj7", "vi7", "ii7", "V7"], ["IVmaj7", "iii7", "vi7", "Imaj7"]],
-            minor=[["i7", "iv7", "bVII7", "bIIImaj7"]],
-            bars_per_chord=1,
-            drums=_BOOM_BAP,
-            bass="syncopated",
-            comping="sustain",
+            meters=("4/4",),
+            tempo_flex=0.06,
+            core=("drums", "bass", "piano", "plucks"),
+            colours=("acoustic-guitar", "electric-guitar", "pads", "woodwinds"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano", "electric-guitar"),
+                "pulse": ("acoustic-guitar",),
+                "pad": ("pads",),
+                "melody": ("plucks", "woodwinds", "electric-guitar"),
+            },
+            progressions={
+                "major": {
+                    "A": (
+                        ("Imaj7", "vi7", "ii7", "V7"),
+                        ("IVmaj7", "iii7", "vi7", "Imaj7"),
+                        ("ii7", "V7", "Imaj7", "IVmaj7"),
+                    ),
+                    "B": (("IVmaj7", "V7", "iii7", "vi7"), ("ii7", "iii7", "IVmaj7", "V7")),
+                },
+                "minor": {
+                    "A": (("i7", "iv7", "bVII7", "bIIImaj7"), ("i7", "bVImaj7", "iv7", "v7")),
+                    "B": (
+                        ("bVImaj7", "bVII7", "i7", "i7"),
+                        ("iv7", "bVII7", "bIIImaj7", "bVImaj7"),
+                    ),
+                },
+            },
+            harmonic_rhythm=(1, 1, 1),
+            grooves={"4/4": _LAZY},
+            fills={"4/4": _LIGHT_FILL},
+            bass={
+                "4/4": {
+                    1: ("R-------5-------",),
+                    2: ("R-----R-..5-....", "R---..R-5---..A."),
+                    3: ("R-----R-..5-..A.",),
+                }
+            },
+            comping={"4/4": _COMP_SUSTAIN},
+            pulse={"4/4": _PULSE_Q},
+            comping_technique="block",
             melody_density=0.25,
             melody_grid=2,
+            melody_range=(62, 82),
             swing=0.18,
-            programs={"piano": 4, "plucks": 108, "bass": 32},
+            programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
+            lift="none",
         ),
         Style(
             "acoustic",
-            major=[["I", "V", "vi", "IV"], ["I", "IV", "vi", "V"], ["I", "iii", "IV", "V"]],
-            minor=[["i", "bVII", "bVI", "bVII"], ["i", "iv", "bVII", "bIII"]],
-            bars_per_chord=1,
-            drums=_FOLK,
-            bass="pulse",
-            comping="strum",
+            meters=("4/4",),
+            tempo_flex=0.08,
+            core=("acoustic-guitar", "piano", "bass", "drums"),
+            colours=("strings", "woodwinds", "plucks"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("acoustic-guitar",),
+                "pulse": ("plucks",),
+                "pad": ("strings",),
+                "melody": ("piano", "woodwinds", "strings"),
+            },
+            progressions={
+                "major": {
+                    "A": (("I", "V", "vi", "IV"), ("I", "IV", "vi", "V"), ("I", "iii", "IV", "V")),
+                    "B": (("IV", "V", "vi", "vi"), ("vi", "V", "IV", "IV"), ("ii", "IV", "V", "V")),
+                },
+                "minor": {
+                    "A": (("i", "bVII", "bVI", "bVII"), ("i", "iv", "bVII", "bIII")),
+                    "B": (("bIII", "bVII", "iv", "i"), ("bVI", "bVII", "i", "i")),
+                },
+            },
+            harmonic_rhythm=(1, 1, 1),
+            grooves={"4/4": _FOLK},
+            fills={"4/4": _LIGHT_FILL},
+            bass={"4/4": _BASS_PULSE},
+            comping={"4/4": _COMP_STRUM},
+            pulse={"4/4": _PULSE_8},
+            comping_technique="strum",
             melody_density=0.45,
             melody_grid=2,
+            melody_range=(64, 84),
+            programs={"bass": 32},
         ),
         Style(
             "folk",
-            major=[["I", "IV", "I", "V"], ["I", "V", "IV", "I"], ["vi", "IV", "I", "V"]],
-            minor=[["i", "bVII", "i", "v"], ["i", "bIII", "bVII", "i"]],
-            bars_per_chord=1,
-            drums=_FOLK,
-            bass="walking",
-            comping="strum",
+            meters=("4/4", "6/8"),
+            tempo_flex=0.08,
+            core=("acoustic-guitar", "strings", "plucks", "bass", "drums"),
+            colours=("woodwinds", "piano"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("acoustic-guitar",),
+                "pulse": ("plucks",),
+                "pad": ("piano",),
+                "melody": ("strings", "woodwinds"),
+            },
+            progressions={
+                "major": {
+                    "A": (("I", "IV", "I", "V"), ("I", "V", "IV", "I"), ("I", "I", "IV", "V")),
+                    "B": (("IV", "I", "V", "I"), ("vi", "IV", "I", "V")),
+                },
+                "minor": {
+                    "A": (("i", "bVII", "i", "v"), ("i", "bIII", "bVII", "i")),
+                    "B": (("bIII", "bVII", "i", "i"), ("bVI", "bVII", "i", "v")),
+                },
+            },
+            harmonic_rhythm=(1, 1, 1),
+            grooves={"4/4": _TRAIN, "6/8": _JIG},
+            fills={"4/4": _LIGHT_FILL, "6/8": _FILL_68},
+            bass={"4/4": _BASS_WALK, "6/8": {1: ("R-----",), 2: ("R--5--",), 3: ("R-.5-.",)}},
+            comping={"4/4": _COMP_STRUM, "6/8": {1: ("X-----",), 2: ("X-xx-x",), 3: ("X-xX-x",)}},
+            pulse={"4/4": _PULSE_8, "6/8": {1: ("0.1.2.",), 2: ("012102",), 3: ("012102",)}},
+            comping_technique="strum",
             melody_density=0.5,
             melody_grid=2,
-            programs={"woodwinds": 72},
+            melody_range=(62, 86),
+            programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
+            lift="none",
+            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
-            major=[["I", "V", "vi", "IV"], ["IV", "I", "V", "vi"], ["I", "Vsus4", "vi", "IV"]],
-            minor=[["i", "bVI", "bIII", "bVII"]],
-            bars_per_chord=1,
-            drums=_FOUR_ON_FLOOR,
-            bass="octaves",
-            comping="pulse8",
-            melody_density=0.4,
+            meters=("4/4",),
+            tempo_flex=0.06,
+            core=("piano", "plucks", "bass", "drums", "synth"),
+            colours=("strings", "pads", "acoustic-guitar", "electric-guitar"),
+            casting={
+                "drums": ("drums",),
+                "bass": ("bass",),
+                "comping": ("piano",),
+                "pulse": ("plucks",),
+                "pad": ("strings", "pads"),
+                "melody": ("synth", "electric-guitar", "piano"),
+            },
+            progressions={
+                "major": {
+                    "A": (
+                        ("I", "iii", "IV", "V"),
+                        ("IV", "V", "I", "I"),
+                        ("I", "Vsus4", "IV", "IV"),
+                    ),
+                    "B": (("IV", "V", "I", "vi"), ("ii", "IV", "V", "V"), ("vi", "IV", "V", "I")),
+                },
+                "minor": {
+                    "A": (("i", "bVI", "bIII", "bVII"), ("i", "bIII", "bVII", "bVI")),
+                    "B": (("bVI", "bVII", "bIII", "bIII"), ("iv", "bVI", "bVII", "bVII")),
+                },
+            },
+            harmonic_rhythm=(2, 1, 1),
+            grooves={"4/4": _TIDY},
+            fills={"4/4": _LIGHT_FILL},
+            bass={"4/4": _BASS_PULSE},
+            comping={
+                "4/4": {
+                    1: ("0...2...1...2...",),
+                    2: ("0.2.1.2.0.2.1.2.", "0.1.2.0.1.2.0.1."),
+                    3: ("0212021202120212", "0120120120120120"),
+                }
+            },
+            pulse={"4/4": _PULSE_16},
+            comping_technique="arp",
+            melody_density=0.35,
             melody_grid=2,
-            programs={"plucks": 12},
+            melody_range=(67, 88),
+            programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
     ]
 }

@@ -1,42 +1,94 @@
-"""The timing plan: tempo, beats and bars that put the video's cuts on the music's grid.
+"""The timing plan: one meter and a steady pulse whose beats meet the video's cuts.
 
-Segment boundaries (the strong cuts) start sections. With a free tempo, each section gets a
-whole number of beats, so every section starts exactly on a beat; its tempo may differ a little
-from its neighbours' (a new scene, a new tempo), always inside the allowed BPM range. The
-tempos are chosen together by dynamic programming over the sections: the cost is the size of
-the tempo jumps between neighbours, each tempo's distance from the preferred BPM, and how far
-the cuts inside sections (the weak ones) fall from a beat.
-
-With a fixed (user) tempo, the grid is one constant tempo whose phase is chosen to put the most
-(strength-weighted) cuts on beats; section starts snap to the nearest beat.
-
-Bars are four beats from each section's start; where a section's beats do not divide into
-fours, its last bar is shorter (2 or 3 beats) or longer (5), so that every section starts on a
-downbeat: the strongest cuts land on bar lines.
+Music changes at cuts and stays music while it does, so the pulse comes first:
+- One meter for the whole piece; bars never change length.
+- A user BPM is one exact, constant grid from the first sample. Its phase (in 32nd notes, so
+  the pickup can be written down) and which beat is the downbeat are chosen to put the most
+  cuts, the strong ones on bar lines, on beats; the beats before the first downbeat are a
+  pickup that the arrangement writes as one.
+- Otherwise the tempo follows a conductor's map: the piece's tempo is chosen inside the tags'
+  range, and the map may drift from it by at most the style's `tempo_flex` and change by at
+  most MAX_BEAT_CHANGE from one beat to the next. Beat 0 is the first sample and a downbeat.
+  Which cuts become anchors (a cut exactly on a beat, a strong one preferably on a downbeat)
+  is decided by dynamic programming over the cuts (a beam search: each cut keeps its best few
+  beat numbers); the beat times are then a smooth spline through the anchors, checked against
+  both limits, anchors being dropped until they hold.
+Cuts that no grid can reach are not forgotten: the arrangement marks every cut at its exact
+time. Sections of the form start on the bar line nearest each segment start.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
-# Cost weights: tempo away from the preferred, a tempo jump between neighbouring sections, a
-# weak cut off its beat (per unit strength, saturating at MISS_SCALE_S).
-PREFERRED_WEIGHT = 30.0
-SECTION_WEIGHT = 200.0
-MISS_WEIGHT = 1.0
-MISS_SCALE_S = 0.1
-# An ending needs a final chord at least this long before the end (hold + release tail).
+# Largest tempo change from one beat to the next (a fraction of the period).
+MAX_BEAT_CHANGE = 0.02
+# The anchor search budgets for less change than the limit: the spline through the anchors
+# spreads each change unevenly.
+PLANNED_BEAT_CHANGE = 0.016
+# A cut this close to a beat counts as on it while planning (trackers allow 50 ms).
+ON_BEAT_S = 0.025
+# Search breadth: earlier cuts a cut may be reached from, and beat numbers kept per cut.
+LOOK_BACK_CUTS = 10
+BEAM = 24
+# Tempo buckets that keep search states apart (log ratio).
+PERIOD_BUCKET = 0.005
+# Score of a cut on a beat: BASE + strength; a strong cut on a downbeat earns BAR_BONUS more.
+CUT_BASE_SCORE = 0.5
+STRONG_CUT = 0.55
+BAR_BONUS = 0.6
+# Penalties: tempo change between anchor spans, drift from the piece's tempo, the piece's
+# tempo away from the preferred one (per (log ratio / PREFERRED_SCALE)^2).
+CHANGE_PENALTY = 150.0
+DRIFT_PENALTY = 40.0
+PREFERRED_PENALTY = 2.0
+PREFERRED_SCALE = 0.15
+# Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
+# the best few again with the full one.
+TEMPO_STEP = 0.006
+# How far the piece's tempo may stray from the preferred one (a fraction).
+TEMPO_WINDOW = 0.1
+FULL_SEARCH_TEMPOS = 3
+# An ending needs a final chord at least this long before the end (hold + release tail),
+# or this fraction of the piece when it is very short.
 ENDING_TAIL_S = 1.6
+SHORT_TAIL_FRACTION = 0.35
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A time signature: `beats` pulses per bar, each of `steps` grid steps (4 sixteenths
+    for simple meters, 3 eighths for compound ones), a beat lasting `quarters` quarter notes."""
+
+    name: str
+    beats: int
+    steps: int
+    quarters: float
+    numerator: int
+    denominator: int
+
+
+METERS = {
+    meter.name: meter
+    for meter in (
+        Meter("4/4", 4, 4, 1.0, 4, 4),
+        Meter("3/4", 3, 4, 1.0, 3, 4),
+        Meter("6/8", 2, 3, 1.5, 6, 8),
+        Meter("12/8", 4, 3, 1.5, 12, 8),
+    )
+}
 
 
 @dataclass(frozen=True)
 class HitPoint:
     time_s: float
     strength: float
+    # A segment boundary: the music's form changes here.
+    boundary: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,205 +103,319 @@ class SectionTiming:
 @dataclass(frozen=True)
 class TimingPlan:
     beats_s: list[float]
-    # Index into beats_s of every downbeat.
-    bar_starts: list[int]
+    meter: Meter
+    # Beat index of the first downbeat: beats before it are a pickup (0 without one).
+    first_downbeat: int
     sections: list[SectionTiming]
+    # The piece's tempo; the map stays within the style's flex of it.
     base_bpm: float
     # Beat index of the final chord, or None when the piece fades out instead.
     final_beat: int | None
 
+    @property
+    def bar_starts(self) -> list[int]:
+        return list(range(self.first_downbeat, len(self.beats_s), self.meter.beats))
+
+    @property
+    def pickup_beats(self) -> float:
+        """Beats (fractional) between the first sample and the first downbeat."""
+        period = self.beats_s[1] - self.beats_s[0] if len(self.beats_s) > 1 else 1.0
+        return self.first_downbeat + self.beats_s[0] / period
+
     def beat_time(self, beat: float) -> float:
-        """Seconds at a fractional beat position (beats past the last extend its period)."""
+        """Seconds at a fractional beat position (outside the beats, the nearest period)."""
         beats = self.beats_s
+        if len(beats) == 1:
+            return beats[0] + beat * 60.0 / self.base_bpm
         index = math.floor(beat)
         if index < 0:
             return beats[0] + beat * (beats[1] - beats[0])
         if index >= len(beats) - 1:
-            period = beats[-1] - beats[-2]
-            return beats[-1] + (beat - (len(beats) - 1)) * period
+            return beats[-1] + (beat - (len(beats) - 1)) * (beats[-1] - beats[-2])
         return beats[index] + (beat - index) * (beats[index + 1] - beats[index])
 
-
-def _miss_cost(cuts: np.ndarray, strengths: np.ndarray, start: float, period: float) -> float:
-    if cuts.size == 0:
-        return 0.0
-    offset = (cuts - start) / period
-    distance = np.abs(offset - np.round(offset)) * period
-    return float(
-        MISS_WEIGHT * np.sum(strengths * np.minimum(distance, MISS_SCALE_S)) / MISS_SCALE_S
-    )
-
-
-def _section_options(
-    start: float,
-    end: float,
-    inner: tuple[np.ndarray, np.ndarray],
-    period_limits: tuple[float, float],
-) -> list[tuple[float, float]]:
-    """(period, miss cost) of each whole-beat fit of a section inside the BPM range."""
-    low, high = period_limits
-    length = end - start
-    counts = range(max(1, math.ceil(length / high - 1e-9)), math.floor(length / low + 1e-9) + 1)
-    options = [(length / c, _miss_cost(inner[0], inner[1], start, length / c)) for c in counts]
-    if not options:
-        # No whole number of beats fits the range (a very short section): the nearest count.
-        period = length / max(1, round(length / math.sqrt(low * high)))
-        options = [(period, _miss_cost(inner[0], inner[1], start, period))]
-    return options
-
-
-def _smoothest_periods(
-    options: list[list[tuple[float, float]]], preferred_period: float
-) -> list[float]:
-    """One period per section, minimising tempo jumps between neighbours, distance from the
-    preferred tempo and weak-cut misses (dynamic programming over the sections)."""
-    costs = [
-        PREFERRED_WEIGHT * math.log(period / preferred_period) ** 2 + miss
-        for period, miss in options[0]
-    ]
-    back: list[list[int]] = []
-    for i in range(1, len(options)):
-        new_costs, pointers = [], []
-        for period, miss in options[i]:
-            steps = [
-                costs[j] + SECTION_WEIGHT * math.log(period / options[i - 1][j][0]) ** 2
-                for j in range(len(options[i - 1]))
-            ]
-            j = int(np.argmin(steps))
-            pointers.append(j)
-            new_costs.append(
-                steps[j] + PREFERRED_WEIGHT * math.log(period / preferred_period) ** 2 + miss
-            )
-        costs = new_costs
-        back.append(pointers)
-    choice = int(np.argmin(costs))
-    chosen = [choice]
-    for pointers in reversed(back):
-        choice = pointers[choice]
-        chosen.append(choice)
-    chosen.reverse()
-    return [options[i][c][0] for i, c in enumerate(chosen)]
+    def beat_at(self, seconds: float) -> float:
+        """The fractional beat position of a time (the inverse of beat_time)."""
+        beats = self.beats_s
+        if len(beats) == 1:
+            return (seconds - beats[0]) * self.base_bpm / 60.0
+        index = int(np.searchsorted(beats, seconds, side="right")) - 1
+        index = max(0, min(index, len(beats) - 2))
+        return index + (seconds - beats[index]) / (beats[index + 1] - beats[index])
 
 
 def plan_timing(
     duration_s: float,
-    section_starts: list[float],
+    segment_starts: list[float],
     cuts: list[HitPoint],
     bpm_range: tuple[float, float],
     preferred_bpm: float,
+    meter: Meter,
+    tempo_flex: float,
     fixed_bpm: float | None = None,
 ) -> TimingPlan:
-    """Beats, bars and sections for a piece of `duration_s` (section_starts[0] must be 0)."""
-    bounds = [*section_starts, duration_s]
-    cut_times = np.array([c.time_s for c in cuts])
-    cut_strengths = np.array([c.strength for c in cuts])
+    """Beats, bars and sections for a piece of `duration_s`."""
+    cuts = sorted((c for c in cuts if 0.0 < c.time_s < duration_s), key=lambda c: c.time_s)
     if fixed_bpm is not None:
-        return _fixed_plan(duration_s, section_starts, cut_times, cut_strengths, fixed_bpm)
-    low_bpm, high_bpm = bpm_range
-    period_limits = (60.0 / high_bpm, 60.0 / low_bpm)
-    boundaries = np.round(section_starts, 6)
-    options = []
-    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-        mask = (cut_times > a + 1e-6) & (cut_times < b - 1e-6)
-        mask &= ~np.isin(np.round(cut_times, 6), boundaries)
-        inner = (cut_times[mask], cut_strengths[mask])
-        if i < len(bounds) - 2:
-            options.append(_section_options(a, b, inner, period_limits))
-        else:
-            # The last section ends with the piece, not on a cut: any period in range fits.
-            candidates = np.linspace(period_limits[0], period_limits[1], 33)
-            options.append([(float(p), _miss_cost(inner[0], inner[1], a, p)) for p in candidates])
-    periods = _smoothest_periods(options, 60.0 / preferred_bpm)
-    beats: list[float] = []
-    sections = []
-    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-        period = periods[i]
-        if i < len(bounds) - 2:
-            count = max(1, round((b - a) / period))
-        else:  # the last section: beats until the end of the piece
-            count = math.floor((b - a) / period - 1e-9) + 1
-        sections.append(SectionTiming(a, b, len(beats), count, 60.0 / period))
-        beats.extend(a + k * period for k in range(count))
-    weights = [s.end_s - s.start_s for s in sections]
-    base_bpm = float(np.average([s.bpm for s in sections], weights=weights))
-    return _with_bars(beats, sections, duration_s, base_bpm)
-
-
-def _fixed_plan(
-    duration_s: float,
-    section_starts: list[float],
-    cut_times: np.ndarray,
-    cut_strengths: np.ndarray,
-    bpm: float,
-) -> TimingPlan:
-    period = 60.0 / bpm
-    phases = {0.0} | {float(t % period) for t in cut_times}
-    best_phase = min(
-        sorted(phases), key=lambda phase: _miss_cost(cut_times, cut_strengths, phase, period)
-    )
-    count = math.floor((duration_s - best_phase) / period - 1e-9) + 1
-    beats = [best_phase + k * period for k in range(count)]
-    # Section starts snap to the nearest beat; the first section starts on the first beat.
-    starts = sorted({0} | {round((s - best_phase) / period) for s in section_starts[1:]})
-    starts = [s for s in starts if 0 <= s < len(beats)]
-    sections = []
-    for i, first in enumerate(starts):
-        last = starts[i + 1] if i + 1 < len(starts) else len(beats)
-        end = beats[last] if last < len(beats) else duration_s
-        sections.append(SectionTiming(beats[first], end, first, last - first, bpm))
-    return _with_bars(beats, sections, duration_s, bpm)
-
-
-def _final_beat(beats: list[float], sections: list[SectionTiming], duration_s: float) -> int | None:
-    """The beat of the final tonic chord: the last one that leaves room for its tail."""
-    last = sections[-1]
-    candidates = [
-        b
-        for b in range(last.first_beat, len(beats))
-        if beats[b] + ENDING_TAIL_S <= duration_s + 1e-9
-    ]
-    if not candidates:
-        # Too little room in the last section: end at the latest beat that leaves room at all.
-        candidates = [b for b in range(len(beats)) if beats[b] + ENDING_TAIL_S <= duration_s]
-        if not candidates or beats[candidates[-1]] < duration_s * 0.5:
-            return None
-    return candidates[-1]
-
-
-def _bar_lengths(count: int) -> list[int]:
-    """Fours, with the remainder as one shorter (2, 3) or longer (5) last bar."""
-    if count <= 5:
-        return [count]
-    bars = [4] * (count // 4)
-    remainder = count % 4
-    if remainder == 1:
-        bars[-1] = 5
-    elif remainder:
-        bars.append(remainder)
-    return bars
-
-
-def _with_bars(
-    beats: list[float], sections: list[SectionTiming], duration_s: float, base_bpm: float
-) -> TimingPlan:
-    final = _final_beat(beats, sections, duration_s)
-    bar_starts: list[int] = []
-    for section in sections:
-        end = section.first_beat + section.beat_count
-        if final is not None and section.first_beat <= final < end:
-            # The final chord starts its own bar.
-            spans = [(section.first_beat, final), (final, end)]
-        else:
-            spans = [(section.first_beat, end)]
-        for span_start, span_end in spans:
-            position = span_start
-            for length in _bar_lengths(span_end - span_start) if span_end > span_start else []:
-                bar_starts.append(position)
-                position += length
+        beats, first_downbeat = _fixed_grid(duration_s, cuts, 60.0 / fixed_bpm, meter)
+        base_bpm = fixed_bpm
+    else:
+        beats, base_period = _tempo_map(duration_s, cuts, bpm_range, preferred_bpm, meter,
+                                        tempo_flex)  # fmt: skip
+        first_downbeat = 0
+        # The piece's tempo as a listener hears it: the map's median.
+        base_bpm = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / base_period
+    bar_starts = list(range(first_downbeat, len(beats), meter.beats))
+    sections = _sections(beats, bar_starts, segment_starts, duration_s)
     return TimingPlan(
         beats_s=beats,
-        bar_starts=sorted(set(bar_starts)),
+        meter=meter,
+        first_downbeat=first_downbeat,
         sections=sections,
         base_bpm=base_bpm,
-        final_beat=final,
+        final_beat=_final_beat(beats, bar_starts, duration_s),
     )
+
+
+# ---- a user's constant tempo ------------------------------------------------------------
+
+
+def _cut_score(cut: HitPoint, beat: int, meter: Meter, first_downbeat: int) -> float:
+    score = CUT_BASE_SCORE + cut.strength
+    strong = cut.boundary or cut.strength >= STRONG_CUT
+    if strong and (beat - first_downbeat) % meter.beats == 0:
+        score += BAR_BONUS
+    return score
+
+
+def _fixed_grid(
+    duration_s: float, cuts: list[HitPoint], period: float, meter: Meter
+) -> tuple[list[float], int]:
+    """Beats of one constant tempo and the first downbeat: the phase (a whole number of
+    32nd notes, so the pickup can be notated) and the downbeat chosen for the cuts."""
+    step = period / (8 * meter.quarters)
+    phases = round(period / step)
+    times = np.array([c.time_s for c in cuts])
+    best: tuple[float, int, int] = (-1.0, 0, 0)
+    for phase_steps in range(phases):
+        phase = phase_steps * step
+        if times.size:
+            position = (times - phase) / period
+            beat = np.round(position).astype(int)
+            on = np.abs(position - beat) * period <= ON_BEAT_S
+        else:
+            beat, on = np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
+        for downbeat in range(meter.beats):
+            score = sum(
+                _cut_score(cut, int(b), meter, downbeat)
+                for cut, b, hit in zip(cuts, beat, on, strict=True)
+                if hit
+            )
+            # Ties go to the earliest phase and downbeat: music on the first sample.
+            if score > best[0] + 1e-9:
+                best = (score, phase_steps, downbeat)
+    _, phase_steps, downbeat = best
+    phase = phase_steps * step
+    count = math.floor((duration_s - phase) / period - 1e-9) + 1
+    return [phase + k * period for k in range(count)], downbeat
+
+
+# ---- a conductor's tempo map ------------------------------------------------------------
+
+
+_Key = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _State:
+    score: float
+    # The previous anchor: its cut's index (-1: the first sample) and its state's key.
+    previous: tuple[int, _Key] | None
+    period: float
+    beats: int
+
+
+def _anchor_search(
+    cuts: list[HitPoint],
+    times: np.ndarray,
+    period: float,
+    flex: float,
+    meter: Meter,
+    look_back: int,
+    beam: int,
+) -> tuple[float, list[tuple[int, int]]]:
+    """The best (cut, beat) anchors for a piece tempo of `period`, and their score."""
+    low, high = period / (1 + flex), period * (1 + flex)
+    origin = _State(0.0, None, period, 0)
+    # Per cut: states keyed by (beat, tempo bucket), so paths that reach one beat at
+    # different tempos (and so with different futures) are kept apart.
+    states: list[dict[_Key, _State]] = []
+    reached: list[int] = []
+    best_score, best_end = 0.0, (-1, (0, 0))
+    for j, cut in enumerate(times):
+        options: dict[_Key, _State] = {}
+        start = max(0, j - look_back)
+        if not any(r >= start for r in reached):
+            # Nothing reached in the window: reach back to the latest cut that was.
+            start = reached[-1] if reached else 0
+        sources = [(i, key, s) for i in range(start, j) for key, s in states[i].items()]
+        if j < look_back or not reached:
+            sources.append((-1, (0, 0), origin))
+        for i, key, state in sources:
+            begin = 0.0 if i < 0 else float(times[i])
+            length = float(cut) - begin
+            for count in range(max(1, math.ceil(length / high)), math.floor(length / low) + 1):
+                new_period = length / count
+                change = abs(math.log(new_period / state.period))
+                if i >= 0 and change > PLANNED_BEAT_CHANGE * (state.beats + count) / 2:
+                    continue
+                beat = key[0] + count
+                score = state.score + _cut_score(cuts[j], beat, meter, 0)
+                score -= CHANGE_PENALTY * change**2 if i >= 0 else 0.0
+                score -= DRIFT_PENALTY * math.log(new_period / period) ** 2 * count / 8
+                # Cuts passed over that still fall on a beat of this span.
+                for m in range(i + 1, j):
+                    position = (float(times[m]) - begin) / new_period
+                    if abs(position - round(position)) * new_period <= ON_BEAT_S:
+                        score += _cut_score(cuts[m], key[0] + round(position), meter, 0)
+                new_key = (beat, round(math.log(new_period) / PERIOD_BUCKET))
+                if new_key not in options or score > options[new_key].score:
+                    options[new_key] = _State(score, (i, key), new_period, count)
+        kept = dict(sorted(options.items(), key=lambda item: -item[1].score)[:beam])
+        states.append(kept)
+        if kept:
+            reached.append(j)
+            key, state = max(kept.items(), key=lambda item: item[1].score)
+            if state.score > best_score:
+                best_score, best_end = state.score, (j, key)
+    path: list[tuple[int, int]] = []
+    node: tuple[int, _Key] | None = best_end
+    while node is not None and node[0] >= 0:
+        path.append((node[0], node[1][0]))
+        node = states[node[0]][node[1]].previous
+    return best_score, [(-1, 0), *reversed(path)]
+
+
+def _beats_through(
+    anchors: list[tuple[int, float]], period: float, duration_s: float
+) -> list[float]:
+    """Beat times through (beat, time) anchors: a spline whose slope (the period) is smooth,
+    starting and ending at its outer spans' periods, continued at the last period."""
+    if len(anchors) == 1:
+        last_beat, last_time, end_period = 0, 0.0, period
+        spline = None
+    else:
+        ks = np.array([a[0] for a in anchors], dtype=float)
+        ts = np.array([a[1] for a in anchors])
+        first = (ts[1] - ts[0]) / (ks[1] - ks[0])
+        end_period = (ts[-1] - ts[-2]) / (ks[-1] - ks[-2])
+        spline = CubicSpline(ks, ts, bc_type=((1, first), (1, end_period)))
+        last_beat, last_time = int(ks[-1]), float(ts[-1])
+    count = last_beat + math.floor((duration_s - last_time) / end_period - 1e-9) + 1
+    inside = np.arange(min(count, last_beat + 1), dtype=float)
+    beats = list(spline(inside)) if spline is not None else [0.0]
+    beats += [last_time + (k - last_beat) * end_period for k in range(last_beat + 1, count)]
+    return [float(b) for b in beats[:count]]
+
+
+def _violation(beats: list[float], period: float, flex: float) -> int | None:
+    """The first beat where the map breaks a limit (range or beat-to-beat change), if any."""
+    if len(beats) < 2:
+        return None
+    periods = np.diff(beats)
+    low, high = period / (1 + flex) * (1 - 1e-6), period * (1 + flex) * (1 + 1e-6)
+    outside = np.flatnonzero((periods < low) | (periods > high))
+    ratios = np.abs(periods[1:] / periods[:-1] - 1.0)
+    jumps = np.flatnonzero(ratios > MAX_BEAT_CHANGE)
+    found = [int(outside[0])] if outside.size else []
+    found += [int(jumps[0]) + 1] if jumps.size else []
+    return min(found) if found else None
+
+
+def _tempo_map(
+    duration_s: float,
+    cuts: list[HitPoint],
+    bpm_range: tuple[float, float],
+    preferred_bpm: float,
+    meter: Meter,
+    flex: float,
+) -> tuple[list[float], float]:
+    """Beat times of the best tempo map, and the piece's (base) period."""
+    # Near the tempo the tags ask for: the genre and the picture set it, cuts only refine it.
+    low_bpm = max(bpm_range[0], preferred_bpm / (1 + TEMPO_WINDOW))
+    high_bpm = min(bpm_range[1], preferred_bpm * (1 + TEMPO_WINDOW))
+    preferred = 60.0 / preferred_bpm
+    steps = max(0, math.floor(math.log(high_bpm / low_bpm) / TEMPO_STEP))
+    candidates = [60.0 / (low_bpm * math.exp(i * TEMPO_STEP)) for i in range(steps + 1)]
+    candidates = sorted(set(candidates) | {preferred})
+    times = np.array([c.time_s for c in cuts])
+    if not cuts:
+        return _beats_through([(0, 0.0)], preferred, duration_s), preferred
+
+    def total(period: float, score: float) -> float:
+        return score - PREFERRED_PENALTY * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
+
+    narrow = sorted(
+        candidates,
+        key=lambda p: -total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2)[0]),
+    )[:FULL_SEARCH_TEMPOS]
+    searched = [
+        (total(p, score), p, anchors)
+        for p in narrow
+        for score, anchors in [_anchor_search(cuts, times, p, flex, meter, LOOK_BACK_CUTS, BEAM)]
+    ]
+    _, period, anchors = max(searched, key=lambda item: item[0])
+    points = [(beat, 0.0 if cut < 0 else float(times[cut])) for cut, beat in anchors]
+    while True:
+        beats = _beats_through(points, period, duration_s)
+        broken = _violation(beats, period, flex)
+        if broken is None:
+            return beats, period
+        # Drop the weaker anchor around the break (never the first sample) and try again.
+        after = next((i for i, p in enumerate(points) if p[0] > broken), len(points) - 1)
+        before = max(1, after - 1)
+        around = [i for i in (before, after) if 0 < i < len(points)]
+        weakest = min(around, key=lambda i: _anchor_weight(points[i], cuts, times))
+        points.pop(weakest)
+
+
+def _anchor_weight(point: tuple[int, float], cuts: list[HitPoint], times: np.ndarray) -> float:
+    index = int(np.argmin(np.abs(times - point[1])))
+    return cuts[index].strength + (1.0 if cuts[index].boundary else 0.0)
+
+
+# ---- form and ending ----------------------------------------------------------------------
+
+
+def _sections(
+    beats: list[float], bar_starts: list[int], segment_starts: list[float], duration_s: float
+) -> list[SectionTiming]:
+    """A section per video segment, starting on the bar line nearest the segment's start
+    (the first at the first sample, pickup included)."""
+    bar_times = np.array([beats[b] for b in bar_starts])
+    firsts = {bar_starts[0]} if bar_starts else {0}
+    for start in segment_starts:
+        if start > 0.0 and bar_times.size:
+            firsts.add(bar_starts[int(np.argmin(np.abs(bar_times - start)))])
+    ordered = sorted(firsts)
+    sections = []
+    for i, first in enumerate(ordered):
+        last = ordered[i + 1] if i + 1 < len(ordered) else len(beats)
+        start_s = 0.0 if i == 0 else beats[first]
+        end_s = beats[last] if last < len(beats) else duration_s
+        begin = 0 if i == 0 else first
+        span = beats[max(0, begin - 1) : last + 1]
+        bpm = 60.0 / float(np.mean(np.diff(span))) if len(span) > 1 else 60.0
+        sections.append(SectionTiming(start_s, end_s, begin, last - begin, bpm))
+    return sections
+
+
+def _final_beat(beats: list[float], bar_starts: list[int], duration_s: float) -> int | None:
+    """The beat of the final tonic chord: the last bar line (else beat) leaving room for its
+    tail, so a short piece still ends on a chord."""
+    tail = min(ENDING_TAIL_S, SHORT_TAIL_FRACTION * duration_s)
+    for options in (bar_starts, range(len(beats))):
+        fitting = [b for b in options if b > 0 and beats[b] + tail <= duration_s + 1e-9]
+        if fitting and beats[fitting[-1]] >= duration_s * 0.5:
+            return fitting[-1]
+    return None

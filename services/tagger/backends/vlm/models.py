@@ -102,7 +102,7 @@ class LocalVlm:
             return_dict=True, return_tensors="pt",
         ).to(self.model.device, dtype=self.model.dtype)  # fmt: skip
         with self._torch.inference_mode():
-            output = self.model.generate(  # type: ignore[misc]
+            output = self.model.generate(
                 **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
