@@ -24,6 +24,7 @@ from services.generator.backends.composer.theory import (
     Key,
     chord,
     nearest_in,
+    open_voicing,
     scale_step,
     voice,
 )
@@ -49,9 +50,8 @@ LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
-# Registers (MIDI pitches) of the parts.
-COMPING_RANGE, POWER_RANGE, PAD_RANGE, PULSE_RANGE, BASS_RANGE = (
-    (52, 76), (40, 64), (48, 72), (60, 81), (28, 50))  # fmt: skip
+# A cut this close to a beat is on it (the plan's anchors are exact): its event is the beat's.
+ON_BEAT_S = 0.001
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 
@@ -241,7 +241,7 @@ class Composer:
         self.result = Arrangement()
         self.harmony: list[ChordSpan] = []
         self._voicings: dict[str, tuple[int, ...]] = {}
-        self._bass_pitch = 40
+        self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         mode = forms[0].key.mode
         pools = style.progressions[mode]
@@ -347,7 +347,7 @@ class Composer:
         spans[0] = ChordSpan(-self.plan.pickup_beats - 1, first.end, first.chord, first.numeral)
         for cut in self.cuts:
             beat = plan.beat_at(cut.time_s)
-            on_beat = abs(beat - round(beat)) * 1000 * self._beat_s(beat) <= 5
+            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
             if not (cut.boundary or cut.strength >= STRONG_CUT) or not on_beat:
                 continue
             beat = round(beat)
@@ -433,7 +433,7 @@ class Composer:
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
         for player in (*self.roles.of("pad"), *self.roles.of("comping"))[:1]:
-            for pitch in voice(harmony, None, *PAD_RANGE):
+            for pitch in voice(harmony, None, *self.style.register("pad")):
                 self._add(player, pitch, start, downbeat, 60)
             playing.add(player)
         if downbeat >= 1:
@@ -457,11 +457,11 @@ class Composer:
         roles = self.roles
         for player in dict.fromkeys([*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]):
             previous = self._voicings.get(player)
-            for pitch in voice(tonic, previous, *COMPING_RANGE):
+            for pitch in voice(tonic, previous, *self.style.register("comping")):
                 self._add(player, pitch, start, end, 78)
             playing.add(player)
         for player in roles.of("bass")[:1]:
-            pitch = nearest_in(self._bass_pitch, (tonic.root,), *BASS_RANGE)
+            pitch = nearest_in(self._bass_pitch, (tonic.root,), *self.style.register("bass"))
             self._add(player, pitch, start, end, 86)
             playing.add(player)
         for player in roles.of("melody")[:1]:
@@ -518,7 +518,7 @@ class Composer:
 
     def _pad(self, player: str, start: int, end: int, velocity: int) -> None:
         for span in self._spans(start, end):
-            voicing = self._voicing(player, span.chord, *PAD_RANGE)
+            voicing = self._voicing(player, span.chord, *self.style.register("pad"))
             for pitch in voicing:
                 self._add(player, pitch, max(start, span.start), min(end, span.end), velocity)
 
@@ -530,7 +530,7 @@ class Composer:
     ) -> None:
         technique = self.style.comping_technique
         pattern = self._pattern(self.style.comping, level, variant)
-        low, high = POWER_RANGE if technique == "power" else COMPING_RANGE
+        low, high = self.style.register("power" if technique == "power" else "comping")
         for onset, stop, symbol in self._events(pattern, start, end):
             harmony = self._chord_at(onset)
             stop = min(stop, self._span_at(onset).end)
@@ -542,6 +542,8 @@ class Composer:
                 self._add(player, pitch, onset, stop, velocity - 6 + accent)
                 continue
             voicing = self._voicing(player, harmony, low, high)
+            if technique == "strum":
+                voicing = open_voicing(harmony, low)
             if technique == "power":
                 root = min(voicing, key=lambda p: (p - harmony.root) % 12)
                 voicing = (root, root + 7, root + 12)
@@ -558,7 +560,7 @@ class Composer:
     ) -> None:
         pattern = self._pattern(self.style.pulse, level, variant)
         for onset, stop, symbol in self._events(pattern, start, end):
-            tones = voice(self._chord_at(onset), None, *PULSE_RANGE)
+            tones = voice(self._chord_at(onset), None, *self.style.register("pulse"))
             index = int(symbol)
             pitch = tones[index % len(tones)] + 12 * (index // len(tones))
             # Short notes: a pulse is heard by its attacks.
@@ -570,22 +572,23 @@ class Composer:
         self, player: str, start: int, end: int, level: int, variant: int, velocity: int
     ) -> None:
         pattern = self._pattern(self.style.bass, level, variant)
+        bass_range = self.style.register("bass")
         for onset, stop, symbol in self._events(pattern, start, end):
             harmony = self._chord_at(onset)
             stop = min(stop, self._span_at(onset).end)
-            root = nearest_in(self._bass_pitch, (harmony.root,), *BASS_RANGE)
+            root = nearest_in(self._bass_pitch, (harmony.root,), *bass_range)
             self._bass_pitch = root
             if symbol == "R":
                 pitch = root
             elif symbol == "5":
-                pitch = root + 7 if root + 7 <= BASS_RANGE[1] + 4 else root - 5
+                pitch = root + 7 if root + 7 <= bass_range[1] + 4 else root - 5
             elif symbol == "3":
                 pitch = root + harmony.intervals[1]
             elif symbol == "8":
                 pitch = root + 12
             else:  # "A": a step leading to the next chord's root
                 following = self._chord_at(self._span_at(onset).end)
-                target = nearest_in(root, (following.root,), *BASS_RANGE)
+                target = nearest_in(root, (following.root,), *bass_range)
                 pitch = target - 1 if target > root else target + 2
             accent = 8 if abs(onset - start) < 1e-6 else 0
             # Slightly detached, so repeated notes are heard as repeated.
@@ -684,13 +687,14 @@ class Composer:
         chord with the bass. A strong cut between beats gets a short stop before it."""
         roles = self.roles
         strong_keys, weak_keys = self.style.cut_hits
+        bass_range, comping_range = self.style.register("bass"), self.style.register("comping")
         stops: list[tuple[float, float]] = []
         for cut in self.cuts:
             beat = self.plan.beat_at(cut.time_s)
             if beat >= self.result.end_beat - 0.05 or beat < 0:
                 continue
             strong = cut.boundary or cut.strength >= STRONG_CUT
-            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= 0.005
+            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
             if on_beat:
                 beat = float(round(beat))
             keys = strong_keys if strong else weak_keys
@@ -704,10 +708,10 @@ class Composer:
             harmony = self._chord_at(beat)
             accent = (*roles.of("comping"), *roles.of("pulse"), *roles.of("pad"))[:1]
             for player in accent:
-                for pitch in voice(harmony, self._voicings.get(player), *COMPING_RANGE):
+                for pitch in voice(harmony, self._voicings.get(player), *comping_range):
                     self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96)
             for player in roles.of("bass")[:1]:
-                self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *BASS_RANGE),
+                self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, 108)  # fmt: skip
         self._stop_drums(stops)
 

@@ -109,7 +109,9 @@ class ComposerGenerator:
         band = choose_band(style, tags, brief.negative)
         if not band:
             raise InvalidInputError("no instruments left to play after the negative tags")
-        rng = np.random.default_rng(brief.seed)
+        # The genre joins the seed: two genres on one seed make two pieces, not one tune in
+        # two costumes.
+        rng = np.random.default_rng([brief.seed, list(STYLES).index(style.name)])
         # The genre's usual meter most of the time; the seed may choose another it plays in.
         others = style.meters[1:]
         usual = not others or rng.random() < USUAL_METER_CHANCE

@@ -61,6 +61,15 @@ PANS = {
     "plucks": 38,
 }
 
+# Default registers of the parts (lowest, highest MIDI pitch); "power" is power chords.
+REGISTERS = {
+    "bass": (28, 50),
+    "comping": (52, 76),
+    "power": (40, 64),
+    "pad": (48, 72),
+    "pulse": (60, 81),
+}
+
 # The parts of an arrangement, in the order they are cast.
 PARTS = ("drums", "bass", "comping", "pulse", "pad", "melody")
 
@@ -104,11 +113,17 @@ class Style:
     cadence: str = "V"
     # At the video's major turn: "up2" (the key rises a whole step) or "none".
     lift: str = "up2"
+    # Registers (lowest, highest MIDI pitch) of the parts other than the melody, where they
+    # differ from REGISTERS: where a genre's instruments sit is part of its sound.
+    registers: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Drum keys that mark a cut: (strong cut, other cut).
     cut_hits: tuple[tuple[int, ...], tuple[int, ...]] = ((CRASH, KICK), (SPLASH, KICK))
 
     def program(self, instrument: str) -> int:
         return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
+
+    def register(self, part: str) -> tuple[int, int]:
+        return self.registers.get(part, REGISTERS[part])
 
 
 # ---- shared grooves -----------------------------------------------------------------------
@@ -213,24 +228,6 @@ _EPIC_34: Grooves = {
     2: ({KICK: "X...........", LOW_TOM: "....x...x...", SNARE: "........x..."},),
     3: ({KICK: "X.......x...", LOW_TOM: "x.x.x.x.x.x.", SNARE: "....X...X..."},),
 }
-_FOLK: Grooves = {
-    1: (
-        {KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},
-        {KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},
-    ),
-    2: (
-        {KICK: "X.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "x.x.x.x.x.x.x.x."},
-        {KICK: "X.....x.x.......", TAMBOURINE: "....x.......x...", SHAKER: "x.o.x.o.x.o.x.o."},
-    ),
-    3: (
-        {
-            KICK: "X.....x.X.......",
-            SNARE: "....X.......X...",
-            TAMBOURINE: "..x...x...x...x.",
-            SHAKER: "x.xox.xox.xox.xo",
-        },
-    ),
-}
 _JIG: Grooves = {
     1: ({KICK: "x.....", TAMBOURINE: "...x.."},),
     2: ({KICK: "X..x..", SIDE_STICK: "...x..", SHAKER: "xooxoo"},),
@@ -247,22 +244,22 @@ _GENTLE_34: Grooves = {
     3: ({KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},),
 }
 
-# Folk's train beat: a soft bass drum on the beats, brushes of snare and tambourine between.
+# Folk's train beat: a bass drum on the beats, brushed snare between, a tambourine's pulse.
 _TRAIN: Grooves = {
-    1: ({ACOUSTIC_KICK: "x.......x.......", TAMBOURINE: "..x...x...x...x."},),
+    1: ({KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},),
     2: (
         {
-            ACOUSTIC_KICK: "X.......x.......",
+            KICK: "X.......x.......",
             SNARE: "..o.x.o...o.x.o.",
             TAMBOURINE: "x...x...x...x...",
         },
-        {ACOUSTIC_KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
+        {KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
     ),
     3: (
         {
-            ACOUSTIC_KICK: "X.....x.X.......",
+            KICK: "X.....x.X.......",
             SNARE: "o.o.X.o.o.o.X.o.",
-            TAMBOURINE: "x.x.x.x.x.x.x.x.",
+            TAMBOURINE: "x...x...x...x...",
         },
     ),
 }
@@ -310,6 +307,30 @@ _TIMPANI: Grooves = {
             FLOOR_TOM: "x.x.x...x.x.x...",
             ACOUSTIC_KICK: "x.......x.......",
             RIDE: "x...x...x...x...",
+        },
+    ),
+}
+
+# Acoustic: a cajon-like kit, bass tone and slap, a tambourine on the off-beats.
+_CAJON: Grooves = {
+    1: ({ACOUSTIC_KICK: "x.......x.......", SIDE_STICK: "....x.......x..."},),
+    2: (
+        {
+            ACOUSTIC_KICK: "x.....x.x.......",
+            SIDE_STICK: "....x.......x...",
+            TAMBOURINE: "..x...x...x...x.",
+        },
+        {
+            ACOUSTIC_KICK: "x..x....x.......",
+            SIDE_STICK: "....x..o....x...",
+            TAMBOURINE: "..x...x...x...x.",
+        },
+    ),
+    3: (
+        {
+            ACOUSTIC_KICK: "x.....x.x..x....",
+            SNARE: "....x.......x...",
+            TAMBOURINE: "..x...x...x...x.",
         },
     ),
 }
@@ -363,11 +384,6 @@ _BASS_SUSTAIN: Intensities = {
     3: ("R-------5-------",),
 }
 
-_COMP_PULSE8: Intensities = {
-    1: ("X-------x-------",),
-    2: ("X.x.x.x.X.x.x.x.", "X..x..x.X..x..x."),
-    3: ("XxxxXxxxXxxxXxxx", "X.xxX.xxX.xxX.xx"),
-}
 _COMP_STRUM: Intensities = {
     1: ("X-------x-------",),
     2: ("X---x-x-X-x-x-x-", "X---x-xxX-x-xxx-"),
@@ -436,7 +452,7 @@ STYLES: dict[str, Style] = {
                     "B": (("vi7", "IVmaj7", "Iadd9", "V"), ("IVmaj7", "V", "iii7", "vi7")),
                 },
                 "minor": {
-                    "A": (("i", "bVI", "bIII", "bVII"), ("i", "iv", "bVI", "v")),
+                    "A": (("i", "bVI", "i", "bVI"), ("i", "iv", "bVI", "v")),
                     "B": (("bVI", "bIII", "bVII", "i"), ("iv", "bVI", "bVII", "i")),
                 },
             },
@@ -463,6 +479,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.18,
             melody_grid=2,
             melody_range=(64, 84),
+            registers={"bass": (26, 45), "comping": (60, 84), "pulse": (67, 88)},
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
             cadence="IV",
             lift="none",
@@ -484,12 +501,16 @@ STYLES: dict[str, Style] = {
             },
             progressions={
                 "major": {
-                    "A": (("I", "V", "vi", "IV"), ("vi", "IV", "I", "V"), ("I", "iii", "IV", "iv")),
+                    "A": (
+                        ("I", "iii", "IV", "iv"),
+                        ("I", "bVI", "bVII", "I"),
+                        ("vi", "iii", "IV", "I"),
+                    ),
                     "B": (("IV", "V", "iii", "vi"), ("vi", "V", "IV", "V")),
                 },
                 "minor": {
                     "A": (
-                        ("i", "bVI", "bIII", "bVII"),
+                        ("i", "bIII", "bVI", "V"),
                         ("i", "bVI", "iv", "V"),
                         ("i", "iv", "bVI", "V"),
                     ),
@@ -518,6 +539,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.28,
             melody_grid=2,
             melody_range=(60, 82),
+            registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (55, 76)},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
         Style(
@@ -563,6 +585,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.4,
             melody_grid=2,
             melody_range=(62, 86),
+            registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
             cut_hits=((CRASH, FLOOR_TOM), (LOW_TOM,)),
         ),
@@ -587,8 +610,8 @@ STYLES: dict[str, Style] = {
                 },
                 "minor": {
                     "A": (
-                        ("i", "bVI", "bIII", "bVII"),
                         ("i", "bVII", "bVI", "bVII"),
+                        ("i", "bIII", "bVII", "bVI"),
                         ("i", "i", "bVI", "bVII"),
                     ),
                     "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "i", "bVII")),
@@ -604,6 +627,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.45,
             melody_grid=4,
             melody_range=(64, 86),
+            registers={"bass": (28, 43), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
@@ -634,12 +658,20 @@ STYLES: dict[str, Style] = {
             grooves={"4/4": _BACKBEAT},
             fills={"4/4": _FILL},
             bass={"4/4": _BASS_POP},
-            comping={"4/4": _COMP_PULSE8},
+            # Keys in the 3-3-2 push that pop leans on, not every eighth.
+            comping={
+                "4/4": {
+                    1: ("X-------x-------",),
+                    2: ("X--x--x-X--x--x-", "X---x--xX---x--x"),
+                    3: ("X--x--x-X--x--x-", "X-xX-x-xX-xX-x-x"),
+                }
+            },
             pulse={"4/4": _PULSE_8},
             comping_technique="block",
             melody_density=0.55,
             melody_grid=2,
             melody_range=(64, 84),
+            registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
         Style(
@@ -676,6 +708,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.4,
             melody_grid=2,
             melody_range=(62, 84),
+            registers={"bass": (28, 47), "power": (40, 60), "pulse": (52, 72)},
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
@@ -723,6 +756,7 @@ STYLES: dict[str, Style] = {
             melody_grid=4,
             melody_range=(67, 88),
             swing=0.16,
+            registers={"bass": (24, 40), "comping": (50, 70), "pad": (45, 65), "pulse": (60, 79)},
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
@@ -774,6 +808,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 82),
             swing=0.18,
+            registers={"bass": (28, 45), "comping": (53, 74), "pad": (50, 70), "pulse": (57, 77)},
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
         ),
@@ -793,8 +828,8 @@ STYLES: dict[str, Style] = {
             },
             progressions={
                 "major": {
-                    "A": (("I", "V", "vi", "IV"), ("I", "IV", "vi", "V"), ("I", "iii", "IV", "V")),
-                    "B": (("IV", "V", "vi", "vi"), ("vi", "V", "IV", "IV"), ("ii", "IV", "V", "V")),
+                    "A": (("I", "IV", "vi", "V"), ("I", "iii", "vi", "IV"), ("vi", "V", "IV", "I")),
+                    "B": (("IV", "V", "vi", "vi"), ("ii", "IV", "V", "V")),
                 },
                 "minor": {
                     "A": (("i", "bVII", "bVI", "bVII"), ("i", "iv", "bVII", "bIII")),
@@ -802,15 +837,22 @@ STYLES: dict[str, Style] = {
                 },
             },
             harmonic_rhythm=(1, 1, 1),
-            grooves={"4/4": _FOLK},
+            grooves={"4/4": _CAJON},
             fills={"4/4": _LIGHT_FILL},
-            bass={"4/4": _BASS_PULSE},
+            bass={
+                "4/4": {
+                    1: ("R-------5-------",),
+                    2: ("R-----R-5---....", "R---..R-5---A---"),
+                    3: ("R-----R-5-----A-", "R---5---R-5-A---"),
+                }
+            },
             comping={"4/4": _COMP_STRUM},
             pulse={"4/4": _PULSE_8},
             comping_technique="strum",
             melody_density=0.45,
             melody_grid=2,
             melody_range=(64, 84),
+            registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
             programs={"bass": 32},
         ),
         Style(
@@ -841,12 +883,21 @@ STYLES: dict[str, Style] = {
             grooves={"4/4": _TRAIN, "6/8": _JIG},
             fills={"4/4": _LIGHT_FILL, "6/8": _FILL_68},
             bass={"4/4": _BASS_WALK, "6/8": {1: ("R-----",), 2: ("R--5--",), 3: ("R-.5-.",)}},
-            comping={"4/4": _COMP_STRUM, "6/8": {1: ("X-----",), 2: ("X-xx-x",), 3: ("X-xX-x",)}},
+            # Fingerpicking: the thumb on the low tones, the fingers answering.
+            comping={
+                "4/4": {
+                    1: ("0---2---1---2---",),
+                    2: ("0.2.1.3.0.2.1.3.", "0.3.1.2.0.3.1.2."),
+                    3: ("0213021302130213", "0.2310230.231023"),
+                },
+                "6/8": {1: ("0--2--",), 2: ("021312",), 3: ("021312", "031213")},
+            },
             pulse={"4/4": _PULSE_8, "6/8": {1: ("0.1.2.",), 2: ("012102",), 3: ("012102",)}},
-            comping_technique="strum",
+            comping_technique="arp",
             melody_density=0.5,
             melody_grid=2,
             melody_range=(62, 86),
+            registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
@@ -875,14 +926,20 @@ STYLES: dict[str, Style] = {
                     "B": (("IV", "V", "I", "vi"), ("ii", "IV", "V", "V"), ("vi", "IV", "V", "I")),
                 },
                 "minor": {
-                    "A": (("i", "bVI", "bIII", "bVII"), ("i", "bIII", "bVII", "bVI")),
+                    "A": (("i", "bIII", "bVI", "bVII"), ("i", "bIII", "bVII", "bVI")),
                     "B": (("bVI", "bVII", "bIII", "bIII"), ("iv", "bVI", "bVII", "bVII")),
                 },
             },
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _TIDY},
             fills={"4/4": _LIGHT_FILL},
-            bass={"4/4": _BASS_PULSE},
+            bass={
+                "4/4": {
+                    1: ("R...R...R...R...",),
+                    2: ("R.R.R.R.R.R.R.R.",),
+                    3: ("R.RRR.RRR.RRR.R5", "R.R.R.R.R.R.5.A."),
+                }
+            },
             comping={
                 "4/4": {
                     1: ("0...2...1...2...",),
@@ -895,6 +952,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.35,
             melody_grid=2,
             melody_range=(67, 88),
+            registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
     ]

@@ -113,6 +113,16 @@ def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) 
     return min(candidates, key=lambda c: (cost(c), c))
 
 
+def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
+    """A strummed guitar's open voicing: root at the bottom (the lowest at or above `low`),
+    then fifth, octave, third and fifth above, as six strings spread a chord over two
+    octaves."""
+    root = low + (chord_.root - low) % 12
+    third = chord_.intervals[1] if len(chord_.intervals) > 1 else 7
+    fifth = chord_.intervals[2] if len(chord_.intervals) > 2 else 7
+    return (root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth)
+
+
 def nearest_in(pitch: float, classes: tuple[int, ...] | list[int], low: int, high: int) -> int:
     """The pitch in [low, high] of one of `classes` nearest to `pitch`."""
     options = [p for p in range(low, high + 1) if p % 12 in classes]

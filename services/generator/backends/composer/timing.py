@@ -51,7 +51,7 @@ PREFERRED_SCALE = 0.15
 # the best few again with the full one.
 TEMPO_STEP = 0.006
 # How far the piece's tempo may stray from the preferred one (a fraction).
-TEMPO_WINDOW = 0.1
+TEMPO_WINDOW = 0.05
 FULL_SEARCH_TEMPOS = 3
 # An ending needs a final chord at least this long before the end (hold + release tail),
 # or this fraction of the piece when it is very short.
