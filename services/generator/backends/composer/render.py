@@ -28,7 +28,7 @@ def default_soundfont() -> Path:
 
 # Voices per instrument. Past this the oldest (release tails, by then) are cut: it bounds the
 # cost of dense parts without audible loss.
-MAX_VOICES = 12
+MAX_VOICES = 10
 
 
 @dataclass(frozen=True)

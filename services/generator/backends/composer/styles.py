@@ -30,6 +30,7 @@ LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
     70,
 )
 FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
+CHINA, RIDE_BELL, CRASH_2 = 52, 53, 57
 
 # Default General MIDI program (0-based) of each vocabulary instrument.
 DEFAULT_PROGRAMS = {
@@ -540,6 +541,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(60, 82),
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (55, 76)},
+            cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
         Style(
@@ -587,7 +589,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 86),
             registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
-            cut_hits=((CRASH, FLOOR_TOM), (LOW_TOM,)),
+            cut_hits=((CRASH_2, FLOOR_TOM), (FLOOR_TOM,)),
         ),
         Style(
             "electronic",
@@ -628,6 +630,7 @@ STYLES: dict[str, Style] = {
             melody_grid=4,
             melody_range=(64, 86),
             registers={"bass": (28, 43), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
+            cut_hits=((CRASH, CLAP), (OPEN_HAT, KICK)),
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
@@ -672,6 +675,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
+            cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
         Style(
@@ -709,6 +713,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 84),
             registers={"bass": (28, 47), "power": (40, 60), "pulse": (52, 72)},
+            cut_hits=((CHINA, KICK), (SPLASH, KICK)),
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
@@ -757,6 +762,7 @@ STYLES: dict[str, Style] = {
             melody_range=(67, 88),
             swing=0.16,
             registers={"bass": (24, 40), "comping": (50, 70), "pad": (45, 65), "pulse": (60, 79)},
+            cut_hits=((CRASH, SNARE), (OPEN_HAT, SNARE)),
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
@@ -809,6 +815,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 82),
             swing=0.18,
             registers={"bass": (28, 45), "comping": (53, 74), "pad": (50, 70), "pulse": (57, 77)},
+            cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
         ),
@@ -853,6 +860,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
+            cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             programs={"bass": 32},
         ),
         Style(
@@ -900,7 +908,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
-            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
+            cut_hits=((CRASH_2, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
@@ -953,6 +961,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(67, 88),
             registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
+            cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
     ]

@@ -33,8 +33,8 @@ PLANNED_BEAT_CHANGE = 0.016
 # A cut this close to a beat counts as on it while planning (trackers allow 50 ms).
 ON_BEAT_S = 0.025
 # Search breadth: earlier cuts a cut may be reached from, and beat numbers kept per cut.
-LOOK_BACK_CUTS = 10
-BEAM = 24
+LOOK_BACK_CUTS = 6
+BEAM = 12
 # Tempo buckets that keep search states apart (log ratio).
 PERIOD_BUCKET = 0.005
 # Score of a cut on a beat: BASE + strength; a strong cut on a downbeat earns BAR_BONUS more.
