@@ -62,7 +62,6 @@ import importlib.metadata
 import importlib.util
 import io
 import itertools
-import math
 import os
 import sys
 import tempfile
@@ -125,10 +124,13 @@ class Case:
 
     @property
     def cuts_s(self) -> list[float]:
-        """Where the picture changes: the first frame of each new shot (a shot's nominal
-        start rounded up to the frame grid, VIDEO_FPS), which is what a viewer sees."""
-        starts = np.cumsum([s.duration_s for s in self.shots])[:-1]
-        return [math.ceil(float(t) * VIDEO_FPS - 1e-6) / VIDEO_FPS for t in starts]
+        """Where the picture changes: the time of the first frame that shows each new shot,
+        which is what a viewer sees. Frames are i / VIDEO_FPS; a frame shows the shot whose
+        start (the same floating-point sums write_video uses) is the last at or before it."""
+        starts = np.cumsum([0.0] + [s.duration_s for s in self.shots])
+        frames = np.arange(round(self.duration_s * VIDEO_FPS)) / VIDEO_FPS
+        shot = np.searchsorted(starts, frames, side="right") - 1
+        return [float(frames[i]) for i in np.flatnonzero(np.diff(shot)) + 1]
 
     @property
     def duration_s(self) -> float:

@@ -232,12 +232,13 @@ def plan_to_proto(plan: MusicPlan) -> pb.MusicPlan:
         sections=[pb.PlannedSection(
             start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
             beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
-            instruments=s.instruments, chords=s.chords) for s in plan.sections],
+            instruments=s.instruments, chords=s.chords, key=s.key, material=s.material)
+            for s in plan.sections],
         alignment=pb.CutAlignment(cut_count=a.cut_count, on_beat_count=a.on_beat_count,
                                   on_bar_count=a.on_bar_count, median_ms=a.median_ms,
                                   worst_ms=a.worst_ms),
         ending=plan.ending, final_chord_s=plan.final_chord_s, genre=plan.genre,
-        instruments=plan.instruments,
+        instruments=plan.instruments, meter=plan.meter,
     )  # fmt: skip
 
 
@@ -249,11 +250,12 @@ def plan_from_proto(message: pb.MusicPlan) -> MusicPlan:
         sections=[PlannedSection(
             start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
             beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
-            instruments=list(s.instruments), chords=list(s.chords)) for s in message.sections],
+            instruments=list(s.instruments), chords=list(s.chords), key=s.key,
+            material=s.material) for s in message.sections],
         alignment=CutAlignment(a.cut_count, a.on_beat_count, a.on_bar_count, a.median_ms,
                                a.worst_ms),
         ending=message.ending, final_chord_s=message.final_chord_s, genre=message.genre,
-        instruments=list(message.instruments),
+        instruments=list(message.instruments), meter=message.meter or "4/4",
     )  # fmt: skip
 
 

@@ -200,8 +200,13 @@ class PlannedSection:
     # 0 (sparse) .. 3 (full): how many parts play and how busy the drums are.
     intensity: int
     instruments: list[str]
-    # Roman-numeral chord per bar, e.g. ["I", "V", "vi", "IV"].
+    # Roman-numeral chord per bar in the section's key, e.g. ["I", "V", "vi", "IV"].
     chords: list[str]
+    # The section's key ("" where the backend plans no harmony): the plan's, or another after a
+    # key change.
+    key: str = ""
+    # "A" (the opening's material) or "B" (contrast); "" where the backend plans no themes.
+    material: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,8 +227,7 @@ class MusicPlan:
     bpm: float
     key: str
     beats_s: list[float]
-    # Bar lines (downbeats); bars are 4 beats except where a shorter or longer bar puts a
-    # section's start on a downbeat.
+    # Bar lines (downbeats), every bar `meter` long.
     bars_s: list[float]
     sections: list[PlannedSection]
     alignment: CutAlignment
@@ -232,6 +236,8 @@ class MusicPlan:
     final_chord_s: float
     genre: str
     instruments: list[str]
+    # The time signature of every bar: "4/4", "3/4" or "6/8" (beats_s are its beats).
+    meter: str = "4/4"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from services.domain import Cut, TagOrigin
+from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import InvalidInputError
 from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
@@ -392,3 +392,30 @@ def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis):
         ComposerGenerator(ComposerConfig(soundfont_path=broken))
     with pytest.raises(RenderError, match="cannot read SoundFont"):
         ComposerGenerator(ComposerConfig(soundfont_path=tmp_path / "missing.sf2"))
+
+
+def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
+    """Segments that look like the opening bring back its material; the strongest late turn
+    lifts the key; the plan says so (meter, section keys and material)."""
+    opening, other = Look(0.3, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.7, 0.6)
+    turn = Look(0.95, 0.1, 0.1, 0.9)
+    spans = [(0.0, 8.0, opening, 0.3), (8.0, 16.0, other, 0.4), (16.0, 24.0, opening, 0.3),
+             (24.0, 32.0, turn, 0.9), (32.0, 40.0, turn, 0.9)]  # fmt: skip
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, look, energy in spans]
+    cuts = [Cut(a, "hard", 0.8) for a, *_ in spans[1:]]
+    brief = brief_for(beat_analysis, "pop", duration_s=40.0, segments=segments, cuts=cuts)
+    music = generator.generate(brief)
+    plan = music.plan
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    signature = song.time_signature_changes[-1]
+    assert plan.meter == f"{signature.numerator}/{signature.denominator}"
+    materials = [s.material for s in plan.sections]
+    assert materials[:3] == ["A", "B", "A"]
+    # The return starts as the opening did.
+    assert plan.sections[2].chords[0] == plan.sections[0].chords[0]
+    # The turn at 24 s lifts the key a whole step, to the end.
+    base = Key.parse(plan.key)
+    lifted = Key.parse(plan.sections[3].key)
+    assert (lifted.tonic - base.tonic) % 12 == 2 and lifted.mode == base.mode
+    assert plan.sections[-1].key == plan.sections[3].key
+    assert all(s.key == plan.key for s in plan.sections[:3])

@@ -33,9 +33,11 @@ def _print_summary(
     spread = (f" (sections {min(tempos):.1f}-{max(tempos):.1f})"
               if tempos and max(tempos) - min(tempos) > 0.05 else "")  # fmt: skip
     fixed = " [dim](user, exact)[/dim]" if bpm_is_fixed else ""
+    keys = list(dict.fromkeys(s.key for s in plan.sections if s.key and s.key != plan.key))
+    lift = f" (then {', '.join(keys)})" if keys else ""
     console.print(
-        f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {plan.key}, "
-        f"style {plan.genre}, {len(plan.bars_s)} bars, ending: {plan.ending}"
+        f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {plan.meter}, "
+        f"{plan.key}{lift}, style {plan.genre}, {len(plan.bars_s)} bars, ending: {plan.ending}"
     )
     a = plan.alignment
     if a.cut_count:

@@ -273,7 +273,7 @@ class AudioChunk(_message.Message):
     def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., pcm_f32le: _Optional[bytes] = ..., first_sample: _Optional[int] = ..., total_samples: _Optional[int] = ...) -> None: ...
 
 class PlannedSection(_message.Message):
-    __slots__ = ("start_s", "end_s", "role", "bpm", "first_beat", "beat_count", "energy", "intensity", "instruments", "chords")
+    __slots__ = ("start_s", "end_s", "role", "bpm", "first_beat", "beat_count", "energy", "intensity", "instruments", "chords", "key", "material")
     START_S_FIELD_NUMBER: _ClassVar[int]
     END_S_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -284,6 +284,8 @@ class PlannedSection(_message.Message):
     INTENSITY_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     CHORDS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_FIELD_NUMBER: _ClassVar[int]
     start_s: float
     end_s: float
     role: str
@@ -294,7 +296,9 @@ class PlannedSection(_message.Message):
     intensity: int
     instruments: _containers.RepeatedScalarFieldContainer[str]
     chords: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., role: _Optional[str] = ..., bpm: _Optional[float] = ..., first_beat: _Optional[int] = ..., beat_count: _Optional[int] = ..., energy: _Optional[float] = ..., intensity: _Optional[int] = ..., instruments: _Optional[_Iterable[str]] = ..., chords: _Optional[_Iterable[str]] = ...) -> None: ...
+    key: str
+    material: str
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., role: _Optional[str] = ..., bpm: _Optional[float] = ..., first_beat: _Optional[int] = ..., beat_count: _Optional[int] = ..., energy: _Optional[float] = ..., intensity: _Optional[int] = ..., instruments: _Optional[_Iterable[str]] = ..., chords: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ..., material: _Optional[str] = ...) -> None: ...
 
 class CutAlignment(_message.Message):
     __slots__ = ("cut_count", "on_beat_count", "on_bar_count", "median_ms", "worst_ms")
@@ -311,7 +315,7 @@ class CutAlignment(_message.Message):
     def __init__(self, cut_count: _Optional[int] = ..., on_beat_count: _Optional[int] = ..., on_bar_count: _Optional[int] = ..., median_ms: _Optional[float] = ..., worst_ms: _Optional[float] = ...) -> None: ...
 
 class MusicPlan(_message.Message):
-    __slots__ = ("bpm", "key", "beats_s", "bars_s", "sections", "alignment", "ending", "final_chord_s", "genre", "instruments")
+    __slots__ = ("bpm", "key", "beats_s", "bars_s", "sections", "alignment", "ending", "final_chord_s", "genre", "instruments", "meter")
     BPM_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     BEATS_S_FIELD_NUMBER: _ClassVar[int]
@@ -322,6 +326,7 @@ class MusicPlan(_message.Message):
     FINAL_CHORD_S_FIELD_NUMBER: _ClassVar[int]
     GENRE_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
     bpm: float
     key: str
     beats_s: _containers.RepeatedScalarFieldContainer[float]
@@ -332,4 +337,5 @@ class MusicPlan(_message.Message):
     final_chord_s: float
     genre: str
     instruments: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, bpm: _Optional[float] = ..., key: _Optional[str] = ..., beats_s: _Optional[_Iterable[float]] = ..., bars_s: _Optional[_Iterable[float]] = ..., sections: _Optional[_Iterable[_Union[PlannedSection, _Mapping]]] = ..., alignment: _Optional[_Union[CutAlignment, _Mapping]] = ..., ending: _Optional[str] = ..., final_chord_s: _Optional[float] = ..., genre: _Optional[str] = ..., instruments: _Optional[_Iterable[str]] = ...) -> None: ...
+    meter: str
+    def __init__(self, bpm: _Optional[float] = ..., key: _Optional[str] = ..., beats_s: _Optional[_Iterable[float]] = ..., bars_s: _Optional[_Iterable[float]] = ..., sections: _Optional[_Iterable[_Union[PlannedSection, _Mapping]]] = ..., alignment: _Optional[_Union[CutAlignment, _Mapping]] = ..., ending: _Optional[str] = ..., final_chord_s: _Optional[float] = ..., genre: _Optional[str] = ..., instruments: _Optional[_Iterable[str]] = ..., meter: _Optional[str] = ...) -> None: ...

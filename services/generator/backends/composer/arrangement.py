@@ -276,7 +276,7 @@ class Composer:
                 intro = form.role == "intro" and position < self._intro_bars(len(bars))
                 last = position == len(bars) - 1
                 fill = last and next_form is not None and next_form.intensity >= 2
-                phrase_end = position % 8 == 7
+                phrase_end = position % 4 == 3
                 playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
             if final is not None and form.start_beat <= final < form.end_beat:
                 playing |= self._final_chord(final, form.key)
@@ -397,13 +397,17 @@ class Composer:
         # Phrase shape: a small swell over four bars, accents at the section's start.
         velocity = 54 + 12 * level + (2, 4, 6, 0)[position % 4] + (6 if position == 0 else 0)
         variant = self._variant[form.material] + form.repeat
+        # Two-bar phrases answer each other (the bass and comping's other variant) and the
+        # groove turns over every four bars, so bars are not copies of one loop.
+        answer = variant + (position // 2) % 2
+        turn = variant + (position // 4) % 2
         for pad in roles.of("pad"):
             if level >= 2 or not (roles.of("comping") or roles.of("pulse")):
                 self._pad(pad, start, end, velocity - 10)
                 playing.add(pad)
         for number, player in enumerate(roles.of("comping")):
             if number == 0 or level >= 2:
-                self._comping(player, start, end, level, variant, velocity - 4 - 6 * number)
+                self._comping(player, start, end, level, answer, velocity - 4 - 6 * number)
                 playing.add(player)
         drumless = not roles.of("drums")
         for number, player in enumerate(roles.of("pulse")):
@@ -412,12 +416,12 @@ class Composer:
                 self._pulse(player, start, end, level, variant, velocity - 8)
                 playing.add(player)
         for player in roles.of("bass")[:1]:
-            self._bass(player, start, end, level, variant, velocity + 6)
+            self._bass(player, start, end, level, answer, velocity + 6)
             playing.add(player)
         for player in roles.of("drums")[:1]:
             kind = "fill" if fill else "phrase" if phrase_end and level >= 2 else None
             crash = position == 0 and level >= 2 and not intro
-            self._drums(player, start, end, level, variant, kind, crash)
+            self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         for number, player in enumerate(roles.of("melody")):
             if not intro and (number == 0 or level >= 3):
@@ -682,51 +686,54 @@ class Composer:
     # ---- cuts ---------------------------------------------------------------------------
 
     def _mark_cuts(self) -> None:
-        """A musical event at every cut's exact time: drums hit (a crash for strong cuts),
-        and where there are no drums, or the cut falls between beats, the band accents a
-        chord with the bass. A strong cut between beats gets a short stop before it."""
+        """A musical event at every cut's exact time: the genre's drum hit (a crash or its
+        like for strong cuts); where there are no drums, or a strong cut falls between beats,
+        the band accents the chord (with the bass for strong cuts). A strong cut between beats
+        gets a short stop in the drums before it."""
         roles = self.roles
         strong_keys, weak_keys = self.style.cut_hits
         bass_range, comping_range = self.style.register("bass"), self.style.register("comping")
-        stops: list[tuple[float, float]] = []
+        events = []
         for cut in self.cuts:
             beat = self.plan.beat_at(cut.time_s)
             if beat >= self.result.end_beat - 0.05 or beat < 0:
                 continue
             strong = cut.boundary or cut.strength >= STRONG_CUT
             on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
-            if on_beat:
-                beat = float(round(beat))
+            events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
+        # The stops first, so that no stop silences another cut's hit.
+        self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
+                          if strong and not on_beat])  # fmt: skip
+        for beat, strong, on_beat in events:
             keys = strong_keys if strong else weak_keys
             for player in roles.of("drums")[:1]:
-                if not on_beat and strong:
-                    stops.append((beat - 0.5, beat))
                 for key in keys:
                     self._add(player, key, beat, beat + 0.4, 112 if strong else 98)
-            if roles.of("drums") and keys and on_beat:
+            if roles.of("drums") and keys and (on_beat or not strong):
                 continue
             harmony = self._chord_at(beat)
             accent = (*roles.of("comping"), *roles.of("pulse"), *roles.of("pad"))[:1]
             for player in accent:
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
                     self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96)
-            for player in roles.of("bass")[:1]:
+            for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, 108)  # fmt: skip
-        self._stop_drums(stops)
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""
         drums = self.roles.of("drums")[:1]
         if not stops or not drums:
             return
-        starts = np.array(sorted(stops))
+        windows = np.array(sorted(stops))
+        # Windows are half a beat long, so only the latest one starting before a note can
+        # hold it.
 
         def stopped(note: Note) -> bool:
-            index = int(np.searchsorted(starts[:, 0], note.start + 1e-6, side="right")) - 1
+            index = int(np.searchsorted(windows[:, 0], note.start + 1e-6, side="right")) - 1
             if index < 0:
                 return False
-            start, end = starts[index]
+            start, end = windows[index]
             return bool(start - 1e-6 <= note.start < end - 1e-6)
 
         self.result.notes = [

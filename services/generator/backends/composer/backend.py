@@ -296,6 +296,10 @@ def _music_plan(
                 intensity=form.intensity,
                 instruments=arrangement.section_instruments[i],
                 chords=arrangement.section_chords[i],
+                key=brief.tags.key
+                if arrangement.section_keys[i] == Key.parse(brief.tags.key)
+                else arrangement.section_keys[i].name,
+                material=form.material,
             )
         )
     return MusicPlan(
@@ -309,4 +313,5 @@ def _music_plan(
         final_chord_s=round(plan.beats_s[final], 6) if final is not None else brief.duration_s,
         genre=genre,
         instruments=instruments,
+        meter=plan.meter.name,
     )

@@ -10,6 +10,7 @@ PITCH_CLASSES = {
     "C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6,
     "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11,
 }  # fmt: skip
+KEY_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 # Semitones above the tonic of each roman degree, measured on the major scale ("bVI" lowers).
 DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
@@ -27,6 +28,11 @@ class Key:
     def parse(cls, text: str) -> Key:
         tonic, mode = text.split()
         return cls(PITCH_CLASSES[tonic], mode)
+
+    @property
+    def name(self) -> str:
+        """E.g. "Eb major" (flats for the black keys, but F# for the tritone)."""
+        return f"{KEY_NAMES[self.tonic]} {self.mode}"
 
     # Cached: the composer asks hundreds of thousands of times per long piece.
     @functools.cached_property
