@@ -665,6 +665,13 @@ def tempo_section(pieces: list[Piece], trackers: list[str], summary: Summary) ->
             f"  {tracker}: within 2% {pct(counts['hit'], n)}, octave errors "
             f"{counts['octave']}, triple-meter errors {counts['triple']}, off {counts['off']}"
         )
+        for p in pieces:
+            heard, planned = median_tempo(p.tracked[tracker]), median_tempo(p.beats_s)
+            if tempo_class(heard, planned) == "off":
+                print(
+                    f"    off: {p.genre} / {p.case} / seed {p.seed}: heard "
+                    f"{fmt(heard, '.1f')} BPM, planned {fmt(planned, '.1f')}"
+                )
         share_ok, genre = worst[tracker]
         summary.add(
             f"tempo heard by {tracker} within 2% (or an octave), every genre",

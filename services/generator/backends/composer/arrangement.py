@@ -50,6 +50,8 @@ LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
+# A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
+FLURRY_GAP_S = 1.2
 # A cut this close to a beat is on it (the plan's anchors are exact): its event is the beat's.
 ON_BEAT_S = 0.001
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
@@ -481,9 +483,22 @@ class Composer:
 
     # ---- parts --------------------------------------------------------------------------
 
-    def _add(self, instrument: str, pitch: int, start: float, end: float, velocity: int) -> None:
-        end = min(end, self.result.end_beat) if start < self.result.end_beat else end
-        if end - start <= 1e-3 or start >= self.result.end_beat:
+    def _add(
+        self,
+        instrument: str,
+        pitch: int,
+        start: float,
+        end: float,
+        velocity: int,
+        after_end: bool = False,
+    ) -> None:
+        """A note, cut at the end of the music (the final chord's release), unless it is
+        `after_end`: a cut's accent in the release tail."""
+        if not after_end:
+            if start >= self.result.end_beat:
+                return
+            end = min(end, self.result.end_beat)
+        if end - start <= 1e-3:
             return
         velocity = min(127, max(1, int(velocity + self.rng.integers(-4, 5))))
         self.result.notes.append(Note(instrument, int(pitch), start, end, velocity))
@@ -694,31 +709,41 @@ class Composer:
         strong_keys, weak_keys = self.style.cut_hits
         bass_range, comping_range = self.style.register("bass"), self.style.register("comping")
         events = []
-        for cut in self.cuts:
+        previous = -FLURRY_GAP_S
+        for cut in sorted(self.cuts, key=lambda c: c.time_s):
             beat = self.plan.beat_at(cut.time_s)
-            if beat >= self.result.end_beat - 0.05 or beat < 0:
+            # In a flurry of cuts (a fast montage) only the first gets a big hit.
+            strong = (cut.boundary or cut.strength >= STRONG_CUT) and (
+                cut.time_s - previous >= FLURRY_GAP_S
+            )
+            previous = cut.time_s
+            if beat < 0:
                 continue
-            strong = cut.boundary or cut.strength >= STRONG_CUT
             on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
             events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
         # The stops first, so that no stop silences another cut's hit.
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
                           if strong and not on_beat])  # fmt: skip
         for beat, strong, on_beat in events:
-            keys = strong_keys if strong else weak_keys
+            # A weak cut between beats is a light accent (the first of its keys, a cymbal or
+            # the like, without the kick): many of them, as in a fast montage, would
+            # otherwise beat a second pulse against the music's.
+            keys = strong_keys if strong else weak_keys if on_beat else weak_keys[:1]
+            velocity = 112 if strong else 100
             for player in roles.of("drums")[:1]:
                 for key in keys:
-                    self._add(player, key, beat, beat + 0.4, 112 if strong else 98)
+                    self._add(player, key, beat, beat + 0.4, velocity, after_end=True)
             if roles.of("drums") and keys and (on_beat or not strong):
                 continue
             harmony = self._chord_at(beat)
             accent = (*roles.of("comping"), *roles.of("pulse"), *roles.of("pad"))[:1]
             for player in accent:
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
-                    self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96)
+                    self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96,
+                              after_end=True)  # fmt: skip
             for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
-                          beat, beat + 0.5, 108)  # fmt: skip
+                          beat, beat + 0.5, 108, after_end=True)  # fmt: skip
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""

@@ -3,7 +3,7 @@
 Everything the composer knows about a genre is its row here, so a musician can change how a
 genre sounds without touching the composition code.
 
-Patterns are one bar of grid steps (16 for 4/4, 12 for 3/4, 6 for 6/8, 12 for 12/8):
+Patterns are one bar of grid steps (16 for 4/4, 12 for 3/4, 6 for 6/8):
 - drums, one line per General MIDI key: 'X' accent, 'x' hit, 'o' ghost, '.' rest;
 - bass: 'R' root, '5' fifth, '3' third, '8' root an octave up, 'A' a step leading to the
   next chord's root, '-' hold the note before, '.' rest;
@@ -107,6 +107,8 @@ class Style:
     melody_density: float
     melody_grid: int
     melody_range: tuple[int, int]
+    # Drum keys that mark a cut: (strong cut, other cut); none in a drumless genre.
+    cut_hits: tuple[tuple[int, ...], tuple[int, ...]]
     # Delay of off-beat eighths as a fraction of a beat (0 = straight).
     swing: float = 0.0
     programs: dict[str, int] = field(default_factory=dict)
@@ -117,8 +119,6 @@ class Style:
     # Registers (lowest, highest MIDI pitch) of the parts other than the melody, where they
     # differ from REGISTERS: where a genre's instruments sit is part of its sound.
     registers: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Drum keys that mark a cut: (strong cut, other cut).
-    cut_hits: tuple[tuple[int, ...], tuple[int, ...]] = ((CRASH, KICK), (SPLASH, KICK))
 
     def program(self, instrument: str) -> int:
         return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
@@ -630,7 +630,7 @@ STYLES: dict[str, Style] = {
             melody_grid=4,
             melody_range=(64, 86),
             registers={"bass": (28, 43), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
-            cut_hits=((CRASH, CLAP), (OPEN_HAT, KICK)),
+            cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
@@ -762,7 +762,7 @@ STYLES: dict[str, Style] = {
             melody_range=(67, 88),
             swing=0.16,
             registers={"bass": (24, 40), "comping": (50, 70), "pad": (45, 65), "pulse": (60, 79)},
-            cut_hits=((CRASH, SNARE), (OPEN_HAT, SNARE)),
+            cut_hits=((CRASH, SNARE), (SNARE, OPEN_HAT)),
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
