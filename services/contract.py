@@ -185,7 +185,7 @@ def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
         tags=tags_to_proto(brief.tags), segments=[segment_to_proto(s) for s in brief.segments],
         cuts=[cut_to_proto(c) for c in brief.cuts], duration_s=brief.duration_s,
         sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
-        negative=brief.negative, structure=brief.structure,
+        key_is_fixed=brief.key_is_fixed, negative=brief.negative, structure=brief.structure,
         reference_audio=brief.reference_audio, prompt=brief.prompt,
     )  # fmt: skip
 
@@ -196,7 +196,8 @@ def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
         segments=[segment_from_proto(s) for s in message.segments],
         cuts=[cut_from_proto(c) for c in message.cuts], duration_s=message.duration_s,
         sample_rate=message.sample_rate or 48000, seed=message.seed,
-        bpm_is_fixed=message.bpm_is_fixed, negative=list(message.negative), stems=stems,
+        bpm_is_fixed=message.bpm_is_fixed, key_is_fixed=message.key_is_fixed,
+        negative=list(message.negative), stems=stems,
         structure=message.structure or "free", reference_audio=message.reference_audio,
         prompt=message.prompt,
     )  # fmt: skip

@@ -172,6 +172,8 @@ class MusicBrief:
     seed: int = 0
     # True when the BPM came from the user: the tempo is then exact and constant.
     bpm_is_fixed: bool = False
+    # True when the key came from the user: its mode holds throughout the piece.
+    key_is_fixed: bool = False
     # Tags that must not be played (already removed from `tags`; backends may use them to
     # avoid defaults, e.g. no drums at all when "drums" is negative).
     negative: list[str] = field(default_factory=list)

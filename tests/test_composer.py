@@ -402,7 +402,11 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     turn = Look(0.95, 0.1, 0.1, 0.9)
     spans = [(0.0, 8.0, opening, 0.3), (8.0, 16.0, other, 0.4), (16.0, 24.0, opening, 0.3),
              (24.0, 32.0, turn, 0.9), (32.0, 40.0, turn, 0.9)]  # fmt: skip
-    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, look, energy in spans]
+    moods = [["happy"], ["happy"], ["happy"], ["tense", "dark"], ["happy"]]
+    segments = [
+        Segment(a, b, energy, look, mood)
+        for (a, b, look, energy), mood in zip(spans, moods, strict=True)
+    ]
     cuts = [Cut(a, "hard", 0.8) for a, *_ in spans[1:]]
     brief = brief_for(beat_analysis, "pop", duration_s=40.0, segments=segments, cuts=cuts)
     music = generator.generate(brief)
@@ -414,9 +418,28 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     assert materials[:3] == ["A", "B", "A"]
     # The return starts as the opening did.
     assert plan.sections[2].chords[0] == plan.sections[0].chords[0]
-    # The turn at 24 s lifts the key a whole step, to the end.
+    # The turn at 24 s lifts the key a whole step, to the end; the tense, dark section there
+    # takes the parallel minor, the last comes home to the major.
     base = Key.parse(plan.key)
-    lifted = Key.parse(plan.sections[3].key)
-    assert (lifted.tonic - base.tonic) % 12 == 2 and lifted.mode == base.mode
-    assert plan.sections[-1].key == plan.sections[3].key
+    assert base.mode == "major"
+    turned, last = Key.parse(plan.sections[3].key), Key.parse(plan.sections[-1].key)
+    assert (turned.tonic - base.tonic) % 12 == 2 and turned.mode == "minor"
+    assert (last.tonic - base.tonic) % 12 == 2 and last.mode == "major"
     assert all(s.key == plan.key for s in plan.sections[:3])
+    # A user's key keeps its mode throughout.
+    fixed = generator.generate(dataclasses.replace(brief, key_is_fixed=True)).plan
+    assert {Key.parse(s.key).mode for s in fixed.sections} == {"major"}
+
+
+def test_the_plan_and_brief_cross_the_contract_whole(generator, beat_analysis):
+    from services.contract import brief_from_proto, brief_to_proto, plan_from_proto, plan_to_proto
+
+    brief = brief_for(beat_analysis, "folk", key_is_fixed=True)
+    assert brief_from_proto(brief_to_proto(brief), stems=False).key_is_fixed
+    plan = generator.generate(brief).plan
+    again = plan_from_proto(plan_to_proto(plan))
+    assert again.meter == plan.meter
+    assert [(s.key, s.material) for s in again.sections] == [
+        (s.key, s.material) for s in plan.sections
+    ]
+    assert all(s.key and s.material in ("A", "B") for s in plan.sections)

@@ -131,6 +131,7 @@ def make_brief(
         sample_rate=sample_rate,
         seed=controls.seed,
         bpm_is_fixed=controls.bpm is not None,
+        key_is_fixed=controls.key is not None,
         negative=list(controls.negative),
         stems=stems,
         structure=controls.structure,

@@ -209,7 +209,7 @@ class UserControls(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class MusicBrief(_message.Message):
-    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio", "prompt")
+    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio", "prompt", "key_is_fixed")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CUTS_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,7 @@ class MusicBrief(_message.Message):
     STRUCTURE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    KEY_IS_FIXED_FIELD_NUMBER: _ClassVar[int]
     tags: MusicTags
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     cuts: _containers.RepeatedCompositeFieldContainer[Cut]
@@ -232,7 +233,8 @@ class MusicBrief(_message.Message):
     structure: str
     reference_audio: bytes
     prompt: str
-    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., prompt: _Optional[str] = ...) -> None: ...
+    key_is_fixed: bool
+    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., prompt: _Optional[str] = ..., key_is_fixed: _Optional[bool] = ...) -> None: ...
 
 class CandidateScore(_message.Message):
     __slots__ = ("candidate", "rank", "score", "tempo_fit", "cut_accent", "energy_follow")

@@ -11,7 +11,7 @@ dominant. Every cut gets a musical event at its exact time, on a beat or not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +113,6 @@ class SectionForm:
     energy: float
     intensity: int
     role: str  # intro | main | ending
-    moods: list[str]
     # "A" (the opening's material) or "B" (contrast), and how often it was heard before.
     material: str
     repeat: int
@@ -149,7 +148,13 @@ def section_forms(
     style: Style,
     key: Key,
     duration_s: float,
+    mood_modes: Mapping[str, str] | None = None,
 ) -> list[SectionForm]:
+    """The form: per section its intensity, material (A where the picture looks like the
+    opening), key (a whole step up from the video's strongest late turn, where the style
+    lifts) and mode: a middle section whose moods all lean to the other mode takes the
+    parallel key (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key
+    asks). The first and last sections stay home."""
     opening = video[0].look
     changes = [0.0] + [
         _look_distance(video[i - 1].look, video[i].look)
@@ -173,6 +178,10 @@ def section_forms(
         if final is not None and section.first_beat <= final < end and i > 0:
             role = "ending"
         lifted = lift_at is not None and i >= lift_at
+        tonic = (key.tonic + 2) % 12 if lifted else key.tonic
+        leanings = {mood_modes[m] for m in video[i].moods if mood_modes and m in mood_modes}
+        middle = 0 < i < len(plan.sections) - 1 and role != "ending"
+        mode = leanings.pop() if middle and len(leanings) == 1 else key.mode
         forms.append(
             SectionForm(
                 start_beat=section.first_beat,
@@ -180,10 +189,9 @@ def section_forms(
                 energy=energy,
                 intensity=intensity_of(energy),
                 role=role,
-                moods=video[i].moods,
                 material=material,
                 repeat=heard[material],
-                key=Key((key.tonic + 2) % 12, key.mode) if lifted else key,
+                key=Key(tonic, mode),
             )
         )
         heard[material] += 1
@@ -245,10 +253,15 @@ class Composer:
         self._voicings: dict[str, tuple[int, ...]] = {}
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
-        mode = forms[0].key.mode
-        pools = style.progressions[mode]
-        # Seeded choices that hold for the whole piece: progressions, groove variants, motifs.
-        self._progressions = {m: pools[m][int(rng.integers(len(pools[m])))] for m in ("A", "B")}
+        # Seeded choices that hold for the whole piece: progressions (per mode, for sections
+        # in the parallel key), groove variants, motifs.
+        home = forms[0].key.mode
+        self._progressions = {
+            (mode, material): pools[material][int(rng.integers(len(pools[material])))]
+            for mode in dict.fromkeys([home, *style.progressions])
+            for pools in [style.progressions[mode]]
+            for material in ("A", "B")
+        }
         self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
         self._motifs = {m: self._motif() for m in ("A", "B")}
         self._substitution = int(rng.integers(4))
@@ -313,10 +326,11 @@ class Composer:
             bars = [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat]
             if index and form.material != self.forms[index - 1].material:
                 running = 0
-            progression = list(self._progressions[form.material])
+            progression = list(self._progressions[form.key.mode, form.material])
             if form.repeat % 2 == 1:
-                # A varied return: one chord replaced by a relative of the same function.
-                at = (self._substitution + form.repeat) % len(progression)
+                # A varied return: one chord (never the first, which makes the return heard)
+                # replaced by a relative of the same function.
+                at = 1 + (self._substitution + form.repeat) % (len(progression) - 1)
                 progression[at] = SUBSTITUTES.get(progression[at], progression[at])
             per_chord = self.style.harmonic_rhythm[max(0, form.intensity - 1)]
             numerals = [

@@ -71,6 +71,9 @@ class ComposerGenerator:
     def __init__(self, config: ComposerConfig):
         self.config = config
         self.vocabulary = load_vocabulary()
+        self._mood_modes = {
+            name: mood.mode for name, mood in self.vocabulary.moods.items() if mood.mode
+        }
         self._renderers: dict[int, SoundFontRenderer] = {}
         # Load the SoundFont now: a bad path fails at start-up, not on the first request.
         self._renderer(48000)
@@ -120,8 +123,9 @@ class ComposerGenerator:
         cuts = self._hit_points(brief)
         plan = self._timing(brief, style, meter, cuts)
         video = self._section_video(brief, plan)
+        mood_modes = None if brief.key_is_fixed else self._mood_modes
         forms = section_forms(plan, video, tags.energy, style, Key.parse(tags.key),
-                              brief.duration_s)  # fmt: skip
+                              brief.duration_s, mood_modes)  # fmt: skip
         report(0.05)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng).compose()
         notes = _without_overlaps(arrangement.notes)
