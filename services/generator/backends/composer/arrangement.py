@@ -578,7 +578,8 @@ class Composer:
             if technique == "strum":
                 voicing = open_voicing(harmony, low)
             if technique == "power":
-                root = min(voicing, key=lambda p: (p - harmony.root) % 12)
+                # Root, fifth and octave on the low strings.
+                root = low + (harmony.root - low) % 12
                 voicing = (root, root + 7, root + 12)
                 stop = min(stop, onset + 0.45)
             up = technique == "strum" and (onset - start) % 1.0 > 1e-6

@@ -131,24 +131,24 @@ class Style:
 
 _FOUR_ON_FLOOR: Grooves = {
     1: (
-        {KICK: "x...x...x...x...", HAT: "..x...x...x...x."},
+        {KICK: "x...x...x...x...", PEDAL_HAT: "..x...x...x...x."},
         {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
     ),
     2: (
         {KICK: "X...x...X...x...", CLAP: "....x.......x...", OPEN_HAT: "..x...x...x...x."},
-        {KICK: "X...x...X...x...", CLAP: "....x.......x...", HAT: "x.xox.xox.xox.xo"},
+        {KICK: "X...x...X...x...", CLAP: "....x.......x...", PEDAL_HAT: "x.xox.xox.xox.xo"},
     ),
     3: (
         {
             KICK: "X...x...X...x...",
             CLAP: "....X.......X...",
-            HAT: "xoxoxoxoxoxoxoxo",
+            PEDAL_HAT: "xoxoxoxoxoxoxoxo",
             OPEN_HAT: "..x...x...x...x.",
         },
         {
             KICK: "X...x...X...x..o",
             CLAP: "....X.......X...",
-            HAT: "xxxxxxxxxxxxxxxx",
+            PEDAL_HAT: "xxxxxxxxxxxxxxxx",
             OPEN_HAT: "..x...x...x...x.",
         },
     ),
@@ -186,19 +186,28 @@ _BOOM_BAP: Grooves = {
         {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xxxxxxxxxxxxxxxx"},
     ),
 }
+# Rock: a deep bass drum, the backbeat, and ride or open hats rather than pop's tight hats.
 _ROCK: Grooves = {
     1: (
-        {KICK: "x.......x.......", SNARE: "....x.......x...", RIDE: "x.x.x.x.x.x.x.x."},
-        {KICK: "x.......x.x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {ACOUSTIC_KICK: "x.......x.......", SNARE: "....x.......x...", RIDE: "x.x.x.x.x.x.x.x."},
+        {
+            ACOUSTIC_KICK: "x.......x.x.....",
+            SNARE: "....x.......x...",
+            PEDAL_HAT: "..x...x...x...x.",
+        },
     ),
     2: (
-        {KICK: "X.....x.X.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "X.......X.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
+        {
+            ACOUSTIC_KICK: "X.....x.X.......",
+            SNARE: "....X.......X...",
+            OPEN_HAT: "x.x.x.x.x.x.x.x.",
+        },
+        {ACOUSTIC_KICK: "X.......X.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
     ),
     3: (
-        {KICK: "X.x...x.X.x...x.", SNARE: "....X.......X...", HAT: "X.x.X.x.X.x.X.x."},
+        {ACOUSTIC_KICK: "X.x...x.X.x...x.", SNARE: "....X.......X...", CRASH_2: "x...x...x...x..."},
         {
-            KICK: "X.x.X.x.X.x.X.x.",
+            ACOUSTIC_KICK: "X.x.X.x.X.x.X.x.",
             SNARE: "....X.......X...",
             CRASH: "x...............",
             RIDE: "..x...x...x...x.",
@@ -540,7 +549,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.28,
             melody_grid=2,
             melody_range=(60, 82),
-            registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (55, 76)},
+            registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
             cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
@@ -607,8 +616,12 @@ STYLES: dict[str, Style] = {
             },
             progressions={
                 "major": {
-                    "A": (("vi", "IV", "I", "V"), ("I", "V", "vi", "IV"), ("vi", "vi", "IV", "V")),
-                    "B": (("IV", "V", "vi", "vi"), ("IV", "I", "V", "vi")),
+                    "A": (
+                        ("vi", "IV", "V", "V"),
+                        ("vi", "vi", "IV", "V"),
+                        ("I", "iii", "vi", "IV"),
+                    ),
+                    "B": (("IV", "V", "vi", "vi"), ("ii", "IV", "vi", "V")),
                 },
                 "minor": {
                     "A": (
@@ -629,7 +642,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.45,
             melody_grid=4,
             melody_range=(64, 86),
-            registers={"bass": (28, 43), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
+            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
@@ -695,7 +708,7 @@ STYLES: dict[str, Style] = {
             progressions={
                 "major": {
                     "A": (("I", "bVII", "IV", "I"), ("I", "IV", "V", "IV"), ("I", "V", "IV", "IV")),
-                    "B": (("vi", "IV", "I", "V"), ("IV", "IV", "I", "V")),
+                    "B": (("bVI", "bVII", "I", "I"), ("IV", "IV", "I", "V")),
                 },
                 "minor": {
                     "A": (("i", "bVII", "bVI", "bVII"), ("i", "bIII", "bVII", "iv")),
@@ -712,8 +725,8 @@ STYLES: dict[str, Style] = {
             melody_density=0.4,
             melody_grid=2,
             melody_range=(62, 84),
-            registers={"bass": (28, 47), "power": (40, 60), "pulse": (52, 72)},
-            cut_hits=((CHINA, KICK), (SPLASH, KICK)),
+            registers={"bass": (28, 47), "power": (40, 55), "pulse": (52, 72)},
+            cut_hits=((CHINA, ACOUSTIC_KICK), (SPLASH, ACOUSTIC_KICK)),
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
@@ -733,7 +746,7 @@ STYLES: dict[str, Style] = {
             progressions={
                 "major": {
                     "A": (
-                        ("Imaj7", "vi7", "ii7", "V7"),
+                        ("vi7", "IVmaj7", "Imaj7", "V7"),
                         ("IVmaj7", "IVmaj7", "Imaj7", "Imaj7"),
                         ("ii7", "V7", "Imaj7", "vi7"),
                     ),
@@ -761,8 +774,8 @@ STYLES: dict[str, Style] = {
             melody_grid=4,
             melody_range=(67, 88),
             swing=0.16,
-            registers={"bass": (24, 40), "comping": (50, 70), "pad": (45, 65), "pulse": (60, 79)},
-            cut_hits=((CRASH, SNARE), (SNARE, OPEN_HAT)),
+            registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
+            cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
@@ -807,14 +820,21 @@ STYLES: dict[str, Style] = {
                     3: ("R-----R-..5-..A.",),
                 }
             },
-            comping={"4/4": _COMP_SUSTAIN},
+            # Keys that lean: chords on the beat, some pushed onto the "and" of four.
+            comping={
+                "4/4": {
+                    1: ("X---------------",),
+                    2: ("X-------X-----x-", "X-----x-X-------"),
+                    3: ("X-----x-X-----x-", "X--x----X--x----"),
+                }
+            },
             pulse={"4/4": _PULSE_Q},
             comping_technique="block",
             melody_density=0.25,
             melody_grid=2,
             melody_range=(62, 82),
             swing=0.18,
-            registers={"bass": (28, 45), "comping": (53, 74), "pad": (50, 70), "pulse": (57, 77)},
+            registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
