@@ -389,12 +389,14 @@ def music21_events(midi: bytes) -> DiffBgmEvents:
         classes: list[int] = []
         if isinstance(element, music21.note.Note):
             classes.append(NOTE2ID.get(element.name, element.pitch.pitchClass))
-        else:
-            try:
-                for note in element.notes:
-                    classes.append(NOTE2ID[note.name])
-            except (AttributeError, KeyError):
-                pass
+        elif isinstance(element, music21.chord.Chord):
+            # As Diff-BGM's code: a chord whose note names are not all in NOTE2ID keeps
+            # the classes read before the unknown one.
+            for note in element.notes:
+                if note.name not in NOTE2ID:
+                    break
+                classes.append(NOTE2ID[note.name])
+        # Anything else (drums, read as Unpitched) counts as an onset without a class.
         events.append((float(element.offset), classes))
     return events
 
@@ -612,20 +614,17 @@ def cuts_section(pieces: list[Piece], trackers: list[str], summary: Summary) -> 
     for genre in dict.fromkeys(p.genre for p in pieces):
         line(f"    {genre}", [p for p in unforced if p.genre == genre], True)
     for tracker in trackers:
-        hits, total = long_cuts[tracker]
-        if total:
-            summary.add(
-                f"cuts >= 1.5 s apart on a {tracker} beat >= 90%",
-                pct(hits, total),
-                hits / total >= 0.9,
-            )
-        hits, total = montage[tracker]
-        if total:
-            summary.add(
-                f"fast-montage cuts on a {tracker} beat >= 70%",
-                pct(hits, total),
-                hits / total >= 0.7,
-            )
+        for label, counts, target in (
+            ("cuts >= 1.5 s apart", long_cuts, 0.9),
+            ("fast-montage cuts", montage, 0.7),
+        ):
+            hits, total = counts[tracker]
+            if total:
+                summary.add(
+                    f"{label} on a {tracker} beat >= {target:.0%}",
+                    pct(hits, total),
+                    hits / total >= target,
+                )
     hits, total = every["onset"]
     summary.add("every cut marked by an onset within 30 ms", pct(hits, total), hits == total)
     print()
