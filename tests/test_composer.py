@@ -12,6 +12,7 @@ import pytest
 
 from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import InvalidInputError
+from services.generator.backends.composer.arrangement import SUBSTITUTES
 from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import METERS, HitPoint, plan_timing
@@ -443,3 +444,23 @@ def test_the_plan_and_brief_cross_the_contract_whole(generator, beat_analysis):
         (s.key, s.material) for s in plan.sections
     ]
     assert all(s.key and s.material in ("A", "B") for s in plan.sections)
+
+
+def test_every_style_can_voice_its_chords_in_its_registers():
+    for style in STYLES.values():
+        numerals = {
+            n
+            for pools in style.progressions.values()
+            for options in pools.values()
+            for progression in options
+            for n in progression
+        } | {"I", "i", "V", "IV", "iv", *SUBSTITUTES.values()}
+        for mode, tonic in itertools.product(("major", "minor"), range(12)):
+            key = Key(tonic, mode)
+            for part in ("bass", "comping", "power", "pad", "pulse"):
+                for numeral in numerals:
+                    assert voice(chord(numeral, key), None, *style.register(part)), (
+                        style.name,
+                        part,
+                        numeral,
+                    )

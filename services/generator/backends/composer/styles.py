@@ -30,7 +30,7 @@ LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
     70,
 )
 FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
-CHINA, RIDE_BELL, CRASH_2 = 52, 53, 57
+CHINA, RIDE_BELL, CRASH_2, CABASA = 52, 53, 57, 69
 
 # Default General MIDI program (0-based) of each vocabulary instrument.
 DEFAULT_PROGRAMS = {
@@ -131,39 +131,39 @@ class Style:
 
 _FOUR_ON_FLOOR: Grooves = {
     1: (
-        {KICK: "x...x...x...x...", PEDAL_HAT: "..x...x...x...x."},
+        {KICK: "x...x...x...x...", HAT: "..x...x...x...x."},
         {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
     ),
     2: (
         {KICK: "X...x...X...x...", CLAP: "....x.......x...", OPEN_HAT: "..x...x...x...x."},
-        {KICK: "X...x...X...x...", CLAP: "....x.......x...", PEDAL_HAT: "x.xox.xox.xox.xo"},
+        {KICK: "X...x...X...x...", CLAP: "....x.......x...", HAT: "x.xox.xox.xox.xo"},
     ),
     3: (
         {
             KICK: "X...x...X...x...",
             CLAP: "....X.......X...",
-            PEDAL_HAT: "xoxoxoxoxoxoxoxo",
+            HAT: "xoxoxoxoxoxoxoxo",
             OPEN_HAT: "..x...x...x...x.",
         },
         {
             KICK: "X...x...X...x..o",
             CLAP: "....X.......X...",
-            PEDAL_HAT: "xxxxxxxxxxxxxxxx",
+            HAT: "xxxxxxxxxxxxxxxx",
             OPEN_HAT: "..x...x...x...x.",
         },
     ),
 }
 _BACKBEAT: Grooves = {
     1: (
-        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
     ),
     2: (
-        {KICK: "X.....x.x.......", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "X.......X.x.....", SNARE: "....X.......X...", HAT: "x.xox.x.x.xox.x."},
+        {KICK: "X.....x.x.......", SNARE: "....X.......X...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X.......X.x.....", SNARE: "....X.......X...", PEDAL_HAT: "x.xox.x.x.xox.x."},
     ),
     3: (
-        {KICK: "X.....x.X.x.....", SNARE: "....X.......X..o", HAT: "xxxxxxxxxxxxxxxx"},
+        {KICK: "X.....x.X.x.....", SNARE: "....X.......X..o", PEDAL_HAT: "xxxxxxxxxxxxxxxx"},
         {KICK: "X.x...x.X.....x.", SNARE: "....X..o....X...", RIDE: "x.x.x.x.x.x.x.x."},
     ),
 }
@@ -273,18 +273,18 @@ _TRAIN: Grooves = {
         },
     ),
 }
-# Lo-fi: a lazy kick, a rim click on 2 and 4, a shaker breathing between.
+# Lo-fi: a lazy kick, a rim click on 2 and 4, a cabasa breathing between.
 _LAZY: Grooves = {
-    1: ({KICK: "x.........x.....", SIDE_STICK: "....x.......x...", SHAKER: "..o...o...o...o."},),
+    1: ({KICK: "x.........x.....", SIDE_STICK: "....x.......x...", CABASA: "..o...o...o...o."},),
     2: (
-        {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "x..x......x.....", SIDE_STICK: "....x.......x..o", SHAKER: "x.o.x.o.x.o.x.o."},
+        {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", CABASA: "x.x.x.x.x.x.x.x."},
+        {KICK: "x..x......x.....", SIDE_STICK: "....x.......x..o", CABASA: "x.o.x.o.x.o.x.o."},
     ),
     3: (
         {
             KICK: "x.....x...x..x..",
             ELECTRIC_SNARE: "....x.......x...",
-            PEDAL_HAT: "xoxoxoxoxoxoxoxo",
+            CABASA: "xoxoxoxoxoxoxoxo",
         },
     ),
 }
@@ -489,7 +489,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.18,
             melody_grid=2,
             melody_range=(64, 84),
-            registers={"bass": (26, 45), "comping": (60, 84), "pulse": (67, 88)},
+            registers={"bass": (26, 45), "comping": (60, 84), "pulse": (60, 79)},
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
             cadence="IV",
             lift="none",

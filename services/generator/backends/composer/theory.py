@@ -105,6 +105,9 @@ def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) 
             while pitches[-1] <= high:
                 candidates.append(tuple(pitches))
                 pitches = [p + 12 for p in pitches]
+    if not candidates and len(chord_.intervals) > 3:
+        # A seventh or ninth that does not fit the register is left out, as a player would.
+        return voice(Chord(chord_.numeral, chord_.root, chord_.intervals[:3]), previous, low, high)
     if not candidates:
         raise ValueError(f"range {low}..{high} too small for {chord_.numeral}")
 
