@@ -547,6 +547,9 @@ class Composer:
     def _voicing(self, player: str, harmony: Chord, low: int, high: int) -> tuple[int, ...]:
         voicing = voice(harmony, self._voicings.get(player), low, high)
         self._voicings[player] = voicing
+        if self.style.open_voicing and len(voicing) >= 3:
+            # Drop-2: the second voice from the top an octave down, for a wider sound.
+            return tuple(sorted((*voicing[:-2], voicing[-2] - 12, voicing[-1])))
         return voicing
 
     def _pad(self, player: str, start: int, end: int, velocity: int) -> None:

@@ -107,6 +107,9 @@ class Style:
     melody_density: float
     melody_grid: int
     melody_range: tuple[int, int]
+    # Chords spread wide (drop-2: the second voice from the top an octave down) rather
+    # than in close position.
+    open_voicing: bool
     # Drum keys that mark a cut: (strong cut, other cut); none in a drumless genre.
     cut_hits: tuple[tuple[int, ...], tuple[int, ...]]
     # Delay of off-beat eighths as a fraction of a beat (0 = straight).
@@ -493,6 +496,7 @@ STYLES: dict[str, Style] = {
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
             cadence="IV",
             lift="none",
+            open_voicing=True,
             cut_hits=((), ()),
         ),
         Style(
@@ -550,6 +554,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(60, 82),
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
+            open_voicing=True,
             cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
@@ -598,6 +603,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 86),
             registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
+            open_voicing=True,
             cut_hits=((CRASH_2, FLOOR_TOM), (FLOOR_TOM,)),
         ),
         Style(
@@ -643,6 +649,7 @@ STYLES: dict[str, Style] = {
             melody_grid=4,
             melody_range=(64, 86),
             registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
+            open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
@@ -688,6 +695,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
+            open_voicing=False,
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
@@ -726,6 +734,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 84),
             registers={"bass": (28, 47), "power": (40, 55), "pulse": (52, 72)},
+            open_voicing=False,
             cut_hits=((CHINA, ACOUSTIC_KICK), (SPLASH, ACOUSTIC_KICK)),
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
@@ -775,6 +784,7 @@ STYLES: dict[str, Style] = {
             melody_range=(67, 88),
             swing=0.16,
             registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
+            open_voicing=False,
             cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
@@ -835,6 +845,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 82),
             swing=0.18,
             registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
+            open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
@@ -880,6 +891,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
+            open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             programs={"bass": 32},
         ),
@@ -928,6 +940,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
+            open_voicing=False,
             cut_hits=((CRASH_2, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
@@ -981,6 +994,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(67, 88),
             registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
+            open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
