@@ -735,7 +735,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 84),
             registers={"bass": (28, 47), "power": (40, 55), "pulse": (52, 72)},
             open_voicing=False,
-            cut_hits=((CHINA, ACOUSTIC_KICK), (SPLASH, ACOUSTIC_KICK)),
+            cut_hits=((CHINA, ACOUSTIC_KICK), (ELECTRIC_SNARE, ACOUSTIC_KICK)),
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
