@@ -11,6 +11,7 @@ dominant. Every cut gets a musical event at its exact time, on a beat or not.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from services.generator.backends.composer.theory import (
     scale_step,
     voice,
 )
-from services.generator.backends.composer.timing import STRONG_CUT, HitPoint, TimingPlan
+from services.generator.backends.composer.timing import HitPoint, TimingPlan
 
 # Bowed and blown instruments hold their notes; a held pitch is tied across bars.
 SUSTAINING = ("strings", "pads", "brass", "woodwinds")
@@ -214,8 +215,6 @@ class Arrangement:
     section_instruments: list[list[str]] = field(default_factory=list)
     # Beat at which the final chord's notes end (its release tail follows).
     end_beat: float = 0.0
-    # Keys of the sections (a lift changes it).
-    section_keys: list[Key] = field(default_factory=list)
 
 
 # Common substitutions for a varied return of a progression (same function, new colour).
@@ -249,7 +248,13 @@ class Composer:
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
+        # The bar lines of each section.
+        self._bars = [
+            [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat] for form in forms
+        ]
         self.harmony: list[ChordSpan] = []
+        # The spans' starts, in order, to find the chord at a beat by bisection.
+        self._span_starts: list[float] = []
         self._voicings: dict[str, tuple[int, ...]] = {}
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
@@ -276,9 +281,8 @@ class Composer:
             end_seconds = max(end_seconds, plan.beats_s[final] + 0.3)
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
-        for index, form in enumerate(self.forms):
+        for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
             playing: set[str] = set()
-            bars = [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat]
             if index == 0 and plan.pickup_beats > 1e-6:
                 playing |= self._pickup()
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
@@ -298,7 +302,6 @@ class Composer:
             sounding = [b for b in bars if final is None or b <= final]
             self.result.section_chords.append(self._numerals(sounding))
             self.result.section_instruments.append(sorted(playing))
-            self.result.section_keys.append(form.key)
         self._mark_cuts()
         return self.result
 
@@ -322,8 +325,7 @@ class Composer:
         # The progression runs on through sections of one material (short sections still
         # move) and starts again when the material changes (a theme's return is heard).
         running = 0
-        for index, form in enumerate(self.forms):
-            bars = [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat]
+        for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
             if index and form.material != self.forms[index - 1].material:
                 running = 0
             progression = list(self._progressions[form.key.mode, form.material])
@@ -363,8 +365,7 @@ class Composer:
         spans[0] = ChordSpan(-self.plan.pickup_beats - 1, first.end, first.chord, first.numeral)
         for cut in self.cuts:
             beat = plan.beat_at(cut.time_s)
-            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
-            if not (cut.boundary or cut.strength >= STRONG_CUT) or not on_beat:
+            if not cut.strong or not self._on_beat(beat):
                 continue
             beat = round(beat)
             for i in range(len(spans) - 1):
@@ -375,23 +376,24 @@ class Composer:
                                              following.numeral)  # fmt: skip
                     break
         self.harmony = spans
+        self._span_starts = [span.start for span in spans]
 
     def _before_tonic(self, key: Key) -> str:
         if self.style.cadence == "IV":
             return "IV" if key.mode == "major" else "iv"
         return "V"
 
-    def _beat_s(self, beat: float) -> float:
-        return self.plan.beat_time(beat + 1) - self.plan.beat_time(beat)
+    def _on_beat(self, beat: float) -> bool:
+        """Whether a (fractional) beat position is on a beat of the plan."""
+        seconds = self.plan.beat_time(beat + 1) - self.plan.beat_time(beat)
+        return abs(beat - round(beat)) * seconds <= ON_BEAT_S
 
     def _numerals(self, bars: list[int]) -> list[str]:
         return [self._span_at(b).numeral for b in bars]
 
     def _span_at(self, beat: float) -> ChordSpan:
-        for span in reversed(self.harmony):
-            if span.start <= beat + 1e-6:
-                return span
-        return self.harmony[0]
+        index = bisect.bisect_right(self._span_starts, beat + 1e-6) - 1
+        return self.harmony[max(index, 0)]
 
     def _chord_at(self, beat: float) -> Chord:
         return self._span_at(beat).chord
@@ -448,7 +450,7 @@ class Composer:
     def _pickup(self) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
         first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis."""
-        start = -self.plan.pickup_beats + self.plan.first_downbeat
+        start = -self.plan.lead_beats
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
@@ -731,13 +733,11 @@ class Composer:
         for cut in sorted(self.cuts, key=lambda c: c.time_s):
             beat = self.plan.beat_at(cut.time_s)
             # In a flurry of cuts (a fast montage) only the first gets a big hit.
-            strong = (cut.boundary or cut.strength >= STRONG_CUT) and (
-                cut.time_s - previous >= FLURRY_GAP_S
-            )
+            strong = cut.strong and cut.time_s - previous >= FLURRY_GAP_S
             previous = cut.time_s
             if beat < 0:
                 continue
-            on_beat = abs(beat - round(beat)) * self._beat_s(beat) <= ON_BEAT_S
+            on_beat = self._on_beat(beat)
             events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
         # The stops first, so that no stop silences another cut's hit.
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events

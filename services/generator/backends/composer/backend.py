@@ -294,6 +294,7 @@ def _music_plan(
 ) -> MusicPlan:
     bars = [plan.beats_s[b] for b in plan.bar_starts]
     alignment = cut_alignment(plan.beats_s, bars, brief.cuts)
+    home = Key.parse(brief.tags.key)
     sections = []
     final = plan.final_beat
     for i, (section, form) in enumerate(zip(plan.sections, forms, strict=True)):
@@ -309,9 +310,8 @@ def _music_plan(
                 intensity=form.intensity,
                 instruments=arrangement.section_instruments[i],
                 chords=arrangement.section_chords[i],
-                key=brief.tags.key
-                if arrangement.section_keys[i] == Key.parse(brief.tags.key)
-                else arrangement.section_keys[i].name,
+                # The brief's spelling of the home key; others by name.
+                key=brief.tags.key if form.key == home else form.key.name,
                 material=form.material,
             )
         )

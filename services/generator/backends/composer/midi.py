@@ -28,9 +28,7 @@ class _Clock:
 
     def __init__(self, plan: TimingPlan):
         self.per_beat = round(TICKS_PER_QUARTER * plan.meter.quarters)
-        beats = plan.beats_s
-        first_period = beats[1] - beats[0] if len(beats) > 1 else 60.0 / plan.base_bpm
-        self.lead = beats[0] / first_period
+        self.lead = plan.lead_beats
 
     def tick(self, beat: float) -> int:
         return round((beat + self.lead) * self.per_beat)

@@ -19,6 +19,7 @@ time. Sections of the form start on the bar line nearest each segment start.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -89,6 +90,11 @@ class HitPoint:
     # A segment boundary: the music's form changes here.
     boundary: bool = False
 
+    @property
+    def strong(self) -> bool:
+        """A cut that wants a downbeat and a big hit."""
+        return self.boundary or self.strength >= STRONG_CUT
+
 
 @dataclass(frozen=True)
 class SectionTiming:
@@ -111,15 +117,23 @@ class TimingPlan:
     # Beat index of the final chord, or None when the piece fades out instead.
     final_beat: int | None
 
-    @property
+    # Cached: the composer asks for every section.
+    @functools.cached_property
     def bar_starts(self) -> list[int]:
         return list(range(self.first_downbeat, len(self.beats_s), self.meter.beats))
 
     @property
+    def lead_beats(self) -> float:
+        """The part of a beat between the first sample and beat 0 (0 when beat 0 is the
+        first sample)."""
+        beats = self.beats_s
+        period = beats[1] - beats[0] if len(beats) > 1 else 60.0 / self.base_bpm
+        return beats[0] / period
+
+    @property
     def pickup_beats(self) -> float:
         """Beats (fractional) between the first sample and the first downbeat."""
-        period = self.beats_s[1] - self.beats_s[0] if len(self.beats_s) > 1 else 1.0
-        return self.first_downbeat + self.beats_s[0] / period
+        return self.first_downbeat + self.lead_beats
 
     def beat_time(self, beat: float) -> float:
         """Seconds at a fractional beat position (outside the beats, the nearest period)."""
@@ -181,8 +195,7 @@ def plan_timing(
 
 def _cut_score(cut: HitPoint, beat: int, meter: Meter, first_downbeat: int) -> float:
     score = CUT_BASE_SCORE + cut.strength
-    strong = cut.boundary or cut.strength >= STRONG_CUT
-    if strong and (beat - first_downbeat) % meter.beats == 0:
+    if cut.strong and (beat - first_downbeat) % meter.beats == 0:
         score += BAR_BONUS
     return score
 
