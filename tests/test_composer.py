@@ -464,3 +464,11 @@ def test_every_style_can_voice_its_chords_in_its_registers():
                         part,
                         numeral,
                     )
+
+
+def test_negatives_that_leave_no_band_are_refused(generator, beat_analysis):
+    core = list(STYLES["ambient"].core)
+    brief = brief_for(beat_analysis, "ambient", negative=core)
+    brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, instruments=[]))
+    with pytest.raises(InvalidInputError, match="no instruments left to play"):
+        generator.generate(brief)
