@@ -586,7 +586,6 @@ class Composer:
                 # Root, fifth and octave on the low strings.
                 root = low + (harmony.root - low) % 12
                 voicing = (root, root + 7, root + 12)
-                stop = min(stop, onset + 0.45)
             up = technique == "strum" and (onset - start) % 1.0 > 1e-6
             order = list(reversed(voicing)) if up else list(voicing)
             spread = 0.03 if technique == "strum" else 0.0
