@@ -267,7 +267,7 @@ def _anchor_search(
     for j, cut in enumerate(times):
         options: dict[_Key, _State] = {}
         start = max(0, j - look_back)
-        if not any(r >= start for r in reached):
+        if not reached or reached[-1] < start:
             # Nothing reached in the window: reach back to the latest cut that was.
             start = reached[-1] if reached else 0
         sources = [(i, key, s) for i in range(start, j) for key, s in states[i].items()]
