@@ -1,37 +1,66 @@
 #!/usr/bin/env bash
-# Set up the project's virtual environment (idempotent) and run one job.
+# Set up the project's virtual environment from the lock (idempotent) and run one job.
 #   ./dev.sh demo   make the sample video and score it (the main job, CPU defaults)
-#   ./dev.sh test   lint, type-check and run the whole test suite
-#   ./dev.sh setup  only set up .venv
+#   ./dev.sh test   check the lock, lint, type-check and run the whole test suite
+#   ./dev.sh setup  only set up .venv (and buf, from package-lock.json)
+#   ./dev.sh lock   regenerate requirements.lock and the images' locks from pyproject.toml
+#                   and requirements.in (needs PyPI)
 #   ./dev.sh protos regenerate services/gen from protos/
 # Environment: BGM_VENV (default .venv), PYTHON (default python3, must be 3.11+),
-# BGM_TORCH (default "torch==2.13.0", the CPU build; see README for GPU builds).
+# BGM_TORCH (default: the version requirements.in names, as "torch==X"; pip takes the CPU
+# build where it lies on disk; see README for GPU builds), BGM_TORCH_WHEELS (for ./dev.sh lock:
+# a folder holding the CPU build's wheel, default /opt/wheels).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${BGM_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-TORCH_SPEC="${BGM_TORCH:-torch==2.13.0}"
+TORCH_VERSION="$(sed -n 's/^torch==\([^+]*\).*/\1/p' requirements.in)"
+TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
+TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
+IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 
 setup() {
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
     fi
     local stamp="$VENV/.bgm-installed"
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
-        "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        # torch first and pinned: left to the resolver, "torch" pulls a multi-GB CUDA build.
+    if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
+        # Everything but torch exactly as locked: every package is listed with its hashes, so
+        # no resolver runs and nothing unlisted comes in (--no-deps).
+        "$VENV/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+        # Then torch, which the lock leaves out (requirements.in says why): its requirements
+        # are already there as locked, so pip adds only what a CUDA build needs beyond them.
         # shellcheck disable=SC2086
         "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
-        "$VENV/bin/python" -m pip install --quiet -e '.[dev,ray,diffusion]'
-        # tinysoundfont's one requirement, PyAudio, is for live playback, which bgm never
-        # uses, and builds only with PortAudio's headers: skip it.
-        "$VENV/bin/python" -m pip install --quiet --no-deps 'tinysoundfont>=0.3.7'
+        # The project itself, built with the locked setuptools.
+        "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
         touch "$stamp"
     fi
-    # buf, for the protos, from the npm registry (package.json pins it).
+    # buf, for the protos, exactly as package-lock.json holds it.
     if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
-        npm install --no-save --no-audit --no-fund --loglevel=error
+        npm ci --no-audit --no-fund --loglevel=error
     fi
+}
+
+lock() {
+    local wheel
+    wheel="$(find "$TORCH_WHEELS" -maxdepth 1 -name "torch-$TORCH_VERSION+cpu-*.whl" 2>/dev/null | head -1)"
+    if [ -z "$wheel" ]; then
+        echo "./dev.sh lock resolves against torch $TORCH_VERSION's CPU build: put its wheel" \
+            "(from https://download.pytorch.org/whl/cpu) in a folder and set BGM_TORCH_WHEELS" >&2
+        exit 1
+    fi
+    # uv (a dev tool in the lock) resolves every platform at once, writes hashes, and keeps
+    # the pins already in the lock where they still fit.
+    local compile=("$VENV/bin/uv" pip compile --quiet --universal --python-version 3.11
+        --generate-hashes --find-links "$TORCH_WHEELS" --no-emit-package torch
+        --no-emit-package pyaudio --custom-compile-command "./dev.sh lock")
+    "${compile[@]}" pyproject.toml requirements.in --all-extras -o requirements.lock
+    # The images' installs: subsets of the same resolution (constrained to requirements.lock).
+    "${compile[@]}" pyproject.toml requirements.in --extra ray --extra s3 --extra gs \
+        -c requirements.lock -o deploy/docker/requirements-cpu.lock
+    "${compile[@]}" pyproject.toml requirements.in --extra ray --extra diffusion --extra s3 \
+        --extra gs -c requirements.lock -o deploy/docker/requirements-gpu.lock
 }
 
 demo() {
@@ -45,6 +74,7 @@ demo() {
 run_tests() {
     # kubectl renders the Kubernetes overlays (its built-in kustomize); the machine image has it.
     command -v kubectl >/dev/null || { echo "kubectl is needed to render deploy/k8s" >&2; exit 1; }
+    "$VENV/bin/python" scripts/check_lock.py requirements.lock "${IMAGE_LOCKS[@]}"
     "$VENV/bin/ruff" check services tests benchmarks scripts
     "$VENV/bin/ruff" format --check services tests benchmarks scripts
     "$VENV/bin/mypy"
@@ -63,5 +93,6 @@ case "$job" in
     protos) setup; "$VENV/bin/python" scripts/generate_protos.py ;;
     demo) setup; demo ;;
     test) setup; run_tests "$@" ;;
-    *) echo "usage: ./dev.sh demo|test|setup|protos" >&2; exit 2 ;;
+    lock) setup; lock ;;
+    *) echo "usage: ./dev.sh demo|test|setup|lock|protos" >&2; exit 2 ;;
 esac

@@ -292,8 +292,17 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
 
 
+def _version() -> str:
+    from importlib.metadata import version
+
+    from services.gen.bgm.v1 import common_pb2
+
+    return f"bgm {version('bgm')} (contracts {common_pb2.DESCRIPTOR.package})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgm", description="Background music fitted to video.")
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--config", help="YAML config file (default: $BGM_CONFIG, else built-in)")
     commands = parser.add_subparsers(dest="command", required=True)
 

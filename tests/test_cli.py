@@ -86,3 +86,11 @@ def test_sample_video_is_what_it_says(tmp_path: Path):
     data = json.loads(result.stdout)
     assert data["duration_s"] == pytest.approx(20.0, abs=1e-3)
     assert [round(c, 1) for c in data["cuts_s"]] == [4.0, 7.0, 9.5, 11.5, 15.0]
+
+
+def test_version_names_the_package_and_the_contracts():
+    from importlib.metadata import version
+
+    result = bgm("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"bgm {version('bgm')} (contracts bgm.v1)"

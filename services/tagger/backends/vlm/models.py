@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -66,6 +66,19 @@ def _user_content(
     return content
 
 
+class _ImageTextModel(Protocol):
+    """What the tagger uses of a transformers image-text-to-text model. It is typed against
+    this, not transformers' annotations of its Auto classes, which change between releases
+    (5.23 annotated `generate` so that mypy refused the call, 5.24 did not)."""
+
+    device: Any
+    dtype: Any
+
+    def to(self, device: str) -> Any: ...
+
+    def generate(self, **inputs: Any) -> Any: ...
+
+
 class LocalVlm:
     """A transformers image-text-to-text model from a local folder, loaded once."""
 
@@ -83,12 +96,15 @@ class LocalVlm:
             self.processor = transformers.AutoProcessor.from_pretrained(
                 str(path), local_files_only=True
             )
-            self.model = transformers.AutoModelForImageTextToText.from_pretrained(
-                str(path), local_files_only=True, dtype=dtype
+            self.model = cast(
+                _ImageTextModel,
+                transformers.AutoModelForImageTextToText.from_pretrained(
+                    str(path), local_files_only=True, dtype=dtype
+                ),
             )
         except (OSError, ValueError, ImportError) as error:
             raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
-        self.model.to(device).eval()  # type: ignore[arg-type]
+        self.model.to(device).eval()
         self.name = f"{family} at {path}"
 
     def answer(self, segments: list[SegmentFrames], instruction: str) -> str:

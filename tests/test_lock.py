@@ -1,0 +1,91 @@
+"""scripts/check_lock.py: ./dev.sh test stops, saying what to run, when the lock no longer
+satisfies pyproject.toml."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("check_lock", ROOT / "scripts" / "check_lock.py")
+assert _spec and _spec.loader
+check_lock = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_lock)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's lock inputs and locks, to change."""
+    for name in ("pyproject.toml", "requirements.in", "requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "deploy" / "docker", tmp_path / "docker")
+    return tmp_path
+
+
+def run_check(project: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = check_lock.main(
+        [
+            str(project / "requirements.lock"),
+            *map(str, sorted((project / "docker").glob("*.lock"))),
+            "--pyproject", str(project / "pyproject.toml"),
+            "--inputs", str(project / "requirements.in"),
+            "--dockerfiles", str(project / "docker"),
+        ]
+    )  # fmt: skip
+    return code, capsys.readouterr().err
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_the_committed_locks_satisfy_the_project(project: Path, capsys):
+    code, err = run_check(project, capsys)
+    assert code == 0, err
+
+
+def test_a_new_dependency_missing_from_the_lock(project: Path, capsys):
+    edit(project / "pyproject.toml", '"av>=14",', '"av>=14",\n    "left-pad-bgm>=1",')
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "left-pad-bgm>=1 (wanted by the project) is not in the lock" in err
+    assert "Run ./dev.sh lock" in err
+
+
+def test_a_raised_lower_bound_the_locked_version_misses(project: Path, capsys):
+    edit(project / "pyproject.toml", '"grpcio>=1.85.1"', '"grpcio>=99"')
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "grpcio>=99 (wanted by the project) but the lock has 1.85" in err
+
+
+def test_a_package_whose_locked_pin_its_dependents_refuse(project: Path, capsys):
+    # transformers' own metadata asks for a newer tokenizers than this pin.
+    lock = project / "requirements.lock"
+    pinned = next(line for line in lock.read_text().splitlines() if line.startswith("tokenizers=="))
+    edit(lock, pinned.split()[0], "tokenizers==0.0.1")
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "(wanted by transformers" in err and "but the lock has 0.0.1" in err
+
+
+def test_an_image_lock_out_of_step_with_the_lock(project: Path, capsys):
+    image_lock = project / "docker" / "requirements-cpu.lock"
+    pinned = next(line for line in image_lock.read_text().splitlines() if line.startswith("ray=="))
+    edit(image_lock, pinned.split()[0], "ray==2.59.0")
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "requirements-cpu.lock has ray 2.59.0, requirements.lock has 2.60.0" in err
+
+
+def test_a_dockerfile_installing_another_torch(project: Path, capsys):
+    dockerfile = project / "docker" / "Dockerfile.gpu"
+    edit(dockerfile, "torch==2.13.0", "torch==2.14.1")
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "Dockerfile.gpu installs torch 2.14.1, the lock 2.13.0" in err
