@@ -232,9 +232,9 @@ def test_images_are_the_ones_the_dockerfiles_build(overlay):
         dockerfile = (ROOT / f"deploy/docker/Dockerfile.{flavour}").read_text()
         base = re.search(r"^FROM rayproject/ray:(\S+)", dockerfile, re.MULTILINE).group(1)
         assert base == f"{ray_version}-py311-{flavour}"
-        (extras,) = re.findall(r'pip install --no-cache-dir "\.\[([\w,]+)\]"', dockerfile)
-        assert "ray" in extras.split(",")
-        assert set(extras.split(",")) <= set(project["project"]["optional-dependencies"])
+        (lock,) = re.findall(r"--require-hashes -r (\S+)", dockerfile)
+        assert lock == f"requirements-{flavour}.lock"
+        assert f"\nray=={ray_version} " in (ROOT / "deploy/docker" / lock).read_text()
         tag = re.search(r"-t (\S+) \.", dockerfile).group(1)
         built[flavour] = tag
         assert tag == f"bgm/bgm-{flavour}:{version}"
