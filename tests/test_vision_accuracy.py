@@ -89,6 +89,19 @@ def test_fade_through_black_is_a_fade_cut(tagger: VisionTagger, tmp_path: Path):
     assert abs(fade.time_s - 3.0) <= 3 / 30
 
 
+@pytest.mark.parametrize("before, after", [(0.9, 0.15), (0.15, 0.9), (0.5, 0.5)])
+def test_a_fade_cut_is_its_black_frame(tagger: VisionTagger, tmp_path: Path, before, after):
+    # The shot starts on frame 90 (3.0 s), which the fade makes black; shots of unequal
+    # brightness cross the detector's threshold at unequal distances from it.
+    shots = [
+        Shot(3.0, hue=0.1, brightness=before),
+        Shot(3.0, hue=0.6, brightness=after, fade_in_frames=12),
+    ]
+    video = write_video(tmp_path / "fade.mp4", shots, audio=False)
+    analysis = tagger.analyze(AnalysisRequest(video.path))
+    assert [(round(cut.time_s, 3), cut.kind) for cut in analysis.cuts] == [(3.0, "fade")]
+
+
 CODECS = [
     ("libx264", "mp4"),
     ("libx265", "mp4"),

@@ -38,6 +38,12 @@ from services.tagger.vocabulary import Features, Vocabulary, load_vocabulary
 VERSION = "1.0"
 # Cuts per minute at which `pace` reaches 1.
 PACE_FULL_CUTS_PER_MINUTE = 30.0
+# Fade cuts: frames this much darker than the black level are kept to place them; the black
+# frame is looked for this far either side of the detector's time; frames within this of the
+# darkest count as black.
+DARK_FACTOR = 2.0
+FADE_SEARCH_S = 0.5
+BLACK_TOLERANCE = 0.5
 
 
 @dataclass
@@ -133,6 +139,8 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
     fades = ThresholdDetector(threshold=config.fade_black_level, min_scene_len=min_shot_frames)
     hard: list[FrameTimecode] = []
     faded: list[FrameTimecode] = []
+    # (time, mean level) of the frames near black, where fade cuts are placed afterwards.
+    dark: list[tuple[float, float]] = []
     ticks: list[_Tick] = []
     thumbnails: list[tuple[float, bytes]] = []
     tick_period = 1.0 / config.motion_hz
@@ -154,6 +162,9 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
         timecode = _timecode(frame, fps)
         hard.extend(adaptive.process_frame(timecode, frame.bgr))
         faded.extend(fades.process_frame(timecode, frame.bgr))
+        level = float(frame.bgr.mean())
+        if level <= DARK_FACTOR * config.fade_black_level:
+            dark.append((time_s, level))
         if time_s + 1e-6 >= next_tick:
             # Motion at this tick: flow from the frame just before. Consecutive frames keep
             # even fast pans within the flow's reach.
@@ -194,11 +205,31 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
     return _Scan(
         duration_s=duration_s,
         hard_cuts=[tc.seconds - start_time for tc in hard],
-        fade_cuts=[tc.seconds - start_time for tc in faded],
+        fade_cuts=[_darkest(tc.seconds - start_time, dark, frame_period) for tc in faded],
         ticks=ticks,
         thumbnails=thumbnails,
         warnings=warnings,
     )
+
+
+def _darkest(time_s: float, dark: list[tuple[float, float]], frame_period: float) -> float:
+    """A fade cut at its black frame: the scene detector places it between the frames where
+    the level crosses its threshold, a frame or two off when the two shots differ in
+    brightness. Where black holds for several frames, the last of them: the new shot starts
+    from there."""
+    near = [(t, level) for t, level in dark if abs(t - time_s) <= FADE_SEARCH_S]
+    if not near:
+        return time_s
+    first = min(range(len(near)), key=lambda i: near[i][1])
+    floor = near[first][1] + BLACK_TOLERANCE
+    last = first
+    while (
+        last + 1 < len(near)
+        and near[last + 1][1] <= floor
+        and near[last + 1][0] - near[last][0] < 1.5 * frame_period
+    ):
+        last += 1
+    return near[last][0]
 
 
 def _pan_speed(

@@ -48,11 +48,10 @@ CHANGE_PENALTY = 150.0
 DRIFT_PENALTY = 40.0
 PREFERRED_PENALTY = 2.0
 PREFERRED_SCALE = 0.15
+PREFERRED_PER_CUTS = 8
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
 # the best few again with the full one.
 TEMPO_STEP = 0.006
-# How far the piece's tempo may stray from the preferred one (a fraction).
-TEMPO_WINDOW = 0.05
 FULL_SEARCH_TEMPOS = 3
 # An ending needs a final chord at least this long before the end (hold + release tail),
 # or this fraction of the piece when it is very short.
@@ -353,9 +352,9 @@ def _tempo_map(
     flex: float,
 ) -> tuple[list[float], float]:
     """Beat times of the best tempo map, and the piece's (base) period."""
-    # Near the tempo the tags ask for: the genre and the picture set it, cuts only refine it.
-    low_bpm = max(bpm_range[0], preferred_bpm / (1 + TEMPO_WINDOW))
-    high_bpm = min(bpm_range[1], preferred_bpm * (1 + TEMPO_WINDOW))
+    # Anywhere in the genre's range, as a film composer picks the click that puts the hits on
+    # beats; away from the tempo the picture asks for only where the cuts pay for it.
+    low_bpm, high_bpm = bpm_range
     preferred = 60.0 / preferred_bpm
     steps = max(0, math.floor(math.log(high_bpm / low_bpm) / TEMPO_STEP))
     candidates = [60.0 / (low_bpm * math.exp(i * TEMPO_STEP)) for i in range(steps + 1)]
@@ -364,8 +363,12 @@ def _tempo_map(
     if not cuts:
         return _beats_through([(0, 0.0)], preferred, duration_s), preferred
 
+    # The pull towards the preferred tempo grows with the number of cuts: each cut's chance of
+    # falling near some beat grows with the tempo, which must not win by itself.
+    pull = PREFERRED_PENALTY * max(1.0, len(cuts) / PREFERRED_PER_CUTS)
+
     def total(period: float, score: float) -> float:
-        return score - PREFERRED_PENALTY * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
+        return score - pull * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
 
     narrow = sorted(
         candidates,
