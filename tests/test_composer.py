@@ -432,6 +432,21 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     assert {Key.parse(s.key).mode for s in fixed.sections} == {"major"}
 
 
+def test_genres_play_in_their_own_keys_unless_the_user_fixed_one(generator, beat_analysis):
+    """The picture gives the mode; each genre takes a key its players favour (seeded). A
+    user's key holds in every genre."""
+    for genre in ("rock", "hip-hop", "orchestral"):
+        asked = brief_for(beat_analysis, genre)
+        mode = Key.parse(asked.tags.key).mode
+        keys = {generator.generate(dataclasses.replace(asked, seed=s)).plan.key for s in (1, 2, 3)}
+        assert keys <= {f"{Key.parse(f'{t} {mode}').name}" for t in STYLES[genre].tonics[mode]}
+        fixed = dataclasses.replace(asked, key_is_fixed=True)
+        assert generator.generate(fixed).plan.key == asked.tags.key
+    rock = generator.generate(brief_for(beat_analysis, "rock")).plan.key
+    hip_hop = generator.generate(brief_for(beat_analysis, "hip-hop")).plan.key
+    assert rock != hip_hop
+
+
 def test_the_plan_and_brief_cross_the_contract_whole(generator, beat_analysis):
     from services.contract import brief_from_proto, brief_to_proto, plan_from_proto, plan_to_proto
 

@@ -119,13 +119,14 @@ class ComposerGenerator:
         others = style.meters[1:]
         usual = not others or rng.random() < USUAL_METER_CHANCE
         meter = METERS[style.meters[0] if usual else others[int(rng.integers(len(others)))]]
+        home = _home_key(brief, style, rng)
         roles = assign_roles(style, band)
         cuts = self._hit_points(brief)
         plan = self._timing(brief, style, meter, cuts)
         video = self._section_video(brief, plan)
         mood_modes = None if brief.key_is_fixed else self._mood_modes
-        forms = section_forms(plan, video, tags.energy, style, Key.parse(tags.key),
-                              brief.duration_s, mood_modes)  # fmt: skip
+        forms = section_forms(plan, video, tags.energy, style, home, brief.duration_s,
+                              mood_modes)  # fmt: skip
         report(0.05)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng).compose()
         notes = _without_overlaps(arrangement.notes)
@@ -179,7 +180,7 @@ class ComposerGenerator:
             sample_rate=brief.sample_rate,
             stems=stems,
             midi=midi_bytes(by_instrument, plan, tracks),
-            plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending),
+            plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending, home),
         )
 
     @staticmethod
@@ -283,6 +284,17 @@ def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
     fade_out(audio, round(seconds * sample_rate))
 
 
+def _home_key(brief: MusicBrief, style: Style, rng: np.random.Generator) -> Key:
+    """The key the piece is in: the brief's when the user fixed it, else one of the keys the
+    genre's players favour, in the brief's mode (the picture chose the mode; its choice of
+    tonic is arbitrary, and every genre in one key would share its notes)."""
+    asked = Key.parse(brief.tags.key)
+    tonics = style.tonics.get(asked.mode, ())
+    if brief.key_is_fixed or not tonics:
+        return asked
+    return Key.parse(f"{tonics[int(rng.integers(len(tonics)))]} {asked.mode}")
+
+
 def _music_plan(
     brief: MusicBrief,
     plan: TimingPlan,
@@ -291,10 +303,12 @@ def _music_plan(
     genre: str,
     instruments: list[str],
     ending: str,
+    home: Key,
 ) -> MusicPlan:
     bars = [plan.beats_s[b] for b in plan.bar_starts]
     alignment = cut_alignment(plan.beats_s, bars, brief.cuts)
-    home = Key.parse(brief.tags.key)
+    # The brief's spelling of a key it fixed; others by name.
+    home_name = brief.tags.key if brief.key_is_fixed else home.name
     sections = []
     final = plan.final_beat
     for i, (section, form) in enumerate(zip(plan.sections, forms, strict=True)):
@@ -310,14 +324,13 @@ def _music_plan(
                 intensity=form.intensity,
                 instruments=arrangement.section_instruments[i],
                 chords=arrangement.section_chords[i],
-                # The brief's spelling of the home key; others by name.
-                key=brief.tags.key if form.key == home else form.key.name,
+                key=home_name if form.key == home else form.key.name,
                 material=form.material,
             )
         )
     return MusicPlan(
         bpm=round(plan.base_bpm, 3),
-        key=brief.tags.key,
+        key=home_name,
         beats_s=[round(b, 6) for b in plan.beats_s],
         bars_s=[round(float(b), 6) for b in bars],
         sections=sections,

@@ -122,6 +122,9 @@ class Style:
     # Registers (lowest, highest MIDI pitch) of the parts other than the melody, where they
     # differ from REGISTERS: where a genre's instruments sit is part of its sound.
     registers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The keys its players favour, by mode: open strings for guitars, flat keys for horns and
+    # keyboards. The seed picks one unless the user fixed the key; the brief gives the mode.
+    tonics: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def program(self, instrument: str) -> int:
         return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
@@ -493,6 +496,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (26, 45), "comping": (60, 84), "pulse": (60, 79)},
+            tonics={"major": ("Db", "E", "A", "Gb"), "minor": ("C#", "F#", "B", "E")},
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
             cadence="IV",
             lift="none",
@@ -556,6 +560,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
             open_voicing=True,
             cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
+            tonics={"major": ("D", "C", "Eb", "Bb"), "minor": ("D", "C", "G", "E")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
         Style(
@@ -602,6 +607,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 86),
             registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
+            tonics={"major": ("D", "Bb", "Eb", "F"), "minor": ("D", "G", "C", "F")},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
             open_voicing=True,
             cut_hits=((CRASH_2, FLOOR_TOM), (FLOOR_TOM,)),
@@ -651,6 +657,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
+            tonics={"major": ("F", "C", "G", "A"), "minor": ("F", "A", "G", "C")},
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
@@ -697,6 +704,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
             open_voicing=False,
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
+            tonics={"major": ("C", "G", "F", "Bb"), "minor": ("A", "C#", "F#", "B")},
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
         Style(
@@ -736,6 +744,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 47), "power": (40, 55), "pulse": (52, 72)},
             open_voicing=False,
             cut_hits=((CHINA, ACOUSTIC_KICK), (ELECTRIC_SNARE, ACOUSTIC_KICK)),
+            tonics={"major": ("E", "A", "D", "G"), "minor": ("E", "A", "B", "D")},
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
@@ -786,6 +795,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
             open_voicing=False,
             cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
+            tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("C#", "F", "G", "Bb")},
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
@@ -847,6 +857,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
+            tonics={"major": ("Eb", "Ab", "F", "Db"), "minor": ("C", "F", "Bb", "Eb")},
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
         ),
@@ -893,6 +904,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
             open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
+            tonics={"major": ("G", "D", "C", "E"), "minor": ("E", "A", "B", "D")},
             programs={"bass": 32},
         ),
         Style(
@@ -938,6 +950,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 86),
             registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
+            tonics={"major": ("G", "D", "A", "C"), "minor": ("E", "A", "D", "B")},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
@@ -996,6 +1009,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
+            tonics={"major": ("C", "F", "Bb", "D"), "minor": ("A", "D", "G", "C")},
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
     ]
