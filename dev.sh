@@ -18,8 +18,32 @@ TORCH_VERSION="$(sed -n 's/^torch==\([^+]*\).*/\1/p' requirements.in)"
 TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
 TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
+# From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
+# "The sound bank"); without them it falls back to tinysoundfont and TimGM6mb, and says so.
+DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless)
+
+debian_packages() {
+    local missing=() package
+    for package in "${DEBIAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    if ! command -v apt-get >/dev/null || { [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; }; then
+        echo "note: install ${missing[*]} (Debian/Ubuntu) for the full sound bank;" \
+            "until then the composer renders with TimGM6mb" >&2
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null \
+        || { "${sudo[@]}" apt-get update -q >/dev/null \
+            && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
 
 setup() {
+    debian_packages
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
     fi

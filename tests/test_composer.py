@@ -380,13 +380,14 @@ def test_bass_plays_the_chord_roots(generator, beat_analysis):
 def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis):
     from services.config import ComposerConfig
     from services.generator.backends.composer.backend import ComposerGenerator
-    from services.generator.backends.composer.render import RenderError, default_soundfont
+    from services.generator.backends.composer.bank import timgm6mb
+    from services.generator.backends.composer.render import RenderError
 
     copy = tmp_path / "mine.sf2"
-    copy.write_bytes(default_soundfont().read_bytes())
-    music = ComposerGenerator(ComposerConfig(soundfont_path=copy)).generate(
-        brief_for(beat_analysis, "pop", duration_s=5.0)
-    )
+    copy.write_bytes(timgm6mb().read_bytes())
+    mine = ComposerGenerator(ComposerConfig(soundfont_path=copy))
+    assert mine.describe().sound == "mine.sf2 with fluidsynth"
+    music = mine.generate(brief_for(beat_analysis, "pop", duration_s=5.0))
     assert np.abs(music.audio).max() > 0.05
     broken = tmp_path / "broken.sf2"
     broken.write_bytes(b"RIFF not really")

@@ -38,6 +38,9 @@ class GeneratorInfo:
     structures: tuple[str, ...] = ("free",)
     # Whether generate_batch shares model calls between jobs (worth pooling requests for).
     batches: bool = False
+    # What it renders with, and how to get better sound ("" when nothing is missing).
+    sound: str = ""
+    sound_advice: str = ""
 
 
 @dataclass(frozen=True)

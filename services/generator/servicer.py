@@ -111,6 +111,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 sample_rates=list(info.sample_rates), outputs=list(info.outputs),
                 genres=list(info.genres), instruments=list(info.instruments),
                 max_candidates=MAX_CANDIDATES, structures=list(info.structures),
+                sound=info.sound, sound_advice=info.sound_advice,
             )  # fmt: skip
         raise AssertionError("unreachable: observed() aborts on error")
 

@@ -54,7 +54,7 @@ class GeneratorDescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GeneratorDescribeResponse(_message.Message):
-    __slots__ = ("name", "version", "max_duration_s", "sample_rates", "outputs", "genres", "instruments", "max_candidates", "structures")
+    __slots__ = ("name", "version", "max_duration_s", "sample_rates", "outputs", "genres", "instruments", "max_candidates", "structures", "sound", "sound_advice")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class GeneratorDescribeResponse(_message.Message):
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     STRUCTURES_FIELD_NUMBER: _ClassVar[int]
+    SOUND_FIELD_NUMBER: _ClassVar[int]
+    SOUND_ADVICE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     max_duration_s: float
@@ -73,4 +75,6 @@ class GeneratorDescribeResponse(_message.Message):
     instruments: _containers.RepeatedScalarFieldContainer[str]
     max_candidates: int
     structures: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., max_duration_s: _Optional[float] = ..., sample_rates: _Optional[_Iterable[int]] = ..., outputs: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., structures: _Optional[_Iterable[str]] = ...) -> None: ...
+    sound: str
+    sound_advice: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., max_duration_s: _Optional[float] = ..., sample_rates: _Optional[_Iterable[int]] = ..., outputs: _Optional[_Iterable[str]] = ..., genres: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., structures: _Optional[_Iterable[str]] = ..., sound: _Optional[str] = ..., sound_advice: _Optional[str] = ...) -> None: ...

@@ -215,6 +215,8 @@ class Arrangement:
     section_instruments: list[list[str]] = field(default_factory=list)
     # Beat at which the final chord's notes end (its release tail follows).
     end_beat: float = 0.0
+    # Beats where the harmony changes (the piano's pedal follows them).
+    chord_starts: list[float] = field(default_factory=list)
 
 
 # Common substitutions for a varied return of a progression (same function, new colour).
@@ -281,6 +283,9 @@ class Composer:
             end_seconds = max(end_seconds, plan.beats_s[final] + 0.3)
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
+        self.result.chord_starts = [span.start for span in self.harmony]
+        if final is not None:
+            self.result.chord_starts.append(float(final))
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
             playing: set[str] = set()
             if index == 0 and plan.pickup_beats > 1e-6:

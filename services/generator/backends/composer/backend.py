@@ -37,11 +37,15 @@ from services.generator.backends.composer.arrangement import (
     choose_band,
     section_forms,
 )
+from services.generator.backends.composer.bank import find_bank
 from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
+from services.generator.backends.composer.mixing import Mixer, MixPart
+from services.generator.backends.composer.performance import perform, shaped, with_ghost_notes
 from services.generator.backends.composer.render import (
+    DRUM_BANK,
     RenderPart,
-    ScheduledNote,
-    SoundFontRenderer,
+    Synthesizer,
+    synthesizer,
 )
 from services.generator.backends.composer.styles import PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
@@ -59,6 +63,8 @@ VERSION = "2.0"
 # Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
 PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8,
               "pulse": 0.45}  # fmt: skip
+# Bass drums (GM keys), which the sidechain pumps to.
+KICKS = (35, 36)
 # The loudest sample the mix may reach (mastering sets the final level).
 MAX_PEAK = 0.9
 # How often a genre that plays in several meters takes its usual one.
@@ -74,16 +80,23 @@ class ComposerGenerator:
         self._mood_modes = {
             name: mood.mode for name, mood in self.vocabulary.moods.items() if mood.mode
         }
-        self._renderers: dict[int, SoundFontRenderer] = {}
-        # Load the SoundFont now: a bad path fails at start-up, not on the first request.
-        self._renderer(48000)
+        self.bank = find_bank(config.soundfont_path)
+        self._synthesizers: dict[int, Synthesizer] = {}
+        self._kits: dict[int, int] = {}
+        # Load the bank now: a bad path fails at start-up, not on the first request.
+        self._synthesizer(48000)
 
-    def _renderer(self, sample_rate: int) -> SoundFontRenderer:
-        if sample_rate not in self._renderers:
-            self._renderers[sample_rate] = SoundFontRenderer(
-                self.config.soundfont_path, sample_rate
-            )
-        return self._renderers[sample_rate]
+    def _synthesizer(self, sample_rate: int) -> Synthesizer:
+        if sample_rate not in self._synthesizers:
+            self._synthesizers[sample_rate] = synthesizer(self.bank, sample_rate)
+        return self._synthesizers[sample_rate]
+
+    def _kit(self, kit: int) -> int:
+        """The genre's drum kit, or the standard kit where the bank lacks it."""
+        if kit not in self._kits:
+            has = self._synthesizer(48000).has_program(DRUM_BANK, kit)
+            self._kits[kit] = kit if has else 0
+        return self._kits[kit]
 
     def describe(self) -> GeneratorInfo:
         return GeneratorInfo(
@@ -96,6 +109,8 @@ class ComposerGenerator:
             instruments=tuple(self.vocabulary.instruments),
             # "composer" is what it does anyway.
             structures=("free", "composer"),
+            sound=self.bank.description,
+            sound_advice=self.bank.advice,
         )
 
     def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
@@ -129,43 +144,42 @@ class ComposerGenerator:
                               mood_modes)  # fmt: skip
         report(0.05)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng).compose()
-        notes = _without_overlaps(arrangement.notes)
+        cut_times = sorted(c.time_s for c in cuts)
+        notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng)
+        notes = shaped(_without_overlaps(notes), plan, roles)
+        performance = perform(notes, plan, forms, arrangement.chord_starts, cut_times,
+                              brief.sample_rate, rng)  # fmt: skip
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
-        tracks, parts = [], []
+        tracks, parts, mix_parts = [], [], []
+        kicks: list[int] = []
         for index, instrument in enumerate(band):
             drums = instrument == "drums"
-            program = style.program(instrument) if not drums else 0
+            program = self._kit(style.production.kit) if drums else style.program(instrument)
             channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
-            tracks.append(Track(instrument, program, channel))
-            scheduled = [
-                ScheduledNote(
-                    n.pitch,
-                    n.velocity,
-                    max(0, round(plan.beat_time(n.start) * brief.sample_rate)),
-                    round(plan.beat_time(n.end) * brief.sample_rate),
-                )
-                for n in by_instrument.get(instrument, [])
-            ]
-            parts.append(
-                RenderPart(
-                    instrument,
-                    scheduled,
-                    program,
-                    drums,
-                    _gain(roles, instrument),
-                    pan=PANS[instrument],
-                )
-            )
-        mix, stems = self._renderer(brief.sample_rate).render(
-            parts,
-            total,
-            keep_stems=brief.stems,
-            progress=lambda fraction: report(0.15 + 0.8 * fraction),
+            tracks.append(Track(instrument, 0 if drums else program, channel))
+            scheduled = performance.notes.get(instrument, [])
+            if drums:
+                kicks = [n.start_sample for n in scheduled if n.pitch in KICKS]
+            controls = performance.controls.get(instrument, [])
+            parts.append(RenderPart(instrument, scheduled, program, drums, PANS[instrument],
+                                    controls))  # fmt: skip
+            mix_parts.append(MixPart(instrument, _gain(roles, instrument), drums))
+        mixer = Mixer(style.production, mix_parts, brief.sample_rate, 60.0 / plan.base_bpm,
+                      kicks, stems=brief.stems)  # fmt: skip
+        mix = np.zeros((total, 2), dtype=np.float32)
+        stems = (
+            {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
         )
+        for start, end, dry in self._synthesizer(brief.sample_rate).blocks(parts, total):
+            before_bus, stem_blocks = mixer.mix(start, dry)
+            for name, block in zip(band, stem_blocks, strict=False):
+                stems[name][start:end] = block
+            mix[start:end] = mixer.bus(start, before_bus)
+            report(0.15 + 0.8 * end / total)
         ending = "cadence" if plan.final_beat is not None else "fade"
         # Headroom: a full band can sum past full scale; mix and stems scale together.
         peak = _peak(mix)

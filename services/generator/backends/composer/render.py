@@ -1,34 +1,41 @@
-"""Rendering notes to audio with a SoundFont through TinySoundFont, one stem per instrument."""
+"""Rendering performed notes to audio with a SoundFont, one dry stereo signal per part.
+
+Two synthesizers play the bank (bank.py says which): FluidSynth, which loads it once and plays
+every part on its own MIDI channel into its own output pair, and tinysoundfont, one instance per
+part. Both hand the parts back a block at a time, so a two-hour piece never holds a whole track
+per part.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from ctypes import c_void_p, cast
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from services.errors import BgmError
+from services.generator.backends.composer.bank import SoundBank
+
+# Voices per instrument for tinysoundfont. Past this the oldest (release tails, by then) are
+# cut: it bounds the cost of dense parts without audible loss.
+MAX_VOICES = 10
+# FluidSynth's voices for the whole band, and its output level (the mix sets the balance,
+# mastering the loudness).
+POLYPHONY = 64
+FLUID_GAIN = 0.6
+# Samples per block handed to the mix.
+BLOCK_S = 1.0
+# The percussion bank of a SoundFont.
+DRUM_BANK = 128
+CC_PAN = 10
 
 
 class RenderError(BgmError):
     """The renderer cannot run (missing library or unusable SoundFont)."""
 
     status_code = "FAILED_PRECONDITION"
-
-
-def default_soundfont() -> Path:
-    """TimGM6mb.sf2, the General MIDI SoundFont that ships inside pretty_midi."""
-    import pretty_midi
-
-    return Path(pretty_midi.__file__).with_name("TimGM6mb.sf2")
-
-
-# Voices per instrument. Past this the oldest (release tails, by then) are cut: it bounds the
-# cost of dense parts without audible loss.
-MAX_VOICES = 10
 
 
 @dataclass(frozen=True)
@@ -40,20 +47,211 @@ class ScheduledNote:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A MIDI controller change (sustain pedal 64, expression 11, ...) at a sample."""
+
+    sample: int
+    controller: int
+    value: int
+
+
+@dataclass(frozen=True)
 class RenderPart:
-    """One instrument's notes, its General MIDI program and its level in the mix."""
+    """One instrument's performance: its notes and controller changes, its General MIDI
+    program (a drum kit's number for drums) and its pan."""
 
     name: str
     notes: Sequence[ScheduledNote]
     program: int
     drums: bool
-    gain: float
     # MIDI pan, 0 (left) .. 64 (centre) .. 127 (right).
     pan: int = 64
+    controls: Sequence[Control] = field(default_factory=tuple)
 
 
-class SoundFontRenderer:
-    def __init__(self, soundfont: Path | None, sample_rate: int):
+# (sample, kind, a, b): kind 0 note-off, 1 controller, 2 note-on; at one sample note-offs
+# come first, then controllers (a pedal lifted before the next chord sounds), then note-ons.
+Event = tuple[int, int, int, int]
+
+
+def part_events(part: RenderPart) -> list[Event]:
+    events: list[Event] = [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
+    events += [(c.sample, 1, c.controller, c.value) for c in part.controls]
+    events += [(n.start_sample, 2, n.pitch, n.velocity) for n in part.notes]
+    events.sort()
+    return events
+
+
+Blocks = Iterator[tuple[int, int, list[np.ndarray]]]
+
+
+class Synthesizer:
+    """Plays parts with a bank at one sample rate; `blocks` yields (start, end, one dry
+    (samples x 2) float32 array per part) until `total_samples`."""
+
+    bank: SoundBank
+    sample_rate: int
+
+    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
+        raise NotImplementedError
+
+    def has_program(self, bank_number: int, program: int) -> bool:
+        raise NotImplementedError
+
+
+def synthesizer(bank: SoundBank, sample_rate: int) -> Synthesizer:
+    if not bank.path.is_file():
+        raise RenderError(f"cannot read SoundFont {bank.path}: no such file")
+    if bank.synthesizer == "fluidsynth":
+        return FluidSynthesizer(bank, sample_rate)
+    return TinySoundFontSynthesizer(bank, sample_rate)
+
+
+def _block_length(sample_rate: int) -> int:
+    return round(sample_rate * BLOCK_S)
+
+
+# ---- FluidSynth -----------------------------------------------------------------------------
+
+# Channel groups (and so parts) one FluidSynth instance renders apart; MIDI has 16 channels.
+FLUID_GROUPS = 16
+FLUID_MELODIC, FLUID_DRUM = 0, 1
+
+
+class FluidSynthesizer(Synthesizer):
+    """One FluidSynth instance plays every part of a piece, each on its own channel into its
+    own output pair. Loading the bank takes about a second once per replica; each render's
+    instance then about 0.2 s, as FluidSynth shares the loaded samples."""
+
+    def __init__(self, bank: SoundBank, sample_rate: int):
+        from ctypes import POINTER, c_float, c_int
+
+        try:
+            import fluidsynth
+        except ImportError as error:
+            raise RenderError(f"FluidSynth cannot be loaded: {error}") from None
+        self.bank = bank
+        self.sample_rate = sample_rate
+        self._fluidsynth = fluidsynth
+        self._float_p = POINTER(c_float)
+        self._process = fluidsynth.cfunc(
+            "fluid_synth_process", c_int, ("synth", c_void_p, 1), ("len", c_int, 1),
+            ("nfx", c_int, 1), ("fx", POINTER(POINTER(c_float)), 1), ("nout", c_int, 1),
+            ("out", POINTER(POINTER(c_float)), 1),
+        )  # fmt: skip
+        self._set_channel_type = fluidsynth.cfunc(
+            "fluid_synth_set_channel_type", c_int, ("synth", c_void_p, 1), ("chan", c_int, 1),
+            ("type", c_int, 1),
+        )  # fmt: skip
+        # Kept loaded: FluidSynth shares a loaded file's samples between instances, so each
+        # render's own instance loads in a fraction of the first load's time.
+        self._anchor = self._new()
+
+    def _new(self) -> tuple[Any, int]:
+        synth = self._fluidsynth.Synth(
+            gain=FLUID_GAIN,
+            samplerate=float(self.sample_rate),
+            channels=FLUID_GROUPS,
+            **{
+                "synth.audio-groups": FLUID_GROUPS,
+                "synth.audio-channels": FLUID_GROUPS,
+                # The mix adds its own space (per-genre sends).
+                "synth.reverb.active": 0,
+                "synth.chorus.active": 0,
+                "synth.polyphony": POLYPHONY,
+            },
+        )
+        sfid = synth.sfload(str(self.bank.path))
+        if sfid < 0:
+            synth.delete()
+            raise RenderError(f"{self.bank.path} is not a usable SoundFont")
+        return synth, sfid
+
+    def has_program(self, bank_number: int, program: int) -> bool:
+        synth, sfid = self._anchor
+        return synth.sfpreset_name(sfid, bank_number, program) is not None
+
+    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
+        if len(parts) > FLUID_GROUPS:
+            raise RenderError(f"at most {FLUID_GROUPS} parts, not {len(parts)}")
+        # A fresh instance per render: one reused keeps state that a reset leaves (the same
+        # seed would not play the same twice).
+        synth, sfid = self._new()
+        try:
+            yield from self._play(synth, sfid, parts, total_samples)
+        finally:
+            synth.delete()
+
+    def _play(self, synth: Any, sfid: int, parts: Sequence[RenderPart], total: int) -> Blocks:
+        handle = synth.synth
+        for channel, part in enumerate(parts):
+            self._set_channel_type(handle, channel, FLUID_DRUM if part.drums else FLUID_MELODIC)
+            bank_number = DRUM_BANK if part.drums else 0
+            if synth.program_select(channel, sfid, bank_number, part.program) != 0:
+                name = self.bank.path.name
+                raise RenderError(f"{name} has no preset {bank_number}:{part.program}")
+            synth.cc(channel, CC_PAN, part.pan)
+        events = sorted(
+            (sample, kind, channel, a, b)
+            for channel, part in enumerate(parts)
+            for sample, kind, a, b in part_events(part)
+        )
+        outputs = 2 * len(parts)
+        block = _block_length(self.sample_rate)
+        buffer = np.zeros((outputs, block), dtype=np.float32)
+        row_bytes = block * 4
+        cursor = 0
+        for block_start in range(0, total, block):
+            block_end = min(block_start + block, total)
+            buffer[:] = 0.0
+            position = block_start
+            while cursor < len(events) and events[cursor][0] < block_end:
+                sample, kind, channel, a, b = events[cursor]
+                if sample > position:
+                    self._render(handle, buffer, row_bytes, position - block_start,
+                                 sample - position, outputs)  # fmt: skip
+                    position = sample
+                if kind == 2:
+                    synth.noteon(channel, a, b)
+                elif kind == 1:
+                    synth.cc(channel, a, b)
+                else:
+                    synth.noteoff(channel, a)
+                cursor += 1
+            if block_end > position:
+                self._render(handle, buffer, row_bytes, position - block_start,
+                             block_end - position, outputs)  # fmt: skip
+            length = block_end - block_start
+            yield (
+                block_start,
+                block_end,
+                [
+                    np.stack((buffer[2 * i, :length], buffer[2 * i + 1, :length]), axis=1)
+                    for i in range(len(parts))
+                ],
+            )
+
+    def _render(
+        self, handle: Any, buffer: np.ndarray, row_bytes: int, offset: int, length: int,
+        outputs: int,
+    ) -> None:  # fmt: skip
+        """FluidSynth adds `length` samples of every channel group into the buffer's rows,
+        from `offset`."""
+        base = buffer.ctypes.data + offset * 4
+        pointers = (self._float_p * outputs)(
+            *[cast(c_void_p(base + r * row_bytes), self._float_p) for r in range(outputs)]
+        )
+        self._process(handle, length, 0, None, outputs, pointers)
+
+
+# ---- tinysoundfont --------------------------------------------------------------------------
+
+
+class TinySoundFontSynthesizer(Synthesizer):
+    """tinysoundfont (from PyPI, no system library): one instance per part, each loading the
+    bank from bytes read once."""
+
+    def __init__(self, bank: SoundBank, sample_rate: int):
         try:
             import tinysoundfont
         except ImportError as error:
@@ -62,104 +260,95 @@ class SoundFontRenderer:
                 "(its only requirement, PyAudio, is for live playback, which bgm never uses)"
             ) from error
         self._module = tinysoundfont
-        path = soundfont or default_soundfont()
         try:
-            self._soundfont = path.read_bytes()
+            self._soundfont = bank.path.read_bytes()
         except OSError as error:
-            raise RenderError(f"cannot read SoundFont {path}: {error.strerror}") from None
-        self.path = path
+            raise RenderError(f"cannot read SoundFont {bank.path}: {error.strerror}") from None
+        self.bank = bank
         self.sample_rate = sample_rate
         # Load once up front so an unusable file fails here, not half-way through a render.
-        self._synth(program=0, drums=False)
+        self._synth(RenderPart("probe", (), 0, False))
 
-    def _synth(self, program: int, drums: bool, gain_db: float = 0.0, pan: int = 64) -> Any:
-        synth = self._module.Synth(gain=gain_db, samplerate=self.sample_rate)
+    def _load(self) -> tuple[Any, int]:
+        synth = self._module.Synth(samplerate=self.sample_rate)
         try:
-            soundfont_id = synth.sfload(self._soundfont, max_voices=MAX_VOICES)
+            return synth, synth.sfload(self._soundfont, max_voices=MAX_VOICES)
         except Exception as error:  # tinysoundfont raises a bare Exception on bad data
-            raise RenderError(f"{self.path} is not a usable SoundFont ({error})") from None
-        synth.program_select(
-            0, soundfont_id, 128 if drums else 0, 0 if drums else program, is_drums=drums
-        )
-        synth.control_change(0, 10, pan)  # MIDI CC 10: pan, 0 left .. 64 centre .. 127 right
+            raise RenderError(f"{self.bank.path} is not a usable SoundFont ({error})") from None
+
+    def has_program(self, bank_number: int, program: int) -> bool:
+        synth, sfid = self._load()
+        return synth.sfpreset_name(sfid, bank_number, program) is not None
+
+    def _synth(self, part: RenderPart) -> Any:
+        synth, sfid = self._load()
+        bank_number = DRUM_BANK if part.drums else 0
+        try:
+            synth.program_select(0, sfid, bank_number, part.program, is_drums=part.drums)
+        except Exception as error:
+            raise RenderError(
+                f"{self.bank.path.name} has no preset {bank_number}:{part.program} ({error})"
+            ) from None
+        synth.control_change(0, CC_PAN, part.pan)
         return synth
 
-    def render(
-        self,
-        parts: Sequence[RenderPart],
-        total_samples: int,
-        keep_stems: bool,
-        progress: Callable[[float], None] | None = None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The mix (total_samples x 2, float32) of every part, and each part's own audio when
-        `keep_stems`. All parts advance together a block at a time, so memory holds the mix
-        (and the stems asked for), never a whole extra track per part. Without stems the
-        parts are summed by the synthesizer itself, straight into one buffer."""
-        mix = np.zeros((total_samples, 2), dtype=np.float32)
-        stems = {}
-        voices = []
-        for part in parts:
-            if keep_stems:
-                stems[part.name] = np.zeros((total_samples, 2), dtype=np.float32)
-            # (sample, is_on, pitch, velocity); at the same sample, note-offs come first.
-            events = sorted(
-                [(n.start_sample, 1, n.pitch, n.velocity) for n in part.notes]
-                + [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
-            )
-            synth = self._synth(
-                part.program, part.drums, gain_db=20 * math.log10(part.gain), pan=part.pan
-            )
-            voices.append((part.name, synth, events, [0]))
-        block = self.sample_rate * 5
-        buffer = memoryview(bytearray(block * 8))
-        block_audio = np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2)
+    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
+        voices = [(self._synth(part), part_events(part), [0]) for part in parts]
+        block = _block_length(self.sample_rate)
+        buffers = [memoryview(bytearray(block * 8)) for _ in parts]
         for block_start in range(0, total_samples, block):
             block_end = min(block_start + block, total_samples)
             length = block_end - block_start
-            if not keep_stems:
-                block_audio[:length] = 0.0
-            for name, synth, events, cursor in voices:
-                _advance(
-                    synth, events, cursor, block_start, block_end, buffer, mix_into=not keep_stems
-                )
-                if keep_stems:
-                    stems[name][block_start:block_end] = block_audio[:length]
-                    mix[block_start:block_end] += block_audio[:length]
-            if not keep_stems:
-                mix[block_start:block_end] = block_audio[:length]
-            if progress is not None:
-                progress(block_end / total_samples)
-        return mix, stems
+            audio = []
+            for (synth, events, cursor), buffer in zip(voices, buffers, strict=True):
+                _advance(synth, events, cursor, block_start, block_end, buffer)
+                samples = np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2)
+                audio.append(samples[:length].copy())
+            yield block_start, block_end, audio
 
 
-def _fill(synth: Any, view: memoryview, mix_into: bool) -> None:
-    """Synthesize into `view`, adding to what is there when `mix_into`."""
+def _fill(synth: Any, view: memoryview) -> None:
     for font in synth.soundfonts.values():
-        font.render(view, mix_into)
+        font.render(view, False)
 
 
 def _advance(
     synth: Any,
-    events: list[tuple[int, int, int, int]],
+    events: list[Event],
     cursor: list[int],
     block_start: int,
     block_end: int,
     buffer: memoryview,
-    mix_into: bool,
 ) -> None:
-    """Play one part's events that fall in [block_start, block_end) into the block buffer."""
+    """Play one part's events that fall in [block_start, block_end) into its block buffer."""
     position = block_start
     while cursor[0] < len(events) and events[cursor[0]][0] < block_end:
-        sample, is_on, pitch, velocity = events[cursor[0]]
+        sample, kind, a, b = events[cursor[0]]
         if sample > position:
-            _fill(
-                synth, buffer[(position - block_start) * 8 : (sample - block_start) * 8], mix_into
-            )
+            _fill(synth, buffer[(position - block_start) * 8 : (sample - block_start) * 8])
             position = sample
-        if is_on:
-            synth.noteon(0, pitch, velocity)
+        if kind == 2:
+            synth.noteon(0, a, b)
+        elif kind == 1:
+            synth.control_change(0, a, b)
         else:
-            synth.noteoff(0, pitch)
+            synth.noteoff(0, a)
         cursor[0] += 1
     if block_end > position:
-        _fill(synth, buffer[(position - block_start) * 8 : (block_end - block_start) * 8], mix_into)
+        _fill(synth, buffer[(position - block_start) * 8 : (block_end - block_start) * 8])
+
+
+def render_dry(
+    synth: Synthesizer,
+    parts: Sequence[RenderPart],
+    total_samples: int,
+    progress: Callable[[float], None] | None = None,
+) -> list[np.ndarray]:
+    """Every part's whole dry signal (tests and tools; the generator mixes block by block)."""
+    tracks = [np.zeros((total_samples, 2), dtype=np.float32) for _ in parts]
+    for start, end, audio in synth.blocks(parts, total_samples):
+        for track, block in zip(tracks, audio, strict=True):
+            track[start:end] = block
+        if progress is not None:
+            progress(end / total_samples)
+    return tracks

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.generator.backends.composer import production
+from services.generator.backends.composer.production import Production
+
 # General MIDI percussion keys.
 KICK, SIDE_STICK, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
 LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
@@ -125,6 +128,10 @@ class Style:
     # The keys its players favour, by mode: open strings for guitars, flat keys for horns and
     # keyboards. The seed picks one unless the user fixed the key; the brief gives the mode.
     tonics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Share of free off-beat sixteenths a drummer fills with ghost strokes in busier sections.
+    ghost_notes: float = 0.0
+    # How it is produced: drum kit, channel strips, reverb and echo sends, the bus.
+    production: Production = production.POP
 
     def program(self, instrument: str) -> int:
         return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
@@ -496,6 +503,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(64, 84),
             registers={"bass": (26, 45), "comping": (60, 84), "pulse": (60, 79)},
+            production=production.AMBIENT,
             tonics={"major": ("Db", "E", "A", "Gb"), "minor": ("C#", "F#", "B", "E")},
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
             cadence="IV",
@@ -560,6 +568,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
             open_voicing=True,
             cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
+            production=production.CINEMATIC,
             tonics={"major": ("D", "C", "Eb", "Bb"), "minor": ("D", "C", "G", "E")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
@@ -607,6 +616,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 86),
             registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
+            production=production.ORCHESTRAL,
             tonics={"major": ("D", "Bb", "Eb", "F"), "minor": ("D", "G", "C", "F")},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
             open_voicing=True,
@@ -657,6 +667,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
+            production=production.ELECTRONIC,
             tonics={"major": ("F", "C", "G", "A"), "minor": ("F", "A", "G", "C")},
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
@@ -704,6 +715,8 @@ STYLES: dict[str, Style] = {
             registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
             open_voicing=False,
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
+            ghost_notes=0.06,
+            production=production.POP,
             tonics={"major": ("C", "G", "F", "Bb"), "minor": ("A", "C#", "F#", "B")},
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
@@ -744,6 +757,8 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 47), "power": (40, 55), "pulse": (52, 72)},
             open_voicing=False,
             cut_hits=((CHINA, ACOUSTIC_KICK), (ELECTRIC_SNARE, ACOUSTIC_KICK)),
+            ghost_notes=0.08,
+            production=production.ROCK,
             tonics={"major": ("E", "A", "D", "G"), "minor": ("E", "A", "B", "D")},
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
@@ -795,6 +810,8 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
             open_voicing=False,
             cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
+            ghost_notes=0.1,
+            production=production.HIP_HOP,
             tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("C#", "F", "G", "Bb")},
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
@@ -857,6 +874,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
+            production=production.LO_FI,
             tonics={"major": ("Eb", "Ab", "F", "Db"), "minor": ("C", "F", "Bb", "Eb")},
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
@@ -904,6 +922,8 @@ STYLES: dict[str, Style] = {
             registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
             open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
+            ghost_notes=0.06,
+            production=production.ACOUSTIC,
             tonics={"major": ("G", "D", "C", "E"), "minor": ("E", "A", "B", "D")},
             programs={"bass": 32},
         ),
@@ -950,6 +970,8 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(62, 86),
             registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
+            ghost_notes=0.05,
+            production=production.FOLK,
             tonics={"major": ("G", "D", "A", "C"), "minor": ("E", "A", "D", "B")},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
@@ -1009,6 +1031,8 @@ STYLES: dict[str, Style] = {
             registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
+            ghost_notes=0.04,
+            production=production.CORPORATE,
             tonics={"major": ("C", "F", "Bb", "D"), "minor": ("A", "D", "G", "C")},
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),

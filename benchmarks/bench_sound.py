@@ -1,0 +1,240 @@
+"""Benchmark of the composer's sound (issue 14): speed with the full bank and the mix, memory,
+each genre's mix as numbers, and a listening page.
+
+    python benchmarks/bench_sound.py                 # speed, per-genre figures
+    python benchmarks/bench_sound.py --two-hours     # also a two-hour piece's peak memory
+    python benchmarks/bench_sound.py --reel out/reel # also the demo reel (HTML + MP3s)
+
+Speed: bench_composer's 3-minute pop brief (drums, bass, piano, synth, strings: 5
+instruments), 48 kHz, composed, performed, rendered and mixed by `ComposerGenerator.generate`,
+pinned to one core, best of three; with the full bank (FluidSynth), and with TimGM6mb through
+tinysoundfont. "Dry" is the same TimGM6mb render without the mix (the synthesizer's parts
+summed), as the composer rendered before it had one.
+
+Per genre, on bench_music's irregular video (seed 1), the generator's mix before mastering:
+- loudness range (LRA, EBU Tech 3342: short-term loudness of 3 s windows every 0.1 s by
+  pyloudnorm's BS.1770 meter, gated at -70 LUFS and 20 LU below the mean; the 95th minus the
+  10th percentile), integrated loudness;
+- crest factor: peak over RMS, dB;
+- spectral balance: the energy share below 250 Hz, from 250 Hz to 4 kHz, and above 4 kHz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.config import ComposerConfig, TaggerConfig  # noqa: E402
+from services.generator.backends.composer import bank as bank_module  # noqa: E402
+from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
+from services.generator.backends.composer.mixing import Mixer, MixPart  # noqa: E402
+from services.generator.backends.composer.styles import STYLES  # noqa: E402
+from services.generator.beatcheck import genre_brief  # noqa: E402
+from services.media.audio import write_audio_file  # noqa: E402
+from services.tagger.backend import AnalysisRequest  # noqa: E402
+from services.tagger.backends.vision import VisionTagger  # noqa: E402
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_composer = _load("bench_composer")
+bench_music = _load("bench_music")
+
+
+def best_of(runs: int, job) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        job()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def generator_with(full: bool) -> ComposerGenerator:
+    if full:
+        return ComposerGenerator(ComposerConfig())
+    return ComposerGenerator(ComposerConfig(soundfont_path=bank_module.timgm6mb()))
+
+
+def speed_section() -> None:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    brief = bench_composer.synthetic_brief(180.0)
+    print("Compose, perform, render and mix a 3-minute piece (5 instruments, 48 kHz), one core:")
+    full = generator_with(True)
+    took = best_of(3, lambda: full.generate(brief))
+    print(f"  {full.describe().sound:<45} {took:6.2f} s  {180 / took:5.0f}x real time")
+    # TimGM6mb through tinysoundfont, with the mix and dry.
+    with mock.patch.object(bank_module, "fluidsynth_available", lambda: False):
+        small = generator_with(False)
+        took = best_of(3, lambda: small.generate(brief))
+        print(f"  {small.describe().sound + ', mixed':<45} {took:6.2f} s  {180 / took:5.0f}x")
+
+        def dry_mix(self, start, dry):
+            return sum(a * np.float32(p.gain) for p, a in zip(self.parts, dry, strict=True)), []
+
+        with (
+            mock.patch.object(Mixer, "mix", dry_mix),
+            mock.patch.object(Mixer, "bus", lambda self, start, mix: mix),
+        ):
+            took = best_of(3, lambda: small.generate(brief))
+        print(f"  {small.describe().sound + ', dry':<45} {took:6.2f} s  {180 / took:5.0f}x")
+    print()
+
+
+def two_hours_section() -> None:
+    """A two-hour piece in a fresh process, for its peak memory."""
+    bench = ROOT / "benchmarks" / "bench_composer.py"
+    script = f"""
+import importlib.util, resource, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+spec = importlib.util.spec_from_file_location("bc", {str(bench)!r})
+bc = importlib.util.module_from_spec(spec); spec.loader.exec_module(bc)
+from services.config import ComposerConfig
+from services.generator.backends.composer.backend import ComposerGenerator
+generator = ComposerGenerator(ComposerConfig())
+start = time.perf_counter()
+music = generator.generate(bc.synthetic_brief(7200.0))
+took = time.perf_counter() - start
+print(f"{{took:.0f}} {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}}")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    if result.returncode:
+        print(result.stderr)
+        raise SystemExit("the two-hour piece failed")
+    took, peak_mb = result.stdout.split()[-2:]
+    mix_mb = 7200 * 48000 * 2 * 4 / 2**20
+    print(f"A two-hour piece (48 kHz, no stems): {took} s, peak memory {peak_mb} MB "
+          f"(the mix itself: {mix_mb:.0f} MB)\n")  # fmt: skip
+
+
+def loudness_range(meter, mono: np.ndarray, rate: int) -> float | None:
+    window, hop = 3 * rate, rate // 10
+    levels = []
+    for start in range(0, len(mono) - window + 1, hop):
+        level = meter.integrated_loudness(mono[start : start + window])
+        if np.isfinite(level) and level > -70.0:
+            levels.append(level)
+    if len(levels) < 2:
+        return None
+    energies = 10 ** (np.array(levels) / 10)
+    relative = 10 * np.log10(energies.mean()) - 20.0
+    kept = [level for level in levels if level > relative]
+    return float(np.percentile(kept, 95) - np.percentile(kept, 10))
+
+
+def genre_section(analysis, generator: ComposerGenerator) -> None:
+    import pyloudnorm
+
+    print(f"Per genre, on bench_music's irregular video, seed 1 ({generator.describe().sound};"
+          " the generator's mix, before mastering):")  # fmt: skip
+    print(f"  {'genre':<11} {'LUFS':>6} {'LRA':>5} {'crest':>6}   low / mid / high   mix")
+    for genre in STYLES:
+        music = generator.generate(genre_brief(analysis, genre, seed=1))
+        audio = music.audio
+        rate = music.sample_rate
+        meter = pyloudnorm.Meter(rate)
+        lufs = meter.integrated_loudness(audio)
+        lra = loudness_range(meter, audio, rate)
+        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+        crest = 20 * np.log10(float(np.abs(audio).max()) / rms)
+        spectrum = np.abs(np.fft.rfft(audio.mean(axis=1))) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+        total = spectrum.sum()
+        shares = [spectrum[(freqs >= lo) & (freqs < hi)].sum() / total
+                  for lo, hi in ((0, 250), (250, 4000), (4000, rate))]  # fmt: skip
+        chain = ", ".join(mixer_chain(genre))
+        lra_text = f"{lra:5.1f}" if lra is not None else "    -"
+        print(f"  {genre:<11} {lufs:6.1f} {lra_text} {crest:5.1f}dB  "
+              f"{shares[0]:4.0%} / {shares[1]:4.0%} / {shares[2]:4.0%}   {chain}")  # fmt: skip
+    print()
+
+
+def mixer_chain(genre: str) -> list[str]:
+    production = STYLES[genre].production
+    return Mixer(production, [MixPart("piano", 1.0, False)], 48000, 0.5, [], False).chain
+
+
+def reel_section(analysis, folder: Path, seconds: float) -> None:
+    """One short piece per genre, per bank found, and a page to compare them in a browser."""
+    folder.mkdir(parents=True, exist_ok=True)
+    banks = [path for path in bank_module.FULL_BANKS if path.is_file()]
+    banks.append(bank_module.timgm6mb())
+    generators = {path.name: ComposerGenerator(ComposerConfig(soundfont_path=path))
+                  for path in banks}  # fmt: skip
+    rows = []
+    for genre in STYLES:
+        brief = dataclasses.replace(genre_brief(analysis, genre, seed=1), duration_s=seconds)
+        cells = []
+        plan = None
+        for name, generator in generators.items():
+            music = generator.generate(brief)
+            plan = music.plan
+            file = f"{genre}-{Path(name).stem}.mp3"
+            write_audio_file(folder / file, music.audio, music.sample_rate)
+            cells.append(f'<td><audio controls preload="none" src="{html.escape(file)}">'
+                         "</audio></td>")  # fmt: skip
+        assert plan is not None
+        notes = (f"{plan.key}, {plan.bpm:.0f} BPM, {plan.meter}; "
+                 f"{', '.join(plan.instruments)}")  # fmt: skip
+        mix = ", ".join(mixer_chain(genre)) + f"; drum kit {STYLES[genre].production.kit}"
+        rows.append(f"<tr><th>{html.escape(genre)}</th>{''.join(cells)}"
+                    f"<td>{html.escape(notes)}</td><td>{html.escape(mix)}</td></tr>")  # fmt: skip
+    heads = "".join(f"<th>{html.escape(name)}</th>" for name in generators)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bgm demo reel</title>
+<style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;text-align:left;
+vertical-align:middle}} tr:nth-child(even){{background:#f4f4f4}}</style></head>
+<body><h1>bgm demo reel</h1>
+<p>One {seconds:g} s piece per genre for the same video (bench_music's irregular cuts, seed
+1), rendered with each sound bank found. Mastering (loudness) is not applied.</p>
+<table><tr><th>genre</th>{heads}<th>tags</th><th>mix</th></tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+    (folder / "index.html").write_text(page)
+    print(f"Demo reel: {folder / 'index.html'} ({len(rows)} genres x {len(generators)} banks)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--two-hours", action="store_true", help="a two-hour piece's memory")
+    parser.add_argument("--reel", type=Path, metavar="DIR", help="write the demo reel here")
+    parser.add_argument("--reel-seconds", type=float, default=20.0)
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    tagger = VisionTagger(TaggerConfig())
+    irregular = next(c for c in bench_music.video_cases() if c.name == "irregular")
+    analysis = tagger.analyze(AnalysisRequest(bench_music.video_path(irregular)))
+    generator = ComposerGenerator(ComposerConfig())
+    print(f"Machine: {os.cpu_count()} cores; {generator.describe().sound}\n")
+    genre_section(analysis, generator)
+    if args.reel:
+        reel_section(analysis, args.reel, args.reel_seconds)
+    if args.two_hours:
+        two_hours_section()
+    if not args.no_speed:
+        speed_section()
+
+
+if __name__ == "__main__":
+    main()

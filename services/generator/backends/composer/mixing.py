@@ -1,0 +1,180 @@
+"""The mix, a block at a time: each part through its channel strip and its sends, summed, then
+the genre's bus. Plays a Production (production.py) with pedalboard's processors.
+
+A stem is its part as it sounds in the mix: strip, sidechain pumping and its own share of the
+reverb and the echo. The stems summed are the mix before the bus. Without stems the parts share
+one reverb and one echo (both linear and time-invariant, so the sum is the same to within float
+rounding) and the render costs less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.generator.backends.composer.production import STRIPS, Production, Strip
+
+# Crackle: clicks per second, and the hiss under them relative to the clicks' level.
+CRACKLE_RATE = 7.0
+CRACKLE_HISS = 0.06
+CRACKLE_SEED = 1904
+
+
+@dataclass(frozen=True)
+class MixPart:
+    name: str  # the instrument, which picks its channel strip and sends
+    gain: float
+    drums: bool
+
+
+def _strip(strip: Strip) -> list:
+    import pedalboard
+
+    plugins: list = [pedalboard.HighpassFilter(cutoff_frequency_hz=strip.highpass_hz)]
+    if strip.low_shelf:
+        plugins.append(pedalboard.LowShelfFilter(*strip.low_shelf))
+    if strip.bell:
+        plugins.append(pedalboard.PeakFilter(*strip.bell))
+    if strip.high_shelf:
+        plugins.append(pedalboard.HighShelfFilter(*strip.high_shelf))
+    if strip.compression:
+        threshold, ratio = strip.compression
+        plugins.append(pedalboard.Compressor(threshold_db=threshold, ratio=ratio,
+                                             attack_ms=10.0, release_ms=120.0))  # fmt: skip
+    return plugins
+
+
+class Mixer:
+    def __init__(
+        self,
+        production: Production,
+        parts: Sequence[MixPart],
+        sample_rate: int,
+        beat_s: float,
+        kick_samples: Sequence[int],
+        stems: bool,
+    ):
+        import pedalboard
+
+        self.production = production
+        self.parts = list(parts)
+        self.sample_rate = sample_rate
+        self.stems = stems
+        self._strips = [pedalboard.Pedalboard(_strip(STRIPS[p.name])) for p in parts]
+        space = production.space
+
+        def reverb() -> pedalboard.Reverb:
+            return pedalboard.Reverb(room_size=space.room_size, damping=space.damping,
+                                     wet_level=1.0, dry_level=0.0, width=space.width)  # fmt: skip
+
+        def echo() -> pedalboard.Delay | None:
+            if production.delay is None:
+                return None
+            beats, feedback = production.delay
+            return pedalboard.Delay(delay_seconds=beats * beat_s, feedback=feedback, mix=1.0)
+
+        self._sends = [production.send_of(p.name) for p in parts]
+        self._echo_sends = [production.delay_send_of(p.name) for p in parts]
+        count = len(parts) if stems else 1
+        self._reverbs = [reverb() for _ in range(count)]
+        self._echoes = [echo() for _ in range(count)]
+        self._kicks = np.asarray(sorted(kick_samples), dtype=np.int64)
+        self._pump_samples = production.pump_beats * beat_s * sample_rate / 3.0
+        bus: list = [
+            pedalboard.Compressor(
+                threshold_db=production.bus_compression[0],
+                ratio=production.bus_compression[1],
+                attack_ms=30.0,
+                release_ms=250.0,
+            )
+        ]
+        if production.saturation_db > 0:
+            bus.append(pedalboard.Distortion(drive_db=production.saturation_db))
+            # Distortion's drive raises the level; the bus gives it back.
+            bus.append(pedalboard.Gain(gain_db=-production.saturation_db))
+        if production.lowpass_hz:
+            # 24 dB per octave: a worn tape or sampler, not a gentle tilt.
+            bus.append(pedalboard.LadderFilter(mode=pedalboard.LadderFilter.Mode.LPF24,
+                                               cutoff_hz=production.lowpass_hz))  # fmt: skip
+        self._bus = pedalboard.Pedalboard(bus)
+
+    @property
+    def chain(self) -> list[str]:
+        """What the bus and the sends do, in words (the plan's and the demo reel's notes)."""
+        p = self.production
+        notes = [f"{p.space.name} reverb"]
+        if p.delay:
+            notes.append(f"{p.delay[0]:g}-beat echo")
+        if p.pump:
+            notes.append("sidechain pumping")
+        notes.append(f"bus compression {p.bus_compression[1]:g}:1")
+        if p.saturation_db:
+            notes.append("tape saturation")
+        if p.lowpass_hz:
+            notes.append(f"low-pass {p.lowpass_hz / 1000:g} kHz")
+        if p.crackle:
+            notes.append("vinyl crackle")
+        return notes
+
+    def _process(self, board, audio: np.ndarray) -> np.ndarray:
+        out = board.process(np.ascontiguousarray(audio.T), self.sample_rate, reset=False)
+        return np.ascontiguousarray(out.T, dtype=np.float32)
+
+    def _pump(self, start: int, length: int) -> np.ndarray | None:
+        """The gain under the kicks for samples [start, start + length)."""
+        if not self.production.pump or not len(self._kicks):
+            return None
+        samples = np.arange(start, start + length)
+        last = np.searchsorted(self._kicks, samples, side="right") - 1
+        since = np.where(last >= 0, samples - self._kicks[np.maximum(last, 0)], np.inf)
+        gain = 1.0 - self.production.pump * np.exp(-since / self._pump_samples)
+        return gain.astype(np.float32)[:, None]
+
+    def mix(self, start: int, dry: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One block: the mix before the bus, and (when asked for) every stem."""
+        length = len(dry[0])
+        pump = self._pump(start, length)
+        mix = np.zeros((length, 2), dtype=np.float32)
+        stems = []
+        reverb_in = np.zeros((length, 2), dtype=np.float32)
+        echo_in = np.zeros((length, 2), dtype=np.float32)
+        for i, (part, audio) in enumerate(zip(self.parts, dry, strict=True)):
+            signal = self._process(self._strips[i], audio * np.float32(part.gain))
+            if pump is not None and not part.drums:
+                signal *= pump
+            if self.stems:
+                stem = signal.copy()
+                if self._sends[i]:
+                    stem += self._process(self._reverbs[i], signal * np.float32(self._sends[i]))
+                echo = self._echoes[i]
+                if echo is not None and self._echo_sends[i]:
+                    stem += self._process(echo, signal * np.float32(self._echo_sends[i]))
+                stems.append(stem)
+                mix += stem
+            else:
+                mix += signal
+                reverb_in += signal * np.float32(self._sends[i])
+                echo_in += signal * np.float32(self._echo_sends[i])
+        if not self.stems:
+            mix += self._process(self._reverbs[0], reverb_in)
+            if self._echoes[0] is not None:
+                mix += self._process(self._echoes[0], echo_in)
+        return mix, stems
+
+    def bus(self, start: int, mix: np.ndarray) -> np.ndarray:
+        """The genre's bus on one block of the mix (streamed: call in order); crackle goes in
+        before it, as a record's would."""
+        if self.production.crackle:
+            mix = mix + self._crackle(start, len(mix))
+        return self._process(self._bus, mix)
+
+    def _crackle(self, start: int, length: int) -> np.ndarray:
+        rng = np.random.default_rng([CRACKLE_SEED, start])
+        level = self.production.crackle
+        noise = rng.standard_normal((length, 2)).astype(np.float32) * (level * CRACKLE_HISS)
+        clicks = rng.poisson(CRACKLE_RATE * length / self.sample_rate)
+        at = rng.integers(0, length, clicks)
+        noise[at] += level * rng.uniform(0.3, 1.0, (clicks, 1)) * rng.choice([-1, 1], (clicks, 1))
+        return noise

@@ -1,0 +1,239 @@
+"""The arranged notes performed: dynamics by phrase and accent, players' small timing
+offsets, ghost notes in the drums, the piano's sustain pedal, expression (MIDI CC 11) that
+follows the sections' intensity and swells on long sustained notes, legato lines.
+
+Every choice is seeded (the piece's generator), so a seed still gives one exact performance.
+Notes that sound on a cut keep their exact time: they are what marks it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.generator.backends.composer.arrangement import SUSTAINING, Note, Roles, SectionForm
+from services.generator.backends.composer.render import Control, ScheduledNote
+from services.generator.backends.composer.styles import SNARE, Style
+from services.generator.backends.composer.timing import TimingPlan
+
+CC_EXPRESSION, CC_SUSTAIN = 11, 64
+# Velocity added by position: the bar's downbeat, its other strong beat, off the beat.
+DOWNBEAT_ACCENT, STRONG_ACCENT, OFFBEAT_ACCENT = 6, 3, -4
+# Velocity over the four bars of a phrase (it grows into the third bar, relaxes at the end),
+# scaled per part: the melody breathes most, a pad not at all (expression shapes it).
+PHRASE_ARC = (-2.0, 1.0, 4.0, -1.0)
+ARC_DEPTH = {"melody": 1.5, "comping": 1.0, "pulse": 0.8, "bass": 0.6, "drums": 0.5, "pad": 0.0}
+# Standard deviation (ms) of each player's timing around the grid; sequenced sounds are tight.
+TIMING_SD_MS = {"drums": 3.0, "bass": 4.0, "piano": 6.0, "acoustic-guitar": 7.0,
+                "electric-guitar": 6.0, "strings": 9.0, "brass": 8.0, "woodwinds": 8.0,
+                "plucks": 5.0, "pads": 0.0, "synth": 0.0}  # fmt: skip
+# Offsets are clipped to this (a player is loose, not late).
+MAX_OFFSET_S = 0.02
+# A note this close to a cut sounds on it, exactly.
+ON_CUT_S = 0.002
+# Expression by section intensity (0..3), and how it moves between sections.
+EXPRESSION = (80, 92, 106, 120)
+EXPRESSION_RAMP_BEATS = 1.0
+# Swells: a sustained note of at least SWELL_MIN_BEATS starts at SWELL_FROM of the section's
+# expression and reaches it over SWELL_BEATS; steps every CONTROL_STEP_S.
+SWELL_MIN_BEATS = 2.0
+SWELL_FROM = 0.72
+SWELL_BEATS = 1.0
+CONTROL_STEP_S = 0.04
+# Sustain pedal: down just after each chord change, up just before the next.
+PEDAL_DOWN_S = 0.03
+PEDAL_UP_S = 0.02
+PEDALLED = ("piano",)
+# Legato: a sustained line's note rings into the next one by this much.
+LEGATO_S = 0.04
+# Ghost notes: quiet snare strokes on free sixteenths, velocity range.
+GHOST_VELOCITY = (18, 30)
+
+
+@dataclass(frozen=True)
+class Performance:
+    notes: dict[str, list[ScheduledNote]]
+    controls: dict[str, list[Control]]
+
+
+def with_ghost_notes(
+    notes: list[Note], plan: TimingPlan, forms: Sequence[SectionForm], style: Style,
+    cut_times: Sequence[float], rng: np.random.Generator,
+) -> list[Note]:  # fmt: skip
+    """The drums' notes plus ghost strokes on free off-beat sixteenths in busier sections
+    (as many as the style's `ghost_notes` share), never on a cut."""
+    if style.ghost_notes <= 0 or not any(n.instrument == "drums" for n in notes):
+        return notes
+    steps = plan.meter.steps
+    taken = {round(n.start * steps) for n in notes if n.instrument == "drums"}
+    ghosts = []
+    for form in forms:
+        if form.intensity < 2:
+            continue
+        for step in range(form.start_beat * steps, form.end_beat * steps):
+            if step % 2 == 0 or step in taken or rng.random() >= style.ghost_notes:
+                continue
+            beat = step / steps
+            if beat >= len(plan.beats_s) - 1 or _near_cut(plan.beat_time(beat), cut_times):
+                continue
+            velocity = int(rng.integers(GHOST_VELOCITY[0], GHOST_VELOCITY[1] + 1))
+            ghosts.append(Note("drums", SNARE, beat, beat + 1.0 / steps, velocity))
+    return sorted([*notes, *ghosts], key=lambda n: (n.start, n.instrument, n.pitch))
+
+
+def shaped(notes: Sequence[Note], plan: TimingPlan, roles: Roles) -> list[Note]:
+    """Velocities shaped by accent (position in the bar) and by the phrase's arc, per part;
+    ghost strokes stay ghosts."""
+    result = []
+    for note in notes:
+        if note.instrument == "drums" and note.velocity <= GHOST_VELOCITY[1]:
+            result.append(note)
+            continue
+        depth = ARC_DEPTH.get(_main_part(roles, note.instrument), 1.0)
+        velocity = note.velocity + _accent(note.start, plan) + depth * _arc(note.start, plan)
+        result.append(Note(note.instrument, note.pitch, note.start, note.end,
+                           int(np.clip(round(velocity), 1, 127))))  # fmt: skip
+    return result
+
+
+def perform(
+    notes: Sequence[Note],
+    plan: TimingPlan,
+    forms: Sequence[SectionForm],
+    chord_starts: Sequence[float],
+    cut_times: Sequence[float],
+    sample_rate: int,
+    rng: np.random.Generator,
+) -> Performance:
+    """The notes at the samples they sound (seeded offsets around the grid, legato), and
+    each instrument's controller changes."""
+    by_instrument: dict[str, list[Note]] = defaultdict(list)
+    for note in notes:
+        by_instrument[note.instrument].append(note)
+    scheduled: dict[str, list[ScheduledNote]] = {}
+    controls: dict[str, list[Control]] = {}
+    for instrument, played in by_instrument.items():
+        spread = TIMING_SD_MS.get(instrument, 5.0) / 1000.0
+        # One draw per note, in order: the same seed plays the same.
+        offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
+        result = []
+        for note, offset in zip(played, offsets, strict=True):
+            start_s = plan.beat_time(note.start)
+            if _near_cut(start_s, cut_times):
+                offset = 0.0
+            end_s = plan.beat_time(note.end) + max(offset, 0.0)
+            start = max(0, round((start_s + offset) * sample_rate))
+            result.append(
+                ScheduledNote(
+                    note.pitch,
+                    note.velocity,
+                    start,
+                    max(start + 1, round(end_s * sample_rate)),
+                )
+            )
+        if instrument in SUSTAINING:
+            result = _legato(result, round(LEGATO_S * sample_rate))
+        scheduled[instrument] = result
+        controls[instrument] = _expression(played, plan, forms, instrument, sample_rate)
+        if instrument in PEDALLED:
+            controls[instrument] += _pedal(chord_starts, plan, sample_rate)
+            controls[instrument].sort(key=lambda c: c.sample)
+    return Performance(scheduled, controls)
+
+
+def _main_part(roles: Roles, instrument: str) -> str:
+    parts = roles.parts_of(instrument)
+    return parts[0] if parts else "comping"
+
+
+def _near_cut(time_s: float, cut_times: Sequence[float]) -> bool:
+    i = bisect.bisect_left(cut_times, time_s - ON_CUT_S)
+    return i < len(cut_times) and cut_times[i] <= time_s + ON_CUT_S
+
+
+def _accent(beat: float, plan: TimingPlan) -> int:
+    position = beat - plan.pickup_beats
+    in_bar = position % plan.meter.beats
+    if abs(in_bar - round(in_bar)) > 1e-6:
+        return OFFBEAT_ACCENT
+    if round(in_bar) % plan.meter.beats == 0:
+        return DOWNBEAT_ACCENT
+    if plan.meter.beats == 4 and round(in_bar) == 2:
+        return STRONG_ACCENT
+    return 0
+
+
+def _arc(beat: float, plan: TimingPlan) -> float:
+    bar = int((beat - plan.pickup_beats) // plan.meter.beats)
+    return PHRASE_ARC[bar % len(PHRASE_ARC)]
+
+
+def _legato(notes: list[ScheduledNote], overlap: int) -> list[ScheduledNote]:
+    """Each note rings into the next note's start (never past the next note of its pitch)."""
+    starts = sorted({n.start_sample for n in notes})
+    next_of_pitch: dict[int, int] = {}
+    result = []
+    for note in sorted(notes, key=lambda n: -n.start_sample):
+        limit = next_of_pitch.get(note.pitch, 1 << 62)
+        following = bisect.bisect_right(starts, note.start_sample)
+        end = note.end_sample
+        if following < len(starts) and abs(starts[following] - note.end_sample) <= overlap:
+            end = min(note.end_sample + overlap, limit)
+        result.append(ScheduledNote(note.pitch, note.velocity, note.start_sample, end))
+        next_of_pitch[note.pitch] = note.start_sample
+    return sorted(result, key=lambda n: n.start_sample)
+
+
+def _expression(
+    notes: Sequence[Note], plan: TimingPlan, forms: Sequence[SectionForm], instrument: str,
+    sample_rate: int,
+) -> list[Control]:  # fmt: skip
+    """CC 11 following each section's intensity (ramped over a beat into the next section);
+    sustained instruments swell into their long notes."""
+    controls: list[Control] = []
+
+    def level(form: SectionForm) -> int:
+        return EXPRESSION[min(max(form.intensity, 0), len(EXPRESSION) - 1)]
+
+    def ramp(start_beat: float, beats: float, low: int, high: int) -> None:
+        start_s = plan.beat_time(start_beat)
+        end_s = plan.beat_time(start_beat + beats)
+        steps = max(1, int((end_s - start_s) / CONTROL_STEP_S))
+        for i in range(steps + 1):
+            value = round(low + (high - low) * i / steps)
+            time_s = start_s + (end_s - start_s) * i / steps
+            controls.append(Control(round(time_s * sample_rate), CC_EXPRESSION, value))
+
+    controls.append(Control(0, CC_EXPRESSION, level(forms[0])))
+    for previous, form in itertools.pairwise(forms):
+        if level(form) != level(previous):
+            begin = max(previous.start_beat, form.start_beat - EXPRESSION_RAMP_BEATS)
+            ramp(begin, form.start_beat - begin, level(previous), level(form))
+    if instrument in SUSTAINING:
+        form_starts = [form.start_beat for form in forms]
+        seen: set[float] = set()
+        for note in notes:
+            if note.end - note.start < SWELL_MIN_BEATS or note.start in seen:
+                continue
+            seen.add(note.start)
+            form = forms[max(0, bisect.bisect_right(form_starts, note.start) - 1)]
+            target = level(form)
+            ramp(note.start, min(SWELL_BEATS, note.end - note.start), round(target * SWELL_FROM),
+                 target)  # fmt: skip
+    controls.sort(key=lambda c: c.sample)
+    return controls
+
+
+def _pedal(chord_starts: Sequence[float], plan: TimingPlan, sample_rate: int) -> list[Control]:
+    """The sustain pedal changed at every chord: up just before it, down just after."""
+    controls = []
+    for beat in chord_starts:
+        time_s = plan.beat_time(max(beat, 0.0))
+        controls.append(Control(max(0, round((time_s - PEDAL_UP_S) * sample_rate)), CC_SUSTAIN, 0))
+        controls.append(Control(round((time_s + PEDAL_DOWN_S) * sample_rate), CC_SUSTAIN, 127))
+    return controls

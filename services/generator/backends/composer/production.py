@@ -1,0 +1,142 @@
+"""How a genre is produced: channel strips, the space the parts are sent to, the bus.
+
+Data a mix engineer could edit; mixing.py plays it with pedalboard. Each genre's style row
+(styles.py) names its Production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Strip:
+    """An instrument's channel strip, in signal order: high-pass, shelves and one bell of EQ,
+    then compression."""
+
+    highpass_hz: float = 40.0
+    # (corner Hz, gain dB)
+    low_shelf: tuple[float, float] | None = None
+    # (centre Hz, gain dB, Q)
+    bell: tuple[float, float, float] | None = None
+    high_shelf: tuple[float, float] | None = None
+    # (threshold dB, ratio)
+    compression: tuple[float, float] | None = None
+
+
+# What a mix engineer starts every genre from: low end cleared below each instrument's
+# range, mud and harshness taken down, the rhythm section held steady.
+STRIPS: dict[str, Strip] = {
+    "drums": Strip(30.0, compression=(-16.0, 3.0)),
+    "bass": Strip(35.0, low_shelf=(90.0, 2.0), bell=(250.0, -2.0, 1.0), compression=(-20.0, 4.0)),
+    "piano": Strip(70.0, bell=(300.0, -1.5, 1.0), high_shelf=(9000.0, 1.5)),
+    "strings": Strip(90.0, bell=(2800.0, -1.5, 1.2), high_shelf=(10000.0, 1.0)),
+    "pads": Strip(120.0, bell=(400.0, -2.0, 0.8), high_shelf=(7000.0, -2.0)),
+    "acoustic-guitar": Strip(
+        90.0, bell=(220.0, -2.5, 1.0), high_shelf=(10000.0, 2.0), compression=(-18.0, 2.0)
+    ),
+    "electric-guitar": Strip(90.0, bell=(2500.0, 2.0, 1.0), compression=(-20.0, 3.0)),
+    "brass": Strip(90.0, bell=(1200.0, 1.0, 1.0), compression=(-18.0, 2.0)),
+    "woodwinds": Strip(150.0, bell=(3000.0, 1.0, 1.0)),
+    "synth": Strip(100.0, bell=(500.0, -1.5, 1.0)),
+    "plucks": Strip(120.0, high_shelf=(8000.0, 1.5)),
+}
+
+
+@dataclass(frozen=True)
+class Space:
+    """The reverb the parts are sent to (pedalboard's Reverb: Freeverb)."""
+
+    name: str
+    room_size: float
+    damping: float
+    width: float = 1.0
+
+
+HALL = Space("hall", room_size=0.88, damping=0.35)
+ROOM = Space("room", room_size=0.35, damping=0.55, width=0.8)
+PLATE = Space("plate", room_size=0.62, damping=0.15)
+SMALL_ROOM = Space("small room", room_size=0.22, damping=0.7, width=0.6)
+
+
+@dataclass(frozen=True)
+class Production:
+    space: Space
+    # Send level to the space per instrument (others take `send`).
+    sends: dict[str, float] = field(default_factory=dict)
+    send: float = 0.15
+    # A tempo-synced echo: (beats, feedback) and send levels per instrument.
+    delay: tuple[float, float] | None = None
+    delay_sends: dict[str, float] = field(default_factory=dict)
+    # Sidechain pumping: how deep the non-drum parts dip under each kick (0 = none), and how
+    # many beats they take to come back.
+    pump: float = 0.0
+    pump_beats: float = 0.5
+    # The bus: glue compression (threshold dB, ratio), tape saturation (drive dB), a low-pass
+    # (Hz) and vinyl crackle (level, linear).
+    bus_compression: tuple[float, float] = (-14.0, 2.0)
+    saturation_db: float = 0.0
+    lowpass_hz: float | None = None
+    crackle: float = 0.0
+    # The drum kit (a preset of the bank's percussion bank 128; GS numbering: 0 Standard,
+    # 8 Room, 16 Power, 24 Electronic, 25 TR-808, 32 Jazz, 40 Brush, 48 Orchestra).
+    kit: int = 0
+
+    def send_of(self, instrument: str) -> float:
+        return self.sends.get(instrument, self.send)
+
+    def delay_send_of(self, instrument: str) -> float:
+        return self.delay_sends.get(instrument, 0.0)
+
+
+# ---- per genre --------------------------------------------------------------------------------
+
+AMBIENT = Production(
+    HALL, sends={"pads": 0.45, "piano": 0.35, "plucks": 0.4, "bass": 0.05}, send=0.3,
+    delay=(0.75, 0.45), delay_sends={"piano": 0.2, "plucks": 0.25, "synth": 0.2},
+    bus_compression=(-18.0, 1.5),
+)  # fmt: skip
+CINEMATIC = Production(
+    HALL, sends={"strings": 0.3, "brass": 0.25, "piano": 0.25, "drums": 0.18, "bass": 0.05},
+    send=0.22, bus_compression=(-16.0, 1.8), kit=48,
+)  # fmt: skip
+ORCHESTRAL = Production(
+    HALL, sends={"strings": 0.32, "brass": 0.28, "woodwinds": 0.3, "drums": 0.2, "bass": 0.08},
+    send=0.25, bus_compression=(-18.0, 1.5), kit=48,
+)  # fmt: skip
+ELECTRONIC = Production(
+    PLATE, sends={"pads": 0.25, "synth": 0.2, "plucks": 0.2, "drums": 0.06, "bass": 0.0},
+    send=0.12, delay=(0.75, 0.35), delay_sends={"synth": 0.18, "plucks": 0.22},
+    pump=0.55, pump_beats=0.5, bus_compression=(-12.0, 3.0), kit=24,
+)  # fmt: skip
+POP = Production(
+    PLATE, sends={"piano": 0.18, "synth": 0.16, "drums": 0.08, "bass": 0.0}, send=0.15,
+    delay=(0.5, 0.25), delay_sends={"synth": 0.12},
+    bus_compression=(-12.0, 2.5),
+)  # fmt: skip
+ROCK = Production(
+    ROOM, sends={"drums": 0.14, "electric-guitar": 0.12, "bass": 0.0}, send=0.1,
+    bus_compression=(-10.0, 3.0), saturation_db=4.0, kit=16,
+)  # fmt: skip
+HIP_HOP = Production(
+    ROOM, sends={"drums": 0.05, "bass": 0.0, "piano": 0.15, "synth": 0.12}, send=0.1,
+    pump=0.2, pump_beats=0.4, bus_compression=(-12.0, 3.0), saturation_db=2.0, kit=25,
+)  # fmt: skip
+LO_FI = Production(
+    SMALL_ROOM, sends={"piano": 0.2, "plucks": 0.18, "drums": 0.1, "bass": 0.0}, send=0.15,
+    bus_compression=(-14.0, 2.5), saturation_db=6.0, lowpass_hz=6500.0, crackle=0.006,
+    kit=32,
+)  # fmt: skip
+ACOUSTIC = Production(
+    ROOM, sends={"acoustic-guitar": 0.15, "piano": 0.16, "strings": 0.2, "bass": 0.03},
+    send=0.14, bus_compression=(-16.0, 1.8), kit=40,
+)  # fmt: skip
+FOLK = Production(
+    ROOM, sends={"acoustic-guitar": 0.14, "woodwinds": 0.2, "strings": 0.2, "bass": 0.03},
+    send=0.16, bus_compression=(-16.0, 1.8), kit=40,
+)  # fmt: skip
+CORPORATE = Production(
+    PLATE, sends={"piano": 0.16, "plucks": 0.15, "synth": 0.12, "drums": 0.06, "bass": 0.0},
+    send=0.12, delay=(0.5, 0.2), delay_sends={"plucks": 0.12},
+    bus_compression=(-12.0, 2.5),
+)  # fmt: skip

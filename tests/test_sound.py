@@ -1,0 +1,174 @@
+"""The composer's sound: the bank it finds, the performance, the mix per genre, the stems."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+
+from services.config import ComposerConfig
+from services.generator.backends.composer import bank as bank_module
+from services.generator.backends.composer import render as render_module
+from services.generator.backends.composer.backend import ComposerGenerator
+from services.generator.backends.composer.mixing import Mixer, MixPart
+from services.generator.backends.composer.production import STRIPS
+from services.generator.backends.composer.styles import KICK, STYLES
+from services.generator.beatcheck import genre_brief as brief_for
+
+SAMPLE_RATE = 48000
+
+
+@pytest.fixture
+def parts_played(monkeypatch):
+    """What the generator hands the synthesizer, per render."""
+    played: list[list[render_module.RenderPart]] = []
+    for cls in (render_module.FluidSynthesizer, render_module.TinySoundFontSynthesizer):
+        original = cls.blocks
+
+        def spy(self, parts, total, original=original):
+            played.append(list(parts))
+            return original(self, parts, total)
+
+        monkeypatch.setattr(cls, "blocks", spy)
+    return played
+
+
+def test_the_full_bank_is_found_after_set_up():
+    # ./dev.sh (and CI) installs Debian's MuseScore General and libfluidsynth.
+    generator = ComposerGenerator(ComposerConfig())
+    info = generator.describe()
+    assert info.sound == "MuseScore_General_Full.sf2 with fluidsynth"
+    assert info.sound_advice == ""
+
+
+def test_without_a_full_bank_it_falls_back_once_and_says_how_to_get_one(
+    monkeypatch, caplog, beat_analysis
+):
+    monkeypatch.setattr(bank_module, "FULL_BANKS", ())
+    bank_module._warn_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        first = ComposerGenerator(ComposerConfig())
+        ComposerGenerator(ComposerConfig())
+    warnings = [r for r in caplog.records if "TimGM6mb" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "musescore-general-soundfont-lossless" in warnings[0].getMessage()
+    info = first.describe()
+    assert info.sound == "TimGM6mb.sf2 with fluidsynth"
+    assert "musescore-general-soundfont-lossless" in info.sound_advice
+    music = first.generate(brief_for(beat_analysis, "pop", duration_s=6.0))
+    assert np.abs(music.audio).max() > 0.05
+
+
+def test_without_fluidsynth_tinysoundfont_plays_the_same_piece(monkeypatch, beat_analysis):
+    monkeypatch.setattr(bank_module, "FULL_BANKS", ())
+    monkeypatch.setattr(bank_module, "fluidsynth_available", lambda: False)
+    generator = ComposerGenerator(ComposerConfig())
+    assert generator.describe().sound == "TimGM6mb.sf2 with tinysoundfont"
+    brief = dataclasses.replace(brief_for(beat_analysis, "rock", duration_s=6.0), stems=True)
+    music = generator.generate(brief)
+    assert np.abs(music.audio).max() > 0.05
+    assert set(music.stems) == set(music.plan.instruments)
+
+
+def test_asking_for_stems_leaves_the_mix_as_it_was(generator, beat_analysis):
+    brief = brief_for(beat_analysis, "cinematic", duration_s=12.0)
+    plain = generator.generate(brief)
+    with_stems = generator.generate(dataclasses.replace(brief, stems=True))
+    assert with_stems.stems
+    np.testing.assert_allclose(with_stems.audio, plain.audio, atol=1e-5)
+
+
+@pytest.mark.parametrize("genre", ["electronic", "cinematic", "lo-fi"])
+def test_the_stems_sum_to_the_mix_before_the_bus(genre):
+    """Each stem carries its strip, its pumping and its own share of the reverb and echo;
+    summed they are the mix the bus receives, the same mix the parts make without stems."""
+    rng = np.random.default_rng(3)
+    production = STYLES[genre].production
+    names = ["drums", "bass", "pads", "piano"]
+    parts = [MixPart(name, 0.7, name == "drums") for name in names]
+    kicks = list(range(0, 4 * SAMPLE_RATE, SAMPLE_RATE // 2))
+    with_stems = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=True)
+    without = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=False)
+    for start in range(0, 4 * SAMPLE_RATE, SAMPLE_RATE):
+        dry = [rng.standard_normal((SAMPLE_RATE, 2)).astype(np.float32) * 0.1 for _ in names]
+        mix, stems = with_stems.mix(start, dry)
+        plain, none = without.mix(start, dry)
+        assert len(stems) == len(names) and not none
+        np.testing.assert_allclose(sum(stems), mix, atol=1e-5)
+        np.testing.assert_allclose(plain, mix, atol=1e-5)
+
+
+def test_the_mix_chain_is_the_genres():
+    def chain(genre: str) -> list[str]:
+        production = STYLES[genre].production
+        return Mixer(production, [MixPart("piano", 1.0, False)], SAMPLE_RATE, 0.5, [], False).chain
+
+    assert "hall reverb" in chain("cinematic") and "hall reverb" in chain("orchestral")
+    assert "room reverb" in chain("rock") and "tape saturation" in chain("rock")
+    assert "plate reverb" in chain("pop")
+    assert "sidechain pumping" in chain("electronic")
+    assert {"vinyl crackle", "low-pass 6.5 kHz", "tape saturation"} <= set(chain("lo-fi"))
+    assert "sidechain pumping" not in chain("acoustic")
+    # Every instrument has a strip.
+    assert set(STRIPS) >= {i for s in STYLES.values() for i in (*s.core, *s.colours)}
+
+
+def test_electronic_pads_pump_under_the_kick():
+    production = STYLES["electronic"].production
+    kicks = [0, SAMPLE_RATE // 2]
+    mixer = Mixer(production, [MixPart("pads", 1.0, False)], SAMPLE_RATE, 0.5, kicks, True)
+    tone = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
+    _, (stem,) = mixer.mix(0, [np.stack([tone, tone], axis=1) * 0.3])
+    level = np.abs(stem[:, 0])
+    just_after = level[100:600].max()  # 2-12 ms after the kick at 0 s
+    before_next = level[20000:23000].max()  # just before the kick at 0.5 s
+    assert just_after < 0.75 * before_next
+
+
+def test_lo_fi_is_darker_than_pop(generator, beat_analysis):
+    def high_share(genre: str) -> float:
+        audio = generator.generate(brief_for(beat_analysis, genre, duration_s=12.0)).audio
+        spectrum = np.abs(np.fft.rfft(audio.mean(axis=1))) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+        return float(spectrum[freqs > 8000].sum() / spectrum.sum())
+
+    assert high_share("lo-fi") < 0.5 * high_share("pop")
+
+
+def test_each_genre_plays_its_kit(generator, beat_analysis, parts_played):
+    for genre, kit in [("rock", 16), ("hip-hop", 25), ("acoustic", 40), ("electronic", 24)]:
+        generator.generate(brief_for(beat_analysis, genre, duration_s=6.0))
+        (drums,) = [p for p in parts_played[-1] if p.drums]
+        assert drums.program == kit, genre
+
+
+def test_a_performance_not_a_sequence(generator, beat_analysis, parts_played):
+    brief = brief_for(beat_analysis, "acoustic")
+    music = generator.generate(brief)
+    parts = {p.name: p for p in parts_played[-1]}
+    plan = music.plan
+    # The piano's sustain pedal changes with the harmony; expression moves with the sections.
+    piano = parts["piano"]
+    pedal = [c for c in piano.controls if c.controller == 64]
+    assert {c.value for c in pedal} == {0, 127}
+    assert len(pedal) >= 2 * len(plan.sections)
+    expression = {c.value for p in parts.values() for c in p.controls if c.controller == 11}
+    assert len(expression) >= 3
+    # Dynamics vary within a part; players are off the grid by a few ms, except on cuts.
+    assert np.std([n.velocity for n in piano.notes]) > 5
+    beats = np.array(plan.beats_s)
+    onsets = np.array([n.start_sample / brief.sample_rate for n in piano.notes])
+    off_grid = np.min(np.abs(onsets[:, None] - beats[None, :]), axis=1)
+    on_beat_notes = off_grid[off_grid < 0.025]
+    assert 0.0005 < np.median(on_beat_notes) < 0.02
+    every_onset = np.array(sorted(n.start_sample for p in parts.values() for n in p.notes))
+    for cut in brief.cuts:
+        at = cut.time_s * brief.sample_rate
+        assert np.min(np.abs(every_onset - at)) <= 2, f"cut at {cut.time_s} s not marked exactly"
+    # Ghost strokes: quiet snares between the beats.
+    ghosts = [n for n in parts["drums"].notes if n.velocity <= 30 and n.pitch == 38]
+    assert ghosts
+    kick_velocity = [n.velocity for n in parts["drums"].notes if n.pitch == KICK]
+    assert max(kick_velocity) - min(kick_velocity) >= 8
