@@ -437,14 +437,14 @@ def test_genres_play_in_their_own_keys_unless_the_user_fixed_one(generator, beat
     """The picture gives the mode; each genre takes a key its players favour (seeded). A
     user's key holds in every genre."""
     for genre in ("rock", "hip-hop", "orchestral"):
-        asked = brief_for(beat_analysis, genre)
+        asked = brief_for(beat_analysis, genre, duration_s=8.0)
         mode = Key.parse(asked.tags.key).mode
         keys = {generator.generate(dataclasses.replace(asked, seed=s)).plan.key for s in (1, 2, 3)}
         assert keys <= {f"{Key.parse(f'{t} {mode}').name}" for t in STYLES[genre].tonics[mode]}
         fixed = dataclasses.replace(asked, key_is_fixed=True)
         assert generator.generate(fixed).plan.key == asked.tags.key
-    rock = generator.generate(brief_for(beat_analysis, "rock")).plan.key
-    hip_hop = generator.generate(brief_for(beat_analysis, "hip-hop")).plan.key
+    rock = generator.generate(brief_for(beat_analysis, "rock", duration_s=8.0)).plan.key
+    hip_hop = generator.generate(brief_for(beat_analysis, "hip-hop", duration_s=8.0)).plan.key
     assert rock != hip_hop
 
 

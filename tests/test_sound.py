@@ -92,7 +92,7 @@ def test_the_stems_sum_to_the_mix_before_the_bus(genre):
     with_stems = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=True)
     without = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=False)
     for start in range(0, 4 * SAMPLE_RATE, SAMPLE_RATE):
-        dry = [rng.standard_normal((SAMPLE_RATE, 2)).astype(np.float32) * 0.1 for _ in names]
+        dry = [rng.standard_normal((2, SAMPLE_RATE)).astype(np.float32) * 0.1 for _ in names]
         mix, stems = with_stems.mix(start, dry)
         plain, none = without.mix(start, dry)
         assert len(stems) == len(names) and not none
@@ -120,8 +120,8 @@ def test_electronic_pads_pump_under_the_kick():
     kicks = [0, SAMPLE_RATE // 2]
     mixer = Mixer(production, [MixPart("pads", 1.0, False)], SAMPLE_RATE, 0.5, kicks, True)
     tone = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
-    _, (stem,) = mixer.mix(0, [np.stack([tone, tone], axis=1) * 0.3])
-    level = np.abs(stem[:, 0])
+    _, (stem,) = mixer.mix(0, [np.stack([tone, tone]) * 0.3])
+    level = np.abs(stem[0])
     just_after = level[100:600].max()  # 2-12 ms after the kick at 0 s
     before_next = level[20000:23000].max()  # just before the kick at 0.5 s
     assert just_after < 0.75 * before_next

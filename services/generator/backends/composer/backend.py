@@ -177,8 +177,8 @@ class ComposerGenerator:
         for start, end, dry in self._synthesizer(brief.sample_rate).blocks(parts, total):
             before_bus, stem_blocks = mixer.mix(start, dry)
             for name, block in zip(band, stem_blocks, strict=False):
-                stems[name][start:end] = block
-            mix[start:end] = mixer.bus(start, before_bus)
+                stems[name][start:end] = block.T
+            mix[start:end] = mixer.bus(start, before_bus).T
             report(0.15 + 0.8 * end / total)
         ending = "cadence" if plan.final_beat is not None else "fade"
         # Headroom: a full band can sum past full scale; mix and stems scale together.

@@ -119,8 +119,7 @@ class Mixer:
         return notes
 
     def _process(self, board, audio: np.ndarray) -> np.ndarray:
-        out = board.process(np.ascontiguousarray(audio.T), self.sample_rate, reset=False)
-        return np.ascontiguousarray(out.T, dtype=np.float32)
+        return board.process(audio, self.sample_rate, reset=False)
 
     def _pump(self, start: int, length: int) -> np.ndarray | None:
         """The gain under the kicks for samples [start, start + length)."""
@@ -130,16 +129,17 @@ class Mixer:
         last = np.searchsorted(self._kicks, samples, side="right") - 1
         since = np.where(last >= 0, samples - self._kicks[np.maximum(last, 0)], np.inf)
         gain = 1.0 - self.production.pump * np.exp(-since / self._pump_samples)
-        return gain.astype(np.float32)[:, None]
+        return gain.astype(np.float32)
 
     def mix(self, start: int, dry: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One block: the mix before the bus, and (when asked for) every stem."""
-        length = len(dry[0])
+        """One block (2 x samples, channels first): the mix before the bus, and (when asked
+        for) every stem."""
+        length = dry[0].shape[1]
         pump = self._pump(start, length)
-        mix = np.zeros((length, 2), dtype=np.float32)
+        mix = np.zeros((2, length), dtype=np.float32)
         stems = []
-        reverb_in = np.zeros((length, 2), dtype=np.float32)
-        echo_in = np.zeros((length, 2), dtype=np.float32)
+        reverb_in = np.zeros((2, length), dtype=np.float32)
+        echo_in = np.zeros((2, length), dtype=np.float32)
         for i, (part, audio) in enumerate(zip(self.parts, dry, strict=True)):
             signal = self._process(self._strips[i], audio * np.float32(part.gain))
             if pump is not None and not part.drums:
@@ -167,14 +167,14 @@ class Mixer:
         """The genre's bus on one block of the mix (streamed: call in order); crackle goes in
         before it, as a record's would."""
         if self.production.crackle:
-            mix = mix + self._crackle(start, len(mix))
+            mix = mix + self._crackle(start, mix.shape[1])
         return self._process(self._bus, mix)
 
     def _crackle(self, start: int, length: int) -> np.ndarray:
         rng = np.random.default_rng([CRACKLE_SEED, start])
         level = self.production.crackle
-        noise = rng.standard_normal((length, 2)).astype(np.float32) * (level * CRACKLE_HISS)
+        noise = rng.standard_normal((2, length)).astype(np.float32) * (level * CRACKLE_HISS)
         clicks = rng.poisson(CRACKLE_RATE * length / self.sample_rate)
         at = rng.integers(0, length, clicks)
-        noise[at] += level * rng.uniform(0.3, 1.0, (clicks, 1)) * rng.choice([-1, 1], (clicks, 1))
+        noise[:, at] += level * rng.uniform(0.3, 1.0, clicks) * rng.choice([-1, 1], clicks)
         return noise

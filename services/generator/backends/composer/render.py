@@ -23,7 +23,7 @@ from services.generator.backends.composer.bank import SoundBank
 MAX_VOICES = 10
 # FluidSynth's voices for the whole band, and its output level (the mix sets the balance,
 # mastering the loudness).
-POLYPHONY = 64
+POLYPHONY = 48
 FLUID_GAIN = 0.6
 # Samples per block handed to the mix.
 BLOCK_S = 1.0
@@ -87,7 +87,8 @@ Blocks = Iterator[tuple[int, int, list[np.ndarray]]]
 
 class Synthesizer:
     """Plays parts with a bank at one sample rate; `blocks` yields (start, end, one dry
-    (samples x 2) float32 array per part) until `total_samples`."""
+    (2 x samples) float32 array per part, channels first as the mix's processors take
+    them) until `total_samples`."""
 
     bank: SoundBank
     sample_rate: int
@@ -226,7 +227,7 @@ class FluidSynthesizer(Synthesizer):
                 block_start,
                 block_end,
                 [
-                    np.stack((buffer[2 * i, :length], buffer[2 * i + 1, :length]), axis=1)
+                    buffer[2 * i : 2 * i + 2, :length].copy()
                     for i in range(len(parts))
                 ],
             )
@@ -303,7 +304,7 @@ class TinySoundFontSynthesizer(Synthesizer):
             for (synth, events, cursor), buffer in zip(voices, buffers, strict=True):
                 _advance(synth, events, cursor, block_start, block_end, buffer)
                 samples = np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2)
-                audio.append(samples[:length].copy())
+                audio.append(np.ascontiguousarray(samples[:length].T))
             yield block_start, block_end, audio
 
 
@@ -348,7 +349,7 @@ def render_dry(
     tracks = [np.zeros((total_samples, 2), dtype=np.float32) for _ in parts]
     for start, end, audio in synth.blocks(parts, total_samples):
         for track, block in zip(tracks, audio, strict=True):
-            track[start:end] = block
+            track[start:end] = block.T
         if progress is not None:
             progress(end / total_samples)
     return tracks
