@@ -226,10 +226,7 @@ class FluidSynthesizer(Synthesizer):
             yield (
                 block_start,
                 block_end,
-                [
-                    buffer[2 * i : 2 * i + 2, :length].copy()
-                    for i in range(len(parts))
-                ],
+                [buffer[2 * i : 2 * i + 2, :length].copy() for i in range(len(parts))],
             )
 
     def _render(
