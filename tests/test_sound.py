@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 
+import mido
 import numpy as np
 import pytest
 
@@ -172,3 +174,10 @@ def test_a_performance_not_a_sequence(generator, beat_analysis, parts_played):
     assert ghosts
     kick_velocity = [n.velocity for n in parts["drums"].notes if n.pitch == KICK]
     assert max(kick_velocity) - min(kick_velocity) >= 8
+    # The MIDI file carries the pedal, the expression and the kit.
+    song = mido.MidiFile(file=io.BytesIO(music.midi))
+    tracks = {t.name: t for t in song.tracks}
+    piano_controls = {m.control for m in tracks["piano"] if m.type == "control_change"}
+    assert {64, 11} <= piano_controls
+    kits = [m.program for m in tracks["drums"] if m.type == "program_change"]
+    assert kits == [STYLES["acoustic"].production.kit]

@@ -40,7 +40,12 @@ from services.generator.backends.composer.arrangement import (
 from services.generator.backends.composer.bank import find_bank
 from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
 from services.generator.backends.composer.mixing import Mixer, MixPart
-from services.generator.backends.composer.performance import perform, shaped, with_ghost_notes
+from services.generator.backends.composer.performance import (
+    Performance,
+    perform,
+    shaped,
+    with_ghost_notes,
+)
 from services.generator.backends.composer.render import (
     DRUM_BANK,
     RenderPart,
@@ -160,7 +165,7 @@ class ComposerGenerator:
             drums = instrument == "drums"
             program = self._kit(style.production.kit) if drums else style.program(instrument)
             channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
-            tracks.append(Track(instrument, 0 if drums else program, channel))
+            tracks.append(Track(instrument, program, channel))
             scheduled = performance.notes.get(instrument, [])
             if drums:
                 kicks = [n.start_sample for n in scheduled if n.pitch in KICKS]
@@ -193,7 +198,12 @@ class ComposerGenerator:
             audio=mix,
             sample_rate=brief.sample_rate,
             stems=stems,
-            midi=midi_bytes(by_instrument, plan, tracks),
+            midi=midi_bytes(
+                by_instrument,
+                plan,
+                tracks,
+                _controls_in_beats(performance, plan, brief.sample_rate),
+            ),
             plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending, home),
         )
 
@@ -296,6 +306,15 @@ def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
     """In place: a fade-out (no room for a cadence), else a 20 ms guard against a click."""
     seconds = min(FADE_S, len(audio) / sample_rate / 3) if fade else 0.02
     fade_out(audio, round(seconds * sample_rate))
+
+
+def _controls_in_beats(
+    performance: Performance, plan: TimingPlan, sample_rate: int
+) -> dict[str, list[tuple[float, int, int]]]:
+    return {
+        instrument: [(plan.beat_at(c.sample / sample_rate), c.controller, c.value) for c in cs]
+        for instrument, cs in performance.controls.items()
+    }
 
 
 def _home_key(brief: MusicBrief, style: Style, rng: np.random.Generator) -> Key:

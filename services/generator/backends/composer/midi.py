@@ -82,8 +82,13 @@ def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]
 
 
 def midi_bytes(
-    notes_by_instrument: Mapping[str, Sequence[Note]], plan: TimingPlan, tracks: Sequence[Track]
+    notes_by_instrument: Mapping[str, Sequence[Note]],
+    plan: TimingPlan,
+    tracks: Sequence[Track],
+    controls: Mapping[str, Sequence[tuple[float, int, int]]] | None = None,
 ) -> bytes:
+    """`controls`: per instrument, (beat, controller, value) changes (the performance's pedal
+    and expression). A drum track's program is its kit (GS kits on channel 10)."""
     clock = _Clock(plan)
     song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     song.tracks.append(_tempo_track(plan, clock))
@@ -91,15 +96,19 @@ def midi_bytes(
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=track_info.instrument))
         events: list[tuple[int, mido.Message]] = []
-        if track_info.channel != DRUM_CHANNEL:
-            events.append(
-                (
-                    0,
-                    mido.Message(
-                        "program_change", channel=track_info.channel, program=track_info.program
-                    ),
-                )
+        events.append(
+            (
+                0,
+                mido.Message(
+                    "program_change", channel=track_info.channel, program=track_info.program
+                ),
             )
+        )
+        for beat, controller, value in (controls or {}).get(track_info.instrument, ()):
+            message = mido.Message(
+                "control_change", channel=track_info.channel, control=controller, value=value
+            )
+            events.append((max(0, clock.tick(beat)), message))
         for note in notes_by_instrument.get(track_info.instrument, ()):
             on = max(0, clock.tick(note.start))
             off = max(on + 1, clock.tick(note.end))
