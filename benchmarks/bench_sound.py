@@ -189,14 +189,16 @@ def reel_section(analysis, folder: Path, seconds: float) -> None:
         for name, generator in generators.items():
             music = generator.generate(brief)
             plan = music.plan
-            file = f"{genre}-{Path(name).stem}.mp3"
+            file = f"{genre}-{name.replace('.', '-')}.mp3"
             write_audio_file(folder / file, music.audio, music.sample_rate)
             cells.append(f'<td><audio controls preload="none" src="{html.escape(file)}">'
                          "</audio></td>")  # fmt: skip
         assert plan is not None
         notes = (f"{plan.key}, {plan.bpm:.0f} BPM, {plan.meter}; "
                  f"{', '.join(plan.instruments)}")  # fmt: skip
-        mix = ", ".join(mixer_chain(genre)) + f"; drum kit {STYLES[genre].production.kit}"
+        mix = ", ".join(mixer_chain(genre))
+        if "drums" in plan.instruments:
+            mix += f"; GS drum kit {STYLES[genre].production.kit}"
         rows.append(f"<tr><th>{html.escape(genre)}</th>{''.join(cells)}"
                     f"<td>{html.escape(notes)}</td><td>{html.escape(mix)}</td></tr>")  # fmt: skip
     heads = "".join(f"<th>{html.escape(name)}</th>" for name in generators)
