@@ -181,3 +181,15 @@ def test_a_performance_not_a_sequence(generator, beat_analysis, parts_played):
     assert {64, 11} <= piano_controls
     kits = [m.program for m in tracks["drums"] if m.type == "program_change"]
     assert kits == [STYLES["acoustic"].production.kit]
+
+
+@pytest.mark.parametrize("genre", ["ambient", "cinematic"])
+def test_a_pickup_sounds_from_the_first_sample(generator, beat_analysis, genre):
+    """A user BPM whose grid starts after 0 s opens on a pickup chord: audible (-60 dBFS)
+    within 30 ms, slow string and pad attacks notwithstanding."""
+    brief = brief_for(beat_analysis, genre, duration_s=10.0)
+    tags = dataclasses.replace(brief.tags, bpm=140, bpm_min=140, bpm_max=140)
+    music = generator.generate(dataclasses.replace(brief, tags=tags, bpm_is_fixed=True))
+    assert music.plan.beats_s[0] > 0.0  # there is a pickup
+    loud = np.flatnonzero(np.abs(music.audio.mean(axis=1)) >= 1e-3)
+    assert loud[0] / music.sample_rate <= 0.03

@@ -459,7 +459,8 @@ class Composer:
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
-        for player in (*self.roles.of("pad"), *self.roles.of("comping"))[:1]:
+        # A prompt attack (comping) where there is one: the music sounds from the first sample.
+        for player in (*self.roles.of("comping"), *self.roles.of("pad"))[:1]:
             for pitch in voice(harmony, None, *self.style.register("pad")):
                 self._add(player, pitch, start, downbeat, 60)
             playing.add(player)

@@ -117,6 +117,8 @@ def perform(
         by_instrument[note.instrument].append(note)
     scheduled: dict[str, list[ScheduledNote]] = {}
     controls: dict[str, list[Control]] = {}
+    # The music sounds from the first sample: the first notes are exactly there.
+    first = min((note.start for note in notes), default=0.0)
     for instrument, played in by_instrument.items():
         spread = TIMING_SD_MS.get(instrument, 5.0) / 1000.0
         # One draw per note, in order: the same seed plays the same.
@@ -124,7 +126,7 @@ def perform(
         result = []
         for note, offset in zip(played, offsets, strict=True):
             start_s = plan.beat_time(note.start)
-            if _near_cut(start_s, cut_times):
+            if note.start <= first or _near_cut(start_s, cut_times):
                 offset = 0.0
             end_s = plan.beat_time(note.end) + max(offset, 0.0)
             start = max(0, round((start_s + offset) * sample_rate))
@@ -139,7 +141,7 @@ def perform(
         if instrument in SUSTAINING:
             result = _legato(result, round(LEGATO_S * sample_rate))
         scheduled[instrument] = result
-        controls[instrument] = _expression(played, plan, forms, instrument, sample_rate)
+        controls[instrument] = _expression(played, plan, forms, instrument, sample_rate, first)
         if instrument in PEDALLED:
             controls[instrument] += _pedal(chord_starts, plan, sample_rate)
             controls[instrument].sort(key=lambda c: c.sample)
@@ -191,10 +193,11 @@ def _legato(notes: list[ScheduledNote], overlap: int) -> list[ScheduledNote]:
 
 def _expression(
     notes: Sequence[Note], plan: TimingPlan, forms: Sequence[SectionForm], instrument: str,
-    sample_rate: int,
+    sample_rate: int, first: float,
 ) -> list[Control]:  # fmt: skip
     """CC 11 following each section's intensity (ramped over a beat into the next section);
-    sustained instruments swell into their long notes."""
+    sustained instruments swell into their long notes (not the piece's first, which sounds
+    from the first sample)."""
     controls: list[Control] = []
 
     def level(form: SectionForm) -> int:
@@ -218,7 +221,7 @@ def _expression(
         form_starts = [form.start_beat for form in forms]
         seen: set[float] = set()
         for note in notes:
-            if note.end - note.start < SWELL_MIN_BEATS or note.start in seen:
+            if note.end - note.start < SWELL_MIN_BEATS or note.start in seen or note.start <= first:
                 continue
             seen.add(note.start)
             form = forms[max(0, bisect.bisect_right(form_starts, note.start) - 1)]
