@@ -450,7 +450,11 @@ _PULSE_Q: Intensities = {
 }
 
 _MAJOR_POP = (("I", "V", "vi", "IV"), ("vi", "IV", "I", "V"), ("I", "vi", "IV", "V"))
-_MINOR_POP = (("i", "bVI", "bIII", "bVII"), ("i", "iv", "bVI", "bVII"))
+_MINOR_POP = (
+    ("i", "bVI", "bIII", "bVII"),
+    ("i", "iv", "bVI", "bVII"),
+    ("i", "bVII", "bVI", "bVII"),
+)
 
 STYLES: dict[str, Style] = {
     style.name: style
@@ -692,7 +696,11 @@ STYLES: dict[str, Style] = {
                 },
                 "minor": {
                     "A": _MINOR_POP,
-                    "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "bVII", "bVII")),
+                    "B": (
+                        ("bVI", "bVII", "i", "i"),
+                        ("iv", "bVI", "bVII", "bVII"),
+                        ("bIII", "bVII", "iv", "bVI"),
+                    ),
                 },
             },
             harmonic_rhythm=(1, 1, 1),
@@ -736,12 +744,31 @@ STYLES: dict[str, Style] = {
             },
             progressions={
                 "major": {
-                    "A": (("I", "bVII", "IV", "I"), ("I", "IV", "V", "IV"), ("I", "V", "IV", "IV")),
-                    "B": (("bVI", "bVII", "I", "I"), ("IV", "IV", "I", "V")),
+                    "A": (
+                        ("I", "bVII", "IV", "I"),
+                        ("I", "IV", "V", "IV"),
+                        ("I", "V", "IV", "IV"),
+                        ("I", "bIII", "IV", "I"),
+                        ("I", "V", "bVII", "IV"),
+                    ),
+                    "B": (
+                        ("bVI", "bVII", "I", "I"),
+                        ("IV", "IV", "I", "V"),
+                        ("vi", "IV", "V", "V"),
+                        ("IV", "V", "IV", "bVII"),
+                    ),
                 },
                 "minor": {
-                    "A": (("i", "bVII", "bVI", "bVII"), ("i", "bIII", "bVII", "iv")),
-                    "B": (("bVI", "bVII", "i", "i"), ("iv", "bVI", "bVII", "i")),
+                    "A": (
+                        ("i", "bVII", "bVI", "bVII"),
+                        ("i", "bIII", "bVII", "iv"),
+                        ("i", "iv", "bVII", "i"),
+                    ),
+                    "B": (
+                        ("bVI", "bVII", "i", "i"),
+                        ("iv", "bVI", "bVII", "i"),
+                        ("bIII", "bVII", "iv", "i"),
+                    ),
                 },
             },
             harmonic_rhythm=(1, 1, 1),
@@ -943,12 +970,31 @@ STYLES: dict[str, Style] = {
             },
             progressions={
                 "major": {
-                    "A": (("I", "IV", "I", "V"), ("I", "V", "IV", "I"), ("I", "I", "IV", "V")),
-                    "B": (("IV", "I", "V", "I"), ("vi", "IV", "I", "V")),
+                    "A": (
+                        ("I", "IV", "I", "V"),
+                        ("I", "V", "IV", "I"),
+                        ("I", "I", "IV", "V"),
+                        ("I", "vi", "IV", "V"),
+                        ("I", "ii", "IV", "I"),
+                    ),
+                    "B": (
+                        ("IV", "I", "V", "I"),
+                        ("vi", "IV", "I", "V"),
+                        ("IV", "V", "vi", "IV"),
+                        ("ii", "V", "I", "IV"),
+                    ),
                 },
                 "minor": {
-                    "A": (("i", "bVII", "i", "v"), ("i", "bIII", "bVII", "i")),
-                    "B": (("bIII", "bVII", "i", "i"), ("bVI", "bVII", "i", "v")),
+                    "A": (
+                        ("i", "bVII", "i", "v"),
+                        ("i", "bIII", "bVII", "i"),
+                        ("i", "iv", "bVII", "i"),
+                    ),
+                    "B": (
+                        ("bIII", "bVII", "i", "i"),
+                        ("bVI", "bVII", "i", "v"),
+                        ("bVII", "bVI", "bVII", "i"),
+                    ),
                 },
             },
             harmonic_rhythm=(1, 1, 1),
@@ -1002,8 +1048,16 @@ STYLES: dict[str, Style] = {
                     "B": (("IV", "V", "I", "vi"), ("ii", "IV", "V", "V"), ("vi", "IV", "V", "I")),
                 },
                 "minor": {
-                    "A": (("i", "bIII", "bVI", "bVII"), ("i", "bIII", "bVII", "bVI")),
-                    "B": (("bVI", "bVII", "bIII", "bIII"), ("iv", "bVI", "bVII", "bVII")),
+                    "A": (
+                        ("i", "bIII", "bVI", "bVII"),
+                        ("i", "bIII", "bVII", "bVI"),
+                        ("i", "bVI", "bIII", "bVII"),
+                    ),
+                    "B": (
+                        ("bVI", "bVII", "bIII", "bIII"),
+                        ("iv", "bVI", "bVII", "bVII"),
+                        ("bIII", "bVII", "iv", "iv"),
+                    ),
                 },
             },
             harmonic_rhythm=(2, 1, 1),
