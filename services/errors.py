@@ -69,6 +69,12 @@ class ResourceExhaustedError(BgmError):
     status_code = "RESOURCE_EXHAUSTED"
 
 
+class DeadlineExceededError(BgmError):
+    """A bounded wait ran out (a download's total deadline)."""
+
+    status_code = "DEADLINE_EXCEEDED"
+
+
 class UnavailableError(BgmError):
     """A service the request needs cannot be reached."""
 

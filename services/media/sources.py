@@ -1,21 +1,30 @@
 """Fetching the media a request names, confined to what the configuration allows.
 
 file:// only under configured roots; http(s):// only to allowed hosts and never to private,
-loopback or link-local addresses unless configured; s3:// and gs:// through fsspec when the
-matching extra is installed. Downloads are bounded in size.
+loopback or link-local addresses unless configured, checked for every redirect hop and for the
+address actually connected to (DNS may answer differently between the check and the connect);
+s3:// and gs:// through fsspec when the matching extra is installed. Downloads are bounded in
+size, in total time (a source that trickles cannot hold a request past the deadline) and in
+number at once per process.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import (
+    DeadlineExceededError,
     InvalidInputError,
     MediaNotFoundError,
     PermissionDeniedError,
@@ -38,7 +47,10 @@ class SourcePolicy(BaseModel):
     # protocol, e.g. a gateway's staging store); s3:// and gs:// URIs must start with one.
     object_prefixes: list[str] = Field(default_factory=list)
     max_bytes: int = Field(4 * 1024**3, gt=0)
+    # The whole download, connect to last byte (not per read).
     timeout_s: float = Field(60.0, gt=0)
+    # Downloads at once in one process; more are refused with RESOURCE_EXHAUSTED.
+    max_downloads: int = Field(4, gt=0)
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -68,19 +80,76 @@ def local_path(uri: str, policy: SourcePolicy) -> Path | None:
     return path
 
 
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(str(address).split("%")[0])
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+
+
 def _check_host(host: str, policy: SourcePolicy) -> None:
     if host not in policy.http_hosts:
-        raise PermissionDeniedError(f"host {host} is not on this server's allow-list")
+        raise PermissionDeniedError(f"host {host[:100]} is not on this server's allow-list")
     if policy.allow_private_addresses:
         return
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise MediaNotFoundError(f"host {host} cannot be resolved") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
-            raise PermissionDeniedError(f"host {host} resolves to a private address")
+    if any(_private(str(address)) for address in addresses):
+        raise PermissionDeniedError(f"host {host} resolves to a private address")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Every hop of a redirect is held to the same rules as the first URL."""
+
+    def __init__(self, policy: SourcePolicy):
+        self.policy = policy
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:  # fmt: skip
+        parsed = urllib.parse.urlparse(newurl)
+        if parsed.scheme not in ("http", "https"):
+            raise PermissionDeniedError("a redirect away from http(s) is not followed")
+        _check_host(parsed.hostname or "", self.policy)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePolicy) -> Any:
+    class CheckedConnection(base):  # type: ignore[valid-type, misc]
+        """Refuses, once connected, a peer address the policy does not allow."""
+
+        def connect(self) -> None:
+            super().connect()
+            if not policy.allow_private_addresses and _private(self.sock.getpeername()[0]):
+                self.sock.close()
+                raise PermissionDeniedError(f"host {self.host} connected to a private address")
+
+    return CheckedConnection
+
+
+class _CheckedHttp(urllib.request.HTTPHandler):
+    def __init__(self, policy: SourcePolicy):
+        super().__init__()
+        self.policy = policy
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_checked_connection(http.client.HTTPConnection, self.policy), req)
+
+
+class _CheckedHttps(urllib.request.HTTPSHandler):
+    def __init__(self, policy: SourcePolicy):
+        super().__init__()
+        self.policy = policy
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        connection = _checked_connection(http.client.HTTPSConnection, self.policy)
+        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+# Downloads running in this process, against SourcePolicy.max_downloads.
+_downloads = 0
+_downloads_lock = threading.Lock()
 
 
 def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
@@ -101,32 +170,76 @@ def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
 
 
 def _download(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+    global _downloads
+    with _downloads_lock:
+        if _downloads >= policy.max_downloads:
+            raise ResourceExhaustedError(
+                f"{policy.max_downloads} downloads are running; try again shortly"
+            )
+        _downloads += 1
+    try:
+        return _download_within(uri, policy, destination, time.monotonic() + policy.timeout_s)
+    finally:
+        with _downloads_lock:
+            _downloads -= 1
+
+
+def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline: float) -> Path:
+    opener = urllib.request.build_opener(
+        _CheckedRedirects(policy), _CheckedHttp(policy), _CheckedHttps(policy)
+    )
     request = urllib.request.Request(uri, headers={"User-Agent": "bgm"})
     try:
-        with urllib.request.urlopen(request, timeout=policy.timeout_s) as response:
+        with opener.open(request, timeout=policy.timeout_s) as response:
             length = int(response.headers.get("Content-Length") or 0)
             if length > policy.max_bytes:
                 raise ResourceExhaustedError(
                     f"{uri} is {length} bytes; the limit is {policy.max_bytes}"
                 )
-            _copy_bounded(response, destination, policy.max_bytes, uri)
+            _copy_bounded(response, destination, policy, uri, deadline)
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise MediaNotFoundError(f"{uri} was not found (HTTP 404)") from None
+        if 300 <= error.code < 400:
+            # urllib itself refuses redirects to schemes other than http(s) and ftp.
+            raise PermissionDeniedError("a redirect away from http(s) is not followed") from None
         raise InvalidInputError(f"{uri} could not be fetched (HTTP {error.code})") from None
     except urllib.error.URLError as error:
         raise MediaNotFoundError(f"{uri} could not be fetched ({error.reason})") from None
+    except TimeoutError:
+        raise DeadlineExceededError(f"{uri} did not arrive within {policy.timeout_s:g} s") from None
     return destination
 
 
-def _copy_bounded(source, destination: Path, limit: int, uri: str) -> None:
+def _copy_bounded(
+    source: Any, destination: Path, policy: SourcePolicy, uri: str, deadline: float
+) -> None:
+    """Copy what arrives (each read returns what one receive brought, so a trickle cannot
+    keep a read waiting for a full buffer) until the end, the byte limit or the deadline."""
     copied = 0
+    read = getattr(source, "read1", source.read)
     with destination.open("wb") as target:
-        while chunk := source.read(1 << 20):
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceededError(f"{uri} did not arrive within {policy.timeout_s:g} s")
+            _set_read_timeout(source, remaining)
+            chunk = read(1 << 20)
+            if not chunk:
+                return
             copied += len(chunk)
-            if copied > limit:
-                raise ResourceExhaustedError(f"{uri} is larger than the limit of {limit} bytes")
+            if copied > policy.max_bytes:
+                raise ResourceExhaustedError(
+                    f"{uri} is larger than the limit of {policy.max_bytes} bytes"
+                )
             target.write(chunk)
+
+
+def _set_read_timeout(response: Any, seconds: float) -> None:
+    """The socket under an HTTP response waits no longer than the download has left."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _copy_object(uri: str, policy: SourcePolicy, destination: Path) -> Path:
@@ -138,7 +251,7 @@ def _copy_object(uri: str, policy: SourcePolicy, destination: Path) -> Path:
         ) from None
     try:
         with fsspec.open(uri, "rb") as source:
-            _copy_bounded(source, destination, policy.max_bytes, uri)
+            _copy_bounded(source, destination, policy, uri, time.monotonic() + policy.timeout_s)
     except FileNotFoundError:
         raise MediaNotFoundError(f"{uri} does not exist") from None
     except ImportError as error:

@@ -1,0 +1,126 @@
+"""Downloads a request asks for: held to the allow-list at every hop and at the connected
+address, bounded in total time and in number (issue 15's sources)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from services.errors import DeadlineExceededError, PermissionDeniedError, ResourceExhaustedError
+from services.media import sources
+from services.media.sources import SourcePolicy, fetch
+
+BODY = b"\x00video bytes\x00" * 1000
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        port = self.server.server_address[1]
+        if self.path == "/video":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+        elif self.path == "/to-loopback":
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{port}/video")
+            self.end_headers()
+        elif self.path in ("/to-file", "/to-ftp"):
+            self.send_response(302)
+            target = "file:///etc/passwd" if self.path == "/to-file" else "ftp://localhost/x"
+            self.send_header("Location", target)
+            self.end_headers()
+        elif self.path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def policy(**changes) -> SourcePolicy:
+    return SourcePolicy(http_hosts=["localhost"], allow_private_addresses=True, **changes)
+
+
+def test_an_allowed_host_downloads(server, tmp_path: Path):
+    path = fetch(f"http://localhost:{server}/video", policy(), tmp_path / "v.mp4")
+    assert path.read_bytes() == BODY
+
+
+def test_every_redirect_hop_is_held_to_the_allow_list(server, tmp_path: Path):
+    with pytest.raises(PermissionDeniedError, match=r"127\.0\.0\.1 is not on this server's"):
+        fetch(f"http://localhost:{server}/to-loopback", policy(), tmp_path / "v.mp4")
+    for hop in ("to-file", "to-ftp"):
+        with pytest.raises(PermissionDeniedError, match="away from http"):
+            fetch(f"http://localhost:{server}/{hop}", policy(), tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_the_address_connected_to_is_checked_not_only_the_name(server, tmp_path, monkeypatch):
+    """DNS that answers a public address to the check and loopback to the connect."""
+    real = socket.getaddrinfo
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]])
+
+    def rebinding(*args, **kwargs):
+        return next(answers, None) or real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    strict = SourcePolicy(http_hosts=["localhost"])
+    with pytest.raises(PermissionDeniedError, match="connected to a private address"):
+        fetch(f"http://localhost:{server}/video", strict, tmp_path / "v.mp4")
+
+
+def test_a_trickling_source_is_cut_at_the_total_deadline(server, tmp_path: Path):
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
+        fetch(f"http://localhost:{server}/trickle", policy(timeout_s=1.0), tmp_path / "v.mp4")
+    took = time.monotonic() - start
+    print(f"trickling source cut after {took:.2f} s (deadline 1 s, a byte every 0.3 s)")
+    assert took < 2.0
+
+
+def test_downloads_at_once_are_bounded(server, tmp_path: Path):
+    slow = policy(timeout_s=2.0, max_downloads=2)
+    errors: list[Exception] = []
+
+    def trickle(name: str) -> None:
+        try:
+            fetch(f"http://localhost:{server}/trickle", slow, tmp_path / name)
+        except Exception as error:  # the deadline, expected
+            errors.append(error)
+
+    threads = [threading.Thread(target=trickle, args=(f"{i}.mp4",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    with pytest.raises(ResourceExhaustedError, match="2 downloads are running"):
+        fetch(f"http://localhost:{server}/video", slow, tmp_path / "third.mp4")
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(e, DeadlineExceededError) for e in errors) and len(errors) == 2
+    # Once they are done, downloads are taken again.
+    assert fetch(f"http://localhost:{server}/video", slow, tmp_path / "v.mp4").exists()
+    assert sources._downloads == 0
