@@ -5,6 +5,7 @@ Protobuf stays at the edges: servicers and gRPC clients call these, nothing else
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
-from services.errors import InvalidInputError
+from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.sources import SourcePolicy, fetch
@@ -290,15 +291,35 @@ class AudioAssembler:
         return self.audio
 
 
-def local_video(source: pb.VideoSource, policy: SourcePolicy, folder: Path) -> Path:
+# A staged file keeps its name's extension (decoders read it as a hint) when it is this
+# short and plain; anything else is staged as ".video".
+STAGED_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+
+
+def staged_suffix(name: str) -> str:
+    """The extension a staged copy of `name` gets: a caller's file name cannot make the
+    server's path too long or carry a NUL or a separator into it."""
+    suffix = Path(name.replace("\x00", "")).suffix
+    return suffix if STAGED_SUFFIX.fullmatch(suffix) else ".video"
+
+
+def local_video(
+    source: pb.VideoSource, policy: SourcePolicy, folder: Path, max_inline_bytes: int
+) -> Path:
     """The video a request names, as a local file: an allowed file:// URI's own file, or a
-    copy in `folder` (the caller removes it) of what another URI or the inline bytes hold."""
+    copy in `folder` (the caller removes it) of what another URI or the inline bytes hold
+    (at most `max_inline_bytes`, the upload limit)."""
     which = source.WhichOneof("source")
     name = source.file_name or urllib.parse.urlparse(source.uri).path
-    suffix = Path(name).suffix or ".video"
+    suffix = staged_suffix(name)
     if which == "uri":
         return fetch(source.uri, policy, folder / f"source{suffix}")
     if which == "data":
+        if len(source.data) > max_inline_bytes:
+            raise ResourceExhaustedError(
+                f"inline video of {len(source.data)} bytes is over the upload limit of "
+                f"{max_inline_bytes}"
+            )
         path = folder / f"upload{suffix}"
         path.write_bytes(source.data)
         return path

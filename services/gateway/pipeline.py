@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,9 @@ def staged_outputs() -> Iterator[Staging]:
 
 
 def temporary_path(final: Path) -> Path:
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+    """Beside the final name and unique to the call: requests writing into one folder at once
+    never share a temporary file."""
+    return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
 def check_request(

@@ -30,6 +30,7 @@ from services.contract import (
     plan_to_proto,
     ranking_from_proto,
     ranking_to_proto,
+    staged_suffix,
     tags_to_proto,
 )
 from services.domain import CandidateScore, GeneratedMusic, MusicBrief, MusicPlan
@@ -115,7 +116,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
         async with observed(SERVICE, "Score", context):
             with self._request_folder() as folder:
-                video = await asyncio.to_thread(local_video, request.video, self.sources, folder)
+                video = await asyncio.to_thread(
+                    local_video, request.video, self.sources, folder, self.config.max_upload_bytes
+                )
                 with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
                         video, shared_uri, request.controls, request.output, folder, context
@@ -138,8 +141,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         f"upload of {header.size_bytes} bytes is over the limit of "
                         f"{self.config.max_upload_bytes}"
                     )
-                suffix = Path(header.file_name).suffix or ".video"
-                video = folder / f"upload{suffix}"
+                video = folder / f"upload{staged_suffix(header.file_name)}"
                 received = 0
                 with video.open("wb") as target:
                     async for message in request_iterator:

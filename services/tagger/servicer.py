@@ -53,7 +53,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
             backend = self._loaded()
             with tempfile.TemporaryDirectory(prefix="bgm-tagger-") as folder:
                 video = await asyncio.to_thread(
-                    local_video, request.video, self.sources, Path(folder)
+                    local_video, request.video, self.sources, Path(folder), self.sources.max_bytes
                 )
                 async with self._slots:
                     analysis = await asyncio.to_thread(

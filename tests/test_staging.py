@@ -1,0 +1,50 @@
+"""What a request stages on the server: names a caller cannot break, limits inline bytes obey,
+temporary output names no two requests share (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.contract import local_video, staged_suffix
+from services.errors import ResourceExhaustedError
+from services.gateway.pipeline import temporary_path
+from services.gen.bgm.v1 import common_pb2
+from services.media.sources import SourcePolicy
+
+
+@pytest.mark.parametrize(
+    "name, suffix",
+    [
+        ("clip.mp4", ".mp4"),
+        ("holiday.MOV", ".MOV"),
+        ("clip." + "x" * 300, ".video"),  # was OSError: File name too long, INTERNAL
+        ("clip.m\x00p4", ".mp4"),  # a NUL is dropped, not passed to the file system
+        ("clip.mp/../../x", ".video"),
+        ("no-extension", ".video"),
+        ("", ".video"),
+    ],
+)
+def test_a_staged_copy_keeps_only_a_plain_short_extension(name, suffix):
+    assert staged_suffix(name) == suffix
+
+
+def test_a_long_or_odd_file_name_stages_fine(tmp_path: Path):
+    source = common_pb2.VideoSource(data=b"\x00\x00\x00\x18ftypmp42", file_name="a." + "y" * 300)
+    path = local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1 << 20)
+    assert path == tmp_path / "upload.video" and path.read_bytes().endswith(b"mp42")
+
+
+def test_inline_bytes_obey_the_upload_limit(tmp_path: Path):
+    source = common_pb2.VideoSource(data=b"x" * 1001, file_name="clip.mp4")
+    with pytest.raises(ResourceExhaustedError, match="over the upload limit of 1000"):
+        local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporary_output_names_are_unique_per_call(tmp_path: Path):
+    final = tmp_path / "scored.mp4"
+    names = {temporary_path(final) for _ in range(4)}
+    assert len(names) == 4
+    assert all(n.parent == tmp_path and n.suffix == ".mp4" for n in names)
