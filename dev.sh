@@ -19,7 +19,7 @@ TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
 TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
-# "The sound bank"); without them it falls back to tinysoundfont and TimGM6mb, and says so.
+# "How the composer sounds"); without them it falls back to TimGM6mb, and says so.
 DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless)
 
 debian_packages() {

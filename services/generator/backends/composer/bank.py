@@ -16,9 +16,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Full General MIDI banks from Debian, best first (README, "The sound bank": MuseScore
-# General's uncompressed SoundFont sounds best of them and loads in about a second; its .sf3
-# needs its samples decoded at every load; FluidR3 is the lighter fallback).
+# Full General MIDI banks from Debian, best first (README, "How the composer sounds"):
+# MuseScore General's uncompressed SoundFont sounds best of them and loads in half a second;
+# its .sf3 decodes its samples at every load (6.5 s); FluidR3 is the lighter fallback.
 FULL_BANKS = (
     Path("/usr/share/sounds/sf2/MuseScore_General_Full.sf2"),
     Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
