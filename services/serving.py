@@ -22,17 +22,29 @@ from services.errors import BgmError
 
 log = logging.getLogger("bgm")
 
+# The longest message a client gets: a message can echo what the caller sent (a 1 MB genre
+# name), and past the client's metadata limit the status itself would be lost.
+MAX_MESSAGE_CHARS = 1000
+
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client sees; never a stack trace."""
+    """The status code and message a client sees; never a stack trace, never longer than
+    MAX_MESSAGE_CHARS."""
     if isinstance(error, BgmError):
-        return grpc.StatusCode[error.status_code], str(error)
+        return grpc.StatusCode[error.status_code], _bounded(str(error))
     if isinstance(error, grpc.aio.AioRpcError):
         # A downstream service's error reaches the client with its code.
-        return error.code(), error.details() or error.code().name
+        return error.code(), _bounded(error.details() or error.code().name)
     if isinstance(error, asyncio.TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed"
     return grpc.StatusCode.INTERNAL, "internal error (the server log has the details)"
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_MESSAGE_CHARS
+    return f"{message[: MAX_MESSAGE_CHARS - 40]} ... ({cut + 40} more characters)"
 
 
 @contextlib.asynccontextmanager
