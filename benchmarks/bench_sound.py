@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
-from services.generator.backends.composer.mixing import Mixer, MixPart  # noqa: E402
+from services.generator.backends.composer.mixing import Mixer  # noqa: E402
 from services.generator.backends.composer.styles import STYLES  # noqa: E402
 from services.generator.beatcheck import genre_brief  # noqa: E402
 from services.media.audio import write_audio_file  # noqa: E402
@@ -162,16 +162,11 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
         total = spectrum.sum()
         shares = [spectrum[(freqs >= lo) & (freqs < hi)].sum() / total
                   for lo, hi in ((0, 250), (250, 4000), (4000, rate))]  # fmt: skip
-        chain = ", ".join(mixer_chain(genre))
+        chain = ", ".join(STYLES[genre].production.chain)
         lra_text = f"{lra:5.1f}" if lra is not None else "    -"
         print(f"  {genre:<11} {lufs:6.1f} {lra_text} {crest:5.1f}dB  "
               f"{shares[0]:4.0%} / {shares[1]:4.0%} / {shares[2]:4.0%}   {chain}")  # fmt: skip
     print()
-
-
-def mixer_chain(genre: str) -> list[str]:
-    production = STYLES[genre].production
-    return Mixer(production, [MixPart("piano", 1.0, False)], 48000, 0.5, [], False).chain
 
 
 def reel_section(analysis, folder: Path, seconds: float) -> None:
@@ -196,7 +191,7 @@ def reel_section(analysis, folder: Path, seconds: float) -> None:
         assert plan is not None
         notes = (f"{plan.key}, {plan.bpm:.0f} BPM, {plan.meter}; "
                  f"{', '.join(plan.instruments)}")  # fmt: skip
-        mix = ", ".join(mixer_chain(genre))
+        mix = ", ".join(STYLES[genre].production.chain)
         if "drums" in plan.instruments:
             mix += f"; GS drum kit {STYLES[genre].production.kit}"
         rows.append(f"<tr><th>{html.escape(genre)}</th>{''.join(cells)}"

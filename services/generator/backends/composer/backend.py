@@ -52,7 +52,7 @@ from services.generator.backends.composer.render import (
     Synthesizer,
     synthesizer,
 )
-from services.generator.backends.composer.styles import PANS, STYLES, Style
+from services.generator.backends.composer.styles import ACOUSTIC_KICK, KICK, PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import (
     METERS,
@@ -68,8 +68,8 @@ VERSION = "2.0"
 # Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
 PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8,
               "pulse": 0.45}  # fmt: skip
-# Bass drums (GM keys), which the sidechain pumps to.
-KICKS = (35, 36)
+# Bass drums, which the sidechain pumps to.
+KICKS = (ACOUSTIC_KICK, KICK)
 # The loudest sample the mix may reach (mastering sets the final level).
 MAX_PEAK = 0.9
 # How often a genre that plays in several meters takes its usual one.
@@ -152,13 +152,13 @@ class ComposerGenerator:
         cut_times = sorted(c.time_s for c in cuts)
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng)
         notes = shaped(_without_overlaps(notes), plan, roles)
-        performance = perform(notes, plan, forms, arrangement.chord_starts, cut_times,
-                              brief.sample_rate, rng)  # fmt: skip
-        report(0.15)
-        total = round(brief.duration_s * brief.sample_rate)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
+        performance = perform(by_instrument, plan, forms, arrangement.chord_starts, cut_times,
+                              brief.sample_rate, rng)  # fmt: skip
+        report(0.15)
+        total = round(brief.duration_s * brief.sample_rate)
         tracks, parts, mix_parts = [], [], []
         kicks: list[int] = []
         for index, instrument in enumerate(band):

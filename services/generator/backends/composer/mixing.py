@@ -100,24 +100,6 @@ class Mixer:
                                                cutoff_hz=production.lowpass_hz))  # fmt: skip
         self._bus = pedalboard.Pedalboard(bus)
 
-    @property
-    def chain(self) -> list[str]:
-        """What the bus and the sends do, in words (the plan's and the demo reel's notes)."""
-        p = self.production
-        notes = [f"{p.space.name} reverb"]
-        if p.delay:
-            notes.append(f"{p.delay[0]:g}-beat echo")
-        if p.pump:
-            notes.append("sidechain pumping")
-        notes.append(f"bus compression {p.bus_compression[1]:g}:1")
-        if p.saturation_db:
-            notes.append("tape saturation")
-        if p.lowpass_hz:
-            notes.append(f"low-pass {p.lowpass_hz / 1000:g} kHz")
-        if p.crackle:
-            notes.append("vinyl crackle")
-        return notes
-
     def _process(self, board, audio: np.ndarray) -> np.ndarray:
         return board.process(audio, self.sample_rate, reset=False)
 

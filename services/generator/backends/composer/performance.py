@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +101,7 @@ def shaped(notes: Sequence[Note], plan: TimingPlan, roles: Roles) -> list[Note]:
 
 
 def perform(
-    notes: Sequence[Note],
+    by_instrument: Mapping[str, Sequence[Note]],
     plan: TimingPlan,
     forms: Sequence[SectionForm],
     chord_starts: Sequence[float],
@@ -112,13 +111,10 @@ def perform(
 ) -> Performance:
     """The notes at the samples they sound (seeded offsets around the grid, legato), and
     each instrument's controller changes."""
-    by_instrument: dict[str, list[Note]] = defaultdict(list)
-    for note in notes:
-        by_instrument[note.instrument].append(note)
     scheduled: dict[str, list[ScheduledNote]] = {}
     controls: dict[str, list[Control]] = {}
     # The music sounds from the first sample: the first notes are exactly there.
-    first = min((note.start for note in notes), default=0.0)
+    first = min((n.start for played in by_instrument.values() for n in played), default=0.0)
     for instrument, played in by_instrument.items():
         spread = TIMING_SD_MS.get(instrument, 5.0) / 1000.0
         # One draw per note, in order: the same seed plays the same.

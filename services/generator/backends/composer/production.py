@@ -82,6 +82,23 @@ class Production:
     # 8 Room, 16 Power, 24 Electronic, 25 TR-808, 32 Jazz, 40 Brush, 48 Orchestra).
     kit: int = 0
 
+    @property
+    def chain(self) -> list[str]:
+        """What the sends and the bus do, in words (the demo reel's notes)."""
+        notes = [f"{self.space.name} reverb"]
+        if self.delay:
+            notes.append(f"{self.delay[0]:g}-beat echo")
+        if self.pump:
+            notes.append("sidechain pumping")
+        notes.append(f"bus compression {self.bus_compression[1]:g}:1")
+        if self.saturation_db:
+            notes.append("tape saturation")
+        if self.lowpass_hz:
+            notes.append(f"low-pass {self.lowpass_hz / 1000:g} kHz")
+        if self.crackle:
+            notes.append("vinyl crackle")
+        return notes
+
     def send_of(self, instrument: str) -> float:
         return self.sends.get(instrument, self.send)
 

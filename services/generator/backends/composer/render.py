@@ -8,7 +8,7 @@ per part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from ctypes import c_void_p, cast
 from dataclasses import dataclass, field
 from typing import Any
@@ -334,19 +334,3 @@ def _advance(
         cursor[0] += 1
     if block_end > position:
         _fill(synth, buffer[(position - block_start) * 8 : (block_end - block_start) * 8])
-
-
-def render_dry(
-    synth: Synthesizer,
-    parts: Sequence[RenderPart],
-    total_samples: int,
-    progress: Callable[[float], None] | None = None,
-) -> list[np.ndarray]:
-    """Every part's whole dry signal (tests and tools; the generator mixes block by block)."""
-    tracks = [np.zeros((total_samples, 2), dtype=np.float32) for _ in parts]
-    for start, end, audio in synth.blocks(parts, total_samples):
-        for track, block in zip(tracks, audio, strict=True):
-            track[start:end] = block.T
-        if progress is not None:
-            progress(end / total_samples)
-    return tracks
