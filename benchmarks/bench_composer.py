@@ -21,7 +21,7 @@ import numpy as np
 import pyloudnorm
 from scipy.signal import resample_poly
 
-from services.config import ComposerConfig, TaggerConfig
+from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment, UserControls
 from services.gateway.pipeline import OutputOptions, ScorePipeline
 from services.generator.backends.composer.backend import ComposerGenerator
@@ -166,7 +166,7 @@ def main() -> None:
     generator = ComposerGenerator(ComposerConfig())
     score_section()
     beats_section(tagger, generator)
-    output_section(ScorePipeline(tagger, generator, load_vocabulary()))
+    output_section(ScorePipeline(tagger, generator, load_vocabulary(), RequestLimits()))
     if args.long:
         long_section()
     # Last: pinning to one core lasts for the rest of this process.

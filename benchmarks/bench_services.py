@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from services.config import ComposerConfig, TaggerConfig
+from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.devserver import start, stop
 from services.domain import UserControls
 from services.gateway.client import score_remote
@@ -34,7 +34,10 @@ from bench_tagger import CACHE, best_of, proc_status_mb, speed_video
 def overhead_section(gateway: str, folder: Path) -> None:
     video = speed_video(1280, 720)
     pipeline = ScorePipeline(
-        VisionTagger(TaggerConfig()), ComposerGenerator(ComposerConfig()), load_vocabulary()
+        VisionTagger(TaggerConfig()),
+        ComposerGenerator(ComposerConfig()),
+        load_vocabulary(),
+        RequestLimits(),
     )
     local_out = folder / "local.mp4"
     remote_out = folder / "remote.mp4"

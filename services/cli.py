@@ -137,6 +137,7 @@ def _score(args: argparse.Namespace) -> int:
         create_tagger_backend(config.tagger),
         create_generator_backend(config.generator),
         load_vocabulary(),
+        config.limits,
     )
     with progress_bar(f"scoring {Path(args.video).name}", stderr) as report:
         result = pipeline.score(Path(args.video), controls, options, progress=report)

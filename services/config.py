@@ -19,6 +19,8 @@ from services.media.video import VideoLimits
 
 # Where the gateway stages uploads, and so where taggers on the same machine may read.
 DEFAULT_STAGING_DIR = Path(tempfile.gettempdir()) / "bgm-staging"
+# Where the tagger copies videos it fetched, one folder per request.
+DEFAULT_TAGGER_SCRATCH_DIR = Path(tempfile.gettempdir()) / "bgm-tagger"
 
 
 class StrictModel(BaseModel):
@@ -93,6 +95,9 @@ class TaggerConfig(StrictModel):
     text_model_path: Path | None = None
     # What Tagger.Analyze may read by URI.
     sources: SourcePolicy = SourcePolicy(file_roots=[DEFAULT_STAGING_DIR])
+    # Fetched and inline videos are copied here, one folder per request, removed after it
+    # (and at start-up, what a killed tagger left).
+    scratch_dir: Path = DEFAULT_TAGGER_SCRATCH_DIR
 
 
 class ComposerConfig(StrictModel):
@@ -171,6 +176,9 @@ class GatewayConfig(StrictModel):
     # Folders file:// output URIs may name (s3:// and gs:// need the matching extra).
     output_roots: list[Path] = Field(default_factory=list)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+    # Requests one client (one peer address) may have running at once; more are refused
+    # with RESOURCE_EXHAUSTED.
+    max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
 
@@ -180,6 +188,8 @@ class Endpoint(StrictModel):
     port: int = Field(ge=0, le=65535)
     # Prometheus metrics over HTTP; 0 = off.
     metrics_port: int = Field(0, ge=0, le=65535)
+    # Where metrics listen; None = the service's own host.
+    metrics_host: str | None = None
     # Requests worked on at once; more wait their turn.
     max_concurrent: int = Field(2, ge=1)
 
@@ -197,7 +207,31 @@ class ServingConfig(StrictModel):
     poison_file: Path | None = None
 
 
+class RequestLimits(StrictModel):
+    """What one request may hold and ask for, checked at every service's edge before any
+    work (services/edge.py); a request over a limit is refused with the field's name."""
+
+    # Any string not named below: tags, keys, structures, file names.
+    max_name_chars: int = Field(255, ge=16)
+    # Free text: prompts, captions.
+    max_prompt_chars: int = Field(2000, ge=16)
+    max_uri_chars: int = Field(4096, ge=64)
+    # Genres, moods, instruments or negative tags in one list (each name at most once).
+    max_tags: int = Field(16, ge=1)
+    # Cuts or segments in one brief (a two-hour film cut every 0.4 s has 18,000).
+    max_timeline_items: int = Field(20000, ge=1)
+    # Any other list.
+    max_list_items: int = Field(64, ge=1)
+    max_reference_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    max_thumbnail_bytes: int = Field(1024 * 1024, gt=0)
+    # Seeds are 0..max_seed (32-bit, as most generators take them).
+    max_seed: int = Field(2**32 - 1, ge=0, le=2**62)
+    # Seconds of music times candidates one request may ask for.
+    max_music_s: float = Field(7200.0, gt=0)
+
+
 class BgmConfig(StrictModel):
+    limits: RequestLimits = RequestLimits()
     tagger: TaggerConfig = TaggerConfig()
     generator: GeneratorConfig = GeneratorConfig()
     gateway: GatewayConfig = GatewayConfig()

@@ -5,6 +5,7 @@ Protobuf stays at the edges: servicers and gRPC clients call these, nothing else
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,7 +34,7 @@ from services.domain import (
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
 from services.gen.bgm.v1 import gateway_pb2
-from services.media.sources import SourcePolicy, fetch
+from services.media.sources import SourcePolicy, fetch_off_loop
 
 # Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
 # 384 KB of stereo float32, well under any message limit).
@@ -303,7 +304,7 @@ def staged_suffix(name: str) -> str:
     return suffix if STAGED_SUFFIX.fullmatch(suffix) else ".video"
 
 
-def local_video(
+async def local_video(
     source: pb.VideoSource, policy: SourcePolicy, folder: Path, max_inline_bytes: int
 ) -> Path:
     """The video a request names, as a local file: an allowed file:// URI's own file, or a
@@ -313,7 +314,7 @@ def local_video(
     name = source.file_name or urllib.parse.urlparse(source.uri).path
     suffix = staged_suffix(name)
     if which == "uri":
-        return fetch(source.uri, policy, folder / f"source{suffix}")
+        return await fetch_off_loop(source.uri, policy, folder / f"source{suffix}")
     if which == "data":
         if len(source.data) > max_inline_bytes:
             raise ResourceExhaustedError(
@@ -321,6 +322,6 @@ def local_video(
                 f"{max_inline_bytes}"
             )
         path = folder / f"upload{suffix}"
-        path.write_bytes(source.data)
+        await asyncio.to_thread(path.write_bytes, source.data)
         return path
     raise InvalidInputError("the request names no video (set video.uri or video.data)")

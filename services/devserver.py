@@ -45,6 +45,7 @@ class Running:
     metrics: str
     generator_metrics: str
     staging: Path
+    tagger_scratch: Path
     media: Path
     outputs: Path
     log: Path
@@ -59,7 +60,10 @@ def write_config(
     outputs = folder / "outputs"
     outputs.mkdir(exist_ok=True)
     config = {
-        "tagger": {"sources": tagger_sources or {"file_roots": [str(staging), str(media)]}},
+        "tagger": {
+            "sources": tagger_sources or {"file_roots": [str(staging), str(media)]},
+            "scratch_dir": str(folder / "tagger-scratch"),
+        },
         "gateway": {
             "tagger_address": f"127.0.0.1:{ports['tagger']}",
             "generator_address": f"127.0.0.1:{ports['generator']}",
@@ -123,6 +127,7 @@ def start(
         f"http://127.0.0.1:{ports['gateway_metrics']}/metrics",
         f"http://127.0.0.1:{ports['generator_metrics']}/metrics",
         folder / "staging",
+        folder / "tagger-scratch",
         media,
         folder / "outputs",
         log,

@@ -31,6 +31,10 @@ class RayContext:
     def code(self) -> grpc.StatusCode | None:
         return self._context.code()
 
+    def peer(self) -> str:
+        # The caller as Ray's proxy saw it.
+        return str(self._context.peer())
+
     def time_remaining(self) -> float | None:
         # Ray's proxy keeps the deadline; the replica's task is cancelled when it passes.
         return None

@@ -29,12 +29,14 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
             servers.append(HostedServer([builders[name](config)],
                                         f"{endpoint.host}:{endpoint.port}",
                                         config.serving.max_message_bytes))  # fmt: skip
-            metrics.append(endpoint.metrics_port)
+            metrics_host = endpoint.metrics_host or endpoint.host
+            metrics.append((metrics_host, endpoint.metrics_port))
             logging.getLogger("bgm").info(
-                "%s on %s:%d (metrics :%d)",
+                "%s on %s:%d (metrics %s:%d)",
                 name,
                 endpoint.host,
                 endpoint.port,
+                metrics_host,
                 endpoint.metrics_port,
             )
         await run_servers(servers, metrics, config.serving.grace_s, on_started)

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.errors import BgmError
+from services.errors import BgmError, ResourceExhaustedError
 
 log = logging.getLogger("bgm")
 
@@ -78,6 +78,42 @@ async def observed(
         metrics.request_finished(service, method, code.name, time.perf_counter() - started)
 
 
+def client_of(context: grpc.aio.ServicerContext) -> str:
+    """Who is calling, as far as the connection tells: the peer's address without its port
+    (one client's connections share it). An authentication layer would name an identity."""
+    peer = context.peer() or "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6") and ":" in rest:
+        return f"{kind}:{rest.rsplit(':', 1)[0]}"
+    return peer
+
+
+class PerClientLimit:
+    """At most `limit` requests of one client at once; more are refused with
+    RESOURCE_EXHAUSTED, so one caller cannot take every worker."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._running: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def slot(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        client = client_of(context)
+        running = self._running.get(client, 0)
+        if running >= self.limit:
+            raise ResourceExhaustedError(
+                f"this client already has {running} requests running; the limit per client "
+                f"is {self.limit}"
+            )
+        self._running[client] = running + 1
+        try:
+            yield
+        finally:
+            self._running[client] -= 1
+            if not self._running[client]:
+                del self._running[client]
+
+
 @dataclass(frozen=True)
 class ServiceBinding:
     """One gRPC service to host: its full name, how to add it, and its servicer."""
@@ -89,12 +125,38 @@ class ServiceBinding:
     ready: Callable[[], Awaitable[None]] | None = None
     # Awaited after the server has stopped (closes the servicer's own channels).
     close: Callable[[], Awaitable[None]] | None = None
+    # Runs while the server does, given a function that reports the service SERVING or
+    # NOT_SERVING (the gateway: whether the services it needs answer).
+    watch: Callable[[Callable[[bool], Awaitable[None]]], Coroutine[Any, Any, None]] | None = None
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+# A channel to another service tries to reconnect at least this often while it is down, so
+# calls work again within about this long of the service coming back (gRPC's default backoff
+# grows to two minutes).
+RECONNECT_BACKOFF_MS = 500
+# Keepalive pings during calls find a peer that vanished without closing its connection (a
+# pod gone from the network). Not more often than servers accept by default (5 minutes
+# without data), or they would close the connection.
+KEEPALIVE_MS = 300_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+
+
+def service_channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Options of a channel from one service to another."""
+    return [
+        *channel_options(max_message_bytes),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ]
 
 
@@ -116,6 +178,7 @@ class HostedServer:
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
+        self._watches: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         for binding in self.bindings:
@@ -127,9 +190,23 @@ class HostedServer:
                 await binding.ready()
             await self.health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for binding in self.bindings:
+            if binding.watch is not None:
+                self._watches.append(asyncio.create_task(binding.watch(self._reporter(binding))))
+
+    def _reporter(self, binding: ServiceBinding) -> Callable[[bool], Awaitable[None]]:
+        async def report(serving: bool) -> None:
+            status = health_pb2.HealthCheckResponse.SERVING if serving else (
+                health_pb2.HealthCheckResponse.NOT_SERVING)  # fmt: skip
+            await self.health.set(binding.name, status)
+            await self.health.set("", status)
+
+        return report
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking requests, let those in flight finish (up to `grace_s`), then exit."""
+        for watch in self._watches:
+            watch.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         for binding in self.bindings:
@@ -139,14 +216,15 @@ class HostedServer:
 
 async def run_servers(
     servers: Sequence[HostedServer],
-    metrics_ports: Sequence[int],
+    metrics_addresses: Sequence[tuple[str, int]],
     grace_s: float,
     on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT, then drain and stop."""
-    for port in metrics_ports:
+    """Run until SIGTERM or SIGINT, then drain and stop. Metrics are served on each
+    (host, port) whose port is not 0."""
+    for host, port in metrics_addresses:
         if port:
-            start_http_server(port)
+            start_http_server(port, addr=host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -95,6 +95,7 @@ def test_tempo_map_is_gradual_and_meets_cuts():
         110,
         METERS["4/4"],
         0.08,
+        heartbeat=lambda: None,
     )
     periods = np.diff(plan.beats_s)
     assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02

@@ -3,6 +3,7 @@ temporary output names no two requests share (issue 15)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -32,14 +33,14 @@ def test_a_staged_copy_keeps_only_a_plain_short_extension(name, suffix):
 
 def test_a_long_or_odd_file_name_stages_fine(tmp_path: Path):
     source = common_pb2.VideoSource(data=b"\x00\x00\x00\x18ftypmp42", file_name="a." + "y" * 300)
-    path = local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1 << 20)
+    path = asyncio.run(local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1 << 20))
     assert path == tmp_path / "upload.video" and path.read_bytes().endswith(b"mp42")
 
 
 def test_inline_bytes_obey_the_upload_limit(tmp_path: Path):
     source = common_pb2.VideoSource(data=b"x" * 1001, file_name="clip.mp4")
     with pytest.raises(ResourceExhaustedError, match="over the upload limit of 1000"):
-        local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1000)
+        asyncio.run(local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1000))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,7 +15,6 @@ from services.tagger.tagging import bpm_range
 from services.tagger.vocabulary import TagKind, Vocabulary
 
 STRUCTURES = ("free", "composer", "reference")
-MAX_REFERENCE_BYTES = 16 * 1024 * 1024
 
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
@@ -28,11 +27,6 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
     if controls.reference_audio and controls.structure != "reference":
         raise InvalidInputError("a reference audio file was given but structure is not "
                                 "'reference'")  # fmt: skip
-    if len(controls.reference_audio) > MAX_REFERENCE_BYTES:
-        raise InvalidInputError(
-            f"the reference audio is {len(controls.reference_audio)} bytes; at most "
-            f"{MAX_REFERENCE_BYTES} (16 MiB)"
-        )
     check_candidates(controls.candidates)
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:

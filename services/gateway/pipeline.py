@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.config import RequestLimits
 from services.domain import (
     CandidateScore,
     GeneratedMusic,
@@ -26,6 +27,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
+from services.edge import check_work
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief, validate_controls
 from services.gateway.mastering import LoudnessReport, Mastered, master
@@ -61,6 +63,9 @@ class OutputOptions:
     # Integrated loudness target; the true peak is kept at or under -1 dBTP.
     lufs: float = -14.0
     keep_original_audio: bool = False
+    # Make the outputs' folder when missing (a gateway's output_uri); the command line wants
+    # it to exist. A folder made for a request that fails is removed.
+    make_folder: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,11 @@ class ScoreResult:
     ranking: list[CandidateScore] = field(default_factory=list)
 
 
-def _check_writable(path: Path, what: str) -> None:
+def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
     folder = path.parent if str(path.parent) else Path(".")
+    if make_folder:
+        # The nearest folder that exists is where the missing ones will be made.
+        folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)
     if path.is_dir():
         raise InvalidInputError(f"{what} {path} is a directory")
     if folder.exists() and not folder.is_dir():
@@ -90,17 +98,18 @@ def _check_writable(path: Path, what: str) -> None:
 
 def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> None:
     output_kind(options.output)
-    _check_writable(options.output, "output")
+    _check_writable(options.output, "output", options.make_folder)
     if options.midi is not None:
         if options.midi.suffix.lower() not in (".mid", ".midi"):
             raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
-        _check_writable(options.midi, "MIDI file")
+        _check_writable(options.midi, "MIDI file", options.make_folder)
     if options.stems_dir is not None:
         if options.stems_dir.exists() and not options.stems_dir.is_dir():
             raise InvalidInputError(f"stems folder {options.stems_dir} is a file")
         _check_writable(
             options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
             "stems folder",
+            options.make_folder,
         )
     if options.sample_rate not in sample_rates:
         raise InvalidInputError(
@@ -122,9 +131,11 @@ class Staging:
     folders: list[Path] = field(default_factory=list)
 
     def make_folder(self, folder: Path) -> None:
-        if not folder.exists():
-            folder.mkdir(parents=True)
-            self.folders.append(folder)
+        """Make `folder` and any missing parents, each remembered for removal on failure."""
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            self.folders.append(path)
 
 
 @contextlib.contextmanager
@@ -160,8 +171,14 @@ def check_request(
     options: OutputOptions,
     info: GeneratorInfo,
     vocabulary: Vocabulary,
+    limits: RequestLimits,
 ) -> None:
     """Everything that can be refused on the request's own terms, before any work."""
+    if len(controls.reference_audio) > limits.max_reference_bytes:
+        raise InvalidInputError(
+            f"the reference audio is {len(controls.reference_audio)} bytes; at most "
+            f"{limits.max_reference_bytes}"
+        )
     validate_controls(controls, vocabulary)
     check_structure(controls.structure, info)
     validate_options(options, info.sample_rates)
@@ -173,6 +190,7 @@ def check_request(
             f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
             f"at most {info.max_duration_s:g} s"
         )
+    check_work(probe.duration_s, controls.candidates, limits)
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep")
 
@@ -200,6 +218,8 @@ def write_outputs(
     """Write every output, all or nothing."""
     with staged_outputs() as staging:
         staged = staging.files
+        if options.make_folder:
+            staging.make_folder(options.output.parent)
         temporary = temporary_path(options.output)
         staged.append((temporary, options.output))
         if output_kind(options.output) == "audio":
@@ -224,10 +244,17 @@ def write_outputs(
 class ScorePipeline:
     """The whole job in one process, with the tagger and generator as local backends."""
 
-    def __init__(self, tagger: TaggerBackend, generator: GeneratorBackend, vocabulary: Vocabulary):
+    def __init__(
+        self,
+        tagger: TaggerBackend,
+        generator: GeneratorBackend,
+        vocabulary: Vocabulary,
+        limits: RequestLimits,
+    ):
         self.tagger = tagger
         self.generator = generator
         self.vocabulary = vocabulary
+        self.limits = limits
 
     def score(
         self,
@@ -239,7 +266,9 @@ class ScorePipeline:
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        check_request(video, controls, options, self.generator.describe(), self.vocabulary)
+        check_request(
+            video, controls, options, self.generator.describe(), self.vocabulary, self.limits
+        )
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()

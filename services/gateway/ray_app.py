@@ -25,6 +25,7 @@ class GatewayDeployment:
         metrics.export_through_ray()
         settings = application_settings(config)
         self.servicer = GatewayServicer.from_config(settings)
+        self.servicer.sweep_staging()
 
     async def Score(
         self, request: gateway_pb2.ScoreRequest, grpc_context: Any

@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
+import logging
 import time
 import urllib.parse
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from services import metrics
-from services.config import BgmConfig, GatewayConfig
+from services.config import BgmConfig, GatewayConfig, RequestLimits
 from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
@@ -34,6 +33,7 @@ from services.contract import (
     tags_to_proto,
 )
 from services.domain import CandidateScore, GeneratedMusic, MusicBrief, MusicPlan
+from services.edge import EdgeSchema
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
 from services.gateway.pipeline import OutputOptions, check_request, master_music, write_outputs
@@ -48,10 +48,16 @@ from services.gen.bgm.v1 import (
 )
 from services.generator.backend import GeneratorInfo
 from services.media.sources import SourcePolicy, file_uri_path
-from services.serving import channel_options, observed
+from services.scratch import scratch_folder, sweep
+from services.serving import PerClientLimit, observed, service_channel_options
 from services.tagger.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
+# The staging folders' owner, for the start-up sweep.
+SCRATCH_OWNER = "gateway"
+# How often the gateway checks that the tagger and the generator answer.
+DEPENDENCY_CHECK_S = 1.0
+log = logging.getLogger("bgm")
 
 
 def _retrying_channel(
@@ -70,7 +76,7 @@ def _retrying_channel(
             },
         }]
     }  # fmt: skip
-    options = [*channel_options(max_message_bytes), ("grpc.enable_retries", 1),
+    options = [*service_channel_options(max_message_bytes), ("grpc.enable_retries", 1),
                ("grpc.service_config", json.dumps(policy))]  # fmt: skip
     return grpc.aio.insecure_channel(address, options=options)
 
@@ -80,11 +86,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self,
         config: GatewayConfig,
         vocabulary: Vocabulary,
+        limits: RequestLimits,
         max_concurrent: int,
         max_message_bytes: int,
     ):
         self.config = config
         self.vocabulary = vocabulary
+        self.limits = limits
+        self.schema = EdgeSchema(limits)
         self.sources = SourcePolicy(
             **{**config.sources.model_dump(),
                "file_roots": [*config.sources.file_roots, config.staging_dir]})  # fmt: skip
@@ -97,11 +106,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self.tagger = tagger_pb2_grpc.TaggerStub(self.tagger_channel)
         self.generator = generator_pb2_grpc.GeneratorStub(self.generator_channel)
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._per_client = PerClientLimit(config.max_requests_per_client)
 
     @classmethod
     def from_config(cls, config: BgmConfig) -> GatewayServicer:
         """The gateway as the config describes it (standalone server and Ray app alike)."""
-        return cls(config.gateway, load_vocabulary(),
+        return cls(config.gateway, load_vocabulary(), config.limits,
                    max_concurrent=config.serving.gateway.max_concurrent,
                    max_message_bytes=config.serving.max_message_bytes)  # fmt: skip
 
@@ -109,15 +119,41 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         await self.tagger_channel.close()
         await self.generator_channel.close()
 
+    async def watch_dependencies(self, report: Callable[[bool], Awaitable[None]]) -> None:
+        """Report the gateway NOT_SERVING while the tagger or the generator does not answer
+        (checked every DEPENDENCY_CHECK_S), SERVING again as soon as both do."""
+        serving = True
+        while True:
+            answers = await asyncio.gather(
+                self.tagger.Describe(tagger_pb2.TaggerDescribeRequest(),
+                                     timeout=DEPENDENCY_CHECK_S,
+                                     metadata=tuple(self.config.tagger_metadata.items())),
+                self.generator.Describe(generator_pb2.GeneratorDescribeRequest(),
+                                        timeout=DEPENDENCY_CHECK_S,
+                                        metadata=tuple(self.config.generator_metadata.items())),
+                return_exceptions=True,
+            )  # fmt: skip
+            failures = [answer for answer in answers if isinstance(answer, BaseException)]
+            if (not failures) != serving:
+                serving = not failures
+                if failures:
+                    log.warning("NOT_SERVING: a dependency does not answer: %s",
+                                "; ".join(str(f)[:200] for f in failures))  # fmt: skip
+                else:
+                    log.info("SERVING: the tagger and the generator answer again")
+                await report(serving)
+            await asyncio.sleep(DEPENDENCY_CHECK_S)
+
     # ---- the two entry points ---------------------------------------------------------
 
     async def Score(
         self, request: gateway_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
         async with observed(SERVICE, "Score", context):
-            with self._request_folder() as folder:
-                video = await asyncio.to_thread(
-                    local_video, request.video, self.sources, folder, self.config.max_upload_bytes
+            self.schema.check(request)
+            with self._per_client.slot(context), self._request_folder() as folder:
+                video = await local_video(
+                    request.video, self.sources, folder, self.config.max_upload_bytes
                 )
                 with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
@@ -131,16 +167,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[gateway_pb2.ScoreUploadResponse]:
         async with observed(SERVICE, "ScoreUpload", context):
-            with self._request_folder() as folder:
-                first = await anext(aiter(request_iterator), None)
-                if first is None or first.WhichOneof("part") != "header":
-                    raise InvalidInputError("an upload must start with its header")
-                header = first.header
-                if header.size_bytes > self.config.max_upload_bytes:
-                    raise ResourceExhaustedError(
-                        f"upload of {header.size_bytes} bytes is over the limit of "
-                        f"{self.config.max_upload_bytes}"
-                    )
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise InvalidInputError("an upload must start with its header")
+            header = first.header
+            self.schema.check(header)
+            if header.size_bytes > self.config.max_upload_bytes:
+                raise ResourceExhaustedError(
+                    f"upload of {header.size_bytes} bytes is over the limit of "
+                    f"{self.config.max_upload_bytes}"
+                )
+            with self._per_client.slot(context), self._request_folder() as folder:
                 video = folder / f"upload{staged_suffix(header.file_name)}"
                 received = 0
                 with video.open("wb") as target:
@@ -163,16 +200,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     # ---- the work ---------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _request_folder(self) -> Iterator[Path]:
-        """A staging folder for one request, removed when the request ends however it ends."""
-        self.config.staging_dir.mkdir(parents=True, exist_ok=True)
-        path = self.config.staging_dir / uuid.uuid4().hex
-        path.mkdir()
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+    def _request_folder(self) -> contextlib.AbstractContextManager[Path]:
+        """A staging folder for one request, removed when the request ends however it ends
+        (and at the next start-up if the gateway is killed)."""
+        return scratch_folder(self.config.staging_dir, SCRATCH_OWNER)
+
+    def sweep_staging(self) -> None:
+        """Remove the staging folders that killed gateways on this host left behind."""
+        sweep(self.config.staging_dir, SCRATCH_OWNER)
 
     @contextlib.contextmanager
     def _shared_staging(self, video: Path, request_id: str) -> Iterator[str]:
@@ -200,7 +235,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if extension is None:
             raise InvalidInputError(f"unknown output format {output.format}")
         target = self._output_folder(output.output_uri) if output.output_uri else folder / "out"
-        target.mkdir(parents=True, exist_ok=True)
         return OutputOptions(
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
@@ -208,6 +242,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             sample_rate=output.sample_rate or 48000,
             lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
             keep_original_audio=output.keep_original_audio,
+            make_folder=True,
         )
 
     def _output_folder(self, uri: str) -> Path:
@@ -215,7 +250,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise InvalidInputError(
                 f"output URI {uri!r}: only file:// folders are supported by this gateway"
             )
-        return file_uri_path(uri, self.config.output_roots, "write")
+        path = file_uri_path(uri, self.config.output_roots, "write")
+        blocking = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise InvalidInputError("output_uri: names a folder where a file already is")
+        return path
 
     async def _generator_info(self) -> GeneratorInfo:
         reply = await self.generator.Describe(
@@ -241,7 +280,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder)
         info = await self._generator_info()
-        await asyncio.to_thread(check_request, video, controls, options, info, self.vocabulary)
+        await asyncio.to_thread(
+            check_request, video, controls, options, info, self.vocabulary, self.limits
+        )
         async with self._slots:
             yield _progress("analysis", 0.02)
             reply = await self.tagger.Analyze(

@@ -30,10 +30,8 @@ class GeneratorDeployment:
         batching = settings.generator.batching
         self._pooled_batch.set_max_batch_size(batching.max_jobs)  # type: ignore[attr-defined]
         self._pooled_batch.set_batch_wait_timeout_s(batching.wait_s)  # type: ignore[attr-defined]
-        self.servicer = GeneratorServicer(
-            self.backend,
-            max_concurrent=settings.serving.generator.max_concurrent,
-            batch_runner=self._pooled if self.backend.describe().batches else None,
+        self.servicer = GeneratorServicer.from_config(
+            settings, self.backend, self._pooled if self.backend.describe().batches else None
         )
         self.settings = settings
 

@@ -12,7 +12,7 @@ from services.serving import ServiceBinding
 
 
 def binding(config: BgmConfig) -> ServiceBinding:
-    servicer = GeneratorServicer(None, max_concurrent=config.serving.generator.max_concurrent)
+    servicer = GeneratorServicer.from_config(config, None)
 
     async def ready() -> None:
         # The backend (SoundFont, or a model) loads while health checks say NOT_SERVING.

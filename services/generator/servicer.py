@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import grpc
 
 from services import metrics
+from services.config import BgmConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic
+from services.edge import EdgeSchema, check_work
 from services.errors import CancelledError, UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
@@ -39,13 +41,26 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(
         self,
         backend: GeneratorBackend | None,
+        limits: RequestLimits,
         max_concurrent: int,
         batch_runner: BatchRunner | None = None,
     ):
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
+        self.limits = limits
+        self.schema = EdgeSchema(limits)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._run = batch_runner or self._in_thread
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BgmConfig,
+        backend: GeneratorBackend | None,
+        batch_runner: BatchRunner | None = None,
+    ) -> GeneratorServicer:
+        """The generator as the config describes it (standalone server and Ray app alike)."""
+        return cls(backend, config.limits, config.serving.generator.max_concurrent, batch_runner)
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -59,6 +74,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
+            self.schema.check(request)
             brief = brief_from_proto(request.brief, stems=request.stems)
             loop = asyncio.get_running_loop()
             progress: asyncio.Queue[float] = asyncio.Queue()
@@ -67,12 +83,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             # next progress report (a fraction of a second apart).
             context.add_done_callback(lambda _: stop.set())
 
+            reported = [-1.0]
+
             def report(fraction: float) -> None:
                 if stop.is_set():
                     raise CancelledError("the caller cancelled the request")
-                loop.call_soon_threadsafe(progress.put_nowait, fraction)
+                # A heartbeat repeats the last fraction: only news is sent on.
+                if fraction != reported[0]:
+                    reported[0] = fraction
+                    loop.call_soon_threadsafe(progress.put_nowait, fraction)
 
             jobs = candidate_jobs(brief, request.candidates or 1, report)
+            check_work(brief.duration_s, len(jobs), self.limits)
             self._loaded()
             async with self._slots:
                 started = time.perf_counter()
@@ -105,6 +127,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
     ) -> generator_pb2.GeneratorDescribeResponse:
         async with observed(SERVICE, "Describe", context):
+            self.schema.check(request)
             info = self._loaded().describe()
             return generator_pb2.GeneratorDescribeResponse(
                 name=info.name, version=info.version, max_duration_s=info.max_duration_s,

@@ -10,6 +10,8 @@ number at once per process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import ipaddress
 import socket
@@ -18,6 +20,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,11 @@ from services.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
+
+# The most downloads a policy may allow at once; the fetch threads are twice as many, so a
+# fetch that is refused, or one of a local file, never waits behind downloads that trickle.
+MAX_DOWNLOADS = 16
+_FETCH_THREADS = ThreadPoolExecutor(max_workers=2 * MAX_DOWNLOADS, thread_name_prefix="bgm-fetch")
 
 
 class SourcePolicy(BaseModel):
@@ -50,7 +59,7 @@ class SourcePolicy(BaseModel):
     # The whole download, connect to last byte (not per read).
     timeout_s: float = Field(60.0, gt=0)
     # Downloads at once in one process; more are refused with RESOURCE_EXHAUSTED.
-    max_downloads: int = Field(4, gt=0)
+    max_downloads: int = Field(4, gt=0, le=MAX_DOWNLOADS)
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -152,6 +161,13 @@ _downloads = 0
 _downloads_lock = threading.Lock()
 
 
+async def fetch_off_loop(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+    """fetch() on threads of its own: a source that trickles holds one of them, never a
+    thread that other requests' work runs on (asyncio's default pool)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_FETCH_THREADS, fetch, uri, policy, destination)
+
+
 def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
     """Make the media `uri` names available as a local file: the file itself for file://,
     else a download to `destination` (which the caller removes)."""
@@ -169,7 +185,8 @@ def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
     raise InvalidInputError(f"unsupported URI scheme in {uri!r}; use file, http(s), s3 or gs")
 
 
-def _download(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+@contextlib.contextmanager
+def _download_slot(policy: SourcePolicy) -> Iterator[None]:
     global _downloads
     with _downloads_lock:
         if _downloads >= policy.max_downloads:
@@ -178,10 +195,15 @@ def _download(uri: str, policy: SourcePolicy, destination: Path) -> Path:
             )
         _downloads += 1
     try:
-        return _download_within(uri, policy, destination, time.monotonic() + policy.timeout_s)
+        yield
     finally:
         with _downloads_lock:
             _downloads -= 1
+
+
+def _download(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+    with _download_slot(policy):
+        return _download_within(uri, policy, destination, time.monotonic() + policy.timeout_s)
 
 
 def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline: float) -> Path:
@@ -250,7 +272,7 @@ def _copy_object(uri: str, policy: SourcePolicy, destination: Path) -> Path:
             f"{uri}: object-store URIs need the s3 or gs extra (pip install 'bgm[s3]')"
         ) from None
     try:
-        with fsspec.open(uri, "rb") as source:
+        with _download_slot(policy), fsspec.open(uri, "rb") as source:
             _copy_bounded(source, destination, policy, uri, time.monotonic() + policy.timeout_s)
     except FileNotFoundError:
         raise MediaNotFoundError(f"{uri} does not exist") from None

@@ -57,6 +57,12 @@ class VideoLimits:
     max_duration_s: float = 7200.0
     max_width: int = 7680
     max_height: int = 4320
+    max_fps: float = 240.0
+
+
+# Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
+# largest size allowed, whatever the machine's core count.
+DECODER_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,29 @@ class SmallFrame:
     grey: np.ndarray
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def decodable_pixels(width: int, height: int) -> int:
+    """The pixels a decoder may allocate for frames of this display size: codecs pad the
+    coded size to whole macroblocks and some add edges (MPEG-4 Part 2 asks for over twice
+    the picture's pixels), so four times the padded size; a stream that grows past the size
+    its header gave is still refused long before it costs real memory."""
+    return 4 * (width + 64) * (height + 64)
+
+
+def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
+    """The file opened for reading; no frame larger than `max_pixels` is ever decoded, not
+    even the one FFmpeg decodes to learn a stream's format while opening."""
     if not path.exists():
-        raise MediaNotFoundError(f"video not found: {path}")
+        raise MediaNotFoundError(f"video not found: {path.name}")
     if not path.is_file():
-        raise InvalidVideoError("not_a_video", f"{path} is not a file")
+        raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
     if path.stat().st_size == 0:
-        raise InvalidVideoError("empty", f"{path} is empty (0 bytes)")
+        raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
     try:
         # Bounded probing so a large non-video file is refused promptly.
-        return av.open(str(path), options={"probesize": "5000000", "analyzeduration": "5000000"})
+        # Global options reach the decoders FFmpeg opens to probe the streams as well.
+        options = {"probesize": "5000000", "analyzeduration": "5000000",
+                   "max_pixels": str(max_pixels)}  # fmt: skip
+        return av.open(str(path), options=options)
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "not_a_video", f"{path.name} is not a video FFmpeg can read ({error.strerror})"
@@ -112,7 +131,7 @@ def probe_video(path: str | Path, limits: VideoLimits | None = None) -> VideoPro
     """Open `path`, check it is a video within `limits`, and describe it."""
     limits = limits or VideoLimits()
     path = Path(path)
-    with _open(path) as container:
+    with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
         return _probe(path, container, limits)
 
 
@@ -134,18 +153,21 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
     coded_width, coded_height = codec.width, codec.height
     if coded_width <= 0 or coded_height <= 0:
         raise InvalidVideoError("corrupt", f"{path.name}: the video stream has no picture size")
-    rotation = _frame_rotation_hint(container, stream)
-    width, height = (
-        (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
-    )
-    if max(width, height) > max(limits.max_width, limits.max_height) or (
-        min(width, height) > min(limits.max_width, limits.max_height)
+    # Size, rate and length as the container states them, checked before any frame is
+    # decoded (either orientation of the limit is allowed).
+    if max(coded_width, coded_height) > max(limits.max_width, limits.max_height) or (
+        min(coded_width, coded_height) > min(limits.max_width, limits.max_height)
     ):
         raise InvalidVideoError(
             "too_large",
-            f"{path.name} is {width}x{height}; the limit is {limits.max_width}x{limits.max_height}",
+            f"{path.name} is {coded_width}x{coded_height}; the limit is "
+            f"{limits.max_width}x{limits.max_height}",
         )
     fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
+    if fps > limits.max_fps:
+        raise InvalidVideoError(
+            "too_large", f"{path.name} runs at {fps:g} frames/s; the limit is {limits.max_fps:g}"
+        )
     duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
         raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
@@ -154,6 +176,10 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
             "too_long",
             f"{path.name} lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:.0f} s",
         )
+    rotation = _frame_rotation_hint(container, stream)
+    width, height = (
+        (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
+    )
     frames = stream.frames or round(duration_s * fps)
     if frames == 1 or (fps <= 0.0 and duration_s < 1e-3):
         raise InvalidVideoError("still_image", f"{path.name} holds a single picture, not a video")
@@ -219,10 +245,15 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
     A file that stops decoding part-way (truncated or corrupt) ends the stream at the last good
     frame; callers compare the decoded span with the probed duration.
     """
-    with _open(probe.path) as container:
+    # No frame may be larger than the probe said (a stream can change size part-way).
+    with _open(probe.path, decodable_pixels(probe.width, probe.height)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        stream.codec_context.options = {"skip_loop_filter": "all"}
+        stream.thread_count = DECODER_THREADS
+        stream.codec_context.options = {
+            "skip_loop_filter": "all",
+            "max_pixels": str(decodable_pixels(probe.width, probe.height)),
+        }
         index = 0
         stride = small_h = small_w = 0
         try:
@@ -289,15 +320,19 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
 
 
-def frames_at(path: Path, rotation: int, times_s: list[float], long_side: int) -> list[np.ndarray]:
+def frames_at(
+    path: Path, rotation: int, times_s: list[float], long_side: int, max_pixels: int
+) -> list[np.ndarray]:
     """RGB frames (uint8, H x W x 3, upright for the display `rotation`) shown at `times_s`
     (seconds from the first frame, ascending), the longer side scaled to `long_side` pixels.
     One seek per time: a few frames from a long video cost a few keyframe intervals of
-    decoding, not the video."""
+    decoding, not the video. No frame larger than `max_pixels` is decoded."""
     frames: list[np.ndarray] = []
-    with _open(path) as container:
+    with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = DECODER_THREADS
+        stream.codec_context.options = {"max_pixels": str(max_pixels)}
         time_base = stream.time_base
         assert time_base is not None
         start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0

@@ -21,6 +21,7 @@ class TaggerDeployment:
         settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
         self.servicer = TaggerServicer.from_config(settings, self.backend)
+        self.servicer.sweep_scratch()
         self.settings = settings
 
     async def Analyze(

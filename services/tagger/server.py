@@ -17,6 +17,7 @@ def binding(config: BgmConfig) -> ServiceBinding:
     async def ready() -> None:
         # The backend (vocabulary, or a vision-language model) loads off the event loop while
         # health checks say NOT_SERVING.
+        await asyncio.to_thread(servicer.sweep_scratch)
         servicer.backend = await asyncio.to_thread(create_tagger_backend, config.tagger)
 
     return ServiceBinding(SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server, servicer, ready)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 import grpc
 
-from services.config import BgmConfig
+from services.config import BgmConfig, RequestLimits
 from services.contract import analysis_to_proto, local_video
+from services.edge import EdgeSchema
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
+from services.scratch import scratch_folder, sweep
 from services.serving import observed
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
 SERVICE = "bgm.v1.Tagger"
+# The scratch folders' owner, for the start-up sweep.
+SCRATCH_OWNER = "tagger"
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
@@ -24,12 +27,16 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self,
         backend: TaggerBackend | None,
         sources: SourcePolicy,
+        scratch_dir: Path,
+        limits: RequestLimits,
         max_concurrent: int,
         max_duration_s: float,
     ):
+        self.schema = EdgeSchema(limits)
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
         self.sources = sources
+        self.scratch_dir = scratch_dir
         self.max_duration_s = max_duration_s
         # CPU-bound work: a few at a time in threads; the rest wait their turn.
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -37,9 +44,13 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
     @classmethod
     def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> TaggerServicer:
         """The tagger as the config describes it (standalone server and Ray app alike)."""
-        return cls(backend, config.tagger.sources,
+        return cls(backend, config.tagger.sources, config.tagger.scratch_dir, config.limits,
                    max_concurrent=config.serving.tagger.max_concurrent,
                    max_duration_s=config.tagger.limits.max_duration_s)  # fmt: skip
+
+    def sweep_scratch(self) -> None:
+        """Remove the folders that killed taggers on this host left behind."""
+        sweep(self.scratch_dir, SCRATCH_OWNER)
 
     def _loaded(self) -> TaggerBackend:
         if self.backend is None:
@@ -50,10 +61,11 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.AnalyzeResponse:
         async with observed(SERVICE, "Analyze", context):
+            self.schema.check(request)
             backend = self._loaded()
-            with tempfile.TemporaryDirectory(prefix="bgm-tagger-") as folder:
-                video = await asyncio.to_thread(
-                    local_video, request.video, self.sources, Path(folder), self.sources.max_bytes
+            with scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder:
+                video = await local_video(
+                    request.video, self.sources, folder, self.sources.max_bytes
                 )
                 async with self._slots:
                     analysis = await asyncio.to_thread(
@@ -66,6 +78,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.TaggerDescribeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.TaggerDescribeResponse:
         async with observed(SERVICE, "Describe", context):
+            self.schema.check(request)
             info = self._loaded().describe()
             vocabulary = info.vocabulary
             return tagger_pb2.TaggerDescribeResponse(

@@ -12,7 +12,7 @@ dominant. Every cut gets a musical event at its exact time, on a beat or not.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -238,8 +238,11 @@ class Composer:
         cuts: list[HitPoint],
         duration_s: float,
         rng: np.random.Generator,
+        heartbeat: Callable[[], None],
     ):
         self.plan = plan
+        # Called often while composing; it raises to cancel.
+        self.heartbeat = heartbeat
         self.style = style
         self.meter_name = plan.meter.name
         self.steps = plan.meter.steps
@@ -251,9 +254,12 @@ class Composer:
         self.rng = rng
         self.result = Arrangement()
         # The bar lines of each section.
+        bar_starts = plan.bar_starts
         self._bars = [
-            [b for b in plan.bar_starts if form.start_beat <= b < form.end_beat] for form in forms
-        ]
+            bar_starts[bisect.bisect_left(bar_starts, form.start_beat) :
+                       bisect.bisect_left(bar_starts, form.end_beat)]
+            for form in forms
+        ]  # fmt: skip
         self.harmony: list[ChordSpan] = []
         # The spans' starts, in order, to find the chord at a beat by bisection.
         self._span_starts: list[float] = []
@@ -292,6 +298,7 @@ class Composer:
                 playing |= self._pickup()
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
             for position, start in enumerate(bars):
+                self.heartbeat()
                 if final is not None and start >= final:
                     break
                 end = start + self.bar_beats
@@ -368,18 +375,23 @@ class Composer:
         # The pickup takes the first chord.
         first = spans[0]
         spans[0] = ChordSpan(-self.plan.pickup_beats - 1, first.end, first.chord, first.numeral)
+        starts = [span.start for span in spans]
         for cut in self.cuts:
+            self.heartbeat()
             beat = plan.beat_at(cut.time_s)
             if not cut.strong or not self._on_beat(beat):
                 continue
             beat = round(beat)
-            for i in range(len(spans) - 1):
-                span, following = spans[i], spans[i + 1]
-                if span.start < beat < span.end and following.numeral != span.numeral:
-                    spans[i] = ChordSpan(span.start, beat, span.chord, span.numeral)
-                    spans[i + 1] = ChordSpan(beat, following.end, following.chord,
-                                             following.numeral)  # fmt: skip
-                    break
+            # The span the beat falls inside (spans are contiguous, in order).
+            i = bisect.bisect_left(starts, beat) - 1
+            if not 0 <= i < len(spans) - 1:
+                continue
+            span, following = spans[i], spans[i + 1]
+            if span.start < beat < span.end and following.numeral != span.numeral:
+                spans[i] = ChordSpan(span.start, beat, span.chord, span.numeral)
+                spans[i + 1] = ChordSpan(beat, following.end, following.chord,
+                                         following.numeral)  # fmt: skip
+                starts[i + 1] = beat
         self.harmony = spans
         self._span_starts = [span.start for span in spans]
 
@@ -736,6 +748,7 @@ class Composer:
         events = []
         previous = -FLURRY_GAP_S
         for cut in sorted(self.cuts, key=lambda c: c.time_s):
+            self.heartbeat()
             beat = self.plan.beat_at(cut.time_s)
             # In a flurry of cuts (a fast montage) only the first gets a big hit.
             strong = cut.strong and cut.time_s - previous >= FLURRY_GAP_S
@@ -745,9 +758,11 @@ class Composer:
             on_beat = self._on_beat(beat)
             events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
         # The stops first, so that no stop silences another cut's hit.
+        self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
                           if strong and not on_beat])  # fmt: skip
         for beat, strong, on_beat in events:
+            self.heartbeat()
             # A weak cut between beats is a light accent (the first of its keys, a cymbal or
             # the like, without the kick): many of them, as in a fast montage, would
             # otherwise beat a second pulse against the music's.
@@ -773,16 +788,17 @@ class Composer:
         drums = self.roles.of("drums")[:1]
         if not stops or not drums:
             return
-        windows = np.array(sorted(stops))
+        windows = sorted(stops)
+        window_starts = [start for start, _ in windows]
         # Windows are half a beat long, so only the latest one starting before a note can
         # hold it.
 
         def stopped(note: Note) -> bool:
-            index = int(np.searchsorted(windows[:, 0], note.start + 1e-6, side="right")) - 1
+            index = bisect.bisect_right(window_starts, note.start + 1e-6) - 1
             if index < 0:
                 return False
             start, end = windows[index]
-            return bool(start - 1e-6 <= note.start < end - 1e-6)
+            return start - 1e-6 <= note.start < end - 1e-6
 
         self.result.notes = [
             n for n in self.result.notes if n.instrument != drums[0] or not stopped(n)

@@ -19,6 +19,7 @@ from services.errors import InvalidInputError
 from services.generator.backend import (
     GenerationJob,
     GeneratorInfo,
+    Heartbeat,
     JobResult,
     ProgressCallback,
     cut_alignment,
@@ -127,6 +128,7 @@ class ComposerGenerator:
     ) -> GeneratedMusic:
         validate_brief(brief, self.describe(), self.vocabulary)
         report = progress or (lambda fraction: None)
+        heartbeat = Heartbeat(report)
         tags = brief.tags
         style = STYLES[tags.genres[0]]
         band = choose_band(style, tags, brief.negative)
@@ -142,21 +144,30 @@ class ComposerGenerator:
         home = _home_key(brief, style, rng)
         roles = assign_roles(style, band)
         cuts = self._hit_points(brief)
-        plan = self._timing(brief, style, meter, cuts)
+        plan = self._timing(brief, style, meter, cuts, heartbeat)
+        heartbeat()
         video = self._section_video(brief, plan)
+        heartbeat()
         mood_modes = None if brief.key_is_fixed else self._mood_modes
         forms = section_forms(plan, video, tags.energy, style, home, brief.duration_s,
                               mood_modes)  # fmt: skip
         report(0.05)
-        arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng).compose()
+        heartbeat.fraction = 0.05
+        arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
+                               heartbeat).compose()  # fmt: skip
+        heartbeat()
         cut_times = sorted(c.time_s for c in cuts)
-        notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng)
-        notes = shaped(_without_overlaps(notes), plan, roles)
+        notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng,
+                                 heartbeat)  # fmt: skip
+        heartbeat()
+        notes = _without_overlaps(notes, heartbeat)
+        heartbeat()
+        notes = shaped(notes, plan, roles, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
         performance = perform(by_instrument, plan, forms, arrangement.chord_starts, cut_times,
-                              brief.sample_rate, rng)  # fmt: skip
+                              brief.sample_rate, rng, heartbeat)  # fmt: skip
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
         tracks, parts, mix_parts = [], [], []
@@ -218,7 +229,12 @@ class ComposerGenerator:
         ]
 
     def _timing(
-        self, brief: MusicBrief, style: Style, meter: Meter, cuts: list[HitPoint]
+        self,
+        brief: MusicBrief,
+        style: Style,
+        meter: Meter,
+        cuts: list[HitPoint],
+        heartbeat: Heartbeat,
     ) -> TimingPlan:
         tags = brief.tags
         starts = sorted(
@@ -234,6 +250,7 @@ class ComposerGenerator:
             preferred,
             meter,
             style.tempo_flex,
+            heartbeat,
             fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
         )
 
@@ -278,27 +295,31 @@ def _peak(audio: np.ndarray, block: int = 1 << 20) -> float:
     )
 
 
-def _without_overlaps(notes: list[Note]) -> list[Note]:
+def _without_overlaps(notes: list[Note], heartbeat: Heartbeat) -> list[Note]:
     """One sounding note per instrument and pitch: an earlier note ends where the next starts
     (a synthesizer's note-off cannot tell two overlapping notes of one key apart). Sustaining
     instruments tie a held pitch across bars instead of striking it again."""
-    ordered = sorted(notes, key=lambda n: (n.instrument, n.pitch, n.start))
+    keys: dict[tuple[str, int], list[Note]] = defaultdict(list)
+    for note in notes:
+        keys[note.instrument, note.pitch].append(note)
     result: list[Note] = []
-    for note in ordered:
-        previous = result[-1] if result else None
-        if previous is None or (previous.instrument, previous.pitch) != (
-            note.instrument,
-            note.pitch,
-        ):
-            result.append(note)
-        elif note.instrument in SUSTAINING and previous.end >= note.start - 1e-6:
-            previous.end = max(previous.end, note.end)
-        else:
-            if previous.end > note.start:
-                previous.end = note.start
-                if previous.end - previous.start < 1e-3:
-                    result.pop()
-            result.append(note)
+    for played in keys.values():
+        heartbeat()
+        played.sort(key=lambda n: n.start)
+        kept: list[Note] = []
+        for note in played:
+            previous = kept[-1] if kept else None
+            if previous is None:
+                kept.append(note)
+            elif note.instrument in SUSTAINING and previous.end >= note.start - 1e-6:
+                previous.end = max(previous.end, note.end)
+            else:
+                if previous.end > note.start:
+                    previous.end = note.start
+                    if previous.end - previous.start < 1e-3:
+                        kept.pop()
+                kept.append(note)
+        result += kept
     return sorted(result, key=lambda n: (n.start, n.instrument, n.pitch))
 
 

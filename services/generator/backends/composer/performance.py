@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +62,7 @@ class Performance:
 
 def with_ghost_notes(
     notes: list[Note], plan: TimingPlan, forms: Sequence[SectionForm], style: Style,
-    cut_times: Sequence[float], rng: np.random.Generator,
+    cut_times: Sequence[float], rng: np.random.Generator, heartbeat: Callable[[], None],
 ) -> list[Note]:  # fmt: skip
     """The drums' notes plus ghost strokes on free off-beat sixteenths in busier sections
     (as many as the style's `ghost_notes` share), never on a cut."""
@@ -72,6 +72,7 @@ def with_ghost_notes(
     taken = {round(n.start * steps) for n in notes if n.instrument == "drums"}
     ghosts = []
     for form in forms:
+        heartbeat()
         if form.intensity < 2:
             continue
         for step in range(form.start_beat * steps, form.end_beat * steps):
@@ -85,18 +86,21 @@ def with_ghost_notes(
     return sorted([*notes, *ghosts], key=lambda n: (n.start, n.instrument, n.pitch))
 
 
-def shaped(notes: Sequence[Note], plan: TimingPlan, roles: Roles) -> list[Note]:
+def shaped(
+    notes: Sequence[Note], plan: TimingPlan, roles: Roles, heartbeat: Callable[[], None]
+) -> list[Note]:
     """Velocities shaped by accent (position in the bar) and by the phrase's arc, per part;
     ghost strokes stay ghosts."""
     result = []
     for note in notes:
+        heartbeat()
         if note.instrument == "drums" and note.velocity <= GHOST_VELOCITY[1]:
             result.append(note)
             continue
         depth = ARC_DEPTH.get(_main_part(roles, note.instrument), 1.0)
         velocity = note.velocity + _accent(note.start, plan) + depth * _arc(note.start, plan)
         result.append(Note(note.instrument, note.pitch, note.start, note.end,
-                           int(np.clip(round(velocity), 1, 127))))  # fmt: skip
+                           min(127, max(1, round(velocity)))))  # fmt: skip
     return result
 
 
@@ -108,6 +112,7 @@ def perform(
     cut_times: Sequence[float],
     sample_rate: int,
     rng: np.random.Generator,
+    heartbeat: Callable[[], None],
 ) -> Performance:
     """The notes at the samples they sound (seeded offsets around the grid, legato), and
     each instrument's controller changes."""
@@ -121,6 +126,7 @@ def perform(
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
         for note, offset in zip(played, offsets, strict=True):
+            heartbeat()
             start_s = plan.beat_time(note.start)
             if note.start <= first or _near_cut(start_s, cut_times):
                 offset = 0.0
@@ -134,10 +140,13 @@ def perform(
                     max(start + 1, round(end_s * sample_rate)),
                 )
             )
+        heartbeat()
         if instrument in SUSTAINING:
             result = _legato(result, round(LEGATO_S * sample_rate))
+        heartbeat()
         scheduled[instrument] = result
         controls[instrument] = _expression(played, plan, forms, instrument, sample_rate, first)
+        heartbeat()
         if instrument in PEDALLED:
             controls[instrument] += _pedal(chord_starts, plan, sample_rate)
             controls[instrument].sort(key=lambda c: c.sample)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,12 +147,17 @@ class TimingPlan:
             return beats[-1] + (beat - (len(beats) - 1)) * (beats[-1] - beats[-2])
         return beats[index] + (beat - index) * (beats[index + 1] - beats[index])
 
+    # Cached: searching the list itself would convert it to an array on every call.
+    @functools.cached_property
+    def _beats_array(self) -> np.ndarray:
+        return np.asarray(self.beats_s)
+
     def beat_at(self, seconds: float) -> float:
         """The fractional beat position of a time (the inverse of beat_time)."""
         beats = self.beats_s
         if len(beats) == 1:
             return (seconds - beats[0]) * self.base_bpm / 60.0
-        index = int(np.searchsorted(beats, seconds, side="right")) - 1
+        index = int(np.searchsorted(self._beats_array, seconds, side="right")) - 1
         index = max(0, min(index, len(beats) - 2))
         return index + (seconds - beats[index]) / (beats[index + 1] - beats[index])
 
@@ -164,16 +170,18 @@ def plan_timing(
     preferred_bpm: float,
     meter: Meter,
     tempo_flex: float,
+    heartbeat: Callable[[], None],
     fixed_bpm: float | None = None,
 ) -> TimingPlan:
-    """Beats, bars and sections for a piece of `duration_s`."""
+    """Beats, bars and sections for a piece of `duration_s`; `heartbeat` is called often
+    while the search runs (it raises to cancel)."""
     cuts = sorted((c for c in cuts if 0.0 < c.time_s < duration_s), key=lambda c: c.time_s)
     if fixed_bpm is not None:
-        beats, first_downbeat = _fixed_grid(duration_s, cuts, 60.0 / fixed_bpm, meter)
+        beats, first_downbeat = _fixed_grid(duration_s, cuts, 60.0 / fixed_bpm, meter, heartbeat)
         base_bpm = fixed_bpm
     else:
         beats, base_period = _tempo_map(duration_s, cuts, bpm_range, preferred_bpm, meter,
-                                        tempo_flex)  # fmt: skip
+                                        tempo_flex, heartbeat)  # fmt: skip
         first_downbeat = 0
         # The piece's tempo as a listener hears it: the map's median.
         base_bpm = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / base_period
@@ -200,7 +208,11 @@ def _cut_score(cut: HitPoint, beat: int, meter: Meter, first_downbeat: int) -> f
 
 
 def _fixed_grid(
-    duration_s: float, cuts: list[HitPoint], period: float, meter: Meter
+    duration_s: float,
+    cuts: list[HitPoint],
+    period: float,
+    meter: Meter,
+    heartbeat: Callable[[], None],
 ) -> tuple[list[float], int]:
     """Beats of one constant tempo and the first downbeat: the phase (a whole number of
     32nd notes, so the pickup can be notated) and the downbeat chosen for the cuts."""
@@ -217,6 +229,7 @@ def _fixed_grid(
         else:
             beat, on = np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
         for downbeat in range(meter.beats):
+            heartbeat()
             score = sum(
                 _cut_score(cut, int(b), meter, downbeat)
                 for cut, b, hit in zip(cuts, beat, on, strict=True)
@@ -254,6 +267,7 @@ def _anchor_search(
     meter: Meter,
     look_back: int,
     beam: int,
+    heartbeat: Callable[[], None],
 ) -> tuple[float, list[tuple[int, int]]]:
     """The best (cut, beat) anchors for a piece tempo of `period`, and their score."""
     low, high = period / (1 + flex), period * (1 + flex)
@@ -264,6 +278,7 @@ def _anchor_search(
     reached: list[int] = []
     best_score, best_end = 0.0, (-1, (0, 0))
     for j, cut in enumerate(times):
+        heartbeat()
         options: dict[_Key, _State] = {}
         start = max(0, j - look_back)
         if not reached or reached[-1] < start:
@@ -350,6 +365,7 @@ def _tempo_map(
     preferred_bpm: float,
     meter: Meter,
     flex: float,
+    heartbeat: Callable[[], None],
 ) -> tuple[list[float], float]:
     """Beat times of the best tempo map, and the piece's (base) period."""
     # Anywhere in the genre's range, as a film composer picks the click that puts the hits on
@@ -372,16 +388,19 @@ def _tempo_map(
 
     narrow = sorted(
         candidates,
-        key=lambda p: -total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2)[0]),
+        key=lambda p: -total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]),
     )[:FULL_SEARCH_TEMPOS]
     searched = [
         (total(p, score), p, anchors)
         for p in narrow
-        for score, anchors in [_anchor_search(cuts, times, p, flex, meter, LOOK_BACK_CUTS, BEAM)]
+        for score, anchors in [
+            _anchor_search(cuts, times, p, flex, meter, LOOK_BACK_CUTS, BEAM, heartbeat)
+        ]
     ]
     _, period, anchors = max(searched, key=lambda item: item[0])
     points = [(beat, 0.0 if cut < 0 else float(times[cut])) for cut, beat in anchors]
     while True:
+        heartbeat()
         beats = _beats_through(points, period, duration_s)
         broken = _violation(beats, period, flex)
         if broken is None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.config import TaggerConfig
 from services.domain import Segment, Semantics, VideoAnalysis
-from services.media.video import frames_at
+from services.media.video import decodable_pixels, frames_at
 from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
 from services.tagger.backends.vision import PictureBasis, VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, VlmAnswer, instruction, parse_answer
@@ -68,7 +68,8 @@ class VlmTagger:
         shown = frame_times(analysis.segments, settings.frames_per_segment, settings.max_frames)
         frames = iter(frames_at(request.video_path, analysis.rotation,
                                 [t for _, times in shown for t in times],
-                                settings.frame_size))  # fmt: skip
+                                settings.frame_size,
+                                decodable_pixels(analysis.width, analysis.height)))  # fmt: skip
         groups = [
             SegmentFrames(
                 f"Segment {index + 1} ({analysis.segments[index].start_s:.1f}-"

@@ -1,0 +1,172 @@
+"""The one schema of limits every request meets at a service's edge, before any work.
+
+Each service checks the message it receives here first: no file, folder or model call
+happens for a request that breaks a limit. The schema is generic where it can be (every
+string is bounded and free of control characters, every list is bounded, every float is
+finite) and names the fields that differ. The limits themselves live in the typed config
+(`RequestLimits`). Messages name the field (`controls.genres[2]`) and the limit, and quote
+at most a short excerpt of what was sent.
+
+Meaning (is this a known genre, a valid key) is checked later by the domain code, which the
+command line shares; this module only bounds shape and size.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from services.config import RequestLimits
+from services.errors import InvalidInputError, ResourceExhaustedError
+
+# How much of a refused value a message quotes.
+EXCERPT_CHARS = 32
+# Messages nest at most this deep (the contracts nest four levels).
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one field may hold; None = the default for its type."""
+
+    max_chars: int | None = None
+    # Newlines and tabs allowed (free text), other control characters never.
+    text: bool = False
+    max_items: int | None = None
+    unique: bool = False
+    max_bytes: int | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+def _rules(limits: RequestLimits) -> dict[str, Rule]:
+    """Fields whose limits differ from their type's default, by full protobuf name."""
+    tags = Rule(max_items=limits.max_tags, unique=True)
+    prose = Rule(max_chars=limits.max_prompt_chars, text=True)
+    uri = Rule(max_chars=limits.max_uri_chars)
+    timeline = Rule(max_items=limits.max_timeline_items)
+    seed = Rule(low=0, high=limits.max_seed)
+    return {
+        "bgm.v1.VideoSource.uri": uri,
+        "bgm.v1.OutputOptions.output_uri": uri,
+        "bgm.v1.UserControls.genres": tags,
+        "bgm.v1.UserControls.moods": tags,
+        "bgm.v1.UserControls.instruments": tags,
+        "bgm.v1.UserControls.negative": tags,
+        "bgm.v1.UserControls.prompt": prose,
+        "bgm.v1.UserControls.seed": seed,
+        "bgm.v1.UserControls.reference_audio": Rule(max_bytes=limits.max_reference_bytes),
+        "bgm.v1.UserControls.candidates": Rule(low=0),
+        "bgm.v1.AnalyzeRequest.prompt": prose,
+        "bgm.v1.MusicTags.genres": tags,
+        "bgm.v1.MusicTags.moods": tags,
+        "bgm.v1.MusicTags.instruments": tags,
+        "bgm.v1.MusicTags.origins": Rule(max_items=4 * limits.max_tags),
+        "bgm.v1.MusicBrief.segments": timeline,
+        "bgm.v1.MusicBrief.cuts": timeline,
+        "bgm.v1.MusicBrief.negative": tags,
+        "bgm.v1.MusicBrief.prompt": prose,
+        "bgm.v1.MusicBrief.seed": seed,
+        "bgm.v1.MusicBrief.reference_audio": Rule(max_bytes=limits.max_reference_bytes),
+        "bgm.v1.MusicBrief.duration_s": Rule(low=0),
+        "bgm.v1.Segment.caption": prose,
+        "bgm.v1.Segment.moods": tags,
+        "bgm.v1.Segment.thumbnail_jpeg": Rule(max_bytes=limits.max_thumbnail_bytes),
+        "bgm.v1.Cut.time_s": Rule(low=0),
+        "bgm.v1.Segment.start_s": Rule(low=0),
+        "bgm.v1.Segment.end_s": Rule(low=0),
+        "bgm.v1.GenerateRequest.candidates": Rule(low=0),
+        "bgm.v1.OutputOptions.sample_rate": Rule(low=0),
+        "bgm.v1.UploadHeader.size_bytes": Rule(low=0),
+    }
+
+
+class EdgeSchema:
+    """Checks a request message against the limits; raises InvalidInputError naming the
+    first field that breaks one."""
+
+    def __init__(self, limits: RequestLimits):
+        self.limits = limits
+        self.rules = _rules(limits)
+
+    def check(self, message: Message) -> None:
+        self._message(message, "", 0)
+
+    def _message(self, message: Message, path: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        for field in message.DESCRIPTOR.fields:
+            name = f"{path}.{field.name}" if path else field.name
+            rule = self.rules.get(field.full_name, Rule())
+            value = getattr(message, field.name)
+            if field.is_repeated:
+                self._items(field, rule, name, list(value), depth)
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                if message.HasField(field.name):
+                    self._message(value, name, depth + 1)
+            else:
+                self._scalar(field, rule, name, value)
+
+    def _items(
+        self, field: FieldDescriptor, rule: Rule, name: str, values: list, depth: int
+    ) -> None:
+        most = rule.max_items or self.limits.max_list_items
+        if len(values) > most:
+            raise InvalidInputError(f"{name}: at most {most} items (got {len(values)})")
+        if rule.unique and len(set(values)) < len(values):
+            repeated = next(v for i, v in enumerate(values) if v in values[:i])
+            raise InvalidInputError(f"{name}: {_excerpt(repeated)} is named more than once")
+        for index, value in enumerate(values):
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                self._message(value, f"{name}[{index}]", depth + 1)
+            else:
+                self._scalar(field, rule, f"{name}[{index}]", value)
+
+    def _scalar(self, field: FieldDescriptor, rule: Rule, name: str, value: object) -> None:
+        if isinstance(value, str):
+            self._text(rule, name, value)
+        elif isinstance(value, bytes):
+            if rule.max_bytes is not None and len(value) > rule.max_bytes:
+                raise InvalidInputError(
+                    f"{name}: at most {rule.max_bytes} bytes (got {len(value)})"
+                )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"{name}: must be a finite number (got {value})")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if rule.low is not None and value < rule.low:
+                raise InvalidInputError(f"{name}: must be at least {rule.low:g} (got {value:g})")
+            if rule.high is not None and value > rule.high:
+                raise InvalidInputError(f"{name}: must be at most {rule.high:g} (got {value:g})")
+
+    def _text(self, rule: Rule, name: str, value: str) -> None:
+        most = rule.max_chars or self.limits.max_name_chars
+        if len(value) > most:
+            raise InvalidInputError(
+                f"{name}: at most {most} characters (got {len(value)}: {_excerpt(value)})"
+            )
+        allowed = "\n\t\r" if rule.text else ""
+        bad = next((c for c in value if c not in allowed and unicodedata.category(c) == "Cc"),
+                   None)  # fmt: skip
+        if bad is not None:
+            raise InvalidInputError(f"{name}: control character {bad!r} is not allowed")
+
+
+def _excerpt(value: object) -> str:
+    text = str(value)
+    if len(text) <= EXCERPT_CHARS:
+        return repr(text)
+    return repr(text[:EXCERPT_CHARS]) + "..."
+
+
+def check_work(music_s: float, candidates: int, limits: RequestLimits) -> None:
+    """The total a request may ask for: seconds of music times candidates."""
+    total = music_s * max(candidates, 1)
+    if total > limits.max_music_s:
+        raise ResourceExhaustedError(
+            f"the request asks for {total:.0f} s of music ({music_s:.1f} s x "
+            f"{max(candidates, 1)} candidate(s)); the limit is {limits.max_music_s:g} s"
+        )

@@ -1,0 +1,78 @@
+"""Per-request scratch folders that a killed process does not leave behind.
+
+Each folder holds a marker file saying whose it is (service, host, process) that the process
+keeps locked for the folder's life. A lock dies with its process, however the process ends,
+so at start-up a service removes the folders in its root that carry its own marker, from this
+host, and are no longer locked: their process was killed before it could clean up. Folders
+without a marker, another service's or another host's are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("bgm")
+
+MARKER = ".bgm-owner"
+
+
+@contextlib.contextmanager
+def scratch_folder(root: Path, owner: str) -> Iterator[Path]:
+    """A new folder in `root` for one request, removed when the request ends however it
+    ends (and at the next start-up if the process is killed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    descriptor = os.open(folder / MARKER, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        stamp = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()}
+        os.write(descriptor, json.dumps(stamp).encode())
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(descriptor)
+
+
+def sweep(root: Path, owner: str) -> int:
+    """Remove what killed processes of `owner` left in `root`; the number removed."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for folder in root.iterdir():
+        if _abandoned(folder, owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d folder(s) that killed %s processes left in %s", removed, owner, root)
+    return removed
+
+
+def _abandoned(folder: Path, owner: str) -> bool:
+    try:
+        descriptor = os.open(folder / MARKER, os.O_RDONLY)
+    except OSError:
+        return False  # no marker (or not a folder): not ours to judge
+    try:
+        try:
+            stamp = json.loads(os.read(descriptor, 4096) or b"{}")
+        except ValueError:
+            return False  # being written by a live process
+        if stamp.get("owner") != owner or stamp.get("host") != socket.gethostname():
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its process is alive
+        return True
+    finally:
+        os.close(descriptor)
