@@ -1,0 +1,555 @@
+"""Hostile input, slow sources and faults (issue 15): each class of attack gets its exact
+status, costs no other caller anything, and leaves nothing on disk."""
+
+from __future__ import annotations
+
+import http.server
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.config import RequestLimits
+from services.contract import brief_to_proto
+from services.devserver import Running, start, stop, wait_serving, write_config
+from services.domain import Cut, Look, Segment
+from services.edge import EdgeSchema
+from services.errors import CancelledError, InvalidInputError
+from services.gen.bgm.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
+)
+from services.generator.beatcheck import genre_brief
+from services.media.synth import Shot, SyntheticVideo, write_video
+from services.scratch import MARKER, scratch_folder, sweep
+from tests.test_services import code_of, metric, score
+
+# ---- the edge schema, without servers --------------------------------------------------
+
+HOSTILE = [
+    # (request, field named in the message, what the message says)
+    (gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(data=b"x", file_name="a." + "m" * 300)),
+     "video.file_name", "at most 255 characters"),
+    (gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(data=b"x", file_name="a\x00.mp4")),
+     "video.file_name", "control character"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(seed=-1)),
+     "controls.seed", "at least 0"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(instruments=["piano"] * 20)),
+     "controls.instruments", "at most 16 items"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(instruments=["piano", "piano"])),
+     "controls.instruments", "named more than once"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(genres=["x" * 1_000_000])),
+     "controls.genres[0]", "at most 255 characters (got 1000000"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(
+        negative=[f"tag{i}" for i in range(10_000)])),
+     "controls.negative", "at most 16 items (got 10000)"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(prompt="x" * 5_000_000)),
+     "controls.prompt", "at most 2000 characters"),
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(bpm=float("nan"))),
+     "controls.bpm", "finite"),
+    (generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
+        tags=common_pb2.MusicTags(instruments=["piano"] * 20))),
+     "brief.tags.instruments", "at most 16 items"),
+    (generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
+        cuts=[common_pb2.Cut(time_s=-1.0)])),
+     "brief.cuts[0].time_s", "at least 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("request_message", "field", "says"), HOSTILE)
+def test_the_edge_names_the_field_and_quotes_little(request_message, field, says):
+    with pytest.raises(InvalidInputError) as caught:
+        EdgeSchema(RequestLimits()).check(request_message)
+    message = str(caught.value)
+    assert message.startswith(f"{field}:") and says in message, message
+    assert len(message) < 200
+
+
+def test_an_ordinary_request_passes_the_edge():
+    controls = common_pb2.UserControls(genres=["rock"], moods=["happy"], prompt="a\nwalk",
+                                       seed=7, bpm=120, candidates=2)  # fmt: skip
+    EdgeSchema(RequestLimits()).check(gateway_pb2.ScoreRequest(controls=controls))
+
+
+# ---- scratch folders a killed process left -----------------------------------------------
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from services.scratch import scratch_folder
+with scratch_folder(Path(sys.argv[1]), sys.argv[2]) as folder:
+    (folder / "upload.mp4").write_bytes(b"x" * 1000)
+    print(folder, flush=True)
+    time.sleep(600)
+"""
+
+
+def _held_folder(root: Path, owner: str) -> tuple[subprocess.Popen[str], Path]:
+    process = subprocess.Popen([sys.executable, "-c", _HOLD, str(root), owner],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_start_up_sweeps_only_what_killed_processes_of_its_own_left(tmp_path: Path):
+    killed, orphan = _held_folder(tmp_path, "gateway")
+    alive, busy = _held_folder(tmp_path, "gateway")
+    other, foreign = _held_folder(tmp_path, "tagger")
+    unmarked = tmp_path / "someone-elses"
+    unmarked.mkdir()
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+        assert orphan.is_dir()  # SIGKILL: nothing of the process's own ran
+        assert sweep(tmp_path, "gateway") == 1
+        assert not orphan.exists()
+        assert busy.is_dir() and foreign.is_dir() and unmarked.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_scratch_folder_is_removed_however_the_request_ends(tmp_path: Path):
+    with pytest.raises(RuntimeError), scratch_folder(tmp_path, "tagger") as folder:
+        assert (folder / MARKER).is_file()
+        raise RuntimeError("the request failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- media limits before decoding --------------------------------------------------------
+
+# The peak of this process's own memory (VmHWM; ru_maxrss would carry the parent's over).
+_PROBE = """
+import sys
+from pathlib import Path
+from services.errors import InvalidVideoError
+from services.media.video import probe_video
+try:
+    probe_video(sys.argv[1])
+except InvalidVideoError as error:
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next(line for line in status if line.startswith("VmHWM")).split()[1]
+    print(error.reason, int(peak) // 1024)
+"""
+
+
+@pytest.fixture(scope="module")
+def huge_frame(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16000x16000 H.264 video of two black frames (about 750 KB)."""
+    import av
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("huge") / "huge.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 16000
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        black = av.VideoFrame.from_ndarray(np.zeros((16000, 16000, 3), np.uint8), format="rgb24")
+        for _ in range(2):
+            for packet in stream.encode(black):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_a_huge_frame_is_refused_before_it_is_decoded(huge_frame: Path):
+    probe = subprocess.run([sys.executable, "-c", _PROBE, str(huge_frame)], capture_output=True,
+                           text=True, timeout=60, check=True)  # fmt: skip
+    reason, peak_mb = probe.stdout.split()
+    print(f"probing a 16000x16000 frame: peak memory {peak_mb} MB")
+    # Decoding the frame alone would take 16000 x 16000 x 1.5 bytes = 384 MB.
+    assert reason == "too_large" and int(peak_mb) < 300
+
+
+# ---- cancellation in planning --------------------------------------------------------------
+
+
+def _long_timeline(analysis, cuts: int):  # type: ignore[no-untyped-def]
+    """A brief with a cut every 0.3 s: planning it is the long part."""
+    duration = cuts * 0.3
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    return genre_brief(
+        analysis, "pop", duration_s=duration,
+        segments=[Segment(i * 0.3, (i + 1) * 0.3, 0.5, look, ["happy"]) for i in range(cuts)],
+        cuts=[Cut((i + 1) * 0.3, "hard", 0.8) for i in range(cuts - 1)],
+    )  # fmt: skip
+
+
+def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_analysis):
+    brief = _long_timeline(beat_analysis, 5000)
+    cancel_at = time.monotonic() + 0.5
+    heard: list[float] = []
+
+    def progress(fraction: float) -> None:
+        now = time.monotonic()
+        if now >= cancel_at:
+            heard.append(now - cancel_at)
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        generator.generate(brief, progress)
+    print(f"planning heard the cancel {heard[0] * 1000:.0f} ms after it was asked for")
+    assert heard[0] <= 0.1 + 0.15  # a garbage collection pause may come on top
+
+
+# ---- real servers ----------------------------------------------------------------------
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """/trickle: a video that arrives one byte every half second, for ever."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            for _ in range(240):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            return
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def trickle() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/trickle"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hardening-media")
+
+
+@pytest.fixture(scope="module")
+def clip(media: Path) -> SyntheticVideo:
+    shots = [Shot(2.0, speed=0.4, hue=0.1), Shot(2.0, speed=0.8, hue=0.6)]
+    return write_video(media / "clip.mp4", shots)
+
+
+SOURCES = {"file_roots": [], "http_hosts": ["127.0.0.1"], "allow_private_addresses": True,
+           "timeout_s": 60.0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterator[Running]:
+    running = start(tmp_path_factory.mktemp("hardened"), media,
+                    sources={**SOURCES, "file_roots": [str(media)]},
+                    max_upload_bytes=2_000_000, max_requests_per_client=12)  # fmt: skip
+    yield running
+    assert stop(running) == 0
+
+
+def _left_behind(running: Running) -> list[Path]:
+    found = [*running.staging.glob("*")]
+    if running.tagger_scratch.exists():
+        found += running.tagger_scratch.glob("*")
+    return found
+
+
+def _request(uri: str = "", data: bytes = b"", **controls: object) -> gateway_pb2.ScoreRequest:
+    video = common_pb2.VideoSource(uri=uri) if uri else common_pb2.VideoSource(data=data)
+    return gateway_pb2.ScoreRequest(video=video, controls=common_pb2.UserControls(**controls))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("controls", "field"),
+    [({"seed": -1}, "controls.seed"),
+     ({"instruments": ["piano"] * 20}, "controls.instruments"),
+     ({"genres": ["x" * 1_000_000]}, "controls.genres[0]"),
+     ({"negative": [f"tag{i}" for i in range(10_000)]}, "controls.negative"),
+     ({"prompt": "x" * 5_000_000}, "controls.prompt")],
+)  # fmt: skip
+def test_hostile_controls_are_invalid_argument_naming_the_field(servers, clip, controls, field):
+    started = time.monotonic()
+    code, details = code_of(lambda: score(servers.gateway, _request(clip.path.as_uri(),
+                                                                    **controls)))  # fmt: skip
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+    assert len(details) < 200 and time.monotonic() - started < 5
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["a." + "m" * 300, "a\x00.mp4"])
+def test_hostile_file_names_are_invalid_argument(servers, clip, name):
+    video = common_pb2.VideoSource(data=clip.path.read_bytes(), file_name=name)
+    code, details = code_of(lambda: score(servers.gateway, gateway_pb2.ScoreRequest(video=video)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("video.file_name")
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_inline_bytes_obey_the_upload_limit(servers):
+    code, details = code_of(lambda: score(servers.gateway, _request(data=b"x" * 2_000_001)))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "upload limit" in details
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_no_server_path_reaches_the_client(servers):
+    code, details = code_of(lambda: score(servers.gateway, _request(data=b"")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in details
+    assert str(servers.staging) not in details and "/" not in details, details
+
+
+@pytest.mark.slow
+def test_eight_huge_frames_cost_the_gateway_little(servers, huge_frame):
+    def peak_mb() -> int:
+        status = Path(f"/proc/{servers.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM"))
+                   .split()[1]) // 1024  # fmt: skip
+
+    before = peak_mb()
+    data = huge_frame.read_bytes()
+    results: list[tuple[grpc.StatusCode, str]] = []
+
+    def upload() -> None:
+        results.append(code_of(lambda: score(servers.gateway, _request(data=data))))
+
+    threads = [threading.Thread(target=upload) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"eight 16000x16000 uploads: the services' peak memory {before} -> {peak_mb()} MB")
+    assert all(code == grpc.StatusCode.INVALID_ARGUMENT and "16000x16000" in details
+               for code, details in results), results  # fmt: skip
+    # Decoding the eight frames would take 8 x 384 MB (3.4 GB before the limits were read
+    # first); opening such a stream without decoding costs tens of MB.
+    assert peak_mb() - before < 8 * 64
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_a_request_for_too_much_music_is_refused(servers, beat_analysis):
+    brief = genre_brief(beat_analysis, "pop", duration_s=3000.0)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief), candidates=4)
+        code, details = code_of(lambda: list(stub.Generate(request, timeout=10)))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "the limit is 7200 s" in details
+
+
+@pytest.mark.slow
+def test_outputs_an_existing_file_and_a_refused_request(servers, clip):
+    existing = servers.outputs / "taken"
+    existing.write_text("a file, not a folder")
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        output=gateway_pb2.OutputOptions(output_uri=existing.as_uri()),
+    )
+    code, details = code_of(lambda: score(servers.gateway, request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("output_uri"), details
+    # Refused after the folder's name was checked: nothing is made for it.
+    fresh = servers.outputs / "new" / "deeper"
+    request.output.output_uri = fresh.as_uri()
+    request.controls.genres.append("polka")
+    assert code_of(lambda: score(servers.gateway, request))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert not (servers.outputs / "new").exists()
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_four_requests_write_into_one_folder(servers, clip):
+    folder = servers.outputs / "shared"
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+        output=gateway_pb2.OutputOptions(output_uri=folder.as_uri(), midi=True),
+    )
+    results: list[object] = []
+
+    def one() -> None:
+        try:
+            results.append(score(servers.gateway, request)[-1].result)
+        except grpc.RpcError as error:
+            results.append(error.code())
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(r, gateway_pb2.ScoreResult) for r in results), results
+    assert sorted(p.name for p in folder.iterdir()) == ["music.mid", "scored.mp4"]
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_slow_sources_cost_an_ordinary_request_nothing(servers, clip, trickle):
+    ordinary = _request(clip.path.as_uri())
+    score(servers.gateway, ordinary)  # warm
+    started = time.monotonic()
+    score(servers.gateway, ordinary)
+    alone = time.monotonic() - started
+
+    trickling: list[grpc.StatusCode] = []
+    channels = [grpc.insecure_channel(servers.gateway) for _ in range(8)]
+    calls = [gateway_pb2_grpc.GatewayStub(c).Score(_request(trickle), timeout=60)
+             for c in channels]  # fmt: skip
+
+    def drain(call) -> None:  # type: ignore[no-untyped-def]
+        try:
+            list(call)
+        except grpc.RpcError as error:
+            trickling.append(error.code())
+
+    threads = [threading.Thread(target=drain, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # the downloads are under way
+    started = time.monotonic()
+    score(servers.gateway, ordinary)
+    meanwhile = time.monotonic() - started
+    print(f"an ordinary request: {alone:.2f} s alone, {meanwhile:.2f} s while 8 sources trickle")
+    for call in calls:
+        call.cancel()
+    for thread in threads:
+        thread.join()
+    for channel in channels:
+        channel.close()
+    # Four downloads at once (SourcePolicy.max_downloads); the rest are refused at once.
+    assert trickling.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4, trickling
+    assert meanwhile < 2 * alone + 1.0
+    deadline = time.monotonic() + 5
+    while _left_behind(servers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_a_cancelled_long_brief_frees_the_generator_within_a_second(servers, beat_analysis):
+    brief = _long_timeline(beat_analysis, 20_000)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        call = stub.Generate(generator_pb2.GenerateRequest(brief=brief_to_proto(brief)),
+                             timeout=3.0)  # fmt: skip
+        code, _ = code_of(lambda: list(call))
+        deadline = time.monotonic()
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    while metric(servers.generator_metrics, "bgm_generations_running") > 0:
+        assert time.monotonic() - deadline < 1.0, "the generator kept planning"
+        time.sleep(0.02)
+    print(f"the generator stopped {time.monotonic() - deadline:.2f} s after the deadline")
+
+
+@pytest.mark.slow
+def test_metrics_listen_where_the_service_listens(servers):
+    port = int(servers.metrics.rsplit(":", 1)[1].split("/")[0])
+    listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    local = [fields[1] for fields in listening if fields[3] == "0A"
+             and int(fields[1].split(":")[1], 16) == port]  # fmt: skip
+    assert local == ["0100007F:" + f"{port:04X}"]  # 127.0.0.1, not 0.0.0.0
+
+
+@pytest.mark.slow
+def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, trickle):
+    running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
+                    max_requests_per_client=1)  # fmt: skip
+    try:
+        with grpc.insecure_channel(running.gateway) as channel:
+            held = gateway_pb2_grpc.GatewayStub(channel).Score(_request(trickle), timeout=30)
+            time.sleep(1.0)
+            code, details = code_of(lambda: score(running.gateway, _request(clip.path.as_uri())))
+            held.cancel()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "per client is 1" in details
+    finally:
+        assert stop(running) == 0
+
+
+# ---- recovery ----------------------------------------------------------------------------
+
+
+def _serve(config: Path, which: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "--config", str(config),
+                             "serve", which], stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="bgm.v1.Gateway"), timeout=1
+            )
+        except grpc.RpcError:
+            return -1
+        return int(reply.status)
+
+
+@pytest.mark.slow
+def test_the_gateway_scores_again_within_a_second_of_the_generator(tmp_path, media, clip):
+    config, ports = write_config(tmp_path, media)
+    address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
+    log = tmp_path / "serve.log"
+    processes = {name: _serve(config, name, log) for name in ("tagger", "generator")}
+    for name in ("tagger", "generator"):
+        wait_serving(address[name])
+    processes["gateway"] = _serve(config, "gateway", log)
+    try:
+        wait_serving(address["gateway"])
+        request = _request(clip.path.as_uri())
+        score(address["gateway"], request)
+
+        processes["generator"].kill()
+        processes["generator"].wait()
+        code, _ = code_of(lambda: score(address["gateway"], request))
+        assert code == grpc.StatusCode.UNAVAILABLE
+        deadline = time.monotonic() + 5
+        while _health(address["gateway"]) == health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < deadline, "the gateway's health ignores the generator"
+            time.sleep(0.1)
+        time.sleep(5.0)  # down a while: a default channel's backoff would have grown
+
+        processes["generator"] = _serve(config, "generator", log)
+        wait_serving(address["generator"], "bgm.v1.Generator")
+        healthy = time.monotonic()
+        while True:
+            attempt = time.monotonic()
+            try:
+                score(address["gateway"], request)
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+                assert attempt - healthy < 10, "the gateway never scored again"
+                time.sleep(0.05)
+        print(f"the gateway scored again {attempt - healthy:.2f} s after the generator was "
+              "healthy")  # fmt: skip
+        assert attempt - healthy <= 1.0
+        deadline = time.monotonic() + 3
+        while _health(address["gateway"]) != health_pb2.HealthCheckResponse.SERVING:
+            assert time.monotonic() < deadline, "the gateway's health did not come back"
+            time.sleep(0.1)
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            process.wait(timeout=60)
+
+
+def test_limits_live_in_the_config():
+    limits = RequestLimits(max_prompt_chars=100)
+    with pytest.raises(InvalidInputError, match="at most 100 characters"):
+        EdgeSchema(limits).check(gateway_pb2.ScoreRequest(
+            controls=common_pb2.UserControls(prompt="y" * 101)))  # fmt: skip
