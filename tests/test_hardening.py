@@ -32,6 +32,7 @@ from services.gen.bgm.v1 import (
 from services.generator.beatcheck import genre_brief
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
+from services.tagger.backend import AnalysisRequest
 from tests.test_services import code_of, metric, score
 
 # ---- the edge schema, without servers --------------------------------------------------
@@ -204,6 +205,22 @@ def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_anal
         generator.generate(brief, progress)
     print(f"planning heard the cancel {heard[0] * 1000:.0f} ms after it was asked for")
     assert heard[0] <= 0.1 + 0.15  # a garbage collection pause may come on top
+
+
+def test_analysis_hears_a_cancel_within_a_tenth_of_a_second(tagger, beat_video):
+    cancel_at = time.monotonic() + 0.3
+    heard: list[float] = []
+
+    def progress(fraction: float) -> None:
+        now = time.monotonic()
+        if now >= cancel_at:
+            heard.append(now - cancel_at)
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        tagger.analyze(AnalysisRequest(beat_video.path), progress)
+    print(f"the analysis heard the cancel {heard[0] * 1000:.0f} ms after it was asked for")
+    assert heard[0] <= 0.1
 
 
 # ---- real servers ----------------------------------------------------------------------

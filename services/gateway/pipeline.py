@@ -41,7 +41,8 @@ from services.media.audio import (
     write_audio_file,
 )
 from services.media.video import probe_video
-from services.tagger.backend import AnalysisRequest, ProgressCallback, TaggerBackend
+from services.progress import ProgressCallback
+from services.tagger.backend import AnalysisRequest, TaggerBackend
 from services.tagger.vocabulary import Vocabulary
 
 LUFS_LIMITS = (-40.0, -5.0)

@@ -5,8 +5,7 @@ Plain domain types only; no gRPC, no Ray. Backends are chosen by `GeneratorConfi
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,31 +14,8 @@ import numpy as np
 from services.config import GeneratorConfig
 from services.domain import Cut, CutAlignment, GeneratedMusic, MusicBrief
 from services.errors import BgmError, InvalidInputError
+from services.progress import ProgressCallback
 from services.tagger.vocabulary import Vocabulary
-
-# Called with the fraction of the work done, 0..1. It may raise to cancel the work.
-ProgressCallback = Callable[[float], None]
-
-# How often a Heartbeat passes on to the progress callback.
-HEARTBEAT_S = 0.05
-
-
-class Heartbeat:
-    """For loops with no progress of their own to report (planning): calling it repeats the
-    last fraction to the progress callback at most every HEARTBEAT_S, so a cancel (the
-    callback raises) is heard within that however long the loop runs."""
-
-    def __init__(self, progress: ProgressCallback, fraction: float = 0.0):
-        self.progress = progress
-        self.fraction = fraction
-        self._last = time.monotonic()
-
-    def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= HEARTBEAT_S:
-            self._last = now
-            self.progress(self.fraction)
-
 
 BPM_LIMITS = (30.0, 300.0)
 # A cut within this distance of a beat (or bar line) counts as on it.

@@ -5,17 +5,14 @@ Plain domain types only; no gRPC, no Ray. Backends are chosen by `TaggerConfig.b
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from services.config import TaggerConfig
 from services.domain import VideoAnalysis
+from services.progress import ProgressCallback
 from services.tagger.vocabulary import Vocabulary
-
-# Called with the fraction of the work done, 0..1.
-ProgressCallback = Callable[[float], None]
 
 
 @dataclass(frozen=True)

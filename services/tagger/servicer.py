@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import grpc
@@ -10,7 +11,7 @@ import grpc
 from services.config import BgmConfig, RequestLimits
 from services.contract import analysis_to_proto, local_video
 from services.edge import EdgeSchema
-from services.errors import UnavailableError
+from services.errors import CancelledError, UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
@@ -67,9 +68,18 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 video = await local_video(
                     request.video, self.sources, folder, self.sources.max_bytes
                 )
+                # When the caller goes away, the analysis stops at its next progress report
+                # (at most 50 ms of decoding apart).
+                stop = threading.Event()
+                context.add_done_callback(lambda _: stop.set())
+
+                def progress(fraction: float) -> None:
+                    if stop.is_set():
+                        raise CancelledError("the caller cancelled the request")
+
                 async with self._slots:
                     analysis = await asyncio.to_thread(
-                        backend.analyze, AnalysisRequest(video, prompt=request.prompt)
+                        backend.analyze, AnalysisRequest(video, prompt=request.prompt), progress
                     )
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")

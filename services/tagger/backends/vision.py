@@ -30,7 +30,8 @@ from services.media.video import (
     probe_video,
     upright,
 )
-from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
+from services.progress import Heartbeat, ProgressCallback
+from services.tagger.backend import AnalysisRequest, BackendInfo
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
 from services.tagger.text_hints import PromptMatch, TextHintModel
 from services.tagger.vocabulary import Features, Vocabulary, load_vocabulary
@@ -146,7 +147,7 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
     tick_period = 1.0 / config.motion_hz
     next_tick = 0.0
     next_thumbnail = 0.0
-    next_report = 0.0
+    heartbeat = Heartbeat(progress or (lambda fraction: None))
     # DIS at its fastest preset: a tenth of Farneback's cost, and pan speeds still rank right.
     flow_method = cv2.DISOpticalFlow_create(  # type: ignore[attr-defined]
         cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
@@ -182,9 +183,8 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
         if time_s >= next_thumbnail:
             thumbnails.append((time_s, _jpeg(frame.bgr, probe.rotation)))
             next_thumbnail += config.thumbnail_every_s
-        if progress and time_s >= next_report:
-            progress(min(0.99, time_s / probe.duration_s))
-            next_report += max(1.0, probe.duration_s / 200.0)
+        heartbeat.fraction = min(0.99, time_s / probe.duration_s)
+        heartbeat()
         last = frame
     if last is None or start_time is None:
         raise InvalidVideoError("corrupt", f"{probe.path.name}: no video frame could be decoded")

@@ -19,7 +19,6 @@ from services.errors import InvalidInputError
 from services.generator.backend import (
     GenerationJob,
     GeneratorInfo,
-    Heartbeat,
     JobResult,
     ProgressCallback,
     cut_alignment,
@@ -63,6 +62,7 @@ from services.generator.backends.composer.timing import (
     plan_timing,
 )
 from services.media.audio import fade_out
+from services.progress import Heartbeat
 from services.tagger.vocabulary import load_vocabulary
 
 VERSION = "2.0"

@@ -19,7 +19,8 @@ import numpy as np
 from services.config import TaggerConfig
 from services.domain import Segment, Semantics, VideoAnalysis
 from services.media.video import decodable_pixels, frames_at
-from services.tagger.backend import AnalysisRequest, BackendInfo, ProgressCallback
+from services.progress import ProgressCallback
+from services.tagger.backend import AnalysisRequest, BackendInfo
 from services.tagger.backends.vision import PictureBasis, VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, VlmAnswer, instruction, parse_answer
 from services.tagger.backends.vlm.models import SegmentFrames, VisionLanguageModel
