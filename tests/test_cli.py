@@ -45,6 +45,19 @@ def test_json_has_the_documented_fields(cuts_video: SyntheticVideo):
     assert data["description"].endswith(".")
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "tile", "expected"),
+    [(0.0, 10.0, 3.0, [(0.5, 3.5, 1.0), (3.5, 6.5, 1.0), (6.5, 9.5, 1.0)]),
+     (2.0, 3.0, 4.0, [(2.0, 3.0, 0.25)]),
+     (0.0, 1.0, 0.0, [])],
+)  # fmt: skip
+def test_plot_thumbnails_keep_their_shape(start, end, tile, expected):
+    from services.tagger.report import filmstrip
+
+    got = filmstrip(start, end, tile)
+    assert [pytest.approx(copy) for copy in expected] == got
+
+
 def test_summary_and_plot(cuts_video: SyntheticVideo, tmp_path: Path):
     plot = tmp_path / "analysis.png"
     result = bgm("analyze", str(cuts_video.path), "--plot", str(plot))

@@ -297,6 +297,25 @@ def test_midi_has_a_track_per_instrument_and_the_plan_tempo(generator, beat_anal
     assert np.allclose(sum(music.stems.values()), music.audio, atol=1e-5)
 
 
+@pytest.mark.parametrize("key", ["D minor", "Eb major", "F# minor"])
+def test_midi_carries_the_key_signature(generator, beat_analysis, key):
+    brief = brief_for(beat_analysis, "pop", key_is_fixed=True)
+    brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, key=key))
+    music = generator.generate(brief)
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+
+    # pretty_midi numbers keys 0-11 major, 12-23 minor, by the tonic's pitch class.
+    def number(name: str) -> int:
+        parsed = Key.parse(name)
+        return parsed.tonic + (12 if parsed.mode == "minor" else 0)
+
+    keys = [section.key for section in music.plan.sections]
+    changes = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+    assert keys[0] == key
+    assert [k.key_number for k in song.key_signature_changes] == [number(k) for k in changes]
+    assert song.key_signature_changes[0].time == 0.0
+
+
 def test_stems_only_when_asked(generator, beat_analysis):
     assert generator.generate(brief_for(beat_analysis, "pop")).stems == {}
 

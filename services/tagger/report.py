@@ -76,6 +76,21 @@ def print_model_and_warnings(analysis: VideoAnalysis, console: Console) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+def filmstrip(start_s: float, end_s: float, tile_s: float) -> list[tuple[float, float, float]]:
+    """Where a segment's thumbnail goes when one picture takes `tile_s` seconds of the axis:
+    (start, end, share of the picture's width kept) per copy. As many whole copies as fit,
+    centred; in a segment narrower than one copy, the middle of the picture, cropped."""
+    length = end_s - start_s
+    if length <= 0 or tile_s <= 0:
+        return []
+    if length < tile_s:
+        return [(start_s, end_s, length / tile_s)]
+    count = int(length // tile_s)
+    margin = (length - count * tile_s) / 2
+    return [(start_s + margin + k * tile_s, start_s + margin + (k + 1) * tile_s, 1.0)
+            for k in range(count)]  # fmt: skip
+
+
 def save_plot(analysis: VideoAnalysis, path: Path) -> None:
     """Thumbnails per segment above the motion curve, with cuts and segment moods."""
     import cv2
@@ -89,18 +104,24 @@ def save_plot(analysis: VideoAnalysis, path: Path) -> None:
     fig, (strip, curve) = plt.subplots(
         2, 1, figsize=(14, 6.5), sharex=True, height_ratios=[1, 2.2], constrained_layout=True
     )
-    # A filmstrip on the time axis: each segment's thumbnail spans the segment.
+    # A filmstrip on the time axis: each segment's thumbnail, at its own aspect ratio, repeated
+    # across the segment (cropped, never squeezed, where the segment is narrower).
     strip.set_yticks([])
     strip.set_ylim(0, 1)
+    strip.set_xlim(0, a.duration_s)
+    fig.canvas.draw()  # lays the axes out, so their size in pixels is known
+    box = strip.get_window_extent()
+    seconds_per_pixel = a.duration_s / max(box.width, 1.0)
     for i, segment in enumerate(segments):
         if segment.thumbnail_jpeg:
             image = cv2.imdecode(np.frombuffer(segment.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
             if image is not None:
-                strip.imshow(
-                    cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
-                    extent=(segment.start_s, segment.end_s, 0, 1),
-                    aspect="auto",
-                )
+                rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+                tile_s = box.height * rgb.shape[1] / rgb.shape[0] * seconds_per_pixel
+                for start, end, kept in filmstrip(segment.start_s, segment.end_s, tile_s):
+                    cut = round(rgb.shape[1] * (1 - kept) / 2)
+                    shown = rgb[:, cut : rgb.shape[1] - cut] if cut else rgb
+                    strip.imshow(shown, extent=(start, end, 0, 1), aspect="auto")
         if len(segments) <= 24:
             strip.text(segment.start_s, 1.02, str(i + 1), fontsize=8, va="bottom")
     times = np.arange(len(a.motion.values)) / a.motion.hz

@@ -213,6 +213,7 @@ class ComposerGenerator:
                 by_instrument,
                 plan,
                 tracks,
+                [(form.start_beat, form.key) for form in forms],
                 _controls_in_beats(performance, plan, brief.sample_rate),
             ),
             plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending, home),

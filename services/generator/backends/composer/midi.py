@@ -9,10 +9,17 @@ from dataclasses import dataclass
 import mido
 
 from services.generator.backends.composer.arrangement import Note
+from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import TimingPlan
 
 TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9
+# The key signature of each key, by the tonic's pitch class (the spelling with the fewest
+# accidentals; mido's names).
+SIGNATURES = {
+    "major": ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
+    "minor": ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"),
+}
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,21 @@ class _Clock:
         return round((beat + self.lead) * self.per_beat)
 
 
-def _tempo_track(plan: TimingPlan, clock: _Clock) -> mido.MidiTrack:
+def _tempo_track(
+    plan: TimingPlan, clock: _Clock, keys: Sequence[tuple[float, Key]]
+) -> mido.MidiTrack:
     """A tempo at every beat whose length changes (the first from tick 0); the meter from the
-    first downbeat, and before it the pickup as a bar of 32nd notes."""
+    first downbeat, and before it the pickup as a bar of 32nd notes; the key signature from
+    tick 0 and wherever a section changes key."""
     track = mido.MidiTrack()
     events: list[tuple[int, mido.MetaMessage]] = []
+    previous_key = None
+    for beat, key in keys:
+        if key != previous_key:
+            tick = 0 if previous_key is None else max(0, clock.tick(beat))
+            signature = SIGNATURES[key.mode][key.tonic]
+            events.append((tick, mido.MetaMessage("key_signature", key=signature)))
+            previous_key = key
     beats = plan.beats_s
     quarters = plan.meter.quarters
     previous = None
@@ -85,13 +102,15 @@ def midi_bytes(
     notes_by_instrument: Mapping[str, Sequence[Note]],
     plan: TimingPlan,
     tracks: Sequence[Track],
+    keys: Sequence[tuple[float, Key]],
     controls: Mapping[str, Sequence[tuple[float, int, int]]] | None = None,
 ) -> bytes:
-    """`controls`: per instrument, (beat, controller, value) changes (the performance's pedal
-    and expression). A drum track's program is its kit (GS kits on channel 10)."""
+    """`keys`: (beat, key) where each section starts. `controls`: per instrument, (beat,
+    controller, value) changes (the performance's pedal and expression). A drum track's
+    program is its kit (GS kits on channel 10)."""
     clock = _Clock(plan)
     song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
-    song.tracks.append(_tempo_track(plan, clock))
+    song.tracks.append(_tempo_track(plan, clock, keys))
     for track_info in tracks:
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=track_info.instrument))
