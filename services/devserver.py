@@ -125,7 +125,9 @@ def start(
         f"127.0.0.1:{ports['tagger']}",
         f"127.0.0.1:{ports['generator']}",
         f"http://127.0.0.1:{ports['gateway_metrics']}/metrics",
-        f"http://127.0.0.1:{ports['generator_metrics']}/metrics",
+        # `serve all` serves its one registry on the gateway's metrics port only.
+        f"http://127.0.0.1:{ports['gateway_metrics' if which == 'all' else 'generator_metrics']}"
+        "/metrics",
         folder / "staging",
         folder / "tagger-scratch",
         media,

@@ -30,15 +30,14 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
                                         f"{endpoint.host}:{endpoint.port}",
                                         config.serving.max_message_bytes))  # fmt: skip
             metrics_host = endpoint.metrics_host or endpoint.host
-            metrics.append((metrics_host, endpoint.metrics_port))
-            logging.getLogger("bgm").info(
-                "%s on %s:%d (metrics %s:%d)",
-                name,
-                endpoint.host,
-                endpoint.port,
-                metrics_host,
-                endpoint.metrics_port,
-            )
+            # One process has one registry: `serve all` serves it once, on the gateway's
+            # metrics port (the `service` label tells the services apart).
+            if which != "all" or name == "gateway":
+                metrics.append((metrics_host, endpoint.metrics_port))
+            logging.getLogger("bgm").info("%s on %s:%d", name, endpoint.host, endpoint.port)
+        for host, port in metrics:
+            if port:
+                logging.getLogger("bgm").info("metrics on %s:%d", host, port)
         await run_servers(servers, metrics, config.serving.grace_s, on_started)
 
     asyncio.run(main())

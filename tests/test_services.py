@@ -275,6 +275,25 @@ def test_metrics_count_requests_by_method_and_code(servers, clip):
     assert "bgm_compute_seconds_per_music_second" in text
 
 
+def test_serve_all_exposes_its_metrics_once(servers):
+    """One process, one registry: scraping three ports would count everything three times."""
+    import yaml
+
+    with grpc.insecure_channel(servers.generator) as channel:
+        generator_pb2_grpc.GeneratorStub(channel).Describe(
+            generator_pb2.GeneratorDescribeRequest(), timeout=10
+        )
+    with grpc.insecure_channel(servers.tagger) as channel:
+        tagger_pb2_grpc.TaggerStub(channel).Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10)
+    config = yaml.safe_load((servers.log.parent / "bgm.yaml").read_text())
+    for name in ("tagger", "generator"):
+        port = config["serving"][name]["metrics_port"]
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    text = urllib.request.urlopen(servers.metrics, timeout=5).read().decode()
+    assert 'service="bgm.v1.Generator"' in text and 'service="bgm.v1.Tagger"' in text
+
+
 def test_reflection_alone_is_enough_to_call_a_service(servers):
     """A client that knows nothing but what reflection tells it."""
     with grpc.insecure_channel(servers.tagger) as channel:
