@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal, cast
@@ -34,7 +33,7 @@ from services.domain import (
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
 from services.gen.bgm.v1 import gateway_pb2
-from services.media.sources import SourcePolicy, fetch_off_loop
+from services.media.sources import SourcePolicy, fetch_off_loop, parse_uri
 
 # Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
 # 384 KB of stereo float32, well under any message limit).
@@ -311,7 +310,7 @@ async def local_video(
     copy in `folder` (the caller removes it) of what another URI or the inline bytes hold
     (at most `max_inline_bytes`, the upload limit)."""
     which = source.WhichOneof("source")
-    name = source.file_name or urllib.parse.urlparse(source.uri).path
+    name = source.file_name or parse_uri(source.uri).path
     suffix = staged_suffix(name)
     if which == "uri":
         return await fetch_off_loop(source.uri, policy, folder / f"source{suffix}")

@@ -12,7 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -30,6 +32,7 @@ from services.gen.bgm.v1 import (
     generator_pb2_grpc,
 )
 from services.generator.beatcheck import genre_brief
+from services.media.audio import decode_audio, mux_into_video
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
 from services.tagger.backend import AnalysisRequest
@@ -174,6 +177,31 @@ def test_a_huge_frame_is_refused_before_it_is_decoded(huge_frame: Path):
     print(f"probing a 16000x16000 frame: peak memory {peak_mb} MB")
     # Decoding the frame alone would take 16000 x 16000 x 1.5 bytes = 384 MB.
     assert reason == "too_large" and int(peak_mb) < 300
+
+
+# ---- damaged media the muxer and the mixer meet (found by tests/test_fuzz.py) -----------
+
+
+def test_a_damaged_audio_track_still_mixes(media_dir: Path):
+    video = write_video(media_dir / "to-damage.mp4", [Shot(2.0, speed=0.5), Shot(2.0, hue=0.6)])
+    data = bytearray(video.path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0xFF
+    damaged = media_dir / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    audio = decode_audio(damaged, 48000, 4 * 48000)
+    assert audio is not None and audio.shape == (4 * 48000, 2)
+
+
+def test_a_video_joined_to_itself_muxes(media_dir: Path, tmp_path: Path):
+    video = write_video(media_dir / "once.mkv", [Shot(1.0, speed=0.5)], audio=False,
+                        width=128, height=72)  # fmt: skip
+    twice = tmp_path / "twice.mkv"
+    twice.write_bytes(video.path.read_bytes() * 2)
+    out = tmp_path / "scored.mp4"
+    mux_into_video(twice, out, np.zeros((48000, 2), np.float32), 48000)
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio
 
 
 # ---- cancellation in planning --------------------------------------------------------------

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import DeadlineExceededError, PermissionDeniedError, ResourceExhaustedError
+from services.errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    MediaNotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+)
 from services.media import sources
 from services.media.sources import SourcePolicy, fetch
 
@@ -38,6 +44,8 @@ class Handler(BaseHTTPRequestHandler):
             target = "file:///etc/passwd" if self.path == "/to-file" else "ftp://localhost/x"
             self.send_header("Location", target)
             self.end_headers()
+        elif self.path == "/hang-up":
+            self.close_connection = True  # no answer at all
         elif self.path == "/trickle":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -124,3 +132,19 @@ def test_downloads_at_once_are_bounded(server, tmp_path: Path):
     # Once they are done, downloads are taken again.
     assert fetch(f"http://localhost:{server}/video", slow, tmp_path / "v.mp4").exists()
     assert sources._downloads == 0
+
+
+# Found by tests/test_fuzz.py: each was INTERNAL.
+@pytest.mark.parametrize(
+    ("uri", "error", "says"),
+    [("http://[::1", InvalidInputError, "malformed URI"),
+     ("file:///tmp/clip.mp4%00.txt", InvalidInputError, "NUL"),
+     ("http://localhost:{port}/a b.mp4", InvalidInputError, "not a valid URL"),
+     ("http://localhost:{port}/\u00e9t\u00e9.mp4", InvalidInputError, "not a valid URL"),
+     ("http://localhost:{port}/hang-up", MediaNotFoundError, "could not be fetched")],
+)  # fmt: skip
+def test_odd_uris_get_a_clear_error(server, tmp_path: Path, uri, error, says):
+    roots = SourcePolicy(http_hosts=["localhost"], allow_private_addresses=True,
+                         file_roots=[Path("/tmp")])  # fmt: skip
+    with pytest.raises(error, match=says):
+        fetch(uri.format(port=server), roots, tmp_path / "v.mp4")

@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.generator.backend import GeneratorInfo
-from services.media.sources import SourcePolicy, file_uri_path
+from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.scratch import scratch_folder, sweep
 from services.serving import PerClientLimit, observed, service_channel_options
 from services.tagger.vocabulary import Vocabulary, load_vocabulary
@@ -246,7 +245,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
 
     def _output_folder(self, uri: str) -> Path:
-        if urllib.parse.urlparse(uri).scheme != "file":
+        if parse_uri(uri).scheme != "file":
             raise InvalidInputError(
                 f"output URI {uri!r}: only file:// folders are supported by this gateway"
             )

@@ -6,6 +6,7 @@ Audio arrays are float32, shape (samples, 2), in -1..1.
 from __future__ import annotations
 
 import io
+import logging
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 from services.errors import InvalidInputError
 
 # Output extension -> (container format, audio codec, sample format).
+log = logging.getLogger("bgm")
+
 AUDIO_FORMATS = {
     ".wav": ("wav", "pcm_s16le", "s16"),
     ".flac": ("flac", "flac", "s16"),
@@ -155,9 +158,12 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
             audio_out.codec_context.options = {"aac_coder": "fast"}
         frames = _frames(audio, rate, sample_format)
         audio_time = 0.0
+        last_dts = None
         for packet in source.demux(video_in):
-            if packet.dts is None:
+            # Packets whose time goes back (two files joined end to end) cannot be muxed.
+            if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
                 continue
+            last_dts = packet.dts
             packet.stream = video_out
             target.mux(packet)
             # Keep the audio a little ahead of the video so the muxer interleaves evenly.
@@ -206,9 +212,14 @@ def _decoded(container: Any, rate: int) -> np.ndarray:
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
     chunks = []
-    for frame in container.decode(stream):
-        for converted in resampler.resample(frame):
-            chunks.append(converted.to_ndarray().reshape(-1, 2))
+    try:
+        for frame in container.decode(stream):
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray().reshape(-1, 2))
+    except av.FFmpegError as error:
+        # A damaged track: what decoded before the damage stands (the rest is silence).
+        decoded_s = sum(len(chunk) for chunk in chunks) / rate
+        log.warning("audio decoding stopped at %.2f s: %s", decoded_s, error)
     for converted in resampler.resample(None):
         chunks.append(converted.to_ndarray().reshape(-1, 2))
     audio = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)

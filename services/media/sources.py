@@ -62,6 +62,16 @@ class SourcePolicy(BaseModel):
     max_downloads: int = Field(4, gt=0, le=MAX_DOWNLOADS)
 
 
+def parse_uri(uri: str) -> urllib.parse.ParseResult:
+    """`uri` taken apart; INVALID_ARGUMENT for one that cannot be (`http://[::1`)."""
+    try:
+        parsed = urllib.parse.urlparse(uri)
+        parsed.port  # noqa: B018 (parses the port, which may be malformed)
+    except ValueError as error:
+        raise InvalidInputError(f"malformed URI ({error})") from None
+    return parsed
+
+
 def _inside(path: Path, roots: list[Path]) -> bool:
     resolved = path.resolve()
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
@@ -70,10 +80,13 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
     """The path a file:// URI names, if it is on this host and inside `roots` (for `access`,
     "read" or "write")."""
-    parsed = urllib.parse.urlparse(uri)
+    parsed = parse_uri(uri)
     if parsed.netloc not in ("", "localhost"):
         raise PermissionDeniedError(f"file URI {uri} names another host")
-    path = Path(urllib.parse.unquote(parsed.path))
+    unquoted = urllib.parse.unquote(parsed.path)
+    if "\x00" in unquoted:
+        raise InvalidInputError("a file URI may not name a NUL character (%00)")
+    path = Path(unquoted)
     if not _inside(path, roots):
         raise PermissionDeniedError(f"{uri} is outside the folders this server may {access}")
     return path
@@ -81,7 +94,7 @@ def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
 
 def local_path(uri: str, policy: SourcePolicy) -> Path | None:
     """The local file a file:// URI names (checked against the roots); None for other schemes."""
-    if urllib.parse.urlparse(uri).scheme != "file":
+    if parse_uri(uri).scheme != "file":
         return None
     path = file_uri_path(uri, policy.file_roots, "read")
     if not path.is_file():
@@ -117,7 +130,7 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
         newurl: str,
     ) -> urllib.request.Request | None:  # fmt: skip
-        parsed = urllib.parse.urlparse(newurl)
+        parsed = parse_uri(newurl)
         if parsed.scheme not in ("http", "https"):
             raise PermissionDeniedError("a redirect away from http(s) is not followed")
         _check_host(parsed.hostname or "", self.policy)
@@ -176,7 +189,7 @@ def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
     path = local_path(uri, policy)
     if path is not None:
         return path
-    parsed = urllib.parse.urlparse(uri)
+    parsed = parse_uri(uri)
     if parsed.scheme in ("http", "https"):
         _check_host(parsed.hostname or "", policy)
         return _download(uri, policy, destination)
@@ -228,8 +241,14 @@ def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline
         raise InvalidInputError(f"{uri} could not be fetched (HTTP {error.code})") from None
     except urllib.error.URLError as error:
         raise MediaNotFoundError(f"{uri} could not be fetched ({error.reason})") from None
+    except (http.client.InvalidURL, UnicodeError) as error:
+        # A space or a non-ASCII character left unescaped in the URI.
+        raise InvalidInputError(f"{uri} is not a valid URL ({error})") from None
     except TimeoutError:
         raise DeadlineExceededError(f"{uri} did not arrive within {policy.timeout_s:g} s") from None
+    except (http.client.HTTPException, ConnectionError) as error:
+        # The source closed the connection or answered something that is not HTTP.
+        raise MediaNotFoundError(f"{uri} could not be fetched ({error!r})") from None
     return destination
 
 
