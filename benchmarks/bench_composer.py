@@ -23,14 +23,15 @@ from scipy.signal import resample_poly
 
 from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment, UserControls
-from services.gateway.pipeline import OutputOptions, ScorePipeline
+from services.gateway.delivery import OutputOptions
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.styles import STYLES
 from services.generator.beatcheck import check_beats, genre_brief
 from services.media.synth import beat_shots, write_video
+from services.pipeline import ScorePipeline
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_tagger import CACHE, best_of, peak_rss_mb, pin_to_one_core, speed_video

@@ -21,11 +21,12 @@ from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.devserver import start, stop
 from services.domain import UserControls
 from services.gateway.client import score_remote
-from services.gateway.pipeline import OutputOptions, ScorePipeline
+from services.gateway.delivery import OutputOptions
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, write_video
+from services.pipeline import ScorePipeline
 from services.tagger.backends.vision import VisionTagger
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_tagger import CACHE, best_of, proc_status_mb, speed_video

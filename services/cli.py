@@ -40,7 +40,8 @@ def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], Non
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from services.tagger.backend import AnalysisRequest, create_tagger_backend
+    from services.tagger.backend import AnalysisRequest
+    from services.tagger.backends import create_tagger_backend
     from services.tagger.report import print_summary, save_plot
 
     config = _with_backend_flags(load_config(args.config), args)
@@ -91,7 +92,7 @@ def _reference(path: str | None) -> bytes:
 
 
 def _output_options(args: argparse.Namespace):
-    from services.gateway.pipeline import OutputOptions
+    from services.gateway.delivery import OutputOptions
 
     return OutputOptions(
         output=Path(args.output),
@@ -123,11 +124,11 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from services.gateway.pipeline import ScorePipeline
-    from services.gateway.report import print_score_summary
-    from services.generator.backend import create_generator_backend
-    from services.tagger.backend import create_tagger_backend
-    from services.tagger.vocabulary import load_vocabulary
+    from services.generator.backends import create_generator_backend
+    from services.pipeline import ScorePipeline
+    from services.score_report import print_score_summary
+    from services.tagger.backends import create_tagger_backend
+    from services.vocabulary import load_vocabulary
 
     config = _with_backend_flags(load_config(args.config), args)
     controls = _controls(args)
@@ -180,7 +181,7 @@ def _client_score(args: argparse.Namespace) -> int:
     import grpc
 
     from services.gateway.client import score_remote
-    from services.gateway.report import print_remote_summary
+    from services.score_report import print_remote_summary
 
     stderr = Console(stderr=True)
     metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])

@@ -269,3 +269,24 @@ class CandidateScore:
     tempo_fit: float
     cut_accent: float | None
     energy_follow: float | None
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a generator backend offers (Generator.Describe)."""
+
+    name: str
+    version: str
+    max_duration_s: float
+    sample_rates: tuple[int, ...]
+    # Which of "audio", "midi", "stems", "plan" the backend produces.
+    outputs: tuple[str, ...]
+    genres: tuple[str, ...]
+    instruments: tuple[str, ...]
+    # The brief structures it honours, of "free", "composer", "reference".
+    structures: tuple[str, ...] = ("free",)
+    # Whether generate_batch shares model calls between jobs (worth pooling requests for).
+    batches: bool = False
+    # What it renders with, and how to get better sound ("" when nothing is missing).
+    sound: str = ""
+    sound_advice: str = ""

@@ -17,7 +17,7 @@ from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import METERS, HitPoint, plan_timing
 from services.generator.beatcheck import genre_brief as brief_for
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 VOCABULARY = load_vocabulary()
 GENRES_WITH_DRUMS = [g for g in STYLES if g != "ambient"]

@@ -82,7 +82,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.media.synth import Shot, write_video
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 pytestmark = [
     pytest.mark.slow,

@@ -365,7 +365,8 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
         assert "ending: fade" in result.stdout  # the diffusion backend's plan, not the composer's
 
         from services.config import TaggerConfig
-        from services.tagger.backend import AnalysisRequest, create_tagger_backend
+        from services.tagger.backend import AnalysisRequest
+        from services.tagger.backends import create_tagger_backend
 
         analysis = create_tagger_backend(TaggerConfig()).analyze(AnalysisRequest(clip.path))
         briefs = [genre_brief(analysis, "ambient", seed=3, sample_rate=48000),

@@ -18,12 +18,13 @@ from scipy.signal import resample_poly
 from services.config import RequestLimits
 from services.domain import UserControls
 from services.errors import InvalidInputError
+from services.gateway.delivery import OutputOptions
 from services.gateway.mastering import master
-from services.gateway.pipeline import OutputOptions, ScorePipeline
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, SyntheticVideo, write_video
+from services.pipeline import ScorePipeline
 from services.tagger.backends.vision import VisionTagger
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +274,7 @@ def test_output_in_a_folder_it_may_not_write(pipeline, clip, tmp_path, monkeypat
 
 
 def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypatch):
-    import services.gateway.pipeline as module
+    import services.gateway.delivery as module
 
     def broken_mux(*args, **kwargs):
         Path(args[1]).write_bytes(b"half a file")

@@ -378,7 +378,7 @@ def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, 
     )
     from services.gateway.controls import make_brief
     from services.media.audio import decode_audio
-    from services.tagger.vocabulary import load_vocabulary
+    from services.vocabulary import load_vocabulary
 
     # With this seed the best-ranked is not candidate 0 (candidate 1 leads by 0.014 with
     # today's composer), so delivering it is a choice; the assert below says so if a change to

@@ -11,7 +11,7 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 from services.tagger.tagging import choose_tags
-from services.tagger.vocabulary import Features, load_vocabulary
+from services.vocabulary import Features, load_vocabulary
 
 VOCABULARY = load_vocabulary()
 

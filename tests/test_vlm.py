@@ -17,7 +17,8 @@ import pytest
 from services.config import OpenAiVlmConfig, TaggerConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
 from services.media.synth import Shot, SyntheticVideo, write_video
-from services.tagger.backend import AnalysisRequest, create_tagger_backend
+from services.tagger.backend import AnalysisRequest
+from services.tagger.backends import create_tagger_backend
 from services.tagger.backends.vision import VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, parse_answer
 from services.tagger.backends.vlm.backend import VlmTagger, frame_times
@@ -25,7 +26,7 @@ from services.tagger.backends.vlm.models import OpenAiVlm, SegmentFrames
 from services.tagger.backends.vlm.normalise import normalise
 from services.tagger.backends.vlm.tiny import BUILDERS
 from services.tagger.text_hints import TextHintModel
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 GOOD = {
     "scene": "A surfer rides a wave at sunset.",

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
-from services.generator.backend import BPM_LIMITS
-from services.generator.candidates import check_candidates
-from services.tagger.tagging import bpm_range
-from services.tagger.vocabulary import TagKind, Vocabulary
-
-STRUCTURES = ("free", "composer", "reference")
+from services.rules import BPM_LIMITS, STRUCTURES, check_candidates
+from services.vocabulary import TagKind, Vocabulary
 
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
@@ -87,7 +83,7 @@ def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) 
         # New genres bring their own tempo range; keep the tagger's place within it.
         old_low, old_high = tags.bpm_min, tags.bpm_max
         drive = (tags.bpm - old_low) / (old_high - old_low) if old_high > old_low else 0.5
-        bpm_min, bpm_max = bpm_range(vocabulary, genres)
+        bpm_min, bpm_max = vocabulary.bpm_range(genres)
         bpm = round(bpm_min + drive * (bpm_max - bpm_min))
     user_tags: set[tuple[TagKind, str]] = (
         {("genre", g) for g in controls.genres}

@@ -31,11 +31,11 @@ from services.contract import (
     staged_suffix,
     tags_to_proto,
 )
-from services.domain import CandidateScore, GeneratedMusic, MusicBrief, MusicPlan
+from services.domain import CandidateScore, GeneratedMusic, GeneratorInfo, MusicBrief, MusicPlan
 from services.edge import EdgeSchema
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
-from services.gateway.pipeline import OutputOptions, check_request, master_music, write_outputs
+from services.gateway.delivery import OutputOptions, check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
@@ -45,11 +45,10 @@ from services.gen.bgm.v1 import (
     tagger_pb2,
     tagger_pb2_grpc,
 )
-from services.generator.backend import GeneratorInfo
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.scratch import scratch_folder, sweep
 from services.serving import PerClientLimit, observed, service_channel_options
-from services.tagger.vocabulary import Vocabulary, load_vocabulary
+from services.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
 # The staging folders' owner, for the start-up sweep.

@@ -11,34 +11,14 @@ from typing import Protocol
 
 import numpy as np
 
-from services.config import GeneratorConfig
-from services.domain import Cut, CutAlignment, GeneratedMusic, MusicBrief
+from services.domain import Cut, CutAlignment, GeneratedMusic, GeneratorInfo, MusicBrief
 from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
-from services.tagger.vocabulary import Vocabulary
+from services.rules import BPM_LIMITS, check_structure
+from services.vocabulary import Vocabulary
 
-BPM_LIMITS = (30.0, 300.0)
 # A cut within this distance of a beat (or bar line) counts as on it.
 ON_GRID_MS = 5.0
-
-
-@dataclass(frozen=True)
-class GeneratorInfo:
-    name: str
-    version: str
-    max_duration_s: float
-    sample_rates: tuple[int, ...]
-    # Which of "audio", "midi", "stems", "plan" the backend produces.
-    outputs: tuple[str, ...]
-    genres: tuple[str, ...]
-    instruments: tuple[str, ...]
-    # The brief structures it honours, of "free", "composer", "reference".
-    structures: tuple[str, ...] = ("free",)
-    # Whether generate_batch shares model calls between jobs (worth pooling requests for).
-    batches: bool = False
-    # What it renders with, and how to get better sound ("" when nothing is missing).
-    sound: str = ""
-    sound_advice: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,15 +73,6 @@ def cut_alignment(
     )
 
 
-def check_structure(structure: str, info: GeneratorInfo) -> None:
-    """Refuse a structure the backend cannot follow."""
-    if structure not in info.structures:
-        raise InvalidInputError(
-            f"the {info.name} generator cannot follow structure {structure!r}; it follows "
-            f"{', '.join(info.structures)}"
-        )
-
-
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """Refuse a brief the backend cannot honour, with a message that lists what it can."""
     if not 0.0 < brief.duration_s <= info.max_duration_s:
@@ -139,18 +110,3 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
         vocabulary.parse_key(tags.key)
     except ValueError as error:
         raise InvalidInputError(str(error)) from None
-
-
-def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
-    """The backend named in the config, ready to generate."""
-    if config.backend == "composer":
-        from services.generator.backends.composer.backend import ComposerGenerator
-
-        return ComposerGenerator(config.composer)
-    if config.backend == "diffusion":
-        from services.generator.backends.diffusion.backend import DiffusionGenerator
-
-        return DiffusionGenerator(config.diffusion)
-    raise ValueError(
-        f"unknown generator backend {config.backend!r}; available: composer, diffusion"
-    )

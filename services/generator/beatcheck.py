@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from services.domain import MusicBrief, MusicPlan, VideoAnalysis
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 
 @dataclass(frozen=True)

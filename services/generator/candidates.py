@@ -7,16 +7,10 @@ import dataclasses
 import threading
 
 from services.domain import CandidateScore, GeneratedMusic, MusicBrief
-from services.errors import BgmError, InvalidInputError
+from services.errors import BgmError
 from services.generator.backend import GenerationJob, JobResult, ProgressCallback
 from services.generator.ranking import rank
-
-MAX_CANDIDATES = 4
-
-
-def check_candidates(count: int) -> None:
-    if not 1 <= count <= MAX_CANDIDATES:
-        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}")
+from services.rules import check_candidates
 
 
 def candidate_jobs(

@@ -16,7 +16,8 @@ from ray.serve import Application
 
 from services import metrics
 from services.gen.bgm.v1 import generator_pb2
-from services.generator.backend import GenerationJob, JobResult, create_generator_backend
+from services.generator.backend import GenerationJob, JobResult
+from services.generator.backends import create_generator_backend
 from services.generator.servicer import GeneratorServicer, run_batch
 from services.ray_glue import RayContext, application_settings, check_health
 

@@ -6,7 +6,7 @@ import asyncio
 
 from services.config import BgmConfig
 from services.gen.bgm.v1 import generator_pb2_grpc
-from services.generator.backend import create_generator_backend
+from services.generator.backends import create_generator_backend
 from services.generator.servicer import SERVICE, GeneratorServicer
 from services.serving import ServiceBinding
 

@@ -17,7 +17,8 @@ from services.edge import EdgeSchema, check_work
 from services.errors import CancelledError, UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
-from services.generator.candidates import MAX_CANDIDATES, candidate_jobs, ranked
+from services.generator.candidates import candidate_jobs, ranked
+from services.rules import MAX_CANDIDATES
 from services.serving import observed
 
 SERVICE = "bgm.v1.Generator"

@@ -10,7 +10,7 @@ from ray.serve import Application
 from services import metrics
 from services.gen.bgm.v1 import tagger_pb2
 from services.ray_glue import RayContext, application_settings, check_health
-from services.tagger.backend import create_tagger_backend
+from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import TaggerServicer
 
 

@@ -7,7 +7,7 @@ import asyncio
 from services.config import BgmConfig
 from services.gen.bgm.v1 import tagger_pb2_grpc
 from services.serving import ServiceBinding
-from services.tagger.backend import create_tagger_backend
+from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import SERVICE, TaggerServicer
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from services.domain import MusicTags, TagOrigin
 from services.tagger.text_hints import PromptMatch
-from services.tagger.vocabulary import Features, TagKind, Vocabulary
+from services.vocabulary import Features, TagKind, Vocabulary
 
 
 def _choose(
@@ -95,7 +95,7 @@ def choose_tags(
         "instrument", instrument_scores, int(selection["instruments"]), prompt, semantic
     )
 
-    bpm_min, bpm_max = bpm_range(vocabulary, genre_names)
+    bpm_min, bpm_max = vocabulary.bpm_range(genre_names)
     drive = float(
         np.clip(
             vocabulary.tempo_energy_weight * features.energy
@@ -117,18 +117,6 @@ def choose_tags(
         energy=round(float(np.clip(0.7 * features.energy + 0.3 * features.pace, 0.0, 1.0)), 3),
         origins=[*genres, *moods, *instruments],
     )
-
-
-def bpm_range(vocabulary: Vocabulary, genres: list[str]) -> tuple[int, int]:
-    """The genres' BPM ranges intersected; the first genre's alone if that is too narrow."""
-    ranges = [vocabulary.genres[g].bpm for g in genres if vocabulary.genres[g].bpm]
-    first = ranges[0]
-    assert first is not None
-    low = max(r[0] for r in ranges if r)
-    high = min(r[1] for r in ranges if r)
-    if high - low < 10:
-        return first
-    return low, high
 
 
 def _key(vocabulary: Vocabulary, moods: list[str], features: Features) -> str:

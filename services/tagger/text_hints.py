@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tagger.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
+from services.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
 
 
 def default_model_path() -> Path:

@@ -1,0 +1,21 @@
+"""The generator's backends, by the name the config gives (`generator.backend`)."""
+
+from __future__ import annotations
+
+from services.config import GeneratorConfig
+from services.generator.backend import GeneratorBackend
+
+
+def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
+    """The backend named in the config, ready to generate."""
+    if config.backend == "composer":
+        from services.generator.backends.composer.backend import ComposerGenerator
+
+        return ComposerGenerator(config.composer)
+    if config.backend == "diffusion":
+        from services.generator.backends.diffusion.backend import DiffusionGenerator
+
+        return DiffusionGenerator(config.diffusion)
+    raise ValueError(
+        f"unknown generator backend {config.backend!r}; available: composer, diffusion"
+    )

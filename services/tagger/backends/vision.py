@@ -34,7 +34,7 @@ from services.progress import Heartbeat, ProgressCallback
 from services.tagger.backend import AnalysisRequest, BackendInfo
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
 from services.tagger.text_hints import PromptMatch, TextHintModel
-from services.tagger.vocabulary import Features, Vocabulary, load_vocabulary
+from services.vocabulary import Features, Vocabulary, load_vocabulary
 
 VERSION = "1.0"
 # Cuts per minute at which `pace` reaches 1.

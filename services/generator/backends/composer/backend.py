@@ -63,7 +63,7 @@ from services.generator.backends.composer.timing import (
 )
 from services.media.audio import fade_out
 from services.progress import Heartbeat
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 VERSION = "2.0"
 # Level of each part in the mix (stems carry these gains, so the stems sum to the mix).

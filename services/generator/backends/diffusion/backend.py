@@ -40,7 +40,7 @@ from services.generator.backends.diffusion.adapters import (
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
 from services.local_models import device_and_dtype, model_kind
 from services.media.audio import decode_audio_bytes, fade_out, resample
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 VERSION = "0.1"
 # A short fade at the very end: diffusion models write no cadence.

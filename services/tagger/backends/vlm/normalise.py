@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from services.tagger.text_hints import TextHintModel
-from services.tagger.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
+from services.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
 
 MIN_SIMILARITY = 0.6
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.generator.backends.diffusion.backend import INTENSITIES
-from services.tagger.vocabulary import load_vocabulary
+from services.vocabulary import load_vocabulary
 
 
 def _words() -> list[str]:

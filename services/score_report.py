@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from services.domain import CandidateScore, MusicPlan, MusicTags, VideoAnalysis
-from services.gateway.pipeline import ScoreResult
+from services.pipeline import ScoreResult
 from services.tagger.report import print_model_and_warnings, print_tags
 
 

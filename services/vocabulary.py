@@ -93,6 +93,18 @@ class Vocabulary:
         scores = [(name, tag.score(features)) for name, tag in self.of_kind(kind).items()]
         return sorted(scores, key=lambda item: (-item[1], item[0]))
 
+    def bpm_range(self, genres: list[str]) -> tuple[int, int]:
+        """The genres' BPM ranges intersected; the first genre's alone if that is too
+        narrow."""
+        ranges = [self.genres[g].bpm for g in genres if self.genres[g].bpm]
+        first = ranges[0]
+        assert first is not None
+        low = max(r[0] for r in ranges if r)
+        high = min(r[1] for r in ranges if r)
+        if high - low < 10:
+            return first
+        return low, high
+
     def parse_key(self, key: str) -> tuple[str, str]:
         """Split "D minor" into ("D", "minor"), refusing anything outside the vocabulary."""
         parts = key.split()

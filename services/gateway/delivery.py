@@ -1,16 +1,14 @@
-"""Scoring a video end to end: analyse, merge the user's controls, compose, master, write.
+"""The gateway's delivery: every check a request can fail on its own terms (run before any
+work), mastering, and the outputs, written under temporary names and renamed only when all of
+them are complete, so a failure leaves no partial file behind.
 
-The same pipeline runs in one process (`bgm score`) and, later, behind the gateway service.
-Every check that can fail on the request's own terms runs before any work; outputs are
-written under temporary names and renamed only when all of them are complete, so a failure
-leaves no partial file behind.
+The gateway service and the in-process `bgm score` (services/pipeline.py) share it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,19 +18,14 @@ import numpy as np
 
 from services.config import RequestLimits
 from services.domain import (
-    CandidateScore,
     GeneratedMusic,
-    MusicBrief,
-    MusicPlan,
+    GeneratorInfo,
     UserControls,
-    VideoAnalysis,
 )
 from services.edge import check_work
 from services.errors import InvalidInputError
-from services.gateway.controls import make_brief, validate_controls
-from services.gateway.mastering import LoudnessReport, Mastered, master
-from services.generator.backend import GeneratorBackend, GeneratorInfo, check_structure
-from services.generator.candidates import candidate_jobs, ranked
+from services.gateway.controls import validate_controls
+from services.gateway.mastering import Mastered, master
 from services.media.audio import (
     check_stream_copy,
     decode_audio,
@@ -41,9 +34,8 @@ from services.media.audio import (
     write_audio_file,
 )
 from services.media.video import probe_video
-from services.progress import ProgressCallback
-from services.tagger.backend import AnalysisRequest, TaggerBackend
-from services.tagger.vocabulary import Vocabulary
+from services.rules import check_structure
+from services.vocabulary import Vocabulary
 
 LUFS_LIMITS = (-40.0, -5.0)
 # True-peak ceilings: lossy encoders (MP3, AAC, Opus) overshoot the PCM they are given, by up
@@ -67,19 +59,6 @@ class OutputOptions:
     # Make the outputs' folder when missing (a gateway's output_uri); the command line wants
     # it to exist. A folder made for a request that fails is removed.
     make_folder: bool = False
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    analysis: VideoAnalysis
-    brief: MusicBrief
-    plan: MusicPlan
-    loudness: LoudnessReport
-    written: list[Path]
-    # Seconds spent per stage.
-    timings: dict[str, float] = field(default_factory=dict)
-    # With several candidates: each one's fit, best first (the delivered music is the first).
-    ranking: list[CandidateScore] = field(default_factory=list)
 
 
 def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
@@ -240,69 +219,3 @@ def write_outputs(
                 gained = (stem * mastered.music_gain[:, None]).astype(np.float32)
                 write_audio_file(stem_temporary, gained, music.sample_rate)
     return [final for _, final in staged]
-
-
-class ScorePipeline:
-    """The whole job in one process, with the tagger and generator as local backends."""
-
-    def __init__(
-        self,
-        tagger: TaggerBackend,
-        generator: GeneratorBackend,
-        vocabulary: Vocabulary,
-        limits: RequestLimits,
-    ):
-        self.tagger = tagger
-        self.generator = generator
-        self.vocabulary = vocabulary
-        self.limits = limits
-
-    def score(
-        self,
-        video: Path,
-        controls: UserControls,
-        options: OutputOptions,
-        progress: ProgressCallback | None = None,
-    ) -> ScoreResult:
-        report = progress or (lambda fraction: None)
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        check_request(
-            video, controls, options, self.generator.describe(), self.vocabulary, self.limits
-        )
-        timings["checks"] = time.perf_counter() - started
-
-        mark = time.perf_counter()
-        analysis = self.tagger.analyze(
-            AnalysisRequest(video, prompt=controls.prompt),
-            progress=lambda fraction: report(0.35 * fraction),
-        )
-        timings["analysis"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        brief = make_brief(
-            analysis,
-            controls,
-            self.vocabulary,
-            options.sample_rate,
-            stems=options.stems_dir is not None,
-        )
-        jobs = candidate_jobs(
-            brief, controls.candidates, lambda fraction: report(0.35 + 0.45 * fraction)
-        )
-        musics, ranking = ranked(brief, self.generator.generate_batch(jobs))
-        music = musics[ranking[0].candidate] if ranking else musics[0]
-        timings["composition"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        mastered = master_music(video, music, options)
-        report(0.9)
-        timings["mastering"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        written = write_outputs(video, music, mastered, options)
-        timings["writing"] = time.perf_counter() - mark
-        timings["total"] = time.perf_counter() - started
-        report(1.0)
-        return ScoreResult(analysis, brief, music.plan, mastered.report, written, timings,
-                           ranking)  # fmt: skip
