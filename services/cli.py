@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
 from services.errors import BgmError, InvalidInputError
+from services.vocabulary import load_vocabulary
 
 # Exit status for input the program refuses (matches argparse's usage errors).
 EXIT_BAD_INPUT = 2
@@ -128,7 +129,6 @@ def _score(args: argparse.Namespace) -> int:
     from services.pipeline import ScorePipeline
     from services.score_report import print_score_summary
     from services.tagger.backends import create_tagger_backend
-    from services.vocabulary import load_vocabulary
 
     config = _with_backend_flags(load_config(args.config), args)
     controls = _controls(args)
@@ -207,6 +207,36 @@ def _client_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tags(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    vocabulary = load_vocabulary()
+    if args.json:
+        listing = {
+            section: {name: list(tag.synonyms) for name, tag in tags.items()}
+            for section, tags in (("genres", vocabulary.genres), ("moods", vocabulary.moods),
+                                  ("instruments", vocabulary.instruments))
+        }  # fmt: skip
+        listing["keys"] = {"tonics": list(vocabulary.tonics), "modes": list(vocabulary.modes)}
+        sys.stdout.write(json.dumps(listing, indent=2) + "\n")
+        return 0
+    console = Console()
+    for title, tags in (("Genres", vocabulary.genres), ("Moods", vocabulary.moods),
+                        ("Instruments", vocabulary.instruments)):  # fmt: skip
+        table = Table(title=title, title_justify="left", show_header=False, box=None)
+        for name, tag in tags.items():
+            table.add_row(f"[bold]{name}[/bold]", ", ".join(tag.synonyms))
+        console.print(table)
+        console.print()
+    console.print(
+        f"[bold]Keys[/bold]  a tonic ({', '.join(vocabulary.tonics)}) and a mode "
+        f'({", ".join(vocabulary.modes)}): "E minor", "Em", "F#m", "Bb major", "Bb"',
+        highlight=False,
+    )
+    console.print("Names match in any case; spaces, hyphens and underscores alike.")
+    return 0
+
+
 def _sample(args: argparse.Namespace) -> int:
     from services.media.synth import sample_shots, write_video
 
@@ -272,9 +302,14 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="mix the video's own sound over the music, ducking the music",
     )
-    parser.add_argument("--genre", action="append", help="a genre (repeatable)")
-    parser.add_argument("--mood", action="append", help="a mood (repeatable)")
-    parser.add_argument("--instrument", action="append", help="an instrument (repeatable)")
+    vocabulary = load_vocabulary()
+    for kind, section in (("genre", vocabulary.genres), ("mood", vocabulary.moods),
+                          ("instrument", vocabulary.instruments)):  # fmt: skip
+        parser.add_argument(
+            f"--{kind}", action="append",
+            help=f"a {kind} (repeatable): {', '.join(section)}; any case, and synonyms "
+                 "(`bgm tags` lists them)",
+        )  # fmt: skip
     parser.add_argument(
         "--negative",
         action="append",
@@ -282,7 +317,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         help="a genre, mood or instrument to leave out (repeatable)",
     )
     parser.add_argument("--bpm", type=float, help="exact tempo, 30..300")
-    parser.add_argument("--key", help='key, e.g. "D minor"')
+    parser.add_argument("--key", help='key: "D minor", "Em", "F#m", "Bb major", "Bb", ...')
     parser.add_argument("--prompt", metavar="TEXT", help="free-text hints")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
     parser.add_argument(
@@ -359,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--timeout", type=float, help="deadline, seconds")
     _score_arguments(remote)
     remote.set_defaults(run=_client_score)
+
+    tags = commands.add_parser(
+        "tags", help="list the vocabulary: genres, moods, instruments (with synonyms), keys"
+    )
+    tags.add_argument("--json", action="store_true", help="as JSON")
+    tags.set_defaults(run=_tags)
 
     sample = commands.add_parser("sample", help="write the project's sample video")
     sample.add_argument("output", help="where to write it (.mp4)")

@@ -60,7 +60,7 @@ class ScorePipeline:
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        check_request(
+        controls = check_request(
             video, controls, options, self.generator.describe(), self.vocabulary, self.limits
         )
         timings["checks"] = time.perf_counter() - started

@@ -6,7 +6,9 @@ Nothing here is random or learned, so the same features always give the same tag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import re
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +63,8 @@ class TagDefinition:
     bpm: tuple[int, int] | None = None
     instruments: tuple[str, ...] = ()
     mode: str | None = None
+    # Other names a user may type for it.
+    synonyms: tuple[str, ...] = ()
 
     def score(self, features: Features) -> float:
         """bias + sum(weight * (feature - 0.5)): the documented rule."""
@@ -68,6 +72,29 @@ class TagDefinition:
         for feature in FEATURES:
             total += self.rule.get(feature, 0.0) * (getattr(features, feature) - 0.5)
         return total
+
+
+class UnknownTagError(ValueError):
+    """A name that is no tag of its kind, with the nearest tags it might mean."""
+
+    def __init__(self, kind: str, name: str, suggestions: list[str], valid: list[str]):
+        self.kind, self.name, self.suggestions = kind, name, suggestions
+        hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown {kind} {name}{hint} (valid {kind}s: {', '.join(valid)})")
+
+
+def folded(text: str) -> str:
+    """A name as it is compared: lower case, spaces, underscores and hyphens alike."""
+    return re.sub(r"[\s_-]+", "-", text.strip().lower())
+
+
+# "E minor", "e min", "Em", "F#m", "Bb major", "Bb", "C# MINOR": a tonic, then a mode (m/min/
+# minor or M/maj/major; none = major).
+KEY_PATTERN = re.compile(
+    r"^\s*(?P<letter>[A-Ga-g])\s*(?P<accidental>[#b\u266f\u266d]?)\s*-?\s*"
+    r"(?P<mode>major|minor|maj|min|m|M)?\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,8 @@ class Vocabulary:
     dark_vote: int
     tempo_energy_weight: float
     tempo_pace_weight: float
+    # Per kind: every folded name and synonym -> its tag.
+    names: dict[TagKind, dict[str, str]] = field(default_factory=dict)
 
     def of_kind(self, kind: TagKind) -> dict[str, TagDefinition]:
         return {"genre": self.genres, "mood": self.moods, "instrument": self.instruments}[kind]
@@ -92,6 +121,49 @@ class Vocabulary:
         """Tags of one kind, best first, ties broken by name so the order never wobbles."""
         scores = [(name, tag.score(features)) for name, tag in self.of_kind(kind).items()]
         return sorted(scores, key=lambda item: (-item[1], item[0]))
+
+    def canonical(self, kind: TagKind, name: str) -> str:
+        """The tag a user's name means ("Rock", "hiphop", "guitar"); UnknownTagError, with
+        the nearest names, when it means none."""
+        known = self.names[kind]
+        tag = known.get(folded(name))
+        if tag is not None:
+            return tag
+        near = difflib.get_close_matches(folded(name), list(known), n=3, cutoff=0.75)
+        suggestions = list(dict.fromkeys(known[n] for n in near))
+        raise UnknownTagError(kind, name, suggestions, list(self.of_kind(kind)))
+
+    def canonical_tag(self, name: str) -> str:
+        """The genre, mood or instrument a name means, whichever kind it is (negative tags
+        name any)."""
+        for kind in KIND_SECTIONS:
+            tag = self.names[kind].get(folded(name))
+            if tag is not None:
+                return tag
+        every = {n: t for kind in KIND_SECTIONS for n, t in self.names[kind].items()}
+        near = difflib.get_close_matches(folded(name), list(every), n=3, cutoff=0.75)
+        suggestions = list(dict.fromkeys(every[n] for n in near))
+        valid = [tag for kind in KIND_SECTIONS for tag in self.of_kind(kind)]
+        raise UnknownTagError("negative tag", name, suggestions, valid)
+
+    def canonical_key(self, text: str) -> str:
+        """A key as the vocabulary writes it ("E minor") from the ways people write keys
+        ("e minor", "Em", "F#m", "Bb major", "Bb"); ValueError for anything else."""
+        match = KEY_PATTERN.match(text)
+        if match is None:
+            raise ValueError(
+                f"bad key {text!r}: expected a tonic and a mode, such as 'E minor', 'Em', "
+                "'F#m', 'Bb major' or 'Bb'"
+            )
+        accidental = {"\u266f": "#", "\u266d": "b", "B": "b"}.get(
+            match["accidental"], match["accidental"]
+        )
+        tonic = match["letter"].upper() + accidental
+        mode_word = match["mode"] or "major"
+        minor = mode_word == "m" or mode_word.lower() in ("min", "minor")
+        key = f"{tonic} {'minor' if minor else 'major'}"
+        self.parse_key(key)
+        return key
 
     def bpm_range(self, genres: list[str]) -> tuple[int, int]:
         """The genres' BPM ranges intersected; the first genre's alone if that is too
@@ -130,6 +202,7 @@ def _definitions(kind: TagKind, section: dict[str, Any]) -> dict[str, TagDefinit
             bpm=(int(entry["bpm"][0]), int(entry["bpm"][1])) if "bpm" in entry else None,
             instruments=tuple(entry.get("instruments", ())),
             mode=entry.get("mode"),
+            synonyms=tuple(entry.get("synonyms", ())),
         )
     return definitions
 
@@ -151,6 +224,15 @@ def load_vocabulary(path: Path = VOCABULARY_PATH) -> Vocabulary:
         tempo_energy_weight=float(data["tempo"]["energy_weight"]),
         tempo_pace_weight=float(data["tempo"]["pace_weight"]),
     )
+    for kind in KIND_SECTIONS:
+        names: dict[str, str] = {}
+        for tag in vocabulary.of_kind(kind).values():
+            for name in (tag.name, *tag.synonyms):
+                other = names.setdefault(folded(name), tag.name)
+                if other != tag.name:
+                    raise ValueError(f"vocabulary: {kind} name {name!r} means {other} and "
+                                     f"{tag.name}")  # fmt: skip
+        vocabulary.names[kind] = names
     for genre in vocabulary.genres.values():
         missing = set(genre.instruments) - set(vocabulary.instruments)
         if missing:

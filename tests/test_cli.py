@@ -107,3 +107,18 @@ def test_version_names_the_package_and_the_contracts():
     result = bgm("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"bgm {version('bgm')} (contracts bgm.v1)"
+
+
+def test_tags_lists_the_vocabulary_with_synonyms():
+    result = bgm("tags")
+    assert result.returncode == 0
+    assert "hip-hop" in result.stdout and "hiphop" in result.stdout and "F#m" in result.stdout
+    listing = json.loads(bgm("tags", "--json").stdout)
+    assert "acoustic-guitar" in listing["instruments"]
+    assert "guitar" in listing["instruments"]["acoustic-guitar"]
+    assert listing["keys"]["modes"] == ["major", "minor"]
+
+
+def test_help_shows_the_values():
+    result = bgm("score", "--help")
+    assert "hip-hop" in result.stdout and "acoustic-guitar" in result.stdout

@@ -138,6 +138,16 @@ def test_midi_and_stems(pipeline, clip, tmp_path):
         assert decoded_samples(stem)[0] == round(clip.duration_s * 48000)
 
 
+def test_controls_are_read_as_people_write_them(pipeline, clip, tmp_path):
+    controls = UserControls(genres=["Hip Hop", "hiphop"], moods=["Chill"],
+                            instruments=["guitar"], key="F#m", negative=["Piano"])  # fmt: skip
+    result = pipeline.score(clip.path, controls, OutputOptions(tmp_path / "m.wav"))
+    tags = result.brief.tags
+    assert tags.genres[0] == "hip-hop" and tags.genres.count("hip-hop") == 1
+    assert tags.moods[0] == "calm" and "acoustic-guitar" in tags.instruments
+    assert result.plan.key == "F# minor" and "piano" not in tags.instruments
+
+
 def test_controls_win_over_the_tagger(pipeline, clip, tmp_path):
     controls = UserControls(
         genres=["rock"],

@@ -237,6 +237,18 @@ def test_deadline_exceeded(servers, beat_video):
     )
 
 
+def test_the_api_reads_tags_as_people_write_them_and_echoes_the_vocabulary(servers, clip):
+    controls = common_pb2.UserControls(genres=["Hip Hop"], instruments=["guitar"], key="Em")
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()),
+                                       controls=controls)  # fmt: skip
+    result = score(servers.gateway, request)[-1].result
+    assert result.tags.genres[0] == "hip-hop" and "acoustic-guitar" in result.tags.instruments
+    assert result.tags.key == "E minor" and result.plan.key == "E minor"
+    request.controls.genres[:] = ["rok"]
+    code, details = code_of(lambda: score(servers.gateway, request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "did you mean rock?" in details
+
+
 def metric(url: str, name: str) -> float:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     values = [

@@ -11,7 +11,7 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 from services.tagger.tagging import choose_tags
-from services.vocabulary import Features, load_vocabulary
+from services.vocabulary import VOCABULARY_PATH, Features, UnknownTagError, load_vocabulary
 
 VOCABULARY = load_vocabulary()
 
@@ -150,3 +150,51 @@ def test_vocabulary_refuses_unknown_keys():
     assert VOCABULARY.parse_key("F# minor") == ("F#", "minor")
     with pytest.raises(ValueError, match="bad key"):
         VOCABULARY.parse_key("H major")
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed", "tag"),
+    [("genre", "Rock", "rock"), ("genre", "hiphop", "hip-hop"), ("genre", "Hip Hop", "hip-hop"),
+     ("genre", "EDM", "electronic"), ("genre", "orchestra", "orchestral"),
+     ("genre", "lofi", "lo-fi"), ("mood", "chill", "calm"), ("mood", "Sad", "melancholic"),
+     ("instrument", "guitar", "acoustic-guitar"),
+     ("instrument", "electric guitar", "electric-guitar"),
+     ("instrument", "ACOUSTIC_GUITAR", "acoustic-guitar")],
+)  # fmt: skip
+def test_tags_forgive_case_spacing_and_synonyms(kind, typed, tag):
+    assert VOCABULARY.canonical(kind, typed) == tag
+
+
+def test_a_near_miss_is_answered_with_what_it_may_mean():
+    with pytest.raises(UnknownTagError, match="did you mean rock") as caught:
+        VOCABULARY.canonical("genre", "rok")
+    assert caught.value.suggestions == ["rock"]
+    with pytest.raises(UnknownTagError, match="valid genres: ambient") as caught:
+        VOCABULARY.canonical("genre", "polka")
+    assert caught.value.suggestions == []
+    assert VOCABULARY.canonical_tag("guitar") == "acoustic-guitar"
+    with pytest.raises(UnknownTagError, match="unknown negative tag yodel"):
+        VOCABULARY.canonical_tag("yodel")
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [("E minor", "E minor"), ("e minor", "E minor"), ("Em", "E minor"), ("F#m", "F# minor"),
+     ("Bb major", "Bb major"), ("Bb", "Bb major"), ("bbm", "Bb minor"), ("C# MINOR", "C# minor"),
+     ("D min", "D minor"), ("Ab maj", "Ab major"), ("g", "G major")],
+)  # fmt: skip
+def test_keys_as_people_write_them(typed, key):
+    assert VOCABULARY.canonical_key(typed) == key
+
+
+@pytest.mark.parametrize("typed", ["H major", "E dorian", "minor", "", "E# minor"])
+def test_keys_that_are_none(typed):
+    with pytest.raises(ValueError, match="bad key"):
+        VOCABULARY.canonical_key(typed)
+
+
+def test_a_synonym_names_one_tag(tmp_path: Path):
+    text = VOCABULARY_PATH.read_text().replace("synonyms: [edm,", "synonyms: [rock music, edm,")
+    (tmp_path / "vocabulary.yaml").write_text(text)
+    with pytest.raises(ValueError, match="'rock music' means electronic and rock"):
+        load_vocabulary(tmp_path / "vocabulary.yaml")

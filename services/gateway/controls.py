@@ -7,13 +7,18 @@ and negative tags remove whatever they name, from the user's tags and the tagger
 
 from __future__ import annotations
 
+import dataclasses
+
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
 from services.rules import BPM_LIMITS, STRUCTURES, check_candidates
 from services.vocabulary import TagKind, Vocabulary
 
 
-def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
+def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserControls:
+    """The controls, checked, with their tags and key as the vocabulary names them
+    (`--genre Rock`, `hiphop`, `--instrument guitar` and `--key Em` are rock, hip-hop,
+    acoustic-guitar and E minor)."""
     if controls.structure not in STRUCTURES:
         raise InvalidInputError(
             f"unknown structure {controls.structure!r}; valid: {', '.join(STRUCTURES)}"
@@ -27,35 +32,26 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> None:
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
         raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")
-    if controls.key is not None:
-        try:
-            vocabulary.parse_key(controls.key)
-        except ValueError as error:
-            raise InvalidInputError(str(error)) from None
-    for kind, names, valid in (
-        ("genre", controls.genres, vocabulary.genres),
-        ("mood", controls.moods, vocabulary.moods),
-        ("instrument", controls.instruments, vocabulary.instruments),
-    ):
-        unknown = [name for name in names if name not in valid]
-        if unknown:
-            raise InvalidInputError(
-                f"unknown {kind} {', '.join(unknown)}; valid {kind}s: {', '.join(valid)}"
-            )
-    every_tag = {*vocabulary.genres, *vocabulary.moods, *vocabulary.instruments}
-    unknown = [name for name in controls.negative if name not in every_tag]
-    if unknown:
-        raise InvalidInputError(
-            f"unknown negative tag {', '.join(unknown)}; valid: any genre, mood or instrument "
-            f"({', '.join(sorted(every_tag))})"
-        )
-    conflicting = set(controls.negative) & {
-        *controls.genres,
-        *controls.moods,
-        *controls.instruments,
-    }
+    try:
+        key = vocabulary.canonical_key(controls.key) if controls.key is not None else None
+        genres = [vocabulary.canonical("genre", name) for name in controls.genres]
+        moods = [vocabulary.canonical("mood", name) for name in controls.moods]
+        instruments = [vocabulary.canonical("instrument", name) for name in controls.instruments]
+        negative = list(dict.fromkeys(vocabulary.canonical_tag(n) for n in controls.negative))
+    except ValueError as error:
+        raise InvalidInputError(str(error)) from None
+    conflicting = set(negative) & {*genres, *moods, *instruments}
     if conflicting:
         raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated")
+    return dataclasses.replace(
+        controls, genres=_once(genres), moods=_once(moods), instruments=_once(instruments),
+        negative=negative, key=key,
+    )  # fmt: skip
+
+
+def _once(names: list[str]) -> list[str]:
+    """In order, each name once ("hiphop" and "hip-hop" are one genre)."""
+    return list(dict.fromkeys(names))
 
 
 def _merge_kind(user: list[str], tagger: list[str], negative: set[str]) -> list[str]:

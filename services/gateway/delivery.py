@@ -152,14 +152,15 @@ def check_request(
     info: GeneratorInfo,
     vocabulary: Vocabulary,
     limits: RequestLimits,
-) -> None:
-    """Everything that can be refused on the request's own terms, before any work."""
+) -> UserControls:
+    """Everything that can be refused on the request's own terms, before any work; the
+    controls as the vocabulary names them."""
     if len(controls.reference_audio) > limits.max_reference_bytes:
         raise InvalidInputError(
             f"the reference audio is {len(controls.reference_audio)} bytes; at most "
             f"{limits.max_reference_bytes}"
         )
-    validate_controls(controls, vocabulary)
+    controls = validate_controls(controls, vocabulary)
     check_structure(controls.structure, info)
     validate_options(options, info.sample_rates)
     probe = probe_video(video)
@@ -173,6 +174,7 @@ def check_request(
     check_work(probe.duration_s, controls.candidates, limits)
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep")
+    return controls
 
 
 def master_music(video: Path, music: GeneratedMusic, options: OutputOptions) -> Mastered:

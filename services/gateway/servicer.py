@@ -278,7 +278,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder)
         info = await self._generator_info()
-        await asyncio.to_thread(
+        controls = await asyncio.to_thread(
             check_request, video, controls, options, info, self.vocabulary, self.limits
         )
         async with self._slots:
