@@ -22,8 +22,7 @@ import pyloudnorm
 from scipy.signal import resample_poly
 
 from services.config import ComposerConfig, RequestLimits, TaggerConfig
-from services.domain import Cut, Look, MusicBrief, MusicTags, Segment, UserControls
-from services.gateway.delivery import OutputOptions
+from services.domain import Cut, Look, MusicBrief, MusicTags, OutputOptions, Segment, UserControls
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.styles import STYLES
 from services.generator.beatcheck import check_beats, genre_brief

@@ -16,9 +16,8 @@ from pathlib import Path
 import yaml
 
 from services.devserver import deploy, free_port, serve_config, start, start_ray, stop, stop_ray
-from services.domain import UserControls
+from services.domain import OutputOptions, UserControls
 from services.gateway.client import score_remote
-from services.gateway.delivery import OutputOptions
 from services.media.synth import Shot, write_video
 
 sys.path.insert(0, str(Path(__file__).parent))

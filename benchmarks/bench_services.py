@@ -19,9 +19,8 @@ import grpc
 
 from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.devserver import start, stop
-from services.domain import UserControls
+from services.domain import OutputOptions, UserControls
 from services.gateway.client import score_remote
-from services.gateway.delivery import OutputOptions
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, write_video
 from services.pipeline import ScorePipeline

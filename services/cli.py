@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,21 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from services.config import load_config
 from services.errors import BgmError, InvalidInputError
 from services.vocabulary import load_vocabulary
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (the interpreter's own start-up included), from
+    /proc where there is one; elsewhere 0, so the clock starts at this module's import."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+# When the command started, on the perf_counter clock: the summary's wall time counts from it.
+STARTED = time.perf_counter() - _process_age_s()
 
 # Exit status for input the program refuses (matches argparse's usage errors).
 EXIT_BAD_INPUT = 2
@@ -92,13 +109,31 @@ def _reference(path: str | None) -> bytes:
         ) from None
 
 
-def _output_options(args: argparse.Namespace):
-    from services.gateway.delivery import OutputOptions
+def _output_options(args: argparse.Namespace, inputs: list[Path]):
+    """The outputs the arguments name, refused when one is a folder, is an input, or exists
+    (unless --force)."""
+    from services.domain import OutputOptions
 
+    output = Path(args.output)
+    if args.output.endswith(("/", "\\")) or output.is_dir():
+        raise InvalidInputError(
+            f"-o {args.output} is a folder; name the file to write, such as {output / 'scored.mp4'}"
+        )
+    midi = Path(args.midi) if args.midi else None
+    stems = Path(args.stems) if args.stems else None
+    for target in (output, midi):
+        if target is None or not target.exists():
+            continue
+        if any(source.exists() and target.samefile(source) for source in inputs):
+            raise InvalidInputError(f"{target} is an input: bgm never writes over its input")
+        if not args.force:
+            raise InvalidInputError(f"{target} exists; pass --force to replace it")
+    if stems is not None and stems.is_dir() and any(stems.glob("*.wav")) and not args.force:
+        raise InvalidInputError(f"{stems} already holds stems; pass --force to replace them")
     return OutputOptions(
-        output=Path(args.output),
-        midi=Path(args.midi) if args.midi else None,
-        stems_dir=Path(args.stems) if args.stems else None,
+        output=output,
+        midi=midi,
+        stems_dir=stems,
         sample_rate=args.sample_rate,
         lufs=args.lufs,
         keep_original_audio=args.keep_original_audio,
@@ -125,14 +160,24 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from services.gateway.controls import validate_controls
+    from services.media.audio import output_kind
+    from services.media.video import probe_video
+
+    config = _with_backend_flags(load_config(args.config), args)
+    video = Path(args.video)
+    controls = _controls(args)
+    options = _output_options(args, [video, *([Path(args.reference)] if args.reference else [])])
+    # What can be refused without the models, before they load (seconds, with a large bank).
+    validate_controls(controls, load_vocabulary())
+    output_kind(options.output)
+    probe_video(video, config.tagger.limits)
+
     from services.generator.backends import create_generator_backend
     from services.pipeline import ScorePipeline
     from services.score_report import print_score_summary
     from services.tagger.backends import create_tagger_backend
 
-    config = _with_backend_flags(load_config(args.config), args)
-    controls = _controls(args)
-    options = _output_options(args)
     stderr = Console(stderr=True)
     pipeline = ScorePipeline(
         create_tagger_backend(config.tagger),
@@ -140,10 +185,18 @@ def _score(args: argparse.Namespace) -> int:
         load_vocabulary(),
         config.limits,
     )
-    with progress_bar(f"scoring {Path(args.video).name}", stderr) as report:
-        result = pipeline.score(Path(args.video), controls, options, progress=report)
-    print_score_summary(result, Console())
+    started = time.perf_counter() - STARTED
+    with progress_bar(f"scoring {video.name}", stderr) as report:
+        result = pipeline.score(video, controls, options, progress=report)
+    print_score_summary(result, options, summary_console(), started,
+                        time.perf_counter() - STARTED)  # fmt: skip
     return 0
+
+
+def summary_console() -> Console:
+    """Standard output: long lines are not wrapped (a pipe would otherwise cut them at 80
+    columns, mid-phrase)."""
+    return Console(soft_wrap=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -185,25 +238,26 @@ def _client_score(args: argparse.Namespace) -> int:
 
     stderr = Console(stderr=True)
     metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
+    options = _output_options(args, [] if args.uri else [Path(args.video)])
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
             outcome = score_remote(
                 args.server,
                 args.video,
                 _controls(args),
-                _output_options(args),
+                options,
                 report,
                 metadata=metadata,
                 timeout_s=args.timeout,
                 by_uri=args.uri,
             )
     except grpc.RpcError as error:
-        stderr.print(
+        Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red] ({error.code().name}): {error.details()}",
             highlight=False,
         )
         return EXIT_FAILURE
-    print_remote_summary(outcome, Console())
+    print_remote_summary(outcome, options, summary_console(), time.perf_counter() - STARTED)
     return 0
 
 
@@ -295,6 +349,10 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)",
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace outputs that exist (an input is never written over)",
+    )  # fmt: skip
     parser.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
     parser.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
     parser.add_argument(
@@ -326,7 +384,10 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         default=-14.0,
         help="integrated loudness target (default -14); true peak <= -1 dBTP",
     )
-    parser.add_argument("--sample-rate", type=int, default=48000, choices=(44100, 48000))
+    parser.add_argument(
+        "--sample-rate", type=int, default=48000, choices=(44100, 48000),
+        help="sample rate of the music, Hz (default 48000)",
+    )  # fmt: skip
 
 
 def _version() -> str:
@@ -362,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC services on localhost ports")
     serve.add_argument(
-        "service", choices=("tagger", "generator", "gateway", "all"), nargs="?", default="all"
-    )
+        "service", choices=("tagger", "generator", "gateway", "all"), nargs="?", default="all",
+        help="which service to run (default: all three in one process)",
+    )  # fmt: skip
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument(
         "--port",
@@ -379,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     client_commands = client.add_subparsers(dest="client_command", required=True)
     remote = client_commands.add_parser("score", help="score a video through a gateway")
     remote.add_argument("video", help="video file to upload (or a URI, with --uri)")
-    remote.add_argument("--server", default="127.0.0.1:50051", help="gateway HOST:PORT")
+    remote.add_argument(
+        "--server", default="127.0.0.1:50051", help="gateway HOST:PORT (default 127.0.0.1:50051)"
+    )
     remote.add_argument(
         "--uri",
         action="store_true",
@@ -412,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BgmError as error:
-        Console(stderr=True).print(
+        Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red] ({error.status_code}): {error}", highlight=False
         )
         return EXIT_FAILURE if error.status_code == "INTERNAL" else EXIT_BAD_INPUT

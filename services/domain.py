@@ -7,6 +7,7 @@ edges. Times are seconds from the start of the video, levels are 0..1.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 TagSource = Literal["picture", "prompt", "both", "user", "vlm"]
@@ -290,3 +291,17 @@ class GeneratorInfo:
     # What it renders with, and how to get better sound ("" when nothing is missing).
     sound: str = ""
     sound_advice: str = ""
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    output: Path
+    midi: Path | None = None
+    stems_dir: Path | None = None
+    sample_rate: int = 48000
+    # Integrated loudness target; the true peak is kept at or under -1 dBTP.
+    lufs: float = -14.0
+    keep_original_audio: bool = False
+    # Make the outputs' folder when missing (a gateway's output_uri); the command line wants
+    # it to exist. A folder made for a request that fails is removed.
+    make_folder: bool = False

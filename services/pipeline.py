@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.config import RequestLimits
-from services.domain import CandidateScore, MusicBrief, MusicPlan, UserControls, VideoAnalysis
+from services.domain import (
+    CandidateScore,
+    MusicBrief,
+    MusicPlan,
+    OutputOptions,
+    UserControls,
+    VideoAnalysis,
+)
 from services.gateway.controls import make_brief
-from services.gateway.delivery import OutputOptions, check_request, master_music, write_outputs
+from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gateway.mastering import LoudnessReport
 from services.generator.backend import GeneratorBackend
 from services.generator.candidates import candidate_jobs, ranked

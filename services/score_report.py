@@ -7,7 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from services.domain import CandidateScore, MusicPlan, MusicTags, VideoAnalysis
+from services.domain import CandidateScore, MusicPlan, MusicTags, OutputOptions, VideoAnalysis
+from services.media.audio import output_kind
 from services.pipeline import ScoreResult
 from services.tagger.report import print_model_and_warnings, print_tags
 
@@ -21,6 +22,7 @@ def _print_summary(
     loudness: Any,
     written: list[Path],
     ranking: list[CandidateScore],
+    options: OutputOptions,
 ) -> None:
     if analysis is not None:
         console.print(
@@ -62,11 +64,27 @@ def _print_summary(
             f"[bold]{f'Candidate {score.rank}':<12}[/bold]#{score.candidate} score "
             f"{score.score:.3f}: {', '.join(measures)}{chosen}"
         )
+    has_audio = analysis.has_audio if analysis is not None else None
+    console.print(f"[bold]{'Sound':<12}[/bold]{sound_line(has_audio, options)}")
     for path in written:
         console.print(f"[bold]{'Wrote':<12}[/bold]{path}")
 
 
-def print_score_summary(result: ScoreResult, console: Console) -> None:
+def sound_line(has_audio: bool | None, options: OutputOptions) -> str:
+    """What became of the video's own sound."""
+    if output_kind(options.output) == "audio":
+        return "the music alone (an audio file)"
+    if options.keep_original_audio:
+        return "the video's own sound under the music (the music ducks where it rises)"
+    if has_audio is False:
+        return "the music (the video had no sound of its own)"
+    return ("the music replaces the video's own sound (--keep-original-audio keeps it under "
+            "the music)")  # fmt: skip
+
+
+def print_score_summary(
+    result: ScoreResult, options: OutputOptions, console: Console, start_up_s: float, wall_s: float
+) -> None:
     _print_summary(
         console,
         result.analysis,
@@ -76,16 +94,19 @@ def print_score_summary(result: ScoreResult, console: Console) -> None:
         result.loudness,
         result.written,
         result.ranking,
+        options,
     )
     t = result.timings
     console.print(
-        f"[dim]{t['total']:.1f} s: analysis {t['analysis']:.1f}, composition "
-        f"{t['composition']:.1f}, mastering {t['mastering']:.1f}, writing "
+        f"[dim]{wall_s:.1f} s in all: start-up {start_up_s:.1f}, analysis {t['analysis']:.1f}, "
+        f"composition {t['composition']:.1f}, mastering {t['mastering']:.1f}, writing "
         f"{t['writing']:.1f}[/dim]"
     )
 
 
-def print_remote_summary(outcome: Any, console: Console) -> None:
+def print_remote_summary(
+    outcome: Any, options: OutputOptions, console: Console, wall_s: float
+) -> None:
     from services.contract import (
         analysis_from_proto,
         plan_from_proto,
@@ -110,5 +131,6 @@ def print_remote_summary(outcome: Any, console: Console) -> None:
         result.loudness,
         outcome.written or [Path(u) for u in result.output_uris],
         ranking_from_proto(result.ranking),
+        options,
     )
-    console.print(f"[dim]{result.seconds:.1f} s on the server[/dim]")
+    console.print(f"[dim]{wall_s:.1f} s in all, {result.seconds:.1f} s of it on the server[/dim]")

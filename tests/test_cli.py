@@ -122,3 +122,25 @@ def test_tags_lists_the_vocabulary_with_synonyms():
 def test_help_shows_the_values():
     result = bgm("score", "--help")
     assert "hip-hop" in result.stdout and "acoustic-guitar" in result.stdout
+
+
+def test_score_protects_inputs_and_existing_outputs(cuts_video: SyntheticVideo, tmp_path: Path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(cuts_video.path.read_bytes())
+    original = video.read_bytes()
+    refused = bgm("score", str(video), "-o", str(video), "--force")
+    assert refused.returncode == 2 and "is an input" in refused.stderr
+    assert video.read_bytes() == original
+    folder = bgm("score", str(video), "-o", f"{tmp_path}/")
+    assert folder.returncode == 2 and "is a folder" in folder.stderr
+    out = tmp_path / "scored.mp4"
+    first = bgm("score", str(video), "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    # Piped, the summary is not cut at 80 columns mid-phrase.
+    sound = next(line for line in first.stdout.splitlines() if line.startswith("Sound"))
+    assert sound.endswith("(--keep-original-audio keeps it under the music)")
+    assert " s in all: start-up " in first.stdout
+    again = bgm("score", str(video), "-o", str(out))
+    assert again.returncode == 2 and "exists; pass --force" in again.stderr
+    kept = bgm("score", str(video), "-o", str(out), "--force", "--keep-original-audio")
+    assert kept.returncode == 0 and "the video's own sound under the music" in kept.stdout

@@ -16,9 +16,8 @@ import pytest
 from scipy.signal import resample_poly
 
 from services.config import RequestLimits
-from services.domain import UserControls
+from services.domain import OutputOptions, UserControls
 from services.errors import InvalidInputError
-from services.gateway.delivery import OutputOptions
 from services.gateway.mastering import master
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, SyntheticVideo, write_video

@@ -20,6 +20,7 @@ from services.config import RequestLimits
 from services.domain import (
     GeneratedMusic,
     GeneratorInfo,
+    OutputOptions,
     UserControls,
 )
 from services.edge import check_work
@@ -45,20 +46,6 @@ LUFS_LIMITS = (-40.0, -5.0)
 LOSSLESS_CEILING_DBTP = -1.0
 LOSSY_CEILING_DBTP = -2.0
 LOSSLESS_SUFFIXES = (".wav", ".flac")
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    output: Path
-    midi: Path | None = None
-    stems_dir: Path | None = None
-    sample_rate: int = 48000
-    # Integrated loudness target; the true peak is kept at or under -1 dBTP.
-    lufs: float = -14.0
-    keep_original_audio: bool = False
-    # Make the outputs' folder when missing (a gateway's output_uri); the command line wants
-    # it to exist. A folder made for a request that fails is removed.
-    make_folder: bool = False
 
 
 def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:

@@ -31,11 +31,18 @@ from services.contract import (
     staged_suffix,
     tags_to_proto,
 )
-from services.domain import CandidateScore, GeneratedMusic, GeneratorInfo, MusicBrief, MusicPlan
+from services.domain import (
+    CandidateScore,
+    GeneratedMusic,
+    GeneratorInfo,
+    MusicBrief,
+    MusicPlan,
+    OutputOptions,
+)
 from services.edge import EdgeSchema
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
-from services.gateway.delivery import OutputOptions, check_request, master_music, write_outputs
+from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
