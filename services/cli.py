@@ -233,7 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _client_score(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.gateway.client import score_remote
+    from services.gateway.client import error_details, score_remote
     from services.score_report import print_remote_summary
 
     stderr = Console(stderr=True)
@@ -252,8 +252,13 @@ def _client_score(args: argparse.Namespace) -> int:
                 by_uri=args.uri,
             )
     except grpc.RpcError as error:
+        details = error_details(error)
+        extra = [f"field {', '.join(details.fields)}"] if details.fields else []
+        extra += [f"reason {details.reason}"] if details.reason else []
+        extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
         Console(stderr=True, soft_wrap=True).print(
-            f"[red]error[/red] ({error.code().name}): {error.details()}",
+            f"[red]error[/red] ({error.code().name}): {error.details()}"
+            + (f" [dim]({'; '.join(extra)})[/dim]" if extra else ""),
             highlight=False,
         )
         return EXIT_FAILURE

@@ -318,9 +318,12 @@ async def local_video(
         if len(source.data) > max_inline_bytes:
             raise ResourceExhaustedError(
                 f"inline video of {len(source.data)} bytes is over the upload limit of "
-                f"{max_inline_bytes}"
+                f"{max_inline_bytes}",
+                field="video.data",
+                error_reason="UPLOAD_TOO_LARGE",
             )
         path = folder / f"upload{suffix}"
         await asyncio.to_thread(path.write_bytes, source.data)
         return path
-    raise InvalidInputError("the request names no video (set video.uri or video.data)")
+    raise InvalidInputError("the request names no video (set video.uri or video.data)",
+                            field="video")  # fmt: skip

@@ -98,7 +98,7 @@ class EdgeSchema:
 
     def _message(self, message: Message, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
-            raise InvalidInputError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            raise _refused(path, f"nested deeper than {MAX_DEPTH} levels")
         for field in message.DESCRIPTOR.fields:
             name = f"{path}.{field.name}" if path else field.name
             rule = self.rules.get(field.full_name, Rule())
@@ -116,10 +116,10 @@ class EdgeSchema:
     ) -> None:
         most = rule.max_items or self.limits.max_list_items
         if len(values) > most:
-            raise InvalidInputError(f"{name}: at most {most} items (got {len(values)})")
+            raise _refused(name, f"at most {most} items (got {len(values)})")
         if rule.unique and len(set(values)) < len(values):
             repeated = next(v for i, v in enumerate(values) if v in values[:i])
-            raise InvalidInputError(f"{name}: {_excerpt(repeated)} is named more than once")
+            raise _refused(name, f"{_excerpt(repeated)} is named more than once")
         for index, value in enumerate(values):
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 self._message(value, f"{name}[{index}]", depth + 1)
@@ -131,28 +131,24 @@ class EdgeSchema:
             self._text(rule, name, value)
         elif isinstance(value, bytes):
             if rule.max_bytes is not None and len(value) > rule.max_bytes:
-                raise InvalidInputError(
-                    f"{name}: at most {rule.max_bytes} bytes (got {len(value)})"
-                )
+                raise _refused(name, f"at most {rule.max_bytes} bytes (got {len(value)})")
         elif isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInputError(f"{name}: must be a finite number (got {value})")
+            raise _refused(name, f"must be a finite number (got {value})")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if rule.low is not None and value < rule.low:
-                raise InvalidInputError(f"{name}: must be at least {rule.low:g} (got {value:g})")
+                raise _refused(name, f"must be at least {rule.low:g} (got {value:g})")
             if rule.high is not None and value > rule.high:
-                raise InvalidInputError(f"{name}: must be at most {rule.high:g} (got {value:g})")
+                raise _refused(name, f"must be at most {rule.high:g} (got {value:g})")
 
     def _text(self, rule: Rule, name: str, value: str) -> None:
         most = rule.max_chars or self.limits.max_name_chars
         if len(value) > most:
-            raise InvalidInputError(
-                f"{name}: at most {most} characters (got {len(value)}: {_excerpt(value)})"
-            )
+            raise _refused(name, f"at most {most} characters (got {len(value)}: {_excerpt(value)})")
         allowed = "\n\t\r" if rule.text else ""
         bad = next((c for c in value if c not in allowed and unicodedata.category(c) == "Cc"),
                    None)  # fmt: skip
         if bad is not None:
-            raise InvalidInputError(f"{name}: control character {bad!r} is not allowed")
+            raise _refused(name, f"control character {bad!r} is not allowed")
 
 
 def _excerpt(value: object) -> str:
@@ -162,11 +158,17 @@ def _excerpt(value: object) -> str:
     return repr(text[:EXCERPT_CHARS]) + "..."
 
 
+def _refused(field: str, text: str) -> InvalidInputError:
+    """A field over a limit: the message starts with its name, the details name it too."""
+    return InvalidInputError(f"{field}: {text}", field=field, error_reason="FIELD_LIMIT")
+
+
 def check_work(music_s: float, candidates: int, limits: RequestLimits) -> None:
     """The total a request may ask for: seconds of music times candidates."""
     total = music_s * max(candidates, 1)
     if total > limits.max_music_s:
         raise ResourceExhaustedError(
             f"the request asks for {total:.0f} s of music ({music_s:.1f} s x "
-            f"{max(candidates, 1)} candidate(s)); the limit is {limits.max_music_s:g} s"
+            f"{max(candidates, 1)} candidate(s)); the limit is {limits.max_music_s:g} s",
+            error_reason="TOO_MUCH_MUSIC",
         )

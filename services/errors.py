@@ -8,15 +8,37 @@ from __future__ import annotations
 
 
 class BgmError(Exception):
-    """Base of every error the platform reports to a caller."""
+    """Base of every error the platform reports to a caller.
+
+    Besides the message, what a program needs (google.rpc error details, in the status's
+    trailing metadata): `field`, the request field at fault (BadRequest), `error_reason`, a
+    stable UPPER_SNAKE_CASE word (ErrorInfo), and `retry_after_s` where trying again later
+    may work (RetryInfo).
+    """
 
     status_code = "INTERNAL"
+    error_reason = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        error_reason: str | None = None,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(message)
+        self.field = field
+        if error_reason is not None:
+            self.error_reason = error_reason
+        self.retry_after_s = retry_after_s
 
 
 class InvalidInputError(BgmError):
     """The request or its media cannot be used as given."""
 
     status_code = "INVALID_ARGUMENT"
+    error_reason = "INVALID_INPUT"
 
 
 class InvalidVideoError(InvalidInputError):
@@ -41,7 +63,7 @@ class InvalidVideoError(InvalidInputError):
     def __init__(self, reason: str, message: str):
         if reason not in self.REASONS:
             raise ValueError(f"unknown InvalidVideoError reason {reason!r}")
-        super().__init__(message)
+        super().__init__(message, field="video", error_reason=f"VIDEO_{reason.upper()}")
         self.reason = reason
 
 
@@ -49,39 +71,46 @@ class MediaNotFoundError(BgmError):
     """The named media does not exist."""
 
     status_code = "NOT_FOUND"
+    error_reason = "NOT_FOUND"
 
 
 class ConfigError(BgmError):
     """The configuration file or flags are unusable."""
 
     status_code = "FAILED_PRECONDITION"
+    error_reason = "BAD_CONFIG"
 
 
 class PermissionDeniedError(BgmError):
     """The request names something the server is not allowed to touch."""
 
     status_code = "PERMISSION_DENIED"
+    error_reason = "NOT_ALLOWED"
 
 
 class ResourceExhaustedError(BgmError):
     """The request is larger than the server's limits."""
 
     status_code = "RESOURCE_EXHAUSTED"
+    error_reason = "OVER_LIMIT"
 
 
 class DeadlineExceededError(BgmError):
     """A bounded wait ran out (a download's total deadline)."""
 
     status_code = "DEADLINE_EXCEEDED"
+    error_reason = "TOO_SLOW"
 
 
 class UnavailableError(BgmError):
     """A service the request needs cannot be reached."""
 
     status_code = "UNAVAILABLE"
+    error_reason = "SERVICE_UNAVAILABLE"
 
 
 class CancelledError(BgmError):
     """The caller went away; the work stopped."""
 
     status_code = "CANCELLED"
+    error_reason = "CANCELLED"

@@ -7,7 +7,7 @@ context they use, so the same servicer (and backend) runs under both. No model l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,15 @@ class RayContext:
     def __init__(self, ray_context: Any):
         self._context = ray_context
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        # Ray's proxy answers with the code and details set here when the method raises.
+    async def abort(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: Sequence[Any] = ()
+    ) -> None:
+        # Ray's proxy answers with the code, details and trailing metadata set here when
+        # the method raises.
         self._context.set_code(code)
         self._context.set_details(details)
+        if trailing_metadata:
+            self._context.set_trailing_metadata(list(trailing_metadata))
         raise grpc.aio.AbortError(details)
 
     def code(self) -> grpc.StatusCode | None:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.errors import BgmError, ResourceExhaustedError
+from services.errors import BgmError, ResourceExhaustedError, UnavailableError
 
 log = logging.getLogger("bgm")
 
@@ -27,17 +29,65 @@ log = logging.getLogger("bgm")
 MAX_MESSAGE_CHARS = 1000
 
 
-def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client sees; never a stack trace, never longer than
-    MAX_MESSAGE_CHARS."""
+# The errors' ErrorInfo domain.
+ERROR_DOMAIN = "bgm.v1"
+# Where gRPC carries a google.rpc.Status with details.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a client gets for an error: a status code, a message, and the google.rpc.Status
+    (code, message, details) to send in the trailing metadata."""
+
+    code: grpc.StatusCode
+    message: str
+    details: bytes = b""
+
+
+def status_for(error: BaseException) -> Refusal:
+    """The status a client sees; never a stack trace, never a message longer than
+    MAX_MESSAGE_CHARS. A BgmError carries machine-readable details: BadRequest (the field),
+    ErrorInfo (a stable reason) and RetryInfo (when trying again later may work)."""
     if isinstance(error, BgmError):
-        return grpc.StatusCode[error.status_code], _bounded(str(error))
+        code = grpc.StatusCode[error.status_code]
+        message = _bounded(str(error))
+        return Refusal(code, message, _details(code, message, error))
     if isinstance(error, grpc.aio.AioRpcError):
-        # A downstream service's error reaches the client with its code.
-        return error.code(), _bounded(error.details() or error.code().name)
+        # A downstream service's error reaches the client with its code and details.
+        passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY, b"")
+        message = _bounded(error.details() or error.code().name)
+        if isinstance(passed_on, bytes) and passed_on:
+            return Refusal(error.code(), message, passed_on)
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            # A service down or restarting: worth trying again shortly.
+            down = UnavailableError(message, retry_after_s=1.0)
+            return Refusal(error.code(), message, _details(error.code(), message, down))
+        return Refusal(error.code(), message)
     if isinstance(error, asyncio.TimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed"
-    return grpc.StatusCode.INTERNAL, "internal error (the server log has the details)"
+        return Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed")
+    return Refusal(grpc.StatusCode.INTERNAL, "internal error (the server log has the details)")
+
+
+def _details(code: grpc.StatusCode, message: str, error: BgmError) -> bytes:
+    details = []
+    if error.field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=message
+        )
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    details.append(error_details_pb2.ErrorInfo(reason=error.error_reason, domain=ERROR_DOMAIN))
+    if error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(round(error.retry_after_s * 1000))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
+    return status.SerializeToString()
 
 
 def _bounded(message: str) -> str:
@@ -70,10 +120,12 @@ async def observed(
         code = context.code() or grpc.StatusCode.UNKNOWN
         raise
     except Exception as error:  # every error becomes a status, never a crash
-        code, message = status_for(error)
+        refusal = status_for(error)
+        code = refusal.code
         if code == grpc.StatusCode.INTERNAL:
             log.exception("%s.%s failed", service, method)
-        await context.abort(code, message)
+        trailing = ((STATUS_DETAILS_KEY, refusal.details),) if refusal.details else ()
+        await context.abort(code, refusal.message, trailing)
     finally:
         metrics.request_finished(service, method, code.name, time.perf_counter() - started)
 
@@ -103,7 +155,9 @@ class PerClientLimit:
         if running >= self.limit:
             raise ResourceExhaustedError(
                 f"this client already has {running} requests running; the limit per client "
-                f"is {self.limit}"
+                f"is {self.limit}",
+                error_reason="CLIENT_BUSY",
+                retry_after_s=1.0,
             )
         self._running[client] = running + 1
         try:

@@ -24,6 +24,7 @@ from services.devserver import Running, start, stop, wait_serving, write_config
 from services.domain import Cut, Look, Segment
 from services.edge import EdgeSchema
 from services.errors import CancelledError, InvalidInputError
+from services.gateway.client import error_details
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
@@ -83,6 +84,25 @@ def test_an_ordinary_request_passes_the_edge():
     controls = common_pb2.UserControls(genres=["rock"], moods=["happy"], prompt="a\nwalk",
                                        seed=7, bpm=120, candidates=2)  # fmt: skip
     EdgeSchema(RequestLimits()).check(gateway_pb2.ScoreRequest(controls=controls))
+
+
+def test_a_refusal_is_bounded_and_carries_its_details():
+    from google.rpc import error_details_pb2, status_pb2
+
+    from services.serving import MAX_MESSAGE_CHARS, status_for
+
+    error = InvalidInputError("y" * 5000, field="controls.prompt", error_reason="FIELD_LIMIT")
+    refusal = status_for(error)
+    assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(refusal.message) <= MAX_MESSAGE_CHARS and "more characters" in refusal.message
+    status = status_pb2.Status.FromString(refusal.details)
+    bad, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(bad) and status.details[1].Unpack(info)
+    assert bad.field_violations[0].field == "controls.prompt"
+    assert (info.reason, info.domain) == ("FIELD_LIMIT", "bgm.v1")
+    assert status_for(RuntimeError("/srv/secret/path")).message == (
+        "internal error (the server log has the details)"
+    )
 
 
 # ---- scratch folders a killed process left -----------------------------------------------
@@ -516,9 +536,13 @@ def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, 
         with grpc.insecure_channel(running.gateway) as channel:
             held = gateway_pb2_grpc.GatewayStub(channel).Score(_request(trickle), timeout=30)
             time.sleep(1.0)
-            code, details = code_of(lambda: score(running.gateway, _request(clip.path.as_uri())))
+            with pytest.raises(grpc.RpcError) as caught:
+                score(running.gateway, _request(clip.path.as_uri()))
+            code, details = caught.value.code(), caught.value.details()
+            refusal = error_details(caught.value)
             held.cancel()
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "per client is 1" in details
+        assert refusal.reason == "CLIENT_BUSY" and refusal.retry_after_s == 1.0
     finally:
         assert stop(running) == 0
 

@@ -140,3 +140,37 @@ def _receive(
     handle.write(chunk.data)
     if chunk.last:
         handle.close()
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """The machine-readable part of a gateway's error (google.rpc details in the trailing
+    metadata): the fields at fault, a stable reason, and when to try again."""
+
+    fields: list[str]
+    reason: str
+    retry_after_s: float | None
+
+
+def error_details(error: grpc.RpcError) -> ErrorDetails:
+    """What an error's status details say (all empty for a status without details)."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)
+    fields: list[str] = []
+    reason, retry = "", None
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [violation.field for violation in bad.field_violations]
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            delay = error_details_pb2.RetryInfo()
+            detail.Unpack(delay)
+            retry = delay.retry_delay.ToMilliseconds() / 1000
+    return ErrorDetails(fields, reason, retry)

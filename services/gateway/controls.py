@@ -8,6 +8,7 @@ and negative tags remove whatever they name, from the user's tags and the tagger
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
@@ -21,32 +22,49 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
     acoustic-guitar and E minor)."""
     if controls.structure not in STRUCTURES:
         raise InvalidInputError(
-            f"unknown structure {controls.structure!r}; valid: {', '.join(STRUCTURES)}"
+            f"unknown structure {controls.structure!r}; valid: {', '.join(STRUCTURES)}",
+            field="controls.structure",
         )
     if controls.structure == "reference" and not controls.reference_audio:
-        raise InvalidInputError("structure 'reference' needs a reference audio file")
+        raise InvalidInputError("structure 'reference' needs a reference audio file",
+                                field="controls.reference_audio")  # fmt: skip
     if controls.reference_audio and controls.structure != "reference":
         raise InvalidInputError("a reference audio file was given but structure is not "
-                                "'reference'")  # fmt: skip
-    check_candidates(controls.candidates)
+                                "'reference'", field="controls.structure")  # fmt: skip
+    try:
+        check_candidates(controls.candidates)
+    except InvalidInputError as error:
+        raise InvalidInputError(str(error), field="controls.candidates") from None
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
-        raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}")
-    try:
-        key = vocabulary.canonical_key(controls.key) if controls.key is not None else None
-        genres = [vocabulary.canonical("genre", name) for name in controls.genres]
-        moods = [vocabulary.canonical("mood", name) for name in controls.moods]
-        instruments = [vocabulary.canonical("instrument", name) for name in controls.instruments]
-        negative = list(dict.fromkeys(vocabulary.canonical_tag(n) for n in controls.negative))
-    except ValueError as error:
-        raise InvalidInputError(str(error)) from None
+        raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}",
+                                field="controls.bpm")  # fmt: skip
+    key = (_named("controls.key", [controls.key], vocabulary.canonical_key, "BAD_KEY")[0]
+           if controls.key is not None else None)  # fmt: skip
+    genres = _named("controls.genres", controls.genres,
+                    lambda name: vocabulary.canonical("genre", name))  # fmt: skip
+    moods = _named("controls.moods", controls.moods,
+                   lambda name: vocabulary.canonical("mood", name))  # fmt: skip
+    instruments = _named("controls.instruments", controls.instruments,
+                         lambda name: vocabulary.canonical("instrument", name))  # fmt: skip
+    negative = _named("controls.negative", controls.negative, vocabulary.canonical_tag)
     conflicting = set(negative) & {*genres, *moods, *instruments}
     if conflicting:
-        raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated")
-    return dataclasses.replace(
-        controls, genres=_once(genres), moods=_once(moods), instruments=_once(instruments),
-        negative=negative, key=key,
-    )  # fmt: skip
+        raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated",
+                                field="controls.negative")  # fmt: skip
+    return dataclasses.replace(controls, genres=genres, moods=moods, instruments=instruments,
+                               negative=negative, key=key)  # fmt: skip
+
+
+def _named(
+    field: str, names: list[str], read: Callable[[str], str], reason: str = "UNKNOWN_TAG"
+) -> list[str]:
+    """What the vocabulary calls each name, each once; its ValueError as INVALID_ARGUMENT on
+    `field`."""
+    try:
+        return _once([read(name) for name in names])
+    except ValueError as error:
+        raise InvalidInputError(str(error), field=field, error_reason=reason) from None
 
 
 def _once(names: list[str]) -> list[str]:

@@ -180,7 +180,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if header.size_bytes > self.config.max_upload_bytes:
                 raise ResourceExhaustedError(
                     f"upload of {header.size_bytes} bytes is over the limit of "
-                    f"{self.config.max_upload_bytes}"
+                    f"{self.config.max_upload_bytes}",
+                    field="header.size_bytes",
+                    error_reason="UPLOAD_TOO_LARGE",
                 )
             with self._per_client.slot(context), self._request_folder() as folder:
                 video = folder / f"upload{staged_suffix(header.file_name)}"
@@ -192,7 +194,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         received += len(message.chunk)
                         if received > self.config.max_upload_bytes:
                             raise ResourceExhaustedError(
-                                f"upload is over the limit of {self.config.max_upload_bytes} bytes"
+                                f"upload is over the limit of {self.config.max_upload_bytes} bytes",
+                                field="chunk",
+                                error_reason="UPLOAD_TOO_LARGE",
                             )
                         target.write(message.chunk)
                 if received == 0:
@@ -253,12 +257,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def _output_folder(self, uri: str) -> Path:
         if parse_uri(uri).scheme != "file":
             raise InvalidInputError(
-                f"output URI {uri!r}: only file:// folders are supported by this gateway"
+                f"output URI {uri!r}: only file:// folders are supported by this gateway",
+                field="output.output_uri",
             )
         path = file_uri_path(uri, self.config.output_roots, "write")
         blocking = next((p for p in (path, *path.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
-            raise InvalidInputError("output_uri: names a folder where a file already is")
+            raise InvalidInputError("output_uri: names a folder where a file already is",
+                                    field="output.output_uri")  # fmt: skip
         return path
 
     async def _generator_info(self) -> GeneratorInfo:

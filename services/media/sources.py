@@ -204,7 +204,9 @@ def _download_slot(policy: SourcePolicy) -> Iterator[None]:
     with _downloads_lock:
         if _downloads >= policy.max_downloads:
             raise ResourceExhaustedError(
-                f"{policy.max_downloads} downloads are running; try again shortly"
+                f"{policy.max_downloads} downloads are running; try again shortly",
+                error_reason="DOWNLOADS_BUSY",
+                retry_after_s=1.0,
             )
         _downloads += 1
     try:
