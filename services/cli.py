@@ -109,16 +109,18 @@ def _reference(path: str | None) -> bytes:
         ) from None
 
 
-def _output_options(args: argparse.Namespace, inputs: list[Path]):
-    """The outputs the arguments name, refused when one is a folder, is an input, or exists
-    (unless --force)."""
+def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) -> Any:
+    """The outputs the arguments name for `video`: -o FILE, or with -o FOLDER/ (or an
+    existing folder) FOLDER/<video's name>.<--format>. Refused when one is an input, or
+    exists (unless --force)."""
     from services.domain import OutputOptions
 
     output = Path(args.output)
-    if args.output.endswith(("/", "\\")) or output.is_dir():
-        raise InvalidInputError(
-            f"-o {args.output} is a folder; name the file to write, such as {output / 'scored.mp4'}"
-        )
+    if _into_folder(args):
+        if args.midi or args.stems:
+            raise InvalidInputError("--midi and --stems name one file or folder: score the "
+                                    "videos one at a time with them")  # fmt: skip
+        output = output / f"{Path(video).stem}.{args.format}"
     midi = Path(args.midi) if args.midi else None
     stems = Path(args.stems) if args.stems else None
     for target in (output, midi):
@@ -138,6 +140,11 @@ def _output_options(args: argparse.Namespace, inputs: list[Path]):
         lufs=args.lufs,
         keep_original_audio=args.keep_original_audio,
     )
+
+
+def _into_folder(args: argparse.Namespace) -> bool:
+    """Whether -o names a folder to write into (a trailing slash, or one that exists)."""
+    return args.output.endswith(("/", os.sep)) or Path(args.output).is_dir()
 
 
 def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
@@ -165,16 +172,30 @@ def _score(args: argparse.Namespace) -> int:
     from services.media.video import probe_video
 
     config = _with_backend_flags(load_config(args.config), args)
-    video = Path(args.video)
+    videos = [Path(video) for video in args.video]
+    if len(videos) > 1 and not _into_folder(args):
+        raise InvalidInputError("with several videos, -o names a folder (end it with /)")
     controls = _controls(args)
-    options = _output_options(args, [video, *([Path(args.reference)] if args.reference else [])])
+    reference = [Path(args.reference)] if args.reference else []
+    jobs = [(video, _output_options(args, str(video), [*videos, *reference]))
+            for video in videos]  # fmt: skip
+    outputs = [options.output for _, options in jobs]
+    if len(set(outputs)) < len(outputs):
+        raise InvalidInputError("two videos share a name: their outputs would collide")
     # What can be refused without the models, before they load (seconds, with a large bank).
     validate_controls(controls, load_vocabulary())
-    output_kind(options.output)
-    probe_video(video, config.tagger.limits)
+    for video, options in jobs:
+        output_kind(options.output)
+        length = probe_video(video, config.tagger.limits).duration_s
+        end = length if args.end is None else args.end
+        if not 0.0 <= args.start < end <= length + 1e-6:
+            raise InvalidInputError(f"--start {args.start:g} / --end {end:g}: {video.name} "
+                                    f"lasts {length:.2f} s")  # fmt: skip
+    if _into_folder(args):
+        Path(args.output).mkdir(parents=True, exist_ok=True)
 
     from services.generator.backends import create_generator_backend
-    from services.pipeline import ScorePipeline
+    from services.pipeline import Part, ScorePipeline
     from services.score_report import print_score_summary
     from services.tagger.backends import create_tagger_backend
 
@@ -185,11 +206,17 @@ def _score(args: argparse.Namespace) -> int:
         load_vocabulary(),
         config.limits,
     )
-    started = time.perf_counter() - STARTED
-    with progress_bar(f"scoring {video.name}", stderr) as report:
-        result = pipeline.score(video, controls, options, progress=report)
-    print_score_summary(result, options, summary_console(), started,
-                        time.perf_counter() - STARTED)  # fmt: skip
+    part = Part(args.start, args.end) if args.start or args.end is not None else None
+    start_up = time.perf_counter() - STARTED
+    console = summary_console()
+    for number, (video, options) in enumerate(jobs):
+        begun = time.perf_counter()
+        if len(jobs) > 1:
+            console.print(f"[bold]{video}[/bold] ({number + 1} of {len(jobs)})")
+        with progress_bar(f"scoring {video.name}", stderr) as report:
+            result = pipeline.score(video, controls, options, progress=report, part=part)
+        print_score_summary(result, options, console, start_up if number == 0 else 0.0,
+                            time.perf_counter() - (STARTED if number == 0 else begun))  # fmt: skip
     return 0
 
 
@@ -238,7 +265,7 @@ def _client_score(args: argparse.Namespace) -> int:
 
     stderr = Console(stderr=True)
     metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
-    options = _output_options(args, [] if args.uri else [Path(args.video)])
+    options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
             outcome = score_remote(
@@ -352,8 +379,14 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         required=True,
-        help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video)",
+        help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video); or a folder "
+        "(ending in /) to write <video name>.<--format> into",
     )
+    parser.add_argument(
+        "--format", default="mp4", choices=("mp4", "mov", "mkv", "webm", "wav", "flac", "mp3",
+                                            "ogg"),
+        help="what to write into an -o folder (default mp4: the video with its music)",
+    )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
         help="replace outputs that exist (an input is never written over)",
@@ -420,7 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(run=_analyze)
 
     score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
-    score.add_argument("video", help="video file")
+    score.add_argument("video", nargs="+", help="video file(s); several need an -o folder")
+    score.add_argument(
+        "--start", type=float, default=0.0, metavar="SECONDS",
+        help="score only from here (the music is placed there in the output)",
+    )  # fmt: skip
+    score.add_argument(
+        "--end", type=float, metavar="SECONDS", help="score only up to here (default: the end)"
+    )
     _score_arguments(score)
     _tagger_arguments(score)
     _generator_arguments(score)

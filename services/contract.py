@@ -303,6 +303,15 @@ def staged_suffix(name: str) -> str:
     return suffix if STAGED_SUFFIX.fullmatch(suffix) else ".video"
 
 
+def staged_name(name: str, default: str) -> str:
+    """The name a staged copy of the caller's file `name` gets, so that messages name the
+    video as the caller knows it: its base name's plain characters (at most 64, no leading
+    dot), else `default`, and staged_suffix's extension."""
+    stem = Path(Path(name.replace("\x00", "")).name).stem
+    plain = re.sub(r"[^\w.() -]", "_", stem).lstrip(".")[:64]
+    return f"{plain or default}{staged_suffix(name)}"
+
+
 async def local_video(
     source: pb.VideoSource, policy: SourcePolicy, folder: Path, max_inline_bytes: int
 ) -> Path:
@@ -311,9 +320,8 @@ async def local_video(
     (at most `max_inline_bytes`, the upload limit)."""
     which = source.WhichOneof("source")
     name = source.file_name or parse_uri(source.uri).path
-    suffix = staged_suffix(name)
     if which == "uri":
-        return await fetch_off_loop(source.uri, policy, folder / f"source{suffix}")
+        return await fetch_off_loop(source.uri, policy, folder / staged_name(name, "source"))
     if which == "data":
         if len(source.data) > max_inline_bytes:
             raise ResourceExhaustedError(
@@ -322,7 +330,7 @@ async def local_video(
                 field="video.data",
                 error_reason="UPLOAD_TOO_LARGE",
             )
-        path = folder / f"upload{suffix}"
+        path = folder / staged_name(name, "upload")
         await asyncio.to_thread(path.write_bytes, source.data)
         return path
     raise InvalidInputError("the request names no video (set video.uri or video.data)",

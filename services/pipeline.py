@@ -6,19 +6,25 @@ The gateway service does the same through the services' gRPC contracts.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from services.config import RequestLimits
 from services.domain import (
     CandidateScore,
+    GeneratedMusic,
+    MotionCurve,
     MusicBrief,
     MusicPlan,
     OutputOptions,
     UserControls,
     VideoAnalysis,
 )
+from services.errors import InvalidInputError
 from services.gateway.controls import make_brief
 from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gateway.mastering import LoudnessReport
@@ -42,6 +48,57 @@ class ScoreResult:
     ranking: list[CandidateScore] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a video to score, seconds from its start (end None: to the end)."""
+
+    start_s: float
+    end_s: float | None = None
+
+    def of(self, analysis: VideoAnalysis) -> VideoAnalysis:
+        """The analysis of this stretch alone, its times from the stretch's start."""
+        end = analysis.duration_s if self.end_s is None else self.end_s
+        if not 0.0 <= self.start_s < end <= analysis.duration_s + 1e-6:
+            raise InvalidInputError(
+                f"--start {self.start_s:g} / --end {end:g} must satisfy 0 <= start < end <= "
+                f"{analysis.duration_s:.2f} (the video's length)"
+            )
+        if end - self.start_s < MIN_PART_S:
+            raise InvalidInputError(f"a part must last at least {MIN_PART_S:g} s")
+        start, length = self.start_s, end - self.start_s
+        segments = [
+            dataclasses.replace(s, start_s=max(s.start_s, start) - start,
+                                end_s=min(s.end_s, end) - start)
+            for s in analysis.segments if s.end_s > start and s.start_s < end
+        ]  # fmt: skip
+        if segments:
+            segments[-1] = dataclasses.replace(segments[-1], end_s=length)
+        cuts = [dataclasses.replace(c, time_s=c.time_s - start)
+                for c in analysis.cuts if start < c.time_s < end]  # fmt: skip
+        hz = analysis.motion.hz
+        motion = MotionCurve(hz, analysis.motion.values[round(start * hz) : round(end * hz)])
+        return dataclasses.replace(analysis, duration_s=length, segments=segments, cuts=cuts,
+                                   motion=motion)  # fmt: skip
+
+    def placed(self, music: GeneratedMusic, whole_s: float) -> GeneratedMusic:
+        """The part's music at its place in the whole video's length, silence around it."""
+        rate = music.sample_rate
+        before = round(self.start_s * rate)
+        total = round(whole_s * rate)
+
+        def padded(audio: np.ndarray) -> np.ndarray:
+            out = np.zeros((total, audio.shape[1]), dtype=np.float32)
+            out[before : before + len(audio)] = audio[: total - before]
+            return out
+
+        stems = {name: padded(audio) for name, audio in music.stems.items()}
+        return dataclasses.replace(music, audio=padded(music.audio), stems=stems)
+
+
+# The shortest part of a video worth scoring.
+MIN_PART_S = 1.0
+
+
 class ScorePipeline:
     """The whole job in one process, with the tagger and generator as local backends."""
 
@@ -63,7 +120,10 @@ class ScorePipeline:
         controls: UserControls,
         options: OutputOptions,
         progress: ProgressCallback | None = None,
+        part: Part | None = None,
     ) -> ScoreResult:
+        """Score `video`; with `part`, music for that stretch only, placed there in the
+        output (silence, or the video's own sound, elsewhere)."""
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -78,6 +138,9 @@ class ScorePipeline:
             progress=lambda fraction: report(0.35 * fraction),
         )
         timings["analysis"] = time.perf_counter() - mark
+        whole_s = analysis.duration_s
+        if part is not None:
+            analysis = part.of(analysis)
 
         mark = time.perf_counter()
         brief = make_brief(
@@ -92,6 +155,8 @@ class ScorePipeline:
         )
         musics, ranking = ranked(brief, self.generator.generate_batch(jobs))
         music = musics[ranking[0].candidate] if ranking else musics[0]
+        if part is not None:
+            music = part.placed(music, whole_s)
         timings["composition"] = time.perf_counter() - mark
 
         mark = time.perf_counter()

@@ -253,15 +253,8 @@ def test_same_seed_same_music_different_seed_different(generator, beat_analysis)
 
 @pytest.mark.parametrize(("duration", "rate"), [(2.0, 48000), (2.3456, 44100), (61.03, 48000)])
 def test_length_is_exact(generator, beat_analysis, duration, rate):
-    segments = [dataclasses.replace(s) for s in beat_analysis.segments if s.start_s < duration]
-    brief = brief_for(
-        beat_analysis,
-        "folk",
-        duration_s=duration,
-        sample_rate=rate,
-        segments=segments,
-        cuts=[c for c in beat_analysis.cuts if c.time_s < duration],
-    )
+    # The video's timeline cut to (or its last segment held for) the length.
+    brief = brief_for(beat_analysis, "folk", duration_s=duration, sample_rate=rate)
     music = generator.generate(brief)
     assert len(music.audio) == round(duration * rate)
 

@@ -86,17 +86,26 @@ def test_score_by_uri_streams_analysis_progress_files_result(servers, clip):
     )
     events = score(servers.gateway, request)
     kinds = [e.WhichOneof("event") for e in events]
-    assert kinds[kinds.index("analysis")] == "analysis" and kinds[-1] == "result"
+    # The order the contract states: progress, the analysis, progress, the files, the result.
+    assert kinds[0] == "progress" and kinds[1] == "analysis" and kinds[-1] == "result"
     assert kinds.index("analysis") < kinds.index("file")
-    assert any(k == "progress" for k in kinds)
+    assert kinds.count("result") == 1 and "progress" not in kinds[kinds.index("file") :]
     analysis = next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
     assert len(analysis.cuts) == 2
     files: dict[str, bytes] = {}
+    sizes: dict[str, int] = {}
+    order: list[str] = []
     for e in events:
         if e.WhichOneof("event") == "file":
             assert e.file.offset == len(files.get(e.file.name, b""))
+            if e.file.offset == 0:
+                sizes[e.file.name] = e.file.size
+                order.append(e.file.name)
+            else:
+                assert e.file.size == 0 and order[-1] == e.file.name  # one file after another
             files[e.file.name] = files.get(e.file.name, b"") + e.file.data
-    assert set(files) == {"scored.wav", "music.mid"}
+    assert order == ["scored.wav", "music.mid"]
+    assert sizes == {name: len(data) for name, data in files.items()}
     result = events[-1].result
     assert result.tags.genres[0] == "pop"
     assert result.plan.alignment.on_beat_count == 2
@@ -471,6 +480,43 @@ def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, 
 
     assert ranking[0].candidate != 0
     assert max(candidates, key=lambda c: likeness(candidates[c])) == ranking[0].candidate
+
+
+def test_generate_marks_the_events_of_the_whole_request(servers, beat_analysis):
+    brief = genre_brief(beat_analysis, "pop", duration_s=4.0)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief), candidates=2)
+        events = list(stub.Generate(request, timeout=120))
+    whole = {e.WhichOneof("event") for e in events if e.every_candidate}
+    assert whole == {"progress", "ranking"}
+    assert events[-1].WhichOneof("event") == "ranking"
+    plans = [e.candidate for e in events if e.WhichOneof("event") == "plan"]
+    own = [e for e in events if e.WhichOneof("event") in ("plan", "audio", "midi")]
+    assert plans == [0, 1] and not any(e.every_candidate for e in own)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"cuts": [common_pb2.Cut(time_s=99.0)]}, "brief.cuts[0]"),
+     ({"segments": [common_pb2.Segment(start_s=0.0, end_s=1.0),
+                    common_pb2.Segment(start_s=2.0, end_s=4.0)]}, "brief.segments[1]"),
+     ({"segments": [common_pb2.Segment(start_s=0.0, end_s=3.0)]}, "brief.segments[0]"),
+     ({"segments": [common_pb2.Segment(start_s=1.0, end_s=4.0)]}, "brief.segments[0]")],
+)  # fmt: skip
+def test_a_brief_off_its_own_timeline_is_refused(servers, beat_analysis, change, field):
+    from services.gateway.client import error_details
+
+    message = brief_to_proto(genre_brief(beat_analysis, "pop", duration_s=4.0))
+    for name, values in change.items():
+        del getattr(message, name)[:]
+        getattr(message, name).extend(values)
+    with grpc.insecure_channel(servers.generator) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Generate(generator_pb2.GenerateRequest(brief=message), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(caught.value).fields == [field], caught.value.details()
 
 
 def test_generator_refuses_too_many_candidates(servers, beat_analysis):

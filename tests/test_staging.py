@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.contract import local_video, staged_suffix
+from services.contract import local_video, staged_name, staged_suffix
 from services.errors import ResourceExhaustedError
 from services.gateway.delivery import temporary_path
 from services.gen.bgm.v1 import common_pb2
@@ -34,7 +34,17 @@ def test_a_staged_copy_keeps_only_a_plain_short_extension(name, suffix):
 def test_a_long_or_odd_file_name_stages_fine(tmp_path: Path):
     source = common_pb2.VideoSource(data=b"\x00\x00\x00\x18ftypmp42", file_name="a." + "y" * 300)
     path = asyncio.run(local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1 << 20))
-    assert path == tmp_path / "upload.video" and path.read_bytes().endswith(b"mp42")
+    assert path == tmp_path / "a.video" and path.read_bytes().endswith(b"mp42")
+
+
+@pytest.mark.parametrize(
+    ("name", "staged"),
+    [("holiday clip.MP4", "holiday clip.MP4"), ("../../etc/passwd", "passwd.video"),
+     (".bgm-owner", "bgm-owner.video"), ("", "upload.video"), ("ü/été 2024.mov", "été 2024.mov"),
+     ("a*b?c.mkv", "a_b_c.mkv")],
+)  # fmt: skip
+def test_a_staged_copy_is_named_as_the_caller_knows_it(name, staged):
+    assert staged_name(name, "upload") == staged
 
 
 def test_inline_bytes_obey_the_upload_limit(tmp_path: Path):

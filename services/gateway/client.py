@@ -99,6 +99,7 @@ def score_remote(
         # them all.
         with staged_outputs() as staging, contextlib.ExitStack() as open_files:
             files: dict[str, BinaryIO] = {}
+            sizes: dict[str, int] = {}
             for response in responses:
                 event = response.event
                 which = event.WhichOneof("event")
@@ -107,7 +108,7 @@ def score_remote(
                 elif which == "progress":
                     progress(event.progress.fraction)
                 elif which == "file":
-                    _receive(event.file, options, staging, files, open_files)
+                    _receive(event.file, options, staging, files, sizes, open_files)
                 elif which == "result":
                     outcome.result = event.result
             open_files.close()
@@ -121,6 +122,7 @@ def _receive(
     options: OutputOptions,
     staging: Staging,
     files: dict[str, BinaryIO],
+    sizes: dict[str, int],
     open_files: contextlib.ExitStack,
 ) -> None:
     if chunk.kind == gateway_pb2.FILE_KIND_MAIN:
@@ -136,10 +138,16 @@ def _receive(
         temporary = temporary_path(final)
         staging.files.append((temporary, final))
         files[chunk.name] = open_files.enter_context(temporary.open("wb"))
+    if chunk.offset == 0:
+        sizes[chunk.name] = chunk.size
     handle = files[chunk.name]
     handle.write(chunk.data)
     if chunk.last:
+        received = handle.tell()
         handle.close()
+        if sizes.get(chunk.name) and received != sizes[chunk.name]:
+            # Nothing is kept: staged_outputs removes every file of a failed request.
+            raise ValueError(f"{chunk.name}: received {received} of {sizes[chunk.name]} bytes")
 
 
 @dataclass(frozen=True)

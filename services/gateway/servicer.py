@@ -28,7 +28,7 @@ from services.contract import (
     plan_to_proto,
     ranking_from_proto,
     ranking_to_proto,
-    staged_suffix,
+    staged_name,
     tags_to_proto,
 )
 from services.domain import (
@@ -185,7 +185,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     error_reason="UPLOAD_TOO_LARGE",
                 )
             with self._per_client.slot(context), self._request_folder() as folder:
-                video = folder / f"upload{staged_suffix(header.file_name)}"
+                video = folder / staged_name(header.file_name, "upload")
                 received = 0
                 with video.open("wb") as target:
                     async for message in request_iterator:
@@ -357,10 +357,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             async for message in call:
                 which = message.WhichOneof("event")
-                parts = received.setdefault(message.candidate, _CandidateParts())
                 if which == "progress":
                     yield _progress("composition", 0.35 + 0.45 * message.progress.fraction)
-                elif which == "plan":
+                    continue
+                if which == "ranking":
+                    ranking = ranking_from_proto(message.ranking.scores)
+                    continue
+                parts = received.setdefault(message.candidate, _CandidateParts())
+                if which == "plan":
                     parts.plan = plan_from_proto(message.plan)
                 elif which == "audio":
                     parts.audio.add(message.audio)
@@ -370,8 +374,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     parts.stems.setdefault(message.stem.instrument, AudioAssembler()).add(
                         message.stem.audio
                     )
-                elif which == "ranking":
-                    ranking = ranking_from_proto(message.ranking.scores)
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
@@ -402,7 +404,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 data = source.read(self.config.chunk_bytes)
                 last = offset + len(data) >= size
                 yield gateway_pb2.ScoreEvent(file=gateway_pb2.FileChunk(
-                    name=name, kind=kind, offset=offset, data=data, last=last))  # fmt: skip
+                    name=name, kind=kind, offset=offset, data=data, last=last,
+                    size=size if offset == 0 else 0))  # fmt: skip
                 offset += len(data)
                 if last:
                     break

@@ -107,7 +107,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                         getter = asyncio.ensure_future(progress.get())
                         await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
                         if getter.done():
-                            yield generator_pb2.GenerateResponse(progress=common_pb2.Progress(
+                            yield generator_pb2.GenerateResponse(
+                                every_candidate=True, progress=common_pb2.Progress(
                                 stage="composition", fraction=getter.result()))  # fmt: skip
                         else:
                             getter.cancel()
@@ -121,7 +122,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 for message in _music_messages(candidate, music):
                     yield message
             if ranking:
-                yield generator_pb2.GenerateResponse(ranking=generator_pb2.CandidateRanking(
+                yield generator_pb2.GenerateResponse(
+                    every_candidate=True, ranking=generator_pb2.CandidateRanking(
                     scores=ranking_to_proto(ranking)))  # fmt: skip
 
     async def Describe(

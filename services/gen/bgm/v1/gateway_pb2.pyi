@@ -89,18 +89,20 @@ class ScoreUploadRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class FileChunk(_message.Message):
-    __slots__ = ("name", "kind", "offset", "data", "last")
+    __slots__ = ("name", "kind", "offset", "data", "last", "size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: FileKind
     offset: int
     data: bytes
     last: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[FileKind, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+    size: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[FileKind, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
 
 class LoudnessReport(_message.Message):
     __slots__ = ("integrated_lufs", "true_peak_dbtp", "target_lufs", "true_peak_limit_dbtp", "ducked")

@@ -27,6 +27,30 @@ if _version_not_supported:
 
 class GatewayStub:
     """The public API: score a video with music fitted to it.
+
+    Events, in this order:
+    1. progress (stage "analysis"), once the request has passed every check;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
+    4. without an output_uri, the output files as FileChunk events: one file after another,
+    never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
+    order of offset, the first carrying the file's size and the last marked `last`;
+    5. the result (ScoreResult), always last.
+    A request that fails ends with a status instead, possibly after some events.
+
+    Limits (the server's configuration may change them): a message is at most 64 MiB
+    (serving.max_message_bytes); inline video bytes and uploads at most 4 GiB
+    (gateway.max_upload_bytes); file chunks are 1 MiB (gateway.chunk_bytes); one client may run
+    8 requests at once (gateway.max_requests_per_client). Every request field is bounded
+    (config `limits:`): names 255 characters, prompts 2000, URIs 4096, 16 tags per list, each
+    named once, seeds 0..4294967295, seconds of music times candidates at most 7200.
+
+    Errors: besides its code and message, a refused request's trailing metadata holds a
+    google.rpc.Status (key "grpc-status-details-bin") whose details are a
+    google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
+    google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
+    "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
+    again later may work, a google.rpc.RetryInfo.
     """
 
     def __init__(self, channel):
@@ -49,12 +73,34 @@ class GatewayStub:
 
 class GatewayServicer:
     """The public API: score a video with music fitted to it.
+
+    Events, in this order:
+    1. progress (stage "analysis"), once the request has passed every check;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
+    4. without an output_uri, the output files as FileChunk events: one file after another,
+    never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
+    order of offset, the first carrying the file's size and the last marked `last`;
+    5. the result (ScoreResult), always last.
+    A request that fails ends with a status instead, possibly after some events.
+
+    Limits (the server's configuration may change them): a message is at most 64 MiB
+    (serving.max_message_bytes); inline video bytes and uploads at most 4 GiB
+    (gateway.max_upload_bytes); file chunks are 1 MiB (gateway.chunk_bytes); one client may run
+    8 requests at once (gateway.max_requests_per_client). Every request field is bounded
+    (config `limits:`): names 255 characters, prompts 2000, URIs 4096, 16 tags per list, each
+    named once, seeds 0..4294967295, seconds of music times candidates at most 7200.
+
+    Errors: besides its code and message, a refused request's trailing metadata holds a
+    google.rpc.Status (key "grpc-status-details-bin") whose details are a
+    google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
+    google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
+    "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
+    again later may work, a google.rpc.RetryInfo.
     """
 
     def Score(self, request, context):
-        """Score a video given by URI (or small inline bytes). Events: the analysis as soon as it is
-        known, progress, the output files (inline chunks, unless an output URI was given), then
-        the result.
+        """Score a video given by URI (or small inline bytes; larger files: ScoreUpload).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,6 +137,30 @@ def add_GatewayServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Gateway:
     """The public API: score a video with music fitted to it.
+
+    Events, in this order:
+    1. progress (stage "analysis"), once the request has passed every check;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
+    4. without an output_uri, the output files as FileChunk events: one file after another,
+    never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
+    order of offset, the first carrying the file's size and the last marked `last`;
+    5. the result (ScoreResult), always last.
+    A request that fails ends with a status instead, possibly after some events.
+
+    Limits (the server's configuration may change them): a message is at most 64 MiB
+    (serving.max_message_bytes); inline video bytes and uploads at most 4 GiB
+    (gateway.max_upload_bytes); file chunks are 1 MiB (gateway.chunk_bytes); one client may run
+    8 requests at once (gateway.max_requests_per_client). Every request field is bounded
+    (config `limits:`): names 255 characters, prompts 2000, URIs 4096, 16 tags per list, each
+    named once, seeds 0..4294967295, seconds of music times candidates at most 7200.
+
+    Errors: besides its code and message, a refused request's trailing metadata holds a
+    google.rpc.Status (key "grpc-status-details-bin") whose details are a
+    google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
+    google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
+    "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
+    again later may work, a google.rpc.RetryInfo.
     """
 
     @staticmethod

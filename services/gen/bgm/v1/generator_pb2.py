@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from services.gen.bgm.v1 import common_pb2 as bgm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62gm/v1/generator.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\"W\n\x0fGenerateRequest\x12!\n\x05\x62rief\x18\x01 \x01(\x0b\x32\x12.bgm.v1.MusicBrief\x12\r\n\x05stems\x18\x02 \x01(\x08\x12\x12\n\ncandidates\x18\x03 \x01(\x05\"B\n\tStemChunk\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12!\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.bgm.v1.AudioChunk\"\xfc\x01\n\x10GenerateResponse\x12\x11\n\tcandidate\x18\x01 \x01(\x05\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.bgm.v1.ProgressH\x00\x12!\n\x04plan\x18\x03 \x01(\x0b\x32\x11.bgm.v1.MusicPlanH\x00\x12#\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x12.bgm.v1.AudioChunkH\x00\x12!\n\x04stem\x18\x05 \x01(\x0b\x32\x11.bgm.v1.StemChunkH\x00\x12\x0e\n\x04midi\x18\x06 \x01(\x0cH\x00\x12+\n\x07ranking\x18\x07 \x01(\x0b\x32\x18.bgm.v1.CandidateRankingH\x00\x42\x07\n\x05\x65vent\":\n\x10\x43\x61ndidateRanking\x12&\n\x06scores\x18\x01 \x03(\x0b\x32\x16.bgm.v1.CandidateScore\"\x1a\n\x18GeneratorDescribeRequest\"\xef\x01\n\x19GeneratorDescribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0emax_duration_s\x18\x03 \x01(\x01\x12\x14\n\x0csample_rates\x18\x04 \x03(\x05\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0e\n\x06genres\x18\x06 \x03(\t\x12\x13\n\x0binstruments\x18\x07 \x03(\t\x12\x16\n\x0emax_candidates\x18\x08 \x01(\x05\x12\x12\n\nstructures\x18\t \x03(\t\x12\r\n\x05sound\x18\n \x01(\t\x12\x14\n\x0csound_advice\x18\x0b \x01(\t2\x9d\x01\n\tGenerator\x12?\n\x08Generate\x12\x17.bgm.v1.GenerateRequest\x1a\x18.bgm.v1.GenerateResponse0\x01\x12O\n\x08\x44\x65scribe\x12 .bgm.v1.GeneratorDescribeRequest\x1a!.bgm.v1.GeneratorDescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62gm/v1/generator.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\"W\n\x0fGenerateRequest\x12!\n\x05\x62rief\x18\x01 \x01(\x0b\x32\x12.bgm.v1.MusicBrief\x12\r\n\x05stems\x18\x02 \x01(\x08\x12\x12\n\ncandidates\x18\x03 \x01(\x05\"B\n\tStemChunk\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12!\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.bgm.v1.AudioChunk\"\x95\x02\n\x10GenerateResponse\x12\x11\n\tcandidate\x18\x01 \x01(\x05\x12\x17\n\x0f\x65very_candidate\x18\x08 \x01(\x08\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.bgm.v1.ProgressH\x00\x12!\n\x04plan\x18\x03 \x01(\x0b\x32\x11.bgm.v1.MusicPlanH\x00\x12#\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x12.bgm.v1.AudioChunkH\x00\x12!\n\x04stem\x18\x05 \x01(\x0b\x32\x11.bgm.v1.StemChunkH\x00\x12\x0e\n\x04midi\x18\x06 \x01(\x0cH\x00\x12+\n\x07ranking\x18\x07 \x01(\x0b\x32\x18.bgm.v1.CandidateRankingH\x00\x42\x07\n\x05\x65vent\":\n\x10\x43\x61ndidateRanking\x12&\n\x06scores\x18\x01 \x03(\x0b\x32\x16.bgm.v1.CandidateScore\"\x1a\n\x18GeneratorDescribeRequest\"\xef\x01\n\x19GeneratorDescribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0emax_duration_s\x18\x03 \x01(\x01\x12\x14\n\x0csample_rates\x18\x04 \x03(\x05\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0e\n\x06genres\x18\x06 \x03(\t\x12\x13\n\x0binstruments\x18\x07 \x03(\t\x12\x16\n\x0emax_candidates\x18\x08 \x01(\x05\x12\x12\n\nstructures\x18\t \x03(\t\x12\r\n\x05sound\x18\n \x01(\t\x12\x14\n\x0csound_advice\x18\x0b \x01(\t2\x9d\x01\n\tGenerator\x12?\n\x08Generate\x12\x17.bgm.v1.GenerateRequest\x1a\x18.bgm.v1.GenerateResponse0\x01\x12O\n\x08\x44\x65scribe\x12 .bgm.v1.GeneratorDescribeRequest\x1a!.bgm.v1.GeneratorDescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STEMCHUNK']._serialized_start=144
   _globals['_STEMCHUNK']._serialized_end=210
   _globals['_GENERATERESPONSE']._serialized_start=213
-  _globals['_GENERATERESPONSE']._serialized_end=465
-  _globals['_CANDIDATERANKING']._serialized_start=467
-  _globals['_CANDIDATERANKING']._serialized_end=525
-  _globals['_GENERATORDESCRIBEREQUEST']._serialized_start=527
-  _globals['_GENERATORDESCRIBEREQUEST']._serialized_end=553
-  _globals['_GENERATORDESCRIBERESPONSE']._serialized_start=556
-  _globals['_GENERATORDESCRIBERESPONSE']._serialized_end=795
-  _globals['_GENERATOR']._serialized_start=798
-  _globals['_GENERATOR']._serialized_end=955
+  _globals['_GENERATERESPONSE']._serialized_end=490
+  _globals['_CANDIDATERANKING']._serialized_start=492
+  _globals['_CANDIDATERANKING']._serialized_end=550
+  _globals['_GENERATORDESCRIBEREQUEST']._serialized_start=552
+  _globals['_GENERATORDESCRIBEREQUEST']._serialized_end=578
+  _globals['_GENERATORDESCRIBERESPONSE']._serialized_start=581
+  _globals['_GENERATORDESCRIBERESPONSE']._serialized_end=820
+  _globals['_GENERATOR']._serialized_start=823
+  _globals['_GENERATOR']._serialized_end=980
 # @@protoc_insertion_point(module_scope)

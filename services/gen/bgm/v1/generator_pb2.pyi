@@ -26,8 +26,9 @@ class StemChunk(_message.Message):
     def __init__(self, instrument: _Optional[str] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("candidate", "progress", "plan", "audio", "stem", "midi", "ranking")
+    __slots__ = ("candidate", "every_candidate", "progress", "plan", "audio", "stem", "midi", "ranking")
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
@@ -35,13 +36,14 @@ class GenerateResponse(_message.Message):
     MIDI_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     candidate: int
+    every_candidate: bool
     progress: _common_pb2.Progress
     plan: _common_pb2.MusicPlan
     audio: _common_pb2.AudioChunk
     stem: StemChunk
     midi: bytes
     ranking: CandidateRanking
-    def __init__(self, candidate: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ..., stem: _Optional[_Union[StemChunk, _Mapping]] = ..., midi: _Optional[bytes] = ..., ranking: _Optional[_Union[CandidateRanking, _Mapping]] = ...) -> None: ...
+    def __init__(self, candidate: _Optional[int] = ..., every_candidate: _Optional[bool] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., plan: _Optional[_Union[_common_pb2.MusicPlan, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.AudioChunk, _Mapping]] = ..., stem: _Optional[_Union[StemChunk, _Mapping]] = ..., midi: _Optional[bytes] = ..., ranking: _Optional[_Union[CandidateRanking, _Mapping]] = ...) -> None: ...
 
 class CandidateRanking(_message.Message):
     __slots__ = ("scores",)

@@ -52,9 +52,12 @@ class GeneratorServicer:
     """
 
     def Generate(self, request, context):
-        """Generate music: progress events, then per candidate the plan, the audio in chunks, the
-        MIDI (symbolic backends) and the stems (if asked for); last, for several candidates,
-        their ranking.
+        """Generate music. Events, in this order: progress of the whole request (every_candidate
+        true); then candidate by candidate (0, 1, ...): its plan, its audio in chunks (in order),
+        its MIDI (symbolic backends), its stems (if asked for; one instrument's chunks after
+        another's); last, for several candidates, their ranking (every_candidate true). A brief
+        that breaks MusicBrief's rules, or a request over the limits (see the Gateway), is
+        refused with INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) and details before any work.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
