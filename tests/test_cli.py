@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.media.synth import SyntheticVideo
@@ -131,8 +132,9 @@ def test_score_protects_inputs_and_existing_outputs(cuts_video: SyntheticVideo, 
     refused = bgm("score", str(video), "-o", str(video), "--force")
     assert refused.returncode == 2 and "is an input" in refused.stderr
     assert video.read_bytes() == original
+    # An -o folder holding the video: the output would be the video itself.
     folder = bgm("score", str(video), "-o", f"{tmp_path}/")
-    assert folder.returncode == 2 and "is a folder" in folder.stderr
+    assert folder.returncode == 2 and "is an input" in folder.stderr
     out = tmp_path / "scored.mp4"
     first = bgm("score", str(video), "-o", str(out))
     assert first.returncode == 0, first.stderr
@@ -144,3 +146,40 @@ def test_score_protects_inputs_and_existing_outputs(cuts_video: SyntheticVideo, 
     assert again.returncode == 2 and "exists; pass --force" in again.stderr
     kept = bgm("score", str(video), "-o", str(out), "--force", "--keep-original-audio")
     assert kept.returncode == 0 and "the video's own sound under the music" in kept.stdout
+
+
+def _decoded(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit WAV's sound as one channel (the louder of the two at each sample)."""
+    import wave
+
+    with wave.open(str(path)) as file:
+        rate, channels = file.getframerate(), file.getnchannels()
+        samples = np.frombuffer(file.readframes(file.getnframes()), "<i2")
+    return np.abs(samples.reshape(-1, channels) / 32768.0).max(axis=1), rate
+
+
+def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVideo,
+                                                        tmp_path: Path):  # fmt: skip
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mov"
+    first.write_bytes(cuts_video.path.read_bytes())
+    second.write_bytes(cuts_video.path.read_bytes())
+    out = tmp_path / "scored"
+    both = bgm("score", str(first), str(second), "-o", f"{out}/", "--format", "wav")
+    assert both.returncode == 0, both.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first.wav", "second.wav"]
+    audio, rate = _decoded(out / "second.wav")
+    assert len(audio) == round(cuts_video.duration_s * rate)
+    lone = bgm("score", str(first), str(second), "-o", str(tmp_path / "one.wav"))
+    assert lone.returncode == 2 and "names a folder" in lone.stderr
+
+    part = bgm("score", str(first), "-o", str(tmp_path / "part.wav"), "--start", "2",
+               "--end", "5")  # fmt: skip
+    assert part.returncode == 0, part.stderr
+    audio, rate = _decoded(tmp_path / "part.wav")
+    # The whole video's length, the music from 2 s to 5 s and silence around it.
+    assert len(audio) == round(cuts_video.duration_s * rate)
+    sounding = np.flatnonzero(np.abs(audio) > 1e-4) / rate
+    assert sounding[0] >= 2.0 - 1e-3 and sounding[-1] <= 5.0 + 1e-3
+    assert sounding[0] < 2.1 and sounding[-1] > 4.5
+    late = bgm("score", str(first), "-o", str(tmp_path / "late.wav"), "--end", "99")
+    assert late.returncode == 2 and "lasts" in late.stderr
