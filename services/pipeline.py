@@ -30,7 +30,7 @@ from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gateway.mastering import LoudnessReport
 from services.generator.backend import GeneratorBackend
 from services.generator.candidates import candidate_jobs, ranked
-from services.progress import ProgressCallback
+from services.progress import Heartbeat, ProgressCallback
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 from services.vocabulary import Vocabulary
 
@@ -160,12 +160,14 @@ class ScorePipeline:
         timings["composition"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        mastered = master_music(video, music, options)
+        heartbeat = Heartbeat(report, 0.8)
+        mastered = master_music(video, music, options, heartbeat)
         report(0.9)
         timings["mastering"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        written = write_outputs(video, music, mastered, options)
+        heartbeat.fraction = 0.9
+        written = write_outputs(video, music, mastered, options, heartbeat)
         timings["writing"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)

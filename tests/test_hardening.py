@@ -271,6 +271,34 @@ def test_analysis_hears_a_cancel_within_a_tenth_of_a_second(tagger, beat_video):
     assert heard[0] <= 0.1
 
 
+def test_mastering_and_writing_hear_a_cancel(tmp_path: Path, media_dir: Path):
+    from services.domain import CutAlignment, GeneratedMusic, MusicPlan, OutputOptions
+    from services.gateway.delivery import master_music, write_outputs
+
+    rate = 48000
+    noise = np.random.default_rng(0).normal(0, 0.1, (180 * rate, 2)).astype(np.float32)
+    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
+                     0.0, "pop", [])  # fmt: skip
+    music = GeneratedMusic(noise, rate, {}, b"", plan)
+    calls: list[float] = []
+    mastered = master_music(media_dir / "unused.mp4", music, OutputOptions(tmp_path / "out.wav"),
+                            lambda: calls.append(time.monotonic()))  # fmt: skip
+    gaps = np.diff(calls)
+    print(f"mastering 3 min: {len(calls)} heartbeats, at most {gaps.max() * 1000:.0f} ms apart")
+    assert len(calls) > 10 and gaps.max() < 0.25
+
+    def cancel_soon() -> None:
+        calls.append(0.0)
+        if len(calls) > 20:
+            raise CancelledError("cancelled")
+
+    calls.clear()
+    with pytest.raises(CancelledError):
+        write_outputs(media_dir / "unused.mp4", music, mastered,
+                      OutputOptions(tmp_path / "out.wav"), cancel_soon)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- real servers ----------------------------------------------------------------------
 
 

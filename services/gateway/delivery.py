@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,11 +164,14 @@ def check_request(
     return controls
 
 
-def master_music(video: Path, music: GeneratedMusic, options: OutputOptions) -> Mastered:
-    """Loudness, true peak and (if asked) the original sound under the music."""
+def master_music(
+    video: Path, music: GeneratedMusic, options: OutputOptions, heartbeat: Callable[[], None]
+) -> Mastered:
+    """Loudness, true peak and (if asked) the original sound under the music; `heartbeat`
+    is called often (it raises to cancel)."""
     original = None
     if options.keep_original_audio:
-        original = decode_audio(video, music.sample_rate, len(music.audio))
+        original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
         if original is None:
             raise InvalidInputError(f"{video.name} has no audio track to keep")
     lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
@@ -178,13 +181,19 @@ def master_music(video: Path, music: GeneratedMusic, options: OutputOptions) -> 
         options.lufs,
         true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
         original=original,
+        heartbeat=heartbeat,
     )
 
 
 def write_outputs(
-    video: Path, music: GeneratedMusic, mastered: Mastered, options: OutputOptions
+    video: Path,
+    music: GeneratedMusic,
+    mastered: Mastered,
+    options: OutputOptions,
+    heartbeat: Callable[[], None],
 ) -> list[Path]:
-    """Write every output, all or nothing."""
+    """Write every output, all or nothing; `heartbeat` is called often (it raises to
+    cancel, and then nothing is left)."""
     with staged_outputs() as staging:
         staged = staging.files
         if options.make_folder:
@@ -192,9 +201,9 @@ def write_outputs(
         temporary = temporary_path(options.output)
         staged.append((temporary, options.output))
         if output_kind(options.output) == "audio":
-            write_audio_file(temporary, mastered.audio, music.sample_rate)
+            write_audio_file(temporary, mastered.audio, music.sample_rate, heartbeat)
         else:
-            mux_into_video(video, temporary, mastered.audio, music.sample_rate)
+            mux_into_video(video, temporary, mastered.audio, music.sample_rate, heartbeat)
         if options.midi is not None:
             midi_temporary = temporary_path(options.midi)
             staged.append((midi_temporary, options.midi))
@@ -206,5 +215,5 @@ def write_outputs(
                 stem_temporary = temporary_path(final)
                 staged.append((stem_temporary, final))
                 gained = (stem * mastered.music_gain[:, None]).astype(np.float32)
-                write_audio_file(stem_temporary, gained, music.sample_rate)
+                write_audio_file(stem_temporary, gained, music.sample_rate, heartbeat)
     return [final for _, final in staged]

@@ -6,6 +6,7 @@ oversampled four times, as BS.1770 specifies; a look-ahead limiter keeps it unde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,11 @@ _FILTER = _oversampling_filter()
 PEAK_BLOCK = 1 << 18
 
 
-def peak_envelope(audio: np.ndarray) -> np.ndarray:
+def _nothing() -> None:
+    pass
+
+
+def peak_envelope(audio: np.ndarray, heartbeat: Callable[[], None] = _nothing) -> np.ndarray:
     """Per sample, the largest absolute value of the 4x oversampled signal around it.
 
     Worked out a block of PEAK_BLOCK samples at a time (with the filter's reach of overlap),
@@ -56,8 +61,10 @@ def peak_envelope(audio: np.ndarray) -> np.ndarray:
     block = PEAK_BLOCK
     reach = len(_FILTER)
     delay = (len(_FILTER) - 1) // 2
-    envelope = np.abs(audio).max(axis=1).astype(np.float32)
+    envelope = np.empty(len(audio), dtype=np.float32)
     for start in range(0, len(audio), block):
+        heartbeat()
+        np.abs(audio[start : start + block]).max(axis=1, out=envelope[start : start + block])
         lo, hi = max(0, start - reach), min(len(audio), start + block + reach)
         for channel in range(audio.shape[1]):
             up = upfirdn(_FILTER, audio[lo:hi, channel], up=TRUE_PEAK_OVERSAMPLING)
@@ -71,8 +78,10 @@ def peak_envelope(audio: np.ndarray) -> np.ndarray:
     return envelope
 
 
-def integrated_loudness(audio: np.ndarray, rate: int, chunk_s: float = 60.0) -> float:
-    """Integrated loudness (LUFS) by ITU-R BS.1770-4, as pyloudnorm measures it, a minute at a
+def integrated_loudness(
+    audio: np.ndarray, rate: int, chunk_s: float = 20.0, heartbeat: Callable[[], None] = _nothing
+) -> float:
+    """Integrated loudness (LUFS) by ITU-R BS.1770-4, as pyloudnorm measures it, 20 s at a
     time: pyloudnorm's own K-weighting filters carry their state from chunk to chunk, and the
     gating is pyloudnorm's. Memory stays small for a two-hour piece (pyloudnorm itself would
     copy it several times over); tests check both agree."""
@@ -89,6 +98,7 @@ def integrated_loudness(audio: np.ndarray, rate: int, chunk_s: float = 60.0) -> 
     for channel in range(channels):
         states = [np.zeros(2) for _ in stages]
         for start in range(0, samples, chunk):
+            heartbeat()
             signal = audio[start : start + chunk, channel].astype(np.float64)
             for index, stage in enumerate(stages):
                 signal, states[index] = lfilter(stage.b, stage.a, signal, zi=states[index])
@@ -98,6 +108,7 @@ def integrated_loudness(audio: np.ndarray, rate: int, chunk_s: float = 60.0) -> 
             padded[: len(squared)] = squared
             first = start // hop
             energy[channel, first : first + len(padded) // hop] = padded.reshape(-1, hop).sum(1)
+    heartbeat()
     duration = samples / rate
     blocks = round((duration - 0.4) / 0.1) + 1
     if blocks < 1:
@@ -129,12 +140,15 @@ def _smooth(gain: np.ndarray, rate: int, attack_s: float, release_s: float) -> n
     return np.minimum(held, smoothed)
 
 
-def ducking_gain(original: np.ndarray, rate: int, samples: int) -> np.ndarray:
+def ducking_gain(
+    original: np.ndarray, rate: int, samples: int, heartbeat: Callable[[], None] = _nothing
+) -> np.ndarray:
     """Per-sample gain for the music: lowered where the original is loud (speech)."""
     hop = max(1, rate // 100)
     frames = -(-len(original) // hop)
     power = np.zeros(frames)
     for start in range(0, frames, 6000):  # a minute of 10 ms frames at a time
+        heartbeat()
         part = original[start * hop : (start + 6000) * hop].astype(np.float64)
         padded = np.zeros((-(-len(part) // hop) * hop, part.shape[1]))
         padded[: len(part)] = part
@@ -157,13 +171,19 @@ CHUNK = 1 << 20
 
 
 def _limiter_gain(
-    envelope: np.ndarray, scale: float, ceiling: float, rate: int, out: np.ndarray
+    envelope: np.ndarray,
+    scale: float,
+    ceiling: float,
+    rate: int,
+    out: np.ndarray,
+    heartbeat: Callable[[], None],
 ) -> bool:
     """Fill `out` with scale x the limiter's gain; True if the limiter had to act. Chunked,
     with enough overlap that the result equals the whole-array computation."""
     margin = int(LIMITER_ATTACK_S * rate) + int(LIMITER_RELEASE_S * rate) + 2
     acted = False
     for start in range(0, len(envelope), CHUNK):
+        heartbeat()
         end = min(start + CHUNK, len(envelope))
         lo, hi = max(0, start - margin), min(len(envelope), end + margin)
         needed = np.minimum(1.0, ceiling / np.maximum(envelope[lo:hi] * scale, 1e-12))
@@ -177,10 +197,15 @@ def _limiter_gain(
 
 
 def _apply(
-    audio: np.ndarray, gain: np.ndarray, out: np.ndarray, add: np.ndarray | None = None
+    audio: np.ndarray,
+    gain: np.ndarray,
+    out: np.ndarray,
+    heartbeat: Callable[[], None],
+    add: np.ndarray | None = None,
 ) -> None:
     """out = audio x gain (+ add), a chunk at a time."""
     for start in range(0, len(audio), CHUNK):
+        heartbeat()
         part = slice(start, start + CHUNK)
         np.multiply(audio[part], gain[part, None], out=out[part])
         if add is not None:
@@ -201,17 +226,19 @@ def master(
     target_lufs: float,
     true_peak_limit_db: float = -1.0,
     original: np.ndarray | None = None,
+    heartbeat: Callable[[], None] = _nothing,
 ) -> Mastered:
     """Loudness-normalised, true-peak-limited audio of exactly the input's length; with
     `original`, the music is ducked under it and the two are mixed. Works a chunk at a time
-    where it can: a two-hour piece costs a few copies of itself, not dozens."""
+    where it can: a two-hour piece costs a few copies of itself, not dozens. `heartbeat` is
+    called between chunks (it raises to cancel)."""
     duck = None
     audio = music
     if original is not None:
-        duck = ducking_gain(original, rate, len(music))
+        duck = ducking_gain(original, rate, len(music), heartbeat)
         audio = np.empty_like(music)
-        _apply(music, duck, out=audio, add=original)
-    measured = integrated_loudness(audio, rate)
+        _apply(music, duck, out=audio, heartbeat=heartbeat, add=original)
+    measured = integrated_loudness(audio, rate, heartbeat=heartbeat)
     if not np.isfinite(measured):
         # Digital silence: nothing to normalise.
         report = LoudnessReport(
@@ -220,16 +247,17 @@ def master(
         return Mastered(audio.copy(), np.ones(len(audio), np.float32), report)
     # The oversampled peak envelope is measured once; gains are smooth, so the peak after a
     # gain is the envelope times that gain. A small margin covers what smoothing leaves.
-    envelope = peak_envelope(audio)
+    envelope = peak_envelope(audio, heartbeat)
     ceiling = 10 ** ((true_peak_limit_db - 0.1) / 20.0)
     gain_db = target_lufs - measured
     limited = False
     gain = np.empty(len(audio), dtype=np.float32)
     result = np.empty_like(audio)
     for _ in range(6):
-        limited |= _limiter_gain(envelope, 10 ** (gain_db / 20.0), ceiling, rate, out=gain)
-        _apply(audio, gain, out=result)
-        measured = integrated_loudness(result, rate)
+        limited |= _limiter_gain(envelope, 10 ** (gain_db / 20.0), ceiling, rate, gain,
+                                 heartbeat)  # fmt: skip
+        _apply(audio, gain, out=result, heartbeat=heartbeat)
+        measured = integrated_loudness(result, rate, heartbeat=heartbeat)
         if abs(measured - target_lufs) <= 0.05:
             break
         # Limiting lowered the loudness: raise the gain by what is missing and limit again.

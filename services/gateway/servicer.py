@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from services.domain import (
     OutputOptions,
 )
 from services.edge import EdgeSchema
-from services.errors import InvalidInputError, ResourceExhaustedError
+from services.errors import CancelledError, InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
 from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
@@ -53,6 +54,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
+from services.progress import Heartbeat
 from services.scratch import scratch_folder, sweep
 from services.serving import PerClientLimit, observed, service_channel_options
 from services.vocabulary import Vocabulary, load_vocabulary
@@ -320,10 +322,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield event
             assert generated is not None
             music = generated.music
+            # Mastering and writing stop within a heartbeat once the caller has gone.
+            heartbeat = Heartbeat(_until_cancelled(context))
             yield _progress("mastering", 0.8)
-            mastered = await asyncio.to_thread(master_music, video, music, options)
+            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat)
             yield _progress("writing", 0.9)
-            written = await asyncio.to_thread(write_outputs, video, music, mastered, options)
+            written = await asyncio.to_thread(
+                write_outputs, video, music, mastered, options, heartbeat
+            )
         if not output.output_uri:
             for path in written:
                 async for chunk in self._file_chunks(path, options):
@@ -409,6 +415,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+def _until_cancelled(context: grpc.aio.ServicerContext) -> Callable[[float], None]:
+    """A progress callback that raises once the request is over (cancelled, past its
+    deadline), so work in a thread stops."""
+    over = threading.Event()
+    context.add_done_callback(lambda _: over.set())
+
+    def check(fraction: float) -> None:
+        if over.is_set():
+            raise CancelledError("the caller cancelled the request")
+
+    return check
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:

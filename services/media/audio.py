@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -103,14 +104,22 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
         yield frame
 
 
-def write_audio_file(path: Path, audio: np.ndarray, rate: int) -> None:
-    """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg)."""
+def _nothing() -> None:
+    pass
+
+
+def write_audio_file(
+    path: Path, audio: np.ndarray, rate: int, heartbeat: Callable[[], None] = _nothing
+) -> None:
+    """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg); `heartbeat` is
+    called between frames (it raises to cancel)."""
     format_name, codec, sample_format = AUDIO_FORMATS[path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     bit_rate = {"libmp3lame": 256_000, "libopus": 192_000}.get(codec)
     with av.open(str(path), "w", format=format_name) as container:
         stream = _audio_stream(container, codec, rate, sample_format, bit_rate)
         for frame in _frames(audio, rate, sample_format):
+            heartbeat()
             _encode(container, stream, frame)
         _encode(container, stream, None)
 
@@ -140,8 +149,15 @@ def _encode(container: Any, stream: av.AudioStream, frame: av.AudioFrame | None)
         container.mux(packet)
 
 
-def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: int) -> None:
-    """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound."""
+def mux_into_video(
+    video_path: Path,
+    out_path: Path,
+    audio: np.ndarray,
+    rate: int,
+    heartbeat: Callable[[], None] = _nothing,
+) -> None:
+    """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound;
+    `heartbeat` is called between packets (it raises to cancel)."""
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     with (
@@ -160,6 +176,7 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
         audio_time = 0.0
         last_dts = None
         for packet in source.demux(video_in):
+            heartbeat()
             # Packets whose time goes back (two files joined end to end) cannot be muxed.
             if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
                 continue
@@ -177,17 +194,20 @@ def mux_into_video(video_path: Path, out_path: Path, audio: np.ndarray, rate: in
                     _encode(target, audio_out, frame)
                     audio_time = (frame.pts + frame.samples) / rate
         for frame in frames:
+            heartbeat()
             _encode(target, audio_out, frame)
         _encode(target, audio_out, None)
 
 
-def decode_audio(path: Path, rate: int, samples: int) -> np.ndarray | None:
+def decode_audio(
+    path: Path, rate: int, samples: int, heartbeat: Callable[[], None] = _nothing
+) -> np.ndarray | None:
     """The first audio track of `path` as stereo float32 at `rate`, exactly `samples` long;
-    None when the file has no audio."""
+    None when the file has no audio. `heartbeat` is called between frames."""
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
-        audio = _decoded(container, rate)
+        audio = _decoded(container, rate, heartbeat)
     return _exact(audio, samples)
 
 
@@ -208,12 +228,13 @@ def decode_audio_bytes(data: bytes, rate: int) -> np.ndarray:
     return resample(audio, native, rate, round(len(audio) * rate / native))
 
 
-def _decoded(container: Any, rate: int) -> np.ndarray:
+def _decoded(container: Any, rate: int, heartbeat: Callable[[], None] = _nothing) -> np.ndarray:
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
     chunks = []
     try:
         for frame in container.decode(stream):
+            heartbeat()
             for converted in resampler.resample(frame):
                 chunks.append(converted.to_ndarray().reshape(-1, 2))
     except av.FFmpegError as error:
