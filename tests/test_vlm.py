@@ -156,7 +156,7 @@ class ScriptedModel:
         self.shown: list[SegmentFrames] = []
         self.instruction = ""
 
-    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+    def answer(self, segments: list[SegmentFrames], instruction: str, heartbeat) -> str:
         self.shown, self.instruction = segments, instruction
         return self.reply
 
@@ -261,6 +261,24 @@ def test_frames_are_bounded_per_segment_and_in_all():
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("vlm-models")
     return {family: build(folder) for family, build in BUILDERS.items()}
+
+
+def test_a_local_model_hears_a_cancel_between_tokens(tiny_models):
+    from services.errors import CancelledError
+    from services.tagger.backends.vlm.models import LocalVlm
+
+    family = sorted(BUILDERS)[0]
+    model = LocalVlm(VlmConfig(model_path=tiny_models[family], max_new_tokens=64))
+    tokens: list[int] = []
+
+    def heartbeat() -> None:
+        tokens.append(1)
+        if len(tokens) == 3:
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        model.answer([], "Describe the music.", heartbeat)
+    assert len(tokens) == 3
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))
@@ -383,12 +401,12 @@ def test_openai_server_errors_are_unavailable_not_a_silent_fallback(clip):
     try:
         model = OpenAiVlm(OpenAiVlmConfig(base_url=server.url, model="m"), VlmConfig())
         with pytest.raises(UnavailableError, match=r"HTTP 500: .*model not loaded"):
-            model.answer([], "describe")
+            model.answer([], "describe", lambda: None)
     finally:
         server.close()
     gone = OpenAiVlm(OpenAiVlmConfig(base_url=server.url, model="m", timeout_s=2), VlmConfig())
     with pytest.raises(UnavailableError, match="unreachable"):
-        gone.answer([], "describe")
+        gone.answer([], "describe", lambda: None)
     with pytest.raises(ConfigError, match=r"needs tagger\.openai\.base_url"):
         OpenAiVlm(OpenAiVlmConfig(), VlmConfig())
 

@@ -19,7 +19,7 @@ import numpy as np
 from services.config import TaggerConfig
 from services.domain import Segment, Semantics, VideoAnalysis
 from services.media.video import decodable_pixels, frames_at
-from services.progress import ProgressCallback
+from services.progress import Heartbeat, ProgressCallback
 from services.tagger.backend import AnalysisRequest, BackendInfo
 from services.tagger.backends.vision import PictureBasis, VisionTagger
 from services.tagger.backends.vlm.answer import UnusableAnswer, VlmAnswer, instruction, parse_answer
@@ -81,9 +81,10 @@ class VlmTagger:
         ]
         report(0.55)
         vocabulary = self.vocabulary
-        reply = self.model.answer(groups, instruction(
+        asked = instruction(
             list(vocabulary.genres), list(vocabulary.moods), list(vocabulary.instruments),
-            len(analysis.segments), settings.segment_captions))  # fmt: skip
+            len(analysis.segments), settings.segment_captions)  # fmt: skip
+        reply = self.model.answer(groups, asked, Heartbeat(report, 0.55))
         report(0.95)
         try:
             result = self._with_answer(analysis, basis, parse_answer(reply, len(analysis.segments)))

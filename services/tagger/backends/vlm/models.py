@@ -46,8 +46,11 @@ class VisionLanguageModel(Protocol):
     # What the analysis reports as the model.
     name: str
 
-    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
-        """The model's reply to the frames, in order, then the instruction."""
+    def answer(
+        self, segments: list[SegmentFrames], instruction: str, heartbeat: Callable[[], None]
+    ) -> str:
+        """The model's reply to the frames, in order, then the instruction; `heartbeat` is
+        called while it works (it raises to cancel)."""
         ...
 
 
@@ -107,8 +110,20 @@ class LocalVlm:
         self.model.to(device).eval()
         self.name = f"{family} at {path}"
 
-    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+    def answer(
+        self, segments: list[SegmentFrames], instruction: str, heartbeat: Callable[[], None]
+    ) -> str:
         from PIL import Image
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        torch = self._torch
+
+        class EveryToken(StoppingCriteria):
+            """Never stops generation itself: hears a cancel between tokens."""
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                heartbeat()
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
         content = _user_content(
             segments, instruction, lambda frame: {"type": "image", "image": Image.fromarray(frame)}
@@ -119,8 +134,9 @@ class LocalVlm:
         ).to(self.model.device, dtype=self.model.dtype)  # fmt: skip
         with self._torch.inference_mode():
             output = self.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False
-            )
+                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                stopping_criteria=StoppingCriteriaList([EveryToken()]),
+            )  # fmt: skip
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return str(self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0])
 
@@ -168,7 +184,12 @@ class OpenAiVlm:
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self.name = f"{config.model} at {config.base_url}"
 
-    def answer(self, segments: list[SegmentFrames], instruction: str) -> str:
+    def answer(
+        self, segments: list[SegmentFrames], instruction: str, heartbeat: Callable[[], None]
+    ) -> str:
+        # The request itself cannot be interrupted (its timeout bounds it); a cancel is
+        # heard before it is sent.
+        heartbeat()
         content = _user_content(
             segments,
             instruction,
