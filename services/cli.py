@@ -265,6 +265,15 @@ def _client_score(args: argparse.Namespace) -> int:
 
     stderr = Console(stderr=True)
     metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
+    token = args.token or os.environ.get("BGM_TOKEN")
+    if token:
+        metadata = (*metadata, ("authorization", f"Bearer {token}"))
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        from services.config import ClientTlsConfig
+
+        tls = ClientTlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert,
+                              key_file=args.tls_key, server_name=args.tls_server_name)  # fmt: skip
     options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
@@ -277,6 +286,7 @@ def _client_score(args: argparse.Namespace) -> int:
                 metadata=metadata,
                 timeout_s=args.timeout,
                 by_uri=args.uri,
+                tls=tls,
             )
     except grpc.RpcError as error:
         details = error_details(error)
@@ -501,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC metadata to send (repeatable)",
     )
     remote.add_argument("--timeout", type=float, help="deadline, seconds")
+    remote.add_argument("--token", help="bearer token (an API key or a JWT); default $BGM_TOKEN")
+    remote.add_argument("--tls", action="store_true", help="TLS, checked by the system's CAs")
+    remote.add_argument("--tls-ca", metavar="PEM", help="TLS, checked by this CA")
+    remote.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    remote.add_argument("--tls-key", metavar="PEM", help="client key (mutual TLS)")
+    remote.add_argument("--tls-server-name", help="the name the server's certificate carries")
     _score_arguments(remote)
     remote.set_defaults(run=_client_score)
 

@@ -151,6 +151,40 @@ class GeneratorConfig(StrictModel):
     batching: BatchingConfig = BatchingConfig()
 
 
+class TenantLimits(StrictModel):
+    """What one tenant may spend."""
+
+    max_concurrent: int = Field(4, ge=1)
+    # Seconds of music delivered in any hour (times candidates).
+    music_s_per_hour: float = Field(3600.0, gt=0)
+    # Longest video it may score.
+    max_video_s: float = Field(7200.0, gt=0)
+    max_candidates: int = Field(4, ge=1)
+
+
+class AuthConfig(StrictModel):
+    """Who may call. Off unless `enabled`: then every call to the gateway's API needs a
+    bearer token (`authorization: Bearer ...` metadata), an API key from `api_keys_file` or
+    a JWT signed by a key in `jwks_file`, and it acts for the tenant the key or token names.
+    Health checks and reflection stay open."""
+
+    enabled: bool = False
+    # YAML: a list of {tenant: NAME, sha256: HEX} (the SHA-256 of the key, never the key).
+    api_keys_file: Path | None = None
+    # A JSON Web Key Set; JWTs must carry this issuer and audience, and an unexpired `exp`.
+    jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The claim that names the tenant.
+    tenant_claim: str = "tenant"
+    # Per tenant; a tenant not listed gets `default_limits`.
+    tenants: dict[str, TenantLimits] = Field(default_factory=dict)
+    default_limits: TenantLimits = TenantLimits()
+    # The environment variable holding the token the gateway shows the tagger and the
+    # generator, which then accept no other caller; None = they accept any caller.
+    service_token_env: str | None = None
+
+
 class GatewayConfig(StrictModel):
     """How the gateway reaches the tagger and generator, and what requests may ask for."""
 
@@ -181,6 +215,32 @@ class GatewayConfig(StrictModel):
     max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
+    # TLS of the channels to the tagger and the generator (None = plaintext).
+    tagger_tls: ClientTlsConfig | None = None
+    generator_tls: ClientTlsConfig | None = None
+
+
+class TlsConfig(StrictModel):
+    """A server's TLS: its certificate and key (PEM), and for mutual TLS the CA that signs
+    its clients' certificates. The files are read again when they change (certificates
+    rotate) at the next connection."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Clients must present a certificate signed by this CA.
+    client_ca_file: Path | None = None
+
+
+class ClientTlsConfig(StrictModel):
+    """How a client (the gateway's channels, `bgm client`) checks a TLS server and, for
+    mutual TLS, proves itself."""
+
+    # The CA that signed the server's certificate; None = the system's roots.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # The name the server's certificate carries, when it is not the address's host.
+    server_name: str | None = None
 
 
 class Endpoint(StrictModel):
@@ -192,6 +252,10 @@ class Endpoint(StrictModel):
     metrics_host: str | None = None
     # Requests worked on at once; more wait their turn.
     max_concurrent: int = Field(2, ge=1)
+    tls: TlsConfig | None = None
+    # Listening on an address other than loopback without TLS must be asked for (a mesh or a
+    # proxy terminates TLS in front); it is logged as a warning.
+    allow_plaintext: bool = False
 
 
 class ServingConfig(StrictModel):
@@ -232,6 +296,7 @@ class RequestLimits(StrictModel):
 
 class BgmConfig(StrictModel):
     limits: RequestLimits = RequestLimits()
+    auth: AuthConfig = AuthConfig()
     tagger: TaggerConfig = TaggerConfig()
     generator: GeneratorConfig = GeneratorConfig()
     gateway: GatewayConfig = GatewayConfig()

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import yaml
@@ -52,14 +53,20 @@ class Running:
 
 
 def write_config(
-    folder: Path, media: Path, tagger_sources: dict[str, object] | None = None, **gateway: object
+    folder: Path,
+    media: Path,
+    tagger_sources: dict[str, object] | None = None,
+    changes: dict[str, dict[str, Any]] | None = None,
+    **gateway: object,
 ) -> tuple[Path, dict[str, int]]:
+    """A config for the three services on free ports; `changes` are merged into its
+    sections (auth, serving's endpoints, ...), `gateway` into the gateway's."""
     ports = {name: free_port() for name in ("gateway", "tagger", "generator")}
     metrics = {name: free_port() for name in ports}
     staging = folder / "staging"
     outputs = folder / "outputs"
     outputs.mkdir(exist_ok=True)
-    config = {
+    config: dict[str, dict[str, Any]] = {
         "tagger": {
             "sources": tagger_sources or {"file_roots": [str(staging), str(media)]},
             "scratch_dir": str(folder / "tagger-scratch"),
@@ -75,14 +82,29 @@ def write_config(
         "serving": {name: {"port": ports[name], "metrics_port": metrics[name]} for name in ports}
         | {"grace_s": 20},
     }
+    for section, values in (changes or {}).items():
+        merged = config.setdefault(section, {})
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
     path = folder / "bgm.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, ports | {f"{k}_metrics": v for k, v in metrics.items()}
 
 
-def wait_serving(address: str, service: str = "", seconds: float = 60.0) -> None:
+def wait_serving(
+    address: str,
+    service: str = "",
+    seconds: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: tuple[tuple[str, str], ...] = (),
+) -> None:
     deadline = time.monotonic() + seconds
-    with grpc.insecure_channel(address) as channel:
+    channel = (grpc.insecure_channel(address) if credentials is None
+               else grpc.secure_channel(address, credentials, options=options))  # fmt: skip
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -101,9 +123,13 @@ def start(
     which: str = "all",
     extra_args: tuple[str, ...] = (),
     tagger_sources: dict[str, object] | None = None,
+    changes: dict[str, dict[str, Any]] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: tuple[tuple[str, str], ...] = (),
     **gateway: object,
 ) -> Running:
-    config, ports = write_config(folder, media, tagger_sources, **gateway)
+    """`credentials` (and channel `options`): how to reach the services when they use TLS."""
+    config, ports = write_config(folder, media, tagger_sources, changes, **gateway)
     log = folder / f"serve-{which}.log"
     process = subprocess.Popen(
         [
@@ -135,7 +161,8 @@ def start(
         log,
     )
     try:
-        wait_serving(running.gateway if which in ("all", "gateway") else getattr(running, which))
+        wait_serving(running.gateway if which in ("all", "gateway") else getattr(running, which),
+                     credentials=credentials, options=options)  # fmt: skip
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"the services did not start:\n{log.read_text()}") from None

@@ -81,6 +81,13 @@ class ConfigError(BgmError):
     error_reason = "BAD_CONFIG"
 
 
+class UnauthenticatedError(BgmError):
+    """The request carries no credentials the server accepts."""
+
+    status_code = "UNAUTHENTICATED"
+    error_reason = "BAD_CREDENTIALS"
+
+
 class PermissionDeniedError(BgmError):
     """The request names something the server is not allowed to touch."""
 

@@ -129,7 +129,7 @@ class ScorePipeline:
         started = time.perf_counter()
         controls = check_request(
             video, controls, options, self.generator.describe(), self.vocabulary, self.limits
-        )
+        ).controls
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()

@@ -36,6 +36,12 @@ class RayContext:
     def code(self) -> grpc.StatusCode | None:
         return self._context.code()
 
+    def set_trailing_metadata(self, trailing_metadata: Sequence[Any]) -> None:
+        self._context.set_trailing_metadata(list(trailing_metadata))
+
+    def invocation_metadata(self) -> Sequence[Any]:
+        return list(self._context.invocation_metadata())
+
     def peer(self) -> str:
         # The caller as Ray's proxy saw it.
         return str(self._context.peer())

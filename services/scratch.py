@@ -48,7 +48,11 @@ def sweep(root: Path, owner: str) -> int:
     if not root.is_dir():
         return 0
     removed = 0
-    for folder in root.iterdir():
+    # Request folders, and those one level down (a tenant's folder holds its requests').
+    candidates = [*root.iterdir()]
+    candidates += [child for folder in candidates if folder.is_dir()
+                   and not (folder / MARKER).exists() for child in folder.iterdir()]  # fmt: skip
+    for folder in candidates:
         if _abandoned(folder, owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from services.config import BgmConfig
 from services.serving import HostedServer, run_servers
+from services.tls import check_plaintext, server_credentials
 
 SERVICES = ("tagger", "generator", "gateway")
 
@@ -26,9 +27,12 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
         servers, metrics = [], []
         for name in names:
             endpoint = getattr(config.serving, name)
+            check_plaintext(name, endpoint)
+            credentials = server_credentials(endpoint.tls) if endpoint.tls else None
             servers.append(HostedServer([builders[name](config)],
                                         f"{endpoint.host}:{endpoint.port}",
-                                        config.serving.max_message_bytes))  # fmt: skip
+                                        config.serving.max_message_bytes,
+                                        credentials))  # fmt: skip
             metrics_host = endpoint.metrics_host or endpoint.host
             # One process has one registry: `serve all` serves it once, on the gateway's
             # metrics port (the `service` label tells the services apart).

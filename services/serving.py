@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,16 +99,35 @@ def _bounded(message: str) -> str:
     return f"{message[: MAX_MESSAGE_CHARS - 40]} ... ({cut + 40} more characters)"
 
 
+# The metadata key of the id every response carries (the audit log names requests by it).
+REQUEST_ID_KEY = "x-request-id"
+audit_log = logging.getLogger("bgm.audit")
+
+
+@dataclass
+class RequestRecord:
+    """One request, as the audit log records it; servicers fill in the tenant and the
+    seconds of music delivered."""
+
+    request_id: str
+    tenant: str = ""
+    music_s: float = 0.0
+
+
 @contextlib.asynccontextmanager
 async def observed(
     service: str, method: str, context: grpc.aio.ServicerContext
-) -> AsyncIterator[None]:
-    """Metrics for one request, and errors turned into a status and message."""
+) -> AsyncIterator[RequestRecord]:
+    """Metrics and one audit line for one request, its id in the trailing metadata, and
+    errors turned into a status, a message and details."""
     started = time.perf_counter()
+    record = RequestRecord(uuid.uuid4().hex)
+    tagged = ((REQUEST_ID_KEY, record.request_id),)
+    context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
     try:
-        yield
+        yield record
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
         remaining = context.time_remaining()
@@ -114,7 +135,7 @@ async def observed(
             # Cancelled because the deadline passed: say so, or a finished handler could reach
             # the client as OK before the client's own timer fires.
             code = grpc.StatusCode.DEADLINE_EXCEEDED
-            await context.abort(code, "the request took longer than its deadline")
+            await context.abort(code, "the request took longer than its deadline", tagged)
         raise
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -123,11 +144,17 @@ async def observed(
         refusal = status_for(error)
         code = refusal.code
         if code == grpc.StatusCode.INTERNAL:
-            log.exception("%s.%s failed", service, method)
-        trailing = ((STATUS_DETAILS_KEY, refusal.details),) if refusal.details else ()
-        await context.abort(code, refusal.message, trailing)
+            log.exception("%s.%s failed (request %s)", service, method, record.request_id)
+        details = ((STATUS_DETAILS_KEY, refusal.details),) if refusal.details else ()
+        await context.abort(code, refusal.message, tagged + details)
     finally:
-        metrics.request_finished(service, method, code.name, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.request_finished(service, method, code.name, seconds)
+        audit_log.info(json.dumps({
+            "request_id": record.request_id, "service": service, "method": method,
+            "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
+            "music_s": round(record.music_s, 3),
+        }, sort_keys=True))  # fmt: skip
 
 
 def client_of(context: grpc.aio.ServicerContext) -> str:
@@ -217,7 +244,13 @@ def service_channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 class HostedServer:
     """A grpc.aio server with health checking and reflection for its services."""
 
-    def __init__(self, bindings: Sequence[ServiceBinding], address: str, max_message_bytes: int):
+    def __init__(
+        self,
+        bindings: Sequence[ServiceBinding],
+        address: str,
+        max_message_bytes: int,
+        credentials: grpc.ServerCredentials | None = None,
+    ):
         self.bindings = list(bindings)
         self.server = grpc.aio.server(options=channel_options(max_message_bytes))
         self.health = health.aio.HealthServicer()
@@ -229,7 +262,10 @@ class HostedServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(address)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self._watches: list[asyncio.Task[None]] = []

@@ -10,12 +10,14 @@ from typing import BinaryIO
 
 import grpc
 
+from services.config import ClientTlsConfig
 from services.contract import OUTPUT_FORMATS, controls_to_proto
 from services.domain import OutputOptions, UserControls
 from services.gateway.delivery import Staging, staged_outputs, temporary_path
 from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.media.audio import output_kind
 from services.serving import channel_options
+from services.tls import channel_credentials, channel_tls_options
 
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 # Files up to this size travel inline in Gateway.Score, which every server carries (Ray
@@ -62,15 +64,21 @@ def score_remote(
     metadata: tuple[tuple[str, str], ...] = (),
     timeout_s: float | None = None,
     by_uri: bool = False,
+    tls: ClientTlsConfig | None = None,
 ) -> ClientResult:
     """Score through a gateway: upload the file (or name its URI) and write what comes back,
-    all or nothing."""
+    all or nothing. With `tls`, over TLS (mutual, with a client certificate)."""
     message = output_options_message(options)
     controls_message = controls_to_proto(controls)
     outcome = ClientResult()
     if not any(key == APPLICATION_METADATA[0] for key, _ in metadata):
         metadata = (*metadata, APPLICATION_METADATA)
-    with grpc.insecure_channel(server, options=channel_options(64 * 1024 * 1024)) as channel:
+    options_list = [*channel_options(64 * 1024 * 1024), *channel_tls_options(tls)]
+    channel = (
+        grpc.insecure_channel(server, options=options_list) if tls is None
+        else grpc.secure_channel(server, channel_credentials(tls), options=options_list)
+    )  # fmt: skip
+    with channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         if by_uri:
             request = gateway_pb2.ScoreRequest(

@@ -132,6 +132,14 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
+@dataclass(frozen=True)
+class CheckedRequest:
+    # The controls as the vocabulary names them.
+    controls: UserControls
+    # The video's length, as its container states it.
+    duration_s: float
+
+
 def check_request(
     video: Path,
     controls: UserControls,
@@ -139,9 +147,8 @@ def check_request(
     info: GeneratorInfo,
     vocabulary: Vocabulary,
     limits: RequestLimits,
-) -> UserControls:
-    """Everything that can be refused on the request's own terms, before any work; the
-    controls as the vocabulary names them."""
+) -> CheckedRequest:
+    """Everything that can be refused on the request's own terms, before any work."""
     if len(controls.reference_audio) > limits.max_reference_bytes:
         raise InvalidInputError(
             f"the reference audio is {len(controls.reference_audio)} bytes; at most "
@@ -161,7 +168,7 @@ def check_request(
     check_work(probe.duration_s, controls.candidates, limits)
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep")
-    return controls
+    return CheckedRequest(controls, probe.duration_s)
 
 
 def master_music(

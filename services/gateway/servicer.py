@@ -17,7 +17,8 @@ from pathlib import Path
 import grpc
 
 from services import metrics
-from services.config import BgmConfig, GatewayConfig, RequestLimits
+from services.auth import Authenticator, TenantLedger, service_token
+from services.config import AuthConfig, BgmConfig, ClientTlsConfig, GatewayConfig, RequestLimits
 from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
@@ -39,6 +40,7 @@ from services.domain import (
     MusicBrief,
     MusicPlan,
     OutputOptions,
+    UserControls,
 )
 from services.edge import EdgeSchema
 from services.errors import CancelledError, InvalidInputError, ResourceExhaustedError
@@ -56,7 +58,8 @@ from services.gen.bgm.v1 import (
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
 from services.scratch import scratch_folder, sweep
-from services.serving import PerClientLimit, observed, service_channel_options
+from services.serving import PerClientLimit, RequestRecord, observed, service_channel_options
+from services.tls import channel_credentials, channel_tls_options
 from services.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
@@ -68,7 +71,12 @@ log = logging.getLogger("bgm")
 
 
 def _retrying_channel(
-    address: str, service: str, idempotent: list[str], attempts: int, max_message_bytes: int
+    address: str,
+    service: str,
+    idempotent: list[str],
+    attempts: int,
+    max_message_bytes: int,
+    tls: ClientTlsConfig | None,
 ) -> grpc.aio.Channel:
     """A channel that retries the idempotent methods on UNAVAILABLE, with backoff."""
     policy = {
@@ -84,8 +92,10 @@ def _retrying_channel(
         }]
     }  # fmt: skip
     options = [*service_channel_options(max_message_bytes), ("grpc.enable_retries", 1),
-               ("grpc.service_config", json.dumps(policy))]  # fmt: skip
-    return grpc.aio.insecure_channel(address, options=options)
+               ("grpc.service_config", json.dumps(policy)), *channel_tls_options(tls)]  # fmt: skip
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, channel_credentials(tls), options=options)
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -96,20 +106,28 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         limits: RequestLimits,
         max_concurrent: int,
         max_message_bytes: int,
+        auth: AuthConfig,
     ):
         self.config = config
         self.vocabulary = vocabulary
         self.limits = limits
         self.schema = EdgeSchema(limits)
+        # With auth on: who calls, for which tenant, and what the tenant spends.
+        self.authenticator = Authenticator(auth) if auth.enabled else None
+        self.ledger = TenantLedger(auth)
+        token = service_token(auth)
+        shown = (("authorization", f"Bearer {token}"),) if token else ()
+        self.tagger_metadata = (*config.tagger_metadata.items(), *shown)
+        self.generator_metadata = (*config.generator_metadata.items(), *shown)
         self.sources = SourcePolicy(
             **{**config.sources.model_dump(),
                "file_roots": [*config.sources.file_roots, config.staging_dir]})  # fmt: skip
         self.tagger_channel = _retrying_channel(
             config.tagger_address, "bgm.v1.Tagger", ["Analyze", "Describe"], config.attempts,
-            max_message_bytes)  # fmt: skip
+            max_message_bytes, config.tagger_tls)  # fmt: skip
         self.generator_channel = _retrying_channel(
             config.generator_address, "bgm.v1.Generator", ["Describe"], config.attempts,
-            max_message_bytes)  # fmt: skip
+            max_message_bytes, config.generator_tls)  # fmt: skip
         self.tagger = tagger_pb2_grpc.TaggerStub(self.tagger_channel)
         self.generator = generator_pb2_grpc.GeneratorStub(self.generator_channel)
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -120,7 +138,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """The gateway as the config describes it (standalone server and Ray app alike)."""
         return cls(config.gateway, load_vocabulary(), config.limits,
                    max_concurrent=config.serving.gateway.max_concurrent,
-                   max_message_bytes=config.serving.max_message_bytes)  # fmt: skip
+                   max_message_bytes=config.serving.max_message_bytes,
+                   auth=config.auth)  # fmt: skip
 
     async def close(self) -> None:
         await self.tagger_channel.close()
@@ -134,10 +153,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             answers = await asyncio.gather(
                 self.tagger.Describe(tagger_pb2.TaggerDescribeRequest(),
                                      timeout=DEPENDENCY_CHECK_S,
-                                     metadata=tuple(self.config.tagger_metadata.items())),
+                                     metadata=self.tagger_metadata),
                 self.generator.Describe(generator_pb2.GeneratorDescribeRequest(),
                                         timeout=DEPENDENCY_CHECK_S,
-                                        metadata=tuple(self.config.generator_metadata.items())),
+                                        metadata=self.generator_metadata),
                 return_exceptions=True,
             )  # fmt: skip
             failures = [answer for answer in answers if isinstance(answer, BaseException)]
@@ -156,16 +175,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Score(
         self, request: gateway_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
-        async with observed(SERVICE, "Score", context):
+        async with observed(SERVICE, "Score", context) as record:
+            record.tenant = tenant = self._tenant(context)
             self.schema.check(request)
-            with self._per_client.slot(context), self._request_folder() as folder:
+            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
                 video = await local_video(
-                    request.video, self.sources, folder, self.config.max_upload_bytes
+                    request.video, self._sources(tenant), folder, self.config.max_upload_bytes
                 )
                 with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
-                        video, shared_uri, request.controls, request.output, folder, context
-                    ):
+                        video, shared_uri, request.controls, request.output, folder, context,
+                        record,
+                    ):  # fmt: skip
                         yield gateway_pb2.ScoreResponse(event=event)
 
     async def ScoreUpload(
@@ -173,7 +194,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         request_iterator: AsyncIterator[gateway_pb2.ScoreUploadRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[gateway_pb2.ScoreUploadResponse]:
-        async with observed(SERVICE, "ScoreUpload", context):
+        async with observed(SERVICE, "ScoreUpload", context) as record:
+            record.tenant = tenant = self._tenant(context)
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidInputError("an upload must start with its header")
@@ -186,7 +208,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     field="header.size_bytes",
                     error_reason="UPLOAD_TOO_LARGE",
                 )
-            with self._per_client.slot(context), self._request_folder() as folder:
+            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
                 video = folder / staged_name(header.file_name, "upload")
                 received = 0
                 with video.open("wb") as target:
@@ -205,16 +227,46 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     raise InvalidInputError("the upload holds no bytes")
                 with self._shared_staging(video, folder.name) as shared_uri:
                     async for event in self._score(
-                        video, shared_uri, header.controls, header.output, folder, context
-                    ):
+                        video, shared_uri, header.controls, header.output, folder, context,
+                        record,
+                    ):  # fmt: skip
                         yield gateway_pb2.ScoreUploadResponse(event=event)
 
     # ---- the work ---------------------------------------------------------------------
 
-    def _request_folder(self) -> contextlib.AbstractContextManager[Path]:
-        """A staging folder for one request, removed when the request ends however it ends
-        (and at the next start-up if the gateway is killed)."""
-        return scratch_folder(self.config.staging_dir, SCRATCH_OWNER)
+    def _request_folder(self, tenant: str) -> contextlib.AbstractContextManager[Path]:
+        """A staging folder for one request (in its tenant's), removed when the request ends
+        however it ends (and at the next start-up if the gateway is killed)."""
+        return scratch_folder(self._under(self.config.staging_dir, tenant), SCRATCH_OWNER)
+
+    # ---- who calls ----------------------------------------------------------------------
+
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        """The tenant the call acts for ("" with auth off); UNAUTHENTICATED without
+        credentials the gateway accepts."""
+        if self.authenticator is None:
+            return ""
+        return self.authenticator.caller(context.invocation_metadata() or ()).tenant
+
+    def _admitted(
+        self, context: grpc.aio.ServicerContext, tenant: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """A place among the requests running: per tenant with auth on, else per peer."""
+        if self.authenticator is None:
+            return self._per_client.slot(context)
+        return self.ledger.running(tenant)
+
+    @staticmethod
+    def _under(root: Path, tenant: str) -> Path:
+        # A tenant's files live under its own folder in every root: its name is a single
+        # plain path component (the auth files name it; nothing a caller sends does).
+        return root / tenant if tenant else root
+
+    def _sources(self, tenant: str) -> SourcePolicy:
+        if not tenant:
+            return self.sources
+        roots = [self._under(r, tenant) for r in self.sources.file_roots]
+        return self.sources.model_copy(update={"file_roots": roots})
 
     def sweep_staging(self) -> None:
         """Remove the staging folders that killed gateways on this host left behind."""
@@ -241,11 +293,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             with contextlib.suppress(FileNotFoundError):
                 filesystem.rm(fsspec.core.url_to_fs(folder)[1], recursive=True)
 
-    def _output_options(self, output: gateway_pb2.OutputOptions, folder: Path) -> OutputOptions:
+    def _output_options(
+        self, output: gateway_pb2.OutputOptions, folder: Path, tenant: str
+    ) -> OutputOptions:
         extension = OUTPUT_EXTENSIONS.get(output.format)
         if extension is None:
             raise InvalidInputError(f"unknown output format {output.format}")
-        target = self._output_folder(output.output_uri) if output.output_uri else folder / "out"
+        target = (self._output_folder(output.output_uri, tenant) if output.output_uri
+                  else folder / "out")  # fmt: skip
         return OutputOptions(
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
@@ -256,13 +311,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             make_folder=True,
         )
 
-    def _output_folder(self, uri: str) -> Path:
+    def _output_folder(self, uri: str, tenant: str) -> Path:
         if parse_uri(uri).scheme != "file":
             raise InvalidInputError(
                 f"output URI {uri!r}: only file:// folders are supported by this gateway",
                 field="output.output_uri",
             )
-        path = file_uri_path(uri, self.config.output_roots, "write")
+        roots = [self._under(root, tenant) for root in self.config.output_roots]
+        path = file_uri_path(uri, roots, "write")
         blocking = next((p for p in (path, *path.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
             raise InvalidInputError("output_uri: names a folder where a file already is",
@@ -272,7 +328,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def _generator_info(self) -> GeneratorInfo:
         reply = await self.generator.Describe(
             generator_pb2.GeneratorDescribeRequest(), timeout=self.config.describe_timeout_s,
-            metadata=tuple(self.config.generator_metadata.items()))  # fmt: skip
+            metadata=self.generator_metadata)  # fmt: skip
         return GeneratorInfo(
             name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
             sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
@@ -288,21 +344,46 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         output: gateway_pb2.OutputOptions,
         folder: Path,
         context: grpc.aio.ServicerContext,
+        record: RequestRecord,
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         started = time.perf_counter()
         controls = controls_from_proto(controls_message)
-        options = self._output_options(output, folder)
+        options = self._output_options(output, folder, record.tenant)
         info = await self._generator_info()
-        controls = await asyncio.to_thread(
+        checked = await asyncio.to_thread(
             check_request, video, controls, options, info, self.vocabulary, self.limits
         )
+        controls = checked.controls
+        booked = 0.0
+        if self.authenticator is not None:
+            booked = self.ledger.reserve(record.tenant, checked.duration_s, controls.candidates)
+        try:
+            async for event in self._scored(video, tagger_uri, controls, options, output,
+                                            context, record, started):  # fmt: skip
+                yield event
+        except BaseException:
+            # Music that was not delivered is not counted against the tenant.
+            self.ledger.refund(record.tenant, booked)
+            raise
+
+    async def _scored(
+        self,
+        video: Path,
+        tagger_uri: str,
+        controls: UserControls,
+        options: OutputOptions,
+        output: gateway_pb2.OutputOptions,
+        context: grpc.aio.ServicerContext,
+        record: RequestRecord,
+        started: float,
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         async with self._slots:
             yield _progress("analysis", 0.02)
             reply = await self.tagger.Analyze(
                 tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                           prompt=controls.prompt),
                 timeout=self.config.analyze_timeout_s,
-                metadata=tuple(self.config.tagger_metadata.items()),
+                metadata=self.tagger_metadata,
             )  # fmt: skip
             analysis = analysis_from_proto(reply.analysis)
             yield gateway_pb2.ScoreEvent(analysis=reply.analysis)
@@ -336,6 +417,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     yield chunk
         seconds = time.perf_counter() - started
         metrics.compute_per_music_second(SERVICE, seconds / max(brief.duration_s, 1e-6))
+        record.music_s = brief.duration_s * max(controls.candidates, 1)
         loudness = mastered.report
         yield gateway_pb2.ScoreEvent(result=gateway_pb2.ScoreResult(
             tags=tags_to_proto(brief.tags), plan=plan_to_proto(music.plan),
@@ -356,7 +438,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems,
                                           candidates=candidates),
             timeout=self.config.generate_timeout_s,
-            metadata=tuple(self.config.generator_metadata.items()),
+            metadata=self.generator_metadata,
         )  # fmt: skip
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []

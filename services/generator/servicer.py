@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import grpc
 
 from services import metrics
+from services.auth import check_service_token, service_token
 from services.config import BgmConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic
@@ -45,7 +46,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         limits: RequestLimits,
         max_concurrent: int,
         batch_runner: BatchRunner | None = None,
+        service_token: str | None = None,
     ):
+        # Set: only a caller showing it (the gateway) is served.
+        self.service_token = service_token
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
         self.limits = limits
@@ -61,7 +65,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         batch_runner: BatchRunner | None = None,
     ) -> GeneratorServicer:
         """The generator as the config describes it (standalone server and Ray app alike)."""
-        return cls(backend, config.limits, config.serving.generator.max_concurrent, batch_runner)
+        return cls(backend, config.limits, config.serving.generator.max_concurrent, batch_runner,
+                   service_token(config.auth))  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -75,6 +80,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
+            check_service_token(self.service_token, context.invocation_metadata() or ())
             self.schema.check(request)
             brief = brief_from_proto(request.brief, stems=request.stems)
             loop = asyncio.get_running_loop()
@@ -130,6 +136,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
     ) -> generator_pb2.GeneratorDescribeResponse:
         async with observed(SERVICE, "Describe", context):
+            check_service_token(self.service_token, context.invocation_metadata() or ())
             self.schema.check(request)
             info = self._loaded().describe()
             return generator_pb2.GeneratorDescribeResponse(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from services.auth import check_service_token, service_token
 from services.config import BgmConfig, RequestLimits
 from services.contract import analysis_to_proto, local_video
 from services.edge import EdgeSchema
@@ -32,7 +33,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         limits: RequestLimits,
         max_concurrent: int,
         max_duration_s: float,
+        service_token: str | None = None,
     ):
+        # Set: only a caller showing it (the gateway) is served.
+        self.service_token = service_token
         self.schema = EdgeSchema(limits)
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
@@ -47,7 +51,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         """The tagger as the config describes it (standalone server and Ray app alike)."""
         return cls(backend, config.tagger.sources, config.tagger.scratch_dir, config.limits,
                    max_concurrent=config.serving.tagger.max_concurrent,
-                   max_duration_s=config.tagger.limits.max_duration_s)  # fmt: skip
+                   max_duration_s=config.tagger.limits.max_duration_s,
+                   service_token=service_token(config.auth))  # fmt: skip
 
     def sweep_scratch(self) -> None:
         """Remove the folders that killed taggers on this host left behind."""
@@ -62,6 +67,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.AnalyzeResponse:
         async with observed(SERVICE, "Analyze", context):
+            check_service_token(self.service_token, context.invocation_metadata() or ())
             self.schema.check(request)
             backend = self._loaded()
             with scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder:
@@ -88,6 +94,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.TaggerDescribeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.TaggerDescribeResponse:
         async with observed(SERVICE, "Describe", context):
+            check_service_token(self.service_token, context.invocation_metadata() or ())
             self.schema.check(request)
             info = self._loaded().describe()
             vocabulary = info.vocabulary

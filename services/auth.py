@@ -1,0 +1,228 @@
+"""Who is calling, and what their tenant may spend.
+
+A caller shows a bearer token in the `authorization` metadata: an API key (the server keeps
+only its SHA-256, with the tenant it belongs to) or a JWT signed by a key of a local JWKS,
+with the configured issuer and audience and an unexpired `exp`; the tenant is the key's, or
+the token's tenant claim. Each tenant has its limits: requests at once, music seconds per
+hour, the longest video, candidates. The tagger and the generator may accept only the
+gateway, by a shared service token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.config import AuthConfig, TenantLimits
+from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
+
+Metadata = Sequence[tuple[str, Any]]
+
+
+def bearer_token(metadata: Metadata) -> str | None:
+    for key, value in metadata:
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+
+
+class _Watched:
+    """A file read again when it changes (keys are added and revoked while serving)."""
+
+    def __init__(self, path: Path, read: Any):
+        self.path, self.read = path, read
+        self._stamp = -1
+        self.value: Any = None
+
+    def current(self) -> Any:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError as error:
+            raise ConfigError(f"cannot read {self.path}: {error.strerror}") from None
+        if stamp != self._stamp:
+            self.value, self._stamp = self.read(self.path), stamp
+        return self.value
+
+
+def _api_keys(path: Path) -> dict[str, str]:
+    entries = yaml.safe_load(path.read_text()) or []
+    try:
+        return {str(e["sha256"]).lower(): str(e["tenant"]) for e in entries}
+    except (TypeError, KeyError):
+        raise ConfigError(f"{path}: expected a list of {{tenant: NAME, sha256: HEX}}") from None
+
+
+def _jwks(path: Path) -> Any:
+    import jwt
+
+    try:
+        return jwt.PyJWKSet.from_json(path.read_text())
+    except (jwt.PyJWTError, ValueError) as error:
+        raise ConfigError(f"{path} is not a usable JWKS: {error}") from None
+
+
+class Authenticator:
+    """The tenant a call acts for, from its bearer token."""
+
+    def __init__(self, config: AuthConfig):
+        if not (config.api_keys_file or config.jwks_file):
+            raise ConfigError("auth is enabled but neither api_keys_file nor jwks_file is set")
+        self.config = config
+        self._keys = _Watched(config.api_keys_file, _api_keys) if config.api_keys_file else None
+        self._jwks = _Watched(config.jwks_file, _jwks) if config.jwks_file else None
+        for watched in (self._keys, self._jwks):
+            if watched is not None:
+                watched.current()  # a bad file stops the start, not the first call
+
+    def caller(self, metadata: Metadata) -> Caller:
+        token = bearer_token(metadata)
+        if token is None:
+            raise UnauthenticatedError(
+                "this call needs a bearer token: metadata 'authorization: Bearer <API key or "
+                "JWT>'", error_reason="NO_CREDENTIALS",
+            )  # fmt: skip
+        if self._keys is not None:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            for known, tenant in self._keys.current().items():
+                if hmac.compare_digest(known, digest):
+                    return Caller(tenant)
+        if self._jwks is not None and token.count(".") == 2:
+            return Caller(self._jwt_tenant(token))
+        raise UnauthenticatedError("the bearer token is not a known API key or a valid JWT")
+
+    def _jwt_tenant(self, token: str) -> str:
+        import jwt
+
+        assert self._jwks is not None
+        keys = self._jwks.current()
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = keys[kid] if kid else keys.keys[0]
+            claims = jwt.decode(
+                token, key.key, algorithms=[key.algorithm_name],
+                audience=self.config.jwt_audience, issuer=self.config.jwt_issuer,
+                options={"require": ["exp"]},
+            )  # fmt: skip
+        except (jwt.PyJWTError, KeyError, IndexError) as error:
+            raise UnauthenticatedError(f"the JWT is not accepted: {error}") from None
+        tenant = claims.get(self.config.tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise UnauthenticatedError(f"the JWT names no tenant ({self.config.tenant_claim!r})")
+        return tenant
+
+
+class TenantLedger:
+    """What each tenant is spending: requests running, music delivered in the last hour."""
+
+    HOUR_S = 3600.0
+
+    def __init__(self, config: AuthConfig):
+        self.config = config
+        self._running: dict[str, int] = {}
+        self._music: dict[str, deque[tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+
+    def limits(self, tenant: str) -> TenantLimits:
+        return self.config.tenants.get(tenant, self.config.default_limits)
+
+    @contextlib.contextmanager
+    def running(self, tenant: str) -> Iterator[None]:
+        most = self.limits(tenant).max_concurrent
+        with self._lock:
+            if self._running.get(tenant, 0) >= most:
+                raise ResourceExhaustedError(
+                    f"tenant {tenant} already has {most} requests running",
+                    error_reason="TENANT_BUSY", retry_after_s=1.0,
+                )  # fmt: skip
+            self._running[tenant] = self._running.get(tenant, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[tenant] -= 1
+
+    def reserve(self, tenant: str, video_s: float, candidates: int) -> float:
+        """Check the request against the tenant's limits and book its music; returns the
+        seconds booked (give them back with `refund` if the request fails)."""
+        limits = self.limits(tenant)
+        if video_s > limits.max_video_s:
+            raise ResourceExhaustedError(
+                f"tenant {tenant} may score videos of at most {limits.max_video_s:g} s; this "
+                f"one lasts {video_s:.1f} s", error_reason="TENANT_VIDEO_TOO_LONG",
+            )  # fmt: skip
+        if candidates > limits.max_candidates:
+            raise ResourceExhaustedError(
+                f"tenant {tenant} may ask for at most {limits.max_candidates} candidates",
+                field="controls.candidates", error_reason="TENANT_CANDIDATES",
+            )  # fmt: skip
+        music_s = video_s * max(candidates, 1)
+        now = time.monotonic()
+        with self._lock:
+            booked = self._music.setdefault(tenant, deque())
+            while booked and booked[0][0] <= now - self.HOUR_S:
+                booked.popleft()
+            used = sum(seconds for _, seconds in booked)
+            if used + music_s > limits.music_s_per_hour:
+                # When enough of the hour's music has aged out for this request to fit.
+                needed, freed, wait = used + music_s - limits.music_s_per_hour, 0.0, 0.0
+                for at, seconds in booked:
+                    freed += seconds
+                    wait = at + self.HOUR_S - now
+                    if freed >= needed:
+                        break
+                raise ResourceExhaustedError(
+                    f"tenant {tenant} has used {used:.0f} of its {limits.music_s_per_hour:g} s "
+                    f"of music this hour; this request needs {music_s:.0f} s",
+                    error_reason="TENANT_QUOTA", retry_after_s=max(1.0, wait),
+                )  # fmt: skip
+            booked.append((now, music_s))
+        return music_s
+
+    def refund(self, tenant: str, music_s: float) -> None:
+        with self._lock:
+            booked = self._music.get(tenant)
+            if booked:
+                for index in range(len(booked) - 1, -1, -1):
+                    if booked[index][1] == music_s:
+                        del booked[index]
+                        return
+
+
+def service_token(config: AuthConfig) -> str | None:
+    """The token the gateway shows the tagger and the generator (None: not locked down)."""
+    if config.service_token_env is None:
+        return None
+    token = os.environ.get(config.service_token_env)
+    if not token:
+        raise ConfigError(f"auth.service_token_env names {config.service_token_env}, which is "
+                          "not set")  # fmt: skip
+    return token
+
+
+def check_service_token(expected: str | None, metadata: Metadata) -> None:
+    """The tagger's and generator's gate: only a caller with the service token passes."""
+    if expected is None:
+        return
+    token = bearer_token(metadata)
+    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise UnauthenticatedError("only the gateway may call this service",
+                                   error_reason="NOT_THE_GATEWAY")  # fmt: skip

@@ -1,0 +1,109 @@
+"""TLS for the services and their clients: certificates from PEM files, read again when they
+change (a rotated certificate is served from the next connection on), mutual TLS when a
+client CA is configured, and plaintext only where it is safe or asked for."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+
+from services.config import ClientTlsConfig, Endpoint, TlsConfig
+from services.errors import ConfigError
+
+log = logging.getLogger("bgm")
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+class _RotatingCertificate:
+    """The server's certificate configuration, loaded again when a file's mtime changes;
+    gRPC asks for it at every handshake."""
+
+    def __init__(self, tls: TlsConfig):
+        if tls.cert_file is None or tls.key_file is None:
+            raise ConfigError("TLS needs both cert_file and key_file")
+        self.tls = tls
+        self._files = [p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p]
+        self._stamp = self._mtimes()
+        self._lock = threading.Lock()
+        self.initial = self._load()
+
+    def _mtimes(self) -> tuple[float, ...]:
+        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self._files)
+
+    def _load(self) -> grpc.ServerCertificateConfiguration:
+        tls = self.tls
+        assert tls.cert_file is not None and tls.key_file is not None
+        pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
+        root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
+        return grpc.ssl_server_certificate_configuration([pair], root_certificates=root)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """A new configuration when the files changed, else None (keep the current one)."""
+        with self._lock:
+            stamp = self._mtimes()
+            if stamp == self._stamp:
+                return None
+            try:
+                loaded = self._load()
+            except ConfigError as error:
+                # A rotation caught half-written: keep serving the last good certificate.
+                log.warning("TLS files changed but cannot be read yet: %s", error)
+                return None
+            self._stamp = stamp
+            log.info("TLS certificate reloaded from %s", self.tls.cert_file)
+            return loaded
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    rotating = _RotatingCertificate(tls)
+    return grpc.dynamic_ssl_server_credentials(
+        rotating.initial, rotating.fetch,
+        require_client_authentication=tls.client_ca_file is not None,
+    )  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plaintext(name: str, endpoint: Endpoint) -> None:
+    """Plaintext on a non-loopback address only when the config says so (and then a
+    warning): anyone who can reach the port could otherwise read the traffic."""
+    if endpoint.tls is not None or is_loopback(endpoint.host):
+        return
+    if not endpoint.allow_plaintext:
+        raise ConfigError(
+            f"the {name} would listen on {endpoint.host} without TLS: give serving.{name}.tls "
+            f"(cert_file, key_file), or set serving.{name}.allow_plaintext: true where a mesh "
+            "or proxy in front encrypts the traffic"
+        )
+    log.warning("%s listens on %s without TLS (allow_plaintext)", name, endpoint.host)
+
+
+def channel_credentials(tls: ClientTlsConfig) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca_file, "CA") if tls.ca_file else None,
+        private_key=_read(tls.key_file, "client key") if tls.key_file else None,
+        certificate_chain=_read(tls.cert_file, "client certificate") if tls.cert_file else None,
+    )
+
+
+def channel_tls_options(tls: ClientTlsConfig | None) -> list[tuple[str, str]]:
+    if tls is not None and tls.server_name:
+        return [("grpc.ssl_target_name_override", tls.server_name)]
+    return []

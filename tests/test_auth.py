@@ -1,0 +1,334 @@
+"""Who may call (issue 17): TLS and mutual TLS with certificates made here, bearer tokens
+(API keys and JWTs), tenants' own files and limits, the gateway alone reaching the tagger and
+the generator, and one audit line per request."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import jwt
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from services.config import Endpoint, TlsConfig
+from services.devserver import Running, start, stop
+from services.errors import ConfigError
+from services.gateway.client import error_details
+from services.gen.bgm.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    tagger_pb2,
+    tagger_pb2_grpc,
+)
+from services.media.synth import Shot, SyntheticVideo, write_video
+from services.tls import check_plaintext
+
+pytestmark = pytest.mark.slow
+
+SERVICE_TOKEN = "gateway-only-7f3a"
+API_KEYS = {"acme": "acme-key-1", "globex": "globex-key-1"}
+
+
+@dataclass
+class Pki:
+    folder: Path
+    ca_key: ec.EllipticCurvePrivateKey
+    ca: x509.Certificate
+    ca_file: Path
+
+    def issue(self, name: str, server: bool) -> tuple[Path, Path]:
+        """A certificate and key for `name` (a server for localhost/127.0.0.1, or a client),
+        signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        if server:
+            import ipaddress
+
+            builder = builder.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)  # fmt: skip
+        cert = builder.sign(self.ca_key, hashes.SHA256())
+        cert_file, key_file = self.folder / f"{name}.crt", self.folder / f"{name}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))  # fmt: skip
+        return cert_file, key_file
+
+
+def make_pki(folder: Path, name: str) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file = folder / f"{name}.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return Pki(folder, key, ca, ca_file)
+
+
+@dataclass
+class Secured:
+    running: Running
+    pki: Pki
+    client_cert: Path
+    client_key: Path
+    signing_key: rsa.RSAPrivateKey
+    media: Path
+
+    def channel(self, address: str, client_cert: bool = True, ca: Path | None = None):  # type: ignore[no-untyped-def]
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(ca or self.pki.ca_file).read_bytes(),
+            private_key=self.client_key.read_bytes() if client_cert else None,
+            certificate_chain=self.client_cert.read_bytes() if client_cert else None,
+        )
+        return grpc.secure_channel(address, credentials)
+
+    def jwt(self, tenant: str = "acme", audience: str = "bgm", expires_in: float = 300) -> str:
+        claims = {"iss": "https://id.example", "aud": audience, "tenant": tenant,
+                  "exp": int(time.time() + expires_in)}  # fmt: skip
+        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": "k1"})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVideo:
+    media = tmp_path_factory.mktemp("auth-media")
+    return write_video(media / "clip.mp4", [Shot(1.5, speed=0.4), Shot(1.5, hue=0.6)])
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
+            monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Secured]:  # fmt: skip
+    folder = tmp_path_factory.mktemp("auth")
+    pki = make_pki(folder / "pki", "bgm-test-ca")
+    server_cert, server_key = pki.issue("server", server=True)
+    client_cert, client_key = pki.issue("client", server=False)
+    keys = [{"tenant": t, "sha256": hashlib.sha256(k.encode()).hexdigest()}
+            for t, k in API_KEYS.items()]  # fmt: skip
+    (folder / "keys.yaml").write_text(yaml.safe_dump(keys))
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    (folder / "jwks.json").write_text(
+        json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]})
+    )
+    tls = {"cert_file": str(server_cert), "key_file": str(server_key)}
+    client_tls = {"ca_file": str(pki.ca_file)}
+    outputs = folder / "outputs"
+    for tenant in ("acme", "globex"):
+        (outputs / tenant).mkdir(parents=True)
+        (clip.path.parent / tenant).mkdir(exist_ok=True)
+        (clip.path.parent / tenant / "clip.mp4").write_bytes(clip.path.read_bytes())
+    monkeypatch_module.setenv("BGM_TEST_SERVICE_TOKEN", SERVICE_TOKEN)
+    changes = {
+        "auth": {"enabled": True, "api_keys_file": str(folder / "keys.yaml"),
+                 "jwks_file": str(folder / "jwks.json"), "jwt_issuer": "https://id.example",
+                 "jwt_audience": "bgm", "service_token_env": "BGM_TEST_SERVICE_TOKEN",
+                 "tenants": {"globex": {"max_concurrent": 1, "music_s_per_hour": 10.0,
+                                        "max_video_s": 60.0, "max_candidates": 2}}},
+        "serving": {"gateway": {"tls": {**tls, "client_ca_file": str(pki.ca_file)}},
+                    "tagger": {"tls": tls}, "generator": {"tls": tls}},
+    }  # fmt: skip
+    credentials = grpc.ssl_channel_credentials(
+        pki.ca_file.read_bytes(), client_key.read_bytes(), client_cert.read_bytes()
+    )
+    running = start(folder, clip.path.parent, changes=changes, credentials=credentials,
+                    tagger_tls=client_tls, generator_tls=client_tls)  # fmt: skip
+    yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent)
+    assert stop(running) == 0
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def score(secured: Secured, token: str | None, uri: str, candidates: int = 1, **output: object):  # type: ignore[no-untyped-def]
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=uri),
+                                       controls=common_pb2.UserControls(candidates=candidates),
+                                       output=gateway_pb2.OutputOptions(**output))  # fmt: skip
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    with secured.channel(secured.running.gateway) as channel:
+        call = gateway_pb2_grpc.GatewayStub(channel).Score(request, metadata=metadata, timeout=60)
+        events = [r.event for r in call]
+        return events, dict(call.trailing_metadata() or ())
+
+
+def refused(secured: Secured, token: str | None, uri: str, candidates: int = 1,  # type: ignore[no-untyped-def]
+            **output: object):  # fmt: skip
+    with pytest.raises(grpc.RpcError) as caught:
+        score(secured, token, uri, candidates, **output)
+    return caught.value
+
+
+def clip_uri(secured: Secured, tenant: str) -> str:
+    return (secured.media / tenant / "clip.mp4").as_uri()
+
+
+def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
+    events, trailing = score(secured, API_KEYS["acme"], clip_uri(secured, "acme"))
+    assert events[-1].WhichOneof("event") == "result"
+    request_id = trailing["x-request-id"]
+    assert len(request_id) == 32
+    # One audit line, with the tenant and the music delivered.
+    lines = secured.running.log.read_text().splitlines()
+    audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
+    mine = [a for a in audit if a["request_id"] == request_id]
+    assert len(mine) == 1 and mine[0]["tenant"] == "acme" and mine[0]["status"] == "OK"
+    assert mine[0]["music_s"] == pytest.approx(3.0, abs=0.1)
+
+
+def test_a_valid_jwt_scores(secured):
+    events, _ = score(secured, secured.jwt("acme"), clip_uri(secured, "acme"))
+    assert events[-1].result.plan.bpm > 0
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [(None, "NO_CREDENTIALS"), ("not-a-key", "BAD_CREDENTIALS"),
+     ("expired", "BAD_CREDENTIALS"), ("other-audience", "BAD_CREDENTIALS")],
+)  # fmt: skip
+def test_calls_without_valid_credentials_are_unauthenticated(secured, token, reason):
+    if token == "expired":
+        token = secured.jwt("acme", expires_in=-60)
+    elif token == "other-audience":
+        token = secured.jwt("acme", audience="someone-else")
+    error = refused(secured, token, clip_uri(secured, "acme"))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_details(error).reason == reason
+    assert list(secured.running.staging.rglob("*.mp4")) == []
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(secured):
+    with (
+        secured.channel(secured.running.gateway, client_cert=False) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        list(gateway_pb2_grpc.GatewayStub(channel).Score(gateway_pb2.ScoreRequest(), timeout=10))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_tenant_cannot_read_or_write_another_tenants_files(secured):
+    acme = API_KEYS["acme"]
+    read = refused(secured, acme, clip_uri(secured, "globex"))
+    assert read.code() == grpc.StatusCode.PERMISSION_DENIED
+    outputs = secured.running.outputs
+    write = refused(secured, acme, clip_uri(secured, "acme"),
+                    output_uri=(outputs / "globex" / "mine").as_uri())  # fmt: skip
+    assert write.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert not (outputs / "globex" / "mine").exists()
+    events, _ = score(secured, acme, clip_uri(secured, "acme"),
+                      output_uri=(outputs / "acme" / "mine").as_uri())  # fmt: skip
+    assert [Path(u).name for u in events[-1].result.output_uris] == ["scored.mp4"]
+
+
+def test_a_tenant_over_each_limit(secured):
+    # globex: 1 request at once, 10 s of music an hour, 2 candidates.
+    globex, uri = API_KEYS["globex"], clip_uri(secured, "globex")
+    many = refused(secured, globex, uri, candidates=3)
+    assert many.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(many).reason == "TENANT_CANDIDATES"
+    finished: list[object] = []
+    first = threading.Thread(target=lambda: finished.append(score(secured, globex, uri, 2)))
+    first.start()
+    time.sleep(0.5)  # the first (3 s of video x 2 candidates) is running
+    busy = refused(secured, globex, uri)
+    first.join()
+    assert finished, "the first request failed"
+    assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(busy).reason == "TENANT_BUSY"
+    assert error_details(busy).retry_after_s == 1.0
+    # 6 s booked of 10: another 6 s is over the hour's music, retry when the first ages out.
+    spent = refused(secured, globex, uri, candidates=2)
+    assert spent.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = error_details(spent)
+    assert details.reason == "TENANT_QUOTA" and 3500 < (details.retry_after_s or 0) <= 3600
+    # acme's limits are its own.
+    assert score(secured, API_KEYS["acme"], clip_uri(secured, "acme"), 2)[0]
+
+
+def test_the_ledger_refuses_a_video_over_the_tenants_longest():
+    from services.auth import TenantLedger
+    from services.config import AuthConfig, TenantLimits
+    from services.errors import ResourceExhaustedError
+
+    ledger = TenantLedger(AuthConfig(tenants={"t": TenantLimits(max_video_s=60.0)}))
+    with pytest.raises(ResourceExhaustedError, match="at most 60 s"):
+        ledger.reserve("t", 61.0, 1)
+    booked = ledger.reserve("t", 59.0, 1)
+    ledger.refund("t", booked)
+    assert ledger.reserve("t", 59.0, 1) == 59.0
+
+
+def test_the_tagger_serves_only_the_gateway(secured):
+    with secured.channel(secured.running.tagger, client_cert=False) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10,
+                              metadata=(("authorization", f"Bearer {SERVICE_TOKEN}"),))  # fmt: skip
+        assert reply.name
+
+
+def test_a_rotated_certificate_is_served_from_the_next_connection(secured, tmp_path):
+    other = make_pki(tmp_path / "new-ca", "rotated-ca")
+    cert, key = other.issue("server-2", server=True)
+    with (
+        secured.channel(secured.running.gateway, ca=other.ca_file) as channel,
+        pytest.raises(grpc.RpcError),
+    ):
+        list(gateway_pb2_grpc.GatewayStub(channel).Score(gateway_pb2.ScoreRequest(), timeout=5))
+    config = yaml.safe_load((secured.running.log.parent / "bgm.yaml").read_text())
+    tls = config["serving"]["gateway"]["tls"]
+    Path(tls["key_file"]).write_bytes(key.read_bytes())
+    Path(tls["cert_file"]).write_bytes(cert.read_bytes())
+    with secured.channel(secured.running.gateway, ca=other.ca_file) as channel:
+        error = None
+        try:
+            list(gateway_pb2_grpc.GatewayStub(channel).Score(gateway_pb2.ScoreRequest(),
+                                                             timeout=10))  # fmt: skip
+        except grpc.RpcError as caught:
+            error = caught
+    # The handshake now succeeds; the call itself has no token.
+    assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_plaintext_beyond_loopback_must_be_asked_for():
+    check_plaintext("gateway", Endpoint(host="127.0.0.1", port=1))
+    with pytest.raises(ConfigError, match="without TLS"):
+        check_plaintext("gateway", Endpoint(host="0.0.0.0", port=1))
+    check_plaintext("gateway", Endpoint(host="0.0.0.0", port=1, allow_plaintext=True))
+    check_plaintext(
+        "gateway",
+        Endpoint(host="0.0.0.0", port=1, tls=TlsConfig(cert_file=Path("c"), key_file=Path("k"))),
+    )
