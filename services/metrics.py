@@ -21,7 +21,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class _Sink(Protocol):
     def started(self, service: str, method: str) -> None: ...
 
-    def finished(self, service: str, method: str, code: str, seconds: float) -> None: ...
+    def finished(
+        self, service: str, method: str, code: str, seconds: float, tenant: str
+    ) -> None: ...
 
     def compute_per_music_second(self, service: str, ratio: float) -> None: ...
 
@@ -40,8 +42,10 @@ class _Metric:
 
 
 # The same metrics under both exporters.
-REQUESTS = _Metric("bgm_requests_total", "Requests by service, method and code",
-                   ("service", "method", "code"))  # fmt: skip
+# `tenant`: a tenant the auth config lists, "other" for any other, "" with auth off (so the
+# label's values stay as few as the config's tenants).
+REQUESTS = _Metric("bgm_requests_total", "Requests by service, method, code and tenant",
+                   ("service", "method", "code", "tenant"))  # fmt: skip
 LATENCY = _Metric("bgm_request_seconds", "Request latency", ("service", "method"),
                   LATENCY_BUCKETS)  # fmt: skip
 IN_FLIGHT = _Metric("bgm_requests_in_flight", "Requests being served", ("service", "method"))
@@ -67,10 +71,10 @@ class _Prometheus:
     def started(self, service: str, method: str) -> None:
         self.in_flight.labels(service, method).inc()
 
-    def finished(self, service: str, method: str, code: str, seconds: float) -> None:
+    def finished(self, service: str, method: str, code: str, seconds: float, tenant: str) -> None:
         self.in_flight.labels(service, method).dec()
         self.latency.labels(service, method).observe(seconds)
-        self.requests.labels(service, method, code).inc()
+        self.requests.labels(service, method, code, tenant).inc()
 
     def compute_per_music_second(self, service: str, ratio: float) -> None:
         self.ratio.labels(service).observe(ratio)
@@ -105,13 +109,13 @@ class _Ray:
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.in_flight.set(self._in_flight[key], tags={"service": service, "method": method})
 
-    def finished(self, service: str, method: str, code: str, seconds: float) -> None:
+    def finished(self, service: str, method: str, code: str, seconds: float, tenant: str) -> None:
         key = (service, method)
         self._in_flight[key] = self._in_flight.get(key, 1) - 1
         tags = {"service": service, "method": method}
         self.in_flight.set(self._in_flight[key], tags=tags)
         self.latency.observe(seconds, tags=tags)
-        self.requests.inc(1.0, tags={**tags, "code": code})
+        self.requests.inc(1.0, tags={**tags, "code": code, "tenant": tenant})
 
     def compute_per_music_second(self, service: str, ratio: float) -> None:
         self.ratio.observe(ratio, tags={"service": service})
@@ -145,8 +149,10 @@ def request_started(service: str, method: str) -> None:
     _active().started(service, method)
 
 
-def request_finished(service: str, method: str, code: str, seconds: float) -> None:
-    _active().finished(service, method, code, seconds)
+def request_finished(
+    service: str, method: str, code: str, seconds: float, tenant: str = ""
+) -> None:
+    _active().finished(service, method, code, seconds, tenant)
 
 
 def compute_per_music_second(service: str, ratio: float) -> None:

@@ -111,6 +111,8 @@ class RequestRecord:
 
     request_id: str
     tenant: str = ""
+    # The tenant as the metrics label it (a listed tenant, or "other").
+    tenant_label: str = ""
     music_s: float = 0.0
 
 
@@ -149,7 +151,7 @@ async def observed(
         await context.abort(code, refusal.message, tagged + details)
     finally:
         seconds = time.perf_counter() - started
-        metrics.request_finished(service, method, code.name, seconds)
+        metrics.request_finished(service, method, code.name, seconds, record.tenant_label)
         audit_log.info(json.dumps({
             "request_id": record.request_id, "service": service, "method": method,
             "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -274,6 +275,12 @@ def test_a_tenant_over_each_limit(secured):
     assert details.reason == "TENANT_QUOTA" and 3500 < (details.retry_after_s or 0) <= 3600
     # acme's limits are its own.
     assert score(secured, API_KEYS["acme"], clip_uri(secured, "acme"), 2)[0]
+    # The request metrics name listed tenants, and "other" for the rest (a bounded label).
+    import urllib.request
+
+    text = urllib.request.urlopen(secured.running.metrics, timeout=5).read().decode()
+    tenants = set(re.findall(r'bgm_requests_total\{[^}]*tenant="([^"]*)"', text))
+    assert {"globex", "other"} <= tenants and "acme" not in tenants
 
 
 def test_the_ledger_refuses_a_video_over_the_tenants_longest():

@@ -321,7 +321,7 @@ def test_metrics_count_requests_by_method_and_code(servers, clip):
     request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
     score(servers.gateway, request)
     text = urllib.request.urlopen(servers.metrics, timeout=5).read().decode()
-    assert 'bgm_requests_total{code="OK",method="Score",service="bgm.v1.Gateway"}' in text
+    assert 'bgm_requests_total{code="OK",method="Score",service="bgm.v1.Gateway",tenant=""}' in text
     assert "bgm_request_seconds_bucket" in text
     assert "bgm_compute_seconds_per_music_second" in text
 

@@ -176,7 +176,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
         async with observed(SERVICE, "Score", context) as record:
-            record.tenant = tenant = self._tenant(context)
+            tenant = self._identify(context, record)
             self.schema.check(request)
             with self._admitted(context, tenant), self._request_folder(tenant) as folder:
                 video = await local_video(
@@ -195,7 +195,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[gateway_pb2.ScoreUploadResponse]:
         async with observed(SERVICE, "ScoreUpload", context) as record:
-            record.tenant = tenant = self._tenant(context)
+            tenant = self._identify(context, record)
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidInputError("an upload must start with its header")
@@ -241,12 +241,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     # ---- who calls ----------------------------------------------------------------------
 
-    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
-        """The tenant the call acts for ("" with auth off); UNAUTHENTICATED without
-        credentials the gateway accepts."""
+    def _identify(self, context: grpc.aio.ServicerContext, record: RequestRecord) -> str:
+        """The tenant the call acts for ("" with auth off), noted on the request's record;
+        UNAUTHENTICATED without credentials the gateway accepts."""
         if self.authenticator is None:
             return ""
-        return self.authenticator.caller(context.invocation_metadata() or ()).tenant
+        tenant = self.authenticator.caller(context.invocation_metadata() or ()).tenant
+        record.tenant = tenant
+        record.tenant_label = tenant if tenant in self.ledger.config.tenants else "other"
+        return tenant
 
     def _admitted(
         self, context: grpc.aio.ServicerContext, tenant: str
