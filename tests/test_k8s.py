@@ -263,6 +263,30 @@ def test_the_monitoring_component_adds_a_podmonitor(tmp_path):
     assert "metrics" in ports
 
 
+@pytest.mark.parametrize("overlay_name", OVERLAYS)
+def test_the_auth_component_mounts_the_keys_and_limits_who_reaches_the_proxy(
+    tmp_path, overlay_name
+):
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "deploy/k8s/overlays" / overlay_name, tmp_path)],
+        "components": [os.path.relpath(ROOT / "deploy/k8s/components/auth", tmp_path)],
+    }))  # fmt: skip
+    objects = kustomize(tmp_path)
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    first = policy["spec"]["ingress"][0]
+    assert first["ports"] == [{"port": 9000, "protocol": "TCP"}]
+    assert first["from"][0]["podSelector"]["matchLabels"] == {"bgm.io/client": "true"}
+    service = rayservice(objects)
+    jsonschema.validate(service, crd_schema("ray.io_rayservices.yaml"))
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    (volume,) = [v for v in head["volumes"] if v["name"] == "auth"]
+    assert volume["secret"]["secretName"] == "bgm-auth"
+    (mount,) = [m for m in head["containers"][0]["volumeMounts"] if m["name"] == "auth"]
+    assert mount == {"name": "auth", "mountPath": "/etc/bgm/auth", "readOnly": True}
+
+
 def test_overlays_are_generated_from_deploy_serve():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/render_k8s.py"), "--check"],
