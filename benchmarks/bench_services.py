@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_tagger import CACHE, best_of, proc_status_mb, speed_video
 
 
-def overhead_section(gateway: str, folder: Path) -> None:
+def overhead_section(gateway: str, folder: Path) -> float:
     video = speed_video(1280, 720)
     pipeline = ScorePipeline(
         VisionTagger(TaggerConfig()),
@@ -52,6 +52,72 @@ def overhead_section(gateway: str, folder: Path) -> None:
     print(f"  in-process `bgm score` pipeline      {in_process:6.2f} s")
     print(f"  through the gateway (upload)         {through:6.2f} s")
     print(f"  ratio                                {through / in_process:6.2f}")
+    return through
+
+
+def secured_section(folder: Path, media: Path, plaintext_s: float) -> None:
+    """The same request with mutual TLS on every hop and a bearer token at the gateway."""
+    import hashlib
+
+    import yaml
+
+    from services.config import ClientTlsConfig
+    from services.devserver import make_pki
+
+    pki = make_pki(folder / "pki", "bench-ca")
+    server_cert, server_key = pki.issue("server", server=True)
+    client_cert, client_key = pki.issue("client", server=False)
+    key = "bench-key"
+    keys = folder / "keys.yaml"
+    keys.write_text(
+        yaml.safe_dump([{"tenant": "bench", "sha256": hashlib.sha256(key.encode()).hexdigest()}])
+    )
+    tls = {
+        "cert_file": str(server_cert),
+        "key_file": str(server_key),
+        "client_ca_file": str(pki.ca_file),
+    }
+    client = {
+        "ca_file": str(pki.ca_file),
+        "cert_file": str(client_cert),
+        "key_file": str(client_key),
+    }
+    changes = {
+        "auth": {"enabled": True, "api_keys_file": str(keys)},
+        "serving": {name: {"tls": tls} for name in ("gateway", "tagger", "generator")},
+    }
+    credentials = grpc.ssl_channel_credentials(
+        pki.ca_file.read_bytes(), client_key.read_bytes(), client_cert.read_bytes()
+    )
+    running = start(
+        folder / "secured",
+        media,
+        changes=changes,
+        credentials=credentials,
+        tagger_tls=client,
+        generator_tls=client,
+    )
+    try:
+        video = speed_video(1280, 720)
+        out = folder / "secured.mp4"
+        secured = best_of(
+            3,
+            lambda: score_remote(
+                running.gateway,
+                str(video),
+                UserControls(),
+                OutputOptions(out),
+                lambda f: None,
+                metadata=(("authorization", f"Bearer {key}"),),
+                tls=ClientTlsConfig(**client),
+            ),
+        )
+    finally:
+        stop(running)
+    print("same, mutual TLS on every hop and an API key at the gateway, best of 3:")
+    print(f"  through the gateway (upload)         {secured:6.2f} s")
+    overhead = 100 * (secured / plaintext_s - 1)
+    print(f"  overhead against plaintext           {overhead:+6.1f} %")
 
 
 @dataclass
@@ -137,11 +203,13 @@ def main() -> None:
         # raised to let one process play sixteen clients.
         running = start(folder, media, max_requests_per_client=16)
         try:
-            overhead_section(running.gateway, folder)
+            plaintext = overhead_section(running.gateway, folder)
             concurrency_section(running.gateway, running.process.pid, folder, running.staging,
                                 16, 5)  # fmt: skip
         finally:
             stop(running)
+        (folder / "secured").mkdir()
+        secured_section(folder, media, plaintext)
 
 
 if __name__ == "__main__":

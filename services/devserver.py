@@ -7,6 +7,8 @@ stop(running)                            # SIGTERM: drain, then exit status
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -20,6 +22,10 @@ from typing import Any
 
 import grpc
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 _HANDED_OUT: set[int] = set()
@@ -245,3 +251,58 @@ def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
             return
         time.sleep(1.0)
     raise TimeoutError(f"Serve applications not RUNNING after {seconds:.0f} s:\n{status}")
+
+
+# ---- certificates for tests and benchmarks ------------------------------------------
+
+
+@dataclass
+class Pki:
+    folder: Path
+    ca_key: ec.EllipticCurvePrivateKey
+    ca: x509.Certificate
+    ca_file: Path
+
+    def issue(self, name: str, server: bool) -> tuple[Path, Path]:
+        """A certificate and key for `name` (a server for localhost/127.0.0.1, or a client),
+        signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)  # fmt: skip
+        cert = builder.sign(self.ca_key, hashes.SHA256())
+        cert_file, key_file = self.folder / f"{name}.crt", self.folder / f"{name}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))  # fmt: skip
+        return cert_file, key_file
+
+
+def make_pki(folder: Path, name: str) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file = folder / f"{name}.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return Pki(folder, key, ca, ca_file)

@@ -4,7 +4,6 @@ the generator, and one audit line per request."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import re
@@ -18,13 +17,10 @@ import grpc
 import jwt
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.config import Endpoint, TlsConfig
-from services.devserver import Running, start, stop
+from services.devserver import Pki, Running, make_pki, start, stop
 from services.errors import ConfigError
 from services.gateway.client import error_details
 from services.gen.bgm.v1 import (
@@ -41,60 +37,6 @@ pytestmark = pytest.mark.slow
 
 SERVICE_TOKEN = "gateway-only-7f3a"
 API_KEYS = {"acme": "acme-key-1", "globex": "globex-key-1"}
-
-
-@dataclass
-class Pki:
-    folder: Path
-    ca_key: ec.EllipticCurvePrivateKey
-    ca: x509.Certificate
-    ca_file: Path
-
-    def issue(self, name: str, server: bool) -> tuple[Path, Path]:
-        """A certificate and key for `name` (a server for localhost/127.0.0.1, or a client),
-        signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self.ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-        if server:
-            import ipaddress
-
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)  # fmt: skip
-        cert = builder.sign(self.ca_key, hashes.SHA256())
-        cert_file, key_file = self.folder / f"{name}.crt", self.folder / f"{name}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))  # fmt: skip
-        return cert_file, key_file
-
-
-def make_pki(folder: Path, name: str) -> Pki:
-    folder.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    ca = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    ca_file = folder / f"{name}.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return Pki(folder, key, ca, ca_file)
 
 
 @dataclass
