@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -238,9 +238,10 @@ def _long_timeline(analysis, cuts: int):  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
-def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_analysis):
-    brief = _long_timeline(beat_analysis, 5000)
-    cancel_at = time.monotonic() + 0.5
+def _cancelled_after(seconds: float) -> tuple[Callable[[float], None], list[float]]:
+    """A progress callback that cancels `seconds` from now, and how late each call that
+    heard the cancel came."""
+    cancel_at = time.monotonic() + seconds
     heard: list[float] = []
 
     def progress(fraction: float) -> None:
@@ -249,6 +250,12 @@ def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_anal
             heard.append(now - cancel_at)
             raise CancelledError("cancelled")
 
+    return progress, heard
+
+
+def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_analysis):
+    brief = _long_timeline(beat_analysis, 5000)
+    progress, heard = _cancelled_after(0.5)
     with pytest.raises(CancelledError):
         generator.generate(brief, progress)
     print(f"planning heard the cancel {heard[0] * 1000:.0f} ms after it was asked for")
@@ -256,15 +263,7 @@ def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_anal
 
 
 def test_analysis_hears_a_cancel_within_a_tenth_of_a_second(tagger, beat_video):
-    cancel_at = time.monotonic() + 0.3
-    heard: list[float] = []
-
-    def progress(fraction: float) -> None:
-        now = time.monotonic()
-        if now >= cancel_at:
-            heard.append(now - cancel_at)
-            raise CancelledError("cancelled")
-
+    progress, heard = _cancelled_after(0.3)
     with pytest.raises(CancelledError):
         tagger.analyze(AnalysisRequest(beat_video.path), progress)
     print(f"the analysis heard the cancel {heard[0] * 1000:.0f} ms after it was asked for")
