@@ -106,7 +106,9 @@ def wait_serving(
     seconds: float = 60.0,
     credentials: grpc.ChannelCredentials | None = None,
     options: tuple[tuple[str, str], ...] = (),
+    statuses: tuple[int, ...] = (health_pb2.HealthCheckResponse.SERVING,),
 ) -> None:
+    """Until the health service says one of `statuses` (SERVING by default)."""
     deadline = time.monotonic() + seconds
     channel = (grpc.insecure_channel(address) if credentials is None
                else grpc.secure_channel(address, credentials, options=options))  # fmt: skip
@@ -115,12 +117,12 @@ def wait_serving(
         while time.monotonic() < deadline:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                if reply.status in statuses:
                     return
             except grpc.RpcError:
                 pass
             time.sleep(0.2)
-    raise TimeoutError(f"{address} never became SERVING")
+    raise TimeoutError(f"{address} never answered {statuses}")
 
 
 def start(
@@ -132,9 +134,12 @@ def start(
     changes: dict[str, dict[str, Any]] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     options: tuple[tuple[str, str], ...] = (),
+    alone: bool = False,
     **gateway: object,
 ) -> Running:
-    """`credentials` (and channel `options`): how to reach the services when they use TLS."""
+    """`credentials` (and channel `options`): how to reach the services when they use TLS.
+    `alone`: the service runs without the ones it calls (a gateway alone is up, but NOT_SERVING
+    once it sees them down), so wait until it answers at all."""
     config, ports = write_config(folder, media, tagger_sources, changes, **gateway)
     log = folder / f"serve-{which}.log"
     process = subprocess.Popen(
@@ -167,8 +172,10 @@ def start(
         log,
     )
     try:
+        up = (health_pb2.HealthCheckResponse.SERVING,
+              *((health_pb2.HealthCheckResponse.NOT_SERVING,) if alone else ()))  # fmt: skip
         wait_serving(running.gateway if which in ("all", "gateway") else getattr(running, which),
-                     credentials=credentials, options=options)  # fmt: skip
+                     credentials=credentials, options=options, statuses=up)  # fmt: skip
     except TimeoutError:
         process.kill()
         raise RuntimeError(f"the services did not start:\n{log.read_text()}") from None

@@ -14,6 +14,7 @@ import av
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.contract import brief_to_proto
@@ -385,12 +386,16 @@ def test_reflection_alone_is_enough_to_call_a_service(servers):
 
 def test_a_downstream_service_that_is_down(tmp_path, media, clip):
     # A gateway alone: its tagger and generator addresses have nobody listening.
-    running = start(tmp_path, media, which="gateway", attempts=2, describe_timeout_s=3.0)
+    running = start(tmp_path, media, which="gateway", alone=True, attempts=2,
+                    describe_timeout_s=3.0)  # fmt: skip
     try:
         request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
         got, details = code_of(lambda: score(running.gateway, request, timeout=30))
         assert got == grpc.StatusCode.UNAVAILABLE, details
         assert "Traceback" not in details
+        # Its health says so: a readiness probe takes it out of rotation.
+        wait_serving(running.gateway, statuses=(health_pb2.HealthCheckResponse.NOT_SERVING,),
+                     seconds=5)  # fmt: skip
     finally:
         assert stop(running) == 0
 
