@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
 from services.config import AuthConfig, TenantLimits
@@ -226,3 +227,44 @@ def check_service_token(expected: str | None, metadata: Metadata) -> None:
     if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
         raise UnauthenticatedError("only the gateway may call this service",
                                    error_reason="NOT_THE_GATEWAY")  # fmt: skip
+
+
+class LockedMethods(grpc.aio.ServerInterceptor):
+    """The server's other services (health, reflection) need a token too, but for the
+    methods listed open; the API's own methods check tokens in their servicer."""
+
+    def __init__(self, authenticator: Authenticator, open_methods: Sequence[str], api: str):
+        self.authenticator = authenticator
+        self.open = set(open_methods)
+        self.api = api
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(self.api) or details.method in self.open:
+            return handler
+        try:
+            self.authenticator.caller(details.invocation_metadata or ())
+        except UnauthenticatedError as error:
+            return _refusing(handler, str(error))
+        return handler
+
+
+def _refusing(handler: Any, message: str) -> Any:
+    """A handler of the same kind as `handler` that answers UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def refuse_stream(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # an async generator, as streaming handlers are
+
+    codecs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}  # fmt: skip
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **codecs)

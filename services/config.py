@@ -166,7 +166,7 @@ class AuthConfig(StrictModel):
     """Who may call. Off unless `enabled`: then every call to the gateway's API needs a
     bearer token (`authorization: Bearer ...` metadata), an API key from `api_keys_file` or
     a JWT signed by a key in `jwks_file`, and it acts for the tenant the key or token names.
-    Health checks and reflection stay open."""
+    Health checks and reflection stay open unless `open_methods` says otherwise."""
 
     enabled: bool = False
     # YAML: a list of {tenant: NAME, sha256: HEX} (the SHA-256 of the key, never the key).
@@ -177,6 +177,13 @@ class AuthConfig(StrictModel):
     jwt_audience: str | None = None
     # The claim that names the tenant.
     tenant_claim: str = "tenant"
+    # Methods of the gateway's server anyone may call without a token (full gRPC names);
+    # the API itself always needs one. Empty the list to lock health and reflection too.
+    open_methods: list[str] = Field(default_factory=lambda: [
+        "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    ])  # fmt: skip
     # Per tenant; a tenant not listed gets `default_limits`.
     tenants: dict[str, TenantLimits] = Field(default_factory=dict)
     default_limits: TenantLimits = TenantLimits()

@@ -211,6 +211,8 @@ class ServiceBinding:
     # Runs while the server does, given a function that reports the service SERVING or
     # NOT_SERVING (the gateway: whether the services it needs answer).
     watch: Callable[[Callable[[bool], Awaitable[None]]], Coroutine[Any, Any, None]] | None = None
+    # Server interceptors the service needs (the gateway's: tokens for health and reflection).
+    interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -254,7 +256,10 @@ class HostedServer:
         credentials: grpc.ServerCredentials | None = None,
     ):
         self.bindings = list(bindings)
-        self.server = grpc.aio.server(options=channel_options(max_message_bytes))
+        self.server = grpc.aio.server(
+            options=channel_options(max_message_bytes),
+            interceptors=[i for binding in self.bindings for i in binding.interceptors],
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for binding in self.bindings:

@@ -249,6 +249,44 @@ def test_the_tagger_serves_only_the_gateway(secured):
         assert reply.name
 
 
+def test_health_and_reflection_stay_open_unless_locked(secured, tmp_path):
+    import asyncio
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.auth import Authenticator, LockedMethods
+    from services.config import AuthConfig
+
+    with secured.channel(secured.running.gateway) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                          timeout=10)  # fmt: skip
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING  # no token needed
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"tenant": "t", "sha256": hashlib.sha256(b"k").hexdigest()}]))
+    locked = LockedMethods(Authenticator(AuthConfig(enabled=True, api_keys_file=keys)), [],
+                           "/bgm.v1.Gateway/")  # fmt: skip
+    health = grpc.unary_unary_rpc_method_handler(lambda request, context: "ok")
+
+    @dataclass
+    class Details:
+        method: str
+        invocation_metadata: tuple[tuple[str, str], ...]
+
+    async def continuation(details: Details):  # type: ignore[no-untyped-def]
+        return health
+
+    check = "/grpc.health.v1.Health/Check"
+    passed = asyncio.run(locked.intercept_service(continuation, Details(
+        check, (("authorization", "Bearer k"),))))  # fmt: skip
+    assert passed is health
+    refused = asyncio.run(locked.intercept_service(continuation, Details(check, ())))
+    assert refused is not health and refused.unary_unary is not None
+    api = asyncio.run(locked.intercept_service(continuation, Details("/bgm.v1.Gateway/Score", ())))
+    assert api is health  # the API's servicer checks its own tokens
+
+
+# Last of the server tests: it leaves the gateway on another CA's certificate.
 def test_a_rotated_certificate_is_served_from_the_next_connection(secured, tmp_path):
     other = make_pki(tmp_path / "new-ca", "rotated-ca")
     cert, key = other.issue("server-2", server=True)
