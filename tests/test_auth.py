@@ -103,10 +103,25 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     credentials = grpc.ssl_channel_credentials(
         pki.ca_file.read_bytes(), client_key.read_bytes(), client_cert.read_bytes()
     )
+    sources = {"file_roots": [str(clip.path.parent)], "http_hosts": ["127.0.0.1"],
+               "allow_private_addresses": True}  # fmt: skip
     running = start(folder, clip.path.parent, changes=changes, credentials=credentials,
-                    tagger_tls=client_tls, generator_tls=client_tls)  # fmt: skip
+                    tagger_tls=client_tls, generator_tls=client_tls, sources=sources)  # fmt: skip
     yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent)
     assert stop(running) == 0
+
+
+@pytest.fixture(scope="module")
+def trickle() -> Iterator[str]:
+    import http.server
+
+    from tests.test_hardening import _Trickle
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/trickle"
+    server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -194,22 +209,29 @@ def test_a_tenant_cannot_read_or_write_another_tenants_files(secured):
     assert [Path(u).name for u in events[-1].result.output_uris] == ["scored.mp4"]
 
 
-def test_a_tenant_over_each_limit(secured):
+def test_a_tenant_over_each_limit(secured, trickle):
     # globex: 1 request at once, 10 s of music an hour, 2 candidates.
     globex, uri = API_KEYS["globex"], clip_uri(secured, "globex")
     many = refused(secured, globex, uri, candidates=3)
     assert many.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_details(many).reason == "TENANT_CANDIDATES"
-    finished: list[object] = []
-    first = threading.Thread(target=lambda: finished.append(score(secured, globex, uri, 2)))
-    first.start()
-    time.sleep(0.5)  # the first (3 s of video x 2 candidates) is running
-    busy = refused(secured, globex, uri)
-    first.join()
-    assert finished, "the first request failed"
+    # One request held (its source trickles), then another of the same tenant.
+    with secured.channel(secured.running.gateway) as channel:
+        held = gateway_pb2_grpc.GatewayStub(channel).Score(
+            gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=trickle)),
+            metadata=(("authorization", f"Bearer {globex}"),),
+            timeout=30,
+        )
+        deadline = time.monotonic() + 10
+        while in_flight(secured) < 1:
+            assert time.monotonic() < deadline, "the held request never started"
+            time.sleep(0.1)
+        busy = refused(secured, globex, uri)
+        held.cancel()
     assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_details(busy).reason == "TENANT_BUSY"
     assert error_details(busy).retry_after_s == 1.0
+    assert score(secured, globex, uri, 2)[0]  # 3 s x 2 candidates: 6 s of its 10
     # 6 s booked of 10: another 6 s is over the hour's music, retry when the first ages out.
     spent = refused(secured, globex, uri, candidates=2)
     assert spent.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -223,6 +245,14 @@ def test_a_tenant_over_each_limit(secured):
     text = urllib.request.urlopen(secured.running.metrics, timeout=5).read().decode()
     tenants = set(re.findall(r'bgm_requests_total\{[^}]*tenant="([^"]*)"', text))
     assert {"globex", "other"} <= tenants and "acme" not in tenants
+
+
+def in_flight(secured: Secured) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(secured.running.metrics, timeout=5).read().decode()
+    lines = [line for line in text.splitlines() if line.startswith("bgm_requests_in_flight{")]
+    return sum(float(line.split()[-1]) for line in lines if 'method="Score"' in line)
 
 
 def test_the_ledger_refuses_a_video_over_the_tenants_longest():

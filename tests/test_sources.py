@@ -148,3 +148,27 @@ def test_odd_uris_get_a_clear_error(server, tmp_path: Path, uri, error, says):
                          file_roots=[Path("/tmp")])  # fmt: skip
     with pytest.raises(error, match=says):
         fetch(uri.format(port=server), roots, tmp_path / "v.mp4")
+
+
+def test_a_cancelled_download_stops_at_the_next_bytes_and_frees_its_slot(server, tmp_path: Path):
+    from services.errors import CancelledError
+
+    cancelled = threading.Event()
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            fetch(f"http://localhost:{server}/trickle", policy(max_downloads=1), tmp_path / "v",
+                  cancelled)  # fmt: skip
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=download)
+    thread.start()
+    time.sleep(1.0)
+    asked = time.monotonic()
+    cancelled.set()
+    thread.join(timeout=5)
+    print(f"a cancelled download stopped {time.monotonic() - asked:.2f} s after it was asked")
+    assert isinstance(outcome[0], CancelledError) and time.monotonic() - asked < 1.0
+    assert sources._downloads == 0

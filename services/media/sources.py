@@ -21,13 +21,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import (
+    CancelledError,
     DeadlineExceededError,
     InvalidInputError,
     MediaNotFoundError,
@@ -35,10 +35,8 @@ from services.errors import (
     ResourceExhaustedError,
 )
 
-# The most downloads a policy may allow at once; the fetch threads are twice as many, so a
-# fetch that is refused, or one of a local file, never waits behind downloads that trickle.
+# The most downloads a policy may allow at once.
 MAX_DOWNLOADS = 16
-_FETCH_THREADS = ThreadPoolExecutor(max_workers=2 * MAX_DOWNLOADS, thread_name_prefix="bgm-fetch")
 
 
 class SourcePolicy(BaseModel):
@@ -175,24 +173,52 @@ _downloads_lock = threading.Lock()
 
 
 async def fetch_off_loop(uri: str, policy: SourcePolicy, destination: Path) -> Path:
-    """fetch() on threads of its own: a source that trickles holds one of them, never a
-    thread that other requests' work runs on (asyncio's default pool)."""
+    """fetch() on a thread of its own (a daemon: a process that stops does not wait for it),
+    never one that other requests' work runs on (asyncio's default pool). When the request
+    is cancelled, the download stops at the next bytes that arrive."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_FETCH_THREADS, fetch, uri, policy, destination)
+    done: asyncio.Future[Path] = loop.create_future()
+    cancelled = threading.Event()
+
+    def run() -> None:
+        try:
+            result: Path | BaseException = fetch(uri, policy, destination, cancelled)
+        except BaseException as error:  # handed to the awaiting request, whatever it is
+            result = error
+        loop.call_soon_threadsafe(_settle, done, result)
+
+    threading.Thread(target=run, name="bgm-fetch", daemon=True).start()
+    try:
+        return await done
+    finally:
+        cancelled.set()
 
 
-def fetch(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+def _settle(done: asyncio.Future[Path], result: Path | BaseException) -> None:
+    if done.cancelled():
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
+
+
+def fetch(
+    uri: str, policy: SourcePolicy, destination: Path, cancelled: threading.Event | None = None
+) -> Path:
     """Make the media `uri` names available as a local file: the file itself for file://,
-    else a download to `destination` (which the caller removes)."""
+    else a download to `destination` (which the caller removes); a download stops once
+    `cancelled` is set."""
+    stop = cancelled or threading.Event()
     if any(uri.startswith(prefix) for prefix in policy.object_prefixes):
-        return _copy_object(uri, policy, destination)
+        return _copy_object(uri, policy, destination, stop)
     path = local_path(uri, policy)
     if path is not None:
         return path
     parsed = parse_uri(uri)
     if parsed.scheme in ("http", "https"):
         _check_host(parsed.hostname or "", policy)
-        return _download(uri, policy, destination)
+        return _download(uri, policy, destination, stop)
     if parsed.scheme in ("s3", "gs"):
         raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
     raise InvalidInputError(f"unsupported URI scheme in {uri!r}; use file, http(s), s3 or gs")
@@ -216,12 +242,17 @@ def _download_slot(policy: SourcePolicy) -> Iterator[None]:
             _downloads -= 1
 
 
-def _download(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+def _download(
+    uri: str, policy: SourcePolicy, destination: Path, cancelled: threading.Event
+) -> Path:
     with _download_slot(policy):
-        return _download_within(uri, policy, destination, time.monotonic() + policy.timeout_s)
+        deadline = time.monotonic() + policy.timeout_s
+        return _download_within(uri, policy, destination, deadline, cancelled)
 
 
-def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline: float) -> Path:
+def _download_within(
+    uri: str, policy: SourcePolicy, destination: Path, deadline: float, cancelled: threading.Event
+) -> Path:
     opener = urllib.request.build_opener(
         _CheckedRedirects(policy), _CheckedHttp(policy), _CheckedHttps(policy)
     )
@@ -233,7 +264,7 @@ def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline
                 raise ResourceExhaustedError(
                     f"{uri} is {length} bytes; the limit is {policy.max_bytes}"
                 )
-            _copy_bounded(response, destination, policy, uri, deadline)
+            _copy_bounded(response, destination, policy, uri, deadline, cancelled)
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise MediaNotFoundError(f"{uri} was not found (HTTP 404)") from None
@@ -255,14 +286,22 @@ def _download_within(uri: str, policy: SourcePolicy, destination: Path, deadline
 
 
 def _copy_bounded(
-    source: Any, destination: Path, policy: SourcePolicy, uri: str, deadline: float
+    source: Any,
+    destination: Path,
+    policy: SourcePolicy,
+    uri: str,
+    deadline: float,
+    cancelled: threading.Event,
 ) -> None:
     """Copy what arrives (each read returns what one receive brought, so a trickle cannot
-    keep a read waiting for a full buffer) until the end, the byte limit or the deadline."""
+    keep a read waiting for a full buffer) until the end, the byte limit, the deadline or a
+    cancel."""
     copied = 0
     read = getattr(source, "read1", source.read)
     with destination.open("wb") as target:
         while True:
+            if cancelled.is_set():
+                raise CancelledError(f"the download of {uri} was cancelled")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeadlineExceededError(f"{uri} did not arrive within {policy.timeout_s:g} s")
@@ -285,7 +324,9 @@ def _set_read_timeout(response: Any, seconds: float) -> None:
         sock.settimeout(max(seconds, 0.001))
 
 
-def _copy_object(uri: str, policy: SourcePolicy, destination: Path) -> Path:
+def _copy_object(
+    uri: str, policy: SourcePolicy, destination: Path, cancelled: threading.Event
+) -> Path:
     try:
         import fsspec
     except ImportError:
@@ -294,7 +335,8 @@ def _copy_object(uri: str, policy: SourcePolicy, destination: Path) -> Path:
         ) from None
     try:
         with _download_slot(policy), fsspec.open(uri, "rb") as source:
-            _copy_bounded(source, destination, policy, uri, time.monotonic() + policy.timeout_s)
+            deadline = time.monotonic() + policy.timeout_s
+            _copy_bounded(source, destination, policy, uri, deadline, cancelled)
     except FileNotFoundError:
         raise MediaNotFoundError(f"{uri} does not exist") from None
     except ImportError as error:
