@@ -10,7 +10,7 @@ import pytest
 
 from services.contract import local_video, staged_name, staged_suffix
 from services.errors import ResourceExhaustedError
-from services.gateway.delivery import temporary_path
+from services.gateway.outputs import temporary_path
 from services.gen.bgm.v1 import common_pb2
 from services.media.sources import SourcePolicy
 

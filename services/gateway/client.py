@@ -13,7 +13,7 @@ import grpc
 from services.config import ClientTlsConfig
 from services.contract import OUTPUT_FORMATS, controls_to_proto
 from services.domain import OutputOptions, UserControls
-from services.gateway.delivery import Staging, staged_outputs, temporary_path
+from services.gateway.outputs import Staging, staged_outputs, temporary_path
 from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.media.audio import output_kind
 from services.serving import channel_options

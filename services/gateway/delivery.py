@@ -7,11 +7,9 @@ The gateway service and the in-process `bgm score` (services/pipeline.py) share 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from services.edge import check_work
 from services.errors import InvalidInputError
 from services.gateway.controls import validate_controls
 from services.gateway.mastering import Mastered, master
+from services.gateway.outputs import staged_outputs, temporary_path
 from services.media.audio import (
     check_stream_copy,
     decode_audio,
@@ -88,48 +87,6 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
         raise InvalidInputError(
             f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}"
         )
-
-
-@dataclass
-class Staging:
-    """(temporary, final) paths of outputs being written, and folders made for them."""
-
-    files: list[tuple[Path, Path]] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-
-    def make_folder(self, folder: Path) -> None:
-        """Make `folder` and any missing parents, each remembered for removal on failure."""
-        missing = [p for p in (folder, *folder.parents) if not p.exists()]
-        for path in reversed(missing):
-            path.mkdir(exist_ok=True)
-            self.folders.append(path)
-
-
-@contextlib.contextmanager
-def staged_outputs() -> Iterator[Staging]:
-    """Rename every staged file into place on success; delete them (and any folder made for
-    them) on failure, whatever the failure."""
-    staging = Staging()
-    staged = staging.files
-    created_dirs = staging.folders
-    try:
-        yield staging
-        for temporary, final in staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, final)
-    except BaseException:
-        for temporary, _final in staged:
-            temporary.unlink(missing_ok=True)
-        for folder in reversed(created_dirs):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def temporary_path(final: Path) -> Path:
-    """Beside the final name and unique to the call: requests writing into one folder at once
-    never share a temporary file."""
-    return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
 @dataclass(frozen=True)

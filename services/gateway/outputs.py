@@ -1,0 +1,57 @@
+"""Outputs written all or nothing: each under a temporary name beside its final one (unique
+to the call, so requests writing into one folder never collide), renamed into place only
+when every output is complete, and removed with any folder made for them on failure.
+
+The gateway's delivery and `bgm client` (which writes what the gateway streams) share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Staging:
+    """(temporary, final) paths of outputs being written, and folders made for them."""
+
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+    def make_folder(self, folder: Path) -> None:
+        """Make `folder` and any missing parents, each remembered for removal on failure."""
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            self.folders.append(path)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[Staging]:
+    """Rename every staged file into place on success; delete them (and any folder made for
+    them) on failure, whatever the failure."""
+    staging = Staging()
+    staged = staging.files
+    created_dirs = staging.folders
+    try:
+        yield staging
+        for temporary, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
+    except BaseException:
+        for temporary, _final in staged:
+            temporary.unlink(missing_ok=True)
+        for folder in reversed(created_dirs):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def temporary_path(final: Path) -> Path:
+    """Beside the final name and unique to the call: requests writing into one folder at once
+    never share a temporary file."""
+    return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
