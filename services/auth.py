@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import yaml
 
-from services.config import AuthConfig, TenantLimits
+from services.config import AuthConfig, TenantLimits, TlsConfig
 from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
 
 Metadata = Sequence[tuple[str, Any]]
@@ -219,14 +219,32 @@ def service_token(config: AuthConfig) -> str | None:
     return token
 
 
-def check_service_token(expected: str | None, metadata: Metadata) -> None:
-    """The tagger's and generator's gate: only a caller with the service token passes."""
-    if expected is None:
-        return
-    token = bearer_token(metadata)
-    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise UnauthenticatedError("only the gateway may call this service",
-                                   error_reason="NOT_THE_GATEWAY")  # fmt: skip
+@dataclass(frozen=True)
+class ServiceGate:
+    """The tagger's and generator's gate, when configured: only the gateway passes, by the
+    service token it shows and/or the common name on its client certificate (mutual TLS)."""
+
+    token: str | None = None
+    client_names: tuple[str, ...] = ()
+
+    def check(self, context: Any) -> None:
+        if self.token is not None:
+            shown = bearer_token(context.invocation_metadata() or ())
+            if shown is None or not hmac.compare_digest(shown.encode(), self.token.encode()):
+                raise UnauthenticatedError("only the gateway may call this service",
+                                           error_reason="NOT_THE_GATEWAY")  # fmt: skip
+        if self.client_names:
+            auth = context.auth_context() if hasattr(context, "auth_context") else {}
+            names = {n.decode() for n in auth.get("x509_common_name", [])}
+            if not names & set(self.client_names):
+                raise UnauthenticatedError(
+                    "only the gateway may call this service (its client certificate)",
+                    error_reason="NOT_THE_GATEWAY",
+                )
+
+
+def service_gate(config: AuthConfig, tls: TlsConfig | None) -> ServiceGate:
+    return ServiceGate(service_token(config), tuple(tls.client_names) if tls else ())
 
 
 class LockedMethods(grpc.aio.ServerInterceptor):

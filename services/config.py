@@ -236,6 +236,9 @@ class TlsConfig(StrictModel):
     key_file: Path | None = None
     # Clients must present a certificate signed by this CA.
     client_ca_file: Path | None = None
+    # And, when listed, one whose common name is among these (the tagger and generator:
+    # the gateway's); empty = any certificate the CA signed.
+    client_names: list[str] = Field(default_factory=list)
 
 
 class ClientTlsConfig(StrictModel):

@@ -75,6 +75,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     pki = make_pki(folder / "pki", "bgm-test-ca")
     server_cert, server_key = pki.issue("server", server=True)
     client_cert, client_key = pki.issue("client", server=False)
+    gateway_cert, gateway_key = pki.issue("gateway", server=False)
     keys = [{"tenant": t, "sha256": hashlib.sha256(k.encode()).hexdigest()}
             for t, k in API_KEYS.items()]  # fmt: skip
     (folder / "keys.yaml").write_text(yaml.safe_dump(keys))
@@ -85,6 +86,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     )
     tls = {"cert_file": str(server_cert), "key_file": str(server_key)}
     client_tls = {"ca_file": str(pki.ca_file)}
+    # The tagger serves only the gateway's certificate (and the service token).
+    gateway_tls = {**client_tls, "cert_file": str(gateway_cert), "key_file": str(gateway_key)}
     outputs = folder / "outputs"
     for tenant in ("acme", "globex"):
         (outputs / tenant).mkdir(parents=True)
@@ -98,7 +101,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
                  "tenants": {"globex": {"max_concurrent": 1, "music_s_per_hour": 10.0,
                                         "max_video_s": 60.0, "max_candidates": 2}}},
         "serving": {"gateway": {"tls": {**tls, "client_ca_file": str(pki.ca_file)}},
-                    "tagger": {"tls": tls}, "generator": {"tls": tls}},
+                    "tagger": {"tls": {**tls, "client_ca_file": str(pki.ca_file),
+                                       "client_names": ["gateway"]}},
+                    "generator": {"tls": tls}},
     }  # fmt: skip
     credentials = grpc.ssl_channel_credentials(
         pki.ca_file.read_bytes(), client_key.read_bytes(), client_cert.read_bytes()
@@ -106,7 +111,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     sources = {"file_roots": [str(clip.path.parent)], "http_hosts": ["127.0.0.1"],
                "allow_private_addresses": True}  # fmt: skip
     running = start(folder, clip.path.parent, changes=changes, credentials=credentials,
-                    tagger_tls=client_tls, generator_tls=client_tls, sources=sources)  # fmt: skip
+                    tagger_tls=gateway_tls, generator_tls=client_tls, sources=sources)  # fmt: skip
     yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent)
     assert stop(running) == 0
 
@@ -269,14 +274,29 @@ def test_the_ledger_refuses_a_video_over_the_tenants_longest():
 
 
 def test_the_tagger_serves_only_the_gateway(secured):
-    with secured.channel(secured.running.tagger, client_cert=False) as channel:
+    token = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+    with secured.channel(secured.running.tagger) as channel:  # the client's certificate
         stub = tagger_pb2_grpc.TaggerStub(channel)
+        for metadata in ((), token):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10, metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with secured.channel(secured.running.tagger, client_cert=False) as channel:
         with pytest.raises(grpc.RpcError) as caught:
-            stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10)
+            tagger_pb2_grpc.TaggerStub(channel).Describe(tagger_pb2.TaggerDescribeRequest(),
+                                                         timeout=10, metadata=token)  # fmt: skip
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # no certificate: no TLS
+    # The gateway, with its certificate and the token, scores (other tests); the generator,
+    # locked by the token alone, serves a caller that shows it.
+    with secured.channel(secured.running.generator) as channel:
+        from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
+
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        assert stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10,
+                             metadata=token).name  # fmt: skip
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        reply = stub.Describe(tagger_pb2.TaggerDescribeRequest(), timeout=10,
-                              metadata=(("authorization", f"Bearer {SERVICE_TOKEN}"),))  # fmt: skip
-        assert reply.name
 
 
 def test_health_and_reflection_stay_open_unless_locked(secured, tmp_path):

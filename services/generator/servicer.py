@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import grpc
 
 from services import metrics
-from services.auth import check_service_token, service_token
+from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic
@@ -45,11 +45,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         backend: GeneratorBackend | None,
         limits: RequestLimits,
         max_concurrent: int,
+        gate: ServiceGate,
         batch_runner: BatchRunner | None = None,
-        service_token: str | None = None,
     ):
-        # Set: only a caller showing it (the gateway) is served.
-        self.service_token = service_token
+        # Configured: only the gateway is served.
+        self.gate = gate
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
         self.limits = limits
@@ -65,8 +65,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         batch_runner: BatchRunner | None = None,
     ) -> GeneratorServicer:
         """The generator as the config describes it (standalone server and Ray app alike)."""
-        return cls(backend, config.limits, config.serving.generator.max_concurrent, batch_runner,
-                   service_token(config.auth))  # fmt: skip
+        gate = service_gate(config.auth, config.serving.generator.tls)
+        return cls(backend, config.limits, config.serving.generator.max_concurrent, gate,
+                   batch_runner)  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -80,7 +81,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
-            check_service_token(self.service_token, context.invocation_metadata() or ())
+            self.gate.check(context)
             self.schema.check(request)
             brief = brief_from_proto(request.brief, stems=request.stems)
             loop = asyncio.get_running_loop()
@@ -136,7 +137,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
     ) -> generator_pb2.GeneratorDescribeResponse:
         async with observed(SERVICE, "Describe", context):
-            check_service_token(self.service_token, context.invocation_metadata() or ())
+            self.gate.check(context)
             self.schema.check(request)
             info = self._loaded().describe()
             return generator_pb2.GeneratorDescribeResponse(

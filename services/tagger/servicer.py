@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from services.auth import check_service_token, service_token
+from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, RequestLimits
 from services.contract import analysis_to_proto, local_video
 from services.edge import EdgeSchema
@@ -33,10 +33,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         limits: RequestLimits,
         max_concurrent: int,
         max_duration_s: float,
-        service_token: str | None = None,
+        gate: ServiceGate,
     ):
-        # Set: only a caller showing it (the gateway) is served.
-        self.service_token = service_token
+        # Configured: only the gateway is served.
+        self.gate = gate
         self.schema = EdgeSchema(limits)
         # None until the backend has loaded (the server reports NOT_SERVING meanwhile).
         self.backend = backend
@@ -52,7 +52,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         return cls(backend, config.tagger.sources, config.tagger.scratch_dir, config.limits,
                    max_concurrent=config.serving.tagger.max_concurrent,
                    max_duration_s=config.tagger.limits.max_duration_s,
-                   service_token=service_token(config.auth))  # fmt: skip
+                   gate=service_gate(config.auth, config.serving.tagger.tls))  # fmt: skip
 
     def sweep_scratch(self) -> None:
         """Remove the folders that killed taggers on this host left behind."""
@@ -67,7 +67,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.AnalyzeResponse:
         async with observed(SERVICE, "Analyze", context):
-            check_service_token(self.service_token, context.invocation_metadata() or ())
+            self.gate.check(context)
             self.schema.check(request)
             backend = self._loaded()
             with scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder:
@@ -94,7 +94,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self, request: tagger_pb2.TaggerDescribeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.TaggerDescribeResponse:
         async with observed(SERVICE, "Describe", context):
-            check_service_token(self.service_token, context.invocation_metadata() or ())
+            self.gate.check(context)
             self.schema.check(request)
             info = self._loaded().describe()
             vocabulary = info.vocabulary
