@@ -169,9 +169,10 @@ def concurrency_section(
     video = write_video(
         folder / "short.mp4", [Shot(2.0, speed=0.3, hue=0.2), Shot(2.0, speed=0.7, hue=0.6)]
     )
-    # Warm up, then two runs, with the services' memory and open files before and after
-    # each: a leak shows as growth from one run to the next.
-    concurrent_scores(gateway, video.path, folder, 1, requests, ".mp4")
+    # Warm up at full concurrency (the allocator's arenas and the sample bank's caches fill
+    # then), then two runs, with the services' memory and open files before and after each:
+    # a leak shows as growth from one run to the next.
+    concurrent_scores(gateway, video.path, folder, clients, requests, ".mp4")
     usage = [(proc_status_mb("VmRSS", pid), open_files(pid))]
     print(f"{clients} concurrent clients x {requests} requests, 4 s 320x180 videos -> MP4:")
     for number in (1, 2):
