@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +57,32 @@ def generator() -> ComposerGenerator:
 @pytest.fixture(scope="session")
 def beat_analysis(tagger: VisionTagger, beat_video: SyntheticVideo) -> VideoAnalysis:
     return tagger.analyze(AnalysisRequest(beat_video.path))
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """/trickle: a video that arrives one byte every half second, for ever."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            for _ in range(240):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            return
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def trickle() -> Iterator[str]:
+    """The URL of a video source that trickles (for slow-source and held-request tests)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/trickle"
+    server.shutdown()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,19 +113,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
                     tagger_tls=gateway_tls, generator_tls=client_tls, sources=sources)  # fmt: skip
     yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent)
     assert stop(running) == 0
-
-
-@pytest.fixture(scope="module")
-def trickle() -> Iterator[str]:
-    import http.server
-
-    from tests.test_hardening import _Trickle
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/trickle"
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

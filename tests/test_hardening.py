@@ -3,7 +3,6 @@ status, costs no other caller anything, and leaves nothing on disk."""
 
 from __future__ import annotations
 
-import http.server
 import signal
 import subprocess
 import sys
@@ -299,34 +298,6 @@ def test_mastering_and_writing_hear_a_cancel(tmp_path: Path, media_dir: Path):
 
 
 # ---- real servers ----------------------------------------------------------------------
-
-
-class _Trickle(http.server.BaseHTTPRequestHandler):
-    """/trickle: a video that arrives one byte every half second, for ever."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "1000000")
-        self.end_headers()
-        try:
-            for _ in range(240):
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(0.5)
-        except OSError:
-            return
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def trickle() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/trickle"
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")
