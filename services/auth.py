@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import yaml
 
 from services.config import AuthConfig, TenantLimits, TlsConfig
 from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
+from services.serving import RunningRequests
 
 Metadata = Sequence[tuple[str, Any]]
 
@@ -138,28 +139,19 @@ class TenantLedger:
 
     def __init__(self, config: AuthConfig):
         self.config = config
-        self._running: dict[str, int] = {}
+        self._running = RunningRequests()
         self._music: dict[str, deque[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
     def limits(self, tenant: str) -> TenantLimits:
         return self.config.tenants.get(tenant, self.config.default_limits)
 
-    @contextlib.contextmanager
-    def running(self, tenant: str) -> Iterator[None]:
+    def running(self, tenant: str) -> contextlib.AbstractContextManager[None]:
         most = self.limits(tenant).max_concurrent
-        with self._lock:
-            if self._running.get(tenant, 0) >= most:
-                raise ResourceExhaustedError(
-                    f"tenant {tenant} already has {most} requests running",
-                    error_reason="TENANT_BUSY", retry_after_s=1.0,
-                )  # fmt: skip
-            self._running[tenant] = self._running.get(tenant, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running[tenant] -= 1
+        return self._running.slot(tenant, most, lambda _: ResourceExhaustedError(
+            f"tenant {tenant} already has {most} requests running",
+            error_reason="TENANT_BUSY", retry_after_s=1.0,
+        ))  # fmt: skip
 
     def reserve(self, tenant: str, video_s: float, candidates: int) -> float:
         """Check the request against the tenant's limits and book its music; returns the

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -169,32 +170,48 @@ def client_of(context: grpc.aio.ServicerContext) -> str:
     return peer
 
 
+class RunningRequests:
+    """Requests running per key (a client, a tenant), each key at most its limit; one more
+    is refused with the error `refusal` makes of the count."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self, key: str, limit: int, refusal: Callable[[int], BgmError]) -> Iterator[None]:
+        with self._lock:
+            running = self._running.get(key, 0)
+            if running >= limit:
+                raise refusal(running)
+            self._running[key] = running + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[key] -= 1
+                if not self._running[key]:
+                    del self._running[key]
+
+
 class PerClientLimit:
     """At most `limit` requests of one client at once; more are refused with
     RESOURCE_EXHAUSTED, so one caller cannot take every worker."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._running: dict[str, int] = {}
+        self._running = RunningRequests()
 
-    @contextlib.contextmanager
-    def slot(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
-        client = client_of(context)
-        running = self._running.get(client, 0)
-        if running >= self.limit:
-            raise ResourceExhaustedError(
-                f"this client already has {running} requests running; the limit per client "
-                f"is {self.limit}",
-                error_reason="CLIENT_BUSY",
-                retry_after_s=1.0,
-            )
-        self._running[client] = running + 1
-        try:
-            yield
-        finally:
-            self._running[client] -= 1
-            if not self._running[client]:
-                del self._running[client]
+    def slot(self, context: grpc.aio.ServicerContext) -> contextlib.AbstractContextManager[None]:
+        return self._running.slot(client_of(context), self.limit, self._refusal)
+
+    def _refusal(self, running: int) -> BgmError:
+        return ResourceExhaustedError(
+            f"this client already has {running} requests running; the limit per client is "
+            f"{self.limit}",
+            error_reason="CLIENT_BUSY",
+            retry_after_s=1.0,
+        )
 
 
 @dataclass(frozen=True)
