@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.errors import BgmError, ResourceExhaustedError, UnavailableError
+from services.errors import BgmError, CancelledError, ResourceExhaustedError, UnavailableError
 
 log = logging.getLogger("bgm")
 
@@ -168,6 +168,19 @@ def client_of(context: grpc.aio.ServicerContext) -> str:
     if kind in ("ipv4", "ipv6") and ":" in rest:
         return f"{kind}:{rest.rsplit(':', 1)[0]}"
     return peer
+
+
+class Cancellation:
+    """Set once a request is over (cancelled, past its deadline, or ended); `check`, a
+    progress callback, then raises, so work in a thread stops at its next report."""
+
+    def __init__(self, context: grpc.aio.ServicerContext):
+        self.over = threading.Event()
+        context.add_done_callback(lambda _: self.over.set())
+
+    def check(self, fraction: float = 0.0) -> None:
+        if self.over.is_set():
+            raise CancelledError("the caller cancelled the request")
 
 
 class RunningRequests:

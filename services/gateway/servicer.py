@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from services.domain import (
     UserControls,
 )
 from services.edge import EdgeSchema
-from services.errors import CancelledError, InvalidInputError, ResourceExhaustedError
+from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.controls import make_brief
 from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
@@ -58,7 +57,13 @@ from services.gen.bgm.v1 import (
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
 from services.scratch import scratch_folder, sweep
-from services.serving import PerClientLimit, RequestRecord, observed, service_channel_options
+from services.serving import (
+    Cancellation,
+    PerClientLimit,
+    RequestRecord,
+    observed,
+    service_channel_options,
+)
 from services.tls import channel_credentials, channel_tls_options
 from services.vocabulary import Vocabulary, load_vocabulary
 
@@ -407,7 +412,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             assert generated is not None
             music = generated.music
             # Mastering and writing stop within a heartbeat once the caller has gone.
-            heartbeat = Heartbeat(_until_cancelled(context))
+            heartbeat = Heartbeat(Cancellation(context).check)
             yield _progress("mastering", 0.8)
             mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat)
             yield _progress("writing", 0.9)
@@ -500,19 +505,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
-
-
-def _until_cancelled(context: grpc.aio.ServicerContext) -> Callable[[float], None]:
-    """A progress callback that raises once the request is over (cancelled, past its
-    deadline), so work in a thread stops."""
-    over = threading.Event()
-    context.add_done_callback(lambda _: over.set())
-
-    def check(fraction: float) -> None:
-        if over.is_set():
-            raise CancelledError("the caller cancelled the request")
-
-    return check
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:

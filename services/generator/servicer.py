@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -15,12 +14,12 @@ from services.config import BgmConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic
 from services.edge import EdgeSchema, check_work
-from services.errors import CancelledError, UnavailableError
+from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
 from services.generator.candidates import candidate_jobs, ranked
 from services.rules import MAX_CANDIDATES
-from services.serving import observed
+from services.serving import Cancellation, observed
 
 SERVICE = "bgm.v1.Generator"
 
@@ -86,16 +85,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             brief = brief_from_proto(request.brief, stems=request.stems)
             loop = asyncio.get_running_loop()
             progress: asyncio.Queue[float] = asyncio.Queue()
-            stop = threading.Event()
             # When the caller goes away (cancel, deadline), the generating thread stops at its
             # next progress report (a fraction of a second apart).
-            context.add_done_callback(lambda _: stop.set())
-
+            cancellation = Cancellation(context)
             reported = [-1.0]
 
             def report(fraction: float) -> None:
-                if stop.is_set():
-                    raise CancelledError("the caller cancelled the request")
+                cancellation.check()
                 # A heartbeat repeats the last fraction: only news is sent on.
                 if fraction != reported[0]:
                     reported[0] = fraction
@@ -121,7 +117,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                             getter.cancel()
                     musics, ranking = await asyncio.to_thread(ranked, brief, work.result())
                 finally:
-                    stop.set()
+                    cancellation.over.set()
                 metrics.compute_per_music_second(
                     SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
                 )

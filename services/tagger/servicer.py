@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 import grpc
@@ -12,11 +11,11 @@ from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, RequestLimits
 from services.contract import analysis_to_proto, local_video
 from services.edge import EdgeSchema
-from services.errors import CancelledError, UnavailableError
+from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
-from services.serving import observed
+from services.serving import Cancellation, observed
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
 SERVICE = "bgm.v1.Tagger"
@@ -76,17 +75,12 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 )
                 # When the caller goes away, the analysis stops at its next progress report
                 # (at most 50 ms of decoding apart).
-                stop = threading.Event()
-                context.add_done_callback(lambda _: stop.set())
-
-                def progress(fraction: float) -> None:
-                    if stop.is_set():
-                        raise CancelledError("the caller cancelled the request")
-
+                cancellation = Cancellation(context)
                 async with self._slots:
                     analysis = await asyncio.to_thread(
-                        backend.analyze, AnalysisRequest(video, prompt=request.prompt), progress
-                    )
+                        backend.analyze, AnalysisRequest(video, prompt=request.prompt),
+                        cancellation.check,
+                    )  # fmt: skip
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")
 
