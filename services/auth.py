@@ -28,6 +28,7 @@ import yaml
 from services.config import AuthConfig, TenantLimits, TlsConfig
 from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
 from services.serving import RunningRequests
+from services.watched_files import WatchedFiles
 
 Metadata = Sequence[tuple[str, Any]]
 
@@ -47,26 +48,11 @@ class Caller:
     tenant: str
 
 
-class _Watched:
-    """A file read again when it changes (keys are added and revoked while serving)."""
-
-    def __init__(self, path: Path, read: Any):
-        self.path, self.read = path, read
-        self._stamp = -1
-        self.value: Any = None
-
-    def current(self) -> Any:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except OSError as error:
-            raise ConfigError(f"cannot read {self.path}: {error.strerror}") from None
-        if stamp != self._stamp:
-            self.value, self._stamp = self.read(self.path), stamp
-        return self.value
-
-
 def _api_keys(path: Path) -> dict[str, str]:
-    entries = yaml.safe_load(path.read_text()) or []
+    try:
+        entries = yaml.safe_load(path.read_text()) or []
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not YAML: {error}") from None
     try:
         return {str(e["sha256"]).lower(): str(e["tenant"]) for e in entries}
     except (TypeError, KeyError):
@@ -89,11 +75,9 @@ class Authenticator:
         if not (config.api_keys_file or config.jwks_file):
             raise ConfigError("auth is enabled but neither api_keys_file nor jwks_file is set")
         self.config = config
-        self._keys = _Watched(config.api_keys_file, _api_keys) if config.api_keys_file else None
-        self._jwks = _Watched(config.jwks_file, _jwks) if config.jwks_file else None
-        for watched in (self._keys, self._jwks):
-            if watched is not None:
-                watched.current()  # a bad file stops the start, not the first call
+        keys, jwks = config.api_keys_file, config.jwks_file
+        self._keys = WatchedFiles([keys], lambda: _api_keys(keys), "the API keys") if keys else None
+        self._jwks = WatchedFiles([jwks], lambda: _jwks(jwks), "the JWKS") if jwks else None
 
     def caller(self, metadata: Metadata) -> Caller:
         token = bearer_token(metadata)

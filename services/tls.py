@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 from pathlib import Path
 
 import grpc
 
 from services.config import ClientTlsConfig, Endpoint, TlsConfig
 from services.errors import ConfigError
+from services.watched_files import WatchedFiles
 
 log = logging.getLogger("bgm")
 
@@ -24,50 +24,22 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
 
 
-class _RotatingCertificate:
-    """The server's certificate configuration, loaded again when a file's mtime changes;
-    gRPC asks for it at every handshake."""
-
-    def __init__(self, tls: TlsConfig):
-        if tls.cert_file is None or tls.key_file is None:
-            raise ConfigError("TLS needs both cert_file and key_file")
-        self.tls = tls
-        self._files = [p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p]
-        self._stamp = self._mtimes()
-        self._lock = threading.Lock()
-        self.initial = self._load()
-
-    def _mtimes(self) -> tuple[float, ...]:
-        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self._files)
-
-    def _load(self) -> grpc.ServerCertificateConfiguration:
-        tls = self.tls
-        assert tls.cert_file is not None and tls.key_file is not None
-        pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
-        root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
-        return grpc.ssl_server_certificate_configuration([pair], root_certificates=root)
-
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """A new configuration when the files changed, else None (keep the current one)."""
-        with self._lock:
-            stamp = self._mtimes()
-            if stamp == self._stamp:
-                return None
-            try:
-                loaded = self._load()
-            except ConfigError as error:
-                # A rotation caught half-written: keep serving the last good certificate.
-                log.warning("TLS files changed but cannot be read yet: %s", error)
-                return None
-            self._stamp = stamp
-            log.info("TLS certificate reloaded from %s", self.tls.cert_file)
-            return loaded
+def _server_certificate(tls: TlsConfig) -> grpc.ServerCertificateConfiguration:
+    assert tls.cert_file is not None and tls.key_file is not None
+    pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
+    root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
+    return grpc.ssl_server_certificate_configuration([pair], root_certificates=root)
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
-    rotating = _RotatingCertificate(tls)
+    """gRPC asks for the certificate at every handshake: a rotated one is served from the
+    next connection on."""
+    if tls.cert_file is None or tls.key_file is None:
+        raise ConfigError("TLS needs both cert_file and key_file")
+    files = [p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p]
+    certificate = WatchedFiles(files, lambda: _server_certificate(tls), "the TLS certificate")
     return grpc.dynamic_ssl_server_credentials(
-        rotating.initial, rotating.fetch,
+        certificate.value, certificate.reloaded,
         require_client_authentication=tls.client_ca_file is not None,
     )  # fmt: skip
 
@@ -93,6 +65,10 @@ def check_plaintext(name: str, endpoint: Endpoint) -> None:
             "or proxy in front encrypts the traffic"
         )
     log.warning("%s listens on %s without TLS (allow_plaintext)", name, endpoint.host)
+
+
+def channel_tls_files(tls: ClientTlsConfig) -> list[Path]:
+    return [p for p in (tls.ca_file, tls.cert_file, tls.key_file) if p]
 
 
 def channel_credentials(tls: ClientTlsConfig) -> grpc.ChannelCredentials:

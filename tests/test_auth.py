@@ -355,3 +355,70 @@ def test_plaintext_beyond_loopback_must_be_asked_for():
         "gateway",
         Endpoint(host="0.0.0.0", port=1, tls=TlsConfig(cert_file=Path("c"), key_file=Path("k"))),
     )
+
+
+def test_the_gateway_shows_its_rotated_client_certificate_from_the_next_call(tmp_path):
+    """The gateway's channels watch their certificate files: after a rotation the next call
+    presents the new certificate, and a call already running on the old channel finishes."""
+    import asyncio
+
+    from services.config import ClientTlsConfig
+    from services.gateway.channels import ServiceChannel
+    from services.tls import server_credentials
+
+    pki = make_pki(tmp_path / "pki", "ca")
+    server_cert, server_key = pki.issue("tagger", server=True)
+    first_cert, first_key = pki.issue("gateway-1", server=False)
+    cert_file, key_file = tmp_path / "gateway.crt", tmp_path / "gateway.key"
+    cert_file.write_bytes(first_cert.read_bytes())
+    key_file.write_bytes(first_key.read_bytes())
+
+    async def who(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await asyncio.sleep(float(request or b"0"))
+        return context.auth_context()["x509_common_name"][0]
+
+    async def scenario() -> list[bytes]:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "test.Who", {"Am": grpc.unary_unary_rpc_method_handler(who)})])  # fmt: skip
+        tls = TlsConfig(cert_file=server_cert, key_file=server_key, client_ca_file=pki.ca_file)
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(tls))
+        await server.start()
+        channel = ServiceChannel(
+            f"127.0.0.1:{port}", "test.Who", lambda c: c.unary_unary("/test.Who/Am"), ["Am"], 1,
+            1 << 20, ClientTlsConfig(ca_file=pki.ca_file, cert_file=cert_file, key_file=key_file),
+            retire_after_s=30,
+        )  # fmt: skip
+        try:
+            before = await channel.stub(b"0", timeout=10)
+            running = asyncio.ensure_future(channel.stub(b"1.0", timeout=10))
+            await asyncio.sleep(0.3)
+            second_cert, second_key = pki.issue("gateway-2", server=False)
+            key_file.write_bytes(second_key.read_bytes())
+            cert_file.write_bytes(second_cert.read_bytes())
+            after = await channel.stub(b"0", timeout=10)
+            return [before, after, await running]
+        finally:
+            await channel.close()
+            await server.stop(None)
+
+    assert asyncio.run(scenario()) == [b"gateway-1", b"gateway-2", b"gateway-1"]
+
+
+def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):
+    from services.auth import Authenticator
+    from services.config import AuthConfig
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"tenant": "t", "sha256": hashlib.sha256(b"k").hexdigest()}]))
+    authenticator = Authenticator(AuthConfig(enabled=True, api_keys_file=keys))
+    keys.write_text("- {tenant: t, sha256: [")
+    assert authenticator.caller((("authorization", "Bearer k"),)).tenant == "t"
+    assert "cannot be read yet" in caplog.text
+    keys.write_text(yaml.safe_dump([{"tenant": "u", "sha256": hashlib.sha256(b"j").hexdigest()}]))
+    assert authenticator.caller((("authorization", "Bearer j"),)).tenant == "u"
+    with pytest.raises(Exception, match="not a known API key"):
+        authenticator.caller((("authorization", "Bearer k"),))
+    missing = AuthConfig(enabled=True, api_keys_file=tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match="cannot read the API keys"):
+        Authenticator(missing)

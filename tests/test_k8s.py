@@ -287,6 +287,54 @@ def test_the_auth_component_mounts_the_keys_and_limits_who_reaches_the_proxy(
     assert mount == {"name": "auth", "mountPath": "/etc/bgm/auth", "readOnly": True}
 
 
+def unknown_fields(model: Any, document: Any, where: str = "") -> list[str]:
+    """Fields of `document` the validated model dropped (pydantic ignores unknown fields):
+    the misspelt or made-up ones."""
+    if isinstance(document, dict):
+        kept = model if isinstance(model, dict) else {}
+        return [item for key, value in document.items()
+                for item in ([f"{where}.{key}"] if key not in kept
+                             else unknown_fields(kept[key], value, f"{where}.{key}"))]  # fmt: skip
+    if isinstance(document, list) and isinstance(model, list):
+        return [item for i, (m, d) in enumerate(zip(model, document, strict=True))
+                for item in unknown_fields(m, d, f"{where}[{i}]")]  # fmt: skip
+    return []
+
+
+def test_the_tls_component_issues_the_gateways_certificate_for_its_ingress(tmp_path):
+    from cloudcoil.models.cert_manager.v1 import Certificate
+
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "deploy/k8s/overlays/gpu", tmp_path)],
+        "components": [os.path.relpath(ROOT / "deploy/k8s/components/tls", tmp_path)],
+    }))  # fmt: skip
+    objects = kustomize(tmp_path)
+    (certificate,) = of_kind(objects, "Certificate")
+    # cert-manager's v1 API, as models generated from its CRDs: types and enums checked,
+    # and no field the API does not have.
+    model = Certificate.model_validate(certificate)
+    assert unknown_fields(model.model_dump(by_alias=True, exclude_none=True), certificate) == []
+    (ingress,) = of_kind(objects, "Ingress")
+    kubernetes_validate.validate(ingress, KUBERNETES_VERSION, strict=True)
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["secretName"] == certificate["spec"]["secretName"]
+    assert tls["hosts"] == certificate["spec"]["dnsNames"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    services = of_kind(objects, "Service")
+    (service,) = [s for s in services if s["metadata"]["name"] == backend["name"]]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    # An inline video (up to 32 MiB through Ray's proxy) must pass the ingress.
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
+    misspelt = {**certificate, "spec": {**certificate["spec"], "secretname": "x"}}
+    model = Certificate.model_validate(misspelt)
+    assert unknown_fields(model.model_dump(by_alias=True, exclude_none=True), misspelt) == [
+        ".spec.secretname"
+    ]
+
+
 def test_overlays_are_generated_from_deploy_serve():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/render_k8s.py"), "--check"],

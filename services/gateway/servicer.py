@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,7 +16,7 @@ import grpc
 
 from services import metrics
 from services.auth import Authenticator, TenantLedger, service_token
-from services.config import AuthConfig, BgmConfig, ClientTlsConfig, GatewayConfig, RequestLimits
+from services.config import AuthConfig, BgmConfig, GatewayConfig, RequestLimits
 from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
@@ -43,6 +42,7 @@ from services.domain import (
 )
 from services.edge import EdgeSchema
 from services.errors import InvalidInputError, ResourceExhaustedError
+from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
 from services.gateway.delivery import check_request, master_music, write_outputs
 from services.gen.bgm.v1 import (
@@ -62,9 +62,7 @@ from services.serving import (
     PerClientLimit,
     RequestRecord,
     observed,
-    service_channel_options,
 )
-from services.tls import channel_credentials, channel_tls_options
 from services.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
@@ -73,34 +71,6 @@ SCRATCH_OWNER = "gateway"
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
 log = logging.getLogger("bgm")
-
-
-def _retrying_channel(
-    address: str,
-    service: str,
-    idempotent: list[str],
-    attempts: int,
-    max_message_bytes: int,
-    tls: ClientTlsConfig | None,
-) -> grpc.aio.Channel:
-    """A channel that retries the idempotent methods on UNAVAILABLE, with backoff."""
-    policy = {
-        "methodConfig": [{
-            "name": [{"service": service, "method": method} for method in idempotent],
-            "retryPolicy": {
-                "maxAttempts": attempts,
-                "initialBackoff": "0.2s",
-                "maxBackoff": "2s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }]
-    }  # fmt: skip
-    options = [*service_channel_options(max_message_bytes), ("grpc.enable_retries", 1),
-               ("grpc.service_config", json.dumps(policy)), *channel_tls_options(tls)]  # fmt: skip
-    if tls is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, channel_credentials(tls), options=options)
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -127,14 +97,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self.sources = SourcePolicy(
             **{**config.sources.model_dump(),
                "file_roots": [*config.sources.file_roots, config.staging_dir]})  # fmt: skip
-        self.tagger_channel = _retrying_channel(
-            config.tagger_address, "bgm.v1.Tagger", ["Analyze", "Describe"], config.attempts,
-            max_message_bytes, config.tagger_tls)  # fmt: skip
-        self.generator_channel = _retrying_channel(
-            config.generator_address, "bgm.v1.Generator", ["Describe"], config.attempts,
-            max_message_bytes, config.generator_tls)  # fmt: skip
-        self.tagger = tagger_pb2_grpc.TaggerStub(self.tagger_channel)
-        self.generator = generator_pb2_grpc.GeneratorStub(self.generator_channel)
+        self.tagger_channel = ServiceChannel(
+            config.tagger_address, "bgm.v1.Tagger", tagger_pb2_grpc.TaggerStub,
+            ["Analyze", "Describe"], config.attempts, max_message_bytes, config.tagger_tls,
+            retire_after_s=max(config.analyze_timeout_s, config.describe_timeout_s))  # fmt: skip
+        self.generator_channel = ServiceChannel(
+            config.generator_address, "bgm.v1.Generator", generator_pb2_grpc.GeneratorStub,
+            ["Describe"], config.attempts, max_message_bytes, config.generator_tls,
+            retire_after_s=max(config.generate_timeout_s, config.describe_timeout_s))  # fmt: skip
         self._slots = asyncio.Semaphore(max_concurrent)
         self._per_client = PerClientLimit(config.max_requests_per_client)
 
@@ -156,10 +126,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         serving = True
         while True:
             answers = await asyncio.gather(
-                self.tagger.Describe(tagger_pb2.TaggerDescribeRequest(),
+                self.tagger_channel.stub.Describe(tagger_pb2.TaggerDescribeRequest(),
                                      timeout=DEPENDENCY_CHECK_S,
                                      metadata=self.tagger_metadata),
-                self.generator.Describe(generator_pb2.GeneratorDescribeRequest(),
+                self.generator_channel.stub.Describe(generator_pb2.GeneratorDescribeRequest(),
                                         timeout=DEPENDENCY_CHECK_S,
                                         metadata=self.generator_metadata),
                 return_exceptions=True,
@@ -334,7 +304,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return path
 
     async def _generator_info(self) -> GeneratorInfo:
-        reply = await self.generator.Describe(
+        reply = await self.generator_channel.stub.Describe(
             generator_pb2.GeneratorDescribeRequest(), timeout=self.config.describe_timeout_s,
             metadata=self.generator_metadata)  # fmt: skip
         return GeneratorInfo(
@@ -387,7 +357,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         async with self._slots:
             yield _progress("analysis", 0.02)
-            reply = await self.tagger.Analyze(
+            reply = await self.tagger_channel.stub.Analyze(
                 tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                           prompt=controls.prompt),
                 timeout=self.config.analyze_timeout_s,
@@ -442,7 +412,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
         """Progress events while the generator works, then the best-ranked candidate's music
         (the only one, for one candidate)."""
-        call = self.generator.Generate(
+        call = self.generator_channel.stub.Generate(
             generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems,
                                           candidates=candidates),
             timeout=self.config.generate_timeout_s,
