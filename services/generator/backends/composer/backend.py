@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,6 +80,25 @@ USUAL_METER_CHANCE = 0.7
 FADE_S = 2.0
 
 
+@dataclass
+class Score:
+    """What the composer decided for one brief, before it is performed and rendered; a
+    backend that writes some parts itself replaces them here (`notes`, `band`, `roles`)."""
+
+    brief: MusicBrief
+    style: Style
+    band: list[str]
+    roles: Roles
+    plan: TimingPlan
+    forms: list[SectionForm]
+    arrangement: Arrangement
+    cut_times: list[float]
+    home: Key
+    notes: list[Note]
+    rng: np.random.Generator
+    heartbeat: Heartbeat
+
+
 class ComposerGenerator:
     def __init__(self, config: ComposerConfig):
         self.config = config
@@ -126,9 +146,14 @@ class ComposerGenerator:
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
-        validate_brief(brief, self.describe(), self.vocabulary)
         report = progress or (lambda fraction: None)
         heartbeat = Heartbeat(report)
+        return self.render(self.compose(brief, heartbeat), report)
+
+    def compose(self, brief: MusicBrief, heartbeat: Heartbeat, meter: str | None = None) -> Score:
+        """The plan and the notes of every part (before performance); `meter` fixes the
+        meter (a backend that writes its own parts in 4/4 asks for it)."""
+        validate_brief(brief, self.describe(), self.vocabulary)
         tags = brief.tags
         style = STYLES[tags.genres[0]]
         band = choose_band(style, tags, brief.negative)
@@ -140,18 +165,18 @@ class ComposerGenerator:
         # The genre's usual meter most of the time; the seed may choose another it plays in.
         others = style.meters[1:]
         usual = not others or rng.random() < USUAL_METER_CHANCE
-        meter = METERS[style.meters[0] if usual else others[int(rng.integers(len(others)))]]
+        chosen = style.meters[0] if usual else others[int(rng.integers(len(others)))]
         home = _home_key(brief, style, rng)
         roles = assign_roles(style, band)
         cuts = self._hit_points(brief)
-        plan = self._timing(brief, style, meter, cuts, heartbeat)
+        plan = self._timing(brief, style, METERS[meter or chosen], cuts, heartbeat)
         heartbeat()
         video = self._section_video(brief, plan)
         heartbeat()
         mood_modes = None if brief.key_is_fixed else self._mood_modes
         forms = section_forms(plan, video, tags.energy, style, home, brief.duration_s,
                               mood_modes)  # fmt: skip
-        report(0.05)
+        heartbeat.progress(0.05)
         heartbeat.fraction = 0.05
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat).compose()  # fmt: skip
@@ -160,14 +185,23 @@ class ComposerGenerator:
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng,
                                  heartbeat)  # fmt: skip
         heartbeat()
-        notes = _without_overlaps(notes, heartbeat)
+        return Score(brief, style, band, roles, plan, forms, arrangement, cut_times, home,
+                     notes, rng, heartbeat)  # fmt: skip
+
+    def render(self, score: Score, report: ProgressCallback) -> GeneratedMusic:
+        """The score performed, mixed and rendered: audio, stems, MIDI and plan."""
+        brief, plan, roles, style, band = (score.brief, score.plan, score.roles, score.style,
+                                           score.band)  # fmt: skip
+        heartbeat = score.heartbeat
+        notes = _without_overlaps(score.notes, heartbeat)
         heartbeat()
         notes = shaped(notes, plan, roles, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
-        performance = perform(by_instrument, plan, forms, arrangement.chord_starts, cut_times,
-                              brief.sample_rate, rng, heartbeat)  # fmt: skip
+        performance = perform(by_instrument, plan, score.forms, score.arrangement.chord_starts,
+                              score.cut_times, brief.sample_rate, score.rng,
+                              heartbeat)  # fmt: skip
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
         tracks, parts, mix_parts = [], [], []
@@ -213,10 +247,12 @@ class ComposerGenerator:
                 by_instrument,
                 plan,
                 tracks,
-                [(form.start_beat, form.key) for form in forms],
+                [(form.start_beat, form.key) for form in score.forms],
                 _controls_in_beats(performance, plan, brief.sample_rate),
             ),
-            plan=_music_plan(brief, plan, forms, arrangement, style.name, band, ending, home),
+            plan=_music_plan(
+                brief, plan, score.forms, score.arrangement, style.name, band, ending, score.home
+            ),
         )
 
     @staticmethod
