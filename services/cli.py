@@ -159,10 +159,12 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
     if getattr(args, "generator", None):
         generator = generator.model_copy(update={"backend": args.generator})
     if getattr(args, "generator_model", None):
-        diffusion = generator.diffusion.model_copy(
+        # The model of the chosen backend (the diffusion one when it is the composer).
+        section = "symbolic_diffusion" if generator.backend == "symbolic-diffusion" else "diffusion"
+        backend = getattr(generator, section).model_copy(
             update={"model_path": Path(args.generator_model)}
         )
-        generator = generator.model_copy(update={"diffusion": diffusion})
+        generator = generator.model_copy(update={section: backend})
     return config.model_copy(update={"tagger": tagger, "generator": generator})
 
 
@@ -360,13 +362,14 @@ def _tagger_arguments(parser: argparse.ArgumentParser) -> None:
 def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--generator",
-        choices=("composer", "diffusion"),
+        choices=("composer", "diffusion", "symbolic-diffusion"),
         help="generator backend (default: the config's, composer)",
     )
     parser.add_argument(
         "--generator-model",
         metavar="PATH",
-        help="diffusers pipeline folder for the diffusion backend",
+        help="the generator's model folder: a diffusers pipeline (diffusion) or a Diff-BGM "
+        "checkpoint folder (symbolic-diffusion; its CLIP and BERT folders come from the config)",
     )
 
 

@@ -135,6 +135,29 @@ class DiffusionConfig(StrictModel):
     max_duration_s: float = Field(7200.0, gt=0)
 
 
+class SymbolicDiffusionConfig(StrictModel):
+    """Knobs of the generator's `symbolic-diffusion` backend (Diff-BGM's piano-roll model;
+    the composer's plan, rhythm section and sound around it: generator.composer)."""
+
+    # Diff-BGM's checkpoint folder: params.json and chkpts/<checkpoint>.
+    model_path: Path | None = None
+    checkpoint: str = Field("weights_best.pt", pattern=r"^[\w.-]+\.pt$")
+    # A CLIP model (transformers folder) for the per-beat visual features (ViT-B/32: 512).
+    image_model_path: Path | None = None
+    # A BERT model (transformers folder, bert-base: 768) for the captions' features.
+    text_model_path: Path | None = None
+    # Denoising steps: None = the model's full DDPM schedule (999 evaluations of its 1000
+    # steps, as its inference runs); fewer = DDIM over evenly spaced steps.
+    steps: int | None = Field(None, ge=1, le=1000)
+    # Classifier-free guidance: 1.0 = none (its code's default; its README uses 5).
+    guidance_scale: float = Field(1.0, ge=0.0)
+    device: str = "auto"
+    dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
+    # Most 8-bar windows denoised in one batch (windows of one piece and of pooled requests).
+    max_batch: int = Field(8, ge=1, le=256)
+    max_duration_s: float = Field(7200.0, gt=0)
+
+
 class BatchingConfig(StrictModel):
     """How the Ray app pools concurrent requests into one backend batch (@serve.batch); only
     for backends that share model calls (diffusion)."""
@@ -148,6 +171,7 @@ class GeneratorConfig(StrictModel):
     backend: str = "composer"
     composer: ComposerConfig = ComposerConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
+    symbolic_diffusion: SymbolicDiffusionConfig = SymbolicDiffusionConfig()
     batching: BatchingConfig = BatchingConfig()
 
 

@@ -16,6 +16,13 @@ def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
         from services.generator.backends.diffusion.backend import DiffusionGenerator
 
         return DiffusionGenerator(config.diffusion)
+    if config.backend == "symbolic-diffusion":
+        from services.generator.backends.symbolic_diffusion.backend import (
+            SymbolicDiffusionGenerator,
+        )
+
+        return SymbolicDiffusionGenerator(config.symbolic_diffusion, config.composer)
     raise ValueError(
-        f"unknown generator backend {config.backend!r}; available: composer, diffusion"
+        f"unknown generator backend {config.backend!r}; available: composer, diffusion, "
+        "symbolic-diffusion"
     )
