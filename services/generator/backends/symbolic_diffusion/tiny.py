@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,7 +17,7 @@ from services.generator.backends.symbolic_diffusion.checkpoint import (
 )
 
 # Diff-BGM's released params.json with the widths shrunk (same keys, same window).
-TINY_PARAMS = {
+TINY_PARAMS: dict[str, Any] = {
     "batch_size": 32, "max_epoch": 100, "learning_rate": 5e-05, "max_grad_norm": 10,
     "fp16": True, "num_workers": 4, "pin_memory": True, "in_channels": 2, "out_channels": 2,
     "channels": 32, "attention_levels": [3], "n_res_blocks": 1,
@@ -57,7 +58,7 @@ def _clip(folder: Path, projection_dim: int) -> Path:
 
 
 def _bert(folder: Path) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
