@@ -39,10 +39,13 @@ class TinyDiffBgm:
     text_model: Path
 
 
-def tiny_diffbgm(folder: Path, seed: int = 0) -> TinyDiffBgm:
+def tiny_diffbgm(folder: Path, seed: int = 0, params: dict[str, Any] | None = None) -> TinyDiffBgm:
+    """Random weights of `params` (the tiny ones by default), with a tiny CLIP whose
+    features have d_cond dimensions and a tiny BERT of BERT-base's width."""
+    params = params or TINY_PARAMS
     torch.manual_seed(seed)
-    model = save_diffbgm(DiffBgm(TINY_PARAMS), TINY_PARAMS, folder / "diffbgm")
-    return TinyDiffBgm(model, _clip(folder / "clip", TINY_PARAMS["d_cond"]), _bert(folder / "bert"))
+    model = save_diffbgm(DiffBgm(params), params, folder / "diffbgm")
+    return TinyDiffBgm(model, _clip(folder / "clip", params["d_cond"]), _bert(folder / "bert"))
 
 
 def _clip(folder: Path, projection_dim: int) -> Path:
