@@ -19,8 +19,9 @@ TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
 TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
-# "How the composer sounds"); without them it falls back to TimGM6mb, and says so.
-DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless)
+# "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
+# espeak-ng, which speaks the sentences of the speech tests' videos (skipped without it).
+DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng)
 
 debian_packages() {
     local missing=() package
@@ -32,8 +33,8 @@ debian_packages() {
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     if ! command -v apt-get >/dev/null || { [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; }; then
-        echo "note: install ${missing[*]} (Debian/Ubuntu) for the full sound bank;" \
-            "until then the composer renders with TimGM6mb" >&2
+        echo "note: install ${missing[*]} (Debian/Ubuntu): without them the composer renders" \
+            "with TimGM6mb and the speech tests are skipped" >&2
         return
     fi
     export DEBIAN_FRONTEND=noninteractive

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
 from services.errors import BgmError, InvalidInputError
+from services.rules import SPEECH_MODES
 from services.vocabulary import load_vocabulary
 
 
@@ -95,6 +96,7 @@ def _controls(args: argparse.Namespace):
         structure=args.structure,
         reference_audio=_reference(args.reference),
         candidates=args.candidates,
+        speech=args.speech,
     )
 
 
@@ -207,6 +209,7 @@ def _score(args: argparse.Namespace) -> int:
         create_generator_backend(config.generator),
         load_vocabulary(),
         config.limits,
+        config.gateway.speech_ducking,
     )
     part = Part(args.start, args.end) if args.start or args.end is not None else None
     start_up = time.perf_counter() - STARTED
@@ -411,6 +414,12 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="mix the video's own sound over the music, ducking the music",
     )
+    parser.add_argument(
+        "--speech", choices=SPEECH_MODES, default="auto",
+        help="make room for speech in the video's sound: auto (arrange and duck when the video "
+             "has speech and --keep-original-audio), duck (the music dips under each spoken "
+             "stretch), arrange (the lead and busy parts step aside), off (neither)",
+    )  # fmt: skip
     vocabulary = load_vocabulary()
     for kind, section in (("genre", vocabulary.genres), ("mood", vocabulary.moods),
                           ("instrument", vocabulary.instruments)):  # fmt: skip

@@ -85,10 +85,25 @@ class OpenAiVlmConfig(StrictModel):
     timeout_s: float = Field(120.0, gt=0.0)
 
 
+class HearingConfig(StrictModel):
+    """How the tagger listens to the video's own sound: speech (Silero VAD, whose weights
+    ship in its PyPI package) and the level curve."""
+
+    enabled: bool = True
+    # Silero's speech probability above which a 32 ms frame counts as speech.
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # Shorter speech is ignored; shorter pauses do not split an interval.
+    min_speech_s: float = Field(0.25, ge=0.0)
+    min_silence_s: float = Field(0.3, ge=0.0)
+    # Samples per second of the level curve.
+    loudness_hz: float = Field(10.0, gt=0.0, le=100.0)
+
+
 class TaggerConfig(StrictModel):
     backend: str = "vision"
     limits: VideoLimits = VideoLimits()
     vision: VisionConfig = VisionConfig()
+    hearing: HearingConfig = HearingConfig()
     vlm: VlmConfig = VlmConfig()
     openai: OpenAiVlmConfig = OpenAiVlmConfig()
     # Folder of the sentence-embedding model for text hints; None = the packaged MiniLM.
@@ -216,6 +231,17 @@ class AuthConfig(StrictModel):
     service_token_env: str | None = None
 
 
+class SpeechDuckingConfig(StrictModel):
+    """How the music ducks under speech (UserControls.speech "auto" or "duck")."""
+
+    depth_db: float = Field(12.0, ge=0.0, le=40.0)
+    # The dip starts this long before each spoken stretch, so it is down by the first word.
+    lookahead_s: float = Field(0.3, ge=0.0, le=2.0)
+    release_s: float = Field(0.6, ge=0.0, le=5.0)
+    # Dip only the music's voice band (1-4 kHz) instead of all of it.
+    carve: bool = False
+
+
 class GatewayConfig(StrictModel):
     """How the gateway reaches the tagger and generator, and what requests may ask for."""
 
@@ -246,6 +272,7 @@ class GatewayConfig(StrictModel):
     max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
+    speech_ducking: SpeechDuckingConfig = SpeechDuckingConfig()
     # TLS of the channels to the tagger and the generator (None = plaintext).
     tagger_tls: ClientTlsConfig | None = None
     generator_tls: ClientTlsConfig | None = None

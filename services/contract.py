@@ -17,6 +17,7 @@ from services.domain import (
     CandidateScore,
     Cut,
     CutAlignment,
+    LevelCurve,
     Look,
     MotionCurve,
     MusicBrief,
@@ -25,6 +26,7 @@ from services.domain import (
     PlannedSection,
     Segment,
     Semantics,
+    SpeechInterval,
     TagOrigin,
     TagSource,
     UserControls,
@@ -135,6 +137,8 @@ def analysis_to_proto(analysis: VideoAnalysis) -> pb.VideoAnalysis:
             source=analysis.semantics.source, model=analysis.semantics.model,
             fallback_reason=analysis.semantics.fallback_reason,
             scene=analysis.semantics.scene, unmapped=analysis.semantics.unmapped),
+        speech=[pb.SpeechInterval(start_s=i.start_s, end_s=i.end_s) for i in analysis.speech],
+        loudness=pb.LevelCurve(hz=analysis.loudness.hz, values=analysis.loudness.values),
     )  # fmt: skip
 
 
@@ -152,6 +156,8 @@ def analysis_from_proto(message: pb.VideoAnalysis) -> VideoAnalysis:
             source=message.semantics.source or "picture", model=message.semantics.model,
             fallback_reason=message.semantics.fallback_reason, scene=message.semantics.scene,
             unmapped=list(message.semantics.unmapped)),
+        speech=[SpeechInterval(i.start_s, i.end_s) for i in message.speech],
+        loudness=LevelCurve(message.loudness.hz, list(message.loudness.values)),
     )  # fmt: skip
 
 
@@ -161,7 +167,8 @@ def controls_to_proto(controls: UserControls) -> pb.UserControls:
                               prompt=controls.prompt, seed=controls.seed,
                               structure=controls.structure,
                               reference_audio=controls.reference_audio,
-                              candidates=controls.candidates)  # fmt: skip
+                              candidates=controls.candidates,
+                              speech=controls.speech)  # fmt: skip
     if controls.bpm is not None:
         message.bpm = controls.bpm
     if controls.key is not None:
@@ -177,7 +184,7 @@ def controls_from_proto(message: pb.UserControls) -> UserControls:
         key=message.key if message.HasField("key") else None,
         negative=list(message.negative), prompt=message.prompt, seed=message.seed,
         structure=message.structure or "free", reference_audio=message.reference_audio,
-        candidates=message.candidates or 1,
+        candidates=message.candidates or 1, speech=message.speech or "auto",
     )  # fmt: skip
 
 
@@ -188,6 +195,7 @@ def brief_to_proto(brief: MusicBrief) -> pb.MusicBrief:
         sample_rate=brief.sample_rate, seed=brief.seed, bpm_is_fixed=brief.bpm_is_fixed,
         key_is_fixed=brief.key_is_fixed, negative=brief.negative, structure=brief.structure,
         reference_audio=brief.reference_audio, prompt=brief.prompt,
+        speech=[pb.SpeechInterval(start_s=i.start_s, end_s=i.end_s) for i in brief.speech],
     )  # fmt: skip
 
 
@@ -201,6 +209,7 @@ def brief_from_proto(message: pb.MusicBrief, stems: bool) -> MusicBrief:
         negative=list(message.negative), stems=stems,
         structure=message.structure or "free", reference_audio=message.reference_audio,
         prompt=message.prompt,
+        speech=[SpeechInterval(i.start_s, i.end_s) for i in message.speech],
     )  # fmt: skip
 
 
@@ -234,7 +243,8 @@ def plan_to_proto(plan: MusicPlan) -> pb.MusicPlan:
         sections=[pb.PlannedSection(
             start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
             beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
-            instruments=s.instruments, chords=s.chords, key=s.key, material=s.material)
+            instruments=s.instruments, chords=s.chords, key=s.key, material=s.material,
+            thinning=s.thinning)
             for s in plan.sections],
         alignment=pb.CutAlignment(cut_count=a.cut_count, on_beat_count=a.on_beat_count,
                                   on_bar_count=a.on_bar_count, median_ms=a.median_ms,
@@ -253,7 +263,7 @@ def plan_from_proto(message: pb.MusicPlan) -> MusicPlan:
             start_s=s.start_s, end_s=s.end_s, role=s.role, bpm=s.bpm, first_beat=s.first_beat,
             beat_count=s.beat_count, energy=s.energy, intensity=s.intensity,
             instruments=list(s.instruments), chords=list(s.chords), key=s.key,
-            material=s.material) for s in message.sections],
+            material=s.material, thinning=s.thinning) for s in message.sections],
         alignment=CutAlignment(a.cut_count, a.on_beat_count, a.on_bar_count, a.median_ms,
                                a.worst_ms),
         ending=message.ending, final_chord_s=message.final_chord_s, genre=message.genre,

@@ -44,6 +44,23 @@ class MotionCurve:
 
 
 @dataclass(frozen=True)
+class SpeechInterval:
+    """A stretch of the original sound where someone speaks."""
+
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class LevelCurve:
+    """The original sound's short-term level: values[i] (dBFS, RMS of the mono mix) describes
+    the `1 / hz` seconds from time i / hz."""
+
+    hz: float
+    values: list[float]
+
+
+@dataclass(frozen=True)
 class Segment:
     """A stretch of video between two cuts (very short shots merged into neighbours)."""
 
@@ -122,6 +139,9 @@ class VideoAnalysis:
     # Problems that did not stop the analysis (for example a truncated file).
     warnings: list[str] = field(default_factory=list)
     semantics: Semantics = field(default_factory=Semantics)
+    # What the original sound holds (empty without an audio track).
+    speech: list[SpeechInterval] = field(default_factory=list)
+    loudness: LevelCurve = field(default_factory=lambda: LevelCurve(0.0, []))
 
     @property
     def cuts_s(self) -> list[float]:
@@ -159,6 +179,9 @@ class UserControls:
     reference_audio: bytes = field(default=b"", repr=False)
     # How many pieces to generate and rank; the best-ranked one is delivered.
     candidates: int = 1
+    # How the music makes room for speech: "auto", "duck", "arrange" or "off"
+    # (services/rules.py SPEECH_MODES).
+    speech: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -186,6 +209,8 @@ class MusicBrief:
     reference_audio: bytes = field(default=b"", repr=False)
     # The user's free text; text-conditioned backends add it to their prompt.
     prompt: str = ""
+    # Where someone speaks, when the music should make room for it (the arrangement thins).
+    speech: list[SpeechInterval] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -210,6 +235,8 @@ class PlannedSection:
     key: str = ""
     # "A" (the opening's material) or "B" (contrast); "" where the backend plans no themes.
     material: str = ""
+    # What was thinned here to make room for speech, and when ("" = nothing).
+    thinning: str = ""
 
 
 @dataclass(frozen=True)

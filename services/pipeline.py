@@ -13,20 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
-from services.config import RequestLimits
+from services.config import RequestLimits, SpeechDuckingConfig
 from services.domain import (
     CandidateScore,
     GeneratedMusic,
+    LevelCurve,
     MotionCurve,
     MusicBrief,
     MusicPlan,
     OutputOptions,
+    SpeechInterval,
     UserControls,
     VideoAnalysis,
 )
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief
-from services.gateway.delivery import check_request, master_music, write_outputs
+from services.gateway.delivery import (
+    check_request,
+    master_music,
+    speech_ducking,
+    write_outputs,
+)
 from services.gateway.mastering import LoudnessReport
 from services.generator.backend import GeneratorBackend
 from services.generator.candidates import candidate_jobs, ranked
@@ -77,8 +84,13 @@ class Part:
                 for c in analysis.cuts if start < c.time_s < end]  # fmt: skip
         hz = analysis.motion.hz
         motion = MotionCurve(hz, analysis.motion.values[round(start * hz) : round(end * hz)])
+        speech = [SpeechInterval(max(i.start_s, start) - start, min(i.end_s, end) - start)
+                  for i in analysis.speech if i.end_s > start and i.start_s < end]  # fmt: skip
+        level_hz = analysis.loudness.hz
+        loudness = LevelCurve(level_hz, analysis.loudness.values[
+            round(start * level_hz) : round(end * level_hz)])  # fmt: skip
         return dataclasses.replace(analysis, duration_s=length, segments=segments, cuts=cuts,
-                                   motion=motion)  # fmt: skip
+                                   motion=motion, speech=speech, loudness=loudness)  # fmt: skip
 
     def placed(self, music: GeneratedMusic, whole_s: float) -> GeneratedMusic:
         """The part's music at its place in the whole video's length, silence around it."""
@@ -108,11 +120,13 @@ class ScorePipeline:
         generator: GeneratorBackend,
         vocabulary: Vocabulary,
         limits: RequestLimits,
+        speech_ducking: SpeechDuckingConfig | None = None,
     ):
         self.tagger = tagger
         self.generator = generator
         self.vocabulary = vocabulary
         self.limits = limits
+        self.speech_ducking = speech_ducking or SpeechDuckingConfig()
 
     def score(
         self,
@@ -139,6 +153,8 @@ class ScorePipeline:
         )
         timings["analysis"] = time.perf_counter() - mark
         whole_s = analysis.duration_s
+        # Ducking follows the whole video's speech: the part's music is placed in it.
+        ducking = speech_ducking(analysis, controls, options, self.speech_ducking)
         if part is not None:
             analysis = part.of(analysis)
 
@@ -149,6 +165,7 @@ class ScorePipeline:
             self.vocabulary,
             options.sample_rate,
             stems=options.stems_dir is not None,
+            keep_original_audio=options.keep_original_audio,
         )
         jobs = candidate_jobs(
             brief, controls.candidates, lambda fraction: report(0.35 + 0.45 * fraction)
@@ -161,7 +178,7 @@ class ScorePipeline:
 
         mark = time.perf_counter()
         heartbeat = Heartbeat(report, 0.8)
-        mastered = master_music(video, music, options, heartbeat)
+        mastered = master_music(video, music, options, heartbeat, ducking)
         report(0.9)
         timings["mastering"] = time.perf_counter() - mark
 

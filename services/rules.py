@@ -4,6 +4,8 @@ user's controls by them, the generator checks a brief by them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from services.domain import GeneratorInfo
 from services.errors import InvalidInputError
 
@@ -13,6 +15,8 @@ BPM_LIMITS = (30.0, 300.0)
 STRUCTURES = ("free", "composer", "reference")
 # Pieces one request may have generated and ranked.
 MAX_CANDIDATES = 4
+# How the music makes room for speech (see UserControls.speech in the protos).
+SPEECH_MODES = ("auto", "duck", "arrange", "off")
 
 
 def check_candidates(count: int) -> None:
@@ -27,3 +31,21 @@ def check_structure(structure: str, info: GeneratorInfo) -> None:
             f"the {info.name} generator cannot follow structure {structure!r}; it follows "
             f"{', '.join(info.structures)}"
         )
+
+
+@dataclass(frozen=True)
+class SpeechHandling:
+    """What a speech mode does for a video: thin the arrangement under speech, and duck the
+    music under speech (not under other loud sounds)."""
+
+    arrange: bool
+    duck: bool
+
+
+def speech_handling(mode: str, has_speech: bool, keep_original_audio: bool) -> SpeechHandling:
+    """ "auto" makes room (both ways) only where the voice will be heard with the music."""
+    if not has_speech or mode == "off":
+        return SpeechHandling(False, False)
+    if mode == "auto":
+        return SpeechHandling(keep_original_audio, keep_original_audio)
+    return SpeechHandling(mode == "arrange", mode == "duck")

@@ -53,6 +53,15 @@ def _print_summary(
         f"{loudness.target_lufs:g}), true peak {loudness.true_peak_dbtp:.1f} dBTP"
         + (", ducked under the original sound" if loudness.ducked else "")
     )
+    if analysis is not None and analysis.speech:
+        spoken_s = sum(i.end_s - i.start_s for i in analysis.speech)
+        arranged = sum(1 for section in plan.sections if section.thinning)
+        console.print(
+            f"[bold]{'Speech':<12}[/bold]{len(analysis.speech)} stretches, {spoken_s:.1f} s; "
+            + (f"the arrangement steps aside in {arranged} sections" if arranged
+               else "the arrangement plays on")
+            + ("; the music ducks under it" if loudness.ducked else "")
+        )  # fmt: skip
     for score in ranking:
         measures = [f"tempo {score.tempo_fit:.2f}"]
         if score.cut_accent is not None:
@@ -72,10 +81,10 @@ def _print_summary(
 
 def sound_line(has_audio: bool | None, options: OutputOptions) -> str:
     """What became of the video's own sound."""
+    if options.keep_original_audio:
+        return "the video's own sound under the music (--speech says how the music ducks)"
     if output_kind(options.output) == "audio":
         return "the music alone (an audio file)"
-    if options.keep_original_audio:
-        return "the video's own sound under the music (the music ducks where it rises)"
     if has_audio is False:
         return "the music (the video had no sound of its own)"
     return ("the music replaces the video's own sound (--keep-original-audio keeps it under "

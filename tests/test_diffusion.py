@@ -490,3 +490,24 @@ def test_bad_diffusion_and_batching_settings_are_refused(tmp_path, yaml_text, fi
     path.write_text(yaml_text + "\n")
     with pytest.raises(ConfigError, match=field):
         load_config(path)
+
+
+def test_windows_under_speech_ask_for_room_and_play_quieter(generator, monkeypatch):
+    import dataclasses
+
+    from services.domain import SpeechInterval
+    from services.generator.backends.diffusion.windows import Window
+
+    spoken = dataclasses.replace(brief(10.0), speech=[SpeechInterval(0.5, 4.5)])
+    talk, rest = Window(0.0, 5.0), Window(5.0, 10.0)
+    assert "sparse, background" in generator._prompt(spoken, talk)
+    assert "sparse" not in generator._prompt(spoken, rest)
+    assert "sparse" not in generator._prompt(brief(10.0), talk)
+    from services.generator.backends.diffusion import backend
+
+    quiet = generator.generate(spoken).audio
+    monkeypatch.setattr(backend, "SPEECH_QUIETER_DB", 0.0)
+    loud = generator.generate(spoken).audio
+    first = slice(0, int(3.0 * 48000))
+    ratio = np.sqrt(np.mean(quiet[first] ** 2) / np.mean(loud[first] ** 2))
+    assert ratio == pytest.approx(10 ** (-6 / 20), rel=0.02)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
-from services.rules import BPM_LIMITS, STRUCTURES, check_candidates
+from services.rules import BPM_LIMITS, SPEECH_MODES, STRUCTURES, check_candidates, speech_handling
 from services.vocabulary import TagKind, Vocabulary
 
 
@@ -28,6 +28,11 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
     if controls.structure == "reference" and not controls.reference_audio:
         raise InvalidInputError("structure 'reference' needs a reference audio file",
                                 field="controls.reference_audio")  # fmt: skip
+    if controls.speech not in SPEECH_MODES:
+        raise InvalidInputError(
+            f"unknown speech handling {controls.speech!r}; valid: {', '.join(SPEECH_MODES)}",
+            field="controls.speech",
+        )
     if controls.reference_audio and controls.structure != "reference":
         raise InvalidInputError("a reference audio file was given but structure is not "
                                 "'reference'", field="controls.structure")  # fmt: skip
@@ -126,7 +131,9 @@ def make_brief(
     vocabulary: Vocabulary,
     sample_rate: int,
     stems: bool = False,
+    keep_original_audio: bool = False,
 ) -> MusicBrief:
+    handling = speech_handling(controls.speech, bool(analysis.speech), keep_original_audio)
     return MusicBrief(
         tags=merge_tags(analysis.tags, controls, vocabulary),
         segments=list(analysis.segments),
@@ -141,4 +148,5 @@ def make_brief(
         structure=controls.structure,
         reference_audio=controls.reference_audio,
         prompt=controls.prompt,
+        speech=list(analysis.speech) if handling.arrange else [],
     )

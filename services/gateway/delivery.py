@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from services.config import RequestLimits
+from services.config import RequestLimits, SpeechDuckingConfig
 from services.domain import (
     GeneratedMusic,
     GeneratorInfo,
     OutputOptions,
     UserControls,
+    VideoAnalysis,
 )
 from services.edge import check_work
 from services.errors import InvalidInputError
 from services.gateway.controls import validate_controls
-from services.gateway.mastering import Mastered, master
+from services.gateway.mastering import Mastered, SpeechDucking, master
 from services.gateway.outputs import staged_outputs, temporary_path
 from services.media.audio import (
     check_stream_copy,
@@ -34,7 +35,7 @@ from services.media.audio import (
     write_audio_file,
 )
 from services.media.video import probe_video
-from services.rules import check_structure
+from services.rules import check_structure, speech_handling
 from services.vocabulary import Vocabulary
 
 LUFS_LIMITS = (-40.0, -5.0)
@@ -128,11 +129,31 @@ def check_request(
     return CheckedRequest(controls, probe.duration_s)
 
 
+def speech_ducking(
+    analysis: VideoAnalysis, controls: UserControls, options: OutputOptions,
+    config: SpeechDuckingConfig,
+) -> SpeechDucking | None:  # fmt: skip
+    """How the music ducks for this request: under the video's speech (none where it has no
+    speech or the mode does not duck), or None for the level-keyed ducking of a kept original
+    sound (speech "off", or a tagger that did not listen)."""
+    heard = bool(analysis.loudness.values)
+    if controls.speech == "off" or not heard:
+        return None
+    handling = speech_handling(controls.speech, bool(analysis.speech), options.keep_original_audio)
+    intervals = list(analysis.speech) if handling.duck else []
+    return SpeechDucking(intervals, config.depth_db, config.lookahead_s, config.release_s,
+                         config.carve)  # fmt: skip
+
+
 def master_music(
-    video: Path, music: GeneratedMusic, options: OutputOptions, heartbeat: Callable[[], None]
+    video: Path,
+    music: GeneratedMusic,
+    options: OutputOptions,
+    heartbeat: Callable[[], None],
+    speech: SpeechDucking | None = None,
 ) -> Mastered:
-    """Loudness, true peak and (if asked) the original sound under the music; `heartbeat`
-    is called often (it raises to cancel)."""
+    """Loudness, true peak and (if asked) the original sound under the music, ducked as
+    `speech` says; `heartbeat` is called often (it raises to cancel)."""
     original = None
     if options.keep_original_audio:
         original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
@@ -146,6 +167,7 @@ def master_music(
         true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
         original=original,
         heartbeat=heartbeat,
+        speech=speech,
     )
 
 

@@ -14,6 +14,8 @@ from pyloudnorm.iirfilter import IIRfilter
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, lfilter, upfirdn
 
+from services.domain import SpeechInterval
+
 TRUE_PEAK_OVERSAMPLING = 4
 # Ducking: the music drops by up to DUCK_DEPTH_DB where the original's short-term level rises
 # from DUCK_THRESHOLD_DB to DUCK_THRESHOLD_DB + DUCK_RANGE_DB (speech sits well above it).
@@ -164,6 +166,62 @@ def ducking_gain(
     return np.repeat(gain.astype(np.float32), hop)[:samples]
 
 
+@dataclass(frozen=True)
+class SpeechDucking:
+    """Duck the music under speech (not under other loud sounds): down by `depth_db` from
+    `lookahead_s` before each spoken stretch (so it has dipped by the first word), back over
+    `release_s` after it; with `carve`, only the voice's band (VOICE_BAND_HZ) of the music
+    dips, the rest plays on."""
+
+    intervals: list[SpeechInterval]
+    depth_db: float
+    lookahead_s: float
+    release_s: float
+    carve: bool
+
+
+# The band a voice's intelligibility lives in, carved out of the music under speech.
+VOICE_BAND_HZ = (1000.0, 4000.0)
+# The control rate of ducking curves (gain points per second).
+DUCK_CONTROL_HZ = 100
+
+
+def speech_gain(ducking: SpeechDucking, rate: int, samples: int) -> np.ndarray:
+    """Per-sample gain (or, with carving, the voice band's gain) under ducking's speech."""
+    hop = max(1, rate // DUCK_CONTROL_HZ)
+    frames = -(-samples // hop)
+    gain = np.ones(frames)
+    floor = 10 ** (-ducking.depth_db / 20.0)
+    for interval in ducking.intervals:
+        first = max(0, int(interval.start_s * DUCK_CONTROL_HZ))
+        last = min(frames, int(np.ceil(interval.end_s * DUCK_CONTROL_HZ)))
+        gain[first:last] = floor
+    gain = _smooth(gain, DUCK_CONTROL_HZ, ducking.lookahead_s, ducking.release_s)
+    return np.repeat(gain.astype(np.float32), hop)[:samples]
+
+
+def _carve(music: np.ndarray, band_gain: np.ndarray, depth_db: float, rate: int,
+           heartbeat: Callable[[], None]) -> np.ndarray:  # fmt: skip
+    """The music with its voice band cut where `band_gain` dips: a peaking cut of `depth_db`
+    across VOICE_BAND_HZ (pedalboard), crossfaded in by how far the gain has dipped; a chunk
+    at a time with the filter's state carried across."""
+    from pedalboard import PeakFilter, Pedalboard
+
+    low, high = VOICE_BAND_HZ
+    centre = float(np.sqrt(low * high))
+    # Two octaves wide at its half-depth points.
+    board = Pedalboard([PeakFilter(cutoff_frequency_hz=centre, gain_db=-depth_db, q=0.7)])
+    floor = 10 ** (-depth_db / 20.0)
+    out = np.empty_like(music)
+    for start in range(0, len(music), CHUNK):
+        heartbeat()
+        part = music[start : start + CHUNK]
+        wet = board(np.ascontiguousarray(part.T), rate, reset=False).T
+        dry = (band_gain[start : start + len(part), None] - floor) / max(1.0 - floor, 1e-9)
+        out[start : start + len(part)] = dry * part + (1.0 - dry) * wet
+    return out
+
+
 # Limiter timing: gain falls LIMITER_ATTACK_S ahead of a peak, recovers over LIMITER_RELEASE_S.
 LIMITER_ATTACK_S = 0.0015
 LIMITER_RELEASE_S = 0.08
@@ -227,22 +285,40 @@ def master(
     true_peak_limit_db: float = -1.0,
     original: np.ndarray | None = None,
     heartbeat: Callable[[], None] = _nothing,
+    speech: SpeechDucking | None = None,
 ) -> Mastered:
     """Loudness-normalised, true-peak-limited audio of exactly the input's length; with
-    `original`, the music is ducked under it and the two are mixed. Works a chunk at a time
+    `original`, the music is ducked under it and the two are mixed: under its speech when
+    `speech` is given (its intervals may be empty: no ducking), else by its level. Works a
+    chunk at a time
     where it can: a two-hour piece costs a few copies of itself, not dozens. `heartbeat` is
     called between chunks (it raises to cancel)."""
     duck = None
-    audio = music
-    if original is not None:
+    if speech is not None and speech.intervals:
+        curve = speech_gain(speech, rate, len(music))
+        if speech.carve:
+            music = _carve(music, curve, speech.depth_db, rate, heartbeat)
+        else:
+            duck = curve
+    elif speech is None and original is not None:
         duck = ducking_gain(original, rate, len(music), heartbeat)
+    ducked = duck is not None or bool(speech and speech.intervals)
+    audio = music
+    if duck is not None or original is not None:
         audio = np.empty_like(music)
-        _apply(music, duck, out=audio, heartbeat=heartbeat, add=original)
+        _apply(music, duck if duck is not None else np.ones(len(music), np.float32),
+               out=audio, heartbeat=heartbeat, add=original)  # fmt: skip
     measured = integrated_loudness(audio, rate, heartbeat=heartbeat)
     if not np.isfinite(measured):
         # Digital silence: nothing to normalise.
         report = LoudnessReport(
-            measured, _db(0.0), target_lufs, true_peak_limit_db, 0.0, False, duck is not None
+            measured,
+            _db(0.0),
+            target_lufs,
+            true_peak_limit_db,
+            0.0,
+            False,
+            ducked,
         )
         return Mastered(audio.copy(), np.ones(len(audio), np.float32), report)
     # The oversampled peak envelope is measured once; gains are smooth, so the peak after a
@@ -275,7 +351,7 @@ def master(
         true_peak_limit_dbtp=true_peak_limit_db,
         gain_db=round(gain_db, 2),
         limited=limited,
-        ducked=duck is not None,
+        ducked=ducked,
     )
     if duck is not None:
         gain *= duck

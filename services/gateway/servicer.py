@@ -44,7 +44,12 @@ from services.edge import EdgeSchema
 from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
-from services.gateway.delivery import check_request, master_music, write_outputs
+from services.gateway.delivery import (
+    check_request,
+    master_music,
+    speech_ducking,
+    write_outputs,
+)
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
@@ -372,6 +377,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 self.vocabulary,
                 options.sample_rate,
                 stems=options.stems_dir is not None,
+                keep_original_audio=options.keep_original_audio,
             )
             generated = None
             async for event in self._generate(brief, controls.candidates):
@@ -384,7 +390,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Mastering and writing stop within a heartbeat once the caller has gone.
             heartbeat = Heartbeat(Cancellation(context).check)
             yield _progress("mastering", 0.8)
-            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat)
+            ducking = speech_ducking(analysis, controls, options, self.config.speech_ducking)
+            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat,
+                                               ducking)  # fmt: skip
             yield _progress("writing", 0.9)
             written = await asyncio.to_thread(
                 write_outputs, video, music, mastered, options, heartbeat

@@ -143,3 +143,12 @@ def check_timeline(brief: MusicBrief) -> None:
             field = f"brief.cuts[{index}]"
             raise InvalidInputError(f"{field} at {cut.time_s:g} s is outside the music "
                                     f"(0..{end:g} s)", field=field)  # fmt: skip
+    previous_end = 0.0
+    for index, interval in enumerate(brief.speech):
+        field = f"brief.speech[{index}]"
+        if not previous_end <= interval.start_s < interval.end_s <= end + tolerance:
+            raise InvalidInputError(
+                f"{field} ({interval.start_s:g}-{interval.end_s:g} s) must start after the one "
+                f"before ends ({previous_end:g} s), end after it starts and lie inside the "
+                f"music (0..{end:g} s)", field=field)  # fmt: skip
+        previous_end = interval.end_s

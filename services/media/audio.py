@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -245,3 +245,41 @@ def _decoded(container: Any, rate: int, heartbeat: Callable[[], None] = _nothing
         chunks.append(converted.to_ndarray().reshape(-1, 2))
     audio = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
     return audio.astype(np.float32)
+
+
+def mono_blocks(
+    path: Path, rate: int, block_s: float, heartbeat: Callable[[], None] = _nothing
+) -> Iterator[np.ndarray]:
+    """The first audio track of `path` as mono float32 at `rate`, in blocks of `block_s`
+    seconds (the last shorter), so a two-hour track never sits in memory whole. Nothing for
+    a file without audio; a damaged track ends where the damage starts (logged)."""
+    block = round(block_s * rate)
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        pending: list[np.ndarray] = []
+        held = 0
+
+        def converted(frame: av.AudioFrame | None) -> Iterator[np.ndarray]:
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+
+        def frames() -> Iterator[np.ndarray]:
+            try:
+                for frame in container.decode(container.streams.audio[0]):
+                    heartbeat()
+                    yield from converted(frame)
+            except av.FFmpegError as error:
+                log.warning("audio decoding stopped: %s", error)
+            yield from converted(None)
+
+        for samples in frames():
+            pending.append(samples)
+            held += len(samples)
+            while held >= block:
+                joined = np.concatenate(pending)
+                yield joined[:block].astype(np.float32)
+                pending, held = [joined[block:]], len(joined) - block
+        if held:
+            yield np.concatenate(pending).astype(np.float32)

@@ -141,13 +141,16 @@ def write_video(
     seed: int = 0,
     x264_preset: str = "ultrafast",
     loud_intervals: Sequence[tuple[float, float]] = (),
+    soundtrack: np.ndarray | None = None,
 ) -> SyntheticVideo:
     """Write a video made of `shots` and return the truth about it.
 
     `x264_preset` trades writing speed for a realistic stream: tests use "ultrafast", the
     benchmarks "medium" (what ffmpeg and most editors produce: B-frames, CABAC).
     The audio track is a quiet tone throughout, or, with `loud_intervals`, a loud
-    speech-like warble inside those (start, end) seconds and silence elsewhere.
+    speech-like warble inside those (start, end) seconds and silence elsewhere; or
+    `soundtrack` (mono float32 at 48 kHz, e.g. from `speech_track`), padded or cut to the
+    video's length.
     """
     path = Path(path)
     duration_s = float(sum(s.duration_s for s in shots))
@@ -185,7 +188,9 @@ def write_video(
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        if audio_stream is not None:
+        if audio_stream is not None and soundtrack is not None:
+            _write_samples(container, audio_stream, soundtrack, round(duration_s * SOUND_RATE))
+        elif audio_stream is not None:
             _write_tone(container, audio_stream, duration_s, loud_intervals)
     speeds = []
     starts = np.cumsum([0.0] + [s.duration_s for s in shots])
@@ -202,6 +207,82 @@ def write_video(
         speed_at_frame=speeds,
         frame_times_s=list(frame_times),
     )
+
+
+# The rate of soundtracks written into videos.
+SOUND_RATE = 48000
+
+
+def _write_samples(
+    container: av.container.OutputContainer, stream: av.AudioStream, mono: np.ndarray, total: int
+) -> None:
+    samples = np.zeros(total, np.float32)
+    samples[: min(total, len(mono))] = mono[:total]
+    block = 1024
+    for start in range(0, total, block):
+        part = samples[start : start + block]
+        frame = av.AudioFrame.from_ndarray(np.stack([part, part]), format="fltp", layout="stereo")
+        frame.sample_rate = SOUND_RATE
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def spoken(text: str, words_per_minute: int = 150) -> np.ndarray:
+    """`text` spoken by espeak-ng (a Debian package), mono float32 at SOUND_RATE, with the
+    silence it adds before and after cut away."""
+    import shutil
+    import subprocess
+
+    from services.media.audio import decode_audio_bytes
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng; "
+                           "./dev.sh setup installs it)")  # fmt: skip
+    wav = subprocess.run([espeak, "--stdout", "-s", str(words_per_minute), text],
+                         check=True, capture_output=True).stdout  # fmt: skip
+    voice = decode_audio_bytes(wav, SOUND_RATE).mean(axis=1)
+    loud = np.flatnonzero(np.abs(voice) > 0.01)
+    return voice[loud[0] : loud[-1] + 1] if loud.size else voice[:0]
+
+
+def door_slam(seed: int = 0) -> np.ndarray:
+    """A loud non-speech hit: a low thump and a burst of noise, decaying within 0.4 s."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(0.4 * SOUND_RATE)) / SOUND_RATE
+    thump = np.sin(2 * math.pi * 60.0 * t) * np.exp(-t / 0.08)
+    crack = rng.standard_normal(len(t)) * np.exp(-t / 0.03)
+    return (0.8 * (0.6 * thump + 0.4 * crack)).astype(np.float32)
+
+
+def speech_track(
+    duration_s: float,
+    lines: Sequence[tuple[float, str]],
+    hits: Sequence[float] = (),
+    bed_level: float = 0.0,
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """A soundtrack with `lines` spoken from their start times, door slams at `hits`, and
+    optionally a quiet noise bed; returns it and the true speech intervals (where each line's
+    voice starts and ends)."""
+    track = np.zeros(round(duration_s * SOUND_RATE), np.float32)
+    if bed_level:
+        track += bed_level * np.random.default_rng(1).standard_normal(len(track)).astype(np.float32)
+    truth = []
+    for start_s, text in lines:
+        voice = 0.5 * spoken(text)
+        first = round(start_s * SOUND_RATE)
+        end = min(len(track), first + len(voice))
+        track[first:end] += voice[: end - first]
+        truth.append((start_s, end / SOUND_RATE))
+    for hit_s in hits:
+        slam = door_slam()
+        first = round(hit_s * SOUND_RATE)
+        end = min(len(track), first + len(slam))
+        track[first:end] += slam[: end - first]
+    return track, truth
 
 
 def _write_tone(

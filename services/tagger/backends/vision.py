@@ -11,6 +11,7 @@ Then segments (short shots merged), features, and tags through the shared vocabu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +33,7 @@ from services.media.video import (
 )
 from services.progress import Heartbeat, ProgressCallback
 from services.tagger.backend import AnalysisRequest, BackendInfo
+from services.tagger.hearing import Listener
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
 from services.tagger.text_hints import PromptMatch, TextHintModel
 from services.vocabulary import Features, Vocabulary, load_vocabulary
@@ -70,6 +72,10 @@ def frame_look(bgr: np.ndarray) -> tuple[float, float, float, float]:
     return brightness, saturation, warmth, contrast
 
 
+def _ignore(fraction: float) -> None:
+    """Progress nobody asked for."""
+
+
 class VisionTagger:
     """Analyses a video by its pictures alone; text hints through the packaged MiniLM."""
 
@@ -77,6 +83,7 @@ class VisionTagger:
         self.config = config
         self.vocabulary = vocabulary or load_vocabulary()
         self._text_model: TextHintModel | None = None
+        self.listener = Listener(config.hearing) if config.hearing.enabled else None
 
     def describe(self) -> BackendInfo:
         return BackendInfo(name="vision", version=VERSION, vocabulary=self.vocabulary)
@@ -102,7 +109,13 @@ class VisionTagger:
         probe = probe_video(request.video_path, self.config.limits)
         scan = _scan(probe, self.config.vision, progress)
         prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
-        return _summarise(probe, scan, self.config.vision, self.vocabulary, prompt_matches)
+        analysis, basis = _summarise(probe, scan, self.config.vision, self.vocabulary,
+                                     prompt_matches)  # fmt: skip
+        if self.listener is not None and probe.has_audio:
+            hearing = self.listener.hear(request.video_path, Heartbeat(progress or _ignore, 0.99))
+            analysis = dataclasses.replace(analysis, speech=hearing.speech,
+                                           loudness=hearing.loudness)  # fmt: skip
+        return analysis, basis
 
 
 @dataclass(frozen=True)

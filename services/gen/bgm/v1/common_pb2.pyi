@@ -135,7 +135,7 @@ class MusicTags(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., bpm_min: _Optional[float] = ..., bpm_max: _Optional[float] = ..., key: _Optional[str] = ..., energy: _Optional[float] = ..., origins: _Optional[_Iterable[_Union[TagOrigin, _Mapping]]] = ...) -> None: ...
 
 class VideoAnalysis(_message.Message):
-    __slots__ = ("duration_s", "fps", "width", "height", "rotation", "has_audio", "cuts", "motion", "look", "segments", "tags", "description", "backend", "warnings", "semantics")
+    __slots__ = ("duration_s", "fps", "width", "height", "rotation", "has_audio", "cuts", "motion", "look", "segments", "tags", "description", "backend", "warnings", "semantics", "speech", "loudness")
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,8 @@ class VideoAnalysis(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     SEMANTICS_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     duration_s: float
     fps: float
     width: int
@@ -166,7 +168,25 @@ class VideoAnalysis(_message.Message):
     backend: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     semantics: Semantics
-    def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., semantics: _Optional[_Union[Semantics, _Mapping]] = ...) -> None: ...
+    speech: _containers.RepeatedCompositeFieldContainer[SpeechInterval]
+    loudness: LevelCurve
+    def __init__(self, duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., has_audio: _Optional[bool] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., motion: _Optional[_Union[MotionCurve, _Mapping]] = ..., look: _Optional[_Union[Look, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., tags: _Optional[_Union[MusicTags, _Mapping]] = ..., description: _Optional[str] = ..., backend: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., semantics: _Optional[_Union[Semantics, _Mapping]] = ..., speech: _Optional[_Iterable[_Union[SpeechInterval, _Mapping]]] = ..., loudness: _Optional[_Union[LevelCurve, _Mapping]] = ...) -> None: ...
+
+class SpeechInterval(_message.Message):
+    __slots__ = ("start_s", "end_s")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    end_s: float
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
+
+class LevelCurve(_message.Message):
+    __slots__ = ("hz", "values")
+    HZ_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    hz: float
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, hz: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Semantics(_message.Message):
     __slots__ = ("source", "model", "fallback_reason", "scene", "unmapped")
@@ -183,7 +203,7 @@ class Semantics(_message.Message):
     def __init__(self, source: _Optional[str] = ..., model: _Optional[str] = ..., fallback_reason: _Optional[str] = ..., scene: _Optional[str] = ..., unmapped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UserControls(_message.Message):
-    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure", "reference_audio", "candidates")
+    __slots__ = ("genres", "moods", "instruments", "bpm", "key", "negative", "prompt", "seed", "structure", "reference_audio", "candidates", "speech")
     GENRES_FIELD_NUMBER: _ClassVar[int]
     MOODS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +215,7 @@ class UserControls(_message.Message):
     STRUCTURE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_FIELD_NUMBER: _ClassVar[int]
     genres: _containers.RepeatedScalarFieldContainer[str]
     moods: _containers.RepeatedScalarFieldContainer[str]
     instruments: _containers.RepeatedScalarFieldContainer[str]
@@ -206,10 +227,11 @@ class UserControls(_message.Message):
     structure: str
     reference_audio: bytes
     candidates: int
-    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., candidates: _Optional[int] = ...) -> None: ...
+    speech: str
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., moods: _Optional[_Iterable[str]] = ..., instruments: _Optional[_Iterable[str]] = ..., bpm: _Optional[float] = ..., key: _Optional[str] = ..., negative: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., candidates: _Optional[int] = ..., speech: _Optional[str] = ...) -> None: ...
 
 class MusicBrief(_message.Message):
-    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio", "prompt", "key_is_fixed")
+    __slots__ = ("tags", "segments", "cuts", "duration_s", "sample_rate", "seed", "bpm_is_fixed", "negative", "structure", "reference_audio", "prompt", "key_is_fixed", "speech")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CUTS_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +244,7 @@ class MusicBrief(_message.Message):
     REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     KEY_IS_FIXED_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_FIELD_NUMBER: _ClassVar[int]
     tags: MusicTags
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     cuts: _containers.RepeatedCompositeFieldContainer[Cut]
@@ -234,7 +257,8 @@ class MusicBrief(_message.Message):
     reference_audio: bytes
     prompt: str
     key_is_fixed: bool
-    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., prompt: _Optional[str] = ..., key_is_fixed: _Optional[bool] = ...) -> None: ...
+    speech: _containers.RepeatedCompositeFieldContainer[SpeechInterval]
+    def __init__(self, tags: _Optional[_Union[MusicTags, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., seed: _Optional[int] = ..., bpm_is_fixed: _Optional[bool] = ..., negative: _Optional[_Iterable[str]] = ..., structure: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., prompt: _Optional[str] = ..., key_is_fixed: _Optional[bool] = ..., speech: _Optional[_Iterable[_Union[SpeechInterval, _Mapping]]] = ...) -> None: ...
 
 class CandidateScore(_message.Message):
     __slots__ = ("candidate", "rank", "score", "tempo_fit", "cut_accent", "energy_follow")
@@ -275,7 +299,7 @@ class AudioChunk(_message.Message):
     def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., pcm_f32le: _Optional[bytes] = ..., first_sample: _Optional[int] = ..., total_samples: _Optional[int] = ...) -> None: ...
 
 class PlannedSection(_message.Message):
-    __slots__ = ("start_s", "end_s", "role", "bpm", "first_beat", "beat_count", "energy", "intensity", "instruments", "chords", "key", "material")
+    __slots__ = ("start_s", "end_s", "role", "bpm", "first_beat", "beat_count", "energy", "intensity", "instruments", "chords", "key", "material", "thinning")
     START_S_FIELD_NUMBER: _ClassVar[int]
     END_S_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +312,7 @@ class PlannedSection(_message.Message):
     CHORDS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    THINNING_FIELD_NUMBER: _ClassVar[int]
     start_s: float
     end_s: float
     role: str
@@ -300,7 +325,8 @@ class PlannedSection(_message.Message):
     chords: _containers.RepeatedScalarFieldContainer[str]
     key: str
     material: str
-    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., role: _Optional[str] = ..., bpm: _Optional[float] = ..., first_beat: _Optional[int] = ..., beat_count: _Optional[int] = ..., energy: _Optional[float] = ..., intensity: _Optional[int] = ..., instruments: _Optional[_Iterable[str]] = ..., chords: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ..., material: _Optional[str] = ...) -> None: ...
+    thinning: str
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., role: _Optional[str] = ..., bpm: _Optional[float] = ..., first_beat: _Optional[int] = ..., beat_count: _Optional[int] = ..., energy: _Optional[float] = ..., intensity: _Optional[int] = ..., instruments: _Optional[_Iterable[str]] = ..., chords: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ..., material: _Optional[str] = ..., thinning: _Optional[str] = ...) -> None: ...
 
 class CutAlignment(_message.Message):
     __slots__ = ("cut_count", "on_beat_count", "on_bar_count", "median_ms", "worst_ms")

@@ -53,6 +53,7 @@ from services.generator.backends.composer.render import (
     Synthesizer,
     synthesizer,
 )
+from services.generator.backends.composer.speech import around_speech
 from services.generator.backends.composer.styles import ACOUSTIC_KICK, KICK, PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import (
@@ -193,7 +194,12 @@ class ComposerGenerator:
         brief, plan, roles, style, band = (score.brief, score.plan, score.roles, score.style,
                                            score.band)  # fmt: skip
         heartbeat = score.heartbeat
-        notes = _without_overlaps(score.notes, heartbeat)
+        thinning = [""] * len(plan.sections)
+        notes = score.notes
+        if brief.speech:
+            thinned = around_speech(notes, plan, roles, brief.speech)
+            notes, thinning = thinned.notes, thinned.sections
+        notes = _without_overlaps(notes, heartbeat)
         heartbeat()
         notes = shaped(notes, plan, roles, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
@@ -251,7 +257,15 @@ class ComposerGenerator:
                 _controls_in_beats(performance, plan, brief.sample_rate),
             ),
             plan=_music_plan(
-                brief, plan, score.forms, score.arrangement, style.name, band, ending, score.home
+                brief,
+                plan,
+                score.forms,
+                score.arrangement,
+                style.name,
+                band,
+                ending,
+                score.home,
+                thinning,
             ),
         )
 
@@ -395,6 +409,7 @@ def _music_plan(
     instruments: list[str],
     ending: str,
     home: Key,
+    thinning: list[str],
 ) -> MusicPlan:
     bars = [plan.beats_s[b] for b in plan.bar_starts]
     alignment = cut_alignment(plan.beats_s, bars, brief.cuts)
@@ -417,6 +432,7 @@ def _music_plan(
                 chords=arrangement.section_chords[i],
                 key=home_name if form.key == home else form.key.name,
                 material=form.material,
+                thinning=thinning[i],
             )
         )
     return MusicPlan(

@@ -86,6 +86,17 @@ def _scheduler(name: str, checkpoint_config: Any) -> Any:
 
 # How each window's prompt names its segments' energy.
 INTENSITIES = ("soft", "steady", "intense")
+# A window this much under speech is asked to stay out of the voice's way, and rendered
+# SPEECH_QUIETER_DB quieter (the mastering keeps the rest of the piece's level).
+SPEECH_SHARE = 0.3
+SPEECH_WORDS = "sparse, background"
+SPEECH_QUIETER_DB = 6.0
+
+
+def speech_share(brief: MusicBrief, start_s: float, end_s: float) -> float:
+    """The share of [start_s, end_s] someone speaks in (the brief's speech)."""
+    spoken = sum(max(0.0, min(i.end_s, end_s) - max(i.start_s, start_s)) for i in brief.speech)
+    return spoken / max(end_s - start_s, 1e-9)
 
 
 def _intensity(energy: float) -> str:
@@ -125,8 +136,12 @@ class DiffusionGenerator:
                   if s.start_s < window.end_s and s.end_s > window.start_s]  # fmt: skip
         energy = float(np.mean([s.energy for s in inside])) if inside else tags.energy
         moods = list(dict.fromkeys([*tags.moods[:2], *(m for s in inside for m in s.moods)]))
+        intensity, words = _intensity(energy), brief.prompt
+        if speech_share(brief, window.start_s, window.end_s) >= SPEECH_SHARE:
+            intensity = INTENSITIES[0]
+            words = ", ".join(w for w in (SPEECH_WORDS, brief.prompt) if w)
         return self.adapter.prompt(tags.genres, moods[:3], tags.instruments, tags.bpm, tags.key,
-                                   _intensity(energy), brief.prompt)  # fmt: skip
+                                   intensity, words)  # fmt: skip
 
     def _composer_structure(self, brief: MusicBrief) -> np.ndarray:
         """The composer's cut-aligned render of the same brief, at the model's rate: the
@@ -234,9 +249,12 @@ class DiffusionGenerator:
         except _Abandoned:
             return
         for (piece, index), audio in zip(members, audios, strict=True):
-            samples = round(piece.windows[index].seconds * piece.job.brief.sample_rate)
-            piece.parts[index] = resample(audio, adapter.sample_rate,
-                                          piece.job.brief.sample_rate, samples)  # fmt: skip
+            brief, window = piece.job.brief, piece.windows[index]
+            samples = round(window.seconds * brief.sample_rate)
+            part = resample(audio, adapter.sample_rate, brief.sample_rate, samples)
+            if speech_share(brief, window.start_s, window.end_s) >= SPEECH_SHARE:
+                part *= 10 ** (-SPEECH_QUIETER_DB / 20)
+            piece.parts[index] = part
         for piece, count in in_call.items():
             piece.windows_done += count
 

@@ -1,0 +1,77 @@
+"""The tagger listens to the video's own sound: where someone speaks (Silero VAD, whose
+weights ship inside its PyPI package; the model runs on the CPU, a minute of audio in well
+under a second) and the short-term level, read a block at a time so a two-hour track never
+sits in memory whole."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.config import HearingConfig
+from services.domain import LevelCurve, SpeechInterval
+from services.media.audio import mono_blocks
+
+# Silero VAD's rate (it also takes 8 kHz).
+VAD_RATE = 16000
+# Audio is read and judged in blocks this long; speech across a block's edge is joined.
+BLOCK_S = 60.0
+# The level given to digital silence.
+SILENCE_DB = -120.0
+
+
+@dataclass(frozen=True)
+class Hearing:
+    speech: list[SpeechInterval]
+    loudness: LevelCurve
+
+
+class Listener:
+    """The VAD model, loaded once per tagger."""
+
+    def __init__(self, config: HearingConfig):
+        from silero_vad import load_silero_vad
+
+        self.config = config
+        self.model: Any = load_silero_vad()
+
+    def hear(self, path: Path, heartbeat: Callable[[], None]) -> Hearing:
+        from silero_vad import get_speech_timestamps
+
+        config = self.config
+        hop = round(VAD_RATE / config.loudness_hz)
+        speech: list[SpeechInterval] = []
+        levels: list[float] = []
+        offset = 0.0
+        tail = np.zeros(0, np.float32)
+        for block in mono_blocks(path, VAD_RATE, BLOCK_S, heartbeat):
+            import torch
+
+            found = get_speech_timestamps(
+                torch.from_numpy(block), self.model, threshold=config.vad_threshold,
+                sampling_rate=VAD_RATE, min_speech_duration_ms=round(config.min_speech_s * 1000),
+                min_silence_duration_ms=round(config.min_silence_s * 1000),
+                return_seconds=False, progress_tracking_callback=lambda _: heartbeat(),
+            )  # fmt: skip
+            for stretch in found:
+                start = offset + stretch["start"] / VAD_RATE
+                end = offset + stretch["end"] / VAD_RATE
+                if speech and start - speech[-1].end_s <= config.min_silence_s:
+                    speech[-1] = SpeechInterval(speech[-1].start_s, end)
+                else:
+                    speech.append(SpeechInterval(start, end))
+            joined = np.concatenate([tail, block])
+            whole = len(joined) // hop * hop
+            frames = joined[:whole].reshape(-1, hop)
+            rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+            levels += [float(v) for v in 20 * np.log10(np.maximum(rms, 10 ** (SILENCE_DB / 20)))]
+            tail = joined[whole:]
+            offset += len(block) / VAD_RATE
+        return Hearing(
+            [SpeechInterval(round(i.start_s, 3), round(i.end_s, 3)) for i in speech],
+            LevelCurve(config.loudness_hz, [round(v, 2) for v in levels]),
+        )

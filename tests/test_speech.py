@@ -1,0 +1,263 @@
+"""Music that makes room for speech (issue 19): a video whose sound has known sentences
+spoken by espeak-ng at known times and door slams between them."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+
+import numpy as np
+import pretty_midi
+import pytest
+from scipy.signal import butter, sosfiltfilt
+
+from services.config import SpeechDuckingConfig
+from services.contract import analysis_from_proto, analysis_to_proto
+from services.domain import OutputOptions, SpeechInterval, UserControls, VideoAnalysis
+from services.errors import InvalidInputError
+from services.gateway.controls import make_brief, validate_controls
+from services.gateway.delivery import master_music, speech_ducking
+from services.gateway.mastering import SpeechDucking, master, speech_gain
+from services.generator.backends.composer.backend import ComposerGenerator
+from services.generator.backends.composer.speech import PULSE_KEYS, VOICE_LOW
+from services.media.synth import Shot, SyntheticVideo, speech_track, write_video
+from services.tagger.backend import AnalysisRequest
+from services.tagger.backends.vision import VisionTagger
+from services.vocabulary import load_vocabulary
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng (Debian) makes the speech; ./dev.sh setup installs it",
+)
+LINES = [
+    (1.0, "Welcome to the workshop. Today we build a small wooden box."),
+    (8.0, "First, measure the boards twice and cut them once."),
+    (15.0, "Thanks for watching, and see you next time."),
+]
+SLAMS = [6.5, 13.2]
+DURATION_S = 20.0
+RATE = 48000
+
+
+@dataclasses.dataclass(frozen=True)
+class Spoken:
+    video: SyntheticVideo
+    truth: list[tuple[float, float]]
+    analysis: VideoAnalysis
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory, tagger: VisionTagger) -> Spoken:
+    track, truth = speech_track(DURATION_S, LINES, hits=SLAMS, bed_level=0.002)
+    shots = [Shot(5.0, hue=0.1), Shot(5.0, hue=0.4, speed=0.3), Shot(5.0, hue=0.7),
+             Shot(5.0, hue=0.9, speed=0.5)]  # fmt: skip
+    video = write_video(tmp_path_factory.mktemp("speech") / "talk.mp4", shots, soundtrack=track)
+    return Spoken(video, truth, tagger.analyze(AnalysisRequest(video.path)))
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b)
+
+
+def test_the_tagger_finds_the_speech_and_not_the_slams(spoken):
+    found = [(i.start_s, i.end_s) for i in spoken.analysis.speech]
+    overlap = _overlap(found, spoken.truth)
+    precision = overlap / sum(e - s for s, e in found)
+    recall = overlap / sum(e - s for s, e in spoken.truth)
+    print(f"speech time: precision {precision:.3f}, recall {recall:.3f}")
+    assert precision >= 0.9 and recall >= 0.9
+    for slam in SLAMS:
+        assert not any(s - 0.1 < slam < e for s, e in found)
+    loudness = spoken.analysis.loudness
+    assert loudness.hz == 10.0 and abs(len(loudness.values) - DURATION_S * 10) <= 1
+    # The slam is loud where it is; the bed between lines is quiet.
+    assert loudness.values[int(SLAMS[0] * 10)] > -25 > loudness.values[int(7.5 * 10)]
+    again = analysis_from_proto(analysis_to_proto(spoken.analysis))
+    assert again.speech == spoken.analysis.speech
+    assert np.allclose(again.loudness.values, loudness.values, atol=0.01)
+
+
+def test_a_video_without_sound_has_no_speech(tagger, tmp_path):
+    video = write_video(tmp_path / "mute.mp4", [Shot(2.0)], audio=False)
+    analysis = tagger.analyze(AnalysisRequest(video.path))
+    assert analysis.speech == [] and analysis.loudness.values == []
+
+
+def _brief(spoken: Spoken, mode: str, keep: bool, genre: str = "pop"):  # type: ignore[no-untyped-def]
+    controls = validate_controls(UserControls(genres=[genre], speech=mode), load_vocabulary())
+    return make_brief(spoken.analysis, controls, load_vocabulary(), RATE,
+                      keep_original_audio=keep), controls  # fmt: skip
+
+
+def test_speech_modes_decide_what_happens():
+    vocabulary = load_vocabulary()
+    with pytest.raises(InvalidInputError, match="unknown speech handling 'loud'") as caught:
+        validate_controls(UserControls(speech="loud"), vocabulary)
+    assert caught.value.field == "controls.speech"
+
+
+def test_the_arrangement_steps_aside_under_speech(spoken, generator: ComposerGenerator):
+    brief, _ = _brief(spoken, "auto", keep=True)
+    assert brief.speech == spoken.analysis.speech
+    music = generator.generate(brief)
+    plain = generator.generate(dataclasses.replace(brief, speech=[]))
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    spans = [(i.start_s, i.end_s) for i in brief.speech]
+
+    def under(note: pretty_midi.Note) -> bool:
+        return any(note.start < e and note.end > s for s, e in spans)
+
+    roles = _roles(brief)
+    for instrument in midi.instruments:
+        notes = [n for n in instrument.notes if under(n)]
+        if instrument.is_drum:
+            assert all(n.pitch in PULSE_KEYS for n in notes)
+            for start, _ in spans:
+                assert not any(abs(n.start - start) < 0.15 and n.pitch not in PULSE_KEYS
+                               for n in instrument.notes)  # fmt: skip
+        elif instrument.name in roles.of("melody"):
+            # Notes that began before the breath may ring on into it; none starts in it.
+            assert not any(s - 0.25 <= n.start < e for n in notes for s, e in spans)
+        elif instrument.name in roles.of("comping"):
+            assert all(n.pitch < VOICE_LOW for n in notes if any(
+                s - 0.25 <= n.start < e for s, e in spans))  # fmt: skip
+    thinned = [s.thinning for s in music.plan.sections if s.thinning]
+    assert thinned and all(t.startswith("speech ") for t in thinned)
+    assert not any(s.thinning for s in plain.plan.sections)
+    plain_midi = pretty_midi.PrettyMIDI(io.BytesIO(plain.midi))
+    plain_drums = [n for i in plain_midi.instruments if i.is_drum for n in i.notes if under(n)]
+    # Without speech the same piece has its full kit under those stretches.
+    assert any(n.pitch not in PULSE_KEYS for n in plain_drums)
+
+
+def _roles(brief):  # type: ignore[no-untyped-def]
+    from services.generator.backends.composer.arrangement import assign_roles, choose_band
+    from services.generator.backends.composer.styles import STYLES
+
+    style = STYLES[brief.tags.genres[0]]
+    return assign_roles(style, choose_band(style, brief.tags, brief.negative))
+
+
+def test_the_lead_is_silent_under_speech(spoken, generator: ComposerGenerator):
+    brief, _ = _brief(spoken, "arrange", keep=False)
+    music = generator.generate(dataclasses.replace(brief, stems=True))
+    roles = _roles(brief)
+    assert roles.of("melody")
+    for player in roles.of("melody"):
+        stem = music.stems[player]
+        for interval in brief.speech:
+            part = stem[int((interval.start_s + 0.3) * RATE) : int(interval.end_s * RATE)]
+            if len(part):
+                # A release tail may ring into the first 0.3 s; then nothing.
+                assert float(np.sqrt(np.mean(part**2))) < 1e-3, player
+
+
+def _band_db(audio: np.ndarray, spans: list[tuple[float, float]], inside: bool) -> float:
+    sos = butter(4, (200.0, 4000.0), btype="bandpass", fs=RATE, output="sos")
+    band = sosfiltfilt(sos, audio.mean(axis=1))
+    mask = np.zeros(len(band), bool)
+    for start, end in spans:
+        mask[int(start * RATE) : int(end * RATE)] = True
+    chosen = band[mask if inside else ~mask]
+    return float(10 * np.log10(np.mean(chosen**2) + 1e-20))
+
+
+def test_arranged_and_ducked_music_is_quieter_in_the_voice_band_under_speech(
+    spoken, generator: ComposerGenerator, tmp_path
+):
+    spans = spoken.truth
+    differences = {}
+    for mode in ("auto", "duck", "off"):
+        brief, controls = _brief(spoken, mode, keep=True)
+        music = generator.generate(brief)
+        options = OutputOptions(output=tmp_path / f"{mode}.wav", keep_original_audio=True)
+        ducking = speech_ducking(spoken.analysis, controls, options, SpeechDuckingConfig())
+        mastered = master_music(spoken.video.path, music, options, lambda: None, ducking)
+        delivered_music = music.audio * mastered.music_gain[:, None]
+        differences[mode] = _band_db(delivered_music, spans, False) - _band_db(
+            delivered_music, spans, True
+        )
+    print(f"music's voice band, outside minus under speech: arrange+duck (auto) "
+          f"{differences['auto']:.1f} dB, duck {differences['duck']:.1f} dB, off (ducked by "
+          f"level) {differences['off']:.1f} dB")  # fmt: skip
+    assert differences["auto"] >= 6.0
+    # The arrangement's part: more room than ducking alone.
+    assert differences["auto"] > differences["duck"] + 1.0
+
+
+def test_the_music_ducks_for_speech_not_for_a_door_slam(spoken, tmp_path):
+    ducking = speech_ducking(spoken.analysis, UserControls(speech="duck"),
+                             OutputOptions(output=tmp_path / "x.wav"),
+                             SpeechDuckingConfig())  # fmt: skip
+    assert ducking is not None and ducking.intervals == spoken.analysis.speech
+    gain = speech_gain(ducking, RATE, round(DURATION_S * RATE))
+    for slam in SLAMS:
+        assert gain[int(slam * RATE)] == pytest.approx(1.0)
+    # The second line (after a pause): down by its first word (look-ahead), level before.
+    second = min((i.start_s for i in spoken.analysis.speech), key=lambda t: abs(t - 8.0))
+    assert gain[int(second * RATE)] < 10 ** (-10 / 20)
+    assert gain[int((second - 1.2) * RATE)] == pytest.approx(1.0)
+    # The level-keyed ducking of before ("off") dips at the slams too.
+    level = speech_ducking(spoken.analysis, UserControls(speech="off"),
+                           OutputOptions(output=tmp_path / "x.wav", keep_original_audio=True),
+                           SpeechDuckingConfig())  # fmt: skip
+    assert level is None
+    tone = np.tile(np.sin(np.arange(RATE) / RATE * 2 * np.pi * 440)[:, None], (20, 2)) * 0.1
+    from services.media.audio import decode_audio
+
+    original = decode_audio(spoken.video.path, RATE, len(tone))
+    assert original is not None
+    # A quiet target, so that the limiter never acts and the gains are the ducking's alone.
+    keyed = master(tone.astype(np.float32), RATE, -30.0, original=original, speech=ducking)
+    by_level = master(tone.astype(np.float32), RATE, -30.0, original=original)
+    assert not keyed.report.limited and not by_level.report.limited
+    at_slam, between = int(SLAMS[0] * RATE) + 2400, int(19.5 * RATE)
+    assert keyed.music_gain[at_slam] == pytest.approx(keyed.music_gain[between], rel=0.02)
+    assert by_level.music_gain[at_slam] < 0.7 * by_level.music_gain[between]
+
+
+def test_carving_dips_only_the_voice_band(spoken):
+    ducking = SpeechDucking(spoken.analysis.speech, 12.0, 0.3, 0.6, carve=True)
+    rng = np.random.default_rng(0)
+    noise = (0.05 * rng.standard_normal((round(DURATION_S * RATE), 2))).astype(np.float32)
+    carved = master(noise, RATE, -20.0, speech=ducking).audio
+    spans = [(i.start_s, i.end_s) for i in spoken.analysis.speech]
+    sos_low = butter(4, 150.0, btype="lowpass", fs=RATE, output="sos")
+
+    def low_db(audio: np.ndarray, inside: bool) -> float:
+        low = sosfiltfilt(sos_low, audio.mean(axis=1))
+        mask = np.zeros(len(low), bool)
+        for start, end in spans:
+            mask[int(start * RATE) : int(end * RATE)] = True
+        return float(10 * np.log10(np.mean(low[mask if inside else ~mask] ** 2)))
+
+    band = _band_db(carved, spans, False) - _band_db(carved, spans, True)
+    low = low_db(carved, False) - low_db(carved, True)
+    assert band > 4.0 and abs(low) < 1.0
+
+
+def test_speech_outside_the_music_is_refused(spoken, generator: ComposerGenerator):
+    brief, _ = _brief(spoken, "arrange", keep=False)
+    bad = dataclasses.replace(brief, speech=[SpeechInterval(5.0, 4.0)])
+    with pytest.raises(InvalidInputError, match=r"brief.speech\[0\]"):
+        generator.generate(bad)
+
+
+def test_bgm_score_takes_speech(spoken, tmp_path):
+    import subprocess
+    import sys
+
+    def score(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "score", str(spoken.video.path), "-o",
+             str(tmp_path / "out.wav"), "--force", "--keep-original-audio", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    done = score("--speech", "auto")
+    assert done.returncode == 0, done.stderr
+    assert "stretches" in done.stdout and "steps aside" in done.stdout
+    assert "the music ducks under it" in done.stdout
+    refused = score("--speech", "loud")
+    assert refused.returncode != 0 and "invalid choice: 'loud'" in refused.stderr
