@@ -261,3 +261,14 @@ def test_bgm_score_takes_speech(spoken, tmp_path):
     assert "the music ducks under it" in done.stdout
     refused = score("--speech", "loud")
     assert refused.returncode != 0 and "invalid choice: 'loud'" in refused.stderr
+
+
+def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
+    """The VAD keeps state between frames: concurrent analyses each get their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert tagger.listener is not None
+    listener = tagger.listener
+    with ThreadPoolExecutor(4) as pool:
+        heard = list(pool.map(lambda _: listener.hear(spoken.video.path, lambda: None), range(4)))
+    assert all(h.speech == spoken.analysis.speech for h in heard)

@@ -5,6 +5,7 @@ sits in memory whole."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,22 @@ class Hearing:
 
 
 class Listener:
-    """The VAD model, loaded once per tagger."""
+    """The VAD model, one per thread that listens: the model keeps its recurrent state
+    between frames, so two analyses at once must not share one (a lock would make one
+    caller's two-hour video hold up another's)."""
 
     def __init__(self, config: HearingConfig):
-        from silero_vad import load_silero_vad
-
         self.config = config
-        self.model: Any = load_silero_vad()
+        self._models = threading.local()
+        self._model()  # a broken install fails at start-up, not on the first request
+
+    def _model(self) -> Any:
+        model = getattr(self._models, "model", None)
+        if model is None:
+            from silero_vad import load_silero_vad
+
+            model = self._models.model = load_silero_vad()
+        return model
 
     def hear(self, path: Path, heartbeat: Callable[[], None]) -> Hearing:
         from silero_vad import get_speech_timestamps
@@ -52,7 +62,7 @@ class Listener:
             import torch
 
             found = get_speech_timestamps(
-                torch.from_numpy(block), self.model, threshold=config.vad_threshold,
+                torch.from_numpy(block), self._model(), threshold=config.vad_threshold,
                 sampling_rate=VAD_RATE, min_speech_duration_ms=round(config.min_speech_s * 1000),
                 min_silence_duration_ms=round(config.min_silence_s * 1000),
                 return_seconds=False, progress_tracking_callback=lambda _: heartbeat(),
