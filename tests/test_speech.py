@@ -272,3 +272,15 @@ def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
     with ThreadPoolExecutor(4) as pool:
         heard = list(pool.map(lambda _: listener.hear(spoken.video.path, lambda: None), range(4)))
     assert all(h.speech == spoken.analysis.speech for h in heard)
+
+
+def test_bgm_analyze_lists_the_speech(spoken):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "services.cli", "analyze",
+                           str(spoken.video.path)], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = spoken.analysis.speech[0]
+    assert f"Speech {len(spoken.analysis.speech)}: {first.start_s:.2f}-" in done.stdout

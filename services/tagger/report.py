@@ -54,6 +54,11 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
             *([segment.caption] if captions else []),
         )
     console.print(table)
+    if a.speech:
+        stretches = ", ".join(f"{i.start_s:.2f}-{i.end_s:.2f}" for i in a.speech)
+        console.print(f"[bold]Speech[/bold] {len(a.speech)}: {stretches} s")
+    elif a.loudness.values:
+        console.print("[bold]Speech[/bold] none heard")
     tags = a.tags
     print_tags(tags, console)
     console.print(
