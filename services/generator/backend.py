@@ -5,9 +5,9 @@ Plain domain types only; no gRPC, no Ray. Backends are chosen by `GeneratorConfi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,56 @@ class GeneratorBackend(Protocol):
         """Several pieces at once, in the jobs' order; a backend that can share model calls
         between them does (the diffusion backend batches its pipeline calls)."""
         ...
+
+
+class Started(Protocol):
+    """A job under way in a batch: the error that stopped it, if any (a cancel)."""
+
+    error: BgmError | None
+
+
+StartedJob = TypeVar("StartedJob", bound=Started)
+
+
+def start_jobs(
+    jobs: Sequence[GenerationJob], start: Callable[[GenerationJob], StartedJob]
+) -> list[StartedJob | BgmError]:
+    """Each job started, or the error that refused it (the others go on)."""
+    started: list[StartedJob | BgmError] = []
+    for job in jobs:
+        try:
+            started.append(start(job))
+        except BgmError as error:
+            started.append(error)
+    return started
+
+
+def finish_jobs(
+    started: Sequence[StartedJob | BgmError], finish: Callable[[StartedJob], GeneratedMusic]
+) -> list[JobResult]:
+    """Per job, in order: its music, or the error that refused, cancelled or stopped it."""
+    results: list[JobResult] = []
+    for outcome in started:
+        if isinstance(outcome, BgmError):
+            results.append(outcome)
+        elif outcome.error is not None:
+            results.append(outcome.error)
+        else:
+            try:
+                results.append(finish(outcome))
+            except BgmError as error:
+                results.append(error)
+    return results
+
+
+def alone(
+    backend: GeneratorBackend, brief: MusicBrief, progress: ProgressCallback | None
+) -> GeneratedMusic:
+    """generate() for a backend whose work is done by generate_batch: a batch of one."""
+    [result] = backend.generate_batch([GenerationJob(brief, progress or (lambda _: None))])
+    if isinstance(result, BgmError):
+        raise result
+    return result
 
 
 def one_by_one(backend: GeneratorBackend, jobs: Sequence[GenerationJob]) -> list[JobResult]:

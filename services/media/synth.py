@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -209,8 +209,9 @@ def write_video(
     )
 
 
-# The rate of soundtracks written into videos.
+# The rate of soundtracks written into videos, and the samples a frame encodes.
 SOUND_RATE = 48000
+AUDIO_BLOCK = 1024
 
 
 def _write_samples(
@@ -218,12 +219,21 @@ def _write_samples(
 ) -> None:
     samples = np.zeros(total, np.float32)
     samples[: min(total, len(mono))] = mono[:total]
-    block = 1024
-    for start in range(0, total, block):
-        part = samples[start : start + block]
-        frame = av.AudioFrame.from_ndarray(np.stack([part, part]), format="fltp", layout="stereo")
+    blocks = (samples[s : s + AUDIO_BLOCK] for s in range(0, total, AUDIO_BLOCK))
+    _encode_mono(container, stream, blocks)
+
+
+def _encode_mono(
+    container: av.container.OutputContainer, stream: av.AudioStream, blocks: Iterable[np.ndarray]
+) -> None:
+    """Encode consecutive mono blocks at SOUND_RATE as the stereo stream."""
+    start = 0
+    for block in blocks:
+        frame = av.AudioFrame.from_ndarray(np.stack([block, block]), format="fltp",
+                                           layout="stereo")  # fmt: skip
         frame.sample_rate = SOUND_RATE
         frame.pts = start
+        start += len(block)
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode():
@@ -292,28 +302,23 @@ def _write_tone(
     loud_intervals: Sequence[tuple[float, float]],
 ) -> None:
     """A quiet 220 Hz tone, or loud warbles in `loud_intervals` and silence elsewhere."""
-    rate = 48000
-    block = 1024
-    total = round(duration_s * rate)
-    for start in range(0, total, block):
-        n = min(block, total - start)
-        t = (np.arange(start, start + n) / rate).astype(np.float32)
-        if loud_intervals:
+    total = round(duration_s * SOUND_RATE)
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, total, AUDIO_BLOCK):
+            n = min(AUDIO_BLOCK, total - start)
+            t = (np.arange(start, start + n) / SOUND_RATE).astype(np.float32)
+            if not loud_intervals:
+                yield (0.1 * np.sin(2 * math.pi * 220.0 * t)).astype(np.float32)
+                continue
             inside = np.zeros(n, dtype=bool)
             for begin, end in loud_intervals:
                 inside |= (t >= begin) & (t < end)
             # A 220 Hz tone wobbling at syllable rate, like a voice.
             warble = 0.5 + 0.5 * np.sin(2 * math.pi * 4.0 * t)
-            tone = (0.4 * warble * np.sin(2 * math.pi * 220.0 * t) * inside).astype(np.float32)
-        else:
-            tone = (0.1 * np.sin(2 * math.pi * 220.0 * t)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-        frame.sample_rate = rate
-        frame.pts = start
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+            yield (0.4 * warble * np.sin(2 * math.pi * 220.0 * t) * inside).astype(np.float32)
+
+    _encode_mono(container, stream, blocks())
 
 
 def sample_shots() -> list[Shot]:

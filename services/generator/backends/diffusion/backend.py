@@ -29,7 +29,10 @@ from services.generator.backend import (
     GeneratorInfo,
     JobResult,
     ProgressCallback,
+    alone,
     cut_alignment,
+    finish_jobs,
+    start_jobs,
     validate_brief,
 )
 from services.generator.backends.diffusion.adapters import (
@@ -196,20 +199,12 @@ class DiffusionGenerator:
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
-        [result] = self.generate_batch([GenerationJob(brief, progress or (lambda _: None))])
-        if isinstance(result, BgmError):
-            raise result
-        return result
+        return alone(self, brief, progress)
 
     def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
         """Every window of every job, rendered in as few pipeline calls as the windows' batch
         keys and `max_batch` allow; a cancelled job drops out, the others go on."""
-        started: list[_Piece | BgmError] = []
-        for job in jobs:
-            try:
-                started.append(self._start(job))
-            except BgmError as error:
-                started.append(error)
+        started = start_jobs(jobs, self._start)
         pieces = [p for p in started if isinstance(p, _Piece)]
         groups: dict[tuple[object, ...], list[tuple[_Piece, int]]] = {}
         for piece in pieces:
@@ -221,14 +216,7 @@ class DiffusionGenerator:
                 live = [m for m in members[first : first + size] if m[0].error is None]
                 if live:
                     self._render_call(live)
-        results: list[JobResult] = []
-        for outcome in started:
-            if isinstance(outcome, BgmError):
-                results.append(outcome)
-            elif outcome.error is not None:
-                results.append(outcome.error)
-            else:
-                results.append(self._finish(outcome))
+        results = finish_jobs(started, self._finish)
         _release_memory()
         return results
 
@@ -258,7 +246,7 @@ class DiffusionGenerator:
         for piece, count in in_call.items():
             piece.windows_done += count
 
-    def _finish(self, piece: _Piece) -> JobResult:
+    def _finish(self, piece: _Piece) -> GeneratedMusic:
         brief = piece.job.brief
         total = round(brief.duration_s * brief.sample_rate)
         # Every window is rendered: a call is abandoned only when all its pieces were cancelled.
@@ -267,7 +255,7 @@ class DiffusionGenerator:
         fade_out(music, round(END_FADE_S * brief.sample_rate))
         piece.report(1.0)
         if piece.error is not None:
-            return piece.error
+            raise piece.error
         return GeneratedMusic(audio=music, sample_rate=brief.sample_rate, stems={}, midi=b"",
                               plan=_plan(brief, piece.windows))  # fmt: skip
 

@@ -20,7 +20,15 @@ import torch
 from services.config import ComposerConfig, SymbolicDiffusionConfig
 from services.domain import GeneratedMusic, Look, MusicBrief, Segment
 from services.errors import BgmError, ConfigError
-from services.generator.backend import GenerationJob, GeneratorInfo, JobResult, ProgressCallback
+from services.generator.backend import (
+    GenerationJob,
+    GeneratorInfo,
+    JobResult,
+    ProgressCallback,
+    alone,
+    finish_jobs,
+    start_jobs,
+)
 from services.generator.backends.composer.arrangement import Note, Roles
 from services.generator.backends.composer.backend import ComposerGenerator, Score
 from services.generator.backends.symbolic_diffusion.checkpoint import (
@@ -73,35 +81,17 @@ class SymbolicDiffusionGenerator:
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
-        [result] = self.generate_batch([GenerationJob(brief, progress or (lambda _: None))])
-        if isinstance(result, BgmError):
-            raise result
-        return result
+        return alone(self, brief, progress)
 
     def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
-        started: list[_Piece | BgmError] = []
-        for job in jobs:
-            try:
-                started.append(self._start(job))
-            except BgmError as error:
-                started.append(error)
+        started = start_jobs(jobs, self._start)
         windows = [(p, w) for p in started if isinstance(p, _Piece) for w in range(p.windows)]
         size = self.config.max_batch
         for first in range(0, len(windows), size):
             live = [m for m in windows[first : first + size] if m[0].error is None]
             if live:
                 self._denoise(live)
-        results: list[JobResult] = []
-        for outcome in started:
-            if isinstance(outcome, BgmError):
-                results.append(outcome)
-            elif outcome.error is not None:
-                results.append(outcome.error)
-            else:
-                try:
-                    results.append(self._finish(outcome))
-                except BgmError as error:
-                    results.append(error)
+        results = finish_jobs(started, self._finish)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return results
