@@ -20,8 +20,9 @@ TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
-# espeak-ng, which speaks the sentences of the speech tests' videos (skipped without it).
-DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng)
+# espeak-ng, which speaks the sentences of the speech tests' videos, and Chromium, in which
+# the studio's browser test runs (those tests are skipped without them).
+DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng chromium)
 
 debian_packages() {
     local missing=() package
@@ -34,7 +35,7 @@ debian_packages() {
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     if ! command -v apt-get >/dev/null || { [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; }; then
         echo "note: install ${missing[*]} (Debian/Ubuntu): without them the composer renders" \
-            "with TimGM6mb and the speech tests are skipped" >&2
+            "with TimGM6mb and the speech and browser tests are skipped" >&2
         return
     fi
     export DEBIAN_FRONTEND=noninteractive

@@ -20,6 +20,9 @@ from services.errors import BgmError, InvalidInputError
 from services.rules import SPEECH_MODES
 from services.vocabulary import load_vocabulary
 
+# How long `bgm studio` waits for the gateway it starts.
+STUDIO_GATEWAY_START_S = 120.0
+
 
 def _process_age_s() -> float:
     """Seconds since this process started (the interpreter's own start-up included), from
@@ -262,13 +265,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_score(args: argparse.Namespace) -> int:
-    import grpc
-
-    from services.gateway.client import error_details, score_remote
-    from services.score_report import print_remote_summary
-
-    stderr = Console(stderr=True)
+def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], Any]:
+    """The metadata (with the bearer token) and the TLS settings the connection flags say."""
     metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
     token = args.token or os.environ.get("BGM_TOKEN")
     if token:
@@ -279,6 +277,60 @@ def _client_score(args: argparse.Namespace) -> int:
 
         tls = ClientTlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert,
                               key_file=args.tls_key, server_name=args.tls_server_name)  # fmt: skip
+    return metadata, tls
+
+
+def _studio(args: argparse.Namespace) -> int:
+    import subprocess
+
+    import grpc
+    import uvicorn
+
+    from services.studio.app import GatewayLink, create_app
+
+    config = load_config(args.config)
+    studio = config.studio
+    if args.port is not None:
+        studio = studio.model_copy(update={"port": args.port})
+    child = None
+    if args.server:
+        metadata, tls = _connection(args)
+        link = GatewayLink(args.server, metadata, tls)
+    else:
+        # A gateway of our own (with its tagger and generator), stopped with the studio.
+        flags = ["--config", args.config] if args.config else []
+        child = subprocess.Popen([sys.executable, "-m", "services.cli", *flags, "serve", "all"])
+        endpoint = config.serving.gateway
+        link = GatewayLink(f"127.0.0.1:{endpoint.port}")
+        with grpc.insecure_channel(link.server) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=STUDIO_GATEWAY_START_S)
+            except grpc.FutureTimeoutError:
+                child.terminate()
+                raise InvalidInputError(
+                    f"the studio's gateway did not start on {link.server} within "
+                    f"{STUDIO_GATEWAY_START_S:g} s"
+                ) from None
+    Console(stderr=True).print(f"bgm studio on http://{studio.host}:{studio.port}/ "
+                               f"(gateway {link.server})")  # fmt: skip
+    try:
+        uvicorn.run(create_app(studio, link), host=studio.host, port=studio.port,
+                    log_level="warning")  # fmt: skip
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=30)
+    return 0
+
+
+def _client_score(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.gateway.client import error_details, score_remote
+    from services.score_report import print_remote_summary
+
+    stderr = Console(stderr=True)
+    metadata, tls = _connection(args)
     options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
@@ -347,6 +399,21 @@ def _sample(args: argparse.Namespace) -> int:
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
     )
     return 0
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="gRPC metadata to send (repeatable)",
+    )
+    parser.add_argument("--token", help="bearer token (an API key or a JWT); default $BGM_TOKEN")
+    parser.add_argument("--tls", action="store_true", help="TLS, checked by the system's CAs")
+    parser.add_argument("--tls-ca", metavar="PEM", help="TLS, checked by this CA")
+    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="PEM", help="client key (mutual TLS)")
+    parser.add_argument("--tls-server-name", help="the name the server's certificate carries")
 
 
 def _tagger_arguments(parser: argparse.ArgumentParser) -> None:
@@ -516,21 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="VIDEO is a URI the gateway fetches, not a file to upload",
     )
-    remote.add_argument(
-        "--metadata",
-        action="append",
-        metavar="KEY=VALUE",
-        help="gRPC metadata to send (repeatable)",
-    )
     remote.add_argument("--timeout", type=float, help="deadline, seconds")
-    remote.add_argument("--token", help="bearer token (an API key or a JWT); default $BGM_TOKEN")
-    remote.add_argument("--tls", action="store_true", help="TLS, checked by the system's CAs")
-    remote.add_argument("--tls-ca", metavar="PEM", help="TLS, checked by this CA")
-    remote.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
-    remote.add_argument("--tls-key", metavar="PEM", help="client key (mutual TLS)")
-    remote.add_argument("--tls-server-name", help="the name the server's certificate carries")
+    _connection_arguments(remote)
     _score_arguments(remote)
     remote.set_defaults(run=_client_score)
+
+    studio = commands.add_parser(
+        "studio", help="a web page to upload a video, shape its music, hear it and download it"
+    )
+    studio.add_argument("--server", help="a gateway HOST:PORT (default: start one here)")
+    studio.add_argument("--port", type=int, help="the page's port (default 8765)")
+    _connection_arguments(studio)
+    studio.set_defaults(run=_studio)
 
     tags = commands.add_parser(
         "tags", help="list the vocabulary: genres, moods, instruments (with synonyms), keys"

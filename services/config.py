@@ -355,6 +355,18 @@ class RequestLimits(StrictModel):
     max_music_s: float = Field(7200.0, gt=0)
 
 
+class StudioConfig(StrictModel):
+    """`bgm studio`: the web page."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    # Uploads and results, one folder per browser session (emptied when the studio starts).
+    folder: Path = Path(tempfile.gettempdir()) / "bgm-studio"
+    # A session's videos and results are removed this long after its last request.
+    keep_s: float = Field(24 * 3600.0, gt=0)
+    max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+
+
 class BgmConfig(StrictModel):
     limits: RequestLimits = RequestLimits()
     auth: AuthConfig = AuthConfig()
@@ -362,6 +374,7 @@ class BgmConfig(StrictModel):
     generator: GeneratorConfig = GeneratorConfig()
     gateway: GatewayConfig = GatewayConfig()
     serving: ServingConfig = ServingConfig()
+    studio: StudioConfig = StudioConfig()
 
 
 def load_config(path: str | Path | None = None) -> BgmConfig:

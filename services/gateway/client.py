@@ -65,9 +65,11 @@ def score_remote(
     timeout_s: float | None = None,
     by_uri: bool = False,
     tls: ClientTlsConfig | None = None,
+    on_event: Callable[[gateway_pb2.ScoreEvent], None] | None = None,
 ) -> ClientResult:
     """Score through a gateway: upload the file (or name its URI) and write what comes back,
-    all or nothing. With `tls`, over TLS (mutual, with a client certificate)."""
+    all or nothing. With `tls`, over TLS (mutual, with a client certificate). `on_event`
+    sees every event but the file chunks (analysis, progress with its stage, result)."""
     message = output_options_message(options)
     controls_message = controls_to_proto(controls)
     outcome = ClientResult()
@@ -111,6 +113,8 @@ def score_remote(
             for response in responses:
                 event = response.event
                 which = event.WhichOneof("event")
+                if on_event is not None and which != "file":
+                    on_event(event)
                 if which == "analysis":
                     outcome.analysis = event.analysis
                 elif which == "progress":

@@ -1,0 +1,334 @@
+"""`bgm studio`: a web page for editors and integrators, served by a small ASGI app
+(Starlette) with plain JavaScript and every asset in the package (no CDN). It is a client of a
+gateway like `bgm client`: uploads become Gateway.Score calls, their events stream to the page
+(Server-Sent Events), and the outputs are kept per browser session until `keep_s` after its
+last use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import re
+import secrets
+import shutil
+import threading
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from services.config import ClientTlsConfig, StudioConfig
+from services.contract import tags_from_proto
+from services.domain import OutputOptions, UserControls
+from services.gateway.client import error_details, score_remote
+from services.gen.bgm.v1 import gateway_pb2
+from services.media.audio import decode_audio, write_audio_file
+from services.rules import SPEECH_MODES
+from services.vocabulary import load_vocabulary
+
+log = logging.getLogger("bgm")
+STATIC = Path(__file__).parent / "static"
+COOKIE = "bgm_studio"
+# The sample videos a visitor may pick instead of uploading one.
+SAMPLES = {"sample": "The project's sample: 20 s of calm, busy and closing shots"}
+# Names of a job's downloads.
+VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mid", "stems"
+SAFE_NAME = re.compile(r"[^\w.-]+")
+# How often an event stream looks for news.
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class GatewayLink:
+    """How the studio reaches its gateway (as `bgm client` does)."""
+
+    server: str
+    metadata: tuple[tuple[str, str], ...] = ()
+    tls: ClientTlsConfig | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    video_id: str
+    folder: Path
+    settings: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    state: str = "running"  # running, done, failed
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "video_id": self.video_id, "state": self.state,
+                "settings": self.settings, "events": self.events}  # fmt: skip
+
+
+@dataclass
+class Session:
+    folder: Path
+    videos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    used: float = field(default_factory=time.monotonic)
+
+
+class Studio:
+    """Sessions, their videos and jobs, and the gateway calls."""
+
+    def __init__(self, config: StudioConfig, link: GatewayLink):
+        self.config, self.link = config, link
+        self.folder = config.folder
+        shutil.rmtree(self.folder, ignore_errors=True)  # what a stopped studio left
+        self.folder.mkdir(parents=True)
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+
+    def session(self, request: Request) -> tuple[str, Session]:
+        key = request.cookies.get(COOKIE, "")
+        with self.lock:
+            if key not in self.sessions:
+                key = secrets.token_urlsafe(18)
+                folder = self.folder / key
+                folder.mkdir()
+                self.sessions[key] = Session(folder)
+            session = self.sessions[key]
+            session.used = time.monotonic()
+        return key, session
+
+    def sweep(self) -> None:
+        """Remove sessions unused for `keep_s` (their files too); running jobs keep theirs."""
+        now = time.monotonic()
+        with self.lock:
+            stale = [key for key, s in self.sessions.items() if now - s.used > self.config.keep_s
+                     and all(j.state != "running" for j in s.jobs.values())]  # fmt: skip
+            for key in stale:
+                shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
+
+    def run_job(self, job: Job, video: Path, controls: UserControls, keep_original: bool) -> None:
+        """One Gateway.Score call (in a thread); its events land in `job.events`."""
+
+        def record(event: gateway_pb2.ScoreEvent) -> None:
+            which = event.WhichOneof("event")
+            message = getattr(event, which)
+            body = MessageToDict(message, preserving_proto_field_name=True)
+            if which in ("analysis", "result"):
+                # Tags with their origins as the domain names them ("genre", "user", ...).
+                body["tags"] = dataclasses.asdict(tags_from_proto(message.tags))
+            job.events.append({"type": which, **body})
+
+        options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
+                                stems_dir=job.folder / STEMS_DIR,
+                                keep_original_audio=keep_original)  # fmt: skip
+        try:
+            score_remote(self.link.server, str(video), controls, options, lambda _: None,
+                         metadata=self.link.metadata, tls=self.link.tls,
+                         on_event=record)  # fmt: skip
+            # The page's player switches between versions on an audio element.
+            duration = next((float(e.get("duration_s", 0.0)) for e in job.events
+                             if e["type"] == "analysis"), 0.0)  # fmt: skip
+            music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration * 48000)))
+            if music is not None:
+                write_audio_file(job.folder / AUDIO_OUT, music, 48000)
+            job.events.append({"type": "done", "files": self.files(job)})
+            job.state = "done"
+        except grpc.RpcError as error:
+            details = error_details(error)
+            job.events.append({"type": "error", "code": error.code().name,
+                               "message": error.details() or "", "fields": details.fields,
+                               "reason": details.reason})  # fmt: skip
+            job.state = "failed"
+        except Exception:
+            log.exception("studio job %s failed", job.id)
+            job.events.append({"type": "error", "code": "INTERNAL", "fields": [], "reason": "",
+                               "message": "the studio could not finish this job (its log "
+                                          "has the details)"})  # fmt: skip
+            job.state = "failed"
+
+    @staticmethod
+    def files(job: Job) -> list[str]:
+        names = [n for n in (VIDEO_OUT, AUDIO_OUT, MIDI_OUT) if (job.folder / n).is_file()]
+        return [*names, "stems.zip"] if (job.folder / STEMS_DIR).is_dir() else names
+
+
+def _error(status: int, message: str, field: str = "") -> JSONResponse:
+    return JSONResponse({"code": "INVALID_ARGUMENT" if status == 400 else "NOT_FOUND",
+                         "message": message, "fields": [field] if field else []},
+                        status_code=status)  # fmt: skip
+
+
+def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
+    studio = Studio(config, link)
+    vocabulary = load_vocabulary()
+
+    def with_cookie(response: Response, key: str) -> Response:
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict",
+                            max_age=int(config.keep_s))  # fmt: skip
+        return response
+
+    async def index(request: Request) -> Response:
+        key, _ = studio.session(request)
+        return with_cookie(FileResponse(STATIC / "index.html"), key)
+
+    async def choices(request: Request) -> Response:
+        return JSONResponse({
+            "genres": list(vocabulary.genres), "moods": list(vocabulary.moods),
+            "instruments": list(vocabulary.instruments),
+            "keys": [f"{t} {m}" for m in vocabulary.modes for t in vocabulary.tonics],
+            "speech": list(SPEECH_MODES), "samples": SAMPLES,
+        })  # fmt: skip
+
+    async def state(request: Request) -> Response:
+        key, session = studio.session(request)
+        return with_cookie(JSONResponse({
+            "videos": list(session.videos.values()),
+            "jobs": [j.summary() for j in session.jobs.values()],
+        }), key)  # fmt: skip
+
+    async def upload(request: Request) -> Response:
+        key, session = studio.session(request)
+        name = SAFE_NAME.sub("_", request.headers.get("x-file-name", "video.mp4"))[-100:]
+        video_id = secrets.token_hex(6)
+        folder = session.folder / "videos" / video_id
+        folder.mkdir(parents=True)
+        path = folder / name
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > config.max_upload_bytes:
+                    out.close()
+                    shutil.rmtree(folder)
+                    return _error(400, f"the video is larger than {config.max_upload_bytes} "
+                                       "bytes", "video")  # fmt: skip
+                out.write(chunk)
+        if size == 0:
+            shutil.rmtree(folder)
+            return _error(400, "the upload is empty", "video")
+        entry = {"id": video_id, "name": name, "url": f"/api/videos/{video_id}"}
+        session.videos[video_id] = {**entry, "path": str(path)}
+        return with_cookie(JSONResponse(entry), key)
+
+    async def sample(request: Request) -> Response:
+        from services.media.synth import sample_shots, write_video
+
+        key, session = studio.session(request)
+        name = request.path_params["name"]
+        if name not in SAMPLES:
+            return _error(404, f"no sample {name!r}")
+        video_id = secrets.token_hex(6)
+        folder = session.folder / "videos" / video_id
+        folder.mkdir(parents=True)
+        path = folder / f"{name}.mp4"
+        await asyncio.to_thread(write_video, path, sample_shots())
+        entry = {"id": video_id, "name": path.name, "url": f"/api/videos/{video_id}"}
+        session.videos[video_id] = {**entry, "path": str(path)}
+        return with_cookie(JSONResponse(entry), key)
+
+    async def video(request: Request) -> Response:
+        _, session = studio.session(request)
+        entry = session.videos.get(request.path_params["video_id"])
+        if entry is None:
+            return _error(404, "no such video in this session")
+        return FileResponse(entry["path"])
+
+    async def score(request: Request) -> Response:
+        key, session = studio.session(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the request is not JSON")
+        entry = session.videos.get(str(body.get("video_id", "")))
+        if entry is None:
+            return _error(400, "choose a video first (upload one or pick a sample)", "video")
+        try:
+            controls = UserControls(
+                genres=list(body.get("genres", [])), moods=list(body.get("moods", [])),
+                instruments=list(body.get("instruments", [])),
+                negative=list(body.get("negative", [])), prompt=str(body.get("prompt", "")),
+                bpm=float(body["bpm"]) if body.get("bpm") not in (None, "") else None,
+                key=str(body["key"]) if body.get("key") else None,
+                seed=int(body.get("seed", 0)), candidates=int(body.get("candidates", 1)),
+                speech=str(body.get("speech", "auto")),
+            )  # fmt: skip
+        except (TypeError, ValueError) as error:
+            return _error(400, f"a control is not a number: {error}")
+        job_id = secrets.token_hex(6)
+        folder = session.folder / "jobs" / job_id
+        folder.mkdir(parents=True)
+        job = Job(job_id, entry["id"], folder, {k: v for k, v in body.items() if k != "video_id"})
+        session.jobs[job_id] = job
+        keep = bool(body.get("keep_original_audio", False))
+        threading.Thread(target=studio.run_job, args=(job, Path(entry["path"]), controls, keep),
+                         daemon=True).start()  # fmt: skip
+        return with_cookie(JSONResponse({"id": job_id}), key)
+
+    async def events(request: Request) -> Response:
+        _, session = studio.session(request)
+        job = session.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return _error(404, "no such job in this session")
+
+        async def stream() -> AsyncIterator[str]:
+            sent = 0
+            while True:
+                while sent < len(job.events):
+                    yield f"data: {json.dumps(job.events[sent])}\n\n"
+                    sent += 1
+                if job.state != "running" and sent == len(job.events):
+                    return
+                await asyncio.sleep(POLL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    async def download(request: Request) -> Response:
+        _, session = studio.session(request)
+        job = session.jobs.get(request.path_params["job_id"])
+        name = request.path_params["name"]
+        if job is None or job.state != "done" or name not in Studio.files(job):
+            return _error(404, "no such file")
+        if name == "stems.zip":
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for stem in sorted((job.folder / STEMS_DIR).glob("*.wav")):
+                    archive.write(stem, f"stems/{stem.name}")
+            return Response(buffer.getvalue(), media_type="application/zip", headers={
+                "Content-Disposition": 'attachment; filename="stems.zip"'})  # fmt: skip
+        return FileResponse(job.folder / name, filename=name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def sweeping() -> None:
+            while True:
+                await asyncio.sleep(min(60.0, config.keep_s))
+                studio.sweep()
+
+        task = asyncio.create_task(sweeping())
+        yield
+        task.cancel()
+
+    app = Starlette(routes=[
+        Route("/", index),
+        Route("/api/choices", choices),
+        Route("/api/state", state),
+        Route("/api/videos", upload, methods=["POST"]),
+        Route("/api/samples/{name}", sample, methods=["POST"]),
+        Route("/api/videos/{video_id}", video),
+        Route("/api/scores", score, methods=["POST"]),
+        Route("/api/scores/{job_id}/events", events),
+        Route("/api/scores/{job_id}/files/{name}", download),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ], lifespan=lifespan)  # fmt: skip
+    app.state.studio = studio
+    return app

@@ -1,0 +1,103 @@
+"""`bgm studio`'s HTTP API against a real gateway (issue 20): upload, score with streamed
+events, results kept for the session, downloads, errors as the API gives them."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from services.config import StudioConfig
+from services.devserver import Running, start, stop
+from services.media.synth import Shot, write_video
+from services.studio.app import GatewayLink, create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    folder = tmp_path_factory.mktemp("studio-services")
+    running = start(folder, folder)
+    yield running
+    assert stop(running) == 0
+
+
+@pytest.fixture
+def client(gateway: Running, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(StudioConfig(folder=tmp_path / "studio", keep_s=3600),
+                     GatewayLink(gateway.gateway))  # fmt: skip
+    with TestClient(app) as client:
+        yield client
+
+
+def events(client: TestClient, job: str) -> list[dict]:
+    with client.stream("GET", f"/api/scores/{job}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_upload_score_follow_and_download(client: TestClient, tmp_path: Path):
+    page = client.get("/")
+    assert page.status_code == 200 and "bgm studio" in page.text
+    assert "bgm_studio" in page.cookies
+    for asset in ("/static/studio.js", "/static/studio.css"):
+        assert client.get(asset).status_code == 200
+    choices = client.get("/api/choices").json()
+    assert "rock" in choices["genres"] and "auto" in choices["speech"]
+    clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
+    uploaded = client.post("/api/videos", content=clip.path.read_bytes(),
+                           headers={"X-File-Name": "my clip.mp4"}).json()  # fmt: skip
+    assert uploaded["name"] == "my_clip.mp4"
+    assert client.get(uploaded["url"]).content == clip.path.read_bytes()
+    job = client.post("/api/scores", json={"video_id": uploaded["id"], "genres": ["rock"],
+                                           "seed": 3}).json()["id"]  # fmt: skip
+    seen = events(client, job)
+    kinds = [e["type"] for e in seen]
+    assert kinds[0] in ("progress", "analysis") and kinds[-1] == "done", kinds
+    analysis = next(e for e in seen if e["type"] == "analysis")
+    assert [round(c["time_s"], 1) for c in analysis["cuts"]] == [2.0]
+    assert analysis["segments"][0]["thumbnail_jpeg"]
+    stages = {e.get("stage") for e in seen if e["type"] == "progress"}
+    assert {"analysis", "composition"} <= stages
+    result = next(e for e in seen if e["type"] == "result")
+    assert result["plan"]["beats_s"] and result["plan"]["genre"] == "rock"
+    files = seen[-1]["files"]
+    assert files == ["scored.mp4", "music.wav", "music.mid", "stems.zip"]
+    from services.media.video import probe_video
+
+    video = tmp_path / "got.mp4"
+    video.write_bytes(client.get(f"/api/scores/{job}/files/scored.mp4").content)
+    assert abs(probe_video(video).duration_s - 4.0) < 0.05
+    stems = zipfile.ZipFile(io.BytesIO(client.get(f"/api/scores/{job}/files/stems.zip").content))
+    assert stems.namelist() and all(n.startswith("stems/") for n in stems.namelist())
+    # A reload loses nothing that finished.
+    state = client.get("/api/state").json()
+    assert [v["id"] for v in state["videos"]] == [uploaded["id"]]
+    assert [j["state"] for j in state["jobs"]] == ["done"]
+    # Another session sees none of it.
+    other = TestClient(client.app)
+    assert other.get("/api/state").json() == {"videos": [], "jobs": []}
+    assert other.get(f"/api/scores/{job}/files/scored.mp4").status_code == 404
+
+
+def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
+    client.get("/")
+    missing = client.post("/api/scores", json={"video_id": "nope"})
+    assert missing.status_code == 400 and missing.json()["fields"] == ["video"]
+    clip = write_video(tmp_path / "clip.mp4", [Shot(2.0)])
+    uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
+    job = client.post("/api/scores", json={"video_id": uploaded["id"],
+                                           "genres": ["polka"]}).json()["id"]  # fmt: skip
+    error = events(client, job)[-1]
+    assert error["type"] == "error" and error["code"] == "INVALID_ARGUMENT"
+    assert "polka" in error["message"] and "Traceback" not in json.dumps(error)
+    assert client.post("/api/videos", content=b"").status_code == 400
+    sample = client.post("/api/samples/sample").json()
+    assert client.get(sample["url"]).status_code == 200
+    assert client.post("/api/samples/nothing").status_code == 404

@@ -1,0 +1,106 @@
+"""The studio in a real browser (issue 20): Debian's Chromium driven by Playwright uploads a
+generated video, chooses a genre, scores by keyboard, waits for the player, checks the music's
+length, downloads the stems, runs axe-core, and saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.config import StudioConfig
+from services.devserver import Running, start, stop
+from services.media.synth import Shot, write_video
+from services.studio.app import GatewayLink, create_app
+
+CHROMIUM = shutil.which("chromium")
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Debian's chromium runs the browser test; ./dev.sh setup installs it",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    folder = tmp_path_factory.mktemp("studio-browser")
+    running: Running = start(folder, folder)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(StudioConfig(folder=folder / "studio"), GatewayLink(running.gateway))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert stop(running) == 0
+
+
+def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.goto(studio)
+        page.wait_for_function("document.querySelectorAll('#genre option').length > 5")
+        page.set_input_files("#file", str(clip.path))
+        page.wait_for_function("document.getElementById('video-name').textContent.includes('clip')")
+        # Keyboard only from here: Tab to the genre, type to choose it, Tab to Score, Enter.
+        reached = []
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            reached.append(page.evaluate("document.activeElement.id"))
+            if reached[-1] == "genre":
+                break
+        assert reached[-1] == "genre", reached
+        page.keyboard.type("rock")
+        assert page.eval_on_selector("#genre", "e => e.value") == "rock"
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "score":
+                break
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.getElementById('stage').textContent === 'done'",
+                               timeout=120_000)  # fmt: skip
+        page.wait_for_function("document.getElementById('music').duration > 0")
+        duration = page.eval_on_selector("#music", "e => e.duration")
+        assert abs(duration - 4.0) < 0.05
+        assert page.locator("#error").is_hidden()
+        # The music's tags with their origins: the genre chosen here is the user's.
+        assert page.locator("#tags li", has_text="genre: rock (user)").count() == 1
+        assert page.locator("#timeline line").count() > 3  # cuts, beats and bar lines
+        with page.expect_download() as download:
+            page.click("text=Download stems.zip")
+        saved = tmp_path / "stems.zip"
+        download.value.save_as(saved)
+        import zipfile
+
+        assert zipfile.ZipFile(saved).namelist()
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate("async () => (await axe.run()).violations.map("
+                                   "v => ({id: v.id, impact: v.impact}))")  # fmt: skip
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert serious == [], serious
+        shot = Path(os.environ.get("BGM_STUDIO_SCREENSHOT", tmp_path / "studio.png"))
+        page.screenshot(path=str(shot), full_page=True)
+        # A reload loses nothing that finished.
+        page.reload()
+        page.wait_for_selector("#versions input[type=radio]")
+        browser.close()
