@@ -62,6 +62,7 @@ def _rules(limits: RequestLimits) -> dict[str, Rule]:
         "bgm.v1.UserControls.reference_audio": Rule(max_bytes=limits.max_reference_bytes),
         "bgm.v1.UserControls.candidates": Rule(low=0),
         "bgm.v1.AnalyzeRequest.prompt": prose,
+        "bgm.v1.GatewayAnalyzeRequest.prompt": prose,
         "bgm.v1.MusicTags.genres": tags,
         "bgm.v1.MusicTags.moods": tags,
         "bgm.v1.MusicTags.instruments": tags,

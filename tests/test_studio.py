@@ -55,8 +55,13 @@ def test_upload_score_follow_and_download(client: TestClient, tmp_path: Path):
                            headers={"X-File-Name": "my clip.mp4"}).json()  # fmt: skip
     assert uploaded["name"] == "my_clip.mp4"
     assert client.get(uploaded["url"]).content == clip.path.read_bytes()
+    # The timeline before scoring: Gateway.Analyze through the studio.
+    seen_first = client.get(f"/api/videos/{uploaded['id']}/analysis").json()
+    assert [round(c["time_s"], 1) for c in seen_first["cuts"]] == [2.0]
+    assert {o["source"] for o in seen_first["tags"]["origins"]} == {"picture"}
+    assert "path" not in json.dumps(client.get("/api/state").json()["videos"])
     job = client.post("/api/scores", json={"video_id": uploaded["id"], "genres": ["rock"],
-                                           "seed": 3}).json()["id"]  # fmt: skip
+                                           "seed": 3, "lufs": -20}).json()["id"]  # fmt: skip
     seen = events(client, job)
     kinds = [e["type"] for e in seen]
     assert kinds[0] in ("progress", "analysis") and kinds[-1] == "done", kinds
@@ -67,6 +72,10 @@ def test_upload_score_follow_and_download(client: TestClient, tmp_path: Path):
     assert {"analysis", "composition"} <= stages
     result = next(e for e in seen if e["type"] == "result")
     assert result["plan"]["beats_s"] and result["plan"]["genre"] == "rock"
+    assert result["loudness"]["target_lufs"] == -20
+    assert {"kind": "genre", "tag": "rock", "source": "user"} in [
+        {k: o[k] for k in ("kind", "tag", "source")} for o in result["tags"]["origins"]
+    ]
     files = seen[-1]["files"]
     assert files == ["scored.mp4", "music.wav", "music.mid", "stems.zip"]
     from services.media.video import probe_video
@@ -101,3 +110,26 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     sample = client.post("/api/samples/sample").json()
     assert client.get(sample["url"]).status_code == 200
     assert client.post("/api/samples/nothing").status_code == 404
+    bad = client.post("/api/scores", json={"video_id": uploaded["id"], "lufs": "loud"})
+    assert bad.status_code == 400 and bad.json()["fields"] == ["output.loudness_lufs"]
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_bytes(b"not a video at all")
+    wrong = client.post("/api/videos", content=not_video.read_bytes()).json()
+    refused = client.get(f"/api/videos/{wrong['id']}/analysis")
+    assert refused.status_code == 422 and refused.json()["code"] == "INVALID_ARGUMENT"
+
+
+def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
+    app = create_app(StudioConfig(folder=tmp_path / "studio", keep_s=0.2),
+                     GatewayLink(gateway.gateway))  # fmt: skip
+    with TestClient(app) as client:
+        clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
+        uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
+        folders = list((tmp_path / "studio").iterdir())
+        assert len(folders) == 1
+        import time
+
+        time.sleep(0.3)
+        app.state.studio.sweep()
+        assert list((tmp_path / "studio").iterdir()) == []
+        assert client.get(uploaded["url"]).status_code == 404

@@ -61,7 +61,11 @@ def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
         page.goto(studio)
         page.wait_for_function("document.querySelectorAll('#genre option').length > 5")
         page.set_input_files("#file", str(clip.path))
-        page.wait_for_function("document.getElementById('video-name').textContent.includes('clip')")
+        page.wait_for_function("document.getElementById('video-name').textContent === "
+                               "'Video: clip.mp4'")  # fmt: skip
+        # The timeline is there before scoring: the cut and the segments' moods.
+        assert page.locator("#timeline line").count() == 1
+        assert page.locator("#thumbnails img").count() == 2
         # Keyboard only from here: Tab to the genre, type to choose it, Tab to Score, Enter.
         reached = []
         for _ in range(40):
@@ -82,6 +86,14 @@ def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
         page.wait_for_function("document.getElementById('music').duration > 0")
         duration = page.eval_on_selector("#music", "e => e.duration")
         assert abs(duration - 4.0) < 0.05
+        # Play, by keyboard: back to the Play button, Enter.
+        for _ in range(60):
+            page.keyboard.press("Shift+Tab")
+            if page.evaluate("document.activeElement.id") == "play":
+                break
+        page.keyboard.press("Enter")
+        page.wait_for_function("!document.getElementById('video').paused")
+        page.wait_for_function("!document.getElementById('music').paused")
         assert page.locator("#error").is_hidden()
         # The music's tags with their origins: the genre chosen here is the user's.
         assert page.locator("#tags li", has_text="genre: rock (user)").count() == 1

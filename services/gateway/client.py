@@ -46,6 +46,20 @@ def output_options_message(options: OutputOptions) -> gateway_pb2.OutputOptions:
     )
 
 
+def _gateway_channel(server: str, tls: ClientTlsConfig | None) -> grpc.Channel:
+    options = [*channel_options(64 * 1024 * 1024), *channel_tls_options(tls)]
+    if tls is None:
+        return grpc.insecure_channel(server, options=options)
+    return grpc.secure_channel(server, channel_credentials(tls), options=options)
+
+
+def _with_application(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The metadata with `application: gateway` unless it names an application already."""
+    if any(key == APPLICATION_METADATA[0] for key, _ in metadata):
+        return metadata
+    return (*metadata, APPLICATION_METADATA)
+
+
 def _upload(
     video: Path, header: gateway_pb2.UploadHeader
 ) -> Iterator[gateway_pb2.ScoreUploadRequest]:
@@ -73,13 +87,8 @@ def score_remote(
     message = output_options_message(options)
     controls_message = controls_to_proto(controls)
     outcome = ClientResult()
-    if not any(key == APPLICATION_METADATA[0] for key, _ in metadata):
-        metadata = (*metadata, APPLICATION_METADATA)
-    options_list = [*channel_options(64 * 1024 * 1024), *channel_tls_options(tls)]
-    channel = (
-        grpc.insecure_channel(server, options=options_list) if tls is None
-        else grpc.secure_channel(server, channel_credentials(tls), options=options_list)
-    )  # fmt: skip
+    metadata = _with_application(metadata)
+    channel = _gateway_channel(server, tls)
     with channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         if by_uri:
@@ -127,6 +136,30 @@ def score_remote(
             outcome.written = [final for _, final in staging.files]
     progress(1.0)
     return outcome
+
+
+def analyze_remote(
+    server: str,
+    video: Path,
+    metadata: tuple[tuple[str, str], ...] = (),
+    tls: ClientTlsConfig | None = None,
+    timeout_s: float | None = None,
+) -> common_pb2.VideoAnalysis:
+    """Gateway.Analyze of a local file (sent inline: at most INLINE_UPLOAD_BYTES)."""
+    size = video.stat().st_size
+    if size > INLINE_UPLOAD_BYTES:
+        raise ValueError(f"{video.name} is {size} bytes; a video analysed before scoring "
+                         f"travels inline, at most {INLINE_UPLOAD_BYTES}")  # fmt: skip
+    metadata = _with_application(metadata)
+    channel = _gateway_channel(server, tls)
+    with channel:
+        request = gateway_pb2.GatewayAnalyzeRequest(
+            video=common_pb2.VideoSource(data=video.read_bytes(), file_name=video.name)
+        )
+        reply = gateway_pb2_grpc.GatewayStub(channel).Analyze(
+            request, metadata=metadata, timeout=timeout_s
+        )
+    return reply.analysis
 
 
 def _receive(

@@ -169,6 +169,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     ):  # fmt: skip
                         yield gateway_pb2.ScoreResponse(event=event)
 
+    async def Analyze(
+        self, request: gateway_pb2.GatewayAnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GatewayAnalyzeResponse:
+        async with observed(SERVICE, "Analyze", context) as record:
+            tenant = self._identify(context, record)
+            self.schema.check(request)
+            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
+                video = await local_video(
+                    request.video, self._sources(tenant), folder, self.config.max_upload_bytes
+                )
+                with self._shared_staging(video, folder.name) as shared_uri:
+                    async with self._slots:
+                        reply = await self.tagger_channel.stub.Analyze(
+                            tagger_pb2.AnalyzeRequest(
+                                video=common_pb2.VideoSource(uri=shared_uri),
+                                prompt=request.prompt),
+                            timeout=self.config.analyze_timeout_s,
+                            metadata=self.tagger_metadata,
+                        )  # fmt: skip
+            return gateway_pb2.GatewayAnalyzeResponse(analysis=reply.analysis)
+
     async def ScoreUpload(
         self,
         request_iterator: AsyncIterator[gateway_pb2.ScoreUploadRequest],

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from services.config import ClientTlsConfig, StudioConfig
 from services.contract import tags_from_proto
 from services.domain import OutputOptions, UserControls
-from services.gateway.client import error_details, score_remote
+from services.gateway.client import analyze_remote, error_details, score_remote
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
@@ -115,20 +115,19 @@ class Studio:
             for key in stale:
                 shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
 
-    def run_job(self, job: Job, video: Path, controls: UserControls, keep_original: bool) -> None:
+    def run_job(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
+                lufs: float) -> None:  # fmt: skip
         """One Gateway.Score call (in a thread); its events land in `job.events`."""
 
         def record(event: gateway_pb2.ScoreEvent) -> None:
             which = event.WhichOneof("event")
             message = getattr(event, which)
-            body = MessageToDict(message, preserving_proto_field_name=True)
-            if which in ("analysis", "result"):
-                # Tags with their origins as the domain names them ("genre", "user", ...).
-                body["tags"] = dataclasses.asdict(tags_from_proto(message.tags))
+            body = analysis_json(message) if which in ("analysis", "result") else (
+                MessageToDict(message, preserving_proto_field_name=True))  # fmt: skip
             job.events.append({"type": which, **body})
 
         options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
-                                stems_dir=job.folder / STEMS_DIR,
+                                stems_dir=job.folder / STEMS_DIR, lufs=lufs,
                                 keep_original_audio=keep_original)  # fmt: skip
         try:
             score_remote(self.link.server, str(video), controls, options, lambda _: None,
@@ -161,6 +160,14 @@ class Studio:
         return [*names, "stems.zip"] if (job.folder / STEMS_DIR).is_dir() else names
 
 
+def analysis_json(message: Any) -> dict[str, Any]:
+    """An analysis or a result as the page reads it: protobuf's JSON (thumbnails in base64),
+    with the tags and their origins as the domain names them ("genre", "user", ...)."""
+    body = MessageToDict(message, preserving_proto_field_name=True)
+    body["tags"] = dataclasses.asdict(tags_from_proto(message.tags))
+    return body
+
+
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
     return JSONResponse({"code": "INVALID_ARGUMENT" if status == 400 else "NOT_FOUND",
                          "message": message, "fields": [field] if field else []},
@@ -191,7 +198,8 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
     async def state(request: Request) -> Response:
         key, session = studio.session(request)
         return with_cookie(JSONResponse({
-            "videos": list(session.videos.values()),
+            "videos": [{k: v for k, v in entry.items() if k != "path"}
+                       for entry in session.videos.values()],
             "jobs": [j.summary() for j in session.jobs.values()],
         }), key)  # fmt: skip
 
@@ -218,6 +226,27 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
         entry = {"id": video_id, "name": name, "url": f"/api/videos/{video_id}"}
         session.videos[video_id] = {**entry, "path": str(path)}
         return with_cookie(JSONResponse(entry), key)
+
+    async def analysis(request: Request) -> Response:
+        """What the gateway's tagger sees in a video, before scoring (cached per video)."""
+        _, session = studio.session(request)
+        entry = session.videos.get(request.path_params["video_id"])
+        if entry is None:
+            return _error(404, "no such video in this session")
+        if "analysis" not in entry:
+            try:
+                message = await asyncio.to_thread(analyze_remote, link.server, Path(entry["path"]),
+                                                  link.metadata, link.tls)  # fmt: skip
+            except grpc.RpcError as error:
+                details = error_details(error)
+                return JSONResponse({"code": error.code().name, "message": error.details(),
+                                     "fields": details.fields, "reason": details.reason},
+                                    status_code=422)  # fmt: skip
+            except ValueError as error:
+                return JSONResponse({"code": "OUT_OF_RANGE", "message": str(error),
+                                     "fields": ["video"]}, status_code=422)  # fmt: skip
+            entry["analysis"] = analysis_json(message)
+        return JSONResponse(entry["analysis"])
 
     async def sample(request: Request) -> Response:
         from services.media.synth import sample_shots, write_video
@@ -263,13 +292,18 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
             )  # fmt: skip
         except (TypeError, ValueError) as error:
             return _error(400, f"a control is not a number: {error}")
+        try:
+            lufs = float(body.get("lufs", -14.0))
+        except (TypeError, ValueError):
+            return _error(400, "the loudness is not a number", "output.loudness_lufs")
         job_id = secrets.token_hex(6)
         folder = session.folder / "jobs" / job_id
         folder.mkdir(parents=True)
         job = Job(job_id, entry["id"], folder, {k: v for k, v in body.items() if k != "video_id"})
         session.jobs[job_id] = job
         keep = bool(body.get("keep_original_audio", False))
-        threading.Thread(target=studio.run_job, args=(job, Path(entry["path"]), controls, keep),
+        threading.Thread(target=studio.run_job,
+                         args=(job, Path(entry["path"]), controls, keep, lufs),
                          daemon=True).start()  # fmt: skip
         return with_cookie(JSONResponse({"id": job_id}), key)
 
@@ -325,6 +359,7 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
         Route("/api/videos", upload, methods=["POST"]),
         Route("/api/samples/{name}", sample, methods=["POST"]),
         Route("/api/videos/{video_id}", video),
+        Route("/api/videos/{video_id}/analysis", analysis),
         Route("/api/scores", score, methods=["POST"]),
         Route("/api/scores/{job_id}/events", events),
         Route("/api/scores/{job_id}/files/{name}", download),

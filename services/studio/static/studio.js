@@ -36,10 +36,20 @@ async function loadChoices() {
   for (const s of choices.speech) option($("speech"), s);
 }
 
-function setVideo(entry) {
+async function setVideo(entry) {
   state.video = entry;
+  state.plan = null;
   $("video").src = entry.url;
-  $("video-name").textContent = `Video: ${entry.name}`;
+  $("video-name").textContent = `Video: ${entry.name} (analysing...)`;
+  try {
+    state.analysis = entry.analysis || await api(`/api/videos/${entry.id}/analysis`);
+    drawTimeline();
+    showTags(state.analysis.tags || {});
+    $("video-name").textContent = `Video: ${entry.name}`;
+  } catch (error) {
+    $("video-name").textContent = `Video: ${entry.name}`;
+    showError(error);
+  }
 }
 
 function upload(file) {
@@ -183,7 +193,7 @@ async function score(e) {
     video_id: state.video.id, genres: one("genre"), moods: one("mood"), instruments: one("instrument"),
     negative: one("negative"), bpm: $("bpm").value || null, key: $("key").value || null,
     prompt: $("prompt").value, seed: Number($("seed").value || 0), candidates: Number($("candidates").value || 1),
-    keep_original_audio: $("keep").checked, speech: $("speech").value,
+    keep_original_audio: $("keep").checked, speech: $("speech").value, lufs: Number($("lufs").value || -14),
   };
   $("score").disabled = true;
   try {
@@ -209,7 +219,10 @@ async function restore() {
 }
 
 function syncMusic() {
-  const video = $("video"), music = $("music");
+  const video = $("video"), music = $("music"), play = $("play");
+  play.addEventListener("click", () => { if (video.paused) video.play(); else video.pause(); });
+  video.addEventListener("play", () => { play.textContent = "Pause"; });
+  video.addEventListener("pause", () => { play.textContent = "Play"; });
   video.addEventListener("play", () => { music.currentTime = video.currentTime; music.play().catch(() => {}); });
   video.addEventListener("pause", () => music.pause());
   video.addEventListener("seeked", () => { music.currentTime = video.currentTime; });

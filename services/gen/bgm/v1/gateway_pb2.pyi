@@ -40,6 +40,20 @@ FILE_KIND_MAIN: FileKind
 FILE_KIND_MIDI: FileKind
 FILE_KIND_STEM: FileKind
 
+class GatewayAnalyzeRequest(_message.Message):
+    __slots__ = ("video", "prompt")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    video: _common_pb2.VideoSource
+    prompt: str
+    def __init__(self, video: _Optional[_Union[_common_pb2.VideoSource, _Mapping]] = ..., prompt: _Optional[str] = ...) -> None: ...
+
+class GatewayAnalyzeResponse(_message.Message):
+    __slots__ = ("analysis",)
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    analysis: _common_pb2.VideoAnalysis
+    def __init__(self, analysis: _Optional[_Union[_common_pb2.VideoAnalysis, _Mapping]] = ...) -> None: ...
+
 class OutputOptions(_message.Message):
     __slots__ = ("format", "sample_rate", "loudness_lufs", "midi", "stems", "keep_original_audio", "output_uri")
     FORMAT_FIELD_NUMBER: _ClassVar[int]

@@ -69,6 +69,11 @@ class GatewayStub:
                 request_serializer=bgm_dot_v1_dot_gateway__pb2.ScoreUploadRequest.SerializeToString,
                 response_deserializer=bgm_dot_v1_dot_gateway__pb2.ScoreUploadResponse.FromString,
                 _registered_method=True)
+        self.Analyze = channel.unary_unary(
+                '/bgm.v1.Gateway/Analyze',
+                request_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.SerializeToString,
+                response_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -114,6 +119,15 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Analyze(self, request, context):
+        """What the tagger sees in a video (given by URI or small inline bytes), without scoring
+        it: for a page that shows the timeline before the music is made. Counts against the
+        caller's concurrent requests like Score.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +140,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ScoreUpload,
                     request_deserializer=bgm_dot_v1_dot_gateway__pb2.ScoreUploadRequest.FromString,
                     response_serializer=bgm_dot_v1_dot_gateway__pb2.ScoreUploadResponse.SerializeToString,
+            ),
+            'Analyze': grpc.unary_unary_rpc_method_handler(
+                    servicer.Analyze,
+                    request_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.FromString,
+                    response_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -207,6 +226,33 @@ class Gateway:
             '/bgm.v1.Gateway/ScoreUpload',
             bgm_dot_v1_dot_gateway__pb2.ScoreUploadRequest.SerializeToString,
             bgm_dot_v1_dot_gateway__pb2.ScoreUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Analyze(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bgm.v1.Gateway/Analyze',
+            bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.SerializeToString,
+            bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.FromString,
             options,
             channel_credentials,
             insecure,
