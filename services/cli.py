@@ -20,9 +20,6 @@ from services.errors import BgmError, InvalidInputError
 from services.rules import SPEECH_MODES
 from services.vocabulary import load_vocabulary
 
-# How long `bgm studio` waits for the gateway it starts.
-STUDIO_GATEWAY_START_S = 120.0
-
 
 def _process_age_s() -> float:
     """Seconds since this process started (the interpreter's own start-up included), from
@@ -281,9 +278,6 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
 
 
 def _studio(args: argparse.Namespace) -> int:
-    import subprocess
-
-    import grpc
     import uvicorn
 
     from services.studio.app import GatewayLink, create_app
@@ -292,34 +286,17 @@ def _studio(args: argparse.Namespace) -> int:
     studio = config.studio
     if args.port is not None:
         studio = studio.model_copy(update={"port": args.port})
-    child = None
     if args.server:
         metadata, tls = _connection(args)
-        link = GatewayLink(args.server, metadata, tls)
+        app = create_app(studio, GatewayLink(args.server, metadata, tls))
+        gateway = args.server
     else:
-        # A gateway of our own (with its tagger and generator), stopped with the studio.
-        flags = ["--config", args.config] if args.config else []
-        child = subprocess.Popen([sys.executable, "-m", "services.cli", *flags, "serve", "all"])
-        endpoint = config.serving.gateway
-        link = GatewayLink(f"127.0.0.1:{endpoint.port}")
-        with grpc.insecure_channel(link.server) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=STUDIO_GATEWAY_START_S)
-            except grpc.FutureTimeoutError:
-                child.terminate()
-                raise InvalidInputError(
-                    f"the studio's gateway did not start on {link.server} within "
-                    f"{STUDIO_GATEWAY_START_S:g} s"
-                ) from None
+        # Its own gateway, tagger and generator, in this process.
+        app = create_app(studio, config)
+        gateway = "in this process"
     Console(stderr=True).print(f"bgm studio on http://{studio.host}:{studio.port}/ "
-                               f"(gateway {link.server})")  # fmt: skip
-    try:
-        uvicorn.run(create_app(studio, link), host=studio.host, port=studio.port,
-                    log_level="warning")  # fmt: skip
-    finally:
-        if child is not None:
-            child.terminate()
-            child.wait(timeout=30)
+                               f"(gateway {gateway})")  # fmt: skip
+    uvicorn.run(app, host=studio.host, port=studio.port, log_level="warning")
     return 0
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from services.config import BgmConfig
 from services.serving import HostedServer, run_servers
@@ -45,3 +46,35 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
         await run_servers(servers, metrics, config.serving.grace_s, on_started)
 
     asyncio.run(main())
+
+
+# The address the in-process services listen on (loopback only, any free port).
+IN_PROCESS_HOST = "127.0.0.1"
+
+
+@contextlib.asynccontextmanager
+async def in_process_services(config: BgmConfig) -> AsyncIterator[str]:
+    """The tagger, generator and gateway in this process and event loop, on free loopback
+    ports (plaintext: nothing leaves the machine); yields the gateway's address and stops
+    all three, the gateway first, when done."""
+    from services.gateway.server import binding as gateway_binding
+    from services.generator.server import binding as generator_binding
+    from services.tagger.server import binding as tagger_binding
+
+    limit = config.serving.max_message_bytes
+    tagger = HostedServer([tagger_binding(config)], f"{IN_PROCESS_HOST}:0", limit)
+    generator = HostedServer([generator_binding(config)], f"{IN_PROCESS_HOST}:0", limit)
+    reaching = config.gateway.model_copy(update={
+        "tagger_address": f"{IN_PROCESS_HOST}:{tagger.port}",
+        "generator_address": f"{IN_PROCESS_HOST}:{generator.port}",
+        "tagger_tls": None, "generator_tls": None})  # fmt: skip
+    local = config.model_copy(update={"gateway": reaching})
+    gateway = HostedServer([gateway_binding(local)], f"{IN_PROCESS_HOST}:0", limit)
+    servers = [tagger, generator, gateway]
+    for server in servers:
+        await server.start()
+    try:
+        yield f"{IN_PROCESS_HOST}:{gateway.port}"
+    finally:
+        for server in reversed(servers):
+            await server.stop(config.serving.grace_s)

@@ -133,3 +133,18 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
         app.state.studio.sweep()
         assert list((tmp_path / "studio").iterdir()) == []
         assert client.get(uploaded["url"]).status_code == 404
+
+
+def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
+    from services.config import BgmConfig
+
+    config = BgmConfig()
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), config)
+    with TestClient(app) as client:
+        assert app.state.studio.link.server.startswith("127.0.0.1:")
+        client.get("/")
+        sample = client.post("/api/samples/sample").json()
+        analysis = client.get(f"/api/videos/{sample['id']}/analysis").json()
+        assert len(analysis["cuts"]) == 5  # the sample's six shots
+        job = client.post("/api/scores", json={"video_id": sample["id"]}).json()["id"]
+        assert events(client, job)[-1]["type"] == "done"

@@ -31,13 +31,14 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.config import ClientTlsConfig, StudioConfig
+from services.config import BgmConfig, ClientTlsConfig, StudioConfig
 from services.contract import tags_from_proto
 from services.domain import OutputOptions, UserControls
 from services.gateway.client import analyze_remote, error_details, score_remote
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
+from services.serve import in_process_services
 from services.vocabulary import load_vocabulary
 
 log = logging.getLogger("bgm")
@@ -174,8 +175,11 @@ def _error(status: int, message: str, field: str = "") -> JSONResponse:
                         status_code=status)  # fmt: skip
 
 
-def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
-    studio = Studio(config, link)
+def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette:
+    """The studio's app, calling the gateway at `link`, or, given the whole config, a gateway
+    (with its tagger and generator) it runs in its own process while it serves."""
+    services = link if isinstance(link, BgmConfig) else None
+    studio = Studio(config, link if isinstance(link, GatewayLink) else GatewayLink(""))
     vocabulary = load_vocabulary()
 
     def with_cookie(response: Response, key: str) -> Response:
@@ -235,8 +239,10 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
             return _error(404, "no such video in this session")
         if "analysis" not in entry:
             try:
-                message = await asyncio.to_thread(analyze_remote, link.server, Path(entry["path"]),
-                                                  link.metadata, link.tls)  # fmt: skip
+                gateway = studio.link
+                message = await asyncio.to_thread(analyze_remote, gateway.server,
+                                                  Path(entry["path"]), gateway.metadata,
+                                                  gateway.tls)  # fmt: skip
             except grpc.RpcError as error:
                 details = error_details(error)
                 return JSONResponse({"code": error.code().name, "message": error.details(),
@@ -349,7 +355,12 @@ def create_app(config: StudioConfig, link: GatewayLink) -> Starlette:
                 studio.sweep()
 
         task = asyncio.create_task(sweeping())
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            if services is not None:
+                address = await stack.enter_async_context(in_process_services(services))
+                studio.link = GatewayLink(address)
+                log.info("studio: its own gateway on %s", address)
+            yield
         task.cancel()
 
     app = Starlette(routes=[
