@@ -155,40 +155,54 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Score(
         self, request: gateway_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
-        async with observed(SERVICE, "Score", context) as record:
-            tenant = self._identify(context, record)
-            self.schema.check(request)
-            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
-                video = await local_video(
-                    request.video, self._sources(tenant), folder, self.config.max_upload_bytes
-                )
-                with self._shared_staging(video, folder.name) as shared_uri:
-                    async for event in self._score(
-                        video, shared_uri, request.controls, request.output, folder, context,
-                        record,
-                    ):  # fmt: skip
-                        yield gateway_pb2.ScoreResponse(event=event)
+        async with (
+            observed(SERVICE, "Score", context) as record,
+            self._staged_source(request, context, record) as (video, uri, folder),
+        ):
+            async for event in self._score(video, uri, request.controls, request.output, folder,
+                                           context, record):  # fmt: skip
+                yield gateway_pb2.ScoreResponse(event=event)
 
     async def Analyze(
         self, request: gateway_pb2.GatewayAnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GatewayAnalyzeResponse:
-        async with observed(SERVICE, "Analyze", context) as record:
-            tenant = self._identify(context, record)
-            self.schema.check(request)
-            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
-                video = await local_video(
-                    request.video, self._sources(tenant), folder, self.config.max_upload_bytes
-                )
-                with self._shared_staging(video, folder.name) as shared_uri:
-                    async with self._slots:
-                        reply = await self.tagger_channel.stub.Analyze(
-                            tagger_pb2.AnalyzeRequest(
-                                video=common_pb2.VideoSource(uri=shared_uri),
-                                prompt=request.prompt),
-                            timeout=self.config.analyze_timeout_s,
-                            metadata=self.tagger_metadata,
-                        )  # fmt: skip
-            return gateway_pb2.GatewayAnalyzeResponse(analysis=reply.analysis)
+        async with (
+            observed(SERVICE, "Analyze", context) as record,
+            self._staged_source(request, context, record) as (_, uri, _),
+            self._slots,
+        ):
+            return gateway_pb2.GatewayAnalyzeResponse(
+                analysis=await self._analysis(uri, request.prompt)
+            )
+
+    @contextlib.asynccontextmanager
+    async def _staged_source(
+        self,
+        request: gateway_pb2.ScoreRequest | gateway_pb2.GatewayAnalyzeRequest,
+        context: grpc.aio.ServicerContext,
+        record: RequestRecord,
+    ) -> AsyncIterator[tuple[Path, str, Path]]:
+        """For a request naming its video by URI or inline bytes: the caller identified, the
+        message checked, the request admitted, the video fetched into the request's folder;
+        yields the local file, the URI the tagger reads it by, and the folder."""
+        tenant = self._identify(context, record)
+        self.schema.check(request)
+        with self._admitted(context, tenant), self._request_folder(tenant) as folder:
+            video = await local_video(
+                request.video, self._sources(tenant), folder, self.config.max_upload_bytes
+            )
+            with self._shared_staging(video, folder.name) as shared_uri:
+                yield video, shared_uri, folder
+
+    async def _analysis(self, tagger_uri: str, prompt: str) -> common_pb2.VideoAnalysis:
+        """The tagger's analysis of the video at `tagger_uri`."""
+        reply = await self.tagger_channel.stub.Analyze(
+            tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
+                                      prompt=prompt),
+            timeout=self.config.analyze_timeout_s,
+            metadata=self.tagger_metadata,
+        )  # fmt: skip
+        return reply.analysis
 
     async def ScoreUpload(
         self,
@@ -383,14 +397,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         async with self._slots:
             yield _progress("analysis", 0.02)
-            reply = await self.tagger_channel.stub.Analyze(
-                tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
-                                          prompt=controls.prompt),
-                timeout=self.config.analyze_timeout_s,
-                metadata=self.tagger_metadata,
-            )  # fmt: skip
-            analysis = analysis_from_proto(reply.analysis)
-            yield gateway_pb2.ScoreEvent(analysis=reply.analysis)
+            analysis_message = await self._analysis(tagger_uri, controls.prompt)
+            analysis = analysis_from_proto(analysis_message)
+            yield gateway_pb2.ScoreEvent(analysis=analysis_message)
             yield _progress("composition", 0.35)
             brief = make_brief(
                 analysis,

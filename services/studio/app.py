@@ -83,6 +83,19 @@ class Session:
     jobs: dict[str, Job] = field(default_factory=dict)
     used: float = field(default_factory=time.monotonic)
 
+    def new_video_path(self, name: str) -> Path:
+        """Where a new video named `name` goes: a folder of its own, named by its id."""
+        folder = self.folder / "videos" / secrets.token_hex(6)
+        folder.mkdir(parents=True)
+        return folder / name
+
+    def add_video(self, path: Path) -> dict[str, Any]:
+        """Keep the video at `path` (from new_video_path); what the page is told of it."""
+        video_id = path.parent.name
+        entry = {"id": video_id, "name": path.name, "url": f"/api/videos/{video_id}"}
+        self.videos[video_id] = {**entry, "path": str(path)}
+        return entry
+
 
 class Studio:
     """Sessions, their videos and jobs, and the gateway calls."""
@@ -143,10 +156,7 @@ class Studio:
             job.events.append({"type": "done", "files": self.files(job)})
             job.state = "done"
         except grpc.RpcError as error:
-            details = error_details(error)
-            job.events.append({"type": "error", "code": error.code().name,
-                               "message": error.details() or "", "fields": details.fields,
-                               "reason": details.reason})  # fmt: skip
+            job.events.append({"type": "error", **rpc_error(error)})
             job.state = "failed"
         except Exception:
             log.exception("studio job %s failed", job.id)
@@ -167,6 +177,13 @@ def analysis_json(message: Any) -> dict[str, Any]:
     body = MessageToDict(message, preserving_proto_field_name=True)
     body["tags"] = dataclasses.asdict(tags_from_proto(message.tags))
     return body
+
+
+def rpc_error(error: grpc.RpcError) -> dict[str, Any]:
+    """A gateway's error as the page shows it: its code, message, fields and reason."""
+    details = error_details(error)
+    return {"code": error.code().name, "message": error.details() or "",
+            "fields": details.fields, "reason": details.reason}  # fmt: skip
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -210,10 +227,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
     async def upload(request: Request) -> Response:
         key, session = studio.session(request)
         name = SAFE_NAME.sub("_", request.headers.get("x-file-name", "video.mp4"))[-100:]
-        video_id = secrets.token_hex(6)
-        folder = session.folder / "videos" / video_id
-        folder.mkdir(parents=True)
-        path = folder / name
+        path = session.new_video_path(name)
+        folder = path.parent
         size = 0
         with path.open("wb") as out:
             async for chunk in request.stream():
@@ -227,9 +242,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if size == 0:
             shutil.rmtree(folder)
             return _error(400, "the upload is empty", "video")
-        entry = {"id": video_id, "name": name, "url": f"/api/videos/{video_id}"}
-        session.videos[video_id] = {**entry, "path": str(path)}
-        return with_cookie(JSONResponse(entry), key)
+        return with_cookie(JSONResponse(session.add_video(path)), key)
 
     async def analysis(request: Request) -> Response:
         """What the gateway's tagger sees in a video, before scoring (cached per video)."""
@@ -244,10 +257,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                                                   Path(entry["path"]), gateway.metadata,
                                                   gateway.tls)  # fmt: skip
             except grpc.RpcError as error:
-                details = error_details(error)
-                return JSONResponse({"code": error.code().name, "message": error.details(),
-                                     "fields": details.fields, "reason": details.reason},
-                                    status_code=422)  # fmt: skip
+                return JSONResponse(rpc_error(error), status_code=422)
             except ValueError as error:
                 return JSONResponse({"code": "OUT_OF_RANGE", "message": str(error),
                                      "fields": ["video"]}, status_code=422)  # fmt: skip
@@ -261,14 +271,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         name = request.path_params["name"]
         if name not in SAMPLES:
             return _error(404, f"no sample {name!r}")
-        video_id = secrets.token_hex(6)
-        folder = session.folder / "videos" / video_id
-        folder.mkdir(parents=True)
-        path = folder / f"{name}.mp4"
+        path = session.new_video_path(f"{name}.mp4")
         await asyncio.to_thread(write_video, path, sample_shots())
-        entry = {"id": video_id, "name": path.name, "url": f"/api/videos/{video_id}"}
-        session.videos[video_id] = {**entry, "path": str(path)}
-        return with_cookie(JSONResponse(entry), key)
+        return with_cookie(JSONResponse(session.add_video(path)), key)
 
     async def video(request: Request) -> Response:
         _, session = studio.session(request)

@@ -50,6 +50,7 @@ class Listener:
         return model
 
     def hear(self, path: Path, heartbeat: Callable[[], None]) -> Hearing:
+        import torch
         from silero_vad import get_speech_timestamps
 
         config = self.config
@@ -59,8 +60,6 @@ class Listener:
         offset = 0.0
         tail = np.zeros(0, np.float32)
         for block in mono_blocks(path, VAD_RATE, BLOCK_S, heartbeat):
-            import torch
-
             found = get_speech_timestamps(
                 torch.from_numpy(block), self._model(), threshold=config.vad_threshold,
                 sampling_rate=VAD_RATE, min_speech_duration_ms=round(config.min_speech_s * 1000),
