@@ -15,7 +15,12 @@ from services.errors import InvalidInputError
 from services.generator.backends.composer.arrangement import SUBSTITUTES
 from services.generator.backends.composer.styles import STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
-from services.generator.backends.composer.timing import METERS, HitPoint, plan_timing
+from services.generator.backends.composer.timing import (
+    METERS,
+    HitPoint,
+    conducted_beats,
+    plan_timing,
+)
 from services.generator.beatcheck import genre_brief as brief_for
 from services.vocabulary import load_vocabulary
 
@@ -106,6 +111,35 @@ def test_tempo_map_is_gradual_and_meets_cuts():
     assert len(on_beat) >= 7
     # Sections start on bar lines, every bar four beats.
     assert all(s.first_beat % 4 == 0 for s in plan.sections)
+
+
+def test_the_tempo_map_keeps_every_anchor_a_conductor_could_follow():
+    """Anchors on the beats of a map that keeps the limits (steady, a ritardando of 1.9% a
+    beat to 14% slower, steady, back): the solved map passes through every one, within the
+    limits."""
+    periods = [0.5] * 6 + [0.5 * 1.019**k for k in range(1, 8)] + [0.5 * 1.019**7] * 4
+    periods += [0.5 * 1.019 ** (7 - k) for k in range(1, 8)] + [0.5] * 8
+    beats = np.concatenate([[0.0], np.cumsum(periods)])
+    anchors = [(k, float(beats[k]), 1.0) for k in (3, 9, 14, 17, 20, 25, 29)]
+    planned, misses = conducted_beats(anchors, 0.535, 0.08, float(beats[-1]))
+    assert float(np.max(misses)) <= 1e-6, misses
+    gaps = np.diff(planned)
+    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= 0.02
+    assert gaps.max() / gaps.min() <= 1.08**2
+
+
+def test_irregular_cuts_mostly_land_on_beats():
+    """Gaps of 1.5-6 s at random (bench_music's irregular video): a constant grid puts about
+    two of the nine on a beat; the conductor's map at least seven, in a narrow genre range."""
+    gaps = [2.68, 2.84, 5.16, 1.92, 4.2, 4.76, 2.36, 1.76, 2.72]
+    cuts = [float(t) for t in np.cumsum(gaps)]
+    plan = plan_timing(
+        cuts[-1] + 4.47, [0.0], [HitPoint(t, 0.5) for t in cuts], (100, 125), 112,
+        METERS["4/4"], 0.06, heartbeat=lambda: None,
+    )  # fmt: skip
+    planned = np.array(plan.beats_s)
+    on_beat = [c for c in cuts if np.min(np.abs(planned - c)) <= 0.025]
+    assert len(on_beat) >= 7, on_beat
 
 
 @pytest.mark.parametrize("genre", ["rock", "ambient", "orchestral", "hip-hop"])
@@ -459,6 +493,25 @@ def test_genres_play_in_their_own_keys_unless_the_user_fixed_one(generator, beat
     rock = generator.generate(brief_for(beat_analysis, "rock", duration_s=8.0)).plan.key
     hip_hop = generator.generate(brief_for(beat_analysis, "hip-hop", duration_s=8.0)).plan.key
     assert rock != hip_hop
+
+
+def test_one_seed_puts_two_genres_in_two_keys(generator, beat_analysis):
+    """The seed picks a position in the genre's keys; no two genres list one tonic at one
+    position, so the same video and seed in two genres never share a key."""
+    for mode in ("major", "minor"):
+        lists = [style.tonics[mode] for style in STYLES.values()]
+        assert len({len(keys) for keys in lists}) == 1
+        for position in range(len(lists[0])):
+            column = [Key.parse(f"{keys[position]} {mode}").tonic for keys in lists]
+            assert len(set(column)) == len(column), (mode, position, column)
+    for seed in (1, 2, 3, 4):
+        keys = {
+            genre: generator.generate(
+                brief_for(beat_analysis, genre, seed=seed, duration_s=6.0)
+            ).plan.key
+            for genre in ("folk", "acoustic", "rock", "pop", "corporate")
+        }
+        assert len(set(keys.values())) == len(keys), keys
 
 
 def test_the_plan_and_brief_cross_the_contract_whole(generator, beat_analysis):

@@ -511,7 +511,7 @@ class Composer:
             playing.add(player)
         for player in roles.of("drums")[:1]:
             self._add(player, drum_keys.KICK, start, start + 0.25, 104)
-            self._add(player, drum_keys.CRASH, start, start + 0.5, 100)
+            self._add(player, self.style.crash, start, start + 0.5, 100)
             playing.add(player)
         return playing
 
@@ -675,7 +675,7 @@ class Composer:
                 velocity = DRUM_VELOCITY[symbol] - 8 * (3 - level)
                 self._add(player, key, onset, onset + 0.2, velocity)
         if crash:
-            self._add(player, drum_keys.CRASH, start, start + 0.5, 100)
+            self._add(player, self.style.crash, start, start + 0.5, 100)
 
     def _motif(self) -> tuple[list[float], list[int]]:
         """One bar of rhythm (beat offsets) and contour (scale steps between notes)."""

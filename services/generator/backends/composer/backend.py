@@ -167,7 +167,7 @@ class ComposerGenerator:
         others = style.meters[1:]
         usual = not others or rng.random() < USUAL_METER_CHANCE
         chosen = style.meters[0] if usual else others[int(rng.integers(len(others)))]
-        home = _home_key(brief, style, rng)
+        home = _home_key(brief, style)
         roles = assign_roles(style, band)
         cuts = self._hit_points(brief)
         plan = self._timing(brief, style, METERS[meter or chosen], cuts, heartbeat)
@@ -389,15 +389,18 @@ def _controls_in_beats(
     }
 
 
-def _home_key(brief: MusicBrief, style: Style, rng: np.random.Generator) -> Key:
+def _home_key(brief: MusicBrief, style: Style) -> Key:
     """The key the piece is in: the brief's when the user fixed it, else one of the keys the
     genre's players favour, in the brief's mode (the picture chose the mode; its choice of
-    tonic is arbitrary, and every genre in one key would share its notes)."""
+    tonic is arbitrary, and every genre in one key would share its notes). The seed alone
+    picks the position in the genre's list, so one seed puts two genres in two keys (the
+    lists never share a tonic at one position)."""
     asked = Key.parse(brief.tags.key)
     tonics = style.tonics.get(asked.mode, ())
     if brief.key_is_fixed or not tonics:
         return asked
-    return Key.parse(f"{tonics[int(rng.integers(len(tonics)))]} {asked.mode}")
+    position = int(np.random.default_rng(brief.seed).integers(len(tonics)))
+    return Key.parse(f"{tonics[position]} {asked.mode}")
 
 
 def _music_plan(

@@ -115,6 +115,8 @@ class Style:
     open_voicing: bool
     # Drum keys that mark a cut: (strong cut, other cut); none in a drumless genre.
     cut_hits: tuple[tuple[int, ...], tuple[int, ...]]
+    # The cymbal that opens a section and rings with the final chord.
+    crash: int = CRASH
     # Delay of off-beat eighths as a fraction of a beat (0 = straight).
     swing: float = 0.0
     programs: dict[str, int] = field(default_factory=dict)
@@ -126,7 +128,9 @@ class Style:
     # differ from REGISTERS: where a genre's instruments sit is part of its sound.
     registers: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The keys its players favour, by mode: open strings for guitars, flat keys for horns and
-    # keyboards. The seed picks one unless the user fixed the key; the brief gives the mode.
+    # keyboards. The seed picks a position (the same in every genre) unless the user fixed the
+    # key; the brief gives the mode. No two genres list one tonic at one position, so a video
+    # scored in two genres with one seed is in two keys (tests check the lists).
     tonics: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Share of free off-beat sixteenths a drummer fills with ghost strokes in busier sections.
     ghost_notes: float = 0.0
@@ -367,6 +371,10 @@ _TOM_FILL: tuple[Pattern, ...] = (
     {SNARE: "............x.x.", LOW_TOM: ".............x.x"},
 )
 _LIGHT_FILL: tuple[Pattern, ...] = ({SIDE_STICK: "............x.xx", KICK: "............x..."},)
+# Folk: a brushed snare sweeping into the bar line, the tambourine shaken with it.
+_BRUSH_FILL: tuple[Pattern, ...] = ({SNARE: "............oxox", TAMBOURINE: "............x.xx"},)
+# Corporate: hand claps building into the next bar, as a produced track does.
+_CLAP_FILL: tuple[Pattern, ...] = ({CLAP: "..........x.x.xx", OPEN_HAT: "..............x."},)
 _FILL_34: tuple[Pattern, ...] = ({SNARE: "........xxxx", KICK: "........x..."},)
 _FILL_68: tuple[Pattern, ...] = ({SNARE: "...xxx", KICK: "...x.."},)
 
@@ -573,7 +581,7 @@ STYLES: dict[str, Style] = {
             open_voicing=True,
             cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
             production=production.CINEMATIC,
-            tonics={"major": ("D", "C", "Eb", "Bb"), "minor": ("D", "C", "G", "E")},
+            tonics={"major": ("D", "C", "Gb", "Eb"), "minor": ("D", "C", "E", "G")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
         ),
         Style(
@@ -621,7 +629,7 @@ STYLES: dict[str, Style] = {
             melody_range=(62, 86),
             registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
             production=production.ORCHESTRAL,
-            tonics={"major": ("D", "Bb", "Eb", "F"), "minor": ("D", "G", "C", "F")},
+            tonics={"major": ("Bb", "D", "Eb", "C"), "minor": ("G", "D", "C", "F")},
             programs={"plucks": 46, "woodwinds": 68, "brass": 60, "bass": 43, "strings": 48},
             open_voicing=True,
             cut_hits=((CRASH_2, FLOOR_TOM), (FLOOR_TOM,)),
@@ -672,7 +680,7 @@ STYLES: dict[str, Style] = {
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             production=production.ELECTRONIC,
-            tonics={"major": ("F", "C", "G", "A"), "minor": ("F", "A", "G", "C")},
+            tonics={"major": ("C", "F", "G", "A"), "minor": ("Eb", "A", "G", "C")},
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
         ),
         Style(
@@ -725,7 +733,7 @@ STYLES: dict[str, Style] = {
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
             ghost_notes=0.06,
             production=production.POP,
-            tonics={"major": ("C", "G", "F", "Bb"), "minor": ("A", "C#", "F#", "B")},
+            tonics={"major": ("G", "Bb", "C", "F"), "minor": ("A", "C#", "F#", "B")},
             programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
         ),
         Style(
@@ -786,7 +794,7 @@ STYLES: dict[str, Style] = {
             cut_hits=((CHINA, ACOUSTIC_KICK), (ELECTRIC_SNARE, ACOUSTIC_KICK)),
             ghost_notes=0.08,
             production=production.ROCK,
-            tonics={"major": ("E", "A", "D", "G"), "minor": ("E", "A", "B", "D")},
+            tonics={"major": ("E", "A", "D", "G"), "minor": ("E", "B", "A", "D")},
             programs={"electric-guitar": 29, "bass": 34, "piano": 1, "synth": 16},
         ),
         Style(
@@ -839,7 +847,7 @@ STYLES: dict[str, Style] = {
             cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
             ghost_notes=0.1,
             production=production.HIP_HOP,
-            tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("C#", "F", "G", "Bb")},
+            tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("F", "G", "C#", "Bb")},
             programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
             lift="none",
         ),
@@ -902,7 +910,7 @@ STYLES: dict[str, Style] = {
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             production=production.LO_FI,
-            tonics={"major": ("Eb", "Ab", "F", "Db"), "minor": ("C", "F", "Bb", "Eb")},
+            tonics={"major": ("Ab", "Eb", "F", "Db"), "minor": ("C", "F", "Bb", "Eb")},
             programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
             lift="none",
         ),
@@ -951,7 +959,8 @@ STYLES: dict[str, Style] = {
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             ghost_notes=0.06,
             production=production.ACOUSTIC,
-            tonics={"major": ("G", "D", "C", "E"), "minor": ("E", "A", "B", "D")},
+            # A capo'd guitar beside the piano: keys apart from folk's open strings and pop's.
+            tonics={"major": ("Gb", "B", "Ab", "E"), "minor": ("F#", "G#", "Eb", "C#")},
             programs={"bass": 32},
         ),
         Style(
@@ -999,7 +1008,7 @@ STYLES: dict[str, Style] = {
             },
             harmonic_rhythm=(1, 1, 1),
             grooves={"4/4": _TRAIN, "6/8": _JIG},
-            fills={"4/4": _LIGHT_FILL, "6/8": _FILL_68},
+            fills={"4/4": _BRUSH_FILL, "6/8": _FILL_68},
             bass={"4/4": _BASS_WALK, "6/8": {1: ("R-----",), 2: ("R--5--",), 3: ("R-.5-.",)}},
             # Fingerpicking: the thumb on the low tones, the fingers answering.
             comping={
@@ -1018,11 +1027,12 @@ STYLES: dict[str, Style] = {
             registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
             ghost_notes=0.05,
             production=production.FOLK,
-            tonics={"major": ("G", "D", "A", "C"), "minor": ("E", "A", "D", "B")},
+            # The fiddle's and the open strings' keys.
+            tonics={"major": ("A", "G", "E", "D"), "minor": ("B", "E", "D", "A")},
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
-            cut_hits=((CRASH_2, KICK), (TAMBOURINE, KICK)),
+            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
@@ -1062,7 +1072,7 @@ STYLES: dict[str, Style] = {
             },
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _TIDY},
-            fills={"4/4": _LIGHT_FILL},
+            fills={"4/4": _CLAP_FILL},
             bass={
                 "4/4": {
                     1: ("R...R...R...R...",),
@@ -1085,9 +1095,10 @@ STYLES: dict[str, Style] = {
             registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
+            crash=CRASH_2,
             ghost_notes=0.04,
             production=production.CORPORATE,
-            tonics={"major": ("C", "F", "Bb", "D"), "minor": ("A", "D", "G", "C")},
+            tonics={"major": ("F", "Db", "Bb", "Ab"), "minor": ("Bb", "Eb", "F", "G#")},
             programs={"plucks": 12, "synth": 5, "electric-guitar": 27},
         ),
     ]

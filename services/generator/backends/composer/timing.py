@@ -11,8 +11,8 @@ Music changes at cuts and stays music while it does, so the pulse comes first:
   most MAX_BEAT_CHANGE from one beat to the next. Beat 0 is the first sample and a downbeat.
   Which cuts become anchors (a cut exactly on a beat, a strong one preferably on a downbeat)
   is decided by dynamic programming over the cuts (a beam search: each cut keeps its best few
-  beat numbers); the beat times are then a smooth spline through the anchors, checked against
-  both limits, anchors being dropped until they hold.
+  beat numbers); the beat times are then solved as a linear program: both limits exactly,
+  as many anchors as they allow, the least tempo change (see conducted_beats).
 Cuts that no grid can reach are not forgotten: the arrangement marks every cut at its exact
 time. Sections of the form start on the bar line nearest each segment start.
 """
@@ -25,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import CubicSpline
+from scipy import sparse
+from scipy.optimize import linprog
 
 # Largest tempo change from one beat to the next (a fraction of the period).
 MAX_BEAT_CHANGE = 0.02
-# The anchor search budgets for less change than the limit: the spline through the anchors
-# spreads each change unevenly.
-PLANNED_BEAT_CHANGE = 0.016
+# The map is solved this much inside the limit, so beat times rounded to microseconds in the
+# delivered plan still keep it.
+SOLVED_BEAT_CHANGE = 0.0195
 # A cut this close to a beat counts as on it while planning (trackers allow 50 ms).
 ON_BEAT_S = 0.025
 # Search breadth: earlier cuts a cut may be reached from, and beat numbers kept per cut.
@@ -50,6 +51,10 @@ DRIFT_PENALTY = 40.0
 PREFERRED_PENALTY = 2.0
 PREFERRED_SCALE = 0.15
 PREFERRED_PER_CUTS = 8
+# The tempo map's costs: a second of an anchor's miss against a period's total change
+# (MISS_COST per unit of weight) and against its drift from the piece's tempo (DRIFT_COST).
+MISS_COST = 100.0
+DRIFT_COST = 0.05
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
 # the best few again with the full one.
 TEMPO_STEP = 0.006
@@ -293,7 +298,7 @@ def _anchor_search(
             for count in range(max(1, math.ceil(length / high)), math.floor(length / low) + 1):
                 new_period = length / count
                 change = abs(math.log(new_period / state.period))
-                if i >= 0 and change > PLANNED_BEAT_CHANGE * (state.beats + count) / 2:
+                if i >= 0 and change > MAX_BEAT_CHANGE * (state.beats + count) / 2:
                     continue
                 beat = key[0] + count
                 score = state.score + _cut_score(cuts[j], beat, meter, 0)
@@ -322,40 +327,86 @@ def _anchor_search(
     return best_score, [(-1, 0), *reversed(path)]
 
 
-def _beats_through(
-    anchors: list[tuple[int, float]], period: float, duration_s: float
-) -> list[float]:
-    """Beat times through (beat, time) anchors: a spline whose slope (the period) is smooth,
-    starting and ending at its outer spans' periods, continued at the last period."""
-    if len(anchors) == 1:
-        last_beat, last_time, end_period = 0, 0.0, period
-        spline = None
-    else:
-        ks = np.array([a[0] for a in anchors], dtype=float)
-        ts = np.array([a[1] for a in anchors])
-        first = (ts[1] - ts[0]) / (ks[1] - ks[0])
-        end_period = (ts[-1] - ts[-2]) / (ks[-1] - ks[-2])
-        spline = CubicSpline(ks, ts, bc_type=((1, first), (1, end_period)))
-        last_beat, last_time = int(ks[-1]), float(ts[-1])
-    count = last_beat + math.floor((duration_s - last_time) / end_period - 1e-9) + 1
-    inside = np.arange(min(count, last_beat + 1), dtype=float)
-    beats = list(spline(inside)) if spline is not None else [0.0]
-    beats += [last_time + (k - last_beat) * end_period for k in range(last_beat + 1, count)]
-    return [float(b) for b in beats[:count]]
+def conducted_beats(
+    anchors: list[tuple[int, float, float]], period: float, flex: float, duration_s: float
+) -> tuple[list[float], np.ndarray]:
+    """Beat times of the smoothest map through (beat, time, weight) anchors, and how far each
+    anchor's beat lands from its time.
 
-
-def _violation(beats: list[float], period: float, flex: float) -> int | None:
-    """The first beat where the map breaks a limit (range or beat-to-beat change), if any."""
-    if len(beats) < 2:
-        return None
-    periods = np.diff(beats)
-    low, high = period / (1 + flex) * (1 - 1e-6), period * (1 + flex) * (1 + 1e-6)
-    outside = np.flatnonzero((periods < low) | (periods > high))
-    ratios = np.abs(periods[1:] / periods[:-1] - 1.0)
-    jumps = np.flatnonzero(ratios > MAX_BEAT_CHANGE)
-    found = [int(outside[0])] if outside.size else []
-    found += [int(jumps[0]) + 1] if jumps.size else []
-    return min(found) if found else None
+    A linear program over the beat times (beat 0 at the first sample): every period within
+    the flex of `period`, each within SOLVED_BEAT_CHANGE of the one before (both linear in the
+    times), minimising the weighted misses of the anchors first, then the total tempo change
+    and the drift. Being exact, it keeps every anchor the limits allow; missing in L1 leaves
+    most anchors exactly on their beats and the unreachable ones far off.
+    """
+    low, high = period / (1 + flex) * (1 + 1e-4), period * (1 + flex) * (1 - 1e-4)
+    last_beat = max((a[0] for a in anchors), default=0)
+    last_time = max((a[1] for a in anchors), default=0.0)
+    count = last_beat + math.ceil(max(0.0, duration_s - last_time) / low) + 2
+    spans, changes = count - 1, count - 2
+    # Variables: the times (count), |period - piece period| per span, |change| per beat,
+    # the miss per anchor.
+    drift_at, change_at, miss_at = count, count + spans, count + spans + changes
+    size = miss_at + len(anchors)
+    k = np.arange(spans)
+    j = np.arange(changes)
+    s = np.arange(len(anchors))
+    beat = np.array([a[0] for a in anchors], dtype=int)
+    # Each block of rows: the columns, their coefficients, the bounds (A_ub @ x <= b_ub).
+    rows: list[tuple[tuple[np.ndarray, ...], tuple[float, ...], np.ndarray]] = [
+        # low <= t[k+1] - t[k] <= high
+        ((k + 1, k), (1.0, -1.0), np.full(spans, high)),
+        ((k + 1, k), (-1.0, 1.0), np.full(spans, -low)),
+        # |t[k+1] - t[k] - period| <= drift[k]
+        ((k + 1, k, drift_at + k), (1.0, -1.0, -1.0), np.full(spans, period)),
+        ((k + 1, k, drift_at + k), (-1.0, 1.0, -1.0), np.full(spans, -period)),
+        # (1 - c) p[j] <= p[j+1] <= (1 + c) p[j], with p[j] = t[j+1] - t[j]
+        (
+            (j + 2, j + 1, j),
+            (1.0, -2.0 - SOLVED_BEAT_CHANGE, 1.0 + SOLVED_BEAT_CHANGE),
+            np.zeros(changes),
+        ),
+        (
+            (j + 2, j + 1, j),
+            (-1.0, 2.0 - SOLVED_BEAT_CHANGE, -1.0 + SOLVED_BEAT_CHANGE),
+            np.zeros(changes),
+        ),
+        # |p[j+1] - p[j]| <= change[j]
+        ((j + 2, j + 1, j, change_at + j), (1.0, -2.0, 1.0, -1.0), np.zeros(changes)),
+        ((j + 2, j + 1, j, change_at + j), (-1.0, 2.0, -1.0, -1.0), np.zeros(changes)),
+        # |t[beat] - time| <= miss
+        ((beat, miss_at + s), (1.0, -1.0), np.array([a[1] for a in anchors])),
+        ((beat, miss_at + s), (-1.0, -1.0), -np.array([a[1] for a in anchors])),
+    ]
+    matrix_rows: list[np.ndarray] = []
+    matrix_cols: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    bounds_ub: list[np.ndarray] = []
+    first = 0
+    for columns, coefficients, bound in rows:
+        height = len(bound)
+        for column, coefficient in zip(columns, coefficients, strict=True):
+            matrix_rows.append(np.arange(first, first + height))
+            matrix_cols.append(column)
+            values.append(np.full(height, coefficient))
+        bounds_ub.append(bound)
+        first += height
+    matrix = sparse.csr_array(
+        (np.concatenate(values), (np.concatenate(matrix_rows), np.concatenate(matrix_cols))),
+        shape=(first, size),
+    )
+    cost = np.zeros(size)
+    cost[drift_at:change_at] = DRIFT_COST / period
+    cost[change_at:miss_at] = 1.0 / period
+    cost[miss_at:] = MISS_COST * np.array([a[2] for a in anchors]) / period
+    bounds = [(0.0, 0.0)] + [(None, None)] * (count - 1) + [(0.0, None)] * (size - count)
+    solved = linprog(cost, A_ub=matrix, b_ub=np.concatenate(bounds_ub), bounds=bounds,
+                     method="highs")  # fmt: skip
+    if solved.status != 0:
+        raise RuntimeError(f"the tempo map has no solution: {solved.message}")
+    times = solved.x[:count]
+    beats = [float(t) for t in times[times < duration_s - 1e-9]]
+    return beats, np.abs(times[beat] - np.array([a[1] for a in anchors]))
 
 
 def _tempo_map(
@@ -377,7 +428,7 @@ def _tempo_map(
     candidates = sorted(set(candidates) | {preferred})
     times = np.array([c.time_s for c in cuts])
     if not cuts:
-        return _beats_through([(0, 0.0)], preferred, duration_s), preferred
+        return conducted_beats([], preferred, flex, duration_s)[0], preferred
 
     # The pull towards the preferred tempo grows with the number of cuts: each cut's chance of
     # falling near some beat grows with the tempo, which must not win by itself.
@@ -398,24 +449,23 @@ def _tempo_map(
         ]
     ]
     _, period, anchors = max(searched, key=lambda item: item[0])
-    points = [(beat, 0.0 if cut < 0 else float(times[cut])) for cut, beat in anchors]
-    while True:
+    heartbeat()
+    points = [
+        (beat, float(times[cut]), 1.0 + _anchor_weight(cuts[cut]))
+        for cut, beat in anchors
+        if cut >= 0
+    ]
+    beats, misses = conducted_beats(points, period, flex, duration_s)
+    if np.any(misses > ON_BEAT_S):
+        # Anchors the limits put out of reach still bend the map towards them: plan without.
         heartbeat()
-        beats = _beats_through(points, period, duration_s)
-        broken = _violation(beats, period, flex)
-        if broken is None:
-            return beats, period
-        # Drop the weaker anchor around the break (never the first sample) and try again.
-        after = next((i for i, p in enumerate(points) if p[0] > broken), len(points) - 1)
-        before = max(1, after - 1)
-        around = [i for i in (before, after) if 0 < i < len(points)]
-        weakest = min(around, key=lambda i: _anchor_weight(points[i], cuts, times))
-        points.pop(weakest)
+        reachable = [p for p, miss in zip(points, misses, strict=True) if miss <= ON_BEAT_S]
+        beats, _ = conducted_beats(reachable, period, flex, duration_s)
+    return beats, period
 
 
-def _anchor_weight(point: tuple[int, float], cuts: list[HitPoint], times: np.ndarray) -> float:
-    index = int(np.argmin(np.abs(times - point[1])))
-    return cuts[index].strength + (1.0 if cuts[index].boundary else 0.0)
+def _anchor_weight(cut: HitPoint) -> float:
+    return cut.strength + (1.0 if cut.boundary else 0.0)
 
 
 # ---- form and ending ----------------------------------------------------------------------
