@@ -98,6 +98,16 @@ def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]
         now = tick
 
 
+def _check_data_bytes(
+    instrument: str, changes: Sequence[tuple[float, int, int]], notes: Sequence[Note]
+) -> None:
+    """Every pitch, velocity, controller and value must fit a MIDI data byte (0..127)."""
+    values = [v for _, controller, value in changes for v in (controller, value)]
+    values += [v for note in notes for v in (note.pitch, note.velocity)]
+    if values and not 0 <= min(values) <= max(values) <= 127:
+        raise ValueError(f"{instrument}: a MIDI data byte outside 0..127")
+
+
 def midi_bytes(
     notes_by_instrument: Mapping[str, Sequence[Note]],
     plan: TimingPlan,
@@ -123,12 +133,18 @@ def midi_bytes(
                 ),
             )
         )
-        for beat, controller, value in (controls or {}).get(track_info.instrument, ()):
+        changes = (controls or {}).get(track_info.instrument, ())
+        notes = notes_by_instrument.get(track_info.instrument, ())
+        _check_data_bytes(track_info.instrument, changes, notes)
+        # Checked above for the whole track: mido's check of every message was a tenth of a
+        # 3-minute piece's render.
+        for beat, controller, value in changes:
             message = mido.Message(
-                "control_change", channel=track_info.channel, control=controller, value=value
-            )
+                "control_change", skip_checks=True, channel=track_info.channel,
+                control=controller, value=value,
+            )  # fmt: skip
             events.append((max(0, clock.tick(beat)), message))
-        for note in notes_by_instrument.get(track_info.instrument, ()):
+        for note in notes:
             on = max(0, clock.tick(note.start))
             off = max(on + 1, clock.tick(note.end))
             events.append(
@@ -136,6 +152,7 @@ def midi_bytes(
                     on,
                     mido.Message(
                         "note_on",
+                        skip_checks=True,
                         channel=track_info.channel,
                         note=note.pitch,
                         velocity=note.velocity,
@@ -146,7 +163,11 @@ def midi_bytes(
                 (
                     off,
                     mido.Message(
-                        "note_off", channel=track_info.channel, note=note.pitch, velocity=0
+                        "note_off",
+                        skip_checks=True,
+                        channel=track_info.channel,
+                        note=note.pitch,
+                        velocity=0,
                     ),
                 )
             )
