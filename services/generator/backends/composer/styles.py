@@ -271,23 +271,22 @@ _GENTLE_34: Grooves = {
     3: ({KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},),
 }
 
-# Folk's train beat: a bass drum on the beats, brushes sweeping the eighths, the backbeat on
-# the tambourine rather than a pop snare.
+# Folk's train beat: a bass drum on the beats, brushed snare between, a tambourine's pulse.
 _TRAIN: Grooves = {
     1: ({KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},),
     2: (
         {
             KICK: "X.......x.......",
-            SNARE: "..o...o...o...o.",
-            TAMBOURINE: "....x.......x...",
+            SNARE: "..o.x.o...o.x.o.",
+            TAMBOURINE: "x...x...x...x...",
         },
         {KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
     ),
     3: (
         {
             KICK: "X.....x.X.......",
-            SNARE: "o.o...o.o.o...o.",
-            TAMBOURINE: "....X.......X...",
+            SNARE: "o.o.X.o.o.o.X.o.",
+            TAMBOURINE: "x...x...x...x...",
         },
     ),
 }
@@ -1033,7 +1032,7 @@ STYLES: dict[str, Style] = {
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
-            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
+            cut_hits=((RIDE, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
