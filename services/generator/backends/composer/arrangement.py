@@ -53,6 +53,8 @@ LIFT_MIN_S = 20.0
 RELEASE_TAIL_S = 0.9
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
+# Beats: a cut this close after a bar line is on it (its hit and the crash are one).
+SAME_BEAT = 0.05
 # A cut this close to a beat is on it (the plan's anchors are exact): its event is the beat's.
 ON_BEAT_S = 0.001
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
@@ -250,6 +252,13 @@ class Composer:
         self.roles = roles
         self.forms = forms
         self.cuts = cuts
+        # Beats of the cuts inside a flurry (a fast montage): each gets only a light accent,
+        # which a crash just before would drown.
+        times = sorted(c.time_s for c in cuts)
+        self._flurry_beats = [
+            plan.beat_at(t) for t, before in zip(times, [-FLURRY_GAP_S, *times], strict=False)
+            if t - before < FLURRY_GAP_S
+        ]  # fmt: skip
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
@@ -455,7 +464,9 @@ class Composer:
             playing.add(player)
         for player in roles.of("drums")[:1]:
             kind = "fill" if fill else "phrase" if phrase_end and level >= 2 else None
-            crash = position == 0 and level >= 2 and not intro
+            # A montage's cut just after the bar line brings its own accent; a crash on the
+            # bar line would ring over it.
+            crash = position == 0 and level >= 2 and not intro and not self._cut_soon_after(start)
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         for number, player in enumerate(roles.of("melody")):
@@ -511,7 +522,9 @@ class Composer:
             playing.add(player)
         for player in roles.of("drums")[:1]:
             self._add(player, drum_keys.KICK, start, start + 0.25, 104)
-            self._add(player, self.style.crash, start, start + 0.5, 100)
+            # As at a section's start: a montage's cut just after brings its own accent.
+            if not self._cut_soon_after(start):
+                self._add(player, self.style.crash, start, start + 0.5, 100)
             playing.add(player)
         return playing
 
@@ -782,6 +795,11 @@ class Composer:
             for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, 108, after_end=True)  # fmt: skip
+
+    def _cut_soon_after(self, beat: float) -> bool:
+        """A cut of a flurry after `beat` (not on it) and within the beat after it."""
+        index = bisect.bisect_right(self._flurry_beats, beat + SAME_BEAT)
+        return index < len(self._flurry_beats) and self._flurry_beats[index] <= beat + 1.0
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""
