@@ -1,6 +1,6 @@
 """Benchmark of the composer's music, measured from outside (issue 13's "Numbers").
 
-    python benchmarks/bench_music.py            # 7 cases x 11 genres x 2 seeds (~6 min, 2 cores)
+    python benchmarks/bench_music.py            # 7 cases x 11 genres x 2 seeds (~8 min, 2 cores)
     python benchmarks/bench_music.py --quick    # pop, rock, ambient; seed 1
     python benchmarks/bench_music.py --genres rock folk --seeds 7 8 --no-madmom
 
