@@ -244,9 +244,13 @@ def _fixed_grid(
             if score > best[0] + 1e-9:
                 best = (score, phase_steps, downbeat)
     _, phase_steps, downbeat = best
-    phase = phase_steps * step
+    return _grid(phase_steps * step, period, duration_s), downbeat
+
+
+def _grid(phase: float, period: float, duration_s: float) -> list[float]:
+    """Beats of one constant tempo from `phase` to the end."""
     count = math.floor((duration_s - phase) / period - 1e-9) + 1
-    return [phase + k * period for k in range(count)], downbeat
+    return [phase + k * period for k in range(count)]
 
 
 # ---- a conductor's tempo map ------------------------------------------------------------
@@ -428,7 +432,8 @@ def _tempo_map(
     candidates = sorted(set(candidates) | {preferred})
     times = np.array([c.time_s for c in cuts])
     if not cuts:
-        return conducted_beats([], preferred, flex, duration_s)[0], preferred
+        # Nothing to meet: the picture's tempo, steady (no program to solve).
+        return _grid(0.0, preferred, duration_s), preferred
 
     # The pull towards the preferred tempo grows with the number of cuts: each cut's chance of
     # falling near some beat grows with the tempo, which must not win by itself.
