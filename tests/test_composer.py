@@ -142,6 +142,21 @@ def test_irregular_cuts_mostly_land_on_beats():
     assert len(on_beat) >= 7, on_beat
 
 
+def test_cuts_near_a_beat_are_put_exactly_on_it():
+    """A fast montage (0.8 s shots, some cuts a frame late, as in bench_music): cuts the
+    anchor search passed over but that fell within 25 ms of a beat are anchored too, so the
+    beat is on the cut rather than a few milliseconds off (a cut's hit and the beat would flam).
+    Without that, 19 of the 29 were exact and 9 a few ms off."""
+    cuts = [round(0.8 * k + (1 / 30 if k == 3 or k >= 14 else 0.0), 6) for k in range(1, 30)]
+    plan = plan_timing(
+        24.0, [0.0], [HitPoint(t, 0.4) for t in cuts], (60, 90), 75, METERS["4/4"], 0.08,
+        heartbeat=lambda: None,
+    )  # fmt: skip
+    beats = np.array(plan.beats_s)
+    misses = np.array([np.min(np.abs(beats - c)) for c in cuts])
+    assert np.sum(misses <= 1e-3) >= 24, misses
+
+
 @pytest.mark.parametrize("genre", ["rock", "ambient", "orchestral", "hip-hop"])
 def test_every_cut_is_marked_at_its_time(generator, beat_analysis, genre):
     # The video's cuts plus a fast montage (0.8 s shots) in the middle.
@@ -183,9 +198,9 @@ def test_two_genres_never_render_the_same_piece(generator, beat_analysis):
     for a, b in itertools.combinations(STYLES, 2):
         assert not np.array_equal(pieces[a].audio, pieces[b].audio)
         overlap = len(notes[a] & notes[b]) / min(len(notes[a]), len(notes[b]))
-        # The issue's aim is 20%; genres that settle on the same tempo map for one video
-        # still share up to about 40% (benchmarks/bench_music.py prints every pair).
-        assert overlap <= 0.5, (a, b, overlap)
+        # At most a fifth of their notes, even where two genres settle on one tempo map
+        # (benchmarks/bench_music.py prints every pair over seven videos and two seeds).
+        assert overlap <= 0.2, (a, b, overlap)
         assert pieces[a].plan.instruments != pieces[b].plan.instruments or (
             pieces[a].plan.bpm != pieces[b].plan.bpm
         )
@@ -230,7 +245,7 @@ def test_form_intro_intensity_and_ending(generator, beat_analysis):
     assert plan.sections[-1].chords[-2] == "V"
     # The final chord rings out inside the piece: silence only in the last moments.
     final = plan.final_chord_s
-    assert final <= beat_analysis.duration_s - 1.5
+    assert final <= beat_analysis.duration_s - 1.2
     tail = music.audio[int(final * 44100) :]
     assert np.abs(tail[: 44100 // 2]).max() > 0.05
     # Intensity follows segment energy.

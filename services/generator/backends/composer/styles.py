@@ -271,22 +271,20 @@ _GENTLE_34: Grooves = {
     3: ({KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},),
 }
 
-# Folk's train beat: a bass drum on the beats, brushed snare between, a tambourine's pulse.
-_TRAIN: Grooves = {
+# Folk's stomp: a bass drum on every beat as a stamping foot, the tambourine leaning on 2 and 4
+# with the floor tom when it builds. No snare backbeat (pop's and rock's), and no off-beat eighths
+# (with them a beat tracker heard folk at double time).
+_STOMP: Grooves = {
     1: ({KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},),
     2: (
-        {
-            KICK: "X.......x.......",
-            SNARE: "..o.x.o...o.x.o.",
-            TAMBOURINE: "x...x...x...x...",
-        },
+        {KICK: "X...x...X...x...", TAMBOURINE: "x...X...x...X..."},
         {KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
     ),
     3: (
         {
-            KICK: "X.....x.X.......",
-            SNARE: "o.o.X.o.o.o.X.o.",
-            TAMBOURINE: "x...x...x...x...",
+            KICK: "X...x...X...x...",
+            FLOOR_TOM: "....X.......X...",
+            TAMBOURINE: "x...X...x...X...",
         },
     ),
 }
@@ -371,8 +369,10 @@ _TOM_FILL: tuple[Pattern, ...] = (
     {SNARE: "............x.x.", LOW_TOM: ".............x.x"},
 )
 _LIGHT_FILL: tuple[Pattern, ...] = ({SIDE_STICK: "............x.xx", KICK: "............x..."},)
-# Folk: a brushed snare sweeping into the bar line, the tambourine shaken with it.
-_BRUSH_FILL: tuple[Pattern, ...] = ({SNARE: "............oxox", TAMBOURINE: "............x.xx"},)
+# Folk: the floor tom stamping into the bar line, the tambourine shaken with it.
+_STOMP_FILL: tuple[Pattern, ...] = (
+    {FLOOR_TOM: "............x.xx", TAMBOURINE: "............xxxx"},
+)
 # Corporate: hand claps building into the next bar, as a produced track does.
 _CLAP_FILL: tuple[Pattern, ...] = ({CLAP: "..........x.x.xx", OPEN_HAT: "..............x."},)
 _FILL_34: tuple[Pattern, ...] = ({SNARE: "........xxxx", KICK: "........x..."},)
@@ -514,7 +514,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.18,
             melody_grid=2,
             melody_range=(64, 84),
-            registers={"bass": (26, 45), "comping": (60, 84), "pulse": (60, 79)},
+            registers={"bass": (26, 45), "comping": (64, 88), "pulse": (72, 91)},
             production=production.AMBIENT,
             tonics={"major": ("Db", "E", "A", "Gb"), "minor": ("C#", "F#", "B", "E")},
             programs={"strings": 49, "synth": 88, "plucks": 46, "bass": 38},
@@ -905,7 +905,9 @@ STYLES: dict[str, Style] = {
             melody_density=0.25,
             melody_grid=2,
             melody_range=(62, 82),
-            swing=0.18,
+            # An MPC's 60% swing: lazy, not triplets (at 0.18 a beat tracker heard the
+            # off-beats as a triplet pulse, 1.5 times the tempo).
+            swing=0.1,
             registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
@@ -960,7 +962,7 @@ STYLES: dict[str, Style] = {
             ghost_notes=0.06,
             production=production.ACOUSTIC,
             # A capo'd guitar beside the piano: keys apart from folk's open strings and pop's.
-            tonics={"major": ("Gb", "B", "Ab", "E"), "minor": ("F#", "G#", "Eb", "C#")},
+            tonics={"major": ("B", "Gb", "Ab", "E"), "minor": ("F#", "G#", "Eb", "C#")},
             programs={"bass": 32},
         ),
         Style(
@@ -1007,8 +1009,8 @@ STYLES: dict[str, Style] = {
                 },
             },
             harmonic_rhythm=(1, 1, 1),
-            grooves={"4/4": _TRAIN, "6/8": _JIG},
-            fills={"4/4": _BRUSH_FILL, "6/8": _FILL_68},
+            grooves={"4/4": _STOMP, "6/8": _JIG},
+            fills={"4/4": _STOMP_FILL, "6/8": _FILL_68},
             bass={"4/4": _BASS_WALK, "6/8": {1: ("R-----",), 2: ("R--5--",), 3: ("R-.5-.",)}},
             # Fingerpicking: the thumb on the low tones, the fingers answering.
             comping={

@@ -59,9 +59,10 @@ DRIFT_COST = 0.05
 # the best few again with the full one.
 TEMPO_STEP = 0.006
 FULL_SEARCH_TEMPOS = 3
-# An ending needs a final chord at least this long before the end (hold + release tail),
+# An ending needs a final chord at least this long before the end (a short hold + the release
+# tail: a longer minimum put a 24 s piece's final chord a whole bar early, 4.8 s of one chord),
 # or this fraction of the piece when it is very short.
-ENDING_TAIL_S = 1.6
+ENDING_TAIL_S = 1.25
 SHORT_TAIL_FRACTION = 0.35
 
 
@@ -461,6 +462,23 @@ def _tempo_map(
         if cut >= 0
     ]
     beats, misses = conducted_beats(points, period, flex, duration_s)
+    # Cuts the search passed over that landed near a beat anyway: anchored too, so the map
+    # puts them on it rather than a few milliseconds off (a cut's hit and the beat's notes
+    # would flam).
+    anchored = {cut for cut, _ in anchors}
+    grid = np.asarray(beats)
+    near = [
+        (int(nearest), float(times[cut]), 1.0 + _anchor_weight(cuts[cut]))
+        for cut in range(len(cuts))
+        if cut not in anchored and len(grid)
+        for nearest in [np.argmin(np.abs(grid - times[cut]))]
+        if 0 < abs(grid[nearest] - times[cut]) <= ON_BEAT_S
+        and all(beat != nearest for beat, _, _ in points)
+    ]
+    if near:
+        heartbeat()
+        points = sorted(points + near)
+        beats, misses = conducted_beats(points, period, flex, duration_s)
     if np.any(misses > ON_BEAT_S):
         # Anchors the limits put out of reach still bend the map towards them: plan without.
         heartbeat()
