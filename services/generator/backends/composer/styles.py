@@ -846,7 +846,8 @@ STYLES: dict[str, Style] = {
             swing=0.16,
             registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
             open_voicing=False,
-            cut_hits=((CRASH, SNARE), (SPLASH, SNARE)),
+            # The 808's cowbell for light cuts (pop and corporate take the splash).
+            cut_hits=((CRASH, SNARE), (COWBELL, SNARE)),
             ghost_notes=0.1,
             production=production.HIP_HOP,
             tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("F", "G", "C#", "Bb")},
