@@ -10,11 +10,14 @@ end-to-end `bgm score` run is a fresh `bgm` process on the whole machine, as a u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import av
 import numpy as np
@@ -23,7 +26,9 @@ from scipy.signal import resample_poly
 
 from services.config import ComposerConfig, RequestLimits, TaggerConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, OutputOptions, Segment, UserControls
+from services.generator.backends.composer import bank as bank_module
 from services.generator.backends.composer.backend import ComposerGenerator
+from services.generator.backends.composer.mixing import Mixer
 from services.generator.backends.composer.styles import STYLES
 from services.generator.beatcheck import check_beats, genre_brief
 from services.media.synth import beat_shots, write_video
@@ -66,6 +71,23 @@ def synthetic_brief(duration_s: float, seed: int = 0) -> MusicBrief:
         sample_rate=48000,
         seed=1,
     )
+
+
+@contextlib.contextmanager
+def dry_timgm6mb() -> Iterator[ComposerGenerator]:
+    """The composer as issue 13 measured it: TimGM6mb through tinysoundfont, no mix (the
+    parts summed at their gains, no bus). The default sound (issue 14) is the full bank
+    through FluidSynth, with the mix."""
+
+    def dry_mix(self, start, dry):
+        return sum(a * np.float32(p.gain) for p, a in zip(self.parts, dry, strict=True)), []
+
+    with (
+        mock.patch.object(bank_module, "fluidsynth_available", lambda: False),
+        mock.patch.object(Mixer, "mix", dry_mix),
+        mock.patch.object(Mixer, "bus", lambda self, start, mix: mix),
+    ):
+        yield ComposerGenerator(ComposerConfig(soundfont_path=bank_module.timgm6mb()))
 
 
 def compose_section(generator: ComposerGenerator) -> None:

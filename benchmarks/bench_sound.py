@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
-from services.generator.backends.composer.mixing import Mixer  # noqa: E402
 from services.generator.backends.composer.styles import STYLES  # noqa: E402
 from services.generator.beatcheck import genre_brief  # noqa: E402
 from services.media.audio import write_audio_file  # noqa: E402
@@ -89,15 +88,9 @@ def speed_section() -> None:
         took = best_of(3, lambda: small.generate(brief))
         print(f"  {small.describe().sound + ', mixed':<45} {took:6.2f} s  {180 / took:5.0f}x")
 
-        def dry_mix(self, start, dry):
-            return sum(a * np.float32(p.gain) for p, a in zip(self.parts, dry, strict=True)), []
-
-        with (
-            mock.patch.object(Mixer, "mix", dry_mix),
-            mock.patch.object(Mixer, "bus", lambda self, start, mix: mix),
-        ):
-            took = best_of(3, lambda: small.generate(brief))
-        print(f"  {small.describe().sound + ', dry':<45} {took:6.2f} s  {180 / took:5.0f}x")
+    with bench_composer.dry_timgm6mb() as dry:
+        took = best_of(3, lambda: dry.generate(brief))
+        print(f"  {dry.describe().sound + ', dry':<45} {took:6.2f} s  {180 / took:5.0f}x")
     print()
 
 
