@@ -456,24 +456,27 @@ def _tempo_map(
     ]
     _, period, anchors = max(searched, key=lambda item: item[0])
     heartbeat()
-    points = [
-        (beat, float(times[cut]), 1.0 + _anchor_weight(cuts[cut]))
-        for cut, beat in anchors
-        if cut >= 0
-    ]
+
+    def point(cut: int, beat: int) -> tuple[int, float, float]:
+        return beat, float(times[cut]), 1.0 + _anchor_weight(cuts[cut])
+
+    points = [point(cut, beat) for cut, beat in anchors if cut >= 0]
     beats, misses = conducted_beats(points, period, flex, duration_s)
     # Cuts the search passed over that landed near a beat anyway: anchored too, so the map
     # puts them on it rather than a few milliseconds off (a cut's hit and the beat's notes
     # would flam).
-    anchored = {cut for cut, _ in anchors}
-    grid = np.asarray(beats)
+    anchored_cuts = {cut for cut, _ in anchors}
+    anchored_beats = {beat for beat, _, _ in points}
+    grid = np.asarray(beats if len(beats) > 1 else [0.0, duration_s])
+    # The nearest beat of every cut at once (the grid is sorted): the one after or before.
+    after = np.clip(np.searchsorted(grid, times), 1, len(grid) - 1)
+    nearest = np.where(grid[after] - times < times - grid[after - 1], after, after - 1)
     near = [
-        (int(nearest), float(times[cut]), 1.0 + _anchor_weight(cuts[cut]))
-        for cut in range(len(cuts))
-        if cut not in anchored and len(grid)
-        for nearest in [np.argmin(np.abs(grid - times[cut]))]
-        if 0 < abs(grid[nearest] - times[cut]) <= ON_BEAT_S
-        and all(beat != nearest for beat, _, _ in points)
+        point(cut, int(nearest[cut]))
+        for cut in range(len(cuts) if len(beats) > 1 else 0)
+        if cut not in anchored_cuts
+        and int(nearest[cut]) not in anchored_beats
+        and 0 < abs(grid[nearest[cut]] - times[cut]) <= ON_BEAT_S
     ]
     if near:
         heartbeat()
