@@ -3,10 +3,11 @@
 #   ./dev.sh demo   make the sample video and score it (the main job, CPU defaults)
 #   ./dev.sh test   check the lock, lint, type-check and run the whole test suite
 #   ./dev.sh setup  only set up .venv (and buf, from package-lock.json)
+#   ./dev.sh sonique set up .venv-sonique, SONIQUE's environment (README, "SONIQUE")
 #   ./dev.sh lock   regenerate requirements.lock and the images' locks from pyproject.toml
 #                   and requirements.in (needs PyPI)
 #   ./dev.sh protos regenerate services/gen from protos/
-# Environment: BGM_VENV (default .venv), PYTHON (default python3, must be 3.11+),
+# Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique), PYTHON (default python3, must be 3.11+),
 # BGM_TORCH (default: the version requirements.in names, as "torch==X"; pip takes the CPU
 # build where it lies on disk; see README for GPU builds), BGM_TORCH_WHEELS (for ./dev.sh lock:
 # a folder holding the CPU build's wheel, default /opt/wheels).
@@ -18,6 +19,8 @@ TORCH_VERSION="$(sed -n 's/^torch==\([^+]*\).*/\1/p' requirements.in)"
 TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
 TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
+SONIQUE_VENV="${BGM_SONIQUE_VENV:-.venv-sonique}"
+SONIQUE_LOCK=deploy/docker/requirements-sonique.lock
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
 # espeak-ng, which speaks the sentences of the speech tests' videos, and Chromium, in which
@@ -68,6 +71,24 @@ setup() {
     fi
 }
 
+# SONIQUE's environment: the project's lock, then stable-audio-tools' layer and the torch it
+# needs over it (requirements-sonique.in says why), both exactly as locked.
+sonique() {
+    if [ ! -x "$SONIQUE_VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$SONIQUE_VENV"
+    fi
+    local stamp="$SONIQUE_VENV/.bgm-installed"
+    if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ "$SONIQUE_LOCK" -nt "$stamp" ] \
+        || [ dev.sh -nt "$stamp" ]; then
+        "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --require-hashes \
+            -r requirements.lock
+        "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --require-hashes \
+            -r "$SONIQUE_LOCK"
+        "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+        touch "$stamp"
+    fi
+}
+
 lock() {
     local wheel
     wheel="$(find "$TORCH_WHEELS" -maxdepth 1 -name "torch-$TORCH_VERSION+cpu-*.whl" 2>/dev/null | head -1)"
@@ -87,6 +108,18 @@ lock() {
         -c requirements.lock -o deploy/docker/requirements-cpu.lock
     "${compile[@]}" pyproject.toml requirements.in --extra ray --extra diffusion --extra s3 \
         --extra gs -c requirements.lock -o deploy/docker/requirements-gpu.lock
+    # SONIQUE's layer: constrained to requirements.lock but for the pins it overrides (the
+    # constraints file's path shows in the lock's comments: a fixed one).
+    local overrides=deploy/docker/requirements-sonique.overrides
+    local constraints="$VENV/requirements-lock-pins.txt"
+    grep -oE '^[A-Za-z0-9_.-]+==[^ ;\\]+' requirements.lock \
+        | grep -vE "^($(grep -oE '^[A-Za-z0-9_.-]+' "$overrides" | paste -sd'|'))==" > "$constraints"
+    "$VENV/bin/uv" pip compile --quiet --python-version 3.11 \
+        --python-platform x86_64-manylinux_2_28 --generate-hashes \
+        --custom-compile-command "./dev.sh lock" -c "$constraints" --overrides "$overrides" \
+        --excludes deploy/docker/requirements-sonique.excludes \
+        deploy/docker/requirements-sonique.in -o "$SONIQUE_LOCK"
+    rm -f "$constraints"
 }
 
 demo() {
@@ -101,7 +134,7 @@ demo() {
 run_tests() {
     # kubectl renders the Kubernetes overlays (its built-in kustomize); the machine image has it.
     command -v kubectl >/dev/null || { echo "kubectl is needed to render deploy/k8s" >&2; exit 1; }
-    "$VENV/bin/python" scripts/check_lock.py requirements.lock "${IMAGE_LOCKS[@]}"
+    "$VENV/bin/python" scripts/check_lock.py requirements.lock "${IMAGE_LOCKS[@]}" "$SONIQUE_LOCK"
     "$VENV/bin/ruff" check services tests benchmarks scripts
     "$VENV/bin/ruff" format --check services tests benchmarks scripts
     "$VENV/bin/mypy"
@@ -111,6 +144,9 @@ run_tests() {
     # Against the main branch: a change on a branch may add to the contracts, never break them.
     node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'
     "$VENV/bin/python" -m pytest "$@"
+    # SONIQUE's tests, in its own environment (the main run skips them).
+    sonique
+    "$SONIQUE_VENV/bin/python" -m pytest -m sonique tests/test_sonique.py
 }
 
 job="${1:-}"
@@ -121,5 +157,6 @@ case "$job" in
     demo) setup; demo ;;
     test) setup; run_tests "$@" ;;
     lock) setup; lock ;;
-    *) echo "usage: ./dev.sh demo|test|setup|lock|protos" >&2; exit 2 ;;
+    sonique) sonique ;;
+    *) echo "usage: ./dev.sh demo|test|setup|lock|protos|sonique" >&2; exit 2 ;;
 esac

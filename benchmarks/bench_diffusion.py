@@ -1,7 +1,8 @@
-"""Benchmark of the diffusion backend on any diffusers checkpoint folder.
+"""Benchmark of the diffusion backend on any diffusers checkpoint folder or SONIQUE folder.
 
     python benchmarks/bench_diffusion.py --model PATH [--seconds 30] [--steps 50] [--batch 4]
     python benchmarks/bench_diffusion.py --tiny ace-step   # a tiny random pipeline built here
+    .venv-sonique/bin/python benchmarks/bench_diffusion.py --tiny sonique [--real-size]
 
 Prints, for one request and for a batch of requests generated together: seconds per denoising
 step (per pipeline call), the real-time factor, and peak memory (the process's resident memory;
@@ -21,7 +22,7 @@ from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.generator.backend import GenerationJob
 from services.generator.backends.diffusion.backend import DiffusionGenerator
-from services.generator.backends.diffusion.tiny import BUILDERS
+from services.generator.backends.diffusion.tiny import BUILDERS, sonique
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_tagger import gpu_peak_note, peak_rss_mb
@@ -87,9 +88,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps per call")
     parser.add_argument("--batch", type=int, default=4, help="requests generated together")
+    parser.add_argument(
+        "--real-size", action="store_true", help="--tiny sonique: SONIQUE's config, random weights"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        model = BUILDERS[args.tiny](Path(folder)) if args.tiny else args.model
+        if args.real_size and args.tiny != "sonique":
+            parser.error("--real-size is for --tiny sonique")
+        model = (sonique(Path(folder), real_size=True) if args.real_size
+                 else BUILDERS[args.tiny](Path(folder)) if args.tiny else args.model)  # fmt: skip
         if model is None:
             parser.error("give --model PATH or --tiny FAMILY")
         started = time.perf_counter()

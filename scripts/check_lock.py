@@ -3,7 +3,8 @@
 Every requirement of the project (its dependencies, every extra, and requirements.in) and,
 through the installed packages' metadata, every requirement of those in turn must be pinned in
 the lock at a version that satisfies it, for this interpreter and platform. The images' locks
-must pin the same versions as the main lock, and the Dockerfiles must install the torch version
+must pin the same versions as the main lock (a layer over it, where its .overrides file says),
+and the Dockerfiles must install the torch version
 requirements.in names. Exits 1, saying what to run, when any of that fails.
 
     python scripts/check_lock.py requirements.lock deploy/docker/requirements-*.lock
@@ -100,10 +101,20 @@ def problems_with(pins: dict[str, Version], roots: list[Requirement]) -> list[st
 
 
 def image_lock_problems(pins: dict[str, Version], image_lock: Path) -> list[str]:
+    """An image's lock pins what requirements.lock pins. A layer installed over it (a lock
+    with an .overrides file beside it, like SONIQUE's) adds packages of its own, and may
+    differ only where its overrides say."""
+    overrides = image_lock.with_suffix(".overrides")
+    layer = overrides.is_file()
+    overridden = set()
+    if layer:
+        overridden = {canonicalize_name(Requirement(line).name)
+                      for line in overrides.read_text().splitlines()
+                      if line.strip() and not line.startswith("#")}  # fmt: skip
     return [
         f"{image_lock.name} has {name} {version}, requirements.lock has {pins.get(name)}"
         for name, version in locked_versions(image_lock).items()
-        if pins.get(name) != version
+        if pins.get(name) != version and not (layer and (name not in pins or name in overridden))
     ]
 
 

@@ -126,7 +126,9 @@ class ComposerConfig(StrictModel):
 class DiffusionConfig(StrictModel):
     """Knobs of the generator's `diffusion` backend (diffusers audio pipelines)."""
 
-    # A folder saved with diffusers' save_pretrained (model_index.json and components).
+    # A folder saved with diffusers' save_pretrained (model_index.json and components), or
+    # a stable-audio-tools model folder (SONIQUE's best_model.json, checkpoint and CLAP files,
+    # in SONIQUE's environment: README, "SONIQUE").
     model_path: Path | None = None
     # None = the family's default.
     steps: int | None = Field(None, ge=1, le=1000)

@@ -89,3 +89,15 @@ def test_a_dockerfile_installing_another_torch(project: Path, capsys):
     code, err = run_check(project, capsys)
     assert code == 1
     assert "Dockerfile.gpu installs torch 2.14.1, the lock 2.13.0" in err
+
+
+def test_a_layer_lock_differs_from_the_main_lock_only_where_it_overrides(project: Path, capsys):
+    layer = project / "docker" / "requirements-sonique.lock"
+    # numpy is overridden (the project's own version, the same here): any version passes.
+    edit(layer, "numpy==2.4.6", "numpy==2.4.5")
+    code, err = run_check(project, capsys)
+    assert code == 0, err
+    edit(layer, "attrs==26.1.0", "attrs==25.1.0")
+    code, err = run_check(project, capsys)
+    assert code == 1
+    assert "requirements-sonique.lock has attrs 25.1.0, requirements.lock has 26.1.0" in err

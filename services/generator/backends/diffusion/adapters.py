@@ -25,6 +25,9 @@ class RenderRequest:
     # Audio (samples x channels, at the adapter's rate) the result starts from: the
     # composer's render or the user's reference for the same stretch; None = noise alone.
     initial_audio: np.ndarray | None = None
+    # Where the window lies in its piece (seconds): for models with timing conditioning.
+    start_s: float = 0.0
+    piece_s: float = 0.0
 
 
 class PipelineAdapter(Protocol):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.generator.backends.diffusion.tiny.ace_step import ace_step
 from services.generator.backends.diffusion.tiny.audioldm2 import audioldm2
+from services.generator.backends.diffusion.tiny.sonique import sonique
 from services.generator.backends.diffusion.tiny.stable_audio import stable_audio
 from services.generator.backends.diffusion.tiny.stable_audio_3 import stable_audio_3
 
@@ -19,6 +20,8 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "stable-audio-3": stable_audio_3,
     "audioldm2": audioldm2,
     "ace-step": ace_step,
+    # SONIQUE's stable-audio-tools model: in its own environment only.
+    "sonique": sonique,
 }
 
-__all__ = ["BUILDERS", "ace_step", "audioldm2", "stable_audio", "stable_audio_3"]
+__all__ = ["BUILDERS", "ace_step", "audioldm2", "sonique", "stable_audio", "stable_audio_3"]
