@@ -97,6 +97,31 @@ def test_prompts_are_in_its_tag_form_and_the_negative_prompt_guides(generator, m
 
 
 @sonique_env
+@pytest.mark.parametrize("initial", [False, True])
+def test_a_window_is_what_stable_audio_tools_makes_for_its_seed(generator, initial):
+    import torch
+    from stable_audio_tools.inference.generation import generate_diffusion_cond
+
+    from services.generator.backends.diffusion.adapters import RenderRequest
+
+    adapter = generator.adapter
+    size = round(adapter.window_s * adapter.sample_rate)
+    melody = np.random.default_rng(0).standard_normal((size, 1)).astype(np.float32) / 10
+    request = RenderRequest("piano, calm, 90 bpm", "drums", adapter.window_s, 1234, 90, "C major",
+                            initial_audio=melody if initial else None, piece_s=3.0)  # fmt: skip
+    ours = adapter.render([request], 4, 6.0, lambda step, steps: None)[0]
+    timing = {"seconds_start": 0, "seconds_total": 3}
+    theirs = generate_diffusion_cond(
+        adapter.model, steps=4, cfg_scale=6.0, sample_size=size, seed=1234, device="cpu",
+        conditioning=[{"prompt": request.prompt, **timing}],
+        negative_conditioning=[{"prompt": "drums", **timing}],
+        sampler_type="dpmpp-2m-sde", sigma_min=0.03, sigma_max=50, scale_phi=0.4,
+        init_audio=(adapter.sample_rate, torch.from_numpy(melody.T)) if initial else None,
+        init_noise_level=1.0)  # fmt: skip
+    assert np.array_equal(ours[:, 0], theirs[0, 0].numpy())
+
+
+@sonique_env
 def test_windows_say_where_they_lie_in_the_piece(generator):
     from services.generator.backends.diffusion.adapters import RenderRequest
 

@@ -244,54 +244,55 @@ class SoniqueAdapter:
         return {k: v.type(dtype) if v is not None and v.is_floating_point() else v
                 for k, v in inputs.items()}  # fmt: skip
 
-    def _encode(self, request: RenderRequest, prepare_audio: Any) -> Any:
-        """The request's initial audio as latents. The VAE samples its latent from torch's
-        global generator: seeded from the request, without disturbing anyone else's use."""
+    def _draws(self, request: RenderRequest) -> tuple[Any, Any, int]:
+        """The request's random draws, in the order stable-audio-tools' generate_diffusion_cond
+        makes them from torch's generator seeded with its seed: the noise, the VAE's sample of
+        the initial audio's latents, the SDE sampler's Brownian seed. One request gives what
+        SONIQUE's code gives for that seed; in a batch, each its own (that code seeds once per
+        call), and nobody else's use of torch's generator is disturbed."""
         import torch
+        from stable_audio_tools.inference.utils import prepare_audio
 
-        pretransform = self.model.pretransform
-        audio = prepare_audio(
-            torch.from_numpy(np.ascontiguousarray(np.asarray(request.initial_audio).T)),
-            self.sample_rate, self.sample_rate, self._sample_size, pretransform.io_channels,
-            self.device)  # fmt: skip
+        model, pretransform = self.model, self.model.pretransform
+        frames = self._sample_size // pretransform.downsampling_ratio
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(request.seed)
-            return pretransform.encode(audio.to(next(pretransform.parameters()).dtype))
+            noise = torch.randn([1, model.io_channels, frames])
+            start = None
+            if request.initial_audio is not None:
+                audio = prepare_audio(
+                    torch.from_numpy(np.ascontiguousarray(np.asarray(request.initial_audio).T)),
+                    self.sample_rate, self.sample_rate, self._sample_size,
+                    pretransform.io_channels, self.device)  # fmt: skip
+                start = pretransform.encode(audio.to(next(pretransform.parameters()).dtype))
+            brownian_seed = int(torch.randint(0, 2**63 - 1, []).item())
+        return noise, start, brownian_seed
 
     def render(
         self, requests: list[RenderRequest], steps: int, guidance: float, on_step: StepCallback
     ) -> list[np.ndarray]:
         import k_diffusion as K
         import torch
-        from stable_audio_tools.inference.utils import prepare_audio
 
         model = self.model
         pretransform = model.pretransform
         dtype = next(model.model.parameters()).dtype
-        # Each waveform's noise, and the SDE sampler's Brownian noise, from its own seed, so
-        # that what else shares the call changes nothing (stable-audio-tools seeds the global
-        # generator once per call).
-        seeds = [r.seed for r in requests]
-        frames = self._sample_size // pretransform.downsampling_ratio
-        noise = torch.stack([
-            torch.randn(model.io_channels, frames, generator=torch.Generator().manual_seed(s))
-            for s in seeds]).to(self.device, dtype)  # fmt: skip
         with torch.no_grad():
+            noises, starts, brownian_seeds = zip(*map(self._draws, requests), strict=True)
+            noise = torch.cat(noises).to(self.device, dtype)
             inputs = self._conditioning(requests, negative=False)
             if requests[0].negative_prompt:
                 inputs |= self._conditioning(requests, negative=True)
-            sigma_max, start = self.SIGMA_MAX, None
-            if requests[0].initial_audio is not None:
-                start = torch.cat([self._encode(r, prepare_audio) for r in requests])
-                sigma_max = self.INIT_NOISE_LEVEL
-            # stable-audio-tools' sample_k for its dpmpp-2m-sde sampler (rho 1).
+            sigma_max = self.SIGMA_MAX if starts[0] is None else self.INIT_NOISE_LEVEL
+            # stable-audio-tools' sample_k for its dpmpp-2m-sde sampler (rho 1), with one
+            # Brownian tree per waveform.
             sigmas = K.sampling.get_sigmas_polyexponential(steps, self.SIGMA_MIN, sigma_max,
                                                            1.0, device=self.device)  # fmt: skip
             x = noise * sigmas[0]
-            if start is not None:
-                x = start.to(dtype) + x
+            if starts[0] is not None:
+                x = torch.cat(starts).to(dtype) + x
             brownian = K.sampling.BrownianTreeNoiseSampler(
-                x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seeds)  # fmt: skip
+                x, sigmas[sigmas > 0].min(), sigmas.max(), seed=list(brownian_seeds))  # fmt: skip
             sampled = K.sampling.sample_dpmpp_2m_sde(
                 K.external.VDenoiser(model.model), x, sigmas, disable=True,
                 callback=lambda info: on_step(info["i"] + 1, steps), noise_sampler=brownian,
