@@ -146,7 +146,7 @@ run_tests() {
     "$VENV/bin/python" -m pytest "$@"
     # SONIQUE's tests, in its own environment (the main run skips them).
     sonique
-    "$SONIQUE_VENV/bin/python" -m pytest -m sonique tests/test_sonique.py
+    "$SONIQUE_VENV/bin/python" -m pytest -m sonique tests/test_sonique.py tests/test_diffusion.py
 }
 
 job="${1:-}"

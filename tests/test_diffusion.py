@@ -344,15 +344,28 @@ def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
 
 
 # Every family through the same backend: its adapter's arguments, limits and prompts.
-FAMILIES = ["stable-audio", "stable-audio-3", "audioldm2", "ace-step"]
+# SONIQUE's runs in its own environment (./dev.sh test runs these tests there with -m sonique).
+FAMILIES = ["stable-audio", "stable-audio-3", "audioldm2", "ace-step",
+            pytest.param("sonique", marks=pytest.mark.sonique)]  # fmt: skip
+
+
+class TinyModels(dict):
+    """Family -> its tiny model's folder, built on first use."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, family: str) -> Path:
+        from services.generator.backends.diffusion.tiny import BUILDERS
+
+        self[family] = BUILDERS[family](self.folder)
+        return self[family]
 
 
 @pytest.fixture(scope="module")
-def family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from services.generator.backends.diffusion.tiny import BUILDERS
-
-    folder = tmp_path_factory.mktemp("families")
-    return {family: BUILDERS[family](folder) for family in FAMILIES}
+def family_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    return TinyModels(tmp_path_factory.mktemp("families"))
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

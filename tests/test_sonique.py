@@ -18,8 +18,7 @@ import pytest
 
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
-from services.errors import CancelledError, ConfigError
-from services.generator.backend import GenerationJob
+from services.errors import ConfigError
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 
 HAS_SAT = importlib.util.find_spec("stable_audio_tools") is not None
@@ -54,23 +53,17 @@ def generator(tiny_sonique: Path) -> DiffusionGenerator:
 
 
 @sonique_env
-def test_it_loads_from_its_folder_and_fits_the_length(generator):
+def test_it_samples_with_its_own_defaults_and_gives_mono_as_two_channels(generator):
+    # Length, seeds, windows, batches, cancellation and score-then-render: test_diffusion.py's
+    # family tests, which run SONIQUE's family in this environment.
     info = generator.describe()
     assert info.version.endswith("(sonique)")
     assert info.structures == ("free", "composer", "reference")
-    # Its own sampler defaults, unless configured (here 3 steps).
     assert (generator.adapter.default_steps, generator.adapter.default_guidance) == (300, 6.0)
-    assert generator.steps == 3
-    for duration, rate in ((2.0, 48000), (10.7, 44100)):
-        music = generator.generate(brief(duration, rate, seed=6))
-        assert music.audio.shape == (round(duration * rate), 2)
-        assert np.isfinite(music.audio).all() and np.abs(music.audio).max() > 0
-        # Mono model: both channels carry the same signal.
-        assert np.array_equal(music.audio[:, 0], music.audio[:, 1])
-        assert (len(music.plan.sections) > 1) == (duration > 4.0)
-    again = generator.generate(brief(10.7, 44100, seed=6)).audio
-    assert np.array_equal(music.audio, again)
-    assert not np.allclose(generator.generate(brief(10.7, 44100, seed=7)).audio, again)
+    assert generator.steps == 3  # configured
+    music = generator.generate(brief(2.0, 48000, seed=6))
+    assert music.audio.shape == (96000, 2)
+    assert np.array_equal(music.audio[:, 0], music.audio[:, 1])
 
 
 @sonique_env
@@ -139,51 +132,6 @@ def test_windows_say_where_they_lie_in_the_piece(generator):
     assert timing(0.0, 3600.0) == (0, 512)
     assert timing(1800.0, 3600.0) == (254, 512)
     assert timing(3596.0, 3600.0) == (508, 512)
-
-
-@sonique_env
-def test_windows_join_without_clicks(generator):
-    music = generator.generate(brief(10.7))
-    step = np.abs(np.diff(music.audio, axis=0)).max(axis=1)
-    typical = np.quantile(step, 0.999)
-    for section in music.plan.sections[1:]:
-        join = round(section.start_s * music.sample_rate)
-        around = step[max(0, join - music.sample_rate // 2) : join + music.sample_rate]
-        assert around.max() <= 2 * typical + 1e-6
-
-
-@sonique_env
-def test_a_batch_keeps_each_seed_and_a_cancel_stops_between_steps(generator):
-    from services.generator.candidates import candidate_jobs, ranked
-
-    base = brief(6.0, seed=30)
-    jobs = candidate_jobs(base, 2, lambda fraction: None)
-    musics, ranking = ranked(base, generator.generate_batch(jobs))
-    for index in (0, 1):
-        alone = generator.generate(dataclasses.replace(base, seed=30 + index)).audio
-        np.testing.assert_allclose(musics[index].audio, alone, atol=1e-4)
-    assert len(ranking) == 2
-
-    reports: list[float] = []
-
-    def cancel(fraction: float) -> None:
-        reports.append(fraction)
-        if fraction > 0.2:
-            raise CancelledError("the caller cancelled the request")
-
-    [result] = generator.generate_batch([GenerationJob(brief(10.7), cancel)])
-    assert isinstance(result, CancelledError)
-    assert reports[-1] < 0.5
-
-
-@sonique_env
-def test_score_then_render_starts_from_the_composers_piece(generator):
-    free = generator.generate(brief(10.7, seed=2)).audio
-    guided = generator.generate(dataclasses.replace(brief(10.7, seed=2), structure="composer"))
-    again = generator.generate(dataclasses.replace(brief(10.7, seed=2), structure="composer"))
-    assert guided.audio.shape == free.shape
-    assert np.array_equal(guided.audio, again.audio)
-    assert not np.allclose(guided.audio, free)
 
 
 def _copy(folder: Path, to: Path) -> Path:
