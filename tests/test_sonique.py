@@ -153,6 +153,10 @@ def test_bad_folders_are_explained(tiny_sonique, tmp_path):
         shutil.copy(tiny_sonique / "best_model.ckpt", two / name)
     refused(two, "found a.ckpt, b.ckpt")
 
+    damaged = _copy(tiny_sonique, tmp_path / "damaged")
+    (damaged / "best_model.ckpt").write_bytes(b"not a checkpoint")
+    refused(damaged, r"best_model\.ckpt is damaged or not a stable-audio-tools checkpoint")
+
     foreign = _copy(tiny_sonique, tmp_path / "foreign")
     config = json.loads((foreign / "best_model.json").read_text())
     config["model"]["diffusion"]["config"]["channels"] = 64
@@ -170,6 +174,9 @@ def test_bad_folders_are_explained(tiny_sonique, tmp_path):
     other = _copy(tiny_sonique, tmp_path / "other")
     (other / "best_model.json").write_text(json.dumps({**config, "model_type": "autoencoder"}))
     refused(other, "holds a stable-audio-tools autoencoder model")
+    unbuildable = {**config, "model": {**config["model"], "diffusion": {"type": "nope"}}}
+    (other / "best_model.json").write_text(json.dumps(unbuildable))
+    refused(other, "does not build a model")
     (other / "best_model.json").write_text("{not json")
     refused(other, "is not a stable-audio-tools model config")
 

@@ -73,8 +73,16 @@ def load_sonique(path: Path, device: str, dtype: Any) -> SoniqueAdapter:
         raise ConfigError(f"{path} is a SONIQUE model, which needs stable-audio-tools "
                           f"({error}). {INSTALL}") from None  # fmt: skip
     with offline_hub(path / "hf-cache", check=has_clap):
-        model = create_model_from_config(config)
-    state = load_ckpt_state_dict(str(checkpoint))
+        # stable-audio-tools checks its configs with asserts.
+        try:
+            model = create_model_from_config(config)
+        except (AssertionError, KeyError, TypeError, ValueError, NotImplementedError) as error:
+            raise ConfigError(f"{config_file} does not build a model: {error!r}") from None
+    try:
+        state = load_ckpt_state_dict(str(checkpoint))
+    except Exception as error:  # torch.load and safetensors raise many kinds; all mean this
+        raise ConfigError(f"{checkpoint} is damaged or not a stable-audio-tools checkpoint: "
+                          f"{error!r}") from None  # fmt: skip
     _load_weights(model, state, checkpoint)
     if model.diffusion_objective != "v":
         raise ConfigError(f"{path}: a {model.diffusion_objective} model; SONIQUE's sampler "
@@ -107,9 +115,9 @@ def _resolve_clap(path: Path, config: dict[str, Any]) -> bool:
     for conditioner in config.get("model", {}).get("conditioning", {}).get("configs", []):
         if conditioner.get("type") not in ("clap_text", "clap_audio"):
             continue
-        named = Path(conditioner["config"]["clap_ckpt_path"])
+        named = Path(conditioner.get("config", {}).get("clap_ckpt_path", ""))
         clap = named if named.is_absolute() else path / named
-        if not clap.is_file():
+        if not named.name or not clap.is_file():
             raise ConfigError(f"{path}: the CLAP checkpoint {named} is missing (expected at "
                               f"{clap})")  # fmt: skip
         conditioner["config"]["clap_ckpt_path"] = str(clap)
