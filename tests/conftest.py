@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return
     skip = pytest.mark.skip(reason="needs the SONIQUE environment: ./dev.sh sonique")
     for item in items:
-        if "sonique" in item.keywords:
+        if item.get_closest_marker("sonique") is not None:
             item.add_marker(skip)
 
 

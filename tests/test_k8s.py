@@ -21,7 +21,7 @@ from kubernetes import client
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT.parent / "shared" / "k8s-schemas"
 KUBERNETES_VERSION = "1.32.0"  # the version docs/deploy.md names
-OVERLAYS = ["cpu", "gpu"]
+OVERLAYS = ["cpu", "gpu", "sonique"]
 CORE_KINDS = {"ConfigMap", "Service", "PersistentVolumeClaim", "PodDisruptionBudget"}
 
 
@@ -92,7 +92,7 @@ def test_every_overlay_renders(overlay):
     name, objects = overlay
     kinds = {o["kind"] for o in objects}
     assert {"RayService", "Service", "ConfigMap", "PodDisruptionBudget"} <= kinds
-    if name == "gpu":
+    if name != "cpu":
         assert "PersistentVolumeClaim" in kinds
 
 
@@ -228,18 +228,44 @@ def test_images_are_the_ones_the_dockerfiles_build(overlay):
     (ray_pin,) = project["project"]["optional-dependencies"]["ray"]
     ray_version = ray_pin.split("==")[1]
     built = {}
-    for flavour in ("cpu", "gpu"):
+    # SONIQUE's image: the GPU image's base and lock, then its own layer over them.
+    dockerfiles = {
+        "cpu": ("cpu", ["cpu"]),
+        "gpu": ("gpu", ["gpu"]),
+        "sonique": ("gpu", ["gpu", "sonique"]),
+    }
+    for flavour, (base_flavour, locks) in dockerfiles.items():
         dockerfile = (ROOT / f"deploy/docker/Dockerfile.{flavour}").read_text()
         base = re.search(r"^FROM rayproject/ray:(\S+)", dockerfile, re.MULTILINE).group(1)
-        assert base == f"{ray_version}-py311-{flavour}"
-        (lock,) = re.findall(r"--require-hashes -r (\S+)", dockerfile)
-        assert lock == f"requirements-{flavour}.lock"
-        assert f"\nray=={ray_version} " in (ROOT / "deploy/docker" / lock).read_text()
+        assert base == f"{ray_version}-py311-{base_flavour}"
+        installed = re.findall(r"--require-hashes -r (\S+)", dockerfile)
+        assert installed == [f"requirements-{lock}.lock" for lock in locks]
+        assert f"\nray=={ray_version} " in (ROOT / "deploy/docker" / installed[0]).read_text()
         tag = re.search(r"-t (\S+) \.", dockerfile).group(1)
         built[flavour] = tag
         assert tag == f"bgm/bgm-{flavour}:{version}"
     images = {container["image"] for _, container in containers(objects)}
     assert images <= set(built.values())
+
+
+def test_the_sonique_overlay_runs_only_the_generator_on_sonique():
+    objects = kustomize(ROOT / "deploy/k8s/overlays/sonique")
+    gpu = kustomize(ROOT / "deploy/k8s/overlays/gpu")
+    images = {where: container["image"] for where, container in containers(objects)}
+    assert images == {**{w: c["image"] for w, c in containers(gpu)}, "gpu": "bgm/bgm-sonique:0.1.0"}
+    serve = yaml.safe_load(rayservice(objects)["spec"]["serveConfigV2"])
+    gpu_serve = yaml.safe_load(rayservice(gpu)["spec"]["serveConfigV2"])
+    apps = {a["name"]: a for a in serve["applications"]}
+    gpu_apps = {a["name"]: a for a in gpu_serve["applications"]}
+    assert apps["generator"]["args"]["config"]["generator"]["diffusion"]["model_path"] == (
+        "/models/sonique"
+    )
+    assert {n: a for n, a in apps.items() if n != "generator"} == {
+        n: a for n, a in gpu_apps.items() if n != "generator"
+    }
+    # Its replicas need a GPU, so they land on the GPU workers, which run SONIQUE's image.
+    (generator,) = apps["generator"]["deployments"]
+    assert generator["ray_actor_options"]["num_gpus"] == 1
 
 
 def test_the_monitoring_component_adds_a_podmonitor(tmp_path):
