@@ -24,7 +24,7 @@ from services.devserver import (
 from services.media.synth import Shot, SyntheticVideo, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = [ROOT / "deploy/serve/bgm-cpu.yaml", ROOT / "deploy/serve/bgm-gpu.yaml"]
+PROFILES = [ROOT / f"deploy/serve/bgm-{name}.yaml" for name in ("cpu", "gpu", "sonique")]
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
