@@ -40,7 +40,7 @@ from services.generator.backends.diffusion.adapters import (
     PipelineAdapter,
     RenderRequest,
 )
-from services.generator.backends.diffusion.sonique import is_sonique_folder, load_sonique
+from services.generator.backends.diffusion.sonique import load_sonique, sonique_config
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
 from services.local_models import device_and_dtype, model_kind
 from services.media.audio import decode_audio_bytes, fade_out, resample
@@ -54,9 +54,10 @@ END_FADE_S = 1.0
 def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
     """The pipeline at `config.model_path`, behind its family's adapter, or a clear error."""
     path = config.model_path
-    if path is not None and path.is_dir() and is_sonique_folder(path):
+    sonique = sonique_config(path) if path is not None and path.is_dir() else None
+    if sonique is not None:
         device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=False)
-        return load_sonique(path, device, dtype)
+        return load_sonique(sonique, device, dtype)
     path, class_name = model_kind(
         config.model_path, backend="diffusion",
         flag="--generator-model PATH or generator.diffusion.model_path",

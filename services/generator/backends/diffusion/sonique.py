@@ -47,13 +47,15 @@ INSTALL = (
 )
 
 
-def is_sonique_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in CONFIG_FILES)
+def sonique_config(path: Path) -> Path | None:
+    """The folder's stable-audio-tools model config, if it is such a folder."""
+    return next((path / name for name in CONFIG_FILES if (path / name).is_file()), None)
 
 
-def load_sonique(path: Path, device: str, dtype: Any) -> SoniqueAdapter:
-    """The stable-audio-tools model in `path`, behind its adapter, or a clear ConfigError."""
-    config_file = next(path / name for name in CONFIG_FILES if (path / name).is_file())
+def load_sonique(config_file: Path, device: str, dtype: Any) -> SoniqueAdapter:
+    """The stable-audio-tools model whose config is `config_file`, behind its adapter, or a
+    clear ConfigError."""
+    path = config_file.parent
     try:
         config = json.loads(config_file.read_text())
         model_type = config["model_type"]
@@ -88,8 +90,7 @@ def load_sonique(path: Path, device: str, dtype: Any) -> SoniqueAdapter:
         raise ConfigError(f"{path}: a {model.diffusion_objective} model; SONIQUE's sampler "
                           "is for v-objective models")  # fmt: skip
     model.to(device, dtype).eval().requires_grad_(False)
-    timing = {c.get("id"): c.get("config", {}).get("max_val", 512)
-              for c in config["model"].get("conditioning", {}).get("configs", [])}  # fmt: skip
+    timing = {c.get("id"): c.get("config", {}).get("max_val", 512) for c in _conditioners(config)}
     return SoniqueAdapter(model, sample_size, sample_rate, device,
                           max_seconds=float(timing.get("seconds_total", 512)))  # fmt: skip
 
@@ -107,12 +108,16 @@ def _checkpoint(path: Path, config_file: Path) -> Path:
     return found[0]
 
 
+def _conditioners(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(config.get("model", {}).get("conditioning", {}).get("configs", []))
+
+
 def _resolve_clap(path: Path, config: dict[str, Any]) -> bool:
     """Each CLAP conditioner's checkpoint path, taken from the folder when relative (SONIQUE's
     config names ./ckpts/clap/clap.ckpt), checked before anything is built; whether there is
     one."""
     found = False
-    for conditioner in config.get("model", {}).get("conditioning", {}).get("configs", []):
+    for conditioner in _conditioners(config):
         if conditioner.get("type") not in ("clap_text", "clap_audio"):
             continue
         named = Path(conditioner.get("config", {}).get("clap_ckpt_path", ""))
@@ -178,7 +183,6 @@ class SoniqueAdapter:
     default_steps = 300
     default_guidance = 6.0
     takes_initial_audio = True
-    SAMPLER = "dpmpp-2m-sde"
     SIGMA_MIN = 0.03
     SIGMA_MAX = 50.0
     CFG_RESCALE = 0.4
@@ -311,6 +315,6 @@ class SoniqueAdapter:
         results = []
         for request, waveform in zip(requests, waveforms, strict=True):
             music = waveform[:, : round(request.seconds * self.sample_rate)].T
-            # Mono models give both channels the same signal.
-            results.append(np.ascontiguousarray(np.repeat(music, 2 // music.shape[1], axis=1)))
-        return [r.astype(np.float32) for r in results]
+            # Mono models give both channels the same signal (np.repeat copies: contiguous).
+            results.append(np.repeat(music, 2 // music.shape[1], axis=1))
+        return results
