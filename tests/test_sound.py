@@ -74,6 +74,91 @@ def test_without_fluidsynth_tinysoundfont_plays_the_same_piece(monkeypatch, beat
     assert set(music.stems) == set(music.plan.instruments)
 
 
+def _synthesizers() -> dict[str, render_module.Synthesizer]:
+    full = bank_module.find_bank(None)
+    small = bank_module.SoundBank(bank_module.timgm6mb(), False, "tinysoundfont")
+    return {
+        "fluidsynth": render_module.synthesizer(full, SAMPLE_RATE),
+        "tinysoundfont": render_module.synthesizer(small, SAMPLE_RATE),
+    }
+
+
+def _played(synthesizer, part: render_module.RenderPart, seconds: float) -> np.ndarray:
+    total = round(seconds * SAMPLE_RATE)
+    return np.concatenate([dry[0] for _, _, dry in synthesizer.blocks([part], total)], axis=1)
+
+
+def _db(audio: np.ndarray, start_s: float, end_s: float) -> float:
+    window = audio[:, round(start_s * SAMPLE_RATE) : round(end_s * SAMPLE_RATE)]
+    return float(10 * np.log10(np.mean(window**2) + 1e-20))
+
+
+PEDAL_DOWN = render_module.Control(0, 64, 127)
+
+
+def test_the_sustain_pedal_is_played_and_a_key_has_one_string():
+    note = render_module.ScheduledNote
+    events = render_module.part_events
+    up = render_module.Control(40_000, 64, 0)
+    # Let go under the pedal: sounds until it lifts; the pedal itself is not sent on.
+    piano = render_module.RenderPart("piano", [note(60, 90, 0, 1000)], 0, False,
+                                     controls=[PEDAL_DOWN, up])  # fmt: skip
+    assert events(piano) == [(0, 2, 60, 90), (40_000, 0, 60, render_module.RELEASE)]
+    # A pedal that never lifts holds to the end.
+    held = dataclasses.replace(piano, controls=[PEDAL_DOWN])
+    assert events(held)[-1][0] > 10**12
+    # Struck again under the pedal: the earlier strike stops there, marked for a quick fade;
+    # the last one is held to the lift.
+    repeated = dataclasses.replace(piano, notes=[note(60, 90, 0, 1000), note(60, 80, 5000, 6000)])
+    offs = [e for e in events(repeated) if e[1] == 0]
+    assert offs == [(5000, 0, 60, render_module.RESTRIKE), (40_000, 0, 60, render_module.RELEASE)]
+    # Without the pedal, a note that overlaps its key's next strike stops at it (its note-off
+    # would otherwise silence the new strike).
+    overlap = render_module.RenderPart("bass", [note(40, 90, 0, 5200), note(40, 90, 5000, 9000)],
+                                       33, False)  # fmt: skip
+    assert [e for e in events(overlap) if e[1] == 0] == [
+        (5000, 0, 40, render_module.RESTRIKE), (9000, 0, 40, render_module.RELEASE)
+    ]  # fmt: skip
+    # A drum struck again rings on: only its note-off moves.
+    drums = dataclasses.replace(overlap, name="drums", drums=True)
+    assert [e[3] for e in events(drums) if e[1] == 0] == [render_module.RELEASE] * 2
+
+
+@pytest.mark.parametrize("name", ["fluidsynth", "tinysoundfont"])
+def test_both_synthesizers_hold_notes_under_the_pedal(name):
+    synthesizer = _synthesizers()[name]
+    short = render_module.RenderPart("piano", [render_module.ScheduledNote(60, 100, 100, 4800)],
+                                     0, False)  # fmt: skip
+    dry = _played(synthesizer, short, 2.0)
+    pedalled = _played(synthesizer, dataclasses.replace(short, controls=[PEDAL_DOWN]), 2.0)
+    # Half a second after the key is let go: damped without the pedal, ringing with it.
+    assert _db(pedalled, 0.5, 1.0) > _db(dry, 0.5, 1.0) + 20
+
+
+@pytest.mark.parametrize("name", ["fluidsynth", "tinysoundfont"])
+def test_a_repeated_note_is_not_silenced_by_the_one_before(name):
+    synthesizer = _synthesizers()[name]
+    note = render_module.ScheduledNote
+    half = SAMPLE_RATE // 2
+    # The second strike comes 10 ms before the first is let go, as a loose player's would.
+    part = render_module.RenderPart("bass", [note(40, 100, 0, half), note(40, 100, half - 480,
+                                    2 * half)], 33, False)  # fmt: skip
+    audio = _played(synthesizer, part, 1.5)
+    assert _db(audio, 0.6, 0.9) > _db(audio, 0.1, 0.4) - 6
+
+
+def test_a_chord_repeated_under_the_pedal_does_not_swell():
+    """Each strike of a key replaces its previous note: sixteen strikes of one chord under
+    one pedal sound like sixteen strikes, not a growing pile of copies of the sample."""
+    step = SAMPLE_RATE // 8
+    notes = [render_module.ScheduledNote(pitch, 90, i * step, i * step + step // 2)
+             for i in range(16) for pitch in (60, 64, 67)]  # fmt: skip
+    part = render_module.RenderPart("piano", notes, 0, False, controls=[PEDAL_DOWN])
+    audio = _played(_synthesizers()["fluidsynth"], part, 3.0)
+    first, last = _db(audio, 0.0, 0.1), _db(audio, 15 / 8, 15 / 8 + 0.1)
+    assert abs(last - first) < 1.0
+
+
 def test_asking_for_stems_leaves_the_mix_as_it_was(generator, beat_analysis):
     brief = brief_for(beat_analysis, "cinematic", duration_s=12.0)
     plain = generator.generate(brief)

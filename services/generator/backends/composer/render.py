@@ -8,8 +8,10 @@ per part.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Iterator, Sequence
-from ctypes import c_void_p, cast
+from ctypes import c_void_p
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,12 @@ MAX_VOICES = 10
 # mastering the loudness).
 POLYPHONY = 48
 FLUID_GAIN = 0.6
+# A key struck again while it sounds: its previous note fades over this (the string is
+# struck anew; the bank's own release, 0.55 s for MuseScore General's piano, would leave a
+# copy of the sample ringing under every repeated chord).
+RESTRIKE_FADE_S = 0.1
+# The SoundFont generator of the volume envelope's release time (timecents).
+GEN_VOLENVRELEASE = 38
 # Samples per block handed to the mix.
 BLOCK_S = 1.0
 # The percussion bank of a SoundFont.
@@ -71,15 +79,62 @@ class RenderPart:
 
 # (sample, kind, a, b): kind 0 note-off, 1 controller, 2 note-on; at one sample note-offs
 # come first, then controllers (a pedal lifted before the next chord sounds), then note-ons.
+# A note-off's b says how the note stops: RELEASE, or RESTRIKE when its key is struck again
+# while it sounds.
 Event = tuple[int, int, int, int]
+RELEASE, RESTRIKE = 0, 1
+CC_SUSTAIN = 64
+# Past every piece's last sample: a note-off there is never played.
+PEDAL_NEVER_LIFTS = 2**62
 
 
 def part_events(part: RenderPart) -> list[Event]:
-    events: list[Event] = [(n.end_sample, 0, n.pitch, 0) for n in part.notes]
-    events += [(c.sample, 1, c.controller, c.value) for c in part.controls]
+    """The part's events in playing order, each note stopped where it stops (`_stops`)."""
+    events: list[Event] = [(stop, 0, n.pitch, how) for n, stop, how in _stops(part)]
+    events += [(c.sample, 1, c.controller, c.value) for c in part.controls
+               if c.controller != CC_SUSTAIN]  # fmt: skip
     events += [(n.start_sample, 2, n.pitch, n.velocity) for n in part.notes]
     events.sort()
     return events
+
+
+def _stops(part: RenderPart) -> list[tuple[ScheduledNote, int, int]]:
+    """Every note with the sample it stops at and how (RELEASE or RESTRIKE).
+
+    The sustain pedal is played here rather than by the synthesizer (tinysoundfont has none;
+    FluidSynth's keeps every strike of a key sounding): a note let go while the pedal is down
+    sounds on until it lifts. And a key struck again stops its previous note there, pedal or
+    not, as a piano has one string per key; its note-off would otherwise silence the new
+    strike too. A drum struck again rings on, so only its note-off moves.
+    """
+    downs: list[int] = []
+    ups: list[int] = []
+    for control in sorted(part.controls, key=lambda c: c.sample):
+        if control.controller != CC_SUSTAIN:
+            continue
+        if control.value >= 64 and len(downs) == len(ups):
+            downs.append(control.sample)
+        elif control.value < 64 and len(downs) > len(ups):
+            ups.append(control.sample)
+    if len(downs) > len(ups):
+        ups.append(PEDAL_NEVER_LIFTS)  # held to the end of the piece
+    by_key: dict[int, list[ScheduledNote]] = {}
+    for note in sorted(part.notes, key=lambda n: n.start_sample):
+        by_key.setdefault(note.pitch, []).append(note)
+    stops = []
+    for strikes in by_key.values():
+        for note, following in zip(strikes, [*strikes[1:], None], strict=True):
+            stop, how = note.end_sample, RELEASE
+            # Let go after the pedal went down and before it lifts (a note-off comes before
+            # the pedal at one sample): held until it lifts.
+            span = bisect.bisect_left(downs, stop) - 1
+            if span >= 0 and stop < ups[span]:
+                stop = ups[span]
+            if following is not None and following.start_sample < stop:
+                stop = following.start_sample
+                how = RELEASE if part.drums else RESTRIKE
+            stops.append((note, stop, how))
+    return stops
 
 
 Blocks = Iterator[tuple[int, int, list[np.ndarray]]]
@@ -114,8 +169,8 @@ def _block_length(sample_rate: int) -> int:
 
 # ---- FluidSynth -----------------------------------------------------------------------------
 
-# Channel groups (and so parts) one FluidSynth instance renders apart; MIDI has 16 channels.
-FLUID_GROUPS = 16
+# MIDI channels, and so parts one FluidSynth instance renders apart.
+MIDI_CHANNELS = 16
 FLUID_MELODIC, FLUID_DRUM = 0, 1
 
 
@@ -134,28 +189,46 @@ class FluidSynthesizer(Synthesizer):
         self.bank = bank
         self.sample_rate = sample_rate
         self._fluidsynth = fluidsynth
-        self._float_p = POINTER(c_float)
+        # The output buffers go in as plain addresses: one array of them per call, with no
+        # ctypes cast per buffer (thousands of calls a piece).
         self._process = fluidsynth.cfunc(
             "fluid_synth_process", c_int, ("synth", c_void_p, 1), ("len", c_int, 1),
-            ("nfx", c_int, 1), ("fx", POINTER(POINTER(c_float)), 1), ("nout", c_int, 1),
-            ("out", POINTER(POINTER(c_float)), 1),
+            ("nfx", c_int, 1), ("fx", POINTER(c_void_p), 1), ("nout", c_int, 1),
+            ("out", POINTER(c_void_p), 1),
         )  # fmt: skip
         self._set_channel_type = fluidsynth.cfunc(
             "fluid_synth_set_channel_type", c_int, ("synth", c_void_p, 1), ("chan", c_int, 1),
             ("type", c_int, 1),
         )  # fmt: skip
+        self._voicelist = fluidsynth.cfunc(
+            "fluid_synth_get_voicelist", None, ("synth", c_void_p, 1),
+            ("buf", POINTER(c_void_p), 1), ("bufsize", c_int, 1), ("id", c_int, 1),
+        )  # fmt: skip
+        voice = ("voice", c_void_p, 1)
+        self._voice_is_on = fluidsynth.cfunc("fluid_voice_is_on", c_int, voice)
+        self._voice_channel = fluidsynth.cfunc("fluid_voice_get_channel", c_int, voice)
+        self._voice_key = fluidsynth.cfunc("fluid_voice_get_key", c_int, voice)
+        self._voice_gen_set = fluidsynth.cfunc(
+            "fluid_voice_gen_set", None, voice, ("gen", c_int, 1), ("value", c_float, 1)
+        )
+        self._voice_update = fluidsynth.cfunc(
+            "fluid_voice_update_param", None, voice, ("gen", c_int, 1)
+        )
+        self._restrike_release = 1200.0 * math.log2(RESTRIKE_FADE_S)
         # Kept loaded: FluidSynth shares a loaded file's samples between instances, so each
         # render's own instance loads in a fraction of the first load's time.
-        self._anchor = self._new()
+        self._anchor = self._new(1)
 
-    def _new(self) -> tuple[Any, int]:
+    def _new(self, groups: int) -> tuple[Any, int]:
+        """An instance with the bank loaded and one output pair per part: FluidSynth mixes
+        into every pair it has, used or not."""
         synth = self._fluidsynth.Synth(
             gain=FLUID_GAIN,
             samplerate=float(self.sample_rate),
-            channels=FLUID_GROUPS,
+            channels=MIDI_CHANNELS,
             **{
-                "synth.audio-groups": FLUID_GROUPS,
-                "synth.audio-channels": FLUID_GROUPS,
+                "synth.audio-groups": groups,
+                "synth.audio-channels": groups,
                 # The mix adds its own space (per-genre sends).
                 "synth.reverb.active": 0,
                 "synth.chorus.active": 0,
@@ -173,11 +246,11 @@ class FluidSynthesizer(Synthesizer):
         return synth.sfpreset_name(sfid, bank_number, program) is not None
 
     def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
-        if len(parts) > FLUID_GROUPS:
-            raise RenderError(f"at most {FLUID_GROUPS} parts, not {len(parts)}")
+        if len(parts) > MIDI_CHANNELS:
+            raise RenderError(f"at most {MIDI_CHANNELS} parts, not {len(parts)}")
         # A fresh instance per render: one reused keeps state that a reset leaves (the same
         # seed would not play the same twice).
-        synth, sfid = self._new()
+        synth, sfid = self._new(max(1, len(parts)))
         try:
             yield from self._play(synth, sfid, parts, total_samples)
         finally:
@@ -200,7 +273,8 @@ class FluidSynthesizer(Synthesizer):
         outputs = 2 * len(parts)
         block = _block_length(self.sample_rate)
         buffer = np.zeros((outputs, block), dtype=np.float32)
-        row_bytes = block * 4
+        rows = [buffer.ctypes.data + r * block * 4 for r in range(outputs)]
+        voices = (c_void_p * (POLYPHONY + 1))()
         cursor = 0
         for block_start in range(0, total, block):
             block_end = min(block_start + block, total)
@@ -209,19 +283,19 @@ class FluidSynthesizer(Synthesizer):
             while cursor < len(events) and events[cursor][0] < block_end:
                 sample, kind, channel, a, b = events[cursor]
                 if sample > position:
-                    self._render(handle, buffer, row_bytes, position - block_start,
-                                 sample - position, outputs)  # fmt: skip
+                    self._render(handle, rows, position - block_start, sample - position)
                     position = sample
                 if kind == 2:
                     synth.noteon(channel, a, b)
                 elif kind == 1:
                     synth.cc(channel, a, b)
                 else:
+                    if b == RESTRIKE:
+                        self._fade_key(handle, voices, channel, a)
                     synth.noteoff(channel, a)
                 cursor += 1
             if block_end > position:
-                self._render(handle, buffer, row_bytes, position - block_start,
-                             block_end - position, outputs)  # fmt: skip
+                self._render(handle, rows, position - block_start, block_end - position)
             length = block_end - block_start
             yield (
                 block_start,
@@ -229,17 +303,27 @@ class FluidSynthesizer(Synthesizer):
                 [buffer[2 * i : 2 * i + 2, :length].copy() for i in range(len(parts))],
             )
 
-    def _render(
-        self, handle: Any, buffer: np.ndarray, row_bytes: int, offset: int, length: int,
-        outputs: int,
-    ) -> None:  # fmt: skip
-        """FluidSynth adds `length` samples of every channel group into the buffer's rows,
-        from `offset`."""
-        base = buffer.ctypes.data + offset * 4
-        pointers = (self._float_p * outputs)(
-            *[cast(c_void_p(base + r * row_bytes), self._float_p) for r in range(outputs)]
-        )
-        self._process(handle, length, 0, None, outputs, pointers)
+    def _fade_key(self, handle: Any, voices: Any, channel: int, key: int) -> None:
+        """Shorten the release of the key's sounding voices to RESTRIKE_FADE_S (before its
+        note-off)."""
+        self._voicelist(handle, voices, len(voices), -1)
+        for voice in voices:
+            if not voice:
+                break
+            if (
+                self._voice_key(voice) == key
+                and self._voice_channel(voice) == channel
+                and self._voice_is_on(voice)
+            ):
+                self._voice_gen_set(voice, GEN_VOLENVRELEASE, self._restrike_release)
+                self._voice_update(voice, GEN_VOLENVRELEASE)
+
+    def _render(self, handle: Any, rows: list[int], offset: int, length: int) -> None:
+        """FluidSynth adds `length` samples of every channel group into the block buffer's
+        rows (their addresses), from `offset`."""
+        skip = offset * 4
+        pointers = (c_void_p * len(rows))(*[row + skip for row in rows])
+        self._process(handle, length, 0, None, len(rows), pointers)
 
 
 # ---- tinysoundfont --------------------------------------------------------------------------
