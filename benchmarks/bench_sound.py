@@ -3,6 +3,7 @@ each genre's mix as numbers, and a listening page.
 
     python benchmarks/bench_sound.py                 # speed, per-genre figures
     python benchmarks/bench_sound.py --two-hours     # also a two-hour piece's peak memory
+    python benchmarks/bench_sound.py --banks         # also every bank found, compared
     python benchmarks/bench_sound.py --reel out/reel # also the demo reel (HTML + MP3s)
 
 Speed: bench_composer's 3-minute pop brief (drums, bass, piano, synth, strings: 5
@@ -28,6 +29,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -94,30 +96,89 @@ def speed_section() -> None:
     print()
 
 
-def two_hours_section() -> None:
-    """A two-hour piece in a fresh process, for its peak memory."""
+def in_fresh_process(body: str, what: str) -> list[str]:
+    """Run `body` in a fresh Python process (its memory its own) with bench_composer as `bc`,
+    and return the words of its last line of output."""
     bench = ROOT / "benchmarks" / "bench_composer.py"
     script = f"""
-import importlib.util, resource, sys, time
+import importlib.util, os, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 spec = importlib.util.spec_from_file_location("bc", {str(bench)!r})
 bc = importlib.util.module_from_spec(spec); spec.loader.exec_module(bc)
 from services.config import ComposerConfig
 from services.generator.backends.composer.backend import ComposerGenerator
+def peak_mb():
+    # VmHWM: unlike ru_maxrss, not inherited from the benchmark that forked this process.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+    result = subprocess.run([sys.executable, "-c", script + body], capture_output=True,
+                            text=True)  # fmt: skip
+    if result.returncode:
+        print(result.stderr)
+        raise SystemExit(f"{what} failed")
+    return result.stdout.strip().splitlines()[-1].split()
+
+
+def two_hours_section() -> None:
+    """A two-hour piece in a fresh process, for its peak memory."""
+    took, peak_mb = in_fresh_process(
+        """
 generator = ComposerGenerator(ComposerConfig())
 start = time.perf_counter()
 music = generator.generate(bc.synthetic_brief(7200.0))
-took = time.perf_counter() - start
-print(f"{{took:.0f}} {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}}")
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    if result.returncode:
-        print(result.stderr)
-        raise SystemExit("the two-hour piece failed")
-    took, peak_mb = result.stdout.split()[-2:]
+print(f"{time.perf_counter() - start:.0f} {peak_mb():.0f}")
+""",
+        "the two-hour piece",
+    )
     mix_mb = 7200 * 48000 * 2 * 4 / 2**20
     print(f"A two-hour piece (48 kHz, no stems): {took} s, peak memory {peak_mb} MB "
           f"(the mix itself: {mix_mb:.0f} MB)\n")  # fmt: skip
+
+
+def energy_shares(audio: np.ndarray, rate: int) -> list[float]:
+    """The energy below 250 Hz, from 250 Hz to 4 kHz and above 4 kHz, as shares."""
+    spectrum = np.abs(np.fft.rfft(audio.mean(axis=1))) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+    total = spectrum.sum()
+    return [float(spectrum[(freqs >= lo) & (freqs < hi)].sum() / total)
+            for lo, hi in ((0, 250), (250, 4000), (4000, rate))]  # fmt: skip
+
+
+def banks_section() -> None:
+    """Every bank found, each in a fresh process pinned to one core: loading it, the 3-minute
+    piece (best of three) through FluidSynth and the mix, the process's peak memory and the
+    piece's spectral balance."""
+    banks = [path for path in bank_module.FULL_BANKS if path.is_file()]
+    banks.append(bank_module.timgm6mb())
+    print("Banks (FluidSynth and the mix; the 3-minute piece, one core, a fresh process each):")
+    print(f"  {'bank':<30} {'load':>7} {'3-minute piece':>16} {'memory':>9}   low / mid / high")
+    for path in banks:
+        with tempfile.TemporaryDirectory() as folder:
+            audio_file = Path(folder) / "piece.npy"
+            load, took, peak = (float(word) for word in in_fresh_process(
+                f"""
+import numpy as np
+os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})
+start = time.perf_counter()
+generator = ComposerGenerator(ComposerConfig(soundfont_path={str(path)!r}))
+load = time.perf_counter() - start
+brief = bc.synthetic_brief(180.0)
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    music = generator.generate(brief)
+    times.append(time.perf_counter() - start)
+np.save({str(audio_file)!r}, music.audio)
+print(load, min(times), peak_mb())
+""",
+                f"the 3-minute piece with {path.name}",
+            ))  # fmt: skip
+            low, mid, high = energy_shares(np.load(audio_file), 48000)
+        print(f"  {path.name:<30} {load:6.2f}s {took:6.2f} s ({180 / took:3.0f}x) {peak:6.0f} MB"
+              f"   {low:4.0%} / {mid:4.0%} / {high:4.0%}")  # fmt: skip
+    print()
 
 
 def loudness_range(meter, mono: np.ndarray, rate: int) -> float | None:
@@ -150,11 +211,7 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
         lra = loudness_range(meter, audio, rate)
         rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
         crest = 20 * np.log10(float(np.abs(audio).max()) / rms)
-        spectrum = np.abs(np.fft.rfft(audio.mean(axis=1))) ** 2
-        freqs = np.fft.rfftfreq(len(audio), 1 / rate)
-        total = spectrum.sum()
-        shares = [spectrum[(freqs >= lo) & (freqs < hi)].sum() / total
-                  for lo, hi in ((0, 250), (250, 4000), (4000, rate))]  # fmt: skip
+        shares = energy_shares(audio, rate)
         chain = ", ".join(STYLES[genre].production.chain)
         lra_text = f"{lra:5.1f}" if lra is not None else "    -"
         print(f"  {genre:<11} {lufs:6.1f} {lra_text} {crest:5.1f}dB  "
@@ -208,6 +265,7 @@ vertical-align:middle}} tr:nth-child(even){{background:#f4f4f4}}</style></head>
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--two-hours", action="store_true", help="a two-hour piece's memory")
+    parser.add_argument("--banks", action="store_true", help="compare the banks found")
     parser.add_argument("--reel", type=Path, metavar="DIR", help="write the demo reel here")
     parser.add_argument("--reel-seconds", type=float, default=20.0)
     parser.add_argument("--no-speed", action="store_true")
@@ -222,6 +280,8 @@ def main() -> None:
         reel_section(analysis, args.reel, args.reel_seconds)
     if args.two_hours:
         two_hours_section()
+    if args.banks:
+        banks_section()
     if not args.no_speed:
         speed_section()
 
