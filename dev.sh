@@ -134,6 +134,13 @@ demo() {
 run_tests() {
     # kubectl renders the Kubernetes overlays (its built-in kustomize); the machine image has it.
     command -v kubectl >/dev/null || { echo "kubectl is needed to render deploy/k8s" >&2; exit 1; }
+    # SONIQUE's environment (about 3.5 GB of wheels to fetch) is set up in its own process
+    # group while the checks and the main tests run: its output is shown if it fails, and it
+    # is stopped if they do.
+    SONIQUE_LOG="$(mktemp)"
+    setsid ./dev.sh sonique > "$SONIQUE_LOG" 2>&1 &
+    SONIQUE_PID=$!
+    trap 'kill -- -"$SONIQUE_PID" 2>/dev/null || true; rm -f "$SONIQUE_LOG"' EXIT
     "$VENV/bin/python" scripts/check_lock.py requirements.lock "${IMAGE_LOCKS[@]}" "$SONIQUE_LOCK"
     "$VENV/bin/ruff" check services tests benchmarks scripts
     "$VENV/bin/ruff" format --check services tests benchmarks scripts
@@ -145,7 +152,11 @@ run_tests() {
     node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'
     "$VENV/bin/python" -m pytest "$@"
     # SONIQUE's tests, in its own environment (the main run skips them).
-    sonique
+    if ! wait "$SONIQUE_PID"; then
+        cat "$SONIQUE_LOG" >&2
+        echo "setting up SONIQUE's environment ($SONIQUE_VENV) failed" >&2
+        exit 1
+    fi
     "$SONIQUE_VENV/bin/python" -m pytest -m sonique tests/test_sonique.py tests/test_diffusion.py
 }
 
