@@ -8,9 +8,10 @@
 #                   and requirements.in (needs PyPI)
 #   ./dev.sh protos regenerate services/gen from protos/
 # Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique), PYTHON
-# (default python3, must be 3.11+), BGM_TORCH (default: the version requirements.in names, as "torch==X"; pip takes the CPU
-# build where it lies on disk; see README for GPU builds), BGM_TORCH_WHEELS (for ./dev.sh lock:
-# a folder holding the CPU build's wheel, default /opt/wheels).
+# (default python3, must be 3.11+), BGM_TORCH (default: the version requirements.in names, as
+# "torch==X"; pip takes the CPU build where it lies on disk; see README for GPU builds),
+# BGM_TORCH_WHEELS (for ./dev.sh lock: a folder holding the CPU build's wheel, default
+# /opt/wheels).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${BGM_VENV:-.venv}"
