@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
 from services.errors import BgmError, InvalidInputError
-from services.rules import SPEECH_MODES
+from services.rules import SPEECH_MODES, speech_matters
 from services.vocabulary import load_vocabulary
 
 
@@ -188,6 +188,12 @@ def _score(args: argparse.Namespace) -> int:
         raise InvalidInputError("two videos share a name: their outputs would collide")
     # What can be refused without the models, before they load (seconds, with a large bank).
     validate_controls(controls, load_vocabulary())
+    if not speech_matters(controls.speech, args.keep_original_audio):
+        # Nothing here would use the video's speech (its music replaces the voice): the tagger
+        # does not listen, and torch and the VAD model stay unloaded (seconds per video).
+        hearing = config.tagger.hearing.model_copy(update={"enabled": False})
+        tagger = config.tagger.model_copy(update={"hearing": hearing})
+        config = config.model_copy(update={"tagger": tagger})
     for video, options in jobs:
         output_kind(options.output)
         length = probe_video(video, config.tagger.limits).duration_s

@@ -49,3 +49,9 @@ def speech_handling(mode: str, has_speech: bool, keep_original_audio: bool) -> S
     if mode == "auto":
         return SpeechHandling(keep_original_audio, keep_original_audio)
     return SpeechHandling(mode == "arrange", mode == "duck")
+
+
+def speech_matters(mode: str, keep_original_audio: bool) -> bool:
+    """Whether a video's speech, if it has any, would change the music or its mix."""
+    handling = speech_handling(mode, True, keep_original_audio)
+    return handling.arrange or handling.duck

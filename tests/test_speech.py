@@ -263,6 +263,34 @@ def test_bgm_score_takes_speech(spoken, tmp_path):
     assert refused.returncode != 0 and "invalid choice: 'loud'" in refused.stderr
 
 
+def test_bgm_score_listens_only_when_the_voice_is_kept_or_asked_for(spoken, tmp_path):
+    """Music that replaces the video's sound ("auto" without --keep-original-audio, or "off")
+    does not wait for the VAD: torch and the model stay unloaded."""
+    import subprocess
+    import sys
+
+    def score(*extra: str) -> tuple[str, bool]:
+        script = (
+            "import sys\nfrom services.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('torch loaded:', 'torch' in sys.modules)\nsys.exit(code)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, "score", str(spoken.video.path), "-o",
+             str(tmp_path / "out.wav"), "--force", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout, "torch loaded: True" in done.stdout
+
+    for extra in ((), ("--speech", "off", "--keep-original-audio")):
+        out, listened = score(*extra)
+        assert not listened and "stretches" not in out, extra
+    # Asked for without the original sound (--keep-original-audio: the test above).
+    out, listened = score("--speech", "arrange")
+    assert listened and f"{len(spoken.analysis.speech)} stretches" in out
+    assert "steps aside" in out
+
+
 def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
     """The VAD keeps state between frames: concurrent analyses each get their own."""
     from concurrent.futures import ThreadPoolExecutor
