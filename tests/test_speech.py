@@ -22,6 +22,7 @@ from services.gateway.mastering import SpeechDucking, master, speech_gain
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.speech import PULSE_KEYS, VOICE_LOW
 from services.media.synth import Shot, SyntheticVideo, speech_track, write_video
+from services.rules import SPEECH_MODES, speech_matters
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
@@ -264,31 +265,29 @@ def test_bgm_score_takes_speech(spoken, tmp_path):
 
 
 def test_bgm_score_listens_only_when_the_voice_is_kept_or_asked_for(spoken, tmp_path):
-    """Music that replaces the video's sound ("auto" without --keep-original-audio, or "off")
-    does not wait for the VAD: torch and the model stay unloaded."""
+    """Music that replaces the video's sound ("auto" without --keep-original-audio) does not
+    wait for the VAD: torch and the model stay unloaded, and the summary has no Speech line
+    (with the sound kept: the test above)."""
     import subprocess
     import sys
 
-    def score(*extra: str) -> tuple[str, bool]:
-        script = (
-            "import sys\nfrom services.cli import main\ncode = main(sys.argv[1:])\n"
-            "print('torch loaded:', 'torch' in sys.modules)\nsys.exit(code)"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", script, "score", str(spoken.video.path), "-o",
-             str(tmp_path / "out.wav"), "--force", *extra],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout, "torch loaded: True" in done.stdout
-
-    for extra in ((), ("--speech", "off", "--keep-original-audio")):
-        out, listened = score(*extra)
-        assert not listened and "stretches" not in out, extra
-    # Asked for without the original sound (--keep-original-audio: the test above).
-    out, listened = score("--speech", "arrange")
-    assert listened and f"{len(spoken.analysis.speech)} stretches" in out
-    assert "steps aside" in out
+    script = (
+        "import sys\nfrom services.cli import main\ncode = main(sys.argv[1:])\n"
+        "print('torch loaded:', 'torch' in sys.modules)\nsys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "score", str(spoken.video.path), "-o",
+         str(tmp_path / "out.wav"), "--force"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "torch loaded: False" in done.stdout and "stretches" not in done.stdout
+    assert [speech_matters(mode, keep) for mode in SPEECH_MODES for keep in (False, True)] == [
+        False, True,  # auto: only with the sound kept
+        True, True,  # duck
+        True, True,  # arrange
+        False, False,  # off
+    ]  # fmt: skip
 
 
 def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
