@@ -36,6 +36,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
+# The name under which test_fuzz.py puts each RPC's cases per status into its test's report.
+FUZZ_SUMMARY = "fuzz cases"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz tests' cases per RPC, in the run's output even without -s, and from every
+    worker when the tests run in several processes (pytest -n)."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == FUZZ_SUMMARY
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "fuzz: cases per RPC")
+        for line in lines:
+            terminalreporter.write_line(str(line))
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")

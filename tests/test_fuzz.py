@@ -37,7 +37,7 @@ Environment (all optional):
     BGM_FUZZ_VERBOSE=1   print every case's status and message (with -s)
 
 Each test prints how many cases its RPC got and their statuses (with -s); the same counts are
-written at the end of the module's run without -s too.
+in the run's summary without -s too, whichever worker ran the test (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -83,12 +83,16 @@ from services.gen.bgm.v1 import (
 )
 from services.media.synth import Shot, write_video
 from services.vocabulary import load_vocabulary
+from tests.conftest import FUZZ_SUMMARY
 
 pytestmark = [
     pytest.mark.slow,
     # Hypothesis formats a failing example even when it does not print it (quiet).
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 ]
+
+# pytest's record_property fixture.
+RecordProperty = Callable[[str, object], None]
 
 EXAMPLES = int(os.environ.get("BGM_FUZZ_EXAMPLES", "40"))
 CALL_TIMEOUT_S = float(os.environ.get("BGM_FUZZ_TIMEOUT_S", "8"))
@@ -264,9 +268,7 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
 
 @pytest.fixture(scope="module")
-def target(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Target]:
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     media = tmp_path_factory.mktemp("fuzz-media")
     videos, names = write_media(media)
     # The media over http too: http(s) URIs get past the allow-list to a real download.
@@ -341,7 +343,6 @@ def target(
         yield Target(running, web, uris, good, videos, wav, jpeg, listing(media))
     finally:
         httpd.shutdown()
-        _write_summary(request)
         assert stop(running) == 0, f"the server exited badly:\n{log_tail(running)}"
 
 
@@ -355,25 +356,6 @@ def channels(target: Target) -> Iterator[Channels]:
     yield opened
     for channel in (opened.gateway, opened.tagger, opened.generator):
         channel.close()
-
-
-def _write_summary(request: pytest.FixtureRequest) -> None:
-    """The cases per RPC, in the run's output even without -s (no assertion here)."""
-    lines = [summary_line(rpc) for rpc in RPCS if STATUSES[rpc]]
-    if not lines:
-        return
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print("\n" + "\n".join(lines))
-        return
-    # Past pytest's capturing, as `capsys.disabled()` does.
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_sep("-", f"fuzz: cases per RPC (BGM_FUZZ_EXAMPLES={EXAMPLES})")
-        for line in lines:
-            reporter.write_line(line)
 
 
 def summary_line(rpc: str) -> str:
@@ -1014,12 +996,20 @@ def check_healthy_and_clean(target: Target, channels: Channels) -> None:
     assert listing(running.media) == target.media_before, "the media folder changed"
 
 
-def run(rpc: str, case: Callable[[], None], target: Target, channels: Channels) -> None:
-    """The examples, then the checks after them."""
+def run(
+    rpc: str,
+    case: Callable[[], None],
+    target: Target,
+    channels: Channels,
+    record_property: RecordProperty,
+) -> None:
+    """The examples, then the checks after them. The cases per status go into the test's
+    report, which the run's summary shows (tests/conftest.py), from whichever worker ran it."""
     try:
         case()
     finally:
         print(f"\n{summary_line(rpc)}")
+        record_property(FUZZ_SUMMARY, summary_line(rpc))
     check_healthy_and_clean(target, channels)
     failures = FAILURES[rpc]
     assert not failures, f"{len(failures)} distinct failures:\n\n" + "\n\n".join(failures.values())
@@ -1028,7 +1018,7 @@ def run(rpc: str, case: Callable[[], None], target: Target, channels: Channels) 
 # ---- one test per RPC -----------------------------------------------------------------------
 
 
-def test_fuzz_gateway_score(target: Target, channels: Channels):
+def test_fuzz_gateway_score(target: Target, channels: Channels, record_property: RecordProperty):
     stub = gateway_pb2_grpc.GatewayStub(channels.gateway)
     outputs = target.running.outputs
 
@@ -1044,7 +1034,7 @@ def test_fuzz_gateway_score(target: Target, channels: Channels):
         if code == grpc.StatusCode.OK:
             remove_delivered(events, outputs)
 
-    run("Gateway.Score", case, target, channels)
+    run("Gateway.Score", case, target, channels, record_property)
 
 
 def _upload_examples(case: Callable[..., None]) -> Callable[..., None]:
@@ -1066,7 +1056,9 @@ def _upload_examples(case: Callable[..., None]) -> Callable[..., None]:
     return case
 
 
-def test_fuzz_gateway_score_upload(target: Target, channels: Channels):
+def test_fuzz_gateway_score_upload(
+    target: Target, channels: Channels, record_property: RecordProperty
+):
     stub = gateway_pb2_grpc.GatewayStub(channels.gateway)
     outputs = target.running.outputs
 
@@ -1083,10 +1075,10 @@ def test_fuzz_gateway_score_upload(target: Target, channels: Channels):
         if code == grpc.StatusCode.OK:
             remove_delivered(events, outputs)
 
-    run("Gateway.ScoreUpload", case, target, channels)
+    run("Gateway.ScoreUpload", case, target, channels, record_property)
 
 
-def test_fuzz_tagger_analyze(target: Target, channels: Channels):
+def test_fuzz_tagger_analyze(target: Target, channels: Channels, record_property: RecordProperty):
     stub = tagger_pb2_grpc.TaggerStub(channels.tagger)
 
     @FUZZ_SETTINGS
@@ -1099,10 +1091,10 @@ def test_fuzz_tagger_analyze(target: Target, channels: Channels):
             lambda: [stub.Analyze(request, timeout=CALL_TIMEOUT_S)],
         )
 
-    run("Tagger.Analyze", case, target, channels)
+    run("Tagger.Analyze", case, target, channels, record_property)
 
 
-def test_fuzz_tagger_describe(target: Target, channels: Channels):
+def test_fuzz_tagger_describe(target: Target, channels: Channels, record_property: RecordProperty):
     stub = tagger_pb2_grpc.TaggerStub(channels.tagger)
 
     @FUZZ_SETTINGS
@@ -1115,10 +1107,12 @@ def test_fuzz_tagger_describe(target: Target, channels: Channels):
             lambda: [stub.Describe(request, timeout=CALL_TIMEOUT_S)],
         )
 
-    run("Tagger.Describe", case, target, channels)
+    run("Tagger.Describe", case, target, channels, record_property)
 
 
-def test_fuzz_generator_generate(target: Target, channels: Channels):
+def test_fuzz_generator_generate(
+    target: Target, channels: Channels, record_property: RecordProperty
+):
     stub = generator_pb2_grpc.GeneratorStub(channels.generator)
 
     @FUZZ_SETTINGS
@@ -1131,10 +1125,12 @@ def test_fuzz_generator_generate(target: Target, channels: Channels):
             lambda: list(stub.Generate(request, timeout=CALL_TIMEOUT_S)),
         )
 
-    run("Generator.Generate", case, target, channels)
+    run("Generator.Generate", case, target, channels, record_property)
 
 
-def test_fuzz_generator_describe(target: Target, channels: Channels):
+def test_fuzz_generator_describe(
+    target: Target, channels: Channels, record_property: RecordProperty
+):
     stub = generator_pb2_grpc.GeneratorStub(channels.generator)
 
     @FUZZ_SETTINGS
@@ -1147,4 +1143,4 @@ def test_fuzz_generator_describe(target: Target, channels: Channels):
             lambda: [stub.Describe(request, timeout=CALL_TIMEOUT_S)],
         )
 
-    run("Generator.Describe", case, target, channels)
+    run("Generator.Describe", case, target, channels, record_property)

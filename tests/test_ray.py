@@ -351,7 +351,9 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
                 "generator": {
                     "backend": "diffusion",
                     "diffusion": {"model_path": str(model), "steps": 2},
-                    "batching": {"max_jobs": 4, "wait_s": 1.0},
+                    # The pair below fills a batch; the window is wide enough that a loaded
+                    # machine still lands both calls in it.
+                    "batching": {"max_jobs": 2, "wait_s": 5.0},
                 },
                 "serving": {"generator": {"port": 0, "max_concurrent": 4}},
             },
