@@ -49,6 +49,30 @@ debian_packages() {
             && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
 }
 
+# Lock files installed into a virtual environment exactly as locked: every package is listed
+# with its hashes, so no resolver runs and nothing unlisted comes in (--no-deps). uv installs
+# them (a locked dev tool; pip installs it first, from the lock's own entry for it): it fetches
+# and unpacks in parallel and leaves bytecode to the first import, 10 s for requirements.lock
+# here against pip's 190 s.
+install_locked() {
+    local venv="$1" lock
+    shift
+    if [ ! -x "$venv/bin/uv" ]; then
+        "$venv/bin/python" -m pip install --quiet --no-deps --require-hashes \
+            -r <(locked_entry uv requirements.lock)
+    fi
+    for lock in "$@"; do
+        "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps \
+            --require-hashes -r "$lock"
+    done
+}
+
+# One package's entry in a lock: its pin and hashes.
+locked_entry() {
+    awk -v pin="$1==" 'index($0, pin) == 1 { entry = 1; print; next }
+        entry && /^ +--hash/ { print; next } { entry = 0 }' "$2"
+}
+
 setup() {
     debian_packages
     if [ ! -x "$VENV/bin/python" ]; then
@@ -56,9 +80,8 @@ setup() {
     fi
     local stamp="$VENV/.bgm-installed"
     if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
-        # Everything but torch exactly as locked: every package is listed with its hashes, so
-        # no resolver runs and nothing unlisted comes in (--no-deps).
-        "$VENV/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+        # Everything but torch.
+        install_locked "$VENV" requirements.lock
         # Then torch, which the lock leaves out (requirements.in says why): its requirements
         # are already there as locked, so pip adds only what a CUDA build needs beyond them.
         # shellcheck disable=SC2086
@@ -82,10 +105,7 @@ sonique() {
     local stamp="$SONIQUE_VENV/.bgm-installed"
     if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ "$SONIQUE_LOCK" -nt "$stamp" ] \
         || [ dev.sh -nt "$stamp" ]; then
-        "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --require-hashes \
-            -r requirements.lock
-        "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --require-hashes \
-            -r "$SONIQUE_LOCK"
+        install_locked "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"
         "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
         touch "$stamp"
     fi
