@@ -252,7 +252,7 @@ def _cancelled_after(seconds: float) -> tuple[Callable[[float], None], list[floa
     return progress, heard
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_analysis):
     brief = _long_timeline(beat_analysis, 5000)
     progress, heard = _cancelled_after(0.5)
@@ -262,7 +262,7 @@ def test_planning_hears_a_cancel_within_a_tenth_of_a_second(generator, beat_anal
     assert heard[0] <= 0.1 + 0.15  # a garbage collection pause may come on top
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_analysis_hears_a_cancel_within_a_tenth_of_a_second(tagger, beat_video):
     progress, heard = _cancelled_after(0.3)
     with pytest.raises(CancelledError):
@@ -271,7 +271,7 @@ def test_analysis_hears_a_cancel_within_a_tenth_of_a_second(tagger, beat_video):
     assert heard[0] <= 0.1
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_mastering_and_writing_hear_a_cancel(tmp_path: Path, media_dir: Path):
     from services.domain import CutAlignment, GeneratedMusic, MusicPlan, OutputOptions
     from services.gateway.delivery import master_music, write_outputs
@@ -463,7 +463,7 @@ def test_four_requests_write_into_one_folder(servers, clip):
 
 
 @pytest.mark.slow
-@pytest.mark.timed
+@pytest.mark.alone
 def test_slow_sources_cost_an_ordinary_request_nothing(servers, clip, trickle):
     ordinary = _request(clip.path.as_uri())
     score(servers.gateway, ordinary)  # warm
@@ -506,7 +506,7 @@ def test_slow_sources_cost_an_ordinary_request_nothing(servers, clip, trickle):
 
 
 @pytest.mark.slow
-@pytest.mark.timed
+@pytest.mark.alone
 def test_a_cancelled_long_brief_frees_the_generator_within_a_second(servers, beat_analysis):
     brief = _long_timeline(beat_analysis, 20_000)
     with grpc.insecure_channel(servers.generator) as channel:
@@ -571,7 +571,7 @@ def _health(address: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.timed
+@pytest.mark.alone
 def test_the_gateway_scores_again_within_a_second_of_the_generator(tmp_path, media, clip):
     config, ports = write_config(tmp_path, media)
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}

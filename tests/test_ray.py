@@ -23,6 +23,10 @@ from services.devserver import (
 )
 from services.media.synth import Shot, SyntheticVideo, write_video
 
+# Ray runs its replicas at nice 15: beside other tests they starve, and the deploys and the
+# batch window below have deadlines.
+pytestmark = pytest.mark.alone
+
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = [ROOT / f"deploy/serve/bgm-{name}.yaml" for name in ("cpu", "gpu", "sonique")]
 

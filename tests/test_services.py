@@ -299,7 +299,7 @@ def metric(url: str, name: str) -> float:
     return sum(values)
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_cancelling_stops_the_generator_within_a_second(servers, beat_analysis):
     brief = genre_brief(beat_analysis, "pop", duration_s=900.0)
     with grpc.insecure_channel(servers.generator) as channel:
@@ -401,7 +401,7 @@ def test_a_downstream_service_that_is_down(tmp_path, media, clip):
         assert stop(running) == 0
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
     running = start(tmp_path, media)
     outcome: dict[str, object] = {}

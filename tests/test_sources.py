@@ -101,7 +101,7 @@ def test_the_address_connected_to_is_checked_not_only_the_name(server, tmp_path,
         fetch(f"http://localhost:{server}/video", strict, tmp_path / "v.mp4")
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_a_trickling_source_is_cut_at_the_total_deadline(server, tmp_path: Path):
     start = time.monotonic()
     with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
@@ -151,7 +151,7 @@ def test_odd_uris_get_a_clear_error(server, tmp_path: Path, uri, error, says):
         fetch(uri.format(port=server), roots, tmp_path / "v.mp4")
 
 
-@pytest.mark.timed
+@pytest.mark.alone
 def test_a_cancelled_download_stops_at_the_next_bytes_and_frees_its_slot(server, tmp_path: Path):
     from services.errors import CancelledError
 
