@@ -23,10 +23,6 @@ from services.devserver import (
 )
 from services.media.synth import Shot, SyntheticVideo, write_video
 
-# Ray runs its replicas at nice 15: beside other tests they starve, and the deploys and the
-# batch window below have deadlines.
-pytestmark = pytest.mark.alone
-
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = [ROOT / f"deploy/serve/bgm-{name}.yaml" for name in ("cpu", "gpu", "sonique")]
 
@@ -69,7 +65,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     folder = tmp_path_factory.mktemp("ray")
     stop_ray()
     metrics_port = free_port()
-    dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
+    with pytest.MonkeyPatch.context() as patch:
+        # Ray starts its workers at nice 15, where the tests running beside these (pytest -n)
+        # starve them past the deploy's deadline; here they share the machine evenly.
+        patch.setenv("RAY_worker_niceness", "0")
+        dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
     grpc_port, http_port = free_port(), free_port()
     poison = folder / "poison"
     config = serve_config(
