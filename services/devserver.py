@@ -187,6 +187,12 @@ def stop(running: Running) -> int:
     return running.process.wait(timeout=60)
 
 
+# The environment of the local Ray cluster's commands. Its authentication is set rather than
+# left to Ray's default: once any local `ray.init()` has left a token in ~/.ray, `ray start`
+# turns token authentication on, and `serve deploy` is then refused by the dashboard (401).
+RAY_ENV = {"RAY_DISABLE_USAGE_STATS": "1", "RAY_AUTH_MODE": "disabled"}
+
+
 def ray_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("ray")), *args]
 
@@ -205,14 +211,14 @@ def start_ray(folder: Path, cpus: int = 2, metrics_port: int = 0) -> str:
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                     "--disable-usage-stats", *metrics),
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "RAY_DISABLE_USAGE_STATS": "1"},
+        env={**os.environ, **RAY_ENV},
     )  # fmt: skip
     return f"http://127.0.0.1:{dashboard}"
 
 
 def stop_ray() -> None:
     subprocess.run(ray_command("stop", "--force"), check=False, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)  # fmt: skip
+                   stderr=subprocess.DEVNULL, env={**os.environ, **RAY_ENV})  # fmt: skip
 
 
 def serve_config(
@@ -242,12 +248,13 @@ def serve_config(
 def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
     """`serve deploy`, then wait until every application is RUNNING."""
     subprocess.run(serve_command("deploy", "-a", dashboard, str(config)), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, **RAY_ENV})  # fmt: skip
     names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         status = subprocess.run(serve_command("status", "-a", dashboard), capture_output=True,
-                                text=True).stdout  # fmt: skip
+                                text=True, env={**os.environ, **RAY_ENV}).stdout  # fmt: skip
         parsed = yaml.safe_load(status) or {}
         applications = parsed.get("applications") or {}
         if all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(

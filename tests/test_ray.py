@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from services.devserver import (
+    RAY_ENV,
     deploy,
     free_port,
     serve_config,
@@ -65,11 +66,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     folder = tmp_path_factory.mktemp("ray")
     stop_ray()
     metrics_port = free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        # Ray starts its workers at nice 15, where the tests running beside these (pytest -n)
-        # starve them past the deploy's deadline; here they share the machine evenly.
-        patch.setenv("RAY_worker_niceness", "0")
-        dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
+    patch = pytest.MonkeyPatch()
+    # The cluster's authentication as devserver's commands set it, for this process's
+    # ray.init too.
+    for name, value in RAY_ENV.items():
+        patch.setenv(name, value)
+    # Ray starts its workers at nice 15, where the tests running beside these (pytest -n)
+    # starve them past the deploy's deadline; here they share the machine evenly.
+    patch.setenv("RAY_worker_niceness", "0")
     grpc_port, http_port = free_port(), free_port()
     poison = folder / "poison"
     config = serve_config(
@@ -80,6 +84,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         {"tagger": {"serving": {"poison_file": str(poison)}}},
     )
     try:
+        dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
         deploy(dashboard, config)
         yield {
             "dashboard": dashboard,
@@ -92,6 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         }
     finally:
         stop_ray()
+        patch.undo()
 
 
 @pytest.fixture(scope="module")
