@@ -193,6 +193,11 @@ def stop(running: Running) -> int:
 RAY_ENV = {"RAY_DISABLE_USAGE_STATS": "1", "RAY_AUTH_MODE": "disabled"}
 
 
+def run_ray(command: list[str], **options: Any) -> subprocess.CompletedProcess:
+    """A `ray` or `serve` command, in RAY_ENV."""
+    return subprocess.run(command, env={**os.environ, **RAY_ENV}, **options)
+
+
 def ray_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("ray")), *args]
 
@@ -206,19 +211,18 @@ def start_ray(folder: Path, cpus: int = 2, metrics_port: int = 0) -> str:
     dashboard address Serve deploys to."""
     dashboard = free_port()
     metrics = [f"--metrics-export-port={metrics_port}"] if metrics_port else []
-    subprocess.run(
+    run_ray(
         ray_command("start", "--head", f"--num-cpus={cpus}", f"--port={free_port()}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
                     "--disable-usage-stats", *metrics),
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, **RAY_ENV},
     )  # fmt: skip
     return f"http://127.0.0.1:{dashboard}"
 
 
 def stop_ray() -> None:
-    subprocess.run(ray_command("stop", "--force"), check=False, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, env={**os.environ, **RAY_ENV})  # fmt: skip
+    run_ray(ray_command("stop", "--force"), check=False, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def serve_config(
@@ -247,14 +251,13 @@ def serve_config(
 
 def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
     """`serve deploy`, then wait until every application is RUNNING."""
-    subprocess.run(serve_command("deploy", "-a", dashboard, str(config)), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, **RAY_ENV})  # fmt: skip
+    run_ray(serve_command("deploy", "-a", dashboard, str(config)), check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status = subprocess.run(serve_command("status", "-a", dashboard), capture_output=True,
-                                text=True, env={**os.environ, **RAY_ENV}).stdout  # fmt: skip
+        status = run_ray(serve_command("status", "-a", dashboard), capture_output=True,
+                         text=True).stdout  # fmt: skip
         parsed = yaml.safe_load(status) or {}
         applications = parsed.get("applications") or {}
         if all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(
