@@ -49,6 +49,14 @@ debian_packages() {
             && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
 }
 
+# A virtual environment with pip in it, made again if one was left half-made (a set-up
+# stopped while venv ran leaves a python without pip, which no later run would mend).
+make_venv() {
+    if ! "$1/bin/python" -m pip --version >/dev/null 2>&1; then
+        "$PYTHON" -m venv --clear "$1"
+    fi
+}
+
 # Lock files installed into a virtual environment exactly as locked: every package is listed
 # with its hashes, so no resolver runs and nothing unlisted comes in (--no-deps). uv installs
 # them (a locked dev tool; pip installs it first, from the lock's own entry for it): it fetches
@@ -75,9 +83,7 @@ locked_entry() {
 
 setup() {
     debian_packages
-    if [ ! -x "$VENV/bin/python" ]; then
-        "$PYTHON" -m venv "$VENV"
-    fi
+    make_venv "$VENV"
     local stamp="$VENV/.bgm-installed"
     if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
         # Everything but torch.
@@ -99,9 +105,7 @@ setup() {
 # SONIQUE's environment: the project's lock, then stable-audio-tools' layer and the torch it
 # needs over it (requirements-sonique.in says why), both exactly as locked.
 sonique() {
-    if [ ! -x "$SONIQUE_VENV/bin/python" ]; then
-        "$PYTHON" -m venv "$SONIQUE_VENV"
-    fi
+    make_venv "$SONIQUE_VENV"
     local stamp="$SONIQUE_VENV/.bgm-installed"
     if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ "$SONIQUE_LOCK" -nt "$stamp" ] \
         || [ dev.sh -nt "$stamp" ]; then
@@ -155,6 +159,16 @@ demo() {
         --stems out/sample-stems --force
 }
 
+mypy_verdict() {
+    local status=0
+    wait "$MYPY_PID" || status=$?
+    cat "$MYPY_LOG"
+    if [ "$status" -ne 0 ]; then
+        echo "mypy failed (above)" >&2
+        exit 1
+    fi
+}
+
 run_tests() {
     # kubectl renders the Kubernetes overlays (its built-in kustomize); the machine image has it.
     command -v kubectl >/dev/null || { echo "kubectl is needed to render deploy/k8s" >&2; exit 1; }
@@ -165,11 +179,16 @@ run_tests() {
     SONIQUE_LOG="$(mktemp)"
     setsid nice -n 19 ionice -c 3 ./dev.sh sonique > "$SONIQUE_LOG" 2>&1 &
     SONIQUE_PID=$!
-    trap 'kill -- -"$SONIQUE_PID" 2>/dev/null || true; rm -f "$SONIQUE_LOG"' EXIT
+    # mypy reads one file at a time (about two minutes with no cache, nearly all of it in
+    # torch, transformers, diffusers and ray): it runs beside the checks and the parallel
+    # tests, on the core they leave, and its verdict is taken before the `alone` tests.
+    MYPY_LOG="$(mktemp)"
+    "$VENV/bin/mypy" > "$MYPY_LOG" 2>&1 &
+    MYPY_PID=$!
+    trap 'kill -- -"$SONIQUE_PID" "$MYPY_PID" 2>/dev/null || true; rm -f "$SONIQUE_LOG" "$MYPY_LOG"' EXIT
     "$VENV/bin/python" scripts/check_lock.py requirements.lock "${IMAGE_LOCKS[@]}" "$SONIQUE_LOCK"
     "$VENV/bin/ruff" check services tests benchmarks scripts
     "$VENV/bin/ruff" format --check services tests benchmarks scripts
-    "$VENV/bin/mypy"
     "$VENV/bin/python" scripts/generate_protos.py --check
     "$VENV/bin/python" scripts/render_k8s.py --check
     node_modules/.bin/buf lint protos
@@ -177,12 +196,14 @@ run_tests() {
     node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'
     if [ $# -gt 0 ]; then
         "$VENV/bin/python" -m pytest "$@"
+        mypy_verdict
     else
         # A process per core (each file's tests in one, as they share its servers), then the
         # tests marked `alone` with the machine to themselves: the others' load would stretch
         # their bounds in seconds.
         "$VENV/bin/python" -m pytest --numprocesses auto --maxprocesses 4 --dist loadfile \
             -m "not alone"
+        mypy_verdict
         "$VENV/bin/python" -m pytest -m alone
     fi
     # SONIQUE's tests, in its own environment (the main run skips them).
