@@ -159,6 +159,37 @@ def test_a_chord_repeated_under_the_pedal_does_not_swell():
     assert abs(last - first) < 1.0
 
 
+@pytest.mark.parametrize("name", ["fluidsynth", "tinysoundfont"])
+def test_a_dense_band_loses_no_note_to_the_voice_cap(name, monkeypatch, beat_analysis,
+                                                     parts_played):  # fmt: skip
+    """An orchestral piece (strings, brass and woodwinds, chords with long releases) sounds
+    as it would with voices unlimited: the synthesizer never takes a sounding note's voice for
+    a new one (at the old caps whole string chords dropped out)."""
+    if name == "tinysoundfont":
+        monkeypatch.setattr(bank_module, "FULL_BANKS", ())
+        monkeypatch.setattr(bank_module, "fluidsynth_available", lambda: False)
+    generator = ComposerGenerator(ComposerConfig())
+    assert generator.describe().sound.endswith(name)
+    generator.generate(brief_for(beat_analysis, "orchestral", duration_s=20.0,
+                                 sample_rate=SAMPLE_RATE))  # fmt: skip
+    parts = parts_played[-1]
+    synthesizer = _synthesizers()[name]
+    total = 20 * SAMPLE_RATE
+
+    def band() -> list[np.ndarray]:
+        blocks = list(synthesizer.blocks(parts, total))
+        return [np.concatenate([dry[i] for _, _, dry in blocks], axis=1)
+                for i in range(len(parts))]  # fmt: skip
+
+    capped = band()
+    monkeypatch.setattr(render_module, "POLYPHONY", 1024)
+    monkeypatch.setattr(render_module, "MAX_VOICES", 1024)
+    unlimited = band()
+    for part, heard, whole in zip(parts, capped, unlimited, strict=True):
+        assert np.abs(whole).max() > 0.01, part.name
+        np.testing.assert_allclose(heard, whole, atol=1e-5, err_msg=part.name)
+
+
 def test_asking_for_stems_leaves_the_mix_as_it_was(generator, beat_analysis):
     brief = brief_for(beat_analysis, "cinematic", duration_s=12.0)
     plain = generator.generate(brief)

@@ -20,12 +20,15 @@ import numpy as np
 from services.errors import BgmError
 from services.generator.backends.composer.bank import SoundBank
 
-# Voices per instrument for tinysoundfont. Past this the oldest (release tails, by then) are
-# cut: it bounds the cost of dense parts without audible loss.
-MAX_VOICES = 10
-# FluidSynth's voices for the whole band, and its output level (the mix sets the balance,
-# mastering the loudness).
-POLYPHONY = 48
+# Voices per instrument for tinysoundfont, and FluidSynth's for the whole band: caps on the
+# cost that the music never reaches. Past a cap the synthesizer takes voices from sounding
+# notes; at 10 and 48 the strings and brass of orchestral and cinematic pieces lost whole
+# chords. An orchestral piece's strings ask tinysoundfont for more than 64 voices at times
+# (chords and their long releases); MuseScore General's orchestral band (strings, brass and
+# woodwinds, several voices a note) about 100 on average and 150 at most.
+MAX_VOICES = 128
+POLYPHONY = 256
+# FluidSynth's output level (the mix sets the balance, mastering the loudness).
 FLUID_GAIN = 0.6
 # A key struck again while it sounds: its previous note fades over this (the string is
 # struck anew; the bank's own release, 0.55 s for MuseScore General's piano, would leave a
