@@ -21,13 +21,13 @@ from services.errors import BgmError
 from services.generator.backends.composer.bank import SoundBank
 
 # Voices per instrument for tinysoundfont, and FluidSynth's for the whole band: caps on the
-# cost that the music never reaches. Past a cap the synthesizer cuts a sounding note or its
-# release (tinysoundfont, with none in release, drops the new note): at the old 10 and 48
-# the strings and brass lost whole chords and the strings their releases, which are loud and
-# long (under tinysoundfont, what was cut from pop's strings lay only 14 dB under them).
+# cost that the composer's bands stay under. Past a cap the synthesizer cuts a sounding note
+# or its release (tinysoundfont, with none in release, drops the new note): at the old 10 and
+# 48 the strings and brass lost whole chords and the strings their releases, which are loud
+# and long (under tinysoundfont, what was cut from pop's strings lay only 3 dB under them).
 # Strings holding three notes ask tinysoundfont for over 64 voices at times; MuseScore
-# General's orchestral band (strings, brass and woodwinds, several voices a note) about 100
-# on average, 150 at most.
+# General's orchestral band (strings, brass and woodwinds, several voices a note) about 100 on
+# average, 150 at most.
 MAX_VOICES = 128
 POLYPHONY = 256
 # FluidSynth's output level (the mix sets the balance, mastering the loudness).
