@@ -194,25 +194,39 @@ run_tests() {
     node_modules/.bin/buf lint protos
     # Against the main branch: a change on a branch may add to the contracts, never break them.
     node_modules/.bin/buf breaking protos --against '.git#branch=main,subdir=protos'
+    # SONIQUE's tests run in its own environment (the main run skips them).
+    local sonique_tests=(-m pytest -m sonique tests/test_sonique.py tests/test_diffusion.py)
     if [ $# -gt 0 ]; then
         "$VENV/bin/python" -m pytest "$@"
         mypy_verdict
+        sonique_ready
+        "$SONIQUE_VENV/bin/python" "${sonique_tests[@]}"
     else
         # A process per core (each file's tests in one, as they share its servers), then the
-        # tests marked `alone` with the machine to themselves: the others' load would stretch
-        # their bounds in seconds.
+        # tests marked `alone`, which leave a core idle: no other test beside them but
+        # SONIQUE's, on one thread at the lowest priority (at the same priority, the others'
+        # load would stretch their bounds in seconds).
         "$VENV/bin/python" -m pytest --numprocesses auto --maxprocesses 4 --dist loadfile \
             -m "not alone"
         mypy_verdict
+        sonique_ready
+        OMP_NUM_THREADS=1 setsid nice -n 19 "$SONIQUE_VENV/bin/python" "${sonique_tests[@]}" \
+            > "$SONIQUE_LOG" 2>&1 &
+        SONIQUE_PID=$!
         "$VENV/bin/python" -m pytest -m alone
+        local status=0
+        wait "$SONIQUE_PID" || status=$?
+        cat "$SONIQUE_LOG"
+        [ "$status" -eq 0 ] || { echo "SONIQUE's tests failed (above)" >&2; exit 1; }
     fi
-    # SONIQUE's tests, in its own environment (the main run skips them).
+}
+
+sonique_ready() {
     if ! wait "$SONIQUE_PID"; then
         cat "$SONIQUE_LOG" >&2
         echo "setting up SONIQUE's environment ($SONIQUE_VENV) failed" >&2
         exit 1
     fi
-    "$SONIQUE_VENV/bin/python" -m pytest -m sonique tests/test_sonique.py tests/test_diffusion.py
 }
 
 job="${1:-}"
