@@ -159,12 +159,16 @@ demo() {
         --stems out/sample-stems --force
 }
 
-mypy_verdict() {
-    local status=0
-    wait "$MYPY_PID" || status=$?
-    cat "$MYPY_LOG"
+# A background job's verdict: its output (with `quiet`, only if it failed), and the run
+# stopped there if it failed.
+verdict() {
+    local pid="$1" log="$2" what="$3" quiet="${4:-}" status=0
+    wait "$pid" || status=$?
+    if [ "$status" -ne 0 ] || [ -z "$quiet" ]; then
+        cat "$log"
+    fi
     if [ "$status" -ne 0 ]; then
-        echo "mypy failed (above)" >&2
+        echo "$what failed (above)" >&2
         exit 1
     fi
 }
@@ -198,8 +202,8 @@ run_tests() {
     local sonique_tests=(-m pytest -m sonique tests/test_sonique.py tests/test_diffusion.py)
     if [ $# -gt 0 ]; then
         "$VENV/bin/python" -m pytest "$@"
-        mypy_verdict
-        sonique_ready
+        verdict "$MYPY_PID" "$MYPY_LOG" mypy
+        verdict "$SONIQUE_PID" "$SONIQUE_LOG" "setting up SONIQUE's environment" quiet
         "$SONIQUE_VENV/bin/python" "${sonique_tests[@]}"
     else
         # A process per core (each file's tests in one, as they share its servers), then the
@@ -208,26 +212,16 @@ run_tests() {
         # load would stretch their bounds in seconds).
         "$VENV/bin/python" -m pytest --numprocesses auto --maxprocesses 4 --dist loadfile \
             -m "not alone"
-        mypy_verdict
-        sonique_ready
+        verdict "$MYPY_PID" "$MYPY_LOG" mypy
+        verdict "$SONIQUE_PID" "$SONIQUE_LOG" "setting up SONIQUE's environment" quiet
         OMP_NUM_THREADS=1 setsid nice -n 19 "$SONIQUE_VENV/bin/python" "${sonique_tests[@]}" \
             > "$SONIQUE_LOG" 2>&1 &
         SONIQUE_PID=$!
         "$VENV/bin/python" -m pytest -m alone
-        local status=0
-        wait "$SONIQUE_PID" || status=$?
-        cat "$SONIQUE_LOG"
-        [ "$status" -eq 0 ] || { echo "SONIQUE's tests failed (above)" >&2; exit 1; }
+        verdict "$SONIQUE_PID" "$SONIQUE_LOG" "SONIQUE's tests"
     fi
 }
 
-sonique_ready() {
-    if ! wait "$SONIQUE_PID"; then
-        cat "$SONIQUE_LOG" >&2
-        echo "setting up SONIQUE's environment ($SONIQUE_VENV) failed" >&2
-        exit 1
-    fi
-}
 
 job="${1:-}"
 shift || true
