@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,11 +257,12 @@ def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
     deadline = time.monotonic() + seconds
+    applications: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status = run_ray(serve_command("status", "-a", dashboard), capture_output=True,
-                         text=True).stdout  # fmt: skip
-        parsed = yaml.safe_load(status) or {}
-        applications = parsed.get("applications") or {}
+        # Serve's REST API, not `serve status`: each of those is a process that imports Ray,
+        # seconds of CPU taken from the replicas being started.
+        with urllib.request.urlopen(f"{dashboard}/api/serve/applications/", timeout=10) as reply:
+            applications = json.load(reply).get("applications") or {}
         if all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(
             d.get("status") == "HEALTHY"
             for n in names
@@ -267,7 +270,15 @@ def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
         ):
             return
         time.sleep(1.0)
-    raise TimeoutError(f"Serve applications not RUNNING after {seconds:.0f} s:\n{status}")
+    lines = []
+    for name in names:
+        app = applications.get(name, {})
+        lines.append(f"{name}: {app.get('status')} {app.get('message', '')}")
+        for deployment, state in app.get("deployments", {}).items():
+            lines.append(f"  {deployment}: {state.get('status')} {state.get('message', '')}")
+    raise TimeoutError(
+        f"Serve applications not RUNNING after {seconds:.0f} s:\n" + "\n".join(lines)
+    )
 
 
 # ---- certificates for tests and benchmarks ------------------------------------------

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from services.media.synth import SyntheticVideo
-
-
-def bgm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=120
-    )
+from tests.bgm_command import bgm, bgm_process
 
 
 def test_json_has_the_documented_fields(cuts_video: SyntheticVideo):
@@ -78,7 +71,7 @@ def test_prompt_shows_where_tags_came_from(cuts_video: SyntheticVideo):
 def test_bad_input_is_one_clear_line(tmp_path: Path):
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")
-    result = bgm("analyze", str(path))
+    result = bgm_process("analyze", str(path))
     assert result.returncode == 2
     assert "INVALID_ARGUMENT" in result.stderr and "empty" in result.stderr
     assert "Traceback" not in result.stderr
@@ -105,7 +98,7 @@ def test_sample_video_is_what_it_says(tmp_path: Path):
 def test_version_names_the_package_and_the_contracts():
     from importlib.metadata import version
 
-    result = bgm("--version")
+    result = bgm_process("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"bgm {version('bgm')} (contracts bgm.v1)"
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from services.errors import BgmError, ConfigError
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import stable_audio
 from services.generator.backends.diffusion.windows import plan_windows
+from tests.bgm_command import Finished, bgm
 
 LOOK = Look(0.5, 0.5, 0.5, 0.5)
 
@@ -151,12 +150,9 @@ def test_bad_briefs_are_refused(generator):
 
 
 def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diffusion, tmp_path):
-    def score(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", "score", str(clip_for_diffusion),
-             "--generator", "diffusion", "--generator-model", str(tiny_stable_audio), *extra],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+    def score(*extra: str) -> Finished:
+        return bgm("score", str(clip_for_diffusion), "--generator", "diffusion",
+                   "--generator-model", str(tiny_stable_audio), *extra)  # fmt: skip
 
     out = tmp_path / "scored.wav"
     result = score("-o", str(out))

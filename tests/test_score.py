@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -24,6 +22,7 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.pipeline import ScorePipeline
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
+from tests.bgm_command import bgm, bgm_process
 
 
 @pytest.fixture(scope="module")
@@ -328,12 +327,6 @@ def test_over_the_generator_limit(tagger, clip, tmp_path):
         short.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.wav"))
 
 
-def bgm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def test_cli_score_prints_a_summary(clip, tmp_path):
     out = tmp_path / "scored.mp4"
     result = bgm(
@@ -355,7 +348,7 @@ def test_cli_score_prints_a_summary(clip, tmp_path):
 
 
 def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
-    result = bgm(
+    result = bgm_process(
         "score",
         str(clip.path),
         "-o",

@@ -26,6 +26,7 @@ from services.rules import SPEECH_MODES, speech_matters
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
+from tests.bgm_command import Finished, bgm
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None,
@@ -246,15 +247,9 @@ def test_speech_outside_the_music_is_refused(spoken, generator: ComposerGenerato
 
 
 def test_bgm_score_takes_speech(spoken, tmp_path):
-    import subprocess
-    import sys
-
-    def score(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", "score", str(spoken.video.path), "-o",
-             str(tmp_path / "out.wav"), "--force", "--keep-original-audio", *extra],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+    def score(*extra: str) -> Finished:
+        return bgm("score", str(spoken.video.path), "-o", str(tmp_path / "out.wav"), "--force",
+                   "--keep-original-audio", *extra)  # fmt: skip
 
     done = score("--speech", "auto")
     assert done.returncode == 0, done.stderr
@@ -302,12 +297,7 @@ def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
 
 
 def test_bgm_analyze_lists_the_speech(spoken):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "services.cli", "analyze",
-                           str(spoken.video.path)], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = bgm("analyze", str(spoken.video.path))
     assert done.returncode == 0, done.stderr
     first = spoken.analysis.speech[0]
     assert f"Speech {len(spoken.analysis.speech)}: {first.start_s:.2f}-" in done.stdout

@@ -7,8 +7,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from services.generator.backends.symbolic_diffusion.tiny import (
     TinyDiffBgm,
     tiny_diffbgm,
 )
+from tests.bgm_command import bgm
 
 LOOK = Look(0.5, 0.5, 0.5, 0.5)
 # Diff-BGM's released params.json (the widths that matter for its weights).
@@ -249,22 +248,16 @@ def generator_config(tiny: TinyDiffBgm, tmp_path: Path) -> Path:
 
 def test_bgm_score_with_diff_bgm(tiny, clip_video, tmp_path):
     out, midi = tmp_path / "scored.mp4", tmp_path / "scored.mid"
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "--config", str(generator_config(tiny, tmp_path)),
-         "score", str(clip_video), "--generator-model", str(tiny.model), "-o", str(out),
-         "--midi", str(midi), "--instrument", "piano", "--genre", "pop"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    result = bgm("--config", str(generator_config(tiny, tmp_path)), "score", str(clip_video),
+                 "--generator-model", str(tiny.model), "-o", str(out), "--midi", str(midi),
+                 "--instrument", "piano", "--genre", "pop")  # fmt: skip
     assert result.returncode == 0, result.stderr
     from services.media.video import probe_video
 
     assert abs(probe_video(out).duration_s - 6.0) < 0.05
     assert "piano" in {i.name for i in pretty_midi.PrettyMIDI(str(midi)).instruments}
-    bad = subprocess.run(
-        [sys.executable, "-m", "services.cli", "score", str(clip_video), "--generator",
-         "symbolic-diffusion", "--generator-model", str(tmp_path), "-o", str(tmp_path / "x.wav")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    bad = bgm("score", str(clip_video), "--generator", "symbolic-diffusion",
+              "--generator-model", str(tmp_path), "-o", str(tmp_path / "x.wav"))  # fmt: skip
     assert bad.returncode != 0 and "not a Diff-BGM checkpoint folder" in bad.stderr
 
 

@@ -5,8 +5,6 @@ their folders, and the services with that backend."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -27,6 +25,7 @@ from services.tagger.backends.vlm.normalise import normalise
 from services.tagger.backends.vlm.tiny import BUILDERS
 from services.tagger.text_hints import TextHintModel
 from services.vocabulary import load_vocabulary
+from tests.bgm_command import Finished, bgm
 
 GOOD = {
     "scene": "A surfer rides a wave at sunset.",
@@ -415,21 +414,18 @@ def test_openai_server_errors_are_unavailable_not_a_silent_fallback(clip):
 
 
 def test_bgm_analyze_and_score_with_the_vlm_backend(tiny_models, clip, tmp_path):
-    def bgm(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", *arguments, "--tagger", "vlm",
-             "--tagger-model", str(tiny_models["qwen2-vl"])],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+    def bgm_vlm(*arguments: str) -> Finished:
+        return bgm(*arguments, "--tagger", "vlm", "--tagger-model", str(tiny_models["qwen2-vl"]))
 
-    result = bgm("analyze", str(clip.path), "--json")
+    result = bgm_vlm("analyze", str(clip.path), "--json")
     assert result.returncode == 0, result.stderr
     analysis = json.loads(result.stdout)
     assert analysis["backend"] == "vlm"
     assert analysis["semantics"]["fallback_reason"] and analysis["semantics"]["model"]
     # The summaries say the model's answer was not used, not just show the picture's tags.
-    for printed in (bgm("analyze", str(clip.path)),
-                    bgm("score", str(clip.path), "-o", str(tmp_path / "scored.wav"))):  # fmt: skip
+    scored = tmp_path / "scored.wav"
+    for printed in (bgm_vlm("analyze", str(clip.path)),
+                    bgm_vlm("score", str(clip.path), "-o", str(scored))):  # fmt: skip
         assert printed.returncode == 0, printed.stderr
         assert "Qwen2-VL at" in printed.stdout
         assert "could not be used" in " ".join(printed.stdout.split())

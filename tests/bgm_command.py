@@ -1,0 +1,44 @@
+"""`bgm ARGS` as a user runs it: in the test's own process, or in a process of its own.
+
+The `bgm` script is `sys.exit(services.cli.main())`: calling main() here runs the same
+parsing, work, output and exit status without a new interpreter paying seconds of imports
+(scipy, PyAV, torch, transformers) for every command. `bgm_process` is for what only a process
+shows: the entry point itself, its exit status with nothing printed as a traceback, and what a
+command imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from services.cli import main
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def bgm(*args: str) -> Finished:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's refusals, --help and --version
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return Finished(code, stdout.getvalue(), stderr.getvalue())
+
+
+def bgm_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
