@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -61,8 +62,33 @@ def test_gpu_profile_gives_the_generator_a_gpu_and_lets_it_scale_to_zero():
     )
 
 
+@dataclass
+class RayCluster:
+    dashboard: str
+    proxy: str
+    folder: Path
+    grpc_port: int
+    http_port: int
+    poison: Path
+    metrics: str
+    # Whether the applications differ from the profile's: a test that swaps one leaves it
+    # swapped, and the next test that needs the profile's redeploys it (each deploy starts
+    # replicas: tens of seconds).
+    changed: bool = False
+
+    def config(self, changes: dict[str, dict] | None = None) -> Path:
+        """The CPU profile on this cluster's ports, the tagger's poison file set."""
+        changes = {"tagger": {"serving": {"poison_file": str(self.poison)}}, **(changes or {})}
+        return serve_config(PROFILES[0], self.folder, self.grpc_port, self.http_port, changes)
+
+    def deploy(self, config: Path, changed: bool = True) -> None:
+        self.changed = True  # until the deploy has finished
+        deploy(self.dashboard, config)
+        self.changed = changed
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     folder = tmp_path_factory.mktemp("ray")
     stop_ray()
     metrics_port = free_port()
@@ -74,30 +100,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     # Ray starts its workers at nice 15, where the tests running beside these (pytest -n)
     # starve them past the deploy's deadline; here they share the machine evenly.
     patch.setenv("RAY_worker_niceness", "0")
-    grpc_port, http_port = free_port(), free_port()
-    poison = folder / "poison"
-    config = serve_config(
-        PROFILES[0],
-        folder,
-        grpc_port,
-        http_port,
-        {"tagger": {"serving": {"poison_file": str(poison)}}},
-    )
     try:
         dashboard = start_ray(folder, cpus=2, metrics_port=metrics_port)
-        deploy(dashboard, config)
-        yield {
-            "dashboard": dashboard,
-            "proxy": f"127.0.0.1:{grpc_port}",
-            "folder": folder,
-            "grpc_port": grpc_port,
-            "http_port": http_port,
-            "poison": poison,
-            "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-        }
+        grpc_port = free_port()
+        cluster = RayCluster(
+            dashboard=dashboard,
+            proxy=f"127.0.0.1:{grpc_port}",
+            folder=folder,
+            grpc_port=grpc_port,
+            http_port=free_port(),
+            poison=folder / "poison",
+            metrics=f"http://127.0.0.1:{metrics_port}/metrics",
+        )
+        cluster.deploy(cluster.config(), changed=False)
+        yield cluster
     finally:
         stop_ray()
         patch.undo()
+
+
+@pytest.fixture
+def profile(cluster: RayCluster) -> RayCluster:
+    """The cluster running the CPU profile's applications as they ship."""
+    if cluster.changed:
+        cluster.deploy(cluster.config(), changed=False)
+    return cluster
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +157,9 @@ def client_score(server: str, video: Path, out: Path, *extra: str) -> subprocess
 
 
 @pytest.mark.slow
-def test_score_through_rays_grpc_proxy(cluster, clip, tmp_path):
+def test_score_through_rays_grpc_proxy(profile, clip, tmp_path):
     out = tmp_path / "scored.mp4"
-    result = client_score(cluster["proxy"], clip.path, out, "--genre", "rock")
+    result = client_score(profile.proxy, clip.path, out, "--genre", "rock")
     assert result.returncode == 0, result.stderr
     assert "rock (user)" in result.stdout and "1/1 on a beat" in result.stdout
     assert out.stat().st_size > 10_000
@@ -142,7 +169,7 @@ def test_score_through_rays_grpc_proxy(cluster, clip, tmp_path):
 def test_proxy_reports_its_applications_and_a_missing_one(cluster, clip):
     from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 
-    with grpc.insecure_channel(cluster["proxy"]) as channel:
+    with grpc.insecure_channel(cluster.proxy) as channel:
         stub = tagger_pb2_grpc.TaggerStub(channel)
         reply = stub.Describe(
             tagger_pb2.TaggerDescribeRequest(), metadata=(("application", "tagger"),), timeout=30
@@ -158,59 +185,13 @@ def test_proxy_reports_its_applications_and_a_missing_one(cluster, clip):
 
 
 @pytest.mark.slow
-def test_bad_input_keeps_its_status_through_ray(cluster, tmp_path):
+def test_bad_input_keeps_its_status_through_ray(profile, tmp_path):
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video\n" * 100)
-    result = client_score(cluster["proxy"], notes, tmp_path / "out.mp4")
+    result = client_score(profile.proxy, notes, tmp_path / "out.mp4")
     assert result.returncode == 1
     assert "INVALID_ARGUMENT" in result.stderr and "not a video" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
-
-
-@pytest.mark.slow
-def test_swap_in_a_generator_served_outside_ray(cluster, clip, tmp_path):
-    # A standalone generator; the gateway application is redeployed to use it instead.
-    outside = start(tmp_path, clip.path.parent, which="generator")
-    try:
-        config = serve_config(
-            PROFILES[0],
-            cluster["folder"],
-            cluster["grpc_port"],
-            cluster["http_port"],
-            {
-                "gateway": {
-                    "gateway": {"generator_address": outside.generator, "generator_metadata": {}}
-                },
-                "tagger": {"serving": {"poison_file": str(cluster["poison"])}},
-            },
-        )
-        deploy(cluster["dashboard"], config)
-        before = outside_requests(outside.generator_metrics)
-        result = client_score(cluster["proxy"], clip.path, tmp_path / "swapped.wav")
-        assert result.returncode == 0, result.stderr
-        assert outside_requests(outside.generator_metrics) == before + 1
-    finally:
-        assert stop(outside) == 0
-        # Back to the generator inside Ray for the other tests.
-        restore = serve_config(
-            PROFILES[0],
-            cluster["folder"],
-            cluster["grpc_port"],
-            cluster["http_port"],
-            {"tagger": {"serving": {"poison_file": str(cluster["poison"])}}},
-        )
-        deploy(cluster["dashboard"], restore)
-
-
-def outside_requests(metrics_url: str) -> float:
-    import urllib.request
-
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith('bgm_requests_total{code="OK",method="Generate"')
-    )
 
 
 @pytest.mark.slow
@@ -230,7 +211,7 @@ def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
 
         original = tagger_replicas()
         assert len(original) == 1
-        cluster["poison"].touch()
+        cluster.poison.touch()
         deadline = time.monotonic() + 90
         try:
             while time.monotonic() < deadline:
@@ -241,7 +222,7 @@ def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
             else:
                 raise AssertionError("Serve kept the unhealthy replica")
         finally:
-            cluster["poison"].unlink()
+            cluster.poison.unlink()
     finally:
         ray.shutdown()
 
@@ -250,7 +231,7 @@ def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
 def test_the_proxy_offers_reflection(cluster):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    with grpc.insecure_channel(cluster["proxy"]) as channel:
+    with grpc.insecure_channel(cluster.proxy) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         reply = next(
             stub.ServerReflectionInfo(
@@ -262,6 +243,28 @@ def test_the_proxy_offers_reflection(cluster):
 
 
 @pytest.mark.slow
+def test_service_metrics_are_exported_through_ray(profile, clip, tmp_path):
+    import urllib.request
+
+    result = client_score(profile.proxy, clip.path, tmp_path / "m.wav")
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(profile.metrics, timeout=5).read().decode()
+        if "bgm_requests_total{" in text and 'method="Score"' in text:
+            break
+        time.sleep(2)
+    lines = [line for line in text.splitlines() if "bgm_requests_total{" in line]
+    assert any('method="Score"' in line and 'code="OK"' in line for line in lines), lines
+    assert any("bgm_compute_seconds_per_music_second" in line for line in text.splitlines())
+
+
+# ---- tests that change the applications (last: the tests above run on the profile as it
+# ships, and a change is redeployed away only when a later test asks for the profile) ----
+
+
+@pytest.mark.slow
 def test_saturated_replicas_push_back_with_resource_exhausted(cluster, beat_analysis):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -269,31 +272,20 @@ def test_saturated_replicas_push_back_with_resource_exhausted(cluster, beat_anal
     from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
     from services.generator.beatcheck import genre_brief
 
-    def deploy_generator(**options: object) -> None:
-        config = serve_config(
-            PROFILES[0],
-            cluster["folder"],
-            cluster["grpc_port"],
-            cluster["http_port"],
-            {"tagger": {"serving": {"poison_file": str(cluster["poison"])}}},
-        )
-        data = yaml.safe_load(config.read_text())
-        generator = next(a for a in data["applications"] if a["name"] == "generator")
-        generator["deployments"][0].update(options)
-        config.write_text(yaml.safe_dump(data))
-        deploy(cluster["dashboard"], config)
-
-    one = {
-        "min_replicas": 1,
-        "max_replicas": 1,
-        "initial_replicas": 1,
-        "target_ongoing_requests": 1,
-    }
-    deploy_generator(max_ongoing_requests=1, max_queued_requests=1, autoscaling_config=one)
+    config = cluster.config()
+    data = yaml.safe_load(config.read_text())
+    generator = next(a for a in data["applications"] if a["name"] == "generator")
+    one = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1,
+           "target_ongoing_requests": 1}  # fmt: skip
+    generator["deployments"][0].update(
+        max_ongoing_requests=1, max_queued_requests=1, autoscaling_config=one
+    )
+    config.write_text(yaml.safe_dump(data))
+    cluster.deploy(config)
     brief = brief_to_proto(genre_brief(beat_analysis, "pop", duration_s=240.0))
 
     def generate(_: int) -> grpc.StatusCode:
-        with grpc.insecure_channel(cluster["proxy"]) as channel:
+        with grpc.insecure_channel(cluster.proxy) as channel:
             stub = generator_pb2_grpc.GeneratorStub(channel)
             try:
                 for _message in stub.Generate(
@@ -306,32 +298,37 @@ def test_saturated_replicas_push_back_with_resource_exhausted(cluster, beat_anal
                 return error.code()
         return grpc.StatusCode.OK
 
-    try:
-        with ThreadPoolExecutor(6) as pool:
-            codes = list(pool.map(generate, range(6)))
-        assert grpc.StatusCode.OK in codes
-        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes
-        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    finally:
-        deploy_generator()
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(generate, range(6)))
+    assert grpc.StatusCode.OK in codes
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 @pytest.mark.slow
-def test_service_metrics_are_exported_through_ray(cluster, clip, tmp_path):
+def test_swap_in_a_generator_served_outside_ray(cluster, clip, tmp_path):
+    # A standalone generator; the gateway application is redeployed to use it instead.
+    outside = start(tmp_path, clip.path.parent, which="generator")
+    try:
+        gateway = {"generator_address": outside.generator, "generator_metadata": {}}
+        cluster.deploy(cluster.config({"gateway": {"gateway": gateway}}))
+        before = outside_requests(outside.generator_metrics)
+        result = client_score(cluster.proxy, clip.path, tmp_path / "swapped.wav")
+        assert result.returncode == 0, result.stderr
+        assert outside_requests(outside.generator_metrics) == before + 1
+    finally:
+        assert stop(outside) == 0
+
+
+def outside_requests(metrics_url: str) -> float:
     import urllib.request
 
-    result = client_score(cluster["proxy"], clip.path, tmp_path / "m.wav")
-    assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 60
-    text = ""
-    while time.monotonic() < deadline:
-        text = urllib.request.urlopen(cluster["metrics"], timeout=5).read().decode()
-        if "bgm_requests_total{" in text and 'method="Score"' in text:
-            break
-        time.sleep(2)
-    lines = [line for line in text.splitlines() if "bgm_requests_total{" in line]
-    assert any('method="Score"' in line and 'code="OK"' in line for line in lines), lines
-    assert any("bgm_compute_seconds_per_music_second" in line for line in text.splitlines())
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('bgm_requests_total{code="OK",method="Generate"')
+    )
 
 
 @pytest.mark.slow
@@ -350,69 +347,45 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
     from services.generator.beatcheck import genre_brief
 
     model = stable_audio(tmp_path, window_s=4.0)
-    poison = {"serving": {"poison_file": str(cluster["poison"])}}
-    swapped = serve_config(
-        PROFILES[0],
-        cluster["folder"],
-        cluster["grpc_port"],
-        cluster["http_port"],
-        {
-            "generator": {
-                "generator": {
-                    "backend": "diffusion",
-                    "diffusion": {"model_path": str(model), "steps": 2},
-                    # The pair below fills a batch; the window is wide enough that a loaded
-                    # machine still lands both calls in it.
-                    "batching": {"max_jobs": 2, "wait_s": 5.0},
-                },
-                "serving": {"generator": {"port": 0, "max_concurrent": 4}},
-            },
-            "tagger": poison,
-        },
-    )
-    deploy(cluster["dashboard"], swapped)
-    try:
-        result = client_score(cluster["proxy"], clip.path, tmp_path / "diffused.wav")
-        assert result.returncode == 0, result.stderr
-        assert "ending: fade" in result.stdout  # the diffusion backend's plan, not the composer's
+    generator = {
+        "backend": "diffusion",
+        "diffusion": {"model_path": str(model), "steps": 2},
+        # The pair below fills a batch; the window is wide enough that a loaded machine still
+        # lands both calls in it.
+        "batching": {"max_jobs": 2, "wait_s": 5.0},
+    }
+    serving = {"generator": {"port": 0, "max_concurrent": 4}}
+    cluster.deploy(cluster.config({"generator": {"generator": generator, "serving": serving}}))
+    result = client_score(cluster.proxy, clip.path, tmp_path / "diffused.wav")
+    assert result.returncode == 0, result.stderr
+    assert "ending: fade" in result.stdout  # the diffusion backend's plan, not the composer's
 
-        from services.config import TaggerConfig
-        from services.tagger.backend import AnalysisRequest
-        from services.tagger.backends import create_tagger_backend
+    from services.config import TaggerConfig
+    from services.tagger.backend import AnalysisRequest
+    from services.tagger.backends import create_tagger_backend
 
-        analysis = create_tagger_backend(TaggerConfig()).analyze(AnalysisRequest(clip.path))
-        briefs = [genre_brief(analysis, "ambient", seed=3, sample_rate=48000),
-                  genre_brief(analysis, "rock", seed=9, sample_rate=48000)]  # fmt: skip
+    analysis = create_tagger_backend(TaggerConfig()).analyze(AnalysisRequest(clip.path))
+    briefs = [genre_brief(analysis, "ambient", seed=3, sample_rate=48000),
+              genre_brief(analysis, "rock", seed=9, sample_rate=48000)]  # fmt: skip
 
-        def generate(brief) -> np.ndarray:  # type: ignore[no-untyped-def]
-            request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief))
-            with grpc.insecure_channel(cluster["proxy"]) as channel:
-                stub = generator_pb2_grpc.GeneratorStub(channel)
-                messages = stub.Generate(request, metadata=(("application", "generator"),),
-                                         timeout=120)  # fmt: skip
-                pcm = b"".join(m.audio.pcm_f32le for m in messages
-                               if m.WhichOneof("event") == "audio")  # fmt: skip
-            return np.frombuffer(pcm, np.float32).reshape(-1, 2)
+    def generate(brief) -> np.ndarray:  # type: ignore[no-untyped-def]
+        request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief))
+        with grpc.insecure_channel(cluster.proxy) as channel:
+            stub = generator_pb2_grpc.GeneratorStub(channel)
+            messages = stub.Generate(request, metadata=(("application", "generator"),),
+                                     timeout=120)  # fmt: skip
+            pcm = b"".join(m.audio.pcm_f32le for m in messages
+                           if m.WhichOneof("event") == "audio")  # fmt: skip
+        return np.frombuffer(pcm, np.float32).reshape(-1, 2)
 
-        with ThreadPoolExecutor(2) as pool:
-            served = list(pool.map(generate, briefs))
-        local = DiffusionGenerator(DiffusionConfig(model_path=model, steps=2))
-        for brief, audio in zip(briefs, served, strict=True):
-            np.testing.assert_allclose(audio, local.generate(brief).audio, atol=1e-4)
-        assert not np.allclose(served[0], served[1])
-        # And they were generated together: a batch of more than one job was recorded.
-        assert batches_over_one_job(cluster["metrics"]) >= 1
-    finally:
-        deploy(
-            cluster["dashboard"],
-            serve_config(
-                PROFILES[0],
-                cluster["folder"],
-                cluster["grpc_port"],
-                cluster["http_port"],
-                {"tagger": poison},
-            ),
-        )
+    with ThreadPoolExecutor(2) as pool:
+        served = list(pool.map(generate, briefs))
+    local = DiffusionGenerator(DiffusionConfig(model_path=model, steps=2))
+    for brief, audio in zip(briefs, served, strict=True):
+        np.testing.assert_allclose(audio, local.generate(brief).audio, atol=1e-4)
+    assert not np.allclose(served[0], served[1])
+    # And they were generated together: a batch of more than one job was recorded.
+    assert batches_over_one_job(cluster.metrics) >= 1
 
 
 def batches_over_one_job(metrics_url: str) -> float:
