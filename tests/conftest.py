@@ -6,14 +6,15 @@ import http.server
 import importlib.util
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from services.config import ComposerConfig, TaggerConfig
-from services.domain import VideoAnalysis
+from services.domain import GeneratedMusic, VideoAnalysis
 from services.generator.backends.composer.backend import ComposerGenerator
+from services.generator.beatcheck import genre_brief
 from services.media.synth import (
     SyntheticVideo,
     accuracy_shots,
@@ -90,6 +91,25 @@ def generator() -> ComposerGenerator:
 @pytest.fixture(scope="session")
 def beat_analysis(tagger: VisionTagger, beat_video: SyntheticVideo) -> VideoAnalysis:
     return tagger.analyze(AnalysisRequest(beat_video.path))
+
+
+@pytest.fixture(scope="session")
+def composed(
+    generator: ComposerGenerator, beat_analysis: VideoAnalysis
+) -> Callable[[str, int], GeneratedMusic]:
+    """The composer's piece for the beat video in a genre, on a seed (genre_brief's brief),
+    rendered once for every test that reads it: a seed plays the same piece every time
+    (test_composer checks that), and rendering is most of these tests' time. Read-only."""
+    pieces: dict[tuple[str, int], GeneratedMusic] = {}
+
+    def piece(genre: str, seed: int = 1) -> GeneratedMusic:
+        if (genre, seed) not in pieces:
+            music = generator.generate(genre_brief(beat_analysis, genre, seed=seed))
+            music.audio.flags.writeable = False
+            pieces[genre, seed] = music
+        return pieces[genre, seed]
+
+    return piece
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):

@@ -7,13 +7,12 @@ import pytest
 
 from services.generator.backends.composer.styles import STYLES
 from services.generator.beatcheck import check_beats
-from services.generator.beatcheck import genre_brief as brief_for
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("genre", list(STYLES))
-def test_the_tracker_hears_the_planned_pulse_and_the_cuts_on_it(generator, beat_analysis, genre):
-    music = generator.generate(brief_for(beat_analysis, genre))
+def test_the_tracker_hears_the_planned_pulse_and_the_cuts_on_it(composed, beat_analysis, genre):
+    music = composed(genre)
     check = check_beats(music.audio, music.sample_rate, music.plan, beat_analysis.cuts_s)
     # The pulse is heard in every genre, drumless ones too: most sections at the planned
     # tempo (or its double or half).

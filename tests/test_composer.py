@@ -34,9 +34,9 @@ def _bar_lengths(plan) -> set[int]:
 
 
 @pytest.mark.parametrize("genre", ["pop", "folk", "orchestral", "hip-hop"])
-def test_one_meter_and_a_steady_pulse_from_the_first_sample(generator, beat_analysis, genre):
+def test_one_meter_and_a_steady_pulse_from_the_first_sample(composed, genre):
     for seed in (1, 2, 3):
-        music = generator.generate(brief_for(beat_analysis, genre, seed=seed))
+        music = composed(genre, seed)
         plan = music.plan
         periods = np.diff(plan.beats_s)
         # Beat 0 and the first bar line are the first sample, and something sounds there.
@@ -192,8 +192,8 @@ def _notes(music) -> set[tuple[float, int, bool]]:
     return {(round(n.start / 0.05), n.pitch, i.is_drum) for i in song.instruments for n in i.notes}
 
 
-def test_two_genres_never_render_the_same_piece(generator, beat_analysis):
-    pieces = {g: generator.generate(brief_for(beat_analysis, g, seed=3)) for g in STYLES}
+def test_two_genres_never_render_the_same_piece(composed):
+    pieces = {g: composed(g, 3) for g in STYLES}
     notes = {g: _notes(m) for g, m in pieces.items()}
     for a, b in itertools.combinations(STYLES, 2):
         assert not np.array_equal(pieces[a].audio, pieces[b].audio)
@@ -206,8 +206,8 @@ def test_two_genres_never_render_the_same_piece(generator, beat_analysis):
         )
 
 
-def test_seeds_vary_harmony_and_groove_not_only_the_tune(generator, beat_analysis):
-    plans = [generator.generate(brief_for(beat_analysis, "pop", seed=s)).plan for s in range(4)]
+def test_seeds_vary_harmony_and_groove_not_only_the_tune(composed):
+    plans = [composed("pop", s).plan for s in range(4)]
     progressions = {tuple(c for s in p.sections for c in s.chords) for p in plans}
     assert len(progressions) >= 3
 
@@ -235,8 +235,8 @@ def test_a_short_video_is_a_complete_little_piece(generator, beat_analysis):
     assert plan.final_chord_s <= 4.0 - 0.5
 
 
-def test_form_intro_intensity_and_ending(generator, beat_analysis):
-    music = generator.generate(brief_for(beat_analysis, "electronic"))
+def test_form_intro_intensity_and_ending(composed, beat_analysis):
+    music = composed("electronic")
     plan = music.plan
     assert plan.sections[0].role == "intro"
     assert plan.ending == "cadence"
@@ -254,8 +254,8 @@ def test_form_intro_intensity_and_ending(generator, beat_analysis):
     assert intensities[int(np.argmax(energies))] >= intensities[int(np.argmin(energies))]
 
 
-def test_busier_sections_have_more_parts(generator, beat_analysis):
-    plan = generator.generate(brief_for(beat_analysis, "pop")).plan
+def test_busier_sections_have_more_parts(composed):
+    plan = composed("pop").plan
     by_intensity: dict[int, int] = {}
     for section in plan.sections[1:]:
         by_intensity[section.intensity] = max(
@@ -281,8 +281,8 @@ def test_voice_leading_moves_little():
 
 
 @pytest.mark.parametrize("genre", list(STYLES))
-def test_every_genre_composes(generator, beat_analysis, genre):
-    music = generator.generate(brief_for(beat_analysis, genre))
+def test_every_genre_composes(composed, beat_analysis, genre):
+    music = composed(genre)
     assert music.plan.genre == genre
     total = round(beat_analysis.duration_s * 44100)
     assert music.audio.shape == (total, 2)
@@ -358,8 +358,8 @@ def test_midi_carries_the_key_signature(generator, beat_analysis, key):
     assert song.key_signature_changes[0].time == 0.0
 
 
-def test_stems_only_when_asked(generator, beat_analysis):
-    assert generator.generate(brief_for(beat_analysis, "pop")).stems == {}
+def test_stems_only_when_asked(composed):
+    assert composed("pop").stems == {}
 
 
 @pytest.mark.parametrize(
@@ -399,8 +399,8 @@ def test_instruments_are_spread_in_stereo(generator, beat_analysis):
     assert not np.allclose(music.audio[:, 0], music.audio[:, 1])
 
 
-def test_melody_repeats_its_motif(generator, beat_analysis):
-    music = generator.generate(brief_for(beat_analysis, "pop"))
+def test_melody_repeats_its_motif(composed, beat_analysis):
+    music = composed("pop")
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
     melody = next(i for i in song.instruments if i.name == "synth")
     beats = np.array(music.plan.beats_s)
@@ -423,9 +423,9 @@ def test_melody_repeats_its_motif(generator, beat_analysis):
     assert len(set(rhythms)) <= len(rhythms) / 2
 
 
-def test_bass_plays_the_chord_roots(generator, beat_analysis):
+def test_bass_plays_the_chord_roots(composed):
     # Folk does not lift the key, so every chord is in the plan's key.
-    music = generator.generate(brief_for(beat_analysis, "folk"))
+    music = composed("folk")
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
     bass = next(i for i in song.instruments if i.name == "bass")
     key = Key.parse(music.plan.key)
