@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from services.devserver import (
     stop_ray,
 )
 from services.media.synth import Shot, SyntheticVideo, write_video
+from tests.bgm_command import Finished, bgm
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = [ROOT / f"deploy/serve/bgm-{name}.yaml" for name in ("cpu", "gpu", "sonique")]
@@ -135,25 +134,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVideo:
     )
 
 
-def client_score(server: str, video: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "client",
-            "score",
-            str(video),
-            "--server",
-            server,
-            "-o",
-            str(out),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def client_score(server: str, video: Path, out: Path, *extra: str) -> Finished:
+    return bgm("client", "score", str(video), "--server", server, "-o", str(out), *extra)
 
 
 @pytest.mark.slow

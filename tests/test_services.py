@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +28,7 @@ from services.gen.bgm.v1 import (
 )
 from services.generator.beatcheck import genre_brief
 from services.media.synth import Shot, SyntheticVideo, write_video
+from tests.bgm_command import bgm
 
 pytestmark = pytest.mark.slow
 
@@ -115,29 +114,9 @@ def test_score_by_uri_streams_analysis_progress_files_result(servers, clip):
 
 def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_path):
     out = tmp_path / "remote.mp4"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "client",
-            "score",
-            str(clip.path),
-            "--server",
-            servers.gateway,
-            "-o",
-            str(out),
-            "--midi",
-            str(tmp_path / "m.mid"),
-            "--stems",
-            str(tmp_path / "stems"),
-            "--bpm",
-            "96",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = bgm("client", "score", str(clip.path), "--server", servers.gateway, "-o", str(out),
+                 "--midi", str(tmp_path / "m.mid"), "--stems", str(tmp_path / "stems"),
+                 "--bpm", "96")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "96.0 BPM" in result.stdout
     with av.open(str(out)) as container:

@@ -9,8 +9,6 @@ import dataclasses
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.errors import ConfigError
 from services.generator.backends.diffusion.backend import DiffusionGenerator
+from tests.bgm_command import bgm
 
 HAS_SAT = importlib.util.find_spec("stable_audio_tools") is not None
 sonique_env = pytest.mark.sonique
@@ -193,11 +192,9 @@ def test_bgm_score_and_the_generator_server_run_sonique(tiny_sonique, tmp_path):
 
     clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.5, hue=0.7)]).path
     out = tmp_path / "scored.wav"
-    scored = subprocess.run(
-        [sys.executable, "-m", "services.cli", "score", str(clip), "-o", str(out),
-         "--generator", "diffusion", "--generator-model", str(tiny_sonique),
-         "--structure", "composer", "--negative", "piano"],
-        capture_output=True, text=True, timeout=600)  # fmt: skip
+    scored = bgm("score", str(clip), "-o", str(out), "--generator", "diffusion",
+                 "--generator-model", str(tiny_sonique), "--structure", "composer",
+                 "--negative", "piano")  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     import soundfile
 
