@@ -222,7 +222,6 @@ run_tests() {
     fi
 }
 
-
 job="${1:-}"
 shift || true
 case "$job" in
