@@ -85,8 +85,10 @@ def balanced_gains(
     rate = synth.sample_rate
     window = round(WINDOW_S * rate)
     excerpts = [excerpt(part, window) for part in parts]
+    # As far as the stretches reach (a piece shorter than four has fewer), then their ring.
+    length = max((n.end_sample for e in excerpts for n in e.notes), default=0)
     blocks = [(start, dry) for start, _, dry in
-              synth.blocks(excerpts, WINDOWS * window + round(RING_S * rate))]  # fmt: skip
+              synth.blocks(excerpts, length + round(RING_S * rate))]  # fmt: skip
     meter = pyloudnorm.Meter(rate)
 
     def loudness(chunks: list[np.ndarray]) -> float:
