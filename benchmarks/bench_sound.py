@@ -17,7 +17,9 @@ Per genre, on bench_music's irregular video (seed 1), the generator's mix before
   pyloudnorm's BS.1770 meter, gated at -70 LUFS and 20 LU below the mean; the 95th minus the
   10th percentile), integrated loudness;
 - crest factor: peak over RMS, dB;
-- spectral balance: the energy share below 250 Hz, from 250 Hz to 4 kHz, and above 4 kHz.
+- spectral balance: the energy share below 250 Hz, from 250 Hz to 4 kHz, and above 4 kHz;
+- each part's loudness (its stem's), in LU from the melody's, beside the level its role asks
+  for.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ sys.path.insert(0, str(ROOT))
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
+from services.generator.backends.composer.balance import stem_levels  # noqa: E402
 from services.generator.backends.composer.styles import STYLES  # noqa: E402
 from services.generator.beatcheck import genre_brief  # noqa: E402
 from services.media.audio import write_audio_file  # noqa: E402
+from services.progress import Heartbeat  # noqa: E402
 from services.tagger.backend import AnalysisRequest  # noqa: E402
 from services.tagger.backends.vision import VisionTagger  # noqa: E402
 
@@ -202,8 +206,13 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
     print(f"Per genre, on bench_music's irregular video, seed 1 ({generator.describe().sound};"
           " the generator's mix, before mastering):")  # fmt: skip
     print(f"  {'genre':<11} {'LUFS':>6} {'LRA':>5} {'crest':>6}   low / mid / high   mix")
+    balance = []
     for genre in STYLES:
-        music = generator.generate(genre_brief(analysis, genre, seed=1))
+        brief = dataclasses.replace(genre_brief(analysis, genre, seed=1), stems=True)
+        music = generator.generate(brief)
+        roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+        levels = stem_levels(music.stems, music.sample_rate, roles, STYLES[genre].production)
+        balance.append((genre, levels))
         audio = music.audio
         rate = music.sample_rate
         meter = pyloudnorm.Meter(rate)
@@ -216,6 +225,11 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
         lra_text = f"{lra:5.1f}" if lra is not None else "    -"
         print(f"  {genre:<11} {lufs:6.1f} {lra_text} {crest:5.1f}dB  "
               f"{shares[0]:4.0%} / {shares[1]:4.0%} / {shares[2]:4.0%}   {chain}")  # fmt: skip
+    print("\nEach part's loudness in the same pieces (its stem, BS.1770 gated), LU from the"
+          " melody's; in brackets the level its role asks for (production.LEVELS):")  # fmt: skip
+    for genre, levels in balance:
+        heard = (f"{name} {level:+.1f} ({asked:+g})" for name, (level, asked) in levels.items())
+        print(f"  {genre:<11} " + ", ".join(heard))
     print()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from services.config import ComposerConfig
+from services.generator.backends.composer import balance
 from services.generator.backends.composer import bank as bank_module
 from services.generator.backends.composer import render as render_module
 from services.generator.backends.composer.backend import ComposerGenerator
@@ -18,6 +19,7 @@ from services.generator.backends.composer.mixing import Mixer, MixPart
 from services.generator.backends.composer.production import STRIPS
 from services.generator.backends.composer.styles import KICK, STYLES
 from services.generator.beatcheck import genre_brief as brief_for
+from services.progress import Heartbeat
 
 SAMPLE_RATE = 48000
 
@@ -230,6 +232,82 @@ def test_the_mix_chain_is_the_genres():
     assert "sidechain pumping" not in chain("acoustic")
     # Every instrument has a strip.
     assert set(STRIPS) >= {i for s in STYLES.values() for i in (*s.core, *s.colours)}
+
+
+@pytest.mark.parametrize(
+    ("bank", "genre", "apart"),
+    [
+        ("full", "lo-fi", False),
+        ("full", "folk", False),
+        ("full", "cinematic", False),
+        ("TimGM6mb", "lo-fi", False),
+        ("TimGM6mb", "folk", False),
+        # Measured on its stretches played again, as a piece too long to hold is.
+        ("full", "lo-fi", True),
+        ("full", "cinematic", True),
+    ],
+)
+def test_every_part_sounds_at_its_roles_level_whatever_the_bank(
+    bank, genre, apart, monkeypatch, generator, beat_analysis
+):
+    """Faders set by ear: the bank's presets differ by over 10 dB, yet each stem sits where
+    its role puts it (production.LEVELS) within 2 LU. With one gain per role, lo-fi's
+    vibraphone melody lay 15 LU under the drums and folk's guitar as far under the flute."""
+    if bank == "TimGM6mb":
+        monkeypatch.setattr(bank_module, "fluidsynth_available", lambda: False)
+        generator = ComposerGenerator(ComposerConfig(soundfont_path=bank_module.timgm6mb()))
+    if apart:
+        monkeypatch.setattr(balance, "HELD_PIECE_S", 0.0)
+    brief = brief_for(beat_analysis, genre, duration_s=16.0, stems=True)
+    music = generator.generate(brief)
+    roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+    levels = balance.stem_levels(music.stems, music.sample_rate, roles, STYLES[genre].production)
+    for name, (heard, asked) in levels.items():
+        assert abs(heard - asked) <= 2.0, (name, heard, asked)
+
+
+def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():
+    rate = 1000
+    notes = [render_module.ScheduledNote(60, 90, t * rate, t * rate + 400) for t in range(40)]
+    parts = [
+        render_module.RenderPart("piano", notes, 0, False),
+        render_module.RenderPart("strings", notes[:2], 48, False),
+        render_module.RenderPart("bass", (), 33, False),
+    ]
+    # Each sample holds its own index, so a cut says where it came from.
+    index = np.arange(41 * rate, dtype=np.float32)
+    piece = [(start, start + rate, [np.stack([index[start : start + rate]] * 2)] * 3)
+             for start in range(0, 41 * rate, rate)]  # fmt: skip
+    blocks = balance.cut_from(piece, parts, rate)
+    assert [start for start, _ in blocks] == list(range(0, 8 * rate, rate))
+    laid = [np.concatenate([block[i] for _, block in blocks], axis=1) for i in range(3)]
+    # The piano's four stretches (from 0, 9.75, 19.5 and 29.25 s), 2 s each, end to end.
+    assert [laid[0][0, k * 2 * rate] for k in range(4)] == [0, 9750, 19500, 29250]
+    assert laid[0][0, 2 * rate - 1] == 2 * rate - 1
+    # The strings play 0-1.4 s: one stretch, then silence; the bass has none.
+    assert laid[1][0, 1999] == 1999 and not laid[1][:, 2 * rate :].any()
+    assert not laid[2].any()
+
+
+def test_a_measured_excerpt_spans_the_part_and_keeps_its_pedal():
+    """The stretches a part is measured on come from across the whole part, each starting
+    from the pedal and expression the part has there."""
+    rate = 1000
+    notes = [render_module.ScheduledNote(60, 90, t * rate, t * rate + 400) for t in range(40)]
+    controls = [render_module.Control(10 * rate, 64, 127), render_module.Control(25 * rate, 11, 70)]
+    part = render_module.RenderPart("piano", notes, 0, False, controls=controls)
+    heard = balance.excerpt(part, 2 * rate)
+    starts = [n.start_sample for n in heard.notes]
+    # The notes of each quarter of 0-39 s (0-2 s, 9.75-11.75 s, 19.5-21.5 s, 29.25-31.25 s),
+    # each stretch in its 2 s slot where it lay in its window; the note sounding at 29.25 s
+    # (29-29.4 s) is struck there, and the one sounding at its end (31-31.4 s) let go there.
+    assert starts == [0, 1000, 2250, 3250, 4500, 5500, 6000, 6750, 7750]
+    assert [n.end_sample - n.start_sample for n in heard.notes] == [400] * 6 + [150, 400, 250]
+    held = [(c.sample, c.controller, c.value) for c in heard.controls]
+    assert (2000, 64, 127) not in held  # the pedal goes down at 10 s, inside the second window
+    assert (2250, 64, 127) in held
+    assert (4000, 64, 127) in held and (6000, 64, 127) in held and (6000, 11, 70) in held
+    assert not any(sample == 0 for sample, _, _ in held)
 
 
 def test_electronic_pads_pump_under_the_kick():

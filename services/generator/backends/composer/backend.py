@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from services.generator.backend import (
     one_by_one,
     validate_brief,
 )
+from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import (
     SUSTAINING,
     Arrangement,
@@ -68,9 +69,6 @@ from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
 
 VERSION = "2.0"
-# Level of each part in the mix (stems carry these gains, so the stems sum to the mix).
-PART_GAINS = {"melody": 0.8, "comping": 0.55, "pad": 0.4, "bass": 0.75, "drums": 0.8,
-              "pulse": 0.45}  # fmt: skip
 # Bass drums, which the sidechain pumps to.
 KICKS = (ACOUSTIC_KICK, KICK)
 # The loudest sample the mix may reach (mastering sets the final level).
@@ -210,27 +208,39 @@ class ComposerGenerator:
                               heartbeat)  # fmt: skip
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
-        tracks, parts, mix_parts = [], [], []
-        kicks: list[int] = []
+        tracks, parts = [], []
         for index, instrument in enumerate(band):
             drums = instrument == "drums"
             program = self._kit(style.production.kit) if drums else style.program(instrument)
             channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
             tracks.append(Track(instrument, program, channel))
             scheduled = performance.notes.get(instrument, [])
-            if drums:
-                kicks = [n.start_sample for n in scheduled if n.pitch in KICKS]
             controls = performance.controls.get(instrument, [])
             parts.append(RenderPart(instrument, scheduled, program, drums, PANS[instrument],
                                     controls))  # fmt: skip
-            mix_parts.append(MixPart(instrument, _gain(roles, instrument), drums))
-        mixer = Mixer(style.production, mix_parts, brief.sample_rate, 60.0 / plan.base_bpm,
-                      kicks, stems=brief.stems)  # fmt: skip
+        synth = self._synthesizer(brief.sample_rate)
+        rate, beat_s = brief.sample_rate, 60.0 / plan.base_bpm
+
+        def as_stems(played: Sequence[RenderPart], gains: Sequence[float]) -> Mixer:
+            return _mixer(style, rate, beat_s, played, gains, stems=True)
+
+        excerpts = [balance.excerpt(part, round(balance.WINDOW_S * rate)) for part in parts]
+        blocks: Iterable[tuple[int, int, list[np.ndarray]]]
+        if total <= balance.HELD_PIECE_S * rate:
+            blocks = list(synth.blocks(parts, total))
+            measured = balance.cut_from(blocks, parts, rate)
+        else:
+            measured = balance.played_apart(synth, excerpts)
+            blocks = synth.blocks(parts, total)
+        levels = [_level(style, roles, part.name) for part in parts]
+        # Stems carry these gains, so the stems sum to the mix.
+        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate)
+        mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems)
         mix = np.zeros((total, 2), dtype=np.float32)
         stems = (
             {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
         )
-        for start, end, dry in self._synthesizer(brief.sample_rate).blocks(parts, total):
+        for start, end, dry in blocks:
             before_bus, stem_blocks = mixer.mix(start, dry)
             for name, block in zip(band, stem_blocks, strict=False):
                 stems[name][start:end] = block.T
@@ -333,8 +343,22 @@ class ComposerGenerator:
         return video
 
 
-def _gain(roles: Roles, instrument: str) -> float:
-    return max(PART_GAINS[part] for part in roles.parts_of(instrument))
+def _mixer(
+    style: Style,
+    sample_rate: int,
+    beat_s: float,
+    parts: Sequence[RenderPart],
+    gains: Sequence[float],
+    stems: bool,
+) -> Mixer:
+    kicks = [n.start_sample for p in parts if p.drums for n in p.notes if n.pitch in KICKS]
+    mixed = [MixPart(p.name, gain, p.drums) for p, gain in zip(parts, gains, strict=True)]
+    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems)
+
+
+def _level(style: Style, roles: Roles, instrument: str) -> float:
+    """The instrument's level in the mix (LU from the melody): its loudest part's."""
+    return max(style.production.level_of(part) for part in roles.parts_of(instrument))
 
 
 def _peak(audio: np.ndarray, block: int = 1 << 20) -> float:

@@ -59,9 +59,17 @@ PLATE = Space("plate", room_size=0.62, damping=0.15)
 SMALL_ROOM = Space("small room", room_size=0.22, damping=0.7, width=0.6)
 
 
+# Where each part sits in the mix: its loudness as it plays, in LU from the melody's
+# (balance.py measures and sets it). The tune on top, the rhythm section just under it, the
+# harmony behind them and the pad a bed; a genre may move a part (Production.levels).
+LEVELS = {"melody": 0.0, "drums": -1.0, "bass": -3.0, "comping": -4.0, "pulse": -6.0, "pad": -7.0}
+
+
 @dataclass(frozen=True)
 class Production:
     space: Space
+    # Part levels where the genre differs from LEVELS (LU from the melody).
+    levels: dict[str, float] = field(default_factory=dict)
     # Send level to the space per instrument (others take `send`).
     sends: dict[str, float] = field(default_factory=dict)
     send: float = 0.15
@@ -99,6 +107,9 @@ class Production:
             notes.append("vinyl crackle")
         return notes
 
+    def level_of(self, part: str) -> float:
+        return self.levels.get(part, LEVELS[part])
+
     def send_of(self, instrument: str) -> float:
         return self.sends.get(instrument, self.send)
 
@@ -112,19 +123,23 @@ AMBIENT = Production(
     HALL, sends={"pads": 0.45, "piano": 0.35, "plucks": 0.4, "bass": 0.05}, send=0.3,
     delay=(0.75, 0.45), delay_sends={"piano": 0.2, "plucks": 0.25, "synth": 0.2},
     bus_compression=(-18.0, 1.5),
+    levels={"pad": -5.0},
 )  # fmt: skip
 CINEMATIC = Production(
     HALL, sends={"strings": 0.3, "brass": 0.25, "piano": 0.25, "drums": 0.18, "bass": 0.05},
     send=0.22, bus_compression=(-16.0, 1.8), kit=48,
+    levels={"drums": -3.0, "pulse": -4.0},
 )  # fmt: skip
 ORCHESTRAL = Production(
     HALL, sends={"strings": 0.32, "brass": 0.28, "woodwinds": 0.3, "drums": 0.2, "bass": 0.08},
     send=0.25, bus_compression=(-18.0, 1.5), kit=48,
+    levels={"drums": -3.0},
 )  # fmt: skip
 ELECTRONIC = Production(
     PLATE, sends={"pads": 0.25, "synth": 0.2, "plucks": 0.2, "drums": 0.06, "bass": 0.0},
     send=0.12, delay=(0.75, 0.35), delay_sends={"synth": 0.18, "plucks": 0.22},
     pump=0.55, pump_beats=0.5, bus_compression=(-12.0, 3.0), kit=24,
+    levels={"drums": 0.0, "bass": -2.0},
 )  # fmt: skip
 POP = Production(
     PLATE, sends={"piano": 0.18, "synth": 0.16, "drums": 0.08, "bass": 0.0}, send=0.15,
@@ -134,23 +149,28 @@ POP = Production(
 ROCK = Production(
     ROOM, sends={"drums": 0.14, "electric-guitar": 0.12, "bass": 0.0}, send=0.1,
     bus_compression=(-10.0, 3.0), saturation_db=4.0, kit=16,
+    levels={"drums": 0.0},
 )  # fmt: skip
 HIP_HOP = Production(
     ROOM, sends={"drums": 0.05, "bass": 0.0, "piano": 0.15, "synth": 0.12}, send=0.1,
     pump=0.2, pump_beats=0.4, bus_compression=(-12.0, 3.0), saturation_db=2.0, kit=25,
+    levels={"drums": 1.0, "bass": -1.0},
 )  # fmt: skip
 LO_FI = Production(
     SMALL_ROOM, sends={"piano": 0.2, "plucks": 0.18, "drums": 0.1, "bass": 0.0}, send=0.15,
     bus_compression=(-14.0, 2.5), saturation_db=6.0, lowpass_hz=6500.0, crackle=0.006,
     kit=32,
+    levels={"drums": 0.0, "bass": -2.0},
 )  # fmt: skip
 ACOUSTIC = Production(
     ROOM, sends={"acoustic-guitar": 0.15, "piano": 0.16, "strings": 0.2, "bass": 0.03},
     send=0.14, bus_compression=(-16.0, 1.8), kit=40,
+    levels={"drums": -3.0},
 )  # fmt: skip
 FOLK = Production(
     ROOM, sends={"acoustic-guitar": 0.14, "woodwinds": 0.2, "strings": 0.2, "bass": 0.03},
     send=0.16, bus_compression=(-16.0, 1.8), kit=40,
+    levels={"drums": -3.0},
 )  # fmt: skip
 CORPORATE = Production(
     PLATE, sends={"piano": 0.16, "plucks": 0.15, "synth": 0.12, "drums": 0.06, "bass": 0.0},

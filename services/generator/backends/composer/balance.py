@@ -1,0 +1,169 @@
+"""The parts' levels, set as an engineer sets faders: by what each part sounds like.
+
+A General MIDI bank's presets differ in loudness by over 10 dB at one velocity (MuseScore
+General's pizzicato strings and its whistle lie 15 dB apart on one note), and a plucked tune
+sounds quieter than a held chord. So a fixed gain per part left the melody 15 LU under the
+drums in lo-fi and folk's guitar as far under its flute. Here each part is played in
+stretches spread over the piece, measured (BS.1770 loudness, gated, so its rests do not count)
+and given the gain that puts it at its role's level (production.py's LEVELS, LU from the
+melody).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from services.generator.backends.composer.arrangement import Roles
+from services.generator.backends.composer.mixing import Mixer
+from services.generator.backends.composer.production import Production
+from services.generator.backends.composer.render import Control, RenderPart, Synthesizer
+
+# How much of each part is measured: WINDOWS stretches of WINDOW_S spread evenly over it
+# (every section's level counts, not only its loudest), one after another.
+WINDOWS = 4
+WINDOW_S = 2.0
+# A piece up to this long is rendered once and held, and its stretches are cut from it; a
+# longer one's stretches are played again apart (with RING_S for the last one's ring), so it
+# is never held whole.
+HELD_PIECE_S = 60.0
+RING_S = 1.0
+# The dry loudness of a part at level 0 (the melody). The others follow by their levels; the
+# channel strips and bus compressors are set for a mix at about this level.
+REFERENCE_LUFS = -24.0
+
+
+def window_starts(part: RenderPart, window: int) -> list[int]:
+    """Where the part's stretches start: spread evenly from its first note to its last."""
+    if not part.notes:
+        return []
+    first = min(note.start_sample for note in part.notes)
+    last = max(note.start_sample for note in part.notes)
+    step = max((last - first) / WINDOWS, window)
+    return [round(first + k * step) for k in range(WINDOWS) if first + k * step <= last]
+
+
+def excerpt(part: RenderPart, window: int) -> RenderPart:
+    """WINDOWS stretches of `window` samples spread evenly from the part's first note to its
+    last, played back to back from sample 0, each from the controller values (pedal,
+    expression) the part has there and with the notes that sound in it."""
+    begins = window_starts(part, window)
+    if not begins:
+        return part
+    notes, controls = [], []
+    ordered = sorted(part.controls, key=lambda c: c.sample)
+    for slot, begin in enumerate(begins):
+        shift = slot * window - begin
+        # What sounds in the window: a note held into it (a bass under the whole bar) is
+        # struck at its start, and every note is let go at its end.
+        notes += [
+            dataclasses.replace(
+                note,
+                start_sample=max(note.start_sample, begin) + shift,
+                end_sample=min(note.end_sample, begin + window) + shift,
+            )
+            for note in part.notes
+            if note.start_sample < begin + window and note.end_sample > begin
+        ]
+        held = {c.controller: c.value for c in ordered if c.sample <= begin}
+        controls += [Control(slot * window, number, value) for number, value in held.items()]
+        controls += [
+            Control(c.sample + shift, c.controller, c.value)
+            for c in ordered
+            if begin < c.sample < begin + window
+        ]
+    return dataclasses.replace(part, notes=notes, controls=controls)
+
+
+Blocks = list[tuple[int, list[np.ndarray]]]
+
+
+def played_apart(synth: Synthesizer, excerpts: Sequence[RenderPart]) -> Blocks:
+    """The excerpts played from sample 0 (as far as their stretches reach, then their ring)."""
+    length = max((n.end_sample for e in excerpts for n in e.notes), default=0)
+    total = length + round(RING_S * synth.sample_rate)
+    return [(start, dry) for start, _, dry in synth.blocks(excerpts, total)]
+
+
+def cut_from(
+    piece: list[tuple[int, int, list[np.ndarray]]], parts: Sequence[RenderPart], rate: int
+) -> Blocks:
+    """Each part's stretches cut from its rendered piece (`piece`: the synthesizer's blocks)
+    and laid end to end as `excerpt` lays them, in blocks of a second."""
+    window = round(WINDOW_S * rate)
+    cuts = []
+    for i, part in enumerate(parts):
+        audio = np.concatenate([dry[i] for _, _, dry in piece], axis=1)
+        stretches = [audio[:, begin : begin + window] for begin in window_starts(part, window)]
+        cuts.append(np.concatenate(stretches, axis=1) if stretches else audio[:, :0])
+    length = max(cut.shape[1] for cut in cuts)
+    laid = [np.pad(cut, ((0, 0), (0, length - cut.shape[1]))) for cut in cuts]
+    return [(start, [audio[:, start : start + rate] for audio in laid])
+            for start in range(0, length, rate)]  # fmt: skip
+
+
+def balanced_gains(
+    measured: Blocks,
+    excerpts: Sequence[RenderPart],
+    levels: Sequence[float],
+    mixer_for: Callable[[Sequence[RenderPart], Sequence[float]], Mixer],
+    sample_rate: int,
+) -> list[float]:
+    """The gain that sets each part at its level (LU from the melody) as it sounds in the
+    mix, through its channel strip and with its reverb and echo, from its stretches
+    (`measured`, laid out as `excerpts`; `mixer_for(parts, gains)` makes the mix, with
+    stems). Measured dry, then once more as a stem at the gain that gave, to take in what its
+    compressor and sends make of it (a second pass moved no part by more than 0.6 LU). A part
+    with nothing to measure (no notes, or under BS.1770's -70 LUFS gate: inaudible beside
+    the rest) keeps unit gain."""
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(sample_rate)
+
+    def loudness(chunks: list[np.ndarray]) -> float:
+        audio = np.concatenate(chunks, axis=1).T.astype(np.float64)
+        return float(meter.integrated_loudness(audio)) if audio.any() else -math.inf
+
+    def corrected(gains: list[float], heard: list[float]) -> list[float]:
+        return [
+            gain * 10 ** ((REFERENCE_LUFS + level - loud) / 20)
+            if part.notes and math.isfinite(loud)
+            else gain
+            for part, level, gain, loud in zip(excerpts, levels, gains, heard, strict=True)
+        ]
+
+    # A first guess from the dry level (plain RMS, in dB: cheap, and near enough for the
+    # strips' compressors to act about as they will).
+    rms = [
+        10 * math.log10(np.mean([np.mean(np.square(block[i])) for _, block in measured]))
+        if any(block[i].any() for _, block in measured)
+        else -math.inf
+        for i in range(len(excerpts))
+    ]
+    gains = corrected([1.0] * len(excerpts), rms)
+    mixer = mixer_for(excerpts, gains)
+    stems: list[list[np.ndarray]] = [[] for _ in excerpts]
+    for start, block in measured:
+        for chunks, stem in zip(stems, mixer.mix(start, block)[1], strict=True):
+            chunks.append(stem)
+    return corrected(gains, [loudness(chunks) for chunks in stems])
+
+
+def stem_levels(
+    stems: dict[str, np.ndarray], sample_rate: int, roles: Roles, production: Production
+) -> dict[str, tuple[float, float]]:
+    """How a piece came out: each stem's loudness (BS.1770, gated) in LU from the melody's,
+    beside the level its role asks for."""
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(sample_rate)
+    loudness = {name: meter.integrated_loudness(stem.astype(np.float64))
+                for name, stem in stems.items()}  # fmt: skip
+    melody = max(loudness[name] for name in roles.of("melody"))
+    return {
+        name: (loudness[name] - melody, max(production.level_of(p) for p in roles.parts_of(name)))
+        for name in stems
+    }
