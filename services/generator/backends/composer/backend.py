@@ -232,7 +232,7 @@ class ComposerGenerator:
         else:
             measured = balance.played_apart(synth, excerpts)
             blocks = synth.blocks(parts, total)
-        levels = [_level(style, roles, part.name) for part in parts]
+        levels = [balance.level(style.production, roles, part.name) for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
         gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate)
         mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems)
@@ -354,11 +354,6 @@ def _mixer(
     kicks = [n.start_sample for p in parts if p.drums for n in p.notes if n.pitch in KICKS]
     mixed = [MixPart(p.name, gain, p.drums) for p, gain in zip(parts, gains, strict=True)]
     return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems)
-
-
-def _level(style: Style, roles: Roles, instrument: str) -> float:
-    """The instrument's level in the mix (LU from the melody): its loudest part's."""
-    return max(style.production.level_of(part) for part in roles.parts_of(instrument))
 
 
 def _peak(audio: np.ndarray, block: int = 1 << 20) -> float:

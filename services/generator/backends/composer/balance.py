@@ -115,10 +115,10 @@ def balanced_gains(
     """The gain that sets each part at its level (LU from the melody) as it sounds in the
     mix, through its channel strip and with its reverb and echo, from its stretches
     (`measured`, laid out as `excerpts`; `mixer_for(parts, gains)` makes the mix, with
-    stems). Measured dry, then once more as a stem at the gain that gave, to take in what its
-    compressor and sends make of it (a second pass moved no part by more than 0.6 LU). A part
-    with nothing to measure (no notes, or under BS.1770's -70 LUFS gate: inaudible beside
-    the rest) keeps unit gain."""
+    stems). A first guess from the dry stretches, then BS.1770 on them as stems at the gain
+    that gave, to take in what the compressor and sends make of them, and one correction (a
+    second pass moved no part by more than 0.6 LU). A part with nothing to measure (no
+    notes, or under BS.1770's -70 LUFS gate: inaudible beside the rest) keeps unit gain."""
     import pyloudnorm
 
     meter = pyloudnorm.Meter(sample_rate)
@@ -152,6 +152,11 @@ def balanced_gains(
     return corrected(gains, [loudness(chunks) for chunks in stems])
 
 
+def level(production: Production, roles: Roles, instrument: str) -> float:
+    """The instrument's level in the mix (LU from the melody): its loudest part's."""
+    return max(production.level_of(part) for part in roles.parts_of(instrument))
+
+
 def stem_levels(
     stems: dict[str, np.ndarray], sample_rate: int, roles: Roles, production: Production
 ) -> dict[str, tuple[float, float]]:
@@ -163,7 +168,4 @@ def stem_levels(
     loudness = {name: meter.integrated_loudness(stem.astype(np.float64))
                 for name, stem in stems.items()}  # fmt: skip
     melody = max(loudness[name] for name in roles.of("melody"))
-    return {
-        name: (loudness[name] - melody, max(production.level_of(p) for p in roles.parts_of(name)))
-        for name in stems
-    }
+    return {name: (loudness[name] - melody, level(production, roles, name)) for name in stems}
