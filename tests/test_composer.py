@@ -12,8 +12,10 @@ import pytest
 
 from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import InvalidInputError
+from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import SUBSTITUTES
-from services.generator.backends.composer.styles import STYLES
+from services.generator.backends.composer.midi import CC_PAN, CC_VOLUME
+from services.generator.backends.composer.styles import PANS, STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import (
     METERS,
@@ -349,6 +351,32 @@ def test_midi_has_a_track_per_instrument_and_the_plan_tempo(generator, beat_anal
     # Stems: one per instrument, summing to the mix (before the bus).
     assert set(music.stems) == set(music.plan.instruments)
     assert np.allclose(sum(music.stems.values()), music.audio, atol=1e-5)
+
+
+@pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])
+def test_the_midi_file_carries_the_mixs_balance_and_pan(composed, generator, beat_analysis,
+                                                         genre):  # fmt: skip
+    """Each track starts with the volume and pan the mix gave its part, so a General MIDI
+    player with the same bank hears the band near the levels the mix set (without the mix's
+    processing, which moves a part by a few LU). At one volume each, the presets' own
+    loudness decided: hip-hop's piano lay 18 LU over its level, lo-fi's plucks 14 under."""
+    import pyloudnorm
+
+    rate = 44100
+    song = pretty_midi.PrettyMIDI(io.BytesIO(composed(genre).midi))
+    roles = generator.compose(brief_for(beat_analysis, genre), Heartbeat(lambda f: None)).roles
+    meter = pyloudnorm.Meter(rate)
+    off = {}
+    for track in song.instruments:
+        first = {c.number: c.value for c in track.control_changes if c.time == 0.0}
+        assert first[CC_PAN] == PANS[track.name]
+        assert 1 <= first[CC_VOLUME] <= 100
+        # pretty_midi plays a track into one channel: centred, it is heard whole (on a 16-bit
+        # scale: only the differences between tracks count).
+        track.control_changes = [c for c in track.control_changes if c.number != CC_PAN]
+        heard = meter.integrated_loudness(track.fluidsynth(rate, str(generator.bank.path)))
+        off[track.name] = heard - balance.level(STYLES[genre].production, roles, track.name)
+    assert max(off.values()) - min(off.values()) <= 8.0, off
 
 
 @pytest.mark.parametrize("key", ["D minor", "Eb major", "F# minor"])

@@ -40,7 +40,12 @@ from services.generator.backends.composer.arrangement import (
     section_forms,
 )
 from services.generator.backends.composer.bank import find_bank
-from services.generator.backends.composer.midi import DRUM_CHANNEL, Track, midi_bytes
+from services.generator.backends.composer.midi import (
+    DRUM_CHANNEL,
+    Track,
+    channel_volumes,
+    midi_bytes,
+)
 from services.generator.backends.composer.mixing import Mixer, MixPart
 from services.generator.backends.composer.performance import (
     Performance,
@@ -208,12 +213,13 @@ class ComposerGenerator:
                               heartbeat)  # fmt: skip
         report(0.15)
         total = round(brief.duration_s * brief.sample_rate)
-        tracks, parts = [], []
+        channels, parts = [], []
         for index, instrument in enumerate(band):
             drums = instrument == "drums"
             program = self._kit(style.production.kit) if drums else style.program(instrument)
-            channel = DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
-            tracks.append(Track(instrument, program, channel))
+            channels.append(
+                DRUM_CHANNEL if drums else (index if index < DRUM_CHANNEL else index + 1)
+            )
             scheduled = performance.notes.get(instrument, [])
             controls = performance.controls.get(instrument, [])
             parts.append(RenderPart(instrument, scheduled, program, drums, PANS[instrument],
@@ -235,6 +241,10 @@ class ComposerGenerator:
         levels = [balance.level(style.production, roles, part.name) for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
         gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate)
+        tracks = [
+            Track(part.name, part.program, channel, volume, part.pan)
+            for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)
+        ]
         mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems)
         mix = np.zeros((total, 2), dtype=np.float32)
         stems = (

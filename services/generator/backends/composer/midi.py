@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ from services.generator.backends.composer.timing import TimingPlan
 
 TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9
+CC_VOLUME, CC_PAN = 7, 10
+# The loudest part's channel volume: General MIDI's default, so that no track plays louder
+# than an untouched one and the others sit under it as in the mix.
+LOUDEST_VOLUME = 100
 # The key signature of each key, by the tonic's pitch class (the spelling with the fewest
 # accidentals; mido's names).
 SIGNATURES = {
@@ -24,9 +29,21 @@ SIGNATURES = {
 
 @dataclass(frozen=True)
 class Track:
+    """An instrument's track: its program, its channel, and where the mix set it (channel
+    volume and pan, 0..127)."""
+
     instrument: str
     program: int
     channel: int
+    volume: int
+    pan: int
+
+
+def channel_volumes(gains: Sequence[float]) -> list[int]:
+    """Channel volumes (CC7) that set the parts apart as the mix's gains do: General MIDI
+    players and SoundFont synthesizers attenuate by 40 log10(v / 127) dB."""
+    loudest = max(gains)
+    return [max(1, round(LOUDEST_VOLUME * math.sqrt(gain / loudest))) for gain in gains]
 
 
 class _Clock:
@@ -117,22 +134,23 @@ def midi_bytes(
 ) -> bytes:
     """`keys`: (beat, key) where each section starts. `controls`: per instrument, (beat,
     controller, value) changes (the performance's pedal and expression). A drum track's
-    program is its kit (GS kits on channel 10)."""
+    program is its kit (GS kits on channel 10). Each track starts with its program, volume
+    and pan, so a General MIDI player with the same bank hears the mix's balance (without
+    its processing)."""
     clock = _Clock(plan)
     song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     song.tracks.append(_tempo_track(plan, clock, keys))
     for track_info in tracks:
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=track_info.instrument))
-        events: list[tuple[int, mido.Message]] = []
-        events.append(
-            (
-                0,
-                mido.Message(
-                    "program_change", channel=track_info.channel, program=track_info.program
-                ),
-            )
-        )
+        channel = track_info.channel
+        events: list[tuple[int, mido.Message]] = [
+            (0, mido.Message("program_change", channel=channel, program=track_info.program)),
+            (0, mido.Message("control_change", channel=channel, control=CC_VOLUME,
+                             value=track_info.volume)),
+            (0, mido.Message("control_change", channel=channel, control=CC_PAN,
+                             value=track_info.pan)),
+        ]  # fmt: skip
         changes = (controls or {}).get(track_info.instrument, ())
         notes = notes_by_instrument.get(track_info.instrument, ())
         _check_data_bytes(track_info.instrument, changes, notes)
