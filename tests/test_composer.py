@@ -14,7 +14,8 @@ from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import InvalidInputError
 from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import SUBSTITUTES
-from services.generator.backends.composer.midi import CC_PAN, CC_VOLUME
+from services.generator.backends.composer.midi import CC_VOLUME
+from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import PANS, STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import (
