@@ -242,7 +242,7 @@ def reel_section(analysis, folder: Path, seconds: float) -> None:
                   for path in banks}  # fmt: skip
     rows = []
     for genre in STYLES:
-        brief = dataclasses.replace(genre_brief(analysis, genre, seed=1), duration_s=seconds)
+        brief = genre_brief(analysis, genre, seed=1, duration_s=seconds)
         cells = []
         plan = None
         for name, generator in generators.items():

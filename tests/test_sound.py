@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import importlib.util
 import io
 import logging
+import re
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -22,6 +26,7 @@ from services.generator.beatcheck import genre_brief as brief_for
 from services.progress import Heartbeat
 
 SAMPLE_RATE = 48000
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture
@@ -386,3 +391,24 @@ def test_a_pickup_sounds_from_the_first_sample(generator, beat_analysis, genre):
     assert music.plan.beats_s[0] > 0.0  # there is a pickup
     loud = np.flatnonzero(np.abs(music.audio.mean(axis=1)) >= 1e-3)
     assert loud[0] / music.sample_rate <= 0.03
+
+
+def test_the_demo_reel_has_a_player_per_genre_and_bank(monkeypatch, tmp_path, beat_analysis):
+    """`bench_sound.py --reel DIR`, the listening page: one piece per genre and bank, each an
+    MP3 the page plays, with the piece's tempo and its mix notes."""
+    spec = importlib.util.spec_from_file_location("bench_sound", BENCHMARKS / "bench_sound.py")
+    assert spec and spec.loader
+    bench_sound = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_sound)
+    # One full bank beside TimGM6mb: the page's columns come from the banks found.
+    full = next(path for path in bank_module.FULL_BANKS if path.is_file())
+    monkeypatch.setattr(bank_module, "FULL_BANKS", (full,))
+    bench_sound.reel_section(beat_analysis, tmp_path, seconds=3.0)
+    page = (tmp_path / "index.html").read_text()
+    players = re.findall(r'<audio controls preload="none" src="([^"]+)">', page)
+    assert len(players) == 2 * len(STYLES)
+    for file in players:
+        assert (tmp_path / file).stat().st_size > 10_000, file
+    for genre, style in STYLES.items():
+        row = next(line for line in page.splitlines() if f"<th>{genre}</th>" in line)
+        assert "BPM" in row and ", ".join(style.production.chain) in html.unescape(row)
