@@ -5,10 +5,12 @@
 #                   arguments: the checks, then `pytest ARGS` instead of the suite)
 #   ./dev.sh setup  only set up .venv (and buf, from package-lock.json)
 #   ./dev.sh sonique set up .venv-sonique, SONIQUE's environment (README, "SONIQUE")
+#   ./dev.sh genre-tagger set up .venv-genre, the tagger bench_genre.py listens with
 #   ./dev.sh lock   regenerate requirements.lock and the images' locks from pyproject.toml
 #                   and requirements.in (needs PyPI)
 #   ./dev.sh protos regenerate services/gen from protos/
-# Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique), PYTHON
+# Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique),
+# BGM_GENRE_VENV (default .venv-genre), PYTHON
 # (default python3, must be 3.11+), BGM_TORCH (default: the version requirements.in names, as
 # "torch==X"; pip takes the CPU build where it lies on disk; see README for GPU builds),
 # BGM_TORCH_WHEELS (for ./dev.sh lock: a folder holding the CPU build's wheel, default
@@ -28,6 +30,8 @@ TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 SONIQUE_VENV="${BGM_SONIQUE_VENV:-.venv-sonique}"
 SONIQUE_LOCK=deploy/docker/requirements-sonique.lock
+GENRE_VENV="${BGM_GENRE_VENV:-.venv-genre}"
+GENRE_LOCK=benchmarks/requirements-genre.lock
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
 # espeak-ng, which speaks the sentences of the speech tests' videos, and Chromium, in which
@@ -120,6 +124,16 @@ sonique() {
     fi
 }
 
+# The genre benchmark's tagger (musicnn on TensorFlow), alone in its environment.
+genre_tagger() {
+    make_venv "$GENRE_VENV"
+    local stamp="$GENRE_VENV/.bgm-installed"
+    if [ ! -f "$stamp" ] || [ "$GENRE_LOCK" -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
+        install_locked "$GENRE_VENV" "$GENRE_LOCK"
+        touch "$stamp"
+    fi
+}
+
 lock() {
     local wheel
     wheel="$(find "$TORCH_WHEELS" -maxdepth 1 -name "torch-$TORCH_VERSION+cpu-*.whl" 2>/dev/null | head -1)"
@@ -151,6 +165,12 @@ lock() {
         --excludes deploy/docker/requirements-sonique.excludes \
         deploy/docker/requirements-sonique.in -o "$SONIQUE_LOCK"
     rm -f "$constraints"
+    # The genre benchmark's tagger: an environment of its own, so not constrained to the lock.
+    "$VENV/bin/uv" pip compile --quiet --python-version 3.11 \
+        --python-platform x86_64-manylinux_2_28 --generate-hashes \
+        --custom-compile-command "./dev.sh lock" \
+        --overrides benchmarks/requirements-genre.overrides benchmarks/requirements-genre.in \
+        -o "$GENRE_LOCK"
 }
 
 demo() {
@@ -234,5 +254,6 @@ case "$job" in
     test) setup; run_tests "$@" ;;
     lock) setup; lock ;;
     sonique) sonique ;;
-    *) echo "usage: ./dev.sh demo|test|setup|lock|protos|sonique" >&2; exit 2 ;;
+    genre-tagger) genre_tagger ;;
+    *) echo "usage: ./dev.sh demo|test|setup|lock|protos|sonique|genre-tagger" >&2; exit 2 ;;
 esac
