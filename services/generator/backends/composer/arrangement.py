@@ -475,6 +475,11 @@ class Composer:
                 playing.add(player)
         return playing
 
+    def _prompt_player(self) -> list[str]:
+        """The player whose chord sounds at once (none in a band without harmony)."""
+        parts = self.style.prompt_parts
+        return [player for part in parts for player in self.roles.of(part)][:1]
+
     def _pickup(self) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
         first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis."""
@@ -482,8 +487,8 @@ class Composer:
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
-        # A prompt attack (comping) where there is one: the music sounds from the first sample.
-        for player in (*self.roles.of("comping"), *self.roles.of("pad"))[:1]:
+        # A prompt attack: the music sounds from the first sample.
+        for player in self._prompt_player():
             for pitch in voice(harmony, None, *self.style.register("pad")):
                 self._add(player, pitch, start, downbeat, 60)
             playing.add(player)
@@ -787,7 +792,7 @@ class Composer:
             if roles.of("drums") and keys and (on_beat or not strong):
                 continue
             harmony = self._chord_at(beat)
-            accent = (*roles.of("comping"), *roles.of("pulse"), *roles.of("pad"))[:1]
+            accent = self._prompt_player()
             for player in accent:
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
                     self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96,

@@ -115,6 +115,10 @@ class Style:
     open_voicing: bool
     # Drum keys that mark a cut: (strong cut, other cut); none in a drumless genre.
     cut_hits: tuple[tuple[int, ...], tuple[int, ...]]
+    # The parts whose chord must sound at once, in order of preference (the first with a
+    # player plays it): the pickup's chord from the first sample, and a cut's accent where no
+    # drum hit marks it. A slow-attack string chord would be heard late.
+    prompt_parts: tuple[str, ...] = ("comping", "pulse", "pad")
     # The cymbal that opens a section and rings with the final chord.
     crash: int = CRASH
     # Delay of off-beat eighths as a fraction of a beat (0 = straight).
@@ -473,13 +477,16 @@ STYLES: dict[str, Style] = {
             tempo_flex=0.08,
             core=("pads", "piano", "plucks", "bass"),
             colours=("strings", "woodwinds", "synth", "acoustic-guitar"),
+            # A sparse piano tune, echoed, over high string chords, the pads and the harp's
+            # pulse (with the tune in the strings, a published tagger heard "classical,
+            # strings, violin": bench_genre.py). The harp's chord marks the cuts.
             casting={
                 "drums": ("drums",),
                 "bass": ("bass",),
-                "comping": ("piano", "acoustic-guitar"),
+                "comping": ("strings", "acoustic-guitar", "piano"),
                 "pulse": ("plucks", "synth", "piano"),
                 "pad": ("pads", "strings"),
-                "melody": ("woodwinds", "strings", "piano", "synth"),
+                "melody": ("piano", "woodwinds", "synth", "strings"),
             },
             progressions={
                 "major": {
@@ -522,6 +529,7 @@ STYLES: dict[str, Style] = {
             lift="none",
             open_voicing=True,
             cut_hits=((), ()),
+            prompt_parts=("pulse", "comping", "pad"),
         ),
         Style(
             "cinematic",
