@@ -101,12 +101,11 @@ def listen(pieces: dict[str, list[Path]]) -> dict[str, dict[str, dict[str, float
     heard = json.loads(result.stdout)
     averaged: dict[str, dict[str, dict[str, float]]] = {}
     for genre, paths in pieces.items():
-        models = heard[str(paths[0])].keys()
+        each = [heard[str(path)] for path in paths]
         averaged[genre] = {
-            model: {tag: float(np.mean([heard[str(p)][model][tag] for p in paths]))
-                    for tag in heard[str(paths[0])][model]}
-            for model in models
-        }  # fmt: skip
+            model: {tag: float(np.mean([piece[model][tag] for piece in each])) for tag in tags}
+            for model, tags in each[0].items()
+        }
     return averaged
 
 

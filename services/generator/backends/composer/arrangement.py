@@ -792,8 +792,7 @@ class Composer:
             if roles.of("drums") and keys and (on_beat or not strong):
                 continue
             harmony = self._chord_at(beat)
-            accent = self._prompt_player()
-            for player in accent:
+            for player in self._prompt_player():
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
                     self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96,
                               after_end=True)  # fmt: skip
