@@ -12,7 +12,9 @@ Music changes at cuts and stays music while it does, so the pulse comes first:
   Which cuts become anchors (a cut exactly on a beat, a strong one preferably on a downbeat)
   is decided by dynamic programming over the cuts (a beam search: each cut keeps its best few
   beat numbers); the beat times are then solved as a linear program: both limits exactly,
-  as many anchors as they allow, the least tempo change (see conducted_beats).
+  as many anchors as they allow, the least tempo change (see conducted_beats). The search runs
+  twice, through every cut and free to skip some, and the solved map that puts more cuts on
+  its beats is kept.
 Cuts that no grid can reach are not forgotten: the arrangement marks every cut at its exact
 time. Sections of the form start on the bar line nearest each segment start.
 """
@@ -38,6 +40,10 @@ ON_BEAT_S = 0.025
 # Search breadth: earlier cuts a cut may be reached from, and beat numbers kept per cut.
 LOOK_BACK_CUTS = 6
 BEAM = 12
+# The full search runs twice: once through every cut in turn, which finds the chains of anchors
+# a smooth map keeps, and once free to skip cuts, which finds the ways round cuts that no tempo
+# near the piece's reaches (a fast montage).
+SEARCH_LOOK_BACKS = (1, LOOK_BACK_CUTS)
 # Tempo buckets that keep search states apart (log ratio).
 PERIOD_BUCKET = 0.005
 # Score of a cut on a beat: BASE + strength; a strong cut on a downbeat earns BAR_BONUS more.
@@ -56,9 +62,8 @@ PREFERRED_PER_CUTS = 8
 MISS_COST = 100.0
 DRIFT_COST = 0.05
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
-# the best few again with the full one.
+# the best again with the full ones.
 TEMPO_STEP = 0.006
-FULL_SEARCH_TEMPOS = 3
 # An ending needs a final chord at least this long before the end (a short hold + the release
 # tail: a longer minimum put a 24 s piece's final chord a whole bar early, 4.8 s of one chord),
 # or this fraction of the piece when it is very short.
@@ -443,18 +448,38 @@ def _tempo_map(
     def total(period: float, score: float) -> float:
         return score - pull * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
 
-    narrow = sorted(
+    period = max(
         candidates,
-        key=lambda p: -total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]),
-    )[:FULL_SEARCH_TEMPOS]
-    searched = [
-        (total(p, score), p, anchors)
-        for p in narrow
-        for score, anchors in [
-            _anchor_search(cuts, times, p, flex, meter, LOOK_BACK_CUTS, BEAM, heartbeat)
-        ]
-    ]
-    _, period, anchors = max(searched, key=lambda item: item[0])
+        key=lambda p: total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]),
+    )
+    searched: dict[tuple[tuple[int, int], ...], float] = {}
+    for look_back in SEARCH_LOOK_BACKS:
+        score, found = _anchor_search(cuts, times, period, flex, meter, look_back, BEAM,
+                                      heartbeat)  # fmt: skip
+        anchors = tuple(found)
+        searched[anchors] = max(score, searched.get(anchors, score))
+    # A search scores each span as if its beats were even, but the solved map is smooth and may
+    # keep fewer cuts on beats than the search counted: the map kept is the one that really
+    # puts the most on beats (the search's own score breaks ties).
+    maps = []
+    for anchors, score in searched.items():
+        beats = _solved_map(cuts, times, anchors, period, flex, duration_s, heartbeat)
+        maps.append((_map_score(cuts, times, beats, meter), score, beats))
+    _, _, beats = max(maps, key=lambda item: item[:2])
+    return beats, period
+
+
+def _solved_map(
+    cuts: list[HitPoint],
+    times: np.ndarray,
+    anchors: tuple[tuple[int, int], ...],
+    period: float,
+    flex: float,
+    duration_s: float,
+    heartbeat: Callable[[], None],
+) -> list[float]:
+    """Beat times through the search's (cut, beat) anchors, with the cuts that land near a
+    beat anyway put on it and the anchors the limits put out of reach let go."""
     heartbeat()
 
     def point(cut: int, beat: int) -> tuple[int, float, float]:
@@ -468,9 +493,7 @@ def _tempo_map(
     anchored_cuts = {cut for cut, _ in anchors}
     anchored_beats = {beat for beat, _, _ in points}
     grid = np.asarray(beats if len(beats) > 1 else [0.0, duration_s])
-    # The nearest beat of every cut at once (the grid is sorted): the one after or before.
-    after = np.clip(np.searchsorted(grid, times), 1, len(grid) - 1)
-    nearest = np.where(grid[after] - times < times - grid[after - 1], after, after - 1)
+    nearest = _nearest_beats(grid, times)
     near = [
         point(cut, int(nearest[cut]))
         for cut in range(len(cuts) if len(beats) > 1 else 0)
@@ -487,7 +510,27 @@ def _tempo_map(
         heartbeat()
         reachable = [p for p, miss in zip(points, misses, strict=True) if miss <= ON_BEAT_S]
         beats, _ = conducted_beats(reachable, period, flex, duration_s)
-    return beats, period
+    return beats
+
+
+def _nearest_beats(grid: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The index of each time's nearest beat, at once (the grid is sorted): the one after
+    or the one before."""
+    after = np.clip(np.searchsorted(grid, times), 1, len(grid) - 1)
+    return np.where(grid[after] - times < times - grid[after - 1], after, after - 1)
+
+
+def _map_score(cuts: list[HitPoint], times: np.ndarray, beats: list[float], meter: Meter) -> float:
+    """The search's score of the cuts a solved map puts on its beats (beat 0 a downbeat)."""
+    if len(beats) < 2:
+        return 0.0
+    grid = np.asarray(beats)
+    nearest = _nearest_beats(grid, times)
+    return sum(
+        _cut_score(cut, int(beat), meter, 0)
+        for cut, beat, time in zip(cuts, nearest, times, strict=True)
+        if abs(grid[beat] - time) <= ON_BEAT_S
+    )
 
 
 def _anchor_weight(cut: HitPoint) -> float:
