@@ -90,11 +90,25 @@ locked_entry() {
         entry && /^ +--hash/ { print; next } { entry = 0 }' "$2"
 }
 
+# Whether the environment VENV was never installed, or is older than dev.sh or any of the
+# locks that follow (mark_installed stamps it).
+needs_install() {
+    local stamp="$1/.bgm-installed" file
+    [ -f "$stamp" ] || return 0
+    for file in dev.sh "${@:2}"; do
+        [ "$file" -nt "$stamp" ] && return 0
+    done
+    return 1
+}
+
+mark_installed() {
+    touch "$1/.bgm-installed"
+}
+
 setup() {
     debian_packages
     make_venv "$VENV"
-    local stamp="$VENV/.bgm-installed"
-    if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
+    if needs_install "$VENV" requirements.lock; then
         # Everything but torch.
         install_locked "$VENV" requirements.lock
         # Then torch, which the lock leaves out (requirements.in says why): its requirements
@@ -103,7 +117,7 @@ setup() {
         "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
         # The project itself, built with the locked setuptools.
         "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-        touch "$stamp"
+        mark_installed "$VENV"
     fi
     # buf, for the protos, exactly as package-lock.json holds it.
     if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
@@ -115,22 +129,19 @@ setup() {
 # needs over it (requirements-sonique.in says why), both exactly as locked.
 sonique() {
     make_venv "$SONIQUE_VENV"
-    local stamp="$SONIQUE_VENV/.bgm-installed"
-    if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ "$SONIQUE_LOCK" -nt "$stamp" ] \
-        || [ dev.sh -nt "$stamp" ]; then
+    if needs_install "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"; then
         install_locked "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"
         "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-        touch "$stamp"
+        mark_installed "$SONIQUE_VENV"
     fi
 }
 
 # The genre benchmark's tagger (musicnn on TensorFlow), alone in its environment.
 genre_tagger() {
     make_venv "$GENRE_VENV"
-    local stamp="$GENRE_VENV/.bgm-installed"
-    if [ ! -f "$stamp" ] || [ "$GENRE_LOCK" -nt "$stamp" ] || [ dev.sh -nt "$stamp" ]; then
+    if needs_install "$GENRE_VENV" "$GENRE_LOCK"; then
         install_locked "$GENRE_VENV" "$GENRE_LOCK"
-        touch "$stamp"
+        mark_installed "$GENRE_VENV"
     fi
 }
 
