@@ -19,7 +19,6 @@ column "highest on" (which of the genres the tag singles out) says more than the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -33,6 +32,8 @@ import soundfile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench_music  # noqa: E402
+
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
 from services.gateway.mastering import master  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
@@ -40,12 +41,6 @@ from services.generator.backends.composer.styles import STYLES  # noqa: E402
 from services.generator.beatcheck import genre_brief  # noqa: E402
 from services.tagger.backend import AnalysisRequest  # noqa: E402
 from services.tagger.backends.vision import VisionTagger  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_music", ROOT / "benchmarks/bench_music.py")
-assert _spec and _spec.loader
-bench_music = importlib.util.module_from_spec(_spec)
-sys.modules["bench_music"] = bench_music
-_spec.loader.exec_module(bench_music)
 
 GENRE_VENV = Path(os.environ.get("BGM_GENRE_VENV", ROOT / ".venv-genre"))
 VIDEOS = ("irregular", "slow")
