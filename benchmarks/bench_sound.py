@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
-import importlib.util
 import os
 import subprocess
 import sys
@@ -41,6 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench_composer  # noqa: E402
+import bench_music  # noqa: E402
+
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
@@ -51,19 +53,6 @@ from services.media.audio import write_audio_file  # noqa: E402
 from services.progress import Heartbeat  # noqa: E402
 from services.tagger.backend import AnalysisRequest  # noqa: E402
 from services.tagger.backends.vision import VisionTagger  # noqa: E402
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_composer = _load("bench_composer")
-bench_music = _load("bench_music")
 
 
 def best_of(runs: int, job) -> float:
@@ -103,12 +92,10 @@ def speed_section() -> None:
 def in_fresh_process(body: str, what: str) -> list[str]:
     """Run `body` in a fresh Python process (its memory its own) with bench_composer as `bc`,
     and return the words of its last line of output."""
-    bench = ROOT / "benchmarks" / "bench_composer.py"
     script = f"""
-import importlib.util, os, sys, time
-sys.path.insert(0, {str(ROOT)!r})
-spec = importlib.util.spec_from_file_location("bc", {str(bench)!r})
-bc = importlib.util.module_from_spec(spec); spec.loader.exec_module(bc)
+import os, sys, time
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "benchmarks")!r}]
+import bench_composer as bc
 from services.config import ComposerConfig
 from services.generator.backends.composer.backend import ComposerGenerator
 def peak_mb():

@@ -396,6 +396,8 @@ def test_a_pickup_sounds_from_the_first_sample(generator, beat_analysis, genre):
 def test_the_demo_reel_has_a_player_per_genre_and_bank(monkeypatch, tmp_path, beat_analysis):
     """`bench_sound.py --reel DIR`, the listening page: one piece per genre and bank, each an
     MP3 the page plays, with the piece's tempo and its mix notes."""
+    # As when it runs as a script: its neighbours import from benchmarks/.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location("bench_sound", BENCHMARKS / "bench_sound.py")
     assert spec and spec.loader
     bench_sound = importlib.util.module_from_spec(spec)
