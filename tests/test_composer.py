@@ -11,8 +11,8 @@ import pretty_midi
 import pytest
 
 from services.domain import Cut, Look, Segment, TagOrigin
-from services.errors import InvalidInputError
-from services.generator.backends.composer import balance
+from services.errors import CancelledError, InvalidInputError
+from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import SUBSTITUTES
 from services.generator.backends.composer.midi import CC_VOLUME
 from services.generator.backends.composer.render import CC_PAN
@@ -156,11 +156,45 @@ def test_the_tempo_map_keeps_every_anchor_a_conductor_could_follow():
     periods += [0.5 * 1.019 ** (7 - k) for k in range(1, 8)] + [0.5] * 8
     beats = np.concatenate([[0.0], np.cumsum(periods)])
     anchors = [(k, float(beats[k]), 1.0) for k in (3, 9, 14, 17, 20, 25, 29)]
-    planned, misses = conducted_beats(anchors, 0.535, 0.08, float(beats[-1]))
+    planned, misses = conducted_beats(anchors, 0.535, 0.08, float(beats[-1]), lambda: None)
     assert float(np.max(misses)) <= 1e-6, misses
     gaps = np.diff(planned)
     assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= 0.02
     assert gaps.max() / gaps.min() <= 1.08**2
+
+
+def test_a_long_tempo_map_is_solved_a_window_at_a_time():
+    """Over 4,000 beats (half an hour) a slow swell of the tempo, within the limits, with
+    anchors every 5 to 15 beats: the map is solved a window at a time, each a heartbeat, and
+    still passes through every anchor and keeps the limits across the windows' seams."""
+    rng = np.random.default_rng(7)
+    periods = 0.5 * (1.0 + 0.06 * np.sin(np.arange(4000) / 40.0))
+    beats = np.concatenate([[0.0], np.cumsum(periods)])
+    numbers = np.cumsum(rng.integers(5, 16, 400))
+    anchors = [(int(k), float(beats[k]), 1.0) for k in numbers[numbers < 4000]]
+    heartbeats = []
+    planned, misses = conducted_beats(anchors, 0.5, 0.08, float(beats[-1]),
+                                      lambda: heartbeats.append(1))  # fmt: skip
+    assert len(heartbeats) >= 4000 // timing.MAP_WINDOW_BEATS + 1
+    assert float(np.max(misses)) <= 1e-6, np.flatnonzero(misses > 1e-6)
+    gaps = np.diff(planned)
+    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= 0.02
+    assert gaps.max() / gaps.min() <= 1.08**2
+
+
+def test_a_cancel_is_heard_while_the_tempo_map_is_solved():
+    """The heartbeat that raises stops the map between windows."""
+    anchors = [(k, 0.5 * k, 1.0) for k in range(0, 4000, 8)]
+    heartbeats = []
+
+    def heartbeat() -> None:
+        heartbeats.append(1)
+        if len(heartbeats) == 2:
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        conducted_beats(anchors, 0.5, 0.08, 2000.0, heartbeat)
+    assert len(heartbeats) == 2
 
 
 def test_irregular_cuts_mostly_land_on_beats():

@@ -61,6 +61,12 @@ PREFERRED_PER_CUTS = 8
 # (MISS_COST per unit of weight) and against its drift from the piece's tempo (DRIFT_COST).
 MISS_COST = 100.0
 DRIFT_COST = 0.05
+# The map's program is solved this many beats at a time, each window looking this far past the
+# beats it keeps: a program's time grows faster than its size (a two-hour piece's 13,800 beats
+# took 10 s at once, and a cancel waited for them), and the look-ahead is far longer than any
+# anchor needs to be reached (the widest flex is crossed in 8 beats).
+MAP_WINDOW_BEATS = 1024
+MAP_LOOK_AHEAD_BEATS = 256
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
 # the best again with the full ones.
 TEMPO_STEP = 0.006
@@ -338,7 +344,11 @@ def _anchor_search(
 
 
 def conducted_beats(
-    anchors: list[tuple[int, float, float]], period: float, flex: float, duration_s: float
+    anchors: list[tuple[int, float, float]],
+    period: float,
+    flex: float,
+    duration_s: float,
+    heartbeat: Callable[[], None],
 ) -> tuple[list[float], np.ndarray]:
     """Beat times of the smoothest map through (beat, time, weight) anchors, and how far each
     anchor's beat lands from its time.
@@ -347,21 +357,55 @@ def conducted_beats(
     the flex of `period`, each within SOLVED_BEAT_CHANGE of the one before (both linear in the
     times), minimising the weighted misses of the anchors first, then the total tempo change
     and the drift. Being exact, it keeps every anchor the limits allow; missing in L1 leaves
-    most anchors exactly on their beats and the unreachable ones far off.
+    most anchors exactly on their beats and the unreachable ones far off. It is solved
+    MAP_WINDOW_BEATS at a time (`heartbeat` between windows), each window going on from the
+    last two beats the one before kept.
     """
     low, high = period / (1 + flex) * (1 + 1e-4), period * (1 + flex) * (1 - 1e-4)
     last_beat = max((a[0] for a in anchors), default=0)
     last_time = max((a[1] for a in anchors), default=0.0)
     count = last_beat + math.ceil(max(0.0, duration_s - last_time) / low) + 2
+    beat = np.array([a[0] for a in anchors], dtype=int)
+    at = np.array([a[1] for a in anchors], dtype=float)
+    weight = np.array([a[2] for a in anchors], dtype=float)
+    times = np.empty(count)
+    start, pinned = 0, np.zeros(1)
+    while True:
+        heartbeat()
+        end = min(count, start + MAP_WINDOW_BEATS)
+        inside = (beat >= start) & (beat < end)
+        window = _conducted_window(end - start, pinned, beat[inside] - start, at[inside],
+                                   weight[inside], period, low, high)  # fmt: skip
+        if end == count:
+            times[start:] = window
+            break
+        keep = end - MAP_LOOK_AHEAD_BEATS
+        times[start:keep] = window[: keep - start]
+        start = keep - 2
+        pinned = times[start:keep]
+    beats = [float(t) for t in times[times < duration_s - 1e-9]]
+    return beats, np.abs(times[beat] - at)
+
+
+def _conducted_window(
+    count: int,
+    pinned: np.ndarray,
+    beat: np.ndarray,
+    at: np.ndarray,
+    weight: np.ndarray,
+    period: float,
+    low: float,
+    high: float,
+) -> np.ndarray:
+    """conducted_beats' program for `count` beats, the first ones `pinned` to their times."""
     spans, changes = count - 1, count - 2
     # Variables: the times (count), |period - piece period| per span, |change| per beat,
     # the miss per anchor.
     drift_at, change_at, miss_at = count, count + spans, count + spans + changes
-    size = miss_at + len(anchors)
+    size = miss_at + len(beat)
     k = np.arange(spans)
     j = np.arange(changes)
-    s = np.arange(len(anchors))
-    beat = np.array([a[0] for a in anchors], dtype=int)
+    s = np.arange(len(beat))
     # Each block of rows: the columns, their coefficients, the bounds (A_ub @ x <= b_ub).
     rows: list[tuple[tuple[np.ndarray, ...], tuple[float, ...], np.ndarray]] = [
         # low <= t[k+1] - t[k] <= high
@@ -385,8 +429,8 @@ def conducted_beats(
         ((j + 2, j + 1, j, change_at + j), (1.0, -2.0, 1.0, -1.0), np.zeros(changes)),
         ((j + 2, j + 1, j, change_at + j), (-1.0, 2.0, -1.0, -1.0), np.zeros(changes)),
         # |t[beat] - time| <= miss
-        ((beat, miss_at + s), (1.0, -1.0), np.array([a[1] for a in anchors])),
-        ((beat, miss_at + s), (-1.0, -1.0), -np.array([a[1] for a in anchors])),
+        ((beat, miss_at + s), (1.0, -1.0), at),
+        ((beat, miss_at + s), (-1.0, -1.0), -at),
     ]
     matrix_rows: list[np.ndarray] = []
     matrix_cols: list[np.ndarray] = []
@@ -408,15 +452,14 @@ def conducted_beats(
     cost = np.zeros(size)
     cost[drift_at:change_at] = DRIFT_COST / period
     cost[change_at:miss_at] = 1.0 / period
-    cost[miss_at:] = MISS_COST * np.array([a[2] for a in anchors]) / period
-    bounds = [(0.0, 0.0)] + [(None, None)] * (count - 1) + [(0.0, None)] * (size - count)
+    cost[miss_at:] = MISS_COST * weight / period
+    bounds = [(float(t), float(t)) for t in pinned]
+    bounds += [(None, None)] * (count - len(pinned)) + [(0.0, None)] * (size - count)
     solved = linprog(cost, A_ub=matrix, b_ub=np.concatenate(bounds_ub), bounds=bounds,
                      method="highs")  # fmt: skip
     if solved.status != 0:
         raise RuntimeError(f"the tempo map has no solution: {solved.message}")
-    times = solved.x[:count]
-    beats = [float(t) for t in times[times < duration_s - 1e-9]]
-    return beats, np.abs(times[beat] - np.array([a[1] for a in anchors]))
+    return solved.x[:count]
 
 
 def _tempo_map(
@@ -480,13 +523,12 @@ def _solved_map(
 ) -> list[float]:
     """Beat times through the search's (cut, beat) anchors, with the cuts that land near a
     beat anyway put on it and the anchors the limits put out of reach let go."""
-    heartbeat()
 
     def point(cut: int, beat: int) -> tuple[int, float, float]:
         return beat, float(times[cut]), 1.0 + _anchor_weight(cuts[cut])
 
     points = [point(cut, beat) for cut, beat in anchors if cut >= 0]
-    beats, misses = conducted_beats(points, period, flex, duration_s)
+    beats, misses = conducted_beats(points, period, flex, duration_s, heartbeat)
     # Cuts the search passed over that landed near a beat anyway: anchored too, so the map
     # puts them on it rather than a few milliseconds off (a cut's hit and the beat's notes
     # would flam).
@@ -502,14 +544,12 @@ def _solved_map(
         and 0 < abs(grid[nearest[cut]] - times[cut]) <= ON_BEAT_S
     ]
     if near:
-        heartbeat()
         points = sorted(points + near)
-        beats, misses = conducted_beats(points, period, flex, duration_s)
+        beats, misses = conducted_beats(points, period, flex, duration_s, heartbeat)
     if np.any(misses > ON_BEAT_S):
         # Anchors the limits put out of reach still bend the map towards them: plan without.
-        heartbeat()
         reachable = [p for p, miss in zip(points, misses, strict=True) if miss <= ON_BEAT_S]
-        beats, _ = conducted_beats(reachable, period, flex, duration_s)
+        beats, _ = conducted_beats(reachable, period, flex, duration_s, heartbeat)
     return beats
 
 
