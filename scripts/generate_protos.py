@@ -46,7 +46,8 @@ def generate(target: Path) -> None:
     )
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
-    for path in target.rglob("*.py*"):
+    # The code and its stubs, not the bytecode a run left beside them.
+    for path in [*target.rglob("*.py"), *target.rglob("*.pyi")]:
         text = _IMPORT.sub("from services.gen.bgm.v1 import ", path.read_text())
         path.write_text(_MODULE_NAME.sub(r"\1'services.gen.bgm.v1.", text))
     for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:

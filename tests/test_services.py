@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import urllib.request
@@ -27,7 +28,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.generator.beatcheck import genre_brief
-from services.media.synth import Shot, SyntheticVideo, write_video
+from services.media.synth import Shot, SyntheticVideo, speech_track, write_video
 from tests.bgm_command import bgm
 
 pytestmark = pytest.mark.slow
@@ -124,6 +125,51 @@ def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_p
     assert (tmp_path / "m.mid").stat().st_size > 100
     assert sorted(p.suffix for p in (tmp_path / "stems").iterdir())
     assert list(servers.staging.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def talk(media: Path) -> SyntheticVideo:
+    """A video whose sound is a sentence spoken from 1 s."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng (Debian) makes the speech; ./dev.sh setup installs it")
+    track, _ = speech_track(6.0, [(1.0, "First, measure the boards twice and cut them once.")])
+    shots = [Shot(3.0, speed=0.4, hue=0.1), Shot(3.0, speed=0.6, hue=0.6)]
+    return write_video(media / "talk.mp4", shots, soundtrack=track)
+
+
+def test_the_tagger_skips_the_speech_when_asked(servers, talk):
+    with grpc.insecure_channel(servers.tagger) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+
+        def analysis(skip_speech: bool) -> common_pb2.VideoAnalysis:
+            request = tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(
+                uri=talk.path.as_uri()), skip_speech=skip_speech)  # fmt: skip
+            return stub.Analyze(request, timeout=60).analysis
+
+        heard, skipped = analysis(False), analysis(True)
+    assert heard.speech and heard.loudness.values
+    assert not skipped.speech and not skipped.loudness.values
+    assert skipped.cuts == heard.cuts and skipped.tags == heard.tags
+
+
+def test_score_has_the_tagger_listen_only_when_the_speech_matters(servers, talk):
+    """Music that replaces the video's sound (speech "auto", the sound not kept) has no use
+    for the speech, so the tagger does not listen; keeping the sound, or asking to duck,
+    does."""
+
+    def analysis(speech: str = "", keep: bool = False) -> common_pb2.VideoAnalysis:
+        request = gateway_pb2.ScoreRequest(
+            video=common_pb2.VideoSource(uri=talk.path.as_uri()),
+            controls=common_pb2.UserControls(speech=speech),
+            output=gateway_pb2.OutputOptions(keep_original_audio=keep),
+        )
+        events = score(servers.gateway, request)
+        return next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
+
+    replaced = analysis()
+    assert not replaced.speech and not replaced.loudness.values
+    for kept in (analysis(keep=True), analysis(speech="duck")):
+        assert kept.speech and kept.loudness.values
 
 
 def test_output_uri_writes_on_the_server(servers, clip):

@@ -61,6 +61,7 @@ from services.gen.bgm.v1 import (
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
+from services.rules import speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
@@ -172,7 +173,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._slots,
         ):
             return gateway_pb2.GatewayAnalyzeResponse(
-                analysis=await self._analysis(uri, request.prompt)
+                analysis=await self._analysis(uri, request.prompt, listen=True)
             )
 
     @contextlib.asynccontextmanager
@@ -194,11 +195,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             with self._shared_staging(video, folder.name) as shared_uri:
                 yield video, shared_uri, folder
 
-    async def _analysis(self, tagger_uri: str, prompt: str) -> common_pb2.VideoAnalysis:
-        """The tagger's analysis of the video at `tagger_uri`."""
+    async def _analysis(
+        self, tagger_uri: str, prompt: str, listen: bool
+    ) -> common_pb2.VideoAnalysis:
+        """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`."""
         reply = await self.tagger_channel.stub.Analyze(
             tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
-                                      prompt=prompt),
+                                      prompt=prompt, skip_speech=not listen),
             timeout=self.config.analyze_timeout_s,
             metadata=self.tagger_metadata,
         )  # fmt: skip
@@ -397,7 +400,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         async with self._slots:
             yield _progress("analysis", 0.02)
-            analysis_message = await self._analysis(tagger_uri, controls.prompt)
+            # Music that replaces the video's sound has no use for its speech: the tagger
+            # does not listen (a pass of the voice-activity model over the whole sound).
+            listen = speech_matters(controls.speech, options.keep_original_audio)
+            analysis_message = await self._analysis(tagger_uri, controls.prompt, listen)
             analysis = analysis_from_proto(analysis_message)
             yield gateway_pb2.ScoreEvent(analysis=analysis_message)
             yield _progress("composition", 0.35)

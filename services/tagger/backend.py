@@ -19,6 +19,9 @@ class AnalysisRequest:
     video_path: Path
     # Free-text hints from the user, mapped onto the vocabulary ("cosy autumn baking vlog").
     prompt: str = ""
+    # Whether to find the speech in the video's sound (a caller whose music replaces that
+    # sound has no use for it).
+    listen: bool = True
 
 
 @dataclass(frozen=True)

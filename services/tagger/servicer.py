@@ -78,7 +78,9 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 cancellation = Cancellation(context)
                 async with self._slots:
                     analysis = await asyncio.to_thread(
-                        backend.analyze, AnalysisRequest(video, prompt=request.prompt),
+                        backend.analyze,
+                        AnalysisRequest(video, prompt=request.prompt,
+                                        listen=not request.skip_speech),
                         cancellation.check,
                     )  # fmt: skip
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))

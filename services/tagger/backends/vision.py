@@ -111,7 +111,7 @@ class VisionTagger:
         prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
         analysis, basis = _summarise(probe, scan, self.config.vision, self.vocabulary,
                                      prompt_matches)  # fmt: skip
-        if self.listener is not None and probe.has_audio:
+        if self.listener is not None and probe.has_audio and request.listen:
             hearing = self.listener.hear(request.video_path, Heartbeat(progress or _ignore, 0.99))
             analysis = dataclasses.replace(analysis, speech=hearing.speech,
                                            loudness=hearing.loudness)  # fmt: skip

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from services.gen.bgm.v1 import common_pb2 as bgm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62gm/v1/tagger.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\"D\n\x0e\x41nalyzeRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12\x0e\n\x06prompt\x18\x02 \x01(\t\":\n\x0f\x41nalyzeResponse\x12\'\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysis\"\x17\n\x15TaggerDescribeRequest\"_\n\nVocabulary\x12\x0e\n\x06genres\x18\x01 \x03(\t\x12\r\n\x05moods\x18\x02 \x03(\t\x12\x13\n\x0binstruments\x18\x03 \x03(\t\x12\x0e\n\x06tonics\x18\x04 \x03(\t\x12\r\n\x05modes\x18\x05 \x03(\t\"w\n\x16TaggerDescribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\nvocabulary\x18\x03 \x01(\x0b\x32\x12.bgm.v1.Vocabulary\x12\x16\n\x0emax_duration_s\x18\x04 \x01(\x01\x32\x8f\x01\n\x06Tagger\x12:\n\x07\x41nalyze\x12\x16.bgm.v1.AnalyzeRequest\x1a\x17.bgm.v1.AnalyzeResponse\x12I\n\x08\x44\x65scribe\x12\x1d.bgm.v1.TaggerDescribeRequest\x1a\x1e.bgm.v1.TaggerDescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62gm/v1/tagger.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\"Y\n\x0e\x41nalyzeRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x13\n\x0bskip_speech\x18\x03 \x01(\x08\":\n\x0f\x41nalyzeResponse\x12\'\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysis\"\x17\n\x15TaggerDescribeRequest\"_\n\nVocabulary\x12\x0e\n\x06genres\x18\x01 \x03(\t\x12\r\n\x05moods\x18\x02 \x03(\t\x12\x13\n\x0binstruments\x18\x03 \x03(\t\x12\x0e\n\x06tonics\x18\x04 \x03(\t\x12\r\n\x05modes\x18\x05 \x03(\t\"w\n\x16TaggerDescribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\nvocabulary\x18\x03 \x01(\x0b\x32\x12.bgm.v1.Vocabulary\x12\x16\n\x0emax_duration_s\x18\x04 \x01(\x01\x32\x8f\x01\n\x06Tagger\x12:\n\x07\x41nalyze\x12\x16.bgm.v1.AnalyzeRequest\x1a\x17.bgm.v1.AnalyzeResponse\x12I\n\x08\x44\x65scribe\x12\x1d.bgm.v1.TaggerDescribeRequest\x1a\x1e.bgm.v1.TaggerDescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.bgm.v1.tagger_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ANALYZEREQUEST']._serialized_start=52
-  _globals['_ANALYZEREQUEST']._serialized_end=120
-  _globals['_ANALYZERESPONSE']._serialized_start=122
-  _globals['_ANALYZERESPONSE']._serialized_end=180
-  _globals['_TAGGERDESCRIBEREQUEST']._serialized_start=182
-  _globals['_TAGGERDESCRIBEREQUEST']._serialized_end=205
-  _globals['_VOCABULARY']._serialized_start=207
-  _globals['_VOCABULARY']._serialized_end=302
-  _globals['_TAGGERDESCRIBERESPONSE']._serialized_start=304
-  _globals['_TAGGERDESCRIBERESPONSE']._serialized_end=423
-  _globals['_TAGGER']._serialized_start=426
-  _globals['_TAGGER']._serialized_end=569
+  _globals['_ANALYZEREQUEST']._serialized_end=141
+  _globals['_ANALYZERESPONSE']._serialized_start=143
+  _globals['_ANALYZERESPONSE']._serialized_end=201
+  _globals['_TAGGERDESCRIBEREQUEST']._serialized_start=203
+  _globals['_TAGGERDESCRIBEREQUEST']._serialized_end=226
+  _globals['_VOCABULARY']._serialized_start=228
+  _globals['_VOCABULARY']._serialized_end=323
+  _globals['_TAGGERDESCRIBERESPONSE']._serialized_start=325
+  _globals['_TAGGERDESCRIBERESPONSE']._serialized_end=444
+  _globals['_TAGGER']._serialized_start=447
+  _globals['_TAGGER']._serialized_end=590
 # @@protoc_insertion_point(module_scope)

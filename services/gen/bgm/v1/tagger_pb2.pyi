@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AnalyzeRequest(_message.Message):
-    __slots__ = ("video", "prompt")
+    __slots__ = ("video", "prompt", "skip_speech")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SKIP_SPEECH_FIELD_NUMBER: _ClassVar[int]
     video: _common_pb2.VideoSource
     prompt: str
-    def __init__(self, video: _Optional[_Union[_common_pb2.VideoSource, _Mapping]] = ..., prompt: _Optional[str] = ...) -> None: ...
+    skip_speech: bool
+    def __init__(self, video: _Optional[_Union[_common_pb2.VideoSource, _Mapping]] = ..., prompt: _Optional[str] = ..., skip_speech: _Optional[bool] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
     __slots__ = ("analysis",)
