@@ -453,7 +453,7 @@ def _conducted_window(
     cost[drift_at:change_at] = DRIFT_COST / period
     cost[change_at:miss_at] = 1.0 / period
     cost[miss_at:] = MISS_COST * weight / period
-    bounds = [(float(t), float(t)) for t in pinned]
+    bounds: list[tuple[float | None, float | None]] = [(float(t), float(t)) for t in pinned]
     bounds += [(None, None)] * (count - len(pinned)) + [(0.0, None)] * (size - count)
     solved = linprog(cost, A_ub=matrix, b_ub=np.concatenate(bounds_ub), bounds=bounds,
                      method="highs")  # fmt: skip
