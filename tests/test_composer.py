@@ -14,7 +14,7 @@ from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import SUBSTITUTES
-from services.generator.backends.composer.midi import CC_VOLUME
+from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import PANS, STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
@@ -411,6 +411,36 @@ def test_midi_has_a_track_per_instrument_and_the_plan_tempo(generator, beat_anal
     # Stems: one per instrument, summing to the mix (before the bus).
     assert set(music.stems) == set(music.plan.instruments)
     assert np.allclose(sum(music.stems.values()), music.audio, atol=1e-5)
+
+
+def test_writing_the_midi_file_hears_a_cancel(generator, beat_analysis):
+    """A two-hour piece's file takes seconds to write: a cancel is heard while the notes are
+    turned into messages and between the tracks written, wherever it comes."""
+    score = generator.compose(brief_for(beat_analysis, "pop"), Heartbeat(lambda f: None))
+    by_instrument: dict[str, list] = {}
+    for note in score.notes:
+        by_instrument.setdefault(note.instrument, []).append(note)
+    tracks = [Track(name, 0, channel, 100, 64) for channel, name in enumerate(by_instrument)]
+
+    def write(heartbeat) -> bytes:  # type: ignore[no-untyped-def]
+        return midi_bytes(by_instrument, score.plan, tracks, [], {}, heartbeat)
+
+    calls: list[int] = []
+    whole = write(lambda: calls.append(1))
+    assert pretty_midi.PrettyMIDI(io.BytesIO(whole)).instruments
+    # The last heartbeat comes as the last track is written.
+    for cancel_at in (1, len(calls) // 2, len(calls)):
+        heard: list[int] = []
+
+        def heartbeat(cancel_at: int = cancel_at, heard: list[int] = heard) -> None:
+            heard.append(1)
+            if len(heard) == cancel_at:
+                raise CancelledError("cancelled")
+
+        with pytest.raises(CancelledError):
+            write(heartbeat)
+        assert len(heard) == cancel_at
+    assert len(calls) > len(score.notes) + len(tracks)
 
 
 @pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])

@@ -275,6 +275,7 @@ class ComposerGenerator:
                 tracks,
                 [(form.start_beat, form.key) for form in score.forms],
                 _controls_in_beats(performance, plan, brief.sample_rate),
+                heartbeat,
             ),
             plan=_music_plan(
                 brief,

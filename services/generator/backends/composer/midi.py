@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import mido
@@ -26,6 +26,19 @@ SIGNATURES = {
     "major": ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
     "minor": ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"),
 }
+
+
+class _BeatingBuffer(io.BytesIO):
+    """A buffer that calls `heartbeat` at each write: mido writes a file a track at a time,
+    so a cancel is heard between tracks (a two-hour piece's file takes seconds)."""
+
+    def __init__(self, heartbeat: Callable[[], None]):
+        super().__init__()
+        self.heartbeat = heartbeat
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.heartbeat()
+        return super().write(data)
 
 
 @dataclass(frozen=True)
@@ -131,13 +144,14 @@ def midi_bytes(
     plan: TimingPlan,
     tracks: Sequence[Track],
     keys: Sequence[tuple[float, Key]],
-    controls: Mapping[str, Sequence[tuple[float, int, int]]] | None = None,
+    controls: Mapping[str, Sequence[tuple[float, int, int]]],
+    heartbeat: Callable[[], None],
 ) -> bytes:
     """`keys`: (beat, key) where each section starts. `controls`: per instrument, (beat,
     controller, value) changes (the performance's pedal and expression). A drum track's
     program is its kit (GS kits on channel 10). Each track starts with its program, volume
     and pan, so a General MIDI player with the same bank hears the mix's balance (without
-    its processing)."""
+    its processing). `heartbeat` is called often (it raises to cancel)."""
     clock = _Clock(plan)
     song = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     song.tracks.append(_tempo_track(plan, clock, keys))
@@ -152,7 +166,7 @@ def midi_bytes(
             (0, mido.Message("control_change", channel=channel, control=CC_PAN,
                              value=track_info.pan)),
         ]  # fmt: skip
-        changes = (controls or {}).get(track_info.instrument, ())
+        changes = controls.get(track_info.instrument, ())
         notes = notes_by_instrument.get(track_info.instrument, ())
         _check_data_bytes(track_info.instrument, changes, notes)
         # Checked above for the whole track: mido's check of every message was a tenth of a
@@ -164,6 +178,7 @@ def midi_bytes(
             )  # fmt: skip
             events.append((max(0, clock.tick(beat)), message))
         for note in notes:
+            heartbeat()
             on = max(0, clock.tick(note.start))
             off = max(on + 1, clock.tick(note.end))
             events.append(
@@ -192,6 +207,6 @@ def midi_bytes(
             )
         _append_sorted(track, events)
         song.tracks.append(track)
-    buffer = io.BytesIO()
+    buffer = _BeatingBuffer(heartbeat)
     song.save(file=buffer)
     return buffer.getvalue()
