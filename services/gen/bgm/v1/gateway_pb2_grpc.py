@@ -30,7 +30,9 @@ class GatewayStub:
 
     Events, in this order:
     1. progress (stage "analysis"), once the request has passed every check;
-    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it (without speech and
+    loudness where nothing would use them: speech "off", or "auto" with the original
+    sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
@@ -81,7 +83,9 @@ class GatewayServicer:
 
     Events, in this order:
     1. progress (stage "analysis"), once the request has passed every check;
-    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it (without speech and
+    loudness where nothing would use them: speech "off", or "auto" with the original
+    sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
@@ -159,7 +163,9 @@ class Gateway:
 
     Events, in this order:
     1. progress (stage "analysis"), once the request has passed every check;
-    2. the analysis (VideoAnalysis), as soon as the tagger has it;
+    2. the analysis (VideoAnalysis), as soon as the tagger has it (without speech and
+    loudness where nothing would use them: speech "off", or "auto" with the original
+    sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
