@@ -340,26 +340,28 @@ _TIMPANI: Grooves = {
     ),
 }
 
-# Acoustic: a cajon-like kit, bass tone and slap, a tambourine on the off-beats.
+# Acoustic: a cajon-like kit, bass tone and slap, the tambourine doubling the slap on 2 and 4
+# (on the off-beats, over the strum's and the pulse's eighths, every eighth had an onset and
+# librosa heard 9 of 14 pieces at double time).
 _CAJON: Grooves = {
     1: ({ACOUSTIC_KICK: "x.......x.......", SIDE_STICK: "....x.......x..."},),
     2: (
         {
             ACOUSTIC_KICK: "x.....x.x.......",
             SIDE_STICK: "....x.......x...",
-            TAMBOURINE: "..x...x...x...x.",
+            TAMBOURINE: "....x.......x...",
         },
         {
             ACOUSTIC_KICK: "x..x....x.......",
             SIDE_STICK: "....x..o....x...",
-            TAMBOURINE: "..x...x...x...x.",
+            TAMBOURINE: "....x.......x...",
         },
     ),
     3: (
         {
             ACOUSTIC_KICK: "x.....x.x..x....",
             SNARE: "....x.......x...",
-            TAMBOURINE: "..x...x...x...x.",
+            TAMBOURINE: "....x.......x...",
         },
     ),
 }
