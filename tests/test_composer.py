@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pretty_midi
@@ -182,19 +183,25 @@ def test_a_long_tempo_map_is_solved_a_window_at_a_time():
     assert gaps.max() / gaps.min() <= 1.08**2
 
 
+def _cancelling_at(call: int) -> tuple[Callable[[], None], list[int]]:
+    """A heartbeat that cancels at its `call`-th call, and the list of its calls."""
+    calls: list[int] = []
+
+    def heartbeat() -> None:
+        calls.append(1)
+        if len(calls) == call:
+            raise CancelledError("cancelled")
+
+    return heartbeat, calls
+
+
 def test_a_cancel_is_heard_while_the_tempo_map_is_solved():
     """The heartbeat that raises stops the map between windows."""
     anchors = [(k, 0.5 * k, 1.0) for k in range(0, 4000, 8)]
-    heartbeats = []
-
-    def heartbeat() -> None:
-        heartbeats.append(1)
-        if len(heartbeats) == 2:
-            raise CancelledError("cancelled")
-
+    heartbeat, calls = _cancelling_at(2)
     with pytest.raises(CancelledError):
         conducted_beats(anchors, 0.5, 0.08, 2000.0, heartbeat)
-    assert len(heartbeats) == 2
+    assert len(calls) == 2
 
 
 def test_irregular_cuts_mostly_land_on_beats():
@@ -430,13 +437,7 @@ def test_writing_the_midi_file_hears_a_cancel(generator, beat_analysis):
     assert pretty_midi.PrettyMIDI(io.BytesIO(whole)).instruments
     # The last heartbeat comes as the last track is written.
     for cancel_at in (1, len(calls) // 2, len(calls)):
-        heard: list[int] = []
-
-        def heartbeat(cancel_at: int = cancel_at, heard: list[int] = heard) -> None:
-            heard.append(1)
-            if len(heard) == cancel_at:
-                raise CancelledError("cancelled")
-
+        heartbeat, heard = _cancelling_at(cancel_at)
         with pytest.raises(CancelledError):
             write(heartbeat)
         assert len(heard) == cancel_at
