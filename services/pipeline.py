@@ -179,11 +179,10 @@ class ScorePipeline:
         mark = time.perf_counter()
         heartbeat = Heartbeat(report, 0.8)
         mastered = master_music(video, music, options, heartbeat, ducking)
-        report(0.9)
+        heartbeat.advance(0.9)
         timings["mastering"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        heartbeat.fraction = 0.9
         written = write_outputs(video, music, mastered, options, heartbeat)
         timings["writing"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started

@@ -30,3 +30,9 @@ class Heartbeat:
         if now - self._last >= HEARTBEAT_S:
             self._last = now
             self.progress(self.fraction)
+
+    def advance(self, fraction: float) -> None:
+        """Report `fraction` now; the heartbeats after it repeat it (never an earlier one)."""
+        self.fraction = fraction
+        self._last = time.monotonic()
+        self.progress(fraction)

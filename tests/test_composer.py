@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
-from collections.abc import Callable
 
 import numpy as np
 import pretty_midi
 import pytest
 
+from services import progress as progress_module
 from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
@@ -29,6 +29,7 @@ from services.generator.backends.composer.timing import (
 from services.generator.beatcheck import genre_brief as brief_for
 from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
+from tests.heartbeats import cancelling_at
 
 VOCABULARY = load_vocabulary()
 GENRES_WITH_DRUMS = [g for g in STYLES if g != "ambient"]
@@ -183,22 +184,10 @@ def test_a_long_tempo_map_is_solved_a_window_at_a_time():
     assert gaps.max() / gaps.min() <= 1.08**2
 
 
-def _cancelling_at(call: int) -> tuple[Callable[[], None], list[int]]:
-    """A heartbeat that cancels at its `call`-th call, and the list of its calls."""
-    calls: list[int] = []
-
-    def heartbeat() -> None:
-        calls.append(1)
-        if len(calls) == call:
-            raise CancelledError("cancelled")
-
-    return heartbeat, calls
-
-
 def test_a_cancel_is_heard_while_the_tempo_map_is_solved():
     """The heartbeat that raises stops the map between windows."""
     anchors = [(k, 0.5 * k, 1.0) for k in range(0, 4000, 8)]
-    heartbeat, calls = _cancelling_at(2)
+    heartbeat, calls = cancelling_at(2)
     with pytest.raises(CancelledError):
         conducted_beats(anchors, 0.5, 0.08, 2000.0, heartbeat)
     assert len(calls) == 2
@@ -437,11 +426,25 @@ def test_writing_the_midi_file_hears_a_cancel(generator, beat_analysis):
     assert pretty_midi.PrettyMIDI(io.BytesIO(whole)).instruments
     # The last heartbeat comes as the last track is written.
     for cancel_at in (1, len(calls) // 2, len(calls)):
-        heartbeat, heard = _cancelling_at(cancel_at)
+        heartbeat, heard = cancelling_at(cancel_at)
         with pytest.raises(CancelledError):
             write(heartbeat)
         assert len(heard) == cancel_at
     assert len(calls) > len(score.notes) + len(tracks)
+
+
+def test_the_progress_a_piece_reports_never_goes_back(generator, beat_analysis, monkeypatch):
+    """With every heartbeat passed on (none held back by time), the planning, the parts, the
+    mix, the headroom and the MIDI file report in that order, and the last report is the
+    whole. (The MIDI file's heartbeats used to repeat the planning's 0.05 after the mix had
+    reported 1.0: a client's progress bar went back from the end to the start.)"""
+    monkeypatch.setattr(progress_module, "HEARTBEAT_S", 0.0)
+    fractions: list[float] = []
+    generator.generate(brief_for(beat_analysis, "pop", duration_s=20.0), fractions.append)
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    # Each of the mix's 20 blocks reports its own fraction.
+    assert len(set(fractions)) > 20
 
 
 @pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])

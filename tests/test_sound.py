@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from services.config import ComposerConfig
+from services.errors import CancelledError
 from services.generator.backends.composer import balance
 from services.generator.backends.composer import bank as bank_module
 from services.generator.backends.composer import render as render_module
@@ -24,6 +25,7 @@ from services.generator.backends.composer.production import STRIPS
 from services.generator.backends.composer.styles import KICK, STYLES
 from services.generator.beatcheck import genre_brief as brief_for
 from services.progress import Heartbeat
+from tests.heartbeats import cancelling_at
 
 SAMPLE_RATE = 48000
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -36,9 +38,9 @@ def parts_played(monkeypatch):
     for cls in (render_module.FluidSynthesizer, render_module.TinySoundFontSynthesizer):
         original = cls.blocks
 
-        def spy(self, parts, total, original=original):
+        def spy(self, parts, total, heartbeat, original=original):
             played.append(list(parts))
-            return original(self, parts, total)
+            return original(self, parts, total, heartbeat)
 
         monkeypatch.setattr(cls, "blocks", spy)
     return played
@@ -90,9 +92,35 @@ def _synthesizers() -> dict[str, render_module.Synthesizer]:
     }
 
 
+@pytest.mark.parametrize("name", ["fluidsynth", "tinysoundfont"])
+def test_a_cancel_is_heard_before_the_first_block(name):
+    """A two-hour band's events take most of a second to prepare: the synthesizer calls the
+    heartbeat after each part's, and at every block, so a cancel there stops it before any
+    audio."""
+    notes = [render_module.ScheduledNote(60 + i, 90, i * 4800, i * 4800 + 4000)
+             for i in range(8)]  # fmt: skip
+    parts = [render_module.RenderPart("piano", notes, 0, False),
+             render_module.RenderPart("strings", notes, 48, False)]  # fmt: skip
+    synthesizer = _synthesizers()[name]
+    # After the first part's events, after the second's, at the first block.
+    for cancel_at in (1, 2, 3):
+        heartbeat, heard = cancelling_at(cancel_at)
+        with pytest.raises(CancelledError):
+            next(synthesizer.blocks(parts, 2 * SAMPLE_RATE, heartbeat))
+        assert len(heard) == cancel_at
+    calls: list[int] = []
+    blocks = list(synthesizer.blocks(parts, 2 * SAMPLE_RATE, lambda: calls.append(1)))
+    assert len(calls) == len(parts) + len(blocks)
+
+
+def _never_cancelled() -> None:
+    """The heartbeat of a render whose caller stays."""
+
+
 def _played(synthesizer, part: render_module.RenderPart, seconds: float) -> np.ndarray:
     total = round(seconds * SAMPLE_RATE)
-    return np.concatenate([dry[0] for _, _, dry in synthesizer.blocks([part], total)], axis=1)
+    blocks = synthesizer.blocks([part], total, _never_cancelled)
+    return np.concatenate([dry[0] for _, _, dry in blocks], axis=1)
 
 
 def _db(audio: np.ndarray, start_s: float, end_s: float) -> float:
@@ -184,7 +212,7 @@ def test_a_dense_band_loses_no_note_to_the_voice_cap(name, monkeypatch, beat_ana
     total = 20 * SAMPLE_RATE
 
     def band() -> list[np.ndarray]:
-        blocks = list(synthesizer.blocks(parts, total))
+        blocks = list(synthesizer.blocks(parts, total, _never_cancelled))
         return [np.concatenate([dry[i] for _, _, dry in blocks], axis=1)
                 for i in range(len(parts))]  # fmt: skip
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from services import progress as progress_module
 from services.config import ComposerConfig, SymbolicDiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.errors import BgmError, CancelledError, ConfigError
@@ -208,6 +209,17 @@ def test_windows_batch_across_pieces_and_a_cancel_stops_only_its_piece(generator
     assert isinstance(results[1], BgmError) and results[1].status_code == "CANCELLED"
     assert [md5(r.audio) for r in (results[0], results[2])] == [md5(a) for a in alone]  # type: ignore[union-attr]
     assert calls and max(calls) < 0.8
+
+
+def test_the_progress_a_piece_reports_never_goes_back(generator, monkeypatch):
+    """Planning, denoising and rendering report in that order with every heartbeat passed
+    on (the render's heartbeats used to repeat the planning's fraction after the
+    denoising's)."""
+    monkeypatch.setattr(progress_module, "HEARTBEAT_S", 0.0)
+    fractions: list[float] = []
+    generator.generate(brief(6.0), fractions.append)
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
 
 
 def test_guidance_and_the_full_schedule(tiny, tmp_path):

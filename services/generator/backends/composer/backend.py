@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,9 @@ VERSION = "2.0"
 KICKS = (ACOUSTIC_KICK, KICK)
 # The loudest sample the mix may reach (mastering sets the final level).
 MAX_PEAK = 0.9
+# Progress: planning up to ARRANGING, writing the parts and performing them up to PERFORMED,
+# the mix up to MIXED, then the headroom and the MIDI file.
+ARRANGING, PERFORMED, MIXED = 0.05, 0.15, 0.95
 # How often a genre that plays in several meters takes its usual one.
 USUAL_METER_CHANCE = 0.7
 # Length of the fade that ends a piece too short for a cadence.
@@ -100,7 +103,6 @@ class Score:
     home: Key
     notes: list[Note]
     rng: np.random.Generator
-    heartbeat: Heartbeat
 
 
 class ComposerGenerator:
@@ -180,8 +182,7 @@ class ComposerGenerator:
         mood_modes = None if brief.key_is_fixed else self._mood_modes
         forms = section_forms(plan, video, tags.energy, style, home, brief.duration_s,
                               mood_modes)  # fmt: skip
-        heartbeat.progress(0.05)
-        heartbeat.fraction = 0.05
+        heartbeat.advance(ARRANGING)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat).compose()  # fmt: skip
         heartbeat()
@@ -190,13 +191,13 @@ class ComposerGenerator:
                                  heartbeat)  # fmt: skip
         heartbeat()
         return Score(brief, style, band, roles, plan, forms, arrangement, cut_times, home,
-                     notes, rng, heartbeat)  # fmt: skip
+                     notes, rng)  # fmt: skip
 
     def render(self, score: Score, report: ProgressCallback) -> GeneratedMusic:
         """The score performed, mixed and rendered: audio, stems, MIDI and plan."""
         brief, plan, roles, style, band = (score.brief, score.plan, score.roles, score.style,
                                            score.band)  # fmt: skip
-        heartbeat = score.heartbeat
+        heartbeat = Heartbeat(report, ARRANGING)
         thinning = [""] * len(plan.sections)
         notes = score.notes
         if brief.speech:
@@ -211,7 +212,7 @@ class ComposerGenerator:
         performance = perform(by_instrument, plan, score.forms, score.arrangement.chord_starts,
                               score.cut_times, brief.sample_rate, score.rng,
                               heartbeat)  # fmt: skip
-        report(0.15)
+        heartbeat.advance(PERFORMED)
         total = round(brief.duration_s * brief.sample_rate)
         channels, parts = [], []
         for index, instrument in enumerate(band):
@@ -233,14 +234,14 @@ class ComposerGenerator:
         excerpts = [balance.excerpt(part, round(balance.WINDOW_S * rate)) for part in parts]
         blocks: Iterable[tuple[int, int, list[np.ndarray]]]
         if total <= balance.HELD_PIECE_S * rate:
-            blocks = list(synth.blocks(parts, total))
+            blocks = list(synth.blocks(parts, total, heartbeat))
             measured = balance.cut_from(blocks, parts, rate)
         else:
-            measured = balance.played_apart(synth, excerpts)
-            blocks = synth.blocks(parts, total)
+            measured = balance.played_apart(synth, excerpts, heartbeat)
+            blocks = synth.blocks(parts, total, heartbeat)
         levels = [balance.level(style.production, roles, part.name) for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
-        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate)
+        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat)
         tracks = [
             Track(part.name, part.program, channel, volume, part.pan)
             for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)
@@ -255,28 +256,28 @@ class ComposerGenerator:
             for name, block in zip(band, stem_blocks, strict=False):
                 stems[name][start:end] = block.T
             mix[start:end] = mixer.bus(start, before_bus).T
-            report(0.15 + 0.8 * end / total)
+            heartbeat.advance(PERFORMED + (MIXED - PERFORMED) * end / total)
         ending = "cadence" if plan.final_beat is not None else "fade"
         # Headroom: a full band can sum past full scale; mix and stems scale together.
-        peak = _peak(mix)
-        scale = MAX_PEAK / peak if peak > MAX_PEAK else 1.0
+        peak = _peak(mix, heartbeat)
         for audio in (mix, *stems.values()):
-            if scale != 1.0:
-                audio *= scale
+            if peak > MAX_PEAK:
+                _scale(audio, MAX_PEAK / peak, heartbeat)
             _shape_ending(audio, brief.sample_rate, fade=ending == "fade")
+        midi = midi_bytes(
+            by_instrument,
+            plan,
+            tracks,
+            [(form.start_beat, form.key) for form in score.forms],
+            _controls_in_beats(performance, plan, brief.sample_rate),
+            heartbeat,
+        )
         report(1.0)
         return GeneratedMusic(
             audio=mix,
             sample_rate=brief.sample_rate,
             stems=stems,
-            midi=midi_bytes(
-                by_instrument,
-                plan,
-                tracks,
-                [(form.start_beat, form.key) for form in score.forms],
-                _controls_in_beats(performance, plan, brief.sample_rate),
-                heartbeat,
-            ),
+            midi=midi,
             plan=_music_plan(
                 brief,
                 plan,
@@ -367,13 +368,25 @@ def _mixer(
     return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems)
 
 
-def _peak(audio: np.ndarray, block: int = 1 << 20) -> float:
-    """The largest absolute sample, a block at a time (a two-hour mix is 2.8 GB; a whole
-    np.abs copy of it would double that)."""
-    return max(
-        (float(np.abs(audio[i : i + block]).max()) for i in range(0, len(audio), block)),
-        default=0.0,
-    )
+# Samples a step of the headroom's passes over the mix takes (a two-hour mix is 2.8 GB: a
+# whole np.abs copy of it would double that, and a pass over it takes most of a second).
+HEADROOM_BLOCK = 1 << 20
+
+
+def _peak(audio: np.ndarray, heartbeat: Callable[[], None]) -> float:
+    """The largest absolute sample, a block at a time."""
+    peak = 0.0
+    for i in range(0, len(audio), HEADROOM_BLOCK):
+        heartbeat()
+        peak = max(peak, float(np.abs(audio[i : i + HEADROOM_BLOCK]).max()))
+    return peak
+
+
+def _scale(audio: np.ndarray, scale: float, heartbeat: Callable[[], None]) -> None:
+    """In place, a block at a time."""
+    for i in range(0, len(audio), HEADROOM_BLOCK):
+        heartbeat()
+        audio[i : i + HEADROOM_BLOCK] *= scale
 
 
 def _without_overlaps(notes: list[Note], heartbeat: Heartbeat) -> list[Note]:

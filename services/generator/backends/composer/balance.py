@@ -81,11 +81,13 @@ def excerpt(part: RenderPart, window: int) -> RenderPart:
 Blocks = list[tuple[int, list[np.ndarray]]]
 
 
-def played_apart(synth: Synthesizer, excerpts: Sequence[RenderPart]) -> Blocks:
+def played_apart(
+    synth: Synthesizer, excerpts: Sequence[RenderPart], heartbeat: Callable[[], None]
+) -> Blocks:
     """The excerpts played from sample 0 (as far as their stretches reach, then their ring)."""
     length = max((n.end_sample for e in excerpts for n in e.notes), default=0)
     total = length + round(RING_S * synth.sample_rate)
-    return [(start, dry) for start, _, dry in synth.blocks(excerpts, total)]
+    return [(start, dry) for start, _, dry in synth.blocks(excerpts, total, heartbeat)]
 
 
 def cut_from(
@@ -111,14 +113,16 @@ def balanced_gains(
     levels: Sequence[float],
     mixer_for: Callable[[Sequence[RenderPart], Sequence[float]], Mixer],
     sample_rate: int,
+    heartbeat: Callable[[], None],
 ) -> list[float]:
     """The gain that sets each part at its level (LU from the melody) as it sounds in the
     mix, through its channel strip and with its reverb and echo, from its stretches
     (`measured`, laid out as `excerpts`; `mixer_for(parts, gains)` makes the mix, with
-    stems). A first guess from the dry stretches, then BS.1770 on them as stems at the gain
-    that gave, to take in what the compressor and sends make of them, and one correction (a
-    second pass moved no part by more than 0.6 LU). A part with nothing to measure (no
-    notes, or under BS.1770's -70 LUFS gate: inaudible beside the rest) keeps unit gain."""
+    stems; `heartbeat` is called at every block). A first guess from the dry stretches, then
+    BS.1770 on them as stems at the gain that gave, to take in what the compressor and sends
+    make of them, and one correction (a second pass moved no part by more than 0.6 LU). A
+    part with nothing to measure (no notes, or under BS.1770's -70 LUFS gate: inaudible
+    beside the rest) keeps unit gain."""
     import pyloudnorm
 
     meter = pyloudnorm.Meter(sample_rate)
@@ -147,6 +151,7 @@ def balanced_gains(
     mixer = mixer_for(excerpts, gains)
     stems: list[list[np.ndarray]] = [[] for _ in excerpts]
     for start, block in measured:
+        heartbeat()
         for chunks, stem in zip(stems, mixer.mix(start, block)[1], strict=True):
             chunks.append(stem)
     return corrected(gains, [loudness(chunks) for chunks in stems])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from ctypes import c_void_p
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,12 +148,15 @@ Blocks = Iterator[tuple[int, int, list[np.ndarray]]]
 class Synthesizer:
     """Plays parts with a bank at one sample rate; `blocks` yields (start, end, one dry
     (2 x samples) float32 array per part, channels first as the mix's processors take
-    them) until `total_samples`."""
+    them) until `total_samples`, calling `heartbeat` (it raises to cancel) after each part's
+    events as it prepares them (a two-hour part's take up to 0.4 s) and at every block."""
 
     bank: SoundBank
     sample_rate: int
 
-    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
+    def blocks(
+        self, parts: Sequence[RenderPart], total_samples: int, heartbeat: Callable[[], None]
+    ) -> Blocks:
         raise NotImplementedError
 
     def has_program(self, bank_number: int, program: int) -> bool:
@@ -250,18 +253,27 @@ class FluidSynthesizer(Synthesizer):
         synth, sfid = self._anchor
         return synth.sfpreset_name(sfid, bank_number, program) is not None
 
-    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
+    def blocks(
+        self, parts: Sequence[RenderPart], total_samples: int, heartbeat: Callable[[], None]
+    ) -> Blocks:
         if len(parts) > MIDI_CHANNELS:
             raise RenderError(f"at most {MIDI_CHANNELS} parts, not {len(parts)}")
         # A fresh instance per render: one reused keeps state that a reset leaves (the same
         # seed would not play the same twice).
         synth, sfid = self._new(max(1, len(parts)))
         try:
-            yield from self._play(synth, sfid, parts, total_samples)
+            yield from self._play(synth, sfid, parts, total_samples, heartbeat)
         finally:
             synth.delete()
 
-    def _play(self, synth: Any, sfid: int, parts: Sequence[RenderPart], total: int) -> Blocks:
+    def _play(
+        self,
+        synth: Any,
+        sfid: int,
+        parts: Sequence[RenderPart],
+        total: int,
+        heartbeat: Callable[[], None],
+    ) -> Blocks:
         handle = synth.synth
         for channel, part in enumerate(parts):
             self._set_channel_type(handle, channel, FLUID_DRUM if part.drums else FLUID_MELODIC)
@@ -270,11 +282,11 @@ class FluidSynthesizer(Synthesizer):
                 name = self.bank.path.name
                 raise RenderError(f"{name} has no preset {bank_number}:{part.program}")
             synth.cc(channel, CC_PAN, part.pan)
-        events = sorted(
-            (sample, kind, channel, a, b)
-            for channel, part in enumerate(parts)
-            for sample, kind, a, b in part_events(part)
-        )
+        events = []
+        for channel, part in enumerate(parts):
+            events += [(sample, kind, channel, a, b) for sample, kind, a, b in part_events(part)]
+            heartbeat()
+        events.sort()
         outputs = 2 * len(parts)
         block = _block_length(self.sample_rate)
         buffer = np.zeros((outputs, block), dtype=np.float32)
@@ -282,6 +294,7 @@ class FluidSynthesizer(Synthesizer):
         voices = (c_void_p * (POLYPHONY + 1))()
         cursor = 0
         for block_start in range(0, total, block):
+            heartbeat()
             block_end = min(block_start + block, total)
             buffer[:] = 0.0
             position = block_start
@@ -379,11 +392,17 @@ class TinySoundFontSynthesizer(Synthesizer):
         synth.control_change(0, CC_PAN, part.pan)
         return synth
 
-    def blocks(self, parts: Sequence[RenderPart], total_samples: int) -> Blocks:
-        voices = [(self._synth(part), part_events(part), [0]) for part in parts]
+    def blocks(
+        self, parts: Sequence[RenderPart], total_samples: int, heartbeat: Callable[[], None]
+    ) -> Blocks:
+        voices = []
+        for part in parts:
+            voices.append((self._synth(part), part_events(part), [0]))
+            heartbeat()
         block = _block_length(self.sample_rate)
         buffers = [memoryview(bytearray(block * 8)) for _ in parts]
         for block_start in range(0, total_samples, block):
+            heartbeat()
             block_end = min(block_start + block, total_samples)
             length = block_end - block_start
             audio = []
