@@ -91,6 +91,9 @@ def test_score_by_uri_streams_analysis_progress_files_result(servers, clip):
     assert kinds[0] == "progress" and kinds[1] == "analysis" and kinds[-1] == "result"
     assert kinds.index("analysis") < kinds.index("file")
     assert kinds.count("result") == 1 and "progress" not in kinds[kinds.index("file") :]
+    # Fractions 0..1, rising (the contract's words).
+    fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
+    assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
     analysis = next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
     assert len(analysis.cuts) == 2
     files: dict[str, bytes] = {}
