@@ -3,6 +3,8 @@ status, costs no other caller anything, and leaves nothing on disk."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.config import RequestLimits
+from services.config import RequestLimits, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, start, stop, wait_serving, write_config
 from services.domain import Cut, Look, Segment
@@ -31,10 +33,13 @@ from services.gen.bgm.v1 import (
     generator_pb2,
     generator_pb2_grpc,
 )
+from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.beatcheck import genre_brief
+from services.generator.servicer import SERVICE, GeneratorServicer
 from services.media.audio import decode_audio, mux_into_video
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
+from services.serving import HostedServer, ServiceBinding
 from services.tagger.backend import AnalysisRequest
 from tests.test_services import code_of, metric, score
 
@@ -619,6 +624,60 @@ def test_the_gateway_scores_again_within_a_second_of_the_generator(tmp_path, med
             process.send_signal(signal.SIGTERM)
         for process in processes.values():
             process.wait(timeout=60)
+
+
+class _ErraticProgress(GeneratorServicer):
+    """A generator from another team: its progress steps back, passes 1 and is not a number
+    before the composer's own."""
+
+    async def Generate(self, request, context):  # type: ignore[no-untyped-def,override]
+        for fraction in (0.5, 0.2, math.nan, 3.0):
+            yield generator_pb2.GenerateResponse(
+                every_candidate=True,
+                progress=common_pb2.Progress(stage="composition", fraction=fraction),
+            )
+        async for message in super().Generate(request, context):
+            yield message
+
+
+@pytest.mark.slow
+def test_the_score_progress_rises_whatever_the_generator_sends(tmp_path, media, clip):
+    """The Score stream's fractions rise within 0..1 (the gateway's contract) behind a
+    generator whose own do not."""
+    config, ports = write_config(tmp_path, media)
+    address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
+    log = tmp_path / "serve.log"
+    processes = {"tagger": _serve(config, "tagger", log)}
+    loaded = load_config(config)
+    servicer = _ErraticProgress.from_config(loaded, ComposerGenerator(loaded.generator.composer))
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def serve() -> HostedServer:
+        server = HostedServer([binding], address["generator"], loaded.serving.max_message_bytes)
+        await server.start()
+        return server
+
+    generator = asyncio.run_coroutine_threadsafe(serve(), loop).result(60)
+    try:
+        wait_serving(address["tagger"])
+        processes["gateway"] = _serve(config, "gateway", log)
+        wait_serving(address["gateway"])
+        events = score(address["gateway"], _request(clip.path.as_uri()))
+        assert events[-1].WhichOneof("event") == "result"
+        fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
+        assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            process.wait(timeout=60)
+        asyncio.run_coroutine_threadsafe(generator.stop(1.0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
 
 
 def test_limits_live_in_the_config():

@@ -464,11 +464,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )  # fmt: skip
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []
+        composed = 0.0
         try:
             async for message in call:
                 which = message.WhichOneof("event")
                 if which == "progress":
-                    yield _progress("composition", 0.35 + 0.45 * message.progress.fraction)
+                    # The Score stream's fractions rise within 0..1 (its contract), whatever a
+                    # generator sends: one that steps back, passes 1 or is not a number is
+                    # not passed on.
+                    fraction = min(message.progress.fraction, 1.0)
+                    if fraction > composed:
+                        composed = fraction
+                        yield _progress("composition", 0.35 + 0.45 * fraction)
                     continue
                 if which == "ranking":
                     ranking = ranking_from_proto(message.ranking.scores)

@@ -92,8 +92,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
             def report(fraction: float) -> None:
                 cancellation.check()
-                # A heartbeat repeats the last fraction: only news is sent on.
-                if fraction != reported[0]:
+                # A heartbeat repeats the last fraction: only progress is sent on (the
+                # contract's fractions rise, whatever a backend reports).
+                if fraction > reported[0]:
                     reported[0] = fraction
                     loop.call_soon_threadsafe(progress.put_nowait, fraction)
 

@@ -53,7 +53,7 @@ class GeneratorServicer:
 
     def Generate(self, request, context):
         """Generate music. Events, in this order: progress of the whole request (every_candidate
-        true); then candidate by candidate (0, 1, ...): its plan, its audio in chunks (in order),
+        true; fractions 0..1, rising); then candidate by candidate (0, 1, ...): its plan, its audio in chunks (in order),
         its MIDI (symbolic backends), its stems (if asked for; one instrument's chunks after
         another's); last, for several candidates, their ranking (every_candidate true). A brief
         that breaks MusicBrief's rules, or a request over the limits (see the Gateway), is
