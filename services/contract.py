@@ -32,7 +32,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
-from services.errors import InvalidInputError, ResourceExhaustedError
+from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.sources import SourcePolicy, fetch_off_loop, parse_uri
@@ -282,22 +282,46 @@ def audio_chunks(audio: np.ndarray, sample_rate: int) -> Iterator[pb.AudioChunk]
 
 
 class AudioAssembler:
-    """Collects AudioChunk messages back into one (samples x channels) float32 array."""
+    """Collects AudioChunk messages back into one (samples x 2) float32 array: the stereo
+    music a brief asked for, so every chunk must carry its sample rate and exact length and
+    fit inside it (`what` names the audio in the DownstreamError that refuses a chunk that
+    does not, before anything is allocated for it)."""
 
-    def __init__(self) -> None:
+    CHANNELS = 2
+
+    def __init__(self, what: str, sample_rate: int, total_samples: int):
+        self.what = what
+        self.sample_rate = sample_rate
+        self.total_samples = total_samples
         self.audio: np.ndarray | None = None
-        self.sample_rate = 0
 
     def add(self, chunk: pb.AudioChunk) -> None:
+        shape = (chunk.sample_rate, chunk.total_samples, chunk.channels)
+        if shape != (self.sample_rate, self.total_samples, self.CHANNELS):
+            raise DownstreamError(
+                f"{self.what}: {chunk.total_samples} samples of {chunk.channels} channels at "
+                f"{chunk.sample_rate} Hz, not the brief's {self.total_samples} of "
+                f"{self.CHANNELS} at {self.sample_rate} Hz"
+            )
+        frame = 4 * self.CHANNELS
+        count = len(chunk.pcm_f32le) // frame
+        if len(chunk.pcm_f32le) % frame or not (
+            0 <= chunk.first_sample <= self.total_samples - count
+        ):
+            raise DownstreamError(
+                f"{self.what}: a chunk of {len(chunk.pcm_f32le)} bytes at sample "
+                f"{chunk.first_sample} does not fit its {self.total_samples} samples"
+            )
+        part = np.frombuffer(chunk.pcm_f32le, dtype="<f4").reshape(-1, self.CHANNELS)
+        if not np.isfinite(part).all():
+            raise DownstreamError(f"{self.what}: samples that are not numbers")
         if self.audio is None:
-            self.audio = np.zeros((chunk.total_samples, chunk.channels), dtype=np.float32)
-            self.sample_rate = chunk.sample_rate
-        part = np.frombuffer(chunk.pcm_f32le, dtype="<f4").reshape(-1, chunk.channels)
-        self.audio[chunk.first_sample : chunk.first_sample + len(part)] = part
+            self.audio = np.zeros((self.total_samples, self.CHANNELS), dtype=np.float32)
+        self.audio[chunk.first_sample : chunk.first_sample + count] = part
 
     def result(self) -> np.ndarray:
         if self.audio is None:
-            raise ValueError("no audio received")
+            raise DownstreamError(f"{self.what}: none was sent")
         return self.audio
 
 

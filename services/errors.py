@@ -116,6 +116,14 @@ class UnavailableError(BgmError):
     error_reason = "SERVICE_UNAVAILABLE"
 
 
+class DownstreamError(BgmError):
+    """A service this one calls answered against its contract (a generator's audio of another
+    rate or length than the brief's): nothing in the caller's request was at fault."""
+
+    status_code = "INTERNAL"
+    error_reason = "DOWNSTREAM_BROKE_CONTRACT"
+
+
 class CancelledError(BgmError):
     """The caller went away; the work stopped."""
 

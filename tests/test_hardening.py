@@ -626,30 +626,41 @@ def test_the_gateway_scores_again_within_a_second_of_the_generator(tmp_path, med
             process.wait(timeout=60)
 
 
-class _ErraticProgress(GeneratorServicer):
-    """A generator from another team: its progress steps back, passes 1 and is not a number
-    before the composer's own."""
+Fault = Callable[[generator_pb2.GenerateResponse], list[generator_pb2.GenerateResponse]]
+
+
+def _progress_event(fraction: float) -> generator_pb2.GenerateResponse:
+    return generator_pb2.GenerateResponse(
+        every_candidate=True, progress=common_pb2.Progress(stage="composition", fraction=fraction)
+    )
+
+
+class _FaultyGenerator(GeneratorServicer):
+    """A generator from another team: the composer's messages, each passed through `fault`
+    (the messages sent in its place), and `opening` sent before them."""
+
+    fault: Fault = staticmethod(lambda message: [message])  # type: ignore[assignment]
+    opening: tuple[generator_pb2.GenerateResponse, ...] = ()
 
     async def Generate(self, request, context):  # type: ignore[no-untyped-def,override]
-        for fraction in (0.5, 0.2, math.nan, 3.0):
-            yield generator_pb2.GenerateResponse(
-                every_candidate=True,
-                progress=common_pb2.Progress(stage="composition", fraction=fraction),
-            )
-        async for message in super().Generate(request, context):
+        for message in self.opening:
             yield message
+        async for message in super().Generate(request, context):
+            for sent in self.fault(message):
+                yield sent
 
 
-@pytest.mark.slow
-def test_the_score_progress_rises_whatever_the_generator_sends(tmp_path, media, clip):
-    """The Score stream's fractions rise within 0..1 (the gateway's contract) behind a
-    generator whose own do not."""
-    config, ports = write_config(tmp_path, media)
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyGenerator]]:
+    """A real tagger and gateway, and a _FaultyGenerator served in this process: the
+    gateway's address and the generator, whose faults a test sets."""
+    folder = tmp_path_factory.mktemp("faulty")
+    config, ports = write_config(folder, media)
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
-    log = tmp_path / "serve.log"
+    log = folder / "serve.log"
     processes = {"tagger": _serve(config, "tagger", log)}
     loaded = load_config(config)
-    servicer = _ErraticProgress.from_config(loaded, ComposerGenerator(loaded.generator.composer))
+    servicer = _FaultyGenerator.from_config(loaded, ComposerGenerator(loaded.generator.composer))
     binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
                              servicer)  # fmt: skip
     loop = asyncio.new_event_loop()
@@ -666,10 +677,7 @@ def test_the_score_progress_rises_whatever_the_generator_sends(tmp_path, media, 
         wait_serving(address["tagger"])
         processes["gateway"] = _serve(config, "gateway", log)
         wait_serving(address["gateway"])
-        events = score(address["gateway"], _request(clip.path.as_uri()))
-        assert events[-1].WhichOneof("event") == "result"
-        fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
-        assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
+        yield address["gateway"], servicer
     finally:
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
@@ -678,6 +686,83 @@ def test_the_score_progress_rises_whatever_the_generator_sends(tmp_path, media, 
         asyncio.run_coroutine_threadsafe(generator.stop(1.0), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_score_progress_rises_whatever_the_generator_sends(faulty, clip, monkeypatch):
+    """The Score stream's fractions rise within 0..1 (the gateway's contract) behind a
+    generator whose own step back, pass 1 and are not numbers."""
+    gateway, generator = faulty
+    erratic = tuple(_progress_event(fraction) for fraction in (0.5, 0.2, math.nan, 3.0))
+    monkeypatch.setattr(generator, "opening", erratic)
+    events = score(gateway, _request(clip.path.as_uri()))
+    assert events[-1].WhichOneof("event") == "result"
+    fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
+    assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
+
+
+def _audio_changed(**changes: object) -> Fault:
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") == "audio":
+            for name, value in changes.items():
+                setattr(message.audio, name, value)
+        return [message]
+
+    return fault
+
+
+def _nan_audio(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+    if message.WhichOneof("event") == "audio" and message.audio.first_sample == 0:
+        message.audio.pcm_f32le = np.full(8, np.nan, dtype="<f4").tobytes()
+    return [message]
+
+
+def _extra(**fields: object) -> Fault:
+    """The message, then one more (candidate and stem as `fields` say) after the plan."""
+
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") != "plan":
+            return [message]
+        return [message, generator_pb2.GenerateResponse(**fields)]
+
+    return fault
+
+
+STEM = generator_pb2.StemChunk(
+    instrument="kazoo", audio=common_pb2.AudioChunk(sample_rate=48000, channels=2)
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [(_audio_changed(sample_rate=22050), "at 22050 Hz, not the brief's"),
+     (_audio_changed(total_samples=10**12), "1000000000000 samples"),
+     (_audio_changed(channels=6), "of 6 channels"),
+     (_audio_changed(first_sample=10**9), "does not fit"),
+     (_nan_audio, "samples that are not numbers"),
+     (_extra(candidate=7, midi=b"MThd"), "candidate 7 of 1"),
+     (_extra(stem=STEM), "a stem for 'kazoo'"),
+     (lambda message: [] if message.WhichOneof("event") == "plan" else [message],
+      "returned no plan")],
+)  # fmt: skip
+def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
+    faulty, clip, monkeypatch, fault, says
+):
+    """Music of another rate, length or shape than the brief's, samples that are not numbers,
+    a candidate or a stem nobody asked for: INTERNAL, saying what the generator sent and that
+    the request was not at fault (reason DOWNSTREAM_BROKE_CONTRACT), with nothing allocated
+    for it; the next request is scored."""
+    gateway, generator = faulty
+    monkeypatch.setattr(generator, "fault", fault)
+    request = _request(clip.path.as_uri())
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
+    assert says in caught.value.details()
+    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
+    monkeypatch.undo()
+    assert score(gateway, request)[-1].WhichOneof("event") == "result"
 
 
 def test_limits_live_in_the_config():

@@ -41,7 +41,7 @@ from services.domain import (
     UserControls,
 )
 from services.edge import EdgeSchema
-from services.errors import InvalidInputError, ResourceExhaustedError
+from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
 from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
 from services.gateway.delivery import (
@@ -465,6 +465,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []
         composed = 0.0
+        rate, total = brief.sample_rate, round(brief.duration_s * brief.sample_rate)
         try:
             async for message in call:
                 which = message.WhichOneof("event")
@@ -480,7 +481,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 if which == "ranking":
                     ranking = ranking_from_proto(message.ranking.scores)
                     continue
-                parts = received.setdefault(message.candidate, _CandidateParts())
+                # What a generator sends is checked against the brief before it is held: the
+                # gateway holds no more than the candidates' music and stems it asked for.
+                candidate = message.candidate
+                if not 0 <= candidate < max(candidates, 1):
+                    raise DownstreamError(f"the generator sent candidate {candidate} of "
+                                          f"{max(candidates, 1)}")  # fmt: skip
+                parts = received.setdefault(
+                    candidate,
+                    _CandidateParts(AudioAssembler(f"candidate {candidate}'s audio", rate, total)),
+                )
                 if which == "plan":
                     parts.plan = plan_from_proto(message.plan)
                 elif which == "audio":
@@ -488,19 +498,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 elif which == "midi":
                     parts.midi = message.midi
                 elif which == "stem":
-                    parts.stems.setdefault(message.stem.instrument, AudioAssembler()).add(
-                        message.stem.audio
-                    )
+                    name = message.stem.instrument
+                    if parts.plan is None or name not in parts.plan.instruments:
+                        raise DownstreamError(
+                            f"the generator sent a stem for {name!r}, which candidate "
+                            f"{candidate}'s plan does not play"
+                        )
+                    stem = AudioAssembler(f"candidate {candidate}'s {name} stem", rate, total)
+                    parts.stems.setdefault(name, stem).add(message.stem.audio)
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
         chosen = received.get(ranking[0].candidate if ranking else 0)
         if chosen is None or chosen.plan is None:
-            raise InvalidInputError("the generator returned no plan")
+            raise DownstreamError("the generator returned no plan")
         if candidates > 1 and len(ranking) != candidates:
-            raise InvalidInputError(f"the generator ranked {len(ranking)} of {candidates} "
-                                    "candidates")  # fmt: skip
-        music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=chosen.audio.sample_rate,
+            raise DownstreamError(f"the generator ranked {len(ranking)} of {candidates} "
+                                  "candidates")  # fmt: skip
+        music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=rate,
                                stems={n: a.result() for n, a in chosen.stems.items()},
                                midi=chosen.midi, plan=chosen.plan)  # fmt: skip
         yield _Generated(music, ranking)
@@ -536,8 +551,8 @@ def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:
 class _CandidateParts:
     """One candidate's messages as they arrive."""
 
+    audio: AudioAssembler
     plan: MusicPlan | None = None
-    audio: AudioAssembler = field(default_factory=AudioAssembler)
     midi: bytes = b""
     stems: dict[str, AudioAssembler] = field(default_factory=dict)
 
