@@ -32,6 +32,8 @@ from services.gen.bgm.v1 import (
     gateway_pb2_grpc,
     generator_pb2,
     generator_pb2_grpc,
+    tagger_pb2,
+    tagger_pb2_grpc,
 )
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.beatcheck import genre_brief
@@ -41,6 +43,9 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
 from services.serving import HostedServer, ServiceBinding
 from services.tagger.backend import AnalysisRequest
+from services.tagger.backends import create_tagger_backend
+from services.tagger.servicer import SERVICE as TAGGER_SERVICE
+from services.tagger.servicer import TaggerServicer
 from tests.test_services import code_of, metric, score
 
 # ---- the edge schema, without servers --------------------------------------------------
@@ -650,40 +655,57 @@ class _FaultyGenerator(GeneratorServicer):
                 yield sent
 
 
+class _FaultyTagger(TaggerServicer):
+    """A tagger from another team: the vision tagger's answer, passed through `fault` (which
+    changes it in place)."""
+
+    fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(  # type: ignore[assignment]
+        lambda reply: None
+    )
+
+    async def Analyze(self, request, context):  # type: ignore[no-untyped-def,override]
+        reply = await super().Analyze(request, context)
+        self.fault(reply)
+        return reply
+
+
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyGenerator]]:
-    """A real tagger and gateway, and a _FaultyGenerator served in this process: the
-    gateway's address and the generator, whose faults a test sets."""
+def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator]]:
+    """A _FaultyTagger and a _FaultyGenerator served in this process and a real gateway in
+    front of them: the gateway's address, the tagger and the generator, whose faults a test
+    sets."""
     folder = tmp_path_factory.mktemp("faulty")
     config, ports = write_config(folder, media)
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
-    log = folder / "serve.log"
-    processes = {"tagger": _serve(config, "tagger", log)}
     loaded = load_config(config)
-    servicer = _FaultyGenerator.from_config(loaded, ComposerGenerator(loaded.generator.composer))
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
+    tagger = _FaultyTagger.from_config(loaded, create_tagger_backend(loaded.tagger))
+    generator = _FaultyGenerator.from_config(loaded, ComposerGenerator(loaded.generator.composer))
+    bindings = {
+        "tagger": ServiceBinding(TAGGER_SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server,
+                                 tagger),
+        "generator": ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                                    generator),
+    }  # fmt: skip
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def serve() -> HostedServer:
-        server = HostedServer([binding], address["generator"], loaded.serving.max_message_bytes)
+    async def serve(name: str) -> HostedServer:
+        server = HostedServer([bindings[name]], address[name], loaded.serving.max_message_bytes)
         await server.start()
         return server
 
-    generator = asyncio.run_coroutine_threadsafe(serve(), loop).result(60)
+    servers = [asyncio.run_coroutine_threadsafe(serve(name), loop).result(60)
+               for name in bindings]  # fmt: skip
+    gateway = _serve(config, "gateway", folder / "serve.log")
     try:
-        wait_serving(address["tagger"])
-        processes["gateway"] = _serve(config, "gateway", log)
         wait_serving(address["gateway"])
-        yield address["gateway"], servicer
+        yield address["gateway"], tagger, generator
     finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            process.wait(timeout=60)
-        asyncio.run_coroutine_threadsafe(generator.stop(1.0), loop).result(30)
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(timeout=60)
+        for server in servers:
+            asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
@@ -692,7 +714,7 @@ def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyGenerator]]:
 def test_the_score_progress_rises_whatever_the_generator_sends(faulty, clip, monkeypatch):
     """The Score stream's fractions rise within 0..1 (the gateway's contract) behind a
     generator whose own step back, pass 1 and are not numbers."""
-    gateway, generator = faulty
+    gateway, _, generator = faulty
     erratic = tuple(_progress_event(fraction) for fraction in (0.5, 0.2, math.nan, 3.0))
     monkeypatch.setattr(generator, "opening", erratic)
     events = score(gateway, _request(clip.path.as_uri()))
@@ -753,13 +775,54 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     a candidate or a stem nobody asked for: INTERNAL, saying what the generator sent and that
     the request was not at fault (reason DOWNSTREAM_BROKE_CONTRACT), with nothing allocated
     for it; the next request is scored."""
-    gateway, generator = faulty
+    gateway, _, generator = faulty
     monkeypatch.setattr(generator, "fault", fault)
     request = _request(clip.path.as_uri())
     with pytest.raises(grpc.RpcError) as caught:
         score(gateway, request)
     assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
     assert says in caught.value.details()
+    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
+    monkeypatch.undo()
+    assert score(gateway, request)[-1].WhichOneof("event") == "result"
+
+
+def _timeline_changed(reply: tagger_pb2.AnalyzeResponse, **changes: object) -> None:
+    analysis = reply.analysis
+    for name, value in changes.items():
+        setattr(analysis, name, value)
+
+
+def _segment_gap(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.segments[1].start_s += 0.5
+
+
+def _cut_outside(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.cuts[0].time_s = reply.analysis.duration_s + 3.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [(lambda reply: _timeline_changed(reply, duration_s=math.nan), "a duration of nan s"),
+     (lambda reply: _timeline_changed(reply, duration_s=-4.0), "a duration of -4 s"),
+     (_segment_gap, "brief.segments[1] starts at"),
+     (_cut_outside, "brief.cuts[0] at")],
+)  # fmt: skip
+def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
+    faulty, clip, monkeypatch, fault, says
+):
+    """A timeline whose length is not a positive number, whose segments leave a gap or whose
+    cuts lie outside it: INTERNAL DOWNSTREAM_BROKE_CONTRACT naming the tagger, not the
+    generator's INVALID_ARGUMENT on a brief field the caller never sent; the next request is
+    scored."""
+    gateway, tagger, _ = faulty
+    monkeypatch.setattr(tagger, "fault", fault)
+    request = _request(clip.path.as_uri())
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
+    assert "the tagger's analysis" in caught.value.details() and says in caught.value.details()
     assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
     monkeypatch.undo()
     assert score(gateway, request)[-1].WhichOneof("event") == "result"

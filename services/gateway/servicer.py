@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ from services.gen.bgm.v1 import (
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
-from services.rules import speech_matters
+from services.rules import check_timeline, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
@@ -415,6 +416,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 stems=options.stems_dir is not None,
                 keep_original_audio=options.keep_original_audio,
             )
+            _check_tagger_timeline(brief)
             generated = None
             async for event in self._generate(brief, controls.candidates):
                 if isinstance(event, _Generated):
@@ -541,6 +543,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+def _check_tagger_timeline(brief: MusicBrief) -> None:
+    """The brief's length, segments, cuts and speech are the tagger's: where they break the
+    rules a brief must satisfy, the tagger broke its contract, not the caller (a swapped-in
+    tagger's analysis would otherwise come back from the generator as INVALID_ARGUMENT on a
+    field the caller never sent)."""
+    what = "the tagger's analysis, as the brief carries it"
+    if not (math.isfinite(brief.duration_s) and brief.duration_s > 0.0):
+        raise DownstreamError(f"{what}: a duration of {brief.duration_s:g} s")
+    try:
+        check_timeline(brief)
+    except InvalidInputError as error:
+        raise DownstreamError(f"{what}: {error}") from None
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:

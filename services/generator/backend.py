@@ -14,7 +14,7 @@ import numpy as np
 from services.domain import Cut, CutAlignment, GeneratedMusic, GeneratorInfo, MusicBrief
 from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
-from services.rules import BPM_LIMITS, check_structure
+from services.rules import BPM_LIMITS, check_structure, check_timeline
 from services.vocabulary import Vocabulary
 
 # A cut within this distance of a beat (or bar line) counts as on it.
@@ -161,44 +161,3 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
         vocabulary.parse_key(tags.key)
     except ValueError as error:
         raise InvalidInputError(str(error)) from None
-
-
-# How far a segment's start may sit from where the one before ended (and the last's end from
-# the duration): float seconds travel as doubles, but analyses round to microseconds.
-TIMELINE_TOLERANCE_S = 1e-3
-
-
-def check_timeline(brief: MusicBrief) -> None:
-    """Segments tile [0, duration] in order; cuts fall inside it."""
-    segments, end = brief.segments, brief.duration_s
-    tolerance = TIMELINE_TOLERANCE_S
-    for index, segment in enumerate(segments):
-        field = f"brief.segments[{index}]"
-        before = segments[index - 1].end_s if index else 0.0
-        if not segment.start_s < segment.end_s:
-            raise InvalidInputError(f"{field} ends ({segment.end_s:g} s) before it starts "
-                                    f"({segment.start_s:g} s)", field=field)  # fmt: skip
-        if abs(segment.start_s - before) > tolerance:
-            raise InvalidInputError(
-                f"{field} starts at {segment.start_s:g} s, not where the one before it ends "
-                f"({before:g} s): segments tile the music from 0 to its end",
-                field=field,
-            )
-    if segments and abs(segments[-1].end_s - end) > tolerance:
-        field = f"brief.segments[{len(segments) - 1}]"
-        raise InvalidInputError(f"the last segment ends at {segments[-1].end_s:g} s, not at the "
-                                f"duration ({end:g} s)", field=field)  # fmt: skip
-    for index, cut in enumerate(brief.cuts):
-        if not 0.0 < cut.time_s < end:
-            field = f"brief.cuts[{index}]"
-            raise InvalidInputError(f"{field} at {cut.time_s:g} s is outside the music "
-                                    f"(0..{end:g} s)", field=field)  # fmt: skip
-    previous_end = 0.0
-    for index, interval in enumerate(brief.speech):
-        field = f"brief.speech[{index}]"
-        if not previous_end <= interval.start_s < interval.end_s <= end + tolerance:
-            raise InvalidInputError(
-                f"{field} ({interval.start_s:g}-{interval.end_s:g} s) must start after the one "
-                f"before ends ({previous_end:g} s), end after it starts and lie inside the "
-                f"music (0..{end:g} s)", field=field)  # fmt: skip
-        previous_end = interval.end_s
