@@ -723,6 +723,19 @@ def test_the_score_progress_rises_whatever_the_generator_sends(faulty, clip, mon
     assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
 
 
+def _refused_as_downstream_then_scored(gateway: str, clip: SyntheticVideo, monkeypatch) -> str:
+    """The error's message: the request fails INTERNAL, DOWNSTREAM_BROKE_CONTRACT; once the
+    fault is undone, the same request is scored."""
+    request = _request(clip.path.as_uri())
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
+    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
+    monkeypatch.undo()
+    assert score(gateway, request)[-1].WhichOneof("event") == "result"
+    return caught.value.details()
+
+
 def _audio_changed(**changes: object) -> Fault:
     def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
         if message.WhichOneof("event") == "audio":
@@ -777,14 +790,7 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     for it; the next request is scored."""
     gateway, _, generator = faulty
     monkeypatch.setattr(generator, "fault", fault)
-    request = _request(clip.path.as_uri())
-    with pytest.raises(grpc.RpcError) as caught:
-        score(gateway, request)
-    assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
-    assert says in caught.value.details()
-    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
-    monkeypatch.undo()
-    assert score(gateway, request)[-1].WhichOneof("event") == "result"
+    assert says in _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
 
 
 def _timeline_changed(reply: tagger_pb2.AnalyzeResponse, **changes: object) -> None:
@@ -818,14 +824,8 @@ def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     scored."""
     gateway, tagger, _ = faulty
     monkeypatch.setattr(tagger, "fault", fault)
-    request = _request(clip.path.as_uri())
-    with pytest.raises(grpc.RpcError) as caught:
-        score(gateway, request)
-    assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
-    assert "the tagger's analysis" in caught.value.details() and says in caught.value.details()
-    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
-    monkeypatch.undo()
-    assert score(gateway, request)[-1].WhichOneof("event") == "result"
+    details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
+    assert "the tagger's analysis" in details and says in details
 
 
 def test_limits_live_in_the_config():
