@@ -38,6 +38,7 @@ from services.gateway.mastering import LoudnessReport
 from services.generator.backend import GeneratorBackend
 from services.generator.candidates import candidate_jobs, ranked
 from services.progress import Heartbeat, ProgressCallback
+from services.rules import speech_matters
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 from services.vocabulary import Vocabulary
 
@@ -147,8 +148,11 @@ class ScorePipeline:
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()
+        # Music that replaces the video's sound has no use for its speech: the tagger does
+        # not listen (the gateway asks its tagger the same).
+        listen = speech_matters(controls.speech, options.keep_original_audio)
         analysis = self.tagger.analyze(
-            AnalysisRequest(video, prompt=controls.prompt),
+            AnalysisRequest(video, prompt=controls.prompt, listen=listen),
             progress=lambda fraction: report(0.35 * fraction),
         )
         timings["analysis"] = time.perf_counter() - mark

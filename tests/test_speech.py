@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from services.config import SpeechDuckingConfig
+from services.config import RequestLimits, SpeechDuckingConfig
 from services.contract import analysis_from_proto, analysis_to_proto
 from services.domain import OutputOptions, SpeechInterval, UserControls, VideoAnalysis
 from services.errors import InvalidInputError
@@ -22,6 +22,7 @@ from services.gateway.mastering import SpeechDucking, master, speech_gain
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.speech import PULSE_KEYS, VOICE_LOW
 from services.media.synth import Shot, SyntheticVideo, speech_track, write_video
+from services.pipeline import ScorePipeline
 from services.rules import SPEECH_MODES, speech_matters
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
@@ -283,6 +284,21 @@ def test_bgm_score_listens_only_when_the_voice_is_kept_or_asked_for(spoken, tmp_
         True, True,  # arrange
         False, False,  # off
     ]  # fmt: skip
+
+
+def test_the_pipeline_listens_only_when_the_speech_matters(spoken, tagger, generator, tmp_path):
+    """ScorePipeline asks its tagger to listen by the rule the CLI and the gateway use: not
+    for music that replaces the video's sound, but with the sound kept or a speech mode
+    asked for."""
+    pipeline = ScorePipeline(tagger, generator, load_vocabulary(), RequestLimits())
+    for controls, keep, heard in ((UserControls(), False, False),
+                                  (UserControls(), True, True),
+                                  (UserControls(speech="duck"), False, True),
+                                  (UserControls(speech="off"), True, False)):  # fmt: skip
+        output = tmp_path / f"{controls.speech}-{keep}.wav"
+        result = pipeline.score(spoken.video.path, controls,
+                                OutputOptions(output, keep_original_audio=keep))  # fmt: skip
+        assert bool(result.analysis.speech) == heard, (controls.speech, keep)
 
 
 def test_analyses_at_once_hear_the_same_speech(spoken, tagger: VisionTagger):
