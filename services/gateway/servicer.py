@@ -468,6 +468,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ranking: list[CandidateScore] = []
         composed = 0.0
         rate, total = brief.sample_rate, round(brief.duration_s * brief.sample_rate)
+        asked = max(candidates, 1)
         try:
             async for message in call:
                 which = message.WhichOneof("event")
@@ -486,13 +487,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 # What a generator sends is checked against the brief before it is held: the
                 # gateway holds no more than the candidates' music and stems it asked for.
                 candidate = message.candidate
-                if not 0 <= candidate < max(candidates, 1):
-                    raise DownstreamError(f"the generator sent candidate {candidate} of "
-                                          f"{max(candidates, 1)}")  # fmt: skip
-                parts = received.setdefault(
-                    candidate,
-                    _CandidateParts(AudioAssembler(f"candidate {candidate}'s audio", rate, total)),
-                )
+                if not 0 <= candidate < asked:
+                    raise DownstreamError(f"the generator sent candidate {candidate} of {asked}")
+                parts = received.get(candidate)
+                if parts is None:
+                    audio = AudioAssembler(f"candidate {candidate}'s audio", rate, total)
+                    parts = received[candidate] = _CandidateParts(audio)
                 if which == "plan":
                     parts.plan = plan_from_proto(message.plan)
                 elif which == "audio":
@@ -506,8 +506,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                             f"the generator sent a stem for {name!r}, which candidate "
                             f"{candidate}'s plan does not play"
                         )
-                    stem = AudioAssembler(f"candidate {candidate}'s {name} stem", rate, total)
-                    parts.stems.setdefault(name, stem).add(message.stem.audio)
+                    if name not in parts.stems:
+                        what = f"candidate {candidate}'s {name} stem"
+                        parts.stems[name] = AudioAssembler(what, rate, total)
+                    parts.stems[name].add(message.stem.audio)
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
