@@ -1,14 +1,16 @@
-"""What requests and briefs must satisfy, shared by the services: the gateway checks a
-user's controls by them (and the tagger's timeline, as its brief carries it), the generator
-checks a brief by them.
+"""What requests, analyses and briefs must satisfy, shared by the services: the gateway
+checks a user's controls and a tagger's analysis by them, the generator checks a brief by
+them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from services.domain import GeneratorInfo, MusicBrief
+from services.domain import GeneratorInfo, MusicBrief, VideoAnalysis
 from services.errors import InvalidInputError
+from services.vocabulary import Vocabulary
 
 # Tempo a user or a brief may ask for, beats per minute.
 BPM_LIMITS = (30.0, 300.0)
@@ -63,12 +65,14 @@ def speech_matters(mode: str, keep_original_audio: bool) -> bool:
 TIMELINE_TOLERANCE_S = 1e-3
 
 
-def check_timeline(brief: MusicBrief) -> None:
-    """Segments tile [0, duration] in order; cuts fall inside it."""
-    segments, end = brief.segments, brief.duration_s
+def check_timeline(timeline: MusicBrief | VideoAnalysis, name: str) -> None:
+    """`name`'s segments tile [0, duration] in order, its cuts and speech lie inside it, and
+    its segments' energies and looks and its cuts' strengths are in 0..1 (as the contract
+    says)."""
+    segments, end = timeline.segments, timeline.duration_s
     tolerance = TIMELINE_TOLERANCE_S
     for index, segment in enumerate(segments):
-        field = f"brief.segments[{index}]"
+        field = f"{name}.segments[{index}]"
         before = segments[index - 1].end_s if index else 0.0
         if not segment.start_s < segment.end_s:
             raise InvalidInputError(f"{field} ends ({segment.end_s:g} s) before it starts "
@@ -79,21 +83,76 @@ def check_timeline(brief: MusicBrief) -> None:
                 f"({before:g} s): segments tile the music from 0 to its end",
                 field=field,
             )
+        check_unit_interval(f"{field}.energy", segment.energy)
+        for look_field, value in vars(segment.look).items():
+            check_unit_interval(f"{field}.look.{look_field}", value)
     if segments and abs(segments[-1].end_s - end) > tolerance:
-        field = f"brief.segments[{len(segments) - 1}]"
+        field = f"{name}.segments[{len(segments) - 1}]"
         raise InvalidInputError(f"the last segment ends at {segments[-1].end_s:g} s, not at the "
                                 f"duration ({end:g} s)", field=field)  # fmt: skip
-    for index, cut in enumerate(brief.cuts):
+    for index, cut in enumerate(timeline.cuts):
+        field = f"{name}.cuts[{index}]"
         if not 0.0 < cut.time_s < end:
-            field = f"brief.cuts[{index}]"
             raise InvalidInputError(f"{field} at {cut.time_s:g} s is outside the music "
                                     f"(0..{end:g} s)", field=field)  # fmt: skip
+        check_unit_interval(f"{field}.strength", cut.strength)
     previous_end = 0.0
-    for index, interval in enumerate(brief.speech):
-        field = f"brief.speech[{index}]"
+    for index, interval in enumerate(timeline.speech):
+        field = f"{name}.speech[{index}]"
         if not previous_end <= interval.start_s < interval.end_s <= end + tolerance:
             raise InvalidInputError(
                 f"{field} ({interval.start_s:g}-{interval.end_s:g} s) must start after the one "
                 f"before ends ({previous_end:g} s), end after it starts and lie inside the "
                 f"music (0..{end:g} s)", field=field)  # fmt: skip
         previous_end = interval.end_s
+
+
+def check_unit_interval(field: str, value: float) -> None:
+    """A contract's 0..1 value (an energy, a strength, a look)."""
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise InvalidInputError(f"{field}: {value:g} is outside 0..1", field=field)
+
+
+def check_segment_moods(
+    timeline: MusicBrief | VideoAnalysis, name: str, vocabulary: Vocabulary
+) -> None:
+    """Every segment's moods are the vocabulary's."""
+    for index, segment in enumerate(timeline.segments):
+        unknown = [mood for mood in segment.moods if mood not in vocabulary.moods]
+        if unknown:
+            field = f"{name}.segments[{index}].moods"
+            raise InvalidInputError(f"{field}: unknown mood {', '.join(unknown)}; valid: "
+                                    f"{', '.join(vocabulary.moods)}", field=field)  # fmt: skip
+
+
+def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
+    """A tagger's analysis as its contract has it (the gateway holds another team's tagger to
+    it): a positive length that its timeline tiles, and tags the vocabulary names, with a
+    tempo inside its range and the range inside BPM_LIMITS."""
+    duration = analysis.duration_s
+    if not (math.isfinite(duration) and duration > 0.0):
+        raise InvalidInputError(f"analysis.duration_s: {duration:g} s is not a length",
+                                field="analysis.duration_s")  # fmt: skip
+    check_timeline(analysis, "analysis")
+    check_segment_moods(analysis, "analysis", vocabulary)
+    tags = analysis.tags
+    for kind, names in (("genres", tags.genres), ("moods", tags.moods),
+                        ("instruments", tags.instruments)):  # fmt: skip
+        known = getattr(vocabulary, kind)
+        unknown = [tag for tag in names if tag not in known]
+        if unknown:
+            field = f"analysis.tags.{kind}"
+            raise InvalidInputError(f"{field}: {', '.join(unknown)} not in the vocabulary",
+                                    field=field)  # fmt: skip
+    low, high = BPM_LIMITS
+    if not low <= tags.bpm_min <= tags.bpm <= tags.bpm_max <= high:
+        raise InvalidInputError(
+            f"analysis.tags.bpm: {tags.bpm:g} BPM must lie in its range ({tags.bpm_min:g}.."
+            f"{tags.bpm_max:g}) and the range in {low:g}..{high:g}",
+            field="analysis.tags.bpm",
+        )
+    try:
+        vocabulary.parse_key(tags.key)
+    except ValueError as error:
+        raise InvalidInputError(f"analysis.tags.key: {error}", field="analysis.tags.key") from None
+    check_unit_interval("analysis.tags.energy", tags.energy)

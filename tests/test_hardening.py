@@ -807,25 +807,89 @@ def _cut_outside(reply: tagger_pb2.AnalyzeResponse) -> None:
     reply.analysis.cuts[0].time_s = reply.analysis.duration_s + 3.0
 
 
+def _ten_times_longer(reply: tagger_pb2.AnalyzeResponse) -> None:
+    """A timeline that tiles a length ten times the video's."""
+    analysis = reply.analysis
+    analysis.duration_s *= 10.0
+    analysis.segments[-1].end_s = analysis.duration_s
+
+
+def _speech_backwards(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.speech.append(common_pb2.SpeechInterval(start_s=2.0, end_s=1.0))
+
+
+def _tags_changed(**changes: object) -> Callable[[tagger_pb2.AnalyzeResponse], None]:
+    def fault(reply: tagger_pb2.AnalyzeResponse) -> None:
+        tags = reply.analysis.tags
+        for name, value in changes.items():
+            if isinstance(value, list):
+                del getattr(tags, name)[:]
+                getattr(tags, name).extend(value)
+            else:
+                setattr(tags, name, value)
+
+    return fault
+
+
+def _energy_of_seven(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.segments[0].energy = 7.0
+
+
+TAGGER_FAULTS = [
+    (lambda reply: _timeline_changed(reply, duration_s=math.nan),
+     "analysis.duration_s: nan s is not a length"),
+    (lambda reply: _timeline_changed(reply, duration_s=-4.0),
+     "analysis.duration_s: -4 s is not a length"),
+    (_segment_gap, "analysis.segments[1] starts at"),
+    (_cut_outside, "analysis.cuts[0] at"),
+    (_speech_backwards, "analysis.speech[0] (2-1 s)"),
+    (_energy_of_seven, "analysis.segments[0].energy: 7 is outside 0..1"),
+    (_tags_changed(genres=["polka"]), "analysis.tags.genres: polka not in the vocabulary"),
+    (_tags_changed(bpm=400.0, bpm_max=400.0), "analysis.tags.bpm: 400 BPM"),
+    (_tags_changed(key="H major"), "analysis.tags.key: bad key 'H major'"),
+]  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
-    [(lambda reply: _timeline_changed(reply, duration_s=math.nan), "a duration of nan s"),
-     (lambda reply: _timeline_changed(reply, duration_s=-4.0), "a duration of -4 s"),
-     (_segment_gap, "brief.segments[1] starts at"),
-     (_cut_outside, "brief.cuts[0] at")],
+    [*TAGGER_FAULTS, (_ten_times_longer, "s for a video of")],
 )  # fmt: skip
 def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     faulty, clip, monkeypatch, fault, says
 ):
-    """A timeline whose length is not a positive number, whose segments leave a gap or whose
-    cuts lie outside it: INTERNAL DOWNSTREAM_BROKE_CONTRACT naming the tagger, not the
-    generator's INVALID_ARGUMENT on a brief field the caller never sent; the next request is
-    scored."""
+    """A length that is not a positive number or is far past the video's, segments that leave
+    a gap, cuts or speech outside the timeline, energies outside 0..1, tags the vocabulary
+    does not name, a tempo outside its range, a key that is none: INTERNAL
+    DOWNSTREAM_BROKE_CONTRACT naming the tagger, before the caller sees the analysis (not the
+    generator's INVALID_ARGUMENT on a brief field the caller never sent, an internal error, or
+    music for another length); the next request is scored."""
     gateway, tagger, _ = faulty
     monkeypatch.setattr(tagger, "fault", fault)
     details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
-    assert "the tagger's analysis" in details and says in details
+    assert details.startswith("the tagger's analysis: ") and says in details
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fault", "says"), TAGGER_FAULTS[::4])
+def test_the_gateway_analyze_holds_the_tagger_to_its_contract(
+    faulty, clip, monkeypatch, fault, says
+):
+    """Analyze passes the tagger's analysis on only as its contract has it."""
+    gateway, tagger, _ = faulty
+    monkeypatch.setattr(tagger, "fault", fault)
+    request = gateway_pb2.GatewayAnalyzeRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri())
+    )
+    with grpc.insecure_channel(gateway) as channel:
+        analyze = gateway_pb2_grpc.GatewayStub(channel).Analyze
+        with pytest.raises(grpc.RpcError) as caught:
+            analyze(request, timeout=60)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL, caught.value.details()
+        assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
+        assert says in caught.value.details()
+        monkeypatch.undo()
+        assert analyze(request, timeout=60).analysis.duration_s == pytest.approx(clip.duration_s)
 
 
 def test_limits_live_in_the_config():

@@ -537,9 +537,20 @@ def test_generate_marks_the_events_of_the_whole_request(servers, beat_analysis):
      ({"segments": [common_pb2.Segment(start_s=0.0, end_s=1.0),
                     common_pb2.Segment(start_s=2.0, end_s=4.0)]}, "brief.segments[1]"),
      ({"segments": [common_pb2.Segment(start_s=0.0, end_s=3.0)]}, "brief.segments[0]"),
-     ({"segments": [common_pb2.Segment(start_s=1.0, end_s=4.0)]}, "brief.segments[0]")],
+     ({"segments": [common_pb2.Segment(start_s=1.0, end_s=4.0)]}, "brief.segments[0]"),
+     ({"segments": [common_pb2.Segment(start_s=0.0, end_s=4.0, energy=7.0)]},
+      "brief.segments[0].energy"),
+     ({"segments": [common_pb2.Segment(start_s=0.0, end_s=4.0,
+                                       look=common_pb2.Look(warmth=-0.5))]},
+      "brief.segments[0].look.warmth"),
+     ({"segments": [common_pb2.Segment(start_s=0.0, end_s=4.0, moods=["calm", "sneaky"])]},
+      "brief.segments[0].moods"),
+     ({"cuts": [common_pb2.Cut(time_s=2.0, strength=3.0)]}, "brief.cuts[0].strength")],
 )  # fmt: skip
 def test_a_brief_off_its_own_timeline_is_refused(servers, beat_analysis, change, field):
+    """Segments that do not tile the music, cuts outside it, and energies, looks and
+    strengths off the contract's 0..1 or moods off the vocabulary: INVALID_ARGUMENT naming
+    the field (energy 7 and strength 3 were once played, and the plan said energy 7)."""
     from services.gateway.client import error_details
 
     message = brief_to_proto(genre_brief(beat_analysis, "pop", duration_s=4.0))

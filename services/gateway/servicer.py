@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from services.domain import (
     MusicPlan,
     OutputOptions,
     UserControls,
+    VideoAnalysis,
 )
 from services.edge import EdgeSchema
 from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
@@ -62,7 +62,7 @@ from services.gen.bgm.v1 import (
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
-from services.rules import check_timeline, speech_matters
+from services.rules import check_analysis, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
@@ -77,6 +77,9 @@ SERVICE = "bgm.v1.Gateway"
 SCRATCH_OWNER = "gateway"
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
+# How much longer than the gateway's probe found the video a tagger may find it (another
+# tagger may count a container's length, where an audio track outlasts the picture).
+TAGGER_LENGTH_SLACK_S = 1.0
 log = logging.getLogger("bgm")
 
 
@@ -173,9 +176,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._staged_source(request, context, record) as (_, uri, _),
             self._slots,
         ):
-            return gateway_pb2.GatewayAnalyzeResponse(
-                analysis=await self._analysis(uri, request.prompt, listen=True)
-            )
+            message, _ = await self._analysis(uri, request.prompt, listen=True)
+            return gateway_pb2.GatewayAnalyzeResponse(analysis=message)
 
     @contextlib.asynccontextmanager
     async def _staged_source(
@@ -198,15 +200,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def _analysis(
         self, tagger_uri: str, prompt: str, listen: bool
-    ) -> common_pb2.VideoAnalysis:
-        """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`."""
+    ) -> tuple[common_pb2.VideoAnalysis, VideoAnalysis]:
+        """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`,
+        as it came and as domain types, held to the tagger's contract (`check_analysis`): a
+        swapped-in tagger's broken answer would otherwise reach the caller, or come back from
+        the generator as INVALID_ARGUMENT on a field the caller never sent."""
         reply = await self.tagger_channel.stub.Analyze(
             tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                       prompt=prompt, skip_speech=not listen),
             timeout=self.config.analyze_timeout_s,
             metadata=self.tagger_metadata,
         )  # fmt: skip
-        return reply.analysis
+        analysis = analysis_from_proto(reply.analysis)
+        try:
+            check_analysis(analysis, self.vocabulary)
+        except InvalidInputError as error:
+            raise DownstreamError(f"the tagger's analysis: {error}") from None
+        return reply.analysis, analysis
 
     async def ScoreUpload(
         self,
@@ -380,8 +390,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if self.authenticator is not None:
             booked = self.ledger.reserve(record.tenant, checked.duration_s, controls.candidates)
         try:
-            async for event in self._scored(video, tagger_uri, controls, options, output,
-                                            context, record, started):  # fmt: skip
+            async for event in self._scored(video, checked.duration_s, tagger_uri, controls,
+                                            options, output, context, record,
+                                            started):  # fmt: skip
                 yield event
         except BaseException:
             # Music that was not delivered is not counted against the tenant.
@@ -391,6 +402,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def _scored(
         self,
         video: Path,
+        probed_s: float,
         tagger_uri: str,
         controls: UserControls,
         options: OutputOptions,
@@ -404,8 +416,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Music that replaces the video's sound has no use for its speech: the tagger
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
-            analysis_message = await self._analysis(tagger_uri, controls.prompt, listen)
-            analysis = analysis_from_proto(analysis_message)
+            analysis_message, analysis = await self._analysis(tagger_uri, controls.prompt,
+                                                              listen)  # fmt: skip
+            if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
+                # The request was admitted and booked at the video's own length.
+                raise DownstreamError(
+                    f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
+                    f"of {probed_s:g} s"
+                )
             yield gateway_pb2.ScoreEvent(analysis=analysis_message)
             yield _progress("composition", 0.35)
             brief = make_brief(
@@ -416,7 +434,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 stems=options.stems_dir is not None,
                 keep_original_audio=options.keep_original_audio,
             )
-            _check_tagger_timeline(brief)
             generated = None
             async for event in self._generate(brief, controls.candidates):
                 if isinstance(event, _Generated):
@@ -545,20 +562,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
-
-
-def _check_tagger_timeline(brief: MusicBrief) -> None:
-    """The brief's length, segments, cuts and speech are the tagger's: where they break the
-    rules a brief must satisfy, the tagger broke its contract, not the caller (a swapped-in
-    tagger's analysis would otherwise come back from the generator as INVALID_ARGUMENT on a
-    field the caller never sent)."""
-    what = "the tagger's analysis, as the brief carries it"
-    if not (math.isfinite(brief.duration_s) and brief.duration_s > 0.0):
-        raise DownstreamError(f"{what}: a duration of {brief.duration_s:g} s")
-    try:
-        check_timeline(brief)
-    except InvalidInputError as error:
-        raise DownstreamError(f"{what}: {error}") from None
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:

@@ -14,7 +14,13 @@ import numpy as np
 from services.domain import Cut, CutAlignment, GeneratedMusic, GeneratorInfo, MusicBrief
 from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
-from services.rules import BPM_LIMITS, check_structure, check_timeline
+from services.rules import (
+    BPM_LIMITS,
+    check_segment_moods,
+    check_structure,
+    check_timeline,
+    check_unit_interval,
+)
 from services.vocabulary import Vocabulary
 
 # A cut within this distance of a beat (or bar line) counts as on it.
@@ -135,7 +141,8 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
             f"{', '.join(map(str, info.sample_rates))}"
         )
     check_structure(brief.structure, info)
-    check_timeline(brief)
+    check_timeline(brief, "brief")
+    check_segment_moods(brief, "brief", vocabulary)
     if (brief.structure == "reference") != bool(brief.reference_audio):
         raise InvalidInputError("structure 'reference' and a reference audio file go together")
     tags = brief.tags
@@ -143,6 +150,7 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
     for name, value in (("bpm", tags.bpm), ("bpm_min", tags.bpm_min), ("bpm_max", tags.bpm_max)):
         if not low <= value <= high:
             raise InvalidInputError(f"{name} {value:g} is outside {low:g}..{high:g}")
+    check_unit_interval("brief.tags.energy", tags.energy)
     if tags.bpm_min > tags.bpm_max:
         raise InvalidInputError(f"bpm_min {tags.bpm_min:g} is above bpm_max {tags.bpm_max:g}")
     if not tags.genres:
