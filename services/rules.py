@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from services.domain import GeneratorInfo, MusicBrief, VideoAnalysis
+import numpy as np
+
+from services.domain import GeneratorInfo, LevelCurve, MotionCurve, MusicBrief, VideoAnalysis
 from services.errors import InvalidInputError
 from services.vocabulary import Vocabulary
 
@@ -127,14 +129,31 @@ def check_segment_moods(
 
 def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     """A tagger's analysis as its contract has it (the gateway holds another team's tagger to
-    it): a positive length that its timeline tiles, and tags the vocabulary names, with a
-    tempo inside its range and the range inside BPM_LIMITS."""
+    it): a positive length that its timeline tiles, curves of numbers (motion in 0..1) at a
+    positive rate, and tags the vocabulary names, with a tempo inside its range and the range
+    inside BPM_LIMITS."""
     duration = analysis.duration_s
     if not (math.isfinite(duration) and duration > 0.0):
         raise InvalidInputError(f"analysis.duration_s: {duration:g} s is not a length",
                                 field="analysis.duration_s")  # fmt: skip
     check_timeline(analysis, "analysis")
     check_segment_moods(analysis, "analysis", vocabulary)
+    # Motion is 0..1; the sound's level is in dBFS, any number.
+    curves: dict[str, tuple[MotionCurve | LevelCurve, float, float]] = {
+        "motion": (analysis.motion, 0.0, 1.0),
+        "loudness": (analysis.loudness, -math.inf, math.inf),
+    }
+    for name, (curve, least, most) in curves.items():
+        values = np.asarray(curve.values, dtype=np.float64)
+        if values.size and not (math.isfinite(curve.hz) and curve.hz > 0.0):
+            raise InvalidInputError(f"analysis.{name}.hz: {curve.hz:g} is not a rate",
+                                    field=f"analysis.{name}.hz")  # fmt: skip
+        outside = ~(np.isfinite(values) & (values >= least) & (values <= most))
+        if outside.any():
+            index = int(np.argmax(outside))
+            field = f"analysis.{name}.values[{index}]"
+            raise InvalidInputError(f"{field}: {values[index]:g} is outside {least:g}..{most:g}",
+                                    field=field)  # fmt: skip
     tags = analysis.tags
     for kind, names in (("genres", tags.genres), ("moods", tags.moods),
                         ("instruments", tags.instruments)):  # fmt: skip

@@ -835,6 +835,10 @@ def _energy_of_seven(reply: tagger_pb2.AnalyzeResponse) -> None:
     reply.analysis.segments[0].energy = 7.0
 
 
+def _motion_not_a_number(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.motion.values[3] = math.nan
+
+
 TAGGER_FAULTS = [
     (lambda reply: _timeline_changed(reply, duration_s=math.nan),
      "analysis.duration_s: nan s is not a length"),
@@ -844,6 +848,7 @@ TAGGER_FAULTS = [
     (_cut_outside, "analysis.cuts[0] at"),
     (_speech_backwards, "analysis.speech[0] (2-1 s)"),
     (_energy_of_seven, "analysis.segments[0].energy: 7 is outside 0..1"),
+    (_motion_not_a_number, "analysis.motion.values[3]: nan is outside 0..1"),
     (_tags_changed(genres=["polka"]), "analysis.tags.genres: polka not in the vocabulary"),
     (_tags_changed(bpm=400.0, bpm_max=400.0), "analysis.tags.bpm: 400 BPM"),
     (_tags_changed(key="H major"), "analysis.tags.key: bad key 'H major'"),
@@ -859,7 +864,7 @@ def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     faulty, clip, monkeypatch, fault, says
 ):
     """A length that is not a positive number or is far past the video's, segments that leave
-    a gap, cuts or speech outside the timeline, energies outside 0..1, tags the vocabulary
+    a gap, cuts or speech outside the timeline, energies or motion outside 0..1, tags the vocabulary
     does not name, a tempo outside its range, a key that is none: INTERNAL
     DOWNSTREAM_BROKE_CONTRACT naming the tagger, before the caller sees the analysis (not the
     generator's INVALID_ARGUMENT on a brief field the caller never sent, an internal error, or
@@ -871,7 +876,7 @@ def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fault", "says"), TAGGER_FAULTS[::4])
+@pytest.mark.parametrize(("fault", "says"), TAGGER_FAULTS[::3])
 def test_the_gateway_analyze_holds_the_tagger_to_its_contract(
     faulty, clip, monkeypatch, fault, says
 ):

@@ -15,6 +15,7 @@ import pytest
 from services.config import OpenAiVlmConfig, TaggerConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
 from services.media.synth import Shot, SyntheticVideo, write_video
+from services.rules import check_analysis
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
 from services.tagger.backends.vision import VisionTagger
@@ -198,6 +199,7 @@ def test_semantics_come_from_the_model_and_timing_from_the_picture(clip):
     assert "Also suggested: vocals." in analysis.description
     assert analysis.description.startswith(GOOD["scene"])
     assert analysis.backend == "vlm" and analysis.warnings == []
+    check_analysis(analysis, load_vocabulary())  # what the gateway holds a tagger to
     # It saw two frames per segment, each 64 px on its longer side, in segment order.
     assert [len(group.frames) for group in model.shown] == [2, 2]
     assert all(max(f.shape[:2]) == 64 for group in model.shown for f in group.frames)
@@ -295,6 +297,7 @@ def test_each_family_loads_from_its_folder_and_runs_the_whole_path(tiny_models, 
     assert any("could not be used" in w for w in analysis.warnings)
     assert analysis.tags.genres and len(analysis.cuts) == 1
     assert seen == sorted(seen) and seen[-1] == 1.0
+    check_analysis(analysis, load_vocabulary())
 
 
 def test_bad_model_folders_are_explained(tmp_path, tiny_models):
