@@ -15,12 +15,15 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.generator.backend import GenerationJob
+from services.generator.backends.diffusion.adapters import RenderRequest
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import BUILDERS, sonique
 
@@ -50,9 +53,14 @@ class CallCounter:
         self.calls = 0
         render = generator.adapter.render
 
-        def counted(*args: Any) -> Any:
+        def counted(
+            requests: list[RenderRequest],
+            steps: int,
+            guidance: float,
+            on_step: Callable[[int, int], None],
+        ) -> list[np.ndarray]:
             self.calls += 1
-            return render(*args)
+            return render(requests, steps, guidance, on_step)
 
         generator.adapter.render = counted  # type: ignore[method-assign]
 

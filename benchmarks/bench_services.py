@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -82,7 +83,7 @@ def secured_section(folder: Path, media: Path, plaintext_s: float) -> None:
         "cert_file": str(client_cert),
         "key_file": str(client_key),
     }
-    changes = {
+    changes: dict[str, dict[str, Any]] = {
         "auth": {"enabled": True, "api_keys_file": str(keys)},
         "serving": {name: {"tls": tls} for name in ("gateway", "tagger", "generator")},
     }
@@ -143,7 +144,7 @@ def concurrent_scores(
                              lambda f: None, timeout_s=600)  # fmt: skip
             except grpc.RpcError as error:
                 with lock:
-                    run.errors.append(f"{error.code().name}: {error.details()}")  # type: ignore[attr-defined]
+                    run.errors.append(f"{error.code().name}: {error.details()}")
                 continue
             with lock:
                 run.latencies.append(time.perf_counter() - started)

@@ -13,7 +13,6 @@ CLI's defaults, keeping the original sound) with speech handling ("auto") and wi
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -116,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,15 +14,15 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from services.config import TaggerConfig, VlmConfig
 from services.media.synth import Shot, write_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
 from services.tagger.backends.vlm.backend import VlmTagger, frame_times
-from services.tagger.backends.vlm.models import LocalVlm
+from services.tagger.backends.vlm.models import LocalVlm, SegmentFrames
 from services.tagger.backends.vlm.tiny import BUILDERS
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,9 +55,11 @@ def main() -> None:
         answering: list[float] = []
         answer = model.answer
 
-        def timed(*call: Any) -> str:
+        def timed(
+            segments: list[SegmentFrames], instruction: str, heartbeat: Callable[[], None]
+        ) -> str:
             mark = time.perf_counter()
-            reply = answer(*call)
+            reply = answer(segments, instruction, heartbeat)
             answering.append(time.perf_counter() - mark)
             return reply
 
