@@ -175,3 +175,14 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     except ValueError as error:
         raise InvalidInputError(f"analysis.tags.key: {error}", field="analysis.tags.key") from None
     check_unit_interval("analysis.tags.energy", tags.energy)
+
+
+def check_description(info: GeneratorInfo) -> None:
+    """What the gateway needs of a generator's description to check requests by it: a
+    longest piece that is a length, and sample rates (a broken one would refuse every caller
+    for a video too long or a rate not offered). Genres, instruments and structures it does
+    not know are left alone: a newer generator may offer more than this vocabulary names."""
+    if not (math.isfinite(info.max_duration_s) and info.max_duration_s > 0.0):
+        raise InvalidInputError(f"max_duration_s: {info.max_duration_s:g} s is not a length")
+    if not info.sample_rates or min(info.sample_rates) <= 0:
+        raise InvalidInputError(f"sample_rates: {list(info.sample_rates)} are not sample rates")

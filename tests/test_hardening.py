@@ -646,6 +646,15 @@ class _FaultyGenerator(GeneratorServicer):
 
     fault: Fault = staticmethod(lambda message: [message])  # type: ignore[assignment]
     opening: tuple[generator_pb2.GenerateResponse, ...] = ()
+    # Changes its Describe answer in place.
+    description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(  # type: ignore[assignment]
+        lambda reply: None
+    )
+
+    async def Describe(self, request, context):  # type: ignore[no-untyped-def,override]
+        reply = await super().Describe(request, context)
+        self.description(reply)
+        return reply
 
     async def Generate(self, request, context):  # type: ignore[no-untyped-def,override]
         for message in self.opening:
@@ -791,6 +800,24 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     gateway, _, generator = faulty
     monkeypatch.setattr(generator, "fault", fault)
     assert says in _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [(lambda reply: setattr(reply, "max_duration_s", 0.0), "max_duration_s: 0 s is not a length"),
+     (lambda reply: reply.ClearField("sample_rates"), "sample_rates: [] are not sample rates")],
+)  # fmt: skip
+def test_a_generator_that_describes_itself_off_its_contract_costs_the_caller_a_clear_error(
+    faulty, clip, monkeypatch, fault, says
+):
+    """The gateway checks every request by the generator's description: a longest piece of
+    0 s or no sample rates would refuse every caller as INVALID_ARGUMENT for a video too long
+    or a rate not offered; it is INTERNAL DOWNSTREAM_BROKE_CONTRACT naming the generator."""
+    gateway, _, generator = faulty
+    monkeypatch.setattr(generator, "description", fault)
+    details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
+    assert details.startswith("the generator's description: ") and says in details
 
 
 def _timeline_changed(reply: tagger_pb2.AnalyzeResponse, **changes: object) -> None:

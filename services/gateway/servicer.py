@@ -62,7 +62,7 @@ from services.gen.bgm.v1 import (
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.progress import Heartbeat
-from services.rules import check_analysis, speech_matters
+from services.rules import check_analysis, check_description, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
@@ -361,12 +361,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         reply = await self.generator_channel.stub.Describe(
             generator_pb2.GeneratorDescribeRequest(), timeout=self.config.describe_timeout_s,
             metadata=self.generator_metadata)  # fmt: skip
-        return GeneratorInfo(
+        info = GeneratorInfo(
             name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
             sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
             genres=tuple(reply.genres), instruments=tuple(reply.instruments),
             structures=tuple(reply.structures) or ("free",),
         )  # fmt: skip
+        try:
+            check_description(info)
+        except InvalidInputError as error:
+            raise DownstreamError(f"the generator's description: {error}") from None
+        return info
 
     async def _score(
         self,
