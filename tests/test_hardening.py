@@ -642,11 +642,11 @@ def _progress_event(fraction: float) -> generator_pb2.GenerateResponse:
 
 class _FaultyGenerator(GeneratorServicer):
     """A generator from another team: the composer's messages, each passed through `fault`
-    (the messages sent in its place), and `opening` sent before them."""
+    (the messages sent in its place), `opening` sent before them, and its Describe answer
+    passed through `description` (which changes it in place)."""
 
     fault: Fault = staticmethod(lambda message: [message])  # type: ignore[assignment]
     opening: tuple[generator_pb2.GenerateResponse, ...] = ()
-    # Changes its Describe answer in place.
     description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(  # type: ignore[assignment]
         lambda reply: None
     )
