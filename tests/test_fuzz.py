@@ -121,6 +121,7 @@ BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 RPCS = (
     "Gateway.Score",
     "Gateway.ScoreUpload",
+    "Gateway.Analyze",
     "Tagger.Analyze",
     "Tagger.Describe",
     "Generator.Generate",
@@ -1076,6 +1077,22 @@ def test_fuzz_gateway_score_upload(
             remove_delivered(events, outputs)
 
     run("Gateway.ScoreUpload", case, target, channels, record_property)
+
+
+def test_fuzz_gateway_analyze(target: Target, channels: Channels, record_property: RecordProperty):
+    stub = gateway_pb2_grpc.GatewayStub(channels.gateway)
+
+    @FUZZ_SETTINGS
+    @given(Fuzz(target).request(gateway_pb2.GatewayAnalyzeRequest))
+    def case(request: gateway_pb2.GatewayAnalyzeRequest) -> None:
+        outcome(
+            "Gateway.Analyze",
+            target,
+            request,
+            lambda: [stub.Analyze(request, timeout=CALL_TIMEOUT_S)],
+        )
+
+    run("Gateway.Analyze", case, target, channels, record_property)
 
 
 def test_fuzz_tagger_analyze(target: Target, channels: Channels, record_property: RecordProperty):
