@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import jwt
@@ -47,7 +48,7 @@ class Secured:
     signing_key: rsa.RSAPrivateKey
     media: Path
 
-    def channel(self, address: str, client_cert: bool = True, ca: Path | None = None):  # type: ignore[no-untyped-def]
+    def channel(self, address: str, client_cert: bool = True, ca: Path | None = None):
         credentials = grpc.ssl_channel_credentials(
             root_certificates=(ca or self.pki.ca_file).read_bytes(),
             private_key=self.client_key.read_bytes() if client_cert else None,
@@ -121,7 +122,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
         yield patch
 
 
-def score(secured: Secured, token: str | None, uri: str, candidates: int = 1, **output: object):  # type: ignore[no-untyped-def]
+def score(secured: Secured, token: str | None, uri: str, candidates: int = 1, **output: Any):
     request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=uri),
                                        controls=common_pb2.UserControls(candidates=candidates),
                                        output=gateway_pb2.OutputOptions(**output))  # fmt: skip
@@ -132,7 +133,7 @@ def score(secured: Secured, token: str | None, uri: str, candidates: int = 1, **
         return events, dict(call.trailing_metadata() or ())
 
 
-def refused(secured: Secured, token: str | None, uri: str, candidates: int = 1,  # type: ignore[no-untyped-def]
+def refused(secured: Secured, token: str | None, uri: str, candidates: int = 1,
             **output: object):  # fmt: skip
     with pytest.raises(grpc.RpcError) as caught:
         score(secured, token, uri, candidates, **output)
@@ -277,8 +278,8 @@ def test_the_tagger_serves_only_the_gateway(secured):
     with secured.channel(secured.running.generator) as channel:
         from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
 
-        stub = generator_pb2_grpc.GeneratorStub(channel)
-        assert stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10,
+        generator = generator_pb2_grpc.GeneratorStub(channel)
+        assert generator.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10,
                              metadata=token).name  # fmt: skip
         with pytest.raises(grpc.RpcError) as caught:
             stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10)
@@ -309,7 +310,7 @@ def test_health_and_reflection_stay_open_unless_locked(secured, tmp_path):
         method: str
         invocation_metadata: tuple[tuple[str, str], ...]
 
-    async def continuation(details: Details):  # type: ignore[no-untyped-def]
+    async def continuation(details: Details):
         return health
 
     check = "/grpc.health.v1.Health/Check"

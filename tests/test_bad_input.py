@@ -131,6 +131,7 @@ def test_container_without_frames(tagger: VisionTagger, tmp_path: Path, suffix: 
     path = tmp_path / f"no-frames{suffix}"
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=30)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         container.start_encoding()  # the header, and not one frame
     with pytest.raises(InvalidVideoError) as caught:

@@ -65,7 +65,9 @@ def test_one_meter_and_a_steady_pulse_from_the_first_sample(composed, genre):
         assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02 + 1e-9
         flex = STYLES[genre].tempo_flex
         assert periods.max() / periods.min() <= (1 + flex) ** 2 + 1e-6
-        low, high = VOCABULARY.genres[genre].bpm
+        bpm_range = VOCABULARY.genres[genre].bpm
+        assert bpm_range is not None
+        low, high = bpm_range
         assert low / (1 + flex) <= plan.bpm <= high * (1 + flex)
 
 
@@ -418,7 +420,7 @@ def test_writing_the_midi_file_hears_a_cancel(generator, beat_analysis):
         by_instrument.setdefault(note.instrument, []).append(note)
     tracks = [Track(name, 0, channel, 100, 64) for channel, name in enumerate(by_instrument)]
 
-    def write(heartbeat) -> bytes:  # type: ignore[no-untyped-def]
+    def write(heartbeat) -> bytes:
         return midi_bytes(by_instrument, score.plan, tracks, [], {}, heartbeat)
 
     calls: list[int] = []

@@ -12,6 +12,7 @@ import pytest
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.errors import BgmError, ConfigError
+from services.generator.backends.diffusion.adapters import AceStepAdapter, StableAudioAdapter
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import stable_audio
 from services.generator.backends.diffusion.windows import plan_windows
@@ -333,6 +334,7 @@ def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
         model_path=tiny_stable_audio, steps=2, scheduler="DPMSolverMultistepScheduler"
     )
     swapped = DiffusionGenerator(config)
+    assert isinstance(swapped.adapter, StableAudioAdapter)
     assert type(swapped.adapter.pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert swapped.generate(brief(2.0)).audio.shape == (96000, 2)
     with pytest.raises(ConfigError, match="not a diffusers scheduler"):
@@ -438,6 +440,7 @@ def test_every_family_renders_over_the_composer_if_it_takes_initial_audio(family
 
 def test_ace_step_gets_tempo_key_and_meter_as_arguments(family_models, monkeypatch):
     generator = DiffusionGenerator(DiffusionConfig(model_path=family_models["ace-step"], steps=2))
+    assert isinstance(generator.adapter, AceStepAdapter)
     pipeline = generator.adapter.pipeline
     seen: list[dict] = []
     original = type(pipeline).__call__

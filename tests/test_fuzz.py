@@ -58,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import grpc
@@ -683,7 +683,7 @@ class Fuzz:
         return self._mix(sane, wild, mode)
 
     def floats(self, field: FieldDescriptor, mode: str) -> st.SearchStrategy[float]:
-        width = 32 if field.cpp_type == FieldDescriptor.CPPTYPE_FLOAT else 64
+        width: Literal[32, 64] = 32 if field.cpp_type == FieldDescriptor.CPPTYPE_FLOAT else 64
         name = field.name
         if name.endswith("_s"):
             # Durations and times: mostly small, so that a valid request does little work.
@@ -896,9 +896,9 @@ def outcome(
     try:
         replies = call()
     except grpc.RpcError as error:
-        code = error.code()  # type: ignore[attr-defined]
+        code = error.code()
         STATUSES[rpc][code.name] += 1
-        details = error.details()  # type: ignore[attr-defined]
+        details = error.details()
         if VERBOSE:
             print(f"fuzz: {rpc} {code.name}: {details[:160]!r}")
         if code in BAD:
@@ -958,7 +958,7 @@ def check_healthy_and_clean(target: Target, channels: Channels) -> None:
         (channels.generator, "bgm.v1.Generator"),
     ):
         health = health_pb2_grpc.HealthStub(channel)
-        status: object = None
+        status: health_pb2.HealthCheckResponse | None = None
         while True:
             try:
                 status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
@@ -988,7 +988,7 @@ def check_healthy_and_clean(target: Target, channels: Channels) -> None:
             events = [r.event for r in gateway.Score(normal, timeout=60)]
             break
         except grpc.RpcError as error:
-            retry = error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            retry = error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             if not retry or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import grpc
@@ -236,7 +237,7 @@ def test_a_video_joined_to_itself_muxes(media_dir: Path, tmp_path: Path):
 # ---- cancellation in planning --------------------------------------------------------------
 
 
-def _long_timeline(analysis, cuts: int):  # type: ignore[no-untyped-def]
+def _long_timeline(analysis, cuts: int):
     """A brief with a cut every 0.3 s: planning it is the long part."""
     duration = cuts * 0.3
     look = Look(0.5, 0.5, 0.5, 0.5)
@@ -344,7 +345,7 @@ def _left_behind(running: Running) -> list[Path]:
     return found
 
 
-def _request(uri: str = "", data: bytes = b"", **controls: object) -> gateway_pb2.ScoreRequest:
+def _request(uri: str = "", data: bytes = b"", **controls: Any) -> gateway_pb2.ScoreRequest:
     video = common_pb2.VideoSource(uri=uri) if uri else common_pb2.VideoSource(data=data)
     return gateway_pb2.ScoreRequest(video=video, controls=common_pb2.UserControls(**controls))
 
@@ -486,7 +487,7 @@ def test_slow_sources_cost_an_ordinary_request_nothing(servers, clip, trickle):
     calls = [gateway_pb2_grpc.GatewayStub(c).Score(_request(trickle), timeout=60)
              for c in channels]  # fmt: skip
 
-    def drain(call) -> None:  # type: ignore[no-untyped-def]
+    def drain(call) -> None:
         try:
             list(call)
         except grpc.RpcError as error:
@@ -645,18 +646,18 @@ class _FaultyGenerator(GeneratorServicer):
     (the messages sent in its place), `opening` sent before them, and its Describe answer
     passed through `description` (which changes it in place)."""
 
-    fault: Fault = staticmethod(lambda message: [message])  # type: ignore[assignment]
+    fault: Fault = staticmethod(lambda message: [message])
     opening: tuple[generator_pb2.GenerateResponse, ...] = ()
-    description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(  # type: ignore[assignment]
+    description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(
         lambda reply: None
     )
 
-    async def Describe(self, request, context):  # type: ignore[no-untyped-def,override]
+    async def Describe(self, request, context):
         reply = await super().Describe(request, context)
         self.description(reply)
         return reply
 
-    async def Generate(self, request, context):  # type: ignore[no-untyped-def,override]
+    async def Generate(self, request, context):
         for message in self.opening:
             yield message
         async for message in super().Generate(request, context):
@@ -668,11 +669,9 @@ class _FaultyTagger(TaggerServicer):
     """A tagger from another team: the vision tagger's answer, passed through `fault` (which
     changes it in place)."""
 
-    fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(  # type: ignore[assignment]
-        lambda reply: None
-    )
+    fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(lambda reply: None)
 
-    async def Analyze(self, request, context):  # type: ignore[no-untyped-def,override]
+    async def Analyze(self, request, context):
         reply = await super().Analyze(request, context)
         self.fault(reply)
         return reply
@@ -761,7 +760,7 @@ def _nan_audio(message: generator_pb2.GenerateResponse) -> list[generator_pb2.Ge
     return [message]
 
 
-def _extra(**fields: object) -> Fault:
+def _extra(**fields: Any) -> Fault:
     """The message, then one more (candidate and stem as `fields` say) after the plan."""
 
     def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:

@@ -228,6 +228,13 @@ def test_images_are_pinned_and_nothing_runs_privileged(overlay):
         assert security.get("allowPrivilegeEscalation") is False, where
 
 
+def _found(pattern: str, text: str) -> str:
+    """The first group of `pattern`'s first match in `text` (a line of it)."""
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"nothing matches {pattern!r}"
+    return match.group(1)
+
+
 def test_images_are_the_ones_the_dockerfiles_build(overlay):
     _, objects = overlay
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -243,12 +250,12 @@ def test_images_are_the_ones_the_dockerfiles_build(overlay):
     }
     for flavour, (base_flavour, locks) in dockerfiles.items():
         dockerfile = (ROOT / f"deploy/docker/Dockerfile.{flavour}").read_text()
-        base = re.search(r"^FROM rayproject/ray:(\S+)", dockerfile, re.MULTILINE).group(1)
+        base = _found(r"^FROM rayproject/ray:(\S+)", dockerfile)
         assert base == f"{ray_version}-py311-{base_flavour}"
         installed = re.findall(r"--require-hashes -r (\S+)", dockerfile)
         assert installed == [f"requirements-{lock}.lock" for lock in locks]
         assert f"\nray=={ray_version} " in (ROOT / "deploy/docker" / installed[0]).read_text()
-        tag = re.search(r"-t (\S+) \.", dockerfile).group(1)
+        tag = _found(r"-t (\S+) \.", dockerfile)
         built[flavour] = tag
         assert tag == f"bgm/bgm-{flavour}:{version}"
     images = {container["image"] for _, container in containers(objects)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,7 +182,7 @@ def test_a_failing_health_check_makes_serve_replace_the_replica(cluster):
     import ray
     from ray.util.state import list_actors
 
-    ray.init(address="auto", logging_level="ERROR")
+    ray.init(address="auto", logging_level=logging.ERROR)
     try:
 
         def tagger_replicas() -> set[str]:
@@ -350,7 +351,7 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
     briefs = [genre_brief(analysis, "ambient", seed=3, sample_rate=48000),
               genre_brief(analysis, "rock", seed=9, sample_rate=48000)]  # fmt: skip
 
-    def generate(brief) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def generate(brief) -> np.ndarray:
         request = generator_pb2.GenerateRequest(brief=brief_to_proto(brief))
         with grpc.insecure_channel(cluster.proxy) as channel:
             stub = generator_pb2_grpc.GeneratorStub(channel)

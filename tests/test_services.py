@@ -64,7 +64,7 @@ def score(
         return [r.event for r in stub.Score(request, timeout=timeout)]
 
 
-def code_of(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+def code_of(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     return caught.value.code(), caught.value.details()
@@ -508,7 +508,9 @@ def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, 
     delivered_path.write_bytes(
         b"".join(e.file.data for e in events if e.WhichOneof("event") == "file")
     )
-    delivered = decode_audio(delivered_path, 48000, len(candidates[0]))
+    decoded = decode_audio(delivered_path, 48000, len(candidates[0]))
+    assert decoded is not None
+    delivered = decoded
 
     def likeness(audio: np.ndarray) -> float:
         return float(np.corrcoef(audio[:, 0], delivered[:, 0])[0, 1])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -29,7 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        port = self.server.server_address[1]
+        port = cast(HTTPServer, self.server).server_port
         if self.path == "/video":
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY)))

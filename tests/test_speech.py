@@ -87,7 +87,7 @@ def test_a_video_without_sound_has_no_speech(tagger, tmp_path):
     assert analysis.speech == [] and analysis.loudness.values == []
 
 
-def _brief(spoken: Spoken, mode: str, keep: bool, genre: str = "pop"):  # type: ignore[no-untyped-def]
+def _brief(spoken: Spoken, mode: str, keep: bool, genre: str = "pop"):
     controls = validate_controls(UserControls(genres=[genre], speech=mode), load_vocabulary())
     return make_brief(spoken.analysis, controls, load_vocabulary(), RATE,
                       keep_original_audio=keep), controls  # fmt: skip
@@ -134,7 +134,7 @@ def test_the_arrangement_steps_aside_under_speech(spoken, generator: ComposerGen
     assert any(n.pitch not in PULSE_KEYS for n in plain_drums)
 
 
-def _roles(brief):  # type: ignore[no-untyped-def]
+def _roles(brief):
     from services.generator.backends.composer.arrangement import assign_roles, choose_band
     from services.generator.backends.composer.styles import STYLES
 

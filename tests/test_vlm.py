@@ -170,7 +170,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVideo:
 
 def tagger(reply: str, **vlm: object) -> tuple[VlmTagger, ScriptedModel]:
     model = ScriptedModel(reply)
-    return VlmTagger(TaggerConfig(vlm=VlmConfig(**vlm)), model), model  # type: ignore[arg-type]
+    return VlmTagger(TaggerConfig(vlm=VlmConfig(**vlm)), model), model
 
 
 def test_semantics_come_from_the_model_and_timing_from_the_picture(clip):
@@ -197,7 +197,7 @@ def test_semantics_come_from_the_model_and_timing_from_the_picture(clip):
     assert analysis.semantics.source == "vlm" and analysis.semantics.fallback_reason == ""
     assert analysis.semantics.unmapped == ["vocals"]
     assert "Also suggested: vocals." in analysis.description
-    assert analysis.description.startswith(GOOD["scene"])
+    assert analysis.description.startswith(str(GOOD["scene"]))
     assert analysis.backend == "vlm" and analysis.warnings == []
     check_analysis(analysis, load_vocabulary())  # what the gateway holds a tagger to
     # It saw two frames per segment, each 64 px on its longer side, in segment order.

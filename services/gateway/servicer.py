@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import grpc
 
@@ -119,7 +120,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._per_client = PerClientLimit(config.max_requests_per_client)
 
     @classmethod
-    def from_config(cls, config: BgmConfig) -> GatewayServicer:
+    def from_config(cls, config: BgmConfig) -> Self:
         """The gateway as the config describes it (standalone server and Ray app alike)."""
         return cls(config.gateway, load_vocabulary(), config.limits,
                    max_concurrent=config.serving.gateway.max_concurrent,

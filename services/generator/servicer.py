@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Self
 
 import grpc
 
@@ -62,7 +63,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         config: BgmConfig,
         backend: GeneratorBackend | None,
         batch_runner: BatchRunner | None = None,
-    ) -> GeneratorServicer:
+    ) -> Self:
         """The generator as the config describes it (standalone server and Ray app alike)."""
         gate = service_gate(config.auth, config.serving.generator.tls)
         return cls(backend, config.limits, config.serving.generator.max_concurrent, gate,

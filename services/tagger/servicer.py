@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Self
 
 import grpc
 
@@ -46,7 +47,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self._slots = asyncio.Semaphore(max_concurrent)
 
     @classmethod
-    def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> TaggerServicer:
+    def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> Self:
         """The tagger as the config describes it (standalone server and Ray app alike)."""
         return cls(backend, config.tagger.sources, config.tagger.scratch_dir, config.limits,
                    max_concurrent=config.serving.tagger.max_concurrent,
