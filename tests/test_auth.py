@@ -280,9 +280,9 @@ def test_the_tagger_serves_only_the_gateway(secured):
 
         generator = generator_pb2_grpc.GeneratorStub(channel)
         assert generator.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10,
-                             metadata=token).name  # fmt: skip
+                                  metadata=token).name  # fmt: skip
         with pytest.raises(grpc.RpcError) as caught:
-            stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10)
+            generator.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
