@@ -890,8 +890,8 @@ def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     faulty, clip, monkeypatch, fault, says
 ):
     """A length that is not a positive number or is far past the video's, segments that leave
-    a gap, cuts or speech outside the timeline, energies or motion outside 0..1, tags the vocabulary
-    does not name, a tempo outside its range, a key that is none: INTERNAL
+    a gap, cuts or speech outside the timeline, energies or motion outside 0..1, tags the
+    vocabulary does not name, a tempo outside its range, a key that is none: INTERNAL
     DOWNSTREAM_BROKE_CONTRACT naming the tagger, before the caller sees the analysis (not the
     generator's INVALID_ARGUMENT on a brief field the caller never sent, an internal error, or
     music for another length); the next request is scored."""
