@@ -6,6 +6,7 @@ them.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,16 +116,24 @@ def check_unit_interval(field: str, value: float) -> None:
         raise InvalidInputError(f"{field}: {value:g} is outside 0..1", field=field)
 
 
+def check_known(
+    kind: str, names: Iterable[str], valid: Collection[str], field: str | None = None
+) -> None:
+    """Every name is one of `valid` (a kind of tag, as the vocabulary or a generator names
+    them); the message lists what is valid, and starts with `field` where one is given."""
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        where = f"{field}: " if field else ""
+        raise InvalidInputError(f"{where}unknown {kind} {', '.join(unknown)}; valid: "
+                                f"{', '.join(valid)}", field=field)  # fmt: skip
+
+
 def check_segment_moods(
     timeline: MusicBrief | VideoAnalysis, name: str, vocabulary: Vocabulary
 ) -> None:
     """Every segment's moods are the vocabulary's."""
     for index, segment in enumerate(timeline.segments):
-        unknown = [mood for mood in segment.moods if mood not in vocabulary.moods]
-        if unknown:
-            field = f"{name}.segments[{index}].moods"
-            raise InvalidInputError(f"{field}: unknown mood {', '.join(unknown)}; valid: "
-                                    f"{', '.join(vocabulary.moods)}", field=field)  # fmt: skip
+        check_known("mood", segment.moods, vocabulary.moods, f"{name}.segments[{index}].moods")
 
 
 def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
@@ -155,14 +164,10 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
             raise InvalidInputError(f"{field}: {values[index]:g} is outside {least:g}..{most:g}",
                                     field=field)  # fmt: skip
     tags = analysis.tags
-    for kind, names in (("genres", tags.genres), ("moods", tags.moods),
-                        ("instruments", tags.instruments)):  # fmt: skip
-        known = getattr(vocabulary, kind)
-        unknown = [tag for tag in names if tag not in known]
-        if unknown:
-            field = f"analysis.tags.{kind}"
-            raise InvalidInputError(f"{field}: {', '.join(unknown)} not in the vocabulary",
-                                    field=field)  # fmt: skip
+    check_known("genre", tags.genres, vocabulary.genres, "analysis.tags.genres")
+    check_known("mood", tags.moods, vocabulary.moods, "analysis.tags.moods")
+    check_known("instrument", tags.instruments, vocabulary.instruments,
+                "analysis.tags.instruments")  # fmt: skip
     low, high = BPM_LIMITS
     if not low <= tags.bpm_min <= tags.bpm <= tags.bpm_max <= high:
         raise InvalidInputError(

@@ -16,6 +16,7 @@ from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
 from services.rules import (
     BPM_LIMITS,
+    check_known,
     check_segment_moods,
     check_structure,
     check_timeline,
@@ -155,16 +156,9 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
         raise InvalidInputError(f"bpm_min {tags.bpm_min:g} is above bpm_max {tags.bpm_max:g}")
     if not tags.genres:
         raise InvalidInputError("the brief names no genre")
-    for kind, names, valid in (
-        ("genre", tags.genres, info.genres),
-        ("mood", tags.moods, tuple(vocabulary.moods)),
-        ("instrument", tags.instruments, info.instruments),
-    ):
-        unknown = [n for n in names if n not in valid]
-        if unknown:
-            raise InvalidInputError(
-                f"unknown {kind} {', '.join(unknown)}; valid: {', '.join(valid)}"
-            )
+    check_known("genre", tags.genres, info.genres)
+    check_known("mood", tags.moods, vocabulary.moods)
+    check_known("instrument", tags.instruments, info.instruments)
     try:
         vocabulary.parse_key(tags.key)
     except ValueError as error:
