@@ -872,6 +872,15 @@ def _motion_not_a_number(reply: tagger_pb2.AnalyzeResponse) -> None:
     reply.analysis.motion.values[3] = math.nan
 
 
+def _loudness_without_a_rate(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.loudness.hz = 0.0
+    reply.analysis.loudness.values.append(-20.0)
+
+
+def _segment_mood_unknown(reply: tagger_pb2.AnalyzeResponse) -> None:
+    reply.analysis.segments[1].moods.append("sneaky")
+
+
 TAGGER_FAULTS = [
     (lambda reply: _timeline_changed(reply, duration_s=math.nan),
      "analysis.duration_s: nan s is not a length"),
@@ -882,6 +891,9 @@ TAGGER_FAULTS = [
     (_speech_backwards, "analysis.speech[0] (2-1 s)"),
     (_energy_of_seven, "analysis.segments[0].energy: 7 is outside 0..1"),
     (_motion_not_a_number, "analysis.motion.values[3]: nan is outside 0..1"),
+    (_loudness_without_a_rate, "analysis.loudness.hz: 0 is not a rate"),
+    (_segment_mood_unknown, "analysis.segments[1].moods: unknown mood sneaky"),
+    (_tags_changed(energy=1.5), "analysis.tags.energy: 1.5 is outside 0..1"),
     (_tags_changed(genres=["polka"]), "analysis.tags.genres: unknown genre polka"),
     (_tags_changed(bpm=400.0, bpm_max=400.0), "analysis.tags.bpm: 400 BPM"),
     (_tags_changed(key="H major"), "analysis.tags.key: bad key 'H major'"),

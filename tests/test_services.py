@@ -547,18 +547,24 @@ def test_generate_marks_the_events_of_the_whole_request(servers, beat_analysis):
       "brief.segments[0].look.warmth"),
      ({"segments": [common_pb2.Segment(start_s=0.0, end_s=4.0, moods=["calm", "sneaky"])]},
       "brief.segments[0].moods"),
-     ({"cuts": [common_pb2.Cut(time_s=2.0, strength=3.0)]}, "brief.cuts[0].strength")],
+     ({"cuts": [common_pb2.Cut(time_s=2.0, strength=3.0)]}, "brief.cuts[0].strength"),
+     ({"tags": {"energy": 3.0}}, "brief.tags.energy")],
 )  # fmt: skip
 def test_a_brief_off_its_own_timeline_is_refused(servers, beat_analysis, change, field):
     """Segments that do not tile the music, cuts outside it, and energies, looks and
-    strengths off the contract's 0..1 or moods off the vocabulary: INVALID_ARGUMENT naming
-    the field (energy 7 and strength 3 were once played, and the plan said energy 7)."""
+    strengths (the tags' energy too) off the contract's 0..1 or moods off the vocabulary:
+    INVALID_ARGUMENT naming the field (energy 7 and strength 3 were once played, and the
+    plan gave the section over the energy 7 an energy of 4.4)."""
     from services.gateway.client import error_details
 
     message = brief_to_proto(genre_brief(beat_analysis, "pop", duration_s=4.0))
     for name, values in change.items():
-        del getattr(message, name)[:]
-        getattr(message, name).extend(values)
+        if isinstance(values, dict):  # fields of a message
+            for field_name, value in values.items():
+                setattr(getattr(message, name), field_name, value)
+        else:  # a repeated field's items
+            del getattr(message, name)[:]
+            getattr(message, name).extend(values)
     with grpc.insecure_channel(servers.generator) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
