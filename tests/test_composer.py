@@ -321,6 +321,22 @@ def test_form_intro_intensity_and_ending(composed, beat_analysis):
     assert intensities[int(np.argmax(energies))] >= intensities[int(np.argmin(energies))]
 
 
+@pytest.mark.parametrize("genre", ["ambient", "orchestral"])
+def test_the_final_chord_rings_out_to_silence(composed, genre):
+    """In a hall, the final chord still rings when the video ends: its tail is faded to
+    silence, not cut (the last 50 ms had lain 15 to 22 dB under the piece's loudest)."""
+    music = composed(genre)
+    assert music.plan.ending == "cadence"
+    rate = music.sample_rate
+    mono = music.audio.mean(axis=1).astype(np.float64)
+    window = round(0.4 * rate)
+    loudest = max(
+        np.sqrt(np.mean(mono[i : i + window] ** 2)) for i in range(0, len(mono) - window, window)
+    )
+    last = np.sqrt(np.mean(mono[-round(0.05 * rate) :] ** 2))
+    assert 20 * np.log10(max(last, 1e-9) / loudest) <= -40.0
+
+
 def test_busier_sections_have_more_parts(composed):
     plan = composed("pop").plan
     by_intensity: dict[int, int] = {}
@@ -557,6 +573,77 @@ def test_melody_repeats_its_motif(composed, beat_analysis):
     # Music, not random notes: bars reuse a few rhythms (the motif and its variations).
     assert len(rhythms) >= 6
     assert len(set(rhythms)) <= len(rhythms) / 2
+
+
+# Rock's guitar plays the tune and strums the chords, so its tune cannot be told apart.
+@pytest.mark.parametrize("genre", [g for g in STYLES if g != "rock"])
+def test_the_tune_stays_in_its_key_and_its_register(generator, beat_analysis, genre):
+    """A tune that meets the edge of its register turns back in the key: every melody note
+    lies in the style's range and in its section's scale or the chord under it (a borrowed
+    chord's tone). Clamped to the edge, it had sat on a note outside the key (E over B-flat
+    major) for bars at a time."""
+    style = STYLES[genre]
+    low, high = style.melody_range
+    for seed in range(1, 5):
+        score = generator.compose(
+            brief_for(beat_analysis, genre, seed=seed), Heartbeat(lambda f: None)
+        )
+        players = [p for p in score.roles.of("melody") if score.roles.parts_of(p) == ["melody"]]
+        tune = [n for n in score.notes if n.instrument in players]
+        assert tune and all(low <= n.pitch <= high for n in tune), seed
+        spans = score.arrangement.harmony
+        strays = []
+        for note in tune:
+            form = next(f for f in score.forms if f.start_beat <= note.start < f.end_beat)
+            under = [s.chord.pitch_classes for s in spans if s.start <= note.start < s.end]
+            if note.pitch % 12 not in {*form.key.scale, *(under[0] if under else ())}:
+                strays.append((note.start, note.pitch))
+        assert not strays, (seed, strays)
+
+
+@pytest.mark.parametrize("genre", list(STYLES))
+def test_the_cadence_keeps_its_whole_bar(generator, beat_analysis, genre):
+    """The chord before the final tonic holds until the final downbeat: a strong cut in that
+    bar is marked, but does not pull the tonic forward (it had arrived a beat or two early
+    and was struck again on the downbeat)."""
+    for seed in range(1, 5):
+        score = generator.compose(
+            brief_for(beat_analysis, genre, seed=seed), Heartbeat(lambda f: None)
+        )
+        final = score.plan.final_beat
+        assert final is not None
+        before = [s for s in score.arrangement.harmony if s.start < final]
+        assert before[-1].end == final, (seed, before[-1])
+        assert before[-1].numeral not in ("I", "i"), (seed, before[-1])
+
+
+def test_swing_moves_every_step_of_the_beat_in_proportion():
+    """Swung, the off-beat eighth comes late and the sixteenths either side move with it: the
+    one after it stays between it and the next beat (moved alone, the off-beat had landed a
+    flam before it)."""
+    from services.generator.backends.composer.arrangement import swung
+
+    assert [swung(b, 0.0) for b in (0.25, 0.5, 0.75)] == [0.25, 0.5, 0.75]
+    steps = [swung(3 + k / 4, 0.16) for k in range(5)]
+    assert steps == pytest.approx([3.0, 3.33, 3.66, 3.83, 4.0])
+    # The two halves of the beat keep their sixteenths evenly spaced.
+    assert steps[1] - steps[0] == pytest.approx(steps[2] - steps[1])
+    assert steps[3] - steps[2] == pytest.approx(steps[4] - steps[3])
+
+
+@pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])
+def test_swung_genres_play_no_flams(generator, beat_analysis, genre):
+    """In a swung groove no two strokes of the drums, and no two notes of one part, fall
+    closer than half a sixteenth apart, unless they are struck together (or one marks a cut,
+    at its exact time)."""
+    score = generator.compose(brief_for(beat_analysis, genre, seed=3), Heartbeat(lambda f: None))
+    plan = score.plan
+    cuts = [plan.beat_at(t) for t in score.cut_times]
+    for instrument in score.band:
+        played = [n.start for n in score.notes if n.instrument == instrument]
+        onsets = sorted({round(b, 6) for b in played if min(abs(b - c) for c in cuts) > 0.01})
+        gaps = np.diff(onsets)
+        assert gaps.size and gaps.min() >= 0.125, (instrument, onsets[int(np.argmin(gaps))])
 
 
 def test_bass_plays_the_chord_roots(composed):

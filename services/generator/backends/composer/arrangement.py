@@ -12,6 +12,7 @@ dominant. Every cut gets a musical event at its exact time, on a beat or not.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +59,27 @@ SAME_BEAT = 0.05
 # A cut this close to a beat is on it (the plan's anchors are exact): its event is the beat's.
 ON_BEAT_S = 0.001
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
+
+
+def swung(beat: float, swing: float) -> float:
+    """A grid position in beats, swung: the off-beat eighth comes `swing` of a beat late and
+    every position inside the beat moves with it in proportion, so a sixteenth keeps its place
+    between the beat, the off-beat and the next beat (moving the off-beat alone put the last
+    sixteenth a flam after it)."""
+    if not swing:
+        return beat
+    whole = math.floor(beat + 1e-9)
+    within = beat - whole
+    off_beat = 0.5 + swing
+    if within < 0.5:
+        return whole + within * off_beat / 0.5
+    return whole + off_beat + (within - 0.5) * (1.0 - off_beat) / 0.5
+
+
+def meter_swing(style: Style, steps: int) -> float:
+    """The style's swing in a meter of `steps` grid steps a beat: none where the beat divides
+    in three (6/8)."""
+    return style.swing if steps % 2 == 0 else 0.0
 
 
 @dataclass
@@ -219,6 +241,8 @@ class Arrangement:
     end_beat: float = 0.0
     # Beats where the harmony changes (the piano's pedal follows them).
     chord_starts: list[float] = field(default_factory=list)
+    # The chords, span by span, up to the final chord.
+    harmony: list[ChordSpan] = field(default_factory=list)
 
 
 # Common substitutions for a varied return of a progression (same function, new colour).
@@ -248,6 +272,7 @@ class Composer:
         self.style = style
         self.meter_name = plan.meter.name
         self.steps = plan.meter.steps
+        self._swing = meter_swing(style, self.steps)
         self.bar_beats = plan.meter.beats
         self.roles = roles
         self.forms = forms
@@ -299,6 +324,7 @@ class Composer:
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
         self.result.chord_starts = [span.start for span in self.harmony]
+        self.result.harmony = list(self.harmony)
         if final is not None:
             self.result.chord_starts.append(float(final))
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
@@ -396,6 +422,10 @@ class Composer:
             if not 0 <= i < len(spans) - 1:
                 continue
             span, following = spans[i], spans[i + 1]
+            if final is not None and following.start >= final:
+                # The cadence keeps its dominant whole: the tonic pulled forward to a cut
+                # would arrive early and be struck again as the final chord.
+                continue
             if span.start < beat < span.end and following.numeral != span.numeral:
                 spans[i] = ChordSpan(span.start, beat, span.chord, span.numeral)
                 spans[i + 1] = ChordSpan(beat, following.end, following.chord,
@@ -561,12 +591,11 @@ class Composer:
         options = table[self.meter_name][level]
         return options[variant % len(options)]
 
-    def _position(self, start: int, step: int) -> float:
-        """The beat position of a grid step, swung where the style swings its off-beats."""
+    def _position(self, start: float, step: int) -> float:
+        """The beat position of a grid step, swung where the style swings (in a meter whose
+        beat divides in two)."""
         position = start + step / self.steps
-        if self.style.swing and self.steps % 2 == 0 and step % self.steps == self.steps // 2:
-            position += self.style.swing
-        return position
+        return swung(position, self._swing)
 
     def _events(self, pattern: str, start: int, end: int) -> list[tuple[float, float, str]]:
         """(onset, end, symbol) of each struck step of a bar pattern, held through '-'."""
@@ -579,7 +608,7 @@ class Composer:
             stop = step + 1
             while stop < length and pattern[stop] == "-":
                 stop += 1
-            events.append((self._position(start, step), start + stop / self.steps, symbol))
+            events.append((self._position(start, step), self._position(start, stop), symbol))
         return events
 
     def _voicing(self, player: str, harmony: Chord, low: int, high: int) -> tuple[int, ...]:
@@ -740,16 +769,18 @@ class Composer:
             position_beats = start + offset
             harmony = self._chord_at(position_beats)
             if i > 0:
-                pitch = scale_step(pitch, contour[i], form.key)
+                stepped = scale_step(pitch, contour[i], form.key)
+                if not low <= stepped <= high:
+                    # At the edge of its register the line turns back, in the key (a clamp
+                    # had held it on the edge, often on a note outside the key).
+                    stepped = scale_step(pitch, -contour[i], form.key)
+                pitch = nearest_in(stepped, form.key.scale, low, high)
                 if abs(offset - round(offset)) < 1e-6 and round(offset) % 2 == 0:
                     pitch = nearest_in(pitch, harmony.pitch_classes, low, high)
-                pitch = min(high, max(low, pitch))
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
-            duration = min(stop - offset, 2.0) * 0.95
-            onset = position_beats
-            if self.style.swing and abs(offset % 1.0 - 0.5) < 1e-6:
-                onset += self.style.swing
-            self._add(player, pitch, onset, start + offset + duration,
+            onset = swung(position_beats, self._swing)
+            release = swung(position_beats + min(stop - offset, 2.0), self._swing)
+            self._add(player, pitch, onset, onset + (release - onset) * 0.95,
                       velocity + (6 if offset == 0 else 0))  # fmt: skip
         self._melody_pitch = pitch
 

@@ -258,12 +258,17 @@ class ComposerGenerator:
             mix[start:end] = mixer.bus(start, before_bus).T
             heartbeat.advance(PERFORMED + (MIXED - PERFORMED) * end / total)
         ending = "cadence" if plan.final_beat is not None else "fade"
+        # After a cadence, the final chord's release and the reverb ring out until the end.
+        release_s = plan.beat_time(score.arrangement.end_beat)
         # Headroom: a full band can sum past full scale; mix and stems scale together.
         peak = _peak(mix, heartbeat)
         for audio in (mix, *stems.values()):
             if peak > MAX_PEAK:
                 _scale(audio, MAX_PEAK / peak, heartbeat)
-            _shape_ending(audio, brief.sample_rate, fade=ending == "fade")
+            if ending == "fade":
+                fade_out(audio, round(min(FADE_S, brief.duration_s / 3) * rate))
+            else:
+                _fade_tail(audio, round((brief.duration_s - release_s) * rate))
         midi = midi_bytes(
             by_instrument,
             plan,
@@ -417,10 +422,13 @@ def _without_overlaps(notes: list[Note], heartbeat: Heartbeat) -> list[Note]:
     return sorted(result, key=lambda n: (n.start, n.instrument, n.pitch))
 
 
-def _shape_ending(audio: np.ndarray, sample_rate: int, fade: bool) -> None:
-    """In place: a fade-out (no room for a cadence), else a 20 ms guard against a click."""
-    seconds = min(FADE_S, len(audio) / sample_rate / 3) if fade else 0.02
-    fade_out(audio, round(seconds * sample_rate))
+def _fade_tail(audio: np.ndarray, samples: int) -> None:
+    """In place: the last `samples` (the final chord's release tail) fade to silence along a
+    half cosine, gently at first. A hall's ring is still loud when the video ends, and cut
+    there (the old 20 ms guard) it stopped dead."""
+    length = min(len(audio), max(samples, 1))
+    curve = np.cos(np.linspace(0.0, np.pi / 2, length)) ** 2
+    audio[-length:] *= curve.astype(np.float32)[:, None]
 
 
 def _controls_in_beats(

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.generator.backends.composer.arrangement import SUSTAINING, Note, Roles, SectionForm
+from services.generator.backends.composer.arrangement import (
+    SUSTAINING,
+    Note,
+    Roles,
+    SectionForm,
+    meter_swing,
+    swung,
+)
 from services.generator.backends.composer.render import Control, ScheduledNote
 from services.generator.backends.composer.styles import SNARE, Style
 from services.generator.backends.composer.timing import TimingPlan
@@ -69,20 +76,22 @@ def with_ghost_notes(
     if style.ghost_notes <= 0 or not any(n.instrument == "drums" for n in notes):
         return notes
     steps = plan.meter.steps
-    taken = {round(n.start * steps) for n in notes if n.instrument == "drums"}
+    # Where the drums already strike (swung as they are).
+    swing = meter_swing(style, steps)
+    taken = {round(n.start, 6) for n in notes if n.instrument == "drums"}
     ghosts = []
     for form in forms:
         heartbeat()
         if form.intensity < 2:
             continue
         for step in range(form.start_beat * steps, form.end_beat * steps):
-            if step % 2 == 0 or step in taken or rng.random() >= style.ghost_notes:
+            beat = swung(step / steps, swing)
+            if step % 2 == 0 or round(beat, 6) in taken or rng.random() >= style.ghost_notes:
                 continue
-            beat = step / steps
             if beat >= len(plan.beats_s) - 1 or _near_cut(plan.beat_time(beat), cut_times):
                 continue
             velocity = int(rng.integers(GHOST_VELOCITY[0], GHOST_VELOCITY[1] + 1))
-            ghosts.append(Note("drums", SNARE, beat, beat + 1.0 / steps, velocity))
+            ghosts.append(Note("drums", SNARE, beat, swung((step + 1) / steps, swing), velocity))
     return sorted([*notes, *ghosts], key=lambda n: (n.start, n.instrument, n.pitch))
 
 
