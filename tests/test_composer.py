@@ -17,7 +17,7 @@ from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import SUBSTITUTES
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.render import CC_PAN
-from services.generator.backends.composer.styles import PANS, STYLES
+from services.generator.backends.composer.styles import PANS, PLAYABLE, STYLES
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import (
     METERS,
@@ -579,9 +579,9 @@ def test_melody_repeats_its_motif(composed, beat_analysis):
 @pytest.mark.parametrize("genre", [g for g in STYLES if g != "rock"])
 def test_the_tune_stays_in_its_key_and_its_register(generator, beat_analysis, genre):
     """A tune that meets the edge of its register turns back in the key: every melody note
-    lies in the style's range and in its section's scale or the chord under it (a borrowed
-    chord's tone). Clamped to the edge, it had sat on a note outside the key (E over B-flat
-    major) for bars at a time."""
+    lies in the style's range (or its instrument's) and in its section's scale or the chord
+    under it (a borrowed chord's tone). Clamped to the edge, it had sat on a note outside the
+    key (E over B-flat major) for bars at a time."""
     style = STYLES[genre]
     low, high = style.melody_range
     for seed in range(1, 5):
@@ -590,7 +590,9 @@ def test_the_tune_stays_in_its_key_and_its_register(generator, beat_analysis, ge
         )
         players = [p for p in score.roles.of("melody") if score.roles.parts_of(p) == ["melody"]]
         tune = [n for n in score.notes if n.instrument in players]
-        assert tune and all(low <= n.pitch <= high for n in tune), seed
+        # An instrument with a range of its own may play the tune an octave away (a whistle).
+        free = [n for n in tune if style.program(n.instrument) not in PLAYABLE]
+        assert tune and all(low <= n.pitch <= high for n in free), seed
         spans = score.arrangement.harmony
         strays = []
         for note in tune:
@@ -615,6 +617,30 @@ def test_the_cadence_keeps_its_whole_bar(generator, beat_analysis, genre):
         before = [s for s in score.arrangement.harmony if s.start < final]
         assert before[-1].end == final, (seed, before[-1])
         assert before[-1].numeral not in ("I", "i"), (seed, before[-1])
+
+
+@pytest.mark.parametrize("genre", list(STYLES))
+def test_every_instrument_plays_inside_its_range(generator, beat_analysis, genre):
+    """Whichever instrument the genre casts is asked for (and so which part it takes), it
+    plays only notes its instrument has (styles.PLAYABLE): woodwinds asked of cinematic took
+    the pad, and its flute played down to D2."""
+    style = STYLES[genre]
+    cast = list(dict.fromkeys(i for players in style.casting.values() for i in players))
+    brief = brief_for(beat_analysis, genre, seed=1)
+    checked = set()
+    for asked in [i for i in cast if i not in style.core]:
+        tags = dataclasses.replace(brief.tags, instruments=[*style.core, asked])
+        score = generator.compose(dataclasses.replace(brief, tags=tags), Heartbeat(lambda f: None))
+        for instrument in score.band:
+            playable = PLAYABLE.get(style.program(instrument)) if instrument != "drums" else None
+            pitches = [n.pitch for n in score.notes if n.instrument == instrument]
+            if playable is None or not pitches:
+                continue
+            assert playable[0] <= min(pitches) and max(pitches) <= playable[1], (
+                asked, instrument, min(pitches), max(pitches), playable
+            )  # fmt: skip
+            checked.add(instrument)
+    assert checked or not any(PLAYABLE.get(style.program(i)) for i in cast if i != "drums")
 
 
 def test_swing_moves_every_step_of_the_beat_in_proportion():

@@ -20,7 +20,7 @@ import numpy as np
 
 from services.domain import Look, MusicTags
 from services.generator.backends.composer import styles as drum_keys
-from services.generator.backends.composer.styles import PARTS, Pattern, Style
+from services.generator.backends.composer.styles import PARTS, PLAYABLE, Pattern, Style
 from services.generator.backends.composer.theory import (
     Chord,
     Key,
@@ -298,6 +298,11 @@ class Composer:
         # The spans' starts, in order, to find the chord at a beat by bisection.
         self._span_starts: list[float] = []
         self._voicings: dict[str, tuple[int, ...]] = {}
+        self._ranges = {player: self._placed(player) for part in PARTS for player in roles.of(part)
+                        if player != "drums"}  # fmt: skip
+        # What the players whose notes were moved into their range already strike, by
+        # (instrument, pitch, start): a chord's voice moved onto another is struck once.
+        self._struck: set[tuple[str, int, float]] = set()
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
@@ -565,6 +570,28 @@ class Composer:
 
     # ---- parts --------------------------------------------------------------------------
 
+    def _placed(self, player: str) -> tuple[int, int, int] | None:
+        """Where the player's part sits in its instrument's range: (octaves in semitones,
+        lowest, highest), or None where the instrument plays anything. A line (a tune, a
+        bass) moves by the octaves that keep most of its register inside the range, so it
+        never jumps; chords by the fewest octaves that put three quarters of it inside. A
+        note still outside then moves by octaves on its own."""
+        playable = PLAYABLE.get(self.style.program(player))
+        if playable is None:
+            return None
+        part = self.roles.parts_of(player)[0]
+        low, high = self.style.melody_range if part == "melody" else self.style.register(part)
+        shifts = sorted(range(-36, 37, 12), key=abs)
+
+        def inside(shift: int) -> int:
+            return min(high + shift, playable[1]) - max(low + shift, playable[0]) + 1
+
+        if part in ("melody", "bass"):
+            best = max(shifts, key=inside)
+        else:
+            best = next((s for s in shifts if inside(s) >= 0.75 * (high - low + 1)), 0)
+        return best, *playable
+
     def _add(
         self,
         instrument: str,
@@ -583,6 +610,17 @@ class Composer:
         if end - start <= 1e-3:
             return
         velocity = min(127, max(1, int(velocity + self.rng.integers(-4, 5))))
+        placed = self._ranges.get(instrument)
+        if placed is not None:
+            shift, low, high = placed
+            pitch += shift
+            while pitch < low:
+                pitch += 12
+            while pitch > high:
+                pitch -= 12
+            if (instrument, pitch, start) in self._struck:
+                return
+            self._struck.add((instrument, pitch, start))
         self.result.notes.append(Note(instrument, int(pitch), start, end, velocity))
 
     def _pattern(

@@ -49,6 +49,45 @@ DEFAULT_PROGRAMS = {
     "plucks": 46,  # Orchestral Harp
 }
 
+# The sounding range (lowest, highest MIDI pitch) of the General MIDI programs that stand for
+# real instruments (keyboards, synths and pads play anything). A part written outside its
+# player's range moves up or down by octaves into it (arrangement.py): a flute cast as the
+# pad had played down to D2, two octaves under its lowest note.
+PLAYABLE = {
+    11: (53, 89),  # Vibraphone, F3-F6
+    12: (45, 96),  # Marimba, A2-C7
+    24: (40, 84),  # Nylon guitar, E2-C6
+    25: (40, 86),  # Steel guitar
+    26: (40, 86),  # Jazz guitar
+    27: (40, 88),  # Clean electric guitar
+    28: (40, 86),  # Muted electric guitar
+    29: (40, 88),  # Overdriven guitar
+    30: (40, 88),  # Distortion guitar
+    32: (28, 67),  # Acoustic (upright) bass, E1-G4
+    33: (28, 67),  # Finger bass
+    34: (28, 67),  # Picked bass
+    40: (55, 100),  # Violin, G3-E7
+    41: (48, 88),  # Viola, C3-E6
+    42: (36, 76),  # Cello, C2-E5
+    43: (24, 60),  # Contrabass, C1 (with the extension)-C4
+    45: (28, 96),  # Pizzicato strings (the section)
+    46: (24, 103),  # Harp, C1-G7
+    56: (54, 84),  # Trumpet, F#3-C6
+    57: (40, 72),  # Trombone, E2-C5
+    58: (26, 65),  # Tuba, D1-F4
+    60: (35, 77),  # French horn, B1-F5
+    68: (58, 91),  # Oboe, Bb3-G6
+    70: (34, 75),  # Bassoon, Bb1-Eb5
+    71: (50, 94),  # Clarinet, D3-Bb6
+    72: (74, 108),  # Piccolo, D5-C8
+    73: (60, 96),  # Flute, C4-C7
+    74: (60, 96),  # Recorder
+    75: (60, 96),  # Pan flute
+    78: (72, 98),  # Whistle, C5-D7
+    79: (60, 84),  # Ocarina, C4-C6
+    105: (48, 86),  # Banjo, C3-D6
+}
+
 # Where each instrument sits in the stereo field (MIDI pan: 0 left, 64 centre, 127 right),
 # as on a band stage: rhythm section in the middle, the rest spread either side.
 PANS = {
