@@ -50,7 +50,8 @@ DEFAULT_PROGRAMS = {
 }
 
 # The sounding range (lowest, highest MIDI pitch) of the General MIDI programs that stand for
-# real instruments (keyboards, synths and pads play anything). A part written outside its
+# real instruments (keyboards, synths and pads play anything; so does the whistle, whose
+# samples end at G5 in TimGM6mb but reach C8 in MuseScore General). A part written outside its
 # player's range moves up or down by octaves into it (arrangement.py): a flute cast as the
 # pad had played down to D2, two octaves under its lowest note.
 PLAYABLE = {
@@ -83,7 +84,6 @@ PLAYABLE = {
     73: (60, 96),  # Flute, C4-C7
     74: (60, 96),  # Recorder
     75: (60, 96),  # Pan flute
-    78: (72, 98),  # Whistle, C5-D7
     79: (60, 84),  # Ocarina, C4-C6
     105: (48, 86),  # Banjo, C3-D6
 }
