@@ -58,6 +58,7 @@ class InvalidVideoError(InvalidInputError):
         "zero_duration",
         "too_long",
         "too_large",
+        "too_small",
     )
 
     def __init__(self, reason: str, message: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -77,6 +78,50 @@ def test_still_image(tagger: VisionTagger, tmp_path: Path):
 def test_single_frame_video(tagger: VisionTagger, tmp_path: Path):
     video = write_video(tmp_path / "one.mp4", [Shot(1 / 30)], audio=False)
     refuse(tagger, video.path, "still_image")
+
+
+def test_a_picture_too_small_to_read(tagger: VisionTagger, tmp_path: Path):
+    """Optical flow needs 12 pixels a side: a 10x10 video is refused as too small (it had
+    ended in an internal error), and one at the smallest allowed side is analysed."""
+    tiny = write_video(tmp_path / "tiny.mp4", [Shot(2.0)], width=10, height=10, audio=False)
+    assert "10x10" in str(refuse(tagger, tiny.path, "too_small"))
+    side = VideoLimits().min_side
+    small = write_video(tmp_path / "small.mp4", [Shot(2.0)], width=side, height=side,
+                        audio=False)  # fmt: skip
+    assert tagger.analyze(AnalysisRequest(small.path)).duration_s == pytest.approx(2.0, abs=0.1)
+
+
+def test_an_mpeg_ts_whose_clock_wraps_is_analysed(tagger: VisionTagger, tmp_path: Path):
+    """MPEG-TS timestamps count 33 bits and wrap; a capture that holds the wrap is read with
+    its frames' times carried past it (it had ended in an internal error)."""
+    path = tmp_path / "wrap.ts"
+    time_base = Fraction(1, 90000)
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        stream.codec_context.time_base = time_base
+        # Sound whose clock starts at 0, as a capture's other streams may.
+        sound = container.add_stream("aac", rate=48000)
+        for i in range(90):
+            picture = np.full((36, 64, 3), (i * 7) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+            # The clock wraps one second in (the muxer writes 33 bits).
+            frame.pts, frame.time_base = 2**33 - 90000 + i * 3000, time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        for start in range(0, 3 * 48000, 1024):
+            tone = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="flt",
+                                              layout="stereo")  # fmt: skip
+            tone.sample_rate, tone.pts, tone.time_base = 48000, start, Fraction(1, 48000)
+            for packet in sound.encode(tone):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    analysis = tagger.analyze(AnalysisRequest(path))
+    assert analysis.duration_s > 0.5
+    assert len(analysis.motion.values) >= 1
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):

@@ -168,6 +168,19 @@ def test_controls_win_over_the_tagger(pipeline, clip, tmp_path):
     assert sources[("genre", "rock")] == "user"
 
 
+def test_a_video_shorter_than_a_loudness_block_is_scored(pipeline, tmp_path):
+    """BS.1770 measures 400 ms blocks: a 0.3 s clip (a sting, a GIF) is measured played over
+    and over, in the composer's balance and in mastering (it had ended in an internal
+    error)."""
+    video = write_video(tmp_path / "sting.mp4", [Shot(0.3, speed=0.4)], audio=False)
+    out = tmp_path / "sting.wav"
+    result = pipeline.score(video.path, UserControls(), OutputOptions(out))
+    audio, rate = decode(out)
+    assert len(audio) == round(video.duration_s * rate)
+    assert result.loudness.integrated_lufs == pytest.approx(-14.0, abs=0.5)
+    assert result.loudness.true_peak_dbtp <= -1.0
+
+
 def test_bright_transients_stay_under_the_true_peak_ceiling():
     """Strums and cymbals carry energy up to 20 kHz, where a short interpolation filter reads
     their peaks low: measured at BS.1770's four times oversampling with ideal (FFT)
@@ -326,6 +339,16 @@ def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypa
 def test_container_that_cannot_take_the_video_codec(pipeline, clip, tmp_path):
     with pytest.raises(InvalidInputError, match=r"cannot copy a h264 video stream into \.webm"):
         pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.webm"))
+
+
+def test_a_vp9_video_is_not_copied_into_mov(pipeline, tmp_path):
+    """FFmpeg's MOV muxer takes no VP9: asked for, it is refused before any work (it had
+    failed at the mux, an internal error), and .mkv takes it."""
+    video = write_video(tmp_path / "clip.webm", [Shot(1.0)], codec="libvpx-vp9", audio=False)
+    with pytest.raises(InvalidInputError, match=r"cannot copy a vp9 video stream into \.mov"):
+        pipeline.score(video.path, UserControls(), OutputOptions(tmp_path / "m.mov"))
+    pipeline.score(video.path, UserControls(), OutputOptions(tmp_path / "m.mkv"))
+    assert video_packets_digest(tmp_path / "m.mkv") == video_packets_digest(video.path)
 
 
 def test_keep_original_audio_needs_audio(pipeline, tmp_path):

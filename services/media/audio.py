@@ -36,7 +36,7 @@ VIDEO_FORMATS = {
 # Video codecs each container can carry by stream copy.
 _CONTAINER_VIDEO_CODECS = {
     ".mp4": {"h264", "hevc", "av1", "vp9", "mpeg4", "mjpeg", "prores"},
-    ".mov": {"h264", "hevc", "prores", "mpeg4", "mjpeg", "av1", "vp9"},
+    ".mov": {"h264", "hevc", "prores", "mpeg4", "mjpeg", "av1"},  # FFmpeg puts no VP9 in MOV
     ".mkv": None,  # anything
     ".webm": {"vp8", "vp9", "av1"},
 }

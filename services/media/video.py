@@ -58,8 +58,11 @@ class VideoLimits:
     max_width: int = 7680
     max_height: int = 4320
     max_fps: float = 240.0
+    # The smallest picture side the analysis can read (optical flow needs 12 pixels).
+    min_side: int = 16
 
 
+MPEG_TS_WRAP = 1 << 33
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
 # largest size allowed, whatever the machine's core count.
 DECODER_THREADS = 4
@@ -163,6 +166,12 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
             f"{path.name} is {coded_width}x{coded_height}; the limit is "
             f"{limits.max_width}x{limits.max_height}",
         )
+    if min(coded_width, coded_height) < limits.min_side:
+        raise InvalidVideoError(
+            "too_small",
+            f"{path.name} is {coded_width}x{coded_height}; its sides must be at least "
+            f"{limits.min_side} pixels",
+        )
     fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0.0)
     if fps > limits.max_fps:
         raise InvalidVideoError(
@@ -256,10 +265,19 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
         }
         index = 0
         stride = small_h = small_w = 0
+        # MPEG-TS counts time in 33 bits, which wrap (every 26.5 hours of its clock), and a
+        # capture may hold the wrap: its frames' times carry on past it.
+        wraps = container.format.name == "mpegts"
+        wrapped = previous = 0
         try:
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
+                pts = frame.pts + wrapped
+                if wraps and index and pts < previous - MPEG_TS_WRAP // 2:
+                    wrapped += MPEG_TS_WRAP
+                    pts += MPEG_TS_WRAP
+                previous = pts
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     # Whole chroma rows/columns only, so all three planes agree in size.
@@ -278,8 +296,8 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
                 assert time_base is not None
                 yield SmallFrame(
                     index=index,
-                    time_s=float(frame.pts * time_base),
-                    pts=int(frame.pts),
+                    time_s=float(pts * time_base),
+                    pts=int(pts),
                     time_base=Fraction(time_base.numerator, time_base.denominator),
                     bgr=bgr,
                     grey=grey,

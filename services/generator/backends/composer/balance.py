@@ -127,9 +127,16 @@ def balanced_gains(
 
     meter = pyloudnorm.Meter(sample_rate)
 
+    gate_block = math.ceil(meter.block_size * sample_rate)
+
     def loudness(chunks: list[np.ndarray]) -> float:
         audio = np.concatenate(chunks, axis=1).T.astype(np.float64)
-        return float(meter.integrated_loudness(audio)) if audio.any() else -math.inf
+        if not audio.any():
+            return -math.inf
+        if len(audio) < gate_block:
+            # A piece shorter than BS.1770's 400 ms block is measured played over and over.
+            audio = np.tile(audio, (math.ceil(gate_block / len(audio)), 1))
+        return float(meter.integrated_loudness(audio))
 
     def corrected(gains: list[float], heard: list[float]) -> list[float]:
         return [
