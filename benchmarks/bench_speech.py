@@ -58,7 +58,7 @@ def webrtc_speech(path: Path, aggressiveness: int, min_silence_s: float,
 
     vad = webrtcvad.Vad(aggressiveness)
     frame = int(0.03 * VAD_RATE)
-    audio = np.concatenate(list(mono_blocks(path, VAD_RATE, 60.0)))
+    audio = np.concatenate(list(mono_blocks(path, VAD_RATE, 60.0, DURATION_S)))
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
     spans: list[list[float]] = []
     for index in range(len(pcm) // frame):
@@ -81,9 +81,9 @@ def main() -> None:
                             x264_preset="medium").path  # fmt: skip
         hearing = HearingConfig()
         listener = Listener(hearing)
-        listener.hear(video, lambda: None)  # the first call pays for loading
+        listener.hear(video, DURATION_S, lambda: None)  # the first call pays for loading
         started = time.perf_counter()
-        heard = listener.hear(video, lambda: None)
+        heard = listener.hear(video, DURATION_S, lambda: None)
         silero_s = time.perf_counter() - started
         found = [(i.start_s, i.end_s) for i in heard.speech]
         print(f"{DURATION_S:g} s of speech, slams and noise; {len(truth)} sentences")

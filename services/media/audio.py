@@ -207,7 +207,8 @@ def decode_audio(
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
-        audio = _decoded(container, rate, heartbeat)
+        # No further than the video: a long track behind a short video is never decoded.
+        audio = _decoded(container, rate, heartbeat, samples)
     return _exact(audio, samples)
 
 
@@ -228,15 +229,23 @@ def decode_audio_bytes(data: bytes, rate: int) -> np.ndarray:
     return resample(audio, native, rate, round(len(audio) * rate / native))
 
 
-def _decoded(container: Any, rate: int, heartbeat: Callable[[], None] = _nothing) -> np.ndarray:
+def _decoded(
+    container: Any, rate: int, heartbeat: Callable[[], None] = _nothing, limit: int | None = None
+) -> np.ndarray:
+    """The first audio track as stereo float32 at `rate`, decoded until `limit` samples
+    (all of it without one)."""
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
     chunks = []
+    held = 0
     try:
         for frame in container.decode(stream):
             heartbeat()
             for converted in resampler.resample(frame):
                 chunks.append(converted.to_ndarray().reshape(-1, 2))
+                held += len(chunks[-1])
+            if limit is not None and held >= limit:
+                return np.concatenate(chunks).astype(np.float32)
     except av.FFmpegError as error:
         # A damaged track: what decoded before the damage stands (the rest is silence).
         decoded_s = sum(len(chunk) for chunk in chunks) / rate
@@ -248,12 +257,18 @@ def _decoded(container: Any, rate: int, heartbeat: Callable[[], None] = _nothing
 
 
 def mono_blocks(
-    path: Path, rate: int, block_s: float, heartbeat: Callable[[], None] = _nothing
+    path: Path,
+    rate: int,
+    block_s: float,
+    seconds: float,
+    heartbeat: Callable[[], None] = _nothing,
 ) -> Iterator[np.ndarray]:
     """The first audio track of `path` as mono float32 at `rate`, in blocks of `block_s`
-    seconds (the last shorter), so a two-hour track never sits in memory whole. Nothing for
-    a file without audio; a damaged track ends where the damage starts (logged)."""
+    seconds (the last shorter), so a two-hour track never sits in memory whole, up to
+    `seconds` (the video's length: a longer track is never decoded past it). Nothing for a
+    file without audio; a damaged track ends where the damage starts (logged)."""
     block = round(block_s * rate)
+    wanted = round(seconds * rate)
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return
@@ -274,12 +289,17 @@ def mono_blocks(
                 log.warning("audio decoding stopped: %s", error)
             yield from converted(None)
 
+        given = 0
         for samples in frames():
+            samples = samples[: wanted - given]
             pending.append(samples)
             held += len(samples)
+            given += len(samples)
             while held >= block:
                 joined = np.concatenate(pending)
                 yield joined[:block].astype(np.float32)
                 pending, held = [joined[block:]], len(joined) - block
+            if given >= wanted:
+                break
         if held:
             yield np.concatenate(pending).astype(np.float32)

@@ -49,7 +49,8 @@ class Listener:
             model = self._models.model = load_silero_vad()
         return model
 
-    def hear(self, path: Path, heartbeat: Callable[[], None]) -> Hearing:
+    def hear(self, path: Path, seconds: float, heartbeat: Callable[[], None]) -> Hearing:
+        """Speech and sound level over the first `seconds` of the file's audio."""
         import torch
         from silero_vad import get_speech_timestamps
 
@@ -59,7 +60,7 @@ class Listener:
         levels: list[float] = []
         offset = 0.0
         tail = np.zeros(0, np.float32)
-        for block in mono_blocks(path, VAD_RATE, BLOCK_S, heartbeat):
+        for block in mono_blocks(path, VAD_RATE, BLOCK_S, seconds, heartbeat):
             found = get_speech_timestamps(
                 torch.from_numpy(block), self._model(), threshold=config.vad_threshold,
                 sampling_rate=VAD_RATE, min_speech_duration_ms=round(config.min_speech_s * 1000),

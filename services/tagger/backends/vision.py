@@ -112,7 +112,8 @@ class VisionTagger:
         analysis, basis = _summarise(probe, scan, self.config.vision, self.vocabulary,
                                      prompt_matches)  # fmt: skip
         if self.listener is not None and probe.has_audio and request.listen:
-            hearing = self.listener.hear(request.video_path, Heartbeat(progress or _ignore, 0.99))
+            hearing = self.listener.hear(request.video_path, analysis.duration_s,
+                                         Heartbeat(progress or _ignore, 0.99))  # fmt: skip
             analysis = dataclasses.replace(analysis, speech=hearing.speech,
                                            loudness=hearing.loudness)  # fmt: skip
         return analysis, basis
