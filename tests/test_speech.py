@@ -15,12 +15,13 @@ from scipy.signal import butter, sosfiltfilt
 from services.config import RequestLimits, SpeechDuckingConfig
 from services.contract import analysis_from_proto, analysis_to_proto
 from services.domain import OutputOptions, SpeechInterval, UserControls, VideoAnalysis
-from services.errors import InvalidInputError
+from services.errors import CancelledError, InvalidInputError
 from services.gateway.controls import make_brief, validate_controls
 from services.gateway.delivery import master_music, speech_ducking
 from services.gateway.mastering import SpeechDucking, master, speech_gain
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.speech import PULSE_KEYS, VOICE_LOW
+from services.generator.beatcheck import genre_brief
 from services.media.synth import Shot, SyntheticVideo, speech_track, write_video
 from services.pipeline import ScorePipeline
 from services.rules import SPEECH_MODES, speech_matters
@@ -361,3 +362,27 @@ def test_a_sound_track_longer_than_the_video_is_read_only_as_far_as_the_video(
     assert audio is not None and len(audio) == 2 * 48000
     # About 2 s of 1024-sample frames were decoded, not 60 s of them.
     assert len(frames) < 3 * 48000 / 1024
+
+
+def test_thousands_of_spoken_stretches_thin_like_their_union_and_hear_a_cancel(
+    generator: ComposerGenerator, beat_analysis
+):
+    """A brief may hold 20,000 spoken stretches: the thinning joins them and finds each note's
+    by bisection (it had checked every note against every stretch, with no heartbeat: a cancel
+    went unheard for 16 s), and a cancel is heard while it works."""
+    from services.generator.backends.composer.speech import around_speech
+    from services.progress import Heartbeat
+    from tests.heartbeats import cancelling_at
+
+    score = generator.compose(genre_brief(beat_analysis, "pop"), Heartbeat(lambda f: None))
+    # Stretches of 2 ms every 3 ms from 4 s to 10 s, overlapping ones among them.
+    many = [SpeechInterval(4.0 + i * 0.003, 4.0 + i * 0.003 + 0.002) for i in range(2000)]
+    many += [SpeechInterval(6.0, 6.5), SpeechInterval(6.2, 7.0)]
+    union = [SpeechInterval(4.0, 4.0 + 1999 * 0.003 + 0.002)]
+    thinned = around_speech(score.notes, score.plan, score.roles, many, lambda: None)
+    joined = around_speech(score.notes, score.plan, score.roles, union, lambda: None)
+    assert thinned.notes == joined.notes
+    assert len(thinned.notes) < len(score.notes)
+    heartbeat, _ = cancelling_at(1)
+    with pytest.raises(CancelledError):
+        around_speech(score.notes, score.plan, score.roles, many, heartbeat)

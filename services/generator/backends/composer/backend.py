@@ -201,7 +201,7 @@ class ComposerGenerator:
         thinning = [""] * len(plan.sections)
         notes = score.notes
         if brief.speech:
-            thinned = around_speech(notes, plan, roles, brief.speech)
+            thinned = around_speech(notes, plan, roles, brief.speech, heartbeat)
             notes, thinning = thinned.notes, thinned.sections
         notes = _without_overlaps(notes, heartbeat)
         heartbeat()

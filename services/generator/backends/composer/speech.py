@@ -5,7 +5,9 @@ musician to adjust."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.domain import SpeechInterval
@@ -43,31 +45,36 @@ class Thinned:
 
 
 def around_speech(
-    notes: Sequence[Note], plan: TimingPlan, roles: Roles, speech: Sequence[SpeechInterval]
+    notes: Sequence[Note],
+    plan: TimingPlan,
+    roles: Roles,
+    speech: Sequence[SpeechInterval],
+    heartbeat: Callable[[], None],
 ) -> Thinned:
-    """The notes with room made under each spoken stretch."""
-    spans = [(plan.beat_at(max(0.0, i.start_s - BREATH_S)), plan.beat_at(i.end_s + BREATH_S))
-             for i in speech]  # fmt: skip
-    guards = [(plan.beat_at(i.start_s - ONSET_GUARD_S), plan.beat_at(i.start_s + ONSET_GUARD_S))
-              for i in speech]  # fmt: skip
+    """The notes with room made under each spoken stretch (`heartbeat` is called as it
+    goes: it raises to cancel)."""
+    heard = _joined([(i.start_s, i.end_s) for i in speech])
+    spans = _joined([(plan.beat_at(max(0.0, a - BREATH_S)), plan.beat_at(b + BREATH_S))
+                     for a, b in heard])  # fmt: skip
+    guards = _joined([(plan.beat_at(a - ONSET_GUARD_S), plan.beat_at(a + ONSET_GUARD_S))
+                      for a, _ in heard])  # fmt: skip
     silent = {p for part in SILENT_PARTS for p in roles.of(part)}
     lowered = {p for part in LOWERED_PARTS for p in roles.of(part)} - silent
     drums = set(roles.of("drums"))
 
-    def inside(note: Note, stretches: list[tuple[float, float]]) -> bool:
-        return any(note.start < end and note.end > start for start, end in stretches)
-
     kept: list[Note] = []
-    for note in notes:
+    for index, note in enumerate(notes):
+        if index % 1024 == 0:
+            heartbeat()
         if note.instrument in drums:
-            if note.pitch not in PULSE_KEYS and (inside(note, spans) or inside(note, guards)):
+            if note.pitch not in PULSE_KEYS and (_inside(note, spans) or _inside(note, guards)):
                 continue
-            if inside(note, spans):
+            if _inside(note, spans):
                 note = Note(note.instrument, note.pitch, note.start, note.end,
                             max(1, round(note.velocity * PULSE_VELOCITY)))  # fmt: skip
-        elif note.instrument in silent and inside(note, spans):
+        elif note.instrument in silent and _inside(note, spans):
             continue
-        elif note.instrument in lowered and inside(note, spans) and note.pitch >= VOICE_LOW:
+        elif note.instrument in lowered and _inside(note, spans) and note.pitch >= VOICE_LOW:
             pitch = note.pitch
             while pitch >= VOICE_LOW:
                 pitch -= 12
@@ -75,17 +82,42 @@ def around_speech(
                 continue
             note = Note(note.instrument, pitch, note.start, note.end, note.velocity)
         kept.append(note)
-    return Thinned(kept, [_described(section.start_s, section.end_s, speech, silent, lowered,
-                                     drums) for section in plan.sections])  # fmt: skip
+    sections = []
+    for section in plan.sections:
+        heartbeat()
+        sections.append(_described(section.start_s, section.end_s, heard, silent, lowered, drums))
+    return Thinned(kept, sections)
 
 
-def _described(start_s: float, end_s: float, speech: Sequence[SpeechInterval],
+def _joined(stretches: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The stretches in order, overlapping ones joined: each starts after the one before
+    ends, so bisection finds what a time falls in (thousands of spoken stretches are as
+    cheap as a few)."""
+    joined: list[tuple[float, float]] = []
+    for start, end in sorted(stretches):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def _inside(note: Note, stretches: list[tuple[float, float]]) -> bool:
+    """Whether the note sounds in any of the (joined) stretches: the last one that starts
+    before the note ends reaches furthest."""
+    last = bisect.bisect_left(stretches, (note.end, -math.inf)) - 1
+    return last >= 0 and stretches[last][1] > note.start
+
+
+def _described(start_s: float, end_s: float, heard: list[tuple[float, float]],
                silent: set[str], lowered: set[str], drums: set[str]) -> str:  # fmt: skip
-    heard = [i for i in speech if i.start_s < end_s and i.end_s > start_s]
-    if not heard:
+    low = max(0, bisect.bisect_right(heard, (start_s, math.inf)) - 1)
+    high = bisect.bisect_left(heard, (end_s, -math.inf))
+    inside = [(a, b) for a, b in heard[low:high] if b > start_s]
+    if not inside:
         return ""
     what = [f"{', '.join(sorted(silent))} out" if silent else "",
             f"{', '.join(sorted(lowered))} below 200 Hz" if lowered else "",
             "drums to a soft pulse" if drums else ""]  # fmt: skip
-    times = ", ".join(f"{max(i.start_s, start_s):.1f}-{min(i.end_s, end_s):.1f} s" for i in heard)
+    times = ", ".join(f"{max(a, start_s):.1f}-{min(b, end_s):.1f} s" for a, b in inside)
     return f"speech {times}: " + "; ".join(w for w in what if w)
