@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,6 +16,7 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger
+from tests.hand_made_media import write_streams
 
 
 def refuse(tagger: VisionTagger, path: Path, reason: str) -> InvalidVideoError:
@@ -94,31 +94,9 @@ def test_a_picture_too_small_to_read(tagger: VisionTagger, tmp_path: Path):
 def test_an_mpeg_ts_whose_clock_wraps_is_analysed(tagger: VisionTagger, tmp_path: Path):
     """MPEG-TS timestamps count 33 bits and wrap; a capture that holds the wrap is read with
     its frames' times carried past it (it had ended in an internal error)."""
-    path = tmp_path / "wrap.ts"
-    time_base = Fraction(1, 90000)
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
-        stream.codec_context.time_base = time_base
-        # Sound whose clock starts at 0, as a capture's other streams may.
-        sound = container.add_stream("aac", rate=48000)
-        for i in range(90):
-            picture = np.full((36, 64, 3), (i * 7) % 255, np.uint8)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
-            # The clock wraps one second in (the muxer writes 33 bits).
-            frame.pts, frame.time_base = 2**33 - 90000 + i * 3000, time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        for start in range(0, 3 * 48000, 1024):
-            tone = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="flt",
-                                              layout="stereo")  # fmt: skip
-            tone.sample_rate, tone.pts, tone.time_base = 48000, start, Fraction(1, 48000)
-            for packet in sound.encode(tone):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+    # The clock wraps one second in (the muxer writes 33 bits); the sound's starts at 0.
+    path = write_streams(tmp_path / "wrap.ts", frames=90, first_pts=2**33 - 90000, sound_s=3.0,
+                         container_format="mpegts")  # fmt: skip
     analysis = tagger.analyze(AnalysisRequest(path))
     assert analysis.duration_s > 0.5
     assert len(analysis.motion.values) >= 1

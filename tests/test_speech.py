@@ -328,31 +328,10 @@ def test_a_sound_track_longer_than_the_video_is_read_only_as_far_as_the_video(
     """A 2 s video carrying 60 s of sound: the tagger hears 2 s (its level curve covers the
     video, not the track) and mastering decodes no further (it had decoded, resampled and held
     the whole track: an hour of silent AAC cost 73 s and 4 GB)."""
-    from fractions import Fraction
-
-    import av
-
     from services.media.audio import decode_audio
+    from tests.hand_made_media import write_streams
 
-    path = tmp_path / "long_sound.mkv"
-    with av.open(str(path), "w") as container:
-        picture = container.add_stream("libx264", rate=30)
-        picture.width, picture.height, picture.pix_fmt = 64, 64, "yuv420p"
-        sound = container.add_stream("aac", rate=48000)
-        for i in range(60):
-            image = np.full((64, 64, 3), (i * 37) % 255, np.uint8)
-            for packet in picture.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in picture.encode():
-            container.mux(packet)
-        noise = np.random.default_rng(0).normal(0, 0.1, (1, 2 * 1024)).astype(np.float32)
-        for start in range(0, 60 * 48000, 1024):
-            frame = av.AudioFrame.from_ndarray(noise, format="flt", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+    path = write_streams(tmp_path / "long_sound.mkv", frames=60, sound_s=60.0)
     analysis = tagger.analyze(AnalysisRequest(path))
     assert analysis.duration_s == pytest.approx(2.0, abs=0.1)
     hz = analysis.loudness.hz

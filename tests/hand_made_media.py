@@ -1,0 +1,47 @@
+"""Videos whose streams disagree (clocks, lengths), written stream by stream with PyAV: what
+services.media.synth's tidy videos never are."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_streams(
+    path: Path,
+    *,
+    frames: int,
+    first_pts: int = 0,
+    time_base: Fraction = Fraction(1, 90000),
+    sound_s: float,
+    container_format: str | None = None,
+) -> Path:
+    """`frames` 64x36 pictures at 30 frames/s whose clock starts at `first_pts`, and
+    `sound_s` seconds of quiet noise (AAC, 48 kHz stereo) whose clock starts at 0."""
+    rate = 48000
+    noise = np.random.default_rng(0).normal(0, 0.1, (1, 2 * 1024)).astype(np.float32)
+    with av.open(str(path), "w", format=container_format) as container:
+        picture = container.add_stream("libx264", rate=30)
+        picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
+        picture.codec_context.time_base = time_base
+        sound = container.add_stream("aac", rate=rate)
+        step = round(1 / (30 * time_base))
+        for i in range(frames):
+            image = np.full((36, 64, 3), (i * 37) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = first_pts + i * step, time_base
+            for packet in picture.encode(frame):
+                container.mux(packet)
+        for packet in picture.encode():
+            container.mux(packet)
+        for start in range(0, round(sound_s * rate), 1024):
+            block = av.AudioFrame.from_ndarray(noise, format="flt", layout="stereo")
+            block.sample_rate, block.pts, block.time_base = rate, start, Fraction(1, rate)
+            for packet in sound.encode(block):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
