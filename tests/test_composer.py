@@ -643,6 +643,24 @@ def test_every_instrument_plays_inside_its_range(generator, beat_analysis, genre
     assert checked or not any(PLAYABLE.get(style.program(i)) for i in cast if i != "drums")
 
 
+def test_cuts_packed_closer_than_a_tenth_of_a_second_are_one_event(generator, beat_analysis):
+    """Four hundred weaker cuts packed into the 80 ms after each of the video's cuts change
+    nothing: the music meets each cluster once, at its strongest cut (4,000 cuts in half a
+    second had taken a minute to plan and starved other callers)."""
+    brief = brief_for(beat_analysis, "pop", seed=1)
+    packed = [
+        Cut(cut.time_s + 0.001 + 0.079 * k / 400, cut.kind, max(0.0, cut.strength - 0.1))
+        for cut in brief.cuts
+        for k in range(400)
+    ]
+    dense = dataclasses.replace(brief, cuts=sorted([*brief.cuts, *packed], key=lambda c: c.time_s))
+    alone = generator.compose(brief, Heartbeat(lambda f: None))
+    crowded = generator.compose(dense, Heartbeat(lambda f: None))
+    assert len(dense.cuts) == 401 * len(brief.cuts) > 401
+    assert crowded.plan.beats_s == alone.plan.beats_s
+    assert crowded.notes == alone.notes
+
+
 def test_swing_moves_every_step_of_the_beat_in_proportion():
     """Swung, the off-beat eighth comes late and the sixteenths either side move with it: the
     one after it stays between it and the next beat (moved alone, the off-beat had landed a

@@ -67,6 +67,7 @@ from services.generator.backends.composer.timing import (
     HitPoint,
     Meter,
     TimingPlan,
+    distinct_hits,
     plan_timing,
 )
 from services.media.audio import fade_out
@@ -298,13 +299,16 @@ class ComposerGenerator:
 
     @staticmethod
     def _hit_points(brief: MusicBrief) -> list[HitPoint]:
-        """Every cut of the video, those that start a segment marked as boundaries."""
+        """The video's cuts as the music meets them (`timing.distinct_hits`: of cuts closer
+        together than a tenth of a second, the strongest), those that start a segment marked
+        as boundaries."""
         starts = {round(s.start_s, 3) for s in brief.segments}
-        return [
+        points = [
             HitPoint(c.time_s, c.strength, boundary=round(c.time_s, 3) in starts)
-            for c in brief.cuts
+            for c in sorted(brief.cuts, key=lambda c: c.time_s)
             if 0.0 < c.time_s < brief.duration_s
         ]
+        return distinct_hits(points)
 
     def _timing(
         self,

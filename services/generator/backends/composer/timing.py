@@ -39,6 +39,12 @@ SOLVED_BEAT_CHANGE = 0.0195
 ON_BEAT_S = 0.025
 # Search breadth: earlier cuts a cut may be reached from, and beat numbers kept per cut.
 LOOK_BACK_CUTS = 6
+# Cuts closer together than this are one event to the music: they cannot both fall on beats
+# (the fastest beat, at 300 BPM, lasts 0.2 s) nor be heard as two hits, so the strongest
+# stands for them. The plan's and the arrangement's cost then follow the piece's length, not
+# how many cuts a brief packs into it (4,000 cuts in half a second had taken a minute to plan,
+# and a brief may hold 20,000).
+DISTINCT_HIT_S = 0.1
 BEAM = 12
 # The full search runs twice: once through every cut in turn, which finds the chains of anchors
 # a smooth map keeps, and once free to skip cuts, which finds the ways round cuts that no tempo
@@ -278,6 +284,20 @@ class _State:
     previous: tuple[int, _Key] | None
     period: float
     beats: int
+
+
+def distinct_hits(cuts: list[HitPoint]) -> list[HitPoint]:
+    """The cuts (in time order) as the music meets them: of cuts closer together than
+    DISTINCT_HIT_S, only the strongest (the first of equals)."""
+    kept: list[HitPoint] = []
+    cluster_start = -math.inf
+    for cut in cuts:
+        if cut.time_s - cluster_start >= DISTINCT_HIT_S:
+            cluster_start = cut.time_s
+            kept.append(cut)
+        elif (cut.strong, cut.strength) > (kept[-1].strong, kept[-1].strength):
+            kept[-1] = cut
+    return kept
 
 
 def _anchor_search(
