@@ -269,6 +269,10 @@ class GatewayConfig(StrictModel):
     # Folders file:// output URIs may name (s3:// and gs:// need the matching extra).
     output_roots: list[Path] = Field(default_factory=list)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+    # An upload's bytes must all arrive within this (DEADLINE_EXCEEDED after): a client that
+    # trickles them would hold a staging folder and one of its requests for as long as it
+    # liked. 4 GiB in 900 s is 4.8 MB/s.
+    upload_timeout_s: float = Field(900.0, gt=0)
     # Requests one client (one peer address) may have running at once; more are refused
     # with RESOURCE_EXHAUSTED.
     max_requests_per_client: int = Field(8, ge=1)

@@ -333,9 +333,14 @@ SOURCES = {"file_roots": [], "http_hosts": ["127.0.0.1"], "allow_private_address
 def servers(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterator[Running]:
     running = start(tmp_path_factory.mktemp("hardened"), media,
                     sources={**SOURCES, "file_roots": [str(media)]},
-                    max_upload_bytes=2_000_000, max_requests_per_client=12)  # fmt: skip
+                    max_upload_bytes=2_000_000, max_requests_per_client=12,
+                    upload_timeout_s=UPLOAD_TIMEOUT_S)  # fmt: skip
     yield running
     assert stop(running) == 0
+
+
+# The hardened gateway's deadline for an upload's bytes.
+UPLOAD_TIMEOUT_S = 4.0
 
 
 def _left_behind(running: Running) -> list[Path]:
@@ -381,6 +386,30 @@ def test_hostile_file_names_are_invalid_argument(servers, clip, name):
 def test_inline_bytes_obey_the_upload_limit(servers):
     code, details = code_of(lambda: score(servers.gateway, _request(data=b"x" * 2_000_001)))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "upload limit" in details
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
+def test_an_upload_that_trickles_is_cut_off(servers, media):
+    """An upload whose bytes trickle (a header, then a byte every half second) is refused
+    once gateway.upload_timeout_s has passed, its staging folder gone; it had held its folder
+    and one of its client's requests for as long as it liked."""
+
+    def trickle() -> Iterator[gateway_pb2.ScoreUploadRequest]:
+        header = gateway_pb2.UploadHeader(file_name="slow.mp4", size_bytes=1000)
+        yield gateway_pb2.ScoreUploadRequest(header=header)
+        for _ in range(60):
+            time.sleep(0.5)
+            yield gateway_pb2.ScoreUploadRequest(chunk=b"x")
+
+    def upload() -> None:
+        with grpc.insecure_channel(servers.gateway) as channel:
+            list(gateway_pb2_grpc.GatewayStub(channel).ScoreUpload(trickle(), timeout=60))
+
+    started = time.monotonic()
+    code, details = code_of(upload)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "did not arrive within" in details
+    assert time.monotonic() - started < UPLOAD_TIMEOUT_S + 10
     assert _left_behind(servers) == []
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import BinaryIO, Self
 
 import grpc
 
@@ -43,7 +43,12 @@ from services.domain import (
     VideoAnalysis,
 )
 from services.edge import EdgeSchema
-from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
+from services.errors import (
+    DeadlineExceededError,
+    DownstreamError,
+    InvalidInputError,
+    ResourceExhaustedError,
+)
 from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
 from services.gateway.delivery import (
@@ -240,19 +245,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 )
             with self._admitted(context, tenant), self._request_folder(tenant) as folder:
                 video = folder / staged_name(header.file_name, "upload")
-                received = 0
                 with video.open("wb") as target:
-                    async for message in request_iterator:
-                        if message.WhichOneof("part") != "chunk":
-                            raise InvalidInputError("only file chunks may follow the header")
-                        received += len(message.chunk)
-                        if received > self.config.max_upload_bytes:
-                            raise ResourceExhaustedError(
-                                f"upload is over the limit of {self.config.max_upload_bytes} bytes",
-                                field="chunk",
-                                error_reason="UPLOAD_TOO_LARGE",
-                            )
-                        target.write(message.chunk)
+                    received = await self._received(request_iterator, target)
                 if received == 0:
                     raise InvalidInputError("the upload holds no bytes")
                 with self._shared_staging(video, folder.name) as shared_uri:
@@ -261,6 +255,32 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         record,
                     ):  # fmt: skip
                         yield gateway_pb2.ScoreUploadResponse(event=event)
+
+    async def _received(
+        self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest], target: BinaryIO
+    ) -> int:
+        """The upload's chunks written to `target`, all within gateway.upload_timeout_s: how
+        many bytes came."""
+        received = 0
+        limit_s = self.config.upload_timeout_s
+        try:
+            async with asyncio.timeout(limit_s):
+                async for message in messages:
+                    if message.WhichOneof("part") != "chunk":
+                        raise InvalidInputError("only file chunks may follow the header")
+                    received += len(message.chunk)
+                    if received > self.config.max_upload_bytes:
+                        raise ResourceExhaustedError(
+                            f"upload is over the limit of {self.config.max_upload_bytes} bytes",
+                            field="chunk",
+                            error_reason="UPLOAD_TOO_LARGE",
+                        )
+                    target.write(message.chunk)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"the upload did not arrive within {limit_s:g} s ({received} bytes came)"
+            ) from None
+        return received
 
     # ---- the work ---------------------------------------------------------------------
 
