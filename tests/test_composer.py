@@ -661,17 +661,16 @@ def test_cuts_packed_closer_than_a_tenth_of_a_second_are_one_event(generator, be
     assert crowded.notes == alone.notes
 
 
-def test_swing_moves_every_step_of_the_beat_in_proportion():
-    """Swung, the off-beat eighth comes late and the sixteenths either side move with it: the
-    one after it stays between it and the next beat (moved alone, the off-beat had landed a
-    flam before it)."""
+def test_swing_moves_the_off_beat_and_the_sixteenth_after_it():
+    """Swung, the off-beat eighth comes late and the sixteenth after it moves with it, staying
+    between it and the next beat (moved alone, the off-beat had landed a flam before it); the
+    first half of the beat stays straight (stretched too, it made a triplet grid)."""
     from services.generator.backends.composer.arrangement import swung
 
     assert [swung(b, 0.0) for b in (0.25, 0.5, 0.75)] == [0.25, 0.5, 0.75]
     steps = [swung(3 + k / 4, 0.16) for k in range(5)]
-    assert steps == pytest.approx([3.0, 3.33, 3.66, 3.83, 4.0])
-    # The two halves of the beat keep their sixteenths evenly spaced.
-    assert steps[1] - steps[0] == pytest.approx(steps[2] - steps[1])
+    assert steps == pytest.approx([3.0, 3.25, 3.66, 3.83, 4.0])
+    # The second half keeps its sixteenths evenly spaced.
     assert steps[3] - steps[2] == pytest.approx(steps[4] - steps[3])
 
 

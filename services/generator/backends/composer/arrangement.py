@@ -63,16 +63,17 @@ DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 def swung(beat: float, swing: float) -> float:
     """A grid position in beats, swung: the off-beat eighth comes `swing` of a beat late and
-    every position inside the beat moves with it in proportion, so a sixteenth keeps its place
-    between the beat, the off-beat and the next beat (moving the off-beat alone put the last
-    sixteenth a flam after it)."""
+    the positions after it share what is left of the beat in proportion, so the last
+    sixteenth stays between the off-beat and the next beat (moving the off-beat alone put it
+    a flam before that sixteenth). The first half of the beat stays straight: stretched too, it
+    made a triplet grid that madmom heard as a pulse 1.5 times the tempo."""
     if not swing:
         return beat
     whole = math.floor(beat + 1e-9)
     within = beat - whole
-    off_beat = 0.5 + swing
     if within < 0.5:
-        return whole + within * off_beat / 0.5
+        return beat
+    off_beat = 0.5 + swing
     return whole + off_beat + (within - 0.5) * (1.0 - off_beat) / 0.5
 
 
