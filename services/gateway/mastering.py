@@ -122,9 +122,9 @@ def integrated_loudness(
     blocks = round((duration - 0.4) / 0.1) + 1
     if blocks < 1:
         # Shorter than one 400 ms block: measured played over and over.
-        repeats = math.ceil(0.4 * rate / max(samples, 1))
-        if not samples or repeats < 2:
+        if not samples:
             return float("-inf")
+        repeats = math.ceil(0.4 * rate / samples)
         return integrated_loudness(np.tile(audio, (repeats, 1)), rate, chunk_s, heartbeat)
     padded_energy = np.concatenate([energy, np.zeros((channels, block_hops))], axis=1)
     window = np.lib.stride_tricks.sliding_window_view(padded_energy, block_hops, axis=1)
