@@ -3,6 +3,7 @@ services.media.synth's tidy videos never are."""
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -45,3 +46,15 @@ def write_streams(
         for packet in sound.encode():
             container.mux(packet)
     return path
+
+
+def stating_length(mkv: Path, out: Path, seconds: float) -> Path:
+    """A copy of the Matroska file `mkv` whose header states `seconds` as its length (its
+    Segment Duration, an 8-byte float in milliseconds at FFmpeg's default timestamp scale),
+    whatever its frames run to."""
+    data = bytearray(mkv.read_bytes())
+    duration = data.find(b"\x44\x89\x88")  # the element's ID, then its size: 8 bytes
+    assert duration > 0, f"{mkv.name} has no 8-byte Segment Duration"
+    data[duration + 3 : duration + 11] = struct.pack(">d", seconds * 1000.0)
+    out.write_bytes(bytes(data))
+    return out

@@ -15,8 +15,9 @@ from services.errors import InvalidVideoError, MediaNotFoundError
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits
 from services.tagger.backend import AnalysisRequest
+from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
-from tests.hand_made_media import write_streams
+from tests.hand_made_media import stating_length, write_streams
 
 
 def refuse(tagger: VisionTagger, path: Path, reason: str) -> InvalidVideoError:
@@ -100,6 +101,30 @@ def test_an_mpeg_ts_whose_clock_wraps_is_analysed(tagger: VisionTagger, tmp_path
     analysis = tagger.analyze(AnalysisRequest(path))
     assert analysis.duration_s > 0.5
     assert len(analysis.motion.values) >= 1
+
+
+def test_frames_past_the_stated_length_are_never_read(
+    tagger: VisionTagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A container that states 2 s over a minute of frames is analysed for 2 s, and the
+    frames past them are not decoded (a hostile file had cost the tagger its whole run)."""
+    minute = write_streams(tmp_path / "minute.mkv", frames=30 * 60, sound_s=2.0,
+                           container_format="matroska")  # fmt: skip
+    path = stating_length(minute, tmp_path / "states-2s.mkv", 2.0)
+    read: list[float] = []
+
+    def counted(*args, **kwargs):
+        for frame in decode(*args, **kwargs):
+            read.append(frame.time_s)
+            yield frame
+
+    decode = vision.iter_small_frames
+    monkeypatch.setattr(vision, "iter_small_frames", counted)
+    analysis = tagger.analyze(AnalysisRequest(path))
+    assert analysis.duration_s == pytest.approx(2.0)
+    # The frames of the stated 2 s and the one that shows the end has come.
+    assert len(read) == 2 * 30 + 1
+    assert not analysis.warnings
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):

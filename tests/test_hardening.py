@@ -47,6 +47,7 @@ from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import SERVICE as TAGGER_SERVICE
 from services.tagger.servicer import TaggerServicer
+from tests.hand_made_media import stating_length, write_streams
 from tests.test_services import code_of, metric, score
 
 # ---- the edge schema, without servers --------------------------------------------------
@@ -232,6 +233,35 @@ def test_a_video_joined_to_itself_muxes(media_dir: Path, tmp_path: Path):
     mux_into_video(twice, out, np.zeros((48000, 2), np.float32), 48000)
     with av.open(str(out)) as container:
         assert container.streams.video and container.streams.audio
+
+
+@pytest.mark.parametrize("extension", [".mp4", ".mkv"])
+def test_a_matroska_video_with_b_frames_keeps_every_picture(tmp_path: Path, extension: str):
+    """Matroska stores no decode times, and FFmpeg gives none to a B-frame stream's first
+    packets: the muxer had dropped them, first picture and all, and nothing decoded until the
+    next keyframe (30 of 90 frames here)."""
+    video = write_video(tmp_path / "b-frames.mkv", [Shot(2.0, speed=0.5), Shot(1.0, hue=0.5)],
+                        x264_preset="medium")  # fmt: skip
+    out = tmp_path / f"scored{extension}"
+    mux_into_video(video.path, out, np.zeros((3 * 48000, 2), np.float32), 48000)
+    with av.open(str(out)) as container:
+        pictures = sum(1 for _ in container.decode(container.streams.video[0]))
+    assert pictures == len(video.frame_times_s) == 90
+
+
+def test_a_video_is_muxed_no_longer_than_its_music(tmp_path: Path):
+    """A container that states 2 s over a minute of frames gets 2 s of music, and the scored
+    video stops with it (the whole minute had been copied under 2 s of sound)."""
+    minute = write_streams(tmp_path / "minute.mkv", frames=30 * 60, sound_s=2.0,
+                           container_format="matroska")  # fmt: skip
+    path = stating_length(minute, tmp_path / "states-2s.mkv", 2.0)
+    out = tmp_path / "scored.mp4"
+    mux_into_video(path, out, np.zeros((2 * 48000, 2), np.float32), 48000)
+    with av.open(str(out)) as container:
+        shown = [float(p.pts * p.time_base) for p in container.demux(container.streams.video[0])
+                 if p.pts is not None]  # fmt: skip
+    # Pictures are cut in decoding order, so B-frames' references may show a frame or two on.
+    assert 2 * 30 <= len(shown) <= 2 * 30 + 3 and max(shown) - min(shown) < 2.1
 
 
 # ---- cancellation in planning --------------------------------------------------------------

@@ -157,7 +157,9 @@ def mux_into_video(
     heartbeat: Callable[[], None] = _nothing,
 ) -> None:
     """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound;
-    `heartbeat` is called between packets (it raises to cancel)."""
+    `heartbeat` is called between packets (it raises to cancel). The video stops where the
+    audio does (in decoding order, so a B-frame stream may show a frame or two on): a
+    container that states a shorter length than its frames run is cut there."""
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     with (
@@ -175,11 +177,19 @@ def mux_into_video(
         frames = _frames(audio, rate, sample_format)
         audio_time = 0.0
         last_dts = None
-        for packet in source.demux(video_in):
+        end: float | None = None
+        for packet in _with_decode_times(source.demux(video_in)):
             heartbeat()
             # Packets whose time goes back (two files joined end to end) cannot be muxed.
             if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
                 continue
+            assert packet.time_base is not None
+            if end is None:
+                # From the first frame shown (a B-frame stream's first decode time is earlier).
+                first = packet.dts if video_in.start_time is None else video_in.start_time
+                end = float(first * packet.time_base) + len(audio) / rate
+            if packet.dts * packet.time_base >= end:
+                break
             last_dts = packet.dts
             packet.stream = video_out
             target.mux(packet)
@@ -197,6 +207,37 @@ def mux_into_video(
             heartbeat()
             _encode(target, audio_out, frame)
         _encode(target, audio_out, None)
+
+
+def _with_decode_times(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    """The packets in decoding order, the leading ones given decode times. Matroska stores
+    none, and FFmpeg works them out only once its reordering has started: the first packets
+    of a stream with B-frames (its first picture among them) come without one, and a muxer
+    cannot take them. They get the times just before the first one known (or the first
+    shown), a packet's duration apart. The demuxer's empty closing packet is dropped."""
+    held: list[av.Packet] = []
+    for packet in packets:
+        if packet.pts is None and packet.dts is None:
+            continue
+        if packet.dts is None:
+            held.append(packet)
+            continue
+        yield from _backdated(held, packet.dts)
+        yield packet
+        break
+    else:
+        yield from _backdated(held, None)
+        return
+    yield from packets
+
+
+def _backdated(held: list[av.Packet], next_dts: int | None) -> list[av.Packet]:
+    shown = [packet.pts for packet in held if packet.pts is not None]
+    last = min([*shown, *([] if next_dts is None else [next_dts])], default=0)
+    for packet in reversed(held):
+        last -= max(1, packet.duration or 0)
+        packet.dts = last
+    return held
 
 
 def decode_audio(

@@ -174,6 +174,10 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
             start_time = frame.time_s
         # Times are from the first frame, whatever the container's start offset.
         time_s = frame.time_s - start_time
+        # The analysis covers the length the file states (the music's length): frames past it
+        # (a container that states 2 s over an hour of frames) are never read.
+        if time_s >= probe.duration_s:
+            break
         timecode = _timecode(frame, fps)
         hard.extend(adaptive.process_frame(timecode, frame.bgr))
         faded.extend(fades.process_frame(timecode, frame.bgr))
