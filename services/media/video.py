@@ -58,6 +58,10 @@ class VideoLimits:
     max_width: int = 7680
     max_height: int = 4320
     max_fps: float = 240.0
+    # Pixels decoded a second (width x height x frame rate): what a second of video costs to
+    # read. 8K at 30 frames/s and 4K at 120 fit; 8K at 240, which took the tagger 4.45 s a
+    # second of video, does not.
+    max_pixels_per_s: float = 1e9
     # The smallest picture side the analysis can read (optical flow needs 12 pixels).
     min_side: int = 16
 
@@ -176,6 +180,14 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
     if fps > limits.max_fps:
         raise InvalidVideoError(
             "too_large", f"{path.name} runs at {fps:g} frames/s; the limit is {limits.max_fps:g}"
+        )
+    pixels_per_s = coded_width * coded_height * fps
+    if pixels_per_s > limits.max_pixels_per_s:
+        raise InvalidVideoError(
+            "too_large",
+            f"{path.name} is {coded_width}x{coded_height} at {fps:g} frames/s, "
+            f"{pixels_per_s / 1e6:,.4g} million pixels a second; the limit is "
+            f"{limits.max_pixels_per_s / 1e6:,.4g} million",
         )
     duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
