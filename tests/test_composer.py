@@ -834,3 +834,41 @@ def test_negatives_that_leave_no_band_are_refused(generator, beat_analysis):
     brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, instruments=[]))
     with pytest.raises(InvalidInputError, match="no instruments left to play"):
         generator.generate(brief)
+
+
+MAJOR_SEVENTHS = [g for g in STYLES
+                  if any("maj7" in n for forms in STYLES[g].progressions.values()
+                         for chords in forms.values() for p in chords for n in p)]  # fmt: skip
+
+
+@pytest.mark.parametrize("genre", MAJOR_SEVENTHS)
+def test_a_major_seventh_chord_never_puts_its_root_just_above_its_seventh(
+    generator, beat_analysis, genre
+):
+    """Within one player's chord, the root never sounds a semitone (or an octave and a
+    semitone) above the major seventh: a pianist leaves the root to the bass there and plays
+    the ninth. Close inversions had put B under C in lo-fi's and hip-hop's Cmaj7."""
+    clashes, seventh_chords = [], 0
+    for seed in range(1, 5):
+        score = generator.compose(
+            brief_for(beat_analysis, genre, seed=seed), Heartbeat(lambda f: None)
+        )
+        chordal = {*score.roles.of("comping"), *score.roles.of("pad")} - {"drums"}
+        struck: dict[tuple[str, float], list[int]] = {}
+        for note in score.notes:
+            if note.instrument in chordal:
+                struck.setdefault((note.instrument, note.start), []).append(note.pitch)
+        for span in score.arrangement.harmony:
+            if 11 not in span.chord.intervals:
+                continue
+            root, seventh = span.chord.root, (span.chord.root + 11) % 12
+            for (player, start), pitches in struck.items():
+                if not span.start <= start < span.end or len(pitches) < 3:
+                    continue
+                seventh_chords += 1
+                sevenths = [p for p in pitches if p % 12 == seventh]
+                roots = [p for p in pitches if p % 12 == root]
+                if any(r - s in (1, 13) for r in roots for s in sevenths):
+                    clashes.append((seed, player, span.numeral, sorted(pitches)))
+    assert seventh_chords
+    assert not clashes, (len(clashes), seventh_chords, clashes[:4])

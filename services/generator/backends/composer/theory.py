@@ -14,6 +14,8 @@ KEY_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 # Semitones above the tonic of each roman degree, measured on the major scale ("bVI" lowers).
 DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
+# The major seventh above a root, in semitones.
+MAJOR_SEVENTH = 11
 _ROMAN = re.compile(
     r"^(b?)(VII|VI|V|IV|III|II|I|vii|vi|v|iv|iii|ii|i)(°?)(maj7|7|sus2|sus4|add9)?$"
 )
@@ -75,7 +77,7 @@ def chord(numeral: str, key: Key) -> Chord:
     else:
         intervals = (0, 3, 7)
     if extension == "maj7":
-        intervals = (*intervals, 11)
+        intervals = (*intervals, MAJOR_SEVENTH)
     elif extension == "7":
         intervals = (*intervals, 10)
     elif extension == "sus2":
@@ -102,6 +104,8 @@ def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) 
             for pitch_class in order[1:]:
                 step = (pitch_class - pitches[-1]) % 12 or 12
                 pitches.append(pitches[-1] + step)
+            if MAJOR_SEVENTH in chord_.intervals:
+                pitches = _ninth_for_root(pitches, chord_.root)
             while pitches[-1] <= high:
                 candidates.append(tuple(pitches))
                 pitches = [p + 12 for p in pitches]
@@ -120,6 +124,16 @@ def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) 
         )
 
     return min(candidates, key=lambda c: (cost(c), c))
+
+
+def _ninth_for_root(pitches: list[int], root: int) -> list[int]:
+    """A close voicing of a major-seventh chord with its root just above the seventh (B
+    under C in Cmaj7, a grinding semitone) takes the ninth there, as a pianist does, and
+    leaves the root to the bass."""
+    return [
+        p + 2 if p % 12 == root and i and pitches[i - 1] == p - 1 else p
+        for i, p in enumerate(pitches)
+    ]
 
 
 def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
