@@ -26,6 +26,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
+from services.edge import check_work
 from services.errors import InvalidInputError
 from services.gateway.controls import make_brief
 from services.gateway.delivery import (
@@ -174,6 +175,7 @@ class ScorePipeline:
         jobs = candidate_jobs(
             brief, controls.candidates, lambda fraction: report(0.35 + 0.45 * fraction)
         )
+        check_work(brief.duration_s, len(jobs), self.limits, self.generator.tracks(brief))
         musics, ranking = ranked(brief, self.generator.generate_batch(jobs))
         music = musics[ranking[0].candidate] if ranking else musics[0]
         if part is not None:

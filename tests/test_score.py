@@ -15,7 +15,7 @@ from scipy.signal import resample, resample_poly
 
 from services.config import RequestLimits
 from services.domain import OutputOptions, UserControls
-from services.errors import InvalidInputError
+from services.errors import InvalidInputError, ResourceExhaustedError
 from services.gateway.mastering import master
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, SyntheticVideo, write_video
@@ -371,6 +371,19 @@ def test_over_the_generator_limit(tagger, clip, tmp_path):
     )
     with pytest.raises(InvalidInputError, match="at most 5 s"):
         short.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.wav"))
+
+
+def test_stems_count_as_music_held(tagger, generator, clip, tmp_path):
+    """With stems, each of a piece's tracks (the mix, a stem per instrument) counts against
+    the music a request may ask for: a clip within the limit alone is refused with stems."""
+    tight = ScorePipeline(tagger, generator, load_vocabulary(),
+                          RequestLimits(max_music_s=2.5 * clip.duration_s))  # fmt: skip
+    controls = UserControls(instruments=["drums", "bass"])
+    assert tight.score(clip.path, controls, OutputOptions(tmp_path / "m.wav")).plan
+    with pytest.raises(ResourceExhaustedError, match=r"x \d tracks each: the mix and its stems"):
+        tight.score(clip.path, controls, OutputOptions(tmp_path / "s.wav",
+                                                       stems_dir=tmp_path / "stems"))  # fmt: skip
+    assert not (tmp_path / "stems").exists()
 
 
 def test_cli_score_prints_a_summary(clip, tmp_path):

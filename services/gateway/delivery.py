@@ -123,7 +123,10 @@ def check_request(
             f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
             f"at most {info.max_duration_s:g} s"
         )
-    check_work(probe.duration_s, controls.candidates, limits)
+    # With stems, a piece holds at least one stem beside its mix (the generator, which knows
+    # its band, counts them all before it composes).
+    check_work(probe.duration_s, controls.candidates, limits,
+               tracks=2 if options.stems_dir is not None else 1)  # fmt: skip
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep")
     return CheckedRequest(controls, probe.duration_s)

@@ -43,6 +43,11 @@ JobResult = GeneratedMusic | BgmError
 class GeneratorBackend(Protocol):
     def describe(self) -> GeneratorInfo: ...
 
+    def tracks(self, brief: MusicBrief) -> int:
+        """How many tracks of the brief's length a piece for it holds (the mix, and a stem
+        per instrument when the brief asks for stems): what the request's limit counts."""
+        ...
+
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic: ...

@@ -100,8 +100,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     loop.call_soon_threadsafe(progress.put_nowait, fraction)
 
             jobs = candidate_jobs(brief, request.candidates or 1, report)
-            check_work(brief.duration_s, len(jobs), self.limits)
-            self._loaded()
+            check_work(brief.duration_s, len(jobs), self.limits, self._loaded().tracks(brief))
             async with self._slots:
                 started = time.perf_counter()
                 work = asyncio.ensure_future(self._run(jobs))

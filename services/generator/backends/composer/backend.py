@@ -146,6 +146,13 @@ class ComposerGenerator:
             sound_advice=self.bank.advice,
         )
 
+    def tracks(self, brief: MusicBrief) -> int:
+        if not brief.stems:
+            return 1
+        validate_brief(brief, self.describe(), self.vocabulary)
+        style = STYLES[brief.tags.genres[0]]
+        return 1 + len(choose_band(style, brief.tags, brief.negative))
+
     def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
         # One core renders one piece at a time; nothing is shared between pieces.
         return one_by_one(self, jobs)

@@ -204,6 +204,10 @@ class DiffusionGenerator:
             ))  # fmt: skip
         return _Piece(job, windows, requests)
 
+    def tracks(self, brief: MusicBrief) -> int:
+        # No stems; a structure to start from is held beside the piece.
+        return 2 if brief.structure in ("composer", "reference") else 1
+
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:

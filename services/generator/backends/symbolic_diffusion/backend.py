@@ -78,6 +78,10 @@ class SymbolicDiffusionGenerator:
             max_duration_s=self.config.max_duration_s, structures=("free",), batches=True,
         )  # fmt: skip
 
+    def tracks(self, brief: MusicBrief) -> int:
+        # Its band (piano, and the composer's bass and drums) is drawn from the composer's.
+        return self.composer.tracks(brief)
+
     def generate(
         self, brief: MusicBrief, progress: ProgressCallback | None = None
     ) -> GeneratedMusic:
