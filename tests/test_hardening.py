@@ -900,8 +900,12 @@ def test_a_generator_that_describes_itself_off_its_contract_costs_the_caller_a_c
     or a rate not offered; it is INTERNAL DOWNSTREAM_BROKE_CONTRACT naming the generator."""
     gateway, _, generator = faulty
     monkeypatch.setattr(generator, "description", fault)
+    # Its readiness says so too: a load balancer sends no caller to a gateway that would fail
+    # them all.
+    wait_serving(gateway, statuses=(health_pb2.HealthCheckResponse.NOT_SERVING,), seconds=5)
     details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
     assert details.startswith("the generator's description: ") and says in details
+    wait_serving(gateway, seconds=5)
 
 
 def _timeline_changed(reply: tagger_pb2.AnalyzeResponse, **changes: object) -> None:

@@ -137,24 +137,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         await self.generator_channel.close()
 
     async def watch_dependencies(self, report: Callable[[bool], Awaitable[None]]) -> None:
-        """Report the gateway NOT_SERVING while the tagger or the generator does not answer
-        (checked every DEPENDENCY_CHECK_S), SERVING again as soon as both do."""
+        """Report the gateway NOT_SERVING while the tagger or the generator does not answer,
+        or the generator describes itself off the contract (so every Score would fail),
+        checked every DEPENDENCY_CHECK_S; SERVING again as soon as both answer well."""
         serving = True
         while True:
             answers = await asyncio.gather(
                 self.tagger_channel.stub.Describe(tagger_pb2.TaggerDescribeRequest(),
                                      timeout=DEPENDENCY_CHECK_S,
                                      metadata=self.tagger_metadata),
-                self.generator_channel.stub.Describe(generator_pb2.GeneratorDescribeRequest(),
-                                        timeout=DEPENDENCY_CHECK_S,
-                                        metadata=self.generator_metadata),
+                self._generator_info(DEPENDENCY_CHECK_S),
                 return_exceptions=True,
             )  # fmt: skip
             failures = [answer for answer in answers if isinstance(answer, BaseException)]
             if (not failures) != serving:
                 serving = not failures
                 if failures:
-                    log.warning("NOT_SERVING: a dependency does not answer: %s",
+                    log.warning("NOT_SERVING: a dependency does not answer as it should: %s",
                                 "; ".join(str(f)[:200] for f in failures))  # fmt: skip
                 else:
                     log.info("SERVING: the tagger and the generator answer again")
@@ -378,9 +377,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                     field="output.output_uri")  # fmt: skip
         return path
 
-    async def _generator_info(self) -> GeneratorInfo:
+    async def _generator_info(self, timeout_s: float | None = None) -> GeneratorInfo:
+        """The generator's description, checked against the contract (DownstreamError if it
+        breaks it)."""
         reply = await self.generator_channel.stub.Describe(
-            generator_pb2.GeneratorDescribeRequest(), timeout=self.config.describe_timeout_s,
+            generator_pb2.GeneratorDescribeRequest(),
+            timeout=timeout_s or self.config.describe_timeout_s,
             metadata=self.generator_metadata)  # fmt: skip
         info = GeneratorInfo(
             name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
