@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from services.config import TaggerConfig
 from services.errors import InvalidVideoError, MediaNotFoundError
 from services.media.synth import Shot, SyntheticVideo, write_video
-from services.media.video import VideoLimits
+from services.media.video import VideoLimits, frames_at, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
@@ -101,6 +102,23 @@ def test_an_mpeg_ts_whose_clock_wraps_is_analysed(tagger: VisionTagger, tmp_path
     analysis = tagger.analyze(AnalysisRequest(path))
     assert analysis.duration_s > 0.5
     assert len(analysis.motion.values) >= 1
+
+
+@pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])
+def test_frames_are_found_by_their_time_in_an_mpeg_ts(tmp_path: Path, first_pts: int):
+    """An MPEG-TS has no index: a seek lands between keyframes, where nothing decodes (the
+    VLM tagger had refused a plain 3 s capture as corrupt at 2.5 s). Its frames are read in
+    order, by their times carried on past the clock's wrap, which FFmpeg carries on for some
+    frames itself (one had been moved on twice, 26.5 hours into the future)."""
+    path = write_streams(tmp_path / "capture.ts", frames=90, first_pts=first_pts, sound_s=3.0,
+                         container_format="mpegts")  # fmt: skip
+    times = [0.2, 0.9, 1.5, 2.5]
+    # write_streams paints frame i grey level (37 i) mod 255.
+    levels = [round(frame.mean()) for frame in frames_at(path, 0, times, 64, 10**7)]
+    assert levels == pytest.approx([(37 * round(t * 30)) % 255 for t in times], abs=2)
+    probe = dataclasses.replace(probe_video(path), duration_s=3.0)
+    steps = np.diff([frame.time_s for frame in iter_small_frames(probe)])
+    assert len(steps) == 89 and steps == pytest.approx(1 / 30, abs=1e-3)
 
 
 def test_frames_past_the_stated_length_are_never_read(

@@ -277,19 +277,8 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
         }
         index = 0
         stride = small_h = small_w = 0
-        # MPEG-TS counts time in 33 bits, which wrap (every 26.5 hours of its clock), and a
-        # capture may hold the wrap: its frames' times carry on past it.
-        wraps = container.format.name == "mpegts"
-        wrapped = previous = 0
         try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                pts = frame.pts + wrapped
-                if wraps and index and pts < previous - MPEG_TS_WRAP // 2:
-                    wrapped += MPEG_TS_WRAP
-                    pts += MPEG_TS_WRAP
-                previous = pts
+            for frame, pts in _shown(container, stream):
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     # Whole chroma rows/columns only, so all three planes agree in size.
@@ -318,6 +307,26 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
         except av.error.FFmpegError:
             # A damaged tail: what decoded so far stands; the caller reports the shortfall.
             return
+
+
+def _shown(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[tuple[av.VideoFrame, int]]:
+    """The stream's frames in the order shown, each with its time in the stream's units.
+    MPEG-TS counts time in 33 bits, which wrap (every 26.5 hours of its clock), and a capture
+    may hold the wrap: its frames' times carry on past it. FFmpeg carries some of them on
+    itself (a frame whose packet came before the wrap), so each takes the count of wraps
+    that puts it nearest the frame before."""
+    wraps = container.format.name == "mpegts"
+    previous: int | None = None
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        pts = frame.pts
+        if wraps and previous is not None:
+            pts += round((previous - pts) / MPEG_TS_WRAP) * MPEG_TS_WRAP
+        previous = pts
+        yield frame, pts
 
 
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
@@ -356,7 +365,9 @@ def frames_at(
     """RGB frames (uint8, H x W x 3, upright for the display `rotation`) shown at `times_s`
     (seconds from the first frame, ascending), the longer side scaled to `long_side` pixels.
     One seek per time: a few frames from a long video cost a few keyframe intervals of
-    decoding, not the video. No frame larger than `max_pixels` is decoded."""
+    decoding, not the video. An MPEG-TS has no index to seek by (a seek lands between
+    keyframes, where nothing decodes) and its clock may wrap, so it is read once in order.
+    No frame larger than `max_pixels` is decoded."""
     frames: list[np.ndarray] = []
     with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
@@ -365,26 +376,42 @@ def frames_at(
         stream.codec_context.options = {"max_pixels": str(max_pixels)}
         time_base = stream.time_base
         assert time_base is not None
-        start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-        for time_s in times_s:
-            target = start + time_s
-            container.seek(int(target / time_base), stream=stream, backward=True)
-            chosen = None
-            try:
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    chosen = frame
-                    if float(frame.pts * time_base) + 1e-6 >= target:
-                        break
-            except av.error.FFmpegError:
-                pass  # a damaged tail: the last frame that decoded stands in
-            if chosen is None:
+        start = stream.start_time or 0
+        targets = [start + round(time_s / time_base) for time_s in times_s]
+        if container.format.name == "mpegts":
+            chosen = _shown_at(container, stream, targets)
+        else:
+            chosen = []
+            for target in targets:
+                container.seek(target, stream=stream, backward=True)
+                chosen += _shown_at(container, stream, [target])
+        for time_s, frame in zip(times_s, chosen, strict=True):
+            if frame is None:
                 message = f"{path.name}: no frame decodes at {time_s:.2f} s"
                 raise InvalidVideoError("corrupt", message)
-            scale = long_side / max(chosen.width, chosen.height)
-            width = max(2, round(chosen.width * scale / 2) * 2)
-            height = max(2, round(chosen.height * scale / 2) * 2)
-            rgb = chosen.to_ndarray(width=width, height=height, format="rgb24")
+            scale = long_side / max(frame.width, frame.height)
+            width = max(2, round(frame.width * scale / 2) * 2)
+            height = max(2, round(frame.height * scale / 2) * 2)
+            rgb = frame.to_ndarray(width=width, height=height, format="rgb24")
             frames.append(upright(rgb, rotation))
     return frames
+
+
+def _shown_at(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, targets: list[int]
+) -> list[av.VideoFrame | None]:
+    """Decoding on from where the container stands, the frame shown at each target time
+    (ascending, in the stream's units): the first at or past it, or the last that decodes
+    (a damaged or short tail); None where none decodes."""
+    chosen: list[av.VideoFrame | None] = []
+    last = None
+    try:
+        for frame, pts in _shown(container, stream):
+            last = frame
+            while len(chosen) < len(targets) and pts >= targets[len(chosen)]:
+                chosen.append(frame)
+            if len(chosen) == len(targets):
+                return chosen
+    except av.error.FFmpegError:
+        pass  # a damaged tail: the last frame that decoded stands in
+    return chosen + [last] * (len(targets) - len(chosen))
