@@ -58,3 +58,22 @@ def stating_length(mkv: Path, out: Path, seconds: float) -> Path:
     data[duration + 3 : duration + 11] = struct.pack(">d", seconds * 1000.0)
     out.write_bytes(bytes(data))
     return out
+
+
+def write_frames_at(path: Path, times_ms: list[int]) -> Path:
+    """A Matroska video of 64x36 pictures shown at `times_ms` (milliseconds): its stated rate
+    is what FFmpeg guesses from the first few, whatever the rest do."""
+    with av.open(str(path), "w", format="matroska") as container:
+        picture = container.add_stream("libx264", rate=30)
+        picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
+        picture.codec_context.time_base = Fraction(1, 1000)
+        picture.codec_context.options = {"preset": "ultrafast"}
+        for i, time_ms in enumerate(times_ms):
+            image = np.full((36, 64, 3), (i * 37) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = time_ms, Fraction(1, 1000)
+            for packet in picture.encode(frame):
+                container.mux(packet)
+        for packet in picture.encode():
+            container.mux(packet)
+    return path

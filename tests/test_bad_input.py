@@ -18,7 +18,7 @@ from services.media.video import VideoLimits, frames_at, iter_small_frames, prob
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
-from tests.hand_made_media import stating_length, write_streams
+from tests.hand_made_media import stating_length, write_frames_at, write_streams
 
 
 def refuse(tagger: VisionTagger, path: Path, reason: str) -> InvalidVideoError:
@@ -117,8 +117,22 @@ def test_frames_are_found_by_their_time_in_an_mpeg_ts(tmp_path: Path, first_pts:
     levels = [round(frame.mean()) for frame in frames_at(path, 0, times, 64, 10**7)]
     assert levels == pytest.approx([(37 * round(t * 30)) % 255 for t in times], abs=2)
     probe = dataclasses.replace(probe_video(path), duration_s=3.0)
-    steps = np.diff([frame.time_s for frame in iter_small_frames(probe)])
+    steps = np.diff([frame.time_s for frame in iter_small_frames(probe, VideoLimits())])
     assert len(steps) == 89 and steps == pytest.approx(1 / 30, abs=1e-3)
+
+
+def test_more_frames_than_the_stated_rate_allows_are_refused(tmp_path: Path):
+    """A Matroska file may state 30 frames/s (FFmpeg's guess from its first frames) over
+    frames that come every millisecond: reading it stops as too large once it holds more
+    frames than its length allows at the limit. At a rate within it, it is analysed."""
+    calm = [33 * i for i in range(60)]
+    dense = write_frames_at(tmp_path / "dense.mkv", calm + [2000 + i for i in range(3000)])
+    tagger = VisionTagger(TaggerConfig(limits=VideoLimits(max_fps=240.0)))
+    assert probe_video(dense).fps == pytest.approx(30.0)
+    error = refuse(tagger, dense, "too_large")
+    assert "more than 240 frames/s" in str(error)
+    lively = write_frames_at(tmp_path / "lively.mkv", calm + [2000 + 5 * i for i in range(600)])
+    assert tagger.analyze(AnalysisRequest(lively)).duration_s == pytest.approx(5.0, abs=0.1)
 
 
 def test_frames_past_the_stated_length_are_never_read(

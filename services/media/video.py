@@ -256,7 +256,9 @@ def analysis_stride(width: int, height: int, target_width: int) -> int:
     return stride + (stride % 2) if stride > 1 else 1
 
 
-def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[SmallFrame]:
+def iter_small_frames(
+    probe: VideoProbe, limits: VideoLimits, target_width: int = 96
+) -> Iterator[SmallFrame]:
     """Decode every frame once and yield it shrunk to about `target_width` pixels wide.
 
     For 8-bit 4:2:0 video (nearly all of it) the planes are subsampled in place, which is far
@@ -265,7 +267,13 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
 
     A file that stops decoding part-way (truncated or corrupt) ends the stream at the last good
     frame; callers compare the decoded span with the probed duration.
+
+    A file that holds more frames than its length allows under `limits` (a Matroska file can
+    state 30 frames/s over 600) is refused as too large once it has shown it: the work of
+    reading a video stays what its stated length and size may cost.
     """
+    rate = min(limits.max_fps, limits.max_pixels_per_s / (probe.width * probe.height))
+    most = math.ceil(rate * (probe.duration_s + 1.0))
     # No frame may be larger than the probe said (a stream can change size part-way).
     with _open(probe.path, decodable_pixels(probe.width, probe.height)) as container:
         stream = container.streams.video[0]
@@ -279,6 +287,13 @@ def iter_small_frames(probe: VideoProbe, target_width: int = 96) -> Iterator[Sma
         stride = small_h = small_w = 0
         try:
             for frame, pts in _shown(container, stream):
+                if index == most:
+                    raise InvalidVideoError(
+                        "too_large",
+                        f"{probe.path.name} holds over {most} frames in {probe.duration_s:.1f} s, "
+                        f"more than {rate:.4g} frames/s; the limit is {rate:.4g} at "
+                        f"{probe.width}x{probe.height} (max_fps, max_pixels_per_s)",
+                    )
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     # Whole chroma rows/columns only, so all three planes agree in size.

@@ -26,6 +26,7 @@ from services.domain import Cut, Look, MotionCurve, Segment, VideoAnalysis
 from services.errors import InvalidVideoError
 from services.media.video import (
     SmallFrame,
+    VideoLimits,
     VideoProbe,
     iter_small_frames,
     probe_video,
@@ -107,7 +108,7 @@ class VisionTagger:
         """The analysis and the picture features its tags rest on (another backend can
         choose tags again from them)."""
         probe = probe_video(request.video_path, self.config.limits)
-        scan = _scan(probe, self.config.vision, progress)
+        scan = _scan(probe, self.config.vision, self.config.limits, progress)
         prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
         analysis, basis = _summarise(probe, scan, self.config.vision, self.vocabulary,
                                      prompt_matches)  # fmt: skip
@@ -143,7 +144,12 @@ def _timecode(frame: SmallFrame, fps: Fraction) -> FrameTimecode:
     return FrameTimecode(Timecode(frame.pts, frame.time_base), fps)
 
 
-def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | None) -> _Scan:
+def _scan(
+    probe: VideoProbe,
+    config: VisionConfig,
+    limits: VideoLimits,
+    progress: ProgressCallback | None,
+) -> _Scan:
     fps = Fraction(probe.fps).limit_denominator(1001) if probe.fps > 0 else Fraction(30)
     min_shot_frames = max(1, round(config.min_shot_s * float(fps)))
     adaptive = AdaptiveDetector(
@@ -169,7 +175,7 @@ def _scan(probe: VideoProbe, config: VisionConfig, progress: ProgressCallback | 
     last: SmallFrame | None = None
     start_time: float | None = None
     frame_period = 1.0 / float(fps)
-    for frame in iter_small_frames(probe, config.analysis_width):
+    for frame in iter_small_frames(probe, limits, config.analysis_width):
         if start_time is None:
             start_time = frame.time_s
         # Times are from the first frame, whatever the container's start offset.
