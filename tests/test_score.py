@@ -422,7 +422,7 @@ def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
 
 @pytest.mark.parametrize(("rate", "seconds"), [(48000, 14.46), (44100, 3.0), (48000, 61.3)])
 def test_chunked_loudness_agrees_with_pyloudnorm(rate, seconds):
-    from services.gateway.mastering import integrated_loudness
+    from services.media.loudness import integrated_loudness
 
     rng = np.random.default_rng(int(seconds))
     samples = int(seconds * rate)

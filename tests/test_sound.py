@@ -311,7 +311,7 @@ def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():
     index = np.arange(41 * rate, dtype=np.float32)
     piece = [(start, start + rate, [np.stack([index[start : start + rate]] * 2)] * 3)
              for start in range(0, 41 * rate, rate)]  # fmt: skip
-    blocks = balance.cut_from(piece, parts, rate)
+    blocks = balance.cut_from(piece, parts, balance.Stretches(4, 2.0), rate)
     assert [start for start, _ in blocks] == list(range(0, 8 * rate, rate))
     laid = [np.concatenate([block[i] for _, block in blocks], axis=1) for i in range(3)]
     # The piano's four stretches (from 0, 9.75, 19.5 and 29.25 s), 2 s each, end to end.
@@ -329,7 +329,7 @@ def test_a_measured_excerpt_spans_the_part_and_keeps_its_pedal():
     notes = [render_module.ScheduledNote(60, 90, t * rate, t * rate + 400) for t in range(40)]
     controls = [render_module.Control(10 * rate, 64, 127), render_module.Control(25 * rate, 11, 70)]
     part = render_module.RenderPart("piano", notes, 0, False, controls=controls)
-    heard = balance.excerpt(part, 2 * rate)
+    heard = balance.excerpt(part, balance.Stretches(4, 2.0), rate)
     starts = [n.start_sample for n in heard.notes]
     # The notes of each quarter of 0-39 s (0-2 s, 9.75-11.75 s, 19.5-21.5 s, 29.25-31.25 s),
     # each stretch in its 2 s slot where it lay in its window; the note sounding at 29.25 s

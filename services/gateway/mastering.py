@@ -1,21 +1,21 @@
 """Mastering: ducking under the original sound, loudness to a LUFS target, true-peak limit.
 
-Loudness is measured with pyloudnorm (ITU-R BS.1770-4). True peak is the peak of the signal
-oversampled four times, as BS.1770 specifies; a look-ahead limiter keeps it under the ceiling.
+Loudness is measured by ITU-R BS.1770-4 as pyloudnorm measures it (media/loudness.py). True
+peak is the peak of the signal oversampled four times, as BS.1770 specifies; a look-ahead
+limiter keeps it under the ceiling.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pyloudnorm.iirfilter import IIRfilter
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
-from scipy.signal import firwin, lfilter, upfirdn
+from scipy.signal import firwin, upfirdn
 
 from services.domain import SpeechInterval
+from services.media.loudness import integrated_loudness
 
 TRUE_PEAK_OVERSAMPLING = 4
 OVERSAMPLING_TAPS = 129
@@ -85,61 +85,6 @@ def peak_envelope(audio: np.ndarray, heartbeat: Callable[[], None] = _nothing) -
             for phase in range(TRUE_PEAK_OVERSAMPLING):
                 np.maximum(target, phases[:, phase], out=target)
     return envelope
-
-
-def integrated_loudness(
-    audio: np.ndarray, rate: int, chunk_s: float = 20.0, heartbeat: Callable[[], None] = _nothing
-) -> float:
-    """Integrated loudness (LUFS) by ITU-R BS.1770-4, as pyloudnorm measures it, 20 s at a
-    time: pyloudnorm's own K-weighting filters carry their state from chunk to chunk, and the
-    gating is pyloudnorm's. Memory stays small for a two-hour piece (pyloudnorm itself would
-    copy it several times over); tests check both agree."""
-    stages = [
-        IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
-        IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"),
-    ]
-    hop = round(0.1 * rate)
-    block_hops = 4  # 400 ms blocks, 75 % overlap
-    samples, channels = audio.shape
-    hops = -(-samples // hop)
-    energy = np.zeros((channels, hops))
-    chunk = hop * max(1, round(chunk_s * 10))
-    for channel in range(channels):
-        states = [np.zeros(2) for _ in stages]
-        for start in range(0, samples, chunk):
-            heartbeat()
-            signal = audio[start : start + chunk, channel].astype(np.float64)
-            for index, stage in enumerate(stages):
-                signal, states[index] = lfilter(stage.b, stage.a, signal, zi=states[index])
-                signal *= stage.passband_gain
-            squared = np.square(signal)
-            padded = np.zeros(-(-len(squared) // hop) * hop)
-            padded[: len(squared)] = squared
-            first = start // hop
-            energy[channel, first : first + len(padded) // hop] = padded.reshape(-1, hop).sum(1)
-    heartbeat()
-    duration = samples / rate
-    blocks = round((duration - 0.4) / 0.1) + 1
-    if blocks < 1:
-        # Shorter than one 400 ms block: measured played over and over.
-        if not samples:
-            return float("-inf")
-        repeats = math.ceil(0.4 * rate / samples)
-        return integrated_loudness(np.tile(audio, (repeats, 1)), rate, chunk_s, heartbeat)
-    padded_energy = np.concatenate([energy, np.zeros((channels, block_hops))], axis=1)
-    window = np.lib.stride_tricks.sliding_window_view(padded_energy, block_hops, axis=1)
-    z = window[:, :blocks].sum(axis=2) / (0.4 * rate)
-    # Channel weights: 1.0 for left and right.
-    with np.errstate(divide="ignore"):
-        block_loudness = -0.691 + 10.0 * np.log10(z.sum(axis=0))
-        gated = block_loudness >= -70.0
-        if not gated.any():
-            return float("-inf")
-        relative = -0.691 + 10.0 * np.log10(z[:, gated].mean(axis=1).sum()) - 10.0
-        gated = (block_loudness > relative) & (block_loudness > -70.0)
-        if not gated.any():
-            return float("-inf")
-        return float(-0.691 + 10.0 * np.log10(z[:, gated].mean(axis=1).sum()))
 
 
 def _smooth(gain: np.ndarray, rate: int, attack_s: float, release_s: float) -> np.ndarray:

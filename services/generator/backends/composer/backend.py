@@ -239,11 +239,13 @@ class ComposerGenerator:
         def as_stems(played: Sequence[RenderPart], gains: Sequence[float]) -> Mixer:
             return _mixer(style, rate, beat_s, played, gains, stems=True)
 
-        excerpts = [balance.excerpt(part, round(balance.WINDOW_S * rate)) for part in parts]
+        held = total <= balance.HELD_PIECE_S * rate
+        stretches = balance.HELD_STRETCHES if held else balance.APART_STRETCHES
+        excerpts = [balance.excerpt(part, stretches, rate) for part in parts]
         blocks: Iterable[tuple[int, int, list[np.ndarray]]]
-        if total <= balance.HELD_PIECE_S * rate:
+        if held:
             blocks = list(synth.blocks(parts, total, heartbeat))
-            measured = balance.cut_from(blocks, parts, rate)
+            measured = balance.cut_from(blocks, parts, stretches, rate)
         else:
             measured = balance.played_apart(synth, excerpts, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)

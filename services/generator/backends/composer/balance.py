@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,11 +22,25 @@ from services.generator.backends.composer.arrangement import Roles
 from services.generator.backends.composer.mixing import Mixer
 from services.generator.backends.composer.production import Production
 from services.generator.backends.composer.render import Control, RenderPart, Synthesizer
+from services.media.loudness import integrated_loudness
 
-# How much of each part is measured: WINDOWS stretches of WINDOW_S spread evenly over it
-# (every section's level counts, not only its loudest), one after another.
-WINDOWS = 4
-WINDOW_S = 2.0
+
+@dataclass(frozen=True)
+class Stretches:
+    """How much of each part is measured: `count` stretches of `seconds` spread evenly over
+    it (every section's level counts, not only its loudest), laid one after another."""
+
+    count: int
+    seconds: float
+
+
+# A held piece's stretches are cut from its render and cost only their measuring, so it
+# takes sixteen of 1 s: on bench_sound's eleven pieces, four of 2 s had left 11 of 53 parts
+# more than 1 LU off their level (the farthest 2.5 LU), sixteen of 1 s leave 3 (1.5 LU), the
+# whole piece 2 (1.4 LU). A longer piece's are played again apart, each striking anew what
+# sounds there (sixteen made the 3-minute piece about 15% slower), so four of 2 s.
+HELD_STRETCHES = Stretches(16, 1.0)
+APART_STRETCHES = Stretches(4, 2.0)
 # A piece up to this long is rendered once and held, and its stretches are cut from it; a
 # longer one's stretches are played again apart (with RING_S for the last one's ring), so it
 # is never held whole.
@@ -36,21 +51,22 @@ RING_S = 1.0
 REFERENCE_LUFS = -24.0
 
 
-def window_starts(part: RenderPart, window: int) -> list[int]:
+def window_starts(part: RenderPart, stretches: Stretches, rate: int) -> list[int]:
     """Where the part's stretches start: spread evenly from its first note to its last."""
     if not part.notes:
         return []
     first = min(note.start_sample for note in part.notes)
     last = max(note.start_sample for note in part.notes)
-    step = max((last - first) / WINDOWS, window)
-    return [round(first + k * step) for k in range(WINDOWS) if first + k * step <= last]
+    step = max((last - first) / stretches.count, stretches.seconds * rate)
+    return [round(first + k * step) for k in range(stretches.count) if first + k * step <= last]
 
 
-def excerpt(part: RenderPart, window: int) -> RenderPart:
-    """WINDOWS stretches of `window` samples spread evenly from the part's first note to its
-    last, played back to back from sample 0, each from the controller values (pedal,
-    expression) the part has there and with the notes that sound in it."""
-    begins = window_starts(part, window)
+def excerpt(part: RenderPart, stretches: Stretches, rate: int) -> RenderPart:
+    """The part's stretches, spread evenly from its first note to its last, played back to
+    back from sample 0, each from the controller values (pedal, expression) the part has
+    there and with the notes that sound in it."""
+    window = round(stretches.seconds * rate)
+    begins = window_starts(part, stretches, rate)
     if not begins:
         return part
     notes, controls = [], []
@@ -91,16 +107,20 @@ def played_apart(
 
 
 def cut_from(
-    piece: list[tuple[int, int, list[np.ndarray]]], parts: Sequence[RenderPart], rate: int
+    piece: list[tuple[int, int, list[np.ndarray]]],
+    parts: Sequence[RenderPart],
+    stretches: Stretches,
+    rate: int,
 ) -> Blocks:
     """Each part's stretches cut from its rendered piece (`piece`: the synthesizer's blocks)
     and laid end to end as `excerpt` lays them, in blocks of a second."""
-    window = round(WINDOW_S * rate)
+    window = round(stretches.seconds * rate)
     cuts = []
     for i, part in enumerate(parts):
         audio = np.concatenate([dry[i] for _, _, dry in piece], axis=1)
-        stretches = [audio[:, begin : begin + window] for begin in window_starts(part, window)]
-        cuts.append(np.concatenate(stretches, axis=1) if stretches else audio[:, :0])
+        begins = window_starts(part, stretches, rate)
+        cut = [audio[:, begin : begin + window] for begin in begins]
+        cuts.append(np.concatenate(cut, axis=1) if cut else audio[:, :0])
     length = max(cut.shape[1] for cut in cuts)
     laid = [np.pad(cut, ((0, 0), (0, length - cut.shape[1]))) for cut in cuts]
     return [(start, [audio[:, start : start + rate] for audio in laid])
@@ -123,20 +143,10 @@ def balanced_gains(
     make of them, and one correction (a second pass moved no part by more than 0.6 LU). A
     part with nothing to measure (no notes, or under BS.1770's -70 LUFS gate: inaudible
     beside the rest) keeps unit gain."""
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sample_rate)
-
-    gate_block = math.ceil(meter.block_size * sample_rate)
 
     def loudness(chunks: list[np.ndarray]) -> float:
-        audio = np.concatenate(chunks, axis=1).T.astype(np.float64)
-        if not audio.any():
-            return -math.inf
-        if len(audio) < gate_block:
-            # A piece shorter than BS.1770's 400 ms block is measured played over and over.
-            audio = np.tile(audio, (math.ceil(gate_block / len(audio)), 1))
-        return float(meter.integrated_loudness(audio))
+        audio = np.concatenate(chunks, axis=1).T
+        return integrated_loudness(audio, sample_rate) if audio.any() else -math.inf
 
     def corrected(gains: list[float], heard: list[float]) -> list[float]:
         return [
