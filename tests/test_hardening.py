@@ -249,6 +249,21 @@ def test_a_matroska_video_with_b_frames_keeps_every_picture(tmp_path: Path, exte
     assert pictures == len(video.frame_times_s) == 90
 
 
+@pytest.mark.parametrize("first_pts", [900_000, 2**33 - 90_000], ids=["ten-hours", "wrapping"])
+def test_an_mpeg_ts_capture_starts_with_its_music(tmp_path: Path, first_pts: int):
+    """A capture's clock starts anywhere (here at 10 s, or a second before its 33 bits
+    wrap): the scored video starts at 0 with its music and keeps every frame. It had started
+    10 s after the music, and past the wrap kept 32 of 90 frames, 26.5 hours on."""
+    capture = write_streams(tmp_path / "capture.ts", frames=90, first_pts=first_pts,
+                            sound_s=3.0, container_format="mpegts")  # fmt: skip
+    out = tmp_path / "scored.mp4"
+    mux_into_video(capture, out, np.zeros((3 * 48000, 2), np.float32), 48000)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.start_time == 0 and container.duration == pytest.approx(3_000_000, abs=50_000)
+        assert sum(1 for _ in container.decode(video)) == 90
+
+
 def test_a_video_is_muxed_no_longer_than_its_music(tmp_path: Path):
     """A container that states 2 s over a minute of frames gets 2 s of music, and the scored
     video stops with it (the whole minute had been copied under 2 s of sound)."""

@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from services.errors import InvalidInputError
+from services.media.video import carried_on
 
 # Output extension -> (container format, audio codec, sample format).
 log = logging.getLogger("bgm")
@@ -177,24 +178,33 @@ def mux_into_video(
         frames = _frames(audio, rate, sample_format)
         audio_time = 0.0
         last_dts = None
-        end: float | None = None
+        origin: int | None = None
+        wraps = source.format.name == "mpegts"
         for packet in _with_decode_times(source.demux(video_in)):
             heartbeat()
+            if wraps and packet.dts is not None:
+                packet.dts = carried_on(packet.dts, last_dts)
+                if packet.pts is not None:
+                    packet.pts = carried_on(packet.pts, packet.dts)
             # Packets whose time goes back (two files joined end to end) cannot be muxed.
             if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
                 continue
             assert packet.time_base is not None
-            if end is None:
-                # From the first frame shown (a B-frame stream's first decode time is earlier).
-                first = packet.dts if video_in.start_time is None else video_in.start_time
-                end = float(first * packet.time_base) + len(audio) / rate
-            if packet.dts * packet.time_base >= end:
-                break
             last_dts = packet.dts
+            if origin is None:
+                # The video starts with its music: at its first frame shown (a B-frame
+                # stream's first decode time is earlier), whatever its clock said there (an
+                # MPEG-TS capture's may say ten hours).
+                origin = packet.dts if video_in.start_time is None else video_in.start_time
+            packet.dts -= origin
+            if packet.pts is not None:
+                packet.pts -= origin
+            if packet.dts * packet.time_base >= len(audio) / rate:
+                break
             packet.stream = video_out
             target.mux(packet)
             # Keep the audio a little ahead of the video so the muxer interleaves evenly.
-            if packet.pts is not None and packet.time_base is not None:
+            if packet.pts is not None:
                 video_time = float(packet.pts * packet.time_base)
                 while audio_time <= video_time + 1.0:
                     frame = next(frames, None)

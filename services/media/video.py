@@ -189,7 +189,12 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
             f"{pixels_per_s / 1e6:,.4g} million pixels a second; the limit is "
             f"{limits.max_pixels_per_s / 1e6:,.4g} million",
         )
-    duration_s = _duration(container, stream)
+    if format_name == "mpegts":
+        # FFmpeg estimates an MPEG-TS's length from its first and last times, and a capture
+        # that holds the clock's wrap comes out far too short (1 s for 3 s) or long.
+        duration_s = _span(path, stream, fps, decodable_pixels(coded_width, coded_height))
+    else:
+        duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
         raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
     if duration_s > limits.max_duration_s:
@@ -233,6 +238,22 @@ def _frame_rotation_hint(
             "corrupt", f"the first video frame cannot be decoded ({error.strerror})"
         ) from None
     return rotation
+
+
+def _span(path: Path, stream: av.video.stream.VideoStream, fps: float, max_pixels: int) -> float:
+    """An MPEG-TS video stream's length from the times of its packets (read, not decoded),
+    carried on past the clock's wraps, and its last frame's length (1 / `fps`)."""
+    first = last = previous = None
+    with _open(path, max_pixels) as container:
+        for packet in container.demux(container.streams.video[stream.index]):
+            if packet.pts is None:
+                continue
+            previous = carried_on(packet.pts, previous)
+            first = previous if first is None else min(first, previous)
+            last = previous if last is None else max(last, previous)
+    if first is None or last is None or stream.time_base is None:
+        return 0.0
+    return float((last - first) * stream.time_base) + (1.0 / fps if fps > 0 else 0.0)
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
@@ -327,21 +348,26 @@ def iter_small_frames(
 def _shown(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> Iterator[tuple[av.VideoFrame, int]]:
-    """The stream's frames in the order shown, each with its time in the stream's units.
-    MPEG-TS counts time in 33 bits, which wrap (every 26.5 hours of its clock), and a capture
-    may hold the wrap: its frames' times carry on past it. FFmpeg carries some of them on
-    itself (a frame whose packet came before the wrap), so each takes the count of wraps
-    that puts it nearest the frame before."""
+    """The stream's frames in the order shown, each with its time in the stream's units,
+    carried on past an MPEG-TS clock's wrap (`carried_on`)."""
     wraps = container.format.name == "mpegts"
     previous: int | None = None
     for frame in container.decode(stream):
         if frame.pts is None:
             continue
-        pts = frame.pts
-        if wraps and previous is not None:
-            pts += round((previous - pts) / MPEG_TS_WRAP) * MPEG_TS_WRAP
+        pts = carried_on(frame.pts, previous) if wraps else frame.pts
         previous = pts
         yield frame, pts
+
+
+def carried_on(time: int, previous: int | None) -> int:
+    """An MPEG-TS time (in its stream's units) carried on past the clock's wraps. MPEG-TS
+    counts time in 33 bits, which wrap (every 26.5 hours of its clock), so a capture may hold
+    the wrap; FFmpeg carries some times on itself (a frame whose packet came before the
+    wrap), so each takes the count of wraps that puts it nearest the time before."""
+    if previous is None:
+        return time
+    return time + round((previous - time) / MPEG_TS_WRAP) * MPEG_TS_WRAP
 
 
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
