@@ -60,10 +60,10 @@ def stating_length(mkv: Path, out: Path, seconds: float) -> Path:
     return out
 
 
-def write_frames_at(path: Path, times_ms: list[int]) -> Path:
-    """A Matroska video of 64x36 pictures shown at `times_ms` (milliseconds): its stated rate
-    is what FFmpeg guesses from the first few, whatever the rest do."""
-    with av.open(str(path), "w", format="matroska") as container:
+def write_frames_at(path: Path, times_ms: list[int], container_format: str = "matroska") -> Path:
+    """A video (Matroska unless told) of 64x36 pictures shown at `times_ms` (milliseconds):
+    its stated rate is what FFmpeg guesses from the first few, whatever the rest do."""
+    with av.open(str(path), "w", format=container_format) as container:
         picture = container.add_stream("libx264", rate=30)
         picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
         picture.codec_context.time_base = Fraction(1, 1000)

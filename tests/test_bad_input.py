@@ -136,6 +136,24 @@ def test_more_frames_than_the_stated_rate_allows_are_refused(tmp_path: Path):
     assert tagger.analyze(AnalysisRequest(lively)).duration_s == pytest.approx(5.0, abs=0.1)
 
 
+def test_an_mpeg_ts_is_measured_no_further_than_the_limits(tmp_path: Path):
+    """An MPEG-TS's length is read from its packets' times, and reading stops at the limits:
+    a 10-minute capture against a 60 s limit, and 3,000 pictures a millisecond apart
+    against 240 frames/s for 10 s, are refused without reading them all."""
+    ten_minutes = write_streams(tmp_path / "long.ts", frames=30 * 600, sound_s=1.0,
+                                container_format="mpegts")  # fmt: skip
+    with pytest.raises(InvalidVideoError, match="lasts over 60 s") as caught:
+        probe_video(ten_minutes, VideoLimits(max_duration_s=60.0))
+    assert caught.value.reason == "too_long"
+    calm = [33 * i for i in range(60)]
+    dense = write_frames_at(tmp_path / "dense.ts", calm + [2000 + i for i in range(3000)],
+                            container_format="mpegts")  # fmt: skip
+    with pytest.raises(InvalidVideoError, match="holds over 2640 frames") as caught:
+        probe_video(dense, VideoLimits(max_duration_s=10.0, max_fps=240.0))
+    assert caught.value.reason == "too_large"
+    assert probe_video(ten_minutes).duration_s == pytest.approx(600.0)
+
+
 def test_frames_past_the_stated_length_are_never_read(
     tagger: VisionTagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

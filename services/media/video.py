@@ -192,7 +192,7 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
     if format_name == "mpegts":
         # FFmpeg estimates an MPEG-TS's length from its first and last times, and a capture
         # that holds the clock's wrap comes out far too short (1 s for 3 s) or long.
-        duration_s = _span(path, stream, fps, decodable_pixels(coded_width, coded_height))
+        duration_s = _span(path, stream, fps, limits)
     else:
         duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
@@ -240,20 +240,36 @@ def _frame_rotation_hint(
     return rotation
 
 
-def _span(path: Path, stream: av.video.stream.VideoStream, fps: float, max_pixels: int) -> float:
-    """An MPEG-TS video stream's length from the times of its packets (read, not decoded),
-    carried on past the clock's wraps, and its last frame's length (1 / `fps`)."""
+def _span(
+    path: Path, stream: av.video.stream.VideoStream, fps: float, limits: VideoLimits
+) -> float:
+    """An MPEG-TS video stream's length from the times of its packets (read, not decoded,
+    about 3.4 us each), carried on past the clock's wraps, and its last frame's length
+    (1 / `fps`). Reading stops, refusing the video, once the length passes the limit or the
+    packets outnumber what the longest video may hold at the frame-rate limit."""
+    time_base = stream.time_base
+    assert time_base is not None
+    longest = math.ceil(limits.max_duration_s / time_base)
+    most = math.ceil(limits.max_fps * (limits.max_duration_s + 1.0))
     first = last = previous = None
-    with _open(path, max_pixels) as container:
-        for packet in container.demux(container.streams.video[stream.index]):
+    with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
+        for count, packet in enumerate(container.demux(container.streams.video[stream.index])):
+            if count == most:
+                raise InvalidVideoError(
+                    "too_large", f"{path.name} holds over {most} frames; the limit is {most} "
+                    f"({limits.max_fps:g} frames/s for {limits.max_duration_s:.0f} s)")  # fmt: skip
             if packet.pts is None:
                 continue
             previous = carried_on(packet.pts, previous)
             first = previous if first is None else min(first, previous)
             last = previous if last is None else max(last, previous)
-    if first is None or last is None or stream.time_base is None:
+            if last - first > longest:
+                raise InvalidVideoError(
+                    "too_long", f"{path.name} lasts over {limits.max_duration_s:.0f} s; the "
+                    f"limit is {limits.max_duration_s:.0f} s")  # fmt: skip
+    if first is None or last is None:
         return 0.0
-    return float((last - first) * stream.time_base) + (1.0 / fps if fps > 0 else 0.0)
+    return float((last - first) * time_base) + (1.0 / fps if fps > 0 else 0.0)
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
