@@ -170,10 +170,12 @@ def _refused(field: str, text: str) -> InvalidInputError:
 
 def check_work(music_s: float, candidates: int, limits: RequestLimits, tracks: int = 1) -> None:
     """The total a request may ask for: seconds of music times candidates, times the tracks
-    each piece holds (a stem is a track of the piece's length, as the mix is)."""
+    each piece holds (a stem, or the audio a diffusion piece starts from, is a track of the
+    piece's length, as the mix is)."""
     total = music_s * max(candidates, 1) * tracks
     if total > limits.max_music_s:
-        held = "" if tracks == 1 else f" x {tracks} tracks each: the mix and its stems"
+        held = ("" if tracks == 1 else f" x {tracks} tracks each: the mix and its stems, or "
+                "the audio it starts from")  # fmt: skip
         raise ResourceExhaustedError(
             f"the request asks for {total:.0f} s of audio ({music_s:.1f} s x "
             f"{max(candidates, 1)} candidate(s){held}); the limit is {limits.max_music_s:g} s",
