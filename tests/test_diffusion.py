@@ -223,6 +223,23 @@ def test_score_then_render_starts_each_window_from_the_composers_piece(generator
     assert not np.allclose(guided.audio, free)
 
 
+def test_the_audio_a_piece_starts_from_counts_against_the_limit(generator):
+    """The composer's piece (or a reference) a diffusion piece starts from is held beside
+    it, a second track of its length: 10 s within a 15 s limit alone, refused with it."""
+    import dataclasses
+
+    from services.config import RequestLimits
+    from services.edge import check_work
+    from services.errors import ResourceExhaustedError
+
+    limits = RequestLimits(max_music_s=15.0)
+    free = brief(10.0)
+    check_work(free.duration_s, 1, limits, generator.tracks(free))
+    guided = dataclasses.replace(free, structure="composer")
+    with pytest.raises(ResourceExhaustedError, match=r"x 2 tracks each: .* the audio it starts"):
+        check_work(guided.duration_s, 1, limits, generator.tracks(guided))
+
+
 def test_a_batch_gives_each_request_its_own_audio_in_shared_calls(generator, monkeypatch):
     import dataclasses
 
