@@ -8,6 +8,7 @@ import importlib.util
 import io
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mido
@@ -115,6 +116,55 @@ def test_a_cancel_is_heard_before_the_first_block(name):
 
 def _never_cancelled() -> None:
     """The heartbeat of a render whose caller stays."""
+
+
+def _band(seconds: float) -> list[render_module.RenderPart]:
+    note = render_module.ScheduledNote
+    step = SAMPLE_RATE // 4
+    count = round(seconds * 4) - 2
+    return [
+        render_module.RenderPart("piano", [note(60 + i % 12, 90, i * step, (i + 2) * step)
+                                           for i in range(count)], 0, False),
+        render_module.RenderPart("strings", [note(48 + i % 7, 70, i * step, (i + 3) * step)
+                                             for i in range(0, count, 3)], 48, False),
+        render_module.RenderPart("drums", [note(36 + 2 * (i % 2), 100, i * step, i * step + 2400)
+                                           for i in range(count)], 0, True),
+    ]  # fmt: skip
+
+
+def _rendered(synthesizer, parts, seconds: float) -> np.ndarray:
+    blocks = synthesizer.blocks(parts, round(seconds * SAMPLE_RATE), _never_cancelled)
+    return np.concatenate([np.concatenate(dry) for _, _, dry in blocks], axis=1)
+
+
+def test_fluidsynth_renders_load_no_bank_and_play_alike_at_once(monkeypatch, capfd):
+    """A render borrows a copy of the bank loaded before (loading one cost each render 0.1-0.25
+    s), and renders at once each have their own: they play exactly what each plays alone, and
+    FluidSynth has nothing to warn about as the copy goes back."""
+    import fluidsynth
+
+    synthesizer = _synthesizers()["fluidsynth"]
+    loads: list[str] = []
+    original = fluidsynth.Synth.sfload
+
+    def counted(self, path, *rest):
+        loads.append(path)
+        return original(self, path, *rest)
+
+    monkeypatch.setattr(fluidsynth.Synth, "sfload", counted)
+    band, other = _band(4.0), _band(3.0)[::-1]
+    alone = [_rendered(synthesizer, band, 4.0), _rendered(synthesizer, other, 3.0)]
+    assert loads == []
+    again = _rendered(synthesizer, band, 4.0)
+    np.testing.assert_array_equal(again, alone[0])
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda job: _rendered(synthesizer, *job),
+                                 [(band, 4.0), (other, 3.0)] * 3))  # fmt: skip
+    for played, expected in zip(together, alone * 3, strict=True):
+        np.testing.assert_array_equal(played, expected)
+    # Two renders at once need a second copy at most, which is kept for the next ones.
+    assert len(loads) <= 1
+    assert "fluidsynth" not in capfd.readouterr().err
 
 
 def _played(synthesizer, part: render_module.RenderPart, seconds: float) -> np.ndarray:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from ctypes import c_void_p
+from ctypes import c_int, c_void_p
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,11 +185,13 @@ FLUID_MELODIC, FLUID_DRUM = 0, 1
 
 class FluidSynthesizer(Synthesizer):
     """One FluidSynth instance plays every part of a piece, each on its own channel into its
-    own output pair. Loading the bank takes about a second once per replica; each render's
-    instance then about 0.2 s, as FluidSynth shares the loaded samples."""
+    own output pair. Loading the bank takes about a second once per replica. Each render's
+    fresh instance borrows a loaded copy of it (under a millisecond, where loading one took
+    0.1-0.25 s with FluidSynth sharing the samples); a render at a time uses each copy, as
+    FluidSynth counts the voices that use a bank's samples without a lock."""
 
     def __init__(self, bank: SoundBank, sample_rate: int):
-        from ctypes import POINTER, c_float, c_int
+        from ctypes import POINTER, c_float
 
         try:
             import fluidsynth
@@ -222,15 +225,50 @@ class FluidSynthesizer(Synthesizer):
         self._voice_update = fluidsynth.cfunc(
             "fluid_voice_update_param", None, voice, ("gen", c_int, 1)
         )
+        self._add_sfont = fluidsynth.cfunc(
+            "fluid_synth_add_sfont", c_int, ("synth", c_void_p, 1), ("sfont", c_void_p, 1)
+        )
+        self._remove_sfont = fluidsynth.cfunc(
+            "fluid_synth_remove_sfont", c_int, ("synth", c_void_p, 1), ("sfont", c_void_p, 1)
+        )
+        self._sfont_by_id = fluidsynth.cfunc(
+            "fluid_synth_get_sfont_by_id", c_void_p, ("synth", c_void_p, 1), ("id", c_int, 1)
+        )
+        self._sfont_preset = fluidsynth.cfunc(
+            "fluid_sfont_get_preset", c_void_p, ("sfont", c_void_p, 1), ("bank", c_int, 1),
+            ("prenum", c_int, 1),
+        )  # fmt: skip
         self._restrike_release = 1200.0 * math.log2(RESTRIKE_FADE_S)
-        # Kept loaded: FluidSynth shares a loaded file's samples between instances, so each
-        # render's own instance loads in a fraction of the first load's time.
-        self._anchor = self._new(1)
+        # Loaded copies of the bank that no render is using; each stays loaded in the
+        # instance that loaded it (its holder), which frees it with the process.
+        self._idle: list[tuple[Any, int]] = []
+        self._idle_lock = threading.Lock()
+        self._anchor = self._load()
+        self._idle.append(self._anchor)
 
-    def _new(self, groups: int) -> tuple[Any, int]:
-        """An instance with the bank loaded and one output pair per part: FluidSynth mixes
-        into every pair it has, used or not."""
-        synth = self._fluidsynth.Synth(
+    def _load(self) -> tuple[Any, int]:
+        """A holder instance with a copy of the bank loaded, and the copy's address."""
+        holder = self._fluidsynth.Synth(**{"synth.reverb.active": 0, "synth.chorus.active": 0})
+        sfid = holder.sfload(str(self.bank.path))
+        if sfid < 0:
+            holder.delete()
+            raise RenderError(f"{self.bank.path} is not a usable SoundFont")
+        return holder, self._sfont_by_id(holder.synth, sfid)
+
+    def _borrow(self) -> tuple[Any, int]:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._load()
+
+    def _give_back(self, loaded: tuple[Any, int]) -> None:
+        with self._idle_lock:
+            self._idle.append(loaded)
+
+    def _new(self, groups: int) -> Any:
+        """An instance with one output pair per part (FluidSynth mixes into every pair it has,
+        used or not) and no bank."""
+        return self._fluidsynth.Synth(
             gain=FLUID_GAIN,
             samplerate=float(self.sample_rate),
             channels=MIDI_CHANNELS,
@@ -243,15 +281,10 @@ class FluidSynthesizer(Synthesizer):
                 "synth.polyphony": POLYPHONY,
             },
         )
-        sfid = synth.sfload(str(self.bank.path))
-        if sfid < 0:
-            synth.delete()
-            raise RenderError(f"{self.bank.path} is not a usable SoundFont")
-        return synth, sfid
 
     def has_program(self, bank_number: int, program: int) -> bool:
-        synth, sfid = self._anchor
-        return synth.sfpreset_name(sfid, bank_number, program) is not None
+        _, sfont = self._anchor
+        return self._sfont_preset(sfont, bank_number, program) is not None
 
     def blocks(
         self, parts: Sequence[RenderPart], total_samples: int, heartbeat: Callable[[], None]
@@ -260,11 +293,22 @@ class FluidSynthesizer(Synthesizer):
             raise RenderError(f"at most {MIDI_CHANNELS} parts, not {len(parts)}")
         # A fresh instance per render: one reused keeps state that a reset leaves (the same
         # seed would not play the same twice).
-        synth, sfid = self._new(max(1, len(parts)))
+        loaded = self._borrow()
         try:
-            yield from self._play(synth, sfid, parts, total_samples, heartbeat)
+            synth = self._new(max(1, len(parts)))
+            sfont = loaded[1]
+            try:
+                sfid = self._add_sfont(synth.synth, sfont)
+                yield from self._play(synth, sfid, parts, total_samples, heartbeat)
+            finally:
+                # Deleting an instance deletes the banks it holds, so this one is taken out
+                # first; with no program set, no channel then looks for a preset (and warns).
+                for channel in range(MIDI_CHANNELS):
+                    synth.program_unset(channel)
+                self._remove_sfont(synth.synth, sfont)
+                synth.delete()
         finally:
-            synth.delete()
+            self._give_back(loaded)
 
     def _play(
         self,
