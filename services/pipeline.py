@@ -144,8 +144,9 @@ class ScorePipeline:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         controls = check_request(
-            video, controls, options, self.generator.describe(), self.vocabulary, self.limits
-        ).controls
+            video, controls, options, self.generator.describe(), self.vocabulary, self.limits,
+            Heartbeat(report),
+        ).controls  # fmt: skip
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()

@@ -11,14 +11,19 @@ import cv2
 import numpy as np
 import pytest
 
-from services.config import TaggerConfig
-from services.errors import InvalidVideoError, MediaNotFoundError
+from services import progress as progress_module
+from services.config import RequestLimits, TaggerConfig
+from services.domain import GeneratorInfo, OutputOptions, UserControls
+from services.errors import CancelledError, InvalidVideoError, MediaNotFoundError
+from services.gateway.delivery import check_request
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits, frames_at, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
+from services.vocabulary import load_vocabulary
 from tests.hand_made_media import stating_length, write_frames_at, write_streams
+from tests.heartbeats import cancelling_at
 
 
 def refuse(tagger: VisionTagger, path: Path, reason: str) -> InvalidVideoError:
@@ -152,6 +157,38 @@ def test_an_mpeg_ts_is_measured_no_further_than_the_limits(tmp_path: Path):
         probe_video(dense, VideoLimits(max_duration_s=10.0, max_fps=240.0))
     assert caught.value.reason == "too_large"
     assert probe_video(ten_minutes).duration_s == pytest.approx(600.0)
+
+
+def test_a_cancel_is_heard_while_an_mpeg_ts_is_measured(
+    tagger: VisionTagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Reading an MPEG-TS's length reads every packet, seconds for a file at the limits: the
+    probe calls its heartbeat at each, and the tagger's probe hears its caller's cancel
+    before it decodes anything (the gateway's check of a request does the same)."""
+    capture = write_streams(tmp_path / "capture.ts", frames=30 * 60, sound_s=1.0,
+                            container_format="mpegts")  # fmt: skip
+    heartbeat, calls = cancelling_at(500)
+    with pytest.raises(CancelledError):
+        probe_video(capture, heartbeat=heartbeat)
+    assert len(calls) == 500
+    heartbeat, calls = cancelling_at(500)
+    info = GeneratorInfo("composer", "1", 600.0, (48000,), ("audio",), ("pop",), ("piano",))
+    with pytest.raises(CancelledError):
+        check_request(capture, UserControls(), OutputOptions(tmp_path / "out.wav"), info,
+                      load_vocabulary(), RequestLimits(), heartbeat)  # fmt: skip
+    assert len(calls) == 500
+    # Every heartbeat passed on to the progress callback, which cancels at its first.
+    monkeypatch.setattr(progress_module, "HEARTBEAT_S", 0.0)
+    monkeypatch.setattr(vision, "_scan", lambda *args: pytest.fail("decoded after a cancel"))
+    reports: list[float] = []
+
+    def cancelled(fraction: float) -> None:
+        reports.append(fraction)
+        raise CancelledError("the caller cancelled the request")
+
+    with pytest.raises(CancelledError):
+        tagger.analyze(AnalysisRequest(capture), cancelled)
+    assert reports == [0.0]
 
 
 def test_frames_past_the_stated_length_are_never_read(

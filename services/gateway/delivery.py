@@ -105,8 +105,10 @@ def check_request(
     info: GeneratorInfo,
     vocabulary: Vocabulary,
     limits: RequestLimits,
+    heartbeat: Callable[[], None],
 ) -> CheckedRequest:
-    """Everything that can be refused on the request's own terms, before any work."""
+    """Everything that can be refused on the request's own terms, before any work;
+    `heartbeat` is called while the video's length is read (it raises to cancel)."""
     if len(controls.reference_audio) > limits.max_reference_bytes:
         raise InvalidInputError(
             f"the reference audio is {len(controls.reference_audio)} bytes; at most "
@@ -115,7 +117,7 @@ def check_request(
     controls = validate_controls(controls, vocabulary)
     check_structure(controls.structure, info)
     validate_options(options, info.sample_rates)
-    probe = probe_video(video)
+    probe = probe_video(video, heartbeat=heartbeat)
     if output_kind(options.output) == "video":
         check_stream_copy(probe.video_codec, options.output)
     if probe.duration_s > info.max_duration_s:

@@ -410,9 +410,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, record.tenant)
         info = await self._generator_info()
+        # A long MPEG-TS's length takes seconds to read: a cancel stops it.
         checked = await asyncio.to_thread(
-            check_request, video, controls, options, info, self.vocabulary, self.limits
-        )
+            check_request, video, controls, options, info, self.vocabulary, self.limits,
+            Heartbeat(Cancellation(context).check),
+        )  # fmt: skip
         controls = checked.controls
         booked = 0.0
         if self.authenticator is not None:

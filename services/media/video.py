@@ -8,7 +8,7 @@ memory stays flat whatever the video's length.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -134,15 +134,29 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
         ) from None
 
 
-def probe_video(path: str | Path, limits: VideoLimits | None = None) -> VideoProbe:
-    """Open `path`, check it is a video within `limits`, and describe it."""
+def _nothing() -> None:
+    """The heartbeat of a caller that does not cancel."""
+
+
+def probe_video(
+    path: str | Path,
+    limits: VideoLimits | None = None,
+    heartbeat: Callable[[], None] = _nothing,
+) -> VideoProbe:
+    """Open `path`, check it is a video within `limits`, and describe it. `heartbeat` is
+    called while an MPEG-TS's packets are read for its length (it raises to cancel)."""
     limits = limits or VideoLimits()
     path = Path(path)
     with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
-        return _probe(path, container, limits)
+        return _probe(path, container, limits, heartbeat)
 
 
-def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimits) -> VideoProbe:
+def _probe(
+    path: Path,
+    container: av.container.InputContainer,
+    limits: VideoLimits,
+    heartbeat: Callable[[], None],
+) -> VideoProbe:
     format_name = container.format.name
     if not container.streams.video:
         if container.streams.audio:
@@ -192,7 +206,7 @@ def _probe(path: Path, container: av.container.InputContainer, limits: VideoLimi
     if format_name == "mpegts":
         # FFmpeg estimates an MPEG-TS's length from its first and last times, and a capture
         # that holds the clock's wrap comes out far too short (1 s for 3 s) or long.
-        duration_s = _span(path, stream, fps, limits)
+        duration_s = _span(path, stream, fps, limits, heartbeat)
     else:
         duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
@@ -241,12 +255,17 @@ def _frame_rotation_hint(
 
 
 def _span(
-    path: Path, stream: av.video.stream.VideoStream, fps: float, limits: VideoLimits
+    path: Path,
+    stream: av.video.stream.VideoStream,
+    fps: float,
+    limits: VideoLimits,
+    heartbeat: Callable[[], None],
 ) -> float:
     """An MPEG-TS video stream's length from the times of its packets (read, not decoded,
     about 3.4 us each), carried on past the clock's wraps, and its last frame's length
     (1 / `fps`). Reading stops, refusing the video, once the length passes the limit or the
-    packets outnumber what the longest video may hold at the frame-rate limit."""
+    packets outnumber what the longest video may hold at the frame-rate limit (seconds of
+    reading at the limits, so `heartbeat` is called at every packet)."""
     time_base = stream.time_base
     assert time_base is not None
     longest = math.ceil(limits.max_duration_s / time_base)
@@ -254,6 +273,7 @@ def _span(
     first = last = previous = None
     with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
         for count, packet in enumerate(container.demux(container.streams.video[stream.index])):
+            heartbeat()
             if count == most:
                 raise InvalidVideoError(
                     "too_large", f"{path.name} holds over {most} frames; the limit is {most} "

@@ -107,7 +107,8 @@ class VisionTagger:
     ) -> tuple[VideoAnalysis, PictureBasis]:
         """The analysis and the picture features its tags rest on (another backend can
         choose tags again from them)."""
-        probe = probe_video(request.video_path, self.config.limits)
+        probe = probe_video(request.video_path, self.config.limits,
+                            Heartbeat(progress or _ignore))  # fmt: skip
         scan = _scan(probe, self.config.vision, self.config.limits, progress)
         prompt_matches = self.text_model().match(request.prompt) if request.prompt else []
         analysis, basis = _summarise(probe, scan, self.config.vision, self.vocabulary,
