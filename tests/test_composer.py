@@ -14,7 +14,7 @@ from services import progress as progress_module
 from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
-from services.generator.backends.composer.arrangement import SUBSTITUTES
+from services.generator.backends.composer.arrangement import BREATH_S, SUBSTITUTES
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import PANS, PLAYABLE, STYLES
@@ -872,3 +872,18 @@ def test_a_major_seventh_chord_never_puts_its_root_just_above_its_seventh(
                     clashes.append((seed, player, span.numeral, sorted(pitches)))
     assert seventh_chords
     assert not clashes, (len(clashes), seventh_chords, clashes[:4])
+
+
+@pytest.mark.parametrize("genre", ["cinematic", "orchestral"])
+def test_a_horn_takes_a_breath(generator, beat_analysis, genre):
+    """Blown instruments tie a held chord tone across bars for no longer than a breath
+    (BREATH_S), then play it again: at 60 BPM cinematic's horns had held one note 40 s."""
+    brief = brief_for(beat_analysis, genre, seed=2, bpm_is_fixed=True)
+    tags = dataclasses.replace(brief.tags, bpm=60.0, bpm_min=60.0, bpm_max=60.0)
+    music = generator.generate(dataclasses.replace(brief, tags=tags))
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    horns = next(track for track in song.instruments if track.name == "brass")
+    lengths = [note.end - note.start for note in horns.notes]
+    # Held past a bar (4 s) still, but never past a breath.
+    assert any(length > 4.1 for length in lengths)
+    assert max(lengths) <= BREATH_S["brass"] + 0.01

@@ -34,6 +34,10 @@ from services.generator.backends.composer.timing import HitPoint, TimingPlan
 
 # Bowed and blown instruments hold their notes; a held pitch is tied across bars.
 SUSTAINING = ("strings", "pads", "brass", "woodwinds")
+# Seconds a player can hold one note: a horn or a flute takes a breath and plays it again,
+# where a tie would have held a horn's chord tone 13 s (bows change unheard; a pad has no
+# need to).
+BREATH_S = {"brass": 8.0, "woodwinds": 8.0}
 # Which part an instrument the casting left over doubles.
 DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody",
            "plucks": "pulse", "synth": "pulse", "piano": "comping", "acoustic-guitar": "comping",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from services.generator.backend import (
 )
 from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import (
+    BREATH_S,
     SUSTAINING,
     Arrangement,
     Composer,
@@ -211,7 +213,7 @@ class ComposerGenerator:
         if brief.speech:
             thinned = around_speech(notes, plan, roles, brief.speech, heartbeat)
             notes, thinning = thinned.notes, thinned.sections
-        notes = _without_overlaps(notes, heartbeat)
+        notes = _without_overlaps(notes, plan, heartbeat)
         heartbeat()
         notes = shaped(notes, plan, roles, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
@@ -407,10 +409,10 @@ def _scale(audio: np.ndarray, scale: float, heartbeat: Callable[[], None]) -> No
         audio[i : i + HEADROOM_BLOCK] *= scale
 
 
-def _without_overlaps(notes: list[Note], heartbeat: Heartbeat) -> list[Note]:
+def _without_overlaps(notes: list[Note], plan: TimingPlan, heartbeat: Heartbeat) -> list[Note]:
     """One sounding note per instrument and pitch: an earlier note ends where the next starts
     (a synthesizer's note-off cannot tell two overlapping notes of one key apart). Sustaining
-    instruments tie a held pitch across bars instead of striking it again."""
+    instruments tie a held pitch across bars instead of striking it again, up to a breath."""
     keys: dict[tuple[str, int], list[Note]] = defaultdict(list)
     for note in notes:
         keys[note.instrument, note.pitch].append(note)
@@ -423,7 +425,12 @@ def _without_overlaps(notes: list[Note], heartbeat: Heartbeat) -> list[Note]:
             previous = kept[-1] if kept else None
             if previous is None:
                 kept.append(note)
-            elif note.instrument in SUSTAINING and previous.end >= note.start - 1e-6:
+            elif (
+                note.instrument in SUSTAINING
+                and previous.end >= note.start - 1e-6
+                and plan.beat_time(max(previous.end, note.end)) - plan.beat_time(previous.start)
+                <= BREATH_S.get(note.instrument, math.inf)
+            ):
                 previous.end = max(previous.end, note.end)
             else:
                 if previous.end > note.start:
