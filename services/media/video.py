@@ -437,14 +437,17 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def frames_at(
-    path: Path, rotation: int, times_s: list[float], long_side: int, max_pixels: int
+    path: Path,
+    rotation: int,
+    times_s: list[float],
+    long_side: int,
+    max_pixels: int,
+    heartbeat: Callable[[], None] = _nothing,
 ) -> list[np.ndarray]:
     """RGB frames (uint8, H x W x 3, upright for the display `rotation`) shown at `times_s`
     (seconds from the first frame, ascending), the longer side scaled to `long_side` pixels.
-    One seek per time: a few frames from a long video cost a few keyframe intervals of
-    decoding, not the video. An MPEG-TS has no index to seek by (a seek lands between
-    keyframes, where nothing decodes) and its clock may wrap, so it is read once in order.
-    No frame larger than `max_pixels` is decoded."""
+    No frame larger than `max_pixels` is decoded; `heartbeat` is called at every frame that
+    is (it raises to cancel)."""
     frames: list[np.ndarray] = []
     with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
@@ -455,13 +458,7 @@ def frames_at(
         assert time_base is not None
         start = stream.start_time or 0
         targets = [start + round(time_s / time_base) for time_s in times_s]
-        if container.format.name == "mpegts":
-            chosen = _shown_at(container, stream, targets)
-        else:
-            chosen = []
-            for target in targets:
-                container.seek(target, stream=stream, backward=True)
-                chosen += _shown_at(container, stream, [target])
+        chosen = _shown_at(container, stream, targets, heartbeat)
         for time_s, frame in zip(times_s, chosen, strict=True):
             if frame is None:
                 message = f"{path.name}: no frame decodes at {time_s:.2f} s"
@@ -475,20 +472,47 @@ def frames_at(
 
 
 def _shown_at(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, targets: list[int]
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    targets: list[int],
+    heartbeat: Callable[[], None],
 ) -> list[av.VideoFrame | None]:
-    """Decoding on from where the container stands, the frame shown at each target time
-    (ascending, in the stream's units): the first at or past it, or the last that decodes
-    (a damaged or short tail); None where none decodes."""
+    """The frame shown at each target time (ascending, in the stream's units): the first at
+    or past it, or the last that decodes (a damaged or short tail); None where none does.
+
+    A few frames of a long video should cost a few keyframe intervals of decoding, not the
+    video, so it seeks to a target, unless the target lies within `reach` of the frames
+    already decoded: then it decodes on. `reach` is how far back from its target a seek has
+    landed, when one landed on frames already decoded (a keyframe interval; in a file with
+    one keyframe, all of it, where seeking to every target had decoded from the start each
+    time). An MPEG-TS has no index to seek by (a seek lands between keyframes, where nothing
+    decodes) and its clock may wrap, so it is read in order from its start."""
+    seeking = container.format.name != "mpegts"
+    reach = 0
     chosen: list[av.VideoFrame | None] = []
-    last = None
+    decoding: Iterator[tuple[av.VideoFrame, int]] | None = None
+    last: av.VideoFrame | None = None
+    position: int | None = None
     try:
-        for frame, pts in _shown(container, stream):
-            last = frame
-            while len(chosen) < len(targets) and pts >= targets[len(chosen)]:
-                chosen.append(frame)
-            if len(chosen) == len(targets):
-                return chosen
+        for target in targets:
+            if position is not None and position >= target:
+                chosen.append(last)
+                continue
+            seek = seeking and (position is None or target - position > reach)
+            if seek:
+                container.seek(target, stream=stream, backward=True)
+            if seek or decoding is None:
+                decoding = _shown(container, stream)
+            landing = seek
+            for frame, pts in decoding:
+                heartbeat()
+                if landing and position is not None and pts <= position:
+                    reach = max(reach, target - pts)
+                landing = False
+                last, position = frame, pts
+                if pts >= target:
+                    break
+            chosen.append(last)
     except av.error.FFmpegError:
         pass  # a damaged tail: the last frame that decoded stands in
     return chosen + [last] * (len(targets) - len(chosen))

@@ -70,7 +70,8 @@ class VlmTagger:
         frames = iter(frames_at(request.video_path, analysis.rotation,
                                 [t for _, times in shown for t in times],
                                 settings.frame_size,
-                                decodable_pixels(analysis.width, analysis.height)))  # fmt: skip
+                                decodable_pixels(analysis.width, analysis.height),
+                                Heartbeat(report, 0.5)))  # fmt: skip
         groups = [
             SegmentFrames(
                 f"Segment {index + 1} ({analysis.segments[index].start_s:.1f}-"
