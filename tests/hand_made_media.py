@@ -3,6 +3,7 @@ services.media.synth's tidy videos never are."""
 
 from __future__ import annotations
 
+import io
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -82,3 +83,22 @@ def write_frames_at(path: Path, times_ms: list[int], container_format: str = "ma
         for packet in picture.encode():
             container.mux(packet)
     return path
+
+
+def silent_flac(seconds: float, rate: int = 48000) -> bytes:
+    """`seconds` of stereo silence as FLAC in its largest frames: about 19 bytes a second,
+    hours of audio in a few hundred kilobytes."""
+    buffer = io.BytesIO()
+    block = np.zeros((1, 2 * 4096), np.int16)
+    with av.open(buffer, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate)
+        stream.layout, stream.format = "stereo", "s16"
+        stream.codec_context.options = {"frame_size": "65535"}
+        for i in range(round(seconds * rate) // 4096):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = rate, i * 4096
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()

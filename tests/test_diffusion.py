@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -11,12 +12,15 @@ import pytest
 
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
-from services.errors import BgmError, ConfigError
+from services.errors import BgmError, CancelledError, ConfigError
 from services.generator.backends.diffusion.adapters import AceStepAdapter, StableAudioAdapter
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import stable_audio
 from services.generator.backends.diffusion.windows import plan_windows
+from services.media.audio import decode_audio_bytes
 from tests.bgm_command import Finished, bgm
+from tests.hand_made_media import silent_flac
+from tests.heartbeats import cancelling_at
 
 LOOK = Look(0.5, 0.5, 0.5, 0.5)
 
@@ -330,6 +334,39 @@ def test_a_reference_melody_is_the_structure(generator, tmp_path):
         generator.generate(dataclasses.replace(asked, reference_audio=b"not audio at all"))
     with pytest.raises(InvalidInputError, match="go together"):
         generator.generate(dataclasses.replace(asked, reference_audio=b""))
+
+
+def test_a_reference_is_decoded_no_further_than_the_piece_and_hears_a_cancel():
+    """A few kilobytes of FLAC can hold hours of silence: decoded whole, 20 minutes of it had
+    taken 5.7 s and 1.6 GB, and a 16 MiB reference would hold days. The reference is looped
+    to the piece's length, so no more of it is decoded, and the decoding hears a cancel."""
+    ten_minutes = silent_flac(600.0)
+    calls: list[int] = []
+    audio = decode_audio_bytes(ten_minutes, 44100, 5.0, functools.partial(calls.append, 1))
+    assert len(audio) == 5 * 44100
+    # FLAC frames of 65,535 samples at 48 kHz, 1.37 s each.
+    assert len(calls) <= 5
+    heartbeat, heard = cancelling_at(2)
+    with pytest.raises(CancelledError):
+        decode_audio_bytes(ten_minutes, 44100, 600.0, heartbeat)
+    assert len(heard) == 2
+
+
+def test_the_composers_piece_a_diffusion_piece_starts_from_hears_a_cancel(generator, monkeypatch):
+    """An hour's composer piece takes over a minute to render: a cancel during it stops it
+    (the composer had been called without the job's progress, so it rendered on)."""
+    import dataclasses
+
+    from services.generator.backends.composer.backend import ComposerGenerator
+
+    monkeypatch.setattr(ComposerGenerator, "render",
+                        lambda *args: pytest.fail("rendered after the cancel"))  # fmt: skip
+
+    def cancelled(fraction: float) -> None:
+        raise CancelledError("the caller cancelled the request")
+
+    with pytest.raises(CancelledError):
+        generator.generate(dataclasses.replace(brief(10.7), structure="composer"), cancelled)
 
 
 def test_the_composer_refuses_a_reference_structure(tmp_path):

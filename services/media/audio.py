@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -263,15 +264,23 @@ def decode_audio(
     return _exact(audio, samples)
 
 
-def decode_audio_bytes(data: bytes, rate: int) -> np.ndarray:
+def decode_audio_bytes(
+    data: bytes,
+    rate: int,
+    seconds: float | None = None,
+    heartbeat: Callable[[], None] = _nothing,
+) -> np.ndarray:
     """An audio file held in memory (WAV, FLAC, MP3, Ogg, ...) as stereo float32 at `rate`,
-    whole; refuses what is not audio."""
+    whole or its first `seconds` (a few kilobytes of FLAC can hold hours of silence, gigabytes
+    once decoded); refuses what is not audio. `heartbeat` is called between frames (it raises
+    to cancel)."""
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.audio:
                 raise InvalidInputError("the reference file has no audio track")
             native = container.streams.audio[0].rate
-            audio = _decoded(container, native)
+            limit = None if seconds is None else math.ceil(seconds * native)
+            audio = _decoded(container, native, heartbeat, limit)[:limit]
     except av.FFmpegError as error:
         raise InvalidInputError(f"the reference file is not readable audio: {error}") from None
     if len(audio) == 0:

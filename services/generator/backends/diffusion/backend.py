@@ -44,6 +44,7 @@ from services.generator.backends.diffusion.sonique import load_sonique, sonique_
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
 from services.local_models import device_and_dtype, model_kind
 from services.media.audio import decode_audio_bytes, fade_out, resample
+from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
 
 VERSION = "0.1"
@@ -152,22 +153,29 @@ class DiffusionGenerator:
         return self.adapter.prompt(tags.genres, moods[:3], tags.instruments, tags.bpm, tags.key,
                                    intensity, words)  # fmt: skip
 
-    def _composer_structure(self, brief: MusicBrief) -> np.ndarray:
+    def _composer_structure(self, job: GenerationJob) -> np.ndarray:
         """The composer's cut-aligned render of the same brief, at the model's rate: the
-        structure each window starts from, so the composer's timing survives."""
+        structure each window starts from, so the composer's timing survives. The job's
+        progress stays at 0 meanwhile, and hears a cancel (an hour's piece takes over a
+        minute)."""
         from services.config import ComposerConfig
         from services.generator.backends.composer.backend import ComposerGenerator
 
         if self._composer is None:
             self._composer = ComposerGenerator(ComposerConfig())
-        score = self._composer.generate(dataclasses.replace(brief, stems=False))
+        brief = job.brief
+        score = self._composer.generate(dataclasses.replace(brief, stems=False),
+                                        lambda _: job.progress(0.0))  # fmt: skip
         rate = self.adapter.sample_rate
         return resample(score.audio, score.sample_rate, rate, round(brief.duration_s * rate))
 
-    def _reference_structure(self, brief: MusicBrief) -> np.ndarray:
-        """The user's reference recording at the model's rate, looped to the piece's length."""
+    def _reference_structure(self, job: GenerationJob) -> np.ndarray:
+        """The user's reference recording at the model's rate, looped to the piece's length:
+        no more of it is decoded than that."""
+        brief = job.brief
         rate = self.adapter.sample_rate
-        reference = decode_audio_bytes(brief.reference_audio, rate)
+        reference = decode_audio_bytes(brief.reference_audio, rate, brief.duration_s,
+                                       Heartbeat(job.progress))  # fmt: skip
         total = round(brief.duration_s * rate)
         return np.tile(reference, (-(-total // len(reference)), 1))[:total]
 
@@ -182,9 +190,9 @@ class DiffusionGenerator:
                                [c.time_s for c in brief.cuts])  # fmt: skip
         structure = None
         if brief.structure == "composer":
-            structure = self._composer_structure(brief)
+            structure = self._composer_structure(job)
         elif brief.structure == "reference":
-            structure = self._reference_structure(brief)
+            structure = self._reference_structure(job)
         rate = adapter.sample_rate
         requests = []
         for index, stretch in enumerate(windows):
