@@ -177,7 +177,8 @@ class ScorePipeline:
             brief, controls.candidates, lambda fraction: report(0.35 + 0.45 * fraction)
         )
         check_work(brief.duration_s, len(jobs), self.limits, self.generator.tracks(brief))
-        musics, ranking = ranked(brief, self.generator.generate_batch(jobs))
+        results = self.generator.generate_batch(jobs)
+        musics, ranking = ranked(brief, results, Heartbeat(report, 0.8))
         music = musics[ranking[0].candidate] if ranking else musics[0]
         if part is not None:
             music = part.placed(music, whole_s)

@@ -292,7 +292,8 @@ def test_candidates_come_ranked_and_each_is_its_seeds_piece(generator):
 
     seen: list[float] = []
     base = brief(6.0, seed=20)
-    musics, ranking = ranked(base, generator.generate_batch(candidate_jobs(base, 3, seen.append)))
+    results = generator.generate_batch(candidate_jobs(base, 3, seen.append))
+    musics, ranking = ranked(base, results, lambda: None)
     assert len(musics) == 3 and sorted(s.rank for s in ranking) == [1, 2, 3]
     assert sorted(s.candidate for s in ranking) == [0, 1, 2]
     assert [s.score for s in ranking] == sorted((s.score for s in ranking), reverse=True)
@@ -455,9 +456,8 @@ def test_every_family_batches_candidates_and_cancels_between_steps(family_genera
     from services.generator.candidates import candidate_jobs, ranked
 
     base = brief(6.0, seed=30)
-    musics, ranking = ranked(
-        base, family_generator.generate_batch(candidate_jobs(base, 2, lambda f: None))
-    )
+    results = family_generator.generate_batch(candidate_jobs(base, 2, lambda f: None))
+    musics, ranking = ranked(base, results, lambda: None)
     import dataclasses
 
     for index in (0, 1):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from services.domain import Cut, GeneratedMusic, Look, MusicBrief, MusicTags, Segment
+from services.errors import CancelledError
 from services.generator.ranking import rank
+from tests.heartbeats import cancelling_at
 
 RATE = 22050
 LOOK = Look(0.5, 0.5, 0.5, 0.5)
@@ -99,3 +103,17 @@ def test_silence_scores_low_and_is_ranked_last():
     scores = rank(brief(cuts=(3.0,)), [silent, music(clicks([3.0, *beats(100)]))])
     assert scores[-1].candidate == 0
     assert scores[-1].tempo_fit == 0.0
+
+
+def test_ranking_long_pieces_hears_a_cancel():
+    """Ranking measures every candidate's whole audio (two hours of music take about 15 s):
+    it calls its heartbeat a block at a time, so a cancel stops it."""
+    long = music(np.zeros((round(200.0 * RATE), 2), np.float32))
+    calls: list[int] = []
+    rank(brief(), [long, long], functools.partial(calls.append, 1))
+    # Per candidate: one before it, seven blocks resampling 200 s, two of its envelope.
+    assert len(calls) >= 2 * (1 + 7 + 2)
+    heartbeat, heard = cancelling_at(5)
+    with pytest.raises(CancelledError):
+        rank(brief(), [long, long], heartbeat)
+    assert len(heard) == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 from services.domain import CandidateScore, GeneratedMusic, MusicBrief
 from services.errors import BgmError
@@ -37,13 +38,14 @@ def candidate_jobs(
 
 
 def ranked(
-    brief: MusicBrief, results: list[JobResult]
+    brief: MusicBrief, results: list[JobResult], heartbeat: Callable[[], None]
 ) -> tuple[list[GeneratedMusic], list[CandidateScore]]:
     """The candidates' music and, for more than one, their ranking (best first); the first
-    failed job's error is raised."""
+    failed job's error is raised. `heartbeat` is called as they are measured (it raises to
+    cancel)."""
     musics = []
     for result in results:
         if isinstance(result, BgmError):
             raise result
         musics.append(result)
-    return musics, rank(brief, musics) if len(musics) > 1 else []
+    return musics, rank(brief, musics, heartbeat) if len(musics) > 1 else []

@@ -7,6 +7,8 @@ rises and falls with the segments' energy. Each is 0..1; the score is their mean
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
@@ -25,9 +27,16 @@ MIN_ENERGY_SPREAD = 0.1
 FRAMES_PER_BLOCK = 8192
 
 
-def rank(brief: MusicBrief, candidates: list[GeneratedMusic]) -> list[CandidateScore]:
-    """One score per candidate, best first (ties keep the candidates' order)."""
-    measured = [_measure(brief, music) for music in candidates]
+def _nothing() -> None:
+    """The heartbeat of a caller that does not cancel."""
+
+
+def rank(
+    brief: MusicBrief, candidates: list[GeneratedMusic], heartbeat: Callable[[], None] = _nothing
+) -> list[CandidateScore]:
+    """One score per candidate, best first (ties keep the candidates' order). `heartbeat` is
+    called as each is measured (it raises to cancel: two hours of music take about 15 s)."""
+    measured = [_measure(brief, music, heartbeat) for music in candidates]
     order = sorted(range(len(measured)), key=lambda index: -_mean(measured[index]))
     return [
         CandidateScore(
@@ -47,11 +56,14 @@ def _mean(measures: tuple[float, float | None, float | None]) -> float:
     return float(np.mean(present))
 
 
-def _measure(brief: MusicBrief, music: GeneratedMusic) -> tuple[float, float | None, float | None]:
+def _measure(
+    brief: MusicBrief, music: GeneratedMusic, heartbeat: Callable[[], None]
+) -> tuple[float, float | None, float | None]:
+    heartbeat()
     mono = np.asarray(music.audio, dtype=np.float32).mean(axis=1, keepdims=True)
     samples = round(len(mono) * ANALYSIS_RATE / music.sample_rate)
-    mono = resample(mono, music.sample_rate, ANALYSIS_RATE, samples)[:, 0]
-    envelope = onset_envelope(mono)
+    mono = resample(mono, music.sample_rate, ANALYSIS_RATE, samples, heartbeat)[:, 0]
+    envelope = onset_envelope(mono, heartbeat)
     return (
         round(tempo_fit(envelope, brief.tags.bpm), 4),
         _rounded(cut_accent(envelope, [cut.time_s for cut in brief.cuts])),
@@ -63,9 +75,10 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def onset_envelope(mono: np.ndarray) -> np.ndarray:
+def onset_envelope(mono: np.ndarray, heartbeat: Callable[[], None] = _nothing) -> np.ndarray:
     """Spectral flux (rises in log magnitude, summed over bins) per hop of `mono` at
-    ANALYSIS_RATE; computed in blocks so long pieces stay small in memory."""
+    ANALYSIS_RATE; computed in blocks so long pieces stay small in memory, calling
+    `heartbeat` before each."""
     if len(mono) < FRAME + HOP:
         return np.zeros(1, dtype=np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(mono, FRAME)[::HOP]
@@ -73,6 +86,7 @@ def onset_envelope(mono: np.ndarray) -> np.ndarray:
     flux = np.zeros(len(frames), dtype=np.float32)
     previous = None
     for start in range(0, len(frames), FRAMES_PER_BLOCK):
+        heartbeat()
         block = frames[start : start + FRAMES_PER_BLOCK] * window
         magnitude = np.log1p(100.0 * np.abs(np.fft.rfft(block, axis=1))).astype(np.float32)
         if previous is not None:

@@ -19,6 +19,7 @@ from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
 from services.generator.candidates import candidate_jobs, ranked
+from services.progress import Heartbeat
 from services.rules import MAX_CANDIDATES
 from services.serving import Cancellation, observed
 
@@ -116,7 +117,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                                 stage="composition", fraction=getter.result()))  # fmt: skip
                         else:
                             getter.cancel()
-                    musics, ranking = await asyncio.to_thread(ranked, brief, work.result())
+                    musics, ranking = await asyncio.to_thread(
+                        ranked, brief, work.result(), Heartbeat(cancellation.check)
+                    )
                 finally:
                     cancellation.over.set()
                 metrics.compute_per_music_second(

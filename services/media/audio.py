@@ -66,13 +66,48 @@ def check_stream_copy(video_codec: str, path: Path) -> None:
         )
 
 
-def resample(audio: np.ndarray, rate: int, new_rate: int, samples: int) -> np.ndarray:
-    """Polyphase resampling to `new_rate`, trimmed or padded to exactly `samples`."""
+def _nothing() -> None:
+    pass
+
+
+# Longer audio is resampled a block at a time (seconds), hearing a cancel between blocks.
+RESAMPLE_BLOCK_S = 30.0
+
+
+def resample(
+    audio: np.ndarray,
+    rate: int,
+    new_rate: int,
+    samples: int,
+    heartbeat: Callable[[], None] = _nothing,
+) -> np.ndarray:
+    """Polyphase resampling to `new_rate`, trimmed or padded to exactly `samples`. Past
+    RESAMPLE_BLOCK_S it goes a block at a time (each with enough of its neighbours for the
+    filter), calling `heartbeat` before each (it raises to cancel): two hours had been one
+    uncancellable call of about 3 s."""
     if rate != new_rate:
         from scipy.signal import resample_poly
 
         ratio = Fraction(new_rate, rate)
-        audio = resample_poly(audio, ratio.numerator, ratio.denominator, axis=0)
+        up, down = ratio.numerator, ratio.denominator
+        # Blocks and context in whole multiples of `down` input samples, so that each
+        # block's output starts on an output sample; the context covers the filter's half
+        # length (resample_poly's: 10 x max(up, down) samples at the upsampled rate).
+        step = down * max(1, round(RESAMPLE_BLOCK_S * rate / down))
+        context = down * math.ceil((10 * max(up, down) / up + 2) / down)
+        if len(audio) <= step:
+            audio = resample_poly(audio, up, down, axis=0)
+        else:
+            blocks = []
+            for start in range(0, len(audio), step):
+                heartbeat()
+                first = max(0, start - context)
+                block = resample_poly(audio[first : start + step + context], up, down, axis=0)
+                skip = (start - first) * up // down
+                blocks.append(
+                    block[skip : skip + math.ceil(min(step, len(audio) - start) * up / down)]
+                )
+            audio = np.concatenate(blocks)
     return _exact(audio.astype(np.float32), samples)
 
 
@@ -104,10 +139,6 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
         frame.pts = start
         frame.time_base = Fraction(1, rate)
         yield frame
-
-
-def _nothing() -> None:
-    pass
 
 
 def write_audio_file(
