@@ -102,3 +102,23 @@ def silent_flac(seconds: float, rate: int = 48000) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def showing_last(mp4: Path, out: Path, seconds: float) -> Path:
+    """A copy of the MP4 `mp4` (its first track the video) whose edit list shows only the
+    last `seconds` of it: the frames before still have to be decoded, and are not shown."""
+    with av.open(str(mp4)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base is not None and stream.duration is not None
+        length_s = float(stream.duration * stream.time_base)
+        time_base = stream.time_base
+    data = bytearray(mp4.read_bytes())
+    movie = data.find(b"mvhd")
+    assert data[movie + 4] == 0, "a version-0 movie header"
+    (movie_scale,) = struct.unpack(">I", data[movie + 16 : movie + 20])
+    edits = data.find(b"elst")
+    assert edits > 0 and data[edits + 4] == 0, f"{mp4.name} has no version-0 edit list"
+    struct.pack_into(">Ii", data, edits + 12, round(seconds * movie_scale),
+                     round((length_s - seconds) / time_base))  # fmt: skip
+    out.write_bytes(bytes(data))
+    return out

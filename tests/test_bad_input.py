@@ -23,7 +23,7 @@ from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
-from tests.hand_made_media import stating_length, write_frames_at, write_streams
+from tests.hand_made_media import showing_last, stating_length, write_frames_at, write_streams
 from tests.heartbeats import cancelling_at
 
 
@@ -148,6 +148,25 @@ def test_frames_asked_of_a_long_video_cost_about_one_pass_at_most(
         levels = [round(frame.mean()) for frame in frames]
         assert levels == pytest.approx([(37 * round(t * 30)) % 255 for t in times], abs=2)
         assert len(decoded) <= most, (keyframe_every, len(decoded))
+
+
+def test_frames_an_edit_list_hides_count_against_the_length(tmp_path: Path):
+    """An MP4's edit list can show the last second of thousands of frames, which must all be
+    decoded: the frames decoded, shown or not, count against what the shown length may cost
+    (at the limits' rate, 480 for 1 s), and the probe refuses it as too large before it has
+    decoded them (a 1080p file of 5,000 had cost the tagger 10 s for 1 s of video). An
+    ordinary trim, its last 10 s of 12 shown from a keyframe a second before, is analysed."""
+    whole = write_streams(tmp_path / "whole.mp4", frames=3000, sound_s=0.0,
+                          container_format="mp4", keyframe_every=100_000)  # fmt: skip
+    hidden = showing_last(whole, tmp_path / "last-second.mp4", 1.0)
+    with pytest.raises(InvalidVideoError, match=r"holds over 480 frames in 1\.0 s") as caught:
+        probe_video(hidden)
+    assert caught.value.reason == "too_large"
+    twelve = write_streams(tmp_path / "twelve.mp4", frames=360, sound_s=0.0,
+                           container_format="mp4", keyframe_every=30)  # fmt: skip
+    trimmed = probe_video(showing_last(twelve, tmp_path / "trimmed.mp4", 10.0))
+    assert trimmed.duration_s == pytest.approx(10.0)
+    assert len(list(iter_small_frames(trimmed, VideoLimits()))) == 300
 
 
 def test_more_frames_than_the_stated_rate_allows_are_refused(tmp_path: Path):

@@ -216,7 +216,10 @@ def _probe(
             "too_long",
             f"{path.name} lasts {duration_s:.1f} s; the limit is {limits.max_duration_s:.0f} s",
         )
-    rotation = _frame_rotation_hint(container, stream)
+    # The first frame shown may lie behind many that are not (an MP4's edit list can hide
+    # thousands): the packets decoded to reach it count against the length's frame budget.
+    budget = _FrameBudget(path, coded_width, coded_height, duration_s, limits, heartbeat)
+    rotation = _frame_rotation_hint(container, stream, budget)
     width, height = (
         (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
     )
@@ -237,21 +240,54 @@ def _probe(
     )
 
 
+class _FrameBudget:
+    """Called at every packet decoded: calls `heartbeat` (it raises to cancel), and refuses
+    the video as too large once it has cost more frames (decoded, shown or not) than its
+    length may at the highest frame rate `limits` allow at its size, plus a second's."""
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        duration_s: float,
+        limits: VideoLimits,
+        heartbeat: Callable[[], None],
+    ):
+        self.rate = min(limits.max_fps, limits.max_pixels_per_s / (width * height))
+        self.most = math.ceil(self.rate * (duration_s + 1.0))
+        self.message = (
+            f"{path.name} holds over {self.most} frames in {duration_s:.1f} s, more than "
+            f"{self.rate:.4g} frames/s; the limit is {self.rate:.4g} at {width}x{height} "
+            "(max_fps, max_pixels_per_s)"
+        )
+        self.heartbeat = heartbeat
+        self.packets = 0
+
+    def __call__(self) -> None:
+        self.heartbeat()
+        if self.packets == self.most:
+            raise InvalidVideoError("too_large", self.message)
+        self.packets += 1
+
+
 def _frame_rotation_hint(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    heartbeat: Callable[[], None],
 ) -> int:
-    """Rotation from the first decodable frame's display matrix (PyAV exposes it there)."""
+    """Rotation from the first decodable frame's display matrix (PyAV exposes it there).
+    `heartbeat` is called at every packet: a stream with no keyframe decodes none of them."""
     try:
-        for frame in container.decode(stream):
-            rotation = round(-frame.rotation) % 360
-            break
-        else:
-            raise InvalidVideoError("corrupt", "the video stream holds no decodable frame")
+        for packet in container.demux(stream):
+            heartbeat()
+            for frame in packet.decode():
+                return round(-frame.rotation) % 360
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "corrupt", f"the first video frame cannot be decoded ({error.strerror})"
         ) from None
-    return rotation
+    raise InvalidVideoError("corrupt", "the video stream holds no decodable frame")
 
 
 def _span(
@@ -314,7 +350,10 @@ def analysis_stride(width: int, height: int, target_width: int) -> int:
 
 
 def iter_small_frames(
-    probe: VideoProbe, limits: VideoLimits, target_width: int = 96
+    probe: VideoProbe,
+    limits: VideoLimits,
+    target_width: int = 96,
+    heartbeat: Callable[[], None] = _nothing,
 ) -> Iterator[SmallFrame]:
     """Decode every frame once and yield it shrunk to about `target_width` pixels wide.
 
@@ -326,11 +365,11 @@ def iter_small_frames(
     frame; callers compare the decoded span with the probed duration.
 
     A file that holds more frames than its length allows under `limits` (a Matroska file can
-    state 30 frames/s over 600) is refused as too large once it has shown it: the work of
-    reading a video stays what its stated length and size may cost.
+    state 30 frames/s over 600, an MP4's edit list show 1 s of 5,000) is refused as too
+    large once it has shown it: the work of reading a video stays what its stated length and
+    size may cost. Frames are counted, and `heartbeat` called (it raises to cancel), as
+    their packets are decoded, shown or not.
     """
-    rate = min(limits.max_fps, limits.max_pixels_per_s / (probe.width * probe.height))
-    most = math.ceil(rate * (probe.duration_s + 1.0))
     # No frame may be larger than the probe said (a stream can change size part-way).
     with _open(probe.path, decodable_pixels(probe.width, probe.height)) as container:
         stream = container.streams.video[0]
@@ -342,15 +381,10 @@ def iter_small_frames(
         }
         index = 0
         stride = small_h = small_w = 0
+        budget = _FrameBudget(probe.path, probe.width, probe.height, probe.duration_s, limits,
+                              heartbeat)  # fmt: skip
         try:
-            for frame, pts in _shown(container, stream):
-                if index == most:
-                    raise InvalidVideoError(
-                        "too_large",
-                        f"{probe.path.name} holds over {most} frames in {probe.duration_s:.1f} s, "
-                        f"more than {rate:.4g} frames/s; the limit is {rate:.4g} at "
-                        f"{probe.width}x{probe.height} (max_fps, max_pixels_per_s)",
-                    )
+            for frame, pts in _shown(container, stream, budget):
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     # Whole chroma rows/columns only, so all three planes agree in size.
@@ -382,18 +416,24 @@ def iter_small_frames(
 
 
 def _shown(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    each_packet: Callable[[], None],
 ) -> Iterator[tuple[av.VideoFrame, int]]:
-    """The stream's frames in the order shown, each with its time in the stream's units,
-    carried on past an MPEG-TS clock's wrap (`carried_on`)."""
+    """The stream's frames in the order shown (those with a time), each with its time in the
+    stream's units, carried on past an MPEG-TS clock's wrap (`carried_on`). `each_packet` is
+    called at every packet decoded, whatever it shows: an MP4's edit list can hide thousands
+    of frames before the second it shows."""
     wraps = container.format.name == "mpegts"
     previous: int | None = None
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        pts = carried_on(frame.pts, previous) if wraps else frame.pts
-        previous = pts
-        yield frame, pts
+    for packet in container.demux(stream):
+        each_packet()
+        for frame in packet.decode():
+            if frame.pts is None:
+                continue
+            pts = carried_on(frame.pts, previous) if wraps else frame.pts
+            previous = pts
+            yield frame, pts
 
 
 def carried_on(time: int, previous: int | None) -> int:
@@ -446,7 +486,7 @@ def frames_at(
 ) -> list[np.ndarray]:
     """RGB frames (uint8, H x W x 3, upright for the display `rotation`) shown at `times_s`
     (seconds from the first frame, ascending), the longer side scaled to `long_side` pixels.
-    No frame larger than `max_pixels` is decoded; `heartbeat` is called at every frame that
+    No frame larger than `max_pixels` is decoded; `heartbeat` is called at every packet that
     is (it raises to cancel)."""
     frames: list[np.ndarray] = []
     with _open(path, max_pixels) as container:
@@ -502,10 +542,9 @@ def _shown_at(
             if seek:
                 container.seek(target, stream=stream, backward=True)
             if seek or decoding is None:
-                decoding = _shown(container, stream)
+                decoding = _shown(container, stream, heartbeat)
             landing = seek
             for frame, pts in decoding:
-                heartbeat()
                 if landing and position is not None and pts <= position:
                     reach = max(reach, target - pts)
                 landing = False

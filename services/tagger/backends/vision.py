@@ -178,7 +178,7 @@ def _scan(
     last: SmallFrame | None = None
     start_time: float | None = None
     frame_period = 1.0 / float(fps)
-    for frame in iter_small_frames(probe, limits, config.analysis_width):
+    for frame in iter_small_frames(probe, limits, config.analysis_width, heartbeat):
         if start_time is None:
             start_time = frame.time_s
         # Times are from the first frame, whatever the container's start offset.
