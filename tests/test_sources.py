@@ -47,6 +47,19 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
         elif self.path == "/hang-up":
             self.close_connection = True  # no answer at all
+        elif self.path == "/slow-headers":
+            # Headers a line at a time, each well within a read's timeout: 9 s in all.
+            self.send_response(200)
+            try:
+                for line in range(30):
+                    self.send_header(f"X-Line-{line}", "x")
+                    self.flush_headers()
+                    time.sleep(0.3)
+                self.send_header("Content-Length", "1")
+                self.end_headers()
+                self.wfile.write(b"x")
+            except OSError:
+                pass
         elif self.path == "/trickle":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -110,6 +123,32 @@ def test_a_trickling_source_is_cut_at_the_total_deadline(server, tmp_path: Path)
     took = time.monotonic() - start
     print(f"trickling source cut after {took:.2f} s (deadline 1 s, a byte every 0.3 s)")
     assert took < 2.0
+
+
+@pytest.mark.alone
+def test_a_source_that_trickles_its_headers_is_cut_at_the_deadline_or_a_cancel(
+    server, tmp_path: Path
+):
+    """The deadline and a cancel hold while the headers arrive, not only the body: a line
+    every 0.3 s kept each read within its timeout, and a fetch with a 1 s deadline, cancelled
+    at 0.5 s, had run the headers' whole 9 s."""
+    from services.errors import CancelledError
+
+    uri = f"http://localhost:{server}/slow-headers"
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
+        fetch(uri, policy(timeout_s=1.0), tmp_path / "v.mp4")
+    cut = time.monotonic() - start
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    start = time.monotonic()
+    with pytest.raises(CancelledError, match="was cancelled"):
+        fetch(uri, policy(timeout_s=30.0), tmp_path / "v.mp4", cancelled)
+    stopped = time.monotonic() - start
+    print(f"slow headers cut after {cut:.2f} s (deadline 1 s), stopped {stopped:.2f} s after "
+          "a fetch began that was cancelled at 0.5 s")  # fmt: skip
+    assert cut < 3.0 and stopped < 3.0
+    assert sources._downloads == 0
 
 
 def test_downloads_at_once_are_bounded(server, tmp_path: Path):

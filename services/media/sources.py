@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import (
+    BgmError,
     CancelledError,
     DeadlineExceededError,
     InvalidInputError,
@@ -135,12 +136,56 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePolicy) -> Any:
+class _Watch:
+    """A download's sockets, closed from outside once its deadline passes or it is cancelled:
+    a source answering its headers a line at a time would otherwise hold the request (each
+    read waits up to `timeout_s`, and the deadline and the cancel are checked only between
+    reads of the body)."""
+
+    def __init__(self, deadline: float, cancelled: threading.Event):
+        self.deadline = deadline
+        self.cancelled = cancelled
+        self.sockets: list[socket.socket] = []
+        self.done = threading.Event()
+        self.tripped = False
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            if self.tripped:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _run(self) -> None:
+        while not self.done.wait(WATCH_S):
+            if self.cancelled.is_set() or time.monotonic() >= self.deadline:
+                with self._lock:
+                    self.tripped = True
+                    for sock in self.sockets:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def verdict(self, uri: str, timeout_s: float) -> BgmError | None:
+        """Why the download was stopped from outside, if it was."""
+        if not self.tripped:
+            return None
+        if self.cancelled.is_set():
+            return CancelledError(f"the download of {uri} was cancelled")
+        return DeadlineExceededError(f"{uri} did not arrive within {timeout_s:g} s")
+
+
+def _checked_connection(
+    base: type[http.client.HTTPConnection], policy: SourcePolicy, watch: _Watch
+) -> Any:
     class CheckedConnection(base):  # type: ignore[valid-type, misc]
-        """Refuses, once connected, a peer address the policy does not allow."""
+        """Refuses, once connected, a peer address the policy does not allow; hands its
+        socket to the download's watch."""
 
         def connect(self) -> None:
             super().connect()
+            watch.add(self.sock)
             if not policy.allow_private_addresses and _private(self.sock.getpeername()[0]):
                 self.sock.close()
                 raise PermissionDeniedError(f"host {self.host} connected to a private address")
@@ -149,23 +194,29 @@ def _checked_connection(base: type[http.client.HTTPConnection], policy: SourcePo
 
 
 class _CheckedHttp(urllib.request.HTTPHandler):
-    def __init__(self, policy: SourcePolicy):
+    def __init__(self, policy: SourcePolicy, watch: _Watch):
         super().__init__()
         self.policy = policy
+        self.watch = watch
 
     def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(_checked_connection(http.client.HTTPConnection, self.policy), req)
+        connection = _checked_connection(http.client.HTTPConnection, self.policy, self.watch)
+        return self.do_open(connection, req)
 
 
 class _CheckedHttps(urllib.request.HTTPSHandler):
-    def __init__(self, policy: SourcePolicy):
+    def __init__(self, policy: SourcePolicy, watch: _Watch):
         super().__init__()
         self.policy = policy
+        self.watch = watch
 
     def https_open(self, req: urllib.request.Request) -> Any:
-        connection = _checked_connection(http.client.HTTPSConnection, self.policy)
+        connection = _checked_connection(http.client.HTTPSConnection, self.policy, self.watch)
         return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
 
+
+# How often a download's watch looks at its deadline and its cancel (seconds).
+WATCH_S = 0.05
 
 # Downloads running in this process, against SourcePolicy.max_downloads.
 _downloads = 0
@@ -253,9 +304,32 @@ def _download(
 def _download_within(
     uri: str, policy: SourcePolicy, destination: Path, deadline: float, cancelled: threading.Event
 ) -> Path:
+    watch = _Watch(deadline, cancelled)
     opener = urllib.request.build_opener(
-        _CheckedRedirects(policy), _CheckedHttp(policy), _CheckedHttps(policy)
+        _CheckedRedirects(policy), _CheckedHttp(policy, watch), _CheckedHttps(policy, watch)
     )
+    try:
+        _fetched(opener, uri, policy, destination, deadline, cancelled)
+    except (BgmError, OSError) as error:
+        # A read the watch broke off: its verdict, not the broken read's.
+        raise watch.verdict(uri, policy.timeout_s) or error from None
+    finally:
+        watch.done.set()
+    # A body the watch broke off reads as ended.
+    stopped = watch.verdict(uri, policy.timeout_s)
+    if stopped is not None:
+        raise stopped
+    return destination
+
+
+def _fetched(
+    opener: urllib.request.OpenerDirector,
+    uri: str,
+    policy: SourcePolicy,
+    destination: Path,
+    deadline: float,
+    cancelled: threading.Event,
+) -> None:
     request = urllib.request.Request(uri, headers={"User-Agent": "bgm"})
     try:
         with opener.open(request, timeout=policy.timeout_s) as response:
@@ -282,7 +356,6 @@ def _download_within(
     except (http.client.HTTPException, ConnectionError) as error:
         # The source closed the connection or answered something that is not HTTP.
         raise MediaNotFoundError(f"{uri} could not be fetched ({error!r})") from None
-    return destination
 
 
 def _copy_bounded(
