@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -29,6 +30,9 @@ from services.config import AuthConfig, TenantLimits, TlsConfig
 from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
 from services.serving import RunningRequests
 from services.watched_files import WatchedFiles
+
+# What may name a tenant (see tenant_name).
+TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 Metadata = Sequence[tuple[str, Any]]
 
@@ -48,15 +52,26 @@ class Caller:
     tenant: str
 
 
+def tenant_name(name: str) -> bool:
+    """Whether `name` can name a tenant: a tenant's files live in a folder of that name under
+    every root, so it must be one plain path component (a JWT claim of "/" or "../.." would
+    have moved a tenant's roots to the filesystem's)."""
+    return TENANT_NAME.fullmatch(name) is not None
+
+
 def _api_keys(path: Path) -> dict[str, str]:
     try:
         entries = yaml.safe_load(path.read_text()) or []
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not YAML: {error}") from None
     try:
-        return {str(e["sha256"]).lower(): str(e["tenant"]) for e in entries}
+        keys = {str(e["sha256"]).lower(): str(e["tenant"]) for e in entries}
     except (TypeError, KeyError):
         raise ConfigError(f"{path}: expected a list of {{tenant: NAME, sha256: HEX}}") from None
+    for tenant in keys.values():
+        if not tenant_name(tenant):
+            raise ConfigError(f"{path}: {tenant!r} is not a tenant name ({TENANT_NAME.pattern})")
+    return keys
 
 
 def _jwks(path: Path) -> Any:
@@ -113,6 +128,11 @@ class Authenticator:
         tenant = claims.get(self.config.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise UnauthenticatedError(f"the JWT names no tenant ({self.config.tenant_claim!r})")
+        if not tenant_name(tenant):
+            raise UnauthenticatedError(
+                f"the JWT's {self.config.tenant_claim!r} is not a tenant name: letters, digits, "
+                "'.', '_' and '-', at most 64, starting with a letter or digit"
+            )
         return tenant
 
 

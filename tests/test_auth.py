@@ -165,14 +165,20 @@ def test_a_valid_jwt_scores(secured):
 @pytest.mark.parametrize(
     ("token", "reason"),
     [(None, "NO_CREDENTIALS"), ("not-a-key", "BAD_CREDENTIALS"),
-     ("expired", "BAD_CREDENTIALS"), ("other-audience", "BAD_CREDENTIALS")],
+     ("expired", "BAD_CREDENTIALS"), ("other-audience", "BAD_CREDENTIALS"),
+     ("tenant /", "BAD_CREDENTIALS"), ("tenant ../globex", "BAD_CREDENTIALS")],
 )  # fmt: skip
 def test_calls_without_valid_credentials_are_unauthenticated(secured, token, reason):
+    """A JWT's tenant becomes a folder under every root, so a claim that is not one plain
+    name is refused: "/" had moved the caller's roots to the filesystem's, and it read
+    another tenant's video."""
     if token == "expired":
         token = secured.jwt("acme", expires_in=-60)
     elif token == "other-audience":
         token = secured.jwt("acme", audience="someone-else")
-    error = refused(secured, token, clip_uri(secured, "acme"))
+    elif token is not None and token.startswith("tenant "):
+        token = secured.jwt(token.removeprefix("tenant "))
+    error = refused(secured, token, clip_uri(secured, "globex"))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error_details(error).reason == reason
     assert list(secured.running.staging.rglob("*.mp4")) == []
