@@ -122,3 +122,30 @@ def showing_last(mp4: Path, out: Path, seconds: float) -> Path:
                      round((length_s - seconds) / time_base))  # fmt: skip
     out.write_bytes(bytes(data))
     return out
+
+
+def write_sound(path: Path, *, rate: int, frame_samples: int, frames: int) -> Path:
+    """A Matroska file of four 16x16 pictures (one a second) and `frames` frames of mono
+    16-bit PCM silence at `rate`, each `frame_samples` long."""
+    with av.open(str(path), "w", format="matroska") as container:
+        picture = container.add_stream("mpeg4", rate=1)
+        picture.width, picture.height, picture.pix_fmt = 16, 16, "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=rate)
+        sound.layout, sound.format = "mono", "s16"
+        for second in range(4):
+            image = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            image.pts = second
+            for packet in picture.encode(image):
+                container.mux(packet)
+        for packet in picture.encode():
+            container.mux(packet)
+        for i in range(frames):
+            block = av.AudioFrame.from_ndarray(np.zeros((1, frame_samples), np.int16),
+                                               format="s16", layout="mono")  # fmt: skip
+            block.sample_rate, block.pts = rate, i * frame_samples
+            block.time_base = Fraction(1, rate)
+            for packet in sound.encode(block):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path

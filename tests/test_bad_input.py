@@ -15,15 +15,27 @@ import pytest
 from services import progress as progress_module
 from services.config import RequestLimits, TaggerConfig
 from services.domain import GeneratorInfo, OutputOptions, UserControls
-from services.errors import CancelledError, InvalidVideoError, MediaNotFoundError
+from services.errors import (
+    CancelledError,
+    InvalidInputError,
+    InvalidVideoError,
+    MediaNotFoundError,
+)
 from services.gateway.delivery import check_request
+from services.media.audio import decode_audio, mono_blocks
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits, frames_at, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
-from tests.hand_made_media import showing_last, stating_length, write_frames_at, write_streams
+from tests.hand_made_media import (
+    showing_last,
+    stating_length,
+    write_frames_at,
+    write_sound,
+    write_streams,
+)
 from tests.heartbeats import cancelling_at
 
 
@@ -167,6 +179,27 @@ def test_frames_an_edit_list_hides_count_against_the_length(tmp_path: Path):
     trimmed = probe_video(showing_last(twelve, tmp_path / "trimmed.mp4", 10.0))
     assert trimmed.duration_s == pytest.approx(10.0)
     assert len(list(iter_small_frames(trimmed, VideoLimits()))) == 300
+
+
+def test_a_video_sound_that_would_cost_far_more_than_its_length_is_refused(tmp_path: Path):
+    """Keeping a video's sound (and hearing its speech) decodes it: a track sampled at 1 Hz
+    had turned 9 KB into 3 GB (48,000 samples a sample), and frames of a sample each cost
+    22 us apiece, so both are refused with a clear message, as is a track that changes its
+    rate part-way. An ordinary track decodes."""
+    low = write_sound(tmp_path / "low.mkv", rate=1, frame_samples=4, frames=1)
+    with pytest.raises(InvalidInputError, match="sampled at 1 Hz"):
+        decode_audio(low, 48000, 4 * 48000)
+    # Four seconds allow (4 + 1) x 1,000 frames.
+    tiny = write_sound(tmp_path / "tiny.mkv", rate=48000, frame_samples=8, frames=6000)
+    heard: list[int] = []
+    with pytest.raises(InvalidInputError, match=r"over 5000 frames in its first 4\.0 s"):
+        decode_audio(tiny, 48000, 4 * 48000, functools.partial(heard.append, 1))
+    assert len(heard) == 5001
+    with pytest.raises(InvalidInputError, match="over 5000 frames"):
+        list(mono_blocks(tiny, 16000, 60.0, 4.0))
+    ordinary = write_sound(tmp_path / "ordinary.mkv", rate=44100, frame_samples=1024, frames=173)
+    audio = decode_audio(ordinary, 48000, 4 * 48000)
+    assert audio is not None and audio.shape == (4 * 48000, 2)
 
 
 def test_more_frames_than_the_stated_rate_allows_are_refused(tmp_path: Path):

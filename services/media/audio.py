@@ -70,6 +70,13 @@ def _nothing() -> None:
     pass
 
 
+# Audio the services decode: frames at rates outside these are refused (a 1 Hz track
+# became 48,000 samples a sample, gigabytes from a few kilobytes), and at most this many
+# frames a second of sound (Opus's shortest are 2.5 ms; frames of one sample had cost 22 us
+# each, thousands of seconds for an upload's worth).
+AUDIO_RATES = (4000, 768000)
+MAX_AUDIO_FRAMES_PER_S = 1000
+
 # Longer audio is resampled a block at a time (seconds), hearing a cancel between blocks.
 RESAMPLE_BLOCK_S = 30.0
 
@@ -324,27 +331,64 @@ def _decoded(
     container: Any, rate: int, heartbeat: Callable[[], None] = _nothing, limit: int | None = None
 ) -> np.ndarray:
     """The first audio track as stereo float32 at `rate`, decoded until `limit` samples
-    (all of it without one)."""
-    stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
-    chunks = []
+    (all of it without one), into one array (a list of a million tiny frames held 450 bytes
+    each)."""
+    if limit is None:
+        chunks = list(_resampled(container, rate, "stereo", heartbeat, None))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
+    audio = np.zeros((limit, 2), np.float32)
     held = 0
+    for chunk in _resampled(container, rate, "stereo", heartbeat, limit / rate):
+        taken = min(len(chunk), limit - held)
+        audio[held : held + taken] = chunk[:taken]
+        held += taken
+        if held == limit:
+            break
+    return audio[:held]
+
+
+def _resampled(
+    container: Any,
+    rate: int,
+    layout: str,
+    heartbeat: Callable[[], None],
+    seconds: float | None,
+) -> Iterator[np.ndarray]:
+    """The first audio track at `rate` in `layout` ("mono" or "stereo"), float32 (samples x
+    channels), a decoded frame at a time, calling `heartbeat` at each (it raises to cancel).
+    A track whose frames come at a rate outside AUDIO_RATES, or more than
+    MAX_AUDIO_FRAMES_PER_S of them for its first `seconds`, or that changes its rate part-way,
+    is refused; a damaged one ends where the damage starts (logged)."""
+    stream = container.streams.audio[0]
+    channels = 1 if layout == "mono" else 2
+    most = None if seconds is None else math.ceil(MAX_AUDIO_FRAMES_PER_S * (seconds + 1.0))
+    resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+    low, high = AUDIO_RATES
+    count = 0
     try:
         for frame in container.decode(stream):
             heartbeat()
+            count += 1
+            if most is not None and count > most:
+                raise InvalidInputError(
+                    f"the sound holds over {most} frames in its first {seconds:.1f} s; at "
+                    f"most {MAX_AUDIO_FRAMES_PER_S} a second"
+                )
+            if not low <= frame.sample_rate <= high:
+                raise InvalidInputError(
+                    f"the sound is sampled at {frame.sample_rate} Hz; between {low} and {high} "
+                    "Hz can be used"
+                )
             for converted in resampler.resample(frame):
-                chunks.append(converted.to_ndarray().reshape(-1, 2))
-                held += len(chunks[-1])
-            if limit is not None and held >= limit:
-                return np.concatenate(chunks).astype(np.float32)
+                yield converted.to_ndarray().reshape(-1, channels)
     except av.FFmpegError as error:
         # A damaged track: what decoded before the damage stands (the rest is silence).
-        decoded_s = sum(len(chunk) for chunk in chunks) / rate
-        log.warning("audio decoding stopped at %.2f s: %s", decoded_s, error)
+        log.warning("audio decoding stopped after %d frames: %s", count, error)
+    except ValueError:
+        # PyAV's resampler takes one rate and layout for the whole track.
+        raise InvalidInputError("the sound changes its sample rate or layout part-way") from None
     for converted in resampler.resample(None):
-        chunks.append(converted.to_ndarray().reshape(-1, 2))
-    audio = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
-    return audio.astype(np.float32)
+        yield converted.to_ndarray().reshape(-1, channels)
 
 
 def mono_blocks(
@@ -363,26 +407,11 @@ def mono_blocks(
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         pending: list[np.ndarray] = []
         held = 0
-
-        def converted(frame: av.AudioFrame | None) -> Iterator[np.ndarray]:
-            for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1)
-
-        def frames() -> Iterator[np.ndarray]:
-            try:
-                for frame in container.decode(container.streams.audio[0]):
-                    heartbeat()
-                    yield from converted(frame)
-            except av.FFmpegError as error:
-                log.warning("audio decoding stopped: %s", error)
-            yield from converted(None)
-
         given = 0
-        for samples in frames():
-            samples = samples[: wanted - given]
+        for chunk in _resampled(container, rate, "mono", heartbeat, seconds):
+            samples = chunk.reshape(-1)[: wanted - given]
             pending.append(samples)
             held += len(samples)
             given += len(samples)
