@@ -265,6 +265,33 @@ def test_upload_over_the_limit(servers):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
 
 
+def test_upload_chunks_count_at_least_their_floor():
+    """A chunk costs the gateway about 0.1 ms however small: each counts as at least
+    gateway.min_chunk_bytes against the upload's limit, so a stream of empty chunks ends as
+    too large (100,000 of them had cost 6.6 s of the gateway's CPU and counted nothing),
+    while the same bytes in full chunks arrive."""
+    import asyncio
+    import io
+
+    from services.config import BgmConfig, GatewayConfig
+    from services.errors import ResourceExhaustedError
+    from services.gateway.servicer import GatewayServicer
+
+    gateway = GatewayServicer.from_config(BgmConfig(gateway=GatewayConfig(
+        max_upload_bytes=512 * 1024, min_chunk_bytes=16 * 1024)))  # fmt: skip
+
+    async def upload(chunks: list[bytes]) -> int:
+        async def messages():
+            for chunk in chunks:
+                yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
+
+        return await gateway._received(messages(), io.BytesIO())
+
+    with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
+        asyncio.run(upload([b""] * 33))
+    assert asyncio.run(upload([b"x" * 16384] * 32)) == 512 * 1024
+
+
 def test_deadline_exceeded(servers, beat_video):
     # A 46 s video: scoring it takes seconds, far past a 0.3 s deadline (a 6 s clip can be
     # scored within 0.3 s once the services are warm).

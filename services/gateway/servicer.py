@@ -259,8 +259,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest], target: BinaryIO
     ) -> int:
         """The upload's chunks written to `target`, all within gateway.upload_timeout_s: how
-        many bytes came."""
-        received = 0
+        many bytes came. Each chunk counts as at least gateway.min_chunk_bytes against the
+        upload's limit."""
+        received = counted = 0
         limit_s = self.config.upload_timeout_s
         try:
             async with asyncio.timeout(limit_s):
@@ -268,9 +269,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     if message.WhichOneof("part") != "chunk":
                         raise InvalidInputError("only file chunks may follow the header")
                     received += len(message.chunk)
-                    if received > self.config.max_upload_bytes:
+                    counted += max(len(message.chunk), self.config.min_chunk_bytes)
+                    if counted > self.config.max_upload_bytes:
                         raise ResourceExhaustedError(
-                            f"upload is over the limit of {self.config.max_upload_bytes} bytes",
+                            f"upload is over the limit of {self.config.max_upload_bytes} bytes "
+                            f"(each chunk counts as at least {self.config.min_chunk_bytes})",
                             field="chunk",
                             error_reason="UPLOAD_TOO_LARGE",
                         )
