@@ -117,6 +117,11 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     wrong = client.post("/api/videos", content=not_video.read_bytes()).json()
     refused = client.get(f"/api/videos/{wrong['id']}/analysis")
     assert refused.status_code == 422 and refused.json()["code"] == "INVALID_ARGUMENT"
+    # A score request is a few controls: a 20 MB prompt had been read whole and kept with
+    # its job for a day. A body over the limit is refused unread, and nothing is started.
+    huge = client.post("/api/scores", json={"video_id": uploaded["id"], "prompt": "x" * 10**6})
+    assert huge.status_code == 413
+    assert len(client.get("/api/state").json()["jobs"]) == 1
 
 
 def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):

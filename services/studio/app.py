@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import json
 import logging
 import re
@@ -51,6 +50,12 @@ VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mi
 SAFE_NAME = re.compile(r"[^\w.-]+")
 # How often an event stream looks for news.
 POLL_S = 0.1
+# A score request is a few controls: a body past this is refused unread (a 20 MB prompt had
+# been read whole and kept with the job for a day).
+MAX_SCORE_BODY_BYTES = 64 * 1024
+# What a job keeps of its request, to show it again.
+SETTINGS = ("genres", "moods", "instruments", "negative", "prompt", "bpm", "key", "seed",
+            "candidates", "speech", "lufs", "keep_original_audio")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,28 @@ def rpc_error(error: grpc.RpcError) -> dict[str, Any]:
             "fields": details.fields, "reason": details.reason}  # fmt: skip
 
 
+async def _limited_body(request: Request, most: int) -> bytes | None:
+    """The request's body, or None once it passes `most` bytes (read no further)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > most:
+            return None
+    return bytes(body)
+
+
+def _zipped_stems(folder: Path) -> Path:
+    """The job's stems in one zip beside them, made on the first download."""
+    archive_path = folder / "stems.zip"
+    if not archive_path.exists():
+        partial = folder / "stems.zip.partial"
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for stem in sorted((folder / STEMS_DIR).glob("*.wav")):
+                archive.write(stem, f"stems/{stem.name}")
+        partial.rename(archive_path)
+    return archive_path
+
+
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
     return JSONResponse({"code": "INVALID_ARGUMENT" if status == 400 else "NOT_FOUND",
                          "message": message, "fields": [field] if field else []},
@@ -284,10 +311,15 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
 
     async def score(request: Request) -> Response:
         key, session = studio.session(request)
+        raw = await _limited_body(request, MAX_SCORE_BODY_BYTES)
+        if raw is None:
+            return _error(413, f"the request is over {MAX_SCORE_BODY_BYTES} bytes")
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return _error(400, "the request is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the request is not a JSON object")
         entry = session.videos.get(str(body.get("video_id", "")))
         if entry is None:
             return _error(400, "choose a video first (upload one or pick a sample)", "video")
@@ -310,7 +342,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         job_id = secrets.token_hex(6)
         folder = session.folder / "jobs" / job_id
         folder.mkdir(parents=True)
-        job = Job(job_id, entry["id"], folder, {k: v for k, v in body.items() if k != "video_id"})
+        job = Job(job_id, entry["id"], folder, {k: body[k] for k in SETTINGS if k in body})
         session.jobs[job_id] = job
         keep = bool(body.get("keep_original_audio", False))
         threading.Thread(target=studio.run_job,
@@ -344,12 +376,10 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if job is None or job.state != "done" or name not in Studio.files(job):
             return _error(404, "no such file")
         if name == "stems.zip":
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for stem in sorted((job.folder / STEMS_DIR).glob("*.wav")):
-                    archive.write(stem, f"stems/{stem.name}")
-            return Response(buffer.getvalue(), media_type="application/zip", headers={
-                "Content-Disposition": 'attachment; filename="stems.zip"'})  # fmt: skip
+            # Zipped once, in a thread, to a file: a long piece's stems are gigabytes, and
+            # zipping them on the event loop at every download had held the page 5 s.
+            return FileResponse(await asyncio.to_thread(_zipped_stems, job.folder),
+                                filename=name, media_type="application/zip")  # fmt: skip
         return FileResponse(job.folder / name, filename=name)
 
     @contextlib.asynccontextmanager
