@@ -273,6 +273,9 @@ class GatewayConfig(StrictModel):
     # message costs the gateway about 0.1 ms however small, and 100,000 empty chunks had cost
     # 6.6 s of its CPU without counting at all.
     min_chunk_bytes: int = Field(16 * 1024, ge=1)
+    # Uploads stop (RESOURCE_EXHAUSTED, STAGING_FULL) rather than leave the staging disk with
+    # less free than this: eight uploads a client, of 4 GiB each, from any number of clients.
+    min_free_staging_bytes: int = Field(2 * 1024**3, ge=0)
     # An upload's bytes must all arrive within this (DEADLINE_EXCEEDED after): a client that
     # trickles them would hold a staging folder and one of its requests for as long as it
     # liked. 4 GiB in 900 s is 4.8 MB/s.

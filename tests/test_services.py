@@ -265,11 +265,12 @@ def test_upload_over_the_limit(servers):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
 
 
-def test_upload_chunks_count_at_least_their_floor():
+def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monkeypatch):
     """A chunk costs the gateway about 0.1 ms however small: each counts as at least
     gateway.min_chunk_bytes against the upload's limit, so a stream of empty chunks ends as
     too large (100,000 of them had cost 6.6 s of the gateway's CPU and counted nothing),
-    while the same bytes in full chunks arrive."""
+    while the same bytes in full chunks arrive. And uploads from any number of clients stop
+    before the staging disk runs out of room (STAGING_FULL, with a time to retry)."""
     import asyncio
     import io
 
@@ -285,11 +286,21 @@ def test_upload_chunks_count_at_least_their_floor():
             for chunk in chunks:
                 yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
 
-        return await gateway._received(messages(), io.BytesIO())
+        return await gateway._received(messages(), io.BytesIO(), tmp_path)
 
     with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
         asyncio.run(upload([b""] * 33))
     assert asyncio.run(upload([b"x" * 16384] * 32)) == 512 * 1024
+    # An upload stops once the staging disk has less room than min_free_staging_bytes.
+    from services.gateway import servicer
+
+    free = gateway.config.min_free_staging_bytes - 1
+    usage = shutil.disk_usage(tmp_path)._replace(free=free)
+    monkeypatch.setattr(servicer.shutil, "disk_usage", lambda _: usage)
+    monkeypatch.setattr(servicer, "STAGING_CHECK_BYTES", 64 * 1024)
+    with pytest.raises(ResourceExhaustedError, match="staging disk is nearly full") as caught:
+        asyncio.run(upload([b"x" * 16384] * 32))
+    assert caught.value.error_reason == "STAGING_FULL"
 
 
 def test_deadline_exceeded(servers, beat_video):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -86,6 +87,10 @@ DEPENDENCY_CHECK_S = 1.0
 # How much longer than the gateway's probe found the video a tagger may find it (another
 # tagger may count a container's length, where an audio track outlasts the picture).
 TAGGER_LENGTH_SLACK_S = 1.0
+# An upload checks the staging disk's free room every this many bytes, and a refused one is
+# told to come back after this many seconds.
+STAGING_CHECK_BYTES = 64 * 1024**2
+STAGING_RETRY_S = 30.0
 log = logging.getLogger("bgm")
 
 
@@ -243,9 +248,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     error_reason="UPLOAD_TOO_LARGE",
                 )
             with self._admitted(context, tenant), self._request_folder(tenant) as folder:
+                self._check_staging_room(folder, header.size_bytes)
                 video = folder / staged_name(header.file_name, "upload")
                 with video.open("wb") as target:
-                    received = await self._received(request_iterator, target)
+                    received = await self._received(request_iterator, target, folder)
                 if received == 0:
                     raise InvalidInputError("the upload holds no bytes")
                 with self._shared_staging(video, folder.name) as shared_uri:
@@ -255,13 +261,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     ):  # fmt: skip
                         yield gateway_pb2.ScoreUploadResponse(event=event)
 
+    def _check_staging_room(self, folder: Path, more: int) -> None:
+        """Refuse what would leave the staging disk under gateway.min_free_staging_bytes."""
+        if shutil.disk_usage(folder).free - more < self.config.min_free_staging_bytes:
+            raise ResourceExhaustedError(
+                "the gateway's staging disk is nearly full; try again shortly",
+                error_reason="STAGING_FULL", retry_after_s=STAGING_RETRY_S,
+            )  # fmt: skip
+
     async def _received(
-        self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest], target: BinaryIO
+        self,
+        messages: AsyncIterator[gateway_pb2.ScoreUploadRequest],
+        target: BinaryIO,
+        folder: Path,
     ) -> int:
         """The upload's chunks written to `target`, all within gateway.upload_timeout_s: how
         many bytes came. Each chunk counts as at least gateway.min_chunk_bytes against the
-        upload's limit."""
-        received = counted = 0
+        upload's limit, and the staging disk's room is checked every STAGING_CHECK_BYTES."""
+        received = counted = checked = 0
         limit_s = self.config.upload_timeout_s
         try:
             async with asyncio.timeout(limit_s):
@@ -277,6 +294,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                             field="chunk",
                             error_reason="UPLOAD_TOO_LARGE",
                         )
+                    if received - checked >= STAGING_CHECK_BYTES:
+                        self._check_staging_room(folder, 0)
+                        checked = received
                     target.write(message.chunk)
         except TimeoutError:
             raise DeadlineExceededError(
