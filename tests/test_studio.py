@@ -120,7 +120,7 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     # A score request is a few controls: a 20 MB prompt had been read whole and kept with
     # its job for a day. A body over the limit is refused unread, and nothing is started.
     huge = client.post("/api/scores", json={"video_id": uploaded["id"], "prompt": "x" * 10**6})
-    assert huge.status_code == 413
+    assert huge.status_code == 413 and huge.json()["code"] == "RESOURCE_EXHAUSTED"
     assert len(client.get("/api/state").json()["jobs"]) == 1
 
 

@@ -213,10 +213,13 @@ def _zipped_stems(folder: Path) -> Path:
     return archive_path
 
 
+# The API's code for each HTTP status the studio answers with itself.
+STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED"}
+
+
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
-    return JSONResponse({"code": "INVALID_ARGUMENT" if status == 400 else "NOT_FOUND",
-                         "message": message, "fields": [field] if field else []},
-                        status_code=status)  # fmt: skip
+    return JSONResponse({"code": STATUS_CODES[status], "message": message,
+                         "fields": [field] if field else []}, status_code=status)  # fmt: skip
 
 
 def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette:
