@@ -31,6 +31,8 @@ from services.errors import ConfigError, ResourceExhaustedError, Unauthenticated
 from services.serving import RunningRequests
 from services.watched_files import WatchedFiles
 
+# The ledger forgets idle tenants once it holds this many (and then at twice what is left).
+LEDGER_SWEEP_AT = 1024
 # What may name a tenant (see tenant_name).
 TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -145,6 +147,9 @@ class TenantLedger:
         self.config = config
         self._running = RunningRequests()
         self._music: dict[str, deque[tuple[float, float]]] = {}
+        # When the ledger next forgets the tenants with nothing booked in the last hour (it
+        # holds one queue for every tenant a JWT has named).
+        self._sweep_at = LEDGER_SWEEP_AT
         self._lock = threading.Lock()
 
     def limits(self, tenant: str) -> TenantLimits:
@@ -174,6 +179,8 @@ class TenantLedger:
         music_s = video_s * max(candidates, 1)
         now = time.monotonic()
         with self._lock:
+            if len(self._music) >= self._sweep_at:
+                self._forget_idle(now)
             booked = self._music.setdefault(tenant, deque())
             while booked and booked[0][0] <= now - self.HOUR_S:
                 booked.popleft()
@@ -193,6 +200,14 @@ class TenantLedger:
                 )  # fmt: skip
             booked.append((now, music_s))
         return music_s
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop the tenants with nothing booked in the last hour (under the lock)."""
+        idle = [name for name, booked in self._music.items()
+                if not booked or booked[-1][0] <= now - self.HOUR_S]  # fmt: skip
+        for name in idle:
+            del self._music[name]
+        self._sweep_at = max(LEDGER_SWEEP_AT, 2 * len(self._music))
 
     def refund(self, tenant: str, music_s: float) -> None:
         with self._lock:

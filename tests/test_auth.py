@@ -253,6 +253,26 @@ def in_flight(secured: Secured) -> float:
     return sum(float(line.split()[-1]) for line in lines if 'method="Score"' in line)
 
 
+def test_the_ledger_forgets_tenants_idle_for_an_hour(monkeypatch):
+    """The ledger books each tenant's music for an hour, and a JWT may name any number of
+    tenants: once it holds LEDGER_SWEEP_AT of them, those with nothing booked in the last hour
+    are forgotten, and the tenants still spending keep their bookings."""
+    from services import auth
+    from services.config import AuthConfig
+
+    ledger = auth.TenantLedger(AuthConfig())
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    for number in range(auth.LEDGER_SWEEP_AT - 1):
+        ledger.reserve(f"tenant-{number}", 1.0, 1)
+    clock[0] += 1800.0
+    ledger.reserve("busy", 1.0, 1)
+    clock[0] += 1801.0
+    ledger.reserve("late", 1.0, 1)
+    assert set(ledger._music) == {"busy", "late"}
+    assert [seconds for _, seconds in ledger._music["busy"]] == [1.0]
+
+
 def test_the_ledger_refuses_a_video_over_the_tenants_longest():
     from services.auth import TenantLedger
     from services.config import AuthConfig, TenantLimits
