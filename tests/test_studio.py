@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from services.config import StudioConfig
 from services.devserver import Running, start, stop
 from services.media.synth import Shot, write_video
-from services.studio.app import GatewayLink, create_app
+from services.studio.app import EMPTY_SESSION_S, GatewayLink, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +138,18 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
         app.state.studio.sweep()
         assert list((tmp_path / "studio").iterdir()) == []
         assert client.get(uploaded["url"]).status_code == 404
+    # Every request without a cookie starts a session: those that hold nothing make no
+    # folder and are forgotten after EMPTY_SESSION_S, where they had kept a folder a day.
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink(gateway.gateway))
+    with TestClient(app) as client:
+        studio = app.state.studio
+        for _ in range(20):
+            assert TestClient(app).get("/api/state").status_code == 200
+        assert len(studio.sessions) == 20 and list((tmp_path / "studio").iterdir()) == []
+        for session in studio.sessions.values():
+            session.used -= EMPTY_SESSION_S + 1
+        studio.sweep()
+        assert studio.sessions == {}
 
 
 def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):

@@ -50,6 +50,8 @@ VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mi
 SAFE_NAME = re.compile(r"[^\w.-]+")
 # How often an event stream looks for news.
 POLL_S = 0.1
+# A session that holds nothing is forgotten after this many seconds unused.
+EMPTY_SESSION_S = 600.0
 # A score request is a few controls: a body past this is refused unread (a 20 MB prompt had
 # been read whole and kept with the job for a day).
 MAX_SCORE_BODY_BYTES = 64 * 1024
@@ -117,19 +119,22 @@ class Studio:
         key = request.cookies.get(COOKIE, "")
         with self.lock:
             if key not in self.sessions:
+                # Its folder is made when something is put in it.
                 key = secrets.token_urlsafe(18)
-                folder = self.folder / key
-                folder.mkdir()
-                self.sessions[key] = Session(folder)
+                self.sessions[key] = Session(self.folder / key)
             session = self.sessions[key]
             session.used = time.monotonic()
         return key, session
 
     def sweep(self) -> None:
-        """Remove sessions unused for `keep_s` (their files too); running jobs keep theirs."""
+        """Remove sessions unused for `keep_s` (their files too), and those that hold nothing
+        after EMPTY_SESSION_S (every request without a cookie starts one: 5,000 of them had
+        kept 5,000 folders a day); running jobs keep theirs."""
         now = time.monotonic()
         with self.lock:
-            stale = [key for key, s in self.sessions.items() if now - s.used > self.config.keep_s
+            stale = [key for key, s in self.sessions.items()
+                     if now - s.used > (self.config.keep_s if s.videos or s.jobs
+                                        else min(self.config.keep_s, EMPTY_SESSION_S))
                      and all(j.state != "running" for j in s.jobs.values())]  # fmt: skip
             for key in stale:
                 shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
