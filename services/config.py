@@ -378,6 +378,14 @@ class StudioConfig(StrictModel):
     # A session's videos and results are removed this long after its last request.
     keep_s: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+    # What one session may keep (its videos and results) and run at once: past them it is
+    # refused until it removes something or a score ends (one visitor had filled the disk).
+    max_session_bytes: int = Field(16 * 1024**3, gt=0)
+    max_session_items: int = Field(100, ge=1)  # videos and scores
+    max_running_scores: int = Field(2, ge=1)
+    # The studio takes no upload and starts no score while its disk has less free than this
+    # (a visitor who drops the cookie starts a new session, with a quota of its own).
+    min_free_bytes: int = Field(2 * 1024**3, ge=0)
 
 
 class BgmConfig(StrictModel):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,8 +135,6 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
         uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
         folders = list((tmp_path / "studio").iterdir())
         assert len(folders) == 1
-        import time
-
         time.sleep(0.3)
         app.state.studio.sweep()
         assert list((tmp_path / "studio").iterdir()) == []
@@ -165,3 +166,110 @@ def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
         assert len(analysis["cuts"]) == 5  # the sample's six shots
         job = client.post("/api/scores", json={"video_id": sample["id"]}).json()["id"]
         assert events(client, job)[-1]["type"] == "done"
+
+
+def session_files(studio_folder: Path) -> list[Path]:
+    return [p for p in studio_folder.rglob("*") if p.is_file() and "samples" not in p.parts]
+
+
+def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path):
+    # One visitor could upload 4 GB after 4 GB and score without end until the disk was full.
+    clip = write_video(tmp_path / "clip.mp4", [Shot(1.0, hue=0.2), Shot(1.0, hue=0.6)])
+    size = clip.path.stat().st_size
+    config = StudioConfig(folder=tmp_path / "studio", max_session_bytes=2 * size + size // 2,
+                          max_running_scores=1)  # fmt: skip
+    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+        client.get("/")
+        first, second = (client.post("/api/videos", content=clip.path.read_bytes()).json()
+                         for _ in range(2))  # fmt: skip
+        third = client.post("/api/videos", content=clip.path.read_bytes())
+        assert third.status_code == 507 and third.json()["code"] == "RESOURCE_EXHAUSTED"
+        assert third.json()["fields"] == ["video"] and "remove" in third.json()["message"]
+        assert len(client.get("/api/state").json()["videos"]) == 2
+        assert len(session_files(tmp_path / "studio")) == 2  # the refused one left nothing
+        assert client.delete(first["url"]).status_code == 200
+        assert client.get(first["url"]).status_code == 404
+        third = client.post("/api/videos", content=clip.path.read_bytes()).json()
+        # One score at a time here; a running score and its video cannot be removed.
+        job = client.post("/api/scores", json={"video_id": third["id"]}).json()["id"]
+        busy = client.post("/api/scores", json={"video_id": second["id"]})
+        assert busy.status_code == 429 and busy.json()["code"] == "RESOURCE_EXHAUSTED"
+        assert client.delete(f"/api/scores/{job}").status_code == 409
+        assert client.delete(third["url"]).status_code == 409
+        assert events(client, job)[-1]["type"] == "done"
+        # Its results count: the session is now past its quota, for videos and scores alike.
+        full = client.post("/api/scores", json={"video_id": second["id"]})
+        assert full.status_code == 507 and "remove" in full.json()["message"]
+        quarter = clip.path.read_bytes()[: size // 4]
+        assert client.post("/api/videos", content=quarter).status_code == 507
+        # Removing the version gives its bytes back.
+        assert client.delete(f"/api/scores/{job}").status_code == 200
+        assert client.get(f"/api/scores/{job}/files/scored.mp4").status_code == 404
+        assert len(session_files(tmp_path / "studio")) == 2
+        assert client.post("/api/videos", content=quarter).status_code == 200
+        assert client.delete("/api/scores/nope").status_code == 404
+
+
+def test_the_studio_keeps_its_disk_free_and_its_videos_counted(gateway: Running, tmp_path: Path):
+    clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
+    # A visitor who drops the cookie has a new session and a new quota: the disk's reserve
+    # holds for all of them.
+    config = StudioConfig(folder=tmp_path / "studio", min_free_bytes=2**62)
+    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+        refused = client.post("/api/videos", content=clip.path.read_bytes())
+        assert refused.status_code == 507 and "disk" in refused.json()["message"]
+        assert session_files(tmp_path / "studio") == []
+    # A session keeps at most max_session_items videos and scores; the sample is written once
+    # for every session, and removing it from one leaves it to the others.
+    config = StudioConfig(folder=tmp_path / "studio", max_session_items=2)
+    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+        other = TestClient(client.app)
+        samples = [c.post("/api/samples/sample").json() for c in (client, client, other)]
+        too_many = client.post("/api/samples/sample")
+        assert too_many.status_code == 507 and "at most 2" in too_many.json()["message"]
+        assert client.post("/api/videos", content=clip.path.read_bytes()).status_code == 507
+        assert len(list((tmp_path / "studio").rglob("*.mp4"))) == 1
+        assert client.delete(samples[0]["url"]).status_code == 200
+        assert other.get(samples[2]["url"]).status_code == 200
+        assert client.post("/api/videos", content=clip.path.read_bytes()).status_code == 200
+
+
+def test_asked_at_once_an_analysis_and_a_zip_are_made_once(
+    gateway: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A page asking a hundred times at once had a hundred analyses made through the gateway
+    # and a hundred zips written over one another, holding the threads other visitors wait on.
+    import services.studio.app as studio_app
+
+    calls = {"analysis": 0, "zip": 0}
+    lock = threading.Lock()
+
+    def counted(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            with lock:
+                calls[name] += 1
+            time.sleep(0.3)  # long enough for every request to arrive while it is made
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(
+        studio_app, "analyze_remote", counted("analysis", studio_app.analyze_remote)
+    )
+    monkeypatch.setattr(studio_app, "_zipped_stems", counted("zip", studio_app._zipped_stems))
+    config = StudioConfig(folder=tmp_path / "studio")
+    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+        clip = write_video(tmp_path / "clip.mp4", [Shot(1.0, hue=0.2), Shot(1.0, hue=0.6)])
+        video = client.post("/api/videos", content=clip.path.read_bytes()).json()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: client.get(f"{video['url']}/analysis"), range(8)))
+        assert {a.status_code for a in answers} == {200} and calls["analysis"] == 1
+        assert len({a.content for a in answers}) == 1
+        job = client.post("/api/scores", json={"video_id": video["id"]}).json()["id"]
+        assert events(client, job)[-1]["type"] == "done"
+        url = f"/api/scores/{job}/files/stems.zip"
+        with ThreadPoolExecutor(8) as pool:
+            zips = list(pool.map(lambda _: client.get(url), range(8)))
+        assert {z.status_code for z in zips} == {200} and calls["zip"] == 1
+        assert len({z.content for z in zips}) == 1
+        assert zipfile.ZipFile(io.BytesIO(zips[0].content)).namelist()

@@ -117,4 +117,14 @@ def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
         # A reload loses nothing that finished.
         page.reload()
         page.wait_for_selector("#versions input[type=radio]")
+        # What the visitor removes is gone from the page and from the studio.
+        page.click("text=Remove this video")
+        page.wait_for_function("document.getElementById('remove-video').hidden")
+        page.get_by_role("button", name="Remove Version 1").click()
+        page.wait_for_function("!document.querySelector('#versions input')")
+        assert page.evaluate("fetch('/api/state').then(r => r.json())") == {
+            "videos": [],
+            "jobs": [],
+        }
+        assert page.locator("#error").is_hidden()
         browser.close()

@@ -17,10 +17,10 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -58,6 +58,9 @@ MAX_SCORE_BODY_BYTES = 64 * 1024
 # What a job keeps of its request, to show it again.
 SETTINGS = ("genres", "moods", "instruments", "negative", "prompt", "bpm", "key", "seed",
             "candidates", "speech", "lufs", "keep_original_audio")  # fmt: skip
+# What the page is told of a video (its entry also holds where it lies and what it takes).
+VIDEO_KEYS = ("id", "name", "url")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Job:
     settings: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     state: str = "running"  # running, done, failed
+    # What its results take on disk, counted when it ends (and when its stems are zipped).
+    bytes: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "video_id": self.video_id, "state": self.state,
@@ -89,6 +94,8 @@ class Session:
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     used: float = field(default_factory=time.monotonic)
+    # What its videos and results take on disk, an upload counted as it arrives.
+    held_bytes: int = 0
 
     def new_video_path(self, name: str) -> Path:
         """Where a new video named `name` goes: a folder of its own, named by its id."""
@@ -96,12 +103,22 @@ class Session:
         folder.mkdir(parents=True)
         return folder / name
 
-    def add_video(self, path: Path) -> dict[str, Any]:
+    def add_video(self, path: Path, size: int) -> dict[str, Any]:
         """Keep the video at `path` (from new_video_path); what the page is told of it."""
-        video_id = path.parent.name
+        return self._add(path.parent.name, path, size, shared=False)
+
+    def add_sample(self, path: Path) -> dict[str, Any]:
+        """Show the sample the studio keeps at `path` for every session (it holds no bytes
+        of this one)."""
+        return self._add(secrets.token_hex(6), path, 0, shared=True)
+
+    def _add(self, video_id: str, path: Path, size: int, shared: bool) -> dict[str, Any]:
         entry = {"id": video_id, "name": path.name, "url": f"/api/videos/{video_id}"}
-        self.videos[video_id] = {**entry, "path": str(path)}
+        self.videos[video_id] = {**entry, "path": str(path), "bytes": size, "shared": shared}
         return entry
+
+    def running(self) -> int:
+        return sum(job.state == "running" for job in self.jobs.values())
 
 
 class Studio:
@@ -114,6 +131,60 @@ class Studio:
         self.folder.mkdir(parents=True)
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
+        self.pending: dict[str, asyncio.Future[Any]] = {}
+
+    async def once(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        """What `work` gives, made once for every request that asks for `key` while it is
+        being made: a page asking a hundred times at once for a video's analysis or a job's
+        stems had a hundred made (and the zips written over each other), holding the threads
+        every other visitor's requests wait for. Shielded: one visitor leaving cancels
+        nothing for the others."""
+        task = self.pending.get(key)
+        if task is None:
+            task = asyncio.ensure_future(work())
+            self.pending[key] = task
+            task.add_done_callback(lambda _: self.pending.pop(key, None))
+        result: T = await asyncio.shield(task)
+        return result
+
+    def reserve(self, session: Session, size: int) -> str | None:
+        """Count `size` more bytes against the session, or say why they cannot be kept."""
+        with self.lock:
+            most = self.config.max_session_bytes
+            if session.held_bytes + size > most:
+                return (
+                    f"this session keeps at most {most} bytes of videos and results and "
+                    f"holds {session.held_bytes}: remove a video or a version first"
+                )
+            if shutil.disk_usage(self.folder).free - size < self.config.min_free_bytes:
+                return "the studio's disk is nearly full: try again later"
+            session.held_bytes += size
+        return None
+
+    def release(self, session: Session, size: int) -> None:
+        with self.lock:
+            session.held_bytes -= size
+
+    def room_refusal(self, session: Session) -> str | None:
+        """Why the session can keep nothing more now (a video or a score), or None."""
+        most = self.config.max_session_items
+        if len(session.videos) + len(session.jobs) >= most:
+            return (f"this session keeps at most {most} videos and versions: remove one "
+                    "first")  # fmt: skip
+        return self.reserve(session, 0)
+
+    def sample_video(self, name: str) -> Path:
+        """The sample `name`, written once for every session (it takes seconds to make)."""
+        from services.media.synth import sample_shots, write_video
+
+        path = self.folder / "samples" / f"{name}.mp4"
+        if path.exists():
+            return path
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(f"partial-{name}.mp4")
+        write_video(partial, sample_shots())
+        partial.rename(path)
+        return path
 
     def session(self, request: Request) -> tuple[str, Session]:
         key = request.cookies.get(COOKIE, "")
@@ -139,9 +210,29 @@ class Studio:
             for key in stale:
                 shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
 
-    def run_job(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
-                lufs: float) -> None:  # fmt: skip
-        """One Gateway.Score call (in a thread); its events land in `job.events`."""
+    def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
+                keep_original: bool, lufs: float) -> None:  # fmt: skip
+        """One Gateway.Score call (in a thread); its events land in `job.events`, and what
+        its results take counts against the session before the page hears it ended."""
+        try:
+            self._score(job, video, controls, keep_original, lufs)
+            outcome, state = {"type": "done", "files": self.files(job)}, "done"
+        except grpc.RpcError as error:
+            outcome, state = {"type": "error", **rpc_error(error)}, "failed"
+        except Exception:
+            log.exception("studio job %s failed", job.id)
+            outcome, state = {"type": "error", "code": "INTERNAL", "fields": [], "reason": "",
+                              "message": "the studio could not finish this job (its log "
+                                         "has the details)"}, "failed"  # fmt: skip
+        size = _folder_bytes(job.folder)
+        with self.lock:
+            job.bytes = size
+            session.held_bytes += size
+        job.events.append(outcome)
+        job.state = state
+
+    def _score(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
+               lufs: float) -> None:  # fmt: skip
 
         def record(event: gateway_pb2.ScoreEvent) -> None:
             which = event.WhichOneof("event")
@@ -153,27 +244,28 @@ class Studio:
         options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
                                 stems_dir=job.folder / STEMS_DIR, lufs=lufs,
                                 keep_original_audio=keep_original)  # fmt: skip
-        try:
-            score_remote(self.link.server, str(video), controls, options, lambda _: None,
-                         metadata=self.link.metadata, tls=self.link.tls,
-                         on_event=record)  # fmt: skip
-            # The page's player switches between versions on an audio element.
-            duration = next((float(e.get("duration_s", 0.0)) for e in job.events
-                             if e["type"] == "analysis"), 0.0)  # fmt: skip
-            music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration * 48000)))
-            if music is not None:
-                write_audio_file(job.folder / AUDIO_OUT, music, 48000)
-            job.events.append({"type": "done", "files": self.files(job)})
-            job.state = "done"
-        except grpc.RpcError as error:
-            job.events.append({"type": "error", **rpc_error(error)})
-            job.state = "failed"
-        except Exception:
-            log.exception("studio job %s failed", job.id)
-            job.events.append({"type": "error", "code": "INTERNAL", "fields": [], "reason": "",
-                               "message": "the studio could not finish this job (its log "
-                                          "has the details)"})  # fmt: skip
-            job.state = "failed"
+        score_remote(self.link.server, str(video), controls, options, lambda _: None,
+                     metadata=self.link.metadata, tls=self.link.tls,
+                     on_event=record)  # fmt: skip
+        # The page's player switches between versions on an audio element.
+        duration = next((float(e.get("duration_s", 0.0)) for e in job.events
+                         if e["type"] == "analysis"), 0.0)  # fmt: skip
+        music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration * 48000)))
+        if music is not None:
+            write_audio_file(job.folder / AUDIO_OUT, music, 48000)
+
+    def remove_video(self, session: Session, video_id: str) -> None:
+        with self.lock:
+            entry = session.videos.pop(video_id)
+            session.held_bytes -= entry["bytes"]
+        if not entry["shared"]:
+            shutil.rmtree(Path(entry["path"]).parent, ignore_errors=True)
+
+    def remove_job(self, session: Session, job_id: str) -> None:
+        with self.lock:
+            job = session.jobs.pop(job_id)
+            session.held_bytes -= job.bytes
+        shutil.rmtree(job.folder, ignore_errors=True)
 
     @staticmethod
     def files(job: Job) -> list[str]:
@@ -206,20 +298,24 @@ async def _limited_body(request: Request, most: int) -> bytes | None:
     return bytes(body)
 
 
-def _zipped_stems(folder: Path) -> Path:
-    """The job's stems in one zip beside them, made on the first download."""
-    archive_path = folder / "stems.zip"
-    if not archive_path.exists():
-        partial = folder / "stems.zip.partial"
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            for stem in sorted((folder / STEMS_DIR).glob("*.wav")):
-                archive.write(stem, f"stems/{stem.name}")
-        partial.rename(archive_path)
-    return archive_path
+def _zipped_stems(folder: Path) -> int:
+    """Zip the job's stems into one file beside them; its size."""
+    partial = folder / "stems.zip.partial"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for stem in sorted((folder / STEMS_DIR).glob("*.wav")):
+            archive.write(stem, f"stems/{stem.name}")
+    partial.rename(folder / "stems.zip")
+    return (folder / "stems.zip").stat().st_size
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 # The API's code for each HTTP status the studio answers with itself.
-STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED"}
+STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "FAILED_PRECONDITION",
+                413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
+                507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -254,30 +350,37 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
     async def state(request: Request) -> Response:
         key, session = studio.session(request)
         return with_cookie(JSONResponse({
-            "videos": [{k: v for k, v in entry.items() if k != "path"}
-                       for entry in session.videos.values()],
+            "videos": [{k: entry[k] for k in VIDEO_KEYS} for entry in session.videos.values()],
             "jobs": [j.summary() for j in session.jobs.values()],
         }), key)  # fmt: skip
 
     async def upload(request: Request) -> Response:
         key, session = studio.session(request)
         name = SAFE_NAME.sub("_", request.headers.get("x-file-name", "video.mp4"))[-100:]
+        refusal = studio.room_refusal(session)
+        if refusal:
+            return _error(507, refusal, "video")
         path = session.new_video_path(name)
-        folder = path.parent
-        size = 0
-        with path.open("wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > config.max_upload_bytes:
-                    out.close()
-                    shutil.rmtree(folder)
-                    return _error(400, f"the video is larger than {config.max_upload_bytes} "
-                                       "bytes", "video")  # fmt: skip
-                out.write(chunk)
-        if size == 0:
-            shutil.rmtree(folder)
-            return _error(400, "the upload is empty", "video")
-        return with_cookie(JSONResponse(session.add_video(path)), key)
+        size, kept = 0, False
+        try:
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    if size + len(chunk) > config.max_upload_bytes:
+                        return _error(400, f"the video is larger than "
+                                           f"{config.max_upload_bytes} bytes", "video")  # fmt: skip
+                    refusal = studio.reserve(session, len(chunk))
+                    if refusal:
+                        return _error(507, refusal, "video")
+                    size += len(chunk)
+                    out.write(chunk)
+            if size == 0:
+                return _error(400, "the upload is empty", "video")
+            kept = True
+            return with_cookie(JSONResponse(session.add_video(path, size)), key)
+        finally:
+            if not kept:  # refused, or the visitor left half-way
+                shutil.rmtree(path.parent)
+                studio.release(session, size)
 
     async def analysis(request: Request) -> Response:
         """What the gateway's tagger sees in a video, before scoring (cached per video)."""
@@ -286,29 +389,56 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if entry is None:
             return _error(404, "no such video in this session")
         if "analysis" not in entry:
-            try:
-                gateway = studio.link
+            gateway = studio.link
+
+            async def analyse() -> dict[str, Any]:
                 message = await asyncio.to_thread(analyze_remote, gateway.server,
                                                   Path(entry["path"]), gateway.metadata,
                                                   gateway.tls)  # fmt: skip
+                return analysis_json(message)
+
+            try:
+                entry["analysis"] = await studio.once(f"analysis {entry['id']}", analyse)
             except grpc.RpcError as error:
                 return JSONResponse(rpc_error(error), status_code=422)
             except ValueError as error:
                 return JSONResponse({"code": "OUT_OF_RANGE", "message": str(error),
                                      "fields": ["video"]}, status_code=422)  # fmt: skip
-            entry["analysis"] = analysis_json(message)
         return JSONResponse(entry["analysis"])
 
     async def sample(request: Request) -> Response:
-        from services.media.synth import sample_shots, write_video
-
         key, session = studio.session(request)
         name = request.path_params["name"]
         if name not in SAMPLES:
             return _error(404, f"no sample {name!r}")
-        path = session.new_video_path(f"{name}.mp4")
-        await asyncio.to_thread(write_video, path, sample_shots())
-        return with_cookie(JSONResponse(session.add_video(path)), key)
+        refusal = studio.room_refusal(session)
+        if refusal:
+            return _error(507, refusal, "video")
+        path = await studio.once(f"sample {name}",
+                                 lambda: asyncio.to_thread(studio.sample_video, name))  # fmt: skip
+        return with_cookie(JSONResponse(session.add_sample(path)), key)
+
+    async def remove_video(request: Request) -> Response:
+        _, session = studio.session(request)
+        video_id = request.path_params["video_id"]
+        if video_id not in session.videos:
+            return _error(404, "no such video in this session")
+        if any(j.video_id == video_id and j.state == "running" for j in session.jobs.values()):
+            return _error(409, "a score of this video is still running")
+        studio.remove_video(session, video_id)
+        return JSONResponse({"id": video_id})
+
+    async def remove_job(request: Request) -> Response:
+        _, session = studio.session(request)
+        job = session.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return _error(404, "no such job in this session")
+        if job.state == "running":
+            return _error(409, "this score is still running")
+        if f"stems {job.id}" in studio.pending:
+            return _error(409, "this score's stems are being zipped for a download")
+        studio.remove_job(session, job.id)
+        return JSONResponse({"id": job.id})
 
     async def video(request: Request) -> Response:
         _, session = studio.session(request)
@@ -331,6 +461,12 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         entry = session.videos.get(str(body.get("video_id", "")))
         if entry is None:
             return _error(400, "choose a video first (upload one or pick a sample)", "video")
+        if session.running() >= config.max_running_scores:
+            return _error(429, f"this session has {config.max_running_scores} scores running: "
+                               "wait for one to end")  # fmt: skip
+        refusal = studio.room_refusal(session)
+        if refusal:
+            return _error(507, refusal)
         try:
             controls = UserControls(
                 genres=list(body.get("genres", [])), moods=list(body.get("moods", [])),
@@ -354,7 +490,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         session.jobs[job_id] = job
         keep = bool(body.get("keep_original_audio", False))
         threading.Thread(target=studio.run_job,
-                         args=(job, Path(entry["path"]), controls, keep, lufs),
+                         args=(session, job, Path(entry["path"]), controls, keep, lufs),
                          daemon=True).start()  # fmt: skip
         return with_cookie(JSONResponse({"id": job_id}), key)
 
@@ -386,8 +522,17 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if name == "stems.zip":
             # Zipped once, in a thread, to a file: a long piece's stems are gigabytes, and
             # zipping them on the event loop at every download had held the page 5 s.
-            return FileResponse(await asyncio.to_thread(_zipped_stems, job.folder),
-                                filename=name, media_type="application/zip")  # fmt: skip
+            archive = job.folder / name
+            if not archive.exists():
+
+                async def zipped() -> None:
+                    size = await asyncio.to_thread(_zipped_stems, job.folder)
+                    with studio.lock:
+                        job.bytes += size
+                        session.held_bytes += size
+
+                await studio.once(f"stems {job.id}", zipped)
+            return FileResponse(archive, filename=name, media_type="application/zip")
         return FileResponse(job.folder / name, filename=name)
 
     @contextlib.asynccontextmanager
@@ -413,8 +558,10 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         Route("/api/videos", upload, methods=["POST"]),
         Route("/api/samples/{name}", sample, methods=["POST"]),
         Route("/api/videos/{video_id}", video),
+        Route("/api/videos/{video_id}", remove_video, methods=["DELETE"]),
         Route("/api/videos/{video_id}/analysis", analysis),
         Route("/api/scores", score, methods=["POST"]),
+        Route("/api/scores/{job_id}", remove_job, methods=["DELETE"]),
         Route("/api/scores/{job_id}/events", events),
         Route("/api/scores/{job_id}/files/{name}", download),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

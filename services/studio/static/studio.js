@@ -40,6 +40,7 @@ async function setVideo(entry) {
   state.video = entry;
   state.plan = null;
   $("video").src = entry.url;
+  $("remove-video").hidden = false;
   $("video-name").textContent = `Video: ${entry.name} (analysing...)`;
   try {
     state.analysis = entry.analysis || await api(`/api/videos/${entry.id}/analysis`);
@@ -143,10 +144,33 @@ function addVersion(job, files) {
   const label = document.createElement("label");
   label.htmlFor = id;
   label.textContent = version.label;
-  wrapper.append(input, label);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove ${version.label}`);
+  remove.addEventListener("click", async () => {
+    showError(null);
+    try { await api(`/api/scores/${job}`, { method: "DELETE" }); } catch (error) { showError(error); return; }
+    wrapper.remove();
+    state.versions = state.versions.filter((v) => v !== version);
+    if (input.checked) { $("music").removeAttribute("src"); $("downloads").replaceChildren(); }
+  });
+  wrapper.append(input, label, remove);
   $("versions").appendChild(wrapper);
   input.checked = true;
   choose(version);
+}
+
+async function removeVideo() {
+  showError(null);
+  try { await api(`/api/videos/${state.video.id}`, { method: "DELETE" }); } catch (error) { showError(error); return; }
+  Object.assign(state, { video: null, analysis: null, plan: null });
+  $("video").removeAttribute("src");
+  $("video-name").textContent = "";
+  $("remove-video").hidden = true;
+  drawTimeline();
+  $("thumbnails").replaceChildren();
+  $("tags").replaceChildren();
 }
 
 function choose(version) {
@@ -240,5 +264,6 @@ window.addEventListener("DOMContentLoaded", async () => {
     try { setVideo(await api("/api/samples/sample", { method: "POST" })); } catch (error) { showError(error); }
   });
   $("controls").addEventListener("submit", score);
+  $("remove-video").addEventListener("click", removeVideo);
   try { await loadChoices(); await restore(); } catch (error) { showError(error); }
 });
