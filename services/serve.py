@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from services.config import BgmConfig
-from services.serving import HostedServer, run_servers
+from services.serving import HostedServer, freeze_start_up_heap, run_servers
 from services.tls import check_plaintext, server_credentials
 
 SERVICES = ("tagger", "generator", "gateway")
@@ -73,6 +73,7 @@ async def in_process_services(config: BgmConfig) -> AsyncIterator[str]:
     servers = [tagger, generator, gateway]
     for server in servers:
         await server.start()
+    freeze_start_up_heap()
     try:
         yield f"{IN_PROCESS_HOST}:{gateway.port}"
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -341,6 +342,16 @@ class HostedServer:
                 await binding.close()
 
 
+def freeze_start_up_heap() -> None:
+    """Put what start-up made (libraries, models, config) out of the collector's reach.
+
+    A full collection walks every object it tracks, holding the event loop and every thread:
+    175 ms in a `bgm serve all` process (246,000 objects), on its own schedule, while a render
+    or a request was under way. Frozen, a full collection walks what requests made since."""
+    gc.collect()  # what start-up left as garbage is freed, not kept for good
+    gc.freeze()
+
+
 async def run_servers(
     servers: Sequence[HostedServer],
     metrics_addresses: Sequence[tuple[str, int]],
@@ -358,6 +369,7 @@ async def run_servers(
         loop.add_signal_handler(sig, stop.set)
     for server in servers:
         await server.start()
+    freeze_start_up_heap()
     if on_started is not None:
         on_started()
     await stop.wait()

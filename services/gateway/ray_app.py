@@ -17,6 +17,7 @@ from services import metrics
 from services.gateway.servicer import GatewayServicer
 from services.gen.bgm.v1 import gateway_pb2
 from services.ray_glue import RayContext, application_settings
+from services.serving import freeze_start_up_heap
 
 
 @serve.deployment(name="gateway")
@@ -26,6 +27,7 @@ class GatewayDeployment:
         settings = application_settings(config)
         self.servicer = GatewayServicer.from_config(settings)
         self.servicer.sweep_staging()
+        freeze_start_up_heap()
 
     async def Score(
         self, request: gateway_pb2.ScoreRequest, grpc_context: Any

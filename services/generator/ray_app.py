@@ -20,6 +20,7 @@ from services.generator.backend import GenerationJob, JobResult
 from services.generator.backends import create_generator_backend
 from services.generator.servicer import GeneratorServicer, run_batch
 from services.ray_glue import RayContext, application_settings, check_health
+from services.serving import freeze_start_up_heap
 
 
 @serve.deployment(name="generator")
@@ -35,6 +36,7 @@ class GeneratorDeployment:
             settings, self.backend, self._pooled if self.backend.describe().batches else None
         )
         self.settings = settings
+        freeze_start_up_heap()
 
     async def _pooled(self, jobs: list[GenerationJob]) -> list[JobResult]:
         return list(await asyncio.gather(*(self._pooled_batch(job) for job in jobs)))

@@ -10,6 +10,7 @@ from ray.serve import Application
 from services import metrics
 from services.gen.bgm.v1 import tagger_pb2
 from services.ray_glue import RayContext, application_settings, check_health
+from services.serving import freeze_start_up_heap
 from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import TaggerServicer
 
@@ -23,6 +24,7 @@ class TaggerDeployment:
         self.servicer = TaggerServicer.from_config(settings, self.backend)
         self.servicer.sweep_scratch()
         self.settings = settings
+        freeze_start_up_heap()
 
     async def Analyze(
         self, request: tagger_pb2.AnalyzeRequest, grpc_context: Any
