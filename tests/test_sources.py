@@ -6,13 +6,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from services.errors import (
+    CancelledError,
     DeadlineExceededError,
     InvalidInputError,
     MediaNotFoundError,
@@ -44,6 +46,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(302)
             target = "file:///etc/passwd" if self.path == "/to-file" else "ftp://localhost/x"
             self.send_header("Location", target)
+            self.end_headers()
+        elif self.path.startswith("/late-redirect/"):
+            time.sleep(0.8)
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.path.rsplit('/', 1)[1]}/video")
             self.end_headers()
         elif self.path == "/hang-up":
             self.close_connection = True  # no answer at all
@@ -81,6 +88,20 @@ def server():
     thread.start()
     yield httpd.server_address[1]
     httpd.shutdown()
+
+
+@pytest.fixture
+def unanswered() -> Iterator[int]:
+    """A port whose connects are never answered: its listener's queue is full, so Linux drops
+    the connection requests and a caller waits out its timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    yield port
+    filler.close()
+    listener.close()
 
 
 def policy(**changes) -> SourcePolicy:
@@ -132,8 +153,6 @@ def test_a_source_that_trickles_its_headers_is_cut_at_the_deadline_or_a_cancel(
     """The deadline and a cancel hold while the headers arrive, not only the body: a line
     every 0.3 s kept each read within its timeout, and a fetch with a 1 s deadline, cancelled
     at 0.5 s, had run the headers' whole 9 s."""
-    from services.errors import CancelledError
-
     uri = f"http://localhost:{server}/slow-headers"
     start = time.monotonic()
     with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
@@ -193,8 +212,6 @@ def test_odd_uris_get_a_clear_error(server, tmp_path: Path, uri, error, says):
 
 @pytest.mark.alone
 def test_a_cancelled_download_stops_at_the_next_bytes_and_frees_its_slot(server, tmp_path: Path):
-    from services.errors import CancelledError
-
     cancelled = threading.Event()
     outcome: list[BaseException] = []
 
@@ -214,3 +231,52 @@ def test_a_cancelled_download_stops_at_the_next_bytes_and_frees_its_slot(server,
     print(f"a cancelled download stopped {time.monotonic() - asked:.2f} s after it was asked")
     assert isinstance(outcome[0], CancelledError) and time.monotonic() - asked < 1.0
     assert sources._downloads == 0
+
+
+@pytest.mark.alone
+def test_a_connect_never_answered_is_cut_at_the_deadline_or_a_cancel(
+    server, unanswered, tmp_path: Path
+):
+    """A connect waited its whole timeout whatever the download had left: cancelled at 0.5 s,
+    a fetch with 30 s waited 30 s, and one redirected at 0.8 s of its 1 s ran to 1.8 s."""
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    start = time.monotonic()
+    with pytest.raises(CancelledError, match="was cancelled"):
+        fetch(f"http://localhost:{unanswered}/video", policy(timeout_s=30.0), tmp_path / "v",
+              cancelled)  # fmt: skip
+    stopped = time.monotonic() - start
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
+        fetch(f"http://localhost:{server}/late-redirect/{unanswered}", policy(timeout_s=1.0),
+              tmp_path / "v")  # fmt: skip
+    cut = time.monotonic() - start
+    print(f"a connect never answered: stopped {stopped:.2f} s after a fetch began that was "
+          f"cancelled at 0.5 s; cut {cut:.2f} s after one with 1 s began")  # fmt: skip
+    assert stopped < 1.5 and cut < 1.5
+    assert sources._downloads == 0
+
+
+@pytest.mark.alone
+def test_a_resolver_that_never_answers_is_cut_at_the_deadline(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A host name's lookup had no bound of its own: a resolver that does not answer (glibc
+    waits 5 s per server and try) held the download as long as it took."""
+    answer = threading.Event()
+    lookup = socket.getaddrinfo
+
+    def unanswered_lookup(*args: Any, **kwargs: Any) -> Any:
+        answer.wait(30)
+        return lookup(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered_lookup)
+    # Private addresses refused, so the host is looked up before any connect.
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="did not arrive within 1 s"):
+        fetch(f"http://localhost:{server}/video",
+              SourcePolicy(http_hosts=["localhost"], timeout_s=1.0), tmp_path / "v")  # fmt: skip
+    cut = time.monotonic() - start
+    answer.set()
+    print(f"a lookup never answered: cut {cut:.2f} s after a fetch with 1 s began")
+    assert cut < 1.5 and sources._downloads == 0

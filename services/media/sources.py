@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import http.client
 import ipaddress
+import os
+import selectors
 import socket
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,15 +109,17 @@ def _private(address: str) -> bool:
     return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
 
 
-def _check_host(host: str, policy: SourcePolicy) -> None:
+def _check_allowed(host: str, policy: SourcePolicy) -> None:
     if host not in policy.http_hosts:
         raise PermissionDeniedError(f"host {host[:100]} is not on this server's allow-list")
+
+
+def _check_host(host: str, policy: SourcePolicy, watch: _Watch) -> None:
+    """An allowed host, resolving (within the download's bounds) to no private address."""
+    _check_allowed(host, policy)
     if policy.allow_private_addresses:
         return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise MediaNotFoundError(f"host {host} cannot be resolved") from None
+    addresses = {info[4][0] for info in watch.resolve(host, None)}
     if any(_private(str(address)) for address in addresses):
         raise PermissionDeniedError(f"host {host} resolves to a private address")
 
@@ -122,8 +127,9 @@ def _check_host(host: str, policy: SourcePolicy) -> None:
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     """Every hop of a redirect is held to the same rules as the first URL."""
 
-    def __init__(self, policy: SourcePolicy):
+    def __init__(self, policy: SourcePolicy, watch: _Watch):
         self.policy = policy
+        self.watch = watch
 
     def redirect_request(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
@@ -132,17 +138,20 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         parsed = parse_uri(newurl)
         if parsed.scheme not in ("http", "https"):
             raise PermissionDeniedError("a redirect away from http(s) is not followed")
-        _check_host(parsed.hostname or "", self.policy)
+        _check_host(parsed.hostname or "", self.policy, self.watch)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class _Watch:
-    """A download's sockets, closed from outside once its deadline passes or it is cancelled:
-    a source answering its headers a line at a time would otherwise hold the request (each
-    read waits up to `timeout_s`, and the deadline and the cancel are checked only between
-    reads of the body)."""
+    """A download's bounds, its deadline and its cancel, held while it resolves, connects and
+    reads. Its sockets are closed from outside once the deadline passes or the download is
+    cancelled: a source answering its headers a line at a time would otherwise hold the
+    request (each read waits up to `timeout_s`, and the deadline and the cancel are checked
+    only between reads of the body)."""
 
-    def __init__(self, deadline: float, cancelled: threading.Event):
+    def __init__(self, uri: str, timeout_s: float, deadline: float, cancelled: threading.Event):
+        self.uri = uri
+        self.timeout_s = timeout_s
         self.deadline = deadline
         self.cancelled = cancelled
         self.sockets: list[socket.socket] = []
@@ -167,21 +176,96 @@ class _Watch:
                             sock.shutdown(socket.SHUT_RDWR)
                 return
 
-    def verdict(self, uri: str, timeout_s: float) -> BgmError | None:
+    def verdict(self) -> BgmError | None:
         """Why the download was stopped from outside, if it was."""
-        if not self.tripped:
-            return None
+        return self._stop() if self.tripped else None
+
+    def _stop(self) -> BgmError:
         if self.cancelled.is_set():
-            return CancelledError(f"the download of {uri} was cancelled")
-        return DeadlineExceededError(f"{uri} did not arrive within {timeout_s:g} s")
+            return CancelledError(f"the download of {self.uri} was cancelled")
+        return DeadlineExceededError(f"{self.uri} did not arrive within {self.timeout_s:g} s")
+
+    def _wait(self, ready: Callable[[float], bool]) -> None:
+        """Call `ready` with at most WATCH_S to wait until it says so; stop at the deadline or
+        a cancel."""
+        while True:
+            if self.cancelled.is_set() or time.monotonic() >= self.deadline:
+                raise self._stop()
+            if ready(min(WATCH_S, max(self.deadline - time.monotonic(), 0.0))):
+                return
+
+    def resolve(self, host: str, port: int | None) -> list[Any]:
+        """getaddrinfo, waited on only until the deadline or a cancel: the resolver sets its
+        own time (5 s per server and try with glibc's defaults, and more where it is told),
+        which a download's bounds must not wait out. A lookup left waiting ends on its own
+        thread."""
+        answer: list[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except OSError as error:
+                answer.append(error)
+            done.set()
+
+        threading.Thread(target=run, name="bgm-resolve", daemon=True).start()
+        self._wait(done.wait)
+        if isinstance(answer[0], OSError):
+            raise MediaNotFoundError(f"host {host} cannot be resolved") from None
+        infos: list[Any] = answer[0]
+        return infos
+
+    def connect(self, address: tuple[str, int], timeout: float | None) -> socket.socket:
+        """socket.create_connection, bounded by the deadline and a cancel: a blocking connect
+        to an address that never answers waits its whole timeout, which a deadline near
+        its end, a redirect or a cancel cannot cut short (the socket is not the watch's
+        until it connects)."""
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in self.resolve(*address):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._connect(sock, sockaddr)
+            except OSError as error:
+                sock.close()
+                last = error
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.settimeout(timeout)
+            self.add(sock)
+            return sock
+        raise last or OSError(f"{address[0]} has no address to connect to")
+
+    def _connect(self, sock: socket.socket, sockaddr: Any) -> None:
+        sock.setblocking(False)
+        code = sock.connect_ex(sockaddr)
+        if code in (errno.EINPROGRESS, errno.EAGAIN):
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_WRITE)
+                self._wait(lambda wait: bool(selector.select(wait)))
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
 
 
 def _checked_connection(
     base: type[http.client.HTTPConnection], policy: SourcePolicy, watch: _Watch
 ) -> Any:
     class CheckedConnection(base):  # type: ignore[valid-type, misc]
-        """Refuses, once connected, a peer address the policy does not allow; hands its
-        socket to the download's watch."""
+        """Connects within the download's bounds (`_Watch.connect`), which then holds its
+        socket; refuses, once connected, a peer address the policy does not allow."""
+
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            # http.client's one seam for how it opens the socket (plain, and under TLS).
+            self._create_connection = self._connect_within_bounds
+
+        @staticmethod
+        def _connect_within_bounds(address: tuple[str, int], timeout: float | None,
+                                   *_: Any) -> socket.socket:  # fmt: skip
+            return watch.connect(address, timeout)
 
         def connect(self) -> None:
             super().connect()
@@ -268,7 +352,7 @@ def fetch(
         return path
     parsed = parse_uri(uri)
     if parsed.scheme in ("http", "https"):
-        _check_host(parsed.hostname or "", policy)
+        _check_allowed(parsed.hostname or "", policy)
         return _download(uri, policy, destination, stop)
     if parsed.scheme in ("s3", "gs"):
         raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
@@ -304,19 +388,20 @@ def _download(
 def _download_within(
     uri: str, policy: SourcePolicy, destination: Path, deadline: float, cancelled: threading.Event
 ) -> Path:
-    watch = _Watch(deadline, cancelled)
+    watch = _Watch(uri, policy.timeout_s, deadline, cancelled)
     opener = urllib.request.build_opener(
-        _CheckedRedirects(policy), _CheckedHttp(policy, watch), _CheckedHttps(policy, watch)
+        _CheckedRedirects(policy, watch), _CheckedHttp(policy, watch), _CheckedHttps(policy, watch)
     )
     try:
+        _check_host(urllib.parse.urlparse(uri).hostname or "", policy, watch)
         _fetched(opener, uri, policy, destination, deadline, cancelled)
     except (BgmError, OSError) as error:
         # A read the watch broke off: its verdict, not the broken read's.
-        raise watch.verdict(uri, policy.timeout_s) or error from None
+        raise watch.verdict() or error from None
     finally:
         watch.done.set()
     # A body the watch broke off reads as ended.
-    stopped = watch.verdict(uri, policy.timeout_s)
+    stopped = watch.verdict()
     if stopped is not None:
         raise stopped
     return destination
