@@ -144,6 +144,8 @@ class Studio:
             task = asyncio.ensure_future(work())
             self.pending[key] = task
             task.add_done_callback(lambda _: self.pending.pop(key, None))
+            # Seen here, whoever awaits it: all who asked may have left.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
         result: T = await asyncio.shield(task)
         return result
 
