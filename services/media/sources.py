@@ -216,7 +216,7 @@ class _Watch:
         infos: list[Any] = answer[0]
         return infos
 
-    def connect(self, address: tuple[str, int], timeout: float | None) -> socket.socket:
+    def connect(self, address: tuple[str, int], timeout: object) -> socket.socket:
         """socket.create_connection, bounded by the deadline and a cancel: a blocking connect
         to an address that never answers waits its whole timeout, which a deadline near
         its end, a redirect or a cancel cannot cut short (the socket is not the watch's
@@ -233,7 +233,9 @@ class _Watch:
             except BaseException:
                 sock.close()
                 raise
-            sock.settimeout(timeout)
+            # http.client's default is a marker object for the process's default timeout.
+            sock.settimeout(timeout if isinstance(timeout, float | int) else
+                            socket.getdefaulttimeout())  # fmt: skip
             self.add(sock)
             return sock
         raise last or OSError(f"{address[0]} has no address to connect to")
@@ -263,7 +265,7 @@ def _checked_connection(
             self._create_connection = self._connect_within_bounds
 
         @staticmethod
-        def _connect_within_bounds(address: tuple[str, int], timeout: float | None,
+        def _connect_within_bounds(address: tuple[str, int], timeout: object,
                                    *_: Any) -> socket.socket:  # fmt: skip
             return watch.connect(address, timeout)
 
