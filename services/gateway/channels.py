@@ -76,13 +76,23 @@ class ServiceChannel:
 
     @property
     def stub(self) -> Any:
+        self._renew()
+        return self._stub
+
+    def serialized_stream(self, method: str, response: Any) -> grpc.aio.UnaryStreamMultiCallable:
+        """The server-streaming `method` ("/package.Service/Method"), called with its request
+        already serialized (a long one is serialized off the event loop), answering
+        `response` messages."""
+        self._renew()
+        return self.channel.unary_stream(method, response_deserializer=response.FromString)
+
+    def _renew(self) -> None:
         if self.credentials is not None and self.credentials.reloaded() is not None:
             retired, self.channel = self.channel, self._open()
             self._stub = self.stub_class(self.channel)
             task = asyncio.get_running_loop().create_task(retired.close(self.retire_after_s))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-        return self._stub
 
     async def close(self) -> None:
         for task in list(self._retiring):

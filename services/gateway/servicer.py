@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import BinaryIO, Self, TypeVar
 
 import grpc
 
@@ -73,13 +73,16 @@ from services.rules import check_analysis, check_description, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
+    LongMessages,
     PerClientLimit,
     RequestRecord,
     observed,
+    timeline_items,
 )
 from services.vocabulary import Vocabulary, load_vocabulary
 
 SERVICE = "bgm.v1.Gateway"
+GENERATE = "/bgm.v1.Generator/Generate"
 # The staging folders' owner, for the start-up sweep.
 SCRATCH_OWNER = "gateway"
 # How often the gateway checks that the tagger and the generator answer.
@@ -92,6 +95,7 @@ TAGGER_LENGTH_SLACK_S = 1.0
 STAGING_CHECK_BYTES = 64 * 1024**2
 STAGING_RETRY_S = 30.0
 log = logging.getLogger("bgm")
+Answer = TypeVar("Answer")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -128,6 +132,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             retire_after_s=max(config.generate_timeout_s, config.describe_timeout_s))  # fmt: skip
         self._slots = asyncio.Semaphore(max_concurrent)
         self._per_client = PerClientLimit(config.max_requests_per_client)
+        self._long = LongMessages()
 
     @classmethod
     def from_config(cls, config: BgmConfig) -> Self:
@@ -186,8 +191,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._staged_source(request, context, record) as (_, uri, _),
             self._slots,
         ):
-            message, _ = await self._analysis(uri, request.prompt, listen=True)
-            return gateway_pb2.GatewayAnalyzeResponse(analysis=message)
+            response, _ = await self._analysis(
+                uri, request.prompt, True, lambda m: gateway_pb2.GatewayAnalyzeResponse(analysis=m)
+            )
+            return response
 
     @contextlib.asynccontextmanager
     async def _staged_source(
@@ -209,24 +216,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 yield video, shared_uri, folder
 
     async def _analysis(
-        self, tagger_uri: str, prompt: str, listen: bool
-    ) -> tuple[common_pb2.VideoAnalysis, VideoAnalysis]:
+        self,
+        tagger_uri: str,
+        prompt: str,
+        listen: bool,
+        answer: Callable[[common_pb2.VideoAnalysis], Answer],
+    ) -> tuple[Answer, VideoAnalysis]:
         """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`,
-        as it came and as domain types, held to the tagger's contract (`check_analysis`): a
-        swapped-in tagger's broken answer would otherwise reach the caller, or come back from
-        the generator as INVALID_ARGUMENT on a field the caller never sent."""
+        held to the tagger's contract (`check_analysis`; a swapped-in tagger's broken answer
+        would otherwise reach the caller, or come back from the generator as
+        INVALID_ARGUMENT on a field the caller never sent): the message `answer` makes of it
+        for the caller (its copy of a long analysis, like its conversion, is made off the
+        event loop: 0.1 s for the tagger's most), and its domain types."""
         reply = await self.tagger_channel.stub.Analyze(
             tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                       prompt=prompt, skip_speech=not listen),
             timeout=self.config.analyze_timeout_s,
             metadata=self.tagger_metadata,
         )  # fmt: skip
-        analysis = analysis_from_proto(reply.analysis)
+        message = reply.analysis
+
+        def read() -> tuple[Answer, VideoAnalysis]:
+            analysis = self._checked_analysis(message)
+            return answer(message), analysis
+
+        return await self._long.convert(timeline_items(message), read)
+
+    def _checked_analysis(self, message: common_pb2.VideoAnalysis) -> VideoAnalysis:
+        analysis = analysis_from_proto(message)
         try:
             check_analysis(analysis, self.vocabulary)
         except InvalidInputError as error:
             raise DownstreamError(f"the tagger's analysis: {error}") from None
-        return reply.analysis, analysis
+        return analysis
 
     async def ScoreUpload(
         self,
@@ -469,15 +491,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Music that replaces the video's sound has no use for its speech: the tagger
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
-            analysis_message, analysis = await self._analysis(tagger_uri, controls.prompt,
-                                                              listen)  # fmt: skip
+            analysis_event, analysis = await self._analysis(
+                tagger_uri, controls.prompt, listen, lambda m: gateway_pb2.ScoreEvent(analysis=m)
+            )
             if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
                 # The request was admitted and booked at the video's own length.
                 raise DownstreamError(
                     f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
                     f"of {probed_s:g} s"
                 )
-            yield gateway_pb2.ScoreEvent(analysis=analysis_message)
+            yield analysis_event
             yield _progress("composition", 0.35)
             brief = make_brief(
                 analysis,
@@ -528,12 +551,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
         """Progress events while the generator works, then the best-ranked candidate's music
         (the only one, for one candidate)."""
-        call = self.generator_channel.stub.Generate(
-            generator_pb2.GenerateRequest(brief=brief_to_proto(brief), stems=brief.stems,
-                                          candidates=candidates),
-            timeout=self.config.generate_timeout_s,
-            metadata=self.generator_metadata,
-        )  # fmt: skip
+        request = await self._long.convert(
+            timeline_items(brief),
+            lambda: generator_pb2.GenerateRequest(
+                brief=brief_to_proto(brief), stems=brief.stems, candidates=candidates
+            ).SerializeToString(),
+        )
+        generate = self.generator_channel.serialized_stream(
+            GENERATE, generator_pb2.GenerateResponse
+        )
+        call = generate(request, timeout=self.config.generate_timeout_s,
+                        metadata=self.generator_metadata)  # fmt: skip
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []
         composed = 0.0

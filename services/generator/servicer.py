@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Self
 
 import grpc
@@ -22,20 +21,13 @@ from services.generator.backend import GenerationJob, GeneratorBackend, JobResul
 from services.generator.candidates import candidate_jobs, ranked
 from services.progress import Heartbeat
 from services.rules import MAX_CANDIDATES
-from services.serving import Cancellation, observed
+from services.serving import Cancellation, LongMessages, observed, timeline_items
 
 SERVICE = "bgm.v1.Generator"
 
 # Generates a batch of jobs off the event loop. The default runs the backend's generate_batch
 # in a thread; the Ray app passes one that pools jobs from concurrent requests (@serve.batch).
 BatchRunner = Callable[[list[GenerationJob]], Awaitable[list[JobResult]]]
-
-# Reading a brief (the edge check, then its domain types) costs about 15 us an item: 0.6 s
-# for one at the limits (40,000 segments and cuts). A brief longer than this is read off the
-# event loop, one at a time: reading holds the interpreter, so several at once only take
-# turns with the loop (three 40 MB briefs at once had kept it from another caller for up to
-# 0.9 s; one at a time, 0.2 s). A shorter one is read at once (a few milliseconds).
-LONG_BRIEF_ITEMS = 200
 
 
 def run_batch(backend: GeneratorBackend, jobs: list[GenerationJob]) -> list[JobResult]:
@@ -65,7 +57,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.schema = EdgeSchema(limits)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._run = batch_runner or self._in_thread
-        self._long_briefs = ThreadPoolExecutor(1, thread_name_prefix="long-briefs")
+        self._long = LongMessages()
 
     @classmethod
     def from_config(
@@ -86,11 +78,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
     async def _brief(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
         """The request checked at the edge, and its brief."""
-        message = request.brief
-        if len(message.segments) + len(message.cuts) + len(message.speech) <= LONG_BRIEF_ITEMS:
-            return self._read(request)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._long_briefs, self._read, request)
+        return await self._long.convert(timeline_items(request.brief),
+                                        lambda: self._read(request))  # fmt: skip
 
     def _read(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
         self.schema.check(request)
