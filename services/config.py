@@ -383,6 +383,9 @@ class StudioConfig(StrictModel):
     max_session_bytes: int = Field(16 * 1024**3, gt=0)
     max_session_items: int = Field(100, ge=1)  # videos and scores
     max_running_scores: int = Field(2, ge=1)
+    # Scores running at once for one address, whatever its sessions: a visitor who drops the
+    # cookie gets a new session, and the gateway counts the whole studio as one client.
+    max_running_scores_per_address: int = Field(4, ge=1)
     # The studio takes no upload and starts no score while its disk has less free than this
     # (a visitor who drops the cookie starts a new session, with a quota of its own).
     min_free_bytes: int = Field(2 * 1024**3, ge=0)

@@ -177,7 +177,7 @@ def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path)
     clip = write_video(tmp_path / "clip.mp4", [Shot(1.0, hue=0.2), Shot(1.0, hue=0.6)])
     size = clip.path.stat().st_size
     config = StudioConfig(folder=tmp_path / "studio", max_session_bytes=2 * size + size // 2,
-                          max_running_scores=1)  # fmt: skip
+                          max_running_scores=1, max_running_scores_per_address=1)  # fmt: skip
     with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
         client.get("/")
         first, second = (client.post("/api/videos", content=clip.path.read_bytes()).json()
@@ -194,6 +194,12 @@ def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path)
         job = client.post("/api/scores", json={"video_id": third["id"]}).json()["id"]
         busy = client.post("/api/scores", json={"video_id": second["id"]})
         assert busy.status_code == 429 and busy.json()["code"] == "RESOURCE_EXHAUSTED"
+        # A new session (a dropped cookie) from the same address waits too.
+        other = TestClient(client.app)
+        theirs = other.post("/api/videos", content=clip.path.read_bytes()).json()
+        elsewhere = other.post("/api/scores", json={"video_id": theirs["id"]})
+        assert elsewhere.status_code == 429 and "this address" in elsewhere.json()["message"]
+        assert other.delete(theirs["url"]).status_code == 200
         assert client.delete(f"/api/scores/{job}").status_code == 409
         assert client.delete(third["url"]).status_code == 409
         assert events(client, job)[-1]["type"] == "done"

@@ -82,6 +82,8 @@ class Job:
     state: str = "running"  # running, done, failed
     # What its results take on disk, counted when it ends (and when its stems are zipped).
     bytes: int = 0
+    # The address it was asked from.
+    address: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "video_id": self.video_id, "state": self.state,
@@ -162,6 +164,13 @@ class Studio:
                 return "the studio's disk is nearly full: try again later"
             session.held_bytes += size
         return None
+
+    def running_from(self, address: str) -> int:
+        """Scores running that `address` asked for, in any session."""
+        with self.lock:
+            sessions = list(self.sessions.values())
+        return sum(job.state == "running" and job.address == address
+                   for session in sessions for job in session.jobs.values())  # fmt: skip
 
     def release(self, session: Session, size: int) -> None:
         with self.lock:
@@ -466,6 +475,11 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if session.running() >= config.max_running_scores:
             return _error(429, f"this session has {config.max_running_scores} scores running: "
                                "wait for one to end")  # fmt: skip
+        address = request.client.host if request.client else ""
+        most = config.max_running_scores_per_address
+        if studio.running_from(address) >= most:
+            return _error(429, f"{most} scores asked from this address are running: wait for "
+                               "one to end")  # fmt: skip
         refusal = studio.room_refusal(session)
         if refusal:
             return _error(507, refusal)
@@ -488,7 +502,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         job_id = secrets.token_hex(6)
         folder = session.folder / "jobs" / job_id
         folder.mkdir(parents=True)
-        job = Job(job_id, entry["id"], folder, {k: body[k] for k in SETTINGS if k in body})
+        job = Job(job_id, entry["id"], folder, {k: body[k] for k in SETTINGS if k in body},
+                  address=address)  # fmt: skip
         session.jobs[job_id] = job
         keep = bool(body.get("keep_original_audio", False))
         threading.Thread(target=studio.run_job,
