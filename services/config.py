@@ -386,6 +386,8 @@ class StudioConfig(StrictModel):
     # Scores running at once for one address, whatever its sessions: a visitor who drops the
     # cookie gets a new session, and the gateway counts the whole studio as one client.
     max_running_scores_per_address: int = Field(4, ge=1)
+    # Event streams (a score's progress) one session holds open at once.
+    max_event_streams: int = Field(16, ge=1)
     # The studio takes no upload and starts no score while its disk has less free than this
     # (a visitor who drops the cookie starts a new session, with a quota of its own).
     min_free_bytes: int = Field(2 * 1024**3, ge=0)

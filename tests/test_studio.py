@@ -279,3 +279,49 @@ def test_asked_at_once_an_analysis_and_a_zip_are_made_once(
         assert {z.status_code for z in zips} == {200} and calls["zip"] == 1
         assert len({z.content for z in zips}) == 1
         assert zipfile.ZipFile(io.BytesIO(zips[0].content)).namelist()
+
+
+def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
+    """A score's event stream had looked for news ten times a second (a thousand open took 7%
+    of a core), and one session could open any number. Streams now wait for news, and a
+    session holds at most max_event_streams open."""
+    import asyncio
+    from contextlib import ExitStack
+
+    from services.studio.app import Job
+
+    config = StudioConfig(folder=tmp_path / "studio", max_event_streams=2)
+    app = create_app(config, GatewayLink("127.0.0.1:1"))  # no call reaches a gateway
+    with TestClient(app) as client:
+        client.get("/")
+        session = app.state.studio.sessions[client.cookies["bgm_studio"]]
+        assert client.portal is not None  # the app runs on the portal's loop
+        loop = client.portal.call(asyncio.get_running_loop)
+        job = Job("j1", "v1", tmp_path / "j1", {}, loop=loop)
+        session.jobs[job.id] = job
+        job.publish({"type": "progress", "fraction": 0.1})
+        url = f"/api/scores/{job.id}/events"
+        received: list[list[dict]] = [[], []]
+        with ExitStack() as open_streams:
+            streams = [open_streams.enter_context(client.stream("GET", url)) for _ in range(2)]
+            third = client.get(url)
+            assert third.status_code == 429 and third.json()["code"] == "RESOURCE_EXHAUSTED"
+
+            def read(index: int) -> None:
+                for line in streams[index].iter_lines():
+                    if line.startswith("data: "):
+                        received[index].append(json.loads(line[6:]))
+
+            readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in (0, 1)]
+            for reader in readers:
+                reader.start()
+            time.sleep(0.2)
+            job.publish({"type": "progress", "fraction": 0.5})
+            job.publish({"type": "done", "files": []}, "done")
+            for reader in readers:
+                reader.join(timeout=5)
+            assert not any(reader.is_alive() for reader in readers)
+        kinds = [[e["type"] for e in events] for events in received]
+        assert kinds == [["progress", "progress", "done"]] * 2
+        # Ended streams are no longer counted.
+        assert [e["type"] for e in events(client, job.id)] == ["progress", "progress", "done"]

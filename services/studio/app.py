@@ -48,8 +48,6 @@ SAMPLES = {"sample": "The project's sample: 20 s of calm, busy and closing shots
 # Names of a job's downloads.
 VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mid", "stems"
 SAFE_NAME = re.compile(r"[^\w.-]+")
-# How often an event stream looks for news.
-POLL_S = 0.1
 # A session that holds nothing is forgotten after this many seconds unused.
 EMPTY_SESSION_S = 600.0
 # A score request is a few controls: a body past this is refused unread (a 20 MB prompt had
@@ -84,6 +82,36 @@ class Job:
     bytes: int = 0
     # The address it was asked from.
     address: str = ""
+    # The loop its event streams wait on, and what wakes them: set (and replaced) once there
+    # is news, so a stream waits on the one that was current when it last looked. Streams had
+    # looked ten times a second each: a thousand open took 7% of a core.
+    loop: asyncio.AbstractEventLoop | None = None
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def publish(self, event: dict[str, Any], state: str = "running") -> None:
+        """From the job's thread: an event, the state the job is in after it, and its event
+        streams woken."""
+        self.events.append(event)
+        self.state = state
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the studio has stopped
+                self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        news, self.news = self.news, asyncio.Event()
+        news.set()
+
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+        """Its events so far, then each as it comes, until it ends."""
+        sent = 0
+        while True:
+            news = self.news
+            while sent < len(self.events):
+                yield self.events[sent]
+                sent += 1
+            if self.state != "running":
+                return
+            await news.wait()
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "video_id": self.video_id, "state": self.state,
@@ -98,6 +126,8 @@ class Session:
     used: float = field(default_factory=time.monotonic)
     # What its videos and results take on disk, an upload counted as it arrives.
     held_bytes: int = 0
+    # Event streams open.
+    streams: int = 0
 
     def new_video_path(self, name: str) -> Path:
         """Where a new video named `name` goes: a folder of its own, named by its id."""
@@ -239,8 +269,7 @@ class Studio:
         with self.lock:
             job.bytes = size
             session.held_bytes += size
-        job.events.append(outcome)
-        job.state = state
+        job.publish(outcome, state)
 
     def _score(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
                lufs: float) -> None:  # fmt: skip
@@ -250,7 +279,7 @@ class Studio:
             message = getattr(event, which)
             body = analysis_json(message) if which in ("analysis", "result") else (
                 MessageToDict(message, preserving_proto_field_name=True))  # fmt: skip
-            job.events.append({"type": which, **body})
+            job.publish({"type": which, **body})
 
         options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
                                 stems_dir=job.folder / STEMS_DIR, lufs=lufs,
@@ -503,7 +532,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         folder = session.folder / "jobs" / job_id
         folder.mkdir(parents=True)
         job = Job(job_id, entry["id"], folder, {k: body[k] for k in SETTINGS if k in body},
-                  address=address)  # fmt: skip
+                  address=address, loop=asyncio.get_running_loop())  # fmt: skip
         session.jobs[job_id] = job
         keep = bool(body.get("keep_original_audio", False))
         threading.Thread(target=studio.run_job,
@@ -517,15 +546,17 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if job is None:
             return _error(404, "no such job in this session")
 
+        if session.streams >= config.max_event_streams:
+            return _error(429, f"this session has {config.max_event_streams} event streams "
+                               "open: close one first")  # fmt: skip
+        session.streams += 1
+
         async def stream() -> AsyncIterator[str]:
-            sent = 0
-            while True:
-                while sent < len(job.events):
-                    yield f"data: {json.dumps(job.events[sent])}\n\n"
-                    sent += 1
-                if job.state != "running" and sent == len(job.events):
-                    return
-                await asyncio.sleep(POLL_S)
+            try:
+                async for event in job.stream():
+                    yield f"data: {json.dumps(event)}\n\n"
+            finally:
+                session.streams -= 1
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})  # fmt: skip
