@@ -304,11 +304,14 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
         received: list[list[dict]] = [[], []]
         with ExitStack() as open_streams:
             streams = [open_streams.enter_context(client.stream("GET", url)) for _ in range(2)]
+            lines = [stream.iter_lines() for stream in streams]
+            for index, stream_lines in enumerate(lines):  # each has begun: it sent the first
+                received[index].append(json.loads(next(stream_lines)[6:]))
             third = client.get(url)
             assert third.status_code == 429 and third.json()["code"] == "RESOURCE_EXHAUSTED"
 
             def read(index: int) -> None:
-                for line in streams[index].iter_lines():
+                for line in lines[index]:
                     if line.startswith("data: "):
                         received[index].append(json.loads(line[6:]))
 

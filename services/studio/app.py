@@ -549,9 +549,10 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if session.streams >= config.max_event_streams:
             return _error(429, f"this session has {config.max_event_streams} event streams "
                                "open: close one first")  # fmt: skip
-        session.streams += 1
 
         async def stream() -> AsyncIterator[str]:
+            # Counted from its start: a stream whose caller leaves before it starts never ran.
+            session.streams += 1
             try:
                 async for event in job.stream():
                     yield f"data: {json.dumps(event)}\n\n"
