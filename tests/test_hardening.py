@@ -626,6 +626,26 @@ def test_a_cancelled_long_brief_frees_the_generator_within_a_second(servers, bea
     print(f"the generator stopped {time.monotonic() - deadline:.2f} s after the deadline")
 
 
+def _waits_while(
+    send: Callable[[], None], ask: Callable[[], Any], pause_s: float
+) -> tuple[list[float], float]:
+    """Three callers `send` at once while another keeps calling `ask` (`pause_s` apart): how
+    long each `ask` took, and how long it all took."""
+    senders = [threading.Thread(target=send) for _ in range(3)]
+    waits = []
+    started = time.monotonic()
+    for sender in senders:
+        sender.start()
+    while any(sender.is_alive() for sender in senders):
+        asked = time.monotonic()
+        ask()
+        waits.append(time.monotonic() - asked)
+        time.sleep(pause_s)
+    for sender in senders:
+        sender.join()
+    return waits, time.monotonic() - started
+
+
 @pytest.mark.slow
 @pytest.mark.alone
 def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
@@ -656,23 +676,16 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
     # Another caller's short brief (refused for the music it asks for, after it is read).
     short = generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
         duration_s=limits.max_music_s, sample_rate=48000), candidates=2)  # fmt: skip
-    waits, short_codes = [], []
+    short_codes = []
     with grpc.insecure_channel(servers.generator, options=own) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
         stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=30)
-        senders = [threading.Thread(target=send) for _ in range(3)]
-        started = time.monotonic()
-        for sender in senders:
-            sender.start()
-        while any(sender.is_alive() for sender in senders):
-            asked = time.monotonic()
+
+        def ask() -> None:
             stub.Describe(generator_pb2.GeneratorDescribeRequest(), timeout=30)
             short_codes.append(code_of(lambda: list(stub.Generate(short, timeout=30)))[0])
-            waits.append(time.monotonic() - asked)
-            time.sleep(0.02)
-        for sender in senders:
-            sender.join()
-        took = time.monotonic() - started
+
+        waits, took = _waits_while(send, ask, pause_s=0.02)
     assert [code for code, _ in codes] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3, codes
     assert all("14400 s" in details for _, details in codes), codes
     assert set(short_codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -1146,22 +1159,12 @@ def test_an_analysis_at_the_limits_leaves_the_gateway_answering_others(faulty, c
             stub = gateway_pb2_grpc.GatewayStub(channel)
             codes.append(code_of(lambda: list(stub.Score(request, timeout=60))))
 
-    waits: list[float] = []
     with grpc.insecure_channel(gateway, options=own) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         health.Check(health_pb2.HealthCheckRequest(), timeout=30)
-        senders = [threading.Thread(target=send) for _ in range(3)]
-        started = time.monotonic()
-        for sender in senders:
-            sender.start()
-        while any(sender.is_alive() for sender in senders):
-            asked = time.monotonic()
-            health.Check(health_pb2.HealthCheckRequest(), timeout=30)
-            waits.append(time.monotonic() - asked)
-            time.sleep(0.01)
-        for sender in senders:
-            sender.join()
-        took = time.monotonic() - started
+        waits, took = _waits_while(
+            send, lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=30), pause_s=0.01
+        )
     # Each was read, checked and sent to the generator, which refused it.
     assert len(codes) == 3 and all("refused by the test" in d for _, d in codes), codes
     print(f"{len(waits)} health checks in {took:.2f} s, the slowest {max(waits):.3f} s")
