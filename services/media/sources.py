@@ -395,7 +395,7 @@ def _download_within(
         _CheckedRedirects(policy, watch), _CheckedHttp(policy, watch), _CheckedHttps(policy, watch)
     )
     try:
-        _check_host(urllib.parse.urlparse(uri).hostname or "", policy, watch)
+        _check_host(parse_uri(uri).hostname or "", policy, watch)
         _fetched(opener, uri, policy, destination, deadline, cancelled)
     except (BgmError, OSError) as error:
         # A read the watch broke off: its verdict, not the broken read's.
