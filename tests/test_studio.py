@@ -110,6 +110,18 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     assert error["type"] == "error" and error["code"] == "INVALID_ARGUMENT"
     assert "polka" in error["message"] and "Traceback" not in json.dumps(error)
     assert client.post("/api/videos", content=b"").status_code == 400
+    # A name that is no file name ("." was the new video's folder, and its clean-up removed
+    # every video of the session) is kept under the default one.
+    for name in (".", "..", "", "..."):
+        odd = client.post("/api/videos", content=clip.path.read_bytes(),
+                          headers={"X-File-Name": name})  # fmt: skip
+        assert odd.status_code == 200 and odd.json()["name"] == "video.mp4", (name, odd.text)
+    assert client.get(uploaded["url"]).content == clip.path.read_bytes()
+    # JSON's 1e999 is infinity: no whole number of seeds or candidates.
+    for control in ("seed", "candidates"):
+        infinite = client.post("/api/scores", content=f'{{"video_id": "{uploaded["id"]}", '
+                                                      f'"{control}": 1e999}}')  # fmt: skip
+        assert infinite.status_code == 400, (control, infinite.text)
     sample = client.post("/api/samples/sample").json()
     assert client.get(sample["url"]).status_code == 200
     assert client.post("/api/samples/nothing").status_code == 404

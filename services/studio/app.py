@@ -48,6 +48,8 @@ SAMPLES = {"sample": "The project's sample: 20 s of calm, busy and closing shots
 # Names of a job's downloads.
 VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mid", "stems"
 SAFE_NAME = re.compile(r"[^\w.-]+")
+# An upload's name where the visitor's leaves no file name (empty, "." or "..").
+DEFAULT_VIDEO_NAME = "video.mp4"
 # A session that holds nothing is forgotten after this many seconds unused.
 EMPTY_SESSION_S = 600.0
 # A score request is a few controls: a body past this is refused unread (a 20 MB prompt had
@@ -358,6 +360,13 @@ STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "FAILED_PRECONDI
                 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
 
+def upload_name(asked: str) -> str:
+    """The file name an upload is kept under: the visitor's, made safe, and always a name in
+    its own folder ("." or ".." would be the folder or the session's videos)."""
+    name = SAFE_NAME.sub("_", asked)[-100:]
+    return name if name.strip(".") else DEFAULT_VIDEO_NAME
+
+
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
     return JSONResponse({"code": STATUS_CODES[status], "message": message,
                          "fields": [field] if field else []}, status_code=status)  # fmt: skip
@@ -396,7 +405,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
 
     async def upload(request: Request) -> Response:
         key, session = studio.session(request)
-        name = SAFE_NAME.sub("_", request.headers.get("x-file-name", "video.mp4"))[-100:]
+        name = upload_name(request.headers.get("x-file-name", ""))
         refusal = studio.room_refusal(session)
         if refusal:
             return _error(507, refusal, "video")
@@ -522,7 +531,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 seed=int(body.get("seed", 0)), candidates=int(body.get("candidates", 1)),
                 speech=str(body.get("speech", "auto")),
             )  # fmt: skip
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:  # 1e999 is JSON's infinity
             return _error(400, f"a control is not a number: {error}")
         try:
             lufs = float(body.get("lufs", -14.0))
