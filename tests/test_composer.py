@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+from collections import Counter
 
 import numpy as np
 import pretty_midi
@@ -887,3 +888,40 @@ def test_a_horn_takes_a_breath(generator, beat_analysis, genre):
     # Held past a bar (4 s) still, but never past a breath.
     assert any(length > 4.1 for length in lengths)
     assert max(lengths) <= BREATH_S["brass"] + 0.01
+
+
+def test_power_chords_and_the_bass_play_the_chord_s_own_fifth(generator, beat_analysis):
+    """A diminished chord's fifth is diminished: rock's power chord and the bass's fifth on
+    ii° in a minor key play it, not a perfect fifth from outside the key (Bb under the
+    guitar's own A over ii° in C# minor, a semitone apart)."""
+    # The opening's look comes back again and again: each other return is varied, one
+    # chord replaced by a relative (iv by ii°, SUBSTITUTES).
+    opening, other = Look(0.3, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.7, 0.6)
+    segments = [Segment(8.0 * i, 8.0 * (i + 1), 0.7, (opening, other)[i % 2], ["tense"])
+                for i in range(8)]  # fmt: skip
+    cuts = [Cut(s.start_s, "hard", 0.8) for s in segments[1:]]
+    diminished, wrong = Counter(), []
+    for genre, seed in itertools.product(("rock", "pop", "electronic", "hip-hop"), range(1, 7)):
+        brief = brief_for(beat_analysis, genre, seed=seed, key_is_fixed=True,
+                          duration_s=64.0, segments=segments, cuts=cuts)  # fmt: skip
+        brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, key="E minor"))
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        power = score.roles.of("comping") if score.style.comping_technique == "power" else ()
+        highest_power = score.style.register("power")[1] + 12
+        for span in score.arrangement.harmony:
+            if "°" not in span.chord.numeral:
+                continue
+            perfect_fifth = (span.chord.root + 7) % 12
+            for note in score.notes:
+                if not span.start <= note.start < span.end:
+                    continue
+                if note.instrument in power and note.pitch <= highest_power:
+                    diminished["power"] += 1
+                elif note.instrument == "bass":
+                    diminished["bass"] += 1
+                else:
+                    continue
+                if note.pitch % 12 == perfect_fifth:
+                    wrong.append((genre, seed, span.numeral, note.instrument, note.pitch))
+    assert diminished["power"] and diminished["bass"]
+    assert not wrong, (len(wrong), wrong[:4])

@@ -691,9 +691,9 @@ class Composer:
             if technique == "strum":
                 voicing = open_voicing(harmony, low)
             if technique == "power":
-                # Root, fifth and octave on the low strings.
+                # Root, the chord's fifth and octave on the low strings.
                 root = low + (harmony.root - low) % 12
-                voicing = (root, root + 7, root + 12)
+                voicing = (root, root + harmony.fifth, root + 12)
             up = technique == "strum" and (onset - start) % 1.0 > 1e-6
             order = list(reversed(voicing)) if up else list(voicing)
             spread = 0.03 if technique == "strum" else 0.0
@@ -727,7 +727,8 @@ class Composer:
             if symbol == "R":
                 pitch = root
             elif symbol == "5":
-                pitch = root + 7 if root + 7 <= bass_range[1] + 4 else root - 5
+                fifth = harmony.fifth
+                pitch = root + fifth if root + fifth <= bass_range[1] + 4 else root + fifth - 12
             elif symbol == "3":
                 pitch = root + harmony.intervals[1]
             elif symbol == "8":

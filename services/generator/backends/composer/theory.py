@@ -61,6 +61,12 @@ class Chord:
     def pitch_classes(self) -> tuple[int, ...]:
         return tuple((self.root + i) % 12 for i in self.intervals)
 
+    @property
+    def fifth(self) -> int:
+        """Semitones from the root to its fifth: 6 in a diminished chord, whose perfect fifth
+        lies outside the key."""
+        return self.intervals[2] if len(self.intervals) > 2 else 7
+
 
 def chord(numeral: str, key: Key) -> Chord:
     """A roman numeral in `key`: case gives the quality (IV major, iv minor, vii° diminished),
@@ -142,7 +148,7 @@ def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
     octaves."""
     root = low + (chord_.root - low) % 12
     third = chord_.intervals[1] if len(chord_.intervals) > 1 else 7
-    fifth = chord_.intervals[2] if len(chord_.intervals) > 2 else 7
+    fifth = chord_.fifth
     return (root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth)
 
 
