@@ -925,3 +925,21 @@ def test_power_chords_and_the_bass_play_the_chord_s_own_fifth(generator, beat_an
                     wrong.append((genre, seed, span.numeral, note.instrument, note.pitch))
     assert diminished["power"] and diminished["bass"]
     assert not wrong, (len(wrong), wrong[:4])
+
+
+@pytest.mark.parametrize("genre", [g for g in STYLES if STYLES[g].open_voicing])
+def test_an_open_voicing_keeps_to_its_part_s_register(generator, beat_analysis, genre):
+    """Drop-2 (the second voice from the top an octave down) widens a chord placed so that
+    the dropped voice stays in the part's register: ambient's pad had dropped G#2 under the
+    bass's A2, below the pad's register. (The final chord is voiced in the comping register,
+    so only the floor is checked.)"""
+    under = []
+    for seed in range(1, 7):
+        score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        for part in ("pad", "comping"):
+            low = score.style.register(part)[0]
+            players = [p for p in score.roles.of(part) if score.roles.parts_of(p) == [part]]
+            under += [(seed, n.instrument, n.pitch) for n in score.notes
+                      if n.instrument in players and n.pitch < low]  # fmt: skip
+    assert not under, (len(under), under[:4])

@@ -655,9 +655,10 @@ class Composer:
         return events
 
     def _voicing(self, player: str, harmony: Chord, low: int, high: int) -> tuple[int, ...]:
-        voicing = voice(harmony, self._voicings.get(player), low, high)
+        spread = self.style.open_voicing
+        voicing = voice(harmony, self._voicings.get(player), low, high, room_to_drop=spread)
         self._voicings[player] = voicing
-        if self.style.open_voicing and len(voicing) >= 3:
+        if spread and len(voicing) >= 3 and voicing[-2] - 12 >= low:
             # Drop-2: the second voice from the top an octave down, for a wider sound.
             return tuple(sorted((*voicing[:-2], voicing[-2] - 12, voicing[-1])))
         return voicing

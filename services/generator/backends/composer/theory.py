@@ -95,9 +95,18 @@ def chord(numeral: str, key: Key) -> Chord:
     return Chord(numeral, root, intervals)
 
 
-def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) -> tuple[int, ...]:
+def voice(
+    chord_: Chord,
+    previous: tuple[int, ...] | None,
+    low: int,
+    high: int,
+    room_to_drop: bool = False,
+) -> tuple[int, ...]:
     """MIDI pitches for `chord_` within [low, high], moving as little as possible from
-    `previous` (smooth voice leading); without one, centred in the range."""
+    `previous` (smooth voice leading); without one, centred in the range. With
+    `room_to_drop`, a voicing whose second voice from the top can be dropped an octave and stay
+    in the range is taken where the range holds one (a drop-2 voicing from a chord near the
+    floor had sounded under the bass)."""
     classes = chord_.pitch_classes
     centre = (low + high) / 2
     candidates: list[tuple[int, ...]] = []
@@ -117,9 +126,12 @@ def voice(chord_: Chord, previous: tuple[int, ...] | None, low: int, high: int) 
                 pitches = [p + 12 for p in pitches]
     if not candidates and len(chord_.intervals) > 3:
         # A seventh or ninth that does not fit the register is left out, as a player would.
-        return voice(Chord(chord_.numeral, chord_.root, chord_.intervals[:3]), previous, low, high)
+        triad = Chord(chord_.numeral, chord_.root, chord_.intervals[:3])
+        return voice(triad, previous, low, high, room_to_drop)
     if not candidates:
         raise ValueError(f"range {low}..{high} too small for {chord_.numeral}")
+    if room_to_drop:
+        candidates = [c for c in candidates if c[-2] - 12 >= low] or candidates
 
     def cost(candidate: tuple[int, ...]) -> float:
         if previous is None:
