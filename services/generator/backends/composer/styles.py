@@ -730,7 +730,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.45,
             melody_grid=4,
             melody_range=(64, 86),
-            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (72, 91)},
+            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (60, 79)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             production=production.ELECTRONIC,
@@ -1081,7 +1081,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.5,
             melody_grid=2,
             melody_range=(62, 86),
-            registers={"bass": (28, 45), "comping": (50, 74), "pulse": (62, 84), "pad": (52, 74)},
+            registers={"bass": (28, 45), "comping": (50, 74), "pulse": (55, 76), "pad": (52, 74)},
             ghost_notes=0.05,
             production=production.FOLK,
             # The fiddle's and the open strings' keys.
