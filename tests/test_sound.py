@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+import pretty_midi
 import pytest
 
 from services.config import ComposerConfig
@@ -347,6 +348,30 @@ def test_every_part_sounds_at_its_roles_level_whatever_the_bank(
     levels = balance.stem_levels(music.stems, music.sample_rate, roles, STYLES[genre].production)
     for name, (heard, asked) in levels.items():
         assert abs(heard - asked) <= 2.0, (name, heard, asked)
+
+
+def test_rock_s_lead_is_a_second_guitarist_over_the_rhythm_guitar(generator, beat_analysis):
+    """One guitarist cannot strum power chords and play the lead at once: rock's tune is a
+    second guitar's, on its own track and stem, at the melody's level over the rhythm
+    guitar's chords at the comping level (rock's: 2 LU under). One guitar had played both,
+    at one level, so the chords (a review counted 786 of 876 sounding under the tune) stood
+    as loud as the lead."""
+    brief = brief_for(beat_analysis, "rock", duration_s=16.0, stems=True)
+    music = generator.generate(brief)
+    assert set(music.stems) == set(music.plan.instruments) >= {"electric-guitar", "lead-guitar"}
+    assert generator.tracks(brief) == 1 + len(music.stems)
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    tracks = {track.name: track for track in song.instruments}
+    lead, rhythm = tracks["lead-guitar"].notes, tracks["electric-guitar"].notes
+    low, high = STYLES["rock"].melody_range
+    assert lead and all(low <= note.pitch <= high for note in lead)
+    assert np.median([n.pitch for n in rhythm]) < min(n.pitch for n in lead)
+    assert len({round(n.start, 3) for n in rhythm}) > len(lead)  # chords, struck often
+    roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+    levels = balance.stem_levels(music.stems, music.sample_rate, roles, STYLES["rock"].production)
+    assert levels["lead-guitar"][0] - levels["electric-guitar"][0] >= 1.0, levels
+    for heard, asked in levels.values():
+        assert abs(heard - asked) <= 2.0, levels
 
 
 def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():

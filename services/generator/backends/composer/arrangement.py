@@ -20,7 +20,13 @@ import numpy as np
 
 from services.domain import Look, MusicTags
 from services.generator.backends.composer import styles as drum_keys
-from services.generator.backends.composer.styles import PARTS, PLAYABLE, Pattern, Style
+from services.generator.backends.composer.styles import (
+    PARTS,
+    PLAYABLE,
+    SECOND_PLAYERS,
+    Pattern,
+    Style,
+)
 from services.generator.backends.composer.theory import (
     Chord,
     Key,
@@ -41,9 +47,11 @@ BREATH_S = {"brass": 8.0, "woodwinds": 8.0}
 # Which part an instrument the casting left over doubles.
 DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody",
            "plucks": "pulse", "synth": "pulse", "piano": "comping", "acoustic-guitar": "comping",
-           "electric-guitar": "comping", "bass": "bass", "drums": "drums"}  # fmt: skip
-# Parts that may be played by an instrument that already plays another (a lead guitar that
-# also strums), when no other instrument of the band can.
+           "electric-guitar": "comping", "bass": "bass", "drums": "drums",
+           "lead-guitar": "melody"}  # fmt: skip
+# Parts that may be played by an instrument that already plays another, when no other
+# instrument of the band can: by the same player (a pianist's two hands), or by a second
+# player of it where one could not play both (styles.SECOND_PLAYERS).
 SHAREABLE = ("melody", "comping")
 # Picture instruments the genre admits as colour, at most.
 MAX_COLOURS = 2
@@ -108,6 +116,11 @@ class Roles:
     def parts_of(self, instrument: str) -> list[str]:
         return [part for part, players in self.parts.items() if instrument in players]
 
+    def players(self, band: Sequence[str]) -> list[str]:
+        """The band's instruments, then the second players the casting added."""
+        added = [p for players in self.parts.values() for p in players if p not in band]
+        return [*band, *dict.fromkeys(added)]
+
 
 def choose_band(style: Style, tags: MusicTags, negative: Sequence[str]) -> list[str]:
     """The genre's core, the instruments asked for (by the user or a brief without origins),
@@ -126,7 +139,7 @@ def assign_roles(style: Style, band: list[str]) -> Roles:
         free = [i for i in style.casting[part] if i in band and i not in used]
         shared = [i for i in style.casting[part] if i in band] if part in SHAREABLE else []
         if free or shared:
-            player = (free or shared)[0]
+            player = free[0] if free else SECOND_PLAYERS.get(shared[0], shared[0])
             parts[part].append(player)
             used.add(player)
     for instrument in band:

@@ -153,7 +153,8 @@ class ComposerGenerator:
             return 1
         validate_brief(brief, self.describe(), self.vocabulary)
         style = STYLES[brief.tags.genres[0]]
-        return 1 + len(choose_band(style, brief.tags, brief.negative))
+        band = choose_band(style, brief.tags, brief.negative)
+        return 1 + len(assign_roles(style, band).players(band))
 
     def generate_batch(self, jobs: Sequence[GenerationJob]) -> list[JobResult]:
         # One core renders one piece at a time; nothing is shared between pieces.
@@ -184,6 +185,7 @@ class ComposerGenerator:
         chosen = style.meters[0] if usual else others[int(rng.integers(len(others)))]
         home = _home_key(brief, style)
         roles = assign_roles(style, band)
+        band = roles.players(band)
         cuts = self._hit_points(brief)
         plan = self._timing(brief, style, METERS[meter or chosen], cuts, heartbeat)
         heartbeat()

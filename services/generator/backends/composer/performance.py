@@ -37,7 +37,7 @@ ARC_DEPTH = {"melody": 1.5, "comping": 1.0, "pulse": 0.8, "bass": 0.6, "drums": 
 # Standard deviation (ms) of each player's timing around the grid; sequenced sounds are tight.
 TIMING_SD_MS = {"drums": 3.0, "bass": 4.0, "piano": 6.0, "acoustic-guitar": 7.0,
                 "electric-guitar": 6.0, "strings": 9.0, "brass": 8.0, "woodwinds": 8.0,
-                "plucks": 5.0, "pads": 0.0, "synth": 0.0}  # fmt: skip
+                "plucks": 5.0, "pads": 0.0, "synth": 0.0, "lead-guitar": 7.0}  # fmt: skip
 # Offsets are clipped to this (a player is loose, not late).
 MAX_OFFSET_S = 0.02
 # A note this close to a cut sounds on it, exactly.

@@ -36,6 +36,7 @@ STRIPS: dict[str, Strip] = {
         90.0, bell=(220.0, -2.5, 1.0), high_shelf=(10000.0, 2.0), compression=(-18.0, 2.0)
     ),
     "electric-guitar": Strip(90.0, bell=(2500.0, 2.0, 1.0), compression=(-20.0, 3.0)),
+    "lead-guitar": Strip(110.0, bell=(1800.0, 2.5, 1.0), compression=(-20.0, 3.0)),
     "brass": Strip(90.0, bell=(1200.0, 1.0, 1.0), compression=(-18.0, 2.0)),
     "woodwinds": Strip(150.0, bell=(3000.0, 1.0, 1.0)),
     "synth": Strip(100.0, bell=(500.0, -1.5, 1.0)),
@@ -147,9 +148,10 @@ POP = Production(
     bus_compression=(-12.0, 2.5),
 )  # fmt: skip
 ROCK = Production(
-    ROOM, sends={"drums": 0.14, "electric-guitar": 0.12, "bass": 0.0}, send=0.1,
-    bus_compression=(-10.0, 3.0), saturation_db=4.0, kit=16,
-    levels={"drums": 0.0},
+    ROOM, sends={"drums": 0.14, "electric-guitar": 0.12, "lead-guitar": 0.18, "bass": 0.0},
+    send=0.1, bus_compression=(-10.0, 3.0), saturation_db=4.0, kit=16,
+    # The rhythm guitar's power chords are a wall, the lead just over them.
+    levels={"drums": 0.0, "comping": -2.0},
 )  # fmt: skip
 HIP_HOP = Production(
     ROOM, sends={"drums": 0.05, "bass": 0.0, "piano": 0.15, "synth": 0.12}, send=0.1,

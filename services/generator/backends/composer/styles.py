@@ -102,7 +102,14 @@ PANS = {
     "woodwinds": 52,
     "synth": 72,
     "plucks": 38,
+    "lead-guitar": 46,
 }
+
+# An instrument asked to play a second part that one player could not play with the first:
+# a second player of it takes that part, on its own track (a guitarist cannot strum power
+# chords and play the lead at once). It plays the style's program for the instrument unless
+# the row names one for it. A pianist plays both with two hands, so the piano has none.
+SECOND_PLAYERS = {"electric-guitar": "lead-guitar"}
 
 # Default registers of the parts (lowest, highest MIDI pitch); "power" is power chords.
 REGISTERS = {
@@ -181,7 +188,10 @@ class Style:
     production: Production = production.POP
 
     def program(self, instrument: str) -> int:
-        return self.programs.get(instrument, DEFAULT_PROGRAMS[instrument])
+        if instrument in self.programs:
+            return self.programs[instrument]
+        first = next((i for i, second in SECOND_PLAYERS.items() if second == instrument), None)
+        return self.program(first) if first else DEFAULT_PROGRAMS[instrument]
 
     def register(self, part: str) -> tuple[int, int]:
         return self.registers.get(part, REGISTERS[part])
