@@ -964,3 +964,23 @@ def test_the_tune_is_the_top_line_over_the_pulse(generator, beat_analysis):
                 above += any(p.pitch > note.pitch and p.start <= note.start + 0.3
                              and p.end > note.start for p in pulse)  # fmt: skip
         assert above <= total / 4, (genre, above, total)
+
+
+def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat_analysis):
+    """A tune note held a beat or more rests on a steady chord tone, never a semitone over one
+    of the chord's tones: the tonic held over V's leading tone, the root over a major
+    seventh, a fourth over a major third (134 of 3,694 tune notes in three seeds of every
+    genre had; ambient's 39 of 188)."""
+    grinding = []
+    for genre, seed in itertools.product(STYLES, (1, 2)):
+        score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        melody = set(score.roles.of("melody"))
+        for note in score.notes:
+            if note.instrument not in melody or note.end - note.start < 0.95:
+                continue
+            span = next((s for s in score.arrangement.harmony if s.start <= note.start < s.end),
+                        None)  # fmt: skip
+            if span is not None and (note.pitch - 1) % 12 in span.chord.pitch_classes:
+                grinding.append((genre, seed, span.numeral, note.pitch, note.start))
+    assert not grinding, (len(grinding), grinding[:4])

@@ -64,6 +64,8 @@ LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
+# A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
+HELD_NOTE_BEATS = 1.0
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
@@ -836,6 +838,11 @@ class Composer:
                 if abs(offset - round(offset)) < 1e-6 and round(offset) % 2 == 0:
                     pitch = nearest_in(pitch, harmony.pitch_classes, low, high)
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
+            if stop - offset >= HELD_NOTE_BEATS and harmony.rubs(pitch):
+                # Held a semitone over a chord tone, a scale note grinds (the tonic over V's
+                # leading tone, the root over a major seventh): it takes the nearest steady
+                # chord tone instead.
+                pitch = nearest_in(pitch, harmony.steady_tones, low, high)
             onset = swung(position_beats, self._swing)
             release = swung(position_beats + min(stop - offset, 2.0), self._swing)
             self._add(player, pitch, onset, onset + (release - onset) * 0.95,

@@ -62,6 +62,17 @@ class Chord:
         return tuple((self.root + i) % 12 for i in self.intervals)
 
     @property
+    def steady_tones(self) -> tuple[int, ...]:
+        """The pitch classes a held tune note may rest on: the chord's tones but one a
+        semitone above another (the root of a major-seventh chord, over its seventh)."""
+        classes = self.pitch_classes
+        return tuple(c for c in classes if (c - 1) % 12 not in classes)
+
+    def rubs(self, pitch: int) -> bool:
+        """A semitone above one of the chord's tones (a minor ninth against it when held)."""
+        return (pitch - 1) % 12 in self.pitch_classes
+
+    @property
     def fifth(self) -> int:
         """Semitones from the root to its fifth: 6 in a diminished chord, whose perfect fifth
         lies outside the key."""
