@@ -66,7 +66,7 @@ class Chord:
         """The pitch classes a held tune note may rest on: the chord's tones but one a
         semitone above another (the root of a major-seventh chord, over its seventh)."""
         classes = self.pitch_classes
-        return tuple(c for c in classes if (c - 1) % 12 not in classes)
+        return tuple(c for c in classes if (c - 1) % 12 not in classes) or classes
 
     def rubs(self, pitch: int) -> bool:
         """A semitone above one of the chord's tones (a minor ninth against it when held)."""
