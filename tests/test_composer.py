@@ -984,3 +984,55 @@ def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat
             if span is not None and (note.pitch - 1) % 12 in span.chord.pitch_classes:
                 grinding.append((genre, seed, span.numeral, note.pitch, note.start))
     assert not grinding, (len(grinding), grinding[:4])
+
+
+def _arc(beat_analysis, genre: str, seed: int = 3, duration_s: float = 75.0):
+    """A video's arc: a quiet intro, a build, a contrasting middle, the opening's look again,
+    a loud climax and a quiet close, with a cut at each turn and a few within."""
+    opening, other = Look(0.35, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.75, 0.7)
+    shape = [(0.0, 0.1, opening), (0.13, 0.45, opening), (0.3, 0.55, other),
+             (0.48, 0.5, opening), (0.66, 0.95, opening), (0.87, 0.1, opening)]  # fmt: skip
+    starts = [round(at * duration_s, 2) for at, _, _ in shape]
+    ends = [*starts[1:], duration_s]
+    segments = [Segment(a, b, energy, look, ["happy"])
+                for (_, energy, look), a, b in zip(shape, starts, ends, strict=True)]  # fmt: skip
+    within = [round(a + (b - a) / 2, 2) for a, b in zip(starts, ends, strict=True)]
+    cuts = sorted([Cut(s, "hard", 0.9) for s in starts[1:]] + [Cut(t, "hard", 0.5) for t in within],
+                  key=lambda c: c.time_s)  # fmt: skip
+    return brief_for(beat_analysis, genre, seed=seed, duration_s=duration_s, segments=segments,
+                     cuts=cuts)  # fmt: skip
+
+
+def test_the_key_lifts_into_a_rise_never_into_a_quiet_close(generator, beat_analysis):
+    """A whole step up is the last chorus's lift: it comes with a rise in the picture's
+    energy. The drop from the climax into a quiet close had been the strongest late turn, so
+    seven of eleven genres lifted the key into their quiet ending."""
+    lifts = 0
+    for genre in (g for g in STYLES if STYLES[g].lift == "up2"):
+        brief = _arc(beat_analysis, genre)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        keys = [form.key.tonic for form in score.forms]
+        for i in range(1, len(keys)):
+            if keys[i] != keys[i - 1] and keys[i] != score.home.tonic:
+                lifts += 1
+                assert score.forms[i].energy > score.forms[i - 1].energy, (genre, i)
+        assert score.forms[-1].energy < score.forms[-2].energy
+    assert lifts
+
+
+def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
+    """Cut hits stand out from the section they mark, not above every other sound: a crash
+    at 112 in the quiet close had come 8 dB over it."""
+    score = generator.compose(_arc(beat_analysis, "pop"), Heartbeat(lambda f: None))
+    plan = score.plan
+    drums = [n for n in score.notes if n.instrument == "drums"]
+    quiet, loud = [], []
+    for cut in score.cut_times:
+        beat = plan.beat_at(cut)
+        form = next(f for f in score.forms if f.start_beat <= beat < f.end_beat)
+        hits = [
+            n.velocity for n in drums if min(abs(n.start - beat), abs(n.start - round(beat))) < 0.01
+        ]
+        (quiet if form.intensity <= 1 else loud if form.intensity >= 3 else []).append(max(hits))
+    assert quiet and loud
+    assert max(quiet) <= 100 and max(quiet) < min(loud), (quiet, loud)

@@ -66,6 +66,11 @@ LIFT_MIN_S = 20.0
 RELEASE_TAIL_S = 0.9
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
+# A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
+# to the loudest hits (a loud section's): a crash at full velocity in a quiet close had come
+# 8 dB over it.
+CUT_ACCENT = (28, 18)
+CUT_VELOCITY = (112, 100)
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
@@ -196,10 +201,11 @@ def section_forms(
     mood_modes: Mapping[str, str] | None = None,
 ) -> list[SectionForm]:
     """The form: per section its intensity, material (A where the picture looks like the
-    opening), key (a whole step up from the video's strongest late turn, where the style
-    lifts) and mode: a middle section whose moods all lean to the other mode takes the
-    parallel key (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key
-    asks). The first and last sections stay home."""
+    opening), key (a whole step up from the video's strongest late turn that rises in
+    energy, where the style lifts: the last chorus's lift, never into a quiet close) and
+    mode: a middle section whose moods all lean to the other mode takes the parallel key
+    (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key asks). The
+    first and last sections keep the mode."""
     opening = video[0].look
     changes = [0.0] + [
         _look_distance(video[i - 1].look, video[i].look)
@@ -208,7 +214,8 @@ def section_forms(
     ]
     lift_at = None
     if style.lift == "up2" and duration_s >= LIFT_MIN_S and len(video) >= 3:
-        late = [i for i, s in enumerate(plan.sections) if s.start_s >= 0.4 * duration_s]
+        rises = [i for i in range(1, len(video)) if video[i].energy > video[i - 1].energy]
+        late = [i for i in rises if plan.sections[i].start_s >= 0.4 * duration_s]
         if late:
             turn = max(late, key=lambda i: changes[i])
             lift_at = turn if changes[turn] >= LIFT_CHANGE else None
@@ -241,6 +248,11 @@ def section_forms(
         )
         heard[material] += 1
     return forms
+
+
+def _playing_velocity(level: int) -> int:
+    """The velocity a section plays its bars at, by its level (1..3), before phrasing."""
+    return 54 + 12 * level
 
 
 @dataclass(frozen=True)
@@ -494,7 +506,8 @@ class Composer:
         roles, level = self.roles, self._level(form, intro)
         playing: set[str] = set()
         # Phrase shape: a small swell over four bars, accents at the section's start.
-        velocity = 54 + 12 * level + (2, 4, 6, 0)[position % 4] + (6 if position == 0 else 0)
+        velocity = _playing_velocity(level) + (2, 4, 6, 0)[position % 4]
+        velocity += 6 if position == 0 else 0
         variant = self._variant[form.material] + form.repeat
         # Two-bar phrases answer each other (the bass and comping's other variant) and the
         # groove turns over every four bars, so bars are not copies of one loop.
@@ -881,7 +894,7 @@ class Composer:
             # the like, without the kick): many of them, as in a fast montage, would
             # otherwise beat a second pulse against the music's.
             keys = strong_keys if strong else weak_keys if on_beat else weak_keys[:1]
-            velocity = 112 if strong else 100
+            velocity = self._cut_velocity(beat, strong)
             for player in roles.of("drums")[:1]:
                 for key in keys:
                     self._add(player, key, beat, beat + 0.4, velocity, after_end=True)
@@ -890,11 +903,16 @@ class Composer:
             harmony = self._chord_at(beat)
             for player in self._prompt_player():
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
-                    self._add(player, pitch, beat, beat + 0.5, 108 if strong else 96,
-                              after_end=True)  # fmt: skip
+                    self._add(player, pitch, beat, beat + 0.5, velocity - 4, after_end=True)
             for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
-                          beat, beat + 0.5, 108, after_end=True)  # fmt: skip
+                          beat, beat + 0.5, velocity - 4, after_end=True)  # fmt: skip
+
+    def _cut_velocity(self, beat: float, strong: bool) -> int:
+        """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`)."""
+        form = next((f for f in self.forms if f.start_beat <= beat < f.end_beat), self.forms[-1])
+        playing = _playing_velocity(self._level(form, intro=False))
+        return min(CUT_VELOCITY[not strong], playing + CUT_ACCENT[not strong])
 
     def _cut_soon_after(self, beat: float) -> bool:
         """A cut of a flurry after `beat` (not on it) and within the beat after it."""
