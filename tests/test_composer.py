@@ -15,7 +15,11 @@ from services import progress as progress_module
 from services.domain import Cut, Look, Segment, TagOrigin
 from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
-from services.generator.backends.composer.arrangement import BREATH_S, SUBSTITUTES
+from services.generator.backends.composer.arrangement import (
+    BREATH_S,
+    SUBSTITUTES,
+    choose_progressions,
+)
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import PANS, PLAYABLE, STYLES
@@ -1036,3 +1040,15 @@ def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
         (quiet if form.intensity <= 1 else loud if form.intensity >= 3 else []).append(max(hits))
     assert quiet and loud
     assert max(quiet) <= 100 and max(quiet) < min(loud), (quiet, loud)
+
+
+def test_the_contrast_is_not_the_opening_s_loop_started_elsewhere():
+    """B's progression is never A's loop begun on another chord (pop's IV I V vi against
+    I V vi IV was heard as the same section with a new tune) where the pool holds another."""
+    for style, mode, seed in itertools.product(STYLES.values(), ("major", "minor"), range(12)):
+        chosen = choose_progressions(style, mode, np.random.default_rng(seed))
+        for key_mode in style.progressions:
+            opening, contrast = chosen[key_mode, "A"], chosen[key_mode, "B"]
+            loops = {tuple([*opening, *opening][i : i + len(opening)]) for i in range(len(opening))}
+            others = [p for p in style.progressions[key_mode]["B"] if tuple(p) not in loops]
+            assert tuple(contrast) not in loops or not others, (style.name, key_mode, seed)

@@ -250,6 +250,33 @@ def section_forms(
     return forms
 
 
+Progression = tuple[str, ...]
+
+
+def choose_progressions(
+    style: Style, home: str, rng: np.random.Generator
+) -> dict[tuple[str, str], Progression]:
+    """Per mode (the home mode's first), the progression of the opening's material (A) and of
+    the contrast (B), from the style's pools. B is never A's loop started on another chord
+    (pop's IV I V vi against I V vi IV) where the pool holds another: the contrast would be
+    heard as the same loop."""
+    chosen = {}
+    for mode in dict.fromkeys([home, *style.progressions]):
+        pools = style.progressions[mode]
+        opening = pools["A"][int(rng.integers(len(pools["A"])))]
+        contrasts = [p for p in pools["B"] if not _rotation_of(p, opening)] or list(pools["B"])
+        chosen[mode, "A"] = opening
+        chosen[mode, "B"] = contrasts[int(rng.integers(len(contrasts)))]
+    return chosen
+
+
+def _rotation_of(progression: Progression, other: Progression) -> bool:
+    doubled = [*other, *other]
+    return len(progression) == len(other) and any(
+        tuple(doubled[i : i + len(other)]) == tuple(progression) for i in range(len(other))
+    )
+
+
 def _playing_velocity(level: int) -> int:
     """The velocity a section plays its bars at, by its level (1..3), before phrasing."""
     return 54 + 12 * level
@@ -339,13 +366,7 @@ class Composer:
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
         # in the parallel key), groove variants, motifs.
-        home = forms[0].key.mode
-        self._progressions = {
-            (mode, material): pools[material][int(rng.integers(len(pools[material])))]
-            for mode in dict.fromkeys([home, *style.progressions])
-            for pools in [style.progressions[mode]]
-            for material in ("A", "B")
-        }
+        self._progressions = choose_progressions(style, forms[0].key.mode, rng)
         self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
         self._motifs = {m: self._motif() for m in ("A", "B")}
         self._substitution = int(rng.integers(4))
