@@ -361,3 +361,20 @@ def test_container_without_frames(tagger: VisionTagger, tmp_path: Path, suffix: 
         tagger.analyze(AnalysisRequest(path))
     assert caught.value.reason == "not_a_video"
     assert path.name in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["hls", "concat"])
+def test_a_list_of_other_files_is_refused(tagger: VisionTagger, tmp_path: Path, kind: str):
+    """A playlist or list naming other files (here one outside any folder the caller may
+    name) is no video: FFmpeg would read whatever it names."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    other = write_video(elsewhere / "other.ts", [Shot(2.0)], audio=False)
+    if kind == "hls":
+        path = tmp_path / "list.m3u8"
+        path.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
+                        f"{other.path}\n#EXT-X-ENDLIST\n")  # fmt: skip
+    else:
+        path = tmp_path / "list.ffconcat"
+        path.write_text(f"ffconcat version 1.0\nfile '{other.path}'\n")
+    assert "playlist" in str(refuse(tagger, path, "not_a_video"))

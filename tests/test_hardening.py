@@ -428,6 +428,21 @@ def test_hostile_file_names_are_invalid_argument(servers, clip, name):
 
 
 @pytest.mark.slow
+def test_a_playlist_reads_no_file_it_names(servers, tmp_path: Path):
+    """An uploaded HLS playlist naming a video outside every allowed folder: FFmpeg had read
+    it, and the gateway scored it and handed it back."""
+    secret = write_video(tmp_path / "secret.ts", [Shot(2.0, hue=0.3)], audio=False)
+    for entry in (str(secret.path), secret.path.as_uri()):
+        playlist = ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
+                    f"{entry}\n#EXT-X-ENDLIST\n")  # fmt: skip
+        video = common_pb2.VideoSource(data=playlist.encode(), file_name="x.m3u8")
+        code, details = code_of(lambda v=video: score(servers.gateway,
+                                                      gateway_pb2.ScoreRequest(video=v)))  # fmt: skip
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "playlist" in details, details
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
 def test_inline_bytes_obey_the_upload_limit(servers):
     code, details = code_of(lambda: score(servers.gateway, _request(data=b"x" * 2_000_001)))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "upload limit" in details

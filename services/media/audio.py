@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from services.errors import InvalidInputError
+from services.media.demux import open_input
 from services.media.video import carried_on
 
 # Output extension -> (container format, audio codec, sample format).
@@ -203,7 +204,7 @@ def mux_into_video(
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     with (
-        av.open(str(video_path)) as source,
+        open_input(str(video_path)) as source,
         av.open(str(out_path), "w", format=format_name) as target,
     ):
         video_in = source.streams.video[0]
@@ -294,7 +295,7 @@ def decode_audio(
 ) -> np.ndarray | None:
     """The first audio track of `path` as stereo float32 at `rate`, exactly `samples` long;
     None when the file has no audio. `heartbeat` is called between frames."""
-    with av.open(str(path)) as container:
+    with open_input(str(path)) as container:
         if not container.streams.audio:
             return None
         # No further than the video: a long track behind a short video is never decoded.
@@ -313,7 +314,7 @@ def decode_audio_bytes(
     once decoded); refuses what is not audio. `heartbeat` is called between frames (it raises
     to cancel)."""
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with open_input(io.BytesIO(data)) as container:
             if not container.streams.audio:
                 raise InvalidInputError("the reference file has no audio track")
             native = container.streams.audio[0].rate
@@ -404,7 +405,7 @@ def mono_blocks(
     file without audio; a damaged track ends where the damage starts (logged)."""
     block = round(block_s * rate)
     wanted = round(seconds * rate)
-    with av.open(str(path)) as container:
+    with open_input(str(path)) as container:
         if not container.streams.audio:
             return
         pending: list[np.ndarray] = []

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from services.errors import InvalidVideoError, MediaNotFoundError
+from services.media.demux import open_input
 
 # Demuxers that read single pictures rather than videos.
 _IMAGE_FORMATS = {
@@ -127,7 +128,14 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
         options = {"probesize": "5000000", "analyzeduration": "5000000",
                    "max_pixels": str(max_pixels)}  # fmt: skip
-        return av.open(str(path), options=options)
+        return open_input(str(path), options)
+    except av.error.ArgumentError:
+        raise InvalidVideoError(
+            "not_a_video",
+            f"{path.name} is not in a format bgm reads: a video file that holds its own streams "
+            "(MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...); a playlist or list naming other files "
+            "(HLS, DASH, concat) is refused",
+        ) from None
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "not_a_video", f"{path.name} is not a video FFmpeg can read ({error.strerror})"

@@ -1,0 +1,29 @@
+"""FFmpeg opens a caller's media only as a format that holds its own streams."""
+
+from __future__ import annotations
+
+import io
+
+import av
+from av.container import InputContainer
+
+# The demuxers a caller's file may be read with: containers of picture and sound, sound
+# files, and a single picture (so that one is refused as a still image, by name). Playlists
+# and lists that name other files (HLS, DASH, concat, IMF, image sequences) are not among
+# them: FFmpeg reads whatever they name, and an uploaded .m3u8 naming a file outside every
+# allowed folder had been analysed, scored and handed back.
+DEMUXERS = (
+    "mov", "matroska", "avi", "mpegts", "mpeg", "flv", "ogg", "asf", "mxf", "nut", "gif",
+    "yuv4mpegpipe",
+    "wav", "w64", "aiff", "caf", "au", "mp3", "flac", "aac",
+    "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe",
+)  # fmt: skip
+
+
+def open_input(source: str | io.BytesIO, options: dict[str, str] | None = None) -> InputContainer:
+    """`source` (a file's path, or bytes) opened for reading, with FFmpeg `options`. A format
+    outside DEMUXERS raises av.error.ArgumentError; a file opens no other file or address."""
+    container_options = {"format_whitelist": ",".join(DEMUXERS)}
+    if isinstance(source, str):
+        container_options["protocol_whitelist"] = "file"
+    return av.open(source, "r", options=options or {}, container_options=container_options)
