@@ -1052,3 +1052,15 @@ def test_the_contrast_is_not_the_opening_s_loop_started_elsewhere():
             loops = {tuple([*opening, *opening][i : i + len(opening)]) for i in range(len(opening))}
             others = [p for p in style.progressions[key_mode]["B"] if tuple(p) not in loops]
             assert tuple(contrast) not in loops or not others, (style.name, key_mode, seed)
+
+
+def test_a_piece_of_a_few_samples_is_that_long_and_one_of_none_is_refused(generator, beat_analysis):
+    """Durations under a note's length (the generator's port takes any positive one): a few
+    samples are a piece of a few samples; less than one is the caller's error, not INTERNAL
+    (1e-4 s had raised in the parts' balance, with nothing to measure)."""
+    for duration_s in (1e-4, 5e-4):
+        brief = brief_for(beat_analysis, "pop", duration_s=duration_s)
+        music = generator.generate(brief)
+        assert len(music.audio) == round(duration_s * brief.sample_rate)
+    with pytest.raises(InvalidInputError, match="shorter than one sample"):
+        generator.generate(brief_for(beat_analysis, "pop", duration_s=1e-5))

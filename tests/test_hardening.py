@@ -435,9 +435,10 @@ def test_a_playlist_reads_no_file_it_names(servers, tmp_path: Path):
     for entry in (str(secret.path), secret.path.as_uri()):
         playlist = ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
                     f"{entry}\n#EXT-X-ENDLIST\n")  # fmt: skip
-        video = common_pb2.VideoSource(data=playlist.encode(), file_name="x.m3u8")
-        code, details = code_of(lambda v=video: score(servers.gateway,
-                                                      gateway_pb2.ScoreRequest(video=v)))  # fmt: skip
+        request = gateway_pb2.ScoreRequest(
+            video=common_pb2.VideoSource(data=playlist.encode(), file_name="x.m3u8")
+        )
+        code, details = code_of(lambda r=request: score(servers.gateway, r))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "playlist" in details, details
     assert _left_behind(servers) == []
 

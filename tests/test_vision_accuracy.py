@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from services.media.synth import MOTION_SPEEDS, Shot, SyntheticVideo, write_video
+from services.media.video import probe_video
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends.vision import VisionTagger, _segment_bounds
 
@@ -191,3 +192,19 @@ def test_short_stretches_merge_shortest_first_into_the_closer_energy():
     assert _segment_bounds(cuts, 20.0, energy, 1.0, 2.5) == [
         (0.0, 7.0), (7.0, 10.0), (10.0, 13.0), (13.0, 16.0), (16.0, 20.0)
     ]  # fmt: skip
+
+
+def test_a_display_matrix_at_any_angle_gives_a_quarter_turn(tmp_path: Path):
+    """A container may turn its picture by any angle, or hold an all-zero matrix (FFmpeg's
+    angle for it is NaN): the probe says the quarter turn a player shows (45 had come back as
+    45, the zero matrix as 128)."""
+    for angle, shown in ((-60, 90), (-200, 180), (-20, 0)):
+        video = write_video(tmp_path / f"turned{-angle}.mp4", [Shot(1.0)], audio=False,
+                            rotation=angle)  # fmt: skip
+        assert probe_video(video.path).rotation == shown, angle
+    plain = write_video(tmp_path / "plain.mp4", [Shot(1.0)], audio=False).path.read_bytes()
+    header = plain.find(b"tkhd")
+    matrix = header + 4 + (40 if plain[header + 4] == 0 else 52)
+    zeros = tmp_path / "zeros.mp4"
+    zeros.write_bytes(plain[:matrix] + bytes(36) + plain[matrix + 36 :])
+    assert probe_video(zeros).rotation == 0

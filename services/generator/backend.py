@@ -146,6 +146,10 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
             f"sample rate {brief.sample_rate} is not supported; choose one of "
             f"{', '.join(map(str, info.sample_rates))}"
         )
+    if round(brief.duration_s * brief.sample_rate) < 1:
+        raise InvalidInputError(
+            f"duration {brief.duration_s:g} s is shorter than one sample at {brief.sample_rate} Hz"
+        )
     check_structure(brief.structure, info)
     check_timeline(brief, "brief")
     check_segment_moods(brief, "brief", vocabulary)

@@ -290,7 +290,11 @@ def _frame_rotation_hint(
         for packet in container.demux(stream):
             heartbeat()
             for frame in packet.decode():
-                return round(-frame.rotation) % 360
+                # A display matrix turns the picture by any angle: the nearest quarter turn
+                # is what a player shows. One that is no turn at all (all zeros: FFmpeg's
+                # angle is NaN, which PyAV hands over as the smallest int) shows it as coded.
+                angle = -frame.rotation
+                return round(angle / 90) * 90 % 360 if abs(angle) <= 360 else 0
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "corrupt", f"the first video frame cannot be decoded ({error.strerror})"

@@ -145,6 +145,9 @@ def balanced_gains(
     beside the rest) keeps unit gain."""
 
     def loudness(chunks: list[np.ndarray]) -> float:
+        # No stretch at all: a piece too short for any part's first note to fall in it.
+        if not chunks:
+            return -math.inf
         audio = np.concatenate(chunks, axis=1).T
         return integrated_loudness(audio, sample_rate) if audio.any() else -math.inf
 
