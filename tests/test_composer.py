@@ -22,7 +22,15 @@ from services.generator.backends.composer.arrangement import (
 )
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.render import CC_PAN
-from services.generator.backends.composer.styles import PANS, PLAYABLE, STYLES
+from services.generator.backends.composer.styles import (
+    CHINA,
+    CRASH,
+    CRASH_2,
+    PANS,
+    PLAYABLE,
+    SPLASH,
+    STYLES,
+)
 from services.generator.backends.composer.theory import Key, chord, voice
 from services.generator.backends.composer.timing import (
     METERS,
@@ -990,9 +998,10 @@ def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat
     assert not grinding, (len(grinding), grinding[:4])
 
 
-def _arc(beat_analysis, genre: str, seed: int = 3, duration_s: float = 75.0):
+def _arc(beat_analysis, genre: str, seed: int = 3, duration_s: float = 75.0, every_s: float = 0.0):
     """A video's arc: a quiet intro, a build, a contrasting middle, the opening's look again,
-    a loud climax and a quiet close, with a cut at each turn and a few within."""
+    a loud climax and a quiet close, with a cut at each turn and one within each (or, with
+    `every_s`, one every so often)."""
     opening, other = Look(0.35, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.75, 0.7)
     shape = [(0.0, 0.1, opening), (0.13, 0.45, opening), (0.3, 0.55, other),
              (0.48, 0.5, opening), (0.66, 0.95, opening), (0.87, 0.1, opening)]  # fmt: skip
@@ -1001,6 +1010,9 @@ def _arc(beat_analysis, genre: str, seed: int = 3, duration_s: float = 75.0):
     segments = [Segment(a, b, energy, look, ["happy"])
                 for (_, energy, look), a, b in zip(shape, starts, ends, strict=True)]  # fmt: skip
     within = [round(a + (b - a) / 2, 2) for a, b in zip(starts, ends, strict=True)]
+    if every_s:
+        within = [round(t, 2) for t in np.arange(2.0, duration_s - 1.0, every_s)
+                  if min(abs(t - a) for a in starts) > 0.5]  # fmt: skip
     cuts = sorted([Cut(s, "hard", 0.9) for s in starts[1:]] + [Cut(t, "hard", 0.5) for t in within],
                   key=lambda c: c.time_s)  # fmt: skip
     return brief_for(beat_analysis, genre, seed=seed, duration_s=duration_s, segments=segments,
@@ -1064,3 +1076,25 @@ def test_a_piece_of_a_few_samples_is_that_long_and_one_of_none_is_refused(genera
         assert len(music.audio) == round(duration_s * brief.sample_rate)
     with pytest.raises(InvalidInputError, match="shorter than one sample"):
         generator.generate(brief_for(beat_analysis, "pop", duration_s=1e-5))
+
+
+def test_a_cut_beside_a_bar_line_is_one_crash_not_two(generator, beat_analysis):
+    """Where a cut falls within a beat of a section's bar line (the tempo map could not put it
+    on it), the cut's hit is the accent: the bar line's crash a beat after a cut's had
+    sounded as a second crash (pop, a cut at 9.75 s and the section at 10.24 s)."""
+    cymbals = {CRASH, CRASH_2, SPLASH, CHINA}
+    doubled = []
+    for genre, seed in itertools.product(("pop", "corporate", "cinematic", "hip-hop"), (1, 2, 3)):
+        brief = _arc(beat_analysis, genre, seed=seed, every_s=3.3)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        hits = sorted(n.start for n in score.notes
+                      if n.instrument == "drums" and n.pitch in cymbals)  # fmt: skip
+        cuts = [score.plan.beat_at(t) for t in score.cut_times]
+        marks = [min(abs(hit - c) for c in cuts) < 0.05 or min(abs(hit - round(c)) for c in cuts)
+                 < 0.05 for hit in hits]  # fmt: skip
+        # Two cuts a beat apart are marked each by its own hit; a crash of the music's own
+        # within a beat of a cut's hit is the second crash.
+        marked = list(zip(hits, marks, strict=True))
+        doubled += [(genre, seed, a, b) for (a, mark_a), (b, mark_b) in itertools.pairwise(marked)
+                    if 0.05 < b - a <= 1.05 and mark_a != mark_b]  # fmt: skip
+    assert not doubled, (len(doubled), doubled[:4])

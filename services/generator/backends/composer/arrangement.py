@@ -336,13 +336,8 @@ class Composer:
         self.roles = roles
         self.forms = forms
         self.cuts = cuts
-        # Beats of the cuts inside a flurry (a fast montage): each gets only a light accent,
-        # which a crash just before would drown.
-        times = sorted(c.time_s for c in cuts)
-        self._flurry_beats = [
-            plan.beat_at(t) for t, before in zip(times, [-FLURRY_GAP_S, *times], strict=False)
-            if t - before < FLURRY_GAP_S
-        ]  # fmt: skip
+        # Beats of the cuts, each marked by a hit of its own (`_mark_cuts`).
+        self._cut_beats = sorted(plan.beat_at(c.time_s) for c in cuts)
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
@@ -555,7 +550,7 @@ class Composer:
             kind = "fill" if fill else "phrase" if phrase_end and level >= 2 else None
             # A montage's cut just after the bar line brings its own accent; a crash on the
             # bar line would ring over it.
-            crash = position == 0 and level >= 2 and not intro and not self._cut_soon_after(start)
+            crash = position == 0 and level >= 2 and not intro and not self._cut_beside(start)
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         for number, player in enumerate(roles.of("melody")):
@@ -617,7 +612,7 @@ class Composer:
         for player in roles.of("drums")[:1]:
             self._add(player, drum_keys.KICK, start, start + 0.25, 104)
             # As at a section's start: a montage's cut just after brings its own accent.
-            if not self._cut_soon_after(start):
+            if not self._cut_beside(start):
                 self._add(player, self.style.crash, start, start + 0.5, 100)
             playing.add(player)
         return playing
@@ -935,10 +930,15 @@ class Composer:
         playing = _playing_velocity(self._level(form, intro=False))
         return min(CUT_VELOCITY[not strong], playing + CUT_ACCENT[not strong])
 
-    def _cut_soon_after(self, beat: float) -> bool:
-        """A cut of a flurry after `beat` (not on it) and within the beat after it."""
-        index = bisect.bisect_right(self._flurry_beats, beat + SAME_BEAT)
-        return index < len(self._flurry_beats) and self._flurry_beats[index] <= beat + 1.0
+    def _cut_beside(self, beat: float) -> bool:
+        """A cut within a beat of `beat`, before or after it but not on it: its hit would
+        sound beside a crash there as a second one (a cut a beat before a section's bar line
+        had been marked by a crash, and the bar line by another), or drown a flurry's light
+        accent just after it."""
+        cuts = self._cut_beats
+        near = cuts[bisect.bisect_left(cuts, beat - 1.0 - SAME_BEAT) :
+                    bisect.bisect_right(cuts, beat + 1.0 + SAME_BEAT)]  # fmt: skip
+        return any(abs(cut - beat) > SAME_BEAT for cut in near)
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""
