@@ -773,7 +773,7 @@ class Composer:
                 pitch = root
             elif symbol == "5":
                 fifth = harmony.fifth
-                pitch = root + fifth if root + fifth <= bass_range[1] + 4 else root + fifth - 12
+                pitch = root + fifth if root + fifth <= bass_range[1] else root + fifth - 12
             elif symbol == "3":
                 pitch = root + harmony.intervals[1]
             elif symbol == "8":
