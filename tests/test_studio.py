@@ -117,11 +117,28 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
                           headers={"X-File-Name": name})  # fmt: skip
         assert odd.status_code == 200 and odd.json()["name"] == "video.mp4", (name, odd.text)
     assert client.get(uploaded["url"]).content == clip.path.read_bytes()
-    # JSON's 1e999 is infinity: no whole number of seeds or candidates.
-    for control in ("seed", "candidates"):
-        infinite = client.post("/api/scores", content=f'{{"video_id": "{uploaded["id"]}", '
-                                                      f'"{control}": 1e999}}')  # fmt: skip
-        assert infinite.status_code == 400, (control, infinite.text)
+    # Each control is what the gateway takes, or a 400 naming it: these had been taken, and
+    # failed inside the job (INTERNAL, a traceback logged), or, kept with it, made every
+    # /api/state a 500 until the job was removed (Infinity, NaN, a lone surrogate).
+    bad = [("seed", "1e999"), ("seed", str(2**80)), ("candidates", "1e999"),
+           ("genres", "[1, 2]"), ("moods", '"happy"'), ("instruments", '{"piano": 1}'),
+           ("prompt", '"\\ud800"'), ("lufs", "Infinity"), ("bpm", "NaN"),
+           ("keep_original_audio", '"false"')]  # fmt: skip
+    for control, value in bad:
+        refused = client.post("/api/scores", content=f'{{"video_id": "{uploaded["id"]}", '
+                                                     f'"{control}": {value}}}')  # fmt: skip
+        assert refused.status_code == 400, (control, refused.text)
+        field = "output.loudness_lufs" if control == "lufs" else control
+        assert refused.json()["fields"] == [field], refused.text
+    assert client.get("/api/state").status_code == 200
+    # An upload is served as a video or sound only: an .html one had been a page of the
+    # studio's own origin.
+    page = client.post("/api/videos", content=b"<script>alert(1)</script>",
+                       headers={"X-File-Name": "x.html"}).json()  # fmt: skip
+    served = client.get(page["url"])
+    assert served.headers["content-type"] == "application/octet-stream"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert client.get(uploaded["url"]).headers["content-type"] == "video/mp4"
     sample = client.post("/api/samples/sample").json()
     assert client.get(sample["url"]).status_code == 200
     assert client.post("/api/samples/nothing").status_code == 404
@@ -340,3 +357,48 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
         assert kinds == [["progress", "progress", "done"]] * 2
         # Ended streams are no longer counted.
         assert [e["type"] for e in events(client, job.id)] == ["progress", "progress", "done"]
+
+
+def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
+    """A session receiving its first video holds nothing yet: a slow upload (4 GiB over a link
+    under 55 Mbit/s takes past EMPTY_SESSION_S) had been swept as an empty session while its
+    bytes came in, and answered 200 for a video that was gone."""
+    import http.client
+    import socket
+
+    import uvicorn
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        studio = app.state.studio
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.putrequest("POST", "/api/videos")
+        connection.putheader("X-File-Name", "slow.mp4")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        part = b"x" * 1000
+        connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+        while not list((tmp_path / "studio").rglob("slow.mp4")):  # its bytes are arriving
+            time.sleep(0.01)
+        for session in list(studio.sessions.values()):  # unused for longer than allowed
+            session.used -= EMPTY_SESSION_S + 1
+        studio.sweep()
+        connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(part), part))
+        answer = connection.getresponse()
+        assert answer.status == 200
+        video = json.loads(answer.read())
+        cookie = answer.getheader("set-cookie", "").split(";")[0]
+        connection.request("GET", video["url"], headers={"Cookie": cookie})
+        served = connection.getresponse()
+        assert served.status == 200 and served.read() == part * 2
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

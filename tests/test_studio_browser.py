@@ -128,3 +128,20 @@ def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
         }
         assert page.locator("#error").is_hidden()
         browser.close()
+
+
+def test_a_video_named_in_any_script_uploads(studio: str, tmp_path: Path):
+    """A header holds Latin-1 only: picking 動画.mp4 had thrown in the page (no request, the
+    progress bar left showing). The name now goes percent-encoded and is kept whole."""
+    from playwright.sync_api import sync_playwright
+
+    clip = write_video(tmp_path / "動画 clip.mp4", [Shot(1.0)])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(studio)
+        page.set_input_files("#file", str(clip.path))
+        page.wait_for_function("document.getElementById('video-name').textContent === "
+                               "'Video: 動画_clip.mp4'")  # fmt: skip
+        assert page.locator("#upload-progress").is_hidden()
+        browser.close()

@@ -11,11 +11,14 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
+import mimetypes
 import re
 import secrets
 import shutil
 import threading
 import time
+import urllib.parse
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,9 +58,6 @@ EMPTY_SESSION_S = 600.0
 # A score request is a few controls: a body past this is refused unread (a 20 MB prompt had
 # been read whole and kept with the job for a day).
 MAX_SCORE_BODY_BYTES = 64 * 1024
-# What a job keeps of its request, to show it again.
-SETTINGS = ("genres", "moods", "instruments", "negative", "prompt", "bpm", "key", "seed",
-            "candidates", "speech", "lufs", "keep_original_audio")  # fmt: skip
 # What the page is told of a video (its entry also holds where it lies and what it takes).
 VIDEO_KEYS = ("id", "name", "url")
 T = TypeVar("T")
@@ -130,6 +130,9 @@ class Session:
     held_bytes: int = 0
     # Event streams open.
     streams: int = 0
+    # Uploads arriving: a session receiving its first video holds nothing yet, and a slow
+    # one had been swept as empty while its bytes came in.
+    uploads: int = 0
 
     def new_video_path(self, name: str) -> Path:
         """Where a new video named `name` goes: a folder of its own, named by its id."""
@@ -249,6 +252,7 @@ class Studio:
             stale = [key for key, s in self.sessions.items()
                      if now - s.used > (self.config.keep_s if s.videos or s.jobs
                                         else min(self.config.keep_s, EMPTY_SESSION_S))
+                     and not s.uploads
                      and all(j.state != "running" for j in s.jobs.values())]  # fmt: skip
             for key in stale:
                 shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
@@ -361,10 +365,92 @@ STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "FAILED_PRECONDI
 
 
 def upload_name(asked: str) -> str:
-    """The file name an upload is kept under: the visitor's, made safe, and always a name in
-    its own folder ("." or ".." would be the folder or the session's videos)."""
-    name = SAFE_NAME.sub("_", asked)[-100:]
+    """The file name an upload is kept under: the visitor's (percent-encoded UTF-8, as the
+    page sends it: a header holds no CJK or emoji), made safe, and always a name in its own
+    folder ("." or ".." would be the folder or the session's videos)."""
+    name = SAFE_NAME.sub("_", urllib.parse.unquote(asked, errors="replace"))[-100:]
     return name if name.strip(".") else DEFAULT_VIDEO_NAME
+
+
+class ControlError(ValueError):
+    """A score request's control that is not what the gateway takes, and which control."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# Each score control, the form the gateway takes it in; a value of another type is refused
+# here (a list of numbers as genres, a seed of 2**80, a lone surrogate in the prompt had
+# each failed inside the job, INTERNAL, with a traceback in the log), and only what was
+# taken is kept with the job to show again.
+INT64 = 2**63
+
+
+def _text(body: dict[str, Any], name: str, default: str) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise ControlError(name, "must be text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ControlError(name, "is not valid Unicode text") from None
+    return value
+
+
+def _names(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ControlError(name, "must be a list of names")
+    return [_text({name: v}, name, "") for v in value]
+
+
+def _number(body: dict[str, Any], name: str, default: float | None) -> float | None:
+    """A number, or one written as text (a form field's value)."""
+    value = body.get(name, default)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ControlError(name, "must be a finite number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ControlError(name, "must be a finite number")
+    return float(value)
+
+
+def _whole(body: dict[str, Any], name: str, default: int, limit: int) -> int:
+    value = _number(body, name, default)
+    if value is None or value != int(value) or not -limit <= value < limit:
+        raise ControlError(name, f"must be a whole number under {limit} in size")
+    return int(value)
+
+
+def score_controls(body: dict[str, Any]) -> tuple[UserControls, bool, float, dict[str, Any]]:
+    """The controls, whether to keep the video's sound and the loudness asked for in a score
+    request, and the settings kept to show them again; ControlError names a bad one."""
+    keep = body.get("keep_original_audio", False)
+    if not isinstance(keep, bool):
+        raise ControlError("keep_original_audio", "must be true or false")
+    lufs = _number(body, "lufs", -14.0)
+    if lufs is None:
+        raise ControlError("lufs", "must be a finite number")
+    key = _text(body, "key", "") if body.get("key") is not None else ""
+    controls = UserControls(
+        genres=_names(body, "genres"), moods=_names(body, "moods"),
+        instruments=_names(body, "instruments"), negative=_names(body, "negative"),
+        prompt=_text(body, "prompt", ""), bpm=_number(body, "bpm", None), key=key or None,
+        seed=_whole(body, "seed", 0, INT64), candidates=_whole(body, "candidates", 1, 2**31),
+        speech=_text(body, "speech", "auto"),
+    )  # fmt: skip
+    settings = {
+        "genres": controls.genres, "moods": controls.moods, "instruments": controls.instruments,
+        "negative": controls.negative, "prompt": controls.prompt, "bpm": controls.bpm,
+        "key": controls.key, "seed": controls.seed, "candidates": controls.candidates,
+        "speech": controls.speech, "lufs": lufs, "keep_original_audio": keep,
+    }  # fmt: skip
+    return controls, keep, lufs, {k: v for k, v in settings.items() if k in body}
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -411,6 +497,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             return _error(507, refusal, "video")
         path = session.new_video_path(name)
         size, kept = 0, False
+        with studio.lock:
+            session.uploads += 1
         try:
             with path.open("wb") as out:
                 async for chunk in request.stream():
@@ -427,6 +515,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             kept = True
             return with_cookie(JSONResponse(session.add_video(path, size)), key)
         finally:
+            with studio.lock:
+                session.uploads -= 1
+                session.used = time.monotonic()
             if not kept:  # refused, or the visitor left half-way
                 shutil.rmtree(path.parent)
                 studio.release(session, size)
@@ -494,7 +585,14 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         entry = session.videos.get(request.path_params["video_id"])
         if entry is None:
             return _error(404, "no such video in this session")
-        return FileResponse(entry["path"])
+        # Played by the page's <video>: served as what its name says only if that is a
+        # video or sound; anything else (an uploaded .html or .svg had been served as a page
+        # of the studio's own origin) as bytes, never sniffed.
+        kind = mimetypes.guess_type(entry["name"])[0] or ""
+        if not kind.startswith(("video/", "audio/")):
+            kind = "application/octet-stream"
+        return FileResponse(entry["path"], media_type=kind,
+                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
     async def score(request: Request) -> Response:
         key, session = studio.session(request)
@@ -522,28 +620,16 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if refusal:
             return _error(507, refusal)
         try:
-            controls = UserControls(
-                genres=list(body.get("genres", [])), moods=list(body.get("moods", [])),
-                instruments=list(body.get("instruments", [])),
-                negative=list(body.get("negative", [])), prompt=str(body.get("prompt", "")),
-                bpm=float(body["bpm"]) if body.get("bpm") not in (None, "") else None,
-                key=str(body["key"]) if body.get("key") else None,
-                seed=int(body.get("seed", 0)), candidates=int(body.get("candidates", 1)),
-                speech=str(body.get("speech", "auto")),
-            )  # fmt: skip
-        except (TypeError, ValueError, OverflowError) as error:  # 1e999 is JSON's infinity
-            return _error(400, f"a control is not a number: {error}")
-        try:
-            lufs = float(body.get("lufs", -14.0))
-        except (TypeError, ValueError):
-            return _error(400, "the loudness is not a number", "output.loudness_lufs")
+            controls, keep, lufs, settings = score_controls(body)
+        except ControlError as error:
+            field = {"lufs": "output.loudness_lufs"}.get(error.field, error.field)
+            return _error(400, str(error), field)
         job_id = secrets.token_hex(6)
         folder = session.folder / "jobs" / job_id
         folder.mkdir(parents=True)
-        job = Job(job_id, entry["id"], folder, {k: body[k] for k in SETTINGS if k in body},
-                  address=address, loop=asyncio.get_running_loop())  # fmt: skip
+        job = Job(job_id, entry["id"], folder, settings, address=address,
+                  loop=asyncio.get_running_loop())  # fmt: skip
         session.jobs[job_id] = job
-        keep = bool(body.get("keep_original_audio", False))
         threading.Thread(target=studio.run_job,
                          args=(session, job, Path(entry["path"]), controls, keep, lufs),
                          daemon=True).start()  # fmt: skip

@@ -59,7 +59,8 @@ function upload(file) {
   bar.hidden = false;
   const request = new XMLHttpRequest();
   request.open("POST", "/api/videos");
-  request.setRequestHeader("X-File-Name", file.name);
+  // A header holds Latin-1 only: the name goes percent-encoded (CJK or emoji had thrown here).
+  request.setRequestHeader("X-File-Name", encodeURIComponent(file.name));
   request.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
   request.onload = () => {
     bar.hidden = true;
