@@ -912,7 +912,8 @@ def test_power_chords_and_the_bass_play_the_chord_s_own_fifth(generator, beat_an
     segments = [Segment(8.0 * i, 8.0 * (i + 1), 0.7, (opening, other)[i % 2], ["tense"])
                 for i in range(8)]  # fmt: skip
     cuts = [Cut(s.start_s, "hard", 0.8) for s in segments[1:]]
-    diminished, wrong = Counter(), []
+    diminished: Counter[str] = Counter()
+    wrong = []
     for genre, seed in itertools.product(("rock", "pop", "electronic", "hip-hop"), range(1, 7)):
         brief = brief_for(beat_analysis, genre, seed=seed, key_is_fixed=True,
                           duration_s=64.0, segments=segments, cuts=cuts)  # fmt: skip
@@ -1042,7 +1043,8 @@ def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
     score = generator.compose(_arc(beat_analysis, "pop"), Heartbeat(lambda f: None))
     plan = score.plan
     drums = [n for n in score.notes if n.instrument == "drums"]
-    quiet, loud = [], []
+    quiet: list[int] = []
+    loud: list[int] = []
     for cut in score.cut_times:
         beat = plan.beat_at(cut)
         form = next(f for f in score.forms if f.start_beat <= beat < f.end_beat)

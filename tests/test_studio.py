@@ -120,11 +120,11 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     # Each control is what the gateway takes, or a 400 naming it: these had been taken, and
     # failed inside the job (INTERNAL, a traceback logged), or, kept with it, made every
     # /api/state a 500 until the job was removed (Infinity, NaN, a lone surrogate).
-    bad = [("seed", "1e999"), ("seed", str(2**80)), ("candidates", "1e999"),
-           ("genres", "[1, 2]"), ("moods", '"happy"'), ("instruments", '{"piano": 1}'),
-           ("prompt", '"\\ud800"'), ("lufs", "Infinity"), ("bpm", "NaN"),
-           ("keep_original_audio", '"false"')]  # fmt: skip
-    for control, value in bad:
+    typed_wrong = [("seed", "1e999"), ("seed", str(2**80)), ("candidates", "1e999"),
+                   ("genres", "[1, 2]"), ("moods", '"happy"'), ("instruments", '{"piano": 1}'),
+                   ("prompt", '"\\ud800"'), ("lufs", "Infinity"), ("bpm", "NaN"),
+                   ("keep_original_audio", '"false"')]  # fmt: skip
+    for control, value in typed_wrong:
         refused = client.post("/api/scores", content=f'{{"video_id": "{uploaded["id"]}", '
                                                      f'"{control}": {value}}}')  # fmt: skip
         assert refused.status_code == 400, (control, refused.text)
