@@ -3,6 +3,7 @@ events, results kept for the session, downloads, errors as the API gives them.""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -11,6 +12,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -359,16 +361,14 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
         assert [e["type"] for e in events(client, job.id)] == ["progress", "progress", "done"]
 
 
-def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
-    """A session receiving its first video holds nothing yet: a slow upload (4 GiB over a link
-    under 55 Mbit/s takes past EMPTY_SESSION_S) had been swept as an empty session while its
-    bytes came in, and answered 200 for a video that was gone."""
-    import http.client
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[int]:
+    """The app served by uvicorn on a free loopback port (its port), for requests whose
+    bytes arrive over time, as TestClient's never do."""
     import socket
 
     import uvicorn
 
-    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -378,14 +378,36 @@ def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
     try:
         while not server.started:
             time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _start_upload(port: int, name: str, first: bytes, cookie: str = "") -> Any:
+    """An upload whose first bytes are sent, the rest to follow (chunked)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("POST", "/api/videos")
+    connection.putheader("X-File-Name", name)
+    connection.putheader("Transfer-Encoding", "chunked")
+    if cookie:
+        connection.putheader("Cookie", cookie)
+    connection.endheaders()
+    connection.send(b"%x\r\n%s\r\n" % (len(first), first))
+    return connection
+
+
+def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
+    """A session receiving its first video holds nothing yet: a slow upload (4 GiB over a link
+    under 55 Mbit/s takes past EMPTY_SESSION_S) had been swept as an empty session while its
+    bytes came in, and answered 200 for a video that was gone."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with served(app) as port:
         studio = app.state.studio
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.putrequest("POST", "/api/videos")
-        connection.putheader("X-File-Name", "slow.mp4")
-        connection.putheader("Transfer-Encoding", "chunked")
-        connection.endheaders()
         part = b"x" * 1000
-        connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+        connection = _start_upload(port, "slow.mp4", part)
         while not list((tmp_path / "studio").rglob("slow.mp4")):  # its bytes are arriving
             time.sleep(0.01)
         for session in list(studio.sessions.values()):  # unused for longer than allowed
@@ -397,8 +419,23 @@ def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
         video = json.loads(answer.read())
         cookie = answer.getheader("set-cookie", "").split(";")[0]
         connection.request("GET", video["url"], headers={"Cookie": cookie})
-        served = connection.getresponse()
-        assert served.status == 200 and served.read() == part * 2
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        served_back = connection.getresponse()
+        assert served_back.status == 200 and served_back.read() == part * 2
+
+
+def test_uploads_at_once_count_against_the_session_s_items(tmp_path: Path):
+    """An upload arriving counts as an item: uploads sent at once had all passed the check
+    before any was kept, past max_session_items."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio", max_session_items=1),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with served(app) as port:
+        first = _start_upload(port, "one.mp4", b"x" * 1000)
+        while not list((tmp_path / "studio").rglob("one.mp4")):
+            time.sleep(0.01)
+        (key,) = app.state.studio.sessions
+        second = _start_upload(port, "two.mp4", b"x" * 1000, f"bgm_studio={key}")
+        second.send(b"0\r\n\r\n")
+        refused = second.getresponse()
+        assert refused.status == 507 and b"at most 1" in refused.read()
+        first.send(b"0\r\n\r\n")
+        assert first.getresponse().status == 200

@@ -214,7 +214,8 @@ class Studio:
     def room_refusal(self, session: Session) -> str | None:
         """Why the session can keep nothing more now (a video or a score), or None."""
         most = self.config.max_session_items
-        if len(session.videos) + len(session.jobs) >= most:
+        # Uploads arriving count: uploads sent at once had all passed this before any was kept.
+        if len(session.videos) + len(session.jobs) + session.uploads >= most:
             return (f"this session keeps at most {most} videos and versions: remove one "
                     "first")  # fmt: skip
         return self.reserve(session, 0)
