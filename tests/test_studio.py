@@ -20,7 +20,13 @@ from starlette.testclient import TestClient
 from services.config import StudioConfig
 from services.devserver import Running, start, stop
 from services.media.synth import Shot, write_video
-from services.studio.app import EMPTY_SESSION_S, GatewayLink, create_app
+from services.studio.app import (
+    EMPTY_SESSION_S,
+    ControlError,
+    GatewayLink,
+    create_app,
+    score_controls,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +128,8 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     # Each control is what the gateway takes, or a 400 naming it: these had been taken, and
     # failed inside the job (INTERNAL, a traceback logged), or, kept with it, made every
     # /api/state a 500 until the job was removed (Infinity, NaN, a lone surrogate).
-    typed_wrong = [("seed", "1e999"), ("seed", str(2**80)), ("candidates", "1e999"),
+    typed_wrong = [("seed", "1e999"), ("seed", str(2**80)), ("seed", "1" + "0" * 400),
+                   ("bpm", "1" + "0" * 400), ("candidates", "1e999"),
                    ("genres", "[1, 2]"), ("moods", '"happy"'), ("instruments", '{"piano": 1}'),
                    ("prompt", '"\\ud800"'), ("lufs", "Infinity"), ("bpm", "NaN"),
                    ("keep_original_audio", '"false"')]  # fmt: skip
@@ -439,3 +446,14 @@ def test_uploads_at_once_count_against_the_session_s_items(tmp_path: Path):
         assert refused.status == 507 and b"at most 1" in refused.read()
         first.send(b"0\r\n\r\n")
         assert first.getresponse().status == 200
+
+
+def test_a_seed_is_taken_as_written():
+    """A seed is the caller's to the last digit: read as a float, one past 2**53 had lost it
+    (and a 400-digit one had raised OverflowError, a 500). Numbers written as text, as the
+    page's form sends its tempo, are numbers."""
+    controls, _, _, settings = score_controls({"seed": 2**53 + 1, "bpm": "96"})
+    assert controls.seed == settings["seed"] == 2**53 + 1 and controls.bpm == 96.0
+    assert score_controls({"seed": 7.0})[0].seed == 7
+    with pytest.raises(ControlError, match="seed"):
+        score_controls({"seed": 7.5})

@@ -416,16 +416,27 @@ def _number(body: dict[str, Any], name: str, default: float | None) -> float | N
             value = float(value)
         except ValueError:
             raise ControlError(name, "must be a finite number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ControlError(name, "must be a finite number")
-    return float(value)
+    try:
+        number = float(value)  # a JSON integer of 400 digits is past any float
+    except OverflowError:
+        raise ControlError(name, "must be a finite number") from None
+    if not math.isfinite(number):
+        raise ControlError(name, "must be a finite number")
+    return number
 
 
 def _whole(body: dict[str, Any], name: str, default: int, limit: int) -> int:
-    value = _number(body, name, default)
-    if value is None or value != int(value) or not -limit <= value < limit:
+    """A whole number, taken as written where it is an integer (as a float, a seed past 2**53
+    would lose its last digits)."""
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        number = _number(body, name, default)
+        value = int(number) if number is not None and number.is_integer() else None
+    if value is None or not -limit <= value < limit:
         raise ControlError(name, f"must be a whole number under {limit} in size")
-    return int(value)
+    return value
 
 
 def score_controls(body: dict[str, Any]) -> tuple[UserControls, bool, float, dict[str, Any]]:
