@@ -392,18 +392,23 @@ def _text(body: dict[str, Any], name: str, default: str) -> str:
     value = body.get(name, default)
     if not isinstance(value, str):
         raise ControlError(name, "must be text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ControlError(name, "is not valid Unicode text") from None
-    return value
+    return _unicode(name, value)
 
 
 def _names(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ControlError(name, "must be a list of names")
-    return [_text({name: v}, name, "") for v in value]
+    return [_unicode(name, v) for v in value]
+
+
+def _unicode(name: str, text: str) -> str:
+    """`text`, which protobuf can encode (JSON's lone surrogates it cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ControlError(name, "is not valid Unicode text") from None
+    return text
 
 
 def _number(body: dict[str, Any], name: str, default: float | None) -> float | None:
