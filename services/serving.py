@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -170,6 +171,75 @@ def client_of(context: grpc.aio.ServicerContext) -> str:
     if kind in ("ipv4", "ipv6") and ":" in rest:
         return f"{kind}:{rest.rsplit(':', 1)[0]}"
     return peer
+
+
+# The gateway names, in this metadata, the client (its tenant, with auth on) a call to the
+# tagger or the generator is made for, so those services take turns between its clients.
+ON_BEHALF_OF = "bgm-on-behalf-of"
+
+
+def callers_of(context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """Who a call comes from: the peer (client_of) and whom that peer says it calls for
+    ("" when it says nothing)."""
+    named = dict(context.invocation_metadata() or ()).get(ON_BEHALF_OF, "")
+    return client_of(context), named if isinstance(named, str) else ""
+
+
+class FairTurns:
+    """At most `capacity` requests worked on at once; the others wait, and are served by
+    turns rather than in arrival order: the peers take turns, and within a peer's turns the
+    callers it speaks for (a gateway's clients) take theirs. A caller that sends many
+    requests waits behind its own, not another's waiting behind all of them. One event
+    loop's tool, like asyncio.Semaphore."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._running = 0
+        # Peer -> caller -> its waiters, each dict in turn order (served first at the front).
+        self._waiting: dict[str, dict[str, deque[asyncio.Future[None]]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, peer: str, caller: str = "") -> AsyncIterator[None]:
+        if self._running < self.capacity and not self._waiting:
+            self._running += 1
+        else:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(peer, {}).setdefault(caller, deque()).append(granted)
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()  # granted as the wait was cancelled: the next one's turn
+                else:
+                    self._withdraw(peer, caller, granted)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._running -= 1
+        while self._running < self.capacity and self._waiting:
+            peer, callers = next(iter(self._waiting.items()))
+            caller, waiters = next(iter(callers.items()))
+            granted = waiters.popleft()
+            # Served: this caller goes behind the peer's others, and the peer behind the rest.
+            del callers[caller], self._waiting[peer]
+            if waiters:
+                callers[caller] = waiters
+            if callers:
+                self._waiting[peer] = callers
+            self._running += 1
+            granted.set_result(None)
+
+    def _withdraw(self, peer: str, caller: str, waiter: asyncio.Future[None]) -> None:
+        callers = self._waiting[peer]
+        callers[caller].remove(waiter)
+        if not callers[caller]:
+            del callers[caller]
+        if not callers:
+            del self._waiting[peer]
 
 
 class Cancellation:

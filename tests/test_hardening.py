@@ -4,6 +4,7 @@ status, costs no other caller anything, and leaves nothing on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.auth import ServiceGate
 from services.config import RequestLimits, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, start, stop, wait_serving, write_config
@@ -40,9 +42,10 @@ from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.beatcheck import genre_brief
 from services.generator.servicer import SERVICE, GeneratorServicer
 from services.media.audio import decode_audio, mux_into_video
+from services.media.sources import SourcePolicy
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
-from services.serving import HostedServer, ServiceBinding
+from services.serving import ON_BEHALF_OF, FairTurns, HostedServer, ServiceBinding, callers_of
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import SERVICE as TAGGER_SERVICE
@@ -739,6 +742,214 @@ def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, 
         assert stop(running) == 0
 
 
+# ---- turns -------------------------------------------------------------------------------
+
+
+def test_callers_take_turns_not_arrival_order():
+    """One worker. A gateway's client sends four requests, then another of its clients one,
+    then a caller of its own two: each waits behind its own, not behind all of the first's
+    (a flood of 30 briefs had delayed another caller's Generate from 0.2 s to 45 s)."""
+
+    async def scenario() -> list[str]:
+        turns = FairTurns(1)
+        served: list[str] = []
+        first_may_end = asyncio.Event()
+
+        async def request(peer: str, caller: str, name: str) -> None:
+            async with turns.turn(peer, caller):
+                served.append(name)
+                if name == "a1":
+                    await first_may_end.wait()
+
+        sent = []
+        for peer, caller, name in [
+            *[("gateway", "client-a", f"a{i}") for i in range(1, 5)],
+            ("gateway", "client-b", "b1"),
+            ("direct", "", "d1"),
+            ("direct", "", "d2"),
+        ]:
+            sent.append(asyncio.create_task(request(peer, caller, name)))
+            await asyncio.sleep(0)
+        first_may_end.set()
+        await asyncio.gather(*sent)
+        return served
+
+    assert asyncio.run(scenario()) == ["a1", "a2", "d1", "b1", "d2", "a3", "a4"]
+
+
+def test_a_request_that_leaves_gives_up_its_turn():
+    """A request cancelled while it waits leaves the queue; one cancelled as its turn came
+    hands the turn on: the worker is never lost."""
+
+    async def scenario() -> list[str]:
+        turns = FairTurns(1)
+        served: list[str] = []
+        holder_may_end = asyncio.Event()
+        waiting: dict[str, asyncio.Task[None]] = {}
+
+        async def request(name: str) -> None:
+            async with turns.turn("peer", name):
+                served.append(name)
+                if name == "holder":
+                    await holder_may_end.wait()
+            if name == "holder":
+                waiting["granted"].cancel()  # its turn has just come; it has not started
+
+        tasks = [asyncio.create_task(request("holder"))]
+        for name in ("granted", "left", "last"):
+            await asyncio.sleep(0)
+            waiting[name] = asyncio.create_task(request(name))
+            tasks.append(waiting[name])
+        await asyncio.sleep(0)
+        waiting["left"].cancel()
+        holder_may_end.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        await asyncio.wait_for(request("after"), 5)
+        return served
+
+    assert asyncio.run(scenario()) == ["holder", "last", "after"]
+
+
+@contextlib.contextmanager
+def _hosted(binding: ServiceBinding) -> Iterator[str]:
+    """`binding` served in this process (its own event loop, in a thread): its address."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def serve() -> HostedServer:
+        server = HostedServer([binding], "127.0.0.1:0", 64 * 1024 * 1024)
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(serve(), loop).result(30)
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class _OneTrackBackend:
+    def tracks(self, brief: object) -> int:
+        return 1
+
+
+@pytest.mark.slow
+def test_the_generator_serves_the_gateways_clients_in_turn():
+    """The generator, one worker: four briefs for one of the gateway's clients, then one for
+    another. The other's is composed second or third, not after the four (ON_BEHALF_OF,
+    which the gateway sends, names the client)."""
+    arrived: list[float] = []
+    composed: list[float] = []
+    first_may_end = threading.Event()
+
+    async def compose(jobs: list) -> list:
+        composed.append(jobs[0].brief.duration_s)
+        if len(composed) == 1:
+            await asyncio.to_thread(first_may_end.wait, 30)
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+    class Recording(GeneratorServicer):
+        async def Generate(self, request, context):
+            arrived.append(request.brief.duration_s)
+            async for message in super().Generate(request, context):
+                yield message
+
+    servicer = Recording(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    sent = [(1.0, "client-a"), (1.1, "client-a"), (1.2, "client-a"), (1.3, "client-a"),
+            (2.0, "client-b")]  # fmt: skip
+    codes: list[grpc.StatusCode] = []
+    with _hosted(binding) as address, grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        def send(duration_s: float, caller: str) -> None:
+            request = generator_pb2.GenerateRequest(
+                brief=common_pb2.MusicBrief(duration_s=duration_s, sample_rate=48000)
+            )
+            call = stub.Generate(request, timeout=60, metadata=((ON_BEHALF_OF, caller),))
+            codes.append(code_of(lambda: list(call))[0])
+
+        senders = []
+        for duration_s, caller in sent:
+            senders.append(threading.Thread(target=send, args=(duration_s, caller)))
+            senders[-1].start()
+            _until(lambda: len(arrived) == len(senders))
+        time.sleep(0.3)  # the last has reached its turn's queue
+        first_may_end.set()
+        for sender in senders:
+            sender.join(60)
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 5
+    assert composed[:2] == [1.0, 1.1] and composed.index(2.0) == 2, composed
+
+
+class _HeldTagger:
+    """Analyses nothing: holds each analysis until released, then refuses it."""
+
+    def __init__(self) -> None:
+        self.started = threading.Semaphore(0)
+        self.may_end = threading.Event()
+
+    def analyze(self, request: AnalysisRequest, progress: Callable[[float], None]) -> None:
+        self.started.release()
+        self.may_end.wait(30)
+        raise InvalidInputError("analysed by the test")
+
+
+@pytest.mark.slow
+def test_an_upload_waiting_for_its_turn_is_not_written_to_scratch(tmp_path: Path):
+    """The tagger, one worker: a second inline upload waits for its turn in memory, not on
+    the scratch disk (30 uploads of 60 MB waiting had all been written at once)."""
+    backend = _HeldTagger()
+    servicer = TaggerServicer(
+        backend,  # type: ignore[arg-type]
+        SourcePolicy(), tmp_path, RequestLimits(), max_concurrent=1, max_duration_s=60.0,
+        gate=ServiceGate(),
+    )  # fmt: skip
+    binding = ServiceBinding(TAGGER_SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server,
+                             servicer)  # fmt: skip
+    upload = b"v" * 200_000
+    request = tagger_pb2.AnalyzeRequest(
+        video=common_pb2.VideoSource(data=upload, file_name="clip.mp4")
+    )
+    codes: list[grpc.StatusCode] = []
+
+    def written() -> int:
+        return sum(
+            1 for f in tmp_path.rglob("*") if f.is_file() and f.stat().st_size == len(upload)
+        )
+
+    with _hosted(binding) as address, grpc.insecure_channel(address) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+
+        def send() -> None:
+            codes.append(code_of(lambda: stub.Analyze(request, timeout=60))[0])
+
+        first = threading.Thread(target=send)
+        first.start()
+        assert backend.started.acquire(timeout=30)
+        second = threading.Thread(target=send)
+        second.start()
+        time.sleep(0.5)
+        waiting_on_disk = written()
+        backend.may_end.set()
+        first.join(60)
+        second.join(60)
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+    assert waiting_on_disk == 1, "the waiting upload was written before its turn"
+    assert written() == 0
+
+
 # ---- recovery ----------------------------------------------------------------------------
 
 
@@ -830,12 +1041,18 @@ class _FaultyGenerator(GeneratorServicer):
         lambda reply: None
     )
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Whom each Generate was for (ON_BEHALF_OF), in order.
+        self.served_for: list[str] = []
+
     async def Describe(self, request, context):
         reply = await super().Describe(request, context)
         self.description(reply)
         return reply
 
     async def Generate(self, request, context):
+        self.served_for.append(callers_of(context)[1])
         for message in self.opening:
             yield message
         async for message in super().Generate(request, context):
@@ -849,7 +1066,13 @@ class _FaultyTagger(TaggerServicer):
 
     fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(lambda reply: None)
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Whom each Analyze was for (ON_BEHALF_OF), in order.
+        self.served_for: list[str] = []
+
     async def Analyze(self, request, context):
+        self.served_for.append(callers_of(context)[1])
         reply = await super().Analyze(request, context)
         self.fault(reply)
         return reply
@@ -907,6 +1130,16 @@ def test_the_score_progress_rises_whatever_the_generator_sends(faulty, clip, mon
     assert events[-1].WhichOneof("event") == "result"
     fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
     assert fractions == sorted(fractions) and 0.0 <= fractions[0] <= fractions[-1] <= 1.0
+
+
+@pytest.mark.slow
+def test_the_gateway_names_its_client_to_the_tagger_and_the_generator(faulty, clip):
+    """Both hear whom the gateway calls for (its client here: auth is off), so they take
+    turns between the gateway's clients, not between its requests."""
+    gateway, tagger, generator = faulty
+    events = score(gateway, _request(clip.path.as_uri()))
+    assert events[-1].WhichOneof("event") == "result"
+    assert tagger.served_for[-1] == generator.served_for[-1] == "ipv4:127.0.0.1"
 
 
 def _refused_as_downstream_then_answered(answered: Callable[[], bool], monkeypatch) -> str:

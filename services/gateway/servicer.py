@@ -72,10 +72,12 @@ from services.progress import Heartbeat
 from services.rules import check_analysis, check_description, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
+    ON_BEHALF_OF,
     Cancellation,
     LongMessages,
     PerClientLimit,
     RequestRecord,
+    client_of,
     observed,
     timeline_items,
 )
@@ -192,7 +194,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             self._slots,
         ):
             response, _ = await self._analysis(
-                uri, request.prompt, True, lambda m: gateway_pb2.GatewayAnalyzeResponse(analysis=m)
+                uri, request.prompt, True, _analyze_response, self._caller(context, record.tenant)
             )
             return response
 
@@ -221,18 +223,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         prompt: str,
         listen: bool,
         answer: Callable[[common_pb2.VideoAnalysis], Answer],
+        caller: str,
     ) -> tuple[Answer, VideoAnalysis]:
         """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`,
         held to the tagger's contract (`check_analysis`; a swapped-in tagger's broken answer
         would otherwise reach the caller, or come back from the generator as
         INVALID_ARGUMENT on a field the caller never sent): the message `answer` makes of it
         for the caller (its copy of a long analysis, like its conversion, is made off the
-        event loop: 0.1 s for the tagger's most), and its domain types."""
+        event loop: 0.1 s for the tagger's most), and its domain types. The tagger is told
+        whom it analyses for (`caller`)."""
         reply = await self.tagger_channel.stub.Analyze(
             tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                       prompt=prompt, skip_speech=not listen),
             timeout=self.config.analyze_timeout_s,
-            metadata=self.tagger_metadata,
+            metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller)),
         )  # fmt: skip
         message = reply.analysis
 
@@ -352,6 +356,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if self.authenticator is None:
             return self._per_client.slot(context)
         return self.ledger.running(tenant)
+
+    def _caller(self, context: grpc.aio.ServicerContext, tenant: str) -> str:
+        """Whom the gateway calls the tagger and the generator for (ON_BEHALF_OF): the tenant
+        with auth on, else the peer, as _admitted counts them; they take turns between
+        these, not between the gateway's requests in the order they came."""
+        return tenant if self.authenticator is not None else client_of(context)
 
     @staticmethod
     def _under(root: Path, tenant: str) -> Path:
@@ -486,13 +496,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         record: RequestRecord,
         started: float,
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+        caller = self._caller(context, record.tenant)
         async with self._slots:
             yield _progress("analysis", 0.02)
             # Music that replaces the video's sound has no use for its speech: the tagger
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
             analysis_event, analysis = await self._analysis(
-                tagger_uri, controls.prompt, listen, lambda m: gateway_pb2.ScoreEvent(analysis=m)
+                tagger_uri, controls.prompt, listen, _analysis_event, caller
             )
             if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
                 # The request was admitted and booked at the video's own length.
@@ -511,7 +522,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 keep_original_audio=options.keep_original_audio,
             )
             generated = None
-            async for event in self._generate(brief, controls.candidates):
+            async for event in self._generate(brief, controls.candidates, caller):
                 if isinstance(event, _Generated):
                     generated = event
                 else:
@@ -547,10 +558,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ))  # fmt: skip
 
     async def _generate(
-        self, brief: MusicBrief, candidates: int
+        self, brief: MusicBrief, candidates: int, caller: str
     ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
-        """Progress events while the generator works, then the best-ranked candidate's music
-        (the only one, for one candidate)."""
+        """Progress events while the generator works (for `caller`), then the best-ranked
+        candidate's music (the only one, for one candidate)."""
         request = await self._long.convert(
             timeline_items(brief),
             lambda: generator_pb2.GenerateRequest(
@@ -561,7 +572,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             GENERATE, generator_pb2.GenerateResponse
         )
         call = generate(request, timeout=self.config.generate_timeout_s,
-                        metadata=self.generator_metadata)  # fmt: skip
+                        metadata=(*self.generator_metadata, (ON_BEHALF_OF, caller)))  # fmt: skip
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []
         composed = 0.0
@@ -643,6 +654,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+def _analyze_response(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.GatewayAnalyzeResponse:
+    return gateway_pb2.GatewayAnalyzeResponse(analysis=analysis)
+
+
+def _analysis_event(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.ScoreEvent:
+    return gateway_pb2.ScoreEvent(analysis=analysis)
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:

@@ -21,7 +21,14 @@ from services.generator.backend import GenerationJob, GeneratorBackend, JobResul
 from services.generator.candidates import candidate_jobs, ranked
 from services.progress import Heartbeat
 from services.rules import MAX_CANDIDATES
-from services.serving import Cancellation, LongMessages, observed, timeline_items
+from services.serving import (
+    Cancellation,
+    FairTurns,
+    LongMessages,
+    callers_of,
+    observed,
+    timeline_items,
+)
 
 SERVICE = "bgm.v1.Generator"
 
@@ -55,7 +62,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.backend = backend
         self.limits = limits
         self.schema = EdgeSchema(limits)
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._turns = FairTurns(max_concurrent)
         self._run = batch_runner or self._in_thread
         self._long = LongMessages()
 
@@ -111,7 +118,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
             jobs = candidate_jobs(brief, request.candidates or 1, report)
             check_work(brief.duration_s, len(jobs), self.limits, self._loaded().tracks(brief))
-            async with self._slots:
+            async with self._turns.turn(*callers_of(context)):
                 started = time.perf_counter()
                 work = asyncio.ensure_future(self._run(jobs))
                 # After a cancel nobody awaits the work; its error is expected, not news.

@@ -16,7 +16,7 @@ from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
-from services.serving import Cancellation, observed
+from services.serving import Cancellation, FairTurns, callers_of, observed
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
 SERVICE = "bgm.v1.Tagger"
@@ -43,8 +43,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self.sources = sources
         self.scratch_dir = scratch_dir
         self.max_duration_s = max_duration_s
-        # CPU-bound work: a few at a time in threads; the rest wait their turn.
-        self._slots = asyncio.Semaphore(max_concurrent)
+        # CPU-bound work: a few at a time in threads; the rest wait their turn (FairTurns).
+        self._turns = FairTurns(max_concurrent)
 
     @classmethod
     def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> Self:
@@ -63,6 +63,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
             raise UnavailableError("the tagger is still loading its backend")
         return self.backend
 
+    async def _video(self, request: tagger_pb2.AnalyzeRequest, folder: Path) -> Path:
+        """The request's video as a local file (in `folder` unless it is an allowed one)."""
+        return await local_video(request.video, self.sources, folder, self.sources.max_bytes)
+
     async def Analyze(
         self, request: tagger_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> tagger_pb2.AnalyzeResponse:
@@ -71,13 +75,16 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
             self.schema.check(request)
             backend = self._loaded()
             with scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder:
-                video = await local_video(
-                    request.video, self.sources, folder, self.sources.max_bytes
-                )
+                # A download waits for its source before it waits for a turn (a slow source
+                # holds no worker); inline bytes are written to scratch only on their turn
+                # (30 uploads of 60 MB waiting had all been written to scratch at once).
+                inline = request.video.WhichOneof("source") == "data"
+                video = None if inline else await self._video(request, folder)
                 # When the caller goes away, the analysis stops at its next progress report
                 # (at most 50 ms of decoding apart).
                 cancellation = Cancellation(context)
-                async with self._slots:
+                async with self._turns.turn(*callers_of(context)):
+                    video = video or await self._video(request, folder)
                     analysis = await asyncio.to_thread(
                         backend.analyze,
                         AnalysisRequest(video, prompt=request.prompt,
