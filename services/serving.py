@@ -208,10 +208,10 @@ class FairTurns:
             try:
                 await granted
             except asyncio.CancelledError:
-                if granted.done() and not granted.cancelled():
-                    self._release()  # granted as the wait was cancelled: the next one's turn
-                else:
+                if granted.cancelled():
                     self._withdraw(peer, caller, granted)
+                else:
+                    self._release()  # granted as the wait was cancelled: the next one's turn
                 raise
         try:
             yield
@@ -230,13 +230,19 @@ class FairTurns:
                 callers[caller] = waiters
             if callers:
                 self._waiting[peer] = callers
-            self._running += 1
-            granted.set_result(None)
+            # A wait cancelled before its task has run again is over: no turn for it.
+            if not granted.cancelled():
+                self._running += 1
+                granted.set_result(None)
 
     def _withdraw(self, peer: str, caller: str, waiter: asyncio.Future[None]) -> None:
-        callers = self._waiting[peer]
-        callers[caller].remove(waiter)
-        if not callers[caller]:
+        """A cancelled wait out of the queue, unless _release took it out already."""
+        callers = self._waiting.get(peer, {})
+        waiters = callers.get(caller)
+        if waiters is None or waiter not in waiters:
+            return
+        waiters.remove(waiter)
+        if not waiters:
             del callers[caller]
         if not callers:
             del self._waiting[peer]

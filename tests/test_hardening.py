@@ -810,9 +810,45 @@ def test_a_request_that_leaves_gives_up_its_turn():
     assert asyncio.run(scenario()) == ["holder", "last", "after"]
 
 
+def test_a_wait_cancelled_as_a_turn_ends_loses_no_worker():
+    """A waiting request cancelled in the same step of the loop as the running one ends
+    (requests sharing a deadline): the ending one ends cleanly, the cancelled one is
+    cancelled, and the worker serves the next. Its cancelled wait had been given the turn:
+    the worker was lost for good (every later request timed out) and the ending request
+    failed as INTERNAL."""
+
+    async def scenario() -> list[str]:
+        turns = FairTurns(1)
+        ended: list[str] = []
+        holder_may_end = asyncio.Event()
+
+        async def request(name: str) -> None:
+            try:
+                async with turns.turn("peer", name):
+                    if name == "holder":
+                        await holder_may_end.wait()
+                ended.append(f"{name} done")
+            except asyncio.CancelledError:
+                ended.append(f"{name} cancelled")
+                raise
+
+        holder = asyncio.create_task(request("holder"))
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(request("waiter"))
+        await asyncio.sleep(0)
+        holder_may_end.set()  # the holder's wake-up is queued first...
+        waiter.cancel()  # ...and the waiter's cancel lands before either runs
+        await asyncio.gather(holder, waiter, return_exceptions=True)
+        await asyncio.wait_for(request("next"), 5)
+        return ended
+
+    assert asyncio.run(scenario()) == ["holder done", "waiter cancelled", "next done"]
+
+
 @contextlib.contextmanager
-def _hosted(binding: ServiceBinding) -> Iterator[str]:
-    """`binding` served in this process (its own event loop, in a thread): its address."""
+def _hosted(binding: ServiceBinding) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """`binding` served in this process (its own event loop, in a thread): its address and
+    the loop."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -824,7 +860,7 @@ def _hosted(binding: ServiceBinding) -> Iterator[str]:
 
     server = asyncio.run_coroutine_threadsafe(serve(), loop).result(30)
     try:
-        yield f"127.0.0.1:{server.port}"
+        yield f"127.0.0.1:{server.port}", loop
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -870,7 +906,7 @@ def test_the_generator_serves_the_gateways_clients_in_turn():
     sent = [(1.0, "client-a"), (1.1, "client-a"), (1.2, "client-a"), (1.3, "client-a"),
             (2.0, "client-b")]  # fmt: skip
     codes: list[grpc.StatusCode] = []
-    with _hosted(binding) as address, grpc.insecure_channel(address) as channel:
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
 
         def send(duration_s: float, caller: str) -> None:
@@ -891,6 +927,40 @@ def test_the_generator_serves_the_gateways_clients_in_turn():
             sender.join(60)
     assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 5
     assert composed[:2] == [1.0, 1.1] and composed.index(2.0) == 2, composed
+
+
+@pytest.mark.slow
+def test_a_generate_whose_caller_left_leaves_no_task_waiting():
+    """A Generate past its deadline while the piece is composed: the wait for its progress
+    goes with it ("Task was destroyed but it is pending!" had been logged for each)."""
+    may_end = threading.Event()
+
+    async def compose(jobs: list) -> list:
+        await asyncio.to_thread(may_end.wait, 30)
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+
+    def waiting_for_news(loop: asyncio.AbstractEventLoop) -> int:
+        async def count() -> int:
+            tasks = asyncio.all_tasks()
+            return sum("Queue.get" in repr(task.get_coro()) for task in tasks)
+
+        return asyncio.run_coroutine_threadsafe(count(), loop).result(10)
+
+    with _hosted(binding) as (address, loop), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        request = generator_pb2.GenerateRequest(
+            brief=common_pb2.MusicBrief(duration_s=1.0, sample_rate=48000)
+        )
+        code, _ = code_of(lambda: list(stub.Generate(request, timeout=0.5)))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.3)
+        left = waiting_for_news(loop)
+        may_end.set()
+    assert left == 0
 
 
 class _HeldTagger:
@@ -929,7 +999,7 @@ def test_an_upload_waiting_for_its_turn_is_not_written_to_scratch(tmp_path: Path
             1 for f in tmp_path.rglob("*") if f.is_file() and f.stat().st_size == len(upload)
         )
 
-    with _hosted(binding) as address, grpc.insecure_channel(address) as channel:
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
         stub = tagger_pb2_grpc.TaggerStub(channel)
 
         def send() -> None:

@@ -126,7 +126,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 try:
                     while not work.done():
                         getter = asyncio.ensure_future(progress.get())
-                        await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+                        try:
+                            await asyncio.wait({work, getter},
+                                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                        except BaseException:
+                            getter.cancel()  # the caller went away: nothing waits for news
+                            raise
                         if getter.done():
                             yield generator_pb2.GenerateResponse(
                                 every_candidate=True, progress=common_pb2.Progress(
