@@ -34,7 +34,9 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
                                         f"{endpoint.host}:{endpoint.port}",
                                         config.serving.max_message_bytes,
                                         credentials))  # fmt: skip
-            metrics_host = endpoint.metrics_host or endpoint.host
+            # An IPv6 address is written in brackets for gRPC ("[::]"); the metrics server
+            # takes it bare.
+            metrics_host = (endpoint.metrics_host or endpoint.host).strip("[]")
             # One process has one registry: `serve all` serves it once, on the gateway's
             # metrics port (the `service` label tells the services apart).
             if which != "all" or name == "gateway":

@@ -723,6 +723,40 @@ def test_metrics_listen_where_the_service_listens(servers):
     assert local == ["0100007F:" + f"{port:04X}"]  # 127.0.0.1, not 0.0.0.0
 
 
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_a_service_on_an_ipv6_address_serves_its_metrics_there(tmp_path: Path, media: Path):
+    """serving.tagger.host "[::1]", as gRPC writes an IPv6 address: the metrics listen on
+    the same address (the server had died at start-up: prometheus was handed "[::1]")."""
+    import urllib.request
+
+    config, ports = write_config(tmp_path, media,
+                                 changes={"serving": {"tagger": {"host": "[::1]"}}})  # fmt: skip
+    server = _serve(config, "tagger", tmp_path / "serve.log")
+    try:
+        wait_serving(f"[::1]:{ports['tagger']}", seconds=60)
+        with grpc.insecure_channel(f"[::1]:{ports['tagger']}") as channel:
+            tagger_pb2_grpc.TaggerStub(channel).Describe(tagger_pb2.TaggerDescribeRequest(),
+                                                         timeout=30)  # fmt: skip
+        url = f"http://[::1]:{ports['tagger_metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200 and b"bgm_" in answer.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
+
+
 @pytest.mark.slow
 def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, trickle):
     running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
