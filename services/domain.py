@@ -241,7 +241,8 @@ class PlannedSection:
 
 @dataclass(frozen=True)
 class CutAlignment:
-    """How well the video's cuts landed on the music's beats and bars."""
+    """How well the video's cuts landed on the music's beats and bars: a cut within
+    rules.ON_BEAT_S (25 ms) of one is on it."""
 
     cut_count: int
     on_beat_count: int

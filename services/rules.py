@@ -21,6 +21,10 @@ BPM_LIMITS = (30.0, 300.0)
 STRUCTURES = ("free", "composer", "reference")
 # Pieces one request may have generated and ranked.
 MAX_CANDIDATES = 4
+# A cut this close to a beat (or bar line) counts as on it, seconds: a plan puts the cuts it
+# can within it, and the composer plays such a cut's hit on the beat. About what a listener
+# hears as together (beat trackers allow 50 ms).
+ON_BEAT_S = 0.025
 # How the music makes room for speech (see UserControls.speech in the protos).
 SPEECH_MODES = ("auto", "duck", "arrange", "off")
 

@@ -106,7 +106,7 @@ def test_user_bpm_is_exact_and_constant_from_the_first_sample(generator, beat_an
     assert (signatures[-1].numerator, signatures[-1].denominator) == (4, 4)
     assert signatures[-1].time == pytest.approx(plan.bars_s[0], abs=2e-3)
     if len(signatures) == 2:
-        assert signatures[0].time == 0.0 and signatures[0].denominator == 32
+        assert signatures[0].time == 0.0 and signatures[0].denominator == 64
     assert len(_bar_lengths(plan)) == 1
     # The phase puts more cuts near beats than a grid starting at the first sample would.
     beats = np.array(plan.beats_s)
@@ -116,6 +116,32 @@ def test_user_bpm_is_exact_and_constant_from_the_first_sample(generator, beat_an
     near_from_zero = sum(np.min(np.abs(from_zero - c)) <= 0.03 for c in cuts)
     assert near >= max(1, near_from_zero)
     assert plan.alignment.worst_ms <= 60_000 / 137.0 / 2 + 1
+
+
+def test_a_cut_near_a_user_bpm_beat_is_hit_on_the_beat(generator, beat_analysis):
+    """At a user's 140 BPM the grid's phase puts the cuts at 4 s and 7 s 9 ms after a beat
+    (the best a phase in 64th notes can do for both): each cut's hit is played on that beat,
+    with the beat's own notes, and the plan counts both on a beat. The hits had been played
+    at the cuts, before the beat's notes (a flam, after a stop in the drums: 18 ms with the
+    phase in 32nds), and the plan had counted neither."""
+    segments = [Segment(a, b, 0.6, Look(0.5, 0.5, 0.5, 0.5), ["happy"])
+                for a, b in ((0.0, 4.0), (4.0, 7.0), (7.0, 15.0), (15.0, 20.0))]  # fmt: skip
+    cuts = [Cut(t, "hard", 0.8) for t in (4.0, 7.0, 15.0)]
+    brief = brief_for(beat_analysis, "rock", bpm_is_fixed=True, duration_s=20.0,
+                      segments=segments, cuts=cuts)  # fmt: skip
+    brief = dataclasses.replace(
+        brief, tags=dataclasses.replace(brief.tags, bpm=140.0, bpm_min=140.0, bpm_max=140.0)
+    )
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    plan, beats = score.plan, np.array(score.plan.beats_s)
+    near = [t for t in (4.0, 7.0) if 0.005 < np.min(np.abs(beats - t)) <= 0.025]
+    assert near == [4.0, 7.0], np.min(np.abs(beats[:, None] - [4.0, 7.0]), axis=0)
+    for cut in near:
+        onsets = {round(plan.beat_time(n.start), 4) for n in score.notes
+                  if abs(plan.beat_time(n.start) - cut) <= 0.03}  # fmt: skip
+        assert onsets == {round(float(beats[np.argmin(np.abs(beats - cut))]), 4)}, (cut, onsets)
+    music = generator.render(score, lambda f: None)
+    assert music.plan.alignment.on_beat_count == 2
 
 
 def _conducted(

@@ -16,6 +16,7 @@ from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
 from services.rules import (
     BPM_LIMITS,
+    ON_BEAT_S,
     check_known,
     check_segment_moods,
     check_structure,
@@ -23,9 +24,6 @@ from services.rules import (
     check_unit_interval,
 )
 from services.vocabulary import Vocabulary
-
-# A cut within this distance of a beat (or bar line) counts as on it.
-ON_GRID_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,8 @@ def cut_alignment(
     bar_distances = [float(np.min(np.abs(bars - c.time_s))) * 1000 for c in cuts]
     return CutAlignment(
         cut_count=len(distances),
-        on_beat_count=sum(d <= ON_GRID_MS for d in distances),
-        on_bar_count=sum(d <= ON_GRID_MS for d in bar_distances),
+        on_beat_count=sum(d <= ON_BEAT_S * 1000 for d in distances),
+        on_bar_count=sum(d <= ON_BEAT_S * 1000 for d in bar_distances),
         median_ms=round(float(np.median(distances)), 3) if distances else 0.0,
         worst_ms=round(max(distances), 3) if distances else 0.0,
     )

@@ -37,6 +37,7 @@ from services.generator.backends.composer.theory import (
     voice,
 )
 from services.generator.backends.composer.timing import HitPoint, TimingPlan
+from services.rules import ON_BEAT_S
 
 # Bowed and blown instruments hold their notes; a held pitch is tied across bars.
 SUSTAINING = ("strings", "pads", "brass", "woodwinds")
@@ -75,8 +76,6 @@ CUT_VELOCITY = (112, 100)
 FLURRY_GAP_S = 1.2
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
 SAME_BEAT = 0.05
-# A cut this close to a beat is on it (the plan's anchors are exact): its event is the beat's.
-ON_BEAT_S = 0.001
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 
@@ -493,7 +492,9 @@ class Composer:
         return "V"
 
     def _on_beat(self, beat: float) -> bool:
-        """Whether a (fractional) beat position is on a beat of the plan."""
+        """Whether a (fractional) beat position is on a beat of the plan (within ON_BEAT_S:
+        a cut there is the beat's event; the plan's anchors are exact, a user BPM's grid
+        only as near as its phase allows)."""
         seconds = self.plan.beat_time(beat + 1) - self.plan.beat_time(beat)
         return abs(beat - round(beat)) * seconds <= ON_BEAT_S
 

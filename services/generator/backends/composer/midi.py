@@ -62,7 +62,7 @@ def channel_volumes(gains: Sequence[float]) -> list[int]:
 
 class _Clock:
     """Plan beats to MIDI ticks. Tick 0 is the first sample: a pickup before the first beat
-    (a whole number of 32nd notes, as the timing plan chooses it) comes first."""
+    (a whole number of 64th notes, as the timing plan chooses it) comes first."""
 
     def __init__(self, plan: TimingPlan):
         self.per_beat = round(TICKS_PER_QUARTER * plan.meter.quarters)
@@ -76,7 +76,7 @@ def _tempo_track(
     plan: TimingPlan, clock: _Clock, keys: Sequence[tuple[float, Key]]
 ) -> mido.MidiTrack:
     """A tempo at every beat whose length changes (the first from tick 0); the meter from the
-    first downbeat, and before it the pickup as a bar of 32nd notes; the key signature from
+    first downbeat, and before it the pickup as a bar of 64th notes; the key signature from
     tick 0 and wherever a section changes key."""
     track = mido.MidiTrack()
     events: list[tuple[int, mido.MetaMessage]] = []
@@ -102,9 +102,9 @@ def _tempo_track(
             previous = microseconds
     downbeat_tick = clock.tick(plan.first_downbeat)
     if downbeat_tick > 0:
-        thirty_seconds = round(downbeat_tick / (TICKS_PER_QUARTER / 8))
+        sixty_fourths = round(downbeat_tick / (TICKS_PER_QUARTER / 16))
         events.append(
-            (0, mido.MetaMessage("time_signature", numerator=thirty_seconds, denominator=32))
+            (0, mido.MetaMessage("time_signature", numerator=sixty_fourths, denominator=64))
         )
     meter = plan.meter
     events.append(
