@@ -475,7 +475,8 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
                           ("instrument", vocabulary.instruments)):  # fmt: skip
         parser.add_argument(
             f"--{kind}", action="append",
-            help=f"a {kind} (repeatable): {', '.join(section)}; any case, and synonyms "
+            help=f"{'an' if kind == 'instrument' else 'a'} {kind} (repeatable): "
+                 f"{', '.join(section)}; any case, and synonyms "
                  "(`bgm tags` lists them)",
         )  # fmt: skip
     parser.add_argument(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.errors import ConfigError
 from services.media.sources import SourcePolicy
@@ -332,10 +333,18 @@ class Endpoint(StrictModel):
     allow_plaintext: bool = False
 
 
+# Each service's endpoint unless the config says otherwise.
+DEFAULT_ENDPOINTS = {
+    "gateway": Endpoint(port=50051, metrics_port=9101, max_concurrent=16),
+    "tagger": Endpoint(port=50052, metrics_port=9102, max_concurrent=2),
+    "generator": Endpoint(port=50053, metrics_port=9103, max_concurrent=2),
+}
+
+
 class ServingConfig(StrictModel):
-    gateway: Endpoint = Endpoint(port=50051, metrics_port=9101, max_concurrent=16)
-    tagger: Endpoint = Endpoint(port=50052, metrics_port=9102, max_concurrent=2)
-    generator: Endpoint = Endpoint(port=50053, metrics_port=9103, max_concurrent=2)
+    gateway: Endpoint = DEFAULT_ENDPOINTS["gateway"]
+    tagger: Endpoint = DEFAULT_ENDPOINTS["tagger"]
+    generator: Endpoint = DEFAULT_ENDPOINTS["generator"]
     # Largest gRPC message, bytes (audio travels in much smaller chunks).
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # On SIGTERM, requests in flight get this long to finish.
@@ -343,6 +352,21 @@ class ServingConfig(StrictModel):
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_defaults(cls, data: Any) -> Any:
+        """`serving.<service>` changes that service's defaults key by key: a config naming
+        only a host (as for TLS) had been refused for want of a port, and given one, had
+        turned the metrics off."""
+        if not isinstance(data, dict):
+            return data
+        changed = {
+            name: {**DEFAULT_ENDPOINTS[name].model_dump(exclude_defaults=True), **value}
+            for name, value in data.items()
+            if name in DEFAULT_ENDPOINTS and isinstance(value, dict)
+        }
+        return {**data, **changed}
 
 
 class RequestLimits(StrictModel):

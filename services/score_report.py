@@ -70,8 +70,8 @@ def _print_summary(
             measures.append(f"energy {score.energy_follow:.2f}")
         chosen = " [green](delivered)[/green]" if score.rank == 1 else ""
         console.print(
-            f"[bold]{f'Candidate {score.rank}':<12}[/bold]#{score.candidate} score "
-            f"{score.score:.3f}: {', '.join(measures)}{chosen}"
+            f"[bold]{f'Ranked {score.rank}':<12}[/bold]candidate {score.candidate + 1} of "
+            f"{len(ranking)}, score {score.score:.3f}: {', '.join(measures)}{chosen}"
         )
     has_audio = analysis.has_audio if analysis is not None else None
     console.print(f"[bold]{'Sound':<12}[/bold]{sound_line(has_audio, options)}")

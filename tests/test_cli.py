@@ -85,6 +85,44 @@ def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
     assert "vison" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_service_s_settings_change_its_defaults_key_by_key(tmp_path: Path):
+    """serving.gateway naming only a host (as the README's TLS example does) keeps the
+    gateway's port, metrics port and workers; it had been refused ("port Field required"),
+    and given a port, had turned the metrics off."""
+    from services.config import load_config
+
+    config = tmp_path / "bgm.yaml"
+    config.write_text("serving:\n  gateway: {host: 0.0.0.0, allow_plaintext: true}\n"
+                      "  tagger: {port: 6000}\n")  # fmt: skip
+    serving = load_config(config).serving
+    assert (serving.gateway.host, serving.gateway.port, serving.gateway.metrics_port,
+            serving.gateway.max_concurrent) == ("0.0.0.0", 50051, 9101, 16)  # fmt: skip
+    assert (serving.tagger.port, serving.tagger.metrics_port) == (6000, 9102)
+    assert serving.generator.port == 50053
+
+
+def test_every_config_example_in_the_docs_loads():
+    """Each YAML block of README.md and docs/deploy.md that is a bgm config (its keys are the
+    config's sections) loads as one."""
+    import re
+
+    import yaml
+
+    from services.config import BgmConfig
+
+    root = Path(__file__).resolve().parent.parent
+    examples = [
+        block
+        for doc in ("README.md", "docs/deploy.md")
+        for block in re.findall(r"```yaml\n(.*?)```", (root / doc).read_text(), re.S)
+    ]
+    configs = [data for data in map(yaml.safe_load, examples)
+               if isinstance(data, dict) and set(data) <= set(BgmConfig.model_fields)]  # fmt: skip
+    assert len(configs) >= 4
+    for data in configs:
+        BgmConfig.model_validate(data)
+
+
 def test_sample_video_is_what_it_says(tmp_path: Path):
     path = tmp_path / "sample.mp4"
     made = bgm("sample", str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,11 @@ def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diff
     ranked = score("-o", str(tmp_path / "ranked.wav"), "--candidates", "2", "--structure",
                    "reference", "--reference", str(melody))  # fmt: skip
     assert ranked.returncode == 0, ranked.stderr
-    assert "Candidate 1" in ranked.stdout and "Candidate 2" in ranked.stdout
+    assert "Ranked 1" in ranked.stdout and "Ranked 2" in ranked.stdout
+    assert sorted(re.findall(r"candidate \d of 2", ranked.stdout)) == [
+        "candidate 1 of 2",
+        "candidate 2 of 2",
+    ]
     assert "(delivered)" in ranked.stdout
 
     missing = score("-o", str(tmp_path / "x.wav"), "--structure", "reference", "--reference",
