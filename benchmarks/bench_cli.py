@@ -35,11 +35,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         clip = write_video(folder / "one-second.mp4", [Shot(1.0, speed=0.4, hue=0.2)]).path
+        silent = write_video(folder / "silent.mp4", [Shot(1.0, speed=0.4, hue=0.2)],
+                             audio=False).path  # fmt: skip
         cases = [
             ("bgm --help", [bgm, "--help"]),
             ("an argument error (bgm score --bpm 0)",
              [bgm, "score", str(clip), "--bpm", "0", "-o", str(folder / "out.wav")]),
-            ("bgm analyze on a 1 s clip", [bgm, "analyze", str(clip)]),
+            ("bgm analyze on a 1 s clip with sound", [bgm, "analyze", str(clip)]),
+            ("bgm analyze on a 1 s clip without", [bgm, "analyze", str(silent)]),
         ]  # fmt: skip
         print(f"start-up of the bgm command, median of {RUNS} runs:")
         for label, command in cases:

@@ -77,6 +77,24 @@ def test_bad_input_is_one_clear_line(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def test_analysing_a_silent_video_loads_no_speech_model(motion_video: SyntheticVideo):
+    """`bgm analyze` on a video without sound imports neither torch nor the voice-activity
+    model: they had loaded with the tagger, 2.3 s of a 3.0 s run on a 1 s clip (0.7 s now).
+    A server still loads them before it reports SERVING (TaggerBackend.warm_up)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "services.cli", "analyze",
+         str(motion_video.path)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "numpy" in imported  # the listing is there
+    assert not {"torch", "silero_vad"} & imported
+
+
 def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
     config = tmp_path / "bgm.yaml"
     config.write_text("tagger:\n  vison: {}\n")

@@ -34,6 +34,11 @@ class BackendInfo:
 class TaggerBackend(Protocol):
     def describe(self) -> BackendInfo: ...
 
+    def warm_up(self) -> None:
+        """Load now what a first request would load (a server calls it before it reports
+        SERVING)."""
+        ...
+
     def analyze(
         self, request: AnalysisRequest, progress: ProgressCallback | None = None
     ) -> VideoAnalysis: ...

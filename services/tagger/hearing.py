@@ -39,7 +39,13 @@ class Listener:
     def __init__(self, config: HearingConfig):
         self.config = config
         self._models = threading.local()
-        self._model()  # a broken install fails at start-up, not on the first request
+
+    def load(self) -> None:
+        """Load the model now (a server does before it serves: a broken install fails at
+        start-up, not on the first request). Otherwise it loads when first needed: a command
+        that scores a silent video, or replaces its sound, never pays for torch and the model
+        (1.5 s of every `bgm analyze` and `bgm score`)."""
+        self._model()
 
     def _model(self) -> Any:
         model = getattr(self._models, "model", None)

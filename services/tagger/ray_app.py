@@ -21,6 +21,7 @@ class TaggerDeployment:
         metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
+        self.backend.warm_up()
         self.servicer = TaggerServicer.from_config(settings, self.backend)
         self.servicer.sweep_scratch()
         self.settings = settings

@@ -18,6 +18,8 @@ def binding(config: BgmConfig) -> ServiceBinding:
         # The backend (vocabulary, or a vision-language model) loads off the event loop while
         # health checks say NOT_SERVING.
         await asyncio.to_thread(servicer.sweep_scratch)
-        servicer.backend = await asyncio.to_thread(create_tagger_backend, config.tagger)
+        backend = await asyncio.to_thread(create_tagger_backend, config.tagger)
+        await asyncio.to_thread(backend.warm_up)
+        servicer.backend = backend
 
     return ServiceBinding(SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server, servicer, ready)

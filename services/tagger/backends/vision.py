@@ -91,6 +91,10 @@ class VisionTagger:
     def describe(self) -> BackendInfo:
         return BackendInfo(name="vision", version=VERSION, vocabulary=self.vocabulary)
 
+    def warm_up(self) -> None:
+        if self.listener is not None:
+            self.listener.load()
+
     def text_model(self) -> TextHintModel:
         if self._text_model is None:
             self._text_model = TextHintModel(self.vocabulary, self.config.text_model_path)

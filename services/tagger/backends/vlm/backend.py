@@ -60,6 +60,9 @@ class VlmTagger:
         return BackendInfo(name=self.name, version=f"{VERSION} ({self.model.name})",
                            vocabulary=self.vocabulary)  # fmt: skip
 
+    def warm_up(self) -> None:
+        self.vision.warm_up()
+
     def analyze(
         self, request: AnalysisRequest, progress: ProgressCallback | None = None
     ) -> VideoAnalysis:
