@@ -106,6 +106,9 @@ def _bounded(message: str) -> str:
 # The metadata key of the id every response carries (the audit log names requests by it).
 REQUEST_ID_KEY = "x-request-id"
 audit_log = logging.getLogger("bgm.audit")
+# Metadata of a call a service makes to see that another answers (the gateway's check of the
+# tagger and the generator, every second): no request anyone made, so not audited (at INFO).
+PROBE = ("bgm-probe", "dependency")
 
 
 @dataclass
@@ -127,6 +130,7 @@ async def observed(
     """Metrics and one audit line for one request, its id in the trailing metadata, and
     errors turned into a status, a message and details."""
     started = time.perf_counter()
+    probe = PROBE in tuple(context.invocation_metadata() or ())
     record = RequestRecord(uuid.uuid4().hex)
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
@@ -156,7 +160,7 @@ async def observed(
     finally:
         seconds = time.perf_counter() - started
         metrics.request_finished(service, method, code.name, seconds, record.tenant_label)
-        audit_log.info(json.dumps({
+        audit_log.log(logging.DEBUG if probe else logging.INFO, json.dumps({
             "request_id": record.request_id, "service": service, "method": method,
             "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),

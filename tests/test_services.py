@@ -116,6 +116,27 @@ def test_score_by_uri_streams_analysis_progress_files_result(servers, clip):
     assert not any(servers.staging.glob("*"))  # staged files are gone
 
 
+def test_an_idle_gateway_s_checks_leave_the_audit_log_alone(servers):
+    """The gateway asks the tagger and the generator for their description every second to
+    know they answer; those checks are not requests anyone made, and write no audit line
+    (an idle `bgm serve` had written two a second: 145 in 71 s)."""
+
+    def describes() -> int:
+        lines = servers.log.read_text().splitlines()
+        return sum('"method": "Describe"' in line for line in lines if "bgm.audit " in line)
+
+    wait_serving(servers.gateway, "bgm.v1.Gateway")
+    before = describes()
+    time.sleep(3.0)
+    assert describes() == before
+    # A Describe someone asks for is audited.
+    with grpc.insecure_channel(servers.tagger) as channel:
+        tagger_pb2_grpc.TaggerStub(channel).Describe(tagger_pb2.TaggerDescribeRequest(),
+                                                     timeout=30)  # fmt: skip
+    time.sleep(0.2)
+    assert describes() == before + 1
+
+
 def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_path):
     out = tmp_path / "remote.mp4"
     result = bgm("client", "score", str(clip.path), "--server", servers.gateway, "-o", str(out),

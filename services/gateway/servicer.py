@@ -73,6 +73,7 @@ from services.rules import check_analysis, check_description, speech_matters
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     ON_BEHALF_OF,
+    PROBE,
     Cancellation,
     LongMessages,
     PerClientLimit,
@@ -157,8 +158,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             answers = await asyncio.gather(
                 self.tagger_channel.stub.Describe(tagger_pb2.TaggerDescribeRequest(),
                                      timeout=DEPENDENCY_CHECK_S,
-                                     metadata=self.tagger_metadata),
-                self._generator_info(DEPENDENCY_CHECK_S),
+                                     metadata=(*self.tagger_metadata, PROBE)),
+                self._generator_info(DEPENDENCY_CHECK_S, probe=True),
                 return_exceptions=True,
             )  # fmt: skip
             failures = [answer for answer in answers if isinstance(answer, BaseException)]
@@ -432,13 +433,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                     field="output.output_uri")  # fmt: skip
         return path
 
-    async def _generator_info(self, timeout_s: float | None = None) -> GeneratorInfo:
+    async def _generator_info(
+        self, timeout_s: float | None = None, probe: bool = False
+    ) -> GeneratorInfo:
         """The generator's description, checked against the contract (DownstreamError if it
-        breaks it)."""
+        breaks it); asked as a PROBE by the dependency check."""
         reply = await self.generator_channel.stub.Describe(
             generator_pb2.GeneratorDescribeRequest(),
             timeout=timeout_s or self.config.describe_timeout_s,
-            metadata=self.generator_metadata)  # fmt: skip
+            metadata=(*self.generator_metadata, *((PROBE,) if probe else ())))  # fmt: skip
         info = GeneratorInfo(
             name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
             sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
