@@ -6,12 +6,14 @@ are the pickup before the first beat). The genre is the band: its style row cast
 shapes the form: each section's intensity follows its segment's energy, sections that look
 like the opening bring back the opening material (A), others the contrast (B), the biggest
 turn in the second half may lift the key, and a section leading into a busier one ends on the
-dominant. Every cut gets a musical event at its exact time, on a beat or not.
+dominant. Every cut gets a musical event: on its beat when within rules.ON_BEAT_S of it,
+with the beat's notes, else at its exact time.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +76,10 @@ CUT_ACCENT = (28, 18)
 CUT_VELOCITY = (112, 100)
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
+# A pickup shorter than this, seconds, is too short to be heard as one: the first chord is the
+# downbeat's, from the first sample (at a user's 140 BPM a pickup of 2/64 had struck a chord and,
+# 54 ms later, the downbeat's: a stumble).
+SHORT_PICKUP_S = 0.12
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
 SAME_BEAT = 0.05
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
@@ -301,6 +307,8 @@ class Arrangement:
     chord_starts: list[float] = field(default_factory=list)
     # The chords, span by span, up to the final chord.
     harmony: list[ChordSpan] = field(default_factory=list)
+    # Beats where the cuts are hit, in order (the performance keeps the notes there exact).
+    cut_hits: list[float] = field(default_factory=list)
 
 
 # Common substitutions for a varied return of a progression (same function, new colour).
@@ -401,6 +409,8 @@ class Composer:
             sounding = [b for b in bars if final is None or b <= final]
             self.result.section_chords.append(self._numerals(sounding))
             self.result.section_instruments.append(sorted(playing))
+        if plan.pickup_beats > 1e-6 and self._pickup_too_short():
+            self._downbeat_from_the_first_sample()
         self._mark_cuts()
         return self.result
 
@@ -573,10 +583,11 @@ class Composer:
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
         # A prompt attack: the music sounds from the first sample.
-        for player in self._prompt_player():
-            for pitch in voice(harmony, None, *self.style.register("pad")):
-                self._add(player, pitch, start, downbeat, 60)
-            playing.add(player)
+        if not self._pickup_too_short():
+            for player in self._prompt_player():
+                for pitch in voice(harmony, None, *self.style.register("pad")):
+                    self._add(player, pitch, start, downbeat, 60)
+                playing.add(player)
         if downbeat >= 1:
             for player in self.roles.of("drums")[:1]:
                 for i in range(2):
@@ -590,6 +601,25 @@ class Composer:
                           downbeat - 0.05, 80)  # fmt: skip
                 playing.add(player)
         return playing
+
+    def _pickup_too_short(self) -> bool:
+        return self.plan.first_downbeat == 0 and self.plan.beats_s[0] < SHORT_PICKUP_S
+
+    def _downbeat_from_the_first_sample(self) -> None:
+        """A pickup too short to be one (SHORT_PICKUP_S): the prompt player's notes on the
+        first downbeat start at the first sample instead; a player with none there plays the
+        downbeat's chord over the pickup, as a longer pickup's chord."""
+        start = -self.plan.lead_beats
+        players = self._prompt_player()
+        notes = self.result.notes
+        on_the_downbeat = [i for i, n in enumerate(notes)
+                           if n.instrument in players and n.start == 0.0]  # fmt: skip
+        for i in on_the_downbeat:
+            notes[i] = dataclasses.replace(notes[i], start=start)
+        if not on_the_downbeat:
+            for player in players:
+                for pitch in voice(self._chord_at(0), None, *self.style.register("pad")):
+                    self._add(player, pitch, start, 0, 60)
 
     def _final_chord(self, start: int, key: Key) -> set[str]:
         tonic = chord("I" if key.mode == "major" else "i", key)
@@ -899,8 +929,9 @@ class Composer:
             previous = cut.time_s
             if beat < 0:
                 continue
-            on_beat = self._on_beat(beat)
-            events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
+            hit = self._hit_position(beat)
+            events.append((hit, strong, hit == round(hit)))
+        self.result.cut_hits = sorted(hit for hit, _, _ in events)
         # The stops first, so that no stop silences another cut's hit.
         self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
@@ -924,6 +955,13 @@ class Composer:
             for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, velocity - 4, after_end=True)  # fmt: skip
+
+    def _hit_position(self, beat: float) -> float:
+        """Where a cut at (fractional) `beat` is hit: on its beat when within ON_BEAT_S of it,
+        with the notes the band plays there (a hit beside them is a flam), else at the cut.
+        Not on a sixteenth: moved up to 16 ms after its cut onto one, a hit was found 31-43 ms
+        late by librosa's onset detection (5 of the user-BPM case's 27 cuts)."""
+        return float(round(beat)) if self._on_beat(beat) else beat
 
     def _cut_velocity(self, beat: float, strong: bool) -> int:
         """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`)."""

@@ -102,6 +102,7 @@ class Score:
     plan: TimingPlan
     forms: list[SectionForm]
     arrangement: Arrangement
+    # Where the cuts are hit, seconds: at each cut, or on its beat within ON_BEAT_S of it.
     cut_times: list[float]
     home: Key
     notes: list[Note]
@@ -198,7 +199,7 @@ class ComposerGenerator:
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat).compose()  # fmt: skip
         heartbeat()
-        cut_times = sorted(c.time_s for c in cuts)
+        cut_times = [plan.beat_time(beat) for beat in arrangement.cut_hits]
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng,
                                  heartbeat)  # fmt: skip
         heartbeat()
