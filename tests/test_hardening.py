@@ -1298,6 +1298,19 @@ STEM = generator_pb2.StemChunk(
 )
 
 
+def _stem_named(name: str) -> Fault:
+    """A plan that plays `name`, and a stem for it: a stem's name is its file's."""
+
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") != "plan":
+            return [message]
+        message.plan.instruments.append(name)
+        stem = generator_pb2.StemChunk(instrument=name, audio=STEM.audio)
+        return [message, generator_pb2.GenerateResponse(stem=stem)]
+
+    return fault
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
@@ -1308,6 +1321,10 @@ STEM = generator_pb2.StemChunk(
      (_nan_audio, "samples that are not numbers"),
      (_extra(candidate=7, midi=b"MThd"), "candidate 7 of 1"),
      (_extra(stem=STEM), "a stem for 'kazoo'"),
+     # Written as stems/NAME.wav: it had escaped the output folder (a file written outside
+     # every output root), or failed as a bare INTERNAL.
+     (_stem_named("../../../escaped"), "a stem named '../../../escaped'"),
+     (_stem_named("strings/legato"), "a stem named 'strings/legato'"),
      (lambda message: [] if message.WhichOneof("event") == "plan" else [message],
       "returned no plan")],
 )  # fmt: skip
@@ -1321,6 +1338,43 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     gateway, _, generator = faulty
     monkeypatch.setattr(generator, "fault", fault)
     assert says in _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
+
+
+def test_the_delivered_candidate_is_the_one_ranked_first():
+    """A generator that lists its ranking in candidate order, the best marked by its rank:
+    the gateway delivers the one ranked 1 (it had delivered the first listed while its
+    client named the other as delivered); ranks that are not 1..n are its broken contract."""
+    from services.domain import CandidateScore
+    from services.errors import DownstreamError
+    from services.gateway.servicer import _best_first
+
+    def scored(candidate: int, rank: int) -> CandidateScore:
+        return CandidateScore(candidate=candidate, rank=rank, score=1.0 / rank, tempo_fit=0.5,
+                              cut_accent=None, energy_follow=None)  # fmt: skip
+
+    listed = [scored(0, 2), scored(1, 1)]
+    assert [s.candidate for s in _best_first(listed)] == [1, 0]
+    for broken in ([scored(0, 1), scored(1, 1)], [scored(0, 1), scored(0, 2)],
+                   [scored(0, 1), scored(7, 2)]):  # fmt: skip
+        with pytest.raises(DownstreamError, match=r"not ranks 1\.\.2 for candidates 0\.\.1"):
+            _best_first(broken)
+
+
+@pytest.mark.slow
+def test_outputs_the_generator_does_not_make_are_refused_before_any_work(faulty, clip, monkeypatch):
+    """MIDI from a generator whose description makes none: INVALID_ARGUMENT naming
+    output.midi, before the analysis (an empty music.mid had been delivered as if made)."""
+    gateway, tagger, generator = faulty
+    monkeypatch.setattr(generator, "description", lambda reply: reply.outputs.remove("midi"))
+    analysed = len(tagger.served_for)
+    request = _request(clip.path.as_uri())
+    request.output.midi = True
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "makes no midi" in caught.value.details()
+    assert error_details(caught.value).fields == ["output.midi"]
+    assert len(tagger.served_for) == analysed
 
 
 @pytest.mark.slow

@@ -117,6 +117,14 @@ def check_request(
     controls = validate_controls(controls, vocabulary)
     check_structure(controls.structure, info)
     validate_options(options, info.sample_rates)
+    for asked, output, field in ((options.midi, "midi", "output.midi"),
+                                 (options.stems_dir, "stems", "output.stems")):  # fmt: skip
+        if asked is not None and output not in info.outputs:
+            raise InvalidInputError(
+                f"the {info.name} generator makes no {output} (it makes "
+                f"{', '.join(info.outputs) or 'nothing it names'})",
+                field=field,
+            )
     probe = probe_video(video, heartbeat=heartbeat)
     if output_kind(options.output) == "video":
         check_stream_copy(probe.video_codec, options.output)

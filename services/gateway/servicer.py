@@ -613,6 +613,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     parts.midi = message.midi
                 elif which == "stem":
                     name = message.stem.instrument
+                    if not _names_a_file(name):
+                        raise DownstreamError(
+                            f"the generator sent a stem named {name[:100]!r}: a stem's name is "
+                            "its file's, so one plain name (no '/', '\\' or control "
+                            "characters, not '.' or '..', at most 251 bytes)"
+                        )
                     if parts.plan is None or name not in parts.plan.instruments:
                         raise DownstreamError(
                             f"the generator sent a stem for {name!r}, which candidate "
@@ -625,12 +631,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
-        chosen = received.get(ranking[0].candidate if ranking else 0)
-        if chosen is None or chosen.plan is None:
-            raise DownstreamError("the generator returned no plan")
         if candidates > 1 and len(ranking) != candidates:
             raise DownstreamError(f"the generator ranked {len(ranking)} of {candidates} "
                                   "candidates")  # fmt: skip
+        ranking = _best_first(ranking)
+        chosen = received.get(ranking[0].candidate if ranking else 0)
+        if chosen is None or chosen.plan is None:
+            raise DownstreamError("the generator returned no plan")
         music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=rate,
                                stems={n: a.result() for n, a in chosen.stems.items()},
                                midi=chosen.midi, plan=chosen.plan)  # fmt: skip
@@ -657,6 +664,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+def _names_a_file(name: str) -> bool:
+    """Whether a stem's name can be its file's name (NAME.wav): one plain path component."""
+    return (0 < len(name.encode()) <= 251 and name not in (".", "..")
+            and "/" not in name and "\\" not in name and name.isprintable())  # fmt: skip
+
+
+def _best_first(ranking: list[CandidateScore]) -> list[CandidateScore]:
+    """The ranking in its ranks' order, which must be 1..n, one for each candidate 0..n-1
+    (the contract's "best first" and "rank 1 = best" must agree: the gateway delivers the
+    first, its client names the one ranked 1)."""
+    ordered = sorted(ranking, key=lambda score: score.rank)
+    count = len(ordered)
+    if ([s.rank for s in ordered] != list(range(1, count + 1))
+            or sorted(s.candidate for s in ordered) != list(range(count))):  # fmt: skip
+        named = ", ".join(f"candidate {s.candidate} rank {s.rank}" for s in ranking[:8])
+        raise DownstreamError(f"the generator's ranking is not ranks 1..{count} for candidates "
+                              f"0..{count - 1}: {named}")  # fmt: skip
+    return ordered
 
 
 def _analyze_response(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.GatewayAnalyzeResponse:
