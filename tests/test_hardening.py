@@ -1340,6 +1340,35 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     assert says in _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
 
 
+@pytest.mark.slow
+def test_a_generator_without_48_khz_scores_a_request_that_names_no_rate(faulty, clip, monkeypatch):
+    """A generator that makes only 44.1 kHz: a request that names no rate gets 44.1 kHz (every
+    such request had been refused, "sample rate 48000 is not supported", while the gateway
+    said SERVING); one that names 48000 is refused naming output.sample_rate."""
+    import io
+
+    import soundfile
+
+    gateway, _, generator = faulty
+
+    def only_44k(reply: generator_pb2.GeneratorDescribeResponse) -> None:
+        del reply.sample_rates[:]
+        reply.sample_rates.append(44100)
+
+    monkeypatch.setattr(generator, "description", only_44k)
+    request = _request(clip.path.as_uri())
+    request.output.format = gateway_pb2.OUTPUT_FORMAT_WAV
+    events = score(gateway, request)
+    assert events[-1].WhichOneof("event") == "result"
+    wav = b"".join(e.file.data for e in events if e.WhichOneof("event") == "file")
+    assert soundfile.info(io.BytesIO(wav)).samplerate == 44100
+    request.output.sample_rate = 48000
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_details(caught.value).fields == ["output.sample_rate"]
+
+
 def test_the_delivered_candidate_is_the_one_ranked_first():
     """A generator that lists its ranking in candidate order, the best marked by its rank:
     the gateway delivers the one ranked 1 (it had delivered the first listed while its

@@ -81,7 +81,8 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
     if options.sample_rate not in sample_rates:
         raise InvalidInputError(
             f"sample rate {options.sample_rate} is not supported; choose "
-            f"{' or '.join(map(str, sample_rates))}"
+            f"{' or '.join(map(str, sample_rates))}",
+            field="output.sample_rate",
         )
     low, high = LUFS_LIMITS
     if not low <= options.lufs <= high:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -88,6 +89,8 @@ SERVICE = "bgm.v1.Gateway"
 GENERATE = "/bgm.v1.Generator/Generate"
 # The staging folders' owner, for the start-up sweep.
 SCRATCH_OWNER = "gateway"
+# The output's sample rate when the request names none and the generator makes it.
+DEFAULT_SAMPLE_RATE = 48000
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
 # How much longer than the gateway's probe found the video a tagger may find it (another
@@ -413,7 +416,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
             stems_dir=target / "stems" if output.stems else None,
-            sample_rate=output.sample_rate or 48000,
+            sample_rate=output.sample_rate or DEFAULT_SAMPLE_RATE,
             lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
             keep_original_audio=output.keep_original_audio,
             make_folder=True,
@@ -468,6 +471,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, record.tenant)
         info = await self._generator_info()
+        if not output.sample_rate and options.sample_rate not in info.sample_rates:
+            # The default rate where the generator makes it, else the first it does.
+            options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
         # A long MPEG-TS's length takes seconds to read: a cancel stops it.
         checked = await asyncio.to_thread(
             check_request, video, controls, options, info, self.vocabulary, self.limits,
