@@ -26,7 +26,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.errors import BgmError, CancelledError, ResourceExhaustedError, UnavailableError
+from services.errors import (
+    BgmError,
+    CancelledError,
+    DownstreamError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 
 log = logging.getLogger("bgm")
 
@@ -39,6 +45,8 @@ MAX_MESSAGE_CHARS = 1000
 ERROR_DOMAIN = "bgm.v1"
 # Where gRPC carries a google.rpc.Status with details.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# What gRPC says of a received message over the channel's limit.
+OVERSIZED = "Received message larger than max"
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,13 @@ def status_for(error: BaseException) -> Refusal:
         message = _bounded(error.details() or error.code().name)
         if isinstance(passed_on, bytes) and passed_on:
             return Refusal(error.code(), message, passed_on)
+        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and OVERSIZED in message:
+            # gRPC's own refusal of a message between this service and one it calls (a reply
+            # over this one's limit, as a generator's whole piece in one chunk): not the
+            # caller's fault, who had been told RESOURCE_EXHAUSTED as if its request were.
+            return status_for(DownstreamError(
+                f"a message between this service and one it calls was over gRPC's message "
+                f"limit: {message}"))  # fmt: skip
         if error.code() == grpc.StatusCode.UNAVAILABLE:
             # A service down or restarting: worth trying again shortly.
             down = UnavailableError(message, retry_after_s=1.0)

@@ -1543,6 +1543,26 @@ def test_the_gateway_analyze_holds_the_tagger_to_its_contract(
         assert says in _refused_as_downstream_then_answered(answered, monkeypatch)
 
 
+def test_a_reply_over_the_message_limit_is_the_service_behind_s_fault():
+    """A generator's message over the gateway's limit: gRPC refuses it as RESOURCE_EXHAUSTED,
+    which had reached the caller as if its own request were too large; it is INTERNAL
+    DOWNSTREAM_BROKE_CONTRACT."""
+    from services.serving import status_for
+
+    oversized = grpc.aio.AioRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+        details="Received message larger than max (69120021 vs. 67108864)",
+    )  # fmt: skip
+    refusal = status_for(oversized)
+    assert refusal.code == grpc.StatusCode.INTERNAL
+    assert "69120021 vs. 67108864" in refusal.message
+    assert b"DOWNSTREAM_BROKE_CONTRACT" in refusal.details
+    # The caller's own request over a limit is still its own.
+    own = grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
+                               grpc.aio.Metadata(), details="over the tenant's quota")  # fmt: skip
+    assert status_for(own).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_limits_live_in_the_config():
     limits = RequestLimits(max_prompt_chars=100)
     with pytest.raises(InvalidInputError, match="at most 100 characters"):
