@@ -297,31 +297,35 @@ def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monke
 
     from services.config import BgmConfig, GatewayConfig
     from services.errors import ResourceExhaustedError
+    from services.gateway import servicer
     from services.gateway.servicer import GatewayServicer
 
-    gateway = GatewayServicer.from_config(BgmConfig(gateway=GatewayConfig(
-        max_upload_bytes=512 * 1024, min_chunk_bytes=16 * 1024)))  # fmt: skip
+    async def scenario() -> None:
+        # Made in its event loop, as a server makes it (its channels belong to the loop).
+        gateway = GatewayServicer.from_config(BgmConfig(gateway=GatewayConfig(
+            max_upload_bytes=512 * 1024, min_chunk_bytes=16 * 1024)))  # fmt: skip
 
-    async def upload(chunks: list[bytes]) -> int:
-        async def messages():
-            for chunk in chunks:
-                yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
+        async def upload(chunks: list[bytes]) -> int:
+            async def messages():
+                for chunk in chunks:
+                    yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
 
-        return await gateway._received(messages(), io.BytesIO(), tmp_path)
+            return await gateway._received(messages(), io.BytesIO(), tmp_path)
 
-    with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
-        asyncio.run(upload([b""] * 33))
-    assert asyncio.run(upload([b"x" * 16384] * 32)) == 512 * 1024
-    # An upload stops once the staging disk has less room than min_free_staging_bytes.
-    from services.gateway import servicer
+        with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
+            await upload([b""] * 33)
+        assert await upload([b"x" * 16384] * 32) == 512 * 1024
+        # An upload stops once the staging disk has less room than min_free_staging_bytes.
+        free = gateway.config.min_free_staging_bytes - 1
+        usage = shutil.disk_usage(tmp_path)._replace(free=free)
+        monkeypatch.setattr(servicer.shutil, "disk_usage", lambda _: usage)
+        monkeypatch.setattr(servicer, "STAGING_CHECK_BYTES", 64 * 1024)
+        with pytest.raises(ResourceExhaustedError, match="staging disk is nearly full") as caught:
+            await upload([b"x" * 16384] * 32)
+        assert caught.value.error_reason == "STAGING_FULL"
+        await gateway.close()
 
-    free = gateway.config.min_free_staging_bytes - 1
-    usage = shutil.disk_usage(tmp_path)._replace(free=free)
-    monkeypatch.setattr(servicer.shutil, "disk_usage", lambda _: usage)
-    monkeypatch.setattr(servicer, "STAGING_CHECK_BYTES", 64 * 1024)
-    with pytest.raises(ResourceExhaustedError, match="staging disk is nearly full") as caught:
-        asyncio.run(upload([b"x" * 16384] * 32))
-    assert caught.value.error_reason == "STAGING_FULL"
+    asyncio.run(scenario())
 
 
 def test_deadline_exceeded(servers, beat_video):
