@@ -22,7 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.auth import ServiceGate
-from services.config import RequestLimits, load_config
+from services.config import RequestLimits, ServingConfig, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, start, stop, wait_serving, write_config
 from services.domain import Cut, Look, Segment
@@ -880,15 +880,17 @@ def test_a_wait_cancelled_as_a_turn_ends_loses_no_worker():
 
 
 @contextlib.contextmanager
-def _hosted(binding: ServiceBinding) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
-    """`binding` served in this process (its own event loop, in a thread): its address and
-    the loop."""
+def _hosted(
+    binding: ServiceBinding, address: str = "127.0.0.1:0"
+) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """`binding` served in this process (its own event loop, in a thread) at `address` (any
+    free port by default): the address it listens on and the loop."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     async def serve() -> HostedServer:
-        server = HostedServer([binding], "127.0.0.1:0", 64 * 1024 * 1024)
+        server = HostedServer([binding], address, ServingConfig().max_message_bytes)
         await server.start()
         return server
 
@@ -1199,28 +1201,16 @@ def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyTagger, _Fault
         "generator": ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
                                     generator),
     }  # fmt: skip
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def serve(name: str) -> HostedServer:
-        server = HostedServer([bindings[name]], address[name], loaded.serving.max_message_bytes)
-        await server.start()
-        return server
-
-    servers = [asyncio.run_coroutine_threadsafe(serve(name), loop).result(60)
-               for name in bindings]  # fmt: skip
-    gateway = _serve(config, "gateway", folder / "serve.log")
-    try:
-        wait_serving(address["gateway"])
-        yield address["gateway"], tagger, generator
-    finally:
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(timeout=60)
-        for server in servers:
-            asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+    with contextlib.ExitStack() as hosted:
+        for name, binding in bindings.items():
+            hosted.enter_context(_hosted(binding, address[name]))
+        gateway = _serve(config, "gateway", folder / "serve.log")
+        try:
+            wait_serving(address["gateway"])
+            yield address["gateway"], tagger, generator
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=60)
 
 
 @pytest.mark.slow

@@ -578,16 +578,12 @@ class Composer:
     def _pickup(self) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
         first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis."""
-        start = -self.plan.lead_beats
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
         # A prompt attack: the music sounds from the first sample.
         if not self._pickup_too_short():
-            for player in self._prompt_player():
-                for pitch in voice(harmony, None, *self.style.register("pad")):
-                    self._add(player, pitch, start, downbeat, 60)
-                playing.add(player)
+            playing |= self._pickup_chord()
         if downbeat >= 1:
             for player in self.roles.of("drums")[:1]:
                 for i in range(2):
@@ -601,6 +597,15 @@ class Composer:
                           downbeat - 0.05, 80)  # fmt: skip
                 playing.add(player)
         return playing
+
+    def _pickup_chord(self) -> set[str]:
+        """The first downbeat's chord from the first sample to it, by the prompt player."""
+        downbeat = self.plan.first_downbeat
+        players = self._prompt_player()
+        for player in players:
+            for pitch in voice(self._chord_at(downbeat), None, *self.style.register("pad")):
+                self._add(player, pitch, -self.plan.lead_beats, downbeat, 60)
+        return set(players)
 
     def _pickup_too_short(self) -> bool:
         return self.plan.first_downbeat == 0 and self.plan.beats_s[0] < SHORT_PICKUP_S
@@ -617,9 +622,7 @@ class Composer:
         for i in on_the_downbeat:
             notes[i] = dataclasses.replace(notes[i], start=start)
         if not on_the_downbeat:
-            for player in players:
-                for pitch in voice(self._chord_at(0), None, *self.style.register("pad")):
-                    self._add(player, pitch, start, 0, 60)
+            self._pickup_chord()
 
     def _final_chord(self, start: int, key: Key) -> set[str]:
         tonic = chord("I" if key.mode == "major" else "i", key)
@@ -929,8 +932,9 @@ class Composer:
             previous = cut.time_s
             if beat < 0:
                 continue
-            hit = self._hit_position(beat)
-            events.append((hit, strong, hit == round(hit)))
+            # On its beat with the beat's notes when near it (a hit beside them is a flam).
+            on_beat = self._on_beat(beat)
+            events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
         self.result.cut_hits = sorted(hit for hit, _, _ in events)
         # The stops first, so that no stop silences another cut's hit.
         self.heartbeat()
@@ -955,13 +959,6 @@ class Composer:
             for player in roles.of("bass")[:1] if strong else ():
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, velocity - 4, after_end=True)  # fmt: skip
-
-    def _hit_position(self, beat: float) -> float:
-        """Where a cut at (fractional) `beat` is hit: on its beat when within ON_BEAT_S of it,
-        with the notes the band plays there (a hit beside them is a flam), else at the cut.
-        Not on a sixteenth: moved up to 16 ms after its cut onto one, a hit was found 31-43 ms
-        late by librosa's onset detection (5 of the user-BPM case's 27 cuts)."""
-        return float(round(beat)) if self._on_beat(beat) else beat
 
     def _cut_velocity(self, beat: float, strong: bool) -> int:
         """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`)."""
