@@ -17,6 +17,7 @@ from services.domain import (
     CandidateScore,
     Cut,
     CutAlignment,
+    GeneratorInfo,
     LevelCurve,
     Look,
     MotionCurve,
@@ -34,7 +35,7 @@ from services.domain import (
 )
 from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
-from services.gen.bgm.v1 import gateway_pb2
+from services.gen.bgm.v1 import gateway_pb2, generator_pb2
 from services.media.sources import SourcePolicy, fetch_off_loop, parse_uri
 
 # Audio travels in chunks of this many samples per channel (about a second at 48 kHz:
@@ -268,6 +269,17 @@ def plan_from_proto(message: pb.MusicPlan) -> MusicPlan:
                                a.worst_ms),
         ending=message.ending, final_chord_s=message.final_chord_s, genre=message.genre,
         instruments=list(message.instruments), meter=message.meter or "4/4",
+    )  # fmt: skip
+
+
+def generator_info_from_proto(message: generator_pb2.GeneratorDescribeResponse) -> GeneratorInfo:
+    """A generator's description; a count of candidates of 0 is one it does not state."""
+    return GeneratorInfo(
+        name=message.name, version=message.version, max_duration_s=message.max_duration_s,
+        sample_rates=tuple(message.sample_rates), outputs=tuple(message.outputs),
+        genres=tuple(message.genres), instruments=tuple(message.instruments),
+        structures=tuple(message.structures) or ("free",), sound=message.sound,
+        sound_advice=message.sound_advice, max_candidates=message.max_candidates or None,
     )  # fmt: skip
 
 

@@ -316,6 +316,9 @@ class GeneratorInfo:
     structures: tuple[str, ...] = ("free",)
     # Whether generate_batch shares model calls between jobs (worth pooling requests for).
     batches: bool = False
+    # Candidates one request may ask of it; None where it does not say (a backend in this
+    # process: the request rules' limit holds).
+    max_candidates: int | None = None
     # What it renders with, and how to get better sound ("" when nothing is missing).
     sound: str = ""
     sound_advice: str = ""

@@ -143,10 +143,10 @@ class ScorePipeline:
         report = progress or (lambda fraction: None)
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        info = self.generator.describe()
         controls = check_request(
-            video, controls, options, self.generator.describe(), self.vocabulary, self.limits,
-            Heartbeat(report),
-        ).controls  # fmt: skip
+            video, controls, options, info, self.vocabulary, self.limits, Heartbeat(report)
+        ).controls
         timings["checks"] = time.perf_counter() - started
 
         mark = time.perf_counter()
@@ -169,6 +169,7 @@ class ScorePipeline:
             analysis,
             controls,
             self.vocabulary,
+            info,
             options.sample_rate,
             stems=options.stems_dir is not None,
             keep_original_audio=options.keep_original_audio,

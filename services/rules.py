@@ -186,12 +186,22 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     check_unit_interval("analysis.tags.energy", tags.energy)
 
 
-def check_description(info: GeneratorInfo) -> None:
+def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """What the gateway needs of a generator's description to check requests by it: a
-    longest piece that is a length, and sample rates (a broken one would refuse every caller
-    for a video too long or a rate not offered). Genres, instruments and structures it does
-    not know are left alone: a newer generator may offer more than this vocabulary names."""
+    longest piece that is a length, sample rates (a broken one would refuse every caller
+    for a video too long or a rate not offered), a candidate count that is one, and a genre
+    and an instrument of this vocabulary that it plays (a brief names both). Genres,
+    instruments and structures it names that this vocabulary does not are left alone: a
+    newer generator may offer more."""
     if not (math.isfinite(info.max_duration_s) and info.max_duration_s > 0.0):
         raise InvalidInputError(f"max_duration_s: {info.max_duration_s:g} s is not a length")
     if not info.sample_rates or min(info.sample_rates) <= 0:
         raise InvalidInputError(f"sample_rates: {list(info.sample_rates)} are not sample rates")
+    if info.max_candidates is not None and info.max_candidates < 1:
+        raise InvalidInputError(f"max_candidates: {info.max_candidates} is not a count")
+    played = (("genres", info.genres, vocabulary.genres),
+              ("instruments", info.instruments, vocabulary.instruments))  # fmt: skip
+    for kind, offered, known in played:
+        if not set(offered) & set(known):
+            raise InvalidInputError(f"{kind}: it plays none the vocabulary names "
+                                    f"({', '.join(offered[:8]) or 'none at all'})")  # fmt: skip

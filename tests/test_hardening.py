@@ -19,12 +19,13 @@ import av
 import grpc
 import numpy as np
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.auth import ServiceGate
 from services.config import RequestLimits, ServingConfig, load_config
 from services.contract import brief_to_proto
-from services.devserver import Running, start, stop, wait_serving, write_config
+from services.devserver import Running, free_port, start, stop, wait_serving, write_config
 from services.domain import Cut, Look, Segment
 from services.edge import EdgeSchema
 from services.errors import CancelledError, InvalidInputError
@@ -50,6 +51,7 @@ from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import SERVICE as TAGGER_SERVICE
 from services.tagger.servicer import TaggerServicer
+from services.vocabulary import load_vocabulary
 from tests.hand_made_media import stating_length, write_streams
 from tests.test_services import code_of, metric, score
 
@@ -1139,10 +1141,12 @@ def _progress_event(fraction: float) -> generator_pb2.GenerateResponse:
 class _FaultyGenerator(GeneratorServicer):
     """A generator from another team: the composer's messages, each passed through `fault`
     (the messages sent in its place), `opening` sent before them, and its Describe answer
-    passed through `description` (which changes it in place)."""
+    passed through `description` (which changes it in place), after `delay_s`."""
 
     fault: Fault = staticmethod(lambda message: [message])
     opening: tuple[generator_pb2.GenerateResponse, ...] = ()
+    # Seconds it waits before it answers.
+    delay_s = 0.0
     description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(
         lambda reply: None
     )
@@ -1159,6 +1163,7 @@ class _FaultyGenerator(GeneratorServicer):
 
     async def Generate(self, request, context):
         self.served_for.append(callers_of(context)[1])
+        await asyncio.sleep(self.delay_s)
         for message in self.opening:
             yield message
         async for message in super().Generate(request, context):
@@ -1168,9 +1173,10 @@ class _FaultyGenerator(GeneratorServicer):
 
 class _FaultyTagger(TaggerServicer):
     """A tagger from another team: the vision tagger's answer, passed through `fault` (which
-    changes it in place)."""
+    changes it in place), after `delay_s`."""
 
     fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(lambda reply: None)
+    delay_s = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -1179,18 +1185,25 @@ class _FaultyTagger(TaggerServicer):
 
     async def Analyze(self, request, context):
         self.served_for.append(callers_of(context)[1])
+        await asyncio.sleep(self.delay_s)
         reply = await super().Analyze(request, context)
         self.fault(reply)
         return reply
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory, media) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator]]:
+def faulty_config(tmp_path_factory, media) -> tuple[Path, dict[str, int]]:
+    """The config of the `faulty` services, and their ports."""
+    return write_config(tmp_path_factory.mktemp("faulty"), media)
+
+
+@pytest.fixture(scope="module")
+def faulty(faulty_config) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator]]:
     """A _FaultyTagger and a _FaultyGenerator served in this process and a real gateway in
     front of them: the gateway's address, the tagger and the generator, whose faults a test
     sets."""
-    folder = tmp_path_factory.mktemp("faulty")
-    config, ports = write_config(folder, media)
+    config, ports = faulty_config
+    folder = config.parent
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
     loaded = load_config(config)
     tagger = _FaultyTagger.from_config(loaded, create_tagger_backend(loaded.tagger))
@@ -1234,6 +1247,38 @@ def test_the_gateway_names_its_client_to_the_tagger_and_the_generator(faulty, cl
     events = score(gateway, _request(clip.path.as_uri()))
     assert events[-1].WhichOneof("event") == "result"
     assert tagger.served_for[-1] == generator.served_for[-1] == "ipv4:127.0.0.1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slow", ["tagger", "generator"])
+def test_a_service_slower_than_the_gateway_allows_is_named_in_the_deadline(
+    faulty, faulty_config, tmp_path, monkeypatch, clip, slow
+):
+    """A tagger or generator that outlasts the gateway's limit on it (analyze_timeout_s,
+    generate_timeout_s): DEADLINE_EXCEEDED naming the service and the setting, where gRPC's
+    bare "Deadline Exceeded" had read as if the caller's own deadline had passed."""
+    _, tagger, generator = faulty
+    monkeypatch.setattr({"tagger": tagger, "generator": generator}[slow], "delay_s", 3.0)
+    config = yaml.safe_load(faulty_config[0].read_text())
+    config["gateway"] |= {"analyze_timeout_s": 1.5, "generate_timeout_s": 1.5}
+    port = free_port()
+    config["serving"]["gateway"] = {"port": port, "metrics_port": free_port()}
+    path = tmp_path / "bgm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    gateway = _serve(path, "gateway", tmp_path / "serve.log")
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        with pytest.raises(grpc.RpcError) as caught:
+            score(f"127.0.0.1:{port}", _request(clip.path.as_uri()), timeout=60)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(timeout=60)
+    setting = {"tagger": "analyze_timeout_s", "generator": "generate_timeout_s"}[slow]
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.details() == (
+        f"the {slow} took longer than this gateway allows it (gateway.{setting}: 1.5 s)"
+    )
+    assert error_details(caught.value).reason == "DOWNSTREAM_TOO_SLOW"
 
 
 def _refused_as_downstream_then_answered(answered: Callable[[], bool], monkeypatch) -> str:
@@ -1396,11 +1441,84 @@ def test_outputs_the_generator_does_not_make_are_refused_before_any_work(faulty,
     assert len(tagger.served_for) == analysed
 
 
+def _plays(
+    genres: list[str] | None = None, instruments: list[str] | None = None, candidates: int = 0
+) -> Callable[[generator_pb2.GeneratorDescribeResponse], None]:
+    """A description that offers only these genres, instruments or candidates."""
+
+    def description(reply: generator_pb2.GeneratorDescribeResponse) -> None:
+        for field, offered in (("genres", genres), ("instruments", instruments)):
+            if offered is not None:
+                reply.ClearField(field)
+                getattr(reply, field).extend(offered)
+        if candidates:
+            reply.max_candidates = candidates
+
+    return description
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("offered", "asked", "field", "says"),
+    [(_plays(genres=["ambient", "cinematic"]), {"genres": ["ambient", "rock"]}, "controls.genres",
+      "does not play genre rock; it plays ambient, cinematic"),
+     (_plays(instruments=["piano"]), {"instruments": ["piano", "drums"]}, "controls.instruments",
+      "does not play instrument drums; it plays piano"),
+     (_plays(candidates=2), {"candidates": 3}, "controls.candidates",
+      "makes at most 2 candidates for a request, not 3")],
+)  # fmt: skip
+def test_what_the_generator_does_not_offer_is_refused_before_any_work(
+    faulty, clip, monkeypatch, offered, asked, field, says
+):
+    """Another team's generator may play fewer genres or instruments, or make fewer
+    candidates, than this project's: asking for more is INVALID_ARGUMENT NOT_OFFERED on the
+    field, before the analysis (it had been refused by the generator after it, or sent)."""
+    gateway, tagger, generator = faulty
+    monkeypatch.setattr(generator, "description", offered)
+    analysed = len(tagger.served_for)
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, _request(clip.path.as_uri(), **asked))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in caught.value.details()
+    details = error_details(caught.value)
+    assert details.fields == [field] and details.reason == "NOT_OFFERED"
+    assert len(tagger.served_for) == analysed
+
+
+@pytest.mark.slow
+def test_the_taggers_genres_and_instruments_the_generator_does_not_play_are_left_out(
+    faulty, clip, monkeypatch
+):
+    """The tagger chooses from the whole vocabulary; a generator that plays less is sent only
+    what it plays, the vocabulary's best-ranked genre and its first instrument standing in
+    where it plays none of the tagger's (the brief had carried them all)."""
+    gateway, _, generator = faulty
+    tagged = score(gateway, _request(clip.path.as_uri()))[-1].result.tags
+    vocabulary = load_vocabulary()
+    genre = next(g for g in vocabulary.genres if g not in tagged.genres)
+    instrument = next(i for i in reversed(vocabulary.instruments) if i not in tagged.instruments)
+    # One of the tagger's genres stays playable; none of its instruments does.
+    monkeypatch.setattr(generator, "description", _plays(genres=[genre, tagged.genres[-1]],
+                                                         instruments=[instrument]))  # fmt: skip
+    tags = score(gateway, _request(clip.path.as_uri()))[-1].result.tags
+    assert list(tags.genres) == [tagged.genres[-1]]
+    assert list(tags.instruments) == [instrument]
+    assert {o.tag for o in tags.origins} <= {*tags.genres, *tags.moods, *tags.instruments}
+    # Asked for by the caller, an offered genre comes first as ever.
+    tags = score(gateway, _request(clip.path.as_uri(), genres=[genre]))[-1].result.tags
+    assert list(tags.genres) == [genre, tagged.genres[-1]]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
     [(lambda reply: setattr(reply, "max_duration_s", 0.0), "max_duration_s: 0 s is not a length"),
-     (lambda reply: reply.ClearField("sample_rates"), "sample_rates: [] are not sample rates")],
+     (lambda reply: reply.ClearField("sample_rates"), "sample_rates: [] are not sample rates"),
+     (lambda reply: setattr(reply, "max_candidates", -1), "max_candidates: -1 is not a count"),
+     # A brief names a genre it plays, and an instrument: none is left to name.
+     (lambda reply: reply.ClearField("genres"), "genres: it plays none"),
+     (_plays(instruments=["theremin"]), "instruments: it plays none the vocabulary names "
+                                        "(theremin)")],
 )  # fmt: skip
 def test_a_generator_that_describes_itself_off_its_contract_costs_the_caller_a_clear_error(
     faulty, clip, monkeypatch, fault, says

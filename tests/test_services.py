@@ -522,6 +522,7 @@ def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, 
     from services.contract import (
         analysis_from_proto,
         controls_from_proto,
+        generator_info_from_proto,
         plan_from_proto,
         ranking_from_proto,
     )
@@ -549,10 +550,11 @@ def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, 
     # The same brief straight to the generator: each candidate's plan and audio, then the
     # ranking, last; the gateway delivered the first-ranked candidate.
     analysis = next(e.analysis for e in events if e.WhichOneof("event") == "analysis")
-    brief = make_brief(analysis_from_proto(analysis), controls_from_proto(controls),
-                       load_vocabulary(), 48000)  # fmt: skip
     with grpc.insecure_channel(servers.generator) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
+        info = generator_info_from_proto(stub.Describe(generator_pb2.GeneratorDescribeRequest()))
+        brief = make_brief(analysis_from_proto(analysis), controls_from_proto(controls),
+                           load_vocabulary(), info, 48000)  # fmt: skip
         call = generator_pb2.GenerateRequest(brief=brief_to_proto(brief), candidates=3)
         messages = list(stub.Generate(call, timeout=60))
     kinds = [m.WhichOneof("event") for m in messages]

@@ -88,9 +88,9 @@ def test_a_video_without_sound_has_no_speech(tagger, tmp_path):
     assert analysis.speech == [] and analysis.loudness.values == []
 
 
-def _brief(spoken: Spoken, mode: str, keep: bool, genre: str = "pop"):
+def _brief(spoken: Spoken, generator: ComposerGenerator, mode: str, keep: bool, genre: str = "pop"):
     controls = validate_controls(UserControls(genres=[genre], speech=mode), load_vocabulary())
-    return make_brief(spoken.analysis, controls, load_vocabulary(), RATE,
+    return make_brief(spoken.analysis, controls, load_vocabulary(), generator.describe(), RATE,
                       keep_original_audio=keep), controls  # fmt: skip
 
 
@@ -102,7 +102,7 @@ def test_speech_modes_decide_what_happens():
 
 
 def test_the_arrangement_steps_aside_under_speech(spoken, generator: ComposerGenerator):
-    brief, _ = _brief(spoken, "auto", keep=True)
+    brief, _ = _brief(spoken, generator, "auto", keep=True)
     assert brief.speech == spoken.analysis.speech
     music = generator.generate(brief)
     plain = generator.generate(dataclasses.replace(brief, speech=[]))
@@ -144,7 +144,7 @@ def _roles(brief):
 
 
 def test_the_lead_is_silent_under_speech(spoken, generator: ComposerGenerator):
-    brief, _ = _brief(spoken, "arrange", keep=False)
+    brief, _ = _brief(spoken, generator, "arrange", keep=False)
     music = generator.generate(dataclasses.replace(brief, stems=True))
     roles = _roles(brief)
     assert roles.of("melody")
@@ -173,7 +173,7 @@ def test_arranged_and_ducked_music_is_quieter_in_the_voice_band_under_speech(
     spans = spoken.truth
     differences = {}
     for mode in ("auto", "duck", "off"):
-        brief, controls = _brief(spoken, mode, keep=True)
+        brief, controls = _brief(spoken, generator, mode, keep=True)
         music = generator.generate(brief)
         options = OutputOptions(output=tmp_path / f"{mode}.wav", keep_original_audio=True)
         ducking = speech_ducking(spoken.analysis, controls, options, SpeechDuckingConfig())
@@ -242,7 +242,7 @@ def test_carving_dips_only_the_voice_band(spoken):
 
 
 def test_speech_outside_the_music_is_refused(spoken, generator: ComposerGenerator):
-    brief, _ = _brief(spoken, "arrange", keep=False)
+    brief, _ = _brief(spoken, generator, "arrange", keep=False)
     bad = dataclasses.replace(brief, speech=[SpeechInterval(5.0, 4.0)])
     with pytest.raises(InvalidInputError, match=r"brief.speech\[0\]"):
         generator.generate(bad)

@@ -2,15 +2,24 @@
 
 User values win: a user BPM replaces the tagger's (and is then exact), a user key replaces
 the tagger's, user genres, moods and instruments come first (the first genre sets the style),
-and negative tags remove whatever they name, from the user's tags and the tagger's alike.
+and negative tags remove whatever they name, from the user's tags and the tagger's alike. The
+tagger's genres and instruments that the generator does not play are left out (the user's were
+checked against it before any work).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
-from services.domain import MusicBrief, MusicTags, TagOrigin, UserControls, VideoAnalysis
+from services.domain import (
+    GeneratorInfo,
+    MusicBrief,
+    MusicTags,
+    TagOrigin,
+    UserControls,
+    VideoAnalysis,
+)
 from services.errors import InvalidInputError
 from services.rules import BPM_LIMITS, SPEECH_MODES, STRUCTURES, check_candidates, speech_handling
 from services.vocabulary import TagKind, Vocabulary
@@ -77,23 +86,39 @@ def _once(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _merge_kind(user: list[str], tagger: list[str], negative: set[str]) -> list[str]:
+def _merge_kind(
+    user: list[str], tagger: list[str], negative: set[str], offered: Collection[str]
+) -> list[str]:
     merged = list(dict.fromkeys([*user, *tagger]))
-    return [name for name in merged if name not in negative]
+    return [name for name in merged if name not in negative and name in offered]
 
 
-def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) -> MusicTags:
+def merge_tags(
+    tags: MusicTags, controls: UserControls, vocabulary: Vocabulary, info: GeneratorInfo
+) -> MusicTags:
     negative = set(controls.negative)
-    genres = _merge_kind(controls.genres, tags.genres, negative)
-    moods = _merge_kind(controls.moods, tags.moods, negative)
-    instruments = _merge_kind(controls.instruments, tags.instruments, negative)
+    genres = _merge_kind(controls.genres, tags.genres, negative, info.genres)
+    moods = _merge_kind(controls.moods, tags.moods, negative, vocabulary.moods)
+    instruments = _merge_kind(controls.instruments, tags.instruments, negative,
+                              info.instruments)  # fmt: skip
     if not genres:
-        # Every genre the tagger chose was negated: the best-ranked remaining genre stands in.
-        genres = [name for name in vocabulary.genres if name not in negative][:1]
+        # Every genre the tagger chose was negated or is not played: the best-ranked genre
+        # left stands in.
+        genres = [g for g in vocabulary.genres if g not in negative and g in info.genres][:1]
+        if not genres:
+            raise InvalidInputError(
+                f"the negative tags leave no genre the {info.name} generator plays "
+                f"({', '.join(info.genres)})",
+                field="controls.negative",
+            )
     if not moods:
         moods = [name for name in vocabulary.moods if name not in negative][:1]
+    if not instruments and not any(name in info.instruments for name in tags.instruments):
+        # The generator plays none of the tagger's instruments: its first one stands in.
+        instruments = [name for name in info.instruments if name not in negative][:1]
     if not instruments:
-        raise InvalidInputError("the negative tags leave no instrument to play")
+        raise InvalidInputError("the negative tags leave no instrument to play",
+                                field="controls.negative")  # fmt: skip
     if controls.bpm is not None:
         bpm = bpm_min = bpm_max = controls.bpm
     elif genres == tags.genres:
@@ -109,8 +134,9 @@ def merge_tags(tags: MusicTags, controls: UserControls, vocabulary: Vocabulary) 
         | {("mood", m) for m in controls.moods}
         | {("instrument", i) for i in controls.instruments}
     )
-    origins = [o for o in tags.origins if o.tag not in negative]
-    origins = [o for o in origins if (o.kind, o.tag) not in user_tags]
+    kept = {*(("genre", g) for g in genres), *(("mood", m) for m in moods),
+            *(("instrument", i) for i in instruments)}  # fmt: skip
+    origins = [o for o in tags.origins if (o.kind, o.tag) in kept - user_tags]
     origins += [TagOrigin(kind, name, "user", 1.0) for kind, name in sorted(user_tags)]
     return MusicTags(
         genres=genres,
@@ -129,13 +155,14 @@ def make_brief(
     analysis: VideoAnalysis,
     controls: UserControls,
     vocabulary: Vocabulary,
+    info: GeneratorInfo,
     sample_rate: int,
     stems: bool = False,
     keep_original_audio: bool = False,
 ) -> MusicBrief:
     handling = speech_handling(controls.speech, bool(analysis.speech), keep_original_audio)
     return MusicBrief(
-        tags=merge_tags(analysis.tags, controls, vocabulary),
+        tags=merge_tags(analysis.tags, controls, vocabulary, info),
         segments=list(analysis.segments),
         cuts=list(analysis.cuts),
         duration_s=analysis.duration_s,

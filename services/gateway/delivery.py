@@ -38,6 +38,9 @@ from services.media.video import probe_video
 from services.rules import check_structure, speech_handling
 from services.vocabulary import Vocabulary
 
+# ErrorInfo's reason for what the request asks and the generator does not offer.
+NOT_OFFERED = "NOT_OFFERED"
+
 LUFS_LIMITS = (-40.0, -5.0)
 # True-peak ceilings: lossy encoders (MP3, AAC, Opus) overshoot the PCM they are given, by up
 # to about a dB on music with sharp attacks (Opus on a crash), so their ceiling leaves room
@@ -117,6 +120,7 @@ def check_request(
         )
     controls = validate_controls(controls, vocabulary)
     check_structure(controls.structure, info)
+    check_offered(controls, info)
     validate_options(options, info.sample_rates)
     for asked, output, field in ((options.midi, "midi", "output.midi"),
                                  (options.stems_dir, "stems", "output.stems")):  # fmt: skip
@@ -124,8 +128,8 @@ def check_request(
             raise InvalidInputError(
                 f"the {info.name} generator makes no {output} (it makes "
                 f"{', '.join(info.outputs) or 'nothing it names'})",
-                field=field,
-            )
+                field=field, error_reason=NOT_OFFERED,
+            )  # fmt: skip
     probe = probe_video(video, heartbeat=heartbeat)
     if output_kind(options.output) == "video":
         check_stream_copy(probe.video_codec, options.output)
@@ -141,6 +145,28 @@ def check_request(
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep")
     return CheckedRequest(controls, probe.duration_s)
+
+
+def check_offered(controls: UserControls, info: GeneratorInfo) -> None:
+    """Refuse, before any work, what the caller asked that the generator does not offer: a
+    genre or an instrument it does not play (another team's generator may play fewer than
+    the vocabulary names), more candidates than it makes."""
+    if info.max_candidates is not None and controls.candidates > info.max_candidates:
+        raise InvalidInputError(
+            f"the {info.name} generator makes at most {info.max_candidates} candidates for a "
+            f"request, not {controls.candidates}",
+            field="controls.candidates", error_reason=NOT_OFFERED,
+        )  # fmt: skip
+    asked_of = (("genre", controls.genres, info.genres),
+                ("instrument", controls.instruments, info.instruments))  # fmt: skip
+    for kind, asked, offered in asked_of:
+        unplayed = [name for name in asked if name not in offered]
+        if unplayed:
+            raise InvalidInputError(
+                f"the {info.name} generator does not play {kind} {', '.join(unplayed)}; it "
+                f"plays {', '.join(offered)}",
+                field=f"controls.{kind}s", error_reason=NOT_OFFERED,
+            )  # fmt: skip
 
 
 def speech_ducking(

@@ -26,6 +26,7 @@ from services.contract import (
     analysis_from_proto,
     brief_to_proto,
     controls_from_proto,
+    generator_info_from_proto,
     local_video,
     plan_from_proto,
     plan_to_proto,
@@ -75,6 +76,7 @@ from services.scratch import scratch_folder, sweep
 from services.serving import (
     ON_BEHALF_OF,
     PROBE,
+    STATUS_DETAILS_KEY,
     Cancellation,
     LongMessages,
     PerClientLimit,
@@ -236,12 +238,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         for the caller (its copy of a long analysis, like its conversion, is made off the
         event loop: 0.1 s for the tagger's most), and its domain types. The tagger is told
         whom it analyses for (`caller`)."""
-        reply = await self.tagger_channel.stub.Analyze(
-            tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
-                                      prompt=prompt, skip_speech=not listen),
-            timeout=self.config.analyze_timeout_s,
-            metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller)),
-        )  # fmt: skip
+        try:
+            reply = await self.tagger_channel.stub.Analyze(
+                tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
+                                          prompt=prompt, skip_speech=not listen),
+                timeout=self.config.analyze_timeout_s,
+                metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller)),
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as error:
+            raise _named_deadline(error, "tagger", "analyze_timeout_s",
+                                  self.config.analyze_timeout_s) from None  # fmt: skip
         message = reply.analysis
 
         def read() -> tuple[Answer, VideoAnalysis]:
@@ -445,14 +451,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             generator_pb2.GeneratorDescribeRequest(),
             timeout=timeout_s or self.config.describe_timeout_s,
             metadata=(*self.generator_metadata, *((PROBE,) if probe else ())))  # fmt: skip
-        info = GeneratorInfo(
-            name=reply.name, version=reply.version, max_duration_s=reply.max_duration_s,
-            sample_rates=tuple(reply.sample_rates), outputs=tuple(reply.outputs),
-            genres=tuple(reply.genres), instruments=tuple(reply.instruments),
-            structures=tuple(reply.structures) or ("free",),
-        )  # fmt: skip
+        info = generator_info_from_proto(reply)
         try:
-            check_description(info)
+            check_description(info, self.vocabulary)
         except InvalidInputError as error:
             raise DownstreamError(f"the generator's description: {error}") from None
         return info
@@ -485,7 +486,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             booked = self.ledger.reserve(record.tenant, checked.duration_s, controls.candidates)
         try:
             async for event in self._scored(video, checked.duration_s, tagger_uri, controls,
-                                            options, output, context, record,
+                                            options, info, output, context, record,
                                             started):  # fmt: skip
                 yield event
         except BaseException:
@@ -500,6 +501,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         tagger_uri: str,
         controls: UserControls,
         options: OutputOptions,
+        info: GeneratorInfo,
         output: gateway_pb2.OutputOptions,
         context: grpc.aio.ServicerContext,
         record: RequestRecord,
@@ -526,6 +528,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 analysis,
                 controls,
                 self.vocabulary,
+                info,
                 options.sample_rate,
                 stems=options.stems_dir is not None,
                 keep_original_audio=options.keep_original_audio,
@@ -634,6 +637,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         what = f"candidate {candidate}'s {name} stem"
                         parts.stems[name] = AudioAssembler(what, rate, total)
                     parts.stems[name].add(message.stem.audio)
+        except grpc.aio.AioRpcError as error:
+            raise _named_deadline(error, "generator", "generate_timeout_s",
+                                  self.config.generate_timeout_s) from None  # fmt: skip
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
@@ -670,6 +676,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+def _named_deadline(
+    error: grpc.aio.AioRpcError, service: str, setting: str, limit_s: float
+) -> Exception:
+    """What a call to `service` that failed with `error` is to the caller: where it outlasted
+    the gateway's limit on it (gateway.`setting`), DEADLINE_EXCEEDED naming that limit (gRPC's
+    own "Deadline Exceeded" reads as if the caller's deadline had passed); else `error`, whose
+    code and details are passed on."""
+    passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
+    if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or passed_on:
+        return error
+    return DeadlineExceededError(
+        f"the {service} took longer than this gateway allows it (gateway.{setting}: {limit_s:g} s)",
+        error_reason="DOWNSTREAM_TOO_SLOW",
+    )
 
 
 def _names_a_file(name: str) -> bool:
