@@ -351,10 +351,12 @@ def staged_suffix(name: str) -> str:
 
 def staged_name(name: str, default: str) -> str:
     """The name a staged copy of the caller's file `name` gets, so that messages name the
-    video as the caller knows it: its base name's plain characters (at most 64, no leading
-    dot), else `default`, and staged_suffix's extension."""
+    video as the caller knows it: its base name's plain characters (at most 64 of them and
+    128 bytes: a file name holds 255 bytes, and 64 letters outside the BMP are 256), no
+    leading dot, else `default`, and staged_suffix's extension."""
     stem = Path(Path(name.replace("\x00", "")).name).stem
     plain = re.sub(r"[^\w.() -]", "_", stem).lstrip(".")[:64]
+    plain = plain.encode()[:128].decode(errors="ignore")
     return f"{plain or default}{staged_suffix(name)}"
 
 

@@ -47,6 +47,18 @@ def test_a_staged_copy_is_named_as_the_caller_knows_it(name, staged):
     assert staged_name(name, "upload") == staged
 
 
+@pytest.mark.parametrize("letter", ["\U0001d49c", "é", "x"])
+def test_a_name_of_wide_letters_stages_within_a_file_names_bytes(tmp_path: Path, letter):
+    """64 letters of 4 bytes are 256 bytes, over a file name's 255: staging it had failed
+    as INTERNAL (OSError: File name too long)."""
+    source = common_pb2.VideoSource(
+        data=b"\x00\x00\x00\x18ftypmp42", file_name=letter * 64 + ".mp4"
+    )
+    path = asyncio.run(local_video(source, SourcePolicy(), tmp_path, max_inline_bytes=1 << 20))
+    assert path.parent == tmp_path and path.suffix == ".mp4" and path.stem.startswith(letter)
+    assert len(path.name.encode()) <= 255 and path.read_bytes().endswith(b"mp42")
+
+
 def test_inline_bytes_obey_the_upload_limit(tmp_path: Path):
     source = common_pb2.VideoSource(data=b"x" * 1001, file_name="clip.mp4")
     with pytest.raises(ResourceExhaustedError, match="over the upload limit of 1000"):
