@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.contract import local_video, staged_name, staged_suffix
-from services.errors import ResourceExhaustedError
-from services.gateway.outputs import temporary_path
+from services.errors import InvalidInputError, ResourceExhaustedError
+from services.gateway.outputs import staged_outputs, temporary_path
 from services.gen.bgm.v1 import common_pb2
 from services.media.sources import SourcePolicy
 
@@ -71,3 +71,18 @@ def test_temporary_output_names_are_unique_per_call(tmp_path: Path):
     names = {temporary_path(final) for _ in range(4)}
     assert len(names) == 4
     assert all(n.parent == tmp_path and n.suffix == ".mp4" for n in names)
+
+
+def test_a_folder_where_an_output_goes_refuses_them_all(tmp_path: Path):
+    """A caller can make a folder stems/drums.wav (an earlier request's output_uri): a later
+    request whose drums stem goes there had renamed its main file into place, then failed
+    as INTERNAL (IsADirectoryError), leaving that file behind."""
+    main, stem = tmp_path / "scored.wav", tmp_path / "stems" / "drums.wav"
+    stem.mkdir(parents=True)
+    refused = pytest.raises(InvalidInputError, match=r"drums\.wav: a folder is where this output")
+    with refused, staged_outputs() as staging:
+        for final in (main, stem):
+            temporary = temporary_path(final)
+            temporary.write_bytes(b"RIFF")
+            staging.files.append((temporary, final))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["drums.wav", "stems"]

@@ -1,6 +1,7 @@
 """Outputs written all or nothing: each under a temporary name beside its final one (unique
 to the call, so requests writing into one folder never collide), renamed into place only
-when every output is complete, and removed with any folder made for them on failure.
+when every output is complete and has its place, and removed with any folder made for them
+on failure.
 
 The gateway's delivery and `bgm client` (which writes what the gateway streams) share it.
 """
@@ -13,6 +14,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.errors import InvalidInputError
 
 
 @dataclass
@@ -32,19 +35,28 @@ class Staging:
 
 @contextlib.contextmanager
 def staged_outputs() -> Iterator[Staging]:
-    """Rename every staged file into place on success; delete them (and any folder made for
-    them) on failure, whatever the failure."""
+    """Rename every staged file into place on success, once each is known to have a place (a
+    folder where a file would go refuses them all); delete them (and any folder made for
+    them, and any already renamed) on failure, whatever the failure."""
     staging = Staging()
     staged = staging.files
     created_dirs = staging.folders
+    renamed: list[Path] = []
     try:
         yield staging
+        for _temporary, final in staged:
+            if final.is_dir():
+                raise InvalidInputError(f"{final.name}: a folder is where this output goes",
+                                        field="output.output_uri")  # fmt: skip
         for temporary, final in staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, final)
+            renamed.append(final)
     except BaseException:
         for temporary, _final in staged:
             temporary.unlink(missing_ok=True)
+        for final in renamed:
+            final.unlink(missing_ok=True)
         for folder in reversed(created_dirs):
             with contextlib.suppress(OSError):
                 folder.rmdir()
