@@ -29,17 +29,19 @@ ON_BEAT_S = 0.025
 SPEECH_MODES = ("auto", "duck", "arrange", "off")
 
 
-def check_candidates(count: int) -> None:
+def check_candidates(count: int, field: str = "candidates") -> None:
     if not 1 <= count <= MAX_CANDIDATES:
-        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}")
+        raise InvalidInputError(f"candidates must be 1..{MAX_CANDIDATES}, not {count}",
+                                field=field)  # fmt: skip
 
 
-def check_structure(structure: str, info: GeneratorInfo) -> None:
-    """Refuse a structure the generator cannot follow."""
+def check_structure(structure: str, info: GeneratorInfo, field: str) -> None:
+    """Refuse a structure the generator cannot follow (asked in `field`)."""
     if structure not in info.structures:
         raise InvalidInputError(
             f"the {info.name} generator cannot follow structure {structure!r}; it follows "
-            f"{', '.join(info.structures)}"
+            f"{', '.join(info.structures)}",
+            field=field,
         )
 
 

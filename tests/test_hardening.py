@@ -26,7 +26,7 @@ from services.auth import ServiceGate
 from services.config import RequestLimits, ServingConfig, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, free_port, start, stop, wait_serving, write_config
-from services.domain import Cut, Look, Segment
+from services.domain import Cut, GeneratorInfo, Look, Segment
 from services.edge import EdgeSchema
 from services.errors import CancelledError, InvalidInputError
 from services.gateway.client import error_details
@@ -913,8 +913,20 @@ def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 class _OneTrackBackend:
+    def describe(self) -> GeneratorInfo:
+        return GeneratorInfo(name="test", version="0", max_duration_s=3600.0,
+                             sample_rates=(48000,), outputs=("audio",), genres=("pop",),
+                             instruments=("piano",))  # fmt: skip
+
     def tracks(self, brief: object) -> int:
         return 1
+
+
+def _brief_of(duration_s: float, key: str = "C major") -> common_pb2.MusicBrief:
+    """A brief _OneTrackBackend can honour (with another `key`, perhaps not)."""
+    tags = common_pb2.MusicTags(genres=["pop"], bpm=120, bpm_min=100, bpm_max=140, key=key)
+    return common_pb2.MusicBrief(duration_s=duration_s, sample_rate=48000, tags=tags,
+                                 structure="free")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -948,9 +960,7 @@ def test_the_generator_serves_the_gateways_clients_in_turn():
         stub = generator_pb2_grpc.GeneratorStub(channel)
 
         def send(duration_s: float, caller: str) -> None:
-            request = generator_pb2.GenerateRequest(
-                brief=common_pb2.MusicBrief(duration_s=duration_s, sample_rate=48000)
-            )
+            request = generator_pb2.GenerateRequest(brief=_brief_of(duration_s))
             call = stub.Generate(request, timeout=60, metadata=((ON_BEHALF_OF, caller),))
             codes.append(code_of(lambda: list(call))[0])
 
@@ -990,15 +1000,69 @@ def test_a_generate_whose_caller_left_leaves_no_task_waiting():
 
     with _hosted(binding) as (address, loop), grpc.insecure_channel(address) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
-        request = generator_pb2.GenerateRequest(
-            brief=common_pb2.MusicBrief(duration_s=1.0, sample_rate=48000)
-        )
+        request = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
         code, _ = code_of(lambda: list(stub.Generate(request, timeout=0.5)))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.3)
         left = waiting_for_news(loop)
         may_end.set()
     assert left == 0
+
+
+@pytest.mark.slow
+def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_turn():
+    """The generator, its one worker busy: a brief in a key that does not exist is refused
+    at once, naming the field, while the worker is still busy (it had waited its turn: 30 s
+    behind two long pieces)."""
+    may_end = threading.Event()
+    composing = threading.Event()
+
+    async def compose(jobs: list) -> list:
+        composing.set()
+        await asyncio.to_thread(may_end.wait, 30)
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        held = stub.Generate(generator_pb2.GenerateRequest(brief=_brief_of(60.0)), timeout=60)
+        holder = threading.Thread(target=lambda: code_of(lambda: list(held)))
+        holder.start()
+        assert composing.wait(30)
+        bad = generator_pb2.GenerateRequest(brief=_brief_of(1.0, key="H major"))
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Generate(bad, timeout=20))
+        still_busy = not may_end.is_set() and holder.is_alive()
+        may_end.set()
+        holder.join(30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and still_busy
+    assert error_details(caught.value).fields == ["brief.tags.key"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [(lambda b: setattr(b, "duration_s", 0.0), "brief.duration_s"),
+     (lambda b: setattr(b, "sample_rate", 1), "brief.sample_rate"),
+     (lambda b: setattr(b.tags, "bpm", 400.0), "brief.tags.bpm"),
+     (lambda b: setattr(b.tags, "bpm_min", 150.0), "brief.tags.bpm_min"),
+     (lambda b: b.tags.ClearField("genres"), "brief.tags.genres"),
+     (lambda b: b.tags.genres.append("rock"), "brief.tags.genres"),
+     (lambda b: b.tags.instruments.append("kazoo"), "brief.tags.instruments"),
+     (lambda b: setattr(b, "structure", "reference"), "brief.structure")],
+)  # fmt: skip
+def test_a_brief_the_generator_refuses_names_its_field(change, field):
+    """As the MusicBrief contract promises (these had named none)."""
+    from services.contract import brief_from_proto
+    from services.generator.backend import validate_brief
+
+    message = _brief_of(4.0)
+    change(message)
+    with pytest.raises(InvalidInputError) as caught:
+        validate_brief(brief_from_proto(message, stems=False), _OneTrackBackend().describe(),
+                       load_vocabulary())  # fmt: skip
+    assert caught.value.field == field
 
 
 class _HeldTagger:

@@ -45,10 +45,7 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
     if controls.reference_audio and controls.structure != "reference":
         raise InvalidInputError("a reference audio file was given but structure is not "
                                 "'reference'", field="controls.structure")  # fmt: skip
-    try:
-        check_candidates(controls.candidates)
-    except InvalidInputError as error:
-        raise InvalidInputError(str(error), field="controls.candidates") from None
+    check_candidates(controls.candidates, "controls.candidates")
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
         raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}",

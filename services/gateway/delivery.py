@@ -119,7 +119,7 @@ def check_request(
             f"{limits.max_reference_bytes}"
         )
     controls = validate_controls(controls, vocabulary)
-    check_structure(controls.structure, info)
+    check_structure(controls.structure, info, "controls.structure")
     check_offered(controls, info)
     validate_options(options, info.sample_rates)
     for asked, output, field in ((options.midi, "midi", "output.midi"),

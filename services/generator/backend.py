@@ -134,39 +134,46 @@ def cut_alignment(
 
 
 def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabulary) -> None:
-    """Refuse a brief the backend cannot honour, with a message that lists what it can."""
+    """Refuse a brief the backend cannot honour, naming the field, with a message that lists
+    what it can."""
     if not 0.0 < brief.duration_s <= info.max_duration_s:
         raise InvalidInputError(
-            f"duration {brief.duration_s:g} s is outside 0 < duration <= {info.max_duration_s:g} s"
+            f"duration {brief.duration_s:g} s is outside 0 < duration <= {info.max_duration_s:g} s",
+            field="brief.duration_s",
         )
     if brief.sample_rate not in info.sample_rates:
         raise InvalidInputError(
             f"sample rate {brief.sample_rate} is not supported; choose one of "
-            f"{', '.join(map(str, info.sample_rates))}"
+            f"{', '.join(map(str, info.sample_rates))}",
+            field="brief.sample_rate",
         )
     if round(brief.duration_s * brief.sample_rate) < 1:
         raise InvalidInputError(
-            f"duration {brief.duration_s:g} s is shorter than one sample at {brief.sample_rate} Hz"
+            f"duration {brief.duration_s:g} s is shorter than one sample at {brief.sample_rate} Hz",
+            field="brief.duration_s",
         )
-    check_structure(brief.structure, info)
+    check_structure(brief.structure, info, "brief.structure")
     check_timeline(brief, "brief")
     check_segment_moods(brief, "brief", vocabulary)
     if (brief.structure == "reference") != bool(brief.reference_audio):
-        raise InvalidInputError("structure 'reference' and a reference audio file go together")
+        raise InvalidInputError("structure 'reference' and a reference audio file go together",
+                                field="brief.reference_audio")  # fmt: skip
     tags = brief.tags
     low, high = BPM_LIMITS
     for name, value in (("bpm", tags.bpm), ("bpm_min", tags.bpm_min), ("bpm_max", tags.bpm_max)):
         if not low <= value <= high:
-            raise InvalidInputError(f"{name} {value:g} is outside {low:g}..{high:g}")
+            raise InvalidInputError(f"{name} {value:g} is outside {low:g}..{high:g}",
+                                    field=f"brief.tags.{name}")  # fmt: skip
     check_unit_interval("brief.tags.energy", tags.energy)
     if tags.bpm_min > tags.bpm_max:
-        raise InvalidInputError(f"bpm_min {tags.bpm_min:g} is above bpm_max {tags.bpm_max:g}")
+        raise InvalidInputError(f"bpm_min {tags.bpm_min:g} is above bpm_max {tags.bpm_max:g}",
+                                field="brief.tags.bpm_min")  # fmt: skip
     if not tags.genres:
-        raise InvalidInputError("the brief names no genre")
-    check_known("genre", tags.genres, info.genres)
-    check_known("mood", tags.moods, vocabulary.moods)
-    check_known("instrument", tags.instruments, info.instruments)
+        raise InvalidInputError("the brief names no genre", field="brief.tags.genres")
+    check_known("genre", tags.genres, info.genres, "brief.tags.genres")
+    check_known("mood", tags.moods, vocabulary.moods, "brief.tags.moods")
+    check_known("instrument", tags.instruments, info.instruments, "brief.tags.instruments")
     try:
         vocabulary.parse_key(tags.key)
     except ValueError as error:
-        raise InvalidInputError(str(error)) from None
+        raise InvalidInputError(str(error), field="brief.tags.key") from None

@@ -17,10 +17,15 @@ from services.domain import GeneratedMusic, MusicBrief
 from services.edge import EdgeSchema, check_work
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
-from services.generator.backend import GenerationJob, GeneratorBackend, JobResult
+from services.generator.backend import (
+    GenerationJob,
+    GeneratorBackend,
+    JobResult,
+    validate_brief,
+)
 from services.generator.candidates import candidate_jobs, ranked
 from services.progress import Heartbeat
-from services.rules import MAX_CANDIDATES
+from services.rules import MAX_CANDIDATES, check_candidates
 from services.serving import (
     Cancellation,
     FairTurns,
@@ -29,6 +34,7 @@ from services.serving import (
     observed,
     timeline_items,
 )
+from services.vocabulary import load_vocabulary
 
 SERVICE = "bgm.v1.Generator"
 
@@ -84,13 +90,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         return self.backend
 
     async def _brief(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
-        """The request checked at the edge, and its brief."""
+        """The request checked at the edge, and its brief, checked by what the backend
+        describes: a brief it cannot honour is refused before it waits for a turn."""
         return await self._long.convert(timeline_items(request.brief),
                                         lambda: self._read(request))  # fmt: skip
 
     def _read(self, request: generator_pb2.GenerateRequest) -> MusicBrief:
         self.schema.check(request)
-        return brief_from_proto(request.brief, stems=request.stems)
+        check_candidates(request.candidates or 1)
+        brief = brief_from_proto(request.brief, stems=request.stems)
+        validate_brief(brief, self._loaded().describe(), load_vocabulary())
+        return brief
 
     async def _in_thread(self, jobs: list[GenerationJob]) -> list[JobResult]:
         return await asyncio.to_thread(run_batch, self._loaded(), jobs)
