@@ -33,7 +33,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
-from services.errors import DownstreamError, InvalidInputError, ResourceExhaustedError
+from services.errors import BgmError, DownstreamError, InvalidInputError, ResourceExhaustedError
 from services.gen.bgm.v1 import common_pb2 as pb
 from services.gen.bgm.v1 import gateway_pb2, generator_pb2
 from services.media.sources import SourcePolicy, fetch_off_loop, parse_uri
@@ -369,7 +369,12 @@ async def local_video(
     which = source.WhichOneof("source")
     name = source.file_name or parse_uri(source.uri).path
     if which == "uri":
-        return await fetch_off_loop(source.uri, policy, folder / staged_name(name, "source"))
+        try:
+            return await fetch_off_loop(source.uri, policy, folder / staged_name(name, "source"))
+        except BgmError as error:
+            # Whatever is wrong with the source, it is the URI's.
+            error.field = error.field or "video.uri"
+            raise
     if which == "data":
         if len(source.data) > max_inline_bytes:
             raise ResourceExhaustedError(

@@ -164,10 +164,15 @@ class EdgeSchema:
             return f"must be a finite number (got {value})"
         if isinstance(value, int | float) and not isinstance(value, bool):
             if rule.low is not None and value < rule.low:
-                return f"must be at least {rule.low:g} (got {value:g})"
+                return f"must be at least {_figure(rule.low)} (got {_figure(value)})"
             if rule.high is not None and value > rule.high:
-                return f"must be at most {rule.high:g} (got {value:g})"
+                return f"must be at most {_figure(rule.high)} (got {_figure(value)})"
         return None
+
+
+def _figure(value: float) -> str:
+    """A whole number in full (a seed's 4294967296 is not 4.29497e+09), else as %g."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _named(path: str, name: str) -> str:

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import grpc
@@ -368,6 +369,44 @@ def test_errors_carry_machine_readable_details(servers, clip, controls, code, fi
     details = error_details(caught.value)
     assert details.fields == fields and details.reason == reason
     assert details.retry_after_s is None
+
+
+def _asked(request: gateway_pb2.ScoreRequest, **fields: Any) -> None:
+    """Sets dotted fields ("output.format") on `request`."""
+    for dotted, value in fields.items():
+        *parents, name = dotted.split("__")
+        message = request
+        for parent in parents:
+            message = getattr(message, parent)
+        setattr(message, name, value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [({"output__loudness_lufs": 0.0}, "output.loudness_lufs", "loudness target 0 LUFS"),
+     ({"output__format": 99}, "output.format", "unknown output format 99"),
+     ({"output__format": gateway_pb2.OUTPUT_FORMAT_WEBM}, "output.format",
+      "video stream into .webm"),
+     ({"controls__structure": "reference", "controls__reference_audio": b"RIFF"},
+      "controls.structure", "cannot follow structure 'reference'"),
+     ({"video__uri": ""}, "video.uri", "unsupported URI scheme"),
+     ({"video__uri": "folder"}, "video.uri", "is a folder, not a video file"),
+     ({"controls__seed": 2**32}, "controls.seed", "must be at most 4294967295 (got 4294967296)")],
+)  # fmt: skip
+def test_a_refusal_names_the_field_at_fault(servers, clip, fields, field, says):
+    """What a hostile-input review found refused with no field named (or, for the seed,
+    with both numbers printed as 4.29497e+09, and a folder as a file that does not exist)."""
+    from services.gateway.client import error_details
+
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+    if fields.get("video__uri") == "folder":
+        fields = {"video__uri": clip.path.parent.as_uri()}
+    _asked(request, **fields)
+    with pytest.raises(grpc.RpcError) as caught:
+        score(servers.gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert says in caught.value.details()
+    assert error_details(caught.value).fields == [field]
 
 
 def test_a_video_that_is_not_one_says_why_in_the_details(servers):

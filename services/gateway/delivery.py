@@ -75,7 +75,8 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
         _check_writable(options.midi, "MIDI file", options.make_folder)
     if options.stems_dir is not None:
         if options.stems_dir.exists() and not options.stems_dir.is_dir():
-            raise InvalidInputError(f"stems folder {options.stems_dir} is a file")
+            raise InvalidInputError(f"stems folder {options.stems_dir} is a file",
+                                    field="output.stems")  # fmt: skip
         _check_writable(
             options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
             "stems folder",
@@ -90,7 +91,8 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
     low, high = LUFS_LIMITS
     if not low <= options.lufs <= high:
         raise InvalidInputError(
-            f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}"
+            f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}",
+            field="output.loudness_lufs",
         )
 
 
@@ -132,7 +134,10 @@ def check_request(
             )  # fmt: skip
     probe = probe_video(video, heartbeat=heartbeat)
     if output_kind(options.output) == "video":
-        check_stream_copy(probe.video_codec, options.output)
+        try:
+            check_stream_copy(probe.video_codec, options.output)
+        except InvalidInputError as error:
+            raise InvalidInputError(str(error), field="output.format") from None
     if probe.duration_s > info.max_duration_s:
         raise InvalidInputError(
             f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
@@ -143,7 +148,8 @@ def check_request(
     check_work(probe.duration_s, controls.candidates, limits,
                tracks=2 if options.stems_dir is not None else 1)  # fmt: skip
     if options.keep_original_audio and not probe.has_audio:
-        raise InvalidInputError(f"{video.name} has no audio track to keep")
+        raise InvalidInputError(f"{video.name} has no audio track to keep",
+                                field="output.keep_original_audio")  # fmt: skip
     return CheckedRequest(controls, probe.duration_s)
 
 
@@ -198,7 +204,8 @@ def master_music(
     if options.keep_original_audio:
         original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
         if original is None:
-            raise InvalidInputError(f"{video.name} has no audio track to keep")
+            raise InvalidInputError(f"{video.name} has no audio track to keep",
+                                field="output.keep_original_audio")  # fmt: skip
     lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
     return master(
         music.audio,

@@ -415,7 +415,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> OutputOptions:
         extension = OUTPUT_EXTENSIONS.get(output.format)
         if extension is None:
-            raise InvalidInputError(f"unknown output format {output.format}")
+            raise InvalidInputError(f"unknown output format {output.format}",
+                                    field="output.format")  # fmt: skip
         target = (self._output_folder(output.output_uri, tenant) if output.output_uri
                   else folder / "out")  # fmt: skip
         return OutputOptions(

@@ -99,6 +99,8 @@ def local_path(uri: str, policy: SourcePolicy) -> Path | None:
     if parse_uri(uri).scheme != "file":
         return None
     path = file_uri_path(uri, policy.file_roots, "read")
+    if path.is_dir():
+        raise InvalidInputError(f"{uri} is a folder, not a video file")
     if not path.is_file():
         raise MediaNotFoundError(f"{uri} does not exist")
     return path
