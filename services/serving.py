@@ -121,9 +121,11 @@ def _bounded(message: str) -> str:
 # The metadata key of the id every response carries (the audit log names requests by it).
 REQUEST_ID_KEY = "x-request-id"
 audit_log = logging.getLogger("bgm.audit")
-# Metadata of a call a service makes to see that another answers (the gateway's check of the
-# tagger and the generator, every second): no request anyone made, so not audited (at INFO).
+# Metadata of a call a service makes to see that another answers (the gateway's Describe of
+# the tagger and the generator, every second): no request anyone made, so not audited (at
+# INFO). Any caller can send it, so it quiets only a Describe, which does no work.
 PROBE = ("bgm-probe", "dependency")
+PROBED_METHOD = "Describe"
 
 
 @dataclass
@@ -145,7 +147,7 @@ async def observed(
     """Metrics and one audit line for one request, its id in the trailing metadata, and
     errors turned into a status, a message and details."""
     started = time.perf_counter()
-    probe = PROBE in tuple(context.invocation_metadata() or ())
+    probe = method == PROBED_METHOD and PROBE in tuple(context.invocation_metadata() or ())
     record = RequestRecord(uuid.uuid4().hex)
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)

@@ -138,6 +138,27 @@ def test_an_idle_gateway_s_checks_leave_the_audit_log_alone(servers):
     assert describes() == before + 1
 
 
+def test_a_request_marked_as_a_probe_is_audited_all_the_same(servers, clip):
+    """Any caller can send the probe's metadata: it quiets only a Describe, never a request
+    that does work (a Score marked so had left no audit line at INFO)."""
+
+    def scores() -> int:
+        lines = servers.log.read_text().splitlines()
+        return sum('"method": "Score"' in line for line in lines if "bgm.audit " in line)
+
+    before = scores()
+    video = common_pb2.VideoSource(uri=clip.path.as_uri())
+    controls = common_pb2.UserControls(genres=["rok"])
+    request = gateway_pb2.ScoreRequest(video=video, controls=controls)
+    with grpc.insecure_channel(servers.gateway) as channel:
+        call = gateway_pb2_grpc.GatewayStub(channel).Score(
+            request, timeout=30, metadata=(("bgm-probe", "dependency"),)
+        )
+        code_of(lambda: list(call))
+    time.sleep(0.2)
+    assert scores() == before + 1
+
+
 def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_path):
     out = tmp_path / "remote.mp4"
     result = bgm("client", "score", str(clip.path), "--server", servers.gateway, "-o", str(out),
