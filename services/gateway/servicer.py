@@ -552,6 +552,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             written = await asyncio.to_thread(
                 write_outputs, video, music, mastered, options, heartbeat
             )
+            # The audio (the mix, every stem, mastered) is let go before the files are
+            # streamed, at whatever pace the caller reads them: a caller that stopped reading
+            # had held 3 GB of it.
+            plan, loudness, ranking = music.plan, mastered.report, generated.ranking
+            del music, mastered, generated, event
         if not output.output_uri:
             for path in written:
                 async for chunk in self._file_chunks(path, options):
@@ -559,15 +564,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         seconds = time.perf_counter() - started
         metrics.compute_per_music_second(SERVICE, seconds / max(brief.duration_s, 1e-6))
         record.music_s = brief.duration_s * max(controls.candidates, 1)
-        loudness = mastered.report
         yield gateway_pb2.ScoreEvent(result=gateway_pb2.ScoreResult(
-            tags=tags_to_proto(brief.tags), plan=plan_to_proto(music.plan),
+            tags=tags_to_proto(brief.tags), plan=plan_to_proto(plan),
             loudness=gateway_pb2.LoudnessReport(
                 integrated_lufs=loudness.integrated_lufs, true_peak_dbtp=loudness.true_peak_dbtp,
                 target_lufs=loudness.target_lufs,
                 true_peak_limit_dbtp=loudness.true_peak_limit_dbtp, ducked=loudness.ducked),
             output_uris=[p.as_uri() for p in written] if output.output_uri else [],
-            seconds=seconds, ranking=ranking_to_proto(generated.ranking),
+            seconds=seconds, ranking=ranking_to_proto(ranking),
         ))  # fmt: skip
 
     async def _generate(

@@ -65,6 +65,14 @@ class Started(Protocol):
 StartedJob = TypeVar("StartedJob", bound=Started)
 
 
+def kept(error: BgmError) -> BgmError:
+    """`error`, to be kept as a job's result, without its traceback: its frames hold the
+    piece's audio, and the list it is kept in is one of their locals, a reference cycle that
+    held a cancelled piece's memory (2 GB after a long one) until the collector's next full
+    pass."""
+    return error.with_traceback(None)
+
+
 def start_jobs(
     jobs: Sequence[GenerationJob], start: Callable[[GenerationJob], StartedJob]
 ) -> list[StartedJob | BgmError]:
@@ -74,7 +82,7 @@ def start_jobs(
         try:
             started.append(start(job))
         except BgmError as error:
-            started.append(error)
+            started.append(kept(error))
     return started
 
 
@@ -92,7 +100,7 @@ def finish_jobs(
             try:
                 results.append(finish(outcome))
             except BgmError as error:
-                results.append(error)
+                results.append(kept(error))
     return results
 
 
@@ -113,7 +121,7 @@ def one_by_one(backend: GeneratorBackend, jobs: Sequence[GenerationJob]) -> list
         try:
             results.append(backend.generate(job.brief, job.progress))
         except BgmError as error:
-            results.append(error)
+            results.append(kept(error))
     return results
 
 

@@ -32,6 +32,7 @@ from services.generator.backend import (
     alone,
     cut_alignment,
     finish_jobs,
+    kept,
     start_jobs,
     validate_brief,
 )
@@ -302,7 +303,7 @@ class _Piece:
         try:
             self.job.progress(fraction)
         except BgmError as error:
-            self.error = error
+            self.error = kept(error)
 
 
 def _release_memory() -> None:

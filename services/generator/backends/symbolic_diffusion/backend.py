@@ -27,6 +27,7 @@ from services.generator.backend import (
     ProgressCallback,
     alone,
     finish_jobs,
+    kept,
     start_jobs,
 )
 from services.generator.backends.composer.arrangement import Note, Roles
@@ -220,7 +221,7 @@ class _Piece:
         try:
             self.job.progress(PLANNED + (DENOISED - PLANNED) * fraction)
         except BgmError as error:
-            self.error = error
+            self.error = kept(error)
 
     def render_progress(self, fraction: float) -> None:
         self.job.progress(DENOISED + (1.0 - DENOISED) * fraction)
