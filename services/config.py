@@ -327,6 +327,9 @@ class Endpoint(StrictModel):
     metrics_host: str | None = None
     # Requests worked on at once; more wait their turn.
     max_concurrent: int = Field(2, ge=1)
+    # Seconds a request of the tagger or the generator works before it steps aside for
+    # another caller's waiting request (one at a time is set aside), and then waits its turn.
+    turn_slice_s: float = Field(2.0, gt=0)
     tls: TlsConfig | None = None
     # Listening on an address other than loopback without TLS must be asked for (a mesh or a
     # proxy terminates TLS in front); it is logged as a warning.

@@ -210,7 +210,10 @@ class FairTurns:
     """At most `capacity` requests worked on at once; the others wait, and are served by
     turns rather than in arrival order: the peers take turns, and within a peer's turns the
     callers it speaks for (a gateway's clients) take theirs. A caller that sends many
-    requests waits behind its own, not another's waiting behind all of them. One event
+    requests waits behind its own, not another's waiting behind all of them. A long request
+    may also step aside while another caller waits (Turn.give_way), so that one caller's
+    long work does not hold every turn for minutes; one request at a time is set aside, so
+    the work (and the memory) held at once is at most capacity + 1 requests'. One event
     loop's tool, like asyncio.Semaphore."""
 
     def __init__(self, capacity: int):
@@ -218,26 +221,37 @@ class FairTurns:
         self._running = 0
         # Peer -> caller -> its waiters, each dict in turn order (served first at the front).
         self._waiting: dict[str, dict[str, deque[asyncio.Future[None]]]] = {}
+        self._set_aside = 0
 
     @contextlib.asynccontextmanager
-    async def turn(self, peer: str, caller: str = "") -> AsyncIterator[None]:
+    async def turn(self, peer: str, caller: str = "") -> AsyncIterator[Turn]:
+        turn = Turn(self, peer, caller)
+        await turn.take()
+        try:
+            yield turn
+        finally:
+            if turn.held:
+                turn.held = False
+                self._release()
+
+    async def _wait(self, peer: str, caller: str) -> None:
         if self._running < self.capacity and not self._waiting:
             self._running += 1
-        else:
-            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.setdefault(peer, {}).setdefault(caller, deque()).append(granted)
-            try:
-                await granted
-            except asyncio.CancelledError:
-                if granted.cancelled():
-                    self._withdraw(peer, caller, granted)
-                else:
-                    self._release()  # granted as the wait was cancelled: the next one's turn
-                raise
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(peer, {}).setdefault(caller, deque()).append(granted)
         try:
-            yield
-        finally:
-            self._release()
+            await granted
+        except asyncio.CancelledError:
+            if granted.cancelled():
+                self._withdraw(peer, caller, granted)
+            else:
+                self._release()  # granted as the wait was cancelled: the next one's turn
+            raise
+
+    def _others_wait(self, peer: str, caller: str) -> bool:
+        return any(p != peer or any(c != caller for c in callers)
+                   for p, callers in self._waiting.items())  # fmt: skip
 
     def _release(self) -> None:
         self._running -= 1
@@ -267,6 +281,70 @@ class FairTurns:
             del callers[caller]
         if not callers:
             del self._waiting[peer]
+
+
+class Turn:
+    """One request's turn in FairTurns: held while it works, handed on by give_way."""
+
+    def __init__(self, turns: FairTurns, peer: str, caller: str):
+        self.turns, self.peer, self.caller = turns, peer, caller
+        self.held = False
+        # When it last took its turn (time.monotonic()).
+        self.since = 0.0
+
+    async def take(self) -> None:
+        await self.turns._wait(self.peer, self.caller)
+        self.held = True
+        self.since = time.monotonic()
+
+    async def give_way(self) -> None:
+        """Hand the turn to another caller who waits, if one does and no other request is
+        set aside already, and wait for the next turn (this caller's, after the others');
+        else keep it, counted as taken now."""
+        turns = self.turns
+        if not (self.held and turns._set_aside == 0 and turns._others_wait(self.peer, self.caller)):
+            self.since = time.monotonic()
+            return
+        self.held = False
+        turns._set_aside += 1
+        turns._release()
+        try:
+            await self.take()
+        finally:
+            turns._set_aside -= 1
+
+
+# How often a request set aside listens for a cancel while it waits for its next turn.
+SET_ASIDE_CHECK_S = 0.1
+
+
+def turn_keeper(
+    turn: Turn, loop: asyncio.AbstractEventLoop, slice_s: float, check: Callable[[], None]
+) -> Callable[[], None]:
+    """For a request's worker threads, to call at each progress report: once the request has
+    held its turn for `slice_s`, it gives way (Turn.give_way, on `loop`) and waits there for
+    its next turn, hearing `check` (which raises to cancel) meanwhile."""
+    lock = threading.Lock()
+
+    def keep() -> None:
+        if time.monotonic() - turn.since < slice_s:
+            return
+        with lock:  # one of the request's threads asks; the others wait with it
+            if time.monotonic() - turn.since < slice_s:
+                return
+            waiting = asyncio.run_coroutine_threadsafe(turn.give_way(), loop)
+            while True:
+                try:
+                    waiting.result(timeout=SET_ASIDE_CHECK_S)
+                    return
+                except TimeoutError:
+                    try:
+                        check()
+                    except BaseException:
+                        waiting.cancel()
+                        raise
+
+    return keep
 
 
 class Cancellation:

@@ -881,6 +881,58 @@ def test_a_wait_cancelled_as_a_turn_ends_loses_no_worker():
     assert asyncio.run(scenario()) == ["holder done", "waiter cancelled", "next done"]
 
 
+def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
+    """A long request steps aside for another caller, then is cancelled while it waits for
+    its next turn: it stops (CancelledError in its worker), the other's turn goes on, and
+    the one worker serves the next request."""
+    from services.errors import CancelledError as Cancelled
+    from services.serving import turn_keeper
+
+    async def scenario() -> list[str]:
+        turns = FairTurns(1)
+        events: list[str] = []
+        cancelled = threading.Event()
+        other_may_end = asyncio.Event()
+
+        def check() -> None:
+            if cancelled.is_set():
+                raise Cancelled("cancelled by the test")
+
+        async def long(loop: asyncio.AbstractEventLoop) -> None:
+            async with turns.turn("peer-a") as turn:
+                keep = turn_keeper(turn, loop, 0.05, check)
+
+                def work() -> None:
+                    for _ in range(400):
+                        time.sleep(0.01)
+                        keep()
+
+                try:
+                    await asyncio.to_thread(work)
+                except Cancelled:
+                    events.append("long cancelled")
+
+        async def other(name: str) -> None:
+            async with turns.turn("peer-b", name):
+                events.append(f"{name} has its turn")
+                if name == "other":
+                    await other_may_end.wait()
+
+        running = asyncio.create_task(long(asyncio.get_running_loop()))
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(other("other"))
+        await asyncio.sleep(0.3)  # the long one has stepped aside
+        cancelled.set()
+        await running
+        other_may_end.set()
+        await waiting
+        await asyncio.wait_for(other("next"), 5)
+        return events
+
+    assert asyncio.run(scenario()) == ["other has its turn", "long cancelled",
+                                       "next has its turn"]  # fmt: skip
+
+
 @contextlib.contextmanager
 def _hosted(
     binding: ServiceBinding, address: str = "127.0.0.1:0"
@@ -927,6 +979,45 @@ def _brief_of(duration_s: float, key: str = "C major") -> common_pb2.MusicBrief:
     tags = common_pb2.MusicTags(genres=["pop"], bpm=120, bpm_min=100, bpm_max=140, key=key)
     return common_pb2.MusicBrief(duration_s=duration_s, sample_rate=48000, tags=tags,
                                  structure="free")  # fmt: skip
+
+
+class _SteppingBackend(_OneTrackBackend):
+    """Works 0.05 s a step, a step per 4 s of music, reporting after each."""
+
+    def generate_batch(self, jobs: list) -> list:
+        for job in jobs:
+            for step in range(max(1, round(job.brief.duration_s / 4))):
+                time.sleep(0.05)
+                job.progress(step / 100)
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+
+@pytest.mark.slow
+def test_a_long_request_steps_aside_for_another_caller():
+    """The generator, one worker: a 400 s piece for one caller (5 s of work), then a short
+    one for another. The short one is done long before the long one, which steps aside
+    after its slice of the worker (it had waited behind the whole piece: 86 s behind two
+    pieces at the limit, in a resource review)."""
+    servicer = GeneratorServicer(_SteppingBackend(), RequestLimits(), 1, ServiceGate(),
+                                 turn_slice_s=0.3)  # type: ignore[arg-type]  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    ended: dict[str, float] = {}
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        def send(duration_s: float, caller: str) -> None:
+            request = generator_pb2.GenerateRequest(brief=_brief_of(duration_s))
+            call = stub.Generate(request, timeout=60, metadata=((ON_BEHALF_OF, caller),))
+            code_of(lambda: list(call))
+            ended[caller] = time.monotonic()
+
+        long = threading.Thread(target=send, args=(400.0, "long"))
+        long.start()
+        time.sleep(0.5)
+        send(4.0, "short")
+        long.join(60)
+    assert ended["long"] - ended["short"] > 2.0
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from services.serving import (
     callers_of,
     observed,
     timeline_items,
+    turn_keeper,
 )
 from services.vocabulary import load_vocabulary
 
@@ -61,6 +62,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         max_concurrent: int,
         gate: ServiceGate,
         batch_runner: BatchRunner | None = None,
+        turn_slice_s: float | None = None,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -70,6 +72,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.schema = EdgeSchema(limits)
         self._turns = FairTurns(max_concurrent)
         self._run = batch_runner or self._in_thread
+        # A request steps aside for another caller after this long (None: it never does).
+        # Not under a batch runner, whose batch holds other requests' jobs: one set aside
+        # would stall them, and the turn it handed on with them.
+        self._turn_slice_s = None if batch_runner is not None else turn_slice_s
         self._long = LongMessages()
 
     @classmethod
@@ -80,9 +86,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         batch_runner: BatchRunner | None = None,
     ) -> Self:
         """The generator as the config describes it (standalone server and Ray app alike)."""
-        gate = service_gate(config.auth, config.serving.generator.tls)
-        return cls(backend, config.limits, config.serving.generator.max_concurrent, gate,
-                   batch_runner)  # fmt: skip
+        endpoint = config.serving.generator
+        gate = service_gate(config.auth, endpoint.tls)
+        return cls(backend, config.limits, endpoint.max_concurrent, gate, batch_runner,
+                   endpoint.turn_slice_s)  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -117,9 +124,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             # next progress report (a fraction of a second apart).
             cancellation = Cancellation(context)
             reported = [-1.0]
+            keep_turn: Callable[[], None] = lambda: None  # noqa: E731 (set once it has one)
 
             def report(fraction: float) -> None:
                 cancellation.check()
+                keep_turn()
                 # A heartbeat repeats the last fraction: only progress is sent on (the
                 # contract's fractions rise, whatever a backend reports).
                 if fraction > reported[0]:
@@ -128,7 +137,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
             jobs = candidate_jobs(brief, request.candidates or 1, report)
             check_work(brief.duration_s, len(jobs), self.limits, self._loaded().tracks(brief))
-            async with self._turns.turn(*callers_of(context)):
+            async with self._turns.turn(*callers_of(context)) as turn:
+                if self._turn_slice_s is not None:
+                    keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
                 started = time.perf_counter()
                 work = asyncio.ensure_future(self._run(jobs))
                 # After a cancel nobody awaits the work; its error is expected, not news.

@@ -16,7 +16,7 @@ from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
-from services.serving import Cancellation, FairTurns, callers_of, observed
+from services.serving import Cancellation, FairTurns, callers_of, observed, turn_keeper
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
 SERVICE = "bgm.v1.Tagger"
@@ -34,6 +34,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         max_concurrent: int,
         max_duration_s: float,
         gate: ServiceGate,
+        turn_slice_s: float | None = None,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -43,8 +44,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self.sources = sources
         self.scratch_dir = scratch_dir
         self.max_duration_s = max_duration_s
-        # CPU-bound work: a few at a time in threads; the rest wait their turn (FairTurns).
+        # CPU-bound work: a few at a time in threads; the rest wait their turn (FairTurns),
+        # and a long analysis steps aside for another caller after turn_slice_s (None: never).
         self._turns = FairTurns(max_concurrent)
+        self._turn_slice_s = turn_slice_s
 
     @classmethod
     def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> Self:
@@ -52,7 +55,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         return cls(backend, config.tagger.sources, config.tagger.scratch_dir, config.limits,
                    max_concurrent=config.serving.tagger.max_concurrent,
                    max_duration_s=config.tagger.limits.max_duration_s,
-                   gate=service_gate(config.auth, config.serving.tagger.tls))  # fmt: skip
+                   gate=service_gate(config.auth, config.serving.tagger.tls),
+                   turn_slice_s=config.serving.tagger.turn_slice_s)  # fmt: skip
 
     def sweep_scratch(self) -> None:
         """Remove the folders that killed taggers on this host left behind."""
@@ -83,13 +87,21 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 # When the caller goes away, the analysis stops at its next progress report
                 # (at most 50 ms of decoding apart).
                 cancellation = Cancellation(context)
-                async with self._turns.turn(*callers_of(context)):
+                async with self._turns.turn(*callers_of(context)) as turn:
                     video = video or await self._video(request, folder)
+                    keep_turn = (turn_keeper(turn, asyncio.get_running_loop(), self._turn_slice_s,
+                                             cancellation.check)
+                                 if self._turn_slice_s is not None else lambda: None)  # fmt: skip
+
+                    def report(fraction: float) -> None:
+                        cancellation.check()
+                        keep_turn()
+
                     analysis = await asyncio.to_thread(
                         backend.analyze,
                         AnalysisRequest(video, prompt=request.prompt,
                                         listen=not request.skip_speech),
-                        cancellation.check,
+                        report,
                     )  # fmt: skip
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")
