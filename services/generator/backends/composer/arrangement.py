@@ -26,6 +26,7 @@ from services.generator.backends.composer.styles import (
     PARTS,
     PLAYABLE,
     SECOND_PLAYERS,
+    TUNED_KITS,
     Pattern,
     Style,
 )
@@ -305,10 +306,45 @@ class Arrangement:
     end_beat: float = 0.0
     # Beats where the harmony changes (the piano's pedal follows them).
     chord_starts: list[float] = field(default_factory=list)
-    # The chords, span by span, up to the final chord.
+    # The chords, span by span, up to the final chord; then the final chord's (None where
+    # the piece has none).
     harmony: list[ChordSpan] = field(default_factory=list)
+    final: ChordSpan | None = None
     # Beats where the cuts are hit, in order (the performance keeps the notes there exact).
     cut_hits: list[float] = field(default_factory=list)
+
+
+def on_kit(notes: list[Note], kit: int, arrangement: Arrangement) -> list[Note]:
+    """The notes with the drums' as `kit` plays them (styles.TUNED_KITS): its timpani tuned
+    to the chord sounding at each hit, its cymbals where it has them; as they are on any
+    other kit."""
+    tuned = TUNED_KITS.get(kit)
+    spans = [*arrangement.harmony, *([arrangement.final] if arrangement.final else [])]
+    if tuned is None or not spans:
+        return notes
+    starts = [span.start for span in spans]
+    low, high = tuned.timpani
+
+    def timpano(pitch_class: int, above: int = 0) -> int:
+        """The lowest timpani key of the pitch class above `above`, else its lowest."""
+        keys = [key for key in range(low, high + 1) if key % 12 == pitch_class]
+        return next((key for key in keys if key > above), keys[0])
+
+    played = []
+    for note in notes:
+        pitch = note.pitch
+        if note.instrument != "drums":
+            played.append(note)
+            continue
+        if pitch in tuned.roots or pitch in tuned.fifths:
+            sounding = spans[max(bisect.bisect_right(starts, note.start + 1e-9) - 1, 0)].chord
+            root = timpano(sounding.root)
+            fifth = (sounding.root + sounding.fifth) % 12
+            pitch = root if pitch in tuned.roots else timpano(fifth, above=root)
+        else:
+            pitch = tuned.keys.get(pitch, pitch)
+        played.append(dataclasses.replace(note, pitch=pitch))
+    return played
 
 
 # Common substitutions for a varied return of a progression (same function, new colour).
@@ -625,8 +661,10 @@ class Composer:
             self._pickup_chord()
 
     def _final_chord(self, start: int, key: Key) -> set[str]:
-        tonic = chord("I" if key.mode == "major" else "i", key)
+        numeral = "I" if key.mode == "major" else "i"
+        tonic = chord(numeral, key)
         end = max(start + 0.5, self.result.end_beat)
+        self.result.final = ChordSpan(float(start), end, tonic, numeral)
         playing: set[str] = set()
         roles = self.roles
         for player in dict.fromkeys([*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]):

@@ -39,6 +39,7 @@ from services.generator.backends.composer.arrangement import (
     SectionVideo,
     assign_roles,
     choose_band,
+    on_kit,
     section_forms,
 )
 from services.generator.backends.composer.bank import find_bank
@@ -212,7 +213,8 @@ class ComposerGenerator:
                                            score.band)  # fmt: skip
         heartbeat = Heartbeat(report, ARRANGING)
         thinning = [""] * len(plan.sections)
-        notes = score.notes
+        # Drums as the bank's kit for the genre plays them (an orchestral kit's timpani).
+        notes = on_kit(score.notes, self._kit(style.production.kit), score.arrangement)
         if brief.speech:
             thinned = around_speech(notes, plan, roles, brief.speech, heartbeat)
             notes, thinning = thinned.notes, thinned.sections

@@ -35,6 +35,42 @@ LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
 FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
 CHINA, RIDE_BELL, CRASH_2, CABASA = 52, 53, 57, 69
 
+
+@dataclass(frozen=True)
+class TunedKit:
+    """A drum kit with tuned drums among its keys: the GS Orchestra set's keys 41-53 are
+    timpani, F2 to F3 a semitone apart (each key sounds its own MIDI pitch). A groove's drum
+    keys are played on it as the row says: its toms as timpani on the chord sounding (the
+    lower ones its root, the higher its fifth), its cymbals and hi-hats on the set's own
+    (played as written they would be timpani at pitches that ignore the key)."""
+
+    # The tuned keys, lowest and highest.
+    timpani: tuple[int, int]
+    roots: tuple[int, ...]
+    fifths: tuple[int, ...]
+    # Other keys, moved to where the set has them.
+    keys: dict[int, int]
+
+
+# By the kit's number (bank 128).
+TUNED_KITS = {
+    48: TunedKit(
+        timpani=(41, 53),
+        roots=(FLOOR_TOM, 43),
+        fifths=(LOW_TOM, MID_TOM, 48, HIGH_TOM),
+        # Its hi-hats are at 27-29, its ride at 30, its concert cymbals at 57 and 59.
+        keys={
+            HAT: 27,
+            PEDAL_HAT: 28,
+            OPEN_HAT: 29,
+            RIDE: 30,
+            RIDE_BELL: 30,
+            CRASH: 57,
+            CHINA: 59,
+        },
+    ),
+}
+
 # Default General MIDI program (0-based) of each vocabulary instrument.
 DEFAULT_PROGRAMS = {
     "piano": 0,  # Acoustic Grand Piano
