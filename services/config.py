@@ -281,6 +281,11 @@ class GatewayConfig(StrictModel):
     # trickles them would hold a staging folder and one of its requests for as long as it
     # liked. 4 GiB in 900 s is 4.8 MB/s.
     upload_timeout_s: float = Field(900.0, gt=0)
+    # Videos whose length and streams are read at once (seconds each for a long MPEG-TS),
+    # before a request is admitted; the rest wait by turns, the clients taking theirs, on
+    # threads of their own (eight such reads from one client had held every thread of the
+    # process that other callers' work runs on).
+    max_video_reads: int = Field(2, ge=1)
     # Requests one client (one peer address) may have running at once; more are refused
     # with RESOURCE_EXHAUSTED.
     max_requests_per_client: int = Field(8, ge=1)

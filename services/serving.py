@@ -234,12 +234,17 @@ class FairTurns:
                 turn.held = False
                 self._release()
 
-    async def _wait(self, peer: str, caller: str) -> None:
+    async def _wait(self, peer: str, caller: str, first: bool = False) -> None:
+        """Until a turn is granted; `first` waits before the caller's other requests."""
         if self._running < self.capacity and not self._waiting:
             self._running += 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(peer, {}).setdefault(caller, deque()).append(granted)
+        waiters = self._waiting.setdefault(peer, {}).setdefault(caller, deque())
+        if first:
+            waiters.appendleft(granted)
+        else:
+            waiters.append(granted)
         try:
             await granted
         except asyncio.CancelledError:
@@ -253,11 +258,16 @@ class FairTurns:
         return any(p != peer or any(c != caller for c in callers)
                    for p, callers in self._waiting.items())  # fmt: skip
 
-    def _release(self) -> None:
+    def _release(self, passing: tuple[str, str] | None = None) -> None:
+        """A turn ended: the next waiting request has it, by turns; a turn `passing` from
+        a (peer, caller) giving way goes to another's, where another waits."""
         self._running -= 1
         while self._running < self.capacity and self._waiting:
-            peer, callers = next(iter(self._waiting.items()))
-            caller, waiters = next(iter(callers.items()))
+            order = [(p, c) for p, callers in self._waiting.items() for c in callers]
+            peer, caller = next((pc for pc in order if pc != passing), order[0])
+            passing = None
+            callers = self._waiting[peer]
+            waiters = callers[caller]
             granted = waiters.popleft()
             # Served: this caller goes behind the peer's others, and the peer behind the rest.
             del callers[caller], self._waiting[peer]
@@ -292,8 +302,11 @@ class Turn:
         # When it last took its turn (time.monotonic()).
         self.since = 0.0
 
-    async def take(self) -> None:
-        await self.turns._wait(self.peer, self.caller)
+    async def take(self, resuming: bool = False) -> None:
+        """Wait for the turn; a request `resuming` after it gave way waits before its
+        caller's requests that have not started (else the one set aside could wait behind all
+        of them, and no other request could step aside meanwhile)."""
+        await self.turns._wait(self.peer, self.caller, first=resuming)
         self.held = True
         self.since = time.monotonic()
 
@@ -307,9 +320,9 @@ class Turn:
             return
         self.held = False
         turns._set_aside += 1
-        turns._release()
+        turns._release(passing=(self.peer, self.caller))
         try:
-            await self.take()
+            await self.take(resuming=True)
         finally:
             turns._set_aside -= 1
 

@@ -115,6 +115,19 @@ def check_request(
 ) -> CheckedRequest:
     """Everything that can be refused on the request's own terms, before any work;
     `heartbeat` is called while the video's length is read (it raises to cancel)."""
+    controls = check_asked(controls, options, info, vocabulary, limits)
+    return CheckedRequest(controls, check_video(video, controls, options, info, limits, heartbeat))
+
+
+def check_asked(
+    controls: UserControls,
+    options: OutputOptions,
+    info: GeneratorInfo,
+    vocabulary: Vocabulary,
+    limits: RequestLimits,
+) -> UserControls:
+    """What check_request refuses without reading the video (at once: no file is read); the
+    controls as the vocabulary names them."""
     if len(controls.reference_audio) > limits.max_reference_bytes:
         raise InvalidInputError(
             f"the reference audio is {len(controls.reference_audio)} bytes; at most "
@@ -132,6 +145,19 @@ def check_request(
                 f"{', '.join(info.outputs) or 'nothing it names'})",
                 field=field, error_reason=NOT_OFFERED,
             )  # fmt: skip
+    return controls
+
+
+def check_video(
+    video: Path,
+    controls: UserControls,
+    options: OutputOptions,
+    info: GeneratorInfo,
+    limits: RequestLimits,
+    heartbeat: Callable[[], None],
+) -> float:
+    """What check_request refuses by the video (its length, its streams: reading them takes
+    seconds for a long MPEG-TS); its length as its container states it."""
     probe = probe_video(video, heartbeat=heartbeat)
     if output_kind(options.output) == "video":
         try:
@@ -150,7 +176,7 @@ def check_request(
     if options.keep_original_audio and not probe.has_audio:
         raise InvalidInputError(f"{video.name} has no audio track to keep",
                                 field="output.keep_original_audio")  # fmt: skip
-    return CheckedRequest(controls, probe.duration_s)
+    return probe.duration_s
 
 
 def check_offered(controls: UserControls, info: GeneratorInfo) -> None:

@@ -11,6 +11,7 @@ import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Self, TypeVar
@@ -55,7 +56,8 @@ from services.errors import (
 from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
 from services.gateway.delivery import (
-    check_request,
+    check_asked,
+    check_video,
     master_music,
     speech_ducking,
     write_outputs,
@@ -78,12 +80,14 @@ from services.serving import (
     PROBE,
     STATUS_DETAILS_KEY,
     Cancellation,
+    FairTurns,
     LongMessages,
     PerClientLimit,
     RequestRecord,
     client_of,
     observed,
     timeline_items,
+    turn_keeper,
 )
 from services.vocabulary import Vocabulary, load_vocabulary
 
@@ -115,6 +119,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         max_concurrent: int,
         max_message_bytes: int,
         auth: AuthConfig,
+        turn_slice_s: float,
     ):
         self.config = config
         self.vocabulary = vocabulary
@@ -141,6 +146,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._slots = asyncio.Semaphore(max_concurrent)
         self._per_client = PerClientLimit(config.max_requests_per_client)
         self._long = LongMessages()
+        # Reads of videos by turns, a long one stepping aside after turn_slice_s (a thread
+        # more than the turns, for the one set aside).
+        self._video_reads = FairTurns(config.max_video_reads)
+        self._video_readers = ThreadPoolExecutor(config.max_video_reads + 1,
+                                                 thread_name_prefix="video-reads")  # fmt: skip
+        self._turn_slice_s = turn_slice_s
 
     @classmethod
     def from_config(cls, config: BgmConfig) -> Self:
@@ -148,7 +159,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return cls(config.gateway, load_vocabulary(), config.limits,
                    max_concurrent=config.serving.gateway.max_concurrent,
                    max_message_bytes=config.serving.max_message_bytes,
-                   auth=config.auth)  # fmt: skip
+                   auth=config.auth, turn_slice_s=config.serving.gateway.turn_slice_s)  # fmt: skip
 
     async def close(self) -> None:
         await self.tagger_channel.close()
@@ -476,17 +487,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not output.sample_rate and options.sample_rate not in info.sample_rates:
             # The default rate where the generator makes it, else the first it does.
             options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
-        # A long MPEG-TS's length takes seconds to read: a cancel stops it.
-        checked = await asyncio.to_thread(
-            check_request, video, controls, options, info, self.vocabulary, self.limits,
-            Heartbeat(Cancellation(context).check),
-        )  # fmt: skip
-        controls = checked.controls
+        controls = check_asked(controls, options, info, self.vocabulary, self.limits)
+        # A long MPEG-TS's length takes seconds to read: a cancel stops it, and another
+        # client's read may take the turn meanwhile.
+        loop = asyncio.get_running_loop()
+        async with self._video_reads.turn(client_of(context), record.tenant) as turn:
+            cancelled = Cancellation(context).check
+            keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancelled)
+
+            def heartbeat(fraction: float) -> None:
+                cancelled()
+                keep_turn()
+
+            duration_s = await loop.run_in_executor(
+                self._video_readers, check_video, video, controls, options, info,
+                self.limits, Heartbeat(heartbeat),
+            )  # fmt: skip
         booked = 0.0
         if self.authenticator is not None:
-            booked = self.ledger.reserve(record.tenant, checked.duration_s, controls.candidates)
+            booked = self.ledger.reserve(record.tenant, duration_s, controls.candidates)
         try:
-            async for event in self._scored(video, checked.duration_s, tagger_uri, controls,
+            async for event in self._scored(video, duration_s, tagger_uri, controls,
                                             options, info, output, context, record,
                                             started):  # fmt: skip
                 yield event
