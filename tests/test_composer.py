@@ -1239,3 +1239,29 @@ def test_an_orchestral_kits_timpani_play_the_chord(generator, beat_analysis, gen
                if w.instrument == "drums" and w.pitch in (49, 51)]  # fmt: skip
     assert cymbals and all(kit_key == {49: 57, 51: 30}[key] for key, kit_key in cymbals)
     assert on_kit(score.notes, 0, score.arrangement) == score.notes
+
+
+def test_a_long_tune_develops_and_closes_on_its_opening(generator, beat_analysis):
+    """Two minutes of a montage whose shots never look like the first: the tune's bars are
+    not one rhythm looped (its motif is answered within each phrase and varied on each
+    return: one bar rhythm had filled 76-79% of the tune's bars in a music review), and the
+    last section brings back the opening material (it had never come back)."""
+    looks = [Look(0.2 + 0.05 * (i % 5), 0.9 - 0.1 * (i % 4), 0.8, 0.3 + 0.1 * (i % 3))
+             for i in range(15)]  # fmt: skip
+    segments = [Segment(8.0 * i, 8.0 * (i + 1), 0.3 + 0.2 * (i % 3), look, ["happy"])
+                for i, look in enumerate(looks)]  # fmt: skip
+    cuts = [Cut(8.0 * i, "hard", 0.8) for i in range(1, 15)]
+    brief = brief_for(beat_analysis, "pop", duration_s=120.0, segments=segments, cuts=cuts)
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    materials = [form.material for form in score.forms]
+    assert materials[0] == materials[-1] == "A" and "B" in materials
+    melody = score.roles.of("melody")[0]
+    bar_beats = score.plan.meter.beats
+    rhythms: Counter[tuple[float, ...]] = Counter()
+    for first in score.plan.bar_starts:
+        onsets = {round(n.start - first, 2) for n in score.notes if n.instrument == melody
+                  and first - 1e-6 <= n.start < first + bar_beats - 1e-6}  # fmt: skip
+        if onsets:
+            rhythms[tuple(sorted(onsets))] += 1
+    assert sum(rhythms.values()) > 30
+    assert max(rhythms.values()) <= 0.4 * sum(rhythms.values()), rhythms.most_common(3)

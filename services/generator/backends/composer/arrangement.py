@@ -63,6 +63,8 @@ MAX_COLOURS = 2
 INTENSITY_THRESHOLDS = (0.15, 0.35, 0.6)
 # A section whose look is this close to the opening's brings back the opening material.
 SAME_LOOK = 0.12
+# A piece of this many sections or more ends on the opening material.
+BOOKEND_SECTIONS = 3
 # The biggest turn lifts the key only if it is at least this strong, in a piece this long.
 LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
@@ -207,8 +209,9 @@ def section_forms(
     mood_modes: Mapping[str, str] | None = None,
 ) -> list[SectionForm]:
     """The form: per section its intensity, material (A where the picture looks like the
-    opening), key (a whole step up from the video's strongest late turn that rises in
-    energy, where the style lifts: the last chorus's lift, never into a quiet close) and
+    opening, and in the last of BOOKEND_SECTIONS or more), key (a whole step up from the
+    video's strongest late turn that rises in energy, where the style lifts: the last
+    chorus's lift, never into a quiet close) and
     mode: a middle section whose moods all lean to the other mode takes the parallel key
     (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key asks). The
     first and last sections keep the mode."""
@@ -230,6 +233,11 @@ def section_forms(
     for i, section in enumerate(plan.sections):
         energy = 0.6 * video[i].energy + 0.4 * piece_energy
         material = "A" if _look_distance(video[i].look, opening) < SAME_LOOK else "B"
+        if i == len(plan.sections) - 1 >= BOOKEND_SECTIONS - 1:
+            # A piece of several sections closes on its opening material, as most music
+            # does (in a montage whose shots never look like the first, it had never come
+            # back: 15 of 16 sections were the contrast).
+            material = "A"
         end = section.first_beat + section.beat_count
         final = plan.final_beat
         role = "intro" if i == 0 else "main"
@@ -312,6 +320,31 @@ class Arrangement:
     final: ChordSpan | None = None
     # Beats where the cuts are hit, in order (the performance keeps the notes there exact).
     cut_hits: list[float] = field(default_factory=list)
+
+
+# One bar of a tune: onsets (beats into the bar) and the scale steps to each note.
+Motif = tuple[list[float], list[int]]
+
+
+def _varied(motif: Motif, repeat: int, steps: int, bar_beats: int) -> Motif:
+    """`motif` on its `repeat`-th return: as it was, then with a note added halfway across
+    its longest gap (on the grid of `steps` a beat), then with an off-beat note left out
+    (the last one, where all are on beats), in turn. Its first note stays."""
+    onsets, contour = list(motif[0]), list(motif[1])
+    variation = repeat % 3
+    if variation == 1:
+        ends = [*onsets[1:], float(bar_beats)]
+        gap, at = max((b - a, i) for i, (a, b) in enumerate(zip(onsets, ends, strict=True)))
+        added = onsets[at] + round(gap / 2 * steps) / steps
+        if gap * steps >= 2 and added not in onsets:
+            onsets.insert(at + 1, added)
+            # The added note passes between its neighbours: a step on in the line's way.
+            contour.insert(at + 1, 1 if (contour[at + 1 :] or [1])[0] >= 0 else -1)
+    elif variation == 2 and len(onsets) > 2:
+        off = [i for i in range(1, len(onsets)) if abs(onsets[i] - round(onsets[i])) > 1e-6]
+        dropped = off[-1] if off else len(onsets) - 1
+        del onsets[dropped], contour[dropped]
+    return onsets, contour
 
 
 def on_kit(notes: list[Note], kit: int, arrangement: Arrangement) -> list[Note]:
@@ -408,6 +441,9 @@ class Composer:
         self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
         self._motifs = {m: self._motif() for m in ("A", "B")}
         self._substitution = int(rng.integers(4))
+        # Each motif's answer: the third bar of a phrase, another rhythm (drawn after the
+        # choices above, which stay the seed's).
+        self._answers = {m: self._answer(self._motifs[m]) for m in ("A", "B")}
 
     # ---- the plan of the piece ----------------------------------------------------------
 
@@ -885,9 +921,9 @@ class Composer:
         if crash:
             self._add(player, self.style.crash, start, start + 0.5, 100)
 
-    def _motif(self) -> tuple[list[float], list[int]]:
+    def _motif(self) -> Motif:
         """One bar of rhythm (beat offsets) and contour (scale steps between notes)."""
-        grid = self.steps if self.steps % 2 else self.style.melody_grid
+        grid = self._melody_steps
         beats = self.bar_beats
         onsets = [0.0]
         for step in range(1, beats * grid):
@@ -903,19 +939,41 @@ class Composer:
         contour = [int(self.rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])) for _ in onsets]
         return onsets, contour
 
+    def _answer(self, motif: Motif) -> Motif:
+        """A bar that answers `motif`: its own rhythm (a few tries; else the motif's with
+        its last onset left out or one added), its contour turned over."""
+        for _ in range(8):
+            onsets, contour = self._motif()
+            if onsets != motif[0]:
+                return onsets, [-step for step in contour]
+        onsets, contour = _varied(
+            motif, 1 if len(motif[0]) < 4 else 2, self._melody_steps, self.bar_beats
+        )
+        return onsets, [-step for step in contour]
+
+    @property
+    def _melody_steps(self) -> int:
+        """Grid steps per beat the tune moves on."""
+        return self.steps if self.steps % 2 else self.style.melody_grid
+
     def _melody(
         self, player: str, start: int, end: int, form: SectionForm, position: int, velocity: int
     ) -> None:
-        """Four-bar phrases of the section's motif: statement, sequence a step higher, a
-        variation (the contour turned over; on a return, one step changed), a long cadence
-        note."""
-        onsets, contour = self._motifs[form.material]
+        """Four-bar phrases of the section's material: its motif, the motif a step higher,
+        its answer (another rhythm, the contour turned over), a long cadence note. On each
+        return of the material the motif comes varied (a note added, then one left out, in
+        turn; and one step of its contour changed), so the tune develops rather than loops
+        one bar's rhythm through the piece."""
+        motif = _varied(
+            self._motifs[form.material], form.repeat, self._melody_steps, self.bar_beats
+        )
+        onsets, contour = motif
         phrase_bar = position % 4
         lift = 0
         if phrase_bar == 3:
             onsets, contour = [0.0], [0]
         elif phrase_bar == 2:
-            contour = [-step for step in contour]
+            onsets, contour = self._answers[form.material]
         elif phrase_bar == 1:
             lift = 2
         if form.repeat and phrase_bar != 3:
