@@ -809,15 +809,17 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     lifts the key; the plan says so (meter, section keys and material)."""
     opening, other = Look(0.3, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.7, 0.6)
     turn = Look(0.95, 0.1, 0.1, 0.9)
+    # The tense, dark section lasts long enough (over MODE_CHANGE_MIN_BARS) to take the
+    # parallel key.
     spans = [(0.0, 8.0, opening, 0.3), (8.0, 16.0, other, 0.4), (16.0, 24.0, opening, 0.3),
-             (24.0, 32.0, turn, 0.9), (32.0, 40.0, turn, 0.9)]  # fmt: skip
+             (24.0, 48.0, turn, 0.9), (48.0, 56.0, turn, 0.9)]  # fmt: skip
     moods = [["happy"], ["happy"], ["happy"], ["tense", "dark"], ["happy"]]
     segments = [
         Segment(a, b, energy, look, mood)
         for (a, b, look, energy), mood in zip(spans, moods, strict=True)
     ]
     cuts = [Cut(a, "hard", 0.8) for a, *_ in spans[1:]]
-    brief = brief_for(beat_analysis, "pop", duration_s=40.0, segments=segments, cuts=cuts)
+    brief = brief_for(beat_analysis, "pop", duration_s=56.0, segments=segments, cuts=cuts)
     music = generator.generate(brief)
     plan = music.plan
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
@@ -838,6 +840,13 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     # A user's key keeps its mode throughout.
     fixed = generator.generate(dataclasses.replace(brief, key_is_fixed=True)).plan
     assert {Key.parse(s.key).mode for s in fixed.sections} == {"major"}
+    # Four bars of it would be a trip into another cue: the mode stays (3-7 bar trips had).
+    short = [*segments[:3], dataclasses.replace(segments[3], end_s=32.0),
+             dataclasses.replace(segments[4], start_s=32.0, end_s=40.0)]  # fmt: skip
+    brief = brief_for(beat_analysis, "pop", duration_s=40.0, segments=short,
+                      cuts=[Cut(a, "hard", 0.8) for a in (8.0, 16.0, 24.0, 32.0)])  # fmt: skip
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    assert {form.key.mode for form in score.forms} == {"major"}
 
 
 def test_genres_play_in_their_own_keys_unless_the_user_fixed_one(generator, beat_analysis):
@@ -1265,3 +1274,18 @@ def test_a_long_tune_develops_and_closes_on_its_opening(generator, beat_analysis
             rhythms[tuple(sorted(onsets))] += 1
     assert sum(rhythms.values()) > 30
     assert max(rhythms.values()) <= 0.4 * sum(rhythms.values()), rhythms.most_common(3)
+
+
+def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
+    """Whatever the length, the final chord sounds a second at least before its release
+    (where the last bar line left little room it had been let go within 0.3 s, a stab)."""
+    from services.generator.backends.composer.arrangement import FINAL_HOLD_S
+
+    held = []
+    for duration_s in np.arange(20.0, 24.0, 0.25):
+        brief = brief_for(beat_analysis, "hip-hop", duration_s=float(duration_s))
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        final = score.arrangement.final
+        assert final is not None
+        held.append(score.plan.beat_time(final.end) - score.plan.beat_time(final.start))
+    assert min(held) >= FINAL_HOLD_S - 1e-3, held

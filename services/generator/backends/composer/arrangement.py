@@ -65,11 +65,19 @@ INTENSITY_THRESHOLDS = (0.15, 0.35, 0.6)
 SAME_LOOK = 0.12
 # A piece of this many sections or more ends on the opening material.
 BOOKEND_SECTIONS = 3
+# A section takes the parallel mode only if it lasts this many bars: a shorter trip had
+# sounded like another cue spliced in (3 to 7 bars in a parallel major, three times in a
+# 3-minute montage, in every genre).
+MODE_CHANGE_MIN_BARS = 8
 # The biggest turn lifts the key only if it is at least this strong, in a piece this long.
 LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
+# The final chord sounds at least this long before its release, into the tail's fade where
+# the last bar line comes late (it had been struck and let go within 0.3 s: a stab, not an
+# ending, in hip-hop 0.42 s before the fade).
+FINAL_HOLD_S = 1.0
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
@@ -212,7 +220,8 @@ def section_forms(
     opening, and in the last of BOOKEND_SECTIONS or more), key (a whole step up from the
     video's strongest late turn that rises in energy, where the style lifts: the last
     chorus's lift, never into a quiet close) and
-    mode: a middle section whose moods all lean to the other mode takes the parallel key
+    mode: a middle section of MODE_CHANGE_MIN_BARS or more whose moods all lean to the
+    other mode takes the parallel key
     (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key asks). The
     first and last sections keep the mode."""
     opening = video[0].look
@@ -247,7 +256,8 @@ def section_forms(
         tonic = (key.tonic + 2) % 12 if lifted else key.tonic
         leanings = {mood_modes[m] for m in video[i].moods if mood_modes and m in mood_modes}
         middle = 0 < i < len(plan.sections) - 1 and role != "ending"
-        mode = leanings.pop() if middle and len(leanings) == 1 else key.mode
+        settles = section.beat_count >= MODE_CHANGE_MIN_BARS * plan.meter.beats
+        mode = leanings.pop() if middle and settles and len(leanings) == 1 else key.mode
         forms.append(
             SectionForm(
                 start_beat=section.first_beat,
@@ -452,7 +462,7 @@ class Composer:
         final = plan.final_beat
         end_seconds = self.duration_s - (RELEASE_TAIL_S if final is not None else 0.0)
         if final is not None:
-            end_seconds = max(end_seconds, plan.beats_s[final] + 0.3)
+            end_seconds = max(end_seconds, plan.beats_s[final] + FINAL_HOLD_S)
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
         self.result.chord_starts = [span.start for span in self.harmony]
