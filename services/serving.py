@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -59,6 +60,10 @@ class Refusal:
     details: bytes = b""
 
 
+# When to try again after the server's disk filled, seconds.
+DISK_FULL_RETRY_S = 60.0
+
+
 def status_for(error: BaseException) -> Refusal:
     """The status a client sees; never a stack trace, never a message longer than
     MAX_MESSAGE_CHARS. A BgmError carries machine-readable details: BadRequest (the field),
@@ -87,6 +92,13 @@ def status_for(error: BaseException) -> Refusal:
         return Refusal(error.code(), message)
     if isinstance(error, asyncio.TimeoutError):
         return Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed")
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        # The server's disk filled while the request wrote (its partial files are removed):
+        # the server's state, not the request's fault, and said so; the operator is told.
+        log.warning("a request failed for want of disk space: %s", error)
+        return status_for(ResourceExhaustedError(
+            "the server's disk filled while this request was written; nothing of it was "
+            "kept", error_reason="DISK_FULL", retry_after_s=DISK_FULL_RETRY_S))  # fmt: skip
     return Refusal(grpc.StatusCode.INTERNAL, "internal error (the server log has the details)")
 
 

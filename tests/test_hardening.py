@@ -121,6 +121,24 @@ def test_a_refusal_is_bounded_and_carries_its_details():
     )
 
 
+def test_a_full_disk_is_resource_exhausted_not_internal():
+    """The server's disk filling while a request writes its outputs: RESOURCE_EXHAUSTED,
+    DISK_FULL, retry later (it had been INTERNAL "internal error", as if a bug)."""
+    import errno
+
+    from google.rpc import error_details_pb2, status_pb2
+
+    from services.serving import status_for
+
+    refusal = status_for(OSError(errno.ENOSPC, "No space left on device", "/srv/out/x.wav"))
+    assert refusal.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "disk filled" in refusal.message and "/srv" not in refusal.message
+    status = status_pb2.Status.FromString(refusal.details)
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status.details) and info.reason == "DISK_FULL"
+    assert status_for(OSError(errno.EACCES, "denied")).code == grpc.StatusCode.INTERNAL
+
+
 # ---- scratch folders a killed process left -----------------------------------------------
 
 _HOLD = """
