@@ -389,8 +389,9 @@ def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():
     blocks = balance.cut_from(piece, parts, balance.Stretches(4, 2.0), rate)
     assert [start for start, _ in blocks] == list(range(0, 8 * rate, rate))
     laid = [np.concatenate([block[i] for _, block in blocks], axis=1) for i in range(3)]
-    # The piano's four stretches (from 0, 9.75, 19.5 and 29.25 s), 2 s each, end to end.
-    assert [laid[0][0, k * 2 * rate] for k in range(4)] == [0, 9750, 19500, 29250]
+    # The piano's four stretches (from 0, 13, 26 and 39 s: the last on its last note), 2 s
+    # each, end to end.
+    assert [laid[0][0, k * 2 * rate] for k in range(4)] == [0, 13000, 26000, 39000]
     assert laid[0][0, 2 * rate - 1] == 2 * rate - 1
     # The strings play 0-1.4 s: one stretch, then silence; the bass has none.
     assert laid[1][0, 1999] == 1999 and not laid[1][:, 2 * rate :].any()
@@ -398,22 +399,24 @@ def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():
 
 
 def test_a_measured_excerpt_spans_the_part_and_keeps_its_pedal():
-    """The stretches a part is measured on come from across the whole part, each starting
-    from the pedal and expression the part has there."""
+    """The stretches a part is measured on come from across the whole part, from its first
+    note to its last (the final chord is part of how it sounds), each starting from the
+    pedal and expression the part has there."""
     rate = 1000
-    notes = [render_module.ScheduledNote(60, 90, t * rate, t * rate + 400) for t in range(40)]
-    controls = [render_module.Control(10 * rate, 64, 127), render_module.Control(25 * rate, 11, 70)]
+    notes = [render_module.ScheduledNote(60, 90, t * rate, t * rate + 400) for t in range(41)]
+    controls = [render_module.Control(14 * rate, 64, 127), render_module.Control(25 * rate, 11, 70)]
     part = render_module.RenderPart("piano", notes, 0, False, controls=controls)
     heard = balance.excerpt(part, balance.Stretches(4, 2.0), rate)
     starts = [n.start_sample for n in heard.notes]
-    # The notes of each quarter of 0-39 s (0-2 s, 9.75-11.75 s, 19.5-21.5 s, 29.25-31.25 s),
-    # each stretch in its 2 s slot where it lay in its window; the note sounding at 29.25 s
-    # (29-29.4 s) is struck there, and the one sounding at its end (31-31.4 s) let go there.
-    assert starts == [0, 1000, 2250, 3250, 4500, 5500, 6000, 6750, 7750]
-    assert [n.end_sample - n.start_sample for n in heard.notes] == [400] * 6 + [150, 400, 250]
+    # The notes of 0-2 s, 13.33-15.33 s, 26.67-28.67 s and 40-42 s (the last note's), each
+    # stretch in its 2 s slot where it lay in its window; the note sounding at 13.33 s
+    # (13-13.4 s) is struck there, and the one sounding at its end (15-15.4 s) let go there.
+    assert starts == [0, 1000, 2000, 2667, 3667, 4333, 5333, 6000]
+    lengths = [n.end_sample - n.start_sample for n in heard.notes]
+    assert lengths == [400, 400, 67, 400, 333, 400, 400, 400]
     held = [(c.sample, c.controller, c.value) for c in heard.controls]
-    assert (2000, 64, 127) not in held  # the pedal goes down at 10 s, inside the second window
-    assert (2250, 64, 127) in held
+    assert (2000, 64, 127) not in held  # the pedal goes down at 14 s, inside the second window
+    assert (2667, 64, 127) in held
     assert (4000, 64, 127) in held and (6000, 64, 127) in held and (6000, 11, 70) in held
     assert not any(sample == 0 for sample, _, _ in held)
 
