@@ -695,11 +695,13 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
     a request)."""
     limits = RequestLimits()
     items = limits.max_timeline_items
-    brief = common_pb2.MusicBrief(duration_s=limits.max_music_s, sample_rate=48000)
+    # A brief the generator could honour but for its length (it is checked first).
+    brief = _brief_of(limits.max_music_s)
     caption = "a crowd crosses the square at dusk, " * (limits.max_prompt_chars // 36)
+    span = limits.max_music_s / items
     for i in range(items):
-        brief.segments.add(start_s=i * 0.3, end_s=(i + 1) * 0.3, caption=caption)
-        brief.cuts.add(time_s=(i + 1) * 0.3, strength=0.8)
+        brief.segments.add(start_s=i * span, end_s=(i + 1) * span, caption=caption)
+        brief.cuts.add(time_s=(i + 0.5) * span, strength=0.8)
     # Sent as it is (serialized once here, not by each sender as it sends).
     request = generator_pb2.GenerateRequest(brief=brief, candidates=2).SerializeToString()
     assert len(request) > 40_000_000
@@ -713,8 +715,7 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
             codes.append(code_of(lambda: list(generate(request, timeout=60))))
 
     # Another caller's short brief (refused for the music it asks for, after it is read).
-    short = generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
-        duration_s=limits.max_music_s, sample_rate=48000), candidates=2)  # fmt: skip
+    short = generator_pb2.GenerateRequest(brief=_brief_of(limits.max_music_s), candidates=2)
     short_codes = []
     with grpc.insecure_channel(servers.generator, options=own) as channel:
         stub = generator_pb2_grpc.GeneratorStub(channel)
