@@ -1289,3 +1289,15 @@ def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
         assert final is not None
         held.append(score.plan.beat_time(final.end) - score.plan.beat_time(final.start))
     assert min(held) >= FINAL_HOLD_S - 1e-3, held
+
+
+def test_keys_are_spelled_as_musicians_write_them():
+    """C# and G# minor, not Db and Ab minor (8 and 7 flats), which a music review found in
+    plans (a B minor piece lifted a whole step read "Db minor"); major keys keep their flats."""
+    assert [Key(tonic, "minor").name for tonic in (1, 3, 6, 8, 10)] == [
+        "C# minor", "Eb minor", "F# minor", "G# minor", "Bb minor"]  # fmt: skip
+    assert [Key(tonic, "major").name for tonic in (1, 3, 6, 8, 10)] == [
+        "Db major", "Eb major", "F# major", "Ab major", "Bb major"]  # fmt: skip
+    assert all(
+        Key.parse(Key(t, m).name) == Key(t, m) for t in range(12) for m in ("major", "minor")
+    )

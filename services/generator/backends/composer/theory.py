@@ -11,6 +11,9 @@ PITCH_CLASSES = {
     "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11,
 }  # fmt: skip
 KEY_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+# Minor keys as musicians spell them: C# and G# minor (4 and 5 sharps), not Db and Ab minor
+# (8 and 7 flats: no one writes them).
+MINOR_KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 # Semitones above the tonic of each roman degree, measured on the major scale ("bVI" lowers).
 DEGREES = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
@@ -33,8 +36,10 @@ class Key:
 
     @property
     def name(self) -> str:
-        """E.g. "Eb major" (flats for the black keys, but F# for the tritone)."""
-        return f"{KEY_NAMES[self.tonic]} {self.mode}"
+        """E.g. "Eb major" (flats for the black keys, but F# for the tritone, and C# and G#
+        for minor keys)."""
+        names = MINOR_KEY_NAMES if self.mode == "minor" else KEY_NAMES
+        return f"{names[self.tonic]} {self.mode}"
 
     # Cached: the composer asks hundreds of thousands of times per long piece.
     @functools.cached_property
