@@ -1227,6 +1227,51 @@ class _HeldTagger:
         raise InvalidInputError("analysed by the test")
 
 
+class _SteppingTagger:
+    """Analyses nothing: 0.05 s a step, as many steps as the upload's bytes, reporting after
+    each, then refuses the video."""
+
+    def analyze(self, request: AnalysisRequest, progress: Callable[[float], None]) -> None:
+        steps = request.video_path.stat().st_size
+        for step in range(steps):
+            time.sleep(0.05)
+            progress(step / steps)
+        raise InvalidInputError("analysed by the test")
+
+
+@pytest.mark.slow
+def test_a_long_analysis_steps_aside_for_another_caller(tmp_path: Path):
+    """The tagger, one worker: a long analysis for one caller (5 s of work), then a short one
+    for another. The short one ends long before the long one, which steps aside after its
+    slice of the worker (turns had ended only when an analysis did)."""
+    servicer = TaggerServicer(
+        _SteppingTagger(),  # type: ignore[arg-type]
+        SourcePolicy(), tmp_path, RequestLimits(), max_concurrent=1, max_duration_s=60.0,
+        gate=ServiceGate(), turn_slice_s=0.3,
+    )  # fmt: skip
+    binding = ServiceBinding(TAGGER_SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server,
+                             servicer)  # fmt: skip
+    ended: dict[str, float] = {}
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+        stub = tagger_pb2_grpc.TaggerStub(channel)
+
+        def send(steps: int, caller: str) -> None:
+            video = common_pb2.VideoSource(data=b"v" * steps, file_name="clip.mp4")
+            call = lambda: stub.Analyze(  # noqa: E731
+                tagger_pb2.AnalyzeRequest(video=video), timeout=60,
+                metadata=((ON_BEHALF_OF, caller),),
+            )  # fmt: skip
+            code_of(call)
+            ended[caller] = time.monotonic()
+
+        long = threading.Thread(target=send, args=(100, "long"))
+        long.start()
+        time.sleep(0.5)
+        send(2, "short")
+        long.join(60)
+    assert ended["long"] - ended["short"] > 2.0
+
+
 @pytest.mark.slow
 def test_an_upload_waiting_for_its_turn_is_not_written_to_scratch(tmp_path: Path):
     """The tagger, one worker: a second inline upload waits for its turn in memory, not on
