@@ -1060,22 +1060,38 @@ def test_a_long_request_steps_aside_for_another_caller():
     servicer = GeneratorServicer(backend, RequestLimits(), 1, ServiceGate(), turn_slice_s=0.3)
     binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
                              servicer)  # fmt: skip
+
+    def ask(channel: grpc.Channel, duration_s: float, caller: str) -> None:
+        request = generator_pb2.GenerateRequest(brief=_brief_of(duration_s))
+        call = generator_pb2_grpc.GeneratorStub(channel).Generate(
+            request, timeout=60, metadata=((ON_BEHALF_OF, caller),)
+        )
+        code_of(lambda: list(call))
+
+    assert _short_ends_before_long(binding, ask, 400.0, 4.0) > 2.0
+
+
+def _short_ends_before_long(
+    binding: ServiceBinding,
+    ask: Callable[[grpc.Channel, float, str], None],
+    long_size: float,
+    short_size: float,
+) -> float:
+    """`binding` hosted: seconds between another caller's short request (`ask`ed half a
+    second after) ending and the long one's ending."""
     ended: dict[str, float] = {}
     with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
-        stub = generator_pb2_grpc.GeneratorStub(channel)
 
-        def send(duration_s: float, caller: str) -> None:
-            request = generator_pb2.GenerateRequest(brief=_brief_of(duration_s))
-            call = stub.Generate(request, timeout=60, metadata=((ON_BEHALF_OF, caller),))
-            code_of(lambda: list(call))
+        def send(size: float, caller: str) -> None:
+            ask(channel, size, caller)
             ended[caller] = time.monotonic()
 
-        long = threading.Thread(target=send, args=(400.0, "long"))
+        long = threading.Thread(target=send, args=(long_size, "long"))
         long.start()
         time.sleep(0.5)
-        send(4.0, "short")
+        send(short_size, "short")
         long.join(60)
-    assert ended["long"] - ended["short"] > 2.0
+    return ended["long"] - ended["short"]
 
 
 @pytest.mark.slow
@@ -1251,25 +1267,14 @@ def test_a_long_analysis_steps_aside_for_another_caller(tmp_path: Path):
     )  # fmt: skip
     binding = ServiceBinding(TAGGER_SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server,
                              servicer)  # fmt: skip
-    ended: dict[str, float] = {}
-    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+
+    def ask(channel: grpc.Channel, steps: float, caller: str) -> None:
+        video = common_pb2.VideoSource(data=b"v" * int(steps), file_name="clip.mp4")
         stub = tagger_pb2_grpc.TaggerStub(channel)
+        code_of(lambda: stub.Analyze(tagger_pb2.AnalyzeRequest(video=video), timeout=60,
+                                     metadata=((ON_BEHALF_OF, caller),)))  # fmt: skip
 
-        def send(steps: int, caller: str) -> None:
-            video = common_pb2.VideoSource(data=b"v" * steps, file_name="clip.mp4")
-            call = lambda: stub.Analyze(  # noqa: E731
-                tagger_pb2.AnalyzeRequest(video=video), timeout=60,
-                metadata=((ON_BEHALF_OF, caller),),
-            )  # fmt: skip
-            code_of(call)
-            ended[caller] = time.monotonic()
-
-        long = threading.Thread(target=send, args=(100, "long"))
-        long.start()
-        time.sleep(0.5)
-        send(2, "short")
-        long.join(60)
-    assert ended["long"] - ended["short"] > 2.0
+    assert _short_ends_before_long(binding, ask, 100, 2) > 2.0
 
 
 @pytest.mark.slow
