@@ -345,13 +345,14 @@ SET_ASIDE_CHECK_S = 0.1
 
 def turn_keeper(
     turn: Turn, loop: asyncio.AbstractEventLoop, slice_s: float, check: Callable[[], None]
-) -> Callable[[], None]:
-    """For a request's worker threads, to call at each progress report: once the request has
-    held its turn for `slice_s`, it gives way (Turn.give_way, on `loop`) and waits there for
-    its next turn, hearing `check` (which raises to cancel) meanwhile."""
+) -> Callable[[float], None]:
+    """A progress callback for a request's worker threads: it hears `check` (which raises to
+    cancel), and once the request has held its turn for `slice_s` it gives way
+    (Turn.give_way, on `loop`) and waits there for its next turn, hearing `check` meanwhile."""
     lock = threading.Lock()
 
-    def keep() -> None:
+    def keep(fraction: float = 0.0) -> None:
+        check()
         if time.monotonic() - turn.since < slice_s:
             return
         with lock:  # one of the request's threads asks; the others wait with it

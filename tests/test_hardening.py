@@ -924,7 +924,7 @@ def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
                 def work() -> None:
                     for _ in range(400):
                         time.sleep(0.01)
-                        keep()
+                        keep(0.0)
 
                 try:
                     await asyncio.to_thread(work)
@@ -1020,7 +1020,7 @@ def test_a_request_set_aside_resumes_before_its_callers_next():
                 def work() -> None:
                     for _ in range(steps):
                         time.sleep(0.01)
-                        keep()
+                        keep(0.0)
 
                 await asyncio.to_thread(work)
                 events.append(f"{name} ends")

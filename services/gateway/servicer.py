@@ -492,16 +492,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         # client's read may take the turn meanwhile.
         loop = asyncio.get_running_loop()
         async with self._video_reads.turn(client_of(context), record.tenant) as turn:
-            cancelled = Cancellation(context).check
-            keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancelled)
-
-            def heartbeat(fraction: float) -> None:
-                cancelled()
-                keep_turn()
-
+            heartbeat = Heartbeat(turn_keeper(turn, loop, self._turn_slice_s,
+                                              Cancellation(context).check))  # fmt: skip
             duration_s = await loop.run_in_executor(
                 self._video_readers, check_video, video, controls, options, info,
-                self.limits, Heartbeat(heartbeat),
+                self.limits, heartbeat,
             )  # fmt: skip
         booked = 0.0
         if self.authenticator is not None:

@@ -124,11 +124,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             # next progress report (a fraction of a second apart).
             cancellation = Cancellation(context)
             reported = [-1.0]
-            keep_turn: Callable[[], None] = lambda: None  # noqa: E731 (set once it has one)
+            # Hears the cancel; with its turn, keeps it (turn_keeper).
+            keep_turn: Callable[[float], None] = cancellation.check
 
             def report(fraction: float) -> None:
-                cancellation.check()
-                keep_turn()
+                keep_turn(fraction)
                 # A heartbeat repeats the last fraction: only progress is sent on (the
                 # contract's fractions rise, whatever a backend reports).
                 if fraction > reported[0]:

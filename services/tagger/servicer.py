@@ -89,14 +89,9 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 cancellation = Cancellation(context)
                 async with self._turns.turn(*callers_of(context)) as turn:
                     video = video or await self._video(request, folder)
-                    keep_turn = (turn_keeper(turn, asyncio.get_running_loop(), self._turn_slice_s,
-                                             cancellation.check)
-                                 if self._turn_slice_s is not None else lambda: None)  # fmt: skip
-
-                    def report(fraction: float) -> None:
-                        cancellation.check()
-                        keep_turn()
-
+                    slice_s = self._turn_slice_s
+                    report = (cancellation.check if slice_s is None else turn_keeper(
+                        turn, asyncio.get_running_loop(), slice_s, cancellation.check))  # fmt: skip
                     analysis = await asyncio.to_thread(
                         backend.analyze,
                         AnalysisRequest(video, prompt=request.prompt,
