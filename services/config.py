@@ -191,6 +191,11 @@ class GeneratorConfig(StrictModel):
     diffusion: DiffusionConfig = DiffusionConfig()
     symbolic_diffusion: SymbolicDiffusionConfig = SymbolicDiffusionConfig()
     batching: BatchingConfig = BatchingConfig()
+    # Audio that requests hold at once, bytes: the music and stems they make (32-bit stereo
+    # at the brief's rate), from before a request's turn until it has sent them. A request
+    # waits by turns until it fits (one larger than the whole has its turn alone). Two
+    # requests at limits.max_music_s (2.8 GB of audio each at 48 kHz) had been held at once.
+    audio_budget_bytes: int = Field(3 * 1024**3, gt=0)
 
 
 class TenantLimits(StrictModel):
@@ -291,6 +296,15 @@ class GatewayConfig(StrictModel):
     max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
+    # Audio that requests hold at once, bytes: the music and stems received from the
+    # generator, every candidate's (32-bit stereo at the request's rate), and the video's own
+    # sound where it is kept, from before the generator is called until the files are
+    # written. A request waits by turns, its clients taking theirs, until its share fits (one
+    # larger than the whole has its turn alone); with stems its share counts a stem for every
+    # instrument the generator plays. Mastering's copies come on top. Two requests at
+    # limits.max_music_s (2.8 GB of audio each at 48 kHz) had been held at once, 9.9 GB in one
+    # process with the generator.
+    audio_budget_bytes: int = Field(3 * 1024**3, gt=0)
     speech_ducking: SpeechDuckingConfig = SpeechDuckingConfig()
     # TLS of the channels to the tagger and the generator (None = plaintext).
     tagger_tls: ClientTlsConfig | None = None

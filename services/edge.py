@@ -191,6 +191,12 @@ def _refused(field: str, text: str) -> InvalidInputError:
     return InvalidInputError(f"{field}: {text}", field=field, error_reason="FIELD_LIMIT")
 
 
+def audio_bytes(seconds: float, sample_rate: int) -> int:
+    """What `seconds` of the audio the services pass between them take in memory: 32-bit
+    stereo at `sample_rate`."""
+    return math.ceil(seconds * sample_rate) * 2 * 4
+
+
 def check_work(music_s: float, candidates: int, limits: RequestLimits, tracks: int = 1) -> None:
     """The total a request may ask for: seconds of music times candidates, times the tracks
     each piece holds (a stem, or the audio a diffusion piece starts from, is a track of the

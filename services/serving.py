@@ -226,61 +226,82 @@ class FairTurns:
     may also step aside while another caller waits (Turn.give_way), so that one caller's
     long work does not hold every turn for minutes; one request at a time is set aside, so
     the work (and the memory) held at once is at most capacity + 1 requests'. One event
-    loop's tool, like asyncio.Semaphore."""
+    loop's tool, like asyncio.Semaphore.
+
+    A turn may weigh more than one (bytes of memory, say): the turns held then weigh at most
+    `capacity` together, and the next in turn order waits until its weight fits, with no one
+    let past it (a heavy request would otherwise wait for ever behind light ones). One
+    heavier than the whole capacity has its turn alone."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._running = 0
-        # Peer -> caller -> its waiters, each dict in turn order (served first at the front).
-        self._waiting: dict[str, dict[str, deque[asyncio.Future[None]]]] = {}
+        # Peer -> caller -> its waiters and their weights, each dict in turn order (served
+        # first at the front).
+        self._waiting: dict[str, dict[str, deque[tuple[asyncio.Future[None], int]]]] = {}
         self._set_aside = 0
 
     @contextlib.asynccontextmanager
-    async def turn(self, peer: str, caller: str = "") -> AsyncIterator[Turn]:
-        turn = Turn(self, peer, caller)
+    async def turn(self, peer: str, caller: str = "", weight: int = 1) -> AsyncIterator[Turn]:
+        turn = Turn(self, peer, caller, weight)
         await turn.take()
         try:
             yield turn
         finally:
             if turn.held:
                 turn.held = False
-                self._release()
+                self._release(weight)
 
-    async def _wait(self, peer: str, caller: str, first: bool = False) -> None:
+    @property
+    def held(self) -> int:
+        """The weight of the turns held now."""
+        return self._running
+
+    def _fits(self, weight: int) -> bool:
+        return self._running == 0 or self._running + weight <= self.capacity
+
+    async def _wait(self, peer: str, caller: str, weight: int, first: bool = False) -> None:
         """Until a turn is granted; `first` waits before the caller's other requests."""
-        if self._running < self.capacity and not self._waiting:
-            self._running += 1
+        if not self._waiting and self._fits(weight):
+            self._running += weight
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._waiting.setdefault(peer, {}).setdefault(caller, deque())
         if first:
-            waiters.appendleft(granted)
+            waiters.appendleft((granted, weight))
         else:
-            waiters.append(granted)
+            waiters.append((granted, weight))
         try:
             await granted
         except asyncio.CancelledError:
             if granted.cancelled():
                 self._withdraw(peer, caller, granted)
             else:
-                self._release()  # granted as the wait was cancelled: the next one's turn
+                self._release(weight)  # granted as the wait was cancelled: the next one's turn
             raise
 
     def _others_wait(self, peer: str, caller: str) -> bool:
         return any(p != peer or any(c != caller for c in callers)
                    for p, callers in self._waiting.items())  # fmt: skip
 
-    def _release(self, passing: tuple[str, str] | None = None) -> None:
-        """A turn ended: the next waiting request has it, by turns; a turn `passing` from
-        a (peer, caller) giving way goes to another's, where another waits."""
-        self._running -= 1
-        while self._running < self.capacity and self._waiting:
+    def _release(self, weight: int, passing: tuple[str, str] | None = None) -> None:
+        """A turn of `weight` ended: the next waiting requests have theirs, by turns, while
+        their weight fits; a turn `passing` from a (peer, caller) giving way goes to
+        another's, where another waits."""
+        self._running -= weight
+        self._grant(passing)
+
+    def _grant(self, passing: tuple[str, str] | None = None) -> None:
+        while self._waiting:
             order = [(p, c) for p, callers in self._waiting.items() for c in callers]
             peer, caller = next((pc for pc in order if pc != passing), order[0])
-            passing = None
             callers = self._waiting[peer]
             waiters = callers[caller]
-            granted = waiters.popleft()
+            granted, wanted = waiters[0]
+            if not granted.cancelled() and not self._fits(wanted):
+                return
+            passing = None
+            waiters.popleft()
             # Served: this caller goes behind the peer's others, and the peer behind the rest.
             del callers[caller], self._waiting[peer]
             if waiters:
@@ -289,27 +310,30 @@ class FairTurns:
                 self._waiting[peer] = callers
             # A wait cancelled before its task has run again is over: no turn for it.
             if not granted.cancelled():
-                self._running += 1
+                self._running += wanted
                 granted.set_result(None)
 
     def _withdraw(self, peer: str, caller: str, waiter: asyncio.Future[None]) -> None:
         """A cancelled wait out of the queue, unless _release took it out already."""
         callers = self._waiting.get(peer, {})
         waiters = callers.get(caller)
-        if waiters is None or waiter not in waiters:
+        entry = next((e for e in waiters or () if e[0] is waiter), None)
+        if waiters is None or entry is None:
             return
-        waiters.remove(waiter)
+        waiters.remove(entry)
         if not waiters:
             del callers[caller]
         if not callers:
             del self._waiting[peer]
+        # A heavy request that waited first may have held back lighter ones that fit.
+        self._grant()
 
 
 class Turn:
     """One request's turn in FairTurns: held while it works, handed on by give_way."""
 
-    def __init__(self, turns: FairTurns, peer: str, caller: str):
-        self.turns, self.peer, self.caller = turns, peer, caller
+    def __init__(self, turns: FairTurns, peer: str, caller: str, weight: int = 1):
+        self.turns, self.peer, self.caller, self.weight = turns, peer, caller, weight
         self.held = False
         # When it last took its turn (time.monotonic()).
         self.since = 0.0
@@ -318,7 +342,7 @@ class Turn:
         """Wait for the turn; a request `resuming` after it gave way waits before its
         caller's requests that have not started (else the one set aside could wait behind all
         of them, and no other request could step aside meanwhile)."""
-        await self.turns._wait(self.peer, self.caller, first=resuming)
+        await self.turns._wait(self.peer, self.caller, self.weight, first=resuming)
         self.held = True
         self.since = time.monotonic()
 
@@ -332,7 +356,7 @@ class Turn:
             return
         self.held = False
         turns._set_aside += 1
-        turns._release(passing=(self.peer, self.caller))
+        turns._release(self.weight, passing=(self.peer, self.caller))
         try:
             await self.take(resuming=True)
         finally:

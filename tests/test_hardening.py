@@ -900,6 +900,69 @@ def test_a_wait_cancelled_as_a_turn_ends_loses_no_worker():
     assert asyncio.run(scenario()) == ["holder done", "waiter cancelled", "next done"]
 
 
+def test_turns_that_weigh_hold_at_most_the_capacity_and_none_is_passed_by():
+    """Turns weighing bytes of memory, 10 units in all: a second 6 waits for the first (with
+    a count of turns both would have run, 12 held), a light 3 arriving after it waits behind
+    it rather than getting past it (the heavy one would wait for ever behind light ones), then
+    runs beside it (9); one of 15, more than the whole, runs alone; and a heavy one that
+    leaves its wait lets the light one behind it through."""
+
+    async def scenario() -> tuple[list[str], list[int]]:
+        turns = FairTurns(10)
+        served: list[str] = []
+        peaks: list[int] = []
+        may_end = {name: asyncio.Event() for name in ("a", "b", "c", "big", "x", "d")}
+
+        async def request(name: str, weight: int) -> None:
+            async with turns.turn(name, "", weight):
+                served.append(name)
+                peaks.append(turns.held)
+                await may_end[name].wait()
+
+        a = asyncio.create_task(request("a", 6))
+        await asyncio.sleep(0)
+        b = asyncio.create_task(request("b", 6))
+        await asyncio.sleep(0)
+        c = asyncio.create_task(request("c", 3))
+        await asyncio.sleep(0.01)
+        assert served == ["a"]
+        may_end["a"].set()
+        await a
+        await asyncio.sleep(0.01)
+        assert served == ["a", "b", "c"]
+        big = asyncio.create_task(request("big", 15))
+        await asyncio.sleep(0)
+        for name in ("b", "c"):
+            may_end[name].set()
+        await asyncio.gather(b, c)
+        await asyncio.sleep(0.01)
+        assert served[-1] == "big" and turns.held == 15
+        may_end["big"].set()
+        await big
+        # Beside a 6, a heavy 8 waits, and a light 2 behind it; the heavy one leaves.
+        x = asyncio.create_task(request("x", 6))
+        await asyncio.sleep(0)
+        heavy = asyncio.create_task(request("heavy", 8))
+        await asyncio.sleep(0)
+        d = asyncio.create_task(request("d", 2))
+        await asyncio.sleep(0.01)
+        assert served[-1] == "x"
+        heavy.cancel()
+        await asyncio.gather(heavy, return_exceptions=True)
+        await asyncio.sleep(0.01)
+        assert served[-1] == "d" and turns.held == 8
+        for name in ("x", "d"):
+            may_end[name].set()
+        await asyncio.gather(x, d)
+        assert turns.held == 0
+        return served, peaks
+
+    served, peaks = asyncio.run(scenario())
+    assert served == ["a", "b", "c", "big", "x", "d"]
+    # "b" and "c" were let in together, as "a" ended.
+    assert peaks == [6, 9, 9, 15, 6, 8]
+
+
 def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
     """A long request steps aside for another caller, then is cancelled while it waits for
     its next turn: it stops (CancelledError in its worker), the other's turn goes on, and
@@ -1140,6 +1203,44 @@ def test_the_generator_serves_the_gateways_clients_in_turn():
             sender.join(60)
     assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 5
     assert composed[:2] == [1.0, 1.1] and composed.index(2.0) == 2, composed
+
+
+@pytest.mark.slow
+def test_the_generator_holds_no_more_audio_at_once_than_its_budget():
+    """The generator, two workers, and an audio budget that one request's music (2 s, 48 kHz)
+    fills: two requests compose one after the other, not side by side (two at the request
+    limit had held 2 x 2.8 GB at once, and the gateway as much again)."""
+    composing: list[int] = []
+    running = [0]
+
+    async def compose(jobs: list) -> list:
+        running[0] += 1
+        composing.append(running[0])
+        await asyncio.sleep(0.5)
+        running[0] -= 1
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+    one_piece = 2 * 48000 * 2 * 4
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 2, ServiceGate(),  # type: ignore[arg-type]
+                                 compose, audio_budget_bytes=one_piece)  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    codes: list[grpc.StatusCode] = []
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        def send(caller: str) -> None:
+            request = generator_pb2.GenerateRequest(brief=_brief_of(2.0))
+            call = stub.Generate(request, timeout=60, metadata=((ON_BEHALF_OF, caller),))
+            codes.append(code_of(lambda: list(call))[0])
+
+        senders = [threading.Thread(target=send, args=(caller,)) for caller in ("a", "b")]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(60)
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+    assert composing == [1, 1]
 
 
 @pytest.mark.slow
@@ -1465,12 +1566,19 @@ def faulty(faulty_config) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator
     """A _FaultyTagger and a _FaultyGenerator served in this process and a real gateway in
     front of them: the gateway's address, the tagger and the generator, whose faults a test
     sets."""
-    config, ports = faulty_config
+    with _faulty_services(*faulty_config) as services:
+        yield services
+
+
+@contextlib.contextmanager
+def _faulty_services(
+    config: Path, ports: dict[str, int], generator_class: type[_FaultyGenerator] = _FaultyGenerator
+) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator]]:
     folder = config.parent
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
     loaded = load_config(config)
     tagger = _FaultyTagger.from_config(loaded, create_tagger_backend(loaded.tagger))
-    generator = _FaultyGenerator.from_config(loaded, ComposerGenerator(loaded.generator.composer))
+    generator = generator_class.from_config(loaded, ComposerGenerator(loaded.generator.composer))
     bindings = {
         "tagger": ServiceBinding(TAGGER_SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server,
                                  tagger),
@@ -1487,6 +1595,43 @@ def faulty(faulty_config) -> Iterator[tuple[str, _FaultyTagger, _FaultyGenerator
         finally:
             gateway.send_signal(signal.SIGTERM)
             gateway.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_the_gateway_holds_no_more_audio_at_once_than_its_budget(tmp_path, media, clip):
+    """A gateway whose audio budget is smaller than any request's music: two Scores sent at
+    once are each generated, mastered and written alone (a request larger than the whole
+    budget has its turn alone), and both succeed. Without the budget both were generated
+    side by side: the gateway held their music together (two at the request limit, 9.9 GB
+    in one process with the generator)."""
+    config, ports = write_config(tmp_path, media, audio_budget_bytes=1)
+    running, most = [0], [0]
+
+    class Counting(_FaultyGenerator):
+        async def Generate(self, request, context):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            try:
+                await asyncio.sleep(1.0)
+                async for message in super().Generate(request, context):
+                    yield message
+            finally:
+                running[0] -= 1
+
+    with _faulty_services(config, ports, Counting) as (gateway, _, _):
+        results: list[str] = []
+
+        def send() -> None:
+            events = score(gateway, _request(clip.path.as_uri()))
+            results.append(events[-1].WhichOneof("event"))
+
+        senders = [threading.Thread(target=send) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(120)
+    assert results == ["result", "result"]
+    assert most[0] == 1
 
 
 @pytest.mark.slow
@@ -1609,6 +1754,22 @@ def _stem_named(name: str) -> Fault:
     return fault
 
 
+def _unasked_stem() -> Fault:
+    """Beside each chunk of the mix, the same chunk as the stem of an instrument the plan
+    plays, for a request that asked for no stems."""
+    played: list[str] = []
+
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") == "plan":
+            played.append(message.plan.instruments[0])
+        if message.WhichOneof("event") != "audio":
+            return [message]
+        stem = generator_pb2.StemChunk(instrument=played[-1], audio=message.audio)
+        return [message, generator_pb2.GenerateResponse(candidate=message.candidate, stem=stem)]
+
+    return fault
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
@@ -1623,6 +1784,8 @@ def _stem_named(name: str) -> Fault:
      # every output root), or failed as a bare INTERNAL.
      (_stem_named("../../../escaped"), "a stem named '../../../escaped'"),
      (_stem_named("strings/legato"), "a stem named 'strings/legato'"),
+     # Stems nobody asked for: more audio than the gateway set aside room for.
+     (_unasked_stem(), "sent 2 tracks of"),
      (lambda message: [] if message.WhichOneof("event") == "plan" else [message],
       "returned no plan")],
 )  # fmt: skip

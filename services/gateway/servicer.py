@@ -46,7 +46,7 @@ from services.domain import (
     UserControls,
     VideoAnalysis,
 )
-from services.edge import EdgeSchema
+from services.edge import EdgeSchema, audio_bytes
 from services.errors import (
     DeadlineExceededError,
     DownstreamError,
@@ -152,6 +152,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self._video_readers = ThreadPoolExecutor(config.max_video_reads + 1,
                                                  thread_name_prefix="video-reads")  # fmt: skip
         self._turn_slice_s = turn_slice_s
+        self._audio = FairTurns(config.audio_budget_bytes)
 
     @classmethod
     def from_config(cls, config: BgmConfig) -> Self:
@@ -550,29 +551,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 stems=options.stems_dir is not None,
                 keep_original_audio=options.keep_original_audio,
             )
-            generated = None
-            async for event in self._generate(brief, controls.candidates, caller):
-                if isinstance(event, _Generated):
-                    generated = event
-                else:
-                    yield event
-            assert generated is not None
-            music = generated.music
-            # Mastering and writing stop within a heartbeat once the caller has gone.
-            heartbeat = Heartbeat(Cancellation(context).check)
-            yield _progress("mastering", 0.8)
-            ducking = speech_ducking(analysis, controls, options, self.config.speech_ducking)
-            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat,
-                                               ducking)  # fmt: skip
-            yield _progress("writing", 0.9)
-            written = await asyncio.to_thread(
-                write_outputs, video, music, mastered, options, heartbeat
-            )
-            # The audio (the mix, every stem, mastered) is let go before the files are
-            # streamed, at whatever pace the caller reads them: a caller that stopped reading
-            # had held 3 GB of it.
-            plan, loudness, ranking = music.plan, mastered.report, generated.ranking
-            del music, mastered, generated, event
+            # The most audio the request may hold: every candidate's mix, with stems one for
+            # each instrument the generator plays, within limits.max_music_s; and the video's
+            # own sound where it is kept.
+            tracks = 1 + (len(info.instruments) if brief.stems else 0)
+            music_s = min(brief.duration_s * max(controls.candidates, 1) * tracks,
+                          self.limits.max_music_s)  # fmt: skip
+            kept_s = brief.duration_s if options.keep_original_audio else 0.0
+            held = audio_bytes(music_s + kept_s, brief.sample_rate)
+            async with self._audio.turn(client_of(context), record.tenant, weight=held):
+                generated = None
+                async for event in self._generate(brief, controls.candidates, caller, music_s):
+                    if isinstance(event, _Generated):
+                        generated = event
+                    else:
+                        yield event
+                assert generated is not None
+                music = generated.music
+                # Mastering and writing stop within a heartbeat once the caller has gone.
+                heartbeat = Heartbeat(Cancellation(context).check)
+                yield _progress("mastering", 0.8)
+                ducking = speech_ducking(analysis, controls, options,
+                                         self.config.speech_ducking)  # fmt: skip
+                mastered = await asyncio.to_thread(master_music, video, music, options,
+                                                   heartbeat, ducking)  # fmt: skip
+                yield _progress("writing", 0.9)
+                written = await asyncio.to_thread(
+                    write_outputs, video, music, mastered, options, heartbeat
+                )
+                # The audio (the mix, every stem, mastered) is let go before the files are
+                # streamed, at whatever pace the caller reads them: a caller that stopped
+                # reading had held 3 GB of it.
+                plan, loudness, ranking = music.plan, mastered.report, generated.ranking
+                del music, mastered, generated, event
         if not output.output_uri:
             for path in written:
                 async for chunk in self._file_chunks(path, options):
@@ -591,10 +602,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ))  # fmt: skip
 
     async def _generate(
-        self, brief: MusicBrief, candidates: int, caller: str
+        self, brief: MusicBrief, candidates: int, caller: str, music_s: float
     ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
         """Progress events while the generator works (for `caller`), then the best-ranked
-        candidate's music (the only one, for one candidate)."""
+        candidate's music (the only one, for one candidate); a generator that sends more
+        than `music_s` seconds of audio (mixes and stems) is refused."""
         request = await self._long.convert(
             timeline_items(brief),
             lambda: generator_pb2.GenerateRequest(
@@ -611,6 +623,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         composed = 0.0
         rate, total = brief.sample_rate, round(brief.duration_s * brief.sample_rate)
         asked = max(candidates, 1)
+        tracks = 0
+
+        def one_more_track() -> None:
+            nonlocal tracks
+            tracks += 1
+            if tracks * brief.duration_s > music_s + 1e-6:
+                raise DownstreamError(
+                    f"the generator sent {tracks} tracks of {brief.duration_s:g} s: more "
+                    f"than the {music_s:g} s of audio the request may hold"
+                )
+
         try:
             async for message in call:
                 which = message.WhichOneof("event")
@@ -633,6 +656,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     raise DownstreamError(f"the generator sent candidate {candidate} of {asked}")
                 parts = received.get(candidate)
                 if parts is None:
+                    one_more_track()
                     audio = AudioAssembler(f"candidate {candidate}'s audio", rate, total)
                     parts = received[candidate] = _CandidateParts(audio)
                 if which == "plan":
@@ -655,6 +679,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                             f"{candidate}'s plan does not play"
                         )
                     if name not in parts.stems:
+                        one_more_track()
                         what = f"candidate {candidate}'s {name} stem"
                         parts.stems[name] = AudioAssembler(what, rate, total)
                     parts.stems[name].add(message.stem.audio)

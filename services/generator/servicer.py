@@ -11,10 +11,10 @@ import grpc
 
 from services import metrics
 from services.auth import ServiceGate, service_gate
-from services.config import BgmConfig, RequestLimits
+from services.config import BgmConfig, GeneratorConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic, MusicBrief
-from services.edge import EdgeSchema, check_work
+from services.edge import EdgeSchema, audio_bytes, check_work
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.generator.backend import (
@@ -63,6 +63,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         gate: ServiceGate,
         batch_runner: BatchRunner | None = None,
         turn_slice_s: float | None = None,
+        audio_budget_bytes: int = GeneratorConfig().audio_budget_bytes,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -71,6 +72,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.limits = limits
         self.schema = EdgeSchema(limits)
         self._turns = FairTurns(max_concurrent)
+        self._audio = FairTurns(audio_budget_bytes)
         self._run = batch_runner or self._in_thread
         # A request steps aside for another caller after this long (None: it never does).
         # Not under a batch runner, whose batch holds other requests' jobs: one set aside
@@ -89,7 +91,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         endpoint = config.serving.generator
         gate = service_gate(config.auth, endpoint.tls)
         return cls(backend, config.limits, endpoint.max_concurrent, gate, batch_runner,
-                   endpoint.turn_slice_s)  # fmt: skip
+                   endpoint.turn_slice_s, config.generator.audio_budget_bytes)  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -136,44 +138,48 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     loop.call_soon_threadsafe(progress.put_nowait, fraction)
 
             jobs = candidate_jobs(brief, request.candidates or 1, report)
-            check_work(brief.duration_s, len(jobs), self.limits, self._loaded().tracks(brief))
-            async with self._turns.turn(*callers_of(context)) as turn:
-                if self._turn_slice_s is not None:
-                    keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
-                started = time.perf_counter()
-                work = asyncio.ensure_future(self._run(jobs))
-                # After a cancel nobody awaits the work; its error is expected, not news.
-                work.add_done_callback(lambda done: done.cancelled() or done.exception())
-                try:
-                    while not work.done():
-                        getter = asyncio.ensure_future(progress.get())
-                        try:
-                            await asyncio.wait({work, getter},
-                                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                        except BaseException:
-                            getter.cancel()  # the caller went away: nothing waits for news
-                            raise
-                        if getter.done():
-                            yield generator_pb2.GenerateResponse(
-                                every_candidate=True, progress=common_pb2.Progress(
-                                stage="composition", fraction=getter.result()))  # fmt: skip
-                        else:
-                            getter.cancel()
-                    musics, ranking = await asyncio.to_thread(
-                        ranked, brief, work.result(), Heartbeat(cancellation.check)
+            tracks = self._loaded().tracks(brief)
+            check_work(brief.duration_s, len(jobs), self.limits, tracks)
+            # The music is held from the turn until the gateway has all of it.
+            held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
+            async with self._audio.turn(*callers_of(context), weight=held):
+                async with self._turns.turn(*callers_of(context)) as turn:
+                    if self._turn_slice_s is not None:
+                        keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
+                    started = time.perf_counter()
+                    work = asyncio.ensure_future(self._run(jobs))
+                    # After a cancel nobody awaits the work; its error is expected, not news.
+                    work.add_done_callback(lambda done: done.cancelled() or done.exception())
+                    try:
+                        while not work.done():
+                            getter = asyncio.ensure_future(progress.get())
+                            try:
+                                await asyncio.wait({work, getter},
+                                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                            except BaseException:
+                                getter.cancel()  # the caller went away: nothing waits for news
+                                raise
+                            if getter.done():
+                                yield generator_pb2.GenerateResponse(
+                                    every_candidate=True, progress=common_pb2.Progress(
+                                    stage="composition", fraction=getter.result()))  # fmt: skip
+                            else:
+                                getter.cancel()
+                        musics, ranking = await asyncio.to_thread(
+                            ranked, brief, work.result(), Heartbeat(cancellation.check)
+                        )
+                    finally:
+                        cancellation.over.set()
+                    metrics.compute_per_music_second(
+                        SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
                     )
-                finally:
-                    cancellation.over.set()
-                metrics.compute_per_music_second(
-                    SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
-                )
-            for candidate, music in enumerate(musics):
-                for message in _music_messages(candidate, music):
-                    yield message
-            if ranking:
-                yield generator_pb2.GenerateResponse(
-                    every_candidate=True, ranking=generator_pb2.CandidateRanking(
-                    scores=ranking_to_proto(ranking)))  # fmt: skip
+                for candidate, music in enumerate(musics):
+                    for message in _music_messages(candidate, music):
+                        yield message
+                if ranking:
+                    yield generator_pb2.GenerateResponse(
+                        every_candidate=True, ranking=generator_pb2.CandidateRanking(
+                        scores=ranking_to_proto(ranking)))  # fmt: skip
 
     async def Describe(
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
