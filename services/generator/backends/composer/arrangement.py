@@ -85,6 +85,10 @@ HELD_NOTE_BEATS = 1.0
 # 8 dB over it.
 CUT_ACCENT = (28, 18)
 CUT_VELOCITY = (112, 100)
+# Two strokes of the drums this close, seconds, are heard as one smeared stroke (a flam): the
+# groove's own strokes this near a cut's hit, not struck with it, give way to it (a snare
+# 42 ms after a cut's crash and kick, a tom 42 ms after its cymbal).
+FLAM_S = 0.06
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
 # A pickup shorter than this, seconds, is too short to be heard as one: the first chord is the
@@ -1046,6 +1050,7 @@ class Composer:
         self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
                           if strong and not on_beat])  # fmt: skip
+        self._clear_flams([beat for beat, _, _ in events])
         for beat, strong, on_beat in events:
             self.heartbeat()
             # A weak cut between beats is a light accent (the first of its keys, a cymbal or
@@ -1081,6 +1086,25 @@ class Composer:
         near = cuts[bisect.bisect_left(cuts, beat - 1.0 - SAME_BEAT) :
                     bisect.bisect_right(cuts, beat + 1.0 + SAME_BEAT)]  # fmt: skip
         return any(abs(cut - beat) > SAME_BEAT for cut in near)
+
+    def _clear_flams(self, hits: list[float]) -> None:
+        """Take out the drums' own strokes within FLAM_S of a cut's hit (at `hits`, in beats)
+        that are not struck with it."""
+        drums = self.roles.of("drums")[:1]
+        if not hits or not drums:
+            return
+        widths = [FLAM_S / (self.plan.beat_time(hit + 1) - self.plan.beat_time(hit))
+                  for hit in hits]  # fmt: skip
+
+        def flams(note: Note) -> bool:
+            # Hits lie at least DISTINCT_HIT_S apart: only the two around a note can reach it.
+            index = bisect.bisect_left(hits, note.start)
+            return any(1e-6 < abs(note.start - hits[i]) <= widths[i]
+                       for i in (index - 1, index) if 0 <= i < len(hits))  # fmt: skip
+
+        self.result.notes = [
+            n for n in self.result.notes if n.instrument != drums[0] or not flams(n)
+        ]
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""

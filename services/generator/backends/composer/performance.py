@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.generator.backends.composer.arrangement import (
+    FLAM_S,
     SUSTAINING,
     Note,
     Roles,
@@ -72,7 +73,8 @@ def with_ghost_notes(
     cut_times: Sequence[float], rng: np.random.Generator, heartbeat: Callable[[], None],
 ) -> list[Note]:  # fmt: skip
     """The drums' notes plus ghost strokes on free off-beat sixteenths in busier sections
-    (as many as the style's `ghost_notes` share), never on a cut."""
+    (as many as the style's `ghost_notes` share), never on a cut's hit or within FLAM_S of
+    it."""
     if style.ghost_notes <= 0 or not any(n.instrument == "drums" for n in notes):
         return notes
     steps = plan.meter.steps
@@ -88,7 +90,9 @@ def with_ghost_notes(
             beat = swung(step / steps, swing)
             if step % 2 == 0 or round(beat, 6) in taken or rng.random() >= style.ghost_notes:
                 continue
-            if beat >= len(plan.beats_s) - 1 or _near_cut(plan.beat_time(beat), cut_times):
+            # Not beside a cut's hit either, where a ghost stroke would smear it (a flam).
+            if beat >= len(plan.beats_s) - 1 or _near_cut(plan.beat_time(beat), cut_times,
+                                                          FLAM_S):  # fmt: skip
                 continue
             velocity = int(rng.integers(GHOST_VELOCITY[0], GHOST_VELOCITY[1] + 1))
             ghosts.append(Note("drums", SNARE, beat, swung((step + 1) / steps, swing), velocity))
@@ -167,9 +171,9 @@ def _main_part(roles: Roles, instrument: str) -> str:
     return parts[0] if parts else "comping"
 
 
-def _near_cut(time_s: float, cut_times: Sequence[float]) -> bool:
-    i = bisect.bisect_left(cut_times, time_s - ON_CUT_S)
-    return i < len(cut_times) and cut_times[i] <= time_s + ON_CUT_S
+def _near_cut(time_s: float, cut_times: Sequence[float], within: float = ON_CUT_S) -> bool:
+    i = bisect.bisect_left(cut_times, time_s - within)
+    return i < len(cut_times) and cut_times[i] <= time_s + within
 
 
 def _accent(beat: float, plan: TimingPlan) -> int:
