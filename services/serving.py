@@ -229,17 +229,24 @@ class FairTurns:
     loop's tool, like asyncio.Semaphore.
 
     A turn may weigh more than one (bytes of memory, say): the turns held then weigh at most
-    `capacity` together, and the next in turn order waits until its weight fits, with no one
-    let past it (a heavy request would otherwise wait for ever behind light ones). One
-    heavier than the whole capacity has its turn alone."""
+    `capacity` together. The next in turn order that does not fit waits until it does; other
+    callers' requests go past it only within the room it leaves (capacity less its weight),
+    so it never waits for them (a light request had waited minutes behind a heavy one, and a
+    heavy one, with light ones let past freely, could wait for ever). One heavier than the
+    whole capacity has its turn alone."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._running = 0
         # Peer -> caller -> its waiters and their weights, each dict in turn order (served
         # first at the front).
-        self._waiting: dict[str, dict[str, deque[tuple[asyncio.Future[None], int]]]] = {}
+        self._waiting: dict[str, dict[str, deque[tuple[asyncio.Future[int], int]]]] = {}
         self._set_aside = 0
+        # The waiter that did not fit, the weight let past it that is still held, and a count
+        # that tells the turns let past one blocked waiter from those let past another.
+        self._blocked: asyncio.Future[int] | None = None
+        self._held_past = 0
+        self._epoch = 0
 
     @contextlib.asynccontextmanager
     async def turn(self, peer: str, caller: str = "", weight: int = 1) -> AsyncIterator[Turn]:
@@ -250,7 +257,7 @@ class FairTurns:
         finally:
             if turn.held:
                 turn.held = False
-                self._release(weight)
+                self._release(weight, epoch=turn.epoch)
 
     @property
     def held(self) -> int:
@@ -260,60 +267,86 @@ class FairTurns:
     def _fits(self, weight: int) -> bool:
         return self._running == 0 or self._running + weight <= self.capacity
 
-    async def _wait(self, peer: str, caller: str, weight: int, first: bool = False) -> None:
-        """Until a turn is granted; `first` waits before the caller's other requests."""
+    async def _wait(self, peer: str, caller: str, weight: int, first: bool = False) -> int:
+        """Until a turn is granted; `first` waits before the caller's other requests. The
+        epoch of the blocked waiter it went past, else -1."""
         if not self._waiting and self._fits(weight):
             self._running += weight
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return -1
+        granted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         waiters = self._waiting.setdefault(peer, {}).setdefault(caller, deque())
         if first:
             waiters.appendleft((granted, weight))
         else:
             waiters.append((granted, weight))
+        self._grant()  # it may go past one that waits for room
         try:
-            await granted
+            return await granted
         except asyncio.CancelledError:
             if granted.cancelled():
                 self._withdraw(peer, caller, granted)
-            else:
-                self._release(weight)  # granted as the wait was cancelled: the next one's turn
+            else:  # granted as the wait was cancelled: the next one's turn
+                self._release(weight, epoch=granted.result())
             raise
 
     def _others_wait(self, peer: str, caller: str) -> bool:
         return any(p != peer or any(c != caller for c in callers)
                    for p, callers in self._waiting.items())  # fmt: skip
 
-    def _release(self, weight: int, passing: tuple[str, str] | None = None) -> None:
-        """A turn of `weight` ended: the next waiting requests have theirs, by turns, while
-        their weight fits; a turn `passing` from a (peer, caller) giving way goes to
-        another's, where another waits."""
+    def _release(
+        self, weight: int, passing: tuple[str, str] | None = None, epoch: int = -1
+    ) -> None:
+        """A turn of `weight` ended (let past the blocked waiter of `epoch`): the next
+        waiting requests have theirs, by turns, while their weight fits; a turn `passing`
+        from a (peer, caller) giving way goes to another's, where another waits."""
         self._running -= weight
+        if epoch == self._epoch:
+            self._held_past -= weight
         self._grant(passing)
 
     def _grant(self, passing: tuple[str, str] | None = None) -> None:
         while self._waiting:
             order = [(p, c) for p, callers in self._waiting.items() for c in callers]
-            peer, caller = next((pc for pc in order if pc != passing), order[0])
-            callers = self._waiting[peer]
-            waiters = callers[caller]
-            granted, wanted = waiters[0]
-            if not granted.cancelled() and not self._fits(wanted):
-                return
-            passing = None
-            waiters.popleft()
-            # Served: this caller goes behind the peer's others, and the peer behind the rest.
-            del callers[caller], self._waiting[peer]
-            if waiters:
-                callers[caller] = waiters
-            if callers:
-                self._waiting[peer] = callers
-            # A wait cancelled before its task has run again is over: no turn for it.
-            if not granted.cancelled():
-                self._running += wanted
-                granted.set_result(None)
+            head = next((pc for pc in order if pc != passing), order[0])
+            granted, wanted = self._waiting[head[0]][head[1]][0]
+            if granted.cancelled() or self._fits(wanted):
+                if granted is self._blocked:
+                    self._blocked, self._held_past = None, 0
+                    self._epoch += 1
+                self._serve(*head, -1)
+                passing = None
+                continue
+            if granted is not self._blocked:
+                self._blocked, self._held_past = granted, 0
+                self._epoch += 1
+            # Others' requests that fit now, within the room the blocked one leaves them.
+            for peer, caller in order:
+                if (peer, caller) == head:
+                    continue
+                waiter, weight = self._waiting[peer][caller][0]
+                room = self.capacity - wanted - self._held_past
+                if not waiter.cancelled() and weight <= room and self._fits(weight):
+                    self._held_past += weight
+                    self._serve(peer, caller, self._epoch)
+            return
 
-    def _withdraw(self, peer: str, caller: str, waiter: asyncio.Future[None]) -> None:
+    def _serve(self, peer: str, caller: str, epoch: int) -> None:
+        """The first waiter of (peer, caller) has its turn (none, if its wait was cancelled);
+        the caller goes behind the peer's others, and the peer behind the rest."""
+        callers = self._waiting[peer]
+        waiters = callers[caller]
+        granted, wanted = waiters.popleft()
+        del callers[caller], self._waiting[peer]
+        if waiters:
+            callers[caller] = waiters
+        if callers:
+            self._waiting[peer] = callers
+        # A wait cancelled before its task has run again is over: no turn for it.
+        if not granted.cancelled():
+            self._running += wanted
+            granted.set_result(epoch)
+
+    def _withdraw(self, peer: str, caller: str, waiter: asyncio.Future[int]) -> None:
         """A cancelled wait out of the queue, unless _release took it out already."""
         callers = self._waiting.get(peer, {})
         waiters = callers.get(caller)
@@ -325,7 +358,7 @@ class FairTurns:
             del callers[caller]
         if not callers:
             del self._waiting[peer]
-        # A heavy request that waited first may have held back lighter ones that fit.
+        # One that waited for room may have held back others that fit.
         self._grant()
 
 
@@ -335,6 +368,8 @@ class Turn:
     def __init__(self, turns: FairTurns, peer: str, caller: str, weight: int = 1):
         self.turns, self.peer, self.caller, self.weight = turns, peer, caller, weight
         self.held = False
+        # The blocked waiter's epoch it was let past (FairTurns), else -1.
+        self.epoch = -1
         # When it last took its turn (time.monotonic()).
         self.since = 0.0
 
@@ -342,7 +377,7 @@ class Turn:
         """Wait for the turn; a request `resuming` after it gave way waits before its
         caller's requests that have not started (else the one set aside could wait behind all
         of them, and no other request could step aside meanwhile)."""
-        await self.turns._wait(self.peer, self.caller, self.weight, first=resuming)
+        self.epoch = await self.turns._wait(self.peer, self.caller, self.weight, first=resuming)
         self.held = True
         self.since = time.monotonic()
 
@@ -356,7 +391,7 @@ class Turn:
             return
         self.held = False
         turns._set_aside += 1
-        turns._release(self.weight, passing=(self.peer, self.caller))
+        turns._release(self.weight, passing=(self.peer, self.caller), epoch=self.epoch)
         try:
             await self.take(resuming=True)
         finally:

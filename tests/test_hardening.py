@@ -900,67 +900,78 @@ def test_a_wait_cancelled_as_a_turn_ends_loses_no_worker():
     assert asyncio.run(scenario()) == ["holder done", "waiter cancelled", "next done"]
 
 
-def test_turns_that_weigh_hold_at_most_the_capacity_and_none_is_passed_by():
-    """Turns weighing bytes of memory, 10 units in all: a second 6 waits for the first (with
-    a count of turns both would have run, 12 held), a light 3 arriving after it waits behind
-    it rather than getting past it (the heavy one would wait for ever behind light ones), then
-    runs beside it (9); one of 15, more than the whole, runs alone; and a heavy one that
-    leaves its wait lets the light one behind it through."""
+def test_turns_that_weigh_hold_at_most_the_capacity_and_never_delay_a_heavy_one():
+    """Turns weighing bytes of memory, 10 in all. Beside a 6, a second 6 waits for room (with
+    a count of turns both would have run, 12 held); another caller's 3 goes past it, within
+    the 4 it leaves (it had waited minutes behind a heavy request), and the 6 runs beside it
+    once the first ends. A 15, more than the whole, waits for every turn to end and runs
+    alone, none going past. Beside a 6, an 8 waits; a 2 goes past it, a 1 then would delay
+    it and waits; the 8 runs as the 6 ends. And when one waiting for room leaves, the one it
+    held back runs."""
 
     async def scenario() -> tuple[list[str], list[int]]:
         turns = FairTurns(10)
         served: list[str] = []
         peaks: list[int] = []
-        may_end = {name: asyncio.Event() for name in ("a", "b", "c", "big", "x", "d")}
+        may_end: dict[str, asyncio.Event] = {}
+        tasks: dict[str, asyncio.Task[None]] = {}
 
         async def request(name: str, weight: int) -> None:
+            may_end[name] = asyncio.Event()
             async with turns.turn(name, "", weight):
                 served.append(name)
                 peaks.append(turns.held)
                 await may_end[name].wait()
 
-        a = asyncio.create_task(request("a", 6))
-        await asyncio.sleep(0)
-        b = asyncio.create_task(request("b", 6))
-        await asyncio.sleep(0)
-        c = asyncio.create_task(request("c", 3))
-        await asyncio.sleep(0.01)
-        assert served == ["a"]
-        may_end["a"].set()
-        await a
-        await asyncio.sleep(0.01)
-        assert served == ["a", "b", "c"]
-        big = asyncio.create_task(request("big", 15))
-        await asyncio.sleep(0)
-        for name in ("b", "c"):
-            may_end[name].set()
-        await asyncio.gather(b, c)
-        await asyncio.sleep(0.01)
+        async def send(name: str, weight: int) -> None:
+            tasks[name] = asyncio.create_task(request(name, weight))
+            await asyncio.sleep(0.01)
+
+        async def end(*names: str) -> None:
+            for name in names:
+                may_end[name].set()
+            await asyncio.gather(*(tasks[name] for name in names))
+            await asyncio.sleep(0.01)
+
+        await send("a", 6)
+        await send("b", 6)
+        await send("c", 3)
+        assert served == ["a", "c"]
+        await end("a")
+        assert served == ["a", "c", "b"]
+        await send("big", 15)
+        await send("d", 1)
+        assert served[-1] == "b"
+        await end("b", "c")
         assert served[-1] == "big" and turns.held == 15
-        may_end["big"].set()
-        await big
-        # Beside a 6, a heavy 8 waits, and a light 2 behind it; the heavy one leaves.
-        x = asyncio.create_task(request("x", 6))
-        await asyncio.sleep(0)
-        heavy = asyncio.create_task(request("heavy", 8))
-        await asyncio.sleep(0)
-        d = asyncio.create_task(request("d", 2))
+        await end("big")
+        await end("d")
+        await send("x", 6)
+        await send("heavy", 8)
+        await send("light", 2)
+        await send("lighter", 1)
+        assert served[-2:] == ["x", "light"] and turns.held == 8
+        await end("x")
+        assert served[-1] == "heavy" and turns.held == 10
+        await end("light")
+        assert served[-1] == "lighter"
+        await end("heavy", "lighter")
+        # One waiting for room leaves: the one it held back runs.
+        await send("y", 6)
+        await send("waits", 8)
+        await send("behind", 3)
+        assert served[-1] == "y"
+        tasks["waits"].cancel()
+        await asyncio.gather(tasks["waits"], return_exceptions=True)
         await asyncio.sleep(0.01)
-        assert served[-1] == "x"
-        heavy.cancel()
-        await asyncio.gather(heavy, return_exceptions=True)
-        await asyncio.sleep(0.01)
-        assert served[-1] == "d" and turns.held == 8
-        for name in ("x", "d"):
-            may_end[name].set()
-        await asyncio.gather(x, d)
+        assert served[-1] == "behind" and turns.held == 9
+        await end("y", "behind")
         assert turns.held == 0
         return served, peaks
 
     served, peaks = asyncio.run(scenario())
-    assert served == ["a", "b", "c", "big", "x", "d"]
-    # "b" and "c" were let in together, as "a" ended.
-    assert peaks == [6, 9, 9, 15, 6, 8]
+    assert served == ["a", "c", "b", "big", "d", "x", "light", "heavy", "lighter", "y", "behind"]
+    assert peaks == [6, 9, 9, 15, 1, 6, 8, 10, 9, 6, 9]
 
 
 def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
