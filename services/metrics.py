@@ -31,6 +31,8 @@ class _Sink(Protocol):
 
     def batch(self, jobs: int) -> None: ...
 
+    def audio_held(self, service: str, change: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class _Metric:
@@ -56,6 +58,10 @@ RATIO = _Metric("bgm_compute_seconds_per_music_second",
 # its next progress report), even though the request itself ended at once.
 RUNNING = _Metric("bgm_generations_running", "Generations still computing")
 BATCHES = _Metric("bgm_generator_batch_jobs", "Pieces generated per batch", (), BATCH_BUCKETS)
+# The requests' shares of the service's audio budget held now (gateway/generator
+# .audio_budget_bytes): at the budget, more requests wait.
+AUDIO_HELD = _Metric("bgm_audio_held_bytes", "Bytes of the audio budget requests hold",
+                     ("service",))  # fmt: skip
 
 
 class _Prometheus:
@@ -67,6 +73,7 @@ class _Prometheus:
         self.ratio = Histogram(RATIO.name, RATIO.help, RATIO.labels, buckets=RATIO.buckets)
         self.running = Gauge(RUNNING.name, RUNNING.help)
         self.batches = Histogram(BATCHES.name, BATCHES.help, buckets=BATCHES.buckets)
+        self.audio = Gauge(AUDIO_HELD.name, AUDIO_HELD.help, AUDIO_HELD.labels)
 
     def started(self, service: str, method: str) -> None:
         self.in_flight.labels(service, method).inc()
@@ -85,6 +92,9 @@ class _Prometheus:
     def batch(self, jobs: int) -> None:
         self.batches.observe(jobs)
 
+    def audio_held(self, service: str, change: int) -> None:
+        self.audio.labels(service).inc(change)
+
 
 class _Ray:
     def __init__(self) -> None:
@@ -101,8 +111,10 @@ class _Ray:
         self.running = metrics.Gauge(RUNNING.name, RUNNING.help)
         self.batches = metrics.Histogram(BATCHES.name, BATCHES.help,
                                          boundaries=list(BATCHES.buckets))  # fmt: skip
+        self.audio = metrics.Gauge(AUDIO_HELD.name, AUDIO_HELD.help, tag_keys=AUDIO_HELD.labels)
         self._in_flight: dict[tuple[str, str], int] = {}
         self._running = 0
+        self._audio: dict[str, int] = {}
 
     def started(self, service: str, method: str) -> None:
         key = (service, method)
@@ -126,6 +138,10 @@ class _Ray:
 
     def batch(self, jobs: int) -> None:
         self.batches.observe(jobs)
+
+    def audio_held(self, service: str, change: int) -> None:
+        self._audio[service] = self._audio.get(service, 0) + change
+        self.audio.set(self._audio[service], tags={"service": service})
 
 
 _sink: Any = None
@@ -167,3 +183,8 @@ def generation_started(jobs: int) -> None:
 
 def generation_ended() -> None:
     _active().generations(-1)
+
+
+def audio_held(service: str, change: int) -> None:
+    """A request took (+) or let go (-) `change` bytes of the service's audio budget."""
+    _active().audio_held(service, change)

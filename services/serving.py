@@ -398,6 +398,20 @@ class Turn:
             turns._set_aside -= 1
 
 
+@contextlib.asynccontextmanager
+async def audio_share(
+    budget: FairTurns, service: str, peer: str, caller: str, weight: int
+) -> AsyncIterator[None]:
+    """A request's share of `service`'s audio budget (a FairTurns of bytes), counted in the
+    bgm_audio_held_bytes gauge while it holds it."""
+    async with budget.turn(peer, caller, weight):
+        metrics.audio_held(service, weight)
+        try:
+            yield
+        finally:
+            metrics.audio_held(service, -weight)
+
+
 # How often a request set aside listens for a cancel while it waits for its next turn.
 SET_ASIDE_CHECK_S = 0.1
 

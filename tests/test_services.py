@@ -463,10 +463,15 @@ def test_cancelling_stops_the_generator_within_a_second(servers, beat_analysis):
                 break
         metrics_url = servers.generator_metrics
         assert metric(metrics_url, "bgm_generations_running") == 1
+        # The piece's share of the audio budget: 900 s of 32-bit stereo.
+        assert metric(metrics_url, "bgm_audio_held_bytes") == 900 * brief.sample_rate * 2 * 4
         call.cancel()
         cancelled = time.monotonic()
         while metric(metrics_url, "bgm_generations_running") > 0:
             assert time.monotonic() - cancelled < 1.0, "the generator kept working"
+            time.sleep(0.05)
+        while metric(metrics_url, "bgm_audio_held_bytes") > 0:
+            assert time.monotonic() - cancelled < 1.0, "the share was kept"
             time.sleep(0.05)
 
 

@@ -84,6 +84,7 @@ from services.serving import (
     LongMessages,
     PerClientLimit,
     RequestRecord,
+    audio_share,
     client_of,
     observed,
     timeline_items,
@@ -559,7 +560,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                           self.limits.max_music_s)  # fmt: skip
             kept_s = brief.duration_s if options.keep_original_audio else 0.0
             held = audio_bytes(music_s + kept_s, brief.sample_rate)
-            async with self._audio.turn(client_of(context), record.tenant, weight=held):
+            async with audio_share(self._audio, SERVICE, client_of(context), record.tenant, held):
                 generated = None
                 async for event in self._generate(brief, controls.candidates, caller, music_s):
                     if isinstance(event, _Generated):

@@ -30,6 +30,7 @@ from services.serving import (
     Cancellation,
     FairTurns,
     LongMessages,
+    audio_share,
     callers_of,
     observed,
     timeline_items,
@@ -142,7 +143,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             check_work(brief.duration_s, len(jobs), self.limits, tracks)
             # The music is held from the turn until the gateway has all of it.
             held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
-            async with self._audio.turn(*callers_of(context), weight=held):
+            async with audio_share(self._audio, SERVICE, *callers_of(context), held):
                 async with self._turns.turn(*callers_of(context)) as turn:
                     if self._turn_slice_s is not None:
                         keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
