@@ -1050,13 +1050,18 @@ class Composer:
         self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events
                           if strong and not on_beat])  # fmt: skip
-        self._clear_flams([beat for beat, _, _ in events])
-        for beat, strong, on_beat in events:
+        # A weak cut between beats is a light accent (the first of its keys, a cymbal or the
+        # like, without the kick): many of them, as in a fast montage, would otherwise beat a
+        # second pulse against the music's.
+        played = [strong_keys if strong else weak_keys if on_beat else weak_keys[:1]
+                  for _, strong, on_beat in events]  # fmt: skip
+        # A strong cut's hit stands for the strokes beside it; a light accent takes them with
+        # it (the groove's kick had gone, for a tambourine).
+        cleared = zip(events, played, strict=True)
+        self._clear_flams([(beat, None if strong else frozenset(keys))
+                           for (beat, strong, _), keys in cleared])  # fmt: skip
+        for (beat, strong, on_beat), keys in zip(events, played, strict=True):
             self.heartbeat()
-            # A weak cut between beats is a light accent (the first of its keys, a cymbal or
-            # the like, without the kick): many of them, as in a fast montage, would
-            # otherwise beat a second pulse against the music's.
-            keys = strong_keys if strong else weak_keys if on_beat else weak_keys[:1]
             velocity = self._cut_velocity(beat, strong)
             for player in roles.of("drums")[:1]:
                 for key in keys:
@@ -1087,24 +1092,38 @@ class Composer:
                     bisect.bisect_right(cuts, beat + 1.0 + SAME_BEAT)]  # fmt: skip
         return any(abs(cut - beat) > SAME_BEAT for cut in near)
 
-    def _clear_flams(self, hits: list[float]) -> None:
-        """Take out the drums' own strokes within FLAM_S of a cut's hit (at `hits`, in beats)
-        that are not struck with it."""
+    def _clear_flams(self, hits: list[tuple[float, frozenset[int] | None]]) -> None:
+        """The drums' own strokes within FLAM_S of a cut's hit, not struck with it: `hits`,
+        (beat, keys) in order, with keys None for a hit that stands for them (they are left
+        out), else the keys the hit plays (those are left out, the rest are struck with
+        it)."""
         drums = self.roles.of("drums")[:1]
         if not hits or not drums:
             return
-        widths = [FLAM_S / (self.plan.beat_time(hit + 1) - self.plan.beat_time(hit))
-                  for hit in hits]  # fmt: skip
+        beats = [beat for beat, _ in hits]
+        widths = [FLAM_S / (self.plan.beat_time(beat + 1) - self.plan.beat_time(beat))
+                  for beat in beats]  # fmt: skip
 
-        def flams(note: Note) -> bool:
+        def beside(note: Note) -> int | None:
+            """The hit `note` would smear, if any."""
             # Hits lie at least DISTINCT_HIT_S apart: only the two around a note can reach it.
-            index = bisect.bisect_left(hits, note.start)
-            return any(1e-6 < abs(note.start - hits[i]) <= widths[i]
-                       for i in (index - 1, index) if 0 <= i < len(hits))  # fmt: skip
+            index = bisect.bisect_left(beats, note.start)
+            for i in (index - 1, index):
+                if 0 <= i < len(hits) and 1e-6 < abs(note.start - beats[i]) <= widths[i]:
+                    return i
+            return None
 
-        self.result.notes = [
-            n for n in self.result.notes if n.instrument != drums[0] or not flams(n)
-        ]
+        notes = []
+        for note in self.result.notes:
+            hit = beside(note) if note.instrument == drums[0] else None
+            if hit is None:
+                notes.append(note)
+                continue
+            beat, keys = hits[hit]
+            if keys is not None and note.pitch not in keys:
+                notes.append(dataclasses.replace(note, start=beat,
+                                                 end=beat + note.end - note.start))  # fmt: skip
+        self.result.notes = notes
 
     def _stop_drums(self, stops: list[tuple[float, float]]) -> None:
         """Silence the drums' own pattern in each (start, end) window (a stop before a hit)."""
