@@ -245,6 +245,7 @@ class FairTurns:
         # The waiter that did not fit, the weight let past it that is still held, and a count
         # that tells the turns let past one blocked waiter from those let past another.
         self._blocked: asyncio.Future[int] | None = None
+        self._blocked_at: tuple[str, str] | None = None
         self._held_past = 0
         self._epoch = 0
 
@@ -307,17 +308,22 @@ class FairTurns:
     def _grant(self, passing: tuple[str, str] | None = None) -> None:
         while self._waiting:
             order = [(p, c) for p, callers in self._waiting.items() for c in callers]
-            head = next((pc for pc in order if pc != passing), order[0])
+            # A blocked waiter stays first, wherever serving those let past it (its own
+            # peer's other callers among them) has moved its peer in the order: else another
+            # peer's could take a turn ahead of it, and block it again, for ever.
+            head = self._blocked_at if self._still_blocked() else None
+            if head is None:
+                head = next((pc for pc in order if pc != passing), order[0])
             granted, wanted = self._waiting[head[0]][head[1]][0]
             if granted.cancelled() or self._fits(wanted):
                 if granted is self._blocked:
-                    self._blocked, self._held_past = None, 0
+                    self._blocked, self._blocked_at, self._held_past = None, None, 0
                     self._epoch += 1
                 self._serve(*head, -1)
                 passing = None
                 continue
             if granted is not self._blocked:
-                self._blocked, self._held_past = granted, 0
+                self._blocked, self._blocked_at, self._held_past = granted, head, 0
                 self._epoch += 1
             # Others' requests that fit now, within the room the blocked one leaves them.
             for peer, caller in order:
@@ -329,6 +335,14 @@ class FairTurns:
                     self._held_past += weight
                     self._serve(peer, caller, self._epoch)
             return
+
+    def _still_blocked(self) -> bool:
+        """The blocked waiter still waits, first of its caller's."""
+        if self._blocked is None or self._blocked_at is None:
+            return False
+        peer, caller = self._blocked_at
+        waiters = self._waiting.get(peer, {}).get(caller)
+        return waiters is not None and waiters[0][0] is self._blocked and not self._blocked.done()
 
     def _serve(self, peer: str, caller: str, epoch: int) -> None:
         """The first waiter of (peer, caller) has its turn (none, if its wait was cancelled);

@@ -974,6 +974,46 @@ def test_turns_that_weigh_hold_at_most_the_capacity_and_never_delay_a_heavy_one(
     assert peaks == [6, 9, 9, 15, 1, 6, 8, 10, 9, 6, 9]
 
 
+def test_a_heavy_turn_stays_first_when_its_own_peers_caller_goes_past_it():
+    """Capacity 10, a 5 held: a 6 from one peer waits for room, then another peer's 5, then a
+    2 from the first peer's other caller, which goes past the 6 (within its room). When the
+    5 ends, the 6 runs before the 5 that came after it. Serving the 2 had moved the first
+    peer behind the other, so that peer's 5 took the turn ahead of the 6, and steady light
+    traffic could keep the 6 waiting for ever (a review's reproducer: 2,000 steps)."""
+
+    async def scenario() -> list[str]:
+        turns = FairTurns(10)
+        served: list[str] = []
+        may_end: dict[str, asyncio.Event] = {}
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def request(name: str, peer: str, caller: str, weight: int) -> None:
+            may_end[name] = asyncio.Event()
+            async with turns.turn(peer, caller, weight):
+                served.append(name)
+                await may_end[name].wait()
+
+        for name, peer, caller, weight in [
+            ("holder", "p1", "", 5),
+            ("heavy", "p2", "b", 6),
+            ("later", "p3", "", 5),
+            ("light", "p2", "c", 2),
+        ]:
+            tasks[name] = asyncio.create_task(request(name, peer, caller, weight))
+            await asyncio.sleep(0.01)
+        may_end["holder"].set()
+        await asyncio.sleep(0.01)
+        for event in may_end.values():
+            event.set()
+        await asyncio.sleep(0.01)
+        for event in may_end.values():
+            event.set()
+        await asyncio.wait_for(asyncio.gather(*tasks.values()), 5)
+        return served
+
+    assert asyncio.run(scenario()) == ["holder", "light", "heavy", "later"]
+
+
 def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
     """A long request steps aside for another caller, then is cancelled while it waits for
     its next turn: it stops (CancelledError in its worker), the other's turn goes on, and
