@@ -242,13 +242,15 @@ def master(
     original: np.ndarray | None = None,
     heartbeat: Callable[[], None] = _nothing,
     speech: SpeechDucking | None = None,
+    in_place: bool = False,
 ) -> Mastered:
     """Loudness-normalised, true-peak-limited audio of exactly the input's length; with
     `original`, the music is ducked under it and the two are mixed: under its speech when
     `speech` is given (its intervals may be empty: no ducking), else by its level. Works a
-    chunk at a time
-    where it can: a two-hour piece costs a few copies of itself, not dozens. `heartbeat` is
-    called between chunks (it raises to cancel)."""
+    chunk at a time where it can: a two-hour piece costs a copy of itself and two of its
+    length in mono (the peak envelope, the gain), not dozens; `in_place` writes the result
+    over `music` (its caller lets it go), a copy fewer. `heartbeat` is called between chunks
+    (it raises to cancel)."""
     duck = None
     if speech is not None and speech.intervals:
         curve = speech_gain(speech, rate, len(music))
@@ -284,16 +286,17 @@ def master(
     gain_db = target_lufs - measured
     limited = False
     gain = np.empty(len(audio), dtype=np.float32)
-    result = np.empty_like(audio)
     for _ in range(6):
         limited |= _limiter_gain(envelope, 10 ** (gain_db / 20.0), ceiling, rate, gain,
                                  heartbeat)  # fmt: skip
-        _apply(audio, gain, out=result, heartbeat=heartbeat)
-        measured = integrated_loudness(result, rate, heartbeat=heartbeat)
+        measured = integrated_loudness(audio, rate, heartbeat=heartbeat, gain=gain)
         if abs(measured - target_lufs) <= 0.05:
             break
         # Limiting lowered the loudness: raise the gain by what is missing and limit again.
         gain_db += target_lufs - measured
+    # A mix made here (ducked, or with the original) is this function's own to overwrite.
+    result = audio if in_place or audio is not music else np.empty_like(audio)
+    _apply(audio, gain, out=result, heartbeat=heartbeat)
     # The input's oversampled envelope times the (smooth) gain: the output's true peak
     # without oversampling it again. Tests check it against an independent measurement.
     peak = max(

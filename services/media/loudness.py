@@ -16,12 +16,17 @@ def _nothing() -> None:
 
 
 def integrated_loudness(
-    audio: np.ndarray, rate: int, chunk_s: float = 20.0, heartbeat: Callable[[], None] = _nothing
+    audio: np.ndarray,
+    rate: int,
+    chunk_s: float = 20.0,
+    heartbeat: Callable[[], None] = _nothing,
+    gain: np.ndarray | None = None,
 ) -> float:
     """Integrated loudness (LUFS) by ITU-R BS.1770-4, as pyloudnorm measures it, 20 s at a
     time: pyloudnorm's own K-weighting filters carry their state from chunk to chunk, and the
     gating is pyloudnorm's. Memory stays small for a two-hour piece (pyloudnorm itself would
-    copy it several times over); tests check both agree."""
+    copy it several times over); tests check both agree. With `gain` (one per sample), the
+    loudness of the audio times it, without a copy of the whole."""
     stages = [
         IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
         IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"),
@@ -37,6 +42,8 @@ def integrated_loudness(
         for start in range(0, samples, chunk):
             heartbeat()
             signal = audio[start : start + chunk, channel].astype(np.float64)
+            if gain is not None:
+                signal *= gain[start : start + chunk]
             for index, stage in enumerate(stages):
                 signal, states[index] = lfilter(stage.b, stage.a, signal, zi=states[index])
                 signal *= stage.passband_gain
@@ -53,7 +60,8 @@ def integrated_loudness(
         if not samples:
             return float("-inf")
         repeats = math.ceil(0.4 * rate / samples)
-        return integrated_loudness(np.tile(audio, (repeats, 1)), rate, chunk_s, heartbeat)
+        whole = audio if gain is None else audio * gain[:, None]
+        return integrated_loudness(np.tile(whole, (repeats, 1)), rate, chunk_s, heartbeat)
     padded_energy = np.concatenate([energy, np.zeros((channels, block_hops))], axis=1)
     window = np.lib.stride_tricks.sliding_window_view(padded_energy, block_hops, axis=1)
     z = window[:, :blocks].sum(axis=2) / (0.4 * rate)
