@@ -192,7 +192,8 @@ class GeneratorConfig(StrictModel):
     symbolic_diffusion: SymbolicDiffusionConfig = SymbolicDiffusionConfig()
     batching: BatchingConfig = BatchingConfig()
     # Audio that requests hold at once, bytes: the music and stems they make (32-bit stereo
-    # at the brief's rate), from before a request's turn until it has sent them. A request
+    # at the brief's rate), from before a request waits for its turn until it has sent them
+    # (it does not wait for a turn it could not hold the music of). A request
     # waits by turns until it fits (one larger than the whole has its turn alone). Two
     # requests at limits.max_music_s (2.8 GB of audio each at 48 kHz) had been held at once.
     audio_budget_bytes: int = Field(3 * 1024**3, gt=0)
@@ -297,13 +298,14 @@ class GatewayConfig(StrictModel):
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
     # Audio that requests hold at once, bytes: the music and stems received from the
-    # generator, every candidate's (32-bit stereo at the request's rate), and the video's own
-    # sound where it is kept, from before the generator is called until the files are
-    # written. A request waits by turns, its clients taking theirs, until its share fits (one
-    # larger than the whole has its turn alone); with stems its share counts a stem for every
-    # instrument the generator plays. Mastering's copies come on top. Two requests at
-    # limits.max_music_s (2.8 GB of audio each at 48 kHz) had been held at once, 9.9 GB in one
-    # process with the generator.
+    # generator, every candidate's (32-bit stereo at the request's rate), from before the
+    # generator is called until the files are written. A request waits by turns, its clients
+    # taking theirs, until its share fits (one larger than the whole has its turn alone);
+    # with stems its share counts a stem for every instrument the generator plays, within
+    # limits.max_music_s, so at the defaults no share is larger than the budget. Mastering's
+    # working set (the envelope, the gain, the video's own sound where it is kept) comes on
+    # top. Two requests at limits.max_music_s (2.8 GB of audio each at 48 kHz) had been held
+    # at once, 9.9 GB in one process with the generator.
     audio_budget_bytes: int = Field(3 * 1024**3, gt=0)
     speech_ducking: SpeechDuckingConfig = SpeechDuckingConfig()
     # TLS of the channels to the tagger and the generator (None = plaintext).

@@ -311,7 +311,9 @@ class FairTurns:
             # A blocked waiter stays first, wherever serving those let past it (its own
             # peer's other callers among them) has moved its peer in the order: else another
             # peer's could take a turn ahead of it, and block it again, for ever.
-            head = self._blocked_at if self._still_blocked() else None
+            # A turn given way goes to another's first (Turn.give_way).
+            pinned = self._still_blocked() and self._blocked_at != passing
+            head = self._blocked_at if pinned else None
             if head is None:
                 head = next((pc for pc in order if pc != passing), order[0])
             granted, wanted = self._waiting[head[0]][head[1]][0]

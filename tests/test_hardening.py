@@ -27,7 +27,7 @@ from services.config import RequestLimits, ServingConfig, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, free_port, start, stop, wait_serving, write_config
 from services.domain import Cut, GeneratorInfo, Look, Segment
-from services.edge import EdgeSchema
+from services.edge import EdgeSchema, audio_bytes
 from services.errors import CancelledError, InvalidInputError
 from services.gateway.client import error_details
 from services.gen.bgm.v1 import (
@@ -1683,6 +1683,36 @@ def test_the_gateway_holds_no_more_audio_at_once_than_its_budget(tmp_path, media
             sender.join(120)
     assert results == ["result", "result"]
     assert most[0] == 1
+
+
+@pytest.mark.slow
+def test_a_client_that_stops_reading_keeps_no_share_of_the_audio_budget(tmp_path, media, clip):
+    """A gateway whose audio budget holds one Score of the clip: a client reads its stream
+    until the composition starts, then stops (its HTTP/2 window kept small, so the gateway
+    cannot write ahead). Its music is still made and written, and its share let go: another
+    client's Score is done in seconds. The share had been held across the stream's writes,
+    for as long as the stalled client kept its connection: the other Score waited past its
+    30 s deadline (a review's reproducer)."""
+    one_share = audio_bytes(clip.duration_s + 1.0, 48000)
+    config, ports = write_config(tmp_path, media, audio_budget_bytes=one_share)
+    metrics_url = f"http://127.0.0.1:{ports['gateway_metrics']}/metrics"
+    with _faulty_services(config, ports) as (gateway, _, _):
+        stalled = grpc.insecure_channel(gateway, options=[("grpc.http2.lookahead_bytes", 1),
+                                                          ("grpc.http2.bdp_probe", 0)])  # fmt: skip
+        try:
+            call = gateway_pb2_grpc.GatewayStub(stalled).Score(_request(clip.path.as_uri()),
+                                                               timeout=120)  # fmt: skip
+            for response in call:
+                if response.event.WhichOneof("event") == "progress" and (
+                    response.event.progress.stage == "composition"
+                ):
+                    break  # and reads no more
+            events = score(gateway, _request(clip.path.as_uri()), timeout=30)
+            assert events[-1].WhichOneof("event") == "result"
+            _until(lambda: metric(metrics_url, "bgm_audio_held_bytes") == 0)
+            call.cancel()
+        finally:
+            stalled.close()
 
 
 @pytest.mark.slow

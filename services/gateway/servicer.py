@@ -62,6 +62,7 @@ from services.gateway.delivery import (
     speech_ducking,
     write_outputs,
 )
+from services.gateway.mastering import LoudnessReport
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
@@ -552,39 +553,38 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 stems=options.stems_dir is not None,
                 keep_original_audio=options.keep_original_audio,
             )
-            # The most audio the request may hold: every candidate's mix, with stems one for
-            # each instrument the generator plays, within limits.max_music_s; and the video's
-            # own sound where it is kept.
+            # The most audio the generator may send: every candidate's mix, with stems one
+            # for each instrument it plays, within limits.max_music_s. (The video's own sound,
+            # where it is kept, is mastering's, which comes on top: counted here, a two-hour
+            # video's would make its share larger than the whole budget, and every other
+            # Score would wait for it.)
             tracks = 1 + (len(info.instruments) if brief.stems else 0)
             music_s = min(brief.duration_s * max(controls.candidates, 1) * tracks,
                           self.limits.max_music_s)  # fmt: skip
-            kept_s = brief.duration_s if options.keep_original_audio else 0.0
-            held = audio_bytes(music_s + kept_s, brief.sample_rate)
-            async with audio_share(self._audio, SERVICE, client_of(context), record.tenant, held):
-                generated = None
-                async for event in self._generate(brief, controls.candidates, caller, music_s):
-                    if isinstance(event, _Generated):
-                        generated = event
-                    else:
-                        yield event
-                assert generated is not None
-                music = generated.music
-                # Mastering and writing stop within a heartbeat once the caller has gone.
-                heartbeat = Heartbeat(Cancellation(context).check)
-                yield _progress("mastering", 0.8)
-                ducking = speech_ducking(analysis, controls, options,
-                                         self.config.speech_ducking)  # fmt: skip
-                mastered = await asyncio.to_thread(master_music, video, music, options,
-                                                   heartbeat, ducking)  # fmt: skip
-                yield _progress("writing", 0.9)
-                written = await asyncio.to_thread(
-                    write_outputs, video, music, mastered, options, heartbeat
-                )
-                # The audio (the mix, every stem, mastered) is let go before the files are
-                # streamed, at whatever pace the caller reads them: a caller that stopped
-                # reading had held 3 GB of it.
-                plan, loudness, ranking = music.plan, mastered.report, generated.ranking
-                del music, mastered, generated, event
+            held = audio_bytes(music_s, brief.sample_rate)
+            # The share is held by a task of its own, which passes progress on: were it held
+            # across the stream's writes, a client that stops reading would keep it (and the
+            # audio) for as long as it liked, and every Score behind it waiting.
+            events: asyncio.Queue[gateway_pb2.ScoreEvent] = asyncio.Queue()
+            work = asyncio.ensure_future(self._produce(
+                video, brief, controls, options, analysis, caller, music_s, held, context,
+                record, events))  # fmt: skip
+            try:
+                while not work.done():
+                    newest = asyncio.ensure_future(events.get())
+                    await asyncio.wait({work, newest}, return_when=asyncio.FIRST_COMPLETED)
+                    if not newest.done():
+                        newest.cancel()
+                        continue
+                    event = newest.result()
+                    while not events.empty():  # a slow reader gets the latest news only
+                        event = events.get_nowait()
+                    yield event
+                plan, loudness, ranking, written = work.result()
+            finally:
+                if not work.done():
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
         if not output.output_uri:
             for path in written:
                 async for chunk in self._file_chunks(path, options):
@@ -601,6 +601,46 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             output_uris=[p.as_uri() for p in written] if output.output_uri else [],
             seconds=seconds, ranking=ranking_to_proto(ranking),
         ))  # fmt: skip
+
+    async def _produce(
+        self,
+        video: Path,
+        brief: MusicBrief,
+        controls: UserControls,
+        options: OutputOptions,
+        analysis: VideoAnalysis,
+        caller: str,
+        music_s: float,
+        held: int,
+        context: grpc.aio.ServicerContext,
+        record: RequestRecord,
+        events: asyncio.Queue[gateway_pb2.ScoreEvent],
+    ) -> tuple[MusicPlan, LoudnessReport, list[CandidateScore], list[Path]]:
+        """With its share of the audio budget: the music generated, mastered and written
+        (progress put on `events`); the plan, the loudness, the ranking and the files. The
+        audio (the mix, every stem, mastered) is let go with the share, before the files are
+        streamed at whatever pace the caller reads them (a caller that stopped reading had
+        held 3 GB of it)."""
+        async with audio_share(self._audio, SERVICE, client_of(context), record.tenant, held):
+            generated = None
+            async for event in self._generate(brief, controls.candidates, caller, music_s):
+                if isinstance(event, _Generated):
+                    generated = event
+                else:
+                    events.put_nowait(event)
+            assert generated is not None
+            music = generated.music
+            # Mastering and writing stop within a heartbeat once the caller has gone.
+            heartbeat = Heartbeat(Cancellation(context).check)
+            events.put_nowait(_progress("mastering", 0.8))
+            ducking = speech_ducking(analysis, controls, options, self.config.speech_ducking)
+            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat,
+                                               ducking)  # fmt: skip
+            events.put_nowait(_progress("writing", 0.9))
+            written = await asyncio.to_thread(
+                write_outputs, video, music, mastered, options, heartbeat
+            )
+            return music.plan, mastered.report, generated.ranking, written
 
     async def _generate(
         self, brief: MusicBrief, candidates: int, caller: str, music_s: float

@@ -141,7 +141,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             jobs = candidate_jobs(brief, request.candidates or 1, report)
             tracks = self._loaded().tracks(brief)
             check_work(brief.duration_s, len(jobs), self.limits, tracks)
-            # The music is held from the turn until the gateway has all of it.
+            # The music's share, taken before the turn, is held until the gateway has it all.
             held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
             async with audio_share(self._audio, SERVICE, *callers_of(context), held):
                 async with self._turns.turn(*callers_of(context)) as turn:
