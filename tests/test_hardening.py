@@ -1686,15 +1686,22 @@ def test_the_gateway_holds_no_more_audio_at_once_than_its_budget(tmp_path, media
 
 
 @pytest.mark.slow
-def test_a_client_that_stops_reading_keeps_no_share_of_the_audio_budget(tmp_path, media, clip):
-    """A gateway whose audio budget holds one Score of the clip: a client reads its stream
-    until the composition starts, then stops (its HTTP/2 window kept small, so the gateway
-    cannot write ahead). Its music is still made and written, and its share let go: another
-    client's Score is done in seconds. The share had been held across the stream's writes,
-    for as long as the stalled client kept its connection: the other Score waited past its
-    30 s deadline (a review's reproducer)."""
-    one_share = audio_bytes(clip.duration_s + 1.0, 48000)
-    config, ports = write_config(tmp_path, media, audio_budget_bytes=one_share)
+@pytest.mark.parametrize("room_for_one", ["audio budget", "slot"])
+def test_a_client_that_stops_reading_keeps_no_room_from_others(tmp_path, media, clip,
+                                                               room_for_one):  # fmt: skip
+    """A gateway whose audio budget holds one Score of the clip, or that works on one Score
+    at a time: a client reads its stream until the composition starts, then stops (its
+    HTTP/2 window kept small, so the gateway cannot write ahead). Its music is still made
+    and written, and its share and its slot let go: another client's Score is done in
+    seconds. Both had been held across the stream's writes, for as long as the stalled
+    client kept its connection: the other Score waited past its 30 s deadline (a review's
+    reproducer)."""
+    if room_for_one == "slot":
+        one_at_a_time = {"serving": {"gateway": {"max_concurrent": 1}}}
+        config, ports = write_config(tmp_path, media, changes=one_at_a_time)
+    else:
+        one_share = audio_bytes(clip.duration_s + 1.0, 48000)
+        config, ports = write_config(tmp_path, media, audio_budget_bytes=one_share)
     metrics_url = f"http://127.0.0.1:{ports['gateway_metrics']}/metrics"
     with _faulty_services(config, ports) as (gateway, _, _):
         stalled = grpc.insecure_channel(gateway, options=[("grpc.http2.lookahead_bytes", 1),

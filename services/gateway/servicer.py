@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -527,64 +528,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         record: RequestRecord,
         started: float,
     ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
-        caller = self._caller(context, record.tenant)
-        async with self._slots:
-            yield _progress("analysis", 0.02)
-            # Music that replaces the video's sound has no use for its speech: the tagger
-            # does not listen (a pass of the voice-activity model over the whole sound).
-            listen = speech_matters(controls.speech, options.keep_original_audio)
-            analysis_event, analysis = await self._analysis(
-                tagger_uri, controls.prompt, listen, _analysis_event, caller
-            )
-            if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
-                # The request was admitted and booked at the video's own length.
-                raise DownstreamError(
-                    f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
-                    f"of {probed_s:g} s"
-                )
-            yield analysis_event
-            yield _progress("composition", 0.35)
-            brief = make_brief(
-                analysis,
-                controls,
-                self.vocabulary,
-                info,
-                options.sample_rate,
-                stems=options.stems_dir is not None,
-                keep_original_audio=options.keep_original_audio,
-            )
-            # The most audio the generator may send: every candidate's mix, with stems one
-            # for each instrument it plays, within limits.max_music_s. (The video's own sound,
-            # where it is kept, is mastering's, which comes on top: counted here, a two-hour
-            # video's would make its share larger than the whole budget, and every other
-            # Score would wait for it.)
-            tracks = 1 + (len(info.instruments) if brief.stems else 0)
-            music_s = min(brief.duration_s * max(controls.candidates, 1) * tracks,
-                          self.limits.max_music_s)  # fmt: skip
-            held = audio_bytes(music_s, brief.sample_rate)
-            # The share is held by a task of its own, which passes progress on: were it held
-            # across the stream's writes, a client that stops reading would keep it (and the
-            # audio) for as long as it liked, and every Score behind it waiting.
-            events: asyncio.Queue[gateway_pb2.ScoreEvent] = asyncio.Queue()
-            work = asyncio.ensure_future(self._produce(
-                video, brief, controls, options, analysis, caller, music_s, held, context,
-                record, events))  # fmt: skip
-            try:
-                while not work.done():
-                    newest = asyncio.ensure_future(events.get())
-                    await asyncio.wait({work, newest}, return_when=asyncio.FIRST_COMPLETED)
-                    if not newest.done():
-                        newest.cancel()
-                        continue
-                    event = newest.result()
-                    while not events.empty():  # a slow reader gets the latest news only
-                        event = events.get_nowait()
-                    yield event
-                plan, loudness, ranking, written = work.result()
-            finally:
-                if not work.done():
-                    work.cancel()
-                    await asyncio.gather(work, return_exceptions=True)
+        # The work runs in a task of its own, which passes progress on: were its slot and its
+        # share of the audio budget held across the stream's writes, a client that stops
+        # reading would keep them (and the audio) for as long as it liked, and every Score
+        # behind it waiting.
+        events = _Mailbox()
+        work = asyncio.ensure_future(self._produce(
+            video, probed_s, tagger_uri, controls, options, info, context, record,
+            events))  # fmt: skip
+        try:
+            while not work.done() or events:
+                if not events:
+                    news = asyncio.ensure_future(events.arrival())
+                    await asyncio.wait({work, news}, return_when=asyncio.FIRST_COMPLETED)
+                    news.cancel()
+                    continue
+                yield events.take()
+            brief, plan, loudness, ranking, written = work.result()
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
         if not output.output_uri:
             for path in written:
                 async for chunk in self._file_chunks(path, options):
@@ -605,42 +569,77 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def _produce(
         self,
         video: Path,
-        brief: MusicBrief,
+        probed_s: float,
+        tagger_uri: str,
         controls: UserControls,
         options: OutputOptions,
-        analysis: VideoAnalysis,
-        caller: str,
-        music_s: float,
-        held: int,
+        info: GeneratorInfo,
         context: grpc.aio.ServicerContext,
         record: RequestRecord,
-        events: asyncio.Queue[gateway_pb2.ScoreEvent],
-    ) -> tuple[MusicPlan, LoudnessReport, list[CandidateScore], list[Path]]:
-        """With its share of the audio budget: the music generated, mastered and written
-        (progress put on `events`); the plan, the loudness, the ranking and the files. The
-        audio (the mix, every stem, mastered) is let go with the share, before the files are
-        streamed at whatever pace the caller reads them (a caller that stopped reading had
-        held 3 GB of it)."""
-        async with audio_share(self._audio, SERVICE, client_of(context), record.tenant, held):
-            generated = None
-            async for event in self._generate(brief, controls.candidates, caller, music_s):
-                if isinstance(event, _Generated):
-                    generated = event
-                else:
-                    events.put_nowait(event)
-            assert generated is not None
-            music = generated.music
-            # Mastering and writing stop within a heartbeat once the caller has gone.
-            heartbeat = Heartbeat(Cancellation(context).check)
-            events.put_nowait(_progress("mastering", 0.8))
-            ducking = speech_ducking(analysis, controls, options, self.config.speech_ducking)
-            mastered = await asyncio.to_thread(master_music, video, music, options, heartbeat,
-                                               ducking)  # fmt: skip
-            events.put_nowait(_progress("writing", 0.9))
-            written = await asyncio.to_thread(
-                write_outputs, video, music, mastered, options, heartbeat
+        events: _Mailbox,
+    ) -> tuple[MusicBrief, MusicPlan, LoudnessReport, list[CandidateScore], list[Path]]:
+        """In a slot: the video analysed, the music generated with its share of the audio
+        budget, mastered and written (events put on `events`); the brief, the plan, the
+        loudness, the ranking and the files. The audio (the mix, every stem, mastered) is let
+        go with the share, before the files are streamed at whatever pace the caller reads
+        them (a caller that stopped reading had held 3 GB of it)."""
+        caller = self._caller(context, record.tenant)
+        async with self._slots:
+            events.put(_progress("analysis", 0.02))
+            # Music that replaces the video's sound has no use for its speech: the tagger
+            # does not listen (a pass of the voice-activity model over the whole sound).
+            listen = speech_matters(controls.speech, options.keep_original_audio)
+            analysis_event, analysis = await self._analysis(
+                tagger_uri, controls.prompt, listen, _analysis_event, caller
             )
-            return music.plan, mastered.report, generated.ranking, written
+            if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
+                # The request was admitted and booked at the video's own length.
+                raise DownstreamError(
+                    f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
+                    f"of {probed_s:g} s"
+                )
+            events.put(analysis_event)
+            events.put(_progress("composition", 0.35))
+            brief = make_brief(
+                analysis,
+                controls,
+                self.vocabulary,
+                info,
+                options.sample_rate,
+                stems=options.stems_dir is not None,
+                keep_original_audio=options.keep_original_audio,
+            )
+            # The most audio the generator may send: every candidate's mix, with stems one
+            # for each instrument it plays, within limits.max_music_s. (The video's own sound,
+            # where it is kept, is mastering's, which comes on top: counted here, a two-hour
+            # video's would make its share larger than the whole budget, and every other
+            # Score would wait for it.)
+            tracks = 1 + (len(info.instruments) if brief.stems else 0)
+            music_s = min(brief.duration_s * max(controls.candidates, 1) * tracks,
+                          self.limits.max_music_s)  # fmt: skip
+            held = audio_bytes(music_s, brief.sample_rate)
+            async with audio_share(self._audio, SERVICE, client_of(context), record.tenant,
+                                   held):  # fmt: skip
+                generated = None
+                async for event in self._generate(brief, controls.candidates, caller, music_s):
+                    if isinstance(event, _Generated):
+                        generated = event
+                    else:
+                        events.put(event)
+                assert generated is not None
+                music = generated.music
+                # Mastering and writing stop within a heartbeat once the caller has gone.
+                heartbeat = Heartbeat(Cancellation(context).check)
+                events.put(_progress("mastering", 0.8))
+                ducking = speech_ducking(analysis, controls, options,
+                                         self.config.speech_ducking)  # fmt: skip
+                mastered = await asyncio.to_thread(master_music, video, music, options,
+                                                   heartbeat, ducking)  # fmt: skip
+                events.put(_progress("writing", 0.9))
+                written = await asyncio.to_thread(
+                    write_outputs, video, music, mastered, options, heartbeat
+                )
+                return brief, music.plan, mastered.report, generated.ranking, written
 
     async def _generate(
         self, brief: MusicBrief, candidates: int, caller: str, music_s: float
@@ -763,6 +762,35 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+class _Mailbox:
+    """Events a Score's work passes to its stream; a client that reads slowly gets, of the
+    progress events queued one after another, the newest (the latest news, not every step),
+    and every other event as it came."""
+
+    def __init__(self) -> None:
+        self._events: deque[gateway_pb2.ScoreEvent] = deque()
+        self._arrived = asyncio.Event()
+
+    def put(self, event: gateway_pb2.ScoreEvent) -> None:
+        self._events.append(event)
+        self._arrived.set()
+
+    def __bool__(self) -> bool:
+        return bool(self._events)
+
+    async def arrival(self) -> None:
+        await self._arrived.wait()
+
+    def take(self) -> gateway_pb2.ScoreEvent:
+        event = self._events.popleft()
+        while (self._events and event.WhichOneof("event") == "progress"
+               and self._events[0].WhichOneof("event") == "progress"):  # fmt: skip
+            event = self._events.popleft()
+        if not self._events:
+            self._arrived.clear()
+        return event
 
 
 def _named_deadline(
