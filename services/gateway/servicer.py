@@ -506,36 +506,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if self.authenticator is not None:
             booked = self.ledger.reserve(record.tenant, duration_s, controls.candidates)
         try:
-            async for event in self._scored(video, duration_s, tagger_uri, controls,
-                                            options, info, output, context, record,
-                                            started):  # fmt: skip
+            asked = _Asked(video, duration_s, tagger_uri, controls, options, info, output,
+                           context, record, started)  # fmt: skip
+            async for event in self._scored(asked):
                 yield event
         except BaseException:
             # Music that was not delivered is not counted against the tenant.
             self.ledger.refund(record.tenant, booked)
             raise
 
-    async def _scored(
-        self,
-        video: Path,
-        probed_s: float,
-        tagger_uri: str,
-        controls: UserControls,
-        options: OutputOptions,
-        info: GeneratorInfo,
-        output: gateway_pb2.OutputOptions,
-        context: grpc.aio.ServicerContext,
-        record: RequestRecord,
-        started: float,
-    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+    async def _scored(self, asked: _Asked) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         # The work runs in a task of its own, which passes progress on: were its slot and its
         # share of the audio budget held across the stream's writes, a client that stops
         # reading would keep them (and the audio) for as long as it liked, and every Score
         # behind it waiting.
         events = _Mailbox()
-        work = asyncio.ensure_future(self._produce(
-            video, probed_s, tagger_uri, controls, options, info, context, record,
-            events))  # fmt: skip
+        work = asyncio.ensure_future(self._produce(asked, events))
+        controls, options, output = asked.controls, asked.options, asked.output
         try:
             while not work.done() or events:
                 if not events:
@@ -553,9 +540,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             for path in written:
                 async for chunk in self._file_chunks(path, options):
                     yield chunk
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - asked.started
         metrics.compute_per_music_second(SERVICE, seconds / max(brief.duration_s, 1e-6))
-        record.music_s = brief.duration_s * max(controls.candidates, 1)
+        asked.record.music_s = brief.duration_s * max(controls.candidates, 1)
         yield gateway_pb2.ScoreEvent(result=gateway_pb2.ScoreResult(
             tags=tags_to_proto(brief.tags), plan=plan_to_proto(plan),
             loudness=gateway_pb2.LoudnessReport(
@@ -567,22 +554,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ))  # fmt: skip
 
     async def _produce(
-        self,
-        video: Path,
-        probed_s: float,
-        tagger_uri: str,
-        controls: UserControls,
-        options: OutputOptions,
-        info: GeneratorInfo,
-        context: grpc.aio.ServicerContext,
-        record: RequestRecord,
-        events: _Mailbox,
+        self, asked: _Asked, events: _Mailbox
     ) -> tuple[MusicBrief, MusicPlan, LoudnessReport, list[CandidateScore], list[Path]]:
         """In a slot: the video analysed, the music generated with its share of the audio
         budget, mastered and written (events put on `events`); the brief, the plan, the
         loudness, the ranking and the files. The audio (the mix, every stem, mastered) is let
         go with the share, before the files are streamed at whatever pace the caller reads
         them (a caller that stopped reading had held 3 GB of it)."""
+        video, controls, options, info = asked.video, asked.controls, asked.options, asked.info
+        context, record = asked.context, asked.record
         caller = self._caller(context, record.tenant)
         async with self._slots:
             events.put(_progress("analysis", 0.02))
@@ -590,13 +570,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
             analysis_event, analysis = await self._analysis(
-                tagger_uri, controls.prompt, listen, _analysis_event, caller
+                asked.tagger_uri, controls.prompt, listen, _analysis_event, caller
             )
-            if analysis.duration_s > probed_s + TAGGER_LENGTH_SLACK_S:
+            if analysis.duration_s > asked.probed_s + TAGGER_LENGTH_SLACK_S:
                 # The request was admitted and booked at the video's own length.
                 raise DownstreamError(
                     f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
-                    f"of {probed_s:g} s"
+                    f"of {asked.probed_s:g} s"
                 )
             events.put(analysis_event)
             events.put(_progress("composition", 0.35))
@@ -762,6 +742,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One Score, admitted: what the gateway works on."""
+
+    video: Path
+    # Its length as its container states it (check_video).
+    probed_s: float
+    # Where the tagger reads the video.
+    tagger_uri: str
+    controls: UserControls
+    options: OutputOptions
+    info: GeneratorInfo
+    output: gateway_pb2.OutputOptions
+    context: grpc.aio.ServicerContext
+    record: RequestRecord
+    started: float
 
 
 class _Mailbox:
