@@ -214,6 +214,7 @@ def test_mastering_holds_one_copy_of_the_music_and_measures_as_before(tmp_path):
 
     from services.domain import CutAlignment, GeneratedMusic, MusicPlan
     from services.gateway.delivery import master_music
+    from services.gateway.mastering import SpeechDucking
 
     rate = 48000
     rng = np.random.default_rng(0)
@@ -232,6 +233,20 @@ def test_mastering_holds_one_copy_of_the_music_and_measures_as_before(tmp_path):
         tracemalloc.stop()
     assert peak <= 1.6 * music.nbytes, peak / music.nbytes
     assert mastered.report == expected.report
+    assert np.array_equal(mastered.audio, expected.audio)
+    # With the video's own sound kept (and no speech to duck under), the mix is made over
+    # the music too: a copy of it and a gain of ones had been made (2.45 times the music).
+    original = (rng.normal(0, 0.05, music.shape)).astype(np.float32)
+    music = (rng.normal(0, 0.1, music.shape)).astype(np.float32)
+    silence = SpeechDucking([], 12.0, 0.3, 0.6, False)
+    expected = master(music.copy(), rate, -14.0, original=original, speech=silence)
+    tracemalloc.start()
+    try:
+        mastered = master(music, rate, -14.0, original=original, speech=silence, in_place=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.6 * music.nbytes, peak / music.nbytes
     assert np.array_equal(mastered.audio, expected.audio)
 
 

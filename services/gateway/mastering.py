@@ -212,16 +212,19 @@ def _limiter_gain(
 
 def _apply(
     audio: np.ndarray,
-    gain: np.ndarray,
+    gain: np.ndarray | None,
     out: np.ndarray,
     heartbeat: Callable[[], None],
     add: np.ndarray | None = None,
 ) -> None:
-    """out = audio x gain (+ add), a chunk at a time."""
+    """out = audio x gain (+ add), a chunk at a time; `out` may be `audio`."""
     for start in range(0, len(audio), CHUNK):
         heartbeat()
         part = slice(start, start + CHUNK)
-        np.multiply(audio[part], gain[part, None], out=out[part])
+        if gain is not None:
+            np.multiply(audio[part], gain[part, None], out=out[part])
+        elif out is not audio:
+            out[part] = audio[part]
         if add is not None:
             out[part] += add[part]
 
@@ -263,9 +266,10 @@ def master(
     ducked = duck is not None or bool(speech and speech.intervals)
     audio = music
     if duck is not None or original is not None:
-        audio = np.empty_like(music)
-        _apply(music, duck if duck is not None else np.ones(len(music), np.float32),
-               out=audio, heartbeat=heartbeat, add=original)  # fmt: skip
+        # In place, the mix is made over the music (a two-hour piece's copy, 2.8 GB, and a
+        # gain of ones beside it when nothing ducked, 1.4 GB, had been made for it).
+        audio = music if in_place else np.empty_like(music)
+        _apply(music, duck, out=audio, heartbeat=heartbeat, add=original)
     measured = integrated_loudness(audio, rate, heartbeat=heartbeat)
     if not np.isfinite(measured):
         # Digital silence: nothing to normalise.
