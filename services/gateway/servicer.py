@@ -527,8 +527,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             while not work.done() or events:
                 if not events:
                     news = asyncio.ensure_future(events.arrival())
-                    await asyncio.wait({work, news}, return_when=asyncio.FIRST_COMPLETED)
-                    news.cancel()
+                    try:
+                        await asyncio.wait({work, news}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        # Also when the caller goes away: no wait for news is left pending.
+                        news.cancel()
                     continue
                 yield events.take()
             brief, plan, loudness, ranking, written = work.result()

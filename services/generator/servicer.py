@@ -143,8 +143,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             check_work(brief.duration_s, len(jobs), self.limits, tracks)
             # The music's share, taken before the turn, is held until the gateway has it all.
             held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
-            async with audio_share(self._audio, SERVICE, *callers_of(context), held):
-                async with self._turns.turn(*callers_of(context)) as turn:
+            peer, caller = callers_of(context)
+            async with audio_share(self._audio, SERVICE, peer, caller, held):
+                async with self._turns.turn(peer, caller) as turn:
                     if self._turn_slice_s is not None:
                         keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
                     started = time.perf_counter()
