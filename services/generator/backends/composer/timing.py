@@ -70,10 +70,11 @@ MISS_COST = 100.0
 DRIFT_COST = 0.05
 # The map's program is solved this many beats at a time, each window looking this far past the
 # beats it keeps: a program's time grows faster than its size (a two-hour piece's 13,800 beats
-# took 10 s at once, and a cancel waited for them), and the look-ahead is far longer than any
-# anchor needs to be reached (the widest flex is crossed in 8 beats).
-MAP_WINDOW_BEATS = 1024
-MAP_LOOK_AHEAD_BEATS = 256
+# took 10 s at once, and a cancel waited for them), a cancel is heard between windows (one of
+# 256 beats takes 20-40 ms; one of 1,024 took 0.1-0.23 s), and the look-ahead is far longer
+# than any anchor needs to be reached (the widest flex is crossed in 8 beats).
+MAP_WINDOW_BEATS = 256
+MAP_LOOK_AHEAD_BEATS = 64
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
 # the best again with the full ones.
 TEMPO_STEP = 0.006
