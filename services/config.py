@@ -373,6 +373,12 @@ class ServingConfig(StrictModel):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # On SIGTERM, requests in flight get this long to finish.
     grace_s: float = Field(30.0, ge=0)
+    # A stream (Generate, Score) whose caller takes none of its messages for this long ends
+    # with DEADLINE_EXCEEDED (CALLER_STALLED), and what it held is let go: gRPC holds a write
+    # until the caller reads, and a caller that stopped reading had kept the generator's share
+    # of the audio budget (every other caller waiting behind it), or the gateway's request
+    # folder and admission, for as long as it liked.
+    reader_stall_s: float = Field(30.0, gt=0)
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None

@@ -110,6 +110,13 @@ class DeadlineExceededError(BgmError):
     error_reason = "TOO_SLOW"
 
 
+class CallerStalledError(DeadlineExceededError):
+    """The caller of a stream took none of its messages for serving.reader_stall_s: the
+    stream ends, and what it held is let go."""
+
+    error_reason = "CALLER_STALLED"
+
+
 class UnavailableError(BgmError):
     """A service the request needs cannot be reached."""
 

@@ -31,8 +31,7 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
             check_plaintext(name, endpoint)
             credentials = server_credentials(endpoint.tls) if endpoint.tls else None
             servers.append(HostedServer([builders[name](config)],
-                                        f"{endpoint.host}:{endpoint.port}",
-                                        config.serving.max_message_bytes,
+                                        f"{endpoint.host}:{endpoint.port}", config.serving,
                                         credentials))  # fmt: skip
             # An IPv6 address is written in brackets for gRPC ("[::]"); the metrics server
             # takes it bare.
@@ -63,15 +62,15 @@ async def in_process_services(config: BgmConfig) -> AsyncIterator[str]:
     from services.generator.server import binding as generator_binding
     from services.tagger.server import binding as tagger_binding
 
-    limit = config.serving.max_message_bytes
-    tagger = HostedServer([tagger_binding(config)], f"{IN_PROCESS_HOST}:0", limit)
-    generator = HostedServer([generator_binding(config)], f"{IN_PROCESS_HOST}:0", limit)
+    serving = config.serving
+    tagger = HostedServer([tagger_binding(config)], f"{IN_PROCESS_HOST}:0", serving)
+    generator = HostedServer([generator_binding(config)], f"{IN_PROCESS_HOST}:0", serving)
     reaching = config.gateway.model_copy(update={
         "tagger_address": f"{IN_PROCESS_HOST}:{tagger.port}",
         "generator_address": f"{IN_PROCESS_HOST}:{generator.port}",
         "tagger_tls": None, "generator_tls": None})  # fmt: skip
     local = config.model_copy(update={"gateway": reaching})
-    gateway = HostedServer([gateway_binding(local)], f"{IN_PROCESS_HOST}:0", limit)
+    gateway = HostedServer([gateway_binding(local)], f"{IN_PROCESS_HOST}:0", serving)
     servers = [tagger, generator, gateway]
     for server in servers:
         await server.start()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import inspect
 import json
 import logging
 import signal
@@ -14,7 +15,15 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,8 +36,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
+from services.config import ServingConfig
 from services.errors import (
     BgmError,
+    CallerStalledError,
     CancelledError,
     DownstreamError,
     ResourceExhaustedError,
@@ -567,6 +578,63 @@ def service_channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
+class StallLimit(grpc.aio.ServerInterceptor):
+    """Streams whose caller takes none of their messages for `stall_s` end, and what they
+    held is let go (serving.reader_stall_s).
+
+    gRPC's flow control holds a write until the caller reads; a servicer's stream (an async
+    generator) waits at its `yield` meanwhile, holding whatever it holds. Here each message is
+    written with a time limit; past it, CallerStalledError is thrown into the stream at its
+    `yield`, so its own handling ends it (its context managers let go, its metrics and audit
+    log see the status). The status itself reaches the caller after the message it left
+    unread, if it ever reads again."""
+
+    def __init__(self, stall_s: float):
+        self.stall_s = stall_s
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        streams = handler.unary_stream or handler.stream_stream
+        if not inspect.isasyncgenfunction(streams):
+            return handler
+
+        async def written(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await self._write_all(streams(request, context), context)
+
+        make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler)  # fmt: skip
+        return make(written, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)  # fmt: skip
+
+    async def _write_all(
+        self, messages: AsyncGenerator[Any, None], context: grpc.aio.ServicerContext
+    ) -> None:
+        stalled = None
+        async with contextlib.aclosing(messages):
+            async for message in messages:
+                try:
+                    await asyncio.wait_for(context.write(message), self.stall_s)
+                except TimeoutError:
+                    stalled = CallerStalledError(
+                        f"the caller took no message for {self.stall_s:g} s "
+                        "(serving.reader_stall_s); the stream was ended"
+                    )
+                    # A stream with no handling of its own is ended below.
+                    with contextlib.suppress(CallerStalledError, StopAsyncIteration):
+                        await messages.athrow(stalled)
+                    break
+        if stalled is not None:
+            refusal = status_for(stalled)
+            await context.abort(refusal.code, refusal.message,
+                                ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
+
+
 class HostedServer:
     """A grpc.aio server with health checking and reflection for its services."""
 
@@ -574,14 +642,15 @@ class HostedServer:
         self,
         bindings: Sequence[ServiceBinding],
         address: str,
-        max_message_bytes: int,
+        serving: ServingConfig,
         credentials: grpc.ServerCredentials | None = None,
     ):
         self.bindings = list(bindings)
         self.server = grpc.aio.server(
-            options=channel_options(max_message_bytes),
-            interceptors=[i for binding in self.bindings for i in binding.interceptors],
-        )
+            options=channel_options(serving.max_message_bytes),
+            interceptors=[StallLimit(serving.reader_stall_s),
+                          *(i for binding in self.bindings for i in binding.interceptors)],
+        )  # fmt: skip
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for binding in self.bindings:

@@ -839,6 +839,41 @@ def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, 
         assert stop(running) == 0
 
 
+@pytest.mark.slow
+def test_a_score_caller_that_stops_reading_lets_its_request_go(tmp_path: Path, media: Path, clip):
+    """A Score whose caller stops reading ends after serving.reader_stall_s: its folder is
+    removed and its place among its client's requests is freed, so with one request a
+    client, the client's next Score is admitted (it had been refused for as long as the
+    first caller liked to leave its events unread)."""
+    running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
+                    max_requests_per_client=1,
+                    changes={"serving": {"reader_stall_s": 1.0}})  # fmt: skip
+    try:
+        with grpc.insecure_channel(running.gateway, options=STOPS_READING) as stopped:
+            first = gateway_pb2_grpc.GatewayStub(stopped).Score(_request(clip.path.as_uri()),
+                                                                timeout=60)  # fmt: skip
+            next(first)
+            refused, deadline = 0, time.monotonic() + 30
+            while True:
+                try:
+                    events = score(running.gateway, _request(clip.path.as_uri()), timeout=60)
+                    break
+                except grpc.RpcError as error:
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    assert time.monotonic() < deadline, "the client's next Score was refused"
+                    refused += 1
+                    time.sleep(0.25)
+            left = code_of(lambda: list(first))
+        print(f"the client's next Score was refused {refused} times, then admitted")
+        assert events[-1].WhichOneof("event") == "result"
+        assert left[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "the caller took no message for 1 s (serving.reader_stall_s)" in left[1]
+        _until(lambda: _left_behind(running) == [], timeout_s=10)
+    finally:
+        assert stop(running) == 0
+
+
 # ---- turns -------------------------------------------------------------------------------
 
 
@@ -1110,16 +1145,17 @@ def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
 
 @contextlib.contextmanager
 def _hosted(
-    binding: ServiceBinding, address: str = "127.0.0.1:0"
+    binding: ServiceBinding, address: str = "127.0.0.1:0", serving: ServingConfig | None = None
 ) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
     """`binding` served in this process (its own event loop, in a thread) at `address` (any
-    free port by default): the address it listens on and the loop."""
+    free port by default) with `serving`'s settings (the defaults by default): the address it
+    listens on and the loop."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     async def serve() -> HostedServer:
-        server = HostedServer([binding], address, ServingConfig().max_message_bytes)
+        server = HostedServer([binding], address, serving or ServingConfig())
         await server.start()
         return server
 
@@ -1334,6 +1370,50 @@ def test_the_generator_holds_no_more_audio_at_once_than_its_budget():
             sender.join(60)
     assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
     assert composing == [1, 1]
+
+
+# A client that reads nothing more: its HTTP/2 window (1 KB) fills, and the server's next
+# write waits for it.
+STOPS_READING = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0),
+                 ("grpc.use_local_subchannel_pool", 1)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_generate_caller_that_stops_reading_lets_the_music_go():
+    """A Generate whose caller stops reading ends after serving.reader_stall_s, and its share
+    of the audio budget goes with it: another caller's Generate, waiting for that share, gets
+    its music (it had waited for as long as the first caller liked to leave its music unread).
+    The first caller, reading again, gets the status that says why."""
+    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
+
+    rate = 48000
+    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
+                     0.0, "pop", [])  # fmt: skip
+
+    async def compose(jobs: list) -> list:
+        return [GeneratedMusic(np.zeros((2 * rate, 2), np.float32), rate, {}, b"", plan)
+                for _ in jobs]  # fmt: skip
+
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 2, ServiceGate(),  # type: ignore[arg-type]
+                                 compose, audio_budget_bytes=audio_bytes(2.0, rate))  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    request = generator_pb2.GenerateRequest(brief=_brief_of(2.0))
+    with (
+        _hosted(binding, serving=ServingConfig(reader_stall_s=1.0)) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as stopped,
+        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
+    ):
+        first = generator_pb2_grpc.GeneratorStub(stopped).Generate(request, timeout=60)
+        assert next(first).HasField("plan")  # the music is next, and the share is held
+        started = time.monotonic()
+        second = list(generator_pb2_grpc.GeneratorStub(other).Generate(request, timeout=20))
+        waited = time.monotonic() - started
+        left = code_of(lambda: list(first))
+    print(f"the other caller waited {waited:.2f} s for the share")
+    assert sum(len(m.audio.pcm_f32le) for m in second) == 2 * rate * 2 * 4
+    assert left[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "the caller took no message for 1 s (serving.reader_stall_s)" in left[1]
 
 
 @pytest.mark.slow
@@ -2278,8 +2358,9 @@ def test_an_analysis_at_the_limits_leaves_the_gateway_answering_others(faulty, c
         # The analysis event comes back whole (20 MB), left unread.
         roomy = [*own, ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         with grpc.insecure_channel(gateway, options=roomy) as channel:
-            scored = channel.unary_stream("/bgm.v1.Gateway/Score",
-                                          request_serializer=type(request).SerializeToString)
+            scored = channel.unary_stream(
+                "/bgm.v1.Gateway/Score", request_serializer=type(request).SerializeToString
+            )
             codes.append(code_of(lambda: list(scored(request, timeout=60))))
 
     with grpc.insecure_channel(gateway, options=own) as channel:

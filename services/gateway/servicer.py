@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,9 +201,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         async with (
             observed(SERVICE, "Score", context) as record,
             self._staged_source(request, context, record) as (video, uri, folder),
-        ):
-            async for event in self._score(video, uri, request.controls, request.output, folder,
-                                           context, record):  # fmt: skip
+            contextlib.aclosing(self._score(video, uri, request.controls, request.output,
+                                            folder, context, record)) as events,
+        ):  # fmt: skip
+            async for event in events:
                 yield gateway_pb2.ScoreResponse(event=event)
 
     async def Analyze(
@@ -306,11 +307,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 if received == 0:
                     raise InvalidInputError("the upload holds no bytes")
                 with self._shared_staging(video, folder.name) as shared_uri:
-                    async for event in self._score(
-                        video, shared_uri, header.controls, header.output, folder, context,
-                        record,
-                    ):  # fmt: skip
-                        yield gateway_pb2.ScoreUploadResponse(event=event)
+                    scored = self._score(video, shared_uri, header.controls, header.output,
+                                         folder, context, record)  # fmt: skip
+                    async with contextlib.aclosing(scored) as events:
+                        async for event in events:
+                            yield gateway_pb2.ScoreUploadResponse(event=event)
 
     def _check_staging_room(self, folder: Path, more: int) -> None:
         """Refuse what would leave the staging disk under gateway.min_free_staging_bytes."""
@@ -483,7 +484,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         folder: Path,
         context: grpc.aio.ServicerContext,
         record: RequestRecord,
-    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+    ) -> AsyncGenerator[gateway_pb2.ScoreEvent, None]:
         started = time.perf_counter()
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, record.tenant)

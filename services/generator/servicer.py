@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Self
 
 import grpc
@@ -120,68 +121,80 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
         async with observed(SERVICE, "Generate", context):
             self.gate.check(context)
-            brief = await self._brief(request)
-            loop = asyncio.get_running_loop()
-            progress: asyncio.Queue[float] = asyncio.Queue()
-            # When the caller goes away (cancel, deadline), the generating thread stops at its
-            # next progress report (a fraction of a second apart).
-            cancellation = Cancellation(context)
-            reported = [-1.0]
-            # Hears the cancel; with its turn, keeps it (turn_keeper).
-            keep_turn: Callable[[float], None] = cancellation.check
+            # The music is _generated's: however the stream ends (a caller that stopped
+            # reading, StallLimit), it is let go with the share before the status is sent,
+            # which waits until the caller reads again or goes away.
+            async with contextlib.aclosing(self._generated(request, context)) as messages:
+                async for message in messages:
+                    yield message
 
-            def report(fraction: float) -> None:
-                keep_turn(fraction)
-                # A heartbeat repeats the last fraction: only progress is sent on (the
-                # contract's fractions rise, whatever a backend reports).
-                if fraction > reported[0]:
-                    reported[0] = fraction
-                    loop.call_soon_threadsafe(progress.put_nowait, fraction)
+    async def _generated(
+        self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[generator_pb2.GenerateResponse, None]:
+        """The stream of one Generate: its progress, then its music, within its share of the
+        audio budget."""
+        brief = await self._brief(request)
+        loop = asyncio.get_running_loop()
+        progress: asyncio.Queue[float] = asyncio.Queue()
+        # When the caller goes away (cancel, deadline), the generating thread stops at its
+        # next progress report (a fraction of a second apart).
+        cancellation = Cancellation(context)
+        reported = [-1.0]
+        # Hears the cancel; with its turn, keeps it (turn_keeper).
+        keep_turn: Callable[[float], None] = cancellation.check
 
-            jobs = candidate_jobs(brief, request.candidates or 1, report)
-            tracks = self._loaded().tracks(brief)
-            check_work(brief.duration_s, len(jobs), self.limits, tracks)
-            # The music's share, taken before the turn, is held until the gateway has it all.
-            held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
-            peer, caller = callers_of(context)
-            async with audio_share(self._audio, SERVICE, peer, caller, held):
-                async with self._turns.turn(peer, caller) as turn:
-                    if self._turn_slice_s is not None:
-                        keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
-                    started = time.perf_counter()
-                    work = asyncio.ensure_future(self._run(jobs))
-                    # After a cancel nobody awaits the work; its error is expected, not news.
-                    work.add_done_callback(lambda done: done.cancelled() or done.exception())
-                    try:
-                        while not work.done():
-                            getter = asyncio.ensure_future(progress.get())
-                            try:
-                                await asyncio.wait({work, getter},
-                                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                            except BaseException:
-                                getter.cancel()  # the caller went away: nothing waits for news
-                                raise
-                            if getter.done():
-                                yield generator_pb2.GenerateResponse(
-                                    every_candidate=True, progress=common_pb2.Progress(
-                                    stage="composition", fraction=getter.result()))  # fmt: skip
-                            else:
-                                getter.cancel()
-                        musics, ranking = await asyncio.to_thread(
-                            ranked, brief, work.result(), Heartbeat(cancellation.check)
-                        )
-                    finally:
-                        cancellation.over.set()
-                    metrics.compute_per_music_second(
-                        SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
+        def report(fraction: float) -> None:
+            keep_turn(fraction)
+            # A heartbeat repeats the last fraction: only progress is sent on (the
+            # contract's fractions rise, whatever a backend reports).
+            if fraction > reported[0]:
+                reported[0] = fraction
+                loop.call_soon_threadsafe(progress.put_nowait, fraction)
+
+        jobs = candidate_jobs(brief, request.candidates or 1, report)
+        tracks = self._loaded().tracks(brief)
+        check_work(brief.duration_s, len(jobs), self.limits, tracks)
+        # The music's share, taken before the turn, is held until the gateway has it all.
+        held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
+        peer, caller = callers_of(context)
+        async with audio_share(self._audio, SERVICE, peer, caller, held):
+            async with self._turns.turn(peer, caller) as turn:
+                if self._turn_slice_s is not None:
+                    keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
+                started = time.perf_counter()
+                work = asyncio.ensure_future(self._run(jobs))
+                # After a cancel nobody awaits the work; its error is expected, not news.
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())
+                try:
+                    while not work.done():
+                        getter = asyncio.ensure_future(progress.get())
+                        try:
+                            await asyncio.wait({work, getter},
+                                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                        except BaseException:
+                            getter.cancel()  # the caller went away: nothing waits for news
+                            raise
+                        if getter.done():
+                            yield generator_pb2.GenerateResponse(
+                                every_candidate=True, progress=common_pb2.Progress(
+                                stage="composition", fraction=getter.result()))  # fmt: skip
+                        else:
+                            getter.cancel()
+                    musics, ranking = await asyncio.to_thread(
+                        ranked, brief, work.result(), Heartbeat(cancellation.check)
                     )
-                for candidate, music in enumerate(musics):
-                    for message in _music_messages(candidate, music):
-                        yield message
-                if ranking:
-                    yield generator_pb2.GenerateResponse(
-                        every_candidate=True, ranking=generator_pb2.CandidateRanking(
-                        scores=ranking_to_proto(ranking)))  # fmt: skip
+                finally:
+                    cancellation.over.set()
+                metrics.compute_per_music_second(
+                    SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
+                )
+            for candidate, music in enumerate(musics):
+                for message in _music_messages(candidate, music):
+                    yield message
+            if ranking:
+                yield generator_pb2.GenerateResponse(
+                    every_candidate=True, ranking=generator_pb2.CandidateRanking(
+                    scores=ranking_to_proto(ranking)))  # fmt: skip
 
     async def Describe(
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
