@@ -228,23 +228,29 @@ def master_music(
     `speech` says, mastered over `music.audio` (nothing reads it after: a two-hour piece's
     mastering had held a copy more, 2.8 GB); `heartbeat` is called often (it raises to
     cancel)."""
-    original = None
-    if options.keep_original_audio:
-        original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
-        if original is None:
-            raise InvalidInputError(f"{video.name} has no audio track to keep",
-                                field="output.keep_original_audio")  # fmt: skip
     lossless = options.output.suffix.lower() in LOSSLESS_SUFFIXES
     return master(
         music.audio,
         music.sample_rate,
         options.lufs,
         true_peak_limit_db=LOSSLESS_CEILING_DBTP if lossless else LOSSY_CEILING_DBTP,
-        original=original,
+        # Not kept here: mastering lets it go once it is mixed in.
+        original=_original_sound(video, music, heartbeat) if options.keep_original_audio else None,
         heartbeat=heartbeat,
         speech=speech,
         in_place=True,
     )
+
+
+def _original_sound(
+    video: Path, music: GeneratedMusic, heartbeat: Callable[[], None]
+) -> np.ndarray:
+    """The video's own sound, decoded at the music's rate and length."""
+    original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
+    if original is None:
+        raise InvalidInputError(f"{video.name} has no audio track to keep",
+                                field="output.keep_original_audio")  # fmt: skip
+    return original
 
 
 def write_outputs(

@@ -105,14 +105,17 @@ def ducking_gain(
     hop = max(1, rate // 100)
     frames = -(-len(original) // hop)
     power = np.zeros(frames)
-    for start in range(0, frames, 6000):  # a minute of 10 ms frames at a time
+    # Ten seconds of 10 ms frames at a time: a chunk's squares (in float64) are its only
+    # copy (a minute's, padded and squared, had been three: 2.2 times a two-minute sound).
+    for start in range(0, frames, 1000):
         heartbeat()
-        part = original[start * hop : (start + 6000) * hop].astype(np.float64)
-        padded = np.zeros((-(-len(part) // hop) * hop, part.shape[1]))
-        padded[: len(part)] = part
-        power[start : start + len(padded) // hop] = np.mean(
-            padded.reshape(-1, hop, part.shape[1]) ** 2, axis=(1, 2)
-        )
+        part = original[start * hop : (start + 1000) * hop]
+        squares = np.square(part, dtype=np.float64)
+        whole = len(part) // hop
+        power[start : start + whole] = squares[: whole * hop].reshape(whole, -1).mean(axis=1)
+        if len(part) > whole * hop:
+            # The last frame, short, is averaged as if padded with silence.
+            power[start + whole] = squares[whole * hop :].sum() / (hop * part.shape[1])
     # Short-term level over ~300 ms.
     level = 10 * np.log10(np.convolve(power, np.ones(30) / 30, mode="same") + 1e-12)
     amount = np.clip((level - DUCK_THRESHOLD_DB) / DUCK_RANGE_DB, 0.0, 1.0)
@@ -270,6 +273,9 @@ def master(
         # gain of ones beside it when nothing ducked, 1.4 GB, had been made for it).
         audio = music if in_place else np.empty_like(music)
         _apply(music, duck, out=audio, heartbeat=heartbeat, add=original)
+        # Mixed in: let the video's own sound go (a two-hour video's, 2.8 GB, had been held
+        # through the limiter's rounds; the caller passes it without keeping it).
+        original = None
     measured = integrated_loudness(audio, rate, heartbeat=heartbeat)
     if not np.isfinite(measured):
         # Digital silence: nothing to normalise.
