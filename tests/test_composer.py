@@ -1178,6 +1178,31 @@ def test_no_stroke_of_the_drums_smears_a_cut_s_hit(generator, beat_analysis):
     assert checked >= 9 and not smeared, (checked, smeared)
 
 
+def test_a_drum_struck_twice_at_once_sounds_once_at_the_louder(generator, beat_analysis):
+    """Where a cut's hit and the groove's own stroke strike one drum at the same moment,
+    what is played is one stroke, the louder: the accent. Whichever came later in the score
+    had been kept: with a cut every 2.3 s, the groove's stroke took the accent's place at 13
+    of rock's 18 doubled strokes, 15 of electronic's 38 and 10 of hip-hop's 13, all at cuts."""
+    from services.generator.backends.composer.backend import _without_overlaps
+
+    lost, doubled = [], 0
+    for genre in ("pop", "rock", "electronic", "corporate", "hip-hop"):
+        score = generator.compose(_arc(beat_analysis, genre, seed=1, every_s=2.3),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        drums = [n for n in score.notes if n.instrument == "drums"]
+        loudest: dict[tuple[float, int], int] = {}
+        for note in drums:
+            key = (round(note.start, 6), note.pitch)
+            doubled += key in loudest
+            loudest[key] = max(loudest.get(key, 0), note.velocity)
+        played = _without_overlaps([dataclasses.replace(n) for n in drums], score.plan,
+                                   Heartbeat(lambda f: None))  # fmt: skip
+        assert len(played) == len(loudest)
+        lost += [(genre, n.start, n.pitch, n.velocity) for n in played
+                 if n.velocity < loudest[round(n.start, 6), n.pitch]]  # fmt: skip
+    assert doubled > 0 and not lost, (doubled, lost)
+
+
 def test_a_cut_beside_a_bar_line_is_one_crash_not_two(generator, beat_analysis):
     """Where a cut falls within a beat of a section's bar line (the tempo map could not put it
     on it), the cut's hit is the accent: the bar line's crash a beat after a cut's had

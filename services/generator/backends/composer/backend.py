@@ -416,7 +416,9 @@ def _scale(audio: np.ndarray, scale: float, heartbeat: Callable[[], None]) -> No
 
 def _without_overlaps(notes: list[Note], plan: TimingPlan, heartbeat: Heartbeat) -> list[Note]:
     """One sounding note per instrument and pitch: an earlier note ends where the next starts
-    (a synthesizer's note-off cannot tell two overlapping notes of one key apart). Sustaining
+    (a synthesizer's note-off cannot tell two overlapping notes of one key apart), and two
+    struck together are one, the louder (a cut's accent, not the groove's own stroke of that
+    drum, which had taken its place at most cuts on a beat in rock and hip-hop). Sustaining
     instruments tie a held pitch across bars instead of striking it again, up to a breath."""
     keys: dict[tuple[str, int], list[Note]] = defaultdict(list)
     for note in notes:
@@ -430,6 +432,10 @@ def _without_overlaps(notes: list[Note], plan: TimingPlan, heartbeat: Heartbeat)
             previous = kept[-1] if kept else None
             if previous is None:
                 kept.append(note)
+            elif note.start - previous.start <= 1e-6:
+                louder = note if note.velocity > previous.velocity else previous
+                louder.end = max(previous.end, note.end)
+                kept[-1] = louder
             elif (
                 note.instrument in SUSTAINING
                 and previous.end >= note.start - 1e-6
