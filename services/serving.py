@@ -619,7 +619,8 @@ class StallLimit(grpc.aio.ServerInterceptor):
         async with contextlib.aclosing(messages):
             async for message in messages:
                 try:
-                    await asyncio.wait_for(context.write(message), self.stall_s)
+                    async with asyncio.timeout(self.stall_s):
+                        await context.write(message)
                 except TimeoutError:
                     stalled = CallerStalledError(
                         f"the caller took no message for {self.stall_s:g} s "
