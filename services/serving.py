@@ -190,6 +190,11 @@ async def observed(
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
         raise
+    except GeneratorExit:
+        # A stream closed before its end: its caller went away while a message waited for
+        # it (it had been counted OK).
+        code = grpc.StatusCode.CANCELLED
+        raise
     except Exception as error:  # every error becomes a status, never a crash
         refusal = status_for(error)
         code = refusal.code

@@ -1417,6 +1417,44 @@ def test_a_generate_caller_that_stops_reading_lets_the_music_go():
 
 
 @pytest.mark.slow
+def test_a_stream_whose_caller_cancels_mid_delivery_is_counted_cancelled():
+    """A caller that cancels while its music waits for it to read: the request is counted
+    and logged CANCELLED (it had been counted OK, as if the music had been delivered)."""
+    from prometheus_client import REGISTRY
+
+    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
+
+    rate = 48000
+    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
+                     0.0, "pop", [])  # fmt: skip
+
+    async def compose(jobs: list) -> list:
+        return [GeneratedMusic(np.zeros((20 * rate, 2), np.float32), rate, {}, b"", plan)
+                for _ in jobs]  # fmt: skip
+
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    labels = {"service": SERVICE, "method": "Generate", "tenant": ""}
+
+    def counted(code: str) -> float:
+        return REGISTRY.get_sample_value("bgm_requests_total", {**labels, "code": code}) or 0.0
+
+    before = counted("CANCELLED"), counted("OK")
+    with (
+        _hosted(binding) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as channel,
+    ):
+        call = generator_pb2_grpc.GeneratorStub(channel).Generate(
+            generator_pb2.GenerateRequest(brief=_brief_of(20.0)), timeout=60
+        )
+        assert next(call).HasField("plan")  # the music waits for the caller
+        call.cancel()
+        _until(lambda: counted("CANCELLED") == before[0] + 1, timeout_s=10)
+    assert counted("OK") == before[1]
+
+
+@pytest.mark.slow
 def test_a_generate_whose_caller_left_leaves_no_task_waiting():
     """A Generate past its deadline while the piece is composed: the wait for its progress
     goes with it ("Task was destroyed but it is pending!" had been logged for each)."""
