@@ -202,6 +202,17 @@ def librosa_beats(mono: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(beats, dtype=float)
 
 
+def compile_librosa() -> None:
+    """Compile librosa's numba kernels once, here, before the workers start: two workers
+    compiling at once write its on-disk cache together, and a worker that then loads the
+    torn cache crashes (a segfault in beat_track, every run after)."""
+    import librosa
+
+    noise = np.random.default_rng(0).standard_normal(4 * 48_000).astype(np.float32)
+    librosa_beats(noise, 48_000)
+    librosa.onset.onset_detect(y=noise, sr=48_000, units="time")
+
+
 def import_madmom() -> bool:
     """Import madmom; False where it is not installed.
 
@@ -990,6 +1001,7 @@ def main() -> None:
     # One BLAS thread per worker: the workers already use every core.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
+    compile_librosa()
     pieces: list[Piece] = []
     with ProcessPoolExecutor(
         max_workers=args.workers,
