@@ -144,19 +144,20 @@ def test_a_cut_near_a_user_bpm_beat_is_hit_on_the_beat(generator, beat_analysis)
         assert onsets == {round(float(beats[np.argmin(np.abs(beats - cut))]), 4)}, (cut, onsets)
     music = generator.render(score, lambda f: None)
     assert music.plan.alignment.on_beat_count == 2
-    # Performed, every note on those beats keeps the beat's time: the performance's loose
-    # timing leaves a hit's notes alone (it had left alone only those within 2 ms of the cut).
+    # Performed, every note on those beats sounds together at the cut's own time: the
+    # performance's loose timing leaves a hit's notes alone (it had left alone only those
+    # within 2 ms of the cut), and the hit meets the picture (played on the beat, it had
+    # sounded 9 ms after the cut).
     played: dict[str, list] = {}
     for note in score.notes:
         played.setdefault(note.instrument, []).append(note)
     performance = perform(played, plan, score.forms, score.arrangement.chord_starts,
-                          score.cut_times, 48000, np.random.default_rng(1),
+                          score.arrangement.cut_hits, 48000, np.random.default_rng(1),
                           lambda: None)  # fmt: skip
     for cut in near:
-        beat = float(beats[np.argmin(np.abs(beats - cut))])
         starts = {n.start_sample for notes in performance.notes.values() for n in notes
-                  if abs(n.start_sample / 48000 - beat) <= 0.03}  # fmt: skip
-        assert starts == {round(beat * 48000)}, (cut, sorted(starts))
+                  if abs(n.start_sample / 48000 - cut) <= 0.03}  # fmt: skip
+        assert starts == {round(cut * 48000)}, (cut, sorted(starts))
 
 
 @pytest.mark.parametrize("genre", ["rock", "pop", "ambient"])
@@ -759,8 +760,7 @@ def test_swung_genres_play_no_flams(generator, beat_analysis, genre):
     closer than half a sixteenth apart, unless they are struck together (or one marks a cut,
     at its exact time)."""
     score = generator.compose(brief_for(beat_analysis, genre, seed=3), Heartbeat(lambda f: None))
-    plan = score.plan
-    cuts = [plan.beat_at(t) for t in score.cut_times]
+    cuts = list(score.arrangement.cut_hits)
     for instrument in score.band:
         played = [n.start for n in score.notes if n.instrument == instrument]
         onsets = sorted({round(b, 6) for b in played if min(abs(b - c) for c in cuts) > 0.01})
@@ -1172,8 +1172,9 @@ def test_no_stroke_of_the_drums_smears_a_cut_s_hit(generator, beat_analysis):
         if not onsets:
             continue  # ambient: no drums
         checked += 1
+        hits = [score.plan.beat_time(beat) for beat in score.arrangement.cut_hits]
         smeared += [(genre, round(hit, 3), round((t - hit) * 1000))
-                    for hit in score.cut_times for t in onsets
+                    for hit in hits for t in onsets
                     if 0.001 < abs(t - hit) <= FLAM_S]  # fmt: skip
     assert checked >= 9 and not smeared, (checked, smeared)
 

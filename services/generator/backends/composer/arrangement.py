@@ -332,8 +332,16 @@ class Arrangement:
     # the piece has none).
     harmony: list[ChordSpan] = field(default_factory=list)
     final: ChordSpan | None = None
-    # Beats where the cuts are hit, in order (the performance keeps the notes there exact).
-    cut_hits: list[float] = field(default_factory=list)
+    # Each beat where a cut is hit (rounded with `hit_key`), to the cut's own time in
+    # seconds: the performance plays every note struck there at that time, exactly (on a
+    # beat within ON_BEAT_S of the cut, the beat sounds with its cut, not up to 25 ms off).
+    cut_hits: dict[float, float] = field(default_factory=dict)
+
+
+def hit_key(beat: float) -> float:
+    """A beat position as `Arrangement.cut_hits` keys it (a note's start, computed on the
+    grid, matches its hit's beat to far better than a microbeat)."""
+    return round(beat, 6)
 
 
 # One bar of a tune: onsets (beats into the bar) and the scale steps to each note.
@@ -1045,7 +1053,7 @@ class Composer:
             # On its beat with the beat's notes when near it (a hit beside them is a flam).
             on_beat = self._on_beat(beat)
             events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
-        self.result.cut_hits = sorted(hit for hit, _, _ in events)
+            self.result.cut_hits[hit_key(events[-1][0])] = cut.time_s
         # The stops first, so that no stop silences another cut's hit.
         self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events

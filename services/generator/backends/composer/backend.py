@@ -103,7 +103,8 @@ class Score:
     plan: TimingPlan
     forms: list[SectionForm]
     arrangement: Arrangement
-    # Where the cuts are hit, seconds: at each cut, or on its beat within ON_BEAT_S of it.
+    # Where the cuts' hits sound, seconds, in order: at each cut's own time (on its beat in
+    # the score where it lies within ON_BEAT_S of one).
     cut_times: list[float]
     home: Key
     notes: list[Note]
@@ -200,7 +201,7 @@ class ComposerGenerator:
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat).compose()  # fmt: skip
         heartbeat()
-        cut_times = [plan.beat_time(beat) for beat in arrangement.cut_hits]
+        cut_times = list(arrangement.cut_hits.values())
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng,
                                  heartbeat)  # fmt: skip
         heartbeat()
@@ -225,7 +226,7 @@ class ComposerGenerator:
         for note in notes:
             by_instrument[note.instrument].append(note)
         performance = perform(by_instrument, plan, score.forms, score.arrangement.chord_starts,
-                              score.cut_times, brief.sample_rate, score.rng,
+                              score.arrangement.cut_hits, brief.sample_rate, score.rng,
                               heartbeat)  # fmt: skip
         heartbeat.advance(PERFORMED)
         total = round(brief.duration_s * brief.sample_rate)

@@ -3,7 +3,7 @@ offsets, ghost notes in the drums, the piano's sustain pedal, expression (MIDI C
 follows the sections' intensity and swells on long sustained notes, legato lines.
 
 Every choice is seeded (the piece's generator), so a seed still gives one exact performance.
-Notes that sound on a cut keep their exact time: they are what marks it.
+Notes that sound on a cut keep their exact time, the cut's own: they are what marks it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from services.generator.backends.composer.arrangement import (
     Note,
     Roles,
     SectionForm,
+    hit_key,
     meter_swing,
     swung,
 )
@@ -122,13 +123,23 @@ def perform(
     plan: TimingPlan,
     forms: Sequence[SectionForm],
     chord_starts: Sequence[float],
-    cut_times: Sequence[float],
+    cut_hits: Mapping[float, float],
     sample_rate: int,
     rng: np.random.Generator,
     heartbeat: Callable[[], None],
 ) -> Performance:
     """The notes at the samples they sound (seeded offsets around the grid, legato), and
-    each instrument's controller changes."""
+    each instrument's controller changes. `cut_hits`: the arrangement's beats where cuts are
+    hit, to the cuts' times; what starts or ends on such a beat does so at its cut's time.
+    A beat within ON_BEAT_S of a cut is its hit in the score; played on the plan's beat, the
+    hit had sounded up to 25 ms off its cut (ambient, a cut at 1.600 s: 16 ms late, and its
+    first onset 37 ms after the cut), and a hit beside the beat's notes is a flam."""
+
+    def sounding(beat: float) -> float:
+        cut = cut_hits.get(hit_key(beat))
+        return plan.beat_time(beat) if cut is None else cut
+
+    cut_times = sorted(cut_hits.values())
     scheduled: dict[str, list[ScheduledNote]] = {}
     controls: dict[str, list[Control]] = {}
     # The music sounds from the first sample: the first notes are exactly there.
@@ -140,10 +151,10 @@ def perform(
         result = []
         for note, offset in zip(played, offsets, strict=True):
             heartbeat()
-            start_s = plan.beat_time(note.start)
+            start_s = sounding(note.start)
             if note.start <= first or _near_cut(start_s, cut_times):
                 offset = 0.0
-            end_s = plan.beat_time(note.end) + max(offset, 0.0)
+            end_s = sounding(note.end) + max(offset, 0.0)
             start = max(0, round((start_s + offset) * sample_rate))
             result.append(
                 ScheduledNote(
@@ -161,7 +172,7 @@ def perform(
         controls[instrument] = _expression(played, plan, forms, instrument, sample_rate, first)
         heartbeat()
         if instrument in PEDALLED:
-            controls[instrument] += _pedal(chord_starts, plan, sample_rate)
+            controls[instrument] += _pedal(chord_starts, sounding, sample_rate)
             controls[instrument].sort(key=lambda c: c.sample)
     return Performance(scheduled, controls)
 
@@ -250,11 +261,14 @@ def _expression(
     return controls
 
 
-def _pedal(chord_starts: Sequence[float], plan: TimingPlan, sample_rate: int) -> list[Control]:
-    """The sustain pedal changed at every chord: up just before it, down just after."""
+def _pedal(
+    chord_starts: Sequence[float], sounding: Callable[[float], float], sample_rate: int
+) -> list[Control]:
+    """The sustain pedal changed at every chord (where it sounds): up just before it, down
+    just after."""
     controls = []
     for beat in chord_starts:
-        time_s = plan.beat_time(max(beat, 0.0))
+        time_s = sounding(max(beat, 0.0))
         controls.append(Control(max(0, round((time_s - PEDAL_UP_S) * sample_rate)), CC_SUSTAIN, 0))
         controls.append(Control(round((time_s + PEDAL_DOWN_S) * sample_rate), CC_SUSTAIN, 127))
     return controls
