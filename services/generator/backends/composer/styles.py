@@ -466,6 +466,12 @@ _STOMP_FILL: tuple[Pattern, ...] = (
 )
 # Corporate: hand claps building into the next bar, as a produced track does.
 _CLAP_FILL: tuple[Pattern, ...] = ({CLAP: "..........x.x.xx", OPEN_HAT: "..............x."},)
+# Electronic: a clap roll building into the next bar over the four-on-the-floor kick, as a
+# dance track's build does (a drummer's snare fill on the last beat is pop's and rock's).
+_BUILD_FILL: tuple[Pattern, ...] = (
+    {KICK: "........x...x...", CLAP: "........o.o.xxxx"},
+    {KICK: "........x...x...", CLAP: "........x.x.x.xx", OPEN_HAT: "..............x."},
+)
 _FILL_34: tuple[Pattern, ...] = ({SNARE: "........xxxx", KICK: "........x..."},)
 _FILL_68: tuple[Pattern, ...] = ({SNARE: "...xxx", KICK: "...x.."},)
 
@@ -768,7 +774,7 @@ STYLES: dict[str, Style] = {
             },
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _FOUR_ON_FLOOR},
-            fills={"4/4": _FILL},
+            fills={"4/4": _BUILD_FILL},
             bass={"4/4": _BASS_OCTAVES},
             comping={"4/4": _COMP_STAB},
             pulse={"4/4": _ARP_UP},
