@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1378,24 +1378,31 @@ STOPS_READING = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 
                  ("grpc.use_local_subchannel_pool", 1)]  # fmt: skip
 
 
+def _composing_silence(seconds: float, rate: int) -> Callable[[list], Awaitable[list]]:
+    """A generator's compose step that makes `seconds` of silence for each job."""
+    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
+
+    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
+                     0.0, "pop", [])  # fmt: skip
+    samples = round(seconds * rate)
+
+    async def compose(jobs: list) -> list:
+        return [GeneratedMusic(np.zeros((samples, 2), np.float32), rate, {}, b"", plan)
+                for _ in jobs]  # fmt: skip
+
+    return compose
+
+
 @pytest.mark.slow
 def test_a_generate_caller_that_stops_reading_lets_the_music_go():
     """A Generate whose caller stops reading ends after serving.reader_stall_s, and its share
     of the audio budget goes with it: another caller's Generate, waiting for that share, gets
     its music (it had waited for as long as the first caller liked to leave its music unread).
     The first caller, reading again, gets the status that says why."""
-    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
-
     rate = 48000
-    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
-                     0.0, "pop", [])  # fmt: skip
-
-    async def compose(jobs: list) -> list:
-        return [GeneratedMusic(np.zeros((2 * rate, 2), np.float32), rate, {}, b"", plan)
-                for _ in jobs]  # fmt: skip
-
     servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 2, ServiceGate(),  # type: ignore[arg-type]
-                                 compose, audio_budget_bytes=audio_bytes(2.0, rate))  # fmt: skip
+                                 _composing_silence(2.0, rate),
+                                 audio_budget_bytes=audio_bytes(2.0, rate))  # fmt: skip
     binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
                              servicer)  # fmt: skip
     request = generator_pb2.GenerateRequest(brief=_brief_of(2.0))
@@ -1422,17 +1429,8 @@ def test_a_stream_whose_caller_cancels_mid_delivery_is_counted_cancelled():
     and logged CANCELLED (it had been counted OK, as if the music had been delivered)."""
     from prometheus_client import REGISTRY
 
-    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
-
-    rate = 48000
-    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
-                     0.0, "pop", [])  # fmt: skip
-
-    async def compose(jobs: list) -> list:
-        return [GeneratedMusic(np.zeros((20 * rate, 2), np.float32), rate, {}, b"", plan)
-                for _ in jobs]  # fmt: skip
-
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(20.0, 48000))  # fmt: skip
     binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
                              servicer)  # fmt: skip
     labels = {"service": SERVICE, "method": "Generate", "tenant": ""}
