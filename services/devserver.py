@@ -251,8 +251,24 @@ def serve_config(
     return path
 
 
+# A deployment serves in these states: autoscaling up or down, its replicas run (one that an
+# earlier load scaled up stays DOWNSCALING for Serve's downscale delay, which had failed
+# bench_ray's second deploy after 180 s).
+SERVING_DEPLOYMENTS = ("HEALTHY", "UPSCALING", "DOWNSCALING")
+
+
+def all_serving(applications: dict[str, Any], names: list[str]) -> bool:
+    """Whether Serve's REST API reply (`applications`) has every named application RUNNING
+    with every deployment serving."""
+    return all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(
+        d.get("status") in SERVING_DEPLOYMENTS
+        for n in names
+        for d in applications[n].get("deployments", {}).values()
+    )
+
+
 def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
-    """`serve deploy`, then wait until every application is RUNNING."""
+    """`serve deploy`, then wait until every application is RUNNING and serving."""
     run_ray(serve_command("deploy", "-a", dashboard, str(config)), check=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
@@ -263,11 +279,7 @@ def deploy(dashboard: str, config: Path, seconds: float = 180.0) -> None:
         # seconds of CPU taken from the replicas being started.
         with urllib.request.urlopen(f"{dashboard}/api/serve/applications/", timeout=10) as reply:
             applications = json.load(reply).get("applications") or {}
-        if all(applications.get(n, {}).get("status") == "RUNNING" for n in names) and all(
-            d.get("status") == "HEALTHY"
-            for n in names
-            for d in applications[n].get("deployments", {}).values()
-        ):
+        if all_serving(applications, names):
             return
         time.sleep(1.0)
     lines = []

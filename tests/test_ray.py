@@ -14,6 +14,8 @@ import yaml
 
 from services.devserver import (
     RAY_ENV,
+    SERVING_DEPLOYMENTS,
+    all_serving,
     deploy,
     free_port,
     serve_config,
@@ -27,6 +29,28 @@ from tests.bgm_command import Finished, bgm
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = [ROOT / f"deploy/serve/bgm-{name}.yaml" for name in ("cpu", "gpu", "sonique")]
+
+
+def test_a_deployment_scaling_after_a_load_counts_as_serving():
+    """Waiting for a deploy: a deployment that autoscales (its replicas serve meanwhile)
+    counts; one still starting or failed does not. bench_ray's second deploy had waited 180 s
+    and failed: the tagger, scaled up by the load before it, was DOWNSCALING."""
+    from ray.serve.schema import DeploymentStatus
+
+    assert set(SERVING_DEPLOYMENTS) <= {status.value for status in DeploymentStatus}
+
+    def reply(tagger: str) -> dict:
+        return {
+            "tagger": {"status": "RUNNING", "deployments": {"tagger": {"status": tagger}}},
+            "generator": {"status": "RUNNING", "deployments": {"generator": {"status": "HEALTHY"}}},
+        }
+
+    names = ["tagger", "generator"]
+    assert all_serving(reply("DOWNSCALING"), names)
+    assert all_serving(reply("UPSCALING"), names)
+    assert not all_serving(reply("UPDATING"), names)
+    assert not all_serving(reply("UNHEALTHY"), names)
+    assert not all_serving(reply("HEALTHY"), [*names, "gateway"])
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
