@@ -1120,7 +1120,7 @@ def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
     drums = [n for n in score.notes if n.instrument == "drums"]
     quiet: list[int] = []
     loud: list[int] = []
-    for cut in score.cut_times:
+    for cut in score.arrangement.cut_times:
         beat = plan.beat_at(cut)
         form = next(f for f in score.forms if f.start_beat <= beat < f.end_beat)
         hits = [
@@ -1215,7 +1215,7 @@ def test_a_cut_beside_a_bar_line_is_one_crash_not_two(generator, beat_analysis):
         score = generator.compose(brief, Heartbeat(lambda f: None))
         hits = sorted(n.start for n in score.notes
                       if n.instrument == "drums" and n.pitch in cymbals)  # fmt: skip
-        cuts = [score.plan.beat_at(t) for t in score.cut_times]
+        cuts = [score.plan.beat_at(t) for t in score.arrangement.cut_times]
         marks = [min(abs(hit - c) for c in cuts) < 0.05 or min(abs(hit - round(c)) for c in cuts)
                  < 0.05 for hit in hits]  # fmt: skip
         # Two cuts a beat apart are marked each by its own hit; a crash of the music's own

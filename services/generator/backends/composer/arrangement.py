@@ -337,6 +337,11 @@ class Arrangement:
     # beat within ON_BEAT_S of the cut, the beat sounds with its cut, not up to 25 ms off).
     cut_hits: dict[float, float] = field(default_factory=dict)
 
+    @property
+    def cut_times(self) -> list[float]:
+        """Where the cuts' hits sound, seconds, in order."""
+        return sorted(self.cut_hits.values())
+
 
 def hit_key(beat: float) -> float:
     """A beat position as `Arrangement.cut_hits` keys it (a note's start, computed on the
@@ -1052,8 +1057,9 @@ class Composer:
                 continue
             # On its beat with the beat's notes when near it (a hit beside them is a flam).
             on_beat = self._on_beat(beat)
-            events.append((float(round(beat)) if on_beat else beat, strong, on_beat))
-            self.result.cut_hits[hit_key(events[-1][0])] = cut.time_s
+            hit = float(round(beat)) if on_beat else beat
+            events.append((hit, strong, on_beat))
+            self.result.cut_hits[hit_key(hit)] = cut.time_s
         # The stops first, so that no stop silences another cut's hit.
         self.heartbeat()
         self._stop_drums([(beat - 0.5, beat) for beat, strong, on_beat in events

@@ -103,9 +103,6 @@ class Score:
     plan: TimingPlan
     forms: list[SectionForm]
     arrangement: Arrangement
-    # Where the cuts' hits sound, seconds, in order: at each cut's own time (on its beat in
-    # the score where it lies within ON_BEAT_S of one).
-    cut_times: list[float]
     home: Key
     notes: list[Note]
     rng: np.random.Generator
@@ -201,11 +198,10 @@ class ComposerGenerator:
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat).compose()  # fmt: skip
         heartbeat()
-        cut_times = list(arrangement.cut_hits.values())
-        notes = with_ghost_notes(arrangement.notes, plan, forms, style, cut_times, rng,
-                                 heartbeat)  # fmt: skip
+        notes = with_ghost_notes(arrangement.notes, plan, forms, style, arrangement.cut_times,
+                                 rng, heartbeat)  # fmt: skip
         heartbeat()
-        return Score(brief, style, band, roles, plan, forms, arrangement, cut_times, home,
+        return Score(brief, style, band, roles, plan, forms, arrangement, home,
                      notes, rng)  # fmt: skip
 
     def render(self, score: Score, report: ProgressCallback) -> GeneratedMusic:
