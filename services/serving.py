@@ -490,6 +490,26 @@ class Cancellation:
         if self.over.is_set():
             raise CancelledError("the caller cancelled the request")
 
+    async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in a thread (it reports to `check`) that the awaiting task does
+        not leave behind: cancelled, the task ends the request and waits for the thread to
+        stop before the cancel goes on. What the thread uses is let go only after it: a
+        request's folder had been removed while its outputs were being written into it, and
+        the write left it behind (a caller that stopped reading mid-writing)."""
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self.over.set()
+            while not work.done():
+                # A second cancel does not cut the wait short; the thread stops at its next
+                # report (HEARTBEAT_S).
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({work})
+            if not work.cancelled():
+                work.exception()  # its CancelledError is expected, not news
+            raise
+
 
 class RunningRequests:
     """Requests running per key (a client, a tenant), each key at most its limit; one more

@@ -49,6 +49,7 @@ from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
 from services.serving import (
     ON_BEHALF_OF,
+    Cancellation,
     FairTurns,
     HostedServer,
     ServiceBinding,
@@ -191,6 +192,48 @@ def test_a_scratch_folder_is_removed_however_the_request_ends(tmp_path: Path):
     with pytest.raises(RuntimeError), scratch_folder(tmp_path, "tagger") as folder:
         assert (folder / MARKER).is_file()
         raise RuntimeError("the request failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cancelled_request_keeps_its_folder_until_the_work_in_its_thread_stops(
+    tmp_path: Path,
+):
+    """A Score cancelled while a thread wrote its outputs (its caller had stopped reading):
+    the request's folder was removed while the thread went on writing into it (until the
+    request's status was sent), and what it wrote then was left behind. The thread is now
+    stopped and waited for first."""
+
+    class StreamStillOpen:
+        def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+            """The stream ends after its work is cancelled, not before."""
+
+    cancellation = Cancellation(StreamStillOpen())
+    writing, seen = threading.Event(), {}
+
+    def write(folder: Path) -> None:
+        while True:
+            (folder / "part.wav").write_bytes(b"RIFF")
+            writing.set()
+            try:
+                cancellation.check()
+            except CancelledError:
+                seen["folder there when stopped"] = folder.is_dir()
+                raise
+            time.sleep(0.005)
+
+    async def request() -> None:
+        with scratch_folder(tmp_path, "gateway") as folder:
+            await cancellation.in_thread(write, folder)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(request())
+        assert await asyncio.to_thread(writing.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert seen == {"folder there when stopped": True}
     assert list(tmp_path.iterdir()) == []
 
 

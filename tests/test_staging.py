@@ -4,6 +4,7 @@ temporary output names no two requests share (issue 15)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,18 @@ def test_a_folder_where_an_output_goes_refuses_them_all(tmp_path: Path):
             temporary.write_bytes(b"RIFF")
             staging.files.append((temporary, final))
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["drums.wav", "stems"]
+
+
+def test_outputs_whose_folder_was_removed_do_not_bring_it_back(tmp_path: Path):
+    """A request's folder removed while its outputs were being written (the request ended
+    meanwhile): renaming them into place had made the folder again, and the gateway left it
+    behind (empty) in its staging."""
+    folder = tmp_path / "request"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError), staged_outputs() as staging:
+        final = folder / "scored.mp4"
+        temporary = temporary_path(final)
+        temporary.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        staging.files.append((temporary, final))
+        shutil.rmtree(folder)
+    assert list(tmp_path.iterdir()) == []

@@ -49,7 +49,9 @@ def staged_outputs() -> Iterator[Staging]:
                 raise InvalidInputError(f"{final.name}: a folder is where this output goes",
                                         field="output.output_uri")  # fmt: skip
         for temporary, final in staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            # Not made again: a temporary lies beside its final name, so its folder is gone
+            # only if the request's was removed meanwhile (a folder made here was left
+            # behind).
             os.replace(temporary, final)
             renamed.append(final)
     except BaseException:

@@ -612,15 +612,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         events.put(event)
                 assert generated is not None
                 music = generated.music
-                # Mastering and writing stop within a heartbeat once the caller has gone.
-                heartbeat = Heartbeat(Cancellation(context).check)
+                # Mastering and writing stop within a heartbeat once the caller has gone,
+                # and the request's folder and share outlast them.
+                cancellation = Cancellation(context)
+                heartbeat = Heartbeat(cancellation.check)
                 events.put(_progress("mastering", 0.8))
                 ducking = speech_ducking(analysis, controls, options,
                                          self.config.speech_ducking)  # fmt: skip
-                mastered = await asyncio.to_thread(master_music, video, music, options,
-                                                   heartbeat, ducking)  # fmt: skip
+                mastered = await cancellation.in_thread(master_music, video, music, options,
+                                                        heartbeat, ducking)  # fmt: skip
                 events.put(_progress("writing", 0.9))
-                written = await asyncio.to_thread(
+                written = await cancellation.in_thread(
                     write_outputs, video, music, mastered, options, heartbeat
                 )
                 return brief, music.plan, mastered.report, generated.ranking, written

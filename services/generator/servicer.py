@@ -180,7 +180,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                                 stage="composition", fraction=getter.result()))  # fmt: skip
                         else:
                             getter.cancel()
-                    musics, ranking = await asyncio.to_thread(
+                    musics, ranking = await cancellation.in_thread(
                         ranked, brief, work.result(), Heartbeat(cancellation.check)
                     )
                 finally:

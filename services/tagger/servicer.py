@@ -92,7 +92,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                     slice_s = self._turn_slice_s
                     report = (cancellation.check if slice_s is None else turn_keeper(
                         turn, asyncio.get_running_loop(), slice_s, cancellation.check))  # fmt: skip
-                    analysis = await asyncio.to_thread(
+                    analysis = await cancellation.in_thread(
                         backend.analyze,
                         AnalysisRequest(video, prompt=request.prompt,
                                         listen=not request.skip_speech),
