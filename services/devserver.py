@@ -192,7 +192,15 @@ def stop(running: Running) -> int:
 # The environment of the local Ray cluster's commands. Its authentication is set rather than
 # left to Ray's default: once any local `ray.init()` has left a token in ~/.ray, `ray start`
 # turns token authentication on, and `serve deploy` is then refused by the dashboard (401).
-RAY_ENV = {"RAY_DISABLE_USAGE_STATS": "1", "RAY_AUTH_MODE": "disabled"}
+# Each node runs a Python collection in its Ray processes this often, seconds (Ray's default:
+# 90 minutes). The messages of a stream its caller cancelled before reading them stay in the
+# object store until one runs (a reference cycle in Ray's own processes holds them); the
+# Kubernetes manifests set the same on every Ray pod.
+RAY_ENV = {
+    "RAY_DISABLE_USAGE_STATS": "1",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_local_gc_interval_s": "30",
+}
 
 
 def run_ray(command: list[str], **options: Any) -> subprocess.CompletedProcess:

@@ -228,6 +228,17 @@ def test_images_are_pinned_and_nothing_runs_privileged(overlay):
         assert security.get("allowPrivilegeEscalation") is False, where
 
 
+def test_every_ray_pod_collects_garbage_as_the_local_cluster_does(overlay):
+    # A stream cancelled unread holds its messages in Ray's object store until a collection
+    # runs (test_ray); every node's raylet asks for one at this interval.
+    from services.devserver import RAY_ENV
+
+    _, objects = overlay
+    for where, container in containers(objects):
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("RAY_local_gc_interval_s") == RAY_ENV["RAY_local_gc_interval_s"], where
+
+
 def _found(pattern: str, text: str) -> str:
     """The first group of `pattern`'s first match in `text` (a line of it)."""
     match = re.search(pattern, text, re.MULTILINE)
