@@ -297,6 +297,13 @@ class GatewayConfig(StrictModel):
     max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
+    # A Score's files streamed back must all be taken within delivery_grace_s and their size
+    # at delivery_min_bytes_per_s (DEADLINE_EXCEEDED, DELIVERY_TOO_SLOW, after): a client
+    # taking a chunk just inside serving.reader_stall_s held them on the staging disk, with
+    # its place among the requests, for as long as it liked (a two-hour WAV, 2.8 GB, for a
+    # day). 4 MB of a three-minute video in 64 s; that WAV in 45 minutes.
+    delivery_grace_s: float = Field(60.0, gt=0)
+    delivery_min_bytes_per_s: int = Field(1024 * 1024, gt=0)
     # Audio that requests hold at once, bytes: the music and stems received from the
     # generator, every candidate's (32-bit stereo at the request's rate), from before the
     # generator is called until the files are written. A request waits by turns, its clients

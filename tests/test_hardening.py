@@ -917,6 +917,40 @@ def test_a_score_caller_that_stops_reading_lets_its_request_go(tmp_path: Path, m
         assert stop(running) == 0
 
 
+@pytest.mark.slow
+def test_a_score_client_that_takes_its_files_too_slowly_lets_them_go(
+    tmp_path: Path, media: Path, clip
+):
+    """A client that takes each chunk of its files within serving.reader_stall_s, but all of
+    them more slowly than gateway.delivery_min_bytes_per_s allows, has its Score ended and
+    its request folder removed (it had held them for as long as it liked); one that reads
+    promptly gets them all."""
+    running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
+                    chunk_bytes=16 * 1024, delivery_grace_s=1.0,
+                    delivery_min_bytes_per_s=1024**3)  # fmt: skip
+    try:
+        # A WAV of the clip: 47 chunks, more than the connection's window holds.
+        request = _request(clip.path.as_uri())
+        request.output.format = gateway_pb2.OUTPUT_FORMAT_WAV
+        prompt = score(running.gateway, request, timeout=60)
+        files = [e.file for e in prompt if e.WhichOneof("event") == "file"]
+        assert len(files) > 20 and files[-1].last and prompt[-1].WhichOneof("event") == "result"
+
+        def slowly() -> None:
+            with grpc.insecure_channel(running.gateway, options=STOPS_READING) as channel:
+                stub = gateway_pb2_grpc.GatewayStub(channel)
+                for response in stub.Score(request, timeout=60):
+                    if response.event.WhichOneof("event") == "file":
+                        time.sleep(0.6)
+
+        code, message = code_of(slowly)
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, message
+        assert "did not take the" in message and "gateway.delivery_grace_s" in message
+        _until(lambda: _left_behind(running) == [], timeout_s=10)
+    finally:
+        assert stop(running) == 0
+
+
 # ---- turns -------------------------------------------------------------------------------
 
 

@@ -541,8 +541,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
         if not output.output_uri:
+            delivery = _Delivery(written, self.config)
             for path in written:
                 async for chunk in self._file_chunks(path, options):
+                    delivery.check()
                     yield chunk
         seconds = time.perf_counter() - asked.started
         metrics.compute_per_music_second(SERVICE, seconds / max(brief.duration_s, 1e-6))
@@ -748,6 +750,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
+
+
+class _Delivery:
+    """The time a Score's client has to take its files: gateway.delivery_grace_s and their
+    size at gateway.delivery_min_bytes_per_s, from the first chunk."""
+
+    def __init__(self, files: list[Path], config: GatewayConfig):
+        self.size = sum(path.stat().st_size for path in files)
+        self.allowed_s = config.delivery_grace_s + self.size / config.delivery_min_bytes_per_s
+        self.started = time.monotonic()
+
+    def check(self) -> None:
+        """Before each chunk: DeadlineExceededError once the time is up."""
+        if time.monotonic() - self.started > self.allowed_s:
+            raise DeadlineExceededError(
+                f"the client did not take the {self.size} bytes of its files within "
+                f"{self.allowed_s:.0f} s (gateway.delivery_grace_s, "
+                "gateway.delivery_min_bytes_per_s); the stream was ended",
+                error_reason="DELIVERY_TOO_SLOW",
+            )
 
 
 @dataclass(frozen=True)
