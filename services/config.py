@@ -297,13 +297,6 @@ class GatewayConfig(StrictModel):
     max_requests_per_client: int = Field(8, ge=1)
     # Output files stream back in chunks of this size.
     chunk_bytes: int = Field(1024 * 1024, gt=0)
-    # A Score's files streamed back must all be taken within delivery_grace_s and their size
-    # at delivery_min_bytes_per_s (DEADLINE_EXCEEDED, DELIVERY_TOO_SLOW, after): a client
-    # taking a chunk just inside serving.reader_stall_s held them on the staging disk, with
-    # its place among the requests, for as long as it liked (a two-hour WAV, 2.8 GB, for a
-    # day). 4 MB of a three-minute video in 64 s; that WAV in 45 minutes.
-    delivery_grace_s: float = Field(60.0, gt=0)
-    delivery_min_bytes_per_s: int = Field(1024 * 1024, gt=0)
     # Audio that requests hold at once, bytes: the music and stems received from the
     # generator, every candidate's (32-bit stereo at the request's rate), from before the
     # generator is called until the files are written. A request waits by turns, its clients
@@ -372,6 +365,19 @@ DEFAULT_ENDPOINTS = {
 }
 
 
+class DeliveryLimit(StrictModel):
+    """How fast a caller must take what a stream has ready for it (the gateway's files, the
+    generator's music): all of it within grace_s and its size at min_bytes_per_s, from its
+    first message, else DEADLINE_EXCEEDED (DELIVERY_TOO_SLOW) and what it held is let go. A
+    caller taking a message just inside reader_stall_s had held it for as long as it liked:
+    the generator's share of the audio budget (other callers' requests waiting for it), the
+    gateway's request folder on the staging disk (a two-hour WAV, 2.8 GB, for a day). At the
+    defaults a three-minute video's 4 MB within about 64 s, that WAV within 45 minutes."""
+
+    grace_s: float = Field(60.0, gt=0)
+    min_bytes_per_s: int = Field(1024 * 1024, gt=0)
+
+
 class ServingConfig(StrictModel):
     gateway: Endpoint = DEFAULT_ENDPOINTS["gateway"]
     tagger: Endpoint = DEFAULT_ENDPOINTS["tagger"]
@@ -386,6 +392,7 @@ class ServingConfig(StrictModel):
     # of the audio budget (every other caller waiting behind it), or the gateway's request
     # folder and admission, for as long as it liked.
     reader_stall_s: float = Field(30.0, gt=0)
+    delivery: DeliveryLimit = DeliveryLimit()
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None

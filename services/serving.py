@@ -36,11 +36,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.config import ServingConfig
+from services.config import DeliveryLimit, ServingConfig
 from services.errors import (
     BgmError,
     CallerStalledError,
     CancelledError,
+    DeadlineExceededError,
     DownstreamError,
     ResourceExhaustedError,
     UnavailableError,
@@ -601,6 +602,25 @@ def service_channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ]
+
+
+class Delivery:
+    """The time a caller has to take what a stream has ready for it: serving.delivery's
+    grace and `size_bytes` at its rate, from now (its first message)."""
+
+    def __init__(self, size_bytes: int, limit: DeliveryLimit):
+        self.size = size_bytes
+        self.allowed_s = limit.grace_s + size_bytes / limit.min_bytes_per_s
+        self.started = time.monotonic()
+
+    def check(self) -> None:
+        """Before each message: DeadlineExceededError once the time is up."""
+        if time.monotonic() - self.started > self.allowed_s:
+            raise DeadlineExceededError(
+                f"the caller did not take the {self.size} bytes ready for it within "
+                f"{self.allowed_s:.0f} s (serving.delivery); the stream was ended",
+                error_reason="DELIVERY_TOO_SLOW",
+            )
 
 
 class StallLimit(grpc.aio.ServerInterceptor):

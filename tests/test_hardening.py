@@ -24,7 +24,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.auth import ServiceGate
-from services.config import RequestLimits, ServingConfig, load_config
+from services.config import DeliveryLimit, RequestLimits, ServingConfig, load_config
 from services.contract import brief_to_proto
 from services.devserver import Running, free_port, start, stop, wait_serving, write_config
 from services.domain import Cut, GeneratorInfo, Look, Segment
@@ -922,12 +922,12 @@ def test_a_score_client_that_takes_its_files_too_slowly_lets_them_go(
     tmp_path: Path, media: Path, clip
 ):
     """A client that takes each chunk of its files within serving.reader_stall_s, but all of
-    them more slowly than gateway.delivery_min_bytes_per_s allows, has its Score ended and
-    its request folder removed (it had held them for as long as it liked); one that reads
-    promptly gets them all."""
+    them more slowly than serving.delivery allows, has its Score ended and its request
+    folder removed (it had held them for as long as it liked); one that reads promptly gets
+    them all."""
     running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
-                    chunk_bytes=16 * 1024, delivery_grace_s=1.0,
-                    delivery_min_bytes_per_s=1024**3)  # fmt: skip
+                    chunk_bytes=16 * 1024, changes={"serving": {"delivery": {
+                        "grace_s": 1.0, "min_bytes_per_s": 1024**3}}})  # fmt: skip
     try:
         # A WAV of the clip: 47 chunks, more than the connection's window holds.
         request = _request(clip.path.as_uri())
@@ -945,7 +945,7 @@ def test_a_score_client_that_takes_its_files_too_slowly_lets_them_go(
 
         code, message = code_of(slowly)
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED, message
-        assert "did not take the" in message and "gateway.delivery_grace_s" in message
+        assert "did not take the" in message and "(serving.delivery)" in message
         _until(lambda: _left_behind(running) == [], timeout_s=10)
     finally:
         assert stop(running) == 0
@@ -1498,6 +1498,52 @@ def test_a_generate_caller_that_stops_reading_lets_the_music_go():
     assert sum(len(m.audio.pcm_f32le) for m in second) == 2 * rate * 2 * 4
     assert left[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "the caller took no message for 1 s (serving.reader_stall_s)" in left[1]
+
+
+@pytest.mark.slow
+def test_a_generate_caller_that_takes_its_music_too_slowly_lets_the_share_go():
+    """A caller that takes each message of its music within serving.reader_stall_s, but all
+    of it more slowly than serving.delivery allows, has its Generate ended, and its share of
+    the audio budget goes with it: another caller's Generate, waiting for that share, gets its
+    music (it had waited for as long as the first caller liked to take its music)."""
+    rate = 48000
+    quick = DeliveryLimit(grace_s=1.0, min_bytes_per_s=1024**3)
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 2, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(20.0, rate),
+                                 audio_budget_bytes=audio_bytes(20.0, rate),
+                                 delivery=quick)  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    request = generator_pb2.GenerateRequest(brief=_brief_of(20.0))
+    taken: list[float] = []
+
+    def slowly(stub: generator_pb2_grpc.GeneratorStub) -> None:
+        for message in stub.Generate(request, timeout=60):
+            if message.HasField("audio"):
+                taken.append(time.monotonic())
+                time.sleep(0.5)
+
+    with (
+        _hosted(binding) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as slow,
+        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
+    ):
+        left: list[tuple[grpc.StatusCode, str]] = []
+        stub = generator_pb2_grpc.GeneratorStub(slow)
+        reader = threading.Thread(target=lambda: left.append(code_of(lambda: slowly(stub))))
+        reader.start()
+        _until(lambda: len(taken) > 0)
+        started = time.monotonic()
+        second = list(generator_pb2_grpc.GeneratorStub(other).Generate(request, timeout=30))
+        waited = time.monotonic() - started
+        reader.join(30)
+    print(f"the other caller waited {waited:.2f} s for the share; the slow one took "
+          f"{len(taken)} of 20 chunks")  # fmt: skip
+    assert sum(len(m.audio.pcm_f32le) for m in second) == 20 * rate * 2 * 4
+    assert left, "the slow caller was let take all its music"
+    assert left[0][0] == grpc.StatusCode.DEADLINE_EXCEEDED, left
+    assert "did not take the" in left[0][1] and "(serving.delivery)" in left[0][1]
+    assert len(taken) < 10
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ import grpc
 
 from services import metrics
 from services.auth import Authenticator, TenantLedger, service_token
-from services.config import AuthConfig, BgmConfig, GatewayConfig, RequestLimits
+from services.config import AuthConfig, BgmConfig, DeliveryLimit, GatewayConfig, RequestLimits
 from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
@@ -82,6 +82,7 @@ from services.serving import (
     PROBE,
     STATUS_DETAILS_KEY,
     Cancellation,
+    Delivery,
     FairTurns,
     LongMessages,
     PerClientLimit,
@@ -123,8 +124,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         max_message_bytes: int,
         auth: AuthConfig,
         turn_slice_s: float,
+        delivery: DeliveryLimit,
     ):
         self.config = config
+        self.delivery = delivery
         self.vocabulary = vocabulary
         self.limits = limits
         self.schema = EdgeSchema(limits)
@@ -163,7 +166,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return cls(config.gateway, load_vocabulary(), config.limits,
                    max_concurrent=config.serving.gateway.max_concurrent,
                    max_message_bytes=config.serving.max_message_bytes,
-                   auth=config.auth, turn_slice_s=config.serving.gateway.turn_slice_s)  # fmt: skip
+                   auth=config.auth, turn_slice_s=config.serving.gateway.turn_slice_s,
+                   delivery=config.serving.delivery)  # fmt: skip
 
     async def close(self) -> None:
         await self.tagger_channel.close()
@@ -541,7 +545,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
         if not output.output_uri:
-            delivery = _Delivery(written, self.config)
+            delivery = Delivery(sum(path.stat().st_size for path in written), self.delivery)
             for path in written:
                 async for chunk in self._file_chunks(path, options):
                     delivery.check()
@@ -750,26 +754,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 offset += len(data)
                 if last:
                     break
-
-
-class _Delivery:
-    """The time a Score's client has to take its files: gateway.delivery_grace_s and their
-    size at gateway.delivery_min_bytes_per_s, from the first chunk."""
-
-    def __init__(self, files: list[Path], config: GatewayConfig):
-        self.size = sum(path.stat().st_size for path in files)
-        self.allowed_s = config.delivery_grace_s + self.size / config.delivery_min_bytes_per_s
-        self.started = time.monotonic()
-
-    def check(self) -> None:
-        """Before each chunk: DeadlineExceededError once the time is up."""
-        if time.monotonic() - self.started > self.allowed_s:
-            raise DeadlineExceededError(
-                f"the client did not take the {self.size} bytes of its files within "
-                f"{self.allowed_s:.0f} s (gateway.delivery_grace_s, "
-                "gateway.delivery_min_bytes_per_s); the stream was ended",
-                error_reason="DELIVERY_TOO_SLOW",
-            )
 
 
 @dataclass(frozen=True)

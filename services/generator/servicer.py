@@ -12,7 +12,7 @@ import grpc
 
 from services import metrics
 from services.auth import ServiceGate, service_gate
-from services.config import BgmConfig, GeneratorConfig, RequestLimits
+from services.config import BgmConfig, DeliveryLimit, GeneratorConfig, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic, MusicBrief
 from services.edge import EdgeSchema, audio_bytes, check_work
@@ -29,6 +29,7 @@ from services.progress import Heartbeat
 from services.rules import MAX_CANDIDATES, check_candidates
 from services.serving import (
     Cancellation,
+    Delivery,
     FairTurns,
     LongMessages,
     audio_share,
@@ -66,6 +67,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         batch_runner: BatchRunner | None = None,
         turn_slice_s: float | None = None,
         audio_budget_bytes: int = GeneratorConfig().audio_budget_bytes,
+        delivery: DeliveryLimit | None = None,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -81,6 +83,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         # would stall them, and the turn it handed on with them.
         self._turn_slice_s = None if batch_runner is not None else turn_slice_s
         self._long = LongMessages()
+        self._delivery = delivery or DeliveryLimit()
 
     @classmethod
     def from_config(
@@ -93,7 +96,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         endpoint = config.serving.generator
         gate = service_gate(config.auth, endpoint.tls)
         return cls(backend, config.limits, endpoint.max_concurrent, gate, batch_runner,
-                   endpoint.turn_slice_s, config.generator.audio_budget_bytes)  # fmt: skip
+                   endpoint.turn_slice_s, config.generator.audio_budget_bytes,
+                   config.serving.delivery)  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -188,8 +192,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 metrics.compute_per_music_second(
                     SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
                 )
+            # The music is the share's: a caller that takes it slowly lets both go.
+            delivery = Delivery(held, self._delivery)
             for candidate, music in enumerate(musics):
                 for message in _music_messages(candidate, music):
+                    delivery.check()
                     yield message
             if ranking:
                 yield generator_pb2.GenerateResponse(
