@@ -151,9 +151,8 @@ def test_a_cut_near_a_user_bpm_beat_is_hit_on_the_beat(generator, beat_analysis)
     played: dict[str, list] = {}
     for note in score.notes:
         played.setdefault(note.instrument, []).append(note)
-    performance = perform(played, plan, score.forms, score.arrangement.chord_starts,
-                          score.arrangement.cut_hits, 48000, np.random.default_rng(1),
-                          lambda: None)  # fmt: skip
+    performance = perform(played, plan, score.forms, score.arrangement, 48000,
+                          np.random.default_rng(1), lambda: None)  # fmt: skip
     for cut in near:
         starts = {n.start_sample for notes in performance.notes.values() for n in notes
                   if abs(n.start_sample / 48000 - cut) <= 0.03}  # fmt: skip

@@ -221,9 +221,8 @@ class ComposerGenerator:
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)
-        performance = perform(by_instrument, plan, score.forms, score.arrangement.chord_starts,
-                              score.arrangement.cut_hits, brief.sample_rate, score.rng,
-                              heartbeat)  # fmt: skip
+        performance = perform(by_instrument, plan, score.forms, score.arrangement,
+                              brief.sample_rate, score.rng, heartbeat)  # fmt: skip
         heartbeat.advance(PERFORMED)
         total = round(brief.duration_s * brief.sample_rate)
         channels, parts = [], []

@@ -18,6 +18,7 @@ import numpy as np
 from services.generator.backends.composer.arrangement import (
     FLAM_S,
     SUSTAINING,
+    Arrangement,
     Note,
     Roles,
     SectionForm,
@@ -122,24 +123,23 @@ def perform(
     by_instrument: Mapping[str, Sequence[Note]],
     plan: TimingPlan,
     forms: Sequence[SectionForm],
-    chord_starts: Sequence[float],
-    cut_hits: Mapping[float, float],
+    arrangement: Arrangement,
     sample_rate: int,
     rng: np.random.Generator,
     heartbeat: Callable[[], None],
 ) -> Performance:
     """The notes at the samples they sound (seeded offsets around the grid, legato), and
-    each instrument's controller changes. `cut_hits`: the arrangement's beats where cuts are
-    hit, to the cuts' times; what starts or ends on such a beat does so at its cut's time.
+    each instrument's controller changes. What starts or ends on a beat where the
+    arrangement hits a cut does so at its cut's time.
     A beat within ON_BEAT_S of a cut is its hit in the score; played on the plan's beat, the
     hit had sounded up to 25 ms off its cut (ambient, a cut at 1.600 s: 16 ms late, and its
     first onset 37 ms after the cut), and a hit beside the beat's notes is a flam."""
 
     def sounding(beat: float) -> float:
-        cut = cut_hits.get(hit_key(beat))
+        cut = arrangement.cut_hits.get(hit_key(beat))
         return plan.beat_time(beat) if cut is None else cut
 
-    cut_times = sorted(cut_hits.values())
+    cut_times = arrangement.cut_times
     scheduled: dict[str, list[ScheduledNote]] = {}
     controls: dict[str, list[Control]] = {}
     # The music sounds from the first sample: the first notes are exactly there.
@@ -172,7 +172,7 @@ def perform(
         controls[instrument] = _expression(played, plan, forms, instrument, sample_rate, first)
         heartbeat()
         if instrument in PEDALLED:
-            controls[instrument] += _pedal(chord_starts, sounding, sample_rate)
+            controls[instrument] += _pedal(arrangement.chord_starts, sounding, sample_rate)
             controls[instrument].sort(key=lambda c: c.sample)
     return Performance(scheduled, controls)
 
