@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from services.config import BgmConfig
+from services.errors import ConfigError
+from services.media.sources import inside_roots
 from services.serving import HostedServer, freeze_start_up_heap, run_servers
 from services.tls import check_plaintext, server_credentials
 
@@ -15,6 +17,8 @@ SERVICES = ("tagger", "generator", "gateway")
 
 
 def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None = None) -> None:
+    if which == "all":
+        check_tagger_reads_gateway_files(config)
     from services.gateway.server import binding as gateway_binding
     from services.generator.server import binding as generator_binding
     from services.tagger.server import binding as tagger_binding
@@ -49,6 +53,25 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
     asyncio.run(main())
 
 
+def check_tagger_reads_gateway_files(config: BgmConfig) -> None:
+    """Where the tagger serves beside the gateway: every folder the gateway hands it files
+    from (its staging folder and its file roots; none where a shared store, staging_url,
+    carries every video) must be one the tagger may read, else every upload fails, named a
+    permission the caller lacks."""
+    gateway = config.gateway
+    if gateway.staging_url:
+        return
+    handed = [gateway.staging_dir, *gateway.sources.file_roots]
+    roots = config.tagger.sources.file_roots
+    unread = [str(folder) for folder in handed if not inside_roots(folder, roots)]
+    if unread:
+        raise ConfigError(
+            f"the tagger may not read what the gateway hands it from {', '.join(unread)}: add "
+            f"to tagger.sources.file_roots ({', '.join(map(str, roots)) or 'none'}), which "
+            "must hold gateway.staging_dir and gateway.sources.file_roots"
+        )
+
+
 # The address the in-process services listen on (loopback only, any free port).
 IN_PROCESS_HOST = "127.0.0.1"
 
@@ -62,6 +85,7 @@ async def in_process_services(config: BgmConfig) -> AsyncIterator[str]:
     from services.generator.server import binding as generator_binding
     from services.tagger.server import binding as tagger_binding
 
+    check_tagger_reads_gateway_files(config)
     serving = config.serving
     tagger = HostedServer([tagger_binding(config)], f"{IN_PROCESS_HOST}:0", serving)
     generator = HostedServer([generator_binding(config)], f"{IN_PROCESS_HOST}:0", serving)

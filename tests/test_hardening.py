@@ -24,13 +24,20 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.auth import ServiceGate
-from services.config import DeliveryLimit, RequestLimits, ServingConfig, load_config
+from services.config import (
+    BgmConfig,
+    DeliveryLimit,
+    RequestLimits,
+    ServingConfig,
+    load_config,
+)
 from services.contract import brief_to_proto
 from services.devserver import Running, free_port, start, stop, wait_serving, write_config
 from services.domain import Cut, GeneratorInfo, Look, Segment
 from services.edge import EdgeSchema, audio_bytes
-from services.errors import CancelledError, InvalidInputError
+from services.errors import CancelledError, ConfigError, InvalidInputError
 from services.gateway.client import error_details
+from services.gateway.server import binding as gateway_binding
 from services.gen.bgm.v1 import (
     common_pb2,
     gateway_pb2,
@@ -47,6 +54,7 @@ from services.media.audio import decode_audio, mux_into_video
 from services.media.sources import SourcePolicy
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.scratch import MARKER, scratch_folder, sweep
+from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.serving import (
     ON_BEHALF_OF,
     Cancellation,
@@ -58,6 +66,7 @@ from services.serving import (
 )
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
+from services.tagger.server import binding as tagger_binding
 from services.tagger.servicer import SERVICE as TAGGER_SERVICE
 from services.tagger.servicer import TaggerServicer
 from services.vocabulary import load_vocabulary
@@ -587,6 +596,64 @@ def test_no_server_path_reaches_the_client(servers):
     code, details = code_of(lambda: score(servers.gateway, _request(data=b"")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in details
     assert str(servers.staging) not in details and "/" not in details, details
+
+
+def _unread_staging(tmp_path: Path, media: Path) -> BgmConfig:
+    """The README's file roots set for the tagger without the gateway's staging folder."""
+    return BgmConfig.model_validate({
+        "tagger": {"sources": {"file_roots": [str(media)]},
+                   "scratch_dir": str(tmp_path / "tagger-scratch")},
+        "gateway": {"staging_dir": str(tmp_path / "staging"),
+                    "sources": {"file_roots": [str(media)]}},
+    })  # fmt: skip
+
+
+def test_a_tagger_that_cannot_read_the_gateways_staging_is_refused_at_start(
+    tmp_path: Path, media: Path
+):
+    # Every upload had failed with PERMISSION_DENIED naming the server's staging path.
+    config = _unread_staging(tmp_path, media)
+
+    async def served_in_process() -> None:
+        async with in_process_services(config):
+            pass
+
+    with pytest.raises(ConfigError, match=r"tagger\.sources\.file_roots") as caught:
+        asyncio.run(served_in_process())
+    assert str(tmp_path / "staging") in str(caught.value)
+    shared = config.gateway.model_copy(update={"staging_url": (tmp_path / "store").as_uri()})
+    check_tagger_reads_gateway_files(config.model_copy(update={"gateway": shared}))
+    served = subprocess.run([sys.executable, "-m", "services.cli", "--config",
+                             str(_written(tmp_path, config)), "serve"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert served.returncode == 2 and "tagger.sources.file_roots" in served.stderr, served
+
+
+def _written(tmp_path: Path, config: BgmConfig) -> Path:
+    path = tmp_path / "bgm.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    return path
+
+
+def test_a_tagger_elsewhere_that_refuses_the_staged_video_is_the_servers_fault(
+    tmp_path: Path, media: Path, clip: SyntheticVideo
+):
+    # The tagger on its own (another host's config): the caller had been told PERMISSION_DENIED,
+    # "file:///.../staging/<request>/clip.mp4 is outside the folders this server may read".
+    config = _unread_staging(tmp_path, media)
+    with _hosted(tagger_binding(config)) as (tagger_address, _):
+        reaching = config.gateway.model_copy(update={"tagger_address": tagger_address})
+        elsewhere = config.model_copy(update={"gateway": reaching})
+        with (
+            _hosted(lambda: gateway_binding(elsewhere)) as (address, _),
+            grpc.insecure_channel(address) as channel,
+        ):
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            request = gateway_pb2.GatewayAnalyzeRequest(video=common_pb2.VideoSource(
+                data=clip.path.read_bytes(), file_name="clip.mp4"))  # fmt: skip
+            code, details = code_of(lambda: stub.Analyze(request, timeout=60))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION, (code, details)
+    assert "configuration" in details and "/" not in details, details
 
 
 @pytest.mark.slow
@@ -1222,17 +1289,21 @@ def test_a_request_set_aside_and_cancelled_keeps_the_count_of_turns():
 
 @contextlib.contextmanager
 def _hosted(
-    binding: ServiceBinding, address: str = "127.0.0.1:0", serving: ServingConfig | None = None
+    binding: ServiceBinding | Callable[[], ServiceBinding],
+    address: str = "127.0.0.1:0",
+    serving: ServingConfig | None = None,
 ) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
     """`binding` served in this process (its own event loop, in a thread) at `address` (any
     free port by default) with `serving`'s settings (the defaults by default): the address it
-    listens on and the loop."""
+    listens on and the loop. A binding that opens channels (the gateway's) must be made in
+    that loop: pass what makes it."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     async def serve() -> HostedServer:
-        server = HostedServer([binding], address, serving or ServingConfig())
+        made = binding if isinstance(binding, ServiceBinding) else binding()
+        server = HostedServer([made], address, serving or ServingConfig())
         await server.start()
         return server
 

@@ -49,6 +49,7 @@ from services.domain import (
 )
 from services.edge import EdgeSchema, audio_bytes
 from services.errors import (
+    ConfigError,
     DeadlineExceededError,
     DownstreamError,
     InvalidInputError,
@@ -266,7 +267,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller)),
             )  # fmt: skip
         except grpc.aio.AioRpcError as error:
-            raise _named_deadline(error, "tagger", "analyze_timeout_s",
+            raise _for_caller(error, "tagger", "analyze_timeout_s",
                                   self.config.analyze_timeout_s) from None  # fmt: skip
         message = reply.analysis
 
@@ -716,7 +717,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         parts.stems[name] = AudioAssembler(what, rate, total)
                     parts.stems[name].add(message.stem.audio)
         except grpc.aio.AioRpcError as error:
-            raise _named_deadline(error, "generator", "generate_timeout_s",
+            raise _for_caller(error, "generator", "generate_timeout_s",
                                   self.config.generate_timeout_s) from None  # fmt: skip
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
@@ -803,13 +804,21 @@ class _Mailbox:
         return event
 
 
-def _named_deadline(
+def _for_caller(
     error: grpc.aio.AioRpcError, service: str, setting: str, limit_s: float
 ) -> Exception:
     """What a call to `service` that failed with `error` is to the caller: where it outlasted
     the gateway's limit on it (gateway.`setting`), DEADLINE_EXCEEDED naming that limit (gRPC's
-    own "Deadline Exceeded" reads as if the caller's deadline had passed); else `error`, whose
-    code and details are passed on."""
+    own "Deadline Exceeded" reads as if the caller's deadline had passed); where `service`
+    refused the gateway itself (its credentials, or a file it handed over that the service may
+    not read: the caller was let in already), FAILED_PRECONDITION for the server's
+    configuration, the details in the log only (they name the server's folders); else
+    `error`, whose code and details are passed on."""
+    if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        log.error("the %s refused this gateway (%s: %s): its configuration or the gateway's "
+                  "is wrong", service, error.code().name, error.details())  # fmt: skip
+        return ConfigError(f"the {service} refuses this gateway's requests: the server's "
+                           "configuration is wrong (its log has the details)")  # fmt: skip
     passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
     if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or passed_on:
         return error

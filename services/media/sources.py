@@ -74,7 +74,7 @@ def parse_uri(uri: str) -> urllib.parse.ParseResult:
     return parsed
 
 
-def _inside(path: Path, roots: list[Path]) -> bool:
+def inside_roots(path: Path, roots: list[Path]) -> bool:
     resolved = path.resolve()
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 
@@ -89,7 +89,7 @@ def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
     if "\x00" in unquoted:
         raise InvalidInputError("a file URI may not name a NUL character (%00)")
     path = Path(unquoted)
-    if not _inside(path, roots):
+    if not inside_roots(path, roots):
         raise PermissionDeniedError(f"{uri} is outside the folders this server may {access}")
     return path
 
