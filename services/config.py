@@ -441,7 +441,8 @@ class StudioConfig(StrictModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    # Uploads and results, one folder per browser session (emptied when the studio starts).
+    # Uploads and results: each studio keeps a folder of its own in it, one folder per browser
+    # session inside, removed when the studio stops.
     folder: Path = Path(tempfile.gettempdir()) / "bgm-studio"
     # A session's videos and results are removed this long after its last request.
     keep_s: float = Field(24 * 3600.0, gt=0)

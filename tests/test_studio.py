@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from services.config import StudioConfig
 from services.devserver import Running, start, stop
 from services.media.synth import Shot, write_video
+from services.scratch import MARKER
 from services.studio.app import (
     EMPTY_SESSION_S,
     ControlError,
@@ -171,11 +172,12 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
     with TestClient(app) as client:
         clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
         uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
-        folders = list((tmp_path / "studio").iterdir())
+        own = app.state.studio.folder
+        folders = [p for p in own.iterdir() if p.name != MARKER]
         assert len(folders) == 1
         time.sleep(0.3)
         app.state.studio.sweep()
-        assert list((tmp_path / "studio").iterdir()) == []
+        assert [p for p in own.iterdir() if p.name != MARKER] == []
         assert client.get(uploaded["url"]).status_code == 404
     # Every request without a cookie starts a session: those that hold nothing make no
     # folder and are forgotten after EMPTY_SESSION_S, where they had kept a folder a day.
@@ -184,7 +186,8 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
         studio = app.state.studio
         for _ in range(20):
             assert TestClient(app).get("/api/state").status_code == 200
-        assert len(studio.sessions) == 20 and list((tmp_path / "studio").iterdir()) == []
+        assert len(studio.sessions) == 20
+        assert [p for p in studio.folder.iterdir() if p.name != MARKER] == []
         for session in studio.sessions.values():
             session.used -= EMPTY_SESSION_S + 1
         studio.sweep()
@@ -207,7 +210,28 @@ def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
 
 
 def session_files(studio_folder: Path) -> list[Path]:
-    return [p for p in studio_folder.rglob("*") if p.is_file() and "samples" not in p.parts]
+    return [p for p in studio_folder.rglob("*")
+            if p.is_file() and "samples" not in p.parts and p.name != MARKER]  # fmt: skip
+
+
+def test_a_second_studio_on_the_host_leaves_the_first_ones_files(tmp_path: Path):
+    # Each studio had emptied studio.folder as it started: a second one on this host took the
+    # first one's sessions (its video answered 500, its downloads 404).
+    config = StudioConfig(folder=tmp_path / "studio")
+    clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
+    first = create_app(config, GatewayLink("127.0.0.1:1"))
+    with TestClient(first) as visitor:
+        uploaded = visitor.post("/api/videos", content=clip.path.read_bytes(),
+                               headers={"x-file-name": "clip.mp4"})  # fmt: skip
+        url = uploaded.json()["url"]
+        second = create_app(config, GatewayLink("127.0.0.1:1"))
+        with TestClient(second) as other:
+            other.post("/api/videos", content=clip.path.read_bytes(),
+                       headers={"x-file-name": "other.mp4"})  # fmt: skip
+            assert visitor.get(url).content == clip.path.read_bytes()
+        assert visitor.get(url).content == clip.path.read_bytes()  # the second one stopped
+        assert list((tmp_path / "studio").rglob("other.mp4")) == []
+    assert list((tmp_path / "studio").iterdir()) == []  # a stopped studio leaves nothing
 
 
 def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path):

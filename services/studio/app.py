@@ -33,6 +33,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from services import scratch
 from services.config import BgmConfig, ClientTlsConfig, StudioConfig
 from services.contract import tags_from_proto
 from services.domain import OutputOptions, UserControls
@@ -46,6 +47,8 @@ from services.vocabulary import load_vocabulary
 log = logging.getLogger("bgm")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "bgm_studio"
+# Whose folders these are, for the start-up sweep.
+SCRATCH_OWNER = "studio"
 # The sample videos a visitor may pick instead of uploading one.
 SAMPLES = {"sample": "The project's sample: 20 s of calm, busy and closing shots"}
 # Names of a job's downloads.
@@ -163,12 +166,20 @@ class Studio:
 
     def __init__(self, config: StudioConfig, link: GatewayLink):
         self.config, self.link = config, link
-        self.folder = config.folder
-        shutil.rmtree(self.folder, ignore_errors=True)  # what a stopped studio left
-        self.folder.mkdir(parents=True)
+        # A folder of its own in config.folder, removed when it closes: a second studio on
+        # this host had emptied the whole folder, the first's files with it. What a killed
+        # studio left goes at the next start.
+        self._held = contextlib.ExitStack()
+        scratch.sweep(config.folder, SCRATCH_OWNER)
+        self.folder = self._held.enter_context(scratch.scratch_folder(config.folder,
+                                                                      SCRATCH_OWNER))  # fmt: skip
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         self.pending: dict[str, asyncio.Future[Any]] = {}
+
+    def close(self) -> None:
+        """Its folder removed, every session's files with it."""
+        self._held.close()
 
     async def once(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         """What `work` gives, made once for every request that asks for `key` while it is
@@ -711,6 +722,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 log.info("studio: its own gateway on %s", address)
             yield
         task.cancel()
+        studio.close()
 
     app = Starlette(routes=[
         Route("/", index),
