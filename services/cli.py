@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -172,7 +173,7 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
 
 def _score(args: argparse.Namespace) -> int:
     from services.gateway.controls import validate_controls
-    from services.media.audio import output_kind
+    from services.gateway.outputs import check_output_paths
     from services.media.video import probe_video
 
     config = _with_backend_flags(load_config(args.config), args)
@@ -195,7 +196,8 @@ def _score(args: argparse.Namespace) -> int:
         tagger = config.tagger.model_copy(update={"hearing": hearing})
         config = config.model_copy(update={"tagger": tagger})
     for video, options in jobs:
-        output_kind(options.output)
+        # Into a folder: made below, once nothing is refused.
+        check_output_paths(dataclasses.replace(options, make_folder=_into_folder(args)))
         length = probe_video(video, config.tagger.limits).duration_s
         end = length if args.end is None else args.end
         if not 0.0 <= args.start < end <= length + 1e-6:
@@ -601,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
             f"[red]error[/red] ({error.status_code}): {error}", highlight=False
         )
         return EXIT_FAILURE if error.status_code == "INTERNAL" else EXIT_BAD_INPUT
+    except OSError as error:
+        # The machine's, not the arguments' (a full disk): one line, as for any error.
+        Console(stderr=True, soft_wrap=True).print(f"[red]error[/red]: {error}", highlight=False)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

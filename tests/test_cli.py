@@ -197,6 +197,32 @@ def test_score_protects_inputs_and_existing_outputs(cuts_video: SyntheticVideo, 
     assert kept.returncode == 0 and "the video's own sound under the music" in kept.stdout
 
 
+def test_an_output_that_cannot_be_written_is_one_line(cuts_video: SyntheticVideo,
+                                                      tmp_path: Path):  # fmt: skip
+    # A missing folder is refused before any model loads (it had been refused only after the
+    # generator loaded: here a model that does not exist, refused first).
+    missing = bgm(
+        "score",
+        str(cuts_video.path),
+        "-o",
+        str(tmp_path / "nodir" / "e.wav"),
+        "--generator",
+        "diffusion",
+        "--generator-model",
+        str(tmp_path / "no-model"),
+    )
+    assert missing.returncode == 2, missing.stderr
+    assert f"folder {tmp_path / 'nodir'} does not exist" in missing.stderr
+    # A folder that passes the check and still takes no file (/proc, to root): the job ran,
+    # then a PyAV traceback; now one line naming the output, nothing left behind.
+    unwritable = bgm("score", str(cuts_video.path), "-o", "/proc/bgm-scored.wav")
+    assert unwritable.returncode == 2, unwritable.stderr
+    assert "cannot write output /proc/bgm-scored.wav" in unwritable.stderr or (
+        "/proc is not writable" in unwritable.stderr
+    )
+    assert not list(Path("/proc").glob(".bgm-scored*"))
+
+
 def _decoded(path: Path) -> tuple[np.ndarray, int]:
     """A 16-bit WAV's sound as one channel (the louder of the two at each sample)."""
     import wave

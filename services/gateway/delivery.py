@@ -7,8 +7,9 @@ The gateway service and the in-process `bgm score` (services/pipeline.py) share 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+import contextlib
+import errno
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from services.edge import check_work
 from services.errors import InvalidInputError
 from services.gateway.controls import validate_controls
 from services.gateway.mastering import Mastered, SpeechDucking, master
-from services.gateway.outputs import staged_outputs, temporary_path
+from services.gateway.outputs import check_output_paths, staged_outputs, temporary_path
 from services.media.audio import (
     check_stream_copy,
     decode_audio,
@@ -51,37 +52,8 @@ LOSSY_CEILING_DBTP = -2.0
 LOSSLESS_SUFFIXES = (".wav", ".flac")
 
 
-def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if make_folder:
-        # The nearest folder that exists is where the missing ones will be made.
-        folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)
-    if path.is_dir():
-        raise InvalidInputError(f"{what} {path} is a directory")
-    if folder.exists() and not folder.is_dir():
-        raise InvalidInputError(f"cannot write {what} {path}: {folder} is a file, not a folder")
-    if not folder.is_dir():
-        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} is not writable")
-
-
 def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> None:
-    output_kind(options.output)
-    _check_writable(options.output, "output", options.make_folder)
-    if options.midi is not None:
-        if options.midi.suffix.lower() not in (".mid", ".midi"):
-            raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
-        _check_writable(options.midi, "MIDI file", options.make_folder)
-    if options.stems_dir is not None:
-        if options.stems_dir.exists() and not options.stems_dir.is_dir():
-            raise InvalidInputError(f"stems folder {options.stems_dir} is a file",
-                                    field="output.stems")  # fmt: skip
-        _check_writable(
-            options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
-            "stems folder",
-            options.make_folder,
-        )
+    check_output_paths(options)
     if options.sample_rate not in sample_rates:
         raise InvalidInputError(
             f"sample rate {options.sample_rate} is not supported; choose "
@@ -265,23 +237,41 @@ def write_outputs(
     with staged_outputs() as staging:
         staged = staging.files
         if options.make_folder:
-            staging.make_folder(options.output.parent)
+            with _writing("output", options.output):
+                staging.make_folder(options.output.parent)
         temporary = temporary_path(options.output)
         staged.append((temporary, options.output))
-        if output_kind(options.output) == "audio":
-            write_audio_file(temporary, mastered.audio, music.sample_rate, heartbeat)
-        else:
-            mux_into_video(video, temporary, mastered.audio, music.sample_rate, heartbeat)
+        with _writing("output", options.output):
+            if output_kind(options.output) == "audio":
+                write_audio_file(temporary, mastered.audio, music.sample_rate, heartbeat)
+            else:
+                mux_into_video(video, temporary, mastered.audio, music.sample_rate, heartbeat)
         if options.midi is not None:
             midi_temporary = temporary_path(options.midi)
             staged.append((midi_temporary, options.midi))
-            midi_temporary.write_bytes(music.midi)
+            with _writing("MIDI file", options.midi):
+                midi_temporary.write_bytes(music.midi)
         if options.stems_dir is not None:
-            staging.make_folder(options.stems_dir)
+            with _writing("stems folder", options.stems_dir):
+                staging.make_folder(options.stems_dir)
             for name, stem in music.stems.items():
                 final = options.stems_dir / f"{name}.wav"
                 stem_temporary = temporary_path(final)
                 staged.append((stem_temporary, final))
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
-                write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat)
+                with _writing("stem", final):
+                    write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat)
     return [final for _, final in staged]
+
+
+@contextlib.contextmanager
+def _writing(what: str, path: Path) -> Iterator[None]:
+    """A place that passed the checks and still cannot be written (a folder only root may
+    write, where nothing can be made): named as the caller knows it, not by its temporary
+    name, and not as a crash. A full disk stays what it is (the server's state)."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise
+        raise InvalidInputError(f"cannot write {what} {path}: {error.strerror or error}") from None

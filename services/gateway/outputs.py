@@ -1,7 +1,7 @@
-"""Outputs written all or nothing: each under a temporary name beside its final one (unique
-to the call, so requests writing into one folder never collide), renamed into place only
-when every output is complete and has its place, and removed with any folder made for them
-on failure.
+"""Where outputs may go (checked before any work), and outputs written all or nothing: each
+under a temporary name beside its final one (unique to the call, so requests writing into one
+folder never collide), renamed into place only when every output is complete and has its
+place, and removed with any folder made for them on failure.
 
 The gateway's delivery and `bgm client` (which writes what the gateway streams) share it.
 """
@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.domain import OutputOptions
 from services.errors import InvalidInputError
+from services.media.audio import output_kind
 
 
 @dataclass
@@ -69,3 +71,37 @@ def temporary_path(final: Path) -> Path:
     """Beside the final name and unique to the call: requests writing into one folder at once
     never share a temporary file."""
     return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
+
+
+def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if make_folder:
+        # The nearest folder that exists is where the missing ones will be made.
+        folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if path.is_dir():
+        raise InvalidInputError(f"{what} {path} is a directory")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InvalidInputError(f"cannot write {what} {path}: folder {folder} is not writable")
+
+
+def check_output_paths(options: OutputOptions) -> None:
+    """Every output's kind and place (what can be refused before any model loads)."""
+    output_kind(options.output)
+    _check_writable(options.output, "output", options.make_folder)
+    if options.midi is not None:
+        if options.midi.suffix.lower() not in (".mid", ".midi"):
+            raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
+        _check_writable(options.midi, "MIDI file", options.make_folder)
+    if options.stems_dir is not None:
+        if options.stems_dir.exists() and not options.stems_dir.is_dir():
+            raise InvalidInputError(f"stems folder {options.stems_dir} is a file",
+                                    field="output.stems")  # fmt: skip
+        _check_writable(
+            options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
+            "stems folder",
+            options.make_folder,
+        )
