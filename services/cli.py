@@ -495,7 +495,8 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--lufs",
         type=float,
         default=-14.0,
-        help="integrated loudness target (default -14); true peak <= -1 dBTP",
+        help="integrated loudness target (default -14); true peak <= -1 dBTP in WAV and "
+        "FLAC, -2 in a lossy encoding (the encoder overshoots)",
     )
     parser.add_argument(
         "--sample-rate", type=int, default=48000, choices=(44100, 48000),
@@ -514,10 +515,15 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgm", description="Background music fitted to video.")
     parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("--config", help="YAML config file (default: $BGM_CONFIG, else built-in)")
+    config_help = "YAML config file (default: $BGM_CONFIG, else built-in)"
+    parser.add_argument("--config", help=config_help)
+    # Also after the command (`bgm analyze --config F VIDEO`), where it wins.
+    reads_config = argparse.ArgumentParser(add_help=False)
+    reads_config.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    analyze = commands.add_parser("analyze", help="analyse a video: cuts, motion, segments, tags")
+    analyze = commands.add_parser("analyze", parents=[reads_config],
+                                  help="analyse a video: cuts, motion, segments, tags")  # fmt: skip
     analyze.add_argument("video", help="video file")
     analyze.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
     analyze.add_argument("--plot", metavar="OUT.png", help="save a picture of the analysis")
@@ -527,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     _tagger_arguments(analyze)
     analyze.set_defaults(run=_analyze)
 
-    score = commands.add_parser("score", help="score a video: its own music, fitted to its cuts")
+    score = commands.add_parser(
+        "score", parents=[reads_config], help="score a video: its own music, fitted to its cuts"
+    )
     score.add_argument("video", nargs="+", help="video file(s); several need an -o folder")
     score.add_argument(
         "--start", type=float, default=0.0, metavar="SECONDS",
@@ -541,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     _generator_arguments(score)
     score.set_defaults(run=_score)
 
-    serve = commands.add_parser("serve", help="run the gRPC services on localhost ports")
+    serve = commands.add_parser("serve", parents=[reads_config],
+                                help="run the gRPC services on localhost ports")  # fmt: skip
     serve.add_argument(
         "service", choices=("tagger", "generator", "gateway", "all"), nargs="?", default="all",
         help="which service to run (default: all three in one process)",
@@ -575,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     remote.set_defaults(run=_client_score)
 
     studio = commands.add_parser(
-        "studio", help="a web page to upload a video, shape its music, hear it and download it"
-    )
+        "studio", parents=[reads_config],
+        help="a web page to upload a video, shape its music, hear it and download it",
+    )  # fmt: skip
     studio.add_argument("--server", help="a gateway HOST:PORT (default: start one here)")
     studio.add_argument("--port", type=int, help="the page's port (default 8765)")
     _connection_arguments(studio)

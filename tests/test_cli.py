@@ -101,6 +101,12 @@ def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
     result = bgm("--config", str(config), "analyze", str(cuts_video.path))
     assert result.returncode == 2
     assert "vison" in result.stderr and "Traceback" not in result.stderr
+    # After the command too (it had been "unrecognized arguments: --config").
+    video = str(cuts_video.path)
+    for command, *rest in (("analyze", video), ("score", video, "-o", str(tmp_path / "o.wav")),
+                           ("serve",), ("studio",)):  # fmt: skip
+        after = bgm(command, "--config", str(config), *rest)
+        assert after.returncode == 2 and "vison" in after.stderr, (command, after.stderr)
 
 
 def test_a_service_s_settings_change_its_defaults_key_by_key(tmp_path: Path):
