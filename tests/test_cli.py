@@ -27,12 +27,16 @@ def test_json_has_the_documented_fields(cuts_video: SyntheticVideo):
         "motion",
         "tags",
         "description",
+        "backend",
+        "semantics",
+        "speech",
+        "loudness",
     ):
         assert field in data
     assert data["duration_s"] == pytest.approx(cuts_video.duration_s, abs=1e-3)
     assert len(data["cuts_s"]) == len(cuts_video.cuts_s)
     assert set(data["motion"]) >= {"hz", "values"}
-    assert {"start_s", "end_s", "energy", "moods"} <= set(data["segments"][0])
+    assert {"start_s", "end_s", "energy", "moods", "caption"} <= set(data["segments"][0])
     assert {"genres", "moods", "instruments", "bpm", "bpm_min", "bpm_max", "key", "energy"} <= set(
         data["tags"]
     )
