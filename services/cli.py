@@ -65,7 +65,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from services.tagger.report import print_summary, save_plot
 
     config = _with_backend_flags(load_config(args.config), args)
-    stdout = Console()
+    stdout = summary_console()
     stderr = Console(stderr=True)
     backend = create_tagger_backend(config.tagger)
     request = AnalysisRequest(video_path=Path(args.video), prompt=args.prompt or "")

@@ -27,7 +27,8 @@ def _print_summary(
     if analysis is not None:
         console.print(
             f"[bold]Video[/bold]       {analysis.duration_s:.2f} s, "
-            f"{len(analysis.cuts)} cuts, {len(analysis.segments)} segments"
+            f"{_counted(len(analysis.cuts), 'cut')}, "
+            f"{_counted(len(analysis.segments), 'segment')}"
         )
         print_model_and_warnings(analysis, console)
     print_tags(tags, console)
@@ -39,7 +40,8 @@ def _print_summary(
     lift = f" (then {', '.join(keys)})" if keys else ""
     console.print(
         f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {plan.meter}, "
-        f"{plan.key}{lift}, style {plan.genre}, {len(plan.bars_s)} bars, ending: {plan.ending}"
+        f"{plan.key}{lift}, style {plan.genre}, {_counted(len(plan.bars_s), 'bar')}, "
+        f"ending: {plan.ending}"
     )
     a = plan.alignment
     if a.cut_count:
@@ -143,3 +145,7 @@ def print_remote_summary(
         options,
     )
     console.print(f"[dim]{wall_s:.1f} s in all, {result.seconds:.1f} s of it on the server[/dim]")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -61,6 +61,9 @@ def test_summary_and_plot(cuts_video: SyntheticVideo, tmp_path: Path):
     result = bgm("analyze", str(cuts_video.path), "--plot", str(plot))
     assert result.returncode == 0, result.stderr
     assert "BPM" in result.stdout and "Segments" in result.stdout
+    # Piped, the description is one line, not cut at 80 columns mid-phrase.
+    music = next(line for line in result.stdout.splitlines() if line.startswith("Music"))
+    assert music.rstrip().endswith("."), music
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.stat().st_size > 20_000
 
