@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 
 from services import progress as progress_module
-from services.domain import Cut, Look, Segment, TagOrigin
+from services.domain import Cut, Look, MusicBrief, MusicTags, Segment, TagOrigin
 from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
@@ -84,6 +84,26 @@ def test_one_meter_and_a_steady_pulse_from_the_first_sample(composed, genre):
         assert bpm_range is not None
         low, high = bpm_range
         assert low / (1 + flex) <= plan.bpm <= high * (1 + flex)
+
+
+@pytest.mark.parametrize(("bpm", "duration_s"), [(120.0, 1.0), (60.0, 3.0), (30.0, 1.0),
+                                                  (60.0, 0.5)])  # fmt: skip
+def test_a_short_piece_at_the_users_tempo_with_a_cut_at_its_end_plays(
+    generator, bpm: float, duration_s: float
+):
+    # The cut 20 ms before the end sits within ON_BEAT_S of a beat at or past the end: the
+    # grid had been chosen for that beat (a first downbeat past its last beat: ValueError in
+    # the cut alignment) or begun after the end (no beat at all: IndexError). Found by a
+    # seeded sweep of the composer's briefs.
+    tags = MusicTags(genres=["pop"], moods=[], instruments=[], bpm=bpm, bpm_min=bpm,
+                     bpm_max=bpm, key="C major", energy=0.5)  # fmt: skip
+    brief = MusicBrief(tags=tags, segments=[], cuts=[Cut(duration_s - 0.02, "hard", 1.0)],
+                       duration_s=duration_s, sample_rate=44100, bpm_is_fixed=True)  # fmt: skip
+    music = generator.generate(brief)
+    assert len(music.audio) == round(duration_s * 44100)
+    plan = music.plan
+    assert plan.bpm == bpm and plan.bars_s and plan.beats_s[0] < min(60.0 / bpm, duration_s)
+    assert all(b < duration_s for b in plan.beats_s)
 
 
 def test_user_bpm_is_exact_and_constant_from_the_first_sample(generator, beat_analysis):

@@ -247,13 +247,18 @@ def _fixed_grid(
     best: tuple[float, int, int] = (-1.0, 0, 0)
     for phase_steps in range(phases):
         phase = phase_steps * step
+        if phase >= duration_s:
+            break  # the grid starts inside the piece (a slow tempo's period can outlast it)
+        count = _beat_count(phase, period, duration_s)
         if times.size:
             position = (times - phase) / period
             beat = np.round(position).astype(int)
-            on = np.abs(position - beat) * period <= ON_BEAT_S
+            # A cut meets one of the grid's beats, not one at or past the piece's end.
+            on = (np.abs(position - beat) * period <= ON_BEAT_S) & (beat < count)
         else:
             beat, on = np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
-        for downbeat in range(meter.beats):
+        # The first downbeat is one of the grid's beats: a short piece may have too few.
+        for downbeat in range(min(meter.beats, count)):
             heartbeat()
             score = sum(
                 _cut_score(cut, int(b), meter, downbeat)
@@ -269,8 +274,11 @@ def _fixed_grid(
 
 def _grid(phase: float, period: float, duration_s: float) -> list[float]:
     """Beats of one constant tempo from `phase` to the end."""
-    count = math.floor((duration_s - phase) / period - 1e-9) + 1
-    return [phase + k * period for k in range(count)]
+    return [phase + k * period for k in range(_beat_count(phase, period, duration_s))]
+
+
+def _beat_count(phase: float, period: float, duration_s: float) -> int:
+    return math.floor((duration_s - phase) / period - 1e-9) + 1
 
 
 # ---- a conductor's tempo map ------------------------------------------------------------
