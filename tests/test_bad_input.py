@@ -89,9 +89,12 @@ def test_audio_only(tagger: VisionTagger, tmp_path: Path):
     assert "no video" in str(refuse(tagger, path, "audio_only"))
 
 
-def test_still_image(tagger: VisionTagger, tmp_path: Path):
-    path = tmp_path / "photo.png"
-    cv2.imwrite(str(path), np.full((90, 160, 3), 128, np.uint8))
+@pytest.mark.parametrize("name", ["photo.png", "photo.jpg", "photo.bmp", "photo.webp"])
+def test_still_image(tagger: VisionTagger, tmp_path: Path, name: str):
+    # A 640x360 JPEG is one FFmpeg takes by its name for an image sequence (image2, not a
+    # demuxer a caller's file may use): it had been "not in a format bgm reads".
+    path = tmp_path / name
+    cv2.imwrite(str(path), np.full((360, 640, 3), 128, np.uint8))
     refuse(tagger, path, "still_image")
 
 

@@ -36,6 +36,21 @@ _IMAGE_FORMATS = {
     "ppm_pipe",
     "qoi_pipe",
 }
+# How a still picture's file begins, for one FFmpeg takes by its name for an image sequence
+# (image2, which may read other files, so not among the demuxers a caller's file may use):
+# a JPEG saved at high quality had been "not in a format bgm reads" while a PNG was "a still
+# image".
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*",
+                     b"qoif")  # fmt: skip
+
+
+def _a_still_picture(path: Path) -> bool:
+    with path.open("rb") as file:
+        head = file.read(12)
+    webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return webp or head.startswith(_IMAGE_SIGNATURES)
+
+
 # Pixel formats whose planes can be subsampled directly (8-bit planar 4:2:0).
 _PLANAR_420 = {"yuv420p", "yuvj420p"}
 
@@ -130,6 +145,10 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
                    "max_pixels": str(max_pixels)}  # fmt: skip
         return open_input(str(path), options)
     except av.error.ArgumentError:
+        if _a_still_picture(path):
+            raise InvalidVideoError(
+                "still_image", f"{path.name} is a still image, not a video"
+            ) from None
         raise InvalidVideoError(
             "not_a_video",
             f"{path.name} is not in a format bgm reads: a video file that holds its own streams "
