@@ -24,7 +24,7 @@ from services.domain import (
     VideoAnalysis,
 )
 from services.edge import check_work
-from services.errors import InvalidInputError
+from services.errors import BgmError, InvalidInputError
 from services.gateway.controls import validate_controls
 from services.gateway.mastering import Mastered, SpeechDucking, master
 from services.gateway.outputs import check_output_paths, staged_outputs, temporary_path
@@ -266,12 +266,13 @@ def write_outputs(
 
 @contextlib.contextmanager
 def _writing(what: str, path: Path) -> Iterator[None]:
-    """A place that passed the checks and still cannot be written (a folder only root may
-    write, where nothing can be made): named as the caller knows it, not by its temporary
-    name, and not as a crash. A full disk stays what it is (the server's state)."""
+    """A place that passed the checks and still takes no file (to root, /proc): said as a
+    failure to write the output, by its name (not its temporary one, nor its folder, which
+    in a server is the server's), not as a crash. A full disk stays what it is."""
     try:
         yield
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise
-        raise InvalidInputError(f"cannot write {what} {path}: {error.strerror or error}") from None
+        raise BgmError(f"cannot write {what} {path.name}: {error.strerror or error}",
+                       error_reason="OUTPUT_NOT_WRITTEN") from error  # fmt: skip
