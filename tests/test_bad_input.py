@@ -103,6 +103,20 @@ def test_single_frame_video(tagger: VisionTagger, tmp_path: Path):
     refuse(tagger, video.path, "still_image")
 
 
+def test_a_picture_far_wider_than_tall_is_analysed_or_refused(tagger: VisionTagger,
+                                                               tmp_path: Path):  # fmt: skip
+    """A 32:9 video shrinks to an 80x22 analysis picture, on which OpenCV's optical flow had
+    died (a segmentation fault: the tagger's whole process); a sliver (16x2000 shrinks to no
+    pixels across) had ended in an OpenCV traceback, INTERNAL to a caller."""
+    shots = [Shot(1.5, speed=0.5), Shot(1.5, speed=0.9, hue=0.5)]
+    wide = write_video(tmp_path / "wide.mp4", shots, width=640, height=180, audio=False)
+    analysis = tagger.analyze(AnalysisRequest(wide.path))
+    assert [round(c.time_s, 1) for c in analysis.cuts] == [1.5]
+    assert max(analysis.motion.values) > 0.1
+    sliver = write_video(tmp_path / "sliver.mp4", [Shot(1.0)], width=16, height=2000, audio=False)
+    assert "too narrow" in str(refuse(tagger, sliver.path, "too_small"))
+
+
 def test_a_picture_too_small_to_read(tagger: VisionTagger, tmp_path: Path):
     """Optical flow needs 12 pixels a side: a 10x10 video is refused as too small (it had
     ended in an internal error), and one at the smallest allowed side is analysed."""

@@ -380,6 +380,15 @@ def analysis_stride(width: int, height: int, target_width: int) -> int:
     return stride + (stride % 2) if stride > 1 else 1
 
 
+def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """The width and height of the frames `iter_small_frames` yields: whole chroma rows and
+    columns only, so all three planes agree in size."""
+    stride = analysis_stride(width, height, target_width)
+    if stride > 1:
+        return width // stride, height // stride
+    return width // 2 * 2, height // 2 * 2
+
+
 def iter_small_frames(
     probe: VideoProbe,
     limits: VideoLimits,
@@ -411,18 +420,14 @@ def iter_small_frames(
             "max_pixels": str(decodable_pixels(probe.width, probe.height)),
         }
         index = 0
-        stride = small_h = small_w = 0
+        stride = small_w = small_h = 0
         budget = _FrameBudget(probe.path, probe.width, probe.height, probe.duration_s, limits,
                               heartbeat)  # fmt: skip
         try:
             for frame, pts in _shown(container, stream, budget):
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
-                    # Whole chroma rows/columns only, so all three planes agree in size.
-                    small_h = (
-                        frame.height // max(stride, 2) if stride > 1 else frame.height // 2 * 2
-                    )
-                    small_w = frame.width // max(stride, 2) if stride > 1 else frame.width // 2 * 2
+                    small_w, small_h = analysis_size(frame.width, frame.height, target_width)
                 if frame.format.name in _PLANAR_420 and stride > 1:
                     # Most video is limited range; yuvj formats and JPEG-range tags are full.
                     full_range = frame.format.name == "yuvj420p" or frame.color_range == 2

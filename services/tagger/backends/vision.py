@@ -30,6 +30,7 @@ from services.media.video import (
     SmallFrame,
     VideoLimits,
     VideoProbe,
+    analysis_size,
     iter_small_frames,
     probe_video,
     upright,
@@ -50,6 +51,14 @@ PACE_FULL_CUTS_PER_MINUTE = 30.0
 DARK_FACTOR = 2.0
 FADE_SEARCH_S = 0.5
 BLACK_TOLERANCE = 0.5
+# The narrowest analysis picture measured: a sliver (a 16x2000 video's is 0 pixels wide) is
+# refused.
+FLOW_MIN_SIDE = 12
+# The fewest pixels a side OpenCV's DIS optical flow is given: on a narrower picture it builds
+# its pyramid for the longer side, deeper than the shorter one goes, and the process dies (a
+# segmentation fault: a 32:9 video's 96x27 picture, or 80x22, took the tagger down). A
+# narrower picture is padded with its own edge, and the flow measured on the picture alone.
+DIS_MIN_SIDE = 32
 
 
 @dataclass
@@ -175,6 +184,15 @@ def _scan(
     next_tick = 0.0
     next_thumbnail = 0.0
     heartbeat = Heartbeat(progress or (lambda fraction: None))
+    # A picture far longer than it is wide shrinks to a sliver (16x2000 to nothing, 1920x200
+    # to 10 pixels high), which had ended in an OpenCV traceback or a segmentation fault.
+    if min(analysis_size(probe.width, probe.height, config.analysis_width)) < FLOW_MIN_SIDE:
+        raise InvalidVideoError(
+            "too_small",
+            f"{probe.path.name} is {probe.width}x{probe.height}: too narrow for its length to "
+            f"analyse (shrunk to about {config.analysis_width} pixels long, it must stay "
+            f"{FLOW_MIN_SIDE} wide)",
+        )
     # DIS at its fastest preset: a tenth of Farneback's cost, and pan speeds still rank right.
     flow_method = cv2.DISOpticalFlow_create(  # type: ignore[attr-defined]
         cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
@@ -274,9 +292,14 @@ def _pan_speed(
     flow_method: cv2.DISOpticalFlow, before: np.ndarray, after: np.ndarray, seconds: float
 ) -> float:
     """Mean optical-flow magnitude between two small grey frames, in frame widths per second."""
-    flow = flow_method.calc(before, after, None)  # type: ignore[call-overload]
+    height, width = before.shape
+    below, right = max(0, DIS_MIN_SIDE - height), max(0, DIS_MIN_SIDE - width)
+    if below or right:
+        before, after = (cv2.copyMakeBorder(frame, 0, below, 0, right, cv2.BORDER_REPLICATE)
+                         for frame in (before, after))  # fmt: skip
+    flow = flow_method.calc(before, after, None)[:height, :width]  # type: ignore[call-overload]
     magnitude = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
-    return float(magnitude.mean()) / before.shape[1] / seconds
+    return float(magnitude.mean()) / width / seconds
 
 
 def _jpeg(bgr: np.ndarray, rotation: int) -> bytes:
