@@ -124,6 +124,24 @@ def showing_last(mp4: Path, out: Path, seconds: float) -> Path:
     return out
 
 
+def holding_last_frame(path: Path, frames: int, fps: int, held_s: float) -> Path:
+    """An H.264 MP4 of `frames` frames at `fps` whose last frame is shown for `held_s` (as a
+    screen recording holds a still picture): its length is the frames' plus the hold."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.options = {"bf": "0"}
+        packets = []
+        for index in range(frames):
+            picture = np.full((48, 64, 3), (index * 5) % 255, np.uint8)
+            packets += stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24"))
+        packets += stream.encode()
+        packets[-1].duration = round(held_s / packets[-1].time_base)
+        for packet in packets:
+            container.mux(packet)
+    return path
+
+
 def write_sound(path: Path, *, rate: int, frame_samples: int, frames: int) -> Path:
     """A Matroska file of four 16x16 pictures (one a second) and `frames` frames of mono
     16-bit PCM silence at `rate`, each `frame_samples` long."""

@@ -30,6 +30,7 @@ from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.hand_made_media import (
+    holding_last_frame,
     showing_last,
     stating_length,
     write_frames_at,
@@ -101,6 +102,16 @@ def test_still_image(tagger: VisionTagger, tmp_path: Path, name: str):
 def test_single_frame_video(tagger: VisionTagger, tmp_path: Path):
     video = write_video(tmp_path / "one.mp4", [Shot(1 / 30)], audio=False)
     refuse(tagger, video.path, "still_image")
+
+
+def test_a_last_frame_held_for_seconds_is_part_of_the_video(tagger: VisionTagger,
+                                                             tmp_path: Path):  # fmt: skip
+    """A screen recording may hold its last picture for seconds: it had been taken for the
+    average frame's length, the file called truncated and the music cut 4 s short."""
+    video = holding_last_frame(tmp_path / "held.mp4", frames=50, fps=25, held_s=4.0)
+    analysis = tagger.analyze(AnalysisRequest(video))
+    assert analysis.duration_s == pytest.approx(1.96 + 4.0, abs=0.01)
+    assert analysis.warnings == []
 
 
 def test_a_picture_far_wider_than_tall_is_analysed_or_refused(tagger: VisionTagger,

@@ -15,7 +15,7 @@ from scipy.signal import resample, resample_poly
 
 from services.config import RequestLimits
 from services.domain import OutputOptions, UserControls
-from services.errors import InvalidInputError, ResourceExhaustedError
+from services.errors import BgmError, InvalidInputError, ResourceExhaustedError
 from services.gateway.mastering import master
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.media.synth import Shot, SyntheticVideo, write_video
@@ -410,7 +410,8 @@ def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(module, "mux_into_video", broken_mux)
-    with pytest.raises(OSError, match="disk full"):
+    # Said as a failure to write the output, by its name (not its temporary one).
+    with pytest.raises(BgmError, match=r"cannot write output m\.mp4: disk full"):
         pipeline.score(
             clip.path,
             UserControls(),

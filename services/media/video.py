@@ -115,6 +115,9 @@ class SmallFrame:
     # Exact presentation time, for detectors that work in stream units.
     pts: int
     time_base: Fraction
+    # How long it is shown, where the file says (a screen recording's last frame may be held
+    # for seconds); None where it does not.
+    duration_s: float | None
     # Small BGR image (uint8, H x W x 3), in the coded orientation.
     bgr: np.ndarray
     # Small grey image (uint8, H x W), the luma plane.
@@ -442,6 +445,7 @@ def iter_small_frames(
                     time_s=float(pts * time_base),
                     pts=int(pts),
                     time_base=Fraction(time_base.numerator, time_base.denominator),
+                    duration_s=float(frame.duration * time_base) if frame.duration else None,
                     bgr=bgr,
                     grey=grey,
                 )

@@ -240,13 +240,16 @@ def _scan(
     end_timecode = _timecode(last, fps)
     hard.extend(adaptive.post_process(end_timecode))
     faded.extend(fades.post_process(end_timecode))
-    decoded_s = last.time_s - start_time + frame_period
+    # The last frame lasts as long as the file says (a held frame: 6 s had been taken for
+    # the average frame's 0.12 s, and the music cut short under a "truncated" warning).
+    decoded_s = last.time_s - start_time + (last.duration_s or frame_period)
     warnings = []
     duration_s = probe.duration_s
     if decoded_s < probe.duration_s - max(0.5, 2 * frame_period):
         warnings.append(
-            f"decoding stopped at {decoded_s:.2f} s of {probe.duration_s:.2f} s (the file is "
-            "truncated or damaged); the analysis covers what decoded"
+            f"the picture ends at {decoded_s:.2f} s of the {probe.duration_s:.2f} s the file "
+            "states (it is truncated or damaged, or its sound runs longer); the analysis "
+            "covers the picture"
         )
         duration_s = decoded_s
     # A tick at or past the end describes nothing; the curve covers [0, duration).
