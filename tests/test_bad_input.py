@@ -104,6 +104,19 @@ def test_single_frame_video(tagger: VisionTagger, tmp_path: Path):
     refuse(tagger, video.path, "still_image")
 
 
+def test_a_matroska_sound_a_little_longer_than_its_picture_sets_no_length(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """Matroska states the longest track's length: AAC ending 0.2 s after the last picture
+    had made the music 0.2 s longer than the video (under the half second a shorter picture
+    is warned about). The video track's own length is the picture's."""
+    video = write_streams(tmp_path / "longer-sound.mkv", frames=90, sound_s=3.2,
+                          container_format="matroska")  # fmt: skip
+    assert probe_video(video).duration_s == pytest.approx(3.0, abs=1e-3)
+    analysis = tagger.analyze(AnalysisRequest(video))
+    assert analysis.duration_s == pytest.approx(3.0, abs=1e-3) and analysis.warnings == []
+
+
 def test_a_last_frame_held_for_seconds_is_part_of_the_video(tagger: VisionTagger,
                                                              tmp_path: Path):  # fmt: skip
     """A screen recording may hold its last picture for seconds: it had been taken for the

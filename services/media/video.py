@@ -370,8 +370,25 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
         if duration > 0:
             return duration
     if container.duration is not None:
-        return container.duration / av.time_base
+        stated = container.duration / av.time_base
+        # Matroska states the whole file's length, its longest track's: a sound track 29 ms
+        # past the last picture had made the music 29 ms longer than the video. Its video
+        # track's own length (the DURATION tag FFmpeg and mkvmerge write) is the picture's,
+        # never more than the file's.
+        own = _tagged_duration(stream)
+        return min(stated, own) if own else stated
     return 0.0
+
+
+def _tagged_duration(stream: av.video.stream.VideoStream) -> float | None:
+    """A track's DURATION tag (HH:MM:SS.nnnnnnnnn) in seconds; None without a usable one."""
+    hours, _, rest = stream.metadata.get("DURATION", "").partition(":")
+    minutes, _, seconds = rest.partition(":")
+    try:
+        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+    return duration if 0.0 < duration < math.inf else None
 
 
 def analysis_stride(width: int, height: int, target_width: int) -> int:
