@@ -29,6 +29,7 @@ from services.config import (
     DeliveryLimit,
     RequestLimits,
     ServingConfig,
+    StudioConfig,
     load_config,
 )
 from services.contract import brief_to_proto
@@ -64,6 +65,7 @@ from services.serving import (
     callers_of,
     freeze_start_up_heap,
 )
+from services.studio.app import create_app
 from services.tagger.backend import AnalysisRequest
 from services.tagger.backends import create_tagger_backend
 from services.tagger.server import binding as tagger_binding
@@ -627,6 +629,11 @@ def test_a_tagger_that_cannot_read_the_gateways_staging_is_refused_at_start(
                              str(_written(tmp_path, config)), "serve"],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert served.returncode == 2 and "tagger.sources.file_roots" in served.stderr, served
+    # `bgm studio` with its own services: refused before it starts (it had been a traceback
+    # from inside the web server's start-up, exit 3).
+    with pytest.raises(ConfigError, match=r"tagger\.sources\.file_roots"):
+        create_app(StudioConfig(folder=tmp_path / "studio"), config)
+    assert not (tmp_path / "studio").exists()
 
 
 def _written(tmp_path: Path, config: BgmConfig) -> Path:

@@ -41,7 +41,7 @@ from services.gateway.client import analyze_remote, error_details, score_remote
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
-from services.serve import in_process_services
+from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.vocabulary import load_vocabulary
 
 log = logging.getLogger("bgm")
@@ -490,6 +490,10 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
     """The studio's app, calling the gateway at `link`, or, given the whole config, a gateway
     (with its tagger and generator) it runs in its own process while it serves."""
     services = link if isinstance(link, BgmConfig) else None
+    if services is not None:
+        # Before anything starts: refused inside the server's start-up, it had been a
+        # traceback and "Application startup failed".
+        check_tagger_reads_gateway_files(services)
     studio = Studio(config, link if isinstance(link, GatewayLink) else GatewayLink(""))
     vocabulary = load_vocabulary()
 
