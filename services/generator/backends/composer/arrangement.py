@@ -74,10 +74,14 @@ LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
 # Seconds between the final chord's release and the end of the piece (the release tail).
 RELEASE_TAIL_S = 0.9
-# The final chord sounds at least this long before its release, into the tail's fade where
-# the last bar line comes late (it had been struck and let go within 0.3 s: a stab, not an
-# ending, in hip-hop 0.42 s before the fade).
+# The final chord sounds this long before its release, into the tail's fade where the last
+# bar line comes late (it had been struck and let go within 0.3 s: a stab, not an ending, in
+# hip-hop 0.42 s before the fade).
 FINAL_HOLD_S = 1.0
+# Where the final chord leaves less than both, the release tail keeps at least this share of
+# what is left (the hold a second had pushed the release to the end: a 1-2 s piece cut
+# mid-chord, 3-17 s ones faded in 0.1-0.25 s).
+RELEASE_TAIL_SHARE = 0.4
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
@@ -477,9 +481,9 @@ class Composer:
     def compose(self) -> Arrangement:
         plan = self.plan
         final = plan.final_beat
-        end_seconds = self.duration_s - (RELEASE_TAIL_S if final is not None else 0.0)
+        end_seconds = self.duration_s
         if final is not None:
-            end_seconds = max(end_seconds, plan.beats_s[final] + FINAL_HOLD_S)
+            end_seconds -= release_tail_s(self.duration_s - plan.beats_s[final])
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
         self.result.chord_starts = [span.start for span in self.harmony]
@@ -1169,3 +1173,12 @@ def _with_fill(groove: Pattern, fill: Pattern) -> Pattern:
         kept = result.get(key, "." * len(line))
         result[key] = kept[:first] + line[first:]
     return result
+
+
+def release_tail_s(after_final_s: float) -> float:
+    """Seconds from the final chord's release to the end, given the seconds from its strike
+    to the end: RELEASE_TAIL_S once the chord can be held FINAL_HOLD_S, else what the hold
+    leaves, never under RELEASE_TAIL_SHARE of it."""
+    return max(
+        min(RELEASE_TAIL_S, after_final_s - FINAL_HOLD_S), RELEASE_TAIL_SHARE * after_final_s
+    )
