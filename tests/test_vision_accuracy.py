@@ -90,6 +90,20 @@ def test_fade_through_black_is_a_fade_cut(tagger: VisionTagger, tmp_path: Path):
     assert abs(fade.time_s - 3.0) <= 3 / 30
 
 
+def test_a_black_shot_has_no_cut_inside_it(tagger: VisionTagger, tmp_path: Path):
+    """A cut to a black shot held for seconds, and a cut out of it: two cuts, at its ends. A
+    fade cut had been placed inside it (2 s into 3 s of black: the detector's middle of the
+    black, moved at most 0.5 s towards its end), and the music struck a hit on nothing."""
+    shots = [
+        Shot(3.0, hue=0.0, brightness=0.6),
+        Shot(3.0, speed=0.0, brightness=0.0, saturation=0.0),
+        Shot(4.0, hue=0.66, brightness=0.6),
+    ]
+    video = write_video(tmp_path / "black.mp4", shots, audio=False)
+    analysis = tagger.analyze(AnalysisRequest(video.path))
+    assert [round(time_s, 1) for time_s in analysis.cuts_s] == [3.0, 6.0], analysis.cuts
+
+
 @pytest.mark.parametrize("before, after", [(0.9, 0.15), (0.15, 0.9), (0.5, 0.5)])
 def test_a_fade_cut_is_its_black_frame(tagger: VisionTagger, tmp_path: Path, before, after):
     # The shot starts on frame 90 (3.0 s), which the fade makes black; shots of unequal

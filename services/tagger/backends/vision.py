@@ -271,24 +271,25 @@ def _darkest(
 ) -> float:
     """A fade cut at its black frame: the scene detector places it between the frames where
     the level crosses its threshold, a frame or two off when the two shots differ in
-    brightness. Where black holds for several frames, the last of them: the new shot starts
-    from there. `dark` (time, level) is in time order, `dark_times` its times: the frames
-    near the cut are found by bisection (a scan of every dark frame per fade had cost a
-    flickering two-hour video about two uncancellable minutes)."""
-    near = dark[bisect.bisect_left(dark_times, time_s - FADE_SEARCH_S) :
-                bisect.bisect_right(dark_times, time_s + FADE_SEARCH_S)]  # fmt: skip
-    if not near:
+    brightness. Where black holds for several frames, the last of them, however long it holds:
+    the new shot starts from there (the detector puts a held black's cut in its middle: 3 s
+    of black had had a cut 2 s in, and the music a hit on nothing). `dark` (time, level) is
+    in time order, `dark_times` its times: the frames near the cut are found by bisection (a
+    scan of every dark frame per fade had cost a flickering two-hour video about two
+    uncancellable minutes), and a black run is followed once, by the one fade that ends it."""
+    start = bisect.bisect_left(dark_times, time_s - FADE_SEARCH_S)
+    stop = bisect.bisect_right(dark_times, time_s + FADE_SEARCH_S)
+    if start == stop:
         return time_s
-    first = min(range(len(near)), key=lambda i: near[i][1])
-    floor = near[first][1] + BLACK_TOLERANCE
-    last = first
+    last = min(range(start, stop), key=lambda i: dark[i][1])
+    floor = dark[last][1] + BLACK_TOLERANCE
     while (
-        last + 1 < len(near)
-        and near[last + 1][1] <= floor
-        and near[last + 1][0] - near[last][0] < 1.5 * frame_period
+        last + 1 < len(dark)
+        and dark[last + 1][1] <= floor
+        and dark[last + 1][0] - dark[last][0] < 1.5 * frame_period
     ):
         last += 1
-    return near[last][0]
+    return dark[last][0]
 
 
 def _pan_speed(
