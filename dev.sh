@@ -186,7 +186,7 @@ lock() {
 
 demo() {
     mkdir -p out
-    "$VENV/bin/bgm" sample out/sample.mp4
+    "$VENV/bin/bgm" sample out/sample.mp4 --force
     "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png > /dev/null
     # --force: the demo writes its own outputs again on every run.
     "$VENV/bin/bgm" score out/sample.mp4 -o out/sample-scored.mp4 --midi out/sample.mid \

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ STARTED = time.perf_counter() - _process_age_s()
 # Exit status for input the program refuses (matches argparse's usage errors).
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+# Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 @contextmanager
@@ -65,6 +68,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from services.tagger.report import print_summary, save_plot
 
     config = _with_backend_flags(load_config(args.config), args)
+    if args.plot:
+        _check_plot(Path(args.plot), Path(args.video))
     stdout = summary_console()
     stderr = Console(stderr=True)
     backend = create_tagger_backend(config.tagger)
@@ -82,10 +87,10 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _controls(args: argparse.Namespace):
+def _controls(args: argparse.Namespace, max_reference_bytes: int):
     from services.domain import UserControls
 
-    return UserControls(
+    controls = UserControls(
         genres=args.genre or [],
         moods=args.mood or [],
         instruments=args.instrument or [],
@@ -95,21 +100,37 @@ def _controls(args: argparse.Namespace):
         prompt=args.prompt or "",
         seed=args.seed,
         structure=args.structure,
-        reference_audio=_reference(args.reference),
+        reference_audio=_reference(args.reference, max_reference_bytes),
         candidates=args.candidates,
         speech=args.speech,
     )
+    return controls
 
 
-def _reference(path: str | None) -> bytes:
+def _reference(path: str | None, max_bytes: int) -> bytes:
     if path is None:
         return b""
+    reference = Path(path)
     try:
-        return Path(path).read_bytes()
+        size = _regular_file(reference, "the reference audio").stat().st_size
+        if size > max_bytes:
+            raise InvalidInputError(f"the reference audio {path} is {size} bytes; the limit is "
+                                    f"{max_bytes} (limits.max_reference_bytes)")  # fmt: skip
+        return reference.read_bytes()
     except OSError as error:
         raise InvalidInputError(
             f"cannot read the reference audio {path}: {error.strerror}"
         ) from None
+
+
+def _regular_file(path: Path, what: str) -> Path:
+    """`path`, refused unless it is a file: a FIFO or a device (/dev/zero) had been read
+    without end, hanging the command or filling its memory."""
+    if not path.exists():
+        raise InvalidInputError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise InvalidInputError(f"{what} {path} is not a file")
+    return path
 
 
 def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) -> Any:
@@ -172,6 +193,8 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from services.contract import controls_to_proto
+    from services.edge import EdgeSchema
     from services.gateway.controls import validate_controls
     from services.gateway.outputs import check_output_paths
     from services.media.video import probe_video
@@ -180,7 +203,10 @@ def _score(args: argparse.Namespace) -> int:
     videos = [Path(video) for video in args.video]
     if len(videos) > 1 and not _into_folder(args):
         raise InvalidInputError("with several videos, -o names a folder (end it with /)")
-    controls = _controls(args)
+    controls = _controls(args, config.limits.max_reference_bytes)
+    # The request limits the services hold every caller to (a seed of -1 had failed in numpy
+    # after the whole job; 2**32 and a 100,000-character prompt had been taken).
+    EdgeSchema(config.limits).check(controls_to_proto(controls))
     reference = [Path(args.reference)] if args.reference else []
     jobs = [(video, _output_options(args, str(video), [*videos, *reference]))
             for video in videos]  # fmt: skip
@@ -239,10 +265,30 @@ def summary_console() -> Console:
     return Console(soft_wrap=True)
 
 
+# Pictures matplotlib writes, by the name's ending.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def _check_plot(plot: Path, video: Path) -> None:
+    """Refused before the analysis: a plot that would replace the video (an animated GIF had
+    been overwritten), or that matplotlib cannot write (a traceback after the analysis)."""
+    from services.gateway.outputs import check_writable
+
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise InvalidInputError(f"--plot {plot.name}: a picture ends in "
+                                f"{', '.join(PLOT_SUFFIXES)}")  # fmt: skip
+    if plot.exists() and video.exists() and plot.samefile(video):
+        raise InvalidInputError(f"--plot {plot} is the video")
+    check_writable(plot, "plot")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from services.serve import serve
 
     config = _with_backend_flags(load_config(args.config), args)
+    if args.service == "all" and (args.port is not None or args.metrics_port is not None):
+        raise InvalidInputError("--port and --metrics-port name one service's ports: for all "
+                                "three, set serving.<service>.port in the config")  # fmt: skip
     if args.service != "all":
         endpoint = getattr(config.serving, args.service)
         changes = {
@@ -316,13 +362,15 @@ def _client_score(args: argparse.Namespace) -> int:
 
     stderr = Console(stderr=True)
     metadata, tls = _connection(args)
+    if not args.uri:
+        _regular_file(Path(args.video), "video")
     options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
             outcome = score_remote(
                 args.server,
                 args.video,
-                _controls(args),
+                _controls(args, load_config(args.config).limits.max_reference_bytes),
                 options,
                 report,
                 metadata=metadata,
@@ -376,9 +424,16 @@ def _tags(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from services.gateway.outputs import check_writable
     from services.media.synth import sample_shots, write_video
 
-    video = write_video(args.output, sample_shots(), width=640, height=360, fps=30.0)
+    output = Path(args.output)
+    if output.suffix.lower() != ".mp4":
+        raise InvalidInputError(f"{output.name}: the sample video is an .mp4")
+    if output.exists() and not args.force:
+        raise InvalidInputError(f"{output} exists; pass --force to replace it")
+    check_writable(output, "sample video")
+    video = write_video(output, sample_shots(), width=640, height=360, fps=30.0)
     Console().print(
         f"wrote {video.path}: {video.duration_s:.1f} s, cuts at "
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
@@ -504,6 +559,17 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0..65535 (70000 had been taken, logged, and another port listened on)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {port}")
+    return port
+
+
 def _version() -> str:
     from importlib.metadata import version
 
@@ -558,10 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument(
         "--port",
-        type=int,
+        type=_port,
         help="port (one service only; defaults: gateway 50051, tagger 50052, generator 50053)",
     )
-    serve.add_argument("--metrics-port", type=int, help="Prometheus port (one service only)")
+    serve.add_argument("--metrics-port", type=_port, help="Prometheus port (one service only)")
     _tagger_arguments(serve)
     _generator_arguments(serve)
     serve.set_defaults(run=_serve)
@@ -588,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a web page to upload a video, shape its music, hear it and download it",
     )  # fmt: skip
     studio.add_argument("--server", help="a gateway HOST:PORT (default: start one here)")
-    studio.add_argument("--port", type=int, help="the page's port (default 8765)")
+    studio.add_argument("--port", type=_port, help="the page's port (default 8765)")
     _connection_arguments(studio)
     studio.set_defaults(run=_studio)
 
@@ -600,14 +666,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write the project's sample video")
     sample.add_argument("output", help="where to write it (.mp4)")
+    sample.add_argument("--force", action="store_true", help="replace an existing file")
     sample.set_defaults(run=_sample)
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
+    # output behind); the servers and the studio put their own handlers over this one.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/red]", highlight=False)
+        return EXIT_INTERRUPTED
     except BgmError as error:
         Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red] ({error.status_code}): {error}", highlight=False

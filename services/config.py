@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,7 +25,9 @@ DEFAULT_TAGGER_SCRATCH_DIR = Path(tempfile.gettempdir()) / "bgm-tagger"
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No knob takes NaN or infinity: NaN passes every bound unchecked, and an infinite length
+    # had ended in an OverflowError traceback.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VisionConfig(StrictModel):
@@ -101,7 +103,7 @@ class HearingConfig(StrictModel):
 
 
 class TaggerConfig(StrictModel):
-    backend: str = "vision"
+    backend: Literal["vision", "vlm", "openai"] = "vision"
     limits: VideoLimits = VideoLimits()
     vision: VisionConfig = VisionConfig()
     hearing: HearingConfig = HearingConfig()
@@ -186,7 +188,7 @@ class BatchingConfig(StrictModel):
 
 
 class GeneratorConfig(StrictModel):
-    backend: str = "composer"
+    backend: Literal["composer", "diffusion", "symbolic-diffusion"] = "composer"
     composer: ComposerConfig = ComposerConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     symbolic_diffusion: SymbolicDiffusionConfig = SymbolicDiffusionConfig()
@@ -477,12 +479,29 @@ def load_config(path: str | Path | None = None) -> BgmConfig:
     path = path or os.environ.get("BGM_CONFIG")
     if not path:
         return BgmConfig()
+    file = Path(path)
+    # A FIFO or a device (/dev/zero) is read without end.
+    if file.exists() and not file.is_file():
+        raise ConfigError(f"cannot read config file {path}: not a file")
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         return BgmConfig.model_validate(data)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     except ValidationError as error:
-        raise ConfigError(f"config file {path}: {error}") from None
+        raise ConfigError(f"config file {path}: {_problems(error)}") from None
+
+
+def _problems(error: ValidationError) -> str:
+    """Each problem as `section.key: what is wrong (got value)`, on one line."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "the file"
+        scalar = problem["loc"] and not isinstance(problem.get("input"), dict | list)
+        got = f" (got {problem['input']!r:.40})" if scalar and "input" in problem else ""
+        problems.append(f"{where}: {problem['msg']}{got}")
+    return "; ".join(problems)

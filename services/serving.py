@@ -706,10 +706,13 @@ class HostedServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, self.server)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as error:  # grpc's "Failed to bind": the port is taken
+            raise OSError(f"cannot listen on {address}: {error}") from None
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self._watches: list[asyncio.Task[None]] = []

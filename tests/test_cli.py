@@ -273,3 +273,174 @@ def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVid
     assert sounding[0] < 2.1 and sounding[-1] > 4.5
     late = bgm("score", str(first), "-o", str(tmp_path / "late.wav"), "--end", "99")
     assert late.returncode == 2 and "lasts" in late.stderr
+
+
+def _one_line_refusal(result) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_input_that_never_ends_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
+    """A FIFO or a device given where a file is read: refused at once. /dev/zero as the
+    reference had filled memory at 1 GB/s, a FIFO as the reference, the config or the video
+    to upload had hung."""
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    video, output = str(cuts_video.path), str(tmp_path / "o.wav")
+    for args in (
+        ("score", video, "-o", output, "--structure", "reference", "--reference", "/dev/zero"),
+        ("score", video, "-o", output, "--structure", "reference", "--reference", str(fifo)),
+        ("--config", str(fifo), "analyze", video),
+        ("client", "score", str(fifo), "-o", output, "--server", "127.0.0.1:9"),
+        ("client", "score", "/dev/zero", "-o", output, "--server", "127.0.0.1:9"),
+    ):
+        result = bgm_process(*args, timeout=60)
+        _one_line_refusal(result)
+        assert "not a file" in result.stderr, (args, result.stderr)
+
+
+def test_the_command_line_holds_the_services_request_limits(cuts_video: SyntheticVideo,
+                                                             tmp_path: Path):  # fmt: skip
+    """`bgm score` refuses what every service refuses, before any work: a seed of -1 had
+    failed in numpy after the whole job, 2**32 and a 100,000-character prompt been taken."""
+    config = tmp_path / "bgm.yaml"
+    config.write_text("limits: {max_seed: 10}\n")
+    video, output = str(cuts_video.path), str(tmp_path / "o.wav")
+    for args, field in (
+        (("--seed", "-1"), "seed"),
+        (("--seed", str(2**32)), "seed"),
+        (("--prompt", "x" * 3000), "prompt"),
+        (("--seed", "11", "--config", str(config)), "seed"),
+    ):
+        result = bgm("score", video, "-o", output, *args)
+        _one_line_refusal(result)
+        assert result.stderr.startswith(f"error (INVALID_ARGUMENT): {field}:"), result.stderr
+    assert not Path(output).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("tagger:\n  limits: {max_duration_s: .nan}\n", "tagger.limits.max_duration_s"),
+        ("tagger:\n  limits: {max_width: 0}\n", "max_width"),
+        ("tagger:\n  vision: {min_shot_s: .inf}\n", "tagger.vision.min_shot_s"),
+        ("tagger:\n  hearing: {min_speech_s: .inf}\n", "tagger.hearing.min_speech_s"),
+        ("tagger: {backend: nonsense}\n", "tagger.backend"),
+        ("generator: {backend: nonsense}\n", "generator.backend"),
+    ],
+)
+def test_a_config_value_out_of_reach_is_one_line(tmp_path: Path, cuts_video: SyntheticVideo,
+                                                  text: str, named: str):  # fmt: skip
+    """NaN had switched a limit off, infinity and an unknown backend ended in tracebacks, a
+    limit of 0 blamed the video; and pydantic's report took four lines and a web address."""
+    config = tmp_path / "bgm.yaml"
+    config.write_text(text)
+    result = bgm("--config", str(config), "analyze", str(cuts_video.path))
+    _one_line_refusal(result)
+    assert named in result.stderr and "pydantic.dev" not in result.stderr, result.stderr
+
+
+def test_a_config_file_that_is_not_text_is_one_line(tmp_path: Path, cuts_video: SyntheticVideo):
+    config = tmp_path / "bgm.yaml"
+    config.write_bytes(b"\xff\xfe\x00bad")
+    result = bgm("--config", str(config), "analyze", str(cuts_video.path))
+    _one_line_refusal(result)
+    assert "not UTF-8" in result.stderr
+
+
+def test_ports_are_ports(tmp_path: Path):
+    """A port over 65535 had been taken, logged, and another port listened on; `serve --port`
+    with all three services had been ignored."""
+    for args in (
+        ("serve", "tagger", "--port", "70000"),
+        ("serve", "tagger", "--port", "-1"),
+        ("serve", "gateway", "--metrics-port", "99999"),
+        ("studio", "--port", "70000"),
+    ):
+        result = bgm(*args)
+        assert result.returncode == 2 and "a port is 0..65535" in result.stderr, result.stderr
+    result = bgm("serve", "--port", "59112")
+    _one_line_refusal(result)
+    assert "--port" in result.stderr
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = bgm_process("serve", "tagger", "--port", str(port), "--metrics-port", "0",
+                             timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_plot_never_replaces_the_video(cuts_video: SyntheticVideo, tmp_path: Path):
+    """An animated GIF analysed with --plot naming itself had been replaced by the plot; a
+    plot matplotlib cannot write ended in a traceback after the analysis."""
+    gif = tmp_path / "clip.gif"
+    gif.write_bytes(b"GIF89a not really")
+    result = bgm("analyze", str(gif), "--plot", str(gif))
+    _one_line_refusal(result)
+    assert gif.read_bytes() == b"GIF89a not really"
+    video = str(cuts_video.path)
+    for plot in (video, str(tmp_path / "plot.txt"), str(tmp_path / "missing" / "p.png"),
+                 str(tmp_path)):  # fmt: skip
+        result = bgm("analyze", video, "--plot", plot)
+        _one_line_refusal(result)
+    assert cuts_video.path.stat().st_size > 0 and not (tmp_path / "plot.txt").exists()
+
+
+def test_sample_keeps_an_existing_file(tmp_path: Path):
+    path = tmp_path / "mine.mp4"
+    path.write_bytes(b"my own video")
+    result = bgm("sample", str(path))
+    _one_line_refusal(result)
+    assert path.read_bytes() == b"my own video"
+    assert bgm("sample", str(path), "--force").returncode == 0
+    assert path.stat().st_size > 10_000
+
+
+def test_sigterm_stops_a_score_as_ctrl_c_does(cuts_video: SyntheticVideo, tmp_path: Path):
+    """SIGTERM mid-job: one line, exit 130, nothing left where the output goes (it had left a
+    partial file); Ctrl-C had printed a traceback of 30-70 lines."""
+    import signal
+    import subprocess
+    import sys
+
+    output = tmp_path / "out" / "o.mp4"
+    output.parent.mkdir()
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "score", str(cuts_video.path), "-o",
+             str(output), "--stems", str(tmp_path / "out" / "stems")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _until_it_catches_sigterm(process.pid)  # in main(), before any work is done
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=60)
+        # (After Ctrl-C, Python may end by SIGINT itself: a shell reports 130 for both.)
+        assert process.returncode in (130, -signal.SIGINT), (stop, process.returncode, stderr)
+        if stop == signal.SIGTERM:
+            assert process.returncode == 130
+        assert stderr.strip() == "interrupted", stderr
+        assert list(output.parent.iterdir()) == []
+
+
+def _until_it_catches_sigterm(pid: int) -> None:
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines()
+                          if line.startswith("SigCgt:")).split()[1], 16)  # fmt: skip
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.01)
+    raise AssertionError("bgm never set its SIGTERM handler")

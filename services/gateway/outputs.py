@@ -73,7 +73,7 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
-def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
+def check_writable(path: Path, what: str, make_folder: bool = False) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if make_folder:
         # The nearest folder that exists is where the missing ones will be made.
@@ -91,16 +91,16 @@ def _check_writable(path: Path, what: str, make_folder: bool = False) -> None:
 def check_output_paths(options: OutputOptions) -> None:
     """Every output's kind and place (what can be refused before any model loads)."""
     output_kind(options.output)
-    _check_writable(options.output, "output", options.make_folder)
+    check_writable(options.output, "output", options.make_folder)
     if options.midi is not None:
         if options.midi.suffix.lower() not in (".mid", ".midi"):
             raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
-        _check_writable(options.midi, "MIDI file", options.make_folder)
+        check_writable(options.midi, "MIDI file", options.make_folder)
     if options.stems_dir is not None:
         if options.stems_dir.exists() and not options.stems_dir.is_dir():
             raise InvalidInputError(f"stems folder {options.stems_dir} is a file",
                                     field="output.stems")  # fmt: skip
-        _check_writable(
+        check_writable(
             options.stems_dir / "x.wav" if options.stems_dir.is_dir() else options.stems_dir,
             "stems folder",
             options.make_folder,

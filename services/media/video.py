@@ -81,6 +81,15 @@ class VideoLimits:
     # The smallest picture side the analysis can read (optical flow needs 12 pixels).
     min_side: int = 16
 
+    def __post_init__(self) -> None:
+        # A limit of NaN lets everything through, a negative one refuses every video (naming
+        # the video, not the config).
+        for name in ("max_duration_s", "max_width", "max_height", "max_fps", "max_pixels_per_s",
+                     "min_side"):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value}")
+
 
 MPEG_TS_WRAP = 1 << 33
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
