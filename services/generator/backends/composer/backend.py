@@ -240,7 +240,7 @@ class ComposerGenerator:
         rate, beat_s = brief.sample_rate, 60.0 / plan.base_bpm
 
         def as_stems(played: Sequence[RenderPart], gains: Sequence[float]) -> Mixer:
-            return _mixer(style, rate, beat_s, played, gains, stems=True)
+            return _mixer(style, rate, beat_s, played, gains, True, brief.seed)
 
         held = total <= balance.HELD_PIECE_S * rate
         stretches = balance.HELD_STRETCHES if held else balance.APART_STRETCHES
@@ -259,7 +259,7 @@ class ComposerGenerator:
             Track(part.name, part.program, channel, volume, part.pan)
             for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)
         ]
-        mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems)
+        mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems, brief.seed)
         mix = np.zeros((total, 2), dtype=np.float32)
         stems = (
             {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
@@ -383,10 +383,11 @@ def _mixer(
     parts: Sequence[RenderPart],
     gains: Sequence[float],
     stems: bool,
+    seed: int,
 ) -> Mixer:
     kicks = [n.start_sample for p in parts if p.drums for n in p.notes if n.pitch in KICKS]
     mixed = [MixPart(p.name, gain, p.drums) for p, gain in zip(parts, gains, strict=True)]
-    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems)
+    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems, seed)
 
 
 # Samples a step of the headroom's passes over the mix takes (a two-hour mix is 2.8 GB: a

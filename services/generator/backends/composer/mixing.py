@@ -55,10 +55,12 @@ class Mixer:
         beat_s: float,
         kick_samples: Sequence[int],
         stems: bool,
+        seed: int,
     ):
         import pedalboard
 
         self.production = production
+        self.seed = seed
         self.parts = list(parts)
         self.sample_rate = sample_rate
         self.stems = stems
@@ -153,7 +155,9 @@ class Mixer:
         return self._process(self._bus, mix)
 
     def _crackle(self, start: int, length: int) -> np.ndarray:
-        rng = np.random.default_rng([CRACKLE_SEED, start])
+        # The piece's own record: one crackle for every lo-fi piece of a length had been heard
+        # under every candidate.
+        rng = np.random.default_rng([CRACKLE_SEED, self.seed, start])
         level = self.production.crackle
         noise = rng.standard_normal((2, length)).astype(np.float32) * (level * CRACKLE_HISS)
         clicks = rng.poisson(CRACKLE_RATE * length / self.sample_rate)
