@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import sys
 import time
@@ -177,13 +179,21 @@ def _with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
     if getattr(args, "tagger", None):
         tagger = tagger.model_copy(update={"backend": args.tagger})
     if getattr(args, "tagger_model", None):
+        if tagger.backend != "vlm":
+            raise InvalidInputError(f"--tagger-model is the vlm backend's model; the tagger "
+                                    f"is {tagger.backend} (--tagger vlm)")  # fmt: skip
         vlm = tagger.vlm.model_copy(update={"model_path": Path(args.tagger_model)})
         tagger = tagger.model_copy(update={"vlm": vlm})
     generator = config.generator
     if getattr(args, "generator", None):
         generator = generator.model_copy(update={"backend": args.generator})
     if getattr(args, "generator_model", None):
-        # The model of the chosen backend (the diffusion one when it is the composer).
+        if generator.backend not in ("diffusion", "symbolic-diffusion"):
+            raise InvalidInputError(
+                f"--generator-model is a diffusion or symbolic-diffusion model; the generator "
+                f"is {generator.backend} (--generator diffusion)"
+            )
+        # The model of the chosen backend.
         section = "symbolic_diffusion" if generator.backend == "symbolic-diffusion" else "diffusion"
         backend = getattr(generator, section).model_copy(
             update={"model_path": Path(args.generator_model)}
@@ -318,7 +328,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], Any]:
     """The metadata (with the bearer token) and the TLS settings the connection flags say."""
-    metadata = tuple(tuple(item.split("=", 1)) for item in args.metadata or [])
+    # gRPC's keys: lower case letters, digits, - _ . (header names are case-blind).
+    pairs = [item.partition("=") for item in args.metadata or []]
+    for key, equals, _ in pairs:
+        if not equals or not re.fullmatch(r"[0-9a-z_.-]+", key.lower()):
+            raise InvalidInputError(f"--metadata {key!r}: give KEY=VALUE, the key of letters, "
+                                    "digits, - _ .")  # fmt: skip
+    metadata = tuple((key.lower(), value) for key, _, value in pairs)
     token = args.token or os.environ.get("BGM_TOKEN")
     if token:
         metadata = (*metadata, ("authorization", f"Bearer {token}"))
@@ -519,7 +535,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-original-audio",
         action="store_true",
-        help="mix the video's own sound over the music, ducking the music",
+        help="keep the video's own sound, with the music under it (ducking as --speech says)",
     )
     parser.add_argument(
         "--speech", choices=SPEECH_MODES, default="auto",
@@ -557,6 +573,17 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample-rate", type=int, default=48000, choices=(44100, 48000),
         help="sample rate of the music, Hz (default 48000)",
     )  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    """A length of time over 0 (a deadline of 0, -5 or NaN had been sent)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"a length of time over 0, not {text}")
+    return seconds
 
 
 def _port(text: str) -> int:
@@ -644,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="VIDEO is a URI the gateway fetches, not a file to upload",
     )
-    remote.add_argument("--timeout", type=float, help="deadline, seconds")
+    remote.add_argument("--timeout", type=_seconds, help="deadline, seconds")
     _connection_arguments(remote)
     _score_arguments(remote)
     remote.set_defaults(run=_client_score)

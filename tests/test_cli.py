@@ -444,3 +444,24 @@ def _until_it_catches_sigterm(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("bgm never set its SIGTERM handler")
+
+
+def test_a_flag_that_would_do_nothing_or_break_the_call_is_refused(
+    cuts_video: SyntheticVideo, tmp_path: Path
+):
+    """--generator-model with the composer and --tagger-model with the vision tagger had been
+    ignored; --metadata without '=' a traceback, with a space gRPC's INTERNAL; --timeout 0
+    or NaN sent as deadlines."""
+    video, output = str(cuts_video.path), str(tmp_path / "o.wav")
+    for args, says in (
+        (("score", video, "-o", output, "--generator-model", str(tmp_path)), "--generator-model"),
+        (("score", video, "-o", output, "--tagger-model", str(tmp_path)), "--tagger-model"),
+        (("client", "score", video, "-o", output, "--metadata", "novalue"), "KEY=VALUE"),
+        (("client", "score", video, "-o", output, "--metadata", "Bad Key=v"), "KEY=VALUE"),
+    ):
+        result = bgm(*args)
+        _one_line_refusal(result)
+        assert says in result.stderr, result.stderr
+    for timeout in ("0", "-5", "nan"):
+        result = bgm("client", "score", video, "-o", output, f"--timeout={timeout}")
+        assert result.returncode == 2 and "a length of time over 0" in result.stderr
