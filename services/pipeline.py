@@ -192,9 +192,9 @@ class ScorePipeline:
         timings["mastering"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        written = write_outputs(video, music, mastered, options, heartbeat)
+        written, loudness = write_outputs(video, music, mastered, options, heartbeat)
         timings["writing"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)
-        return ScoreResult(analysis, brief, music.plan, mastered.report, written, timings,
+        return ScoreResult(analysis, brief, music.plan, loudness, written, timings,
                            ranking)  # fmt: skip

@@ -7,7 +7,7 @@ limiter keeps it under the ceiling.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,7 @@ class LoudnessReport:
     ducked: bool
 
 
-def _db(value: float) -> float:
+def db(value: float) -> float:
     return float(20.0 * np.log10(max(value, 1e-12)))
 
 
@@ -85,6 +85,32 @@ def peak_envelope(audio: np.ndarray, heartbeat: Callable[[], None] = _nothing) -
             for phase in range(TRUE_PEAK_OVERSAMPLING):
                 np.maximum(target, phases[:, phase], out=target)
     return envelope
+
+
+def streamed_true_peak(
+    blocks: Iterable[np.ndarray], heartbeat: Callable[[], None] = _nothing
+) -> float:
+    """The largest 4x oversampled absolute value of consecutive blocks (samples x 2), each
+    sample measured once, with the filter's reach of samples either side of it."""
+    reach = len(_FILTER)
+    peak = 0.0
+    # Samples already counted (the context before) and those not yet counted.
+    before = np.zeros((0, 2), np.float32)
+    pending = np.zeros((0, 2), np.float32)
+    for block in blocks:
+        joined = np.concatenate([before, pending, block])
+        counted_to = len(joined) - reach
+        if counted_to > len(before):
+            envelope = peak_envelope(joined, heartbeat)
+            peak = max(peak, float(envelope[len(before) : counted_to].max()))
+            before = joined[max(0, counted_to - reach) : counted_to]
+            pending = joined[counted_to:]
+        else:
+            pending = joined[len(before) :]
+    if len(pending):
+        joined = np.concatenate([before, pending])
+        peak = max(peak, float(peak_envelope(joined, heartbeat)[len(before) :].max()))
+    return peak
 
 
 def _smooth(gain: np.ndarray, rate: int, attack_s: float, release_s: float) -> np.ndarray:
@@ -281,7 +307,7 @@ def master(
         # Digital silence: nothing to normalise.
         report = LoudnessReport(
             measured,
-            _db(0.0),
+            db(0.0),
             target_lufs,
             true_peak_limit_db,
             0.0,
@@ -315,7 +341,7 @@ def master(
     )
     report = LoudnessReport(
         integrated_lufs=round(float(measured), 2),
-        true_peak_dbtp=round(_db(peak), 2),
+        true_peak_dbtp=round(db(peak), 2),
         target_lufs=target_lufs,
         true_peak_limit_dbtp=true_peak_limit_db,
         gain_db=round(gain_db, 2),

@@ -629,10 +629,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 mastered = await cancellation.in_thread(master_music, video, music, options,
                                                         heartbeat, ducking)  # fmt: skip
                 events.put(_progress("writing", 0.9))
-                written = await cancellation.in_thread(
+                written, loudness = await cancellation.in_thread(
                     write_outputs, video, music, mastered, options, heartbeat
                 )
-                return brief, music.plan, mastered.report, generated.ranking, written
+                return brief, music.plan, loudness, generated.ranking, written
 
     async def _generate(
         self, brief: MusicBrief, candidates: int, caller: str, music_s: float

@@ -303,6 +303,24 @@ def decode_audio(
     return _exact(audio, samples)
 
 
+def audio_blocks(
+    path: Path, rate: int, block: int, heartbeat: Callable[[], None] = _nothing
+) -> Iterator[np.ndarray]:
+    """The first audio track of `path` as stereo float32 at `rate`, in blocks of about `block`
+    samples (a two-hour track is never held whole)."""
+    with open_input(str(path)) as container:
+        pending: list[np.ndarray] = []
+        held = 0
+        for chunk in _resampled(container, rate, "stereo", heartbeat, None):
+            pending.append(chunk)
+            held += len(chunk)
+            if held >= block:
+                yield np.concatenate(pending)
+                pending, held = [], 0
+        if pending:
+            yield np.concatenate(pending)
+
+
 def decode_audio_bytes(
     data: bytes,
     rate: int,
