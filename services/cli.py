@@ -366,7 +366,8 @@ def _studio(args: argparse.Namespace) -> int:
         gateway = "in this process"
     Console(stderr=True).print(f"bgm studio on http://{studio.host}:{studio.port}/ "
                                f"(gateway {gateway})")  # fmt: skip
-    uvicorn.run(app, host=studio.host, port=studio.port, log_level="warning")
+    uvicorn.run(app, host=studio.host, port=studio.port, log_level="warning",
+                timeout_graceful_shutdown=studio.grace_s)  # fmt: skip
     return 0
 
 

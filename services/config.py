@@ -449,6 +449,10 @@ class StudioConfig(StrictModel):
     # A session's videos and results are removed this long after its last request.
     keep_s: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
+    # An upload (or a score request) from which nothing comes for this long is refused (408).
+    upload_stall_s: float = Field(60.0, gt=0)
+    # On SIGTERM, requests in flight get this long (whole seconds) before the studio stops.
+    grace_s: int = Field(30, ge=0)
     # What one session may keep (its videos and results) and run at once: past them it is
     # refused until it removes something or a score ends (one visitor had filled the disk).
     max_session_bytes: int = Field(16 * 1024**3, gt=0)

@@ -481,3 +481,54 @@ def test_a_seed_is_taken_as_written():
     assert score_controls({"seed": 7.0})[0].seed == 7
     with pytest.raises(ControlError, match="seed"):
         score_controls({"seed": 7.5})
+
+
+def test_a_stalled_upload_is_refused_and_its_file_removed(tmp_path: Path):
+    """An upload from which nothing more comes is answered 408 after studio.upload_stall_s
+    and leaves nothing: it had held its connection, its file and a place in its session for
+    good (150 s and counting), and kept the studio from stopping."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio", upload_stall_s=0.5),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with served(app) as port:
+        connection = _start_upload(port, "stall.mp4", b"x" * 1000)
+        answer = connection.getresponse()  # nothing more is sent
+        assert answer.status == 408 and json.loads(answer.read())["code"] == "DEADLINE_EXCEEDED"
+        assert not list((tmp_path / "studio").rglob("stall.mp4"))
+        (session,) = app.state.studio.sessions.values()
+        assert session.uploads == 0 and not session.videos
+
+
+def test_an_upload_stated_over_the_limit_is_refused_before_a_byte_is_kept(tmp_path: Path):
+    """Refused from its Content-Length (a 5 GiB upload had been written to disk up to the 4 GiB
+    limit first), 413 as any request over a size."""
+    import http.client
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio", max_upload_bytes=1000),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with served(app) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.putrequest("POST", "/api/videos")
+        connection.putheader("X-File-Name", "big.mp4")
+        connection.putheader("Content-Length", str(5 * 1024**3))
+        connection.endheaders()
+        connection.send(b"x" * 100)
+        answer = connection.getresponse()
+        assert answer.status == 413 and b"larger than 1000 bytes" in answer.read()
+        assert not list((tmp_path / "studio").rglob("big.mp4"))
+
+
+def test_a_long_name_in_any_script_is_kept_and_bad_json_is_400(tmp_path: Path):
+    """90 CJK characters are 270 bytes, past a file name's 255: the upload had been a 500 (and
+    the page showed nothing); JSON nested 20,000 deep had been a 500 with a RecursionError."""
+    from urllib.parse import quote
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with TestClient(app) as client:
+        for name in ("動" * 90 + ".mp4", "𠀀" * 70):
+            kept = client.post("/api/videos", content=b"x" * 10,
+                               headers={"X-File-Name": quote(name)})  # fmt: skip
+            assert kept.status_code == 200, kept.text
+            assert len(kept.json()["name"].encode()) <= 200
+        assert kept.json()["name"].startswith("𠀀")
+        deep = client.post("/api/scores", content=b"[" * 20000 + b"]" * 20000)
+        assert deep.status_code == 400 and deep.json()["message"] == "the request is not JSON"

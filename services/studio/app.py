@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -346,14 +346,28 @@ def rpc_error(error: grpc.RpcError) -> dict[str, Any]:
             "fields": details.fields, "reason": details.reason}  # fmt: skip
 
 
-async def _limited_body(request: Request, most: int) -> bytes | None:
-    """The request's body, or None once it passes `most` bytes (read no further)."""
+async def _limited_body(request: Request, most: int, stall_s: float) -> bytes | None:
+    """The request's body, or None once it passes `most` bytes (read no further); raises
+    ClientDisconnect, or TimeoutError when no byte comes for `stall_s`."""
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, stall_s):
         body += chunk
         if len(body) > most:
             return None
     return bytes(body)
+
+
+async def _chunks(request: Request, stall_s: float) -> AsyncIterator[bytes]:
+    """The request's body as it comes; TimeoutError once nothing comes for `stall_s` (an
+    upload that stalled had held its connection, its file and a place in its session for
+    good, and kept the studio from stopping)."""
+    stream = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), stall_s)
+        except StopAsyncIteration:
+            return
+        yield chunk
 
 
 def _zipped_stems(folder: Path) -> int:
@@ -371,9 +385,13 @@ def _folder_bytes(folder: Path) -> int:
 
 
 # The API's code for each HTTP status the studio answers with itself.
-STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "FAILED_PRECONDITION",
+STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
+                409: "FAILED_PRECONDITION",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
                 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
+
+
+MAX_NAME_BYTES = 200
 
 
 def upload_name(asked: str) -> str:
@@ -381,6 +399,9 @@ def upload_name(asked: str) -> str:
     page sends it: a header holds no CJK or emoji), made safe, and always a name in its own
     folder ("." or ".." would be the folder or the session's videos)."""
     name = SAFE_NAME.sub("_", urllib.parse.unquote(asked, errors="replace"))[-100:]
+    # A file name takes at most 255 bytes: 90 CJK characters are 270 (had been a 500).
+    while len(name.encode()) > MAX_NAME_BYTES:
+        name = name[1:]
     return name if name.strip(".") else DEFAULT_VIDEO_NAME
 
 
@@ -524,6 +545,12 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
     async def upload(request: Request) -> Response:
         key, session = studio.session(request)
         name = upload_name(request.headers.get("x-file-name", ""))
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_upload_bytes:
+            # Refused from its stated size, before a byte is written (a 5 GiB upload had been
+            # written to disk up to the limit first).
+            return _error(413, f"the video is larger than {config.max_upload_bytes} bytes",
+                          "video")  # fmt: skip
         refusal = studio.room_refusal(session)
         if refusal:
             return _error(507, refusal, "video")
@@ -533,9 +560,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             session.uploads += 1
         try:
             with path.open("wb") as out:
-                async for chunk in request.stream():
+                async for chunk in _chunks(request, config.upload_stall_s):
                     if size + len(chunk) > config.max_upload_bytes:
-                        return _error(400, f"the video is larger than "
+                        return _error(413, f"the video is larger than "
                                            f"{config.max_upload_bytes} bytes", "video")  # fmt: skip
                     refusal = studio.reserve(session, len(chunk))
                     if refusal:
@@ -546,6 +573,12 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 return _error(400, "the upload is empty", "video")
             kept = True
             return with_cookie(JSONResponse(session.add_video(path, size)), key)
+        except TimeoutError:
+            return _error(408, f"the upload stalled: nothing came for {config.upload_stall_s:g} "
+                               "s", "video")  # fmt: skip
+        except ClientDisconnect:
+            # The visitor left (a tab closed mid-upload): nothing to answer, nothing kept.
+            return Response(status_code=400)
         finally:
             with studio.lock:
                 session.uploads -= 1
@@ -628,12 +661,18 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
 
     async def score(request: Request) -> Response:
         key, session = studio.session(request)
-        raw = await _limited_body(request, MAX_SCORE_BODY_BYTES)
+        try:
+            raw = await _limited_body(request, MAX_SCORE_BODY_BYTES, config.upload_stall_s)
+        except TimeoutError:
+            return _error(408, f"the request stalled: nothing came for "
+                               f"{config.upload_stall_s:g} s")  # fmt: skip
+        except ClientDisconnect:
+            return Response(status_code=400)
         if raw is None:
             return _error(413, f"the request is over {MAX_SCORE_BODY_BYTES} bytes")
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # (JSON nested 20,000 deep: had been a 500)
             return _error(400, "the request is not JSON")
         if not isinstance(body, dict):
             return _error(400, "the request is not a JSON object")
