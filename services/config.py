@@ -457,6 +457,8 @@ class StudioConfig(StrictModel):
     # refused until it removes something or a score ends (one visitor had filled the disk).
     max_session_bytes: int = Field(16 * 1024**3, gt=0)
     max_session_items: int = Field(100, ge=1)  # videos and scores
+    # Failed scores a session keeps to show (the newest); they count as no item.
+    max_failed_scores: int = Field(16, ge=1)
     max_running_scores: int = Field(2, ge=1)
     # Scores running at once for one address, whatever its sessions: a visitor who drops the
     # cookie gets a new session, and the gateway counts the whole studio as one client.

@@ -532,3 +532,24 @@ def test_a_long_name_in_any_script_is_kept_and_bad_json_is_400(tmp_path: Path):
         assert kept.json()["name"].startswith("𠀀")
         deep = client.post("/api/scores", content=b"[" * 20000 + b"]" * 20000)
         assert deep.status_code == 400 and deep.json()["message"] == "the request is not JSON"
+
+
+def test_failed_scores_take_no_room_and_only_the_newest_are_kept(gateway: Running,
+                                                                   tmp_path: Path):  # fmt: skip
+    """A failed score keeps nothing and the page shows it no Remove button: four failed scores
+    of a text file named .mp4 had filled a session of five for a day (507 at every upload)."""
+    config = StudioConfig(folder=tmp_path / "studio", max_session_items=3, max_failed_scores=2)
+    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+        text = client.post("/api/videos", content=b"not a video",
+                           headers={"X-File-Name": "clip.mp4"}).json()  # fmt: skip
+        failed = []
+        for _ in range(4):
+            job = client.post("/api/scores", json={"video_id": text["id"]})
+            assert job.status_code == 200, job.text
+            assert events(client, job.json()["id"])[-1]["type"] == "error"
+            failed.append(job.json()["id"])
+        jobs = client.get("/api/state").json()["jobs"]
+        assert [j["id"] for j in jobs] == failed[-2:]  # the newest failures, to show
+        for _ in range(2):  # room for two more videos beside the first
+            assert client.post("/api/videos", content=b"x").status_code == 200
+        assert client.post("/api/videos", content=b"x").status_code == 507

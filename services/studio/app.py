@@ -226,7 +226,10 @@ class Studio:
         """Why the session can keep nothing more now (a video or a score), or None."""
         most = self.config.max_session_items
         # Uploads arriving count: uploads sent at once had all passed this before any was kept.
-        if len(session.videos) + len(session.jobs) + session.uploads >= most:
+        # A failed score keeps nothing to remove (the page shows it no Remove button): four
+        # had filled a session of five for a day.
+        kept = sum(job.state != "failed" for job in session.jobs.values())
+        if len(session.videos) + kept + session.uploads >= most:
             return (f"this session keeps at most {most} videos and versions: remove one "
                     "first")  # fmt: skip
         return self.reserve(session, 0)
@@ -288,6 +291,16 @@ class Studio:
             job.bytes = size
             session.held_bytes += size
         job.publish(outcome, state)
+        if state == "failed":
+            self._forget_old_failures(session)
+
+    def _forget_old_failures(self, session: Session) -> None:
+        """The session's failed scores past the newest max_failed_scores, removed (they count
+        as no item, so a caller asking for failures would pile them up)."""
+        with self.lock:
+            failed = [job.id for job in session.jobs.values() if job.state == "failed"]
+        for job_id in failed[: max(0, len(failed) - self.config.max_failed_scores)]:
+            self.remove_job(session, job_id)
 
     def _score(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
                lufs: float) -> None:  # fmt: skip
