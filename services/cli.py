@@ -262,8 +262,13 @@ def _score(args: argparse.Namespace) -> int:
         begun = time.perf_counter()
         if len(jobs) > 1:
             console.print(f"[bold]{video}[/bold] ({number + 1} of {len(jobs)})")
+        # --force replaces the stems: those of an earlier piece that this one has not (its
+        # rock band's guitars beside an ambient piece's pads) would no longer sum to the mix.
+        earlier = set(options.stems_dir.glob("*.wav")) if options.stems_dir else set()
         with progress_bar(f"scoring {video.name}", stderr) as report:
             result = pipeline.score(video, controls, options, progress=report, part=part)
+        for stale in earlier - set(result.written):
+            stale.unlink(missing_ok=True)
         print_score_summary(result, options, console, start_up if number == 0 else 0.0,
                             time.perf_counter() - (STARTED if number == 0 else begun))  # fmt: skip
     return 0

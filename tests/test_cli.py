@@ -465,3 +465,28 @@ def test_a_flag_that_would_do_nothing_or_break_the_call_is_refused(
     for timeout in ("0", "-5", "nan"):
         result = bgm("client", "score", video, "-o", output, f"--timeout={timeout}")
         assert result.returncode == 2 and "a length of time over 0" in result.stderr
+
+
+def test_stems_replaced_with_force_are_the_new_pieces_only(cuts_video: SyntheticVideo,
+                                                            tmp_path: Path):  # fmt: skip
+    """--force replaces the stems: a rock piece's guitars had stayed beside an ambient piece's
+    stems, which then no longer summed to its mix."""
+    stems = tmp_path / "stems"
+    video = str(cuts_video.path)
+    rock = bgm("score", video, "-o", str(tmp_path / "a.wav"), "--stems", str(stems),
+               "--genre", "rock")  # fmt: skip
+    assert rock.returncode == 0, rock.stderr
+    assert (stems / "electric-guitar.wav").exists()
+    refused = bgm("score", video, "-o", str(tmp_path / "b.wav"), "--stems", str(stems))
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    ambient = bgm("score", video, "-o", str(tmp_path / "b.wav"), "--stems", str(stems),
+                  "--genre", "ambient", "--force")  # fmt: skip
+    assert ambient.returncode == 0, ambient.stderr
+    import soundfile
+
+    mix, _ = soundfile.read(tmp_path / "b.wav")
+    kept = sorted(stems.glob("*.wav"))
+    assert "electric-guitar.wav" not in {path.name for path in kept}
+    summed = sum(soundfile.read(path)[0] for path in kept)
+    # (The stems are the mix before the bus: close, not equal.)
+    assert np.corrcoef(summed[:, 0], mix[:, 0])[0, 1] > 0.9
