@@ -376,15 +376,16 @@ async def local_video(
             error.field = error.field or "video.uri"
             raise
     if which == "data":
-        if len(source.data) > max_inline_bytes:
+        # Read once: each read of the field copies its bytes, on the event loop.
+        data = source.data
+        if len(data) > max_inline_bytes:
             raise ResourceExhaustedError(
-                f"inline video of {len(source.data)} bytes is over the upload limit of "
-                f"{max_inline_bytes}",
+                f"inline video of {len(data)} bytes is over the upload limit of {max_inline_bytes}",
                 field="video.data",
                 error_reason="UPLOAD_TOO_LARGE",
             )
         path = folder / staged_name(name, "upload")
-        await asyncio.to_thread(path.write_bytes, source.data)
+        await asyncio.to_thread(path.write_bytes, data)
         return path
     raise InvalidInputError("the request names no video (set video.uri or video.data)",
                             field="video")  # fmt: skip

@@ -594,6 +594,35 @@ def test_an_upload_that_trickles_is_cut_off(servers, media):
 
 
 @pytest.mark.slow
+def test_an_upload_that_never_sends_its_header_is_counted_and_cut_off(servers):
+    """A ScoreUpload that sends nothing counts against its client's requests and ends after
+    gateway.upload_timeout_s: it had been held for good and counted against no limit (one
+    client held 20,000 open)."""
+    stalled = threading.Event()
+
+    def nothing() -> Iterator[gateway_pb2.ScoreUploadRequest]:
+        stalled.wait(60)
+        return
+        yield  # (a generator that sends nothing)
+
+    with grpc.insecure_channel(servers.gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        started = time.monotonic()
+        held = [stub.ScoreUpload(nothing(), timeout=60) for _ in range(12)]
+        time.sleep(1.0)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.ScoreUpload(nothing(), timeout=60))
+        assert error_details(caught.value).reason == "CLIENT_BUSY"
+        for call in held:
+            code, details = code_of(lambda call=call: list(call))
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED, (code, details)
+            assert "header did not arrive within" in details
+        assert time.monotonic() - started < UPLOAD_TIMEOUT_S + 10
+        stalled.set()
+    assert _left_behind(servers) == []
+
+
+@pytest.mark.slow
 def test_no_server_path_reaches_the_client(servers):
     code, details = code_of(lambda: score(servers.gateway, _request(data=b"")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in details

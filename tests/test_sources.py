@@ -280,3 +280,15 @@ def test_a_resolver_that_never_answers_is_cut_at_the_deadline(
     answer.set()
     print(f"a lookup never answered: cut {cut:.2f} s after a fetch with 1 s began")
     assert cut < 1.5 and sources._downloads == 0
+
+
+def test_a_file_uri_past_the_file_systems_limits_is_bad_input(tmp_path: Path):
+    """A name over 255 bytes had been INTERNAL (ENAMETOOLONG from the first look at it), and
+    an output folder 2,030 deep was made and left behind before the work failed."""
+    roots = [tmp_path]
+    for uri in (f"{tmp_path.as_uri()}/{'a' * 300}.mp4", f"{tmp_path.as_uri()}/{'動' * 90}.mp4",
+                f"{tmp_path.as_uri()}/{'a/' * 2030}"):  # fmt: skip
+        with pytest.raises(InvalidInputError, match="over"):
+            sources.file_uri_path(uri, roots, "write")
+    assert sources.file_uri_path(f"{tmp_path.as_uri()}/{'a' * 255}", roots, "read").name
+    assert list(tmp_path.iterdir()) == []

@@ -292,31 +292,49 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreUploadResponse]:
         async with observed(SERVICE, "ScoreUpload", context) as record:
             tenant = self._identify(context, record)
-            first = await anext(aiter(request_iterator), None)
-            if first is None or first.WhichOneof("part") != "header":
-                raise InvalidInputError("an upload must start with its header")
-            header = first.header
-            self.schema.check(header)
-            if header.size_bytes > self.config.max_upload_bytes:
-                raise ResourceExhaustedError(
-                    f"upload of {header.size_bytes} bytes is over the limit of "
-                    f"{self.config.max_upload_bytes}",
-                    field="header.size_bytes",
-                    error_reason="UPLOAD_TOO_LARGE",
-                )
-            with self._admitted(context, tenant), self._request_folder(tenant) as folder:
-                self._check_staging_room(folder, header.size_bytes)
-                video = folder / staged_name(header.file_name, "upload")
-                with video.open("wb") as target:
-                    received = await self._received(request_iterator, target, folder)
-                if received == 0:
-                    raise InvalidInputError("the upload holds no bytes")
-                with self._shared_staging(video, folder.name) as shared_uri:
-                    scored = self._score(video, shared_uri, header.controls, header.output,
-                                         folder, context, record)  # fmt: skip
-                    async with contextlib.aclosing(scored) as events:
-                        async for event in events:
-                            yield gateway_pb2.ScoreUploadResponse(event=event)
+            # Admitted, and timed, from its first byte: a stream that never sent its header had
+            # been held for good and counted against no limit (20,000 from one client; and
+            # one kept SIGTERM waiting its whole grace).
+            with self._admitted(context, tenant):
+                header = await self._upload_header(request_iterator)
+                with self._request_folder(tenant) as folder:
+                    self._check_staging_room(folder, header.size_bytes)
+                    video = folder / staged_name(header.file_name, "upload")
+                    with video.open("wb") as target:
+                        received = await self._received(request_iterator, target, folder)
+                    if received == 0:
+                        raise InvalidInputError("the upload holds no bytes")
+                    with self._shared_staging(video, folder.name) as shared_uri:
+                        scored = self._score(video, shared_uri, header.controls,
+                                             header.output, folder, context, record)  # fmt: skip
+                        async with contextlib.aclosing(scored) as events:
+                            async for event in events:
+                                yield gateway_pb2.ScoreUploadResponse(event=event)
+
+    async def _upload_header(
+        self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest]
+    ) -> gateway_pb2.UploadHeader:
+        """The upload's first message, its header, within gateway.upload_timeout_s."""
+        limit_s = self.config.upload_timeout_s
+        try:
+            async with asyncio.timeout(limit_s):
+                first = await anext(aiter(messages), None)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"the upload's header did not arrive within {limit_s:g} s"
+            ) from None
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidInputError("an upload must start with its header")
+        header = first.header
+        self.schema.check(header)
+        if header.size_bytes > self.config.max_upload_bytes:
+            raise ResourceExhaustedError(
+                f"upload of {header.size_bytes} bytes is over the limit of "
+                f"{self.config.max_upload_bytes}",
+                field="header.size_bytes",
+                error_reason="UPLOAD_TOO_LARGE",
+            )
+        return header
 
     def _check_staging_room(self, folder: Path, more: int) -> None:
         """Refuse what would leave the staging disk under gateway.min_free_staging_bytes."""
@@ -342,8 +360,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 async for message in messages:
                     if message.WhichOneof("part") != "chunk":
                         raise InvalidInputError("only file chunks may follow the header")
-                    received += len(message.chunk)
-                    counted += max(len(message.chunk), self.config.min_chunk_bytes)
+                    # Read once (each read of the field is a copy of the chunk) and written
+                    # in a thread: both had held the event loop, and the other callers, for
+                    # seconds under large uploads.
+                    chunk = message.chunk
+                    received += len(chunk)
+                    counted += max(len(chunk), self.config.min_chunk_bytes)
                     if counted > self.config.max_upload_bytes:
                         raise ResourceExhaustedError(
                             f"upload is over the limit of {self.config.max_upload_bytes} bytes "
@@ -354,7 +376,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     if received - checked >= STAGING_CHECK_BYTES:
                         self._check_staging_room(folder, 0)
                         checked = received
-                    target.write(message.chunk)
+                    await asyncio.to_thread(target.write, chunk)
         except TimeoutError:
             raise DeadlineExceededError(
                 f"the upload did not arrive within {limit_s:g} s ({received} bytes came)"

@@ -79,6 +79,12 @@ def inside_roots(path: Path, roots: list[Path]) -> bool:
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 
 
+# A file's name, and a path with room for the names bgm writes in it (an output's temporary
+# name, a request's folder), as Linux takes them.
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 3840
+
+
 def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
     """The path a file:// URI names, if it is on this host and inside `roots` (for `access`,
     "read" or "write")."""
@@ -89,6 +95,12 @@ def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
     if "\x00" in unquoted:
         raise InvalidInputError("a file URI may not name a NUL character (%00)")
     path = Path(unquoted)
+    # The file system's own limits, said as such: a name of 300 bytes had been an INTERNAL
+    # error, and an output folder 2,030 deep was made, used and left behind before it was.
+    if any(len(part.encode()) > NAME_MAX_BYTES for part in path.parts):
+        raise InvalidInputError(f"a name in the file URI is over {NAME_MAX_BYTES} bytes")
+    if len(unquoted.encode()) > PATH_MAX_BYTES:
+        raise InvalidInputError(f"the file URI's path is over {PATH_MAX_BYTES} bytes")
     if not inside_roots(path, roots):
         raise PermissionDeniedError(f"{uri} is outside the folders this server may {access}")
     return path
