@@ -129,9 +129,9 @@ def _regular_file(path: Path, what: str) -> Path:
     """`path`, refused unless it is a file: a FIFO or a device (/dev/zero) had been read
     without end, hanging the command or filling its memory."""
     if not path.exists():
-        raise InvalidInputError(f"{what} {path} does not exist")
+        raise InvalidInputError(f"cannot read {what} {path}: no such file")
     if not path.is_file():
-        raise InvalidInputError(f"{what} {path} is not a file")
+        raise InvalidInputError(f"cannot read {what} {path}: not a file")
     return path
 
 
