@@ -426,14 +426,19 @@ def test_the_final_chord_rings_out_to_silence(composed, genre):
     silence, not cut (the last 50 ms had lain 15 to 22 dB under the piece's loudest)."""
     music = composed(genre)
     assert music.plan.ending == "cadence"
+    assert _end_under_loudest_db(music, window_s=0.4, end_s=0.05) <= -40.0
+
+
+def _end_under_loudest_db(music, window_s: float, end_s: float) -> float:
+    """The level of the last `end_s` of the piece under its loudest `window_s`, dB."""
     rate = music.sample_rate
     mono = music.audio.mean(axis=1).astype(np.float64)
-    window = round(0.4 * rate)
+    window = round(window_s * rate)
     loudest = max(
         np.sqrt(np.mean(mono[i : i + window] ** 2)) for i in range(0, len(mono) - window, window)
     )
-    last = np.sqrt(np.mean(mono[-round(0.05 * rate) :] ** 2))
-    assert 20 * np.log10(max(last, 1e-9) / loudest) <= -40.0
+    last = np.sqrt(np.mean(mono[-round(end_s * rate) :] ** 2))
+    return float(20 * np.log10(max(last, 1e-9) / loudest))
 
 
 def test_busier_sections_have_more_parts(composed):
@@ -1362,14 +1367,7 @@ def test_a_cadence_rings_out_inside_the_video_whatever_its_length(
     last_note_off = max(n.end for i in midi.instruments if not i.is_drum for n in i.notes)
     final = music.plan.final_chord_s
     assert last_note_off <= duration_s - 0.4 * (duration_s - final) + 1e-3
-    rate = music.sample_rate
-    mono = music.audio.mean(axis=1).astype(np.float64)
-    window = round(0.1 * rate)
-    loudest = max(
-        np.sqrt(np.mean(mono[i : i + window] ** 2)) for i in range(0, len(mono) - window, window)
-    )
-    last = np.sqrt(np.mean(mono[-round(0.01 * rate) :] ** 2))
-    assert 20 * np.log10(max(last, 1e-9) / loudest) <= -30.0
+    assert _end_under_loudest_db(music, window_s=0.1, end_s=0.01) <= -30.0
 
 
 def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
