@@ -332,7 +332,8 @@ def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monke
                 for chunk in chunks:
                     yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
 
-            return await gateway._received(messages(), io.BytesIO(), tmp_path)
+            deadline = asyncio.get_running_loop().time() + gateway.config.upload_timeout_s
+            return await gateway._received(messages(), io.BytesIO(), tmp_path, deadline)
 
         with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
             await upload([b""] * 33)

@@ -296,12 +296,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # been held for good and counted against no limit (20,000 from one client; and
             # one kept SIGTERM waiting its whole grace).
             with self._admitted(context, tenant):
-                header = await self._upload_header(request_iterator)
+                # One deadline for the whole upload, its header and its bytes.
+                deadline = asyncio.get_running_loop().time() + self.config.upload_timeout_s
+                header = await self._upload_header(request_iterator, deadline)
                 with self._request_folder(tenant) as folder:
                     self._check_staging_room(folder, header.size_bytes)
                     video = folder / staged_name(header.file_name, "upload")
                     with video.open("wb") as target:
-                        received = await self._received(request_iterator, target, folder)
+                        received = await self._received(request_iterator, target, folder,
+                                                        deadline)  # fmt: skip
                     if received == 0:
                         raise InvalidInputError("the upload holds no bytes")
                     with self._shared_staging(video, folder.name) as shared_uri:
@@ -312,12 +315,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                 yield gateway_pb2.ScoreUploadResponse(event=event)
 
     async def _upload_header(
-        self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest]
+        self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest], deadline: float
     ) -> gateway_pb2.UploadHeader:
-        """The upload's first message, its header, within gateway.upload_timeout_s."""
+        """The upload's first message, its header, by the upload's `deadline` (the event
+        loop's time gateway.upload_timeout_s after it began)."""
         limit_s = self.config.upload_timeout_s
         try:
-            async with asyncio.timeout(limit_s):
+            async with asyncio.timeout_at(deadline):
                 first = await anext(aiter(messages), None)
         except TimeoutError:
             raise DeadlineExceededError(
@@ -349,14 +353,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         messages: AsyncIterator[gateway_pb2.ScoreUploadRequest],
         target: BinaryIO,
         folder: Path,
+        deadline: float,
     ) -> int:
-        """The upload's chunks written to `target`, all within gateway.upload_timeout_s: how
+        """The upload's chunks written to `target`, all by the upload's `deadline`: how
         many bytes came. Each chunk counts as at least gateway.min_chunk_bytes against the
         upload's limit, and the staging disk's room is checked every STAGING_CHECK_BYTES."""
         received = counted = checked = 0
         limit_s = self.config.upload_timeout_s
         try:
-            async with asyncio.timeout(limit_s):
+            async with asyncio.timeout_at(deadline):
                 async for message in messages:
                     if message.WhichOneof("part") != "chunk":
                         raise InvalidInputError("only file chunks may follow the header")
