@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc._cython import cygrpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -177,6 +178,9 @@ async def observed(
     context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
+    # The status to end with, sent once the request is counted: a stream's status waits
+    # behind the messages its caller has not read, for as long as the caller likes.
+    ending: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
     try:
         yield record
     except asyncio.CancelledError:
@@ -186,8 +190,9 @@ async def observed(
             # Cancelled because the deadline passed: say so, or a finished handler could reach
             # the client as OK before the client's own timer fires.
             code = grpc.StatusCode.DEADLINE_EXCEEDED
-            await context.abort(code, "the request took longer than its deadline", tagged)
-        raise
+            ending = (code, "the request took longer than its deadline", tagged)
+        else:
+            raise
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
         raise
@@ -202,7 +207,7 @@ async def observed(
         if code == grpc.StatusCode.INTERNAL:
             log.exception("%s.%s failed (request %s)", service, method, record.request_id)
         details = ((STATUS_DETAILS_KEY, refusal.details),) if refusal.details else ()
-        await context.abort(code, refusal.message, tagged + details)
+        ending = (code, refusal.message, tagged + details)
     finally:
         seconds = time.perf_counter() - started
         metrics.request_finished(service, method, code.name, seconds, record.tenant_label)
@@ -211,6 +216,24 @@ async def observed(
             "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
         }, sort_keys=True))  # fmt: skip
+    if ending is not None:
+        await abort(context, *ending)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    metadata: tuple[tuple[str, str | bytes], ...],
+) -> None:
+    """context.abort; where the caller has gone before its status could be sent, the request
+    ends as cancelled. (gRPC reports a status it could not send as ExecuteBatchError, and
+    logs it with its traceback unless it has already seen the caller leave, which it learns
+    at about the same moment.)"""
+    try:
+        await context.abort(code, message, metadata)
+    except cygrpc.ExecuteBatchError:
+        raise asyncio.CancelledError from None
 
 
 def client_of(context: grpc.aio.ServicerContext) -> str:
@@ -631,8 +654,8 @@ class StallLimit(grpc.aio.ServerInterceptor):
     generator) waits at its `yield` meanwhile, holding whatever it holds. Here each message is
     written with a time limit; past it, CallerStalledError is thrown into the stream at its
     `yield`, so its own handling ends it (its context managers let go, its metrics and audit
-    log see the status). The status itself reaches the caller after the message it left
-    unread, if it ever reads again."""
+    log see the status, and count it then). The status itself reaches the caller after the
+    message it left unread, if it ever reads again."""
 
     def __init__(self, stall_s: float):
         self.stall_s = stall_s
@@ -666,6 +689,9 @@ class StallLimit(grpc.aio.ServerInterceptor):
                 try:
                     async with asyncio.timeout(self.stall_s):
                         await context.write(message)
+                except cygrpc.ExecuteBatchError:
+                    # The caller left while the message waited for it (as at `abort`).
+                    raise asyncio.CancelledError from None
                 except TimeoutError:
                     stalled = CallerStalledError(
                         f"the caller took no message for {self.stall_s:g} s "
@@ -677,8 +703,8 @@ class StallLimit(grpc.aio.ServerInterceptor):
                     break
         if stalled is not None:
             refusal = status_for(stalled)
-            await context.abort(refusal.code, refusal.message,
-                                ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
+            await abort(context, refusal.code, refusal.message,
+                        ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
 
 
 class HostedServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import math
 import signal
 import subprocess
@@ -1680,6 +1681,43 @@ def test_a_stream_whose_caller_cancels_mid_delivery_is_counted_cancelled():
         call.cancel()
         _until(lambda: counted("CANCELLED") == before[0] + 1, timeout_s=10)
     assert counted("OK") == before[1]
+
+
+@pytest.mark.slow
+def test_a_stalled_stream_is_counted_when_it_stalls_and_its_caller_leaving_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+):
+    """A Generate whose caller stops reading is counted DEADLINE_EXCEEDED once
+    serving.reader_stall_s has passed, while the caller still neither reads nor leaves (it
+    had stayed in flight until the caller did one or the other: the status waits behind the
+    unread music); the caller then cancelling is no error in the log (gRPC had logged the
+    status it could not send with three chained tracebacks)."""
+    from prometheus_client import REGISTRY
+
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(20.0, 48000))  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    labels = {"service": SERVICE, "method": "Generate", "tenant": ""}
+
+    def counted(code: str) -> float:
+        return REGISTRY.get_sample_value("bgm_requests_total", {**labels, "code": code}) or 0.0
+
+    before = counted("DEADLINE_EXCEEDED")
+    with (
+        caplog.at_level(logging.WARNING),
+        _hosted(binding, serving=ServingConfig(reader_stall_s=1.0)) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as channel,
+    ):
+        call = generator_pb2_grpc.GeneratorStub(channel).Generate(
+            generator_pb2.GenerateRequest(brief=_brief_of(20.0)), timeout=60
+        )
+        assert next(call).HasField("plan")  # the music waits for the caller
+        _until(lambda: counted("DEADLINE_EXCEEDED") == before + 1, timeout_s=10)
+        call.cancel()
+        time.sleep(1.0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 @pytest.mark.slow
