@@ -308,6 +308,27 @@ def test_upload_over_the_limit(servers):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
 
 
+@pytest.mark.parametrize(("stated_more", "came"), [(1000, "{size} came"), (-1000, "more came")])
+def test_an_upload_must_be_the_size_its_header_states(servers, clip, stated_more, came):
+    """An upload that breaks off before the size its header states is refused (what came had
+    been scored as the video, or refused as a broken file), and so is one that sends more,
+    once it has."""
+    data = clip.path.read_bytes()
+    header = gateway_pb2.UploadHeader(file_name="clip.mp4", size_bytes=len(data) + stated_more)
+
+    def upload() -> list[gateway_pb2.ScoreUploadResponse]:
+        with grpc.insecure_channel(servers.gateway) as channel:
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            parts = [gateway_pb2.ScoreUploadRequest(chunk=c) for c in chunks]
+            requests = iter([gateway_pb2.ScoreUploadRequest(header=header), *parts])
+            return list(stub.ScoreUpload(requests, timeout=30))
+
+    code, details = code_of(upload)
+    said = f"the upload's header said {header.size_bytes} bytes and {came.format(size=len(data))}"
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and said in details, details
+
+
 def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monkeypatch):
     """A chunk costs the gateway about 0.1 ms however small: each counts as at least
     gateway.min_chunk_bytes against the upload's limit, so a stream of empty chunks ends as
@@ -333,7 +354,7 @@ def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monke
                     yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
 
             deadline = asyncio.get_running_loop().time() + gateway.config.upload_timeout_s
-            return await gateway._received(messages(), io.BytesIO(), tmp_path, deadline)
+            return await gateway._received(messages(), io.BytesIO(), tmp_path, deadline, 0)
 
         with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
             await upload([b""] * 33)

@@ -304,7 +304,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     video = folder / staged_name(header.file_name, "upload")
                     with video.open("wb") as target:
                         received = await self._received(request_iterator, target, folder,
-                                                        deadline)  # fmt: skip
+                                                        deadline, header.size_bytes)  # fmt: skip
                     if received == 0:
                         raise InvalidInputError("the upload holds no bytes")
                     with self._shared_staging(video, folder.name) as shared_uri:
@@ -354,10 +354,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         target: BinaryIO,
         folder: Path,
         deadline: float,
+        stated_bytes: int,
     ) -> int:
         """The upload's chunks written to `target`, all by the upload's `deadline`: how
-        many bytes came. Each chunk counts as at least gateway.min_chunk_bytes against the
-        upload's limit, and the staging disk's room is checked every STAGING_CHECK_BYTES."""
+        many bytes came, which are the `stated_bytes` its header gave (0: not stated). Each
+        chunk counts as at least gateway.min_chunk_bytes against the upload's limit, and the
+        staging disk's room is checked every STAGING_CHECK_BYTES."""
         received = counted = checked = 0
         limit_s = self.config.upload_timeout_s
         try:
@@ -370,6 +372,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     # seconds under large uploads.
                     chunk = message.chunk
                     received += len(chunk)
+                    if stated_bytes and received > stated_bytes:
+                        raise self._not_as_stated(stated_bytes, "more")
                     counted += max(len(chunk), self.config.min_chunk_bytes)
                     if counted > self.config.max_upload_bytes:
                         raise ResourceExhaustedError(
@@ -386,7 +390,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise DeadlineExceededError(
                 f"the upload did not arrive within {limit_s:g} s ({received} bytes came)"
             ) from None
+        if stated_bytes and received < stated_bytes:
+            # A client that broke off mid-file: what came would have been scored as the video.
+            raise self._not_as_stated(stated_bytes, str(received))
         return received
+
+    @staticmethod
+    def _not_as_stated(stated_bytes: int, came: str) -> InvalidInputError:
+        return InvalidInputError(
+            f"the upload's header said {stated_bytes} bytes and {came} came",
+            field="header.size_bytes",
+        )
 
     # ---- the work ---------------------------------------------------------------------
 
