@@ -296,6 +296,21 @@ def test_output_uri_outside_the_roots(servers, clip, uri, message):
     assert code == grpc.StatusCode.PERMISSION_DENIED and message in details
 
 
+def test_a_file_uri_with_a_query_or_fragment_is_refused(servers, clip):
+    """A '?' or '#' left unescaped in a file URI is refused, not dropped: the output folder
+    `out/take?2` had been written as `out/take`, and `clip.mp4#2` read as `clip.mp4`."""
+    out = (servers.media / "out").as_uri()
+    for video, output in [(clip.path.as_uri() + "#2", ""), (clip.path.as_uri(), out + "/take?2")]:
+        request = gateway_pb2.ScoreRequest(
+            video=common_pb2.VideoSource(uri=video),
+            output=gateway_pb2.OutputOptions(output_uri=output),
+        )
+        code, details = code_of(lambda request=request: score(servers.gateway, request))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert "a file URI has no query or fragment" in details and "%3F or %23" in details
+    assert not (servers.media / "out").exists()
+
+
 def test_upload_over_the_limit(servers):
     def upload() -> list[gateway_pb2.ScoreUploadResponse]:
         header = gateway_pb2.UploadHeader(file_name="big.mp4", size_bytes=10**13)

@@ -91,6 +91,11 @@ def file_uri_path(uri: str, roots: list[Path], access: str) -> Path:
     parsed = parse_uri(uri)
     if parsed.netloc not in ("", "localhost"):
         raise PermissionDeniedError(f"file URI {uri} names another host")
+    if parsed.query or parsed.fragment:
+        # Dropped, they had named another file than the caller meant (`clip?.mp4` as `clip`).
+        raise InvalidInputError(
+            "a file URI has no query or fragment: a '?' or '#' in a name is written %3F or %23"
+        )
     unquoted = urllib.parse.unquote(parsed.path)
     if "\x00" in unquoted:
         raise InvalidInputError("a file URI may not name a NUL character (%00)")
