@@ -3,9 +3,9 @@
 Each service checks the message it receives here first: no file, folder or model call
 happens for a request that breaks a limit. The schema is generic where it can be (every
 string is bounded and free of control characters, every list is bounded, every float is
-finite) and names the fields that differ. The limits themselves live in the typed config
-(`RequestLimits`). Messages name the field (`controls.genres[2]`) and the limit, and quote
-at most a short excerpt of what was sent.
+finite, every enum one its contract names) and names the fields that differ. The limits
+themselves live in the typed config (`RequestLimits`). Messages name the field
+(`controls.genres[2]`) and the limit, and quote at most a short excerpt of what was sent.
 
 Meaning (is this a known genre, a valid key) is checked later by the domain code, which the
 command line shares; this module only bounds shape and size.
@@ -123,6 +123,8 @@ class EdgeSchema:
                 self._items(field, rule, _named(path, field.name), value, depth)
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
                 self._message(value, _named(path, field.name), depth + 1)
+            elif field.type == FieldDescriptor.TYPE_ENUM:
+                _check_enum(field, value, _named(path, field.name))
             else:
                 problem = self._problem(rule, value)
                 if problem is not None:
@@ -140,6 +142,10 @@ class EdgeSchema:
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             for index, value in enumerate(values):
                 self._message(value, f"{name}[{index}]", depth + 1)
+            return
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            for index, value in enumerate(values):
+                _check_enum(field, value, f"{name}[{index}]")
             return
         for index, value in enumerate(values):
             problem = self._problem(rule, value)
@@ -168,6 +174,15 @@ class EdgeSchema:
             if rule.high is not None and value > rule.high:
                 return f"must be at most {_figure(rule.high)} (got {_figure(value)})"
         return None
+
+
+def _check_enum(field: FieldDescriptor, value: int, name: str) -> None:
+    """An enum's value is one its contract names (proto3 carries any number: a cut of kind
+    99 had been played as a hard cut)."""
+    enum = field.enum_type
+    if value not in enum.values_by_number:
+        valid = ", ".join(map(str, sorted(enum.values_by_number)))
+        raise _refused(name, f"{value} is not a value of {enum.name} (valid: {valid})")
 
 
 def _figure(value: float) -> str:

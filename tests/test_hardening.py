@@ -105,6 +105,11 @@ HOSTILE = [
     (generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
         cuts=[common_pb2.Cut(time_s=-1.0)])),
      "brief.cuts[0].time_s", "at least 0"),
+    (generator_pb2.GenerateRequest(brief=common_pb2.MusicBrief(
+        cuts=[common_pb2.Cut(time_s=1.0, kind=99)])),  # type: ignore[arg-type]
+     "brief.cuts[0].kind", "99 is not a value of CutKind (valid: 0, 1, 2)"),
+    (gateway_pb2.ScoreRequest(output=gateway_pb2.OutputOptions(format=70)),  # type: ignore[arg-type]
+     "output.format", "70 is not a value of OutputFormat"),
 ]  # fmt: skip
 
 
@@ -1793,10 +1798,13 @@ def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_tu
      (lambda b: b.tags.ClearField("genres"), "brief.tags.genres"),
      (lambda b: b.tags.genres.append("rock"), "brief.tags.genres"),
      (lambda b: b.tags.instruments.append("kazoo"), "brief.tags.instruments"),
-     (lambda b: setattr(b, "structure", "reference"), "brief.structure")],
+     (lambda b: setattr(b, "structure", "reference"), "brief.structure"),
+     (lambda b: b.negative.append("zzz"), "brief.negative"),
+     (lambda b: b.negative.append("pop"), "brief.negative")],
 )  # fmt: skip
 def test_a_brief_the_generator_refuses_names_its_field(change, field):
-    """As the MusicBrief contract promises (these had named none)."""
+    """As the MusicBrief contract promises (these had named none; an unknown negative tag,
+    or the brief's own genre negated, had been played as if not said)."""
     from services.contract import brief_from_proto
     from services.generator.backend import validate_brief
 

@@ -442,7 +442,7 @@ def _asked(request: gateway_pb2.ScoreRequest, **fields: Any) -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "says"),
     [({"output__loudness_lufs": 0.0}, "output.loudness_lufs", "loudness target 0 LUFS"),
-     ({"output__format": 99}, "output.format", "unknown output format 99"),
+     ({"output__format": 99}, "output.format", "99 is not a value of OutputFormat"),
      ({"output__format": gateway_pb2.OUTPUT_FORMAT_WEBM}, "output.format",
       "video stream into .webm"),
      ({"controls__structure": "reference", "controls__reference_audio": b"RIFF"},

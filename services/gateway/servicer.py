@@ -475,10 +475,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def _output_options(
         self, output: gateway_pb2.OutputOptions, folder: Path, tenant: str
     ) -> OutputOptions:
-        extension = OUTPUT_EXTENSIONS.get(output.format)
-        if extension is None:
-            raise InvalidInputError(f"unknown output format {output.format}",
-                                    field="output.format")  # fmt: skip
+        extension = OUTPUT_EXTENSIONS[output.format]  # a value of OutputFormat (the edge's check)
         target = (self._output_folder(output.output_uri, tenant) if output.output_uri
                   else folder / "out")  # fmt: skip
         return OutputOptions(

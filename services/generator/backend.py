@@ -181,6 +181,13 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
     check_known("genre", tags.genres, info.genres, "brief.tags.genres")
     check_known("mood", tags.moods, vocabulary.moods, "brief.tags.moods")
     check_known("instrument", tags.instruments, info.instruments, "brief.tags.instruments")
+    check_known("tag", brief.negative,
+                [*vocabulary.genres, *vocabulary.moods, *vocabulary.instruments],
+                "brief.negative")  # fmt: skip
+    negated = set(brief.negative) & {*tags.genres, *tags.moods, *tags.instruments}
+    if negated:
+        raise InvalidInputError(f"{', '.join(sorted(negated))} both asked for and negated",
+                                field="brief.negative")  # fmt: skip
     try:
         vocabulary.parse_key(tags.key)
     except ValueError as error:
