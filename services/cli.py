@@ -524,6 +524,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         required=True,
+        type=_named,
         help="OUT.wav/.flac/.mp3/.ogg (audio) or OUT.mp4/.mov/.mkv/.webm (video); or a folder "
         "(ending in /) to write <video name>.<--format> into",
     )
@@ -536,8 +537,9 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true",
         help="replace outputs that exist (an input is never written over)",
     )  # fmt: skip
-    parser.add_argument("--midi", metavar="FILE.mid", help="also write the MIDI")
-    parser.add_argument("--stems", metavar="DIR", help="also write one WAV per instrument")
+    parser.add_argument("--midi", type=_named, metavar="FILE.mid", help="also write the MIDI")
+    parser.add_argument("--stems", type=_named, metavar="DIR",
+                        help="also write one WAV per instrument")  # fmt: skip
     parser.add_argument(
         "--keep-original-audio",
         action="store_true",
@@ -579,6 +581,13 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample-rate", type=int, default=48000, choices=(44100, 48000),
         help="sample rate of the music, Hz (default 48000)",
     )  # fmt: skip
+
+
+def _named(text: str) -> str:
+    """A path to write to, not empty (`-o ""` had written into the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name (the current folder is ./)")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -625,7 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="analyse a video: cuts, motion, segments, tags")  # fmt: skip
     analyze.add_argument("video", help="video file")
     analyze.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
-    analyze.add_argument("--plot", metavar="OUT.png", help="save a picture of the analysis")
+    analyze.add_argument("--plot", type=_named, metavar="OUT.png",
+                         help="save a picture of the analysis")  # fmt: skip
     analyze.add_argument(
         "--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'"
     )
@@ -698,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     tags.set_defaults(run=_tags)
 
     sample = commands.add_parser("sample", help="write the project's sample video")
-    sample.add_argument("output", help="where to write it (.mp4)")
+    sample.add_argument("output", type=_named, help="where to write it (.mp4)")
     sample.add_argument("--force", action="store_true", help="replace an existing file")
     sample.set_defaults(run=_sample)
     return parser

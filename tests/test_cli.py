@@ -349,6 +349,24 @@ def test_a_config_file_that_is_not_text_is_one_line(tmp_path: Path, cuts_video: 
     assert "not UTF-8" in result.stderr
 
 
+def test_an_output_named_by_an_empty_string_is_refused(
+    tmp_path: Path, cuts_video: SyntheticVideo, monkeypatch: pytest.MonkeyPatch
+):
+    """`-o ""` had written the piece into the current folder, as VIDEO.wav with --format wav."""
+    video = str(cuts_video.path)
+    monkeypatch.chdir(tmp_path)
+    for args in (
+        ("score", video, "-o", "", "--format", "wav"),
+        ("score", video, "-o", str(tmp_path / "a.wav"), "--midi", ""),
+        ("score", video, "-o", str(tmp_path / "a.wav"), "--stems", ""),
+        ("analyze", video, "--plot", ""),
+        ("sample", ""),
+    ):
+        result = bgm(*args)
+        assert result.returncode == 2 and "an empty name" in result.stderr, (args, result.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ports_are_ports(tmp_path: Path):
     """A port over 65535 had been taken, logged, and another port listened on; `serve --port`
     with all three services had been ignored."""
