@@ -206,8 +206,10 @@ def _score(args: argparse.Namespace) -> int:
     from services.contract import controls_to_proto
     from services.edge import EdgeSchema
     from services.gateway.controls import validate_controls
+    from services.gateway.delivery import check_streams
     from services.gateway.outputs import check_output_paths
     from services.media.video import probe_video
+    from services.pipeline import Part
 
     config = _with_backend_flags(load_config(args.config), args)
     videos = [Path(video) for video in args.video]
@@ -231,19 +233,19 @@ def _score(args: argparse.Namespace) -> int:
         hearing = config.tagger.hearing.model_copy(update={"enabled": False})
         tagger = config.tagger.model_copy(update={"hearing": hearing})
         config = config.model_copy(update={"tagger": tagger})
+    part = Part(args.start, args.end) if args.start or args.end is not None else None
     for video, options in jobs:
         # Into a folder: made below, once nothing is refused.
         check_output_paths(dataclasses.replace(options, make_folder=_into_folder(args)))
-        length = probe_video(video, config.tagger.limits).duration_s
-        end = length if args.end is None else args.end
-        if not 0.0 <= args.start < end <= length + 1e-6:
-            raise InvalidInputError(f"--start {args.start:g} / --end {end:g}: {video.name} "
-                                    f"lasts {length:.2f} s")  # fmt: skip
+        probe = probe_video(video, config.tagger.limits)
+        check_streams(probe, controls, options, config.limits)
+        if part is not None:
+            part.end_in(probe.duration_s)
     if _into_folder(args):
         Path(args.output).mkdir(parents=True, exist_ok=True)
 
     from services.generator.backends import create_generator_backend
-    from services.pipeline import Part, ScorePipeline
+    from services.pipeline import ScorePipeline
     from services.score_report import print_score_summary
     from services.tagger.backends import create_tagger_backend
 
@@ -255,7 +257,6 @@ def _score(args: argparse.Namespace) -> int:
         config.limits,
         config.gateway.speech_ducking,
     )
-    part = Part(args.start, args.end) if args.start or args.end is not None else None
     start_up = time.perf_counter() - STARTED
     console = summary_console()
     for number, (video, options) in enumerate(jobs):

@@ -64,16 +64,22 @@ class Part:
     start_s: float
     end_s: float | None = None
 
-    def of(self, analysis: VideoAnalysis) -> VideoAnalysis:
-        """The analysis of this stretch alone, its times from the stretch's start."""
-        end = analysis.duration_s if self.end_s is None else self.end_s
-        if not 0.0 <= self.start_s < end <= analysis.duration_s + 1e-6:
+    def end_in(self, length_s: float) -> float:
+        """Where the stretch ends in a video of `length_s`; refused unless it lies inside it
+        and lasts at least MIN_PART_S."""
+        end = length_s if self.end_s is None else self.end_s
+        if not 0.0 <= self.start_s < end <= length_s + 1e-6:
             raise InvalidInputError(
                 f"--start {self.start_s:g} / --end {end:g} must satisfy 0 <= start < end <= "
-                f"{analysis.duration_s:.2f} (the video's length)"
+                f"{length_s:.2f} (the video's length)"
             )
         if end - self.start_s < MIN_PART_S:
             raise InvalidInputError(f"a part must last at least {MIN_PART_S:g} s")
+        return end
+
+    def of(self, analysis: VideoAnalysis) -> VideoAnalysis:
+        """The analysis of this stretch alone, its times from the stretch's start."""
+        end = self.end_in(analysis.duration_s)
         start, length = self.start_s, end - self.start_s
         segments = [
             dataclasses.replace(s, start_s=max(s.start_s, start) - start,

@@ -272,7 +272,34 @@ def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVid
     assert sounding[0] >= 2.0 - 1e-3 and sounding[-1] <= 5.0 + 1e-3
     assert sounding[0] < 2.1 and sounding[-1] > 4.5
     late = bgm("score", str(first), "-o", str(tmp_path / "late.wav"), "--end", "99")
-    assert late.returncode == 2 and "lasts" in late.stderr
+    assert late.returncode == 2 and "(the video's length)" in late.stderr
+
+
+def test_what_the_video_refuses_is_refused_before_the_models_load(
+    cuts_video: SyntheticVideo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A part under a second, the original sound of a video without one, a VP9 picture
+    into .mov: each had been refused only after the models loaded (2-2.7 s, more with a
+    large bank), as the services refuse them."""
+    from services.generator import backends as generator_backends
+    from services.media.synth import Shot, write_video
+    from services.tagger import backends as tagger_backends
+
+    def loading(*_: object) -> None:
+        raise AssertionError("the models were loaded")
+
+    monkeypatch.setattr(tagger_backends, "create_tagger_backend", loading)
+    monkeypatch.setattr(generator_backends, "create_generator_backend", loading)
+    video, out = str(cuts_video.path), str(tmp_path / "out.wav")
+    vp9 = write_video(tmp_path / "clip.webm", [Shot(1.5)], codec="libvpx-vp9", audio=False)
+    for args, says in (
+        (("score", video, "-o", out, "--start", "1", "--end", "1.5"), "at least 1 s"),
+        (("score", str(vp9.path), "-o", out, "--keep-original-audio"), "no audio track to keep"),
+        (("score", str(vp9.path), "-o", str(tmp_path / "out.mov")), "vp9 video stream into .mov"),
+    ):
+        result = bgm(*args)
+        _one_line_refusal(result)
+        assert says in result.stderr, (args, result.stderr)
 
 
 def _one_line_refusal(result) -> None:

@@ -45,7 +45,7 @@ from services.media.audio import (
     output_kind,
     write_audio_file,
 )
-from services.media.video import probe_video
+from services.media.video import VideoProbe, probe_video
 from services.rules import check_structure, speech_handling
 from services.vocabulary import Vocabulary
 
@@ -145,24 +145,32 @@ def check_video(
     """What check_request refuses by the video (its length, its streams: reading them takes
     seconds for a long MPEG-TS); its length as its container states it."""
     probe = probe_video(video, heartbeat=heartbeat)
-    if output_kind(options.output) == "video":
-        try:
-            check_stream_copy(probe.video_codec, options.output)
-        except InvalidInputError as error:
-            raise InvalidInputError(str(error), field="output.format") from None
+    check_streams(probe, controls, options, limits)
     if probe.duration_s > info.max_duration_s:
         raise InvalidInputError(
             f"{video.name} lasts {probe.duration_s:.1f} s; the {info.name} generator makes "
             f"at most {info.max_duration_s:g} s"
         )
+    return probe.duration_s
+
+
+def check_streams(
+    probe: VideoProbe, controls: UserControls, options: OutputOptions, limits: RequestLimits
+) -> None:
+    """What the video's streams and length refuse, whatever generator makes the music (the
+    command line asks before its models load)."""
+    if output_kind(options.output) == "video":
+        try:
+            check_stream_copy(probe.video_codec, options.output)
+        except InvalidInputError as error:
+            raise InvalidInputError(str(error), field="output.format") from None
     # With stems, a piece holds at least one stem beside its mix (the generator, which knows
     # its band, counts them all before it composes).
     check_work(probe.duration_s, controls.candidates, limits,
                tracks=2 if options.stems_dir is not None else 1)  # fmt: skip
     if options.keep_original_audio and not probe.has_audio:
-        raise InvalidInputError(f"{video.name} has no audio track to keep",
+        raise InvalidInputError(f"{probe.path.name} has no audio track to keep",
                                 field="output.keep_original_audio")  # fmt: skip
-    return probe.duration_s
 
 
 def check_offered(controls: UserControls, info: GeneratorInfo) -> None:
