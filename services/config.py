@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -480,6 +481,32 @@ class BgmConfig(StrictModel):
     studio: StudioConfig = StudioConfig()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML whose mappings name each key once: a section given twice had silently replaced
+    the first."""
+
+
+def _mapping_of_unique_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: merged keys may be replaced
+            continue
+        key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):
+            continue  # refused by construct_mapping, as YAML refuses it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_of_unique_keys
+)
+
+
 def load_config(path: str | Path | None = None) -> BgmConfig:
     """Read the config file named by `path` or BGM_CONFIG; defaults when neither is set."""
     path = path or os.environ.get("BGM_CONFIG")
@@ -490,16 +517,24 @@ def load_config(path: str | Path | None = None) -> BgmConfig:
     if file.exists() and not file.is_file():
         raise ConfigError(f"cannot read config file {path}: not a file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         return BgmConfig.model_validate(data)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(error)}") from None
     except ValidationError as error:
         raise ConfigError(f"config file {path}: {_problems(error)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong, and where, on one line (PyYAML's own spans five, quoting the file)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return str(error)
+    mark = error.problem_mark
+    return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _problems(error: ValidationError) -> str:

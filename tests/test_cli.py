@@ -117,6 +117,30 @@ def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
         assert after.returncode == 2 and "vison" in after.stderr, (command, after.stderr)
 
 
+def test_a_config_key_given_twice_is_refused_on_one_line(
+    tmp_path: Path, cuts_video: SyntheticVideo
+):
+    """A section given twice had silently replaced the first (its limits switched back to the
+    defaults); a file that is not YAML had been five lines quoting it."""
+    config = tmp_path / "bgm.yaml"
+    for text, says in (
+        ("limits:\n  max_tags: 8\nstudio: {}\nlimits:\n  max_music_s: 100\n",
+         "'limits' is given twice (line 4, column 1)"),
+        ("limits:\n  max_tags: 8\n  max_tags: 9\n", "'max_tags' is given twice (line 3"),
+        ("limits: [\n", "is not valid YAML: expected the node content"),
+    ):  # fmt: skip
+        config.write_text(text)
+        result = bgm("--config", str(config), "analyze", str(cuts_video.path))
+        _one_line_refusal(result)
+        assert says in result.stderr, result.stderr
+    # Merged keys (YAML's `<<`) may still be replaced, as YAML means them to be.
+    config.write_text("x-tags: &tags {max_tags: 8}\nlimits: {<<: *tags, max_tags: 9}\n")
+    from services.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="x-tags"):  # an unknown section, not a twice-given key
+        load_config(config)
+
+
 def test_a_service_s_settings_change_its_defaults_key_by_key(tmp_path: Path):
     """serving.gateway naming only a host (as the README's TLS example does) keeps the
     gateway's port, metrics port and workers; it had been refused ("port Field required"),
