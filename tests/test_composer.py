@@ -808,7 +808,7 @@ def test_bass_plays_the_chord_roots(composed):
     assert checked >= len(numerals) // 2
 
 
-def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis):
+def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis, capfd):
     from services.config import ComposerConfig
     from services.generator.backends.composer.backend import ComposerGenerator
     from services.generator.backends.composer.bank import timgm6mb
@@ -821,9 +821,13 @@ def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis):
     music = mine.generate(brief_for(beat_analysis, "pop", duration_s=5.0))
     assert np.abs(music.audio).max() > 0.05
     broken = tmp_path / "broken.sf2"
-    broken.write_bytes(b"RIFF not really")
-    with pytest.raises(RenderError, match="not a usable SoundFont"):
-        ComposerGenerator(ComposerConfig(soundfont_path=broken))
+    for text in (b"RIFF not really", b"hello\n", timgm6mb().read_bytes()[:4096]):
+        broken.write_bytes(text)
+        with pytest.raises(RenderError, match="not a usable SoundFont"):
+            ComposerGenerator(ComposerConfig(soundfont_path=broken))
+    # Refused before FluidSynth reads it: it had printed its own errors first.
+    captured = capfd.readouterr()
+    assert "fluidsynth" not in captured.err.lower() and "CRITICAL" not in captured.err
     with pytest.raises(RenderError, match="cannot read SoundFont"):
         ComposerGenerator(ComposerConfig(soundfont_path=tmp_path / "missing.sf2"))
 

@@ -167,6 +167,20 @@ class Synthesizer:
 def synthesizer(bank: SoundBank, sample_rate: int) -> Synthesizer:
     if not bank.path.is_file():
         raise RenderError(f"cannot read SoundFont {bank.path}: no such file")
+    try:
+        with bank.path.open("rb") as file:
+            head = file.read(12)
+    except OSError as error:
+        raise RenderError(f"cannot read SoundFont {bank.path}: {error.strerror}") from None
+    # Anything else had reached FluidSynth, which printed its own errors (and libinstpatch's
+    # GLib criticals) before the refusal.
+    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise RenderError(f"{bank.path} is not a usable SoundFont: an .sf2 or .sf3 file is "
+                          "RIFF data of the form 'sfbk'")  # fmt: skip
+    stated, size = int.from_bytes(head[4:8], "little") + 8, bank.path.stat().st_size
+    if stated != size:
+        raise RenderError(f"{bank.path} is not a usable SoundFont: it says it holds {stated} "
+                          f"bytes and holds {size} (cut short, or more than one file)")  # fmt: skip
     if bank.synthesizer == "fluidsynth":
         return FluidSynthesizer(bank, sample_rate)
     return TinySoundFontSynthesizer(bank, sample_rate)
