@@ -117,6 +117,20 @@ def test_a_matroska_sound_a_little_longer_than_its_picture_sets_no_length(
     assert analysis.duration_s == pytest.approx(3.0, abs=1e-3) and analysis.warnings == []
 
 
+@pytest.mark.parametrize("sound_s", [0.0, 3.0])
+def test_a_matroska_whose_clock_starts_late_is_as_long_as_its_picture(
+    tagger: VisionTagger, tmp_path: Path, sound_s: float
+):
+    """Matroska states where its clock ends: a file whose picture starts 10 s into its clock
+    (a cut from a longer recording; with or without sound from 0 s) had been taken for 13 s
+    long, its 3 s of picture called truncated and the music cut to them under a warning."""
+    video = write_streams(tmp_path / "late.mkv", frames=90, first_pts=10 * 90000,
+                          sound_s=sound_s, container_format="matroska")  # fmt: skip
+    assert probe_video(video).duration_s == pytest.approx(3.0, abs=1e-3)
+    analysis = tagger.analyze(AnalysisRequest(video))
+    assert analysis.duration_s == pytest.approx(3.0, abs=1e-3) and analysis.warnings == []
+
+
 def test_a_last_frame_held_for_seconds_is_part_of_the_video(tagger: VisionTagger,
                                                              tmp_path: Path):  # fmt: skip
     """A screen recording may hold its last picture for seconds: it had been taken for the

@@ -385,7 +385,13 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
         # track's own length (the DURATION tag FFmpeg and mkvmerge write) is the picture's,
         # never more than the file's.
         own = _tagged_duration(stream)
-        return min(stated, own) if own else stated
+        if "matroska" in container.format.name:
+            # Both say where the clock ends, not how long it ran: a file whose clock starts
+            # 10 s in had stated 13 s for 3 s of picture.
+            stated -= (container.start_time or 0) / av.time_base
+            if own is not None and stream.start_time is not None and stream.time_base:
+                own -= float(stream.start_time * stream.time_base)
+        return min(stated, own) if own and own > 0 else stated
     return 0.0
 
 
