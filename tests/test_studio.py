@@ -553,3 +553,59 @@ def test_failed_scores_take_no_room_and_only_the_newest_are_kept(gateway: Runnin
         for _ in range(2):  # room for two more videos beside the first
             assert client.post("/api/videos", content=b"x").status_code == 200
         assert client.post("/api/videos", content=b"x").status_code == 507
+
+
+def test_a_session_s_event_streams_are_held_to_the_limit_when_asked_at_once(tmp_path: Path):
+    """A stream had been counted once it began, after the check: streams asked for at once
+    (as a server hands on requests that arrived together) all passed it, past
+    max_event_streams. Each is now counted as it is granted, and given back when it ends,
+    its caller gone before it began or after."""
+    import asyncio
+
+    from starlette.types import Message
+
+    from services.studio.app import Job
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio", max_event_streams=2),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with TestClient(app) as client:
+        client.get("/")
+        key = client.cookies["bgm_studio"]
+        app.state.studio.sessions[key].jobs["j1"] = Job("j1", "v1", tmp_path / "j1", {})
+
+        async def asked_at_once(count: int, leave_at_once: bool = False) -> list[int]:
+            """The statuses of `count` streams of j1 asked for in one moment; their callers
+            leave once every one is answered, or at once (before their streams begin)."""
+            statuses: list[int] = []
+            answered = asyncio.Event()
+            if leave_at_once:
+                answered.set()
+
+            async def stream() -> None:
+                async def receive() -> Message:
+                    await answered.wait()
+                    return {"type": "http.disconnect"}
+
+                async def send(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        statuses.append(message["status"])
+                        if len(statuses) == count:
+                            answered.set()
+
+                scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                         "http_version": "1.1", "method": "GET", "scheme": "http",
+                         "path": "/api/scores/j1/events", "raw_path": b"", "root_path": "",
+                         "query_string": b"", "client": ("127.0.0.1", 1),
+                         "server": ("127.0.0.1", 80),
+                         "headers": [(b"cookie", f"bgm_studio={key}".encode())]}  # fmt: skip
+                await app(scope, receive, send)
+
+            await asyncio.gather(*(stream() for _ in range(count)))
+            return statuses
+
+        assert client.portal is not None  # the app runs on the portal's loop
+        assert sorted(client.portal.call(asked_at_once, 8)) == [200] * 2 + [429] * 6
+        # Their callers left, after their first event or before it: their places are given
+        # back.
+        client.portal.call(asked_at_once, 8, True)
+        assert sorted(client.portal.call(asked_at_once, 3)) == [200] * 2 + [429]

@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from services import scratch
 from services.config import BgmConfig, ClientTlsConfig, StudioConfig
@@ -342,6 +343,22 @@ class Studio:
     def files(job: Job) -> list[str]:
         names = [n for n in (VIDEO_OUT, AUDIO_OUT, MIDI_OUT) if (job.folder / n).is_file()]
         return [*names, "stems.zip"] if (job.folder / STEMS_DIR).is_dir() else names
+
+
+class EventStream(StreamingResponse):
+    """A job's events as Server-Sent Events, calling `ended` once its response ends, however
+    it ends (its caller gone before its first event included)."""
+
+    def __init__(self, events: AsyncIterator[str], ended: Callable[[], None]):
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store"})  # fmt: skip
+        self.ended = ended
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.ended()
 
 
 def analysis_json(message: Any) -> dict[str, Any]:
@@ -729,17 +746,18 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             return _error(429, f"this session has {config.max_event_streams} event streams "
                                "open: close one first")  # fmt: skip
 
-        async def stream() -> AsyncIterator[str]:
-            # Counted from its start: a stream whose caller leaves before it starts never ran.
-            session.streams += 1
-            try:
-                async for event in job.stream():
-                    yield f"data: {json.dumps(event)}\n\n"
-            finally:
-                session.streams -= 1
+        # Counted as it is granted: counted once it began, streams asked for at once had all
+        # passed the check above before any was counted.
+        session.streams += 1
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})  # fmt: skip
+        def ended() -> None:
+            session.streams -= 1
+
+        async def stream() -> AsyncIterator[str]:
+            async for event in job.stream():
+                yield f"data: {json.dumps(event)}\n\n"
+
+        return EventStream(stream(), ended)
 
     async def download(request: Request) -> Response:
         _, session = studio.session(request)
