@@ -609,3 +609,20 @@ def test_a_session_s_event_streams_are_held_to_the_limit_when_asked_at_once(tmp_
         # back.
         client.portal.call(asked_at_once, 8, True)
         assert sorted(client.portal.call(asked_at_once, 3)) == [200] * 2 + [429]
+
+
+def test_a_path_or_method_the_studio_does_not_serve_is_an_api_error(tmp_path: Path):
+    """A 404 or 405 had been Starlette's text/plain ("Not Found"), where the page and callers
+    read every other error as the API's JSON: code, message, fields."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with TestClient(app) as client:
+        for path in ("/api/nothing", "/static/nothing.js", "/api/scores/j1/files"):
+            missing = client.get(path)
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/json"
+            assert missing.json()["code"] == "NOT_FOUND" and path in missing.json()["message"]
+            assert missing.json()["fields"] == []
+        wrong = client.put("/api/videos")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        assert wrong.json()["code"] == "UNIMPLEMENTED"
+        assert wrong.json()["message"] == "PUT is not allowed on /api/videos"

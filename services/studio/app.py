@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -415,8 +416,8 @@ def _folder_bytes(folder: Path) -> int:
 
 
 # The API's code for each HTTP status the studio answers with itself.
-STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
-                409: "FAILED_PRECONDITION",
+STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
+                408: "DEADLINE_EXCEEDED", 409: "FAILED_PRECONDITION",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
                 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
@@ -535,6 +536,17 @@ def score_controls(body: dict[str, Any]) -> tuple[UserControls, bool, float, dic
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
     return JSONResponse({"code": STATUS_CODES[status], "message": message,
                          "fields": [field] if field else []}, status_code=status)  # fmt: skip
+
+
+async def _no_such_path(request: Request, error: Exception) -> Response:
+    return _error(404, f"no such path: {request.url.path}")
+
+
+async def _method_not_allowed(request: Request, error: Exception) -> Response:
+    response = _error(405, f"{request.method} is not allowed on {request.url.path}")
+    if isinstance(error, HTTPException) and error.headers:  # Allow: what the path takes
+        response.headers.update(error.headers)
+    return response
 
 
 def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette:
@@ -812,6 +824,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         Route("/api/scores/{job_id}/events", events),
         Route("/api/scores/{job_id}/files/{name}", download),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ], lifespan=lifespan)  # fmt: skip
+    ], lifespan=lifespan,
+       # Starlette's own answers in the API's shape too (they had been text/plain).
+       exception_handlers={404: _no_such_path, 405: _method_not_allowed})  # fmt: skip
     app.state.studio = studio
     return app
