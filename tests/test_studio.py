@@ -626,3 +626,24 @@ def test_a_path_or_method_the_studio_does_not_serve_is_an_api_error(tmp_path: Pa
         assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
         assert wrong.json()["code"] == "UNIMPLEMENTED"
         assert wrong.json()["message"] == "PUT is not allowed on /api/videos"
+
+
+def test_a_name_the_cleaning_leaves_nothing_of_is_video_with_its_extension(tmp_path: Path):
+    """An upload named in emoji alone had been kept (and shown on the page) as "_.mp4": the
+    name is now "video" with the extension it had, and is still served as what it says."""
+    from urllib.parse import quote
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with TestClient(app) as client:
+        kept = {}
+        for asked in ("🎬🎵.mp4", "🎬 🎵.mov", "★★★", "🎬._", "party 🎉.mp4"):
+            answer = client.post("/api/videos", content=b"x" * 10,
+                                 headers={"X-File-Name": quote(asked)})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            kept[asked] = answer.json()
+        assert {asked: video["name"] for asked, video in kept.items()} == {
+            "🎬🎵.mp4": "video.mp4", "🎬 🎵.mov": "video.mov", "★★★": "video.mp4",
+            "🎬._": "video.mp4", "party 🎉.mp4": "party_.mp4",
+        }  # fmt: skip
+        served_back = client.get(kept["🎬 🎵.mov"]["url"])
+        assert served_back.headers["content-type"] == "video/quicktime"

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import mimetypes
+import os
 import re
 import secrets
 import shutil
@@ -56,7 +57,8 @@ SAMPLES = {"sample": "The project's sample: 20 s of calm, busy and closing shots
 # Names of a job's downloads.
 VIDEO_OUT, AUDIO_OUT, MIDI_OUT, STEMS_DIR = "scored.mp4", "music.wav", "music.mid", "stems"
 SAFE_NAME = re.compile(r"[^\w.-]+")
-# An upload's name where the visitor's leaves no file name (empty, "." or "..").
+# An upload's name where nothing of the visitor's is left once made safe (empty, "." or "..",
+# emoji alone); its extension, where that is left, replaces this one's.
 DEFAULT_VIDEO_NAME = "video.mp4"
 # A session that holds nothing is forgotten after this many seconds unused.
 EMPTY_SESSION_S = 600.0
@@ -428,12 +430,18 @@ MAX_NAME_BYTES = 200
 def upload_name(asked: str) -> str:
     """The file name an upload is kept under: the visitor's (percent-encoded UTF-8, as the
     page sends it: a header holds no CJK or emoji), made safe, and always a name in its own
-    folder ("." or ".." would be the folder or the session's videos)."""
+    folder ("." or ".." would be the folder or the session's videos), one that says what it
+    is: "video" with the visitor's extension where nothing else of theirs is left."""
     name = SAFE_NAME.sub("_", urllib.parse.unquote(asked, errors="replace"))[-100:]
     # A file name takes at most 255 bytes: 90 CJK characters are 270 (had been a 500).
     while len(name.encode()) > MAX_NAME_BYTES:
         name = name[1:]
-    return name if name.strip(".") else DEFAULT_VIDEO_NAME
+    stem, extension = os.path.splitext(name)
+    if stem.strip("._"):
+        return name
+    # (A name in emoji alone had been kept, and shown, as "_.mp4".)
+    default = Path(DEFAULT_VIDEO_NAME)
+    return (default.with_suffix(extension) if extension.strip("._") else default).name
 
 
 class ControlError(ValueError):
