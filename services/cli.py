@@ -356,7 +356,7 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
 def _studio(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from services.studio.app import GatewayLink, create_app
+    from services.studio.app import GatewayLink, create_app, server_options
 
     config = load_config(args.config)
     studio = config.studio
@@ -372,8 +372,7 @@ def _studio(args: argparse.Namespace) -> int:
         gateway = "in this process"
     Console(stderr=True).print(f"bgm studio on http://{studio.host}:{studio.port}/ "
                                f"(gateway {gateway})")  # fmt: skip
-    uvicorn.run(app, host=studio.host, port=studio.port, log_level="warning",
-                timeout_graceful_shutdown=studio.grace_s)  # fmt: skip
+    uvicorn.run(app, **server_options(studio))
     return 0
 
 

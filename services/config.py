@@ -454,6 +454,9 @@ class StudioConfig(StrictModel):
     upload_stall_s: float = Field(60.0, gt=0)
     # On SIGTERM, requests in flight get this long (whole seconds) before the studio stops.
     grace_s: int = Field(30, ge=0)
+    # A request's line and headers together: past this it is refused (431) as they arrive (an
+    # 8 MB header had been read whole and answered).
+    max_header_bytes: int = Field(64 * 1024, gt=0)
     # What one session may keep (its videos and results) and run at once: past them it is
     # refused until it removes something or a score ends (one visitor had filled the disk).
     max_session_bytes: int = Field(16 * 1024**3, gt=0)

@@ -27,6 +27,7 @@ from services.studio.app import (
     GatewayLink,
     create_app,
     score_controls,
+    server_options,
 )
 
 pytestmark = pytest.mark.slow
@@ -394,8 +395,8 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
 
 @contextlib.contextmanager
 def served(app: Any) -> Iterator[int]:
-    """The app served by uvicorn on a free loopback port (its port), for requests whose
-    bytes arrive over time, as TestClient's never do."""
+    """The app served as `bgm studio` serves it, on a free loopback port (its port), for
+    requests whose bytes arrive over time, as TestClient's never do."""
     import socket
 
     import uvicorn
@@ -403,7 +404,8 @@ def served(app: Any) -> Iterator[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = app.state.studio.config.model_copy(update={"host": "127.0.0.1", "port": port})
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(config)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -647,3 +649,38 @@ def test_a_name_the_cleaning_leaves_nothing_of_is_video_with_its_extension(tmp_p
         }  # fmt: skip
         served_back = client.get(kept["🎬 🎵.mov"]["url"])
         assert served_back.headers["content-type"] == "video/quicktime"
+
+
+def test_headers_past_max_header_bytes_are_refused_as_they_arrive(tmp_path: Path):
+    """A request's line and headers had no limit: an 8 MB header was read whole and answered
+    200. Past studio.max_header_bytes the request is a 431 in the API's shape, before the
+    rest is read; headers a browser sends are taken."""
+    import socket
+
+    config = StudioConfig(folder=tmp_path / "studio", max_header_bytes=32 * 1024)
+    app = create_app(config, GatewayLink("127.0.0.1:1"))
+    with served(app) as port:
+
+        def answer(request: bytes) -> tuple[bytes, bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                with contextlib.suppress(OSError):  # refused, it may stop reading
+                    connection.sendall(request)
+                received = b""
+                while chunk := connection.recv(65536):
+                    received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            return head, body
+
+        cookie = b"Cookie: other=" + b"a" * 8000 + b"\r\n"
+        head, _ = answer(b"GET /api/state HTTP/1.1\r\nHost: x\r\n" + cookie
+                         + b"Connection: close\r\n\r\n")  # fmt: skip
+        assert head.startswith(b"HTTP/1.1 200"), head
+        head, body = answer(b"GET /api/state HTTP/1.1\r\nHost: x\r\nX-Big: "
+                            + b"a" * 8 * 1024**2 + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+        assert head.startswith(b"HTTP/1.1 431"), head
+        assert b"content-type: application/json" in head.lower()
+        refusal = json.loads(body)
+        assert refusal["code"] == "RESOURCE_EXHAUSTED" and refusal["fields"] == []
+        assert refusal["message"] == "the request's headers are over 32768 bytes"
+        head, body = answer(b"\x16\x03\x01 hello\r\n\r\n")  # TLS to a plain HTTP port
+        assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["code"] == "INVALID_ARGUMENT"

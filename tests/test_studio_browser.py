@@ -17,7 +17,7 @@ import pytest
 from services.config import StudioConfig
 from services.devserver import Running, start, stop
 from services.media.synth import Shot, write_video
-from services.studio.app import GatewayLink, create_app
+from services.studio.app import GatewayLink, create_app, server_options
 
 CHROMIUM = shutil.which("chromium")
 AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -39,8 +39,9 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(StudioConfig(folder=folder / "studio"), GatewayLink(running.gateway))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = StudioConfig(folder=folder / "studio", port=port)
+    app = create_app(config, GatewayLink(running.gateway))
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(config)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

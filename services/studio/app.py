@@ -23,10 +23,12 @@ import urllib.parse
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import h11
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -35,6 +37,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from services import scratch
 from services.config import BgmConfig, ClientTlsConfig, StudioConfig
@@ -364,6 +367,32 @@ class EventStream(StreamingResponse):
             self.ended()
 
 
+class StudioHTTP(H11Protocol):
+    """uvicorn's HTTP/1.1 on h11, which holds a request's line and headers to
+    h11_max_incomplete_event_size (httptools, uvicorn's default, takes any: an 8 MB header had
+    been read whole and answered); a request it refuses is answered in the API's shape."""
+
+    def send_400_response(self, msg: str) -> None:
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is not None and len(self.conn.trailing_data[0]) > limit:
+            answer = _error(431, f"the request's headers are over {limit} bytes")
+        else:
+            answer = _error(400, "the request is not valid HTTP")
+        start = h11.Response(status_code=answer.status_code,
+                             reason=HTTPStatus(answer.status_code).phrase,
+                             headers=[*answer.raw_headers, (b"connection", b"close")])  # fmt: skip
+        for event in (start, h11.Data(data=bytes(answer.body)), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+def server_options(config: StudioConfig) -> dict[str, Any]:
+    """How uvicorn serves the studio (`bgm studio`, and the tests that serve it)."""
+    return {"host": config.host, "port": config.port, "log_level": "warning",
+            "timeout_graceful_shutdown": config.grace_s, "http": StudioHTTP,
+            "h11_max_incomplete_event_size": config.max_header_bytes}  # fmt: skip
+
+
 def analysis_json(message: Any) -> dict[str, Any]:
     """An analysis or a result as the page reads it: protobuf's JSON (thumbnails in base64),
     with the tags and their origins as the domain names them ("genre", "user", ...)."""
@@ -421,7 +450,7 @@ def _folder_bytes(folder: Path) -> int:
 STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
                 408: "DEADLINE_EXCEEDED", 409: "FAILED_PRECONDITION",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
-                507: "RESOURCE_EXHAUSTED"}  # fmt: skip
+                431: "RESOURCE_EXHAUSTED", 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
 
 MAX_NAME_BYTES = 200
