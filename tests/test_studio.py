@@ -684,3 +684,73 @@ def test_headers_past_max_header_bytes_are_refused_as_they_arrive(tmp_path: Path
         assert refusal["message"] == "the request's headers are over 32768 bytes"
         head, body = answer(b"\x16\x03\x01 hello\r\n\r\n")  # TLS to a plain HTTP port
         assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["code"] == "INVALID_ARGUMENT"
+
+
+def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
+    """SIGTERM with a request still running when studio.grace_s ends: uvicorn cancels it, and
+    had logged a CancelledError traceback for it (with a FileNotFoundError chained, the
+    upload's clean-up having come after the studio's folder was removed). The stop is now
+    uvicorn's one line, and the studio still exits 0 and leaves no folder."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "bgm.yaml"
+    config.write_text(f"studio:\n  port: {port}\n  grace_s: 1\n  folder: {tmp_path / 'studio'}\n")
+    studio = subprocess.Popen([sys.executable, "-m", "services.cli", "studio", "--config",
+                               str(config), "--server", "127.0.0.1:1"],
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    stalled = socket.socket()
+    try:
+        deadline = time.monotonic() + 60
+        while stalled.connect_ex(("127.0.0.1", port)) != 0:  # the studio is starting
+            assert time.monotonic() < deadline and studio.poll() is None
+            stalled.close()
+            stalled = socket.socket()
+            time.sleep(0.1)
+        stalled.sendall(b"POST /api/videos HTTP/1.1\r\nHost: x\r\nX-File-Name: stall.mp4\r\n"
+                        b"Content-Length: 100000\r\n\r\n" + b"x" * 100)  # fmt: skip
+        while not list((tmp_path / "studio").rglob("stall.mp4")):  # its bytes are arriving
+            time.sleep(0.05)
+        studio.send_signal(signal.SIGTERM)
+        _, log = studio.communicate(timeout=60)
+    finally:
+        studio.kill()
+        stalled.close()
+    lines = log.splitlines()
+    assert studio.returncode == 0, log
+    assert lines[0].startswith("bgm studio on ") and "Traceback" not in log, log
+    assert lines[1:] == ["ERROR:    Cancel 1 running task(s), timeout graceful shutdown exceeded"]
+    assert list((tmp_path / "studio").iterdir()) == []
+
+
+def test_a_score_the_stop_cuts_off_logs_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """A score still running as the studio stops (with its own gateway, one finishing during
+    the stop) finds the studio's folder gone as it writes its results: its thread had logged a
+    FileNotFoundError traceback ("studio job ... failed") after uvicorn's line."""
+    import services.studio.app as studio_app
+
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    studio = app.state.studio
+
+    def finished_as_the_studio_stops(*args: object, **kwargs: object) -> None:
+        while studio.folder.exists():
+            time.sleep(0.01)
+        raise FileNotFoundError("the job's folder is gone")
+
+    monkeypatch.setattr(studio_app, "score_remote", finished_as_the_studio_stops)
+    with TestClient(app) as client:
+        video = client.post("/api/videos", content=b"x" * 10).json()
+        job_id = client.post("/api/scores", json={"video_id": video["id"]}).json()["id"]
+        (session,) = studio.sessions.values()
+        job = session.jobs[job_id]
+    while job.state == "running":
+        time.sleep(0.01)
+    assert job.state == "failed"
+    assert not [r for r in caplog.records if r.exc_info], caplog.text

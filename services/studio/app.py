@@ -183,9 +183,11 @@ class Studio:
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         self.pending: dict[str, asyncio.Future[Any]] = {}
+        self.closed = False
 
     def close(self) -> None:
         """Its folder removed, every session's files with it."""
+        self.closed = True
         self._held.close()
 
     async def once(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -289,7 +291,8 @@ class Studio:
         except grpc.RpcError as error:
             outcome, state = {"type": "error", **rpc_error(error)}, "failed"
         except Exception:
-            log.exception("studio job %s failed", job.id)
+            if not self.closed:  # (a job the stop cut off finds its folder gone)
+                log.exception("studio job %s failed", job.id)
             outcome, state = {"type": "error", "code": "INTERNAL", "fields": [], "reason": "",
                               "message": "the studio could not finish this job (its log "
                                          "has the details)"}, "failed"  # fmt: skip
@@ -384,6 +387,19 @@ class StudioHTTP(H11Protocol):
         for event in (start, h11.Data(data=bytes(answer.body)), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
         self.transport.close()
+
+
+class CutOffRequests(logging.Filter):
+    """Leaves out uvicorn's traceback of each request it cancels, a CancelledError, when the
+    studio stops with requests still running after grace_s: its one line ("Cancel N running
+    task(s), timeout graceful shutdown exceeded") says what happened, and each request's
+    traceback had followed it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+CUT_OFF_REQUESTS = CutOffRequests()
 
 
 def server_options(config: StudioConfig) -> dict[str, Any]:
@@ -663,7 +679,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 session.uploads -= 1
                 session.used = time.monotonic()
             if not kept:  # refused, or the visitor left half-way
-                shutil.rmtree(path.parent)
+                # (Cut off as the studio stops, it may find the studio's folder gone.)
+                shutil.rmtree(path.parent, ignore_errors=True)
                 studio.release(session, size)
 
     async def analysis(request: Request) -> Response:
@@ -837,6 +854,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 await asyncio.sleep(min(60.0, config.keep_s))
                 studio.sweep()
 
+        # A stop past grace_s, one line in the log (the same filter is added once, whatever
+        # the number of studios).
+        logging.getLogger("uvicorn.error").addFilter(CUT_OFF_REQUESTS)
         task = asyncio.create_task(sweeping())
         async with contextlib.AsyncExitStack() as stack:
             if services is not None:
