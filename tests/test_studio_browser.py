@@ -146,3 +146,28 @@ def test_a_video_named_in_any_script_uploads(studio: str, tmp_path: Path):
                                "'Video: 動画_clip.mp4'")  # fmt: skip
         assert page.locator("#upload-progress").is_hidden()
         browser.close()
+
+
+def test_choosing_another_video_clears_the_last_score_s_status(studio: str, tmp_path: Path):
+    """A failed score's "stopped" had stayed under the Score button when another video was
+    chosen, as if that one's score had stopped."""
+    from playwright.sync_api import FilePayload, sync_playwright
+
+    clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
+    notes: FilePayload = {"name": "notes.mp4", "mimeType": "video/mp4", "buffer": b"not a video"}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(studio)
+        page.wait_for_function("document.querySelectorAll('#genre option').length > 5")
+        page.set_input_files("#file", notes)
+        page.wait_for_function("document.getElementById('video-name').textContent === "
+                               "'Video: notes.mp4'")  # fmt: skip
+        page.click("#score")
+        page.wait_for_function("document.getElementById('stage').textContent === 'stopped'")
+        page.set_input_files("#file", str(clip.path))
+        page.wait_for_function("document.getElementById('video-name').textContent === "
+                               "'Video: clip.mp4'")  # fmt: skip
+        assert page.text_content("#stage") == ""
+        assert page.eval_on_selector("#score-progress", "e => e.value") == 0
+        browser.close()

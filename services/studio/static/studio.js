@@ -39,6 +39,9 @@ async function loadChoices() {
 async function setVideo(entry) {
   state.video = entry;
   state.plan = null;
+  // The last score's status was the last video's (a failed one's "stopped" had stayed).
+  $("stage").textContent = "";
+  $("score-progress").value = 0;
   $("video").src = entry.url;
   $("remove-video").hidden = false;
   $("video-name").textContent = `Video: ${entry.name} (analysing...)`;
