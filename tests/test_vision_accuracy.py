@@ -102,6 +102,8 @@ def test_a_black_shot_has_no_cut_inside_it(tagger: VisionTagger, tmp_path: Path)
     video = write_video(tmp_path / "black.mp4", shots, audio=False)
     analysis = tagger.analyze(AnalysisRequest(video.path))
     assert [round(time_s, 1) for time_s in analysis.cuts_s] == [3.0, 6.0], analysis.cuts
+    # The second on the new shot's first frame (it had been on the black's last, 33 ms early).
+    assert analysis.cuts_s[1] == pytest.approx(6.0, abs=0.5 / video.fps), analysis.cuts
 
 
 @pytest.mark.parametrize("before, after", [(0.9, 0.15), (0.15, 0.9), (0.5, 0.5)])

@@ -271,25 +271,32 @@ def _darkest(
 ) -> float:
     """A fade cut at its black frame: the scene detector places it between the frames where
     the level crosses its threshold, a frame or two off when the two shots differ in
-    brightness. Where black holds for several frames, the last of them, however long it holds:
-    the new shot starts from there (the detector puts a held black's cut in its middle: 3 s
-    of black had had a cut 2 s in, and the music a hit on nothing). `dark` (time, level) is
-    in time order, `dark_times` its times: the frames near the cut are found by bisection (a
-    scan of every dark frame per fade had cost a flickering two-hour video about two
-    uncancellable minutes), and a black run is followed once, by the one fade that ends it."""
+    brightness. Where black holds for several frames, the frame after the last of them,
+    however long it holds: the new shot starts there (the detector puts a held black's cut in
+    its middle: 3 s of black had had a cut 2 s in, and the music a hit on nothing). `dark`
+    (time, level) is in time order, `dark_times` its times: the frames near the cut are found
+    by bisection (a scan of every dark frame per fade had cost a flickering two-hour video
+    about two uncancellable minutes), and a black run is followed once, by the one fade that
+    ends it."""
     start = bisect.bisect_left(dark_times, time_s - FADE_SEARCH_S)
     stop = bisect.bisect_right(dark_times, time_s + FADE_SEARCH_S)
     if start == stop:
         return time_s
-    last = min(range(start, stop), key=lambda i: dark[i][1])
-    floor = dark[last][1] + BLACK_TOLERANCE
-    while (
-        last + 1 < len(dark)
-        and dark[last + 1][1] <= floor
-        and dark[last + 1][0] - dark[last][0] < 1.5 * frame_period
-    ):
+    darkest = min(range(start, stop), key=lambda i: dark[i][1])
+    floor = dark[darkest][1] + BLACK_TOLERANCE
+
+    def black(i: int, neighbour: int) -> bool:
+        return (0 <= i < len(dark) and dark[i][1] <= floor
+                and abs(dark[i][0] - dark[neighbour][0]) < 1.5 * frame_period)  # fmt: skip
+
+    first = last = darkest
+    while black(first - 1, first):
+        first -= 1
+    while black(last + 1, last):
         last += 1
-    return dark[last][0]
+    # Black held for frames ends where the new shot's first frame shows (the cut had been a
+    # frame before it); a single black frame is the middle of its fade.
+    return dark[last][0] + (frame_period if last > first else 0.0)
 
 
 def _pan_speed(
