@@ -707,6 +707,46 @@ class StallLimit(grpc.aio.ServerInterceptor):
                         ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
 
 
+class ReleasedOnError(grpc.aio.ServerInterceptor):
+    """A refused request lets go at once of what its handler held (a video sent inline,
+    60 MB). gRPC keeps the AbortError a handler's status is sent by as long as the call's
+    state; its traceback, and those of the errors it arose from, hold the handler's frames,
+    which hold the state in turn (through the context): a cycle only Python's collector
+    frees, and it runs by counts of objects, not bytes. Eight 60 MB requests refused at once
+    had left the gateway 500 MB larger each time, 3.7 GB after six. The tracebacks are let go
+    as the AbortError leaves the handler (its status is sent; observed has logged what it
+    logs); this wrapper holds no request."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                 ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
+        kind, make = next((k, m) for k, m in kinds if getattr(handler, k) is not None)
+        behaviour = getattr(handler, kind)
+        if not inspect.iscoroutinefunction(behaviour):
+            return handler
+
+        async def released(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            handling = behaviour(request, context)
+            del request
+            try:
+                return await handling
+            except grpc.aio.AbortError as refusal:
+                refusal.__traceback__ = refusal.__context__ = refusal.__cause__ = None
+                raise
+
+        return make(released, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)  # fmt: skip
+
+
 class HostedServer:
     """A grpc.aio server with health checking and reflection for its services."""
 
@@ -720,7 +760,7 @@ class HostedServer:
         self.bindings = list(bindings)
         self.server = grpc.aio.server(
             options=channel_options(serving.max_message_bytes),
-            interceptors=[StallLimit(serving.reader_stall_s),
+            interceptors=[ReleasedOnError(), StallLimit(serving.reader_stall_s),
                           *(i for binding in self.bindings for i in binding.interceptors)],
         )  # fmt: skip
         self.health = health.aio.HealthServicer()

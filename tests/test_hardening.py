@@ -1726,6 +1726,37 @@ def test_a_stalled_stream_is_counted_when_it_stalls_and_its_caller_leaving_logs_
 
 
 @pytest.mark.slow
+def test_a_refused_request_is_let_go_without_the_collector():
+    """A refused request is freed as its call ends. gRPC keeps the error a call ends with, and
+    its traceback held the handler's frames and so the request, in a cycle only Python's
+    collector frees, which runs by counts of objects, not bytes: eight 60 MB inline videos
+    refused at once had left the gateway 500 MB larger each time, 3.7 GB after six."""
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(1.0, 48000))  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    sent = generator_pb2.GenerateRequest(brief=_brief_of(1.0, key="H major"))
+
+    async def requests_alive() -> int:
+        """The server's copies of the request."""
+        return sum(isinstance(o, generator_pb2.GenerateRequest) and o == sent and o is not sent
+                   for o in gc.get_objects())  # fmt: skip
+
+    with _hosted(binding) as (address, loop), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        gc.collect()
+        gc.disable()
+        try:
+            code, _ = code_of(lambda: list(stub.Generate(sent, timeout=20)))
+            time.sleep(0.3)
+            alive = asyncio.run_coroutine_threadsafe(requests_alive(), loop).result(10)
+        finally:
+            gc.enable()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert alive == 0
+
+
+@pytest.mark.slow
 def test_a_generate_whose_caller_left_leaves_no_task_waiting():
     """A Generate past its deadline while the piece is composed: the wait for its progress
     goes with it ("Task was destroyed but it is pending!" had been logged for each)."""
