@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
@@ -60,7 +61,7 @@ def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], Non
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task(label, total=1.0)
+        task = progress.add_task(escape(label), total=1.0)
         yield lambda fraction: progress.update(task, completed=fraction)
 
 
@@ -85,7 +86,7 @@ def _analyze(args: argparse.Namespace) -> int:
     else:
         print_summary(analysis, stdout)
         if args.plot:
-            stdout.print(f"plot saved to {args.plot}")
+            stdout.print(f"plot saved to {escape(args.plot)}")
     return 0
 
 
@@ -262,7 +263,7 @@ def _score(args: argparse.Namespace) -> int:
     for number, (video, options) in enumerate(jobs):
         begun = time.perf_counter()
         if len(jobs) > 1:
-            console.print(f"[bold]{video}[/bold] ({number + 1} of {len(jobs)})")
+            console.print(f"[bold]{escape(str(video))}[/bold] ({number + 1} of {len(jobs)})")
         # --force replaces the stems: those of an earlier piece that this one has not (its
         # rock band's guitars beside an ambient piece's pads) would no longer sum to the mix.
         earlier = set(options.stems_dir.glob("*.wav")) if options.stems_dir else set()
@@ -370,8 +371,8 @@ def _studio(args: argparse.Namespace) -> int:
         # Its own gateway, tagger and generator, in this process.
         app = create_app(studio, config)
         gateway = "in this process"
-    Console(stderr=True).print(f"bgm studio on http://{studio.host}:{studio.port}/ "
-                               f"(gateway {gateway})")  # fmt: skip
+    Console(stderr=True).print(escape(f"bgm studio on http://{studio.host}:{studio.port}/ "
+                                      f"(gateway {gateway})"))  # fmt: skip
     uvicorn.run(app, **server_options(studio))
     return 0
 
@@ -406,8 +407,8 @@ def _client_score(args: argparse.Namespace) -> int:
         extra += [f"reason {details.reason}"] if details.reason else []
         extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
         Console(stderr=True, soft_wrap=True).print(
-            f"[red]error[/red] ({error.code().name}): {error.details()}"
-            + (f" [dim]({'; '.join(extra)})[/dim]" if extra else ""),
+            f"[red]error[/red] ({error.code().name}): {escape(error.details() or '')}"
+            + (f" [dim]({escape('; '.join(extra))})[/dim]" if extra else ""),
             highlight=False,
         )
         return EXIT_FAILURE
@@ -457,7 +458,7 @@ def _sample(args: argparse.Namespace) -> int:
     check_writable(output, "sample video")
     video = write_video(output, sample_shots(), width=640, height=360, fps=30.0)
     Console().print(
-        f"wrote {video.path}: {video.duration_s:.1f} s, cuts at "
+        f"wrote {escape(str(video.path))}: {video.duration_s:.1f} s, cuts at "
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
     )
     return 0
@@ -730,12 +731,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BgmError as error:
         Console(stderr=True, soft_wrap=True).print(
-            f"[red]error[/red] ({error.status_code}): {error}", highlight=False
+            f"[red]error[/red] ({error.status_code}): {escape(str(error))}", highlight=False
         )
         return EXIT_FAILURE if error.status_code == "INTERNAL" else EXIT_BAD_INPUT
     except OSError as error:
         # The machine's, not the arguments' (a full disk): one line, as for any error.
-        Console(stderr=True, soft_wrap=True).print(f"[red]error[/red]: {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error[/red]: {escape(str(error))}", highlight=False
+        )
         return EXIT_FAILURE
 
 

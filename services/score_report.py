@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from services.domain import CandidateScore, MusicPlan, MusicTags, OutputOptions, VideoAnalysis
 from services.media.audio import output_kind
@@ -37,11 +38,11 @@ def _print_summary(
               if tempos and max(tempos) - min(tempos) > 0.05 else "")  # fmt: skip
     fixed = " [dim](user, exact)[/dim]" if bpm_is_fixed else ""
     keys = list(dict.fromkeys(s.key for s in plan.sections if s.key and s.key != plan.key))
-    lift = f" (then {', '.join(keys)})" if keys else ""
+    lift = f" (then {escape(', '.join(keys))})" if keys else ""
     console.print(
-        f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {plan.meter}, "
-        f"{plan.key}{lift}, style {plan.genre}, {_counted(len(plan.bars_s), 'bar')}, "
-        f"ending: {plan.ending}"
+        f"[bold]{'Tempo':<12}[/bold]{plan.bpm:.1f} BPM{spread}{fixed}, {escape(plan.meter)}, "
+        f"{escape(plan.key)}{lift}, style {escape(plan.genre)}, "
+        f"{_counted(len(plan.bars_s), 'bar')}, ending: {escape(plan.ending)}"
     )
     a = plan.alignment
     if a.cut_count:
@@ -78,7 +79,7 @@ def _print_summary(
     has_audio = analysis.has_audio if analysis is not None else None
     console.print(f"[bold]{'Sound':<12}[/bold]{sound_line(has_audio, options)}")
     for path in written:
-        console.print(f"[bold]{'Wrote':<12}[/bold]{path}")
+        console.print(f"[bold]{'Wrote':<12}[/bold]{escape(str(path))}")
 
 
 def sound_line(has_audio: bool | None, options: OutputOptions) -> str:

@@ -326,6 +326,25 @@ def test_what_the_video_refuses_is_refused_before_the_models_load(
         assert says in result.stderr, (args, result.stderr)
 
 
+def test_names_are_printed_as_they_are_not_as_markup(cuts_video: SyntheticVideo, tmp_path: Path):
+    """A name holding what Rich reads as markup is printed as it is: `[bold]` had been taken
+    away from the line, and a path through a folder named `[` (`.../[/x].mp4`) had crashed
+    the command with a MarkupError traceback."""
+    missing = tmp_path / "[bold]gone.mp4"
+    for args in (("score", str(missing), "-o", str(tmp_path / "a.wav")),
+                 ("client", "score", str(missing), "--server", "127.0.0.1:1", "-o",
+                  str(tmp_path / "b.wav"))):  # fmt: skip
+        result = bgm(*args)
+        _one_line_refusal(result)
+        assert "[bold]gone.mp4" in result.stderr, result.stderr
+    (tmp_path / "[").mkdir()
+    video, out = tmp_path / "[" / "x].mp4", tmp_path / "[" / "x] [red]out.wav"
+    video.write_bytes(cuts_video.path.read_bytes())
+    result = bgm("score", str(video), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote       {out}" in result.stdout, result.stdout
+
+
 def _one_line_refusal(result) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

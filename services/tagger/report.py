@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.domain import MusicTags, VideoAnalysis
@@ -24,7 +25,7 @@ def print_tags(tags: MusicTags, console: Console) -> None:
         ("mood", tags.moods),
         ("instrument", tags.instruments),
     ):
-        listed = ", ".join(f"{n} [dim]({origin.get((kind, n), '?')})[/dim]" for n in names)
+        listed = ", ".join(f"{escape(n)} [dim]({origin.get((kind, n), '?')})[/dim]" for n in names)
         console.print(f"[bold]{kind.capitalize() + 's':<12}[/bold]{listed}")
 
 
@@ -50,8 +51,8 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
             f"{segment.start_s:.2f}",
             f"{segment.end_s:.2f}",
             f"{segment.energy:.2f}",
-            ", ".join(segment.moods),
-            *([segment.caption] if captions else []),
+            escape(", ".join(segment.moods)),
+            *([escape(segment.caption)] if captions else []),
         )
     console.print(table)
     if a.speech:
@@ -63,10 +64,10 @@ def print_summary(analysis: VideoAnalysis, console: Console) -> None:
     print_tags(tags, console)
     console.print(
         f"[bold]{'Tempo':<12}[/bold]{tags.bpm} BPM (range {tags.bpm_min}-"
-        f"{tags.bpm_max})   [bold]Key[/bold] {tags.key}   "
+        f"{tags.bpm_max})   [bold]Key[/bold] {escape(tags.key)}   "
         f"[bold]Energy[/bold] {tags.energy:.2f}"
     )
-    console.print(f"[bold]{'Music':<12}[/bold]{a.description}")
+    console.print(f"[bold]{'Music':<12}[/bold]{escape(a.description)}")
     print_model_and_warnings(a, console)
 
 
@@ -76,9 +77,9 @@ def print_model_and_warnings(analysis: VideoAnalysis, console: Console) -> None:
     if semantics.model:
         # When its answer was not used, a warning says why.
         used = ": its tags are used" if semantics.source == "vlm" else ""
-        console.print(f"[bold]{'Model':<12}[/bold]{semantics.model}{used}")
+        console.print(f"[bold]{'Model':<12}[/bold]{escape(semantics.model)}{used}")
     for warning in analysis.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def filmstrip(start_s: float, end_s: float, tile_s: float) -> list[tuple[float, float, float]]:
