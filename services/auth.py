@@ -162,15 +162,21 @@ class TenantLedger:
             error_reason="TENANT_BUSY", retry_after_s=1.0,
         ))  # fmt: skip
 
+    def check_length(self, tenant: str, video_s: float) -> None:
+        """A video longer than the tenant may score is refused (analysed as well: Analyze
+        had taken any length, and kept the tagger busy with it)."""
+        most = self.limits(tenant).max_video_s
+        if video_s > most:
+            raise ResourceExhaustedError(
+                f"tenant {tenant} may score videos of at most {most:g} s; this one lasts "
+                f"{video_s:.1f} s", error_reason="TENANT_VIDEO_TOO_LONG",
+            )  # fmt: skip
+
     def reserve(self, tenant: str, video_s: float, candidates: int) -> float:
         """Check the request against the tenant's limits and book its music; returns the
         seconds booked (give them back with `refund` if the request fails)."""
         limits = self.limits(tenant)
-        if video_s > limits.max_video_s:
-            raise ResourceExhaustedError(
-                f"tenant {tenant} may score videos of at most {limits.max_video_s:g} s; this "
-                f"one lasts {video_s:.1f} s", error_reason="TENANT_VIDEO_TOO_LONG",
-            )  # fmt: skip
+        self.check_length(tenant, video_s)
         if candidates > limits.max_candidates:
             raise ResourceExhaustedError(
                 f"tenant {tenant} may ask for at most {limits.max_candidates} candidates",

@@ -207,6 +207,28 @@ def test_a_tenant_cannot_read_or_write_another_tenants_files(secured):
     assert [Path(u).name for u in events[-1].result.output_uris] == ["scored.mp4"]
 
 
+def test_a_tenant_may_not_analyse_a_video_longer_than_it_may_score(secured):
+    """Analyze holds a tenant to the length of video it may score (globex: 60 s), as Score
+    does: a tenant held to short videos had kept the shared tagger busy with any length."""
+    from tests.hand_made_media import write_streams
+
+    long = write_streams(secured.media / "globex" / "long.mp4", frames=61 * 30, sound_s=0.0)
+    with secured.channel(secured.running.gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        request = gateway_pb2.GatewayAnalyzeRequest(video=common_pb2.VideoSource(uri=long.as_uri()))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Analyze(request, metadata=(("authorization", f"Bearer {API_KEYS['globex']}"),),
+                         timeout=30)  # fmt: skip
+        analysed = stub.Analyze(
+            gateway_pb2.GatewayAnalyzeRequest(
+                video=common_pb2.VideoSource(uri=clip_uri(secured, "globex"))),
+            metadata=(("authorization", f"Bearer {API_KEYS['globex']}"),), timeout=30,
+        )  # fmt: skip
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
+    assert error_details(caught.value).reason == "TENANT_VIDEO_TOO_LONG"
+    assert analysed.analysis.duration_s > 0
+
+
 def test_a_tenant_over_each_limit(secured, trickle):
     # globex: 1 request at once, 10 s of music an hour, 2 candidates.
     globex, uri = API_KEYS["globex"], clip_uri(secured, "globex")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -15,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Self, TypeVar
+from typing import Any, BinaryIO, Self, TypeVar
 
 import grpc
 
@@ -75,6 +76,7 @@ from services.gen.bgm.v1 import (
     tagger_pb2_grpc,
 )
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
+from services.media.video import probe_video
 from services.progress import Heartbeat
 from services.rules import check_analysis, check_description, speech_matters
 from services.scratch import scratch_folder, sweep
@@ -113,6 +115,7 @@ STAGING_CHECK_BYTES = 64 * 1024**2
 STAGING_RETRY_S = 30.0
 log = logging.getLogger("bgm")
 Answer = TypeVar("Answer")
+Read = TypeVar("Read")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -217,9 +220,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> gateway_pb2.GatewayAnalyzeResponse:
         async with (
             observed(SERVICE, "Analyze", context) as record,
-            self._staged_source(request, context, record) as (_, uri, _),
+            self._staged_source(request, context, record) as (video, uri, _),
             self._slots,
         ):
+            if self.authenticator is not None:
+                probe = await self._read_video(context, record.tenant, probe_video, video, None)
+                self.ledger.check_length(record.tenant, probe.duration_s)
             response, _ = await self._analysis(
                 uri, request.prompt, True, _analyze_response, self._caller(context, record.tenant)
             )
@@ -536,16 +542,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # The default rate where the generator makes it, else the first it does.
             options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
         controls = check_asked(controls, options, info, self.vocabulary, self.limits)
-        # A long MPEG-TS's length takes seconds to read: a cancel stops it, and another
-        # client's read may take the turn meanwhile.
-        loop = asyncio.get_running_loop()
-        async with self._video_reads.turn(client_of(context), record.tenant) as turn:
-            heartbeat = Heartbeat(turn_keeper(turn, loop, self._turn_slice_s,
-                                              Cancellation(context).check))  # fmt: skip
-            duration_s = await loop.run_in_executor(
-                self._video_readers, check_video, video, controls, options, info,
-                self.limits, heartbeat,
-            )  # fmt: skip
+        duration_s = await self._read_video(context, record.tenant, check_video, video,
+                                            controls, options, info, self.limits)  # fmt: skip
         booked = 0.0
         if self.authenticator is not None:
             booked = self.ledger.reserve(record.tenant, duration_s, controls.candidates)
@@ -558,6 +556,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Music that was not delivered is not counted against the tenant.
             self.ledger.refund(record.tenant, booked)
             raise
+
+    async def _read_video(
+        self,
+        context: grpc.aio.ServicerContext,
+        tenant: str,
+        read: Callable[..., Read],
+        *args: Any,
+    ) -> Read:
+        """`read(*args, heartbeat)` on the video readers, in the caller's turn: a long
+        MPEG-TS's length takes seconds to read, a cancel stops it, and another client's read
+        may take the turn meanwhile."""
+        loop = asyncio.get_running_loop()
+        async with self._video_reads.turn(client_of(context), tenant) as turn:
+            heartbeat = Heartbeat(turn_keeper(turn, loop, self._turn_slice_s,
+                                              Cancellation(context).check))  # fmt: skip
+            return await loop.run_in_executor(
+                self._video_readers, functools.partial(read, *args, heartbeat)
+            )
 
     async def _scored(self, asked: _Asked) -> AsyncIterator[gateway_pb2.ScoreEvent]:
         # The work runs in a task of its own, which passes progress on: were its slot and its
