@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import re
 import threading
@@ -80,9 +81,16 @@ def _jwks(path: Path) -> Any:
     import jwt
 
     try:
-        return jwt.PyJWKSet.from_json(path.read_text())
-    except (jwt.PyJWTError, ValueError) as error:
-        raise ConfigError(f"{path} is not a usable JWKS: {error}") from None
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("a JSON object whose 'keys' lists the keys")
+        return jwt.PyJWKSet.from_dict(data)
+    # PyJWT's own errors, and those it lets through for a key of no algorithm it knows
+    # (NotImplementedError for alg 'none', TypeError for a key that is not an object): each
+    # had failed every JWT call as INTERNAL, with a traceback, until the file was mended.
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, NotImplementedError) as error:
+        why = str(error) or "a key of an algorithm PyJWT does not verify"
+        raise ConfigError(f"{path} is not a usable JWKS: {why}") from None
 
 
 class Authenticator:

@@ -454,6 +454,31 @@ def test_the_gateway_shows_its_rotated_client_certificate_from_the_next_call(tmp
     assert asyncio.run(scenario()) == [b"gateway-1", b"gateway-2", b"gateway-1"]
 
 
+@pytest.mark.parametrize(
+    "bad", ["[]", '{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "none"}]}', "{"]
+)
+def test_a_jwks_that_is_not_one_keeps_the_last_good_keys(tmp_path, caplog, bad):
+    """A JWKS pushed as a list, or with a key of algorithm 'none', had failed every JWT call
+    as INTERNAL with a traceback until it was mended (and a server starting with it printed
+    a 50-line traceback); it is a file that cannot be read yet, as a half-written one is."""
+    from services.auth import Authenticator
+    from services.config import AuthConfig
+
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256"}]}))
+    config = AuthConfig(enabled=True, jwks_file=jwks, jwt_issuer="i", jwt_audience="a")
+    authenticator = Authenticator(config)
+    token = jwt.encode({"iss": "i", "aud": "a", "tenant": "t", "exp": int(time.time()) + 60},
+                       signing_key, algorithm="RS256", headers={"kid": "k1"})  # fmt: skip
+    jwks.write_text(bad)
+    assert authenticator.caller((("authorization", f"Bearer {token}"),)).tenant == "t"
+    assert "cannot be read yet" in caplog.text
+    with pytest.raises(ConfigError, match="is not a usable JWKS"):
+        Authenticator(config)
+
+
 def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):
     from services.auth import Authenticator
     from services.config import AuthConfig
