@@ -18,16 +18,50 @@ log = logging.getLogger("bgm")
 
 
 def _read(path: Path, what: str) -> bytes:
+    # A FIFO or a device is read without end (start-up had hung with no word).
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"cannot read the {what} {path}: not a file")
     try:
         return path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
 
 
+def _checked_pair(key: bytes, chain: bytes, tls: TlsConfig) -> None:
+    """The key and certificate chain are PEM that gRPC can serve, the key the certificate's
+    (each had been reported as "cannot listen on ...: Failed to bind to address", gRPC's
+    word for any server credentials it cannot use)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certificate = x509.load_pem_x509_certificates(chain)[0]
+    except ValueError:
+        raise ConfigError(f"the TLS certificate {tls.cert_file} holds no PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"the TLS key {tls.key_file} holds no unencrypted PEM key") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(serialization.Encoding.DER, public) != (
+        certificate.public_key().public_bytes(serialization.Encoding.DER, public)
+    ):
+        raise ConfigError(f"the TLS key {tls.key_file} is not the key of {tls.cert_file}")
+
+
 def _server_certificate(tls: TlsConfig) -> grpc.ServerCertificateConfiguration:
     assert tls.cert_file is not None and tls.key_file is not None
     pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
+    _checked_pair(*pair, tls)
     root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
+    if root is not None:
+        from cryptography import x509
+
+        try:
+            x509.load_pem_x509_certificates(root)
+        except ValueError:
+            raise ConfigError(f"the client CA {tls.client_ca_file} holds no PEM "
+                              "certificate") from None  # fmt: skip
     return grpc.ssl_server_certificate_configuration([pair], root_certificates=root)
 
 

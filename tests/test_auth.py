@@ -395,6 +395,33 @@ def test_a_rotated_certificate_is_served_from_the_next_connection(secured, tmp_p
     assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_a_certificate_or_key_that_cannot_serve_is_named_at_start_up(tmp_path):
+    """A certificate that is not PEM, a key that is not the certificate's, a client CA that
+    holds none, or a FIFO given for one (start-up had hung): one line naming the file. Each
+    had been "cannot listen on ...: Failed to bind to address", as if the port were taken."""
+    import os
+
+    from services.tls import server_credentials
+
+    pki = make_pki(tmp_path / "pki", "ca")
+    cert, key = pki.issue("server", server=True)
+    _, other_key = pki.issue("other", server=True)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    for tls, says in (
+        (TlsConfig(cert_file=junk, key_file=key), f"the TLS certificate {junk} holds no PEM"),
+        (TlsConfig(cert_file=cert, key_file=junk), f"the TLS key {junk} holds no unencrypted"),
+        (TlsConfig(cert_file=cert, key_file=other_key), f"is not the key of {cert}"),
+        (TlsConfig(cert_file=cert, key_file=key, client_ca_file=junk), "client CA"),
+        (TlsConfig(cert_file=fifo, key_file=key), f"{fifo}: not a file"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            server_credentials(tls)
+    server_credentials(TlsConfig(cert_file=cert, key_file=key, client_ca_file=pki.ca_file))
+
+
 def test_plaintext_beyond_loopback_must_be_asked_for():
     check_plaintext("gateway", Endpoint(host="127.0.0.1", port=1))
     with pytest.raises(ConfigError, match="without TLS"):
