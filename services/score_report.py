@@ -127,9 +127,7 @@ def print_remote_summary(
     )
 
     result = outcome.result
-    if result is None:
-        console.print("[yellow]the gateway ended without a result[/yellow]")
-        return
+    assert result is not None  # score_remote refuses a stream that ends without one
     analysis = analysis_from_proto(outcome.analysis) if outcome.analysis is not None else None
     plan = plan_from_proto(result.plan)
     # A user BPM is the only way the range closes to one value.

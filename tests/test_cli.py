@@ -345,6 +345,43 @@ def test_names_are_printed_as_they_are_not_as_markup(cuts_video: SyntheticVideo,
     assert f"Wrote       {out}" in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("ends", ["mid-file", "without-result"])
+def test_the_client_keeps_nothing_of_a_stream_that_ends_early(
+    cuts_video: SyntheticVideo, tmp_path: Path, ends: str
+):
+    """A gateway whose stream ends OK part-way through a file, or without its result: the
+    client had kept the part that came and exited 0."""
+    from concurrent import futures
+
+    import grpc
+
+    from services.gen.bgm.v1 import gateway_pb2, gateway_pb2_grpc
+
+    class Broken(gateway_pb2_grpc.GatewayServicer):
+        def Score(self, request, context):
+            chunk = gateway_pb2.FileChunk(name="scored.wav", kind=gateway_pb2.FILE_KIND_MAIN,
+                                          data=b"RIFF" + bytes(1000), size=100_000,
+                                          last=ends == "without-result")  # fmt: skip
+            if ends == "without-result":
+                chunk.size = len(chunk.data)
+            yield gateway_pb2.ScoreResponse(event=gateway_pb2.ScoreEvent(file=chunk))
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(Broken(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        out = tmp_path / "out.wav"
+        result = bgm("client", "score", str(cuts_video.path), "--server", f"127.0.0.1:{port}",
+                     "-o", str(out))  # fmt: skip
+    finally:
+        server.stop(None)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    says = "before its last chunk" if ends == "mid-file" else "ended without a result"
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def _one_line_refusal(result) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -13,6 +13,7 @@ import grpc
 from services.config import ClientTlsConfig
 from services.contract import OUTPUT_FORMATS, controls_to_proto
 from services.domain import OutputOptions, UserControls
+from services.errors import DownstreamError
 from services.gateway.outputs import Staging, staged_outputs, temporary_path
 from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.media.audio import output_kind
@@ -132,6 +133,13 @@ def score_remote(
                     _receive(event.file, options, staging, files, sizes, open_files)
                 elif which == "result":
                     outcome.result = event.result
+            # A stream ended (OK) before a file's last chunk or without its result had kept
+            # what came, and said it was done.
+            unfinished = [name for name, handle in files.items() if not handle.closed]
+            if unfinished:
+                raise DownstreamError(f"{unfinished[0]}: the gateway ended before its last chunk")
+            if outcome.result is None:
+                raise DownstreamError("the gateway ended without a result")
             open_files.close()
             outcome.written = [final for _, final in staging.files]
     progress(1.0)
@@ -192,7 +200,7 @@ def _receive(
         handle.close()
         if sizes.get(chunk.name) and received != sizes[chunk.name]:
             # Nothing is kept: staged_outputs removes every file of a failed request.
-            raise ValueError(f"{chunk.name}: received {received} of {sizes[chunk.name]} bytes")
+            raise DownstreamError(f"{chunk.name}: received {received} of {sizes[chunk.name]} bytes")
 
 
 @dataclass(frozen=True)
