@@ -345,8 +345,13 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
     token = args.token or os.environ.get("BGM_TOKEN")
     if token:
         metadata = (*metadata, ("authorization", f"Bearer {token}"))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        # gRPC aborted the process on a certificate without its key.
+        raise InvalidInputError("--tls-cert and --tls-key go together (mutual TLS)")
     tls = None
-    if args.tls or args.tls_ca or args.tls_cert:
+    # Any TLS flag asks for TLS: --tls-key or --tls-server-name alone had been plaintext,
+    # the token sent in the clear.
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_server_name:
         from services.config import ClientTlsConfig
 
         tls = ClientTlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert,

@@ -382,6 +382,23 @@ def test_the_client_keeps_nothing_of_a_stream_that_ends_early(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tls_flags_ask_for_tls(cuts_video: SyntheticVideo):
+    """--tls-cert without --tls-key had aborted the process inside gRPC (exit 134), and
+    --tls-key or --tls-server-name alone had connected in plaintext, sending the token."""
+    from services import cli
+
+    video = str(cuts_video.path)
+    for flags in (("--tls-cert", "c.pem"), ("--tls-key", "k.pem")):
+        result = bgm("client", "score", video, "--server", "127.0.0.1:1", "-o", "x.wav", *flags)
+        _one_line_refusal(result)
+        assert "--tls-cert and --tls-key go together" in result.stderr
+    args = cli.build_parser().parse_args(
+        ["client", "score", video, "--server", "h:1", "-o", "x.wav", "--tls-server-name", "h"]
+    )
+    _, tls = cli._connection(args)
+    assert tls is not None and tls.server_name == "h"
+
+
 def _one_line_refusal(result) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
