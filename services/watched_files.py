@@ -25,6 +25,14 @@ def _mtimes(paths: Sequence[Path]) -> tuple[int, ...]:
     return tuple(stamps)
 
 
+def _regular(paths: Sequence[Path], what: str) -> None:
+    """Each path that exists is a file: a FIFO put in one's place (or a device) had been read
+    without end, holding a server's start, or while serving every call of the gateway."""
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"cannot read {what} ({path}): not a file")
+
+
 class WatchedFiles(Generic[T]):
     """`load()` of `paths`, read at once (a bad file stops the start) and again after any of
     them changes. A re-read that fails (a rotation caught half-written, a file briefly
@@ -35,6 +43,7 @@ class WatchedFiles(Generic[T]):
         self._load = load
         self._lock = threading.Lock()
         self._stamp = _mtimes(self.paths)
+        _regular(self.paths, what)
         try:
             self.value: T = load()
         except OSError as error:
@@ -49,6 +58,7 @@ class WatchedFiles(Generic[T]):
             if stamp == self._stamp:
                 return None
             try:
+                _regular(self.paths, self.what)
                 value = self._load()
             except (ConfigError, OSError, ValueError) as error:
                 log.warning("%s changed but cannot be read yet (keeping the last): %s",

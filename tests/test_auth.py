@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -415,7 +416,7 @@ def test_a_certificate_or_key_that_cannot_serve_is_named_at_start_up(tmp_path):
         (TlsConfig(cert_file=cert, key_file=junk), f"the TLS key {junk} holds no unencrypted"),
         (TlsConfig(cert_file=cert, key_file=other_key), f"is not the key of {cert}"),
         (TlsConfig(cert_file=cert, key_file=key, client_ca_file=junk), "client CA"),
-        (TlsConfig(cert_file=fifo, key_file=key), f"{fifo}: not a file"),
+        (TlsConfig(cert_file=fifo, key_file=key), f"{fifo}): not a file"),
     ):
         with pytest.raises(ConfigError, match=re.escape(says)):
             server_credentials(tls)
@@ -523,3 +524,10 @@ def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):
     missing = AuthConfig(enabled=True, api_keys_file=tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="cannot read the API keys"):
         Authenticator(missing)
+    # A FIFO put in its place had held every call of the gateway (and a start) for good.
+    keys.unlink()
+    os.mkfifo(keys)
+    assert authenticator.caller((("authorization", "Bearer j"),)).tenant == "u"
+    assert "not a file" in caplog.text
+    with pytest.raises(ConfigError, match="not a file"):
+        Authenticator(AuthConfig(enabled=True, api_keys_file=keys))
