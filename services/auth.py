@@ -131,7 +131,7 @@ class Authenticator:
             claims = jwt.decode(
                 token, key.key, algorithms=[key.algorithm_name],
                 audience=self.config.jwt_audience, issuer=self.config.jwt_issuer,
-                options={"require": ["exp"]},
+                options={"require": ["exp"]}, leeway=self.config.jwt_leeway_s,
             )  # fmt: skip
         except (jwt.PyJWTError, KeyError, IndexError) as error:
             raise UnauthenticatedError(f"the JWT is not accepted: {error}") from None

@@ -226,6 +226,10 @@ class AuthConfig(StrictModel):
     jwks_file: Path | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # How far the identity provider's clock may be from this one when a JWT's `exp`, `nbf`
+    # and `iat` are checked (a token issued by a clock 1 s fast had been refused as not yet
+    # valid).
+    jwt_leeway_s: float = Field(30.0, ge=0, le=600)
     # The claim that names the tenant.
     tenant_claim: str = "tenant"
     # Methods of the gateway's server anyone may call without a token (full gRPC names);

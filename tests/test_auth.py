@@ -490,6 +490,36 @@ def test_a_jwks_that_is_not_one_keeps_the_last_good_keys(tmp_path, caplog, bad):
     as INTERNAL with a traceback until it was mended (and a server starting with it printed
     a 50-line traceback); it is a file that cannot be read yet, as a half-written one is."""
     from services.auth import Authenticator
+
+    authenticator, sign, config = _jwt_authenticator(tmp_path)
+    token = sign(exp=int(time.time()) + 60)
+    assert config.jwks_file is not None
+    config.jwks_file.write_text(bad)
+    assert authenticator.caller((("authorization", f"Bearer {token}"),)).tenant == "t"
+    assert "cannot be read yet" in caplog.text
+    with pytest.raises(ConfigError, match="is not a usable JWKS"):
+        Authenticator(config)
+
+
+def test_a_jwt_is_checked_with_leeway_for_the_issuers_clock(tmp_path):
+    """A token issued by a clock a second fast had been refused as not yet valid (iat)."""
+    authenticator, sign, _ = _jwt_authenticator(tmp_path)
+    now = int(time.time())
+
+    def tenant(**claims: int) -> str:
+        return authenticator.caller((("authorization", f"Bearer {sign(**claims)}"),)).tenant
+
+    assert tenant(iat=now + 5, exp=now + 60) == "t"
+    assert tenant(exp=now - 10) == "t"  # within auth.jwt_leeway_s (30 s)
+    for claims in ({"iat": now + 120, "exp": now + 600}, {"exp": now - 120}):
+        with pytest.raises(Exception, match="the JWT is not accepted"):
+            tenant(**claims)
+
+
+def _jwt_authenticator(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """An Authenticator reading a JWKS of one key, a function that signs a token for tenant
+    "t" with the claims given, and the config."""
+    from services.auth import Authenticator
     from services.config import AuthConfig
 
     signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -497,14 +527,12 @@ def test_a_jwks_that_is_not_one_keeps_the_last_good_keys(tmp_path, caplog, bad):
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256"}]}))
     config = AuthConfig(enabled=True, jwks_file=jwks, jwt_issuer="i", jwt_audience="a")
-    authenticator = Authenticator(config)
-    token = jwt.encode({"iss": "i", "aud": "a", "tenant": "t", "exp": int(time.time()) + 60},
-                       signing_key, algorithm="RS256", headers={"kid": "k1"})  # fmt: skip
-    jwks.write_text(bad)
-    assert authenticator.caller((("authorization", f"Bearer {token}"),)).tenant == "t"
-    assert "cannot be read yet" in caplog.text
-    with pytest.raises(ConfigError, match="is not a usable JWKS"):
-        Authenticator(config)
+
+    def sign(**claims: int) -> str:
+        return jwt.encode({"iss": "i", "aud": "a", "tenant": "t", **claims}, signing_key,
+                          algorithm="RS256", headers={"kid": "k1"})  # fmt: skip
+
+    return Authenticator(config), sign, config
 
 
 def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):
