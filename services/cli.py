@@ -341,8 +341,14 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
         if not equals or not re.fullmatch(r"[0-9a-z_.-]+", key.lower()):
             raise InvalidInputError(f"--metadata {key!r}: give KEY=VALUE, the key of letters, "
                                     "digits, - _ .")  # fmt: skip
-    metadata = tuple((key.lower(), value) for key, _, value in pairs)
+    # A key ending in -bin carries bytes (a text value had been a traceback inside gRPC).
+    metadata = tuple((key.lower(), value.encode() if key.lower().endswith("-bin") else value)
+                     for key, _, value in pairs)  # fmt: skip
     token = args.token or os.environ.get("BGM_TOKEN")
+    if token and not re.fullmatch(r"[\x21-\x7e]+", token):
+        # gRPC's own word for it had been "error (INTERNAL): Invalid metadata".
+        raise InvalidInputError("the token must be printable ASCII without spaces or line "
+                                "breaks")  # fmt: skip
     if token:
         metadata = (*metadata, ("authorization", f"Bearer {token}"))
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -596,15 +602,29 @@ def _named(text: str) -> str:
     return text
 
 
+# Longer deadlines overflow gRPC's clock (1e300 s had expired at once).
+MAX_TIMEOUT_S = 1e6
+
+
 def _seconds(text: str) -> float:
     """A length of time over 0 (a deadline of 0, -5 or NaN had been sent)."""
     try:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"a length of time over 0, not {text}")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(
+            f"a length of time over 0, at most {MAX_TIMEOUT_S:g} s, not {text}"
+        )
     return seconds
+
+
+def _address(text: str) -> str:
+    """HOST:PORT with a port of 1..65535 (99999 had been taken as 34463, and called)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"HOST:PORT with a port of 1..65535, not {text!r}")
+    return text
 
 
 def _port(text: str) -> int:
@@ -686,7 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
     remote = client_commands.add_parser("score", help="score a video through a gateway")
     remote.add_argument("video", help="video file to upload (or a URI, with --uri)")
     remote.add_argument(
-        "--server", default="127.0.0.1:50051", help="gateway HOST:PORT (default 127.0.0.1:50051)"
+        "--server",
+        default="127.0.0.1:50051",
+        type=_address,
+        help="gateway HOST:PORT (default 127.0.0.1:50051)",
     )
     remote.add_argument(
         "--uri",
@@ -702,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
         "studio", parents=[reads_config],
         help="a web page to upload a video, shape its music, hear it and download it",
     )  # fmt: skip
-    studio.add_argument("--server", help="a gateway HOST:PORT (default: start one here)")
+    studio.add_argument("--server", type=_address,
+                        help="a gateway HOST:PORT (default: start one here)")  # fmt: skip
     studio.add_argument("--port", type=_port, help="the page's port (default 8765)")
     _connection_arguments(studio)
     studio.set_defaults(run=_studio)

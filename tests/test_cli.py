@@ -399,6 +399,45 @@ def test_tls_flags_ask_for_tls(cuts_video: SyntheticVideo):
     assert tls is not None and tls.server_name == "h"
 
 
+def test_connection_flags_are_checked_before_a_call(cuts_video: SyntheticVideo):
+    """A port over 65535 had been called (99999 as 34463), a deadline of 1e300 s had expired
+    at once, a token with a line break had been "error (INTERNAL): Invalid metadata", and a
+    -bin metadata key a traceback inside gRPC."""
+    import grpc
+
+    from services import cli
+    from services.gateway.client import error_details
+
+    video = str(cuts_video.path)
+    for flags, says in ((("--server", "127.0.0.1:99999"), "a port of 1..65535"),
+                        (("--timeout", "1e300"), "at most 1e+06 s")):  # fmt: skip
+        result = bgm("client", "score", video, "-o", "x.wav", *flags)
+        assert result.returncode == 2 and says in result.stderr, result.stderr
+    result = bgm("client", "score", video, "-o", "x.wav", "--server", "127.0.0.1:1",
+                 "--token", "ab\ncd")  # fmt: skip
+    _one_line_refusal(result)
+    assert "printable ASCII" in result.stderr
+    args = cli.build_parser().parse_args(
+        ["client", "score", video, "-o", "x.wav", "--metadata", "trace-bin=abc"]
+    )
+    assert cli._connection(args)[0] == (("trace-bin", b"abc"),)
+
+    class BrokenDetails(grpc.RpcError):
+        """A status whose details do not parse (they had crashed the client)."""
+
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.INTERNAL
+
+        def details(self) -> str:
+            return "boom"
+
+        def trailing_metadata(self) -> tuple:
+            return (("grpc-status-details-bin", b"\xff\xff not a status"),)
+
+    details = error_details(BrokenDetails())
+    assert (details.fields, details.reason, details.retry_after_s) == ([], "", None)
+
+
 def _one_line_refusal(result) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -215,10 +215,16 @@ class ErrorDetails:
 
 def error_details(error: grpc.RpcError) -> ErrorDetails:
     """What an error's status details say (all empty for a status without details)."""
+    from google.protobuf.message import DecodeError
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(error)
+    try:
+        status = rpc_status.from_call(error)
+    except (DecodeError, ValueError):
+        # Details that do not parse (a broken server or proxy) say nothing; the status's own
+        # code and message still do (they had crashed bgm client with a traceback).
+        status = None
     fields: list[str] = []
     reason, retry = "", None
     for detail in status.details if status is not None else []:
