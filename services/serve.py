@@ -7,11 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from services.config import BgmConfig
+from services.config import BgmConfig, Endpoint
 from services.errors import ConfigError
 from services.media.sources import inside_roots
 from services.serving import HostedServer, freeze_start_up_heap, run_servers
-from services.tls import check_plaintext, server_credentials
+from services.tls import check_plaintext, is_loopback, server_credentials
 
 SERVICES = ("tagger", "generator", "gateway")
 
@@ -33,6 +33,7 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
         for name in names:
             endpoint = getattr(config.serving, name)
             check_plaintext(name, endpoint)
+            check_gated(name, endpoint, config)
             credentials = server_credentials(endpoint.tls) if endpoint.tls else None
             servers.append(HostedServer([builders[name](config)],
                                         f"{endpoint.host}:{endpoint.port}", config.serving,
@@ -51,6 +52,21 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
         await run_servers(servers, metrics, config.serving.grace_s, on_started)
 
     asyncio.run(main())
+
+
+def check_gated(name: str, endpoint: Endpoint, config: BgmConfig) -> None:
+    """With auth on, a tagger or generator that anyone beyond this machine may call (no
+    service token, no client certificate names) is said at start-up: it had answered any
+    caller without a word, past the gateway's tenants and quotas."""
+    tls = endpoint.tls
+    gated = config.auth.service_token_env or (tls is not None and tls.client_names)
+    if name == "gateway" or not config.auth.enabled or gated or is_loopback(endpoint.host):
+        return
+    logging.getLogger("bgm").warning(
+        "auth is on, but the %s on %s answers any caller that reaches it: set "
+        "auth.service_token_env, or serving.%s.tls.client_ca_file and client_names, or "
+        "keep it off the network", name, endpoint.host, name,
+    )  # fmt: skip
 
 
 def check_tagger_reads_gateway_files(config: BgmConfig) -> None:

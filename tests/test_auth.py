@@ -423,6 +423,25 @@ def test_a_certificate_or_key_that_cannot_serve_is_named_at_start_up(tmp_path):
     server_credentials(TlsConfig(cert_file=cert, key_file=key, client_ca_file=pki.ca_file))
 
 
+def test_an_open_tagger_or_generator_with_auth_on_is_said_at_start_up(caplog):
+    """With auth on, a generator on 0.0.0.0 with neither a service token nor client
+    certificate names had answered anyone, past the gateway's tenants, without a word."""
+    from services.config import BgmConfig
+    from services.serve import check_gated
+
+    config = BgmConfig.model_validate({"auth": {"enabled": True, "api_keys_file": "k.yaml"}})
+    open_to_all = Endpoint(host="0.0.0.0", port=1, allow_plaintext=True)
+    check_gated("generator", open_to_all, config)
+    assert "the generator on 0.0.0.0 answers any caller" in caplog.text
+    caplog.clear()
+    gated = config.model_copy(update={"auth": config.auth.model_copy(
+        update={"service_token_env": "T"})})  # fmt: skip
+    for name, endpoint, cfg in (("gateway", open_to_all, config), ("tagger", open_to_all, gated),
+                                ("tagger", Endpoint(port=1), config)):  # fmt: skip
+        check_gated(name, endpoint, cfg)
+    assert caplog.text == ""
+
+
 def test_plaintext_beyond_loopback_must_be_asked_for():
     check_plaintext("gateway", Endpoint(host="127.0.0.1", port=1))
     with pytest.raises(ConfigError, match="without TLS"):
