@@ -99,6 +99,10 @@ class Authenticator:
     def __init__(self, config: AuthConfig):
         if not (config.api_keys_file or config.jwks_file):
             raise ConfigError("auth is enabled but neither api_keys_file nor jwks_file is set")
+        if config.jwks_file and not (config.jwt_issuer and config.jwt_audience):
+            # Without them a token with no issuer or audience had been taken: any token
+            # the keys signed, for any service, from any issuer.
+            raise ConfigError("auth.jwks_file needs auth.jwt_issuer and auth.jwt_audience")
         self.config = config
         keys, jwks = config.api_keys_file, config.jwks_file
         self._keys = WatchedFiles([keys], lambda: _api_keys(keys), "the API keys") if keys else None

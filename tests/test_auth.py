@@ -520,6 +520,16 @@ def test_a_jwks_that_is_not_one_keeps_the_last_good_keys(tmp_path, caplog, bad):
         Authenticator(config)
 
 
+def test_a_jwks_needs_an_issuer_and_an_audience(tmp_path):
+    """Without them a token naming no issuer or audience had been taken."""
+    from services.auth import Authenticator
+
+    _, _, config = _jwt_authenticator(tmp_path)
+    for unset in ("jwt_issuer", "jwt_audience"):
+        with pytest.raises(ConfigError, match=r"needs auth\.jwt_issuer and auth\.jwt_audience"):
+            Authenticator(config.model_copy(update={unset: None}))
+
+
 def test_a_jwt_is_checked_with_leeway_for_the_issuers_clock(tmp_path):
     """A token issued by a clock a second fast had been refused as not yet valid (iat)."""
     authenticator, sign, _ = _jwt_authenticator(tmp_path)
