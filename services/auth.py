@@ -68,12 +68,20 @@ def _api_keys(path: Path) -> dict[str, str]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not YAML: {error}") from None
     try:
-        keys = {str(e["sha256"]).lower(): str(e["tenant"]) for e in entries}
+        pairs = [(str(e["sha256"]).lower(), str(e["tenant"])) for e in entries]
     except (TypeError, KeyError):
         raise ConfigError(f"{path}: expected a list of {{tenant: NAME, sha256: HEX}}") from None
-    for tenant in keys.values():
+    keys: dict[str, str] = {}
+    for digest, tenant in pairs:
         if not tenant_name(tenant):
             raise ConfigError(f"{path}: {tenant!r} is not a tenant name ({TENANT_NAME.pattern})")
+        # A digest no key can have, or one given twice (for two tenants, the last had won),
+        # had been taken without a word.
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(f"{path}: {digest[:16]!r}... is not a SHA-256 (64 hex digits)")
+        if digest in keys:
+            raise ConfigError(f"{path}: the SHA-256 {digest[:16]}... is given twice")
+        keys[digest] = tenant
     return keys
 
 

@@ -578,6 +578,13 @@ def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):
     assert authenticator.caller((("authorization", "Bearer j"),)).tenant == "u"
     with pytest.raises(Exception, match="not a known API key"):
         authenticator.caller((("authorization", "Bearer k"),))
+    twice = [{"tenant": "t", "sha256": "a" * 64}, {"tenant": "u", "sha256": "a" * 64}]
+    for entries, says in (([{"tenant": "t", "sha256": "beef"}], "is not a SHA-256"),
+                          (twice, "is given twice")):  # fmt: skip
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump(entries))
+        with pytest.raises(ConfigError, match=says):
+            Authenticator(AuthConfig(enabled=True, api_keys_file=bad))
     missing = AuthConfig(enabled=True, api_keys_file=tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="cannot read the API keys"):
         Authenticator(missing)
