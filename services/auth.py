@@ -139,13 +139,21 @@ class Authenticator:
         keys = self._jwks.current()
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            key = keys[kid] if kid else keys.keys[0]
-            claims = jwt.decode(
-                token, key.key, algorithms=[key.algorithm_name],
-                audience=self.config.jwt_audience, issuer=self.config.jwt_issuer,
-                options={"require": ["exp"]}, leeway=self.config.jwt_leeway_s,
-            )  # fmt: skip
-        except (jwt.PyJWTError, KeyError, IndexError) as error:
+            # A token naming no key is tried with each (only the first had been, so a key
+            # added to rotate to was refused until the old one left the set).
+            for key in [keys[kid]] if kid else keys.keys:
+                try:
+                    claims = jwt.decode(
+                        token, key.key, algorithms=[key.algorithm_name],
+                        audience=self.config.jwt_audience, issuer=self.config.jwt_issuer,
+                        options={"require": ["exp"]}, leeway=self.config.jwt_leeway_s,
+                    )  # fmt: skip
+                    break
+                except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as error:
+                    refused = error
+            else:
+                raise refused
+        except (jwt.PyJWTError, KeyError) as error:
             raise UnauthenticatedError(f"the JWT is not accepted: {error}") from None
         tenant = claims.get(self.config.tenant_claim)
         if not isinstance(tenant, str) or not tenant:

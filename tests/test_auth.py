@@ -530,6 +530,30 @@ def test_a_jwks_needs_an_issuer_and_an_audience(tmp_path):
             Authenticator(config.model_copy(update={unset: None}))
 
 
+def test_a_jwt_naming_no_key_is_tried_with_each(tmp_path):
+    """Only the set's first key had been tried for a token without `kid`, so a key added to
+    rotate to was refused until the old one left the set."""
+    from services.auth import Authenticator
+
+    authenticator, _, config = _jwt_authenticator(tmp_path)
+    assert config.jwks_file is not None
+    old = json.loads(config.jwks_file.read_text())["keys"][0]
+    new, stranger = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                     for _ in range(2))  # fmt: skip
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(new.public_key()))
+    config.jwks_file.write_text(json.dumps({"keys": [old, {**public, "alg": "RS256"}]}))
+    authenticator = Authenticator(config)
+    claims = {"iss": "i", "aud": "a", "tenant": "t", "exp": int(time.time()) + 60}
+
+    def tenant(key: Any) -> str:
+        token = jwt.encode(claims, key, algorithm="RS256")
+        return authenticator.caller((("authorization", f"Bearer {token}"),)).tenant
+
+    assert tenant(new) == "t"
+    with pytest.raises(Exception, match="the JWT is not accepted: Signature verification"):
+        tenant(stranger)
+
+
 def test_a_jwt_is_checked_with_leeway_for_the_issuers_clock(tmp_path):
     """A token issued by a clock a second fast had been refused as not yet valid (iat)."""
     authenticator, sign, _ = _jwt_authenticator(tmp_path)
