@@ -215,6 +215,8 @@ async def observed(
             "request_id": record.request_id, "service": service, "method": method,
             "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
+            # Who called (a flood of refused calls had said nothing of where it came from).
+            "peer": client_of(context),
         }, sort_keys=True))  # fmt: skip
     if ending is not None:
         await abort(context, *ending)

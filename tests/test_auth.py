@@ -156,6 +156,12 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     mine = [a for a in audit if a["request_id"] == request_id]
     assert len(mine) == 1 and mine[0]["tenant"] == "acme" and mine[0]["status"] == "OK"
     assert mine[0]["music_s"] == pytest.approx(3.0, abs=0.1)
+    # And who called: a refused call's line too (a flood of them had said nothing of it).
+    refused(secured, "not-a-key", clip_uri(secured, "acme"))
+    lines = secured.running.log.read_text().splitlines()
+    audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
+    assert mine[0]["peer"] == audit[-1]["peer"] and audit[-1]["peer"].startswith("ipv")
+    assert audit[-1]["status"] == "UNAUTHENTICATED"
 
 
 def test_a_valid_jwt_scores(secured):
