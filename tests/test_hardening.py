@@ -1659,21 +1659,27 @@ def test_a_generate_caller_that_takes_its_music_too_slowly_lets_the_share_go():
     assert len(taken) < 10
 
 
+def _silence_binding(seconds: float) -> ServiceBinding:
+    """A generator service of one worker that makes `seconds` of silence for each job."""
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(seconds, 48000))  # fmt: skip
+    return ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                          servicer)  # fmt: skip
+
+
+def _generates_counted(code: str) -> float:
+    """The Generate requests this process's metrics count with status `code`."""
+    from prometheus_client import REGISTRY
+
+    labels = {"service": SERVICE, "method": "Generate", "tenant": "", "code": code}
+    return REGISTRY.get_sample_value("bgm_requests_total", labels) or 0.0
+
+
 @pytest.mark.slow
 def test_a_stream_whose_caller_cancels_mid_delivery_is_counted_cancelled():
     """A caller that cancels while its music waits for it to read: the request is counted
     and logged CANCELLED (it had been counted OK, as if the music had been delivered)."""
-    from prometheus_client import REGISTRY
-
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
-                                 _composing_silence(20.0, 48000))  # fmt: skip
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
-    labels = {"service": SERVICE, "method": "Generate", "tenant": ""}
-
-    def counted(code: str) -> float:
-        return REGISTRY.get_sample_value("bgm_requests_total", {**labels, "code": code}) or 0.0
-
+    binding, counted = _silence_binding(20.0), _generates_counted
     before = counted("CANCELLED"), counted("OK")
     with (
         _hosted(binding) as (address, _),
@@ -1697,17 +1703,7 @@ def test_a_stalled_stream_is_counted_when_it_stalls_and_its_caller_leaving_logs_
     had stayed in flight until the caller did one or the other: the status waits behind the
     unread music); the caller then cancelling is no error in the log (gRPC had logged the
     status it could not send with three chained tracebacks)."""
-    from prometheus_client import REGISTRY
-
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
-                                 _composing_silence(20.0, 48000))  # fmt: skip
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
-    labels = {"service": SERVICE, "method": "Generate", "tenant": ""}
-
-    def counted(code: str) -> float:
-        return REGISTRY.get_sample_value("bgm_requests_total", {**labels, "code": code}) or 0.0
-
+    binding, counted = _silence_binding(20.0), _generates_counted
     before = counted("DEADLINE_EXCEEDED")
     with (
         caplog.at_level(logging.WARNING),
@@ -1731,10 +1727,7 @@ def test_a_refused_request_is_let_go_without_the_collector():
     its traceback held the handler's frames and so the request, in a cycle only Python's
     collector frees, which runs by counts of objects, not bytes: eight 60 MB inline videos
     refused at once had left the gateway 500 MB larger each time, 3.7 GB after six."""
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
-                                 _composing_silence(1.0, 48000))  # fmt: skip
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
+    binding = _silence_binding(1.0)
     sent = generator_pb2.GenerateRequest(brief=_brief_of(1.0, key="H major"))
 
     async def requests_alive() -> int:
