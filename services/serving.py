@@ -648,7 +648,22 @@ class Delivery:
             )
 
 
-class StallLimit(grpc.aio.ServerInterceptor):
+class HandlerWrapper(grpc.aio.ServerInterceptor):
+    """An interceptor that gives each method's handler in its `wrapped` form."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        return handler if handler is None else self.wrapped(handler)
+
+    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class StallLimit(HandlerWrapper):
     """Streams whose caller takes none of their messages for `stall_s` end, and what they
     held is let go (serving.reader_stall_s).
 
@@ -662,14 +677,7 @@ class StallLimit(grpc.aio.ServerInterceptor):
     def __init__(self, stall_s: float):
         self.stall_s = stall_s
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         streams = handler.unary_stream or handler.stream_stream
         if not inspect.isasyncgenfunction(streams):
             return handler
@@ -709,7 +717,7 @@ class StallLimit(grpc.aio.ServerInterceptor):
                         ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
 
 
-class ReleasedOnError(grpc.aio.ServerInterceptor):
+class ReleasedOnError(HandlerWrapper):
     """A refused request lets go at once of what its handler held (a video sent inline,
     60 MB). gRPC keeps the AbortError a handler's status is sent by as long as the call's
     state; its traceback, and those of the errors it arose from, hold the handler's frames,
@@ -719,14 +727,7 @@ class ReleasedOnError(grpc.aio.ServerInterceptor):
     as the AbortError leaves the handler (its status is sent; observed has logged what it
     logs); this wrapper holds no request."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
                  ("unary_stream", grpc.unary_stream_rpc_method_handler),
                  ("stream_unary", grpc.stream_unary_rpc_method_handler),
