@@ -174,6 +174,9 @@ async def observed(
     started = time.perf_counter()
     probe = method == PROBED_METHOD and PROBE in tuple(context.invocation_metadata() or ())
     record = RequestRecord(uuid.uuid4().hex)
+    # Who called, for the audit line (a flood of refused calls had said nothing of where it
+    # came from). Asked now: asked of a call gRPC has finished, peer() crashed the process.
+    peer = client_of(context)
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
@@ -215,8 +218,7 @@ async def observed(
             "request_id": record.request_id, "service": service, "method": method,
             "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
-            # Who called (a flood of refused calls had said nothing of where it came from).
-            "peer": client_of(context),
+            "peer": peer,
         }, sort_keys=True))  # fmt: skip
     if ending is not None:
         await abort(context, *ending)
