@@ -294,7 +294,9 @@ def service_gate(config: AuthConfig, tls: TlsConfig | None) -> ServiceGate:
 
 class LockedMethods(grpc.aio.ServerInterceptor):
     """The server's other services (health, reflection) need a token too, but for the
-    methods listed open; the API's own methods check tokens in their servicer."""
+    methods listed open. The API's own methods are refused here too, before their request is
+    read, and counted and audited as their servicer counts them: a Score carrying 60 MB
+    inline had been read whole, and held, before its servicer found it had no token."""
 
     def __init__(self, authenticator: Authenticator, open_methods: Sequence[str], api: str):
         self.authenticator = authenticator
@@ -303,13 +305,39 @@ class LockedMethods(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
-        if handler is None or details.method.startswith(self.api) or details.method in self.open:
+        if handler is None or details.method in self.open:
             return handler
         try:
             self.authenticator.caller(details.invocation_metadata or ())
         except UnauthenticatedError as error:
+            if details.method.startswith(self.api):
+                return _refusing_unread(handler, error, details.method)
             return _refusing(handler, str(error))
         return handler
+
+
+def _refusing_unread(handler: Any, error: UnauthenticatedError, method: str) -> Any:
+    """A handler that answers `error` without reading the request: a request-streaming one
+    (gRPC reads a single request before it calls its handler, and one that streams only as
+    the handler asks), through `observed` for the metrics and the audit line."""
+    from services.serving import observed
+
+    service, _, name = method.strip("/").partition("/")
+
+    async def refuse(requests: Any, context: Any) -> Any:
+        async with observed(service, name, context):
+            raise error
+
+    async def refuse_stream(requests: Any, context: Any) -> Any:
+        async with observed(service, name, context):
+            raise error
+        yield  # an async generator, as streaming handlers are
+
+    codecs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}  # fmt: skip
+    if handler.unary_unary or handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **codecs)
 
 
 def _refusing(handler: Any, message: str) -> Any:

@@ -374,8 +374,37 @@ def test_health_and_reflection_stay_open_unless_locked(secured, tmp_path):
     assert passed is health
     refused = asyncio.run(locked.intercept_service(continuation, Details(check, ())))
     assert refused is not health and refused.unary_unary is not None
-    api = asyncio.run(locked.intercept_service(continuation, Details("/bgm.v1.Gateway/Score", ())))
-    assert api is health  # the API's servicer checks its own tokens
+    score = "/bgm.v1.Gateway/Score"
+    api = asyncio.run(locked.intercept_service(continuation, Details(score, ())))
+    # The API's methods are refused too, by a handler that reads no request.
+    assert api is not health and api.request_streaming
+    allowed = asyncio.run(locked.intercept_service(continuation, Details(
+        score, (("authorization", "Bearer k"),))))  # fmt: skip
+    assert allowed is health
+
+
+def test_a_call_without_a_token_is_refused_before_its_request_is_read(secured):
+    """A Score carrying its video inline is refused before the video is read: one past
+    serving.max_message_bytes (64 MiB) is UNAUTHENTICATED, not "larger than max"; calls with
+    no credentials, each carrying 60 MB, had been read whole and held before their refusal.
+    The refusal is audited as before."""
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(
+        data=bytes(65 * 1024 * 1024), file_name="x.mp4"))  # fmt: skip
+    credentials = grpc.ssl_channel_credentials(
+        secured.pki.ca_file.read_bytes(), secured.client_key.read_bytes(),
+        secured.client_cert.read_bytes(),
+    )  # fmt: skip
+    options = [("grpc.max_send_message_length", 128 * 1024 * 1024)]
+    with (
+        grpc.secure_channel(secured.running.gateway, credentials, options) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        list(gateway_pb2_grpc.GatewayStub(channel).Score(request, timeout=30))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, caught.value.details()
+    assert error_details(caught.value).reason == "NO_CREDENTIALS"
+    lines = secured.running.log.read_text().splitlines()
+    audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
+    assert audit[-1]["method"] == "Score" and audit[-1]["status"] == "UNAUTHENTICATED"
 
 
 # Last of the server tests: it leaves the gateway on another CA's certificate.
