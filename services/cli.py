@@ -750,10 +750,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
-    # output behind); the servers and the studio put their own handlers over this one.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
+        # output behind); the servers and the studio put their own handlers over this one.
+        # Set inside the try: one arriving just after it was set had escaped as SIGINT.
+        signal.signal(signal.SIGTERM, _interrupt)
         return int(args.run(args))
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]interrupted[/red]", highlight=False)
