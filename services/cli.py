@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,9 +50,10 @@ EXIT_INTERRUPTED = 130
 
 @contextmanager
 def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], None]]:
-    """A progress bar on a terminal; silent when output is piped or captured."""
+    """A progress bar on a terminal; silent when output is piped or captured. Each report
+    stops the work if SIGTERM or Ctrl-C came (`_interrupt`)."""
     if not console.is_terminal:
-        yield lambda fraction: None
+        yield lambda fraction: _stop_if_interrupted()
         return
     with Progress(
         TextColumn("{task.description}"),
@@ -62,7 +64,12 @@ def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], Non
         transient=True,
     ) as progress:
         task = progress.add_task(escape(label), total=1.0)
-        yield lambda fraction: progress.update(task, completed=fraction)
+
+        def report(fraction: float) -> None:
+            _stop_if_interrupted()
+            progress.update(task, completed=fraction)
+
+        yield report
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -744,8 +751,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Set by SIGTERM or Ctrl-C. The KeyboardInterrupt they raise can be lost: raised while an
+# import runs one of its callbacks, Python ignores it ("Exception ignored in ...
+# _get_module_lock") and the command had run on to the end, exit 0. Each progress report
+# raises it again.
+_interrupted = threading.Event()
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -755,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         # output behind); the servers and the studio put their own handlers over this one.
         # Set inside the try: one arriving just after it was set had escaped as SIGINT.
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         return int(args.run(args))
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]interrupted[/red]", highlight=False)

@@ -612,6 +612,24 @@ def test_sigterm_stops_a_score_as_ctrl_c_does(cuts_video: SyntheticVideo, tmp_pa
         assert list(output.parent.iterdir()) == []
 
 
+def test_an_interrupt_python_lost_still_stops_the_command(
+    cuts_video: SyntheticVideo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A Ctrl-C or SIGTERM whose KeyboardInterrupt Python ignored (raised while an import ran
+    one of its callbacks: "Exception ignored in ... _get_module_lock") had let the command
+    run on to the end, exit 0, its output written: the next progress report stops it."""
+    import threading
+
+    from services import cli
+
+    monkeypatch.setattr(cli, "_interrupted", threading.Event())
+    cli._interrupted.set()  # as the handler leaves it when its exception is lost
+    output = tmp_path / "o.wav"
+    result = bgm("score", str(cuts_video.path), "-o", str(output))
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted", result
+    assert not output.exists()
+
+
 def _until_it_catches_sigterm(pid: int) -> None:
     import signal
     import time
