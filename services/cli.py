@@ -768,12 +768,21 @@ def _stop_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def _unraisable(unraisable: Any) -> None:
+    """Python's report of an exception it ignored, but for an interrupt that is kept (the
+    report had been five lines before the command's own `interrupted`)."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupted.is_set():
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
         # output behind); the servers and the studio put their own handlers over this one.
         # Set inside the try: one arriving just after it was set had escaped as SIGINT.
+        sys.unraisablehook = _unraisable
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
         return int(args.run(args))
