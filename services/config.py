@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.errors import ConfigError
 from services.media.sources import SourcePolicy
 from services.media.video import VideoLimits
+from services.watched_files import check_regular_file
 
 # Where the gateway stages uploads, and so where taggers on the same machine may read.
 DEFAULT_STAGING_DIR = Path(tempfile.gettempdir()) / "bgm-staging"
@@ -520,9 +521,7 @@ def load_config(path: str | Path | None = None) -> BgmConfig:
     if not path:
         return BgmConfig()
     file = Path(path)
-    # A FIFO or a device (/dev/zero) is read without end.
-    if file.exists() and not file.is_file():
-        raise ConfigError(f"cannot read config file {path}: not a file")
+    check_regular_file(file, "config file")
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         return BgmConfig.model_validate(data)

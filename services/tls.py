@@ -12,15 +12,13 @@ import grpc
 
 from services.config import ClientTlsConfig, Endpoint, TlsConfig
 from services.errors import ConfigError
-from services.watched_files import WatchedFiles
+from services.watched_files import WatchedFiles, check_regular_file
 
 log = logging.getLogger("bgm")
 
 
 def _read(path: Path, what: str) -> bytes:
-    # A FIFO or a device is read without end (start-up had hung with no word).
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"cannot read the {what} {path}: not a file")
+    check_regular_file(path, f"the {what}")
     try:
         return path.read_bytes()
     except OSError as error:

@@ -25,12 +25,12 @@ def _mtimes(paths: Sequence[Path]) -> tuple[int, ...]:
     return tuple(stamps)
 
 
-def _regular(paths: Sequence[Path], what: str) -> None:
-    """Each path that exists is a file: a FIFO put in one's place (or a device) had been read
-    without end, holding a server's start, or while serving every call of the gateway."""
-    for path in paths:
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"cannot read {what} ({path}): not a file")
+def check_regular_file(path: Path, what: str) -> None:
+    """A file the services read (config, keys, certificates) that exists is a file: a FIFO
+    put in one's place (or a device) had been read without end, holding a server's start, or
+    while serving every call of the gateway."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"cannot read {what} {path}: not a file")
 
 
 class WatchedFiles(Generic[T]):
@@ -43,7 +43,8 @@ class WatchedFiles(Generic[T]):
         self._load = load
         self._lock = threading.Lock()
         self._stamp = _mtimes(self.paths)
-        _regular(self.paths, what)
+        for path in self.paths:
+            check_regular_file(path, what)
         try:
             self.value: T = load()
         except OSError as error:
@@ -58,7 +59,8 @@ class WatchedFiles(Generic[T]):
             if stamp == self._stamp:
                 return None
             try:
-                _regular(self.paths, self.what)
+                for path in self.paths:
+                    check_regular_file(path, self.what)
                 value = self._load()
             except (ConfigError, OSError, ValueError) as error:
                 log.warning("%s changed but cannot be read yet (keeping the last): %s",

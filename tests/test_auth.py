@@ -451,7 +451,7 @@ def test_a_certificate_or_key_that_cannot_serve_is_named_at_start_up(tmp_path):
         (TlsConfig(cert_file=cert, key_file=junk), f"the TLS key {junk} holds no unencrypted"),
         (TlsConfig(cert_file=cert, key_file=other_key), f"is not the key of {cert}"),
         (TlsConfig(cert_file=cert, key_file=key, client_ca_file=junk), "client CA"),
-        (TlsConfig(cert_file=fifo, key_file=key), f"{fifo}): not a file"),
+        (TlsConfig(cert_file=fifo, key_file=key), f"{fifo}: not a file"),
     ):
         with pytest.raises(ConfigError, match=re.escape(says)):
             server_credentials(tls)
