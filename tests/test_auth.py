@@ -90,7 +90,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     # The tagger serves only the gateway's certificate (and the service token).
     gateway_tls = {**client_tls, "cert_file": str(gateway_cert), "key_file": str(gateway_key)}
     outputs = folder / "outputs"
-    for tenant in ("acme", "globex"):
+    for tenant in ("acme", "globex", "initech"):
         (outputs / tenant).mkdir(parents=True)
         (clip.path.parent / tenant).mkdir(exist_ok=True)
         (clip.path.parent / tenant / "clip.mp4").write_bytes(clip.path.read_bytes())
@@ -100,7 +100,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
                  "jwks_file": str(folder / "jwks.json"), "jwt_issuer": "https://id.example",
                  "jwt_audience": "bgm", "service_token_env": "BGM_TEST_SERVICE_TOKEN",
                  "tenants": {"globex": {"max_concurrent": 1, "music_s_per_hour": 10.0,
-                                        "max_video_s": 60.0, "max_candidates": 2}}},
+                                        "max_video_s": 60.0, "max_candidates": 2},
+                             "initech": {"music_s_per_hour": 10.0}}},
         "serving": {"gateway": {"tls": {**tls, "client_ca_file": str(pki.ca_file)}},
                     "tagger": {"tls": {**tls, "client_ca_file": str(pki.ca_file),
                                        "client_names": ["gateway"]}},
@@ -272,6 +273,43 @@ def test_a_tenant_over_each_limit(secured, trickle):
     text = urllib.request.urlopen(secured.running.metrics, timeout=5).read().decode()
     tenants = set(re.findall(r'bgm_requests_total\{[^}]*tenant="([^"]*)"', text))
     assert {"globex", "other"} <= tenants and "acme" not in tenants
+
+
+def test_a_score_left_while_its_music_is_made_is_counted(secured):
+    """Music that was not delivered is not counted, but once the generator is at work its
+    compute is spent: a caller that cancels then is counted (refunded, cancelling each Score
+    just before its end had used the generators past the tenant's quota)."""
+    token, uri = secured.jwt("initech"), clip_uri(secured, "initech")  # 10 s an hour
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=uri),
+                                       controls=common_pb2.UserControls(candidates=2))  # fmt: skip
+    with secured.channel(secured.running.gateway) as channel:
+        call = gateway_pb2_grpc.GatewayStub(channel).Score(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+        )
+        for response in call:
+            progress = response.event.progress
+            if progress.stage == "composition" and progress.fraction > 0.35:
+                call.cancel()  # the generator has reported: it is at work
+                break
+        else:
+            pytest.fail("the Score ended before the generator reported")
+    # Its audit line is written once the gateway is done with it (and the refund, if any).
+    deadline = time.monotonic() + 20
+    while not any(a["tenant"] == "initech" and a["status"] == "CANCELLED"
+                  for a in audit_lines(secured)):  # fmt: skip
+        assert time.monotonic() < deadline, "the cancelled Score was never audited"
+        time.sleep(0.1)
+    # 6 s of its 10 are spent: 6 s more are over the hour's music.
+    spent = refused(secured, token, uri, candidates=2)
+    assert spent.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(spent).reason == "TENANT_QUOTA"
+    # A refused request is not counted: 3 s more fit.
+    assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
+
+
+def audit_lines(secured: Secured) -> list[dict]:
+    lines = secured.running.log.read_text().splitlines()
+    return [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
 
 
 def in_flight(secured: Secured) -> float:

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
@@ -50,6 +51,7 @@ from services.domain import (
 )
 from services.edge import EdgeSchema, audio_bytes
 from services.errors import (
+    BgmError,
     ConfigError,
     DeadlineExceededError,
     DownstreamError,
@@ -113,6 +115,9 @@ TAGGER_LENGTH_SLACK_S = 1.0
 # told to come back after this many seconds.
 STAGING_CHECK_BYTES = 64 * 1024**2
 STAGING_RETRY_S = 30.0
+# The errors' reasons for a Score its caller ended: left (CANCELLED, seen where work in a
+# thread stops), or too slow to take its events or files.
+CALLER_LEFT_REASONS = frozenset({"CANCELLED", "CALLER_STALLED", "DELIVERY_TOO_SLOW"})
 log = logging.getLogger("bgm")
 Answer = TypeVar("Answer")
 Read = TypeVar("Read")
@@ -547,14 +552,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         booked = 0.0
         if self.authenticator is not None:
             booked = self.ledger.reserve(record.tenant, duration_s, controls.candidates)
+        asked = _Asked(video, duration_s, tagger_uri, controls, options, info, output,
+                       context, record, started)  # fmt: skip
         try:
-            asked = _Asked(video, duration_s, tagger_uri, controls, options, info, output,
-                           context, record, started)  # fmt: skip
             async for event in self._scored(asked):
                 yield event
-        except BaseException:
-            # Music that was not delivered is not counted against the tenant.
-            self.ledger.refund(record.tenant, booked)
+        except BaseException as error:
+            # Music that was not delivered is not counted against the tenant, unless its
+            # caller left once the generator was at work: the compute is spent (refunded, a
+            # tenant that cancelled each Score just before its end had had the generators
+            # for free, past its quota).
+            if not (asked.generating.is_set() and _caller_left(error)):
+                self.ledger.refund(record.tenant, booked)
             raise
 
     async def _read_video(
@@ -666,6 +675,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             async with audio_share(self._audio, SERVICE, client_of(context), record.tenant,
                                    held):  # fmt: skip
                 generated = None
+                asked.generating.set()
                 async for event in self._generate(brief, controls.candidates, caller, music_s):
                     if isinstance(event, _Generated):
                         generated = event
@@ -827,6 +837,8 @@ class _Asked:
     context: grpc.aio.ServicerContext
     record: RequestRecord
     started: float
+    # Set once the generator is asked for the music.
+    generating: threading.Event = field(default_factory=threading.Event)
 
 
 class _Mailbox:
@@ -908,6 +920,15 @@ def _analyze_response(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.Gateway
 
 def _analysis_event(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.ScoreEvent:
     return gateway_pb2.ScoreEvent(analysis=analysis)
+
+
+def _caller_left(error: BaseException) -> bool:
+    """Whether the request ended by its caller's doing: gRPC cancels the handler when the
+    caller cancels or its deadline passes; the work stops with CancelledError, and a caller
+    too slow to take its music ends the stream."""
+    if isinstance(error, asyncio.CancelledError):
+        return True
+    return isinstance(error, BgmError) and error.error_reason in CALLER_LEFT_REASONS
 
 
 def _progress(stage: str, fraction: float) -> gateway_pb2.ScoreEvent:
