@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from services.domain import Look
 
 FEATURES = ("energy", "pace", "brightness", "saturation", "warmth", "contrast", "variation")
+LEANS = ("tempo", "energy")
 TagKind = Literal["genre", "mood", "instrument"]
 KIND_SECTIONS: dict[TagKind, str] = {
     "genre": "genres",
@@ -59,10 +61,12 @@ class TagDefinition:
     name: str
     description: str
     rule: dict[str, float]
-    # Genres: their BPM range and typical instruments. Moods: their mode.
+    # Genres: their BPM range and typical instruments. Moods: their mode, and how one a user
+    # asks for moves the tempo and the energy (LEANS; vocabulary.yaml says how).
     bpm: tuple[int, int] | None = None
     instruments: tuple[str, ...] = ()
     mode: str | None = None
+    lean: dict[str, float] = field(default_factory=dict)
     # Other names a user may type for it.
     synonyms: tuple[str, ...] = ()
 
@@ -177,6 +181,19 @@ class Vocabulary:
             return first
         return low, high
 
+    def mode_votes(self, moods: Sequence[str]) -> dict[str, int]:
+        """Each mode's votes from the first three moods: 3, 2 and 1 points for its mode."""
+        votes = dict.fromkeys(self.modes, 0)
+        for weight, mood in zip((3, 2, 1), moods, strict=False):
+            votes[self.moods[mood].mode or "major"] += weight
+        return votes
+
+    def lean(self, moods: Sequence[str], what: str) -> float:
+        """How far the moods move `what` (tempo or energy): their leans' mean, 0 for none."""
+        if not moods:
+            return 0.0
+        return sum(self.moods[mood].lean.get(what, 0.0) for mood in moods) / len(moods)
+
     def parse_key(self, key: str) -> tuple[str, str]:
         """Split "D minor" into ("D", "minor"), refusing anything outside the vocabulary."""
         parts = key.split()
@@ -194,6 +211,10 @@ def _definitions(kind: TagKind, section: dict[str, Any]) -> dict[str, TagDefinit
         unknown = set(entry["rule"]) - set(FEATURES) - {"bias"}
         if unknown:
             raise ValueError(f"vocabulary: {kind} {name!r} rule uses unknown features {unknown}")
+        lean = entry.get("lean", {})
+        if set(lean) - set(LEANS):
+            raise ValueError(f"vocabulary: {kind} {name!r} leans on {set(lean) - set(LEANS)}; "
+                             f"a lean moves {' or '.join(LEANS)}")  # fmt: skip
         definitions[name] = TagDefinition(
             kind=kind,
             name=name,
@@ -202,6 +223,7 @@ def _definitions(kind: TagKind, section: dict[str, Any]) -> dict[str, TagDefinit
             bpm=(int(entry["bpm"][0]), int(entry["bpm"][1])) if "bpm" in entry else None,
             instruments=tuple(entry.get("instruments", ())),
             mode=entry.get("mode"),
+            lean={k: float(v) for k, v in lean.items()},
             synonyms=tuple(entry.get("synonyms", ())),
         )
     return definitions

@@ -168,6 +168,31 @@ def test_controls_win_over_the_tagger(pipeline, clip, tmp_path):
     assert sources[("genre", "rock")] == "user"
 
 
+def test_the_moods_a_user_asks_for_are_heard(pipeline, media_dir, tmp_path):
+    """A mood the user asks for moves the music from what the picture gave: its mode (dark is
+    minor, happy major), its tempo within the genre's range and its energy, so how many parts
+    play and how busily. Asked for, moods had changed no note (the report listed them)."""
+    # One shot: no cut pulls the tempo, so the plan's is the one the brief prefers.
+    still = write_video(media_dir / "still.mp4", [Shot(8.0, speed=0.35, hue=0.3)])
+
+    def scored(*moods: str):
+        controls = UserControls(genres=["pop"], moods=list(moods))
+        return pipeline.score(still.path, controls, OutputOptions(tmp_path / "m.wav"))
+
+    picture, calm, energetic = scored(), scored("calm"), scored("energetic")
+    assert calm.plan.bpm < picture.plan.bpm < energetic.plan.bpm
+    low, high = calm.brief.tags.bpm_min, calm.brief.tags.bpm_max
+    assert low <= calm.plan.bpm and energetic.plan.bpm <= high
+    assert calm.brief.tags.energy < picture.brief.tags.energy < energetic.brief.tags.energy
+
+    def intensity(result) -> int:
+        return sum(section.intensity for section in result.plan.sections)
+
+    assert intensity(calm) < intensity(energetic)
+    assert scored("dark").plan.key.endswith(" minor")
+    assert scored("happy").plan.key.endswith(" major")
+
+
 def test_a_video_shorter_than_a_loudness_block_is_scored(pipeline, tmp_path):
     """BS.1770 measures 400 ms blocks: a 0.3 s clip (a sting, a GIF) is measured played over
     and over, in the composer's balance and in mastering (it had ended in an internal

@@ -116,15 +116,22 @@ def merge_tags(
     if not instruments:
         raise InvalidInputError("the negative tags leave no instrument to play",
                                 field="controls.negative")  # fmt: skip
+    # The user's moods move the tempo within its range, and the energy (vocabulary.yaml's
+    # `lean`): asked for, they had changed no note.
+    tempo_lean = vocabulary.lean(controls.moods, "tempo")
     if controls.bpm is not None:
         bpm = bpm_min = bpm_max = controls.bpm
-    elif genres == tags.genres:
+    elif genres == tags.genres and not tempo_lean:
         bpm, bpm_min, bpm_max = tags.bpm, tags.bpm_min, tags.bpm_max
     else:
         # New genres bring their own tempo range; keep the tagger's place within it.
         old_low, old_high = tags.bpm_min, tags.bpm_max
         drive = (tags.bpm - old_low) / (old_high - old_low) if old_high > old_low else 0.5
-        bpm_min, bpm_max = vocabulary.bpm_range(genres)
+        if genres != tags.genres:
+            bpm_min, bpm_max = vocabulary.bpm_range(genres)
+        else:
+            bpm_min, bpm_max = old_low, old_high
+        drive = min(max(drive + tempo_lean, 0.0), 1.0)
         bpm = round(bpm_min + drive * (bpm_max - bpm_min))
     user_tags: set[tuple[TagKind, str]] = (
         {("genre", g) for g in controls.genres}
@@ -142,10 +149,32 @@ def merge_tags(
         bpm=bpm,
         bpm_min=bpm_min,
         bpm_max=bpm_max,
-        key=controls.key or tags.key,
-        energy=tags.energy,
+        key=controls.key or _mood_key(tags.key, controls.moods, vocabulary),
+        energy=leaned(tags.energy, controls.moods, vocabulary),
         origins=origins,
     )
+
+
+def _mood_key(key: str, moods: list[str], vocabulary: Vocabulary) -> str:
+    """The tagger's key in the mode the user's moods vote for (a tie keeps it): its tonic at
+    the same place in that mode's tonics, a place that says how warm the picture is. (The
+    picture's darkness voted in the tagger's key; what the user asks for wins.)"""
+    votes = vocabulary.mode_votes(moods)
+    mode = max(votes, key=lambda m: votes[m])
+    if not moods or list(votes.values()).count(votes[mode]) > 1:
+        return key
+    tonic, current = vocabulary.parse_key(key)
+    if current == mode:
+        return key
+    tonics = {"major": vocabulary.major_tonics, "minor": vocabulary.minor_tonics}
+    if tonic in tonics[current]:
+        tonic = tonics[mode][tonics[current].index(tonic)]
+    return f"{tonic} {mode}"
+
+
+def leaned(energy: float, moods: list[str], vocabulary: Vocabulary) -> float:
+    """An energy moved by the user's moods' lean, within 0..1."""
+    return min(max(energy + vocabulary.lean(moods, "energy"), 0.0), 1.0)
 
 
 def make_brief(
@@ -160,7 +189,10 @@ def make_brief(
     handling = speech_handling(controls.speech, bool(analysis.speech), keep_original_audio)
     return MusicBrief(
         tags=merge_tags(analysis.tags, controls, vocabulary, info),
-        segments=list(analysis.segments),
+        segments=[
+            dataclasses.replace(s, energy=leaned(s.energy, controls.moods, vocabulary))
+            for s in analysis.segments
+        ],
         cuts=list(analysis.cuts),
         duration_s=analysis.duration_s,
         sample_rate=sample_rate,

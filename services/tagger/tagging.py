@@ -120,9 +120,7 @@ def choose_tags(
 
 
 def _key(vocabulary: Vocabulary, moods: list[str], features: Features) -> str:
-    votes = {"major": 0, "minor": 0}
-    for weight, mood in zip((3, 2, 1), moods, strict=False):
-        votes[vocabulary.moods[mood].mode or "major"] += weight
+    votes = vocabulary.mode_votes(moods)
     if features.brightness < vocabulary.dark_below:
         votes["minor"] += vocabulary.dark_vote
     if votes["major"] == votes["minor"]:
