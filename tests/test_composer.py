@@ -353,6 +353,33 @@ def test_the_genre_brings_its_band(generator, beat_analysis):
     assert {"drums", "bass", "electric-guitar", "brass"} <= played
 
 
+@pytest.mark.parametrize("genre", ["ambient", "cinematic", "pop"])
+def test_a_calm_piece_brings_in_its_whole_band(generator, beat_analysis, genre):
+    """Every section at the lowest level (a calm picture): the instrument the user asked for
+    plays throughout, and no player of the band sits the piece out, ambient's pads and
+    cinematic's strings (the genres' beds) least of all. They had played only the final
+    chord, and the brass asked for with them."""
+    brief = brief_for(beat_analysis, genre)
+    picture = [TagOrigin("instrument", i, "picture", 0.5) for i in brief.tags.instruments]
+    tags = dataclasses.replace(
+        brief.tags,
+        energy=0.2,
+        instruments=["brass", *brief.tags.instruments],
+        origins=[TagOrigin("instrument", "brass", "user", 1.0), *picture],
+    )
+    calm = [dataclasses.replace(segment, energy=0.2) for segment in brief.segments]
+    music = generator.generate(dataclasses.replace(brief, tags=tags, segments=calm))
+    assert {section.intensity for section in music.plan.sections} == {1}  # the lowest
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    band = {i.name: i for i in song.instruments}
+    assert set(band) == set(music.plan.instruments) and "brass" in band
+    final = music.plan.final_chord_s
+    for name, instrument in band.items():
+        # Heard from its first bars on, not only in the final chord.
+        before = [n.start for n in instrument.notes if n.start < final - 0.05]
+        assert before and min(before) < brief.duration_s / 3, (genre, name, before[:3])
+
+
 def _notes(music) -> set[tuple[float, int, bool]]:
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
     return {(round(n.start / 0.05), n.pitch, i.is_drum) for i in song.instruments for n in i.notes}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,11 +153,16 @@ class Roles:
         return [*band, *dict.fromkeys(added)]
 
 
-def choose_band(style: Style, tags: MusicTags, negative: Sequence[str]) -> list[str]:
-    """The genre's core, the instruments asked for (by the user or a brief without origins),
-    and up to MAX_COLOURS of the picture's instruments that the genre admits, less negatives."""
+def asked_instruments(tags: MusicTags) -> list[str]:
+    """The instruments asked for: by the user, the prompt, or a brief without origins."""
     sources = {o.tag: o.source for o in tags.origins if o.kind == "instrument"}
-    asked = [i for i in tags.instruments if sources.get(i, "user") in ("user", "prompt")]
+    return [i for i in tags.instruments if sources.get(i, "user") in ("user", "prompt")]
+
+
+def choose_band(style: Style, tags: MusicTags, negative: Sequence[str]) -> list[str]:
+    """The genre's core, the instruments asked for, and up to MAX_COLOURS of the picture's
+    instruments that the genre admits, less negatives."""
+    asked = asked_instruments(tags)
     colours = [i for i in tags.instruments if i not in asked and i in style.colours]
     band = [*style.core, *asked, *colours[:MAX_COLOURS]]
     return [i for i in dict.fromkeys(band) if i not in set(negative)]
@@ -431,6 +436,7 @@ class Composer:
         duration_s: float,
         rng: np.random.Generator,
         heartbeat: Callable[[], None],
+        asked: Collection[str] = (),
     ):
         self.plan = plan
         # Called often while composing; it raises to cancel.
@@ -442,6 +448,9 @@ class Composer:
         self.bar_beats = plan.meter.beats
         self.roles = roles
         self.forms = forms
+        # Instruments the user asked for, and the busiest sections' level (see `_joins`).
+        self._asked = frozenset(asked)
+        self._top_level = max((self._level(form, False) for form in forms), default=1)
         self.cuts = cuts
         # Beats of the cuts, each marked by a hit of its own (`_mark_cuts`).
         self._cut_beats = sorted(plan.beat_at(c.time_s) for c in cuts)
@@ -526,6 +535,13 @@ class Composer:
 
     def _level(self, form: SectionForm, intro: bool) -> int:
         return 1 if intro else max(1, form.intensity)
+
+    def _joins(self, player: str, entry: int, level: int) -> bool:
+        """Whether a player whose part enters at level `entry` plays at `level`. An instrument
+        the user asked for plays throughout, and none sits out the whole piece: the busiest
+        sections bring every player in (a calm piece, at level 1 throughout, had heard its
+        pads, strings or the brass it was asked for only in the final chord)."""
+        return player in self._asked or level >= min(entry, self._top_level)
 
     def _plan_harmony(self) -> None:
         """Chord spans: each section's progression from its first bar, a dominant before a
@@ -643,18 +659,22 @@ class Composer:
         # groove turns over every four bars, so bars are not copies of one loop.
         answer = variant + (position // 2) % 2
         turn = variant + (position // 4) % 2
+        # The pad carries the harmony where no one else does; else it enters where the
+        # style's row says (ambient's pads from the first level).
+        harmony = roles.of("comping") or roles.of("pulse")
         for pad in roles.of("pad"):
-            if level >= 2 or not (roles.of("comping") or roles.of("pulse")):
+            if self._joins(pad, self.style.entry("pad") if harmony else 1, level):
                 self._pad(pad, start, end, velocity - 10)
                 playing.add(pad)
         for number, player in enumerate(roles.of("comping")):
-            if number == 0 or level >= 2:
+            if self._joins(player, self.style.entry("comping") if number == 0 else 2, level):
                 self._comping(player, start, end, level, answer, velocity - 4 - 6 * number)
                 playing.add(player)
         drumless = not roles.of("drums")
         for number, player in enumerate(roles.of("pulse")):
-            # The pulse carries the beat where no drums do, and joins busier sections.
-            if drumless or level >= 2 - (number == 0 and intro):
+            # The pulse carries the beat where no drums do, and plays the intro.
+            first = drumless or (number == 0 and intro)
+            if self._joins(player, 1 if first else self.style.entry("pulse"), level):
                 self._pulse(player, start, end, level, variant, velocity - 8)
                 playing.add(player)
         for player in roles.of("bass")[:1]:
@@ -668,7 +688,7 @@ class Composer:
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         for number, player in enumerate(roles.of("melody")):
-            if not intro and (number == 0 or level >= 3):
+            if not intro and self._joins(player, 1 if number == 0 else 3, level):
                 self._melody(player, start, end, form, position, velocity + 12 - 10 * number)
                 playing.add(player)
         return playing

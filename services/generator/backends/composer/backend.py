@@ -37,6 +37,7 @@ from services.generator.backends.composer.arrangement import (
     Roles,
     SectionForm,
     SectionVideo,
+    asked_instruments,
     assign_roles,
     choose_band,
     on_kit,
@@ -196,7 +197,7 @@ class ComposerGenerator:
                               mood_modes)  # fmt: skip
         heartbeat.advance(ARRANGING)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
-                               heartbeat).compose()  # fmt: skip
+                               heartbeat, asked_instruments(tags)).compose()  # fmt: skip
         heartbeat()
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, arrangement.cut_times,
                                  rng, heartbeat)  # fmt: skip

@@ -158,6 +158,10 @@ REGISTERS = {
 
 # The parts of an arrangement, in the order they are cast.
 PARTS = ("drums", "bass", "comping", "pulse", "pad", "melody")
+# The level (1..3, by the section's energy) from which a part's first player plays, where
+# others carry the music; the drums, the bass and the tune play at every level. A style's
+# `entries` may bring a part in sooner (ambient's pads are its bed).
+ENTRIES = {"comping": 1, "pulse": 2, "pad": 2}
 
 Pattern = dict[int, str]
 Intensities = dict[int, tuple[str, ...]]
@@ -222,12 +226,17 @@ class Style:
     ghost_notes: float = 0.0
     # How it is produced: drum kit, channel strips, reverb and echo sends, the bus.
     production: Production = production.POP
+    # Parts that enter at another level than ENTRIES says.
+    entries: dict[str, int] = field(default_factory=dict)
 
     def program(self, instrument: str) -> int:
         if instrument in self.programs:
             return self.programs[instrument]
         first = next((i for i, second in SECOND_PLAYERS.items() if second == instrument), None)
         return self.program(first) if first else DEFAULT_PROGRAMS[instrument]
+
+    def entry(self, part: str) -> int:
+        return self.entries.get(part, ENTRIES[part])
 
     def register(self, part: str) -> tuple[int, int]:
         return self.registers.get(part, REGISTERS[part])
@@ -623,6 +632,8 @@ STYLES: dict[str, Style] = {
             open_voicing=True,
             cut_hits=((), ()),
             prompt_parts=("pulse", "comping", "pad"),
+            # The pads are the genre's bed, from the quietest section.
+            entries={"pad": 1},
         ),
         Style(
             "cinematic",
@@ -684,6 +695,8 @@ STYLES: dict[str, Style] = {
             production=production.CINEMATIC,
             tonics={"major": ("D", "C", "Gb", "Eb"), "minor": ("D", "C", "E", "G")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
+            # The strings' ostinato is the underscore's engine, in quiet sections too.
+            entries={"pulse": 1},
         ),
         Style(
             "orchestral",
