@@ -76,6 +76,19 @@ def test_short_shots_merge_into_a_neighbour(tagger: VisionTagger, tmp_path: Path
     assert len(analysis.segments) == 2  # ...but the 0.6 s shot is not a segment of its own
 
 
+def test_a_fast_montage_keeps_every_cut_down_to_the_shortest_shot(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """Shots of 0.45 s, over tagger.min_shot_s (0.4 s): every cut is reported, and so gets
+    its accent. A floor of 0.5 s written into the merging had dropped every other one."""
+    shots = [Shot(0.45, hue=(0.13 * i) % 1.0, brightness=0.4 + 0.1 * (i % 3)) for i in range(12)]
+    video = write_video(tmp_path / "montage.mp4", shots, audio=False)
+    analysis = tagger.analyze(AnalysisRequest(video.path))
+    recall, false_share = cut_scores(analysis.cuts_s, video.cuts_s, video.fps)
+    assert recall == 1.0, (analysis.cuts_s, video.cuts_s)
+    assert false_share == 0.0
+
+
 def test_fade_through_black_is_a_fade_cut(tagger: VisionTagger, tmp_path: Path):
     shots = [
         Shot(3.0, hue=0.1, brightness=0.6),

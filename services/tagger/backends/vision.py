@@ -327,7 +327,7 @@ def _merge_cuts(scan: _Scan, min_gap_s: float) -> list[tuple[float, str]]:
     for time_s, kind in cuts:
         if time_s <= min_gap_s or time_s >= scan.duration_s - min_gap_s:
             continue
-        if merged and time_s - merged[-1][0] < max(min_gap_s, 0.5):
+        if merged and time_s - merged[-1][0] < min_gap_s:
             if kind == "fade" and merged[-1][1] == "hard":
                 merged[-1] = (time_s, kind)
             continue
