@@ -50,7 +50,7 @@ def test_the_committed_locks_satisfy_the_project(project: Path, capsys):
 
 
 def test_a_new_dependency_missing_from_the_lock(project: Path, capsys):
-    edit(project / "pyproject.toml", '"av>=14",', '"av>=14",\n    "left-pad-bgm>=1",')
+    edit(project / "pyproject.toml", '"av>=15",', '"av>=15",\n    "left-pad-bgm>=1",')
     code, err = run_check(project, capsys)
     assert code == 1
     assert "left-pad-bgm>=1 (wanted by the project) is not in the lock" in err
@@ -101,3 +101,75 @@ def test_a_layer_lock_differs_from_the_main_lock_only_where_it_overrides(project
     code, err = run_check(project, capsys)
     assert code == 1
     assert "requirements-sonique.lock has attrs 25.1.0, requirements.lock has 26.1.0" in err
+
+
+# Packages the services import that only an extra installs (pyproject's
+# optional-dependencies; librosa for beatcheck.py, which the tests and benchmarks use), and
+# those installed apart: tinysoundfont by set-up (its wheel requires PyAudio; see
+# pyproject), SONIQUE's in its own environment (requirements-sonique.lock).
+EXTRA_ONLY = {"diffusers": "diffusion", "torchsde": "diffusion", "ray": "ray",
+              "fsspec": "s3", "s3fs": "s3", "gcsfs": "gs", "librosa": "dev"}  # fmt: skip
+INSTALLED_APART = {"tinysoundfont", "stable_audio_tools", "k_diffusion", "laion_clap"}
+
+
+def _imported_modules() -> set[str]:
+    import ast
+    import sys
+
+    names: set[str] = set()
+    for path in (ROOT / "services").rglob("*.py"):
+        if "gen" in path.relative_to(ROOT / "services").parts[:1]:
+            continue  # generated gRPC code: grpc and protobuf, checked through its users
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "services"}
+
+
+def _closure(requirements: list[str], extras: tuple[str, ...] = ()) -> set[str]:
+    """The installed distributions `requirements` bring, through their metadata."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [(Requirement(r), extras) for r in requirements]
+    while todo:
+        requirement, asked = todo.pop()
+        environment = [{"extra": e} for e in asked] or [{"extra": ""}]
+        if requirement.marker and not any(requirement.marker.evaluate(e) for e in environment):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        inner = tuple(requirement.extras)
+        todo += [(Requirement(r), inner) for r in metadata.requires(requirement.name) or ()]
+    return seen
+
+
+def test_every_package_the_services_import_is_a_dependency():
+    """A plain `pip install` of the project brings every package its code imports, but those
+    behind an extra: `bgm studio` had needed starlette and uvicorn, which came only with the
+    ray extra (ModuleNotFoundError after `pip install bgm`)."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _closure(project["dependencies"])
+    providers = metadata.packages_distributions()
+    for module in sorted(_imported_modules()):
+        if module in INSTALLED_APART:
+            continue
+        dists = {canonicalize_name(d) for d in providers.get(module, ())}
+        assert dists, f"{module} is imported but no installed distribution provides it"
+        if module in EXTRA_ONLY:
+            extra = EXTRA_ONLY[module]
+            assert dists & _closure(project["optional-dependencies"][extra]), (module, extra)
+        else:
+            assert dists & core, f"{module} ({', '.join(dists)}) is not a dependency"
