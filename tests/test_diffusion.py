@@ -582,3 +582,16 @@ def test_windows_under_speech_ask_for_room_and_play_quieter(generator, monkeypat
     first = slice(0, int(3.0 * 48000))
     ratio = np.sqrt(np.mean(quiet[first] ** 2) / np.mean(loud[first] ** 2))
     assert ratio == pytest.approx(10 ** (-6 / 20), rel=0.02)
+
+
+def test_without_the_diffusion_extra_the_install_is_named(tmp_path, monkeypatch):
+    """A plain `pip install` has no diffusers: the generator says which extra to install
+    (it had ended in a ModuleNotFoundError traceback)."""
+    import sys
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableAudioPipeline"}))
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # importing it raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'bgm\[diffusion\]'"):
+        DiffusionGenerator(DiffusionConfig(model_path=folder))

@@ -2713,3 +2713,16 @@ def test_an_analysis_at_the_limits_leaves_the_gateway_answering_others(faulty, c
     # the event to the caller is still serialized on the loop (50 ms), and the loop takes
     # turns with the converting thread.
     assert max(waits) < took / 3
+
+
+def test_a_staging_store_that_cannot_be_written_is_refused_at_start_up():
+    """gateway.staging_url naming a store whose filesystem is not installed (WebDAV wants
+    webdav4) is a configuration error when the gateway starts, where every Score had failed
+    on it."""
+    from services.config import BgmConfig
+    from services.gateway.servicer import GatewayServicer
+
+    config = BgmConfig()
+    staged = config.gateway.model_copy(update={"staging_url": "webdav://store.example/bgm"})
+    with pytest.raises(ConfigError, match=r"gateway\.staging_url webdav://.*webdav4"):
+        GatewayServicer.from_config(config.model_copy(update={"gateway": staged}))

@@ -168,6 +168,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                                  thread_name_prefix="video-reads")  # fmt: skip
         self._turn_slice_s = turn_slice_s
         self._audio = FairTurns(config.audio_budget_bytes)
+        if config.staging_url:
+            _check_staging_store(config.staging_url)
 
     @classmethod
     def from_config(cls, config: BgmConfig) -> Self:
@@ -920,6 +922,19 @@ def _analyze_response(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.Gateway
 
 def _analysis_event(analysis: common_pb2.VideoAnalysis) -> gateway_pb2.ScoreEvent:
     return gateway_pb2.ScoreEvent(analysis=analysis)
+
+
+def _check_staging_store(url: str) -> None:
+    """The store gateway.staging_url names can be written with what is installed (fsspec
+    needs s3fs for s3://, gcsfs for gs://): said at start-up, where every Score had failed on
+    it."""
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(fsspec.utils.get_protocol(url))
+    except (ImportError, ValueError) as error:
+        raise ConfigError(f"gateway.staging_url {url}: {error} (the s3 and gs extras install "
+                          "their stores: pip install 'bgm[s3]')") from None  # fmt: skip
 
 
 def _caller_left(error: BaseException) -> bool:

@@ -64,7 +64,12 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
         config.model_path, backend="diffusion",
         flag="--generator-model PATH or generator.diffusion.model_path",
         index="model_index.json", key="_class_name", supported=ADAPTERS)  # fmt: skip
-    import diffusers
+    try:
+        import diffusers
+    except ImportError:
+        # A plain install had ended here in a traceback.
+        raise ConfigError("the diffusion generator needs the diffusion extra: "
+                          "pip install 'bgm[diffusion]'") from None  # fmt: skip
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
