@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import math
 from collections import Counter
 
 import numpy as np
@@ -397,6 +398,20 @@ def test_two_genres_never_render_the_same_piece(composed):
         assert pieces[a].plan.instruments != pieces[b].plan.instruments or (
             pieces[a].plan.bpm != pieces[b].plan.bpm
         )
+
+
+def test_seeds_in_turn_are_other_takes_in_other_keys_and_tempos(generator, beat_analysis):
+    """Candidates are seeds in turn: each of four takes its own key of the genre's four, and
+    where the cuts fit another tempo as well (every cut still on a beat), a seed plays it.
+    Seeds 0, 2 and 3 had drawn one key, and every seed had played one tempo map."""
+    keys = {generator.generate(brief_for(beat_analysis, "pop", seed=s)).plan.key
+            for s in range(4)}  # fmt: skip
+    assert len(keys) == 4, keys
+    takes = [generator.generate(brief_for(beat_analysis, "cinematic", seed=s)).plan
+             for s in range(2)]  # fmt: skip
+    assert abs(math.log(takes[0].bpm / takes[1].bpm)) >= 0.04, [t.bpm for t in takes]
+    for plan in takes:
+        assert plan.alignment.on_beat_count == plan.alignment.cut_count
 
 
 def test_seeds_vary_harmony_and_groove_not_only_the_tune(composed):

@@ -347,6 +347,7 @@ class ComposerGenerator:
             style.tempo_flex,
             heartbeat,
             fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
+            take=brief.seed,
         )
 
     @staticmethod
@@ -479,7 +480,9 @@ def _home_key(brief: MusicBrief, style: Style) -> Key:
     tonics = style.tonics.get(asked.mode, ())
     if brief.key_is_fixed or not tonics:
         return asked
-    position = int(np.random.default_rng(brief.seed).integers(len(tonics)))
+    # Seeds in turn (the candidates) take the positions in turn: drawn at random, seeds 0, 2
+    # and 3 had all drawn one key.
+    position = brief.seed % len(tonics)
     return Key.parse(f"{tonics[position]} {asked.mode}")
 
 

@@ -78,6 +78,12 @@ MAP_LOOK_AHEAD_BEATS = 64
 # Candidate piece tempos are this far apart (log ratio); all are scored with a narrow search,
 # the best again with the full ones.
 TEMPO_STEP = 0.006
+# Takes: a seed's piece may play at another tempo than the best, as another take of the cue
+# (candidates are seeds in turn, and had all shared one tempo map): each take's tempo at least
+# TAKE_CONTRAST (log ratio) from the takes before it, its cuts scoring within TAKE_MARGIN (of
+# the best's score) of the best's. Seed 0 plays the best.
+TAKE_CONTRAST = 0.05
+TAKE_MARGIN = 0.05
 # An ending needs a final chord at least this long before the end (a short hold + the release
 # tail: a longer minimum put a 24 s piece's final chord a whole bar early, 4.8 s of one chord),
 # or this fraction of the piece when it is very short.
@@ -197,16 +203,18 @@ def plan_timing(
     tempo_flex: float,
     heartbeat: Callable[[], None],
     fixed_bpm: float | None = None,
+    take: int = 0,
 ) -> TimingPlan:
-    """Beats, bars and sections for a piece of `duration_s`; `heartbeat` is called often
-    while the search runs (it raises to cancel)."""
+    """Beats, bars and sections for a piece of `duration_s`, at the tempo of `take` (see
+    TAKE_CONTRAST; a seed); `heartbeat` is called often while the search runs (it raises to
+    cancel)."""
     cuts = sorted((c for c in cuts if 0.0 < c.time_s < duration_s), key=lambda c: c.time_s)
     if fixed_bpm is not None:
         beats, first_downbeat = _fixed_grid(duration_s, cuts, 60.0 / fixed_bpm, meter, heartbeat)
         base_bpm = fixed_bpm
     else:
         beats, base_period = _tempo_map(duration_s, cuts, bpm_range, preferred_bpm, meter,
-                                        tempo_flex, heartbeat)  # fmt: skip
+                                        tempo_flex, heartbeat, take)  # fmt: skip
         first_downbeat = 0
         # The piece's tempo as a listener hears it: the map's median.
         base_bpm = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / base_period
@@ -500,8 +508,10 @@ def _tempo_map(
     meter: Meter,
     flex: float,
     heartbeat: Callable[[], None],
+    take: int = 0,
 ) -> tuple[list[float], float]:
-    """Beat times of the best tempo map, and the piece's (base) period."""
+    """Beat times of the take's tempo map (the best for take 0), and the piece's (base)
+    period."""
     # Anywhere in the genre's range, as a film composer picks the click that puts the hits on
     # beats; away from the tempo the picture asks for only where the cuts pay for it.
     low_bpm, high_bpm = bpm_range
@@ -521,10 +531,18 @@ def _tempo_map(
     def total(period: float, score: float) -> float:
         return score - pull * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
 
-    period = max(
-        candidates,
-        key=lambda p: total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]),
-    )
+    scored = sorted(
+        ((total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]), p)
+         for p in candidates), reverse=True,
+    )  # fmt: skip
+    best = scored[0][0]
+    takes: list[float] = []
+    for score, period in scored:
+        if score < best - TAKE_MARGIN * abs(best):
+            break
+        if all(abs(math.log(period / other)) >= TAKE_CONTRAST for other in takes):
+            takes.append(period)
+    period = takes[take % len(takes)]
     searched: dict[tuple[tuple[int, int], ...], float] = {}
     for look_back in SEARCH_LOOK_BACKS:
         score, found = _anchor_search(cuts, times, period, flex, meter, look_back, BEAM,
