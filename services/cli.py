@@ -568,7 +568,8 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--speech", choices=SPEECH_MODES, default="auto",
         help="make room for speech in the video's sound: auto (arrange and duck when the video "
              "has speech and --keep-original-audio), duck (the music dips under each spoken "
-             "stretch), arrange (the lead and busy parts step aside), off (neither)",
+             "stretch), arrange (the lead and busy parts step aside), off (neither: the music "
+             "keeps its level)",
     )  # fmt: skip
     vocabulary = load_vocabulary()
     for kind, section in (("genre", vocabulary.genres), ("mood", vocabulary.moods),

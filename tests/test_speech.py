@@ -185,8 +185,8 @@ def test_arranged_and_ducked_music_is_quieter_in_the_voice_band_under_speech(
             delivered_music, spans, True
         )
     print(f"music's voice band, outside minus under speech: arrange+duck (auto) "
-          f"{differences['auto']:.1f} dB, duck {differences['duck']:.1f} dB, off (ducked by "
-          f"level) {differences['off']:.1f} dB")  # fmt: skip
+          f"{differences['auto']:.1f} dB, duck {differences['duck']:.1f} dB, off "
+          f"{differences['off']:.1f} dB")  # fmt: skip
     assert differences["auto"] >= 6.0
     # The arrangement's part: more room than ducking alone.
     assert differences["auto"] > differences["duck"] + 1.0
@@ -204,11 +204,13 @@ def test_the_music_ducks_for_speech_not_for_a_door_slam(spoken, tmp_path):
     second = min((i.start_s for i in spoken.analysis.speech), key=lambda t: abs(t - 8.0))
     assert gain[int(second * RATE)] < 10 ** (-10 / 20)
     assert gain[int((second - 1.2) * RATE)] == pytest.approx(1.0)
-    # The level-keyed ducking of before ("off") dips at the slams too.
-    level = speech_ducking(spoken.analysis, UserControls(speech="off"),
-                           OutputOptions(output=tmp_path / "x.wav", keep_original_audio=True),
-                           SpeechDuckingConfig())  # fmt: skip
-    assert level is None
+    # "off": no ducking at all (the music had ducked by the kept sound's level, deeper than
+    # "duck" and at every slam: that level-keyed ducking is left for a tagger that did not
+    # listen, below).
+    off = speech_ducking(spoken.analysis, UserControls(speech="off"),
+                         OutputOptions(output=tmp_path / "x.wav", keep_original_audio=True),
+                         SpeechDuckingConfig())  # fmt: skip
+    assert off is not None and off.intervals == []
     tone = np.tile(np.sin(np.arange(RATE) / RATE * 2 * np.pi * 440)[:, None], (20, 2)) * 0.1
     from services.media.audio import decode_audio
 
@@ -217,10 +219,13 @@ def test_the_music_ducks_for_speech_not_for_a_door_slam(spoken, tmp_path):
     # A quiet target, so that the limiter never acts and the gains are the ducking's alone.
     keyed = master(tone.astype(np.float32), RATE, -30.0, original=original, speech=ducking)
     by_level = master(tone.astype(np.float32), RATE, -30.0, original=original)
+    level_kept = master(tone.astype(np.float32), RATE, -30.0, original=original, speech=off)
     assert not keyed.report.limited and not by_level.report.limited
     at_slam, between = int(SLAMS[0] * RATE) + 2400, int(19.5 * RATE)
     assert keyed.music_gain[at_slam] == pytest.approx(keyed.music_gain[between], rel=0.02)
     assert by_level.music_gain[at_slam] < 0.7 * by_level.music_gain[between]
+    assert not level_kept.report.ducked
+    assert np.ptp(level_kept.music_gain) <= 1e-6 * level_kept.music_gain.max()
 
 
 def test_carving_dips_only_the_voice_band(spoken):

@@ -200,10 +200,14 @@ def speech_ducking(
     config: SpeechDuckingConfig,
 ) -> SpeechDucking | None:  # fmt: skip
     """How the music ducks for this request: under the video's speech (none where it has no
-    speech or the mode does not duck), or None for the level-keyed ducking of a kept original
-    sound (speech "off", or a tagger that did not listen)."""
-    heard = bool(analysis.loudness.values)
-    if controls.speech == "off" or not heard:
+    speech or the mode does not duck, and none with speech "off": the music keeps its level
+    under the kept sound, where it had ducked by the sound's level, deeper than "duck" and at
+    every door slam), or None for the level-keyed ducking of a kept original sound when a
+    tagger did not listen."""
+    if controls.speech == "off":
+        return SpeechDucking([], config.depth_db, config.lookahead_s, config.release_s,
+                             config.carve)  # fmt: skip
+    if not analysis.loudness.values:
         return None
     handling = speech_handling(controls.speech, bool(analysis.speech), options.keep_original_audio)
     intervals = list(analysis.speech) if handling.duck else []
