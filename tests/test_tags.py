@@ -137,6 +137,17 @@ def test_prompt_maps_onto_the_vocabulary(
     assert in_vocabulary(analysis.tags)
 
 
+def test_a_horror_prompt_asks_for_a_film_score_not_folk():
+    """The genres' descriptions say what each is for: "horror" had matched folk as well as
+    cinematic, through the "storytelling" in both."""
+    from services.tagger.text_hints import TextHintModel
+
+    model = TextHintModel(VOCABULARY)
+    for prompt in ("horror", "scary", "thriller"):
+        genres = [m.tag for m in model.match(prompt) if m.kind == "genre"]
+        assert genres == ["cinematic"], (prompt, genres)
+
+
 def test_prompt_genre_sets_tempo_range(tagger: VisionTagger, dark_slow_video: SyntheticVideo):
     analysis = tagger.analyze(
         AnalysisRequest(dark_slow_video.path, prompt="skateboarding in the street")
