@@ -414,6 +414,21 @@ def test_seeds_in_turn_are_other_takes_in_other_keys_and_tempos(generator, beat_
         assert plan.alignment.on_beat_count == plan.alignment.cut_count
 
 
+def test_seeds_in_turn_play_other_grooves(generator, beat_analysis):
+    """Four seeds (candidates) of a groove-led genre: no two play the same drums (their
+    (onset, drum) sets share at most 80%). With two grooves a level, which each seed
+    alternated, two of electronic's four had played the very same drums."""
+    for genre in ("electronic", "pop"):
+        drums = []
+        for seed in range(4):
+            music = generator.generate(brief_for(beat_analysis, genre, seed=seed))
+            song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+            drums.append({(round(n.start / 0.05), n.pitch)
+                          for i in song.instruments if i.is_drum for n in i.notes})  # fmt: skip
+        for a, b in itertools.combinations(drums, 2):
+            assert len(a & b) / len(a | b) <= 0.8, genre
+
+
 def test_seeds_vary_harmony_and_groove_not_only_the_tune(composed):
     plans = [composed("pop", s).plan for s in range(4)]
     progressions = {tuple(c for s in p.sections for c in s.chords) for p in plans}

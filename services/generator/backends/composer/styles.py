@@ -248,10 +248,17 @@ _FOUR_ON_FLOOR: Grooves = {
     1: (
         {KICK: "x...x...x...x...", HAT: "..x...x...x...x."},
         {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
+        {KICK: "x...x...x...x...", HAT: "..x...x...x...x.", CLAP: "............x..."},
     ),
     2: (
         {KICK: "X...x...X...x...", CLAP: "....x.......x...", OPEN_HAT: "..x...x...x...x."},
         {KICK: "X...x...X...x...", CLAP: "....x.......x...", HAT: "x.xox.xox.xox.xo"},
+        {
+            KICK: "X...x...X...x...",
+            CLAP: "....x.......x...",
+            HAT: "..x...x...x..xx.",
+            SHAKER: "x.o.x.o.x.o.x.o.",
+        },
     ),
     3: (
         {
@@ -266,30 +273,46 @@ _FOUR_ON_FLOOR: Grooves = {
             HAT: "xxxxxxxxxxxxxxxx",
             OPEN_HAT: "..x...x...x...x.",
         },
+        {
+            KICK: "X...x...X...x...",
+            CLAP: "....X..x....X...",
+            OPEN_HAT: "..x...x...x...x.",
+            SHAKER: "xoxoxoxoxoxoxoxo",
+        },
     ),
 }
 _BACKBEAT: Grooves = {
     1: (
         {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
         {KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x.......x.x.....", SIDE_STICK: "....x.......x...", SHAKER: "x.o.x.o.x.o.x.o."},
     ),
     2: (
         {KICK: "X.....x.x.......", SNARE: "....X.......X...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
         {KICK: "X.......X.x.....", SNARE: "....X.......X...", PEDAL_HAT: "x.xox.x.x.xox.x."},
+        {KICK: "X.....x...x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
     ),
     3: (
         {KICK: "X.....x.X.x.....", SNARE: "....X.......X..o", PEDAL_HAT: "xxxxxxxxxxxxxxxx"},
         {KICK: "X.x...x.X.....x.", SNARE: "....X..o....X...", RIDE: "x.x.x.x.x.x.x.x."},
+        {
+            KICK: "X.....x.X.....x.",
+            SNARE: "....X.......X...",
+            OPEN_HAT: "x.x.x.x.x.x.x.x.",
+            TAMBOURINE: "....x.......x...",
+        },
     ),
 }
 _BOOM_BAP: Grooves = {
     1: (
         {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
         {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "x......x..x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
     ),
     2: (
         {KICK: "X.......x.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
         {KICK: "X..x......x.....", SNARE: "....X.......X...", HAT: "x.xox.x.x.xox.x."},
+        {KICK: "X......x..x.....", SNARE: "....X.......X...", HAT: "x.x.x.xox.x.x.xo"},
     ),
     3: (
         {
@@ -299,6 +322,12 @@ _BOOM_BAP: Grooves = {
             OPEN_HAT: "..............x.",
         },
         {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xxxxxxxxxxxxxxxx"},
+        {
+            KICK: "X.....xx..X.....",
+            SNARE: "....X.......X...",
+            HAT: "xxxxxxxxxxxxxxxx",
+            OPEN_HAT: "......x.........",
+        },
     ),
 }
 # Rock: a deep bass drum, the backbeat, and ride or open hats rather than pop's tight hats.
@@ -310,6 +339,11 @@ _ROCK: Grooves = {
             SNARE: "....x.......x...",
             PEDAL_HAT: "..x...x...x...x.",
         },
+        {
+            ACOUSTIC_KICK: "x.....x.x.......",
+            SNARE: "....x.......x...",
+            PEDAL_HAT: "x.x.x.x.x.x.x.x.",
+        },
     ),
     2: (
         {
@@ -318,6 +352,7 @@ _ROCK: Grooves = {
             OPEN_HAT: "x.x.x.x.x.x.x.x.",
         },
         {ACOUSTIC_KICK: "X.......X.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
+        {ACOUSTIC_KICK: "X.x.....X.x.....", SNARE: "....X.......X...", RIDE: "x.x.x.x.x.x.x.x."},
     ),
     3: (
         {ACOUSTIC_KICK: "X.x...x.X.x...x.", SNARE: "....X.......X...", CRASH_2: "x...x...x...x..."},
@@ -326,6 +361,11 @@ _ROCK: Grooves = {
             SNARE: "....X.......X...",
             CRASH: "x...............",
             RIDE: "..x...x...x...x.",
+        },
+        {
+            ACOUSTIC_KICK: "X...x.x.X...x.x.",
+            SNARE: "....X.......X...",
+            OPEN_HAT: "x.x.x.x.x.x.x.x.",
         },
     ),
 }
@@ -388,10 +428,14 @@ _STOMP: Grooves = {
 }
 # Lo-fi: a lazy kick, a rim click on 2 and 4, a cabasa breathing between.
 _LAZY: Grooves = {
-    1: ({KICK: "x.........x.....", SIDE_STICK: "....x.......x...", CABASA: "..o...o...o...o."},),
+    1: (
+        {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", CABASA: "..o...o...o...o."},
+        {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", CABASA: "x.o.x.o.x.o.x.o."},
+    ),
     2: (
         {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", CABASA: "x.x.x.x.x.x.x.x."},
         {KICK: "x..x......x.....", SIDE_STICK: "....x.......x..o", CABASA: "x.o.x.o.x.o.x.o."},
+        {KICK: "x.......x.x.....", SIDE_STICK: "....x.......x...", CABASA: "..x...x...x...x."},
     ),
     3: (
         {
@@ -399,14 +443,19 @@ _LAZY: Grooves = {
             ELECTRIC_SNARE: "....x.......x...",
             CABASA: "xoxoxoxoxoxoxoxo",
         },
+        {KICK: "x..x......x..x..", ELECTRIC_SNARE: "....x.......x...", CABASA: "x.xox.xox.xox.xo"},
     ),
 }
 # Corporate: claps and a shaker over a light kick, bright and tidy.
 _TIDY: Grooves = {
-    1: ({KICK: "x.......x.......", SHAKER: "xoxoxoxoxoxoxoxo"},),
+    1: (
+        {KICK: "x.......x.......", SHAKER: "xoxoxoxoxoxoxoxo"},
+        {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
+    ),
     2: (
         {KICK: "x.......x.x.....", CLAP: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
         {KICK: "x...x...x...x...", CLAP: "....x.......x...", TAMBOURINE: "..x...x...x...x."},
+        {KICK: "x.....x.x.......", CLAP: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
     ),
     3: (
         {
@@ -414,6 +463,12 @@ _TIDY: Grooves = {
             CLAP: "....X.......X...",
             SHAKER: "xxxxxxxxxxxxxxxx",
             COWBELL: "..x.......x.....",
+        },
+        {
+            KICK: "X...x...X...x...",
+            CLAP: "....X.......X...",
+            TAMBOURINE: "x.x.x.x.x.x.x.x.",
+            SHAKER: "xoxoxoxoxoxoxoxo",
         },
     ),
 }
@@ -438,7 +493,10 @@ _TIMPANI: Grooves = {
 # (on the off-beats, over the strum's and the pulse's eighths, every eighth had an onset and
 # librosa heard 9 of 14 pieces at double time).
 _CAJON: Grooves = {
-    1: ({ACOUSTIC_KICK: "x.......x.......", SIDE_STICK: "....x.......x..."},),
+    1: (
+        {ACOUSTIC_KICK: "x.......x.......", SIDE_STICK: "....x.......x..."},
+        {ACOUSTIC_KICK: "x.....x.........", SIDE_STICK: "....x.......x..."},
+    ),
     2: (
         {
             ACOUSTIC_KICK: "x.....x.x.......",
@@ -450,10 +508,20 @@ _CAJON: Grooves = {
             SIDE_STICK: "....x..o....x...",
             TAMBOURINE: "....x.......x...",
         },
+        {
+            ACOUSTIC_KICK: "x.......x..x....",
+            SIDE_STICK: "....x.......x...",
+            TAMBOURINE: "....x.......x...",
+        },
     ),
     3: (
         {
             ACOUSTIC_KICK: "x.....x.x..x....",
+            SNARE: "....x.......x...",
+            TAMBOURINE: "....x.......x...",
+        },
+        {
+            ACOUSTIC_KICK: "x..x..x.x.......",
             SNARE: "....x.......x...",
             TAMBOURINE: "....x.......x...",
         },
