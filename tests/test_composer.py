@@ -68,14 +68,18 @@ def test_one_meter_and_a_steady_pulse_from_the_first_sample(composed, genre):
         music = composed(genre, seed)
         plan = music.plan
         periods = np.diff(plan.beats_s)
-        # Beat 0 and the first bar line are the first sample, and something sounds there.
-        assert plan.beats_s[0] == 0.0
-        assert plan.bars_s[0] == 0.0
-        assert np.abs(music.audio[: music.sample_rate // 50]).max() > 1e-3
-        # One meter: every bar has the same number of beats, one time signature in the MIDI.
+        # Beat 0 is the first sample, and something sounds there; the first bar line is
+        # within the first bar (the beats before it a pickup, where that puts cuts on bar
+        # lines).
+        # One meter: every bar has the same number of beats, one time signature in the MIDI
+        # (after the pickup's, where there is one).
         assert len(_bar_lengths(plan)) == 1
+        (beats_per_bar,) = _bar_lengths(plan)
+        assert plan.beats_s[0] == 0.0
+        assert plan.bars_s[0] in plan.beats_s[:beats_per_bar]
+        assert np.abs(music.audio[: music.sample_rate // 50]).max() > 1e-3
         song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
-        assert len(song.time_signature_changes) == 1
+        assert len(song.time_signature_changes) == 1 + (plan.bars_s[0] > 0)
         # A conductor's tempo map: at most 2% from one beat to the next, within the style's
         # flex of the piece's tempo.
         assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02 + 1e-9
@@ -235,8 +239,26 @@ def test_tempo_map_is_gradual_and_meets_cuts():
     on_beat = [c for c in cuts if np.min(np.abs(beats - c)) <= 0.025]
     # A constant 110 BPM grid from 0 puts about a fifth of these on a beat; the map most.
     assert len(on_beat) >= 7
-    # Sections start on bar lines, every bar four beats.
-    assert all(s.first_beat % 4 == 0 for s in plan.sections)
+    # Sections start on bar lines, every bar four beats (the first with the piece, its
+    # pickup's beats and all).
+    assert plan.sections[0].first_beat == 0
+    assert all((s.first_beat - plan.first_downbeat) % 4 == 0 for s in plan.sections[1:])
+
+
+def test_the_bars_start_where_the_picture_changes():
+    """The probe's pop cue (116 BPM, four shots): the first downbeat is the beat that puts
+    the most cuts on bar lines (the beats before it a pickup), and the sections those cuts
+    start begin on them. With every bar from the first sample, none of the four had been on
+    a bar line, and each section had begun half a bar from its cut."""
+    cuts = [3.2, 7.9, 11.0, 15.6]
+    plan = _conducted(20.0, [(t, 0.9) for t in cuts], (100, 125), 116)
+    beats = np.array(plan.beats_s)
+    bars = beats[plan.bar_starts]
+    assert all(np.min(np.abs(beats - t)) <= ON_BEAT_S for t in cuts)
+    on_bars = [t for t in cuts if np.min(np.abs(bars - t)) <= ON_BEAT_S]
+    assert len(on_bars) >= 2 and 0 < plan.first_downbeat < 4
+    starts = [plan.beats_s[s.first_beat] for s in plan.sections]
+    assert all(np.min(np.abs(np.array(starts) - t)) <= ON_BEAT_S for t in on_bars)
 
 
 def test_the_tempo_map_meets_every_cut_it_can_reach():

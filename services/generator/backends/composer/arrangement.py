@@ -716,7 +716,9 @@ class Composer:
             for player in self.roles.of("melody")[:1]:
                 low, high = self.style.melody_range
                 target = nearest_in(self._melody_pitch, harmony.pitch_classes, low, high)
-                self._add(player, scale_step(target, -1, self.forms[0].key), downbeat - 1,
+                # An eighth before the downbeat: held the pickup's whole last beat, the step
+                # below (the leading tone below the tonic) had ground against its chord.
+                self._add(player, scale_step(target, -1, self.forms[0].key), downbeat - 0.5,
                           downbeat - 0.05, 80)  # fmt: skip
                 playing.add(player)
         return playing
