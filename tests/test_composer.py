@@ -213,6 +213,7 @@ def _conducted(
     cuts: list[tuple[float, float]],
     bpm_range: tuple[float, float],
     preferred_bpm: float,
+    take: int = 0,
 ) -> TimingPlan:
     """A conductor's map in 4/4 with 8% of drift for cuts given as (time, strength), each
     starting a segment; it must keep both limits."""
@@ -225,6 +226,7 @@ def _conducted(
         METERS["4/4"],
         0.08,
         heartbeat=lambda: None,
+        take=take,
     )
     periods = np.diff(plan.beats_s)
     assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02
@@ -259,6 +261,38 @@ def test_the_bars_start_where_the_picture_changes():
     assert len(on_bars) >= 2 and 0 < plan.first_downbeat < 4
     starts = [plan.beats_s[s.first_beat] for s in plan.sections]
     assert all(np.min(np.abs(np.array(starts) - t)) <= ON_BEAT_S for t in on_bars)
+
+
+def test_every_take_meets_the_cuts_the_best_meets():
+    """Seeds play other takes (other tempos) only where those put as many cuts on beats: on
+    the probe's pop cue (its tagger's cuts and tempo), a take that scored as well by its bar
+    lines had missed the cut at 7.9 s by 270 ms, and --candidates had delivered it."""
+    cuts = [(3.2, 0.888), (7.9, 0.852), (11.0, 1.0), (15.6, 0.934)]
+    for take in range(4):
+        beats = np.array(_conducted(20.0, cuts, (95, 128), 106, take).beats_s)
+        assert all(np.min(np.abs(beats - t)) <= ON_BEAT_S for t, _ in cuts), take
+
+
+def test_a_mood_moves_the_tempo_only_as_far_as_the_cuts_allow(generator, beat_analysis):
+    """The probe's ambient cue (cuts at 3.2, 7.9, 11.0 and 15.6 s, the picture asking for 70
+    BPM, its cuts for about 78): `calm` moves the tempo the brief prefers to 61 (the gateway's
+    lean), which had pulled the map to 62 BPM with two of the four cuts off the beat. The
+    tempo the picture preferred keeps them; the mood still sets the energy and the mode."""
+    times = [3.2, 7.9, 11.0, 15.6]
+    edges = [0.0, *times, 20.0]
+    look = Look(0.35, 0.4, 0.4, 0.5)
+    segments = [Segment(a, b, 0.2, look, ["calm"]) for a, b in itertools.pairwise(edges)]
+    cuts = [Cut(t, "hard", strength) for t, strength in zip(times, (0.888, 0.852, 1.0, 0.934),
+                                                                strict=True)]  # fmt: skip
+    brief = brief_for(beat_analysis, "ambient", duration_s=20.0, segments=segments, cuts=cuts,
+                      seed=0)  # fmt: skip
+    picture = dataclasses.replace(brief.tags, bpm=70, bpm_min=60, bpm_max=90)
+    calm = dataclasses.replace(
+        picture, bpm=61, origins=[*picture.origins, TagOrigin("mood", "calm", "user", 1.0)]
+    )
+    plans = [generator.generate(dataclasses.replace(brief, tags=tags)).plan
+             for tags in (picture, calm)]  # fmt: skip
+    assert [p.alignment.on_beat_count for p in plans] == [4, 4]
 
 
 def test_the_tempo_map_meets_every_cut_it_can_reach():

@@ -76,6 +76,7 @@ from services.generator.backends.composer.timing import (
 )
 from services.media.audio import fade_out
 from services.progress import Heartbeat
+from services.rules import ON_BEAT_S
 from services.vocabulary import load_vocabulary
 
 VERSION = "2.0"
@@ -337,18 +338,32 @@ class ComposerGenerator:
         )
         low, high = float(tags.bpm_min), float(tags.bpm_max)
         preferred = float(np.clip(tags.bpm, low, high))
-        return plan_timing(
-            brief.duration_s,
-            starts,
-            cuts,
-            (low, high),
-            preferred,
-            meter,
-            style.tempo_flex,
-            heartbeat,
-            fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
-            take=brief.seed,
-        )
+
+        def planned(bpm: float) -> TimingPlan:
+            return plan_timing(
+                brief.duration_s,
+                starts,
+                cuts,
+                (low, high),
+                bpm,
+                meter,
+                style.tempo_flex,
+                heartbeat,
+                fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
+                take=brief.seed,
+            )
+
+        plan = planned(preferred)
+        # The user's moods moved the tempo the brief prefers (their `lean`); where that costs
+        # cuts, the tempo the picture preferred keeps them (calm on a cue whose cuts ask for
+        # 78 BPM had pulled it to 62 and left two of its four cuts off the beat).
+        asked = [o.tag for o in tags.origins if o.kind == "mood" and o.source == "user"]
+        lean = self.vocabulary.lean(asked, "tempo") * (high - low)
+        if lean and cuts and not brief.bpm_is_fixed:
+            picture = planned(float(np.clip(preferred - lean, low, high)))
+            if _cuts_on_beats(picture, cuts) > _cuts_on_beats(plan, cuts):
+                plan = picture
+        return plan
 
     @staticmethod
     def _section_video(brief: MusicBrief, plan: TimingPlan) -> list[SectionVideo]:
@@ -468,6 +483,11 @@ def _controls_in_beats(
         instrument: [(plan.beat_at(c.sample / sample_rate), c.controller, c.value) for c in cs]
         for instrument, cs in performance.controls.items()
     }
+
+
+def _cuts_on_beats(plan: TimingPlan, cuts: list[HitPoint]) -> int:
+    beats = np.asarray(plan.beats_s)
+    return sum(bool(np.min(np.abs(beats - cut.time_s)) <= ON_BEAT_S) for cut in cuts)
 
 
 def _home_key(brief: MusicBrief, style: Style) -> Key:

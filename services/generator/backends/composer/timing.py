@@ -80,8 +80,9 @@ MAP_LOOK_AHEAD_BEATS = 64
 TEMPO_STEP = 0.006
 # Takes: a seed's piece may play at another tempo than the best, as another take of the cue
 # (candidates are seeds in turn, and had all shared one tempo map): each take's tempo at least
-# TAKE_CONTRAST (log ratio) from the takes before it, its cuts scoring within TAKE_MARGIN (of
-# the best's score) of the best's. Seed 0 plays the best.
+# TAKE_CONTRAST (log ratio) from the takes before it, as many of its cuts on beats as the
+# best's and its score within TAKE_MARGIN (of the best's score) of the best's. Seed 0 plays
+# the best.
 TAKE_CONTRAST = 0.05
 TAKE_MARGIN = 0.05
 # An ending needs a final chord at least this long before the end (a short hold + the release
@@ -531,16 +532,21 @@ def _tempo_map(
     def total(period: float, score: float) -> float:
         return score - pull * (math.log(period / preferred) / PREFERRED_SCALE) ** 2
 
-    scored = sorted(
-        ((total(p, _anchor_search(cuts, times, p, flex, meter, 3, 2, heartbeat)[0]), p)
-         for p in candidates), reverse=True,
-    )  # fmt: skip
-    best = scored[0][0]
+    scored = []
+    for candidate in candidates:
+        score, found = _anchor_search(cuts, times, candidate, flex, meter, 3, 2, heartbeat)
+        scored.append((total(candidate, score), len(found), candidate))
+    scored.sort(reverse=True)
+    best, anchored, _ = scored[0]
     takes: list[float] = []
-    for score, period in scored:
+    for score, reached, period in scored:
         if score < best - TAKE_MARGIN * abs(best):
             break
-        if all(abs(math.log(period / other)) >= TAKE_CONTRAST for other in takes):
+        # Another take puts as many cuts on beats as the best (one that scored as well by
+        # bar lines had missed a cut by 270 ms, and the ranking delivered it).
+        if reached >= anchored and all(
+            abs(math.log(period / other)) >= TAKE_CONTRAST for other in takes
+        ):
             takes.append(period)
     period = takes[take % len(takes)]
     searched: dict[tuple[tuple[int, int], ...], float] = {}
