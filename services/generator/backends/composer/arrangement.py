@@ -517,7 +517,8 @@ class Composer:
                 phrase_end = position % 4 == 3
                 playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
             if final is not None and form.start_beat <= final < form.end_beat:
-                playing |= self._final_chord(final, form.key)
+                heard = playing.union(*self.result.section_instruments)
+                playing |= self._final_chord(final, form.key, heard)
             sounding = [b for b in bars if final is None or b <= final]
             self.result.section_chords.append(self._numerals(sounding))
             self.result.section_instruments.append(sorted(playing))
@@ -536,12 +537,16 @@ class Composer:
     def _level(self, form: SectionForm, intro: bool) -> int:
         return 1 if intro else max(1, form.intensity)
 
-    def _joins(self, player: str, entry: int, level: int) -> bool:
+    def _joins(self, player: str, entry: int, level: int, first: bool = True) -> bool:
         """Whether a player whose part enters at level `entry` plays at `level`. An instrument
-        the user asked for plays throughout, and none sits out the whole piece: the busiest
-        sections bring every player in (a calm piece, at level 1 throughout, had heard its
-        pads, strings or the brass it was asked for only in the final chord)."""
-        return player in self._asked or level >= min(entry, self._top_level)
+        the user asked for plays throughout, and no part's first player sits out the whole
+        piece: the busiest sections bring each part in (a calm piece, at level 1 throughout,
+        had heard its pads, strings or the brass it was asked for only in the final chord).
+        A part's second player, doubling the first, keeps its level (brought in too, calm
+        cinematic's synth had doubled the string ostinato in unison over the tune)."""
+        if player in self._asked:
+            return True
+        return level >= (min(entry, self._top_level) if first else entry)
 
     def _plan_harmony(self) -> None:
         """Chord spans: each section's progression from its first bar, a dominant before a
@@ -662,19 +667,21 @@ class Composer:
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
-        for pad in roles.of("pad"):
-            if self._joins(pad, self.style.entry("pad") if harmony else 1, level):
+        for number, pad in enumerate(roles.of("pad")):
+            entry = self.style.entry("pad") if harmony else 1
+            if self._joins(pad, entry if number == 0 else max(entry, 2), level, number == 0):
                 self._pad(pad, start, end, velocity - 10)
                 playing.add(pad)
         for number, player in enumerate(roles.of("comping")):
-            if self._joins(player, self.style.entry("comping") if number == 0 else 2, level):
+            entry = self.style.entry("comping") if number == 0 else 2
+            if self._joins(player, entry, level, number == 0):
                 self._comping(player, start, end, level, answer, velocity - 4 - 6 * number)
                 playing.add(player)
         drumless = not roles.of("drums")
         for number, player in enumerate(roles.of("pulse")):
             # The pulse carries the beat where no drums do, and plays the intro.
-            first = drumless or (number == 0 and intro)
-            if self._joins(player, 1 if first else self.style.entry("pulse"), level):
+            entry = 1 if drumless or (number == 0 and intro) else self.style.entry("pulse")
+            if self._joins(player, entry if number == 0 else max(entry, 2), level, number == 0):
                 self._pulse(player, start, end, level, variant, velocity - 8)
                 playing.add(player)
         for player in roles.of("bass")[:1]:
@@ -688,7 +695,7 @@ class Composer:
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         for number, player in enumerate(roles.of("melody")):
-            if not intro and self._joins(player, 1 if number == 0 else 3, level):
+            if not intro and self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 self._melody(player, start, end, form, position, velocity + 12 - 10 * number)
                 playing.add(player)
         return playing
@@ -749,14 +756,17 @@ class Composer:
         if not on_the_downbeat:
             self._pickup_chord()
 
-    def _final_chord(self, start: int, key: Key) -> set[str]:
+    def _final_chord(self, start: int, key: Key, heard: set[str]) -> set[str]:
+        """The final tonic, by the players `heard` before it (one never brought in does not
+        enter for the last chord alone)."""
         numeral = "I" if key.mode == "major" else "i"
         tonic = chord(numeral, key)
         end = max(start + 0.5, self.result.end_beat)
         self.result.final = ChordSpan(float(start), end, tonic, numeral)
         playing: set[str] = set()
         roles = self.roles
-        for player in dict.fromkeys([*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]):
+        chords = [*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]
+        for player in dict.fromkeys(p for p in chords if p in heard):
             previous = self._voicings.get(player)
             for pitch in voice(tonic, previous, *self.style.register("comping")):
                 self._add(player, pitch, start, end, 78)

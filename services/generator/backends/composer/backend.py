@@ -203,6 +203,12 @@ class ComposerGenerator:
         notes = with_ghost_notes(arrangement.notes, plan, forms, style, arrangement.cut_times,
                                  rng, heartbeat)  # fmt: skip
         heartbeat()
+        # A player the arrangement never brought in (a second player of a part, in a piece
+        # that never gets busy enough) is not in the piece: no silent track, stem or name.
+        # (A piece of a few samples has no note at all, and keeps its band.)
+        playing = {note.instrument for note in notes}
+        if playing:
+            band = [instrument for instrument in band if instrument in playing]
         return Score(brief, style, band, roles, plan, forms, arrangement, home,
                      notes, rng)  # fmt: skip
 
