@@ -255,9 +255,9 @@ _FOUR_ON_FLOOR: Grooves = {
         {KICK: "X...x...X...x...", CLAP: "....x.......x...", HAT: "x.xox.xox.xox.xo"},
         {
             KICK: "X...x...X...x...",
-            CLAP: "....x.......x...",
+            CLAP: "............x...",
             HAT: "..x...x...x..xx.",
-            SHAKER: "x.o.x.o.x.o.x.o.",
+            SNARE: "....x.......x...",
         },
     ),
     3: (
@@ -277,7 +277,7 @@ _FOUR_ON_FLOOR: Grooves = {
             KICK: "X...x...X...x...",
             CLAP: "....X..x....X...",
             OPEN_HAT: "..x...x...x...x.",
-            SHAKER: "xoxoxoxoxoxoxoxo",
+            RIDE: "x.x.x.x.x.x.x.x.",
         },
     ),
 }
@@ -450,7 +450,7 @@ _LAZY: Grooves = {
 _TIDY: Grooves = {
     1: (
         {KICK: "x.......x.......", SHAKER: "xoxoxoxoxoxoxoxo"},
-        {KICK: "x...x...x...x...", SHAKER: "x.o.x.o.x.o.x.o."},
+        {KICK: "x.......x.....x.", TAMBOURINE: "..x...x...x...x."},
     ),
     2: (
         {KICK: "x.......x.x.....", CLAP: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
@@ -465,8 +465,8 @@ _TIDY: Grooves = {
             COWBELL: "..x.......x.....",
         },
         {
-            KICK: "X...x...X...x...",
-            CLAP: "....X.......X...",
+            KICK: "X.....x.X.......",
+            SNARE: "....X.......X...",
             TAMBOURINE: "x.x.x.x.x.x.x.x.",
             SHAKER: "xoxoxoxoxoxoxoxo",
         },
