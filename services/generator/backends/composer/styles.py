@@ -285,7 +285,12 @@ _BACKBEAT: Grooves = {
     1: (
         {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
         {KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "x.......x.x.....", SIDE_STICK: "....x.......x...", SHAKER: "x.o.x.o.x.o.x.o."},
+        {
+            KICK: "x.......x.x.....",
+            SIDE_STICK: "....x.......x...",
+            TAMBOURINE: "....x.......x...",
+            PEDAL_HAT: "x...x...x...x...",
+        },
     ),
     2: (
         {KICK: "X.....x.x.......", SNARE: "....X.......X...", PEDAL_HAT: "x.x.x.x.x.x.x.x."},

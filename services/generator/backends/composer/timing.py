@@ -85,6 +85,10 @@ TEMPO_STEP = 0.006
 # the best.
 TAKE_CONTRAST = 0.05
 TAKE_MARGIN = 0.05
+# ... and within TAKE_REACH (log ratio) of the best's tempo: another take is the cue played
+# a little faster or slower, not at the far end of the genre's range (lo-fi at 73 BPM where
+# the best was 94 had been heard at two and a half times its tempo).
+TAKE_REACH = 0.12
 # An ending needs a final chord at least this long before the end (a short hold + the release
 # tail: a longer minimum put a 24 s piece's final chord a whole bar early, 4.8 s of one chord),
 # or this fraction of the piece when it is very short.
@@ -537,15 +541,17 @@ def _tempo_map(
         score, found = _anchor_search(cuts, times, candidate, flex, meter, 3, 2, heartbeat)
         scored.append((total(candidate, score), len(found), candidate))
     scored.sort(reverse=True)
-    best, anchored, _ = scored[0]
+    best, anchored, best_period = scored[0]
     takes: list[float] = []
     for score, reached, period in scored:
         if score < best - TAKE_MARGIN * abs(best):
             break
         # Another take puts as many cuts on beats as the best (one that scored as well by
         # bar lines had missed a cut by 270 ms, and the ranking delivered it).
-        if reached >= anchored and all(
-            abs(math.log(period / other)) >= TAKE_CONTRAST for other in takes
+        if (
+            reached >= anchored
+            and abs(math.log(period / best_period)) <= TAKE_REACH
+            and all(abs(math.log(period / other)) >= TAKE_CONTRAST for other in takes)
         ):
             takes.append(period)
     period = takes[take % len(takes)]
