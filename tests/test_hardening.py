@@ -2724,5 +2724,9 @@ def test_a_staging_store_that_cannot_be_written_is_refused_at_start_up():
 
     config = BgmConfig()
     staged = config.gateway.model_copy(update={"staging_url": "webdav://store.example/bgm"})
-    with pytest.raises(ConfigError, match=r"gateway\.staging_url webdav://.*webdav4"):
+
+    async def started() -> None:  # as a server makes it: in its event loop
         GatewayServicer.from_config(config.model_copy(update={"gateway": staged}))
+
+    with pytest.raises(ConfigError, match=r"gateway\.staging_url webdav://.*webdav4"):
+        asyncio.run(started())
