@@ -76,7 +76,6 @@ from services.generator.backends.composer.timing import (
 )
 from services.media.audio import fade_out
 from services.progress import Heartbeat
-from services.rules import ON_BEAT_S
 from services.vocabulary import load_vocabulary
 
 VERSION = "2.0"
@@ -367,7 +366,7 @@ class ComposerGenerator:
         lean = self.vocabulary.lean(asked, "tempo") * (high - low)
         if lean and cuts and not brief.bpm_is_fixed:
             picture = planned(float(np.clip(preferred - lean, low, high)))
-            if _cuts_on_beats(picture, cuts) > _cuts_on_beats(plan, cuts):
+            if _on_beats(picture, brief) > _on_beats(plan, brief):
                 plan = picture
         return plan
 
@@ -491,9 +490,10 @@ def _controls_in_beats(
     }
 
 
-def _cuts_on_beats(plan: TimingPlan, cuts: list[HitPoint]) -> int:
-    beats = np.asarray(plan.beats_s)
-    return sum(bool(np.min(np.abs(beats - cut.time_s)) <= ON_BEAT_S) for cut in cuts)
+def _on_beats(plan: TimingPlan, brief: MusicBrief) -> int:
+    """The brief's cuts on the plan's beats, as the plan reports them (cut_alignment)."""
+    bars = [plan.beats_s[b] for b in plan.bar_starts]
+    return cut_alignment(plan.beats_s, bars, brief.cuts).on_beat_count
 
 
 def _home_key(brief: MusicBrief, style: Style) -> Key:

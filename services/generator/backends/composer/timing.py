@@ -620,14 +620,21 @@ def _nearest_beats(grid: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.where(grid[after] - times < times - grid[after - 1], after, after - 1)
 
 
-def _map_score(cuts: list[HitPoint], times: np.ndarray, beats: list[float], meter: Meter) -> float:
-    """The search's score of the cuts a solved map puts on its beats (beat 0 a downbeat)."""
+def _map_score(
+    cuts: list[HitPoint],
+    times: np.ndarray,
+    beats: list[float],
+    meter: Meter,
+    first_downbeat: int = 0,
+) -> float:
+    """The search's score of the cuts a solved map puts on its beats, its bars from
+    `first_downbeat`."""
     if len(beats) < 2:
         return 0.0
     grid = np.asarray(beats)
     nearest = _nearest_beats(grid, times)
     return sum(
-        _cut_score(cut, int(beat), meter, 0)
+        _cut_score(cut, int(beat), meter, first_downbeat)
         for cut, beat, time in zip(cuts, nearest, times, strict=True)
         if abs(grid[beat] - time) <= ON_BEAT_S
     )
@@ -639,15 +646,11 @@ def _bar_phase(cuts: list[HitPoint], beats: list[float], meter: Meter) -> int:
     (the beats before it are a pickup; a tie keeps the first beat). With every bar from the
     first sample, a pop cue at 116 BPM had had none of its four cuts on a bar line, and its
     sections began half a bar from them."""
-    if not cuts or len(beats) < 2:
+    if not cuts:
         return 0
-    grid = np.asarray(beats)
     times = np.array([c.time_s for c in cuts])
-    nearest = _nearest_beats(grid, times)
-    on = [(cut, int(beat)) for cut, beat, time in zip(cuts, nearest, times, strict=True)
-          if abs(grid[beat] - time) <= ON_BEAT_S]  # fmt: skip
     phases = range(min(meter.beats, len(beats)))
-    scores = [sum(_cut_score(cut, beat, meter, phase) for cut, beat in on) for phase in phases]
+    scores = [_map_score(cuts, times, beats, meter, phase) for phase in phases]
     return max(phases, key=lambda phase: scores[phase] - 1e-9 * phase)
 
 
