@@ -204,6 +204,16 @@ def test_keys_that_are_none(typed):
         VOCABULARY.canonical_key(typed)
 
 
+def test_a_mood_leans_only_on_tempo_and_energy(tmp_path: Path):
+    """A lean on anything else (a musician's typo in the data) is refused when the vocabulary
+    loads, naming the mood, not left to do nothing."""
+    text = VOCABULARY_PATH.read_text().replace("lean: {tempo: -0.3, energy: -0.25}",
+                                               "lean: {tempo: -0.3, enrgy: -0.25}", 1)  # fmt: skip
+    (tmp_path / "vocabulary.yaml").write_text(text)
+    with pytest.raises(ValueError, match=r"mood 'calm' leans on \{'enrgy'\}"):
+        load_vocabulary(tmp_path / "vocabulary.yaml")
+
+
 def test_a_synonym_names_one_tag(tmp_path: Path):
     text = VOCABULARY_PATH.read_text().replace("synonyms: [edm,", "synonyms: [rock music, edm,")
     (tmp_path / "vocabulary.yaml").write_text(text)
