@@ -217,9 +217,9 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
         print(f"  {genre:<11} {lufs:6.1f} {lra_text} {crest:5.1f}dB  "
               f"{shares[0]:4.0%} / {shares[1]:4.0%} / {shares[2]:4.0%}   {chain}")  # fmt: skip
     print("\nEach part's loudness in the same pieces (its stem, BS.1770 gated), LU from the"
-          " melody's; in brackets the level its role asks for (production.LEVELS):")  # fmt: skip
+          " melody's; in brackets the level the balance asks for (balance.levels):")  # fmt: skip
     for genre, levels in balance:
-        heard = (f"{name} {level:+.1f} ({asked:+g})" for name, (level, asked) in levels.items())
+        heard = (f"{name} {level:+.1f} ({asked:+.1f})" for name, (level, asked) in levels.items())
         print(f"  {genre:<11} " + ", ".join(heard))
     print()
 

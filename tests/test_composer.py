@@ -703,6 +703,7 @@ def test_the_midi_file_carries_the_mixs_balance_and_pan(composed, generator, bea
     song = pretty_midi.PrettyMIDI(io.BytesIO(composed(genre).midi))
     roles = generator.compose(brief_for(beat_analysis, genre), Heartbeat(lambda f: None)).roles
     meter = pyloudnorm.Meter(rate)
+    asked = balance.levels(STYLES[genre].production, roles, [t.name for t in song.instruments])
     off = {}
     for track in song.instruments:
         first = {c.number: c.value for c in track.control_changes if c.time == 0.0}
@@ -712,7 +713,7 @@ def test_the_midi_file_carries_the_mixs_balance_and_pan(composed, generator, bea
         # scale: only the differences between tracks count).
         track.control_changes = [c for c in track.control_changes if c.number != CC_PAN]
         heard = meter.integrated_loudness(track.fluidsynth(rate, str(generator.bank.path)))
-        off[track.name] = heard - balance.level(STYLES[genre].production, roles, track.name)
+        off[track.name] = heard - asked[track.name]
     assert max(off.values()) - min(off.values()) <= 8.0, off
 
 

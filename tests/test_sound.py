@@ -14,6 +14,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pretty_midi
+import pyloudnorm
 import pytest
 
 from services.config import ComposerConfig
@@ -21,6 +22,7 @@ from services.errors import CancelledError
 from services.generator.backends.composer import balance
 from services.generator.backends.composer import bank as bank_module
 from services.generator.backends.composer import render as render_module
+from services.generator.backends.composer.arrangement import Roles
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.backends.composer.mixing import Mixer, MixPart
 from services.generator.backends.composer.production import STRIPS
@@ -372,6 +374,58 @@ def test_rock_s_lead_is_a_second_guitarist_over_the_rhythm_guitar(generator, bea
     assert levels["lead-guitar"][0] - levels["electric-guitar"][0] >= 1.0, levels
     for heard, asked in levels.values():
         assert abs(heard - asked) <= 2.0, levels
+
+
+@pytest.mark.parametrize("genre", ["ambient", "cinematic"])
+def test_the_harmony_of_a_calm_piece_sums_to_its_level_under_the_tune(
+    generator, beat_analysis, genre
+):
+    """Each at its own level, a calm piece's comping, pulse and pad had summed to the tune's
+    own loudness (ambient 0.2 LU under it, cinematic 1.1), and its piano was heard under them
+    more often than over; together they now sit at the genre's harmony level (3 LU under the
+    tune), each keeping its place beside the others. Measured before the ending, whose held
+    chord is the strings' loudest moment."""
+    brief = brief_for(beat_analysis, genre, duration_s=16.0, stems=True)
+    calm = [dataclasses.replace(segment, energy=0.2) for segment in brief.segments]
+    brief = dataclasses.replace(brief, segments=calm,
+                                tags=dataclasses.replace(brief.tags, energy=0.2))  # fmt: skip
+    music = generator.generate(brief)
+    roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+    assert music.plan.sections[-1].role == "ending"
+    body = round(music.plan.sections[-1].start_s * music.sample_rate)
+    stems = {name: stem[:body].astype(np.float64) for name, stem in music.stems.items()}
+    harmony = [name for name in stems if set(roles.parts_of(name)) <= {"comping", "pulse", "pad"}]
+    assert len(harmony) >= 2, roles
+    meter = pyloudnorm.Meter(music.sample_rate)
+    tune = meter.integrated_loudness(sum(stems[name] for name in roles.of("melody")))
+    together = meter.integrated_loudness(sum(stems[name] for name in harmony)) - tune
+    asked = STYLES[genre].production.harmony_level
+    assert asked - 1.5 <= together <= asked + 1.0, (harmony, together)
+
+
+def test_players_of_a_part_share_its_level_and_the_harmony_shares_one():
+    roles = Roles({"melody": ("strings", "woodwinds"), "bass": ("bass",), "drums": ("drums",),
+                   "comping": ("piano",), "pulse": ("plucks",), "pad": ("pads",)})  # fmt: skip
+    band = ["strings", "woodwinds", "bass", "drums", "piano", "plucks", "pads"]
+    production = STYLES["ambient"].production
+    levels = balance.levels(production, roles, band)
+    # The tune's two players together at the melody's level; the rhythm section as it was.
+    assert levels["strings"] == levels["woodwinds"] == pytest.approx(-10 * np.log10(2))
+    assert levels["bass"] == production.level_of("bass")
+    assert levels["drums"] == production.level_of("drums")
+    # The harmony's three parts sum to the harmony level, each as far from the others as
+    # its role puts it.
+    harmony = ["piano", "plucks", "pads"]
+    summed = 10 * np.log10(sum(10 ** (levels[name] / 10) for name in harmony))
+    assert summed == pytest.approx(production.harmony_level)
+    assert levels["piano"] - levels["pads"] == pytest.approx(
+        production.level_of("comping") - production.level_of("pad")
+    )
+    # One comping part under the harmony level keeps its own; a player the piece does not
+    # have does not share the tune.
+    alone = balance.levels(production, roles, ["strings", "bass", "piano"])
+    assert alone == {"strings": 0.0, "bass": production.level_of("bass"),
+                     "piano": production.level_of("comping")}  # fmt: skip
 
 
 def test_stretches_cut_from_a_held_piece_lie_where_the_excerpt_lays_them():

@@ -259,7 +259,8 @@ class ComposerGenerator:
         else:
             measured = balance.played_apart(synth, excerpts, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)
-        levels = [balance.level(style.production, roles, part.name) for part in parts]
+        asked = balance.levels(style.production, roles, [part.name for part in parts])
+        levels = [asked[part.name] for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
         gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat)
         tracks = [

@@ -5,22 +5,22 @@ General's pizzicato strings and its whistle lie 15 dB apart on one note), and a 
 sounds quieter than a held chord. So a fixed gain per part left the melody 15 LU under the
 drums in lo-fi and folk's guitar as far under its flute. Here each part is played in
 stretches spread over the piece, measured (BS.1770 loudness, gated, so its rests do not count)
-and given the gain that puts it at its role's level (production.py's LEVELS, LU from the
-melody).
+and given the gain that puts it at its level (`levels`: its role's, from production.py's
+LEVELS, LU from the melody, shared by the role's players and by the harmony's parts).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.generator.backends.composer.arrangement import Roles
 from services.generator.backends.composer.mixing import Mixer
-from services.generator.backends.composer.production import Production
+from services.generator.backends.composer.production import HARMONY_PARTS, Production
 from services.generator.backends.composer.render import Control, RenderPart, Synthesizer
 from services.media.loudness import integrated_loudness
 
@@ -179,9 +179,29 @@ def balanced_gains(
     return corrected(gains, [loudness(chunks) for chunks in stems])
 
 
-def level(production: Production, roles: Roles, instrument: str) -> float:
-    """The instrument's level in the mix (LU from the melody): its loudest part's."""
-    return max(production.level_of(part) for part in roles.parts_of(instrument))
+def levels(production: Production, roles: Roles, band: Sequence[str]) -> dict[str, float]:
+    """Each instrument's level in the mix (LU from the melody): its loudest part's, shared
+    with the part's other players (two playing the tune are each 3 dB under it, so the tune
+    stays at the melody's level); the harmony (players of HARMONY_PARTS and nothing else)
+    lowered together where it sums past the genre's harmony level, each keeping its place
+    beside the others."""
+
+    def summed(values: Iterable[float]) -> float:
+        # Parts playing other notes add as powers.
+        return 10 * math.log10(sum(10 ** (value / 10) for value in values))
+
+    own = {}
+    for instrument in band:
+        own[instrument] = max(
+            production.level_of(part) - 10 * math.log10(sum(p in band for p in roles.of(part)))
+            for part in roles.parts_of(instrument)
+        )
+    harmony = [i for i in band if set(roles.parts_of(i)) <= set(HARMONY_PARTS)]
+    if harmony:
+        over = summed(own[i] for i in harmony) - production.harmony_level
+        for instrument in harmony:
+            own[instrument] -= max(over, 0.0)
+    return own
 
 
 def stem_levels(
@@ -194,5 +214,7 @@ def stem_levels(
     meter = pyloudnorm.Meter(sample_rate)
     loudness = {name: meter.integrated_loudness(stem.astype(np.float64))
                 for name, stem in stems.items()}  # fmt: skip
-    melody = max(loudness[name] for name in roles.of("melody"))
-    return {name: (loudness[name] - melody, level(production, roles, name)) for name in stems}
+    tune = sum(stems[name].astype(np.float64) for name in roles.of("melody"))
+    melody = meter.integrated_loudness(tune)
+    asked = levels(production, roles, list(stems))
+    return {name: (loudness[name] - melody, asked[name]) for name in stems}

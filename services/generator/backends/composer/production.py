@@ -60,10 +60,17 @@ PLATE = Space("plate", room_size=0.62, damping=0.15)
 SMALL_ROOM = Space("small room", room_size=0.22, damping=0.7, width=0.6)
 
 
-# Where each part sits in the mix: its loudness as it plays, in LU from the melody's
-# (balance.py measures and sets it). The tune on top, the rhythm section just under it, the
-# harmony behind them and the pad a bed; a genre may move a part (Production.levels).
+# Where each part sits in the mix: its players' loudness together as they play, in LU from
+# the melody's (balance.py measures and sets it). The tune on top, the rhythm section just
+# under it, the harmony behind them and the pad a bed; a genre may move a part
+# (Production.levels).
 LEVELS = {"melody": 0.0, "drums": -1.0, "bass": -3.0, "comping": -4.0, "pulse": -6.0, "pad": -7.0}
+# The harmony parts, and the most they may sum to together (LU from the melody): each at its
+# own level, the comping, a pulse and a pad of a calm cinematic or ambient piece had summed
+# to the tune's own loudness, and its piano was heard under them half the time. A genre may
+# move it (Production.harmony_level).
+HARMONY_PARTS = ("comping", "pulse", "pad")
+HARMONY_LEVEL = -3.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Production:
     space: Space
     # Part levels where the genre differs from LEVELS (LU from the melody).
     levels: dict[str, float] = field(default_factory=dict)
+    harmony_level: float = HARMONY_LEVEL
     # Send level to the space per instrument (others take `send`).
     sends: dict[str, float] = field(default_factory=dict)
     send: float = 0.15
@@ -151,7 +159,7 @@ ROCK = Production(
     ROOM, sends={"drums": 0.14, "electric-guitar": 0.12, "lead-guitar": 0.18, "bass": 0.0},
     send=0.1, bus_compression=(-10.0, 3.0), saturation_db=4.0, kit=16,
     # The rhythm guitar's power chords are a wall, the lead just over them.
-    levels={"drums": 0.0, "comping": -2.0},
+    levels={"drums": 0.0, "comping": -2.0}, harmony_level=-2.0,
 )  # fmt: skip
 HIP_HOP = Production(
     ROOM, sends={"drums": 0.05, "bass": 0.0, "piano": 0.15, "synth": 0.12}, send=0.1,
