@@ -18,6 +18,7 @@ from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
+    DRUM_VELOCITY,
     SUBSTITUTES,
     choose_progressions,
 )
@@ -1513,6 +1514,36 @@ def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
     shortest = ENDING_TAIL_S - release_tail_s(ENDING_TAIL_S)
     assert shortest >= 0.75
     assert min(held) >= shortest - 1e-3, held
+
+
+@pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])
+def test_a_calm_piece_ends_as_softly_as_it_plays(generator, beat_analysis, genre):
+    """The final chord is played as its section's bars are: in a calm piece no part's last
+    chord stands over what it played before, and no crash marks it (a calm section's bar
+    lines have none). It had come at one velocity whatever the section: a calm piece's
+    pads 10 over their bars, its strings 6, and a kick and crash over any drum before."""
+    calm_accent = DRUM_VELOCITY["X"] - 8 * (3 - 1)  # a level-1 bar's accented stroke
+    brief = brief_for(beat_analysis, genre, duration_s=16.0)
+    calm = [dataclasses.replace(segment, energy=0.2) for segment in brief.segments]
+    # No cut at the final chord, whose hit would stand over it.
+    brief = dataclasses.replace(brief, segments=calm, cuts=[],
+                                tags=dataclasses.replace(brief.tags, energy=0.2))  # fmt: skip
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    assert {form.intensity for form in score.forms} == {1}
+    final = score.arrangement.final
+    assert final is not None
+    by_instrument: dict[str, tuple[list[int], list[int]]] = {}
+    for note in score.notes:
+        body, last = by_instrument.setdefault(note.instrument, ([], []))
+        (last if abs(note.start - final.start) < 1e-6 else body).append(note)
+    for instrument, (body, last) in by_instrument.items():
+        if instrument == "drums":
+            assert not any(n.pitch == STYLES[genre].crash for n in last), genre
+            # No louder than a calm groove's accented stroke (before: 100-108 with a crash).
+            assert max(n.velocity for n in last) <= calm_accent, last
+        else:
+            velocities = [n.velocity for n in body]
+            assert last and np.mean([n.velocity for n in last]) <= np.percentile(velocities, 90)
 
 
 def test_keys_are_spelled_as_musicians_write_them():

@@ -84,6 +84,11 @@ FINAL_HOLD_S = 1.0
 RELEASE_TAIL_SHARE = 0.4
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
+# The final chord's velocities in a section of level FINAL_LEVEL or busier; a calmer one plays
+# it as much softer as its bars are played (a calm piece's chord, kick and crash had all come
+# 12 over its bars, the crash over the piece's own loudest cut hits).
+FINAL_LEVEL = 2
+FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "kick": 104, "crash": 100}
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
 # to the loudest hits (a loud section's): a crash at full velocity in a quiet close had come
 # 8 dB over it.
@@ -518,7 +523,7 @@ class Composer:
                 playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
             if final is not None and form.start_beat <= final < form.end_beat:
                 heard = playing.union(*self.result.section_instruments)
-                playing |= self._final_chord(final, form.key, heard)
+                playing |= self._final_chord(final, form, heard)
             sounding = [b for b in bars if final is None or b <= final]
             self.result.section_chords.append(self._numerals(sounding))
             self.result.section_instruments.append(sorted(playing))
@@ -756,35 +761,39 @@ class Composer:
         if not on_the_downbeat:
             self._pickup_chord()
 
-    def _final_chord(self, start: int, key: Key, heard: set[str]) -> set[str]:
+    def _final_chord(self, start: int, form: SectionForm, heard: set[str]) -> set[str]:
         """The final tonic, by the players `heard` before it (one never brought in does not
-        enter for the last chord alone)."""
-        numeral = "I" if key.mode == "major" else "i"
-        tonic = chord(numeral, key)
+        enter for the last chord alone), as loud as its section plays (FINAL_VELOCITY)."""
+        numeral = "I" if form.key.mode == "major" else "i"
+        tonic = chord(numeral, form.key)
         end = max(start + 0.5, self.result.end_beat)
         self.result.final = ChordSpan(float(start), end, tonic, numeral)
+        level = self._level(form, intro=False)
+        softer = _playing_velocity(FINAL_LEVEL) - _playing_velocity(min(level, FINAL_LEVEL))
+        velocity = {part: value - softer for part, value in FINAL_VELOCITY.items()}
         playing: set[str] = set()
         roles = self.roles
         chords = [*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]
         for player in dict.fromkeys(p for p in chords if p in heard):
             previous = self._voicings.get(player)
             for pitch in voice(tonic, previous, *self.style.register("comping")):
-                self._add(player, pitch, start, end, 78)
+                self._add(player, pitch, start, end, velocity["chord"])
             playing.add(player)
         for player in roles.of("bass")[:1]:
             pitch = nearest_in(self._bass_pitch, (tonic.root,), *self.style.register("bass"))
-            self._add(player, pitch, start, end, 86)
+            self._add(player, pitch, start, end, velocity["bass"])
             playing.add(player)
         for player in roles.of("melody")[:1]:
             low, high = self.style.melody_range
             self._add(player, nearest_in(self._melody_pitch, (tonic.root,), low, high), start,
-                      end, 82)  # fmt: skip
+                      end, velocity["melody"])  # fmt: skip
             playing.add(player)
         for player in roles.of("drums")[:1]:
-            self._add(player, drum_keys.KICK, start, start + 0.25, 104)
-            # As at a section's start: a montage's cut just after brings its own accent.
-            if not self._cut_beside(start):
-                self._add(player, self.style.crash, start, start + 0.5, 100)
+            self._add(player, drum_keys.KICK, start, start + 0.25, velocity["kick"])
+            # As at a section's start: a calm section's bar lines have no crash, and a
+            # montage's cut just after brings its own accent.
+            if level >= 2 and not self._cut_beside(start):
+                self._add(player, self.style.crash, start, start + 0.5, velocity["crash"])
             playing.add(player)
         return playing
 
