@@ -939,9 +939,11 @@ def _check_staging_store(url: str) -> None:
 
 def _caller_left(error: BaseException) -> bool:
     """Whether the request ended by its caller's doing: gRPC cancels the handler when the
-    caller cancels or its deadline passes; the work stops with CancelledError, and a caller
-    too slow to take its music ends the stream."""
-    if isinstance(error, asyncio.CancelledError):
+    caller cancels or its deadline passes; the work stops with CancelledError, or, where the
+    stream was waiting for the caller to take an event, gRPC closes it (GeneratorExit: that
+    had been taken for a failure, and the Score refunded, in about one cancel of five); and
+    a caller too slow to take its music ends the stream."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return True
     return isinstance(error, BgmError) and error.error_reason in CALLER_LEFT_REASONS
 
