@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,8 @@ from services.config import AuthConfig, TenantLimits, TlsConfig
 from services.errors import ConfigError, ResourceExhaustedError, UnauthenticatedError
 from services.serving import RunningRequests
 from services.watched_files import WatchedFiles
+
+log = logging.getLogger("bgm")
 
 # The ledger forgets idle tenants once it holds this many (and then at twice what is left).
 LEDGER_SWEEP_AT = 1024
@@ -85,14 +88,20 @@ def _api_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-def _jwks(path: Path) -> Any:
+def _jwks(path: Path) -> list[Any]:
+    """The JWKS's keys (PyJWT's PyJWK)."""
     import jwt
 
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise ValueError("a JSON object whose 'keys' lists the keys")
-        return jwt.PyJWKSet.from_dict(data)
+        if not data["keys"]:
+            # Every key revoked. PyJWT refuses an empty set, and a set that cannot be read
+            # keeps the last good keys: the revoked keys had gone on signing for tenants.
+            log.warning("%s holds no keys: every JWT is refused", path)
+            return []
+        return list(jwt.PyJWKSet.from_dict(data).keys)
     # PyJWT's own errors, and those it lets through for a key of no algorithm it knows
     # (NotImplementedError for alg 'none', TypeError for a key that is not an object): each
     # had failed every JWT call as INTERNAL, with a traceback, until the file was mended.
@@ -141,7 +150,13 @@ class Authenticator:
             kid = jwt.get_unverified_header(token).get("kid")
             # A token naming no key is tried with each (only the first had been, so a key
             # added to rotate to was refused until the old one left the set).
-            for key in [keys[kid]] if kid else keys.keys:
+            named = [key for key in keys if key.key_id == kid] if kid else keys
+            if not named:
+                raise UnauthenticatedError(
+                    f"the JWT is not accepted: the JWKS has no key {kid!r}" if kid
+                    else "the JWT is not accepted: the JWKS holds no keys"
+                )  # fmt: skip
+            for key in named:
                 try:
                     claims = jwt.decode(
                         token, key.key, algorithms=[key.algorithm_name],
@@ -153,7 +168,7 @@ class Authenticator:
                     refused = error
             else:
                 raise refused
-        except (jwt.PyJWTError, KeyError) as error:
+        except jwt.PyJWTError as error:
             raise UnauthenticatedError(f"the JWT is not accepted: {error}") from None
         tenant = claims.get(self.config.tenant_claim)
         if not isinstance(tenant, str) or not tenant:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.config import Endpoint, TlsConfig
 from services.devserver import Pki, Running, make_pki, start, stop
-from services.errors import ConfigError
+from services.errors import ConfigError, UnauthenticatedError
 from services.gateway.client import error_details
 from services.gen.bgm.v1 import (
     common_pb2,
@@ -591,6 +591,26 @@ def test_a_jwks_that_is_not_one_keeps_the_last_good_keys(tmp_path, caplog, bad):
     assert "cannot be read yet" in caplog.text
     with pytest.raises(ConfigError, match="is not a usable JWKS"):
         Authenticator(config)
+
+
+def test_a_jwks_emptied_revokes_every_key(tmp_path, caplog):
+    """`{"keys": []}` is a JWKS with every key revoked. PyJWT refuses an empty set, so it
+    had been taken for a file that cannot be read yet, and the revoked key went on being
+    accepted; a server may also start with it (refusing every JWT)."""
+    from services.auth import Authenticator
+
+    authenticator, sign, config = _jwt_authenticator(tmp_path)
+    token = sign(exp=int(time.time()) + 60)
+    bearer = (("authorization", f"Bearer {token}"),)
+    assert authenticator.caller(bearer).tenant == "t"
+    assert config.jwks_file is not None
+    config.jwks_file.write_text('{"keys": []}')
+    with pytest.raises(UnauthenticatedError, match="has no key 'k1'"):
+        authenticator.caller(bearer)
+    assert "cannot be read yet" not in caplog.text
+    assert "holds no keys" in caplog.text
+    with pytest.raises(UnauthenticatedError, match="has no key 'k1'"):
+        Authenticator(config).caller(bearer)
 
 
 def test_a_jwks_needs_an_issuer_and_an_audience(tmp_path):
