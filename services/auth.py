@@ -67,9 +67,14 @@ def tenant_name(name: str) -> bool:
 
 def _api_keys(path: Path) -> dict[str, str]:
     try:
-        entries = yaml.safe_load(path.read_text()) or []
+        entries = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not YAML: {error}") from None
+    # An empty file is what a rewrite looks like before its first byte: taken for a list of
+    # no keys, it had revoked every key until the writer finished. Revoking them all is `[]`.
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a list of {{tenant: NAME, sha256: HEX}} "
+                          "([] for none)")  # fmt: skip
     try:
         pairs = [(str(e["sha256"]).lower(), str(e["tenant"])) for e in entries]
     except (TypeError, KeyError):

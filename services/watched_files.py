@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -15,13 +16,22 @@ log = logging.getLogger("bgm")
 T = TypeVar("T")
 
 
-def _mtimes(paths: Sequence[Path]) -> tuple[int, ...]:
+# A file that cannot be read yet is tried again when it changes, or after this long: a
+# rewrite finished within the clock tick of the read that caught it half-way leaves no other
+# sign (and trying at every use had logged a warning for every call while it lasted).
+RETRY_S = 1.0
+
+
+def _stamps(paths: Sequence[Path]) -> tuple[tuple[int, int, int], ...]:
+    """Each file's modification time, size and inode (a rewrite within one clock tick of
+    the last still changes its size, or its inode if it was renamed into place)."""
     stamps = []
     for path in paths:
         try:
-            stamps.append(path.stat().st_mtime_ns)
+            stat = path.stat()
+            stamps.append((stat.st_mtime_ns, stat.st_size, stat.st_ino))
         except OSError:
-            stamps.append(0)
+            stamps.append((0, 0, 0))
     return tuple(stamps)
 
 
@@ -42,7 +52,9 @@ class WatchedFiles(Generic[T]):
         self.paths, self.what = list(paths), what
         self._load = load
         self._lock = threading.Lock()
-        self._stamp = _mtimes(self.paths)
+        self._stamp = _stamps(self.paths)
+        # The stamp that could not be read, and when it was last tried.
+        self._unreadable: tuple[tuple[tuple[int, int, int], ...], float] | None = None
         for path in self.paths:
             check_regular_file(path, what)
         try:
@@ -52,23 +64,32 @@ class WatchedFiles(Generic[T]):
 
     def reloaded(self) -> T | None:
         """The new value when the files changed since the last read, else None."""
-        stamp = _mtimes(self.paths)
-        if stamp == self._stamp:
+        stamp = _stamps(self.paths)
+        if stamp == self._stamp or self._waiting(stamp):
             return None
         with self._lock:
-            if stamp == self._stamp:
+            if stamp == self._stamp or self._waiting(stamp):
                 return None
             try:
                 for path in self.paths:
                     check_regular_file(path, self.what)
                 value = self._load()
             except (ConfigError, OSError, ValueError) as error:
+                self._unreadable = (stamp, time.monotonic())
                 log.warning("%s changed but cannot be read yet (keeping the last): %s",
                             self.what, error)  # fmt: skip
                 return None
-            self.value, self._stamp = value, stamp
+            self.value, self._stamp, self._unreadable = value, stamp, None
             log.info("%s reloaded from %s", self.what, ", ".join(map(str, self.paths)))
             return value
+
+    def _waiting(self, stamp: tuple[tuple[int, int, int], ...]) -> bool:
+        """Whether `stamp` is the one that could not be read, tried less than RETRY_S ago."""
+        return (
+            self._unreadable is not None
+            and self._unreadable[0] == stamp
+            and time.monotonic() - self._unreadable[1] < RETRY_S
+        )
 
     def current(self) -> T:
         self.reloaded()
