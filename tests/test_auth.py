@@ -90,7 +90,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     # The tagger serves only the gateway's certificate (and the service token).
     gateway_tls = {**client_tls, "cert_file": str(gateway_cert), "key_file": str(gateway_key)}
     outputs = folder / "outputs"
-    for tenant in ("acme", "globex", "initech"):
+    for tenant in ("acme", "globex", "initech", "umbrella"):
         (outputs / tenant).mkdir(parents=True)
         (clip.path.parent / tenant).mkdir(exist_ok=True)
         (clip.path.parent / tenant / "clip.mp4").write_bytes(clip.path.read_bytes())
@@ -101,7 +101,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
                  "jwt_audience": "bgm", "service_token_env": "BGM_TEST_SERVICE_TOKEN",
                  "tenants": {"globex": {"max_concurrent": 1, "music_s_per_hour": 10.0,
                                         "max_video_s": 60.0, "max_candidates": 2},
-                             "initech": {"music_s_per_hour": 10.0}}},
+                             "initech": {"music_s_per_hour": 10.0},
+                             "umbrella": {"music_s_per_hour": 10.0}}},
         "serving": {"gateway": {"tls": {**tls, "client_ca_file": str(pki.ca_file)}},
                     "tagger": {"tls": {**tls, "client_ca_file": str(pki.ca_file),
                                        "client_names": ["gateway"]}},
@@ -305,6 +306,46 @@ def test_a_score_left_while_its_music_is_made_is_counted(secured):
     assert error_details(spent).reason == "TENANT_QUOTA"
     # A refused request is not counted: 3 s more fit.
     assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
+
+
+def test_a_score_whose_own_outputs_cannot_be_written_is_refused_first_or_counted(secured):
+    """A folder where a stem goes had been found only once the music was made, and the
+    Score refunded: a tenant could have the generators again and again, past its quota. Now
+    such a request is refused before any work (and not counted), and one whose outputs are
+    blocked while its music is made is counted, as a cancel then is."""
+    from services.vocabulary import load_vocabulary
+
+    token, uri = secured.jwt("umbrella"), clip_uri(secured, "umbrella")  # 10 s an hour
+    outputs = secured.running.outputs / "umbrella"
+    blocked = outputs / "blocked"
+    (blocked / "stems" / "piano.wav").mkdir(parents=True)
+    for _ in range(4):  # each would have been 3 s
+        early = refused(secured, token, uri, output_uri=blocked.as_uri(), stems=True)
+        assert early.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "piano.wav: a folder is where the piano stem goes" in early.details()
+    late = outputs / "late"
+    request = gateway_pb2.ScoreRequest(
+        video=common_pb2.VideoSource(uri=uri),
+        output=gateway_pb2.OutputOptions(stems=True, output_uri=late.as_uri()),
+    )
+    with (
+        secured.channel(secured.running.gateway) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        call = gateway_pb2_grpc.GatewayStub(channel).Score(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+        )
+        for response in call:
+            if response.event.progress.stage == "composition":  # the generator is at work
+                for name in load_vocabulary().instruments:
+                    (late / "stems" / f"{name}.wav").mkdir(parents=True, exist_ok=True)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    # 3 s spent: two more Scores fit the hour, a third does not.
+    for _ in range(2):
+        assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
+    over = refused(secured, token, uri)
+    assert over.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(over).reason == "TENANT_QUOTA"
 
 
 def audit_lines(secured: Secured) -> list[dict]:
@@ -679,6 +720,32 @@ def _jwt_authenticator(tmp_path: Path) -> tuple[Any, Any, Any]:
                           algorithm="RS256", headers={"kid": "k1"})  # fmt: skip
 
     return Authenticator(config), sign, config
+
+
+def test_an_emptied_key_file_keeps_its_keys_and_an_empty_list_revokes_them(tmp_path, caplog):
+    """A rewrite caught before its first byte (a truncating open), or `null`, had been read
+    as no keys: every API key refused until the writer finished. Only `[]` revokes them all.
+    And while a file cannot be read, it is tried again when it changes (or after a second),
+    not at every call: each call had logged its warning."""
+    from services.auth import Authenticator
+    from services.config import AuthConfig
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"tenant": "t", "sha256": hashlib.sha256(b"k").hexdigest()}]))
+    authenticator = Authenticator(AuthConfig(enabled=True, api_keys_file=keys))
+    bearer = (("authorization", "Bearer k"),)
+    for caught in ("", "null\n", "{}\n"):
+        caplog.clear()
+        keys.write_text(caught)
+        for _ in range(5):
+            assert authenticator.caller(bearer).tenant == "t"
+        assert caplog.text.count("cannot be read yet") == 1, caught
+    keys.write_text("[]\n")
+    with pytest.raises(UnauthenticatedError, match="not a known API key"):
+        authenticator.caller(bearer)
+    keys.write_text("")
+    with pytest.raises(ConfigError, match=r"expected a list .*\(\[\] for none\)"):
+        Authenticator(AuthConfig(enabled=True, api_keys_file=keys))
 
 
 def test_a_half_written_key_file_keeps_the_last_good_keys(tmp_path, caplog):

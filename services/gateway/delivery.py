@@ -123,6 +123,13 @@ def check_asked(
     check_structure(controls.structure, info, "controls.structure")
     check_offered(controls, info)
     validate_options(options, info.sample_rates)
+    if options.stems_dir is not None and options.stems_dir.is_dir():
+        # Found only when the music was written, a folder where a stem goes had let a
+        # tenant have the generators again and again, each Score refused after its music.
+        for name in info.instruments:
+            if (options.stems_dir / f"{name}.wav").is_dir():
+                raise InvalidInputError(f"{name}.wav: a folder is where the {name} stem goes",
+                                        field="output.stems")  # fmt: skip
     for asked, output, field in ((options.midi, "midi", "output.midi"),
                                  (options.stems_dir, "stems", "output.stems")):  # fmt: skip
         if asked is not None and output not in info.outputs:

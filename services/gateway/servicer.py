@@ -561,10 +561,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 yield event
         except BaseException as error:
             # Music that was not delivered is not counted against the tenant, unless its
-            # caller left once the generator was at work: the compute is spent (refunded, a
-            # tenant that cancelled each Score just before its end had had the generators
-            # for free, past its quota).
-            if not (asked.generating.is_set() and _caller_left(error)):
+            # caller left once the generator was at work, or its own request made the music
+            # undeliverable (a folder put where an output goes): the compute is spent
+            # (refunded, a tenant that cancelled each Score just before its end had had the
+            # generators for free, past its quota).
+            spent = _caller_left(error) or isinstance(error, InvalidInputError)
+            if not (asked.generating.is_set() and spent):
                 self.ledger.refund(record.tenant, booked)
             raise
 
