@@ -88,7 +88,7 @@ HELD_NOTE_BEATS = 1.0
 # it as much softer as its bars are played (a calm piece's chord, kick and crash had all come
 # 12 over its bars, the crash over the piece's own loudest cut hits).
 FINAL_LEVEL = 2
-FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "kick": 104, "crash": 100}
+FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "crash": 100}
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
 # to the loudest hits (a loud section's): a crash at full velocity in a quiet close had come
 # 8 dB over it.
@@ -789,7 +789,11 @@ class Composer:
                       end, velocity["melody"])  # fmt: skip
             playing.add(player)
         for player in roles.of("drums")[:1]:
-            self._add(player, drum_keys.KICK, start, start + 0.25, velocity["kick"])
+            # The kick as the section's grooves strike it: accented from FINAL_LEVEL (104),
+            # plain in a calm close (76), where an accent had stood over every drum before.
+            stroke = "X" if level >= FINAL_LEVEL else "x"
+            kick = DRUM_VELOCITY[stroke] - 8 * (3 - min(level, FINAL_LEVEL))
+            self._add(player, drum_keys.KICK, start, start + 0.25, kick)
             # As at a section's start: a calm section's bar lines have no crash, and a
             # montage's cut just after brings its own accent.
             if level >= 2 and not self._cut_beside(start):
