@@ -46,7 +46,8 @@ def check_regular_file(path: Path, what: str) -> None:
 class WatchedFiles(Generic[T]):
     """`load()` of `paths`, read at once (a bad file stops the start) and again after any of
     them changes. A re-read that fails (a rotation caught half-written, a file briefly
-    missing) keeps the last good value and logs a warning; the next change is tried again."""
+    missing) keeps the last good value and logs a warning; it is tried again at the next
+    change, or RETRY_S later."""
 
     def __init__(self, paths: Sequence[Path], load: Callable[[], T], what: str):
         self.paths, self.what = list(paths), what
