@@ -19,6 +19,7 @@ from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
     SUBSTITUTES,
+    Note,
     choose_progressions,
 )
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
@@ -1530,7 +1531,7 @@ def test_a_calm_piece_ends_as_softly_as_it_plays(generator, beat_analysis, genre
     assert {form.intensity for form in score.forms} == {1}
     final = score.arrangement.final
     assert final is not None
-    by_instrument: dict[str, tuple[list[int], list[int]]] = {}
+    by_instrument: dict[str, tuple[list[Note], list[Note]]] = {}
     for note in score.notes:
         body, last = by_instrument.setdefault(note.instrument, ([], []))
         (last if abs(note.start - final.start) < 1e-6 else body).append(note)
