@@ -403,14 +403,15 @@ def test_the_harmony_of_a_calm_piece_sums_to_its_level_under_the_tune(
     assert asked - 1.5 <= together <= asked + 1.0, (harmony, together)
 
 
-def test_players_of_a_part_share_its_level_and_the_harmony_shares_one():
+def test_the_harmony_shares_one_level_and_a_second_player_keeps_its_parts():
     roles = Roles({"melody": ("strings", "woodwinds"), "bass": ("bass",), "drums": ("drums",),
                    "comping": ("piano",), "pulse": ("plucks",), "pad": ("pads",)})  # fmt: skip
     band = ["strings", "woodwinds", "bass", "drums", "piano", "plucks", "pads"]
     production = STYLES["ambient"].production
     levels = balance.levels(production, roles, band)
-    # The tune's two players together at the melody's level; the rhythm section as it was.
-    assert levels["strings"] == levels["woodwinds"] == pytest.approx(-10 * np.log10(2))
+    # The tune's second player (it joins where the music is busiest) at the tune's level, as
+    # its first; the rhythm section at its own.
+    assert levels["strings"] == levels["woodwinds"] == 0.0
     assert levels["bass"] == production.level_of("bass")
     assert levels["drums"] == production.level_of("drums")
     # The harmony's three parts sum to the harmony level, each as far from the others as
@@ -421,8 +422,7 @@ def test_players_of_a_part_share_its_level_and_the_harmony_shares_one():
     assert levels["piano"] - levels["pads"] == pytest.approx(
         production.level_of("comping") - production.level_of("pad")
     )
-    # One comping part under the harmony level keeps its own; a player the piece does not
-    # have does not share the tune.
+    # One comping part under the harmony level keeps its own.
     alone = balance.levels(production, roles, ["strings", "bass", "piano"])
     assert alone == {"strings": 0.0, "bass": production.level_of("bass"),
                      "piano": production.level_of("comping")}  # fmt: skip

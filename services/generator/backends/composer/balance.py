@@ -6,7 +6,7 @@ sounds quieter than a held chord. So a fixed gain per part left the melody 15 LU
 drums in lo-fi and folk's guitar as far under its flute. Here each part is played in
 stretches spread over the piece, measured (BS.1770 loudness, gated, so its rests do not count)
 and given the gain that puts it at its level (`levels`: its role's, from production.py's
-LEVELS, LU from the melody, shared by the role's players and by the harmony's parts).
+LEVELS, LU from the melody; the harmony's parts share one).
 """
 
 from __future__ import annotations
@@ -180,22 +180,21 @@ def balanced_gains(
 
 
 def levels(production: Production, roles: Roles, band: Sequence[str]) -> dict[str, float]:
-    """Each instrument's level in the mix (LU from the melody): its loudest part's, shared
-    with the part's other players (two playing the tune are each 3 dB under it, so the tune
-    stays at the melody's level); the harmony (players of HARMONY_PARTS and nothing else)
-    lowered together where it sums past the genre's harmony level, each keeping its place
-    beside the others."""
+    """Each instrument's level in the mix (LU from the melody): its loudest part's; the
+    harmony (players of HARMONY_PARTS and nothing else) lowered together where it sums past
+    the genre's harmony level, each keeping its place beside the others. (A part's second
+    player keeps the part's level: it plays only where the music is busiest, and sharing the
+    level with it had left the first player 3 dB low everywhere else, folk's fiddle under
+    its own tune.)"""
 
     def summed(values: Iterable[float]) -> float:
         # Parts playing other notes add as powers.
         return 10 * math.log10(sum(10 ** (value / 10) for value in values))
 
-    own = {}
-    for instrument in band:
-        own[instrument] = max(
-            production.level_of(part) - 10 * math.log10(sum(p in band for p in roles.of(part)))
-            for part in roles.parts_of(instrument)
-        )
+    own = {
+        instrument: max(production.level_of(part) for part in roles.parts_of(instrument))
+        for instrument in band
+    }
     harmony = [i for i in band if set(roles.parts_of(i)) <= set(HARMONY_PARTS)]
     if harmony:
         over = summed(own[i] for i in harmony) - production.harmony_level
@@ -214,7 +213,6 @@ def stem_levels(
     meter = pyloudnorm.Meter(sample_rate)
     loudness = {name: meter.integrated_loudness(stem.astype(np.float64))
                 for name, stem in stems.items()}  # fmt: skip
-    tune = sum(stems[name].astype(np.float64) for name in roles.of("melody"))
-    melody = meter.integrated_loudness(tune)
+    melody = max(loudness[name] for name in roles.of("melody") if name in loudness)
     asked = levels(production, roles, list(stems))
     return {name: (loudness[name] - melody, asked[name]) for name in stems}

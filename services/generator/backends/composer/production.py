@@ -60,10 +60,9 @@ PLATE = Space("plate", room_size=0.62, damping=0.15)
 SMALL_ROOM = Space("small room", room_size=0.22, damping=0.7, width=0.6)
 
 
-# Where each part sits in the mix: its players' loudness together as they play, in LU from
-# the melody's (balance.py measures and sets it). The tune on top, the rhythm section just
-# under it, the harmony behind them and the pad a bed; a genre may move a part
-# (Production.levels).
+# Where each part sits in the mix: its loudness as it plays, in LU from the melody's
+# (balance.py measures and sets it). The tune on top, the rhythm section just under it, the
+# harmony behind them and the pad a bed; a genre may move a part (Production.levels).
 LEVELS = {"melody": 0.0, "drums": -1.0, "bass": -3.0, "comping": -4.0, "pulse": -6.0, "pad": -7.0}
 # The harmony parts, and the most they may sum to together (LU from the melody): each at its
 # own level, the comping, a pulse and a pad of a calm cinematic or ambient piece had summed
