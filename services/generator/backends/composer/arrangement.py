@@ -324,6 +324,11 @@ def _playing_velocity(level: int) -> int:
     return 54 + 12 * level
 
 
+def _stroke_velocity(symbol: str, level: int) -> int:
+    """The velocity of a groove's stroke (DRUM_VELOCITY's symbol) at a level (1..3)."""
+    return DRUM_VELOCITY[symbol] - 8 * (3 - level)
+
+
 @dataclass(frozen=True)
 class ChordSpan:
     start: float
@@ -792,7 +797,7 @@ class Composer:
             # The kick as the section's grooves strike it: accented from FINAL_LEVEL (104),
             # plain in a calm close (76), where an accent had stood over every drum before.
             stroke = "X" if level >= FINAL_LEVEL else "x"
-            kick = DRUM_VELOCITY[stroke] - 8 * (3 - min(level, FINAL_LEVEL))
+            kick = _stroke_velocity(stroke, min(level, FINAL_LEVEL))
             self._add(player, drum_keys.KICK, start, start + 0.25, kick)
             # As at a section's start: a calm section's bar lines have no crash, and a
             # montage's cut just after brings its own accent.
@@ -992,8 +997,7 @@ class Composer:
             pattern = _with_fill(pattern, fill_pattern)
         for key, line in pattern.items():
             for onset, _stop, symbol in self._events(line, start, end):
-                velocity = DRUM_VELOCITY[symbol] - 8 * (3 - level)
-                self._add(player, key, onset, onset + 0.2, velocity)
+                self._add(player, key, onset, onset + 0.2, _stroke_velocity(symbol, level))
         if crash:
             self._add(player, self.style.crash, start, start + 0.5, 100)
 
