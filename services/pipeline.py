@@ -38,6 +38,7 @@ from services.gateway.delivery import (
 from services.gateway.mastering import LoudnessReport
 from services.generator.backend import GeneratorBackend
 from services.generator.candidates import candidate_jobs, ranked
+from services.media.midi import delayed
 from services.progress import Heartbeat, ProgressCallback
 from services.rules import speech_matters
 from services.tagger.backend import AnalysisRequest, TaggerBackend
@@ -101,7 +102,8 @@ class Part:
                                    motion=motion, speech=speech, loudness=loudness)  # fmt: skip
 
     def placed(self, music: GeneratedMusic, whole_s: float) -> GeneratedMusic:
-        """The part's music at its place in the whole video's length, silence around it."""
+        """The part's music at its place in the whole video's length, silence around it: the
+        audio, the stems and the MIDI, so that they line up on one timeline."""
         rate = music.sample_rate
         before = round(self.start_s * rate)
         total = round(whole_s * rate)
@@ -112,7 +114,8 @@ class Part:
             return out
 
         stems = {name: padded(audio) for name, audio in music.stems.items()}
-        return dataclasses.replace(music, audio=padded(music.audio), stems=stems)
+        midi = delayed(music.midi, self.start_s) if music.midi else music.midi
+        return dataclasses.replace(music, audio=padded(music.audio), stems=stems, midi=midi)
 
 
 # The shortest part of a video worth scoring.

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
 
 from services.media.synth import SyntheticVideo
@@ -287,7 +288,7 @@ def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVid
     assert lone.returncode == 2 and "names a folder" in lone.stderr
 
     part = bgm("score", str(first), "-o", str(tmp_path / "part.wav"), "--start", "2",
-               "--end", "5")  # fmt: skip
+               "--end", "5", "--midi", str(tmp_path / "part.mid"))  # fmt: skip
     assert part.returncode == 0, part.stderr
     audio, rate = _decoded(tmp_path / "part.wav")
     # The whole video's length, the music from 2 s to 5 s and silence around it.
@@ -295,6 +296,12 @@ def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVid
     sounding = np.flatnonzero(np.abs(audio) > 1e-4) / rate
     assert sounding[0] >= 2.0 - 1e-3 and sounding[-1] <= 5.0 + 1e-3
     assert sounding[0] < 2.1 and sounding[-1] > 4.5
+    # The MIDI on the same timeline: its first note where the audio starts to sound (it had
+    # started at 0, 2 s before the audio and the stems, in a DAW's session).
+    notes = [n for i in pretty_midi.PrettyMIDI(str(tmp_path / "part.mid")).instruments
+             for n in i.notes]  # fmt: skip
+    assert abs(min(n.start for n in notes) - sounding[0]) < 0.005
+    assert max(n.end for n in notes) <= 5.0 + 1e-3
     late = bgm("score", str(first), "-o", str(tmp_path / "late.wav"), "--end", "99")
     assert late.returncode == 2 and "(the video's length)" in late.stderr
 

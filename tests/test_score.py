@@ -136,6 +136,44 @@ def test_midi_and_stems(pipeline, clip, tmp_path):
         assert decoded_samples(stem)[0] == round(clip.duration_s * 48000)
 
 
+def test_a_part_s_midi_moves_with_its_tempo_map_and_meter():
+    """Every note of a part's MIDI plays exactly `start` later, across tempo changes, and its
+    meter's bars still start on the music's downbeats."""
+    import mido
+
+    from services.media.midi import delayed
+
+    song = mido.MidiFile(ticks_per_beat=480)
+    meta = mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=600_000, time=0),
+        mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0),
+        mido.MetaMessage("set_tempo", tempo=400_000, time=960),
+    ])  # fmt: skip
+    notes = mido.MidiTrack([
+        mido.Message("program_change", program=40, time=0),
+        mido.Message("note_on", note=60, velocity=90, time=0),
+        mido.Message("note_off", note=60, time=480),
+        mido.Message("note_on", note=64, velocity=90, time=960),
+        mido.Message("note_off", note=64, time=480),
+    ])  # fmt: skip
+    song.tracks += [meta, notes]
+    raw = io.BytesIO()
+    song.save(file=raw)
+
+    def heard(midi: bytes) -> tuple[list[float], list[float], list[float]]:
+        parsed = pretty_midi.PrettyMIDI(io.BytesIO(midi))
+        played = [t for n in parsed.instruments[0].notes for t in (n.start, n.end)]
+        meters = [s.time for s in parsed.time_signature_changes]
+        programs = [float(i.program) for i in parsed.instruments]
+        return played, meters, programs
+
+    before, later = heard(raw.getvalue()), heard(delayed(raw.getvalue(), 2.5))
+    assert later[0] == pytest.approx([t + 2.5 for t in before[0]], abs=1e-3)
+    assert later[1] == pytest.approx([2.5])
+    assert later[2] == before[2] == [40.0]
+    assert delayed(raw.getvalue(), 0.0) == raw.getvalue()
+
+
 def test_controls_are_read_as_people_write_them(pipeline, clip, tmp_path):
     controls = UserControls(genres=["Hip Hop", "hiphop"], moods=["Chill"],
                             instruments=["guitar"], key="F#m", negative=["Piano"])  # fmt: skip
