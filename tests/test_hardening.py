@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import math
 import signal
@@ -2178,6 +2179,51 @@ def test_a_client_that_stops_reading_keeps_no_room_from_others(tmp_path, media, 
             call.cancel()
         finally:
             stalled.close()
+
+
+@pytest.mark.slow
+def test_a_tenant_s_backlog_does_not_hold_the_gateway_s_slots_from_another(
+    tmp_path, media, clip, monkeypatch
+):
+    """A gateway that works on one Score at a time, with auth on: one tenant sends three
+    Scores at once, another tenant one just after. The tenants take turns: the second
+    tenant's comes after the one running and the first tenant's next, not after the whole
+    backlog, as when the slots were handed out in the order the requests came (30 Scores of
+    one tenant had kept another's waiting 152 s)."""
+    keys = {"acme": "acme-key", "globex": "globex-key"}
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump(
+        [{"tenant": t, "sha256": hashlib.sha256(k.encode()).hexdigest()}
+         for t, k in keys.items()]))  # fmt: skip
+    monkeypatch.setenv("BGM_TEST_SERVICE_TOKEN", "gateway-only")
+    changes: dict[str, dict[str, Any]] = {
+        "auth": {"enabled": True, "api_keys_file": str(tmp_path / "keys.yaml"),
+                 "service_token_env": "BGM_TEST_SERVICE_TOKEN"},
+        "serving": {"gateway": {"max_concurrent": 1}},
+    }  # fmt: skip
+    config, ports = write_config(tmp_path, media, changes=changes)
+    finished: list[str] = []
+
+    def send(tenant: str) -> None:
+        with grpc.insecure_channel(gateway) as channel:
+            call = gateway_pb2_grpc.GatewayStub(channel).Score(
+                _request(data=clip.path.read_bytes()), timeout=120,
+                metadata=(("authorization", f"Bearer {keys[tenant]}"),))  # fmt: skip
+            assert list(call)[-1].event.WhichOneof("event") == "result"
+        finished.append(tenant)
+
+    with _faulty_services(config, ports) as (gateway, tagger, _):
+        # Each Score holds the slot for at least a second.
+        tagger.delay_s = 1.0
+        senders = [threading.Thread(target=send, args=("acme",)) for _ in range(3)]
+        for sender in senders:
+            sender.start()
+        _until(lambda: len(tagger.served_for) == 1)
+        time.sleep(0.5)  # the other two wait for the slot
+        late = threading.Thread(target=send, args=("globex",))
+        late.start()
+        for sender in [*senders, late]:
+            sender.join(120)
+    assert finished == ["acme", "acme", "globex", "acme"]
 
 
 @pytest.mark.slow
