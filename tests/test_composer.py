@@ -1282,6 +1282,45 @@ def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
     assert max(quiet) <= 100 and max(quiet) < min(loud), (quiet, loud)
 
 
+@pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])
+def test_the_texture_changes_at_the_cut_not_at_the_bar_line_beside_it(generator, beat_analysis,
+                                                                        genre):  # fmt: skip
+    """At a user's 120 BPM the grid puts the cut at 4 s on a bar line and the cut at 9 s,
+    where a calm video turns busy, on the second half of a bar. The band plays as calmly as
+    before up to that cut and harder from it; it had turned busy at the bar line, a second
+    before the picture."""
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    shots = ((0.0, 4.0, 0.1), (4.0, 9.0, 0.1), (9.0, 16.0, 0.95))
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
+    cuts = [Cut(4.0, "hard", 0.9), Cut(9.0, "hard", 0.9)]
+    brief = brief_for(beat_analysis, genre, bpm_is_fixed=True, duration_s=16.0,
+                      segments=segments, cuts=cuts)  # fmt: skip
+    brief = dataclasses.replace(
+        brief, tags=dataclasses.replace(brief.tags, bpm=120.0, bpm_min=120.0, bpm_max=120.0)
+    )
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    plan = score.plan
+    cut = plan.beat_at(9.0)
+    busy = next(i for i, s in enumerate(plan.sections) if s.start_s <= 9.0 < s.end_s)
+    bar_line = score.forms[busy].start_beat
+    assert cut - bar_line == pytest.approx(2.0, abs=0.05), (cut, bar_line)
+    calm, loud = score.forms[busy - 1], score.forms[busy]
+    assert calm.intensity < loud.intensity
+    # The accompaniment (the tune keeps to the bar lines; the drums and a drumless band's
+    # chord mark the cut itself), by how hard it is played.
+    others = set(score.roles.of("melody")) | {"drums"}
+
+    def played(low: float, high: float) -> float:
+        struck = [n.velocity for n in score.notes
+                  if n.instrument not in others and low <= n.start < high]  # fmt: skip
+        assert struck, (low, high)
+        return float(np.mean(struck))
+
+    before_cut = played(bar_line, cut - 1e-6)
+    assert abs(before_cut - played(calm.start_beat, bar_line)) < 8.0
+    assert before_cut < played(cut + 1.0, loud.end_beat) - 8.0
+
+
 def test_the_contrast_is_not_the_opening_s_loop_started_elsewhere():
     """B's progression is never A's loop begun on another chord (pop's IV I V vi against
     I V vi IV was heard as the same section with a new tune) where the pool holds another."""

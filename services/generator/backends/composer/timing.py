@@ -17,7 +17,8 @@ Music changes at cuts and stays music while it does, so the pulse comes first:
   twice, through every cut and free to skip some, and the solved map that puts more cuts on
   its beats is kept.
 Cuts that no grid can reach are not forgotten: the arrangement marks every cut at its exact
-time. Sections of the form start on the bar line nearest each segment start.
+time. Sections of the form start on the bar line nearest each segment start, and the
+arrangement hands the texture over at the segment's cut itself (SectionTiming.cue_s).
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ class SectionTiming:
     first_beat: int
     beat_count: int
     bpm: float
+    # Where the picture changes that the section follows (the segment's start; its bar line
+    # may lie up to half a bar from it): the arrangement hands the texture over there.
+    cue_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -665,12 +669,17 @@ def _sections(
     beats: list[float], bar_starts: list[int], segment_starts: list[float], duration_s: float
 ) -> list[SectionTiming]:
     """A section per video segment, starting on the bar line nearest the segment's start
-    (the first at the first sample, pickup included)."""
+    (the first at the first sample, pickup included), with that start as its cue."""
     bar_times = np.array([beats[b] for b in bar_starts])
     firsts = {bar_starts[0]} if bar_starts else {0}
+    # Each bar line's segment start (the nearest, where two share one).
+    cues: dict[int, float] = {}
     for start in segment_starts:
         if start > 0.0 and bar_times.size:
-            firsts.add(bar_starts[int(np.argmin(np.abs(bar_times - start)))])
+            first = bar_starts[int(np.argmin(np.abs(bar_times - start)))]
+            firsts.add(first)
+            if first not in cues or abs(start - beats[first]) < abs(cues[first] - beats[first]):
+                cues[first] = start
     ordered = sorted(firsts)
     sections = []
     for i, first in enumerate(ordered):
@@ -680,7 +689,8 @@ def _sections(
         begin = 0 if i == 0 else first
         span = beats[max(0, begin - 1) : last + 1]
         bpm = 60.0 / float(np.mean(np.diff(span))) if len(span) > 1 else 60.0
-        sections.append(SectionTiming(start_s, end_s, begin, last - begin, bpm))
+        cue_s = cues.get(first, start_s) if i else start_s
+        sections.append(SectionTiming(start_s, end_s, begin, last - begin, bpm, cue_s))
     return sections
 
 
