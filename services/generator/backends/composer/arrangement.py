@@ -105,6 +105,8 @@ FLURRY_GAP_S = 1.2
 # keeps to the bar lines: on the bar line, the energy had changed up to 1.7 s before or
 # after the picture (a music review, 36 of 69 steps of 4 dB more than 0.5 s before a cut).
 HANDOVER_MIN_BEATS = 0.5
+# How much harder a section's first bar is played (its accent), velocity.
+SECTION_ACCENT = 6
 # What is left of a held note where a texture hands over, in beats, for it to be struck
 # there instead (a part entering on the cut); less is left out.
 HANDOVER_HOLD_BEATS = 1.0
@@ -552,12 +554,17 @@ class Composer:
                     mark = len(self.result.notes)
                     playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
                     self._windowed(mark, arriving, end, keep=self.roles.of("melody"))
+                    # Its tune as loud as the section before up to the cut, the section's
+                    # accent at the cut.
+                    calmer = self._level_change(form, before) - SECTION_ACCENT
+                    self._tune_dynamics(mark, start, arriving, calmer)
                 elif last and leaving is not None and start < leaving < end:
+                    assert next_form is not None
                     mark = len(self.result.notes)
                     playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
                     self._windowed(mark, start, leaving, keep=self.roles.of("melody"))
+                    self._tune_dynamics(mark, leaving, end, self._level_change(form, next_form))
                     # The next section's texture from the cut; its tune from its bar line.
-                    assert next_form is not None
                     mark = len(self.result.notes)
                     carried = self._bar(start, end, next_form, -1, False, False, False,
                                         tune=False)  # fmt: skip
@@ -603,6 +610,23 @@ class Composer:
             split.add(bar)
             handovers[index] = beat
         return handovers
+
+    def _level_change(self, source: SectionForm, target: SectionForm) -> int:
+        """How much harder `target`'s bars are played than `source`'s (velocity)."""
+        levels = (self._level(form, intro=False) for form in (target, source))
+        return _playing_velocity(next(levels)) - _playing_velocity(next(levels))
+
+    def _tune_dynamics(self, mark: int, low: float, high: float, change: int) -> None:
+        """The tune's notes added since `mark` and struck from beat `low` to `high`, played
+        `change` harder (a section's tune on the other side of its cut, at the level of the
+        texture around it)."""
+        tune = set(self.roles.of("melody"))
+        notes = self.result.notes
+        for i in range(mark, len(notes)):
+            note = notes[i]
+            if note.instrument in tune and low <= note.start < high:
+                velocity = min(127, max(1, note.velocity + change))
+                notes[i] = dataclasses.replace(note, velocity=velocity)
 
     def _windowed(self, mark: int, low: float, high: float, keep: Collection[str] = ()) -> None:
         """The notes added since `mark` as they sound from beat `low` to `high` (a texture
@@ -766,7 +790,7 @@ class Composer:
         playing: set[str] = set()
         # Phrase shape: a small swell over four bars, accents at the section's start.
         velocity = _playing_velocity(level) + (2, 4, 6, 0)[position % 4]
-        velocity += 6 if position == 0 else 0
+        velocity += SECTION_ACCENT if position == 0 else 0
         variant = self._variant[form.material] + form.repeat
         # Two-bar phrases answer each other (the bass and comping's other variant) and the
         # groove turns over every four bars, so bars are not copies of one loop.
