@@ -124,6 +124,12 @@ def voice(
     in the range is taken where the range holds one (a drop-2 voicing from a chord near the
     floor had sounded under the bass)."""
     classes = chord_.pitch_classes
+    if MAJOR_SEVENTH in chord_.intervals:
+        # Rootless, as a pianist voices a major seventh over a bass (C: E G B D): the root
+        # over the seventh, in one part's chord or another's, grinds a semitone or a minor
+        # ninth (ambient's strings had held B4 over its pads' A#3 for seconds).
+        ninth = (chord_.root + 2) % 12
+        classes = tuple(dict.fromkeys(ninth if c == chord_.root else c for c in classes))
     centre = (low + high) / 2
     candidates: list[tuple[int, ...]] = []
     for inversion in range(len(classes)):
@@ -135,8 +141,6 @@ def voice(
             for pitch_class in order[1:]:
                 step = (pitch_class - pitches[-1]) % 12 or 12
                 pitches.append(pitches[-1] + step)
-            if MAJOR_SEVENTH in chord_.intervals:
-                pitches = _ninth_for_root(pitches, chord_.root)
             while pitches[-1] <= high:
                 candidates.append(tuple(pitches))
                 pitches = [p + 12 for p in pitches]
@@ -158,16 +162,6 @@ def voice(
         )
 
     return min(candidates, key=lambda c: (cost(c), c))
-
-
-def _ninth_for_root(pitches: list[int], root: int) -> list[int]:
-    """A close voicing of a major-seventh chord with its root just above the seventh (B
-    under C in Cmaj7, a grinding semitone) takes the ninth there, as a pianist does, and
-    leaves the root to the bass."""
-    return [
-        p + 2 if p % 12 == root and i and pitches[i - 1] == p - 1 else p
-        for i, p in enumerate(pitches)
-    ]
 
 
 def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
