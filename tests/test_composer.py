@@ -1216,25 +1216,31 @@ def test_an_open_voicing_keeps_to_its_part_s_register(generator, beat_analysis, 
     assert not under, (len(under), under[:4])
 
 
-def test_the_tune_is_the_top_line_over_the_pulse(generator, beat_analysis):
-    """The ear follows the highest line: a pulse or arpeggio above the tune masks it. In
-    electronic the plucks' arpeggio (72-91) had sounded above 70% of the lead's notes.
-    Ambient's harp shimmers above its sparse tune by design (its style row)."""
+@pytest.mark.parametrize("part", ["pulse", "comping", "pad"])
+def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_analysis, part):
+    """The ear follows the highest line: a pulse, an arpeggio or a chord above the tune masks
+    it. In electronic the plucks' arpeggio (72-91) had sounded above 70% of the lead's notes;
+    lo-fi's Rhodes chords (57-79, over a tune from 62) above 49-82% of its tune's in two of
+    three seeds (a music review), orchestral's harp and horns above 39% and 30% in one.
+    Ambient's harp and strings shimmer above its sparse tune by design (its style row)."""
+    failing = []
     for genre in STYLES:
         if genre == "ambient":
             continue
         above = total = 0
-        for seed in (1, 2):
+        for seed in (1, 2, 3):
             score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
                                       Heartbeat(lambda f: None))  # fmt: skip
             melody = set(score.roles.of("melody"))
-            pulsing = set(score.roles.of("pulse")) - melody
-            pulse = [n for n in score.notes if n.instrument in pulsing]
+            players = set(score.roles.of(part)) - melody
+            others = [n for n in score.notes if n.instrument in players]
             for note in (n for n in score.notes if n.instrument in melody):
                 total += 1
                 above += any(p.pitch > note.pitch and p.start <= note.start + 0.3
-                             and p.end > note.start for p in pulse)  # fmt: skip
-        assert above <= total / 4, (genre, above, total)
+                             and p.end > note.start for p in others)  # fmt: skip
+        if above > total / 4:
+            failing.append((genre, above, total))
+    assert not failing
 
 
 def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat_analysis):

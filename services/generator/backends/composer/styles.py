@@ -816,8 +816,11 @@ STYLES: dict[str, Style] = {
             comping_technique="arp",
             melody_density=0.4,
             melody_grid=2,
-            melody_range=(62, 86),
-            registers={"bass": (28, 47), "comping": (55, 84), "pad": (50, 70), "pulse": (57, 74)},
+            # The violins' tune over the harp's arpeggio and the horns (from D4, with the harp
+            # to C6, the harp had sounded over a third of its notes, the horns over 30% in a
+            # seed).
+            melody_range=(65, 88),
+            registers={"bass": (28, 47), "comping": (52, 79), "pad": (50, 70), "pulse": (57, 74)},
             production=production.ORCHESTRAL,
             tonics={"major": ("Bb", "D", "Eb", "C"), "minor": ("G", "D", "C", "F")},
             programs={"plucks": 46, "woodwinds": 71, "brass": 60, "bass": 43, "strings": 48},
@@ -868,7 +871,8 @@ STYLES: dict[str, Style] = {
             melody_density=0.45,
             melody_grid=4,
             melody_range=(64, 86),
-            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (55, 74)},
+            # The pads under the lead (to G5, they had sounded over 29% of its notes).
+            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 74), "pulse": (55, 74)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             production=production.ELECTRONIC,
@@ -1097,11 +1101,13 @@ STYLES: dict[str, Style] = {
             comping_technique="block",
             melody_density=0.25,
             melody_grid=2,
-            melody_range=(62, 82),
+            melody_range=(65, 84),
             # An MPC's 60% swing: lazy, not triplets (at 0.18 a beat tracker heard the
             # off-beats as a triplet pulse, 1.5 times the tempo).
             swing=0.1,
-            registers={"bass": (28, 45), "comping": (57, 79), "pad": (50, 70), "pulse": (57, 77)},
+            # The Rhodes' chords under the vibes' tune (both had spanned D4-G5: the chords
+            # sounded over half its notes).
+            registers={"bass": (28, 45), "comping": (52, 74), "pad": (50, 70), "pulse": (57, 77)},
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             production=production.LO_FI,
@@ -1148,8 +1154,11 @@ STYLES: dict[str, Style] = {
             comping_technique="strum",
             melody_density=0.45,
             melody_grid=2,
-            melody_range=(64, 84),
-            registers={"bass": (31, 50), "comping": (47, 67), "pulse": (62, 81), "pad": (50, 72)},
+            melody_range=(66, 86),
+            # The guitar strums open chords from its low strings, the upright under them and
+            # the piano's tune over them (from B2 the chords' tops had reached D5, over 45% of
+            # the tune's notes).
+            registers={"bass": (28, 43), "comping": (43, 62), "pulse": (62, 81), "pad": (50, 72)},
             open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             ghost_notes=0.06,
@@ -1287,7 +1296,9 @@ STYLES: dict[str, Style] = {
             melody_density=0.35,
             melody_grid=2,
             melody_range=(67, 88),
-            registers={"bass": (33, 52), "comping": (60, 84), "pulse": (67, 88), "pad": (55, 76)},
+            # The piano's chords and the marimba under the lead (to C6 and E6, over 30% of
+            # its notes).
+            registers={"bass": (33, 52), "comping": (55, 79), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
             crash=CRASH_2,
