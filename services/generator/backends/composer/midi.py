@@ -76,8 +76,8 @@ def _tempo_track(
     plan: TimingPlan, clock: _Clock, keys: Sequence[tuple[float, Key]]
 ) -> mido.MidiTrack:
     """A tempo at every beat whose length changes (the first from tick 0); the meter from the
-    first downbeat, and before it the pickup as a bar of 64th notes; the key signature from
-    tick 0 and wherever a section changes key."""
+    first downbeat, and before it the pickup as a bar of its own (_pickup_meter); the key
+    signature from tick 0 and wherever a section changes key."""
     track = mido.MidiTrack()
     events: list[tuple[int, mido.MetaMessage]] = []
     previous_key = None
@@ -102,9 +102,9 @@ def _tempo_track(
             previous = microseconds
     downbeat_tick = clock.tick(plan.first_downbeat)
     if downbeat_tick > 0:
-        sixty_fourths = round(downbeat_tick / (TICKS_PER_QUARTER / 16))
+        numerator, denominator = _pickup_meter(round(downbeat_tick / (TICKS_PER_QUARTER / 16)))
         events.append(
-            (0, mido.MetaMessage("time_signature", numerator=sixty_fourths, denominator=64))
+            (0, mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator))
         )
     meter = plan.meter
     events.append(
@@ -117,6 +117,16 @@ def _tempo_track(
     )
     _append_sorted(track, events)
     return track
+
+
+def _pickup_meter(sixty_fourths: int) -> tuple[int, int]:
+    """A pickup of so many 64th notes as a time signature in its plainest terms, down to
+    quarters (48/64 as 3/4, 40/64 as 5/8): notation programs and DAWs read x/64 badly or
+    not at all."""
+    numerator, denominator = sixty_fourths, 64
+    while numerator % 2 == 0 and denominator > 4:
+        numerator, denominator = numerator // 2, denominator // 2
+    return numerator, denominator
 
 
 def _append_sorted(track: mido.MidiTrack, events: list[tuple[int, mido.Message]]) -> None:
