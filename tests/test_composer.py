@@ -1247,6 +1247,23 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
     assert not failing
 
 
+def test_no_chord_doubles_the_tune_in_unison_as_it_strikes(generator, beat_analysis):
+    """A chord struck with a tune note leaves the tune's pitch to the tune (the voice an
+    octave down, or out): pop's piano had doubled 15-35% of its lead's notes, and lo-fi's
+    Rhodes held a tune's pitch 3.4 s after the tune moved on (a music review)."""
+    doubled = []
+    for genre, seed in itertools.product(STYLES, (1, 2)):
+        score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        tune = set(score.roles.of("melody"))
+        chordal = {*score.roles.of("comping"), *score.roles.of("pad")} - tune - {"drums"}
+        struck = {(n.pitch, round(n.start, 3)) for n in score.notes if n.instrument in tune}
+        doubled += [(genre, seed, n.instrument, n.pitch, n.start) for n in score.notes
+                    if n.instrument in chordal
+                    and (n.pitch, round(n.start, 3)) in struck]  # fmt: skip
+    assert not doubled, (len(doubled), doubled[:4])
+
+
 def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat_analysis):
     """A tune note held a beat or more rests on a steady chord tone, never a semitone over one
     of the chord's tones: the tonic held over V's leading tone, the root over a major

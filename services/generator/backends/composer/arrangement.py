@@ -105,6 +105,8 @@ FLURRY_GAP_S = 1.2
 # keeps to the bar lines: on the bar line, the energy had changed up to 1.7 s before or
 # after the picture (a music review, 36 of 69 steps of 4 dB more than 0.5 s before a cut).
 HANDOVER_MIN_BEATS = 0.5
+# A chord's tone struck this close to a tune note on its pitch (beats) doubles it.
+UNISON_BEATS = 0.1
 # How much harder a section's first bar is played (its accent), velocity.
 SECTION_ACCENT = 6
 # What is left of a held note where a texture hands over, in beats, for it to be struck
@@ -582,8 +584,43 @@ class Composer:
             self.result.section_instruments.append(sorted(playing))
         if plan.pickup_beats > 1e-6 and self._pickup_too_short():
             self._downbeat_from_the_first_sample()
+        self._clear_unisons()
         self._mark_cuts()
         return self.result
+
+    def _clear_unisons(self) -> None:
+        """A chord's tone struck with the tune on the tune's own pitch (the comping's or the
+        pad's top voice, often) moves an octave down within its part's register, else is left
+        out: held on, it smeared the line (lo-fi's Rhodes held a tune's pitch 3.4 s after the
+        tune moved on; pop's piano doubled 15-35% of its lead's notes)."""
+        tune = set(self.roles.of("melody"))
+        chordal = {player: part for part in ("comping", "pad") for player in self.roles.of(part)
+                   if player not in tune and player != "drums"}  # fmt: skip
+        onsets: dict[int, list[float]] = {}
+        for note in self.result.notes:
+            if note.instrument in tune:
+                onsets.setdefault(note.pitch, []).append(note.start)
+        notes = self.result.notes
+        taken = {(n.instrument, n.pitch, n.start) for n in notes}
+        kept: list[Note] = []
+        for note in notes:
+            part = chordal.get(note.instrument)
+            doubled = part is not None and any(
+                abs(note.start - start) < UNISON_BEATS for start in onsets.get(note.pitch, ())
+            )
+            if not doubled:
+                kept.append(note)
+                continue
+            assert part is not None
+            placed = self._ranges.get(note.instrument)
+            floor = self.style.register(part)[0] + (placed[0] if placed else 0)
+            if placed is not None:
+                floor = max(floor, placed[1])
+            lower = (note.instrument, note.pitch - 12, note.start)
+            if note.pitch - 12 >= floor and lower not in taken:
+                taken.add(lower)
+                kept.append(dataclasses.replace(note, pitch=note.pitch - 12))
+        notes[:] = kept
 
     def _handovers(self) -> list[float | None]:
         """Per section, the beat inside a bar where its texture takes over from the one
