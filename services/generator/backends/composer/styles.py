@@ -870,9 +870,9 @@ STYLES: dict[str, Style] = {
             comping_technique="block",
             melody_density=0.45,
             melody_grid=4,
-            melody_range=(64, 86),
-            # The pads under the lead (to G5, they had sounded over 29% of its notes).
-            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 74), "pulse": (55, 74)},
+            # The lead over the pads (from E4 the pads had sounded over 29% of its notes).
+            melody_range=(67, 88),
+            registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (55, 74)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP), (CLAP, KICK)),
             production=production.ELECTRONIC,
