@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -331,6 +332,17 @@ def _rotation_of(progression: Progression, other: Progression) -> bool:
     )
 
 
+class _BarPlay(NamedTuple):
+    """How `Composer._bar` plays a bar: the section's form, the bar's position in it, and
+    whether it is the intro's, ends with a fill, ends a phrase."""
+
+    form: SectionForm
+    position: int
+    intro: bool
+    fill: bool
+    phrase_end: bool
+
+
 def _playing_velocity(level: int) -> int:
     """The velocity a section plays its bars at, by its level (1..3), before phrasing."""
     return 54 + 12 * level
@@ -543,34 +555,22 @@ class Composer:
                 fill = last and next_form is not None and next_form.intensity >= 2
                 fill = fill and leaving is None
                 phrase_end = position % 4 == 3
+                here = _BarPlay(form, position, intro, fill, phrase_end)
                 if position == 0 and arriving is not None and arriving > start:
                     # The section before plays on to the cut, its tune already done.
-                    before, at = self.forms[index - 1], len(self._bars[index - 1])
-                    mark = len(self.result.notes)
-                    went = self._bar(start, end, before, at, False, False, at % 4 == 3,
-                                     tune=False)  # fmt: skip
-                    self._windowed(mark, start, arriving)
+                    at = len(self._bars[index - 1])
+                    before = _BarPlay(self.forms[index - 1], at, False, False, at % 4 == 3)
+                    went, came = self._handed_over(start, end, arriving, before, here)
                     self.result.section_instruments[-1] = sorted(
                         {*self.result.section_instruments[-1], *went}
                     )
-                    mark = len(self.result.notes)
-                    playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
-                    self._windowed(mark, arriving, end, keep=self.roles.of("melody"))
-                    # Its tune as loud as the section before up to the cut, the section's
-                    # accent at the cut.
-                    calmer = self._level_change(form, before) - SECTION_ACCENT
-                    self._tune_dynamics(mark, start, arriving, calmer)
+                    playing |= came
                 elif last and leaving is not None and start < leaving < end:
-                    assert next_form is not None
-                    mark = len(self.result.notes)
-                    playing |= self._bar(start, end, form, position, intro, fill, phrase_end)
-                    self._windowed(mark, start, leaving, keep=self.roles.of("melody"))
-                    self._tune_dynamics(mark, leaving, end, self._level_change(form, next_form))
                     # The next section's texture from the cut; its tune from its bar line.
-                    mark = len(self.result.notes)
-                    carried = self._bar(start, end, next_form, -1, False, False, False,
-                                        tune=False)  # fmt: skip
-                    self._windowed(mark, leaving, end)
+                    assert next_form is not None
+                    after = _BarPlay(next_form, -1, False, False, False)
+                    went, carried = self._handed_over(start, end, leaving, here, after)
+                    playing |= went
                 else:
                     # A section handed over before its bar line has its accent at the cut.
                     opening = not (position == 0 and arriving is not None)
@@ -647,6 +647,28 @@ class Composer:
             split.add(bar)
             handovers[index] = beat
         return handovers
+
+    def _handed_over(
+        self, start: int, end: int, cut: float, before: _BarPlay, after: _BarPlay
+    ) -> tuple[set[str], set[str]]:
+        """A bar whose texture hands over at the beat `cut`: `before`'s parts up to it,
+        `after`'s from it, and the tune of whichever starts a section (`after` at position 0)
+        or ends one, whole, played at the level of the texture around it. Who plays in each."""
+        melody = self.roles.of("melody")
+        tune_after = after.position == 0
+        mark = len(self.result.notes)
+        went = self._bar(start, end, *before, tune=not tune_after)
+        self._windowed(mark, start, cut, keep=() if tune_after else melody)
+        if not tune_after:
+            self._tune_dynamics(mark, cut, end, self._level_change(before.form, after.form))
+        mark = len(self.result.notes)
+        came = self._bar(start, end, *after, tune=tune_after)
+        self._windowed(mark, cut, end, keep=melody if tune_after else ())
+        if tune_after:
+            # The section's accent comes with its texture, at the cut.
+            calmer = self._level_change(after.form, before.form) - SECTION_ACCENT
+            self._tune_dynamics(mark, start, cut, calmer)
+        return went, came
 
     def _level_change(self, source: SectionForm, target: SectionForm) -> int:
         """How much harder `target`'s bars are played than `source`'s (velocity)."""
