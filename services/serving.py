@@ -309,6 +309,12 @@ class FairTurns:
         """The weight of the turns held now."""
         return self._running
 
+    @property
+    def anyone_waits(self) -> bool:
+        """Whether a request waits for a turn: readable from a worker thread (a dict's
+        emptiness), as a hint that asking the loop (Turn.give_way) may find one."""
+        return bool(self._waiting)
+
     def _fits(self, weight: int) -> bool:
         return self._running == 0 or self._running + weight <= self.capacity
 
@@ -486,7 +492,10 @@ def turn_keeper(
 
     def keep(fraction: float = 0.0) -> None:
         check()
-        if time.monotonic() - turn.since < slice_s:
+        # Past its slice with nobody waiting, the request works on and asks again at its
+        # next report: a caller who came just after the loop was asked had waited out a
+        # whole new slice (up to 2 s for a generator turn, 0.5 s on average).
+        if time.monotonic() - turn.since < slice_s or not turn.turns.anyone_waits:
             return
         with lock:  # one of the request's threads asks; the others wait with it
             if time.monotonic() - turn.since < slice_s:

@@ -1383,6 +1383,39 @@ def _brief_of(duration_s: float, key: str = "C major") -> common_pb2.MusicBrief:
                                  structure="free")  # fmt: skip
 
 
+def test_a_caller_who_comes_after_a_long_request_s_slice_waits_only_for_its_next_report():
+    """One worker, a 1 s slice: a request that has worked alone past its slice gives way at
+    its next report (10 ms apart) to another caller who comes then. It had counted its turn
+    as taken anew at the slice's end when nobody waited, so a caller coming just after waited
+    out a whole new slice (0.9 s here; up to 2 s for a generator turn)."""
+    from services.serving import turn_keeper
+
+    async def scenario() -> float:
+        turns = FairTurns(1)
+        loop = asyncio.get_running_loop()
+
+        async def long() -> None:
+            async with turns.turn("peer-a") as turn:
+                keep = turn_keeper(turn, loop, 1.0, lambda: None)
+
+                def work() -> None:
+                    for _ in range(300):
+                        time.sleep(0.01)
+                        keep(0.0)
+
+                await asyncio.to_thread(work)
+
+        running = asyncio.create_task(long())
+        await asyncio.sleep(1.1)
+        asked = time.monotonic()
+        async with turns.turn("peer-b"):
+            waited = time.monotonic() - asked
+        await running
+        return waited
+
+    assert asyncio.run(scenario()) < 0.3
+
+
 def test_a_request_set_aside_resumes_before_its_callers_next():
     """One worker: a long request steps aside for another caller's, then resumes before its
     own caller's next request starts, so it can step aside again for a third caller. Set
