@@ -32,7 +32,7 @@ def delayed(midi: bytes, seconds: float) -> bytes:
     )
     ticks = round(mido.second2tick(seconds, song.ticks_per_beat, opening))
     for track in song.tracks:
-        set_up = len(list(_at_first_tick(track, SET_UP)))
+        set_up = len(_at_first_tick(track, SET_UP))
         if set_up < len(track):
             track[set_up] = track[set_up].copy(time=track[set_up].time + ticks)
     out = io.BytesIO()

@@ -596,22 +596,19 @@ class Composer:
         tune = set(self.roles.of("melody"))
         chordal = {player: part for part in ("comping", "pad") for player in self.roles.of(part)
                    if player not in tune and player != "drums"}  # fmt: skip
+        notes = self.result.notes
         onsets: dict[int, list[float]] = {}
-        for note in self.result.notes:
+        for note in notes:
             if note.instrument in tune:
                 onsets.setdefault(note.pitch, []).append(note.start)
-        notes = self.result.notes
         taken = {(n.instrument, n.pitch, n.start) for n in notes}
         kept: list[Note] = []
         for note in notes:
             part = chordal.get(note.instrument)
-            doubled = part is not None and any(
-                abs(note.start - start) < UNISON_BEATS for start in onsets.get(note.pitch, ())
-            )
-            if not doubled:
+            struck = onsets.get(note.pitch, ())
+            if part is None or not any(abs(note.start - s) < UNISON_BEATS for s in struck):
                 kept.append(note)
                 continue
-            assert part is not None
             placed = self._ranges.get(note.instrument)
             floor = self.style.register(part)[0] + (placed[0] if placed else 0)
             if placed is not None:
@@ -672,8 +669,8 @@ class Composer:
 
     def _level_change(self, source: SectionForm, target: SectionForm) -> int:
         """How much harder `target`'s bars are played than `source`'s (velocity)."""
-        levels = (self._level(form, intro=False) for form in (target, source))
-        return _playing_velocity(next(levels)) - _playing_velocity(next(levels))
+        target_level, source_level = self._level(target, False), self._level(source, False)
+        return _playing_velocity(target_level) - _playing_velocity(source_level)
 
     def _tune_dynamics(self, mark: int, low: float, high: float, change: int) -> None:
         """The tune's notes added since `mark` and struck from beat `low` to `high`, played
