@@ -752,16 +752,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Set by SIGTERM or Ctrl-C. The KeyboardInterrupt they raise can be lost: raised while an
-# import runs one of its callbacks, Python ignores it ("Exception ignored in ...
-# _get_module_lock") and the command had run on to the end, exit 0. Each progress report
-# raises it again.
+# Set by SIGTERM or Ctrl-C. The KeyboardInterrupt they raise can be lost: raised in a callback
+# (a __del__, a weakref's), Python ignores it ("Exception ignored in ...") and the command had
+# run on to the end, exit 0. Each progress report raises it again.
 _interrupted = threading.Event()
+
+# How soon a signal that came during an import or exec'd code is delivered again.
+INTERRUPT_RETRY_S = 0.02
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     _interrupted.set()
+    if _in_import_or_exec(frame):
+        # Raised there, the interrupt is lost in an import's lock callbacks, or, out of code
+        # exec'd from a string (dataclasses, scipy on import), CPython 3.11 takes it as
+        # uncaught and ends the process by SIGINT once main has returned (-2, not 130, after
+        # a SIGTERM). The signal comes again until it lands outside both.
+        timer = threading.Timer(INTERRUPT_RETRY_S, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
     raise KeyboardInterrupt
+
+
+def _in_import_or_exec(frame: Any) -> bool:
+    """Whether the command's code was, when the signal came, inside an import or code exec'd
+    from a string (not counting what ran the command: `python -c` is a string too)."""
+    while frame is not None and frame.f_code is not main.__code__:
+        name = frame.f_code.co_filename
+        if name == "<string>" or name.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stop_if_interrupted() -> None:

@@ -619,6 +619,62 @@ def test_sigterm_stops_a_score_as_ctrl_c_does(cuts_video: SyntheticVideo, tmp_pa
         assert list(output.parent.iterdir()) == []
 
 
+# A command that stops itself with a signal while it runs code exec'd from a string (as
+# dataclasses and scipy do on import) or imports a module, then runs on for 30 s.
+_STOPS_ITSELF = """
+import argparse, os, signal, sys, time
+from services import cli
+
+SIGNAL = "os.kill(os.getpid(), signal.SIG{stop})"
+(Path := __import__("pathlib").Path)(sys.argv[1], "stops_itself.py").write_text(
+    "import os, signal, time\\n" + SIGNAL + "\\ntime.sleep(0.3)\\n"
+)
+sys.path.insert(0, sys.argv[1])
+
+
+def command(args):
+    if "{where}" == "exec":
+        exec(SIGNAL + "\\nfor _ in range(3_000_000): pass", dict(os=os, signal=signal))
+    else:
+        import stops_itself  # noqa: F401
+    time.sleep(30)
+    print("ran on")
+    return 0
+
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(run=command)
+
+
+cli.build_parser = Parser
+sys.exit(cli.main([]))
+"""
+
+
+@pytest.mark.parametrize("where", ["exec", "import"])
+@pytest.mark.parametrize("stop", ["TERM", "INT"])
+def test_a_signal_inside_exec_or_an_import_still_exits_130(where: str, stop: str, tmp_path: Path):
+    """A SIGTERM that came while code exec'd from a string ran (dataclasses and scipy do, on
+    import) had ended `python -m services.cli` by SIGINT once main() returned: exit -2, not
+    130 (8 runs in 70, stopped in their first second). Within an import the stop waits for
+    the import to end, and still comes (the command does not run on)."""
+    import subprocess
+    import sys
+
+    program = _STOPS_ITSELF.replace("{stop}", stop).replace("{where}", where)
+    (tmp_path / "stopping_command.py").write_text(program)
+    repository = Path(__file__).resolve().parents[1]
+    # Run as `python -m services.cli` is: a script or `-c` exits by SystemExit's own path.
+    finished = subprocess.run(
+        [sys.executable, "-m", "stopping_command", str(tmp_path)],
+        capture_output=True, text=True, timeout=25,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{repository}"},
+    )  # fmt: skip
+    assert finished.returncode == 130, (finished.returncode, finished.stderr)
+    assert finished.stderr.strip() == "interrupted" and "ran on" not in finished.stdout
+
+
 def test_an_interrupt_python_lost_still_stops_the_command(
     cuts_video: SyntheticVideo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
