@@ -754,25 +754,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Set by SIGTERM or Ctrl-C. The KeyboardInterrupt they raise can be lost: raised in a callback
 # (a __del__, a weakref's), Python ignores it ("Exception ignored in ...") and the command had
-# run on to the end, exit 0. Each progress report raises it again.
-_interrupted = threading.Event()
+# run on to the end, exit 0. Each progress report raises it again. Plain flags: a handler
+# that set an Event could wait for ever on the lock of the Event.set() it had interrupted.
+_interrupted = False
+# Once raised, the command is stopping: a later signal (a retry's) has nothing to stop, and
+# raised again it would break the clean-up.
+_interrupt_raised = False
+_retrying = False
 
-# How soon a signal that came during an import or exec'd code is delivered again.
+# How often a signal that came during an import or exec'd code is sent again.
 INTERRUPT_RETRY_S = 0.02
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    _interrupted.set()
+    global _interrupted, _retrying
+    _interrupted = True
+    if _interrupt_raised:
+        return
     if _in_import_or_exec(frame):
         # Raised there, the interrupt is lost in an import's lock callbacks, or, out of code
         # exec'd from a string (dataclasses, scipy on import), CPython 3.11 takes it as
         # uncaught and ends the process by SIGINT once main has returned (-2, not 130, after
-        # a SIGTERM). The signal comes again until it lands outside both.
-        timer = threading.Timer(INTERRUPT_RETRY_S, os.kill, (os.getpid(), signum))
-        timer.daemon = True
-        timer.start()
+        # a SIGTERM). The signal is sent again until it lands outside both.
+        if not _retrying:
+            _retrying = True
+            threading.Thread(target=_send_again, args=(signum,), daemon=True).start()
         return
-    raise KeyboardInterrupt
+    _stop_if_interrupted()
+
+
+def _send_again(signum: int) -> None:
+    """Sends the signal to the main thread until the interrupt is raised there: one that
+    lands just before a blocking call (time.sleep) is seen only when the call returns, so
+    the first to land outside an import is not always the one that stops the command."""
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    while not _interrupt_raised:
+        time.sleep(INTERRUPT_RETRY_S)
+        signal.pthread_kill(main_thread, signum)
 
 
 def _in_import_or_exec(frame: Any) -> bool:
@@ -787,14 +806,16 @@ def _in_import_or_exec(frame: Any) -> bool:
 
 
 def _stop_if_interrupted() -> None:
-    if _interrupted.is_set():
+    global _interrupt_raised
+    if _interrupted:
+        _interrupt_raised = True
         raise KeyboardInterrupt
 
 
 def _unraisable(unraisable: Any) -> None:
     """Python's report of an exception it ignored, but for an interrupt that is kept (the
     report had been five lines before the command's own `interrupted`)."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupted.is_set():
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupted:
         return
     sys.__unraisablehook__(unraisable)
 
@@ -808,7 +829,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.unraisablehook = _unraisable
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
-        return int(args.run(args))
+        status = int(args.run(args))
+        # One that came in the command's last import, not raised yet.
+        _stop_if_interrupted()
+        return status
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]interrupted[/red]", highlight=False)
         return EXIT_INTERRUPTED
