@@ -62,6 +62,8 @@ SHAREABLE = ("melody", "comping")
 MAX_COLOURS = 2
 # Energy (0.6 x segment + 0.4 x whole piece) at which each intensity 1..3 begins.
 INTENSITY_THRESHOLDS = (0.15, 0.35, 0.6)
+# The levels a section is played at (1 quiet .. 3 full; intensity 0 plays at 1).
+LEVELS = (1, 2, 3)
 # A section whose look is this close to the opening's brings back the opening material.
 SAME_LOOK = 0.12
 # A piece of this many sections or more ends on the opening material.
@@ -510,9 +512,11 @@ class Composer:
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
-        # in the parallel key), groove variants, motifs.
+        # in the parallel key), the patterns' variants (per material and level: one draw for
+        # every level had given another seed the same drums, bass and comping throughout,
+        # one time in three), motifs.
         self._progressions = choose_progressions(style, forms[0].key.mode, rng)
-        self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
+        self._variants = {(m, level): int(rng.integers(8)) for m in ("A", "B") for level in LEVELS}
         self._motifs = {m: self._motif() for m in ("A", "B")}
         self._substitution = int(rng.integers(4))
         # Each motif's answer: the third bar of a phrase, another rhythm (drawn after the
@@ -847,7 +851,7 @@ class Composer:
         # Phrase shape: a small swell over four bars, accents at the section's start.
         velocity = _playing_velocity(level) + (2, 4, 6, 0)[position % 4]
         velocity += SECTION_ACCENT if position == 0 else 0
-        variant = self._variant[form.material] + form.repeat
+        variant = self._variants[(form.material, level)] + form.repeat
         # Two-bar phrases answer each other (the bass and comping's other variant) and the
         # groove turns over every four bars, so bars are not copies of one loop.
         answer = variant + (position // 2) % 2

@@ -404,21 +404,36 @@ _JIG: Grooves = {
     3: ({KICK: "X..x..", SNARE: "...X..", TAMBOURINE: "x.xx.x", SHAKER: "xooxoo"},),
 }
 _GENTLE: Grooves = {
-    1: ({SHAKER: "x.o.x.o.x.o.x.o."},),
-    2: ({KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},),
-    3: ({KICK: "x.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},),
+    1: ({SHAKER: "x.o.x.o.x.o.x.o."}, {SHAKER: "x...x.o.x...x.o."}),
+    2: (
+        {KICK: "x.......x.......", SHAKER: "x.o.x.o.x.o.x.o."},
+        {KICK: "x.........x.....", SHAKER: "x...x.o.x...x.o."},
+    ),
+    3: (
+        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", SHAKER: "xoxoxoxoxoxoxoxo"},
+        {KICK: "x.........x.....", SIDE_STICK: "............x...", SHAKER: "x.oxx.oxx.oxx.ox"},
+    ),
 }
 _GENTLE_34: Grooves = {
-    1: ({SHAKER: "x.o.x.o.x.o."},),
-    2: ({KICK: "x...........", SHAKER: "x.o.x.o.x.o."},),
-    3: ({KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},),
+    1: ({SHAKER: "x.o.x.o.x.o."}, {SHAKER: "x...x.o.x.o."}),
+    2: (
+        {KICK: "x...........", SHAKER: "x.o.x.o.x.o."},
+        {KICK: "x.......x...", SHAKER: "x...x.o.x.o."},
+    ),
+    3: (
+        {KICK: "x...........", SIDE_STICK: "....x...x...", SHAKER: "xoxoxoxoxoxo"},
+        {KICK: "x.......x...", SIDE_STICK: "........x...", SHAKER: "x.oxx.oxx.ox"},
+    ),
 }
 
 # Folk's stomp: a bass drum on every beat as a stamping foot, the tambourine leaning on 2 and 4
 # with the floor tom when it builds. No snare backbeat (pop's and rock's), and no off-beat eighths
 # (with them a beat tracker heard folk at double time).
 _STOMP: Grooves = {
-    1: ({KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},),
+    1: (
+        {KICK: "x.......x.......", TAMBOURINE: "....x.......x..."},
+        {KICK: "x...x...x...x...", TAMBOURINE: "............x..."},
+    ),
     2: (
         {KICK: "X...x...X...x...", TAMBOURINE: "x...X...x...X..."},
         {KICK: "X...x...X...x...", SIDE_STICK: "..x...x...x...x."},
@@ -429,6 +444,11 @@ _STOMP: Grooves = {
             FLOOR_TOM: "....X.......X...",
             TAMBOURINE: "x...X...x...X...",
         },
+        {
+            KICK: "X...x...X...x...",
+            FLOOR_TOM: "X.......X.......",
+            TAMBOURINE: "....X.......X...",
+        },
     ),
 }
 # Lo-fi: a lazy kick, a rim click on 2 and 4, a cabasa breathing between.
@@ -436,6 +456,7 @@ _LAZY: Grooves = {
     1: (
         {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", CABASA: "..o...o...o...o."},
         {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", CABASA: "x.o.x.o.x.o.x.o."},
+        {KICK: "x......x..x.....", SIDE_STICK: "....x.......x...", CABASA: "..x...x...x...x."},
     ),
     2: (
         {KICK: "x.....x...x.....", SIDE_STICK: "....x.......x...", CABASA: "x.x.x.x.x.x.x.x."},
@@ -449,6 +470,7 @@ _LAZY: Grooves = {
             CABASA: "xoxoxoxoxoxoxoxo",
         },
         {KICK: "x..x......x..x..", ELECTRIC_SNARE: "....x.......x...", CABASA: "x.xox.xox.xox.xo"},
+        {KICK: "x......x.x...x..", ELECTRIC_SNARE: "....x.......x...", CABASA: "x.x.x.xox.x.x.xo"},
     ),
 }
 # Corporate: claps and a shaker over a light kick, bright and tidy.
@@ -479,15 +501,20 @@ _TIDY: Grooves = {
 }
 # Orchestral percussion: timpani-like floor toms and a bass drum, cymbals at the peaks.
 _TIMPANI: Grooves = {
-    1: (
-        {
-            FLOOR_TOM: "x...............",
-        },
+    1: ({FLOOR_TOM: "x..............."}, {FLOOR_TOM: "x...........x..."}),
+    2: (
+        {FLOOR_TOM: "x.......x.......", ACOUSTIC_KICK: "x..............."},
+        {FLOOR_TOM: "x.....x.x.......", ACOUSTIC_KICK: "x..............."},
     ),
-    2: ({FLOOR_TOM: "x.......x.......", ACOUSTIC_KICK: "x..............."},),
     3: (
         {
             FLOOR_TOM: "x.x.x...x.x.x...",
+            ACOUSTIC_KICK: "x.......x.......",
+            RIDE: "x...x...x...x...",
+        },
+        {
+            FLOOR_TOM: "x.......x.x.....",
+            LOW_TOM: "....x.......x.x.",
             ACOUSTIC_KICK: "x.......x.......",
             RIDE: "x...x...x...x...",
         },
