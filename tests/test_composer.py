@@ -826,6 +826,37 @@ def test_melody_repeats_its_motif(composed, beat_analysis):
     assert len(set(rhythms)) <= len(rhythms) / 2
 
 
+def test_the_motif_comes_back_in_its_shape(generator, beat_analysis):
+    """Bars of the tune that share a rhythm (the motif, its sequence a step higher, its
+    returns) mostly share their shape too (up, down or the same from note to note): 84% of
+    them over every genre and three seeds. A bar begun near the edge of the register had
+    turned back there, the sequence had varied another step than the motif, and a strong
+    beat's chord tone had been the nearest even back across the note before: 62%."""
+    kept = total = 0
+    for genre in STYLES:
+        for seed in (1, 2, 3):
+            score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                      Heartbeat(lambda f: None))  # fmt: skip
+            tune = score.roles.of("melody")[0]
+            bar_beats, first = score.plan.meter.beats, score.plan.first_downbeat
+            bars: dict[int, list[Note]] = {}
+            for note in sorted(score.notes, key=lambda n: n.start):
+                if note.instrument == tune:
+                    bars.setdefault(int((note.start - first) // bar_beats), []).append(note)
+            shapes: dict[tuple[float, ...], list[tuple[int, ...]]] = {}
+            for notes in bars.values():
+                rhythm = tuple(round((n.start - first) % bar_beats, 2) for n in notes)
+                if len(rhythm) >= 3:
+                    steps = tuple(int(np.sign(b.pitch - a.pitch)) for a, b in
+                                  itertools.pairwise(notes))  # fmt: skip
+                    shapes.setdefault(rhythm, []).append(steps)
+            for group in shapes.values():
+                if len(group) >= 2:
+                    kept += Counter(group).most_common(1)[0][1]
+                    total += len(group)
+    assert total >= 200 and kept / total >= 0.75, (kept, total)
+
+
 # Rock's guitar plays the tune and strums the chords, so its tune cannot be told apart.
 @pytest.mark.parametrize("genre", [g for g in STYLES if g != "rock"])
 def test_the_tune_stays_in_its_key_and_its_register(generator, beat_analysis, genre):

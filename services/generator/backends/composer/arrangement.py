@@ -345,6 +345,27 @@ class _BarPlay(NamedTuple):
     phrase_end: bool
 
 
+def _fits(pitch: int, steps: Sequence[int], key: Key, low: int, high: int) -> bool:
+    """Whether a line from `pitch` moving by `steps` (scale degrees) stays in [low, high]."""
+    for step in steps:
+        pitch = scale_step(pitch, step, key)
+        if not low <= pitch <= high:
+            return False
+    return True
+
+
+def _onward(
+    previous: int, pitch: int, step: int, classes: tuple[int, ...], low: int, high: int
+) -> int:
+    """The pitch of `classes` nearest `pitch` that still moves from `previous` the way the
+    contour's `step` does (up, down); the nearest of all where none does. The nearest alone
+    had turned a step up onto the note before it, or back below it, and the motif's shape
+    was lost on its return."""
+    options = [p for p in range(low, high + 1) if p % 12 in classes]
+    onward = [p for p in options if (p - previous) * step > 0] if step else options
+    return min(onward or options, key=lambda p: (abs(p - pitch), p))
+
+
 def _playing_velocity(level: int) -> int:
     """The velocity a section plays its bars at, by its level (1..3), before phrasing."""
     return 54 + 12 * level
@@ -1240,31 +1261,41 @@ class Composer:
         elif phrase_bar == 1:
             lift = 2
         if form.repeat and phrase_bar != 3:
+            # The same step in the motif and its sequence a step higher, so the two bars
+            # keep one shape.
             contour = list(contour)
-            contour[(form.repeat + phrase_bar) % len(contour)] += 1
+            contour[(form.repeat + (phrase_bar == 2)) % len(contour)] += 1
         length = end - start
         onsets = [o for o in onsets if o < length] or [0.0]
         low, high = self.style.melody_range
         harmony = self._chord_at(start)
-        pitch = nearest_in(self._melody_pitch + lift, harmony.pitch_classes, low, high)
+        # The bar starts on the chord tone nearest where the tune was from which its whole
+        # contour fits the register: started near an edge, the line had turned back there and
+        # the motif came back in another shape.
+        target = self._melody_pitch + lift
+        starts = [p for p in range(low, high + 1) if p % 12 in harmony.pitch_classes]
+        fitting = [p for p in starts if _fits(p, contour[1:], form.key, low, high)]
+        pitch = min(fitting or starts, key=lambda p: (abs(p - target), p))
         for i, offset in enumerate(onsets):
             position_beats = start + offset
             harmony = self._chord_at(position_beats)
+            previous, step = pitch, contour[i] if i > 0 else 0
             if i > 0:
-                stepped = scale_step(pitch, contour[i], form.key)
+                stepped = scale_step(pitch, step, form.key)
                 if not low <= stepped <= high:
                     # At the edge of its register the line turns back, in the key (a clamp
                     # had held it on the edge, often on a note outside the key).
-                    stepped = scale_step(pitch, -contour[i], form.key)
+                    step = -step
+                    stepped = scale_step(pitch, step, form.key)
                 pitch = nearest_in(stepped, form.key.scale, low, high)
                 if abs(offset - round(offset)) < 1e-6 and round(offset) % 2 == 0:
-                    pitch = nearest_in(pitch, harmony.pitch_classes, low, high)
+                    pitch = _onward(previous, pitch, step, harmony.pitch_classes, low, high)
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
             if stop - offset >= HELD_NOTE_BEATS and harmony.rubs(pitch):
                 # Held a semitone over a chord tone, a scale note grinds (the tonic over V's
                 # leading tone, the root over a major seventh): it takes the nearest steady
                 # chord tone instead.
-                pitch = nearest_in(pitch, harmony.steady_tones, low, high)
+                pitch = _onward(previous, pitch, step, harmony.steady_tones, low, high)
             onset = swung(position_beats, self._swing)
             release = swung(position_beats + min(stop - offset, 2.0), self._swing)
             self._add(player, pitch, onset, onset + (release - onset) * 0.95,
