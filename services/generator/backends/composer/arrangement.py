@@ -533,16 +533,18 @@ class Composer:
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
-        # in the parallel key), the patterns' variants (per material and level: one draw for
-        # every level had given another seed the same drums, bass and comping throughout,
-        # one time in three), motifs.
+        # in the parallel key), the accompaniment's pattern variants, motifs.
         self._progressions = choose_progressions(style, forms[0].key.mode, rng)
-        self._variants = {(m, level): int(rng.integers(8)) for m in ("A", "B") for level in LEVELS}
+        self._variant = {m: int(rng.integers(8)) for m in ("A", "B")}
         self._motifs = {m: self._motif() for m in ("A", "B")}
         self._substitution = int(rng.integers(4))
         # Each motif's answer: the third bar of a phrase, another rhythm (drawn after the
-        # choices above, which stay the seed's).
+        # choices above, which stay the seed's, as do those below).
         self._answers = {m: self._answer(self._motifs[m]) for m in ("A", "B")}
+        # The drummer's groove, per material and level, as a drummer picks one for each
+        # section's energy: one draw for every level had given another seed the same drums
+        # throughout, one time in three.
+        self._grooves = {(m, level): int(rng.integers(8)) for m in ("A", "B") for level in LEVELS}
 
     # ---- the plan of the piece ----------------------------------------------------------
 
@@ -872,11 +874,11 @@ class Composer:
         # Phrase shape: a small swell over four bars, accents at the section's start.
         velocity = _playing_velocity(level) + (2, 4, 6, 0)[position % 4]
         velocity += SECTION_ACCENT if position == 0 else 0
-        variant = self._variants[(form.material, level)] + form.repeat
+        variant = self._variant[form.material] + form.repeat
         # Two-bar phrases answer each other (the bass and comping's other variant) and the
         # groove turns over every four bars, so bars are not copies of one loop.
         answer = variant + (position // 2) % 2
-        turn = variant + (position // 4) % 2
+        turn = self._grooves[(form.material, level)] + form.repeat + (position // 4) % 2
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
