@@ -830,8 +830,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
         status = int(args.run(args))
-        # One that came in the command's last import, not raised yet.
-        _stop_if_interrupted()
+        if not _interrupt_raised:
+            # One that came in the command's last import, not raised yet (one raised and
+            # caught, as uvicorn catches the one it raises again after its own stop, is not).
+            _stop_if_interrupted()
         return status
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]interrupted[/red]", highlight=False)
