@@ -483,6 +483,16 @@ def test_seeds_in_turn_are_other_takes_in_other_keys_and_tempos(generator, beat_
         assert plan.alignment.on_beat_count == plan.alignment.cut_count
 
 
+def _drum_strokes(generator, beat_analysis, genre: str, seeds: range) -> list[set]:
+    """Each seed's drum strokes, (beat, key), as the composer writes them."""
+    strokes = []
+    for seed in seeds:
+        notes = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None)).notes  # fmt: skip
+        strokes.append({(n.start, n.pitch) for n in notes if n.instrument == "drums"})
+    return strokes
+
+
 def test_seeds_in_turn_play_other_grooves(generator, beat_analysis):
     """Twelve seeds in turn (candidates) of a groove-led genre: most pairs play other drums
     (at most a third of the 66 pairs share over 80% of their (onset, drum) strokes), and no
@@ -491,11 +501,7 @@ def test_seeds_in_turn_play_other_grooves(generator, beat_analysis):
     share one at a level: some pairs of four may sound alike where one level holds most of
     the piece.)"""
     for genre in ("electronic", "pop"):
-        drums = []
-        for seed in range(12):
-            brief = brief_for(beat_analysis, genre, seed=seed)
-            notes = generator.compose(brief, Heartbeat(lambda f: None)).notes
-            drums.append({(n.start, n.pitch) for n in notes if n.instrument == "drums"})
+        drums = _drum_strokes(generator, beat_analysis, genre, range(12))
         alike = [len(a & b) / len(a | b) > 0.8 for a, b in itertools.combinations(drums, 2)]
         assert sum(alike) <= len(alike) / 3, (genre, sum(alike))
         assert all(a != b for a, b in itertools.combinations(drums[:4], 2)), genre
@@ -508,11 +514,7 @@ def test_another_seed_seldom_plays_the_same_drums_throughout(generator, beat_ana
     the 308 pairs here (orchestral 5, cinematic 2); 4 now."""
     same = []
     for genre in STYLES:
-        drums = []
-        for seed in range(1, 9):
-            brief = brief_for(beat_analysis, genre, seed=seed)
-            notes = generator.compose(brief, Heartbeat(lambda f: None)).notes
-            drums.append({(n.start, n.pitch) for n in notes if n.instrument == "drums"})
+        drums = _drum_strokes(generator, beat_analysis, genre, range(1, 9))
         same += [(genre, a, b) for (a, one), (b, other) in itertools.combinations(
                  enumerate(drums, 1), 2) if one and one == other]  # fmt: skip
     assert len(same) <= 5, same

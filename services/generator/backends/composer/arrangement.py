@@ -35,8 +35,10 @@ from services.generator.backends.composer.theory import (
     Chord,
     Key,
     chord,
+    nearest,
     nearest_in,
     open_voicing,
+    pitches_in,
     scale_step,
     voice,
 )
@@ -361,9 +363,9 @@ def _onward(
     contour's `step` does (up, down); the nearest of all where none does. The nearest alone
     had turned a step up onto the note before it, or back below it, and the motif's shape
     was lost on its return."""
-    options = [p for p in range(low, high + 1) if p % 12 in classes]
+    options = pitches_in(classes, low, high)
     onward = [p for p in options if (p - previous) * step > 0] if step else options
-    return min(onward or options, key=lambda p: (abs(p - pitch), p))
+    return nearest(pitch, onward or options)
 
 
 def _playing_velocity(level: int) -> int:
@@ -1274,10 +1276,9 @@ class Composer:
         # The bar starts on the chord tone nearest where the tune was from which its whole
         # contour fits the register: started near an edge, the line had turned back there and
         # the motif came back in another shape.
-        target = self._melody_pitch + lift
-        starts = [p for p in range(low, high + 1) if p % 12 in harmony.pitch_classes]
+        starts = pitches_in(harmony.pitch_classes, low, high)
         fitting = [p for p in starts if _fits(p, contour[1:], form.key, low, high)]
-        pitch = min(fitting or starts, key=lambda p: (abs(p - target), p))
+        pitch = nearest(self._melody_pitch + lift, fitting or starts)
         for i, offset in enumerate(onsets):
             position_beats = start + offset
             harmony = self._chord_at(position_beats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 PITCH_CLASSES = {
@@ -174,10 +175,19 @@ def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
     return (root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth)
 
 
-def nearest_in(pitch: float, classes: tuple[int, ...] | list[int], low: int, high: int) -> int:
-    """The pitch in [low, high] of one of `classes` nearest to `pitch`."""
-    options = [p for p in range(low, high + 1) if p % 12 in classes]
+def pitches_in(classes: Collection[int], low: int, high: int) -> list[int]:
+    """The pitches in [low, high] of one of `classes`, from the lowest."""
+    return [p for p in range(low, high + 1) if p % 12 in classes]
+
+
+def nearest(pitch: float, options: Iterable[int]) -> int:
+    """The option nearest to `pitch` (the lower of two as near)."""
     return min(options, key=lambda p: (abs(p - pitch), p))
+
+
+def nearest_in(pitch: float, classes: Collection[int], low: int, high: int) -> int:
+    """The pitch in [low, high] of one of `classes` nearest to `pitch`."""
+    return nearest(pitch, pitches_in(classes, low, high))
 
 
 def scale_step(pitch: int, steps: int, key: Key) -> int:
