@@ -347,13 +347,17 @@ class _BarPlay(NamedTuple):
     phrase_end: bool
 
 
-def _fits(pitch: int, steps: Sequence[int], key: Key, low: int, high: int) -> bool:
-    """Whether a line from `pitch` moving by `steps` (scale degrees) stays in [low, high]."""
-    for step in steps:
+# A tune bar starts on a chord tone at most a fifth (in semitones) from the note before.
+MAX_BAR_LEAP = 7
+
+
+def _reach(pitch: int, steps: Sequence[int], key: Key, low: int, high: int) -> int:
+    """How many of `steps` (scale degrees) a line from `pitch` takes inside [low, high]."""
+    for taken, step in enumerate(steps):
         pitch = scale_step(pitch, step, key)
         if not low <= pitch <= high:
-            return False
-    return True
+            return taken
+    return len(steps)
 
 
 def _onward(
@@ -534,6 +538,9 @@ class Composer:
         self._struck: set[tuple[str, int, float]] = set()
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
+        # The notes of the tune's last bar (pitch, start, end, velocity), which another tune
+        # player doubles.
+        self._tune_bar: list[tuple[int, float, float, int]] = []
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
         # in the parallel key), the accompaniment's pattern variants, motifs.
         self._progressions = choose_progressions(style, forms[0].key.mode, rng)
@@ -914,7 +921,10 @@ class Composer:
             playing.add(player)
         for number, player in enumerate(roles.of("melody") if tune else ()):
             if not intro and self._joins(player, 1 if number == 0 else 3, level, number == 0):
-                self._melody(player, start, end, form, position, velocity + 12 - 10 * number)
+                if number == 0:
+                    self._melody(player, start, end, form, position, velocity + 12)
+                else:
+                    self._double_tune(player, -10 * number)
                 playing.add(player)
         return playing
 
@@ -998,8 +1008,12 @@ class Composer:
             playing.add(player)
         for player in roles.of("melody")[:1]:
             low, high = self.style.melody_range
-            self._add(player, nearest_in(self._melody_pitch, (tonic.root,), low, high), start,
-                      end, velocity["melody"])  # fmt: skip
+            # The tonic, or where it lies more than a fifth away (past the register's edge),
+            # the tonic chord's nearest tone: the tune ends as it moved, not by a sixth.
+            pitch = nearest_in(self._melody_pitch, (tonic.root,), low, high)
+            if abs(pitch - self._melody_pitch) > MAX_BAR_LEAP:
+                pitch = nearest_in(self._melody_pitch, tonic.pitch_classes, low, high)
+            self._add(player, pitch, start, end, velocity["melody"])
             playing.add(player)
         for player in roles.of("drums")[:1]:
             # The kick as the section's grooves strike it: accented from FINAL_LEVEL (104),
@@ -1273,12 +1287,18 @@ class Composer:
         onsets = [o for o in onsets if o < length] or [0.0]
         low, high = self.style.melody_range
         harmony = self._chord_at(start)
-        # The bar starts on the chord tone nearest where the tune was from which its whole
-        # contour fits the register: started near an edge, the line had turned back there and
-        # the motif came back in another shape.
-        starts = pitches_in(harmony.pitch_classes, low, high)
-        fitting = [p for p in starts if _fits(p, contour[1:], form.key, low, high)]
-        pitch = nearest(self._melody_pitch + lift, fitting or starts)
+        # The bar starts on a chord tone at most a fifth from where the tune was (taken
+        # wherever the contour fitted, 4% of bars had started by a leap of up to a tenth):
+        # the one from which the most of its contour fits the register, the nearest of
+        # those. Started near an edge, the line had turned back there and the motif came
+        # back in another shape. A first note held rests on a steady tone (below).
+        held = (onsets[1] if len(onsets) > 1 else length) - onsets[0] >= HELD_NOTE_BEATS
+        starts = pitches_in(harmony.steady_tones if held else harmony.pitch_classes, low, high)
+        near = [p for p in starts if abs(p - self._melody_pitch) <= MAX_BAR_LEAP] or starts
+        target = self._melody_pitch + lift
+        pitch = max(near, key=lambda p: (_reach(p, contour[1:], form.key, low, high),
+                                         -abs(p - target), -p))  # fmt: skip
+        bar: list[tuple[int, float, float, int]] = []
         for i, offset in enumerate(onsets):
             position_beats = start + offset
             harmony = self._chord_at(position_beats)
@@ -1301,9 +1321,19 @@ class Composer:
                 pitch = _onward(previous, pitch, step, harmony.steady_tones, low, high)
             onset = swung(position_beats, self._swing)
             release = swung(position_beats + min(stop - offset, 2.0), self._swing)
-            self._add(player, pitch, onset, onset + (release - onset) * 0.95,
-                      velocity + (6 if offset == 0 else 0))  # fmt: skip
+            note = (pitch, onset, onset + (release - onset) * 0.95,
+                    velocity + (6 if offset == 0 else 0))  # fmt: skip
+            self._add(player, *note)
+            bar.append(note)
         self._melody_pitch = pitch
+        self._tune_bar = bar
+
+    def _double_tune(self, player: str, softer: int) -> None:
+        """Another tune player doubles the bar the tune just played, at the unison (a fiddle
+        and a whistle, a synth over the piano). Composed again from where the tune ended, it
+        had met the tune at a second or a seventh, or a third away."""
+        for pitch, onset, release, velocity in self._tune_bar:
+            self._add(player, pitch, onset, release, velocity + softer)
 
     # ---- cuts ---------------------------------------------------------------------------
 
