@@ -828,6 +828,17 @@ def test_melody_repeats_its_motif(composed, beat_analysis):
     assert len(set(rhythms)) <= len(rhythms) / 2
 
 
+def _tunes(generator, analysis):
+    """Each genre's tune on the video, seeds 1-3: (its first player's notes in order, beats a
+    bar, the first downbeat)."""
+    for genre, seed in itertools.product(STYLES, (1, 2, 3)):
+        score = generator.compose(brief_for(analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        tune = score.roles.of("melody")[0]
+        notes = sorted((n for n in score.notes if n.instrument == tune), key=lambda n: n.start)
+        yield notes, score.plan.meter.beats, score.plan.first_downbeat
+
+
 def test_the_motif_comes_back_in_its_shape(generator, beat_analysis):
     """Bars of the tune that share a rhythm (the motif, its sequence a step higher, its
     returns) mostly share their shape too (up, down or the same from note to note): 78% of
@@ -836,27 +847,21 @@ def test_the_motif_comes_back_in_its_shape(generator, beat_analysis):
     another step than the motif, and a strong beat's chord tone had been the nearest even
     back across the note before: 62%."""
     kept = total = 0
-    for genre in STYLES:
-        for seed in (1, 2, 3):
-            score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
-                                      Heartbeat(lambda f: None))  # fmt: skip
-            tune = score.roles.of("melody")[0]
-            bar_beats, first = score.plan.meter.beats, score.plan.first_downbeat
-            bars: dict[int, list[Note]] = {}
-            for note in sorted(score.notes, key=lambda n: n.start):
-                if note.instrument == tune:
-                    bars.setdefault(int((note.start - first) // bar_beats), []).append(note)
-            shapes: dict[tuple[float, ...], list[tuple[int, ...]]] = {}
-            for notes in bars.values():
-                rhythm = tuple(round((n.start - first) % bar_beats, 2) for n in notes)
-                if len(rhythm) >= 3:
-                    steps = tuple(int(np.sign(b.pitch - a.pitch)) for a, b in
-                                  itertools.pairwise(notes))  # fmt: skip
-                    shapes.setdefault(rhythm, []).append(steps)
-            for group in shapes.values():
-                if len(group) >= 2:
-                    kept += Counter(group).most_common(1)[0][1]
-                    total += len(group)
+    for tune, bar_beats, first in _tunes(generator, beat_analysis):
+        bars: dict[int, list[Note]] = {}
+        for note in tune:
+            bars.setdefault(int((note.start - first) // bar_beats), []).append(note)
+        shapes: dict[tuple[float, ...], list[tuple[int, ...]]] = {}
+        for notes in bars.values():
+            rhythm = tuple(round((n.start - first) % bar_beats, 2) for n in notes)
+            if len(rhythm) >= 3:
+                steps = tuple(int(np.sign(b.pitch - a.pitch)) for a, b in
+                              itertools.pairwise(notes))  # fmt: skip
+                shapes.setdefault(rhythm, []).append(steps)
+        for group in shapes.values():
+            if len(group) >= 2:
+                kept += Counter(group).most_common(1)[0][1]
+                total += len(group)
     assert total >= 200 and kept / total >= 0.75, (kept, total)
 
 
@@ -864,23 +869,18 @@ def test_a_bar_of_the_tune_starts_within_a_fifth_of_the_note_before(generator, b
     """A tune bar starts where its contour fits the register, but not by a leap a singer would
     not take: within a phrase (notes less than a bar apart) no bar starts more than a fifth from
     the note before, and leaps over a fifth are under 1% of all. Taken wherever the contour
-    fitted, 4.4% of bar starts had leapt over a fifth (up to a tenth) and 1.9% of all steps."""
+    fitted, 57 of 639 bars had started by a leap over a fifth (11 by an octave, one by an
+    octave and a fourth): 2% of all steps."""
     starts = leaps = steps = 0
-    for genre in STYLES:
-        for seed in (1, 2, 3):
-            score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
-                                      Heartbeat(lambda f: None))  # fmt: skip
-            tune = score.roles.of("melody")[0]
-            bar_beats, first = score.plan.meter.beats, score.plan.first_downbeat
-            notes = sorted((n for n in score.notes if n.instrument == tune), key=lambda n: n.start)
-            for a, b in itertools.pairwise(notes):
-                if b.start - a.start >= bar_beats:
-                    continue
-                leap = abs(b.pitch - a.pitch) > 7
-                steps += 1
-                leaps += leap
-                at_bar = math.isclose((b.start - first) % bar_beats, 0.0, abs_tol=1e-6)
-                starts += leap and at_bar
+    for tune, bar_beats, first in _tunes(generator, beat_analysis):
+        for a, b in itertools.pairwise(tune):
+            if b.start - a.start >= bar_beats:
+                continue
+            leap = abs(b.pitch - a.pitch) > 7
+            steps += 1
+            leaps += leap
+            at_bar = math.isclose((b.start - first) % bar_beats, 0.0, abs_tol=1e-6)
+            starts += leap and at_bar
     assert steps >= 1000 and starts == 0 and leaps / steps < 0.01, (starts, leaps, steps)
 
 
@@ -1321,16 +1321,25 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
     """The ear follows the highest line: a pulse, an arpeggio or a chord above the tune masks
     it. In electronic the plucks' arpeggio (72-91) had sounded above 70% of the lead's notes;
     lo-fi's Rhodes chords (57-79, over a tune from 62) above 49-82% of its tune's in two of
-    three seeds (a music review), orchestral's harp and horns above 39% and 30% in one.
-    Ambient's harp and strings shimmer above its sparse tune by design (its style row)."""
+    three seeds (a music review), orchestral's harp and horns above 39% and 30% in one. Also
+    with every instrument the picture may add, in busy sections: pop's muted guitar (64-83)
+    had played its eighths above 72% of the lead's notes, acoustic's harp (62-81) above 52%,
+    corporate's marimba (to G5) above 26%. Ambient's harp and strings shimmer above its sparse
+    tune by design (its style row)."""
     failing = []
     for genre in STYLES:
         if genre == "ambient":
             continue
         above = total = 0
-        for seed in (1, 2, 3):
-            score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
-                                      Heartbeat(lambda f: None))  # fmt: skip
+        for seed, whole_band in itertools.product((1, 2, 3), (False, True)):
+            brief = brief_for(beat_analysis, genre, seed=seed)
+            if whole_band:
+                style = STYLES[genre]
+                tags = dataclasses.replace(brief.tags, energy=0.9,
+                                           instruments=[*style.core, *style.colours])  # fmt: skip
+                busy = [dataclasses.replace(s, energy=0.9) for s in brief.segments]
+                brief = dataclasses.replace(brief, tags=tags, segments=busy)
+            score = generator.compose(brief, Heartbeat(lambda f: None))
             melody = set(score.roles.of("melody"))
             players = set(score.roles.of(part)) - melody
             others = [n for n in score.notes if n.instrument in players]

@@ -1288,7 +1288,8 @@ class Composer:
         low, high = self.style.melody_range
         harmony = self._chord_at(start)
         # The bar starts on a chord tone at most a fifth from where the tune was (taken
-        # wherever the contour fitted, 4% of bars had started by a leap of up to a tenth):
+        # wherever the contour fitted, 9% of bars had started by a leap of up to an octave
+        # and a fourth):
         # the one from which the most of its contour fits the register, the nearest of
         # those. Started near an edge, the line had turned back there and the motif came
         # back in another shape. A first note held rests on a steady tone (below).

@@ -951,7 +951,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.55,
             melody_grid=2,
             melody_range=(64, 84),
-            registers={"bass": (31, 50), "comping": (55, 76), "pulse": (64, 83), "pad": (52, 74)},
+            registers={"bass": (31, 50), "comping": (55, 76), "pulse": (52, 71), "pad": (52, 74)},
             open_voicing=False,
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
             ghost_notes=0.06,
@@ -1185,7 +1185,7 @@ STYLES: dict[str, Style] = {
             # The guitar strums open chords from its low strings, the upright under them and
             # the piano's tune over them (from B2 the chords' tops had reached D5, over 45% of
             # the tune's notes).
-            registers={"bass": (28, 43), "comping": (43, 62), "pulse": (62, 81), "pad": (50, 72)},
+            registers={"bass": (28, 43), "comping": (43, 62), "pulse": (55, 74), "pad": (50, 72)},
             open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             ghost_notes=0.06,
@@ -1325,7 +1325,7 @@ STYLES: dict[str, Style] = {
             melody_range=(67, 88),
             # The piano's chords and the marimba under the lead (to C6 and E6, over 30% of
             # its notes).
-            registers={"bass": (33, 52), "comping": (55, 79), "pulse": (62, 84), "pad": (55, 76)},
+            registers={"bass": (33, 52), "comping": (55, 76), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
             crash=CRASH_2,
