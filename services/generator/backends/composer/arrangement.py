@@ -626,11 +626,13 @@ class Composer:
 
     def _clear_unisons(self) -> None:
         """A chord's tone struck with the tune on the tune's own pitch (the comping's or the
-        pad's top voice, often) moves an octave down within its part's register, else is left
-        out: held on, it smeared the line (lo-fi's Rhodes held a tune's pitch 3.4 s after the
-        tune moved on; pop's piano doubled 15-35% of its lead's notes)."""
+        pad's top voice, often, or a note of the pulse's figure) moves an octave down within
+        its part's register, else is left out: held on, it smeared the line (lo-fi's Rhodes
+        held a tune's pitch 3.4 s after the tune moved on; pop's piano doubled 15-35% of its
+        lead's notes; ambient's harp struck 11% of its notes with the tune, on its pitch)."""
         tune = set(self.roles.of("melody"))
-        chordal = {player: part for part in ("comping", "pad") for player in self.roles.of(part)
+        chordal = {player: part for part in ("comping", "pad", "pulse")
+                   for player in self.roles.of(part)
                    if player not in tune and player != "drums"}  # fmt: skip
         notes = self.result.notes
         onsets: dict[int, list[float]] = {}
