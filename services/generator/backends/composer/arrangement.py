@@ -1291,10 +1291,9 @@ class Composer:
         harmony = self._chord_at(start)
         # The bar starts on a chord tone at most a fifth from where the tune was (taken
         # wherever the contour fitted, 9% of bars had started by a leap of up to an octave
-        # and a fourth):
-        # the one from which the most of its contour fits the register, the nearest of
-        # those. Started near an edge, the line had turned back there and the motif came
-        # back in another shape. A first note held rests on a steady tone (below).
+        # and a fourth): the one from which the most of its contour fits the register, the
+        # nearest of those. Started near an edge, the line had turned back there and the
+        # motif came back in another shape. A first note held rests on a steady tone (below).
         held = (onsets[1] if len(onsets) > 1 else length) - onsets[0] >= HELD_NOTE_BEATS
         starts = pitches_in(harmony.steady_tones if held else harmony.pitch_classes, low, high)
         near = [p for p in starts if abs(p - self._melody_pitch) <= MAX_BAR_LEAP] or starts
@@ -1332,9 +1331,9 @@ class Composer:
         self._tune_bar = bar
 
     def _double_tune(self, player: str, softer: int) -> None:
-        """Another tune player doubles the bar the tune just played, at the unison (a fiddle
-        and a whistle, a synth over the piano). Composed again from where the tune ended, it
-        had met the tune at a second or a seventh, or a third away."""
+        """Another tune player doubles the bar the tune just played, at the unison (folk's
+        fiddle and whistle). Composing its own bar from where the tune ended, it had met the
+        tune at the unison or octave on 76% of their shared onsets."""
         for pitch, onset, release, velocity in self._tune_bar:
             self._add(player, pitch, onset, release, velocity + softer)
 

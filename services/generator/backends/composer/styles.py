@@ -1324,7 +1324,7 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             melody_range=(67, 88),
             # The piano's chords and the marimba under the lead (to C6 and E6, over 30% of
-            # its notes).
+            # its notes; the piano's to G5, over 26% of them with the whole band, busy).
             registers={"bass": (33, 52), "comping": (55, 76), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
