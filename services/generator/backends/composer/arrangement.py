@@ -349,6 +349,8 @@ class _BarPlay(NamedTuple):
 
 # A tune bar starts on a chord tone at most a fifth (in semitones) from the note before.
 MAX_BAR_LEAP = 7
+# A note of the tune as `Composer._melody` plays it: pitch, start, end, velocity.
+TuneNote = tuple[int, float, float, int]
 
 
 def _reach(pitch: int, steps: Sequence[int], key: Key, low: int, high: int) -> int:
@@ -538,9 +540,6 @@ class Composer:
         self._struck: set[tuple[str, int, float]] = set()
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
-        # The notes of the tune's last bar (pitch, start, end, velocity), which another tune
-        # player doubles.
-        self._tune_bar: list[tuple[int, float, float, int]] = []
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
         # in the parallel key), the accompaniment's pattern variants, motifs.
         self._progressions = choose_progressions(style, forms[0].key.mode, rng)
@@ -921,12 +920,16 @@ class Composer:
             crash = crash and not self._cut_beside(start)
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
+        tune_notes: list[TuneNote] = []
         for number, player in enumerate(roles.of("melody") if tune else ()):
             if not intro and self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 if number == 0:
-                    self._melody(player, start, end, form, position, velocity + 12)
-                else:
-                    self._double_tune(player, -10 * number)
+                    tune_notes = self._melody(player, start, end, form, position, velocity + 12)
+                # Another tune player doubles the tune at the unison (folk's fiddle and
+                # whistle). Composing its own bar from where the tune ended, it had met the
+                # tune at the unison or octave on 76% of their shared onsets.
+                for pitch, onset, release, loudness in tune_notes if number else ():
+                    self._add(player, pitch, onset, release, loudness - 10 * number)
                 playing.add(player)
         return playing
 
@@ -1262,12 +1265,12 @@ class Composer:
 
     def _melody(
         self, player: str, start: int, end: int, form: SectionForm, position: int, velocity: int
-    ) -> None:
+    ) -> list[TuneNote]:
         """Four-bar phrases of the section's material: its motif, the motif a step higher,
         its answer (another rhythm, the contour turned over), a long cadence note. On each
         return of the material the motif comes varied (a note added, then one left out, in
         turn; and one step of its contour changed), so the tune develops rather than loops
-        one bar's rhythm through the piece."""
+        one bar's rhythm through the piece. Returns the bar's notes, for a second player."""
         motif = _varied(
             self._motifs[form.material], form.repeat, self._melody_steps, self.bar_beats
         )
@@ -1300,7 +1303,7 @@ class Composer:
         target = self._melody_pitch + lift
         pitch = max(near, key=lambda p: (_reach(p, contour[1:], form.key, low, high),
                                          -abs(p - target), -p))  # fmt: skip
-        bar: list[tuple[int, float, float, int]] = []
+        bar: list[TuneNote] = []
         for i, offset in enumerate(onsets):
             position_beats = start + offset
             harmony = self._chord_at(position_beats)
@@ -1328,14 +1331,7 @@ class Composer:
             self._add(player, *note)
             bar.append(note)
         self._melody_pitch = pitch
-        self._tune_bar = bar
-
-    def _double_tune(self, player: str, softer: int) -> None:
-        """Another tune player doubles the bar the tune just played, at the unison (folk's
-        fiddle and whistle). Composing its own bar from where the tune ended, it had met the
-        tune at the unison or octave on 76% of their shared onsets."""
-        for pitch, onset, release, velocity in self._tune_bar:
-            self._add(player, pitch, onset, release, velocity + softer)
+        return bar
 
     # ---- cuts ---------------------------------------------------------------------------
 
