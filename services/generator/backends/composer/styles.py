@@ -791,7 +791,9 @@ STYLES: dict[str, Style] = {
             melody_range=(60, 82),
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
             open_voicing=True,
-            cut_hits=((CRASH, LOW_TOM), (LOW_TOM,)),
+            # A light cut is a splash over the timpani: the timpani's stroke alone lay under
+            # the held final chord, and no onset detector heard the montage's cuts there.
+            cut_hits=((CRASH, LOW_TOM), (SPLASH, LOW_TOM)),
             production=production.CINEMATIC,
             tonics={"major": ("D", "C", "Gb", "Eb"), "minor": ("D", "C", "E", "G")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
