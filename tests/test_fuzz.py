@@ -1161,3 +1161,61 @@ def test_fuzz_generator_describe(
         )
 
     run("Generator.Describe", case, target, channels, record_property)
+
+
+def _not_utf8(request: Message) -> bytes:
+    """`request`'s bytes with each U+0001 in its strings made 0xFF, a byte UTF-8 never has
+    (no Python stub sends such a string)."""
+    data = request.SerializeToString()
+    assert b"\x01" in data
+    return data.replace(b"\x01", b"\xff")
+
+
+def test_request_bytes_that_are_no_message_are_refused(target: Target, channels: Channels):
+    # What a client with another protobuf library, a proxy's corruption or a hostile caller
+    # may send: a string field that is not UTF-8, a message cut short, bytes that are none.
+    # gRPC had answered UNKNOWN naming the parser's exception, and an upload's handler
+    # INTERNAL with a traceback in the log.
+    video = common_pb2.VideoSource(uri=target.good_uris[0], file_name="clip\x01.mp4")
+    score = gateway_pb2.ScoreRequest(video=video).SerializeToString()
+    header = gateway_pb2.ScoreUploadRequest(header=gateway_pb2.UploadHeader(file_name="a.mp4"))
+    analyze = tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=target.good_uris[0]))
+    cases: list[tuple[str, grpc.Channel, str, Any]] = [
+        ("Gateway.Score: not UTF-8", channels.gateway, "Score",
+         _not_utf8(gateway_pb2.ScoreRequest(video=video))),
+        ("Gateway.Score: cut short", channels.gateway, "Score", score[:-3]),
+        ("Gateway.Analyze: not UTF-8", channels.gateway, "Analyze",
+         _not_utf8(gateway_pb2.GatewayAnalyzeRequest(video=video))),
+        ("Gateway.ScoreUpload: header not UTF-8", channels.gateway, "ScoreUpload",
+         [_not_utf8(gateway_pb2.ScoreUploadRequest(
+             header=gateway_pb2.UploadHeader(file_name="a\x01.mp4")))]),
+        ("Gateway.ScoreUpload: a chunk that is none", channels.gateway, "ScoreUpload",
+         [header.SerializeToString(), b"\xff\xff"]),
+        ("Tagger.Analyze: cut short", channels.tagger, "Analyze",
+         analyze.SerializeToString()[:-3]),
+        ("Tagger.Describe: bytes that are none", channels.tagger, "Describe", b"\xff\xff\xff"),
+        ("Generator.Generate: cut short", channels.generator, "Generate", b"\x0a\xff\xff\xff"),
+        ("Generator.Describe: bytes that are none", channels.generator, "Describe", b"\xff\xff"),
+    ]  # fmt: skip
+    services = {channels.gateway: "Gateway", channels.tagger: "Tagger",
+                channels.generator: "Generator"}  # fmt: skip
+    since = log_size(target.running)
+    for label, channel, method, payload in cases:
+        path = f"/bgm.v1.{services[channel]}/{method}"
+        streaming_in = isinstance(payload, list)
+        call: Any
+        if method in ("Score", "Generate"):
+            call = channel.unary_stream(path)
+        elif streaming_in:
+            call = channel.stream_stream(path)
+        else:
+            call = channel.unary_unary(path)
+        with pytest.raises(grpc.RpcError) as refused:
+            answer = call(iter(payload) if streaming_in else payload, timeout=CALL_TIMEOUT_S)
+            if not isinstance(answer, bytes):
+                list(answer)
+        code, details = refused.value.code(), refused.value.details() or ""
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (label, code, details)
+        assert "not a well-formed message" in details, (label, details)
+    logged = log_tail(target.running, since)
+    assert "Traceback" not in logged, logged
