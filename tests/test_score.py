@@ -531,6 +531,32 @@ def test_a_vp9_video_is_not_copied_into_mov(pipeline, tmp_path):
     assert video_packets_digest(tmp_path / "m.mkv") == video_packets_digest(video.path)
 
 
+@pytest.mark.parametrize(
+    ("codec", "name", "size", "advice"),
+    [
+        ("flv", "clip.flv", (320, 180), "no video container written here can carry it"),
+        ("h263", "clip.avi", (352, 288), "use .mov"),
+    ],
+)
+def test_a_stream_matroska_cannot_take_is_refused_before_the_music(
+    pipeline, tmp_path, codec, name, size, advice
+):
+    """Matroska takes neither an FLV (Sorenson) nor an H.263 stream: asked for, they had
+    failed at the mux once the music was made (an internal error). FFmpeg's muxers are asked
+    first now: refused, saying which container can carry the stream, and that one does."""
+    video = write_video(tmp_path / name, [Shot(1.0)], codec=codec, width=size[0],
+                        height=size[1], audio=False)  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidInputError, match=rf"cannot copy a {codec} video stream into "
+                                                rf"\.mkv; {advice}"):  # fmt: skip
+        pipeline.score(video.path, UserControls(), OutputOptions(out / "m.mkv"))
+    assert list(out.iterdir()) == []
+    if advice == "use .mov":
+        pipeline.score(video.path, UserControls(), OutputOptions(out / "m.mov"))
+        assert video_packets_digest(out / "m.mov") == video_packets_digest(video.path)
+
+
 def test_keep_original_audio_needs_audio(pipeline, tmp_path):
     video = write_video(tmp_path / "silent.mp4", [Shot(2.0)], audio=False)
     with pytest.raises(InvalidInputError, match="no audio track"):

@@ -168,7 +168,7 @@ def check_streams(
     command line asks before its models load)."""
     if output_kind(options.output) == "video":
         try:
-            check_stream_copy(probe.video_codec, options.output)
+            check_stream_copy(probe, options.output)
         except InvalidInputError as error:
             raise InvalidInputError(str(error), field="output.format") from None
     # With stems, a piece holds at least one stem beside its mix (the generator, which knows

@@ -5,6 +5,7 @@ Audio arrays are float32, shape (samples, 2), in -1..1.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -18,7 +19,7 @@ import numpy as np
 
 from services.errors import InvalidInputError
 from services.media.demux import open_input
-from services.media.video import carried_on
+from services.media.video import VideoProbe, carried_on
 
 # Output extension -> (container format, audio codec, sample format).
 log = logging.getLogger("bgm")
@@ -36,13 +37,6 @@ VIDEO_FORMATS = {
     ".mkv": ("matroska", "libopus"),
     ".webm": ("webm", "libopus"),
 }
-# Video codecs each container can carry by stream copy.
-_CONTAINER_VIDEO_CODECS = {
-    ".mp4": {"h264", "hevc", "av1", "vp9", "mpeg4", "mjpeg", "prores"},
-    ".mov": {"h264", "hevc", "prores", "mpeg4", "mjpeg", "av1"},  # FFmpeg puts no VP9 in MOV
-    ".mkv": None,  # anything
-    ".webm": {"vp8", "vp9", "av1"},
-}
 # Opus encodes at 48 kHz only.
 OPUS_RATE = 48000
 
@@ -58,13 +52,39 @@ def output_kind(path: Path) -> str:
     raise InvalidInputError(f"cannot write {path.name}: unknown extension; valid: {valid}")
 
 
-def check_stream_copy(video_codec: str, path: Path) -> None:
-    allowed = _CONTAINER_VIDEO_CODECS[path.suffix.lower()]
-    if allowed is not None and video_codec not in allowed:
-        raise InvalidInputError(
-            f"cannot copy a {video_codec} video stream into {path.suffix}; use .mkv"
-            + (" or .mp4" if path.suffix.lower() == ".webm" else "")
-        )
+def check_stream_copy(probe: VideoProbe, path: Path) -> None:
+    """Refuses a video whose stream the container of `path` cannot carry by stream copy,
+    naming the containers that can. FFmpeg's muxers are asked, as mux_into_video will ask
+    them: a hand-kept list of codecs had let FLV, H.263 and WMV streams into .mkv and ProRes
+    into .mp4, to fail once the music was made."""
+    suffix = path.suffix.lower()
+    if _carries(probe.path, suffix):
+        return
+    others = [other for other in VIDEO_FORMATS if other != suffix and _carries(probe.path, other)]
+    advice = (f"use {' or '.join(others)}" if others else
+              "no video container written here can carry it; ask for an audio format "
+              f"({', '.join(AUDIO_FORMATS)})")  # fmt: skip
+    raise InvalidInputError(
+        f"cannot copy a {probe.video_codec} video stream into {suffix}; {advice}"
+    )
+
+
+def _carries(video: Path, suffix: str) -> bool:
+    """Whether FFmpeg's muxer for `suffix` takes the video stream of `video` by copy: the
+    stream added from it and the header written, in memory (some refuse at the stream, as
+    Matroska an FLV one, some only at the header, as MOV a VP9 one)."""
+    with open_input(str(video)) as source:
+        target = av.open(io.BytesIO(), "w", format=VIDEO_FORMATS[suffix][0])
+        try:
+            target.add_stream_from_template(source.streams.video[0])
+            target.start_encoding()
+        except (ValueError, av.error.FFmpegError):
+            return False
+        finally:
+            # A trial in memory, discarded: closing one refused at its header fails again.
+            with contextlib.suppress(ValueError, av.error.FFmpegError):
+                target.close()
+    return True
 
 
 def _nothing() -> None:
