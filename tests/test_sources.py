@@ -42,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", f"http://127.0.0.1:{port}/video")
             self.end_headers()
+        elif self.path == "/to-credentials":
+            self.send_response(302)
+            self.send_header("Location", f"http://alice:s3cret@localhost:{port}/video")
+            self.end_headers()
         elif self.path in ("/to-file", "/to-ftp"):
             self.send_response(302)
             target = "file:///etc/passwd" if self.path == "/to-file" else "ftp://localhost/x"
@@ -119,6 +123,17 @@ def test_every_redirect_hop_is_held_to_the_allow_list(server, tmp_path: Path):
     for hop in ("to-file", "to-ftp"):
         with pytest.raises(PermissionDeniedError, match="away from http"):
             fetch(f"http://localhost:{server}/{hop}", policy(), tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_credentials_in_a_source_url_are_refused_and_not_repeated(server, tmp_path: Path):
+    # urllib had taken "alice:s3cret@localhost" for the host: NOT_FOUND, that host "cannot be
+    # resolved", the password repeated to the caller.
+    for uri in (f"http://alice:s3cret@localhost:{server}/video",
+                f"http://localhost:{server}/to-credentials"):  # fmt: skip
+        with pytest.raises(InvalidInputError, match="may not carry credentials") as refused:
+            fetch(uri, policy(), tmp_path / "v.mp4")
+        assert "s3cret" not in str(refused.value)
     assert not (tmp_path / "v.mp4").exists()
 
 

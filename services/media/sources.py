@@ -128,6 +128,15 @@ def _private(address: str) -> bool:
     return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
 
 
+def _http_host(parsed: urllib.parse.ParseResult) -> str:
+    """The host an http(s) URL names. One with credentials in it (user:password@host) is
+    refused, without repeating them: urllib took them for part of the host, and the
+    caller was told that host could not be resolved, password and all."""
+    if "@" in parsed.netloc:
+        raise InvalidInputError("a source URL may not carry credentials (user:password@host)")
+    return parsed.hostname or ""
+
+
 def _check_allowed(host: str, policy: SourcePolicy) -> None:
     if host not in policy.http_hosts:
         raise PermissionDeniedError(f"host {host[:100]} is not on this server's allow-list")
@@ -157,7 +166,7 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         parsed = parse_uri(newurl)
         if parsed.scheme not in ("http", "https"):
             raise PermissionDeniedError("a redirect away from http(s) is not followed")
-        _check_host(parsed.hostname or "", self.policy, self.watch)
+        _check_host(_http_host(parsed), self.policy, self.watch)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -373,7 +382,7 @@ def fetch(
         return path
     parsed = parse_uri(uri)
     if parsed.scheme in ("http", "https"):
-        _check_allowed(parsed.hostname or "", policy)
+        _check_allowed(_http_host(parsed), policy)
         return _download(uri, policy, destination, stop)
     if parsed.scheme in ("s3", "gs"):
         raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
@@ -414,7 +423,7 @@ def _download_within(
         _CheckedRedirects(policy, watch), _CheckedHttp(policy, watch), _CheckedHttps(policy, watch)
     )
     try:
-        _check_host(parse_uri(uri).hostname or "", policy, watch)
+        _check_host(_http_host(parse_uri(uri)), policy, watch)
         _fetched(opener, uri, policy, destination, deadline, cancelled)
     except (BgmError, OSError) as error:
         # A read the watch broke off: its verdict, not the broken read's.
