@@ -48,6 +48,7 @@ from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
 from services.serve import check_tagger_reads_gateway_files, in_process_services
+from services.serving import FairTurns
 from services.vocabulary import load_vocabulary
 
 log = logging.getLogger("bgm")
@@ -183,6 +184,10 @@ class Studio:
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         self.pending: dict[str, asyncio.Future[Any]] = {}
+        # Analyses run one at a time per address, its sessions taking turns: all of one
+        # visitor's at once had held every thread the studio's requests share, and the
+        # gateway's tagger, and another visitor's waited behind the whole burst.
+        self.analysis_turns: dict[str, FairTurns] = {}
         self.closed = False
 
     def close(self) -> None:
@@ -205,6 +210,17 @@ class Studio:
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
         result: T = await asyncio.shield(task)
         return result
+
+    @contextlib.asynccontextmanager
+    async def analysis_turn(self, address: str, session_key: str) -> AsyncIterator[None]:
+        """The turn of one analysis asked from `address` by the session `session_key`."""
+        turns = self.analysis_turns.setdefault(address, FairTurns(1))
+        try:
+            async with turns.turn(session_key):
+                yield
+        finally:
+            if not turns.held and not turns.anyone_waits:
+                self.analysis_turns.pop(address, None)
 
     def reserve(self, session: Session, size: int) -> str | None:
         """Count `size` more bytes against the session, or say why they cannot be kept."""
@@ -685,17 +701,19 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
 
     async def analysis(request: Request) -> Response:
         """What the gateway's tagger sees in a video, before scoring (cached per video)."""
-        _, session = studio.session(request)
+        key, session = studio.session(request)
         entry = session.videos.get(request.path_params["video_id"])
         if entry is None:
             return _error(404, "no such video in this session")
         if "analysis" not in entry:
             gateway = studio.link
+            address = request.client.host if request.client else ""
 
             async def analyse() -> dict[str, Any]:
-                message = await asyncio.to_thread(analyze_remote, gateway.server,
-                                                  Path(entry["path"]), gateway.metadata,
-                                                  gateway.tls)  # fmt: skip
+                async with studio.analysis_turn(address, key):
+                    message = await asyncio.to_thread(analyze_remote, gateway.server,
+                                                      Path(entry["path"]), gateway.metadata,
+                                                      gateway.tls)  # fmt: skip
                 return analysis_json(message)
 
             try:
@@ -726,6 +744,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             return _error(404, "no such video in this session")
         if any(j.video_id == video_id and j.state == "running" for j in session.jobs.values()):
             return _error(409, "a score of this video is still running")
+        if f"analysis {video_id}" in studio.pending:
+            # (Removed under it, the analysis had ended in a plain-text 500.)
+            return _error(409, "this video is being analysed")
         studio.remove_video(session, video_id)
         return JSONResponse({"id": video_id})
 
