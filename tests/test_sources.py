@@ -56,6 +56,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.path.rsplit('/', 1)[1]}/video")
             self.end_headers()
+        elif self.path == "/not-http":
+            # What an HTTP/2 server answers an HTTP/1.1 request: frames, not a status line.
+            self.wfile.write(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00 frames\r\n")
+            self.close_connection = True
         elif self.path == "/hang-up":
             self.close_connection = True  # no answer at all
         elif self.path == "/slow-headers":
@@ -216,7 +220,10 @@ def test_downloads_at_once_are_bounded(server, tmp_path: Path):
      ("file:///tmp/clip.mp4%00.txt", InvalidInputError, "NUL"),
      ("http://localhost:{port}/a b.mp4", InvalidInputError, "not a valid URL"),
      ("http://localhost:{port}/\u00e9t\u00e9.mp4", InvalidInputError, "not a valid URL"),
-     ("http://localhost:{port}/hang-up", MediaNotFoundError, "could not be fetched")],
+     ("http://localhost:{port}/hang-up", MediaNotFoundError, "could not be fetched"),
+     # Named, its bytes not repeated to the caller.
+     ("http://localhost:{port}/not-http", MediaNotFoundError,
+      r"could not be fetched \(BadStatusLine\)$")],
 )  # fmt: skip
 def test_odd_uris_get_a_clear_error(server, tmp_path: Path, uri, error, says):
     roots = SourcePolicy(http_hosts=["localhost"], allow_private_addresses=True,

@@ -469,8 +469,9 @@ def _fetched(
     except TimeoutError:
         raise DeadlineExceededError(f"{uri} did not arrive within {policy.timeout_s:g} s") from None
     except (http.client.HTTPException, ConnectionError) as error:
-        # The source closed the connection or answered something that is not HTTP.
-        raise MediaNotFoundError(f"{uri} could not be fetched ({error!r})") from None
+        # The source closed the connection or answered something that is not HTTP/1: its
+        # name, not its bytes (an HTTP/2 server's frames had been repeated to the caller).
+        raise MediaNotFoundError(f"{uri} could not be fetched ({type(error).__name__})") from None
 
 
 def _copy_bounded(
