@@ -730,6 +730,15 @@ class StallLimit(HandlerWrapper):
                         ((STATUS_DETAILS_KEY, refusal.details),))  # fmt: skip
 
 
+def _kind_of(handler: grpc.RpcMethodHandler) -> tuple[str, Callable[..., Any]]:
+    """The handler's kind ("unary_unary", ...) and what makes a handler of that kind."""
+    kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
+             ("unary_stream", grpc.unary_stream_rpc_method_handler),
+             ("stream_unary", grpc.stream_unary_rpc_method_handler),
+             ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
+    return next((k, m) for k, m in kinds if getattr(handler, k) is not None)
+
+
 class ReleasedOnError(HandlerWrapper):
     """A refused request lets go at once of what its handler held (a video sent inline,
     60 MB). gRPC keeps the AbortError a handler's status is sent by as long as the call's
@@ -741,11 +750,7 @@ class ReleasedOnError(HandlerWrapper):
     logs); this wrapper holds no request."""
 
     def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                 ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
-        kind, make = next((k, m) for k, m in kinds if getattr(handler, k) is not None)
+        kind, make = _kind_of(handler)
         behaviour = getattr(handler, kind)
         if not inspect.iscoroutinefunction(behaviour):
             return handler
@@ -763,11 +768,11 @@ class ReleasedOnError(HandlerWrapper):
                     response_serializer=handler.response_serializer)  # fmt: skip
 
 
+@dataclass(frozen=True)
 class MalformedRequest:
     """Request bytes that are not the method's message, and why (the parser's reason)."""
 
-    def __init__(self, reason: str):
-        self.reason = reason
+    reason: str
 
 
 class WellFormedRequests(grpc.aio.ServerInterceptor):
@@ -787,11 +792,7 @@ class WellFormedRequests(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                 ("stream_stream", grpc.stream_stream_rpc_method_handler))  # fmt: skip
-        kind, make = next((k, m) for k, m in kinds if getattr(handler, k) is not None)
+        kind, make = _kind_of(handler)
         behaviour = getattr(handler, kind)
         if not inspect.iscoroutinefunction(behaviour):
             return handler
