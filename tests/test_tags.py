@@ -219,3 +219,29 @@ def test_a_synonym_names_one_tag(tmp_path: Path):
     (tmp_path / "vocabulary.yaml").write_text(text)
     with pytest.raises(ValueError, match="'rock music' means electronic and rock"):
         load_vocabulary(tmp_path / "vocabulary.yaml")
+
+
+def test_prompts_asked_at_once_load_the_text_model_once(monkeypatch: pytest.MonkeyPatch):
+    # The first prompts a server hears arrive together as often as not; each had loaded its
+    # own copy of the model (seconds, and its memory, each) and kept the last.
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.config import TaggerConfig
+    from services.tagger.backends import vision
+
+    loads: list[int] = []
+    lock = threading.Lock()
+
+    class SlowToLoad:
+        def __init__(self, *args: object) -> None:
+            with lock:
+                loads.append(1)
+            time.sleep(0.3)
+
+    monkeypatch.setattr(vision, "TextHintModel", SlowToLoad)
+    tagger = VisionTagger(TaggerConfig())
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: tagger.text_model(), range(4)))
+    assert len(loads) == 1 and all(model is models[0] for model in models)

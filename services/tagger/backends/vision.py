@@ -15,6 +15,7 @@ import bisect
 import dataclasses
 import heapq
 import math
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -95,6 +96,8 @@ class VisionTagger:
         self.config = config
         self.vocabulary = vocabulary or load_vocabulary()
         self._text_model: TextHintModel | None = None
+        # Prompts asked at once, while it loads (seconds), load it once.
+        self._text_model_lock = threading.Lock()
         self.listener = Listener(config.hearing) if config.hearing.enabled else None
 
     def describe(self) -> BackendInfo:
@@ -105,9 +108,10 @@ class VisionTagger:
             self.listener.load()
 
     def text_model(self) -> TextHintModel:
-        if self._text_model is None:
-            self._text_model = TextHintModel(self.vocabulary, self.config.text_model_path)
-        return self._text_model
+        with self._text_model_lock:
+            if self._text_model is None:
+                self._text_model = TextHintModel(self.vocabulary, self.config.text_model_path)
+            return self._text_model
 
     def analyze(
         self, request: AnalysisRequest, progress: ProgressCallback | None = None
