@@ -670,9 +670,10 @@ class HandlerWrapper(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        return handler if handler is None else self.wrapped(handler)
+        return handler if handler is None else self.wrapped(handler, handler_call_details.method)
 
-    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """`handler` wrapped; `method` is its path, "/package.Service/Method"."""
         raise NotImplementedError
 
 
@@ -690,7 +691,7 @@ class StallLimit(HandlerWrapper):
     def __init__(self, stall_s: float):
         self.stall_s = stall_s
 
-    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         streams = handler.unary_stream or handler.stream_stream
         if not inspect.isasyncgenfunction(streams):
             return handler
@@ -749,7 +750,7 @@ class ReleasedOnError(HandlerWrapper):
     as the AbortError leaves the handler (its status is sent; observed has logged what it
     logs); this wrapper holds no request."""
 
-    def wrapped(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         kind, make = _kind_of(handler)
         behaviour = getattr(handler, kind)
         if not inspect.iscoroutinefunction(behaviour):
@@ -775,7 +776,7 @@ class MalformedRequest:
     reason: str
 
 
-class WellFormedRequests(grpc.aio.ServerInterceptor):
+class WellFormedRequests(HandlerWrapper):
     """Request bytes that are not the method's message (cut short, corrupt, a string field
     that is not UTF-8) are refused INVALID_ARGUMENT, through `observed` (its metrics and
     audit line). gRPC had answered UNKNOWN with the parser's class name, and a request
@@ -784,26 +785,21 @@ class WellFormedRequests(grpc.aio.ServerInterceptor):
     authentication too: bytes that are no request are refused as such, before any check of
     who sent them, and nothing is done for them."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.request_deserializer is None:
             return handler
         kind, make = _kind_of(handler)
         behaviour = getattr(handler, kind)
         if not inspect.iscoroutinefunction(behaviour):
             return handler
-        service, _, method = handler_call_details.method.strip("/").partition("/")
+        service, _, name = method.strip("/").partition("/")
         streams_in = kind.startswith("stream")
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if streams_in:
                 return await behaviour(_checked_stream(request), context)
             if isinstance(request, MalformedRequest):
-                async with observed(service, method, context):
+                async with observed(service, name, context):
                     raise _refusal(request)
             return await behaviour(request, context)
 
