@@ -386,6 +386,19 @@ class DeliveryLimit(StrictModel):
     min_bytes_per_s: int = Field(1024 * 1024, gt=0)
 
 
+class PeerLimit(StrictModel):
+    """What one caller (a connection's address) may have in flight at the tagger or the
+    generator at once, waiting for a turn or running: more is refused at once
+    (RESOURCE_EXHAUSTED, CALLER_BUSY). A waiting request is held whole: a caller reaching the
+    tagger directly had queued a hundred 60 MB inline videos behind two long analyses, 12 GB,
+    until the process was killed. The gateway's requests (a URI and controls, a brief) stay
+    far under both; its own clients are held to gateway.max_requests_per_client."""
+
+    max_requests: int = Field(256, ge=1)
+    # Their size as sent (a request alone is always taken, however large).
+    max_bytes: int = Field(1024**3, gt=0)
+
+
 class ServingConfig(StrictModel):
     gateway: Endpoint = DEFAULT_ENDPOINTS["gateway"]
     tagger: Endpoint = DEFAULT_ENDPOINTS["tagger"]
@@ -401,6 +414,7 @@ class ServingConfig(StrictModel):
     # folder and admission, for as long as it liked.
     reader_stall_s: float = Field(30.0, gt=0)
     delivery: DeliveryLimit = DeliveryLimit()
+    peer: PeerLimit = PeerLimit()
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None

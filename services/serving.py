@@ -38,7 +38,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services import metrics
-from services.config import DeliveryLimit, ServingConfig
+from services.config import DeliveryLimit, PeerLimit, ServingConfig
 from services.errors import (
     BgmError,
     CallerStalledError,
@@ -552,24 +552,27 @@ class Cancellation:
 
 class RunningRequests:
     """Requests running per key (a client, a tenant), each key at most its limit; one more
-    is refused with the error `refusal` makes of the count."""
+    is refused with the error `refusal` makes of the count. A request may weigh more than
+    one (its bytes): the first of a key is always taken."""
 
     def __init__(self) -> None:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def slot(self, key: str, limit: int, refusal: Callable[[int], BgmError]) -> Iterator[None]:
+    def slot(
+        self, key: str, limit: int, refusal: Callable[[int], BgmError], weight: int = 1
+    ) -> Iterator[None]:
         with self._lock:
             running = self._running.get(key, 0)
-            if running >= limit:
+            if running and running + weight > limit:
                 raise refusal(running)
-            self._running[key] = running + 1
+            self._running[key] = running + weight
         try:
             yield
         finally:
             with self._lock:
-                self._running[key] -= 1
+                self._running[key] -= weight
                 if not self._running[key]:
                     del self._running[key]
 
@@ -592,6 +595,40 @@ class PerClientLimit:
             error_reason="CLIENT_BUSY",
             retry_after_s=1.0,
         )
+
+
+class PerPeerLimit:
+    """serving.peer at a service: what one caller's connection address may have in flight,
+    in requests and in their bytes."""
+
+    def __init__(self, limit: PeerLimit):
+        self.limit = limit
+        self._requests = RunningRequests()
+        self._bytes = RunningRequests()
+
+    @contextlib.contextmanager
+    def held(self, context: grpc.aio.ServicerContext, size: int) -> Iterator[None]:
+        """A request of `size` bytes in flight, or refused."""
+        peer = client_of(context)
+        with (
+            self._requests.slot(peer, self.limit.max_requests, self._too_many),
+            self._bytes.slot(peer, self.limit.max_bytes, self._too_large, weight=size),
+        ):
+            yield
+
+    def _too_many(self, running: int) -> BgmError:
+        return ResourceExhaustedError(
+            f"this caller has {running} requests in flight here; the limit per caller is "
+            f"{self.limit.max_requests} (serving.peer.max_requests)",
+            error_reason="CALLER_BUSY", retry_after_s=1.0,
+        )  # fmt: skip
+
+    def _too_large(self, held: int) -> BgmError:
+        return ResourceExhaustedError(
+            f"this caller's requests in flight here hold {held} bytes; the limit per caller "
+            f"is {self.limit.max_bytes} (serving.peer.max_bytes)",
+            error_reason="CALLER_BUSY", retry_after_s=1.0,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

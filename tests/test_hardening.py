@@ -1847,6 +1847,71 @@ def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_tu
     assert error_details(caught.value).fields == ["brief.tags.key"]
 
 
+def _generates_in_flight() -> float:
+    """The Generate requests this process's metrics count as being served."""
+    from prometheus_client import REGISTRY
+
+    labels = {"service": SERVICE, "method": "Generate"}
+    return REGISTRY.get_sample_value("bgm_requests_in_flight", labels) or 0.0
+
+
+def test_a_caller_s_requests_past_its_limit_are_refused_not_held():
+    """The generator, its one worker busy: one caller's requests wait up to
+    serving.peer.max_requests, and their bytes up to max_bytes; past either they are refused
+    at once, where each had been held whole while it waited (a hundred 60 MB videos queued
+    at the tagger had taken 12 GB, and the process with them)."""
+    from services.config import PeerLimit
+
+    may_end = threading.Event()
+    composing = threading.Event()
+
+    async def compose(jobs: list) -> list:
+        composing.set()
+        await asyncio.to_thread(may_end.wait, 30)
+        return [InvalidInputError("composed by the test") for _ in jobs]
+
+    small = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
+    big = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
+    big.brief.segments.add(start_s=0.0, end_s=1.0, caption="x" * 1500)
+    # Room for one big request beside three small ones.
+    limit = PeerLimit(max_requests=3, max_bytes=big.ByteSize() + 3 * small.ByteSize())
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 compose, peer_limit=limit)  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    before = _generates_in_flight()
+    held: list[threading.Thread] = []
+    with _hosted(binding) as (address, _), grpc.insecure_channel(address) as channel:
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+
+        def hold(request: generator_pb2.GenerateRequest) -> None:
+            call = stub.Generate(request, timeout=60)
+            held.append(threading.Thread(target=lambda: code_of(lambda: list(call))))
+            held[-1].start()
+            _until(lambda: _generates_in_flight() - before == len(held))
+
+        def refused(request: generator_pb2.GenerateRequest) -> grpc.RpcError:
+            with pytest.raises(grpc.RpcError) as caught:
+                list(stub.Generate(request, timeout=20))
+            return caught.value
+
+        hold(small)  # composing
+        assert composing.wait(30)
+        hold(big)  # waits for its turn
+        too_large = refused(big)
+        hold(small)  # the third: still within the bytes
+        too_many = refused(small)
+        still_busy = not may_end.is_set()
+        may_end.set()
+        for thread in held:
+            thread.join(30)
+    assert still_busy
+    for refusal, says in ((too_large, "hold"), (too_many, "3 requests in flight")):
+        assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.details()
+        assert says in (refusal.details() or "") and "per caller" in (refusal.details() or "")
+        assert error_details(refusal).reason == "CALLER_BUSY"
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [(lambda b: setattr(b, "duration_s", 0.0), "brief.duration_s"),

@@ -12,7 +12,7 @@ import grpc
 
 from services import metrics
 from services.auth import ServiceGate, service_gate
-from services.config import BgmConfig, DeliveryLimit, GeneratorConfig, RequestLimits
+from services.config import BgmConfig, DeliveryLimit, GeneratorConfig, PeerLimit, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
 from services.domain import GeneratedMusic, MusicBrief
 from services.edge import EdgeSchema, audio_bytes, check_work
@@ -32,6 +32,7 @@ from services.serving import (
     Delivery,
     FairTurns,
     LongMessages,
+    PerPeerLimit,
     audio_share,
     callers_of,
     observed,
@@ -68,6 +69,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         turn_slice_s: float | None = None,
         audio_budget_bytes: int = GeneratorConfig().audio_budget_bytes,
         delivery: DeliveryLimit | None = None,
+        peer_limit: PeerLimit | None = None,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -84,6 +86,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self._turn_slice_s = None if batch_runner is not None else turn_slice_s
         self._long = LongMessages()
         self._delivery = delivery or DeliveryLimit()
+        # What one caller may have in flight here, waiting or running (serving.peer).
+        self._peers = PerPeerLimit(peer_limit or PeerLimit())
 
     @classmethod
     def from_config(
@@ -97,7 +101,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         gate = service_gate(config.auth, endpoint.tls)
         return cls(backend, config.limits, endpoint.max_concurrent, gate, batch_runner,
                    endpoint.turn_slice_s, config.generator.audio_budget_bytes,
-                   config.serving.delivery)  # fmt: skip
+                   config.serving.delivery, config.serving.peer)  # fmt: skip
 
     def _loaded(self) -> GeneratorBackend:
         if self.backend is None:
@@ -128,9 +132,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             # The music is _generated's: however the stream ends (a caller that stopped
             # reading, StallLimit), it is let go with the share before the status is sent,
             # which waits until the caller reads again or goes away.
-            async with contextlib.aclosing(self._generated(request, context)) as messages:
-                async for message in messages:
-                    yield message
+            with self._peers.held(context, request.ByteSize()):
+                async with contextlib.aclosing(self._generated(request, context)) as messages:
+                    async for message in messages:
+                        yield message
 
     async def _generated(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext

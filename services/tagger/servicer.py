@@ -9,14 +9,21 @@ from typing import Self
 import grpc
 
 from services.auth import ServiceGate, service_gate
-from services.config import BgmConfig, RequestLimits
+from services.config import BgmConfig, PeerLimit, RequestLimits
 from services.contract import analysis_to_proto, local_video
 from services.edge import EdgeSchema
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
-from services.serving import Cancellation, FairTurns, callers_of, observed, turn_keeper
+from services.serving import (
+    Cancellation,
+    FairTurns,
+    PerPeerLimit,
+    callers_of,
+    observed,
+    turn_keeper,
+)
 from services.tagger.backend import AnalysisRequest, TaggerBackend
 
 SERVICE = "bgm.v1.Tagger"
@@ -35,6 +42,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         max_duration_s: float,
         gate: ServiceGate,
         turn_slice_s: float | None = None,
+        peer_limit: PeerLimit | None = None,
     ):
         # Configured: only the gateway is served.
         self.gate = gate
@@ -48,6 +56,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         # and a long analysis steps aside for another caller after turn_slice_s (None: never).
         self._turns = FairTurns(max_concurrent)
         self._turn_slice_s = turn_slice_s
+        # What one caller may have in flight here, waiting or running (serving.peer).
+        self._peers = PerPeerLimit(peer_limit or PeerLimit())
 
     @classmethod
     def from_config(cls, config: BgmConfig, backend: TaggerBackend | None) -> Self:
@@ -56,7 +66,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                    max_concurrent=config.serving.tagger.max_concurrent,
                    max_duration_s=config.tagger.limits.max_duration_s,
                    gate=service_gate(config.auth, config.serving.tagger.tls),
-                   turn_slice_s=config.serving.tagger.turn_slice_s)  # fmt: skip
+                   turn_slice_s=config.serving.tagger.turn_slice_s,
+                   peer_limit=config.serving.peer)  # fmt: skip
 
     def sweep_scratch(self) -> None:
         """Remove the folders that killed taggers on this host left behind."""
@@ -78,7 +89,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
             self.gate.check(context)
             self.schema.check(request)
             backend = self._loaded()
-            with scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder:
+            with (
+                self._peers.held(context, request.ByteSize()),
+                scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder,
+            ):
                 # A download waits for its source before it waits for a turn (a slow source
                 # holds no worker); inline bytes are written to scratch only on their turn
                 # (30 uploads of 60 MB waiting had all been written to scratch at once).
