@@ -415,6 +415,11 @@ class ServingConfig(StrictModel):
     reader_stall_s: float = Field(30.0, gt=0)
     delivery: DeliveryLimit = DeliveryLimit()
     peer: PeerLimit = PeerLimit()
+    # A connection that carries no request for this long is closed (a client's channel
+    # connects again when it next calls): twenty thousand held open, idle, had taken every
+    # file descriptor the process had, and every caller was refused until they went. A cap on
+    # connections per address belongs to the proxy in front.
+    max_connection_idle_s: float = Field(300.0, gt=0)
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None

@@ -878,7 +878,11 @@ class HostedServer:
     ):
         self.bindings = list(bindings)
         self.server = grpc.aio.server(
-            options=channel_options(serving.max_message_bytes),
+            options=[*channel_options(serving.max_message_bytes),
+                     # A second server on a port this one holds is refused: gRPC's
+                     # SO_REUSEPORT had let both listen, each taking some of the requests.
+                     ("grpc.so_reuseport", 0),
+                     ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000))],
             interceptors=[ReleasedOnError(), WellFormedRequests(),
                           StallLimit(serving.reader_stall_s),
                           *(i for binding in self.bindings for i in binding.interceptors)],

@@ -2874,3 +2874,39 @@ def test_a_staging_store_that_cannot_be_written_is_refused_at_start_up():
 
     with pytest.raises(ConfigError, match=r"gateway\.staging_url webdav://.*webdav4"):
         asyncio.run(started())
+
+
+def test_a_second_server_on_a_port_one_holds_is_refused():
+    # gRPC sets SO_REUSEPORT by default: a second `bgm serve` on a running one's port had
+    # started without a word, and the two split the requests between them.
+    async def scenario() -> None:
+        first = HostedServer([], "127.0.0.1:0", ServingConfig())
+        await first.start()
+        try:
+            with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1"):
+                HostedServer([], f"127.0.0.1:{first.port}", ServingConfig())
+        finally:
+            await first.stop(0)
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_that_carries_no_request_is_closed():
+    """An HTTP/2 connection held open with nothing on it is closed after
+    serving.max_connection_idle_s: twenty thousand had taken every file descriptor."""
+    import socket
+
+    def frame(kind: int, flags: int, payload: bytes = b"") -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + b"\0\0\0\0" + payload
+
+    settings, ack = frame(4, 0), frame(4, 1)
+    idle = ServingConfig(max_connection_idle_s=1.0)
+    with _hosted(_silence_binding(1.0), serving=idle) as (address, _):
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=20) as connection:
+            connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + ack)
+            opened = time.monotonic()
+            while connection.recv(65536):  # the server's settings, then its GOAWAY
+                pass
+            closed_after = time.monotonic() - opened
+    assert closed_after < 15, closed_after
