@@ -536,7 +536,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
              "with --structure reference; looped if shorter than the video",
     )  # fmt: skip
     parser.add_argument(
-        "--candidates", type=int, default=1, metavar="N",
+        "--candidates", type=_whole, default=1, metavar="N",
         help="generate N pieces (1..4), rank their fit to the video, deliver the best",
     )  # fmt: skip
     parser.add_argument(
@@ -589,7 +589,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bpm", type=float, help="exact tempo, 30..300")
     parser.add_argument("--key", help='key: "D minor", "Em", "F#m", "Bb major", "Bb", ...')
     parser.add_argument("--prompt", metavar="TEXT", help="free-text hints")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same music (default 0)")
+    parser.add_argument("--seed", type=_whole, default=0, help="same seed, same music (default 0)")
     parser.add_argument(
         "--lufs",
         type=float,
@@ -608,6 +608,18 @@ def _named(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("an empty name (the current folder is ./)")
     return text
+
+
+def _whole(text: str) -> int:
+    """A whole number a protobuf integer holds (2**63 had been a traceback in the
+    message's encoder); its range is the option's own check."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is out of range")
+    return value
 
 
 # Longer deadlines overflow gRPC's clock (1e300 s had expired at once).

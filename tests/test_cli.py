@@ -486,6 +486,13 @@ def test_the_command_line_holds_the_services_request_limits(cuts_video: Syntheti
         result = bgm("score", video, "-o", output, *args)
         _one_line_refusal(result)
         assert result.stderr.startswith(f"error (INVALID_ARGUMENT): {field}:"), result.stderr
+    # Past what a protobuf integer holds: argparse's refusal (it had been a traceback in the
+    # message's encoder), for the local score and the client alike.
+    for command in (("score",), ("client", "score")):
+        for option in ("--seed", "--candidates"):
+            result = bgm(*command, video, "-o", output, option, str(2**63))
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert f"argument {option}: {2**63} is out of range" in result.stderr
     assert not Path(output).exists()
 
 
