@@ -465,7 +465,7 @@ def _tags(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from services.gateway.outputs import check_writable
+    from services.gateway.outputs import check_writable, temporary_path
     from services.media.synth import sample_shots, write_video
 
     output = Path(args.output)
@@ -474,9 +474,17 @@ def _sample(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise InvalidInputError(f"{output} exists; pass --force to replace it")
     check_writable(output, "sample video")
-    video = write_video(output, sample_shots(), width=640, height=360, fps=30.0)
+    # Written under a temporary name and renamed when whole: stopped or out of disk, it had
+    # left a shorter video (or, with --force, one in place of the whole one it replaced).
+    partial = temporary_path(output)
+    try:
+        video = write_video(partial, sample_shots(), width=640, height=360, fps=30.0)
+        partial.replace(output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     Console().print(
-        f"wrote {escape(str(video.path))}: {video.duration_s:.1f} s, cuts at "
+        f"wrote {escape(str(output))}: {video.duration_s:.1f} s, cuts at "
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
     )
     return 0

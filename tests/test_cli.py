@@ -600,6 +600,29 @@ def test_sample_keeps_an_existing_file(tmp_path: Path):
     assert path.stat().st_size > 10_000
 
 
+def test_a_sample_stopped_half_way_leaves_what_it_would_replace(tmp_path: Path):
+    """Ctrl-C while the sample is written: exit 130, and the folder as it was (a shorter
+    video had been left, or with --force put in place of the whole one it replaced)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "mine.mp4"
+    path.write_bytes(b"my own video")
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "sample", str(path),
+                                "--force"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".mine.partial-*.mp4")):  # its frames are being written
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode in (130, -signal.SIGINT), (process.returncode, stderr)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.mp4"]
+    assert path.read_bytes() == b"my own video"
+
+
 def test_sigterm_stops_a_score_as_ctrl_c_does(cuts_video: SyntheticVideo, tmp_path: Path):
     """SIGTERM mid-job: one line, exit 130, nothing left where the output goes (it had left a
     partial file); Ctrl-C had printed a traceback of 30-70 lines."""
