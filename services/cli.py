@@ -252,6 +252,7 @@ def _score(args: argparse.Namespace) -> int:
     if _into_folder(args):
         Path(args.output).mkdir(parents=True, exist_ok=True)
 
+    from services.gateway.outputs import is_stem
     from services.generator.backends import create_generator_backend
     from services.pipeline import ScorePipeline
     from services.score_report import print_score_summary
@@ -273,7 +274,9 @@ def _score(args: argparse.Namespace) -> int:
             console.print(f"[bold]{escape(str(video))}[/bold] ({number + 1} of {len(jobs)})")
         # --force replaces the stems: those of an earlier piece that this one has not (its
         # rock band's guitars beside an ambient piece's pads) would no longer sum to the mix.
-        earlier = set(options.stems_dir.glob("*.wav")) if options.stems_dir else set()
+        # Only bgm's own: any other WAV in the folder had gone with them.
+        earlier = ({p for p in options.stems_dir.glob("*.wav") if is_stem(p)}
+                   if options.stems_dir else set())  # fmt: skip
         with progress_bar(f"scoring {video.name}", stderr) as report:
             result = pipeline.score(video, controls, options, progress=report, part=part)
         for stale in earlier - set(result.written):

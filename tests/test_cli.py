@@ -775,16 +775,28 @@ def test_a_flag_that_would_do_nothing_or_break_the_call_is_refused(
         assert result.returncode == 2 and "a length of time over 0" in result.stderr
 
 
+def test_an_output_among_the_stems_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
+    # -o stems/piano.wav --stems stems had written the mix, then the piano stem over it.
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    result = bgm("score", str(cuts_video.path), "-o", str(stems / "piano.wav"),
+                 "--stems", str(stems))  # fmt: skip
+    _one_line_refusal(result)
+    assert "is in the stems folder" in result.stderr and list(stems.iterdir()) == []
+
+
 def test_stems_replaced_with_force_are_the_new_pieces_only(cuts_video: SyntheticVideo,
                                                             tmp_path: Path):  # fmt: skip
     """--force replaces the stems: a rock piece's guitars had stayed beside an ambient piece's
-    stems, which then no longer summed to its mix."""
+    stems, which then no longer summed to its mix. Only bgm's stems: every other WAV in the
+    folder (a user's own mix, a reference) had gone with them."""
     stems = tmp_path / "stems"
     video = str(cuts_video.path)
     rock = bgm("score", video, "-o", str(tmp_path / "a.wav"), "--stems", str(stems),
                "--genre", "rock")  # fmt: skip
     assert rock.returncode == 0, rock.stderr
     assert (stems / "electric-guitar.wav").exists()
+    (stems / "my_own_mix.wav").write_bytes((tmp_path / "a.wav").read_bytes())
     refused = bgm("score", video, "-o", str(tmp_path / "b.wav"), "--stems", str(stems))
     assert refused.returncode == 2 and "--force" in refused.stderr
     ambient = bgm("score", video, "-o", str(tmp_path / "b.wav"), "--stems", str(stems),
@@ -793,7 +805,8 @@ def test_stems_replaced_with_force_are_the_new_pieces_only(cuts_video: Synthetic
     import soundfile
 
     mix, _ = soundfile.read(tmp_path / "b.wav")
-    kept = sorted(stems.glob("*.wav"))
+    assert (stems / "my_own_mix.wav").read_bytes() == (tmp_path / "a.wav").read_bytes()
+    kept = sorted(set(stems.glob("*.wav")) - {stems / "my_own_mix.wav"})
     assert "electric-guitar.wav" not in {path.name for path in kept}
     summed = sum(soundfile.read(path)[0] for path in kept)
     # (The stems are the mix before the bus: close, not equal.)

@@ -36,7 +36,12 @@ from services.gateway.mastering import (
     master,
     streamed_true_peak,
 )
-from services.gateway.outputs import check_output_paths, staged_outputs, temporary_path
+from services.gateway.outputs import (
+    STEM_TAGS,
+    check_output_paths,
+    staged_outputs,
+    temporary_path,
+)
 from services.media.audio import (
     audio_blocks,
     check_stream_copy,
@@ -292,7 +297,7 @@ def write_outputs(
                 staged.append((stem_temporary, final))
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
                 with _writing("stem", final):
-                    write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat)
+                    write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat, STEM_TAGS)
     return [final for _, final in staged], report
 
 

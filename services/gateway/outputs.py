@@ -67,6 +67,18 @@ def staged_outputs() -> Iterator[Staging]:
         raise
 
 
+# What marks a stem bgm wrote (its WAV's comment): `bgm score --stems DIR --force` removes
+# an earlier piece's stems, and only those (it had removed every WAV in the folder).
+STEM_TAGS = {"comment": "bgm stem"}
+
+
+def is_stem(path: Path) -> bool:
+    """Whether the WAV at `path` is a stem bgm wrote."""
+    from services.media.audio import file_tags
+
+    return file_tags(path).get("comment") == STEM_TAGS["comment"]
+
+
 def temporary_path(final: Path) -> Path:
     """Beside the final name and unique to the call: requests writing into one folder at once
     never share a temporary file."""
@@ -97,6 +109,12 @@ def check_output_paths(options: OutputOptions) -> None:
             raise InvalidInputError(f"MIDI output {options.midi.name} must end in .mid")
         check_writable(options.midi, "MIDI file", options.make_folder)
     if options.stems_dir is not None:
+        if (options.output.suffix.lower() == ".wav"
+                and options.output.parent.resolve() == options.stems_dir.resolve()):  # fmt: skip
+            # A stem could take its name (piano.wav): the mix had been lost under it.
+            raise InvalidInputError(f"the output {options.output.name} is in the stems folder, "
+                                    "where a stem may take its name: write it elsewhere",
+                                    field="output.stems")  # fmt: skip
         if options.stems_dir.exists() and not options.stems_dir.is_dir():
             raise InvalidInputError(f"stems folder {options.stems_dir} is a file",
                                     field="output.stems")  # fmt: skip

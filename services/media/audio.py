@@ -170,19 +170,34 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
 
 
 def write_audio_file(
-    path: Path, audio: np.ndarray, rate: int, heartbeat: Callable[[], None] = _nothing
+    path: Path,
+    audio: np.ndarray,
+    rate: int,
+    heartbeat: Callable[[], None] = _nothing,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg); `heartbeat` is
-    called between frames (it raises to cancel)."""
+    """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg), with the
+    container's `tags` (a WAV's INFO list: "comment" is its ICMT); `heartbeat` is called
+    between frames (it raises to cancel)."""
     format_name, codec, sample_format = AUDIO_FORMATS[path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     bit_rate = {"libmp3lame": 256_000, "libopus": 192_000}.get(codec)
     with av.open(str(path), "w", format=format_name) as container:
+        container.metadata.update(tags or {})
         stream = _audio_stream(container, codec, rate, sample_format, bit_rate)
         for frame in _frames(audio, rate, sample_format):
             heartbeat()
             _encode(container, stream, frame)
         _encode(container, stream, None)
+
+
+def file_tags(path: Path) -> dict[str, str]:
+    """The container's tags of an audio file (none for one FFmpeg cannot read)."""
+    try:
+        with open_input(str(path)) as container:
+            return dict(container.metadata)
+    except (av.error.FFmpegError, OSError):
+        return {}
 
 
 def _at_codec_rate(audio: np.ndarray, rate: int, codec: str) -> tuple[np.ndarray, int]:
