@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -844,14 +845,16 @@ def _unraisable(unraisable: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
         # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
         # output behind); the servers and the studio put their own handlers over this one.
-        # Set inside the try: one arriving just after it was set had escaped as SIGINT.
+        # Set inside the try: one arriving just after it was set had escaped as SIGINT. And
+        # before the arguments are read (the vocabulary loads for them): a Ctrl-C then had
+        # been a traceback.
         sys.unraisablehook = _unraisable
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
+        args = build_parser().parse_args(argv)
         status = int(args.run(args))
         if not _interrupt_raised:
             # One that came in the command's last import, not raised yet (one raised and
@@ -867,6 +870,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILURE if error.status_code == "INTERNAL" else EXIT_BAD_INPUT
     except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            # The arguments' after all (it had been exit 1, the raw errno).
+            Console(stderr=True, soft_wrap=True).print(
+                f"[red]error[/red] (INVALID_ARGUMENT): a name in {escape(str(error.filename))}"
+                " is longer than the file system allows (255 bytes)", highlight=False
+            )  # fmt: skip
+            return EXIT_BAD_INPUT
         # The machine's, not the arguments' (a full disk): one line, as for any error.
         Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red]: {escape(str(error))}", highlight=False

@@ -775,6 +775,16 @@ def test_a_flag_that_would_do_nothing_or_break_the_call_is_refused(
         assert result.returncode == 2 and "a length of time over 0" in result.stderr
 
 
+def test_a_name_longer_than_the_file_system_allows_is_bad_input(tmp_path: Path):
+    # Path.exists() raises ENAMETOOLONG: it had been exit 1 and the raw errno.
+    long = "x" * 300
+    for args in (("score", str(tmp_path / f"{long}.mp4"), "-o", str(tmp_path / "o.wav")),
+                 ("analyze", str(tmp_path / f"{long}.mp4"))):  # fmt: skip
+        result = bgm(*args)
+        _one_line_refusal(result)
+        assert "longer than the file system allows" in result.stderr, result.stderr
+
+
 def test_an_output_among_the_stems_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
     # -o stems/piano.wav --stems stems had written the mix, then the piano stem over it.
     stems = tmp_path / "stems"
