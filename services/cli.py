@@ -215,10 +215,6 @@ def _score(args: argparse.Namespace) -> int:
     from services.contract import controls_to_proto
     from services.edge import EdgeSchema
     from services.gateway.controls import validate_controls
-    from services.gateway.delivery import check_streams
-    from services.gateway.outputs import check_output_paths
-    from services.media.video import probe_video
-    from services.pipeline import Part
 
     config = _with_backend_flags(load_config(args.config), args)
     videos = [Path(video) for video in args.video]
@@ -236,6 +232,13 @@ def _score(args: argparse.Namespace) -> int:
         raise InvalidInputError("two videos share a name: their outputs would collide")
     # What can be refused without the models, before they load (seconds, with a large bank).
     validate_controls(controls, load_vocabulary())
+    # Imported once the arguments pass (delivery brings scipy and OpenCV: an argument error
+    # had taken 2 s, not the half second `bgm --help` takes).
+    from services.gateway.delivery import check_streams
+    from services.gateway.outputs import check_output_paths
+    from services.media.video import probe_video
+    from services.pipeline import Part
+
     if not speech_matters(controls.speech, args.keep_original_audio):
         # Nothing here would use the video's speech (its music replaces the voice): the tagger
         # does not listen, and torch and the VAD model stay unloaded (seconds per video).

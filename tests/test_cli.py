@@ -104,6 +104,25 @@ def test_analysing_a_silent_video_loads_no_speech_model(motion_video: SyntheticV
     assert not {"torch", "silero_vad"} & imported
 
 
+def test_an_argument_error_imports_no_signal_processing(cuts_video: SyntheticVideo, tmp_path: Path):
+    """`bgm score --bpm 0` is refused before scipy loads (0.8 s of imports): the score's
+    delivery checks and mastering had been imported first, and an argument error took 2 s
+    where `bgm --help` takes well under one (bench_cli)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "services.cli", "score",
+         str(cuts_video.path), "--bpm", "0", "-o", str(tmp_path / "o.wav")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "services.gateway.controls" in imported  # the listing is there
+    assert not {"scipy", "scipy.signal"} & imported
+
+
 def test_bad_config_is_reported(tmp_path: Path, cuts_video: SyntheticVideo):
     config = tmp_path / "bgm.yaml"
     config.write_text("tagger:\n  vison: {}\n")
