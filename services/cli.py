@@ -406,6 +406,7 @@ def _client_score(args: argparse.Namespace) -> int:
     import grpc
 
     from services.gateway.client import error_details, score_remote
+    from services.gateway.outputs import check_output_paths
     from services.score_report import print_remote_summary
 
     stderr = Console(stderr=True)
@@ -413,6 +414,9 @@ def _client_score(args: argparse.Namespace) -> int:
     if not args.uri:
         _regular_file(Path(args.video), "video")
     options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
+    # Where the files go, checked before the server works (a missing or read-only folder had
+    # failed once the piece had come, naming a temporary file).
+    check_output_paths(options)
     try:
         with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
             outcome = score_remote(

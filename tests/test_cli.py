@@ -804,6 +804,17 @@ def test_a_name_longer_than_the_file_system_allows_is_bad_input(tmp_path: Path):
         assert "longer than the file system allows" in result.stderr, result.stderr
 
 
+def test_the_client_checks_where_its_files_go_before_the_server_works(
+    cuts_video: SyntheticVideo, tmp_path: Path
+):
+    # A missing or read-only folder had failed once the piece had come, naming a temporary
+    # file (here no server listens: the refusal comes before any call).
+    result = bgm("client", "score", str(cuts_video.path), "-o", str(tmp_path / "no" / "o.wav"),
+                 "--server", "127.0.0.1:9")  # fmt: skip
+    _one_line_refusal(result)
+    assert "does not exist" in result.stderr and "UNAVAILABLE" not in result.stderr
+
+
 def test_an_output_among_the_stems_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
     # -o stems/piano.wav --stems stems had written the mix, then the piano stem over it.
     stems = tmp_path / "stems"
