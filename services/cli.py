@@ -80,7 +80,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     config = _with_backend_flags(load_config(args.config), args)
     if args.plot:
-        _check_plot(Path(args.plot), Path(args.video))
+        _check_plot(Path(args.plot), Path(args.video), args.force)
     stdout = summary_console()
     stderr = Console(stderr=True)
     backend = create_tagger_backend(config.tagger)
@@ -88,7 +88,17 @@ def _analyze(args: argparse.Namespace) -> int:
     with progress_bar(f"analysing {Path(args.video).name}", stderr) as report:
         analysis = backend.analyze(request, progress=report)
     if args.plot:
-        save_plot(analysis, Path(args.plot))
+        from services.gateway.outputs import temporary_path
+
+        # Under a temporary name, renamed when whole: a full disk had left part of a PDF.
+        plot = Path(args.plot)
+        partial = temporary_path(plot)
+        try:
+            save_plot(analysis, partial)
+            partial.replace(plot)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     if args.json:
         sys.stdout.write(json.dumps(analysis.to_json_dict(), indent=2) + "\n")
     else:
@@ -300,9 +310,10 @@ def summary_console() -> Console:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
-def _check_plot(plot: Path, video: Path) -> None:
+def _check_plot(plot: Path, video: Path, force: bool) -> None:
     """Refused before the analysis: a plot that would replace the video (an animated GIF had
-    been overwritten), or that matplotlib cannot write (a traceback after the analysis)."""
+    been overwritten), another file unless `force` (a picture had been replaced without a
+    word), or one that matplotlib cannot write (a traceback after the analysis)."""
     from services.gateway.outputs import check_writable
 
     if plot.suffix.lower() not in PLOT_SUFFIXES:
@@ -310,6 +321,8 @@ def _check_plot(plot: Path, video: Path) -> None:
                                 f"{', '.join(PLOT_SUFFIXES)}")  # fmt: skip
     if plot.exists() and video.exists() and plot.samefile(video):
         raise InvalidInputError(f"--plot {plot} is the video")
+    if plot.exists() and not force:
+        raise InvalidInputError(f"--plot {plot} exists; pass --force to replace it")
     check_writable(plot, "plot")
 
 
@@ -701,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
     analyze.add_argument("--plot", type=_named, metavar="OUT.png",
                          help="save a picture of the analysis")  # fmt: skip
+    analyze.add_argument("--force", action="store_true", help="replace an existing --plot")
     analyze.add_argument(
         "--prompt", metavar="TEXT", help="free-text hints, e.g. 'cosy baking vlog'"
     )

@@ -68,6 +68,16 @@ def test_summary_and_plot(cuts_video: SyntheticVideo, tmp_path: Path):
     assert music.rstrip().endswith("."), music
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.stat().st_size > 20_000
+    # Kept unless --force (it had been replaced without a word), and written whole: nothing
+    # but the picture is left beside it.
+    drawn = plot.read_bytes()
+    plot.write_bytes(b"my own picture")
+    _one_line_refusal(bgm("analyze", str(cuts_video.path), "--plot", str(plot)))
+    assert plot.read_bytes() == b"my own picture"
+    assert bgm("analyze", str(cuts_video.path), "--plot", str(plot), "--force").returncode == 0
+    assert plot.read_bytes()[:8] == drawn[:8] and [p.name for p in tmp_path.iterdir()] == [
+        "analysis.png"
+    ]
 
 
 def test_prompt_shows_where_tags_came_from(cuts_video: SyntheticVideo):
