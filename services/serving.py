@@ -610,25 +610,29 @@ class PerPeerLimit:
     def held(self, context: grpc.aio.ServicerContext, size: int) -> Iterator[None]:
         """A request of `size` bytes in flight, or refused."""
         peer = client_of(context)
+        limit = self.limit
         with (
-            self._requests.slot(peer, self.limit.max_requests, self._too_many),
-            self._bytes.slot(peer, self.limit.max_bytes, self._too_large, weight=size),
-        ):
+            self._requests.slot(peer, limit.max_requests,
+                                _busy(" has {} requests", limit.max_requests, "max_requests")),
+            self._bytes.slot(peer, limit.max_bytes,
+                             _busy("'s requests hold {} bytes", limit.max_bytes, "max_bytes"),
+                             weight=size),
+        ):  # fmt: skip
             yield
 
-    def _too_many(self, running: int) -> BgmError:
+
+def _busy(holds: str, limit: int, knob: str) -> Callable[[int], BgmError]:
+    """The refusal of a caller that `holds` (a format of what it holds) at serving.peer's
+    `knob`."""
+
+    def refusal(held: int) -> BgmError:
         return ResourceExhaustedError(
-            f"this caller has {running} requests in flight here; the limit per caller is "
-            f"{self.limit.max_requests} (serving.peer.max_requests)",
+            f"this caller{holds.format(held)} in flight here; the limit per caller is {limit} "
+            f"(serving.peer.{knob})",
             error_reason="CALLER_BUSY", retry_after_s=1.0,
         )  # fmt: skip
 
-    def _too_large(self, held: int) -> BgmError:
-        return ResourceExhaustedError(
-            f"this caller's requests in flight here hold {held} bytes; the limit per caller "
-            f"is {self.limit.max_bytes} (serving.peer.max_bytes)",
-            error_reason="CALLER_BUSY", retry_after_s=1.0,
-        )  # fmt: skip
+    return refusal
 
 
 @dataclass(frozen=True)

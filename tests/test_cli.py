@@ -96,20 +96,24 @@ def test_bad_input_is_one_clear_line(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def _imports(*args: str) -> tuple[int, set[str]]:
+    """`bgm ARGS` in a process of its own: its exit status and the modules it imported."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "services.cli", *args],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    return result.returncode, imported
+
+
 def test_analysing_a_silent_video_loads_no_speech_model(motion_video: SyntheticVideo):
     """`bgm analyze` on a video without sound imports neither torch nor the voice-activity
     model: they had loaded with the tagger, 2.3 s of a 3.0 s run on a 1 s clip (0.7 s now).
     A server still loads them before it reports SERVING (TaggerBackend.warm_up)."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "services.cli", "analyze",
-         str(motion_video.path)], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time:")}  # fmt: skip
+    code, imported = _imports("analyze", str(motion_video.path))
+    assert code == 0
     assert "numpy" in imported  # the listing is there
     assert not {"torch", "silero_vad"} & imported
 
@@ -118,17 +122,9 @@ def test_an_argument_error_imports_no_signal_processing(cuts_video: SyntheticVid
     """`bgm score --bpm 0` is refused before scipy loads (0.8 s of imports): the score's
     delivery checks and mastering had been imported first, and an argument error took 2 s
     where `bgm --help` takes well under one (bench_cli)."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "services.cli", "score",
-         str(cuts_video.path), "--bpm", "0", "-o", str(tmp_path / "o.wav")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time:")}  # fmt: skip
+    code, imported = _imports("score", str(cuts_video.path), "--bpm", "0", "-o",
+                              str(tmp_path / "o.wav"))  # fmt: skip
+    assert code == 2
     assert "services.gateway.controls" in imported  # the listing is there
     assert not {"scipy", "scipy.signal"} & imported
 

@@ -1815,11 +1815,11 @@ def test_a_generate_whose_caller_left_leaves_no_task_waiting():
     assert left == 0
 
 
-@pytest.mark.slow
-def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_turn():
-    """The generator, its one worker busy: a brief in a key that does not exist is refused
-    at once, naming the field, while the worker is still busy (it had waited its turn: 30 s
-    behind two long pieces)."""
+def _composing_until() -> tuple[
+    threading.Event, threading.Event, Callable[[list], Awaitable[list]]
+]:
+    """A compose step that holds its worker until `may_end` is set (`composing` says it
+    began), then ends each job refused: (may_end, composing, compose)."""
     may_end = threading.Event()
     composing = threading.Event()
 
@@ -1827,6 +1827,16 @@ def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_tu
         composing.set()
         await asyncio.to_thread(may_end.wait, 30)
         return [InvalidInputError("composed by the test") for _ in jobs]
+
+    return may_end, composing, compose
+
+
+@pytest.mark.slow
+def test_a_brief_the_generator_cannot_honour_is_refused_without_waiting_for_a_turn():
+    """The generator, its one worker busy: a brief in a key that does not exist is refused
+    at once, naming the field, while the worker is still busy (it had waited its turn: 30 s
+    behind two long pieces)."""
+    may_end, composing, compose = _composing_until()
 
     servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(), compose)  # type: ignore[arg-type]
     binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
@@ -1862,13 +1872,7 @@ def test_a_caller_s_requests_past_its_limit_are_refused_not_held():
     at the tagger had taken 12 GB, and the process with them)."""
     from services.config import PeerLimit
 
-    may_end = threading.Event()
-    composing = threading.Event()
-
-    async def compose(jobs: list) -> list:
-        composing.set()
-        await asyncio.to_thread(may_end.wait, 30)
-        return [InvalidInputError("composed by the test") for _ in jobs]
+    may_end, composing, compose = _composing_until()
 
     small = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
     big = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
