@@ -532,14 +532,14 @@ def test_a_vp9_video_is_not_copied_into_mov(pipeline, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("codec", "name", "size", "advice"),
+    ("codec", "named", "name", "size", "advice"),
     [
-        ("flv", "clip.flv", (320, 180), "no video container written here can carry it"),
-        ("h263", "clip.avi", (352, 288), "use .mov"),
+        ("flv", "flv1", "clip.flv", (320, 180), "no video container written here can carry it"),
+        ("h263", "h263", "clip.avi", (352, 288), "use .mov"),
     ],
 )
 def test_a_stream_matroska_cannot_take_is_refused_before_the_music(
-    pipeline, tmp_path, codec, name, size, advice
+    pipeline, tmp_path, codec, named, name, size, advice
 ):
     """Matroska takes neither an FLV (Sorenson) nor an H.263 stream: asked for, they had
     failed at the mux once the music was made (an internal error). FFmpeg's muxers are asked
@@ -548,13 +548,29 @@ def test_a_stream_matroska_cannot_take_is_refused_before_the_music(
                         height=size[1], audio=False)  # fmt: skip
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(InvalidInputError, match=rf"cannot copy a {codec} video stream into "
+    with pytest.raises(InvalidInputError, match=rf"cannot copy a {named} video stream into "
                                                 rf"\.mkv; {advice}"):  # fmt: skip
         pipeline.score(video.path, UserControls(), OutputOptions(out / "m.mkv"))
     assert list(out.iterdir()) == []
     if advice == "use .mov":
         pipeline.score(video.path, UserControls(), OutputOptions(out / "m.mov"))
         assert video_packets_digest(out / "m.mov") == video_packets_digest(video.path)
+
+
+def test_an_av1_video_is_copied_into_the_containers_that_carry_it(pipeline, tmp_path):
+    """AV1 (YouTube's, a phone's): its decoder, libdav1d, names no encoder, and a stream
+    made by that name had failed, so an AV1 video went into no container at all. Its own
+    codec is copied now: MP4, Matroska and WebM carry it, MOV (FFmpeg's) does not."""
+    video = write_video(tmp_path / "clip.mkv", [Shot(1.0), Shot(1.0, hue=0.6)],
+                        codec="libsvtav1", audio=False)  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(InvalidInputError, match=r"cannot copy a av1 video stream into \.mov; "
+                                                r"use \.mp4 or \.mkv or \.webm"):  # fmt: skip
+        pipeline.score(video.path, UserControls(), OutputOptions(out / "m.mov"))
+    for suffix in (".mp4", ".mkv"):
+        pipeline.score(video.path, UserControls(), OutputOptions(out / f"m{suffix}"))
+        assert video_packets_digest(out / f"m{suffix}") == video_packets_digest(video.path)
 
 
 def test_keep_original_audio_needs_audio(pipeline, tmp_path):

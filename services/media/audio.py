@@ -76,7 +76,7 @@ def _carries(video: Path, suffix: str) -> bool:
     with open_input(str(video)) as source:
         target = av.open(io.BytesIO(), "w", format=VIDEO_FORMATS[suffix][0])
         try:
-            target.add_stream_from_template(source.streams.video[0])
+            target.add_stream_from_template(source.streams.video[0], opaque=True)
             target.start_encoding()
         except (ValueError, av.error.FFmpegError):
             return False
@@ -243,7 +243,10 @@ def mux_into_video(
         av.open(str(out_path), "w", format=format_name) as target,
     ):
         video_in = source.streams.video[0]
-        video_out = target.add_stream_from_template(video_in)
+        # The stream's own codec, as its decoder names it: a new one by that name is an
+        # encoder, and AV1's decoder (libdav1d) names none, so an AV1 video had gone into no
+        # container at all.
+        video_out = target.add_stream_from_template(video_in, opaque=True)
         sample_format = "fltp" if codec == "aac" else "flt"
         audio_out = _audio_stream(target, codec, rate, sample_format, 192_000)
         if codec == "aac":

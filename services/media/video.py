@@ -268,7 +268,7 @@ def _probe(
     return VideoProbe(
         path=path,
         container=format_name,
-        video_codec=codec.name,
+        video_codec=codec.codec.canonical_name,  # "av1", not its decoder, "libdav1d"
         duration_s=duration_s,
         fps=fps,
         width=width,
