@@ -169,9 +169,11 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
     midi = Path(args.midi) if args.midi else None
     stems = Path(args.stems) if args.stems else None
     for target in (output, midi):
-        if target is None or not target.exists():
+        # A link to nothing is there too: it had been replaced without --force.
+        if target is None or not (target.exists() or target.is_symlink()):
             continue
-        if any(source.exists() and target.samefile(source) for source in inputs):
+        if target.exists() and any(source.exists() and target.samefile(source)
+                                   for source in inputs):  # fmt: skip
             raise InvalidInputError(f"{target} is an input: bgm never writes over its input")
         if not args.force:
             raise InvalidInputError(f"{target} exists; pass --force to replace it")

@@ -821,6 +821,15 @@ def test_the_client_checks_where_its_files_go_before_the_server_works(
     assert "does not exist" in result.stderr and "UNAVAILABLE" not in result.stderr
 
 
+def test_a_link_to_nothing_is_an_existing_output(cuts_video: SyntheticVideo, tmp_path: Path):
+    # Path.exists() follows the link: one to nothing had been replaced without --force.
+    link = tmp_path / "o.wav"
+    link.symlink_to(tmp_path / "nowhere.wav")
+    result = bgm("score", str(cuts_video.path), "-o", str(link))
+    _one_line_refusal(result)
+    assert "exists; pass --force" in result.stderr and link.is_symlink()
+
+
 def test_an_output_among_the_stems_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
     # -o stems/piano.wav --stems stems had written the mix, then the piano stem over it.
     stems = tmp_path / "stems"
