@@ -88,17 +88,13 @@ def _analyze(args: argparse.Namespace) -> int:
     with progress_bar(f"analysing {Path(args.video).name}", stderr) as report:
         analysis = backend.analyze(request, progress=report)
     if args.plot:
-        from services.gateway.outputs import temporary_path
+        from services.gateway.outputs import staged_outputs, temporary_path
 
         # Under a temporary name, renamed when whole: a full disk had left part of a PDF.
-        plot = Path(args.plot)
-        partial = temporary_path(plot)
-        try:
+        with staged_outputs() as staging:
+            partial = temporary_path(Path(args.plot))
+            staging.files.append((partial, Path(args.plot)))
             save_plot(analysis, partial)
-            partial.replace(plot)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
     if args.json:
         sys.stdout.write(json.dumps(analysis.to_json_dict(), indent=2) + "\n")
     else:
@@ -491,7 +487,7 @@ def _tags(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from services.gateway.outputs import check_writable, temporary_path
+    from services.gateway.outputs import check_writable, staged_outputs, temporary_path
     from services.media.synth import sample_shots, write_video
 
     output = Path(args.output)
@@ -502,13 +498,10 @@ def _sample(args: argparse.Namespace) -> int:
     check_writable(output, "sample video")
     # Written under a temporary name and renamed when whole: stopped or out of disk, it had
     # left a shorter video (or, with --force, one in place of the whole one it replaced).
-    partial = temporary_path(output)
-    try:
+    with staged_outputs() as staging:
+        partial = temporary_path(output)
+        staging.files.append((partial, output))
         video = write_video(partial, sample_shots(), width=640, height=360, fps=30.0)
-        partial.replace(output)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     Console().print(
         f"wrote {escape(str(output))}: {video.duration_s:.1f} s, cuts at "
         f"{', '.join(f'{c:g}' for c in video.cuts_s)} s"
