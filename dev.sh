@@ -91,7 +91,8 @@ locked_entry() {
 }
 
 # Whether the environment VENV was never installed, or is older than dev.sh or any of the
-# locks that follow (mark_installed stamps it).
+# files that follow (the locks; pyproject.toml, whose entry points the install writes;
+# mark_installed stamps it).
 needs_install() {
     local stamp="$1/.bgm-installed" file
     [ -f "$stamp" ] || return 0
@@ -108,7 +109,7 @@ mark_installed() {
 setup() {
     debian_packages
     make_venv "$VENV"
-    if needs_install "$VENV" requirements.lock; then
+    if needs_install "$VENV" requirements.lock pyproject.toml; then
         # Everything but torch.
         install_locked "$VENV" requirements.lock
         # Then torch, which the lock leaves out (requirements.in says why): its requirements
@@ -129,7 +130,7 @@ setup() {
 # needs over it (requirements-sonique.in says why), both exactly as locked.
 sonique() {
     make_venv "$SONIQUE_VENV"
-    if needs_install "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"; then
+    if needs_install "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK" pyproject.toml; then
         install_locked "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"
         "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
         mark_installed "$SONIQUE_VENV"

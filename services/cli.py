@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -860,7 +860,10 @@ def _unraisable(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, received_before: Sequence[int] = ()) -> int:
+    """Runs the command; `received_before` holds the signals that came before this (services.launch
+    notes them while this module loads) and stops it as they would have."""
+    global _interrupted
     try:
         # SIGTERM stops a command as Ctrl-C does, through its clean-up (it had left a partial
         # output behind); the servers and the studio put their own handlers over this one.
@@ -870,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.unraisablehook = _unraisable
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
+        if received_before:
+            _interrupted = True
+            _stop_if_interrupted()
         args = build_parser().parse_args(argv)
         status = int(args.run(args))
         if not _interrupt_raised:

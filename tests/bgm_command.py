@@ -1,8 +1,9 @@
 """`bgm ARGS` as a user runs it: in the test's own process, or in a process of its own.
 
-The `bgm` script is `sys.exit(services.cli.main())`: calling main() here runs the same
-parsing, work, output and exit status without a new interpreter paying seconds of imports
-(scipy, PyAV, torch, transformers) for every command. `bgm_process` is for what only a process
+The `bgm` script is services.launch's main(), which sets the signal handlers and calls
+services.cli's main() with the arguments: calling that here runs the same parsing, work,
+output and exit status without a new interpreter paying seconds of imports (scipy, PyAV,
+torch, transformers) for every command. `bgm_process` is for what only a process
 shows: the entry point itself, its exit status with nothing printed as a traceback, and what a
 command imports.
 """
@@ -37,7 +38,7 @@ def bgm(*args: str) -> Finished:
 
 def bgm_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "services.launch", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -764,6 +764,51 @@ def test_an_interrupt_python_lost_still_stops_the_command(
     assert reported.getvalue() == ""
 
 
+# Put on the path as sitecustomize: services.cli's import takes 2 s more, and says when it
+# starts (as on a cold disk, where its imports take seconds).
+_SLOW_CLI_IMPORT = """
+import importlib.abc, pathlib, sys, time
+
+class SlowCli(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "services.cli":
+            pathlib.Path(MARK).touch()
+            time.sleep(2)
+        return None
+
+sys.meta_path.insert(0, SlowCli())
+"""
+
+
+def test_ctrl_c_while_bgm_loads_is_interrupted_not_a_traceback(tmp_path: Path):
+    """The installed `bgm` command stopped while its own modules load (about half a second on
+    this host): Ctrl-C had been a KeyboardInterrupt traceback and SIGTERM an exit by the
+    signal with nothing said; now both are `interrupted`, 130, as later."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = Path(sys.executable).parent / "bgm"
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        mark = tmp_path / f"loading-{stop.name}"
+        (tmp_path / "sitecustomize.py").write_text(
+            _SLOW_CLI_IMPORT.replace("MARK", repr(str(mark)))
+        )
+        process = subprocess.Popen(
+            [str(command), "tags"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not mark.exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        process.send_signal(stop)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, (stop, process.returncode, stderr)
+        assert stderr.strip() == "interrupted" and stdout == "", stderr
+
+
 def _until_it_catches_sigterm(pid: int) -> None:
     import signal
     import time

@@ -1,0 +1,28 @@
+"""The `bgm` command's entry point: it takes Ctrl-C and SIGTERM before anything else loads.
+
+services.cli's own imports (rich, the config, the vocabulary) take about half a second, and
+until its main() set its handlers a Ctrl-C there had been a KeyboardInterrupt traceback.
+Here a signal that comes meanwhile is only noted; main() stops on it as on any other.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def main() -> int:
+    received: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGTERM, note)
+    from services.cli import main as run_command
+
+    return run_command(sys.argv[1:], received_before=received)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
