@@ -91,7 +91,7 @@ def _analyze(args: argparse.Namespace) -> int:
         from services.gateway.outputs import staged_outputs, temporary_path
 
         # Under a temporary name, renamed when whole: a full disk had left part of a PDF.
-        with staged_outputs() as staging:
+        with staged_outputs(replace=args.force) as staging:
             partial = temporary_path(Path(args.plot))
             staging.files.append((partial, Path(args.plot)))
             save_plot(analysis, partial)
@@ -182,6 +182,7 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
         sample_rate=args.sample_rate,
         lufs=args.lufs,
         keep_original_audio=args.keep_original_audio,
+        replace_existing=args.force,
     )
 
 
@@ -498,7 +499,7 @@ def _sample(args: argparse.Namespace) -> int:
     check_writable(output, "sample video")
     # Written under a temporary name and renamed when whole: stopped or out of disk, it had
     # left a shorter video (or, with --force, one in place of the whole one it replaced).
-    with staged_outputs() as staging:
+    with staged_outputs(replace=args.force) as staging:
         partial = temporary_path(output)
         staging.files.append((partial, output))
         video = write_video(partial, sample_shots(), width=640, height=360, fps=30.0)

@@ -336,3 +336,6 @@ class OutputOptions:
     # Make the outputs' folder when missing (a gateway's output_uri); the command line wants
     # it to exist. A folder made for a request that fails is removed.
     make_folder: bool = False
+    # Replace a file already at an output's name. The command line without --force does not:
+    # one written there meanwhile (another command's) is kept and this request fails.
+    replace_existing: bool = True

@@ -516,6 +516,57 @@ def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_written_meanwhile_is_kept_unless_replacing(
+    pipeline, clip, tmp_path, monkeypatch
+):
+    """Two `bgm score` writing one output at once had both succeeded, the later replacing the
+    earlier: the existence check comes before the work. Without --force (replace_existing
+    off) the file that appeared meanwhile stays and this request fails, leaving nothing of
+    its own (its MIDI file and stems included); with it, the piece replaces that file."""
+    import services.gateway.delivery as module
+
+    write_music = module._write_music
+    output = tmp_path / "m.wav"
+
+    def another_command_writes_first(*args, **kwargs):
+        output.write_bytes(b"the other command's piece")
+        return write_music(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_write_music", another_command_writes_first)
+    options = OutputOptions(output, midi=tmp_path / "m.mid", stems_dir=tmp_path / "stems",
+                            replace_existing=False)  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"m\.wav was written meanwhile .*--force"):
+        pipeline.score(clip.path, UserControls(), options)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.wav"]
+    assert output.read_bytes() == b"the other command's piece"
+
+    output.unlink()
+    pipeline.score(clip.path, UserControls(), OutputOptions(output))
+    assert output.read_bytes()[:4] == b"RIFF"
+
+
+def test_bgm_score_keeps_a_piece_another_command_wrote_meanwhile(clip, tmp_path, monkeypatch):
+    """The command line: without --force, the other command's piece stays and this one says
+    so in one line, exit 2; with --force, its own piece is written."""
+    import services.gateway.delivery as module
+
+    write_music = module._write_music
+    output = tmp_path / "m.wav"
+
+    def another_command_writes_first(*args, **kwargs):
+        output.write_bytes(b"the other command's piece")
+        return write_music(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_write_music", another_command_writes_first)
+    result = bgm("score", str(clip.path), "-o", str(output))
+    assert result.returncode == 2 and "m.wav was written meanwhile" in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert output.read_bytes() == b"the other command's piece"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.wav"]
+    result = bgm("score", str(clip.path), "-o", str(output), "--force")
+    assert result.returncode == 0 and output.read_bytes()[:4] == b"RIFF", result
+
+
 def test_container_that_cannot_take_the_video_codec(pipeline, clip, tmp_path):
     with pytest.raises(InvalidInputError, match=r"cannot copy a h264 video stream into \.webm"):
         pipeline.score(clip.path, UserControls(), OutputOptions(tmp_path / "m.webm"))

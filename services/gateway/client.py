@@ -117,7 +117,10 @@ def score_remote(
             )
         # The open files close however the stream ends; staged_outputs then keeps or removes
         # them all.
-        with staged_outputs() as staging, contextlib.ExitStack() as open_files:
+        with (
+            staged_outputs(options.replace_existing) as staging,
+            contextlib.ExitStack() as open_files,
+        ):
             files: dict[str, BinaryIO] = {}
             sizes: dict[str, int] = {}
             for response in responses:

@@ -273,7 +273,7 @@ def write_outputs(
     """Write every output, all or nothing, and report the loudness as written; `heartbeat`
     is called often (it raises to cancel, and then nothing is left). Each stem takes the
     mastering's gain in place (lowered with the mix where a lossy encoder overshot)."""
-    with staged_outputs() as staging:
+    with staged_outputs(options.replace_existing) as staging:
         staged = staging.files
         if options.make_folder:
             with _writing("output", options.output):

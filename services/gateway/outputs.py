@@ -9,6 +9,7 @@ The gateway's delivery and `bgm client` (which writes what the gateway streams) 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -36,10 +37,11 @@ class Staging:
 
 
 @contextlib.contextmanager
-def staged_outputs() -> Iterator[Staging]:
+def staged_outputs(replace: bool = True) -> Iterator[Staging]:
     """Rename every staged file into place on success, once each is known to have a place (a
     folder where a file would go refuses them all); delete them (and any folder made for
-    them, and any already renamed) on failure, whatever the failure."""
+    them, and any already renamed) on failure, whatever the failure. Unless `replace`, a file
+    already at a final name stays and the outputs fail (`_place_new`)."""
     staging = Staging()
     staged = staging.files
     created_dirs = staging.folders
@@ -54,7 +56,10 @@ def staged_outputs() -> Iterator[Staging]:
             # Not made again: a temporary lies beside its final name, so its folder is gone
             # only if the request's was removed meanwhile (a folder made here was left
             # behind).
-            os.replace(temporary, final)
+            if replace:
+                os.replace(temporary, final)
+            else:
+                _place_new(temporary, final)
             renamed.append(final)
     except BaseException:
         for temporary, _final in staged:
@@ -65,6 +70,27 @@ def staged_outputs() -> Iterator[Staging]:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+
+
+def _place_new(temporary: Path, final: Path) -> None:
+    """Give `temporary` the name `final` unless something has it: the check before the work
+    had let two commands writing one output both succeed, the later replacing the earlier.
+    A hard link is made or refused in one step; where the file system has none (FAT, some
+    network shares) the name is checked just before the rename instead."""
+    try:
+        os.link(temporary, final, follow_symlinks=False)
+    except FileExistsError:
+        raise InvalidInputError(f"{final} was written meanwhile (by another command?); "
+                                "pass --force to replace it") from None  # fmt: skip
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if final.exists() or final.is_symlink():
+            raise InvalidInputError(f"{final} was written meanwhile (by another command?); "
+                                    "pass --force to replace it") from None  # fmt: skip
+        os.replace(temporary, final)
+        return
+    temporary.unlink()
 
 
 # What marks a stem bgm wrote (its WAV's comment): `bgm score --stems DIR --force` removes
