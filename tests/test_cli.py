@@ -476,6 +476,19 @@ def _one_line_refusal(result) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_input_that_is_a_loop_of_links_is_said_so(cuts_video: SyntheticVideo, tmp_path: Path):
+    """A video or reference that is a link leading round in a loop (a -> b -> a) had been
+    "video not found"."""
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+    loop, output = str(tmp_path / "a.mp4"), str(tmp_path / "o.wav")
+    for args in (("score", loop, "-o", output), ("analyze", loop),
+                 ("score", str(cuts_video.path), "-o", output, "--reference", loop)):  # fmt: skip
+        result = bgm(*args)
+        _one_line_refusal(result)
+        assert "a.mp4" in result.stderr and "leads round in a loop" in result.stderr, result
+
+
 def test_an_input_that_never_ends_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):
     """A FIFO or a device given where a file is read: refused at once. /dev/zero as the
     reference had filled memory at 1 GB/s, a FIFO as the reference, the config or the video

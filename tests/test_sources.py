@@ -314,3 +314,21 @@ def test_a_file_uri_past_the_file_systems_limits_is_bad_input(tmp_path: Path):
             sources.file_uri_path(uri, roots, "write")
     assert sources.file_uri_path(f"{tmp_path.as_uri()}/{'a' * 255}", roots, "read").name
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_uri_to_a_loop_of_links_is_bad_input(tmp_path: Path):
+    """A link that leads round in a loop (a -> b -> a) named by a file URI had been an
+    INTERNAL error (pathlib's RuntimeError resolving it); inside the roots it is said as
+    such, outside them it is outside them."""
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    for folder in (inside, outside):
+        folder.mkdir()
+        (folder / "a.mp4").symlink_to(folder / "b.mp4")
+        (folder / "b.mp4").symlink_to(folder / "a.mp4")
+    policy = SourcePolicy(file_roots=[inside])
+    with pytest.raises(InvalidInputError, match=r"a\.mp4 is a link that leads round in a loop"):
+        sources.local_path((inside / "a.mp4").as_uri(), policy)
+    with pytest.raises(InvalidInputError, match="leads round in a loop"):
+        sources.file_uri_path((inside / "b.mp4").as_uri(), [inside], "write")
+    with pytest.raises(PermissionDeniedError, match="outside the folders"):
+        sources.local_path((outside / "a.mp4").as_uri(), policy)

@@ -38,6 +38,7 @@ from services.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
+from services.media.files import leads_round
 
 # The most downloads a policy may allow at once.
 MAX_DOWNLOADS = 16
@@ -75,6 +76,14 @@ def parse_uri(uri: str) -> urllib.parse.ParseResult:
 
 
 def inside_roots(path: Path, roots: list[Path]) -> bool:
+    if leads_round(path):
+        # Not resolved (Python 3.11 raises RuntimeError for a loop: an INTERNAL error). Said
+        # only of a path inside the roots as written; any other is outside them.
+        absolute = Path(os.path.abspath(path))
+        if any(absolute.is_relative_to(root.resolve()) for root in roots):
+            raise InvalidInputError(f"{path.name} is a link that leads round in a loop, to "
+                                    "no file")  # fmt: skip
+        return False
     resolved = path.resolve()
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from services.errors import InvalidVideoError, MediaNotFoundError
 from services.media.demux import open_input
+from services.media.files import leads_round
 
 # Demuxers that read single pictures rather than videos.
 _IMAGE_FORMATS = {
@@ -145,6 +146,9 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     """The file opened for reading; no frame larger than `max_pixels` is ever decoded, not
     even the one FFmpeg decodes to learn a stream's format while opening."""
     if not path.exists():
+        if leads_round(path):
+            raise InvalidVideoError("not_a_video", f"{path.name} is a link that leads round in "
+                                    "a loop, to no file")  # fmt: skip
         raise MediaNotFoundError(f"video not found: {path.name}")
     if not path.is_file():
         raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
