@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -25,41 +26,43 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
 
 
-def _checked_pair(key: bytes, chain: bytes, tls: TlsConfig) -> None:
-    """The key and certificate chain are PEM that gRPC can serve, the key the certificate's
-    (each had been reported as "cannot listen on ...: Failed to bind to address", gRPC's
-    word for any server credentials it cannot use)."""
+def _certificates(data: bytes, what: str, path: Path) -> list[Any]:
+    """The PEM certificates in `data` (the file at `path`), at least one."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     try:
-        certificate = x509.load_pem_x509_certificates(chain)[0]
+        return x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise ConfigError(f"the TLS certificate {tls.cert_file} holds no PEM certificate") from None
+        raise ConfigError(f"the {what} {path} holds no PEM certificate") from None
+
+
+def _checked_pair(key: bytes, chain: bytes, key_file: Path, cert_file: Path, whose: str) -> None:
+    """The key and certificate chain are PEM that gRPC can use, the key the certificate's
+    (a server's had each been reported as "cannot listen on ...: Failed to bind to address",
+    gRPC's word for any server credentials it cannot use; a client's as UNAVAILABLE,
+    "Failed to create security handshaker")."""
+    from cryptography.hazmat.primitives import serialization
+
+    certificate = _certificates(chain, f"{whose} certificate", cert_file)[0]
     try:
         private = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError):
-        raise ConfigError(f"the TLS key {tls.key_file} holds no unencrypted PEM key") from None
+        raise ConfigError(f"the {whose} key {key_file} holds no unencrypted PEM key") from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if private.public_key().public_bytes(serialization.Encoding.DER, public) != (
         certificate.public_key().public_bytes(serialization.Encoding.DER, public)
     ):
-        raise ConfigError(f"the TLS key {tls.key_file} is not the key of {tls.cert_file}")
+        raise ConfigError(f"the {whose} key {key_file} is not the key of {cert_file}")
 
 
 def _server_certificate(tls: TlsConfig) -> grpc.ServerCertificateConfiguration:
     assert tls.cert_file is not None and tls.key_file is not None
     pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
-    _checked_pair(*pair, tls)
+    _checked_pair(*pair, tls.key_file, tls.cert_file, "TLS")
     root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
     if root is not None:
-        from cryptography import x509
-
-        try:
-            x509.load_pem_x509_certificates(root)
-        except ValueError:
-            raise ConfigError(f"the client CA {tls.client_ca_file} holds no PEM "
-                              "certificate") from None  # fmt: skip
+        assert tls.client_ca_file is not None
+        _certificates(root, "client CA", tls.client_ca_file)
     return grpc.ssl_server_certificate_configuration([pair], root_certificates=root)
 
 
@@ -104,10 +107,19 @@ def channel_tls_files(tls: ClientTlsConfig) -> list[Path]:
 
 
 def channel_credentials(tls: ClientTlsConfig) -> grpc.ChannelCredentials:
+    """Checked as a server's are (a CA or client certificate gRPC could not use had been
+    UNAVAILABLE at the first call, "Failed to create security handshaker")."""
+    root = _read(tls.ca_file, "CA") if tls.ca_file else None
+    if root is not None:
+        assert tls.ca_file is not None
+        _certificates(root, "CA", tls.ca_file)
+    key = _read(tls.key_file, "client key") if tls.key_file else None
+    chain = _read(tls.cert_file, "client certificate") if tls.cert_file else None
+    if key is not None and chain is not None:
+        assert tls.key_file is not None and tls.cert_file is not None
+        _checked_pair(key, chain, tls.key_file, tls.cert_file, "client")
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(tls.ca_file, "CA") if tls.ca_file else None,
-        private_key=_read(tls.key_file, "client key") if tls.key_file else None,
-        certificate_chain=_read(tls.cert_file, "client certificate") if tls.cert_file else None,
+        root_certificates=root, private_key=key, certificate_chain=chain
     )
 
 

@@ -537,6 +537,36 @@ def test_a_certificate_or_key_that_cannot_serve_is_named_at_start_up(tmp_path):
     server_credentials(TlsConfig(cert_file=cert, key_file=key, client_ca_file=pki.ca_file))
 
 
+def test_a_client_ca_or_certificate_that_cannot_be_used_is_named(tmp_path):
+    """The client side (`bgm client --tls-ca/--tls-cert/--tls-key`, the gateway's channels):
+    a CA that is not PEM, a certificate that is not, a key not the certificate's had been
+    UNAVAILABLE at the first call, "Failed to create security handshaker"."""
+    from services.config import ClientTlsConfig
+    from services.tls import channel_credentials
+    from tests.bgm_command import bgm
+
+    pki = make_pki(tmp_path / "pki", "ca")
+    cert, key = pki.issue("client", server=False)
+    _, other_key = pki.issue("other", server=False)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for tls, says in (
+        (ClientTlsConfig(ca_file=junk), f"the CA {junk} holds no PEM certificate"),
+        (ClientTlsConfig(cert_file=junk, key_file=key), f"client certificate {junk} holds no"),
+        (ClientTlsConfig(cert_file=cert, key_file=junk), f"the client key {junk} holds no"),
+        (ClientTlsConfig(cert_file=cert, key_file=other_key), f"is not the key of {cert}"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            channel_credentials(tls)
+    channel_credentials(ClientTlsConfig(ca_file=pki.ca_file, cert_file=cert, key_file=key))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the CA is refused first")
+    result = bgm("client", "score", str(video), "-o", str(tmp_path / "o.wav"),
+                 "--server", "127.0.0.1:9", "--tls-ca", str(junk))  # fmt: skip
+    assert result.returncode == 2 and "holds no PEM certificate" in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_an_open_tagger_or_generator_with_auth_on_is_said_at_start_up(caplog):
     """With auth on, a generator on 0.0.0.0 with neither a service token nor client
     certificate names had answered anyone, past the gateway's tenants, without a word."""
