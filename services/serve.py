@@ -45,7 +45,8 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
             # metrics port (the `service` label tells the services apart).
             if which != "all" or name == "gateway":
                 metrics.append((metrics_host, endpoint.metrics_port))
-            logging.getLogger("bgm").info("%s on %s:%d", name, endpoint.host, endpoint.port)
+            # The port bound: with --port 0 the system chose it (it had been logged as 0).
+            logging.getLogger("bgm").info("%s on %s:%d", name, endpoint.host, servers[-1].port)
         for host, port in metrics:
             if port:
                 logging.getLogger("bgm").info("metrics on %s:%d", host, port)

@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -870,6 +871,37 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
+def _why_not_bound(error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return "the port is in use (another program, or another bgm, listens on it)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return "no network interface of this machine has that address"
+    if error.errno == errno.EACCES:
+        return "a port under 1024 needs privileges"
+    return error.strerror or str(error)
+
+
+def _check_free(address: str) -> None:
+    """Whether `address` (host:port) can be listened on, said plainly before gRPC tries: its
+    own refusal is "Failed to bind to address ...; set GRPC_VERBOSITY=debug", after a line of
+    its C core's log. Probed as gRPC binds (SO_REUSEADDR: a port left in TIME_WAIT is free)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)  # fmt: skip
+    except socket.gaierror:
+        return  # gRPC names what is wrong with the host
+    for family, kind, proto, _, sockaddr in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as error:
+                raise OSError(f"cannot listen on {address}: {_why_not_bound(error)}") from None
+
+
 class HostedServer:
     """A grpc.aio server with health checking and reflection for its services."""
 
@@ -900,6 +932,7 @@ class HostedServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, self.server)
+        _check_free(address)
         try:
             if credentials is None:
                 self.port = self.server.add_insecure_port(address)
@@ -995,7 +1028,11 @@ async def run_servers(
     (host, port) whose port is not 0."""
     for host, port in metrics_addresses:
         if port:
-            start_http_server(port, addr=host)
+            try:
+                start_http_server(port, addr=host)
+            except OSError as error:  # it had been "[Errno 98] Address already in use"
+                raise OSError(f"cannot serve metrics on {host}:{port}: "
+                              f"{_why_not_bound(error)}") from None  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

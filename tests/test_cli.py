@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -599,17 +600,26 @@ def test_ports_are_ports(tmp_path: Path):
 
 
 def test_a_port_in_use_is_one_line(tmp_path: Path):
+    """The service's port or its metrics port held by another program: one line that says
+    so. gRPC's had been "Failed to bind ...; set GRPC_VERBOSITY=debug ..." after a line of
+    its C core's log, the metrics' "[Errno 98] Address already in use", naming no port."""
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = bgm_process("serve", "tagger", "--port", str(port), "--metrics-port", "0",
-                             timeout=120)  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
+        for flags, says in ((("--port", str(port), "--metrics-port", "0"), "cannot listen on"),
+                            (("--port", "0", "--metrics-port", str(port)),
+                             "cannot serve metrics on")):  # fmt: skip
+            result = bgm_process("serve", "tagger", *flags, timeout=120)
+            assert result.returncode == 1, result.stderr
+            errors = [line for line in result.stderr.splitlines() if " bgm " not in line]
+            assert errors == [f"error: {says} 127.0.0.1:{port}: the port is in use (another "
+                              "program, or another bgm, listens on it)"], result.stderr  # fmt: skip
+    # With --port 0 the port the system chose is the one logged (it had been 0).
+    logged = re.search(r"bgm tagger on 127\.0\.0\.1:(\d+)", result.stderr)
+    assert logged is not None and logged.group(1) != "0", result.stderr
 
 
 def test_a_plot_never_replaces_the_video(cuts_video: SyntheticVideo, tmp_path: Path):
