@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
@@ -14,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
 
-@contextmanager
+@contextlib.contextmanager
 def progress_bar(label: str, console: Console) -> Iterator[Callable[[float], None]]:
     """A progress bar on a terminal; silent when output is piped or captured. Each report
     stops the work if SIGTERM or Ctrl-C came (`_interrupt`)."""
@@ -399,12 +399,17 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
 def _studio(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from services.serving import listening_socket
     from services.studio.app import GatewayLink, create_app, server_options
 
     config = load_config(args.config)
     studio = config.studio
     if args.port is not None:
         studio = studio.model_copy(update={"port": args.port})
+    # Bound before anything starts: a port in use is one line, and with --port 0 the port
+    # said is the one the system chose.
+    listener = listening_socket(studio.host, studio.port)
+    port = listener.getsockname()[1]
     if args.server:
         metadata, tls = _connection(args)
         app = create_app(studio, GatewayLink(args.server, metadata, tls))
@@ -413,9 +418,12 @@ def _studio(args: argparse.Namespace) -> int:
         # Its own gateway, tagger and generator, in this process.
         app = create_app(studio, config)
         gateway = "in this process"
-    Console(stderr=True).print(escape(f"bgm studio on http://{studio.host}:{studio.port}/ "
+    Console(stderr=True).print(escape(f"bgm studio on http://{studio.host}:{port}/ "
                                       f"(gateway {gateway})"))  # fmt: skip
-    uvicorn.run(app, **server_options(studio))
+    # Ctrl-C and SIGTERM are how the studio stops: uvicorn raises the signal again once it
+    # has, and that is exit 0 (as uvicorn.run takes it), not `interrupted`.
+    with listener, contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(uvicorn.Config(app, **server_options(studio))).run(sockets=[listener])
     return 0
 
 

@@ -902,6 +902,26 @@ def _check_free(address: str) -> None:
                 raise OSError(f"cannot listen on {address}: {_why_not_bound(error)}") from None
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) for an HTTP server to listen on (the studio), or one
+    line saying why not, as the gRPC services' ports are (uvicorn's own had been its log's
+    "ERROR: [Errno 98] ...", exit 3, and with port 0 the port was never said)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)  # fmt: skip
+    except socket.gaierror as error:
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    family, kind, proto, _, sockaddr = found[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(sockaddr)
+    except OSError as error:
+        listener.close()
+        raise OSError(f"cannot listen on {host}:{port}: {_why_not_bound(error)}") from None
+    return listener
+
+
 class HostedServer:
     """A grpc.aio server with health checking and reflection for its services."""
 

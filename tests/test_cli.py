@@ -617,6 +617,11 @@ def test_a_port_in_use_is_one_line(tmp_path: Path):
             errors = [line for line in result.stderr.splitlines() if " bgm " not in line]
             assert errors == [f"error: {says} 127.0.0.1:{port}: the port is in use (another "
                               "program, or another bgm, listens on it)"], result.stderr  # fmt: skip
+        # The studio's (uvicorn's own had been its log's "ERROR: [Errno 98] ...", exit 3).
+        studio = bgm_process("studio", "--port", str(port), timeout=120)
+        assert studio.returncode == 1 and studio.stderr.splitlines() == [
+            f"error: cannot listen on 127.0.0.1:{port}: the port is in use (another program, "
+            "or another bgm, listens on it)"], studio.stderr  # fmt: skip
     # With --port 0 the port the system chose is the one logged (it had been 0).
     logged = re.search(r"bgm tagger on 127\.0\.0\.1:(\d+)", result.stderr)
     assert logged is not None and logged.group(1) != "0", result.stderr
