@@ -2,16 +2,21 @@
 
 services.cli's own imports (rich, the config, the vocabulary) take about half a second, and
 until its main() set its handlers a Ctrl-C there had been a KeyboardInterrupt traceback.
-Here a signal that comes meanwhile is only noted; main() stops on it as on any other.
+Here a signal that comes meanwhile is only noted; main() stops on it as on any other. And
+gRPC's own log is kept to its errors.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 
 def main() -> int:
+    # gRPC's C core logs to stderr at INFO unless told otherwise: a TLS handshake that
+    # failed had put its line before the command's own one-line error. A user's setting wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     received: list[int] = []
 
     def note(signum: int, frame: object) -> None:

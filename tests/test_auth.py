@@ -567,6 +567,33 @@ def test_a_client_ca_or_certificate_that_cannot_be_used_is_named(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_tls_against_a_plaintext_server_is_one_line(tmp_path):
+    """`bgm client --tls` to a server that speaks no TLS: the command's one error line, with
+    no line of gRPC's C core log before it (its handshake failure had been logged at INFO)."""
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = grpc.server(ThreadPoolExecutor(1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        video = tmp_path / "v.mp4"
+        video.write_bytes(b"not read: the handshake fails first")
+        environment = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+        finished = subprocess.run(
+            [sys.executable, "-m", "services.launch", "client", "score", str(video), "-o",
+             str(tmp_path / "o.wav"), "--server", f"127.0.0.1:{port}", "--tls", "--timeout",
+             "20"], capture_output=True, text=True, timeout=120, env=environment,
+        )  # fmt: skip
+    finally:
+        server.stop(None)
+    assert finished.returncode == 1, finished.stderr
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error (UNAVAILABLE)"), finished.stderr
+
+
 def test_an_open_tagger_or_generator_with_auth_on_is_said_at_start_up(caplog):
     """With auth on, a generator on 0.0.0.0 with neither a service token nor client
     certificate names had answered anyone, past the gateway's tenants, without a word."""
