@@ -400,7 +400,12 @@ def _studio(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services.serving import listening_socket
-    from services.studio.app import GatewayLink, create_app, server_options
+    from services.studio.app import (
+        GatewayLink,
+        create_app,
+        raise_open_file_limit,
+        server_options,
+    )
 
     config = load_config(args.config)
     studio = config.studio
@@ -410,6 +415,7 @@ def _studio(args: argparse.Namespace) -> int:
     # said is the one the system chose.
     listener = listening_socket(studio.host, studio.port)
     port = listener.getsockname()[1]
+    raise_open_file_limit(studio)
     if args.server:
         metadata, tls = _connection(args)
         app = create_app(studio, GatewayLink(args.server, metadata, tls))

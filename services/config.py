@@ -481,6 +481,17 @@ class StudioConfig(StrictModel):
     # A request's line and headers together: past this it is refused (431) as they arrive (an
     # 8 MB header had been read whole and answered).
     max_header_bytes: int = Field(64 * 1024, gt=0)
+    # A request's line and headers must have come within this of the connection (or of its
+    # last response); connections held open at once, per address and in all. Each connection
+    # takes a file descriptor (an upload two): connections sending nothing, or their headers
+    # a byte at a time, had taken every one. Behind a proxy its address is every visitor's:
+    # set the per-address cap above its connection pool, or leave the cap to the proxy.
+    header_timeout_s: float = Field(20.0, gt=0)
+    max_connections_per_address: int = Field(64, ge=1)
+    max_connections: int = Field(2048, ge=1)
+    # An upload (or a score request) must average this many bytes a second once
+    # upload_stall_s has passed: one byte every 59 s had held its connection and file for good.
+    min_upload_bytes_per_s: float = Field(1024.0, ge=0)
     # What one session may keep (its videos and results) and run at once: past them it is
     # refused until it removes something or a score ends (one visitor had filled the disk).
     max_session_bytes: int = Field(16 * 1024**3, gt=0)

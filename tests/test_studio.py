@@ -500,6 +500,94 @@ def test_a_stalled_upload_is_refused_and_its_file_removed(tmp_path: Path):
         assert session.uploads == 0 and not session.videos
 
 
+def test_an_upload_that_trickles_is_refused_at_its_minimum_rate(tmp_path: Path):
+    """Bytes that keep coming, too few to ever stall it: one every 59 s had held the
+    connection and the file for good. Past upload_stall_s, an upload averaging under
+    min_upload_bytes_per_s is a 408, its file removed."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio", upload_stall_s=0.5,
+                                  min_upload_bytes_per_s=2000),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with served(app) as port:
+        connection = _start_upload(port, "trickle.mp4", b"x" * 100)
+        start = time.monotonic()
+        with contextlib.suppress(OSError):  # answered, the studio reads no more
+            while time.monotonic() - start < 10:
+                time.sleep(0.2)  # 500 bytes a second, never 0.5 s apart
+                connection.send(b"%x\r\n%s\r\n" % (100, b"x" * 100))
+                if connection.sock is None or _answered(connection.sock):
+                    break
+        answer = connection.getresponse()
+        assert answer.status == 408, answer.status
+        assert "under 2000 bytes a second" in json.loads(answer.read())["message"]
+        assert time.monotonic() - start < 5
+        assert not list((tmp_path / "studio").rglob("trickle.mp4"))
+
+
+def _answered(sock: Any) -> bool:
+    """Whether the server has sent something on `sock` (without reading it)."""
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _raw_answer(sock: Any) -> tuple[bytes, dict[str, Any]]:
+    """The status line and JSON body of what the studio sent on `sock` before closing it."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], json.loads(body)
+
+
+def test_connections_that_send_no_request_are_closed_and_capped(tmp_path: Path):
+    """A connection that sends nothing, or its headers a byte at a time, had been held for
+    good (1,100 from one client took every file descriptor of a studio, and every other
+    visitor was refused). Its line and headers must come within header_timeout_s (408), and
+    one address holds at most max_connections_per_address at once (429), the studio
+    max_connections (503), each answered in the API's shape as it connects."""
+    import socket
+
+    config = StudioConfig(folder=tmp_path / "studio", header_timeout_s=1.0,
+                          max_connections_per_address=3, max_connections=4)  # fmt: skip
+    app = create_app(config, GatewayLink("127.0.0.1:1"))
+    with served(app) as port:
+        start = time.monotonic()
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+        trickling = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        over = socket.create_connection(("127.0.0.1", port), timeout=10)
+        status, body = _raw_answer(over)  # the fourth from this address
+        assert status == b"HTTP/1.1 429 Too Many Requests", status
+        assert body["code"] == "RESOURCE_EXHAUSTED" and "3 connections" in body["message"]
+        for byte in b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n":
+            trickling.send(bytes([byte]))
+            if _answered(trickling):
+                break
+            time.sleep(0.02)
+        for sock in (silent, trickling):
+            status, body = _raw_answer(sock)
+            assert status == b"HTTP/1.1 408 Request Timeout", status
+            assert body["code"] == "DEADLINE_EXCEEDED" and "within 1 s" in body["message"]
+        assert time.monotonic() - start < 5
+        # Their places are given back: a request from this address is answered again.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as asking:
+            asking.sendall(b"GET /api/choices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Connection: close\r\n\r\n")  # fmt: skip
+            assert asking.recv(100).startswith(b"HTTP/1.1 200")
+        held.close()
+        for sock in (silent, trickling, over):
+            sock.close()
+
+    app = create_app(config.model_copy(update={"max_connections": 1}), GatewayLink("127.0.0.1:1"))
+    with served(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as first:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+            status, body = _raw_answer(second)
+            assert status == b"HTTP/1.1 503 Service Unavailable", status
+            assert body["code"] == "UNAVAILABLE"
+        first.sendall(b"GET /api/choices HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert first.recv(100).startswith(b"HTTP/1.1 200")
+
+
 def test_an_upload_stated_over_the_limit_is_refused_before_a_byte_is_kept(tmp_path: Path):
     """Refused from its Content-Length (a 5 GiB upload had been written to disk up to the 4 GiB
     limit first), 413 as any request over a size."""

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.parse
 import zipfile
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -389,7 +390,89 @@ class EventStream(StreamingResponse):
 class StudioHTTP(H11Protocol):
     """uvicorn's HTTP/1.1 on h11, which holds a request's line and headers to
     h11_max_incomplete_event_size (httptools, uvicorn's default, takes any: an 8 MB header had
-    been read whole and answered); a request it refuses is answered in the API's shape."""
+    been read whole and answered); a request it refuses is answered in the API's shape.
+
+    And what uvicorn leaves open: a request's line and headers must have come within
+    `header_timeout_s` of the connection (or of its last response), and one address holds at
+    most `max_connections_per_address` connections, the studio `max_connections`. A
+    connection sending nothing, or its headers a byte at a time, had been held for good:
+    1,100 of them from one client had taken every file descriptor, and every other visitor
+    was refused. `studio_protocol` binds these to a StudioConfig."""
+
+    limits: StudioConfig
+    # Connections open per address, shared by one server's connections.
+    peers: Counter[str]
+    _counted = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._address = self.client[0] if self.client else ""
+        self._headers_due: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(503, f"the studio holds {self.limits.max_connections} connections: "
+                              "try again later")  # fmt: skip
+            return
+        most = self.limits.max_connections_per_address
+        if self.peers[self._address] >= most:
+            self._refuse(429, f"this address holds {most} connections to the studio: close "
+                              "one first")  # fmt: skip
+            return
+        self.peers[self._address] += 1
+        self._counted = True
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._headers_arrived()
+        if self._counted:
+            self._counted = False
+            self.peers[self._address] -= 1
+            if not self.peers[self._address]:
+                del self.peers[self._address]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._between_requests():
+            self._await_headers()  # a request begun, its headers not all here
+        else:
+            self._headers_arrived()
+
+    def _between_requests(self) -> bool:
+        """No request is being answered (bytes after an answer, the rest of a body refused
+        early, count as none: they had kept a connection for good, a byte at a time)."""
+        return not self.transport.is_closing() and (
+            self.cycle is None or self.cycle.response_complete
+        )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()
+
+    def _await_headers(self) -> None:
+        if self._headers_due is None:
+            self._headers_due = self.loop.call_later(self.limits.header_timeout_s,
+                                                     self._headers_late)  # fmt: skip
+
+    def _headers_arrived(self) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+            self._headers_due = None
+
+    def _headers_late(self) -> None:
+        self._headers_due = None
+        if self._between_requests():
+            self._refuse(408, f"the request's line and headers did not come within "
+                              f"{self.limits.header_timeout_s:g} s")  # fmt: skip
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` in the API's shape before any request was read, and close."""
+        answer = _error(status, message)
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+        head += [name + b": " + value for name, value in answer.raw_headers]
+        head += [b"connection: close", b"", b""]
+        self.transport.write(b"\r\n".join(head) + bytes(answer.body))
+        self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         limit = self.config.h11_max_incomplete_event_size
@@ -418,10 +501,40 @@ class CutOffRequests(logging.Filter):
 CUT_OFF_REQUESTS = CutOffRequests()
 
 
+# File descriptors a studio needs beside its connections' (its gateway, tagger and generator,
+# their models and media, the uploads' files).
+OWN_FILES = 1024
+
+
+def raise_open_file_limit(config: StudioConfig) -> None:
+    """Lift the process's soft limit on open files towards what max_connections asks (a
+    connection one, an upload two): at the common 1,024, 988 held connections had left the
+    studio's own gateway without one ("Too many open files"). Said where the hard limit is
+    lower."""
+    import resource
+
+    wanted = 2 * config.max_connections + OWN_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
+    if ceiling < wanted:
+        log.warning("studio: %d open files allowed, and studio.max_connections %d asks for "
+                    "about %d: raise the limit (ulimit -n) or lower it", ceiling,
+                    config.max_connections, wanted)  # fmt: skip
+
+
+def studio_protocol(config: StudioConfig) -> type[StudioHTTP]:
+    """StudioHTTP held to `config`'s limits, with a count of connections per address of its
+    own (one per server)."""
+    return type("StudioHTTP", (StudioHTTP,), {"limits": config, "peers": Counter()})
+
+
 def server_options(config: StudioConfig) -> dict[str, Any]:
     """How uvicorn serves the studio (`bgm studio`, and the tests that serve it)."""
     return {"host": config.host, "port": config.port, "log_level": "warning",
-            "timeout_graceful_shutdown": config.grace_s, "http": StudioHTTP,
+            "timeout_graceful_shutdown": config.grace_s, "http": studio_protocol(config),
             "h11_max_incomplete_event_size": config.max_header_bytes}  # fmt: skip
 
 
@@ -440,27 +553,43 @@ def rpc_error(error: grpc.RpcError) -> dict[str, Any]:
             "fields": details.fields, "reason": details.reason}  # fmt: skip
 
 
-async def _limited_body(request: Request, most: int, stall_s: float) -> bytes | None:
+async def _limited_body(request: Request, most: int, config: StudioConfig) -> bytes | None:
     """The request's body, or None once it passes `most` bytes (read no further); raises
-    ClientDisconnect, or TimeoutError when no byte comes for `stall_s`."""
+    ClientDisconnect, or BodyTooSlow."""
     body = bytearray()
-    async for chunk in _chunks(request, stall_s):
+    async for chunk in _chunks(request, config):
         body += chunk
         if len(body) > most:
             return None
     return bytes(body)
 
 
-async def _chunks(request: Request, stall_s: float) -> AsyncIterator[bytes]:
-    """The request's body as it comes; TimeoutError once nothing comes for `stall_s` (an
-    upload that stalled had held its connection, its file and a place in its session for
-    good, and kept the studio from stopping)."""
+class BodyTooSlow(Exception):
+    """A request's body stalled or came too slowly; the message says which."""
+
+
+async def _chunks(request: Request, config: StudioConfig) -> AsyncIterator[bytes]:
+    """The request's body as it comes. BodyTooSlow once nothing comes for `upload_stall_s`
+    (an upload that stalled had held its connection, its file and a place in its session
+    for good, and kept the studio from stopping), or once, after that long, fewer than
+    `min_upload_bytes_per_s` a second have come on average (one byte every 59 s had kept
+    both for good)."""
     stream = request.stream()
+    stall_s, rate = config.upload_stall_s, config.min_upload_bytes_per_s
+    start, received = time.monotonic(), 0
     while True:
+        # The next bytes are due within stall_s, and by when the average would fall short.
+        due = start + stall_s + (received / rate if rate else math.inf)
+        wait = min(stall_s, due - time.monotonic())
         try:
-            chunk = await asyncio.wait_for(anext(stream), stall_s)
+            chunk = await asyncio.wait_for(anext(stream), max(0.0, wait))
         except StopAsyncIteration:
             return
+        except TimeoutError:
+            if wait < stall_s:
+                raise BodyTooSlow(f"it came at under {rate:g} bytes a second") from None
+            raise BodyTooSlow(f"it stalled: nothing came for {stall_s:g} s") from None
+        received += len(chunk)
         yield chunk
 
 
@@ -482,7 +611,8 @@ def _folder_bytes(folder: Path) -> int:
 STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
                 408: "DEADLINE_EXCEEDED", 409: "FAILED_PRECONDITION",
                 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
-                431: "RESOURCE_EXHAUSTED", 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
+                431: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE",
+                507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
 
 MAX_NAME_BYTES = 200
@@ -671,7 +801,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             session.uploads += 1
         try:
             with path.open("wb") as out:
-                async for chunk in _chunks(request, config.upload_stall_s):
+                async for chunk in _chunks(request, config):
                     if size + len(chunk) > config.max_upload_bytes:
                         return _error(413, f"the video is larger than "
                                            f"{config.max_upload_bytes} bytes", "video")  # fmt: skip
@@ -684,9 +814,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 return _error(400, "the upload is empty", "video")
             kept = True
             return with_cookie(JSONResponse(session.add_video(path, size)), key)
-        except TimeoutError:
-            return _error(408, f"the upload stalled: nothing came for {config.upload_stall_s:g} "
-                               "s", "video")  # fmt: skip
+        except BodyTooSlow as slow:
+            return _error(408, f"the upload was given up: {slow}", "video")
         except ClientDisconnect:
             # The visitor left (a tab closed mid-upload): nothing to answer, nothing kept.
             return Response(status_code=400)
@@ -779,10 +908,9 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
     async def score(request: Request) -> Response:
         key, session = studio.session(request)
         try:
-            raw = await _limited_body(request, MAX_SCORE_BODY_BYTES, config.upload_stall_s)
-        except TimeoutError:
-            return _error(408, f"the request stalled: nothing came for "
-                               f"{config.upload_stall_s:g} s")  # fmt: skip
+            raw = await _limited_body(request, MAX_SCORE_BODY_BYTES, config)
+        except BodyTooSlow as slow:
+            return _error(408, f"the request was given up: {slow}")
         except ClientDisconnect:
             return Response(status_code=400)
         if raw is None:
