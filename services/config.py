@@ -499,6 +499,11 @@ class StudioConfig(StrictModel):
     # Failed scores a session keeps to show (the newest); they count as no item.
     max_failed_scores: int = Field(16, ge=1)
     max_running_scores: int = Field(2, ge=1)
+    # What one address may hold in all the sessions it made (a session is made by its first
+    # upload or sample), and how many: a visitor who dropped the cookie for a new session
+    # each had filled the disk (every other visitor's upload refused for a day).
+    max_address_bytes: int = Field(16 * 1024**3, gt=0)
+    max_sessions_per_address: int = Field(32, ge=1)
     # Scores running at once for one address, whatever its sessions: a visitor who drops the
     # cookie gets a new session, and the gateway counts the whole studio as one client.
     max_running_scores_per_address: int = Field(4, ge=1)

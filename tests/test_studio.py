@@ -180,19 +180,52 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
         app.state.studio.sweep()
         assert [p for p in own.iterdir() if p.name != MARKER] == []
         assert client.get(uploaded["url"]).status_code == 404
-    # Every request without a cookie starts a session: those that hold nothing make no
-    # folder and are forgotten after EMPTY_SESSION_S, where they had kept a folder a day.
+    # A session that holds nothing makes no folder and is forgotten after EMPTY_SESSION_S,
+    # where it had kept a folder a day.
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink(gateway.gateway))
     with TestClient(app) as client:
         studio = app.state.studio
-        for _ in range(20):
-            assert TestClient(app).get("/api/state").status_code == 200
-        assert len(studio.sessions) == 20
-        assert [p for p in studio.folder.iterdir() if p.name != MARKER] == []
+        uploaded = client.post("/api/videos", content=b"x" * 10).json()
+        assert client.delete(uploaded["url"]).status_code == 200
+        assert len(studio.sessions) == 1
         for session in studio.sessions.values():
             session.used -= EMPTY_SESSION_S + 1
         studio.sweep()
         assert studio.sessions == {}
+        assert [p for p in studio.folder.iterdir() if p.name != MARKER] == []
+
+
+def test_a_visitor_dropping_the_cookie_gains_no_room(tmp_path: Path):
+    """Every request without a cookie had made a session (a flood of them took memory and,
+    swept, held the event loop for every visitor for seconds), and a visitor who dropped
+    the cookie for a new session each, with a quota each, had filled the disk: every other
+    visitor's upload refused for a day. A session is kept only once it holds something,
+    only under a key this studio handed out, and an address holds at most
+    max_sessions_per_address sessions and max_address_bytes in all of them."""
+    config = StudioConfig(folder=tmp_path / "studio", max_sessions_per_address=2,
+                          max_address_bytes=25)  # fmt: skip
+    app = create_app(config, GatewayLink("127.0.0.1:1"))
+    studio = app.state.studio
+    with TestClient(app) as client:
+        for path in ("/", "/api/state", "/api/choices") * 50:
+            assert TestClient(app).get(path).status_code == 200
+        assert studio.sessions == {}
+        made_up = TestClient(app)
+        kept = made_up.post("/api/videos", content=b"x" * 10,
+                            headers={"Cookie": "bgm_studio=chosen-by-the-visitor"})  # fmt: skip
+        assert kept.status_code == 200
+        assert list(studio.sessions) == [kept.cookies["bgm_studio"]]
+        assert kept.cookies["bgm_studio"] != "chosen-by-the-visitor"
+        refused = TestClient(app).post("/api/videos", content=b"x" * 20)  # a second session
+        assert refused.status_code == 507, refused.text
+        assert "this address keeps at most 25 bytes" in refused.json()["message"]
+        assert client.post("/api/videos", content=b"x" * 5).status_code == 200
+        third = TestClient(app).post("/api/videos", content=b"x" * 1)
+        assert third.status_code == 429 and "holds 2 sessions" in third.json()["message"]
+        # The first session's room is its own again once it removes its video.
+        (video,) = made_up.get("/api/state").json()["videos"]
+        assert made_up.delete(video["url"]).status_code == 200
+        assert made_up.post("/api/videos", content=b"x" * 15).status_code == 200
 
 
 def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
@@ -356,7 +389,7 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
     config = StudioConfig(folder=tmp_path / "studio", max_event_streams=2)
     app = create_app(config, GatewayLink("127.0.0.1:1"))  # no call reaches a gateway
     with TestClient(app) as client:
-        client.get("/")
+        client.post("/api/videos", content=b"x" * 10)  # the session is kept from its upload
         session = app.state.studio.sessions[client.cookies["bgm_studio"]]
         assert client.portal is not None  # the app runs on the portal's loop
         loop = client.portal.call(asyncio.get_running_loop)
@@ -496,8 +529,8 @@ def test_a_stalled_upload_is_refused_and_its_file_removed(tmp_path: Path):
         answer = connection.getresponse()  # nothing more is sent
         assert answer.status == 408 and json.loads(answer.read())["code"] == "DEADLINE_EXCEEDED"
         assert not list((tmp_path / "studio").rglob("stall.mp4"))
-        (session,) = app.state.studio.sessions.values()
-        assert session.uploads == 0 and not session.videos
+        # Its session, which it would have begun, is not kept.
+        assert app.state.studio.sessions == {}
 
 
 def test_an_upload_that_trickles_is_refused_at_its_minimum_rate(tmp_path: Path):
@@ -659,7 +692,7 @@ def test_a_session_s_event_streams_are_held_to_the_limit_when_asked_at_once(tmp_
     app = create_app(StudioConfig(folder=tmp_path / "studio", max_event_streams=2),
                      GatewayLink("127.0.0.1:1"))  # fmt: skip
     with TestClient(app) as client:
-        client.get("/")
+        client.post("/api/videos", content=b"x" * 10)  # the session is kept from its upload
         key = client.cookies["bgm_studio"]
         app.state.studio.sessions[key].jobs["j1"] = Job("j1", "v1", tmp_path / "j1", {})
 

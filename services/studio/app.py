@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import json
 import logging
 import math
@@ -135,6 +136,8 @@ class Job:
 @dataclass
 class Session:
     folder: Path
+    # The address that made it: what it holds counts against that address.
+    address: str = ""
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     used: float = field(default_factory=time.monotonic)
@@ -183,6 +186,11 @@ class Studio:
         self.folder = self._held.enter_context(scratch.scratch_folder(config.folder,
                                                                       SCRATCH_OWNER))  # fmt: skip
         self.sessions: dict[str, Session] = {}
+        # Sessions and bytes held per address that made them.
+        self.address_sessions: Counter[str] = Counter()
+        self.address_bytes: Counter[str] = Counter()
+        # Signs the session keys this studio hands out: only those make a session.
+        self._secret = secrets.token_bytes(32)
         self.lock = threading.Lock()
         self.pending: dict[str, asyncio.Future[Any]] = {}
         # Analyses run one at a time per address, its sessions taking turns: all of one
@@ -224,7 +232,8 @@ class Studio:
                 self.analysis_turns.pop(address, None)
 
     def reserve(self, session: Session, size: int) -> str | None:
-        """Count `size` more bytes against the session, or say why they cannot be kept."""
+        """Count `size` more bytes against the session and its address, or say why they
+        cannot be kept."""
         with self.lock:
             most = self.config.max_session_bytes
             if session.held_bytes + size > most:
@@ -232,10 +241,23 @@ class Studio:
                     f"this session keeps at most {most} bytes of videos and results and "
                     f"holds {session.held_bytes}: remove a video or a version first"
                 )
+            # (A visitor who dropped the cookie for a session each had filled the disk,
+            # every other visitor's upload refused for the day they were kept.)
+            most = self.config.max_address_bytes
+            if self.address_bytes[session.address] + size > most:
+                return (f"this address keeps at most {most} bytes of videos and results in "
+                        "all its sessions: remove a video or a version first")  # fmt: skip
             if shutil.disk_usage(self.folder).free - size < self.config.min_free_bytes:
                 return "the studio's disk is nearly full: try again later"
-            session.held_bytes += size
+            self.count_bytes(session, size)
         return None
+
+    def count_bytes(self, session: Session, size: int) -> None:
+        """(Under the lock.) `size` bytes more (or fewer) held by the session."""
+        session.held_bytes += size
+        self.address_bytes[session.address] += size
+        if not self.address_bytes[session.address]:
+            del self.address_bytes[session.address]
 
     def running_from(self, address: str) -> int:
         """Scores running that `address` asked for, in any session."""
@@ -246,7 +268,7 @@ class Studio:
 
     def release(self, session: Session, size: int) -> None:
         with self.lock:
-            session.held_bytes -= size
+            self.count_bytes(session, -size)
 
     def room_refusal(self, session: Session) -> str | None:
         """Why the session can keep nothing more now (a video or a score), or None."""
@@ -274,15 +296,66 @@ class Studio:
         return path
 
     def session(self, request: Request) -> tuple[str, Session]:
+        """The request's session, and its key for the cookie. One it has not kept anything
+        in is not kept (an empty one, under a key for the cookie): every request without a
+        cookie had made a session, and a flood of them took memory and, swept, held the
+        event loop for every visitor for seconds."""
         key = request.cookies.get(COOKIE, "")
         with self.lock:
-            if key not in self.sessions:
-                # Its folder is made when something is put in it.
-                key = secrets.token_urlsafe(18)
-                self.sessions[key] = Session(self.folder / key)
-            session = self.sessions[key]
-            session.used = time.monotonic()
+            session = self.sessions.get(key)
+            if session is not None:
+                session.used = time.monotonic()
+                return key, session
+        if not self._issued(key):
+            key = self._new_key()
+        address = request.client.host if request.client else ""
+        return key, Session(self.folder / key, address)
+
+    def kept_session(self, request: Request) -> tuple[str, Session]:
+        """The request's session, kept from now on (it is about to hold something); refused
+        (SessionRefused) past max_sessions_per_address."""
+        key, session = self.session(request)
+        with self.lock:
+            if key in self.sessions:
+                return key, self.sessions[key]
+            most = self.config.max_sessions_per_address
+            if self.address_sessions[session.address] >= most:
+                raise SessionRefused(f"this address holds {most} sessions of the studio: "
+                                     "use one of them (a browser keeps its cookie)")  # fmt: skip
+            self.address_sessions[session.address] += 1
+            self.sessions[key] = session
         return key, session
+
+    def forget_if_empty(self, key: str) -> None:
+        """Forget the session `key` if it holds nothing and receives nothing (an upload
+        refused as a session's first: its place counted against its address)."""
+        with self.lock:
+            session = self.sessions.get(key)
+            if session is None or session.videos or session.jobs or session.uploads:
+                return
+            self._forget(key)
+        shutil.rmtree(session.folder, ignore_errors=True)
+
+    def _forget(self, key: str) -> Session:
+        """(Under the lock.) Forget the session `key` and what it held."""
+        session = self.sessions.pop(key)
+        self.count_bytes(session, -session.held_bytes)
+        self.address_sessions[session.address] -= 1
+        if not self.address_sessions[session.address]:
+            del self.address_sessions[session.address]
+        return session
+
+    def _new_key(self) -> str:
+        token = secrets.token_urlsafe(18)
+        return f"{token}.{self._signature(token)}"
+
+    def _issued(self, key: str) -> bool:
+        """Whether this studio handed out `key` (a key a visitor made up makes no session)."""
+        token, _, signature = key.partition(".")
+        return bool(token) and hmac.compare_digest(signature, self._signature(token))
+
+    def _signature(self, token: str) -> str:
+        return hmac.new(self._secret, token.encode(), "sha256").hexdigest()[:32]
 
     def sweep(self) -> None:
         """Remove sessions unused for `keep_s` (their files too), and those that hold nothing
@@ -296,7 +369,7 @@ class Studio:
                      and not s.uploads
                      and all(j.state != "running" for j in s.jobs.values())]  # fmt: skip
             for key in stale:
-                shutil.rmtree(self.sessions.pop(key).folder, ignore_errors=True)
+                shutil.rmtree(self._forget(key).folder, ignore_errors=True)
 
     def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
                 keep_original: bool, lufs: float) -> None:  # fmt: skip
@@ -316,7 +389,7 @@ class Studio:
         size = _folder_bytes(job.folder)
         with self.lock:
             job.bytes = size
-            session.held_bytes += size
+            self.count_bytes(session, size)
         job.publish(outcome, state)
         if state == "failed":
             self._forget_old_failures(session)
@@ -355,20 +428,24 @@ class Studio:
     def remove_video(self, session: Session, video_id: str) -> None:
         with self.lock:
             entry = session.videos.pop(video_id)
-            session.held_bytes -= entry["bytes"]
+            self.count_bytes(session, -entry["bytes"])
         if not entry["shared"]:
             shutil.rmtree(Path(entry["path"]).parent, ignore_errors=True)
 
     def remove_job(self, session: Session, job_id: str) -> None:
         with self.lock:
             job = session.jobs.pop(job_id)
-            session.held_bytes -= job.bytes
+            self.count_bytes(session, -job.bytes)
         shutil.rmtree(job.folder, ignore_errors=True)
 
     @staticmethod
     def files(job: Job) -> list[str]:
         names = [n for n in (VIDEO_OUT, AUDIO_OUT, MIDI_OUT) if (job.folder / n).is_file()]
         return [*names, "stems.zip"] if (job.folder / STEMS_DIR).is_dir() else names
+
+
+class SessionRefused(Exception):
+    """A session cannot be kept for the request's address; the message says why."""
 
 
 class EventStream(StreamingResponse):
@@ -784,7 +861,6 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         }), key)  # fmt: skip
 
     async def upload(request: Request) -> Response:
-        key, session = studio.session(request)
         name = upload_name(request.headers.get("x-file-name", ""))
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > config.max_upload_bytes:
@@ -792,9 +868,14 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             # written to disk up to the limit first).
             return _error(413, f"the video is larger than {config.max_upload_bytes} bytes",
                           "video")  # fmt: skip
+        key, session = studio.session(request)
         refusal = studio.room_refusal(session)
         if refusal:
             return _error(507, refusal, "video")
+        try:
+            key, session = studio.kept_session(request)
+        except SessionRefused as refused:
+            return _error(429, str(refused), "video")
         path = session.new_video_path(name)
         size, kept = 0, False
         with studio.lock:
@@ -827,6 +908,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 # (Cut off as the studio stops, it may find the studio's folder gone.)
                 shutil.rmtree(path.parent, ignore_errors=True)
                 studio.release(session, size)
+                studio.forget_if_empty(key)
 
     async def analysis(request: Request) -> Response:
         """What the gateway's tagger sees in a video, before scoring (cached per video)."""
@@ -855,13 +937,17 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         return JSONResponse(entry["analysis"])
 
     async def sample(request: Request) -> Response:
-        key, session = studio.session(request)
         name = request.path_params["name"]
         if name not in SAMPLES:
             return _error(404, f"no sample {name!r}")
+        key, session = studio.session(request)
         refusal = studio.room_refusal(session)
         if refusal:
             return _error(507, refusal, "video")
+        try:
+            key, session = studio.kept_session(request)
+        except SessionRefused as refused:
+            return _error(429, str(refused), "video")
         path = await studio.once(f"sample {name}",
                                  lambda: asyncio.to_thread(studio.sample_video, name))  # fmt: skip
         return with_cookie(JSONResponse(session.add_sample(path)), key)
@@ -990,7 +1076,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                     size = await asyncio.to_thread(_zipped_stems, job.folder)
                     with studio.lock:
                         job.bytes += size
-                        session.held_bytes += size
+                        studio.count_bytes(session, size)
 
                 await studio.once(f"stems {job.id}", zipped)
             return FileResponse(archive, filename=name, media_type="application/zip")
