@@ -271,9 +271,9 @@ class FairTurns:
     callers it speaks for (a gateway's clients) take theirs. A caller that sends many
     requests waits behind its own, not another's waiting behind all of them. A long request
     may also step aside while another caller waits (Turn.give_way), so that one caller's
-    long work does not hold every turn for minutes; one request at a time is set aside, so
-    the work (and the memory) held at once is at most capacity + 1 requests'. One event
-    loop's tool, like asyncio.Semaphore.
+    long work does not hold every turn for minutes; at most `max_set_aside` requests are set
+    aside at once, so the work (and the memory, and the worker threads) held at once is at
+    most capacity + max_set_aside requests'. One event loop's tool, like asyncio.Semaphore.
 
     A turn may weigh more than one (bytes of memory, say): the turns held then weigh at most
     `capacity` together. The next in turn order that does not fit waits until it does; other
@@ -282,8 +282,9 @@ class FairTurns:
     heavy one, with light ones let past freely, could wait for ever). One heavier than the
     whole capacity has its turn alone."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_set_aside: int = 1):
         self.capacity = capacity
+        self.max_set_aside = max_set_aside
         self._running = 0
         # Peer -> caller -> its waiters and their weights, each dict in turn order (served
         # first at the front).
@@ -451,11 +452,12 @@ class Turn:
         self.since = time.monotonic()
 
     async def give_way(self) -> None:
-        """Hand the turn to another caller who waits, if one does and no other request is
-        set aside already, and wait for the next turn (this caller's, after the others');
-        else keep it, counted as taken now."""
+        """Hand the turn to another caller who waits, if one does and fewer than
+        max_set_aside requests are set aside already, and wait for the next turn (this
+        caller's, after the others'); else keep it, counted as taken now."""
         turns = self.turns
-        if not (self.held and turns._set_aside == 0 and turns._others_wait(self.peer, self.caller)):
+        if not (self.held and turns._set_aside < turns.max_set_aside
+                and turns._others_wait(self.peer, self.caller)):  # fmt: skip
             self.since = time.monotonic()
             return
         self.held = False
@@ -483,6 +485,21 @@ async def audio_share(
 
 # How often a request set aside listens for a cancel while it waits for its next turn.
 SET_ASIDE_CHECK_S = 0.1
+# Requests a service may have set aside at once, per worker (its max_concurrent): each holds
+# a worker thread and its work's memory while it waits. With one in all, once capacity + 1
+# long requests had started no other could step aside, and a short request from another
+# caller waited for a whole long one to end (minutes, for a long piece). Past capacity +
+# capacity * this many long requests started at once, a new caller waits for one to end.
+SET_ASIDE_PER_WORKER = 2
+
+
+def sliced_turns(capacity: int, name: str) -> tuple[FairTurns, ThreadPoolExecutor]:
+    """Turns for `capacity` workers whose long requests step aside (turn_keeper), and the
+    threads their work runs in: one per turn and per request set aside, which holds its
+    thread while it waits. (In the shared default pool, requests set aside could hold every
+    thread the work that would end their wait needs.)"""
+    turns = FairTurns(capacity, max_set_aside=SET_ASIDE_PER_WORKER * capacity)
+    return turns, ThreadPoolExecutor(capacity + turns.max_set_aside, thread_name_prefix=name)
 
 
 def turn_keeper(
@@ -530,13 +547,17 @@ class Cancellation:
         if self.over.is_set():
             raise CancelledError("the caller cancelled the request")
 
-    async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` in a thread (it reports to `check`) that the awaiting task does
-        not leave behind: cancelled, the task ends the request and waits for the thread to
-        stop before the cancel goes on. What the thread uses is let go only after it: a
-        request's folder had been removed while its outputs were being written into it, and
-        the write left it behind (a caller that stopped reading mid-writing)."""
-        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    async def in_thread(
+        self, function: Callable[..., T], *args: Any, workers: ThreadPoolExecutor | None = None
+    ) -> T:
+        """`function(*args)` in a thread (of `workers`, else the loop's own) that reports to
+        `check` and that the awaiting task does not leave behind: cancelled, the task ends
+        the request and waits for the thread to stop before the cancel goes on. What the
+        thread uses is let go only after it: a request's folder had been removed while its
+        outputs were being written into it, and the write left it behind (a caller that
+        stopped reading mid-writing)."""
+        loop = asyncio.get_running_loop()
+        work = asyncio.ensure_future(loop.run_in_executor(workers, function, *args))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:

@@ -1455,6 +1455,52 @@ def test_a_request_set_aside_resumes_before_its_callers_next():
     assert events.index("c ends") < events.index("a1 ends") < events.index("a2 starts"), events
 
 
+@pytest.mark.parametrize("long_jobs", [3, 4])
+def test_a_short_request_gets_a_turn_while_long_ones_take_turns(long_jobs: int):
+    """Two workers, long requests from two callers (three, or two each), then a third
+    caller's short one: it has a turn within a slice or two. With one request set aside at
+    a time, once capacity + 1 long ones had started no other could step aside, and a short
+    request waited for a whole long one to end (32.7 s against 3 s alone, through the
+    gateway; 133 s against 11 s at the generator)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.serving import SET_ASIDE_PER_WORKER, turn_keeper
+
+    async def scenario() -> float:
+        turns = FairTurns(2, max_set_aside=2 * SET_ASIDE_PER_WORKER)
+        loop = asyncio.get_running_loop()
+        workers = ThreadPoolExecutor(2 + turns.max_set_aside)
+        stop = threading.Event()
+
+        async def request(caller: str, steps: int) -> None:
+            async with turns.turn("peer", caller) as turn:
+                keep = turn_keeper(turn, loop, 0.05, lambda: None)
+
+                def work() -> None:
+                    for _ in range(steps):
+                        if stop.is_set():
+                            return
+                        time.sleep(0.01)
+                        keep(0.0)
+
+                await loop.run_in_executor(workers, work)
+
+        callers = ["a", "b", "a", "b"][:long_jobs]
+        long = [asyncio.create_task(request(caller, 1000)) for caller in callers]
+        await asyncio.sleep(0.5)  # they have started, and taken turns
+        asked = time.monotonic()
+        await asyncio.wait_for(request("c", 1), 30)
+        waited = time.monotonic() - asked
+        stop.set()
+        await asyncio.gather(*long)
+        workers.shutdown()
+        return waited
+
+    waited = asyncio.run(scenario())
+    print(f"{long_jobs} long requests: the short one waited {waited:.2f} s")
+    assert waited < 1.0, waited
+
+
 class _SteppingBackend(_OneTrackBackend):
     """Works 0.05 s a step, a step per 4 s of music, reporting after each."""
 

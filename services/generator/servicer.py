@@ -36,6 +36,7 @@ from services.serving import (
     audio_share,
     callers_of,
     observed,
+    sliced_turns,
     timeline_items,
     turn_keeper,
 )
@@ -77,7 +78,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.backend = backend
         self.limits = limits
         self.schema = EdgeSchema(limits)
-        self._turns = FairTurns(max_concurrent)
+        self._turns, self._workers = sliced_turns(max_concurrent, "generator")
         self._audio = FairTurns(audio_budget_bytes)
         self._run = batch_runner or self._in_thread
         # A request steps aside for another caller after this long (None: it never does).
@@ -122,7 +123,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         return brief
 
     async def _in_thread(self, jobs: list[GenerationJob]) -> list[JobResult]:
-        return await asyncio.to_thread(run_batch, self._loaded(), jobs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._workers, run_batch, self._loaded(), jobs)
 
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext

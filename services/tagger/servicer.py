@@ -18,10 +18,10 @@ from services.media.sources import SourcePolicy
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     Cancellation,
-    FairTurns,
     PerPeerLimit,
     callers_of,
     observed,
+    sliced_turns,
     turn_keeper,
 )
 from services.tagger.backend import AnalysisRequest, TaggerBackend
@@ -54,7 +54,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
         self.max_duration_s = max_duration_s
         # CPU-bound work: a few at a time in threads; the rest wait their turn (FairTurns),
         # and a long analysis steps aside for another caller after turn_slice_s (None: never).
-        self._turns = FairTurns(max_concurrent)
+        self._turns, self._workers = sliced_turns(max_concurrent, "tagger")
         self._turn_slice_s = turn_slice_s
         # What one caller may have in flight here, waiting or running (serving.peer).
         self._peers = PerPeerLimit(peer_limit or PeerLimit())
@@ -111,6 +111,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                         AnalysisRequest(video, prompt=request.prompt,
                                         listen=not request.skip_speech),
                         report,
+                        workers=self._workers,
                     )  # fmt: skip
             return tagger_pb2.AnalyzeResponse(analysis=analysis_to_proto(analysis))
         raise AssertionError("unreachable: observed() aborts on error")
