@@ -148,6 +148,21 @@ def test_a_horror_prompt_asks_for_a_film_score_not_folk():
         assert genres == ["cinematic"], (prompt, genres)
 
 
+def test_a_prompt_of_invisible_characters_asks_for_nothing():
+    """A byte-order mark, zero-width spaces or joiners, a soft hyphen or private-use
+    characters alone reach the model as no text, and the embedding of nothing had matched
+    pop, calm, energetic and drums above the threshold: confident tags nobody asked for,
+    ranked over the picture's. Visible text around them still counts."""
+    from services.tagger.text_hints import TextHintModel
+
+    model = TextHintModel(VOCABULARY)
+    for prompt in ("\ufeff", "\u200b", "\u200d" * 2000, "\u00ad", "\u2060\u034f",
+                   "\ue000\ue001", "\U000e0041"):  # fmt: skip
+        assert model.match(prompt) == [], ascii(prompt)
+    genres = [m.tag for m in model.match("\u200bhorror\u200b") if m.kind == "genre"]
+    assert genres == ["cinematic"]
+
+
 def test_prompt_genre_sets_tempo_range(tagger: VisionTagger, dark_slow_video: SyntheticVideo):
     analysis = tagger.analyze(
         AnalysisRequest(dark_slow_video.path, prompt="skateboarding in the street")

