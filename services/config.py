@@ -420,6 +420,13 @@ class ServingConfig(StrictModel):
     # file descriptor the process had, and every caller was refused until they went. A cap on
     # connections per address belongs to the proxy in front.
     max_connection_idle_s: float = Field(300.0, gt=0)
+    # The Prometheus endpoint: a scrape's request must come within metrics_timeout_s, and at
+    # most metrics_max_connections are served at once (more are closed). Each had held a
+    # thread for good: a thousand requests never finished held a thousand threads, and
+    # closed at once each rendered the metrics, holding the services' event loop for seconds
+    # (the gateway reported NOT_SERVING).
+    metrics_timeout_s: float = Field(10.0, gt=0)
+    metrics_max_connections: int = Field(8, ge=1)
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
     poison_file: Path | None = None

@@ -50,7 +50,7 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
         for host, port in metrics:
             if port:
                 logging.getLogger("bgm").info("metrics on %s:%d", host, port)
-        await run_servers(servers, metrics, config.serving.grace_s, on_started)
+        await run_servers(servers, metrics, config.serving, on_started)
 
     asyncio.run(main())
 

@@ -27,7 +27,9 @@ from collections.abc import (
 )
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
 from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -36,7 +38,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc._cython import cygrpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 
 from services import metrics
 from services.config import DeliveryLimit, PeerLimit, ServingConfig
@@ -1059,21 +1061,68 @@ def freeze_start_up_heap() -> None:
     gc.freeze()
 
 
+class _MetricsHandler(WSGIRequestHandler):
+    """A scrape's request, read within `timeout` (a class attribute: MetricsServer sets
+    it); nothing logged per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer(ThreadingMixIn, WSGIServer):
+    """Prometheus's WSGI app, each connection in a thread of its own as prometheus_client's
+    server serves it, but a request must come within `timeout` and at most `most` are served
+    at once: more are closed as they come."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], timeout: float, most: int):
+        self.address_family = socket.getaddrinfo(address[0], address[1])[0][0]
+        super().__init__(address, type("MetricsHandler", (_MetricsHandler,), {"timeout": timeout}))
+        self._slots = threading.BoundedSemaphore(most)
+        self.set_app(make_wsgi_app())
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a scrape cut off, or too slow: nothing to tell
+
+
+def serve_metrics(host: str, port: int, serving: ServingConfig) -> MetricsServer:
+    """Prometheus metrics on (host, port), in threads, until the process ends (or the
+    server's shutdown())."""
+    try:
+        server = MetricsServer((host, port), serving.metrics_timeout_s,
+                               serving.metrics_max_connections)  # fmt: skip
+    except OSError as error:  # it had been "[Errno 98] Address already in use"
+        raise OSError(f"cannot serve metrics on {host}:{port}: "
+                      f"{_why_not_bound(error)}") from None  # fmt: skip
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
 async def run_servers(
     servers: Sequence[HostedServer],
     metrics_addresses: Sequence[tuple[str, int]],
-    grace_s: float,
+    serving: ServingConfig,
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and stop. Metrics are served on each
     (host, port) whose port is not 0."""
+    grace_s = serving.grace_s
     for host, port in metrics_addresses:
         if port:
-            try:
-                start_http_server(port, addr=host)
-            except OSError as error:  # it had been "[Errno 98] Address already in use"
-                raise OSError(f"cannot serve metrics on {host}:{port}: "
-                              f"{_why_not_bound(error)}") from None  # fmt: skip
+            serve_metrics(host, port, serving)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -973,6 +973,40 @@ def test_a_service_on_an_ipv6_address_serves_its_metrics_there(tmp_path: Path, m
         assert server.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-2000:]
 
 
+def test_the_metrics_endpoint_drops_scrapes_that_never_end_and_caps_them():
+    """prometheus_client's server had held a thread for every connection whose request never
+    finished (a thousand held a thousand threads), and their closing at once rendered the
+    metrics in each, holding the services' event loop (the gateway NOT_SERVING). A request
+    must come within serving.metrics_timeout_s, and at most metrics_max_connections are
+    served at once; a scrape is answered as before."""
+    import socket
+    import urllib.request
+
+    from services.serving import serve_metrics
+
+    serving = ServingConfig(metrics_timeout_s=0.5, metrics_max_connections=2)
+    server = serve_metrics("127.0.0.1", 0, serving)
+    port = server.server_address[1]
+    try:
+        start = time.monotonic()
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        for sock in held:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+        time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as over:
+            assert over.recv(100) == b""  # the third, closed as it came
+        for sock in held:
+            assert sock.recv(100) == b""  # closed at the timeout, not held
+            sock.close()
+        assert time.monotonic() - start < 5
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200 and b"# TYPE process_max_fds" in answer.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.slow
 def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, trickle):
     running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
