@@ -475,6 +475,10 @@ class StudioConfig(StrictModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
+    # Names (Host headers) the studio answers to beside its host's own and, on loopback,
+    # localhost; others are refused (DNS rebinding). On every address (0.0.0.0) with none
+    # given, it answers any: name those it is reached by.
+    allowed_hosts: list[str] = Field(default_factory=list)
     # Uploads and results: each studio keeps a folder of its own in it, one folder per browser
     # session inside, removed when the studio stops.
     folder: Path = Path(tempfile.gettempdir()) / "bgm-studio"

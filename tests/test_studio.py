@@ -33,6 +33,12 @@ from services.studio.app import (
 pytestmark = pytest.mark.slow
 
 
+def local_client(app: Any, **options: Any) -> TestClient:
+    """A client of the app as a browser on this machine is (Host: 127.0.0.1; TestClient's
+    own "testserver" is a name the studio does not answer to)."""
+    return TestClient(app, base_url="http://127.0.0.1", **options)
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("studio-services")
@@ -45,7 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 def client(gateway: Running, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(StudioConfig(folder=tmp_path / "studio", keep_s=3600),
                      GatewayLink(gateway.gateway))  # fmt: skip
-    with TestClient(app) as client:
+    with local_client(app) as client:
         yield client
 
 
@@ -103,7 +109,7 @@ def test_upload_score_follow_and_download(client: TestClient, tmp_path: Path):
     assert [v["id"] for v in state["videos"]] == [uploaded["id"]]
     assert [j["state"] for j in state["jobs"]] == ["done"]
     # Another session sees none of it.
-    other = TestClient(client.app)
+    other = local_client(client.app)
     assert other.get("/api/state").json() == {"videos": [], "jobs": []}
     assert other.get(f"/api/scores/{job}/files/scored.mp4").status_code == 404
 
@@ -170,7 +176,7 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
 def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
     app = create_app(StudioConfig(folder=tmp_path / "studio", keep_s=0.2),
                      GatewayLink(gateway.gateway))  # fmt: skip
-    with TestClient(app) as client:
+    with local_client(app) as client:
         clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
         uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
         own = app.state.studio.folder
@@ -183,7 +189,7 @@ def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
     # A session that holds nothing makes no folder and is forgotten after EMPTY_SESSION_S,
     # where it had kept a folder a day.
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink(gateway.gateway))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         studio = app.state.studio
         uploaded = client.post("/api/videos", content=b"x" * 10).json()
         assert client.delete(uploaded["url"]).status_code == 200
@@ -206,21 +212,21 @@ def test_a_visitor_dropping_the_cookie_gains_no_room(tmp_path: Path):
                           max_address_bytes=25)  # fmt: skip
     app = create_app(config, GatewayLink("127.0.0.1:1"))
     studio = app.state.studio
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for path in ("/", "/api/state", "/api/choices") * 50:
-            assert TestClient(app).get(path).status_code == 200
+            assert local_client(app).get(path).status_code == 200
         assert studio.sessions == {}
-        made_up = TestClient(app)
+        made_up = local_client(app)
         kept = made_up.post("/api/videos", content=b"x" * 10,
                             headers={"Cookie": "bgm_studio=chosen-by-the-visitor"})  # fmt: skip
         assert kept.status_code == 200
         assert list(studio.sessions) == [kept.cookies["bgm_studio"]]
         assert kept.cookies["bgm_studio"] != "chosen-by-the-visitor"
-        refused = TestClient(app).post("/api/videos", content=b"x" * 20)  # a second session
+        refused = local_client(app).post("/api/videos", content=b"x" * 20)  # a second session
         assert refused.status_code == 507, refused.text
         assert "this address keeps at most 25 bytes" in refused.json()["message"]
         assert client.post("/api/videos", content=b"x" * 5).status_code == 200
-        third = TestClient(app).post("/api/videos", content=b"x" * 1)
+        third = local_client(app).post("/api/videos", content=b"x" * 1)
         assert third.status_code == 429 and "holds 2 sessions" in third.json()["message"]
         # The first session's room is its own again once it removes its video.
         (video,) = made_up.get("/api/state").json()["videos"]
@@ -228,12 +234,36 @@ def test_a_visitor_dropping_the_cookie_gains_no_room(tmp_path: Path):
         assert made_up.post("/api/videos", content=b"x" * 15).status_code == 200
 
 
+def test_a_name_the_studio_does_not_answer_to_is_refused(tmp_path: Path):
+    """DNS rebinding: a page on another site makes a visitor's browser call a name it
+    controls that resolves to 127.0.0.1. The studio had answered any Host, and would upload
+    and score for such a page. On loopback it answers to its own names and
+    studio.allowed_hosts; on every address with none given, to any."""
+    config = StudioConfig(folder=tmp_path / "studio", allowed_hosts=["studio.example.com"])
+    app = create_app(config, GatewayLink("127.0.0.1:1"))
+    with TestClient(app) as client:
+        for host in ("localhost:8765", "127.0.0.1", "[::1]:8765", "studio.example.com"):
+            assert client.get("/api/state", headers={"Host": host}).status_code == 200, host
+        for host in ("attacker.example", "attacker.example:8765", "localhost.attacker.example"):
+            refused = client.post("/api/videos", content=b"x", headers={"Host": host})
+            assert refused.status_code == 400, host
+            body = refused.json()
+            assert (
+                body["code"] == "INVALID_ARGUMENT" and "this studio answers to" in body["message"]
+            )
+        assert app.state.studio.sessions == {}
+    anywhere = create_app(config.model_copy(update={"host": "0.0.0.0", "allowed_hosts": []}),
+                          GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with TestClient(anywhere) as client:
+        assert client.get("/api/state", headers={"Host": "studio.lan"}).status_code == 200
+
+
 def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
     from services.config import BgmConfig
 
     config = BgmConfig()
     app = create_app(StudioConfig(folder=tmp_path / "studio"), config)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         assert app.state.studio.link.server.startswith("127.0.0.1:")
         client.get("/")
         sample = client.post("/api/samples/sample").json()
@@ -254,12 +284,12 @@ def test_a_second_studio_on_the_host_leaves_the_first_ones_files(tmp_path: Path)
     config = StudioConfig(folder=tmp_path / "studio")
     clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)])
     first = create_app(config, GatewayLink("127.0.0.1:1"))
-    with TestClient(first) as visitor:
+    with local_client(first) as visitor:
         uploaded = visitor.post("/api/videos", content=clip.path.read_bytes(),
                                headers={"x-file-name": "clip.mp4"})  # fmt: skip
         url = uploaded.json()["url"]
         second = create_app(config, GatewayLink("127.0.0.1:1"))
-        with TestClient(second) as other:
+        with local_client(second) as other:
             other.post("/api/videos", content=clip.path.read_bytes(),
                        headers={"x-file-name": "other.mp4"})  # fmt: skip
             assert visitor.get(url).content == clip.path.read_bytes()
@@ -274,7 +304,7 @@ def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path)
     size = clip.path.stat().st_size
     config = StudioConfig(folder=tmp_path / "studio", max_session_bytes=2 * size + size // 2,
                           max_running_scores=1, max_running_scores_per_address=1)  # fmt: skip
-    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+    with local_client(create_app(config, GatewayLink(gateway.gateway))) as client:
         client.get("/")
         first, second = (client.post("/api/videos", content=clip.path.read_bytes()).json()
                          for _ in range(2))  # fmt: skip
@@ -291,7 +321,7 @@ def test_a_session_keeps_what_its_quota_allows(gateway: Running, tmp_path: Path)
         busy = client.post("/api/scores", json={"video_id": second["id"]})
         assert busy.status_code == 429 and busy.json()["code"] == "RESOURCE_EXHAUSTED"
         # A new session (a dropped cookie) from the same address waits too.
-        other = TestClient(client.app)
+        other = local_client(client.app)
         theirs = other.post("/api/videos", content=clip.path.read_bytes()).json()
         elsewhere = other.post("/api/scores", json={"video_id": theirs["id"]})
         assert elsewhere.status_code == 429 and "this address" in elsewhere.json()["message"]
@@ -317,15 +347,15 @@ def test_the_studio_keeps_its_disk_free_and_its_videos_counted(gateway: Running,
     # A visitor who drops the cookie has a new session and a new quota: the disk's reserve
     # holds for all of them.
     config = StudioConfig(folder=tmp_path / "studio", min_free_bytes=2**62)
-    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+    with local_client(create_app(config, GatewayLink(gateway.gateway))) as client:
         refused = client.post("/api/videos", content=clip.path.read_bytes())
         assert refused.status_code == 507 and "disk" in refused.json()["message"]
         assert session_files(tmp_path / "studio") == []
     # A session keeps at most max_session_items videos and scores; the sample is written once
     # for every session, and removing it from one leaves it to the others.
     config = StudioConfig(folder=tmp_path / "studio", max_session_items=2)
-    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
-        other = TestClient(client.app)
+    with local_client(create_app(config, GatewayLink(gateway.gateway))) as client:
+        other = local_client(client.app)
         samples = [c.post("/api/samples/sample").json() for c in (client, client, other)]
         too_many = client.post("/api/samples/sample")
         assert too_many.status_code == 507 and "at most 2" in too_many.json()["message"]
@@ -360,7 +390,7 @@ def test_asked_at_once_an_analysis_and_a_zip_are_made_once(
     )
     monkeypatch.setattr(studio_app, "_zipped_stems", counted("zip", studio_app._zipped_stems))
     config = StudioConfig(folder=tmp_path / "studio")
-    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+    with local_client(create_app(config, GatewayLink(gateway.gateway))) as client:
         clip = write_video(tmp_path / "clip.mp4", [Shot(1.0, hue=0.2), Shot(1.0, hue=0.6)])
         video = client.post("/api/videos", content=clip.path.read_bytes()).json()
         with ThreadPoolExecutor(8) as pool:
@@ -388,7 +418,7 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
 
     config = StudioConfig(folder=tmp_path / "studio", max_event_streams=2)
     app = create_app(config, GatewayLink("127.0.0.1:1"))  # no call reaches a gateway
-    with TestClient(app) as client:
+    with local_client(app) as client:
         client.post("/api/videos", content=b"x" * 10)  # the session is kept from its upload
         session = app.state.studio.sessions[client.cookies["bgm_studio"]]
         assert client.portal is not None  # the app runs on the portal's loop
@@ -646,7 +676,7 @@ def test_a_long_name_in_any_script_is_kept_and_bad_json_is_400(tmp_path: Path):
     from urllib.parse import quote
 
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for name in ("動" * 90 + ".mp4", "𠀀" * 70):
             kept = client.post("/api/videos", content=b"x" * 10,
                                headers={"X-File-Name": quote(name)})  # fmt: skip
@@ -662,7 +692,7 @@ def test_failed_scores_take_no_room_and_only_the_newest_are_kept(gateway: Runnin
     """A failed score keeps nothing and the page shows it no Remove button: four failed scores
     of a text file named .mp4 had filled a session of five for a day (507 at every upload)."""
     config = StudioConfig(folder=tmp_path / "studio", max_session_items=3, max_failed_scores=2)
-    with TestClient(create_app(config, GatewayLink(gateway.gateway))) as client:
+    with local_client(create_app(config, GatewayLink(gateway.gateway))) as client:
         text = client.post("/api/videos", content=b"not a video",
                            headers={"X-File-Name": "clip.mp4"}).json()  # fmt: skip
         failed = []
@@ -691,7 +721,7 @@ def test_a_session_s_event_streams_are_held_to_the_limit_when_asked_at_once(tmp_
 
     app = create_app(StudioConfig(folder=tmp_path / "studio", max_event_streams=2),
                      GatewayLink("127.0.0.1:1"))  # fmt: skip
-    with TestClient(app) as client:
+    with local_client(app) as client:
         client.post("/api/videos", content=b"x" * 10)  # the session is kept from its upload
         key = client.cookies["bgm_studio"]
         app.state.studio.sessions[key].jobs["j1"] = Job("j1", "v1", tmp_path / "j1", {})
@@ -720,7 +750,8 @@ def test_a_session_s_event_streams_are_held_to_the_limit_when_asked_at_once(tmp_
                          "path": "/api/scores/j1/events", "raw_path": b"", "root_path": "",
                          "query_string": b"", "client": ("127.0.0.1", 1),
                          "server": ("127.0.0.1", 80),
-                         "headers": [(b"cookie", f"bgm_studio={key}".encode())]}  # fmt: skip
+                         "headers": [(b"host", b"127.0.0.1"),
+                                     (b"cookie", f"bgm_studio={key}".encode())]}  # fmt: skip
                 await app(scope, receive, send)
 
             await asyncio.gather(*(stream() for _ in range(count)))
@@ -738,7 +769,7 @@ def test_a_path_or_method_the_studio_does_not_serve_is_an_api_error(tmp_path: Pa
     """A 404 or 405 had been Starlette's text/plain ("Not Found"), where the page and callers
     read every other error as the API's JSON: code, message, fields."""
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for path in ("/api/nothing", "/static/nothing.js", "/api/scores/j1/files"):
             missing = client.get(path)
             assert missing.status_code == 404
@@ -757,7 +788,7 @@ def test_a_name_the_cleaning_leaves_nothing_of_is_video_with_its_extension(tmp_p
     from urllib.parse import quote
 
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         kept = {}
         for asked in ("🎬🎵.mp4", "🎬 🎵.mov", "★★★", "🎬._", "party 🎉.mp4"):
             answer = client.post("/api/videos", content=b"x" * 10,
@@ -793,10 +824,10 @@ def test_headers_past_max_header_bytes_are_refused_as_they_arrive(tmp_path: Path
             return head, body
 
         cookie = b"Cookie: other=" + b"a" * 8000 + b"\r\n"
-        head, _ = answer(b"GET /api/state HTTP/1.1\r\nHost: x\r\n" + cookie
+        head, _ = answer(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n" + cookie
                          + b"Connection: close\r\n\r\n")  # fmt: skip
         assert head.startswith(b"HTTP/1.1 200"), head
-        head, body = answer(b"GET /api/state HTTP/1.1\r\nHost: x\r\nX-Big: "
+        head, body = answer(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
                             + b"a" * 8 * 1024**2 + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
         assert head.startswith(b"HTTP/1.1 431"), head
         assert b"content-type: application/json" in head.lower()
@@ -833,8 +864,9 @@ def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
             stalled.close()
             stalled = socket.socket()
             time.sleep(0.1)
-        stalled.sendall(b"POST /api/videos HTTP/1.1\r\nHost: x\r\nX-File-Name: stall.mp4\r\n"
-                        b"Content-Length: 100000\r\n\r\n" + b"x" * 100)  # fmt: skip
+        stalled.sendall(b"POST /api/videos HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"X-File-Name: stall.mp4\r\nContent-Length: 100000\r\n\r\n"
+                        + b"x" * 100)  # fmt: skip
         while not list((tmp_path / "studio").rglob("stall.mp4")):  # its bytes are arriving
             time.sleep(0.05)
         studio.send_signal(signal.SIGTERM)
@@ -866,7 +898,7 @@ def test_a_score_the_stop_cuts_off_logs_no_traceback(
         raise FileNotFoundError("the job's folder is gone")
 
     monkeypatch.setattr(studio_app, "score_remote", finished_as_the_studio_stops)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         video = client.post("/api/videos", content=b"x" * 10).json()
         job_id = client.post("/api/scores", json={"video_id": video["id"]}).json()["id"]
         (session,) = studio.sessions.values()
@@ -966,7 +998,7 @@ def test_a_video_being_analysed_is_not_removed_under_it(
 
     monkeypatch.setattr(studio_app, "analyze_remote", analysed)
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
-    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+    with local_client(app) as client, ThreadPoolExecutor(1) as pool:
         video = client.post("/api/videos", content=b"x", headers={"X-File-Name": "a.mp4"}).json()
         analysis = pool.submit(client.get, f"{video['url']}/analysis")
         assert asked.wait(10)

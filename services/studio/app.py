@@ -444,6 +444,42 @@ class Studio:
         return [*names, "stems.zip"] if (job.folder / STEMS_DIR).is_dir() else names
 
 
+# The names a studio on a loopback address answers to, beside studio.allowed_hosts.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+class HostCheck:
+    """Requests whose Host header names none of the studio's names are refused (400, in the
+    API's shape). A web page on another site can make a visitor's browser call a name it
+    controls that resolves to 127.0.0.1 (DNS rebinding): the studio had answered it, and
+    would upload and score for it (with `--server ... --token`, with the studio's token). A
+    studio on every address (0.0.0.0) without studio.allowed_hosts answers any name."""
+
+    def __init__(self, app: Any, names: frozenset[str] | None):
+        self.app, self.names = app, names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.names is not None and scope["type"] in ("http", "websocket"):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            name = name.strip("[]").lower()
+            if name not in self.names:
+                answer = _error(400, f"this studio answers to {', '.join(sorted(self.names))}, "
+                                     f"not {name or 'no name'} (studio.allowed_hosts)")  # fmt: skip
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def studio_names(config: StudioConfig) -> frozenset[str] | None:
+    """The names the studio answers to (None: any)."""
+    names = {name.strip("[]").lower() for name in config.allowed_hosts}
+    if config.host in WILDCARD_HOSTS:
+        return frozenset(names) if names else None
+    return frozenset({*names, *LOOPBACK_NAMES, config.host.strip("[]").lower()})
+
+
 class SessionRefused(Exception):
     """A session cannot be kept for the request's address; the message says why."""
 
@@ -1120,4 +1156,5 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
        # Starlette's own answers in the API's shape too (they had been text/plain).
        exception_handlers={404: _no_such_path, 405: _method_not_allowed})  # fmt: skip
     app.state.studio = studio
+    app.add_middleware(HostCheck, names=studio_names(config))
     return app
