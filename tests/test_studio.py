@@ -258,6 +258,17 @@ def test_a_name_the_studio_does_not_answer_to_is_refused(tmp_path: Path):
         assert client.get("/api/state", headers={"Host": "studio.lan"}).status_code == 200
 
 
+def test_an_upload_sent_as_a_form_is_refused(tmp_path: Path):
+    """`curl -F video=@clip.mp4` sends a multipart form: it had been kept whole as the video
+    (boundary and all), and its analysis said the file was no video FFmpeg can read."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with local_client(app) as client:
+        refused = client.post("/api/videos", files={"video": ("clip.mp4", b"x" * 10)})
+        assert refused.status_code == 415, refused.text
+        assert "--data-binary" in refused.json()["message"]
+        assert app.state.studio.sessions == {}
+
+
 def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
     from services.config import BgmConfig
 

@@ -723,7 +723,8 @@ def _folder_bytes(folder: Path) -> int:
 # The API's code for each HTTP status the studio answers with itself.
 STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
                 408: "DEADLINE_EXCEEDED", 409: "FAILED_PRECONDITION",
-                413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED",
+                413: "RESOURCE_EXHAUSTED", 415: "INVALID_ARGUMENT",
+                429: "RESOURCE_EXHAUSTED",
                 431: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE",
                 507: "RESOURCE_EXHAUSTED"}  # fmt: skip
 
@@ -897,6 +898,15 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         }), key)  # fmt: skip
 
     async def upload(request: Request) -> Response:
+        if request.headers.get("content-type", "").lower().startswith("multipart/"):
+            # (A form had been kept whole as the video, and its analysis said the file was
+            # no video FFmpeg can read.)
+            return _error(
+                415,
+                "send the video's bytes as the request's body (as the page "
+                "does; curl --data-binary @video.mp4), not as a form",
+                "video",
+            )
         name = upload_name(request.headers.get("x-file-name", ""))
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > config.max_upload_bytes:
