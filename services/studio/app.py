@@ -372,11 +372,11 @@ class Studio:
                 shutil.rmtree(self._forget(key).folder, ignore_errors=True)
 
     def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
-                keep_original: bool, lufs: float) -> None:  # fmt: skip
+                outputs: JobOutputs) -> None:  # fmt: skip
         """One Gateway.Score call (in a thread); its events land in `job.events`, and what
         its results take counts against the session before the page hears it ended."""
         try:
-            self._score(job, video, controls, keep_original, lufs)
+            self._score(job, video, controls, outputs)
             outcome, state = {"type": "done", "files": self.files(job)}, "done"
         except grpc.RpcError as error:
             outcome, state = {"type": "error", **rpc_error(error)}, "failed"
@@ -402,8 +402,7 @@ class Studio:
         for job_id in failed[: max(0, len(failed) - self.config.max_failed_scores)]:
             self.remove_job(session, job_id)
 
-    def _score(self, job: Job, video: Path, controls: UserControls, keep_original: bool,
-               lufs: float) -> None:  # fmt: skip
+    def _score(self, job: Job, video: Path, controls: UserControls, outputs: JobOutputs) -> None:
 
         def record(event: gateway_pb2.ScoreEvent) -> None:
             which = event.WhichOneof("event")
@@ -413,8 +412,9 @@ class Studio:
             job.publish({"type": which, **body})
 
         options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
-                                stems_dir=job.folder / STEMS_DIR, lufs=lufs,
-                                keep_original_audio=keep_original)  # fmt: skip
+                                stems_dir=job.folder / STEMS_DIR if outputs.stems else None,
+                                lufs=outputs.lufs,
+                                keep_original_audio=outputs.keep_original_audio)  # fmt: skip
         score_remote(self.link.server, str(video), controls, options, lambda _: None,
                      metadata=self.link.metadata, tls=self.link.tls,
                      on_event=record)  # fmt: skip
@@ -820,12 +820,29 @@ def _whole(body: dict[str, Any], name: str, default: int, limit: int) -> int:
     return value
 
 
-def score_controls(body: dict[str, Any]) -> tuple[UserControls, bool, float, dict[str, Any]]:
-    """The controls, whether to keep the video's sound and the loudness asked for in a score
-    request, and the settings kept to show them again; ControlError names a bad one."""
-    keep = body.get("keep_original_audio", False)
-    if not isinstance(keep, bool):
-        raise ControlError("keep_original_audio", "must be true or false")
+@dataclass(frozen=True)
+class JobOutputs:
+    """What a score request asks of its outputs: the video's own sound kept under the music,
+    the loudness, and stems (each a track of audio as long as the video, so leaving them out
+    lets a longer video be scored within the gateway's audio limit)."""
+
+    keep_original_audio: bool = False
+    lufs: float = -14.0
+    stems: bool = True
+
+
+def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise ControlError(name, "must be true or false")
+    return value
+
+
+def score_controls(body: dict[str, Any]) -> tuple[UserControls, JobOutputs, dict[str, Any]]:
+    """The controls and the outputs a score request asks for, and the settings kept to show
+    them again; ControlError names a bad one."""
+    keep = _flag(body, "keep_original_audio", False)
+    stems = _flag(body, "stems", True)
     lufs = _number(body, "lufs", -14.0)
     if lufs is None:
         raise ControlError("lufs", "must be a finite number")
@@ -841,9 +858,10 @@ def score_controls(body: dict[str, Any]) -> tuple[UserControls, bool, float, dic
         "genres": controls.genres, "moods": controls.moods, "instruments": controls.instruments,
         "negative": controls.negative, "prompt": controls.prompt, "bpm": controls.bpm,
         "key": controls.key, "seed": controls.seed, "candidates": controls.candidates,
-        "speech": controls.speech, "lufs": lufs, "keep_original_audio": keep,
+        "speech": controls.speech, "lufs": lufs, "keep_original_audio": keep, "stems": stems,
     }  # fmt: skip
-    return controls, keep, lufs, {k: v for k, v in settings.items() if k in body}
+    outputs = JobOutputs(keep_original_audio=keep, lufs=lufs, stems=stems)
+    return controls, outputs, {k: v for k, v in settings.items() if k in body}
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -1068,7 +1086,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if refusal:
             return _error(507, refusal)
         try:
-            controls, keep, lufs, settings = score_controls(body)
+            controls, outputs, settings = score_controls(body)
         except ControlError as error:
             field = {"lufs": "output.loudness_lufs"}.get(error.field, error.field)
             return _error(400, str(error), field)
@@ -1079,7 +1097,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                   loop=asyncio.get_running_loop())  # fmt: skip
         session.jobs[job_id] = job
         threading.Thread(target=studio.run_job,
-                         args=(session, job, Path(entry["path"]), controls, keep, lufs),
+                         args=(session, job, Path(entry["path"]), controls, outputs),
                          daemon=True).start()  # fmt: skip
         return with_cookie(JSONResponse({"id": job_id}), key)
 

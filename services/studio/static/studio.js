@@ -222,6 +222,7 @@ async function score(e) {
     negative: one("negative"), bpm: $("bpm").value || null, key: $("key").value || null,
     prompt: $("prompt").value, seed: Number($("seed").value || 0), candidates: Number($("candidates").value || 1),
     keep_original_audio: $("keep").checked, speech: $("speech").value, lufs: Number($("lufs").value || -14),
+    stems: $("stems").checked,
   };
   $("score").disabled = true;
   try {
