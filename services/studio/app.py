@@ -449,17 +449,28 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
-class HostCheck:
-    """Requests whose Host header names none of the studio's names are refused (400, in the
-    API's shape). A web page on another site can make a visitor's browser call a name it
+class RequestHeadCheck:
+    """A request's line and headers past `max_bytes` are refused (431), counted whole: h11
+    holds them to that size only while they arrive in pieces, and 100 KB in one read had
+    been answered. And requests whose Host header names none of the studio's names are
+    refused (400). A web page on another site can make a visitor's browser call a name it
     controls that resolves to 127.0.0.1 (DNS rebinding): the studio had answered it, and
     would upload and score for it (with `--server ... --token`, with the studio's token). A
-    studio on every address (0.0.0.0) without studio.allowed_hosts answers any name."""
+    studio on every address (0.0.0.0) without studio.allowed_hosts answers any name. Both
+    answered in the API's shape."""
 
-    def __init__(self, app: Any, names: frozenset[str] | None):
-        self.app, self.names = app, names
+    def __init__(self, app: Any, names: frozenset[str] | None, max_bytes: int):
+        self.app, self.names, self.max_bytes = app, names, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            # As they came: "METHOD target HTTP/1.1", then "name: value" lines.
+            size = len(scope["raw_path"]) + len(scope["query_string"]) + 16
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_bytes:
+                answer = _error(431, f"the request's headers are over {self.max_bytes} bytes")
+                await answer(scope, receive, send)
+                return
         if self.names is not None and scope["type"] in ("http", "websocket"):
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -1184,5 +1195,6 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
        # Starlette's own answers in the API's shape too (they had been text/plain).
        exception_handlers={404: _no_such_path, 405: _method_not_allowed})  # fmt: skip
     app.state.studio = studio
-    app.add_middleware(HostCheck, names=studio_names(config))
+    app.add_middleware(RequestHeadCheck, names=studio_names(config),
+                       max_bytes=config.max_header_bytes)  # fmt: skip
     return app
