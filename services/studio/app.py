@@ -359,8 +359,9 @@ class Studio:
 
     def sweep(self) -> None:
         """Remove sessions unused for `keep_s` (their files too), and those that hold nothing
-        after EMPTY_SESSION_S (every request without a cookie starts one: 5,000 of them had
-        kept 5,000 folders a day); running jobs keep theirs."""
+        after EMPTY_SESSION_S (5,000 emptied sessions had kept 5,000 folders a day); running
+        jobs keep theirs. Run in a thread: the files go outside the lock, which the page's
+        requests take (a sweep on the event loop had held every visitor's request)."""
         now = time.monotonic()
         with self.lock:
             stale = [key for key, s in self.sessions.items()
@@ -368,8 +369,9 @@ class Studio:
                                         else min(self.config.keep_s, EMPTY_SESSION_S))
                      and not s.uploads
                      and all(j.state != "running" for j in s.jobs.values())]  # fmt: skip
-            for key in stale:
-                shutil.rmtree(self._forget(key).folder, ignore_errors=True)
+            gone = [self._forget(key) for key in stale]
+        for session in gone:
+            shutil.rmtree(session.folder, ignore_errors=True)
 
     def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
                 outputs: JobOutputs) -> None:  # fmt: skip
@@ -1162,7 +1164,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         async def sweeping() -> None:
             while True:
                 await asyncio.sleep(min(60.0, config.keep_s))
-                studio.sweep()
+                await asyncio.to_thread(studio.sweep)
 
         # A stop past grace_s, one line in the log (the same filter is added once, whatever
         # the number of studios).
