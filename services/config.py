@@ -357,7 +357,8 @@ class Endpoint(StrictModel):
     # Requests worked on at once; more wait their turn.
     max_concurrent: int = Field(2, ge=1)
     # Seconds a request of the tagger or the generator works before it steps aside for
-    # another caller's waiting request (one at a time is set aside), and then waits its turn.
+    # another caller's waiting request (at most two per max_concurrent are set aside at
+    # once: serving.SET_ASIDE_PER_WORKER), and then waits its turn.
     turn_slice_s: float = Field(2.0, gt=0)
     tls: TlsConfig | None = None
     # Listening on an address other than loopback without TLS must be asked for (a mesh or a
