@@ -8,12 +8,14 @@ import contextlib
 import errno
 import gc
 import inspect
+import ipaddress
 import json
 import logging
 import signal
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import (
@@ -181,7 +183,7 @@ async def observed(
     record = RequestRecord(uuid.uuid4().hex)
     # Who called, for the audit line (a flood of refused calls had said nothing of where it
     # came from). Asked now: asked of a call gRPC has finished, peer() crashed the process.
-    peer = client_of(context)
+    peer = peer_address(context)
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
@@ -245,14 +247,42 @@ async def abort(
         raise asyncio.CancelledError from None
 
 
-def client_of(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling, as far as the connection tells: the peer's address without its port
-    (one client's connections share it). An authentication layer would name an identity."""
+def address_group(address: str) -> str:
+    """The address limits count a caller by: an IPv4 address itself, an IPv6 one's /64 (a
+    host is handed a whole /64, and had as many "addresses", and shares, as it liked; an
+    IPv4 address written as IPv6 is that IPv4 address). Anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def peer_address(context: grpc.aio.ServicerContext) -> str:
+    """The calling peer's address without its port, as the audit line names it."""
     peer = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind in ("ipv4", "ipv6") and ":" in rest:
-        return f"{kind}:{rest.rsplit(':', 1)[0]}"
+        return f"{kind}:{urllib.parse.unquote(rest.rsplit(':', 1)[0])}"
     return peer
+
+
+def client_of(context: grpc.aio.ServicerContext) -> str:
+    """Who is calling, as the limits and turns count callers, as far as the connection
+    tells: the peer's address without its port (one client's connections share it), an
+    IPv6 address by its /64 (address_group). An authentication layer would name an
+    identity."""
+    peer = peer_address(context)
+    kind, _, address = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    group = address_group(address)
+    # (An IPv4 address written as IPv6 is that IPv4 client.)
+    return f"{'ipv6' if ':' in group else 'ipv4'}:{group}"
 
 
 # The gateway names, in this metadata, the client (its tenant, with auth on) a call to the

@@ -2994,3 +2994,32 @@ def test_a_connection_that_carries_no_request_is_closed():
                 pass
             closed_after = time.monotonic() - opened
     assert closed_after < 15, closed_after
+
+
+class _Call:
+    """What client_of reads of a gRPC call: its peer."""
+
+    def __init__(self, peer: str):
+        self._peer = peer
+
+    def peer(self) -> str:
+        return self._peer
+
+
+def test_limits_count_an_ipv6_caller_by_its_64():
+    """A host is handed a whole IPv6 /64: counted by address, it had as many callers (and
+    per-caller limits and turns) as it liked. The audit line still names the address."""
+
+    from services.serving import address_group, client_of, peer_address
+
+    def call(peer: str) -> Any:
+        return _Call(peer)
+
+    first = call("ipv6:%5B2001:db8:0:1::5%5D:5555")
+    assert client_of(first) == client_of(call("ipv6:%5B2001:db8:0:1:ff::9%5D:1"))
+    assert client_of(first) == "ipv6:2001:db8:0:1::/64"
+    assert client_of(call("ipv6:%5B2001:db8:0:2::5%5D:1")) != client_of(first)
+    assert peer_address(first) == "ipv6:[2001:db8:0:1::5]"
+    assert client_of(call("ipv6:%5B::ffff:10.0.0.2%5D:4")) == "ipv4:10.0.0.2"
+    assert client_of(call("ipv4:10.0.0.2:80")) == "ipv4:10.0.0.2"
+    assert address_group("10.0.0.2") == "10.0.0.2" and address_group("testclient") == "testclient"

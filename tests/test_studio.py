@@ -239,6 +239,19 @@ def test_a_visitor_dropping_the_cookie_gains_no_room(tmp_path: Path):
         assert made_up.post("/api/videos", content=b"x" * 15).status_code == 200
 
 
+def test_a_visitor_s_ipv6_addresses_count_as_one(tmp_path: Path):
+    """An IPv6 host is handed a whole /64: the per-address limits count it as one address
+    (each of its addresses had had sessions, bytes and scores of its own)."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio", max_sessions_per_address=1),
+                     GatewayLink("127.0.0.1:1"))  # fmt: skip
+    with local_client(app, client=("2001:db8:0:1::5", 1)) as first:
+        assert first.post("/api/videos", content=b"x").status_code == 200
+        same = local_client(app, client=("2001:db8:0:1:ff::9", 1))
+        assert same.post("/api/videos", content=b"x").status_code == 429
+        other = local_client(app, client=("2001:db8:0:2::5", 1))
+        assert other.post("/api/videos", content=b"x").status_code == 200
+
+
 def test_a_name_the_studio_does_not_answer_to_is_refused(tmp_path: Path):
     """DNS rebinding: a page on another site makes a visitor's browser call a name it
     controls that resolves to 127.0.0.1. The studio had answered any Host, and would upload

@@ -50,7 +50,7 @@ from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
 from services.serve import check_tagger_reads_gateway_files, in_process_services
-from services.serving import FairTurns
+from services.serving import FairTurns, address_group
 from services.vocabulary import load_vocabulary
 
 log = logging.getLogger("bgm")
@@ -308,7 +308,7 @@ class Studio:
                 return key, session
         if not self._issued(key):
             key = self._new_key()
-        address = request.client.host if request.client else ""
+        address = visitor_address(request)
         return key, Session(self.folder / key, address)
 
     def kept_session(self, request: Request) -> tuple[str, Session]:
@@ -451,6 +451,12 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
+def visitor_address(request: Request) -> str:
+    """The address the studio's per-address limits count a visitor by (address_group: an
+    IPv6 address by its /64)."""
+    return address_group(request.client.host) if request.client else ""
+
+
 class RequestHeadCheck:
     """A request's line and headers past `max_bytes` are refused (431), counted whole: h11
     holds them to that size only while they arrive in pieces, and 100 KB in one read had
@@ -532,7 +538,7 @@ class StudioHTTP(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._address = self.client[0] if self.client else ""
+        self._address = address_group(self.client[0]) if self.client else ""
         self._headers_due: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, f"the studio holds {self.limits.max_connections} connections: "
@@ -995,7 +1001,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             return _error(404, "no such video in this session")
         if "analysis" not in entry:
             gateway = studio.link
-            address = request.client.host if request.client else ""
+            address = visitor_address(request)
 
             async def analyse() -> dict[str, Any]:
                 async with studio.analysis_turn(address, key):
@@ -1090,7 +1096,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         if session.running() >= config.max_running_scores:
             return _error(429, f"this session has {config.max_running_scores} scores running: "
                                "wait for one to end")  # fmt: skip
-        address = request.client.host if request.client else ""
+        address = visitor_address(request)
         most = config.max_running_scores_per_address
         if studio.running_from(address) >= most:
             return _error(429, f"{most} scores asked from this address are running: wait for "
