@@ -516,13 +516,10 @@ def test_failure_while_writing_leaves_nothing(pipeline, clip, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_output_written_meanwhile_is_kept_unless_replacing(
-    pipeline, clip, tmp_path, monkeypatch
-):
-    """Two `bgm score` writing one output at once had both succeeded, the later replacing the
-    earlier: the existence check comes before the work. Without --force (replace_existing
-    off) the file that appeared meanwhile stays and this request fails, leaving nothing of
-    its own (its MIDI file and stems included); with it, the piece replaces that file."""
+@pytest.fixture
+def written_meanwhile(tmp_path, monkeypatch) -> Path:
+    """The output m.wav, which another command writes while this one makes its piece (just
+    before this one writes its own)."""
     import services.gateway.delivery as module
 
     write_music = module._write_music
@@ -533,6 +530,17 @@ def test_an_output_written_meanwhile_is_kept_unless_replacing(
         return write_music(*args, **kwargs)
 
     monkeypatch.setattr(module, "_write_music", another_command_writes_first)
+    return output
+
+
+def test_an_output_written_meanwhile_is_kept_unless_replacing(
+    pipeline, clip, tmp_path, written_meanwhile
+):
+    """Two `bgm score` writing one output at once had both succeeded, the later replacing the
+    earlier: the existence check comes before the work. Without --force (replace_existing
+    off) the file that appeared meanwhile stays and this request fails, leaving nothing of
+    its own (its MIDI file and stems included); with it, the piece replaces that file."""
+    output = written_meanwhile
     options = OutputOptions(output, midi=tmp_path / "m.mid", stems_dir=tmp_path / "stems",
                             replace_existing=False)  # fmt: skip
     with pytest.raises(InvalidInputError, match=r"m\.wav was written meanwhile .*--force"):
@@ -545,19 +553,10 @@ def test_an_output_written_meanwhile_is_kept_unless_replacing(
     assert output.read_bytes()[:4] == b"RIFF"
 
 
-def test_bgm_score_keeps_a_piece_another_command_wrote_meanwhile(clip, tmp_path, monkeypatch):
+def test_bgm_score_keeps_a_piece_another_command_wrote_meanwhile(clip, tmp_path, written_meanwhile):
     """The command line: without --force, the other command's piece stays and this one says
     so in one line, exit 2; with --force, its own piece is written."""
-    import services.gateway.delivery as module
-
-    write_music = module._write_music
-    output = tmp_path / "m.wav"
-
-    def another_command_writes_first(*args, **kwargs):
-        output.write_bytes(b"the other command's piece")
-        return write_music(*args, **kwargs)
-
-    monkeypatch.setattr(module, "_write_music", another_command_writes_first)
+    output = written_meanwhile
     result = bgm("score", str(clip.path), "-o", str(output))
     assert result.returncode == 2 and "m.wav was written meanwhile" in result.stderr, result
     assert len(result.stderr.strip().splitlines()) == 1
