@@ -1682,8 +1682,11 @@ STOPS_READING = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 
                  ("grpc.use_local_subchannel_pool", 1)]  # fmt: skip
 
 
-def _composing_silence(seconds: float, rate: int) -> Callable[[list], Awaitable[list]]:
-    """A generator's compose step that makes `seconds` of silence for each job."""
+def _composing_silence(
+    seconds: float, rate: int, reports: int = 0
+) -> Callable[[list], Awaitable[list]]:
+    """A generator's compose step that makes `seconds` of silence for each job, after
+    `reports` progress reports."""
     from services.domain import CutAlignment, GeneratedMusic, MusicPlan
 
     plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
@@ -1691,6 +1694,10 @@ def _composing_silence(seconds: float, rate: int) -> Callable[[list], Awaitable[
     samples = round(seconds * rate)
 
     async def compose(jobs: list) -> list:
+        for step in range(reports):  # rising fractions, each a progress message
+            for job in jobs:
+                job.progress((step + 1) / (reports + 1))
+            await asyncio.sleep(0)
         return [GeneratedMusic(np.zeros((samples, 2), np.float32), rate, {}, b"", plan)
                 for _ in jobs]  # fmt: skip
 
@@ -1725,6 +1732,37 @@ def test_a_generate_caller_that_stops_reading_lets_the_music_go():
     assert sum(len(m.audio.pcm_f32le) for m in second) == 2 * rate * 2 * 4
     assert left[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "the caller took no message for 1 s (serving.reader_stall_s)" in left[1]
+
+
+@pytest.mark.slow
+def test_a_generate_caller_that_stops_reading_its_progress_holds_no_turn():
+    """A Generate whose caller stops reading while it is composed: its progress messages had
+    been written while the request held its turn, so once the caller's window was full the
+    turn was held, nothing composing, until serving.reader_stall_s ended the stream (two
+    such calls kept every other caller's Generate waiting 30 s). The turn goes when the work
+    is done; only the music's share waits for the caller."""
+    rate = 48000
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
+                                 _composing_silence(1.0, rate, reports=3000),
+                                 audio_budget_bytes=10 * audio_bytes(1.0, rate))  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    request = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
+    with (
+        _hosted(binding, serving=ServingConfig(reader_stall_s=8.0)) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as stopped,
+        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
+    ):
+        first = generator_pb2_grpc.GeneratorStub(stopped).Generate(request, timeout=60)
+        assert next(first).HasField("progress")  # and then it reads no more
+        time.sleep(0.5)
+        started = time.monotonic()
+        second = list(generator_pb2_grpc.GeneratorStub(other).Generate(request, timeout=30))
+        waited = time.monotonic() - started
+        first.cancel()
+    print(f"the other caller's Generate took {waited:.2f} s")
+    assert any(m.HasField("audio") for m in second)
+    assert waited < 4.0, waited
 
 
 @pytest.mark.slow

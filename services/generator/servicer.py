@@ -14,7 +14,7 @@ from services import metrics
 from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, DeliveryLimit, GeneratorConfig, PeerLimit, RequestLimits
 from services.contract import audio_chunks, brief_from_proto, plan_to_proto, ranking_to_proto
-from services.domain import GeneratedMusic, MusicBrief
+from services.domain import CandidateScore, GeneratedMusic, MusicBrief
 from services.edge import EdgeSchema, audio_bytes, check_work
 from services.errors import UnavailableError
 from services.gen.bgm.v1 import common_pb2, generator_pb2, generator_pb2_grpc
@@ -168,7 +168,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         # The music's share, taken before the turn, is held until the gateway has it all.
         held = audio_bytes(brief.duration_s * len(jobs) * tracks, brief.sample_rate)
         peer, caller = callers_of(context)
-        async with audio_share(self._audio, SERVICE, peer, caller, held):
+
+        async def compose() -> tuple[list[GeneratedMusic], list[CandidateScore]]:
+            """The work, on its turn; the turn goes when the work is done."""
+            nonlocal keep_turn
             async with self._turns.turn(peer, caller) as turn:
                 if self._turn_slice_s is not None:
                     keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
@@ -177,21 +180,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 # After a cancel nobody awaits the work; its error is expected, not news.
                 work.add_done_callback(lambda done: done.cancelled() or done.exception())
                 try:
-                    while not work.done():
-                        getter = asyncio.ensure_future(progress.get())
-                        try:
-                            await asyncio.wait({work, getter},
-                                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                        except BaseException:
-                            getter.cancel()  # the caller went away: nothing waits for news
-                            raise
-                        if getter.done():
-                            yield generator_pb2.GenerateResponse(
-                                every_candidate=True, progress=common_pb2.Progress(
-                                stage="composition", fraction=getter.result()))  # fmt: skip
-                        else:
-                            getter.cancel()
-                    musics, ranking = await cancellation.in_thread(
+                    await asyncio.wait({work})
+                    composed = await cancellation.in_thread(
                         ranked, brief, work.result(), Heartbeat(cancellation.check)
                     )
                 finally:
@@ -199,6 +189,36 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 metrics.compute_per_music_second(
                     SERVICE, (time.perf_counter() - started) / max(brief.duration_s, 1e-6)
                 )
+                return composed
+
+        async with audio_share(self._audio, SERVICE, peer, caller, held):
+            # The progress goes to the caller outside the turn, the newest of what it has
+            # not taken: written on the turn, a caller that stopped reading had held the turn,
+            # nothing composing, until serving.reader_stall_s ended its stream.
+            composing = asyncio.ensure_future(compose())
+            composing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            try:
+                while not composing.done():
+                    getter = asyncio.ensure_future(progress.get())
+                    try:
+                        await asyncio.wait({composing, getter},
+                                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                    except BaseException:
+                        getter.cancel()  # the caller went away: nothing waits for news
+                        raise
+                    if getter.done():
+                        fraction = getter.result()
+                        while not progress.empty():
+                            fraction = progress.get_nowait()
+                        yield generator_pb2.GenerateResponse(
+                            every_candidate=True, progress=common_pb2.Progress(
+                            stage="composition", fraction=fraction))  # fmt: skip
+                    else:
+                        getter.cancel()
+                musics, ranking = composing.result()
+            finally:
+                cancellation.over.set()
+                composing.cancel()  # (done, it is nothing; else its work stops at a report)
             # The music is the share's: a caller that takes it slowly lets both go.
             delivery = Delivery(held, self._delivery)
             for candidate, music in enumerate(musics):
