@@ -1704,6 +1704,25 @@ def _composing_silence(
     return compose
 
 
+@contextlib.contextmanager
+def _a_caller_who_stops_reading_and_another(
+    compose: Callable[[list], Awaitable[list]], workers: int, budget_bytes: int, stall_s: float
+) -> Iterator[tuple[Any, Any]]:
+    """A generator composing with `compose` on `workers`, its audio budget `budget_bytes`,
+    hosted with serving.reader_stall_s `stall_s`; a stub for a caller who stops reading
+    (STOPS_READING) and one for another caller, on a connection of its own."""
+    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), workers, ServiceGate(),  # type: ignore[arg-type]
+                                 compose, audio_budget_bytes=budget_bytes)  # fmt: skip
+    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                             servicer)  # fmt: skip
+    with (
+        _hosted(binding, serving=ServingConfig(reader_stall_s=stall_s)) as (address, _),
+        grpc.insecure_channel(address, options=STOPS_READING) as stopped,
+        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
+    ):
+        yield generator_pb2_grpc.GeneratorStub(stopped), generator_pb2_grpc.GeneratorStub(other)
+
+
 @pytest.mark.slow
 def test_a_generate_caller_that_stops_reading_lets_the_music_go():
     """A Generate whose caller stops reading ends after serving.reader_stall_s, and its share
@@ -1711,21 +1730,14 @@ def test_a_generate_caller_that_stops_reading_lets_the_music_go():
     its music (it had waited for as long as the first caller liked to leave its music unread).
     The first caller, reading again, gets the status that says why."""
     rate = 48000
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 2, ServiceGate(),  # type: ignore[arg-type]
-                                 _composing_silence(2.0, rate),
-                                 audio_budget_bytes=audio_bytes(2.0, rate))  # fmt: skip
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
     request = generator_pb2.GenerateRequest(brief=_brief_of(2.0))
-    with (
-        _hosted(binding, serving=ServingConfig(reader_stall_s=1.0)) as (address, _),
-        grpc.insecure_channel(address, options=STOPS_READING) as stopped,
-        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
-    ):
-        first = generator_pb2_grpc.GeneratorStub(stopped).Generate(request, timeout=60)
+    with _a_caller_who_stops_reading_and_another(
+        _composing_silence(2.0, rate), 2, audio_bytes(2.0, rate), stall_s=1.0
+    ) as (stopped, other):
+        first = stopped.Generate(request, timeout=60)
         assert next(first).HasField("plan")  # the music is next, and the share is held
         started = time.monotonic()
-        second = list(generator_pb2_grpc.GeneratorStub(other).Generate(request, timeout=20))
+        second = list(other.Generate(request, timeout=20))
         waited = time.monotonic() - started
         left = code_of(lambda: list(first))
     print(f"the other caller waited {waited:.2f} s for the share")
@@ -1742,22 +1754,15 @@ def test_a_generate_caller_that_stops_reading_its_progress_holds_no_turn():
     such calls kept every other caller's Generate waiting 30 s). The turn goes when the work
     is done; only the music's share waits for the caller."""
     rate = 48000
-    servicer = GeneratorServicer(_OneTrackBackend(), RequestLimits(), 1, ServiceGate(),  # type: ignore[arg-type]
-                                 _composing_silence(1.0, rate, reports=3000),
-                                 audio_budget_bytes=10 * audio_bytes(1.0, rate))  # fmt: skip
-    binding = ServiceBinding(SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server,
-                             servicer)  # fmt: skip
     request = generator_pb2.GenerateRequest(brief=_brief_of(1.0))
-    with (
-        _hosted(binding, serving=ServingConfig(reader_stall_s=8.0)) as (address, _),
-        grpc.insecure_channel(address, options=STOPS_READING) as stopped,
-        grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
-    ):
-        first = generator_pb2_grpc.GeneratorStub(stopped).Generate(request, timeout=60)
+    with _a_caller_who_stops_reading_and_another(
+        _composing_silence(1.0, rate, reports=3000), 1, 10 * audio_bytes(1.0, rate), stall_s=8.0
+    ) as (stopped, other):
+        first = stopped.Generate(request, timeout=60)
         assert next(first).HasField("progress")  # and then it reads no more
         time.sleep(0.5)
         started = time.monotonic()
-        second = list(generator_pb2_grpc.GeneratorStub(other).Generate(request, timeout=30))
+        second = list(other.Generate(request, timeout=30))
         waited = time.monotonic() - started
         first.cancel()
     print(f"the other caller's Generate took {waited:.2f} s")
