@@ -937,7 +937,7 @@ def _why_not_bound(error: OSError) -> str:
 def _check_free(address: str) -> None:
     """Whether `address` (host:port) can be listened on, said plainly before gRPC tries: its
     own refusal is "Failed to bind to address ...; set GRPC_VERBOSITY=debug", after a line of
-    its C core's log. Probed as gRPC binds (SO_REUSEADDR: a port left in TIME_WAIT is free)."""
+    its C core's log. Probed as gRPC binds (a port left in TIME_WAIT is free)."""
     host, _, port = address.rpartition(":")
     if not port.isdigit() or int(port) == 0:
         return
@@ -946,13 +946,22 @@ def _check_free(address: str) -> None:
                                    type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)  # fmt: skip
     except socket.gaierror:
         return  # gRPC names what is wrong with the host
-    for family, kind, proto, _, sockaddr in found:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as error:
-                raise OSError(f"cannot listen on {address}: {_why_not_bound(error)}") from None
+    for found_address in found:
+        _bound(found_address, address).close()
+
+
+def _bound(found: tuple[Any, ...], address: str) -> socket.socket:
+    """A TCP socket bound as gRPC binds (SO_REUSEADDR) to `found` (a getaddrinfo entry for
+    `address`), or one line saying why not."""
+    family, kind, proto, _, sockaddr = found
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(sockaddr)
+    except OSError as error:
+        listener.close()
+        raise OSError(f"cannot listen on {address}: {_why_not_bound(error)}") from None
+    return listener
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -964,15 +973,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
                                    flags=socket.AI_PASSIVE)  # fmt: skip
     except socket.gaierror as error:
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    family, kind, proto, _, sockaddr = found[0]
-    listener = socket.socket(family, kind, proto)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(sockaddr)
-    except OSError as error:
-        listener.close()
-        raise OSError(f"cannot listen on {host}:{port}: {_why_not_bound(error)}") from None
-    return listener
+    return _bound(found[0], f"{host}:{port}")
 
 
 class HostedServer:

@@ -80,17 +80,19 @@ def _place_new(temporary: Path, final: Path) -> None:
     try:
         os.link(temporary, final, follow_symlinks=False)
     except FileExistsError:
-        raise InvalidInputError(f"{final} was written meanwhile (by another command?); "
-                                "pass --force to replace it") from None  # fmt: skip
+        pass
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
-        if final.exists() or final.is_symlink():
-            raise InvalidInputError(f"{final} was written meanwhile (by another command?); "
-                                    "pass --force to replace it") from None  # fmt: skip
-        os.replace(temporary, final)
+        if not (final.exists() or final.is_symlink()):
+            os.replace(temporary, final)
+            return
+    else:
+        temporary.unlink()
         return
-    temporary.unlink()
+    raise InvalidInputError(
+        f"{final} was written meanwhile (by another command?); pass --force to replace it"
+    )
 
 
 # What marks a stem bgm wrote (its WAV's comment): `bgm score --stems DIR --force` removes

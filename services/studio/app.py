@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import h11
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -476,8 +475,7 @@ class RequestHeadCheck:
             size = len(scope["raw_path"]) + len(scope["query_string"]) + 16
             size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
             if size > self.max_bytes:
-                answer = _error(431, f"the request's headers are over {self.max_bytes} bytes")
-                await answer(scope, receive, send)
+                await _headers_over(self.max_bytes)(scope, receive, send)
                 return
         if self.names is not None and scope["type"] in ("http", "websocket"):
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
@@ -541,13 +539,13 @@ class StudioHTTP(H11Protocol):
         self._address = address_group(self.client[0]) if self.client else ""
         self._headers_due: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(503, f"the studio holds {self.limits.max_connections} connections: "
-                              "try again later")  # fmt: skip
+            self._refuse(_error(503, f"the studio holds {self.limits.max_connections} "
+                                     "connections: try again later"))  # fmt: skip
             return
         most = self.limits.max_connections_per_address
         if self.peers[self._address] >= most:
-            self._refuse(429, f"this address holds {most} connections to the studio: close "
-                              "one first")  # fmt: skip
+            self._refuse(_error(429, f"this address holds {most} connections to the studio: "
+                                     "close one first"))  # fmt: skip
             return
         self.peers[self._address] += 1
         self._counted = True
@@ -594,12 +592,13 @@ class StudioHTTP(H11Protocol):
     def _headers_late(self) -> None:
         self._headers_due = None
         if self._between_requests():
-            self._refuse(408, f"the request's line and headers did not come within "
-                              f"{self.limits.header_timeout_s:g} s")  # fmt: skip
+            self._refuse(_error(408, f"the request's line and headers did not come within "
+                                     f"{self.limits.header_timeout_s:g} s"))  # fmt: skip
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer `status` in the API's shape before any request was read, and close."""
-        answer = _error(status, message)
+    def _refuse(self, answer: Response) -> None:
+        """Send `answer` (the API's shape) with no request read, or with one h11 refused, and
+        close."""
+        status = answer.status_code
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
         head += [name + b": " + value for name, value in answer.raw_headers]
         head += [b"connection: close", b"", b""]
@@ -609,15 +608,9 @@ class StudioHTTP(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         limit = self.config.h11_max_incomplete_event_size
         if limit is not None and len(self.conn.trailing_data[0]) > limit:
-            answer = _error(431, f"the request's headers are over {limit} bytes")
+            self._refuse(_headers_over(limit))
         else:
-            answer = _error(400, "the request is not valid HTTP")
-        start = h11.Response(status_code=answer.status_code,
-                             reason=HTTPStatus(answer.status_code).phrase,
-                             headers=[*answer.raw_headers, (b"connection", b"close")])  # fmt: skip
-        for event in (start, h11.Data(data=bytes(answer.body)), h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
+            self._refuse(_error(400, "the request is not valid HTTP"))
 
 
 class CutOffRequests(logging.Filter):
@@ -881,6 +874,10 @@ def score_controls(body: dict[str, Any]) -> tuple[UserControls, JobOutputs, dict
     }  # fmt: skip
     outputs = JobOutputs(keep_original_audio=keep, lufs=lufs, stems=stems)
     return controls, outputs, {k: v for k, v in settings.items() if k in body}
+
+
+def _headers_over(limit: int) -> JSONResponse:
+    return _error(431, f"the request's headers are over {limit} bytes")
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
