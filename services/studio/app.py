@@ -172,6 +172,14 @@ class Session:
         return sum(job.state == "running" for job in self.jobs.values())
 
 
+def _change(counts: Counter[str], key: str, by: int) -> None:
+    """`counts[key]` changed `by`; a key counted down to nothing goes (the counts are per
+    address, and visitors come and go)."""
+    counts[key] += by
+    if not counts[key]:
+        del counts[key]
+
+
 class Studio:
     """Sessions, their videos and jobs, and the gateway calls."""
 
@@ -254,9 +262,7 @@ class Studio:
     def count_bytes(self, session: Session, size: int) -> None:
         """(Under the lock.) `size` bytes more (or fewer) held by the session."""
         session.held_bytes += size
-        self.address_bytes[session.address] += size
-        if not self.address_bytes[session.address]:
-            del self.address_bytes[session.address]
+        _change(self.address_bytes, session.address, size)
 
     def running_from(self, address: str) -> int:
         """Scores running that `address` asked for, in any session."""
@@ -339,9 +345,7 @@ class Studio:
         """(Under the lock.) Forget the session `key` and what it held."""
         session = self.sessions.pop(key)
         self.count_bytes(session, -session.held_bytes)
-        self.address_sessions[session.address] -= 1
-        if not self.address_sessions[session.address]:
-            del self.address_sessions[session.address]
+        _change(self.address_sessions, session.address, -1)
         return session
 
     def _new_key(self) -> str:
@@ -556,9 +560,7 @@ class StudioHTTP(H11Protocol):
         self._headers_arrived()
         if self._counted:
             self._counted = False
-            self.peers[self._address] -= 1
-            if not self.peers[self._address]:
-                del self.peers[self._address]
+            _change(self.peers, self._address, -1)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
