@@ -260,3 +260,28 @@ def test_prompts_asked_at_once_load_the_text_model_once(monkeypatch: pytest.Monk
     with ThreadPoolExecutor(4) as pool:
         models = list(pool.map(lambda _: tagger.text_model(), range(4)))
     assert len(loads) == 1 and all(model is models[0] for model in models)
+
+
+def test_a_warmed_up_tagger_answers_its_first_prompt_without_loading(
+    monkeypatch: pytest.MonkeyPatch, dark_slow_video: SyntheticVideo
+):
+    """A server warms its tagger up before it reports SERVING; the text model is part of
+    that. A fresh replica's first prompt had waited 4-12 s for it while holding a slot."""
+    from services.config import TaggerConfig
+    from services.tagger.backends import vision
+    from services.tagger.text_hints import TextHintModel
+
+    loads: list[int] = []
+
+    class Counted(TextHintModel):
+        def __init__(self, *args: object) -> None:
+            loads.append(1)
+            super().__init__(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vision, "TextHintModel", Counted)
+    tagger = VisionTagger(TaggerConfig())
+    tagger.warm_up()
+    assert loads == [1]
+    analysis = tagger.analyze(AnalysisRequest(dark_slow_video.path, prompt="wedding on a beach"))
+    assert loads == [1]
+    assert any(o.source in ("prompt", "both") for o in analysis.tags.origins)

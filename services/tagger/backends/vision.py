@@ -106,6 +106,8 @@ class VisionTagger:
     def warm_up(self) -> None:
         if self.listener is not None:
             self.listener.load()
+        # A server's first prompt had waited for it (4-12 s), holding a tagger slot.
+        self.text_model()
 
     def text_model(self) -> TextHintModel:
         with self._text_model_lock:
