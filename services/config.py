@@ -406,6 +406,11 @@ class ServingConfig(StrictModel):
     generator: Endpoint = DEFAULT_ENDPOINTS["generator"]
     # Largest gRPC message, bytes (audio travels in much smaller chunks).
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Most a request's metadata (headers) may hold, counted as gRPC counts it: each entry's
+    # name and value and 32 bytes. More is refused RESOURCE_EXHAUSTED saying so. gRPC's own
+    # limits had refused headers between 8 and 16 KiB at random, and many small entries with
+    # no message at all.
+    max_metadata_bytes: int = Field(16 * 1024, gt=0)
     # On SIGTERM, requests in flight get this long to finish.
     grace_s: float = Field(30.0, ge=0)
     # A stream (Generate, Score) whose caller takes none of its messages for this long ends

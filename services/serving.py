@@ -24,6 +24,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Coroutine,
+    Iterable,
     Iterator,
     Sequence,
 )
@@ -723,6 +724,8 @@ RECONNECT_BACKOFF_MS = 500
 # without data), or they would close the connection.
 KEEPALIVE_MS = 300_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# gRPC's limits on a request's headers, over serving.max_metadata_bytes (see Server).
+METADATA_HEADROOM = 4
 
 
 def service_channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -873,12 +876,16 @@ class MalformedRequest:
 
 class WellFormedRequests(HandlerWrapper):
     """Request bytes that are not the method's message (cut short, corrupt, a string field
-    that is not UTF-8) are refused INVALID_ARGUMENT, through `observed` (its metrics and
-    audit line). gRPC had answered UNKNOWN with the parser's class name, and a request
-    stream's handler INTERNAL with a traceback in the log. It sits outside StallLimit, whose
-    handlers are coroutines (a stream's messages written by it), and so outside
-    authentication too: bytes that are no request are refused as such, before any check of
-    who sent them, and nothing is done for them."""
+    that is not UTF-8) are refused INVALID_ARGUMENT, and metadata over `max_metadata_bytes`
+    RESOURCE_EXHAUSTED, through `observed` (its metrics and audit line). gRPC had answered
+    UNKNOWN with the parser's class name, and a request stream's handler INTERNAL with a
+    traceback in the log. It sits outside StallLimit, whose handlers are coroutines (a
+    stream's messages written by it), and so outside authentication too: bytes that are no
+    request are refused as such, before any check of who sent them, and nothing is done for
+    them."""
+
+    def __init__(self, max_metadata_bytes: int):
+        self.max_metadata_bytes = max_metadata_bytes
 
     def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.request_deserializer is None:
@@ -891,6 +898,13 @@ class WellFormedRequests(HandlerWrapper):
         streams_in = kind.startswith("stream")
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            size = metadata_bytes(context.invocation_metadata() or ())
+            if size > self.max_metadata_bytes:
+                async with observed(service, name, context):
+                    raise ResourceExhaustedError(
+                        f"the request's metadata is {size} bytes, over the "
+                        f"{self.max_metadata_bytes} this server takes "
+                        "(serving.max_metadata_bytes)")  # fmt: skip
             if streams_in:
                 return await behaviour(_checked_stream(request), context)
             if isinstance(request, MalformedRequest):
@@ -900,6 +914,12 @@ class WellFormedRequests(HandlerWrapper):
 
         return make(checked, request_deserializer=_lenient(handler.request_deserializer),
                     response_serializer=handler.response_serializer)  # fmt: skip
+
+
+def metadata_bytes(metadata: Iterable[tuple[str, str | bytes]]) -> int:
+    """A request's metadata as gRPC counts it against its limits (HTTP/2's header list
+    size): each entry's name, its value and 32 bytes."""
+    return sum(len(key) + len(value) + 32 for key, value in metadata)
 
 
 def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -989,11 +1009,16 @@ class HostedServer:
         self.bindings = list(bindings)
         self.server = grpc.aio.server(
             options=[*channel_options(serving.max_message_bytes),
+                     # Both of gRPC's limits on a request's headers (its soft one refuses at
+                     # random) lie above the server's own, so that WellFormedRequests sees a
+                     # request over it and says what is wrong.
+                     *[(option, serving.max_metadata_bytes * METADATA_HEADROOM) for option in
+                       ("grpc.max_metadata_size", "grpc.absolute_max_metadata_size")],
                      # A second server on a port this one holds is refused: gRPC's
                      # SO_REUSEPORT had let both listen, each taking some of the requests.
                      ("grpc.so_reuseport", 0),
                      ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000))],
-            interceptors=[ReleasedOnError(), WellFormedRequests(),
+            interceptors=[ReleasedOnError(), WellFormedRequests(serving.max_metadata_bytes),
                           StallLimit(serving.reader_stall_s),
                           *(i for binding in self.bindings for i in binding.interceptors)],
         )  # fmt: skip

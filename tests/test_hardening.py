@@ -931,6 +931,27 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
 
 
 @pytest.mark.slow
+def test_request_headers_are_refused_over_the_limit_and_only_then(servers):
+    """Metadata over serving.max_metadata_bytes (16 KiB) is refused saying so, and any under
+    it is taken. gRPC's own limits had refused headers between 8 and 16 KiB at random (a
+    12 KiB token about half its calls), and 1,000 small entries with an empty message."""
+    check = health_pb2.HealthCheckRequest(service="bgm.v1.Gateway")
+    with grpc.insecure_channel(servers.gateway) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(12):
+            reply = health.Check(check, timeout=10, metadata=(("x-token", "t" * 12_000),))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        for metadata in ((("x-token", "t" * 20_000),),
+                         tuple((f"x-k{i}", "v") for i in range(1000))):  # fmt: skip
+            with pytest.raises(grpc.RpcError) as refused:
+                health.Check(check, timeout=10, metadata=metadata)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "over the 16384 this server takes (serving.max_metadata_bytes)" in (
+                refused.value.details() or ""
+            )
+
+
+@pytest.mark.slow
 def test_metrics_listen_where_the_service_listens(servers):
     port = int(servers.metrics.rsplit(":", 1)[1].split("/")[0])
     listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
