@@ -144,11 +144,10 @@ def _regular_file(path: Path, what: str) -> Path:
     """`path`, refused unless it is a file: a FIFO or a device (/dev/zero) had been read
     without end, hanging the command or filling its memory."""
     if not path.exists():
-        from services.media.files import leads_round
+        from services.media.files import LOOPED, leads_round
 
         if leads_round(path):
-            raise InvalidInputError(f"cannot read {what} {path}: a link that leads round in a "
-                                    "loop, to no file")  # fmt: skip
+            raise InvalidInputError(f"cannot read {what} {path}: {LOOPED}")
         raise InvalidInputError(f"cannot read {what} {path}: no such file")
     if not path.is_file():
         raise InvalidInputError(f"cannot read {what} {path}: not a file")

@@ -7,6 +7,9 @@ import errno
 import os
 from pathlib import Path
 
+# What a path whose links lead round in a loop is said to be, wherever one is refused.
+LOOPED = "a link that leads round in a loop, to no file"
+
 
 def leads_round(path: Path) -> bool:
     """Whether following `path`'s links never ends (the system gives up: ELOOP)."""

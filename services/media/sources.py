@@ -38,7 +38,7 @@ from services.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
-from services.media.files import leads_round
+from services.media.files import LOOPED, leads_round
 
 # The most downloads a policy may allow at once.
 MAX_DOWNLOADS = 16
@@ -81,8 +81,7 @@ def inside_roots(path: Path, roots: list[Path]) -> bool:
         # only of a path inside the roots as written; any other is outside them.
         absolute = Path(os.path.abspath(path))
         if any(absolute.is_relative_to(root.resolve()) for root in roots):
-            raise InvalidInputError(f"{path.name} is a link that leads round in a loop, to "
-                                    "no file")  # fmt: skip
+            raise InvalidInputError(f"{path.name} is {LOOPED}")
         return False
     resolved = path.resolve()
     return any(resolved.is_relative_to(root.resolve()) for root in roots)

@@ -20,7 +20,7 @@ import numpy as np
 
 from services.errors import InvalidVideoError, MediaNotFoundError
 from services.media.demux import open_input
-from services.media.files import leads_round
+from services.media.files import LOOPED, leads_round
 
 # Demuxers that read single pictures rather than videos.
 _IMAGE_FORMATS = {
@@ -147,8 +147,7 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     even the one FFmpeg decodes to learn a stream's format while opening."""
     if not path.exists():
         if leads_round(path):
-            raise InvalidVideoError("not_a_video", f"{path.name} is a link that leads round in "
-                                    "a loop, to no file")  # fmt: skip
+            raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
         raise MediaNotFoundError(f"video not found: {path.name}")
     if not path.is_file():
         raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
