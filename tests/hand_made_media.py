@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -167,3 +168,32 @@ def write_sound(path: Path, *, rate: int, frame_samples: int, frames: int) -> Pa
         for packet in sound.encode():
             container.mux(packet)
     return path
+
+
+def with_a_huge_picture(video: Path, out: Path, side: int) -> Path:
+    """`video`'s streams copied into a MOV file with one more video stream: a single 16-bit
+    RGBA PNG picture `side` pixels square, of one colour (a few hundred kilobytes in the file,
+    8 bytes a pixel once decoded)."""
+    row = zlib.compressobj(9)
+    data = b"".join([*(row.compress(b"\0" * (1 + 8 * side)) for _ in range(side)), row.flush()])
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))  # fmt: skip
+
+    header = struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    with av.open(str(video)) as source, av.open(str(out), "w", format="mov") as target:
+        copies = {s.index: target.add_stream_from_template(s) for s in source.streams}
+        picture = target.add_stream("png", rate=1)
+        picture.width, picture.height, picture.pix_fmt = side, side, "rgba64be"
+        target.start_encoding()
+        packet = av.Packet(png)
+        packet.stream, packet.pts, packet.dts = picture, 0, 0
+        packet.time_base, packet.is_keyframe = Fraction(1, 1000), True
+        target.mux(packet)
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                target.mux(packet)
+    return out

@@ -33,6 +33,7 @@ from tests.hand_made_media import (
     holding_last_frame,
     showing_last,
     stating_length,
+    with_a_huge_picture,
     write_frames_at,
     write_sound,
     write_streams,
@@ -343,6 +344,39 @@ def test_frames_past_the_stated_length_are_never_read(
     # The frames of the stated 2 s and the one that shows the end has come.
     assert len(read) == 2 * 30 + 1
     assert not analysis.warnings
+
+
+def test_a_huge_picture_in_another_stream_is_never_decoded(tmp_path: Path):
+    """A second video stream holding one 11000-pixel-square 16-bit picture (a few hundred
+    kilobytes in the file, 0.97 GB decoded): FFmpeg decodes a picture of every stream to learn
+    its format as it opens a file, and every open of it (the probe, the sound kept or heard,
+    the check that the video can be copied into the output) had decoded it: seconds of work
+    no cancel could stop, and about 1.1 GB at each. Now the probe decodes no picture larger
+    than the video's own, and the other reads none."""
+    import subprocess
+    import sys
+
+    video = with_a_huge_picture(write_streams(tmp_path / "clip.mp4", frames=60, sound_s=2.0),
+                                tmp_path / "side.mov", 11000)  # fmt: skip
+    read = (
+        "import sys; from pathlib import Path\n"
+        "from services.media.audio import check_stream_copy, decode_audio, mono_blocks\n"
+        "from services.media.video import probe_video\n"
+        "path = Path(sys.argv[1])\n"
+        "probe = probe_video(path)\n"
+        "assert decode_audio(path, 48000, 96000) is not None\n"
+        "assert list(mono_blocks(path, 16000, 1.0, 2.0))\n"
+        "check_stream_copy(probe, path.with_name('out.mp4'))\n"
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(probe.width, probe.height, peak.split()[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", read, str(video)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    width, height, peak_kb = map(int, done.stdout.split())
+    assert (width, height) == (64, 36)
+    # (The process's own high-water mark: getrusage's counts the parent it was forked from.)
+    assert peak_kb < 400_000, f"peak {peak_kb // 1024} MB"
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):

@@ -19,7 +19,7 @@ import numpy as np
 
 from services.errors import InvalidInputError
 from services.media.demux import open_input
-from services.media.video import VideoProbe, carried_on
+from services.media.video import VideoProbe, carried_on, open_as_stated
 
 # Output extension -> (container format, audio codec, sample format).
 log = logging.getLogger("bgm")
@@ -73,7 +73,7 @@ def _carries(video: Path, suffix: str) -> bool:
     """Whether FFmpeg's muxer for `suffix` takes the video stream of `video` by copy: the
     stream added from it and the header written, in memory (some refuse at the stream, as
     Matroska an FLV one, some only at the header, as MOV a VP9 one)."""
-    with open_input(str(video)) as source:
+    with open_as_stated(video) as source:
         target = av.open(io.BytesIO(), "w", format=VIDEO_FORMATS[suffix][0])
         try:
             target.add_stream_from_template(source.streams.video[0], opaque=True)
@@ -239,7 +239,7 @@ def mux_into_video(
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     with (
-        open_input(str(video_path)) as source,
+        open_as_stated(video_path) as source,
         av.open(str(out_path), "w", format=format_name) as target,
     ):
         video_in = source.streams.video[0]

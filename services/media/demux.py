@@ -20,10 +20,19 @@ DEMUXERS = (
 )  # fmt: skip
 
 
-def open_input(source: str | io.BytesIO, options: dict[str, str] | None = None) -> InputContainer:
+def open_input(
+    source: str | io.BytesIO, options: dict[str, str] | None = None, max_pixels: int = 0
+) -> InputContainer:
     """`source` (a file's path, or bytes) opened for reading, with FFmpeg `options`. A format
-    outside DEMUXERS raises av.error.ArgumentError; a file opens no other file or address."""
+    outside DEMUXERS raises av.error.ArgumentError; a file opens no other file or address.
+
+    While it opens, FFmpeg decodes no picture larger than `max_pixels` (none by default: the
+    streams' sizes and formats then come from the container and the codecs' parsers), which
+    reading sound or copying a stream never needs. It decodes a picture of every stream to
+    learn its format, and a 2 MB file with a 16-bit 16000x16000 PNG in a second video stream
+    had cost 2 GB and seconds of work that no cancel could stop at each open."""
     container_options = {"format_whitelist": ",".join(DEMUXERS)}
     if isinstance(source, str):
         container_options["protocol_whitelist"] = "file"
-    return av.open(source, "r", options=options or {}, container_options=container_options)
+    decoding = {**(options or {}), "max_pixels": str(max_pixels)}
+    return av.open(source, "r", options=decoding, container_options=container_options)

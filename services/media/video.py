@@ -156,9 +156,8 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     try:
         # Bounded probing so a large non-video file is refused promptly.
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
-        options = {"probesize": "5000000", "analyzeduration": "5000000",
-                   "max_pixels": str(max_pixels)}  # fmt: skip
-        return open_input(str(path), options)
+        options = {"probesize": "5000000", "analyzeduration": "5000000"}
+        return open_input(str(path), options, max_pixels)
     except av.error.ArgumentError:
         if _a_still_picture(path):
             raise InvalidVideoError(
@@ -189,8 +188,24 @@ def probe_video(
     called while an MPEG-TS's packets are read for its length (it raises to cancel)."""
     limits = limits or VideoLimits()
     path = Path(path)
-    with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
+    with open_as_stated(path, limits) as container:
         return _probe(path, container, limits, heartbeat)
+
+
+def open_as_stated(path: Path, limits: VideoLimits | None = None) -> av.container.InputContainer:
+    """`path` opened with no picture decoded larger than its first video stream's, as the
+    container and its parser state that stream's size with no picture decoded (up to the
+    largest `limits` allow, and that where it states none): whatever other streams the file
+    holds, FFmpeg decodes no larger picture of theirs as it opens it."""
+    limits = limits or VideoLimits()
+    with _open(path, 0) as container:
+        stated = next((s.codec_context for s in container.streams.video[:1] if s.codec_context),
+                      None)  # fmt: skip
+        size = (stated.width, stated.height) if stated is not None else (0, 0)
+    largest = decodable_pixels(limits.max_width, limits.max_height)
+    if min(size) > 0:
+        largest = min(largest, decodable_pixels(*size))
+    return _open(path, largest)
 
 
 def _probe(
@@ -353,7 +368,7 @@ def _span(
     longest = math.ceil(limits.max_duration_s / time_base)
     most = math.ceil(limits.max_fps * (limits.max_duration_s + 1.0))
     first = last = previous = None
-    with _open(path, decodable_pixels(limits.max_width, limits.max_height)) as container:
+    with _open(path, 0) as container:  # (packets only)
         for count, packet in enumerate(container.demux(container.streams.video[stream.index])):
             heartbeat()
             if count == most:
