@@ -197,3 +197,61 @@ def with_a_huge_picture(video: Path, out: Path, side: int) -> Path:
                 packet.stream = copies[packet.stream.index]
                 target.mux(packet)
     return out
+
+
+def mpeg_ts(width: int, height: int, first_frame: int, frames: int) -> bytes:
+    """An MPEG-TS of `frames` H.264 pictures at 30 frames/s (a bar sweeping across a changing
+    grey), its clock starting at frame `first_frame`: two joined are one file, as captures
+    are joined."""
+    written = io.BytesIO()
+    with av.open(written, "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 30)
+        for i in range(frames):
+            image = np.full((height, width, 3), (i * 17) % 255, np.uint8)
+            image[: height // 2, : (i * 3) % width] = 250
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = first_frame + i, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return written.getvalue()
+
+
+def song_with_cover_art(path: Path, seconds: float = 2.0) -> Path:
+    """An M4A song: AAC sound and its album cover, a picture stream of its own (attached)."""
+    rate = 44100
+    with av.open(str(path), "w", format="mp4") as container:
+        sound = container.add_stream("aac", rate=rate)
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 320, 180, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        image = np.full((180, 320, 3), 90, np.uint8)
+        picture = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")
+        picture.pts, picture.time_base = 0, Fraction(1, 1)
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        noise = np.random.default_rng(0).normal(0, 0.1, (2, 1024)).astype(np.float32)
+        for start in range(0, round(seconds * rate), 1024):
+            block = av.AudioFrame.from_ndarray(noise, format="fltp", layout="stereo")
+            block.sample_rate, block.pts, block.time_base = rate, start, Fraction(1, rate)
+            for packet in sound.encode(block):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
+
+
+def stating_frame_ticks(mp4: Path, out: Path, ticks: int) -> Path:
+    """A copy of the MP4 file `mp4` whose sample table says every frame lasts `ticks` of its
+    clock (its stated frame rate), whatever length its header states."""
+    data = bytearray(mp4.read_bytes())
+    table = data.find(b"stts")
+    assert table > 0, f"{mp4.name} has no sample table"
+    for entry in range(struct.unpack(">I", data[table + 8 : table + 12])[0]):
+        at = table + 12 + 8 * entry + 4
+        data[at : at + 4] = struct.pack(">I", ticks)
+    out.write_bytes(bytes(data))
+    return out

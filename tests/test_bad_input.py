@@ -31,7 +31,10 @@ from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.hand_made_media import (
     holding_last_frame,
+    mpeg_ts,
     showing_last,
+    song_with_cover_art,
+    stating_frame_ticks,
     stating_length,
     with_a_huge_picture,
     write_frames_at,
@@ -377,6 +380,45 @@ def test_a_huge_picture_in_another_stream_is_never_decoded(tmp_path: Path):
     assert (width, height) == (64, 36)
     # (The process's own high-water mark: getrusage's counts the parent it was forked from.)
     assert peak_kb < 400_000, f"peak {peak_kb // 1024} MB"
+
+
+def test_a_song_with_cover_art_is_audio_only(tagger: VisionTagger, tmp_path: Path):
+    """A song's album cover is a picture stream of its own, which FFmpeg states at 90,000
+    frames/s: an M4A had been refused as running at 90000 frames/s (a hostile media review)."""
+    refuse(tagger, song_with_cover_art(tmp_path / "song.m4a"), "audio_only")
+
+
+def test_a_video_shorter_than_one_frame_is_refused(tagger: VisionTagger, tmp_path: Path):
+    """A file stating a length under one frame's: 1 ms had been scored (1 ms of music), 1 ns
+    gone on to the tagger, whose analysis had no length (INTERNAL at the gateway); and an MP4
+    whose frames last 2^31 ticks each (a frame every 39 hours, in 4 s) had crashed it."""
+    clip = write_streams(tmp_path / "clip.mkv", frames=30, sound_s=1.0,
+                         container_format="matroska")  # fmt: skip
+    error = refuse(tagger, stating_length(clip, tmp_path / "short.mkv", 0.001), "zero_duration")
+    assert "less than one frame" in str(error)
+    mp4 = write_streams(tmp_path / "clip.mp4", frames=60, sound_s=2.0)
+    slow = stating_frame_ticks(mp4, tmp_path / "slow.mp4", 0x7FFFFFFF)
+    assert "less than one frame" in str(refuse(tagger, slow, "zero_duration"))
+
+
+def test_captures_joined_out_of_order_are_refused(tagger: VisionTagger, tmp_path: Path):
+    """An MPEG-TS whose clock jumps back (2 s stamped from 3000 s, then 2 s from 0) had
+    crashed the analysis (INTERNAL): nothing after the jump had a place in time."""
+    path = tmp_path / "joined.ts"
+    path.write_bytes(mpeg_ts(320, 180, 90_000, 60) + mpeg_ts(320, 180, 0, 60))
+    assert "clock jumps back" in str(refuse(tagger, path, "corrupt"))
+
+
+def test_a_picture_that_changes_size_part_way_is_analysed(tagger: VisionTagger, tmp_path: Path):
+    """Captures joined at two sizes: a picture that shrank part-way had crashed the analysis
+    (INTERNAL), one that grew had been read as its top-left corner; both are scaled to one
+    small size."""
+    for name, first, then in (("shrinks.ts", (320, 180), (160, 90)),
+                              ("grows.ts", (160, 90), (320, 180))):  # fmt: skip
+        path = tmp_path / name
+        path.write_bytes(mpeg_ts(*first, 0, 90) + mpeg_ts(*then, 90, 90))
+        analysis = tagger.analyze(AnalysisRequest(path))
+        assert analysis.duration_s == pytest.approx(6.0, abs=0.1), name
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):

@@ -93,6 +93,8 @@ class VideoLimits:
 
 
 MPEG_TS_WRAP = 1 << 33
+# A frame shown this much earlier than one before it: the video's clock jumps back.
+CLOCK_BACK_S = 1.0
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
 # largest size allowed, whatever the machine's core count.
 DECODER_THREADS = 4
@@ -215,7 +217,10 @@ def _probe(
     heartbeat: Callable[[], None],
 ) -> VideoProbe:
     format_name = container.format.name
-    if not container.streams.video:
+    # A song's cover art is a picture stream of its own (FFmpeg states it at 90,000 frames/s).
+    pictures = [s for s in container.streams.video
+                if not s.disposition & av.stream.Disposition.attached_pic]  # fmt: skip
+    if not pictures:
         if container.streams.audio:
             raise InvalidVideoError("audio_only", f"{path.name} has audio but no video stream")
         raise InvalidVideoError("not_a_video", f"{path.name} has no video stream")
@@ -268,6 +273,13 @@ def _probe(
         duration_s = _duration(container, stream)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
         raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
+    if fps > 0.0 and duration_s * fps < 1.0:
+        # A length of a nanosecond had gone on to the tagger, whose analysis (rounded to the
+        # microsecond) had no length; a frame every 39 hours in 4 s had crashed it.
+        raise InvalidVideoError(
+            "zero_duration",
+            f"{path.name} lasts {duration_s:.3g} s, less than one frame at its {fps:.3g} frames/s",
+        )
     if duration_s > limits.max_duration_s:
         raise InvalidVideoError(
             "too_long",
@@ -474,6 +486,8 @@ def iter_small_frames(
         }
         index = 0
         stride = small_w = small_h = 0
+        first_size = (0, 0)
+        latest_s = -math.inf
         budget = _FrameBudget(probe.path, probe.width, probe.height, probe.duration_s, limits,
                               heartbeat)  # fmt: skip
         try:
@@ -481,18 +495,31 @@ def iter_small_frames(
                 if not stride:
                     stride = analysis_stride(frame.width, frame.height, target_width)
                     small_w, small_h = analysis_size(frame.width, frame.height, target_width)
-                if frame.format.name in _PLANAR_420 and stride > 1:
+                    first_size = (frame.width, frame.height)
+                time_base = frame.time_base or stream.time_base
+                assert time_base is not None
+                time_s = float(pts * time_base)
+                if time_s < latest_s - CLOCK_BACK_S:
+                    # (Two captures joined out of order: nothing after had a place in time.)
+                    raise InvalidVideoError(
+                        "corrupt",
+                        f"{probe.path.name}: its clock jumps back {latest_s - time_s:.1f} s at "
+                        f"{latest_s:.1f} s; bgm reads a video whose frames run forward",
+                    )
+                latest_s = max(latest_s, time_s)
+                # A picture that changes size part-way (captures joined) is scaled to the
+                # first's small size: the first's stride had made other shapes.
+                same_size = (frame.width, frame.height) == first_size
+                if frame.format.name in _PLANAR_420 and stride > 1 and same_size:
                     # Most video is limited range; yuvj formats and JPEG-range tags are full.
                     full_range = frame.format.name == "yuvj420p" or frame.color_range == 2
                     bgr, grey = _subsample_420(frame, stride, small_h, small_w, full_range)
                 else:
                     bgr = frame.to_ndarray(width=small_w, height=small_h, format="bgr24")
                     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                time_base = frame.time_base or stream.time_base
-                assert time_base is not None
                 yield SmallFrame(
                     index=index,
-                    time_s=float(pts * time_base),
+                    time_s=time_s,
                     pts=int(pts),
                     time_base=Fraction(time_base.numerator, time_base.denominator),
                     duration_s=float(frame.duration * time_base) if frame.duration else None,

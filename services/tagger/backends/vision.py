@@ -173,6 +173,8 @@ def _scan(
     progress: ProgressCallback | None,
 ) -> _Scan:
     fps = Fraction(probe.fps).limit_denominator(1001) if probe.fps > 0 else Fraction(30)
+    # (A frame every half hour or less often comes out as 0: a division by it had crashed.)
+    fps = max(fps, Fraction(1, 1001))
     min_shot_frames = max(1, round(config.min_shot_s * float(fps)))
     adaptive = AdaptiveDetector(
         adaptive_threshold=config.cut_adaptive_threshold,
