@@ -399,6 +399,66 @@ def test_every_cut_is_marked_at_its_time(generator, beat_analysis, genre):
         assert np.min(np.abs(onsets - cut.time_s)) <= ON_BEAT_S + 0.001, (genre, cut)
 
 
+@pytest.mark.parametrize("genre", ["lo-fi", "rock", "ambient"])
+def test_cuts_after_the_final_chord_are_marked_softly_as_it_dies_away(
+    generator, beat_analysis, genre
+):
+    """A fast montage's close: the cuts after the final chord are still marked, each by a
+    light accent (no kick) under the chord's own strike, softer towards the end. Each had been a
+    full hit on its beat (kick and all, velocity 98-111), 9-31 dB over the fading chord, the
+    loudest after its release."""
+    end = beat_analysis.duration_s
+    close = [Cut(round(end - 4.0 + 0.8 * i, 3), "hard", 0.6) for i in range(5)]
+    cuts = [*(c for c in beat_analysis.cuts if c.time_s < end - 5.0), *close]
+    # The last shot, its own segment, begins in the chord's ring.
+    *segments, last = [s for s in beat_analysis.segments if s.start_s < end - 0.8]
+    segments += [dataclasses.replace(last, end_s=close[-1].time_s),
+                 dataclasses.replace(last, start_s=close[-1].time_s)]  # fmt: skip
+    music = generator.generate(brief_for(beat_analysis, genre, cuts=cuts, segments=segments))
+    final = music.plan.final_chord_s
+    # Its section is the ending's, as the chord's is (it had been a "main" section of no
+    # chords after the ending).
+    # (At ambient's slow tempo the last shot joins the section before.)
+    ringing = [s.role for s in music.plan.sections if s.end_s > final + 0.1]
+    assert set(ringing) == {"ending"} and len(ringing) >= (genre != "ambient") + 1, ringing
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    notes = [(n, i.is_drum) for i in song.instruments for n in i.notes]
+    struck = max(n.velocity for n, _ in notes if abs(n.start - final) <= 0.01)
+    after = [cut.time_s for cut in close if cut.time_s > final + 0.1]
+    assert after, final
+    loudest = []
+    for cut in after:
+        marks = [(n, drum) for n, drum in notes if abs(n.start - cut) <= ON_BEAT_S + 0.001]
+        assert marks, (genre, cut)
+        assert not any(drum and n.pitch in (35, 36) for n, drum in marks), (genre, cut)
+        loudest.append(max(n.velocity for n, _ in marks))
+    assert max(loudest) < struck, (struck, loudest)
+    if len(loudest) >= 3:
+        assert loudest[-1] < loudest[0], loudest
+
+
+def test_a_cuts_chord_is_not_struck_again_within_a_flam(generator, beat_analysis):
+    """At a cut's chord, no instrument strikes one of its pitches again within FLAM_S (60 ms):
+    at a strong cut between beats, a pop piano's sixteenth 6 ms after the cut's chord had
+    struck the chord again (a 6 ms note in the MIDI file, a doubled attack). The cuts here
+    fall just before the grid's sixteenths."""
+    from services.generator.backends.composer.arrangement import FLAM_S
+
+    cuts = [dataclasses.replace(c, time_s=round(c.time_s - 0.006, 3), strength=0.9)
+            for c in beat_analysis.cuts]  # fmt: skip
+    doubled = []
+    for genre, seed in itertools.product(STYLES, (1, 2)):
+        brief = brief_for(beat_analysis, genre, seed=seed, cuts=cuts)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        pitched = [(score.plan.beat_time(n.start), n.instrument, n.pitch)
+                   for n in score.notes if n.instrument != "drums"]  # fmt: skip
+        for cut in cuts:
+            at_the_cut = {(i, p) for at, i, p in pitched if abs(at - cut.time_s) <= 0.002}
+            doubled += [(genre, seed, i, p, round(at, 3)) for at, i, p in pitched
+                        if 0.002 < at - cut.time_s < FLAM_S and (i, p) in at_the_cut]  # fmt: skip
+    assert not doubled, (len(doubled), doubled[:4])
+
+
 def test_the_genre_brings_its_band(generator, beat_analysis):
     brief = brief_for(beat_analysis, "rock")
     picture = ["piano", "pads", "woodwinds", "strings"]
@@ -1324,13 +1384,15 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
     three seeds (a music review), orchestral's harp and horns above 39% and 30% in one. Also
     with every instrument the picture may add, in busy sections: pop's muted guitar (64-83)
     had played its eighths above 72% of the lead's notes, acoustic's harp (62-81) above 52%,
-    corporate's piano arpeggio (to G5) above 26%. Ambient's harp and strings shimmer above its
-    sparse tune by design (its style row)."""
+    corporate's piano arpeggio (to G5) above 26%. Each piece on its own: where the tune dipped
+    under its chords a piano had sounded over 55% of a pop lead's notes, electronic's pads
+    over 51% (a music review, 18 of 120 pieces over a quarter), and stabs struck over a held
+    tune note covered it. Ambient's harp and strings shimmer above its sparse tune by design
+    (its style row)."""
     failing = []
     for genre in STYLES:
         if genre == "ambient":
             continue
-        above = total = 0
         for seed, whole_band in itertools.product((1, 2, 3), (False, True)):
             brief = brief_for(beat_analysis, genre, seed=seed)
             if whole_band:
@@ -1343,12 +1405,13 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
             melody = set(score.roles.of("melody"))
             players = set(score.roles.of(part)) - melody
             others = [n for n in score.notes if n.instrument in players]
-            for note in (n for n in score.notes if n.instrument in melody):
-                total += 1
-                above += any(p.pitch > note.pitch and p.start <= note.start + 0.3
-                             and p.end > note.start for p in others)  # fmt: skip
-        if above > total / 4:
-            failing.append((genre, above, total))
+            tune = [n for n in score.notes if n.instrument in melody]
+            # Over a tune note as it strikes, or struck over it while it is held.
+            above = sum(any(p.pitch > note.pitch and p.start < note.end
+                            and p.end > note.start for p in others)
+                        for note in tune)  # fmt: skip
+            if above > len(tune) / 4:
+                failing.append((genre, seed, whole_band, above, len(tune)))
     assert not failing
 
 

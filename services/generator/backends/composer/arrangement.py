@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -99,6 +100,14 @@ FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "crash": 100}
 # 8 dB over it.
 CUT_ACCENT = (28, 18)
 CUT_VELOCITY = (112, 100)
+# Cuts after the final chord's strike are marked in its ring as it dies away: a light accent
+# alone (a cymbal or the like, no kick), at a velocity falling from the first to the second
+# figure between the chord's strike and the end. Each had been marked as in the section before
+# (kick and all, 98-111): in a fast montage's close, four strokes on the beat after the final
+# chord, 9-31 dB over its fading ring, the loudest after its release. Softer, they no longer
+# mark the cut: from 72 to 44, librosa found no onset at 12 of 57 such cuts of bench_music's
+# montage (90 to 72: 2, ambient's harp).
+TAIL_CUT_VELOCITY = (96, 80)
 # Two strokes of the drums this close, seconds, are heard as one smeared stroke (a flam): the
 # groove's own strokes this near a cut's hit, not struck with it, give way to it (a snare
 # 42 ms after a cut's crash and kick, a tom 42 ms after its cymbal).
@@ -285,7 +294,9 @@ def section_forms(
         end = section.first_beat + section.beat_count
         final = plan.final_beat
         role = "intro" if i == 0 else "main"
-        if final is not None and section.first_beat <= final < end and i > 0:
+        # The final chord's section, and any after it (a last shot in its ring: it had been a
+        # "main" section of no chords after the ending).
+        if final is not None and final < end and i > 0:
             role = "ending"
         lifted = lift_at is not None and i >= lift_at
         tonic = (key.tonic + 2) % 12 if lifted else key.tonic
@@ -620,6 +631,7 @@ class Composer:
         if plan.pickup_beats > 1e-6 and self._pickup_too_short():
             self._downbeat_from_the_first_sample()
         self._clear_unisons()
+        self._keep_under_the_tune()
         self._mark_cuts()
         return self.result
 
@@ -646,15 +658,53 @@ class Composer:
             if part is None or not any(abs(note.start - s) < UNISON_BEATS for s in struck):
                 kept.append(note)
                 continue
-            placed = self._ranges.get(note.instrument)
-            floor = self.style.register(part)[0] + (placed[0] if placed else 0)
-            if placed is not None:
-                floor = max(floor, placed[1])
             lower = (note.instrument, note.pitch - 12, note.start)
-            if note.pitch - 12 >= floor and lower not in taken:
+            if note.pitch - 12 >= self._floor(note.instrument, part) and lower not in taken:
                 taken.add(lower)
                 kept.append(dataclasses.replace(note, pitch=note.pitch - 12))
         notes[:] = kept
+
+    def _floor(self, player: str, part: str) -> int:
+        """The lowest pitch `player` may sound in `part`: its register, where its instrument
+        plays it."""
+        placed = self._ranges.get(player)
+        floor = self.style.register(part)[0] + (placed[0] if placed else 0)
+        return max(floor, placed[1]) if placed is not None else floor
+
+    def _keep_under_the_tune(self) -> None:
+        """A chord's tone or a pulse's note that would sound over the tune moves down by
+        octaves under the lowest tune note sounding with it, within its part's register;
+        where it cannot, it stays. The ear follows the highest line, and the tune dips under
+        the chords now and then: a piano's chords had sounded over 55% of a pop lead's notes
+        in one piece, electronic's pads over 51% (a music review: 18 of 120 pieces over a
+        quarter), and stabs over a held tune note covered it. Ambient's harp and strings
+        shimmer over its sparse tune by design (its style row)."""
+        if self.style.name == "ambient":
+            return
+        tune = set(self.roles.of("melody"))
+        chordal = {player: part for part in ("comping", "pad", "pulse")
+                   for player in self.roles.of(part)
+                   if player not in tune and player != "drums"}  # fmt: skip
+        notes = self.result.notes
+        tune_notes = sorted((n for n in notes if n.instrument in tune), key=lambda n: n.start)
+        starts = [n.start for n in tune_notes]
+        longest = max((n.end - n.start for n in tune_notes), default=0.0)
+        taken = {(n.instrument, n.pitch, n.start) for n in notes}
+        for index, note in enumerate(notes):
+            part = chordal.get(note.instrument)
+            if part is None:
+                continue
+            near = tune_notes[bisect.bisect_left(starts, note.start - longest) :
+                              bisect.bisect_left(starts, note.end)]  # fmt: skip
+            lowest = min((t.pitch for t in near if t.end > note.start), default=None)
+            if lowest is None or note.pitch < lowest:
+                continue
+            pitch = note.pitch - 12 * ((note.pitch - lowest) // 12 + 1)
+            if pitch >= self._floor(note.instrument, part) and (
+                note.instrument, pitch, note.start) not in taken:  # fmt: skip
+                taken.discard((note.instrument, note.pitch, note.start))
+                taken.add((note.instrument, pitch, note.start))
+                notes[index] = dataclasses.replace(note, pitch=pitch)
 
     def _handovers(self) -> list[float | None]:
         """Per section, the beat inside a bar where its texture takes over from the one
@@ -1344,6 +1394,7 @@ class Composer:
         strong_keys, weak_keys = self.style.cut_hits
         bass_range, comping_range = self.style.register("bass"), self.style.register("comping")
         events = []
+        stabs: list[tuple[str, float]] = []
         previous = -FLURRY_GAP_S
         for cut in sorted(self.cuts, key=lambda c: c.time_s):
             self.heartbeat()
@@ -1356,7 +1407,7 @@ class Composer:
             # On its beat with the beat's notes when near it (a hit beside them is a flam).
             on_beat = self._on_beat(beat)
             hit = float(round(beat)) if on_beat else beat
-            events.append((hit, strong, on_beat))
+            events.append((hit, strong and not self._in_final_ring(hit), on_beat))
             self.result.cut_hits[hit_key(hit)] = cut.time_s
         # The stops first, so that no stop silences another cut's hit.
         self.heartbeat()
@@ -1365,8 +1416,9 @@ class Composer:
         # A weak cut between beats is a light accent (the first of its keys, a cymbal or the
         # like, without the kick): many of them, as in a fast montage, would otherwise beat a
         # second pulse against the music's.
-        played = [strong_keys if strong else weak_keys if on_beat else weak_keys[:1]
-                  for _, strong, on_beat in events]  # fmt: skip
+        played = [strong_keys if strong else weak_keys[:1]
+                  if not on_beat or self._in_final_ring(beat) else weak_keys
+                  for beat, strong, on_beat in events]  # fmt: skip
         # A strong cut's hit stands for the strokes beside it; a light accent takes them with
         # it (the groove's kick had gone, for a tambourine).
         cleared = zip(events, played, strict=True)
@@ -1382,17 +1434,60 @@ class Composer:
                 continue
             harmony = self._chord_at(beat)
             for player in self._prompt_player():
+                stabs.append((player, beat))
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
                     self._add(player, pitch, beat, beat + 0.5, velocity - 4, after_end=True)
             for player in roles.of("bass")[:1] if strong else ():
+                stabs.append((player, beat))
                 self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
                           beat, beat + 0.5, velocity - 4, after_end=True)  # fmt: skip
+        self._struck_with_stabs(stabs)
+
+    def _struck_with_stabs(self, stabs: list[tuple[str, float]]) -> None:
+        """A player's own notes within FLAM_S of its stab at a cut are struck with it (one
+        on a pitch the stab has is the stab's): a pop piano's sixteenth, 6 ms after a cut's
+        chord between beats, had struck the chord again (a 6 ms note in the MIDI file)."""
+        if not stabs:
+            return
+        widths = {beat: FLAM_S / (self.plan.beat_time(beat + 1) - self.plan.beat_time(beat))
+                  for _, beat in stabs}  # fmt: skip
+        by_player: dict[str, list[float]] = defaultdict(list)
+        for player, beat in stabs:
+            by_player[player].append(beat)
+        others: list[Note] = []
+        played: dict[tuple[str, int, float], Note] = {}
+        for note in self.result.notes:
+            if note.instrument not in by_player:
+                others.append(note)
+                continue
+            stab = next((b for b in by_player[note.instrument]
+                         if 1e-6 < abs(note.start - b) <= widths[b]), None)  # fmt: skip
+            if stab is not None:
+                note = dataclasses.replace(note, start=stab, end=stab + note.end - note.start)
+            key = (note.instrument, note.pitch, note.start)
+            if key not in played or note.end > played[key].end:
+                played[key] = note
+        self.result.notes = [*others, *played.values()]
 
     def _cut_velocity(self, beat: float, strong: bool) -> int:
-        """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`)."""
+        """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`);
+        in the final chord's ring, falling with it (TAIL_CUT_VELOCITY)."""
         form = next((f for f in self.forms if f.start_beat <= beat < f.end_beat), self.forms[-1])
         playing = _playing_velocity(self._level(form, intro=False))
-        return min(CUT_VELOCITY[not strong], playing + CUT_ACCENT[not strong])
+        velocity = min(CUT_VELOCITY[not strong], playing + CUT_ACCENT[not strong])
+        final = self.result.final
+        if final is None or not self._in_final_ring(beat):
+            return velocity
+        struck = self.plan.beat_time(final.start)
+        through = (self.plan.beat_time(beat) - struck) / max(self.duration_s - struck, 1e-6)
+        first, last = TAIL_CUT_VELOCITY
+        return min(velocity, round(first + (last - first) * min(1.0, through)))
+
+    def _in_final_ring(self, beat: float) -> bool:
+        """Whether `beat` lies after the final chord's strike (a cut on the strike is the
+        chord's own)."""
+        final = self.result.final
+        return final is not None and beat > final.start + SAME_BEAT
 
     def _cut_beside(self, beat: float) -> bool:
         """A cut within a beat of `beat`, before or after it but not on it: its hit would

@@ -224,7 +224,7 @@ class ComposerGenerator:
             notes, thinning = thinned.notes, thinned.sections
         notes = _without_overlaps(notes, plan, heartbeat)
         heartbeat()
-        notes = shaped(notes, plan, roles, heartbeat)
+        notes = shaped(notes, plan, roles, score.arrangement.final, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)

@@ -17,8 +17,10 @@ import numpy as np
 
 from services.generator.backends.composer.arrangement import (
     FLAM_S,
+    SAME_BEAT,
     SUSTAINING,
     Arrangement,
+    ChordSpan,
     Note,
     Roles,
     SectionForm,
@@ -102,14 +104,21 @@ def with_ghost_notes(
 
 
 def shaped(
-    notes: Sequence[Note], plan: TimingPlan, roles: Roles, heartbeat: Callable[[], None]
+    notes: Sequence[Note],
+    plan: TimingPlan,
+    roles: Roles,
+    final: ChordSpan | None,
+    heartbeat: Callable[[], None],
 ) -> list[Note]:
     """Velocities shaped by accent (position in the bar) and by the phrase's arc, per part;
-    ghost strokes stay ghosts."""
+    ghost strokes stay ghosts, and the cut accents in the `final` chord's ring keep theirs,
+    falling as it dies away: past the last bar line no bar or phrase shapes them (a bar's
+    downbeat accent had made the last louder than the one before)."""
     result = []
     for note in notes:
         heartbeat()
-        if note.instrument == "drums" and note.velocity <= GHOST_VELOCITY[1]:
+        ghost = note.instrument == "drums" and note.velocity <= GHOST_VELOCITY[1]
+        if ghost or (final is not None and note.start > final.start + SAME_BEAT):
             result.append(note)
             continue
         depth = ARC_DEPTH.get(_main_part(roles, note.instrument), 1.0)
