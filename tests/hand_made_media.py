@@ -255,3 +255,44 @@ def stating_frame_ticks(mp4: Path, out: Path, ticks: int) -> Path:
         data[at : at + 4] = struct.pack(">I", ticks)
     out.write_bytes(bytes(data))
     return out
+
+
+def declaring_samples(mp4: Path, out: Path, count: int) -> Path:
+    """An MP4 of a few hundred bytes whose one video track (`mp4`'s first sample description)
+    declares `count` samples of one byte each, in one chunk, a tick apart: sample tables of
+    20 bytes or so, whatever the count."""
+
+    def box(kind: bytes, *parts: bytes) -> bytes:
+        body = b"".join(parts)
+        return struct.pack(">I", 8 + len(body)) + kind + body
+
+    def full(kind: bytes, flags: int, *parts: bytes) -> bytes:
+        return box(kind, flags.to_bytes(4, "big"), *parts)
+
+    data = mp4.read_bytes()
+    at = data.find(b"stsd") - 4
+    description = data[at : at + struct.unpack(">I", data[at : at + 4])[0]]
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    scale = 1_000_000
+    header = full(b"mvhd", 0, struct.pack(">IIII", 0, 0, scale, count),
+                  struct.pack(">IH", 0x10000, 0x100), bytes(10), identity, bytes(24),
+                  struct.pack(">I", 2))  # fmt: skip
+    track_header = full(b"tkhd", 3, struct.pack(">IIIII", 0, 0, 1, 0, count), bytes(16),
+                        identity, struct.pack(">II", 320 << 16, 180 << 16))  # fmt: skip
+    media_header = full(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, scale, count, 0x55C4, 0))
+    handler = full(b"hdlr", 0, bytes(4), b"vide", bytes(12), b"v\0")
+    information = box(b"dinf", full(b"dref", 0, struct.pack(">I", 1), full(b"url ", 1)))
+
+    def movie(chunk_at: int) -> bytes:
+        table = box(b"stbl", description, full(b"stts", 0, struct.pack(">III", 1, count, 1)),
+                    full(b"stsc", 0, struct.pack(">IIII", 1, 1, count, 1)),
+                    full(b"stsz", 0, struct.pack(">II", 1, count)),
+                    full(b"stco", 0, struct.pack(">II", 1, chunk_at)))  # fmt: skip
+        media = box(b"mdia", media_header, handler,
+                    box(b"minf", full(b"vmhd", 1, bytes(8)), information, table))  # fmt: skip
+        return box(b"moov", header, box(b"trak", track_header, media))
+
+    kind = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isomiso2avc1mp41")
+    chunk_at = len(kind) + len(movie(0)) + 8
+    out.write_bytes(kind + movie(chunk_at) + box(b"mdat", bytes(64)))
+    return out

@@ -30,6 +30,7 @@ from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.hand_made_media import (
+    declaring_samples,
     holding_last_frame,
     mpeg_ts,
     showing_last,
@@ -419,6 +420,30 @@ def test_a_picture_that_changes_size_part_way_is_analysed(tagger: VisionTagger, 
         path.write_bytes(mpeg_ts(*first, 0, 90) + mpeg_ts(*then, 90, 90))
         analysis = tagger.analyze(AnalysisRequest(path))
         assert analysis.duration_s == pytest.approx(6.0, abs=0.1), name
+
+
+def test_sample_tables_larger_than_the_file_are_refused_before_ffmpeg_reads_them(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """An MP4 of a few hundred bytes declaring 20 million samples of one size: FFmpeg's MOV
+    reader builds an index entry for each as it opens the file (50 million had taken 1.9 GB
+    at every open, in a hostile media review, before any limit was checked)."""
+    import subprocess
+    import sys
+
+    mp4 = write_streams(tmp_path / "clip.mp4", frames=30, sound_s=1.0)
+    bomb = declaring_samples(mp4, tmp_path / "bomb.mp4", 20_000_000)
+    assert bomb.stat().st_size < 1000
+    assert "declares 20,000,000 samples" in str(refuse(tagger, bomb, "corrupt"))
+    read = (
+        "import sys; from pathlib import Path\n"
+        "from services.media.video import probe_video\n"
+        "try:\n    probe_video(Path(sys.argv[1]))\nexcept Exception:\n    pass\n"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", read, str(bomb)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert int(done.stdout) < 300_000, done.stdout
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):

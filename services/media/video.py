@@ -21,6 +21,7 @@ import numpy as np
 from services.errors import InvalidVideoError, MediaNotFoundError
 from services.media.demux import open_input
 from services.media.files import LOOPED, leads_round
+from services.media.sample_tables import oversized_table
 
 # Demuxers that read single pictures rather than videos.
 _IMAGE_FORMATS = {
@@ -155,6 +156,9 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
         raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
     if path.stat().st_size == 0:
         raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
+    oversized = oversized_table(path)
+    if oversized:
+        raise InvalidVideoError("corrupt", f"{path.name} cannot be what it says: {oversized}")
     try:
         # Bounded probing so a large non-video file is refused promptly.
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
