@@ -8,6 +8,7 @@ import struct
 import zlib
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -27,7 +28,6 @@ def write_streams(
     `sound_s` seconds of quiet noise (AAC, 48 kHz stereo) whose clock starts at 0. With
     `keyframe_every`, a keyframe every that many frames and nowhere else."""
     rate = 48000
-    noise = np.random.default_rng(0).normal(0, 0.1, (1, 2 * 1024)).astype(np.float32)
     with av.open(str(path), "w", format=container_format) as container:
         picture = container.add_stream("libx264", rate=30)
         picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
@@ -45,14 +45,22 @@ def write_streams(
                 container.mux(packet)
         for packet in picture.encode():
             container.mux(packet)
-        for start in range(0, round(sound_s * rate), 1024):
-            block = av.AudioFrame.from_ndarray(noise, format="flt", layout="stereo")
-            block.sample_rate, block.pts, block.time_base = rate, start, Fraction(1, rate)
-            for packet in sound.encode(block):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        _mux_noise(container, sound, sound_s)
     return path
+
+
+def _mux_noise(container: Any, sound: Any, seconds: float) -> None:
+    """`seconds` of quiet noise (48 kHz stereo, whatever rate `sound` was made at) encoded by
+    `sound` into `container`."""
+    rate = sound.rate
+    noise = np.random.default_rng(0).normal(0, 0.1, (1, 2 * 1024)).astype(np.float32)
+    for start in range(0, round(seconds * rate), 1024):
+        block = av.AudioFrame.from_ndarray(noise, format="flt", layout="stereo")
+        block.sample_rate, block.pts, block.time_base = rate, start, Fraction(1, rate)
+        for packet in sound.encode(block):
+            container.mux(packet)
+    for packet in sound.encode():
+        container.mux(packet)
 
 
 def stating_length(mkv: Path, out: Path, seconds: float) -> Path:
@@ -233,14 +241,7 @@ def song_with_cover_art(path: Path, seconds: float = 2.0) -> Path:
         picture.pts, picture.time_base = 0, Fraction(1, 1)
         for packet in [*cover.encode(picture), *cover.encode()]:
             container.mux(packet)
-        noise = np.random.default_rng(0).normal(0, 0.1, (2, 1024)).astype(np.float32)
-        for start in range(0, round(seconds * rate), 1024):
-            block = av.AudioFrame.from_ndarray(noise, format="fltp", layout="stereo")
-            block.sample_rate, block.pts, block.time_base = rate, start, Fraction(1, rate)
-            for packet in sound.encode(block):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        _mux_noise(container, sound, seconds)
     return path
 
 

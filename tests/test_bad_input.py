@@ -357,30 +357,39 @@ def test_a_huge_picture_in_another_stream_is_never_decoded(tmp_path: Path):
     the check that the video can be copied into the output) had decoded it: seconds of work
     no cancel could stop, and about 1.1 GB at each. Now the probe decodes no picture larger
     than the video's own, and the other reads none."""
-    import subprocess
-    import sys
-
     video = with_a_huge_picture(write_streams(tmp_path / "clip.mp4", frames=60, sound_s=2.0),
                                 tmp_path / "side.mov", 11000)  # fmt: skip
-    read = (
-        "import sys; from pathlib import Path\n"
-        "from services.media.audio import check_stream_copy, decode_audio, mono_blocks\n"
-        "from services.media.video import probe_video\n"
-        "path = Path(sys.argv[1])\n"
+    said, peak_kb = _in_a_process(
         "probe = probe_video(path)\n"
         "assert decode_audio(path, 48000, 96000) is not None\n"
         "assert list(mono_blocks(path, 16000, 1.0, 2.0))\n"
         "check_stream_copy(probe, path.with_name('out.mp4'))\n"
-        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
-        "print(probe.width, probe.height, peak.split()[1])\n"
+        "print(probe.width, probe.height)\n",
+        video,
     )
-    done = subprocess.run([sys.executable, "-c", read, str(video)], capture_output=True,
+    assert said == "64 36"
+    assert peak_kb < 400_000, f"peak {peak_kb // 1024} MB"
+
+
+def _in_a_process(code: str, path: Path) -> tuple[str, int]:
+    """`code` run in a process of its own with `path` (and the media readers) at hand: what it
+    printed, and its peak memory in KB (the process's own high-water mark: getrusage's counts
+    the parent it was forked from)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from services.media.audio import check_stream_copy, decode_audio, mono_blocks\n"
+        "from services.media.video import probe_video\n"
+        f"path = Path(sys.argv[1])\n{code}"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    width, height, peak_kb = map(int, done.stdout.split())
-    assert (width, height) == (64, 36)
-    # (The process's own high-water mark: getrusage's counts the parent it was forked from.)
-    assert peak_kb < 400_000, f"peak {peak_kb // 1024} MB"
+    *said, peak = done.stdout.strip().splitlines()
+    return "\n".join(said), int(peak)
 
 
 def test_a_song_with_cover_art_is_audio_only(tagger: VisionTagger, tmp_path: Path):
@@ -428,22 +437,12 @@ def test_sample_tables_larger_than_the_file_are_refused_before_ffmpeg_reads_them
     """An MP4 of a few hundred bytes declaring 20 million samples of one size: FFmpeg's MOV
     reader builds an index entry for each as it opens the file (50 million had taken 1.9 GB
     at every open, in a hostile media review, before any limit was checked)."""
-    import subprocess
-    import sys
-
     mp4 = write_streams(tmp_path / "clip.mp4", frames=30, sound_s=1.0)
     bomb = declaring_samples(mp4, tmp_path / "bomb.mp4", 20_000_000)
     assert bomb.stat().st_size < 1000
     assert "declares 20,000,000 samples" in str(refuse(tagger, bomb, "corrupt"))
-    read = (
-        "import sys; from pathlib import Path\n"
-        "from services.media.video import probe_video\n"
-        "try:\n    probe_video(Path(sys.argv[1]))\nexcept Exception:\n    pass\n"
-        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])"
-    )
-    done = subprocess.run([sys.executable, "-c", read, str(bomb)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    assert int(done.stdout) < 300_000, done.stdout
+    _, peak_kb = _in_a_process("try:\n    probe_video(path)\nexcept Exception:\n    pass\n", bomb)
+    assert peak_kb < 300_000, f"peak {peak_kb // 1024} MB"
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):
