@@ -1391,7 +1391,7 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
     (its style row)."""
     failing = []
     for genre in STYLES:
-        if genre == "ambient":
+        if not STYLES[genre].under_the_tune:
             continue
         for seed, whole_band in itertools.product((1, 2, 3), (False, True)):
             brief = brief_for(beat_analysis, genre, seed=seed)

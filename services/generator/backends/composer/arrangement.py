@@ -677,9 +677,9 @@ class Composer:
         where it cannot, it stays. The ear follows the highest line, and the tune dips under
         the chords now and then: a piano's chords had sounded over 55% of a pop lead's notes
         in one piece, electronic's pads over 51% (a music review: 18 of 120 pieces over a
-        quarter), and stabs over a held tune note covered it. Ambient's harp and strings
-        shimmer over its sparse tune by design (its style row)."""
-        if self.style.name == "ambient":
+        quarter), and stabs over a held tune note covered it. A style row may let them
+        shimmer over it (ambient's harp and strings, over a sparse tune)."""
+        if not self.style.under_the_tune:
             return
         tune = set(self.roles.of("melody"))
         chordal = {player: part for part in ("comping", "pad", "pulse")

@@ -228,6 +228,9 @@ class Style:
     production: Production = production.POP
     # Parts that enter at another level than ENTRIES says.
     entries: dict[str, int] = field(default_factory=dict)
+    # The chords and the pulse keep under the tune where it dips (arrangement's
+    # _keep_under_the_tune); False lets them shimmer over it.
+    under_the_tune: bool = True
 
     def program(self, instrument: str) -> int:
         if instrument in self.programs:
@@ -734,6 +737,8 @@ STYLES: dict[str, Style] = {
             prompt_parts=("pulse", "comping", "pad"),
             # The pads are the genre's bed, from the quietest section.
             entries={"pad": 1},
+            # Its harp and high strings shimmer over a sparse tune.
+            under_the_tune=False,
         ),
         Style(
             "cinematic",
