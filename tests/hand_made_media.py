@@ -258,10 +258,11 @@ def stating_frame_ticks(mp4: Path, out: Path, ticks: int) -> Path:
     return out
 
 
-def declaring_samples(mp4: Path, out: Path, count: int) -> Path:
+def declaring_samples(mp4: Path, out: Path, count: int, fragmented: bool = False) -> Path:
     """An MP4 of a few hundred bytes whose one video track (`mp4`'s first sample description)
-    declares `count` samples of one byte each, in one chunk, a tick apart: sample tables of
-    20 bytes or so, whatever the count."""
+    declares `count` samples of one byte each, a tick apart: in one chunk of its sample
+    tables, or (`fragmented`) in one run of one fragment whose samples take the default size.
+    A few bytes declare them, whatever the count."""
 
     def box(kind: bytes, *parts: bytes) -> bytes:
         body = b"".join(parts)
@@ -274,26 +275,38 @@ def declaring_samples(mp4: Path, out: Path, count: int) -> Path:
     at = data.find(b"stsd") - 4
     description = data[at : at + struct.unpack(">I", data[at : at + 4])[0]]
     identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    scale = 1_000_000
-    header = full(b"mvhd", 0, struct.pack(">IIII", 0, 0, scale, count),
+    scale, length = 1_000_000, 0 if fragmented else count
+    header = full(b"mvhd", 0, struct.pack(">IIII", 0, 0, scale, length),
                   struct.pack(">IH", 0x10000, 0x100), bytes(10), identity, bytes(24),
                   struct.pack(">I", 2))  # fmt: skip
-    track_header = full(b"tkhd", 3, struct.pack(">IIIII", 0, 0, 1, 0, count), bytes(16),
+    track_header = full(b"tkhd", 3, struct.pack(">IIIII", 0, 0, 1, 0, length), bytes(16),
                         identity, struct.pack(">II", 320 << 16, 180 << 16))  # fmt: skip
-    media_header = full(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, scale, count, 0x55C4, 0))
+    media_header = full(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, scale, length, 0x55C4, 0))
     handler = full(b"hdlr", 0, bytes(4), b"vide", bytes(12), b"v\0")
     information = box(b"dinf", full(b"dref", 0, struct.pack(">I", 1), full(b"url ", 1)))
+    in_tables = 0 if fragmented else count
 
     def movie(chunk_at: int) -> bytes:
-        table = box(b"stbl", description, full(b"stts", 0, struct.pack(">III", 1, count, 1)),
-                    full(b"stsc", 0, struct.pack(">IIII", 1, 1, count, 1)),
-                    full(b"stsz", 0, struct.pack(">II", 1, count)),
+        table = box(b"stbl", description,
+                    full(b"stts", 0, struct.pack(">III", 1, in_tables, 1)),
+                    full(b"stsc", 0, struct.pack(">IIII", 1, 1, in_tables, 1)),
+                    full(b"stsz", 0, struct.pack(">II", 1, in_tables)),
                     full(b"stco", 0, struct.pack(">II", 1, chunk_at)))  # fmt: skip
         media = box(b"mdia", media_header, handler,
                     box(b"minf", full(b"vmhd", 1, bytes(8)), information, table))  # fmt: skip
-        return box(b"moov", header, box(b"trak", track_header, media))
+        defaults = box(b"mvex", full(b"trex", 0, struct.pack(">IIIII", 1, 1, 1, 1, 0)))
+        return box(b"moov", header, box(b"trak", track_header, media),
+                   *([defaults] if fragmented else []))  # fmt: skip
 
     kind = box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isomiso2avc1mp41")
-    chunk_at = len(kind) + len(movie(0)) + 8
-    out.write_bytes(kind + movie(chunk_at) + box(b"mdat", bytes(64)))
+    fragment = b""
+    if fragmented:
+        # tfhd: a default duration and size (1 and 1), offsets from the fragment; trun: a
+        # data offset and no per-sample fields.
+        run = box(b"traf", full(b"tfhd", 0x020018, struct.pack(">III", 1, 1, 1)),
+                  full(b"tfdt", 0, struct.pack(">I", 0)),
+                  full(b"trun", 0x000001, struct.pack(">Ii", count, 0)))  # fmt: skip
+        fragment = box(b"moof", full(b"mfhd", 0, struct.pack(">I", 1)), run)
+    chunk_at = len(kind) + len(movie(0)) + len(fragment) + 8
+    out.write_bytes(kind + movie(chunk_at) + fragment + box(b"mdat", bytes(64)))
     return out

@@ -434,10 +434,14 @@ def test_a_picture_that_changes_size_part_way_is_analysed(tagger: VisionTagger, 
 def test_sample_tables_larger_than_the_file_are_refused_before_ffmpeg_reads_them(
     tagger: VisionTagger, tmp_path: Path
 ):
-    """An MP4 of a few hundred bytes declaring 20 million samples of one size: FFmpeg's MOV
-    reader builds an index entry for each as it opens the file (50 million had taken 1.9 GB
-    at every open, in a hostile media review, before any limit was checked)."""
+    """An MP4 of a few hundred bytes declaring 20 million samples of one size, in its sample
+    tables or in a fragment's run: FFmpeg's MOV reader builds an index entry for each as it
+    opens the file (50 million had taken 1.9 GB at every open, in a hostile media review,
+    before any limit was checked; 20 million in a fragment, 790 MB)."""
     mp4 = write_streams(tmp_path / "clip.mp4", frames=30, sound_s=1.0)
+    fragmented = declaring_samples(mp4, tmp_path / "run.mp4", 20_000_000, fragmented=True)
+    assert fragmented.stat().st_size < 1000
+    assert "declares 20,000,000 samples" in str(refuse(tagger, fragmented, "corrupt"))
     bomb = declaring_samples(mp4, tmp_path / "bomb.mp4", 20_000_000)
     assert bomb.stat().st_size < 1000
     assert "declares 20,000,000 samples" in str(refuse(tagger, bomb, "corrupt"))
