@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import struct
 import time
 from pathlib import Path
 
@@ -447,6 +448,14 @@ def test_sample_tables_larger_than_the_file_are_refused_before_ffmpeg_reads_them
     assert "declares 20,000,000 samples" in str(refuse(tagger, bomb, "corrupt"))
     _, peak_kb = _in_a_process("try:\n    probe_video(path)\nexcept Exception:\n    pass\n", bomb)
     assert peak_kb < 300_000, f"peak {peak_kb // 1024} MB"
+    # Samples that fit in the file, but more than any video bgm reads holds.
+    padded = tmp_path / "padded.mp4"
+    padded.write_bytes(
+        declaring_samples(mp4, tmp_path / "nine.mp4", 9_000_000).read_bytes()
+        + struct.pack(">I4s", 8 + 9_000_000, b"free")
+        + bytes(9_000_000)
+    )
+    assert "over 8,000,000 samples" in str(refuse(tagger, padded, "corrupt"))
 
 
 def test_undecodable_codec(tagger: VisionTagger, tmp_path: Path):
