@@ -23,19 +23,22 @@ def write_streams(
     sound_s: float,
     container_format: str | None = None,
     keyframe_every: int | None = None,
+    sound_first: bool = False,
 ) -> Path:
     """`frames` 64x36 pictures at 30 frames/s whose clock starts at `first_pts`, and
     `sound_s` seconds of quiet noise (AAC, 48 kHz stereo) whose clock starts at 0. With
-    `keyframe_every`, a keyframe every that many frames and nowhere else."""
+    `keyframe_every`, a keyframe every that many frames and nowhere else; with
+    `sound_first`, the sound is the file's first stream."""
     rate = 48000
     with av.open(str(path), "w", format=container_format) as container:
+        early_sound = container.add_stream("aac", rate=rate) if sound_first else None
         picture = container.add_stream("libx264", rate=30)
         picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
         picture.codec_context.time_base = time_base
         if keyframe_every:
             keyframes = f"keyint={keyframe_every}:min-keyint={keyframe_every}:scenecut=0"
             picture.codec_context.options = {"x264-params": keyframes}
-        sound = container.add_stream("aac", rate=rate)
+        sound = early_sound or container.add_stream("aac", rate=rate)
         step = round(1 / (30 * time_base))
         for i in range(frames):
             image = np.full((36, 64, 3), (i * 37) % 255, np.uint8)

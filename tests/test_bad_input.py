@@ -184,6 +184,16 @@ def test_an_mpeg_ts_whose_clock_wraps_is_analysed(tagger: VisionTagger, tmp_path
     assert len(analysis.motion.values) == 30
 
 
+def test_an_mpeg_ts_whose_sound_comes_first_is_analysed(tagger: VisionTagger, tmp_path: Path):
+    """An MPEG-TS whose first stream is its sound (as many captures list theirs): measuring
+    its length had looked its picture up among the video streams by its place among all
+    the streams, and ended in an internal error."""
+    path = write_streams(tmp_path / "sound-first.ts", frames=90, sound_s=3.0,
+                         container_format="mpegts", sound_first=True)  # fmt: skip
+    analysis = tagger.analyze(AnalysisRequest(path))
+    assert analysis.duration_s == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])
 def test_frames_are_found_by_their_time_in_an_mpeg_ts(tmp_path: Path, first_pts: int):
     """An MPEG-TS has no index: a seek lands between keyframes, where nothing decodes (the

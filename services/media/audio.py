@@ -19,7 +19,7 @@ import numpy as np
 
 from services.errors import InvalidInputError
 from services.media.demux import open_input
-from services.media.video import VideoProbe, carried_on, open_as_stated
+from services.media.video import VideoProbe, carried_on, open_as_stated, picture_stream
 
 # Output extension -> (container format, audio codec, sample format).
 log = logging.getLogger("bgm")
@@ -76,7 +76,7 @@ def _carries(video: Path, suffix: str) -> bool:
     with open_as_stated(video) as source:
         target = av.open(io.BytesIO(), "w", format=VIDEO_FORMATS[suffix][0])
         try:
-            target.add_stream_from_template(source.streams.video[0], opaque=True)
+            target.add_stream_from_template(picture_stream(source), opaque=True)
             target.start_encoding()
         except (ValueError, av.error.FFmpegError):
             return False
@@ -242,7 +242,7 @@ def mux_into_video(
         open_as_stated(video_path) as source,
         av.open(str(out_path), "w", format=format_name) as target,
     ):
-        video_in = source.streams.video[0]
+        video_in = picture_stream(source)
         # The stream's own codec, as its decoder names it: a new one by that name is an
         # encoder, and AV1's decoder (libdav1d) names none, so an AV1 video had gone into no
         # container at all.

@@ -205,13 +205,24 @@ def open_as_stated(path: Path, limits: VideoLimits | None = None) -> av.containe
     holds, FFmpeg decodes no larger picture of theirs as it opens it."""
     limits = limits or VideoLimits()
     with _open(path, 0) as container:
-        stated = next((s.codec_context for s in container.streams.video[:1] if s.codec_context),
+        stated = next((s.codec_context for s in _pictures(container)[:1] if s.codec_context),
                       None)  # fmt: skip
         size = (stated.width, stated.height) if stated is not None else (0, 0)
     largest = decodable_pixels(limits.max_width, limits.max_height)
     if min(size) > 0:
         largest = min(largest, decodable_pixels(*size))
     return _open(path, largest)
+
+
+def picture_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream bgm reads: the first that is not a song's cover art (a picture
+    stream of its own). The probe refuses a file without one."""
+    return _pictures(container)[0]
+
+
+def _pictures(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    attached = av.stream.Disposition.attached_pic
+    return [s for s in container.streams.video if not s.disposition & attached]
 
 
 def _probe(
@@ -222,15 +233,14 @@ def _probe(
 ) -> VideoProbe:
     format_name = container.format.name
     # A song's cover art is a picture stream of its own (FFmpeg states it at 90,000 frames/s).
-    pictures = [s for s in container.streams.video
-                if not s.disposition & av.stream.Disposition.attached_pic]  # fmt: skip
+    pictures = _pictures(container)
     if not pictures:
         if container.streams.audio:
             raise InvalidVideoError("audio_only", f"{path.name} has audio but no video stream")
         raise InvalidVideoError("not_a_video", f"{path.name} has no video stream")
     if set(format_name.split(",")) & _IMAGE_FORMATS:
         raise InvalidVideoError("still_image", f"{path.name} is a still image, not a video")
-    stream = container.streams.video[0]
+    stream = pictures[0]
     codec = stream.codec_context
     # PyAV gives no codec context when FFmpeg has no decoder for the stream's codec.
     if codec is None:
@@ -385,7 +395,7 @@ def _span(
     most = math.ceil(limits.max_fps * (limits.max_duration_s + 1.0))
     first = last = previous = None
     with _open(path, 0) as container:  # (packets only)
-        for count, packet in enumerate(container.demux(container.streams.video[stream.index])):
+        for count, packet in enumerate(container.demux(container.streams[stream.index])):
             heartbeat()
             if count == most:
                 raise InvalidVideoError(
@@ -481,7 +491,7 @@ def iter_small_frames(
     """
     # No frame may be larger than the probe said (a stream can change size part-way).
     with _open(probe.path, decodable_pixels(probe.width, probe.height)) as container:
-        stream = container.streams.video[0]
+        stream = picture_stream(container)
         stream.thread_type = "AUTO"
         stream.thread_count = DECODER_THREADS
         stream.codec_context.options = {
@@ -611,7 +621,7 @@ def frames_at(
     is (it raises to cancel)."""
     frames: list[np.ndarray] = []
     with _open(path, max_pixels) as container:
-        stream = container.streams.video[0]
+        stream = picture_stream(container)
         stream.thread_type = "AUTO"
         stream.thread_count = DECODER_THREADS
         stream.codec_context.options = {"max_pixels": str(max_pixels)}
