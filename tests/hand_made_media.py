@@ -313,3 +313,28 @@ def declaring_samples(mp4: Path, out: Path, count: int, fragmented: bool = False
     chunk_at = len(kind) + len(movie(0)) + len(fragment) + 8
     out.write_bytes(kind + movie(chunk_at) + fragment + box(b"mdat", bytes(64)))
     return out
+
+
+def thumbnail_first(path: Path, seconds: float = 3.0) -> Path:
+    """A file (by its suffix) whose first video stream is a one-frame 96x54 thumbnail, not
+    marked default (as a phone or an editor writes one), and whose second is the video:
+    160x90 at 30 frames/s, marked default."""
+    with av.open(str(path), "w") as container:
+        streams = []
+        for width, height in ((96, 54), (160, 90)):
+            stream = container.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            streams.append(stream)
+        thumbnail, video = streams
+        thumbnail.disposition = av.stream.Disposition(0)
+        video.disposition = av.stream.Disposition.default
+        for stream, frames in ((thumbnail, 1), (video, round(seconds * 30))):
+            for i in range(frames):
+                image = np.full((stream.height, stream.width, 3), (i * 37) % 255, np.uint8)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+                frame.pts, frame.time_base = i, Fraction(1, 30)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path

@@ -38,6 +38,7 @@ from tests.hand_made_media import (
     song_with_cover_art,
     stating_frame_ticks,
     stating_length,
+    thumbnail_first,
     with_a_huge_picture,
     write_frames_at,
     write_sound,
@@ -192,6 +193,18 @@ def test_an_mpeg_ts_whose_sound_comes_first_is_analysed(tagger: VisionTagger, tm
                          container_format="mpegts", sound_first=True)  # fmt: skip
     analysis = tagger.analyze(AnalysisRequest(path))
     assert analysis.duration_s == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_thumbnail_before_the_video_is_not_read_as_it(
+    tagger: VisionTagger, tmp_path: Path, suffix: str
+):
+    """A one-frame thumbnail not marked default, before the video (a real-world container
+    review): the first video stream had been read whatever it was (an MP4 refused as a
+    single picture, an MKV scored as a 0.033 s, 96x54 video)."""
+    analysis = tagger.analyze(AnalysisRequest(thumbnail_first(tmp_path / f"clip{suffix}")))
+    assert (analysis.width, analysis.height) == (160, 90)
+    assert analysis.duration_s == pytest.approx(3.0, abs=0.05)
 
 
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])

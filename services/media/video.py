@@ -215,14 +215,27 @@ def open_as_stated(path: Path, limits: VideoLimits | None = None) -> av.containe
 
 
 def picture_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    """The video stream bgm reads: the first that is not a song's cover art (a picture
-    stream of its own). The probe refuses a file without one."""
+    """The video stream bgm reads (the first of `_pictures`). The probe refuses a file
+    without one."""
     return _pictures(container)[0]
 
 
 def _pictures(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    """The file's video streams that are not a song's cover art (a picture stream of its
+    own), best first: those marked default (a phone's or an editor's disabled thumbnail or
+    proxy is not), then the largest picture, then in the file's order. The first had been
+    read, whatever it was: a 96x54 one-frame thumbnail before a 3 s video had been scored as
+    a 0.033 s video."""
     attached = av.stream.Disposition.attached_pic
-    return [s for s in container.streams.video if not s.disposition & attached]
+    default = av.stream.Disposition.default
+    pictures = [s for s in container.streams.video if not s.disposition & attached]
+
+    def rank(stream: av.video.stream.VideoStream) -> tuple[bool, int]:
+        codec = stream.codec_context
+        area = codec.width * codec.height if codec is not None else 0
+        return bool(stream.disposition & default), area
+
+    return sorted(pictures, key=rank, reverse=True)
 
 
 def _probe(
