@@ -86,15 +86,21 @@ def write_frames_at(path: Path, times_ms: list[int], container_format: str = "ma
         picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
         picture.codec_context.time_base = Fraction(1, 1000)
         picture.codec_context.options = {"preset": "ultrafast"}
-        for i, time_ms in enumerate(times_ms):
-            image = np.full((36, 64, 3), (i * 37) % 255, np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-            frame.pts, frame.time_base = time_ms, Fraction(1, 1000)
-            for packet in picture.encode(frame):
-                container.mux(packet)
-        for packet in picture.encode():
-            container.mux(packet)
+        _mux_greys(container, picture, times_ms, Fraction(1, 1000))
     return path
+
+
+def _mux_greys(container: Any, stream: Any, times: list[int], time_base: Fraction) -> None:
+    """A picture of one grey (another each frame) at each of `times` (in `time_base`),
+    encoded by `stream` into `container`."""
+    for i, time in enumerate(times):
+        image = np.full((stream.height, stream.width, 3), (i * 37) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = time, time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def silent_flac(seconds: float, rate: int = 48000) -> bytes:
@@ -328,13 +334,6 @@ def thumbnail_first(path: Path, seconds: float = 3.0) -> Path:
         thumbnail, video = streams
         thumbnail.disposition = av.stream.Disposition(0)
         video.disposition = av.stream.Disposition.default
-        for stream, frames in ((thumbnail, 1), (video, round(seconds * 30))):
-            for i in range(frames):
-                image = np.full((stream.height, stream.width, 3), (i * 37) % 255, np.uint8)
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-                frame.pts, frame.time_base = i, Fraction(1, 30)
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+        _mux_greys(container, thumbnail, [0], Fraction(1, 30))
+        _mux_greys(container, video, list(range(round(seconds * 30))), Fraction(1, 30))
     return path
