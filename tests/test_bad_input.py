@@ -23,7 +23,7 @@ from services.errors import (
     MediaNotFoundError,
 )
 from services.gateway.delivery import check_request
-from services.media.audio import decode_audio, mono_blocks
+from services.media.audio import decode_audio, mono_blocks, mux_into_video
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits, frames_at, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest
@@ -205,6 +205,29 @@ def test_a_thumbnail_before_the_video_is_not_read_as_it(
     analysis = tagger.analyze(AnalysisRequest(thumbnail_first(tmp_path / f"clip{suffix}")))
     assert (analysis.width, analysis.height) == (160, 90)
     assert analysis.duration_s == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_capture_begun_mid_gop_is_copied_from_the_frame_the_music_starts_at(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """An MPEG-TS cut out of a longer capture starts between keyframes: nothing decodes before
+    its first, and the analysis (and so the music) starts there. The copy into the output
+    had started at the first packet: its picture 0.53 s behind the music, that much of its
+    end cut off (a real-world container review)."""
+    whole = write_streams(tmp_path / "whole.ts", frames=150, sound_s=5.0,
+                          container_format="mpegts", keyframe_every=30)  # fmt: skip
+    data = whole.read_bytes()
+    path = tmp_path / "cut.ts"
+    path.write_bytes(data[len(data) // 12 // 188 * 188 :])  # whole 188-byte packets
+    with av.open(str(path)) as container:
+        decodable = sum(1 for _ in container.decode(video=0))
+    analysis = tagger.analyze(AnalysisRequest(path))
+    assert analysis.duration_s == pytest.approx(decodable / 30, abs=0.04)
+    music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
+    mux_into_video(path, tmp_path / "scored.mp4", music, 48000)
+    with av.open(str(tmp_path / "scored.mp4")) as scored:
+        shown = [f.time for f in scored.decode(video=0)]
+    assert shown[0] == 0.0 and len(shown) == decodable, (shown[:2], len(shown), decodable)
 
 
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])

@@ -257,6 +257,7 @@ def mux_into_video(
         audio_time = 0.0
         last_dts = None
         origin: int | None = None
+        begun_mid_gop = False
         wraps = source.format.name == "mpegts"
         for packet in _with_decode_times(source.demux(video_in)):
             heartbeat()
@@ -267,6 +268,12 @@ def mux_into_video(
             # Packets whose time goes back (two files joined end to end) cannot be muxed.
             if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
                 continue
+            if origin is None and not packet.is_keyframe:
+                # A capture begun mid-GOP: nothing decodes before its first keyframe, and the
+                # analysis, and so the music, start at that keyframe's frame (the copy had
+                # started 0.53 s of undecodable packets earlier, its picture that late).
+                begun_mid_gop = True
+                continue
             assert packet.time_base is not None
             last_dts = packet.dts
             if origin is None:
@@ -274,6 +281,8 @@ def mux_into_video(
                 # stream's first decode time is earlier), whatever its clock said there (an
                 # MPEG-TS capture's may say ten hours).
                 origin = packet.dts if video_in.start_time is None else video_in.start_time
+                if begun_mid_gop and packet.pts is not None:
+                    origin = packet.pts
             packet.dts -= origin
             if packet.pts is not None:
                 packet.pts -= origin
