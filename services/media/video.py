@@ -148,17 +148,7 @@ def decodable_pixels(width: int, height: int) -> int:
 def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     """The file opened for reading; no frame larger than `max_pixels` is ever decoded, not
     even the one FFmpeg decodes to learn a stream's format while opening."""
-    if not path.exists():
-        if leads_round(path):
-            raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
-        raise MediaNotFoundError(f"video not found: {path.name}")
-    if not path.is_file():
-        raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
-    if path.stat().st_size == 0:
-        raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
-    oversized = oversized_table(path)
-    if oversized:
-        raise InvalidVideoError("corrupt", f"{path.name} cannot be what it says: {oversized}")
+    _readable(path)
     try:
         # Bounded probing so a large non-video file is refused promptly.
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
@@ -181,6 +171,18 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
         ) from None
 
 
+def _readable(path: Path) -> None:
+    """Refuses `path` unless it is a file with something in it."""
+    if not path.exists():
+        if leads_round(path):
+            raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
+        raise MediaNotFoundError(f"video not found: {path.name}")
+    if not path.is_file():
+        raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
+    if path.stat().st_size == 0:
+        raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
+
+
 def _nothing() -> None:
     """The heartbeat of a caller that does not cancel."""
 
@@ -194,19 +196,25 @@ def probe_video(
     called while an MPEG-TS's packets are read for its length (it raises to cancel)."""
     limits = limits or VideoLimits()
     path = Path(path)
+    _readable(path)
+    # Once, before FFmpeg first opens the file (every later open is of a probed file).
+    oversized = oversized_table(path)
+    if oversized:
+        raise InvalidVideoError("corrupt", f"{path.name} cannot be what it says: {oversized}")
     with open_as_stated(path, limits) as container:
         return _probe(path, container, limits, heartbeat)
 
 
 def open_as_stated(path: Path, limits: VideoLimits | None = None) -> av.container.InputContainer:
-    """`path` opened with no picture decoded larger than its first video stream's, as the
-    container and its parser state that stream's size with no picture decoded (up to the
-    largest `limits` allow, and that where it states none): whatever other streams the file
-    holds, FFmpeg decodes no larger picture of theirs as it opens it."""
+    """`path` opened with no picture decoded larger than its picture stream's
+    (`picture_stream`), as the container and its parser state that stream's size with no
+    picture decoded (up to the largest `limits` allow, and that where it states none):
+    whatever other streams the file holds, FFmpeg decodes no larger picture of theirs as it
+    opens it."""
     limits = limits or VideoLimits()
     with _open(path, 0) as container:
-        stated = next((s.codec_context for s in _pictures(container)[:1] if s.codec_context),
-                      None)  # fmt: skip
+        pictures = _pictures(container)
+        stated = pictures[0].codec_context if pictures else None
         size = (stated.width, stated.height) if stated is not None else (0, 0)
     largest = decodable_pixels(limits.max_width, limits.max_height)
     if min(size) > 0:
