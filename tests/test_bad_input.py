@@ -230,6 +230,52 @@ def test_a_capture_begun_mid_gop_is_copied_from_the_frame_the_music_starts_at(
     assert shown[0] == 0.0 and len(shown) == decodable, (shown[:2], len(shown), decodable)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_phone_trim_is_copied_as_shown(tagger: VisionTagger, tmp_path: Path, suffix: str):
+    """A phone's trim keeps the whole GOP around each end and an edit list that shows only
+    the part kept: the scored video shows that part and nothing else, its first frame with the
+    music's start and its last with the music's end (the frames the edit list hid after its
+    end had been shown on, two past the music; a real-world container review)."""
+    whole = write_streams(tmp_path / "whole.mp4", frames=120, sound_s=4.0,
+                          container_format="mp4", keyframe_every=60)  # fmt: skip
+    trimmed = showing_last(whole, tmp_path / "trimmed.mp4", 3.0)
+    with av.open(str(trimmed)) as container:
+        shown = [
+            round(frame.to_ndarray(format="gray").mean()) for frame in container.decode(video=0)
+        ]
+    assert len(shown) == 90
+    analysis = tagger.analyze(AnalysisRequest(trimmed))
+    music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
+    mux_into_video(trimmed, tmp_path / f"scored{suffix}", music, 48000)
+    with av.open(str(tmp_path / f"scored{suffix}")) as scored:
+        frames = list(scored.decode(video=0))
+    assert [round(frame.to_ndarray(format="gray").mean()) for frame in frames] == shown
+    assert frames[0].time == 0.0
+    assert frames[-1].time == pytest.approx(analysis.duration_s - 1 / 30, abs=0.002)
+
+
+def test_a_phone_trim_into_matroska_starts_its_music_at_the_first_frame_shown(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """Matroska has no edit list: the hidden start of a phone's trim is in the output, and the
+    music starts where the source's first frame shown does, in sync."""
+    whole = write_streams(tmp_path / "whole.mp4", frames=120, sound_s=4.0,
+                          container_format="mp4", keyframe_every=60)  # fmt: skip
+    trimmed = showing_last(whole, tmp_path / "trimmed.mp4", 3.0)
+    with av.open(str(trimmed)) as container:
+        first_shown = round(next(container.decode(video=0)).to_ndarray(format="gray").mean())
+    analysis = tagger.analyze(AnalysisRequest(trimmed))
+    music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
+    mux_into_video(trimmed, tmp_path / "scored.mkv", music, 48000)
+    with av.open(str(tmp_path / "scored.mkv")) as scored:
+        frames = list(scored.decode(video=0))
+    with av.open(str(tmp_path / "scored.mkv")) as scored:
+        music_starts = next(scored.decode(audio=0)).time
+    levels = [round(frame.to_ndarray(format="gray").mean()) for frame in frames]
+    assert frames[levels.index(first_shown)].time == pytest.approx(music_starts, abs=0.002)
+    assert music_starts > 0.9
+
+
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])
 def test_frames_are_found_by_their_time_in_an_mpeg_ts(tmp_path: Path, first_pts: int):
     """An MPEG-TS has no index: a seek lands between keyframes, where nothing decodes (the

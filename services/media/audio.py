@@ -234,8 +234,8 @@ def mux_into_video(
 ) -> None:
     """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound;
     `heartbeat` is called between packets (it raises to cancel). The video stops where the
-    audio does (in decoding order, so a B-frame stream may show a frame or two on): a
-    container that states a shorter length than its frames run is cut there."""
+    audio does: a container that states a shorter length than its frames run, or an edit
+    list that hides the last frames, is cut there."""
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
     with (
@@ -255,6 +255,12 @@ def mux_into_video(
             audio_out.codec_context.options = {"aac_coder": "fast"}
         frames = _frames(audio, rate, sample_format)
         audio_time = 0.0
+        end_s = len(audio) / rate
+        # Frames shown after the music ends, held back: they are written only if a frame
+        # shown before it follows them in decoding order (it may refer to them), and dropped
+        # at the end, so a B-frame stream, or one whose edit list hides its last frames,
+        # stops with the music (it had shown up to two frames on).
+        past_the_end: list[av.Packet] = []
         last_dts = None
         origin: int | None = None
         begun_mid_gop = False
@@ -286,9 +292,15 @@ def mux_into_video(
             packet.dts -= origin
             if packet.pts is not None:
                 packet.pts -= origin
-            if packet.dts * packet.time_base >= len(audio) / rate:
+            if packet.dts * packet.time_base >= end_s:
                 break
             packet.stream = video_out
+            if packet.pts is not None and packet.pts * packet.time_base >= end_s:
+                past_the_end.append(packet)
+                continue
+            for held in past_the_end:
+                target.mux(held)
+            past_the_end.clear()
             target.mux(packet)
             # Keep the audio a little ahead of the video so the muxer interleaves evenly.
             if packet.pts is not None:
