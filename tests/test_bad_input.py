@@ -271,6 +271,7 @@ def test_a_phone_trim_into_matroska_starts_its_music_at_the_first_frame_shown(
         frames = list(scored.decode(video=0))
     with av.open(str(tmp_path / "scored.mkv")) as scored:
         music_starts = next(scored.decode(audio=0)).time
+    assert music_starts is not None
     levels = [round(frame.to_ndarray(format="gray").mean()) for frame in frames]
     assert frames[levels.index(first_shown)].time == pytest.approx(music_starts, abs=0.002)
     assert music_starts > 0.9
