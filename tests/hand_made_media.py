@@ -95,7 +95,7 @@ def _mux_greys(container: Any, stream: Any, times: list[int], time_base: Fractio
     encoded by `stream` into `container`."""
     for i, time in enumerate(times):
         image = np.full((stream.height, stream.width, 3), (i * 37) % 255, np.uint8)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=stream.pix_fmt)
         frame.pts, frame.time_base = time, time_base
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -336,4 +336,50 @@ def thumbnail_first(path: Path, seconds: float = 3.0) -> Path:
         video.disposition = av.stream.Disposition.default
         _mux_greys(container, thumbnail, [0], Fraction(1, 30))
         _mux_greys(container, video, list(range(round(seconds * 30))), Fraction(1, 30))
+    return path
+
+
+def tagged(path: Path, codec: str, tag: str, pix_fmt: str, options: dict[str, str]) -> Path:
+    """One second of 64x36 greys at 30 frames/s encoded by `codec` into a QuickTime file
+    (by the suffix) under the codec tag `tag`, as a phone or an editor tags its streams."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, pix_fmt
+        stream.codec_context.options = options
+        stream.codec_context.codec_tag = tag
+        _mux_greys(container, stream, list(range(30)), Fraction(1, 30))
+    return path
+
+
+def at_ntsc_film_rate(path: Path) -> Path:
+    """Two seconds of 64x36 H.264 at 24000/1001 frames/s, on a 1/24000 clock (a film-rate
+    camera clip, as FFmpeg's MP4 muxer clocks one)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(24000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 24000)
+        _mux_greys(container, stream, [i * 1001 for i in range(48)], Fraction(1, 24000))
+    return path
+
+
+def cut_at_an_open_gop(path: Path) -> Path:
+    """A Matroska file stream-copied out of a longer H.264 one from its second keyframe, an
+    open-GOP one, with the B-frame before it in display order kept (as mkvmerge --split or
+    ffmpeg -ss -c copy leave one): FFmpeg guesses the same decode time for two of its
+    packets."""
+    whole = path.with_name(f"whole-{path.name}")
+    with av.open(str(whole), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        gop = "bframes=3:keyint=30:min-keyint=30:scenecut=0:open-gop=1"
+        stream.codec_context.options = {"x264-params": gop}
+        _mux_greys(container, stream, list(range(120)), Fraction(1, 30))
+    with av.open(str(whole)) as source, av.open(str(path), "w", format="matroska") as target:
+        copy = target.add_stream_from_template(source.streams.video[0])
+        packets = [packet for packet in source.demux(video=0) if packet.size]
+        keyframes = [i for i, packet in enumerate(packets) if packet.is_keyframe]
+        for packet in packets[keyframes[1] :]:
+            packet.stream = copy
+            target.mux(packet)
     return path

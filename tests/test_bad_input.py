@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import struct
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -31,6 +32,8 @@ from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.hand_made_media import (
+    at_ntsc_film_rate,
+    cut_at_an_open_gop,
     declaring_samples,
     holding_last_frame,
     mpeg_ts,
@@ -38,6 +41,7 @@ from tests.hand_made_media import (
     song_with_cover_art,
     stating_frame_ticks,
     stating_length,
+    tagged,
     thumbnail_first,
     with_a_huge_picture,
     write_frames_at,
@@ -239,19 +243,15 @@ def test_a_phone_trim_is_copied_as_shown(tagger: VisionTagger, tmp_path: Path, s
     whole = write_streams(tmp_path / "whole.mp4", frames=120, sound_s=4.0,
                           container_format="mp4", keyframe_every=60)  # fmt: skip
     trimmed = showing_last(whole, tmp_path / "trimmed.mp4", 3.0)
-    with av.open(str(trimmed)) as container:
-        shown = [
-            round(frame.to_ndarray(format="gray").mean()) for frame in container.decode(video=0)
-        ]
+    shown = [grey for _, grey in _greys_shown(trimmed)]
     assert len(shown) == 90
     analysis = tagger.analyze(AnalysisRequest(trimmed))
     music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
     mux_into_video(trimmed, tmp_path / f"scored{suffix}", music, 48000)
-    with av.open(str(tmp_path / f"scored{suffix}")) as scored:
-        frames = list(scored.decode(video=0))
-    assert [round(frame.to_ndarray(format="gray").mean()) for frame in frames] == shown
-    assert frames[0].time == 0.0
-    assert frames[-1].time == pytest.approx(analysis.duration_s - 1 / 30, abs=0.002)
+    copied = _greys_shown(tmp_path / f"scored{suffix}")
+    assert [grey for _, grey in copied] == shown
+    assert copied[0][0] == 0.0
+    assert copied[-1][0] == pytest.approx(analysis.duration_s - 1 / 30, abs=0.002)
 
 
 def test_a_phone_trim_into_matroska_starts_its_music_at_the_first_frame_shown(
@@ -262,19 +262,73 @@ def test_a_phone_trim_into_matroska_starts_its_music_at_the_first_frame_shown(
     whole = write_streams(tmp_path / "whole.mp4", frames=120, sound_s=4.0,
                           container_format="mp4", keyframe_every=60)  # fmt: skip
     trimmed = showing_last(whole, tmp_path / "trimmed.mp4", 3.0)
-    with av.open(str(trimmed)) as container:
-        first_shown = round(next(container.decode(video=0)).to_ndarray(format="gray").mean())
+    first_shown = _greys_shown(trimmed)[0][1]
     analysis = tagger.analyze(AnalysisRequest(trimmed))
     music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
     mux_into_video(trimmed, tmp_path / "scored.mkv", music, 48000)
-    with av.open(str(tmp_path / "scored.mkv")) as scored:
-        frames = list(scored.decode(video=0))
+    times = {grey: time for time, grey in _greys_shown(tmp_path / "scored.mkv")}
     with av.open(str(tmp_path / "scored.mkv")) as scored:
         music_starts = next(scored.decode(audio=0)).time
     assert music_starts is not None
-    levels = [round(frame.to_ndarray(format="gray").mean()) for frame in frames]
-    assert frames[levels.index(first_shown)].time == pytest.approx(music_starts, abs=0.002)
+    assert times[first_shown] == pytest.approx(music_starts, abs=0.002)
     assert music_starts > 0.9
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_the_output_states_the_video_s_own_frame_rate(tmp_path: Path, suffix: str):
+    """The copy states the stream's own rate, not its codec clock's tick: a 23.976 clip had
+    come out of Matroska at 24,000 frames/s (its frame duration 41.7 us), and bgm refused
+    its own output (an output-sync review)."""
+    film = at_ntsc_film_rate(tmp_path / "film.mp4")
+    out = tmp_path / f"scored{suffix}"
+    mux_into_video(film, out, np.zeros((2 * 48000, 2), np.float32), 48000)
+    with av.open(str(out)) as scored:
+        assert scored.streams.video[0].average_rate == Fraction(24000, 1001)
+    assert probe_video(out).duration_s == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("codec", "tag", "pix_fmt", "options", "suffix"),
+    [
+        ("libx265", "hvc1", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=error"},
+         ".mp4"),
+        ("prores_ks", "apco", "yuv422p10le", {"profile": "0"}, ".mov"),
+    ],
+    ids=["iphone-hevc", "prores-proxy"],
+)  # fmt: skip
+def test_the_output_keeps_the_video_s_codec_tag(
+    tmp_path: Path, codec: str, tag: str, pix_fmt: str, options: dict[str, str], suffix: str
+):
+    """The copy keeps its stream's codec tag where the container takes it: an iPhone's HEVC
+    (hvc1) had come out as hev1, which Apple's players refuse, and ProRes Proxy as 422 HQ
+    (apch) (an output-sync review)."""
+    source = tagged(tmp_path / f"source{suffix}", codec, tag, pix_fmt, options)
+    out = tmp_path / f"scored{suffix}"
+    mux_into_video(source, out, np.zeros((48000, 2), np.float32), 48000)
+    with av.open(str(out)) as scored:
+        assert scored.streams.video[0].codec_context.codec_tag == tag
+        assert sum(1 for _ in scored.decode(video=0)) == 30
+
+
+def test_a_cut_at_an_open_gop_keeps_every_frame_it_shows(tmp_path: Path):
+    """A Matroska file cut at an open-GOP keyframe: FFmpeg guesses one decode time for two of
+    its packets, and the second (a frame shown) had been dropped from the output as going
+    back in time, its picture held over two frames (an output-sync review)."""
+    cut = cut_at_an_open_gop(tmp_path / "cut.mkv")
+    shown = [grey for _, grey in _greys_shown(cut)]
+    mux_into_video(cut, tmp_path / "scored.mp4", np.zeros((3 * 48000, 2), np.float32), 48000)
+    assert len(shown) == 90
+    assert [grey for _, grey in _greys_shown(tmp_path / "scored.mp4")] == shown
+
+
+def _greys_shown(path: Path) -> list[tuple[float | None, int]]:
+    """Each frame `path` shows: its time and its grey (the hand-made media paint each frame
+    one grey)."""
+    with av.open(str(path)) as container:
+        return [
+            (frame.time, round(frame.to_ndarray(format="gray").mean()))
+            for frame in container.decode(video=0)
+        ]
 
 
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])

@@ -74,17 +74,51 @@ def _carries(video: Path, suffix: str) -> bool:
     stream added from it and the header written, in memory (some refuse at the stream, as
     Matroska an FLV one, some only at the header, as MOV a VP9 one)."""
     with open_as_stated(video) as source:
-        target = av.open(io.BytesIO(), "w", format=VIDEO_FORMATS[suffix][0])
-        try:
-            target.add_stream_from_template(picture_stream(source), opaque=True)
-            target.start_encoding()
-        except (ValueError, av.error.FFmpegError):
-            return False
-        finally:
-            # A trial in memory, discarded: closing one refused at its header fails again.
-            with contextlib.suppress(ValueError, av.error.FFmpegError):
-                target.close()
+        return _takes(picture_stream(source), VIDEO_FORMATS[suffix][0], None)
+
+
+def _takes(video_in: av.video.stream.VideoStream, format_name: str, tag: str | None) -> bool:
+    """Whether FFmpeg's muxer `format_name` takes a copy of `video_in` (tagged `tag`): the
+    stream added and the header written, in memory."""
+    target = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        _copy_stream(target, video_in, tag)
+        target.start_encoding()
+    except (ValueError, av.error.FFmpegError):
+        return False
+    finally:
+        # A trial in memory, discarded: closing one refused at its header fails again.
+        with contextlib.suppress(ValueError, av.error.FFmpegError):
+            target.close()
     return True
+
+
+def _copy_stream(
+    target: Any, video_in: av.video.stream.VideoStream, tag: str | None
+) -> av.video.stream.VideoStream:
+    """A stream of `target` that takes `video_in`'s packets as they are, at its own frame
+    rate and, given `tag`, under that codec tag."""
+    # The stream's own codec, as its decoder names it: a new one by that name is an encoder,
+    # and AV1's decoder (libdav1d) names none, so an AV1 video had gone into no container.
+    video_out = target.add_stream_from_template(video_in, opaque=True)
+    # The template's rate is its decoder's, the tick of the codec's clock: Matroska had
+    # stated a 23.976 video at 24,000 frames/s (its frame duration), and bgm refused its own
+    # output.
+    if video_in.average_rate:
+        video_out.codec_context.framerate = video_in.average_rate
+    if tag is not None:
+        video_out.codec_context.codec_tag = tag
+    return video_out
+
+
+def _kept_tag(video_in: av.video.stream.VideoStream, format_name: str) -> str | None:
+    """The source's codec tag where the target's muxer takes it, else None (its default):
+    an iPhone's HEVC is tagged hvc1, which Apple's players need and the muxer's default
+    (hev1) is not, and each ProRes profile has its tag (all had become 422 HQ's)."""
+    tag = video_in.codec_context.codec_tag
+    if not tag.strip("\x00") or not _takes(video_in, format_name, tag):
+        return None
+    return tag
 
 
 def _nothing() -> None:
@@ -243,10 +277,7 @@ def mux_into_video(
         av.open(str(out_path), "w", format=format_name) as target,
     ):
         video_in = picture_stream(source)
-        # The stream's own codec, as its decoder names it: a new one by that name is an
-        # encoder, and AV1's decoder (libdav1d) names none, so an AV1 video had gone into no
-        # container at all.
-        video_out = target.add_stream_from_template(video_in, opaque=True)
+        video_out = _copy_stream(target, video_in, _kept_tag(video_in, format_name))
         sample_format = "fltp" if codec == "aac" else "flt"
         audio_out = _audio_stream(target, codec, rate, sample_format, 192_000)
         if codec == "aac":
@@ -271,9 +302,15 @@ def mux_into_video(
                 packet.dts = carried_on(packet.dts, last_dts)
                 if packet.pts is not None:
                     packet.pts = carried_on(packet.pts, packet.dts)
-            # Packets whose time goes back (two files joined end to end) cannot be muxed.
-            if packet.dts is None or (last_dts is not None and packet.dts <= last_dts):
+            if packet.dts is None:
                 continue
+            if last_dts is not None and packet.dts <= last_dts:
+                # A decode time FFmpeg guessed twice (a Matroska cut at an open-GOP keyframe)
+                # moves on a tick: the frame is shown after the last one decoded. Packets whose
+                # time goes back (two files joined end to end) cannot be muxed.
+                if packet.pts is None or packet.pts <= last_dts:
+                    continue
+                packet.dts = last_dts + 1
             if origin is None and not packet.is_keyframe:
                 # A capture begun mid-GOP: nothing decodes before its first keyframe, and the
                 # analysis, and so the music, start at that keyframe's frame (the copy had
