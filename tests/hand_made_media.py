@@ -383,3 +383,29 @@ def cut_at_an_open_gop(path: Path) -> Path:
             packet.stream = copy
             target.mux(packet)
     return path
+
+
+class _Forward(io.RawIOBase):
+    """A file written front to back only, as a pipe or a live upload is: a muxer cannot go
+    back to write the length it learns at the end."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self.sink.write(data)
+
+
+def recorded_live(path: Path, frames: int = 90) -> Path:
+    """A WebM as a browser's MediaRecorder writes one: VP9 at 30 frames/s on Matroska's
+    millisecond clock, front to back, so stating no length."""
+    with open(path, "wb") as sink, av.open(_Forward(sink), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        stream.codec_context.options = {"deadline": "realtime", "cpu-used": "8"}
+        _mux_greys(container, stream, [round(i * 1000 / 30) for i in range(frames)],
+                   Fraction(1, 1000))  # fmt: skip
+    return path

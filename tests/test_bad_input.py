@@ -37,6 +37,7 @@ from tests.hand_made_media import (
     declaring_samples,
     holding_last_frame,
     mpeg_ts,
+    recorded_live,
     showing_last,
     song_with_cover_art,
     stating_frame_ticks,
@@ -329,6 +330,20 @@ def _greys_shown(path: Path) -> list[tuple[float | None, int]]:
             (frame.time, round(frame.to_ndarray(format="gray").mean()))
             for frame in container.decode(video=0)
         ]
+
+
+def test_a_recording_that_states_no_length_is_measured_by_its_frames(tmp_path: Path):
+    """A WebM written live (a browser's MediaRecorder, a capture to a pipe) states no length:
+    it is measured by its packets' times, and scored (it had been refused, "has no
+    duration"; an output-sync review)."""
+    recording = recorded_live(tmp_path / "recording.webm")
+    with av.open(str(recording)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    probe = probe_video(recording)
+    assert probe.duration_s == pytest.approx(3.0, abs=0.01)
+    music = np.zeros((round(probe.duration_s * 48000), 2), np.float32)
+    mux_into_video(recording, tmp_path / "scored.webm", music, 48000)
+    assert len(_greys_shown(tmp_path / "scored.webm")) == 90
 
 
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])

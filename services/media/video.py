@@ -306,6 +306,10 @@ def _probe(
         duration_s = _span(path, stream, fps, limits, heartbeat)
     else:
         duration_s = _duration(container, stream)
+        if duration_s <= 0.0 and "matroska" in format_name:
+            # A recording written live states no length (a browser's MediaRecorder WebM, an
+            # OBS or FFmpeg capture to a pipe, one cut off): it had been refused.
+            duration_s = _span(path, stream, fps, limits, heartbeat)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
         raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
     if fps > 0.0 and duration_s * fps < 1.0:
@@ -405,8 +409,8 @@ def _span(
     limits: VideoLimits,
     heartbeat: Callable[[], None],
 ) -> float:
-    """An MPEG-TS video stream's length from the times of its packets (read, not decoded,
-    about 3.4 us each), carried on past the clock's wraps, and its last frame's length
+    """A video stream's length from the times of its packets (read, not decoded, about
+    3.4 us each), an MPEG-TS's carried on past the clock's wraps, and its last frame's length
     (1 / `fps`). Reading stops, refusing the video, once the length passes the limit or the
     packets outnumber what the longest video may hold at the frame-rate limit (seconds of
     reading at the limits, so `heartbeat` is called at every packet)."""
@@ -416,6 +420,7 @@ def _span(
     most = math.ceil(limits.max_fps * (limits.max_duration_s + 1.0))
     first = last = previous = None
     with _open(path, 0) as container:  # (packets only)
+        wraps = container.format.name == "mpegts"
         for count, packet in enumerate(container.demux(container.streams[stream.index])):
             heartbeat()
             if count == most:
@@ -424,7 +429,7 @@ def _span(
                     f"({limits.max_fps:g} frames/s for {limits.max_duration_s:.0f} s)")  # fmt: skip
             if packet.pts is None:
                 continue
-            previous = carried_on(packet.pts, previous)
+            previous = carried_on(packet.pts, previous) if wraps else packet.pts
             first = previous if first is None else min(first, previous)
             last = previous if last is None else max(last, previous)
             if last - first > longest:
