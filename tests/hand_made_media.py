@@ -409,3 +409,38 @@ def recorded_live(path: Path, frames: int = 90) -> Path:
         _mux_greys(container, stream, [round(i * 1000 / 30) for i in range(frames)],
                    Fraction(1, 1000))  # fmt: skip
     return path
+
+
+def sound_marked_at(
+    path: Path, *, picture_from_s: float, sound_from_s: float, mark_s: float,
+    dropped: tuple[float, float] | None = None,
+) -> Path:  # fmt: skip
+    """Three seconds of 64x36 pictures whose clock starts at `picture_from_s`, and sound
+    (AAC, 48 kHz stereo) from `sound_from_s` to the picture's end, silent but for a 50 ms
+    burst of noise at `mark_s` on the same clock; with `dropped`, the sound's packets
+    between those times are left out (as a recorder drops them)."""
+    rate = 48000
+    with av.open(str(path), "w") as container:
+        picture = container.add_stream("libx264", rate=30)
+        picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
+        sound = container.add_stream("aac", rate=rate)
+        assert isinstance(sound, av.AudioStream)
+        start = round(picture_from_s * 30)
+        _mux_greys(container, picture, list(range(start, start + 90)), Fraction(1, 30))
+        first, end = round(sound_from_s * rate), round((picture_from_s + 3.0) * rate)
+        track = np.zeros((end - first, 2), np.float32)
+        mark = round(mark_s * rate) - first
+        track[mark : mark + rate // 20] = np.random.default_rng(0).normal(0, 0.3, (rate // 20, 2))
+        for at in range(0, len(track), 1024):
+            block = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(track[at : at + 1024].reshape(1, -1)), format="flt",
+                layout="stereo")  # fmt: skip
+            block.sample_rate, block.pts, block.time_base = rate, first + at, Fraction(1, rate)
+            for packet in sound.encode(block):
+                at_s = (packet.pts or 0) / rate
+                if dropped and dropped[0] <= at_s < dropped[1]:
+                    continue
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path

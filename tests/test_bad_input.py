@@ -40,6 +40,7 @@ from tests.hand_made_media import (
     recorded_live,
     showing_last,
     song_with_cover_art,
+    sound_marked_at,
     stating_frame_ticks,
     stating_length,
     tagged,
@@ -346,6 +347,34 @@ def test_a_recording_that_states_no_length_is_measured_by_its_frames(tmp_path: P
     assert len(_greys_shown(tmp_path / "scored.webm")) == 90
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+@pytest.mark.parametrize(
+    ("picture_from_s", "sound_from_s", "dropped"),
+    [(1.5, 1.0, None), (1.5, 2.0, None), (0.0, 0.0, (1.5, 1.9))],
+    ids=["sound-first", "picture-first", "packets-dropped"],
+)
+def test_a_video_s_own_sound_is_read_where_its_times_put_it(
+    tmp_path: Path,
+    suffix: str,
+    picture_from_s: float,
+    sound_from_s: float,
+    dropped: tuple[float, float] | None,
+):
+    """A video's sound, kept under the music or heard for speech, is read from the picture's
+    first frame shown, each frame where its time puts it: it had been joined end to end from
+    its first sample, so a sound starting 0.5 s before the picture was kept 0.5 s late (one
+    starting after it, early), and a recorder's dropped packets put everything after them
+    that much early (an output-sync review)."""
+    video = sound_marked_at(tmp_path / f"marked{suffix}", picture_from_s=picture_from_s,
+                            sound_from_s=sound_from_s, mark_s=2.5, dropped=dropped)  # fmt: skip
+    due = 2.5 - picture_from_s
+    kept = decode_audio(video, 48000, 3 * 48000)
+    assert kept is not None and len(kept) == 3 * 48000
+    assert np.argmax(np.abs(kept[:, 0]) > 0.05) / 48000 == pytest.approx(due, abs=0.01)
+    heard = np.concatenate(list(mono_blocks(video, 16000, 0.5, 3.0)))
+    assert np.argmax(np.abs(heard) > 0.05) / 16000 == pytest.approx(due, abs=0.01)
+
+
 @pytest.mark.parametrize("first_pts", [0, 2**33 - 90000], ids=["plain", "wrapping"])
 def test_frames_are_found_by_their_time_in_an_mpeg_ts(tmp_path: Path, first_pts: int):
     """An MPEG-TS has no index: a seek lands between keyframes, where nothing decodes (the
@@ -417,7 +446,7 @@ def test_a_video_sound_that_would_cost_far_more_than_its_length_is_refused(tmp_p
     heard: list[int] = []
     with pytest.raises(InvalidInputError, match=r"over 5000 frames in its first 4\.0 s"):
         decode_audio(tiny, 48000, 4 * 48000, functools.partial(heard.append, 1))
-    assert len(heard) == 5001
+    assert len(heard) == 1 + 5001  # the picture's first packet, read for its time
     with pytest.raises(InvalidInputError, match="over 5000 frames"):
         list(mono_blocks(tiny, 16000, 60.0, 4.0))
     ordinary = write_sound(tmp_path / "ordinary.mkv", rate=44100, frame_samples=1024, frames=173)

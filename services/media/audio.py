@@ -19,7 +19,15 @@ import numpy as np
 
 from services.errors import InvalidInputError
 from services.media.demux import open_input
-from services.media.video import VideoProbe, carried_on, open_as_stated, picture_stream
+from services.media.video import (
+    MPEG_TS_WRAP,
+    VideoProbe,
+    carried_on,
+    first_shown_s,
+    open_as_stated,
+    picture_origin,
+    picture_stream,
+)
 
 # Output extension -> (container format, audio codec, sample format).
 log = logging.getLogger("bgm")
@@ -312,20 +320,16 @@ def mux_into_video(
                     continue
                 packet.dts = last_dts + 1
             if origin is None and not packet.is_keyframe:
-                # A capture begun mid-GOP: nothing decodes before its first keyframe, and the
-                # analysis, and so the music, start at that keyframe's frame (the copy had
-                # started 0.53 s of undecodable packets earlier, its picture that late).
+                # A capture begun mid-GOP: nothing decodes before its first keyframe (the
+                # copy had started 0.53 s of undecodable packets earlier, its picture that
+                # late).
                 begun_mid_gop = True
                 continue
             assert packet.time_base is not None
             last_dts = packet.dts
             if origin is None:
-                # The video starts with its music: at its first frame shown (a B-frame
-                # stream's first decode time is earlier), whatever its clock said there (an
-                # MPEG-TS capture's may say ten hours).
-                origin = packet.dts if video_in.start_time is None else video_in.start_time
-                if begun_mid_gop and packet.pts is not None:
-                    origin = packet.pts
+                # The video starts with its music, at its first frame shown.
+                origin = picture_origin(video_in, packet, begun_mid_gop)
             packet.dts -= origin
             if packet.pts is not None:
                 packet.pts -= origin
@@ -389,13 +393,15 @@ def _backdated(held: list[av.Packet], next_dts: int | None) -> list[av.Packet]:
 def decode_audio(
     path: Path, rate: int, samples: int, heartbeat: Callable[[], None] = _nothing
 ) -> np.ndarray | None:
-    """The first audio track of `path` as stereo float32 at `rate`, exactly `samples` long;
-    None when the file has no audio. `heartbeat` is called between frames."""
+    """The first audio track of the video `path` as stereo float32 at `rate`, exactly
+    `samples` long from its picture's first frame shown, each frame where its time puts it
+    (`_resampled`); None when the file has no audio. `heartbeat` is called between frames."""
+    origin_s = first_shown_s(path, heartbeat)
     with open_input(str(path)) as container:
         if not container.streams.audio:
             return None
         # No further than the video: a long track behind a short video is never decoded.
-        audio = _decoded(container, rate, heartbeat, samples)
+        audio = _decoded(container, rate, heartbeat, samples, origin_s)
     return _exact(audio, samples)
 
 
@@ -443,17 +449,21 @@ def decode_audio_bytes(
 
 
 def _decoded(
-    container: Any, rate: int, heartbeat: Callable[[], None] = _nothing, limit: int | None = None
+    container: Any,
+    rate: int,
+    heartbeat: Callable[[], None] = _nothing,
+    limit: int | None = None,
+    origin_s: float | None = None,
 ) -> np.ndarray:
     """The first audio track as stereo float32 at `rate`, decoded until `limit` samples
     (all of it without one), into one array (a list of a million tiny frames held 450 bytes
-    each)."""
+    each); with `origin_s`, placed by its times from there (`_resampled`)."""
     if limit is None:
         chunks = list(_resampled(container, rate, "stereo", heartbeat, None))
         return np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
     audio = np.zeros((limit, 2), np.float32)
     held = 0
-    for chunk in _resampled(container, rate, "stereo", heartbeat, limit / rate):
+    for chunk in _resampled(container, rate, "stereo", heartbeat, limit / rate, origin_s):
         taken = min(len(chunk), limit - held)
         audio[held : held + taken] = chunk[:taken]
         held += taken
@@ -468,16 +478,24 @@ def _resampled(
     layout: str,
     heartbeat: Callable[[], None],
     seconds: float | None,
+    origin_s: float | None = None,
 ) -> Iterator[np.ndarray]:
     """The first audio track at `rate` in `layout` ("mono" or "stereo"), float32 (samples x
     channels), a decoded frame at a time, calling `heartbeat` at each (it raises to cancel).
     A track whose frames come at a rate outside AUDIO_RATES, or more than
     MAX_AUDIO_FRAMES_PER_S of them for its first `seconds`, or that changes its rate part-way,
-    is refused; a damaged one ends where the damage starts (logged)."""
+    is refused; a damaged one ends where the damage starts (logged).
+
+    With `origin_s` (a video's sound, up to its `seconds`), each frame goes where its time
+    puts it, from `origin_s` (the picture's first frame shown) on: what comes before is left
+    out, and a gap (a recorder's dropped packets) is silence. The frames had been joined end
+    to end from the first: a sound starting 0.5 s before the picture had been kept 0.5 s
+    late, and each dropped packet put what follows it that much early."""
     stream = container.streams.audio[0]
     channels = 1 if layout == "mono" else 2
     most = None if seconds is None else math.ceil(MAX_AUDIO_FRAMES_PER_S * (seconds + 1.0))
     resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+    place = None if origin_s is None else _Placement(container, rate, channels, origin_s, seconds)
     low, high = AUDIO_RATES
     count = 0
     try:
@@ -494,16 +512,81 @@ def _resampled(
                     f"the sound is sampled at {frame.sample_rate} Hz; between {low} and {high} "
                     "Hz can be used"
                 )
-            for converted in resampler.resample(frame):
-                yield converted.to_ndarray().reshape(-1, channels)
+            chunks = [c.to_ndarray().reshape(-1, channels) for c in resampler.resample(frame)]
+            if place is None:
+                yield from chunks
+                continue
+            yield from place(frame.time, chunks)
+            if place.full:
+                return
     except av.FFmpegError as error:
         # A damaged track: what decoded before the damage stands (the rest is silence).
         log.warning("audio decoding stopped after %d frames: %s", count, error)
     except ValueError:
         # PyAV's resampler takes one rate and layout for the whole track.
         raise InvalidInputError("the sound changes its sample rate or layout part-way") from None
-    for converted in resampler.resample(None):
-        yield converted.to_ndarray().reshape(-1, channels)
+    chunks = [c.to_ndarray().reshape(-1, channels) for c in resampler.resample(None)]
+    yield from chunks if place is None else place(None, chunks)
+
+
+class _Placement:
+    """Places a video's sound by its frames' times (`_resampled`), up to `seconds`."""
+
+    def __init__(
+        self, container: Any, rate: int, channels: int, origin_s: float, seconds: float | None
+    ):
+        assert seconds is not None, "a video's sound is decoded up to the video's length"
+        self.rate, self.channels, self.origin_s = rate, channels, origin_s
+        self.end = round(seconds * rate)
+        self.placed = 0
+        stream = container.streams.audio[0]
+        # An MPEG-TS's sound shares the picture's 33-bit clock, which may wrap between them.
+        self.wrap_s = (
+            float(MPEG_TS_WRAP * stream.time_base) if container.format.name == "mpegts" else None
+        )
+
+    @property
+    def full(self) -> bool:
+        return self.placed >= self.end
+
+    def __call__(self, time: float | None, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+        if time is not None:
+            since = time - self.origin_s
+            if self.wrap_s is not None:
+                since -= round(since / self.wrap_s) * self.wrap_s
+            due = round(since * self.rate)
+            # The first sound kept starts where its time says; after it, within
+            # PLACEMENT_SLACK_S the frames are joined as they come (a resampler holds a few
+            # samples back, and containers round their times).
+            slack = 0 if self.placed == 0 else PLACEMENT_SLACK_S * self.rate
+            if due - self.placed > slack:
+                gap = min(due, self.end) - self.placed
+                yield np.zeros((gap, self.channels), np.float32)
+                self.placed += gap
+            elif self.placed - due > slack:
+                chunks = _dropping(chunks, self.placed - due)
+        for chunk in chunks:
+            taken = chunk[: self.end - self.placed]
+            if len(taken):
+                yield taken
+                self.placed += len(taken)
+
+
+def _dropping(chunks: list[np.ndarray], samples: int) -> list[np.ndarray]:
+    """`chunks` without their first `samples` samples."""
+    kept = []
+    for chunk in chunks:
+        dropped = min(samples, len(chunk))
+        samples -= dropped
+        if dropped < len(chunk):
+            kept.append(chunk[dropped:])
+    return kept
+
+
+# How far a video's sound frame may lie from where the frames before it end before it is
+# moved to its time: more than containers' rounding and a resampler's delay, less than a
+# frame of lip sync (20 ms at 50 frames/s).
+PLACEMENT_SLACK_S = 0.01
 
 
 def mono_blocks(
@@ -519,13 +602,14 @@ def mono_blocks(
     file without audio; a damaged track ends where the damage starts (logged)."""
     block = round(block_s * rate)
     wanted = round(seconds * rate)
+    origin_s = first_shown_s(path, heartbeat)
     with open_input(str(path)) as container:
         if not container.streams.audio:
             return
         pending: list[np.ndarray] = []
         held = 0
         given = 0
-        for chunk in _resampled(container, rate, "mono", heartbeat, seconds):
+        for chunk in _resampled(container, rate, "mono", heartbeat, seconds, origin_s):
             samples = chunk.reshape(-1)[: wanted - given]
             pending.append(samples)
             held += len(samples)

@@ -228,6 +228,42 @@ def picture_stream(container: av.container.InputContainer) -> av.video.stream.Vi
     return _pictures(container)[0]
 
 
+def picture_origin(
+    stream: av.video.stream.VideoStream, first_keyframe: av.Packet, begun_mid_gop: bool
+) -> int:
+    """The time, in `stream`'s units, of its first frame shown, where its analysis and its
+    music start: the stream's start (a B-frame stream's first decode time is earlier),
+    whatever its clock said there (an MPEG-TS capture's may say ten hours); in a capture
+    begun mid-GOP nothing decodes before its first keyframe, which starts it."""
+    if begun_mid_gop and first_keyframe.pts is not None:
+        return first_keyframe.pts
+    if stream.start_time is not None:
+        return stream.start_time
+    time = first_keyframe.dts if first_keyframe.dts is not None else first_keyframe.pts
+    assert time is not None
+    return time
+
+
+def first_shown_s(path: Path, heartbeat: Callable[[], None]) -> float | None:
+    """The time on `path`'s clock, in seconds, of its picture's first frame shown
+    (`picture_origin`); None for a file without a picture or a keyframe. `heartbeat` is
+    called at every packet read."""
+    with open_as_stated(path) as container:
+        if not _pictures(container):
+            return None
+        stream = picture_stream(container)
+        assert stream.time_base is not None
+        begun_mid_gop = False
+        for packet in container.demux(stream):
+            heartbeat()
+            if packet.pts is None and packet.dts is None:
+                continue
+            if packet.is_keyframe:
+                return float(picture_origin(stream, packet, begun_mid_gop) * stream.time_base)
+            begun_mid_gop = True
+    return None
+
+
 def _pictures(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
     """The file's video streams that are not a song's cover art (a picture stream of its
     own), best first: those marked default (a phone's or an editor's disabled thumbnail or
