@@ -459,6 +459,70 @@ def test_a_cuts_chord_is_not_struck_again_within_a_flam(generator, beat_analysis
     assert not doubled, (len(doubled), doubled[:4])
 
 
+# A fast montage's cuts (a music review's), 1.0-2.0 s apart over 29.83 s.
+MONTAGE_CUTS_S = (1.633, 3.533, 5.3, 6.533, 7.833, 9.7, 10.7, 12.533, 14.333, 15.8, 17.1,
+                  18.367, 19.633, 21.1, 22.6, 24.133, 26.133, 28.2)  # fmt: skip
+
+
+def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
+    """A fast montage, in every genre: a section whose cut lies less than HANDOVER_MIN_BEATS
+    after its bar line strikes nothing from the bar line to the cut (its bass, chord and tune
+    had come in up to half a beat before the picture, the cut's hit then striking the chord
+    again), and before a strong cut between beats, where the drums stop, the players who
+    stab at it (the chord's and the bass) stop too (a lo-fi chord and bass had been struck on
+    the downbeat and again 73 ms later at the cut)."""
+    from services.generator.backends.composer.arrangement import (
+        CUT_STOP_BEATS,
+        FLURRY_GAP_S,
+        HANDOVER_MIN_BEATS,
+    )
+
+    end = 29.83
+    times = [0.0, *MONTAGE_CUTS_S, end]
+    shot = beat_analysis.segments[0]
+    segments = [dataclasses.replace(shot, start_s=a, end_s=b) for a, b in itertools.pairwise(times)]
+    cuts = [Cut(t, "hard", 0.9) for t in MONTAGE_CUTS_S]
+    early, unstopped, checked = [], [], [0, 0]
+    for genre, seed in itertools.product(STYLES, (1, 2)):
+        brief = brief_for(beat_analysis, genre, seed=seed, cuts=cuts, segments=segments,
+                          duration_s=end)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan, final = score.plan, score.plan.final_beat
+        pitched = [n for n in score.notes if n.instrument not in score.roles.of("drums")]
+        for form, section in zip(score.forms[1:], plan.sections[1:], strict=True):
+            cut = plan.beat_at(section.cue_s)
+            length = plan.beat_time(cut + 1) - plan.beat_time(cut)
+            after = cut - form.start_beat
+            if (
+                after * length > ON_BEAT_S
+                and after < HANDOVER_MIN_BEATS
+                and (final is None or cut < final)
+            ):
+                checked[0] += 1
+                bar_line = form.start_beat
+                early += [(genre, seed, n.instrument, round(plan.beat_time(n.start), 3))
+                          for n in pitched if bar_line - 1e-6 <= n.start < cut - 1e-6]  # fmt: skip
+        if not score.roles.of("drums"):
+            continue
+        chord = [player for part in score.style.prompt_parts for player in score.roles.of(part)]
+        stabbing = [*chord[:1], *score.roles.of("bass")[:1]]
+        previous = -FLURRY_GAP_S
+        for time_s in MONTAGE_CUTS_S:
+            strong, previous = time_s - previous >= FLURRY_GAP_S, time_s
+            beat = plan.beat_at(time_s)
+            length = plan.beat_time(beat + 1) - plan.beat_time(beat)
+            between = abs(beat - round(beat)) * length > ON_BEAT_S
+            if not (strong and between) or (final is not None and beat >= final):
+                continue
+            checked[1] += 1
+            unstopped += [(genre, seed, n.instrument, round(plan.beat_time(n.start), 3))
+                          for n in pitched if n.instrument in stabbing
+                          and beat - CUT_STOP_BEATS <= n.start < beat - 1e-6]  # fmt: skip
+    assert checked[0] >= 10 and checked[1] >= 10, checked
+    assert not early, (len(early), early[:4])
+    assert not unstopped, (len(unstopped), unstopped[:4])
+
+
 def test_the_genre_brings_its_band(generator, beat_analysis):
     brief = brief_for(beat_analysis, "rock")
     picture = ["piano", "pads", "woodwinds", "strings"]
