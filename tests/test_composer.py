@@ -1112,17 +1112,18 @@ def test_cuts_packed_closer_than_a_tenth_of_a_second_are_one_event(generator, be
     assert crowded.notes == alone.notes
 
 
-def test_swing_moves_the_off_beat_and_the_sixteenth_after_it():
-    """Swung, the off-beat eighth comes late and the sixteenth after it moves with it, staying
-    between it and the next beat (moved alone, the off-beat had landed a flam before it); the
-    first half of the beat stays straight (stretched too, it made a triplet grid)."""
+def test_swing_delays_the_second_sixteenth_of_each_eighth():
+    """Swung, the second sixteenth of each eighth comes late (as a drum machine swings) and
+    the eighths stay straight: long, short, long, short. Swung by the eighth, the sixteenths
+    had limped (0, 0.25, 0.66, 0.83 of the beat)."""
     from services.generator.backends.composer.arrangement import swung
 
     assert [swung(b, 0.0) for b in (0.25, 0.5, 0.75)] == [0.25, 0.5, 0.75]
     steps = [swung(3 + k / 4, 0.16) for k in range(5)]
-    assert steps == pytest.approx([3.0, 3.25, 3.66, 3.83, 4.0])
-    # The second half keeps its sixteenths evenly spaced.
-    assert steps[3] - steps[2] == pytest.approx(steps[4] - steps[3])
+    assert steps == pytest.approx([3.0, 3.33, 3.5, 3.83, 4.0])
+    gaps = np.diff(steps)
+    assert gaps[0] == pytest.approx(gaps[2]) and gaps[1] == pytest.approx(gaps[3])
+    assert gaps[0] > gaps[1]
 
 
 @pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])

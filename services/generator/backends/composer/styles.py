@@ -207,7 +207,8 @@ class Style:
     prompt_parts: tuple[str, ...] = ("comping", "pulse", "pad")
     # The cymbal that opens a section and rings with the final chord.
     crash: int = CRASH
-    # Delay of off-beat eighths as a fraction of a beat (0 = straight).
+    # Delay of each eighth's second sixteenth, as a fraction of an eighth (0 = straight; 0.1
+    # is a drum machine's 60% swing, 0.16 its 66%).
     swing: float = 0.0
     programs: dict[str, int] = field(default_factory=dict)
     # The chord before the final tonic: "V" (authentic) or "IV" (plagal).
@@ -1136,8 +1137,7 @@ STYLES: dict[str, Style] = {
             melody_density=0.25,
             melody_grid=2,
             melody_range=(65, 84),
-            # An MPC's 60% swing: lazy, not triplets (at 0.18 a beat tracker heard the
-            # off-beats as a triplet pulse, 1.5 times the tempo).
+            # An MPC's 60% swing: lazy, not triplets.
             swing=0.1,
             # The Rhodes' chords under the vibes' tune (both had spanned D4-G5: the chords
             # sounded over half its notes).
