@@ -444,3 +444,31 @@ def sound_marked_at(
         for packet in sound.encode():
             container.mux(packet)
     return path
+
+
+def tone_with_a_late_stamp(path: Path, late_s: float) -> Path:
+    """Three seconds of 64x36 pictures and of a steady 440 Hz tone (AAC, 48 kHz stereo), one
+    of whose packets, 1.5 s in, is stamped `late_s` late (as a capture's jittered clock
+    stamps one)."""
+    rate = 48000
+    with av.open(str(path), "w", format="matroska") as container:
+        picture = container.add_stream("libx264", rate=30)
+        picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
+        sound = container.add_stream("aac", rate=rate)
+        assert isinstance(sound, av.AudioStream)
+        _mux_greys(container, picture, list(range(90)), Fraction(1, 30))
+        times = np.arange(3 * rate) / rate
+        tone = np.repeat(0.3 * np.sin(2 * np.pi * 440 * times), 2).astype(np.float32)
+        stamped = False
+        for at in range(0, 3 * rate, 1024):
+            block = av.AudioFrame.from_ndarray(tone[2 * at : 2 * (at + 1024)].reshape(1, -1),
+                                               format="flt", layout="stereo")  # fmt: skip
+            block.sample_rate, block.pts, block.time_base = rate, at, Fraction(1, rate)
+            for packet in sound.encode(block):
+                if not stamped and (packet.pts or 0) >= 1.5 * rate:
+                    packet.pts = packet.dts = (packet.pts or 0) + round(late_s * rate)
+                    stamped = True
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
