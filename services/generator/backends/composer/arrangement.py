@@ -666,6 +666,7 @@ class Composer:
         # Per bar line, the first cut after it and who comes in there (None: everyone).
         entries: dict[float, tuple[float, set[str] | None]] = {}
         for cut in sorted(self.cuts, key=lambda c: c.time_s):
+            self.heartbeat()
             beat = plan.beat_at(cut.time_s)
             at = bisect.bisect_right(bar_lines, beat) - 1
             if at < 0 or self._on_beat(beat) or beat - bar_lines[at] >= HANDOVER_MIN_BEATS:
@@ -684,6 +685,7 @@ class Composer:
         lines = sorted(entries)
         kept: list[Note] = []
         for note in notes:
+            self.heartbeat()
             at = bisect.bisect_right(lines, note.start + 1e-9) - 1
             entry, playing = entries[lines[at]] if at >= 0 else (-math.inf, None)
             if (
@@ -714,6 +716,7 @@ class Composer:
         taken = {(n.instrument, n.pitch, n.start) for n in notes}
         kept: list[Note] = []
         for note in notes:
+            self.heartbeat()
             part = chordal.get(note.instrument)
             struck = onsets.get(note.pitch, ())
             if part is None or not any(abs(note.start - s) < UNISON_BEATS for s in struck):
@@ -752,6 +755,7 @@ class Composer:
         longest = max((n.end - n.start for n in tune_notes), default=0.0)
         taken = {(n.instrument, n.pitch, n.start) for n in notes}
         for index, note in enumerate(notes):
+            self.heartbeat()
             part = chordal.get(note.instrument)
             if part is None:
                 continue
@@ -1517,21 +1521,36 @@ class Composer:
         widths = {beat: FLAM_S / (self.plan.beat_time(beat + 1) - self.plan.beat_time(beat))
                   for _, beat in stabs}  # fmt: skip
         by_player: dict[str, list[float]] = defaultdict(list)
-        for player, beat in stabs:
+        for player, beat in sorted(stabs, key=lambda stab: stab[1]):
             by_player[player].append(beat)
         struck = {(player, beat) for player, beat in stabs}
         stab_keys = {(n.instrument, n.pitch, n.start) for n in self.result.notes
                      if (n.instrument, n.start) in struck}  # fmt: skip
+
+        def beside(beats: list[float], start: float) -> float | None:
+            """The stab a note struck at `start` would flam with, if any."""
+            at = bisect.bisect_left(beats, start)
+            return next((b for b in beats[max(0, at - 1) : at + 1]
+                         if 1e-6 < abs(start - b) <= widths[b]), None)  # fmt: skip
+
+        def stopping(beats: list[float], start: float) -> float | None:
+            """The stop a note struck at `start` falls in, if any."""
+            at = bisect.bisect_right(beats, start + 1e-6)
+            while at < len(beats) and beats[at] <= start + CUT_STOP_BEATS:
+                if beats[at] in stopped:
+                    return beats[at]
+                at += 1
+            return None
+
         others: list[Note] = []
         played: dict[tuple[str, int, float], Note] = {}
         for note in self.result.notes:
+            self.heartbeat()
             if note.instrument not in by_player:
                 others.append(note)
                 continue
-            stab = next((b for b in by_player[note.instrument]
-                         if 1e-6 < abs(note.start - b) <= widths[b]), None)  # fmt: skip
-            stop = next((b for b in by_player[note.instrument] if b in stopped
-                         and b - CUT_STOP_BEATS <= note.start < b - 1e-6), None)  # fmt: skip
+            stab = beside(by_player[note.instrument], note.start)
+            stop = stopping(by_player[note.instrument], note.start)
             if stab is not None:
                 note = dataclasses.replace(note, start=stab, end=stab + note.end - note.start)
             elif stop is not None:
