@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -419,56 +420,64 @@ def sound_marked_at(
     (AAC, 48 kHz stereo) from `sound_from_s` to the picture's end, silent but for a 50 ms
     burst of noise at `mark_s` on the same clock; with `dropped`, the sound's packets
     between those times are left out (as a recorder drops them)."""
-    rate = 48000
-    with av.open(str(path), "w") as container:
-        picture = container.add_stream("libx264", rate=30)
-        picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
-        sound = container.add_stream("aac", rate=rate)
-        assert isinstance(sound, av.AudioStream)
-        start = round(picture_from_s * 30)
-        _mux_greys(container, picture, list(range(start, start + 90)), Fraction(1, 30))
-        first, end = round(sound_from_s * rate), round((picture_from_s + 3.0) * rate)
-        track = np.zeros((end - first, 2), np.float32)
-        mark = round(mark_s * rate) - first
-        track[mark : mark + rate // 20] = np.random.default_rng(0).normal(0, 0.3, (rate // 20, 2))
-        for at in range(0, len(track), 1024):
-            block = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(track[at : at + 1024].reshape(1, -1)), format="flt",
-                layout="stereo")  # fmt: skip
-            block.sample_rate, block.pts, block.time_base = rate, first + at, Fraction(1, rate)
-            for packet in sound.encode(block):
-                at_s = (packet.pts or 0) / rate
-                if dropped and dropped[0] <= at_s < dropped[1]:
-                    continue
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
-    return path
+    rate = _SOUND_RATE
+    first, end = round(sound_from_s * rate), round((picture_from_s + 3.0) * rate)
+    track = np.zeros((end - first, 2), np.float32)
+    mark = round(mark_s * rate) - first
+    track[mark : mark + rate // 20] = np.random.default_rng(0).normal(0, 0.3, (rate // 20, 2))
+
+    def kept(packet: av.Packet) -> bool:
+        at_s = (packet.pts or 0) / rate
+        return not (dropped and dropped[0] <= at_s < dropped[1])
+
+    return _pictures_over_sound(path, round(picture_from_s * 30), track, first, kept)
 
 
 def tone_with_a_late_stamp(path: Path, late_s: float) -> Path:
     """Three seconds of 64x36 pictures and of a steady 440 Hz tone (AAC, 48 kHz stereo), one
     of whose packets, 1.5 s in, is stamped `late_s` late (as a capture's jittered clock
-    stamps one)."""
-    rate = 48000
-    with av.open(str(path), "w", format="matroska") as container:
+    stamps one); the container by the suffix."""
+    rate = _SOUND_RATE
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)
+    stamped: list[av.Packet] = []
+
+    def kept(packet: av.Packet) -> bool:
+        if not stamped and (packet.pts or 0) >= 1.5 * rate:
+            packet.pts = packet.dts = (packet.pts or 0) + round(late_s * rate)
+            stamped.append(packet)
+        return True
+
+    track = np.repeat(tone[:, None], 2, axis=1).astype(np.float32)
+    return _pictures_over_sound(path, 0, track, 0, kept)
+
+
+_SOUND_RATE = 48000
+
+
+def _pictures_over_sound(
+    path: Path, first_frame: int, track: np.ndarray, first_sample: int,
+    kept: Callable[[av.Packet], bool],
+) -> Path:  # fmt: skip
+    """90 frames of 64x36 greys at 30 frames/s from frame `first_frame`, and `track` (stereo
+    float32, 48 kHz) encoded as AAC from sample `first_sample`, each of its packets muxed
+    where `kept` (which may restamp it) says so; the container by the suffix."""
+    rate = _SOUND_RATE
+    with av.open(str(path), "w") as container:
         picture = container.add_stream("libx264", rate=30)
         picture.width, picture.height, picture.pix_fmt = 64, 36, "yuv420p"
         sound = container.add_stream("aac", rate=rate)
         assert isinstance(sound, av.AudioStream)
-        _mux_greys(container, picture, list(range(90)), Fraction(1, 30))
-        times = np.arange(3 * rate) / rate
-        tone = np.repeat(0.3 * np.sin(2 * np.pi * 440 * times), 2).astype(np.float32)
-        stamped = False
-        for at in range(0, 3 * rate, 1024):
-            block = av.AudioFrame.from_ndarray(tone[2 * at : 2 * (at + 1024)].reshape(1, -1),
-                                               format="flt", layout="stereo")  # fmt: skip
-            block.sample_rate, block.pts, block.time_base = rate, at, Fraction(1, rate)
+        frames = list(range(first_frame, first_frame + 90))
+        _mux_greys(container, picture, frames, Fraction(1, 30))
+        for at in range(0, len(track), 1024):
+            block = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(track[at : at + 1024].reshape(1, -1)), format="flt",
+                layout="stereo")  # fmt: skip
+            block.sample_rate, block.pts = rate, first_sample + at
+            block.time_base = Fraction(1, rate)
             for packet in sound.encode(block):
-                if not stamped and (packet.pts or 0) >= 1.5 * rate:
-                    packet.pts = packet.dts = (packet.pts or 0) + round(late_s * rate)
-                    stamped = True
-                container.mux(packet)
+                if kept(packet):
+                    container.mux(packet)
         for packet in sound.encode():
             container.mux(packet)
     return path

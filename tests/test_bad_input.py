@@ -346,6 +346,10 @@ def test_a_recording_that_states_no_length_is_measured_by_its_frames(tmp_path: P
     music = np.zeros((round(probe.duration_s * 48000), 2), np.float32)
     mux_into_video(recording, tmp_path / "scored.webm", music, 48000)
     assert len(_greys_shown(tmp_path / "scored.webm")) == 90
+    # Measured, it is held to the limits as a stated length is.
+    with pytest.raises(InvalidVideoError, match=r"lasts over 2 s") as caught:
+        probe_video(recording, VideoLimits(max_duration_s=2.0))
+    assert caught.value.reason == "too_long"
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
