@@ -481,3 +481,39 @@ def _pictures_over_sound(
         for packet in sound.encode():
             container.mux(packet)
     return path
+
+
+# What a phone's QuickTime file says about itself, as FFmpeg reads it.
+PHONE_TAGS = {
+    "creation_time": "2026-06-01T10:20:30.000000Z",
+    "location": "+48.8577+002.2950/",
+    "com.apple.quicktime.location.ISO6709": "+48.8577+002.2950+035.000/",
+    "com.apple.quicktime.make": "Apple",
+    "com.apple.quicktime.model": "iPhone 15",
+}
+
+
+def shot_on_a_phone(path: Path) -> Path:
+    """One second of 64x36 H.264 greys in a QuickTime file tagged as a phone tags its clips
+    (PHONE_TAGS), its picture track in French."""
+    with av.open(str(path), "w", options={"movflags": "use_metadata_tags"}) as container:
+        container.metadata.update(PHONE_TAGS)
+        stream = container.add_stream("libx264", rate=30)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        stream.metadata["language"] = "fra"
+        _mux_greys(container, stream, list(range(30)), Fraction(1, 30))
+    return path
+
+
+def with_track_statistics(path: Path) -> Path:
+    """One second of 64x36 H.264 greys (30 frames) in Matroska, its track tagged with its
+    statistics as mkvmerge tags them."""
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=30)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
+        stream.metadata.update({"NUMBER_OF_FRAMES": "30", "BPS": "1200",
+                                "_STATISTICS_TAGS": "BPS NUMBER_OF_FRAMES"})  # fmt: skip
+        _mux_greys(container, stream, list(range(30)), Fraction(1, 30))
+    return path

@@ -32,12 +32,14 @@ from services.tagger.backends import vision
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.hand_made_media import (
+    PHONE_TAGS,
     at_ntsc_film_rate,
     cut_at_an_open_gop,
     declaring_samples,
     holding_last_frame,
     mpeg_ts,
     recorded_live,
+    shot_on_a_phone,
     showing_last,
     song_with_cover_art,
     sound_marked_at,
@@ -47,6 +49,7 @@ from tests.hand_made_media import (
     thumbnail_first,
     tone_with_a_late_stamp,
     with_a_huge_picture,
+    with_track_statistics,
     write_frames_at,
     write_sound,
     write_streams,
@@ -311,6 +314,56 @@ def test_the_output_keeps_the_video_s_codec_tag(
     with av.open(str(out)) as scored:
         assert scored.streams.video[0].codec_context.codec_tag == tag
         assert sum(1 for _ in scored.decode(video=0)) == 30
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_the_output_keeps_the_source_s_tags(tmp_path: Path, suffix: str):
+    """When and where a clip was shot, on what, and its picture's language stay with it, as
+    ffmpeg's stream copy keeps them: the output had said nothing of them, and a photo
+    library filed the scored clip under the day it was scored, with no place."""
+    source = shot_on_a_phone(tmp_path / "phone.mov")
+    out = tmp_path / f"scored{suffix}"
+    mux_into_video(source, out, np.zeros((48000, 2), np.float32), 48000)
+    with av.open(str(out)) as scored:
+        # Matroska writes a tag's name in capitals.
+        tags = {name.lower(): value for name, value in scored.metadata.items()}
+        assert {name.lower(): value for name, value in PHONE_TAGS.items()}.items() <= tags.items()
+        assert scored.streams.video[0].metadata["language"] == "fra"
+
+
+def test_a_copy_cut_short_keeps_no_measure_of_the_source(tmp_path: Path):
+    """mkvmerge's statistics of a track (its frames, bytes, bit rate) are not carried into a
+    copy that the music's end cuts short: they would state the source's."""
+    source = with_track_statistics(tmp_path / "merged.mkv")
+    half = tmp_path / "half.mkv"
+    mux_into_video(source, half, np.zeros((24000, 2), np.float32), 48000)
+    with av.open(str(source)) as merged, av.open(str(half)) as copy:
+        assert merged.streams.video[0].metadata["NUMBER_OF_FRAMES"] == "30"
+        tags = copy.streams.video[0].metadata
+        assert not {"NUMBER_OF_FRAMES", "BPS", "_STATISTICS_TAGS"} & set(tags)
+        assert tags["DURATION"].startswith("00:00:00.5")
+
+
+def _top_level_boxes(path: Path) -> list[bytes]:
+    """The types of an ISO media file's top-level boxes, in order."""
+    boxes, data, at = [], path.read_bytes(), 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if size == 1:
+            size = int.from_bytes(data[at + 8 : at + 16], "big")
+        boxes.append(kind)
+        at += size if size else len(data)
+    return boxes
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_an_mp4_output_has_its_index_first(cuts_video: SyntheticVideo, tmp_path: Path, suffix: str):
+    """The index (moov) comes before the media (mdat), so a browser plays the file while it
+    downloads: it had come last, and a player had to fetch the file's end first."""
+    out = tmp_path / f"scored{suffix}"
+    mux_into_video(cuts_video.path, out, np.zeros((3 * 48000, 2), np.float32), 48000)
+    boxes = _top_level_boxes(out)
+    assert boxes.index(b"moov") < boxes.index(b"mdat")
 
 
 def test_a_cut_at_an_open_gop_keeps_every_frame_it_shows(tmp_path: Path):

@@ -47,6 +47,20 @@ VIDEO_FORMATS = {
 }
 # Opus encodes at 48 kHz only.
 OPUS_RATE = 48000
+# What the QuickTime muxers (.mp4, .mov) are told: the index (moov) before the media, so a
+# player or a browser starts while the file downloads (it had come last, and a browser had to
+# fetch a file's end, or all of it, first), and a tag of any name kept as the source named it
+# (a phone's make, model and place, com.apple.quicktime.*, which the default drops). Moving
+# the index reads and writes the file once more as it closes: 0.3 s a GB on this machine.
+QUICKTIME_OPTIONS = {"movflags": "+faststart+use_metadata_tags"}
+MUXER_OPTIONS = {"mp4": QUICKTIME_OPTIONS, "mov": QUICKTIME_OPTIONS}
+# Tags of the source the copy does not carry: those each muxer writes for itself (brands, its
+# own name) and measures of the source's length and size (mkvmerge's track statistics),
+# which a copy cut where the music ends no longer has.
+NOT_CARRIED_TAGS = frozenset(
+    {"major_brand", "minor_version", "compatible_brands", "encoder", "duration", "bps",
+     "number_of_frames", "number_of_bytes"}
+)  # fmt: skip
 
 
 def output_kind(path: Path) -> str:
@@ -127,6 +141,14 @@ def _kept_tag(video_in: av.video.stream.VideoStream, format_name: str) -> str | 
     if not tag.strip("\x00") or not _takes(video_in, format_name, tag):
         return None
     return tag
+
+
+def _carried(tags: dict[str, str]) -> dict[str, str]:
+    """The source's tags the copy keeps (as ffmpeg's stream copy keeps them): when and where
+    it was shot, with what, its title and language; not `NOT_CARRIED_TAGS`."""
+    return {name: value for name, value in tags.items()
+            if name.lower() not in NOT_CARRIED_TAGS
+            and not name.lower().startswith("_statistics")}  # fmt: skip
 
 
 def _nothing() -> None:
@@ -277,15 +299,19 @@ def mux_into_video(
     """Copy the video stream of `video_path` (no re-encoding) and add `audio` as its sound;
     `heartbeat` is called between packets (it raises to cancel). The video stops where the
     audio does: a container that states a shorter length than its frames run, or an edit
-    list that hides the last frames, is cut there."""
+    list that hides the last frames, is cut there. The source's tags come with it
+    (`_carried`), and an .mp4 or .mov output has its index first (`QUICKTIME_OPTIONS`)."""
     format_name, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     audio, rate = _at_codec_rate(audio, rate, codec)
+    options = MUXER_OPTIONS.get(format_name, {})
     with (
         open_as_stated(video_path) as source,
-        av.open(str(out_path), "w", format=format_name) as target,
+        av.open(str(out_path), "w", format=format_name, options=options) as target,
     ):
         video_in = picture_stream(source)
         video_out = _copy_stream(target, video_in, _kept_tag(video_in, format_name))
+        target.metadata.update(_carried(source.metadata))
+        video_out.metadata.update(_carried(video_in.metadata))
         sample_format = "fltp" if codec == "aac" else "flt"
         audio_out = _audio_stream(target, codec, rate, sample_format, 192_000)
         if codec == "aac":
