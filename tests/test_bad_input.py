@@ -433,6 +433,28 @@ def test_a_video_s_own_sound_is_read_where_its_times_put_it(
     assert np.argmax(np.abs(heard) > 0.05) / 16000 == pytest.approx(due, abs=0.01)
 
 
+@pytest.mark.parametrize("late_s", [6.0, 20.0])
+def test_a_picture_that_starts_long_after_its_sound_is_kept_whole(
+    tagger: VisionTagger, tmp_path: Path, late_s: float
+):
+    """A Matroska file whose picture starts seconds after its sound (a recorder that starts
+    the camera late, mkvmerge --sync): its three seconds of picture are measured, copied
+    whole and in sync with its sound. FFmpeg, meeting no picture in its first 5 s, had
+    started it at 0: 6 s late it lasted 9 s and came out 6 s late, cut at the music's end, 13
+    of 90 frames lost; 20 s late the output had no picture (an output-sync review)."""
+    video = sound_marked_at(tmp_path / "late.mkv", picture_from_s=late_s, sound_from_s=0.0,
+                            mark_s=late_s + 1.5)  # fmt: skip
+    assert probe_video(video).duration_s == pytest.approx(3.0, abs=0.01)
+    analysis = tagger.analyze(AnalysisRequest(video))
+    music = np.zeros((round(analysis.duration_s * 48000), 2), np.float32)
+    mux_into_video(video, tmp_path / "scored.mp4", music, 48000)
+    shown = _greys_shown(tmp_path / "scored.mp4")
+    assert len(shown) == 90 and shown[0][0] == 0.0
+    kept = decode_audio(video, 48000, 3 * 48000)
+    assert kept is not None
+    assert np.argmax(np.abs(kept[:, 0]) > 0.05) / 48000 == pytest.approx(1.5, abs=0.01)
+
+
 def test_a_sound_s_jittered_stamp_is_not_a_gap(tmp_path: Path):
     """A sound frame stamped 15 ms late (a capture's jittered clock) is joined to the frames
     before it: at a 10 ms tolerance it had become a 15 ms dropout and a splice (times

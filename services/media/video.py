@@ -94,6 +94,14 @@ class VideoLimits:
 
 
 MPEG_TS_WRAP = 1 << 33
+# FFmpeg learns a file's streams from at most its first 5 MB, so a large file that is no
+# video is refused promptly, however much time they span: a stream it meets no packet of
+# there gets the container's start and, in Matroska, decode times guessed as if it had no
+# B-frames. Its own limit of 5 s had made a Matroska file whose picture starts 6 s after its
+# sound start its picture at 0 (the copy put it 6 s late, cut at the music's end, with 13 of
+# 90 frames lost; one starting 20 s after had no picture left).
+PROBE_BYTES = 5_000_000
+PROBE_SPAN_US = 10**13
 # A frame shown this much earlier than one before it: the video's clock jumps back.
 CLOCK_BACK_S = 1.0
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
@@ -150,9 +158,8 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     even the one FFmpeg decodes to learn a stream's format while opening."""
     _readable(path)
     try:
-        # Bounded probing so a large non-video file is refused promptly.
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
-        options = {"probesize": "5000000", "analyzeduration": "5000000"}
+        options = {"probesize": str(PROBE_BYTES), "analyzeduration": str(PROBE_SPAN_US)}
         return open_input(str(path), options, max_pixels)
     except av.error.ArgumentError:
         if _a_still_picture(path):
