@@ -414,14 +414,15 @@ def recorded_live(path: Path, frames: int = 90) -> Path:
 
 def sound_marked_at(
     path: Path, *, picture_from_s: float, sound_from_s: float, mark_s: float,
-    dropped: tuple[float, float] | None = None,
+    dropped: tuple[float, float] | None = None, sound_to_s: float | None = None,
 ) -> Path:  # fmt: skip
     """Three seconds of 64x36 pictures whose clock starts at `picture_from_s`, and sound
-    (AAC, 48 kHz stereo) from `sound_from_s` to the picture's end, silent but for a 50 ms
-    burst of noise at `mark_s` on the same clock; with `dropped`, the sound's packets
-    between those times are left out (as a recorder drops them)."""
+    (AAC, 48 kHz stereo) from `sound_from_s` to `sound_to_s` (the picture's end), silent
+    but for a 50 ms burst of noise at `mark_s` on the same clock; with `dropped`, the
+    sound's packets between those times are left out (as a recorder drops them)."""
     rate = _SOUND_RATE
-    first, end = round(sound_from_s * rate), round((picture_from_s + 3.0) * rate)
+    until_s = picture_from_s + 3.0 if sound_to_s is None else sound_to_s
+    first, end = round(sound_from_s * rate), round(until_s * rate)
     track = np.zeros((end - first, 2), np.float32)
     mark = round(mark_s * rate) - first
     track[mark : mark + rate // 20] = np.random.default_rng(0).normal(0, 0.3, (rate // 20, 2))

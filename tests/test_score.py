@@ -23,6 +23,7 @@ from services.pipeline import ScorePipeline
 from services.tagger.backends.vision import VisionTagger
 from services.vocabulary import load_vocabulary
 from tests.bgm_command import bgm, bgm_process
+from tests.hand_made_media import sound_marked_at
 
 
 @pytest.fixture(scope="module")
@@ -630,6 +631,31 @@ def test_keep_original_audio_needs_audio(pipeline, tmp_path):
             video.path, UserControls(), OutputOptions(tmp_path / "m.wav", keep_original_audio=True)
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("picture_from_s", "sound_from_s", "sound_to_s", "says"),
+    [(0.0, 20.0, 23.0, "stamped from 20.00 s on"), (20.0, 0.0, 5.0, "stamped up to 4.99 s")],
+    ids=["sound-after", "sound-before"],
+)
+def test_keep_original_audio_of_a_sound_outside_its_picture_is_refused(
+    pipeline, tmp_path, picture_from_s, sound_from_s, sound_to_s, says
+):
+    """A video whose sound its stamps put wholly after or before its picture (a track
+    stamped 20 s on, a recording's sound from an earlier take) has none to keep: the request
+    is refused saying so, where the music had come out over silence with nothing said. Its
+    speech is listened for as before (none is heard)."""
+    video = sound_marked_at(tmp_path / "apart.mkv", picture_from_s=picture_from_s,
+                            sound_from_s=sound_from_s, mark_s=sound_from_s + 1.0,
+                            sound_to_s=sound_to_s)  # fmt: skip
+    with pytest.raises(InvalidInputError, match=says) as refused:
+        pipeline.score(
+            video, UserControls(), OutputOptions(tmp_path / "m.wav", keep_original_audio=True)
+        )
+    assert refused.value.field == "output.keep_original_audio"
+    assert "lies outside its picture, which runs from" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apart.mkv"]
+    pipeline.score(video, UserControls(), OutputOptions(tmp_path / "m.wav"))
 
 
 def test_over_the_generator_limit(tagger, clip, tmp_path):

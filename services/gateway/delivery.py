@@ -256,7 +256,12 @@ def _original_sound(
     video: Path, music: GeneratedMusic, heartbeat: Callable[[], None]
 ) -> np.ndarray:
     """The video's own sound, decoded at the music's rate and length."""
-    original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
+    try:
+        original = decode_audio(video, music.sample_rate, len(music.audio), heartbeat)
+    except InvalidInputError as error:
+        # The sound asked for cannot be kept (its stamps put none of it in the picture, it
+        # changes rate part-way, ...): the request's field says which ask it was.
+        raise InvalidInputError(str(error), field="output.keep_original_audio") from None
     if original is None:
         raise InvalidInputError(f"{video.name} has no audio track to keep",
                                 field="output.keep_original_audio")  # fmt: skip

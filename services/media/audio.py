@@ -426,8 +426,19 @@ def decode_audio(
     with open_input(str(path)) as container:
         if not container.streams.audio:
             return None
+        place = None if origin_s is None else _Placement(container, rate, 2, origin_s,
+                                                         samples / rate)  # fmt: skip
         # No further than the video: a long track behind a short video is never decoded.
-        audio = _decoded(container, rate, heartbeat, samples, origin_s)
+        audio = _decoded(container, rate, heartbeat, samples, place)
+    if place is not None and place.stamped and not place.heard:
+        first, last = place.stamped
+        start_s, end_s = place.origin_s, place.origin_s + samples / rate
+        where = f"from {first:.2f} s on" if first >= end_s else f"up to {last:.2f} s"
+        raise InvalidInputError(
+            f"{path.name}'s sound lies outside its picture, which runs from {start_s:.2f} s "
+            f"to {end_s:.2f} s on the file's clock: its sound is stamped {where}, so none of "
+            "it can be kept"
+        )
     return _exact(audio, samples)
 
 
@@ -479,17 +490,17 @@ def _decoded(
     rate: int,
     heartbeat: Callable[[], None] = _nothing,
     limit: int | None = None,
-    origin_s: float | None = None,
+    place: _Placement | None = None,
 ) -> np.ndarray:
     """The first audio track as stereo float32 at `rate`, decoded until `limit` samples
     (all of it without one), into one array (a list of a million tiny frames held 450 bytes
-    each); with `origin_s`, placed by its times from there (`_resampled`)."""
+    each); with `place`, placed by its times (`_resampled`)."""
     if limit is None:
         chunks = list(_resampled(container, rate, "stereo", heartbeat, None))
         return np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)
     audio = np.zeros((limit, 2), np.float32)
     held = 0
-    for chunk in _resampled(container, rate, "stereo", heartbeat, limit / rate, origin_s):
+    for chunk in _resampled(container, rate, "stereo", heartbeat, limit / rate, place):
         taken = min(len(chunk), limit - held)
         audio[held : held + taken] = chunk[:taken]
         held += taken
@@ -504,7 +515,7 @@ def _resampled(
     layout: str,
     heartbeat: Callable[[], None],
     seconds: float | None,
-    origin_s: float | None = None,
+    place: _Placement | None = None,
 ) -> Iterator[np.ndarray]:
     """The first audio track at `rate` in `layout` ("mono" or "stereo"), float32 (samples x
     channels), a decoded frame at a time, calling `heartbeat` at each (it raises to cancel).
@@ -512,8 +523,8 @@ def _resampled(
     MAX_AUDIO_FRAMES_PER_S of them for its first `seconds`, or that changes its rate part-way,
     is refused; a damaged one ends where the damage starts (logged).
 
-    With `origin_s` (a video's sound, up to its `seconds`), each frame goes where its time
-    puts it, from `origin_s` (the picture's first frame shown) on: what comes before is left
+    With `place` (a video's sound, up to its `seconds`), each frame goes where its time puts
+    it, from the picture's first frame shown on (`_Placement`): what comes before is left
     out, and a gap (a recorder's dropped packets) is silence. The frames had been joined end
     to end from the first: a sound starting 0.5 s before the picture had been kept 0.5 s
     late, and each dropped packet put what follows it that much early."""
@@ -521,7 +532,6 @@ def _resampled(
     channels = 1 if layout == "mono" else 2
     most = None if seconds is None else math.ceil(MAX_AUDIO_FRAMES_PER_S * (seconds + 1.0))
     resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
-    place = None if origin_s is None else _Placement(container, rate, channels, origin_s, seconds)
     low, high = AUDIO_RATES
     count = 0
     try:
@@ -565,6 +575,10 @@ class _Placement:
         self.rate, self.channels, self.origin_s = rate, channels, origin_s
         self.end = round(seconds * rate)
         self.placed = 0
+        # Samples of the sound itself placed (not the silence of its gaps), and the first
+        # and last times its frames are stamped with.
+        self.heard = 0
+        self.stamped: tuple[float, float] | None = None
         stream = container.streams.audio[0]
         # An MPEG-TS's sound shares the picture's 33-bit clock, which may wrap between them.
         self.wrap_s = (
@@ -577,6 +591,8 @@ class _Placement:
 
     def __call__(self, time: float | None, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
         if time is not None:
+            first = time if self.stamped is None else self.stamped[0]
+            self.stamped = (first, time)
             since = time - self.origin_s
             if self.wrap_s is not None:
                 since -= round(since / self.wrap_s) * self.wrap_s
@@ -596,6 +612,7 @@ class _Placement:
             if len(taken):
                 yield taken
                 self.placed += len(taken)
+                self.heard += len(taken)
 
 
 def _dropping(chunks: list[np.ndarray], samples: int) -> list[np.ndarray]:
@@ -634,10 +651,11 @@ def mono_blocks(
     with open_input(str(path)) as container:
         if not container.streams.audio:
             return
+        place = None if origin_s is None else _Placement(container, rate, 1, origin_s, seconds)
         pending: list[np.ndarray] = []
         held = 0
         given = 0
-        for chunk in _resampled(container, rate, "mono", heartbeat, seconds, origin_s):
+        for chunk in _resampled(container, rate, "mono", heartbeat, seconds, place):
             samples = chunk.reshape(-1)[: wanted - given]
             pending.append(samples)
             held += len(samples)
