@@ -581,6 +581,23 @@ class Composer:
         # section's energy: one draw for every level had given another seed the same drums
         # throughout, one time in three.
         self._grooves = {(m, level): int(rng.integers(8)) for m in ("A", "B") for level in LEVELS}
+        # Where each material's tune first began, as a degree of its key (semitones above the
+        # tonic): it begins there again on each return (`_melody`), each section (by its
+        # first beat) that brings a material back after the other's. A section of the
+        # material it follows goes on from it, as its progression does.
+        self._theme_degrees: dict[str, int] = {}
+        self._returns = {
+            form.start_beat
+            for before, form in zip([None, *forms[:-1]], forms, strict=True)
+            if before is None or before.material != form.material
+        }
+        # The bar of each intro section (by its first beat) where the tune comes in, after the
+        # intro's bars: its phrases count from there.
+        self._tune_entries = {
+            form.start_beat: self._intro_bars(len(bars))
+            for form, bars in zip(forms, self._bars, strict=True)
+            if form.role == "intro" and bars
+        }
 
     # ---- the plan of the piece ----------------------------------------------------------
 
@@ -915,11 +932,15 @@ class Composer:
                 at = 1 + (self._substitution + form.repeat) % (len(progression) - 1)
                 progression[at] = SUBSTITUTES.get(progression[at], progression[at])
             per_chord = self.style.harmonic_rhythm[max(0, form.intensity - 1)]
+            # The tune comes in after an intro's bars on the progression's first chord, as
+            # its returns do (`_melody` begins them where it began).
+            entry = self._tune_entries.get(form.start_beat, 0)
             numerals = [
-                progression[((running + i) // per_chord) % len(progression)]
+                progression[((running + (i if i < entry else i - entry)) // per_chord)
+                            % len(progression)]
                 for i in range(len(bars))
-            ]
-            running += len(bars)
+            ]  # fmt: skip
+            running += len(bars) - entry
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
             if next_form is not None and next_form.intensity > form.intensity and len(bars) >= 3:
                 numerals[-1] = "V"  # tension before the release
@@ -1401,7 +1422,10 @@ class Composer:
             self._motifs[form.material], form.repeat, self._melody_steps, self.bar_beats
         )
         onsets, contour = motif
-        phrase_bar = position % 4
+        # Phrases count from the tune's entry: after an intro's two bars it had come in on
+        # its phrase's third bar, the answer, and its motif first sounded a bar later.
+        entry = self._tune_entries.get(form.start_beat, 0)
+        phrase_bar = (position - entry) % 4
         lift = 0
         if phrase_bar == 3:
             onsets, contour = [0.0], [0]
@@ -1429,6 +1453,16 @@ class Composer:
         target = self._melody_pitch + lift
         pitch = max(near, key=lambda p: (_reach(p, contour[1:], form.key, low, high),
                                          -abs(p - target), -p))  # fmt: skip
+        if position == entry and form.start_beat in self._returns:
+            theme = self._theme_degrees.setdefault(form.material, (pitch - form.key.tonic) % 12)
+            # The material's return begins where its first statement did (in an octave
+            # within a fifth of the tune, as any bar), so the theme is heard coming back:
+            # begun wherever the line stood, only 30 of 148 returns had begun on their first
+            # statement's note (a music review's 97 s video, every genre, seeds 1-2).
+            again = [p for p in near if (p - form.key.tonic) % 12 == theme]
+            if again:
+                pitch = max(again, key=lambda p: (_reach(p, contour[1:], form.key, low, high),
+                                                  -abs(p - target)))  # fmt: skip
         bar: list[TuneNote] = []
         for i, offset in enumerate(onsets):
             position_beats = start + offset
