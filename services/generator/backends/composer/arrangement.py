@@ -28,6 +28,7 @@ from services.generator.backends.composer.styles import (
     PARTS,
     PLAYABLE,
     SECOND_PLAYERS,
+    TUNE_ACCENT,
     TUNED_KITS,
     Pattern,
     Style,
@@ -1071,7 +1072,8 @@ class Composer:
         for number, player in enumerate(roles.of("melody") if tune else ()):
             if not intro and self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 if number == 0:
-                    tune_notes = self._melody(player, start, end, form, position, velocity + 12)
+                    tune_notes = self._melody(player, start, end, form, position,
+                                              velocity + self.style.tune_accent)  # fmt: skip
                 # Another tune player doubles the tune at the unison (folk's fiddle and
                 # whistle). Composing its own bar from where the tune ended, it had met the
                 # tune at the unison or octave on 76% of their shared onsets.
@@ -1165,7 +1167,9 @@ class Composer:
             pitch = nearest_in(self._melody_pitch, (tonic.root,), low, high)
             if abs(pitch - self._melody_pitch) > MAX_BAR_LEAP:
                 pitch = nearest_in(self._melody_pitch, tonic.pitch_classes, low, high)
-            self._add(player, pitch, start, end, velocity["melody"])
+            # As much softer than FINAL_VELOCITY's as the tune's bars are (`tune_accent`).
+            touch = self.style.tune_accent - TUNE_ACCENT
+            self._add(player, pitch, start, end, velocity["melody"] + touch)
             playing.add(player)
         for player in roles.of("drums")[:1]:
             # The kick as the section's grooves strike it: accented from FINAL_LEVEL (104),
