@@ -1884,6 +1884,30 @@ def test_a_soft_toned_tune_is_touched_gently(generator, beat_analysis):
     assert medians["pop"] >= 100, medians
 
 
+def test_the_orchestra_keeps_no_kit_cymbal_time(generator, beat_analysis):
+    """Orchestral percussion is timpani and a bass drum, its cymbal the crash at a section's
+    peak: no ride or hi-hat keeps time through a loud orchestral piece (a ride in quarter
+    notes had, 93 strokes in a music review's 97 s piece)."""
+    from services.generator.backends.composer.styles import (
+        HAT,
+        OPEN_HAT,
+        PEDAL_HAT,
+        RIDE,
+        TUNED_KITS,
+    )
+
+    kit = TUNED_KITS[48].keys
+    timekeepers = {key for raw in (HAT, PEDAL_HAT, OPEN_HAT, RIDE) for key in (raw, kit[raw])}
+    brief = brief_for(beat_analysis, "orchestral", duration_s=30.0)
+    loud = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
+    brief = dataclasses.replace(brief, segments=loud,
+                                tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+    song = pretty_midi.PrettyMIDI(io.BytesIO(generator.generate(brief).midi))
+    strokes = [n.pitch for i in song.instruments if i.is_drum for n in i.notes]
+    assert len(strokes) > 50
+    assert not timekeepers & set(strokes), sorted(timekeepers & set(strokes))
+
+
 def test_a_theme_comes_back_where_it_began(generator, beat_analysis):
     """A video whose look goes back and forth, in every genre: the tune comes in after the
     intro on its progression's first chord with its motif, and the returns of a material

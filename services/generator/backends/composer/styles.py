@@ -513,7 +513,10 @@ _TIDY: Grooves = {
         },
     ),
 }
-# Orchestral percussion: timpani-like floor toms and a bass drum, cymbals at the peaks.
+# Orchestral percussion: timpani-like floor toms and a bass drum, cymbals at the peaks (the
+# crash that opens a section), no kit cymbal keeping time: a ride in quarter notes had
+# played through the orchestra's loudest sections (93 strokes in a 97 s piece; a music
+# review heard a rock drummer with timpani).
 _TIMPANI: Grooves = {
     1: ({FLOOR_TOM: "x..............."}, {FLOOR_TOM: "x...........x..."}),
     2: (
@@ -521,16 +524,11 @@ _TIMPANI: Grooves = {
         {FLOOR_TOM: "x.....x.x.......", ACOUSTIC_KICK: "x..............."},
     ),
     3: (
-        {
-            FLOOR_TOM: "x.x.x...x.x.x...",
-            ACOUSTIC_KICK: "x.......x.......",
-            RIDE: "x...x...x...x...",
-        },
+        {FLOOR_TOM: "x.x.x...x.x.x...", ACOUSTIC_KICK: "x.......x......."},
         {
             FLOOR_TOM: "x.......x.x.....",
             LOW_TOM: "....x.......x.x.",
             ACOUSTIC_KICK: "x.......x.......",
-            RIDE: "x...x...x...x...",
         },
     ),
 }
