@@ -7,6 +7,7 @@ import io
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pretty_midi
@@ -464,6 +465,21 @@ MONTAGE_CUTS_S = (1.633, 3.533, 5.3, 6.533, 7.833, 9.7, 10.7, 12.533, 14.333, 15
                   18.367, 19.633, 21.1, 22.6, 24.133, 26.133, 28.2)  # fmt: skip
 
 
+def _marked_cuts(
+    plan: timing.TimingPlan, cut_times: Sequence[float]
+) -> Iterator[tuple[float, bool, bool]]:
+    """Each cut as the arrangement marks it: its beat, whether it is strong (the first of a
+    flurry) and whether it lies between beats."""
+    from services.generator.backends.composer.arrangement import FLURRY_GAP_S
+
+    previous = -FLURRY_GAP_S
+    for time_s in cut_times:
+        strong, previous = time_s - previous >= FLURRY_GAP_S, time_s
+        beat = plan.beat_at(time_s)
+        length = plan.beat_time(beat + 1) - plan.beat_time(beat)
+        yield beat, strong, abs(beat - round(beat)) * length > ON_BEAT_S
+
+
 def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     """A fast montage, in every genre: a section whose cut lies less than HANDOVER_MIN_BEATS
     after its bar line strikes nothing from the bar line to the cut (its bass, chord and tune
@@ -473,7 +489,6 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     the downbeat and again 73 ms later at the cut)."""
     from services.generator.backends.composer.arrangement import (
         CUT_STOP_BEATS,
-        FLURRY_GAP_S,
         HANDOVER_MIN_BEATS,
     )
 
@@ -506,12 +521,7 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
             continue
         chord = [player for part in score.style.prompt_parts for player in score.roles.of(part)]
         stabbing = [*chord[:1], *score.roles.of("bass")[:1]]
-        previous = -FLURRY_GAP_S
-        for time_s in MONTAGE_CUTS_S:
-            strong, previous = time_s - previous >= FLURRY_GAP_S, time_s
-            beat = plan.beat_at(time_s)
-            length = plan.beat_time(beat + 1) - plan.beat_time(beat)
-            between = abs(beat - round(beat)) * length > ON_BEAT_S
+        for beat, strong, between in _marked_cuts(plan, MONTAGE_CUTS_S):
             if not (strong and between) or (final is not None and beat >= final):
                 continue
             checked[1] += 1
@@ -529,10 +539,7 @@ def test_a_cut_just_before_a_bar_line_pushes_its_downbeat(generator, beat_analys
     cut, its bass on the bar line's root, and no player strikes again on the bar line (the
     cut's stab had struck the old chord and the bar line the new one a moment later: 67
     strikes twice at these 36 cuts; a music review had found 15 of 23 such cuts so)."""
-    from services.generator.backends.composer.arrangement import (
-        FLURRY_GAP_S,
-        HANDOVER_MIN_BEATS,
-    )
+    from services.generator.backends.composer.arrangement import HANDOVER_MIN_BEATS
 
     rng = np.random.default_rng(11)
     checked, twice, off_chord = 0, [], []
@@ -554,12 +561,9 @@ def test_a_cut_just_before_a_bar_line_pushes_its_downbeat(generator, beat_analys
             drums = score.roles.of("drums")
             pitched = [n for n in score.notes if n.instrument not in drums]
             harmony = score.arrangement.harmony
-            previous = -FLURRY_GAP_S
-            for time_s in cut_times:
-                strong, previous = time_s - previous >= FLURRY_GAP_S, time_s
-                beat = plan.beat_at(time_s)
-                length = plan.beat_time(beat + 1) - plan.beat_time(beat)
-                between = abs(beat - round(beat)) * length > ON_BEAT_S
+            for (beat, strong, between), time_s in zip(
+                _marked_cuts(plan, cut_times), cut_times, strict=True
+            ):
                 bar_line = next((b for b in plan.bar_starts if b > beat + 1e-6), None)
                 if (
                     not between
