@@ -96,11 +96,11 @@ class VideoLimits:
 MPEG_TS_WRAP = 1 << 33
 # FFmpeg learns a file's streams from at most its first 5 MB (PROBE_BYTES), so a large file
 # that is no video is refused promptly, however long a time they span (PROBE_SPAN_US, 115
-# days, bounds nothing): a stream it meets no packet of
-# there gets the container's start and, in Matroska, decode times guessed as if it had no
-# B-frames. Its own limit of 5 s had made a Matroska file whose picture starts 6 s after its
-# sound start its picture at 0 (the copy put it 6 s late, cut at the music's end, with 13 of
-# 90 frames lost; one starting 20 s after had no picture left).
+# days, bounds nothing): a stream it meets no packet of there gets the container's start
+# and, in Matroska, decode times guessed as if it had no B-frames. Its own limit of 5 s had
+# made a Matroska file whose picture starts 6 s after its sound start its picture at 0 (the
+# copy put it 6 s late, cut at the music's end, with 13 of 90 frames lost; one starting 20 s
+# after had no picture left).
 PROBE_BYTES = 5_000_000
 PROBE_SPAN_US = 10**13
 # A frame shown this much earlier than one before it: the video's clock jumps back.

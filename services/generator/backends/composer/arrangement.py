@@ -558,6 +558,8 @@ class Composer:
                        bisect.bisect_left(bar_starts, form.end_beat)]
             for form in forms
         ]  # fmt: skip
+        # All of them, in order.
+        self._bar_lines = [b for bars in self._bars for b in bars]
         self.harmony: list[ChordSpan] = []
         # The spans' starts, in order, to find the chord at a beat by bisection.
         self._span_starts: list[float] = []
@@ -630,7 +632,7 @@ class Composer:
                 end = start + self.bar_beats
                 if final is not None:
                     end = min(end, final)
-                intro = form.role == "intro" and position < self._intro_bars(len(bars))
+                intro = position < self._tune_entries.get(form.start_beat, 0)
                 last = position == len(bars) - 1
                 # Into a handover the cut's hit leads, not a fill at the bar line.
                 fill = last and next_form is not None and next_form.intensity >= 2
@@ -684,10 +686,10 @@ class Composer:
         beat from their bar line)."""
         plan, notes = self.plan, self.result.notes
         changes = {form.start_beat for form in self.forms[1:]}
-        for form, bars in zip(self.forms, self._bars, strict=True):
-            if form.role == "intro" and bars:
-                changes.add(bars[self._intro_bars(len(bars))])
-        bar_lines = sorted(b for bars in self._bars for b in bars)
+        changes |= {bars[self._tune_entries[form.start_beat]]
+                    for form, bars in zip(self.forms, self._bars, strict=True)
+                    if form.start_beat in self._tune_entries}  # fmt: skip
+        bar_lines = self._bar_lines
         drums = set(self.roles.of("drums"))
         ordered = sorted(notes, key=lambda n: n.start)
         starts = [n.start for n in ordered]
@@ -1538,7 +1540,7 @@ class Composer:
         cleared = zip(events, played, strict=True)
         self._clear_flams([(beat, None if strong else frozenset(keys))
                            for (beat, strong, _), keys in cleared])  # fmt: skip
-        bar_lines = sorted(b for bars in self._bars for b in bars)
+        bar_lines = self._bar_lines
         pushes: dict[float, _Push] = {}
         for (beat, strong, on_beat), keys in zip(events, played, strict=True):
             self.heartbeat()
