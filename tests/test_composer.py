@@ -1450,6 +1450,32 @@ def test_a_horn_takes_a_breath(generator, beat_analysis, genre):
     assert max(lengths) <= BREATH_S["brass"] + 0.01
 
 
+@pytest.mark.parametrize("bpm", [72.0, 120.0])
+def test_a_clarinet_ostinato_breathes(generator, beat_analysis, bpm):
+    """Orchestral's clarinet plays its running ostinato in phrases, with a rest (a beat,
+    less where a cut's hit comes in early) after each: at a phrase's end, four bars or
+    fewer, never more than a breath (BREATH_S) apart. It had played 60-85 s of a music
+    review's piece without one."""
+    brief = brief_for(beat_analysis, "orchestral", duration_s=60.0, bpm_is_fixed=True)
+    tags = dataclasses.replace(brief.tags, bpm=bpm, bpm_min=bpm, bpm_max=bpm)
+    score = generator.compose(dataclasses.replace(brief, tags=tags), Heartbeat(lambda f: None))
+    assert score.roles.of("pulse")[:1] == ("woodwinds",)
+    time = score.plan.beat_time
+    notes = sorted((time(n.start), time(n.end)) for n in score.notes
+                   if n.instrument == "woodwinds")  # fmt: skip
+    assert len(notes) > 60
+    # A breath: a rest of 0.3 s (the ostinato's notes are at most 0.1 beat apart).
+    runs, begun, last = [], notes[0][0], notes[0][1]
+    for start, end in notes[1:]:
+        if start - last >= 0.3:
+            runs.append(last - begun)
+            begun = start
+        last = max(last, end)
+    runs.append(last - begun)
+    assert len(runs) >= 4, runs
+    assert max(runs) <= BREATH_S["woodwinds"], runs
+
+
 def test_power_chords_and_the_bass_play_the_chord_s_own_fifth(generator, beat_analysis):
     """A diminished chord's fifth is diminished: rock's power chord and the bass's fifth on
     ii° in a minor key play it, not a perfect fifth from outside the key (Bb under the

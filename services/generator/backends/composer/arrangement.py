@@ -560,6 +560,8 @@ class Composer:
         ]  # fmt: skip
         # All of them, in order.
         self._bar_lines = [b for bars in self._bars for b in bars]
+        self._breaths = {player: self._breath_bars(BREATH_S[player])
+                         for player in roles.of("pulse") if player in BREATH_S}  # fmt: skip
         self.harmony: list[ChordSpan] = []
         # The spans' starts, in order, to find the chord at a beat by bisection.
         self._span_starts: list[float] = []
@@ -1319,7 +1321,10 @@ class Composer:
         self, player: str, start: int, end: int, level: int, variant: int, velocity: int
     ) -> None:
         pattern = self._pattern(self.style.pulse, level, variant)
-        for onset, stop, symbol in self._events(pattern, start, end):
+        events = self._events(pattern, start, end)
+        if start in self._breaths.get(player, ()):
+            events = [event for event in events if event[0] < end - 1]
+        for onset, stop, symbol in events:
             tones = voice(self._chord_at(onset), None, *self.style.register("pulse"))
             index = int(symbol)
             pitch = tones[index % len(tones)] + 12 * (index // len(tones))
@@ -1327,6 +1332,25 @@ class Composer:
             length = min(stop - onset, 1.0) * (0.9 if player in SUSTAINING else 0.6)
             on_beat = abs(onset - round(onset)) < 1e-6
             self._add(player, pitch, onset, onset + length, velocity + (8 if on_beat else 0))
+
+    def _breath_bars(self, breath_s: float) -> set[int]:
+        """The bars on whose last beat a blown running figure (orchestral's clarinet
+        ostinato) rests, as a player breathes: at the end of each phrase of four bars, or of
+        two or one where four would last longer than `breath_s`, and before a run across
+        sections would (the next bar as long as this one). It had run 60-85 s without a
+        rest."""
+        time = self.plan.beat_time
+        breaths: set[int] = set()
+        begun = time(self._bar_lines[0]) if self._bar_lines else 0.0
+        for bars in self._bars:
+            for position, start in enumerate(bars):
+                end = start + self.bar_beats
+                bar_s = time(end) - time(start)
+                phrase = next(g for g in (4, 2, 1) if g * bar_s <= breath_s or g == 1)
+                if (position + 1) % phrase == 0 or 2 * time(end) - time(start) - begun > breath_s:
+                    breaths.add(start)
+                    begun = time(end)
+        return breaths
 
     def _bass(
         self, player: str, start: int, end: int, level: int, variant: int, velocity: int
