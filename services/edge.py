@@ -33,6 +33,15 @@ MAX_DEPTH = 8
 # breaks and tabs.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Characters that show nothing, or turn text round, in a name (a tag, a key, a file name):
+# soft hyphen, zero-width space, direction marks, embeddings and overrides, line and
+# paragraph separators, word joiner and invisible operators, isolates, byte-order mark. "rock"
+# with a zero-width space had been refused as "unknown genre rock; did you mean rock?", and a
+# right-to-left override turns a file name round where a message quotes it. (Prose may hold
+# them; the joiners that emoji and some scripts need are allowed everywhere.)
+INVISIBLE_IN_NAME = re.compile(
+    "[\u00ad\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,9 @@ class EdgeSchema:
             bad = (CONTROL_IN_TEXT if rule.text else CONTROL).search(value)
             if bad is not None:
                 return f"control character {bad.group()!r} is not allowed"
+            hidden = None if rule.text else INVISIBLE_IN_NAME.search(value)
+            if hidden is not None:
+                return f"invisible character U+{ord(hidden.group()):04X} is not allowed"
             return None
         if isinstance(value, bytes):
             if rule.max_bytes is not None and len(value) > rule.max_bytes:

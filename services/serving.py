@@ -867,6 +867,76 @@ class ReleasedOnError(HandlerWrapper):
                     response_serializer=handler.response_serializer)  # fmt: skip
 
 
+# A request's message still arriving after this long counts against its caller's
+# serving.peer.max_bytes as the largest message there can be (serving.max_message_bytes):
+# before, gRPC reads it whole before any handler runs, and nothing counted it.
+ARRIVING_FREE_S = 0.5
+
+
+class RequestArrival(HandlerWrapper):
+    """A single request's message must arrive within serving.max_arrival_s of its call, and
+    one still arriving after ARRIVING_FREE_S counts against its caller's bytes in flight
+    (serving.peer.max_bytes) as the largest message: more is refused RESOURCE_EXHAUSTED
+    (CALLER_BUSY), and a message not arrived in time DEADLINE_EXCEEDED, and what gRPC held of
+    it is let go. gRPC reads a single request before it calls the handler, so the method is
+    served as a request stream, read here: a caller that sent 16 messages of 60 MB but for
+    their last byte had held 900 MB at the gateway, and 64 at the generator 3.7 GB, for as
+    long as it liked, counted against no limit."""
+
+    def __init__(self, serving: ServingConfig):
+        self.max_arrival_s = serving.max_arrival_s
+        self.max_bytes = serving.peer.max_bytes
+        self.weight = serving.max_message_bytes
+        self._arriving = RunningRequests()
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        kind, _ = _kind_of(handler)
+        behaviour = getattr(handler, kind)
+        if kind.startswith("stream") or not inspect.iscoroutinefunction(behaviour):
+            return handler
+        service, _, name = method.strip("/").partition("/")
+
+        async def arrived(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            try:
+                request = await self._first(context)
+            except BgmError as error:
+                async with observed(service, name, context):
+                    raise error from None
+            handling = behaviour(request, context)
+            del request  # (ReleasedOnError lets go of the frames a refusal holds)
+            return await handling
+
+        make = (grpc.stream_unary_rpc_method_handler if kind == "unary_unary"
+                else grpc.stream_stream_rpc_method_handler)  # fmt: skip
+        return make(arrived, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)  # fmt: skip
+
+    async def _first(self, context: grpc.aio.ServicerContext) -> Any:
+        """The call's one request, as it arrives in time (or refused). Read from the context:
+        the request stream's iterator would hold it as long as the call."""
+        reading = asyncio.ensure_future(context.read())
+        try:
+            done, _ = await asyncio.wait({reading}, timeout=ARRIVING_FREE_S)
+            if not done:
+                refusal = _busy("'s requests still arriving hold {} bytes", self.max_bytes,
+                                "max_bytes")  # fmt: skip
+                with self._arriving.slot(client_of(context), self.max_bytes, refusal,
+                                         weight=self.weight):  # fmt: skip
+                    done, _ = await asyncio.wait(
+                        {reading}, timeout=self.max_arrival_s - ARRIVING_FREE_S
+                    )
+            if not done:
+                raise DeadlineExceededError(
+                    f"the request's message did not arrive within {self.max_arrival_s:g} s "
+                    "(serving.max_arrival_s)", error_reason="REQUEST_TOO_SLOW")  # fmt: skip
+            request = reading.result()
+        finally:
+            reading.cancel()
+        if request is grpc.aio.EOF:
+            raise InvalidInputError("the call carried no request message")
+        return request
+
+
 @dataclass(frozen=True)
 class MalformedRequest:
     """Request bytes that are not the method's message, and why (the parser's reason)."""
@@ -1018,7 +1088,8 @@ class HostedServer:
                      # SO_REUSEPORT had let both listen, each taking some of the requests.
                      ("grpc.so_reuseport", 0),
                      ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000))],
-            interceptors=[ReleasedOnError(), WellFormedRequests(serving.max_metadata_bytes),
+            interceptors=[ReleasedOnError(), RequestArrival(serving),
+                          WellFormedRequests(serving.max_metadata_bytes),
                           StallLimit(serving.reader_stall_s),
                           *(i for binding in self.bindings for i in binding.interceptors)],
         )  # fmt: skip

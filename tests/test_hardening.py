@@ -85,6 +85,11 @@ HOSTILE = [
      "video.file_name", "at most 255 characters"),
     (gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(data=b"x", file_name="a\x00.mp4")),
      "video.file_name", "control character"),
+    # Invisible, or turning the name round where a message quotes it.
+    (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(genres=["rock\u200b"])),
+     "controls.genres[0]", "invisible character U+200B is not allowed"),
+    (gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(data=b"x", file_name="a\u202e4pm.exe")),
+     "video.file_name", "invisible character U+202E"),
     (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(seed=-1)),
      "controls.seed", "at least 0"),
     (gateway_pb2.ScoreRequest(controls=common_pb2.UserControls(instruments=["piano"] * 20)),
@@ -1044,6 +1049,51 @@ def test_one_client_cannot_take_every_worker(tmp_path: Path, media: Path, clip, 
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "per client is 1" in details
         assert refusal.reason == "CLIENT_BUSY" and refusal.retry_after_s == 1.0
     finally:
+        assert stop(running) == 0
+
+
+@pytest.mark.slow
+def test_a_request_that_never_arrives_is_counted_and_cut_off(tmp_path: Path, media: Path):
+    """A Score or a Generate whose message does not arrive counts, after half a second,
+    against its caller's bytes in flight as the largest message (serving.peer.max_bytes:
+    one too many is refused CALLER_BUSY), and ends after serving.max_arrival_s, what gRPC
+    held of it let go. gRPC reads a single request whole before any handler runs: 16 Scores
+    of 60 MB sent but for their last byte had held 900 MB at the gateway for as long as
+    their caller liked, counted against no limit."""
+    message = 1024 * 1024
+    running = start(tmp_path, media, sources={**SOURCES, "file_roots": [str(media)]},
+                    changes={"serving": {"max_arrival_s": 3.0, "max_message_bytes": message,
+                                         "peer": {"max_bytes": 3 * message}}})  # fmt: skip
+    stalled = threading.Event()
+
+    def nothing() -> Iterator[bytes]:
+        stalled.wait(60)
+        return
+        yield  # (a generator that sends nothing)
+
+    try:
+        for address, method in ((running.gateway, "/bgm.v1.Gateway/Score"),
+                                (running.generator, "/bgm.v1.Generator/Generate")):  # fmt: skip
+            with grpc.insecure_channel(address) as channel:
+                # The unary request sent as a stream that never sends its message.
+                call = channel.stream_stream(method, request_serializer=lambda b: b,
+                                             response_deserializer=lambda b: b)  # fmt: skip
+                started = time.monotonic()
+                held = [call(nothing(), timeout=60) for _ in range(3)]
+                time.sleep(1.0)
+                code, details = code_of(lambda call=call: list(call(nothing(), timeout=60)))
+                assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (method, code, details)
+                assert "serving.peer.max_bytes" in details, details
+                for waiting in held:
+                    code, details = code_of(lambda waiting=waiting: list(waiting))
+                    assert code == grpc.StatusCode.DEADLINE_EXCEEDED, (method, code, details)
+                    assert "did not arrive within 3 s (serving.max_arrival_s)" in details
+                assert time.monotonic() - started < 3.0 + 5
+        # Refused and cut off, the caller's next Score is served.
+        clip = write_video(media / "arrival.mp4", [Shot(2.0, speed=0.5, hue=0.2)])
+        assert score(running.gateway, _request(clip.path.as_uri()))[-1].HasField("result")
+    finally:
+        stalled.set()
         assert stop(running) == 0
 
 
