@@ -13,6 +13,9 @@ from services.media.audio import output_kind
 from services.pipeline import ScoreResult
 from services.tagger.report import print_model_and_warnings, print_tags
 
+# The loudness reached this far under its target is reported as missed.
+LOUDNESS_MISSED_LU = 0.5
+
 
 def _print_summary(
     console: Console,
@@ -51,11 +54,17 @@ def _print_summary(
             f"{a.on_bar_count} on a bar line; distance to beat median "
             f"{a.median_ms:.1f} ms, worst {a.worst_ms:.1f} ms"
         )
+    # A target louder than the limiter can reach under its ceiling (about -9 LUFS for most
+    # pieces) is said to be missed, not only shown beside what was reached.
+    short = loudness.target_lufs - loudness.integrated_lufs > LOUDNESS_MISSED_LU
     console.print(
         f"[bold]{'Loudness':<12}[/bold]{loudness.integrated_lufs:.1f} LUFS (target "
-        f"{loudness.target_lufs:g}), true peak {loudness.true_peak_dbtp:.1f} dBTP"
+        f"{loudness.target_lufs:g}"
+        + (f", not reached under the {loudness.true_peak_limit_dbtp:g} dBTP ceiling"
+           if short else "")
+        + f"), true peak {loudness.true_peak_dbtp:.1f} dBTP"
         + (", ducked under the original sound" if loudness.ducked else "")
-    )
+    )  # fmt: skip
     if analysis is not None and analysis.speech:
         spoken_s = sum(i.end_s - i.start_s for i in analysis.speech)
         arranged = sum(1 for section in plan.sections if section.thinning)

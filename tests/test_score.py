@@ -704,6 +704,16 @@ def test_cli_score_prints_a_summary(clip, tmp_path):
     assert out.exists()
 
 
+def test_cli_score_says_when_a_loudness_target_is_out_of_reach(clip, tmp_path):
+    """A target louder than the limiter can reach under its true-peak ceiling is said to be
+    missed: -5 LUFS had been summed up as "-9.4 LUFS (target -5)" and nothing more."""
+    loud = bgm("score", str(clip.path), "-o", str(tmp_path / "loud.wav"), "--lufs", "-5")
+    assert loud.returncode == 0, loud.stderr
+    assert "(target -5, not reached under the -1 dBTP ceiling)" in loud.stdout, loud.stdout
+    usual = bgm("score", str(clip.path), "-o", str(tmp_path / "usual.wav"), "--lufs", "-16")
+    assert "(target -16)" in usual.stdout, usual.stdout
+
+
 def test_cli_score_bad_input_exits_2_cleanly(clip, tmp_path):
     result = bgm_process(
         "score",
