@@ -229,7 +229,8 @@ class ComposerGenerator:
         for note in notes:
             by_instrument[note.instrument].append(note)
         performance = perform(by_instrument, plan, score.forms, score.arrangement,
-                              brief.sample_rate, score.rng, heartbeat)  # fmt: skip
+                              brief.sample_rate, score.rng, heartbeat,
+                              style.timing_sd_ms)  # fmt: skip
         heartbeat.advance(PERFORMED)
         total = round(brief.duration_s * brief.sample_rate)
         channels, parts = [], []

@@ -16,6 +16,10 @@ import numpy as np
 
 from services.generator.backends.composer.production import STRIPS, Production, Strip
 
+# Sidechain pumping: how long the parts take to dip under a kick, a compressor's attack. Its
+# gain had fallen in one sample, a tick on every kick in each pumped stem (electronic's bass
+# 40 dB over the 10 ms before it above 6 kHz, at 94% of its kicks).
+PUMP_ATTACK_S = 0.003
 # Crackle: clicks per second, and the hiss under them relative to the clicks' level.
 CRACKLE_RATE = 7.0
 CRACKLE_HISS = 0.06
@@ -84,6 +88,7 @@ class Mixer:
         self._echoes = [echo() for _ in range(count)]
         self._kicks = np.asarray(sorted(kick_samples), dtype=np.int64)
         self._pump_samples = production.pump_beats * beat_s * sample_rate / 3.0
+        self._pump_attack = PUMP_ATTACK_S * sample_rate
         bus: list = [
             pedalboard.Compressor(
                 threshold_db=production.bus_compression[0],
@@ -111,8 +116,14 @@ class Mixer:
             return None
         samples = np.arange(start, start + length)
         last = np.searchsorted(self._kicks, samples, side="right") - 1
-        since = np.where(last >= 0, samples - self._kicks[np.maximum(last, 0)], np.inf)
-        gain = 1.0 - self.production.pump * np.exp(-since / self._pump_samples)
+        # Each kick's dip, in over the attack and out over the release; the deeper of the
+        # last two, so a kick close behind another does not let the gain jump back up.
+        depth = np.zeros(length)
+        for kick in (last, last - 1):
+            since = np.where(kick >= 0, samples - self._kicks[np.maximum(kick, 0)], np.inf)
+            dip = np.minimum(1.0, since / self._pump_attack) * np.exp(-since / self._pump_samples)
+            depth = np.maximum(depth, dip)
+        gain = 1.0 - self.production.pump * depth
         return gain.astype(np.float32)
 
     def mix(self, start: int, dry: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:

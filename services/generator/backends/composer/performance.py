@@ -78,13 +78,15 @@ def with_ghost_notes(
 ) -> list[Note]:  # fmt: skip
     """The drums' notes plus ghost strokes on free off-beat sixteenths in busier sections
     (as many as the style's `ghost_notes` share), never on a cut's hit or within FLAM_S of
-    it."""
+    it, nor from the final chord on (a stroke 2.5 s into a corporate piece's dying final
+    chord had come 19 dB over it)."""
     if style.ghost_notes <= 0 or not any(n.instrument == "drums" for n in notes):
         return notes
     steps = plan.meter.steps
     # Where the drums already strike (swung as they are).
     swing = meter_swing(style, steps)
     taken = {round(n.start, 6) for n in notes if n.instrument == "drums"}
+    last = plan.final_beat if plan.final_beat is not None else len(plan.beats_s) - 1
     ghosts = []
     for form in forms:
         heartbeat()
@@ -95,8 +97,7 @@ def with_ghost_notes(
             if step % 2 == 0 or round(beat, 6) in taken or rng.random() >= style.ghost_notes:
                 continue
             # Not beside a cut's hit either, where a ghost stroke would smear it (a flam).
-            if beat >= len(plan.beats_s) - 1 or _near_cut(plan.beat_time(beat), cut_times,
-                                                          FLAM_S):  # fmt: skip
+            if beat >= last or _near_cut(plan.beat_time(beat), cut_times, FLAM_S):
                 continue
             velocity = int(rng.integers(GHOST_VELOCITY[0], GHOST_VELOCITY[1] + 1))
             ghosts.append(Note("drums", SNARE, beat, swung((step + 1) / steps, swing), velocity))
@@ -136,8 +137,10 @@ def perform(
     sample_rate: int,
     rng: np.random.Generator,
     heartbeat: Callable[[], None],
+    timing_sd_ms: Mapping[str, float],
 ) -> Performance:
-    """The notes at the samples they sound (seeded offsets around the grid, legato), and
+    """The notes at the samples they sound (seeded offsets around the grid, as loose as
+    TIMING_SD_MS and the style's `timing_sd_ms` say; legato), and
     each instrument's controller changes. What starts or ends on a beat where the
     arrangement hits a cut does so at its cut's time.
     A beat within ON_BEAT_S of a cut is its hit in the score; played on the plan's beat, the
@@ -154,7 +157,7 @@ def perform(
     # The music sounds from the first sample: the first notes are exactly there.
     first = min((n.start for played in by_instrument.values() for n in played), default=0.0)
     for instrument, played in by_instrument.items():
-        spread = TIMING_SD_MS.get(instrument, 5.0) / 1000.0
+        spread = {**TIMING_SD_MS, **timing_sd_ms}.get(instrument, 5.0) / 1000.0
         # One draw per note, in order: the same seed plays the same.
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
