@@ -868,8 +868,8 @@ class ReleasedOnError(HandlerWrapper):
 
 
 # A request's message still arriving after this long counts against its caller's
-# serving.peer.max_bytes as the largest message there can be (serving.max_message_bytes):
-# before, gRPC reads it whole before any handler runs, and nothing counted it.
+# serving.peer.max_bytes as the largest message there can be (serving.max_message_bytes);
+# one that has arrived by then (any ordinary request) counts for nothing here.
 ARRIVING_FREE_S = 0.5
 
 
@@ -903,7 +903,7 @@ class RequestArrival(HandlerWrapper):
                 async with observed(service, name, context):
                     raise error from None
             handling = behaviour(request, context)
-            del request  # (ReleasedOnError lets go of the frames a refusal holds)
+            del request  # held by no frame of this one's (as in ReleasedOnError)
             return await handling
 
         make = (grpc.stream_unary_rpc_method_handler if kind == "unary_unary"
