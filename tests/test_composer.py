@@ -232,6 +232,7 @@ def _conducted(
         METERS["4/4"],
         0.08,
         heartbeat=lambda: None,
+        ring_s=0.9,
         take=take,
     )
     periods = np.diff(plan.beats_s)
@@ -363,7 +364,7 @@ def test_irregular_cuts_mostly_land_on_beats():
     cuts = [float(t) for t in np.cumsum(gaps)]
     plan = plan_timing(
         cuts[-1] + 4.47, [0.0], [HitPoint(t, 0.5) for t in cuts], (100, 125), 112,
-        METERS["4/4"], 0.06, heartbeat=lambda: None,
+        METERS["4/4"], 0.06, heartbeat=lambda: None, ring_s=0.9,
     )  # fmt: skip
     planned = np.array(plan.beats_s)
     on_beat = [c for c in cuts if np.min(np.abs(planned - c)) <= 0.025]
@@ -378,7 +379,7 @@ def test_cuts_near_a_beat_are_put_exactly_on_it():
     cuts = [round(0.8 * k + (1 / 30 if k == 3 or k >= 14 else 0.0), 6) for k in range(1, 30)]
     plan = plan_timing(
         24.0, [0.0], [HitPoint(t, 0.4) for t in cuts], (60, 90), 75, METERS["4/4"], 0.08,
-        heartbeat=lambda: None,
+        heartbeat=lambda: None, ring_s=0.9,
     )  # fmt: skip
     beats = np.array(plan.beats_s)
     misses = np.array([np.min(np.abs(beats - c)) for c in cuts])
@@ -2055,7 +2056,7 @@ def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
     its release, the rest of the time left ringing out (where the last bar line left little
     room it had been let go within 0.3 s, a stab)."""
     from services.generator.backends.composer.arrangement import release_tail_s
-    from services.generator.backends.composer.timing import ENDING_TAIL_S
+    from services.generator.backends.composer.timing import ENDING_HOLD_S
 
     held = []
     for duration_s in np.arange(20.0, 24.0, 0.25):
@@ -2064,9 +2065,33 @@ def test_the_final_chord_is_held_before_it_is_let_go(generator, beat_analysis):
         final = score.arrangement.final
         assert final is not None
         held.append(score.plan.beat_time(final.end) - score.plan.beat_time(final.start))
-    shortest = ENDING_TAIL_S - release_tail_s(ENDING_TAIL_S)
+    ring_s = STYLES["hip-hop"].production.space.ring_s
+    shortest = ENDING_HOLD_S + ring_s - release_tail_s(ENDING_HOLD_S + ring_s, ring_s)
     assert shortest >= 0.75
     assert min(held) >= shortest - 1e-3, held
+
+
+def test_a_hall_lets_its_final_chord_ring(generator, beat_analysis):
+    """In a hall (ambient, cinematic, orchestral) a piece of LONG_RING_MIN_S or more has its
+    final chord come early enough for its release to ring out (Space.ring_s, 1.6 s, where the
+    piece leaves room), not faded within 0.9 s as in a room, or less: a hall's 2.8 s ring had
+    been faded in 0.5-0.7 s, at 32-48 dB/s where it decays at 21 (a music review). A shorter
+    piece ends as in a room (a bar's earlier final chord would be much of it)."""
+
+    def tails(genre: str, shortest_s: float = 30.0) -> list[float]:
+        left = []
+        for duration_s in np.arange(shortest_s, shortest_s + 4.0, 0.5):
+            brief = brief_for(beat_analysis, genre, duration_s=float(duration_s))
+            score = generator.compose(brief, Heartbeat(lambda f: None))
+            assert score.arrangement.final is not None
+            left.append(float(duration_s) - score.plan.beat_time(score.arrangement.end_beat))
+        return left
+
+    room = float(np.mean(tails("pop")))
+    for genre in ("ambient", "cinematic", "orchestral"):
+        hall = tails(genre)
+        assert min(hall) >= 0.95 and float(np.mean(hall)) >= max(1.3, room + 0.3), (hall, room)
+    assert tails("cinematic", 20.0) == pytest.approx(tails("pop", 20.0), abs=0.25)
 
 
 @pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])

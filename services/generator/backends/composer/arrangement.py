@@ -79,13 +79,12 @@ MODE_CHANGE_MIN_BARS = 8
 # The biggest turn lifts the key only if it is at least this strong, in a piece this long.
 LIFT_CHANGE = 0.25
 LIFT_MIN_S = 20.0
-# Seconds between the final chord's release and the end of the piece (the release tail).
-RELEASE_TAIL_S = 0.9
 # The final chord sounds this long before its release, into the tail's fade where the last
 # bar line comes late (it had been struck and let go within 0.3 s: a stab, not an ending, in
 # hip-hop 0.42 s before the fade).
 FINAL_HOLD_S = 1.0
-# Where the final chord leaves less than both, the release tail keeps at least this share of
+# Where the final chord leaves less than its hold and its space's ring (Space.ring_s), the
+# release tail keeps at least this share of
 # what is left (the hold a second had pushed the release to the end: a 1-2 s piece cut
 # mid-chord, 3-17 s ones faded in 0.1-0.25 s).
 RELEASE_TAIL_SHARE = 0.4
@@ -611,7 +610,7 @@ class Composer:
         final = plan.final_beat
         end_seconds = self.duration_s
         if final is not None:
-            end_seconds -= release_tail_s(self.duration_s - plan.beats_s[final])
+            end_seconds -= release_tail_s(self.duration_s - plan.beats_s[final], plan.ring_s)
         self.result.end_beat = plan.beat_at(end_seconds)
         self._plan_harmony()
         self.result.chord_starts = [span.start for span in self.harmony]
@@ -1796,10 +1795,8 @@ def _with_fill(groove: Pattern, fill: Pattern) -> Pattern:
     return result
 
 
-def release_tail_s(after_final_s: float) -> float:
+def release_tail_s(after_final_s: float, ring_s: float) -> float:
     """Seconds from the final chord's release to the end, given the seconds from its strike
-    to the end: RELEASE_TAIL_S once the chord can be held FINAL_HOLD_S, else what the hold
-    leaves, never under RELEASE_TAIL_SHARE of it."""
-    return max(
-        min(RELEASE_TAIL_S, after_final_s - FINAL_HOLD_S), RELEASE_TAIL_SHARE * after_final_s
-    )
+    to the end: the space's `ring_s` once the chord can be held FINAL_HOLD_S, else what the
+    hold leaves, never under RELEASE_TAIL_SHARE of it."""
+    return max(min(ring_s, after_final_s - FINAL_HOLD_S), RELEASE_TAIL_SHARE * after_final_s)

@@ -356,6 +356,7 @@ class ComposerGenerator:
                 meter,
                 style.tempo_flex,
                 heartbeat,
+                style.production.space.ring_s,
                 fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
                 take=brief.seed,
             )

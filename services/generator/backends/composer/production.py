@@ -44,6 +44,10 @@ STRIPS: dict[str, Strip] = {
 }
 
 
+# A room's ring (and a plate's): what every genre's final chord had been left.
+ROOM_RING_S = 0.9
+
+
 @dataclass(frozen=True)
 class Space:
     """The reverb the parts are sent to (pedalboard's Reverb: Freeverb)."""
@@ -52,9 +56,13 @@ class Space:
     room_size: float
     damping: float
     width: float = 1.0
+    # Seconds the final chord's release is left to ring before the piece ends (its last
+    # seconds fade along a half cosine): about half the space's T60. A hall's 2.8 s ring had
+    # been faded in 0.5-0.7 s, at 32-48 dB/s where the hall decays at 21 (a music review).
+    ring_s: float = ROOM_RING_S
 
 
-HALL = Space("hall", room_size=0.88, damping=0.35)
+HALL = Space("hall", room_size=0.88, damping=0.35, ring_s=1.6)
 ROOM = Space("room", room_size=0.35, damping=0.55, width=0.8)
 PLATE = Space("plate", room_size=0.62, damping=0.15)
 SMALL_ROOM = Space("small room", room_size=0.22, damping=0.7, width=0.6)

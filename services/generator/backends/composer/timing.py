@@ -32,6 +32,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
+from services.generator.backends.composer.production import ROOM_RING_S
 from services.rules import ON_BEAT_S
 
 # Largest tempo change from one beat to the next (a fraction of the period).
@@ -90,11 +91,16 @@ TAKE_MARGIN = 0.05
 # a little faster or slower, not at the far end of the genre's range (lo-fi at 73 BPM where
 # the best was 94 had been heard at two and a half times its tempo).
 TAKE_REACH = 0.12
-# An ending needs a final chord at least this long before the end (a short hold + the release
-# tail: a longer minimum put a 24 s piece's final chord a whole bar early, 4.8 s of one chord),
-# or this fraction of the piece when it is very short.
-ENDING_TAIL_S = 1.25
+# An ending needs a final chord at least a short hold and the release's ring (the genre's
+# space's, Space.ring_s) before the end: 1.25 s in a room or on a plate (a longer minimum put
+# a 24 s piece's final chord a whole bar early, 4.8 s of one chord), or this fraction of the
+# piece when it is very short.
+ENDING_HOLD_S = 0.35
 SHORT_TAIL_FRACTION = 0.35
+# A piece shorter than this leaves its final chord a room's ring whatever its space: a hall's
+# moved a 16 s cinematic piece's final chord a bar earlier, its strings holding a quarter of
+# the piece.
+LONG_RING_MIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,9 @@ class TimingPlan:
     base_bpm: float
     # Beat index of the final chord, or None when the piece fades out instead.
     final_beat: int | None
+    # Seconds the final chord's release is left to ring before the end (its space's, in a
+    # piece of LONG_RING_MIN_S or more).
+    ring_s: float
 
     # Cached: the composer asks for every section.
     @functools.cached_property
@@ -211,12 +220,13 @@ def plan_timing(
     meter: Meter,
     tempo_flex: float,
     heartbeat: Callable[[], None],
+    ring_s: float,
     fixed_bpm: float | None = None,
     take: int = 0,
 ) -> TimingPlan:
     """Beats, bars and sections for a piece of `duration_s`, at the tempo of `take` (see
-    TAKE_CONTRAST; a seed); `heartbeat` is called often while the search runs (it raises to
-    cancel)."""
+    TAKE_CONTRAST; a seed), its final chord leaving `ring_s` for its release to ring out;
+    `heartbeat` is called often while the search runs (it raises to cancel)."""
     cuts = sorted((c for c in cuts if 0.0 < c.time_s < duration_s), key=lambda c: c.time_s)
     if fixed_bpm is not None:
         beats, first_downbeat = _fixed_grid(duration_s, cuts, 60.0 / fixed_bpm, meter, heartbeat)
@@ -229,13 +239,15 @@ def plan_timing(
         base_bpm = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / base_period
     bar_starts = list(range(first_downbeat, len(beats), meter.beats))
     sections = _sections(beats, bar_starts, segment_starts, duration_s)
+    ring_s = ring_s if duration_s >= LONG_RING_MIN_S else min(ring_s, ROOM_RING_S)
     return TimingPlan(
         beats_s=beats,
         meter=meter,
         first_downbeat=first_downbeat,
         sections=sections,
         base_bpm=base_bpm,
-        final_beat=_final_beat(beats, bar_starts, duration_s),
+        final_beat=_final_beat(beats, bar_starts, duration_s, ring_s),
+        ring_s=ring_s,
     )
 
 
@@ -694,10 +706,12 @@ def _sections(
     return sections
 
 
-def _final_beat(beats: list[float], bar_starts: list[int], duration_s: float) -> int | None:
+def _final_beat(
+    beats: list[float], bar_starts: list[int], duration_s: float, ring_s: float
+) -> int | None:
     """The beat of the final tonic chord: the last bar line (else beat) leaving room for its
-    tail, so a short piece still ends on a chord."""
-    tail = min(ENDING_TAIL_S, SHORT_TAIL_FRACTION * duration_s)
+    hold and its release's `ring_s`, so a short piece still ends on a chord."""
+    tail = min(ENDING_HOLD_S + ring_s, SHORT_TAIL_FRACTION * duration_s)
     for options in (bar_starts, range(len(beats))):
         fitting = [b for b in options if b > 0 and beats[b] + tail <= duration_s + 1e-9]
         if fitting and beats[fitting[-1]] >= duration_s * 0.5:
