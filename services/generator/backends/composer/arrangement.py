@@ -84,9 +84,8 @@ LIFT_MIN_S = 20.0
 # hip-hop 0.42 s before the fade).
 FINAL_HOLD_S = 1.0
 # Where the final chord leaves less than its hold and its space's ring (Space.ring_s), the
-# release tail keeps at least this share of
-# what is left (the hold a second had pushed the release to the end: a 1-2 s piece cut
-# mid-chord, 3-17 s ones faded in 0.1-0.25 s).
+# release tail keeps at least this share of what is left (the hold a second had pushed the
+# release to the end: a 1-2 s piece cut mid-chord, 3-17 s ones faded in 0.1-0.25 s).
 RELEASE_TAIL_SHARE = 0.4
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
