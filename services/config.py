@@ -421,8 +421,9 @@ class ServingConfig(StrictModel):
     reader_stall_s: float = Field(30.0, gt=0)
     # A single request's message must arrive within this long of its call (64 MiB at 1 MiB/s
     # and a minute's grace), else DEADLINE_EXCEEDED (REQUEST_TOO_SLOW), and what gRPC held of
-    # it is let go; one still arriving after half a second counts against its caller's
-    # peer.max_bytes as the largest message (serving.RequestArrival).
+    # it is let go; one still arriving after half a second counts as the largest message
+    # among its caller's requests still arriving, which may hold peer.max_bytes
+    # (serving.RequestArrival).
     max_arrival_s: float = Field(124.0, gt=0)
     delivery: DeliveryLimit = DeliveryLimit()
     peer: PeerLimit = PeerLimit()

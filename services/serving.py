@@ -867,16 +867,18 @@ class ReleasedOnError(HandlerWrapper):
                     response_serializer=handler.response_serializer)  # fmt: skip
 
 
-# A request's message still arriving after this long counts against its caller's
-# serving.peer.max_bytes as the largest message there can be (serving.max_message_bytes);
-# one that has arrived by then (any ordinary request) counts for nothing here.
+# A request's message still arriving after this long counts as the largest message there
+# can be (serving.max_message_bytes) among its caller's requests still arriving, which may
+# hold serving.peer.max_bytes; one that has arrived by then (any ordinary request) counts
+# for nothing here.
 ARRIVING_FREE_S = 0.5
 
 
 class RequestArrival(HandlerWrapper):
     """A single request's message must arrive within serving.max_arrival_s of its call, and
-    one still arriving after ARRIVING_FREE_S counts against its caller's bytes in flight
-    (serving.peer.max_bytes) as the largest message: more is refused RESOURCE_EXHAUSTED
+    one still arriving after ARRIVING_FREE_S counts as the largest message among its
+    caller's requests still arriving, which may hold serving.peer.max_bytes (a count of its
+    own, beside each service's of requests in flight): more is refused RESOURCE_EXHAUSTED
     (CALLER_BUSY), and a message not arrived in time DEADLINE_EXCEEDED, and what gRPC held of
     it is let go. gRPC reads a single request before it calls the handler, so the method is
     served as a request stream, read here: a caller that sent 16 messages of 60 MB but for

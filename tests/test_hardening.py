@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
@@ -605,17 +606,20 @@ def test_an_upload_that_trickles_is_cut_off(servers, media):
     assert _left_behind(servers) == []
 
 
+def _nothing_until(stalled: threading.Event) -> Iterator[Any]:
+    """A request stream that sends nothing, held open until `stalled` is set (60 s at most)."""
+    stalled.wait(60)
+    return
+    yield  # (a generator that sends nothing)
+
+
 @pytest.mark.slow
 def test_an_upload_that_never_sends_its_header_is_counted_and_cut_off(servers):
     """A ScoreUpload that sends nothing counts against its client's requests and ends after
     gateway.upload_timeout_s: it had been held for good and counted against no limit (one
     client held 20,000 open)."""
     stalled = threading.Event()
-
-    def nothing() -> Iterator[gateway_pb2.ScoreUploadRequest]:
-        stalled.wait(60)
-        return
-        yield  # (a generator that sends nothing)
+    nothing = functools.partial(_nothing_until, stalled)
 
     with grpc.insecure_channel(servers.gateway) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
@@ -1065,11 +1069,7 @@ def test_a_request_that_never_arrives_is_counted_and_cut_off(tmp_path: Path, med
                     changes={"serving": {"max_arrival_s": 3.0, "max_message_bytes": message,
                                          "peer": {"max_bytes": 3 * message}}})  # fmt: skip
     stalled = threading.Event()
-
-    def nothing() -> Iterator[bytes]:
-        stalled.wait(60)
-        return
-        yield  # (a generator that sends nothing)
+    nothing = functools.partial(_nothing_until, stalled)
 
     try:
         for address, method in ((running.gateway, "/bgm.v1.Gateway/Score"),

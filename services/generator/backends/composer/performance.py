@@ -156,8 +156,9 @@ def perform(
     controls: dict[str, list[Control]] = {}
     # The music sounds from the first sample: the first notes are exactly there.
     first = min((n.start for played in by_instrument.values() for n in played), default=0.0)
+    spreads_ms = {**TIMING_SD_MS, **timing_sd_ms}
     for instrument, played in by_instrument.items():
-        spread = {**TIMING_SD_MS, **timing_sd_ms}.get(instrument, 5.0) / 1000.0
+        spread = spreads_ms.get(instrument, 5.0) / 1000.0
         # One draw per note, in order: the same seed plays the same.
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
