@@ -419,10 +419,9 @@ def test_cuts_after_the_final_chord_are_marked_softly_as_it_dies_away(
     music = generator.generate(brief_for(beat_analysis, genre, cuts=cuts, segments=segments))
     final = music.plan.final_chord_s
     # Its section is the ending's, as the chord's is (it had been a "main" section of no
-    # chords after the ending).
-    # (At ambient's slow tempo the last shot joins the section before.)
+    # chords after the ending); shorter than timing.MIN_SECTION_BARS, it joins it.
     ringing = [s.role for s in music.plan.sections if s.end_s > final + 0.1]
-    assert set(ringing) == {"ending"} and len(ringing) >= (genre != "ambient") + 1, ringing
+    assert ringing == ["ending"], ringing
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
     notes = [(n, i.is_drum) for i in song.instruments for n in i.notes]
     struck = max(n.velocity for n, _ in notes if abs(n.start - final) <= 0.01)
@@ -481,6 +480,29 @@ def _marked_cuts(
         yield beat, strong, abs(beat - round(beat)) * length > ON_BEAT_S
 
 
+def test_a_burst_of_short_shots_turns_the_music_once(generator, beat_analysis):
+    """Long shots around a burst of short ones (1.1-2 s), each shot its own segment, in every
+    genre: no section after the first lasts under timing.MIN_SECTION_BARS (a section per
+    one-bar segment had changed material and level bar by bar through the burst), and every
+    cut is still struck at its time."""
+    gaps = [8.0, 1.6, 1.2, 2.0, 1.4, 1.8, 1.1, 9.0, 6.0]
+    times = [0.0, *itertools.accumulate(gaps)]
+    end = times[-1]
+    shot = beat_analysis.segments[0]
+    segments = [dataclasses.replace(shot, start_s=a, end_s=b) for a, b in itertools.pairwise(times)]
+    cuts = [Cut(t, "hard", 0.9) for t in times[1:-1]]
+    for genre in STYLES:
+        brief = brief_for(beat_analysis, genre, seed=1, cuts=cuts, segments=segments,
+                          duration_s=end)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan = score.plan
+        bars = [s.beat_count / plan.meter.beats for s in plan.sections[1:]]
+        assert len(bars) >= 2 and min(bars) >= timing.MIN_SECTION_BARS, (genre, bars)
+        onsets = np.array(sorted(plan.beat_time(n.start) for n in score.notes))
+        for cut in cuts:
+            assert np.min(np.abs(onsets - cut.time_s)) <= ON_BEAT_S + 0.001, (genre, cut)
+
+
 def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     """A fast montage, in every genre: a section whose cut lies less than HANDOVER_MIN_BEATS
     after its bar line strikes nothing from the bar line to the cut (its bass, chord and tune
@@ -494,12 +516,13 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     )
 
     end = 29.83
-    times = [0.0, *MONTAGE_CUTS_S, end]
+    # A segment of every third shot: sections of two bars or more (timing.MIN_SECTION_BARS).
+    times = [0.0, *MONTAGE_CUTS_S[2::3], end]
     shot = beat_analysis.segments[0]
     segments = [dataclasses.replace(shot, start_s=a, end_s=b) for a, b in itertools.pairwise(times)]
     cuts = [Cut(t, "hard", 0.9) for t in MONTAGE_CUTS_S]
     early, unstopped, checked = [], [], [0, 0]
-    for genre, seed in itertools.product(STYLES, (1, 2)):
+    for genre, seed in itertools.product(STYLES, (1, 2, 3)):
         brief = brief_for(beat_analysis, genre, seed=seed, cuts=cuts, segments=segments,
                           duration_s=end)  # fmt: skip
         score = generator.compose(brief, Heartbeat(lambda f: None))
@@ -1944,17 +1967,19 @@ def test_the_orchestra_keeps_no_kit_cymbal_time(generator, beat_analysis):
         OPEN_HAT,
         PEDAL_HAT,
         RIDE,
-        TUNED_KITS,
+        RIDE_BELL,
     )
 
-    kit = TUNED_KITS[48].keys
-    timekeepers = {key for raw in (HAT, PEDAL_HAT, OPEN_HAT, RIDE) for key in (raw, kit[raw])}
+    # The groove's own keys, before the kit plays them: on the orchestra set 41-53 are
+    # timpani (42 a timpano's F#, not a hi-hat), its hi-hats and ride at 27-30.
+    timekeepers = {HAT, PEDAL_HAT, OPEN_HAT, RIDE, RIDE_BELL}
     brief = brief_for(beat_analysis, "orchestral", duration_s=30.0)
     loud = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
     brief = dataclasses.replace(brief, segments=loud,
                                 tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
-    song = pretty_midi.PrettyMIDI(io.BytesIO(generator.generate(brief).midi))
-    strokes = [n.pitch for i in song.instruments if i.is_drum for n in i.notes]
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    drums = score.roles.of("drums")
+    strokes = [n.pitch for n in score.notes if n.instrument in drums]
     assert len(strokes) > 50
     assert not timekeepers & set(strokes), sorted(timekeepers & set(strokes))
 

@@ -1607,9 +1607,13 @@ class Composer:
         Before a cut whose drums stop for it (`stopped`), the players who stab stop with
         them: what they strike in the stop is struck with the stab on a pitch it has (held
         as long as it was), else left out. A lo-fi bar's chord and bass, struck on its
-        downbeat, had been struck again 73 ms later at the cut (a music review)."""
+        downbeat, had been struck again 73 ms later at the cut (a music review). The bass
+        plays one note at a time: its own note beside its stab on another pitch is left out
+        (an off-beat bass's sixteenth on the old chord's root had sounded with its stab on the
+        next chord's, pushed to the cut)."""
         if not stabs:
             return
+        bass = set(self.roles.of("bass")[:1])
         widths = {beat: FLAM_S / (self.plan.beat_time(beat + 1) - self.plan.beat_time(beat))
                   for _, beat in stabs}  # fmt: skip
         by_player: dict[str, list[float]] = defaultdict(list)
@@ -1644,6 +1648,8 @@ class Composer:
             stab = beside(by_player[note.instrument], note.start)
             stop = stopping(by_player[note.instrument], note.start)
             if stab is not None:
+                if note.instrument in bass and (note.instrument, note.pitch, stab) not in stab_keys:
+                    continue
                 note = dataclasses.replace(note, start=stab, end=stab + note.end - note.start)
             elif stop is not None:
                 if (note.instrument, note.pitch, stop) not in stab_keys:

@@ -101,6 +101,11 @@ SHORT_TAIL_FRACTION = 0.35
 # moved a 16 s cinematic piece's final chord a bar earlier, its strings holding a quarter of
 # the piece.
 LONG_RING_MIN_S = 30.0
+# A section after the first is this many bars at least: a shorter one joins the section
+# before it (the music turns at the next long enough; its cut is still struck). A section per
+# segment of one bar had changed material and level bar by bar through a burst of short
+# shots (a music review: five one-bar sections in a 97 s montage, texture flipping every 2 s).
+MIN_SECTION_BARS = 2
 
 
 @dataclass(frozen=True)
@@ -692,7 +697,7 @@ def _sections(
             firsts.add(first)
             if first not in cues or abs(start - beats[first]) < abs(cues[first] - beats[first]):
                 cues[first] = start
-    ordered = sorted(firsts)
+    ordered = _long_enough(sorted(firsts), bar_starts)
     sections = []
     for i, first in enumerate(ordered):
         last = ordered[i + 1] if i + 1 < len(ordered) else len(beats)
@@ -704,6 +709,19 @@ def _sections(
         cue_s = cues.get(first, start_s) if i else start_s
         sections.append(SectionTiming(start_s, end_s, begin, last - begin, bpm, cue_s))
     return sections
+
+
+def _long_enough(firsts: list[int], bar_starts: list[int]) -> list[int]:
+    """Section starts (bar lines) without those of sections after the first shorter than
+    MIN_SECTION_BARS, each joining the section before it, in order (a run of short ones
+    joins the one before the run)."""
+    bar = {beat: index for index, beat in enumerate(bar_starts)}
+    ends = [bar[first] for first in firsts[1:]] + [len(bar_starts)]
+    kept = firsts[:1]
+    for first, end in zip(firsts[1:], ends[1:], strict=True):
+        if end - bar[first] >= MIN_SECTION_BARS:
+            kept.append(first)
+    return kept
 
 
 def _final_beat(
