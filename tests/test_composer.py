@@ -1694,6 +1694,36 @@ def test_the_key_lifts_into_a_rise_never_into_a_quiet_close(generator, beat_anal
     assert lifts
 
 
+def test_the_lifted_key_is_heard_before_the_final_chord(generator, beat_analysis):
+    """A 30 s video whose biggest rise is its last shot: the key lifts, if at all, at
+    least arrangement.LIFT_MIN_BARS before the final chord (it had lifted on the ending's
+    section alone, the piece building on the home key's dominant and resolving a whole step
+    higher: three of four 30 s cinematic and orchestral pieces in a music review)."""
+    from services.generator.backends.composer.arrangement import LIFT_MIN_BARS
+
+    dim, bright = Look(0.3, 0.4, 0.4, 0.5), Look(0.9, 0.9, 0.8, 0.8)
+    times = [0.0, 2.6, 8.7, 12.0, 19.4, 21.2, 26.1, 30.0]
+    # A rise at 12 s, and the biggest at 26.1 s.
+    shape = [(0.3, dim), (0.4, dim), (0.35, dim), (0.7, bright), (0.5, bright), (0.4, dim),
+             (0.95, bright)]  # fmt: skip
+    spans = zip(shape, itertools.pairwise(times), strict=True)
+    segments = [Segment(a, b, energy, look, ["happy"]) for (energy, look), (a, b) in spans]
+    cuts = [Cut(t, "hard", 0.9) for t in times[1:-1]]
+    checked = 0
+    for genre, seed in itertools.product((g for g in STYLES if STYLES[g].lift == "up2"), (1, 2)):
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=30.0, segments=segments,
+                          cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        final = score.plan.final_beat
+        assert final is not None
+        lifted = [f for f in score.forms if f.key.tonic != score.home.tonic]
+        if lifted:
+            checked += 1
+            room = final - lifted[0].start_beat
+            assert room >= LIFT_MIN_BARS * score.plan.meter.beats, (genre, seed, room)
+    assert checked
+
+
 def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
     """Cut hits stand out from the section they mark, not above every other sound: a crash
     at 112 in the quiet close had come 8 dB over it."""

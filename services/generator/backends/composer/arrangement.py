@@ -78,6 +78,10 @@ BOOKEND_SECTIONS = 3
 MODE_CHANGE_MIN_BARS = 8
 # The biggest turn lifts the key only if it is at least this strong, in a piece this long.
 LIFT_CHANGE = 0.25
+# The lifted key is heard this many bars at least before the final chord: a lift on the
+# ending's section alone had resolved a build on the home key's dominant a whole step too
+# high (three of four 30 s cinematic and orchestral pieces in a music review).
+LIFT_MIN_BARS = 4
 LIFT_MIN_S = 20.0
 # The final chord sounds this long before its release, into the tail's fade where the last
 # bar line comes late (it had been struck and let go within 0.3 s: a stab, not an ending, in
@@ -268,7 +272,7 @@ def section_forms(
     """The form: per section its intensity, material (A where the picture looks like the
     opening, and in the last of BOOKEND_SECTIONS or more), key (a whole step up from the
     video's strongest late turn that rises in energy, where the style lifts: the last
-    chorus's lift, never into a quiet close) and
+    chorus's lift, never into a quiet close, and LIFT_MIN_BARS before the final chord) and
     mode: a middle section of MODE_CHANGE_MIN_BARS or more whose moods all lean to the
     other mode takes the parallel key
     (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key asks). The
@@ -282,7 +286,10 @@ def section_forms(
     lift_at = None
     if style.lift == "up2" and duration_s >= LIFT_MIN_S and len(video) >= 3:
         rises = [i for i in range(1, len(video)) if video[i].energy > video[i - 1].energy]
-        late = [i for i in rises if plan.sections[i].start_s >= 0.4 * duration_s]
+        last = plan.final_beat if plan.final_beat is not None else len(plan.beats_s)
+        room = LIFT_MIN_BARS * plan.meter.beats
+        late = [i for i in rises if plan.sections[i].start_s >= 0.4 * duration_s
+                and plan.sections[i].first_beat + room <= last]  # fmt: skip
         if late:
             turn = max(late, key=lambda i: changes[i])
             lift_at = turn if changes[turn] >= LIFT_CHANGE else None
