@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -375,29 +376,30 @@ class ComposerGenerator:
 
     @staticmethod
     def _section_video(brief: MusicBrief, plan: TimingPlan) -> list[SectionVideo]:
-        """Energy, look and moods of the video segment each planned section stands for."""
+        """Energy, look and moods of the video segment that covers most of each planned
+        section (the earlier on a tie): a section that took in a short neighbour
+        (timing.MIN_SECTION_BARS) stands for its own picture, not for the short one's. Both
+        lists are in order, so one pass reads them: a two-hour video has thousands of both."""
         if not brief.segments:
             neutral = Look(0.5, 0.5, 0.5, 0.5)
             return [
                 SectionVideo(brief.tags.energy, neutral, list(brief.tags.moods))
                 for _ in plan.sections
             ]
-        # The segment whose start is nearest each section's (the earlier one on a tie), by
-        # binary search: a two-hour video has thousands of both.
         segments = sorted(brief.segments, key=lambda s: s.start_s)
-        starts = np.array([s.start_s for s in segments])
         video = []
+        first = 0
         for section in plan.sections:
-            right = int(np.searchsorted(starts, section.start_s))
-            left = max(right - 1, 0)
-            right = min(right, len(segments) - 1)
-            nearest = (
-                right
-                if (abs(starts[right] - section.start_s) < abs(starts[left] - section.start_s))
-                else left
-            )
-            segment = segments[nearest]
-            video.append(SectionVideo(segment.energy, segment.look, list(segment.moods)))
+            while first < len(segments) - 1 and segments[first].end_s <= section.start_s:
+                first += 1
+            covering, most = segments[first], -math.inf
+            for segment in itertools.islice(segments, first, None):
+                if segment.start_s >= section.end_s:
+                    break
+                overlap = min(segment.end_s, section.end_s) - max(segment.start_s, section.start_s)
+                if overlap > most + 1e-9:
+                    covering, most = segment, overlap
+            video.append(SectionVideo(covering.energy, covering.look, list(covering.moods)))
         return video
 
 

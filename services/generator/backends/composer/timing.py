@@ -24,6 +24,7 @@ arrangement hands the texture over at the segment's cut itself (SectionTiming.cu
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,10 +102,10 @@ SHORT_TAIL_FRACTION = 0.35
 # moved a 16 s cinematic piece's final chord a bar earlier, its strings holding a quarter of
 # the piece.
 LONG_RING_MIN_S = 30.0
-# A section after the first is this many bars at least: a shorter one joins the section
-# before it (the music turns at the next long enough; its cut is still struck). A section per
-# segment of one bar had changed material and level bar by bar through a burst of short
-# shots (a music review: five one-bar sections in a 97 s montage, texture flipping every 2 s).
+# A section after the first is this many bars at least: a shorter one joins a neighbour
+# (`_long_enough`; its cut is still struck). A section per segment of one bar had changed
+# material and level bar by bar through a burst of short shots (a music review: five
+# one-bar sections in a 97 s montage, the texture flipping every 2 s).
 MIN_SECTION_BARS = 2
 
 
@@ -712,16 +713,39 @@ def _sections(
 
 
 def _long_enough(firsts: list[int], bar_starts: list[int]) -> list[int]:
-    """Section starts (bar lines) without those of sections after the first shorter than
-    MIN_SECTION_BARS, each joining the section before it, in order (a run of short ones
-    joins the one before the run)."""
+    """Section starts (bar lines) where no section after the first lasts under
+    MIN_SECTION_BARS: the shortest joins its shorter neighbour (the one before on a tie), as
+    the tagger merges short shots, so a run of one-bar sections pairs up (a run joining the
+    section before it had made a video with a cut every 2.5 s one 30 s section). The
+    sections wait in a heap: a two-hour video has thousands."""
+    if not bar_starts or len(firsts) < 2:
+        return firsts
     bar = {beat: index for index, beat in enumerate(bar_starts)}
-    ends = [bar[first] for first in firsts[1:]] + [len(bar_starts)]
-    kept = firsts[:1]
-    for first, end in zip(firsts[1:], ends[1:], strict=True):
-        if end - bar[first] >= MIN_SECTION_BARS:
-            kept.append(first)
-    return kept
+    bounds = [bar[first] for first in firsts] + [len(bar_starts)]
+    # A section keeps the index of its first bar line: order, and neighbours by index.
+    spans = {i: (bounds[i], bounds[i + 1]) for i in range(len(firsts))}
+    before = {i: i - 1 for i in spans}
+    after = {i: i + 1 for i in spans}
+    # The first, its pickup's, may be shorter: the opening follows the first shot.
+    waiting = [(end - start, i) for i, (start, end) in spans.items() if i > 0]
+    heapq.heapify(waiting)
+    while len(spans) > 1 and waiting:
+        length, shortest = heapq.heappop(waiting)
+        span = spans.get(shortest)
+        if span is None or span[1] - span[0] != length:
+            continue  # merged since it waited
+        if length >= MIN_SECTION_BARS:
+            break
+        neighbours = [i for i in (before[shortest], after[shortest]) if i in spans]
+        target = min(neighbours, key=lambda i: spans[i][1] - spans[i][0])
+        lo, hi = sorted((shortest, target))
+        spans[lo] = (spans[lo][0], spans.pop(hi)[1])
+        after[lo] = after[hi]
+        if after[hi] in spans:
+            before[after[hi]] = lo
+        if lo > 0:
+            heapq.heappush(waiting, (spans[lo][1] - spans[lo][0], lo))
+    return [firsts[i] for i in sorted(spans)]
 
 
 def _final_beat(
