@@ -136,6 +136,8 @@ HANDOVER_HOLD_BEATS = 1.0
 # downbeat's, from the first sample (at a user's 140 BPM a pickup of 2/64 had struck a chord and,
 # 54 ms later, the downbeat's: a stumble).
 SHORT_PICKUP_S = 0.12
+# The pickup's chord before an intro (or a pickup too short for one), softly.
+PICKUP_VELOCITY = 60
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
 SAME_BEAT = 0.05
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
@@ -624,6 +626,7 @@ class Composer:
         if final is not None:
             self.result.chord_starts.append(float(final))
         handovers = self._handovers()
+        under_way = plan.pickup_beats > 1e-6 and self._band_plays_the_pickup()
         carried: set[str] = set()
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
             playing, carried = carried, set()
@@ -662,8 +665,10 @@ class Composer:
                     went, carried = self._handed_over(start, end, leaving, here, after)
                     playing |= went
                 else:
-                    # A section handed over before its bar line has its accent at the cut.
+                    # A section handed over before its bar line has its accent at the cut;
+                    # a band already playing its pickup goes on without one.
                     opening = not (position == 0 and arriving is not None)
+                    opening = opening and not (index == 0 and under_way)
                     playing |= self._bar(start, end, form, position, intro, fill, phrase_end,
                                          opening=opening)  # fmt: skip
             if final is not None and form.start_beat <= final < form.end_beat:
@@ -1098,19 +1103,30 @@ class Composer:
 
     def _pickup(self) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
-        first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis."""
+        first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis. Where
+        the first section has no intro (its tune from the first downbeat: a short piece),
+        the band is already playing: the rest of the pickup is the end of the section's bar
+        (`_bar_under_way`), at its level, its drums' fill leading into the downbeat. A short
+        clip's soft chord and two snare taps had been 4-16 dB under the band, which then came
+        in 5-18 dB louder where the picture does not cut, the loudest accent in 14 of 15 8 s
+        clips with a pickup (a music review)."""
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
+        under_way = self._band_plays_the_pickup()
         # A prompt attack: the music sounds from the first sample.
         if not self._pickup_too_short():
-            playing |= self._pickup_chord()
-        if downbeat >= 1:
+            velocity = _playing_velocity(self._level(self.forms[0], False)) - 10
+            playing |= self._pickup_chord(velocity if under_way else PICKUP_VELOCITY)
+        if under_way:
+            playing |= self._bar_under_way(downbeat, set(playing))
+        elif downbeat >= 1:
             for player in self.roles.of("drums")[:1]:
                 for i in range(2):
                     self._add(player, drum_keys.SNARE, downbeat - 1 + i / 2, downbeat - 1 + i / 2
                               + 0.2, 70 + 12 * i)  # fmt: skip
                 playing.add(player)
+        if downbeat >= 1:
             for player in self.roles.of("melody")[:1]:
                 low, high = self.style.melody_range
                 target = nearest_in(self._melody_pitch, harmony.pitch_classes, low, high)
@@ -1121,13 +1137,41 @@ class Composer:
                 playing.add(player)
         return playing
 
-    def _pickup_chord(self) -> set[str]:
+    def _band_plays_the_pickup(self) -> bool:
+        """Whether the pickup is the end of a bar already under way: a beat or more of it,
+        before a first section with no intro."""
+        first = self.forms[0]
+        return self.plan.first_downbeat >= 1 and not self._tune_entries.get(first.start_beat, 0)
+
+    def _bar_under_way(self, downbeat: int, holding: set[str]) -> set[str]:
+        """The first section's bar that ends on the first downbeat, as heard from the first
+        sample, by the players not `holding` the pickup's chord: a note struck before the
+        first sample and held into it sounds from there, a drum's is left out; the drums
+        fill into the downbeat. The first downbeat opens no crash: nothing changes there."""
+        first = -self.plan.lead_beats
+        notes = self.result.notes
+        mark = len(notes)
+        self._bar(downbeat - self.bar_beats, downbeat, self.forms[0], -1, intro=False, fill=True,
+                  phrase_end=False, tune=False, opening=False)  # fmt: skip
+        drums = set(self.roles.of("drums"))
+        heard: list[Note] = []
+        for note in notes[mark:]:
+            if note.instrument in holding:
+                continue
+            if note.start >= first - 1e-9:
+                heard.append(note)
+            elif note.instrument not in drums and note.end > first + 1e-9:
+                heard.append(dataclasses.replace(note, start=first))
+        notes[mark:] = heard
+        return {note.instrument for note in heard}
+
+    def _pickup_chord(self, velocity: int) -> set[str]:
         """The first downbeat's chord from the first sample to it, by the prompt player."""
         downbeat = self.plan.first_downbeat
         players = self._prompt_player()
         for player in players:
             for pitch in voice(self._chord_at(downbeat), None, *self.style.register("pad")):
-                self._add(player, pitch, -self.plan.lead_beats, downbeat, 60)
+                self._add(player, pitch, -self.plan.lead_beats, downbeat, velocity)
         return set(players)
 
     def _pickup_too_short(self) -> bool:
@@ -1145,7 +1189,7 @@ class Composer:
         for i in on_the_downbeat:
             notes[i] = dataclasses.replace(notes[i], start=start)
         if not on_the_downbeat:
-            self._pickup_chord()
+            self._pickup_chord(PICKUP_VELOCITY)
 
     def _final_chord(self, start: int, form: SectionForm, heard: set[str]) -> set[str]:
         """The final tonic, by the players `heard` before it (one never brought in does not
