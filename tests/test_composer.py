@@ -216,11 +216,11 @@ def test_a_cut_near_a_user_bpm_beat_is_hit_on_the_beat(generator, beat_analysis)
 
 
 def test_a_short_clip_s_band_is_playing_from_its_first_sample(generator, beat_analysis):
-    """An 8 s clip with one cut, at 3.7 s, in every genre, seeds 1 and 2: its bars start
-    where the cut is, and the beats before the first downbeat are the end of a bar the band
-    is already playing (a soft chord and two snare taps had sat 4-16 dB under the band, which
-    then came in 5-18 dB louder with a crash where the picture does not cut: the loudest
-    accent of 14 of 15 such clips in a music review). Its bass, and its drums where it has
+    """An 8 s clip with one cut, at 3.7 s, in every genre, seeds 1 and 2: where its bars
+    start after the first sample, the beats before the first downbeat are the end of a bar
+    the band is already playing (a soft chord and two snare taps had sat 4-16 dB under the
+    band, which then came in 5-18 dB louder with a crash where the picture does not cut: the
+    loudest accent of 14 of 15 such clips in a music review). Its bass, and its drums where it has
     them, play there at the first section's level, and the first downbeat opens no crash."""
     cut = 3.7
     shot = beat_analysis.segments[0]
@@ -547,8 +547,9 @@ def _marked_cuts(
 
 def test_short_shots_make_sections_of_two_bars_at_least(generator, beat_analysis):
     """Each shot its own segment, in every genre: long shots around a burst of short ones
-    (1.1-2 s), and a cut every 2.5 s. No section lasts under timing.MIN_SECTION_BARS (a
-    section per one-bar segment had changed material and level bar by bar through a burst),
+    (1.1-2 s), and a cut every 2.5 s. No section between the first (with its pickup) and
+    the last (to the video's end) lasts under timing.MIN_SECTION_BARS (a section per one-bar
+    segment had changed material and level bar by bar through a burst),
     a run of short shots is not one long section (joined to the section before, the 2.5 s
     video had been one 30 s section), and every cut is still struck at its time."""
     videos = {

@@ -17,8 +17,9 @@ Music changes at cuts and stays music while it does, so the pulse comes first:
   twice, through every cut and free to skip some, and the solved map that puts more cuts on
   its beats is kept.
 Cuts that no grid can reach are not forgotten: the arrangement marks every cut at its exact
-time. Sections of the form start on the bar line nearest each segment start, and the
-arrangement hands the texture over at the segment's cut itself (SectionTiming.cue_s).
+time. Sections of the form start on the bar line nearest each segment start (one shorter
+than MIN_SECTION_BARS after the first joins a neighbour), and the arrangement hands the
+texture over at the segment's cut itself (SectionTiming.cue_s).
 """
 
 from __future__ import annotations
@@ -687,7 +688,8 @@ def _sections(
     beats: list[float], bar_starts: list[int], segment_starts: list[float], duration_s: float
 ) -> list[SectionTiming]:
     """A section per video segment, starting on the bar line nearest the segment's start
-    (the first at the first sample, pickup included), with that start as its cue."""
+    (the first at the first sample, pickup included), with that start as its cue; one
+    shorter than MIN_SECTION_BARS after the first joins a neighbour (`_long_enough`)."""
     bar_times = np.array([beats[b] for b in bar_starts])
     firsts = {bar_starts[0]} if bar_starts else {0}
     # Each bar line's segment start (the nearest, where two share one).
