@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import heapq
 import math
 import threading
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from services.media.video import (
     upright,
 )
 from services.progress import Heartbeat, ProgressCallback
+from services.spans import merged_spans
 from services.tagger.backend import AnalysisRequest, BackendInfo
 from services.tagger.hearing import Listener
 from services.tagger.tagging import choose_tags, describe_music, segment_moods
@@ -369,39 +369,18 @@ def _segment_bounds(
     cut_times: list[float], duration_s: float, energy: np.ndarray, hz: float, min_segment_s: float
 ) -> list[tuple[float, float]]:
     """Stretches between cuts, each shorter than `min_segment_s` merged into the neighbour
-    whose energy is closest, the shortest first (the leftmost of equals). The stretches wait
-    in a heap, so thousands of cuts cost milliseconds (finding the shortest by a scan per
-    merge had taken 3.6 s for the 14,400 cuts the limits allow)."""
-    bounds = [0.0, *cut_times, duration_s]
-    # A stretch keeps the index of its first: order, and neighbours by index.
-    spans = {i: (bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)}
-    before = {i: i - 1 for i in spans}
-    after = {i: i + 1 for i in spans}
-    waiting = [(end - start, i) for i, (start, end) in spans.items()]
-    heapq.heapify(waiting)
+    whose energy is closest, the shortest first (the leftmost of equals; spans.merged_spans)."""
 
     def mean_energy(segment: tuple[float, float]) -> float:
         lo, hi = int(segment[0] * hz), max(int(segment[0] * hz) + 1, int(segment[1] * hz))
         part = energy[lo:hi]
         return float(part.mean()) if part.size else 0.0
 
-    while len(spans) > 1:
-        length, shortest = heapq.heappop(waiting)
-        span = spans.get(shortest)
-        if span is None or span[1] - span[0] != length:
-            continue  # merged since it waited
-        if length >= min_segment_s:
-            break
-        neighbours = [i for i in (before[shortest], after[shortest]) if i in spans]
+    def closest(span: tuple[float, float], neighbours: list[tuple[float, float]]) -> int:
         own = mean_energy(span)
-        target = min(neighbours, key=lambda i: abs(mean_energy(spans[i]) - own))
-        lo, hi = sorted((shortest, target))
-        spans[lo] = (spans[lo][0], spans.pop(hi)[1])
-        after[lo] = after[hi]
-        if after[hi] in spans:
-            before[after[hi]] = lo
-        heapq.heappush(waiting, (spans[lo][1] - spans[lo][0], lo))
-    return [spans[i] for i in sorted(spans)]
+        return min(range(len(neighbours)), key=lambda k: abs(mean_energy(neighbours[k]) - own))
+
+    return merged_spans([0.0, *cut_times, duration_s], min_segment_s, closest)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ texture over at the segment's cut itself (SectionTiming.cue_s).
 from __future__ import annotations
 
 import functools
-import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from scipy.optimize import linprog
 
 from services.generator.backends.composer.production import ROOM_RING_S
 from services.rules import ON_BEAT_S
+from services.spans import merged_spans
 
 # Largest tempo change from one beat to the next (a fraction of the period).
 MAX_BEAT_CHANGE = 0.02
@@ -717,37 +717,19 @@ def _sections(
 def _long_enough(firsts: list[int], bar_starts: list[int]) -> list[int]:
     """Section starts (bar lines) where no section after the first lasts under
     MIN_SECTION_BARS: the shortest joins its shorter neighbour (the one before on a tie), as
-    the tagger merges short shots, so a run of one-bar sections pairs up (a run joining the
-    section before it had made a video with a cut every 2.5 s one 30 s section). The
-    sections wait in a heap: a two-hour video has thousands."""
+    the tagger merges short shots (spans.merged_spans), so a run of one-bar sections pairs
+    up (a run joining the section before it had made a video with a cut every 2.5 s one 30 s
+    section). The first, its pickup's, may be shorter: the opening follows the first shot."""
     if not bar_starts or len(firsts) < 2:
         return firsts
     bar = {beat: index for index, beat in enumerate(bar_starts)}
     bounds = [bar[first] for first in firsts] + [len(bar_starts)]
-    # A section keeps the index of its first bar line: order, and neighbours by index.
-    spans = {i: (bounds[i], bounds[i + 1]) for i in range(len(firsts))}
-    before = {i: i - 1 for i in spans}
-    after = {i: i + 1 for i in spans}
-    # The first, its pickup's, may be shorter: the opening follows the first shot.
-    waiting = [(end - start, i) for i, (start, end) in spans.items() if i > 0]
-    heapq.heapify(waiting)
-    while len(spans) > 1 and waiting:
-        length, shortest = heapq.heappop(waiting)
-        span = spans.get(shortest)
-        if span is None or span[1] - span[0] != length:
-            continue  # merged since it waited
-        if length >= MIN_SECTION_BARS:
-            break
-        neighbours = [i for i in (before[shortest], after[shortest]) if i in spans]
-        target = min(neighbours, key=lambda i: spans[i][1] - spans[i][0])
-        lo, hi = sorted((shortest, target))
-        spans[lo] = (spans[lo][0], spans.pop(hi)[1])
-        after[lo] = after[hi]
-        if after[hi] in spans:
-            before[after[hi]] = lo
-        if lo > 0:
-            heapq.heappush(waiting, (spans[lo][1] - spans[lo][0], lo))
-    return [firsts[i] for i in sorted(spans)]
+
+    def shorter(span: tuple[float, float], neighbours: list[tuple[float, float]]) -> int:
+        return min(range(len(neighbours)), key=lambda k: neighbours[k][1] - neighbours[k][0])
+
+    kept = merged_spans(bounds, MIN_SECTION_BARS, shorter, keep_first=True)
+    return [bar_starts[int(start)] for start, _ in kept]
 
 
 def _final_beat(
