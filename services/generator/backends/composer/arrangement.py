@@ -631,7 +631,7 @@ class Composer:
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
             playing, carried = carried, set()
             if index == 0 and plan.pickup_beats > 1e-6:
-                playing |= self._pickup()
+                playing |= self._pickup(under_way)
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
             arriving = handovers[index]
             leaving = handovers[index + 1] if next_form is not None else None
@@ -879,13 +879,20 @@ class Composer:
                 velocity = min(127, max(1, note.velocity + change))
                 notes[i] = dataclasses.replace(note, velocity=velocity)
 
-    def _windowed(self, mark: int, low: float, high: float, keep: Collection[str] = ()) -> None:
+    def _windowed(
+        self,
+        mark: int,
+        low: float,
+        high: float,
+        keep: Collection[str] = (),
+        hold: float = HANDOVER_HOLD_BEATS,
+    ) -> None:
         """The notes added since `mark` as they sound from beat `low` to `high` (a texture
         handing over to another inside a bar): one sounding across `low` is struck there
-        instead where HANDOVER_HOLD_BEATS of it are left (a pad, a held chord: the part
-        enters on the cut), else left out, as is every drum stroke before `low`; one sounding
-        past `high` is let go there. The players in `keep` (the tune, phrased by bars) keep
-        their notes whole."""
+        instead where `hold` beats of it are left (a pad, a held chord: the part enters on
+        the cut), else left out, as is every drum stroke before `low`; one sounding past
+        `high` is let go there. The players in `keep` (the tune, phrased by bars) keep their
+        notes whole."""
         notes = self.result.notes
         drums = set(self.roles.of("drums"))
         kept: list[Note] = []
@@ -896,7 +903,7 @@ class Composer:
             self._struck.discard((note.instrument, note.pitch, note.start))
             start, end = note.start, min(note.end, high)
             if start < low:
-                held = note.instrument not in drums and note.end - low >= HANDOVER_HOLD_BEATS
+                held = note.instrument not in drums and note.end - low >= hold
                 start = low if held else end
             moved = (note.instrument, note.pitch, start)
             if end - start <= 1e-3 or moved in self._struck:
@@ -1101,19 +1108,19 @@ class Composer:
         parts = self.style.prompt_parts
         return [player for part in parts for player in self.roles.of(part)][:1]
 
-    def _pickup(self) -> set[str]:
+    def _pickup(self, under_way: bool) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
         first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis. Where
         the first section has no intro (its tune from the first downbeat: a short piece),
-        the band is already playing: the rest of the pickup is the end of the section's bar
-        (`_bar_under_way`), at its level, its drums' fill leading into the downbeat. A short
+        the band is already playing (`under_way`, `_band_plays_the_pickup`): the rest of the
+        pickup is the end of the section's bar (`_bar_under_way`), at its level, its drums'
+        fill leading into the downbeat. A short
         clip's soft chord and two snare taps had been 4-16 dB under the band, which then came
         in 5-18 dB louder where the picture does not cut, the loudest accent in 14 of 15 8 s
         clips with a pickup (a music review)."""
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
-        under_way = self._band_plays_the_pickup()
         # A prompt attack: the music sounds from the first sample.
         if not self._pickup_too_short():
             velocity = _playing_velocity(self._level(self.forms[0], False)) - 10
@@ -1146,24 +1153,16 @@ class Composer:
     def _bar_under_way(self, downbeat: int, holding: set[str]) -> set[str]:
         """The first section's bar that ends on the first downbeat, as heard from the first
         sample, by the players not `holding` the pickup's chord: a note struck before the
-        first sample and held into it sounds from there, a drum's is left out; the drums
-        fill into the downbeat. The first downbeat opens no crash: nothing changes there."""
-        first = -self.plan.lead_beats
+        first sample and held into it sounds from there, a drum's is left out (`_windowed`,
+        with no hold asked of it); the drums fill into the downbeat. The first downbeat opens
+        no crash: nothing changes there."""
         notes = self.result.notes
         mark = len(notes)
         self._bar(downbeat - self.bar_beats, downbeat, self.forms[0], -1, intro=False, fill=True,
                   phrase_end=False, tune=False, opening=False)  # fmt: skip
-        drums = set(self.roles.of("drums"))
-        heard: list[Note] = []
-        for note in notes[mark:]:
-            if note.instrument in holding:
-                continue
-            if note.start >= first - 1e-9:
-                heard.append(note)
-            elif note.instrument not in drums and note.end > first + 1e-9:
-                heard.append(dataclasses.replace(note, start=first))
-        notes[mark:] = heard
-        return {note.instrument for note in heard}
+        notes[mark:] = [note for note in notes[mark:] if note.instrument not in holding]
+        self._windowed(mark, -self.plan.lead_beats, downbeat, hold=0.0)
+        return {note.instrument for note in notes[mark:]}
 
     def _pickup_chord(self, velocity: int) -> set[str]:
         """The first downbeat's chord from the first sample to it, by the prompt player."""
