@@ -59,6 +59,19 @@ def _chosen_key(generator, brief) -> str:
     return generator.compose(brief, Heartbeat(lambda fraction: None)).home.name
 
 
+# Review 5's 15 s clip: cuts at 3.2, 7.9 and 11.4 s.
+CLIP_15_S = (0.0, 3.2, 7.9, 11.4, 15.0)
+
+
+def _shots(beat_analysis, bounds: Sequence[float]) -> tuple[list[Segment], list[Cut]]:
+    """A video from bounds[0] (0 s) to bounds[-1] cut hard (0.9) at the times between: a
+    segment per shot, each as the beat video's first."""
+    shot = beat_analysis.segments[0]
+    segments = [dataclasses.replace(shot, start_s=a, end_s=b)
+                for a, b in itertools.pairwise(bounds)]  # fmt: skip
+    return segments, [Cut(t, "hard", 0.9) for t in bounds[1:-1]]
+
+
 def _bar_lengths(plan) -> set[int]:
     beats = np.array(plan.beats_s)
     return set(np.diff(np.searchsorted(beats, np.array(plan.bars_s) - 1e-6)).tolist())
@@ -101,11 +114,7 @@ def test_a_programmed_groove_keeps_its_tempo_through_the_cuts(generator, beat_an
     music review)."""
     from services.generator.backends.composer.styles import SEQUENCED_FLEX
 
-    times = [0.0, 3.2, 7.9, 11.4]
-    shot = beat_analysis.segments[0]
-    segments = [dataclasses.replace(shot, start_s=a, end_s=b)
-                for a, b in itertools.pairwise([*times, 15.0])]  # fmt: skip
-    cuts = [Cut(t, "hard", 0.9) for t in times[1:]]
+    segments, cuts = _shots(beat_analysis, CLIP_15_S)
     for genre, seed in itertools.product(("electronic", "hip-hop", "lo-fi", "corporate"), (1, 2)):
         brief = brief_for(beat_analysis, genre, seed=seed, duration_s=15.0, segments=segments,
                           cuts=cuts)  # fmt: skip
@@ -222,14 +231,11 @@ def test_a_short_clip_s_band_is_playing_from_its_first_sample(generator, beat_an
     band, which then came in 5-18 dB louder with a crash where the picture does not cut: the
     loudest accent of 14 of 15 such clips in a music review). Its bass, and its drums where it has
     them, play there at the first section's level, and the first downbeat opens no crash."""
-    cut = 3.7
-    shot = beat_analysis.segments[0]
-    segments = [dataclasses.replace(shot, start_s=0.0, end_s=cut),
-                dataclasses.replace(shot, start_s=cut, end_s=8.0)]  # fmt: skip
+    segments, cuts = _shots(beat_analysis, (0.0, 3.7, 8.0))
     checked = 0
     for genre, seed in itertools.product(STYLES, (1, 2)):
         brief = brief_for(beat_analysis, genre, seed=seed, duration_s=8.0, segments=segments,
-                          cuts=[Cut(cut, "hard", 0.9)])  # fmt: skip
+                          cuts=cuts)  # fmt: skip
         score = generator.compose(brief, Heartbeat(lambda f: None))
         plan = score.plan
         downbeat = plan.first_downbeat
@@ -556,12 +562,9 @@ def test_short_shots_make_sections_of_two_bars_at_least(generator, beat_analysis
         "burst": [8.0, 1.6, 1.2, 2.0, 1.4, 1.8, 1.1, 9.0, 6.0],
         "regular": [2.5] * 12,
     }
-    shot = beat_analysis.segments[0]
     for (name, gaps), genre in itertools.product(videos.items(), STYLES):
         times = [0.0, *itertools.accumulate(gaps)]
-        segments = [dataclasses.replace(shot, start_s=a, end_s=b)
-                    for a, b in itertools.pairwise(times)]  # fmt: skip
-        cuts = [Cut(t, "hard", 0.9) for t in times[1:-1]]
+        segments, cuts = _shots(beat_analysis, times)
         brief = brief_for(beat_analysis, genre, seed=1, cuts=cuts, segments=segments,
                           duration_s=times[-1])  # fmt: skip
         score = generator.compose(brief, Heartbeat(lambda f: None))
@@ -589,9 +592,7 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
 
     end = 29.83
     # A segment of every third shot: sections of two bars or more (timing.MIN_SECTION_BARS).
-    times = [0.0, *MONTAGE_CUTS_S[2::3], end]
-    shot = beat_analysis.segments[0]
-    segments = [dataclasses.replace(shot, start_s=a, end_s=b) for a, b in itertools.pairwise(times)]
+    segments, _ = _shots(beat_analysis, (0.0, *MONTAGE_CUTS_S[2::3], end))
     cuts = [Cut(t, "hard", 0.9) for t in MONTAGE_CUTS_S]
     early, unstopped, checked = [], [], [0, 0]
     for genre, seed in itertools.product(STYLES, (1, 2, 3)):
@@ -644,11 +645,7 @@ def test_a_cut_just_before_a_bar_line_pushes_its_downbeat(generator, beat_analys
         times = np.cumsum(gaps)
         cut_times = [round(float(t), 3) for t in times if t < 29.0]
         end = 30.0
-        bounds = [0.0, *cut_times, end]
-        shot = beat_analysis.segments[0]
-        segments = [dataclasses.replace(shot, start_s=a, end_s=b)
-                    for a, b in itertools.pairwise(bounds)]  # fmt: skip
-        cuts = [Cut(t, "hard", 0.9) for t in cut_times]
+        segments, cuts = _shots(beat_analysis, (0.0, *cut_times, end))
         for genre in STYLES:
             brief = brief_for(beat_analysis, genre, seed=1, cuts=cuts, segments=segments,
                               duration_s=end)  # fmt: skip
@@ -2206,11 +2203,7 @@ def test_a_final_chord_with_time_to_spare_is_held_until_its_ring(generator, beat
     30 dB under the music; a music review)."""
     from services.generator.backends.composer.arrangement import FINAL_HOLD_S
 
-    times = [0.0, 3.2, 7.9, 11.4]
-    shot = beat_analysis.segments[0]
-    segments = [dataclasses.replace(shot, start_s=a, end_s=b)
-                for a, b in itertools.pairwise([*times, 15.0])]  # fmt: skip
-    cuts = [Cut(t, "hard", 0.9) for t in times[1:]]
+    segments, cuts = _shots(beat_analysis, CLIP_15_S)
     spare = 0
     for genre, seed in itertools.product(("hip-hop", "lo-fi", "acoustic", "folk"), (1, 2)):
         brief = brief_for(beat_analysis, genre, seed=seed, duration_s=15.0, segments=segments,
