@@ -23,6 +23,10 @@ shot, not those the tagger found):
   cases but the user-BPM one, which has its own line, as has the montage.
 - A cut is "marked" when librosa's `onset.onset_detect` finds an onset within 30 ms of it (all
   cuts of all pieces).
+- A cut's accent: the level (RMS of the mono mix, 60 ms from the time) at the cut minus the
+  median level at the plan's other beats (those 0.15 s or more from every cut, from 0.5 s to
+  1.5 s before the end), on the piece mastered as the gateway masters it (-14 LUFS, true peak
+  -1 dBTP); the median per genre over the cuts 1.5 s or more apart (no user BPM), in dB.
 - Tempo heard: 60 / the median interval between tracked beats; the plan's tempo: 60 / the
   median of diff(plan.beats_s). Heard/planned within 2% is a hit; within 2% of x2 or x0.5 an
   octave error, of x1.5 or x0.667 a triple-meter error, both counted apart; anything else (or
@@ -62,6 +66,7 @@ import importlib.metadata
 import importlib.util
 import io
 import itertools
+import math
 import os
 import sys
 import tempfile
@@ -78,6 +83,7 @@ import numpy as np
 
 from services.config import ComposerConfig, TaggerConfig
 from services.domain import MusicBrief, VideoAnalysis
+from services.gateway.mastering import master
 from services.generator.backends.composer.backend import ComposerGenerator
 from services.generator.beatcheck import genre_brief
 from services.media.synth import Shot, write_video
@@ -92,6 +98,8 @@ from bench_tagger import CACHE, best_of, pin_to_one_core
 VIDEO_FPS = 30.0
 BEAT_TOLERANCE_S = 0.05
 ONSET_TOLERANCE_S = 0.03
+ACCENT_WINDOW_S = 0.06
+ACCENT_LUFS = -14.0
 LONG_GAP_S = 1.5
 # Music "starts on the first sample" when it reaches -60 dBFS within this time.
 LATE_SOUND_S = 0.03
@@ -298,6 +306,8 @@ class Piece:
     first_sound_s: float
     # Every tempo the MIDI file sets, in BPM, in order.
     midi_bpms: list[float]
+    # Per cut, its accent in the mastered piece (dB; see the definitions).
+    cut_accents_db: list[float]
 
     @property
     def forced(self) -> bool:
@@ -365,7 +375,32 @@ def run_job(job: Job) -> Piece:
             for message in track
             if message.type == "set_tempo"
         ],
+        cut_accents_db=cut_accents(audio, music.sample_rate, job.cuts_s, plan.beats_s),
     )
+
+
+def cut_accents(
+    audio: np.ndarray, rate: int, cuts: Sequence[float], beats: Sequence[float]
+) -> list[float]:
+    """Each cut's accent: its level over the median of the other beats' (see above)."""
+    mastered = master(audio.copy(), rate, ACCENT_LUFS).audio
+    mono = mastered.mean(axis=1) if mastered.ndim == 2 else mastered
+    window = round(ACCENT_WINDOW_S * rate)
+
+    def level(time_s: float) -> float:
+        start = max(0, round(time_s * rate))
+        stretch = mono[start : start + window]
+        return float(20 * np.log10(np.sqrt(np.mean(np.square(stretch))) + 1e-9))
+
+    duration_s = len(mono) / rate
+    if not cuts:
+        return []
+    apart = [t for t in beats if min(abs(t - c) for c in cuts) >= 0.15]
+    others = [level(t) for t in apart if 0.5 <= t <= duration_s - 1.5]
+    if not others:
+        return [math.nan] * len(cuts)
+    usual = float(np.median(others))
+    return [level(cut) - usual for cut in cuts]
 
 
 # Diff-BGM's `process_midi` maps music21's pitch names to classes with this table.
@@ -650,6 +685,26 @@ def cuts_section(pieces: list[Piece], trackers: list[str], summary: Summary) -> 
                 )
     hits, total = every["onset"]
     summary.add("every cut marked by an onset within 30 ms", pct(hits, total), hits == total)
+    print()
+
+
+def accent_section(pieces: list[Piece], genres: list[str]) -> None:
+    print(
+        "Cut accents (mastered; level 60 ms from each cut over the other beats', median, dB;"
+        " cuts >= 1.5 s apart, no user BPM):"
+    )
+    every: list[float] = []
+    for genre in genres:
+        accents = [accent for piece in pieces if piece.genre == genre and not piece.forced
+                   for accent, long in zip(piece.cut_accents_db,
+                                           long_cut_mask(piece.cuts_s, piece.duration_s),
+                                           strict=True)
+                   if long and not math.isnan(accent)]  # fmt: skip
+        every += accents
+        if accents:
+            print(f"  {genre:<12} {np.median(accents):+5.1f}  ({len(accents)} cuts)")
+    if every:
+        print(f"  {'all':<12} {np.median(every):+5.1f}  ({len(every)} cuts)")
     print()
 
 
@@ -1017,6 +1072,7 @@ def main() -> None:
 
     summary = Summary()
     cuts_section(pieces, trackers, summary)
+    accent_section(pieces, genres)
     tempo_section(pieces, trackers, summary)
     plan_section(pieces, summary)
     genre_section(pieces, genres, summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import io
 import itertools
@@ -21,10 +22,11 @@ from services.generator.backends.composer.arrangement import (
     BREATH_S,
     SUBSTITUTES,
     Note,
+    SectionForm,
     choose_progressions,
 )
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
-from services.generator.backends.composer.performance import perform
+from services.generator.backends.composer.performance import EXPRESSION, perform, shaped
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import (
     CHINA,
@@ -1793,6 +1795,33 @@ def test_the_lifted_key_is_heard_before_the_final_chord(generator, beat_analysis
     assert checked
 
 
+def _played_at_cuts(score) -> Iterator[tuple[SectionForm, int, list[int]]]:
+    """Per cut before the final chord, as performed (velocities shaped): the section whose
+    texture sounds at it, the loudest drum stroke of its hit, and the loudest drum stroke of
+    each other bar line that texture plays (the groove's accented downbeats)."""
+    plan, arrangement = score.plan, score.arrangement
+    drums = [n for n in shaped(score.notes, plan, score.roles, arrangement, lambda: None)
+             if n.instrument == "drums"]  # fmt: skip
+    hits = {round(plan.beat_at(cut)) for cut in arrangement.cut_times}
+    bar_lines = set(plan.bar_starts)
+    loudest: dict[int, int] = {}
+    for note in drums:
+        beat = round(note.start)
+        if abs(note.start - beat) < 0.01 and beat in bar_lines:
+            loudest[beat] = max(loudest.get(beat, 0), note.velocity)
+    starts = arrangement.texture_starts
+    for cut in arrangement.cut_times:
+        beat = plan.beat_at(cut)
+        if arrangement.final is not None and beat > arrangement.final.start:
+            continue
+        index = bisect.bisect_right(starts, beat + 0.05) - 1
+        low, high = starts[index], starts[index + 1] if index + 1 < len(starts) else math.inf
+        hit = max(n.velocity for n in drums if abs(n.start - beat) < 0.01
+                  or abs(n.start - round(beat)) < 0.01)  # fmt: skip
+        others = [v for b, v in loudest.items() if low <= b < high and b not in hits]
+        yield score.forms[index], hit, others
+
+
 def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
     """Cut hits stand out from the section they mark, not above every other sound: a crash
     at 112 in the quiet close had come 8 dB over it."""
@@ -1810,6 +1839,29 @@ def test_a_cut_in_a_quiet_section_is_marked_softly(generator, beat_analysis):
         (quiet if form.intensity <= 1 else loud if form.intensity >= 3 else []).append(max(hits))
     assert quiet and loud
     assert max(quiet) <= 100 and max(quiet) < min(loud), (quiet, loud)
+
+
+@pytest.mark.parametrize("genre", ["pop", "rock", "electronic", "corporate"])
+def test_a_strong_cut_s_hit_is_struck_harder_than_its_section_s_beats(generator, beat_analysis,
+                                                                       genre):  # fmt: skip
+    """A strong cut's hit (a crash and kick or the like) is played harder than the groove's
+    strokes on the other bar lines of the section it opens: held to 112 it had come under a busy
+    section's accented downbeats (118-122), and a cut inside a bar had been marked at the
+    level of the calmer section before it, under the first beats of the busier one it
+    opens."""
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    shots = ((0.0, 6.3, 0.15), (6.3, 14.6, 0.9), (14.6, 21.2, 0.45), (21.2, 30.0, 0.95))
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
+    cuts = [Cut(a, "hard", 0.9) for a, _, _ in shots[1:]]
+    checked = 0
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=30.0, segments=segments,
+                          cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        for form, hit, others in _played_at_cuts(score):
+            checked += 1
+            assert hit > float(np.median(others)), (seed, form, hit, sorted(others))
+    assert checked >= 4
 
 
 @pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])
@@ -1851,6 +1903,44 @@ def test_the_texture_changes_at_the_cut_not_at_the_bar_line_beside_it(generator,
         before_cut = played(players, bar_line, cut - 1e-6)
         assert abs(before_cut - played(players, calm.start_beat, bar_line)) < 8.0, players
         assert before_cut < played(players, cut + 1.0, loud.end_beat) - 8.0, players
+
+
+def test_the_expression_rises_at_the_cut_not_at_the_bar_line_before_it(generator, beat_analysis):
+    """Where a busier section's texture comes in at its cut inside a bar, the players'
+    expression (CC 11) rises into that cut, not into the bar line before it: the calm
+    texture had played its last two beats at the busy section's expression."""
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    shots = ((0.0, 4.0, 0.1), (4.0, 9.0, 0.1), (9.0, 16.0, 0.95))
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
+    cuts = [Cut(4.0, "hard", 0.9), Cut(9.0, "hard", 0.9)]
+    brief = brief_for(beat_analysis, "pop", bpm_is_fixed=True, duration_s=16.0,
+                      segments=segments, cuts=cuts)  # fmt: skip
+    brief = dataclasses.replace(
+        brief, tags=dataclasses.replace(brief.tags, bpm=120.0, bpm_min=120.0, bpm_max=120.0)
+    )
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    plan = score.plan
+    busy = next(i for i, s in enumerate(plan.sections) if s.start_s <= 9.0 < s.end_s)
+    calm, loud = score.forms[busy - 1], score.forms[busy]
+    assert plan.beat_at(9.0) - loud.start_beat == pytest.approx(2.0, abs=0.05)
+    played: dict[str, list] = {}
+    for note in score.notes:
+        played.setdefault(note.instrument, []).append(note)
+    performance = perform(played, plan, score.forms, score.arrangement, 48000,
+                          np.random.default_rng(1), lambda: None, {})  # fmt: skip
+
+    def expression(controls, time_s: float) -> int:
+        return [c.value for c in controls
+                if c.controller == 11 and c.sample <= time_s * 48000][-1]  # fmt: skip
+
+    bar_line_s = plan.beat_time(loud.start_beat)
+    checked = 0
+    for instrument in ("bass", "drums"):
+        controls = performance.controls[instrument]
+        assert expression(controls, bar_line_s + 0.1) == EXPRESSION[calm.intensity], instrument
+        assert expression(controls, 9.05) == EXPRESSION[loud.intensity], instrument
+        checked += 1
+    assert checked == 2
 
 
 def test_the_contrast_is_not_the_opening_s_loop_started_elsewhere():

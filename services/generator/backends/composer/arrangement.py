@@ -100,9 +100,13 @@ FINAL_LEVEL = 2
 FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "crash": 100}
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
 # to the loudest hits (a loud section's): a crash at full velocity in a quiet close had come
-# 8 dB over it.
+# 8 dB over it. The band's stab takes CUT_ACCENT over its bars, up to CUT_VELOCITY; the
+# drums' hit CUT_OVER_GROOVE over the loudest stroke the drums play in the section (held to
+# CUT_VELOCITY too, it had come under the groove's accented downbeats in a busy section: a
+# crash and kick at 112 among kicks at 118-122).
 CUT_ACCENT = (28, 18)
 CUT_VELOCITY = (112, 100)
+CUT_OVER_GROOVE = (8, 0)
 # Cuts after the final chord's strike are marked in its ring as it dies away: a light accent
 # alone (a cymbal or the like, no kick), at a velocity falling from the first to the second
 # figure between the chord's strike and the end. Each had been marked as in the section before
@@ -446,6 +450,9 @@ class Arrangement:
     # seconds: the performance plays every note struck there at that time, exactly (on a
     # beat within ON_BEAT_S of the cut, the beat sounds with its cut, not up to 25 ms off).
     cut_hits: dict[float, float] = field(default_factory=dict)
+    # Per section, the beat where its texture (parts, levels, expression) takes over: its
+    # bar line, or its cut inside a bar (`Composer._handovers`).
+    texture_starts: list[float] = field(default_factory=list)
 
     @property
     def cut_times(self) -> list[float]:
@@ -626,6 +633,10 @@ class Composer:
         if final is not None:
             self.result.chord_starts.append(float(final))
         handovers = self._handovers()
+        self.result.texture_starts = [
+            float(form.start_beat) if beat is None else beat
+            for form, beat in zip(self.forms, handovers, strict=True)
+        ]
         under_way = plan.pickup_beats > 1e-6 and self._band_plays_the_pickup()
         carried: set[str] = set()
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
@@ -1614,12 +1625,13 @@ class Composer:
                            for (beat, strong, _), keys in cleared])  # fmt: skip
         bar_lines = self._bar_lines
         pushes: dict[float, _Push] = {}
+        grooves = self._loudest_strokes()
         for (beat, strong, on_beat), keys in zip(events, played, strict=True):
             self.heartbeat()
-            velocity = self._cut_velocity(beat, strong)
+            hit, velocity = self._cut_velocities(beat, strong, grooves)
             for player in roles.of("drums")[:1]:
                 for key in keys:
-                    self._add(player, key, beat, beat + 0.4, velocity, after_end=True)
+                    self._add(player, key, beat, beat + 0.4, hit, after_end=True)
             if roles.of("drums") and keys and (on_beat or not strong):
                 continue
             # Just before a bar line the stab is its downbeat, struck early (`_pushed`).
@@ -1755,19 +1767,43 @@ class Composer:
             kept.append(note)
         self.result.notes = kept
 
-    def _cut_velocity(self, beat: float, strong: bool) -> int:
-        """A cut's hit: over the velocity the section at `beat` plays its bars at (`_bar`);
-        in the final chord's ring, falling with it (TAIL_CUT_VELOCITY)."""
-        form = next((f for f in self.forms if f.start_beat <= beat < f.end_beat), self.forms[-1])
-        playing = _playing_velocity(self._level(form, intro=False))
-        velocity = min(CUT_VELOCITY[not strong], playing + CUT_ACCENT[not strong])
+    def _texture_at(self, beat: float) -> int:
+        """The section whose texture sounds at `beat` (from its cut, where it hands over
+        inside a bar)."""
+        return max(0, bisect.bisect_right(self.result.texture_starts, beat + SAME_BEAT) - 1)
+
+    def _loudest_strokes(self) -> list[int | None]:
+        """Per section, the loudest stroke its drums play (None where they play none)."""
+        loudest: list[int | None] = [None] * len(self.forms)
+        drums = set(self.roles.of("drums"))
+        for note in self.result.notes:
+            if note.instrument in drums:
+                index = self._texture_at(note.start)
+                loudest[index] = max(loudest[index] or 0, note.velocity)
+        return loudest
+
+    def _cut_velocities(
+        self, beat: float, strong: bool, grooves: list[int | None]
+    ) -> tuple[int, int]:
+        """A cut's hit, the drums' and the band's: over the loudest stroke its drums play
+        (`grooves`, per section; the groove's accent at its level where they play none) and
+        over the velocity the band plays its bars at (`_bar`) in the section whose texture
+        sounds at `beat` (the one a cut inside a bar hands over to: marked at the level of the
+        section before, the hit into a busier one had come under its first beats); in the
+        final chord's ring, falling with it (TAIL_CUT_VELOCITY)."""
+        index = self._texture_at(beat)
+        level = self._level(self.forms[index], intro=False)
+        groove = grooves[index] or _stroke_velocity("X", level)
+        drums = min(127, groove + CUT_OVER_GROOVE[not strong])
+        band = min(CUT_VELOCITY[not strong], _playing_velocity(level) + CUT_ACCENT[not strong])
         final = self.result.final
         if final is None or not self._in_final_ring(beat):
-            return velocity
+            return drums, band
         struck = self.plan.beat_time(final.start)
         through = (self.plan.beat_time(beat) - struck) / max(self.duration_s - struck, 1e-6)
         first, last = TAIL_CUT_VELOCITY
-        return min(velocity, round(first + (last - first) * min(1.0, through)))
+        tail = round(first + (last - first) * min(1.0, through))
+        return min(drums, tail), min(band, tail)
 
     def _in_final_ring(self, beat: float) -> bool:
         """Whether `beat` lies after the final chord's strike (a cut on the strike is the

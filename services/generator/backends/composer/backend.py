@@ -225,7 +225,7 @@ class ComposerGenerator:
             notes, thinning = thinned.notes, thinned.sections
         notes = _without_overlaps(notes, plan, heartbeat)
         heartbeat()
-        notes = shaped(notes, plan, roles, score.arrangement.final, heartbeat)
+        notes = shaped(notes, plan, roles, score.arrangement, heartbeat)
         by_instrument: dict[str, list[Note]] = defaultdict(list)
         for note in notes:
             by_instrument[note.instrument].append(note)

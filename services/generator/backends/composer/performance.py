@@ -20,7 +20,6 @@ from services.generator.backends.composer.arrangement import (
     SAME_BEAT,
     SUSTAINING,
     Arrangement,
-    ChordSpan,
     Note,
     Roles,
     SectionForm,
@@ -108,13 +107,15 @@ def shaped(
     notes: Sequence[Note],
     plan: TimingPlan,
     roles: Roles,
-    final: ChordSpan | None,
+    arrangement: Arrangement,
     heartbeat: Callable[[], None],
 ) -> list[Note]:
-    """Velocities shaped by accent (position in the bar) and by the phrase's arc, per part;
-    ghost strokes stay ghosts, and the cut accents in the `final` chord's ring keep theirs,
+    """Velocities shaped by accent (position in the bar, a cut's hit as a downbeat: a hit
+    between beats had been played as an off-beat, softer) and by the phrase's arc, per part;
+    ghost strokes stay ghosts, and the cut accents in the final chord's ring keep theirs,
     falling as it dies away: past the last bar line no bar or phrase shapes them (a bar's
     downbeat accent had made the last louder than the one before)."""
+    final = arrangement.final
     result = []
     for note in notes:
         heartbeat()
@@ -123,7 +124,9 @@ def shaped(
             result.append(note)
             continue
         depth = ARC_DEPTH.get(_main_part(roles, note.instrument), 1.0)
-        velocity = note.velocity + _accent(note.start, plan) + depth * _arc(note.start, plan)
+        hit = hit_key(note.start) in arrangement.cut_hits
+        accent = DOWNBEAT_ACCENT if hit else _accent(note.start, plan)
+        velocity = note.velocity + accent + depth * _arc(note.start, plan)
         result.append(Note(note.instrument, note.pitch, note.start, note.end,
                            min(127, max(1, round(velocity)))))  # fmt: skip
     return result
@@ -182,7 +185,8 @@ def perform(
             result = _legato(result, round(LEGATO_S * sample_rate))
         heartbeat()
         scheduled[instrument] = result
-        controls[instrument] = _expression(played, plan, forms, instrument, sample_rate, first)
+        controls[instrument] = _expression(played, plan, forms, arrangement.texture_starts,
+                                           instrument, sample_rate, first)  # fmt: skip
         heartbeat()
         if instrument in PEDALLED:
             controls[instrument] += _pedal(arrangement.chord_starts, sounding, sample_rate)
@@ -234,10 +238,12 @@ def _legato(notes: list[ScheduledNote], overlap: int) -> list[ScheduledNote]:
 
 
 def _expression(
-    notes: Sequence[Note], plan: TimingPlan, forms: Sequence[SectionForm], instrument: str,
-    sample_rate: int, first: float,
+    notes: Sequence[Note], plan: TimingPlan, forms: Sequence[SectionForm],
+    starts: Sequence[float], instrument: str, sample_rate: int, first: float,
 ) -> list[Control]:  # fmt: skip
-    """CC 11 following each section's intensity (ramped over a beat into the next section);
+    """CC 11 following each section's intensity, ramped over a beat into the beat where its
+    texture takes over (`starts`: its bar line, or its cut inside a bar, where a busier
+    section's parts had come in at the old expression and reached their own a bar later);
     sustained instruments swell into their long notes (not the piece's first, which sounds
     from the first sample)."""
     controls: list[Control] = []
@@ -255,18 +261,18 @@ def _expression(
             controls.append(Control(round(time_s * sample_rate), CC_EXPRESSION, value))
 
     controls.append(Control(0, CC_EXPRESSION, level(forms[0])))
-    for previous, form in itertools.pairwise(forms):
+    steps = zip(itertools.pairwise(forms), itertools.pairwise(starts), strict=True)
+    for (previous, form), (since, start) in steps:
         if level(form) != level(previous):
-            begin = max(previous.start_beat, form.start_beat - EXPRESSION_RAMP_BEATS)
-            ramp(begin, form.start_beat - begin, level(previous), level(form))
+            begin = max(since, start - EXPRESSION_RAMP_BEATS)
+            ramp(begin, start - begin, level(previous), level(form))
     if instrument in SUSTAINING:
-        form_starts = [form.start_beat for form in forms]
         seen: set[float] = set()
         for note in notes:
             if note.end - note.start < SWELL_MIN_BEATS or note.start in seen or note.start <= first:
                 continue
             seen.add(note.start)
-            form = forms[max(0, bisect.bisect_right(form_starts, note.start) - 1)]
+            form = forms[max(0, bisect.bisect_right(starts, note.start) - 1)]
             target = level(form)
             ramp(note.start, min(SWELL_BEATS, note.end - note.start), round(target * SWELL_FROM),
                  target)  # fmt: skip

@@ -930,7 +930,7 @@ STYLES: dict[str, Style] = {
             melody_range=(67, 88),
             registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (55, 74)},
             open_voicing=False,
-            cut_hits=((CRASH, CLAP), (CLAP, KICK)),
+            cut_hits=((CRASH, CLAP, KICK), (CLAP, KICK)),
             production=production.ELECTRONIC,
             tonics={"major": ("C", "F", "G", "A"), "minor": ("Eb", "A", "G", "C")},
             programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
@@ -1298,7 +1298,7 @@ STYLES: dict[str, Style] = {
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
-            cut_hits=((RIDE, KICK), (TAMBOURINE, KICK)),
+            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
@@ -1363,7 +1363,7 @@ STYLES: dict[str, Style] = {
             # its notes; the piano's to G5, over 26% of them with the whole band, busy).
             registers={"bass": (33, 52), "comping": (55, 76), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
-            cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
+            cut_hits=((CRASH_2, CLAP, KICK), (SPLASH, CLAP)),
             crash=CRASH_2,
             ghost_notes=0.04,
             production=production.CORPORATE,
