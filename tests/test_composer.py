@@ -1905,6 +1905,37 @@ def test_the_texture_changes_at_the_cut_not_at_the_bar_line_beside_it(generator,
         assert before_cut < played(players, cut + 1.0, loud.end_beat) - 8.0, players
 
 
+@pytest.mark.parametrize("genre", ["cinematic", "hip-hop", "lo-fi", "acoustic"])
+def test_the_bass_strikes_on_a_cut_that_hands_the_texture_over(generator, beat_analysis, genre):
+    """Where a section's texture takes over at its cut on a beat inside a bar, its bass
+    sounds from the cut, as on a downbeat: its line's rhythm, bar by bar, had left it
+    silent from the cut for up to a beat (0.3-1 s) at 76 of 432 such cuts."""
+    rng = np.random.default_rng(5)
+    times = [round(t, 2) for t in np.cumsum(rng.uniform(1.6, 6.0, 20)) if t < 56.0]
+    segments, cuts = _shots(beat_analysis, [0.0, *times, 60.0])
+    segments = [dataclasses.replace(s, energy=0.3 + 0.4 * (i % 2)) for i, s in enumerate(segments)]
+    checked = 0
+    for seed in (1, 2, 3):
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=60.0, segments=segments,
+                          cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        bass = score.roles.of("bass")[:1]
+        assert bass
+        line = [n for n in score.notes if n.instrument == bass[0]]
+        starts = score.arrangement.texture_starts
+        for index, start in enumerate(starts[1:], 1):
+            on_bar_line = abs(start - score.forms[index].start_beat) < 1e-6
+            end = starts[index + 1] if index + 1 < len(starts) else math.inf
+            plays = any(start - 1e-6 <= n.start < end for n in line)
+            if on_bar_line or abs(start - round(start)) > 1e-6 or not plays:
+                continue
+            checked += 1
+            near = sorted((n.start, n.end) for n in line if abs(n.start - start) < 2)
+            assert any(n.start <= start + 0.05 and n.end > start + 0.1 for n in line), (
+                seed, start, near)  # fmt: skip
+    assert checked >= 3
+
+
 def test_the_expression_rises_at_the_cut_not_at_the_bar_line_before_it(generator, beat_analysis):
     """Where a busier section's texture comes in at its cut inside a bar, the players'
     expression (CC 11) rises into that cut, not into the bar line before it: the calm
