@@ -632,6 +632,35 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     assert not unstopped, (len(unstopped), unstopped[:4])
 
 
+def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
+    generator, beat_analysis
+):
+    """A first section of two bars (a short first shot) is all intro: the tune comes in with
+    the second section, on its cut or its bar line, not a bar into the first shot (after a
+    one-bar intro the band and tune had come in a median 2.2 s before the picture changed,
+    in 73 of 165 pieces on 15 and 30 s clips)."""
+    checked = 0
+    for bounds, genre, seed in itertools.product(
+        (CLIP_15_S, (0.0, 2.6, 6.1, 9.0, 13.7, 17.2, 21.9, 25.3, 30.0)),
+        ("electronic", "pop", "rock", "folk", "cinematic"),
+        (1, 2, 3),
+    ):
+        segments, cuts = _shots(beat_analysis, bounds)
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=bounds[-1],
+                          segments=segments, cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan, first, second = score.plan, score.forms[0], score.forms[1]
+        bars = [b for b in plan.bar_starts if first.start_beat <= b < first.end_beat]
+        if first.role != "intro" or len(bars) != 2:
+            continue
+        checked += 1
+        tune = set(score.roles.of("melody"))
+        entry = min(n.start for n in score.notes if n.instrument in tune)
+        band_in = min(second.start_beat, score.arrangement.texture_starts[1])
+        assert entry >= band_in - 1e-6, (genre, seed, bounds[1], entry, band_in)
+    assert checked >= 10, checked
+
+
 def test_a_cut_just_before_a_bar_line_pushes_its_downbeat(generator, beat_analysis):
     """Cut-heavy videos, in every genre: where a cut that the band stabs at lies less than
     HANDOVER_MIN_BEATS before a bar line, the band strikes that bar line's downbeat at the
