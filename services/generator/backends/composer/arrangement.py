@@ -755,9 +755,9 @@ class Composer:
                 # note is held on to the cut: released there, it had left nothing sounding
                 # up to the cut (0.06-0.33 s at 16 of 18 such cuts), the downbeat heard
                 # as missed.
-                cut, players = ending
+                held_to, players = ending
                 if players is None or note.instrument not in players:
-                    note = dataclasses.replace(note, end=cut)
+                    note = dataclasses.replace(note, end=held_to)
             if (
                 note.start >= entry
                 or note.instrument in drums
