@@ -636,13 +636,13 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
 def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
     generator, beat_analysis
 ):
-    """A first section of two bars (a short first shot) is all intro: the tune comes in with
-    the second section, on its cut or its bar line, not a bar into the first shot (after a
-    one-bar intro the band and tune had come in a median 2.2 s before the picture changed,
+    """A first section of two bars that is the first shot is all intro: the tune comes in
+    with the second section, on its cut or its bar line, not a bar into the first shot (after
+    a one-bar intro the band and tune had come in a median 2.2 s before the picture changed,
     in 73 of 165 pieces on 15 and 30 s clips)."""
     checked = 0
     for bounds, genre, seed in itertools.product(
-        (CLIP_15_S, CLIP_30_S),
+        (CLIP_15_S, CLIP_30_S, (0.0, 4.4, 9.0, 15.0)),
         ("electronic", "pop", "rock", "folk", "cinematic"),
         (1, 2, 3),
     ):
@@ -652,7 +652,9 @@ def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
         score = generator.compose(brief, Heartbeat(lambda f: None))
         plan, first, second = score.plan, score.forms[0], score.forms[1]
         bars = [b for b in plan.bar_starts if first.start_beat <= b < first.end_beat]
-        if first.role != "intro" or len(bars) != 2:
+        # The first shot alone (a section of merged short shots keeps a bar's intro).
+        first_shot = abs(plan.sections[1].cue_s - bounds[1]) < 1e-6
+        if first.role != "intro" or len(bars) != 2 or not first_shot:
             continue
         checked += 1
         tune = set(score.roles.of("melody"))

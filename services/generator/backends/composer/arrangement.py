@@ -140,10 +140,11 @@ HANDOVER_HOLD_BEATS = 1.0
 # downbeat's, from the first sample (at a user's 140 BPM a pickup of 2/64 had struck a chord and,
 # 54 ms later, the downbeat's: a stumble).
 SHORT_PICKUP_S = 0.12
-# A first section this many bars long, with another after it, is all intro: the tune and
-# the band come in on the first cut (after a one-bar intro they had come in a bar before it,
-# a median 2.2 s before the picture changed, in 73 of 165 pieces on 15 and 30 s clips). One
-# of a bar has no intro: the band plays from the first sample.
+# A first section this many bars long that is the first shot (no cut before the next
+# section's) is all intro: the tune and the band come in on the first cut (after a one-bar
+# intro they had come in a bar before it, a median 2.2 s before the picture changed, in 73
+# of 165 pieces on 15 and 30 s clips). One of a bar has no intro: the band plays from the
+# first sample. A montage's first section, short shots merged, keeps a bar's intro.
 INTRO_ONLY_BARS = 2
 # The pickup's chord before an intro (or a pickup too short for one), softly.
 PICKUP_VELOCITY = 60
@@ -963,12 +964,14 @@ class Composer:
 
     def _intro_bars(self, section_bars: int) -> int:
         """Bars of the intro (the accompaniment before the melody): none in short pieces;
-        the whole of a first section of INTRO_ONLY_BARS with another after it."""
+        the whole of a first section of INTRO_ONLY_BARS that is the first shot."""
         total_bars = len(self.plan.bar_starts)
         if total_bars < 6:
             return 0
-        if section_bars == INTRO_ONLY_BARS and len(self.forms) > 1:
-            return section_bars
+        if section_bars == INTRO_ONLY_BARS and len(self.plan.sections) > 1:
+            cue = self.plan.sections[1].cue_s
+            if not any(0.0 < cut.time_s < cue - 1e-6 for cut in self.cuts):
+                return section_bars
         return min(2 if section_bars > 3 else 1, section_bars - 1)
 
     def _level(self, form: SectionForm, intro: bool) -> int:

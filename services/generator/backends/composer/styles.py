@@ -1298,7 +1298,7 @@ STYLES: dict[str, Style] = {
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
-            cut_hits=((CRASH, KICK), (TAMBOURINE, KICK)),
+            cut_hits=((RIDE, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
             "corporate",
@@ -1363,7 +1363,7 @@ STYLES: dict[str, Style] = {
             # its notes; the piano's to G5, over 26% of them with the whole band, busy).
             registers={"bass": (33, 52), "comping": (55, 76), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
-            cut_hits=((CRASH_2, CLAP, KICK), (SPLASH, CLAP)),
+            cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
             crash=CRASH_2,
             ghost_notes=0.04,
             production=production.CORPORATE,
