@@ -693,6 +693,37 @@ def test_the_chord_before_rings_on_to_a_cut_just_after_the_bar_line(generator, b
     assert checked >= 2, checked
 
 
+def test_a_cut_just_before_the_final_chord_is_marked_by_the_drums_alone(generator,
+                                                                        beat_analysis):  # fmt: skip
+    """A strong cut less than half a beat before the final chord's bar line is marked by its
+    drums' hit, not by a stab of the band's: its stab had struck the chord before and the
+    final chord a moment later on another (lo-fi's 8 s clip, the cut at 5.6 s: piano and
+    bass at 110-113, then the final chord 0.2 s later; a music review)."""
+    from services.generator.backends.composer.arrangement import HANDOVER_MIN_BEATS
+
+    checked = 0
+    for genre, seed in itertools.product(("lo-fi", "pop", "rock", "acoustic"), (1, 2, 3)):
+        bounds = (0.0, 2.9, 5.6, 8.0)
+        segments, cuts = _shots(beat_analysis, bounds)
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=bounds[-1],
+                          segments=segments, cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        final = score.arrangement.final
+        if final is None:
+            continue
+        drums = set(score.roles.of("drums"))
+        for cut in bounds[1:-1]:
+            beat = score.plan.beat_at(cut)
+            if not 0.05 < final.start - beat < HANDOVER_MIN_BEATS:
+                continue
+            checked += 1
+            stabs = [(n.instrument, n.pitch, round(n.start, 3)) for n in score.notes
+                     if n.instrument not in drums
+                     and beat - 0.01 <= n.start < final.start - 0.01]  # fmt: skip
+            assert not stabs, (genre, seed, cut, final.start, stabs)
+    assert checked >= 2, checked
+
+
 def test_a_cut_just_before_a_bar_line_pushes_its_downbeat(generator, beat_analysis):
     """Cut-heavy videos, in every genre: where a cut that the band stabs at lies less than
     HANDOVER_MIN_BEATS before a bar line, the band strikes that bar line's downbeat at the

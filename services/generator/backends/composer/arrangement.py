@@ -1678,17 +1678,18 @@ class Composer:
             for player in roles.of("drums")[:1]:
                 for key in keys:
                     self._add(player, key, beat, beat + 0.4, hit, after_end=True)
-            if roles.of("drums") and keys and (on_beat or not strong):
-                continue
             # Just before a bar line the stab is its downbeat, struck early (`_pushed`).
             at = bisect.bisect_right(bar_lines, beat + 1e-6)
             bar_line = bar_lines[at] if at < len(bar_lines) else None
-            if (
-                on_beat
-                or bar_line is None
-                or bar_line - beat >= HANDOVER_MIN_BEATS
-                or (self.plan.final_beat is not None and bar_line >= self.plan.final_beat)
-            ):
+            ahead = math.inf if bar_line is None else bar_line - beat
+            close = ahead < HANDOVER_MIN_BEATS
+            final_beat = self.plan.final_beat
+            final = close and final_beat is not None and beat + ahead >= final_beat
+            # Just before the final chord the drums' hit marks the cut alone: a stab had struck
+            # the chord before and the final chord a moment later, on another.
+            if roles.of("drums") and keys and (on_beat or not strong or final):
+                continue
+            if on_beat or not close or final:
                 bar_line = None
             harmony = self._chord_at(beat if bar_line is None else bar_line)
             struck: dict[str, int] = {}
