@@ -24,7 +24,7 @@ shot, not those the tagger found):
 - A cut is "marked" when librosa's `onset.onset_detect` finds an onset within 30 ms of it (all
   cuts of all pieces).
 - A cut's accent: the level (RMS of the mono mix, 60 ms from the time) at the cut minus the
-  median level at the plan's other beats (those 0.15 s or more from every cut, from 0.5 s to
+  median level at the plan's other beats (those more than 0.15 s from every cut, from 0.5 s to
   1.5 s before the end), on the piece mastered as the gateway masters it (-14 LUFS, true peak
   -1 dBTP); the median per genre over the cuts 1.5 s or more apart (no user BPM), in dB.
 - Tempo heard: 60 / the median interval between tracked beats; the plan's tempo: 60 / the
@@ -99,6 +99,8 @@ VIDEO_FPS = 30.0
 BEAT_TOLERANCE_S = 0.05
 ONSET_TOLERANCE_S = 0.03
 ACCENT_WINDOW_S = 0.06
+# The other beats are those this far or farther from every cut (seconds).
+ACCENT_APART_S = 0.15
 ACCENT_LUFS = -14.0
 LONG_GAP_S = 1.5
 # Music "starts on the first sample" when it reaches -60 dBFS within this time.
@@ -395,8 +397,9 @@ def cut_accents(
     duration_s = len(mono) / rate
     if not cuts:
         return []
-    apart = [t for t in beats if min(abs(t - c) for c in cuts) >= 0.15]
-    others = [level(t) for t in apart if 0.5 <= t <= duration_s - 1.5]
+    beside = near(beats, cuts, ACCENT_APART_S)
+    others = [level(t) for t, close in zip(beats, beside, strict=True)
+              if not close and 0.5 <= t <= duration_s - 1.5]  # fmt: skip
     if not others:
         return [math.nan] * len(cuts)
     usual = float(np.median(others))

@@ -75,6 +75,15 @@ def _shots(beat_analysis, bounds: Sequence[float]) -> tuple[list[Segment], list[
     return segments, [Cut(t, "hard", 0.9) for t in bounds[1:-1]]
 
 
+def _performed(score):
+    """The score's notes performed at 48 kHz (seed 1's loose timing, the default spreads)."""
+    played: dict[str, list] = {}
+    for note in score.notes:
+        played.setdefault(note.instrument, []).append(note)
+    return perform(played, score.plan, score.forms, score.arrangement, 48000,
+                   np.random.default_rng(1), lambda: None, {})  # fmt: skip
+
+
 def _bar_lengths(plan) -> set[int]:
     beats = np.array(plan.beats_s)
     return set(np.diff(np.searchsorted(beats, np.array(plan.bars_s) - 1e-6)).tolist())
@@ -216,11 +225,7 @@ def test_a_cut_near_a_user_bpm_beat_is_hit_on_the_beat(generator, beat_analysis)
     # performance's loose timing leaves a hit's notes alone (it had left alone only those
     # within 2 ms of the cut), and the hit meets the picture (played on the beat, it had
     # sounded 9 ms after the cut).
-    played: dict[str, list] = {}
-    for note in score.notes:
-        played.setdefault(note.instrument, []).append(note)
-    performance = perform(played, plan, score.forms, score.arrangement, 48000,
-                          np.random.default_rng(1), lambda: None, {})  # fmt: skip
+    performance = _performed(score)
     for cut in near:
         starts = {n.start_sample for notes in performance.notes.values() for n in notes
                   if abs(n.start_sample / 48000 - cut) <= 0.03}  # fmt: skip
@@ -1956,6 +1961,20 @@ def test_a_strong_cut_s_hit_is_struck_harder_than_its_section_s_beats(generator,
     assert checked >= 4
 
 
+def _calm_turning_busy_at_9_s(beat_analysis, genre: str) -> MusicBrief:
+    """A 16 s video at a user's 120 BPM: a calm shot, a cut at 4 s (on a bar line), another
+    calm shot and, at 9 s (the second half of a bar), a busy one."""
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    shots = ((0.0, 4.0, 0.1), (4.0, 9.0, 0.1), (9.0, 16.0, 0.95))
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
+    cuts = [Cut(4.0, "hard", 0.9), Cut(9.0, "hard", 0.9)]
+    brief = brief_for(beat_analysis, genre, bpm_is_fixed=True, duration_s=16.0,
+                      segments=segments, cuts=cuts)  # fmt: skip
+    return dataclasses.replace(
+        brief, tags=dataclasses.replace(brief.tags, bpm=120.0, bpm_min=120.0, bpm_max=120.0)
+    )
+
+
 @pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])
 def test_the_texture_changes_at_the_cut_not_at_the_bar_line_beside_it(generator, beat_analysis,
                                                                         genre):  # fmt: skip
@@ -1963,16 +1982,8 @@ def test_the_texture_changes_at_the_cut_not_at_the_bar_line_beside_it(generator,
     where a calm video turns busy, on the second half of a bar. The band plays as calmly as
     before up to that cut and harder from it; it had turned busy at the bar line, a second
     before the picture."""
-    look = Look(0.5, 0.5, 0.5, 0.5)
-    shots = ((0.0, 4.0, 0.1), (4.0, 9.0, 0.1), (9.0, 16.0, 0.95))
-    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
-    cuts = [Cut(4.0, "hard", 0.9), Cut(9.0, "hard", 0.9)]
-    brief = brief_for(beat_analysis, genre, bpm_is_fixed=True, duration_s=16.0,
-                      segments=segments, cuts=cuts)  # fmt: skip
-    brief = dataclasses.replace(
-        brief, tags=dataclasses.replace(brief.tags, bpm=120.0, bpm_min=120.0, bpm_max=120.0)
-    )
-    score = generator.compose(brief, Heartbeat(lambda f: None))
+    score = generator.compose(_calm_turning_busy_at_9_s(beat_analysis, genre),
+                              Heartbeat(lambda f: None))  # fmt: skip
     plan = score.plan
     cut = plan.beat_at(9.0)
     busy = next(i for i, s in enumerate(plan.sections) if s.start_s <= 9.0 < s.end_s)
@@ -2032,25 +2043,13 @@ def test_the_expression_rises_at_the_cut_not_at_the_bar_line_before_it(generator
     """Where a busier section's texture comes in at its cut inside a bar, the players'
     expression (CC 11) rises into that cut, not into the bar line before it: the calm
     texture had played its last two beats at the busy section's expression."""
-    look = Look(0.5, 0.5, 0.5, 0.5)
-    shots = ((0.0, 4.0, 0.1), (4.0, 9.0, 0.1), (9.0, 16.0, 0.95))
-    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shots]
-    cuts = [Cut(4.0, "hard", 0.9), Cut(9.0, "hard", 0.9)]
-    brief = brief_for(beat_analysis, "pop", bpm_is_fixed=True, duration_s=16.0,
-                      segments=segments, cuts=cuts)  # fmt: skip
-    brief = dataclasses.replace(
-        brief, tags=dataclasses.replace(brief.tags, bpm=120.0, bpm_min=120.0, bpm_max=120.0)
-    )
-    score = generator.compose(brief, Heartbeat(lambda f: None))
+    score = generator.compose(_calm_turning_busy_at_9_s(beat_analysis, "pop"),
+                              Heartbeat(lambda f: None))  # fmt: skip
     plan = score.plan
     busy = next(i for i, s in enumerate(plan.sections) if s.start_s <= 9.0 < s.end_s)
     calm, loud = score.forms[busy - 1], score.forms[busy]
     assert plan.beat_at(9.0) - loud.start_beat == pytest.approx(2.0, abs=0.05)
-    played: dict[str, list] = {}
-    for note in score.notes:
-        played.setdefault(note.instrument, []).append(note)
-    performance = perform(played, plan, score.forms, score.arrangement, 48000,
-                          np.random.default_rng(1), lambda: None, {})  # fmt: skip
+    performance = _performed(score)
 
     def expression(controls, time_s: float) -> int:
         return [c.value for c in controls

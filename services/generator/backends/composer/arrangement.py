@@ -1165,14 +1165,13 @@ class Composer:
     def _pickup(self, under_way: bool) -> set[str]:
         """The beats before the first downbeat, written as a pickup: the first chord from the
         first sample, a drum lead-in on the pickup's last beat, the melody's anacrusis where
-        the tune comes in on the first downbeat. Where
-        the first section has no intro (its tune from the first downbeat: a short piece),
-        the band is already playing (`under_way`, `_band_plays_the_pickup`): the rest of the
-        pickup is the end of the section's bar (`_bar_under_way`), at its level, its drums'
-        fill leading into the downbeat. A short
-        clip's soft chord and two snare taps had been 4-16 dB under the band, which then came
-        in 5-18 dB louder where the picture does not cut, the loudest accent in 14 of 15 8 s
-        clips with a pickup (a music review)."""
+        the tune comes in on the first downbeat. Where the first section has no intro (its
+        tune from the first downbeat: a short piece), the band is already playing
+        (`under_way`, `_band_plays_the_pickup`): the rest of the pickup is the end of the
+        section's bar (`_bar_under_way`), at its level, its drums' fill leading into the
+        downbeat. A short clip's soft chord and two snare taps had been 4-16 dB under the
+        band, which then came in 5-18 dB louder where the picture does not cut, the loudest
+        accent in 14 of 15 8 s clips with a pickup (a music review)."""
         downbeat = self.plan.first_downbeat
         playing: set[str] = set()
         harmony = self._chord_at(downbeat)
