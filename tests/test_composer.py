@@ -2438,7 +2438,12 @@ def test_a_hall_lets_its_final_chord_ring(generator, beat_analysis):
     final chord come early enough for its release to ring out (Space.ring_s, 1.6 s, where the
     piece leaves room), not faded within 0.9 s as in a room, or less: a hall's 2.8 s ring had
     been faded in 0.5-0.7 s, at 32-48 dB/s where it decays at 21 (a music review). A shorter
-    piece ends as in a room (a bar's earlier final chord would be much of it)."""
+    piece places its final chord as in a room (a bar's earlier final chord would be much of
+    it), and where that chord has time it still rings the hall's ring: it had been held to
+    0.9 s before the end, and the last 0.3 s fell 13 dB in 125 ms (15 s clips, a review)."""
+    from services.generator.backends.composer.arrangement import FINAL_HOLD_S
+    from services.generator.backends.composer.production import HALL, ROOM_RING_S
+    from services.generator.backends.composer.timing import ENDING_HOLD_S
 
     def tails(genre: str, shortest_s: float = 30.0) -> list[float]:
         left = []
@@ -2453,7 +2458,20 @@ def test_a_hall_lets_its_final_chord_ring(generator, beat_analysis):
     for genre in ("ambient", "cinematic", "orchestral"):
         hall = tails(genre)
         assert min(hall) >= 0.95 and float(np.mean(hall)) >= max(1.3, room + 0.3), (hall, room)
-    assert tails("cinematic", 20.0) == pytest.approx(tails("pop", 20.0), abs=0.25)
+    rung = 0
+    for duration_s in np.arange(15.0, 21.0, 0.5):
+        brief = brief_for(beat_analysis, "cinematic", duration_s=float(duration_s))
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan, final = score.plan, score.arrangement.final
+        assert final is not None
+        struck = plan.beat_time(final.start)
+        later_bars = [plan.beats_s[b] for b in plan.bar_starts if plan.beats_s[b] > struck]
+        assert all(t > duration_s - ENDING_HOLD_S - ROOM_RING_S for t in later_bars), duration_s
+        if duration_s - struck >= FINAL_HOLD_S + HALL.ring_s:
+            released = plan.beat_time(score.arrangement.end_beat)
+            assert duration_s - released == pytest.approx(HALL.ring_s, abs=0.01), duration_s
+            rung += 1
+    assert rung >= 3
 
 
 @pytest.mark.parametrize("genre", ["pop", "cinematic", "ambient"])

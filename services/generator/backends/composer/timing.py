@@ -99,9 +99,10 @@ TAKE_REACH = 0.12
 # piece when it is very short.
 ENDING_HOLD_S = 0.35
 SHORT_TAIL_FRACTION = 0.35
-# A piece shorter than this leaves its final chord a room's ring whatever its space: a hall's
-# moved a 16 s cinematic piece's final chord a bar earlier, its strings holding a quarter of
-# the piece.
+# A piece shorter than this places its final chord as for a room's ring whatever its space: a
+# hall's moved a 16 s cinematic piece's final chord a bar earlier, its strings holding a
+# quarter of the piece. Where that chord has time for its hold and the hall's ring, it still
+# rings that long (arrangement.release_tail_s).
 LONG_RING_MIN_S = 30.0
 # A section after the first is this many bars at least: a shorter one joins a neighbour
 # (`_long_enough`; its cut is still struck). A section per segment of one bar had changed
@@ -169,8 +170,9 @@ class TimingPlan:
     base_bpm: float
     # Beat index of the final chord, or None when the piece fades out instead.
     final_beat: int | None
-    # Seconds the final chord's release is left to ring before the end (its space's, in a
-    # piece of LONG_RING_MIN_S or more).
+    # Seconds the final chord's release is left to ring before the end, where the piece leaves
+    # them (its space's; the final chord is placed for a room's in a piece under
+    # LONG_RING_MIN_S).
     ring_s: float
 
     # Cached: the composer asks for every section.
@@ -246,14 +248,14 @@ def plan_timing(
         base_bpm = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 60.0 / base_period
     bar_starts = list(range(first_downbeat, len(beats), meter.beats))
     sections = _sections(beats, bar_starts, segment_starts, duration_s)
-    ring_s = ring_s if duration_s >= LONG_RING_MIN_S else min(ring_s, ROOM_RING_S)
+    placed_for_s = ring_s if duration_s >= LONG_RING_MIN_S else min(ring_s, ROOM_RING_S)
     return TimingPlan(
         beats_s=beats,
         meter=meter,
         first_downbeat=first_downbeat,
         sections=sections,
         base_bpm=base_bpm,
-        final_beat=_final_beat(beats, bar_starts, duration_s, ring_s),
+        final_beat=_final_beat(beats, bar_starts, duration_s, placed_for_s),
         ring_s=ring_s,
     )
 
