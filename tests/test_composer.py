@@ -26,7 +26,12 @@ from services.generator.backends.composer.arrangement import (
     choose_progressions,
 )
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
-from services.generator.backends.composer.performance import EXPRESSION, perform, shaped
+from services.generator.backends.composer.performance import (
+    EXPRESSION,
+    perform,
+    shaped,
+    strummers,
+)
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import (
     CHINA,
@@ -81,7 +86,8 @@ def _performed(score):
     for note in score.notes:
         played.setdefault(note.instrument, []).append(note)
     return perform(played, score.plan, score.forms, score.arrangement, 48000,
-                   np.random.default_rng(1), lambda: None, {})  # fmt: skip
+                   np.random.default_rng(1), lambda: None, {},
+                   strummers(score.style, score.roles))  # fmt: skip
 
 
 def _bar_lengths(plan) -> set[int]:
@@ -537,6 +543,34 @@ def test_a_cuts_chord_is_not_struck_again_within_a_flam(generator, beat_analysis
             doubled += [(genre, seed, i, p, round(at, 3)) for at, i, p in pitched
                         if 0.002 < at - cut.time_s < FLAM_S and (i, p) in at_the_cut]  # fmt: skip
     assert not doubled, (len(doubled), doubled[:4])
+
+
+def test_a_strum_crosses_its_strings_in_order_within_a_few_hundredths(generator, beat_analysis):
+    """An acoustic guitar's downstroke sounds its strings low to high, an up-stroke its top
+    strings high to low, each within 40 ms and no string twice: the strum had rolled over
+    0.1 s (0.03 of a beat a string), heard as a harp's arpeggio, and each string's own timing
+    offset, or its move under the tune, had put some out of order (a music review). Review
+    5's 30 s clip."""
+    segments, cuts = _shots(beat_analysis, CLIP_30_S)
+    strums = []
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, "acoustic", seed=seed, duration_s=30.0,
+                          segments=segments, cuts=cuts)  # fmt: skip
+        guitar = _performed(generator.compose(brief, Heartbeat(lambda f: None)))
+        strokes: list[list] = []
+        for note in sorted(guitar.notes["acoustic-guitar"], key=lambda n: n.start_sample):
+            if strokes and note.start_sample - strokes[-1][0].start_sample <= 0.06 * 48000:
+                strokes[-1].append(note)
+            else:
+                strokes.append([note])
+        strums += [[(n.start_sample, n.pitch) for n in s] for s in strokes if len(s) >= 3]
+    assert len(strums) > 40
+    spans_ms = [(strum[-1][0] - strum[0][0]) / 48.0 for strum in strums]
+    assert max(spans_ms) <= 40.0, sorted(spans_ms)[-5:]
+    pitches = [[pitch for _, pitch in strum] for strum in strums]
+    ordered = [p for p in pitches if p in (sorted(set(p)), sorted(set(p), reverse=True))]
+    assert len(ordered) == len(pitches), [p for p in pitches if p not in ordered][:5]
+    assert any(p[0] > p[-1] and len(p) <= 3 for p in pitches)
 
 
 # A fast montage's cuts (a music review's), 1.0-2.0 s apart over 29.83 s.

@@ -62,6 +62,8 @@ DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody
 # instrument of the band can: by the same player (a pianist's two hands), or by a second
 # player of it where one could not play both (styles.SECOND_PLAYERS).
 SHAREABLE = ("melody", "comping")
+# An up-stroke between beats catches the top strings only.
+UP_STROKE_STRINGS = 3
 # Picture instruments the genre admits as colour, at most.
 MAX_COLOURS = 2
 # Energy (0.6 x segment + 0.4 x whole piece) at which each intensity 1..3 begins.
@@ -1415,11 +1417,9 @@ class Composer:
                 root = low + (harmony.root - low) % 12
                 voicing = (root, root + harmony.fifth, root + 12)
             up = technique == "strum" and (onset - start) % 1.0 > 1e-6
-            order = list(reversed(voicing)) if up else list(voicing)
-            spread = 0.03 if technique == "strum" else 0.0
-            for n, pitch in enumerate(order):
-                self._add(player, pitch, onset + spread * n, stop,
-                          velocity + accent - (8 if up else 0))  # fmt: skip
+            # (The performance strums the chord: Style.strum_ms.)
+            for pitch in voicing[-UP_STROKE_STRINGS:] if up else voicing:
+                self._add(player, pitch, onset, stop, velocity + accent - (8 if up else 0))
 
     def _pulse(
         self, player: str, start: int, end: int, level: int, variant: int, velocity: int

@@ -56,6 +56,7 @@ from services.generator.backends.composer.performance import (
     Performance,
     perform,
     shaped,
+    strummers,
     with_ghost_notes,
 )
 from services.generator.backends.composer.render import (
@@ -231,7 +232,7 @@ class ComposerGenerator:
             by_instrument[note.instrument].append(note)
         performance = perform(by_instrument, plan, score.forms, score.arrangement,
                               brief.sample_rate, score.rng, heartbeat,
-                              style.timing_sd_ms)  # fmt: skip
+                              style.timing_sd_ms, strummers(style, roles))  # fmt: skip
         heartbeat.advance(PERFORMED)
         total = round(brief.duration_s * brief.sample_rate)
         channels, parts = [], []

@@ -141,9 +141,11 @@ def perform(
     rng: np.random.Generator,
     heartbeat: Callable[[], None],
     timing_sd_ms: Mapping[str, float],
+    strum_ms: Mapping[str, float],
 ) -> Performance:
     """The notes at the samples they sound (seeded offsets around the grid, as loose as
-    TIMING_SD_MS and the style's `timing_sd_ms` say; legato), and
+    TIMING_SD_MS and the style's `timing_sd_ms` say; legato; the chords of a player in
+    `strum_ms` strummed, that many ms a string), and
     each instrument's controller changes. What starts or ends on a beat where the
     arrangement hits a cut does so at its cut's time.
     A beat within ON_BEAT_S of a cut is its hit in the score; played on the plan's beat, the
@@ -165,11 +167,20 @@ def perform(
         # One draw per note, in order: the same seed plays the same.
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
-        for note, offset in zip(played, offsets, strict=True):
+        delays = _strum_delays(played, strum_ms[instrument] / 1000.0) if instrument in strum_ms \
+            else [0.0] * len(played)  # fmt: skip
+        stroke_beat, stroke_offset = None, 0.0
+        for note, offset, delay in zip(played, offsets, delays, strict=True):
             heartbeat()
             start_s = sounding(note.start)
-            if note.start <= first or _near_cut(start_s, cut_times):
-                offset = 0.0
+            on_cut = note.start <= first or _near_cut(start_s, cut_times)
+            # A hand strikes a chord at once: a player's notes struck on one beat share the
+            # first one's offset (each note's own had spread a chord by up to 20 ms, and
+            # rolled a strum's strings out of order). A drummer's limbs keep their own.
+            if instrument == "drums" or note.start != stroke_beat:
+                stroke_beat, stroke_offset = note.start, 0.0 if on_cut else float(offset)
+            offset = stroke_offset
+            start_s += delay
             end_s = sounding(note.end) + max(offset, 0.0)
             start = max(0, round((start_s + offset) * sample_rate))
             result.append(
@@ -192,6 +203,28 @@ def perform(
             controls[instrument] += _pedal(arrangement.chord_starts, sounding, sample_rate)
             controls[instrument].sort(key=lambda c: c.sample)
     return Performance(scheduled, controls)
+
+
+def strummers(style: Style, roles: Roles) -> dict[str, float]:
+    """The players who strum their chords (a strummed comping part's), and each one's ms
+    from string to string."""
+    if style.comping_technique != "strum":
+        return {}
+    return {player: style.strum_ms for player in roles.of("comping")}
+
+
+def _strum_delays(played: Sequence[Note], string_s: float) -> list[float]:
+    """Per note, its delay in its strum: the notes struck on one beat, low to high from the
+    beat (a downstroke), high to low between beats (an up-stroke), `string_s` apart."""
+    strokes: dict[float, list[int]] = {}
+    for index, note in enumerate(played):
+        strokes.setdefault(note.start, []).append(index)
+    delays = [0.0] * len(played)
+    for beat, indices in strokes.items():
+        up = beat % 1.0 > 1e-6
+        for string, index in enumerate(sorted(indices, key=lambda i: played[i].pitch, reverse=up)):
+            delays[index] = string * string_s
+    return delays
 
 
 def _main_part(roles: Roles, instrument: str) -> str:

@@ -231,6 +231,10 @@ class Style:
     # Delay of each eighth's second sixteenth, as a fraction of an eighth (0 = straight; 0.1
     # is a drum machine's 60% swing, 0.16 its 66%).
     swing: float = 0.0
+    # A strum's time from one string to the next (comping_technique "strum"): a downstroke
+    # crosses its five strings in about 30 ms. (It had been 0.03 of a beat, 21-30 ms a
+    # string: a 0.1 s roll, heard as a harp's arpeggio; a music review.)
+    strum_ms: float = 7.5
     programs: dict[str, int] = field(default_factory=dict)
     # The chord before the final tonic: "V" (authentic) or "IV" (plagal).
     cadence: str = "V"
