@@ -2303,6 +2303,29 @@ def test_a_soft_toned_tune_is_touched_gently(generator, beat_analysis):
     assert medians["pop"] >= 100, medians
 
 
+def test_corporate_runs_one_layer_of_sixteenths_at_most(generator, beat_analysis):
+    """A busy corporate section runs one part in sixteenths at most and strikes no cowbell:
+    its shaker, marimba and piano had all run in sixteenths, with a cowbell, heard as
+    techno (a music review: 394 shaker strokes and 445 marimba notes in 59 s)."""
+    from services.generator.backends.composer.styles import COWBELL
+
+    brief = brief_for(beat_analysis, "corporate", duration_s=30.0)
+    busy = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
+    brief = dataclasses.replace(brief, segments=busy,
+                                tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    assert {form.intensity for form in score.forms[1:]} == {3}
+    assert not any(n.pitch == COWBELL for n in score.notes if n.instrument == "drums")
+    layers = []
+    for bar in score.plan.bar_starts[2:-2]:
+        steps: dict[str, set[int]] = {}
+        for note in score.notes:
+            if bar <= note.start < bar + 4:
+                steps.setdefault(note.instrument, set()).add(round((note.start - bar) * 4))
+        layers.append(sorted(i for i, s in steps.items() if len(s) >= 12))
+    assert len(layers) > 8 and max(len(running) for running in layers) <= 1, layers
+
+
 def test_the_orchestra_keeps_no_kit_cymbal_time(generator, beat_analysis):
     """Orchestral percussion is timpani and a bass drum, its cymbal the crash at a section's
     peak: no ride or hi-hat keeps time through a loud orchestral piece (a ride in quarter

@@ -542,6 +542,44 @@ def test_a_sequenced_beat_sits_on_the_grid(generator, beat_analysis, parts_playe
     assert offsets_ms("hip-hop", "piano") > 1.0
 
 
+def test_pop_keeps_time_on_its_hats_and_its_backbeat_cracks(generator, beat_analysis):
+    """Pop's drums keep time on the hi-hat alone, with a snare or clap on two and four, on a
+    kit whose snare is bright: they had kept it on a ride and a side stick too, with ghost
+    strokes (a music review: a live jazz or rock drummer's vocabulary), on the standard kit,
+    whose snare left the drums 10-12% of their power above 2.5 kHz: no crack."""
+    from services.generator.backends.composer.styles import (
+        CLAP,
+        RIDE,
+        SIDE_STICK,
+        SNARE,
+    )
+
+    brief = brief_for(beat_analysis, "pop", duration_s=16.0, stems=True)
+    score = generator.compose(brief, Heartbeat(lambda fraction: None))
+    strokes = [n for n in score.notes if n.instrument == "drums"]
+    assert len(strokes) > 60 and not {RIDE, SIDE_STICK} & {n.pitch for n in strokes}
+    backbeats = {round(n.start) for n in strokes if n.pitch in (SNARE, CLAP)}
+    bars = [b for b in score.plan.bar_starts if b + 4 <= (score.arrangement.final or b).start]
+    assert sum({b + 1, b + 3} <= backbeats for b in bars) >= 0.8 * len(bars), bars
+    drums = generator.generate(brief).stems["drums"].mean(axis=1)
+    spectrum = np.abs(np.fft.rfft(drums)) ** 2
+    freqs = np.fft.rfftfreq(len(drums), 1 / SAMPLE_RATE)
+    assert spectrum[freqs > 2500].sum() >= 0.2 * spectrum.sum()
+
+
+def test_acoustic_s_strummed_guitar_stands_just_under_its_tune(generator, beat_analysis):
+    """The strummed guitar is acoustic's sound: it sounds within 2 LU of the piano's tune,
+    where it had lain 4-5 LU under it and the piano had carried the piece (a music
+    review)."""
+    brief = brief_for(beat_analysis, "acoustic", duration_s=16.0, stems=True)
+    music = generator.generate(brief)
+    roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+    assert (*roles.of("melody"), *roles.of("comping")) == ("piano", "acoustic-guitar")
+    levels = balance.stem_levels(music.stems, music.sample_rate, roles,
+                                 STYLES["acoustic"].production)  # fmt: skip
+    assert levels["acoustic-guitar"][0] >= levels["piano"][0] - 2.0, levels
+
+
 def test_lo_fi_is_darker_than_pop(generator, beat_analysis):
     def high_share(genre: str) -> float:
         audio = generator.generate(brief_for(beat_analysis, genre, duration_s=12.0)).audio

@@ -100,6 +100,9 @@ HELD_NOTE_BEATS = 1.0
 # 12 over its bars, the crash over the piece's own loudest cut hits).
 FINAL_LEVEL = 2
 FINAL_VELOCITY = {"chord": 78, "bass": 86, "melody": 82, "crash": 100}
+# Each harmony part's velocity against the bar's (the pad behind the comping, the pulse
+# between); the final chord keeps them (a calm pop piece's pad had ended 8 over its bars).
+PART_VELOCITY = {"pad": -10, "comping": -4, "pulse": -8}
 # A cut's hit stands this far over the velocity its section plays at (strong, weak cut), up
 # to the loudest hits (a loud section's): a crash at full velocity in a quiet close had come
 # 8 dB over it. The band's stab takes CUT_ACCENT over its bars, up to CUT_VELOCITY; the
@@ -1120,19 +1123,20 @@ class Composer:
         for number, pad in enumerate(roles.of("pad")):
             entry = self.style.entry("pad") if harmony else 1
             if self._joins(pad, entry if number == 0 else max(entry, 2), level, number == 0):
-                self._pad(pad, start, end, velocity - 10)
+                self._pad(pad, start, end, velocity + PART_VELOCITY["pad"])
                 playing.add(pad)
         for number, player in enumerate(roles.of("comping")):
             entry = self.style.entry("comping") if number == 0 else 2
             if self._joins(player, entry, level, number == 0):
-                self._comping(player, start, end, level, answer, velocity - 4 - 6 * number)
+                self._comping(player, start, end, level, answer,
+                              velocity + PART_VELOCITY["comping"] - 6 * number)  # fmt: skip
                 playing.add(player)
         drumless = not roles.of("drums")
         for number, player in enumerate(roles.of("pulse")):
             # The pulse carries the beat where no drums do, and plays the intro.
             entry = 1 if drumless or (number == 0 and intro) else self.style.entry("pulse")
             if self._joins(player, entry if number == 0 else max(entry, 2), level, number == 0):
-                self._pulse(player, start, end, level, variant, velocity - 8)
+                self._pulse(player, start, end, level, variant, velocity + PART_VELOCITY["pulse"])
                 playing.add(player)
         for player in roles.of("bass")[:1]:
             self._bass(player, start, end, level, answer, velocity + 6)
@@ -1260,11 +1264,14 @@ class Composer:
         velocity = {part: value - softer for part, value in FINAL_VELOCITY.items()}
         playing: set[str] = set()
         roles = self.roles
-        chords = [*roles.of("pad"), *roles.of("comping"), *roles.of("pulse")]
-        for player in dict.fromkeys(p for p in chords if p in heard):
+        parts = {p: part for part in ("pulse", "comping", "pad") for p in roles.of(part)}
+        for player, part in parts.items():
+            if player not in heard:
+                continue
             previous = self._voicings.get(player)
+            touch = PART_VELOCITY[part] - PART_VELOCITY["comping"]
             for pitch in voice(tonic, previous, *self.style.register("comping")):
-                self._add(player, pitch, start, end, velocity["chord"])
+                self._add(player, pitch, start, end, velocity["chord"] + touch)
             playing.add(player)
         for player in roles.of("bass")[:1]:
             pitch = nearest_in(self._bass_pitch, (tonic.root,), *self.style.register("bass"))
