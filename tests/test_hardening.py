@@ -748,8 +748,8 @@ def test_a_request_for_too_much_music_is_refused(servers, beat_analysis):
 
 @pytest.mark.slow
 def test_stems_count_as_music_held(servers, beat_analysis):
-    """A stem is a track of the piece's length, held as the mix is: 1,500 s of pop (four
-    instruments, so five tracks) with stems is refused before any work; without stems it is
+    """A stem is a track of the piece's length, held as the mix is: 1,500 s of pop (five
+    instruments, so six tracks) with stems is refused before any work; without stems it is
     within the limit (600 s with stems for 11 instruments had held 6.2 GB, not 1.6)."""
     brief = genre_brief(beat_analysis, "pop", duration_s=1500.0)
     with grpc.insecure_channel(servers.generator) as channel:
@@ -759,7 +759,7 @@ def test_stems_count_as_music_held(servers, beat_analysis):
         code, details = code_of(lambda: list(stub.Generate(request, timeout=10)))
         assert time.monotonic() - started < 2.0
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
-        assert "7500 s of audio (1500.0 s x 1 candidate(s) x 5 tracks each" in details
+        assert "9000 s of audio (1500.0 s x 1 candidate(s) x 6 tracks each" in details
         plain = generator_pb2.GenerateRequest(brief=brief_to_proto(brief))
         first = next(iter(stub.Generate(plain, timeout=30)))
     assert first.HasField("progress")

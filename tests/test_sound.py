@@ -559,7 +559,9 @@ def test_pop_keeps_time_on_its_hats_and_its_backbeat_cracks(generator, beat_anal
     strokes = [n for n in score.notes if n.instrument == "drums"]
     assert len(strokes) > 60 and not {RIDE, SIDE_STICK} & {n.pitch for n in strokes}
     backbeats = {round(n.start) for n in strokes if n.pitch in (SNARE, CLAP)}
-    bars = [b for b in score.plan.bar_starts if b + 4 <= (score.arrangement.final or b).start]
+    final = score.arrangement.final
+    assert final is not None
+    bars = [b for b in score.plan.bar_starts if b + 4 <= final.start]
     assert sum({b + 1, b + 3} <= backbeats for b in bars) >= 0.8 * len(bars), bars
     drums = generator.generate(brief).stems["drums"].mean(axis=1)
     spectrum = np.abs(np.fft.rfft(drums)) ** 2

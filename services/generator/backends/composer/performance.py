@@ -167,8 +167,7 @@ def perform(
         # One draw per note, in order: the same seed plays the same.
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
-        delays = _strum_delays(played, strum_ms[instrument] / 1000.0) if instrument in strum_ms \
-            else [0.0] * len(played)  # fmt: skip
+        delays = _strum_delays(played, strum_ms.get(instrument, 0.0) / 1000.0)
         stroke_beat, stroke_offset = None, 0.0
         for note, offset, delay in zip(played, offsets, delays, strict=True):
             heartbeat()

@@ -366,7 +366,6 @@ _POP: Grooves = {
         },
     ),
 }
-
 _BOOM_BAP: Grooves = {
     1: (
         {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
@@ -532,7 +531,6 @@ _LAZY: Grooves = {
         {KICK: "x......x.x...x..", ELECTRIC_SNARE: "....x.......x...", CABASA: "x.x.x.xox.x.x.xo"},
     ),
 }
-# Corporate: claps and a shaker over a light kick, bright and tidy.
 # Corporate: a shaker or tambourine in eighths over kick and clap. (Its shaker had run in
 # sixteenths with a cowbell, over a marimba and a piano in sixteenths too: three layers of
 # machine sixteenths, heard as techno; music review 7.)
