@@ -220,7 +220,7 @@ def _strum_delays(played: Sequence[Note], string_s: float) -> list[float]:
         strokes.setdefault(note.start, []).append(index)
     delays = [0.0] * len(played)
     for beat, indices in strokes.items():
-        up = beat % 1.0 > 1e-6
+        up = float(beat) % 1.0 > 1e-6
         for string, index in enumerate(sorted(indices, key=lambda i: played[i].pitch, reverse=up)):
             delays[index] = string * string_s
     return delays
