@@ -471,6 +471,11 @@ class Arrangement:
         return sorted(self.cut_hits.values())
 
 
+def up_stroke(beat: float) -> bool:
+    """Whether a strum struck at `beat` is an up-stroke: between beats (on one, a downstroke)."""
+    return float(beat) % 1.0 > 1e-6
+
+
 def hit_key(beat: float) -> float:
     """A beat position as `Arrangement.cut_hits` keys it (a note's start, computed on the
     grid, matches its hit's beat to far better than a microbeat)."""
@@ -1423,7 +1428,7 @@ class Composer:
                 # Root, the chord's fifth and octave on the low strings.
                 root = low + (harmony.root - low) % 12
                 voicing = (root, root + harmony.fifth, root + 12)
-            up = technique == "strum" and (onset - start) % 1.0 > 1e-6
+            up = technique == "strum" and up_stroke(onset)
             # (The performance strums the chord: Style.strum_ms.)
             for pitch in voicing[-UP_STROKE_STRINGS:] if up else voicing:
                 self._add(player, pitch, onset, stop, velocity + accent - (8 if up else 0))

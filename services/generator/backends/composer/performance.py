@@ -26,6 +26,7 @@ from services.generator.backends.composer.arrangement import (
     hit_key,
     meter_swing,
     swung,
+    up_stroke,
 )
 from services.generator.backends.composer.render import Control, ScheduledNote
 from services.generator.backends.composer.styles import SNARE, Style
@@ -167,7 +168,8 @@ def perform(
         # One draw per note, in order: the same seed plays the same.
         offsets = np.clip(rng.normal(0.0, spread, len(played)), -MAX_OFFSET_S, MAX_OFFSET_S)
         result = []
-        delays = _strum_delays(played, strum_ms.get(instrument, 0.0) / 1000.0)
+        string_ms = strum_ms.get(instrument)
+        delays = _strum_delays(played, string_ms / 1000.0) if string_ms else [0.0] * len(played)
         stroke_beat, stroke_offset = None, 0.0
         for note, offset, delay in zip(played, offsets, delays, strict=True):
             heartbeat()
@@ -220,8 +222,8 @@ def _strum_delays(played: Sequence[Note], string_s: float) -> list[float]:
         strokes.setdefault(note.start, []).append(index)
     delays = [0.0] * len(played)
     for beat, indices in strokes.items():
-        up = float(beat) % 1.0 > 1e-6
-        for string, index in enumerate(sorted(indices, key=lambda i: played[i].pitch, reverse=up)):
+        ordered = sorted(indices, key=lambda i: played[i].pitch, reverse=up_stroke(beat))
+        for string, index in enumerate(ordered):
             delays[index] = string * string_s
     return delays
 
