@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.generator.backends.composer.production import STRIPS, Production, Strip
+from services.generator.backends.composer.production import Production, Strip
 
 # Sidechain pumping: how long the parts take to dip under a kick, a compressor's attack. Its
 # gain had fallen in one sample, a tick on every kick in each pumped stem (electronic's bass
@@ -46,7 +46,8 @@ def _strip(strip: Strip) -> list:
     if strip.compression:
         threshold, ratio = strip.compression
         plugins.append(pedalboard.Compressor(threshold_db=threshold, ratio=ratio,
-                                             attack_ms=10.0, release_ms=120.0))  # fmt: skip
+                                             attack_ms=strip.attack_ms,
+                                             release_ms=120.0))  # fmt: skip
     return plugins
 
 
@@ -68,7 +69,7 @@ class Mixer:
         self.parts = list(parts)
         self.sample_rate = sample_rate
         self.stems = stems
-        self._strips = [pedalboard.Pedalboard(_strip(STRIPS[p.name])) for p in parts]
+        self._strips = [pedalboard.Pedalboard(_strip(production.strip_of(p.name))) for p in parts]
         space = production.space
 
         def reverb() -> pedalboard.Reverb:

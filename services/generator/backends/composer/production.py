@@ -20,8 +20,9 @@ class Strip:
     # (centre Hz, gain dB, Q)
     bell: tuple[float, float, float] | None = None
     high_shelf: tuple[float, float] | None = None
-    # (threshold dB, ratio)
+    # (threshold dB, ratio), and how fast it clamps down
     compression: tuple[float, float] | None = None
+    attack_ms: float = 10.0
 
 
 # What a mix engineer starts every genre from: low end cleared below each instrument's
@@ -105,6 +106,8 @@ class Production:
     # The drum kit (a preset of the bank's percussion bank 128; GS numbering: 0 Standard,
     # 8 Room, 16 Power, 24 Electronic, 25 TR-808, 32 Jazz, 40 Brush, 48 Orchestra).
     kit: int = 0
+    # Channel strips where the genre's instrument needs another than STRIPS's.
+    strips: dict[str, Strip] = field(default_factory=dict)
 
     @property
     def chain(self) -> list[str]:
@@ -125,6 +128,9 @@ class Production:
 
     def level_of(self, part: str) -> float:
         return self.levels.get(part, LEVELS[part])
+
+    def strip_of(self, instrument: str) -> Strip:
+        return self.strips.get(instrument, STRIPS[instrument])
 
     def send_of(self, instrument: str) -> float:
         return self.sends.get(instrument, self.send)
@@ -196,5 +202,11 @@ FOLK = Production(
 CORPORATE = Production(
     PLATE, sends={"piano": 0.16, "plucks": 0.15, "synth": 0.12, "drums": 0.06, "bass": 0.0},
     send=0.12, delay=(0.5, 0.2), delay_sends={"plucks": 0.12},
-    bus_compression=(-12.0, 2.5),
+    # The glockenspiel's tune clamped at its strike (steel struck by a mallet, its peaks 20 dB
+    # over its loudness), on pop's punchy power kit (the standard kit's kick peaked 4-5 dB
+    # higher for its loudness): the master's limiter had cut into 12-13% of the mix, other
+    # genres' 0-4%, its cut hits 1.8-3.4 dB down.
+    strips={"synth": Strip(100.0, bell=(500.0, -1.5, 1.0), compression=(-24.0, 4.0),
+                           attack_ms=0.5)},
+    bus_compression=(-12.0, 2.5), kit=16,
 )  # fmt: skip

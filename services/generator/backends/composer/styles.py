@@ -366,11 +366,13 @@ _POP: Grooves = {
         },
     ),
 }
+# Boom-bap: the snare cracking on two and four at every level (a side stick there is lo-fi's
+# gesture), swung hats, in sixteenths with ghost strokes when the section is full (each
+# sixteenth struck alike had sounded a machine's).
 _BOOM_BAP: Grooves = {
     1: (
-        {KICK: "x.......x.......", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "x.........x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
-        {KICK: "x......x..x.....", SIDE_STICK: "....x.......x...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X.........X.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
+        {KICK: "X......x..x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
     ),
     2: (
         {KICK: "X.......x.x.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
@@ -381,14 +383,14 @@ _BOOM_BAP: Grooves = {
         {
             KICK: "X.......X.x.....",
             SNARE: "....X..o....X...",
-            HAT: "x.xox.x.x.xox...",
+            HAT: "xoxoxoxoxoxoxo..",
             OPEN_HAT: "..............x.",
         },
-        {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xxxxxxxxxxxxxxxx"},
+        {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xoxoxoxoxoxoxoxo"},
         {
             KICK: "X.....xx..X.....",
             SNARE: "....X.......X...",
-            HAT: "xxxxxx.xxxxxxxxx",
+            HAT: "xoxoxo.oxoxoxoxo",
             OPEN_HAT: "......x.........",
         },
     ),
@@ -652,10 +654,14 @@ _BASS_POP: Intensities = {
     2: ("R.....R.R...5...", "R..R..R.R...R.A."),
     3: ("R.R.R.R.R.R.R.R.", "R..R..R.R..R5.A."),
 }
-_BASS_OCTAVES: Intensities = {
-    1: ("R...R...R...R...",),
-    2: ("R.8.R.8.R.8.R.8.", ".R8..R8..R8..R8."),
-    3: ("R8R8R8R8R8R8R8R8", ".R8R.R8R.R8R.R8R"),
+# House's bass: off the kick, on the offbeats (rolling sixteenths between the kicks when the
+# section is full), so kick and bass take turns in the low end. (Octaves on the kick's own
+# beats, a sustained sub under it, had left the kick's 40-120 Hz 5.5 dB over the bass as
+# it struck; a music review.)
+_BASS_OFFBEAT: Intensities = {
+    1: ("..R...R...R...R.",),
+    2: ("..R...R...R...R.", "..R8..R8..R8..R8"),
+    3: (".RRR.RRR.RRR.RRR", ".R8R.R8R.R8R.R8R"),
 }
 _BASS_HIPHOP: Intensities = {
     1: ("R-----....R-----",),
@@ -954,7 +960,7 @@ STYLES: dict[str, Style] = {
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _FOUR_ON_FLOOR},
             fills={"4/4": _BUILD_FILL},
-            bass={"4/4": _BASS_OCTAVES},
+            bass={"4/4": _BASS_OFFBEAT},
             comping={"4/4": _COMP_STAB},
             pulse={"4/4": _ARP_UP},
             comping_technique="block",
@@ -967,7 +973,10 @@ STYLES: dict[str, Style] = {
             cut_hits=((CRASH, CLAP, KICK), (CLAP, KICK)),
             production=production.ELECTRONIC,
             tonics={"major": ("C", "F", "G", "A"), "minor": ("Eb", "A", "G", "C")},
-            programs={"bass": 38, "pads": 90, "plucks": 84, "piano": 4, "synth": 81},
+            # A plucked synth bass (Synth Bass 2: 22 dB down 0.5 s into a note) leaves the kick the
+            # sub; the arpeggio a square wave's pluck (the distorted charang, 84, had held a
+            # guitar's tone in 1-3 kHz, 36% of its energy; a music review).
+            programs={"bass": 39, "pads": 90, "plucks": 80, "piano": 4, "synth": 81},
             # Sequenced: the drum machine, the bass line and the arpeggio on the grid.
             timing_sd_ms={"drums": 0.0, "bass": 0.0, "plucks": 0.0},
         ),
@@ -1090,14 +1099,18 @@ STYLES: dict[str, Style] = {
             meters=("4/4",),
             # A programmed groove keeps its tempo (SEQUENCED_FLEX).
             tempo_flex=SEQUENCED_FLEX,
-            core=("drums", "bass", "piano", "plucks"),
-            colours=("synth", "strings", "brass", "pads"),
+            # A sampled soul record's sound: a piano, a string section's figure, a pizzicato
+            # hook, and no synth unless asked for (a Rhodes and a vibraphone, lo-fi's, under a
+            # square lead's arpeggio had sounded a chill synth bed: musicnn's "Hip-Hop" 19th
+            # of 50 on its pieces, 0.014; music review 8).
+            core=("drums", "bass", "piano", "plucks", "strings"),
+            colours=("brass", "pads"),
             casting={
                 "drums": ("drums",),
                 "bass": ("bass",),
                 "comping": ("piano",),
-                "pulse": ("synth",),
-                "pad": ("strings", "pads", "brass"),
+                "pulse": ("strings", "synth"),
+                "pad": ("pads", "brass", "synth"),
                 "melody": ("plucks", "synth", "brass"),
             },
             progressions={
@@ -1138,7 +1151,7 @@ STYLES: dict[str, Style] = {
             ghost_notes=0.1,
             production=production.HIP_HOP,
             tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("F", "G", "C#", "Bb")},
-            programs={"synth": 80, "piano": 4, "plucks": 11, "bass": 38},
+            programs={"piano": 0, "strings": 48, "plucks": 45, "synth": 50, "bass": 38},
             lift="none",
             # The beat and its 808 bass programmed (swung on the grid); the keys played.
             timing_sd_ms={"drums": 0.0, "bass": 0.0},
