@@ -316,6 +316,7 @@ def test_the_mix_chain_is_the_genres():
     assert "sidechain pumping" in chain("electronic")
     assert {"vinyl crackle", "low-pass 6.5 kHz", "tape saturation"} <= set(chain("lo-fi"))
     assert "sidechain pumping" not in chain("acoustic")
+    assert chain("corporate")[0] == "synth compressed 4:1 in 0.5 ms"
     # Every instrument has a strip.
     assert set(STRIPS) >= {i for s in STYLES.values() for i in (*s.core, *s.colours)}
 

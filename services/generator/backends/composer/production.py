@@ -111,8 +111,12 @@ class Production:
 
     @property
     def chain(self) -> list[str]:
-        """What the sends and the bus do, in words (the demo reel's notes)."""
-        notes = [f"{self.space.name} reverb"]
+        """What the genre's own strips, the sends and the bus do, in words (the demo reel's
+        notes)."""
+        notes = [f"{name} compressed {strip.compression[1]:g}:1 in {strip.attack_ms:g} ms"
+                 if strip.compression else f"{name}'s own strip"
+                 for name, strip in self.strips.items()]  # fmt: skip
+        notes.append(f"{self.space.name} reverb")
         if self.delay:
             notes.append(f"{self.delay[0]:g}-beat echo")
         if self.pump:
