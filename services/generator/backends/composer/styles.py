@@ -38,6 +38,7 @@ LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
     70,
 )
 FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
+TRIANGLE = 81  # open
 CHINA, RIDE_BELL, CRASH_2, CABASA = 52, 53, 57, 69
 
 
@@ -715,11 +716,6 @@ _PULSE_8: Intensities = {
     2: ("0.2.1.2.0.2.1.2.", "0.1.2.1.0.1.2.1."),
     3: ("0202120202121202", "0120012001200120"),
 }
-_PULSE_16: Intensities = {
-    1: ("0.0.0.0.0.0.0.0.",),
-    2: ("0000000000000000", "0.00.00.0.00.00."),
-    3: ("0000000000000000", "0010001000100010"),
-}
 _PULSE_Q: Intensities = {
     1: ("0...1...2...1...",),
     2: ("0.1.2.1.0.1.2.1.",),
@@ -807,13 +803,18 @@ STYLES: dict[str, Style] = {
             tempo_flex=0.08,
             core=("strings", "piano", "brass", "drums", "bass"),
             colours=("pads", "woodwinds", "plucks", "synth"),
+            # Underscore's layout: a horn theme over held string chords, a piano's broken chords
+            # as its motor, the contrabass and the timpani under them. (A piano's tune over a
+            # string ostinato of one repeated root had carried the cue alone, a piano trio
+            # with a band: musicnn's MTT "piano" 0.65, MSD "jazz" 0.15; music review 9. A
+            # string tune instead was heard as orchestral, tag for tag.)
             casting={
                 "drums": ("drums",),
                 "bass": ("bass",),
-                "comping": ("brass", "piano"),
-                "pulse": ("strings", "plucks", "synth"),
+                "comping": ("strings", "piano"),
+                "pulse": ("piano", "plucks", "synth"),
                 "pad": ("pads", "woodwinds"),
-                "melody": ("piano", "woodwinds", "strings", "brass"),
+                "melody": ("brass", "strings", "woodwinds", "piano"),
             },
             progressions={
                 "major": {
@@ -850,21 +851,33 @@ STYLES: dict[str, Style] = {
                     3: ("X-----x-X-----x-", "X---x---X---x---"),
                 }
             },
-            pulse={"4/4": _PULSE_16},
+            # Eighths in quiet sections, driving sixteenths once the cue moves (the engine's
+            # pace when the strings had played it).
+            pulse={
+                "4/4": {
+                    1: ("0.1.2.1.0.1.2.1.", "0.2.1.2.0.2.1.2."),
+                    2: ("0121012101210121", "0.1.2.1.0.1.2.1."),
+                    3: ("0121012101210121", "0212021202120212"),
+                }
+            },
             comping_technique="block",
             melody_density=0.28,
             melody_grid=2,
-            melody_range=(60, 82),
+            # The horns' singing range.
+            melody_range=(55, 74),
             registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
             open_voicing=True,
-            # A light cut is a splash over the timpani: the timpani's stroke alone lay under
-            # the held final chord, and no onset detector heard the montage's cuts there.
-            cut_hits=((CRASH, LOW_TOM), (SPLASH, LOW_TOM)),
+            # A light cut is a triangle over the timpani: the timpani's stroke alone lay under
+            # the held final chord, and no onset detector heard the montage's cuts there; a
+            # splash, pop's light accent, had marked them as pop marks them.
+            cut_hits=((CRASH, LOW_TOM), (TRIANGLE, LOW_TOM)),
             production=production.CINEMATIC,
             tonics={"major": ("D", "C", "Gb", "Eb"), "minor": ("D", "C", "E", "G")},
             programs={"brass": 60, "plucks": 45, "bass": 43, "strings": 48, "pads": 94},
-            # The strings' ostinato is the underscore's engine, in quiet sections too.
+            # The piano's ostinato is the underscore's engine, in quiet sections too, and
+            # sounds a chord at once (the strings' slow attack would be heard late).
             entries={"pulse": 1},
+            prompt_parts=("pulse", "comping", "pad"),
         ),
         Style(
             "orchestral",
@@ -976,7 +989,10 @@ STYLES: dict[str, Style] = {
             # A plucked synth bass (Synth Bass 2: 22 dB down 0.5 s into a note) leaves the kick the
             # sub; the arpeggio a square wave's pluck (the distorted charang, 84, had held a
             # guitar's tone in 1-3 kHz, 36% of its energy; a music review).
-            programs={"bass": 39, "pads": 90, "plucks": 80, "piano": 4, "synth": 81},
+            # Its lead sounds from the first milliseconds (Lead 8, bass + lead: the saw lead, 81,
+            # swelled for 150 ms from 6-7 dB under its body, and most of the tune's notes
+            # last 0.1-0.2 s; music review 9).
+            programs={"bass": 39, "pads": 90, "plucks": 80, "piano": 4, "synth": 87},
             # Sequenced: the drum machine, the bass line and the arpeggio on the grid.
             timing_sd_ms={"drums": 0.0, "bass": 0.0, "plucks": 0.0},
         ),
@@ -1031,7 +1047,10 @@ STYLES: dict[str, Style] = {
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
             production=production.POP,
             tonics={"major": ("G", "Bb", "C", "F"), "minor": ("A", "C#", "F#", "B")},
-            programs={"plucks": 12, "synth": 80, "electric-guitar": 28},
+            # A voice-like topline (Lead 6, voice): the square lead, 80, a chiptune's sound and
+            # electronic's arpeggio, had left pop heard as electronic first (musicnn's MSD
+            # "pop" 0.12 under "electronic" 0.19; 0.17 and 0.17 so; music review 9).
+            programs={"plucks": 12, "synth": 85, "electric-guitar": 28},
         ),
         Style(
             "rock",
