@@ -6,7 +6,7 @@ Data a mix engineer could edit; mixing.py plays it with pedalboard. Each genre's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,6 @@ CORPORATE = Production(
     # over its loudness), on pop's punchy power kit (the standard kit's kick peaked 4-5 dB
     # higher for its loudness): the master's limiter had cut into 12-13% of the mix, other
     # genres' 0-4%, its cut hits 1.8-3.4 dB down.
-    strips={"synth": Strip(100.0, bell=(500.0, -1.5, 1.0), compression=(-24.0, 4.0),
-                           attack_ms=0.5)},
+    strips={"synth": replace(STRIPS["synth"], compression=(-24.0, 4.0), attack_ms=0.5)},
     bus_compression=(-12.0, 2.5), kit=16,
 )  # fmt: skip
