@@ -1701,6 +1701,47 @@ def test_cinematic_s_horns_sing_over_held_strings_and_a_piano_ostinato(generator
     assert len({n.pitch for n in piano}) >= 6
 
 
+def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
+    generator, beat_analysis
+):
+    """Acoustic is acoustic pop: a nylon guitar's strum, a pianist's broken chords under the
+    piano's tune, a bass that holds its roots, a shaker keeping time. Its root-fifth bass
+    (41 of its 116 notes here on the chord's fifth) and a tambourine on two and four over a
+    cajon were a country band's (a music review: musicnn's "country" 0.23 first, "acoustic"
+    eighth), with no broken chords: the harp cast for them was a colour these videos never
+    brought in."""
+    from services.generator.backends.composer.arrangement import hit_key
+    from services.generator.backends.composer.styles import SHAKER, TAMBOURINE
+
+    fifths, bass_notes, shaken, backbeat_tambourines = 0, 0, 0, 0
+    for seed in (1, 2, 3):
+        brief = brief_for(beat_analysis, "acoustic", seed=seed, duration_s=24.0)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        final = score.arrangement.final
+        assert final is not None
+        before = [n for n in score.notes if n.start < final.start]
+        spans = score.arrangement.harmony
+        for note in (n for n in before if n.instrument == "bass"):
+            under = next(s.chord for s in spans if s.start <= note.start < s.end)
+            bass_notes += 1
+            fifths += note.pitch % 12 == (under.root + 7) % 12
+        drums = [n for n in before if n.instrument == "drums"]
+        shaken += sum(n.pitch == SHAKER for n in drums)
+        # A tambourine marks a light cut, never the backbeat.
+        backbeat_tambourines += sum(n.pitch == TAMBOURINE
+                                    and hit_key(n.start) not in score.arrangement.cut_hits
+                                    for n in drums)  # fmt: skip
+        tune = [n.pitch for n in before if n.instrument == "piano"]
+        broken = [n.pitch for n in before if n.instrument in score.roles.of("pulse")]
+        assert len(broken) >= final.start and np.median(broken) < np.median(tune), seed
+    assert fifths <= 0.1 * bass_notes, (fifths, bass_notes)
+    assert backbeat_tambourines == 0 and shaken >= 3 * 24, (backbeat_tambourines, shaken)
+    # The broken chords' player is a piano (the row's "plucks", program 0); the guitar nylon.
+    assert score.roles.of("pulse")[:1] == ("plucks",)
+    assert STYLES["acoustic"].program("plucks") == 0
+    assert STYLES["acoustic"].program("acoustic-guitar") == 24
+
+
 @pytest.mark.parametrize("bpm", [72.0, 120.0])
 def test_a_clarinet_ostinato_breathes(generator, beat_analysis, bpm):
     """Orchestral's clarinet plays its running ostinato in phrases, with a rest (a beat,
@@ -2313,7 +2354,7 @@ def test_no_groove_opens_and_closes_the_hi_hat_at_once():
 
 
 def test_a_soft_toned_tune_is_touched_gently(generator, beat_analysis):
-    """Ambient's piano and lo-fi's vibraphone play their tunes gently, mellow rather than
+    """Ambient's piano and lo-fi's kalimba play their tunes gently, mellow rather than
     struck (the mix's balance keeps them forward); pop's lead keeps its edge over the band.
     Every tune had been played at a median velocity of 104-108, ambient's piano 108 and
     lo-fi's vibraphone 106 (a music review)."""

@@ -187,9 +187,12 @@ HIP_HOP = Production(
 )  # fmt: skip
 LO_FI = Production(
     SMALL_ROOM, sends={"piano": 0.2, "plucks": 0.18, "drums": 0.1, "bass": 0.0}, send=0.15,
+    # A sampled break up front on the standard kit, the keys breathing under its kick: the
+    # jazz kit at the tune's level had been a combo's drummer (music review 10).
+    pump=0.3, pump_beats=0.5,
     bus_compression=(-14.0, 2.5), saturation_db=6.0, lowpass_hz=6500.0, crackle=0.006,
-    kit=32,
-    levels={"drums": 0.0, "bass": -2.0},
+    kit=0,
+    levels={"drums": 2.0, "bass": -2.0},
 )  # fmt: skip
 ACOUSTIC = Production(
     ROOM, sends={"acoustic-guitar": 0.15, "piano": 0.16, "strings": 0.2, "bass": 0.03},

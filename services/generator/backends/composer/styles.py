@@ -218,7 +218,7 @@ class Style:
     # drum hit marks it. A slow-attack string chord would be heard late.
     prompt_parts: tuple[str, ...] = ("comping", "pulse", "pad")
     # How much harder than the band the tune is played (velocity): a tune in a soft-toned
-    # genre is touched gently, its piano or vibraphone mellow, and the mix's balance keeps
+    # genre is touched gently, its piano or kalimba mellow, and the mix's balance keeps
     # it forward (ambient's piano and lo-fi's vibraphone had been struck at a median 108 and
     # 106, 41-44% of their notes at 110 or more: hard, bright hammers; a music review).
     tune_accent: int = TUNE_ACCENT
@@ -581,42 +581,25 @@ _TIMPANI: Grooves = {
     ),
 }
 
-# Acoustic: a cajon-like kit, bass tone and slap, the tambourine doubling the slap on 2 and 4
-# (on the off-beats, over the strum's and the pulse's eighths, every eighth had an onset and
-# librosa heard 9 of 14 pieces at double time).
-_CAJON: Grooves = {
+# Acoustic: acoustic pop's light kit, a shaker keeping time (on the beat and its last
+# sixteenth, no off-beat eighths: over the strum's and the pulse's eighths, every eighth had an
+# onset and librosa heard 9 of 14 pieces at double time), a side stick on 2 and 4, hand claps
+# when the section is full. (A cajon's slap doubled by a tambourine on 2 and 4 over a root-fifth
+# bass had been a country record: musicnn's "country" 0.23 first; music review 10.)
+_SHAKEN = "x..ox..ox..ox..o"
+_SHAKER_KIT: Grooves = {
     1: (
-        {ACOUSTIC_KICK: "x.......x.......", SIDE_STICK: "....x.......x..."},
-        {ACOUSTIC_KICK: "x.....x.........", SIDE_STICK: "....x.......x..."},
+        {ACOUSTIC_KICK: "x.......x.......", SHAKER: _SHAKEN},
+        {ACOUSTIC_KICK: "x.....x.........", SHAKER: _SHAKEN},
     ),
     2: (
-        {
-            ACOUSTIC_KICK: "x.....x.x.......",
-            SIDE_STICK: "....x.......x...",
-            TAMBOURINE: "....x.......x...",
-        },
-        {
-            ACOUSTIC_KICK: "x..x....x.......",
-            SIDE_STICK: "....x..o....x...",
-            TAMBOURINE: "....x.......x...",
-        },
-        {
-            ACOUSTIC_KICK: "x.......x..x....",
-            SIDE_STICK: "....x.......x...",
-            TAMBOURINE: "....x.......x...",
-        },
+        {ACOUSTIC_KICK: "x.....x.x.......", SIDE_STICK: "....x.......x...", SHAKER: _SHAKEN},
+        {ACOUSTIC_KICK: "x..x....x.......", SIDE_STICK: "....x..o....x...", SHAKER: _SHAKEN},
+        {ACOUSTIC_KICK: "x.......x..x....", SIDE_STICK: "....x.......x...", SHAKER: _SHAKEN},
     ),
     3: (
-        {
-            ACOUSTIC_KICK: "x.....x.x..x....",
-            SNARE: "....x.......x...",
-            TAMBOURINE: "....x.......x...",
-        },
-        {
-            ACOUSTIC_KICK: "x..x..x.x.......",
-            SNARE: "....x.......x...",
-            TAMBOURINE: "....x.......x...",
-        },
+        {ACOUSTIC_KICK: "x.....x.x..x....", CLAP: "....X.......X...", SHAKER: _SHAKEN},
+        {ACOUSTIC_KICK: "x..x..x.x.......", CLAP: "....X.......X...", SHAKER: _SHAKEN},
     ),
 }
 
@@ -1119,7 +1102,7 @@ STYLES: dict[str, Style] = {
             # A programmed groove keeps its tempo (SEQUENCED_FLEX).
             tempo_flex=SEQUENCED_FLEX,
             # A sampled soul record's sound: a piano, a string section's figure, a pizzicato
-            # hook, and no synth unless asked for (a Rhodes and a vibraphone, lo-fi's, under a
+            # hook, and no synth unless asked for (a Rhodes and a vibraphone, lo-fi's then, under a
             # square lead's arpeggio had sounded a chill synth bed: musicnn's "Hip-Hop" 19th
             # of 50 on its pieces, 0.014; music review 8).
             core=("drums", "bass", "piano", "plucks", "strings"),
@@ -1227,28 +1210,34 @@ STYLES: dict[str, Style] = {
             },
             pulse={"4/4": _PULSE_Q},
             comping_technique="block",
-            melody_density=0.25,
+            # A short motif with room around it, not a line over every bar (music review 10).
+            melody_density=0.15,
             melody_grid=2,
             melody_range=(65, 84),
             tune_accent=-10,
             # An MPC's 60% swing: lazy, not triplets.
             swing=0.1,
-            # The Rhodes' chords under the vibes' tune (both had spanned D4-G5: the chords
+            # The Rhodes' chords under the kalimba's tune (both had spanned D4-G5: the chords
             # sounded over half its notes).
             registers={"bass": (28, 45), "comping": (52, 74), "pad": (50, 70), "pulse": (57, 77)},
             open_voicing=False,
             cut_hits=((RIDE_BELL, KICK), (SIDE_STICK, KICK)),
             production=production.LO_FI,
             tonics={"major": ("Ab", "Eb", "F", "Db"), "minor": ("C", "F", "Bb", "Eb")},
-            programs={"piano": 4, "plucks": 11, "bass": 32, "electric-guitar": 26},
+            # A chillhop palette: the Rhodes, a kalimba's tune and a round fretless bass. The
+            # vibraphone over an upright bass had been a jazz combo (musicnn: "jazz" 0.33 first,
+            # "chillout" 0.19; music review 10).
+            programs={"piano": 4, "plucks": 108, "bass": 35, "electric-guitar": 26},
             lift="none",
         ),
         Style(
             "acoustic",
             meters=("4/4",),
             tempo_flex=0.08,
-            core=("acoustic-guitar", "piano", "bass", "drums"),
-            colours=("strings", "woodwinds", "plucks"),
+            # A singer-songwriter's guitar and piano: the pianist's broken chords are a second
+            # piano ("plucks", program 0), its own part and level under the piano's tune.
+            core=("acoustic-guitar", "piano", "plucks", "bass", "drums"),
+            colours=("strings", "woodwinds"),
             casting={
                 "drums": ("drums",),
                 "bass": ("bass",),
@@ -1268,25 +1257,32 @@ STYLES: dict[str, Style] = {
                 },
             },
             harmonic_rhythm=(1, 1, 1),
-            grooves={"4/4": _CAJON},
+            grooves={"4/4": _SHAKER_KIT},
             fills={"4/4": _LIGHT_FILL},
+            # Roots held and pushed into the next bar, not country's root-fifth boom-chick.
             bass={
                 "4/4": {
-                    1: ("R-------5-------",),
-                    2: ("R-----R-5---....", "R---..R-5---A---"),
-                    3: ("R-----R-5-----A-", "R---5---R-5-A---"),
+                    1: ("R---------------", "R-----------R---"),
+                    2: ("R-------R-----R-", "R-----R-------R-"),
+                    3: ("R-----R-R-----R-", "R-----R---R---A-"),
                 }
             },
             comping={"4/4": _COMP_STRUM},
-            pulse={"4/4": _PULSE_8},
+            pulse={
+                "4/4": {
+                    1: ("0...1...2...1...",),
+                    2: ("0...2.1.0...2.1.", "0.1.2...0.1.2..."),
+                    3: ("0.2.1.2.0.2.1.2.", "0.1.2.1.0.1.2.1."),
+                }
+            },
             comping_technique="strum",
             melody_density=0.45,
             melody_grid=2,
             melody_range=(66, 86),
-            # The guitar strums open chords from its low strings, the upright under them and
-            # the piano's tune over them (from B2 the chords' tops had reached D5, over 45% of
-            # the tune's notes).
-            registers={"bass": (28, 43), "comping": (43, 62), "pulse": (55, 74), "pad": (50, 72)},
+            # The nylon guitar strums open chords from G#2, the upright under them, the piano's
+            # broken chords and its tune over them (from B2 the chords' tops had reached D5,
+            # over 45% of the tune's notes; from B2 to G4 over 26% in a busy piece).
+            registers={"bass": (28, 43), "comping": (44, 64), "pulse": (55, 74), "pad": (50, 72)},
             open_voicing=False,
             cut_hits=((CRASH, ACOUSTIC_KICK), (TAMBOURINE, ACOUSTIC_KICK)),
             ghost_notes=0.06,
@@ -1295,7 +1291,9 @@ STYLES: dict[str, Style] = {
             tune_accent=0,
             # A capo'd guitar beside the piano: keys apart from folk's open strings and pop's.
             tonics={"major": ("B", "Gb", "Ab", "E"), "minor": ("F#", "G#", "Eb", "C#")},
-            programs={"bass": 32},
+            # Nylon strings, warm and soft (the steel guitar over a cajon was heard as country,
+            # and steel is folk's fingerpicking).
+            programs={"bass": 32, "acoustic-guitar": 24, "plucks": 0},
         ),
         Style(
             "folk",
