@@ -198,8 +198,9 @@ ACOUSTIC = Production(
     ROOM, sends={"acoustic-guitar": 0.15, "piano": 0.16, "strings": 0.2, "bass": 0.03},
     send=0.14, bus_compression=(-16.0, 1.8), kit=40,
     # The strummed guitar is the genre's sound: just under the tune, not 4-5 LU under the
-    # piano's (music review 7: the piano carried the piece).
-    levels={"drums": -3.0, "comping": -1.0}, harmony_level=0.0,
+    # piano's (music review 7: the piano carried the piece), the pianist's broken chords
+    # under it (with the harmony held to the tune's level, they had pushed it to -2.6 LU).
+    levels={"drums": -3.0, "comping": -1.0}, harmony_level=0.5,
 )  # fmt: skip
 FOLK = Production(
     ROOM, sends={"acoustic-guitar": 0.14, "woodwinds": 0.2, "strings": 0.2, "bass": 0.03},
