@@ -31,7 +31,9 @@ shot, not those the tagger found):
   median of diff(plan.beats_s). Heard/planned within 2% is a hit; within 2% of x2 or x0.5 an
   octave error, of x1.5 or x0.667 a triple-meter error, both counted apart; anything else (or
   fewer than four beats tracked) is off.
-- Tempo change in a plan: the largest |period[k+1] / period[k] - 1| over its beats.
+- Tempo change in a plan: the largest |period[k+1] / period[k] - 1| over its beats. Tempo
+  drift: the fastest beat's tempo over the slowest's, less 1, within any 3 s of the plan and
+  over the whole piece (per genre, no user BPM; printed, no target).
 - Meter: each complete bar's length in beats (beats between consecutive plan.bars_s).
 - Music starts on the first sample when the audio reaches -60 dBFS within 30 ms. A user BPM is
   exact and constant from the first sample when every beat period of the plan is 60/BPM
@@ -106,6 +108,7 @@ LONG_GAP_S = 1.5
 # Music "starts on the first sample" when it reaches -60 dBFS within this time.
 LATE_SOUND_S = 0.03
 TEMPO_TOLERANCE = 0.02
+DRIFT_WINDOW_S = 3.0
 FORCED_BPM = 140.0
 FORCED_CASE = "forced-bpm"
 MONTAGE_CASE = "montage"
@@ -573,6 +576,19 @@ def max_tempo_change(beats: Sequence[float]) -> float:
     return float(np.max(np.abs(periods[1:] / periods[:-1] - 1.0)))
 
 
+def tempo_drift(beats: Sequence[float]) -> tuple[float, float]:
+    """How far the tempo moves: the most within DRIFT_WINDOW_S (fastest beat over slowest,
+    less 1) and over the whole piece. The beat-to-beat limit alone lets a map glide 2% a beat
+    for several beats, which a listener hears as the band speeding up."""
+    starts = np.asarray(beats, dtype=float)[:-1]
+    tempo = 1.0 / np.diff(np.asarray(beats, dtype=float))
+    if len(tempo) < 2:
+        return 0.0, 0.0
+    ends = np.searchsorted(starts, starts + DRIFT_WINDOW_S)
+    within = max(tempo[i:j].max() / tempo[i:j].min() - 1.0 for i, j in enumerate(ends))
+    return float(within), float(tempo.max() / tempo.min() - 1.0)
+
+
 def bar_lengths(piece: Piece) -> list[int]:
     """Beats in each complete bar (from one bar start to the next)."""
     beats = np.asarray(piece.beats_s, dtype=float)
@@ -776,6 +792,17 @@ def plan_section(pieces: list[Piece], summary: Summary) -> None:
         f"{worst_piece.case}, seed {worst_piece.seed}); plans at most 2%: "
         f"{pct(steady, len(pieces))}"
     )
+    print(
+        f"  tempo drift per genre (fastest beat over slowest, within {DRIFT_WINDOW_S:g} s and "
+        "over the piece; no user BPM): worst / median within, worst over the piece"
+    )
+    for genre in dict.fromkeys(p.genre for p in pieces):
+        drifts = [tempo_drift(p.beats_s) for p in pieces if p.genre == genre and not p.forced]
+        within = [d[0] for d in drifts]
+        print(
+            f"    {genre:12s} {max(within):5.1%} / {float(np.median(within)):5.1%}, "
+            f"{max(d[1] for d in drifts):5.1%}"
+        )
     lengths: Counter[int] = Counter()
     single = 0
     for piece in pieces:
