@@ -1760,6 +1760,32 @@ def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
     assert STYLES["acoustic"].program("acoustic-guitar") == 24
 
 
+def test_folk_s_jig_drones_under_a_bodhran(generator, beat_analysis):
+    """Folk's 6/8 is a jig: roots droning under a bodhran's strokes. It had a root-fifth bass
+    (17 of 36 notes on the fifth) under a side stick on four, a country shuffle (a music
+    review: musicnn's "country" first on 6/8 pieces)."""
+    from services.generator.backends.composer.styles import LOW_TOM
+
+    jigs = 0
+    for seed in range(1, 9):
+        brief = brief_for(beat_analysis, "folk", seed=seed, duration_s=24.0)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        if score.plan.meter.name != "6/8":
+            continue
+        jigs += 1
+        final = score.arrangement.final
+        assert final is not None
+        before = [n for n in score.notes if n.start < final.start]
+        spans = score.arrangement.harmony
+        bass = [n for n in before if n.instrument == "bass"]
+        fifths = sum(n.pitch % 12 == (next(s.chord for s in spans
+                                           if s.start <= n.start < s.end).root + 7) % 12
+                     for n in bass)  # fmt: skip
+        assert fifths <= 0.25 * len(bass), (seed, fifths, len(bass))
+        assert sum(n.pitch == LOW_TOM for n in before if n.instrument == "drums") >= 12, seed
+    assert jigs >= 2
+
+
 @pytest.mark.parametrize("bpm", [72.0, 120.0])
 def test_a_clarinet_ostinato_breathes(generator, beat_analysis, bpm):
     """Orchestral's clarinet plays its running ostinato in phrases, with a rest (a beat,
