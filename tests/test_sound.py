@@ -504,13 +504,19 @@ def test_each_lo_fi_piece_has_its_own_crackle():
     assert np.corrcoef(crackle(1)[0], crackle(2)[0])[0, 1] < 0.2
 
 
-def test_electronic_pads_pump_under_the_kick():
-    production = STYLES["electronic"].production
+def _pumped_tone(genre: str, part: str, beat_s: float) -> np.ndarray:
+    """A steady tone's level (per sample) through the genre's mix as `part`, under kicks at
+    0 s and 0.5 s."""
+    production = STYLES[genre].production
     kicks = [0, SAMPLE_RATE // 2]
-    mixer = Mixer(production, [MixPart("pads", 1.0, False)], SAMPLE_RATE, 0.5, kicks, True, 1)
+    mixer = Mixer(production, [MixPart(part, 1.0, False)], SAMPLE_RATE, beat_s, kicks, True, 1)
     tone = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
     _, (stem,) = mixer.mix(0, [np.stack([tone, tone]) * 0.3])
-    level = np.abs(stem[0])
+    return np.abs(stem[0])
+
+
+def test_electronic_pads_pump_under_the_kick():
+    level = _pumped_tone("electronic", "pads", 0.5)
     just_after = level[100:600].max()  # 2-12 ms after the kick at 0 s
     before_next = level[20000:23000].max()  # just before the kick at 0.5 s
     assert just_after < 0.75 * before_next
@@ -662,12 +668,7 @@ def test_lo_fi_s_beat_stands_over_its_keys_and_they_breathe_under_its_kick(
                                  STYLES["lo-fi"].production)  # fmt: skip
     assert levels["drums"][0] >= 1.0, levels
 
-    production = STYLES["lo-fi"].production
-    kicks = [0, SAMPLE_RATE // 2]
-    mixer = Mixer(production, [MixPart("piano", 1.0, False)], SAMPLE_RATE, 0.7, kicks, True, 1)
-    tone = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
-    _, (stem,) = mixer.mix(0, [np.stack([tone, tone]) * 0.3])
-    level = np.abs(stem[0])
+    level = _pumped_tone("lo-fi", "piano", 0.7)
     # 8-25 ms after the second kick, against the 80 ms before it (the first has no before).
     assert level[24400:25200].max() < 0.85 * level[20000:23900].max()
 
