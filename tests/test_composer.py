@@ -1719,6 +1719,14 @@ def test_cinematic_s_horns_sing_over_held_strings_and_a_piano_ostinato(generator
     assert len({n.pitch for n in piano}) >= 6
 
 
+def _on_the_fifth(score, notes) -> int:
+    """How many of `notes` sound the fifth of the chord under them (a boom-chick bass's)."""
+    spans = score.arrangement.harmony
+    return sum(n.pitch % 12 == (next(s.chord for s in spans
+                                     if s.start <= n.start < s.end).root + 7) % 12
+               for n in notes)  # fmt: skip
+
+
 def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
     generator, beat_analysis
 ):
@@ -1738,11 +1746,9 @@ def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
         final = score.arrangement.final
         assert final is not None
         before = [n for n in score.notes if n.start < final.start]
-        spans = score.arrangement.harmony
-        for note in (n for n in before if n.instrument == "bass"):
-            under = next(s.chord for s in spans if s.start <= note.start < s.end)
-            bass_notes += 1
-            fifths += note.pitch % 12 == (under.root + 7) % 12
+        bass = [n for n in before if n.instrument == "bass"]
+        bass_notes += len(bass)
+        fifths += _on_the_fifth(score, bass)
         drums = [n for n in before if n.instrument == "drums"]
         shaken += sum(n.pitch == SHAKER for n in drums)
         # A tambourine marks a light cut, never the backbeat.
@@ -1776,11 +1782,8 @@ def test_folk_s_jig_drones_under_a_bodhran(generator, beat_analysis):
         final = score.arrangement.final
         assert final is not None
         before = [n for n in score.notes if n.start < final.start]
-        spans = score.arrangement.harmony
         bass = [n for n in before if n.instrument == "bass"]
-        fifths = sum(n.pitch % 12 == (next(s.chord for s in spans
-                                           if s.start <= n.start < s.end).root + 7) % 12
-                     for n in bass)  # fmt: skip
+        fifths = _on_the_fifth(score, bass)
         assert fifths <= 0.25 * len(bass), (seed, fifths, len(bass))
         assert sum(n.pitch == LOW_TOM for n in before if n.instrument == "drums") >= 12, seed
     assert jigs >= 2

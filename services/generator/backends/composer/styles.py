@@ -1108,9 +1108,9 @@ STYLES: dict[str, Style] = {
             # A programmed groove keeps its tempo (SEQUENCED_FLEX).
             tempo_flex=SEQUENCED_FLEX,
             # A sampled soul record's sound: a piano, a string section's figure, a pizzicato
-            # hook, and no synth unless asked for (a Rhodes and a vibraphone, lo-fi's then, under a
-            # square lead's arpeggio had sounded a chill synth bed: musicnn's "Hip-Hop" 19th
-            # of 50 on its pieces, 0.014; music review 8).
+            # hook, and no synth unless asked for (a Rhodes and a vibraphone, lo-fi's then,
+            # under a square lead's arpeggio had sounded a chill synth bed: musicnn's
+            # "Hip-Hop" 19th of 50 on its pieces, 0.014; music review 8).
             core=("drums", "bass", "piano", "plucks", "strings"),
             colours=("brass", "pads"),
             casting={
