@@ -20,6 +20,7 @@ from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
+    SECTION_ACCENT,
     SUBSTITUTES,
     Note,
     SectionForm,
@@ -275,17 +276,23 @@ def test_a_short_clip_s_band_is_playing_from_its_first_sample(generator, beat_an
             continue
         checked += 1
         before = [n for n in score.notes if n.start < downbeat - 1e-6]
-        # The same beats of the first bar, whose accent is 8 over the bar before it.
+        # The notes sounding in the same beats of the first bar (an 808's note held into
+        # them among them).
         beats = plan.meter.beats
-        bar = [n for n in score.notes if beats - 1e-6 <= n.start < downbeat + beats - 1e-6]
+        bar = [n for n in score.notes
+               if n.start < downbeat + beats - 1e-6 and n.end > beats + 1e-6]  # fmt: skip
         for part in ("bass", "drums"):
             for player in score.roles.of(part)[:1]:
                 pickup = [n.velocity for n in before if n.instrument == player]
                 played = [n.velocity for n in bar if n.instrument == player]
                 assert len(pickup) >= downbeat, (genre, seed, player)
-                # (The upper quartile: ghost strokes are part of a groove's bar.)
+                # (The upper quartile: ghost strokes are part of a groove's bar.) The first
+                # bar is the phrase's swell (2) and the section's accent over the pickup's,
+                # and a note's velocity varies by 4 either way: up to 16 between two notes,
+                # where hip-hop's 808 strikes one in these beats.
                 loud = np.percentile(pickup, 75) - np.percentile(played, 75)
-                assert loud >= -14, (genre, seed, player, pickup, played)
+                assert loud >= -(2 + SECTION_ACCENT + 2 * 4), (genre, seed, player, pickup,
+                                                               played)  # fmt: skip
         drums = score.roles.of("drums")
         cymbals = {CRASH, CRASH_2, SPLASH, CHINA, score.style.crash}
         assert not [n for n in score.notes if n.instrument in drums and n.pitch in cymbals
@@ -1787,6 +1794,32 @@ def test_folk_s_jig_drones_under_a_bodhran(generator, beat_analysis):
         assert fifths <= 0.25 * len(bass), (seed, fifths, len(bass))
         assert sum(n.pitch == LOW_TOM for n in before if n.instrument == "drums") >= 12, seed
     assert jigs >= 2
+
+
+def test_hip_hop_s_808_rides_its_kick_under_a_looped_sample(generator, beat_analysis):
+    """Hip-hop is a beat: its 808 bass struck with the kick, the piano a sampled chord's loop
+    (a chord and a stab or two a bar, with a cut's stab now and then). In its full sections
+    its bass had played a line of its own (47-56% of its notes on a kick, seeds 1-6) and
+    its piano block chords five times a bar, a jazz pianist's comping (a music review:
+    musicnn's "jazz" 0.14 and MTT's "techno" 0.47 on its pieces, "Hip-Hop" fifth)."""
+    from services.generator.backends.composer.styles import KICK
+
+    for seed in (1, 2, 3):
+        brief = brief_for(beat_analysis, "hip-hop", seed=seed, duration_s=24.0)
+        busy = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
+        brief = dataclasses.replace(brief, segments=busy,
+                                    tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        final = score.arrangement.final
+        assert final is not None
+        before = [n for n in score.notes if n.start < final.start]
+        kicks = {round(n.start, 6) for n in before if n.instrument == "drums" and n.pitch == KICK}
+        bass = [round(n.start, 6) for n in before if n.instrument == "bass"]
+        assert sum(start in kicks for start in bass) >= 0.7 * len(bass), seed
+        chords = {round(n.start, 6) for n in before if n.instrument == "piano"}
+        bars = list(itertools.pairwise(b for b in score.plan.bar_starts if b <= final.start))
+        attacks = [sum(start <= t < end for t in chords) for start, end in bars]
+        assert np.mean(attacks) <= 4, (seed, attacks)
 
 
 @pytest.mark.parametrize("bpm", [72.0, 120.0])

@@ -183,7 +183,9 @@ ROCK = Production(
 HIP_HOP = Production(
     ROOM, sends={"drums": 0.05, "bass": 0.0, "piano": 0.15, "synth": 0.12}, send=0.1,
     pump=0.2, pump_beats=0.4, bus_compression=(-12.0, 3.0), saturation_db=2.0, kit=25,
-    levels={"drums": 1.0, "bass": -1.0},
+    # The beat leads the mix, the sampled keys well behind the tune (drums at +1 LU had been
+    # a band's balance; music review 12).
+    levels={"drums": 3.0, "bass": -1.0, "comping": -6.0},
 )  # fmt: skip
 LO_FI = Production(
     SMALL_ROOM, sends={"piano": 0.2, "plucks": 0.18, "drums": 0.1, "bass": 0.0}, send=0.15,

@@ -368,8 +368,9 @@ _POP: Grooves = {
     ),
 }
 # Boom-bap: the snare cracking on two and four at every level (a side stick there is lo-fi's
-# gesture), swung hats, in sixteenths with ghost strokes when the section is full (each
-# sixteenth struck alike had sounded a machine's).
+# gesture; a clap on it, pop's), swung hats with ghost strokes, in eighths when the section
+# is full (sixteenths with ghosts all through it had sounded a machine's line: musicnn's MTT
+# "techno" 0.47 on its pieces; music review 12).
 _BOOM_BAP: Grooves = {
     1: (
         {KICK: "X.........X.....", SNARE: "....X.......X...", HAT: "x.x.x.x.x.x.x.x."},
@@ -381,21 +382,13 @@ _BOOM_BAP: Grooves = {
         {KICK: "X......x..x.....", SNARE: "....X.......X...", HAT: "x.x.x.xox.x.x.xo"},
     ),
     3: (
-        {
-            KICK: "X.......X.x.....",
-            SNARE: "....X..o....X...",
-            HAT: "xoxoxoxoxoxoxo..",
-            OPEN_HAT: "..............x.",
-        },
-        {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "xoxoxoxoxoxoxoxo"},
-        {
-            KICK: "X.....xx..X.....",
-            SNARE: "....X.......X...",
-            HAT: "xoxoxo.oxoxoxoxo",
-            OPEN_HAT: "......x.........",
-        },
+        {KICK: "X.......X.x.....", SNARE: "....X..o....X...",
+         HAT: "x.x.x.x.x.x.x...", OPEN_HAT: "..............x."},
+        {KICK: "X..x....X.x..x..", SNARE: "....X.......X.o.", HAT: "x.x.x.x.x.x.x.xo"},
+        {KICK: "X.....xx..X.....", SNARE: "....X.......X...",
+         HAT: "x.x.x...x.x.x.xo", OPEN_HAT: "......x........."},
     ),
-}
+}  # fmt: skip
 # Rock: a deep bass drum, the backbeat, and ride or open hats rather than pop's tight hats.
 _ROCK: Grooves = {
     1: (
@@ -650,10 +643,14 @@ _BASS_OFFBEAT: Intensities = {
     2: ("..R...R...R...R.", "..R8..R8..R8..R8"),
     3: (".RRR.RRR.RRR.RRR", ".R8R.R8R.R8R.R8R"),
 }
-_BASS_HIPHOP: Intensities = {
-    1: ("R-----....R-----",),
-    2: ("R-----..R.5-..A.", "R--R------R-5---"),
-    3: ("R-----R.R.5-..A.", "R--R--..R-R-5-A."),
+# An 808 under the kick: roots held from the kicks every boom-bap groove strikes (one and the
+# "and" of three; the groove and the bass pick their patterns apart, so a bass on another
+# groove's kicks would flam a sixteenth against no kick). A line of its own, fifths and
+# approach notes, had met a kick with 51-60% of its notes (music review 12).
+_BASS_808: Intensities = {
+    1: ("R---------R-----",),
+    2: ("R---------R-----", "R-------R-R-----"),
+    3: ("R-------R-R-----", "R---------R--R--"),
 }
 _BASS_WALK: Intensities = {
     1: ("R-------5-------",),
@@ -676,10 +673,13 @@ _COMP_STRUM: Intensities = {
     2: ("X---x-x-X-x-x-x-", "X---x-xxX-x-xxx-"),
     3: ("X-x-x-xxX-x-x-xx", "X-xxx-xxX-xxx-xx"),
 }
-_COMP_SUSTAIN: Intensities = {
+# A chopped sample's loop: a chord held from the bar's downbeat, one or two stabs after it
+# (block chords three or four times a bar had been a jazz pianist's comping: MSD "jazz" 0.14
+# on hip-hop's pieces; music review 12).
+_COMP_LOOP: Intensities = {
     1: ("X---------------",),
-    2: ("X-------x-------", "X-----x-------x-"),
-    3: ("X-----x-X-----x-", "X--x--x-X--x--x-"),
+    2: ("X-------..x-----", "X-----x---------"),
+    3: ("X-----x-..x-----", "X-------..x---x-"),
 }
 _COMP_STAB: Intensities = {
     1: ("......x.......x.",),
@@ -1142,10 +1142,8 @@ STYLES: dict[str, Style] = {
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _BOOM_BAP},
             fills={"4/4": ({SNARE: "............x.o.", KICK: "..............x."},)},
-            bass={"4/4": _BASS_HIPHOP},
-            # Sustained keys: off-beat stabs on a swung grid pull listeners (and beat trackers)
-            # onto the off-beat.
-            comping={"4/4": _COMP_SUSTAIN},
+            bass={"4/4": _BASS_808},
+            comping={"4/4": _COMP_LOOP},
             pulse={"4/4": _PULSE_Q},
             comping_technique="block",
             melody_density=0.3,
@@ -1154,8 +1152,9 @@ STYLES: dict[str, Style] = {
             swing=0.16,
             registers={"bass": (24, 40), "comping": (48, 67), "pad": (45, 65), "pulse": (60, 79)},
             open_voicing=False,
-            # The 808's cowbell for light cuts (pop and corporate take the splash).
-            cut_hits=((CRASH, SNARE), (COWBELL, SNARE)),
+            # A crash or the 808's cowbell with the kick (a snare there had broken the backbeat
+            # on the bar's one; pop and corporate take the splash).
+            cut_hits=((CRASH, KICK), (COWBELL, KICK)),
             ghost_notes=0.1,
             production=production.HIP_HOP,
             tonics={"major": ("Eb", "Ab", "Db", "Bb"), "minor": ("F", "G", "C#", "Bb")},
