@@ -643,10 +643,10 @@ _BASS_OFFBEAT: Intensities = {
     2: ("..R...R...R...R.", "..R8..R8..R8..R8"),
     3: (".RRR.RRR.RRR.RRR", ".R8R.R8R.R8R.R8R"),
 }
-# An 808 under the kick: roots held from the kicks every boom-bap groove strikes (one and the
-# "and" of three; the groove and the bass pick their patterns apart, so a bass on another
-# groove's kicks would flam a sixteenth against no kick). A line of its own, fifths and
-# approach notes, had met a kick with 51-60% of its notes (music review 12).
+# An 808 under the kick: roots held from the kicks every boom-bap groove strikes, one and the
+# "and" of three; busier sections' also on three or the "e" of four, where some of their
+# grooves kick (the groove and the bass pick their patterns apart). A line of its own, fifths
+# and approach notes, had met a kick with about half its notes (music review 12).
 _BASS_808: Intensities = {
     1: ("R---------R-----",),
     2: ("R---------R-----", "R-------R-R-----"),
