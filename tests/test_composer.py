@@ -1796,6 +1796,26 @@ def test_folk_s_jig_drones_under_a_bodhran(generator, beat_analysis):
     assert jigs >= 2
 
 
+def test_folk_s_upright_holds_its_roots_in_its_register(generator, beat_analysis):
+    """Folk's bass in 4/4 is an upright's roots, in its register: its root-fifth walk (a
+    country bass) had reached the octave over its top, A3 (5-7 notes a piece)."""
+    style = STYLES["folk"]
+    low, high = style.register("bass")
+    checked = 0
+    for seed in range(1, 5):
+        brief = brief_for(beat_analysis, "folk", seed=seed, duration_s=24.0)
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        if score.plan.meter.name != "4/4":
+            continue
+        checked += 1
+        final = score.arrangement.final
+        assert final is not None
+        bass = [n for n in score.notes if n.instrument == "bass" and n.start < final.start]
+        assert all(low <= n.pitch <= high for n in bass), (seed, [n.pitch for n in bass])
+        assert _on_the_fifth(score, bass) <= 0.1 * len(bass), seed
+    assert checked >= 2
+
+
 def test_hip_hop_s_808_rides_its_kick_under_a_looped_sample(generator, beat_analysis):
     """Hip-hop is a beat: its 808 bass struck with the kick, the piano a sampled chord's loop
     (a chord and a stab or two a bar, with a cut's stab now and then). In its full sections

@@ -652,11 +652,6 @@ _BASS_808: Intensities = {
     2: ("R---------R-----", "R-------R-R-----"),
     3: ("R-------R-R-----", "R---------R--R--"),
 }
-_BASS_WALK: Intensities = {
-    1: ("R-------5-------",),
-    2: ("R---5---R---5---", "R---3---5---A---"),
-    3: ("R---3---5---A---", "R---5---8---A---"),
-}
 _BASS_PULSE: Intensities = {
     1: ("R-------R-------",),
     2: ("R---R---R---R---",),
@@ -1346,9 +1341,15 @@ STYLES: dict[str, Style] = {
             harmonic_rhythm=(1, 1, 1),
             grooves={"4/4": _STOMP, "6/8": _JIG},
             fills={"4/4": _STOMP_FILL, "6/8": _FILL_68},
-            # In 6/8 the roots drone, as a Celtic tune's bass does (root-fifth was country's).
+            # An upright's roots, in 6/8 droning as a Celtic tune's bass does: root-fifth was
+            # country's, and its octaves had taken the bass over its register (music
+            # reviews 11 and 13).
             bass={
-                "4/4": _BASS_WALK,
+                "4/4": {
+                    1: ("R-------R-------",),
+                    2: ("R-------R-------", "R-----R-R-------"),
+                    3: ("R---R---R---R---", "R-------R---R-A-"),
+                },
                 "6/8": {1: ("R-----",), 2: ("R-----", "R--R--"), 3: ("R--R--", "R--5--")},
             },
             # Fingerpicking: the thumb on the low tones, the fingers answering.
