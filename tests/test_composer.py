@@ -1712,19 +1712,34 @@ def test_cinematic_s_horns_sing_over_held_strings_and_a_piano_ostinato(generator
     assert score.roles.of("melody")[:1] == ("brass",)
     assert score.roles.of("comping")[:1] == ("strings",)
     assert score.roles.of("pulse")[:1] == ("piano",)
-    final = score.arrangement.final
-    assert final is not None
+    final_start, before = _before_final(score)
 
     def notes(instrument: str) -> list:
-        return [n for n in score.notes if n.instrument == instrument and n.start < final.start]
+        return [n for n in before if n.instrument == instrument]
 
     horns, strings, piano = notes("brass"), notes("strings"), notes("piano")
     assert all(55 <= n.pitch <= 74 for n in horns)
     # Held a beat and more (the ostinato had bowed sixteenths).
     assert np.median([n.end - n.start for n in strings]) >= 1.0
     # The piano's figure: a chord's tones in turn, eighths or sixteenths.
-    assert len(piano) >= 2 * final.start * 0.8
+    assert len(piano) >= 2 * final_start * 0.8
     assert len({n.pitch for n in piano}) >= 6
+
+
+def _before_final(score: Score) -> tuple[float, list[Note]]:
+    """The beat the score's final chord starts on (the piece must have one), and the notes
+    struck before it."""
+    final = score.arrangement.final
+    assert final is not None
+    return final.start, [n for n in score.notes if n.start < final.start]
+
+
+def _busy(brief: MusicBrief, **tags) -> MusicBrief:
+    """The brief with every shot and the piece at energy 0.9 (its sections at the busiest
+    level), and any other tags given."""
+    segments = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
+    busy = dataclasses.replace(brief.tags, energy=0.9, **tags)
+    return dataclasses.replace(brief, segments=segments, tags=busy)
 
 
 def _on_the_fifth(score, notes) -> int:
@@ -1751,9 +1766,7 @@ def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
     for seed in (1, 2, 3):
         brief = brief_for(beat_analysis, "acoustic", seed=seed, duration_s=24.0)
         score = generator.compose(brief, Heartbeat(lambda f: None))
-        final = score.arrangement.final
-        assert final is not None
-        before = [n for n in score.notes if n.start < final.start]
+        final_start, before = _before_final(score)
         bass = [n for n in before if n.instrument == "bass"]
         bass_notes += len(bass)
         fifths += _on_the_fifth(score, bass)
@@ -1765,7 +1778,7 @@ def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
                                     for n in drums)  # fmt: skip
         tune = [n.pitch for n in before if n.instrument == "piano"]
         broken = [n.pitch for n in before if n.instrument in score.roles.of("pulse")]
-        assert len(broken) >= final.start and np.median(broken) < np.median(tune), seed
+        assert len(broken) >= final_start and np.median(broken) < np.median(tune), seed
     assert fifths <= 0.1 * bass_notes, (fifths, bass_notes)
     assert backbeat_tambourines == 0 and shaken >= 3 * 24, (backbeat_tambourines, shaken)
     # The broken chords' player is a piano (the row's "plucks", program 0); the guitar nylon.
@@ -1781,11 +1794,8 @@ def _folk_in(meter: str, generator, beat_analysis) -> list[tuple[int, Score, lis
     for seed in range(1, 9):
         brief = brief_for(beat_analysis, "folk", seed=seed, duration_s=24.0)
         score = generator.compose(brief, Heartbeat(lambda f: None))
-        if score.plan.meter.name != meter:
-            continue
-        final = score.arrangement.final
-        assert final is not None
-        pieces.append((seed, score, [n for n in score.notes if n.start < final.start]))
+        if score.plan.meter.name == meter:
+            pieces.append((seed, score, _before_final(score)[1]))
     return pieces
 
 
@@ -1825,19 +1835,14 @@ def test_hip_hop_s_808_rides_its_kick_under_a_looped_sample(generator, beat_anal
     from services.generator.backends.composer.styles import KICK
 
     for seed in (1, 2, 3):
-        brief = brief_for(beat_analysis, "hip-hop", seed=seed, duration_s=24.0)
-        busy = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
-        brief = dataclasses.replace(brief, segments=busy,
-                                    tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+        brief = _busy(brief_for(beat_analysis, "hip-hop", seed=seed, duration_s=24.0))
         score = generator.compose(brief, Heartbeat(lambda f: None))
-        final = score.arrangement.final
-        assert final is not None
-        before = [n for n in score.notes if n.start < final.start]
+        final_start, before = _before_final(score)
         kicks = {round(n.start, 6) for n in before if n.instrument == "drums" and n.pitch == KICK}
         bass = [round(n.start, 6) for n in before if n.instrument == "bass"]
         assert sum(start in kicks for start in bass) >= 0.7 * len(bass), seed
         chords = {round(n.start, 6) for n in before if n.instrument == "piano"}
-        bars = list(itertools.pairwise(b for b in score.plan.bar_starts if b <= final.start))
+        bars = list(itertools.pairwise(b for b in score.plan.bar_starts if b <= final_start))
         attacks = [sum(start <= t < end for t in chords) for start, end in bars]
         assert np.mean(attacks) <= 4, (seed, attacks)
 
@@ -1965,10 +1970,7 @@ def test_the_tune_is_the_top_line_over_the_pulse_and_the_chords(generator, beat_
             brief = brief_for(beat_analysis, genre, seed=seed)
             if whole_band:
                 style = STYLES[genre]
-                tags = dataclasses.replace(brief.tags, energy=0.9,
-                                           instruments=[*style.core, *style.colours])  # fmt: skip
-                busy = [dataclasses.replace(s, energy=0.9) for s in brief.segments]
-                brief = dataclasses.replace(brief, tags=tags, segments=busy)
+                brief = _busy(brief, instruments=[*style.core, *style.colours])
             score = generator.compose(brief, Heartbeat(lambda f: None))
             melody = set(score.roles.of("melody"))
             players = set(score.roles.of(part)) - melody
@@ -2475,10 +2477,7 @@ def test_corporate_runs_one_layer_of_sixteenths_at_most(generator, beat_analysis
     techno (a music review: 394 shaker strokes and 445 marimba notes in 59 s)."""
     from services.generator.backends.composer.styles import COWBELL
 
-    brief = brief_for(beat_analysis, "corporate", duration_s=30.0)
-    busy = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
-    brief = dataclasses.replace(brief, segments=busy,
-                                tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+    brief = _busy(brief_for(beat_analysis, "corporate", duration_s=30.0))
     score = generator.compose(brief, Heartbeat(lambda f: None))
     assert {form.intensity for form in score.forms[1:]} == {3}
     assert not any(n.pitch == COWBELL for n in score.notes if n.instrument == "drums")
@@ -2507,10 +2506,7 @@ def test_the_orchestra_keeps_no_kit_cymbal_time(generator, beat_analysis):
     # The groove's own keys, before the kit plays them: on the orchestra set 41-53 are
     # timpani (42 a timpano's F#, not a hi-hat), its hi-hats and ride at 27-30.
     timekeepers = {HAT, PEDAL_HAT, OPEN_HAT, RIDE, RIDE_BELL}
-    brief = brief_for(beat_analysis, "orchestral", duration_s=30.0)
-    loud = [dataclasses.replace(segment, energy=0.9) for segment in brief.segments]
-    brief = dataclasses.replace(brief, segments=loud,
-                                tags=dataclasses.replace(brief.tags, energy=0.9))  # fmt: skip
+    brief = _busy(brief_for(beat_analysis, "orchestral", duration_s=30.0))
     score = generator.compose(brief, Heartbeat(lambda f: None))
     drums = score.roles.of("drums")
     strokes = [n.pitch for n in score.notes if n.instrument in drums]

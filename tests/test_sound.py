@@ -504,14 +504,23 @@ def test_each_lo_fi_piece_has_its_own_crackle():
     assert np.corrcoef(crackle(1)[0], crackle(2)[0])[0, 1] < 0.2
 
 
+def _through_the_mix(
+    genre: str, part: str, audio: np.ndarray, beat_s: float = 0.5, kicks: list[int] | None = None
+) -> np.ndarray:
+    """One block of `audio` (2 x samples) played as `part` through the genre's mix: its
+    strip, sends and pumping under `kicks` (samples); the part's stem."""
+    mixer = Mixer(STYLES[genre].production, [MixPart(part, 1.0, False)], SAMPLE_RATE, beat_s,
+                  kicks or [], stems=True, seed=1)  # fmt: skip
+    _, (stem,) = mixer.mix(0, [audio])
+    return stem
+
+
 def _pumped_tone(genre: str, part: str, beat_s: float) -> np.ndarray:
     """A steady tone's level (per sample) through the genre's mix as `part`, under kicks at
     0 s and 0.5 s."""
-    production = STYLES[genre].production
-    kicks = [0, SAMPLE_RATE // 2]
-    mixer = Mixer(production, [MixPart(part, 1.0, False)], SAMPLE_RATE, beat_s, kicks, True, 1)
     tone = np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
-    _, (stem,) = mixer.mix(0, [np.stack([tone, tone]) * 0.3])
+    stem = _through_the_mix(genre, part, np.stack([tone, tone]) * 0.3, beat_s,
+                            [0, SAMPLE_RATE // 2])  # fmt: skip
     return np.abs(stem[0])
 
 
@@ -777,11 +786,9 @@ def test_folk_s_players_are_close_miked():
     def room_return_db(genre: str, part: str) -> float:
         """The room's return from a click on the part, over 50-500 ms after it, against the
         click's first 50 ms."""
-        mixer = Mixer(STYLES[genre].production, [MixPart(part, 1.0, False)], SAMPLE_RATE, 0.5,
-                      [], stems=False, seed=1)  # fmt: skip
         click = np.zeros((2, SAMPLE_RATE), dtype=np.float32)
         click[:, :48] = 0.5
-        mix, _ = mixer.mix(0, [click])
+        mix = _through_the_mix(genre, part, click)
         head = SAMPLE_RATE // 20
         return float(10 * np.log10((mix[:, head : SAMPLE_RATE // 2] ** 2).sum()
                                    / (mix[:, :head] ** 2).sum()))  # fmt: skip
