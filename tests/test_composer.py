@@ -25,6 +25,7 @@ from services.generator.backends.composer.arrangement import (
     Note,
     SectionForm,
     choose_progressions,
+    up_stroke,
 )
 from services.generator.backends.composer.backend import Score
 from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
@@ -597,6 +598,40 @@ def test_a_strum_crosses_its_strings_in_order_within_a_few_hundredths(generator,
     ordered = [p for p in pitches if p in (sorted(set(p)), sorted(set(p), reverse=True))]
     assert len(ordered) == len(pitches), [p for p in pitches if p not in ordered][:5]
     assert any(p[0] > p[-1] and len(p) <= 3 for p in pitches)
+
+
+def test_the_strummed_guitar_keeps_under_its_register_s_top(generator, beat_analysis):
+    """Acoustic's guitar strums under the piano's tune: its open voicing had spread each chord
+    two octaves up from its root and ignored its register's top (64), a root from F#3 sounding
+    up to 73 (a third of its notes over 64, over 10% of the tune's notes in a busy piece). A
+    string over the top plays an octave down, as a guitarist's shape up the neck: each
+    downstroke still four strings or more, with the chord's third."""
+    segments, cuts = _shots(beat_analysis, CLIP_30_S)
+    over, thin, strokes = [], [], 0
+    for seed in range(1, 5):
+        brief = _busy(brief_for(beat_analysis, "acoustic", seed=seed, duration_s=30.0,
+                                segments=segments, cuts=cuts))  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        high = score.style.register("comping")[1]
+        final = score.arrangement.final
+        players = score.roles.of("comping")
+        by_onset: dict[float, list[int]] = {}
+        for note in score.notes:
+            # The pickup chord (before the first downbeat) is the pad's, the final the band's.
+            if note.instrument in players and 0 <= note.start < final.start:
+                by_onset.setdefault(note.start, []).append(note.pitch)
+        over += [(seed, onset, p) for onset, ps in by_onset.items() for p in ps if p > high]
+        for onset, pitches in by_onset.items():
+            if up_stroke(onset):
+                continue
+            strokes += 1
+            chord_ = next(s.chord for s in score.arrangement.harmony if s.start <= onset < s.end)
+            third = (chord_.root + chord_.intervals[1]) % 12
+            if len(pitches) < 4 or third not in {p % 12 for p in pitches}:
+                thin.append((seed, onset, sorted(pitches)))
+    assert strokes > 100
+    assert not over, (len(over), over[:4])
+    assert not thin, (len(thin), thin[:4])
 
 
 # A fast montage's cuts (a music review's), 1.0-2.0 s apart over 29.83 s.

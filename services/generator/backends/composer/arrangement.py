@@ -1423,7 +1423,7 @@ class Composer:
                 continue
             voicing = self._voicing(player, harmony, low, high)
             if technique == "strum":
-                voicing = open_voicing(harmony, low)
+                voicing = open_voicing(harmony, low, high)
             if technique == "power":
                 # Root, the chord's fifth and octave on the low strings.
                 root = low + (harmony.root - low) % 12

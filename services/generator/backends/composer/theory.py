@@ -165,14 +165,24 @@ def voice(
     return min(candidates, key=lambda c: (cost(c), c))
 
 
-def open_voicing(chord_: Chord, low: int) -> tuple[int, ...]:
+def open_voicing(chord_: Chord, low: int, high: int) -> tuple[int, ...]:
     """A strummed guitar's open voicing: root at the bottom (the lowest at or above `low`),
     then fifth, octave, third and fifth above, as six strings spread a chord over two
-    octaves."""
+    octaves. Under `high`: a string that would sound over it plays its tone an octave down,
+    or is left out where another string has it; where that leaves three strings, the fifth
+    under the root is the fourth (G as D-G-B-D, a guitarist's shape on the top strings)."""
     root = low + (chord_.root - low) % 12
     third = chord_.intervals[1] if len(chord_.intervals) > 1 else 7
     fifth = chord_.fifth
-    return (root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth)
+    shape = (root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth)
+    strings: set[int] = set()
+    for pitch in shape:
+        while pitch > high and pitch - 12 >= low:
+            pitch -= 12
+        strings.add(pitch)
+    if len(strings) < 4 and root + fifth - 12 >= low:
+        strings.add(root + fifth - 12)
+    return tuple(sorted(strings))
 
 
 def pitches_in(classes: Collection[int], low: int, high: int) -> list[int]:
