@@ -78,6 +78,12 @@ class Chord:
         """A semitone above one of the chord's tones (a minor ninth against it when held)."""
         return (pitch - 1) % 12 in self.pitch_classes
 
+    def crosses(self, pitch: int, key: Key) -> bool:
+        """A semitone from one of the chord's tones that `key` does not hold: the key's own
+        note against the chord's altered one (F# minor's E held over V's E#)."""
+        return any((c - pitch) % 12 in (1, 11) for c in self.pitch_classes
+                   if not key.in_scale(c))  # fmt: skip
+
     @property
     def fifth(self) -> int:
         """Semitones from the root to its fifth: 6 in a diminished chord, whose perfect fifth
