@@ -217,6 +217,34 @@ def with_a_huge_picture(video: Path, out: Path, side: int) -> Path:
     return out
 
 
+def many_pictures(out: Path, count: int, width: int, height: int) -> Path:
+    """A file of `count` video streams, each the same two H.264 pictures `width` x `height`
+    (a few kilobytes a stream in the file), in the container `out`'s name says."""
+    one = io.BytesIO()
+    with av.open(one, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(2):
+            image = np.full((height, width, 3), 40 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    one.seek(0)
+    with av.open(one, "r") as source, av.open(str(out), "w") as target:
+        template = source.streams.video[0]
+        copies = [target.add_stream_from_template(template) for _ in range(count)]
+        packets = [p for p in source.demux(template) if p.size]
+        for packet in packets:
+            for copy in copies:
+                # Muxing a packet takes its data: each stream gets its own.
+                again = av.Packet(bytes(packet))
+                again.stream, again.pts, again.dts = copy, packet.pts, packet.dts
+                again.time_base, again.is_keyframe = packet.time_base, packet.is_keyframe
+                target.mux(again)
+    return out
+
+
 def mpeg_ts(width: int, height: int, first_frame: int, frames: int) -> bytes:
     """An MPEG-TS of `frames` H.264 pictures at 30 frames/s (a bar sweeping across a changing
     grey), its clock starting at frame `first_frame`: two joined are one file, as captures

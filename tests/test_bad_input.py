@@ -24,7 +24,7 @@ from services.errors import (
     MediaNotFoundError,
 )
 from services.gateway.delivery import check_request
-from services.media.audio import decode_audio, mono_blocks, mux_into_video
+from services.media.audio import decode_audio, decode_audio_bytes, mono_blocks, mux_into_video
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.media.video import VideoLimits, frames_at, iter_small_frames, probe_video
 from services.tagger.backend import AnalysisRequest
@@ -37,6 +37,7 @@ from tests.hand_made_media import (
     cut_at_an_open_gop,
     declaring_samples,
     holding_last_frame,
+    many_pictures,
     mpeg_ts,
     recorded_live,
     shot_on_a_phone,
@@ -653,6 +654,35 @@ def test_a_huge_picture_in_another_stream_is_never_decoded(tmp_path: Path):
     )
     assert said == "64 36"
     assert peak_kb < 400_000, f"peak {peak_kb // 1024} MB"
+
+
+def test_a_file_of_many_picture_streams_is_refused_at_little_cost(
+    tagger: VisionTagger, tmp_path: Path
+):
+    """A 0.4 MB file of 300 1080p picture streams: FFmpeg opens a decoder for every stream
+    and decodes a picture of each as it opens a file, and each open of it (the gateway's
+    probe, the tagger's) had cost 1.7 GB and 1.6 s that no cancel could stop; four at once
+    had taken a server to 8.4 GB (a hostile media review). Now FFmpeg reads 16 streams of a
+    file at most and a file of more than four picture streams is refused before any picture
+    is decoded; an MP4 of more streams does not open. A video of four still opens."""
+    many = many_pictures(tmp_path / "many.mkv", 300, 1920, 1080)
+    said, peak_kb = _in_a_process(
+        "from services.errors import InvalidVideoError\n"
+        "try:\n    probe_video(path)\nexcept InvalidVideoError as error:\n"
+        "    print(error.reason)\n",
+        many,
+    )
+    assert said == "too_large"
+    assert peak_kb < 300_000, f"peak {peak_kb // 1024} MB"
+    assert "16 video streams" in str(refuse(tagger, many, "too_large"))
+    more = refuse(tagger, many_pictures(tmp_path / "many.mp4", 20, 64, 48), "too_large")
+    assert "more than 16 streams" in str(more)
+    # Sent as a reference's sound, the same file.
+    with pytest.raises(InvalidInputError, match="more than 16 streams"):
+        decode_audio_bytes((tmp_path / "many.mp4").read_bytes(), 48000)
+    five = refuse(tagger, many_pictures(tmp_path / "five.mkv", 5, 64, 48), "too_large")
+    assert "holds 5 video streams" in str(five)
+    assert probe_video(many_pictures(tmp_path / "four.mkv", 4, 64, 48)).width == 64
 
 
 def _in_a_process(code: str, path: Path) -> tuple[str, int]:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from services.errors import InvalidVideoError, MediaNotFoundError
-from services.media.demux import open_input
+from services.media.demux import MAX_STREAMS, open_input
 from services.media.files import LOOPED, leads_round
 from services.media.sample_tables import oversized_table
 
@@ -108,6 +108,11 @@ CLOCK_BACK_S = 1.0
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
 # largest size allowed, whatever the machine's core count.
 DECODER_THREADS = 4
+# The most video streams a file bgm reads may hold: FFmpeg decodes a picture of each as it
+# opens the file (a 1080p picture's decoder some 6 MB), and a 0.4 MB file of 300 had cost
+# 1.7 GB and 1.6 s at each open, which no cancel could stop. A camera's picture, its
+# cover art or thumbnail, a 360 camera's two lenses fit.
+MAX_PICTURE_STREAMS = 4
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,12 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
             "(MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...); a playlist or list naming other files "
             "(HLS, DASH, concat) is refused",
         ) from None
+    except av.error.MemoryError:
+        raise InvalidVideoError(
+            "too_large",
+            f"{path.name} cannot be opened within bgm's limits: it holds more than "
+            f"{MAX_STREAMS} streams, or its header asks for more memory than a video needs",
+        ) from None
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "not_a_video", f"{path.name} is not a video FFmpeg can read ({error.strerror})"
@@ -221,6 +232,14 @@ def open_as_stated(path: Path, limits: VideoLimits | None = None) -> av.containe
     opens it."""
     limits = limits or VideoLimits()
     with _open(path, 0) as container:
+        streams = len(container.streams.video)
+        if streams > MAX_PICTURE_STREAMS:
+            read = "at least " if len(container.streams) >= MAX_STREAMS else ""
+            raise InvalidVideoError(
+                "too_large",
+                f"{path.name} holds {read}{streams} video streams; bgm reads a file with at "
+                f"most {MAX_PICTURE_STREAMS}",
+            )
         pictures = _pictures(container)
         stated = pictures[0].codec_context if pictures else None
         size = (stated.width, stated.height) if stated is not None else (0, 0)
