@@ -25,11 +25,12 @@ def write_streams(
     container_format: str | None = None,
     keyframe_every: int | None = None,
     sound_first: bool = False,
+    sound_tracks: int = 1,
 ) -> Path:
     """`frames` 64x36 pictures at 30 frames/s whose clock starts at `first_pts`, and
-    `sound_s` seconds of quiet noise (AAC, 48 kHz stereo) whose clock starts at 0. With
-    `keyframe_every`, a keyframe every that many frames and nowhere else; with
-    `sound_first`, the sound is the file's first stream."""
+    `sound_s` seconds of quiet noise (AAC, 48 kHz stereo) whose clock starts at 0, in
+    `sound_tracks` tracks. With `keyframe_every`, a keyframe every that many frames and
+    nowhere else; with `sound_first`, the sound is the file's first stream."""
     rate = 48000
     with av.open(str(path), "w", format=container_format) as container:
         early_sound = container.add_stream("aac", rate=rate) if sound_first else None
@@ -40,6 +41,7 @@ def write_streams(
             keyframes = f"keyint={keyframe_every}:min-keyint={keyframe_every}:scenecut=0"
             picture.codec_context.options = {"x264-params": keyframes}
         sound = early_sound or container.add_stream("aac", rate=rate)
+        more = [container.add_stream("aac", rate=rate) for _ in range(sound_tracks - 1)]
         step = round(1 / (30 * time_base))
         for i in range(frames):
             image = np.full((36, 64, 3), (i * 37) % 255, np.uint8)
@@ -49,7 +51,8 @@ def write_streams(
                 container.mux(packet)
         for packet in picture.encode():
             container.mux(packet)
-        _mux_noise(container, sound, sound_s)
+        for track in (sound, *more):
+            _mux_noise(container, track, sound_s)
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import av
@@ -19,12 +20,24 @@ DEMUXERS = (
     "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe",
 )  # fmt: skip
 
-# The most streams FFmpeg reads of a file: it opens a decoder for each as it opens it, 11 MB
-# apiece for an 8K picture's before it decodes one (a 0.4 MB file of 300 1080p picture
-# streams had cost 1.7 GB at each open, 80 8K ones 0.7 GB with no picture decoded). Past it
-# Matroska and MPEG-TS leave the rest unread, an MP4 does not open (av.error.MemoryError).
-# A video holds a few: its picture, its sound, subtitles in some languages.
-MAX_STREAMS = 16
+# The most streams FFmpeg reads of a file (Matroska and MPEG-TS leave the rest unread, an MP4
+# of more does not open: av.error.MemoryError). A broadcast MXF holds its picture and 16
+# mono sound tracks; FFmpeg's own 1000 let a file open a thousand sound decoders.
+MAX_STREAMS = 64
+
+
+@functools.cache
+def _sound_decoders() -> str:
+    """FFmpeg's sound decoders' names, as a list for its `codec_whitelist`."""
+    names = []
+    for name in av.codecs_available:
+        try:
+            codec = av.Codec(name, "r")
+        except av.codec.codec.UnknownCodecError:  # an encoder's name, with no decoder
+            continue
+        if codec.type == "audio":
+            names.append(name)
+    return ",".join(sorted(names))
 
 
 def open_input(
@@ -41,5 +54,9 @@ def open_input(
     container_options = {"format_whitelist": ",".join(DEMUXERS), "max_streams": str(MAX_STREAMS)}
     if isinstance(source, str):
         container_options["protocol_whitelist"] = "file"
+    if max_pixels == 0:
+        # Nor is a picture decoder opened: one opens for every picture stream (11 MB for an
+        # 8K H.264 stream's, none decoded), and 80 such streams had cost 0.7 GB at each open.
+        container_options["codec_whitelist"] = _sound_decoders()
     decoding = {**(options or {}), "max_pixels": str(max_pixels)}
     return av.open(source, "r", options=decoding, container_options=container_options)

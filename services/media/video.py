@@ -108,10 +108,11 @@ CLOCK_BACK_S = 1.0
 # Frame threads each hold a frame; bounded so a decoder holds at most this many frames of the
 # largest size allowed, whatever the machine's core count.
 DECODER_THREADS = 4
-# The most video streams a file bgm reads may hold: FFmpeg decodes a picture of each as it
-# opens the file (a 1080p picture's decoder some 6 MB), and a 0.4 MB file of 300 had cost
-# 1.7 GB and 1.6 s at each open, which no cancel could stop. A camera's picture, its
-# cover art or thumbnail, a 360 camera's two lenses fit.
+# The most video streams a file bgm reads may hold: to read its pictures FFmpeg opens a
+# decoder for each stream and decodes a picture of each as it opens the file (a 1080p
+# stream's some 6 MB), and a 0.4 MB file of 300 had cost 1.7 GB and 1.6 s at each open,
+# which no cancel could stop. A camera's picture, its cover art or thumbnail, a 360
+# camera's two lenses fit.
 MAX_PICTURE_STREAMS = 4
 
 
