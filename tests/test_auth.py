@@ -48,6 +48,8 @@ class Secured:
     client_key: Path
     signing_key: rsa.RSAPrivateKey
     media: Path
+    # An object store (fsspec's local filesystem, as s3:// would be), a folder per tenant.
+    store: Path
 
     def channel(self, address: str, client_cert: bool = True, ca: Path | None = None):
         credentials = grpc.ssl_channel_credentials(
@@ -89,11 +91,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     client_tls = {"ca_file": str(pki.ca_file)}
     # The tagger serves only the gateway's certificate (and the service token).
     gateway_tls = {**client_tls, "cert_file": str(gateway_cert), "key_file": str(gateway_key)}
-    outputs = folder / "outputs"
+    outputs, store = folder / "outputs", folder / "store"
     for tenant in ("acme", "globex", "initech", "umbrella"):
         (outputs / tenant).mkdir(parents=True)
-        (clip.path.parent / tenant).mkdir(exist_ok=True)
-        (clip.path.parent / tenant / "clip.mp4").write_bytes(clip.path.read_bytes())
+        for media in (clip.path.parent, store):
+            (media / tenant).mkdir(parents=True, exist_ok=True)
+            (media / tenant / "clip.mp4").write_bytes(clip.path.read_bytes())
     monkeypatch_module.setenv("BGM_TEST_SERVICE_TOKEN", SERVICE_TOKEN)
     changes = {
         "auth": {"enabled": True, "api_keys_file": str(folder / "keys.yaml"),
@@ -112,10 +115,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
         pki.ca_file.read_bytes(), client_key.read_bytes(), client_cert.read_bytes()
     )
     sources = {"file_roots": [str(clip.path.parent)], "http_hosts": ["127.0.0.1"],
-               "allow_private_addresses": True}  # fmt: skip
+               "allow_private_addresses": True,
+               "object_prefixes": [store.as_uri() + "/"]}  # fmt: skip
     running = start(folder, clip.path.parent, changes=changes, credentials=credentials,
                     tagger_tls=gateway_tls, generator_tls=client_tls, sources=sources)  # fmt: skip
-    yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent)
+    yield Secured(running, pki, client_cert, client_key, signing_key, clip.path.parent, store)
     assert stop(running) == 0
 
 
@@ -214,6 +218,20 @@ def test_a_tenant_cannot_read_or_write_another_tenants_files(secured):
     events, _ = score(secured, acme, clip_uri(secured, "acme"),
                       output_uri=(outputs / "acme" / "mine").as_uri())  # fmt: skip
     assert [Path(u).name for u in events[-1].result.output_uris] == ["scored.mp4"]
+
+
+def test_a_tenant_reads_only_its_own_objects(secured):
+    """Every object-store prefix holds a folder per tenant, as every file root does: the
+    prefixes had been every tenant's, and a tenant read another's videos by their names,
+    analysis and music (a hostile auth review)."""
+    acme, store = API_KEYS["acme"], secured.store
+    events, _ = score(secured, acme, (store / "acme" / "clip.mp4").as_uri())
+    assert events[-1].WhichOneof("event") == "result"
+    read = refused(secured, acme, (store / "globex" / "clip.mp4").as_uri())
+    assert read.code() == grpc.StatusCode.PERMISSION_DENIED
+    climbed = refused(secured, acme, (store / "acme").as_uri() + "/../globex/clip.mp4")
+    assert climbed.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "may not name . or .." in climbed.details()
 
 
 def test_a_tenant_may_not_analyse_a_video_longer_than_it_may_score(secured):

@@ -461,7 +461,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         if not tenant:
             return self.sources
         roots = [self._under(r, tenant) for r in self.sources.file_roots]
-        return self.sources.model_copy(update={"file_roots": roots})
+        # And under every object-store prefix (they had been every tenant's: a tenant read
+        # another's s3:// videos by their names).
+        prefixes = [f"{p.rstrip('/')}/{tenant}/" for p in self.sources.object_prefixes]
+        return self.sources.model_copy(update={"file_roots": roots, "object_prefixes": prefixes})
 
     def sweep_staging(self) -> None:
         """Remove the staging folders that killed gateways on this host left behind."""

@@ -384,6 +384,9 @@ def fetch(
     `cancelled` is set."""
     stop = cancelled or threading.Event()
     if any(uri.startswith(prefix) for prefix in policy.object_prefixes):
+        if {".", ".."} & set(parse_uri(uri).path.split("/")):
+            # A store's filesystem may resolve them, and leave the prefix (another tenant's).
+            raise InvalidInputError(f"{uri}: an object-store URI may not name . or ..")
         return _copy_object(uri, policy, destination, stop)
     path = local_path(uri, policy)
     if path is not None:
@@ -392,7 +395,8 @@ def fetch(
     if parsed.scheme in ("http", "https"):
         _check_allowed(_http_host(parsed), policy)
         return _download(uri, policy, destination, stop)
-    if parsed.scheme in ("s3", "gs"):
+    stores = {"s3", "gs"} | {prefix.split("://")[0] for prefix in policy.object_prefixes}
+    if parsed.scheme in stores:
         raise PermissionDeniedError(f"{uri} is outside the allowed object-store prefixes")
     raise InvalidInputError(f"unsupported URI scheme in {uri!r}; use file, http(s), s3 or gs")
 
