@@ -339,3 +339,7 @@ class OutputOptions:
     # Replace a file already at an output's name. The command line without --force does not:
     # one written there meanwhile (another command's) is kept and this request fails.
     replace_existing: bool = True
+    # Folders the outputs must stay in (a tenant's output roots; none: anywhere), checked
+    # again as each is written and renamed into place: a tenant's folder swapped for a link
+    # to another's while the music was made had had its outputs written there.
+    within: tuple[Path, ...] = ()

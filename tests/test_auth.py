@@ -92,7 +92,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
     # The tagger serves only the gateway's certificate (and the service token).
     gateway_tls = {**client_tls, "cert_file": str(gateway_cert), "key_file": str(gateway_key)}
     outputs, store = folder / "outputs", folder / "store"
-    for tenant in ("acme", "globex", "initech", "umbrella"):
+    for tenant in ("acme", "globex", "initech", "umbrella", "hooli"):
         (outputs / tenant).mkdir(parents=True)
         for media in (clip.path.parent, store):
             (media / tenant).mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, clip: SyntheticVideo,
                  "tenants": {"globex": {"max_concurrent": 1, "music_s_per_hour": 10.0,
                                         "max_video_s": 60.0, "max_candidates": 2},
                              "initech": {"music_s_per_hour": 10.0},
-                             "umbrella": {"music_s_per_hour": 10.0}}},
+                             "umbrella": {"music_s_per_hour": 10.0},
+                             "hooli": {"music_s_per_hour": 10.0}}},
         "serving": {"gateway": {"tls": {**tls, "client_ca_file": str(pki.ca_file)}},
                     "tagger": {"tls": {**tls, "client_ca_file": str(pki.ca_file),
                                        "client_names": ["gateway"]}},
@@ -363,6 +364,46 @@ def test_a_score_whose_own_outputs_cannot_be_written_is_refused_first_or_counted
         assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
     over = refused(secured, token, uri)
     assert over.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(over).reason == "TENANT_QUOTA"
+
+
+def test_outputs_whose_folder_is_changed_while_the_music_is_made_go_nowhere_else(secured):
+    """A tenant's output folder swapped, while its music was made, for a link to another
+    tenant's had had its outputs written there (the place was checked only before the work),
+    and one made a file had ended INTERNAL, its cleanup's error hiding the write's, and not
+    counted (a hostile auth review). Now each output's folder is checked again as it is
+    written and renamed into place (PERMISSION_DENIED, nothing written in the other's), the
+    file is said as the caller's (INVALID_ARGUMENT), and the music both made is counted."""
+    token, uri = secured.jwt("hooli"), clip_uri(secured, "hooli")  # 10 s an hour
+    outputs = secured.running.outputs
+    neighbours = sorted((outputs / "acme").rglob("*"))
+    for change, code in (("link", grpc.StatusCode.PERMISSION_DENIED),
+                         ("file", grpc.StatusCode.INVALID_ARGUMENT)):  # fmt: skip
+        late = outputs / "hooli" / change
+        request = gateway_pb2.ScoreRequest(
+            video=common_pb2.VideoSource(uri=uri),
+            output=gateway_pb2.OutputOptions(midi=True, output_uri=late.as_uri()),
+        )
+        with (
+            secured.channel(secured.running.gateway) as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            call = gateway_pb2_grpc.GatewayStub(channel).Score(
+                request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+            )
+            for response in call:
+                at_work = response.event.progress.stage == "composition"
+                if at_work and not (late.exists() or late.is_symlink()):
+                    if change == "link":
+                        late.symlink_to(outputs / "acme", target_is_directory=True)
+                    else:
+                        late.write_text("a file where the folder was")
+        assert caught.value.code() == code, caught.value.details()
+        assert "INTERNAL" not in caught.value.details()
+    assert sorted((outputs / "acme").rglob("*")) == neighbours
+    # 6 s spent: one more Score fits the hour, a second does not.
+    assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
+    over = refused(secured, token, uri)
     assert error_details(over).reason == "TENANT_QUOTA"
 
 

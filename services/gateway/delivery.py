@@ -39,6 +39,7 @@ from services.gateway.mastering import (
 from services.gateway.outputs import (
     STEM_TAGS,
     check_output_paths,
+    check_within,
     staged_outputs,
     temporary_path,
 )
@@ -278,17 +279,19 @@ def write_outputs(
     """Write every output, all or nothing, and report the loudness as written; `heartbeat`
     is called often (it raises to cancel, and then nothing is left). Each stem takes the
     mastering's gain in place (lowered with the mix where a lossy encoder overshot)."""
-    with staged_outputs(options.replace_existing) as staging:
+    with staged_outputs(options.replace_existing, options.within) as staging:
         staged = staging.files
         if options.make_folder:
             with _writing("output", options.output):
                 staging.make_folder(options.output.parent)
+        check_within(options.output, options.within)
         temporary = temporary_path(options.output)
         staged.append((temporary, options.output))
         with _writing("output", options.output):
             report = _write_music(video, temporary, mastered, music.sample_rate,
                                   options.output, heartbeat)  # fmt: skip
         if options.midi is not None:
+            check_within(options.midi, options.within)
             midi_temporary = temporary_path(options.midi)
             staged.append((midi_temporary, options.midi))
             with _writing("MIDI file", options.midi):
@@ -298,6 +301,7 @@ def write_outputs(
                 staging.make_folder(options.stems_dir)
             for name, stem in music.stems.items():
                 final = options.stems_dir / f"{name}.wav"
+                check_within(final, options.within)
                 stem_temporary = temporary_path(final)
                 staged.append((stem_temporary, final))
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
@@ -354,5 +358,12 @@ def _writing(what: str, path: Path) -> Iterator[None]:
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise
-        raise BgmError(f"cannot write {what} {path.name}: {error.strerror or error}",
+        reason = error.strerror or error
+        if not path.parent.is_dir():
+            # Its folder made a file, or taken away, while the music was made: the caller's
+            # place, said to the caller (it had been an INTERNAL error, its reason in the log).
+            raise InvalidInputError(f"cannot write {what} {path.name}: {reason} (its folder "
+                                    "was changed while the music was made)",
+                                    field="output.output_uri") from error  # fmt: skip
+        raise BgmError(f"cannot write {what} {path.name}: {reason}",
                        error_reason="OUTPUT_NOT_WRITTEN") from error  # fmt: skip

@@ -12,13 +12,14 @@ import contextlib
 import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.domain import OutputOptions
-from services.errors import InvalidInputError
+from services.errors import InvalidInputError, PermissionDeniedError
 from services.media.audio import output_kind
+from services.media.sources import inside_roots
 
 
 @dataclass
@@ -36,12 +37,22 @@ class Staging:
             self.folders.append(path)
 
 
+def check_within(path: Path, roots: Sequence[Path]) -> None:
+    """Refuse `path` unless its folder, links followed, lies in one of `roots` (none: any)."""
+    if roots and not inside_roots(path.parent, list(roots)):
+        raise PermissionDeniedError(
+            f"{path.name}: its folder has left the output roots (a link put there meanwhile?)",
+            field="output.output_uri",
+        )
+
+
 @contextlib.contextmanager
-def staged_outputs(replace: bool = True) -> Iterator[Staging]:
+def staged_outputs(replace: bool = True, within: Sequence[Path] = ()) -> Iterator[Staging]:
     """Rename every staged file into place on success, once each is known to have a place (a
-    folder where a file would go refuses them all); delete them (and any folder made for
-    them, and any already renamed) on failure, whatever the failure. Unless `replace`, a file
-    already at a final name stays and the outputs fail (`_place_new`)."""
+    folder where a file would go refuses them all) in the folders `within` (`check_within`);
+    delete them (and any folder made for them, and any already renamed) on failure, whatever
+    the failure. Unless `replace`, a file already at a final name stays and the outputs fail
+    (`_place_new`)."""
     staging = Staging()
     staged = staging.files
     created_dirs = staging.folders
@@ -49,6 +60,7 @@ def staged_outputs(replace: bool = True) -> Iterator[Staging]:
     try:
         yield staging
         for _temporary, final in staged:
+            check_within(final, within)
             if final.is_dir():
                 raise InvalidInputError(f"{final.name}: a folder is where this output goes",
                                         field="output.output_uri")  # fmt: skip
@@ -62,10 +74,11 @@ def staged_outputs(replace: bool = True) -> Iterator[Staging]:
                 _place_new(temporary, final)
             renamed.append(final)
     except BaseException:
-        for temporary, _final in staged:
-            temporary.unlink(missing_ok=True)
-        for final in renamed:
-            final.unlink(missing_ok=True)
+        # Whatever is left of them (a folder made a file meanwhile refuses even the unlink,
+        # whose error had hidden the one that failed the outputs).
+        for path in (*(temporary for temporary, _final in staged), *renamed):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         for folder in reversed(created_dirs):
             with contextlib.suppress(OSError):
                 folder.rmdir()

@@ -56,6 +56,7 @@ from services.errors import (
     DeadlineExceededError,
     DownstreamError,
     InvalidInputError,
+    PermissionDeniedError,
     ResourceExhaustedError,
 )
 from services.gateway.channels import ServiceChannel
@@ -497,6 +498,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         extension = OUTPUT_EXTENSIONS[output.format]  # a value of OutputFormat (the edge's check)
         target = (self._output_folder(output.output_uri, tenant) if output.output_uri
                   else folder / "out")  # fmt: skip
+        roots = [self._under(root, tenant) for root in self.config.output_roots]
         return OutputOptions(
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
@@ -505,6 +507,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
             keep_original_audio=output.keep_original_audio,
             make_folder=True,
+            within=tuple(roots) if output.output_uri else (),
         )
 
     def _output_folder(self, uri: str, tenant: str) -> Path:
@@ -571,7 +574,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # undeliverable (a folder put where an output goes): the compute is spent
             # (refunded, a tenant that cancelled each Score just before its end had had the
             # generators for free, past its quota).
-            spent = _caller_left(error) or isinstance(error, InvalidInputError)
+            spent = _caller_left(error) or _undeliverable(error)
             if not (asked.generating.is_set() and spent):
                 self.ledger.refund(record.tenant, booked)
             raise
@@ -943,6 +946,14 @@ def _check_staging_store(url: str) -> None:
     except (ImportError, ValueError) as error:
         raise ConfigError(f"gateway.staging_url {url}: {error} (the s3 and gs extras install "
                           "their stores: pip install 'bgm[s3]')") from None  # fmt: skip
+
+
+def _undeliverable(error: BaseException) -> bool:
+    """Whether the request's own outputs failed the music: a folder put where an output goes,
+    its folder made a file or a link out of the tenant's roots while the music was made."""
+    return isinstance(error, InvalidInputError | PermissionDeniedError) or (
+        isinstance(error, BgmError) and error.error_reason == "OUTPUT_NOT_WRITTEN"
+    )
 
 
 def _caller_left(error: BaseException) -> bool:
