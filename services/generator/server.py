@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.auth import gated
 from services.config import BgmConfig
 from services.gen.bgm.v1 import generator_pb2_grpc
 from services.generator.backends import create_generator_backend
@@ -19,5 +20,9 @@ def binding(config: BgmConfig) -> ServiceBinding:
         servicer.backend = await asyncio.to_thread(create_generator_backend, config.generator)
 
     return ServiceBinding(
-        SERVICE, generator_pb2_grpc.add_GeneratorServicer_to_server, servicer, ready
+        SERVICE,
+        generator_pb2_grpc.add_GeneratorServicer_to_server,
+        servicer,
+        ready,
+        interceptors=gated(servicer.gate, SERVICE),
     )

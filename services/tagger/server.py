@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.auth import gated
 from services.config import BgmConfig
 from services.gen.bgm.v1 import tagger_pb2_grpc
 from services.serving import ServiceBinding
@@ -22,4 +23,5 @@ def binding(config: BgmConfig) -> ServiceBinding:
         await asyncio.to_thread(backend.warm_up)
         servicer.backend = backend
 
-    return ServiceBinding(SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server, servicer, ready)
+    return ServiceBinding(SERVICE, tagger_pb2_grpc.add_TaggerServicer_to_server, servicer, ready,
+                          interceptors=gated(servicer.gate, SERVICE))  # fmt: skip
