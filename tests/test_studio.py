@@ -484,6 +484,29 @@ def test_an_analysis_is_encoded_once_however_often_it_is_asked_for(
     assert not encodings, f"encoded again {len(encodings)} times"
 
 
+def test_an_analysis_is_kept_on_disk_as_the_session_s(gateway: Running, tmp_path: Path):
+    """A video's analysis is kept beside it on disk (the sample's in the session's folder),
+    counted against the session's bytes, and goes with the video: kept in memory, analyses
+    had been a cache no quota counted (a 20-minute video's 4.6 MB each, 100 items a session,
+    32 sessions an address; a hostile studio review)."""
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink(gateway.gateway))
+    studio = app.state.studio
+    with local_client(app) as client:
+        clip = write_video(tmp_path / "clip.mp4", [Shot(1.0, hue=0.2), Shot(1.0, hue=0.6)])
+        video = client.post("/api/videos", content=clip.path.read_bytes()).json()
+        sample = client.post("/api/samples/sample").json()
+        (session,) = studio.sessions.values()
+        held = session.held_bytes
+        answers = [client.get(f"{v['url']}/analysis") for v in (video, sample)]
+        assert all(a.status_code == 200 and a.json()["segments"] for a in answers)
+        kept = sorted(session.folder.rglob("*.json"))
+        assert sorted(p.read_bytes() for p in kept) == sorted(a.content for a in answers)
+        assert session.held_bytes == held + sum(len(a.content) for a in answers)
+        for v in (video, sample):
+            assert client.delete(v["url"]).status_code == 200
+        assert session.held_bytes == 0 and not any(p.exists() for p in kept)
+
+
 def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
     """A score's event stream had looked for news ten times a second (a thousand open took 7%
     of a core), and one session could open any number. Streams now wait for news, and a

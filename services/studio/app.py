@@ -176,6 +176,15 @@ class Session:
         self.videos[video_id] = {**entry, "path": str(path), "bytes": size, "shared": shared}
         return entry
 
+    def analysis_path(self, entry: dict[str, Any]) -> Path:
+        """Where the analysis of the video `entry` is kept: beside an upload, in the session's
+        folder for the shared sample."""
+        if not entry["shared"]:
+            return Path(entry["path"]).parent / "analysis.json"
+        folder = self.folder / "analyses"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{entry['id']}.json"
+
     def running(self) -> int:
         return sum(job.state == "running" for job in self.jobs.values())
 
@@ -447,6 +456,8 @@ class Studio:
             self.count_bytes(session, -entry["bytes"])
         if not entry["shared"]:
             shutil.rmtree(Path(entry["path"]).parent, ignore_errors=True)
+        elif "analysis" in entry:
+            Path(entry["analysis"]).unlink(missing_ok=True)
 
     def remove_job(self, session: Session, job_id: str) -> None:
         with self.lock:
@@ -674,6 +685,13 @@ def server_options(config: StudioConfig) -> dict[str, Any]:
     return {"host": config.host, "port": config.port, "log_level": "warning",
             "timeout_graceful_shutdown": config.grace_s, "http": studio_protocol(config),
             "h11_max_incomplete_event_size": config.max_header_bytes}  # fmt: skip
+
+
+def _kept_analysis(message: Any, path: Path) -> int:
+    """The analysis `message` written to `path` as the page reads it (JSON); its size."""
+    data = json.dumps(analysis_json(message)).encode()
+    path.write_bytes(data)
+    return len(data)
 
 
 def analysis_json(message: Any) -> dict[str, Any]:
@@ -1014,13 +1032,20 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             gateway = studio.link
             address = visitor_address(request)
 
-            async def analyse() -> bytes:
+            async def analyse() -> str:
                 async with studio.analysis_turn(address, key):
                     message = await asyncio.to_thread(analyze_remote, gateway.server,
                                                       Path(entry["path"]), gateway.metadata,
                                                       gateway.tls)  # fmt: skip
-                # Encoded once, off the event loop (see Job.encoded).
-                return await asyncio.to_thread(lambda: json.dumps(analysis_json(message)).encode())
+                # Encoded once, off the event loop (see Job.encoded), and kept on disk as the
+                # session's: kept in memory, a visitor's analyses had been a cache no quota
+                # counted (a 20-minute video's 4.6 MB each, a hostile studio review).
+                path = session.analysis_path(entry)
+                size = await asyncio.to_thread(_kept_analysis, message, path)
+                with studio.lock:
+                    studio.count_bytes(session, size)
+                    entry["bytes"] += size
+                return str(path)
 
             try:
                 entry["analysis"] = await studio.once(f"analysis {entry['id']}", analyse)
@@ -1029,7 +1054,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
             except ValueError as error:
                 return JSONResponse({"code": "OUT_OF_RANGE", "message": str(error),
                                      "fields": ["video"]}, status_code=422)  # fmt: skip
-        return Response(entry["analysis"], media_type="application/json")
+        return FileResponse(entry["analysis"], media_type="application/json")
 
     async def sample(request: Request) -> Response:
         name = request.path_params["name"]
