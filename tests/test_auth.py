@@ -4,6 +4,7 @@ the generator, and one audit line per request."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -327,6 +328,26 @@ def test_a_score_left_while_its_music_is_made_is_counted(secured):
     assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
 
 
+def _changed_while_composing(secured: Secured, token: str, uri: str, change: Any,
+                             output: gateway_pb2.OutputOptions) -> grpc.RpcError:  # fmt: skip
+    """The error a Score of `uri` to `output` ends in, `change` made once the generator is
+    at work on its music."""
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=uri), output=output)
+    with (
+        secured.channel(secured.running.gateway) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        call = gateway_pb2_grpc.GatewayStub(channel).Score(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+        )
+        changed = False
+        for response in call:
+            if response.event.progress.stage == "composition" and not changed:
+                change()
+                changed = True
+    return caught.value
+
+
 def test_a_score_whose_own_outputs_cannot_be_written_is_refused_first_or_counted(secured):
     """A folder where a stem goes had been found only once the music was made, and the
     Score refunded: a tenant could have the generators again and again, past its quota. Now
@@ -343,22 +364,14 @@ def test_a_score_whose_own_outputs_cannot_be_written_is_refused_first_or_counted
         assert early.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "piano.wav: a folder is where the piano stem goes" in early.details()
     late = outputs / "late"
-    request = gateway_pb2.ScoreRequest(
-        video=common_pb2.VideoSource(uri=uri),
-        output=gateway_pb2.OutputOptions(stems=True, output_uri=late.as_uri()),
-    )
-    with (
-        secured.channel(secured.running.gateway) as channel,
-        pytest.raises(grpc.RpcError) as caught,
-    ):
-        call = gateway_pb2_grpc.GatewayStub(channel).Score(
-            request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
-        )
-        for response in call:
-            if response.event.progress.stage == "composition":  # the generator is at work
-                for name in load_vocabulary().instruments:
-                    (late / "stems" / f"{name}.wav").mkdir(parents=True, exist_ok=True)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+
+    def blocked_stems() -> None:
+        for name in load_vocabulary().instruments:
+            (late / "stems" / f"{name}.wav").mkdir(parents=True, exist_ok=True)
+
+    output = gateway_pb2.OutputOptions(stems=True, output_uri=late.as_uri())
+    error = _changed_while_composing(secured, token, uri, blocked_stems, output)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
     # 3 s spent: two more Scores fit the hour, a third does not.
     for _ in range(2):
         assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
@@ -380,26 +393,14 @@ def test_outputs_whose_folder_is_changed_while_the_music_is_made_go_nowhere_else
     for change, code in (("link", grpc.StatusCode.PERMISSION_DENIED),
                          ("file", grpc.StatusCode.INVALID_ARGUMENT)):  # fmt: skip
         late = outputs / "hooli" / change
-        request = gateway_pb2.ScoreRequest(
-            video=common_pb2.VideoSource(uri=uri),
-            output=gateway_pb2.OutputOptions(midi=True, output_uri=late.as_uri()),
-        )
-        with (
-            secured.channel(secured.running.gateway) as channel,
-            pytest.raises(grpc.RpcError) as caught,
-        ):
-            call = gateway_pb2_grpc.GatewayStub(channel).Score(
-                request, metadata=(("authorization", f"Bearer {token}"),), timeout=60
-            )
-            for response in call:
-                at_work = response.event.progress.stage == "composition"
-                if at_work and not (late.exists() or late.is_symlink()):
-                    if change == "link":
-                        late.symlink_to(outputs / "acme", target_is_directory=True)
-                    else:
-                        late.write_text("a file where the folder was")
-        assert caught.value.code() == code, caught.value.details()
-        assert "INTERNAL" not in caught.value.details()
+        if change == "link":
+            swap = functools.partial(late.symlink_to, outputs / "acme", target_is_directory=True)
+        else:
+            swap = functools.partial(late.write_text, "a file where the folder was")
+        output = gateway_pb2.OutputOptions(midi=True, output_uri=late.as_uri())
+        error = _changed_while_composing(secured, token, uri, swap, output)
+        assert error.code() == code, error.details()
+        assert "INTERNAL" not in error.details()
     assert sorted((outputs / "acme").rglob("*")) == neighbours
     # 6 s spent: one more Score fits the hour, a second does not.
     assert score(secured, token, uri)[0][-1].WhichOneof("event") == "result"
