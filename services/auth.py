@@ -292,12 +292,16 @@ class ServiceGate:
     token: str | None = None
     client_names: tuple[str, ...] = ()
 
-    def check(self, context: Any) -> None:
+    def check_token(self, metadata: Sequence[tuple[str, Any]]) -> None:
+        """Refuse a call whose `metadata` does not carry the service token (where one is set)."""
         if self.token is not None:
-            shown = bearer_token(context.invocation_metadata() or ())
+            shown = bearer_token(metadata)
             if shown is None or not hmac.compare_digest(shown.encode(), self.token.encode()):
                 raise UnauthenticatedError("only the gateway may call this service",
                                            error_reason="NOT_THE_GATEWAY")  # fmt: skip
+
+    def check(self, context: Any) -> None:
+        self.check_token(context.invocation_metadata() or ())
         if self.client_names:
             auth = context.auth_context() if hasattr(context, "auth_context") else {}
             names = {n.decode() for n in auth.get("x509_common_name", [])}
@@ -318,25 +322,24 @@ class GatedMethods(grpc.aio.ServerInterceptor):
     Analyze carrying 60 MB inline had been read, and held, before its handler refused it
     (eight at once: +221 MB; a hostile auth review)."""
 
-    def __init__(self, token: str, api: str):
-        self.token = token.encode()
+    def __init__(self, gate: ServiceGate, api: str):
+        self.gate = gate
         self.api = api
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self.api):
             return handler
-        shown = bearer_token(details.invocation_metadata or ())
-        if shown is None or not hmac.compare_digest(shown.encode(), self.token):
-            error = UnauthenticatedError("only the gateway may call this service",
-                                         error_reason="NOT_THE_GATEWAY")  # fmt: skip
+        try:
+            self.gate.check_token(details.invocation_metadata or ())
+        except UnauthenticatedError as error:
             return _refusing_unread(handler, error, details.method)
         return handler
 
 
 def gated(gate: ServiceGate, service: str) -> tuple[grpc.aio.ServerInterceptor, ...]:
     """The interceptors of a service behind `gate`: GatedMethods where it asks for a token."""
-    return (GatedMethods(gate.token, f"/{service}/"),) if gate.token is not None else ()
+    return (GatedMethods(gate, f"/{service}/"),) if gate.token is not None else ()
 
 
 class LockedMethods(grpc.aio.ServerInterceptor):

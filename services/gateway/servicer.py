@@ -498,7 +498,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         extension = OUTPUT_EXTENSIONS[output.format]  # a value of OutputFormat (the edge's check)
         target = (self._output_folder(output.output_uri, tenant) if output.output_uri
                   else folder / "out")  # fmt: skip
-        roots = [self._under(root, tenant) for root in self.config.output_roots]
         return OutputOptions(
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
@@ -507,8 +506,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
             keep_original_audio=output.keep_original_audio,
             make_folder=True,
-            within=tuple(roots) if output.output_uri else (),
+            within=tuple(self._output_roots(tenant)) if output.output_uri else (),
         )
+
+    def _output_roots(self, tenant: str) -> list[Path]:
+        return [self._under(root, tenant) for root in self.config.output_roots]
 
     def _output_folder(self, uri: str, tenant: str) -> Path:
         if parse_uri(uri).scheme != "file":
@@ -516,8 +518,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 f"output URI {uri!r}: only file:// folders are supported by this gateway",
                 field="output.output_uri",
             )
-        roots = [self._under(root, tenant) for root in self.config.output_roots]
-        path = file_uri_path(uri, roots, "write")
+        path = file_uri_path(uri, self._output_roots(tenant), "write")
         blocking = next((p for p in (path, *path.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
             raise InvalidInputError("output_uri: names a folder where a file already is",

@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from services.errors import InvalidInputError
-from services.media.demux import MAX_STREAMS, open_input
+from services.media.demux import beyond_limits, open_input
 from services.media.video import (
     MPEG_TS_WRAP,
     VideoProbe,
@@ -478,10 +478,7 @@ def decode_audio_bytes(
             limit = None if seconds is None else math.ceil(seconds * native)
             audio = _decoded(container, native, heartbeat, limit)[:limit]
     except av.error.MemoryError:
-        raise InvalidInputError(
-            f"the reference file cannot be opened within bgm's limits: it holds more than "
-            f"{MAX_STREAMS} streams, or its header asks for more memory than audio needs"
-        ) from None
+        raise InvalidInputError(beyond_limits("the reference file", "audio")) from None
     except av.FFmpegError as error:
         raise InvalidInputError(f"the reference file is not readable audio: {error}") from None
     if len(audio) == 0:

@@ -26,6 +26,13 @@ DEMUXERS = (
 MAX_STREAMS = 64
 
 
+def beyond_limits(name: str, what: str) -> str:
+    """Why `name` did not open (av.error.MemoryError): past MAX_STREAMS, or a header asking
+    for more memory than `what` needs."""
+    return (f"{name} cannot be opened within bgm's limits: it holds more than {MAX_STREAMS} "
+            f"streams, or its header asks for more memory than {what} needs")  # fmt: skip
+
+
 @functools.cache
 def _sound_decoders() -> str:
     """FFmpeg's sound decoders' names, as a list for its `codec_whitelist`."""

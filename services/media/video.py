@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from services.errors import InvalidVideoError, MediaNotFoundError
-from services.media.demux import MAX_STREAMS, open_input
+from services.media.demux import MAX_STREAMS, beyond_limits, open_input
 from services.media.files import LOOPED, leads_round
 from services.media.sample_tables import oversized_table
 
@@ -180,11 +180,7 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
             "(HLS, DASH, concat) is refused",
         ) from None
     except av.error.MemoryError:
-        raise InvalidVideoError(
-            "too_large",
-            f"{path.name} cannot be opened within bgm's limits: it holds more than "
-            f"{MAX_STREAMS} streams, or its header asks for more memory than a video needs",
-        ) from None
+        raise InvalidVideoError("too_large", beyond_limits(path.name, "a video")) from None
     except av.error.FFmpegError as error:
         raise InvalidVideoError(
             "not_a_video", f"{path.name} is not a video FFmpeg can read ({error.strerror})"
