@@ -90,9 +90,8 @@ class Job:
     video_id: str
     folder: Path
     settings: dict[str, Any]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    # Each event as JSON, encoded once as it comes: a long video's analysis is megabytes of
-    # it, and encoding it again on the page's event loop at every look had slowed every
+    # Its events as JSON, each encoded once as it comes: a long video's analysis is megabytes
+    # of it, and encoding it again on the page's event loop at every look had slowed every
     # visitor (a 20-minute video's, 4.6 MB, fetched over 8 connections: another visitor's
     # request 718 ms, 1 ms alone).
     encoded: list[str] = field(default_factory=list)
@@ -111,7 +110,6 @@ class Job:
         """From the job's thread: an event, the state the job is in after it, and its event
         streams woken."""
         self.encoded.append(json.dumps(event))
-        self.events.append(event)
         self.state = state
         if self.loop is not None:
             with contextlib.suppress(RuntimeError):  # the studio has stopped
@@ -398,7 +396,7 @@ class Studio:
 
     def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
                 outputs: JobOutputs) -> None:  # fmt: skip
-        """One Gateway.Score call (in a thread); its events land in `job.events`, and what
+        """One Gateway.Score call (in a thread); its events land in `job.encoded`, and what
         its results take counts against the session before the page hears it ended."""
         try:
             self._score(job, video, controls, outputs)
@@ -428,10 +426,14 @@ class Studio:
             self.remove_job(session, job_id)
 
     def _score(self, job: Job, video: Path, controls: UserControls, outputs: JobOutputs) -> None:
+        duration_s = 0.0
 
         def record(event: gateway_pb2.ScoreEvent) -> None:
+            nonlocal duration_s
             which = event.WhichOneof("event")
             message = getattr(event, which)
+            if which == "analysis":
+                duration_s = message.duration_s
             body = analysis_json(message) if which in ("analysis", "result") else (
                 MessageToDict(message, preserving_proto_field_name=True))  # fmt: skip
             job.publish({"type": which, **body})
@@ -444,9 +446,7 @@ class Studio:
                      metadata=self.link.metadata, tls=self.link.tls,
                      on_event=record)  # fmt: skip
         # The page's player switches between versions on an audio element.
-        duration = next((float(e.get("duration_s", 0.0)) for e in job.events
-                         if e["type"] == "analysis"), 0.0)  # fmt: skip
-        music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration * 48000)))
+        music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration_s * 48000)))
         if music is not None:
             write_audio_file(job.folder / AUDIO_OUT, music, 48000)
 
