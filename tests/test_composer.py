@@ -2041,6 +2041,16 @@ def test_no_chord_doubles_the_tune_in_unison_as_it_strikes(generator, beat_analy
     assert not doubled, (len(doubled), doubled[:4])
 
 
+def _held_tune_notes(score):
+    """The tune's notes held a beat or more, each with the chord span it starts in (None
+    past the last)."""
+    melody = set(score.roles.of("melody"))
+    for note in score.notes:
+        if note.instrument in melody and note.end - note.start >= 0.95:
+            yield note, next((s for s in score.arrangement.harmony
+                              if s.start <= note.start < s.end), None)  # fmt: skip
+
+
 def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat_analysis):
     """A tune note held a beat or more rests on a steady chord tone, never a semitone over one
     of the chord's tones: the tonic held over V's leading tone, the root over a major
@@ -2050,12 +2060,7 @@ def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat
     for genre, seed in itertools.product(STYLES, (1, 2)):
         score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
                                   Heartbeat(lambda f: None))  # fmt: skip
-        melody = set(score.roles.of("melody"))
-        for note in score.notes:
-            if note.instrument not in melody or note.end - note.start < 0.95:
-                continue
-            span = next((s for s in score.arrangement.harmony if s.start <= note.start < s.end),
-                        None)  # fmt: skip
+        for note, span in _held_tune_notes(score):
             if span is not None and (note.pitch - 1) % 12 in span.chord.pitch_classes:
                 grinding.append((genre, seed, span.numeral, note.pitch, note.start))
     assert not grinding, (len(grinding), grinding[:4])
@@ -2072,13 +2077,8 @@ def test_a_held_tune_note_keeps_clear_of_the_tones_its_chord_alters(generator, b
         brief = brief_for(beat_analysis, genre, seed=seed)
         brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, key=key))
         score = generator.compose(brief, Heartbeat(lambda f: None))
-        melody = set(score.roles.of("melody"))
-        for note in score.notes:
-            if note.instrument not in melody or note.end - note.start < 0.95:
-                continue
+        for note, span in _held_tune_notes(score):
             form = next(f for f in reversed(score.forms) if f.start_beat <= max(0, note.start))
-            span = next((s for s in score.arrangement.harmony if s.start <= note.start < s.end),
-                        None)  # fmt: skip
             held += 1
             if span is not None and span.chord.crosses(note.pitch, form.key):
                 crossing.append((genre, key, span.numeral, note.pitch, note.start))
