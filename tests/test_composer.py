@@ -83,6 +83,11 @@ def _shots(beat_analysis, bounds: Sequence[float]) -> tuple[list[Segment], list[
     return segments, [Cut(t, "hard", 0.9) for t in bounds[1:-1]]
 
 
+def _span_at(score, beat: float):
+    """The chord span sounding at `beat` (None past the last)."""
+    return next((s for s in score.arrangement.harmony if s.start <= beat < s.end), None)
+
+
 def _performed(score):
     """The score's notes performed at 48 kHz (seed 1's loose timing, the default spreads)."""
     played: dict[str, list] = {}
@@ -1396,12 +1401,12 @@ def test_the_tune_stays_in_its_key_and_its_register(generator, beat_analysis, ge
         # An instrument with a range of its own may play the tune an octave away (a whistle).
         free = [n for n in tune if style.program(n.instrument) not in PLAYABLE]
         assert tune and all(low <= n.pitch <= high for n in free), seed
-        spans = score.arrangement.harmony
         strays = []
         for note in tune:
             form = next(f for f in score.forms if f.start_beat <= note.start < f.end_beat)
-            under = [s.chord.pitch_classes for s in spans if s.start <= note.start < s.end]
-            if note.pitch % 12 not in {*form.key.scale, *(under[0] if under else ())}:
+            span = _span_at(score, note.start)
+            under = span.chord.pitch_classes if span else ()
+            if note.pitch % 12 not in {*form.key.scale, *under}:
                 strays.append((note.start, note.pitch))
         assert not strays, (seed, strays)
 
@@ -1779,10 +1784,7 @@ def _busy(brief: MusicBrief, **tags) -> MusicBrief:
 
 def _on_the_fifth(score, notes) -> int:
     """How many of `notes` sound the fifth of the chord under them (a boom-chick bass's)."""
-    spans = score.arrangement.harmony
-    return sum(n.pitch % 12 == (next(s.chord for s in spans
-                                     if s.start <= n.start < s.end).root + 7) % 12
-               for n in notes)  # fmt: skip
+    return sum(n.pitch % 12 == (_span_at(score, n.start).chord.root + 7) % 12 for n in notes)
 
 
 def test_acoustic_is_a_singer_songwriter_s_guitar_and_piano_not_a_country_band(
@@ -2047,8 +2049,7 @@ def _held_tune_notes(score):
     melody = set(score.roles.of("melody"))
     for note in score.notes:
         if note.instrument in melody and note.end - note.start >= 0.95:
-            yield note, next((s for s in score.arrangement.harmony
-                              if s.start <= note.start < s.end), None)  # fmt: skip
+            yield note, _span_at(score, note.start)
 
 
 def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat_analysis):
@@ -2432,9 +2433,8 @@ def test_the_bass_s_fifth_lies_under_the_chord_not_over_its_root(generator, beat
                                   Heartbeat(lambda f: None))  # fmt: skip
         chordal = {*score.roles.of("comping"), *score.roles.of("pad"), *score.roles.of("pulse")}
         chordal -= {"bass", "drums"}
-        harmony = score.arrangement.harmony
         for bass in (n for n in score.notes if n.instrument == "bass"):
-            span = next((s for s in harmony if s.start <= bass.start < s.end), None)
+            span = _span_at(score, bass.start)
             if span is None or bass.pitch % 12 != (span.chord.root + span.chord.fifth) % 12:
                 continue
             under = [n.pitch for n in score.notes if n.instrument in chordal
