@@ -125,6 +125,11 @@ class Authenticator:
             # Without them a token with no issuer or audience had been taken: any token
             # the keys signed, for any service, from any issuer.
             raise ConfigError("auth.jwks_file needs auth.jwt_issuer and auth.jwt_audience")
+        # A limit for a name no key or token can carry would never be met.
+        unnamed = [name for name in config.tenants if not tenant_name(name)]
+        if unnamed:
+            raise ConfigError(f"auth.tenants: {', '.join(map(repr, unnamed))} is not a tenant "
+                              f"name ({TENANT_NAME.pattern})")  # fmt: skip
         self.config = config
         keys, jwks = config.api_keys_file, config.jwks_file
         self._keys = WatchedFiles([keys], lambda: _api_keys(keys), "the API keys") if keys else None

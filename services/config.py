@@ -7,6 +7,7 @@ from command-line flags, which win. Unknown keys are errors, so a typo never pas
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Hashable
 from pathlib import Path
@@ -16,10 +17,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.errors import ConfigError
+from services.knobs import MAX_GRPC_BYTES, MAX_WAIT_S, Folder
 from services.media.sources import SourcePolicy
 from services.media.video import VideoLimits
 from services.watched_files import check_regular_file
 
+# The gateway's API: every method of it needs a token when auth is on.
+GATEWAY_API = "bgm.v1.Gateway"
+# Where a model runs: "auto" (CUDA if available, else the CPU), "cpu", "cuda" or "cuda:N".
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 # Where the gateway stages uploads, and so where taggers on the same machine may read.
 DEFAULT_STAGING_DIR = Path(tempfile.gettempdir()) / "bgm-staging"
 # Where the tagger copies videos it fetched, one folder per request.
@@ -63,7 +69,7 @@ class VlmConfig(StrictModel):
     # A folder saved with save_pretrained: the model and its processor (chat template too).
     model_path: Path | None = None
     # "auto" = CUDA if available, else CPU.
-    device: str = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     # "auto" = bfloat16 on CUDA where supported, else float16; float32 on CPU.
     dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
     # Frames shown per segment, and at most in all (long videos: one frame for each of
@@ -87,7 +93,7 @@ class OpenAiVlmConfig(StrictModel):
     model: str = ""
     # The environment variable holding the API key, if the server wants one.
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = Field(120.0, gt=0.0)
+    timeout_s: float = Field(120.0, gt=0.0, le=MAX_WAIT_S)
 
 
 class HearingConfig(StrictModel):
@@ -117,7 +123,7 @@ class TaggerConfig(StrictModel):
     sources: SourcePolicy = SourcePolicy(file_roots=[DEFAULT_STAGING_DIR])
     # Fetched and inline videos are copied here, one folder per request, removed after it
     # (and at start-up, what a killed tagger left).
-    scratch_dir: Path = DEFAULT_TAGGER_SCRATCH_DIR
+    scratch_dir: Folder = DEFAULT_TAGGER_SCRATCH_DIR
 
 
 class ComposerConfig(StrictModel):
@@ -139,7 +145,7 @@ class DiffusionConfig(StrictModel):
     steps: int | None = Field(None, ge=1, le=1000)
     guidance_scale: float | None = Field(None, ge=0.0)
     # "auto" = CUDA if available, else CPU.
-    device: str = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     # "auto" = float16 on CUDA, float32 on CPU.
     dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
     # Seconds two windows overlap (crossfaded) when a piece is longer than the model's window
@@ -173,7 +179,7 @@ class SymbolicDiffusionConfig(StrictModel):
     steps: int | None = Field(None, ge=1, le=1000)
     # Classifier-free guidance: 1.0 = none (its code's default; its README uses 5).
     guidance_scale: float = Field(1.0, ge=0.0)
-    device: str = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     dtype: str = Field("auto", pattern="^(auto|float32|float16|bfloat16)$")
     # Most 8-bar windows denoised in one batch (windows of one piece and of pooled requests).
     max_batch: int = Field(8, ge=1, le=256)
@@ -247,6 +253,22 @@ class AuthConfig(StrictModel):
     # generator, which then accept no other caller; None = they accept any caller.
     service_token_env: str | None = None
 
+    @model_validator(mode="after")
+    def _said_whether_on(self) -> AuthConfig:
+        # Keys, tokens or tenants given with `enabled` left out had left the gateway open to
+        # anyone without a word.
+        given = sorted(self.model_fields_set - {"enabled", "service_token_env"})
+        if given and "enabled" not in self.model_fields_set:
+            raise ValueError(f"{', '.join(given)} given but not enabled: set enabled: true "
+                             "(or enabled: false to keep the gateway open)")  # fmt: skip
+        for method in self.open_methods:
+            if not re.fullmatch(r"/[A-Za-z_][\w.]*/[A-Za-z_]\w*", method):
+                raise ValueError(f"open_methods: {method!r} is not a full gRPC method name "
+                                 "(/package.Service/Method)")  # fmt: skip
+            if method.startswith(f"/{GATEWAY_API}/"):
+                raise ValueError(f"open_methods: {method} is the API, which always needs a token")
+        return self
+
 
 class SpeechDuckingConfig(StrictModel):
     """How the music ducks under speech (UserControls.speech "auto" or "duck")."""
@@ -268,13 +290,13 @@ class GatewayConfig(StrictModel):
     tagger_metadata: dict[str, str] = Field(default_factory=dict)
     generator_metadata: dict[str, str] = Field(default_factory=dict)
     # Deadlines of the downstream calls, seconds.
-    analyze_timeout_s: float = Field(900.0, gt=0)
-    generate_timeout_s: float = Field(1800.0, gt=0)
-    describe_timeout_s: float = Field(10.0, gt=0)
+    analyze_timeout_s: float = Field(900.0, gt=0, le=MAX_WAIT_S)
+    generate_timeout_s: float = Field(1800.0, gt=0, le=MAX_WAIT_S)
+    describe_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
     # Attempts of an idempotent call (Analyze, Describe) that meets UNAVAILABLE.
     attempts: int = Field(3, ge=1, le=5)
     # Uploads and fetched videos are staged here, one folder per request, removed after it.
-    staging_dir: Path = DEFAULT_STAGING_DIR
+    staging_dir: Folder = DEFAULT_STAGING_DIR
     # In a cluster: an fsspec URL ("s3://bucket/bgm-staging") where staged videos are put for
     # the tagger to read (its sources.object_prefixes must include it); None = the tagger
     # reads the staging folder above by file://.
@@ -282,7 +304,7 @@ class GatewayConfig(StrictModel):
     # What Gateway.Score may read by URI (the staging folder is always readable).
     sources: SourcePolicy = SourcePolicy()
     # Folders file:// output URIs may name (s3:// and gs:// need the matching extra).
-    output_roots: list[Path] = Field(default_factory=list)
+    output_roots: list[Folder] = Field(default_factory=list)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
     # Each upload chunk counts as at least this many bytes against max_upload_bytes: a
     # message costs the gateway about 0.1 ms however small, and 100,000 empty chunks had cost
@@ -294,7 +316,7 @@ class GatewayConfig(StrictModel):
     # An upload's bytes must all arrive within this (DEADLINE_EXCEEDED after): a client that
     # trickles them would hold a staging folder and one of its requests for as long as it
     # liked. 4 GiB in 900 s is 4.8 MB/s.
-    upload_timeout_s: float = Field(900.0, gt=0)
+    upload_timeout_s: float = Field(900.0, gt=0, le=MAX_WAIT_S)
     # Videos whose length and streams are read at once (seconds each for a long MPEG-TS),
     # before a request is admitted; the rest wait by turns, the clients taking theirs, on
     # threads of their own (eight such reads from one client had held every thread of the
@@ -326,13 +348,22 @@ class TlsConfig(StrictModel):
     its clients' certificates. The files are read again when they change (certificates
     rotate) at the next connection."""
 
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    cert_file: Path
+    key_file: Path
     # Clients must present a certificate signed by this CA.
     client_ca_file: Path | None = None
     # And, when listed, one whose common name is among these (the tagger and generator:
     # the gateway's); empty = any certificate the CA signed.
     client_names: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_need_a_ca(self) -> TlsConfig:
+        # Without a CA no client certificate is asked for, so no name could be checked: the
+        # service had started and refused every caller, the gateway too.
+        if self.client_names and self.client_ca_file is None:
+            raise ValueError("client_names needs client_ca_file (the CA of the clients' "
+                             "certificates)")  # fmt: skip
+        return self
 
 
 class ClientTlsConfig(StrictModel):
@@ -345,6 +376,13 @@ class ClientTlsConfig(StrictModel):
     key_file: Path | None = None
     # The name the server's certificate carries, when it is not the address's host.
     server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> ClientTlsConfig:
+        # gRPC aborts the process on one without the other.
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
 
 
 class Endpoint(StrictModel):
@@ -359,7 +397,7 @@ class Endpoint(StrictModel):
     # Seconds a request of the tagger or the generator works before it steps aside for
     # another caller's waiting request (at most two per max_concurrent are set aside at
     # once: serving.SET_ASIDE_PER_WORKER), and then waits its turn.
-    turn_slice_s: float = Field(2.0, gt=0)
+    turn_slice_s: float = Field(2.0, gt=0, le=MAX_WAIT_S)
     tls: TlsConfig | None = None
     # Listening on an address other than loopback without TLS must be asked for (a mesh or a
     # proxy terminates TLS in front); it is logged as a warning.
@@ -383,7 +421,7 @@ class DeliveryLimit(StrictModel):
     gateway's request folder on the staging disk (a two-hour WAV, 2.8 GB, for a day). At the
     defaults a three-minute video's 4 MB within about 64 s, that WAV within 45 minutes."""
 
-    grace_s: float = Field(60.0, gt=0)
+    grace_s: float = Field(60.0, gt=0, le=MAX_WAIT_S)
     min_bytes_per_s: int = Field(1024 * 1024, gt=0)
 
 
@@ -405,39 +443,39 @@ class ServingConfig(StrictModel):
     tagger: Endpoint = DEFAULT_ENDPOINTS["tagger"]
     generator: Endpoint = DEFAULT_ENDPOINTS["generator"]
     # Largest gRPC message, bytes (audio travels in much smaller chunks).
-    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, le=MAX_GRPC_BYTES)
     # Most a request's metadata (headers) may hold, counted as gRPC counts it: each entry's
     # name and value and 32 bytes. More is refused RESOURCE_EXHAUSTED saying so. gRPC's own
     # limits had refused headers between 8 and 16 KiB at random, and many small entries with
     # no message at all.
-    max_metadata_bytes: int = Field(16 * 1024, gt=0)
+    max_metadata_bytes: int = Field(16 * 1024, gt=0, le=MAX_GRPC_BYTES)
     # On SIGTERM, requests in flight get this long to finish.
-    grace_s: float = Field(30.0, ge=0)
+    grace_s: float = Field(30.0, ge=0, le=MAX_WAIT_S)
     # A stream (Generate, Score) whose caller takes none of its messages for this long ends
     # with DEADLINE_EXCEEDED (CALLER_STALLED), and what it held is let go: gRPC holds a write
     # until the caller reads, and a caller that stopped reading had kept the generator's share
     # of the audio budget (every other caller waiting behind it), or the gateway's request
     # folder and admission, for as long as it liked.
-    reader_stall_s: float = Field(30.0, gt=0)
+    reader_stall_s: float = Field(30.0, gt=0, le=MAX_WAIT_S)
     # A single request's message must arrive within this long of its call (64 MiB at 1 MiB/s
     # and a minute's grace), else DEADLINE_EXCEEDED (REQUEST_TOO_SLOW), and what gRPC held of
     # it is let go; one still arriving after half a second counts as the largest message
     # among its caller's requests still arriving, which may hold peer.max_bytes
     # (serving.RequestArrival).
-    max_arrival_s: float = Field(124.0, gt=0)
+    max_arrival_s: float = Field(124.0, gt=0, le=MAX_WAIT_S)
     delivery: DeliveryLimit = DeliveryLimit()
     peer: PeerLimit = PeerLimit()
     # A connection that carries no request for this long is closed (a client's channel
     # connects again when it next calls): twenty thousand held open, idle, had taken every
     # file descriptor the process had, and every caller was refused until they went. A cap on
     # connections per address belongs to the proxy in front.
-    max_connection_idle_s: float = Field(300.0, gt=0)
+    max_connection_idle_s: float = Field(300.0, gt=0, le=MAX_WAIT_S)
     # The Prometheus endpoint: a scrape's request must come within metrics_timeout_s, and at
     # most metrics_max_connections are served at once (more are closed). Each had held a
     # thread for good: a thousand requests never finished held a thousand threads, and
     # closed at once each rendered the metrics, holding the services' event loop for seconds
     # (the gateway reported NOT_SERVING).
-    metrics_timeout_s: float = Field(10.0, gt=0)
+    metrics_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
     metrics_max_connections: int = Field(8, ge=1)
     # Ray Serve health checks fail while this file exists (an operator's switch to recycle
     # replicas, and how tests check that Serve replaces an unhealthy one); None = no switch.
@@ -493,14 +531,14 @@ class StudioConfig(StrictModel):
     allowed_hosts: list[str] = Field(default_factory=list)
     # Uploads and results: each studio keeps a folder of its own in it, one folder per browser
     # session inside, removed when the studio stops.
-    folder: Path = Path(tempfile.gettempdir()) / "bgm-studio"
+    folder: Folder = Path(tempfile.gettempdir()) / "bgm-studio"
     # A session's videos and results are removed this long after its last request.
     keep_s: float = Field(24 * 3600.0, gt=0)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0)
     # An upload (or a score request) from which nothing comes for this long is refused (408).
-    upload_stall_s: float = Field(60.0, gt=0)
+    upload_stall_s: float = Field(60.0, gt=0, le=MAX_WAIT_S)
     # On SIGTERM, requests in flight get this long (whole seconds) before the studio stops.
-    grace_s: int = Field(30, ge=0)
+    grace_s: int = Field(30, ge=0, le=MAX_WAIT_S)
     # A request's line and headers together: past this it is refused (431) as they arrive (an
     # 8 MB header had been read whole and answered).
     max_header_bytes: int = Field(64 * 1024, gt=0)
@@ -509,7 +547,7 @@ class StudioConfig(StrictModel):
     # takes a file descriptor (an upload two): connections sending nothing, or their headers
     # a byte at a time, had taken every one. Behind a proxy its address is every visitor's:
     # set the per-address cap above its connection pool, or leave the cap to the proxy.
-    header_timeout_s: float = Field(20.0, gt=0)
+    header_timeout_s: float = Field(20.0, gt=0, le=MAX_WAIT_S)
     max_connections_per_address: int = Field(64, ge=1)
     max_connections: int = Field(2048, ge=1)
     # An upload (or a score request) must average this many bytes a second once

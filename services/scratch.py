@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from services.errors import ConfigError
+
 log = logging.getLogger("bgm")
 
 MARKER = ".bgm-owner"
@@ -43,10 +45,19 @@ def scratch_folder(root: Path, owner: str) -> Iterator[Path]:
         os.close(descriptor)
 
 
-def sweep(root: Path, owner: str) -> int:
-    """Remove what killed processes of `owner` left in `root`; the number removed."""
-    if not root.is_dir():
-        return 0
+def sweep(root: Path, owner: str, key: str) -> int:
+    """Check that `root` (the config's `key`) can hold scratch folders, making it if need be,
+    and remove what killed processes of `owner` left in it; the number removed. A staging
+    folder that was a file or on a read-only disk had passed start-up and failed every
+    request INTERNAL."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".bgm-probe-{uuid.uuid4().hex}"
+        os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"{key}: {root} cannot hold scratch folders "
+                          f"({error.strerror or error})") from None  # fmt: skip
     removed = 0
     # Request folders, and those one level down (a tenant's folder holds its requests').
     candidates = [*root.iterdir()]

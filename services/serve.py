@@ -19,6 +19,7 @@ SERVICES = ("tagger", "generator", "gateway")
 def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None = None) -> None:
     if which == "all":
         check_tagger_reads_gateway_files(config)
+        check_gateway_reaches_its_own(config)
     from services.gateway.server import binding as gateway_binding
     from services.generator.server import binding as generator_binding
     from services.tagger.server import binding as tagger_binding
@@ -87,6 +88,19 @@ def check_tagger_reads_gateway_files(config: BgmConfig) -> None:
             f"to tagger.sources.file_roots ({', '.join(map(str, roots)) or 'none'}), which "
             "must hold gateway.staging_dir and gateway.sources.file_roots"
         )
+
+
+def check_gateway_reaches_its_own(config: BgmConfig) -> None:
+    """Under `serve all` the gateway calls the tagger and the generator this process serves:
+    with their ports moved and its addresses left at the defaults, it had reported
+    NOT_SERVING, or called whatever else listened there."""
+    for name in ("tagger", "generator"):
+        port = getattr(config.serving, name).port
+        address = getattr(config.gateway, f"{name}_address")
+        if port and address.rpartition(":")[2] != str(port):
+            raise ConfigError(f"gateway.{name}_address is {address}, but this process serves "
+                              f"the {name} on port {port} (serving.{name}.port): set "
+                              f"gateway.{name}_address to reach it")  # fmt: skip
 
 
 # The address the in-process services listen on (loopback only, any free port).

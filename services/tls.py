@@ -56,7 +56,6 @@ def _checked_pair(key: bytes, chain: bytes, key_file: Path, cert_file: Path, who
 
 
 def _server_certificate(tls: TlsConfig) -> grpc.ServerCertificateConfiguration:
-    assert tls.cert_file is not None and tls.key_file is not None
     pair = (_read(tls.key_file, "TLS key"), _read(tls.cert_file, "TLS certificate"))
     _checked_pair(*pair, tls.key_file, tls.cert_file, "TLS")
     root = _read(tls.client_ca_file, "client CA") if tls.client_ca_file else None
@@ -69,8 +68,6 @@ def _server_certificate(tls: TlsConfig) -> grpc.ServerCertificateConfiguration:
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     """gRPC asks for the certificate at every handshake: a rotated one is served from the
     next connection on."""
-    if tls.cert_file is None or tls.key_file is None:
-        raise ConfigError("TLS needs both cert_file and key_file")
     files = [p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p]
     certificate = WatchedFiles(files, lambda: _server_certificate(tls), "the TLS certificate")
     return grpc.dynamic_ssl_server_credentials(

@@ -446,7 +446,7 @@ def test_the_ledger_refuses_a_video_over_the_tenants_longest():
     from services.config import AuthConfig, TenantLimits
     from services.errors import ResourceExhaustedError
 
-    ledger = TenantLedger(AuthConfig(tenants={"t": TenantLimits(max_video_s=60.0)}))
+    ledger = TenantLedger(AuthConfig(enabled=True, tenants={"t": TenantLimits(max_video_s=60.0)}))
     with pytest.raises(ResourceExhaustedError, match="at most 60 s"):
         ledger.reserve("t", 61.0, 1)
     booked = ledger.reserve("t", 59.0, 1)

@@ -557,6 +557,79 @@ def test_a_config_value_out_of_reach_is_one_line(tmp_path: Path, cuts_video: Syn
     assert named in result.stderr and "pydantic.dev" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        # gRPC had aborted the process (SIGABRT) on a client certificate without its key.
+        (
+            "gateway:\n  tagger_tls: {cert_file: /c.pem}\n",
+            "gateway.tagger_tls: Value error, cert_file and key_file go together",
+        ),
+        # The service had started and refused every caller, the gateway too.
+        (
+            "serving:\n  tagger: {tls: {cert_file: /c, key_file: /k, client_names: [gateway]}}\n",
+            "serving.tagger.tls: Value error, client_names needs client_ca_file",
+        ),
+        # The gateway had started open to anyone, without a word.
+        (
+            "auth: {api_keys_file: /keys.yaml}\n",
+            "auth: Value error, api_keys_file given but not enabled",
+        ),
+        # The API's request had been read whole before its servicer refused it.
+        (
+            "auth: {enabled: true, api_keys_file: /k, open_methods: [/bgm.v1.Gateway/Score]}\n",
+            "/bgm.v1.Gateway/Score is the API, which always needs a token",
+        ),
+        ("auth: {enabled: false, open_methods: [Health/Check]}\n", "not a full gRPC method name"),
+        # OverflowError tracebacks at start-up, in every fetch; a deadline already past.
+        ("serving: {max_connection_idle_s: 2500000}\n", "serving.max_connection_idle_s"),
+        ("serving: {max_message_bytes: 4294967296}\n", "serving.max_message_bytes"),
+        ("gateway:\n  sources: {timeout_s: .inf}\n", "gateway.sources.timeout_s"),
+        ("gateway: {analyze_timeout_s: 1.0e10}\n", "gateway.analyze_timeout_s"),
+        ("generator:\n  diffusion: {device: banana}\n", "generator.diffusion.device"),
+    ],
+)
+def test_a_config_that_would_fail_only_later_is_refused_as_it_is_read(
+    tmp_path: Path, cuts_video: SyntheticVideo, text: str, named: str
+):
+    config = tmp_path / "bgm.yaml"
+    config.write_text(text)
+    result = bgm("--config", str(config), "analyze", str(cuts_video.path))
+    _one_line_refusal(result)
+    assert named in result.stderr, result.stderr
+
+
+def test_a_relative_folder_in_the_config_is_the_working_folder_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A relative staging folder had passed start-up and failed every request INTERNAL (a
+    file URI is absolute)."""
+    from services.config import load_config
+
+    config = tmp_path / "bgm.yaml"
+    config.write_text(
+        "gateway: {staging_dir: staged, output_roots: [out]}\n"
+        "tagger: {sources: {file_roots: [media]}}\nstudio: {folder: studio}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(config)
+    assert loaded.gateway.staging_dir == tmp_path / "staged"
+    assert loaded.gateway.output_roots == [tmp_path / "out"]
+    assert loaded.tagger.sources.file_roots == [tmp_path / "media"]
+    assert loaded.studio.folder == tmp_path / "studio"
+
+
+def test_serve_all_refuses_a_gateway_that_would_miss_its_own_services(tmp_path: Path):
+    """With the tagger's port moved and the gateway's address left at the default, `serve
+    all` had started, reported NOT_SERVING, and would have called whatever listened there."""
+    config = tmp_path / "bgm.yaml"
+    config.write_text("serving: {tagger: {port: 53052}}\n")
+    result = bgm("--config", str(config), "serve")
+    _one_line_refusal(result)
+    assert "gateway.tagger_address is 127.0.0.1:50052, but this process serves the tagger on " \
+        "port 53052" in result.stderr, result.stderr  # fmt: skip
+
+
 def test_a_config_file_that_is_not_text_is_one_line(tmp_path: Path, cuts_video: SyntheticVideo):
     config = tmp_path / "bgm.yaml"
     config.write_bytes(b"\xff\xfe\x00bad")

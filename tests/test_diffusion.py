@@ -6,10 +6,12 @@ import functools
 import itertools
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from services.config import DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
@@ -147,6 +149,47 @@ def test_bad_model_paths_are_explained(tmp_path, tiny_stable_audio):
     (broken / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ConfigError, match="incomplete or damaged"):
         DiffusionGenerator(DiffusionConfig(model_path=broken))
+
+
+def test_a_model_folder_short_of_its_weights_or_vocabulary_is_refused(tmp_path, tiny_stable_audio):
+    """diffusers and transformers fill a weight the folder lacks with random values and an
+    emptied tokenizer with an empty vocabulary, and only log it: such folders had loaded and
+    made noise, or music no prompt conditioned. A damaged file's many kinds of error had ended
+    start-up in tracebacks."""
+
+    def folder_where(change) -> Path:
+        folder = tmp_path / f"m{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tiny_stable_audio, folder)
+        change(folder)
+        return folder
+
+    def layer_more(folder: Path) -> None:
+        config = json.loads((folder / "transformer" / "config.json").read_text())
+        config["num_layers"] += 1
+        (folder / "transformer" / "config.json").write_text(json.dumps(config))
+
+    def no_vocabulary(folder: Path) -> None:
+        for file in (folder / "tokenizer").iterdir():
+            file.unlink()
+
+    def truncated(folder: Path) -> None:
+        weights = folder / "text_encoder" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+
+    for change, message in [
+        (layer_more, "transformer lacks weights its config asks for"),
+        (no_vocabulary, "tokenizer holds no vocabulary"),
+        (truncated, "text_encoder is incomplete or damaged: SafetensorError"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            DiffusionGenerator(DiffusionConfig(model_path=folder_where(change)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")
+def test_a_gpu_config_on_a_machine_without_one_is_refused_naming_its_key(tiny_stable_audio):
+    message = r"generator\.diffusion\.device is cuda:1, but this machine has no CUDA devices"
+    with pytest.raises(ConfigError, match=message):
+        DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, device="cuda:1"))
 
 
 def test_bad_briefs_are_refused(generator):

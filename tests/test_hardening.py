@@ -204,12 +204,24 @@ def test_start_up_sweeps_only_what_killed_processes_of_its_own_left(tmp_path: Pa
         other.send_signal(signal.SIGKILL)
         other.wait()
         assert orphan.is_dir()  # SIGKILL: nothing of the process's own ran
-        assert sweep(tmp_path, "gateway") == 1
+        assert sweep(tmp_path, "gateway", "gateway.staging_dir") == 1
         assert not orphan.exists()
         assert busy.is_dir() and foreign.is_dir() and unmarked.is_dir()
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_scratch_root_that_cannot_hold_folders_stops_the_start(tmp_path: Path):
+    """A staging folder that was a file (or on a read-only disk) had passed start-up and
+    failed every request INTERNAL; now the service refuses to start, naming the key."""
+    file = tmp_path / "staging"
+    file.write_text("")
+    with pytest.raises(ConfigError, match=r"^gateway\.staging_dir: .* cannot hold scratch"):
+        sweep(file, "gateway", "gateway.staging_dir")
+    fresh = tmp_path / "made" / "here"
+    assert sweep(fresh, "gateway", "gateway.staging_dir") == 0
+    assert fresh.is_dir() and list(fresh.iterdir()) == []
 
 
 def test_a_scratch_folder_is_removed_however_the_request_ends(tmp_path: Path):

@@ -118,6 +118,12 @@ def test_a_checkpoint_loads_strictly_and_bad_folders_are_explained(tiny, tmp_pat
         (folder_with(saved["model"], {**TINY_PARAMS, "img_w": 64}), "2 x 128 x 128"),
         (folder_with(saved["model"], {"channels": 32}), "lacks in_channels"),
         (folder_with(saved["model"], {**TINY_PARAMS, "cond_type": "chord"}), "cond_type"),
+        # Tracebacks from deep in torch, and sizes allocated before they were compared.
+        (folder_with(saved["model"], {**TINY_PARAMS, "n_heads": 0}),
+         "params.json does not describe a Diff-BGM model: ZeroDivisionError"),
+        (folder_with(saved["model"], {**TINY_PARAMS, "channels": "32"}),
+         "params.json does not describe a Diff-BGM model: TypeError"),
+        (folder_with(saved["model"], {**TINY_PARAMS, "n_steps": 10**12}), "does not"),
     ]  # fmt: skip
     diffusers = tmp_path / "pipeline"
     diffusers.mkdir()

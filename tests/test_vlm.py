@@ -5,6 +5,7 @@ their folders, and the services with that backend."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -329,6 +330,24 @@ def test_bad_model_folders_are_explained(tmp_path, tiny_models):
             (no_weights / source.name).write_bytes(source.read_bytes())
     with pytest.raises(ConfigError, match="incomplete or damaged"):
         load(no_weights)
+    # transformers fills the weights a folder lacks with random values and only logs it: a
+    # config with a layer more than its weights had loaded, and answered nonsense.
+    layer_more = tmp_path / "layer-more"
+    shutil.copytree(tiny_models["qwen2-vl"], layer_more)
+    config = json.loads((layer_more / "config.json").read_text())
+    text = config["text_config"]
+    text["num_hidden_layers"] += 1
+    text["layer_types"] = text["layer_types"][:1] * text["num_hidden_layers"]  # as many
+    (layer_more / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="lacks weights its config asks for"):
+        load(layer_more)
+    # A value that cannot build the model had ended start-up in a ZeroDivisionError.
+    text["num_hidden_layers"] -= 1
+    text["layer_types"] = text["layer_types"][:-1]
+    text["num_attention_heads"] = 0
+    (layer_more / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="incomplete or damaged: ZeroDivisionError"):
+        load(layer_more)
 
 
 # ---- a model served behind an OpenAI-compatible API ---------------------------------------------

@@ -23,7 +23,14 @@ import grpc
 
 from services import metrics
 from services.auth import Authenticator, TenantLedger, service_token
-from services.config import AuthConfig, BgmConfig, DeliveryLimit, GatewayConfig, RequestLimits
+from services.config import (
+    GATEWAY_API,
+    AuthConfig,
+    BgmConfig,
+    DeliveryLimit,
+    GatewayConfig,
+    RequestLimits,
+)
 from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
@@ -101,8 +108,10 @@ from services.serving import (
 )
 from services.vocabulary import Vocabulary, load_vocabulary
 
-SERVICE = "bgm.v1.Gateway"
+SERVICE = GATEWAY_API
 GENERATE = "/bgm.v1.Generator/Generate"
+# How long an upload that ended short waits for the caller's cancel that may have ended it.
+CANCEL_LANDS_S = 0.05
 # The staging folders' owner, for the start-up sweep.
 SCRATCH_OWNER = "gateway"
 # The output's sample rate when the request names none and the generator makes it.
@@ -469,7 +478,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def sweep_staging(self) -> None:
         """Remove the staging folders that killed gateways on this host left behind."""
-        sweep(self.config.staging_dir, SCRATCH_OWNER)
+        sweep(self.config.staging_dir, SCRATCH_OWNER, "gateway.staging_dir")
 
     @contextlib.contextmanager
     def _shared_staging(self, video: Path, request_id: str) -> Iterator[str]:

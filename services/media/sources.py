@@ -38,6 +38,7 @@ from services.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
+from services.knobs import MAX_WAIT_S, Folder
 from services.media.files import LOOPED, leads_round
 
 # The most downloads a policy may allow at once.
@@ -47,10 +48,10 @@ MAX_DOWNLOADS = 16
 class SourcePolicy(BaseModel):
     """Which URIs a service may read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Folders whose files file:// URIs may name (the gateway's staging folder is added).
-    file_roots: list[Path] = Field(default_factory=list)
+    file_roots: list[Folder] = Field(default_factory=list)
     # Host names http(s):// URIs may name; empty = none.
     http_hosts: list[str] = Field(default_factory=list)
     # Let http(s) reach private, loopback and link-local addresses (tests, private clusters).
@@ -60,7 +61,7 @@ class SourcePolicy(BaseModel):
     object_prefixes: list[str] = Field(default_factory=list)
     max_bytes: int = Field(4 * 1024**3, gt=0)
     # The whole download, connect to last byte (not per read).
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, le=MAX_WAIT_S)
     # Downloads at once in one process; more are refused with RESOURCE_EXHAUSTED.
     max_downloads: int = Field(4, gt=0, le=MAX_DOWNLOADS)
 

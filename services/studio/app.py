@@ -204,7 +204,7 @@ class Studio:
         # this host had emptied the whole folder, the first's files with it. What a killed
         # studio left goes at the next start.
         self._held = contextlib.ExitStack()
-        scratch.sweep(config.folder, SCRATCH_OWNER)
+        scratch.sweep(config.folder, SCRATCH_OWNER, "studio.folder")
         self.folder = self._held.enter_context(scratch.scratch_folder(config.folder,
                                                                       SCRATCH_OWNER))  # fmt: skip
         self.sessions: dict[str, Session] = {}

@@ -71,7 +71,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
 
     def sweep_scratch(self) -> None:
         """Remove the folders that killed taggers on this host left behind."""
-        sweep(self.scratch_dir, SCRATCH_OWNER)
+        sweep(self.scratch_dir, SCRATCH_OWNER, "tagger.scratch_dir")
 
     def _loaded(self) -> TaggerBackend:
         if self.backend is None:

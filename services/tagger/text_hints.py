@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from services.errors import ConfigError
+from services.local_models import describe_error, load_model
 from services.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
 
 
@@ -67,10 +69,15 @@ class TextHintModel:
 
         path = model_path or default_model_path()
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"text-hint model folder {path} has no config.json")
+            raise ConfigError(f"tagger.text_model_path: {path} is not a model folder "
+                              "(no config.json)")  # fmt: skip
         self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as error:  # the libraries raise many kinds for one damaged file
+            raise ConfigError(f"tagger.text_model_path: {path} is incomplete or damaged: "
+                              f"{describe_error(error)}") from None  # fmt: skip
+        self._model = load_model(AutoModel, path).eval()
         self.rules = rules or PromptMatchRules()
         # One vector per phrase of each tag's description: a prompt matches a tag through its
         # closest phrase, since one long description dilutes every single idea in it.

@@ -10,8 +10,10 @@ long as asked.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -43,7 +45,7 @@ from services.generator.backends.diffusion.adapters import (
 )
 from services.generator.backends.diffusion.sonique import load_sonique, sonique_config
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
-from services.local_models import device_and_dtype, model_kind
+from services.local_models import describe_error, device_and_dtype, load_model, model_kind
 from services.media.audio import decode_audio_bytes, fade_out, resample
 from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
@@ -55,10 +57,12 @@ END_FADE_S = 1.0
 
 def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
     """The pipeline at `config.model_path`, behind its family's adapter, or a clear error."""
+    device, dtype = device_and_dtype(
+        config.device, config.dtype, prefer_bf16=False, key="generator.diffusion.device"
+    )
     path = config.model_path
     sonique = sonique_config(path) if path is not None and path.is_dir() else None
     if sonique is not None:
-        device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=False)
         return load_sonique(sonique, device, dtype)
     path, class_name = model_kind(
         config.model_path, backend="diffusion",
@@ -74,18 +78,49 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=False)
     try:
+        models = _every_weight_loaded(path, dtype)
         pipeline = getattr(diffusers, class_name).from_pretrained(
-            str(path), dtype=dtype, local_files_only=True
+            str(path), dtype=dtype, local_files_only=True, **models
         )
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
+    except ConfigError:
+        raise
+    except Exception as error:  # the libraries raise many kinds for one damaged file
+        raise ConfigError(f"{path} is incomplete or damaged: {describe_error(error)}") from None
     if config.scheduler:
         pipeline.scheduler = _scheduler(config.scheduler, pipeline.scheduler.config)
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return ADAPTERS[class_name](pipeline, device)
+
+
+def _every_weight_loaded(path: Path, dtype: Any) -> dict[str, Any]:
+    """The pipeline's models, each loaded from its folder with every weight its config asks
+    for (load_model), and each tokenizer's vocabulary present; else a ConfigError. A
+    tokenizer folder emptied had loaded an empty vocabulary without a word: music no prompt
+    conditioned."""
+    import diffusers
+    import torch
+    import transformers
+
+    models = {}
+    for name, spec in json.loads((path / "model_index.json").read_text()).items():
+        if name.startswith("_") or not isinstance(spec, list) or None in spec:
+            continue
+        library, class_name = spec
+        module = {"diffusers": diffusers, "transformers": transformers}.get(library) or getattr(
+            diffusers.pipelines, library, None
+        )
+        component = getattr(module, class_name, None)
+        vocabulary = getattr(component, "vocab_files_names", None)
+        if vocabulary and not any((path / name / file).is_file() for file in vocabulary.values()):
+            raise ConfigError(
+                f"{path / name} holds no vocabulary ({' or '.join(vocabulary.values())})"
+            )
+        if not (isinstance(component, type) and issubclass(component, torch.nn.Module)):
+            continue
+        models[name] = load_model(component, path / name, dtype=dtype)
+    return models
 
 
 def _scheduler(name: str, checkpoint_config: Any) -> Any:

@@ -64,7 +64,12 @@ class SymbolicDiffusionGenerator:
                               "folder (--generator-model PATH or "
                               "generator.symbolic_diffusion.model_path)")  # fmt: skip
         self.config = config
-        device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=False)
+        device, dtype = device_and_dtype(
+            config.device,
+            config.dtype,
+            prefer_bf16=False,
+            key="generator.symbolic_diffusion.device",
+        )
         self.model = load_diffbgm(config.model_path, config.checkpoint, device, dtype)
         self.encoders = ConditionEncoders(config.image_model_path, config.text_model_path,
                                           self.model.params["d_cond"], device, dtype)  # fmt: skip

@@ -15,6 +15,7 @@ from torch import nn
 
 from services.errors import ConfigError
 from services.generator.backends.symbolic_diffusion.unet import UNetModel, unet_from_params
+from services.local_models import describe_error
 
 log = logging.getLogger("bgm")
 
@@ -111,6 +112,8 @@ def load_diffbgm(folder: Path, checkpoint: str, device: str, dtype: torch.dtype)
         raise ConfigError(f"Diff-BGM model path {folder} does not exist or is not a folder")
     params = read_params(folder)
     weights = folder / "chkpts" / checkpoint
+    if weights.is_symlink() and not weights.exists():
+        raise ConfigError(f"{weights} is a link that leads nowhere, or round")
     if not weights.is_file():
         found = sorted(p.name for p in (folder / "chkpts").glob("*.pt"))
         raise ConfigError(f"{folder} has no chkpts/{checkpoint}"
@@ -128,9 +131,16 @@ def load_diffbgm(folder: Path, checkpoint: str, device: str, dtype: torch.dtype)
                  "skipped (%s)", len(unused),
                  ", ".join(sorted({k.split(".")[0] for k in unused})))  # fmt: skip
     state = {key: value for key, value in state.items() if key not in set(unused)}
-    model = DiffBgm(params)
+    # Built without memory (sizes from params.json had been allocated before they were
+    # compared with the checkpoint's: 800 GB for a large n_steps), then given its weights.
     try:
-        model.load_state_dict(state, strict=True)
+        with torch.device("meta"):
+            model = DiffBgm(params)
+    except Exception as error:  # a size of 0 or a string divides or multiplies deep in torch
+        raise ConfigError(f"{folder / 'params.json'} does not describe a Diff-BGM model: "
+                          f"{describe_error(error)}") from None  # fmt: skip
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         message = str(error).split("\n\t", 1)[-1][:600]
         raise ConfigError(f"{weights} does not match its params.json: {message}") from None

@@ -20,7 +20,7 @@ import torch
 from services.domain import Segment
 from services.errors import ConfigError
 from services.generator.backends.symbolic_diffusion.checkpoint import BEATS_PER_WINDOW, CAPTION_DIM
-from services.local_models import model_kind
+from services.local_models import describe_error, load_model, model_kind
 
 MAX_CAPTION_TOKENS = 64
 
@@ -48,14 +48,12 @@ class ConditionEncoders:
             supported=("bert",))  # fmt: skip
         try:
             self.processor = CLIPImageProcessor.from_pretrained(image_path, local_files_only=True)
-            self.image = CLIPVisionModelWithProjection.from_pretrained(
-                image_path, local_files_only=True
-            )
             self.tokenizer = AutoTokenizer.from_pretrained(text_path, local_files_only=True)
-            self.text = AutoModel.from_pretrained(text_path, local_files_only=True,
-                                                  add_pooling_layer=False)  # fmt: skip
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"a condition model is incomplete or damaged: {error}") from None
+        except Exception as error:  # the libraries raise many kinds for one damaged file
+            raise ConfigError(f"a condition model is incomplete or damaged: "
+                              f"{describe_error(error)}") from None  # fmt: skip
+        self.image = load_model(CLIPVisionModelWithProjection, image_path)
+        self.text = load_model(AutoModel, text_path, add_pooling_layer=False)
         if self.image.config.projection_dim != d_cond:
             raise ConfigError(f"{image_path}: its image features have "
                               f"{self.image.config.projection_dim} dimensions; this Diff-BGM "

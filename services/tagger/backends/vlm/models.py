@@ -22,7 +22,7 @@ import numpy as np
 
 from services.config import OpenAiVlmConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
-from services.local_models import device_and_dtype, model_kind
+from services.local_models import describe_error, device_and_dtype, load_model, model_kind
 from services.tagger.backends.vlm.answer import ANSWER_SCHEMA
 
 # config.json model_type -> family; the families tested here (tiny models built from configs).
@@ -94,19 +94,19 @@ class LocalVlm:
         allow_qwen_processors_without_torchvision()
         self.config = config
         self._torch = torch
-        device, dtype = device_and_dtype(config.device, config.dtype, prefer_bf16=True)
+        device, dtype = device_and_dtype(
+            config.device, config.dtype, prefer_bf16=True, key="tagger.vlm.device"
+        )
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(
                 str(path), local_files_only=True
             )
-            self.model = cast(
-                _ImageTextModel,
-                transformers.AutoModelForImageTextToText.from_pretrained(
-                    str(path), local_files_only=True, dtype=dtype
-                ),
-            )
-        except (OSError, ValueError, ImportError) as error:
-            raise ConfigError(f"{path} is incomplete or damaged: {error}") from None
+        except Exception as error:  # the libraries raise many kinds for one damaged file
+            raise ConfigError(f"{path} is incomplete or damaged: {describe_error(error)}") from None
+        self.model = cast(
+            _ImageTextModel,
+            load_model(transformers.AutoModelForImageTextToText, path, dtype=dtype),
+        )
         self.model.to(device).eval()
         self.name = f"{family} at {path}"
 
