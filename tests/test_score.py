@@ -276,6 +276,33 @@ def test_a_lossy_file_is_held_under_the_ceiling_as_it_decodes(tmp_path, clip, ex
     assert report.integrated_lufs == pytest.approx(measured, abs=0.5)
 
 
+def test_stems_that_peak_past_full_scale_still_sum_to_the_mix(tmp_path, clip):
+    """Two parts that cancel where each is loud: the mix keeps under full scale, each part
+    does not. Their stems had been 16-bit WAVs, clipped (lo-fi's drums at +4 dBFS under a
+    -1 dBTP master), and no longer summed to the mix; now float."""
+    import soundfile
+
+    from services.domain import CutAlignment, GeneratedMusic, MusicPlan
+    from services.gateway.delivery import write_outputs
+
+    rate = 48000
+    t = np.arange(round(clip.duration_s * rate)) / rate
+    low = np.stack([1.5 * np.sin(2 * np.pi * 55 * t)] * 2, axis=1).astype(np.float32)
+    high = (-low + 0.05 * np.sin(2 * np.pi * 440 * t)[:, None]).astype(np.float32)
+    mix = low + high
+    mastered = master(mix.copy(), rate, -14.0)
+    plan = MusicPlan(120.0, "C major", [], [], [], CutAlignment(0, 0, 0, 0.0, 0.0), "fade",
+                     0.0, "pop", [])  # fmt: skip
+    generated = GeneratedMusic(mastered.audio.copy(), rate, {"low": low, "high": high}, b"", plan)
+    stems = tmp_path / "stems"
+    write_outputs(clip.path, generated, mastered,
+                  OutputOptions(tmp_path / "m.wav", stems_dir=stems), lambda: None)  # fmt: skip
+    low_stem, _ = soundfile.read(stems / "low.wav", dtype="float32")
+    high_stem, _ = soundfile.read(stems / "high.wav", dtype="float32")
+    assert np.abs(low_stem).max() > 1.0
+    np.testing.assert_allclose(low_stem + high_stem, mastered.audio, atol=1e-5)
+
+
 def test_bright_transients_stay_under_the_true_peak_ceiling():
     """Strums and cymbals carry energy up to 20 kHz, where a short interpolation filter reads
     their peaks low: measured at BS.1770's four times oversampling with ideal (FFT)

@@ -306,7 +306,11 @@ def write_outputs(
                 staged.append((stem_temporary, final))
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
                 with _writing("stem", final):
-                    write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat, STEM_TAGS)
+                    # In float: a part may peak over full scale where the mix it sums to
+                    # does not (lo-fi's drums at +4 dBFS under a -1 dBTP master had been
+                    # clipped in 16 bits, and the stems no longer summed to the mix).
+                    write_audio_file(stem_temporary, stem, music.sample_rate, heartbeat,
+                                     STEM_TAGS, float_wav=True)  # fmt: skip
     return [final for _, final in staged], report
 
 

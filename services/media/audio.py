@@ -239,11 +239,16 @@ def write_audio_file(
     rate: int,
     heartbeat: Callable[[], None] = _nothing,
     tags: dict[str, str] | None = None,
+    float_wav: bool = False,
 ) -> None:
     """Encode `audio` into `path` by its extension (.wav, .flac, .mp3, .ogg), with the
     container's `tags` (a WAV's INFO list: "comment" is its ICMT); `heartbeat` is called
-    between frames (it raises to cancel)."""
+    between frames (it raises to cancel). `float_wav`: a WAV of 32-bit float samples, which
+    may pass full scale."""
     format_name, codec, sample_format = AUDIO_FORMATS[path.suffix.lower()]
+    if float_wav:
+        assert format_name == "wav", path
+        codec, sample_format = "pcm_f32le", "flt"
     audio, rate = _at_codec_rate(audio, rate, codec)
     bit_rate = {"libmp3lame": 256_000, "libopus": 192_000}.get(codec)
     with av.open(str(path), "w", format=format_name) as container:
