@@ -1261,14 +1261,27 @@ async def run_servers(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    for server in servers:
-        await server.start()
+    try:
+        for server in servers:
+            await server.start()
+    except BaseException:
+        # A service that cannot start (a folder its config names is unusable) stops the
+        # others: left running, each had printed a traceback as the process ended.
+        for server in servers:
+            await server.server.stop(0)
+        raise
     freeze_start_up_heap()
     if on_started is not None:
         on_started()
     await stop.wait()
     log.info("stopping: draining requests in flight (up to %.0f s)", grace_s)
-    # Last started, first stopped: the gateway drains while the services its requests still
-    # call are up.
+    # Every service says NOT_SERVING at once, and all drain within one grace_s. Last
+    # started, first stopped: the gateway drains while the services its requests still call
+    # are up, and they take what is left of the grace. Each had had a grace of its own, one
+    # after another: `serve all` had answered SERVING from the tagger and the generator, and
+    # taken new work there, for up to twice grace_s, and exited after three.
+    for server in servers:
+        await server.health.enter_graceful_shutdown()
+    ends = loop.time() + grace_s
     for server in reversed(servers):
-        await server.stop(grace_s)
+        await server.stop(max(0.0, ends - loop.time()))

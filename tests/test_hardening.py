@@ -618,6 +618,37 @@ def test_an_upload_that_trickles_is_cut_off(servers, media):
     assert _left_behind(servers) == []
 
 
+@pytest.mark.slow
+def test_an_upload_its_caller_cancels_is_counted_cancelled(servers):
+    """A caller that cancels mid-upload went away: its request is counted CANCELLED, and its
+    staging folder goes. It had been counted INVALID_ARGUMENT ("the upload's header said N
+    bytes and M came"), as bad input of the caller's, in the metrics that alert on it."""
+
+    def counted(code: str) -> float:
+        labels = f'code="{code}",method="ScoreUpload",service="bgm.v1.Gateway"'
+        return metric(servers.metrics, f"bgm_requests_total{{{labels}")
+
+    before = counted("CANCELLED"), counted("INVALID_ARGUMENT")
+    sent, cancelled = threading.Event(), threading.Event()
+
+    def part_of_a_file() -> Iterator[gateway_pb2.ScoreUploadRequest]:
+        header = gateway_pb2.UploadHeader(file_name="clip.mp4", size_bytes=1_000_000)
+        yield gateway_pb2.ScoreUploadRequest(header=header)
+        yield gateway_pb2.ScoreUploadRequest(chunk=b"x" * 65536)
+        sent.set()
+        cancelled.wait(10)
+
+    with grpc.insecure_channel(servers.gateway) as channel:
+        call = gateway_pb2_grpc.GatewayStub(channel).ScoreUpload(part_of_a_file(), timeout=60)
+        assert sent.wait(10)
+        time.sleep(0.5)
+        call.cancel()
+        cancelled.set()
+        _until(lambda: counted("CANCELLED") == before[0] + 1, timeout_s=10)
+    assert counted("INVALID_ARGUMENT") == before[1]
+    assert _left_behind(servers) == []
+
+
 def _nothing_until(stalled: threading.Event) -> Iterator[Any]:
     """A request stream that sends nothing, held open until `stalled` is set (60 s at most)."""
     stalled.wait(60)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import av
 import grpc
@@ -369,7 +371,8 @@ def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monke
                     yield gateway_pb2.ScoreUploadRequest(chunk=chunk)
 
             deadline = asyncio.get_running_loop().time() + gateway.config.upload_timeout_s
-            return await gateway._received(messages(), io.BytesIO(), tmp_path, deadline, 0)
+            caller = cast(Any, SimpleNamespace(cancelled=lambda: False))
+            return await gateway._received(messages(), io.BytesIO(), tmp_path, deadline, 0, caller)
 
         with pytest.raises(ResourceExhaustedError, match="each chunk counts as at least 16384"):
             await upload([b""] * 33)
@@ -616,6 +619,35 @@ def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
     assert "error" not in outcome, outcome
     events = outcome["events"]
     assert isinstance(events, list) and events[-1].WhichOneof("event") == "result"
+
+
+@pytest.mark.alone
+def test_sigterm_turns_every_service_away_at_once_and_ends_within_its_grace(
+    tmp_path, media, beat_video
+):
+    """`serve all` told to stop while the gateway drains a request: the tagger and the
+    generator say NOT_SERVING at once too (they had said SERVING, and taken new work, until
+    the gateway's grace was over, then drained with a grace of their own: the process had
+    exited up to three graces after SIGTERM, 93 s for 30 s)."""
+    grace_s = 6.0
+    running = start(tmp_path, media, changes={"serving": {"grace_s": grace_s}})
+    video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
+    worker = threading.Thread(
+        target=lambda: code_of(
+            lambda: score(running.gateway, gateway_pb2.ScoreRequest(video=video))
+        )
+    )
+    worker.start()
+    time.sleep(0.5)  # the request is in flight
+    running.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    not_serving = (health_pb2.HealthCheckResponse.NOT_SERVING,)
+    for address in (running.tagger, running.generator):
+        wait_serving(address, statuses=not_serving, seconds=2)
+    assert time.monotonic() - signalled < 2.0
+    assert running.process.wait(timeout=60) == 0
+    assert time.monotonic() - signalled < grace_s + 4.0
+    worker.join(timeout=60)
 
 
 def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, clip, tmp_path):

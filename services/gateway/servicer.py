@@ -59,6 +59,7 @@ from services.domain import (
 from services.edge import EdgeSchema, audio_bytes
 from services.errors import (
     BgmError,
+    CancelledError,
     ConfigError,
     DeadlineExceededError,
     DownstreamError,
@@ -329,8 +330,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     self._check_staging_room(folder, header.size_bytes)
                     video = folder / staged_name(header.file_name, "upload")
                     with video.open("wb") as target:
-                        received = await self._received(request_iterator, target, folder,
-                                                        deadline, header.size_bytes)  # fmt: skip
+                        received = await self._received(
+                            request_iterator, target, folder, deadline, header.size_bytes, context
+                        )
                     if received == 0:
                         raise InvalidInputError("the upload holds no bytes")
                     with self._shared_staging(video, folder.name) as shared_uri:
@@ -381,6 +383,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         folder: Path,
         deadline: float,
         stated_bytes: int,
+        context: grpc.aio.ServicerContext,
     ) -> int:
         """The upload's chunks written to `target`, all by the upload's `deadline`: how
         many bytes came, which are the `stated_bytes` its header gave (0: not stated). Each
@@ -417,6 +420,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 f"the upload did not arrive within {limit_s:g} s ({received} bytes came)"
             ) from None
         if stated_bytes and received < stated_bytes:
+            # A caller's cancel ends the stream first and reaches this task just after: the
+            # caller went away, which is no bad input of its (it had been counted
+            # INVALID_ARGUMENT, "... bytes came").
+            await asyncio.sleep(CANCEL_LANDS_S)
+            if context.cancelled():
+                raise CancelledError(f"the caller went away mid-upload ({received} bytes came)")
             # A client that broke off mid-file: what came would have been scored as the video.
             raise self._not_as_stated(stated_bytes, str(received))
         return received
