@@ -82,6 +82,20 @@ def stating_length(mkv: Path, out: Path, seconds: float) -> Path:
     return out
 
 
+def stating_track_length(mp4: Path, out: Path, seconds: float) -> Path:
+    """A copy of the single-track MP4 `mp4` whose track header (mdhd) states `seconds` as
+    its length, whatever its frames run to."""
+    data = bytearray(mp4.read_bytes())
+    box = data.find(b"mdhd")
+    assert box > 0 and data.find(b"mdhd", box + 4) < 0, f"{mp4.name} has not one track"
+    # Version 0: flags, two 4-byte dates, the 4-byte timescale, then the 4-byte length.
+    assert data[box + 4] == 0, "a version-1 mdhd"
+    (timescale,) = struct.unpack(">I", data[box + 16 : box + 20])
+    data[box + 20 : box + 24] = struct.pack(">I", round(seconds * timescale))
+    out.write_bytes(bytes(data))
+    return out
+
+
 def write_frames_at(path: Path, times_ms: list[int], container_format: str = "matroska") -> Path:
     """A video (Matroska unless told) of 64x36 pictures shown at `times_ms` (milliseconds):
     its stated rate is what FFmpeg guesses from the first few, whatever the rest do."""

@@ -46,6 +46,7 @@ from tests.hand_made_media import (
     sound_marked_at,
     stating_frame_ticks,
     stating_length,
+    stating_track_length,
     tagged,
     thumbnail_first,
     tone_with_a_late_stamp,
@@ -611,28 +612,28 @@ def test_a_cancel_is_heard_while_an_mpeg_ts_is_measured(
     assert reports == [0.0]
 
 
-def test_frames_past_the_stated_length_are_never_read(
-    tagger: VisionTagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_container_that_states_less_than_its_frames_is_measured_by_them(
+    tagger: VisionTagger, tmp_path: Path, suffix: str
 ):
-    """A container that states 2 s over a minute of frames is analysed for 2 s, and the
-    frames past them are not decoded (a hostile file had cost the tagger its whole run)."""
-    minute = write_streams(tmp_path / "minute.mkv", frames=30 * 60, sound_s=2.0,
-                           container_format="matroska")  # fmt: skip
-    path = stating_length(minute, tmp_path / "states-2s.mkv", 2.0)
-    read: list[float] = []
-
-    def counted(*args, **kwargs):
-        for frame in decode(*args, **kwargs):
-            read.append(frame.time_s)
-            yield frame
-
-    decode = vision.iter_small_frames
-    monkeypatch.setattr(vision, "iter_small_frames", counted)
-    analysis = tagger.analyze(AnalysisRequest(path))
-    assert analysis.duration_s == pytest.approx(2.0)
-    # The frames of the stated 2 s and the one that shows the end has come.
-    assert len(read) == 2 * 30 + 1
-    assert not analysis.warnings
+    """A minute of frames whose header states 2 s (a Matroska Duration or an MP4 track's
+    length patched, a file cut and not rewritten) is a minute of video: analysed, and its
+    picture copied whole into the output, as players show it. It had been taken for 2 s: the
+    output's picture cut to 60 of its 1800 frames and the music with it (an output review).
+    Measured, it is held to the limits as a stated length is."""
+    minute = write_streams(tmp_path / f"minute{suffix}", frames=30 * 60, sound_s=0.0,
+                           container_format="matroska" if suffix == ".mkv" else "mp4")  # fmt: skip
+    path = tmp_path / f"states-2s{suffix}"
+    (stating_length if suffix == ".mkv" else stating_track_length)(minute, path, 2.0)
+    probe = probe_video(path)
+    assert probe.duration_s == pytest.approx(60.0, abs=0.05)
+    assert tagger.analyze(AnalysisRequest(path)).duration_s == pytest.approx(60.0, abs=0.05)
+    music = np.zeros((round(probe.duration_s * 48000), 2), np.float32)
+    mux_into_video(path, tmp_path / f"scored{suffix}", music, 48000)
+    assert len(_greys_shown(tmp_path / f"scored{suffix}")) == 1800
+    with pytest.raises(InvalidVideoError, match=r"lasts over 30 s") as caught:
+        probe_video(path, VideoLimits(max_duration_s=30.0))
+    assert caught.value.reason == "too_long"
 
 
 def test_a_huge_picture_in_another_stream_is_never_decoded(tmp_path: Path):
@@ -719,11 +720,12 @@ def test_a_song_with_cover_art_is_audio_only(tagger: VisionTagger, tmp_path: Pat
 def test_a_video_shorter_than_one_frame_is_refused(tagger: VisionTagger, tmp_path: Path):
     """A file stating a length under one frame's: 1 ms had been scored (1 ms of music), 1 ns
     gone on to the tagger, whose analysis had no length (INTERNAL at the gateway); and an MP4
-    whose frames last 2^31 ticks each (a frame every 39 hours, in 4 s) had crashed it."""
+    whose frames last 2^31 ticks each (a frame every 39 hours, in 4 s) had crashed it. One
+    that states 1 ms over a second of frames is measured by them (see above)."""
     clip = write_streams(tmp_path / "clip.mkv", frames=30, sound_s=1.0,
                          container_format="matroska")  # fmt: skip
-    error = refuse(tagger, stating_length(clip, tmp_path / "short.mkv", 0.001), "zero_duration")
-    assert "less than one frame" in str(error)
+    short = probe_video(stating_length(clip, tmp_path / "short.mkv", 0.001))
+    assert short.duration_s == pytest.approx(1.0, abs=0.05)
     mp4 = write_streams(tmp_path / "clip.mp4", frames=60, sound_s=2.0)
     slow = stating_frame_ticks(mp4, tmp_path / "slow.mp4", 0x7FFFFFFF)
     assert "less than one frame" in str(refuse(tagger, slow, "zero_duration"))

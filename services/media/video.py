@@ -370,6 +370,12 @@ def _probe(
             # A recording written live states no length (a browser's MediaRecorder WebM, an
             # OBS or FFmpeg capture to a pipe, one cut off): it had been refused.
             duration_s = _span(path, stream, fps, limits, heartbeat)
+        elif duration_s > 0.0 and _runs_past(path, stream, duration_s, fps, heartbeat):
+            # A container that states less than its picture holds (a Matroska Duration or an
+            # MP4 track's length patched, a file cut and not rewritten) had had the rest of
+            # its picture dropped from the output and its music cut short: it is measured,
+            # and held to the limits, as a length it states is.
+            duration_s = _span(path, stream, fps, limits, heartbeat)
     if duration_s <= 0.0 or not math.isfinite(duration_s):
         raise InvalidVideoError("zero_duration", f"{path.name} has no duration")
     if fps > 0.0 and duration_s * fps < 1.0:
@@ -499,6 +505,38 @@ def _span(
     if first is None or last is None:
         return 0.0
     return float((last - first) * time_base) + (1.0 / fps if fps > 0 else 0.0)
+
+
+def _runs_past(
+    path: Path,
+    stream: av.video.stream.VideoStream,
+    stated_s: float,
+    fps: float,
+    heartbeat: Callable[[], None],
+) -> bool:
+    """Whether the video stream's packets run on past its stated length by over a frame and
+    a half. Read from the keyframe before where that length ends (a seek), up to the first
+    packet past it: an honest file costs the packets of one group of pictures; one whose
+    header lies, as few as one past the end; one of a single keyframe, its packets up to the
+    stated end (3.4 us each; `heartbeat` at every one). Where FFmpeg cannot seek, the stated
+    length stands."""
+    time_base = stream.time_base
+    assert time_base is not None
+    end = (stream.start_time or 0) + round(stated_s / time_base)
+    slack = round(max(1.5 / fps if fps > 0 else 0.0, 0.05) / time_base)
+    with _open(path, 0) as container:  # (packets only)
+        video = container.streams[stream.index]
+        try:
+            container.seek(end, stream=video, backward=True)
+        except av.error.FFmpegError:
+            return False
+        for packet in container.demux(video):
+            heartbeat()
+            # A packet an MP4's edit list hides is not shown: its time says nothing of the
+            # length.
+            if packet.pts is not None and not packet.is_discard and packet.pts > end + slack:
+                return True
+    return False
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
