@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from pathlib import Path
 
 import av
@@ -172,6 +173,13 @@ def test_a_part_s_midi_moves_with_its_tempo_map_and_meter():
     assert later[0] == pytest.approx([t + 2.5 for t in before[0]], abs=1e-3)
     assert later[1] == pytest.approx([2.5])
     assert later[2] == before[2] == [40.0]
+    # The silence before is whole bars of 4/4: a DAW puts the 3/4 on a bar line (it had come
+    # 4.17 beats in, mid-bar, and the bar grid off the music's downbeats).
+    moved = mido.MidiFile(file=io.BytesIO(delayed(raw.getvalue(), 2.5)))
+    meter_tick = next(tick for tick, m in zip(itertools.accumulate(m.time for m in moved.tracks[0]),
+                                              moved.tracks[0], strict=True)
+                      if m.type == "time_signature")  # fmt: skip
+    assert meter_tick > 0 and meter_tick % (4 * moved.ticks_per_beat) == 0
     assert delayed(raw.getvalue(), 0.0) == raw.getvalue()
 
 
