@@ -26,7 +26,9 @@ def model_kind(
     if path is None:
         raise ConfigError(f"the {backend} backend needs a model path ({flag})")
     if not path.is_dir():
-        raise ConfigError(f"{backend} model path {path} does not exist or is not a folder")
+        # Named by its key: a backend may take several (Diff-BGM's CLIP and BERT).
+        raise ConfigError(f"{backend} model path {path} ({flag}) does not exist or is not a "
+                          "folder")  # fmt: skip
     file = path / index
     if not file.is_file():
         raise ConfigError(f"{path} is not a {backend} model folder (no {index})")

@@ -140,6 +140,10 @@ def test_a_checkpoint_loads_strictly_and_bad_folders_are_explained(tiny, tmp_pat
             load_diffbgm(folder, "weights_best.pt", "cpu", torch.float32)
     with pytest.raises(ConfigError, match="CLIP"):
         SymbolicDiffusionGenerator(config(tiny, image_model_path=None), ComposerConfig())
+    # Which of its three folders is missing, by its key (it had said only "model path").
+    with pytest.raises(ConfigError, match=r"symbolic_diffusion\.image_model_path .* does not"):
+        SymbolicDiffusionGenerator(config(tiny, image_model_path=tmp_path / "gone"),
+                                   ComposerConfig())  # fmt: skip
     with pytest.raises(ConfigError, match="holds a clip_vision_model; supported: bert"):
         SymbolicDiffusionGenerator(config(tiny, text_model_path=tiny.image_model),
                                    ComposerConfig())  # fmt: skip
