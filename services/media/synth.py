@@ -170,7 +170,11 @@ def write_video(
         elif codec == "libsvtav1":
             # SVT-AV1 logs its whole configuration to stderr unless told otherwise.
             os.environ.setdefault("SVT_LOG", "1")
-            video.codec_context.options = {"preset": "12"}
+            # One level of parallelism: with its default, SVT-AV1 (the wheel's 4.1) had hung
+            # in svt_av1_enc_send_picture under load, CPU idle, a CI run's worker with it (one
+            # of three processes writing 400 clips each beside two busy loops; none of three
+            # with lp=1).
+            video.codec_context.options = {"preset": "12", "svtav1-params": "lp=1"}
         if rotation:
             video.set_display_rotation(rotation)
         audio_stream: av.AudioStream | None = None
