@@ -72,17 +72,21 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {said}" if said else type(error).__name__
 
 
-def load_model(model_class: Any, folder: Path, **options: Any) -> Any:
-    """`model_class.from_pretrained` of `folder`'s files, with every weight its config asks
-    for; else a ConfigError that says what is wrong. The libraries raise many kinds of error
-    for one damaged file, and fill a missing weight with random values and only log it (a
-    config with a layer more than its weights had loaded without a word)."""
+def from_files(loader: Any, folder: Path, **options: Any) -> Any:
+    """`loader.from_pretrained` of `folder`'s own files (a tokenizer, a processor, a model, a
+    pipeline), or a ConfigError naming the folder: the libraries raise many kinds of error
+    for one damaged file."""
     try:
-        model, info = model_class.from_pretrained(
-            str(folder), local_files_only=True, output_loading_info=True, **options
-        )
+        return loader.from_pretrained(str(folder), local_files_only=True, **options)
     except Exception as error:
         raise ConfigError(f"{folder} is incomplete or damaged: {describe_error(error)}") from None
+
+
+def load_model(model_class: Any, folder: Path, **options: Any) -> Any:
+    """`model_class` from `folder` (`from_files`), with every weight its config asks for;
+    else a ConfigError. The libraries fill a missing weight with random values and only log
+    it (a config with a layer more than its weights had loaded without a word)."""
+    model, info = from_files(model_class, folder, output_loading_info=True, **options)
     missing = sorted({*info.get("missing_keys", ()), *map(str, info.get("mismatched_keys", ()))})
     if missing:
         raise ConfigError(f"{folder} lacks weights its config asks for "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from services.errors import ConfigError
-from services.local_models import describe_error, load_model
+from services.local_models import from_files, load_model
 from services.vocabulary import KIND_SECTIONS, TagKind, Vocabulary
 
 
@@ -72,11 +72,7 @@ class TextHintModel:
             raise ConfigError(f"tagger.text_model_path: {path} is not a model folder "
                               "(no config.json)")  # fmt: skip
         self._torch = torch
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except Exception as error:  # the libraries raise many kinds for one damaged file
-            raise ConfigError(f"tagger.text_model_path: {path} is incomplete or damaged: "
-                              f"{describe_error(error)}") from None  # fmt: skip
+        self._tokenizer = from_files(AutoTokenizer, path)
         self._model = load_model(AutoModel, path).eval()
         self.rules = rules or PromptMatchRules()
         # One vector per phrase of each tag's description: a prompt matches a tag through its

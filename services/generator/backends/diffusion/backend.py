@@ -45,7 +45,7 @@ from services.generator.backends.diffusion.adapters import (
 )
 from services.generator.backends.diffusion.sonique import load_sonique, sonique_config
 from services.generator.backends.diffusion.windows import Window, assemble, plan_windows
-from services.local_models import describe_error, device_and_dtype, load_model, model_kind
+from services.local_models import device_and_dtype, from_files, load_model, model_kind
 from services.media.audio import decode_audio_bytes, fade_out, resample
 from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
@@ -78,15 +78,8 @@ def load_adapter(config: DiffusionConfig) -> PipelineAdapter:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    try:
-        models = _every_weight_loaded(path, dtype)
-        pipeline = getattr(diffusers, class_name).from_pretrained(
-            str(path), dtype=dtype, local_files_only=True, **models
-        )
-    except ConfigError:
-        raise
-    except Exception as error:  # the libraries raise many kinds for one damaged file
-        raise ConfigError(f"{path} is incomplete or damaged: {describe_error(error)}") from None
+    models = _every_weight_loaded(path, dtype)
+    pipeline = from_files(getattr(diffusers, class_name), path, dtype=dtype, **models)
     if config.scheduler:
         pipeline.scheduler = _scheduler(config.scheduler, pipeline.scheduler.config)
     pipeline.to(device)
@@ -105,7 +98,11 @@ def _every_weight_loaded(path: Path, dtype: Any) -> dict[str, Any]:
 
     models = {}
     for name, spec in json.loads((path / "model_index.json").read_text()).items():
-        if name.startswith("_") or not isinstance(spec, list) or None in spec:
+        # A component named as diffusers writes it, [library, class]; the pipeline's own load
+        # (from_files) says what is wrong with any other.
+        if name.startswith("_") or not (
+            isinstance(spec, list) and len(spec) == 2 and all(isinstance(s, str) for s in spec)
+        ):
             continue
         library, class_name = spec
         module = {"diffusers": diffusers, "transformers": transformers}.get(library) or getattr(

@@ -20,7 +20,7 @@ import torch
 from services.domain import Segment
 from services.errors import ConfigError
 from services.generator.backends.symbolic_diffusion.checkpoint import BEATS_PER_WINDOW, CAPTION_DIM
-from services.local_models import describe_error, load_model, model_kind
+from services.local_models import from_files, load_model, model_kind
 
 MAX_CAPTION_TOKENS = 64
 
@@ -46,12 +46,8 @@ class ConditionEncoders:
             text_model, backend="symbolic-diffusion", index="config.json", key="model_type",
             flag="generator.symbolic_diffusion.text_model_path (a BERT model)",
             supported=("bert",))  # fmt: skip
-        try:
-            self.processor = CLIPImageProcessor.from_pretrained(image_path, local_files_only=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(text_path, local_files_only=True)
-        except Exception as error:  # the libraries raise many kinds for one damaged file
-            raise ConfigError(f"a condition model is incomplete or damaged: "
-                              f"{describe_error(error)}") from None  # fmt: skip
+        self.processor = from_files(CLIPImageProcessor, image_path)
+        self.tokenizer = from_files(AutoTokenizer, text_path)
         self.image = load_model(CLIPVisionModelWithProjection, image_path)
         self.text = load_model(AutoModel, text_path, add_pooling_layer=False)
         if self.image.config.projection_dim != d_cond:

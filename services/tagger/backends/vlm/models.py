@@ -22,7 +22,7 @@ import numpy as np
 
 from services.config import OpenAiVlmConfig, VlmConfig
 from services.errors import ConfigError, UnavailableError
-from services.local_models import describe_error, device_and_dtype, load_model, model_kind
+from services.local_models import device_and_dtype, from_files, load_model, model_kind
 from services.tagger.backends.vlm.answer import ANSWER_SCHEMA
 
 # config.json model_type -> family; the families tested here (tiny models built from configs).
@@ -97,12 +97,7 @@ class LocalVlm:
         device, dtype = device_and_dtype(
             config.device, config.dtype, prefer_bf16=True, key="tagger.vlm.device"
         )
-        try:
-            self.processor = transformers.AutoProcessor.from_pretrained(
-                str(path), local_files_only=True
-            )
-        except Exception as error:  # the libraries raise many kinds for one damaged file
-            raise ConfigError(f"{path} is incomplete or damaged: {describe_error(error)}") from None
+        self.processor = from_files(transformers.AutoProcessor, path)
         self.model = cast(
             _ImageTextModel,
             load_model(transformers.AutoModelForImageTextToText, path, dtype=dtype),
