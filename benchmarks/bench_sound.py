@@ -5,6 +5,7 @@ each genre's mix as numbers, and a listening page.
     python benchmarks/bench_sound.py --two-hours     # also a two-hour piece's peak memory
     python benchmarks/bench_sound.py --banks         # also every bank found, compared
     python benchmarks/bench_sound.py --reel out/reel # also the demo reel (HTML + MP3s)
+    python benchmarks/bench_sound.py --no-speed --reel out/reel --reel-video my.mp4
 
 Speed: bench_composer's 3-minute pop brief (drums, bass, piano, synth, strings: 5
 instruments), 48 kHz, composed, performed, rendered and mixed by `ComposerGenerator.generate`,
@@ -44,6 +45,7 @@ import bench_composer  # noqa: E402
 import bench_music  # noqa: E402
 
 from services.config import ComposerConfig, TaggerConfig  # noqa: E402
+from services.gateway.mastering import master  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
 from services.generator.backends.composer.balance import stem_levels  # noqa: E402
@@ -224,9 +226,25 @@ def genre_section(analysis, generator: ComposerGenerator) -> None:
     print()
 
 
-def reel_section(analysis, folder: Path, seconds: float) -> None:
+# The demo reel's pieces are mastered to the gateway's default loudness, so that no genre or
+# bank sounds better for being louder (unmastered, the genres lay 3.4 LU apart).
+REEL_LUFS = -14.0
+
+
+def reel_folder(folder: Path) -> str | None:
+    """Why the demo reel cannot be written into `folder` (made if missing), or None: found
+    before anything is rendered (a file there had ended a run in a traceback after 90 s)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"--reel {folder}: {error.strerror or error}"
+    return None
+
+
+def reel_section(analysis, folder: Path, seconds: float, video: str) -> None:
     """One short piece per genre, per bank found, and a page to compare them in a browser."""
-    folder.mkdir(parents=True, exist_ok=True)
     banks = [path for path in bank_module.FULL_BANKS if path.is_file()]
     banks.append(bank_module.timgm6mb())
     generators = {path.name: ComposerGenerator(ComposerConfig(soundfont_path=path))
@@ -240,12 +258,13 @@ def reel_section(analysis, folder: Path, seconds: float) -> None:
             music = generator.generate(brief)
             plan = music.plan
             file = f"{genre}-{name.replace('.', '-')}.mp3"
-            write_audio_file(folder / file, music.audio, music.sample_rate)
+            mastered = master(music.audio, music.sample_rate, target_lufs=REEL_LUFS)
+            write_audio_file(folder / file, mastered.audio, music.sample_rate)
             cells.append(f'<td><audio controls preload="none" src="{html.escape(file)}">'
                          "</audio></td>")  # fmt: skip
         assert plan is not None
-        notes = (f"{plan.key}, {plan.bpm:.0f} BPM, {plan.meter}; "
-                 f"{', '.join(plan.instruments)}")  # fmt: skip
+        notes = (f"{', '.join(brief.tags.moods) or 'no mood'}; {plan.key}, "
+                 f"{plan.bpm:.0f} BPM, {plan.meter}; {', '.join(plan.instruments)}")  # fmt: skip
         mix = ", ".join(STYLES[genre].production.chain)
         if "drums" in plan.instruments:
             mix += f"; GS drum kit {STYLES[genre].production.kit}"
@@ -257,8 +276,9 @@ def reel_section(analysis, folder: Path, seconds: float) -> None:
 <style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;text-align:left;
 vertical-align:middle}} tr:nth-child(even){{background:#f4f4f4}}</style></head>
 <body><h1>bgm demo reel</h1>
-<p>One {seconds:g} s piece per genre for the same video (bench_music's irregular cuts, seed
-1), rendered with each sound bank found. Mastering (loudness) is not applied.</p>
+<p>One {seconds:g} s piece per genre for the same video ({html.escape(video)}, seed 1),
+rendered with each sound bank found and mastered to {REEL_LUFS:g} LUFS, as the gateway
+masters by default.</p>
 <table><tr><th>genre</th>{heads}<th>tags</th><th>mix</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
@@ -273,8 +293,19 @@ def main() -> None:
     parser.add_argument("--banks", action="store_true", help="compare the banks found")
     parser.add_argument("--reel", type=Path, metavar="DIR", help="write the demo reel here")
     parser.add_argument("--reel-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--reel-video",
+        type=Path,
+        metavar="FILE",
+        help="the demo reel's video (default: bench_music's irregular cuts)",
+    )
     parser.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
+    if args.reel:
+        if not 0 < args.reel_seconds <= 600:
+            parser.error("--reel-seconds: from above 0 to 600")
+        if (why := reel_folder(args.reel)) is not None:
+            parser.error(why)
     tagger = VisionTagger(TaggerConfig())
     irregular = next(c for c in bench_music.video_cases() if c.name == "irregular")
     analysis = tagger.analyze(AnalysisRequest(bench_music.video_path(irregular)))
@@ -282,7 +313,11 @@ def main() -> None:
     print(f"Machine: {os.cpu_count()} cores; {generator.describe().sound}\n")
     genre_section(analysis, generator)
     if args.reel:
-        reel_section(analysis, args.reel, args.reel_seconds)
+        if args.reel_video is None:
+            reel_section(analysis, args.reel, args.reel_seconds, "bench_music's irregular cuts")
+        else:
+            chosen = tagger.analyze(AnalysisRequest(args.reel_video))
+            reel_section(chosen, args.reel, args.reel_seconds, args.reel_video.name)
     if args.two_hours:
         two_hours_section()
     if args.banks:

@@ -1222,7 +1222,9 @@ def test_the_midi_file_carries_the_mixs_balance_and_pan(composed, generator, bea
         track.control_changes = [c for c in track.control_changes if c.number != CC_PAN]
         heard = meter.integrated_loudness(track.fluidsynth(rate, str(generator.bank.path)))
         off[track.name] = heard - asked[track.name]
-    assert max(off.values()) - min(off.values()) <= 8.0, off
+    # Lo-fi's drums are raised to be heard at their level through the bus's saturation,
+    # which a MIDI player lacks (lo-fi's parts lie 8.0 LU apart in it).
+    assert max(off.values()) - min(off.values()) <= 9.0, off
 
 
 @pytest.mark.parametrize("key", ["D minor", "Eb major", "F# minor"])

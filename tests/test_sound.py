@@ -28,6 +28,7 @@ from services.generator.backends.composer.mixing import Mixer, MixPart
 from services.generator.backends.composer.production import STRIPS
 from services.generator.backends.composer.styles import KICK, STYLES
 from services.generator.beatcheck import genre_brief as brief_for
+from services.media.audio import decode_audio_bytes
 from services.progress import Heartbeat
 from tests.heartbeats import cancelling_at
 
@@ -299,24 +300,59 @@ def test_asking_for_stems_leaves_the_mix_as_it_was(generator, beat_analysis):
     np.testing.assert_allclose(with_stems.audio, plain.audio, atol=1e-5)
 
 
-@pytest.mark.parametrize("genre", ["electronic", "cinematic", "lo-fi"])
-def test_the_stems_sum_to_the_mix_before_the_bus(genre):
-    """Each stem carries its strip, its pumping and its own share of the reverb and echo;
-    summed they are the mix the bus receives, the same mix the parts make without stems."""
+@pytest.mark.parametrize("genre", ["electronic", "cinematic", "rock", "lo-fi"])
+def test_the_stems_sum_to_the_mix(genre):
+    """Each stem carries its strip, its pumping, its own share of the reverb and echo and the
+    bus (its compressor's gain, its saturation, its low-pass); summed they are the mix, the
+    same mix the parts make without stems. The bus had been left out of the stems: lo-fi's
+    summed to 8 dB off its mix (its highs 23.5 dB over it), rock's 29 dB off."""
     rng = np.random.default_rng(3)
-    production = STYLES[genre].production
+    production = dataclasses.replace(STYLES[genre].production, crackle=0.0)
     names = ["drums", "bass", "pads", "piano"]
     parts = [MixPart(name, 0.7, name == "drums") for name in names]
     kicks = list(range(0, 4 * SAMPLE_RATE, SAMPLE_RATE // 2))
     with_stems = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=True, seed=1)
     without = Mixer(production, parts, SAMPLE_RATE, 0.5, kicks, stems=False, seed=1)
+    bus_did = 0.0
     for start in range(0, 4 * SAMPLE_RATE, SAMPLE_RATE):
-        dry = [rng.standard_normal((2, SAMPLE_RATE)).astype(np.float32) * 0.1 for _ in names]
-        mix, stems = with_stems.mix(start, dry)
-        plain, none = without.mix(start, dry)
+        # Loud enough that the bus compresses and saturates, with a silent stretch.
+        dry = [rng.standard_normal((2, SAMPLE_RATE)).astype(np.float32) * 0.3 for _ in names]
+        for audio in dry:
+            audio[:, 1000:3000] = 0.0
+        before_bus, stems_before = with_stems.mix(start, dry)
+        mix, stems = with_stems.bus(start, before_bus, stems_before)
+        plain, none = without.bus(start, *without.mix(start, dry))
         assert len(stems) == len(names) and not none
         np.testing.assert_allclose(sum(stems), mix, atol=1e-5)
         np.testing.assert_allclose(plain, mix, atol=1e-5)
+        bus_did = max(bus_did, float(np.abs(mix - before_bus).max()))
+    assert bus_did > 0.1
+
+
+@pytest.mark.parametrize("genre", ["rock", "lo-fi"])
+def test_a_piece_s_stems_sum_to_its_mix(generator, beat_analysis, genre):
+    """What an editor rebuilds from the stems is the piece: rock's summed stems had lacked its
+    bus (29 dB off the mix), lo-fi's its low-pass too (8 dB off, 23.5 dB more above 8 kHz).
+    A lo-fi record's crackle (production.crackle) is the one thing in the mix no stem holds."""
+    brief = brief_for(beat_analysis, genre, duration_s=8.0, stems=True)
+    music = generator.generate(brief)
+    assert len(music.stems) >= 4
+    left_out = music.audio - sum(music.stems.values())
+    crackle = STYLES[genre].production.crackle
+    assert np.abs(left_out).max() <= max(1e-4, 2 * crackle)
+    share = np.sqrt(np.mean(left_out**2) / np.mean(music.audio**2))
+    assert 20 * np.log10(max(share, 1e-12)) < -40
+
+
+def test_a_lo_fi_record_s_crackle_is_all_the_stems_leave_out():
+    production = STYLES["lo-fi"].production
+    parts = [MixPart("piano", 0.7, False)]
+    mixer = Mixer(production, parts, SAMPLE_RATE, 0.5, [], stems=True, seed=1)
+    rng = np.random.default_rng(4)
+    dry = [rng.standard_normal((2, SAMPLE_RATE)).astype(np.float32) * 0.3]
+    mix, (stem,) = mixer.bus(0, *mixer.mix(0, dry))
+    left_out = mix - stem
+    assert 1e-4 < np.abs(left_out).max() <= 2 * production.crackle
 
 
 def test_the_mix_chain_is_the_genres():
@@ -497,7 +533,8 @@ def test_each_lo_fi_piece_has_its_own_crackle():
 
     def crackle(seed: int) -> np.ndarray:
         mixer = Mixer(production, [MixPart("pads", 1.0, False)], SAMPLE_RATE, 0.5, [], False, seed)
-        return mixer.bus(0, silence)
+        mix, _ = mixer.bus(0, silence, [])
+        return mix
 
     assert np.abs(crackle(1)).max() > 1e-4
     assert np.array_equal(crackle(1), crackle(1))
@@ -766,15 +803,25 @@ def test_the_demo_reel_has_a_player_per_genre_and_bank(monkeypatch, tmp_path, be
     # One full bank beside TimGM6mb: the page's columns come from the banks found.
     full = next(path for path in bank_module.FULL_BANKS if path.is_file())
     monkeypatch.setattr(bank_module, "FULL_BANKS", (full,))
-    bench_sound.reel_section(beat_analysis, tmp_path, seconds=3.0)
+    bench_sound.reel_section(beat_analysis, tmp_path, seconds=3.0, video="beat.mp4")
     page = (tmp_path / "index.html").read_text()
+    assert "beat.mp4" in page
     players = re.findall(r'<audio controls preload="none" src="([^"]+)">', page)
     assert len(players) == 2 * len(STYLES)
+    loudness = []
     for file in players:
         assert (tmp_path / file).stat().st_size > 10_000, file
+        audio = decode_audio_bytes((tmp_path / file).read_bytes(), 48000)
+        loudness.append(pyloudnorm.Meter(48000).integrated_loudness(audio.astype(np.float64)))
+    # Mastered alike, so no genre or bank wins by being louder (they had lain 3.4 LU apart).
+    assert max(loudness) - min(loudness) < 1.0, loudness
     for genre, style in STYLES.items():
         row = next(line for line in page.splitlines() if f"<th>{genre}</th>" in line)
         assert "BPM" in row and ", ".join(style.production.chain) in html.unescape(row)
+    # A folder the reel cannot be written into is found before anything is rendered.
+    (tmp_path / "a file").write_text("")
+    assert "File exists" in bench_sound.reel_folder(tmp_path / "a file")
+    assert bench_sound.reel_folder(tmp_path / "new" / "reel") is None
 
 
 def test_folk_s_players_are_close_miked():

@@ -276,10 +276,10 @@ class ComposerGenerator:
             {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
         )
         for start, end, dry in blocks:
-            before_bus, stem_blocks = mixer.mix(start, dry)
+            mixed, stem_blocks = mixer.bus(start, *mixer.mix(start, dry))
             for name, block in zip(band, stem_blocks, strict=False):
                 stems[name][start:end] = block.T
-            mix[start:end] = mixer.bus(start, before_bus).T
+            mix[start:end] = mixed.T
             heartbeat.advance(PERFORMED + (MIXED - PERFORMED) * end / total)
         ending = "cadence" if plan.final_beat is not None else "fade"
         # After a cadence, the final chord's release and the reverb ring out until the end.

@@ -110,6 +110,12 @@ class Production:
     strips: dict[str, Strip] = field(default_factory=dict)
 
     @property
+    def bus_distorts(self) -> bool:
+        """Whether the bus changes the parts' balance: its saturation, or the drive of its
+        low-pass, takes more from the louder."""
+        return self.saturation_db > 0 or self.lowpass_hz is not None
+
+    @property
     def chain(self) -> list[str]:
         """What the genre's own strips, the sends and the bus do, in words (the demo reel's
         notes)."""
