@@ -293,11 +293,18 @@ def audio_chunks(audio: np.ndarray, sample_rate: int) -> Iterator[pb.AudioChunk]
                             total_samples=total)  # fmt: skip
 
 
+# The largest sample a generator may send: 120 dB over full scale, which mastering still
+# brings to its loudness (a generator that sends 16-bit values as floats, +-32767, is mastered
+# as any other). Past it the meters' sums had overflowed: 3e38 came out silent, "-inf LUFS".
+MAX_SAMPLE = 1e6
+
+
 class AudioAssembler:
     """Collects AudioChunk messages back into one (samples x 2) float32 array: the stereo
-    music a brief asked for, so every chunk must carry its sample rate and exact length and
-    fit inside it (`what` names the audio in the DownstreamError that refuses a chunk that
-    does not, before anything is allocated for it)."""
+    music a brief asked for, so every chunk must carry its sample rate and exact length, fit
+    inside it and follow the one before (chunks come in order, each sample once: `what`
+    names the audio in the DownstreamError that refuses a chunk that does not, before
+    anything is allocated for it), and the last must end it."""
 
     CHANNELS = 2
 
@@ -306,6 +313,7 @@ class AudioAssembler:
         self.sample_rate = sample_rate
         self.total_samples = total_samples
         self.audio: np.ndarray | None = None
+        self.received = 0
 
     def add(self, chunk: pb.AudioChunk) -> None:
         shape = (chunk.sample_rate, chunk.total_samples, chunk.channels)
@@ -324,16 +332,30 @@ class AudioAssembler:
                 f"{self.what}: a chunk of {len(chunk.pcm_f32le)} bytes at sample "
                 f"{chunk.first_sample} does not fit its {self.total_samples} samples"
             )
+        # A chunk sent twice or one skipped had been delivered as silence, the call OK.
+        if chunk.first_sample != self.received:
+            raise DownstreamError(
+                f"{self.what}: a chunk at sample {chunk.first_sample} where sample "
+                f"{self.received} came next (chunks come in order, each sample once)"
+            )
         part = np.frombuffer(chunk.pcm_f32le, dtype="<f4").reshape(-1, self.CHANNELS)
         if not np.isfinite(part).all():
             raise DownstreamError(f"{self.what}: samples that are not numbers")
+        if count and np.abs(part).max() > MAX_SAMPLE:
+            raise DownstreamError(f"{self.what}: samples past {MAX_SAMPLE:g} (full scale is 1)")
         if self.audio is None:
             self.audio = np.zeros((self.total_samples, self.CHANNELS), dtype=np.float32)
         self.audio[chunk.first_sample : chunk.first_sample + count] = part
+        self.received += count
 
     def result(self) -> np.ndarray:
         if self.audio is None:
             raise DownstreamError(f"{self.what}: none was sent")
+        if self.received < self.total_samples:
+            # Its stream had ended early and the rest been delivered as silence.
+            raise DownstreamError(
+                f"{self.what}: it ended at sample {self.received} of {self.total_samples}"
+            )
         return self.audio
 
 

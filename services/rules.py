@@ -6,12 +6,21 @@ them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from services.domain import GeneratorInfo, LevelCurve, MotionCurve, MusicBrief, VideoAnalysis
+from services.domain import (
+    CandidateScore,
+    GeneratorInfo,
+    LevelCurve,
+    MotionCurve,
+    MusicBrief,
+    MusicPlan,
+    VideoAnalysis,
+)
 from services.errors import InvalidInputError
 from services.vocabulary import Vocabulary
 
@@ -188,6 +197,11 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     check_unit_interval("analysis.tags.energy", tags.energy)
 
 
+# The sample rates a gateway delivers music at (a generator that offered only 2 MHz had had
+# a request that named no rate written at 2 MHz, ten times as slow).
+DELIVERED_RATES = (8000, 192000)
+
+
 def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """What the gateway needs of a generator's description to check requests by it: a
     longest piece that is a length, sample rates (a broken one would refuse every caller
@@ -197,8 +211,15 @@ def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     newer generator may offer more."""
     if not (math.isfinite(info.max_duration_s) and info.max_duration_s > 0.0):
         raise InvalidInputError(f"max_duration_s: {info.max_duration_s:g} s is not a length")
-    if not info.sample_rates or min(info.sample_rates) <= 0:
-        raise InvalidInputError(f"sample_rates: {list(info.sample_rates)} are not sample rates")
+    if "free" not in info.structures:
+        # Every request that names no structure asks for "free": all had been refused,
+        # naming controls.structure, which their callers never set.
+        raise InvalidInputError(f"structures: {list(info.structures)[:8]} lack 'free', which a "
+                                "request that names none asks for")  # fmt: skip
+    low, high = DELIVERED_RATES
+    if not info.sample_rates or not all(low <= rate <= high for rate in info.sample_rates):
+        raise InvalidInputError(f"sample_rates: {list(info.sample_rates)[:8]} are not all "
+                                f"sample rates from {low} to {high} Hz")  # fmt: skip
     if info.max_candidates is not None and info.max_candidates < 1:
         raise InvalidInputError(f"max_candidates: {info.max_candidates} is not a count")
     played = (("genres", info.genres, vocabulary.genres),
@@ -207,3 +228,57 @@ def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
         if not set(offered) & set(known):
             raise InvalidInputError(f"{kind}: it plays none the vocabulary names "
                                     f"({', '.join(offered[:8]) or 'none at all'})")  # fmt: skip
+
+
+# How a generator's piece may end (MusicPlan.ending).
+PLAN_ENDINGS = ("cadence", "fade")
+# Control characters (a terminal's escapes, line breaks), which no word of a plan holds.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_plan(plan: MusicPlan) -> None:
+    """What the gateway passes on of a generator's plan (to the caller's result, to mastering
+    by its ending): tempos that are tempos, beat and bar times that are numbers in order, an
+    ending it names, and words without control characters (a NaN tempo, beats out of order
+    and a key of terminal escapes had reached `bgm client`'s output)."""
+    tempos = {"bpm": plan.bpm} | {f"sections[{i}].bpm": s.bpm for i, s in enumerate(plan.sections)}
+    for field, bpm in tempos.items():
+        if not (math.isfinite(bpm) and bpm > 0):
+            raise InvalidInputError(f"{field}: {bpm:g} is not a tempo")
+    for field, times in (("beats_s", plan.beats_s), ("bars_s", plan.bars_s)):
+        array = np.asarray(times, dtype=np.float64)
+        if not np.isfinite(array).all() or (np.diff(array) < 0).any():
+            raise InvalidInputError(f"{field}: times that are not numbers in order")
+    if plan.ending not in PLAN_ENDINGS:
+        raise InvalidInputError(f"ending: {plan.ending[:32]!r} is not one of {PLAN_ENDINGS}")
+    words = [plan.key, plan.genre, plan.meter, *plan.instruments]
+    for section in plan.sections:
+        words += [section.role, section.key, section.material, *section.chords,
+                  *section.instruments]  # fmt: skip
+    if any(CONTROL.search(word) for word in words):
+        raise InvalidInputError("words with control characters")
+
+
+def check_ranking(scores: Iterable[CandidateScore]) -> None:
+    """A ranking's measures are numbers in 0..1 (a NaN score had been printed as such)."""
+    for score in scores:
+        measures = {
+            "score": score.score,
+            "tempo_fit": score.tempo_fit,
+            "cut_accent": score.cut_accent,
+            "energy_follow": score.energy_follow,
+        }
+        for field, value in measures.items():
+            if value is not None:
+                check_unit_interval(f"candidate {score.candidate}'s {field}", value)
+
+
+# What every Standard MIDI File starts with.
+MIDI_HEADER = b"MThd"
+
+
+def check_midi(midi: bytes) -> None:
+    """A generator's MIDI is a Standard MIDI File, or none (50 MB of bytes that were not
+    MIDI had been written to the caller's .mid)."""
+    if midi and not midi.startswith(MIDI_HEADER):
+        raise InvalidInputError(f"MIDI that is not a Standard MIDI File (it starts {midi[:8]!r})")

@@ -11,6 +11,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import re
 import signal
 import socket
 import threading
@@ -67,8 +68,12 @@ MAX_MESSAGE_CHARS = 1000
 ERROR_DOMAIN = "bgm.v1"
 # Where gRPC carries a google.rpc.Status with details.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-# What gRPC says of a received message over the channel's limit.
-OVERSIZED = "Received message larger than max"
+# What gRPC says of a received message, or of received metadata (a status's message), over
+# the channel's limits.
+OVERSIZED = ("Received message larger than max", "received metadata size exceeds")
+# Characters of a downstream service's message a client is not sent: controls (a terminal's
+# escapes, line breaks) and the bidirectional overrides that reorder what a reader sees.
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,23 @@ def status_for(error: BaseException) -> Refusal:
     if isinstance(error, grpc.aio.AioRpcError):
         # A downstream service's error reaches the client with its code and details.
         passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY, b"")
-        message = _bounded(error.details() or error.code().name)
+        message = _bounded(UNPRINTABLE.sub(" ", error.details() or error.code().name))
         if isinstance(passed_on, bytes) and passed_on:
             return Refusal(error.code(), message, passed_on)
-        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and OVERSIZED in message:
+        if error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            # A failure inside a service of another make, whose message may be its stack
+            # trace and its paths (passed on whole, they had crossed the wire): logged here.
+            log.error("a service this one calls failed, %s: %s", error.code().name,
+                      error.details())  # fmt: skip
+            return status_for(DownstreamError(
+                f"a service this one calls failed ({error.code().name}); its message is in "
+                "this service's log"))  # fmt: skip
+        oversized = any(words in message for words in OVERSIZED)
+        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and oversized:
             # gRPC's own refusal of a message between this service and one it calls (a reply
-            # over this one's limit, as a generator's whole piece in one chunk): not the
-            # caller's fault, who had been told RESOURCE_EXHAUSTED as if its request were.
+            # over this one's limit, as a generator's whole piece in one chunk, or a status
+            # message over 8 KiB): not the caller's fault, who had been told
+            # RESOURCE_EXHAUSTED as if its request were.
             return status_for(DownstreamError(
                 f"a message between this service and one it calls was over gRPC's message "
                 f"limit: {message}"))  # fmt: skip
@@ -1175,9 +1190,20 @@ class LongMessages:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
 
 
+# Curve values (an analysis's motion and loudness) that cost about one timeline item to
+# convert.
+CURVE_VALUES_PER_ITEM = 100
+
+
 def timeline_items(message: Any) -> int:
-    """The items of a timeline message (an analysis or a brief) that its size follows."""
-    return len(message.segments) + len(message.cuts) + len(message.speech)
+    """The items of a timeline (an analysis or a brief, as a message or a domain object)
+    that its size follows: its segments, cuts and spoken stretches, and an analysis's curves
+    (16 million motion values, converted on the event loop, had held another caller's
+    health check 1.2 s)."""
+    items = len(message.segments) + len(message.cuts) + len(message.speech)
+    curves = (getattr(message, name, None) for name in ("motion", "loudness"))
+    values = sum(len(curve.values) for curve in curves if curve is not None)
+    return items + values // CURVE_VALUES_PER_ITEM
 
 
 def freeze_start_up_heap() -> None:

@@ -2656,6 +2656,42 @@ def _nan_audio(message: generator_pb2.GenerateResponse) -> list[generator_pb2.Ge
     return [message]
 
 
+def _audio_after_the_first_dropped(
+    message: generator_pb2.GenerateResponse,
+) -> list[generator_pb2.GenerateResponse]:
+    """The mix's first chunk, and the stream ending OK without the rest."""
+    dropped = message.WhichOneof("event") == "audio" and message.audio.first_sample > 0
+    return [] if dropped else [message]
+
+
+def _huge_audio(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+    """Samples of 3e38 (finite: mastering's sums had overflowed, and the piece come out
+    silent, "-inf LUFS")."""
+    if message.WhichOneof("event") == "audio":
+        count = len(message.audio.pcm_f32le) // 4
+        message.audio.pcm_f32le = np.full(count, 3e38, dtype="<f4").tobytes()
+    return [message]
+
+
+def _plan_changed(**changes: object) -> Fault:
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") == "plan":
+            for name, value in changes.items():
+                setattr(message.plan, name, value)
+        return [message]
+
+    return fault
+
+
+def _midi_replaced(midi: bytes) -> Fault:
+    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
+        if message.WhichOneof("event") == "midi":
+            message.midi = midi
+        return [message]
+
+    return fault
+
+
 def _extra(**fields: Any) -> Fault:
     """The message, then one more (candidate and stem as `fields` say) after the plan."""
 
@@ -2709,6 +2745,15 @@ def _unasked_stem() -> Fault:
      (_audio_changed(channels=6), "of 6 channels"),
      (_audio_changed(first_sample=10**9), "does not fit"),
      (_nan_audio, "samples that are not numbers"),
+     # Each of these had been delivered, the call OK: silence where the music was missing.
+     (_audio_after_the_first_dropped, "it ended at sample 48000 of"),
+     (_audio_changed(first_sample=0), "a chunk at sample 0 where sample 48000 came next"),
+     (_huge_audio, "samples past 1e+06"),
+     # Passed on to the caller's result (and `bgm client`'s terminal) and written as they came.
+     (_plan_changed(bpm=float("nan")), "candidate 0's plan: bpm: nan is not a tempo"),
+     (_plan_changed(key="\x1b[31mC major"), "candidate 0's plan: words with control"),
+     (_plan_changed(ending="explode"), "candidate 0's plan: ending: 'explode' is not one of"),
+     (_midi_replaced(b"junk" * 1000), "MIDI that is not a Standard MIDI File"),
      (_extra(candidate=7, midi=b"MThd"), "candidate 7 of 1"),
      (_extra(stem=STEM), "a stem for 'kazoo'"),
      # Written as stems/NAME.wav: it had escaped the output folder (a file written outside
@@ -2730,6 +2775,81 @@ def test_a_generator_that_breaks_its_contract_costs_the_caller_a_clear_error(
     gateway, _, generator = faulty
     monkeypatch.setattr(generator, "fault", fault)
     assert says in _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
+
+
+@pytest.mark.slow
+def test_stems_short_of_an_instrument_the_plan_plays_are_the_generator_s_fault(
+    faulty, clip, monkeypatch
+):
+    """Stems asked for ("one audio track per instrument"), and the generator sends none for
+    one of its instruments: the set had been delivered short, the call OK."""
+    gateway, _, generator = faulty
+    played: list[str] = []
+
+    def first_instrument_s_dropped(message):
+        if message.WhichOneof("event") == "plan":
+            played.append(message.plan.instruments[0])
+        if message.WhichOneof("event") == "stem" and message.stem.instrument == played[-1]:
+            return []
+        return [message]
+
+    monkeypatch.setattr(generator, "fault", first_instrument_s_dropped)
+    request = _request(clip.path.as_uri())
+    request.output.stems = True
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, request)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert error_details(caught.value).reason == "DOWNSTREAM_BROKE_CONTRACT"
+    assert f"no stem for {played[-1]!r}" in caught.value.details()
+    monkeypatch.undo()
+    events = score(gateway, request)
+    stems = {e.file.name for e in events if e.WhichOneof("event") == "file"
+             and e.file.kind == gateway_pb2.FILE_KIND_STEM}  # fmt: skip
+    assert f"stems/{played[-1]}.wav" in stems
+
+
+@pytest.mark.slow
+def test_no_midi_from_a_generator_that_offers_it_is_the_generator_s_fault(
+    faulty, clip, monkeypatch
+):
+    """MIDI asked for and an empty one sent: an empty music.mid had been delivered, the call
+    OK."""
+    gateway, _, generator = faulty
+    monkeypatch.setattr(generator, "fault", _midi_replaced(b""))
+    request = _request(clip.path.as_uri())
+    request.output.midi = True
+    details = _refused_as_downstream_then_answered(
+        lambda: score(gateway, request)[-1].WhichOneof("event") == "result", monkeypatch
+    )
+    assert details == "the generator sent no MIDI, which it offers"
+
+
+def test_a_ranking_of_measures_that_are_not_numbers_is_refused():
+    """A ranking's score of NaN and a fit of 7 had been passed on and printed as such."""
+    from services.domain import CandidateScore
+    from services.errors import InvalidInputError
+    from services.rules import check_ranking
+
+    def scored(score: float, tempo_fit: float) -> CandidateScore:
+        return CandidateScore(candidate=1, rank=1, score=score, tempo_fit=tempo_fit,
+                              cut_accent=None, energy_follow=0.5)  # fmt: skip
+
+    check_ranking([scored(0.7, 0.5)])
+    with pytest.raises(InvalidInputError, match=r"candidate 1's score: nan is outside 0\.\.1"):
+        check_ranking([scored(float("nan"), 0.5)])
+    with pytest.raises(InvalidInputError, match=r"candidate 1's tempo_fit: 7 is outside 0\.\.1"):
+        check_ranking([scored(0.7, 7.0)])
+
+
+def test_an_analysis_s_curves_count_towards_its_conversion_off_the_event_loop():
+    """16 million motion values had been converted on the event loop (another caller's
+    health check held 1.2 s): they count, a hundred to an item."""
+    from services.serving import LONG_MESSAGE_ITEMS, timeline_items
+
+    analysis = common_pb2.VideoAnalysis()
+    analysis.motion.values.extend([0.5] * 100 * (LONG_MESSAGE_ITEMS + 1))
+    assert timeline_items(analysis) > LONG_MESSAGE_ITEMS
+    assert timeline_items(common_pb2.MusicBrief()) == 0
 
 
 @pytest.mark.slow
@@ -2796,6 +2916,22 @@ def test_outputs_the_generator_does_not_make_are_refused_before_any_work(faulty,
     assert "makes no midi" in caught.value.details()
     assert error_details(caught.value).fields == ["output.midi"]
     assert len(tagger.served_for) == analysed
+
+
+def _rates(*rates: int) -> Callable[[generator_pb2.GeneratorDescribeResponse], None]:
+    def described(reply: generator_pb2.GeneratorDescribeResponse) -> None:
+        del reply.sample_rates[:]
+        reply.sample_rates.extend(rates)
+
+    return described
+
+
+def _structures(*names: str) -> Callable[[generator_pb2.GeneratorDescribeResponse], None]:
+    def described(reply: generator_pb2.GeneratorDescribeResponse) -> None:
+        del reply.structures[:]
+        reply.structures.extend(names)
+
+    return described
 
 
 def _plays(
@@ -2870,7 +3006,11 @@ def test_the_taggers_genres_and_instruments_the_generator_does_not_play_are_left
 @pytest.mark.parametrize(
     ("fault", "says"),
     [(lambda reply: setattr(reply, "max_duration_s", 0.0), "max_duration_s: 0 s is not a length"),
-     (lambda reply: reply.ClearField("sample_rates"), "sample_rates: [] are not sample rates"),
+     (lambda reply: reply.ClearField("sample_rates"), "sample_rates: [] are not all sample"),
+     # A request that named no rate had been written at 2 MHz.
+     (_rates(2_000_000), "sample_rates: [2000000] are not all sample rates from 8000 to"),
+     # Every request that named no structure had been refused naming controls.structure.
+     (_structures("\x00", "zzz"), "structures: ['\\x00', 'zzz'] lack 'free'"),
      (lambda reply: setattr(reply, "max_candidates", -1), "max_candidates: -1 is not a count"),
      # A brief names a genre it plays, and an instrument: none is left to name.
      (lambda reply: reply.ClearField("genres"), "genres: it plays none"),
@@ -2891,6 +3031,28 @@ def test_a_generator_that_describes_itself_off_its_contract_costs_the_caller_a_c
     details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
     assert details.startswith("the generator's description: ") and says in details
     wait_serving(gateway, seconds=5)
+
+
+def _a_quarter_as_long(reply: tagger_pb2.AnalyzeResponse) -> None:
+    """A timeline that tiles a quarter of the video (scored, it had been 1 s of music, and the
+    video cut to it)."""
+    analysis = reply.analysis
+    analysis.duration_s /= 4.0
+    kept = [s for s in analysis.segments if s.start_s < analysis.duration_s]
+    del analysis.segments[len(kept) :]
+    analysis.segments[-1].end_s = analysis.duration_s
+    cuts = [c for c in analysis.cuts if c.time_s < analysis.duration_s]
+    del analysis.cuts[:]
+    analysis.cuts.extend(cuts)
+
+
+def _cuts_beyond_the_limit(reply: tagger_pb2.AnalyzeResponse) -> None:
+    """30,000 cuts: the generator's limit on a brief, which had refused it INVALID_ARGUMENT
+    naming brief.cuts, a field the caller never sent."""
+    analysis = reply.analysis
+    del analysis.cuts[:]
+    for i in range(30_000):
+        analysis.cuts.add(time_s=0.5 + i * 1e-4, strength=0.5)
 
 
 def _timeline_changed(reply: tagger_pb2.AnalyzeResponse, **changes: object) -> None:
@@ -2970,7 +3132,9 @@ TAGGER_FAULTS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
-    [*TAGGER_FAULTS, (_ten_times_longer, "s for a video of")],
+    [*TAGGER_FAULTS, (_ten_times_longer, "s for a video of"),
+     (_a_quarter_as_long, "s for a video of"),
+     (_cuts_beyond_the_limit, "makes a brief past the limits: brief.cuts: at most")],
 )  # fmt: skip
 def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     faulty, clip, monkeypatch, fault, says
@@ -3022,10 +3186,37 @@ def test_a_reply_over_the_message_limit_is_the_service_behind_s_fault():
     assert refusal.code == grpc.StatusCode.INTERNAL
     assert "69120021 vs. 67108864" in refusal.message
     assert b"DOWNSTREAM_BROKE_CONTRACT" in refusal.details
+    # A status message over gRPC's metadata limit (a generator's 15,000 characters) too.
+    too_long = grpc.aio.AioRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+        details="received metadata size exceeds hard limit (16437 vs. 16384)",
+    )  # fmt: skip
+    assert status_for(too_long).code == grpc.StatusCode.INTERNAL
     # The caller's own request over a limit is still its own.
     own = grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
                                grpc.aio.Metadata(), details="over the tenant's quota")  # fmt: skip
     assert status_for(own).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_failure_inside_another_make_of_service_reaches_the_caller_without_its_internals():
+    """A tagger or generator of another make that fails INTERNAL or UNKNOWN with its stack
+    trace and paths as the message: passed on whole, they had crossed the wire (this
+    project's own services send their errors with details, which pass as they are); and a
+    message's terminal escapes, line breaks and direction overrides are not sent on."""
+    from services.serving import status_for
+
+    trace = 'Traceback (most recent call last):\n  File "/srv/secret/gen.py", line 3\nKeyError'
+    for code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        failed = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                      details=trace)  # fmt: skip
+        refusal = status_for(failed)
+        assert refusal.code == grpc.StatusCode.INTERNAL
+        assert "/srv/secret" not in refusal.message and "Traceback" not in refusal.message
+        assert code.name in refusal.message and b"DOWNSTREAM_BROKE_CONTRACT" in refusal.details
+    odd = grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
+                               grpc.aio.Metadata(),
+                               details="no \x1b[31mred\x1b[0m\r\nline \u202eevil")  # fmt: skip
+    assert status_for(odd).message == "no  [31mred [0m  line  evil"
 
 
 def test_limits_live_in_the_config():
@@ -3090,8 +3281,9 @@ def test_an_analysis_at_the_limits_leaves_the_gateway_answering_others(faulty, c
         waits, took = _waits_while(
             send, lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=30), pause_s=0.01
         )
-    # Each was read, checked and sent to the generator, which refused it.
-    assert len(codes) == 3 and all("refused by the test" in d for _, d in codes), codes
+    # Each was read, checked and sent to the generator, which failed it (an exception: gRPC's
+    # UNKNOWN, whose message the gateway logs rather than pass on).
+    assert len(codes) == 3 and all("failed (UNKNOWN)" in d for _, d in codes), codes
     print(f"{len(waits)} health checks in {took:.2f} s, the slowest {max(waits):.3f} s")
     # With the analyses converted on the loop, one check waited for all three: 0.82-0.89 s of
     # 1.05-1.27 s. Now 0.10-0.17 s of 1.1-1.7 s here (0.38 s of 2.26 s on a slower machine):

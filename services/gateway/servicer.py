@@ -89,7 +89,14 @@ from services.gen.bgm.v1 import (
 from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.media.video import probe_video
 from services.progress import Heartbeat
-from services.rules import check_analysis, check_description, speech_matters
+from services.rules import (
+    check_analysis,
+    check_description,
+    check_midi,
+    check_plan,
+    check_ranking,
+    speech_matters,
+)
 from services.scratch import scratch_folder, sweep
 from services.serving import (
     ON_BEHALF_OF,
@@ -119,8 +126,8 @@ SCRATCH_OWNER = "gateway"
 DEFAULT_SAMPLE_RATE = 48000
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
-# How much longer than the gateway's probe found the video a tagger may find it (another
-# tagger may count a container's length, where an audio track outlasts the picture).
+# How much longer or shorter than the gateway's probe found the video a tagger may find it
+# (another tagger may count a container's length, where an audio track outlasts the picture).
 TAGGER_LENGTH_SLACK_S = 1.0
 # An upload checks the staging disk's free room every this many bytes, and a refused one is
 # told to come back after this many seconds.
@@ -678,8 +685,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             analysis_event, analysis = await self._analysis(
                 asked.tagger_uri, controls.prompt, listen, _analysis_event, caller
             )
-            if analysis.duration_s > asked.probed_s + TAGGER_LENGTH_SLACK_S:
-                # The request was admitted and booked at the video's own length.
+            if abs(analysis.duration_s - asked.probed_s) > TAGGER_LENGTH_SLACK_S:
+                # The request was admitted and booked at the video's own length (one found
+                # shorter had been scored for its length: 1 s of music on a 4 s video, the
+                # video cut to it).
                 raise DownstreamError(
                     f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
                     f"of {asked.probed_s:g} s"
@@ -715,6 +724,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         events.put(event)
                 assert generated is not None
                 music = generated.music
+                if options.midi is not None and not music.midi:
+                    # An empty .mid had been written, the call OK.
+                    raise DownstreamError("the generator sent no MIDI, which it offers")
                 # Mastering and writing stop within a heartbeat once the caller has gone,
                 # and the request's folder and share outlast them.
                 cancellation = Cancellation(context)
@@ -736,12 +748,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """Progress events while the generator works (for `caller`), then the best-ranked
         candidate's music (the only one, for one candidate); a generator that sends more
         than `music_s` seconds of audio (mixes and stems) is refused."""
-        request = await self._long.convert(
-            timeline_items(brief),
-            lambda: generator_pb2.GenerateRequest(
+
+        def serialized() -> bytes:
+            message = generator_pb2.GenerateRequest(
                 brief=brief_to_proto(brief), stems=brief.stems, candidates=candidates
-            ).SerializeToString(),
-        )
+            )
+            try:
+                self.schema.check(message)
+            except InvalidInputError as error:
+                # Past a limit only the tagger's timeline can reach (30,000 cuts, a caption
+                # of 100,000 characters): the generator's INVALID_ARGUMENT had named a brief
+                # field the caller never sent.
+                raise DownstreamError(
+                    f"the tagger's analysis: its timeline makes a brief past the limits: {error}"
+                ) from None
+            return message.SerializeToString()
+
+        request = await self._long.convert(timeline_items(brief), serialized)
         generate = self.generator_channel.serialized_stream(
             GENERATE, generator_pb2.GenerateResponse
         )
@@ -777,6 +800,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     continue
                 if which == "ranking":
                     ranking = ranking_from_proto(message.ranking.scores)
+                    _held_to(check_ranking, "the generator's ranking", ranking)
                     continue
                 # What a generator sends is checked against the brief before it is held: the
                 # gateway holds no more than the candidates' music and stems it asked for.
@@ -790,10 +814,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     parts = received[candidate] = _CandidateParts(audio)
                 if which == "plan":
                     parts.plan = plan_from_proto(message.plan)
+                    _held_to(check_plan, f"candidate {candidate}'s plan", parts.plan)
                 elif which == "audio":
                     parts.audio.add(message.audio)
                 elif which == "midi":
                     parts.midi = message.midi
+                    _held_to(check_midi, f"candidate {candidate}'s MIDI", parts.midi)
                 elif which == "stem":
                     name = message.stem.instrument
                     if not _names_a_file(name):
@@ -825,6 +851,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         chosen = received.get(ranking[0].candidate if ranking else 0)
         if chosen is None or chosen.plan is None:
             raise DownstreamError("the generator returned no plan")
+        missing = [name for name in chosen.plan.instruments if name not in chosen.stems]
+        if brief.stems and missing:
+            # "One audio track per instrument" (GenerateRequest.stems): a set short of some
+            # had been delivered, the call OK.
+            raise DownstreamError(
+                f"the generator sent no stem for {', '.join(map(repr, missing[:8]))}, which "
+                f"candidate {ranking[0].candidate if ranking else 0}'s plan plays"
+            )
         music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=rate,
                                stems={n: a.result() for n, a in chosen.stems.items()},
                                midi=chosen.midi, plan=chosen.plan)  # fmt: skip
@@ -1004,3 +1038,11 @@ class _CandidateParts:
 class _Generated:
     music: GeneratedMusic
     ranking: list[CandidateScore]
+
+
+def _held_to(check: Callable[..., None], what: str, *args: Any) -> None:
+    """`check(*args)`, its refusal the generator's broken contract, naming `what`."""
+    try:
+        check(*args)
+    except InvalidInputError as error:
+        raise DownstreamError(f"{what}: {error}") from None
