@@ -2640,11 +2640,13 @@ def _refused_as_downstream_then_scored(gateway: str, clip: SyntheticVideo, monke
     )
 
 
-def _audio_changed(**changes: object) -> Fault:
+def _changed(event: str, **changes: object) -> Fault:
+    """Each message of `event` ("audio", "plan") with its fields changed."""
+
     def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
-        if message.WhichOneof("event") == "audio":
+        if message.WhichOneof("event") == event:
             for name, value in changes.items():
-                setattr(message.audio, name, value)
+                setattr(getattr(message, event), name, value)
         return [message]
 
     return fault
@@ -2671,16 +2673,6 @@ def _huge_audio(message: generator_pb2.GenerateResponse) -> list[generator_pb2.G
         count = len(message.audio.pcm_f32le) // 4
         message.audio.pcm_f32le = np.full(count, 3e38, dtype="<f4").tobytes()
     return [message]
-
-
-def _plan_changed(**changes: object) -> Fault:
-    def fault(message: generator_pb2.GenerateResponse) -> list[generator_pb2.GenerateResponse]:
-        if message.WhichOneof("event") == "plan":
-            for name, value in changes.items():
-                setattr(message.plan, name, value)
-        return [message]
-
-    return fault
 
 
 def _midi_replaced(midi: bytes) -> Fault:
@@ -2740,19 +2732,19 @@ def _unasked_stem() -> Fault:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
-    [(_audio_changed(sample_rate=22050), "at 22050 Hz, not the brief's"),
-     (_audio_changed(total_samples=10**12), "1000000000000 samples"),
-     (_audio_changed(channels=6), "of 6 channels"),
-     (_audio_changed(first_sample=10**9), "does not fit"),
+    [(_changed("audio", sample_rate=22050), "at 22050 Hz, not the brief's"),
+     (_changed("audio", total_samples=10**12), "1000000000000 samples"),
+     (_changed("audio", channels=6), "of 6 channels"),
+     (_changed("audio", first_sample=10**9), "does not fit"),
      (_nan_audio, "samples that are not numbers"),
      # Each of these had been delivered, the call OK: silence where the music was missing.
      (_audio_after_the_first_dropped, "it ended at sample 48000 of"),
-     (_audio_changed(first_sample=0), "a chunk at sample 0 where sample 48000 came next"),
+     (_changed("audio", first_sample=0), "a chunk at sample 0 where sample 48000 came next"),
      (_huge_audio, "samples past 1e+06"),
      # Passed on to the caller's result (and `bgm client`'s terminal) and written as they came.
-     (_plan_changed(bpm=float("nan")), "candidate 0's plan: bpm: nan is not a tempo"),
-     (_plan_changed(key="\x1b[31mC major"), "candidate 0's plan: words with control"),
-     (_plan_changed(ending="explode"), "candidate 0's plan: ending: 'explode' is not one of"),
+     (_changed("plan", bpm=float("nan")), "candidate 0's plan: bpm: nan is not a tempo"),
+     (_changed("plan", key="\x1b[31mC major"), "candidate 0's plan: words with control"),
+     (_changed("plan", ending="explode"), "candidate 0's plan: ending: 'explode' is not one of"),
      (_midi_replaced(b"junk" * 1000), "MIDI that is not a Standard MIDI File"),
      (_extra(candidate=7, midi=b"MThd"), "candidate 7 of 1"),
      (_extra(stem=STEM), "a stem for 'kazoo'"),
