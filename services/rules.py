@@ -151,15 +151,41 @@ def check_segment_moods(
         check_known("mood", segment.moods, vocabulary.moods, f"{name}.segments[{index}].moods")
 
 
+# What an analysis may say in words: a description, and warnings (500 of 10,000 characters
+# had been passed on, and `bgm client` took 322 s to print them).
+MAX_DESCRIPTION_CHARS = 20_000
+MAX_WARNINGS = 32
+MAX_WARNING_CHARS = 1000
+
+
 def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     """A tagger's analysis as its contract has it (the gateway holds another team's tagger to
-    it): a positive length that its timeline tiles, curves of numbers (motion in 0..1) at a
-    positive rate, and tags the vocabulary names, with a tempo inside its range and the range
-    inside BPM_LIMITS."""
+    it): a positive length that its timeline tiles, a picture's rate and size that are
+    numbers, a rotation by quarter turns, curves of numbers (motion in 0..1) at a positive
+    rate, words within bounds, and tags the vocabulary names, with a tempo inside its range
+    and the range inside BPM_LIMITS."""
     duration = analysis.duration_s
     if not (math.isfinite(duration) and duration > 0.0):
         raise InvalidInputError(f"analysis.duration_s: {duration:g} s is not a length",
                                 field="analysis.duration_s")  # fmt: skip
+    picture = {"fps": analysis.fps, "width": analysis.width, "height": analysis.height}
+    for name, value in picture.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise InvalidInputError(f"analysis.{name}: {value:g} is not a size or a rate",
+                                    field=f"analysis.{name}")  # fmt: skip
+    if analysis.rotation % 90:
+        raise InvalidInputError(f"analysis.rotation: {analysis.rotation} is not quarter turns",
+                                field="analysis.rotation")  # fmt: skip
+    if len(analysis.description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInputError(f"analysis.description: {len(analysis.description)} "
+                                f"characters, at most {MAX_DESCRIPTION_CHARS}",
+                                field="analysis.description")  # fmt: skip
+    too_long = [w for w in analysis.warnings if len(w) > MAX_WARNING_CHARS]
+    if len(analysis.warnings) > MAX_WARNINGS or too_long:
+        raise InvalidInputError(f"analysis.warnings: {len(analysis.warnings)}, "
+                                f"{len(too_long)} of them over {MAX_WARNING_CHARS} characters; "
+                                f"at most {MAX_WARNINGS} of at most {MAX_WARNING_CHARS}",
+                                field="analysis.warnings")  # fmt: skip
     check_timeline(analysis, "analysis")
     check_segment_moods(analysis, "analysis", vocabulary)
     # Motion is 0..1; the sound's level is in dBFS, any number.

@@ -3103,6 +3103,11 @@ def _segment_mood_unknown(reply: tagger_pb2.AnalyzeResponse) -> None:
 
 
 TAGGER_FAULTS = [
+    # Passed on to the caller as they came, and printed by `bgm client` (for 322 s).
+    (lambda reply: _timeline_changed(reply, fps=math.nan), "analysis.fps: nan is not a size"),
+    (lambda reply: _timeline_changed(reply, rotation=45), "analysis.rotation: 45 is not quarter"),
+    (lambda reply: reply.analysis.warnings.extend(["w" * 10_000] * 500),
+     "analysis.warnings: 500, 500 of them over 1000 characters"),
     (lambda reply: _timeline_changed(reply, duration_s=math.nan),
      "analysis.duration_s: nan s is not a length"),
     (lambda reply: _timeline_changed(reply, duration_s=-4.0),
