@@ -49,6 +49,7 @@ from services.gateway.mastering import master  # noqa: E402
 from services.generator.backends.composer import bank as bank_module  # noqa: E402
 from services.generator.backends.composer.backend import ComposerGenerator  # noqa: E402
 from services.generator.backends.composer.balance import stem_levels  # noqa: E402
+from services.generator.backends.composer.production import GS_KITS  # noqa: E402
 from services.generator.backends.composer.styles import STYLES  # noqa: E402
 from services.generator.beatcheck import genre_brief  # noqa: E402
 from services.media.audio import write_audio_file  # noqa: E402
@@ -267,7 +268,8 @@ def reel_section(analysis, folder: Path, seconds: float, video: str) -> None:
                  f"{plan.bpm:.0f} BPM, {plan.meter}; {', '.join(plan.instruments)}")  # fmt: skip
         mix = ", ".join(STYLES[genre].production.chain)
         if "drums" in plan.instruments:
-            mix += f"; GS drum kit {STYLES[genre].production.kit}"
+            kit = STYLES[genre].production.kit
+            mix += f"; GS {GS_KITS.get(kit, 'drum')} kit ({kit})"
         rows.append(f"<tr><th>{html.escape(genre)}</th>{''.join(cells)}"
                     f"<td>{html.escape(notes)}</td><td>{html.escape(mix)}</td></tr>")  # fmt: skip
     heads = "".join(f"<th>{html.escape(name)}</th>" for name in generators)

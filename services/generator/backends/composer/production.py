@@ -81,6 +81,11 @@ HARMONY_PARTS = ("comping", "pulse", "pad")
 HARMONY_LEVEL = -3.0
 
 
+# The GS drum kits by program number, as the demo reel names them.
+GS_KITS = {0: "Standard", 8: "Room", 16: "Power", 24: "Electronic", 25: "TR-808", 32: "Jazz",
+           40: "Brush", 48: "Orchestra"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Production:
     space: Space
@@ -103,8 +108,7 @@ class Production:
     saturation_db: float = 0.0
     lowpass_hz: float | None = None
     crackle: float = 0.0
-    # The drum kit (a preset of the bank's percussion bank 128; GS numbering: 0 Standard,
-    # 8 Room, 16 Power, 24 Electronic, 25 TR-808, 32 Jazz, 40 Brush, 48 Orchestra).
+    # The drum kit: a preset of the bank's percussion bank 128, by GS number (GS_KITS).
     kit: int = 0
     # Channel strips where the genre's instrument needs another than STRIPS's.
     strips: dict[str, Strip] = field(default_factory=dict)
