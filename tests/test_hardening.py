@@ -3025,19 +3025,6 @@ def test_a_generator_that_describes_itself_off_its_contract_costs_the_caller_a_c
     wait_serving(gateway, seconds=5)
 
 
-def _a_quarter_as_long(reply: tagger_pb2.AnalyzeResponse) -> None:
-    """A timeline that tiles a quarter of the video (scored, it had been 1 s of music, and the
-    video cut to it)."""
-    analysis = reply.analysis
-    analysis.duration_s /= 4.0
-    kept = [s for s in analysis.segments if s.start_s < analysis.duration_s]
-    del analysis.segments[len(kept) :]
-    analysis.segments[-1].end_s = analysis.duration_s
-    cuts = [c for c in analysis.cuts if c.time_s < analysis.duration_s]
-    del analysis.cuts[:]
-    analysis.cuts.extend(cuts)
-
-
 def _cuts_beyond_the_limit(reply: tagger_pb2.AnalyzeResponse) -> None:
     """30,000 cuts: the generator's limit on a brief, which had refused it INVALID_ARGUMENT
     naming brief.cuts, a field the caller never sent."""
@@ -3130,7 +3117,6 @@ TAGGER_FAULTS = [
 @pytest.mark.parametrize(
     ("fault", "says"),
     [*TAGGER_FAULTS, (_ten_times_longer, "s for a video of"),
-     (_a_quarter_as_long, "s for a video of"),
      (_cuts_beyond_the_limit, "makes a brief past the limits: brief.cuts: at most")],
 )  # fmt: skip
 def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(

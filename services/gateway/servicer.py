@@ -126,8 +126,8 @@ SCRATCH_OWNER = "gateway"
 DEFAULT_SAMPLE_RATE = 48000
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
-# How much longer or shorter than the gateway's probe found the video a tagger may find it
-# (another tagger may count a container's length, where an audio track outlasts the picture).
+# How much longer than the gateway's probe found the video a tagger may find it (another
+# tagger may count a container's length, where an audio track outlasts the picture).
 TAGGER_LENGTH_SLACK_S = 1.0
 # An upload checks the staging disk's free room every this many bytes, and a refused one is
 # told to come back after this many seconds.
@@ -685,10 +685,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             analysis_event, analysis = await self._analysis(
                 asked.tagger_uri, controls.prompt, listen, _analysis_event, caller
             )
-            if abs(analysis.duration_s - asked.probed_s) > TAGGER_LENGTH_SLACK_S:
-                # The request was admitted and booked at the video's own length (one found
-                # shorter had been scored for its length: 1 s of music on a 4 s video, the
-                # video cut to it).
+            if analysis.duration_s > asked.probed_s + TAGGER_LENGTH_SLACK_S:
+                # The request was admitted and booked at the video's own length. (Shorter is
+                # the tagger's to say: a picture that ends before the sound or the damage.)
                 raise DownstreamError(
                     f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
                     f"of {asked.probed_s:g} s"
