@@ -1535,8 +1535,12 @@ def test_a_configured_soundfont_replaces_the_default(tmp_path, beat_analysis, ca
     # Refused before FluidSynth reads it: it had printed its own errors first.
     captured = capfd.readouterr()
     assert "fluidsynth" not in captured.err.lower() and "CRITICAL" not in captured.err
-    with pytest.raises(RenderError, match="cannot read SoundFont"):
+    with pytest.raises(RenderError, match=r"cannot read SoundFont .*: no such file"):
         ComposerGenerator(ComposerConfig(soundfont_path=tmp_path / "missing.sf2"))
+    # A folder had been called "no such file" too.
+    (tmp_path / "bank.sf2").mkdir()
+    with pytest.raises(RenderError, match=r"cannot read SoundFont .*: a folder, not a file"):
+        ComposerGenerator(ComposerConfig(soundfont_path=tmp_path / "bank.sf2"))
 
 
 def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):

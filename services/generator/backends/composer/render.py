@@ -166,7 +166,8 @@ class Synthesizer:
 
 def synthesizer(bank: SoundBank, sample_rate: int) -> Synthesizer:
     if not bank.path.is_file():
-        raise RenderError(f"cannot read SoundFont {bank.path}: no such file")
+        what = "a folder, not a file" if bank.path.is_dir() else "no such file"
+        raise RenderError(f"cannot read SoundFont {bank.path}: {what}")
     try:
         with bank.path.open("rb") as file:
             head = file.read(12)
