@@ -978,8 +978,10 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
     assert set(short_codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     print(f"{len(waits)} answers in {took:.2f} s, the slowest {max(waits):.3f} s")
     # With the loop held by each huge request in turn, the slowest had waited over half of
-    # that (1.8 s of 3.0 s); now about a tenth (0.2-0.3 s of 1.7-2.2 s).
-    assert max(waits) < took / 3
+    # that (1.8 s of 3.0 s); at first about a tenth (0.2-0.3 s of 1.7-2.2 s), on 2026-12-06
+    # up to a third (0.39-0.67 s of 1.8-2.1 s in six runs, at 4bfa2c1 and 512130b alike; a
+    # fresh-clone CI's 0.64 s of 1.87 s had failed the bound of a third).
+    assert max(waits) < took / 2
 
 
 @pytest.mark.slow
