@@ -90,7 +90,7 @@ def dry_timgm6mb() -> Iterator[ComposerGenerator]:
     with (
         mock.patch.object(bank_module, "fluidsynth_available", lambda: False),
         mock.patch.object(Mixer, "mix", dry_mix),
-        mock.patch.object(Mixer, "bus", lambda self, start, mix: mix),
+        mock.patch.object(Mixer, "bus", lambda self, start, mix, stems: (mix, list(stems))),
         # Its advice (install libfluidsynth) is about the default sound, not this measure.
         mock.patch.object(bank_module.SoundBank, "advice", ""),
     ):

@@ -791,6 +791,20 @@ def test_a_pickup_sounds_from_the_first_sample(generator, beat_analysis, genre):
     assert loud[0] / music.sample_rate <= 0.03
 
 
+def test_the_dry_measure_of_the_speed_benchmark_is_the_parts_summed(monkeypatch, beat_analysis):
+    """bench_sound's "dry" line (bench_composer.dry_timgm6mb: no mix, no bus) renders, and is
+    the parts at their gains summed: the bus's stems had broken its stand-in for the bus, and
+    the benchmark with it, unseen."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_composer
+
+    brief = brief_for(beat_analysis, "lo-fi", duration_s=4.0, stems=True, sample_rate=SAMPLE_RATE)
+    with bench_composer.dry_timgm6mb() as dry:
+        music = dry.generate(brief)
+    assert np.abs(music.audio).max() > 0.01
+    np.testing.assert_allclose(sum(music.stems.values()), music.audio, atol=1e-5)
+
+
 def test_the_demo_reel_has_a_player_per_genre_and_bank(monkeypatch, tmp_path, beat_analysis):
     """`bench_sound.py --reel DIR`, the listening page: one piece per genre and bank, each an
     MP3 the page plays, with the piece's tempo and its mix notes."""
