@@ -6,7 +6,6 @@ them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from services.domain import (
     MusicPlan,
     VideoAnalysis,
 )
+from services.edge import CONTROL
 from services.errors import InvalidInputError
 from services.vocabulary import Vocabulary
 
@@ -258,8 +258,6 @@ def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
 
 # How a generator's piece may end (MusicPlan.ending).
 PLAN_ENDINGS = ("cadence", "fade")
-# Control characters (a terminal's escapes, line breaks), which no word of a plan holds.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def check_plan(plan: MusicPlan) -> None:

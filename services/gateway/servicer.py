@@ -847,7 +847,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise DownstreamError(f"the generator ranked {len(ranking)} of {candidates} "
                                   "candidates")  # fmt: skip
         ranking = _best_first(ranking)
-        chosen = received.get(ranking[0].candidate if ranking else 0)
+        best = ranking[0].candidate if ranking else 0
+        chosen = received.get(best)
         if chosen is None or chosen.plan is None:
             raise DownstreamError("the generator returned no plan")
         missing = [name for name in chosen.plan.instruments if name not in chosen.stems]
@@ -856,7 +857,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # had been delivered, the call OK.
             raise DownstreamError(
                 f"the generator sent no stem for {', '.join(map(repr, missing[:8]))}, which "
-                f"candidate {ranking[0].candidate if ranking else 0}'s plan plays"
+                f"candidate {best}'s plan plays"
             )
         music = GeneratedMusic(audio=chosen.audio.result(), sample_rate=rate,
                                stems={n: a.result() for n, a in chosen.stems.items()},
