@@ -6,7 +6,7 @@ edges. Times are seconds from the start of the video, levels are 0..1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,6 +147,14 @@ class VideoAnalysis:
     def cuts_s(self) -> list[float]:
         return [cut.time_s for cut in self.cuts]
 
+    def cut_to(self, duration_s: float) -> VideoAnalysis:
+        """The analysis of the video's first `duration_s` seconds: its timeline and speech
+        ending there (the curves, read by time, are kept)."""
+        segments, cuts = timeline_of_length(self.segments, self.cuts, duration_s)
+        speech = [replace(s, end_s=min(s.end_s, duration_s))
+                  for s in self.speech if s.start_s < duration_s]  # fmt: skip
+        return replace(self, duration_s=duration_s, segments=segments, cuts=cuts, speech=speech)
+
     def to_json_dict(self) -> dict[str, Any]:
         """The analysis as JSON-ready data (thumbnails left out)."""
         data = asdict(self)
@@ -154,6 +162,17 @@ class VideoAnalysis:
         for segment in data["segments"]:
             segment.pop("thumbnail_jpeg")
         return data
+
+
+def timeline_of_length(
+    segments: list[Segment], cuts: list[Cut], duration_s: float
+) -> tuple[list[Segment], list[Cut]]:
+    """A timeline cut to `duration_s`, or its last segment held to it: the segments that start
+    before it, the last ending there, and the cuts inside it."""
+    kept = [s for s in segments if s.start_s < duration_s]
+    if kept:
+        kept[-1] = replace(kept[-1], end_s=duration_s)
+    return kept, [c for c in cuts if 0 < c.time_s < duration_s]
 
 
 @dataclass(frozen=True)

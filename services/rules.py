@@ -163,7 +163,8 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     it): a positive length that its timeline tiles, a picture's rate and size that are
     numbers, a rotation by quarter turns, curves of numbers (motion in 0..1) at a positive
     rate, words within bounds, and tags the vocabulary names, with a tempo inside its range
-    and the range inside BPM_LIMITS."""
+    and the range inside BPM_LIMITS, and each tag's origin a tag of its kind with a score
+    that is a number."""
     duration = analysis.duration_s
     if not (math.isfinite(duration) and duration > 0.0):
         raise InvalidInputError(f"analysis.duration_s: {duration:g} s is not a length",
@@ -221,6 +222,14 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     except ValueError as error:
         raise InvalidInputError(f"analysis.tags.key: {error}", field="analysis.tags.key") from None
     check_unit_interval("analysis.tags.energy", tags.energy)
+    named = {"genre": vocabulary.genres, "mood": vocabulary.moods,
+             "instrument": vocabulary.instruments}  # fmt: skip
+    for index, origin in enumerate(tags.origins):
+        field = f"analysis.tags.origins[{index}]"
+        check_known(origin.kind, [origin.tag], named[origin.kind], f"{field}.tag")
+        if not math.isfinite(origin.score):
+            raise InvalidInputError(f"{field}.score: {origin.score:g} is not a number",
+                                    field=f"{field}.score")  # fmt: skip
 
 
 # The sample rates a gateway delivers music at (a generator that offered only 2 MHz had had

@@ -2362,6 +2362,8 @@ class _FaultyGenerator(GeneratorServicer):
     opening: tuple[generator_pb2.GenerateResponse, ...] = ()
     # Seconds it waits before it answers.
     delay_s = 0.0
+    # The status it ends each Generate with at once, if any.
+    refusal: tuple[grpc.StatusCode, str] | None = None
     description: Callable[[generator_pb2.GeneratorDescribeResponse], None] = staticmethod(
         lambda reply: None
     )
@@ -2378,6 +2380,8 @@ class _FaultyGenerator(GeneratorServicer):
 
     async def Generate(self, request, context):
         self.served_for.append(callers_of(context)[1])
+        if self.refusal is not None:
+            await context.abort(*self.refusal)
         await asyncio.sleep(self.delay_s)
         for message in self.opening:
             yield message
@@ -2392,6 +2396,7 @@ class _FaultyTagger(TaggerServicer):
 
     fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(lambda reply: None)
     delay_s = 0.0
+    refusal: tuple[grpc.StatusCode, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -2400,6 +2405,8 @@ class _FaultyTagger(TaggerServicer):
 
     async def Analyze(self, request, context):
         self.served_for.append(callers_of(context)[1])
+        if self.refusal is not None:
+            await context.abort(*self.refusal)
         await asyncio.sleep(self.delay_s)
         reply = await super().Analyze(request, context)
         self.fault(reply)
@@ -2620,6 +2627,35 @@ def test_a_service_slower_than_the_gateway_allows_is_named_in_the_deadline(
         f"the {slow} took longer than this gateway allows it (gateway.{setting}: 1.5 s)"
     )
     assert error_details(caught.value).reason == "DOWNSTREAM_TOO_SLOW"
+
+
+@pytest.mark.slow
+def test_a_deadline_a_service_sends_before_the_gateways_limit_is_its_own(faulty, clip, monkeypatch):
+    """A generator that ends a call at once with DEADLINE_EXCEEDED (its own wait on something
+    ran out): its code and message reach the caller, which had been told that the generator
+    took longer than gateway.generate_timeout_s (600 s) allows."""
+    gateway, _, generator = faulty
+    ran_out = (grpc.StatusCode.DEADLINE_EXCEEDED, "the model's warm-up ran out")
+    monkeypatch.setattr(generator, "refusal", ran_out)
+    assert code_of(lambda: score(gateway, _request(clip.path.as_uri()))) == ran_out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["tagger", "generator"])
+def test_a_service_that_cannot_find_what_the_gateway_hands_it_is_the_servers_fault(
+    faulty, clip, monkeypatch, service
+):
+    """A tagger that cannot find the video the gateway staged for it (a staging folder not
+    shared with it), or a generator that cannot find what it needs: FAILED_PRECONDITION for
+    the servers' configuration, the service's message (a server path) in the gateway's log
+    only. The caller had been told NOT_FOUND with the staging path, as if its video were
+    missing."""
+    gateway, tagger, generator = faulty
+    missing = (grpc.StatusCode.NOT_FOUND, "file:///srv/staging/3f2a/clip.mp4 does not exist")
+    monkeypatch.setattr({"tagger": tagger, "generator": generator}[service], "refusal", missing)
+    code, details = code_of(lambda: score(gateway, _request(clip.path.as_uri())))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION, (code, details)
+    assert service in details and "NOT_FOUND" in details and "/" not in details, details
 
 
 def _refused_as_downstream_then_answered(answered: Callable[[], bool], monkeypatch) -> str:
@@ -3057,6 +3093,31 @@ def _ten_times_longer(reply: tagger_pb2.AnalyzeResponse) -> None:
     analysis.segments[-1].end_s = analysis.duration_s
 
 
+def _origin_added(tag: str, score: float) -> Callable[[tagger_pb2.AnalyzeResponse], None]:
+    """A mood's origin, put first."""
+
+    def fault(reply: tagger_pb2.AnalyzeResponse) -> None:
+        origins = reply.analysis.tags.origins
+        kept = list(origins)
+        del origins[:]
+        origins.add(kind=common_pb2.TAG_KIND_MOOD, tag=tag, source=common_pb2.TAG_SOURCE_PICTURE,
+                    score=score)  # fmt: skip
+        origins.extend(kept)
+
+    return fault
+
+
+def _longer_by(seconds: float) -> Callable[[tagger_pb2.AnalyzeResponse], None]:
+    """A timeline that tiles a length `seconds` past the video's."""
+
+    def fault(reply: tagger_pb2.AnalyzeResponse) -> None:
+        analysis = reply.analysis
+        analysis.duration_s += seconds
+        analysis.segments[-1].end_s = analysis.duration_s
+
+    return fault
+
+
 def _speech_backwards(reply: tagger_pb2.AnalyzeResponse) -> None:
     reply.analysis.speech.append(common_pb2.SpeechInterval(start_s=2.0, end_s=1.0))
 
@@ -3112,6 +3173,8 @@ TAGGER_FAULTS = [
     (_tags_changed(genres=["polka"]), "analysis.tags.genres: unknown genre polka"),
     (_tags_changed(bpm=400.0, bpm_max=400.0), "analysis.tags.bpm: 400 BPM"),
     (_tags_changed(key="H major"), "analysis.tags.key: bad key 'H major'"),
+    (_origin_added("calm", math.nan), "analysis.tags.origins[0].score: nan is not a number"),
+    (_origin_added("sneaky", 0.5), "analysis.tags.origins[0].tag: unknown mood sneaky"),
 ]  # fmt: skip
 
 
@@ -3134,6 +3197,28 @@ def test_a_tagger_that_breaks_its_contract_costs_the_caller_a_clear_error(
     monkeypatch.setattr(tagger, "fault", fault)
     details = _refused_as_downstream_then_scored(gateway, clip, monkeypatch)
     assert details.startswith("the tagger's analysis: ") and says in details
+
+
+@pytest.mark.slow
+def test_the_music_fits_the_picture_a_tagger_finds_a_little_longer(faulty, clip, monkeypatch):
+    """A tagger that counts a container's length (where the sound outlasts the picture) finds
+    the video up to TAGGER_LENGTH_SLACK_S longer than the gateway's probe: the music is the
+    picture's length, as the gateway measured it (it had run 0.9 s past the last frame)."""
+    import io
+
+    import soundfile
+
+    from services.media.video import probe_video
+
+    gateway, tagger, _ = faulty
+    monkeypatch.setattr(tagger, "fault", _longer_by(0.9))
+    request = _request(clip.path.as_uri())
+    request.output.format = gateway_pb2.OUTPUT_FORMAT_WAV
+    events = score(gateway, request)
+    wav = b"".join(e.file.data for e in events if e.WhichOneof("event") == "file")
+    assert soundfile.info(io.BytesIO(wav)).duration == pytest.approx(
+        probe_video(clip.path).duration_s, abs=1e-3
+    )
 
 
 @pytest.mark.slow

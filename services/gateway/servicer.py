@@ -129,6 +129,9 @@ DEPENDENCY_CHECK_S = 1.0
 # How much longer than the gateway's probe found the video a tagger may find it (another
 # tagger may count a container's length, where an audio track outlasts the picture).
 TAGGER_LENGTH_SLACK_S = 1.0
+# The share of a limit on a call past which its DEADLINE_EXCEEDED is the limit's (the clocks
+# of gRPC and this process may differ by a little).
+DEADLINE_REACHED = 0.95
 # An upload checks the staging disk's free room every this many bytes, and a refused one is
 # told to come back after this many seconds.
 STAGING_CHECK_BYTES = 64 * 1024**2
@@ -293,6 +296,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         for the caller (its copy of a long analysis, like its conversion, is made off the
         event loop: 0.1 s for the tagger's most), and its domain types. The tagger is told
         whom it analyses for (`caller`)."""
+        began = time.monotonic()
         try:
             reply = await self.tagger_channel.stub.Analyze(
                 tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
@@ -302,7 +306,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             )  # fmt: skip
         except grpc.aio.AioRpcError as error:
             raise _for_caller(error, "tagger", "analyze_timeout_s",
-                                  self.config.analyze_timeout_s) from None  # fmt: skip
+                              self.config.analyze_timeout_s, began) from None  # fmt: skip
         message = reply.analysis
 
         def read() -> tuple[Answer, VideoAnalysis]:
@@ -692,6 +696,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     f"the tagger's analysis: a length of {analysis.duration_s:g} s for a video "
                     f"of {asked.probed_s:g} s"
                 )
+            if analysis.duration_s > asked.probed_s:
+                # Within the slack (a container's length, where the sound outlasts the
+                # picture): the music fits the picture the gateway measured and delivers it
+                # with (an MP4's music had run 0.9 s past its last frame).
+                analysis = analysis.cut_to(asked.probed_s)
             events.put(analysis_event)
             events.put(_progress("composition", 0.35))
             brief = make_brief(
@@ -767,6 +776,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         generate = self.generator_channel.serialized_stream(
             GENERATE, generator_pb2.GenerateResponse
         )
+        began = time.monotonic()
         call = generate(request, timeout=self.config.generate_timeout_s,
                         metadata=(*self.generator_metadata, (ON_BEHALF_OF, caller)))  # fmt: skip
         received: dict[int, _CandidateParts] = {}
@@ -839,7 +849,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     parts.stems[name].add(message.stem.audio)
         except grpc.aio.AioRpcError as error:
             raise _for_caller(error, "generator", "generate_timeout_s",
-                                  self.config.generate_timeout_s) from None  # fmt: skip
+                              self.config.generate_timeout_s, began) from None  # fmt: skip
         finally:
             # However this ends (the client cancelled, a deadline passed), stop the generator.
             call.cancel()
@@ -937,22 +947,29 @@ class _Mailbox:
 
 
 def _for_caller(
-    error: grpc.aio.AioRpcError, service: str, setting: str, limit_s: float
+    error: grpc.aio.AioRpcError, service: str, setting: str, limit_s: float, began: float
 ) -> Exception:
-    """What a call to `service` that failed with `error` is to the caller: where it outlasted
-    the gateway's limit on it (gateway.`setting`), DEADLINE_EXCEEDED naming that limit (gRPC's
-    own "Deadline Exceeded" reads as if the caller's deadline had passed); where `service`
-    refused the gateway itself (its credentials, or a file it handed over that the service may
-    not read: the caller was let in already), FAILED_PRECONDITION for the server's
-    configuration, the details in the log only (they name the server's folders); else
-    `error`, whose code and details are passed on."""
-    if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+    """What a call to `service`, made at `began` (time.monotonic), that failed with `error` is
+    to the caller: where it outlasted the gateway's limit on it (gateway.`setting`),
+    DEADLINE_EXCEEDED naming that limit (gRPC's own "Deadline Exceeded" reads as if the
+    caller's deadline had passed); where `service` refused the gateway itself (its
+    credentials, or a file it handed over that the service cannot find or may not read: the
+    caller was let in already, and names nothing a service looks up), FAILED_PRECONDITION for
+    the server's configuration, the details in the log only (they name the server's
+    folders); else `error`, whose code and details are passed on (a DEADLINE_EXCEEDED that
+    `service` sent before the limit among them)."""
+    if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                        grpc.StatusCode.NOT_FOUND):  # fmt: skip
         log.error("the %s refused this gateway (%s: %s): its configuration or the gateway's "
                   "is wrong", service, error.code().name, error.details())  # fmt: skip
-        return ConfigError(f"the {service} refuses this gateway's requests: the server's "
-                           "configuration is wrong (its log has the details)")  # fmt: skip
+        return ConfigError(f"the {service} refuses this gateway's requests "
+                           f"({error.code().name}): the server's configuration is wrong (its "
+                           "log has the details)")  # fmt: skip
     passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
-    if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or passed_on:
+    # gRPC ends the call at the limit, never before (a generator's own DEADLINE_EXCEEDED,
+    # sent at once, had been reported as this gateway's limit passed).
+    outlasted = time.monotonic() - began >= limit_s * DEADLINE_REACHED
+    if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED or passed_on or not outlasted:
         return error
     return DeadlineExceededError(
         f"the {service} took longer than this gateway allows it (gateway.{setting}: {limit_s:g} s)",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from services.domain import Cut, MusicBrief, MusicPlan, Segment, VideoAnalysis
+from services.domain import MusicBrief, MusicPlan, VideoAnalysis, timeline_of_length
 from services.vocabulary import load_vocabulary
 
 
@@ -76,17 +76,7 @@ def genre_brief(analysis: VideoAnalysis, genre: str, **changes: Any) -> MusicBri
     fields.update(changes)
     if "duration_s" in changes and "segments" not in changes:
         # Another length: the video's timeline cut (or its last segment held) to it.
-        fields["segments"], fields["cuts"] = _timeline_of_length(
-            analysis, fields["duration_s"], fields["cuts"] if "cuts" in changes else None
+        fields["segments"], fields["cuts"] = timeline_of_length(
+            analysis.segments, fields["cuts"], fields["duration_s"]
         )
     return MusicBrief(**fields)
-
-
-def _timeline_of_length(
-    analysis: VideoAnalysis, duration_s: float, cuts: list[Cut] | None
-) -> tuple[list[Segment], list[Cut]]:
-    segments = [s for s in analysis.segments if s.start_s < duration_s]
-    if segments:
-        segments[-1] = dataclasses.replace(segments[-1], end_s=duration_s)
-    kept = [c for c in (analysis.cuts if cuts is None else cuts) if 0 < c.time_s < duration_s]
-    return segments, kept
