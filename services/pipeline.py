@@ -56,6 +56,8 @@ class ScoreResult:
     timings: dict[str, float] = field(default_factory=dict)
     # With several candidates: each one's fit, best first (the delivered music is the first).
     ranking: list[CandidateScore] = field(default_factory=list)
+    # What the generator renders with (its Describe's `sound`; "" where it does not say).
+    sound: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,4 +208,4 @@ class ScorePipeline:
         timings["total"] = time.perf_counter() - started
         report(1.0)
         return ScoreResult(analysis, brief, music.plan, loudness, written, timings,
-                           ranking)  # fmt: skip
+                           ranking, info.sound)  # fmt: skip

@@ -27,7 +27,9 @@ def _print_summary(
     written: list[Path],
     ranking: list[CandidateScore],
     options: OutputOptions,
+    sound: str = "",
 ) -> None:
+    """`sound`: what the generator rendered with, where it is known here."""
     if analysis is not None:
         console.print(
             f"[bold]Video[/bold]       {analysis.duration_s:.2f} s, "
@@ -87,6 +89,8 @@ def _print_summary(
         )
     has_audio = analysis.has_audio if analysis is not None else None
     console.print(f"[bold]{'Sound':<12}[/bold]{sound_line(has_audio, options)}")
+    if sound:
+        console.print(f"[bold]{'Rendered':<12}[/bold]{escape(sound)}")
     for path in written:
         console.print(f"[bold]{'Wrote':<12}[/bold]{escape(str(path))}")
 
@@ -116,6 +120,7 @@ def print_score_summary(
         result.written,
         result.ranking,
         options,
+        result.sound,
     )
     t = result.timings
     console.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import re
 from pathlib import Path
 
 import av
@@ -736,6 +737,8 @@ def test_cli_score_prints_a_summary(clip, tmp_path):
     assert result.returncode == 0, result.stderr
     for word in ("Genres", "pop (user)", "100.0 BPM", "on a beat", "LUFS", "Wrote"):
         assert word in result.stdout
+    # Which bank played it (TimGM6mb where set-up found no better one).
+    assert re.search(r"Rendered +\S+\.sf[23] with (fluidsynth|tinysoundfont)", result.stdout)
     assert out.exists()
 
 
