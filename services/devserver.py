@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.config import ServingConfig
+
 _HANDED_OUT: set[int] = set()
 
 
@@ -195,11 +197,14 @@ def stop(running: Running) -> int:
 # Each node runs a Python collection in its Ray processes this often, seconds (Ray's default:
 # 90 minutes). The messages of a stream its caller cancelled before reading them stay in the
 # object store until one runs (a reference cycle in Ray's own processes holds them); the
-# Kubernetes manifests set the same on every Ray pod.
+# Kubernetes manifests set the same on every Ray pod, and the largest message Ray's gRPC
+# proxy takes or sends: serving.max_message_bytes, as the standalone servers (Ray's default
+# of 2 GiB let any caller make the proxy hold that much before a servicer saw the request).
 RAY_ENV = {
     "RAY_DISABLE_USAGE_STATS": "1",
     "RAY_AUTH_MODE": "disabled",
     "RAY_local_gc_interval_s": "30",
+    "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(ServingConfig().max_message_bytes),
 }
 
 

@@ -176,6 +176,18 @@ def test_score_through_rays_grpc_proxy(profile, clip, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_gateway_analyzes_through_rays_grpc_proxy(profile, clip):
+    """Gateway.Analyze, a unary call the proxy carries (the studio's, through
+    `analyze_remote`): Ray's gateway application had offered only Score ("Tried to call a
+    method 'Analyze' that does not exist")."""
+    from services.gateway.client import analyze_remote
+
+    message = analyze_remote(profile.proxy, clip.path)
+    assert message.duration_s == pytest.approx(clip.duration_s, abs=0.1)
+    assert [round(cut.time_s, 1) for cut in message.cuts] == [2.0]
+
+
+@pytest.mark.slow
 def test_proxy_reports_its_applications_and_a_missing_one(cluster, clip):
     from services.gen.bgm.v1 import tagger_pb2, tagger_pb2_grpc
 
