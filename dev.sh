@@ -35,8 +35,10 @@ GENRE_LOCK=benchmarks/requirements-genre.lock
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
 # espeak-ng, which speaks the sentences of the speech tests' videos, and Chromium, in which
-# the studio's browser test runs (those tests are skipped without them).
-DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng chromium)
+# the studio's browser test runs (those tests are skipped without them); and libGL, which
+# OpenCV's wheel loads (scenedetect requires opencv-python, not its headless build): without
+# it nothing that reads a video starts.
+DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng chromium libgl1)
 
 debian_packages() {
     local missing=() package
@@ -49,7 +51,8 @@ debian_packages() {
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     if ! command -v apt-get >/dev/null || { [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; }; then
         echo "note: install ${missing[*]} (Debian/Ubuntu): without them the composer renders" \
-            "with TimGM6mb and the speech and browser tests are skipped" >&2
+            "with TimGM6mb, the speech and browser tests are skipped, and without libgl1" \
+            "OpenCV cannot load" >&2
         return
     fi
     export DEBIAN_FRONTEND=noninteractive

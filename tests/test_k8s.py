@@ -423,6 +423,64 @@ def test_images_are_the_ones_the_dockerfiles_build(overlay):
     assert images <= set(built.values())
 
 
+# In every image Ray builds on (Ubuntu): the C and C++ runtimes and zlib.
+BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
+
+
+def _debian_dependencies(package: str) -> set[str] | None:
+    """The packages an installed Debian package depends on (every alternative), or None
+    where it is not installed here."""
+    found = subprocess.run(["dpkg-query", "-W", "-f=${Depends}, ${Pre-Depends}", package],
+                           capture_output=True, text=True)  # fmt: skip
+    if found.returncode:
+        return None
+    return {re.sub(r"\(.*?\)", "", name).strip().split(":")[0]
+            for group in found.stdout.split(",") for name in group.split("|")} - {""}  # fmt: skip
+
+
+def _with_dependencies(packages: set[str]) -> set[str]:
+    """`packages` and all they depend on, as this machine's Debian has them."""
+    seen: set[str] = set()
+    waiting = list(packages)
+    while waiting:
+        package = waiting.pop()
+        if package in seen:
+            continue
+        seen.add(package)
+        waiting += _debian_dependencies(package) or set()
+    return seen
+
+
+def test_the_images_install_the_system_libraries_opencv_loads():
+    """OpenCV's wheel (opencv-python, which scenedetect requires: not the headless build)
+    loads libGL and GLib from the system; Ray's images have neither, so every Serve
+    application's `import cv2` failed. Each Dockerfile's apt packages, with what they depend
+    on (as this machine's Debian has them), cover the packages of every library `ldd` finds
+    outside the wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cv2")
+    assert spec is not None and spec.origin is not None
+    (module,) = Path(spec.origin).parent.glob("cv2*.so")
+    libraries = subprocess.run(["ldd", str(module)], capture_output=True, text=True,
+                               check=True).stdout  # fmt: skip
+    # Files by name: dpkg records some under /lib, some under /usr/lib (merged /usr).
+    outside = {Path(path).resolve().name for path in re.findall(r"=> (/\S+)", libraries)
+               if "site-packages" not in path}  # fmt: skip
+    needed = set()
+    for name in sorted(outside):
+        owner = subprocess.run(["dpkg-query", "-S", f"*/{name}"], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+        needed |= {package.strip() for package in owner.split(":")[0].split(",")}
+    needed -= BASE_IMAGE_PACKAGES
+    assert {"libgl1", "libglib2.0-0"} <= needed
+    for flavour in ("cpu", "gpu", "sonique"):
+        dockerfile = (ROOT / f"deploy/docker/Dockerfile.{flavour}").read_text()
+        listed = _found(r"apt-get install -y -q --no-install-recommends \\\n\s+(.+)", dockerfile)
+        installed = _with_dependencies(set(listed.replace("\\", " ").split()))
+        assert needed <= installed, (flavour, sorted(needed - installed))
+
+
 def test_the_sonique_overlay_runs_only_the_generator_on_sonique():
     objects = kustomize(ROOT / "deploy/k8s/overlays/sonique")
     gpu = kustomize(ROOT / "deploy/k8s/overlays/gpu")
