@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import load_config
-from services.errors import BgmError, InvalidInputError
+from services.errors import BgmError, InvalidInputError, PermissionDeniedError
 from services.rules import SPEECH_MODES, speech_matters
 from services.vocabulary import load_vocabulary
 
@@ -45,6 +45,9 @@ STARTED = time.perf_counter() - _process_age_s()
 # Exit status for input the program refuses (matches argparse's usage errors).
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+# The gRPC codes of a refusal of what the caller sent (`bgm client score` exits 2 on them).
+CALLERS_CODES = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE", "NOT_FOUND", "ALREADY_EXISTS",
+                           "PERMISSION_DENIED", "UNAUTHENTICATED"})  # fmt: skip
 # Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 
@@ -141,16 +144,21 @@ def _reference(path: str | None, max_bytes: int) -> bytes:
 
 
 def _regular_file(path: Path, what: str) -> Path:
-    """`path`, refused unless it is a file: a FIFO or a device (/dev/zero) had been read
-    without end, hanging the command or filling its memory."""
-    if not path.exists():
-        from services.media.files import LOOPED, leads_round
+    """`path`, refused unless it is a file that may be read: a FIFO or a device (/dev/zero)
+    had been read without end, hanging the command or filling its memory, and one it may
+    not read had been the raw errno, exit 1."""
+    try:
+        if not path.exists():
+            from services.media.files import LOOPED, leads_round
 
-        if leads_round(path):
-            raise InvalidInputError(f"cannot read {what} {path}: {LOOPED}")
-        raise InvalidInputError(f"cannot read {what} {path}: no such file")
-    if not path.is_file():
-        raise InvalidInputError(f"cannot read {what} {path}: not a file")
+            if leads_round(path):
+                raise InvalidInputError(f"cannot read {what} {path}: {LOOPED}")
+            raise InvalidInputError(f"cannot read {what} {path}: no such file")
+        if not path.is_file():
+            raise InvalidInputError(f"cannot read {what} {path}: not a file")
+        path.open("rb").close()
+    except PermissionError:
+        raise PermissionDeniedError(f"cannot read {what} {path}: permission denied") from None
     return path
 
 
@@ -162,9 +170,6 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
 
     output = Path(args.output)
     if _into_folder(args):
-        if args.midi or args.stems:
-            raise InvalidInputError("--midi and --stems name one file or folder: score the "
-                                    "videos one at a time with them")  # fmt: skip
         output = output / f"{Path(video).stem}.{args.format}"
     midi = Path(args.midi) if args.midi else None
     stems = Path(args.stems) if args.stems else None
@@ -233,6 +238,9 @@ def _score(args: argparse.Namespace) -> int:
     videos = [Path(video) for video in args.video]
     if len(videos) > 1 and not _into_folder(args):
         raise InvalidInputError("with several videos, -o names a folder (end it with /)")
+    if len(videos) > 1 and (args.midi or args.stems):
+        raise InvalidInputError("--midi and --stems name one file or folder: score the "
+                                "videos one at a time with them")  # fmt: skip
     controls = _controls(args, config.limits.max_reference_bytes)
     # The request limits the services hold every caller to (a seed of -1 had failed in numpy
     # after the whole job; 2**32 and a 100,000-character prompt had been taken).
@@ -465,12 +473,17 @@ def _client_score(args: argparse.Namespace) -> int:
         extra = [f"field {', '.join(details.fields)}"] if details.fields else []
         extra += [f"reason {details.reason}"] if details.reason else []
         extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
+        if tls is not None and "handshake" in (error.details() or "").lower():
+            # gRPC's own words (TSI_PROTOCOL_FAILURE, WRONG_VERSION_NUMBER) name no cause.
+            extra.append(f"does {args.server} speak TLS? without --tls the call is plaintext")
         Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red] ({error.code().name}): {escape(error.details() or '')}"
             + (f" [dim]({escape('; '.join(extra))})[/dim]" if extra else ""),
             highlight=False,
         )
-        return EXIT_FAILURE
+        # What the caller sent, as `bgm score` says of the same refusals; the rest (the
+        # server's state, its configuration, a failure) is 1.
+        return EXIT_BAD_INPUT if error.code().name in CALLERS_CODES else EXIT_FAILURE
     print_remote_summary(outcome, options, summary_console(), time.perf_counter() - STARTED)
     return 0
 
@@ -506,6 +519,7 @@ def _tags(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from services.gateway.delivery import writing
     from services.gateway.outputs import check_writable, staged_outputs, temporary_path
     from services.media.synth import sample_shots, write_video
 
@@ -517,7 +531,8 @@ def _sample(args: argparse.Namespace) -> int:
     check_writable(output, "sample video")
     # Written under a temporary name and renamed when whole: stopped or out of disk, it had
     # left a shorter video (or, with --force, one in place of the whole one it replaced).
-    with staged_outputs(replace=args.force) as staging:
+    # A place that passed the checks and still takes no file (/proc): said by its name.
+    with writing("sample video", output), staged_outputs(replace=args.force) as staging:
         partial = temporary_path(output)
         staging.files.append((partial, output))
         video = write_video(partial, sample_shots(), width=640, height=360, fps=30.0)
@@ -770,7 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     client = commands.add_parser("client", help="call a running gateway")
     client_commands = client.add_subparsers(dest="client_command", required=True)
-    remote = client_commands.add_parser("score", help="score a video through a gateway")
+    # It reads the config too (limits.max_reference_bytes, the controls' limits).
+    remote = client_commands.add_parser("score", parents=[reads_config],
+                                        help="score a video through a gateway")  # fmt: skip
     remote.add_argument("video", help="video file to upload (or a URI, with --uri)")
     remote.add_argument(
         "--server",

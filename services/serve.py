@@ -48,9 +48,6 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
                 metrics.append((metrics_host, endpoint.metrics_port))
             # The port bound: with --port 0 the system chose it (it had been logged as 0).
             logging.getLogger("bgm").info("%s on %s:%d", name, endpoint.host, servers[-1].port)
-        for host, port in metrics:
-            if port:
-                logging.getLogger("bgm").info("metrics on %s:%d", host, port)
         await run_servers(servers, metrics, config.serving, on_started)
 
     asyncio.run(main())

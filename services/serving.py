@@ -1283,6 +1283,8 @@ async def run_servers(
     for host, port in metrics_addresses:
         if port:
             serve_metrics(host, port, serving)
+            # Said once bound (it had been said before, then the port was found taken).
+            log.info("metrics on %s:%d", host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -683,6 +683,9 @@ def test_tls_against_a_plaintext_server_is_one_line(tmp_path):
     assert finished.returncode == 1, finished.stderr
     lines = finished.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error (UNAVAILABLE)"), finished.stderr
+    # The likely cause said (gRPC's own words had named none).
+    assert lines[0].endswith(f"(does 127.0.0.1:{port} speak TLS? without --tls the call is "
+                             "plaintext)"), finished.stderr  # fmt: skip
 
 
 def test_an_open_tagger_or_generator_with_auth_on_is_said_at_start_up(caplog):

@@ -287,6 +287,13 @@ def test_an_output_that_cannot_be_written_is_one_line(cuts_video: SyntheticVideo
     else:
         assert unwritable.returncode == 2 and "/proc is not writable" in unwritable.stderr
     assert not list(Path("/proc").glob(".bgm-scored*"))
+    # `bgm sample` the same (it had been "[Errno 2] No such file or directory", no name).
+    sample = bgm("sample", "/proc/bgm-sample.mp4")
+    if os.access("/proc", os.W_OK):
+        assert sample.returncode == 1, sample.stderr
+        assert sample.stderr.startswith("error (INTERNAL): cannot write sample video "
+                                        "bgm-sample.mp4: "), sample.stderr  # fmt: skip
+        assert len(sample.stderr.strip().splitlines()) == 1
 
 
 def _decoded(path: Path) -> tuple[np.ndarray, int]:
@@ -312,6 +319,15 @@ def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVid
     assert len(audio) == round(cuts_video.duration_s * rate)
     lone = bgm("score", str(first), str(second), "-o", str(tmp_path / "one.wav"))
     assert lone.returncode == 2 and "names a folder" in lone.stderr
+    stems = bgm("score", str(first), str(second), "-o", f"{out}/", "--stems",
+                str(tmp_path / "stems"))  # fmt: skip
+    assert stems.returncode == 2 and "one at a time with them" in stems.stderr
+    # One video into a folder takes them (it had been refused as if it were several).
+    one = bgm("score", str(first), "-o", f"{tmp_path / 'into'}/", "--format", "wav", "--midi",
+              str(tmp_path / "into.mid"), "--stems", str(tmp_path / "into-stems"))  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert [p.name for p in (tmp_path / "into").iterdir()] == ["first.wav"]
+    assert (tmp_path / "into.mid").is_file() and any((tmp_path / "into-stems").glob("*.wav"))
 
     part = bgm("score", str(first), "-o", str(tmp_path / "part.wav"), "--start", "2",
                "--end", "5", "--midi", str(tmp_path / "part.mid"))  # fmt: skip
@@ -475,6 +491,47 @@ def _one_line_refusal(result) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _as_a_user(*args: str) -> list[str]:
+    """`bgm args` run so that a file's permissions hold for it: as root (this machine's
+    tests), with no capabilities (root's overrides them)."""
+    import sys
+
+    command = [sys.executable, "-m", "services.launch", *args]
+    if os.geteuid() == 0:
+        return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--", *command]
+    return command
+
+
+def test_a_video_it_may_not_read_is_refused_in_one_line(cuts_video: SyntheticVideo, tmp_path: Path):
+    """A video whose permissions keep it from being read, or that lies in a folder that may
+    not be searched: PERMISSION_DENIED naming it, exit 2, as bad input. It had been the raw
+    "[Errno 13] Permission denied" and exit 1, as for a failure of the command's own."""
+    import subprocess
+
+    unreadable = tmp_path / "unreadable.mp4"
+    unreadable.write_bytes(cuts_video.path.read_bytes())
+    unreadable.chmod(0)
+    shut = tmp_path / "shut"
+    shut.mkdir()
+    (shut / "inside.mp4").write_bytes(cuts_video.path.read_bytes())
+    shut.chmod(0o600)
+    try:
+        for video in (unreadable, shut / "inside.mp4"):
+            for command in (["score", str(video), "-o", str(tmp_path / "out.wav")],
+                            ["analyze", str(video)],
+                            ["client", "score", str(video), "--server", "127.0.0.1:1", "-o",
+                             str(tmp_path / "out.wav")]):  # fmt: skip
+                result = subprocess.run(_as_a_user(*command), capture_output=True, text=True,
+                                        timeout=120, cwd=Path(__file__).parent.parent)  # fmt: skip
+                _one_line_refusal(result)
+                said = result.stderr.strip()
+                assert said.startswith("error (PERMISSION_DENIED): cannot read video "), said
+                assert said.endswith(f"{video.name}: permission denied"), said
+        assert not (tmp_path / "out.wav").exists()
+    finally:
+        shut.chmod(0o700)
 
 
 def test_an_input_that_is_a_loop_of_links_is_said_so(cuts_video: SyntheticVideo, tmp_path: Path):
@@ -690,6 +747,8 @@ def test_a_port_in_use_is_one_line(tmp_path: Path):
             errors = [line for line in result.stderr.splitlines() if " bgm " not in line]
             assert errors == [f"error: {says} 127.0.0.1:{port}: the port is in use (another "
                               "program, or another bgm, listens on it)"], result.stderr  # fmt: skip
+            # Nothing says it listens there (the metrics' line had come before the refusal).
+            assert f"on 127.0.0.1:{port}\n" not in result.stderr, result.stderr
         # The studio's (uvicorn's own had been its log's "ERROR: [Errno 98] ...", exit 3).
         studio = bgm_process("studio", "--port", str(port), timeout=120)
         assert studio.returncode == 1 and studio.stderr.splitlines() == [

@@ -211,7 +211,7 @@ def test_bad_input_keeps_its_status_through_ray(profile, tmp_path):
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video\n" * 100)
     result = client_score(profile.proxy, notes, tmp_path / "out.mp4")
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, as `bgm score` says it
     assert "INVALID_ARGUMENT" in result.stderr and "not a video" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
 

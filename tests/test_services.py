@@ -175,6 +175,15 @@ def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_p
     assert not any(servers.staging.glob("*"))
 
 
+def test_client_exits_as_bgm_score_does_on_a_refusal_of_what_it_sent(servers, clip, tmp_path):
+    """A request the gateway refuses as the caller's (an unknown genre, INVALID_ARGUMENT):
+    exit 2, as `bgm score` exits on the same; it had been 1, as for a server's failure."""
+    result = bgm("client", "score", str(clip.path), "--server", servers.gateway, "-o",
+                 str(tmp_path / "o.wav"), "--genre", "rok")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error (INVALID_ARGUMENT): ") and "rok" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def talk(media: Path) -> SyntheticVideo:
     """A video whose sound is a sentence spoken from 1 s."""

@@ -282,22 +282,22 @@ def write_outputs(
     with staged_outputs(options.replace_existing, options.within) as staging:
         staged = staging.files
         if options.make_folder:
-            with _writing("output", options.output):
+            with writing("output", options.output):
                 staging.make_folder(options.output.parent)
         check_within(options.output, options.within)
         temporary = temporary_path(options.output)
         staged.append((temporary, options.output))
-        with _writing("output", options.output):
+        with writing("output", options.output):
             report = _write_music(video, temporary, mastered, music.sample_rate,
                                   options.output, heartbeat)  # fmt: skip
         if options.midi is not None:
             check_within(options.midi, options.within)
             midi_temporary = temporary_path(options.midi)
             staged.append((midi_temporary, options.midi))
-            with _writing("MIDI file", options.midi):
+            with writing("MIDI file", options.midi):
                 midi_temporary.write_bytes(music.midi)
         if options.stems_dir is not None:
-            with _writing("stems folder", options.stems_dir):
+            with writing("stems folder", options.stems_dir):
                 staging.make_folder(options.stems_dir)
             for name, stem in music.stems.items():
                 final = options.stems_dir / f"{name}.wav"
@@ -305,7 +305,7 @@ def write_outputs(
                 stem_temporary = temporary_path(final)
                 staged.append((stem_temporary, final))
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
-                with _writing("stem", final):
+                with writing("stem", final):
                     # In float: a part may peak over full scale where the mix it sums to
                     # does not (lo-fi's drums at +4 dBFS under a -1 dBTP master had been
                     # clipped in 16 bits, and the stems no longer summed to the mix).
@@ -353,7 +353,7 @@ def _write_music(
 
 
 @contextlib.contextmanager
-def _writing(what: str, path: Path) -> Iterator[None]:
+def writing(what: str, path: Path) -> Iterator[None]:
     """A place that passed the checks and still takes no file (to root, /proc): said as a
     failure to write the output, by its name (not its temporary one, nor its folder, which
     in a server is the server's), not as a crash. A full disk stays what it is."""

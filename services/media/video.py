@@ -18,7 +18,7 @@ import av.error
 import cv2
 import numpy as np
 
-from services.errors import InvalidVideoError, MediaNotFoundError
+from services.errors import InvalidVideoError, MediaNotFoundError, PermissionDeniedError
 from services.media.demux import MAX_STREAMS, beyond_limits, open_input
 from services.media.files import LOOPED, leads_round
 from services.media.sample_tables import oversized_table
@@ -188,15 +188,21 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
 
 
 def _readable(path: Path) -> None:
-    """Refuses `path` unless it is a file with something in it."""
-    if not path.exists():
-        if leads_round(path):
-            raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
-        raise MediaNotFoundError(f"video not found: {path.name}")
-    if not path.is_file():
-        raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
-    if path.stat().st_size == 0:
-        raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
+    """Refuses `path` unless it is a file with something in it that may be read."""
+    try:
+        if not path.exists():
+            if leads_round(path):
+                raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
+            raise MediaNotFoundError(f"video not found: {path.name}")
+        if not path.is_file():
+            raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
+        if path.stat().st_size == 0:
+            raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
+        path.open("rb").close()
+    except PermissionError:
+        # The file, or a folder on its way: the raw errno had come out of the probe further
+        # on (`bgm score`: exit 1, as for a failure of its own).
+        raise PermissionDeniedError(f"cannot read video {path.name}: permission denied") from None
 
 
 def _nothing() -> None:
