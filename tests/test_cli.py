@@ -534,6 +534,18 @@ def test_a_video_it_may_not_read_is_refused_in_one_line(cuts_video: SyntheticVid
         shut.chmod(0o700)
 
 
+def test_the_client_reads_a_config_named_after_its_command(cuts_video: SyntheticVideo,
+                                                            tmp_path: Path):  # fmt: skip
+    """`bgm client score ... --config F`, as every command takes it: it had been "unrecognized
+    arguments", though the client reads the config (its request limits)."""
+    config = tmp_path / "bgm.yaml"
+    config.write_text("limits: {max_referenc_bytes: 5}\n")
+    result = bgm("client", "score", str(cuts_video.path), "--server", "127.0.0.1:1", "-o",
+                 str(tmp_path / "o.wav"), "--config", str(config))  # fmt: skip
+    _one_line_refusal(result)
+    assert "max_referenc_bytes" in result.stderr, result.stderr
+
+
 def test_an_input_that_is_a_loop_of_links_is_said_so(cuts_video: SyntheticVideo, tmp_path: Path):
     """A video or reference that is a link leading round in a loop (a -> b -> a) had been
     "video not found"."""
