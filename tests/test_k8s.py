@@ -481,6 +481,47 @@ def test_the_images_install_the_system_libraries_opencv_loads():
         assert needed <= installed, (flavour, sorted(needed - installed))
 
 
+# What docs/deploy.md has a user run in each overlay to use their registry's images
+# (`kustomize edit set image NAME=NEW:TAG`, written as that command writes it).
+REGISTRY_IMAGES = {
+    "cpu": {"bgm/bgm-cpu": "registry.example/bgm-cpu"},
+    "gpu": {"bgm/bgm-cpu": "registry.example/bgm-cpu", "bgm/bgm-gpu": "registry.example/bgm-gpu"},
+    "sonique": {"bgm/bgm-cpu": "registry.example/bgm-cpu",
+                "bgm/bgm-sonique": "registry.example/bgm-sonique"},
+}  # fmt: skip
+
+
+def test_the_documented_image_steps_point_every_pod_at_the_registry(tmp_path):
+    """Each overlay set to the registry's images as docs/deploy.md says, the GPU overlay too
+    before SONIQUE's (which builds on it): every pod runs a registry image, SONIQUE's workers
+    SONIQUE's. The guide had repointed only the GPU image, leaving the head on a name nobody
+    pushed, and a GPU overlay so edited had put the GPU image on SONIQUE's workers."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(ROOT / "deploy/k8s", copy)
+    for overlay, images in REGISTRY_IMAGES.items():
+        path = copy / "overlays" / overlay / "kustomization.yaml"
+        kustomization = yaml.safe_load(path.read_text())
+        entries = {entry["name"]: entry for entry in kustomization.get("images", [])}
+        for name, new_name in images.items():
+            entries[name] = {"name": name, "newName": new_name, "newTag": "0.1.0"}
+        kustomization["images"] = list(entries.values())
+        path.write_text(yaml.safe_dump(kustomization))
+    documented = (ROOT / "docs/deploy.md").read_text()
+    for overlay, images in REGISTRY_IMAGES.items():
+        pods = {
+            where: c["image"] for where, c in containers(kustomize(copy / "overlays" / overlay))
+        }
+        assert pods["head"] == "registry.example/bgm-cpu:0.1.0", (overlay, pods)
+        workers = {"gpu": "registry.example/bgm-gpu:0.1.0",
+                   "sonique": "registry.example/bgm-sonique:0.1.0"}  # fmt: skip
+        if overlay in workers:
+            assert pods["gpu"] == workers[overlay], (overlay, pods)
+        # The guide names each of these steps.
+        step = " ".join(f"{name}=REGISTRY/{new.rpartition('/')[2]}:0.1.0"
+                        for name, new in images.items())  # fmt: skip
+        assert f"cd deploy/k8s/overlays/{overlay} && kustomize edit set image {step}" in documented
+
+
 def test_the_sonique_overlay_runs_only_the_generator_on_sonique():
     objects = kustomize(ROOT / "deploy/k8s/overlays/sonique")
     gpu = kustomize(ROOT / "deploy/k8s/overlays/gpu")
