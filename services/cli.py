@@ -170,7 +170,13 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
 
     output = Path(args.output)
     if _into_folder(args):
-        output = output / f"{Path(video).stem}.{args.format}"
+        output = output / f"{Path(video).stem}.{args.format or 'mp4'}"
+    elif args.format and output.suffix.lower() != f".{args.format}":
+        # -o FILE names its format by its extension (--format had been passed over).
+        raise InvalidInputError(
+            f"--format {args.format} is for an -o folder; {output.name} "
+            f"names its own format (end -o with / to write into a folder)"
+        )
     midi = Path(args.midi) if args.midi else None
     stems = Path(args.stems) if args.stems else None
     for target in (output, midi):
@@ -609,8 +615,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "(ending in /) to write <video name>.<--format> into",
     )
     parser.add_argument(
-        "--format", default="mp4", choices=("mp4", "mov", "mkv", "webm", "wav", "flac", "mp3",
-                                            "ogg"),
+        "--format", choices=("mp4", "mov", "mkv", "webm", "wav", "flac", "mp3", "ogg"),
         help="what to write into an -o folder (default mp4: the video with its music)",
     )  # fmt: skip
     parser.add_argument(

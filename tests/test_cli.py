@@ -1043,15 +1043,18 @@ def _until_it_catches_sigterm(pid: int) -> None:
 def test_a_flag_that_would_do_nothing_or_break_the_call_is_refused(
     cuts_video: SyntheticVideo, tmp_path: Path
 ):
-    """--generator-model with the composer and --tagger-model with the vision tagger had been
-    ignored; --metadata without '=' a traceback, with a space gRPC's INTERNAL; --timeout 0
-    or NaN sent as deadlines."""
+    """--generator-model with the composer, --tagger-model with the vision tagger and --format
+    with -o naming a file had been ignored; --metadata without '=' a traceback, with a space
+    gRPC's INTERNAL; --timeout 0 or NaN sent as deadlines."""
     video, output = str(cuts_video.path), str(tmp_path / "o.wav")
     for args, says in (
         (("score", video, "-o", output, "--generator-model", str(tmp_path)), "--generator-model"),
         (("score", video, "-o", output, "--tagger-model", str(tmp_path)), "--tagger-model"),
         (("client", "score", video, "-o", output, "--metadata", "novalue"), "KEY=VALUE"),
         (("client", "score", video, "-o", output, "--metadata", "Bad Key=v"), "KEY=VALUE"),
+        # -o FILE names its format: a --format that says otherwise had been passed over.
+        (("score", video, "-o", output, "--format", "mp4"), "--format mp4 is for an -o folder"),
+        (("client", "score", video, "-o", output, "--format", "mp3"), "o.wav names its own"),
     ):
         result = bgm(*args)
         _one_line_refusal(result)
