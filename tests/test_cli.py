@@ -534,6 +534,18 @@ def test_a_video_it_may_not_read_is_refused_in_one_line(cuts_video: SyntheticVid
         shut.chmod(0o700)
 
 
+def test_a_value_just_past_its_range_is_said_as_given(cuts_video: SyntheticVideo, tmp_path: Path):
+    """A tempo just past 300 BPM or a loudness just past its range, said as given: rounded to
+    six digits, "BPM 300 is outside 30..300" had named a value inside the range."""
+    for option, value, says in (
+        ("--bpm", "300.0000001", "BPM 300.0000001 is outside 30..300"),
+        ("--lufs", "-4.9999999", "target -4.9999999 LUFS is outside"),
+    ):
+        result = bgm("score", str(cuts_video.path), "-o", str(tmp_path / "o.wav"), option, value)
+        _one_line_refusal(result)
+        assert says in result.stderr, result.stderr
+
+
 def test_the_client_reads_a_config_named_after_its_command(cuts_video: SyntheticVideo,
                                                             tmp_path: Path):  # fmt: skip
     """`bgm client score ... --config F`, as every command takes it: it had been "unrecognized

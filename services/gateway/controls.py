@@ -48,7 +48,7 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
     check_candidates(controls.candidates, "controls.candidates")
     low, high = BPM_LIMITS
     if controls.bpm is not None and not low <= controls.bpm <= high:
-        raise InvalidInputError(f"BPM {controls.bpm:g} is outside {low:g}..{high:g}",
+        raise InvalidInputError(f"BPM {controls.bpm:.10g} is outside {low:g}..{high:g}",
                                 field="controls.bpm")  # fmt: skip
     key = (_named("controls.key", [controls.key], vocabulary.canonical_key, "BAD_KEY")[0]
            if controls.key is not None else None)  # fmt: skip

@@ -83,7 +83,7 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
     low, high = LUFS_LIMITS
     if not low <= options.lufs <= high:
         raise InvalidInputError(
-            f"loudness target {options.lufs:g} LUFS is outside {low:g}..{high:g}",
+            f"loudness target {options.lufs:.10g} LUFS is outside {low:g}..{high:g}",
             field="output.loudness_lufs",
         )
 

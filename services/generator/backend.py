@@ -170,7 +170,7 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
     low, high = BPM_LIMITS
     for name, value in (("bpm", tags.bpm), ("bpm_min", tags.bpm_min), ("bpm_max", tags.bpm_max)):
         if not low <= value <= high:
-            raise InvalidInputError(f"{name} {value:g} is outside {low:g}..{high:g}",
+            raise InvalidInputError(f"{name} {value:.10g} is outside {low:g}..{high:g}",
                                     field=f"brief.tags.{name}")  # fmt: skip
     check_unit_interval("brief.tags.energy", tags.energy)
     if tags.bpm_min > tags.bpm_max:
