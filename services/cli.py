@@ -16,16 +16,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.config import load_config
+from services.config import BgmConfig, load_config
 from services.errors import BgmError, InvalidInputError, PermissionDeniedError
 from services.rules import SPEECH_MODES, speech_matters
 from services.vocabulary import load_vocabulary
+
+if TYPE_CHECKING:  # the pipeline's modules load only when a command needs them
+    from services.domain import OutputOptions, UserControls
+    from services.pipeline import Part
 
 
 def _process_age_s() -> float:
@@ -280,9 +284,30 @@ def _score(args: argparse.Namespace) -> int:
         check_streams(probe, controls, options, config.limits)
         if part is not None:
             part.end_in(probe.duration_s)
+    # The folders -o makes, deepest first: taken away again, where still empty, if the job
+    # stops (an interrupted run had left them behind).
+    made: list[Path] = []
     if _into_folder(args):
-        Path(args.output).mkdir(parents=True, exist_ok=True)
+        folder = Path(args.output)
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _score_jobs(args, config, controls, jobs, part)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only where empty
+        raise
 
+
+def _score_jobs(
+    args: argparse.Namespace,
+    config: BgmConfig,
+    controls: UserControls,
+    jobs: list[tuple[Path, OutputOptions]],
+    part: Part | None,
+) -> int:
+    """Score each (video, outputs) of `jobs` with the models loaded once."""
     from services.gateway.outputs import is_stem
     from services.generator.backends import create_generator_backend
     from services.pipeline import ScorePipeline

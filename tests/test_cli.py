@@ -858,6 +858,30 @@ def test_sigterm_stops_a_score_as_ctrl_c_does(cuts_video: SyntheticVideo, tmp_pa
         assert list(output.parent.iterdir()) == []
 
 
+def test_a_stopped_score_takes_away_the_folders_it_made(cuts_video: SyntheticVideo,
+                                                        tmp_path: Path):  # fmt: skip
+    """Stopped once it has made the -o folder (and its missing parents) and before it wrote
+    into it: they go, where still empty, as its files do (they had been left behind)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    made = tmp_path / "new" / "deeper"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.launch", "score", str(cuts_video.path), "-o",
+         f"{made}/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not made.exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr.strip()) == (130, "interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
 # A command that stops itself with a signal while it runs code exec'd from a string (as
 # dataclasses and scipy do on import) or imports a module, then runs on for 30 s.
 _STOPS_ITSELF = """
