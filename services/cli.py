@@ -95,12 +95,11 @@ def _analyze(args: argparse.Namespace) -> int:
     with progress_bar(f"analysing {Path(args.video).name}", stderr) as report:
         analysis = backend.analyze(request, progress=report)
     if args.plot:
-        from services.gateway.outputs import staged_outputs, temporary_path
+        from services.gateway.outputs import staged_outputs
 
         # Under a temporary name, renamed when whole: a full disk had left part of a PDF.
         with staged_outputs(replace=args.force) as staging:
-            partial = temporary_path(Path(args.plot))
-            staging.files.append((partial, Path(args.plot)))
+            partial = staging.temporary(Path(args.plot))
             save_plot(analysis, partial)
     if args.json:
         sys.stdout.write(json.dumps(analysis.to_json_dict(), indent=2) + "\n")
@@ -551,7 +550,7 @@ def _tags(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from services.gateway.delivery import writing
-    from services.gateway.outputs import check_writable, staged_outputs, temporary_path
+    from services.gateway.outputs import check_writable, staged_outputs
     from services.media.synth import sample_shots, write_video
 
     output = Path(args.output)
@@ -564,8 +563,7 @@ def _sample(args: argparse.Namespace) -> int:
     # left a shorter video (or, with --force, one in place of the whole one it replaced).
     # A place that passed the checks and still takes no file (/proc): said by its name.
     with writing("sample video", output), staged_outputs(replace=args.force) as staging:
-        partial = temporary_path(output)
-        staging.files.append((partial, output))
+        partial = staging.temporary(output)
         video = write_video(partial, sample_shots(), width=640, height=360, fps=30.0)
     Console().print(
         f"wrote {escape(str(output))}: {video.duration_s:.1f} s, cuts at "

@@ -74,6 +74,32 @@ def test_temporary_output_names_are_unique_per_call(tmp_path: Path):
     assert all(n.parent == tmp_path and n.suffix == ".mp4" for n in names)
 
 
+def test_a_killed_writers_temporary_files_go_with_the_next_output_of_their_name(tmp_path: Path):
+    """A process killed outright (SIGKILL, the OOM killer) leaves its hidden temporary file
+    beside the output for good, as large as the output. The next output of that name takes
+    away those nothing has written for STALE_PARTIAL_S, and leaves a live writer's, another
+    output's and any other file alone."""
+    import os
+    import time
+
+    from services.gateway.outputs import STALE_PARTIAL_S
+
+    final = tmp_path / "scored [1].mp4"
+    killed, live = temporary_path(final), temporary_path(final)
+    other = temporary_path(tmp_path / "other.mp4")
+    mine = tmp_path / ".scored [1].partial-notes.txt"
+    for path in (killed, live, other, mine):
+        path.write_bytes(b"\x00" * 1000)
+    long_ago = time.time() - STALE_PARTIAL_S - 60
+    for path in (killed, other, mine):
+        os.utime(path, (long_ago, long_ago))
+    with staged_outputs() as staging:
+        staging.temporary(final).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [final.name, live.name, other.name, mine.name]
+    )
+
+
 def test_a_folder_where_an_output_goes_refuses_them_all(tmp_path: Path):
     """A caller can make a folder stems/drums.wav (an earlier request's output_uri): a later
     request whose drums stem goes there had renamed its main file into place, then failed

@@ -14,7 +14,7 @@ from services.config import ClientTlsConfig
 from services.contract import OUTPUT_FORMATS, controls_to_proto
 from services.domain import OutputOptions, UserControls
 from services.errors import DownstreamError
-from services.gateway.outputs import Staging, staged_outputs, temporary_path
+from services.gateway.outputs import Staging, staged_outputs
 from services.gen.bgm.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.media.audio import output_kind
 from services.serving import channel_options
@@ -191,8 +191,7 @@ def _receive(
     else:
         return
     if chunk.name not in files:
-        temporary = temporary_path(final)
-        staging.files.append((temporary, final))
+        temporary = staging.temporary(final)
         files[chunk.name] = open_files.enter_context(temporary.open("wb"))
     if chunk.offset == 0:
         sizes[chunk.name] = chunk.size

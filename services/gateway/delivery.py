@@ -41,7 +41,6 @@ from services.gateway.outputs import (
     check_output_paths,
     check_within,
     staged_outputs,
-    temporary_path,
 )
 from services.media.audio import (
     audio_blocks,
@@ -285,15 +284,13 @@ def write_outputs(
             with writing("output", options.output):
                 staging.make_folder(options.output.parent)
         check_within(options.output, options.within)
-        temporary = temporary_path(options.output)
-        staged.append((temporary, options.output))
+        temporary = staging.temporary(options.output)
         with writing("output", options.output):
             report = _write_music(video, temporary, mastered, music.sample_rate,
                                   options.output, heartbeat)  # fmt: skip
         if options.midi is not None:
             check_within(options.midi, options.within)
-            midi_temporary = temporary_path(options.midi)
-            staged.append((midi_temporary, options.midi))
+            midi_temporary = staging.temporary(options.midi)
             with writing("MIDI file", options.midi):
                 midi_temporary.write_bytes(music.midi)
         if options.stems_dir is not None:
@@ -302,8 +299,7 @@ def write_outputs(
             for name, stem in music.stems.items():
                 final = options.stems_dir / f"{name}.wav"
                 check_within(final, options.within)
-                stem_temporary = temporary_path(final)
-                staged.append((stem_temporary, final))
+                stem_temporary = staging.temporary(final)
                 np.multiply(stem, mastered.music_gain[:, None], out=stem)
                 with writing("stem", final):
                     # In float: a part may peak over full scale where the mix it sums to

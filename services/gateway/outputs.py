@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,11 @@ from services.errors import InvalidInputError, PermissionDeniedError
 from services.media.audio import output_kind
 from services.media.sources import inside_roots
 
+# A temporary file beside an output that nothing has written for this long is one a process
+# killed outright (SIGKILL, the OOM killer) left behind: the next output of that name takes
+# it away. A live one is written as its output is made (minutes, for a 2-hour video).
+STALE_PARTIAL_S = 6 * 3600.0
+
 
 @dataclass
 class Staging:
@@ -28,6 +35,19 @@ class Staging:
 
     files: list[tuple[Path, Path]] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
+
+    def temporary(self, final: Path) -> Path:
+        """A temporary name for `final` (`temporary_path`), staged to be renamed to it; the
+        stale ones of `final` (STALE_PARTIAL_S) are removed first: a killed process's had
+        been left in the folder for good, hidden (each as large as its output)."""
+        stale_before = time.time() - STALE_PARTIAL_S
+        for partial in final.parent.glob(f".{glob.escape(final.stem)}.partial-*{final.suffix}"):
+            with contextlib.suppress(OSError):
+                if partial.lstat().st_mtime < stale_before:
+                    partial.unlink()
+        temporary = temporary_path(final)
+        self.files.append((temporary, final))
+        return temporary
 
     def make_folder(self, folder: Path) -> None:
         """Make `folder` and any missing parents, each remembered for removal on failure."""
