@@ -436,7 +436,7 @@ def _connection(args: argparse.Namespace) -> tuple[tuple[tuple[str, str], ...], 
 def _studio(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from services.serving import listening_socket
+    from services.serving import configure_logging, listening_socket
     from services.studio.app import (
         GatewayLink,
         create_app,
@@ -461,6 +461,7 @@ def _studio(args: argparse.Namespace) -> int:
         # Its own gateway, tagger and generator, in this process.
         app = create_app(studio, config)
         gateway = "in this process"
+    configure_logging()
     Console(stderr=True).print(escape(f"bgm studio on http://{studio.host}:{port}/ "
                                       f"(gateway {gateway})"))  # fmt: skip
     # Ctrl-C and SIGTERM are how the studio stops: uvicorn raises the signal again once it

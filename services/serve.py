@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from services.config import BgmConfig, Endpoint
 from services.errors import ConfigError
 from services.media.sources import inside_roots
-from services.serving import HostedServer, freeze_start_up_heap, run_servers
+from services.serving import HostedServer, configure_logging, freeze_start_up_heap, run_servers
 from services.tls import check_plaintext, is_loopback, server_credentials
 
 SERVICES = ("tagger", "generator", "gateway")
@@ -27,7 +27,7 @@ def serve(config: BgmConfig, which: str, on_started: Callable[[], None] | None =
     builders = {"tagger": tagger_binding, "generator": generator_binding,
                 "gateway": gateway_binding}  # fmt: skip
     names = SERVICES if which == "all" else (which,)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
 
     async def main() -> None:
         servers, metrics = [], []

@@ -58,6 +58,22 @@ from services.errors import (
 )
 
 log = logging.getLogger("bgm")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging() -> None:
+    """The `bgm` loggers' lines, INFO and above (the audit log's among them), and every other
+    library's warnings, on standard error with their time and level, in whatever process
+    serves: `bgm serve`, the studio, a Ray Serve replica. Only `bgm serve` had set up logging:
+    in a replica (whose root logger Ray leaves unset) and in the studio every audit line was
+    dropped and a warning printed bare. A handler already on the root logger is kept."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    logging.getLogger("bgm").setLevel(logging.INFO)
+
 
 # The longest message a client gets: a message can echo what the caller sent (a 1 MB genre
 # name), and past the client's metadata limit the status itself would be lost.

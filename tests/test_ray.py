@@ -173,6 +173,17 @@ def test_score_through_rays_grpc_proxy(profile, clip, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "rock (user)" in result.stdout and "1/1 on a beat" in result.stdout
     assert out.stat().st_size > 10_000
+    # Each replica logs its requests' audit lines, with time and level, to its worker's
+    # standard error (in Ray's session logs): nothing had set up logging in a replica, and
+    # every audit line was dropped.
+    logs = Path("/tmp/ray/session_latest/logs")
+    deadline = time.monotonic() + 30
+    while not any(" INFO bgm.audit " in line and '"service": "bgm.v1.Gateway"' in line
+                  and '"method": "Score"' in line
+                  for path in logs.glob("worker-*.err")
+                  for line in path.read_text(errors="replace").splitlines()):  # fmt: skip
+        assert time.monotonic() < deadline, "no audit line from the gateway's replica"
+        time.sleep(0.5)
 
 
 @pytest.mark.slow

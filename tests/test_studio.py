@@ -987,6 +987,58 @@ def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
     assert list((tmp_path / "studio").iterdir()) == []
 
 
+@pytest.mark.slow
+def test_the_studio_logs_its_services_audit_and_no_line_per_junk_connection(tmp_path: Path):
+    """`bgm studio` with its own services writes their audit lines, with time and level, as
+    `bgm serve` does (nothing had set up logging there: every audit line was dropped); and a
+    connection that sends no HTTP is answered without a log line (one bare warning each had
+    let a loop of junk connections write 20,000 lines in 5 s)."""
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "bgm.yaml"
+    config.write_text(f"studio:\n  port: {port}\n  folder: {tmp_path / 'studio'}\n")
+    studio = subprocess.Popen([sys.executable, "-m", "services.cli", "studio", "--config",
+                               str(config)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=120) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                assert time.monotonic() < deadline and studio.poll() is None
+                try:
+                    client.get("/")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port)) as junk:
+                    junk.sendall(b"GARBAGE\r\n\r\n")
+                    assert junk.recv(100).startswith(b"HTTP/1.1 400")
+            video = client.post("/api/videos", content=clip.path.read_bytes()).json()
+            analysis = client.get(f"/api/videos/{video['id']}/analysis")
+            assert analysis.status_code == 200, analysis.text
+        studio.send_signal(signal.SIGTERM)
+        _, log = studio.communicate(timeout=60)
+    finally:
+        studio.kill()
+    audited = [line for line in log.splitlines() if " bgm.audit " in line]
+    assert any('"method": "Analyze"' in line and '"service": "bgm.v1.Gateway"' in line
+               for line in audited), log  # fmt: skip
+    assert all(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ INFO bgm\.audit \{", line)
+               for line in audited), audited  # fmt: skip
+    assert "Invalid HTTP request" not in log, log
+
+
 def test_a_score_the_stop_cuts_off_logs_no_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):

@@ -17,12 +17,13 @@ from services import metrics
 from services.gateway.servicer import GatewayServicer
 from services.gen.bgm.v1 import gateway_pb2
 from services.ray_glue import RayContext, application_settings, check_health
-from services.serving import freeze_start_up_heap
+from services.serving import configure_logging, freeze_start_up_heap
 
 
 @serve.deployment(name="gateway")
 class GatewayDeployment:
     def __init__(self, config: dict[str, Any]):
+        configure_logging()
         metrics.export_through_ray()
         settings = application_settings(config)
         self.servicer = GatewayServicer.from_config(settings)

@@ -20,12 +20,13 @@ from services.generator.backend import GenerationJob, JobResult
 from services.generator.backends import create_generator_backend
 from services.generator.servicer import GeneratorServicer, run_batch
 from services.ray_glue import RayContext, application_settings, check_health
-from services.serving import freeze_start_up_heap
+from services.serving import configure_logging, freeze_start_up_heap
 
 
 @serve.deployment(name="generator")
 class GeneratorDeployment:
     def __init__(self, config: dict[str, Any]):
+        configure_logging()
         metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_generator_backend(settings.generator)

@@ -650,6 +650,18 @@ class CutOffRequests(logging.Filter):
 CUT_OFF_REQUESTS = CutOffRequests()
 
 
+class InvalidRequests(logging.Filter):
+    """Leaves out uvicorn's warning for each connection that sent no valid HTTP (the caller
+    is answered 400 and the connection closed): one line each, with no time or address, a
+    loop of junk connections had written 20,000 in 5 s."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+INVALID_REQUESTS = InvalidRequests()
+
+
 # File descriptors a studio needs beside its connections' (its gateway, tagger and generator,
 # their models and media, the uploads' files).
 OWN_FILES = 1024
@@ -1212,6 +1224,7 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         # A stop past grace_s, one line in the log (the same filter is added once, whatever
         # the number of studios).
         logging.getLogger("uvicorn.error").addFilter(CUT_OFF_REQUESTS)
+        logging.getLogger("uvicorn.error").addFilter(INVALID_REQUESTS)
         task = asyncio.create_task(sweeping())
         async with contextlib.AsyncExitStack() as stack:
             if services is not None:

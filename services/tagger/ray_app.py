@@ -10,7 +10,7 @@ from ray.serve import Application
 from services import metrics
 from services.gen.bgm.v1 import tagger_pb2
 from services.ray_glue import RayContext, application_settings, check_health
-from services.serving import freeze_start_up_heap
+from services.serving import configure_logging, freeze_start_up_heap
 from services.tagger.backends import create_tagger_backend
 from services.tagger.servicer import TaggerServicer
 
@@ -18,6 +18,7 @@ from services.tagger.servicer import TaggerServicer
 @serve.deployment(name="tagger")
 class TaggerDeployment:
     def __init__(self, config: dict[str, Any]):
+        configure_logging()
         metrics.export_through_ray()
         settings = application_settings(config)
         self.backend = create_tagger_backend(settings.tagger)
