@@ -220,6 +220,9 @@ async def observed(
     context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
+    # Why it was refused, where the status says (its ErrorInfo's reason: RESOURCE_EXHAUSTED
+    # alone had not told a full staging disk from a busy client).
+    reason = ""
     # The status to end with, sent once the request is counted: a stream's status waits
     # behind the messages its caller has not read, for as long as the caller likes.
     ending: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
@@ -246,6 +249,7 @@ async def observed(
     except Exception as error:  # every error becomes a status, never a crash
         refusal = status_for(error)
         code = refusal.code
+        reason = reason_of(refusal.details)
         if code == grpc.StatusCode.INTERNAL:
             log.exception("%s.%s failed (request %s)", service, method, record.request_id)
         details = ((STATUS_DETAILS_KEY, refusal.details),) if refusal.details else ()
@@ -255,12 +259,26 @@ async def observed(
         metrics.request_finished(service, method, code.name, seconds, record.tenant_label)
         audit_log.log(logging.DEBUG if probe else logging.INFO, json.dumps({
             "request_id": record.request_id, "service": service, "method": method,
-            "tenant": record.tenant, "status": code.name, "seconds": round(seconds, 3),
+            "tenant": record.tenant, "status": code.name, "reason": reason,
+            "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
             "peer": peer,
         }, sort_keys=True))  # fmt: skip
     if ending is not None:
         await abort(context, *ending)
+
+
+def reason_of(details: bytes) -> str:
+    """The ErrorInfo reason of a status's details (a google.rpc.Status), or ""."""
+    try:
+        status = status_pb2.Status.FromString(details)
+    except DecodeError:
+        return ""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
 
 
 async def abort(

@@ -170,6 +170,8 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
     assert mine[0]["peer"] == audit[-1]["peer"] and audit[-1]["peer"].startswith("ipv")
     assert audit[-1]["status"] == "UNAUTHENTICATED"
+    # And why, where the status says (a code alone lumps reasons together).
+    assert audit[-1]["reason"] == "BAD_CREDENTIALS" and mine[0]["reason"] == ""
 
 
 def test_a_valid_jwt_scores(secured):
