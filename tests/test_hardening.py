@@ -3289,6 +3289,20 @@ def test_a_failure_inside_another_make_of_service_reaches_the_caller_without_its
     assert status_for(odd).message == "no  [31mred [0m  line  evil"
 
 
+def test_a_dependency_that_fails_the_check_is_one_line_in_the_log():
+    """The gateway's NOT_SERVING warning names each dependency's failure on one line, its
+    code and cause whole: an AioRpcError's str() had spread over lines and been cut at 200
+    characters, before the cause."""
+    from services.gateway.servicer import _one_line
+
+    cause = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: refused"
+    failed = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                  grpc.aio.Metadata(), details=cause,
+                                  debug_error_string="x" * 300)  # fmt: skip
+    assert _one_line(failed) == f"UNAVAILABLE: {cause}"
+    assert _one_line(ValueError("line\nbreak")) == "ValueError: line break"
+
+
 def test_limits_live_in_the_config():
     limits = RequestLimits(max_prompt_chars=100)
     with pytest.raises(InvalidInputError, match="at most 100 characters"):

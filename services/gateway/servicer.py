@@ -99,9 +99,11 @@ from services.rules import (
 )
 from services.scratch import scratch_folder, sweep
 from services.serving import (
+    MAX_MESSAGE_CHARS,
     ON_BEHALF_OF,
     PROBE,
     STATUS_DETAILS_KEY,
+    UNPRINTABLE,
     Cancellation,
     Delivery,
     FairTurns,
@@ -226,7 +228,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 serving = not failures
                 if failures:
                     log.warning("NOT_SERVING: a dependency does not answer as it should: %s",
-                                "; ".join(str(f)[:200] for f in failures))  # fmt: skip
+                                "; ".join(_one_line(f) for f in failures))  # fmt: skip
                 else:
                     log.info("SERVING: the tagger and the generator answer again")
                 await report(serving)
@@ -975,6 +977,17 @@ def _for_caller(
         f"the {service} took longer than this gateway allows it (gateway.{setting}: {limit_s:g} s)",
         error_reason="DOWNSTREAM_TOO_SLOW",
     )
+
+
+def _one_line(failure: BaseException) -> str:
+    """A dependency check's failure for the log: a gRPC error's code and details on one line
+    (its str() had spread over several lines and been cut at 200 characters, before the
+    cause)."""
+    if isinstance(failure, grpc.aio.AioRpcError):
+        said = f"{failure.code().name}: {failure.details()}"
+    else:
+        said = f"{type(failure).__name__}: {failure}"
+    return " ".join(UNPRINTABLE.sub(" ", said).split())[:MAX_MESSAGE_CHARS]
 
 
 def _names_a_file(name: str) -> bool:
