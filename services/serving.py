@@ -184,6 +184,13 @@ def _bounded(message: str) -> str:
 
 # The metadata key of the id every response carries (the audit log names requests by it).
 REQUEST_ID_KEY = "x-request-id"
+# The metadata key of the id of the request a call is made for (the gateway's, on its calls to
+# the tagger and the generator): their audit lines name it, and whom it was for. Nothing had
+# tied a gateway request to its calls. Taken only as a request id: 32 hex digits.
+PARENT_REQUEST_KEY = "bgm-parent-request-id"
+PARENT_REQUEST_ID = re.compile("[0-9a-f]{32}")
+# What an audit line keeps of the ON_BEHALF_OF a caller says.
+MAX_ON_BEHALF_CHARS = 256
 audit_log = logging.getLogger("bgm.audit")
 # Metadata of a call a service makes to see that another answers (the gateway's Describe of
 # the tagger and the generator, every second): no request anyone made, so not audited (at
@@ -216,6 +223,11 @@ async def observed(
     # Who called, for the audit line (a flood of refused calls had said nothing of where it
     # came from). Asked now: asked of a call gRPC has finished, peer() crashed the process.
     peer = peer_address(context)
+    said = dict(context.invocation_metadata() or ())
+    parent = said.get(PARENT_REQUEST_KEY, "")
+    parent = parent if isinstance(parent, str) and PARENT_REQUEST_ID.fullmatch(parent) else ""
+    on_behalf = said.get(ON_BEHALF_OF, "")
+    on_behalf = on_behalf[:MAX_ON_BEHALF_CHARS] if isinstance(on_behalf, str) else ""
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
     metrics.request_started(service, method)
@@ -262,7 +274,7 @@ async def observed(
             "tenant": record.tenant, "status": code.name, "reason": reason,
             "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
-            "peer": peer,
+            "peer": peer, "parent_request_id": parent, "on_behalf_of": on_behalf,
         }, sort_keys=True))  # fmt: skip
     if ending is not None:
         await abort(context, *ending)

@@ -164,6 +164,11 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     mine = [a for a in audit if a["request_id"] == request_id]
     assert len(mine) == 1 and mine[0]["tenant"] == "acme" and mine[0]["status"] == "OK"
     assert mine[0]["music_s"] == pytest.approx(3.0, abs=0.1)
+    # The tagger's and the generator's lines name the gateway's request and its tenant
+    # (nothing had tied them to it).
+    calls = sorted((a["service"], a["method"], a["on_behalf_of"]) for a in audit
+                   if a["parent_request_id"] == request_id)  # fmt: skip
+    assert calls == [("bgm.v1.Generator", "Generate", "acme"), ("bgm.v1.Tagger", "Analyze", "acme")]
     # And who called: a refused call's line too (a flood of them had said nothing of it).
     refused(secured, "not-a-key", clip_uri(secured, "acme"))
     lines = secured.running.log.read_text().splitlines()

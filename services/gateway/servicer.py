@@ -101,6 +101,7 @@ from services.scratch import scratch_folder, sweep
 from services.serving import (
     MAX_MESSAGE_CHARS,
     ON_BEHALF_OF,
+    PARENT_REQUEST_KEY,
     PROBE,
     STATUS_DETAILS_KEY,
     UNPRINTABLE,
@@ -259,9 +260,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if self.authenticator is not None:
                 probe = await self._read_video(context, record.tenant, probe_video, video, None)
                 self.ledger.check_length(record.tenant, probe.duration_s)
-            response, _ = await self._analysis(
-                uri, request.prompt, True, _analyze_response, self._caller(context, record.tenant)
-            )
+            response, _ = await self._analysis(uri, request.prompt, True, _analyze_response,
+                                               self._caller(context, record.tenant),
+                                               record.request_id)  # fmt: skip
             return response
 
     @contextlib.asynccontextmanager
@@ -290,6 +291,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         listen: bool,
         answer: Callable[[common_pb2.VideoAnalysis], Answer],
         caller: str,
+        request_id: str,
     ) -> tuple[Answer, VideoAnalysis]:
         """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`,
         held to the tagger's contract (`check_analysis`; a swapped-in tagger's broken answer
@@ -297,14 +299,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         INVALID_ARGUMENT on a field the caller never sent): the message `answer` makes of it
         for the caller (its copy of a long analysis, like its conversion, is made off the
         event loop: 0.1 s for the tagger's most), and its domain types. The tagger is told
-        whom it analyses for (`caller`)."""
+        whom it analyses for (`caller`) and for which of the gateway's requests."""
         began = time.monotonic()
         try:
             reply = await self.tagger_channel.stub.Analyze(
                 tagger_pb2.AnalyzeRequest(video=common_pb2.VideoSource(uri=tagger_uri),
                                           prompt=prompt, skip_speech=not listen),
                 timeout=self.config.analyze_timeout_s,
-                metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller)),
+                metadata=(*self.tagger_metadata, (ON_BEHALF_OF, caller),
+                          (PARENT_REQUEST_KEY, request_id)),
             )  # fmt: skip
         except grpc.aio.AioRpcError as error:
             raise _for_caller(error, "tagger", "analyze_timeout_s",
@@ -689,7 +692,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
             analysis_event, analysis = await self._analysis(
-                asked.tagger_uri, controls.prompt, listen, _analysis_event, caller
+                asked.tagger_uri,
+                controls.prompt,
+                listen,
+                _analysis_event,
+                caller,
+                record.request_id,
             )
             if analysis.duration_s > asked.probed_s + TAGGER_LENGTH_SLACK_S:
                 # The request was admitted and booked at the video's own length. (Shorter is
@@ -727,7 +735,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                    held):  # fmt: skip
                 generated = None
                 asked.generating.set()
-                async for event in self._generate(brief, controls.candidates, caller, music_s):
+                generating = self._generate(brief, controls.candidates, caller,
+                                            record.request_id, music_s)  # fmt: skip
+                async for event in generating:
                     if isinstance(event, _Generated):
                         generated = event
                     else:
@@ -753,9 +763,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 return brief, music.plan, loudness, generated.ranking, written
 
     async def _generate(
-        self, brief: MusicBrief, candidates: int, caller: str, music_s: float
+        self, brief: MusicBrief, candidates: int, caller: str, request_id: str, music_s: float
     ) -> AsyncIterator[gateway_pb2.ScoreEvent | _Generated]:
-        """Progress events while the generator works (for `caller`), then the best-ranked
+        """Progress events while the generator works (for `caller`, in the gateway's request
+        `request_id`), then the best-ranked
         candidate's music (the only one, for one candidate); a generator that sends more
         than `music_s` seconds of audio (mixes and stems) is refused."""
 
@@ -780,7 +791,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         )
         began = time.monotonic()
         call = generate(request, timeout=self.config.generate_timeout_s,
-                        metadata=(*self.generator_metadata, (ON_BEHALF_OF, caller)))  # fmt: skip
+                        metadata=(*self.generator_metadata, (ON_BEHALF_OF, caller),
+                                  (PARENT_REQUEST_KEY, request_id)))  # fmt: skip
         received: dict[int, _CandidateParts] = {}
         ranking: list[CandidateScore] = []
         composed = 0.0
