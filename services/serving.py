@@ -965,6 +965,12 @@ class RequestArrival(HandlerWrapper):
             except BgmError as error:
                 async with observed(service, name, context):
                     raise error from None
+            except asyncio.CancelledError:
+                # Ended before its message came: the caller's cancel, or gRPC's own refusal of
+                # a message over serving.max_message_bytes. Counted and audited as cancelled
+                # (a 70 MB request, refused so, had left no trace in either).
+                async with observed(service, name, context):
+                    raise
             handling = behaviour(request, context)
             del request  # held by no frame of this one's (as in ReleasedOnError)
             return await handling

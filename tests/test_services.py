@@ -536,6 +536,32 @@ def test_metrics_count_requests_by_method_and_code(servers, clip):
     assert "bgm_compute_seconds_per_music_second" in text
 
 
+def test_a_request_over_the_message_limit_is_counted_and_audited(servers):
+    """A request gRPC itself refuses as over serving.max_message_bytes (64 MiB), or one its
+    caller cancels before its message has come, is counted and audited as cancelled: a
+    70 MB Analyze had left no trace in the metrics or the log."""
+    import json
+
+    def counted() -> float:
+        return metric(servers.metrics, 'bgm_requests_total{code="CANCELLED",method="Analyze"')
+
+    before = counted()
+    request = gateway_pb2.GatewayAnalyzeRequest(
+        video=common_pb2.VideoSource(data=b"\x00" * 70_000_000, file_name="big.mp4")
+    )
+    with grpc.insecure_channel(servers.gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        code, _ = code_of(lambda: stub.Analyze(request, timeout=60))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    deadline = time.monotonic() + 10
+    while counted() < before + 1:
+        assert time.monotonic() < deadline, "the refused request was not counted"
+        time.sleep(0.1)
+    lines = servers.log.read_text().splitlines()
+    audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines if "bgm.audit " in line]
+    assert any(a["method"] == "Analyze" and a["status"] == "CANCELLED" for a in audited)
+
+
 def test_serve_all_exposes_its_metrics_once(servers):
     """One process, one registry: scraping three ports would count everything three times."""
     import yaml
