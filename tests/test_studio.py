@@ -944,12 +944,10 @@ def test_headers_past_max_header_bytes_are_refused_as_they_arrive(tmp_path: Path
         assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["code"] == "INVALID_ARGUMENT"
 
 
-def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
-    """SIGTERM with a request still running when studio.grace_s ends: uvicorn cancels it, and
-    had logged a CancelledError traceback for it (with a FileNotFoundError chained, the
-    upload's clean-up having come after the studio's folder was removed). The stop is now
-    uvicorn's one line, and the studio still exits 0 and leaves no folder."""
-    import signal
+def _studio_process(tmp_path: Path, settings: str, *args: str) -> tuple[Any, int]:
+    """`bgm studio` in a process of its own on a free port, its folder in `tmp_path`, with
+    more studio `settings` (YAML, one line) and `args`; the process (its standard error
+    piped) and the port."""
     import socket
     import subprocess
     import sys
@@ -958,10 +956,22 @@ def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = tmp_path / "bgm.yaml"
-    config.write_text(f"studio:\n  port: {port}\n  grace_s: 1\n  folder: {tmp_path / 'studio'}\n")
+    config.write_text(f"studio:\n  port: {port}\n  folder: {tmp_path / 'studio'}\n"
+                      + (f"  {settings}\n" if settings else ""))  # fmt: skip
     studio = subprocess.Popen([sys.executable, "-m", "services.cli", "studio", "--config",
-                               str(config), "--server", "127.0.0.1:1"],
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               str(config), *args], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return studio, port
+
+
+def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
+    """SIGTERM with a request still running when studio.grace_s ends: uvicorn cancels it, and
+    had logged a CancelledError traceback for it (with a FileNotFoundError chained, the
+    upload's clean-up having come after the studio's folder was removed). The stop is now
+    uvicorn's one line, and the studio still exits 0 and leaves no folder."""
+    import signal
+    import socket
+
+    studio, port = _studio_process(tmp_path, "grace_s: 1", "--server", "127.0.0.1:1")
     stalled = socket.socket()
     try:
         deadline = time.monotonic() + 60
@@ -996,18 +1006,10 @@ def test_the_studio_logs_its_services_audit_and_no_line_per_junk_connection(tmp_
     import re
     import signal
     import socket
-    import subprocess
-    import sys
 
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = tmp_path / "bgm.yaml"
-    config.write_text(f"studio:\n  port: {port}\n  folder: {tmp_path / 'studio'}\n")
-    studio = subprocess.Popen([sys.executable, "-m", "services.cli", "studio", "--config",
-                               str(config)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    studio, port = _studio_process(tmp_path, "")
     clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
     try:
         base = f"http://127.0.0.1:{port}"
