@@ -375,16 +375,18 @@ def _refusing_unread(handler: Any, error: UnauthenticatedError, method: str) -> 
     """A handler that answers `error` without reading the request: a request-streaming one
     (gRPC reads a single request before it calls its handler, and one that streams only as
     the handler asks), through `observed` for the metrics and the audit line."""
-    from services.serving import observed
+    from services.serving import UNAUTHENTICATED_TENANT, observed
 
     service, _, name = method.strip("/").partition("/")
 
     async def refuse(requests: Any, context: Any) -> Any:
-        async with observed(service, name, context):
+        async with observed(service, name, context) as record:
+            record.tenant_label = UNAUTHENTICATED_TENANT
             raise error
 
     async def refuse_stream(requests: Any, context: Any) -> Any:
-        async with observed(service, name, context):
+        async with observed(service, name, context) as record:
+            record.tenant_label = UNAUTHENTICATED_TENANT
             raise error
         yield  # an async generator, as streaming handlers are
 

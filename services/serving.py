@@ -199,6 +199,11 @@ PROBE = ("bgm-probe", "dependency")
 PROBED_METHOD = "Describe"
 
 
+# The metrics' tenant label of a call refused for its credentials (auth on): counted apart
+# from auth off's "" (they had shared it).
+UNAUTHENTICATED_TENANT = "unauthenticated"
+
+
 @dataclass
 class RequestRecord:
     """One request, as the audit log records it; servicers fill in the tenant and the

@@ -177,6 +177,13 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     assert audit[-1]["status"] == "UNAUTHENTICATED"
     # And why, where the status says (a code alone lumps reasons together).
     assert audit[-1]["reason"] == "BAD_CREDENTIALS" and mine[0]["reason"] == ""
+    # Counted apart from auth off's empty tenant label.
+    import urllib.request
+
+    text = urllib.request.urlopen(secured.running.metrics, timeout=5).read().decode()
+    counted = (r'bgm_requests_total\{code="UNAUTHENTICATED",method="Score",'
+               r'service="bgm.v1.Gateway",tenant="unauthenticated"\} [1-9]')  # fmt: skip
+    assert re.search(counted, text), text
 
 
 def test_a_valid_jwt_scores(secured):

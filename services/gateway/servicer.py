@@ -104,6 +104,7 @@ from services.serving import (
     PARENT_REQUEST_KEY,
     PROBE,
     STATUS_DETAILS_KEY,
+    UNAUTHENTICATED_TENANT,
     UNPRINTABLE,
     Cancellation,
     Delivery,
@@ -467,6 +468,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         UNAUTHENTICATED without credentials the gateway accepts."""
         if self.authenticator is None:
             return ""
+        # Until the credentials pass: a refused call is counted apart from auth off ("").
+        record.tenant_label = UNAUTHENTICATED_TENANT
         tenant = self.authenticator.caller(context.invocation_metadata() or ()).tenant
         record.tenant = tenant
         record.tenant_label = tenant if tenant in self.ledger.config.tenants else "other"
