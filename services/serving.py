@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
+import functools
 import gc
 import inspect
 import ipaddress
@@ -58,7 +60,28 @@ from services.errors import (
 )
 
 log = logging.getLogger("bgm")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(request)s"
+# The id of the request being served where a line is logged (its audit line's request_id),
+# in its task and the threads it hands work to (`in_request`).
+CURRENT_REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("bgm_request", default="")
+
+
+class RequestOfLine(logging.Filter):
+    """Names the request a line was logged for, after the line (` (request <id>)`): a
+    warning any caller can cause (a damaged audio track's) had named none. Not on the audit
+    log's lines, whose JSON holds it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = CURRENT_REQUEST.get()
+        named = request and not record.name.startswith(audit_log.name)
+        record.request = f" (request {request})" if named else ""
+        return True
+
+
+def in_request(function: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """`function(*args)`, to run in another thread as part of the current request (its lines
+    name it): a thread pool's thread does not take the caller's context."""
+    return functools.partial(contextvars.copy_context().run, function, *args)
 
 
 def configure_logging() -> None:
@@ -71,6 +94,7 @@ def configure_logging() -> None:
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(RequestOfLine())
         root.addHandler(handler)
     logging.getLogger("bgm").setLevel(logging.INFO)
 
@@ -235,6 +259,7 @@ async def observed(
     on_behalf = on_behalf[:MAX_ON_BEHALF_CHARS] if isinstance(on_behalf, str) else ""
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
+    serving = CURRENT_REQUEST.set(record.request_id)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
     # Why it was refused, where the status says (its ErrorInfo's reason: RESOURCE_EXHAUSTED
@@ -281,6 +306,7 @@ async def observed(
             "music_s": round(record.music_s, 3),
             "peer": peer, "parent_request_id": parent, "on_behalf_of": on_behalf,
         }, sort_keys=True))  # fmt: skip
+        CURRENT_REQUEST.reset(serving)
     if ending is not None:
         await abort(context, *ending)
 
@@ -656,7 +682,7 @@ class Cancellation:
         outputs were being written into it, and the write left it behind (a caller that
         stopped reading mid-writing)."""
         loop = asyncio.get_running_loop()
-        work = asyncio.ensure_future(loop.run_in_executor(workers, function, *args))
+        work = asyncio.ensure_future(loop.run_in_executor(workers, in_request(function, *args)))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -1244,7 +1270,7 @@ class LongMessages:
         segments, cuts and spoken stretches), else from the thread."""
         if items <= LONG_MESSAGE_ITEMS:
             return work()
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, in_request(work))
 
 
 # Curve values (an analysis's motion and loudness) that cost about one timeline item to

@@ -3303,6 +3303,43 @@ def test_a_dependency_that_fails_the_check_is_one_line_in_the_log():
     assert _one_line(ValueError("line\nbreak")) == "ValueError: line break"
 
 
+def test_a_line_logged_for_a_request_names_it_from_its_threads_too():
+    """A line logged while a request is served, in its task or a thread it hands work to,
+    ends with the request's id (its audit line's request_id): a warning any caller can cause
+    (a damaged audio track's) had named none. Lines logged for no request, and the audit
+    log's own (whose JSON holds the id), are left as they are."""
+    import io
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.serving import CURRENT_REQUEST, LOG_FORMAT, RequestOfLine, in_request
+
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RequestOfLine())
+    lines, audit = logging.getLogger("bgm.test-lines"), logging.getLogger("bgm.audit")
+    for logger in (lines, audit):
+        logger.addHandler(handler)
+    request = "ab" * 16
+    try:
+        serving = CURRENT_REQUEST.set(request)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(in_request(lines.warning, "decoding stopped")).result()
+            pool.submit(lines.warning, "a thread of no request").result()
+        audit.warning('{"request_id": "%s"}', request)
+        CURRENT_REQUEST.reset(serving)
+        lines.warning("after the request")
+    finally:
+        for logger in (lines, audit):
+            logger.removeHandler(handler)
+    said = [line.split(" WARNING ", 1)[1] for line in written.getvalue().splitlines()]
+    assert said == [f"bgm.test-lines decoding stopped (request {request})",
+                    "bgm.test-lines a thread of no request",
+                    f'bgm.audit {{"request_id": "{request}"}}',
+                    "bgm.test-lines after the request"]  # fmt: skip
+
+
 def test_limits_live_in_the_config():
     limits = RequestLimits(max_prompt_chars=100)
     with pytest.raises(InvalidInputError, match="at most 100 characters"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import shutil
 import threading
@@ -114,6 +113,7 @@ from services.serving import (
     RequestRecord,
     audio_share,
     client_of,
+    in_request,
     observed,
     timeline_items,
     turn_keeper,
@@ -632,7 +632,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             heartbeat = Heartbeat(turn_keeper(turn, loop, self._turn_slice_s,
                                               Cancellation(context).check))  # fmt: skip
             return await loop.run_in_executor(
-                self._video_readers, functools.partial(read, *args, heartbeat)
+                self._video_readers, in_request(read, *args, heartbeat)
             )
 
     async def _scored(self, asked: _Asked) -> AsyncIterator[gateway_pb2.ScoreEvent]:
