@@ -504,8 +504,11 @@ def _client_score(args: argparse.Namespace) -> int:
         extra = [f"field {', '.join(details.fields)}"] if details.fields else []
         extra += [f"reason {details.reason}"] if details.reason else []
         extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
-        if tls is not None and "handshake" in (error.details() or "").lower():
-            # gRPC's own words (TSI_PROTOCOL_FAILURE, WRONG_VERSION_NUMBER) name no cause.
+        said = error.details() or ""
+        if tls is not None and "WRONG_VERSION_NUMBER" in said:
+            # A server that answered the handshake with something not TLS; gRPC's own words
+            # (TSI_PROTOCOL_FAILURE, WRONG_VERSION_NUMBER) name no cause. (A certificate that
+            # fails verification is no such case: the advice would be to drop TLS.)
             extra.append(f"does {args.server} speak TLS? without --tls the call is plaintext")
         Console(stderr=True, soft_wrap=True).print(
             f"[red]error[/red] ({error.code().name}): {escape(error.details() or '')}"

@@ -702,6 +702,20 @@ def test_tls_against_a_plaintext_server_is_one_line(tmp_path):
                              "plaintext)"), finished.stderr  # fmt: skip
 
 
+def test_a_certificate_that_fails_verification_gets_no_advice_to_drop_tls(secured, tmp_path):
+    """A TLS server whose certificate the client cannot verify (its CA not given): gRPC's own
+    words, without the plaintext server's hint to leave --tls off, which would have steered
+    the caller towards sending its key in the clear."""
+    from tests.bgm_command import bgm
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not read: the handshake fails first")
+    result = bgm("client", "score", str(video), "-o", str(tmp_path / "o.wav"), "--server",
+                 secured.running.gateway, "--tls", "--timeout", "20")  # fmt: skip
+    assert result.returncode == 1 and result.stderr.startswith("error (UNAVAILABLE)"), result
+    assert "speak TLS" not in result.stderr, result.stderr
+
+
 def test_an_open_tagger_or_generator_with_auth_on_is_said_at_start_up(caplog):
     """With auth on, a generator on 0.0.0.0 with neither a service token nor client
     certificate names had answered anyone, past the gateway's tenants, without a word."""

@@ -86,17 +86,19 @@ def test_a_killed_writers_temporary_files_go_with_the_next_output_of_their_name(
 
     final = tmp_path / "scored [1].mp4"
     killed, live = temporary_path(final), temporary_path(final)
-    other = temporary_path(tmp_path / "other.mp4")
-    mine = tmp_path / ".scored [1].partial-notes.txt"
-    for path in (killed, live, other, mine):
+    others = [temporary_path(tmp_path / "other.mp4"),
+              temporary_path(tmp_path / "scored [1].wav"),
+              tmp_path / ".scored [1].partial-notes.txt",
+              tmp_path / ".scored [1].partial-keep-me.mp4"]  # fmt: skip
+    for path in (killed, live, *others):
         path.write_bytes(b"\x00" * 1000)
     long_ago = time.time() - STALE_PARTIAL_S - 60
-    for path in (killed, other, mine):
+    for path in (killed, *others):
         os.utime(path, (long_ago, long_ago))
     with staged_outputs() as staging:
         staging.temporary(final).write_bytes(b"\x00\x00\x00\x18ftypmp42")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [final.name, live.name, other.name, mine.name]
+        [final.name, live.name, *(p.name for p in others)]
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import glob
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,9 +42,13 @@ class Staging:
         stale ones of `final` (STALE_PARTIAL_S) are removed first: a killed process's had
         been left in the folder for good, hidden (each as large as its output)."""
         stale_before = time.time() - STALE_PARTIAL_S
-        for partial in final.parent.glob(f".{glob.escape(final.stem)}.partial-*{final.suffix}"):
+        # Exactly `temporary_path`'s names for `final`: a user's own .NAME.partial-notes.mp4,
+        # or another output's partial, had matched a looser pattern.
+        named = re.compile(rf"\.{re.escape(final.stem)}\.partial-[0-9a-f]{{32}}"
+                           rf"{re.escape(final.suffix)}")  # fmt: skip
+        for partial in final.parent.glob(f".{glob.escape(final.stem)}.partial-*"):
             with contextlib.suppress(OSError):
-                if partial.lstat().st_mtime < stale_before:
+                if named.fullmatch(partial.name) and partial.lstat().st_mtime < stale_before:
                     partial.unlink()
         temporary = temporary_path(final)
         self.files.append((temporary, final))
