@@ -47,7 +47,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import make_wsgi_app
 
 from services import metrics
-from services.config import DeliveryLimit, PeerLimit, ServingConfig
+from services.config import GATEWAY_API, DeliveryLimit, PeerLimit, ServingConfig
 from services.errors import (
     BgmError,
     CallerStalledError,
@@ -252,7 +252,9 @@ async def observed(
     # Who called, for the audit line (a flood of refused calls had said nothing of where it
     # came from). Asked now: asked of a call gRPC has finished, peer() crashed the process.
     peer = peer_address(context)
-    said = dict(context.invocation_metadata() or ())
+    # Whose call this is, as the gateway says it on its calls to the tagger and the
+    # generator: on theirs only (a gateway's own caller could have named another request).
+    said = dict(context.invocation_metadata() or ()) if service != GATEWAY_API else {}
     parent = said.get(PARENT_REQUEST_KEY, "")
     parent = parent if isinstance(parent, str) and PARENT_REQUEST_ID.fullmatch(parent) else ""
     on_behalf = said.get(ON_BEHALF_OF, "")

@@ -562,6 +562,36 @@ def test_a_request_over_the_message_limit_is_counted_and_audited(servers):
     assert any(a["method"] == "Analyze" and a["status"] == "CANCELLED" for a in audited)
 
 
+def test_a_gateway_caller_cannot_name_a_parent_request_in_the_audit(servers, clip):
+    """The parent request and whom a call is for are the gateway's to say on its calls to the
+    tagger and the generator: a gateway's own caller that sends them (another caller's
+    request id) is not believed, and its line names none."""
+    import json
+
+    claimed = (("bgm-parent-request-id", "ab" * 16), ("bgm-on-behalf-of", "victim"))
+    request = gateway_pb2.GatewayAnalyzeRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri())
+    )
+    with grpc.insecure_channel(servers.gateway) as channel:
+        call = gateway_pb2_grpc.GatewayStub(channel).Analyze.with_call(
+            request, metadata=claimed, timeout=60
+        )
+    request_id = dict(call[1].trailing_metadata())["x-request-id"]
+    deadline = time.monotonic() + 10
+    while True:
+        lines = servers.log.read_text().splitlines()
+        audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
+                   if "bgm.audit " in line]  # fmt: skip
+        mine = [a for a in audited if a["request_id"] == request_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert mine and mine[0]["parent_request_id"] == "" and mine[0]["on_behalf_of"] == ""
+    # Its own call to the tagger names it.
+    assert any(a["parent_request_id"] == request_id and a["service"] == "bgm.v1.Tagger"
+               for a in audited)  # fmt: skip
+
+
 def test_serve_all_exposes_its_metrics_once(servers):
     """One process, one registry: scraping three ports would count everything three times."""
     import yaml
