@@ -2397,6 +2397,8 @@ class _FaultyTagger(TaggerServicer):
     fault: Callable[[tagger_pb2.AnalyzeResponse], None] = staticmethod(lambda reply: None)
     delay_s = 0.0
     refusal: tuple[grpc.StatusCode, str] | None = None
+    # Called just before the refusal (to change the world it refuses in).
+    before_refusal: Callable[[], None] = staticmethod(lambda: None)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -2406,6 +2408,7 @@ class _FaultyTagger(TaggerServicer):
     async def Analyze(self, request, context):
         self.served_for.append(callers_of(context)[1])
         if self.refusal is not None:
+            self.before_refusal()
             await context.abort(*self.refusal)
         await asyncio.sleep(self.delay_s)
         reply = await super().Analyze(request, context)
@@ -2627,6 +2630,22 @@ def test_a_service_slower_than_the_gateway_allows_is_named_in_the_deadline(
         f"the {slow} took longer than this gateway allows it (gateway.{setting}: 1.5 s)"
     )
     assert error_details(caught.value).reason == "DOWNSTREAM_TOO_SLOW"
+
+
+@pytest.mark.slow
+def test_a_callers_own_file_removed_while_it_waited_is_not_found(faulty, clip, monkeypatch):
+    """A video named by a file:// URI, which the tagger reads where it lies, removed before
+    the tagger read it: the tagger's NOT_FOUND is the caller's (NOT_FOUND naming its file),
+    not the servers' configuration (that is kept for a file the gateway still has)."""
+    gateway, tagger, _ = faulty
+    vanishing = clip.path.with_name("vanishing.mp4")
+    vanishing.write_bytes(clip.path.read_bytes())
+    missing = (grpc.StatusCode.NOT_FOUND, f"{vanishing.as_uri()} does not exist")
+    monkeypatch.setattr(tagger, "refusal", missing)
+    monkeypatch.setattr(tagger, "before_refusal", lambda: vanishing.unlink(missing_ok=True))
+    code, details = code_of(lambda: score(gateway, _request(vanishing.as_uri())))
+    assert (code, details) == (grpc.StatusCode.NOT_FOUND,
+                               "vanishing.mp4 was removed before it was analysed")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -63,6 +63,7 @@ from services.errors import (
     DeadlineExceededError,
     DownstreamError,
     InvalidInputError,
+    MediaNotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
 )
@@ -261,7 +262,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if self.authenticator is not None:
                 probe = await self._read_video(context, record.tenant, probe_video, video, None)
                 self.ledger.check_length(record.tenant, probe.duration_s)
-            response, _ = await self._analysis(uri, request.prompt, True, _analyze_response,
+            response, _ = await self._analysis(video, uri, request.prompt, True,
+                                               _analyze_response,
                                                self._caller(context, record.tenant),
                                                record.request_id)  # fmt: skip
             return response
@@ -287,6 +289,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def _analysis(
         self,
+        video: Path,
         tagger_uri: str,
         prompt: str,
         listen: bool,
@@ -294,7 +297,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         caller: str,
         request_id: str,
     ) -> tuple[Answer, VideoAnalysis]:
-        """The tagger's analysis of the video at `tagger_uri`, its speech found if `listen`,
+        """The tagger's analysis of `video`, which it reads at `tagger_uri` (the same file, or
+        the gateway's copy in a shared store), its speech found if `listen`,
         held to the tagger's contract (`check_analysis`; a swapped-in tagger's broken answer
         would otherwise reach the caller, or come back from the generator as
         INVALID_ARGUMENT on a field the caller never sent): the message `answer` makes of it
@@ -311,6 +315,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                           (PARENT_REQUEST_KEY, request_id)),
             )  # fmt: skip
         except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND and not video.exists():
+                # The caller's own file (a file:// URI the tagger reads where it lies),
+                # removed while the request waited: the caller's, not the servers'.
+                raise MediaNotFoundError(f"{video.name} was removed before it was analysed",
+                                         field="video.uri") from None  # fmt: skip
             raise _for_caller(error, "tagger", "analyze_timeout_s",
                               self.config.analyze_timeout_s, began) from None  # fmt: skip
         message = reply.analysis
@@ -695,6 +704,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # does not listen (a pass of the voice-activity model over the whole sound).
             listen = speech_matters(controls.speech, options.keep_original_audio)
             analysis_event, analysis = await self._analysis(
+                video,
                 asked.tagger_uri,
                 controls.prompt,
                 listen,
