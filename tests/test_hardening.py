@@ -3235,9 +3235,12 @@ def test_the_music_fits_the_picture_a_tagger_finds_a_little_longer(faulty, clip,
     request.output.format = gateway_pb2.OUTPUT_FORMAT_WAV
     events = score(gateway, request)
     wav = b"".join(e.file.data for e in events if e.WhichOneof("event") == "file")
-    assert soundfile.info(io.BytesIO(wav)).duration == pytest.approx(
-        probe_video(clip.path).duration_s, abs=1e-3
-    )
+    probed = probe_video(clip.path).duration_s
+    assert soundfile.info(io.BytesIO(wav)).duration == pytest.approx(probed, abs=1e-3)
+    # And the analysis the caller is sent is the timeline the music was made to.
+    (analysis,) = [e.analysis for e in events if e.WhichOneof("event") == "analysis"]
+    assert analysis.duration_s == pytest.approx(probed)
+    assert analysis.segments[-1].end_s == pytest.approx(probed)
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from services.contract import (
     OUTPUT_EXTENSIONS,
     AudioAssembler,
     analysis_from_proto,
+    analysis_to_proto,
     brief_to_proto,
     controls_from_proto,
     generator_info_from_proto,
@@ -724,6 +725,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 # picture): the music fits the picture the gateway measured and delivers it
                 # with (an MP4's music had run 0.9 s past its last frame).
                 analysis = analysis.cut_to(asked.probed_s)
+                # The caller is told the timeline the music was made to (it had been told
+                # the tagger's longer one).
+                analysis_event = _analysis_event(analysis_to_proto(analysis))
             events.put(analysis_event)
             events.put(_progress("composition", 0.35))
             brief = make_brief(
