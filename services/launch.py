@@ -13,6 +13,9 @@ import os
 import signal
 import sys
 
+# As services.cli says an interrupted command's status (kept here: it loads after).
+EXIT_INTERRUPTED = 130
+
 
 def main() -> int:
     # gRPC's C core logs to stderr at INFO unless told otherwise: a TLS handshake that
@@ -27,15 +30,21 @@ def main() -> int:
     signal.signal(signal.SIGTERM, note)
     from services.cli import main as run_command
 
-    status = run_command(sys.argv[1:], received_before=received)
-    # The command is done and has said so (its outputs written, its summary printed). The
-    # process ends here, with the command's status: Python's own teardown (0.3-0.7 s after a
-    # score, freeing what the models and libraries hold) resets the signal handlers on its
-    # way, and a Ctrl-C or SIGTERM then had ended the process by the signal, silently, after
-    # a summary of written files. What the command printed and logged goes out first.
-    ignore = signal.SIG_IGN
-    signal.signal(signal.SIGINT, ignore)
-    signal.signal(signal.SIGTERM, ignore)
+    # (The status if a signal lands in the instant between the command's return and the
+    # handlers below: the command's own interrupt handler raises it there.)
+    status = EXIT_INTERRUPTED
+    try:
+        status = run_command(sys.argv[1:], received_before=received)
+        # The command is done and has said so (its outputs written, its summary printed). The
+        # process ends here, with the command's status: Python's own teardown (0.3-0.7 s after
+        # a score, freeing what the models and libraries hold) resets the signal handlers on
+        # its way, and a Ctrl-C or SIGTERM then had ended the process by the signal, silently,
+        # after a summary of written files. What the command printed and logged goes out first.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

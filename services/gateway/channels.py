@@ -4,6 +4,7 @@ methods, and TLS whose client certificate is read again when its files change.""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Callable
@@ -90,7 +91,9 @@ class ServiceChannel:
         if self.credentials is not None and self.credentials.reloaded() is not None:
             retired, self.channel = self.channel, self._open()
             self._stub = self.stub_class(self.channel)
-            task = asyncio.get_running_loop().create_task(retired.close(self.retire_after_s))
+            # In a context of its own: made during a request, it is no part of it.
+            task = asyncio.get_running_loop().create_task(retired.close(self.retire_after_s),
+                                                          context=contextvars.Context())  # fmt: skip
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
