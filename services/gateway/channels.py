@@ -92,8 +92,9 @@ class ServiceChannel:
             retired, self.channel = self.channel, self._open()
             self._stub = self.stub_class(self.channel)
             # In a context of its own: made during a request, it is no part of it.
-            task = asyncio.get_running_loop().create_task(retired.close(self.retire_after_s),
-                                                          context=contextvars.Context())  # fmt: skip
+            closing = retired.close(self.retire_after_s)
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(closing, context=contextvars.Context())
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
