@@ -177,6 +177,9 @@ GIB = 1024**3
 # analysis, the composer 0.80 GB after a 3-minute piece; Ray adds its worker's own).
 REPLICA_BYTES = 1 * GIB
 RAY_BYTES = 2 * GIB
+# The gateway's mastering: its working set and the music, against the music (README,
+# "Memory for audio": 1.45 times).
+MASTERING = 1.45
 
 
 def quantity(value: str | int) -> float:
@@ -192,10 +195,10 @@ def quantity(value: str | int) -> float:
 def test_each_pod_holds_the_replicas_it_may_host(overlay, tmp_path, monkeypatch):
     """At their most replicas, the deployments a pod hosts fit it: their CPUs within its CPU
     limit (the GPU profile's head had 4 CPUs for up to 8 taggers of 2 and 4 gateways of 1,
-    so at most one tagger ever ran), and in its memory limit their audio budgets, the
-    largest request's audio (limits.max_music_s at 48 kHz, in the generator and again in
-    the gateway), Ray's object store, and the processes themselves (the budgets had been
-    3 GiB a process, 12 GiB on an 8 GiB head)."""
+    so at most one tagger ever ran), and in its memory limit each gateway's and generator's
+    audio (its budget, or one larger request alone, limits.max_music_s at 48 kHz; the
+    gateway's mastering on top), Ray's object store, and the processes themselves (the
+    budgets had been 3 GiB a process, 12 GiB on an 8 GiB head)."""
     from services.ray_glue import application_settings
 
     _, objects = overlay
@@ -228,15 +231,18 @@ def test_each_pod_holds_the_replicas_it_may_host(overlay, tmp_path, monkeypatch)
             replicas.append((app_name, most, deployment["ray_actor_options"], settings))
         cpus = sum(most * options["num_cpus"] for _, most, options, _ in replicas)
         assert cpus <= quantity(limits["cpu"]), (name, cpus, limits["cpu"])
-        budgets = sum(most * getattr(settings, app_name).audio_budget_bytes
-                      for app_name, most, _, settings in replicas
-                      if app_name in ("gateway", "generator"))  # fmt: skip
-        largest = [settings.limits.max_music_s * 48000 * 2 * 4
-                   for app_name, _, _, settings in replicas
-                   if app_name in ("gateway", "generator")]  # fmt: skip
+        # Each gateway or generator replica holds at once its budget's worth of requests'
+        # audio, or one request larger than that alone (limits.max_music_s of 48 kHz
+        # stereo); the gateway's mastering half as much again.
+        audio = 0.0
+        for app_name, most, _, settings in replicas:
+            if app_name in ("gateway", "generator"):
+                largest = settings.limits.max_music_s * 48000 * 2 * 4
+                held = max(getattr(settings, app_name).audio_budget_bytes, largest)
+                audio += most * held * (MASTERING if app_name == "gateway" else 1.0)
         store = quantity(group["rayStartParams"]["object-store-memory"])
         count = sum(most for _, most, _, _ in replicas)
-        needed = budgets + sum(largest) + store + count * REPLICA_BYTES + RAY_BYTES
+        needed = audio + store + count * REPLICA_BYTES + RAY_BYTES
         assert needed <= quantity(limits["memory"]), (name, needed / GIB, limits["memory"])
 
 
@@ -581,11 +587,21 @@ def test_the_auth_component_mounts_the_keys_and_limits_who_reaches_the_proxy(
     # KubeRay's operator submits the Serve config to the dashboard and asks the proxies'
     # health, from its own namespace: shut out, no application was deployed and no pod
     # marked ray.io/serve=true, so the Service had no endpoints.
+    # Only from the operator's namespace: any pod may carry the operator's label, and the
+    # dashboard runs whatever job it is sent.
     operator = {"app.kubernetes.io/component": "kuberay-operator"}
     (rule,) = [r for r in policy["spec"]["ingress"]
                if any(f.get("podSelector", {}).get("matchLabels") == operator
-                      and "namespaceSelector" in f for f in r["from"])]  # fmt: skip
+                      for f in r["from"])]  # fmt: skip
     assert {p["port"] for p in rule["ports"]} == {8265, 8000}
+    for source in rule["from"]:
+        namespaces = source["namespaceSelector"].get("matchLabels", {})
+        assert namespaces.get("kubernetes.io/metadata.name"), source
+    # Every other rule that opens a port to other namespaces opens only the gRPC or the
+    # metrics port.
+    for other in policy["spec"]["ingress"]:
+        if other is not rule and any("namespaceSelector" in f for f in other["from"]):
+            assert {p["port"] for p in other["ports"]} <= {9000, 8080}, other
     service = rayservice(objects)
     crd_validator("ray.io_rayservices.yaml").validate(service)
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
