@@ -78,6 +78,11 @@ class RequestOfLine(logging.Filter):
         return True
 
 
+def of_no_request() -> None:
+    """The current task serves no one request (a batch of several): its lines name none."""
+    CURRENT_REQUEST.set("")
+
+
 def in_request(function: Callable[..., T], *args: Any) -> Callable[[], T]:
     """`function(*args)`, to run in another thread as part of the current request (its lines
     name it): a thread pool's thread does not take the caller's context."""

@@ -20,7 +20,7 @@ from services.generator.backend import GenerationJob, JobResult
 from services.generator.backends import create_generator_backend
 from services.generator.servicer import GeneratorServicer, run_batch
 from services.ray_glue import RayContext, application_settings, check_health
-from services.serving import CURRENT_REQUEST, configure_logging, freeze_start_up_heap
+from services.serving import configure_logging, freeze_start_up_heap, of_no_request
 
 
 @serve.deployment(name="generator")
@@ -45,8 +45,10 @@ class GeneratorDeployment:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def _pooled_batch(self, jobs: list[GenerationJob]) -> list[JobResult]:
         # A batch serves several requests: its lines name none. (Serve's batching task is
-        # made in the first request's context, and every batch's lines had named that one.)
-        CURRENT_REQUEST.set("")
+        # made in the first request's context, and every batch's lines had named that one.
+        # A function, not the context variable: Ray pickles the deployment, and a
+        # ContextVar cannot be.)
+        of_no_request()
         return await asyncio.to_thread(run_batch, self.backend, jobs)
 
     async def Generate(
