@@ -283,20 +283,14 @@ def _score(args: argparse.Namespace) -> int:
         check_streams(probe, controls, options, config.limits)
         if part is not None:
             part.end_in(probe.duration_s)
-    # The folders -o makes, deepest first: taken away again, where still empty, if the job
-    # stops (an interrupted run had left them behind).
-    made: list[Path] = []
-    if _into_folder(args):
-        folder = Path(args.output)
-        made = [p for p in (folder, *folder.parents) if not p.exists()]
-        folder.mkdir(parents=True, exist_ok=True)
-    try:
+    from services.gateway.outputs import staged_outputs
+
+    # The folders -o makes are taken away again, where still empty, if the job stops (an
+    # interrupted run had left them behind): staging's own folder handling.
+    with staged_outputs() as staging:
+        if _into_folder(args):
+            staging.make_folder(Path(args.output))
         return _score_jobs(args, config, controls, jobs, part)
-    except BaseException:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only where empty
-        raise
 
 
 def _score_jobs(

@@ -35,14 +35,14 @@ def main() -> int:
     status = EXIT_INTERRUPTED
     try:
         status = run_command(sys.argv[1:], received_before=received)
+    except KeyboardInterrupt:
+        pass
+    finally:
         # The command is done and has said so (its outputs written, its summary printed). The
         # process ends here, with the command's status: Python's own teardown (0.3-0.7 s after
         # a score, freeing what the models and libraries hold) resets the signal handlers on
         # its way, and a Ctrl-C or SIGTERM then had ended the process by the signal, silently,
         # after a summary of written files. What the command printed and logged goes out first.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.shutdown()
