@@ -470,6 +470,11 @@ class ServingConfig(StrictModel):
     # file descriptor the process had, and every caller was refused until they went. A cap on
     # connections per address belongs to the proxy in front.
     max_connection_idle_s: float = Field(300.0, gt=0, le=MAX_WAIT_S)
+    # A client may ping (HTTP/2 keepalive) this often on a quiet call: gRPC's default of five
+    # minutes had ended a Score that sent nothing for 50 s (waiting for a turn, or for the
+    # analysis) with UNAVAILABLE "Too many pings", at the 10 s that Go and Java clients and
+    # many proxies ping at. Pings more often than this end the connection as before.
+    min_client_ping_interval_s: float = Field(5.0, gt=0, le=MAX_WAIT_S)
     # The Prometheus endpoint: a scrape's request must come within metrics_timeout_s, and at
     # most metrics_max_connections are served at once (more are closed). Each had held a
     # thread for good: a thousand requests never finished held a thousand threads, and

@@ -167,9 +167,13 @@ def status_for(error: BaseException) -> Refusal:
                 f"a message between this service and one it calls was over gRPC's message "
                 f"limit: {message}"))  # fmt: skip
         if error.code() == grpc.StatusCode.UNAVAILABLE:
-            # A service down or restarting: worth trying again shortly.
-            down = UnavailableError(message, retry_after_s=1.0)
-            return Refusal(error.code(), message, _details(error.code(), message, down))
+            # A service down or restarting: worth trying again shortly. gRPC's own words name
+            # its address, which is this service's to know (logged), not the caller's.
+            log.warning("a service this one calls cannot be reached: %s", error.details())
+            down = UnavailableError("a service this one calls cannot be reached (this "
+                                    "service's log says why); try again shortly",
+                                    retry_after_s=1.0)  # fmt: skip
+            return status_for(down)
         return Refusal(error.code(), message)
     if isinstance(error, asyncio.TimeoutError):
         return Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "the request took longer than allowed")
@@ -1194,7 +1198,10 @@ class HostedServer:
                      # A second server on a port this one holds is refused: gRPC's
                      # SO_REUSEPORT had let both listen, each taking some of the requests.
                      ("grpc.so_reuseport", 0),
-                     ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000))],
+                     ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000)),
+                     ("grpc.http2.min_ping_interval_without_data_ms",
+                      round(serving.min_client_ping_interval_s * 1000)),
+                     ("grpc.keepalive_permit_without_calls", 1)],
             interceptors=[ReleasedOnError(), RequestArrival(serving),
                           WellFormedRequests(serving.max_metadata_bytes),
                           StallLimit(serving.reader_stall_s),

@@ -3488,6 +3488,32 @@ def test_a_connection_that_carries_no_request_is_closed():
     assert closed_after < 15, closed_after
 
 
+def test_a_quiet_call_outlives_a_client_s_keepalive_pings():
+    """A client that pings every second on a call that sends nothing (as Go and Java clients
+    ping every 10 s on a Score waiting for its turn) keeps its call, with the server allowing
+    pings every half second: at gRPC's default policy the server had ended the call
+    UNAVAILABLE "Too many pings" after a few pings."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    pinging = [
+        ("grpc.keepalive_time_ms", 1000),
+        ("grpc.keepalive_timeout_ms", 5000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    serving = ServingConfig(min_client_ping_interval_s=0.5)
+    with (
+        _hosted(_silence_binding(1.0), serving=serving) as (address, _),
+        grpc.insecure_channel(address, options=pinging) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=6
+        )
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in watch:
+                pass
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value.details()
+
+
 class _Call:
     """What client_of reads of a gRPC call: its peer."""
 

@@ -658,6 +658,10 @@ def test_a_downstream_service_that_is_down(tmp_path, media, clip):
         got, details = code_of(lambda: score(running.gateway, request, timeout=30))
         assert got == grpc.StatusCode.UNAVAILABLE, details
         assert "Traceback" not in details
+        # Which service, not where it is: gRPC's "failed to connect to all addresses; ...
+        # ipv4:127.0.0.1:PORT" had reached the caller, the servers' topology with it.
+        assert "cannot be reached" in details and "127.0.0.1" not in details, details
+        assert details.split()[1] in ("tagger", "generator"), details
         # Its health says so: a readiness probe takes it out of rotation.
         wait_serving(running.gateway, statuses=(health_pb2.HealthCheckResponse.NOT_SERVING,),
                      seconds=5)  # fmt: skip

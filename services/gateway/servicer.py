@@ -67,6 +67,7 @@ from services.errors import (
     MediaNotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    UnavailableError,
 )
 from services.gateway.channels import ServiceChannel
 from services.gateway.controls import make_brief
@@ -601,7 +602,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         started = time.perf_counter()
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, record.tenant)
-        info = await self._generator_info()
+        began = time.monotonic()
+        try:
+            info = await self._generator_info()
+        except grpc.aio.AioRpcError as error:
+            raise _for_caller(error, "generator", "describe_timeout_s",
+                              self.config.describe_timeout_s, began) from None  # fmt: skip
         if not output.sample_rate and options.sample_rate not in info.sample_rates:
             # The default rate where the generator makes it, else the first it does.
             options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
@@ -997,6 +1003,12 @@ def _for_caller(
                            f"({error.code().name}): the server's configuration is wrong (its "
                            "log has the details)")  # fmt: skip
     passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
+    if error.code() == grpc.StatusCode.UNAVAILABLE and not passed_on:
+        # gRPC's own words name the service's address ("failed to connect to all addresses;
+        # ... ipv4:10.0.3.7:50052"), which had reached the caller: the log keeps them.
+        log.warning("the %s cannot be reached: %s", service, error.details())
+        return UnavailableError(f"the {service} cannot be reached (this gateway's log says "
+                                "why); try again shortly", retry_after_s=1.0)  # fmt: skip
     # gRPC ends the call at the limit, never before (a generator's own DEADLINE_EXCEEDED,
     # sent at once, had been reported as this gateway's limit passed).
     outlasted = time.monotonic() - began >= limit_s * DEADLINE_REACHED
