@@ -39,6 +39,10 @@ class RayContext:
     def set_trailing_metadata(self, trailing_metadata: Sequence[Any]) -> None:
         self._context.set_trailing_metadata(list(trailing_metadata))
 
+    async def send_initial_metadata(self, initial_metadata: Sequence[Any]) -> None:
+        # Ray's proxy sends the headers itself; the id is in the trailing metadata.
+        return None
+
     def invocation_metadata(self) -> Sequence[Any]:
         return list(self._context.invocation_metadata())
 

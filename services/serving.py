@@ -222,8 +222,8 @@ REQUEST_ID_KEY = "x-request-id"
 # tied a gateway request to its calls. Taken only as a request id: 32 hex digits.
 PARENT_REQUEST_KEY = "bgm-parent-request-id"
 PARENT_REQUEST_ID = re.compile("[0-9a-f]{32}")
-# What an audit line keeps of the ON_BEHALF_OF a caller says.
-MAX_ON_BEHALF_CHARS = 256
+# What an audit line keeps of what a caller says of its call (ON_BEHALF_OF, x-request-id).
+MAX_SAID_CHARS = 256
 audit_log = logging.getLogger("bgm.audit")
 # Metadata of a call a service makes to see that another answers (the gateway's Describe of
 # the tagger and the generator, every second): no request anyone made, so not audited (at
@@ -267,9 +267,16 @@ async def observed(
     parent = said.get(PARENT_REQUEST_KEY, "")
     parent = parent if isinstance(parent, str) and PARENT_REQUEST_ID.fullmatch(parent) else ""
     on_behalf = said.get(ON_BEHALF_OF, "")
-    on_behalf = on_behalf[:MAX_ON_BEHALF_CHARS] if isinstance(on_behalf, str) else ""
+    on_behalf = on_behalf[:MAX_SAID_CHARS] if isinstance(on_behalf, str) else ""
+    # The caller's own id for its call (a proxy's or a client's x-request-id), kept beside
+    # this service's in the audit line: it had been dropped, and nothing tied the two.
+    client_id = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
+    client_id = client_id[:MAX_SAID_CHARS] if isinstance(client_id, str) else ""
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
+    # In the headers too: a call that ends without its trailers reaching the caller (its own
+    # deadline passed, gRPC refused its message) had no id to name in a report.
+    await context.send_initial_metadata(tagged)
     serving = CURRENT_REQUEST.set(record.request_id)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
@@ -316,6 +323,7 @@ async def observed(
             "seconds": round(seconds, 3),
             "music_s": round(record.music_s, 3),
             "peer": peer, "parent_request_id": parent, "on_behalf_of": on_behalf,
+            "client_request_id": client_id,
         }, sort_keys=True))  # fmt: skip
         CURRENT_REQUEST.reset(serving)
     if ending is not None:

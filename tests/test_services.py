@@ -592,6 +592,33 @@ def test_a_gateway_caller_cannot_name_a_parent_request_in_the_audit(servers, cli
                for a in audited)  # fmt: skip
 
 
+def test_a_call_s_id_comes_in_its_headers_and_the_caller_s_own_is_audited(servers, clip):
+    """The request id comes in the headers as well as the trailers (a call whose deadline
+    passed had no id to report), and the caller's own x-request-id (a proxy's, a client's
+    trace) is kept beside it in the audit line (it had been dropped)."""
+    import json
+
+    request = gateway_pb2.GatewayAnalyzeRequest(
+        video=common_pb2.VideoSource(uri=clip.path.as_uri())
+    )
+    with grpc.insecure_channel(servers.gateway) as channel:
+        _, call = gateway_pb2_grpc.GatewayStub(channel).Analyze.with_call(
+            request, metadata=(("x-request-id", "client-trace-7"),), timeout=60
+        )
+    request_id = dict(call.trailing_metadata())["x-request-id"]
+    assert dict(call.initial_metadata())["x-request-id"] == request_id != "client-trace-7"
+    deadline = time.monotonic() + 10
+    while True:
+        lines = servers.log.read_text().splitlines()
+        audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
+                   if "bgm.audit " in line]  # fmt: skip
+        mine = [a for a in audited if a["request_id"] == request_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert mine and mine[0]["client_request_id"] == "client-trace-7", mine
+
+
 def test_serve_all_exposes_its_metrics_once(servers):
     """One process, one registry: scraping three ports would count everything three times."""
     import yaml
