@@ -52,7 +52,24 @@ class GatewayStub:
     google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
     google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
     "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
-    again later may work, a google.rpc.RetryInfo.
+    again later may work, a google.rpc.RetryInfo. The codes: INVALID_ARGUMENT (a field: bad
+    controls, not a video, a format it cannot write), NOT_FOUND (the video's URI names
+    nothing), PERMISSION_DENIED (a URI outside the server's allow-lists, or unreadable),
+    UNAUTHENTICATED (auth on: no or a bad token), RESOURCE_EXHAUSTED (a limit, or the client's
+    or the server's capacity busy: RetryInfo), DEADLINE_EXCEEDED (the caller's deadline or a
+    server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
+    reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
+    INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
+    A status the tagger or the generator sent about what the caller asked (a generator's
+    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+
+    Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
+    every response's headers and trailers carry `x-request-id` (the server's logs name the
+    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
+    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
+    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    A client reading a long video's analysis should accept messages up to the server's limit
+    (most gRPC libraries take 4 MiB by default).
     """
 
     def __init__(self, channel):
@@ -105,7 +122,24 @@ class GatewayServicer:
     google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
     google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
     "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
-    again later may work, a google.rpc.RetryInfo.
+    again later may work, a google.rpc.RetryInfo. The codes: INVALID_ARGUMENT (a field: bad
+    controls, not a video, a format it cannot write), NOT_FOUND (the video's URI names
+    nothing), PERMISSION_DENIED (a URI outside the server's allow-lists, or unreadable),
+    UNAUTHENTICATED (auth on: no or a bad token), RESOURCE_EXHAUSTED (a limit, or the client's
+    or the server's capacity busy: RetryInfo), DEADLINE_EXCEEDED (the caller's deadline or a
+    server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
+    reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
+    INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
+    A status the tagger or the generator sent about what the caller asked (a generator's
+    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+
+    Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
+    every response's headers and trailers carry `x-request-id` (the server's logs name the
+    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
+    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
+    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    A client reading a long video's analysis should accept messages up to the server's limit
+    (most gRPC libraries take 4 MiB by default).
     """
 
     def Score(self, request, context):
@@ -185,7 +219,24 @@ class Gateway:
     google.rpc.BadRequest naming the field at fault (e.g. "controls.genres"), a
     google.rpc.ErrorInfo with a stable reason (e.g. "UNKNOWN_TAG", "FIELD_LIMIT",
     "VIDEO_NOT_A_VIDEO", "UPLOAD_TOO_LARGE", "CLIENT_BUSY"; domain "bgm.v1"), and, where trying
-    again later may work, a google.rpc.RetryInfo.
+    again later may work, a google.rpc.RetryInfo. The codes: INVALID_ARGUMENT (a field: bad
+    controls, not a video, a format it cannot write), NOT_FOUND (the video's URI names
+    nothing), PERMISSION_DENIED (a URI outside the server's allow-lists, or unreadable),
+    UNAUTHENTICATED (auth on: no or a bad token), RESOURCE_EXHAUSTED (a limit, or the client's
+    or the server's capacity busy: RetryInfo), DEADLINE_EXCEEDED (the caller's deadline or a
+    server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
+    reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
+    INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
+    A status the tagger or the generator sent about what the caller asked (a generator's
+    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+
+    Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
+    every response's headers and trailers carry `x-request-id` (the server's logs name the
+    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
+    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
+    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    A client reading a long video's analysis should accept messages up to the server's limit
+    (most gRPC libraries take 4 MiB by default).
     """
 
     @staticmethod

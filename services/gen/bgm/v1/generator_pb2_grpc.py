@@ -58,6 +58,8 @@ class GeneratorServicer:
         another's); last, for several candidates, their ranking (every_candidate true). A brief
         that breaks MusicBrief's rules, or a request over the limits (see the Gateway), is
         refused with INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) and details before any work.
+        What the Gateway needs of every candidate: its plan, then its audio at the brief's rate
+        in 2 channels, exactly duration_s long. Metadata as the Tagger's Analyze.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,7 +52,11 @@ class TaggerServicer:
     """
 
     def Analyze(self, request, context):
-        """Analyse one video.
+        """Analyse one video. INVALID_ARGUMENT (not a video, a bad field), NOT_FOUND (the URI names
+        nothing), PERMISSION_DENIED (outside the allow-lists, or unreadable), RESOURCE_EXHAUSTED
+        (a limit, or busy: RetryInfo), DEADLINE_EXCEEDED; errors carry details as the Gateway's.
+        A gateway names whom it calls for in `bgm-on-behalf-of` (callers take turns by it) and
+        its own request in `bgm-parent-request-id` (32 hex digits; logged).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
