@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
+from services import cli
 from services.cli import main
 
 
@@ -28,11 +30,22 @@ class Finished:
 
 def bgm(*args: str) -> Finished:
     stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = main(list(args))
-        except SystemExit as exit_:  # argparse's refusals, --help and --version
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    # What the command sets for its process (signal handlers, Python's report of ignored
+    # exceptions, its interrupt flags) is put back: left, pytest's own report of an
+    # exception in a __del__ was silenced for every later test on the worker.
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's refusals, --help and --version
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = hook
+        cli._interrupted = cli._interrupt_raised = False
     return Finished(code, stdout.getvalue(), stderr.getvalue())
 
 

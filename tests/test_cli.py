@@ -963,6 +963,7 @@ def test_an_interrupt_python_lost_still_stops_the_command(
         def __del__(self) -> None:
             raise KeyboardInterrupt
 
+    monkeypatch.setattr(cli, "_interrupted", True)  # (bgm puts the flags back)
     sys.unraisablehook, unraisable = cli._unraisable, sys.unraisablehook
     try:
         with contextlib.redirect_stderr(io.StringIO()) as reported:
@@ -1166,3 +1167,17 @@ def test_stems_replaced_with_force_are_the_new_pieces_only(cuts_video: Synthetic
     summed = sum(soundfile.read(path)[0] for path in kept)
     # (The stems are the mix before the bus: close, not equal.)
     assert np.corrcoef(summed[:, 0], mix[:, 0])[0, 1] > 0.9
+
+
+def test_bgm_in_the_test_process_leaves_its_signals_and_hooks_as_they_were():
+    """The in-process `bgm` (bgm_command) puts back what the command sets for its process:
+    left, its SIGINT handler and its report of ignored exceptions stood for every later test
+    on the worker, and pytest's own report of an exception in a __del__ was silenced."""
+    import signal
+    import sys
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    hook = sys.unraisablehook
+    assert bgm("tags").returncode == 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert sys.unraisablehook is hook
