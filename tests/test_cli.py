@@ -293,7 +293,9 @@ def test_an_output_that_cannot_be_written_is_one_line(cuts_video: SyntheticVideo
         assert sample.returncode == 1, sample.stderr
         assert sample.stderr.startswith("error (INTERNAL): cannot write sample video "
                                         "bgm-sample.mp4: "), sample.stderr  # fmt: skip
-        assert len(sample.stderr.strip().splitlines()) == 1
+    else:
+        assert sample.returncode == 2 and "/proc is not writable" in sample.stderr, sample
+    assert len(sample.stderr.strip().splitlines()) == 1
 
 
 def _decoded(path: Path) -> tuple[np.ndarray, int]:
@@ -304,6 +306,25 @@ def _decoded(path: Path) -> tuple[np.ndarray, int]:
         rate, channels = file.getframerate(), file.getnchannels()
         samples = np.frombuffer(file.readframes(file.getnframes()), "<i2")
     return np.abs(samples.reshape(-1, channels) / 32768.0).max(axis=1), rate
+
+
+def test_score_plays_the_key_leaves_out_the_negative_and_writes_the_rate_asked_for(
+    cuts_video: SyntheticVideo, tmp_path: Path
+):
+    """--key, --negative and --sample-rate reach the music (no test had passed them to `bgm
+    score`: a CLI that dropped all three passed every test)."""
+    output, midi = tmp_path / "k.wav", tmp_path / "k.mid"
+    result = bgm("score", str(cuts_video.path), "-o", str(output), "--genre", "rock",
+                 "--key", "F#m", "--negative", "drums", "--sample-rate", "44100",
+                 "--midi", str(midi))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "F# minor" in result.stdout
+    audio, rate = _decoded(output)
+    assert rate == 44100 and len(audio) == round(cuts_video.duration_s * rate)
+    music = pretty_midi.PrettyMIDI(str(midi))
+    # Rock's core band is drums, bass and guitar: its drums left out, the rest still play.
+    assert music.instruments and not any(i.is_drum for i in music.instruments)
+    assert [k.key_number for k in music.key_signature_changes][:1] == [18]  # F# minor
 
 
 def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVideo,

@@ -193,12 +193,13 @@ def _held_folder(root: Path, owner: str) -> tuple[subprocess.Popen[str], Path]:
 
 
 def test_start_up_sweeps_only_what_killed_processes_of_its_own_left(tmp_path: Path):
-    killed, orphan = _held_folder(tmp_path, "gateway")
-    alive, busy = _held_folder(tmp_path, "gateway")
-    other, foreign = _held_folder(tmp_path, "tagger")
-    unmarked = tmp_path / "someone-elses"
-    unmarked.mkdir()
-    try:
+    held = []
+    try:  # from the first start: one that failed had left the others sleeping 600 s
+        for service in ("gateway", "gateway", "tagger"):
+            held.append(_held_folder(tmp_path, service))
+        (killed, orphan), (_alive, busy), (other, foreign) = held
+        unmarked = tmp_path / "someone-elses"
+        unmarked.mkdir()
         killed.send_signal(signal.SIGKILL)
         killed.wait()
         other.send_signal(signal.SIGKILL)
@@ -208,8 +209,9 @@ def test_start_up_sweeps_only_what_killed_processes_of_its_own_left(tmp_path: Pa
         assert not orphan.exists()
         assert busy.is_dir() and foreign.is_dir() and unmarked.is_dir()
     finally:
-        alive.kill()
-        alive.wait()
+        for process, _ in held:
+            process.kill()
+            process.wait()
 
 
 def test_a_scratch_root_that_cannot_hold_folders_stops_the_start(tmp_path: Path):
@@ -2299,11 +2301,13 @@ def test_the_gateway_scores_again_within_a_second_of_the_generator(tmp_path, med
     config, ports = write_config(tmp_path, media)
     address = {name: f"127.0.0.1:{ports[name]}" for name in ("tagger", "generator", "gateway")}
     log = tmp_path / "serve.log"
-    processes = {name: _serve(config, name, log) for name in ("tagger", "generator")}
-    for name in ("tagger", "generator"):
-        wait_serving(address[name])
-    processes["gateway"] = _serve(config, "gateway", log)
-    try:
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:  # from the first start: a server that never came up had left the others running
+        for name in ("tagger", "generator"):
+            processes[name] = _serve(config, name, log)
+        for name in ("tagger", "generator"):
+            wait_serving(address[name])
+        processes["gateway"] = _serve(config, "gateway", log)
         wait_serving(address["gateway"])
         request = _request(clip.path.as_uri())
         score(address["gateway"], request)

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import av
 import grpc
+import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2
@@ -162,16 +163,28 @@ def test_a_request_marked_as_a_probe_is_audited_all_the_same(servers, clip):
 
 
 def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_path):
+    import pretty_midi
+    import pyloudnorm
+
     out = tmp_path / "remote.mp4"
     result = bgm("client", "score", str(clip.path), "--server", servers.gateway, "-o", str(out),
                  "--midi", str(tmp_path / "m.mid"), "--stems", str(tmp_path / "stems"),
-                 "--bpm", "96")  # fmt: skip
+                 "--bpm", "96", "--lufs", "-20", "--sample-rate", "44100")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "96.0 BPM" in result.stdout
     with av.open(str(out)) as container:
-        assert container.streams.video and container.streams.audio
-    assert (tmp_path / "m.mid").stat().st_size > 100
-    assert sorted(p.suffix for p in (tmp_path / "stems").iterdir())
+        assert container.streams.video
+        rate = container.streams.audio[0].rate
+        audio = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    # The rate and the loudness asked for (no test had sent --lufs or --sample-rate).
+    assert rate == 44100
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(audio.T) + 20.0) < 1.0
+    assert abs(audio.shape[1] / rate - clip.duration_s) < 0.05
+    music = pretty_midi.PrettyMIDI(str(tmp_path / "m.mid"))
+    assert abs(music.get_tempo_changes()[1][0] - 96.0) < 0.01
+    # A stem for every instrument of the piece.
+    stems = sorted(p.stem for p in (tmp_path / "stems").iterdir())
+    assert stems and stems == sorted(i.name for i in music.instruments), stems
     assert not any(servers.staging.glob("*"))
 
 
