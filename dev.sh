@@ -3,7 +3,8 @@
 #   ./dev.sh demo   make the sample video and score it (the main job, CPU defaults)
 #   ./dev.sh test   check the lock, lint, type-check and run the whole test suite (with
 #                   arguments: the checks, then `pytest ARGS` instead of the suite)
-#   ./dev.sh setup  only set up .venv (and buf, from package-lock.json)
+#   ./dev.sh setup  only set up .venv, and what the tests need besides (buf, from
+#                   package-lock.json; espeak-ng and Chromium)
 #   ./dev.sh sonique set up .venv-sonique, SONIQUE's environment (README, "SONIQUE")
 #   ./dev.sh genre-tagger set up .venv-genre, the tagger bench_genre.py listens with
 #   ./dev.sh lock   regenerate requirements.lock and the images' locks from pyproject.toml
@@ -11,8 +12,9 @@
 #   ./dev.sh protos regenerate services/gen from protos/
 # Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique),
 # BGM_GENRE_VENV (default .venv-genre), PYTHON
-# (default python3, must be 3.11+), BGM_TORCH (default: the version requirements.in names, as
-# "torch==X"; pip takes the CPU build where it lies on disk; see README for GPU builds),
+# (default python3, must be 3.11+), BGM_TORCH (default: the CPU build of the version
+# requirements.in names, from a wheel pip finds on this machine, else from PyTorch's CPU
+# index; see README for GPU builds),
 # BGM_TORCH_WHEELS (for ./dev.sh lock: a folder holding the CPU build's wheel, default
 # /opt/wheels).
 set -euo pipefail
@@ -25,7 +27,6 @@ unset PYTHONDONTWRITEBYTECODE
 VENV="${BGM_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="$(sed -n 's/^torch==\([^+]*\).*/\1/p' requirements.in)"
-TORCH_SPEC="${BGM_TORCH:-torch==$TORCH_VERSION}"
 TORCH_WHEELS="${BGM_TORCH_WHEELS:-/opt/wheels}"
 IMAGE_LOCKS=(deploy/docker/requirements-cpu.lock deploy/docker/requirements-gpu.lock)
 SONIQUE_VENV="${BGM_SONIQUE_VENV:-.venv-sonique}"
@@ -34,42 +35,56 @@ GENRE_VENV="${BGM_GENRE_VENV:-.venv-genre}"
 GENRE_LOCK=benchmarks/requirements-genre.lock
 # From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
-# espeak-ng, which speaks the sentences of the speech tests' videos, and Chromium, in which
-# the studio's browser test runs (those tests are skipped without them); and libGL, which
-# OpenCV's wheel loads (scenedetect requires opencv-python, not its headless build): without
-# it nothing that reads a video starts.
-DEBIAN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless espeak-ng chromium libgl1)
+# libGL, which OpenCV's wheel loads (scenedetect requires opencv-python, not its headless
+# build): without it nothing that reads a video starts.
+RUN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless libgl1)
+# For the tests only: espeak-ng, which speaks the sentences of the speech tests' videos, and
+# Chromium, in which the studio's browser test runs (those tests are skipped without them).
+TEST_PACKAGES=(espeak-ng chromium)
 
+# The Debian packages named, installed where missing. Where they cannot be (no apt, no sudo,
+# a package this release lacks) set-up goes on without them, saying what that costs; with
+# CI set it stops, as a skipped test is a test not run.
 debian_packages() {
     local missing=() package
-    for package in "${DEBIAN_PACKAGES[@]}"; do
+    for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    if ! command -v apt-get >/dev/null || { [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; }; then
-        echo "note: install ${missing[*]} (Debian/Ubuntu): without them the composer renders" \
-            "with TimGM6mb, the speech and browser tests are skipped, and without libgl1" \
-            "OpenCV cannot load" >&2
-        # In CI a skipped test is a test not run: there the packages are required.
-        if [ -n "${CI:-}" ]; then
-            echo "error: CI is set and ${missing[*]} cannot be installed here" >&2
-            exit 1
-        fi
-        return
+    if command -v apt-get >/dev/null && { [ ${#sudo[@]} -eq 0 ] || command -v sudo >/dev/null; }; then
+        export DEBIAN_FRONTEND=noninteractive
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null \
+            || { "${sudo[@]}" apt-get update -q >/dev/null \
+                && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; } \
+            && return
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null \
-        || { "${sudo[@]}" apt-get update -q >/dev/null \
-            && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
+    echo "note: could not install ${missing[*]} (Debian/Ubuntu packages): without them the" \
+        "composer renders with TimGM6mb, the speech and browser tests are skipped, and without" \
+        "libgl1 OpenCV cannot load" >&2
+    if [ -n "${CI:-}" ]; then
+        echo "error: CI is set, and a skipped test is a test not run" >&2
+        exit 1
+    fi
+}
+
+# Python 3.11 or newer (a 3.10 had failed in uv's resolver, saying nothing of the version).
+check_python() {
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && return
+    echo "error: bgm needs Python 3.11 or newer; PYTHON=$PYTHON is" \
+        "$("$PYTHON" --version 2>&1 || echo missing) (set PYTHON, e.g. PYTHON=python3.11)" >&2
+    exit 1
 }
 
 # A virtual environment with pip in it, made again if one was left half-made (a set-up
-# stopped while venv ran leaves a python without pip, which no later run would mend).
+# stopped while venv ran leaves a python without pip, which no later run would mend) or made
+# with a Python older than 3.11 (set-up then stopped in uv's resolver on every run).
 make_venv() {
-    if ! "$1/bin/python" -m pip --version >/dev/null 2>&1; then
+    check_python
+    if ! "$1/bin/python" -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' \
+            >/dev/null 2>&1; then
         "$PYTHON" -m venv --clear "$1"
     fi
 }
@@ -98,36 +113,56 @@ locked_entry() {
         entry && /^ +--hash/ { print; next } { entry = 0 }' "$2"
 }
 
-# Whether the environment VENV was never installed, or is older than dev.sh or any of the
-# files that follow (the locks; pyproject.toml, whose entry points the install writes;
-# mark_installed stamps it).
+# Whether the environment VENV was never installed, was installed with other settings than
+# SETTINGS (the torch asked for: a changed BGM_TORCH had been ignored), or is older than
+# dev.sh or any of the files that follow (the locks; pyproject.toml, whose entry points the
+# install writes; mark_installed stamps it).
 needs_install() {
     local stamp="$1/.bgm-installed" file
-    [ -f "$stamp" ] || return 0
-    for file in dev.sh "${@:2}"; do
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$2" ] || return 0
+    for file in dev.sh "${@:3}"; do
         [ "$file" -nt "$stamp" ] && return 0
     done
     return 1
 }
 
 mark_installed() {
-    touch "$1/.bgm-installed"
+    printf '%s' "$2" > "$1/.bgm-installed"
+}
+
+# torch, which the lock leaves out (requirements.in says why): its requirements are already
+# there as locked, so pip adds only what a CUDA build needs beyond them. By default the CPU
+# build (PyPI's torch for Linux is the CUDA build, several GB of unlocked libraries): a wheel
+# of it that pip finds without an index (a find-links folder, as this machine's /opt/wheels),
+# else from PyTorch's CPU index.
+install_torch() {
+    local pip=("$VENV/bin/python" -m pip install --quiet)
+    if [ -n "${BGM_TORCH:-}" ]; then
+        # shellcheck disable=SC2086
+        "${pip[@]}" $BGM_TORCH
+        return
+    fi
+    "${pip[@]}" --no-index "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+        || "${pip[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
 }
 
 setup() {
-    debian_packages
+    debian_packages "${RUN_PACKAGES[@]}"
     make_venv "$VENV"
-    if needs_install "$VENV" requirements.lock pyproject.toml; then
-        # Everything but torch.
+    local torch="torch: ${BGM_TORCH:-the CPU build of $TORCH_VERSION}"
+    if needs_install "$VENV" "$torch" requirements.lock pyproject.toml; then
+        # Everything but torch, then torch.
         install_locked "$VENV" requirements.lock
-        # Then torch, which the lock leaves out (requirements.in says why): its requirements
-        # are already there as locked, so pip adds only what a CUDA build needs beyond them.
-        # shellcheck disable=SC2086
-        "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+        install_torch
         # The project itself, built with the locked setuptools.
         "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-        mark_installed "$VENV"
+        mark_installed "$VENV" "$torch"
     fi
+}
+
+# What the tests need beyond .venv (the demo needs none of it, npm included).
+setup_test_tools() {
+    debian_packages "${TEST_PACKAGES[@]}"
     # buf, for the protos, exactly as package-lock.json holds it.
     if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
         npm ci --no-audit --no-fund --loglevel=error
@@ -138,7 +173,7 @@ setup() {
 # needs over it (requirements-sonique.in says why), both exactly as locked.
 sonique() {
     make_venv "$SONIQUE_VENV"
-    if needs_install "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK" pyproject.toml; then
+    if needs_install "$SONIQUE_VENV" "" requirements.lock "$SONIQUE_LOCK" pyproject.toml; then
         install_locked "$SONIQUE_VENV" requirements.lock "$SONIQUE_LOCK"
         "$SONIQUE_VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
         mark_installed "$SONIQUE_VENV"
@@ -148,7 +183,7 @@ sonique() {
 # The genre benchmark's tagger (musicnn on TensorFlow), alone in its environment.
 genre_tagger() {
     make_venv "$GENRE_VENV"
-    if needs_install "$GENRE_VENV" "$GENRE_LOCK"; then
+    if needs_install "$GENRE_VENV" "" "$GENRE_LOCK"; then
         install_locked "$GENRE_VENV" "$GENRE_LOCK"
         mark_installed "$GENRE_VENV"
     fi
@@ -196,8 +231,9 @@ lock() {
 demo() {
     mkdir -p out
     "$VENV/bin/bgm" sample out/sample.mp4 --force
-    "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png > /dev/null
-    # --force: the demo writes its own outputs again on every run.
+    # --force: the demo writes its own outputs again on every run (analyze's plot had
+    # stopped every run after the first).
+    "$VENV/bin/bgm" analyze out/sample.mp4 --plot out/sample-analysis.png --force > /dev/null
     "$VENV/bin/bgm" score out/sample.mp4 -o out/sample-scored.mp4 --midi out/sample.mid \
         --stems out/sample-stems --force
 }
@@ -272,10 +308,10 @@ run_tests() {
 job="${1:-}"
 shift || true
 case "$job" in
-    setup) setup ;;
+    setup) setup; setup_test_tools ;;
     protos) setup; "$VENV/bin/python" scripts/generate_protos.py ;;
     demo) setup; demo ;;
-    test) setup; run_tests "$@" ;;
+    test) setup; setup_test_tools; run_tests "$@" ;;
     lock) setup; lock ;;
     sonique) sonique ;;
     genre-tagger) genre_tagger ;;
