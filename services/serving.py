@@ -275,8 +275,11 @@ async def observed(
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
     # In the headers too: a call that ends without its trailers reaching the caller (its own
-    # deadline passed, gRPC refused its message) had no id to name in a report.
-    await context.send_initial_metadata(tagged)
+    # deadline passed, gRPC refused its message) had no id to name in a report. A call that
+    # has ended already (its caller cancelled, gRPC refused its message) takes no headers,
+    # and is still counted and audited below.
+    with contextlib.suppress(cygrpc.ExecuteBatchError):
+        await context.send_initial_metadata(tagged)
     serving = CURRENT_REQUEST.set(record.request_id)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
