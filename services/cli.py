@@ -468,7 +468,7 @@ def _studio(args: argparse.Namespace) -> int:
 def _client_score(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.gateway.client import error_details, score_remote
+    from services.gateway.client import score_remote
     from services.gateway.outputs import check_output_paths
     from services.score_report import print_remote_summary
 
@@ -494,25 +494,72 @@ def _client_score(args: argparse.Namespace) -> int:
                 tls=tls,
             )
     except grpc.RpcError as error:
-        details = error_details(error)
-        extra = [f"field {', '.join(details.fields)}"] if details.fields else []
-        extra += [f"reason {details.reason}"] if details.reason else []
-        extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
-        said = error.details() or ""
-        if tls is not None and "WRONG_VERSION_NUMBER" in said:
-            # A server that answered the handshake with something not TLS; gRPC's own words
-            # (TSI_PROTOCOL_FAILURE, WRONG_VERSION_NUMBER) name no cause. (A certificate that
-            # fails verification is no such case: the advice would be to drop TLS.)
-            extra.append(f"does {args.server} speak TLS? without --tls the call is plaintext")
-        Console(stderr=True, soft_wrap=True).print(
-            f"[red]error[/red] ({error.code().name}): {escape(error.details() or '')}"
-            + (f" [dim]({escape('; '.join(extra))})[/dim]" if extra else ""),
-            highlight=False,
-        )
-        # What the caller sent, as `bgm score` says of the same refusals; the rest (the
-        # server's state, its configuration, a failure) is 1.
-        return EXIT_BAD_INPUT if error.code().name in CALLERS_CODES else EXIT_FAILURE
+        return _remote_failure(error, args.server, tls is not None)
     print_remote_summary(outcome, options, summary_console(), time.perf_counter() - STARTED)
+    return 0
+
+
+def _remote_failure(error: Any, server: str, tls: bool) -> int:
+    """A gateway's refusal or failure (a grpc.RpcError) said in one line with its details;
+    the exit status."""
+    from services.gateway.client import error_details
+
+    details = error_details(error)
+    extra = [f"field {', '.join(details.fields)}"] if details.fields else []
+    extra += [f"reason {details.reason}"] if details.reason else []
+    extra += [f"retry after {details.retry_after_s:g} s"] if details.retry_after_s else []
+    said = error.details() or ""
+    if tls and "WRONG_VERSION_NUMBER" in said:
+        # A server that answered the handshake with something not TLS; gRPC's own words
+        # (TSI_PROTOCOL_FAILURE, WRONG_VERSION_NUMBER) name no cause. (A certificate that
+        # fails verification is no such case: the advice would be to drop TLS.)
+        extra.append(f"does {server} speak TLS? without --tls the call is plaintext")
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]error[/red] ({error.code().name}): {escape(said)}"
+        + (f" [dim]({escape('; '.join(extra))})[/dim]" if extra else ""),
+        highlight=False,
+    )
+    # What the caller sent, as `bgm score` says of the same refusals; the rest (the server's
+    # state, its configuration, a failure) is 1.
+    return EXIT_BAD_INPUT if error.code().name in CALLERS_CODES else EXIT_FAILURE
+
+
+def _client_describe(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from services.gateway.client import describe_remote
+
+    metadata, tls = _connection(args)
+    try:
+        offered = describe_remote(args.server, metadata, tls, args.timeout)
+    except grpc.RpcError as error:
+        return _remote_failure(error, args.server, tls is not None)
+    if args.json:
+        listing = MessageToDict(offered, preserving_proto_field_name=True,
+                                always_print_fields_with_no_presence=True)  # fmt: skip
+        sys.stdout.write(json.dumps(listing, indent=2) + "\n")
+        return 0
+    vocabulary = offered.vocabulary
+    outputs = [name for name, made in (("MIDI", offered.midi), ("stems", offered.stems)) if made]
+    rows = [
+        ("Generator", f"{offered.generator} {offered.generator_version}"
+                      + (f", {offered.sound}" if offered.sound else "")),
+        ("Genres", ", ".join(vocabulary.genres)),
+        ("Moods", ", ".join(vocabulary.moods)),
+        ("Instruments", ", ".join(vocabulary.instruments)),
+        ("Keys", f"a tonic ({', '.join(vocabulary.tonics)}) and a mode "
+                 f"({', '.join(vocabulary.modes)})"),
+        ("Rates", ", ".join(f"{rate} Hz" for rate in offered.sample_rates)),
+        ("Structures", ", ".join(offered.structures)),
+        ("Candidates", f"at most {offered.max_candidates}"),
+        ("Limits", f"videos up to {offered.max_duration_s:g} s, {offered.max_music_s:g} s of "
+                   f"music a request, uploads up to {offered.max_upload_bytes} bytes"),
+        ("Outputs", ", ".join(["audio or the video with its music", *outputs])),
+    ]  # fmt: skip
+    console = summary_console()
+    for label, value in rows:
+        console.print(f"[bold]{label:<11}[/bold] {escape(value)}", highlight=False)
     return 0
 
 
@@ -830,6 +877,20 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_arguments(remote)
     _score_arguments(remote)
     remote.set_defaults(run=_client_score)
+    described = client_commands.add_parser(
+        "describe", help="what a gateway takes: the tags and keys, its generator, its limits"
+    )
+    described.add_argument(
+        "--server",
+        default="127.0.0.1:50051",
+        type=_address,
+        help="gateway HOST:PORT (default 127.0.0.1:50051)",
+    )
+    described.add_argument("--timeout", type=_seconds, default=30.0,
+                           help="deadline, seconds (default 30)")  # fmt: skip
+    described.add_argument("--json", action="store_true", help="as JSON")
+    _connection_arguments(described)
+    described.set_defaults(run=_client_describe)
 
     studio = commands.add_parser(
         "studio", parents=[reads_config],

@@ -186,6 +186,19 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     assert re.search(counted, text), text
 
 
+def test_describe_asks_for_credentials_as_score_does(secured):
+    """Gateway.Describe takes no admission and no turn, but credentials as every call."""
+    request = gateway_pb2.GatewayDescribeRequest()
+    with secured.channel(secured.running.gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Describe(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        key = (("authorization", f"Bearer {API_KEYS['acme']}"),)
+        offered = stub.Describe(request, timeout=30, metadata=key)
+    assert offered.generator == "composer" and offered.vocabulary.genres
+
+
 def test_a_valid_jwt_scores(secured):
     events, _ = score(secured, secured.jwt("acme"), clip_uri(secured, "acme"))
     assert events[-1].result.plan.bpm > 0

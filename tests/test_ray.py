@@ -196,6 +196,15 @@ def test_the_gateway_analyzes_through_rays_grpc_proxy(profile, clip):
     message = analyze_remote(profile.proxy, clip.path)
     assert message.duration_s == pytest.approx(clip.duration_s, abs=0.1)
     assert [round(cut.time_s, 1) for cut in message.cuts] == [2.0]
+    # Gateway.Describe the same way.
+    from services.gen.bgm.v1 import gateway_pb2, gateway_pb2_grpc
+
+    with grpc.insecure_channel(profile.proxy) as channel:
+        offered = gateway_pb2_grpc.GatewayStub(channel).Describe(
+            gateway_pb2.GatewayDescribeRequest(), metadata=(("application", "gateway"),),
+            timeout=30,
+        )  # fmt: skip
+    assert offered.generator == "composer" and "rock" in offered.vocabulary.genres
 
 
 @pytest.mark.slow

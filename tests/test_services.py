@@ -188,6 +188,32 @@ def test_client_upload_writes_the_same_outputs_as_bgm_score(servers, clip, tmp_p
     assert not any(servers.staging.glob("*"))
 
 
+def test_a_client_learns_what_the_gateway_takes(servers):
+    """Gateway.Describe (`bgm client describe`): the tags a caller may name, as the
+    generator plays them, and the limits; a client had learnt the genres only from a
+    refusal's message."""
+    import json
+
+    from services.vocabulary import load_vocabulary
+
+    result = bgm("client", "describe", "--server", servers.gateway, "--json")
+    assert result.returncode == 0, result.stderr
+    offered = json.loads(result.stdout)
+    with grpc.insecure_channel(servers.generator) as channel:
+        generator = generator_pb2_grpc.GeneratorStub(channel).Describe(
+            generator_pb2.GeneratorDescribeRequest(), timeout=10
+        )
+    vocabulary = load_vocabulary()
+    assert offered["generator"] == generator.name == "composer"
+    assert set(offered["vocabulary"]["genres"]) == set(generator.genres)
+    assert offered["vocabulary"]["moods"] == list(vocabulary.moods)
+    assert offered["sample_rates"] == list(generator.sample_rates)
+    assert offered["max_candidates"] == 4 and offered["midi"] and offered["stems"]
+    # And for a person, one line a field.
+    table = bgm("client", "describe", "--server", servers.gateway)
+    assert table.returncode == 0 and "rock" in table.stdout.split("Genres", 1)[1], table
+
+
 def test_client_exits_as_bgm_score_does_on_a_refusal_of_what_it_sent(servers, clip, tmp_path):
     """A request the gateway refuses as the caller's (an unknown genre, INVALID_ARGUMENT):
     exit 2, as `bgm score` exits on the same; it had been 1, as for a server's failure."""
@@ -454,6 +480,35 @@ def test_errors_carry_machine_readable_details(servers, clip, controls, code, fi
     assert details.retry_after_s is None
 
 
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [({"size_bytes": -5}, "header.size_bytes"),
+     ({"controls": common_pb2.UserControls(genres=["x" * 300])}, "header.controls.genres[0]"),
+     ({"controls": common_pb2.UserControls(genres=["rok"])}, "header.controls.genres"),
+     ({"output": gateway_pb2.OutputOptions(format=99)}, "header.output.format")],  # type: ignore[arg-type]
+)  # fmt: skip
+def test_an_upload_s_refusal_names_the_field_where_its_message_holds_it(
+    servers, clip, header, field
+):
+    """An upload's controls and output are its header's: a refusal had named them as a
+    Score's ("controls.genres"), or a header's own field without it ("size_bytes")."""
+    from services.gateway.client import error_details
+
+    data = clip.path.read_bytes()
+    fields = {"file_name": "clip.mp4", "size_bytes": len(data), **header}
+
+    def upload() -> list[gateway_pb2.ScoreUploadResponse]:
+        requests = iter([gateway_pb2.ScoreUploadRequest(header=gateway_pb2.UploadHeader(**fields)),
+                         gateway_pb2.ScoreUploadRequest(chunk=data)])  # fmt: skip
+        with grpc.insecure_channel(servers.gateway) as channel:
+            return list(gateway_pb2_grpc.GatewayStub(channel).ScoreUpload(requests, timeout=60))
+
+    with pytest.raises(grpc.RpcError) as caught:
+        upload()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert error_details(caught.value).fields == [field], caught.value.details()
+
+
 def _asked(request: gateway_pb2.ScoreRequest, **fields: Any) -> None:
     """Sets dotted fields ("output.format") on `request`."""
     for dotted, value in fields.items():
@@ -702,6 +757,10 @@ def test_a_downstream_service_that_is_down(tmp_path, media, clip):
         # ipv4:127.0.0.1:PORT" had reached the caller, the servers' topology with it.
         assert "cannot be reached" in details and "127.0.0.1" not in details, details
         assert details.split()[1] in ("tagger", "generator"), details
+        described = bgm("client", "describe", "--server", running.gateway)
+        assert described.returncode == 1, described
+        assert described.stderr.startswith("error (UNAVAILABLE): the generator cannot be "
+                                           "reached"), described.stderr  # fmt: skip
         # Its health says so: a readiness probe takes it out of rotation.
         wait_serving(running.gateway, statuses=(health_pb2.HealthCheckResponse.NOT_SERVING,),
                      seconds=5)  # fmt: skip

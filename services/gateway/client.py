@@ -173,6 +173,20 @@ def analyze_remote(
     return reply.analysis
 
 
+def describe_remote(
+    server: str,
+    metadata: tuple[tuple[str, str], ...] = (),
+    tls: ClientTlsConfig | None = None,
+    timeout_s: float | None = None,
+) -> gateway_pb2.GatewayDescribeResponse:
+    """Gateway.Describe: what the gateway takes, as its generator stands now."""
+    with _gateway_channel(server, tls) as channel:
+        return gateway_pb2_grpc.GatewayStub(channel).Describe(
+            gateway_pb2.GatewayDescribeRequest(), metadata=_with_application(metadata),
+            timeout=timeout_s,
+        )  # fmt: skip
+
+
 def _receive(
     chunk: gateway_pb2.FileChunk,
     options: OutputOptions,

@@ -1,8 +1,8 @@
 """The gateway as a Ray Serve application: `build_app(args)` wraps the same servicer.
 
 Ray Serve's gRPC proxy carries unary and server-streaming calls only, so this application
-serves Gateway.Score (videos by URI or inline bytes) and Gateway.Analyze; Gateway.ScoreUpload,
-a client stream, is served by the standalone gateway.
+serves Gateway.Score (videos by URI or inline bytes), Gateway.Analyze and Gateway.Describe;
+Gateway.ScoreUpload, a client stream, is served by the standalone gateway.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ class GatewayDeployment:
         self, request: gateway_pb2.GatewayAnalyzeRequest, grpc_context: Any
     ) -> gateway_pb2.GatewayAnalyzeResponse:
         return await self.servicer.Analyze(request, RayContext(grpc_context))
+
+    async def Describe(
+        self, request: gateway_pb2.GatewayDescribeRequest, grpc_context: Any
+    ) -> gateway_pb2.GatewayDescribeResponse:
+        return await self.servicer.Describe(request, RayContext(grpc_context))
 
     def check_health(self) -> None:
         # The gateway's own health: a tagger or generator that does not answer is theirs

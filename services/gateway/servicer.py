@@ -92,6 +92,7 @@ from services.media.sources import SourcePolicy, file_uri_path, parse_uri
 from services.media.video import probe_video
 from services.progress import Heartbeat
 from services.rules import (
+    MAX_CANDIDATES,
     check_analysis,
     check_description,
     check_midi,
@@ -270,6 +271,46 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                                record.request_id)  # fmt: skip
             return response
 
+    async def Describe(
+        self, request: gateway_pb2.GatewayDescribeRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GatewayDescribeResponse:
+        async with observed(SERVICE, "Describe", context) as record:
+            self._identify(context, record)
+            self.schema.check(request)
+            info = await self._offered()
+            vocabulary = self.vocabulary
+            return gateway_pb2.GatewayDescribeResponse(
+                vocabulary=tagger_pb2.Vocabulary(
+                    genres=[g for g in vocabulary.genres if g in info.genres],
+                    moods=list(vocabulary.moods),
+                    instruments=[i for i in vocabulary.instruments if i in info.instruments],
+                    tonics=list(vocabulary.tonics),
+                    modes=list(vocabulary.modes),
+                ),
+                generator=info.name,
+                generator_version=info.version,
+                sound=info.sound,
+                sample_rates=list(info.sample_rates),
+                structures=list(info.structures),
+                max_candidates=min(info.max_candidates or MAX_CANDIDATES, MAX_CANDIDATES),
+                max_duration_s=info.max_duration_s,
+                max_music_s=self.limits.max_music_s,
+                max_upload_bytes=self.config.max_upload_bytes,
+                midi="midi" in info.outputs,
+                stems="stems" in info.outputs,
+            )
+        raise AssertionError("unreachable: observed() aborts on error")
+
+    async def _offered(self) -> GeneratorInfo:
+        """The generator's description for a caller's request: one that cannot be reached
+        is UNAVAILABLE naming the generator, not where it is."""
+        began = time.monotonic()
+        try:
+            return await self._generator_info()
+        except grpc.aio.AioRpcError as error:
+            raise _for_caller(error, "generator", "describe_timeout_s",
+                              self.config.describe_timeout_s, began) from None  # fmt: skip
+
     @contextlib.asynccontextmanager
     async def _staged_source(
         self,
@@ -363,7 +404,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         )
                     if received == 0:
                         raise InvalidInputError("the upload holds no bytes")
-                    with self._shared_staging(video, folder.name) as shared_uri:
+                    with (
+                        self._shared_staging(video, folder.name) as shared_uri,
+                        _fields_under("header"),
+                    ):
                         scored = self._score(video, shared_uri, header.controls,
                                              header.output, folder, context, record)  # fmt: skip
                         async with contextlib.aclosing(scored) as events:
@@ -384,9 +428,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 f"the upload's header did not arrive within {limit_s:g} s"
             ) from None
         if first is None or first.WhichOneof("part") != "header":
-            raise InvalidInputError("an upload must start with its header")
+            raise InvalidInputError("an upload must start with its header", field="header")
         header = first.header
-        self.schema.check(header)
+        # Checked in its message, so that a refusal names the field as the caller's message
+        # does ("header.size_bytes", "header.controls.genres"; it had said "size_bytes").
+        self.schema.check(first)
         if header.size_bytes > self.config.max_upload_bytes:
             raise ResourceExhaustedError(
                 f"upload of {header.size_bytes} bytes is over the limit of "
@@ -602,12 +648,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         started = time.perf_counter()
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, record.tenant)
-        began = time.monotonic()
-        try:
-            info = await self._generator_info()
-        except grpc.aio.AioRpcError as error:
-            raise _for_caller(error, "generator", "describe_timeout_s",
-                              self.config.describe_timeout_s, began) from None  # fmt: skip
+        info = await self._offered()
         if not output.sample_rate and options.sample_rate not in info.sample_rates:
             # The default rate where the generator makes it, else the first it does.
             options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
@@ -981,6 +1022,19 @@ class _Mailbox:
         if not self._events:
             self._arrived.clear()
         return event
+
+
+@contextlib.contextmanager
+def _fields_under(message: str) -> Iterator[None]:
+    """A refusal's field named where the caller's message holds it: an upload's controls and
+    output are its header's ("header.controls.genres"; named as in a Score, "controls.genres",
+    they had been fields the upload does not have)."""
+    try:
+        yield
+    except BgmError as error:
+        if error.field is not None:
+            error.field = f"{message}.{error.field}"
+        raise
 
 
 def _for_caller(

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from services.gen.bgm.v1 import common_pb2 as bgm_dot_v1_dot_common__pb2
+from services.gen.bgm.v1 import tagger_pb2 as bgm_dot_v1_dot_tagger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62gm/v1/gateway.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\"K\n\x15GatewayAnalyzeRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12\x0e\n\x06prompt\x18\x02 \x01(\t\"A\n\x16GatewayAnalyzeResponse\x12\'\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysis\"\xc6\x01\n\rOutputOptions\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.bgm.v1.OutputFormat\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x1a\n\rloudness_lufs\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04midi\x18\x04 \x01(\x08\x12\r\n\x05stems\x18\x05 \x01(\x08\x12\x1b\n\x13keep_original_audio\x18\x06 \x01(\x08\x12\x12\n\noutput_uri\x18\x07 \x01(\tB\x10\n\x0e_loudness_lufs\"\x81\x01\n\x0cScoreRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12&\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x14.bgm.v1.UserControls\x12%\n\x06output\x18\x03 \x01(\x0b\x32\x15.bgm.v1.OutputOptions\"\x84\x01\n\x0cUploadHeader\x12&\n\x08\x63ontrols\x18\x01 \x01(\x0b\x32\x14.bgm.v1.UserControls\x12%\n\x06output\x18\x02 \x01(\x0b\x32\x15.bgm.v1.OutputOptions\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"U\n\x12ScoreUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.bgm.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"s\n\tFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.bgm.v1.FileKind\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0c\n\x04size\x18\x06 \x01(\x03\"\x84\x01\n\x0eLoudnessReport\x12\x17\n\x0fintegrated_lufs\x18\x01 \x01(\x01\x12\x16\n\x0etrue_peak_dbtp\x18\x02 \x01(\x01\x12\x13\n\x0btarget_lufs\x18\x03 \x01(\x01\x12\x1c\n\x14true_peak_limit_dbtp\x18\x04 \x01(\x01\x12\x0e\n\x06\x64ucked\x18\x05 \x01(\x08\"\xc8\x01\n\x0bScoreResult\x12\x1f\n\x04tags\x18\x01 \x01(\x0b\x32\x11.bgm.v1.MusicTags\x12\x1f\n\x04plan\x18\x02 \x01(\x0b\x32\x11.bgm.v1.MusicPlan\x12(\n\x08loudness\x18\x03 \x01(\x0b\x32\x16.bgm.v1.LoudnessReport\x12\x13\n\x0boutput_uris\x18\x04 \x03(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x12\'\n\x07ranking\x18\x06 \x03(\x0b\x32\x16.bgm.v1.CandidateScore\"\xb0\x01\n\nScoreEvent\x12)\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysisH\x00\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.bgm.v1.ProgressH\x00\x12!\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x11.bgm.v1.FileChunkH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.bgm.v1.ScoreResultH\x00\x42\x07\n\x05\x65vent\"2\n\rScoreResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.bgm.v1.ScoreEvent\"8\n\x13ScoreUploadResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.bgm.v1.ScoreEvent*\xe7\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_WAV\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_FLAC\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_MP3\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_OGG\x10\x04\x12\x15\n\x11OUTPUT_FORMAT_MP4\x10\x05\x12\x15\n\x11OUTPUT_FORMAT_MOV\x10\x06\x12\x15\n\x11OUTPUT_FORMAT_MKV\x10\x07\x12\x16\n\x12OUTPUT_FORMAT_WEBM\x10\x08*a\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46ILE_KIND_MAIN\x10\x01\x12\x12\n\x0e\x46ILE_KIND_MIDI\x10\x02\x12\x12\n\x0e\x46ILE_KIND_STEM\x10\x03\x32\xd7\x01\n\x07Gateway\x12\x36\n\x05Score\x12\x14.bgm.v1.ScoreRequest\x1a\x15.bgm.v1.ScoreResponse0\x01\x12J\n\x0bScoreUpload\x12\x1a.bgm.v1.ScoreUploadRequest\x1a\x1b.bgm.v1.ScoreUploadResponse(\x01\x30\x01\x12H\n\x07\x41nalyze\x12\x1d.bgm.v1.GatewayAnalyzeRequest\x1a\x1e.bgm.v1.GatewayAnalyzeResponseB\x0e\x42\x0cGatewayProtob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62gm/v1/gateway.proto\x12\x06\x62gm.v1\x1a\x13\x62gm/v1/common.proto\x1a\x13\x62gm/v1/tagger.proto\"\x18\n\x16GatewayDescribeRequest\"\xa4\x02\n\x17GatewayDescribeResponse\x12&\n\nvocabulary\x18\x01 \x01(\x0b\x32\x12.bgm.v1.Vocabulary\x12\x11\n\tgenerator\x18\x02 \x01(\t\x12\x19\n\x11generator_version\x18\x03 \x01(\t\x12\r\n\x05sound\x18\x04 \x01(\t\x12\x14\n\x0csample_rates\x18\x05 \x03(\x05\x12\x12\n\nstructures\x18\x06 \x03(\t\x12\x16\n\x0emax_candidates\x18\x07 \x01(\x05\x12\x16\n\x0emax_duration_s\x18\x08 \x01(\x01\x12\x13\n\x0bmax_music_s\x18\t \x01(\x01\x12\x18\n\x10max_upload_bytes\x18\n \x01(\x03\x12\x0c\n\x04midi\x18\x0b \x01(\x08\x12\r\n\x05stems\x18\x0c \x01(\x08\"K\n\x15GatewayAnalyzeRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12\x0e\n\x06prompt\x18\x02 \x01(\t\"A\n\x16GatewayAnalyzeResponse\x12\'\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysis\"\xc6\x01\n\rOutputOptions\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.bgm.v1.OutputFormat\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x1a\n\rloudness_lufs\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04midi\x18\x04 \x01(\x08\x12\r\n\x05stems\x18\x05 \x01(\x08\x12\x1b\n\x13keep_original_audio\x18\x06 \x01(\x08\x12\x12\n\noutput_uri\x18\x07 \x01(\tB\x10\n\x0e_loudness_lufs\"\x81\x01\n\x0cScoreRequest\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x13.bgm.v1.VideoSource\x12&\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x14.bgm.v1.UserControls\x12%\n\x06output\x18\x03 \x01(\x0b\x32\x15.bgm.v1.OutputOptions\"\x84\x01\n\x0cUploadHeader\x12&\n\x08\x63ontrols\x18\x01 \x01(\x0b\x32\x14.bgm.v1.UserControls\x12%\n\x06output\x18\x02 \x01(\x0b\x32\x15.bgm.v1.OutputOptions\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"U\n\x12ScoreUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.bgm.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"s\n\tFileChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.bgm.v1.FileKind\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0c\n\x04size\x18\x06 \x01(\x03\"\x84\x01\n\x0eLoudnessReport\x12\x17\n\x0fintegrated_lufs\x18\x01 \x01(\x01\x12\x16\n\x0etrue_peak_dbtp\x18\x02 \x01(\x01\x12\x13\n\x0btarget_lufs\x18\x03 \x01(\x01\x12\x1c\n\x14true_peak_limit_dbtp\x18\x04 \x01(\x01\x12\x0e\n\x06\x64ucked\x18\x05 \x01(\x08\"\xc8\x01\n\x0bScoreResult\x12\x1f\n\x04tags\x18\x01 \x01(\x0b\x32\x11.bgm.v1.MusicTags\x12\x1f\n\x04plan\x18\x02 \x01(\x0b\x32\x11.bgm.v1.MusicPlan\x12(\n\x08loudness\x18\x03 \x01(\x0b\x32\x16.bgm.v1.LoudnessReport\x12\x13\n\x0boutput_uris\x18\x04 \x03(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x12\'\n\x07ranking\x18\x06 \x03(\x0b\x32\x16.bgm.v1.CandidateScore\"\xb0\x01\n\nScoreEvent\x12)\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x15.bgm.v1.VideoAnalysisH\x00\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.bgm.v1.ProgressH\x00\x12!\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x11.bgm.v1.FileChunkH\x00\x12%\n\x06result\x18\x04 \x01(\x0b\x32\x13.bgm.v1.ScoreResultH\x00\x42\x07\n\x05\x65vent\"2\n\rScoreResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.bgm.v1.ScoreEvent\"8\n\x13ScoreUploadResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.bgm.v1.ScoreEvent*\xe7\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_WAV\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_FLAC\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_MP3\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_OGG\x10\x04\x12\x15\n\x11OUTPUT_FORMAT_MP4\x10\x05\x12\x15\n\x11OUTPUT_FORMAT_MOV\x10\x06\x12\x15\n\x11OUTPUT_FORMAT_MKV\x10\x07\x12\x16\n\x12OUTPUT_FORMAT_WEBM\x10\x08*a\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46ILE_KIND_MAIN\x10\x01\x12\x12\n\x0e\x46ILE_KIND_MIDI\x10\x02\x12\x12\n\x0e\x46ILE_KIND_STEM\x10\x03\x32\xa4\x02\n\x07Gateway\x12\x36\n\x05Score\x12\x14.bgm.v1.ScoreRequest\x1a\x15.bgm.v1.ScoreResponse0\x01\x12J\n\x0bScoreUpload\x12\x1a.bgm.v1.ScoreUploadRequest\x1a\x1b.bgm.v1.ScoreUploadResponse(\x01\x30\x01\x12H\n\x07\x41nalyze\x12\x1d.bgm.v1.GatewayAnalyzeRequest\x1a\x1e.bgm.v1.GatewayAnalyzeResponse\x12K\n\x08\x44\x65scribe\x12\x1e.bgm.v1.GatewayDescribeRequest\x1a\x1f.bgm.v1.GatewayDescribeResponseB\x0e\x42\x0cGatewayProtob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +34,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.bgm.v1.gateway
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'B\014GatewayProto'
-  _globals['_OUTPUTFORMAT']._serialized_start=1497
-  _globals['_OUTPUTFORMAT']._serialized_end=1728
-  _globals['_FILEKIND']._serialized_start=1730
-  _globals['_FILEKIND']._serialized_end=1827
-  _globals['_GATEWAYANALYZEREQUEST']._serialized_start=53
-  _globals['_GATEWAYANALYZEREQUEST']._serialized_end=128
-  _globals['_GATEWAYANALYZERESPONSE']._serialized_start=130
-  _globals['_GATEWAYANALYZERESPONSE']._serialized_end=195
-  _globals['_OUTPUTOPTIONS']._serialized_start=198
-  _globals['_OUTPUTOPTIONS']._serialized_end=396
-  _globals['_SCOREREQUEST']._serialized_start=399
-  _globals['_SCOREREQUEST']._serialized_end=528
-  _globals['_UPLOADHEADER']._serialized_start=531
-  _globals['_UPLOADHEADER']._serialized_end=663
-  _globals['_SCOREUPLOADREQUEST']._serialized_start=665
-  _globals['_SCOREUPLOADREQUEST']._serialized_end=750
-  _globals['_FILECHUNK']._serialized_start=752
-  _globals['_FILECHUNK']._serialized_end=867
-  _globals['_LOUDNESSREPORT']._serialized_start=870
-  _globals['_LOUDNESSREPORT']._serialized_end=1002
-  _globals['_SCORERESULT']._serialized_start=1005
-  _globals['_SCORERESULT']._serialized_end=1205
-  _globals['_SCOREEVENT']._serialized_start=1208
-  _globals['_SCOREEVENT']._serialized_end=1384
-  _globals['_SCORERESPONSE']._serialized_start=1386
-  _globals['_SCORERESPONSE']._serialized_end=1436
-  _globals['_SCOREUPLOADRESPONSE']._serialized_start=1438
-  _globals['_SCOREUPLOADRESPONSE']._serialized_end=1494
-  _globals['_GATEWAY']._serialized_start=1830
-  _globals['_GATEWAY']._serialized_end=2045
+  _globals['_OUTPUTFORMAT']._serialized_start=1839
+  _globals['_OUTPUTFORMAT']._serialized_end=2070
+  _globals['_FILEKIND']._serialized_start=2072
+  _globals['_FILEKIND']._serialized_end=2169
+  _globals['_GATEWAYDESCRIBEREQUEST']._serialized_start=74
+  _globals['_GATEWAYDESCRIBEREQUEST']._serialized_end=98
+  _globals['_GATEWAYDESCRIBERESPONSE']._serialized_start=101
+  _globals['_GATEWAYDESCRIBERESPONSE']._serialized_end=393
+  _globals['_GATEWAYANALYZEREQUEST']._serialized_start=395
+  _globals['_GATEWAYANALYZEREQUEST']._serialized_end=470
+  _globals['_GATEWAYANALYZERESPONSE']._serialized_start=472
+  _globals['_GATEWAYANALYZERESPONSE']._serialized_end=537
+  _globals['_OUTPUTOPTIONS']._serialized_start=540
+  _globals['_OUTPUTOPTIONS']._serialized_end=738
+  _globals['_SCOREREQUEST']._serialized_start=741
+  _globals['_SCOREREQUEST']._serialized_end=870
+  _globals['_UPLOADHEADER']._serialized_start=873
+  _globals['_UPLOADHEADER']._serialized_end=1005
+  _globals['_SCOREUPLOADREQUEST']._serialized_start=1007
+  _globals['_SCOREUPLOADREQUEST']._serialized_end=1092
+  _globals['_FILECHUNK']._serialized_start=1094
+  _globals['_FILECHUNK']._serialized_end=1209
+  _globals['_LOUDNESSREPORT']._serialized_start=1212
+  _globals['_LOUDNESSREPORT']._serialized_end=1344
+  _globals['_SCORERESULT']._serialized_start=1347
+  _globals['_SCORERESULT']._serialized_end=1547
+  _globals['_SCOREEVENT']._serialized_start=1550
+  _globals['_SCOREEVENT']._serialized_end=1726
+  _globals['_SCORERESPONSE']._serialized_start=1728
+  _globals['_SCORERESPONSE']._serialized_end=1778
+  _globals['_SCOREUPLOADRESPONSE']._serialized_start=1780
+  _globals['_SCOREUPLOADRESPONSE']._serialized_end=1836
+  _globals['_GATEWAY']._serialized_start=2172
+  _globals['_GATEWAY']._serialized_end=2464
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from services.gen.bgm.v1 import common_pb2 as _common_pb2
+from services.gen.bgm.v1 import tagger_pb2 as _tagger_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -39,6 +40,38 @@ FILE_KIND_UNSPECIFIED: FileKind
 FILE_KIND_MAIN: FileKind
 FILE_KIND_MIDI: FileKind
 FILE_KIND_STEM: FileKind
+
+class GatewayDescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GatewayDescribeResponse(_message.Message):
+    __slots__ = ("vocabulary", "generator", "generator_version", "sound", "sample_rates", "structures", "max_candidates", "max_duration_s", "max_music_s", "max_upload_bytes", "midi", "stems")
+    VOCABULARY_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOUND_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATES_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_MUSIC_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MIDI_FIELD_NUMBER: _ClassVar[int]
+    STEMS_FIELD_NUMBER: _ClassVar[int]
+    vocabulary: _tagger_pb2.Vocabulary
+    generator: str
+    generator_version: str
+    sound: str
+    sample_rates: _containers.RepeatedScalarFieldContainer[int]
+    structures: _containers.RepeatedScalarFieldContainer[str]
+    max_candidates: int
+    max_duration_s: float
+    max_music_s: float
+    max_upload_bytes: int
+    midi: bool
+    stems: bool
+    def __init__(self, vocabulary: _Optional[_Union[_tagger_pb2.Vocabulary, _Mapping]] = ..., generator: _Optional[str] = ..., generator_version: _Optional[str] = ..., sound: _Optional[str] = ..., sample_rates: _Optional[_Iterable[int]] = ..., structures: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., max_duration_s: _Optional[float] = ..., max_music_s: _Optional[float] = ..., max_upload_bytes: _Optional[int] = ..., midi: _Optional[bool] = ..., stems: _Optional[bool] = ...) -> None: ...
 
 class GatewayAnalyzeRequest(_message.Message):
     __slots__ = ("video", "prompt")

@@ -93,6 +93,11 @@ class GatewayStub:
                 request_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.SerializeToString,
                 response_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.FromString,
                 _registered_method=True)
+        self.Describe = channel.unary_unary(
+                '/bgm.v1.Gateway/Describe',
+                request_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayDescribeRequest.SerializeToString,
+                response_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayDescribeResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -166,6 +171,16 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Describe(self, request, context):
+        """What a caller may ask of this gateway as its generator stands now: the tags and keys
+        UserControls may name, the rates, structures and candidates the generator takes, and the
+        request limits (a client had learnt the genres only from a refusal's message).
+        UNAVAILABLE while the generator cannot be reached; no admission or turn is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +198,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Analyze,
                     request_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.FromString,
                     response_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.SerializeToString,
+            ),
+            'Describe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Describe,
+                    request_deserializer=bgm_dot_v1_dot_gateway__pb2.GatewayDescribeRequest.FromString,
+                    response_serializer=bgm_dot_v1_dot_gateway__pb2.GatewayDescribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +330,33 @@ class Gateway:
             '/bgm.v1.Gateway/Analyze',
             bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeRequest.SerializeToString,
             bgm_dot_v1_dot_gateway__pb2.GatewayAnalyzeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Describe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bgm.v1.Gateway/Describe',
+            bgm_dot_v1_dot_gateway__pb2.GatewayDescribeRequest.SerializeToString,
+            bgm_dot_v1_dot_gateway__pb2.GatewayDescribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
