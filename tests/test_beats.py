@@ -26,6 +26,9 @@ def test_the_tracker_hears_the_planned_pulse_and_the_cuts_on_it(composed, beat_a
     # The tracker finds beats at the cuts the plan put on beats (within its 50 ms).
     beats = np.array(music.plan.beats_s)
     planned = sum(np.min(np.abs(beats - c)) <= 0.025 for c in beat_analysis.cuts_s)
+    # Most cuts on a beat in the first place (against the plan alone, a planner that put none
+    # there would have passed).
+    assert planned >= 0.6 * len(beat_analysis.cuts_s), (planned, beat_analysis.cuts_s)
     assert check.cuts_within_50ms >= planned - 1, check
 
 

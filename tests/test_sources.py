@@ -202,7 +202,11 @@ def test_downloads_at_once_are_bounded(server, tmp_path: Path):
     threads = [threading.Thread(target=trickle, args=(f"{i}.mp4",)) for i in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    # Both hold their places (a fixed half second had assumed they would by then).
+    deadline = time.monotonic() + 1.5
+    while sources._downloads < 2:
+        assert time.monotonic() < deadline, "the two downloads never started"
+        time.sleep(0.01)
     with pytest.raises(ResourceExhaustedError, match="2 downloads are running"):
         fetch(f"http://localhost:{server}/video", slow, tmp_path / "third.mp4")
     for thread in threads:
