@@ -2582,6 +2582,24 @@ def test_a_tenant_s_backlog_does_not_hold_the_gateway_s_slots_from_another(
 
 
 @pytest.mark.slow
+def test_a_score_with_no_news_sends_its_progress_again(tmp_path, media, clip):
+    """A Score whose analysis takes a while (here 1.5 s) sends its last progress again every
+    gateway.progress_every_s (0.3 s here; 15 s by default), so that a proxy or load balancer
+    that ends quiet streams keeps it: it had sent nothing until the analysis came, for
+    minutes with a long video. The fractions still rise."""
+    config, ports = write_config(tmp_path, media, progress_every_s=0.3)
+    with _faulty_services(config, ports) as (gateway, tagger, _):
+        tagger.delay_s = 1.5
+        events = score(gateway, _request(clip.path.as_uri()))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[-1] == "result"
+    before_analysis = kinds[: kinds.index("analysis")]
+    assert before_analysis.count("progress") >= 3 and set(before_analysis) == {"progress"}
+    fractions = [e.progress.fraction for e in events if e.WhichOneof("event") == "progress"]
+    assert fractions == sorted(fractions) and events[0].progress.stage == "analysis"
+
+
+@pytest.mark.slow
 def test_the_score_progress_rises_whatever_the_generator_sends(faulty, clip, monkeypatch):
     """The Score stream's fractions rise within 0..1 (the gateway's contract) behind a
     generator whose own step back, pass 1 and are not numbers."""

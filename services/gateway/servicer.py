@@ -700,17 +700,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         events = _Mailbox()
         work = asyncio.ensure_future(self._produce(asked, events))
         controls, options, output = asked.controls, asked.options, asked.output
+        # Sent again when there is no news for gateway.progress_every_s.
+        last_progress = _progress("analysis", 0.0)
         try:
             while not work.done() or events:
                 if not events:
                     news = asyncio.ensure_future(events.arrival())
                     try:
-                        await asyncio.wait({work, news}, return_when=asyncio.FIRST_COMPLETED)
+                        done, _ = await asyncio.wait(
+                            {work, news}, timeout=self.config.progress_every_s,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )  # fmt: skip
                     finally:
                         # Also when the caller goes away: no wait for news is left pending.
                         news.cancel()
+                    if not done:
+                        yield last_progress
                     continue
-                yield events.take()
+                event = events.take()
+                if event.WhichOneof("event") == "progress":
+                    last_progress = event
+                yield event
             brief, plan, loudness, ranking, written = work.result()
         finally:
             if not work.done():
