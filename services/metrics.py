@@ -35,6 +35,8 @@ class _Sink(Protocol):
 
     def audio_held(self, service: str, change: int) -> None: ...
 
+    def turn_waited(self, service: str, seconds: float) -> None: ...
+
 
 @dataclass(frozen=True)
 class _Metric:
@@ -66,6 +68,11 @@ BATCHES = _Metric("bgm_generator_batch_jobs", "Pieces generated per batch", (), 
 # .audio_budget_bytes): at the budget, more requests wait.
 AUDIO_HELD = _Metric("bgm_audio_held_bytes", "Bytes of the audio budget requests hold",
                      ("service",))  # fmt: skip
+# How long requests wait for the service's capacity (max_concurrent) before their work starts:
+# the queue an autoscaler or an operator reads (request latency lumps it with the work).
+TURN_WAIT = _Metric("bgm_turn_wait_seconds",
+                    "Seconds a request waited for its turn before its work started",
+                    ("service",), LATENCY_BUCKETS)  # fmt: skip
 
 
 class _Prometheus:
@@ -78,6 +85,8 @@ class _Prometheus:
         self.running = Gauge(RUNNING.name, RUNNING.help)
         self.batches = Histogram(BATCHES.name, BATCHES.help, buckets=BATCHES.buckets)
         self.audio = Gauge(AUDIO_HELD.name, AUDIO_HELD.help, AUDIO_HELD.labels)
+        self.turn_wait = Histogram(TURN_WAIT.name, TURN_WAIT.help, TURN_WAIT.labels,
+                                   buckets=TURN_WAIT.buckets)  # fmt: skip
 
     def started(self, service: str, method: str) -> None:
         self.in_flight.labels(service, method).inc()
@@ -99,6 +108,9 @@ class _Prometheus:
     def audio_held(self, service: str, change: int) -> None:
         self.audio.labels(service).inc(change)
 
+    def turn_waited(self, service: str, seconds: float) -> None:
+        self.turn_wait.labels(service).observe(seconds)
+
 
 class _Ray:
     def __init__(self) -> None:
@@ -116,6 +128,9 @@ class _Ray:
         self.batches = metrics.Histogram(BATCHES.name, BATCHES.help,
                                          boundaries=list(BATCHES.buckets))  # fmt: skip
         self.audio = metrics.Gauge(AUDIO_HELD.name, AUDIO_HELD.help, tag_keys=AUDIO_HELD.labels)
+        self.turn_wait = metrics.Histogram(TURN_WAIT.name, TURN_WAIT.help,
+                                           boundaries=list(TURN_WAIT.buckets),
+                                           tag_keys=TURN_WAIT.labels)  # fmt: skip
         self._in_flight: dict[tuple[str, str], int] = {}
         self._running = 0
         self._audio: dict[str, int] = {}
@@ -146,6 +161,9 @@ class _Ray:
     def audio_held(self, service: str, change: int) -> None:
         self._audio[service] = self._audio.get(service, 0) + change
         self.audio.set(self._audio[service], tags={"service": service})
+
+    def turn_waited(self, service: str, seconds: float) -> None:
+        self.turn_wait.observe(seconds, tags={"service": service})
 
 
 _sink: Any = None
@@ -192,3 +210,9 @@ def generation_ended() -> None:
 def audio_held(service: str, change: int) -> None:
     """A request took (+) or let go (-) `change` bytes of the service's audio budget."""
     _active().audio_held(service, change)
+
+
+def turn_waited(service: str, seconds: float) -> None:
+    """A request of `service` waited `seconds` for its turn (its first; not the waits of a
+    turn given way to another caller and taken again)."""
+    _active().turn_waited(service, seconds)

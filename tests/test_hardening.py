@@ -2582,6 +2582,32 @@ def test_a_tenant_s_backlog_does_not_hold_the_gateway_s_slots_from_another(
 
 
 @pytest.mark.slow
+def test_the_wait_for_a_turn_is_measured(tmp_path, media, clip):
+    """bgm_turn_wait_seconds: two Scores at once on a gateway of one slot, each holding it a
+    second or more; the second's wait is measured (request latency had lumped the queue and
+    the work together, and nothing showed an operator the queue)."""
+    import urllib.request
+
+    changes = {"serving": {"gateway": {"max_concurrent": 1}}}
+    config, ports = write_config(tmp_path, media, changes=changes)
+    with _faulty_services(config, ports) as (gateway, tagger, _):
+        tagger.delay_s = 1.0
+        senders = [threading.Thread(target=score, args=(gateway, _request(clip.path.as_uri())))
+                   for _ in range(2)]  # fmt: skip
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(120)
+        url = f"http://127.0.0.1:{ports['gateway_metrics']}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    measured = {line.split("{")[0]: float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith("bgm_turn_wait_seconds_")
+                and 'service="bgm.v1.Gateway"' in line and "_bucket" not in line}  # fmt: skip
+    assert measured["bgm_turn_wait_seconds_count"] == 2, measured
+    assert measured["bgm_turn_wait_seconds_sum"] >= 0.9, measured
+
+
+@pytest.mark.slow
 def test_a_score_with_no_news_sends_its_progress_again(tmp_path, media, clip):
     """A Score whose analysis takes a while (here 1.5 s) sends its last progress again every
     gateway.progress_every_s (0.3 s here; 15 s by default), so that a proxy or load balancer

@@ -756,7 +756,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         video, controls, options, info = asked.video, asked.controls, asked.options, asked.info
         context, record = asked.context, asked.record
         caller = self._caller(context, record.tenant)
+        asked_at = time.perf_counter()
         async with self._slots.turn(caller):
+            metrics.turn_waited(SERVICE, time.perf_counter() - asked_at)
             events.put(_progress("analysis", 0.02))
             # Music that replaces the video's sound has no use for its speech: the tagger
             # does not listen (a pass of the voice-activity model over the whole sound).

@@ -172,7 +172,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         async def compose() -> tuple[list[GeneratedMusic], list[CandidateScore]]:
             """The work, on its turn; the turn goes when the work is done."""
             nonlocal keep_turn
+            asked = time.perf_counter()
             async with self._turns.turn(peer, caller) as turn:
+                metrics.turn_waited(SERVICE, time.perf_counter() - asked)
                 if self._turn_slice_s is not None:
                     keep_turn = turn_keeper(turn, loop, self._turn_slice_s, cancellation.check)
                 started = time.perf_counter()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Self
 
 import grpc
 
+from services import metrics
 from services.auth import ServiceGate, service_gate
 from services.config import BgmConfig, PeerLimit, RequestLimits
 from services.contract import analysis_to_proto, local_video
@@ -101,7 +103,9 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
                 # When the caller goes away, the analysis stops at its next progress report
                 # (at most 50 ms of decoding apart).
                 cancellation = Cancellation(context)
+                asked = time.perf_counter()
                 async with self._turns.turn(*callers_of(context)) as turn:
+                    metrics.turn_waited(SERVICE, time.perf_counter() - asked)
                     video = video or await self._video(request, folder)
                     slice_s = self._turn_slice_s
                     report = (cancellation.check if slice_s is None else turn_keeper(
