@@ -13,10 +13,10 @@
 # Environment: BGM_VENV (default .venv), BGM_SONIQUE_VENV (default .venv-sonique),
 # BGM_GENRE_VENV (default .venv-genre), PYTHON
 # (default python3, must be 3.11+), BGM_TORCH (default: the CPU build of the version
-# requirements.in names, from a wheel pip finds on this machine, else from PyTorch's CPU
+# requirements.in names, from BGM_TORCH_WHEELS or pip's find-links, else from PyTorch's CPU
 # index; see README for GPU builds),
-# BGM_TORCH_WHEELS (for ./dev.sh lock: a folder holding the CPU build's wheel, default
-# /opt/wheels).
+# BGM_TORCH_WHEELS (a folder holding the CPU build's wheel, where set-up looks first and
+# ./dev.sh lock resolves against; default /opt/wheels).
 set -euo pipefail
 cd "$(dirname "$0")"
 # Python keeps what it compiles (a module's bytecode, written on its first import): where the
@@ -42,11 +42,12 @@ RUN_PACKAGES=(libfluidsynth3 musescore-general-soundfont-lossless libgl1)
 # Chromium, in which the studio's browser test runs (those tests are skipped without them).
 TEST_PACKAGES=(espeak-ng chromium)
 
-# The Debian packages named, installed where missing. Where they cannot be (no apt, no sudo,
-# a package this release lacks) set-up goes on without them, saying what that costs; with
-# CI set it stops, as a skipped test is a test not run.
+# The Debian packages named after WHAT (what is lost without them), installed where missing.
+# Where they cannot be (no apt, no sudo, a package this release lacks) set-up goes on without
+# them, saying what that costs; with CI set it stops, as a skipped test is a test not run.
 debian_packages() {
-    local missing=() package
+    local what="$1" missing=() package
+    shift
     for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$package")
@@ -61,20 +62,20 @@ debian_packages() {
                 && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; } \
             && return
     fi
-    echo "note: could not install ${missing[*]} (Debian/Ubuntu packages): without them the" \
-        "composer renders with TimGM6mb, the speech and browser tests are skipped, and without" \
-        "libgl1 OpenCV cannot load" >&2
+    echo "note: could not install ${missing[*]} (Debian/Ubuntu packages): without them $what" >&2
     if [ -n "${CI:-}" ]; then
         echo "error: CI is set, and a skipped test is a test not run" >&2
         exit 1
     fi
 }
 
-# Python 3.11 or newer (a 3.10 had failed in uv's resolver, saying nothing of the version).
+# Python 3.11 or newer to make an environment with (a 3.10 had failed in uv's resolver,
+# saying nothing of the version).
 check_python() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && return
     echo "error: bgm needs Python 3.11 or newer; PYTHON=$PYTHON is" \
-        "$("$PYTHON" --version 2>&1 || echo missing) (set PYTHON, e.g. PYTHON=python3.11)" >&2
+        "$("$PYTHON" --version 2>/dev/null || echo "not one that runs")" \
+        "(set PYTHON, e.g. PYTHON=python3.11)" >&2
     exit 1
 }
 
@@ -82,9 +83,9 @@ check_python() {
 # stopped while venv ran leaves a python without pip, which no later run would mend) or made
 # with a Python older than 3.11 (set-up then stopped in uv's resolver on every run).
 make_venv() {
-    check_python
     if ! "$1/bin/python" -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' \
             >/dev/null 2>&1; then
+        check_python
         "$PYTHON" -m venv --clear "$1"
     fi
 }
@@ -127,7 +128,7 @@ needs_install() {
 }
 
 mark_installed() {
-    printf '%s' "$2" > "$1/.bgm-installed"
+    printf '%s' "${2:-}" > "$1/.bgm-installed"
 }
 
 # torch, which the lock leaves out (requirements.in says why): its requirements are already
@@ -142,12 +143,18 @@ install_torch() {
         "${pip[@]}" $BGM_TORCH
         return
     fi
-    "${pip[@]}" --no-index "torch==$TORCH_VERSION+cpu" 2>/dev/null \
-        || "${pip[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    # (+cpu: a CUDA build of the same version already there would count as the one asked.)
+    if ! "${pip[@]}" --no-index --find-links "$TORCH_WHEELS" "torch==$TORCH_VERSION+cpu" \
+            2>/dev/null; then
+        echo "no wheel of torch $TORCH_VERSION+cpu in $TORCH_WHEELS or pip's find-links:" \
+            "taking it from PyTorch's CPU index" >&2
+        "${pip[@]}" "torch==$TORCH_VERSION+cpu" --index-url https://download.pytorch.org/whl/cpu
+    fi
 }
 
 setup() {
-    debian_packages "${RUN_PACKAGES[@]}"
+    debian_packages "the composer renders with TimGM6mb, and without libgl1 OpenCV cannot load" \
+        "${RUN_PACKAGES[@]}"
     make_venv "$VENV"
     local torch="torch: ${BGM_TORCH:-the CPU build of $TORCH_VERSION}"
     if needs_install "$VENV" "$torch" requirements.lock pyproject.toml; then
@@ -162,7 +169,7 @@ setup() {
 
 # What the tests need beyond .venv (the demo needs none of it, npm included).
 setup_test_tools() {
-    debian_packages "${TEST_PACKAGES[@]}"
+    debian_packages "the speech and browser tests are skipped" "${TEST_PACKAGES[@]}"
     # buf, for the protos, exactly as package-lock.json holds it.
     if [ ! -x node_modules/.bin/buf ] || [ package-lock.json -nt node_modules/.bin/buf ]; then
         npm ci --no-audit --no-fund --loglevel=error
