@@ -256,7 +256,9 @@ async def observed(
     """Metrics and one audit line for one request, its id in the trailing metadata, and
     errors turned into a status, a message and details."""
     started = time.perf_counter()
-    probe = method == PROBED_METHOD and PROBE in tuple(context.invocation_metadata() or ())
+    # (Not the gateway's own Describe: any caller could have kept its calls out of the log.)
+    probe = (service != GATEWAY_API and method == PROBED_METHOD
+             and PROBE in tuple(context.invocation_metadata() or ()))  # fmt: skip
     record = RequestRecord(uuid.uuid4().hex)
     # Who called, for the audit line (a flood of refused calls had said nothing of where it
     # came from). Asked now: asked of a call gRPC has finished, peer() crashed the process.
@@ -274,12 +276,6 @@ async def observed(
     client_id = client_id[:MAX_SAID_CHARS] if isinstance(client_id, str) else ""
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)
-    # In the headers too: a call that ends without its trailers reaching the caller (its own
-    # deadline passed, gRPC refused its message) had no id to name in a report. A call that
-    # has ended already (its caller cancelled, gRPC refused its message) takes no headers,
-    # and is still counted and audited below.
-    with contextlib.suppress(cygrpc.ExecuteBatchError):
-        await context.send_initial_metadata(tagged)
     serving = CURRENT_REQUEST.set(record.request_id)
     metrics.request_started(service, method)
     code = grpc.StatusCode.OK
@@ -290,6 +286,13 @@ async def observed(
     # behind the messages its caller has not read, for as long as the caller likes.
     ending: tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]] | None = None
     try:
+        # In the headers too: a call that ends without its trailers reaching the caller (its
+        # own deadline passed, gRPC refused its message) had no id to name in a report. A
+        # call that has ended already (its caller cancelled, gRPC refused its message), or
+        # whose headers went with a message of a wrapper's, takes none; a cancel here is
+        # counted and audited as any other.
+        with contextlib.suppress(cygrpc.BaseError):
+            await context.send_initial_metadata(tagged)
         yield record
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
