@@ -18,6 +18,7 @@ from services.domain import (
     MotionCurve,
     MusicBrief,
     MusicPlan,
+    MusicTags,
     VideoAnalysis,
 )
 from services.edge import CONTROL
@@ -222,10 +223,16 @@ def check_analysis(analysis: VideoAnalysis, vocabulary: Vocabulary) -> None:
     except ValueError as error:
         raise InvalidInputError(f"analysis.tags.key: {error}", field="analysis.tags.key") from None
     check_unit_interval("analysis.tags.energy", tags.energy)
+    check_origins(tags, vocabulary, "analysis.tags")
+
+
+def check_origins(tags: MusicTags, vocabulary: Vocabulary, at: str) -> None:
+    """Each tag origin (of the tags at field `at`) names a tag of its kind, with a score
+    that is a number."""
     named = {"genre": vocabulary.genres, "mood": vocabulary.moods,
              "instrument": vocabulary.instruments}  # fmt: skip
     for index, origin in enumerate(tags.origins):
-        field = f"analysis.tags.origins[{index}]"
+        field = f"{at}.origins[{index}]"
         check_known(origin.kind, [origin.tag], named[origin.kind], f"{field}.tag")
         if not math.isfinite(origin.score):
             raise InvalidInputError(f"{field}.score: {origin.score:g} is not a number",

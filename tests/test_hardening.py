@@ -2168,7 +2168,11 @@ def test_a_caller_s_requests_past_its_limit_are_refused_not_held():
      (lambda b: b.tags.instruments.append("kazoo"), "brief.tags.instruments"),
      (lambda b: setattr(b, "structure", "reference"), "brief.structure"),
      (lambda b: b.negative.append("zzz"), "brief.negative"),
-     (lambda b: b.negative.append("pop"), "brief.negative")],
+     (lambda b: b.negative.append("pop"), "brief.negative"),
+     # A user's mood naming a genre (a fuzz case): the composer's tempo had failed INTERNAL.
+     (lambda b: b.tags.origins.add(kind=common_pb2.TAG_KIND_MOOD, tag="ambient",
+                                   source=common_pb2.TAG_SOURCE_USER),
+      "brief.tags.origins[0].tag")],
 )  # fmt: skip
 def test_a_brief_the_generator_refuses_names_its_field(change, field):
     """As the MusicBrief contract promises (these had named none; an unknown negative tag,

@@ -18,6 +18,7 @@ from services.rules import (
     BPM_LIMITS,
     ON_BEAT_S,
     check_known,
+    check_origins,
     check_segment_moods,
     check_structure,
     check_timeline,
@@ -192,3 +193,5 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
         vocabulary.parse_key(tags.key)
     except ValueError as error:
         raise InvalidInputError(str(error), field="brief.tags.key") from None
+    # (A user's mood origin naming no mood had crashed the composer's tempo: INTERNAL.)
+    check_origins(tags, vocabulary, "brief.tags")
