@@ -186,17 +186,38 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     assert re.search(counted, text), text
 
 
-def test_describe_asks_for_credentials_as_score_does(secured):
-    """Gateway.Describe takes no admission and no turn, but credentials as every call."""
+def test_describe_asks_for_credentials_and_says_the_tenant_s_limits(secured):
+    """Gateway.Describe takes no admission and no turn, but credentials as every call, and
+    says the calling tenant's limits where they are lower than the server's (globex had been
+    offered 4 candidates and refused 3, TENANT_CANDIDATES). Its calls are audited at INFO
+    whatever metadata they carry (bgm-probe had kept a caller's out of the log)."""
     request = gateway_pb2.GatewayDescribeRequest()
     with secured.channel(secured.running.gateway) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             stub.Describe(request, timeout=30)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        key = (("authorization", f"Bearer {API_KEYS['acme']}"),)
-        offered = stub.Describe(request, timeout=30, metadata=key)
-    assert offered.generator == "composer" and offered.vocabulary.genres
+        offered = {
+            tenant: stub.Describe(request, timeout=30, metadata=(
+                ("authorization", f"Bearer {API_KEYS[tenant]}"), ("bgm-probe", "dependency")))
+            for tenant in ("acme", "globex")
+        }  # fmt: skip
+    acme, globex = offered["acme"], offered["globex"]
+    assert acme.generator == "composer" and acme.vocabulary.genres
+    assert (acme.max_candidates, globex.max_candidates) == (4, 2)
+    assert globex.max_duration_s == 60.0 and globex.max_music_s == 10.0
+    assert acme.max_duration_s > 60.0 and acme.max_music_s > 10.0
+    deadline = time.monotonic() + 10
+    while True:
+        lines = secured.running.log.read_text().splitlines()
+        audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
+                 if "bgm.audit " in line]  # fmt: skip
+        described = {a["tenant"] for a in audit if a["method"] == "Describe"
+                     and a["service"] == "bgm.v1.Gateway" and a["status"] == "OK"}  # fmt: skip
+        if {"acme", "globex"} <= described or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {"acme", "globex"} <= described, described
 
 
 def test_a_valid_jwt_scores(secured):

@@ -200,6 +200,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                                  thread_name_prefix="video-reads")  # fmt: skip
         self._turn_slice_s = turn_slice_s
         self._audio = FairTurns(config.audio_budget_bytes)
+        # The generator's description as last asked for a caller, and when (time.monotonic).
+        self._offered_info: tuple[float, GeneratorInfo] | None = None
         if config.staging_url:
             _check_staging_store(config.staging_url)
 
@@ -275,10 +277,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.GatewayDescribeRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GatewayDescribeResponse:
         async with observed(SERVICE, "Describe", context) as record:
-            self._identify(context, record)
+            tenant = self._identify(context, record)
             self.schema.check(request)
             info = await self._offered()
             vocabulary = self.vocabulary
+            candidates = min(info.max_candidates or MAX_CANDIDATES, MAX_CANDIDATES)
+            longest, music_s = info.max_duration_s, self.limits.max_music_s
+            if self.authenticator is not None:
+                # The caller's own limits where they are lower (they had been offered the
+                # server's, and refused TENANT_CANDIDATES for what Describe had just said).
+                own = self.ledger.limits(tenant)
+                candidates = min(candidates, own.max_candidates)
+                longest = min(longest, own.max_video_s)
+                music_s = min(music_s, own.music_s_per_hour)
             return gateway_pb2.GatewayDescribeResponse(
                 vocabulary=tagger_pb2.Vocabulary(
                     genres=[g for g in vocabulary.genres if g in info.genres],
@@ -292,9 +303,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 sound=info.sound,
                 sample_rates=list(info.sample_rates),
                 structures=list(info.structures),
-                max_candidates=min(info.max_candidates or MAX_CANDIDATES, MAX_CANDIDATES),
-                max_duration_s=info.max_duration_s,
-                max_music_s=self.limits.max_music_s,
+                max_candidates=candidates,
+                max_duration_s=longest,
+                max_music_s=music_s,
                 max_upload_bytes=self.config.max_upload_bytes,
                 midi="midi" in info.outputs,
                 stems="stems" in info.outputs,
@@ -302,14 +313,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         raise AssertionError("unreachable: observed() aborts on error")
 
     async def _offered(self) -> GeneratorInfo:
-        """The generator's description for a caller's request: one that cannot be reached
-        is UNAVAILABLE naming the generator, not where it is."""
+        """The generator's description for a caller's request, asked at most once every
+        DEPENDENCY_CHECK_S (a flood of Describes had each been a call to the generator): one
+        that cannot be reached is UNAVAILABLE naming the generator, not where it is."""
         began = time.monotonic()
+        if self._offered_info is not None and began - self._offered_info[0] < DEPENDENCY_CHECK_S:
+            return self._offered_info[1]
         try:
-            return await self._generator_info()
+            info = await self._generator_info()
         except grpc.aio.AioRpcError as error:
             raise _for_caller(error, "generator", "describe_timeout_s",
                               self.config.describe_timeout_s, began) from None  # fmt: skip
+        self._offered_info = (began, info)
+        return info
 
     @contextlib.asynccontextmanager
     async def _staged_source(

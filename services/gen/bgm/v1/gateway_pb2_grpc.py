@@ -34,9 +34,9 @@ class GatewayStub:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    the last progress comes again after 15 s without news (gateway.progress_every_s; stage
-    "analysis" at 0 while the request waits for its turn), so that a stream is never quiet
-    for long (proxies and load balancers end quiet streams);
+    once the request has passed its checks, the last progress comes again after 15 s
+    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
+    for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
@@ -67,10 +67,12 @@ class GatewayStub:
     INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
-    every response's headers and trailers carry `x-request-id` (the server's logs name the
-    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
-    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
-    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
+    server's logs name the request by it; a caller's own x-request-id is logged beside it).
+    Under Ray Serve the proxy routes by `application: gateway`. Clients of `bgm serve` may send
+    keepalive pings on a call every 5 s or less often (serving.min_client_ping_interval_s);
+    more often closes the connection. Ray's proxy keeps gRPC's defaults (headers without the
+    id; pings at most every 5 minutes without data).
     A client reading a long video's analysis should accept messages up to the server's limit
     (most gRPC libraries take 4 MiB by default).
     """
@@ -112,9 +114,9 @@ class GatewayServicer:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    the last progress comes again after 15 s without news (gateway.progress_every_s; stage
-    "analysis" at 0 while the request waits for its turn), so that a stream is never quiet
-    for long (proxies and load balancers end quiet streams);
+    once the request has passed its checks, the last progress comes again after 15 s
+    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
+    for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
@@ -145,10 +147,12 @@ class GatewayServicer:
     INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
-    every response's headers and trailers carry `x-request-id` (the server's logs name the
-    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
-    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
-    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
+    server's logs name the request by it; a caller's own x-request-id is logged beside it).
+    Under Ray Serve the proxy routes by `application: gateway`. Clients of `bgm serve` may send
+    keepalive pings on a call every 5 s or less often (serving.min_client_ping_interval_s);
+    more often closes the connection. Ray's proxy keeps gRPC's defaults (headers without the
+    id; pings at most every 5 minutes without data).
     A client reading a long video's analysis should accept messages up to the server's limit
     (most gRPC libraries take 4 MiB by default).
     """
@@ -180,8 +184,9 @@ class GatewayServicer:
     def Describe(self, request, context):
         """What a caller may ask of this gateway as its generator stands now: the tags and keys
         UserControls may name, the rates, structures and candidates the generator takes, and the
-        request limits (a client had learnt the genres only from a refusal's message).
-        UNAVAILABLE while the generator cannot be reached; no admission or turn is taken.
+        request limits, the calling tenant's where auth is on and they are lower (a client had
+        learnt the genres only from a refusal's message). UNAVAILABLE while the generator cannot
+        be reached; no admission or turn is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,9 +232,9 @@ class Gateway:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    the last progress comes again after 15 s without news (gateway.progress_every_s; stage
-    "analysis" at 0 while the request waits for its turn), so that a stream is never quiet
-    for long (proxies and load balancers end quiet streams);
+    once the request has passed its checks, the last progress comes again after 15 s
+    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
+    for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
@@ -260,10 +265,12 @@ class Gateway:
     INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
-    every response's headers and trailers carry `x-request-id` (the server's logs name the
-    request by it; a caller's own x-request-id is logged beside it). Under Ray Serve the
-    proxy routes by `application: gateway`. Clients may send keepalive pings on a call every
-    5 s or less often (serving.min_client_ping_interval_s); more often closes the connection.
+    every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
+    server's logs name the request by it; a caller's own x-request-id is logged beside it).
+    Under Ray Serve the proxy routes by `application: gateway`. Clients of `bgm serve` may send
+    keepalive pings on a call every 5 s or less often (serving.min_client_ping_interval_s);
+    more often closes the connection. Ray's proxy keeps gRPC's defaults (headers without the
+    id; pings at most every 5 minutes without data).
     A client reading a long video's analysis should accept messages up to the server's limit
     (most gRPC libraries take 4 MiB by default).
     """
