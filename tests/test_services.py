@@ -630,11 +630,24 @@ def test_a_request_over_the_message_limit_is_counted_and_audited(servers):
     assert any(a["method"] == "Analyze" and a["status"] == "CANCELLED" for a in audited)
 
 
+def _audit_once(log: Path, request_id: str) -> list[dict[str, Any]]:
+    """The audit lines of `log` once one names `request_id` (or after 10 s)."""
+    import json
+
+    deadline = time.monotonic() + 10
+    while True:
+        lines = log.read_text().splitlines()
+        audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
+                   if "bgm.audit " in line]  # fmt: skip
+        if any(a["request_id"] == request_id for a in audited) or time.monotonic() > deadline:
+            return audited
+        time.sleep(0.1)
+
+
 def test_a_gateway_caller_cannot_name_a_parent_request_in_the_audit(servers, clip):
     """The parent request and whom a call is for are the gateway's to say on its calls to the
     tagger and the generator: a gateway's own caller that sends them (another caller's
     request id) is not believed, and its line names none."""
-    import json
 
     claimed = (("bgm-parent-request-id", "ab" * 16), ("bgm-on-behalf-of", "victim"))
     request = gateway_pb2.GatewayAnalyzeRequest(
@@ -645,15 +658,8 @@ def test_a_gateway_caller_cannot_name_a_parent_request_in_the_audit(servers, cli
             request, metadata=claimed, timeout=60
         )
     request_id = dict(call[1].trailing_metadata())["x-request-id"]
-    deadline = time.monotonic() + 10
-    while True:
-        lines = servers.log.read_text().splitlines()
-        audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
-                   if "bgm.audit " in line]  # fmt: skip
-        mine = [a for a in audited if a["request_id"] == request_id]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    audited = _audit_once(servers.log, request_id)
+    mine = [a for a in audited if a["request_id"] == request_id]
     assert mine and mine[0]["parent_request_id"] == "" and mine[0]["on_behalf_of"] == ""
     # Its own call to the tagger names it.
     assert any(a["parent_request_id"] == request_id and a["service"] == "bgm.v1.Tagger"
@@ -664,7 +670,6 @@ def test_a_call_s_id_comes_in_its_headers_and_the_caller_s_own_is_audited(server
     """The request id comes in the headers as well as the trailers (a call whose deadline
     passed had no id to report), and the caller's own x-request-id (a proxy's, a client's
     trace) is kept beside it in the audit line (it had been dropped)."""
-    import json
 
     request = gateway_pb2.GatewayAnalyzeRequest(
         video=common_pb2.VideoSource(uri=clip.path.as_uri())
@@ -675,15 +680,8 @@ def test_a_call_s_id_comes_in_its_headers_and_the_caller_s_own_is_audited(server
         )
     request_id = dict(call.trailing_metadata())["x-request-id"]
     assert dict(call.initial_metadata())["x-request-id"] == request_id != "client-trace-7"
-    deadline = time.monotonic() + 10
-    while True:
-        lines = servers.log.read_text().splitlines()
-        audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
-                   if "bgm.audit " in line]  # fmt: skip
-        mine = [a for a in audited if a["request_id"] == request_id]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    audited = _audit_once(servers.log, request_id)
+    mine = [a for a in audited if a["request_id"] == request_id]
     assert mine and mine[0]["client_request_id"] == "client-trace-7", mine
 
 
