@@ -279,7 +279,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         async with observed(SERVICE, "Describe", context) as record:
             tenant = self._identify(context, record)
             self.schema.check(request)
-            info = await self._offered()
+            info = await self._offered(recent=True)
             vocabulary = self.vocabulary
             candidates = min(info.max_candidates or MAX_CANDIDATES, MAX_CANDIDATES)
             longest, music_s = info.max_duration_s, self.limits.max_music_s
@@ -312,12 +312,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             )
         raise AssertionError("unreachable: observed() aborts on error")
 
-    async def _offered(self) -> GeneratorInfo:
-        """The generator's description for a caller's request, asked at most once every
-        DEPENDENCY_CHECK_S (a flood of Describes had each been a call to the generator): one
-        that cannot be reached is UNAVAILABLE naming the generator, not where it is."""
+    async def _offered(self, recent: bool = False) -> GeneratorInfo:
+        """The generator's description for a caller's request (with `recent`, one asked
+        within DEPENDENCY_CHECK_S may do: a flood of Describes would each be a call to the
+        generator, where a Score asks afresh): one that cannot be reached is UNAVAILABLE
+        naming the generator, not where it is."""
         began = time.monotonic()
-        if self._offered_info is not None and began - self._offered_info[0] < DEPENDENCY_CHECK_S:
+        if (recent and self._offered_info is not None
+                and began - self._offered_info[0] < DEPENDENCY_CHECK_S):  # fmt: skip
             return self._offered_info[1]
         try:
             info = await self._generator_info()
