@@ -2712,6 +2712,33 @@ def test_a_deadline_a_service_sends_before_the_gateways_limit_is_its_own(faulty,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("refusal", "code", "says", "reason"),
+    [((grpc.StatusCode.INVALID_ARGUMENT, "brief.segments: this generator wants at most 3"),
+      grpc.StatusCode.INVALID_ARGUMENT,
+      "the generator refused the brief made of this request: brief.segments: this generator",
+      "GENERATOR_REFUSED_BRIEF"),
+     ((grpc.StatusCode.RESOURCE_EXHAUSTED, "GPU busy"), grpc.StatusCode.RESOURCE_EXHAUSTED,
+      "the generator is busy: GPU busy", "DOWNSTREAM_BUSY")],
+)  # fmt: skip
+def test_a_swapped_generator_s_refusal_says_whose_it_is(
+    faulty, clip, monkeypatch, refusal, code, says, reason
+):
+    """Another team's generator refusing the brief (naming brief.segments, a field the
+    caller never sent), or busy in its own words: the caller is told it is the generator's,
+    with a reason (and for a busy one, when to try again); both had come through bare, as if
+    the caller's field or quota."""
+    gateway, _, generator = faulty
+    monkeypatch.setattr(generator, "refusal", refusal)
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, _request(clip.path.as_uri()))
+    assert caught.value.code() == code and (caught.value.details() or "").startswith(says)
+    details = error_details(caught.value)
+    assert details.reason == reason and details.fields == []
+    assert (details.retry_after_s is not None) == (reason == "DOWNSTREAM_BUSY")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["tagger", "generator"])
 def test_a_service_that_cannot_find_what_the_gateway_hands_it_is_the_servers_fault(
     faulty, clip, monkeypatch, service

@@ -104,6 +104,7 @@ from services.scratch import scratch_folder, sweep
 from services.serving import (
     MAX_MESSAGE_CHARS,
     ON_BEHALF_OF,
+    OVERSIZED,
     PARENT_REQUEST_KEY,
     PROBE,
     STATUS_DETAILS_KEY,
@@ -1077,8 +1078,11 @@ def _for_caller(
     credentials, or a file it handed over that the service cannot find or may not read: the
     caller was let in already, and names nothing a service looks up), FAILED_PRECONDITION for
     the server's configuration, the details in the log only (they name the server's
-    folders); else `error`, whose code and details are passed on (a DEADLINE_EXCEEDED that
-    `service` sent before the limit among them)."""
+    folders); the generator's INVALID_ARGUMENT, a refusal of the brief (GENERATOR_REFUSED_BRIEF,
+    no field: the brief's are none the caller sent); a RESOURCE_EXHAUSTED in no words of this
+    contract, the service busy (DOWNSTREAM_BUSY, RetryInfo); else `error`, whose code and
+    details are passed on (a DEADLINE_EXCEEDED that `service` sent before the limit among
+    them)."""
     if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
                         grpc.StatusCode.NOT_FOUND):  # fmt: skip
         log.error("the %s refused this gateway (%s: %s): its configuration or the gateway's "
@@ -1087,6 +1091,18 @@ def _for_caller(
                            f"({error.code().name}): the server's configuration is wrong (its "
                            "log has the details)")  # fmt: skip
     passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
+    said = UNPRINTABLE.sub(" ", error.details() or "")
+    if service == "generator" and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        # The brief is this gateway's, made of the request: a field the generator names
+        # (brief.segments) is none the caller sent, and had reached it as if it were.
+        return InvalidInputError(f"the generator refused the brief made of this request: "
+                                 f"{said}", error_reason="GENERATOR_REFUSED_BRIEF")  # fmt: skip
+    oversized = any(words in said for words in OVERSIZED)  # gRPC's own (status_for's)
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not passed_on and not oversized:
+        # A service of another make that says it is busy, in no words of this contract: its
+        # own, not the caller's limits (it had read as the caller's quota, with no RetryInfo).
+        return ResourceExhaustedError(f"the {service} is busy: {said}", retry_after_s=1.0,
+                                      error_reason="DOWNSTREAM_BUSY")  # fmt: skip
     if error.code() == grpc.StatusCode.UNAVAILABLE and not passed_on:
         # gRPC's own words name the service's address ("failed to connect to all addresses;
         # ... ipv4:10.0.3.7:50052"), which had reached the caller: the log keeps them.
