@@ -63,8 +63,10 @@ class GatewayStub:
     server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
-    A status the tagger or the generator sent about what the caller asked (a generator's
-    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+    A status the tagger or the generator sent about what the caller asked is passed on with
+    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
+    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
+    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
@@ -143,8 +145,10 @@ class GatewayServicer:
     server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
-    A status the tagger or the generator sent about what the caller asked (a generator's
-    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+    A status the tagger or the generator sent about what the caller asked is passed on with
+    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
+    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
+    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
@@ -261,8 +265,10 @@ class Gateway:
     server limit named in the message), UNAVAILABLE (the tagger or the generator cannot be
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
-    A status the tagger or the generator sent about what the caller asked (a generator's
-    INVALID_ARGUMENT or RESOURCE_EXHAUSTED) is passed on with its code and message.
+    A status the tagger or the generator sent about what the caller asked is passed on with
+    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
+    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
+    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
