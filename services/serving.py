@@ -113,9 +113,18 @@ MAX_MESSAGE_CHARS = 1000
 ERROR_DOMAIN = "bgm.v1"
 # Where gRPC carries a google.rpc.Status with details.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-# What gRPC says of a received message, or of received metadata (a status's message), over
-# the channel's limits.
-OVERSIZED = ("Received message larger than max", "received metadata size exceeds")
+# What gRPC libraries say of a message, or of metadata (a status's message), over a channel's
+# limits, received or sent (gRPC's core, Go's, Java's), in lower case: only the core's
+# received wording had been known, and a refusal sent in another was taken for a service's.
+OVERSIZED = ("message larger than max", "metadata size exceeds", "exceeds maximum size")
+
+
+def is_oversized(message: str) -> bool:
+    """Whether a status's message is gRPC's refusal of a message or metadata too large."""
+    lowered = message.lower()
+    return any(words in lowered for words in OVERSIZED)
+
+
 # Characters of a downstream service's message a client is not sent: controls (a terminal's
 # escapes, line breaks) and the bidirectional overrides that reorder what a reader sees.
 UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -157,7 +166,7 @@ def status_for(error: BaseException) -> Refusal:
             return status_for(DownstreamError(
                 f"a service this one calls failed ({error.code().name}); its message is in "
                 "this service's log"))  # fmt: skip
-        oversized = any(words in message for words in OVERSIZED)
+        oversized = is_oversized(message)
         if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and oversized:
             # gRPC's own refusal of a message between this service and one it calls (a reply
             # over this one's limit, as a generator's whole piece in one chunk, or a status
@@ -291,7 +300,7 @@ async def observed(
         # call that has ended already (its caller cancelled, gRPC refused its message), or
         # whose headers went with a message of a wrapper's, takes none; a cancel here is
         # counted and audited as any other.
-        with contextlib.suppress(cygrpc.BaseError):
+        with contextlib.suppress(cygrpc.UsageError, cygrpc.ExecuteBatchError):
             await context.send_initial_metadata(tagged)
         yield record
     except asyncio.CancelledError:

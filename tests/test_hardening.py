@@ -61,12 +61,15 @@ from services.scratch import MARKER, scratch_folder, sweep
 from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.serving import (
     ON_BEHALF_OF,
+    STATUS_DETAILS_KEY,
     Cancellation,
     FairTurns,
     HostedServer,
     ServiceBinding,
     callers_of,
     freeze_start_up_heap,
+    reason_of,
+    status_for,
 )
 from services.studio.app import create_app
 from services.tagger.backend import AnalysisRequest
@@ -2739,6 +2742,47 @@ def test_a_swapped_generator_s_refusal_says_whose_it_is(
 
 
 @pytest.mark.slow
+def test_a_generator_s_refusal_of_the_caller_s_own_bytes_is_passed_on(faulty, clip, monkeypatch):
+    """A generator that cannot decode the caller's reference audio (its own bytes, passed
+    through unchanged): its code, message and reason reach the caller as it sent them, not as
+    a refusal of the gateway's brief."""
+    gateway, _, generator = faulty
+    cannot = InvalidInputError("the reference file is not readable audio",
+                               field="brief.reference_audio")  # fmt: skip
+    details = ((STATUS_DETAILS_KEY, status_for(cannot).details),)
+    monkeypatch.setattr(generator, "refusal", (grpc.StatusCode.INVALID_ARGUMENT,
+                                               str(cannot), details))  # fmt: skip
+    with pytest.raises(grpc.RpcError) as caught:
+        score(gateway, _request(clip.path.as_uri()))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "the reference file is not readable audio"
+    assert error_details(caught.value).reason == "INVALID_INPUT"
+
+
+@pytest.mark.slow
+def test_describes_at_once_make_one_call_to_the_generator(faulty, monkeypatch):
+    """Gateway.Describe asks the generator at most once a second however many callers ask
+    at once (each had been a call to the generator)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gateway, _, generator = faulty
+    asked = []
+    monkeypatch.setattr(generator, "description", lambda reply: asked.append(1))
+    with grpc.insecure_channel(gateway) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        stub.Describe(gateway_pb2.GatewayDescribeRequest(), timeout=30)  # connected
+        time.sleep(1.1)  # what it asked before is old
+        before = len(asked)
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(lambda _: stub.Describe(
+                gateway_pb2.GatewayDescribeRequest(), timeout=30), range(30)))  # fmt: skip
+    assert all(a.generator == "composer" for a in answers)
+    # One for the thirty, and perhaps the gateway's own check of its dependencies (once a
+    # second) or a second Describe past the second.
+    assert len(asked) - before <= 3, len(asked) - before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["tagger", "generator"])
 def test_a_service_that_cannot_find_what_the_gateway_hands_it_is_the_servers_fault(
     faulty, clip, monkeypatch, service
@@ -3388,6 +3432,28 @@ def test_a_failure_inside_another_make_of_service_reaches_the_caller_without_its
                                grpc.aio.Metadata(),
                                details="no \x1b[31mred\x1b[0m\r\nline \u202eevil")  # fmt: skip
     assert status_for(odd).message == "no  [31mred [0m  line  evil"
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["Received message larger than max (5000 vs. 1000)",
+     "CLIENT: Sent message larger than max (5000 vs. 1000)",
+     "grpc: received message larger than max (5000000 vs. 4194304)",
+     "gRPC message exceeds maximum size 4194304: 5000000"],
+)  # fmt: skip
+def test_grpc_s_refusal_of_a_large_message_between_services_is_no_busy_service(words):
+    """gRPC's refusal of a message over a limit between the gateway and the generator, in
+    any library's words (sent or received): the servers' fault (INTERNAL), not a busy
+    generator to be tried again in a second; only the core's received wording had been
+    known."""
+    from services.gateway.servicer import _for_caller
+
+    refused = grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
+                                   grpc.aio.Metadata(), details=words)  # fmt: skip
+    said = status_for(_for_caller(refused, "generator", "generate_timeout_s", 1800.0,
+                                  time.monotonic()))  # fmt: skip
+    assert said.code == grpc.StatusCode.INTERNAL, said.message
+    assert reason_of(said.details) == "DOWNSTREAM_BROKE_CONTRACT"
 
 
 def test_a_dependency_that_fails_the_check_is_one_line_in_the_log():

@@ -70,6 +70,7 @@ from services.errors import (
     UnavailableError,
 )
 from services.gateway.channels import ServiceChannel
+from services.gateway.client import error_details
 from services.gateway.controls import make_brief
 from services.gateway.delivery import (
     check_asked,
@@ -104,7 +105,6 @@ from services.scratch import scratch_folder, sweep
 from services.serving import (
     MAX_MESSAGE_CHARS,
     ON_BEHALF_OF,
-    OVERSIZED,
     PARENT_REQUEST_KEY,
     PROBE,
     STATUS_DETAILS_KEY,
@@ -119,6 +119,7 @@ from services.serving import (
     audio_share,
     client_of,
     in_request,
+    is_oversized,
     observed,
     timeline_items,
     turn_keeper,
@@ -201,8 +202,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                                                  thread_name_prefix="video-reads")  # fmt: skip
         self._turn_slice_s = turn_slice_s
         self._audio = FairTurns(config.audio_budget_bytes)
-        # The generator's description as last asked for a caller, and when (time.monotonic).
-        self._offered_info: tuple[float, GeneratorInfo] | None = None
+        # The generator's description (or why it could not be had) as last asked for a
+        # Describe, and when it came (time.monotonic); one Describe asks at a time.
+        self._described: tuple[float, GeneratorInfo | BgmError] | None = None
+        self._describing = asyncio.Lock()
         if config.staging_url:
             _check_staging_store(config.staging_url)
 
@@ -280,7 +283,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         async with observed(SERVICE, "Describe", context) as record:
             tenant = self._identify(context, record)
             self.schema.check(request)
-            info = await self._offered(recent=True)
+            info = await self._recently_offered()
             vocabulary = self.vocabulary
             candidates = min(info.max_candidates or MAX_CANDIDATES, MAX_CANDIDATES)
             longest, music_s = info.max_duration_s, self.limits.max_music_s
@@ -313,22 +316,33 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             )
         raise AssertionError("unreachable: observed() aborts on error")
 
-    async def _offered(self, recent: bool = False) -> GeneratorInfo:
-        """The generator's description for a caller's request (with `recent`, one asked
-        within DEPENDENCY_CHECK_S may do: a flood of Describes would each be a call to the
-        generator, where a Score asks afresh): one that cannot be reached is UNAVAILABLE
-        naming the generator, not where it is."""
+    async def _offered(self) -> GeneratorInfo:
+        """The generator's description for a caller's request: one that cannot be reached
+        is UNAVAILABLE naming the generator, not where it is."""
         began = time.monotonic()
-        if (recent and self._offered_info is not None
-                and began - self._offered_info[0] < DEPENDENCY_CHECK_S):  # fmt: skip
-            return self._offered_info[1]
         try:
-            info = await self._generator_info()
+            return await self._generator_info()
         except grpc.aio.AioRpcError as error:
             raise _for_caller(error, "generator", "describe_timeout_s",
                               self.config.describe_timeout_s, began) from None  # fmt: skip
-        self._offered_info = (began, info)
-        return info
+
+    async def _recently_offered(self) -> GeneratorInfo:
+        """The generator's description for a Describe: the answer (or the failure) that
+        came within the last DEPENDENCY_CHECK_S, else asked, by one Describe at a time (a
+        flood of Describes would each have been a call to the generator; a Score asks
+        afresh)."""
+        async with self._describing:
+            now = time.monotonic()
+            if self._described is None or now - self._described[0] >= DEPENDENCY_CHECK_S:
+                try:
+                    answer: GeneratorInfo | BgmError = await self._offered()
+                except BgmError as error:
+                    answer = error
+                self._described = (time.monotonic(), answer)
+            answer = self._described[1]
+        if isinstance(answer, BgmError):
+            raise answer
+        return answer
 
     @contextlib.asynccontextmanager
     async def _staged_source(
@@ -1068,6 +1082,10 @@ def _fields_under(message: str) -> Iterator[None]:
         raise
 
 
+# A brief's fields that are the caller's own bytes, passed through unchanged.
+CALLERS_OWN = ("brief.reference_audio", "brief.prompt")
+
+
 def _for_caller(
     error: grpc.aio.AioRpcError, service: str, setting: str, limit_s: float, began: float
 ) -> Exception:
@@ -1092,13 +1110,19 @@ def _for_caller(
                            "log has the details)")  # fmt: skip
     passed_on = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
     said = UNPRINTABLE.sub(" ", error.details() or "")
-    if service == "generator" and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        # The brief is this gateway's, made of the request: a field the generator names
-        # (brief.segments) is none the caller sent, and had reached it as if it were.
-        return InvalidInputError(f"the generator refused the brief made of this request: "
-                                 f"{said}", error_reason="GENERATOR_REFUSED_BRIEF")  # fmt: skip
-    oversized = any(words in said for words in OVERSIZED)  # gRPC's own (status_for's)
-    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not passed_on and not oversized:
+    generated = setting == "generate_timeout_s"  # (not a Describe)
+    if generated and error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        fields = error_details(error).fields
+        # The brief is this gateway's, made of the request: a field of it the generator names
+        # (brief.segments) is none the caller sent, and had reached it as if it were. The
+        # caller's own bytes (a reference audio it cannot decode) are the caller's, and
+        # passed on.
+        if not passed_on or any(f.startswith("brief.") and not f.startswith(CALLERS_OWN)
+                                for f in fields):  # fmt: skip
+            return InvalidInputError(f"the generator refused the brief made of this request: "
+                                     f"{said}", error_reason="GENERATOR_REFUSED_BRIEF")  # fmt: skip
+    if (error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not passed_on
+            and not is_oversized(said)):  # fmt: skip
         # A service of another make that says it is busy, in no words of this contract: its
         # own, not the caller's limits (it had read as the caller's quota, with no RetryInfo).
         return ResourceExhaustedError(f"the {service} is busy: {said}", retry_after_s=1.0,

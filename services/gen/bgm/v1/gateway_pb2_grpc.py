@@ -64,9 +64,10 @@ class GatewayStub:
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
     A status the tagger or the generator sent about what the caller asked is passed on with
-    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
-    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
-    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
+    its code and message, but a generator's INVALID_ARGUMENT naming a field of the brief made
+    of the request, or in no words of this contract (reason GENERATOR_REFUSED_BRIEF, no
+    field; its refusal of the caller's own reference audio or prompt is passed on), and a
+    RESOURCE_EXHAUSTED without this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
@@ -146,9 +147,10 @@ class GatewayServicer:
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
     A status the tagger or the generator sent about what the caller asked is passed on with
-    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
-    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
-    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
+    its code and message, but a generator's INVALID_ARGUMENT naming a field of the brief made
+    of the request, or in no words of this contract (reason GENERATOR_REFUSED_BRIEF, no
+    field; its refusal of the caller's own reference audio or prompt is passed on), and a
+    RESOURCE_EXHAUSTED without this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
@@ -188,9 +190,10 @@ class GatewayServicer:
     def Describe(self, request, context):
         """What a caller may ask of this gateway as its generator stands now: the tags and keys
         UserControls may name, the rates, structures and candidates the generator takes, and the
-        request limits, the calling tenant's where auth is on and they are lower (a client had
-        learnt the genres only from a refusal's message). UNAVAILABLE while the generator cannot
-        be reached; no admission or turn is taken.
+        request limits, the calling tenant's where auth is on and they are lower (its music per
+        hour, not what is left of it). A client had learnt the genres only from a refusal's
+        message. UNAVAILABLE while the generator cannot be reached; no admission or turn is
+        taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,9 +269,10 @@ class Gateway:
     reached: RetryInfo), FAILED_PRECONDITION (the servers' configuration, not the request),
     INTERNAL (a service broke its contract, DOWNSTREAM_BROKE_CONTRACT; never a stack trace).
     A status the tagger or the generator sent about what the caller asked is passed on with
-    its code and message, but a generator's INVALID_ARGUMENT, its refusal of the brief made of
-    the request (reason GENERATOR_REFUSED_BRIEF, no field), and a RESOURCE_EXHAUSTED without
-    this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
+    its code and message, but a generator's INVALID_ARGUMENT naming a field of the brief made
+    of the request, or in no words of this contract (reason GENERATOR_REFUSED_BRIEF, no
+    field; its refusal of the caller's own reference audio or prompt is passed on), and a
+    RESOURCE_EXHAUSTED without this contract's details (DOWNSTREAM_BUSY, with a RetryInfo).
 
     Call metadata: `authorization: Bearer <API key or JWT>` where the server checks callers;
     every response's trailers carry `x-request-id`, and its headers too from `bgm serve` (the
