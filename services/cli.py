@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.config import BgmConfig, load_config
 from services.errors import BgmError, InvalidInputError, PermissionDeniedError
+from services.launch import EXIT_INTERRUPTED
 from services.rules import SPEECH_MODES, speech_matters
 from services.vocabulary import load_vocabulary
 
@@ -52,8 +53,6 @@ EXIT_FAILURE = 1
 # The gRPC codes of a refusal of what the caller sent (`bgm client score` exits 2 on them).
 CALLERS_CODES = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE", "NOT_FOUND", "ALREADY_EXISTS",
                            "PERMISSION_DENIED", "UNAUTHENTICATED"})  # fmt: skip
-# Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 
-# As services.cli says an interrupted command's status (kept here: it loads after).
+# Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); services.cli's too (it
+# loads after this, so the status lives here).
 EXIT_INTERRUPTED = 130
 
 

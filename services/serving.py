@@ -274,14 +274,15 @@ async def observed(
     peer = peer_address(context)
     # Whose call this is, as the gateway says it on its calls to the tagger and the
     # generator: on theirs only (a gateway's own caller could have named another request).
-    said = dict(context.invocation_metadata() or ()) if service != GATEWAY_API else {}
+    metadata = dict(context.invocation_metadata() or ())
+    said = metadata if service != GATEWAY_API else {}
     parent = said.get(PARENT_REQUEST_KEY, "")
     parent = parent if isinstance(parent, str) and PARENT_REQUEST_ID.fullmatch(parent) else ""
     on_behalf = said.get(ON_BEHALF_OF, "")
     on_behalf = on_behalf[:MAX_SAID_CHARS] if isinstance(on_behalf, str) else ""
     # The caller's own id for its call (a proxy's or a client's x-request-id), kept beside
     # this service's in the audit line: it had been dropped, and nothing tied the two.
-    client_id = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
+    client_id = metadata.get(REQUEST_ID_KEY, "")
     client_id = client_id[:MAX_SAID_CHARS] if isinstance(client_id, str) else ""
     tagged = ((REQUEST_ID_KEY, record.request_id),)
     context.set_trailing_metadata(tagged)

@@ -34,6 +34,7 @@ from services.gen.bgm.v1 import (
 )
 from services.media.synth import Shot, SyntheticVideo, write_video
 from services.tls import check_plaintext
+from tests.test_services import audit_until
 
 pytestmark = pytest.mark.slow
 
@@ -207,17 +208,13 @@ def test_describe_asks_for_credentials_and_says_the_tenant_s_limits(secured):
     assert (acme.max_candidates, globex.max_candidates) == (4, 2)
     assert globex.max_duration_s == 60.0 and globex.max_music_s == 10.0
     assert acme.max_duration_s > 60.0 and acme.max_music_s > 10.0
-    deadline = time.monotonic() + 10
-    while True:
-        lines = secured.running.log.read_text().splitlines()
-        audit = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
-                 if "bgm.audit " in line]  # fmt: skip
-        described = {a["tenant"] for a in audit if a["method"] == "Describe"
-                     and a["service"] == "bgm.v1.Gateway" and a["status"] == "OK"}  # fmt: skip
-        if {"acme", "globex"} <= described or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert {"acme", "globex"} <= described, described
+
+    def described(audit: list[dict[str, Any]]) -> set[str]:
+        return {a["tenant"] for a in audit if a["method"] == "Describe"
+                and a["service"] == "bgm.v1.Gateway" and a["status"] == "OK"}  # fmt: skip
+
+    audit = audit_until(secured.running.log, lambda lines: {"acme", "globex"} <= described(lines))
+    assert {"acme", "globex"} <= described(audit), described(audit)
 
 
 def test_a_valid_jwt_scores(secured):

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -630,8 +630,8 @@ def test_a_request_over_the_message_limit_is_counted_and_audited(servers):
     assert any(a["method"] == "Analyze" and a["status"] == "CANCELLED" for a in audited)
 
 
-def _audit_once(log: Path, request_id: str) -> list[dict[str, Any]]:
-    """The audit lines of `log` once one names `request_id` (or after 10 s)."""
+def audit_until(log: Path, until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    """The audit lines of `log` once `until` holds of them (or after 10 s)."""
     import json
 
     deadline = time.monotonic() + 10
@@ -639,9 +639,14 @@ def _audit_once(log: Path, request_id: str) -> list[dict[str, Any]]:
         lines = log.read_text().splitlines()
         audited = [json.loads(line.split("bgm.audit ", 1)[1]) for line in lines
                    if "bgm.audit " in line]  # fmt: skip
-        if any(a["request_id"] == request_id for a in audited) or time.monotonic() > deadline:
+        if until(audited) or time.monotonic() > deadline:
             return audited
         time.sleep(0.1)
+
+
+def _audit_once(log: Path, request_id: str) -> list[dict[str, Any]]:
+    """The audit lines of `log` once one names `request_id` (or after 10 s)."""
+    return audit_until(log, lambda audited: any(a["request_id"] == request_id for a in audited))
 
 
 def test_a_gateway_caller_cannot_name_a_parent_request_in_the_audit(servers, clip):

@@ -1096,11 +1096,13 @@ def _for_caller(
     credentials, or a file it handed over that the service cannot find or may not read: the
     caller was let in already, and names nothing a service looks up), FAILED_PRECONDITION for
     the server's configuration, the details in the log only (they name the server's
-    folders); the generator's INVALID_ARGUMENT, a refusal of the brief (GENERATOR_REFUSED_BRIEF,
-    no field: the brief's are none the caller sent); a RESOURCE_EXHAUSTED in no words of this
-    contract, the service busy (DOWNSTREAM_BUSY, RetryInfo); else `error`, whose code and
-    details are passed on (a DEADLINE_EXCEEDED that `service` sent before the limit among
-    them)."""
+    folders); Generate's INVALID_ARGUMENT naming a field of the brief, or with no details, a
+    refusal of the brief (GENERATOR_REFUSED_BRIEF, no field: the brief's are none the caller
+    sent); a RESOURCE_EXHAUSTED in no words of this contract and not gRPC's own over a size,
+    the service busy (DOWNSTREAM_BUSY, RetryInfo); an UNAVAILABLE in gRPC's own words, the
+    service named and not its address; else `error`, whose code and details are passed on
+    (the caller's own reference audio or prompt refused, a DEADLINE_EXCEEDED that `service`
+    sent before the limit)."""
     if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
                         grpc.StatusCode.NOT_FOUND):  # fmt: skip
         log.error("the %s refused this gateway (%s: %s): its configuration or the gateway's "
