@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,18 +34,35 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.config import ServingConfig
 
 _HANDED_OUT: set[int] = set()
+# Ports are drawn below the kernel's ephemeral range (32768 and up on Linux), from which both
+# a bind to port 0 and every outgoing connection take theirs: a port found free there could be
+# taken by a client's connection before its service binds it. Each pytest-xdist worker draws
+# from its own block (a process outside pytest from the first), so two workers never pick the
+# same port before either binds it.
+_PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 20000, 1000, 12
 
 
 def free_port() -> int:
-    """A free localhost port, never one this process handed out before (the kernel may offer
-    a just-released port again, and two services given the same one collide)."""
-    while True:
+    """A localhost port free now, from this process's block, never one this process handed
+    out before."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    block = int(worker[2:]) % (_PORT_BLOCKS - 1) + 1 if worker.startswith("gw") else 0
+    first = _PORT_BASE + block * _PORT_BLOCK
+    # Where in the block to start: another run beside this one (a benchmark, a second
+    # checkout's tests) most likely starts elsewhere.
+    start = random.randrange(_PORT_BLOCK)
+    for step in range(_PORT_BLOCK):
+        port = first + (start + step) % _PORT_BLOCK
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {first}..{first + _PORT_BLOCK - 1}")
 
 
 @dataclass

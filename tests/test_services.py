@@ -20,6 +20,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services import devserver
 from services.contract import brief_to_proto
 from services.devserver import Running, start, stop, wait_serving
 from services.gen.bgm.v1 import (
@@ -72,6 +73,20 @@ def code_of(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     return caught.value.code(), caught.value.details()
+
+
+def test_dev_servers_draw_ports_apart_per_test_worker_below_the_ephemeral_range(monkeypatch):
+    # A port from the kernel's ephemeral range can be taken by any outgoing connection before
+    # the service binds it, and two workers must not pick one port between them.
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    drawn = {}
+    for worker in ("gw0", "gw1", ""):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        drawn[worker] = {devserver.free_port() for _ in range(20)}
+        assert len(drawn[worker]) == 20
+        assert max(drawn[worker]) < low
+    assert not drawn["gw0"] & drawn["gw1"]
+    assert not drawn[""] & (drawn["gw0"] | drawn["gw1"])
 
 
 def test_health_serving_for_every_service(servers):

@@ -18,7 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.config import StudioConfig
-from services.devserver import Running, start, stop
+from services.devserver import Running, free_port, start, stop
 from services.media.synth import Shot, write_video
 from services.scratch import MARKER
 from services.studio.app import (
@@ -565,13 +565,10 @@ def test_event_streams_wake_on_news_and_a_session_holds_a_few(tmp_path: Path):
 def served(app: Any) -> Iterator[int]:
     """The app served as `bgm studio` serves it, on a free loopback port (its port), for
     requests whose bytes arrive over time, as TestClient's never do."""
-    import socket
 
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = app.state.studio.config.model_copy(update={"host": "127.0.0.1", "port": port})
     server = uvicorn.Server(uvicorn.Config(app, **server_options(config)))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -953,13 +950,10 @@ def _studio_process(tmp_path: Path, settings: str, *args: str) -> tuple[Any, int
     """`bgm studio` in a process of its own on a free port, its folder in `tmp_path`, with
     more studio `settings` (YAML, one line) and `args`; the process (its standard error
     piped) and the port."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = tmp_path / "bgm.yaml"
     config.write_text(f"studio:\n  port: {port}\n  folder: {tmp_path / 'studio'}\n"
                       + (f"  {settings}\n" if settings else ""))  # fmt: skip

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.config import StudioConfig
-from services.devserver import Running, start, stop
+from services.devserver import Running, free_port, start, stop
 from services.media.synth import Shot, write_video
 from services.studio.app import GatewayLink, create_app, server_options
 
@@ -36,9 +35,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     folder = tmp_path_factory.mktemp("studio-browser")
     running: Running = start(folder, folder)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = StudioConfig(folder=folder / "studio", port=port)
     app = create_app(config, GatewayLink(running.gateway))
     server = uvicorn.Server(uvicorn.Config(app, **server_options(config)))
