@@ -548,6 +548,9 @@ class StudioConfig(StrictModel):
     upload_stall_s: float = Field(60.0, gt=0, le=MAX_WAIT_S)
     # On SIGTERM, requests in flight get this long (whole seconds) before the studio stops.
     grace_s: int = Field(30, ge=0, le=MAX_WAIT_S)
+    # How long the gateway may take to say what its generator takes (Gateway.Describe: the
+    # page's choices, and whether a score asks for MIDI).
+    describe_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
     # A request's line and headers together: past this it is refused (431) as they arrive (an
     # 8 MB header had been read whole and answered).
     max_header_bytes: int = Field(64 * 1024, gt=0)

@@ -69,6 +69,8 @@ def test_upload_score_follow_and_download(client: TestClient, tmp_path: Path):
         assert client.get(asset).status_code == 200
     choices = client.get("/api/choices").json()
     assert "rock" in choices["genres"] and "auto" in choices["speech"]
+    assert choices["generator"] == "composer" and choices["candidates"] == 4
+    assert choices["stems"] is True and choices["midi"] is True
     clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
     uploaded = client.post("/api/videos", content=clip.path.read_bytes(),
                            headers={"X-File-Name": "my clip.mp4"}).json()  # fmt: skip
@@ -178,6 +180,45 @@ def test_errors_are_the_apis(client: TestClient, tmp_path: Path):
     assert len(client.get("/api/state").json()["jobs"]) == 1
 
 
+def test_the_choices_are_the_generator_s_and_a_score_asks_only_what_it_makes(tmp_path: Path):
+    """A gateway whose generator makes audio alone (a diffusion model): the page is offered
+    no stems, and a score asks for no MIDI and, unsaid, no stems. The studio had offered its
+    own vocabulary whatever the generator, and asked every score for MIDI and stems, which
+    such a gateway refuses: every score failed."""
+    from services.generator.backends.diffusion.tiny import stable_audio
+
+    model = stable_audio(tmp_path / "models", window_s=4.0)
+    diffusion = ("--generator", "diffusion", "--generator-model", str(model))
+    running = start(tmp_path, tmp_path, extra_args=diffusion)
+    try:
+        app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink(running.gateway))
+        with local_client(app) as client:
+            choices = client.get("/api/choices").json()
+            assert choices["generator"] == "diffusion", choices
+            assert choices["stems"] is False and choices["midi"] is False
+            clip = write_video(tmp_path / "clip.mp4", [Shot(2.0, hue=0.2), Shot(2.0, hue=0.7)])
+            uploaded = client.post("/api/videos", content=clip.path.read_bytes()).json()
+            job = client.post("/api/scores", json={"video_id": uploaded["id"]}).json()["id"]
+            done = events(client, job)[-1]
+            assert done["type"] == "done", done
+            assert done["files"] == ["scored.mp4", "music.wav"]
+            # Asked for all the same, they are the gateway's refusal, naming them.
+            asked = client.post("/api/scores", json={"video_id": uploaded["id"], "stems": True})
+            refused = events(client, asked.json()["id"])[-1]
+            assert refused["type"] == "error" and refused["fields"] == ["output.stems"], refused
+    finally:
+        assert stop(running) == 0
+
+
+def test_choices_the_gateway_cannot_give_are_its_error(tmp_path: Path):
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with local_client(app) as client:
+        refused = client.get("/api/choices")
+        assert refused.status_code == 502
+        assert refused.json()["code"] == "UNAVAILABLE" and refused.json()["message"]
+        assert client.get("/api/state").status_code == 200
+
+
 def test_sessions_are_removed_after_keep_s(gateway: Running, tmp_path: Path):
     # Aged by hand, not by the clock: at keep_s 0.2 the studio's own sweeper could take the
     # session before the test looked (an upload slower than 0.2 s on a loaded machine).
@@ -223,7 +264,7 @@ def test_a_visitor_dropping_the_cookie_gains_no_room(tmp_path: Path):
     app = create_app(config, GatewayLink("127.0.0.1:1"))
     studio = app.state.studio
     with local_client(app) as client:
-        for path in ("/", "/api/state", "/api/choices") * 50:
+        for path in ("/", "/api/state") * 75:
             assert local_client(app).get(path).status_code == 200
         assert studio.sessions == {}
         made_up = local_client(app)
@@ -736,7 +777,7 @@ def test_connections_that_send_no_request_are_closed_and_capped(tmp_path: Path):
         assert time.monotonic() - start < 5
         # Their places are given back: a request from this address is answered again.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as asking:
-            asking.sendall(b"GET /api/choices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            asking.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            b"Connection: close\r\n\r\n")  # fmt: skip
             assert asking.recv(100).startswith(b"HTTP/1.1 200")
         held.close()
@@ -749,7 +790,7 @@ def test_connections_that_send_no_request_are_closed_and_capped(tmp_path: Path):
             status, body = _raw_answer(second)
             assert status == b"HTTP/1.1 503 Service Unavailable", status
             assert body["code"] == "UNAVAILABLE"
-        first.sendall(b"GET /api/choices HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert first.recv(100).startswith(b"HTTP/1.1 200")
 
 

@@ -44,13 +44,17 @@ from services import scratch
 from services.config import BgmConfig, ClientTlsConfig, StudioConfig
 from services.contract import tags_from_proto
 from services.domain import OutputOptions, UserControls
-from services.gateway.client import analyze_remote, error_details, score_remote
+from services.gateway.client import (
+    analyze_remote,
+    describe_remote,
+    error_details,
+    score_remote,
+)
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio, write_audio_file
 from services.rules import SPEECH_MODES
 from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.serving import FairTurns, address_group
-from services.vocabulary import load_vocabulary
 
 log = logging.getLogger("bgm")
 STATIC = Path(__file__).parent / "static"
@@ -72,6 +76,9 @@ EMPTY_SESSION_S = 600.0
 MAX_SCORE_BODY_BYTES = 64 * 1024
 # What the page is told of a video (its entry also holds where it lies and what it takes).
 VIDEO_KEYS = ("id", "name", "url")
+# What the gateway said its generator takes is kept this long for the page's choices: every
+# page load (or a visitor asking in a loop) had otherwise been a call to the gateway.
+DESCRIPTION_KEEP_S = 5.0
 T = TypeVar("T")
 
 
@@ -219,6 +226,7 @@ class Studio:
         # visitor's at once had held every thread the studio's requests share, and the
         # gateway's tagger, and another visitor's waited behind the whole burst.
         self.analysis_turns: dict[str, FairTurns] = {}
+        self._described: tuple[float, gateway_pb2.GatewayDescribeResponse] | None = None
         self.closed = False
 
     def close(self) -> None:
@@ -241,6 +249,21 @@ class Studio:
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
         result: T = await asyncio.shield(task)
         return result
+
+    def describe(self) -> gateway_pb2.GatewayDescribeResponse:
+        """Gateway.Describe: what the gateway's generator takes now (raises grpc.RpcError)."""
+        link = self.link
+        described = describe_remote(link.server, link.metadata, link.tls,
+                                    self.config.describe_timeout_s)  # fmt: skip
+        self._described = (time.monotonic(), described)
+        return described
+
+    async def description(self) -> gateway_pb2.GatewayDescribeResponse:
+        """`describe`'s answer, asked once for every request in DESCRIPTION_KEEP_S."""
+        kept = self._described
+        if kept is not None and time.monotonic() - kept[0] < DESCRIPTION_KEEP_S:
+            return kept[1]
+        return await self.once("describe", lambda: asyncio.to_thread(self.describe))
 
     @contextlib.asynccontextmanager
     async def analysis_turn(self, address: str, session_key: str) -> AsyncIterator[None]:
@@ -438,8 +461,13 @@ class Studio:
                 MessageToDict(message, preserving_proto_field_name=True))  # fmt: skip
             job.publish({"type": which, **body})
 
-        options = OutputOptions(output=job.folder / VIDEO_OUT, midi=job.folder / MIDI_OUT,
-                                stems_dir=job.folder / STEMS_DIR if outputs.stems else None,
+        # Asked afresh: a generator swapped since the page loaded may make no MIDI (a
+        # diffusion model's audio only), and asking for it had failed every score.
+        offered = self.describe()
+        stems = offered.stems if outputs.stems is None else outputs.stems
+        options = OutputOptions(output=job.folder / VIDEO_OUT,
+                                midi=job.folder / MIDI_OUT if offered.midi else None,
+                                stems_dir=job.folder / STEMS_DIR if stems else None,
                                 lufs=outputs.lufs,
                                 keep_original_audio=outputs.keep_original_audio)  # fmt: skip
         score_remote(self.link.server, str(video), controls, options, lambda _: None,
@@ -879,11 +907,12 @@ def _whole(body: dict[str, Any], name: str, default: int, limit: int) -> int:
 class JobOutputs:
     """What a score request asks of its outputs: the video's own sound kept under the music,
     the loudness, and stems (each a track of audio as long as the video, so leaving them out
-    lets a longer video be scored within the gateway's audio limit)."""
+    lets a longer video be scored within the gateway's audio limit; unsaid: where the
+    generator makes them)."""
 
     keep_original_audio: bool = False
     lufs: float = -14.0
-    stems: bool = True
+    stems: bool | None = None
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
@@ -897,7 +926,7 @@ def score_controls(body: dict[str, Any]) -> tuple[UserControls, JobOutputs, dict
     """The controls and the outputs a score request asks for, and the settings kept to show
     them again; ControlError names a bad one."""
     keep = _flag(body, "keep_original_audio", False)
-    stems = _flag(body, "stems", True)
+    stems = _flag(body, "stems", True) if "stems" in body else None
     lufs = _number(body, "lufs", -14.0)
     if lufs is None:
         raise ControlError("lufs", "must be a finite number")
@@ -948,7 +977,6 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         # traceback and "Application startup failed".
         check_tagger_reads_gateway_files(services)
     studio = Studio(config, link if isinstance(link, GatewayLink) else GatewayLink(""))
-    vocabulary = load_vocabulary()
 
     def with_cookie(response: Response, key: str) -> Response:
         response.set_cookie(COOKIE, key, httponly=True, samesite="strict",
@@ -960,10 +988,21 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         return with_cookie(FileResponse(STATIC / "index.html"), key)
 
     async def choices(request: Request) -> Response:
+        """What the page offers: the genres and instruments the gateway's generator plays, the
+        moods and keys, its candidates and whether it makes stems (Gateway.Describe: the
+        studio's own vocabulary had offered a swapped generator what it does not play), and
+        the studio's speech modes and samples."""
+        try:
+            described = await studio.description()
+        except grpc.RpcError as error:
+            return JSONResponse(rpc_error(error), status_code=502)
+        vocabulary = described.vocabulary
         return JSONResponse({
             "genres": list(vocabulary.genres), "moods": list(vocabulary.moods),
             "instruments": list(vocabulary.instruments),
             "keys": [f"{t} {m}" for m in vocabulary.modes for t in vocabulary.tonics],
+            "candidates": described.max_candidates, "stems": described.stems,
+            "midi": described.midi, "generator": described.generator, "sound": described.sound,
             "speech": list(SPEECH_MODES), "samples": SAMPLES,
         })  # fmt: skip
 

@@ -34,6 +34,11 @@ async function loadChoices() {
   for (const i of choices.instruments) { option($("instrument"), i); option($("negative"), i); }
   for (const k of choices.keys) option($("key"), k);
   for (const s of choices.speech) option($("speech"), s);
+  // What the gateway's generator takes: a generator that makes no stems (a diffusion model's
+  // audio only) refuses a score that asks for them.
+  $("candidates").max = choices.candidates;
+  $("stems").disabled = !choices.stems;
+  $("stems").checked = choices.stems;
 }
 
 async function setVideo(entry) {
@@ -270,5 +275,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   });
   $("controls").addEventListener("submit", score);
   $("remove-video").addEventListener("click", removeVideo);
-  try { await loadChoices(); await restore(); } catch (error) { showError(error); }
+  // The session's videos and scores come back even while the gateway cannot say what it takes.
+  try { await loadChoices(); } catch (error) { showError(error); }
+  try { await restore(); } catch (error) { showError(error); }
 });
