@@ -294,8 +294,9 @@ class GatewayConfig(StrictModel):
     generate_timeout_s: float = Field(1800.0, gt=0, le=MAX_WAIT_S)
     describe_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
     # A Score with no news for this long sends its last progress again (stage "analysis" at
-    # 0 while it waits for its turn): proxies and load balancers end a stream that is quiet
-    # for a minute (AWS's by default), and a long video's analysis sends nothing for minutes.
+    # 0 while its video is fetched, staged and checked, or it waits for its turn): proxies and
+    # load balancers end a stream that is quiet for a minute (AWS's by default), and a long
+    # download or analysis sends nothing for minutes.
     progress_every_s: float = Field(15.0, gt=0, le=MAX_WAIT_S)
     # Attempts of an idempotent call (Analyze, Describe) that meets UNAVAILABLE.
     attempts: int = Field(3, ge=1, le=5)

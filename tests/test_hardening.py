@@ -3682,3 +3682,79 @@ def test_limits_count_an_ipv6_caller_by_its_64():
     assert client_of(call("ipv6:%5B::ffff:10.0.0.2%5D:4")) == "ipv4:10.0.0.2"
     assert client_of(call("ipv4:10.0.0.2:80")) == "ipv4:10.0.0.2"
     assert address_group("10.0.0.2") == "10.0.0.2" and address_group("testclient") == "testclient"
+
+
+class _SlowStore:
+    """An fsspec store (slowstore:///path, a local folder) whose copies in take PUT_S and, as
+    an object store's, need no folder made first."""
+
+    PUT_S = 3.0
+
+    @staticmethod
+    def register() -> None:
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        class SlowStore(LocalFileSystem):
+            protocol = "slowstore"
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(auto_mkdir=True, **kwargs)
+
+            @classmethod
+            def _strip_protocol(cls, path: Any) -> Any:
+                return super()._strip_protocol(str(path).removeprefix("slowstore://"))
+
+            def put_file(self, lpath: Any, rpath: Any, **kwargs: Any) -> None:
+                time.sleep(_SlowStore.PUT_S)
+                super().put_file(lpath, rpath, **kwargs)
+
+        fsspec.register_implementation("slowstore", SlowStore, clobber=True)
+
+
+def test_a_copy_into_the_staging_store_holds_no_other_caller_and_the_stream_alive(
+    tmp_path: Path, clip: SyntheticVideo
+):
+    """A Score whose video takes 3 s to copy into the shared staging store: the gateway
+    answers another caller meanwhile, the Score's stream sends progress while it waits, and
+    the store is empty after. The copy had run on the event loop (every other caller held
+    for as long as it took; a 4 GB video into S3, minutes), and the stream was quiet until
+    the analysis began."""
+    from services.config import BgmConfig
+
+    _SlowStore.register()
+    store = tmp_path / "store"
+    store.mkdir()
+    config = BgmConfig.model_validate({"gateway": {
+        "staging_dir": str(tmp_path / "staging"), "staging_url": f"slowstore://{store}",
+        "tagger_address": "127.0.0.1:1", "generator_address": "127.0.0.1:1",
+        "progress_every_s": 0.5}})  # fmt: skip
+    with (
+        _hosted(lambda: gateway_binding(config)) as (address, _),
+        grpc.insecure_channel(address) as channel,
+    ):
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(
+            data=clip.path.read_bytes(), file_name="clip.mp4"))  # fmt: skip
+        began = time.monotonic()
+        stream = stub.Score(request, timeout=60)
+        first = next(stream)
+        assert first.event.progress.stage == "analysis"
+        # The copy goes on: another caller is answered meanwhile.
+        code, _ = code_of(lambda: stub.Analyze(gateway_pb2.GatewayAnalyzeRequest(), timeout=30))
+        answered_in = time.monotonic() - began
+        assert code == grpc.StatusCode.INVALID_ARGUMENT  # it names no video
+        assert answered_in < _SlowStore.PUT_S / 2, answered_in
+        beats = 1
+        with contextlib.suppress(grpc.RpcError):  # no tagger: UNAVAILABLE once staged
+            for response in stream:
+                beats += response.event.WhichOneof("event") == "progress"
+        assert beats >= 3
+        assert list(store.iterdir()) == []
+        # A caller gone while its copy goes on: the copy is removed once it is made.
+        stream = stub.Score(request, timeout=60)
+        next(stream)
+        stream.cancel()
+        time.sleep(_SlowStore.PUT_S)
+        _until(lambda: not any(store.iterdir())
+               and not any((tmp_path / "staging").rglob("*.mp4")), 10)  # fmt: skip

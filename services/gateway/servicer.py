@@ -253,21 +253,31 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> AsyncIterator[gateway_pb2.ScoreResponse]:
         async with (
             observed(SERVICE, "Score", context) as record,
-            self._staged_source(request, context, record) as (video, uri, folder),
-            contextlib.aclosing(self._score(video, uri, request.controls, request.output,
-                                            folder, context, record)) as events,
-        ):  # fmt: skip
-            async for event in events:
-                yield gateway_pb2.ScoreResponse(event=event)
+            contextlib.AsyncExitStack() as held,
+        ):
+            tenant, folder = held.enter_context(self._request_place(request, context, record))
+            # Fetched and staged while the stream says it is alive (a slow download, or a copy
+            # into a shared store, had sent nothing for as long as it took).
+            staging = asyncio.ensure_future(self._staged(request.video, tenant, folder, held))
+            async for beat in self._progress_until(staging):
+                yield gateway_pb2.ScoreResponse(event=beat)
+            video, uri = staging.result()
+            scored = self._score(video, uri, request.controls, request.output, folder, context,
+                                 record)  # fmt: skip
+            async with contextlib.aclosing(scored) as events:
+                async for event in events:
+                    yield gateway_pb2.ScoreResponse(event=event)
 
     async def Analyze(
         self, request: gateway_pb2.GatewayAnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GatewayAnalyzeResponse:
         async with (
             observed(SERVICE, "Analyze", context) as record,
-            self._staged_source(request, context, record) as (video, uri, _),
-            self._slots.turn(self._caller(context, record.tenant)),
+            contextlib.AsyncExitStack() as held,
         ):
+            tenant, folder = held.enter_context(self._request_place(request, context, record))
+            video, uri = await self._staged(request.video, tenant, folder, held)
+            await held.enter_async_context(self._slots.turn(self._caller(context, tenant)))
             if self.authenticator is not None:
                 probe = await self._read_video(context, record.tenant, probe_video, video, None)
                 self.ledger.check_length(record.tenant, probe.duration_s)
@@ -344,24 +354,47 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             raise answer
         return answer
 
-    @contextlib.asynccontextmanager
-    async def _staged_source(
+    @contextlib.contextmanager
+    def _request_place(
         self,
         request: gateway_pb2.ScoreRequest | gateway_pb2.GatewayAnalyzeRequest,
         context: grpc.aio.ServicerContext,
         record: RequestRecord,
-    ) -> AsyncIterator[tuple[Path, str, Path]]:
+    ) -> Iterator[tuple[str, Path]]:
         """For a request naming its video by URI or inline bytes: the caller identified, the
-        message checked, the request admitted, the video fetched into the request's folder;
-        yields the local file, the URI the tagger reads it by, and the folder."""
+        message checked, the request admitted; yields the tenant and the request's folder."""
         tenant = self._identify(context, record)
         self.schema.check(request)
         with self._admitted(context, tenant), self._request_folder(tenant) as folder:
-            video = await local_video(
-                request.video, self._sources(tenant), folder, self.config.max_upload_bytes
-            )
-            with self._shared_staging(video, folder.name) as shared_uri:
-                yield video, shared_uri, folder
+            yield tenant, folder
+
+    async def _staged(
+        self,
+        source: common_pb2.VideoSource,
+        tenant: str,
+        folder: Path,
+        held: contextlib.AsyncExitStack,
+    ) -> tuple[Path, str]:
+        """The video fetched into the request's folder, and the URI the tagger reads it by
+        (its staging held by `held`)."""
+        video = await local_video(source, self._sources(tenant), folder,
+                                  self.config.max_upload_bytes)  # fmt: skip
+        return video, await held.enter_async_context(self._shared_staging(video, folder.name))
+
+    async def _progress_until(
+        self, work: asyncio.Future[Any]
+    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+        """Progress (stage "analysis" at 0) every gateway.progress_every_s until `work` is done
+        (its result is the caller's to take); `work` is cancelled if the stream ends first."""
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=self.config.progress_every_s)
+                if not work.done():
+                    yield _progress("analysis", 0.0)
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
 
     async def _analysis(
         self,
@@ -437,15 +470,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         )
                     if received == 0:
                         raise InvalidInputError("the upload holds no bytes")
-                    with (
-                        self._shared_staging(video, folder.name) as shared_uri,
-                        _fields_under("header"),
-                    ):
-                        scored = self._score(video, shared_uri, header.controls,
-                                             header.output, folder, context, record)  # fmt: skip
-                        async with contextlib.aclosing(scored) as events:
-                            async for event in events:
-                                yield gateway_pb2.ScoreUploadResponse(event=event)
+                    async with contextlib.AsyncExitStack() as held:
+                        shared = self._shared_staging(video, folder.name)
+                        staging = asyncio.ensure_future(held.enter_async_context(shared))
+                        async for beat in self._progress_until(staging):
+                            yield gateway_pb2.ScoreUploadResponse(event=beat)
+                        with _fields_under("header"):
+                            uri = staging.result()
+                            scored = self._score(video, uri, header.controls, header.output,
+                                                 folder, context, record)  # fmt: skip
+                            async with contextlib.aclosing(scored) as events:
+                                async for event in events:
+                                    yield gateway_pb2.ScoreUploadResponse(event=event)
 
     async def _upload_header(
         self, messages: AsyncIterator[gateway_pb2.ScoreUploadRequest], deadline: float
@@ -598,10 +634,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         """Remove the staging folders that killed gateways on this host left behind."""
         sweep(self.config.staging_dir, SCRATCH_OWNER, "gateway.staging_dir")
 
-    @contextlib.contextmanager
-    def _shared_staging(self, video: Path, request_id: str) -> Iterator[str]:
+    @contextlib.asynccontextmanager
+    async def _shared_staging(self, video: Path, request_id: str) -> AsyncIterator[str]:
         """The URI the tagger reads the video by: with `staging_url` set, a copy put in the
-        shared store (removed when the request ends, however it ends); else the file's own."""
+        shared store (removed when the request ends, however it ends); else the file's own.
+        The store is written and emptied in threads: on the event loop, a caller's copy into
+        it had held every other caller's request for as long as it took."""
         if not self.config.staging_url:
             yield video.as_uri()
             return
@@ -610,14 +648,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         folder = f"{self.config.staging_url.rstrip('/')}/{request_id}"
         remote = f"{folder}/{video.name}"
         filesystem, path = fsspec.core.url_to_fs(remote)
-        try:
-            # Object stores have no folders; local and network filesystems need this one.
-            filesystem.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            filesystem.put_file(str(video), path)
-            yield remote
-        finally:
+        put = threading.Event()
+
+        def put_copy() -> None:
+            try:
+                # Object stores have no folders; local and network filesystems need this one.
+                filesystem.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                filesystem.put_file(str(video), path)
+            finally:
+                put.set()
+
+        def remove() -> None:
+            put.wait()  # a copy cut off by a cancel goes on in its thread: removed once done
             with contextlib.suppress(FileNotFoundError):
                 filesystem.rm(fsspec.core.url_to_fs(folder)[1], recursive=True)
+
+        try:
+            await asyncio.to_thread(put_copy)
+            yield remote
+        finally:
+            await asyncio.to_thread(remove)
 
     def _output_options(
         self, output: gateway_pb2.OutputOptions, folder: Path, tenant: str
@@ -679,15 +729,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         record: RequestRecord,
     ) -> AsyncGenerator[gateway_pb2.ScoreEvent, None]:
         started = time.perf_counter()
-        controls = controls_from_proto(controls_message)
-        options = self._output_options(output, folder, record.tenant)
-        info = await self._offered()
-        if not output.sample_rate and options.sample_rate not in info.sample_rates:
-            # The default rate where the generator makes it, else the first it does.
-            options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
-        controls = check_asked(controls, options, info, self.vocabulary, self.limits)
-        duration_s = await self._read_video(context, record.tenant, check_video, video,
-                                            controls, options, info, self.limits)  # fmt: skip
+        # Checked while the stream says it is alive (the generator's description may take
+        # describe_timeout_s, the video's length a turn among other callers' reads).
+        checking = asyncio.ensure_future(
+            self._checked(video, controls_message, output, folder, context, record.tenant)
+        )
+        async for beat in self._progress_until(checking):
+            yield beat
+        controls, options, info, duration_s = checking.result()
         booked = 0.0
         if self.authenticator is not None:
             booked = self.ledger.reserve(record.tenant, duration_s, controls.candidates)
@@ -706,6 +755,28 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if not (asked.generating.is_set() and spent):
                 self.ledger.refund(record.tenant, booked)
             raise
+
+    async def _checked(
+        self,
+        video: Path,
+        controls_message: common_pb2.UserControls,
+        output: gateway_pb2.OutputOptions,
+        folder: Path,
+        context: grpc.aio.ServicerContext,
+        tenant: str,
+    ) -> tuple[UserControls, OutputOptions, GeneratorInfo, float]:
+        """The request's controls and outputs held to what the generator offers now, and the
+        video's length."""
+        controls = controls_from_proto(controls_message)
+        options = self._output_options(output, folder, tenant)
+        info = await self._offered()
+        if not output.sample_rate and options.sample_rate not in info.sample_rates:
+            # The default rate where the generator makes it, else the first it does.
+            options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
+        controls = check_asked(controls, options, info, self.vocabulary, self.limits)
+        duration_s = await self._read_video(context, tenant, check_video, video, controls,
+                                            options, info, self.limits)  # fmt: skip
+        return controls, options, info, duration_s
 
     async def _read_video(
         self,

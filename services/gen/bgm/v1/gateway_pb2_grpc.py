@@ -34,9 +34,9 @@ class GatewayStub:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    once the request has passed its checks, the last progress comes again after 15 s
-    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
-    for its turn), as proxies and load balancers end quiet streams;
+    the last progress comes again after 15 s without news (gateway.progress_every_s;
+    stage "analysis" at 0 while the video is fetched, staged and checked, or the request
+    waits for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
@@ -117,9 +117,9 @@ class GatewayServicer:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    once the request has passed its checks, the last progress comes again after 15 s
-    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
-    for its turn), as proxies and load balancers end quiet streams;
+    the last progress comes again after 15 s without news (gateway.progress_every_s;
+    stage "analysis" at 0 while the video is fetched, staged and checked, or the request
+    waits for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
@@ -239,9 +239,9 @@ class Gateway:
     loudness where nothing would use them: speech "off", or "auto" with the original
     sound not kept; the tagger is then asked to skip them);
     3. progress through "composition", "mastering" and "writing" (fractions 0..1, rising);
-    once the request has passed its checks, the last progress comes again after 15 s
-    without news (gateway.progress_every_s; stage "analysis" at 0 while the request waits
-    for its turn), as proxies and load balancers end quiet streams;
+    the last progress comes again after 15 s without news (gateway.progress_every_s;
+    stage "analysis" at 0 while the video is fetched, staged and checked, or the request
+    waits for its turn), as proxies and load balancers end quiet streams;
     4. without an output_uri, the output files as FileChunk events: one file after another,
     never interleaved (the main file, then the MIDI, then the stems), each file's chunks in
     order of offset, the first carrying the file's size and the last marked `last`;
