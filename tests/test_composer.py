@@ -21,6 +21,7 @@ from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
     SECTION_ACCENT,
+    STATEMENT_BARS,
     SUBSTITUTES,
     Note,
     SectionForm,
@@ -1576,6 +1577,11 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     assert (turned.tonic - base.tonic) % 12 == 2 and turned.mode == "minor"
     assert (last.tonic - base.tonic) % 12 == 2 and last.mode == "major"
     assert all(s.key == plan.key for s in plan.sections[:3])
+    # The lifted key comes in from the dominant seventh of its first chord (the bar before
+    # had gone straight on to the new key, a tritone's root move at times).
+    into = chord(plan.sections[2].chords[-1], Key.parse(plan.sections[2].key))
+    arrival = chord(plan.sections[3].chords[0], turned)
+    assert into.intervals == (0, 4, 7, 10) and into.root == (arrival.root + 7) % 12
     # A user's key keeps its mode throughout.
     fixed = generator.generate(dataclasses.replace(brief, key_is_fixed=True)).plan
     assert {Key.parse(s.key).mode for s in fixed.sections} == {"major"}
@@ -2649,6 +2655,58 @@ def test_a_long_tune_develops_and_closes_on_its_opening(generator, beat_analysis
             rhythms[tuple(sorted(onsets))] += 1
     assert sum(rhythms.values()) > 30
     assert max(rhythms.values()) <= 0.4 * sum(rhythms.values()), rhythms.most_common(3)
+
+
+def test_a_tune_s_phrases_go_on_through_cuts_between_shots_alike(generator, beat_analysis):
+    """Shots that look alike, cut at irregular times: one material throughout, and the tune's
+    four-bar phrases go on through the cuts to their closing notes, as its chords do
+    (restarted at every section, a music review's 4-minute pop piece had closed 18 of its 41
+    phrases)."""
+    look = Look(0.5, 0.5, 0.5, 0.5)
+    times = [0.0, 5.3, 11.9, 15.2, 22.8, 27.1, 34.6, 39.0, 45.5, 51.2, 56.0, 63.4, 70.0]
+    segments = [Segment(a, b, 0.5, look, ["happy"]) for a, b in itertools.pairwise(times)]
+    cuts = [Cut(a, "hard", 0.8) for a in times[1:-1]]
+    brief = brief_for(beat_analysis, "pop", duration_s=70.0, segments=segments, cuts=cuts)
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    assert {form.material for form in score.forms} == {"A"} and len(score.forms) > 6
+    melody = score.roles.of("melody")[0]
+    bar_beats = score.plan.meter.beats
+    tune_bars = closing = 0
+    for first in score.plan.bar_starts:
+        notes = [n for n in score.notes if n.instrument == melody
+                 and first - 1e-6 <= n.start < first + bar_beats - 1e-6]  # fmt: skip
+        tune_bars += bool(notes)
+        held = len(notes) == 1 and abs(notes[0].start - first) < 1e-6
+        closing += held and notes[0].end - notes[0].start >= 1.5
+    assert tune_bars > 24
+    assert closing >= tune_bars // 4 - 1, (closing, tune_bars)
+
+
+def test_a_long_scene_is_not_one_four_bar_unit_looped(generator, beat_analysis):
+    """A scene of a minute and a half: the tune and its chords are stated again developed every
+    STATEMENT_BARS (a minute-long scene had played one four-bar unit, tune and chords, six
+    times over: 25 bars each the copy of the bar four before)."""
+    segment = Segment(0.0, 90.0, 0.5, Look(0.5, 0.5, 0.5, 0.5), ["happy"])
+    brief = brief_for(beat_analysis, "pop", duration_s=90.0, segments=[segment], cuts=[])
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    melody = score.roles.of("melody")[0]
+    bar_beats = score.plan.meter.beats
+    bars = []
+    for first in score.plan.bar_starts:
+        tune = tuple(sorted((round(n.start - first, 2), n.pitch) for n in score.notes
+                            if n.instrument == melody
+                            and first - 1e-6 <= n.start < first + bar_beats - 1e-6))  # fmt: skip
+        chords = tuple(span.numeral for span in score.arrangement.harmony
+                       if first - 1e-6 <= span.start < first + bar_beats - 1e-6)  # fmt: skip
+        bars.append((tune, chords))
+    assert len(bars) > 40
+    longest = run = 0
+    for i in range(4, len(bars)):
+        run = run + 1 if bars[i] == bars[i - 4] and bars[i][0] else 0
+        longest = max(longest, run)
+    # Within a statement its second phrase may repeat the first: four bars, and at most a
+    # few more where the next statement's change comes later in its phrase.
+    assert longest < 2 * STATEMENT_BARS - 4, longest
 
 
 @pytest.mark.parametrize(

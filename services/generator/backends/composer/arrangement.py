@@ -37,6 +37,7 @@ from services.generator.backends.composer.theory import (
     Chord,
     Key,
     chord,
+    dominant_into,
     nearest,
     nearest_in,
     open_voicing,
@@ -95,6 +96,10 @@ FINAL_HOLD_S = 1.0
 RELEASE_TAIL_SHARE = 0.4
 # A tune note held this many beats or more rests on a steady chord tone (Chord.rubs).
 HELD_NOTE_BEATS = 1.0
+# Bars of one statement of a section's material (two four-bar phrases): a longer section
+# states it again developed, as a return does (a minute-long scene had played one four-bar
+# unit, tune and chords, six times over).
+STATEMENT_BARS = 8
 # The final chord's velocities in a section of level FINAL_LEVEL or busier; a calmer one plays
 # it as much softer as its bars are played (a calm piece's chord, kick and crash had all come
 # 12 over its bars, the crash over the piece's own loudest cut hits).
@@ -633,6 +638,20 @@ class Composer:
             for form, bars in zip(forms, self._bars, strict=True)
             if form.role == "intro" and bars
         }
+        # Sections of one material in one key that follow each other are one run: its
+        # progression, its tune's phrases and its statements go on through their cuts
+        # (restarted at every section, a montage's tune had seldom finished a phrase: 18 of
+        # 41 in a 4-minute pop piece, its chords going on meanwhile). Per section (by its
+        # first beat): the run's first repeat, and the run's bars before it, from the tune's
+        # entry.
+        self._runs: dict[int, tuple[int, int]] = {}
+        repeat = offset = 0
+        for before, form, bars in zip([None, *forms[:-1]], forms, self._bars, strict=True):
+            same = before is not None and before.material == form.material
+            if not same or before is None or before.key.tonic != form.key.tonic:
+                repeat, offset = form.repeat, 0
+            self._runs[form.start_beat] = (repeat, offset)
+            offset += len(bars) - self._tune_entries.get(form.start_beat, 0)
 
     # ---- the plan of the piece ----------------------------------------------------------
 
@@ -674,14 +693,16 @@ class Composer:
                 # Into a handover the cut's hit leads, not a fill at the bar line.
                 fill = last and next_form is not None and next_form.intensity >= 2
                 fill = fill and leaving is None
-                phrase_end = position % 4 == 3
+                phrase_end = self._phrase_bars(form, position) % 4 == 3
                 here = _BarPlay(form, position, intro, fill, phrase_end)
                 if position == 0 and arriving is not None and arriving > start:
                     # The section before plays on to the cut, its tune already done (an
                     # intro all through goes on as one).
                     at = len(self._bars[index - 1])
                     went_on = self._tune_entries.get(self.forms[index - 1].start_beat) == at
-                    before = _BarPlay(self.forms[index - 1], at, went_on, False, at % 4 == 3)
+                    previous = self.forms[index - 1]
+                    ended = self._phrase_bars(previous, at) % 4 == 3
+                    before = _BarPlay(previous, at, went_on, False, ended)
                     went, came = self._handed_over(start, end, arriving, before, here)
                     self.result.section_instruments[-1] = sorted(
                         {*self.result.section_instruments[-1], *went}
@@ -1005,30 +1026,28 @@ class Composer:
         plan = self.plan
         final = plan.final_beat
         spans: list[ChordSpan] = []
-        # The progression runs on through sections of one material (short sections still
-        # move) and starts again when the material changes (a theme's return is heard).
-        running = 0
+        # The progression runs on through a run of sections (short sections still move) and
+        # starts again with the next (a theme's return is heard; the new key's tonic after
+        # its dominant).
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
-            if index and form.material != self.forms[index - 1].material:
-                running = 0
-            progression = list(self._progressions[form.key.mode, form.material])
-            if form.repeat % 2 == 1:
-                # A varied return: one chord (never the first, which makes the return heard)
-                # replaced by a relative of the same function.
-                at = 1 + (self._substitution + form.repeat) % (len(progression) - 1)
-                progression[at] = SUBSTITUTES.get(progression[at], progression[at])
             per_chord = self.style.harmonic_rhythm[max(0, form.intensity - 1)]
             # The tune comes in after an intro's bars on the progression's first chord, as
             # its returns do (`_melody` begins them where it began).
             entry = self._tune_entries.get(form.start_beat, 0)
-            numerals = [
-                progression[((running + (i if i < entry else i - entry)) // per_chord)
-                            % len(progression)]
-                for i in range(len(bars))
-            ]  # fmt: skip
-            running += len(bars) - entry
+            numerals = []
+            for i in range(len(bars)):
+                progression = self._progression(form, self._development(form, i))
+                # An intro's bars before the tune play the progression from its start too.
+                step = self._phrase_bars(form, i) + (entry if i < entry else 0)
+                numerals.append(progression[(step // per_chord) % len(progression)])
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
-            if next_form is not None and next_form.intensity > form.intensity and len(bars) >= 3:
+            if next_form is not None and next_form.key.tonic != form.key.tonic and bars:
+                # The lifted key comes in from the dominant of its first chord, however
+                # short the section before (its progression's last chord had gone straight
+                # to the new key, a tritone's root move at times).
+                opening = self._progressions[next_form.key.mode, next_form.material][0]
+                numerals[-1] = dominant_into(chord(opening, next_form.key).root, form.key)
+            elif next_form is not None and next_form.intensity > form.intensity and len(bars) >= 3:
                 numerals[-1] = "V"  # tension before the release
             tonic = "I" if form.key.mode == "major" else "i"
             for position, bar in enumerate(bars):
@@ -1074,6 +1093,29 @@ class Composer:
         self.harmony = spans
         self._span_starts = [span.start for span in spans]
 
+    def _phrase_bars(self, form: SectionForm, position: int) -> int:
+        """Bars of the section's run (`_runs`) before its bar `position`, from the tune's
+        entry (negative before it)."""
+        _, offset = self._runs[form.start_beat]
+        return offset + position - self._tune_entries.get(form.start_beat, 0)
+
+    def _development(self, form: SectionForm, position: int) -> int:
+        """How far the section's material has developed at its bar `position`: its returns
+        before its run, and its statements in the run (STATEMENT_BARS each, from the tune's
+        entry)."""
+        repeat, _ = self._runs[form.start_beat]
+        return repeat + max(0, self._phrase_bars(form, position)) // STATEMENT_BARS
+
+    def _progression(self, form: SectionForm, development: int) -> list[str]:
+        """The material's progression; varied on every other development: one chord (never
+        the first, which makes the return heard) replaced by a relative of the same
+        function."""
+        progression = list(self._progressions[form.key.mode, form.material])
+        if development % 2 == 1:
+            at = 1 + (self._substitution + development) % (len(progression) - 1)
+            progression[at] = SUBSTITUTES.get(progression[at], progression[at])
+        return progression
+
     def _before_tonic(self, key: Key) -> str:
         if self.style.cadence == "IV":
             return "IV" if key.mode == "major" else "iv"
@@ -1114,14 +1156,19 @@ class Composer:
         first bar opens with its crash."""
         roles, level = self.roles, self._level(form, intro)
         playing: set[str] = set()
-        # Phrase shape: a small swell over four bars, accents at the section's start.
-        velocity = _playing_velocity(level) + (2, 4, 6, 0)[position % 4]
+        # Phrase shape (the tune's phrases, through its run): a small swell over four bars,
+        # accents at the section's start.
+        phrase = self._phrase_bars(form, position)
+        velocity = _playing_velocity(level) + (2, 4, 6, 0)[phrase % 4]
         velocity += SECTION_ACCENT if position == 0 else 0
-        variant = self._variant[form.material] + form.repeat
+        # Each return of the material, and each statement of it in a run, takes the
+        # patterns' next variant.
+        development = self._development(form, position)
+        variant = self._variant[form.material] + development
         # Two-bar phrases answer each other (the bass and comping's other variant) and the
         # groove turns over every four bars, so bars are not copies of one loop.
-        answer = variant + (position // 2) % 2
-        turn = self._grooves[(form.material, level)] + form.repeat + (position // 4) % 2
+        answer = variant + (phrase // 2) % 2
+        turn = self._grooves[(form.material, level)] + development + (phrase // 4) % 2
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
@@ -1563,15 +1610,17 @@ class Composer:
         its answer (another rhythm, the contour turned over), a long cadence note. On each
         return of the material the motif comes varied (a note added, then one left out, in
         turn; and one step of its contour changed), so the tune develops rather than loops
-        one bar's rhythm through the piece. Returns the bar's notes, for a second player."""
-        motif = _varied(
-            self._motifs[form.material], form.repeat, self._melody_steps, self.bar_beats
-        )
-        onsets, contour = motif
+        one bar's rhythm through the piece; and so on each statement of a long section
+        (`_development`). Returns the bar's notes, for a second player."""
         # Phrases count from the tune's entry: after an intro's two bars it had come in on
         # its phrase's third bar, the answer, and its motif first sounded a bar later.
         entry = self._tune_entries.get(form.start_beat, 0)
-        phrase_bar = (position - entry) % 4
+        development = self._development(form, position)
+        motif = _varied(
+            self._motifs[form.material], development, self._melody_steps, self.bar_beats
+        )
+        onsets, contour = motif
+        phrase_bar = self._phrase_bars(form, position) % 4
         lift = 0
         if phrase_bar == 3:
             onsets, contour = [0.0], [0]
@@ -1579,11 +1628,11 @@ class Composer:
             onsets, contour = self._answers[form.material]
         elif phrase_bar == 1:
             lift = 2
-        if form.repeat and phrase_bar != 3:
+        if development and phrase_bar != 3:
             # The same step in the motif and its sequence a step higher, so the two bars
             # keep one shape.
             contour = list(contour)
-            contour[(form.repeat + (phrase_bar == 2)) % len(contour)] += 1
+            contour[(development + (phrase_bar == 2)) % len(contour)] += 1
         length = end - start
         onsets = [o for o in onsets if o < length] or [0.0]
         low, high = self.style.melody_range

@@ -91,6 +91,16 @@ class Chord:
         return self.intervals[2] if len(self.intervals) > 2 else 7
 
 
+def dominant_into(root: int, key: Key) -> str:
+    """The numeral, in `key`, of the dominant seventh that resolves to a chord on the pitch
+    class `root` (into a lift a whole step up that begins on its tonic, the VI7)."""
+    above = (root + DEGREES["V"] - key.tonic) % 12
+    roman = next((r for r, d in DEGREES.items() if d == above), None)
+    if roman is None:
+        roman = "b" + next(r for r, d in DEGREES.items() if d == above + 1)
+    return f"{roman}7"
+
+
 def chord(numeral: str, key: Key) -> Chord:
     """A roman numeral in `key`: case gives the quality (IV major, iv minor, vii° diminished),
     a 'b' lowers the root, and a suffix adds a seventh, a suspension or a ninth."""
