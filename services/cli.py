@@ -196,7 +196,7 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
         output=output,
         midi=midi,
         stems_dir=stems,
-        sample_rate=args.sample_rate,
+        sample_rate=args.sample_rate or 0,
         lufs=args.lufs,
         keep_original_audio=args.keep_original_audio,
         replace_existing=args.force,
@@ -731,8 +731,9 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "FLAC, -2 in a lossy encoding (the encoder overshoots)",
     )
     parser.add_argument(
-        "--sample-rate", type=int, default=48000, choices=(44100, 48000),
-        help="sample rate of the music, Hz (default 48000)",
+        "--sample-rate", type=int, default=None,
+        help="sample rate of the music, Hz, one the generator makes (default 48000 where it "
+        "makes it, else its first: `bgm client describe` lists them)",
     )  # fmt: skip
 
 

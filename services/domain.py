@@ -348,7 +348,8 @@ class OutputOptions:
     output: Path
     midi: Path | None = None
     stems_dir: Path | None = None
-    sample_rate: int = 48000
+    # 0: the generator's default (`delivery.with_default_rate`).
+    sample_rate: int = 0
     # Integrated loudness target; the true peak is kept at or under -1 dBTP.
     lufs: float = -14.0
     keep_original_audio: bool = False

@@ -33,6 +33,7 @@ from services.gateway.delivery import (
     check_request,
     master_music,
     speech_ducking,
+    with_default_rate,
     write_outputs,
 )
 from services.gateway.mastering import LoudnessReport
@@ -155,6 +156,7 @@ class ScorePipeline:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         info = self.generator.describe()
+        options = with_default_rate(options, info)
         controls = check_request(
             video, controls, options, info, self.vocabulary, self.limits, Heartbeat(report)
         ).controls

@@ -16,7 +16,7 @@ import pytest
 from scipy.signal import resample, resample_poly
 
 from services.config import RequestLimits
-from services.domain import OutputOptions, UserControls
+from services.domain import GeneratorInfo, OutputOptions, UserControls
 from services.errors import BgmError, InvalidInputError, ResourceExhaustedError
 from services.gateway.mastering import master
 from services.generator.backends.composer.backend import ComposerGenerator
@@ -83,6 +83,32 @@ def test_audio_files_are_exactly_as_long_as_the_video(pipeline, clip, tmp_path, 
     # Lossy or not, the decoded file keeps its true peak at or under -1 dBTP.
     audio, _ = decode(out)
     assert 20 * np.log10(np.abs(resample_poly(audio, 4, 1, axis=0)).max()) <= -1.0
+
+
+def test_unasked_the_rate_is_one_the_generator_makes(tagger, generator, clip, tmp_path):
+    """A generator that makes 44.1 kHz alone: music asked for at no rate comes at it (48 kHz
+    had been asked for by default, by `bgm score`, `bgm client` and the studio alike, and
+    such a generator refused every request that named none), and `bgm client` sends none."""
+    import dataclasses
+
+    from services.gateway.client import output_options_message
+
+    class FortyFourOnly(ComposerGenerator):
+        def describe(self) -> GeneratorInfo:
+            return dataclasses.replace(super().describe(), sample_rates=(44100,))
+
+    only = FortyFourOnly(generator.config)
+    out = tmp_path / "music.wav"
+    ScorePipeline(tagger, only, load_vocabulary(), RequestLimits()).score(
+        clip.path, UserControls(), OutputOptions(out)
+    )
+    assert decoded_samples(out)[1] == 44100
+    assert output_options_message(OutputOptions(out)).sample_rate == 0
+    # Named, a rate it does not make is refused, naming it.
+    with pytest.raises(InvalidInputError, match=r"sample rate 48000 .* choose 44100"):
+        ScorePipeline(tagger, only, load_vocabulary(), RequestLimits()).score(
+            clip.path, UserControls(), OutputOptions(tmp_path / "other.wav", sample_rate=48000)
+        )
 
 
 def test_loudness_true_peak_and_no_clipping(pipeline, clip, tmp_path):

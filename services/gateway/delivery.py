@@ -71,6 +71,21 @@ ENCODER_MARGIN_DB = 0.3
 ENCODINGS = 3
 
 
+# The rate music comes at where none is asked for and the generator makes it.
+DEFAULT_SAMPLE_RATE = 48000
+
+
+def with_default_rate(options: OutputOptions, info: GeneratorInfo) -> OutputOptions:
+    """`options` at the rate asked for, else at DEFAULT_SAMPLE_RATE where the generator makes
+    it, else at the generator's first (a client that always sent 48000 had been refused by
+    every generator that makes another rate)."""
+    if options.sample_rate:
+        return options
+    rates = info.sample_rates
+    rate = DEFAULT_SAMPLE_RATE if DEFAULT_SAMPLE_RATE in rates else rates[0]
+    return dataclasses.replace(options, sample_rate=rate)
+
+
 def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> None:
     check_output_paths(options)
     if options.sample_rate not in sample_rates:

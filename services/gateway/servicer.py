@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import shutil
 import threading
@@ -77,6 +76,7 @@ from services.gateway.delivery import (
     check_video,
     master_music,
     speech_ducking,
+    with_default_rate,
     write_outputs,
 )
 from services.gateway.mastering import LoudnessReport
@@ -132,8 +132,6 @@ GENERATE = "/bgm.v1.Generator/Generate"
 CANCEL_LANDS_S = 0.05
 # The staging folders' owner, for the start-up sweep.
 SCRATCH_OWNER = "gateway"
-# The output's sample rate when the request names none and the generator makes it.
-DEFAULT_SAMPLE_RATE = 48000
 # How often the gateway checks that the tagger and the generator answer.
 DEPENDENCY_CHECK_S = 1.0
 # How much longer than the gateway's probe found the video a tagger may find it (another
@@ -679,7 +677,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             output=target / f"scored{extension}",
             midi=target / "music.mid" if output.midi else None,
             stems_dir=target / "stems" if output.stems else None,
-            sample_rate=output.sample_rate or DEFAULT_SAMPLE_RATE,
+            sample_rate=output.sample_rate,
             lufs=output.loudness_lufs if output.HasField("loudness_lufs") else -14.0,
             keep_original_audio=output.keep_original_audio,
             make_folder=True,
@@ -770,9 +768,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         controls = controls_from_proto(controls_message)
         options = self._output_options(output, folder, tenant)
         info = await self._offered()
-        if not output.sample_rate and options.sample_rate not in info.sample_rates:
-            # The default rate where the generator makes it, else the first it does.
-            options = dataclasses.replace(options, sample_rate=info.sample_rates[0])
+        options = with_default_rate(options, info)
         controls = check_asked(controls, options, info, self.vocabulary, self.limits)
         duration_s = await self._read_video(context, tenant, check_video, video, controls,
                                             options, info, self.limits)  # fmt: skip
