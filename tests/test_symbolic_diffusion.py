@@ -17,7 +17,7 @@ import yaml
 
 from services import progress as progress_module
 from services.config import ComposerConfig, SymbolicDiffusionConfig
-from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
+from services.domain import Cut, GeneratedMusic, Look, MusicBrief, MusicTags, Segment
 from services.errors import BgmError, CancelledError, ConfigError
 from services.generator.backend import GenerationJob
 from services.generator.backends.symbolic_diffusion.backend import SymbolicDiffusionGenerator
@@ -188,6 +188,45 @@ def test_piano_alone_when_the_brief_asks_only_for_piano(generator):
     midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
     assert [i.name for i in midi.instruments] == ["piano"]
     assert np.allclose(sum(music.stems.values()), music.audio, atol=1e-4)
+
+
+def test_it_offers_the_instruments_it_plays_and_refuses_the_rest(generator):
+    """Its band is Diff-BGM's piano and the composer's bass and drums: it says so (it had
+    offered every instrument, so strings were taken and not played), refuses a brief for
+    another, and leaving the piano out, which it cannot."""
+    assert generator.describe().instruments == ("piano", "bass", "drums")
+    with pytest.raises(BgmError, match="strings") as refused:
+        generator.generate(brief(instruments=("piano", "strings")))
+    assert refused.value.field == "brief.tags.instruments"
+    without_piano = dataclasses.replace(brief(instruments=("bass", "drums")), negative=["piano"])
+    with pytest.raises(BgmError, match="cannot leave the piano out") as refused:
+        generator.generate(without_piano)
+    assert refused.value.field == "brief.negative"
+    no_drums = dataclasses.replace(brief(8.0, instruments=("piano", "bass")), negative=["drums"])
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(generator.generate(no_drums).midi))
+    assert "drums" not in {i.name for i in midi.instruments}
+
+
+def test_a_user_s_key_is_the_key_its_piano_plays_in(generator):
+    """Diff-BGM writes in a key of its own; a key the user fixed moves its piano there, and
+    the plan names it (the plan had named the key Diff-BGM wrote in, the result the one
+    asked for, the music neither)."""
+    from services.generator.backends.composer.theory import Key
+
+    def pitch_classes(music: GeneratedMusic, shift: int = 0) -> list[tuple[float, int]]:
+        piano = pretty_midi.PrettyMIDI(io.BytesIO(music.midi)).instruments[0]
+        return sorted({(round(n.start, 3), (n.pitch - shift) % 12) for n in piano.notes})
+
+    free = generator.generate(brief(8.0, instruments=("piano",)))
+    found = Key.parse(free.plan.key)
+    asked = Key((found.tonic + 5) % 12, found.mode)
+    tags = dataclasses.replace(brief(8.0, instruments=("piano",)).tags, key=asked.name)
+    fixed = generator.generate(dataclasses.replace(brief(8.0, instruments=("piano",)),
+                                                   tags=tags, key_is_fixed=True))  # fmt: skip
+    assert fixed.plan.key == asked.name
+    # The same piano, every note a fourth up (the tiny model's notes reach MIDI's edges, where
+    # a note moved back an octave may land on another's key: they sound as one).
+    assert pitch_classes(fixed, 5) == pitch_classes(free)
 
 
 def test_roll_decoding_is_diff_bgms():

@@ -19,7 +19,7 @@ import torch
 
 from services.config import ComposerConfig, SymbolicDiffusionConfig
 from services.domain import GeneratedMusic, Look, MusicBrief, Segment
-from services.errors import BgmError, ConfigError
+from services.errors import BgmError, ConfigError, InvalidInputError
 from services.generator.backend import (
     GenerationJob,
     GeneratorInfo,
@@ -29,6 +29,7 @@ from services.generator.backend import (
     finish_jobs,
     kept,
     start_jobs,
+    validate_brief,
 )
 from services.generator.backends.composer.arrangement import Note, Roles
 from services.generator.backends.composer.backend import ComposerGenerator, Score
@@ -46,6 +47,7 @@ from services.generator.backends.symbolic_diffusion.rolls import (
     bass_line,
     estimated_key,
     roll_notes,
+    shift_into,
 )
 from services.generator.backends.symbolic_diffusion.sampler import sample
 from services.local_models import device_and_dtype
@@ -53,6 +55,10 @@ from services.progress import Heartbeat
 
 VERSION = "0.1"
 PIANO = "piano"
+# What it plays: Diff-BGM's piano, and the composer's bass and drums where the brief asks for
+# more than piano (it had offered every instrument of the vocabulary, and played these three
+# whatever was asked).
+INSTRUMENTS = (PIANO, "bass", "drums")
 # Progress: planning up to PLANNED, denoising up to DENOISED, then rendering.
 PLANNED, DENOISED = 0.05, 0.7
 
@@ -82,6 +88,7 @@ class SymbolicDiffusionGenerator:
         return dataclasses.replace(
             composer, name="symbolic-diffusion", version=f"{VERSION} (Diff-BGM)",
             max_duration_s=self.config.max_duration_s, structures=("free",), batches=True,
+            instruments=INSTRUMENTS,
         )  # fmt: skip
 
     def tracks(self, brief: MusicBrief) -> int:
@@ -108,6 +115,11 @@ class SymbolicDiffusionGenerator:
 
     def _start(self, job: GenerationJob) -> _Piece:
         brief = job.brief
+        validate_brief(brief, self.describe(), self.composer.vocabulary)
+        if PIANO in brief.negative:
+            raise InvalidInputError("the symbolic-diffusion generator's music is Diff-BGM's "
+                                    "piano: it cannot leave the piano out",
+                                    field="brief.negative")  # fmt: skip
         heartbeat = Heartbeat(job.progress)
         score = self.composer.compose(brief, heartbeat, meter="4/4")
         plan = score.plan
@@ -161,16 +173,27 @@ class SymbolicDiffusionGenerator:
         last = len(score.plan.beats_s) if final is None else final + 1 / STEPS_PER_BEAT
         piano = [note for window, first in enumerate(piece.first_beats)
                  for note in roll_notes(piece.rolls[window], first, last)]  # fmt: skip
+        key = estimated_key(piano, score.home)
+        if score.brief.key_is_fixed:
+            # Diff-BGM writes in a key of its own: moved into the user's (the plan had named
+            # the key it found, the result the one asked for, the music neither).
+            shift = shift_into(key, score.home)
+            piano = [dataclasses.replace(n, pitch=_in_midi_range(n.pitch + shift)) for n in piano]
+            key = score.home
         if final is not None:
             for note in piano:
                 if note.start >= final:
                     note.end = max(note.end, score.arrangement.end_beat)
         music = self.composer.render(_with_piano(score, piano), piece.render_progress)
-        key = estimated_key(piano, score.home)
         return dataclasses.replace(music, plan=dataclasses.replace(
             music.plan, key=key.name,
             sections=[dataclasses.replace(s, chords=[], key=key.name) for s in music.plan.sections],
         ))  # fmt: skip
+
+
+def _in_midi_range(pitch: int) -> int:
+    """`pitch` moved an octave back into MIDI's 0..127 where a shift (at most 6) took it out."""
+    return pitch - 12 if pitch > 127 else pitch + 12 if pitch < 0 else pitch
 
 
 def _description(brief: MusicBrief) -> str:

@@ -68,6 +68,14 @@ def bass_line(piano: Sequence[Note], instrument: str, beat_count: int) -> list[N
     return notes
 
 
+def shift_into(found: Key, asked: Key) -> int:
+    """Semitones (-6..5) that move music in `found` into `asked`: onto its tonic, or, where
+    the modes differ, onto its relative (a minor piece asked for in a major key plays in the
+    relative major's notes)."""
+    relative = {("minor", "major"): 3, ("major", "minor"): -3}.get((found.mode, asked.mode), 0)
+    return (asked.tonic - found.tonic - relative + 6) % 12 - 6
+
+
 def estimated_key(notes: Sequence[Note], fallback: Key) -> Key:
     """The key whose profile best matches the notes' duration-weighted pitch classes."""
     weights = np.zeros(12)
