@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.config import DiffusionConfig
+from services.config import ComposerConfig, DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.generator.backend import GenerationJob
 from services.generator.backends.diffusion.adapters import RenderRequest
@@ -109,7 +109,8 @@ def main() -> None:
             parser.error("give --model PATH or --tiny FAMILY")
         started = time.perf_counter()
         generator = DiffusionGenerator(DiffusionConfig(model_path=model, steps=args.steps,
-                                                       max_batch=args.batch))  # fmt: skip
+                                                       max_batch=args.batch),
+                                       ComposerConfig())  # fmt: skip
         loaded = time.perf_counter() - started
         print(f"{generator.describe().version} at {model}: {args.seconds:g} s pieces, "
               f"{args.steps} steps, window {generator.adapter.window_s:g} s")  # fmt: skip

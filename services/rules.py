@@ -45,14 +45,19 @@ def check_candidates(count: int, field: str = "candidates") -> None:
                                 field=field)  # fmt: skip
 
 
+# ErrorInfo's reason for what a request asks and the generator does not offer (a genre, an
+# instrument, candidates, an output, a structure, a sample rate).
+NOT_OFFERED = "NOT_OFFERED"
+
+
 def check_structure(structure: str, info: GeneratorInfo, field: str) -> None:
     """Refuse a structure the generator cannot follow (asked in `field`)."""
     if structure not in info.structures:
         raise InvalidInputError(
             f"the {info.name} generator cannot follow structure {structure!r}; it follows "
             f"{', '.join(info.structures)}",
-            field=field,
-        )
+            field=field, error_reason=NOT_OFFERED,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,8 @@ DELIVERED_RATES = (8000, 192000)
 def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
     """What the gateway needs of a generator's description to check requests by it: a
     longest piece that is a length, sample rates (a broken one would refuse every caller
-    for a video too long or a rate not offered), a candidate count that is one, and a genre
+    for a video too long or a rate not offered), a candidate count that is one, audio and a
+    plan among its outputs, and a genre
     and an instrument of this vocabulary that it plays (a brief names both). Genres,
     instruments and structures it names that this vocabulary does not are left alone: a
     newer generator may offer more."""
@@ -264,6 +270,11 @@ def check_description(info: GeneratorInfo, vocabulary: Vocabulary) -> None:
                                 f"sample rates from {low} to {high} Hz")  # fmt: skip
     if info.max_candidates is not None and info.max_candidates < 1:
         raise InvalidInputError(f"max_candidates: {info.max_candidates} is not a count")
+    lacking = [output for output in ("audio", "plan") if output not in info.outputs]
+    if lacking:
+        # Every Score needs both: one without had generated and then failed.
+        raise InvalidInputError(f"outputs: {list(info.outputs)[:8]} lack "
+                                f"{' and '.join(lacking)}, which every request needs")  # fmt: skip
     played = (("genres", info.genres, vocabulary.genres),
               ("instruments", info.instruments, vocabulary.instruments))  # fmt: skip
     for kind, offered, known in played:

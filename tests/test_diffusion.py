@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from services.config import DiffusionConfig
+from services.config import ComposerConfig, DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
-from services.errors import BgmError, CancelledError, ConfigError
+from services.errors import BgmError, CancelledError, ConfigError, InvalidInputError
 from services.generator.backends.diffusion.adapters import AceStepAdapter, StableAudioAdapter
 from services.generator.backends.diffusion.backend import DiffusionGenerator
 from services.generator.backends.diffusion.tiny import stable_audio
@@ -26,6 +26,8 @@ from tests.hand_made_media import silent_flac
 from tests.heartbeats import cancelling_at
 
 LOOK = Look(0.5, 0.5, 0.5, 0.5)
+# The composer's settings, for the structure a diffusion piece may start from.
+COMPOSER = ComposerConfig()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def tiny_stable_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def generator(tiny_stable_audio: Path) -> DiffusionGenerator:
     return DiffusionGenerator(
-        DiffusionConfig(model_path=tiny_stable_audio, steps=3, window_overlap_s=1.0)
+        DiffusionConfig(model_path=tiny_stable_audio, steps=3, window_overlap_s=1.0), COMPOSER
     )
 
 
@@ -132,23 +134,23 @@ def test_prompt_carries_tags_tempo_and_intensity(generator):
 
 def test_bad_model_paths_are_explained(tmp_path, tiny_stable_audio):
     with pytest.raises(ConfigError, match="needs a model path"):
-        DiffusionGenerator(DiffusionConfig())
+        DiffusionGenerator(DiffusionConfig(), COMPOSER)
     with pytest.raises(ConfigError, match="does not exist"):
-        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "nowhere"))
+        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "nowhere"), COMPOSER)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"no model_index\.json"):
-        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "empty"))
+        DiffusionGenerator(DiffusionConfig(model_path=tmp_path / "empty"), COMPOSER)
     other = tmp_path / "other"
     other.mkdir()
     (other / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
     with pytest.raises(ConfigError, match="holds a DDPMPipeline; supported: AceStepPipeline"):
-        DiffusionGenerator(DiffusionConfig(model_path=other))
+        DiffusionGenerator(DiffusionConfig(model_path=other), COMPOSER)
     broken = tmp_path / "broken"
     broken.mkdir()
     index = json.loads((tiny_stable_audio / "model_index.json").read_text())
     (broken / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ConfigError, match="incomplete or damaged"):
-        DiffusionGenerator(DiffusionConfig(model_path=broken))
+        DiffusionGenerator(DiffusionConfig(model_path=broken), COMPOSER)
 
 
 def test_a_model_folder_short_of_its_weights_or_vocabulary_is_refused(tmp_path, tiny_stable_audio):
@@ -182,14 +184,14 @@ def test_a_model_folder_short_of_its_weights_or_vocabulary_is_refused(tmp_path, 
         (truncated, "text_encoder is incomplete or damaged: SafetensorError"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            DiffusionGenerator(DiffusionConfig(model_path=folder_where(change)))
+            DiffusionGenerator(DiffusionConfig(model_path=folder_where(change)), COMPOSER)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")
 def test_a_gpu_config_on_a_machine_without_one_is_refused_naming_its_key(tiny_stable_audio):
     message = r"generator\.diffusion\.device is cuda:1, but this machine has no CUDA devices"
     with pytest.raises(ConfigError, match=message):
-        DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, device="cuda:1"))
+        DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, device="cuda:1"), COMPOSER)
 
 
 def test_bad_briefs_are_refused(generator):
@@ -273,6 +275,30 @@ def test_score_then_render_starts_each_window_from_the_composers_piece(generator
     assert guided.audio.shape == free.shape
     assert np.array_equal(guided.audio, again.audio)
     assert not np.allclose(guided.audio, free)
+
+
+def test_stems_asked_of_it_directly_are_refused(generator):
+    """It makes no stems: a brief that asks for them (from a caller of the generator other
+    than the gateway, which refuses them first) is refused, where they had been left out
+    without a word."""
+    import dataclasses
+
+    with pytest.raises(InvalidInputError, match="makes no stems") as refused:
+        generator.generate(dataclasses.replace(brief(5.0), stems=True))
+    assert refused.value.field == "brief.stems" and refused.value.error_reason == "NOT_OFFERED"
+
+
+def test_the_composer_s_structure_is_the_configured_composer_s(tiny_stable_audio, tmp_path):
+    """The structure a piece starts from is played by the composer as configured (its
+    defaults had stood in: a configured bank, here one that does not exist, was never
+    used)."""
+    missing = tmp_path / "no-such-bank.sf2"
+    generator = DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, steps=2),
+                                   ComposerConfig(soundfont_path=missing))  # fmt: skip
+    import dataclasses
+
+    with pytest.raises(BgmError, match=r"no-such-bank\.sf2"):
+        generator.generate(dataclasses.replace(brief(5.0), structure="composer"))
 
 
 def test_the_audio_a_piece_starts_from_counts_against_the_limit(generator):
@@ -436,12 +462,14 @@ def test_scheduler_override_and_unknown_scheduler(tiny_stable_audio):
     config = DiffusionConfig(
         model_path=tiny_stable_audio, steps=2, scheduler="DPMSolverMultistepScheduler"
     )
-    swapped = DiffusionGenerator(config)
+    swapped = DiffusionGenerator(config, COMPOSER)
     assert isinstance(swapped.adapter, StableAudioAdapter)
     assert type(swapped.adapter.pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert swapped.generate(brief(2.0)).audio.shape == (96000, 2)
     with pytest.raises(ConfigError, match="not a diffusers scheduler"):
-        DiffusionGenerator(DiffusionConfig(model_path=tiny_stable_audio, scheduler="Nope"))
+        DiffusionGenerator(
+            DiffusionConfig(model_path=tiny_stable_audio, scheduler="Nope"), COMPOSER
+        )
 
 
 # Every family through the same backend: its adapter's arguments, limits and prompts.
@@ -472,8 +500,12 @@ def family_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_generator(request, family_models) -> DiffusionGenerator:
     # A 4 s window so that a 10.7 s piece takes several calls in every family.
-    return DiffusionGenerator(DiffusionConfig(model_path=family_models[request.param], steps=3,
-                                              window_s=4.0, window_overlap_s=1.0))  # fmt: skip
+    return DiffusionGenerator(
+        DiffusionConfig(
+            model_path=family_models[request.param], steps=3, window_s=4.0, window_overlap_s=1.0
+        ),
+        COMPOSER,
+    )
 
 
 def test_every_family_loads_from_its_folder_and_fits_the_length(family_generator):
@@ -541,7 +573,9 @@ def test_every_family_renders_over_the_composer_if_it_takes_initial_audio(family
 
 
 def test_ace_step_gets_tempo_key_and_meter_as_arguments(family_models, monkeypatch):
-    generator = DiffusionGenerator(DiffusionConfig(model_path=family_models["ace-step"], steps=2))
+    generator = DiffusionGenerator(
+        DiffusionConfig(model_path=family_models["ace-step"], steps=2), COMPOSER
+    )
     assert isinstance(generator.adapter, AceStepAdapter)
     pipeline = generator.adapter.pipeline
     seen: list[dict] = []
@@ -564,7 +598,9 @@ def test_audioldm2_gets_a_caption_and_refuses_a_structure_it_cannot_take(family_
 
     from services.errors import InvalidInputError
 
-    generator = DiffusionGenerator(DiffusionConfig(model_path=family_models["audioldm2"], steps=2))
+    generator = DiffusionGenerator(
+        DiffusionConfig(model_path=family_models["audioldm2"], steps=2), COMPOSER
+    )
     caption = generator.adapter.prompt(["ambient"], ["calm"], ["piano", "pads"], 80.2, "C major",
                                        "soft", "")  # fmt: skip
     assert caption == "soft calm ambient music with piano and pads, 80 bpm, in C major"
@@ -637,4 +673,4 @@ def test_without_the_diffusion_extra_the_install_is_named(tmp_path, monkeypatch)
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableAudioPipeline"}))
     monkeypatch.setitem(sys.modules, "diffusers", None)  # importing it raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'bgm\[diffusion\]'"):
-        DiffusionGenerator(DiffusionConfig(model_path=folder))
+        DiffusionGenerator(DiffusionConfig(model_path=folder), COMPOSER)

@@ -3180,6 +3180,8 @@ def test_the_taggers_genres_and_instruments_the_generator_does_not_play_are_left
      # Every request that named no structure had been refused naming controls.structure.
      (_structures("\x00", "zzz"), "structures: ['\\x00', 'zzz'] lack 'free'"),
      (lambda reply: setattr(reply, "max_candidates", -1), "max_candidates: -1 is not a count"),
+     # Every Score had generated, then failed for the plan it never sends.
+     (lambda reply: reply.outputs.remove("plan"), "lack plan, which every request needs"),
      # A brief names a genre it plays, and an instrument: none is left to name.
      (lambda reply: reply.ClearField("genres"), "genres: it plays none"),
      (_plays(instruments=["theremin"]), "instruments: it plays none the vocabulary names "

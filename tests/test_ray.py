@@ -425,7 +425,7 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
 
     import numpy as np
 
-    from services.config import DiffusionConfig
+    from services.config import ComposerConfig, DiffusionConfig
     from services.contract import brief_to_proto
     from services.gen.bgm.v1 import generator_pb2, generator_pb2_grpc
     from services.generator.backends.diffusion.backend import DiffusionGenerator
@@ -466,7 +466,7 @@ def test_swap_in_a_generator_app_with_another_backend(cluster, clip, tmp_path):
 
     with ThreadPoolExecutor(2) as pool:
         served = list(pool.map(generate, briefs))
-    local = DiffusionGenerator(DiffusionConfig(model_path=model, steps=2))
+    local = DiffusionGenerator(DiffusionConfig(model_path=model, steps=2), ComposerConfig())
     for brief, audio in zip(briefs, served, strict=True):
         np.testing.assert_allclose(audio, local.generate(brief).audio, atol=1e-4)
     assert not np.allclose(served[0], served[1])

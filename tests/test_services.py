@@ -562,6 +562,28 @@ def test_a_refusal_names_the_field_at_fault(servers, clip, fields, field, says):
     assert error_details(caught.value).fields == [field]
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"controls__structure": "reference", "controls__reference_audio": b"RIFF"},
+      "controls.structure"),
+     ({"output__sample_rate": 32000}, "output.sample_rate")],
+)  # fmt: skip
+def test_a_structure_or_a_rate_the_generator_does_not_offer_is_not_offered(
+    servers, clip, fields, field
+):
+    """Refused with the reason a genre, an instrument, candidates, MIDI or stems not offered
+    have (a swapped-backend review: these two had said INVALID_INPUT, and a client that
+    branches on NOT_OFFERED missed them)."""
+    from services.gateway.client import error_details
+
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
+    _asked(request, **fields)
+    with pytest.raises(grpc.RpcError) as caught:
+        score(servers.gateway, request)
+    details = error_details(caught.value)
+    assert (details.fields, details.reason) == ([field], "NOT_OFFERED"), caught.value.details()
+
+
 def test_a_video_that_is_not_one_says_why_in_the_details(servers):
     from services.gateway.client import error_details
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.config import DiffusionConfig
+from services.config import ComposerConfig, DiffusionConfig
 from services.domain import Cut, Look, MusicBrief, MusicTags, Segment
 from services.errors import ConfigError
 from services.generator.backends.diffusion.backend import DiffusionGenerator
@@ -47,7 +47,7 @@ def tiny_sonique(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def generator(tiny_sonique: Path) -> DiffusionGenerator:
     return DiffusionGenerator(
-        DiffusionConfig(model_path=tiny_sonique, steps=3, window_overlap_s=1.0)
+        DiffusionConfig(model_path=tiny_sonique, steps=3, window_overlap_s=1.0), ComposerConfig()
     )
 
 
@@ -142,7 +142,7 @@ def _copy(folder: Path, to: Path) -> Path:
 def test_bad_folders_are_explained(tiny_sonique, tmp_path):
     def refused(folder: Path, match: str) -> None:
         with pytest.raises(ConfigError, match=match):
-            DiffusionGenerator(DiffusionConfig(model_path=folder))
+            DiffusionGenerator(DiffusionConfig(model_path=folder), ComposerConfig())
 
     no_ckpt = _copy(tiny_sonique, tmp_path / "no-ckpt")
     (no_ckpt / "best_model.ckpt").unlink()
@@ -230,4 +230,4 @@ def test_the_main_environment_says_where_sonique_runs(tmp_path):
 
     (folder / "best_model.json").write_text(json.dumps(tiny_config()))
     with pytest.raises(ConfigError, match=r"needs stable-audio-tools .*\./dev\.sh sonique"):
-        DiffusionGenerator(DiffusionConfig(model_path=folder))
+        DiffusionGenerator(DiffusionConfig(model_path=folder), ComposerConfig())

@@ -51,11 +51,8 @@ from services.media.audio import (
     write_audio_file,
 )
 from services.media.video import VideoProbe, probe_video
-from services.rules import check_structure, speech_handling
+from services.rules import NOT_OFFERED, check_structure, speech_handling
 from services.vocabulary import Vocabulary
-
-# ErrorInfo's reason for what the request asks and the generator does not offer.
-NOT_OFFERED = "NOT_OFFERED"
 
 LUFS_LIMITS = (-40.0, -5.0)
 # True-peak ceilings: lossy encoders (MP3, AAC, Opus) overshoot the PCM they are given, by up
@@ -92,8 +89,8 @@ def validate_options(options: OutputOptions, sample_rates: tuple[int, ...]) -> N
         raise InvalidInputError(
             f"sample rate {options.sample_rate} is not supported; choose "
             f"{' or '.join(map(str, sample_rates))}",
-            field="output.sample_rate",
-        )
+            field="output.sample_rate", error_reason=NOT_OFFERED,
+        )  # fmt: skip
     low, high = LUFS_LIMITS
     if not low <= options.lufs <= high:
         raise InvalidInputError(

@@ -16,6 +16,7 @@ from services.errors import BgmError, InvalidInputError
 from services.progress import ProgressCallback
 from services.rules import (
     BPM_LIMITS,
+    NOT_OFFERED,
     ON_BEAT_S,
     check_known,
     check_origins,
@@ -162,6 +163,10 @@ def validate_brief(brief: MusicBrief, info: GeneratorInfo, vocabulary: Vocabular
             field="brief.duration_s",
         )
     check_structure(brief.structure, info, "brief.structure")
+    if brief.stems and "stems" not in info.outputs:
+        # (Asked directly, not through a gateway, they had been left out without a word.)
+        raise InvalidInputError(f"the {info.name} generator makes no stems",
+                                field="brief.stems", error_reason=NOT_OFFERED)  # fmt: skip
     check_timeline(brief, "brief")
     check_segment_moods(brief, "brief", vocabulary)
     if (brief.structure == "reference") != bool(brief.reference_audio):

@@ -15,7 +15,7 @@ def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
     if config.backend == "diffusion":
         from services.generator.backends.diffusion.backend import DiffusionGenerator
 
-        return DiffusionGenerator(config.diffusion)
+        return DiffusionGenerator(config.diffusion, config.composer)
     if config.backend == "symbolic-diffusion":
         from services.generator.backends.symbolic_diffusion.backend import (
             SymbolicDiffusionGenerator,

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from services.config import DiffusionConfig
+from services.config import ComposerConfig, DiffusionConfig
 from services.domain import (
     GeneratedMusic,
     MusicBrief,
@@ -153,8 +153,10 @@ def _intensity(energy: float) -> str:
 
 
 class DiffusionGenerator:
-    def __init__(self, config: DiffusionConfig):
+    def __init__(self, config: DiffusionConfig, composer: ComposerConfig):
         self.config = config
+        # The composer's settings (its bank, its limits) for the structure it plays.
+        self.composer_config = composer
         self.vocabulary = load_vocabulary()
         self.adapter = load_adapter(config)
         self.steps = config.steps or self.adapter.default_steps
@@ -196,11 +198,11 @@ class DiffusionGenerator:
         structure each window starts from, so the composer's timing survives. The job's
         progress stays at 0 meanwhile, and hears a cancel (an hour's piece takes over a
         minute)."""
-        from services.config import ComposerConfig
         from services.generator.backends.composer.backend import ComposerGenerator
 
         if self._composer is None:
-            self._composer = ComposerGenerator(ComposerConfig())
+            # With the configured bank and limits (the defaults had stood in for them).
+            self._composer = ComposerGenerator(self.composer_config)
         brief = job.brief
         score = self._composer.generate(dataclasses.replace(brief, stems=False),
                                         lambda _: job.progress(0.0))  # fmt: skip
