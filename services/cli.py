@@ -259,8 +259,16 @@ def _score(args: argparse.Namespace) -> int:
     outputs = [options.output for _, options in jobs]
     if len(set(outputs)) < len(outputs):
         raise InvalidInputError("two videos share a name: their outputs would collide")
-    # What can be refused without the models, before they load (seconds, with a large bank).
+    # What can be refused without the models, before they load (seconds, with a large bank;
+    # minutes, with a diffusion model's checkpoint).
     validate_controls(controls, load_vocabulary())
+    from services.generator.backends import OUTPUTS
+
+    made = OUTPUTS[config.generator.backend]
+    for asked, output, flag in ((args.midi, "midi", "--midi"), (args.stems, "stems", "--stems")):
+        if asked and output not in made:
+            raise InvalidInputError(f"the {config.generator.backend} generator makes no "
+                                    f"{output}: leave out {flag}")  # fmt: skip
     # Imported once the arguments pass (delivery brings scipy and OpenCV: an argument error
     # had taken 2 s, not the half second `bgm --help` takes).
     from services.gateway.delivery import check_streams

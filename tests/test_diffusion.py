@@ -228,6 +228,21 @@ def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diff
     assert missing.returncode != 0 and "cannot read the reference audio" in missing.stderr
 
 
+def test_bgm_score_refuses_midi_and_stems_before_it_loads_the_model(tmp_path):
+    """They are refused naming the flag, before the model loads (a real checkpoint takes
+    minutes): here the model folder does not exist, and the refusal is the flags'. It had
+    loaded every model first, then said "the diffusion generator makes no midi"."""
+    from services.media.synth import Shot, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)]).path
+    for flag, value in (("--midi", str(tmp_path / "m.mid")), ("--stems", str(tmp_path / "s"))):
+        model = ("--generator", "diffusion", "--generator-model", str(tmp_path / "nowhere"))
+        refused = bgm("score", str(clip), "-o", str(tmp_path / "x.wav"), *model, flag, value)
+        assert refused.returncode == 2, refused.stderr
+        assert f"makes no {flag[2:]}: leave out {flag}" in refused.stderr
+        assert not (tmp_path / "x.wav").exists()
+
+
 @pytest.fixture(scope="module")
 def clip_for_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from services.media.synth import Shot, write_video
@@ -655,7 +670,12 @@ def test_windows_under_speech_ask_for_room_and_play_quieter(generator, monkeypat
     assert "sparse" not in generator._prompt(brief(10.0), talk)
     from services.generator.backends.diffusion import backend
 
-    quiet = generator.generate(spoken).audio
+    music = generator.generate(spoken)
+    quiet = music.audio
+    # Its plan says so, window by window (bgm score's summary had said the music played on).
+    under = [s.thinning for s in music.plan.sections if s.start_s < 4.5]
+    assert under and all("6 dB quieter, under speech" in t for t in under)
+    assert not any(s.thinning for s in music.plan.sections if s.start_s >= 5.0)
     monkeypatch.setattr(backend, "SPEECH_QUIETER_DB", 0.0)
     loud = generator.generate(spoken).audio
     first = slice(0, int(3.0 * 48000))

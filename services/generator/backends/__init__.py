@@ -5,6 +5,15 @@ from __future__ import annotations
 from services.config import GeneratorConfig
 from services.generator.backend import GeneratorBackend
 
+# What each backend makes (its description's outputs), known before its model loads: `bgm
+# score` refuses an output it cannot make before loading one, which takes seconds to
+# minutes (it had loaded every model first).
+OUTPUTS = {
+    "composer": ("audio", "midi", "stems", "plan"),
+    "diffusion": ("audio", "plan"),
+    "symbolic-diffusion": ("audio", "midi", "stems", "plan"),
+}
+
 
 def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:
     """The backend named in the config, ready to generate."""

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class GeneratorStub:
-    """The composer: turns a brief (tags, timeline, length) into music.
+    """The generator (the composer, a diffusion model, Diff-BGM, or a team's own behind this
+    contract): turns a brief (tags, timeline, length) into music.
     """
 
     def __init__(self, channel):
@@ -48,7 +49,8 @@ class GeneratorStub:
 
 
 class GeneratorServicer:
-    """The composer: turns a brief (tags, timeline, length) into music.
+    """The generator (the composer, a diffusion model, Diff-BGM, or a team's own behind this
+    contract): turns a brief (tags, timeline, length) into music.
     """
 
     def Generate(self, request, context):
@@ -94,7 +96,8 @@ def add_GeneratorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Generator:
-    """The composer: turns a brief (tags, timeline, length) into music.
+    """The generator (the composer, a diffusion model, Diff-BGM, or a team's own behind this
+    contract): turns a brief (tags, timeline, length) into music.
     """
 
     @staticmethod

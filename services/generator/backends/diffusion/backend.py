@@ -38,6 +38,7 @@ from services.generator.backend import (
     start_jobs,
     validate_brief,
 )
+from services.generator.backends import OUTPUTS
 from services.generator.backends.diffusion.adapters import (
     ADAPTERS,
     PipelineAdapter,
@@ -171,7 +172,7 @@ class DiffusionGenerator:
             version=f"{VERSION} ({self.adapter.family})",
             max_duration_s=self.config.max_duration_s,
             sample_rates=(44100, 48000),
-            outputs=("audio", "plan"),
+            outputs=OUTPUTS["diffusion"],
             genres=tuple(self.vocabulary.genres),
             instruments=tuple(self.vocabulary.instruments),
             structures=("free", "composer", "reference")
@@ -359,11 +360,15 @@ def _plan(brief: MusicBrief, windows: list[Window]) -> MusicPlan:
     period = 60.0 / bpm
     beats = list(np.arange(0.0, brief.duration_s, period))
     bars = beats[::4]
+    # A window under speech says how it made room (the summary had said the music played on).
+    room = f"prompted {SPEECH_WORDS!r}, {SPEECH_QUIETER_DB:g} dB quieter, under speech"
     sections = [
         PlannedSection(start_s=w.start_s, end_s=w.end_s, role="main", bpm=bpm,
                        first_beat=int(w.start_s / period), beat_count=int(w.seconds / period),
                        energy=brief.tags.energy, intensity=0,
-                       instruments=list(brief.tags.instruments), chords=[])
+                       instruments=list(brief.tags.instruments), chords=[],
+                       thinning=room if speech_share(brief, w.start_s, w.end_s) >= SPEECH_SHARE
+                       else "")
         for w in windows
     ]  # fmt: skip
     return MusicPlan(

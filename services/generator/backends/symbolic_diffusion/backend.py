@@ -31,6 +31,7 @@ from services.generator.backend import (
     start_jobs,
     validate_brief,
 )
+from services.generator.backends import OUTPUTS
 from services.generator.backends.composer.arrangement import Note, Roles
 from services.generator.backends.composer.backend import ComposerGenerator, Score
 from services.generator.backends.symbolic_diffusion.checkpoint import (
@@ -88,7 +89,7 @@ class SymbolicDiffusionGenerator:
         return dataclasses.replace(
             composer, name="symbolic-diffusion", version=f"{VERSION} (Diff-BGM)",
             max_duration_s=self.config.max_duration_s, structures=("free",), batches=True,
-            instruments=INSTRUMENTS,
+            instruments=INSTRUMENTS, outputs=OUTPUTS["symbolic-diffusion"],
         )  # fmt: skip
 
     def tracks(self, brief: MusicBrief) -> int:
