@@ -139,7 +139,7 @@ def check_asked(
     controls = validate_controls(controls, vocabulary)
     check_structure(controls.structure, info, "controls.structure")
     check_offered(controls, info)
-    validate_options(options, info.sample_rates)
+    validate_options(with_default_rate(options, info), info.sample_rates)
     if options.stems_dir is not None and options.stems_dir.is_dir():
         # Found only when the music was written, a folder where a stem goes had let a
         # tenant have the generators again and again, each Score refused after its music.
