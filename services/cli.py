@@ -262,13 +262,16 @@ def _score(args: argparse.Namespace) -> int:
     # What can be refused without the models, before they load (seconds, with a large bank;
     # minutes, with a diffusion model's checkpoint).
     validate_controls(controls, load_vocabulary())
-    from services.generator.backends import OUTPUTS
+    from services.generator.backends import OUTPUTS, SAMPLE_RATES
 
-    made = OUTPUTS[config.generator.backend]
+    backend = config.generator.backend
     for asked, output, flag in ((args.midi, "midi", "--midi"), (args.stems, "stems", "--stems")):
-        if asked and output not in made:
-            raise InvalidInputError(f"the {config.generator.backend} generator makes no "
-                                    f"{output}: leave out {flag}")  # fmt: skip
+        if asked and output not in OUTPUTS[backend]:
+            raise InvalidInputError(f"the {backend} generator makes no {output}: leave out "
+                                    f"{flag}")  # fmt: skip
+    if args.sample_rate and args.sample_rate not in SAMPLE_RATES:
+        raise InvalidInputError(f"the {backend} generator makes no {args.sample_rate} Hz: "
+                                f"--sample-rate {' or '.join(map(str, SAMPLE_RATES))}")  # fmt: skip
     # Imported once the arguments pass (delivery brings scipy and OpenCV: an argument error
     # had taken 2 s, not the half second `bgm --help` takes).
     from services.gateway.delivery import check_streams

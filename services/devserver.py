@@ -36,10 +36,10 @@ from services.config import ServingConfig
 _HANDED_OUT: set[int] = set()
 # Ports are drawn below the kernel's ephemeral range (32768 and up on Linux), from which both
 # a bind to port 0 and every outgoing connection take theirs: a port found free there could be
-# taken by a client's connection before its service binds it. Each pytest-xdist worker draws
-# from its own block (a process outside pytest from the first), so two workers never pick the
-# same port before either binds it.
-_PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 20000, 1000, 12
+# taken by a client's connection before its service binds it. Each pytest-xdist worker (up to
+# 23; more share blocks) draws from its own block, a process outside pytest from the first,
+# so two workers never pick the same port before either binds it.
+_PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 20000, 500, 24
 
 
 def free_port() -> int:

@@ -228,18 +228,22 @@ def test_bgm_score_with_the_diffusion_generator(tiny_stable_audio, clip_for_diff
     assert missing.returncode != 0 and "cannot read the reference audio" in missing.stderr
 
 
-def test_bgm_score_refuses_midi_and_stems_before_it_loads_the_model(tmp_path):
-    """They are refused naming the flag, before the model loads (a real checkpoint takes
-    minutes): here the model folder does not exist, and the refusal is the flags'. It had
-    loaded every model first, then said "the diffusion generator makes no midi"."""
+def test_bgm_score_refuses_what_it_cannot_make_before_it_loads_the_model(tmp_path):
+    """MIDI, stems and a rate it does not make are refused naming the flag, before the model
+    loads (a real checkpoint takes minutes): here the model folder does not exist, and the
+    refusal is the flags'. It had loaded every model first, then said "the diffusion
+    generator makes no midi" (and of the rate, "sample rate 32000 is not supported")."""
     from services.media.synth import Shot, write_video
 
     clip = write_video(tmp_path / "clip.mp4", [Shot(1.0)]).path
-    for flag, value in (("--midi", str(tmp_path / "m.mid")), ("--stems", str(tmp_path / "s"))):
+    asked = {("--midi", str(tmp_path / "m.mid")): "makes no midi: leave out --midi",
+             ("--stems", str(tmp_path / "s")): "makes no stems: leave out --stems",
+             ("--sample-rate", "32000"): "makes no 32000 Hz: --sample-rate 44100"}  # fmt: skip
+    for (flag, value), says in asked.items():
         model = ("--generator", "diffusion", "--generator-model", str(tmp_path / "nowhere"))
         refused = bgm("score", str(clip), "-o", str(tmp_path / "x.wav"), *model, flag, value)
         assert refused.returncode == 2, refused.stderr
-        assert f"makes no {flag[2:]}: leave out {flag}" in refused.stderr
+        assert says in refused.stderr
         assert not (tmp_path / "x.wav").exists()
 
 

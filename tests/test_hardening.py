@@ -3760,3 +3760,65 @@ def test_a_copy_into_the_staging_store_holds_no_other_caller_and_the_stream_aliv
         time.sleep(_SlowStore.PUT_S)
         _until(lambda: not any(store.iterdir())
                and not any((tmp_path / "staging").rglob("*.mp4")), 10)  # fmt: skip
+
+
+class _CallerContext:
+    """What a gateway handler asks of its call, for a caller at one address that sends no
+    metadata and sets no deadline."""
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:40000"
+
+    def auth_context(self) -> dict[str, Any]:
+        return {}
+
+    def cancelled(self) -> bool:
+        return False
+
+    def code(self) -> None:
+        return None
+
+    def time_remaining(self) -> None:
+        return None
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        pass
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        pass
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        pass
+
+
+def test_a_score_closed_while_its_copy_goes_on_lets_go_only_once_the_copy_is_removed(
+    tmp_path: Path, clip: SyntheticVideo
+):
+    """A Score stream closed at a message it sends (gRPC closes it so when the caller leaves
+    while it writes): its copy into the store is waited for and removed, and its folder and
+    place let go after. The heartbeats' generator had been left to the collector: the close
+    returned at once, the folder and the place let go, the copy going on into the store."""
+    from services.config import BgmConfig
+    from services.gateway.servicer import GatewayServicer
+
+    _SlowStore.register()
+    store = tmp_path / "store"
+    store.mkdir()
+    config = BgmConfig.model_validate({"gateway": {
+        "staging_dir": str(tmp_path / "staging"), "staging_url": f"slowstore://{store}",
+        "tagger_address": "127.0.0.1:1", "generator_address": "127.0.0.1:1",
+        "progress_every_s": 0.2}})  # fmt: skip
+    request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(
+        data=clip.path.read_bytes(), file_name="clip.mp4"))  # fmt: skip
+
+    async def scenario() -> tuple[list[Path], list[Path]]:
+        servicer = GatewayServicer.from_config(config)
+        stream: Any = servicer.Score(request, _CallerContext())  # an async generator
+        await anext(stream)  # a heartbeat while the copy goes on
+        await stream.aclose()
+        return list(store.iterdir()), list((tmp_path / "staging").rglob("*.mp4"))
+
+    assert asyncio.run(scenario()) == ([], [])

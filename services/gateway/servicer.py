@@ -257,8 +257,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Fetched and staged while the stream says it is alive (a slow download, or a copy
             # into a shared store, had sent nothing for as long as it took).
             staging = asyncio.ensure_future(self._staged(request.video, tenant, folder, held))
-            async for beat in self._progress_until(staging):
-                yield gateway_pb2.ScoreResponse(event=beat)
+            async with contextlib.aclosing(self._progress_until(staging)) as beats:
+                async for beat in beats:
+                    yield gateway_pb2.ScoreResponse(event=beat)
             video, uri = staging.result()
             scored = self._score(video, uri, request.controls, request.output, folder, context,
                                  record)  # fmt: skip
@@ -381,9 +382,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     async def _progress_until(
         self, work: asyncio.Future[Any]
-    ) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+    ) -> AsyncGenerator[gateway_pb2.ScoreEvent, None]:
         """Progress (stage "analysis" at 0) every gateway.progress_every_s until `work` is done
-        (its result is the caller's to take); `work` is cancelled if the stream ends first."""
+        (its result is the caller's to take); `work` is cancelled, and waited for, if the
+        stream ends first (closed with `contextlib.aclosing`: left to the collector, its
+        work had run on after the request's folder and place were let go)."""
         try:
             while not work.done():
                 await asyncio.wait({work}, timeout=self.config.progress_every_s)
@@ -471,8 +474,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                     async with contextlib.AsyncExitStack() as held:
                         shared = self._shared_staging(video, folder.name)
                         staging = asyncio.ensure_future(held.enter_async_context(shared))
-                        async for beat in self._progress_until(staging):
-                            yield gateway_pb2.ScoreUploadResponse(event=beat)
+                        async with contextlib.aclosing(self._progress_until(staging)) as beats:
+                            async for beat in beats:
+                                yield gateway_pb2.ScoreUploadResponse(event=beat)
                         with _fields_under("header"):
                             uri = staging.result()
                             scored = self._score(video, uri, header.controls, header.output,
@@ -732,8 +736,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         checking = asyncio.ensure_future(
             self._checked(video, controls_message, output, folder, context, record.tenant)
         )
-        async for beat in self._progress_until(checking):
-            yield beat
+        async with contextlib.aclosing(self._progress_until(checking)) as beats:
+            async for beat in beats:
+                yield beat
         controls, options, info, duration_s = checking.result()
         booked = 0.0
         if self.authenticator is not None:
@@ -741,8 +746,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         asked = _Asked(video, duration_s, tagger_uri, controls, options, info, output,
                        context, record, started)  # fmt: skip
         try:
-            async for event in self._scored(asked):
-                yield event
+            async with contextlib.aclosing(self._scored(asked)) as events:
+                async for event in events:
+                    yield event
         except BaseException as error:
             # Music that was not delivered is not counted against the tenant, unless its
             # caller left once the generator was at work, or its own request made the music
@@ -792,7 +798,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 self._video_readers, in_request(read, *args, heartbeat)
             )
 
-    async def _scored(self, asked: _Asked) -> AsyncIterator[gateway_pb2.ScoreEvent]:
+    async def _scored(self, asked: _Asked) -> AsyncGenerator[gateway_pb2.ScoreEvent, None]:
         # The work runs in a task of its own, which passes progress on: were its slot and its
         # share of the audio budget held across the stream's writes, a client that stops
         # reading would keep them (and the audio) for as long as it liked, and every Score

@@ -5,14 +5,16 @@ from __future__ import annotations
 from services.config import GeneratorConfig
 from services.generator.backend import GeneratorBackend
 
-# What each backend makes (its description's outputs), known before its model loads: `bgm
-# score` refuses an output it cannot make before loading one, which takes seconds to
-# minutes (it had loaded every model first).
+# What each backend makes (its description's outputs and sample rates), known before its
+# model loads: `bgm score` refuses an output or a rate it cannot make before loading one,
+# which takes seconds to minutes (it had loaded every model first).
 OUTPUTS = {
     "composer": ("audio", "midi", "stems", "plan"),
     "diffusion": ("audio", "plan"),
     "symbolic-diffusion": ("audio", "midi", "stems", "plan"),
 }
+# (The diffusion backend resamples its model's audio to either.)
+SAMPLE_RATES = (44100, 48000)
 
 
 def create_generator_backend(config: GeneratorConfig) -> GeneratorBackend:

@@ -638,8 +638,8 @@ class Composer:
             for form, bars in zip(forms, self._bars, strict=True)
             if form.role == "intro" and bars
         }
-        # Sections of one material in one key that follow each other are one run: its
-        # progression, its tune's phrases and its statements go on through their cuts
+        # Sections of one material in one key and mode that follow each other are one run:
+        # its progression, its tune's phrases and its statements go on through their cuts
         # (restarted at every section, a montage's tune had seldom finished a phrase: 18 of
         # 41 in a 4-minute pop piece, its chords going on meanwhile). Per section (by its
         # first beat): the run's first repeat, and the run's bars before it, from the tune's
@@ -647,8 +647,7 @@ class Composer:
         self._runs: dict[int, tuple[int, int]] = {}
         repeat = offset = 0
         for before, form, bars in zip([None, *forms[:-1]], forms, self._bars, strict=True):
-            same = before is not None and before.material == form.material
-            if not same or before is None or before.key.tonic != form.key.tonic:
+            if before is None or (before.material, before.key) != (form.material, form.key):
                 repeat, offset = form.repeat, 0
             self._runs[form.start_beat] = (repeat, offset)
             offset += len(bars) - self._tune_entries.get(form.start_beat, 0)
@@ -1042,11 +1041,10 @@ class Composer:
                 numerals.append(progression[(step // per_chord) % len(progression)])
             next_form = self.forms[index + 1] if index + 1 < len(self.forms) else None
             if next_form is not None and next_form.key.tonic != form.key.tonic and bars:
-                # The lifted key comes in from the dominant of its first chord, however
-                # short the section before (its progression's last chord had gone straight
-                # to the new key, a tritone's root move at times).
-                opening = self._progressions[next_form.key.mode, next_form.material][0]
-                numerals[-1] = dominant_into(chord(opening, next_form.key).root, form.key)
+                # The lifted key comes in from its own dominant seventh, however short the
+                # section before (its progression's last chord had gone straight to the new
+                # key, a tritone's root move at times).
+                numerals[-1] = dominant_into(next_form.key.tonic, form.key)
             elif next_form is not None and next_form.intensity > form.intensity and len(bars) >= 3:
                 numerals[-1] = "V"  # tension before the release
             tonic = "I" if form.key.mode == "major" else "i"
@@ -1161,14 +1159,16 @@ class Composer:
         phrase = self._phrase_bars(form, position)
         velocity = _playing_velocity(level) + (2, 4, 6, 0)[phrase % 4]
         velocity += SECTION_ACCENT if position == 0 else 0
-        # Each return of the material, and each statement of it in a run, takes the
-        # patterns' next variant.
-        development = self._development(form, position)
-        variant = self._variant[form.material] + development
-        # Two-bar phrases answer each other (the bass and comping's other variant) and the
-        # groove turns over every four bars, so bars are not copies of one loop.
-        answer = variant + (phrase // 2) % 2
-        turn = self._grooves[(form.material, level)] + development + (phrase // 4) % 2
+        # Each return of the material takes the patterns' next variant, and the pulse each
+        # statement of it in a run too.
+        repeat, _ = self._runs[form.start_beat]
+        variant = self._variant[form.material] + self._development(form, position)
+        # Two-bar phrases answer each other (the bass and comping's next variant) and the
+        # groove turns over every four bars, through the run, so bars are not copies of one
+        # loop (counted from the statement as well, the groove had held for eight bars at
+        # each statement's turn).
+        answer = self._variant[form.material] + repeat + (phrase // 2) % 2
+        turn = self._grooves[(form.material, level)] + repeat + (phrase // 4) % 2
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")

@@ -28,7 +28,7 @@ from services.generator.backend import (
     one_by_one,
     validate_brief,
 )
-from services.generator.backends import OUTPUTS
+from services.generator.backends import OUTPUTS, SAMPLE_RATES
 from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
@@ -142,7 +142,7 @@ class ComposerGenerator:
             name="composer",
             version=VERSION,
             max_duration_s=self.config.max_duration_s,
-            sample_rates=(44100, 48000),
+            sample_rates=SAMPLE_RATES,
             outputs=OUTPUTS["composer"],
             genres=tuple(STYLES),
             instruments=tuple(self.vocabulary.instruments),

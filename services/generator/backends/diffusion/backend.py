@@ -38,7 +38,7 @@ from services.generator.backend import (
     start_jobs,
     validate_brief,
 )
-from services.generator.backends import OUTPUTS
+from services.generator.backends import OUTPUTS, SAMPLE_RATES
 from services.generator.backends.diffusion.adapters import (
     ADAPTERS,
     PipelineAdapter,
@@ -171,7 +171,7 @@ class DiffusionGenerator:
             name="diffusion",
             version=f"{VERSION} ({self.adapter.family})",
             max_duration_s=self.config.max_duration_s,
-            sample_rates=(44100, 48000),
+            sample_rates=SAMPLE_RATES,
             outputs=OUTPUTS["diffusion"],
             genres=tuple(self.vocabulary.genres),
             instruments=tuple(self.vocabulary.instruments),
