@@ -2706,9 +2706,9 @@ def test_a_long_scene_is_not_one_four_bar_unit_looped(generator, beat_analysis):
     # Within a statement its second phrase may repeat the first: four bars, and at most a
     # few more where the next statement's change comes later in its phrase.
     assert longest < 2 * STATEMENT_BARS - 4, longest
-    # And the drums' groove turns over every four bars from the tune's entry (counted from
-    # the statements too, it had held for eight at each statement's turn): the main strokes
-    # of a phrase's first three bars differ from the phrase's before.
+    # And the drums' groove turns over every four bars (counted from the statements too, it
+    # had held for eight at each statement's turn): the main strokes of a phrase's first
+    # three bars differ from the phrase's before.
     drums = score.roles.of("drums")[0]
     entry = next(i for i, (tune, _) in enumerate(bars) if tune)
     strokes = [tuple(sorted((round(n.start - first, 2), n.pitch) for n in score.notes

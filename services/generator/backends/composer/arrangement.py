@@ -1163,12 +1163,14 @@ class Composer:
         # statement of it in a run too.
         repeat, _ = self._runs[form.start_beat]
         variant = self._variant[form.material] + self._development(form, position)
-        # Two-bar phrases answer each other (the bass and comping's next variant) and the
-        # groove turns over every four bars, through the run, so bars are not copies of one
-        # loop (counted from the statement as well, the groove had held for eight bars at
-        # each statement's turn).
+        # Two-bar phrases answer each other through the run (the bass and comping's next
+        # variant) and the groove turns over every four bars of its section and at each
+        # section, so bars are not copies of one loop. (Counted from the statements as well,
+        # the groove had held for eight bars at each statement's turn; through the run, a
+        # montage's drums had shared more of their strokes with other genres', 20.2-20.4% on
+        # bench_music's montage against 17.7-17.9%.)
         answer = self._variant[form.material] + repeat + (phrase // 2) % 2
-        turn = self._grooves[(form.material, level)] + repeat + (phrase // 4) % 2
+        turn = self._grooves[(form.material, level)] + form.repeat + (position // 4) % 2
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
