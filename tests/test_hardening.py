@@ -3713,6 +3713,21 @@ class _SlowStore:
 
         fsspec.register_implementation("slowstore", SlowStore, clobber=True)
 
+    @classmethod
+    def staging_into(cls, tmp_path: Path, progress_every_s: float) -> tuple[Path, Any]:
+        """A store in `tmp_path`, and the config of a gateway that stages into it (with no
+        tagger or generator to reach)."""
+        from services.config import BgmConfig
+
+        cls.register()
+        store = tmp_path / "store"
+        store.mkdir()
+        config = BgmConfig.model_validate({"gateway": {
+            "staging_dir": str(tmp_path / "staging"), "staging_url": f"slowstore://{store}",
+            "tagger_address": "127.0.0.1:1", "generator_address": "127.0.0.1:1",
+            "progress_every_s": progress_every_s}})  # fmt: skip
+        return store, config
+
 
 def test_a_copy_into_the_staging_store_holds_no_other_caller_and_the_stream_alive(
     tmp_path: Path, clip: SyntheticVideo
@@ -3722,15 +3737,7 @@ def test_a_copy_into_the_staging_store_holds_no_other_caller_and_the_stream_aliv
     the store is empty after. The copy had run on the event loop (every other caller held
     for as long as it took; a 4 GB video into S3, minutes), and the stream was quiet until
     the analysis began."""
-    from services.config import BgmConfig
-
-    _SlowStore.register()
-    store = tmp_path / "store"
-    store.mkdir()
-    config = BgmConfig.model_validate({"gateway": {
-        "staging_dir": str(tmp_path / "staging"), "staging_url": f"slowstore://{store}",
-        "tagger_address": "127.0.0.1:1", "generator_address": "127.0.0.1:1",
-        "progress_every_s": 0.5}})  # fmt: skip
+    store, config = _SlowStore.staging_into(tmp_path, progress_every_s=0.5)
     with (
         _hosted(lambda: gateway_binding(config)) as (address, _),
         grpc.insecure_channel(address) as channel,
@@ -3801,16 +3808,9 @@ def test_a_score_closed_while_its_copy_goes_on_lets_go_only_once_the_copy_is_rem
     while it writes): its copy into the store is waited for and removed, and its folder and
     place let go after. The heartbeats' generator had been left to the collector: the close
     returned at once, the folder and the place let go, the copy going on into the store."""
-    from services.config import BgmConfig
     from services.gateway.servicer import GatewayServicer
 
-    _SlowStore.register()
-    store = tmp_path / "store"
-    store.mkdir()
-    config = BgmConfig.model_validate({"gateway": {
-        "staging_dir": str(tmp_path / "staging"), "staging_url": f"slowstore://{store}",
-        "tagger_address": "127.0.0.1:1", "generator_address": "127.0.0.1:1",
-        "progress_every_s": 0.2}})  # fmt: skip
+    store, config = _SlowStore.staging_into(tmp_path, progress_every_s=0.2)
     request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(
         data=clip.path.read_bytes(), file_name="clip.mp4"))  # fmt: skip
 
