@@ -20,6 +20,7 @@ from services.errors import CancelledError, InvalidInputError
 from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
+    LONGEST_TIE_S,
     SECTION_ACCENT,
     STATEMENT_BARS,
     SUBSTITUTES,
@@ -2866,3 +2867,54 @@ def test_keys_are_spelled_as_musicians_write_them():
     assert all(
         Key.parse(Key(t, m).name) == Key(t, m) for t in range(12) for m in ("major", "minor")
     )
+
+
+@pytest.mark.parametrize("genre", ["pop", "ambient", "folk"])
+def test_a_long_scene_s_tune_rests_for_whole_phrases_while_the_band_plays_on(
+    generator, beat_analysis, genre
+):
+    """A scene of a minute and a half: the tune rests now and then for a whole four-bar
+    phrase, the band playing on (a tune in 113-125 bars of 118-126 had tired four- and
+    five-minute pieces in a music review), as often as the genre's row says."""
+    segment = Segment(0.0, 90.0, 0.5, Look(0.5, 0.5, 0.5, 0.5), ["happy"])
+    brief = brief_for(beat_analysis, genre, duration_s=90.0, segments=[segment], cuts=[])
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    melody = score.roles.of("melody")[0]
+    bar_beats = score.plan.meter.beats
+    final = score.plan.final_beat
+
+    def playing(first: int, tune: bool) -> bool:
+        return any((n.instrument == melody) == tune and first - 1e-6 <= n.start
+                   < first + bar_beats - 1e-6 for n in score.notes)  # fmt: skip
+
+    bars = [b for b in score.plan.bar_starts if final is None or b < final]
+    tune = [playing(first, True) for first in bars]
+    entry = tune.index(True)
+    rests = [len(gap) for gap in "".join("x" if t else "." for t in tune[entry:]).split("x")
+             if gap]  # fmt: skip
+    every = STYLES[genre].tune_rests
+    statements = (len(bars) - entry) // STATEMENT_BARS
+    assert len(rests) >= max(1, statements // every - 1), (rests, statements, every)
+    assert all(rest == 4 for rest in rests[:-1]) and 0 < rests[-1] <= 4, rests
+    assert all(playing(first, False) for first in bars[entry:]), "the band stopped too"
+
+
+@pytest.mark.parametrize("genre", ["lo-fi", "hip-hop"])
+def test_a_pad_strikes_a_held_tone_again_rather_than_droning_it(generator, beat_analysis, genre):
+    """A minute and a half of one contrasting scene, with a pad asked for: the pad ties a tone
+    its chords share across bars for LONGEST_TIE_S at most, then strikes it again with the
+    next chord (here a lo-fi and a hip-hop pad had held one note 69 s; in a long-form review
+    87-105 s, under every chord of three sections)."""
+    opening, contrast = Look(0.3, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.7, 0.6)
+    segments = [Segment(0.0, 20.0, 0.5, opening, ["happy"]),
+                Segment(20.0, 90.0, 0.5, contrast, ["happy"])]  # fmt: skip
+    brief = brief_for(beat_analysis, genre, duration_s=90.0, segments=segments,
+                      cuts=[Cut(20.0, "hard", 0.8)])  # fmt: skip
+    tags = dataclasses.replace(brief.tags, instruments=[*brief.tags.instruments, "pads"])
+    music = generator.generate(dataclasses.replace(brief, tags=tags))
+    song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    pads = next(track for track in song.instruments if track.name == "pads")
+    held = [note.end - note.start for note in pads.notes]
+    bar_s = music.plan.bars_s[2] - music.plan.bars_s[1]
+    assert max(held) <= LONGEST_TIE_S["pads"] + 0.01, max(held)
+    assert max(held) > 1.5 * bar_s, "the pad no longer ties a held tone"

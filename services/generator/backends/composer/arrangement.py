@@ -54,6 +54,10 @@ SUSTAINING = ("strings", "pads", "brass", "woodwinds")
 # where a tie would have held a horn's chord tone 13 s (bows change unheard; a pad has no
 # need to).
 BREATH_S = {"brass": 8.0, "woodwinds": 8.0}
+# Seconds one note is tied across bars and chords before it is struck again with the next:
+# a player's breath, and a pad's held common tone, which had become a drone (a lo-fi pad had
+# held one note 87-105 s, under every chord of three sections; a long-form review).
+LONGEST_TIE_S = {**BREATH_S, "pads": 12.0}
 # Which part an instrument the casting left over doubles.
 DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody",
            "plucks": "pulse", "synth": "pulse", "piano": "comping", "acoustic-guitar": "comping",
@@ -1104,6 +1108,16 @@ class Composer:
         repeat, _ = self._runs[form.start_beat]
         return repeat + max(0, self._phrase_bars(form, position)) // STATEMENT_BARS
 
+    def _tune_rests(self, form: SectionForm, position: int) -> bool:
+        """Whether the tune rests in the section's bar `position`: in the second phrase of
+        every `Style.tune_rests`-th statement of its run."""
+        every = self.style.tune_rests
+        bars = self._phrase_bars(form, position)
+        if not every or bars < 0:
+            return False
+        statement, bar = divmod(bars, STATEMENT_BARS)
+        return statement % every == every - 1 and bar >= STATEMENT_BARS // 2
+
     def _progression(self, form: SectionForm, development: int) -> list[str]:
         """The material's progression; varied on every other development: one chord (never
         the first, which makes the return heard) replaced by a relative of the same
@@ -1204,8 +1218,9 @@ class Composer:
             self._drums(player, start, end, level, turn, kind, crash)
             playing.add(player)
         tune_notes: list[TuneNote] = []
+        resting = intro or self._tune_rests(form, position)
         for number, player in enumerate(roles.of("melody") if tune else ()):
-            if not intro and self._joins(player, 1 if number == 0 else 3, level, number == 0):
+            if not resting and self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 if number == 0:
                     tune_notes = self._melody(player, start, end, form, position,
                                               velocity + self.style.tune_accent)  # fmt: skip

@@ -31,7 +31,7 @@ from services.generator.backend import (
 from services.generator.backends import OUTPUTS, SAMPLE_RATES
 from services.generator.backends.composer import balance
 from services.generator.backends.composer.arrangement import (
-    BREATH_S,
+    LONGEST_TIE_S,
     SUSTAINING,
     Arrangement,
     Composer,
@@ -445,7 +445,8 @@ def _without_overlaps(notes: list[Note], plan: TimingPlan, heartbeat: Heartbeat)
     (a synthesizer's note-off cannot tell two overlapping notes of one key apart), and two
     struck together are one, the louder (a cut's accent, not the groove's own stroke of that
     drum, which had taken its place at most cuts on a beat in rock and hip-hop). Sustaining
-    instruments tie a held pitch across bars instead of striking it again, up to a breath."""
+    instruments tie a held pitch across bars instead of striking it again, up to a breath
+    (LONGEST_TIE_S)."""
     keys: dict[tuple[str, int], list[Note]] = defaultdict(list)
     for note in notes:
         keys[note.instrument, note.pitch].append(note)
@@ -466,7 +467,7 @@ def _without_overlaps(notes: list[Note], plan: TimingPlan, heartbeat: Heartbeat)
                 note.instrument in SUSTAINING
                 and previous.end >= note.start - 1e-6
                 and plan.beat_time(max(previous.end, note.end)) - plan.beat_time(previous.start)
-                <= BREATH_S.get(note.instrument, math.inf)
+                <= LONGEST_TIE_S.get(note.instrument, math.inf)
             ):
                 previous.end = max(previous.end, note.end)
             else:

@@ -258,6 +258,12 @@ class Style:
     # The chords and the pulse keep under the tune where it dips (arrangement's
     # _keep_under_the_tune); False lets them shimmer over it.
     under_the_tune: bool = True
+    # The tune rests for the second phrase of every this many statements of a run of its
+    # material (arrangement.STATEMENT_BARS each), and the band plays that phrase alone: an
+    # answer without the tune, as a singer breathes between lines (0: it never rests). A
+    # tune in 113-125 bars of 118-126 had tired four- and five-minute pieces (a music
+    # review); the busiest genres' leads rest least.
+    tune_rests: int = 2
 
     def program(self, instrument: str) -> int:
         if instrument in self.programs:
@@ -777,6 +783,8 @@ STYLES: dict[str, Style] = {
             entries={"pad": 1},
             # Its harp and high strings shimmer over a sparse tune.
             under_the_tune=False,
+            # Its tune comes and goes: every statement's answer is the bed's.
+            tune_rests=1,
         ),
         Style(
             "cinematic",
@@ -1379,6 +1387,8 @@ STYLES: dict[str, Style] = {
             programs={"woodwinds": 78, "strings": 40, "plucks": 105, "bass": 32},
             lift="none",
             open_voicing=False,
+            # A fiddle tune runs on, its answers played through most statements.
+            tune_rests=3,
             cut_hits=((RIDE, KICK), (TAMBOURINE, KICK)),
         ),
         Style(
