@@ -123,9 +123,9 @@ def test_one_meter_and_a_steady_pulse_from_the_first_sample(composed, genre):
         assert np.abs(music.audio[: music.sample_rate // 50]).max() > 1e-3
         song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
         assert len(song.time_signature_changes) == 1 + (plan.bars_s[0] > 0)
-        # A conductor's tempo map: at most 2% from one beat to the next, within the style's
-        # flex of the piece's tempo.
-        assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02 + 1e-9
+        # A conductor's tempo map: at most MAX_BEAT_CHANGE (1%) from one beat to the next,
+        # within the style's flex of the piece's tempo.
+        assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= timing.MAX_BEAT_CHANGE + 1e-9
         flex = STYLES[genre].tempo_flex
         assert periods.max() / periods.min() <= (1 + flex) ** 2 + 1e-6
         bpm_range = VOCABULARY.genres[genre].bpm
@@ -355,7 +355,7 @@ def _conducted(
         take=take,
     )
     periods = np.diff(plan.beats_s)
-    assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= 0.02
+    assert np.max(np.abs(periods[1:] / periods[:-1] - 1.0)) <= timing.MAX_BEAT_CHANGE
     assert periods.max() / periods.min() <= 1.08**2
     return plan
 
@@ -421,11 +421,13 @@ def test_a_mood_moves_the_tempo_only_as_far_as_the_cuts_allow(generator, beat_an
     assert [p.alignment.on_beat_count for p in plans] == [4, 4]
 
 
-def test_the_tempo_map_meets_every_cut_it_can_reach():
+def test_the_tempo_map_meets_every_cut_it_can_reach(monkeypatch):
     """bench_music's irregular video (gaps of 1.5-6 s) asking for electronic: one map through
-    all nine cuts keeps the limits. A search free to skip cuts had counted the cuts it passed
-    over as on the beats of even spans; the smooth map solved through its anchors missed one
-    of them (21.6 s)."""
+    all nine cuts keeps the limits where the tempo may change 2% a beat (at 1%, none does).
+    A search free to skip cuts had counted the cuts it passed over as on the beats of even
+    spans; the smooth map solved through its anchors missed one of them (21.6 s)."""
+    monkeypatch.setattr(timing, "MAX_BEAT_CHANGE", 0.02)
+    monkeypatch.setattr(timing, "SOLVED_BEAT_CHANGE", 0.0195)
     cuts = [(2.7, 1.0), (5.533, 1.0), (10.7, 0.98), (12.6, 1.0), (16.8, 1.0), (21.6, 0.81),
             (23.933, 0.82), (25.7, 1.0), (28.433, 1.0)]  # fmt: skip
     beats = np.array(_conducted(30.0, cuts, (110, 135), 122.5).beats_s)
@@ -434,17 +436,17 @@ def test_the_tempo_map_meets_every_cut_it_can_reach():
 
 
 def test_the_tempo_map_keeps_every_anchor_a_conductor_could_follow():
-    """Anchors on the beats of a map that keeps the limits (steady, a ritardando of 1.9% a
+    """Anchors on the beats of a map that keeps the limits (steady, a ritardando of 0.9% a
     beat to 14% slower, steady, back): the solved map passes through every one, within the
     limits."""
-    periods = [0.5] * 6 + [0.5 * 1.019**k for k in range(1, 8)] + [0.5 * 1.019**7] * 4
-    periods += [0.5 * 1.019 ** (7 - k) for k in range(1, 8)] + [0.5] * 8
+    periods = [0.5] * 6 + [0.5 * 1.009**k for k in range(1, 16)] + [0.5 * 1.009**15] * 4
+    periods += [0.5 * 1.009 ** (15 - k) for k in range(1, 16)] + [0.5] * 8
     beats = np.concatenate([[0.0], np.cumsum(periods)])
-    anchors = [(k, float(beats[k]), 1.0) for k in (3, 9, 14, 17, 20, 25, 29)]
+    anchors = [(k, float(beats[k]), 1.0) for k in (3, 12, 21, 23, 25, 33, 41, 46)]
     planned, misses = conducted_beats(anchors, 0.535, 0.08, float(beats[-1]), lambda: None)
     assert float(np.max(misses)) <= 1e-6, misses
     gaps = np.diff(planned)
-    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= 0.02
+    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= timing.MAX_BEAT_CHANGE
     assert gaps.max() / gaps.min() <= 1.08**2
 
 
@@ -463,7 +465,7 @@ def test_a_long_tempo_map_is_solved_a_window_at_a_time():
     assert len(heartbeats) >= 4000 // timing.MAP_WINDOW_BEATS + 1
     assert float(np.max(misses)) <= 1e-6, np.flatnonzero(misses > 1e-6)
     gaps = np.diff(planned)
-    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= 0.02
+    assert np.max(np.abs(gaps[1:] / gaps[:-1] - 1.0)) <= timing.MAX_BEAT_CHANGE
     assert gaps.max() / gaps.min() <= 1.08**2
 
 
@@ -478,7 +480,8 @@ def test_a_cancel_is_heard_while_the_tempo_map_is_solved():
 
 def test_irregular_cuts_mostly_land_on_beats():
     """Gaps of 1.5-6 s at random (bench_music's irregular video): a constant grid puts about
-    two of the nine on a beat; the conductor's map at least seven, in a narrow genre range."""
+    two of the nine on a beat; the conductor's map at least six, in a narrow genre range
+    (seven when it glided 2% a beat, swinging faster than a band does)."""
     gaps = [2.68, 2.84, 5.16, 1.92, 4.2, 4.76, 2.36, 1.76, 2.72]
     cuts = [float(t) for t in np.cumsum(gaps)]
     plan = plan_timing(
@@ -487,7 +490,7 @@ def test_irregular_cuts_mostly_land_on_beats():
     )  # fmt: skip
     planned = np.array(plan.beats_s)
     on_beat = [c for c in cuts if np.min(np.abs(planned - c)) <= 0.025]
-    assert len(on_beat) >= 7, on_beat
+    assert len(on_beat) >= 6, on_beat
 
 
 def test_cuts_near_a_beat_are_put_exactly_on_it():
@@ -2918,3 +2921,29 @@ def test_a_pad_strikes_a_held_tone_again_rather_than_droning_it(generator, beat_
     bar_s = music.plan.bars_s[2] - music.plan.bars_s[1]
     assert max(held) <= LONGEST_TIE_S["pads"] + 0.01, max(held)
     assert max(held) > 1.5 * bar_s, "the pad no longer ties a held tone"
+
+
+@pytest.mark.parametrize("genre", ["acoustic", "folk", "orchestral", "cinematic"])
+def test_the_tempo_meets_irregular_cuts_without_rushing(generator, beat_analysis, genre):
+    """Cuts 1.5-6 s apart at random, in the genres whose tempo map may drift most (8%): the
+    map still puts most of them on beats, and within any 3 s its fastest beat is at most 6%
+    faster than its slowest (gliding 2% a beat, it had swung 7-8% within 3 s here to meet
+    them, 10% on bench_music's videos: a band heard rushing into its cuts)."""
+    gaps = np.random.default_rng(7).uniform(1.5, 6.0, 40)
+    bounds = [0.0, *np.cumsum(gaps)[np.cumsum(gaps) < 58.0].tolist(), 60.0]
+    segments, cuts = _shots(beat_analysis, bounds)
+    on_beats = swings = 0.0
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, genre, duration_s=60.0, segments=segments, cuts=cuts,
+                          seed=seed)  # fmt: skip
+        plan = generator.compose(brief, Heartbeat(lambda f: None)).plan
+        beats = np.asarray(plan.beats_s)
+        periods = np.diff(beats)
+        for start in beats[:-1]:
+            inside = periods[(beats[:-1] >= start) & (beats[1:] <= start + 3.0)]
+            if inside.size:
+                swings = max(swings, inside.max() / inside.min() - 1.0)
+        nearest = np.abs(beats[None, :] - np.array([c.time_s for c in cuts])[:, None]).min(1)
+        on_beats += float(np.mean(nearest <= ON_BEAT_S)) / 2
+    assert swings <= 0.06, swings
+    assert on_beats >= 0.7, on_beats
