@@ -27,6 +27,7 @@ from services.generator.backends.composer.arrangement import (
     Note,
     SectionForm,
     choose_progressions,
+    hit_key,
     up_stroke,
 )
 from services.generator.backends.composer.backend import Score
@@ -2237,6 +2238,42 @@ def test_a_strong_cut_s_hit_is_struck_harder_than_its_section_s_beats(generator,
             checked += 1
             assert hit > float(np.median(others)), (seed, form, hit, sorted(others))
     assert checked >= 4
+
+
+@pytest.mark.parametrize("genre", ["pop", "rock", "electronic", "hip-hop"])
+def test_a_cut_s_accent_is_never_softer_than_the_groove_around_it(generator, beat_analysis,
+                                                                  genre):  # fmt: skip
+    """On a fast montage, each cut's accent in the drums, as arranged, is at least as loud as
+    every other stroke its section's drums play: a light accent is level with the loudest, a
+    strong one over it. The player's touch (a few steps either way from note to note) had
+    left light accents up to 8 steps under the strokes around them, and two montage cuts
+    went unheard."""
+    end = 29.833
+    segments, _ = _shots(beat_analysis, (0.0, *MONTAGE_CUTS_S[2::3], end))
+    cuts = [Cut(t, "hard", 0.9) for t in MONTAGE_CUTS_S]
+    checked = 0
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, genre, seed=seed, cuts=cuts, segments=segments,
+                          duration_s=end)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        arrangement = score.arrangement
+        final = arrangement.final.start if arrangement.final is not None else math.inf
+        drums = [n for n in score.notes if n.instrument in score.roles.of("drums")[:1]]
+        starts = arrangement.texture_starts
+        section_of = [bisect.bisect_right(starts, n.start + 0.05) - 1 for n in drums]
+        for hit in arrangement.cut_hits:
+            if hit >= final:
+                continue
+            accent = [n.velocity for n in drums if hit_key(n.start) == hit]
+            section = bisect.bisect_right(starts, hit + 0.05) - 1
+            around = [n.velocity for n, s in zip(drums, section_of, strict=True)
+                      if s == section and n.start < final
+                      and hit_key(n.start) not in arrangement.cut_hits]  # fmt: skip
+            if not accent or not around:
+                continue
+            checked += 1
+            assert max(accent) >= max(around), (seed, hit, sorted(accent), max(around))
+    assert checked >= 20
 
 
 def _calm_turning_busy_at_9_s(beat_analysis, genre: str) -> MusicBrief:

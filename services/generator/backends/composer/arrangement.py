@@ -1402,16 +1402,22 @@ class Composer:
         end: float,
         velocity: int,
         after_end: bool = False,
+        humanized: bool = True,
     ) -> None:
         """A note, cut at the end of the music (the final chord's release), unless it is
-        `after_end`: a cut's accent in the release tail."""
+        `after_end`: a cut's accent in the release tail. A player's touch varies a few steps
+        from note to note, but not on a cut's accent (`humanized` False): it is set to stand
+        over the groove, and a light one is level with the loudest stroke (two montage cuts'
+        accents had come out softer than the pattern around them and gone unheard)."""
         if not after_end:
             if start >= self.result.end_beat:
                 return
             end = min(end, self.result.end_beat)
         if end - start <= 1e-3:
             return
-        velocity = min(127, max(1, int(velocity + self.rng.integers(-4, 5))))
+        # Drawn for every note, so that an accent left exact changes no other note's touch.
+        touch = int(self.rng.integers(-4, 5))
+        velocity = min(127, max(1, velocity + touch if humanized else velocity))
         placed = self._ranges.get(instrument)
         if placed is not None:
             shift, low, high = placed
@@ -1757,7 +1763,8 @@ class Composer:
             hit, velocity = self._cut_velocities(beat, strong, grooves)
             for player in roles.of("drums")[:1]:
                 for key in keys:
-                    self._add(player, key, beat, beat + 0.4, hit, after_end=True)
+                    self._add(player, key, beat, beat + 0.4, hit, after_end=True,
+                              humanized=False)  # fmt: skip
             # Just before a bar line the stab is its downbeat, struck early (`_pushed`).
             at = bisect.bisect_right(bar_lines, beat + 1e-6)
             bar_line = bar_lines[at] if at < len(bar_lines) else None
@@ -1777,12 +1784,14 @@ class Composer:
                 stabs.append((player, beat))
                 struck[player] = velocity - 4
                 for pitch in voice(harmony, self._voicings.get(player), *comping_range):
-                    self._add(player, pitch, beat, beat + 0.5, velocity - 4, after_end=True)
+                    self._add(player, pitch, beat, beat + 0.5, velocity - 4, after_end=True,
+                              humanized=False)  # fmt: skip
             for player in roles.of("bass")[:1] if strong else ():
                 stabs.append((player, beat))
                 struck[player] = velocity - 4
-                self._add(player, nearest_in(self._bass_pitch, (harmony.root,), *bass_range),
-                          beat, beat + 0.5, velocity - 4, after_end=True)  # fmt: skip
+                root = nearest_in(self._bass_pitch, (harmony.root,), *bass_range)
+                self._add(player, root, beat, beat + 0.5, velocity - 4, after_end=True,
+                          humanized=False)  # fmt: skip
             if bar_line is not None:
                 # Two cuts before one bar line: the one nearest it pushes.
                 pushes[bar_line] = _Push(beat, bar_line, frozenset(keys), struck)
