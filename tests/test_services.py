@@ -843,11 +843,16 @@ def test_sigterm_turns_every_service_away_at_once_and_ends_within_its_grace(
     grace_s = 6.0
     running = start(tmp_path, media, changes={"serving": {"grace_s": grace_s}})
     video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
-    worker = threading.Thread(
-        target=lambda: code_of(
-            lambda: score(running.gateway, gateway_pb2.ScoreRequest(video=video))
-        )
-    )
+    ended: list[object] = []
+
+    def request() -> None:
+        # Drained within the grace (the music) or cut at its end (a status): either ends it.
+        try:
+            ended.append(score(running.gateway, gateway_pb2.ScoreRequest(video=video))[-1])
+        except grpc.RpcError as error:
+            ended.append(error.code())
+
+    worker = threading.Thread(target=request)
     worker.start()
     time.sleep(0.5)  # the request is in flight
     running.process.send_signal(signal.SIGTERM)
@@ -859,6 +864,7 @@ def test_sigterm_turns_every_service_away_at_once_and_ends_within_its_grace(
     assert running.process.wait(timeout=60) == 0
     assert time.monotonic() - signalled < grace_s + 4.0
     worker.join(timeout=60)
+    assert ended and not worker.is_alive(), ended
 
 
 def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, clip, tmp_path):
