@@ -1407,8 +1407,8 @@ class Composer:
         """A note, cut at the end of the music (the final chord's release), unless it is
         `after_end`: a cut's accent in the release tail. A player's touch varies a few steps
         from note to note, but not on a cut's accent (`humanized` False): it is set to stand
-        over the groove, and a light one is level with the loudest stroke (two montage cuts'
-        accents had come out softer than the pattern around them and gone unheard)."""
+        over the groove, and a light one is level with the loudest stroke (the touch had put
+        light accents up to 8 steps under the strokes around them)."""
         if not after_end:
             if start >= self.result.end_beat:
                 return
