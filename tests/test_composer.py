@@ -2938,25 +2938,30 @@ def test_a_long_scene_s_tune_rests_for_whole_phrases_while_the_band_plays_on(
     assert all(playing(first, False) for first in bars[entry:]), "the band stopped too"
 
 
-@pytest.mark.parametrize("genre", ["lo-fi", "hip-hop"])
-def test_a_pad_strikes_a_held_tone_again_rather_than_droning_it(generator, beat_analysis, genre):
-    """A minute and a half of one contrasting scene, with a pad asked for: the pad ties a tone
-    its chords share across bars for LONGEST_TIE_S at most, then strikes it again with the
-    next chord (here a lo-fi and a hip-hop pad had held one note 69 s; in a long-form review
-    87-105 s, under every chord of three sections)."""
+@pytest.mark.parametrize(
+    ("genre", "holder"),
+    [("lo-fi", "pads"), ("hip-hop", "pads"), ("lo-fi", "strings"), ("ambient", "strings")],
+)
+def test_a_pad_strikes_a_held_tone_again_rather_than_droning_it(generator, beat_analysis, genre,
+                                                                 holder):  # fmt: skip
+    """A minute and a half of one contrasting scene, with pads or strings asked for: they tie
+    a tone their chords share across bars for LONGEST_TIE_S at most, then strike it again
+    with the next chord (here a lo-fi and a hip-hop pad had held one note 69 s; in a
+    long-form review 87-105 s, under every chord of three sections; lo-fi's strings, playing
+    the pad, had held one note through a whole 3-minute piece)."""
     opening, contrast = Look(0.3, 0.4, 0.4, 0.5), Look(0.8, 0.8, 0.7, 0.6)
     segments = [Segment(0.0, 20.0, 0.5, opening, ["happy"]),
                 Segment(20.0, 90.0, 0.5, contrast, ["happy"])]  # fmt: skip
     brief = brief_for(beat_analysis, genre, duration_s=90.0, segments=segments,
                       cuts=[Cut(20.0, "hard", 0.8)])  # fmt: skip
-    tags = dataclasses.replace(brief.tags, instruments=[*brief.tags.instruments, "pads"])
+    tags = dataclasses.replace(brief.tags, instruments=[*brief.tags.instruments, holder])
     music = generator.generate(dataclasses.replace(brief, tags=tags))
     song = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
-    pads = next(track for track in song.instruments if track.name == "pads")
-    held = [note.end - note.start for note in pads.notes]
+    track = next(track for track in song.instruments if track.name == holder)
+    held = [note.end - note.start for note in track.notes]
     bar_s = music.plan.bars_s[2] - music.plan.bars_s[1]
-    assert max(held) <= LONGEST_TIE_S["pads"] + 0.01, max(held)
-    assert max(held) > 1.5 * bar_s, "the pad no longer ties a held tone"
+    assert max(held) <= LONGEST_TIE_S[holder] + 0.01, max(held)
+    assert max(held) > 1.5 * bar_s, f"the {holder} no longer tie a held tone"
 
 
 @pytest.mark.parametrize("genre", ["acoustic", "folk", "orchestral", "cinematic"])

@@ -55,9 +55,11 @@ SUSTAINING = ("strings", "pads", "brass", "woodwinds")
 # need to).
 BREATH_S = {"brass": 8.0, "woodwinds": 8.0}
 # Seconds one note is tied across bars and chords before it is struck again with the next:
-# a player's breath, and a pad's held common tone, which had become a drone (a lo-fi pad had
-# held one note 87-105 s, under every chord of three sections; a long-form review).
-LONGEST_TIE_S = {**BREATH_S, "pads": 12.0}
+# a player's breath, and a held common tone of pads or strings, which had become a drone
+# (a lo-fi pad had held one note 87-105 s, under every chord of three sections, in a
+# long-form review; lo-fi's and ambient's strings 69-82 s of a 90 s scene, and lo-fi's
+# through a whole 3-minute piece).
+LONGEST_TIE_S = {**BREATH_S, "pads": 12.0, "strings": 12.0}
 # Which part an instrument the casting left over doubles.
 DOUBLES = {"strings": "pad", "pads": "pad", "brass": "pad", "woodwinds": "melody",
            "plucks": "pulse", "synth": "pulse", "piano": "comping", "acoustic-guitar": "comping",
