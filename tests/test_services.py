@@ -808,23 +808,29 @@ def test_a_downstream_service_that_is_down(tmp_path, media, clip):
         assert stop(running) == 0
 
 
-@pytest.mark.alone
-def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
-    running = start(tmp_path, media)
+def _scoring_in_flight(running, beat_video) -> tuple[threading.Thread, dict[str, object]]:
+    """A Score of the 46 s beat video, sent from a thread and half a second in flight (still
+    running when a SIGTERM comes): the thread, and once it ends its outcome, the "events" or
+    the status as "error"."""
+    video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
     outcome: dict[str, object] = {}
 
     def request() -> None:
-        # A 46 s video: the request is still running when SIGTERM comes.
-        video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
-        message = gateway_pb2.ScoreRequest(video=video)
         try:
-            outcome["events"] = score(running.gateway, message)
+            outcome["events"] = score(running.gateway, gateway_pb2.ScoreRequest(video=video))
         except grpc.RpcError as error:
             outcome["error"] = error.code()
 
     worker = threading.Thread(target=request)
     worker.start()
-    time.sleep(0.5)  # the request is in flight
+    time.sleep(0.5)
+    return worker, outcome
+
+
+@pytest.mark.alone
+def test_sigterm_drains_requests_in_flight(tmp_path, media, beat_video):
+    running = start(tmp_path, media)
+    worker, outcome = _scoring_in_flight(running, beat_video)
     assert stop(running) == 0
     worker.join(timeout=60)
     assert "error" not in outcome, outcome
@@ -842,19 +848,7 @@ def test_sigterm_turns_every_service_away_at_once_and_ends_within_its_grace(
     exited up to three graces after SIGTERM, 93 s for 30 s)."""
     grace_s = 6.0
     running = start(tmp_path, media, changes={"serving": {"grace_s": grace_s}})
-    video = common_pb2.VideoSource(data=beat_video.path.read_bytes(), file_name="b.mp4")
-    ended: list[object] = []
-
-    def request() -> None:
-        # Drained within the grace (the music) or cut at its end (a status): either ends it.
-        try:
-            ended.append(score(running.gateway, gateway_pb2.ScoreRequest(video=video))[-1])
-        except grpc.RpcError as error:
-            ended.append(error.code())
-
-    worker = threading.Thread(target=request)
-    worker.start()
-    time.sleep(0.5)  # the request is in flight
+    worker, outcome = _scoring_in_flight(running, beat_video)
     running.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     not_serving = (health_pb2.HealthCheckResponse.NOT_SERVING,)
@@ -864,7 +858,8 @@ def test_sigterm_turns_every_service_away_at_once_and_ends_within_its_grace(
     assert running.process.wait(timeout=60) == 0
     assert time.monotonic() - signalled < grace_s + 4.0
     worker.join(timeout=60)
-    assert ended and not worker.is_alive(), ended
+    # Drained within the grace (its music) or cut at its end (a status): either ends it.
+    assert outcome and not worker.is_alive(), outcome
 
 
 def test_candidates_come_back_ranked_and_the_gateway_delivers_the_best(servers, clip, tmp_path):
