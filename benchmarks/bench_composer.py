@@ -82,9 +82,11 @@ def dry_timgm6mb() -> Iterator[ComposerGenerator]:
     parts summed at their gains, no bus). The default sound (issue 14) is the full bank
     through FluidSynth, with the mix."""
 
-    def dry_mix(self, start, dry):
-        # Stems where asked for: the parts' balance measures them.
-        parts = [a * np.float32(p.gain) for p, a in zip(self.parts, dry, strict=True)]
+    def dry_mix(self, start, dry, known=None):
+        # Stems where asked for: the parts' balance measures them (`known` as Mixer.mix).
+        given = known or {}
+        parts = [given[i] if i in given else a * np.float32(p.gain)
+                 for i, (p, a) in enumerate(zip(self.parts, dry, strict=True))]  # fmt: skip
         return sum(parts), parts if self.stems else []
 
     with (

@@ -11,7 +11,7 @@ the mix, less a lo-fi record's crackle, which is the record's and no instrument'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +147,17 @@ class Mixer:
         gain = 1.0 - self.production.pump * depth
         return gain.astype(np.float32)
 
-    def mix(self, start: int, dry: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def scales_with_gain(self, index: int) -> bool:
+        """Whether the part's stem is its gain times its stem at unit gain: a strip without a
+        compressor (filters, the pumping's gain and the sends are all linear)."""
+        return self.production.strip_of(self.parts[index].name).compression is None
+
+    def mix(
+        self, start: int, dry: Sequence[np.ndarray], known: Mapping[int, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One block (2 x samples, channels first): the mix before the bus, and (when asked
-        for) every stem."""
+        for) every stem; with stems, `known` holds stems already made (by part), taken as
+        they are."""
         length = dry[0].shape[1]
         pump = self._pump(start, length)
         mix = np.zeros((2, length), dtype=np.float32)
@@ -157,6 +165,10 @@ class Mixer:
         reverb_in = np.zeros((2, length), dtype=np.float32)
         echo_in = np.zeros((2, length), dtype=np.float32)
         for i, (part, audio) in enumerate(zip(self.parts, dry, strict=True)):
+            if known and i in known:
+                stems.append(known[i])
+                mix += known[i]
+                continue
             signal = self._process(self._strips[i], audio * np.float32(part.gain))
             if pump is not None and not part.drums:
                 signal *= pump
