@@ -172,23 +172,20 @@ def balanced_gains(
     def heard(
         mixer: Mixer, bused: bool, known: dict[int, tuple[list[np.ndarray], float]] | None = None
     ) -> tuple[list[float], list[list[np.ndarray]]]:
-        """Each part's loudness as a stem, and its stems before the bus, block by block;
-        `known`: parts whose stems before the bus are those given, times a scale."""
+        """Each part's loudness as a stem, and its stems block by block; `known`: parts whose
+        stems before the bus are those given (block by block), times a scale."""
         stems: list[list[np.ndarray]] = [[] for _ in excerpts]
-        before: list[list[np.ndarray]] = [[] for _ in excerpts]
         for n, (start, block) in enumerate(measured):
             heartbeat()
             given = {
                 i: chunks[n] * np.float32(scale) for i, (chunks, scale) in (known or {}).items()
             }
             before_bus, parts = mixer.mix(start, block, given)
-            for chunks, stem in zip(before, parts, strict=True):
-                chunks.append(stem)
             if bused:
                 _, parts = mixer.bus(start, before_bus, parts)
             for chunks, stem in zip(stems, parts, strict=True):
                 chunks.append(stem)
-        return [loudness(chunks) for chunks in stems], before
+        return [loudness(chunks) for chunks in stems], stems
 
     # A first guess from the dry level (plain RMS, in dB: cheap, and near enough for the
     # strips' compressors to act about as they will).
@@ -200,6 +197,7 @@ def balanced_gains(
     ]
     first = corrected([1.0] * len(excerpts), rms)
     mixer = mixer_for(excerpts, first)
+    # (Heard without the bus: its stems are the stems before it.)
     loud, before = heard(mixer, bused=False)
     gains = corrected(first, loud)
     if not mixer.production.bus_distorts:
