@@ -1586,9 +1586,10 @@ def test_form_follows_the_video_returns_and_a_lift(generator, beat_analysis):
     # straight on to the new key, a tritone's root move at times).
     into = chord(plan.sections[2].chords[-1], Key.parse(plan.sections[2].key))
     assert into.intervals == (0, 4, 7, 10) and into.root == (turned.tonic + 7) % 12
-    # A user's key keeps its mode throughout.
+    # A user's key holds throughout: no lift, no parallel key.
     fixed = generator.generate(dataclasses.replace(brief, key_is_fixed=True)).plan
-    assert {Key.parse(s.key).mode for s in fixed.sections} == {"major"}
+    assert fixed.key == brief.tags.key
+    assert {s.key for s in fixed.sections} == {fixed.key}
     # Four bars of it would be a trip into another cue: the mode stays (3-7 bar trips had).
     short = [*segments[:3], dataclasses.replace(segments[3], end_s=32.0),
              dataclasses.replace(segments[4], start_s=32.0, end_s=40.0)]  # fmt: skip

@@ -295,16 +295,18 @@ def section_forms(
     style: Style,
     key: Key,
     duration_s: float,
-    mood_modes: Mapping[str, str] | None = None,
+    mood_modes: Mapping[str, str],
+    key_is_users: bool,
 ) -> list[SectionForm]:
     """The form: per section its intensity, material (A where the picture looks like the
     opening, and in the last of BOOKEND_SECTIONS or more), key (a whole step up from the
     video's strongest late turn that rises in energy, where the style lifts: the last
     chorus's lift, never into a quiet close, and LIFT_MIN_BARS before the final chord) and
     mode: a middle section of MODE_CHANGE_MIN_BARS or more whose moods all lean to the
-    other mode takes the parallel key
-    (`mood_modes`: each mood's mode; None keeps the key's mode, as a user's key asks). The
-    first and last sections keep the mode."""
+    other mode takes the parallel key (`mood_modes`: each mood's mode). The first and last
+    sections keep the mode. A user's key (`key_is_users`) holds throughout: no lift, no
+    parallel key (the sample video scored in rock and F# minor had gone on in G# minor from
+    its strongest late turn)."""
     opening = video[0].look
     changes = [0.0] + [
         _look_distance(video[i - 1].look, video[i].look)
@@ -312,7 +314,7 @@ def section_forms(
         for i in range(1, len(video))
     ]
     lift_at = None
-    if style.lift == "up2" and duration_s >= LIFT_MIN_S and len(video) >= 3:
+    if style.lift == "up2" and not key_is_users and duration_s >= LIFT_MIN_S and len(video) >= 3:
         rises = [i for i in range(1, len(video)) if video[i].energy > video[i - 1].energy]
         last = plan.final_beat if plan.final_beat is not None else len(plan.beats_s)
         room = LIFT_MIN_BARS * plan.meter.beats
@@ -340,8 +342,8 @@ def section_forms(
             role = "ending"
         lifted = lift_at is not None and i >= lift_at
         tonic = (key.tonic + 2) % 12 if lifted else key.tonic
-        leanings = {mood_modes[m] for m in video[i].moods if mood_modes and m in mood_modes}
-        middle = 0 < i < len(plan.sections) - 1 and role != "ending"
+        leanings = {mood_modes[m] for m in video[i].moods if m in mood_modes}
+        middle = 0 < i < len(plan.sections) - 1 and role != "ending" and not key_is_users
         settles = section.beat_count >= MODE_CHANGE_MIN_BARS * plan.meter.beats
         mode = leanings.pop() if middle and settles and len(leanings) == 1 else key.mode
         forms.append(

@@ -195,9 +195,8 @@ class ComposerGenerator:
         heartbeat()
         video = self._section_video(brief, plan)
         heartbeat()
-        mood_modes = None if brief.key_is_fixed else self._mood_modes
         forms = section_forms(plan, video, tags.energy, style, home, brief.duration_s,
-                              mood_modes)  # fmt: skip
+                              self._mood_modes, brief.key_is_fixed)  # fmt: skip
         heartbeat.advance(ARRANGING)
         arrangement = Composer(plan, style, roles, forms, cuts, brief.duration_s, rng,
                                heartbeat, asked_instruments(tags)).compose()  # fmt: skip
