@@ -584,6 +584,8 @@ def _tags(args: argparse.Namespace) -> int:
                                   ("instruments", vocabulary.instruments))
         }  # fmt: skip
         listing["keys"] = {"tonics": list(vocabulary.tonics), "modes": list(vocabulary.modes)}
+        families = vocabulary.negative_families
+        listing["negative_families"] = {name: list(tags) for name, tags in families.items()}
         sys.stdout.write(json.dumps(listing, indent=2) + "\n")
         return 0
     console = Console()
@@ -599,6 +601,9 @@ def _tags(args: argparse.Namespace) -> int:
         f'({", ".join(vocabulary.modes)}): "E minor", "Em", "F#m", "Bb major", "Bb"',
         highlight=False,
     )
+    for name, family in vocabulary.negative_families.items():
+        console.print(f"[bold]--negative {name}[/bold] takes out {', '.join(family)}",
+                      highlight=False)  # fmt: skip
     console.print("Names match in any case; spaces, hyphens and underscores alike.")
     return 0
 
@@ -728,7 +733,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         "--negative",
         action="append",
         metavar="TAG",
-        help="a genre, mood or instrument to leave out (repeatable)",
+        help="a genre, mood or instrument to leave out (repeatable; guitar: every guitar)",
     )
     parser.add_argument("--bpm", type=float, help="exact tempo, 30..300")
     parser.add_argument("--key", help='key: "D minor", "Em", "F#m", "Bb major", "Bb", ...')

@@ -115,6 +115,8 @@ class Vocabulary:
     dark_vote: int
     tempo_energy_weight: float
     tempo_pace_weight: float
+    # Folded names that, as a negative tag, take out each of their instruments.
+    negative_families: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per kind: every folded name and synonym -> its tag.
     names: dict[TagKind, dict[str, str]] = field(default_factory=dict)
 
@@ -149,6 +151,12 @@ class Vocabulary:
         suggestions = list(dict.fromkeys(every[n] for n in near))
         valid = [tag for kind in KIND_SECTIONS for tag in self.of_kind(kind)]
         raise UnknownTagError("negative tag", name, suggestions, valid)
+
+    def negated(self, name: str) -> tuple[str, ...]:
+        """The tags a negative name takes out: each instrument of a family it names
+        (`negative_families`: "guitar"), else the one tag it means (canonical_tag)."""
+        family = self.negative_families.get(folded(name))
+        return family if family is not None else (self.canonical_tag(name),)
 
     def canonical_key(self, text: str) -> str:
         """A key as the vocabulary writes it ("E minor") from the ways people write keys
@@ -245,7 +253,9 @@ def load_vocabulary(path: Path = VOCABULARY_PATH) -> Vocabulary:
         dark_vote=int(data["keys"]["dark_vote"]),
         tempo_energy_weight=float(data["tempo"]["energy_weight"]),
         tempo_pace_weight=float(data["tempo"]["pace_weight"]),
-    )
+        negative_families={folded(name): tuple(tags)
+                           for name, tags in data.get("negative_families", {}).items()},
+    )  # fmt: skip
     for kind in KIND_SECTIONS:
         names: dict[str, str] = {}
         for tag in vocabulary.of_kind(kind).values():
@@ -255,6 +265,11 @@ def load_vocabulary(path: Path = VOCABULARY_PATH) -> Vocabulary:
                     raise ValueError(f"vocabulary: {kind} name {name!r} means {other} and "
                                      f"{tag.name}")  # fmt: skip
         vocabulary.names[kind] = names
+    for name, tags in vocabulary.negative_families.items():
+        missing = set(tags) - set(vocabulary.instruments)
+        if missing:
+            raise ValueError(f"vocabulary: negative family {name!r} lists unknown instruments "
+                             f"{missing}")  # fmt: skip
     for genre in vocabulary.genres.values():
         missing = set(genre.instruments) - set(vocabulary.instruments)
         if missing:

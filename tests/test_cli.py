@@ -232,6 +232,8 @@ def test_tags_lists_the_vocabulary_with_synonyms():
     assert "acoustic-guitar" in listing["instruments"]
     assert "guitar" in listing["instruments"]["acoustic-guitar"]
     assert listing["keys"]["modes"] == ["major", "minor"]
+    assert listing["negative_families"]["guitar"] == ["acoustic-guitar", "electric-guitar"]
+    assert "--negative guitar takes out acoustic-guitar, electric-guitar" in result.stdout
 
 
 def test_help_shows_the_values():

@@ -220,6 +220,16 @@ def test_controls_are_read_as_people_write_them(pipeline, clip, tmp_path):
     assert result.plan.key == "F# minor" and "piano" not in tags.instruments
 
 
+def test_no_guitar_means_no_guitar_of_any_kind(pipeline, clip, tmp_path):
+    """`negative: guitar` in rock: its electric and lead guitars had played on ("guitar" is
+    the acoustic guitar's synonym); as a negative tag it takes out every guitar."""
+    controls = UserControls(genres=["rock"], negative=["guitar"])
+    result = pipeline.score(clip.path, controls, OutputOptions(tmp_path / "m.wav"))
+    assert {"acoustic-guitar", "electric-guitar"} <= set(result.brief.negative)
+    assert result.plan.genre == "rock"
+    assert not {"acoustic-guitar", "electric-guitar", "lead-guitar"} & set(result.plan.instruments)
+
+
 def test_controls_win_over_the_tagger(pipeline, clip, tmp_path):
     controls = UserControls(
         genres=["rock"],

@@ -203,6 +203,26 @@ def test_a_near_miss_is_answered_with_what_it_may_mean():
         VOCABULARY.canonical_tag("yodel")
 
 
+def test_a_negative_family_name_takes_out_every_instrument_of_it():
+    """`--negative guitar` is no guitar at all (rock's electric guitars had played on), where
+    `--instrument guitar` asks for the acoustic one; other names take out the tag they mean."""
+    assert VOCABULARY.negated("Guitar") == ("acoustic-guitar", "electric-guitar")
+    assert VOCABULARY.negated("guitars") == ("acoustic-guitar", "electric-guitar")
+    assert VOCABULARY.negated("electric guitar") == ("electric-guitar",)
+    assert VOCABULARY.negated("Piano") == ("piano",)
+    assert VOCABULARY.canonical("instrument", "guitar") == "acoustic-guitar"
+    with pytest.raises(UnknownTagError, match="unknown negative tag yodel"):
+        VOCABULARY.negated("yodel")
+
+
+def test_a_negative_family_names_instruments_of_the_vocabulary(tmp_path: Path):
+    text = VOCABULARY_PATH.read_text().replace("guitar: [acoustic-guitar, electric-guitar]",
+                                               "guitar: [acoustic-guitar, banjo]", 1)  # fmt: skip
+    (tmp_path / "vocabulary.yaml").write_text(text)
+    with pytest.raises(ValueError, match=r"negative family 'guitar' lists unknown instruments"):
+        load_vocabulary(tmp_path / "vocabulary.yaml")
+
+
 @pytest.mark.parametrize(
     ("typed", "key"),
     [("E minor", "E minor"), ("e minor", "E minor"), ("Em", "E minor"), ("F#m", "F# minor"),

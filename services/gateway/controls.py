@@ -2,15 +2,16 @@
 
 User values win: a user BPM replaces the tagger's (and is then exact), a user key replaces
 the tagger's, user genres, moods and instruments come first (the first genre sets the style),
-and negative tags remove whatever they name, from the user's tags and the tagger's alike. The
-tagger's genres and instruments that the generator does not play are left out (the user's were
-checked against it before any work).
+and negative tags remove whatever they name (a family's name, `guitar`, every instrument of
+it), from the user's tags and the tagger's alike. The tagger's genres and instruments that the
+generator does not play are left out (the user's were checked against it before any work).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
+from typing import TypeVar
 
 from services.domain import (
     GeneratorInfo,
@@ -23,6 +24,9 @@ from services.domain import (
 from services.errors import InvalidInputError
 from services.rules import BPM_LIMITS, SPEECH_MODES, STRUCTURES, check_candidates, speech_handling
 from services.vocabulary import TagKind, Vocabulary
+
+# A name as the vocabulary reads it: a tag, or a family of them.
+Named = TypeVar("Named", bound=Hashable)
 
 
 def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserControls:
@@ -58,7 +62,8 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
                    lambda name: vocabulary.canonical("mood", name))  # fmt: skip
     instruments = _named("controls.instruments", controls.instruments,
                          lambda name: vocabulary.canonical("instrument", name))  # fmt: skip
-    negative = _named("controls.negative", controls.negative, vocabulary.canonical_tag)
+    families = _named("controls.negative", controls.negative, vocabulary.negated)
+    negative = _once([tag for family in families for tag in family])
     conflicting = set(negative) & {*genres, *moods, *instruments}
     if conflicting:
         raise InvalidInputError(f"{', '.join(sorted(conflicting))} both asked for and negated",
@@ -68,8 +73,8 @@ def validate_controls(controls: UserControls, vocabulary: Vocabulary) -> UserCon
 
 
 def _named(
-    field: str, names: list[str], read: Callable[[str], str], reason: str = "UNKNOWN_TAG"
-) -> list[str]:
+    field: str, names: list[str], read: Callable[[str], Named], reason: str = "UNKNOWN_TAG"
+) -> list[Named]:
     """What the vocabulary calls each name, each once; its ValueError as INVALID_ARGUMENT on
     `field`."""
     try:
@@ -78,7 +83,7 @@ def _named(
         raise InvalidInputError(str(error), field=field, error_reason=reason) from None
 
 
-def _once(names: list[str]) -> list[str]:
+def _once(names: list[Named]) -> list[Named]:
     """In order, each name once ("hiphop" and "hip-hop" are one genre)."""
     return list(dict.fromkeys(names))
 
