@@ -38,6 +38,10 @@ def _print_summary(
         )
         print_model_and_warnings(analysis, console)
     print_tags(tags, console)
+    if plan.instruments:
+        # The tags' instruments are what the picture and the user asked for; the band is what
+        # plays (a rock piece's tags had listed strings, piano, pads and brass only).
+        console.print(f"[bold]{'Band':<12}[/bold]{escape(', '.join(plan.instruments))}")
     tempos = [s.bpm for s in plan.sections]
     spread = (f" (sections {min(tempos):.1f}-{max(tempos):.1f})"
               if tempos and max(tempos) - min(tempos) > 0.05 else "")  # fmt: skip

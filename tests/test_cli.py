@@ -327,6 +327,9 @@ def test_score_plays_the_key_leaves_out_the_negative_and_writes_the_rate_asked_f
     # Rock's core band is drums, bass and guitar: its drums left out, the rest still play.
     assert music.instruments and not any(i.is_drum for i in music.instruments)
     assert [k.key_number for k in music.key_signature_changes][:1] == [18]  # F# minor
+    # The summary names the band that plays (the tags' instruments are what was asked for).
+    band = next(line for line in result.stdout.splitlines() if line.startswith("Band"))
+    assert band.split(None, 1)[1].split(", ") == [i.name for i in music.instruments]
 
 
 def test_several_videos_into_a_folder_and_a_part_of_one(cuts_video: SyntheticVideo,
