@@ -491,6 +491,9 @@ BAD_CONTROLS = [
     (UserControls(instruments=["kazoo"]), "valid instruments:"),
     (UserControls(key="H major"), "bad key"),
     (UserControls(negative=["yodel"]), "unknown negative tag yodel"),
+    # A family named as negative holds each of its instruments.
+    (UserControls(instruments=["electric guitar"], negative=["guitar"]),
+     "electric-guitar both asked for and negated"),
     (UserControls(structure="remix"), "unknown structure 'remix'"),
     (UserControls(candidates=0), "candidates must be 1..4, not 0"),
     (UserControls(structure="reference", reference_audio=b"x" * (16 * 1024 * 1024 + 1)),
