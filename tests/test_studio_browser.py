@@ -98,6 +98,15 @@ def test_the_main_path_by_keyboard_in_chromium(studio: str, tmp_path: Path):
         # The music's tags with their origins: the genre chosen here is the user's.
         assert page.locator("#tags li", has_text="genre: rock (user)").count() == 1
         assert page.locator("#timeline line").count() > 3  # cuts, beats and bar lines
+        # What the version plays: its style and the band of its plan (a rock band has drums).
+        jobs = page.evaluate("fetch('/api/state').then(r => r.json())")["jobs"]
+        plan = next(e for e in jobs[0]["events"] if e["type"] == "result")["plan"]
+        terms = page.locator("#version-plan dt").all_text_contents()
+        details = page.locator("#version-plan dd").all_text_contents()
+        shown = dict(zip(terms, details, strict=True))
+        assert shown["Style"] == "rock"
+        assert shown["Band"] == ", ".join(plan["instruments"]) and "drums" in shown["Band"]
+        assert shown["Tempo"].startswith(f"{plan['bpm']:.1f} BPM")
         with page.expect_download() as download:
             page.click("text=Download stems.zip")
         saved = tmp_path / "stems.zip"

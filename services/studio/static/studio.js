@@ -142,8 +142,35 @@ function showTags(tags) {
   }
 }
 
-function addVersion(job, files) {
-  const version = { id: job, label: `Version ${state.versions.length + 1}`, files };
+// What a version plays, from its plan: the tags say what was asked for, the band what plays.
+function showPlan(plan) {
+  const list = $("version-plan");
+  list.replaceChildren();
+  if (!plan) return;
+  const tempos = (plan.sections || []).map((s) => s.bpm);
+  const spread = tempos.length && Math.max(...tempos) - Math.min(...tempos) > 0.05
+    ? ` (sections ${Math.min(...tempos).toFixed(1)}-${Math.max(...tempos).toFixed(1)})` : "";
+  const keys = [...new Set((plan.sections || []).map((s) => s.key).filter((k) => k && k !== plan.key))];
+  const cuts = plan.alignment || {};
+  const rows = [
+    ["Style", plan.genre],
+    ["Band", (plan.instruments || []).join(", ")],
+    ["Tempo", `${(plan.bpm || 0).toFixed(1)} BPM${spread}, ${plan.meter || ""}`],
+    ["Key", `${plan.key || ""}${keys.length ? ` (then ${keys.join(", ")})` : ""}`],
+    ["Cuts", cuts.cut_count ? `${cuts.on_beat_count || 0} of ${cuts.cut_count} on a beat` : ""],
+  ];
+  for (const [name, value] of rows) {
+    if (!value) continue;
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const detail = document.createElement("dd");
+    detail.textContent = value;
+    list.append(term, detail);
+  }
+}
+
+function addVersion(job, files, plan) {
+  const version = { id: job, label: `Version ${state.versions.length + 1}`, files, plan };
   state.versions.push(version);
   const id = `version-${job}`;
   const wrapper = document.createElement("div");
@@ -162,7 +189,7 @@ function addVersion(job, files) {
     try { await api(`/api/scores/${job}`, { method: "DELETE" }); } catch (error) { showError(error); return; }
     wrapper.remove();
     state.versions = state.versions.filter((v) => v !== version);
-    if (input.checked) { $("music").removeAttribute("src"); $("downloads").replaceChildren(); }
+    if (input.checked) { $("music").removeAttribute("src"); $("downloads").replaceChildren(); showPlan(null); }
   });
   wrapper.append(input, label, remove);
   $("versions").appendChild(wrapper);
@@ -186,6 +213,7 @@ function choose(version) {
   const video = $("video"), music = $("music");
   const playing = !video.paused;
   music.src = `/api/scores/${version.id}/files/music.wav`;
+  showPlan(version.plan);
   music.currentTime = video.currentTime || 0;
   if (playing) music.play();
   const list = $("downloads");
@@ -209,7 +237,7 @@ function follow(job) {
       if (event.type === "analysis") { state.analysis = event; drawTimeline(); showTags(event.tags || {}); }
       else if (event.type === "progress") { $("score-progress").value = event.fraction || 0; $("stage").textContent = `${event.stage || ""} ${Math.round(100 * (event.fraction || 0))}%`; }
       else if (event.type === "result") { state.plan = event.plan; drawTimeline(); showTags(event.tags || {}); }
-      else if (event.type === "done") { $("score-progress").value = 1; $("stage").textContent = "done"; addVersion(job, event.files); source.close(); resolve(); }
+      else if (event.type === "done") { $("score-progress").value = 1; $("stage").textContent = "done"; addVersion(job, event.files, state.plan); source.close(); resolve(); }
       else if (event.type === "error") { showError(event); $("stage").textContent = "stopped"; source.close(); resolve(); }
     };
     source.onerror = () => { source.close(); resolve(); };
@@ -247,7 +275,7 @@ async function restore() {
     const result = job.events.find((e) => e.type === "result");
     if (analysis) { state.analysis = analysis; showTags(analysis.tags || {}); }
     if (result) { state.plan = result.plan; showTags(result.tags || {}); }
-    if (done) addVersion(job.id, done.files);
+    if (done) addVersion(job.id, done.files, result && result.plan);
   }
   drawTimeline();
 }
