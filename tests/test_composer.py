@@ -2084,6 +2084,69 @@ def test_a_held_tune_note_never_grinds_a_semitone_over_its_chord(generator, beat
     assert not grinding, (len(grinding), grinding[:4])
 
 
+def test_a_calm_bass_holds_its_roots(generator, beat_analysis):
+    """Where the band plays calmly (an intro, a quiet section) the bass holds its notes: rock's
+    and pop's had struck a sixteenth on one and three and left most of every bar silent, and
+    where the others stopped at a cut, the mix with it (15-18 dB under the bar before; a music
+    review). No rest of a beat and a half or more between its notes in a quiet section."""
+    gaps, calm = [], 0
+    for genre, seed in itertools.product(STYLES, (1, 2)):
+        score = generator.compose(_arc(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        bass = sorted((n for n in score.notes if n.instrument in score.roles.of("bass")),
+                      key=lambda n: n.start)  # fmt: skip
+        for form in score.forms:
+            if form.intensity > 1:
+                continue
+            inside = [n for n in bass if form.start_beat <= n.start < form.end_beat]
+            calm += len(inside)
+            gaps += [(genre, seed, round(a.end, 2), round(b.start, 2))
+                     for a, b in itertools.pairwise(inside) if b.start - a.end >= 1.5]  # fmt: skip
+    assert calm > 100
+    assert not gaps, (len(gaps), gaps[:4])
+
+
+def test_rock_s_bass_plays_under_the_power_chords(generator, beat_analysis):
+    """Rock's bass sounds under the rhythm guitar's power chords, not on their root in
+    unison: sharing their register, it had doubled the chord's lowest note on 43% of its
+    notes in B minor (a music review)."""
+    doubled, notes = [], 0
+    for seed, key in zip((1, 2, 3), ("B minor", "G major", "D major"), strict=True):
+        brief = brief_for(beat_analysis, "rock", seed=seed)
+        brief = dataclasses.replace(brief, tags=dataclasses.replace(brief.tags, key=key))
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        guitar = {(n.pitch, round(n.start, 3)) for n in score.notes
+                  if n.instrument == "electric-guitar"}  # fmt: skip
+        bass = [n for n in score.notes if n.instrument == "bass"]
+        notes += len(bass)
+        doubled += [(key, n.pitch, n.start) for n in bass if (n.pitch, round(n.start, 3)) in guitar]
+    assert notes > 100
+    assert not doubled, (len(doubled), doubled[:4])
+
+
+def test_a_held_tune_note_is_no_tritone_over_a_triad_s_root(generator, beat_analysis):
+    """A tune note held a beat or more over a plain triad is not the tritone over its root:
+    the leading tone held over IV (G over Db in A-flat major, a semitone under the chord's
+    fifth) is heard as a wrong note (a music review; 10 of 1,112 held tune notes on three
+    of bench_music's videos). Over a major seventh chord it is the lydian colour, kept."""
+    grating, held = [], 0
+    for genre, seed in itertools.product(STYLES, (1, 2, 3)):
+        score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        for note, span in _held_tune_notes(score):
+            held += 1
+            chord = span.chord if span is not None else None
+            if (
+                chord is not None
+                and len(chord.intervals) == 3
+                and 7 in chord.intervals
+                and (note.pitch - chord.root) % 12 == 6
+            ):
+                grating.append((genre, seed, span.numeral, note.pitch, note.start))
+    assert held > 200
+    assert not grating, (len(grating), grating[:4])
+
+
 def test_a_held_tune_note_keeps_clear_of_the_tones_its_chord_alters(generator, beat_analysis):
     """A tune note held a beat or more is no semitone from a tone the chord under it brings
     from outside the key: a minor key's seventh held over V's leading tone (F# minor's E over

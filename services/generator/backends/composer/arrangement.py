@@ -1702,12 +1702,13 @@ class Composer:
                     pitch = _onward(previous, pitch, step, harmony.pitch_classes, low, high)
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
             if stop - offset >= HELD_NOTE_BEATS and (
-                harmony.rubs(pitch) or harmony.crosses(pitch, form.key)
+                harmony.rubs(pitch) or harmony.grates(pitch) or harmony.crosses(pitch, form.key)
             ):
                 # Held a semitone over a chord tone, a scale note grinds (the tonic over V's
                 # leading tone, the root over a major seventh), and a semitone from a tone
-                # the chord alters, it is heard as a wrong note (minor's seventh under V's
-                # leading tone): it takes the nearest steady chord tone instead.
+                # the chord alters or the tritone over a triad's root (the leading tone over
+                # IV), it is heard as a wrong note (minor's seventh under V's leading tone):
+                # it takes the nearest steady chord tone instead.
                 pitch = _onward(previous, pitch, step, harmony.steady_tones, low, high)
             onset = swung(position_beats, self._swing)
             release = swung(position_beats + min(stop - offset, 2.0), self._swing)

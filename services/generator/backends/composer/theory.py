@@ -78,6 +78,12 @@ class Chord:
         """A semitone above one of the chord's tones (a minor ninth against it when held)."""
         return (pitch - 1) % 12 in self.pitch_classes
 
+    def grates(self, pitch: int) -> bool:
+        """The tritone over the root of a plain triad with a perfect fifth (the leading tone
+        over IV: a semitone under the fifth, which a major seventh chord's colour carries and
+        a triad does not)."""
+        return len(self.intervals) == 3 and 7 in self.intervals and (pitch - self.root) % 12 == 6
+
     def crosses(self, pitch: int, key: Key) -> bool:
         """A semitone from one of the chord's tones that `key` does not hold: the key's own
         note against the chord's altered one (F# minor's E held over V's E#)."""
