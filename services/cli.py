@@ -169,6 +169,7 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
     existing folder) FOLDER/<video's name>.<--format>. Refused when one is an input, or
     exists (unless --force)."""
     from services.domain import OutputOptions
+    from services.gateway.outputs import check_plain
 
     output = Path(args.output)
     if _into_folder(args):
@@ -181,9 +182,11 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
         )
     midi = Path(args.midi) if args.midi else None
     stems = Path(args.stems) if args.stems else None
-    for target in (output, midi):
-        # A link to nothing is there too: it had been replaced without --force.
-        if target is None or not (target.exists() or target.is_symlink()):
+    for target, what in ((output, "output"), (midi, "MIDI file")):
+        if target is None:
+            continue
+        check_plain(target, what)
+        if not target.exists():
             continue
         if target.exists() and any(source.exists() and target.samefile(source)
                                    for source in inputs):  # fmt: skip
@@ -359,11 +362,12 @@ def _check_plot(plot: Path, video: Path, force: bool) -> None:
     """Refused before the analysis: a plot that would replace the video (an animated GIF had
     been overwritten), another file unless `force` (a picture had been replaced without a
     word), or one that matplotlib cannot write (a traceback after the analysis)."""
-    from services.gateway.outputs import check_writable
+    from services.gateway.outputs import check_plain, check_writable
 
     if plot.suffix.lower() not in PLOT_SUFFIXES:
         raise InvalidInputError(f"--plot {plot.name}: a picture ends in "
                                 f"{', '.join(PLOT_SUFFIXES)}")  # fmt: skip
+    check_plain(plot, "--plot")
     if plot.exists() and video.exists() and plot.samefile(video):
         raise InvalidInputError(f"--plot {plot} is the video")
     if plot.exists() and not force:
@@ -616,9 +620,9 @@ def _sample(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".mp4":
         raise InvalidInputError(f"{output.name}: the sample video is an .mp4")
+    check_writable(output, "sample video")
     if output.exists() and not args.force:
         raise InvalidInputError(f"{output} exists; pass --force to replace it")
-    check_writable(output, "sample video")
     # Written under a temporary name and renamed when whole: stopped or out of disk, it had
     # left a shorter video (or, with --force, one in place of the whole one it replaced).
     # A place that passed the checks and still takes no file (/proc): said by its name.

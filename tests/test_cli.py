@@ -1148,13 +1148,36 @@ def test_the_client_checks_where_its_files_go_before_the_server_works(
     assert "does not exist" in result.stderr and "UNAVAILABLE" not in result.stderr
 
 
-def test_a_link_to_nothing_is_an_existing_output(cuts_video: SyntheticVideo, tmp_path: Path):
-    # Path.exists() follows the link: one to nothing had been replaced without --force.
-    link = tmp_path / "o.wav"
-    link.symlink_to(tmp_path / "nowhere.wav")
-    result = bgm("score", str(cuts_video.path), "-o", str(link))
+def test_an_output_that_is_no_plain_file_is_never_replaced(cuts_video: SyntheticVideo,
+                                                          tmp_path: Path):  # fmt: skip
+    """A device, a pipe or a symbolic link where an output goes is refused, --force or not:
+    --force had replaced each with a file of music (a link to nothing had been replaced even
+    without it), and /dev/null's refusal had asked for --force."""
+    fifo, link, dangling = tmp_path / "fifo.wav", tmp_path / "link.wav", tmp_path / "gone.wav"
+    os.mkfifo(fifo)
+    (tmp_path / "kept.wav").write_bytes(b"mine")
+    link.symlink_to(tmp_path / "kept.wav")
+    dangling.symlink_to(tmp_path / "nowhere.wav")
+    video = str(cuts_video.path)
+    for args, kind in (
+        (("-o", "/dev/null"), "a device"),
+        (("-o", str(fifo)), "a pipe"),
+        (("-o", str(link)), "a symbolic link"),
+        (("-o", str(dangling)), "a symbolic link"),
+        (("-o", str(tmp_path / "o.wav"), "--midi", str(fifo)), "a pipe"),
+    ):
+        for force in ((), ("--force",)):
+            result = bgm_process("score", video, *args, *force, timeout=60)
+            _one_line_refusal(result)
+            assert kind in result.stderr and "--force" not in result.stderr, result.stderr
+    result = bgm_process("analyze", video, "--plot", str(tmp_path / "link.png"), timeout=60)
+    assert result.returncode == 0
+    (tmp_path / "plot.png").symlink_to(tmp_path / "link.png")
+    result = bgm_process("analyze", video, "--plot", str(tmp_path / "plot.png"), "--force",
+                         timeout=60)  # fmt: skip
     _one_line_refusal(result)
-    assert "exists; pass --force" in result.stderr and link.is_symlink()
+    assert fifo.is_fifo() and link.is_symlink() and dangling.is_symlink()
+    assert (tmp_path / "kept.wav").read_bytes() == b"mine" and not (tmp_path / "o.wav").exists()
 
 
 def test_an_output_among_the_stems_is_refused(cuts_video: SyntheticVideo, tmp_path: Path):

@@ -13,6 +13,7 @@ import errno
 import glob
 import os
 import re
+import stat
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -139,10 +140,10 @@ STEM_TAGS = {"comment": "bgm stem"}
 
 
 def is_stem(path: Path) -> bool:
-    """Whether the WAV at `path` is a stem bgm wrote."""
+    """Whether the WAV at `path` is a stem bgm wrote (a pipe of that name is not read)."""
     from services.media.audio import file_tags
 
-    return file_tags(path).get("comment") == STEM_TAGS["comment"]
+    return path.is_file() and file_tags(path).get("comment") == STEM_TAGS["comment"]
 
 
 def temporary_path(final: Path) -> Path:
@@ -151,7 +152,26 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
+# What an existing path that is not a plain file is, by its lstat mode.
+SPECIAL_FILES = ((stat.S_ISLNK, "a symbolic link: name the file itself"),
+                 (stat.S_ISFIFO, "a pipe"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def check_plain(path: Path, what: str) -> None:
+    """An output that exists is a plain file (or a folder, said elsewhere): --force had
+    replaced a device node, a pipe or a symbolic link with a file of music."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for test, kind in SPECIAL_FILES:
+        if test(mode):
+            raise InvalidInputError(f"{what} {path} is {kind}; bgm writes only plain files")
+
+
 def check_writable(path: Path, what: str, make_folder: bool = False) -> None:
+    check_plain(path, what)
     folder = path.parent if str(path.parent) else Path(".")
     if make_folder:
         # The nearest folder that exists is where the missing ones will be made.
