@@ -156,6 +156,17 @@ def test_codecs_and_containers(tagger: VisionTagger, tmp_path: Path, codec: str,
     assert (analysis.width, analysis.height) == (256, 144)
 
 
+@pytest.mark.parametrize("codec", ["mpeg4", "libx264"])
+def test_a_tiny_picture_is_read_in_every_codec(tagger: VisionTagger, tmp_path: Path, codec: str):
+    """A 64x36 MPEG-4 Part 2 video had been refused as corrupt: its decoder asks for 53,760
+    pixels for any small picture, over the limit a picture of that size was given."""
+    shots = [Shot(1.0, hue=0.1), Shot(1.0, hue=0.6, brightness=0.8)]
+    video = write_video(tmp_path / "tiny.mp4", shots, codec=codec, width=64, height=36)
+    analysis = tagger.analyze(AnalysisRequest(video.path))
+    assert (analysis.width, analysis.height) == (64, 36)
+    assert analysis.duration_s == pytest.approx(video.duration_s, abs=0.05)
+
+
 def test_phone_rotation_swaps_the_display_size(tagger: VisionTagger, tmp_path: Path):
     # A portrait phone clip: coded landscape, displayed after a 90 degree clockwise turn.
     video = write_video(

@@ -152,12 +152,18 @@ class SmallFrame:
     grey: np.ndarray
 
 
+# The least a decoder is allowed whatever the picture's size: MPEG-4 Part 2 asks for 53,760
+# pixels for any picture under about 90x50 (a 64x36 one had been refused as corrupt).
+MIN_DECODABLE_PIXELS = 256 * 256
+
+
 def decodable_pixels(width: int, height: int) -> int:
     """The pixels a decoder may allocate for frames of this display size: codecs pad the
     coded size to whole macroblocks and some add edges (MPEG-4 Part 2 asks for over twice
-    the picture's pixels), so four times the padded size; a stream that grows past the size
-    its header gave is still refused long before it costs real memory."""
-    return 4 * (width + 64) * (height + 64)
+    the picture's pixels), so four times the padded size, and MIN_DECODABLE_PIXELS at
+    least; a stream that grows past the size its header gave is still refused long before it
+    costs real memory."""
+    return max(MIN_DECODABLE_PIXELS, 4 * (width + 64) * (height + 64))
 
 
 def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
