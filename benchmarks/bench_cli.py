@@ -41,6 +41,8 @@ def main() -> None:
             ("bgm --help", [bgm, "--help"]),
             ("an argument error (bgm score --bpm 0)",
              [bgm, "score", str(clip), "--bpm", "0", "-o", str(folder / "out.wav")]),
+            ("a missing video (bgm score gone.mp4)",
+             [bgm, "score", str(folder / "gone.mp4"), "-o", str(folder / "out.wav")]),
             ("bgm analyze on a 1 s clip with sound", [bgm, "analyze", str(clip)]),
             ("bgm analyze on a 1 s clip without", [bgm, "analyze", str(silent)]),
         ]  # fmt: skip

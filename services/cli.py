@@ -244,6 +244,7 @@ def _score(args: argparse.Namespace) -> int:
     from services.contract import controls_to_proto
     from services.edge import EdgeSchema
     from services.gateway.controls import validate_controls
+    from services.media.files import check_readable_video
 
     config = _with_backend_flags(load_config(args.config), args)
     videos = [Path(video) for video in args.video]
@@ -265,6 +266,8 @@ def _score(args: argparse.Namespace) -> int:
     # What can be refused without the models, before they load (seconds, with a large bank;
     # minutes, with a diffusion model's checkpoint).
     validate_controls(controls, load_vocabulary())
+    for video in videos:
+        check_readable_video(video)
     from services.generator.backends import OUTPUTS, SAMPLE_RATES
 
     backend = config.generator.backend
@@ -483,19 +486,27 @@ def _client_score(args: argparse.Namespace) -> int:
     import grpc
 
     from services.gateway.client import score_remote
-    from services.gateway.outputs import check_output_paths
+    from services.gateway.outputs import check_output_paths, staged_outputs
+    from services.media.files import check_readable_video
     from services.score_report import print_remote_summary
 
     stderr = Console(stderr=True)
     metadata, tls = _connection(args)
     if not args.uri:
-        _regular_file(Path(args.video), "video")
+        check_readable_video(Path(args.video))
     options = _output_options(args, args.video, [] if args.uri else [Path(args.video)])
     # Where the files go, checked before the server works (a missing or read-only folder had
-    # failed once the piece had come, naming a temporary file).
-    check_output_paths(options)
+    # failed once the piece had come, naming a temporary file); -o FOLDER/ is made, as
+    # `bgm score` makes it, and taken away again if the score fails.
+    into_folder = _into_folder(args)
+    check_output_paths(dataclasses.replace(options, make_folder=into_folder))
     try:
-        with progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report:
+        with (
+            staged_outputs() as staging,
+            progress_bar(f"scoring {Path(args.video).name} on {args.server}", stderr) as report,
+        ):
+            if into_folder:
+                staging.make_folder(Path(args.output))
             outcome = score_remote(
                 args.server,
                 args.video,

@@ -420,6 +420,28 @@ def test_names_are_printed_as_they_are_not_as_markup(cuts_video: SyntheticVideo,
     assert f"Wrote       {out}" in result.stdout, result.stdout
 
 
+def test_the_client_and_score_take_a_video_and_a_folder_alike(cuts_video: SyntheticVideo,
+                                                               tmp_path: Path):  # fmt: skip
+    """`bgm client score` as `bgm score`: a missing video is NOT_FOUND in the same words (it
+    had been INVALID_ARGUMENT, "cannot read video ... no such file"), and -o FOLDER/ is made
+    where it is missing (it had been refused: "folder ... does not exist"), and taken away
+    again when the score fails."""
+    missing = tmp_path / "gone.mp4"
+    said = []
+    for command in (("score", str(missing), "-o", str(tmp_path / "a.wav")),
+                    ("client", "score", str(missing), "--server", "127.0.0.1:1", "-o",
+                     str(tmp_path / "b.wav"))):  # fmt: skip
+        result = bgm(*command)
+        _one_line_refusal(result)
+        said.append(result.stderr.strip())
+    assert said[0] == said[1] == "error (NOT_FOUND): video not found: gone.mp4", said
+    folder = tmp_path / "new" / "folder"
+    result = bgm("client", "score", str(cuts_video.path), "--server", "127.0.0.1:1", "-o",
+                 f"{folder}/", "--format", "flac")  # fmt: skip
+    assert result.returncode != 0 and "UNAVAILABLE" in result.stderr, result.stderr
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("ends", ["mid-file", "without-result"])
 def test_the_client_keeps_nothing_of_a_stream_that_ends_early(
     cuts_video: SyntheticVideo, tmp_path: Path, ends: str

@@ -18,9 +18,9 @@ import av.error
 import cv2
 import numpy as np
 
-from services.errors import InvalidVideoError, MediaNotFoundError, PermissionDeniedError
+from services.errors import InvalidVideoError
 from services.media.demux import MAX_STREAMS, beyond_limits, open_input
-from services.media.files import LOOPED, leads_round
+from services.media.files import check_readable_video
 from services.media.sample_tables import oversized_table
 
 # Demuxers that read single pictures rather than videos.
@@ -169,7 +169,7 @@ def decodable_pixels(width: int, height: int) -> int:
 def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
     """The file opened for reading; no frame larger than `max_pixels` is ever decoded, not
     even the one FFmpeg decodes to learn a stream's format while opening."""
-    _readable(path)
+    check_readable_video(path)
     try:
         # Global options reach the decoders FFmpeg opens to probe the streams as well.
         options = {"probesize": str(PROBE_BYTES), "analyzeduration": str(PROBE_SPAN_US)}
@@ -193,24 +193,6 @@ def _open(path: Path, max_pixels: int) -> av.container.InputContainer:
         ) from None
 
 
-def _readable(path: Path) -> None:
-    """Refuses `path` unless it is a file with something in it that may be read."""
-    try:
-        if not path.exists():
-            if leads_round(path):
-                raise InvalidVideoError("not_a_video", f"{path.name} is {LOOPED}")
-            raise MediaNotFoundError(f"video not found: {path.name}")
-        if not path.is_file():
-            raise InvalidVideoError("not_a_video", f"{path.name} is not a file")
-        if path.stat().st_size == 0:
-            raise InvalidVideoError("empty", f"{path.name} is empty (0 bytes)")
-        path.open("rb").close()
-    except PermissionError:
-        # The file, or a folder on its way: the raw errno had come out of the probe further
-        # on (`bgm score`: exit 1, as for a failure of its own).
-        raise PermissionDeniedError(f"cannot read video {path.name}: permission denied") from None
-
-
 def _nothing() -> None:
     """The heartbeat of a caller that does not cancel."""
 
@@ -224,7 +206,7 @@ def probe_video(
     called while an MPEG-TS's packets are read for its length (it raises to cancel)."""
     limits = limits or VideoLimits()
     path = Path(path)
-    _readable(path)
+    check_readable_video(path)
     # Once, before FFmpeg first opens the file (every later open is of a probed file).
     oversized = oversized_table(path)
     if oversized:
