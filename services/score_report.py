@@ -69,14 +69,17 @@ def _print_summary(
         + (f", not reached under the {loudness.true_peak_limit_dbtp:g} dBTP ceiling"
            if short else "")
         + f"), true peak {loudness.true_peak_dbtp:.1f} dBTP"
-        + (", ducked under the original sound" if loudness.ducked else "")
+        # (Without the video's own sound kept, what ducked is the music under the speech
+        # it left out: said on the Speech line, not as "under the original sound".)
+        + (", ducked under the original sound"
+           if loudness.ducked and options.keep_original_audio else "")
     )  # fmt: skip
     if analysis is not None and analysis.speech:
         spoken_s = sum(i.end_s - i.start_s for i in analysis.speech)
         arranged = sum(1 for section in plan.sections if section.thinning)
         console.print(
             f"[bold]{'Speech':<12}[/bold]{len(analysis.speech)} stretches, {spoken_s:.1f} s; "
-            + (f"the arrangement steps aside in {arranged} sections" if arranged
+            + (f"the arrangement steps aside in {_counted(arranged, 'section')}" if arranged
                else "the arrangement plays on")
             + ("; the music ducks under it" if loudness.ducked else "")
         )  # fmt: skip

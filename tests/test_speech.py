@@ -264,6 +264,14 @@ def test_bgm_score_takes_speech(spoken, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "stretches" in done.stdout and "steps aside" in done.stdout
     assert "the music ducks under it" in done.stdout
+    assert "ducked under the original sound" in done.stdout
+    # Ducked under speech that the music replaces: no "original sound" it was ducked under
+    # (QA: the Loudness line had said so for an audio file of the music alone).
+    alone = bgm("score", str(spoken.video.path), "-o", str(tmp_path / "alone.wav"),
+                "--speech", "duck")  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert "the music ducks under it" in alone.stdout
+    assert "original sound" not in alone.stdout and "the music alone" in alone.stdout
     refused = score("--speech", "loud")
     assert refused.returncode != 0 and "invalid choice: 'loud'" in refused.stderr
 
