@@ -170,6 +170,10 @@ def test_a_valid_api_key_scores_over_mutual_tls_with_a_request_id(secured):
     calls = sorted((a["service"], a["method"], a["on_behalf_of"]) for a in audit
                    if a["parent_request_id"] == request_id)  # fmt: skip
     assert calls == [("bgm.v1.Generator", "Generate", "acme"), ("bgm.v1.Tagger", "Analyze", "acme")]
+    # The generator's line counts the music it made (it had said 0.0 for every Generate).
+    generated = next(a for a in audit if a["parent_request_id"] == request_id
+                     and a["method"] == "Generate")  # fmt: skip
+    assert generated["music_s"] == pytest.approx(3.0, abs=0.1)
     # And who called: a refused call's line too (a flood of them had said nothing of it).
     refused(secured, "not-a-key", clip_uri(secured, "acme"))
     lines = secured.running.log.read_text().splitlines()

@@ -33,6 +33,7 @@ from services.serving import (
     FairTurns,
     LongMessages,
     PerPeerLimit,
+    RequestRecord,
     audio_share,
     callers_of,
     observed,
@@ -129,21 +130,25 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.GenerateResponse]:
-        async with observed(SERVICE, "Generate", context):
+        async with observed(SERVICE, "Generate", context) as record:
             self.gate.check(context)
             # The music is _generated's: however the stream ends (a caller that stopped
             # reading, StallLimit), it is let go with the share before the status is sent,
             # which waits until the caller reads again or goes away.
             with self._peers.held(context, request.ByteSize()):
-                async with contextlib.aclosing(self._generated(request, context)) as messages:
+                generated = self._generated(request, context, record)
+                async with contextlib.aclosing(generated) as messages:
                     async for message in messages:
                         yield message
 
     async def _generated(
-        self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+        self,
+        request: generator_pb2.GenerateRequest,
+        context: grpc.aio.ServicerContext,
+        record: RequestRecord,
     ) -> AsyncGenerator[generator_pb2.GenerateResponse, None]:
         """The stream of one Generate: its progress, then its music, within its share of the
-        audio budget."""
+        audio budget; `record` (the audit line's) takes the seconds of music delivered."""
         brief = await self._brief(request)
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue[float] = asyncio.Queue()
@@ -231,6 +236,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 yield generator_pb2.GenerateResponse(
                     every_candidate=True, ranking=generator_pb2.CandidateRanking(
                     scores=ranking_to_proto(ranking)))  # fmt: skip
+            # Every candidate's piece, as the gateway counts its Score's (the audit line had
+            # said 0.0 for every Generate).
+            record.music_s = brief.duration_s * len(musics)
 
     async def Describe(
         self, request: generator_pb2.GeneratorDescribeRequest, context: grpc.aio.ServicerContext
