@@ -111,7 +111,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _controls(args: argparse.Namespace, max_reference_bytes: int):
     from services.domain import UserControls
+    from services.rules import check_candidates
 
+    # In the command's words for every count (the request's schema, checked next, had said
+    # "must be at least 0" of -1 and the command "must be 1..4" of 0).
+    check_candidates(args.candidates)
     controls = UserControls(
         genres=args.genre or [],
         moods=args.mood or [],
@@ -805,10 +809,15 @@ def _seconds(text: str) -> float:
 
 
 def _address(text: str) -> str:
-    """HOST:PORT with a port of 1..65535 (99999 had been taken as 34463, and called)."""
+    """HOST:PORT with a port of 1..65535 (99999 had been taken as 34463, and called), no
+    scheme or path (http://HOST:PORT had been called, and failed as a "misformatted domain
+    name")."""
     host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"HOST:PORT with a port of 1..65535, not {text!r}")
+    if (not colon or not host or "/" in host or not port.isdigit()
+            or not 1 <= int(port) <= 65535):  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"HOST:PORT with a port of 1..65535, no scheme or path, not {text!r}"
+        )
     return text
 
 

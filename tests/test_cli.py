@@ -507,6 +507,8 @@ def test_connection_flags_are_checked_before_a_call(cuts_video: SyntheticVideo):
 
     video = str(cuts_video.path)
     for flags, says in ((("--server", "127.0.0.1:99999"), "a port of 1..65535"),
+                        # A scheme had been called, and failed as a "misformatted domain".
+                        (("--server", "http://127.0.0.1:50051"), "no scheme or path"),
                         (("--timeout", "1e300"), "at most 1e+06 s")):  # fmt: skip
         result = bgm("client", "score", video, "-o", "x.wav", *flags)
         assert result.returncode == 2 and says in result.stderr, result.stderr
@@ -588,6 +590,9 @@ def test_a_value_just_past_its_range_is_said_as_given(cuts_video: SyntheticVideo
     for option, value, says in (
         ("--bpm", "300.0000001", "BPM 300.0000001 is outside 30..300"),
         ("--lufs", "-4.9999999", "target -4.9999999 LUFS is outside"),
+        # In one range's words for every count (-1 had been "must be at least 0").
+        ("--candidates", "-1", "candidates must be 1..4, not -1"),
+        ("--candidates", "0", "candidates must be 1..4, not 0"),
     ):
         result = bgm("score", str(cuts_video.path), "-o", str(tmp_path / "o.wav"), option, value)
         _one_line_refusal(result)
