@@ -21,6 +21,7 @@ from services.generator.backends.composer import balance, timing
 from services.generator.backends.composer.arrangement import (
     BREATH_S,
     LONGEST_TIE_S,
+    SAME_BEAT,
     SECTION_ACCENT,
     STATEMENT_BARS,
     SUBSTITUTES,
@@ -2106,6 +2107,36 @@ def test_a_calm_bass_holds_its_roots(generator, beat_analysis):
     assert not gaps, (len(gaps), gaps[:4])
 
 
+def test_the_bass_sounds_on_after_a_cut(generator, beat_analysis):
+    """A cut's bass note is followed by the bass's next within a beat: a strong cut's stab,
+    struck for half a beat, had left a band without drums with no low end to the line's next
+    bar line (ambient: 1.8 s from the busiest section's first cut, the mix 9 dB down; a music
+    review)."""
+    gaps, cuts = [], 0
+    for genre, seed in itertools.product(("ambient", "orchestral", "cinematic", "pop"), (1, 2)):
+        for brief in (brief_for(beat_analysis, genre, seed=seed), _arc(beat_analysis, genre)):
+            # A band without drums: the cuts' stabs mark them (with drums, the drums do).
+            asked = [i for i in brief.tags.instruments if i != "drums"]
+            brief = dataclasses.replace(
+                brief, negative=["drums"], tags=dataclasses.replace(brief.tags, instruments=asked)
+            )
+            score = generator.compose(brief, Heartbeat(lambda f: None))
+            assert "drums" not in score.roles.of("drums")
+            bass = sorted((n for n in score.notes if n.instrument in score.roles.of("bass")),
+                          key=lambda n: n.start)  # fmt: skip
+            final = score.arrangement.final.start if score.arrangement.final else math.inf
+            for cut in brief.cuts:
+                beat = score.plan.beat_at(cut.time_s)
+                after = [n for n in bass if n.start >= beat - SAME_BEAT]
+                if len(after) < 2 or beat >= final:
+                    continue
+                cuts += 1
+                if after[1].start - after[0].end > 1.0:
+                    gaps.append((genre, seed, cut.time_s, after[0].end, after[1].start))
+    assert cuts > 60
+    assert not gaps, (len(gaps), gaps[:4])
+
+
 def test_rock_s_bass_plays_under_the_power_chords(generator, beat_analysis):
     """Rock's bass sounds under the rhythm guitar's power chords, not on their root in
     unison: sharing their register, it had doubled the chord's lowest note on 43% of its
@@ -2122,6 +2153,28 @@ def test_rock_s_bass_plays_under_the_power_chords(generator, beat_analysis):
         doubled += [(key, n.pitch, n.start) for n in bass if (n.pitch, round(n.start, 3)) in guitar]
     assert notes > 100
     assert not doubled, (len(doubled), doubled[:4])
+
+
+def test_no_part_sounds_a_minor_second_against_a_held_tune_note(generator, beat_analysis):
+    """Where a tune note is held a beat or more, no other part holds a note a semitone from it
+    beside it: ambient voices its chords over the tune, and a ninth held under the strings'
+    minor third (C#5 under D5) had ground against it (10 times in 5 ambient pieces; a music
+    review)."""
+    clashes, held = [], 0
+    for genre, seed in itertools.product(STYLES, (1, 2, 3)):
+        score = generator.compose(brief_for(beat_analysis, genre, seed=seed),
+                                  Heartbeat(lambda f: None))  # fmt: skip
+        tune = set(score.roles.of("melody"))
+        drums = set(score.roles.of("drums"))
+        others = [n for n in score.notes if n.instrument not in tune | drums]
+        for note, _span in _held_tune_notes(score):
+            held += 1
+            clashes += [(genre, seed, note.pitch, note.start, other.instrument, other.pitch)
+                        for other in others if abs(other.pitch - note.pitch) == 1
+                        and other.start < note.end - 0.25
+                        and other.end > note.start + 0.25]  # fmt: skip
+    assert held > 300
+    assert not clashes, (len(clashes), clashes[:4])
 
 
 def test_a_held_tune_note_is_no_tritone_over_a_triad_s_root(generator, beat_analysis):

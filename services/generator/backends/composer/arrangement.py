@@ -847,7 +847,10 @@ class Composer:
     def _keep_under_the_tune(self) -> None:
         """A chord's tone or a pulse's note that would sound over the tune moves down by
         octaves under the lowest tune note sounding with it, within its part's register;
-        where it cannot, it stays. The ear follows the highest line, and the tune dips under
+        where it cannot, it stays, unless it lies a semitone over a tune note sounding with
+        it: then it is left out (a folk pluck a minor second over a held tune note, its
+        octave below out of its register, had ground against it; a music review). The ear
+        follows the highest line, and the tune dips under
         the chords now and then: a piano's chords had sounded over 55% of a pop lead's notes
         in one piece, electronic's pads over 51% (a music review: 18 of 120 pieces over a
         quarter), and stabs over a held tune note covered it. A style row may let them
@@ -863,6 +866,7 @@ class Composer:
         starts = [n.start for n in tune_notes]
         longest = max((n.end - n.start for n in tune_notes), default=0.0)
         taken = {(n.instrument, n.pitch, n.start) for n in notes}
+        grinding: set[int] = set()
         for index, note in enumerate(notes):
             self.heartbeat()
             part = chordal.get(note.instrument)
@@ -870,7 +874,8 @@ class Composer:
                 continue
             near = tune_notes[bisect.bisect_left(starts, note.start - longest) :
                               bisect.bisect_left(starts, note.end)]  # fmt: skip
-            lowest = min((t.pitch for t in near if t.end > note.start), default=None)
+            sounding = [t.pitch for t in near if t.end > note.start]
+            lowest = min(sounding, default=None)
             if lowest is None or note.pitch < lowest:
                 continue
             pitch = note.pitch - 12 * ((note.pitch - lowest) // 12 + 1)
@@ -879,6 +884,10 @@ class Composer:
                 taken.discard((note.instrument, note.pitch, note.start))
                 taken.add((note.instrument, pitch, note.start))
                 notes[index] = dataclasses.replace(note, pitch=pitch)
+            elif note.pitch - 1 in sounding:
+                grinding.add(index)
+        if grinding:
+            self.result.notes = [n for i, n in enumerate(notes) if i not in grinding]
 
     def _handovers(self) -> list[float | None]:
         """Per section, the beat inside a bar where its texture takes over from the one
@@ -1702,13 +1711,19 @@ class Composer:
                     pitch = _onward(previous, pitch, step, harmony.pitch_classes, low, high)
             stop = onsets[i + 1] if i + 1 < len(onsets) else length
             if stop - offset >= HELD_NOTE_BEATS and (
-                harmony.rubs(pitch) or harmony.grates(pitch) or harmony.crosses(pitch, form.key)
+                harmony.rubs(pitch)
+                or harmony.grates(pitch)
+                or harmony.crosses(pitch, form.key)
+                or (not self.style.under_the_tune and harmony.leans(pitch))
             ):
                 # Held a semitone over a chord tone, a scale note grinds (the tonic over V's
                 # leading tone, the root over a major seventh), and a semitone from a tone
                 # the chord alters or the tritone over a triad's root (the leading tone over
-                # IV), it is heard as a wrong note (minor's seventh under V's leading tone):
-                # it takes the nearest steady chord tone instead.
+                # IV), it is heard as a wrong note (minor's seventh under V's leading tone);
+                # where the chords are voiced over the tune (ambient), a semitone under a
+                # chord tone is a minor second under it (a ninth held under the strings'
+                # minor third: 10 in 5 ambient pieces; a music review): it takes the nearest
+                # steady chord tone instead.
                 pitch = _onward(previous, pitch, step, harmony.steady_tones, low, high)
             onset = swung(position_beats, self._swing)
             release = swung(position_beats + min(stop - offset, 2.0), self._swing)
@@ -1802,6 +1817,27 @@ class Composer:
                 pushes[bar_line] = _Push(beat, bar_line, frozenset(keys), struck)
         self._struck_with_stabs(stabs, stopped if roles.of("drums") else set())
         self._pushed(sorted(pushes.values()))
+        self._bass_stabs_held([beat for player, beat in stabs if player in roles.of("bass")])
+
+    def _bass_stabs_held(self, beats: list[float]) -> None:
+        """The bass's stab at a strong cut (struck at `beats`) holds until the bass's next
+        note, a bar at most: struck for half a beat, it had left the low end silent to the
+        line's next bar line, 1.8 s from the busiest section's first cut in an ambient piece
+        (the mix 9 dB down; a music review: 5 of 46 cuts in bands without drums)."""
+        bass = self.roles.of("bass")[:1]
+        if not bass or not beats:
+            return
+        notes = self.result.notes
+        line = sorted(n.start for n in notes if n.instrument == bass[0])
+        stabbed = set(beats)
+        for i, note in enumerate(notes):
+            if note.instrument != bass[0] or note.start not in stabbed:
+                continue
+            at = bisect.bisect_right(line, note.start + SAME_BEAT)
+            following = line[at] if at < len(line) else self.result.end_beat
+            end = min(following, note.start + self.bar_beats)
+            if end > note.end:
+                notes[i] = dataclasses.replace(note, end=end)
 
     def _struck_with_stabs(self, stabs: list[tuple[str, float]], stopped: set[float]) -> None:
         """A player's own notes within FLAM_S of its stab at a cut are struck with it (one

@@ -456,7 +456,8 @@ _EPIC: Grooves = {
 _EPIC_34: Grooves = {
     1: ({FLOOR_TOM: "x...........", LOW_TOM: "........x..."},),
     2: ({KICK: "X...........", LOW_TOM: "....x...x...", SNARE: "........x..."},),
-    3: ({KICK: "X.......x...", LOW_TOM: "x.x.x.x.x.x.", SNARE: "....X...X..."},),
+    # The downbeat strongest: accented snares on two and three had struck over it.
+    3: ({KICK: "X.......x...", LOW_TOM: "x.x.x.x.x.x.", SNARE: "....x...x..."},),
 }
 # Folk's 6/8: a jig on a bodhran-like low tom (the hand's stroke, the tipper's ghosts), no
 # side stick or snare on four (with them over a root-fifth bass the 6/8 was a country shuffle:
@@ -857,7 +858,9 @@ STYLES: dict[str, Style] = {
             melody_grid=2,
             # The horns' singing range.
             melody_range=(55, 74),
-            registers={"bass": (24, 43), "comping": (48, 67), "pad": (45, 69), "pulse": (48, 67)},
+            # The pad from C3: down to A2, over the bass's G2, it had voiced thirds at 100 Hz
+            # under the strings (a music review, 2 of 6 pieces).
+            registers={"bass": (24, 43), "comping": (48, 67), "pad": (48, 69), "pulse": (48, 67)},
             open_voicing=True,
             # A light cut is a triangle over the timpani: the timpani's stroke alone lay under
             # the held final chord, and no onset detector heard the montage's cuts there; a

@@ -78,6 +78,11 @@ class Chord:
         """A semitone above one of the chord's tones (a minor ninth against it when held)."""
         return (pitch - 1) % 12 in self.pitch_classes
 
+    def leans(self, pitch: int) -> bool:
+        """A semitone under one of the chord's tones (a ninth under a minor third, a major
+        seventh under the root: a minor second against that tone voiced just above it)."""
+        return (pitch + 1) % 12 in self.pitch_classes
+
     def grates(self, pitch: int) -> bool:
         """The tritone over the root of a plain triad with a perfect fifth (the leading tone
         over IV: a semitone under the fifth, which a major seventh chord's colour carries and
