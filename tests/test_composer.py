@@ -7,7 +7,7 @@ import dataclasses
 import io
 import itertools
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -2135,6 +2135,36 @@ def test_the_bass_sounds_on_after_a_cut(generator, beat_analysis):
                     gaps.append((genre, seed, cut.time_s, after[0].end, after[1].start))
     assert cuts > 60
     assert not gaps, (len(gaps), gaps[:4])
+
+
+def test_a_waltz_s_drums_strike_its_downbeat_hardest(generator, beat_analysis):
+    """In 3/4 the first beat leads: orchestral's busiest groove had accented its snares on two
+    and three, over the downbeat (a music review: onset strength 0.72 / 0.87 / 1.00 on the
+    three beats)."""
+    overruled, bars = [], 0
+    for seed in (1, 2, 3):
+        score = generator.compose(_arc(beat_analysis, "orchestral", seed=seed),
+                                  Heartbeat(lambda f: None), meter="3/4")  # fmt: skip
+        loudest: dict[tuple[int, int], int] = defaultdict(int)
+        # A cut's hit is accented wherever it falls.
+        hits = set(score.arrangement.cut_hits)
+        for note in score.notes:
+            if (
+                note.instrument == "drums"
+                and note.start % 1 == 0
+                and hit_key(note.start) not in hits
+            ):
+                key = (int(note.start // 3), int(note.start % 3))
+                loudest[key] = max(loudest[key], note.velocity)
+        # The busiest groove's bars (its downbeat accented, at level 3's 112 give or take
+        # a player's touch; quieter levels strike their beats alike).
+        for bar in {bar for bar, _ in loudest}:
+            if loudest[(bar, 0)] >= 105 and (loudest[(bar, 1)] or loudest[(bar, 2)]):
+                bars += 1
+                if loudest[(bar, 0)] <= max(loudest[(bar, 1)], loudest[(bar, 2)]):
+                    overruled.append((seed, bar, [loudest[(bar, b)] for b in range(3)]))
+    assert bars > 10
+    assert not overruled, (len(overruled), overruled[:4])
 
 
 def test_rock_s_bass_plays_under_the_power_chords(generator, beat_analysis):
