@@ -2167,6 +2167,33 @@ def test_a_waltz_s_drums_strike_its_downbeat_hardest(generator, beat_analysis):
     assert not overruled, (len(overruled), overruled[:4])
 
 
+def test_no_chord_crowds_the_low_register(generator, beat_analysis):
+    """From A2 down (110 Hz) no two parts (the bass among them, not the drums) sound notes a
+    third or less apart at once (the ear's lower limit for a third): cinematic's pad, down to
+    A2 over the bass's G2, had voiced thirds at 100 Hz with it (a music review: 2 of 6
+    pieces). A fifth and an octave are clear there."""
+    muddy = []
+    for genre, (seed, key) in itertools.product(STYLES, ((1, None), (2, "F# minor"),
+                                                         (3, "G minor"))):  # fmt: skip
+        for brief in (brief_for(beat_analysis, genre, seed=seed), _arc(beat_analysis, genre, seed)):
+            # With pads: the picture's asking for them brings them into cinematic's band.
+            asked = [*brief.tags.instruments, "pads"]
+            tags = dataclasses.replace(brief.tags, key=key or brief.tags.key, instruments=asked)
+            score = generator.compose(dataclasses.replace(brief, tags=tags),
+                                      Heartbeat(lambda f: None))  # fmt: skip
+            drums, bass = set(score.roles.of("drums")), set(score.roles.of("bass"))
+            low = sorted((n for n in score.notes if n.pitch < 52 and n.instrument not in drums),
+                         key=lambda n: n.start)  # fmt: skip
+            for a, b in itertools.combinations(low, 2):
+                if b.start >= a.end or {a.instrument, b.instrument} <= bass:
+                    continue
+                if (min(a.pitch, b.pitch) < 45 and 0 < abs(a.pitch - b.pitch) <= 4
+                        and min(a.end, b.end) - b.start > 0.25):  # fmt: skip
+                    muddy.append((genre, seed, a.instrument, a.pitch, b.instrument, b.pitch,
+                                  b.start))  # fmt: skip
+    assert not muddy, (len(muddy), muddy[:4])
+
+
 def test_rock_s_bass_plays_under_the_power_chords(generator, beat_analysis):
     """Rock's bass sounds under the rhythm guitar's power chords, not on their root in
     unison: sharing their register, it had doubled the chord's lowest note on 43% of its
