@@ -192,8 +192,7 @@ def _output_options(args: argparse.Namespace, video: str, inputs: list[Path]) ->
         check_plain(target, what)
         if not target.exists():
             continue
-        if target.exists() and any(source.exists() and target.samefile(source)
-                                   for source in inputs):  # fmt: skip
+        if any(source.exists() and target.samefile(source) for source in inputs):
             raise InvalidInputError(f"{target} is an input: bgm never writes over its input")
         if not args.force:
             raise InvalidInputError(f"{target} exists; pass --force to replace it")
@@ -369,17 +368,17 @@ def _check_plot(plot: Path, video: Path, force: bool) -> None:
     """Refused before the analysis: a plot that would replace the video (an animated GIF had
     been overwritten), another file unless `force` (a picture had been replaced without a
     word), or one that matplotlib cannot write (a traceback after the analysis)."""
-    from services.gateway.outputs import check_plain, check_writable
+    from services.gateway.outputs import check_writable
 
     if plot.suffix.lower() not in PLOT_SUFFIXES:
         raise InvalidInputError(f"--plot {plot.name}: a picture ends in "
                                 f"{', '.join(PLOT_SUFFIXES)}")  # fmt: skip
-    check_plain(plot, "--plot")
+    # (A link, a pipe or a device is refused here, --force or not.)
+    check_writable(plot, "plot")
     if plot.exists() and video.exists() and plot.samefile(video):
         raise InvalidInputError(f"--plot {plot} is the video")
     if plot.exists() and not force:
         raise InvalidInputError(f"--plot {plot} exists; pass --force to replace it")
-    check_writable(plot, "plot")
 
 
 def _serve(args: argparse.Namespace) -> int:
