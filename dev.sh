@@ -5,7 +5,7 @@
 #                   arguments: the checks, then `pytest ARGS` instead of the suite)
 #   ./dev.sh setup  only set up .venv, and what the tests need besides (buf, from
 #                   package-lock.json; espeak-ng and Chromium)
-#   ./dev.sh sonique set up .venv-sonique, SONIQUE's environment (README, "SONIQUE")
+#   ./dev.sh sonique set up .venv-sonique, SONIQUE's environment (docs/generators.md, "SONIQUE")
 #   ./dev.sh genre-tagger set up .venv-genre, the tagger bench_genre.py listens with
 #   ./dev.sh lock   regenerate requirements.lock and the images' locks from pyproject.toml
 #                   and requirements.in (needs PyPI)
@@ -33,7 +33,7 @@ SONIQUE_VENV="${BGM_SONIQUE_VENV:-.venv-sonique}"
 SONIQUE_LOCK=deploy/docker/requirements-sonique.lock
 GENRE_VENV="${BGM_GENRE_VENV:-.venv-genre}"
 GENRE_LOCK=benchmarks/requirements-genre.lock
-# From Debian: FluidSynth and the full General MIDI bank the composer renders with (README,
+# From Debian: FluidSynth and the full General MIDI bank the composer renders with (docs/composer.md,
 # "How the composer sounds"; without them it falls back to TimGM6mb, and says so), and
 # libGL, which OpenCV's wheel loads (scenedetect requires opencv-python, not its headless
 # build): without it nothing that reads a video starts.

@@ -139,7 +139,7 @@ class DiffusionConfig(StrictModel):
 
     # A folder saved with diffusers' save_pretrained (model_index.json and components), or
     # a stable-audio-tools model folder (SONIQUE's best_model.json, checkpoint and CLAP files,
-    # in SONIQUE's environment: README, "SONIQUE").
+    # in SONIQUE's environment: docs/generators.md, "SONIQUE").
     model_path: Path | None = None
     # None = the family's default.
     steps: int | None = Field(None, ge=1, le=1000)

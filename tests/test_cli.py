@@ -169,7 +169,7 @@ def test_a_config_key_given_twice_is_refused_on_one_line(
 
 
 def test_a_service_s_settings_change_its_defaults_key_by_key(tmp_path: Path):
-    """serving.gateway naming only a host (as the README's TLS example does) keeps the
+    """serving.gateway naming only a host (as the TLS example in docs/services.md does) keeps the
     gateway's port, metrics port and workers; it had been refused ("port Field required"),
     and given a port, had turned the metrics off."""
     from services.config import load_config
@@ -185,7 +185,7 @@ def test_a_service_s_settings_change_its_defaults_key_by_key(tmp_path: Path):
 
 
 def test_every_config_example_in_the_docs_loads():
-    """Each YAML block of README.md and docs/deploy.md that is a bgm config (its keys are the
+    """Each YAML block of README.md and docs/*.md that is a bgm config (its keys are the
     config's sections) loads as one."""
     import re
 
@@ -196,8 +196,8 @@ def test_every_config_example_in_the_docs_loads():
     root = Path(__file__).resolve().parent.parent
     examples = [
         block
-        for doc in ("README.md", "docs/deploy.md")
-        for block in re.findall(r"```yaml\n(.*?)```", (root / doc).read_text(), re.S)
+        for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        for block in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
     ]
     configs = [data for data in map(yaml.safe_load, examples)
                if isinstance(data, dict) and set(data) <= set(BgmConfig.model_fields)]  # fmt: skip

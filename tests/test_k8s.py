@@ -177,7 +177,7 @@ GIB = 1024**3
 # analysis, the composer 0.80 GB after a 3-minute piece; Ray adds its worker's own).
 REPLICA_BYTES = 1 * GIB
 RAY_BYTES = 2 * GIB
-# The gateway's mastering: its working set and the music, against the music (README,
+# The gateway's mastering: its working set and the music, against the music (docs/services.md,
 # "Memory for audio": 1.45 times).
 MASTERING = 1.45
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Full General MIDI banks from Debian, best first (README, "How the composer sounds"):
+# Full General MIDI banks from Debian, best first (docs/composer.md, "How the composer sounds"):
 # MuseScore General's uncompressed SoundFont sounds best of them and loads in half a second;
 # its .sf3 decodes its samples at every load (6.5 s); FluidR3 is the lighter fallback.
 FULL_BANKS = (

@@ -6,8 +6,8 @@ U-Net (`adp_cfg_1d`) over the latents of a DAC-style autoencoder, conditioned on
 features (laion-clap's RoBERTa branch) and on timing (`seconds_start`, `seconds_total`); mono
 44.1 kHz, 1048576 samples (23.8 s) a call. stable-audio-tools cannot share the project's
 environment (its k-diffusion needs a torchvision built for the torch it runs on), so this
-family runs in its own environment and image (README, "SONIQUE"); in the main one, loading a
-SONIQUE folder says so.
+family runs in its own environment and image (docs/generators.md, "SONIQUE"); in the main
+one, loading a SONIQUE folder says so.
 
 The folder holds what SONIQUE's code reads, plus the hub files laion-clap asks for by name:
     best_model.json              the model config (or model_config.json)
@@ -43,7 +43,7 @@ HUB_FILES = {
 HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 INSTALL = (
     "SONIQUE runs in its own environment: ./dev.sh sonique (or the image "
-    "deploy/docker/Dockerfile.sonique); README, SONIQUE"
+    "deploy/docker/Dockerfile.sonique); docs/generators.md, SONIQUE"
 )
 
 
