@@ -33,6 +33,7 @@ from services.gateway.mastering import (
     Mastered,
     SpeechDucking,
     db,
+    limit_again,
     master,
     streamed_true_peak,
 )
@@ -59,8 +60,9 @@ LUFS_LIMITS = (-40.0, -5.0)
 # to about a dB on music with sharp attacks (Opus on a crash), so their ceiling leaves room
 # for it, as streaming services ask of lossy masters; either way the file stays at or under
 # -1 dBTP. A lossy file is measured as it decodes, and where the encoder went further (AAC
-# by 1.5-2.4 dB on a door slam in the video's own sound: -0.6 dBTP), encoded again lower by
-# what it went over and this margin, at most ENCODINGS times.
+# by 1.5-2.4 dB on a door slam in the video's own sound: -0.6 dBTP), the master is limited
+# again under a ceiling lower by what it went over and this margin, at the same loudness,
+# and encoded again, at most ENCODINGS times.
 LOSSLESS_CEILING_DBTP = -1.0
 LOSSY_CEILING_DBTP = -2.0
 LOSSLESS_SUFFIXES = (".wav", ".flac")
@@ -289,7 +291,7 @@ def write_outputs(
 ) -> tuple[list[Path], LoudnessReport]:
     """Write every output, all or nothing, and report the loudness as written; `heartbeat`
     is called often (it raises to cancel, and then nothing is left). Each stem takes the
-    mastering's gain in place (lowered with the mix where a lossy encoder overshot)."""
+    mastering's gain in place (limited again with the mix where a lossy encoder overshot)."""
     with staged_outputs(options.replace_existing, options.within) as staging:
         staged = staging.files
         if options.make_folder:
@@ -332,30 +334,20 @@ def _write_music(
 ) -> LoudnessReport:
     """The mastered music into `temporary` (an audio file, or muxed into the video), held
     under -1 dBTP as it decodes; the report as written."""
-    report = mastered.report
     for _ in range(ENCODINGS):
         if output_kind(output) == "audio":
             write_audio_file(temporary, mastered.audio, rate, heartbeat)
         else:
             mux_into_video(video, temporary, mastered.audio, rate, heartbeat)
         if output.suffix.lower() in LOSSLESS_SUFFIXES:
-            return report
+            return mastered.report
         blocks = audio_blocks(temporary, rate, CHUNK, heartbeat)
         peak_db = db(streamed_true_peak(blocks, heartbeat))
         if peak_db <= LOSSLESS_CEILING_DBTP:
-            return dataclasses.replace(report, true_peak_dbtp=round(peak_db, 2))
-        lower_db = LOSSLESS_CEILING_DBTP - ENCODER_MARGIN_DB - peak_db
-        scale = np.float32(10 ** (lower_db / 20.0))
-        for start in range(0, len(mastered.audio), CHUNK):
-            heartbeat()
-            chunk = mastered.audio[start : start + CHUNK]
-            np.multiply(chunk, scale, out=chunk)
-        np.multiply(mastered.music_gain, scale, out=mastered.music_gain)
-        report = dataclasses.replace(
-            report,
-            integrated_lufs=round(report.integrated_lufs + lower_db, 2),
-            gain_db=round(report.gain_db + lower_db, 2),
-        )
+            return dataclasses.replace(mastered.report, true_peak_dbtp=round(peak_db, 2))
+        over_db = peak_db - LOSSLESS_CEILING_DBTP + ENCODER_MARGIN_DB
+        mastered = limit_again(mastered, rate, mastered.report.true_peak_dbtp - over_db,
+                               heartbeat)  # fmt: skip
     raise BgmError(f"the {output.suffix} encoder kept the music over -1 dBTP after "
                    f"{ENCODINGS} encodings (last {peak_db:.1f} dBTP)")  # fmt: skip
 

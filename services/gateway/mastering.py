@@ -8,7 +8,7 @@ limiter keeps it under the ceiling.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
@@ -318,27 +318,12 @@ def master(
     # The oversampled peak envelope is measured once; gains are smooth, so the peak after a
     # gain is the envelope times that gain. A small margin covers what smoothing leaves.
     envelope = peak_envelope(audio, heartbeat)
-    ceiling = 10 ** ((true_peak_limit_db - 0.1) / 20.0)
-    gain_db = target_lufs - measured
-    limited = False
-    gain = np.empty(len(audio), dtype=np.float32)
-    for _ in range(6):
-        limited |= _limiter_gain(envelope, 10 ** (gain_db / 20.0), ceiling, rate, gain,
-                                 heartbeat)  # fmt: skip
-        measured = integrated_loudness(audio, rate, heartbeat=heartbeat, gain=gain)
-        if abs(measured - target_lufs) <= 0.05:
-            break
-        # Limiting lowered the loudness: raise the gain by what is missing and limit again.
-        gain_db += target_lufs - measured
+    gain, gain_db, measured, limited, peak = _loudness_and_peak(
+        audio, envelope, rate, target_lufs - measured, target_lufs, true_peak_limit_db, heartbeat
+    )
     # A mix made here (ducked, or with the original) is this function's own to overwrite.
     result = audio if in_place or audio is not music else np.empty_like(audio)
     _apply(audio, gain, out=result, heartbeat=heartbeat)
-    # The input's oversampled envelope times the (smooth) gain: the output's true peak
-    # without oversampling it again. Tests check it against an independent measurement.
-    peak = max(
-        float(np.max(envelope[s : s + CHUNK] * gain[s : s + CHUNK]))
-        for s in range(0, len(gain), CHUNK)
-    )
     report = LoudnessReport(
         integrated_lufs=round(float(measured), 2),
         true_peak_dbtp=round(db(peak), 2),
@@ -351,3 +336,60 @@ def master(
     if duck is not None:
         gain *= duck
     return Mastered(result, gain, report)
+
+
+def limit_again(
+    mastered: Mastered, rate: int, ceiling_db: float, heartbeat: Callable[[], None] = _nothing
+) -> Mastered:
+    """The mastered audio limited again under a lower true-peak ceiling, in place, at the
+    loudness it was mastered to: for a lossy encoder that went over the first ceiling.
+    Lowering the whole piece instead had delivered it that much quieter than asked (-14.5
+    LUFS for -14). `music_gain` (the stems' gain) takes the new gain too."""
+    audio = mastered.audio
+    target_lufs = mastered.report.integrated_lufs
+    envelope = peak_envelope(audio, heartbeat)
+    gain, gain_db, measured, limited, peak = _loudness_and_peak(
+        audio, envelope, rate, 0.0, target_lufs, ceiling_db, heartbeat
+    )
+    _apply(audio, gain, out=audio, heartbeat=heartbeat)
+    np.multiply(mastered.music_gain, gain, out=mastered.music_gain)
+    report = replace(
+        mastered.report,
+        integrated_lufs=round(float(measured), 2),
+        true_peak_dbtp=round(db(peak), 2),
+        gain_db=round(mastered.report.gain_db + gain_db, 2),
+        limited=mastered.report.limited or limited,
+    )
+    return Mastered(audio, mastered.music_gain, report)
+
+
+def _loudness_and_peak(
+    audio: np.ndarray,
+    envelope: np.ndarray,
+    rate: int,
+    gain_db: float,
+    target_lufs: float,
+    ceiling_db: float,
+    heartbeat: Callable[[], None],
+) -> tuple[np.ndarray, float, float, bool, float]:
+    """The per-sample gain that brings `audio` (starting from `gain_db`) to the target
+    loudness under the true-peak ceiling; with the gain in dB it settled on, the loudness it
+    gives, whether the limiter acted, and the true peak after it."""
+    ceiling = 10 ** ((ceiling_db - 0.1) / 20.0)
+    limited = False
+    gain = np.empty(len(audio), dtype=np.float32)
+    for _ in range(6):
+        limited |= _limiter_gain(envelope, 10 ** (gain_db / 20.0), ceiling, rate, gain,
+                                 heartbeat)  # fmt: skip
+        measured = integrated_loudness(audio, rate, heartbeat=heartbeat, gain=gain)
+        if abs(measured - target_lufs) <= 0.05:
+            break
+        # Limiting lowered the loudness: raise the gain by what is missing and limit again.
+        gain_db += target_lufs - measured
+    # The input's oversampled envelope times the (smooth) gain: the output's true peak
+    # without oversampling it again. Tests check it against an independent measurement.
+    peak = max(
+        float(np.max(envelope[s : s + CHUNK] * gain[s : s + CHUNK]))
+        for s in range(0, len(gain), CHUNK)
+    )
+    return gain, gain_db, float(measured), limited, peak
