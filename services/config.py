@@ -581,6 +581,14 @@ class StudioConfig(StrictModel):
     # Scores running at once for one address, whatever its sessions: a visitor who drops the
     # cookie gets a new session, and the gateway counts the whole studio as one client.
     max_running_scores_per_address: int = Field(4, ge=1)
+    # The studio's calls to the gateway at once, every visitor's together: scores, and
+    # analyses (each address's one at a time). The gateway counts the whole studio as one
+    # client, so the two add up to at most its gateway.max_requests_per_client (8); past them
+    # a call waits its turn, the addresses taking turns. Two visitors' scores had taken all
+    # eight places, and a third visitor's timeline and score were refused in another
+    # client's words ("this client already has 8 requests running").
+    max_gateway_scores: int = Field(6, ge=1)
+    max_gateway_analyses: int = Field(2, ge=1)
     # Event streams (a score's progress) one session holds open at once.
     max_event_streams: int = Field(16, ge=1)
     # The studio takes no upload and starts no score while its disk has less free than this

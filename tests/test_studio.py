@@ -22,6 +22,7 @@ from services.devserver import Running, free_port, start, stop
 from services.media.synth import Shot, write_video
 from services.scratch import MARKER
 from services.studio.app import (
+    COOKIE,
     EMPTY_SESSION_S,
     ControlError,
     GatewayLink,
@@ -1207,3 +1208,73 @@ def test_a_video_being_analysed_is_not_removed_under_it(
         assert refused.status_code == 409 and "being analysed" in refused.json()["message"]
         assert analysis.result().status_code == 200
         assert client.delete(video["url"]).status_code == 200
+
+
+def test_the_studio_s_scores_take_turns_at_the_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The gateway counts the whole studio as one client (8 calls at once): two visitors'
+    scores had taken every place, and a third visitor's score and timeline were refused in
+    another client's words ("this client already has 8 requests running"). The studio's
+    scores now run at most max_gateway_scores at once; past it they wait, the addresses
+    taking turns, and the page hears that a score waits."""
+    import services.studio.app as studio_app
+
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+    started: list[str] = []
+
+    def scored(self: Any, job: Any, *args: object) -> None:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+            started.append(job.address)
+        time.sleep(0.4)
+        with lock:
+            running["now"] -= 1
+
+    monkeypatch.setattr(studio_app.Studio, "_score", scored)
+    config = StudioConfig(folder=tmp_path / "studio", max_gateway_scores=2)
+    app = create_app(config, GatewayLink("127.0.0.1:1"))
+    jobs: list[tuple[str, str]] = []
+    with served(app) as port:
+        for source, scores in (("127.0.0.2", 2), ("127.0.0.3", 2), ("127.0.0.4", 1)):
+            status, video, cookie = _ask(port, "/api/videos", source, "POST", b"x", name="a.mp4")
+            assert status == 200
+            body = json.dumps({"video_id": video["id"]}).encode()
+            for _ in range(scores):
+                status, job, _ = _ask(port, "/api/scores", source, "POST", body, cookie)
+                assert status == 200, job
+                jobs.append((job["id"], cookie))
+        deadline = time.monotonic() + 30
+        while len(started) < 5 or running["now"]:
+            assert time.monotonic() < deadline, started
+            time.sleep(0.05)
+        with local_client(app) as client:
+            heard = []
+            for job_id, cookie in jobs:
+                client.cookies.set(COOKIE, cookie.split("=", 1)[1])
+                heard.append(events(client, job_id))
+    assert running["most"] == 2, running
+    # The third visitor's score ran before the second visitor's last: turns, not a queue.
+    assert started.index("127.0.0.4") < len(started) - 1, started
+    assert all(events_[-1]["type"] == "done" for events_ in heard), heard
+    waited = [any(e.get("stage") == "waiting for a turn" for e in events_) for events_ in heard]
+    assert waited == [False, False, True, True, True], waited
+
+
+def test_a_studio_whose_calls_its_own_gateway_would_refuse_does_not_start(tmp_path: Path):
+    from services.config import BgmConfig
+    from services.errors import ConfigError
+
+    config = StudioConfig(folder=tmp_path / "studio", max_gateway_scores=7)
+    with pytest.raises(ConfigError, match=r"add up to 9, more than the 8 calls"):
+        create_app(config, BgmConfig())
+
+
+def test_a_setting_the_studio_does_not_know_is_refused():
+    """A misspelt setting (`genre` for `genres`) had been scored with the defaults."""
+    with pytest.raises(ControlError, match=r"is not a score setting; the settings are") as caught:
+        score_controls({"video_id": "x", "genre": ["rock"]})
+    assert caught.value.field == "genre"
+    assert score_controls({"video_id": "x", "genres": ["rock"]})[0].genres == ["rock"]

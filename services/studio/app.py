@@ -44,6 +44,7 @@ from services import scratch
 from services.config import BgmConfig, ClientTlsConfig, StudioConfig
 from services.contract import tags_from_proto
 from services.domain import OutputOptions, UserControls
+from services.errors import ConfigError
 from services.gateway.client import (
     analyze_remote,
     describe_remote,
@@ -226,6 +227,12 @@ class Studio:
         # visitor's at once had held every thread the studio's requests share, and the
         # gateway's tagger, and another visitor's waited behind the whole burst.
         self.analysis_turns: dict[str, FairTurns] = {}
+        # The studio's calls to the gateway, every address's, by turns (`max_gateway_*`).
+        self.gateway_analyses = FairTurns(config.max_gateway_analyses)
+        self.gateway_scores = FairTurns(config.max_gateway_scores)
+        # Scores waiting for their turn or running (held here: a task only the loop
+        # references may be collected).
+        self.score_tasks: set[asyncio.Task[None]] = set()
         self._described: tuple[float, gateway_pb2.GatewayDescribeResponse] | None = None
         self.closed = False
 
@@ -270,7 +277,7 @@ class Studio:
         """The turn of one analysis asked from `address` by the session `session_key`."""
         turns = self.analysis_turns.setdefault(address, FairTurns(1))
         try:
-            async with turns.turn(session_key):
+            async with turns.turn(session_key), self.gateway_analyses.turn(address, session_key):
                 yield
         finally:
             if not turns.held and not turns.anyone_waits:
@@ -416,6 +423,27 @@ class Studio:
             gone = [self._forget(key) for key in stale]
         for session in gone:
             shutil.rmtree(session.folder, ignore_errors=True)
+
+    async def score_in_turn(self, session_key: str, session: Session, job: Job, video: Path,
+                            controls: UserControls, outputs: JobOutputs) -> None:  # fmt: skip
+        """`run_job` in a thread of its own once the score's turn at the gateway comes
+        (`max_gateway_scores`; the addresses, and an address's sessions, take turns); the
+        page hears that it waits."""
+        turns = self.gateway_scores
+        if turns.anyone_waits or turns.held >= self.config.max_gateway_scores:
+            job.publish({"type": "progress", "fraction": 0.0, "stage": "waiting for a turn"})
+        async with turns.turn(job.address, session_key):
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+
+            def work() -> None:
+                try:
+                    self.run_job(session, job, video, controls, outputs)
+                finally:
+                    loop.call_soon_threadsafe(ended.set_result, None)
+
+            threading.Thread(target=work, daemon=True).start()
+            await ended
 
     def run_job(self, session: Session, job: Job, video: Path, controls: UserControls,
                 outputs: JobOutputs) -> None:  # fmt: skip
@@ -922,9 +950,21 @@ def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+# What a score request may hold: the video, and the settings `score_controls` reads.
+SCORE_FIELDS = frozenset({
+    "video_id", "genres", "moods", "instruments", "negative", "prompt", "bpm", "key", "seed",
+    "candidates", "speech", "lufs", "keep_original_audio", "stems",
+})  # fmt: skip
+
+
 def score_controls(body: dict[str, Any]) -> tuple[UserControls, JobOutputs, dict[str, Any]]:
     """The controls and the outputs a score request asks for, and the settings kept to show
-    them again; ControlError names a bad one."""
+    them again; ControlError names a bad one, or one the studio does not know (a misspelt
+    control, `genre` for `genres`, had been scored with the defaults, nothing said)."""
+    unknown = sorted(set(body) - SCORE_FIELDS)
+    if unknown:
+        raise ControlError(unknown[0], f"is not a score setting; the settings are "
+                                       f"{', '.join(sorted(SCORE_FIELDS))}")  # fmt: skip
     keep = _flag(body, "keep_original_audio", False)
     stems = _flag(body, "stems", True) if "stems" in body else None
     lufs = _number(body, "lufs", -14.0)
@@ -976,6 +1016,14 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         # Before anything starts: refused inside the server's start-up, it had been a
         # traceback and "Application startup failed".
         check_tagger_reads_gateway_files(services)
+        calls, most = config.max_gateway_scores + config.max_gateway_analyses, (
+            services.gateway.max_requests_per_client)  # fmt: skip
+        if calls > most:
+            raise ConfigError(
+                f"studio.max_gateway_scores and studio.max_gateway_analyses add up to {calls}, "
+                f"more than the {most} calls its gateway takes from one client "
+                "(gateway.max_requests_per_client): lower them or raise it"
+            )
     studio = Studio(config, link if isinstance(link, GatewayLink) else GatewayLink(""))
 
     def with_cookie(response: Response, key: str) -> Response:
@@ -1203,9 +1251,11 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         job = Job(job_id, entry["id"], folder, settings, address=address,
                   loop=asyncio.get_running_loop())  # fmt: skip
         session.jobs[job_id] = job
-        threading.Thread(target=studio.run_job,
-                         args=(session, job, Path(entry["path"]), controls, outputs),
-                         daemon=True).start()  # fmt: skip
+        task = asyncio.create_task(
+            studio.score_in_turn(key, session, job, Path(entry["path"]), controls, outputs)
+        )
+        studio.score_tasks.add(task)
+        task.add_done_callback(studio.score_tasks.discard)
         return with_cookie(JSONResponse({"id": job_id}), key)
 
     async def events(request: Request) -> Response:
