@@ -544,16 +544,25 @@ def _asked(request: gateway_pb2.ScoreRequest, **fields: Any) -> None:
       "controls.structure", "cannot follow structure 'reference'"),
      ({"video__uri": ""}, "video.uri", "unsupported URI scheme"),
      ({"video__uri": "folder"}, "video.uri", "is a folder, not a video file"),
+     ({"video__uri": "pipe"}, "video.uri", "is a pipe, a socket or a device, not a video file"),
      ({"controls__seed": 2**32}, "controls.seed", "must be at most 4294967295 (got 4294967296)")],
 )  # fmt: skip
 def test_a_refusal_names_the_field_at_fault(servers, clip, fields, field, says):
     """What a hostile-input review found refused with no field named (or, for the seed,
-    with both numbers printed as 4.29497e+09, and a folder as a file that does not exist)."""
+    with both numbers printed as 4.29497e+09, and a folder or a pipe as a file that does not
+    exist)."""
+    import os
+
     from services.gateway.client import error_details
 
     request = gateway_pb2.ScoreRequest(video=common_pb2.VideoSource(uri=clip.path.as_uri()))
     if fields.get("video__uri") == "folder":
         fields = {"video__uri": clip.path.parent.as_uri()}
+    if fields.get("video__uri") == "pipe":
+        pipe = clip.path.parent / "pipe.mp4"
+        if not pipe.exists():
+            os.mkfifo(pipe)
+        fields = {"video__uri": pipe.as_uri()}
     _asked(request, **fields)
     with pytest.raises(grpc.RpcError) as caught:
         score(servers.gateway, request)

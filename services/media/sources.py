@@ -127,6 +127,9 @@ def local_path(uri: str, policy: SourcePolicy) -> Path | None:
     path = file_uri_path(uri, policy.file_roots, "read")
     if path.is_dir():
         raise InvalidInputError(f"{uri} is a folder, not a video file")
+    if path.exists() and not path.is_file():
+        # A pipe, a socket or a device: it had been NOT_FOUND, "does not exist".
+        raise InvalidInputError(f"{uri} is a pipe, a socket or a device, not a video file")
     if not path.is_file():
         raise MediaNotFoundError(f"{uri} does not exist")
     return path
