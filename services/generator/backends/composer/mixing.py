@@ -23,9 +23,15 @@ from services.generator.backends.composer.production import Production, Strip
 # gain had fallen in one sample, a tick on every kick in each pumped stem (electronic's bass
 # 40 dB over the 10 ms before it above 6 kHz, at 94% of its kicks).
 PUMP_ATTACK_S = 0.003
-# Crackle: clicks per second, and the hiss under them relative to the clicks' level.
+# Crackle: pops per second, the dust between them (its rate and level relative to the
+# pops'), and the hiss under them. Each is a burst of a millisecond or so, decaying as
+# CRACKLE_DECAY_S: a single-sample click lost most of its peak in lo-fi's 6.5 kHz low-pass,
+# and the crackle lay 50 LU under the music, inaudible (a music review).
 CRACKLE_RATE = 7.0
-CRACKLE_HISS = 0.06
+CRACKLE_DUST_RATE = 40.0
+CRACKLE_DUST = 0.25
+CRACKLE_HISS = 0.03
+CRACKLE_DECAY_S = 0.0003
 CRACKLE_SEED = 1904
 # Where the mix is quieter than this, the bus's gain on a stem is its neighbours' (the gain is
 # read as the bus's output over its input, which says nothing at silence): a stem's share of
@@ -81,6 +87,14 @@ class Mixer:
 
         self.production = production
         self.seed = seed
+        # A crackle's burst: noise dying away, the same shape for every pop (its level and
+        # sign are each pop's), peak 1.
+        shape = np.random.default_rng(CRACKLE_SEED).standard_normal(
+            round(6 * CRACKLE_DECAY_S * sample_rate)
+        ) * np.exp(
+            -np.arange(round(6 * CRACKLE_DECAY_S * sample_rate)) / (CRACKLE_DECAY_S * sample_rate)
+        )
+        self._burst = (shape / np.abs(shape).max()).astype(np.float32)
         self.parts = list(parts)
         self.sample_rate = sample_rate
         self.stems = stems
@@ -230,11 +244,18 @@ class Mixer:
         # under every candidate.
         rng = np.random.default_rng([CRACKLE_SEED, self.seed, start])
         level = self.production.crackle
-        noise = rng.standard_normal((2, length)).astype(np.float32) * (level * CRACKLE_HISS)
-        clicks = rng.poisson(CRACKLE_RATE * length / self.sample_rate)
-        at = rng.integers(0, length, clicks)
-        noise[:, at] += level * rng.uniform(0.3, 1.0, clicks) * rng.choice([-1, 1], clicks)
-        return noise
+        impulses = np.zeros((2, length), dtype=np.float32)
+        seconds = length / self.sample_rate
+        for rate, loudness in ((CRACKLE_RATE, 1.0), (CRACKLE_DUST_RATE, CRACKLE_DUST)):
+            clicks = rng.poisson(rate * seconds)
+            at = rng.integers(0, length, clicks)
+            # A pop lands on one groove wall, the other's side fainter.
+            sides = rng.uniform(0.3, 1.0, (2, clicks))
+            impulses[:, at] += (level * loudness * rng.uniform(0.3, 1.0, clicks)
+                                * rng.choice([-1, 1], clicks) * sides)  # fmt: skip
+        crackle = np.stack([np.convolve(row, self._burst)[:length] for row in impulses])
+        hiss = rng.standard_normal((2, length)).astype(np.float32) * (level * CRACKLE_HISS)
+        return (crackle + hiss).astype(np.float32)
 
 
 class Lowpass:

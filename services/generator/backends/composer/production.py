@@ -202,7 +202,7 @@ LO_FI = Production(
     # A sampled break up front on the standard kit, the keys breathing under its kick: the
     # jazz kit at the tune's level had been a combo's drummer (music review 10).
     pump=0.3, pump_beats=0.5,
-    bus_compression=(-14.0, 2.5), saturation_db=6.0, lowpass_hz=6500.0, crackle=0.006,
+    bus_compression=(-14.0, 2.5), saturation_db=6.0, lowpass_hz=6500.0, crackle=0.05,
     kit=0,
     levels={"drums": 2.0, "bass": -2.0},
 )  # fmt: skip
