@@ -1225,7 +1225,11 @@ class HostedServer:
                      ("grpc.max_connection_idle_ms", round(serving.max_connection_idle_s * 1000)),
                      ("grpc.http2.min_ping_interval_without_data_ms",
                       round(serving.min_client_ping_interval_s * 1000)),
-                     ("grpc.keepalive_permit_without_calls", 1)],
+                     ("grpc.keepalive_permit_without_calls", 1),
+                     # Requests come uncompressed (identity alone is enabled; gRPC refuses
+                     # another): gzip let a client stage 4.7 GiB of upload from 4.7 MiB on the
+                     # wire and fill the staging disk for others, and a video gains nothing.
+                     ("grpc.compression_enabled_algorithms_bitset", 1)],
             interceptors=[ReleasedOnError(), RequestArrival(serving),
                           WellFormedRequests(serving.max_metadata_bytes),
                           StallLimit(serving.reader_stall_s),

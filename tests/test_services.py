@@ -388,6 +388,29 @@ def test_upload_over_the_limit(servers):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
 
 
+def test_a_compressed_request_is_refused_and_nothing_is_staged(servers, clip):
+    """gzip had let a client stage 4.7 GiB of upload from 4.7 MiB on the wire (a stream of
+    zeros), filling the staging disk for every other caller: requests come uncompressed,
+    and a compressed one is refused before the gateway reads it."""
+    data = clip.path.read_bytes()
+    header = gateway_pb2.UploadHeader(file_name="clip.mp4", size_bytes=len(data))
+    staged_before = sorted(servers.staging.iterdir()) if servers.staging.exists() else []
+
+    def upload(compression: grpc.Compression) -> list[gateway_pb2.ScoreUploadResponse]:
+        with grpc.insecure_channel(servers.gateway) as channel:
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            requests = iter([gateway_pb2.ScoreUploadRequest(header=header),
+                             gateway_pb2.ScoreUploadRequest(chunk=data)])  # fmt: skip
+            return list(stub.ScoreUpload(requests, timeout=30, compression=compression))
+
+    code, details = code_of(lambda: upload(grpc.Compression.Gzip))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "gzip" in details.lower(), details
+    staged_after = sorted(servers.staging.iterdir()) if servers.staging.exists() else []
+    assert staged_after == staged_before
+    # The same request uncompressed is served.
+    assert upload(grpc.Compression.NoCompression)[-1].event.WhichOneof("event") == "result"
+
+
 @pytest.mark.parametrize(("stated_more", "came"), [(1000, "{size} came"), (-1000, "more came")])
 def test_an_upload_must_be_the_size_its_header_states(servers, clip, stated_more, came):
     """An upload that breaks off before the size its header states is refused (what came had
