@@ -139,6 +139,42 @@ def test_video_is_copied_and_the_music_muxed(pipeline, clip, tmp_path, extension
     assert abs(samples - round(clip.duration_s * rate)) <= 1024
 
 
+def test_a_scored_video_s_sound_decodes_to_a_wav_as_it_comes(pipeline, clip, tmp_path):
+    """The studio's player file: the scored video's sound, written as it decodes (the studio
+    had decoded each finished piece whole, 2.8 GB for a two-hour one), the same sound as
+    decoded whole, exactly as long as asked, padded with silence past the track."""
+    import soundfile
+
+    from services.media.audio import decode_audio, decode_audio_to_wav
+
+    out = tmp_path / "scored.mp4"
+    pipeline.score(clip.path, UserControls(), OutputOptions(out))
+    samples = round(clip.duration_s * 48000)
+    assert decode_audio_to_wav(out, tmp_path / "music.wav", 48000, samples)
+    written, rate = soundfile.read(tmp_path / "music.wav", dtype="float32")
+    whole = decode_audio(out, 48000, samples)
+    assert rate == 48000 and written.shape == whole.shape == (samples, 2)
+    np.testing.assert_allclose(written, whole, atol=1.5 / 32767)
+    longer = samples + 48000
+    assert decode_audio_to_wav(out, tmp_path / "longer.wav", 48000, longer)
+    padded, _ = soundfile.read(tmp_path / "longer.wav", dtype="float32")
+    assert len(padded) == longer and not padded[samples + 2048 :].any()
+    # A minute's sound (23 MB as float32) is never held whole.
+    import tracemalloc
+
+    minute = write_video(tmp_path / "minute.mp4", [Shot(60.0)], width=64, height=36)
+    tracemalloc.start()
+    try:
+        assert decode_audio_to_wav(minute.path, tmp_path / "minute.wav", 48000, 60 * 48000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024**2, peak
+    mute = write_video(tmp_path / "mute.mp4", [Shot(1.0)], audio=False)
+    assert not decode_audio_to_wav(mute.path, tmp_path / "mute.wav", 48000, 48000)
+    assert not (tmp_path / "mute.wav").exists()
+
+
 def test_rotation_survives_the_mux(pipeline, tmp_path):
     video = write_video(
         tmp_path / "phone.mp4", [Shot(1.5, hue=0.2), Shot(1.5, hue=0.7)], rotation=-90

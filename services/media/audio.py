@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,8 @@ def _exact(audio: np.ndarray, samples: int) -> np.ndarray:
     return np.concatenate([audio, np.zeros((samples - len(audio), audio.shape[1]), audio.dtype)])
 
 
-def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096):
-    """AudioFrames of `audio` with presentation times in samples."""
+def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096, first: int = 0):
+    """AudioFrames of `audio` with presentation times in samples (its first at `first`)."""
     planar = sample_format.endswith("p")
     for start in range(0, len(audio), block):
         chunk = audio[start : start + block]
@@ -228,7 +229,7 @@ def _frames(audio: np.ndarray, rate: int, sample_format: str, block: int = 4096)
         array = np.ascontiguousarray(data.T if planar else data.reshape(1, -1))
         frame = av.AudioFrame.from_ndarray(array, format=sample_format, layout="stereo")
         frame.sample_rate = rate
-        frame.pts = start
+        frame.pts = first + start
         frame.time_base = Fraction(1, rate)
         yield frame
 
@@ -257,6 +258,28 @@ def write_audio_file(
         for frame in _frames(audio, rate, sample_format):
             heartbeat()
             _encode(container, stream, frame)
+        _encode(container, stream, None)
+
+
+def _write_wav_blocks(
+    path: Path, blocks: Iterable[np.ndarray], rate: int, samples: int,
+    heartbeat: Callable[[], None] = _nothing,
+) -> None:  # fmt: skip
+    """A 16-bit WAV of `blocks` (stereo float32 at `rate`), cut or padded with silence to
+    exactly `samples`, written as the blocks come: a two-hour piece is never held whole."""
+    format_name, codec, sample_format = AUDIO_FORMATS[".wav"]
+    with av.open(str(path), "w", format=format_name) as container:
+        stream = _audio_stream(container, codec, rate, sample_format, None)
+        written = 0
+        silence = np.zeros((min(samples, 1 << 16), 2), np.float32)
+        for block in itertools.chain(blocks, itertools.repeat(silence)):
+            block = block[: samples - written]
+            for frame in _frames(block, rate, sample_format, first=written):
+                heartbeat()
+                _encode(container, stream, frame)
+            written += len(block)
+            if written >= samples:
+                break
         _encode(container, stream, None)
 
 
@@ -445,6 +468,23 @@ def decode_audio(
             "it can be kept"
         )
     return _exact(audio, samples)
+
+
+def decode_audio_to_wav(
+    path: Path, out: Path, rate: int, samples: int, heartbeat: Callable[[], None] = _nothing
+) -> bool:
+    """`decode_audio`'s sound of `path` written to the 16-bit WAV `out` as it decodes (a
+    two-hour piece is never held whole: the studio had held each finished piece's, 2.8 GB
+    for two hours); False, and nothing written, when the file has no audio."""
+    origin_s = first_shown_s(path, heartbeat)
+    with open_input(str(path)) as container:
+        if not container.streams.audio:
+            return False
+        place = None if origin_s is None else _Placement(container, rate, 2, origin_s,
+                                                         samples / rate)  # fmt: skip
+        chunks = _resampled(container, rate, "stereo", heartbeat, samples / rate, place)
+        _write_wav_blocks(out, chunks, rate, samples, heartbeat)
+    return True
 
 
 def audio_blocks(

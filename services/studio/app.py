@@ -52,7 +52,7 @@ from services.gateway.client import (
     score_remote,
 )
 from services.gen.bgm.v1 import gateway_pb2
-from services.media.audio import decode_audio, write_audio_file
+from services.media.audio import decode_audio_to_wav
 from services.rules import SPEECH_MODES
 from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.serving import FairTurns, address_group
@@ -502,9 +502,8 @@ class Studio:
                      metadata=self.link.metadata, tls=self.link.tls,
                      on_event=record)  # fmt: skip
         # The page's player switches between versions on an audio element.
-        music = decode_audio(job.folder / VIDEO_OUT, 48000, max(1, round(duration_s * 48000)))
-        if music is not None:
-            write_audio_file(job.folder / AUDIO_OUT, music, 48000)
+        decode_audio_to_wav(job.folder / VIDEO_OUT, job.folder / AUDIO_OUT, 48000,
+                            max(1, round(duration_s * 48000)))  # fmt: skip
 
     def remove_video(self, session: Session, video_id: str) -> None:
         with self.lock:
