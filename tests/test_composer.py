@@ -2772,8 +2772,11 @@ def test_corporate_runs_one_layer_of_sixteenths_at_most(generator, beat_analysis
         for note in score.notes:
             if bar <= note.start < bar + 4:
                 steps.setdefault(note.instrument, set()).add(round((note.start - bar) * 4))
-        layers.append(sorted(i for i, s in steps.items() if len(s) >= 12))
-    assert len(layers) > 8 and max(len(running) for running in layers) <= 1, layers
+        layers.append({i for i, s in steps.items() if len(s) >= 12})
+    # A layer runs for two bars at least: one bar of a fill, or of a cut's accents, runs
+    # nothing.
+    running = [now & before for before, now in itertools.pairwise(layers)]
+    assert len(layers) > 8 and max(len(parts) for parts in running) <= 1, layers
 
 
 def test_the_orchestra_keeps_no_kit_cymbal_time(generator, beat_analysis):
@@ -3200,3 +3203,49 @@ def test_a_flurry_of_cuts_keeps_the_groove(generator, beat_analysis, genre):
     (montage_kicks, montage_odd), (shots_kicks, shots_odd) = figures["montage"], figures["shots"]
     assert montage_kicks <= shots_kicks + 0.15, figures
     assert montage_odd <= shots_odd + 0.1, figures
+
+
+@pytest.mark.parametrize("genre", ["pop", "hip-hop", "lo-fi", "corporate", "rock", "acoustic"])
+def test_a_long_calm_shot_s_drums_mark_its_phrases(generator, beat_analysis, genre):
+    """One calm 60 s shot: the drums mark the end of every eighth bar's phrase with a fill
+    on its last beat. They had looped two bars for the whole minute (AAAABBBBAAAA...), no
+    bar unlike its neighbours (a music review)."""
+    shot = dataclasses.replace(beat_analysis.segments[0], start_s=0.0, end_s=60.0, energy=0.1)
+    brief = brief_for(beat_analysis, genre, seed=1, cuts=[], segments=[shot], duration_s=60.0)
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    drums = score.roles.of("drums")[:1]
+    starts = score.plan.bar_starts
+    final = score.arrangement.final.start if score.arrangement.final is not None else math.inf
+    bars: list[frozenset] = []
+    for start, end in itertools.pairwise(starts):
+        if end > final:
+            break
+        bars.append(frozenset((n.pitch, round(n.start - start, 3)) for n in score.notes
+                              if n.instrument in drums and start <= n.start < end))  # fmt: skip
+    one_offs = [i for i in range(1, len(bars) - 1)
+                if bars[i] and bars[i] != bars[i - 1] and bars[i] != bars[i + 1]]  # fmt: skip
+    assert len(one_offs) >= len(bars) // 8 - 1 >= 1, (len(bars), one_offs)
+
+
+@pytest.mark.parametrize("genre", ["pop", "corporate", "electronic"])
+def test_a_hook_comes_back_note_for_note(generator, beat_analysis, genre):
+    """In pop, corporate and electronic the material's first bars come back note for note
+    at its statements where the chords take them (Style.hook_bars): their tunes had come back
+    only as related material, the opening bar at its pitches in 0-1 of 17-32 bars (a music
+    review)."""
+    returns = []
+    clip_gaps = [b - a for a, b in itertools.pairwise(CLIP_30_S)]
+    for seed, gaps in itertools.product((1, 2), ([2.5] * 28, clip_gaps * 2)):
+        times = [0.0, *itertools.accumulate(gaps)]
+        segments, cuts = _shots(beat_analysis, times)
+        brief = brief_for(beat_analysis, genre, seed=seed, cuts=cuts, segments=segments,
+                          duration_s=times[-1])  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        tune = score.roles.of("melody")[:1]
+        bars: list[tuple] = []
+        for start, end in itertools.pairwise(score.plan.bar_starts):
+            bars.append(tuple((n.pitch, round(n.start - start, 3)) for n in score.notes
+                              if n.instrument in tune and start <= n.start < end))  # fmt: skip
+        played = [bar for bar in bars if len(bar) >= 3]
+        returns.append(sum(bar == played[0] for bar in played[1:]))
+    assert sum(returns) >= 2 * len(returns), returns

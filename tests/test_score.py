@@ -153,6 +153,7 @@ def test_a_scored_video_s_sound_decodes_to_a_wav_as_it_comes(pipeline, clip, tmp
     assert decode_audio_to_wav(out, tmp_path / "music.wav", 48000, samples)
     written, rate = soundfile.read(tmp_path / "music.wav", dtype="float32")
     whole = decode_audio(out, 48000, samples)
+    assert whole is not None
     assert rate == 48000 and written.shape == whole.shape == (samples, 2)
     np.testing.assert_allclose(written, whole, atol=1.5 / 32767)
     longer = samples + 48000

@@ -634,6 +634,10 @@ class Composer:
         # first beat) that brings a material back after the other's. A section of the
         # material it follows goes on from it, as its progression does.
         self._theme_degrees: dict[str, int] = {}
+        # Each material's hook (`Style.hook_bars`), by bar of its phrase: its notes (pitch,
+        # onset and release in beats into the bar, accent over the bar's velocity), as first
+        # played.
+        self._hooks: dict[tuple[str, int], list[TuneNote]] = {}
         self._returns = {
             form.start_beat
             for before, form in zip([None, *forms[:-1]], forms, strict=True)
@@ -1223,7 +1227,10 @@ class Composer:
             self._bass(player, start, end, level, answer, velocity + 6)
             playing.add(player)
         for player in roles.of("drums")[:1]:
-            kind = "fill" if fill else "phrase" if phrase_end and level >= 2 else None
+            # A phrase's last beat is filled, every fourth bar, or every eighth in a calm
+            # section: a calm minute-long shot had looped two bars with no fill at all.
+            phrase_fill = phrase_end and (level >= 2 or self._phrase_bars(form, position) % 8 == 7)
+            kind = "fill" if fill else "phrase" if phrase_fill else None
             # A montage's cut just after the bar line brings its own accent; a crash on the
             # bar line would ring over it.
             crash = position == 0 and opening and level >= 2 and not intro
@@ -1657,6 +1664,11 @@ class Composer:
         )
         onsets, contour = motif
         phrase_bar = self._phrase_bars(form, position) % 4
+        hook = (form.material, phrase_bar) if phrase_bar < self.style.hook_bars else None
+        if hook is not None and hook in self._hooks:
+            restated = self._restated(player, start, end, form, self._hooks[hook], velocity)
+            if restated is not None:
+                return restated
         lift = 0
         if phrase_bar == 3:
             onsets, contour = [0.0], [0]
@@ -1732,6 +1744,44 @@ class Composer:
             self._add(player, *note)
             bar.append(note)
         self._melody_pitch = pitch
+        if hook is not None and hook not in self._hooks and end - start == self.bar_beats:
+            self._hooks[hook] = [(p, on - start, off - start, loud - velocity)
+                                 for p, on, off, loud in bar]  # fmt: skip
+        return bar
+
+    def _restated(
+        self,
+        player: str,
+        start: int,
+        end: int,
+        form: SectionForm,
+        notes: list[TuneNote],
+        velocity: int,
+    ) -> list[TuneNote] | None:
+        """The hook's bar (`notes`) played again from `start`; None where the bar is shorter,
+        its first note lies further from the line than a bar may leap, or the harmony here
+        does not take it as a bar composed here would be held to: every note in the key, a
+        note on the bar's strong beats a chord tone, a held one a steady tone of its chord.
+        (The chords under a statement's first bars change from one return to the next: the
+        hook is restated where they take it.)"""
+        if end - start != self.bar_beats or not notes:
+            return None
+        if abs(notes[0][0] - self._melody_pitch) > MAX_BAR_LEAP:
+            return None
+        scale = set(form.key.scale)
+        stops = [*(on for _, on, _, _ in notes[1:]), float(self.bar_beats)]
+        for (pitch, onset, _, _), stop in zip(notes, stops, strict=True):
+            harmony = self._chord_at(start + onset)
+            strong = abs(onset - round(onset)) < 1e-6 and round(onset) % 2 == 0
+            if (pitch % 12 not in scale
+                    or (strong and pitch % 12 not in harmony.pitch_classes)
+                    or (stop - onset >= HELD_NOTE_BEATS
+                        and pitch % 12 not in harmony.steady_tones)):  # fmt: skip
+                return None
+        bar = [(p, start + on, start + off, velocity + accent) for p, on, off, accent in notes]
+        for note in bar:
+            self._add(player, *note)
+        self._melody_pitch = bar[-1][0]
         return bar
 
     # ---- cuts ---------------------------------------------------------------------------

@@ -264,6 +264,12 @@ class Style:
     # tune in 113-125 bars of 118-126 had tired four- and five-minute pieces (a music
     # review); the busiest genres' leads rest least.
     tune_rests: int = 2
+    # Bars at the start of each phrase that restate the material's first ones note for note
+    # where the chords under them are the same (a hook), rather than develop them (0: every
+    # statement develops). Pop's, corporate's and electronic's tunes had come back only as
+    # related material: their opening bar returned at its pitches in 0-1 of 17-32 bars (a
+    # music review).
+    hook_bars: int = 0
 
     def program(self, instrument: str) -> int:
         if instrument in self.programs:
@@ -979,6 +985,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (24, 38), "comping": (60, 79), "pad": (55, 79), "pulse": (55, 74)},
             open_voicing=False,
             cut_hits=((CRASH, CLAP, KICK), (CLAP, KICK)),
+            hook_bars=2,
             production=production.ELECTRONIC,
             tonics={"major": ("C", "F", "G", "A"), "minor": ("Eb", "A", "G", "C")},
             # A plucked synth bass (Synth Bass 2: 22 dB down 0.5 s into a note) leaves the kick the
@@ -1040,6 +1047,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (31, 50), "comping": (55, 76), "pulse": (52, 71), "pad": (52, 74)},
             open_voicing=False,
             cut_hits=((CRASH, KICK), (SPLASH, SNARE)),
+            hook_bars=2,
             production=production.POP,
             tonics={"major": ("G", "Bb", "C", "F"), "minor": ("A", "C#", "F#", "B")},
             # A voice-like topline (Lead 6, voice): the square lead, 80, a chiptune's sound and
@@ -1465,6 +1473,7 @@ STYLES: dict[str, Style] = {
             registers={"bass": (33, 52), "comping": (55, 76), "pulse": (62, 84), "pad": (55, 76)},
             open_voicing=True,
             cut_hits=((CRASH_2, CLAP), (SPLASH, CLAP)),
+            hook_bars=2,
             crash=CRASH_2,
             ghost_notes=0.04,
             production=production.CORPORATE,
