@@ -351,9 +351,16 @@ def test_an_upload_sent_as_a_form_is_refused(tmp_path: Path):
         assert app.state.studio.sessions == {}
 
 
-def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
+def test_without_a_server_the_studio_runs_its_own_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The studio's own gateway reads its folder, so a video's timeline is asked by URI
+    whatever its size: one over the 32 MiB a call carries inline had had none (a hostile QA
+    round; here the inline limit is made smaller than the sample)."""
+    import services.gateway.client as client_module
     from services.config import BgmConfig
 
+    monkeypatch.setattr(client_module, "INLINE_UPLOAD_BYTES", 1000)
     config = BgmConfig()
     app = create_app(StudioConfig(folder=tmp_path / "studio"), config)
     with local_client(app) as client:
@@ -361,7 +368,7 @@ def test_without_a_server_the_studio_runs_its_own_gateway(tmp_path: Path):
         client.get("/")
         sample = client.post("/api/samples/sample").json()
         analysis = client.get(f"/api/videos/{sample['id']}/analysis").json()
-        assert len(analysis["cuts"]) == 5  # the sample's six shots
+        assert len(analysis["cuts"]) == 5, analysis  # the sample's six shots
         job = client.post("/api/scores", json={"video_id": sample["id"]}).json()["id"]
         assert events(client, job)[-1]["type"] == "done"
 
@@ -1278,3 +1285,23 @@ def test_a_setting_the_studio_does_not_know_is_refused():
         score_controls({"video_id": "x", "genre": ["rock"]})
     assert caught.value.field == "genre"
     assert score_controls({"video_id": "x", "genres": ["rock"]})[0].genres == ["rock"]
+
+
+def test_a_video_too_large_to_analyse_early_says_its_timeline_comes_with_its_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Through a gateway elsewhere (`--server`) a video over the 32 MiB a call carries
+    inline is analysed with its score: the page is told so, in words it can act on (it had
+    been told how the bytes travel)."""
+    import services.gateway.client as client_module
+
+    monkeypatch.setattr(client_module, "INLINE_UPLOAD_BYTES", 10)
+    app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
+    with local_client(app) as client:
+        client.get("/")
+        video = client.post("/api/videos", content=b"x" * 100,
+                            headers={"X-File-Name": "big.mp4"}).json()  # fmt: skip
+        answer = client.get(f"/api/videos/{video['id']}/analysis")
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "OUT_OF_RANGE"
+    assert "its timeline comes with its score" in answer.json()["message"]

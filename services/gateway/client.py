@@ -155,18 +155,23 @@ def analyze_remote(
     metadata: tuple[tuple[str, str], ...] = (),
     tls: ClientTlsConfig | None = None,
     timeout_s: float | None = None,
+    by_uri: bool = False,
 ) -> common_pb2.VideoAnalysis:
-    """Gateway.Analyze of a local file (sent inline: at most INLINE_UPLOAD_BYTES)."""
-    size = video.stat().st_size
-    if size > INLINE_UPLOAD_BYTES:
-        raise ValueError(f"{video.name} is {size} bytes; a video analysed before scoring "
-                         f"travels inline, at most {INLINE_UPLOAD_BYTES}")  # fmt: skip
+    """Gateway.Analyze of a local file: sent inline (at most INLINE_UPLOAD_BYTES), or named
+    by its file:// URI (`by_uri`) to a gateway that reads where it lies."""
+    if by_uri:
+        source = common_pb2.VideoSource(uri=video.resolve().as_uri())
+    else:
+        size = video.stat().st_size
+        if size > INLINE_UPLOAD_BYTES:
+            raise ValueError(f"{video.name} is {size} bytes: the gateway analyses a video "
+                             f"this early only up to {INLINE_UPLOAD_BYTES} (32 MiB); its "
+                             "timeline comes with its score")  # fmt: skip
+        source = common_pb2.VideoSource(data=video.read_bytes(), file_name=video.name)
     metadata = _with_application(metadata)
     channel = _gateway_channel(server, tls)
     with channel:
-        request = gateway_pb2.GatewayAnalyzeRequest(
-            video=common_pb2.VideoSource(data=video.read_bytes(), file_name=video.name)
-        )
+        request = gateway_pb2.GatewayAnalyzeRequest(video=source)
         reply = gateway_pb2_grpc.GatewayStub(channel).Analyze(
             request, metadata=metadata, timeout=timeout_s
         )

@@ -53,6 +53,7 @@ from services.gateway.client import (
 )
 from services.gen.bgm.v1 import gateway_pb2
 from services.media.audio import decode_audio_to_wav
+from services.media.sources import SourcePolicy
 from services.rules import SPEECH_MODES
 from services.serve import check_tagger_reads_gateway_files, in_process_services
 from services.serving import FairTurns, address_group
@@ -85,11 +86,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class GatewayLink:
-    """How the studio reaches its gateway (as `bgm client` does)."""
+    """How the studio reaches its gateway (as `bgm client` does); `reads_folder`: the
+    gateway (the studio's own, in its process) reads the studio's folder, so a video goes
+    to it by file:// URI, whatever its size."""
 
     server: str
     metadata: tuple[tuple[str, str], ...] = ()
     tls: ClientTlsConfig | None = None
+    reads_folder: bool = False
 
 
 @dataclass
@@ -1007,6 +1011,19 @@ async def _method_not_allowed(request: Request, error: Exception) -> Response:
     return response
 
 
+def _reading(config: BgmConfig, folder: Path) -> BgmConfig:
+    """`config` with `folder` among the file roots of its gateway and its tagger."""
+    gateway, tagger = config.gateway, config.tagger
+
+    def rooted(policy: SourcePolicy) -> SourcePolicy:
+        return policy.model_copy(update={"file_roots": [*policy.file_roots, folder]})
+
+    return config.model_copy(update={
+        "gateway": gateway.model_copy(update={"sources": rooted(gateway.sources)}),
+        "tagger": tagger.model_copy(update={"sources": rooted(tagger.sources)}),
+    })  # fmt: skip
+
+
 def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette:
     """The studio's app, calling the gateway at `link`, or, given the whole config, a gateway
     (with its tagger and generator) it runs in its own process while it serves."""
@@ -1134,7 +1151,8 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
                 async with studio.analysis_turn(address, key):
                     message = await asyncio.to_thread(analyze_remote, gateway.server,
                                                       Path(entry["path"]), gateway.metadata,
-                                                      gateway.tls)  # fmt: skip
+                                                      gateway.tls,
+                                                      by_uri=gateway.reads_folder)  # fmt: skip
                 # Encoded once, off the event loop (see Job.encoded), and kept on disk as the
                 # session's: kept in memory, a visitor's analyses had been a cache no quota
                 # counted (a 20-minute video's 4.6 MB each, a hostile studio review).
@@ -1316,8 +1334,11 @@ def create_app(config: StudioConfig, link: GatewayLink | BgmConfig) -> Starlette
         task = asyncio.create_task(sweeping())
         async with contextlib.AsyncExitStack() as stack:
             if services is not None:
-                address = await stack.enter_async_context(in_process_services(services))
-                studio.link = GatewayLink(address)
+                # Its own gateway and tagger read the studio's folder: a video is analysed
+                # by URI, where one over the 32 MiB a call carries had had no timeline.
+                reading = _reading(services, studio.folder)
+                address = await stack.enter_async_context(in_process_services(reading))
+                studio.link = GatewayLink(address, reads_folder=True)
                 log.info("studio: its own gateway on %s", address)
             yield
         task.cancel()
