@@ -253,7 +253,7 @@ class ComposerGenerator:
             return _mixer(style, rate, beat_s, played, gains, True, brief.seed)
 
         held = total <= balance.HELD_PIECE_S * rate
-        stretches = balance.HELD_STRETCHES if held else balance.APART_STRETCHES
+        stretches = balance.STRETCHES
         excerpts = [balance.excerpt(part, stretches, rate) for part in parts]
         blocks: Iterable[tuple[int, int, list[np.ndarray]]]
         if held:
