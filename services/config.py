@@ -318,6 +318,10 @@ class GatewayConfig(StrictModel):
     # Uploads stop (RESOURCE_EXHAUSTED, STAGING_FULL) rather than leave the staging disk with
     # less free than this: eight uploads a client, of 4 GiB each, from any number of clients.
     min_free_staging_bytes: int = Field(2 * 1024**3, ge=0)
+    # The staging folder's own room where it is less than its disk's (a Kubernetes emptyDir's
+    # sizeLimit: the node's disk has room long after the pod would be evicted for filling
+    # the volume); what the folder holds counts against it. None: the disk's free space.
+    staging_capacity_bytes: int | None = Field(None, gt=0)
     # An upload's bytes must all arrive within this (DEADLINE_EXCEEDED after): a client that
     # trickles them would hold a staging folder and one of its requests for as long as it
     # liked. 4 GiB in 900 s is 4.8 MB/s.

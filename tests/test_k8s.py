@@ -666,3 +666,24 @@ def test_overlays_are_generated_from_deploy_serve():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_gateway_holds_uploads_to_its_staging_volume(overlay):
+    """The gateway's staging capacity is the staging volume's sizeLimit, and the volume is
+    mounted where the gateway stages: the node's free disk had been the only bound, so
+    uploads could fill the volume past its limit and have the head pod evicted before
+    STAGING_FULL (a hostile QA round)."""
+    from services.config import BgmConfig
+
+    _, objects = overlay
+    (config_map,) = of_kind(objects, "ConfigMap")
+    config = BgmConfig.model_validate(yaml.safe_load(config_map["data"]["bgm.yaml"]))
+    head = rayservice(objects)["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    (container,) = head["containers"]
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    (staging,) = [name for name, path in mounted.items()
+                  if path == str(config.gateway.staging_dir)]  # fmt: skip
+    limit = quantity(volumes[staging]["emptyDir"]["sizeLimit"])
+    assert config.gateway.staging_capacity_bytes == limit
+    assert config.gateway.min_free_staging_bytes < limit

@@ -476,6 +476,42 @@ def test_an_upload_is_bounded_by_its_chunks_and_the_staging_disk(tmp_path, monke
     asyncio.run(scenario())
 
 
+def test_uploads_stop_before_the_staging_folder_s_own_capacity(tmp_path):
+    """Where the staging folder has less room than its disk (a Kubernetes emptyDir's
+    sizeLimit on a node's disk), gateway.staging_capacity_bytes holds uploads to it, counting
+    what the folder holds: the free space of the node's disk had let uploads fill the volume
+    past its limit, for the pod to be evicted, before STAGING_FULL (a hostile QA round)."""
+    import asyncio
+
+    from services.config import BgmConfig, GatewayConfig
+    from services.errors import ResourceExhaustedError
+    from services.gateway import servicer
+    from services.gateway.servicer import GatewayServicer
+
+    staging = tmp_path / "staging"
+    (staging / "another").mkdir(parents=True)
+    (staging / "another" / "video.mp4").write_bytes(b"x" * 3 * 1024**2)
+
+    async def scenario() -> None:
+        gateway = GatewayServicer.from_config(BgmConfig(gateway=GatewayConfig(
+            staging_dir=staging, staging_capacity_bytes=6 * 1024**2,
+            min_free_staging_bytes=1024**2)))  # fmt: skip
+        folder = staging / "mine"
+        folder.mkdir()
+        # 3 MiB held, 1 MiB to keep free: 2 MiB may come, by its header or as it arrives.
+        gateway._check_staging_room(folder, 2 * 1024**2)
+        with pytest.raises(ResourceExhaustedError, match="nearly full") as caught:
+            gateway._check_staging_room(folder, 2 * 1024**2 + 1)
+        assert caught.value.error_reason == "STAGING_FULL"
+        (folder / "upload.mp4").write_bytes(b"x" * 2 * 1024**2 + b"x")
+        with pytest.raises(ResourceExhaustedError, match="nearly full"):
+            gateway._check_staging_room(folder, 0)
+        await gateway.close()
+
+    assert servicer.shutil.disk_usage(tmp_path).free > 1024**3
+    asyncio.run(scenario())
+
+
 def test_deadline_exceeded(servers, beat_video):
     # A 46 s video: scoring it takes seconds, far past a 0.3 s deadline (a 6 s clip can be
     # scored within 0.3 s once the services are warm).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -514,8 +515,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return header
 
     def _check_staging_room(self, folder: Path, more: int) -> None:
-        """Refuse what would leave the staging disk under gateway.min_free_staging_bytes."""
-        if shutil.disk_usage(folder).free - more < self.config.min_free_staging_bytes:
+        """Refuse what would leave the staging disk (or the staging folder's capacity, where
+        it has one) under gateway.min_free_staging_bytes."""
+        free = shutil.disk_usage(folder).free
+        capacity = self.config.staging_capacity_bytes
+        if capacity is not None:
+            free = min(free, capacity - _bytes_under(self.config.staging_dir))
+        if free - more < self.config.min_free_staging_bytes:
             raise ResourceExhaustedError(
                 "the gateway's staging disk is nearly full; try again shortly",
                 error_reason="STAGING_FULL", retry_after_s=STAGING_RETRY_S,
@@ -1228,6 +1234,16 @@ def _one_line(failure: BaseException) -> str:
     else:
         said = f"{type(failure).__name__}: {failure}"
     return " ".join(UNPRINTABLE.sub(" ", said).split())[:MAX_MESSAGE_CHARS]
+
+
+def _bytes_under(folder: Path) -> int:
+    """What the files under `folder` hold (a folder per request, a file or two in each)."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):  # (a request's folder removed meanwhile)
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def _names_a_file(name: str) -> bool:
