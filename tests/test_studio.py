@@ -477,11 +477,11 @@ def test_asked_at_once_an_analysis_and_a_zip_are_made_once(
     lock = threading.Lock()
 
     def counted(name: str, real: Callable[..., object]) -> Callable[..., object]:
-        def call(*args: object) -> object:
+        def call(*args: object, **kwargs: object) -> object:
             with lock:
                 calls[name] += 1
             time.sleep(0.3)  # long enough for every request to arrive while it is made
-            return real(*args)
+            return real(*args, **kwargs)
 
         return call
 
@@ -1151,7 +1151,9 @@ def test_one_visitor_s_analyses_wait_behind_each_other_not_another_s(
     started: list[str] = []
     running = {"a": 0, "most": 0}
 
-    def analysed(server: str, video: Path, *args: object) -> common_pb2.VideoAnalysis:
+    def analysed(
+        server: str, video: Path, *args: object, **kwargs: object
+    ) -> common_pb2.VideoAnalysis:
         mine = video.name.startswith("a")
         with lock:
             started.append(video.name)
@@ -1177,7 +1179,9 @@ def test_one_visitor_s_analyses_wait_behind_each_other_not_another_s(
         with ThreadPoolExecutor(7) as pool:
             burst = [pool.submit(_ask, port, f"{v['url']}/analysis", "127.0.0.2", "GET", b"",
                                  cookie) for v in videos]  # fmt: skip
+            deadline = time.monotonic() + 30
             while len(started) < 1:
+                assert time.monotonic() < deadline, "no analysis began"
                 time.sleep(0.01)
             alone = pool.submit(_ask, port, f"{other['url']}/analysis", "127.0.0.3", "GET",
                                 b"", other_cookie)  # fmt: skip
@@ -1198,7 +1202,9 @@ def test_a_video_being_analysed_is_not_removed_under_it(
 
     asked, release = threading.Event(), threading.Event()
 
-    def analysed(server: str, video: Path, *args: object) -> common_pb2.VideoAnalysis:
+    def analysed(
+        server: str, video: Path, *args: object, **kwargs: object
+    ) -> common_pb2.VideoAnalysis:
         asked.set()
         assert release.wait(10)
         video.stat()  # the gateway call reads the file

@@ -440,11 +440,17 @@ class Studio:
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
 
+            def end() -> None:
+                if not ended.done():  # (cancelled as the studio stops)
+                    ended.set_result(None)
+
             def work() -> None:
                 try:
                     self.run_job(session, job, video, controls, outputs)
                 finally:
-                    loop.call_soon_threadsafe(ended.set_result, None)
+                    # (The studio may have stopped meanwhile, its loop closed.)
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(end)
 
             threading.Thread(target=work, daemon=True).start()
             await ended
