@@ -450,12 +450,10 @@ def decode_audio(
     """The first audio track of the video `path` as stereo float32 at `rate`, exactly
     `samples` long from its picture's first frame shown, each frame where its time puts it
     (`_resampled`); None when the file has no audio. `heartbeat` is called between frames."""
-    origin_s = first_shown_s(path, heartbeat)
-    with open_input(str(path)) as container:
-        if not container.streams.audio:
+    with _placed(path, rate, samples, heartbeat) as opened:
+        if opened is None:
             return None
-        place = None if origin_s is None else _Placement(container, rate, 2, origin_s,
-                                                         samples / rate)  # fmt: skip
+        container, place = opened
         # No further than the video: a long track behind a short video is never decoded.
         audio = _decoded(container, rate, heartbeat, samples, place)
     if place is not None and place.stamped and not place.heard:
@@ -476,15 +474,29 @@ def decode_audio_to_wav(
     """`decode_audio`'s sound of `path` written to the 16-bit WAV `out` as it decodes (a
     two-hour piece is never held whole: the studio had held each finished piece's, 2.8 GB
     for two hours); False, and nothing written, when the file has no audio."""
-    origin_s = first_shown_s(path, heartbeat)
-    with open_input(str(path)) as container:
-        if not container.streams.audio:
+    with _placed(path, rate, samples, heartbeat) as opened:
+        if opened is None:
             return False
-        place = None if origin_s is None else _Placement(container, rate, 2, origin_s,
-                                                         samples / rate)  # fmt: skip
+        container, place = opened
         chunks = _resampled(container, rate, "stereo", heartbeat, samples / rate, place)
         _write_wav_blocks(out, chunks, rate, samples, heartbeat)
     return True
+
+
+@contextlib.contextmanager
+def _placed(
+    path: Path, rate: int, samples: int, heartbeat: Callable[[], None]
+) -> Iterator[tuple[Any, _Placement | None] | None]:
+    """The video `path` opened, with where its sound's frames go from its picture's first
+    frame shown (`_Placement`, None where it shows none); None when it has no audio."""
+    origin_s = first_shown_s(path, heartbeat)
+    with open_input(str(path)) as container:
+        if not container.streams.audio:
+            yield None
+            return
+        seconds = samples / rate
+        place = None if origin_s is None else _Placement(container, rate, 2, origin_s, seconds)
+        yield container, place
 
 
 def audio_blocks(
