@@ -56,6 +56,14 @@ def client(gateway: Running, tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 30.0) -> None:
+    """Until `condition` holds; a test that waits for ever had hung CI."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds:g} s for {what}"
+        time.sleep(0.01)
+
+
 def events(client: TestClient, job: str) -> list[dict]:
     with client.stream("GET", f"/api/scores/{job}/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -623,8 +631,7 @@ def served(app: Any) -> Iterator[int]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        while not server.started:
-            time.sleep(0.05)
+        wait_until(lambda: server.started, "the studio to start")
         yield port
     finally:
         server.should_exit = True
@@ -655,8 +662,7 @@ def test_a_first_upload_is_not_swept_while_it_arrives(tmp_path: Path):
         studio = app.state.studio
         part = b"x" * 1000
         connection = _start_upload(port, "slow.mp4", part)
-        while not list((tmp_path / "studio").rglob("slow.mp4")):  # its bytes are arriving
-            time.sleep(0.01)
+        wait_until(lambda: list((tmp_path / "studio").rglob("slow.mp4")), "its bytes")
         for session in list(studio.sessions.values()):  # unused for longer than allowed
             session.used -= EMPTY_SESSION_S + 1
         studio.sweep()
@@ -677,8 +683,7 @@ def test_uploads_at_once_count_against_the_session_s_items(tmp_path: Path):
                      GatewayLink("127.0.0.1:1"))  # fmt: skip
     with served(app) as port:
         first = _start_upload(port, "one.mp4", b"x" * 1000)
-        while not list((tmp_path / "studio").rglob("one.mp4")):
-            time.sleep(0.01)
+        wait_until(lambda: list((tmp_path / "studio").rglob("one.mp4")), "the first upload")
         (key,) = app.state.studio.sessions
         second = _start_upload(port, "two.mp4", b"x" * 1000, f"bgm_studio={key}")
         second.send(b"0\r\n\r\n")
@@ -1031,8 +1036,7 @@ def test_a_stop_past_grace_s_is_one_line_in_the_log(tmp_path: Path):
         stalled.sendall(b"POST /api/videos HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         b"X-File-Name: stall.mp4\r\nContent-Length: 100000\r\n\r\n"
                         + b"x" * 100)  # fmt: skip
-        while not list((tmp_path / "studio").rglob("stall.mp4")):  # its bytes are arriving
-            time.sleep(0.05)
+        wait_until(lambda: list((tmp_path / "studio").rglob("stall.mp4")), "its bytes")
         studio.send_signal(signal.SIGTERM)
         _, log = studio.communicate(timeout=60)
     finally:
@@ -1101,8 +1105,7 @@ def test_a_score_the_stop_cuts_off_logs_no_traceback(
     studio = app.state.studio
 
     def finished_as_the_studio_stops(*args: object, **kwargs: object) -> None:
-        while studio.folder.exists():
-            time.sleep(0.01)
+        wait_until(lambda: not studio.folder.exists(), "the studio to stop")
         raise FileNotFoundError("the job's folder is gone")
 
     monkeypatch.setattr(studio_app, "score_remote", finished_as_the_studio_stops)
@@ -1111,8 +1114,7 @@ def test_a_score_the_stop_cuts_off_logs_no_traceback(
         job_id = client.post("/api/scores", json={"video_id": video["id"]}).json()["id"]
         (session,) = studio.sessions.values()
         job = session.jobs[job_id]
-    while job.state == "running":
-        time.sleep(0.01)
+    wait_until(lambda: job.state != "running", "the job to end")
     assert job.state == "failed"
     assert not [r for r in caplog.records if r.exc_info], caplog.text
 
@@ -1179,10 +1181,7 @@ def test_one_visitor_s_analyses_wait_behind_each_other_not_another_s(
         with ThreadPoolExecutor(7) as pool:
             burst = [pool.submit(_ask, port, f"{v['url']}/analysis", "127.0.0.2", "GET", b"",
                                  cookie) for v in videos]  # fmt: skip
-            deadline = time.monotonic() + 30
-            while len(started) < 1:
-                assert time.monotonic() < deadline, "no analysis began"
-                time.sleep(0.01)
+            wait_until(lambda: started, "an analysis to begin")
             alone = pool.submit(_ask, port, f"{other['url']}/analysis", "127.0.0.3", "GET",
                                 b"", other_cookie)  # fmt: skip
             statuses = [f.result()[0] for f in [*burst, alone]]
@@ -1259,10 +1258,7 @@ def test_the_studio_s_scores_take_turns_at_the_gateway(
                 status, job, _ = _ask(port, "/api/scores", source, "POST", body, cookie)
                 assert status == 200, job
                 jobs.append((job["id"], cookie))
-        deadline = time.monotonic() + 30
-        while len(started) < 5 or running["now"]:
-            assert time.monotonic() < deadline, started
-            time.sleep(0.05)
+        wait_until(lambda: len(started) == 5 and not running["now"], "the five scores")
         with local_client(app) as client:
             heard = []
             for job_id, cookie in jobs:
