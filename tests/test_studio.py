@@ -1100,22 +1100,30 @@ def test_a_score_the_stop_cuts_off_logs_no_traceback(
     the stop) finds the studio's folder gone as it writes its results: its thread had logged a
     FileNotFoundError traceback ("studio job ... failed") after uvicorn's line."""
     import services.studio.app as studio_app
+    from services.gen.bgm.v1 import gateway_pb2
 
     app = create_app(StudioConfig(folder=tmp_path / "studio"), GatewayLink("127.0.0.1:1"))
     studio = app.state.studio
 
+    reached: list[bool] = []
+
     def finished_as_the_studio_stops(*args: object, **kwargs: object) -> None:
+        reached.append(True)
         wait_until(lambda: not studio.folder.exists(), "the studio to stop")
         raise FileNotFoundError("the job's folder is gone")
 
     monkeypatch.setattr(studio_app, "score_remote", finished_as_the_studio_stops)
+    # What the gateway makes, which each score asks first: without it the score had failed
+    # there, before it reached score_remote.
+    monkeypatch.setattr(studio_app, "describe_remote",
+                        lambda *args, **kwargs: gateway_pb2.GatewayDescribeResponse())  # fmt: skip
     with local_client(app) as client:
         video = client.post("/api/videos", content=b"x" * 10).json()
         job_id = client.post("/api/scores", json={"video_id": video["id"]}).json()["id"]
         (session,) = studio.sessions.values()
         job = session.jobs[job_id]
     wait_until(lambda: job.state != "running", "the job to end")
-    assert job.state == "failed"
+    assert job.state == "failed" and reached
     assert not [r for r in caplog.records if r.exc_info], caplog.text
 
 
