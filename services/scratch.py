@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,16 @@ def _abandoned(folder: Path, owner: str) -> bool:
         return True
     finally:
         os.close(descriptor)
+
+
+def folder_bytes(folder: Path) -> int:
+    """What the plain files under `folder` hold; one removed while they are counted (a
+    request's folder, going as its request ends) counts nothing."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                mode = os.lstat(os.path.join(root, name))
+                if stat.S_ISREG(mode.st_mode):
+                    total += mode.st_size
+    return total

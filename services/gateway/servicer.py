@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import threading
 import time
@@ -102,7 +101,7 @@ from services.rules import (
     check_ranking,
     speech_matters,
 )
-from services.scratch import scratch_folder, sweep
+from services.scratch import folder_bytes, scratch_folder, sweep
 from services.serving import (
     MAX_MESSAGE_CHARS,
     ON_BEHALF_OF,
@@ -520,7 +519,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         free = shutil.disk_usage(folder).free
         capacity = self.config.staging_capacity_bytes
         if capacity is not None:
-            free = min(free, capacity - _bytes_under(self.config.staging_dir))
+            free = min(free, capacity - folder_bytes(self.config.staging_dir))
         if free - more < self.config.min_free_staging_bytes:
             raise ResourceExhaustedError(
                 "the gateway's staging disk is nearly full; try again shortly",
@@ -1234,16 +1233,6 @@ def _one_line(failure: BaseException) -> str:
     else:
         said = f"{type(failure).__name__}: {failure}"
     return " ".join(UNPRINTABLE.sub(" ", said).split())[:MAX_MESSAGE_CHARS]
-
-
-def _bytes_under(folder: Path) -> int:
-    """What the files under `folder` hold (a folder per request, a file or two in each)."""
-    total = 0
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with contextlib.suppress(OSError):  # (a request's folder removed meanwhile)
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
 
 
 def _names_a_file(name: str) -> bool:

@@ -470,7 +470,7 @@ class Studio:
             outcome, state = {"type": "error", "code": "INTERNAL", "fields": [], "reason": "",
                               "message": "the studio could not finish this job (its log "
                                          "has the details)"}, "failed"  # fmt: skip
-        size = _folder_bytes(job.folder)
+        size = scratch.folder_bytes(job.folder)
         with self.lock:
             job.bytes = size
             self.count_bytes(session, size)
@@ -834,10 +834,6 @@ def _zipped_stems(folder: Path) -> int:
             archive.write(stem, f"stems/{stem.name}")
     partial.rename(folder / "stems.zip")
     return (folder / "stems.zip").stat().st_size
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 # The API's code for each HTTP status the studio answers with itself.

@@ -1768,12 +1768,11 @@ class Composer:
             return None
         if abs(notes[0][0] - self._melody_pitch) > MAX_BAR_LEAP:
             return None
-        scale = set(form.key.scale)
         stops = [*(on for _, on, _, _ in notes[1:]), float(self.bar_beats)]
         for (pitch, onset, _, _), stop in zip(notes, stops, strict=True):
             harmony = self._chord_at(start + onset)
             strong = abs(onset - round(onset)) < 1e-6 and round(onset) % 2 == 0
-            if (pitch % 12 not in scale
+            if (not form.key.in_scale(pitch)
                     or (strong and pitch % 12 not in harmony.pitch_classes)
                     or (stop - onset >= HELD_NOTE_BEATS
                         and pitch % 12 not in harmony.steady_tones)):  # fmt: skip

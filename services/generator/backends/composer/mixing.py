@@ -87,14 +87,7 @@ class Mixer:
 
         self.production = production
         self.seed = seed
-        # A crackle's burst: noise dying away, the same shape for every pop (its level and
-        # sign are each pop's), peak 1.
-        shape = np.random.default_rng(CRACKLE_SEED).standard_normal(
-            round(6 * CRACKLE_DECAY_S * sample_rate)
-        ) * np.exp(
-            -np.arange(round(6 * CRACKLE_DECAY_S * sample_rate)) / (CRACKLE_DECAY_S * sample_rate)
-        )
-        self._burst = (shape / np.abs(shape).max()).astype(np.float32)
+        self._burst = _crackle_burst(sample_rate)
         self.parts = list(parts)
         self.sample_rate = sample_rate
         self.stems = stems
@@ -256,6 +249,16 @@ class Mixer:
         crackle = np.stack([np.convolve(row, self._burst)[:length] for row in impulses])
         hiss = rng.standard_normal((2, length)).astype(np.float32) * (level * CRACKLE_HISS)
         return (crackle + hiss).astype(np.float32)
+
+
+def _crackle_burst(sample_rate: int) -> np.ndarray:
+    """A crackle's burst: noise dying away over CRACKLE_DECAY_S, the same shape for every pop
+    (its level and sign are each pop's), peak 1."""
+    decay = CRACKLE_DECAY_S * sample_rate
+    samples = np.arange(round(6 * decay))
+    shape = np.random.default_rng(CRACKLE_SEED).standard_normal(len(samples))
+    shape *= np.exp(-samples / decay)
+    return (shape / np.abs(shape).max()).astype(np.float32)
 
 
 class Lowpass:
