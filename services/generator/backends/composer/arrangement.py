@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -140,6 +140,11 @@ FLAM_S = 0.06
 CUT_STOP_BEATS = 0.5
 # A cut this soon after the one before is part of a flurry: a light accent, not a big hit.
 FLURRY_GAP_S = 1.2
+# A cymbal that marks the music (a section's crash, a strong cut's) sounds at most once in
+# this many bars; the cymbals between are left out, the cut keeping the rest of its hit (the
+# kick, the band's stab). On a video cut every bar each strong cut had struck its crash,
+# 23-40 cymbals a minute (a music review); a drummer marks a phrase, every four bars or more.
+CYMBAL_GAP_BARS = 4
 # A section whose cut lies this many beats or more from its bar line hands the texture over
 # at the cut, inside the bar (the parts in and out, the levels, the groove), and its tune
 # keeps to the bar lines: on the bar line, the energy had changed up to 1.7 s before or
@@ -591,6 +596,8 @@ class Composer:
         self.cuts = cuts
         # Beats of the cuts, each marked by a hit of its own (`_mark_cuts`).
         self._cut_beats = sorted(plan.beat_at(c.time_s) for c in cuts)
+        # The crashes that open sections, (beat, key), as they are struck (`_spaced`).
+        self._crashes: list[tuple[float, int]] = []
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
@@ -1610,6 +1617,7 @@ class Composer:
                 self._add(player, key, onset, onset + 0.2, _stroke_velocity(symbol, level))
         if crash:
             self._add(player, self.style.crash, start, start + 0.5, 100)
+            self._crashes.append((start, self.style.crash))
 
     def _motif(self) -> Motif:
         """One bar of rhythm (beat offsets) and contour (scale steps between notes)."""
@@ -1818,17 +1826,21 @@ class Composer:
         self.heartbeat()
         stopped = {beat for beat, strong, on_beat in events if strong and not on_beat}
         self._stop_drums([(beat - CUT_STOP_BEATS, beat) for beat in sorted(stopped)])
+        # A strong cut too soon after a cymbal plays its hit without one (`_spaced`).
+        spaced = self._spaced([beat for beat, strong, _ in events if strong and strong_keys])
+        spaced_keys = self.style.spaced_cut_hit or strong_keys[1:]
         # A weak cut between beats is a light accent (the first of its keys, a cymbal or the
         # like, without the kick): many of them, as in a fast montage, would otherwise beat a
         # second pulse against the music's.
-        played = [strong_keys if strong else weak_keys[:1]
+        played = [(spaced_keys if beat in spaced else strong_keys) if strong else weak_keys[:1]
                   if not on_beat or beat in in_flurry or self._in_final_ring(beat)
                   else weak_keys
                   for beat, strong, on_beat in events]  # fmt: skip
-        # A strong cut's hit stands for the strokes beside it; a light accent takes them with
-        # it (the groove's kick had gone, for a tambourine).
+        # A strong cut's hit stands for the strokes beside it; a light accent, or a strong
+        # cut's hit without its cymbal, takes them with it (the groove's kick had gone, for a
+        # tambourine).
         cleared = zip(events, played, strict=True)
-        self._clear_flams([(beat, None if strong else frozenset(keys))
+        self._clear_flams([(beat, None if strong and beat not in spaced else frozenset(keys))
                            for (beat, strong, _), keys in cleared])  # fmt: skip
         bar_lines = self._bar_lines
         pushes: dict[float, _Push] = {}
@@ -1880,6 +1892,41 @@ class Composer:
         self._struck_with_stabs(stabs, stopped if roles.of("drums") else set())
         self._pushed(sorted(pushes.values()))
         self._bass_stabs_held([beat for player, beat in stabs if player in roles.of("bass")])
+
+    def _spaced(self, strong_hits: list[float]) -> set[float]:
+        """Of the strong cuts' hits (`strong_hits`, beats) and the sections' crashes, the
+        cymbals kept at least CYMBAL_GAP_BARS apart, the first of each stretch kept (one
+        struck at once with a kept one is the same stroke): the crashes between are left out,
+        and the strong cuts between returned, to be struck without theirs."""
+        gap = CYMBAL_GAP_BARS * self.bar_beats
+        marks = sorted([(beat, key) for beat, key in self._crashes]
+                       + [(beat, None) for beat in strong_hits], key=lambda m: m[0])  # fmt: skip
+        kept = -math.inf
+        spaced: set[float] = set()
+        # How many strokes of each (beat, key) to leave out.
+        dropped: Counter[tuple[float, int]] = Counter()
+        for beat, key in marks:
+            if abs(beat - kept) <= SAME_BEAT or beat - kept >= gap - SAME_BEAT:
+                kept = beat if beat - kept > SAME_BEAT else kept
+            elif key is None:
+                spaced.add(beat)
+            else:
+                dropped[hit_key(beat), key] += 1
+        drums = self.roles.of("drums")[:1]
+        if not dropped or not drums:
+            return spaced
+        # The loudest strokes: the groove's own stroke of that key there stays.
+        strokes: dict[tuple[float, int], list[int]] = defaultdict(list)
+        notes = self.result.notes
+        for index, note in enumerate(notes):
+            mark = (hit_key(note.start), note.pitch)
+            if note.instrument == drums[0] and mark in dropped:
+                strokes[mark].append(index)
+        left_out = set()
+        for mark, indices in strokes.items():
+            left_out |= set(sorted(indices, key=lambda i: -notes[i].velocity)[: dropped[mark]])
+        self.result.notes = [n for i, n in enumerate(notes) if i not in left_out]
+        return spaced
 
     def _accented(self, beats: set[float], grooves: list[int | None]) -> set[float]:
         """Of a flurry's weak cuts (`beats`), those where the drums' groove strikes: the
