@@ -260,7 +260,7 @@ class ComposerGenerator:
             blocks = list(synth.blocks(parts, total, heartbeat))
             measured = balance.cut_from(blocks, parts, stretches, rate)
         else:
-            measured = balance.played_apart(synth, excerpts, heartbeat)
+            measured = balance.played_apart(synth, parts, stretches, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)
         asked = balance.levels(style.production, roles, [part.name for part in parts])
         levels = [asked[part.name] for part in parts]

@@ -37,8 +37,8 @@ class Stretches:
 # Sixteen stretches of 1 s: on bench_sound's eleven pieces, four of 2 s had left 11 of 53
 # parts more than 1 LU off their level (the farthest 2.5 LU), sixteen of 1 s leave 3 (1.5
 # LU), the whole piece 2 (1.4 LU). A held piece's are cut from its render and cost only
-# their measuring; a longer piece's are played again apart, each striking anew what sounds
-# there, which makes a 70 s piece about 10% slower to make. With four of 2 s there, a
+# their measuring; a longer piece's are played again apart (LEAD_S), which makes a 70 s
+# piece about 10% slower to make. With four of 2 s there, a
 # music review had found 14 of 60 drum and bass levels more than 2 LU off in pieces over a
 # minute (lo-fi's bass 5.1 LU over, its tune masked), against 3 of 60 in shorter ones.
 STRETCHES = Stretches(16, 1.0)
@@ -64,49 +64,71 @@ def window_starts(part: RenderPart, stretches: Stretches, rate: int) -> list[int
     return [round(first + k * step) for k in range(stretches.count) if first + k * step <= last]
 
 
-def excerpt(part: RenderPart, stretches: Stretches, rate: int) -> RenderPart:
+def excerpt(part: RenderPart, stretches: Stretches, rate: int, lead_s: float = 0.0) -> RenderPart:
     """The part's stretches, spread evenly from its first note to its last, played back to
     back from sample 0, each from the controller values (pedal, expression) the part has
-    there and with the notes that sound in it."""
+    there and with the notes that sound in it; each after `lead_s` of what comes before it
+    (`played_apart`)."""
     window = round(stretches.seconds * rate)
+    lead = round(lead_s * rate)
     begins = window_starts(part, stretches, rate)
     if not begins:
         return part
     notes, controls = [], []
     ordered = sorted(part.controls, key=lambda c: c.sample)
     for slot, begin in enumerate(begins):
-        shift = slot * window - begin
+        origin = begin - lead
+        shift = slot * (lead + window) - origin
         # What sounds in the window: a note held into it (a bass under the whole bar) is
         # struck at its start, and every note is let go at its end.
         notes += [
             dataclasses.replace(
                 note,
-                start_sample=max(note.start_sample, begin) + shift,
+                start_sample=max(note.start_sample, origin) + shift,
                 end_sample=min(note.end_sample, begin + window) + shift,
             )
             for note in part.notes
-            if note.start_sample < begin + window and note.end_sample > begin
+            if note.start_sample < begin + window and note.end_sample > origin
         ]
-        held = {c.controller: c.value for c in ordered if c.sample <= begin}
-        controls += [Control(slot * window, number, value) for number, value in held.items()]
+        held = {c.controller: c.value for c in ordered if c.sample <= origin}
+        controls += [Control(origin + shift, number, value) for number, value in held.items()]
         controls += [
             Control(c.sample + shift, c.controller, c.value)
             for c in ordered
-            if begin < c.sample < begin + window
+            if origin < c.sample < begin + window
         ]
     return dataclasses.replace(part, notes=notes, controls=controls)
 
 
 Blocks = list[tuple[int, list[np.ndarray]]]
 
+# Each stretch played apart comes after this much of the part before it, which is left out
+# of what is measured: a note held into a stretch is struck that much before it, so a
+# plucked or struck note has decayed there as it has in the piece. Struck at the stretch's
+# start, lo-fi's kalimba tune had measured louder than it sounds, and its band came out
+# 1.3-2.2 LU over their levels in a piece over a minute (all of them within 0.9 LU held).
+LEAD_S = 0.5
+
 
 def played_apart(
-    synth: Synthesizer, excerpts: Sequence[RenderPart], heartbeat: Callable[[], None]
+    synth: Synthesizer,
+    parts: Sequence[RenderPart],
+    stretches: Stretches,
+    heartbeat: Callable[[], None],
 ) -> Blocks:
-    """The excerpts played from sample 0 (as far as their stretches reach, then their ring)."""
+    """Each part's stretches played from sample 0, each after LEAD_S of the part before it,
+    and laid end to end as `excerpt` lays them (without LEAD_S), in blocks of a second."""
+    rate = synth.sample_rate
+    window, lead = round(stretches.seconds * rate), round(LEAD_S * rate)
+    excerpts = [excerpt(part, stretches, rate, LEAD_S) for part in parts]
     length = max((n.end_sample for e in excerpts for n in e.notes), default=0)
-    total = length + round(RING_S * synth.sample_rate)
-    return [(start, dry) for start, _, dry in synth.blocks(excerpts, total, heartbeat)]
+    total = length + round(RING_S * rate)
+    blocks = [dry for _, _, dry in synth.blocks(excerpts, total, heartbeat)]
+    begins = [
+        [slot * (lead + window) + lead for slot in range(len(window_starts(part, stretches, rate)))]
+        for part in parts
+    ]
+    return _laid(blocks, begins, window, rate)
 
 
 def cut_from(
@@ -118,11 +140,19 @@ def cut_from(
     """Each part's stretches cut from its rendered piece (`piece`: the synthesizer's blocks)
     and laid end to end as `excerpt` lays them, in blocks of a second."""
     window = round(stretches.seconds * rate)
+    begins = [window_starts(part, stretches, rate) for part in parts]
+    return _laid([dry for _, _, dry in piece], begins, window, rate)
+
+
+def _laid(
+    blocks: list[list[np.ndarray]], begins: list[list[int]], window: int, rate: int
+) -> Blocks:
+    """Each part's windows (`begins`, samples, `window` long) of its audio (`blocks`, the
+    synthesizer's, by part), laid end to end, in blocks of a second."""
     cuts = []
-    for i, part in enumerate(parts):
-        audio = np.concatenate([dry[i] for _, _, dry in piece], axis=1)
-        begins = window_starts(part, stretches, rate)
-        cut = [audio[:, begin : begin + window] for begin in begins]
+    for i, starts in enumerate(begins):
+        audio = np.concatenate([dry[i] for dry in blocks], axis=1)
+        cut = [audio[:, begin : begin + window] for begin in starts]
         cuts.append(np.concatenate(cut, axis=1) if cut else audio[:, :0])
     length = max(cut.shape[1] for cut in cuts)
     laid = [np.pad(cut, ((0, 0), (0, length - cut.shape[1]))) for cut in cuts]
