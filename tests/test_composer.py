@@ -42,10 +42,13 @@ from services.generator.backends.composer.performance import (
 )
 from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import (
+    ACOUSTIC_KICK,
     CHINA,
     CLAP,
     CRASH,
     CRASH_2,
+    HAT,
+    KICK,
     PANS,
     PLAYABLE,
     SNARE,
@@ -2698,6 +2701,35 @@ def test_strong_cuts_keep_the_backbeat_on_two_and_four(generator, beat_analysis)
             if abs(note.start - bar) < 1e-6 or abs(note.start - bar - 2) < 1e-6:
                 on_one.append((genre, seed, note.start))
     assert not on_one, (len(on_one), on_one[:4])
+
+
+def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generator, beat_analysis):
+    """A busy shot, a calm one, then the busiest: electronic's calm section after the busy
+    one is a breakdown, its kick out between the cut's hit and the build's last bar, and the
+    rise is its drop, on a crash and the kick. Its kick had played 97-99% of every piece's
+    beats, with no breakdown or drop (a music review)."""
+    look = Look(0.6, 0.6, 0.5, 0.5)
+    shape = [(0.0, 10.0, 0.7), (10.0, 20.0, 0.1), (20.0, 30.0, 0.95), (30.0, 40.0, 0.6)]
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shape]
+    cuts = [Cut(t, "hard", 0.9) for t in (10.0, 20.0, 30.0)]
+    kicks, crash = {KICK, ACOUSTIC_KICK}, STYLES["electronic"].crash
+    for seed in (1, 2, 3):
+        brief = brief_for(beat_analysis, "electronic", seed=seed, duration_s=40.0,
+                          segments=segments, cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        calm = [form for before, form in itertools.pairwise(score.forms)
+                if form.intensity <= 1 < before.intensity]  # fmt: skip
+        assert calm, (seed, [(f.start_beat, f.intensity) for f in score.forms])
+        form = calm[0]
+        last_bar = max(b for b in score.plan.bar_starts if b < form.end_beat)
+        drums = [n for n in score.notes if n.instrument == "drums"]
+        inside = [n.start for n in drums if n.pitch in kicks
+                  and form.start_beat + 0.5 < n.start < last_bar]  # fmt: skip
+        assert not inside, (seed, form.start_beat, last_bar, inside)
+        assert any(n.pitch in (CLAP, HAT) and form.start_beat < n.start < last_bar
+                   for n in drums), seed  # fmt: skip
+        drop = {n.pitch for n in drums if abs(n.start - form.end_beat) < 1e-6}
+        assert crash in drop and drop & kicks, (seed, drop)
 
 
 def test_the_bass_s_fifth_lies_under_the_chord_not_over_its_root(generator, beat_analysis):

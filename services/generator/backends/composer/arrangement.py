@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -596,8 +597,17 @@ class Composer:
         self.cuts = cuts
         # Beats of the cuts, each marked by a hit of its own (`_mark_cuts`).
         self._cut_beats = sorted(plan.beat_at(c.time_s) for c in cuts)
-        # The crashes that open sections, (beat, key), as they are struck (`_spaced`).
-        self._crashes: list[tuple[float, int]] = []
+        # The crashes that open sections, (beat, key, whether the section rises over the one
+        # before), as they are struck (`_spaced`).
+        self._crashes: list[tuple[float, int, bool]] = []
+        # The sections busier than the one before, and the calm ones after a busier one,
+        # where a genre breaks down (Style.breakdowns; the next rise is its drop).
+        pairs = list(itertools.pairwise(forms))
+        self._rises = {after.start_beat for before, after in pairs
+                       if after.intensity > before.intensity}  # fmt: skip
+        self._breakdowns = {after.start_beat for before, after in pairs
+                            if self._level(after, False) == 1 and before.intensity >= 2
+                            and self.meter_name in style.breakdowns}  # fmt: skip
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
@@ -1242,7 +1252,10 @@ class Composer:
             # bar line would ring over it.
             crash = position == 0 and opening and level >= 2 and not intro
             crash = crash and not self._cut_beside(start)
-            self._drums(player, start, end, level, turn, kind, crash)
+            breakdown = form.start_beat in self._breakdowns
+            self._drums(player, start, end, level, turn, kind, crash, breakdown)
+            if crash:
+                self._crashes.append((start, self.style.crash, form.start_beat in self._rises))
             playing.add(player)
         tune_notes: list[TuneNote] = []
         resting = intro or self._tune_rests(form, position)
@@ -1601,8 +1614,15 @@ class Composer:
         variant: int,
         fill: str | None,
         crash: bool,
+        breakdown: bool = False,
     ) -> None:
-        groove = self.style.grooves[self.meter_name][level]
+        """One bar of the drums: the level's groove (`breakdown`: the genre's breakdown), a
+        fill over its end, a crash on its bar line."""
+        groove = (
+            self.style.breakdowns[self.meter_name]
+            if breakdown
+            else self.style.grooves[self.meter_name][level]
+        )
         pattern = groove[variant % len(groove)]
         if fill:
             fills = self.style.fills[self.meter_name]
@@ -1617,7 +1637,6 @@ class Composer:
                 self._add(player, key, onset, onset + 0.2, _stroke_velocity(symbol, level))
         if crash:
             self._add(player, self.style.crash, start, start + 0.5, 100)
-            self._crashes.append((start, self.style.crash))
 
     def _motif(self) -> Motif:
         """One bar of rhythm (beat offsets) and contour (scale steps between notes)."""
@@ -1895,19 +1914,22 @@ class Composer:
 
     def _spaced(self, strong_hits: list[float]) -> set[float]:
         """Of the strong cuts' hits (`strong_hits`, beats) and the sections' crashes, the
-        cymbals kept at least CYMBAL_GAP_BARS apart, the first of each stretch kept (one
-        struck at once with a kept one is the same stroke): the crashes between are left out,
-        and the strong cuts between returned, to be struck without theirs."""
-        gap = CYMBAL_GAP_BARS * self.bar_beats
-        marks = sorted([(beat, key) for beat, key in self._crashes]
-                       + [(beat, None) for beat in strong_hits], key=lambda m: m[0])  # fmt: skip
-        kept = -math.inf
+        cymbals kept: every crash that opens a rise (a drop), then in turn each other one at
+        least CYMBAL_GAP_BARS from every one kept (one struck at once with a kept one is the
+        same stroke). The crashes not kept are left out, and the strong cuts not kept
+        returned, to be struck without theirs."""
+        gap = CYMBAL_GAP_BARS * self.bar_beats - SAME_BEAT
+        kept = sorted(beat for beat, _, rise in self._crashes if rise)
+        others = sorted([(beat, key) for beat, key, rise in self._crashes if not rise]
+                        + [(beat, None) for beat in strong_hits], key=lambda m: m[0])  # fmt: skip
         spaced: set[float] = set()
         # How many strokes of each (beat, key) to leave out.
         dropped: Counter[tuple[float, int]] = Counter()
-        for beat, key in marks:
-            if abs(beat - kept) <= SAME_BEAT or beat - kept >= gap - SAME_BEAT:
-                kept = beat if beat - kept > SAME_BEAT else kept
+        for beat, key in others:
+            low, high = bisect.bisect_right(kept, beat - gap), bisect.bisect_left(kept, beat + gap)
+            near = kept[low:high]
+            if all(abs(beat - other) <= SAME_BEAT for other in near):
+                bisect.insort(kept, beat)
             elif key is None:
                 spaced.add(beat)
             else:

@@ -228,6 +228,10 @@ class Style:
     # What a strong cut strikes within arrangement.CYMBAL_GAP_BARS of another cymbal: () is
     # its hit without the cymbal.
     spaced_cut_hit: tuple[int, ...] = ()
+    # The drums of a calm section after a busier one, by meter, where the genre breaks down
+    # (the kick out until the music rises again, on the drop's crash); a meter not here
+    # plays the calm level's groove.
+    breakdowns: dict[str, tuple[Pattern, ...]] = field(default_factory=dict)
     # Players whose timing around the grid differs from a live player's here (ms, standard
     # deviation; performance.TIMING_SD_MS): a sequenced genre's drum machine and bass line
     # sit on the grid (electronic's kick and bass had flammed by 6.8 ms, 19% of their pairs
@@ -633,6 +637,10 @@ _STOMP_FILL: tuple[Pattern, ...] = (
 _CLAP_FILL: tuple[Pattern, ...] = ({CLAP: "..........x.x.xx", OPEN_HAT: "..............x."},)
 # Electronic: a clap roll building into the next bar over the four-on-the-floor kick, as a
 # dance track's build does (a drummer's snare fill on the last beat is pop's and rock's).
+_BREAKDOWN: tuple[Pattern, ...] = (
+    {HAT: "..x...x...x...x.", CLAP: "....x.......x..."},
+    {SHAKER: "x.o.x.o.x.o.x.o.", CLAP: "....x.......x..."},
+)
 _BUILD_FILL: tuple[Pattern, ...] = (
     {KICK: "........x...x...", CLAP: "........o.o.xxxx"},
     {KICK: "........x...x...", CLAP: "........x.x.x.xx", OPEN_HAT: "..............x."},
@@ -981,6 +989,10 @@ STYLES: dict[str, Style] = {
             harmonic_rhythm=(2, 1, 1),
             grooves={"4/4": _FOUR_ON_FLOOR},
             fills={"4/4": _BUILD_FILL},
+            # A breakdown keeps the hats and the backbeat, the kick and its pumping out: the
+            # kick had played 97-99% of every piece's beats, with no breakdown or drop (a
+            # music review).
+            breakdowns={"4/4": _BREAKDOWN},
             bass={"4/4": _BASS_OFFBEAT},
             comping={"4/4": _COMP_STAB},
             pulse={"4/4": _ARP_UP},
