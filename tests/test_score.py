@@ -754,6 +754,31 @@ def test_keep_original_audio_needs_audio(pipeline, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.mp4"]
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_keep_original_audio_of_an_empty_audio_track_is_refused(pipeline, tmp_path, suffix):
+    """A video whose audio track holds no packets has no sound to keep, whatever its
+    container: Matroska's empty track had been kept as silence, delivered, where MP4's was
+    refused (a QA round)."""
+    import av
+
+    video = tmp_path / f"empty-track{suffix}"
+    with av.open(str(video), "w") as container:
+        picture = container.add_stream("mpeg4", rate=25)
+        picture.width, picture.height, picture.pix_fmt = 64, 64, "yuv420p"
+        container.add_stream("aac", rate=48000)
+        for index in range(50):
+            image = np.full((64, 64, 3), 5 * index, np.uint8)
+            container.mux(picture.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(picture.encode())
+    with pytest.raises(InvalidInputError, match=r"no audio track to keep|holds no sound") as no:
+        pipeline.score(
+            video, UserControls(), OutputOptions(tmp_path / "m.wav", keep_original_audio=True)
+        )
+    assert no.value.field == "output.keep_original_audio"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [video.name]
+    pipeline.score(video, UserControls(), OutputOptions(tmp_path / "m.wav"))
+
+
 @pytest.mark.parametrize(
     ("picture_from_s", "sound_from_s", "sound_to_s", "says"),
     [(0.0, 20.0, 23.0, "stamped from 20.00 s on"), (20.0, 0.0, 5.0, "stamped up to 4.99 s")],

@@ -449,13 +449,17 @@ def decode_audio(
 ) -> np.ndarray | None:
     """The first audio track of the video `path` as stereo float32 at `rate`, exactly
     `samples` long from its picture's first frame shown, each frame where its time puts it
-    (`_resampled`); None when the file has no audio. `heartbeat` is called between frames."""
+    (`_resampled`); None when the file has no audio. `heartbeat` is called between frames.
+    A track that holds no sound at all is refused (a Matroska file's empty track had been
+    kept as silence, where MP4's, which its demuxer drops, was refused)."""
     with _placed(path, rate, samples, heartbeat) as opened:
         if opened is None:
             return None
         container, place = opened
         # No further than the video: a long track behind a short video is never decoded.
         audio = _decoded(container, rate, heartbeat, samples, place)
+    if not len(audio) and (place is None or place.stamped is None):
+        raise InvalidInputError(f"{path.name}'s audio track holds no sound to keep")
     if place is not None and place.stamped and not place.heard:
         first, last = place.stamped
         start_s, end_s = place.origin_s, place.origin_s + samples / rate
