@@ -603,7 +603,7 @@ def _asked(request: gateway_pb2.ScoreRequest, **fields: Any) -> None:
       "controls.structure", "cannot follow structure 'reference'"),
      ({"video__uri": ""}, "video.uri", "unsupported URI scheme"),
      ({"video__uri": "folder"}, "video.uri", "is a folder, not a video file"),
-     ({"video__uri": "pipe"}, "video.uri", "is a pipe, a socket or a device, not a video file"),
+     ({"video__uri": "pipe"}, "video.uri", "is a pipe, not a video file"),
      ({"controls__seed": 2**32}, "controls.seed", "must be at most 4294967295 (got 4294967296)")],
 )  # fmt: skip
 def test_a_refusal_names_the_field_at_fault(servers, clip, fields, field, says):

@@ -13,7 +13,6 @@ import errno
 import glob
 import os
 import re
-import stat
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from services.domain import OutputOptions
 from services.errors import InvalidInputError, PermissionDeniedError
 from services.media.audio import output_kind
+from services.media.files import special_kind
 from services.media.sources import inside_roots
 
 # A temporary file beside an output that nothing has written for this long is one a process
@@ -152,22 +152,15 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex}{final.suffix}")
 
 
-# What an existing path that is not a plain file is, by its lstat mode.
-SPECIAL_FILES = ((stat.S_ISLNK, "a symbolic link: name the file itself"),
-                 (stat.S_ISFIFO, "a pipe"), (stat.S_ISCHR, "a device"),
-                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
-
-
 def check_plain(path: Path, what: str) -> None:
     """An output that exists is a plain file (or a folder, said elsewhere): --force had
     replaced a device node, a pipe or a symbolic link with a file of music."""
     try:
-        mode = os.lstat(path).st_mode
+        kind = special_kind(os.lstat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return
-    for test, kind in SPECIAL_FILES:
-        if test(mode):
-            raise InvalidInputError(f"{what} {path} is {kind}; bgm writes only plain files")
+    if kind is not None:
+        raise InvalidInputError(f"{what} {path} is {kind}; bgm writes only plain files")
 
 
 def check_writable(path: Path, what: str, make_folder: bool = False) -> None:

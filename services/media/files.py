@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from services.errors import InvalidVideoError, MediaNotFoundError, PermissionDeniedError
 
 # What a path whose links lead round in a loop is said to be, wherever one is refused.
 LOOPED = "a link that leads round in a loop, to no file"
+# What an existing path that is neither a plain file nor a folder is, by its mode (a link
+# only by lstat's).
+SPECIAL_FILES = ((stat.S_ISLNK, "a symbolic link: name the file itself"),
+                 (stat.S_ISFIFO, "a pipe"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def special_kind(mode: int) -> str | None:
+    """What a path of this mode is, if not a plain file or a folder (SPECIAL_FILES)."""
+    return next((kind for test, kind in SPECIAL_FILES if test(mode)), None)
 
 
 def leads_round(path: Path) -> bool:

@@ -39,7 +39,7 @@ from services.errors import (
     ResourceExhaustedError,
 )
 from services.knobs import MAX_WAIT_S, Folder
-from services.media.files import LOOPED, leads_round
+from services.media.files import LOOPED, leads_round, special_kind
 
 # The most downloads a policy may allow at once.
 MAX_DOWNLOADS = 16
@@ -127,9 +127,10 @@ def local_path(uri: str, policy: SourcePolicy) -> Path | None:
     path = file_uri_path(uri, policy.file_roots, "read")
     if path.is_dir():
         raise InvalidInputError(f"{uri} is a folder, not a video file")
-    if path.exists() and not path.is_file():
-        # A pipe, a socket or a device: it had been NOT_FOUND, "does not exist".
-        raise InvalidInputError(f"{uri} is a pipe, a socket or a device, not a video file")
+    kind = special_kind(path.stat().st_mode) if path.exists() else None
+    if kind is not None:
+        # It had been NOT_FOUND, "does not exist".
+        raise InvalidInputError(f"{uri} is {kind}, not a video file")
     if not path.is_file():
         raise MediaNotFoundError(f"{uri} does not exist")
     return path
