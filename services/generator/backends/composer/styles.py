@@ -637,8 +637,10 @@ _STOMP_FILL: tuple[Pattern, ...] = (
 _CLAP_FILL: tuple[Pattern, ...] = ({CLAP: "..........x.x.xx", OPEN_HAT: "..............x."},)
 # Electronic: a clap roll building into the next bar over the four-on-the-floor kick, as a
 # dance track's build does (a drummer's snare fill on the last beat is pop's and rock's).
+# Electronic's breakdown: the kick out, the pulse kept by hats or a shaker accented on the
+# beat and the backbeat's clap.
 _BREAKDOWN: tuple[Pattern, ...] = (
-    {HAT: "..x...x...x...x.", CLAP: "....x.......x..."},
+    {HAT: "x.o.x.o.x.o.x.o.", CLAP: "....x.......x..."},
     {SHAKER: "x.o.x.o.x.o.x.o.", CLAP: "....x.......x..."},
 )
 _BUILD_FILL: tuple[Pattern, ...] = (
