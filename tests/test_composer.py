@@ -2658,10 +2658,12 @@ def test_a_video_cut_every_bar_gets_a_cymbal_every_four_bars_and_every_cut_a_hit
     generator, beat_analysis
 ):
     """A video whose every cut is strong, one every 2.5 s (a bar or less): a marking cymbal
-    (a section's crash, a strong cut's) sounds at most once in CYMBAL_GAP_BARS, and every cut
-    is still struck by the drums. Each cut had struck its crash, one a bar, 23-40 cymbals a
-    minute (a music review)."""
-    close, unmarked = [], []
+    (a section's crash, a strong cut's) sounds at most once in CYMBAL_GAP_BARS but at the
+    rises, where one always sounds; every cut is still struck by the drums, and one without a
+    cymbal by the band too. Each cut had struck its crash, one a bar, 23-40 cymbals a minute
+    (a music review); spaced out, a rise's crash had been lost to a flat cut's, and a cut
+    without its crash was a harder kick alone (a second review)."""
+    close, unmarked, unstabbed, flat_rises = [], [], [], []
     for genre, seed in itertools.product(("pop", "hip-hop", "electronic", "cinematic"), (1, 2)):
         brief = _arc(beat_analysis, genre, seed=seed, duration_s=70.0)
         cuts = [Cut(float(t), "hard", 0.9) for t in np.arange(2.5, 68.0, 2.5)]
@@ -2672,14 +2674,40 @@ def test_a_video_cut_every_bar_gets_a_cymbal_every_four_bars_and_every_cut_a_hit
         final = plan.final_beat if plan.final_beat is not None else math.inf
         struck = sorted({round(n.start, 3) for n in score.notes if n.instrument == "drums"
                          and n.pitch in marking and n.start < final - 0.05})  # fmt: skip
+        rises = [beat for before, form, texture in zip(score.forms, score.forms[1:],
+                                                        score.arrangement.texture_starts[1:],
+                                                        strict=False)
+                 if form.intensity > before.intensity
+                 for beat in (form.start_beat, texture)]  # fmt: skip
+        flat_rises += [(genre, seed, form.start_beat) for before, form in
+                       itertools.pairwise(score.forms) if form.intensity > before.intensity
+                       and not any(abs(b - c) <= 1.05 for b in struck
+                                   for c in (form.start_beat, *rises))]  # fmt: skip
         gap = CYMBAL_GAP_BARS * plan.meter.beats
-        close += [(genre, seed, a, b) for a, b in itertools.pairwise(struck) if b - a < gap - 0.05]
+        close += [(genre, seed, a, b) for a, b in itertools.pairwise(struck)
+                  if b - a < gap - 0.05 and not any(abs(x - r) <= 1.05 for x in (a, b)
+                                                    for r in rises)]  # fmt: skip
         drums = {round(n.start, 3) for n in score.notes if n.instrument == "drums"}
+        # The band's stab is the loudest its accompaniment plays in the two beats around it.
+        band: dict[float, int] = defaultdict(int)
+        tune = {"drums", *score.roles.of("melody")}
+        for note in score.notes:
+            if note.instrument not in tune:
+                band[round(note.start, 3)] = max(band[round(note.start, 3)], note.velocity)
+        around = {round(hit, 3): max((v for b, v in band.items() if 0.01 < abs(b - hit) <= 2),
+                                     default=0)
+                  for hit in score.arrangement.cut_hits}  # fmt: skip
         unmarked += [(genre, seed, hit) for hit in score.arrangement.cut_hits
                      if round(hit, 3) not in drums]  # fmt: skip
+        unstabbed += [(genre, seed, hit) for hit in score.arrangement.cut_hits
+                      if round(hit, 3) not in struck
+                      and band[round(hit, 3)] < around[round(hit, 3)]
+                      and hit < final - 0.05]  # fmt: skip
         assert len(struck) >= 3, (genre, seed, struck)
     assert not close, (len(close), close[:4])
     assert not unmarked, unmarked[:4]
+    assert not unstabbed, (len(unstabbed), unstabbed[:4])
+    assert not flat_rises, flat_rises
 
 
 def test_strong_cuts_keep_the_backbeat_on_two_and_four(generator, beat_analysis):
@@ -2705,16 +2733,19 @@ def test_strong_cuts_keep_the_backbeat_on_two_and_four(generator, beat_analysis)
 
 def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generator, beat_analysis):
     """A busy shot, a calm one, then the busiest: electronic's calm section after the busy
-    one is a breakdown, its kick out between the cut's hit and the build's last bar, and the
-    rise is its drop, on a crash and the kick. Its kick had played 97-99% of every piece's
-    beats, with no breakdown or drop (a music review)."""
+    one is a breakdown, its kick out between the cut's hit and the build's last bar, its pad
+    holding the harmony, and the rise is its drop, on a crash and the kick. Its kick had
+    played 97-99% of every piece's beats, with no breakdown or drop (a music review); the
+    breakdown had been the calm level's thin texture, its pad silent, and a calm close after
+    one had brought the kick back (a second review)."""
     look = Look(0.6, 0.6, 0.5, 0.5)
-    shape = [(0.0, 10.0, 0.7), (10.0, 20.0, 0.1), (20.0, 30.0, 0.95), (30.0, 40.0, 0.6)]
+    shape = [(0.0, 10.0, 0.7), (10.0, 20.0, 0.1), (20.0, 30.0, 0.95), (30.0, 40.0, 0.6),
+             (40.0, 44.0, 0.15), (44.0, 50.0, 0.1)]  # fmt: skip
     segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shape]
-    cuts = [Cut(t, "hard", 0.9) for t in (10.0, 20.0, 30.0)]
+    cuts = [Cut(t, "hard", 0.9) for t in (10.0, 20.0, 30.0, 40.0, 44.0)]
     kicks, crash = {KICK, ACOUSTIC_KICK}, STYLES["electronic"].crash
     for seed in (1, 2, 3):
-        brief = brief_for(beat_analysis, "electronic", seed=seed, duration_s=40.0,
+        brief = brief_for(beat_analysis, "electronic", seed=seed, duration_s=50.0,
                           segments=segments, cuts=cuts)  # fmt: skip
         score = generator.compose(brief, Heartbeat(lambda f: None))
         calm = [form for before, form in itertools.pairwise(score.forms)
@@ -2730,6 +2761,19 @@ def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generato
                    for n in drums), seed  # fmt: skip
         drop = {n.pitch for n in drums if abs(n.start - form.end_beat) < 1e-6}
         assert crash in drop and drop & kicks, (seed, drop)
+        pads = [n for n in score.notes if n.instrument == "pads"
+                and form.start_beat <= n.start < form.end_beat]  # fmt: skip
+        assert pads, seed
+        # The calm close, after the busy section's breakdown, keeps the kick out to its
+        # final chord (but for its cut's hit).
+        close = [f for f in score.forms if f.start_beat >= form.end_beat and f.intensity <= 1]
+        assert close, (seed, [(f.start_beat, f.intensity) for f in score.forms])
+        final = score.plan.final_beat
+        assert final is not None
+        late = [n.start for n in drums if n.pitch in kicks
+                and close[0].start_beat + 0.5 < n.start < final - 1e-6
+                and hit_key(n.start) not in score.arrangement.cut_hits]  # fmt: skip
+        assert not late, (seed, close[0].start_beat, final, late)
 
 
 def test_the_bass_s_fifth_lies_under_the_chord_not_over_its_root(generator, beat_analysis):

@@ -605,9 +605,13 @@ class Composer:
         pairs = list(itertools.pairwise(forms))
         self._rises = {after.start_beat for before, after in pairs
                        if after.intensity > before.intensity}  # fmt: skip
-        self._breakdowns = {after.start_beat for before, after in pairs
-                            if self._level(after, False) == 1 and before.intensity >= 2
-                            and self.meter_name in style.breakdowns}  # fmt: skip
+        # (A calm section after a breakdown goes on with it: a calm close had brought the
+        # kick back, a drop with nothing rising in the picture.)
+        self._breakdowns: set[int] = set()
+        for earlier, later in pairs if self.meter_name in style.breakdowns else ():
+            calm = self._level(later, False) == 1
+            if calm and (earlier.intensity >= 2 or earlier.start_beat in self._breakdowns):
+                self._breakdowns.add(later.start_beat)
         self.duration_s = duration_s
         self.rng = rng
         self.result = Arrangement()
@@ -1222,8 +1226,11 @@ class Composer:
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
+        breakdown = form.start_beat in self._breakdowns
         for number, pad in enumerate(roles.of("pad")):
             entry = self.style.entry("pad") if harmony else 1
+            # A breakdown holds the harmony on the pad where the kick drops out.
+            entry = 1 if breakdown else entry
             if self._joins(pad, entry if number == 0 else max(entry, 2), level, number == 0):
                 self._pad(pad, start, end, velocity + PART_VELOCITY["pad"])
                 playing.add(pad)
@@ -1252,7 +1259,6 @@ class Composer:
             # bar line would ring over it.
             crash = position == 0 and opening and level >= 2 and not intro
             crash = crash and not self._cut_beside(start)
-            breakdown = form.start_beat in self._breakdowns
             self._drums(player, start, end, level, turn, kind, crash, breakdown)
             if crash:
                 self._crashes.append((start, self.style.crash, form.start_beat in self._rises))
@@ -1407,6 +1413,8 @@ class Composer:
             # montage's cut just after brings its own accent.
             if level >= 2 and not self._cut_beside(start):
                 self._add(player, self.style.crash, start, start + 0.5, velocity["crash"])
+                # Kept, as a rise's: the cymbals before it are spaced from it.
+                self._crashes.append((start, self.style.crash, True))
             playing.add(player)
         return playing
 
@@ -1824,6 +1832,8 @@ class Composer:
         events = []
         in_flurry: set[float] = set()
         stabs: list[tuple[str, float]] = []
+        # The band's accent on the beats of strong cuts struck without their cymbal.
+        accents: dict[float, int] = {}
         previous = -FLURRY_GAP_S
         for cut in sorted(self.cuts, key=lambda c: c.time_s):
             self.heartbeat()
@@ -1883,6 +1893,12 @@ class Composer:
             final = close and final_beat is not None and beat + ahead >= final_beat
             # Just before the final chord the drums' hit marks the cut alone: a stab had struck
             # the chord before and the final chord a moment later, on another.
+            # A strong cut's hit without its cymbal, on a beat, takes the band's accent: the
+            # chord it strikes there, struck harder (a harder kick alone had barely stood out
+            # from the beats around it, a music review; a stab's own chord there had clashed
+            # with the tune).
+            if beat in spaced and on_beat:
+                accents[hit_key(beat)] = velocity - 4
             if (
                 roles.of("drums")
                 and (keys or beat in accented)
@@ -1908,20 +1924,45 @@ class Composer:
             if bar_line is not None:
                 # Two cuts before one bar line: the one nearest it pushes.
                 pushes[bar_line] = _Push(beat, bar_line, frozenset(keys), struck)
+        self._accent_chords(accents)
         self._struck_with_stabs(stabs, stopped if roles.of("drums") else set())
         self._pushed(sorted(pushes.values()))
         self._bass_stabs_held([beat for player, beat in stabs if player in roles.of("bass")])
 
+    def _accent_chords(self, accents: dict[float, int]) -> None:
+        """The chord and bass notes struck on each of `accents`' beats, struck at least at its
+        velocity."""
+        players = {*self._prompt_player(), *self.roles.of("bass")[:1]}
+        notes = self.result.notes
+        for index, note in enumerate(notes):
+            velocity = accents.get(hit_key(note.start))
+            if velocity is not None and note.instrument in players and note.velocity < velocity:
+                notes[index] = dataclasses.replace(note, velocity=velocity)
+
     def _spaced(self, strong_hits: list[float]) -> set[float]:
         """Of the strong cuts' hits (`strong_hits`, beats) and the sections' crashes, the
-        cymbals kept: every crash that opens a rise (a drop), then in turn each other one at
-        least CYMBAL_GAP_BARS from every one kept (one struck at once with a kept one is the
-        same stroke). The crashes not kept are left out, and the strong cuts not kept
-        returned, to be struck without theirs."""
+        cymbals kept: every crash that opens a rise (a drop), or a strong cut's at a rise, and
+        the final chord's, then in turn each other one at least CYMBAL_GAP_BARS from every one
+        kept (one struck at once with a kept one is the same stroke). The crashes not kept
+        are left out, and the strong cuts not kept returned, to be struck without theirs."""
         gap = CYMBAL_GAP_BARS * self.bar_beats - SAME_BEAT
-        kept = sorted(beat for beat, _, rise in self._crashes if rise)
+        # Where the rises come: a strong cut within a beat of one (its bar line's crash left
+        # out for the cut's) is the rise's crash. (They had been spaced out as any other,
+        # 31 of 107 rises with no crash, which fell on flat cuts instead; a music review.)
+        rises = sorted({beat for form, texture in zip(self.forms, self.result.texture_starts,
+                                                      strict=True)
+                        if form.start_beat in self._rises
+                        for beat in (float(form.start_beat), texture)})  # fmt: skip
+
+        def at_a_rise(beat: float) -> bool:
+            at = bisect.bisect_left(rises, beat - 1.0 - SAME_BEAT)
+            return at < len(rises) and rises[at] <= beat + 1.0 + SAME_BEAT
+
+        kept = sorted([beat for beat, _, rise in self._crashes if rise]
+                      + [beat for beat in strong_hits if at_a_rise(beat)])  # fmt: skip
         others = sorted([(beat, key) for beat, key, rise in self._crashes if not rise]
-                        + [(beat, None) for beat in strong_hits], key=lambda m: m[0])  # fmt: skip
+                        + [(beat, None) for beat in strong_hits if not at_a_rise(beat)],
+                        key=lambda m: m[0])  # fmt: skip
         spaced: set[float] = set()
         # How many strokes of each (beat, key) to leave out.
         dropped: Counter[tuple[float, int]] = Counter()
