@@ -597,8 +597,8 @@ class Composer:
         self.cuts = cuts
         # Beats of the cuts, each marked by a hit of its own (`_mark_cuts`).
         self._cut_beats = sorted(plan.beat_at(c.time_s) for c in cuts)
-        # The crashes that open sections, (beat, key, whether the section rises over the one
-        # before), as they are struck (`_spaced`).
+        # The crashes that open sections and the final chord's, (beat, key, whether it is kept
+        # whatever the spacing: a rise's, the final chord's), as they are struck (`_spaced`).
         self._crashes: list[tuple[float, int, bool]] = []
         # The sections busier than the one before, and the calm ones after a busier one,
         # where a genre breaks down (Style.breakdowns; the next rise is its drop).
@@ -1228,9 +1228,8 @@ class Composer:
         harmony = roles.of("comping") or roles.of("pulse")
         breakdown = form.start_beat in self._breakdowns
         for number, pad in enumerate(roles.of("pad")):
-            entry = self.style.entry("pad") if harmony else 1
-            # A breakdown holds the harmony on the pad where the kick drops out.
-            entry = 1 if breakdown else entry
+            # (A breakdown holds the harmony on the pad where the kick drops out.)
+            entry = self.style.entry("pad") if harmony and not breakdown else 1
             if self._joins(pad, entry if number == 0 else max(entry, 2), level, number == 0):
                 self._pad(pad, start, end, velocity + PART_VELOCITY["pad"])
                 playing.add(pad)
@@ -1622,7 +1621,7 @@ class Composer:
         variant: int,
         fill: str | None,
         crash: bool,
-        breakdown: bool = False,
+        breakdown: bool,
     ) -> None:
         """One bar of the drums: the level's groove (`breakdown`: the genre's breakdown), a
         fill over its end, a crash on its bar line."""
@@ -1891,14 +1890,14 @@ class Composer:
             close = ahead < HANDOVER_MIN_BEATS
             final_beat = self.plan.final_beat
             final = close and final_beat is not None and beat + ahead >= final_beat
-            # Just before the final chord the drums' hit marks the cut alone: a stab had struck
-            # the chord before and the final chord a moment later, on another.
             # A strong cut's hit without its cymbal, on a beat, takes the band's accent: the
             # chord it strikes there, struck harder (a harder kick alone had barely stood out
             # from the beats around it, a music review; a stab's own chord there had clashed
             # with the tune).
             if beat in spaced and on_beat:
                 accents[hit_key(beat)] = velocity - 4
+            # Just before the final chord the drums' hit marks the cut alone: a stab had struck
+            # the chord before and the final chord a moment later, on another.
             if (
                 roles.of("drums")
                 and (keys or beat in accented)

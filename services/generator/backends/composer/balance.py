@@ -38,9 +38,9 @@ class Stretches:
 # parts more than 1 LU off their level (the farthest 2.5 LU), sixteen of 1 s leave 3 (1.5
 # LU), the whole piece 2 (1.4 LU). A held piece's are cut from its render and cost only
 # their measuring; a longer piece's are played again apart (LEAD_S), which makes a 70 s
-# piece about 10% slower to make. With four of 2 s there, a
-# music review had found 14 of 60 drum and bass levels more than 2 LU off in pieces over a
-# minute (lo-fi's bass 5.1 LU over, its tune masked), against 3 of 60 in shorter ones.
+# piece about 10% slower to make. With four of 2 s there, a music review had found 14 of 60
+# drum and bass levels more than 2 LU off in pieces over a minute (lo-fi's bass 5.1 LU over,
+# its tune masked), against 3 of 60 in shorter ones.
 STRETCHES = Stretches(16, 1.0)
 # A piece up to this long is rendered once and held, and its stretches are cut from it; a
 # longer one's stretches are played again apart (with RING_S for the last one's ring), so it
