@@ -39,7 +39,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc._cython import cygrpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -789,8 +789,9 @@ class PerPeerLimit:
         self._bytes = RunningRequests()
 
     @contextlib.contextmanager
-    def held(self, context: grpc.aio.ServicerContext, size: int) -> Iterator[None]:
-        """A request of `size` bytes in flight, or refused."""
+    def held(self, context: grpc.aio.ServicerContext, request: Message) -> Iterator[None]:
+        """`request` in flight, or refused."""
+        size = request_bytes(request)
         peer = client_of(context)
         limit = self.limit
         with (
@@ -1079,6 +1080,27 @@ class MalformedRequest:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A request message as parsed (or why it could not be), and its size on the wire."""
+
+    message: Any
+    wire_bytes: int
+
+
+# The size on the wire of the unary request this task handles (set by WellFormedRequests).
+# Measuring a parsed message (ByteSize) serializes it again, holding the interpreter: 0.45 s
+# for a brief at the limits (40 MB), during which another caller's Describe had waited.
+_WIRE_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar("wire_bytes", default=None)
+
+
+def request_bytes(request: Message) -> int:
+    """The size of the request this task handles: as it came over the wire where this server
+    parsed it, else measured (a request handed on by Ray Serve's proxy)."""
+    size = _WIRE_BYTES.get()
+    return request.ByteSize() if size is None else size
+
+
 class WellFormedRequests(HandlerWrapper):
     """Request bytes that are not the method's message (cut short, corrupt, a string field
     that is not UTF-8) are refused INVALID_ARGUMENT, and metadata over `max_metadata_bytes`
@@ -1112,10 +1134,15 @@ class WellFormedRequests(HandlerWrapper):
                         "(serving.max_metadata_bytes)")  # fmt: skip
             if streams_in:
                 return await behaviour(_checked_stream(request), context)
-            if isinstance(request, MalformedRequest):
+            received: _Received = request
+            del request
+            if isinstance(received.message, MalformedRequest):
                 async with observed(service, name, context):
-                    raise _refusal(request)
-            return await behaviour(request, context)
+                    raise _refusal(received.message)
+            _WIRE_BYTES.set(received.wire_bytes)
+            handling = behaviour(received.message, context)
+            del received  # held by no frame of this one's (as in ReleasedOnError)
+            return await handling
 
         return make(checked, request_deserializer=_lenient(handler.request_deserializer),
                     response_serializer=handler.response_serializer)  # fmt: skip
@@ -1127,12 +1154,12 @@ def metadata_bytes(metadata: Iterable[tuple[str, str | bytes]]) -> int:
     return sum(len(key) + len(value) + 32 for key, value in metadata)
 
 
-def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def parsed(data: bytes) -> Any:
+def _lenient(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], _Received]:
+    def parsed(data: bytes) -> _Received:
         try:
-            return deserialize(data)
+            return _Received(deserialize(data), len(data))
         except DecodeError as error:
-            return MalformedRequest(str(error))
+            return _Received(MalformedRequest(str(error)), len(data))
 
     return parsed
 
@@ -1144,9 +1171,9 @@ def _refusal(request: MalformedRequest) -> InvalidInputError:
 async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """A request stream's messages; one that is not well formed ends it, refused."""
     async for request in requests:
-        if isinstance(request, MalformedRequest):
-            raise _refusal(request)
-        yield request
+        if isinstance(request.message, MalformedRequest):
+            raise _refusal(request.message)
+        yield request.message
 
 
 def _why_not_bound(error: OSError) -> str:

@@ -1005,7 +1005,10 @@ def test_briefs_at_the_limits_leave_the_generator_answering_others(servers):
     # With the loop held by each huge request in turn, the slowest had waited over half of
     # that (1.8 s of 3.0 s); at first about a tenth (0.2-0.3 s of 1.7-2.2 s), on 2026-12-06
     # up to a third (0.39-0.67 s of 1.8-2.1 s in six runs, at 4bfa2c1 and 512130b alike; a
-    # fresh-clone CI's 0.64 s of 1.87 s had failed the bound of a third).
+    # fresh-clone CI's 0.64 s of 1.87 s had failed the bound of a third; at e0316ab one of
+    # 1.75 s of 2.15 s failed this one). Each huge request had been serialized again on the
+    # loop to count its bytes (0.45-1.3 s); counted as it came, the slowest waited 0.19-0.36 s
+    # of 2.0-2.2 s in four runs, while the loop parsed the requests as they arrived.
     assert max(waits) < took / 2
 
 

@@ -135,7 +135,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             # The music is _generated's: however the stream ends (a caller that stopped
             # reading, StallLimit), it is let go with the share before the status is sent,
             # which waits until the caller reads again or goes away.
-            with self._peers.held(context, request.ByteSize()):
+            with self._peers.held(context, request):
                 generated = self._generated(request, context, record)
                 async with contextlib.aclosing(generated) as messages:
                     async for message in messages:

@@ -92,7 +92,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServicer):
             self.schema.check(request)
             backend = self._loaded()
             with (
-                self._peers.held(context, request.ByteSize()),
+                self._peers.held(context, request),
                 scratch_folder(self.scratch_dir, SCRATCH_OWNER) as folder,
             ):
                 # A download waits for its source before it waits for a turn (a slow source
