@@ -887,3 +887,20 @@ def test_chunked_loudness_agrees_with_pyloudnorm(rate, seconds):
     audio[: samples // 4] *= 0.001  # a quiet stretch the gates must drop
     reference = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
     assert integrated_loudness(audio, rate, chunk_s=7.0) == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(48000, 14.46), (44100, 3.0)])
+def test_the_gated_level_is_pyloudnorm_s_gating_without_its_weighting(rate, seconds):
+    from services.media.loudness import gated_level
+
+    rng = np.random.default_rng(int(seconds))
+    samples = int(seconds * rate)
+    ramp = np.linspace(0.01, 0.3, samples)[None, :]
+    # Channels first, as the mixer's blocks are (their transpose is measured).
+    audio = (rng.standard_normal((2, samples)) * ramp).astype(np.float32)
+    audio[:, : samples // 4] *= 0.001
+    meter = pyloudnorm.Meter(rate)
+    meter._filters = {}  # its K-weighting left out
+    reference = meter.integrated_loudness(audio.T.astype(np.float64))
+    assert gated_level(audio.T, rate) == pytest.approx(reference, abs=1e-6)
+    assert gated_level(np.zeros((samples, 2), np.float32), rate) == -np.inf

@@ -22,7 +22,7 @@ from services.generator.backends.composer.arrangement import Roles
 from services.generator.backends.composer.mixing import Mixer
 from services.generator.backends.composer.production import HARMONY_PARTS, Production
 from services.generator.backends.composer.render import Control, RenderPart, Synthesizer
-from services.media.loudness import integrated_loudness
+from services.media.loudness import gated_level, integrated_loudness
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,26 @@ def _laid(
             for start in range(0, length, rate)]  # fmt: skip
 
 
+def whole_offsets(
+    piece: list[tuple[int, int, list[np.ndarray]]], measured: Blocks, rate: int
+) -> list[float]:
+    """How much louder each part of a held piece (`piece`: the synthesizer's blocks) sounds
+    whole than in its stretches (`measured`), dry, gated as BS.1770 gates (`gated_level`);
+    0 where either is silent. A sparse part's stretches fall on its notes' decays by chance:
+    a minute's lo-fi kalimba tune had measured 1.8 LU under its whole, and the band came out
+    as far under their levels (a 20 s piece's stretches cover most of it)."""
+    parts = len(piece[0][2]) if piece else 0
+    if not measured:  # a piece too short for any stretch
+        return [0.0] * parts
+    offsets = []
+    for i in range(parts):
+        whole = np.concatenate([dry[i] for _, _, dry in piece], axis=1)
+        cut = np.concatenate([block[i] for _, block in measured], axis=1)
+        loud = [gated_level(whole.T, rate), gated_level(cut.T, rate)]
+        offsets.append(loud[0] - loud[1] if all(map(math.isfinite, loud)) else 0.0)
+    return offsets
+
+
 # Corrections of the balance heard through a bus that distorts (one had left lo-fi's drums
 # 1.3 LU under their level).
 BUS_PASSES = 2
@@ -169,6 +189,7 @@ def balanced_gains(
     measured: Blocks,
     excerpts: Sequence[RenderPart],
     levels: Sequence[float],
+    offsets: Sequence[float],
     mixer_for: Callable[[Sequence[RenderPart], Sequence[float]], Mixer],
     sample_rate: int,
     heartbeat: Callable[[], None],
@@ -179,6 +200,8 @@ def balanced_gains(
     stems; `heartbeat` is called at every block). A first guess from the dry stretches, then
     BS.1770 on them as stems at the gain that gave, to take in what the compressor and sends
     make of them, and one correction (a second pass moved no part by more than 0.6 LU).
+    Each part sounds `offsets` louder than its stretches (whole_offsets; 0 where unknown, a
+    piece played apart).
     Where the bus distorts (Production.bus_distorts), they are heard through it too, and
     what it leaves of the balance corrected, its overall level kept: its saturation and
     low-pass take more from some parts than others (lo-fi's drums had been heard 2.5 LU under
@@ -194,10 +217,12 @@ def balanced_gains(
 
     def corrected(gains: list[float], heard: list[float]) -> list[float]:
         return [
-            gain * 10 ** ((REFERENCE_LUFS + level - loud) / 20)
+            gain * 10 ** ((REFERENCE_LUFS + level - loud - offset) / 20)
             if part.notes and math.isfinite(loud)
             else gain
-            for part, level, gain, loud in zip(excerpts, levels, gains, heard, strict=True)
+            for part, level, offset, gain, loud in zip(
+                excerpts, levels, offsets, gains, heard, strict=True
+            )
         ]
 
     def heard(
@@ -244,10 +269,11 @@ def balanced_gains(
         known = {i: (before[i], gains[i] / first[i]) for i in scaling}
         loud, _ = heard(mixer_for(excerpts, gains), bused=True, known=known)
         off = {
-            i: REFERENCE_LUFS + level - heard_db
-            for i, (part, level, heard_db) in enumerate(zip(excerpts, levels, loud, strict=True))
+            i: REFERENCE_LUFS + level - heard_db - offset
+            for i, (part, level, offset, heard_db) in enumerate(zip(excerpts, levels, offsets,
+                                                                    loud, strict=True))
             if part.notes and math.isfinite(heard_db)
-        }
+        }  # fmt: skip
         common = float(np.median(list(off.values()))) if off else 0.0
         gains = [gain * 10 ** ((off[i] - common) / 20) if i in off else gain
                  for i, gain in enumerate(gains)]  # fmt: skip
