@@ -2737,7 +2737,8 @@ def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generato
     holding the harmony, and the rise is its drop, on a crash and the kick. Its kick had
     played 97-99% of every piece's beats, with no breakdown or drop (a music review); the
     breakdown had been the calm level's thin texture, its pad silent, and a calm close after
-    one had brought the kick back (a second review)."""
+    one had brought the kick back (a second review). Its last two bars build to the drop, the
+    claps gathering from the beat to the sixteenth (one bar of claps had built to it)."""
     look = Look(0.6, 0.6, 0.5, 0.5)
     shape = [(0.0, 10.0, 0.7), (10.0, 20.0, 0.1), (20.0, 30.0, 0.95), (30.0, 40.0, 0.6),
              (40.0, 44.0, 0.15), (44.0, 50.0, 0.1)]  # fmt: skip
@@ -2761,6 +2762,10 @@ def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generato
                    for n in drums), seed  # fmt: skip
         drop = {n.pitch for n in drums if abs(n.start - form.end_beat) < 1e-6}
         assert crash in drop and drop & kicks, (seed, drop)
+        bars = [b for b in score.plan.bar_starts if form.start_beat <= b < form.end_beat]
+        claps = [sum(1 for n in drums if n.pitch == CLAP and bar <= n.start < bar + 4)
+                 for bar in bars[-3:]]  # fmt: skip
+        assert claps[0] < claps[1] < claps[2] and claps[2] >= 10, (seed, bars, claps)
         pads = [n for n in score.notes if n.instrument == "pads"
                 and form.start_beat <= n.start < form.end_beat]  # fmt: skip
         assert pads, seed

@@ -624,6 +624,16 @@ class Composer:
         ]  # fmt: skip
         # All of them, in order.
         self._bar_lines = [b for bars in self._bars for b in bars]
+        # The bars of a breakdown's build (Style.builds), by their place in it: its last two
+        # before a drop, where a bar of the breakdown comes before them, else its last.
+        self._builds: dict[int, int] = {}
+        for form, after, bars in zip(forms, forms[1:], self._bars, strict=False):
+            if self.meter_name not in style.builds or form.start_beat not in self._breakdowns:
+                continue
+            if after.start_beat in self._breakdowns or len(bars) < 2:
+                continue
+            build = bars[-2:] if len(bars) >= 3 else bars[-1:]
+            self._builds |= {bar: 2 - len(build) + n for n, bar in enumerate(build)}
         self._breaths = {player: self._breath_bars(BREATH_S[player])
                          for player in roles.of("pulse") if player in BREATH_S}  # fmt: skip
         self.harmony: list[ChordSpan] = []
@@ -1258,7 +1268,8 @@ class Composer:
             # bar line would ring over it.
             crash = position == 0 and opening and level >= 2 and not intro
             crash = crash and not self._cut_beside(start)
-            self._drums(player, start, end, level, turn, kind, crash, breakdown)
+            self._drums(player, start, end, level, turn, kind, crash, breakdown,
+                        self._builds.get(start))  # fmt: skip
             if crash:
                 self._crashes.append((start, self.style.crash, form.start_beat in self._rises))
             playing.add(player)
@@ -1622,16 +1633,20 @@ class Composer:
         fill: str | None,
         crash: bool,
         breakdown: bool,
+        build: int | None,
     ) -> None:
-        """One bar of the drums: the level's groove (`breakdown`: the genre's breakdown), a
-        fill over its end, a crash on its bar line."""
+        """One bar of the drums: the level's groove (`breakdown`: the genre's breakdown;
+        `build`: the bar's place in its build), a fill over its end, a crash on its bar
+        line."""
         groove = (
             self.style.breakdowns[self.meter_name]
             if breakdown
             else self.style.grooves[self.meter_name][level]
         )
         pattern = groove[variant % len(groove)]
-        if fill:
+        if build is not None:
+            pattern = self.style.builds[self.meter_name][build]
+        elif fill:
             fills = self.style.fills[self.meter_name]
             fill_pattern = fills[(variant + (fill == "phrase")) % len(fills)]
             if fill == "phrase":

@@ -232,6 +232,9 @@ class Style:
     # (the kick out until the music rises again, on the drop's crash); a meter not here
     # plays the calm level's groove.
     breakdowns: dict[str, tuple[Pattern, ...]] = field(default_factory=dict)
+    # A breakdown's last two bars before its drop, by meter, a build that gathers as it goes
+    # (no fill goes over them).
+    builds: dict[str, tuple[Pattern, Pattern]] = field(default_factory=dict)
     # Players whose timing around the grid differs from a live player's here (ms, standard
     # deviation; performance.TIMING_SD_MS): a sequenced genre's drum machine and bass line
     # sit on the grid (electronic's kick and bass had flammed by 6.8 ms, 19% of their pairs
@@ -643,6 +646,12 @@ _BREAKDOWN: tuple[Pattern, ...] = (
     {HAT: "x.o.x.o.x.o.x.o.", CLAP: "....x.......x..."},
     {SHAKER: "x.o.x.o.x.o.x.o.", CLAP: "....x.......x..."},
 )
+# Electronic's build out of a breakdown: a clap roll from the beat to the eighth to the
+# sixteenth, louder at the end, the hats thinned under it; the kick waits for the drop.
+_BUILD: tuple[Pattern, Pattern] = (
+    {HAT: "x.o.x.o.x.o.x.o.", CLAP: "x...x...x...x..."},
+    {HAT: "x...x...x...x...", CLAP: "x.x.x.x.xxxxXXXX"},
+)
 _BUILD_FILL: tuple[Pattern, ...] = (
     {KICK: "........x...x...", CLAP: "........o.o.xxxx"},
     {KICK: "........x...x...", CLAP: "........x.x.x.xx", OPEN_HAT: "..............x."},
@@ -995,6 +1004,8 @@ STYLES: dict[str, Style] = {
             # kick had played 97-99% of every piece's beats, with no breakdown or drop (a
             # music review).
             breakdowns={"4/4": _BREAKDOWN},
+            # One bar of claps had built to the drop (a music review).
+            builds={"4/4": _BUILD},
             bass={"4/4": _BASS_OFFBEAT},
             comping={"4/4": _COMP_STAB},
             pulse={"4/4": _ARP_UP},
