@@ -896,11 +896,13 @@ def test_the_gated_level_is_pyloudnorm_s_gating_without_its_weighting(rate, seco
     rng = np.random.default_rng(int(seconds))
     samples = int(seconds * rate)
     ramp = np.linspace(0.01, 0.3, samples)[None, :]
-    # Channels first, as the mixer's blocks are (their transpose is measured).
     audio = (rng.standard_normal((2, samples)) * ramp).astype(np.float32)
     audio[:, : samples // 4] *= 0.001
     meter = pyloudnorm.Meter(rate)
     meter._filters = {}  # its K-weighting left out
     reference = meter.integrated_loudness(audio.T.astype(np.float64))
-    assert gated_level(audio.T, rate) == pytest.approx(reference, abs=1e-6)
-    assert gated_level(np.zeros((samples, 2), np.float32), rate) == -np.inf
+    # In chunks of 1 s, and of a length that is no whole number of its 100 ms hops.
+    for chunk in (rate, 7777):
+        chunks = [audio[:, at : at + chunk] for at in range(0, samples, chunk)]
+        assert gated_level(chunks, rate) == pytest.approx(reference, abs=1e-6)
+    assert gated_level([np.zeros((2, samples), np.float32)], rate) == -np.inf

@@ -4,7 +4,7 @@ platform that set levels: the composer's balance and the gateway's mastering."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from pyloudnorm.iirfilter import IIRfilter
@@ -65,22 +65,28 @@ def integrated_loudness(
     return _gated(energy, samples, rate)
 
 
-def gated_level(audio: np.ndarray, rate: int) -> float:
-    """BS.1770's gated level (dB) of `audio` (samples x channels) without its K-weighting,
-    -inf where silent or shorter than a block: several times cheaper, for comparing a signal with a
-    part of itself, where the weighting would about cancel."""
+def gated_level(chunks: Iterable[np.ndarray], rate: int) -> float:
+    """BS.1770's gated level (dB), without its K-weighting, of audio given as chunks played
+    one after another (channels x samples, as the synthesizer's and the mixer's blocks are,
+    measured where they lie); -inf where silent or shorter than a block. Several times
+    cheaper than the loudness, for comparing a signal with a part of itself, where the
+    weighting would about cancel."""
     hop = round(0.1 * rate)
-    samples, channels = audio.shape
+    energies, samples = [], 0
+    left: np.ndarray | None = None  # the samples short of a hop, carried to the next chunk
+    for chunk in chunks:
+        samples += chunk.shape[1]
+        if left is not None and left.shape[1]:
+            chunk = np.concatenate([left, chunk], axis=1)
+        full = chunk.shape[1] // hop * hop
+        hops = chunk[:, :full].reshape(chunk.shape[0], -1, hop)
+        energies.append(np.einsum("chs,chs->ch", hops, hops, dtype=np.float64))
+        left = chunk[:, full:]
+    if left is not None and left.shape[1]:
+        energies.append(np.square(left, dtype=np.float64).sum(axis=1, keepdims=True))
     if _blocks(samples, rate) < 1:
         return float("-inf")
-    by_channel = audio.T  # the mixer's blocks are channels first: no copy
-    full = samples // hop * hop
-    hops = by_channel[:, :full].reshape(channels, -1, hop)
-    energy = np.einsum("chs,chs->ch", hops, hops, dtype=np.float64)
-    if full < samples:
-        tail = np.square(by_channel[:, full:], dtype=np.float64).sum(axis=1, keepdims=True)
-        energy = np.concatenate([energy, tail], axis=1)
-    return _gated(energy, samples, rate)
+    return _gated(np.concatenate(energies, axis=1), samples, rate)
 
 
 def _blocks(samples: int, rate: int) -> int:

@@ -173,10 +173,9 @@ def whole_offsets(
         return [0.0] * parts
     offsets = []
     for i in range(parts):
-        whole = np.concatenate([dry[i] for _, _, dry in piece], axis=1)
-        cut = np.concatenate([block[i] for _, block in measured], axis=1)
-        loud = [gated_level(whole.T, rate), gated_level(cut.T, rate)]
-        offsets.append(loud[0] - loud[1] if all(map(math.isfinite, loud)) else 0.0)
+        whole = gated_level((dry[i] for _, _, dry in piece), rate)
+        cut = gated_level((block[i] for _, block in measured), rate)
+        offsets.append(whole - cut if math.isfinite(whole) and math.isfinite(cut) else 0.0)
     return offsets
 
 
