@@ -256,20 +256,20 @@ class ComposerGenerator:
         stretches = balance.STRETCHES
         excerpts = [balance.excerpt(part, stretches, rate) for part in parts]
         blocks: Iterable[tuple[int, int, list[np.ndarray]]]
+        whole: balance.HeldPiece | None = None
         if held:
             blocks = list(synth.blocks(parts, total, heartbeat))
             measured = balance.cut_from(blocks, parts, stretches, rate)
-            offsets = balance.whole_offsets(blocks, measured, rate)
+            begins = [balance.window_starts(part, stretches, rate) for part in parts]
+            window = round(stretches.seconds * rate)
+            whole = balance.HeldPiece(blocks, parts, begins, window)
         else:
             measured = balance.played_apart(synth, parts, stretches, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)
-            offsets = [0.0] * len(parts)
         asked = balance.levels(style.production, roles, [part.name for part in parts])
         levels = [asked[part.name] for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
-        gains = balance.balanced_gains(
-            measured, excerpts, levels, offsets, as_stems, rate, heartbeat
-        )
+        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat, whole)
         tracks = [
             Track(part.name, part.program, channel, volume, part.pan)
             for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)

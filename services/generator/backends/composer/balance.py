@@ -160,23 +160,16 @@ def _laid(
             for start in range(0, length, rate)]  # fmt: skip
 
 
-def whole_offsets(
-    piece: list[tuple[int, int, list[np.ndarray]]], measured: Blocks, rate: int
-) -> list[float]:
-    """How much louder each part of a held piece (`piece`: the synthesizer's blocks) sounds
-    whole than in its stretches (`measured`), dry, gated as BS.1770 gates (`gated_level`);
-    0 where either is silent. A sparse part's stretches fall on its notes' decays by chance:
-    a minute's lo-fi kalimba tune had measured 1.8 LU under its whole, and the band came out
-    as far under their levels (a 20 s piece's stretches cover most of it)."""
-    parts = len(piece[0][2]) if piece else 0
-    if not measured:  # a piece too short for any stretch
-        return [0.0] * parts
-    offsets = []
-    for i in range(parts):
-        whole = gated_level((dry[i] for _, _, dry in piece), rate)
-        cut = gated_level((block[i] for _, block in measured), rate)
-        offsets.append(whole - cut if math.isfinite(whole) and math.isfinite(cut) else 0.0)
-    return offsets
+@dataclass(frozen=True)
+class HeldPiece:
+    """A piece held whole (up to HELD_PIECE_S): the synthesizer's blocks of its parts, and
+    where each part's stretches begin in it (window_starts) and how long they are (samples),
+    to cut them from its stems."""
+
+    blocks: list[tuple[int, int, list[np.ndarray]]]
+    parts: Sequence[RenderPart]
+    begins: list[list[int]]
+    window: int
 
 
 # Corrections of the balance heard through a bus that distorts (one had left lo-fi's drums
@@ -188,10 +181,10 @@ def balanced_gains(
     measured: Blocks,
     excerpts: Sequence[RenderPart],
     levels: Sequence[float],
-    offsets: Sequence[float],
     mixer_for: Callable[[Sequence[RenderPart], Sequence[float]], Mixer],
     sample_rate: int,
     heartbeat: Callable[[], None],
+    held: HeldPiece | None = None,
 ) -> list[float]:
     """The gain that sets each part at its level (LU from the melody) as it sounds in the
     mix, through its channel strip and with its reverb and echo, from its stretches
@@ -199,8 +192,11 @@ def balanced_gains(
     stems; `heartbeat` is called at every block). A first guess from the dry stretches, then
     BS.1770 on them as stems at the gain that gave, to take in what the compressor and sends
     make of them, and one correction (a second pass moved no part by more than 0.6 LU).
-    Each part sounds `offsets` louder than its stretches (whole_offsets; 0 where unknown, a
-    piece played apart).
+    A `held` piece is mixed whole once, at the first guess, and its stretches are cut from
+    its stems: each part sounds as much louder than in them as its whole stem's gated level
+    is over theirs (on a minute, a sparse part's stretches fall on its notes' decays by
+    chance; a review's lo-fi take had its tune 1.8 LU under its whole in them, its drums 3.9
+    LU under their level).
     Where the bus distorts (Production.bus_distorts), they are heard through it too, and
     what it leaves of the balance corrected, its overall level kept: its saturation and
     low-pass take more from some parts than others (lo-fi's drums had been heard 2.5 LU under
@@ -229,8 +225,17 @@ def balanced_gains(
     ) -> tuple[list[float], list[list[np.ndarray]]]:
         """Each part's loudness as a stem, and its stems block by block; `known`: parts whose
         stems before the bus are those given (block by block), times a scale."""
+        stems = stems_of(mixer, measured, bused, known)
+        return [loudness(chunks) for chunks in stems], stems
+
+    def stems_of(
+        mixer: Mixer,
+        blocks: Blocks,
+        bused: bool,
+        known: dict[int, tuple[list[np.ndarray], float]] | None = None,
+    ) -> list[list[np.ndarray]]:
         stems: list[list[np.ndarray]] = [[] for _ in excerpts]
-        for n, (start, block) in enumerate(measured):
+        for n, (start, block) in enumerate(blocks):
             heartbeat()
             given = {
                 i: chunks[n] * np.float32(scale) for i, (chunks, scale) in (known or {}).items()
@@ -240,7 +245,7 @@ def balanced_gains(
                 _, parts = mixer.bus(start, before_bus, parts)
             for chunks, stem in zip(stems, parts, strict=True):
                 chunks.append(stem)
-        return [loudness(chunks) for chunks in stems], stems
+        return stems
 
     # A first guess from the dry level (plain RMS, in dB: cheap, and near enough for the
     # strips' compressors to act about as they will).
@@ -250,10 +255,23 @@ def balanced_gains(
         else -math.inf
         for i in range(len(excerpts))
     ]
+    offsets = [0.0] * len(excerpts)
     first = corrected([1.0] * len(excerpts), rms)
-    mixer = mixer_for(excerpts, first)
     # (Heard without the bus: its stems are the stems before it.)
-    loud, before = heard(mixer, bused=False)
+    if held is None:
+        mixer = mixer_for(excerpts, first)
+        loud, before = heard(mixer, bused=False)
+    else:
+        mixer = mixer_for(held.parts, first)
+        whole = stems_of(mixer, [(start, dry) for start, _, dry in held.blocks], bused=False)
+        cut = _laid([list(block) for block in zip(*whole, strict=True)], held.begins,
+                    held.window, sample_rate)  # fmt: skip
+        before = [[block[i] for _, block in cut] for i in range(len(excerpts))]
+        loud = [loudness(chunks) for chunks in before]
+        for i, (part_whole, part_cut) in enumerate(zip(whole, before, strict=True)):
+            levels_db = gated_level(part_whole, sample_rate), gated_level(part_cut, sample_rate)
+            if all(map(math.isfinite, levels_db)):
+                offsets[i] = levels_db[0] - levels_db[1]
     gains = corrected(first, loud)
     if not mixer.production.bus_distorts:
         return gains
