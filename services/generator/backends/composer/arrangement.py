@@ -26,6 +26,7 @@ import numpy as np
 from services.domain import Look, MusicTags
 from services.generator.backends.composer import styles as drum_keys
 from services.generator.backends.composer.styles import (
+    KICKS,
     PARTS,
     PLAYABLE,
     SECOND_PLAYERS,
@@ -1269,7 +1270,7 @@ class Composer:
             crash = position == 0 and opening and level >= 2 and not intro
             crash = crash and not self._cut_beside(start)
             self._drums(player, start, end, level, turn, kind, crash, breakdown,
-                        self._builds.get(start))  # fmt: skip
+                        self._builds.get(start) if breakdown else None)  # fmt: skip
             if crash:
                 self._crashes.append((start, self.style.crash, form.start_beat in self._rises))
             playing.add(player)
@@ -1653,6 +1654,8 @@ class Composer:
                 # A phrase end: the fill's last beat only.
                 fill_pattern = {k: "." * (len(v) - self.steps) + v[-self.steps :]
                                 for k, v in fill_pattern.items()}  # fmt: skip
+            if breakdown:  # its kick waits for the drop
+                fill_pattern = {k: v for k, v in fill_pattern.items() if k not in KICKS}
             pattern = _with_fill(pattern, fill_pattern)
         for key, line in pattern.items():
             for onset, _stop, symbol in self._events(line, start, end):
@@ -1879,6 +1882,11 @@ class Composer:
                   if not on_beat or beat in in_flurry or self._in_final_ring(beat)
                   else weak_keys
                   for beat, strong, on_beat in events]  # fmt: skip
+        # A breakdown's cuts leave its kick out for the drop (a strong cut's and a weak one's
+        # had brought it back, velocity 112); a hit that was its kick alone is the band's.
+        breakdowns = self._breakdown_spans()
+        played = [tuple(k for k in keys if k not in KICKS) if _within(breakdowns, beat) else keys
+                  for (beat, _, _), keys in zip(events, played, strict=True)]  # fmt: skip
         # A strong cut's hit stands for the strokes beside it; a light accent, or a strong
         # cut's hit without its cymbal, takes them with it (the groove's kick had gone, for a
         # tambourine).
@@ -2190,6 +2198,14 @@ class Composer:
         tail = round(first + (last - first) * min(1.0, through))
         return min(drums, tail), min(band, tail)
 
+    def _breakdown_spans(self) -> list[tuple[float, float]]:
+        """The breakdowns, in order, each from the cut its texture comes in at to the one its
+        drop does (beats)."""
+        textures = [*self.result.texture_starts, float(self.forms[-1].end_beat)]
+        return [(textures[i] - SAME_BEAT, textures[i + 1] - SAME_BEAT)
+                for i, form in enumerate(self.forms)
+                if form.start_beat in self._breakdowns]  # fmt: skip
+
     def _in_final_ring(self, beat: float) -> bool:
         """Whether `beat` lies after the final chord's strike (a cut on the strike is the
         chord's own)."""
@@ -2259,6 +2275,12 @@ class Composer:
         self.result.notes = [
             n for n in self.result.notes if n.instrument != drums[0] or not stopped(n)
         ]
+
+
+def _within(spans: list[tuple[float, float]], beat: float) -> bool:
+    """Whether `beat` lies in one of `spans` ((start, end), in order, apart)."""
+    at = bisect.bisect_right(spans, (beat, math.inf)) - 1
+    return at >= 0 and spans[at][0] <= beat < spans[at][1]
 
 
 def _with_fill(groove: Pattern, fill: Pattern) -> Pattern:

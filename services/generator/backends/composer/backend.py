@@ -67,7 +67,7 @@ from services.generator.backends.composer.render import (
     synthesizer,
 )
 from services.generator.backends.composer.speech import around_speech
-from services.generator.backends.composer.styles import ACOUSTIC_KICK, KICK, PANS, STYLES, Style
+from services.generator.backends.composer.styles import KICKS, PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import (
     METERS,
@@ -82,8 +82,6 @@ from services.progress import Heartbeat
 from services.vocabulary import load_vocabulary
 
 VERSION = "2.0"
-# Bass drums, which the sidechain pumps to.
-KICKS = (ACOUSTIC_KICK, KICK)
 # The loudest sample the mix may reach (mastering sets the final level).
 MAX_PEAK = 0.9
 # Progress: planning up to ARRANGING, writing the parts and performing them up to PERFORMED,
@@ -349,6 +347,10 @@ class ComposerGenerator:
         starts = sorted(
             {0.0} | {s.start_s for s in brief.segments if 0.0 < s.start_s < brief.duration_s - 0.25}
         )
+        # How much the picture changes at each segment's start (its energy's step).
+        ordered = sorted(brief.segments, key=lambda s: s.start_s)
+        changes = {after.start_s: abs(after.energy - before.energy)
+                   for before, after in itertools.pairwise(ordered)}  # fmt: skip
         low, high = float(tags.bpm_min), float(tags.bpm_max)
         preferred = float(np.clip(tags.bpm, low, high))
 
@@ -365,6 +367,7 @@ class ComposerGenerator:
                 style.production.space.ring_s,
                 fixed_bpm=float(tags.bpm) if brief.bpm_is_fixed else None,
                 take=brief.seed,
+                changes=changes,
             )
 
         plan = planned(preferred)

@@ -38,6 +38,8 @@ LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, TAMBOURINE, SPLASH, SHAKER = (
     70,
 )
 FLOOR_TOM, COWBELL, ACOUSTIC_KICK, ELECTRIC_SNARE = 41, 56, 35, 40
+# Bass drums: the sidechain pumps to them, and a breakdown leaves them out.
+KICKS = (ACOUSTIC_KICK, KICK)
 TRIANGLE = 81  # open
 CHINA, RIDE_BELL, CRASH_2, CABASA = 52, 53, 57, 69
 
