@@ -2680,9 +2680,11 @@ def test_a_video_cut_every_bar_gets_a_cymbal_every_four_bars_and_every_cut_a_hit
     """A video whose every cut is strong, one every 2.5 s (a bar or less): a marking cymbal
     (a section's crash, a strong cut's) sounds at most once in CYMBAL_GAP_BARS but at the
     rises, where one always sounds; every cut is still struck by the drums, and one without a
-    cymbal by the band too. Each cut had struck its crash, one a bar, 23-40 cymbals a minute
-    (a music review); spaced out, a rise's crash had been lost to a flat cut's, and a cut
-    without its crash was a harder kick alone (a second review)."""
+    cymbal by the band too, over what it plays around it. Each cut had struck its crash, one
+    a bar, 23-40 cymbals a minute (a music review); spaced out, a rise's crash had been lost
+    to a flat cut's, and a cut without its crash was a harder kick alone (a second review);
+    its accent had stood under the bass's swell a third of a beat before it (108 against
+    110, hip-hop, seed 1, once the groove turned with the tune's phrases)."""
     close, unmarked, unstabbed, flat_rises = [], [], [], []
     for genre, seed in itertools.product(("pop", "hip-hop", "electronic", "cinematic"), (1, 2)):
         brief = _arc(beat_analysis, genre, seed=seed, duration_s=70.0)
@@ -2801,6 +2803,31 @@ def test_electronic_breaks_down_in_a_calm_stretch_and_drops_on_the_rise(generato
         late = [n.start for n in drums if n.pitch in kicks
                 and close[0].start_beat - 1e-6 < n.start < final - 1e-6]  # fmt: skip
         assert not late, (seed, close[0].start_beat, final, late)
+
+
+@pytest.mark.parametrize("genre", ["pop", "lo-fi"])
+def test_a_long_take_s_groove_turns_with_the_tune_s_phrases(generator, beat_analysis, genre):
+    """One minute-long shot: the drums' groove turns only where the tune starts a phrase
+    (every four bars from its entry). Counted from the section's start, it had turned two
+    bars into each of the tune's phrases after a two-bar intro (a music review, 6 of 6
+    genres)."""
+    segments = [Segment(0.0, 60.0, 0.6, Look(0.6, 0.6, 0.5, 0.5), ["happy"])]
+    brief = brief_for(beat_analysis, genre, seed=1, duration_s=60.0, segments=segments, cuts=[])
+    score = generator.compose(brief, Heartbeat(lambda f: None))
+    beats = score.plan.meter.beats
+    bars = [b for b in score.plan.bar_starts if score.plan.final_beat is None
+            or b + beats <= score.plan.final_beat]  # fmt: skip
+    melody = set(score.roles.of("melody"))
+    first = min(n.start for n in score.notes if n.instrument in melody)
+    entry = max(i for i, bar in enumerate(bars) if bar <= first + 1e-6)
+    assert entry > 0, "the test wants an intro before the tune"
+    # Each bar's strokes but on its last beat, where a fill may go.
+    grooves = [frozenset((round(n.start - bar, 3), n.pitch) for n in score.notes
+                         if n.instrument == "drums" and bar <= n.start < bar + beats - 1)
+               for bar in bars]  # fmt: skip
+    turns = [i for i in range(1, len(bars)) if grooves[i] != grooves[i - 1]]
+    assert turns, genre
+    assert all((i - entry) % 4 == 0 for i in turns if i > entry), (genre, entry, turns)
 
 
 def test_the_bass_s_fifth_lies_under_the_chord_not_over_its_root(generator, beat_analysis):

@@ -173,6 +173,9 @@ INTRO_ONLY_BARS = 2
 PICKUP_VELOCITY = 60
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
 SAME_BEAT = 0.05
+# A cut's accent in the band stands this much (velocity) over what the same players strike
+# within this many beats of it.
+ACCENT_OVER, ACCENT_SPAN = 4, 2.0
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 
@@ -1227,13 +1230,14 @@ class Composer:
         repeat, _ = self._runs[form.start_beat]
         variant = self._variant[form.material] + self._development(form, position)
         # Two-bar phrases answer each other through the run (the bass and comping's next
-        # variant) and the groove turns over every four bars of its section and at each
-        # section, so bars are not copies of one loop. (Counted from the statements as well,
+        # variant) and the groove turns over at each section and with the tune's four-bar
+        # phrases, so bars are not copies of one loop. (Counted from the statements as well,
         # the groove had held for eight bars at each statement's turn; through the run, a
         # montage's drums had shared more of their strokes with other genres', 20.2-20.4% on
-        # bench_music's montage against 17.7-17.9%.)
+        # bench_music's montage against 17.7-17.9%; every four bars from the section's start,
+        # it had turned two bars into the tune's phrases after an intro, a music review.)
         answer = self._variant[form.material] + repeat + (phrase // 2) % 2
-        turn = self._grooves[(form.material, level)] + form.repeat + (position // 4) % 2
+        turn = self._grooves[(form.material, level)] + form.repeat + (max(phrase, 0) // 4) % 2
         # The pad carries the harmony where no one else does; else it enters where the
         # style's row says (ambient's pads from the first level).
         harmony = roles.of("comping") or roles.of("pulse")
@@ -1953,12 +1957,26 @@ class Composer:
 
     def _accent_chords(self, accents: dict[float, int]) -> None:
         """The chord and bass notes struck on each of `accents`' beats, struck at least at its
-        velocity."""
+        velocity and ACCENT_OVER over the loudest those players strike within ACCENT_SPAN
+        beats of it (their phrase's swell had put the bass a third of a beat before a cut
+        over the accent on it)."""
         players = {*self._prompt_player(), *self.roles.of("bass")[:1]}
         notes = self.result.notes
+        beats = sorted(accents)
+        loudest = dict.fromkeys(beats, 0)
+        for note in notes:
+            if note.instrument not in players:
+                continue
+            low = bisect.bisect_left(beats, note.start - ACCENT_SPAN)
+            for beat in beats[low : bisect.bisect_right(beats, note.start + ACCENT_SPAN)]:
+                if abs(note.start - beat) > SAME_BEAT:
+                    loudest[beat] = max(loudest[beat], note.velocity)
         for index, note in enumerate(notes):
-            velocity = accents.get(hit_key(note.start))
-            if velocity is not None and note.instrument in players and note.velocity < velocity:
+            beat = hit_key(note.start)
+            if beat not in accents or note.instrument not in players:
+                continue
+            velocity = min(127, max(accents[beat], loudest[beat] + ACCENT_OVER))
+            if note.velocity < velocity:
                 notes[index] = dataclasses.replace(note, velocity=velocity)
 
     def _spaced(self, strong_hits: list[float]) -> set[float]:
