@@ -258,9 +258,7 @@ class ComposerGenerator:
         if held:
             blocks = list(synth.blocks(parts, total, heartbeat))
             measured = balance.cut_from(blocks, parts, stretches, rate)
-            begins = [balance.window_starts(part, stretches, rate) for part in parts]
-            window = round(stretches.seconds * rate)
-            whole = balance.HeldPiece(blocks, parts, begins, window)
+            whole = balance.HeldPiece(blocks, parts, stretches)
         else:
             measured = balance.played_apart(synth, parts, stretches, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)

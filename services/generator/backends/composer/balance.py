@@ -163,13 +163,11 @@ def _laid(
 @dataclass(frozen=True)
 class HeldPiece:
     """A piece held whole (up to HELD_PIECE_S): the synthesizer's blocks of its parts, and
-    where each part's stretches begin in it (window_starts) and how long they are (samples),
-    to cut them from its stems."""
+    the stretches the balance measures, to cut them from its stems."""
 
     blocks: list[tuple[int, int, list[np.ndarray]]]
     parts: Sequence[RenderPart]
-    begins: list[list[int]]
-    window: int
+    stretches: Stretches
 
 
 # Corrections of the balance heard through a bus that distorts (one had left lo-fi's drums
@@ -264,8 +262,10 @@ def balanced_gains(
     else:
         mixer = mixer_for(held.parts, first)
         whole = stems_of(mixer, [(start, dry) for start, _, dry in held.blocks], bused=False)
-        cut = _laid([list(block) for block in zip(*whole, strict=True)], held.begins,
-                    held.window, sample_rate)  # fmt: skip
+        begins = [window_starts(part, held.stretches, sample_rate) for part in held.parts]
+        window = round(held.stretches.seconds * sample_rate)
+        cut = _laid([list(block) for block in zip(*whole, strict=True)], begins, window,
+                    sample_rate)  # fmt: skip
         before = [[block[i] for _, block in cut] for i in range(len(excerpts))]
         loud = [loudness(chunks) for chunks in before]
         for i, (part_whole, part_cut) in enumerate(zip(whole, before, strict=True)):

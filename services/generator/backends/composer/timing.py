@@ -726,7 +726,6 @@ def _sections(
     firsts = {bar_starts[0]} if bar_starts else {0}
     # Each bar line's segment starts.
     near: dict[int, list[float]] = {}
-    cues: dict[int, float] = {}
     for start in segment_starts:
         heartbeat()
         if start > 0.0 and bar_times.size:
@@ -744,17 +743,17 @@ def _sections(
         bar_s = beats[min(first + bar_beats, len(beats) - 1)] - beats[first]
         starts = [start for bar in range(first, last, bar_beats) for start in near.get(bar, ())
                   if abs(start - beats[first]) <= bar_s]  # fmt: skip
-        if starts:
+        start_s = 0.0 if i == 0 else beats[first]
+        cue_s = start_s
+        if i and starts:
             nearest = min(starts, key=lambda start: abs(start - beats[first]))
             most = max(starts, key=lambda start: changes.get(start, 0.0))
             gain = changes.get(most, 0.0) - changes.get(nearest, 0.0)
-            cues[first] = most if gain >= CUE_CHANGE else nearest
-        start_s = 0.0 if i == 0 else beats[first]
+            cue_s = most if gain >= CUE_CHANGE else nearest
         end_s = beats[last] if last < len(beats) else duration_s
         begin = 0 if i == 0 else first
         span = beats[max(0, begin - 1) : last + 1]
         bpm = 60.0 / float(np.mean(np.diff(span))) if len(span) > 1 else 60.0
-        cue_s = cues.get(first, start_s) if i else start_s
         sections.append(SectionTiming(start_s, end_s, begin, last - begin, bpm, cue_s))
     return sections
 
