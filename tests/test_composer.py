@@ -33,14 +33,13 @@ from services.generator.backends.composer.arrangement import (
     up_stroke,
 )
 from services.generator.backends.composer.backend import Score
-from services.generator.backends.composer.midi import CC_VOLUME, Track, midi_bytes
+from services.generator.backends.composer.midi import CC_PAN, CC_VOLUME, Track, midi_bytes
 from services.generator.backends.composer.performance import (
     EXPRESSION,
     perform,
     shaped,
     strummers,
 )
-from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.styles import (
     ACOUSTIC_KICK,
     CHINA,
@@ -1248,7 +1247,7 @@ def test_the_midi_file_carries_the_mixs_balance_and_pan(composed, generator, bea
     off = {}
     for track in song.instruments:
         first = {c.number: c.value for c in track.control_changes if c.time == 0.0}
-        assert first[CC_PAN] == PANS[track.name]
+        assert first[CC_PAN] == (64 if track.name in roles.of("melody") else PANS[track.name])
         assert 1 <= first[CC_VOLUME] <= 100
         # pretty_midi plays a track into one channel: centred, it is heard whole (on a 16-bit
         # scale: only the differences between tracks count).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +67,7 @@ from services.generator.backends.composer.render import (
     synthesizer,
 )
 from services.generator.backends.composer.speech import around_speech
-from services.generator.backends.composer.styles import KICKS, PANS, STYLES, Style
+from services.generator.backends.composer.styles import KICKS, MELODY_PAN, PANS, STYLES, Style
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import (
     METERS,
@@ -242,13 +242,14 @@ class ComposerGenerator:
             )
             scheduled = performance.notes.get(instrument, [])
             controls = performance.controls.get(instrument, [])
-            parts.append(RenderPart(instrument, scheduled, program, drums, PANS[instrument],
-                                    controls))  # fmt: skip
+            parts.append(RenderPart(instrument, scheduled, program, drums, controls))
         synth = self._synthesizer(brief.sample_rate)
         rate, beat_s = brief.sample_rate, 60.0 / plan.base_bpm
 
+        pans = {name: MELODY_PAN if name in roles.of("melody") else PANS[name] for name in band}
+
         def as_stems(played: Sequence[RenderPart], gains: Sequence[float]) -> Mixer:
-            return _mixer(style, rate, beat_s, played, gains, True, brief.seed)
+            return _mixer(style, rate, beat_s, played, gains, leans, pans, True, brief.seed)
 
         held = total <= balance.HELD_PIECE_S * rate
         stretches = balance.STRETCHES
@@ -262,15 +263,19 @@ class ComposerGenerator:
         else:
             measured = balance.played_apart(synth, parts, stretches, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)
+        leans = balance.leans(measured, len(parts))
         asked = balance.levels(style.production, roles, [part.name for part in parts])
         levels = [asked[part.name] for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
-        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat, whole)
+        balanced = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat,
+                                          whole)  # fmt: skip
+        gains = balanced.gains
         tracks = [
-            Track(part.name, part.program, channel, volume, part.pan)
+            Track(part.name, part.program, channel, volume, pans[part.name])
             for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)
         ]
-        mixer = _mixer(style, rate, beat_s, parts, gains, brief.stems, brief.seed)
+        mixer = _mixer(style, rate, beat_s, parts, gains, leans, pans, brief.stems, brief.seed,
+                       balanced.return_lean_db)  # fmt: skip
         mix = np.zeros((total, 2), dtype=np.float32)
         stems = (
             {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
@@ -415,12 +420,18 @@ def _mixer(
     beat_s: float,
     parts: Sequence[RenderPart],
     gains: Sequence[float],
+    leans: Sequence[float],
+    pans: Mapping[str, int],
     stems: bool,
     seed: int,
+    return_lean_db: float = 0.0,
 ) -> Mixer:
     kicks = [n.start_sample for p in parts if p.drums for n in p.notes if n.pitch in KICKS]
-    mixed = [MixPart(p.name, gain, p.drums) for p, gain in zip(parts, gains, strict=True)]
-    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems, seed)
+    mixed = [
+        MixPart(p.name, gain, p.drums, pans[p.name], lean)
+        for p, gain, lean in zip(parts, gains, leans, strict=True)
+    ]
+    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems, seed, return_lean_db)
 
 
 # Samples a step of the headroom's passes over the mix takes (a two-hour mix is 2.8 GB: a

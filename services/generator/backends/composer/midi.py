@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import mido
 
 from services.generator.backends.composer.arrangement import Note
-from services.generator.backends.composer.render import CC_PAN
 from services.generator.backends.composer.theory import Key
 from services.generator.backends.composer.timing import TimingPlan
 
 TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9
 CC_VOLUME = 7
+CC_PAN = 10
 # The loudest part's channel volume: General MIDI's default, so that no track plays louder
 # than an untouched one and the others sit under it as in the mix.
 LOUDEST_VOLUME = 100

@@ -52,6 +52,27 @@ class MixPart:
     name: str  # the instrument, which picks its channel strip and sends
     gain: float
     drums: bool
+    # Where the part sits: a MIDI pan, 0 (left) .. 64 (centre) .. 127 (right).
+    pan: int = 64
+    # How far the bank's preset leans left, played centred (dB, left over right: MuseScore
+    # General's Synth Bass 1 leans 1-1.9 dB, its Pad 1 about 2), which the mix takes out
+    # before placing the part.
+    lean_db: float = 0.0
+
+
+def input_gains(part: MixPart) -> np.ndarray:
+    """What goes into the part's strip on each channel (2 x 1): its gain, its lean taken
+    out."""
+    centring = 10 ** (np.array([-part.lean_db, part.lean_db]) / 40)
+    return (part.gain * centring).astype(np.float32)[:, None]
+
+
+def pan_gains(pan: int) -> np.ndarray:
+    """A pan after the strip, as a console's (2 x 1): FluidSynth's constant-power law (the
+    cosine and sine of the pan's share of a quarter turn), 0 dB on both sides at the centre;
+    a stereo part is moved whole, as a balance control moves it."""
+    angle = np.pi / 2 * pan / 128
+    return (np.sqrt(2.0) * np.array([np.cos(angle), np.sin(angle)])).astype(np.float32)[:, None]
 
 
 def _strip(strip: Strip) -> list:
@@ -82,7 +103,10 @@ class Mixer:
         kick_samples: Sequence[int],
         stems: bool,
         seed: int,
+        return_lean_db: float = 0.0,
     ):
+        """`return_lean_db`: how far the reverb's return leans left (dB, left over right),
+        which the mix takes out (`returned` measures it)."""
         import pedalboard
 
         self.production = production
@@ -92,6 +116,8 @@ class Mixer:
         self.sample_rate = sample_rate
         self.stems = stems
         self._strips = [pedalboard.Pedalboard(_strip(production.strip_of(p.name))) for p in parts]
+        self._inputs = [input_gains(p) for p in parts]
+        self._pans = [pan_gains(p.pan) for p in parts]
         space = production.space
 
         def reverb() -> pedalboard.Reverb:
@@ -105,6 +131,9 @@ class Mixer:
             return pedalboard.Delay(delay_seconds=beats * beat_s, feedback=feedback, mix=1.0)
 
         self._sends = [production.send_of(p.name) for p in parts]
+        self._return = 10 ** (np.array([-return_lean_db, return_lean_db], np.float32) / 40)[:, None]
+        # The reverb's return so far, its energy on each channel (before `_return`).
+        self.returned = np.zeros(2)
         self._echo_sends = [production.delay_send_of(p.name) for p in parts]
         count = len(parts) if stems else 1
         self._reverbs = [reverb() for _ in range(count)]
@@ -137,6 +166,12 @@ class Mixer:
 
     def _process(self, board, audio: np.ndarray) -> np.ndarray:
         return board.process(audio, self.sample_rate, reset=False)
+
+    def _returning(self, reverb, send: np.ndarray) -> np.ndarray:
+        """The reverb's return of `send`, counted in `returned`, its lean taken out."""
+        wet = self._process(reverb, send)
+        self.returned += np.square(wet, dtype=np.float64).sum(axis=1)
+        return wet * self._return
 
     def _pump(self, start: int, length: int) -> np.ndarray | None:
         """The gain under the kicks for samples [start, start + length)."""
@@ -176,13 +211,13 @@ class Mixer:
                 stems.append(known[i])
                 mix += known[i]
                 continue
-            signal = self._process(self._strips[i], audio * np.float32(part.gain))
+            signal = self._process(self._strips[i], audio * self._inputs[i]) * self._pans[i]
             if pump is not None and not part.drums:
                 signal *= pump
             if self.stems:
                 stem = signal.copy()
                 if self._sends[i]:
-                    stem += self._process(self._reverbs[i], signal * np.float32(self._sends[i]))
+                    stem += self._returning(self._reverbs[i], signal * np.float32(self._sends[i]))
                 echo = self._echoes[i]
                 if echo is not None and self._echo_sends[i]:
                     stem += self._process(echo, signal * np.float32(self._echo_sends[i]))
@@ -193,7 +228,7 @@ class Mixer:
                 reverb_in += signal * np.float32(self._sends[i])
                 echo_in += signal * np.float32(self._echo_sends[i])
         if not self.stems:
-            mix += self._process(self._reverbs[0], reverb_in)
+            mix += self._returning(self._reverbs[0], reverb_in)
             if self._echoes[0] is not None:
                 mix += self._process(self._echoes[0], echo_in)
         return mix, stems

@@ -1,4 +1,7 @@
-"""Rendering performed notes to audio with a SoundFont, one dry stereo signal per part.
+"""Rendering performed notes to audio with a SoundFont, one dry stereo signal per part, each
+played centred: the mix places it (mixing.py), since a synthesizer's pan barely moves a stereo
+preset (FluidSynth pans each side of a pair apart, and a pair panned to 82 had stayed within
+1 dB of the centre).
 
 Two synthesizers play the bank (bank.py says which): FluidSynth, which loads it once and plays
 every part on its own MIDI channel into its own output pair, and tinysoundfont, one instance per
@@ -43,7 +46,6 @@ GEN_VOLENVRELEASE = 38
 BLOCK_S = 1.0
 # The percussion bank of a SoundFont.
 DRUM_BANK = 128
-CC_PAN = 10
 
 
 class RenderError(BgmError):
@@ -71,15 +73,13 @@ class Control:
 
 @dataclass(frozen=True)
 class RenderPart:
-    """One instrument's performance: its notes and controller changes, its General MIDI
-    program (a drum kit's number for drums) and its pan."""
+    """One instrument's performance: its notes and controller changes and its General MIDI
+    program (a drum kit's number for drums)."""
 
     name: str
     notes: Sequence[ScheduledNote]
     program: int
     drums: bool
-    # MIDI pan, 0 (left) .. 64 (centre) .. 127 (right).
-    pan: int = 64
     controls: Sequence[Control] = field(default_factory=tuple)
 
 
@@ -340,7 +340,6 @@ class FluidSynthesizer(Synthesizer):
             if synth.program_select(channel, sfid, bank_number, part.program) != 0:
                 name = self.bank.path.name
                 raise RenderError(f"{name} has no preset {bank_number}:{part.program}")
-            synth.cc(channel, CC_PAN, part.pan)
         events = []
         for channel, part in enumerate(parts):
             events += [(sample, kind, channel, a, b) for sample, kind, a, b in part_events(part)]
@@ -448,7 +447,6 @@ class TinySoundFontSynthesizer(Synthesizer):
             raise RenderError(
                 f"{self.bank.path.name} has no preset {bank_number}:{part.program} ({error})"
             ) from None
-        synth.control_change(0, CC_PAN, part.pan)
         return synth
 
     def blocks(
