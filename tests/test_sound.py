@@ -19,6 +19,7 @@ import pyloudnorm
 import pytest
 
 from services.config import ComposerConfig
+from services.domain import Cut, Look, Segment
 from services.errors import CancelledError
 from services.generator.backends.composer import balance
 from services.generator.backends.composer import bank as bank_module
@@ -461,6 +462,42 @@ def test_every_part_sounds_at_its_roles_level_whatever_the_bank(
     levels = balance.stem_levels(music.stems, music.sample_rate, roles, STYLES[genre].production)
     for name, (heard, asked) in levels.items():
         assert abs(heard - asked) <= 2.0, (name, heard, asked)
+
+
+def test_electronic_s_build_swells_into_its_drop(generator, beat_analysis):
+    """A busy shot, a calm one, then the busiest: the breakdown's last two bars build to the
+    drop. The band swells over them (expression), the drums and the arpeggio strike harder as
+    they go and the arpeggio comes back, in eighths and then sixteenths: each half of the
+    build at least 3 LU over what comes before it. Its first bar had been as loud as the
+    breakdown, the crescendo only over its last beat (two music reviews had heard it rise
+    1-3 LU against the drop's 10)."""
+    look = Look(0.6, 0.6, 0.5, 0.5)
+    shape = [(0.0, 10.0, 0.7), (10.0, 20.0, 0.1), (20.0, 30.0, 0.95)]
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shape]
+    cuts = [Cut(t, "hard", 0.9) for t in (10.0, 20.0)]
+    meter = pyloudnorm.Meter(SAMPLE_RATE, block_size=0.4)
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, "electronic", seed=seed, duration_s=30.0,
+                          segments=segments, cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        [(start, drop)] = score.arrangement.builds
+        time = score.plan.beat_time
+        bar_s = time(start) - time(start - score.plan.meter.beats)
+        audio = generator.generate(brief).audio.astype(np.float64)
+
+        def loudness(begin_s: float, end_s: float, audio=audio) -> float:
+            return meter.integrated_loudness(
+                audio[round(begin_s * SAMPLE_RATE) : round(end_s * SAMPLE_RATE)]
+            )
+
+        before = loudness(time(start) - bar_s, time(start))
+        middle = (time(start) + time(drop)) / 2
+        first, second = loudness(time(start), middle), loudness(middle, time(drop))
+        assert first - before >= 3.0 and second - first >= 3.0, (seed, before, first, second)
+        [pulse] = score.roles.of("pulse")
+        struck = [n.start for n in score.notes if n.instrument == pulse and start <= n.start < drop]
+        halves = [sum(1 for t in struck if t < start + 4), sum(1 for t in struck if t >= start + 4)]
+        assert 0 < halves[0] < halves[1], (seed, halves)
 
 
 def _lean_db(audio: np.ndarray) -> float:

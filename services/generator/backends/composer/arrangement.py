@@ -176,6 +176,8 @@ SAME_BEAT = 0.05
 # A cut's accent in the band stands this much (velocity) over what the same players strike
 # within this many beats of it.
 ACCENT_OVER, ACCENT_SPAN = 4, 2.0
+# How much harder a build's drums and pulse strike at its drop than at its start.
+BUILD_RISE = 24
 DRUM_VELOCITY = {"X": 112, "x": 92, "o": 52}
 
 
@@ -487,6 +489,9 @@ class Arrangement:
     # Per section, the beat where its texture (parts, levels, expression) takes over: its
     # bar line, or its cut inside a bar (`Composer._handovers`).
     texture_starts: list[float] = field(default_factory=list)
+    # Each breakdown's build (Style.builds), from its first bar to the beat its drop's
+    # texture takes over: the band swells into the drop over it (performance.py).
+    builds: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def cut_times(self) -> list[float]:
@@ -718,6 +723,11 @@ class Composer:
             float(form.start_beat) if beat is None else beat
             for form, beat in zip(self.forms, handovers, strict=True)
         ]
+        self.result.builds = [
+            (float(min(bar for bar in bars if bar in self._builds)), drop)
+            for bars, drop in zip(self._bars, self.result.texture_starts[1:], strict=False)
+            if any(bar in self._builds for bar in bars)
+        ]
         under_way = plan.pickup_beats > 1e-6 and self._band_plays_the_pickup()
         carried: set[str] = set()
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
@@ -779,7 +789,21 @@ class Composer:
         self._clear_unisons()
         self._keep_under_the_tune()
         self._mark_cuts()
+        self._gather_builds()
         return self.result
+
+    def _gather_builds(self) -> None:
+        """A build's drums and pulse struck harder as it goes, by up to BUILD_RISE at its
+        drop: a crescendo into it."""
+        players = {*self.roles.of("drums")[:1], *self.roles.of("pulse")[:1]}
+        notes = self.result.notes
+        for start, drop in self.result.builds:
+            for index, note in enumerate(notes):
+                if note.instrument in players and start <= note.start < drop:
+                    rise = round(BUILD_RISE * (note.start - start) / (drop - start))
+                    notes[index] = dataclasses.replace(
+                        note, velocity=min(127, note.velocity + rise)
+                    )
 
     def _entries_on_their_cuts(self) -> None:
         """A player coming in on a bar line that a cut follows by less than
@@ -1255,11 +1279,18 @@ class Composer:
                               velocity + PART_VELOCITY["comping"] - 6 * number)  # fmt: skip
                 playing.add(player)
         drumless = not roles.of("drums")
+        build = self._builds.get(start) if breakdown else None
         for number, player in enumerate(roles.of("pulse")):
             # The pulse carries the beat where no drums do, and plays the intro.
             entry = 1 if drumless or (number == 0 and intro) else self.style.entry("pulse")
-            if self._joins(player, entry if number == 0 else max(entry, 2), level, number == 0):
-                self._pulse(player, start, end, level, variant, velocity + PART_VELOCITY["pulse"])
+            # A build brings it back, in its eighths and then its sixteenths as the roll
+            # gathers (levels 2 and 3).
+            rising = build is not None and number == 0
+            if rising or self._joins(player, entry if number == 0 else max(entry, 2), level,
+                                     number == 0):  # fmt: skip
+                pulse_level = min(2 + build, 3) if build is not None and rising else level
+                self._pulse(player, start, end, pulse_level, variant,
+                            velocity + PART_VELOCITY["pulse"])  # fmt: skip
                 playing.add(player)
         for player in roles.of("bass")[:1]:
             self._bass(player, start, end, level, answer, velocity + 6)
@@ -1273,8 +1304,7 @@ class Composer:
             # bar line would ring over it.
             crash = position == 0 and opening and level >= 2 and not intro
             crash = crash and not self._cut_beside(start)
-            self._drums(player, start, end, level, turn, kind, crash, breakdown,
-                        self._builds.get(start) if breakdown else None)  # fmt: skip
+            self._drums(player, start, end, level, turn, kind, crash, breakdown, build)
             if crash:
                 self._crashes.append((start, self.style.crash, form.start_beat in self._rises))
             playing.add(player)

@@ -197,8 +197,8 @@ def perform(
             result = _legato(result, round(LEGATO_S * sample_rate))
         heartbeat()
         scheduled[instrument] = result
-        controls[instrument] = _expression(played, plan, forms, arrangement.texture_starts,
-                                           instrument, sample_rate, first)  # fmt: skip
+        controls[instrument] = _expression(played, plan, forms, arrangement, instrument,
+                                           sample_rate, first)  # fmt: skip
         heartbeat()
         if instrument in PEDALLED:
             controls[instrument] += _pedal(arrangement.chord_starts, sounding, sample_rate)
@@ -273,14 +273,18 @@ def _legato(notes: list[ScheduledNote], overlap: int) -> list[ScheduledNote]:
 
 def _expression(
     notes: Sequence[Note], plan: TimingPlan, forms: Sequence[SectionForm],
-    starts: Sequence[float], instrument: str, sample_rate: int, first: float,
+    arrangement: Arrangement, instrument: str, sample_rate: int, first: float,
 ) -> list[Control]:  # fmt: skip
     """CC 11 following each section's intensity, ramped over a beat into the beat where its
-    texture takes over (`starts`: its bar line, or its cut inside a bar, where a busier
-    section's parts had come in at the old expression and reached their own a bar later);
-    sustained instruments swell into their long notes (not the piece's first, which sounds
-    from the first sample)."""
+    texture takes over (`Arrangement.texture_starts`: its bar line, or its cut inside a bar,
+    where a busier section's parts had come in at the old expression and reached their own a
+    bar later), and over a breakdown's build into its drop (the band swells into it: ramped
+    over its last beat, the build had risen 1-3 LU from the breakdown to the drop's 10, a
+    music review); sustained instruments swell into their long notes (not the piece's first,
+    which sounds from the first sample)."""
     controls: list[Control] = []
+    starts = arrangement.texture_starts
+    builds = {drop: start for start, drop in arrangement.builds}
 
     def level(form: SectionForm) -> int:
         return EXPRESSION[min(max(form.intensity, 0), len(EXPRESSION) - 1)]
@@ -298,7 +302,7 @@ def _expression(
     steps = zip(itertools.pairwise(forms), itertools.pairwise(starts), strict=True)
     for (previous, form), (since, start) in steps:
         if level(form) != level(previous):
-            begin = max(since, start - EXPRESSION_RAMP_BEATS)
+            begin = max(since, builds.get(start, start - EXPRESSION_RAMP_BEATS))
             ramp(begin, start - begin, level(previous), level(form))
     if instrument in SUSTAINING:
         seen: set[float] = set()
