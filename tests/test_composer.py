@@ -770,6 +770,35 @@ def test_the_band_comes_in_and_stops_with_the_picture(generator, beat_analysis):
     assert not unstopped, (len(unstopped), unstopped[:4])
 
 
+def test_a_lift_s_texture_comes_in_at_its_cut_before_its_bar_line(generator, beat_analysis):
+    """The picture turns busiest at a cut half a bar or so before the bar line where the key
+    lifts: the lifted section's texture takes over at the cut, and the tune before it stops
+    there (the new chords may come in at the cut). It had waited for the bar line, the drop
+    of a review's electronic piece coming a second after the picture."""
+    busy, calm = Look(0.7, 0.7, 0.6, 0.6), Look(0.3, 0.3, 0.3, 0.3)
+    shape = [(0.0, 12.0, 0.6, busy), (12.0, 22.0, 0.5, busy), (22.0, 31.3, 0.1, calm),
+             (31.3, 48.0, 0.95, busy)]  # fmt: skip
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy, look in shape]
+    cuts = [Cut(t, "hard", 0.9) for t in (12.0, 22.0, 31.3)]
+    checked = 0
+    for genre, seed in itertools.product(("electronic", "pop"), (1, 2)):
+        brief = brief_for(beat_analysis, genre, seed=seed, duration_s=48.0, segments=segments,
+                          cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan, forms, melody = score.plan, score.forms, set(score.roles.of("melody"))
+        for index in range(1, len(forms)):
+            cue = plan.beat_at(plan.sections[index].cue_s)
+            bar_line = forms[index].start_beat
+            if forms[index].key == forms[index - 1].key or not 0.5 <= bar_line - cue < 4:
+                continue
+            checked += 1
+            assert score.arrangement.texture_starts[index] == pytest.approx(cue), (genre, seed)
+            sounding = [n for n in score.notes if n.instrument in melody
+                        and n.start < bar_line - 1e-6 and n.end > cue + 1e-3]  # fmt: skip
+            assert not sounding, (genre, seed, cue, sounding[:3])
+    assert checked >= 2, checked
+
+
 def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
     generator, beat_analysis
 ):
@@ -2683,7 +2712,8 @@ def test_a_video_cut_every_bar_gets_a_cymbal_every_four_bars_and_every_cut_a_hit
     a bar, 23-40 cymbals a minute (a music review); spaced out, a rise's crash had been lost
     to a flat cut's, and a cut without its crash was a harder kick alone (a second review);
     its accent had stood under the bass's swell a third of a beat before it (108 against
-    110, hip-hop, seed 1, once the groove turned with the tune's phrases)."""
+    110, hip-hop, seed 1, once the groove turned with the tune's phrases). A rise handed
+    over where its segment turns without a cut had no crash at all."""
     close, unmarked, unstabbed, flat_rises = [], [], [], []
     for genre, seed in itertools.product(("pop", "hip-hop", "electronic", "cinematic"), (1, 2)):
         brief = _arc(beat_analysis, genre, seed=seed, duration_s=70.0)
@@ -2700,10 +2730,12 @@ def test_a_video_cut_every_bar_gets_a_cymbal_every_four_bars_and_every_cut_a_hit
                                                         strict=False)
                  if form.intensity > before.intensity
                  for beat in (form.start_beat, texture)]  # fmt: skip
-        flat_rises += [(genre, seed, form.start_beat) for before, form in
-                       itertools.pairwise(score.forms) if form.intensity > before.intensity
+        flat_rises += [(genre, seed, form.start_beat) for before, form, texture in
+                       zip(score.forms, score.forms[1:], score.arrangement.texture_starts[1:],
+                           strict=False)
+                       if form.intensity > before.intensity
                        and not any(abs(b - c) <= 1.05 for b in struck
-                                   for c in (form.start_beat, *rises))]  # fmt: skip
+                                   for c in (form.start_beat, texture))]  # fmt: skip
         gap = CYMBAL_GAP_BARS * plan.meter.beats
         close += [(genre, seed, a, b) for a, b in itertools.pairwise(struck)
                   if b - a < gap - 0.05 and not any(abs(x - r) <= 1.05 for x in (a, b)

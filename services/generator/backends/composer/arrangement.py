@@ -955,8 +955,12 @@ class Composer:
     def _handovers(self) -> list[float | None]:
         """Per section, the beat inside a bar where its texture takes over from the one
         before, at its cut (HANDOVER_MIN_BEATS); None where it changes on its bar line: the
-        first section, a change of key (a tune in the old key would meet the new chords), a
-        cut at the final chord or beyond, a bar that another handover splits already."""
+        first section, a cut after the bar line of a change of key (the old texture, its tune
+        in the old key, would play on over the new chords), a cut at the final chord or
+        beyond, a bar that another handover splits already. Before the bar line of a change
+        of key, the new texture comes in at the cut and the old tune stops there
+        (`_handed_over`): the texture had waited for the bar line, and a drop into a key's
+        lift had come up to a bar after the picture turned busy (a music review)."""
         plan, forms = self.plan, self.forms
         handovers: list[float | None] = [None] * len(forms)
         split: set[int] = set()
@@ -965,7 +969,8 @@ class Composer:
             beat = plan.beat_at(plan.sections[index].cue_s)
             beat = float(round(beat)) if self._on_beat(beat) else beat
             bar_line = form.start_beat
-            if form.key != before.key or abs(beat - bar_line) < HANDOVER_MIN_BEATS:
+            late_into_a_key = form.key != before.key and beat > bar_line
+            if late_into_a_key or abs(beat - bar_line) < HANDOVER_MIN_BEATS:
                 continue
             if plan.final_beat is not None and beat >= plan.final_beat:
                 continue
@@ -986,20 +991,42 @@ class Composer:
         or ends one, whole, played at the level of the texture around it. Who plays in each."""
         melody = self.roles.of("melody")
         tune_after = after.position == 0
+        # Into a change of key the old tune stops at the cut (the new chords may come in
+        # there, `_plan_harmony`), else it ends its bar.
+        tune_kept = not tune_after and before.form.key == after.form.key
         mark = len(self.result.notes)
         went = self._bar(start, end, *before, tune=not tune_after)
-        self._windowed(mark, start, cut, keep=() if tune_after else melody)
-        if not tune_after:
+        self._windowed(mark, start, cut, keep=melody if tune_kept else ())
+        if not tune_after and not tune_kept:
+            # The next bar's tune goes on from its last note heard.
+            heard = [n for n in self.result.notes if n.instrument in melody[:1]]
+            if heard:
+                self._melody_pitch = max(heard, key=lambda n: n.start).pitch
+        if tune_kept:
             self._tune_dynamics(mark, cut, end, self._level_change(before.form, after.form))
         mark = len(self.result.notes)
         came = self._bar(start, end, *after, tune=tune_after)
         self._windowed(mark, cut, end, keep=melody if tune_after else ())
+        self._rise_crash_without_a_cut(after.form, cut)
         self._bass_on_the_cut(mark, cut, end, came)
         if tune_after:
             # The section's accent comes with its texture, at the cut.
             calmer = self._level_change(after.form, before.form) - SECTION_ACCENT
             self._tune_dynamics(mark, start, cut, calmer)
         return went, came
+
+    def _rise_crash_without_a_cut(self, form: SectionForm, beat: float) -> None:
+        """A rise handed over at `beat` where no cut is (its segment turns without one): its
+        crash there, as on a bar line. A cut's hit is a handover's only accent, so such a
+        rise had had none (an electronic lift's drop, its crash 2.6 beats after it, on a
+        flat cut's)."""
+        drums = self.roles.of("drums")[:1]
+        cuts = self._cut_beats
+        near = cuts[bisect.bisect_left(cuts, beat - 0.25) : bisect.bisect_right(cuts, beat + 0.25)]
+        if not drums or near or form.start_beat not in self._rises or self._level(form, False) < 2:
+            return
+        self._add(drums[0], self.style.crash, beat, beat + 0.5, 100)
+        self._crashes.append((beat, self.style.crash, True))
 
     def _bass_on_the_cut(self, mark: int, cut: float, end: float, playing: set[str]) -> None:
         """The bass of a texture that takes over at a cut on a beat (`playing` in it)
