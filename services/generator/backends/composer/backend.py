@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from services.generator.backends.composer.midi import (
     channel_volumes,
     midi_bytes,
 )
-from services.generator.backends.composer.mixing import Mixer, MixPart
+from services.generator.backends.composer.mixing import Mixer, MixPart, stage
 from services.generator.backends.composer.performance import (
     Performance,
     perform,
@@ -246,10 +246,12 @@ class ComposerGenerator:
         synth = self._synthesizer(brief.sample_rate)
         rate, beat_s = brief.sample_rate, 60.0 / plan.base_bpm
 
-        pans = {name: MELODY_PAN if name in roles.of("melody") else PANS[name] for name in band}
+        asked = balance.levels(style.production, roles, [part.name for part in parts])
+        tune = set(roles.of("melody"))
+        pans = stage({name: MELODY_PAN if name in tune else PANS[name] for name in band}, asked)
 
         def as_stems(played: Sequence[RenderPart], gains: Sequence[float]) -> Mixer:
-            return _mixer(style, rate, beat_s, played, gains, leans, pans, True, brief.seed)
+            return _mixer(style, rate, beat_s, played, placed, gains, True, brief.seed, False)
 
         held = total <= balance.HELD_PIECE_S * rate
         stretches = balance.STRETCHES
@@ -263,19 +265,19 @@ class ComposerGenerator:
         else:
             measured = balance.played_apart(synth, parts, stretches, heartbeat)
             blocks = synth.blocks(parts, total, heartbeat)
-        leans = balance.leans(measured, len(parts))
-        asked = balance.levels(style.production, roles, [part.name for part in parts])
+        # Each part where it sits, its preset's lean taken out; the tune in mono (gains apart).
+        placed = [
+            MixPart(part.name, 1.0, part.drums, pans[part.name], lean, part.name in tune)
+            for part, lean in zip(parts, balance.leans(measured, len(parts)), strict=True)
+        ]
         levels = [asked[part.name] for part in parts]
         # Stems carry these gains, so the stems sum to the mix.
-        balanced = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat,
-                                          whole)  # fmt: skip
-        gains = balanced.gains
+        gains = balance.balanced_gains(measured, excerpts, levels, as_stems, rate, heartbeat, whole)
         tracks = [
             Track(part.name, part.program, channel, volume, pans[part.name])
             for part, channel, volume in zip(parts, channels, channel_volumes(gains), strict=True)
         ]
-        mixer = _mixer(style, rate, beat_s, parts, gains, leans, pans, brief.stems, brief.seed,
-                       balanced.return_lean_db)  # fmt: skip
+        mixer = _mixer(style, rate, beat_s, parts, placed, gains, brief.stems, brief.seed, True)
         mix = np.zeros((total, 2), dtype=np.float32)
         stems = (
             {name: np.zeros((total, 2), dtype=np.float32) for name in band} if brief.stems else {}
@@ -418,20 +420,17 @@ def _mixer(
     style: Style,
     sample_rate: int,
     beat_s: float,
-    parts: Sequence[RenderPart],
+    played: Sequence[RenderPart],
+    placed: Sequence[MixPart],
     gains: Sequence[float],
-    leans: Sequence[float],
-    pans: Mapping[str, int],
     stems: bool,
     seed: int,
-    return_lean_db: float = 0.0,
+    centre_returns: bool,
 ) -> Mixer:
-    kicks = [n.start_sample for p in parts if p.drums for n in p.notes if n.pitch in KICKS]
-    mixed = [
-        MixPart(p.name, gain, p.drums, pans[p.name], lean)
-        for p, gain, lean in zip(parts, gains, leans, strict=True)
-    ]
-    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems, seed, return_lean_db)
+    """The mix of the `played` parts (their kicks pump it), each `placed` at its gain."""
+    kicks = [n.start_sample for p in played if p.drums for n in p.notes if n.pitch in KICKS]
+    mixed = [replace(p, gain=gain) for p, gain in zip(placed, gains, strict=True)]
+    return Mixer(style.production, mixed, sample_rate, beat_s, kicks, stems, seed, centre_returns)
 
 
 # Samples a step of the headroom's passes over the mix takes (a two-hour mix is 2.8 GB: a

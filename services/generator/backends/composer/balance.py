@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.generator.backends.composer.arrangement import Roles
-from services.generator.backends.composer.mixing import Mixer
+from services.generator.backends.composer.mixing import Mixer, lean_db
 from services.generator.backends.composer.production import HARMONY_PARTS, Production
 from services.generator.backends.composer.render import Control, RenderPart, Synthesizer
 from services.media.loudness import gated_level, integrated_loudness
@@ -175,18 +175,6 @@ class HeldPiece:
 BUS_PASSES = 2
 
 
-@dataclass(frozen=True)
-class Balance:
-    """Each part's gain, and how far the reverb's return leans left (dB, left over right),
-    which the mix takes out: Freeverb's right combs are 23 samples longer than its left, so
-    its return leans by pitch (a held tone by up to 7 dB in the hall, either way), and over
-    a few held chords a piece's does not even out. Ambient's pads, played centred, had come
-    out of the hall 1.7 dB left, and every ambient piece 1.7-1.9 dB."""
-
-    gains: list[float]
-    return_lean_db: float
-
-
 def balanced_gains(
     measured: Blocks,
     excerpts: Sequence[RenderPart],
@@ -195,7 +183,7 @@ def balanced_gains(
     sample_rate: int,
     heartbeat: Callable[[], None],
     held: HeldPiece | None = None,
-) -> Balance:
+) -> list[float]:
     """The gain that sets each part at its level (LU from the melody) as it sounds in the
     mix, through its channel strip and with its reverb and echo, from its stretches
     (`measured`, laid out as `excerpts`; `mixer_for(parts, gains)` makes the mix, with
@@ -211,8 +199,7 @@ def balanced_gains(
     what it leaves of the balance corrected, its overall level kept: its saturation and
     low-pass take more from some parts than others (lo-fi's drums had been heard 2.5 LU under
     their level). A part with nothing to measure (no notes, or under BS.1770's -70 LUFS gate:
-    inaudible beside the rest) keeps unit gain. The reverb's return is measured in the first
-    mix (`lean_of`)."""
+    inaudible beside the rest) keeps unit gain."""
 
     def loudness(chunks: list[np.ndarray]) -> float:
         # No stretch at all: a piece too short for any part's first note to fall in it.
@@ -286,9 +273,8 @@ def balanced_gains(
             if all(map(math.isfinite, levels_db)):
                 offsets[i] = levels_db[0] - levels_db[1]
     gains = corrected(first, loud)
-    return_lean = lean_of(mixer.returned)
     if not mixer.production.bus_distorts:
-        return Balance(gains, return_lean)
+        return gains
     # A part whose stem scales with its gain is heard again at a new gain as its stem from
     # the first pass, scaled (its strip, reverb and echo not run again: on a short hip-hop
     # piece, 4 of its 6 parts).
@@ -308,7 +294,7 @@ def balanced_gains(
         common = float(np.median(list(off.values()))) if off else 0.0
         gains = [gain * 10 ** ((off[i] - common) / 20) if i in off else gain
                  for i, gain in enumerate(gains)]  # fmt: skip
-    return Balance(gains, return_lean)
+    return gains
 
 
 # A part heard more than this much louder on one side, played centred, is left leaning: a
@@ -316,21 +302,14 @@ def balanced_gains(
 LEAN_LIMIT_DB = 12.0
 
 
-def lean_of(energy: np.ndarray) -> float:
-    """How far a signal leans left, from its energy on each channel: left over right in dB,
-    within LEAN_LIMIT_DB (0 where a channel is silent)."""
-    if not np.all(energy > 0):
-        return 0.0
-    return float(np.clip(10 * math.log10(energy[0] / energy[1]), -LEAN_LIMIT_DB, LEAN_LIMIT_DB))
-
-
 def leans(measured: Blocks, count: int) -> list[float]:
     """How far each of `count` parts leans left as the synthesizer played it centred, from its
-    stretches (`measured`). A General MIDI bank's presets lean by up to about 2 dB
-    (MuseScore General's Synth Bass 1 and Pad 1 new age)."""
+    stretches (`measured`): left over right in dB, within LEAN_LIMIT_DB. A General MIDI
+    bank's presets lean by up to about 2 dB (MuseScore General's Synth Bass 1 and Pad 1 new
+    age)."""
     return [
-        lean_of(sum((np.square(block[i], dtype=np.float64).sum(axis=1) for _, block in measured),
-                    np.zeros(2)))
+        lean_db(sum((np.square(block[i], dtype=np.float64).sum(axis=1) for _, block in measured),
+                    np.zeros(2)), LEAN_LIMIT_DB)
         for i in range(count)
     ]  # fmt: skip
 
