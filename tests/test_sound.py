@@ -577,6 +577,20 @@ def test_a_held_minute_s_parts_sound_at_their_levels(generator, beat_analysis, g
         assert abs(heard - asked) <= 1.0, (name, levels)
 
 
+def test_a_compressed_lead_sounds_at_its_level(generator, beat_analysis):
+    """Corporate's glockenspiel tune is clamped 4:1 in its strip, so its loudness moves about
+    half as far as its gain: the balance hears it again and corrects it along what it did.
+    Each of the band's parts lies within 0.5 LU of its level from the tune, where the tune had
+    come out 0.9 LU under (its band 0.8-1.0 LU over their levels)."""
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, "corporate", duration_s=16.0, stems=True, seed=seed)
+        music = generator.generate(brief)
+        roles = generator.compose(brief, Heartbeat(lambda fraction: None)).roles
+        levels = balance.stem_levels(music.stems, music.sample_rate, roles,
+                                     STYLES["corporate"].production)  # fmt: skip
+        assert all(abs(heard - asked) <= 0.5 for heard, asked in levels.values()), levels
+
+
 def test_a_piece_played_apart_is_balanced_as_a_held_one(monkeypatch, generator, beat_analysis):
     """A piece too long to hold is balanced on its stretches played again: each part comes
     out within 1 LU of where the same piece held puts it. Each stretch struck its held notes

@@ -170,6 +170,11 @@ class HeldPiece:
     stretches: Stretches
 
 
+# A compressed part whose gain the first correction moves by more than this (dB) is heard
+# again (`balanced_gains`).
+REHEAR_DB = 1.0
+# The least it is taken to rise for its gain, dB per dB (a 4:1 compressor's slope is 0.25).
+REHEAR_SLOPE = 0.25
 # Corrections of the balance heard through a bus that distorts (one had left lo-fi's drums
 # 1.3 LU under their level).
 BUS_PASSES = 2
@@ -189,7 +194,8 @@ def balanced_gains(
     (`measured`, laid out as `excerpts`; `mixer_for(parts, gains)` makes the mix, with
     stems; `heartbeat` is called at every block). A first guess from the dry stretches, then
     BS.1770 on them as stems at the gain that gave, to take in what the compressor and sends
-    make of them, and one correction (a second pass moved no part by more than 0.6 LU).
+    make of them, and one correction; the compressed parts, whose loudness moves less than
+    their gain, are heard again and corrected once more.
     A `held` piece is mixed whole once, at the first guess, and its stretches are cut from
     its stems: each part sounds as much louder than in them as its whole stem's gated level
     is over theirs (on a minute, a sparse part's stretches fall on its notes' decays by
@@ -273,12 +279,32 @@ def balanced_gains(
             if all(map(math.isfinite, levels_db)):
                 offsets[i] = levels_db[0] - levels_db[1]
     gains = corrected(first, loud)
-    if not mixer.production.bus_distorts:
-        return gains
     # A part whose stem scales with its gain is heard again at a new gain as its stem from
     # the first pass, scaled (its strip, reverb and echo not run again: on a short hip-hop
     # piece, 4 of its 6 parts).
     scaling = [i for i in range(len(excerpts)) if mixer.scales_with_gain(i)]
+    if not mixer.production.bus_distorts:
+        # A compressed part's loudness moves less than its gain: one corrected by more than
+        # REHEAR_DB is heard again at its new gain and corrected once more, the others taken
+        # as their stems scaled (corporate's glockenspiel, clamped 4:1 and its top taken
+        # down, had come out 0.9 LU under its level, the rest of the band over theirs).
+        moved = [i for i in range(len(excerpts)) if i not in scaling
+                 and abs(20 * math.log10(gains[i] / first[i])) > REHEAR_DB]  # fmt: skip
+        if not moved:
+            return gains
+        known = {i: (before[i], gains[i] / first[i]) for i in range(len(excerpts))
+                 if i not in moved}  # fmt: skip
+        again = stems_of(mixer_for(excerpts, gains), measured, bused=False, known=known)
+        for i in moved:
+            heard_db = loudness(again[i])
+            if not math.isfinite(heard_db):
+                continue
+            # Corrected along what its loudness did for its gain (a step the size of what is
+            # left had left the glockenspiel 0.5 LU under, its compressor halving it).
+            rose = (heard_db - loud[i]) / (20 * math.log10(gains[i] / first[i]))
+            left = REFERENCE_LUFS + levels[i] - heard_db - offsets[i]
+            gains[i] *= 10 ** (left / min(max(rose, REHEAR_SLOPE), 1.0) / 20)
+        return gains
     # What the bus leaves of the balance, its overall level apart (the mix's level before the
     # bus is what its compressor and saturation were set for): each part's distance from its
     # level, less the median part's; twice, as a louder part loses more to it.
