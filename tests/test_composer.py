@@ -26,6 +26,7 @@ from services.generator.backends.composer.arrangement import (
     SECTION_ACCENT,
     STATEMENT_BARS,
     SUBSTITUTES,
+    SUSTAINING,
     Note,
     SectionForm,
     choose_progressions,
@@ -774,7 +775,9 @@ def test_a_lift_s_texture_comes_in_at_its_cut_before_its_bar_line(generator, bea
     """The picture turns busiest at a cut half a bar or so before the bar line where the key
     lifts: the lifted section's texture takes over at the cut, and the tune before it stops
     there (the new chords may come in at the cut). It had waited for the bar line, the drop
-    of a review's electronic piece coming a second after the picture."""
+    of a review's electronic piece coming a second after the picture. The tune comes in with
+    the drop: a tone of the chord there, struck at the cut and held to the bar line (the drop
+    had had no lead until the bar line, a second later)."""
     busy, calm = Look(0.7, 0.7, 0.6, 0.6), Look(0.3, 0.3, 0.3, 0.3)
     shape = [(0.0, 12.0, 0.6, busy), (12.0, 22.0, 0.5, busy), (22.0, 31.3, 0.1, calm),
              (31.3, 48.0, 0.95, busy)]  # fmt: skip
@@ -795,8 +798,63 @@ def test_a_lift_s_texture_comes_in_at_its_cut_before_its_bar_line(generator, bea
             assert score.arrangement.texture_starts[index] == pytest.approx(cue), (genre, seed)
             sounding = [n for n in score.notes if n.instrument in melody
                         and n.start < bar_line - 1e-6 and n.end > cue + 1e-3]  # fmt: skip
-            assert not sounding, (genre, seed, cue, sounding[:3])
+            assert all(n.start == pytest.approx(cue) for n in sounding), (genre, seed, sounding)
+            [lead] = [n for n in sounding if n.instrument == score.roles.of("melody")[0]]
+            chord_there = next(s for s in reversed(score.arrangement.harmony) if s.start <= cue)
+            assert lead.pitch % 12 in chord_there.chord.pitch_classes, (genre, seed, lead)
+            assert lead.end >= bar_line - 0.25, (genre, seed, lead, bar_line)
     assert checked >= 2, checked
+
+
+@pytest.mark.parametrize("breakdown_s, from_the_cut", [((10.0, 20.0), False), ((16.0, 19.2), True)])
+def test_electronic_s_band_swells_as_one_through_a_build(
+    generator, beat_analysis, breakdown_s, from_the_cut
+):
+    """A busy shot, a calm one (ten seconds, or a bar and a half from a cut inside a bar),
+    then the busiest: through the breakdown's build every sustained part's expression rises
+    from the breakdown's level to the drop's without falling back (the long notes' swells and
+    the build's ramp had been interleaved, a pad's expression jumping between the two every
+    40 ms), and the tune gathers with the band (its accents had fallen through each bar of
+    the build, 99 to 74). After a breakdown heard for less than a bar before its last bar
+    line, the build begins at the breakdown's cut (it had waited for that bar line, its rise
+    a second long: a music review)."""
+    look = Look(0.6, 0.6, 0.5, 0.5)
+    calm, busy = breakdown_s
+    shape = [(0.0, calm, 0.7), (calm, busy, 0.1), (busy, 30.0, 0.95)]
+    segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy in shape]
+    cuts = [Cut(t, "hard", 0.9) for t in (calm, busy)]
+    for seed in (1, 2):
+        brief = brief_for(beat_analysis, "electronic", seed=seed, duration_s=30.0,
+                          segments=segments, cuts=cuts)  # fmt: skip
+        score = generator.compose(brief, Heartbeat(lambda f: None))
+        plan, forms, arrangement = score.plan, score.forms, score.arrangement
+        [(start, drop)] = arrangement.builds
+        breakdown = next(i for i, f in enumerate(forms) if f.start_beat < drop <= f.end_beat)
+        heard = arrangement.texture_starts[breakdown]
+        # (The short breakdown comes in at its cut, mid-bar, a bar and a half before the drop.)
+        expected = heard if from_the_cut else drop - 2 * plan.meter.beats
+        assert heard != pytest.approx(drop - 2 * plan.meter.beats), seed
+        assert start == pytest.approx(expected), (seed, start, heard, drop)
+        performance = _performed(score)
+        low_s, high_s = plan.beat_time(start), plan.beat_time(drop)
+        swelling = [name for name in performance.controls if name in SUSTAINING]
+        assert swelling, seed
+        for name in swelling:
+            levels = [c.value for c in performance.controls[name]
+                      if c.controller == 11 and low_s <= c.sample / 48000 < high_s]  # fmt: skip
+            assert levels == sorted(levels), (seed, name, levels)
+            assert levels[0] <= EXPRESSION[forms[breakdown].intensity] + 1, (seed, name, levels)
+            assert levels[-1] >= EXPRESSION[forms[breakdown + 1].intensity] - 3, (
+                seed,
+                name,
+                levels,
+            )
+        tune = set(score.roles.of("melody"))
+        middle = (start + drop) / 2
+        struck = [n for n in score.notes if n.instrument in tune and start <= n.start < drop]
+        halves = [[n.velocity for n in struck if (n.start >= middle) == late] for late in (0, 1)]
+        assert all(halves), (seed, halves)
+        assert np.mean(halves[1]) >= np.mean(halves[0]), (seed, halves)
 
 
 def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(

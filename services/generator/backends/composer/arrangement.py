@@ -489,8 +489,9 @@ class Arrangement:
     # Per section, the beat where its texture (parts, levels, expression) takes over: its
     # bar line, or its cut inside a bar (`Composer._handovers`).
     texture_starts: list[float] = field(default_factory=list)
-    # Each breakdown's build (Style.builds), from its first bar to the beat its drop's
-    # texture takes over: the band swells into the drop over it (performance.py).
+    # Each breakdown's build (Style.builds), from its first bar (or the breakdown's cut, where
+    # that came less than a bar before it) to the beat its drop's texture takes over: the
+    # band swells into the drop over it (performance.py).
     builds: list[tuple[float, float]] = field(default_factory=list)
 
     @property
@@ -724,10 +725,11 @@ class Composer:
             for form, beat in zip(self.forms, handovers, strict=True)
         ]
         self.result.builds = [
-            (float(min(bar for bar in bars if bar in self._builds)), drop)
-            for bars, drop in zip(self._bars, self.result.texture_starts[1:], strict=False)
+            (self._build_start(bars, heard), drop)
+            for bars, heard, drop in zip(self._bars, self.result.texture_starts,
+                                         self.result.texture_starts[1:], strict=False)
             if any(bar in self._builds for bar in bars)
-        ]
+        ]  # fmt: skip
         under_way = plan.pickup_beats > 1e-6 and self._band_plays_the_pickup()
         carried: set[str] = set()
         for index, (form, bars) in enumerate(zip(self.forms, self._bars, strict=True)):
@@ -792,10 +794,20 @@ class Composer:
         self._gather_builds()
         return self.result
 
+    def _build_start(self, bars: Sequence[int], heard: float) -> float:
+        """Where a breakdown's build begins: its first bar, or where the breakdown's texture
+        came in (`heard`, at a cut inside the bar before) if that was less than a bar before
+        it. After a breakdown of a bar or so the build had begun at its last bar line, its
+        rise a second long and 3-4 LU (a music review)."""
+        first = float(min(bar for bar in bars if bar in self._builds))
+        return heard if first - self.bar_beats < heard < first else first
+
     def _gather_builds(self) -> None:
-        """A build's drums and pulse struck harder as it goes, by up to BUILD_RISE at its
-        drop: a crescendo into it."""
-        players = {*self.roles.of("drums")[:1], *self.roles.of("pulse")[:1]}
+        """A build's drums, pulse and tune struck harder as it goes, by up to BUILD_RISE at
+        its drop: a crescendo into it (the tune's own accents had fallen through each bar of
+        the build, 99 to 74, against the band's swell; a music review)."""
+        roles = self.roles
+        players = {*roles.of("drums")[:1], *roles.of("pulse")[:1], *roles.of("melody")}
         notes = self.result.notes
         for start, drop in self.result.builds:
             for index, note in enumerate(notes):
@@ -994,7 +1006,7 @@ class Composer:
         # Into a change of key the old tune stops at the cut (the new chords may come in
         # there, `_plan_harmony`), else it ends its bar.
         tune_kept = not tune_after and before.form.key == after.form.key
-        mark = len(self.result.notes)
+        mark = played = len(self.result.notes)
         went = self._bar(start, end, *before, tune=not tune_after)
         self._windowed(mark, start, cut, keep=melody if tune_kept else ())
         if not tune_after and not tune_kept:
@@ -1007,6 +1019,8 @@ class Composer:
         mark = len(self.result.notes)
         came = self._bar(start, end, *after, tune=tune_after)
         self._windowed(mark, cut, end, keep=melody if tune_after else ())
+        if not tune_after and (not tune_kept or after.form.intensity > before.form.intensity):
+            came |= self._lead_in(cut, end, after.form, played)
         self._rise_crash_without_a_cut(after.form, cut)
         self._bass_on_the_cut(mark, cut, end, came)
         if tune_after:
@@ -1014,6 +1028,33 @@ class Composer:
             calmer = self._level_change(after.form, before.form) - SECTION_ACCENT
             self._tune_dynamics(mark, start, cut, calmer)
         return went, came
+
+    def _lead_in(self, cut: float, bar_line: int, form: SectionForm, since: int) -> set[str]:
+        """Where a section is handed over at a cut before its bar line and no tune sounds
+        from the cut (into a change of key the old tune stops there; a busier section may
+        come in over the old tune's rest at its phrase's end), the tune struck at the cut and
+        held to the bar line: the chord's steady tone there nearest where it was, at the new
+        section's opening accent; its next bar goes on from there. A drop had come in without
+        its lead until the bar line (about a second; the mix 2-3 dB lower there; a music
+        review). `since`: the mark of the bar's notes. Who plays it."""
+        if self._tune_entries.get(form.start_beat, 0) or self._tune_rests(form, 0):
+            return set()
+        tune = self.roles.of("melody")
+        notes = self.result.notes[since:]
+        if any(n.instrument in tune and n.start < bar_line and n.end > cut + 1e-3 for n in notes):
+            return set()
+        level = self._level(form, False)
+        low, high = self.style.melody_range
+        pitch = nearest_in(self._melody_pitch, self._chord_at(cut).steady_tones, low, high)
+        velocity = _playing_velocity(level) + SECTION_ACCENT + self.style.tune_accent + 6
+        playing = set()
+        for number, player in enumerate(self.roles.of("melody")):
+            if self._joins(player, 1 if number == 0 else 3, level, number == 0):
+                self._add(player, pitch, cut, cut + (bar_line - cut) * 0.95, velocity - 10 * number)
+                playing.add(player)
+        if playing:
+            self._melody_pitch = pitch
+        return playing
 
     def _rise_crash_without_a_cut(self, form: SectionForm, beat: float) -> None:
         """A rise handed over at `beat` where no cut is (its segment turns without one): its

@@ -281,40 +281,61 @@ def _expression(
     bar later), and over a breakdown's build into its drop (the band swells into it: ramped
     over its last beat, the build had risen 1-3 LU from the breakdown to the drop's 10, a
     music review); sustained instruments swell into their long notes (not the piece's first,
-    which sounds from the first sample)."""
-    controls: list[Control] = []
+    which sounds from the first sample, nor a build's, which the build's own rise carries).
+    One curve: a swell starts from its share of the level where it sounds, ramp or not (the
+    ramp's and the swells' steps had been interleaved, a pad's expression jumping between
+    the two every 40 ms through a build, a music review)."""
     starts = arrangement.texture_starts
     builds = {drop: start for start, drop in arrangement.builds}
 
     def level(form: SectionForm) -> int:
         return EXPRESSION[min(max(form.intensity, 0), len(EXPRESSION) - 1)]
 
-    def ramp(start_beat: float, beats: float, low: int, high: int) -> None:
-        start_s = plan.beat_time(start_beat)
-        end_s = plan.beat_time(start_beat + beats)
-        steps = max(1, int((end_s - start_s) / CONTROL_STEP_S))
-        for i in range(steps + 1):
-            value = round(low + (high - low) * i / steps)
-            time_s = start_s + (end_s - start_s) * i / steps
-            controls.append(Control(round(time_s * sample_rate), CC_EXPRESSION, value))
+    def steps(start_s: float, end_s: float) -> np.ndarray:
+        return np.linspace(start_s, end_s, max(1, int((end_s - start_s) / CONTROL_STEP_S)) + 1)
 
-    controls.append(Control(0, CC_EXPRESSION, level(forms[0])))
-    steps = zip(itertools.pairwise(forms), itertools.pairwise(starts), strict=True)
-    for (previous, form), (since, start) in steps:
+    # The sections' levels, ramped between them, as (seconds, value) corners.
+    corner_s, corner_value = [0.0], [float(level(forms[0]))]
+    times = [np.zeros(1)]
+    pairs = zip(itertools.pairwise(forms), itertools.pairwise(starts), strict=True)
+    for (previous, form), (since, start) in pairs:
         if level(form) != level(previous):
             begin = max(since, builds.get(start, start - EXPRESSION_RAMP_BEATS))
-            ramp(begin, start - begin, level(previous), level(form))
+            begin_s, start_s = plan.beat_time(begin), plan.beat_time(start)
+            corner_s += [begin_s, start_s]
+            corner_value += [float(level(previous)), float(level(form))]
+            times.append(steps(begin_s, start_s))
+    # The swells: (start, end) in seconds, in order.
+    swells: list[tuple[float, float]] = []
     if instrument in SUSTAINING:
+        built = [(start - 1e-9, drop) for start, drop in arrangement.builds]
         seen: set[float] = set()
         for note in notes:
             if note.end - note.start < SWELL_MIN_BEATS or note.start in seen or note.start <= first:
                 continue
+            if any(low <= note.start < high for low, high in built):
+                continue
             seen.add(note.start)
-            form = forms[max(0, bisect.bisect_right(starts, note.start) - 1)]
-            target = level(form)
-            ramp(note.start, min(SWELL_BEATS, note.end - note.start), round(target * SWELL_FROM),
-                 target)  # fmt: skip
-    controls.sort(key=lambda c: c.sample)
+            swell = (
+                plan.beat_time(note.start),
+                plan.beat_time(note.start + min(SWELL_BEATS, note.end - note.start)),
+            )
+            swells.append(swell)
+            times.append(steps(*swell))
+    swells.sort()
+    swell_starts = [low for low, _ in swells]
+    at = np.unique(np.concatenate(times))
+    values = np.interp(at, corner_s, corner_value)
+    for i, time_s in enumerate(at):
+        # The latest swell begun by then shapes it, while it lasts.
+        j = bisect.bisect_right(swell_starts, time_s + 1e-9) - 1
+        if j >= 0 and time_s < swells[j][1] - 1e-9:
+            low, high = swells[j]
+            values[i] *= SWELL_FROM + (1.0 - SWELL_FROM) * (time_s - low) / (high - low)
+    controls: list[Control] = []
+    for time_s, value in zip(at, np.round(values).astype(int), strict=True):
+        if not controls or value != controls[-1].value:
+            controls.append(Control(round(time_s * sample_rate), CC_EXPRESSION, int(value)))
     return controls
 
 
