@@ -784,7 +784,7 @@ def test_a_lift_s_texture_comes_in_at_its_cut_before_its_bar_line(generator, bea
     segments = [Segment(a, b, energy, look, ["happy"]) for a, b, energy, look in shape]
     cuts = [Cut(t, "hard", 0.9) for t in (12.0, 22.0, 31.3)]
     checked = 0
-    for genre, seed in itertools.product(("electronic", "pop"), (1, 2)):
+    for genre, seed in itertools.product(("electronic", "pop"), (1, 2, 3)):
         brief = brief_for(beat_analysis, genre, seed=seed, duration_s=48.0, segments=segments,
                           cuts=cuts)  # fmt: skip
         score = generator.compose(brief, Heartbeat(lambda f: None))
@@ -803,6 +803,11 @@ def test_a_lift_s_texture_comes_in_at_its_cut_before_its_bar_line(generator, bea
             chord_there = next(s for s in reversed(score.arrangement.harmony) if s.start <= cue)
             assert lead.pitch % 12 in chord_there.chord.pitch_classes, (genre, seed, lead)
             assert lead.end >= bar_line - 0.25, (genre, seed, lead, bar_line)
+            # Held on over the bar line where the next bar's tune begins on its pitch, not
+            # struck again there.
+            again = [n for n in score.notes if n.instrument == lead.instrument
+                     and n.pitch == lead.pitch and abs(n.start - bar_line) < 0.05]  # fmt: skip
+            assert not again, (genre, seed, lead, again)
     assert checked >= 2, checked
 
 
@@ -815,7 +820,8 @@ def test_electronic_s_band_swells_as_one_through_a_build(
     from the breakdown's level to the drop's without falling back (the long notes' swells and
     the build's ramp had been interleaved, a pad's expression jumping between the two every
     40 ms), and the tune gathers with the band (its accents had fallen through each bar of
-    the build, 99 to 74). After a breakdown heard for less than a bar before its last bar
+    the build, 99 to 74); the drop lands at the level the build reached (its long notes had
+    swelled in from 6 dB under it). After a breakdown heard for less than a bar before its last bar
     line, the build begins at the breakdown's cut (it had waited for that bar line, its rise
     a second long: a music review)."""
     look = Look(0.6, 0.6, 0.5, 0.5)
@@ -843,6 +849,10 @@ def test_electronic_s_band_swells_as_one_through_a_build(
             levels = [c.value for c in performance.controls[name]
                       if c.controller == 11 and low_s <= c.sample / 48000 < high_s]  # fmt: skip
             assert levels == sorted(levels), (seed, name, levels)
+            # (The drop lands at the level the build reached: no swell into it.)
+            landing = [c.value for c in performance.controls[name] if c.controller == 11
+                       and high_s <= c.sample / 48000 < high_s + 0.5]  # fmt: skip
+            assert min(landing, default=127) >= levels[-1], (seed, name, landing)
             assert levels[0] <= EXPRESSION[forms[breakdown].intensity] + 1, (seed, name, levels)
             assert levels[-1] >= EXPRESSION[forms[breakdown + 1].intensity] - 3, (
                 seed,
@@ -860,13 +870,14 @@ def test_electronic_s_band_swells_as_one_through_a_build(
 def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
     generator, beat_analysis
 ):
-    """A first section of two bars that is the first shot is all intro: the tune comes in
-    with the second section, on its cut or its bar line, not a bar into the first shot (after
-    a one-bar intro the band and tune had come in a median 2.2 s before the picture changed,
-    in 73 of 165 pieces on 15 and 30 s clips)."""
-    checked = 0
+    """A first section of two or three bars that is the first shot is all intro: the tune
+    comes in with the second section, on its cut or its bar line, not a bar into the first
+    shot (after a one-bar intro the band and tune had come in a median 2.2 s before the
+    picture changed, in 73 of 165 pieces on 15 and 30 s clips; in a first shot of three bars,
+    3.3 s before, 8-12 LU louder where the picture did not change: music review 9)."""
+    checked: Counter[int] = Counter()
     for bounds, genre, seed in itertools.product(
-        (CLIP_15_S, CLIP_30_S, (0.0, 4.4, 9.0, 15.0)),
+        (CLIP_15_S, CLIP_30_S, (0.0, 4.4, 9.0, 15.0), (0.0, 6.6, 10.2, 15.0)),
         ("electronic", "pop", "rock", "folk", "cinematic"),
         (1, 2, 3),
     ):
@@ -878,14 +889,14 @@ def test_a_short_first_shot_is_the_intro_and_the_band_comes_in_on_the_first_cut(
         bars = [b for b in plan.bar_starts if first.start_beat <= b < first.end_beat]
         # The first shot alone (a section of merged short shots keeps a bar's intro).
         first_shot = abs(plan.sections[1].cue_s - bounds[1]) < 1e-6
-        if first.role != "intro" or len(bars) != 2 or not first_shot:
+        if first.role != "intro" or len(bars) not in (2, 3) or not first_shot:
             continue
-        checked += 1
+        checked[len(bars)] += 1
         tune = set(score.roles.of("melody"))
         entry = min(n.start for n in score.notes if n.instrument in tune)
         band_in = min(second.start_beat, score.arrangement.texture_starts[1])
         assert entry >= band_in - 1e-6, (genre, seed, bounds[1], entry, band_in)
-    assert checked >= 10, checked
+    assert checked[2] >= 10 and checked[3] >= 5, checked
 
 
 @pytest.mark.parametrize("genre", ["hip-hop", "lo-fi"])
@@ -3080,7 +3091,7 @@ def test_a_theme_comes_back_where_it_began(generator, beat_analysis):
     """A video whose look goes back and forth, in every genre: the tune comes in after the
     intro on its progression's first chord with its motif, and the returns of a material
     (in the same key) begin on the note its first statement began on (all but those where
-    it lies more than a fifth from the tune, as no bar starts: 31 of 33 here). The returns
+    it lies more than a fifth from the tune, as no bar starts: 26 of 27 here). The returns
     had begun wherever the line stood (the first notes matched in 30 of 148 returns of a
     music review's 97 s video), and after an intro the tune had come in on its phrase's
     third bar over the progression's third chord, so no return sounded like the opening."""
@@ -3096,6 +3107,21 @@ def test_a_theme_comes_back_where_it_began(generator, beat_analysis):
         if not tune:
             continue
         harmony = score.arrangement.harmony
+        # The tune's entry (after the pickup's anacrusis), on its section's first chord (a
+        # first shot of up to three bars is all intro: the tune comes in with the second).
+        downbeat = score.plan.first_downbeat
+        entry = min(n.start for n in score.notes
+                    if n.instrument == tune[0] and n.start >= downbeat - 1e-6)  # fmt: skip
+        bar_line = max(b for b in score.plan.bar_starts if b <= entry + 1e-6)
+        section = next(f for f in reversed(score.forms) if f.start_beat <= bar_line)
+        opening = (
+            harmony[0]
+            if section is score.forms[0]
+            else next(span for span in harmony if span.start >= section.start_beat - 1e-6)
+        )
+        chord = next(span for span in reversed(harmony) if span.start <= bar_line)
+        assert chord.numeral == opening.numeral, (genre, chord.numeral, opening.numeral)
+        entries += 1
         first: dict[str, tuple[Key, int]] = {}
         for before, form in zip([None, *score.forms[:-1]], score.forms, strict=True):
             if before is not None and before.material == form.material:
@@ -3107,17 +3133,12 @@ def test_a_theme_comes_back_where_it_began(generator, beat_analysis):
                            key=lambda n: n.start)  # fmt: skip
             if not notes:
                 continue
-            if before is None:
-                bar_line = max(b for b in score.plan.bar_starts if b <= notes[0].start + 1e-6)
-                chord = next(span for span in reversed(harmony) if span.start <= bar_line)
-                assert chord.numeral == harmony[0].numeral, (genre, chord.numeral)
-                entries += 1
             if form.material not in first:
                 first[form.material] = (form.key, notes[0].pitch % 12)
             elif first[form.material][0] == form.key:
                 returns += 1
                 again += notes[0].pitch % 12 == first[form.material][1]
-    assert entries >= 10 and returns >= 30, (entries, returns)
+    assert entries >= 10 and returns >= 25, (entries, returns)
     assert again >= 0.9 * returns, (again, returns)
 
 

@@ -163,12 +163,14 @@ HANDOVER_HOLD_BEATS = 1.0
 # downbeat's, from the first sample (at a user's 140 BPM a pickup of 2/64 had struck a chord and,
 # 54 ms later, the downbeat's: a stumble).
 SHORT_PICKUP_S = 0.12
-# A first section this many bars long that is the first shot (no cut before the next
+# A first section of two bars up to this many that is the first shot (no cut before the next
 # section's) is all intro: the tune and the band come in on the first cut (after a one-bar
 # intro they had come in a bar before it, a median 2.2 s before the picture changed, in 73
-# of 165 pieces on 15 and 30 s clips). One of a bar has no intro: the band plays from the
-# first sample. A montage's first section, short shots merged, keeps a bar's intro.
-INTRO_ONLY_BARS = 2
+# of 165 pieces on 15 and 30 s clips; in a first shot of three bars, 3.3 s before it, 8-12
+# LU louder where the picture did not change, music review 9). One of a bar has no intro:
+# the band plays from the first sample. A montage's first section, short shots merged, keeps
+# a bar's intro.
+INTRO_ONLY_MAX_BARS = 3
 # The pickup's chord before an intro (or a pickup too short for one), softly.
 PICKUP_VELOCITY = 60
 # Beats: a cut this close after a bar line is on it (its hit and the crash are one).
@@ -655,6 +657,8 @@ class Composer:
         # What the players whose notes were moved into their range already strike, by
         # (instrument, pitch, start): a chord's voice moved onto another is struck once.
         self._struck: set[tuple[str, int, float]] = set()
+        # The tune's lead-ins (`_lead_in`): player, pitch, cut and the bar line it leads to.
+        self._lead_ins: list[tuple[str, int, float, int]] = []
         self._bass_pitch = sum(style.register("bass")) // 2
         self._melody_pitch = (style.melody_range[0] + style.melody_range[1]) // 2
         # Seeded choices that hold for the whole piece: progressions (per mode, for sections
@@ -787,6 +791,7 @@ class Composer:
             self.result.section_instruments.append(sorted(playing))
         if plan.pickup_beats > 1e-6 and self._pickup_too_short():
             self._downbeat_from_the_first_sample()
+        self._tie_lead_ins()
         self._entries_on_their_cuts()
         self._clear_unisons()
         self._keep_under_the_tune()
@@ -1051,10 +1056,24 @@ class Composer:
         for number, player in enumerate(self.roles.of("melody")):
             if self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 self._add(player, pitch, cut, cut + (bar_line - cut) * 0.95, velocity - 10 * number)
+                self._lead_ins.append((player, pitch, cut, bar_line))
                 playing.add(player)
         if playing:
             self._melody_pitch = pitch
         return playing
+
+    def _tie_lead_ins(self) -> None:
+        """A lead-in whose next bar's tune begins on its pitch is held on through that note,
+        tied over the bar line: struck again 50 ms after its release, it had stuttered (music
+        review 9)."""
+        notes = self.result.notes
+        for player, pitch, cut, bar_line in self._lead_ins:
+            at = {n.start: i for i, n in enumerate(notes)
+                  if n.instrument == player and n.pitch == pitch}  # fmt: skip
+            lead, following = at.get(cut), at.get(float(bar_line))
+            if lead is not None and following is not None:
+                notes[lead] = dataclasses.replace(notes[lead], end=notes[following].end)
+                del notes[following]
 
     def _rise_crash_without_a_cut(self, form: SectionForm, beat: float) -> None:
         """A rise handed over at `beat` where no cut is (its segment turns without one): its
@@ -1142,11 +1161,11 @@ class Composer:
 
     def _intro_bars(self, section_bars: int) -> int:
         """Bars of the intro (the accompaniment before the melody): none in short pieces;
-        the whole of a first section of INTRO_ONLY_BARS that is the first shot."""
+        the whole of a first section of up to INTRO_ONLY_MAX_BARS that is the first shot."""
         total_bars = len(self.plan.bar_starts)
         if total_bars < 6:
             return 0
-        if section_bars == INTRO_ONLY_BARS and len(self.plan.sections) > 1:
+        if 2 <= section_bars <= INTRO_ONLY_MAX_BARS and len(self.plan.sections) > 1:
             cue = self.plan.sections[1].cue_s
             if not any(0.0 < cut.time_s < cue - 1e-6 for cut in self.cuts):
                 return section_bars

@@ -281,7 +281,8 @@ def _expression(
     bar later), and over a breakdown's build into its drop (the band swells into it: ramped
     over its last beat, the build had risen 1-3 LU from the breakdown to the drop's 10, a
     music review); sustained instruments swell into their long notes (not the piece's first,
-    which sounds from the first sample, nor a build's, which the build's own rise carries).
+    which sounds from the first sample, nor a build's, which the build's own rise carries,
+    nor its drop's, which lands at the level the build reached: it had dipped 6 dB there).
     One curve: a swell starts from its share of the level where it sounds, ramp or not (the
     ramp's and the swells' steps had been interleaved, a pad's expression jumping between
     the two every 40 ms through a build, a music review)."""
@@ -308,12 +309,12 @@ def _expression(
     # The swells: (start, end) in seconds, in order.
     swells: list[tuple[float, float]] = []
     if instrument in SUSTAINING:
-        built = [(start - 1e-9, drop) for start, drop in arrangement.builds]
+        built = [(start - 1e-9, drop + 1e-9) for start, drop in arrangement.builds]
         seen: set[float] = set()
         for note in notes:
             if note.end - note.start < SWELL_MIN_BEATS or note.start in seen or note.start <= first:
                 continue
-            if any(low <= note.start < high for low, high in built):
+            if any(low <= note.start <= high for low, high in built):
                 continue
             seen.add(note.start)
             swell = (
