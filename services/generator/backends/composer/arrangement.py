@@ -1053,7 +1053,7 @@ class Composer:
         pitch = nearest_in(self._melody_pitch, self._chord_at(cut).steady_tones, low, high)
         velocity = _playing_velocity(level) + SECTION_ACCENT + self.style.tune_accent + 6
         playing = set()
-        for number, player in enumerate(self.roles.of("melody")):
+        for number, player in enumerate(tune):
             if self._joins(player, 1 if number == 0 else 3, level, number == 0):
                 self._add(player, pitch, cut, cut + (bar_line - cut) * 0.95, velocity - 10 * number)
                 self._lead_ins.append((player, pitch, cut, bar_line))

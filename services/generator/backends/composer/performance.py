@@ -309,12 +309,11 @@ def _expression(
     # The swells: (start, end) in seconds, in order.
     swells: list[tuple[float, float]] = []
     if instrument in SUSTAINING:
-        built = [(start - 1e-9, drop + 1e-9) for start, drop in arrangement.builds]
         seen: set[float] = set()
         for note in notes:
             if note.end - note.start < SWELL_MIN_BEATS or note.start in seen or note.start <= first:
                 continue
-            if any(low <= note.start <= high for low, high in built):
+            if any(low - 1e-9 <= note.start <= drop + 1e-9 for low, drop in arrangement.builds):
                 continue
             seen.add(note.start)
             swell = (
